@@ -1,0 +1,193 @@
+"""Load and validate the catalogue: one YAML file per department.
+
+Every problem is reported, not only the first, each naming the file, the
+dataset and the field, so a data officer can fix a catalogue in one pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from catalog.errors import CatalogError, StreethubError
+from catalog.model import DEPARTMENT_CODES, Catalogue, Department
+from catalog.settings import CATALOG_DIR
+
+
+def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]:
+    """Turn a pydantic error location into (dataset code, field name, rest of path)."""
+    dataset = field = None
+    rest: list[str] = []
+    node = raw
+    loc = list(loc)
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        if part in ("datasets", "fields") and isinstance(nxt, int):
+            items = node.get(part) if isinstance(node, dict) else None
+            item = items[nxt] if isinstance(items, list) and nxt < len(items) else {}
+            label = (item.get("code") or item.get("name")) if isinstance(item, dict) else None
+            label = label or f"#{nxt + 1}"
+            if part == "datasets":
+                dataset = str(label)
+            else:
+                field = str(label)
+            node = item
+            i += 2
+            continue
+        rest.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+        i += 1
+    return dataset, field, ".".join(rest)
+
+
+def _problems_from(exc: ValidationError, raw: Any, file: str) -> list[StreethubError]:
+    out = []
+    for err in exc.errors():
+        dataset, field, rest = _name_at(raw, err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if rest:
+            msg = f"{rest}: {msg}"
+        out.append(StreethubError(msg, file=file, dataset=dataset, field=field))
+    return out
+
+
+def load_department(path: Path) -> tuple[Department | None, list[StreethubError]]:
+    """Parse one department file; return it (or None) and the problems found."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return None, [StreethubError(f"cannot read YAML: {exc}", file=file)]
+    if not isinstance(raw, dict):
+        return None, [StreethubError("top level must be a mapping of department keys", file=file)]
+    try:
+        dept = Department.model_validate(raw)
+    except ValidationError as exc:
+        return None, _problems_from(exc, raw, file)
+    if dept.code != path.stem:
+        return dept, [
+            StreethubError(
+                f"department code {dept.code!r} does not match the file name {path.name!r}",
+                file=file,
+            )
+        ]
+    return dept, []
+
+
+def _cross_checks(depts: dict[str, Department], files: dict[str, str]) -> list[StreethubError]:
+    problems: list[StreethubError] = []
+    by_code: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for d in depts.values():
+        for ds in d.datasets:
+            by_code[ds.resource_code].append((d.code, ds.code))
+        codes = [ds.code for ds in d.datasets]
+        for c in sorted({c for c in codes if codes.count(c) > 1}):
+            problems.append(StreethubError("duplicate dataset code", file=files[d.code], dataset=c))
+    for rc, owners in by_code.items():
+        if len(owners) > 1:
+            for dept, ds in owners:
+                others = ", ".join(f"{a}.{b}" for a, b in owners if (a, b) != (dept, ds))
+                problems.append(
+                    StreethubError(
+                        f"duplicate resource code {rc!r} (also used by {others})",
+                        file=files[dept],
+                        dataset=ds,
+                    )
+                )
+    authoritative: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for d in depts.values():
+        for ds in d.datasets:
+            for rel in ds.related_resources:
+                if rel not in by_code:
+                    problems.append(
+                        StreethubError(
+                            f"related resource code {rel!r} is not in the catalogue",
+                            file=files[d.code],
+                            dataset=ds.code,
+                        )
+                    )
+            for f in ds.fields:
+                if f.authoritative and f.concept:
+                    authoritative[f.concept].append((d.code, ds.code, f.name))
+                if f.authoritative and not f.concept:
+                    problems.append(
+                        StreethubError(
+                            "an authoritative field must name the concept it is authoritative for",
+                            file=files[d.code],
+                            dataset=ds.code,
+                            field=f.name,
+                        )
+                    )
+    for concept, owners in authoritative.items():
+        depts_owning = {o[0] for o in owners}
+        if len(depts_owning) > 1:
+            for dept, ds, fname in owners:
+                problems.append(
+                    StreethubError(
+                        f"concept {concept!r} has more than one authoritative department "
+                        f"({', '.join(sorted(depts_owning))})",
+                        file=files[dept],
+                        dataset=ds,
+                        field=fname,
+                    )
+                )
+    return problems
+
+
+def load_catalogue(directory: Path | None = None, *, complete: bool = True) -> Catalogue:
+    """Load every ``<dept>.yaml`` in ``directory``; raise CatalogError listing all problems.
+
+    ``complete`` requires all 12 departments to be present.
+    """
+    directory = Path(directory or CATALOG_DIR)
+    paths = sorted(directory.glob("*.yaml"))
+    problems: list[StreethubError] = []
+    if not paths:
+        raise CatalogError([StreethubError("no department YAML files found", file=str(directory))])
+    depts: dict[str, Department] = {}
+    files: dict[str, str] = {}
+    for path in paths:
+        dept, found = load_department(path)
+        problems.extend(found)
+        if dept is not None:
+            if dept.code in depts:
+                problems.append(
+                    StreethubError(
+                        f"department {dept.code!r} is also defined in {files[dept.code]}",
+                        file=str(path),
+                    )
+                )
+                continue
+            depts[dept.code] = dept
+            files[dept.code] = str(path)
+    problems.extend(_cross_checks(depts, files))
+    if complete:
+        seen = {p.stem for p in paths}
+        for code in DEPARTMENT_CODES:
+            if code not in seen:
+                problems.append(
+                    StreethubError(
+                        f"department {code!r} has no catalogue file", file=str(directory)
+                    )
+                )
+    if problems:
+        raise CatalogError(problems)
+    return Catalogue(departments=depts, sources=files)
+
+
+@lru_cache(maxsize=8)
+def _cached(directory: str) -> Catalogue:
+    return load_catalogue(Path(directory))
+
+
+def get_catalogue(directory: Path | None = None) -> Catalogue:
+    """The validated catalogue, cached per directory for the life of the process."""
+    return _cached(str(Path(directory or CATALOG_DIR).resolve()))

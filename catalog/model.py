@@ -1,0 +1,459 @@
+"""The typed model of the street data resource catalogue (街道数据资源目录).
+
+One YAML file per department holds the department and its datasets; each
+dataset carries the national catalogue fields (政务信息资源目录编制指南), how it
+is delivered, and its data items (fields) with their classification level,
+PII kind and masking rule. Everything downstream reads this model: nothing
+about a dataset is hard-coded elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEPARTMENT_CODES = (
+    "gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot",
+)  # fmt: skip
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Level(StrEnum):
+    """Level within general data: L1 public … L4 highly sensitive."""
+
+    L1 = "L1"
+    L2 = "L2"
+    L3 = "L3"
+    L4 = "L4"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[1])
+
+
+class DataGrade(StrEnum):
+    """GB/T 43697-2024 grade of a dataset: core / important / general data."""
+
+    core = "core"
+    important = "important"
+    general = "general"
+
+
+class ShareType(StrEnum):
+    """共享类型: unconditional (无条件), conditional (有条件), not shareable (不予共享)."""
+
+    unconditional = "unconditional"
+    conditional = "conditional"
+    not_shareable = "not_shareable"
+
+
+class OpenAttribute(StrEnum):
+    """开放属性."""
+
+    open = "open"
+    conditional_open = "conditional_open"
+    not_open = "not_open"
+
+
+class Entity(StrEnum):
+    """人 person, 房 house, 事 event, 物 thing."""
+
+    person = "person"
+    house = "house"
+    event = "event"
+    thing = "thing"
+
+
+class UpdateCycle(StrEnum):
+    realtime = "realtime"
+    hourly = "hourly"
+    daily = "daily"
+    weekly = "weekly"
+    monthly = "monthly"
+    quarterly = "quarterly"
+    yearly = "yearly"
+
+    @property
+    def cron(self) -> str:
+        """A cron schedule for pulling a source with this update cycle."""
+        return {
+            "realtime": "*/15 * * * *",
+            "hourly": "5 * * * *",
+            "daily": "30 1 * * *",
+            "weekly": "30 1 * * 1",
+            "monthly": "30 1 1 * *",
+            "quarterly": "30 1 1 1,4,7,10 *",
+            "yearly": "30 1 1 1 *",
+        }[self.value]
+
+    @property
+    def max_age(self) -> dt.timedelta:
+        """How old the newest delivery may be before the dataset counts as stale."""
+        return {
+            "realtime": dt.timedelta(hours=1),
+            "hourly": dt.timedelta(hours=3),
+            "daily": dt.timedelta(days=2),
+            "weekly": dt.timedelta(days=9),
+            "monthly": dt.timedelta(days=35),
+            "quarterly": dt.timedelta(days=100),
+            "yearly": dt.timedelta(days=380),
+        }[self.value]
+
+
+class FieldType(StrEnum):
+    """Logical type of a data item after standardisation (staged zone)."""
+
+    string = "string"
+    text = "text"  # free text that may hide PII (appeals, reports)
+    integer = "integer"
+    decimal = "decimal"
+    boolean = "boolean"
+    date = "date"
+    datetime = "datetime"
+
+
+class PiiKind(StrEnum):
+    """What kind of personal information a field holds (drives masking and scanning)."""
+
+    none = "none"
+    citizen_id = "citizen_id"
+    person_name = "person_name"
+    mobile = "mobile"
+    landline = "landline"
+    address = "address"
+    bank_card = "bank_card"
+    email = "email"
+    plate = "plate"
+    birth_date = "birth_date"
+    gender = "gender"
+    health = "health"
+    financial = "financial"
+    location = "location"
+    minor = "minor"
+    specific_identity = "specific_identity"  # disability, subsidy status, low income
+    biometric = "biometric"
+    free_text = "free_text"  # may contain any of the above
+    credit_code = "credit_code"  # unified social credit code (organisations)
+
+
+# PII kinds that PIPL art. 28 calls sensitive personal information: never below L3.
+SENSITIVE_PII = frozenset(
+    {
+        PiiKind.citizen_id,
+        PiiKind.bank_card,
+        PiiKind.health,
+        PiiKind.financial,
+        PiiKind.location,
+        PiiKind.minor,
+        PiiKind.specific_identity,
+        PiiKind.biometric,
+    }
+)
+# Direct identifiers of a person: at least L3.
+DIRECT_IDENTIFIERS = frozenset(
+    {PiiKind.citizen_id, PiiKind.person_name, PiiKind.mobile, PiiKind.bank_card, PiiKind.email}
+)
+
+
+class MaskingRule(StrEnum):
+    """How a field leaves the protected zones (marts, shares, logs)."""
+
+    none = "none"  # public or non-personal
+    pseudonymise = "pseudonymise"  # keyed HMAC, joinable
+    encrypt = "encrypt"  # AES-GCM, readable with authority only
+    suppress = "suppress"  # dropped / NULL
+    mask_id = "mask_id"  # 110105********002X
+    mask_mobile = "mask_mobile"  # 138****5678
+    mask_name = "mask_name"  # 张*
+    mask_address = "mask_address"  # cut to the community
+    mask_bank_card = "mask_bank_card"
+    mask_email = "mask_email"
+    mask_plate = "mask_plate"
+    generalise_age = "generalise_age"  # age bands
+    generalise_year = "generalise_year"  # birth date → year
+    generalise_month = "generalise_month"  # date → month
+    generalise_grid = "generalise_grid"  # coordinates → grid cell
+    scrub_text = "scrub_text"  # free-text PII scrubbing
+
+
+class ConnectorKind(StrEnum):
+    sql_db = "sql_db"
+    excel = "excel"
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+    http_api = "http_api"
+
+
+FILE_CONNECTORS = frozenset(
+    {
+        ConnectorKind.excel,
+        ConnectorKind.csv,
+        ConnectorKind.json,
+        ConnectorKind.jsonl,
+        ConnectorKind.parquet,
+    }
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range min {self.min} is greater than max {self.max}")
+        return self
+
+
+class FieldSpec(_Strict):
+    """A data item (数据项) of a dataset."""
+
+    name: str = Field(description="English snake_case name used in the lake")
+    label_zh: str = Field(description="Chinese label (数据项名称)")
+    source: str | None = Field(
+        default=None, description="column / header / key as delivered; default: name"
+    )
+    type: FieldType
+    required: bool = False
+    unique: bool = False
+    pattern: str | None = None
+    allowed_values: list[str] | None = None
+    range: Range | None = None
+    pii: PiiKind = PiiKind.none
+    level: Level
+    masking: MaskingRule = MaskingRule.none
+    quasi_identifier: bool = False
+    authoritative: bool = Field(
+        default=False, description="this department is the authoritative source (权威来源)"
+    )
+    concept: str | None = Field(
+        default=None,
+        description="shared concept across departments, e.g. person.birth_date; "
+        "joins golden records and consistency checks",
+    )
+    checks: list[str] = Field(default_factory=list, description="named custom checks")
+    description: str | None = None
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.name
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"field name {v!r} must be snake_case ASCII (a-z, 0-9, _)")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"pattern {v!r} does not compile: {exc}") from None
+        return v
+
+    @field_validator("allowed_values")
+    @classmethod
+    def _non_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("allowed_values must list at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FieldSpec:
+        if self.pii in SENSITIVE_PII and self.level.rank < 3:
+            raise ValueError(
+                f"PII kind {self.pii.value} is sensitive personal information (PIPL art. 28): "
+                f"level must be L3 or L4, not {self.level.value}"
+            )
+        if self.pii in DIRECT_IDENTIFIERS and self.level.rank < 3:
+            raise ValueError(
+                f"PII kind {self.pii.value} identifies a person: level must be L3 or L4, "
+                f"not {self.level.value}"
+            )
+        if self.level.rank >= 3 and self.masking is MaskingRule.none:
+            raise ValueError(f"an {self.level.value} field needs a masking rule, not 'none'")
+        if self.range is not None and self.type not in (FieldType.integer, FieldType.decimal):
+            raise ValueError(f"range applies to integer or decimal fields, not {self.type.value}")
+        if self.concept is not None and not re.match(r"^[a-z_]+\.[a-z_]+$", self.concept):
+            raise ValueError(f"concept {self.concept!r} must look like entity.attribute")
+        return self
+
+
+class Delivery(_Strict):
+    """How the department delivers the dataset, and the connector that reads it."""
+
+    kind: ConnectorKind
+    # file connectors: glob under inbox/<dept>/
+    pattern: str | None = None
+    encoding: str | None = None  # csv: utf-8, utf-8-sig, gbk …
+    delimiter: str | None = None
+    sheet: str | None = None  # excel
+    header_row: int | None = Field(default=None, ge=0, description="0-based header row (excel)")
+    records_path: str | None = None  # json: key holding the list of records
+    # sql_db
+    table: str | None = None
+    cursor_column: str | None = None
+    # http_api
+    endpoint: str | None = None
+    page_size: int | None = Field(default=None, gt=0, le=10_000)
+    cursor_param: str | None = None
+    cursor_field: str | None = None
+
+    @model_validator(mode="after")
+    def _options_for_kind(self) -> Delivery:
+        needed: dict[ConnectorKind, tuple[str, ...]] = {
+            ConnectorKind.sql_db: ("table",),
+            ConnectorKind.excel: ("pattern", "sheet"),
+            ConnectorKind.csv: ("pattern", "encoding"),
+            ConnectorKind.json: ("pattern",),
+            ConnectorKind.jsonl: ("pattern",),
+            ConnectorKind.parquet: ("pattern",),
+            ConnectorKind.http_api: ("endpoint", "page_size"),
+        }
+        missing = [k for k in needed[self.kind] if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.kind.value} delivery needs: {', '.join(missing)}")
+        if self.encoding is not None:
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        return self
+
+
+class Dataset(_Strict):
+    """A data resource (数据资源) as the national catalogue describes it."""
+
+    code: str = Field(description="English snake_case dataset code, unique in the department")
+    resource_code: str = Field(description="资源代码, unique across the catalogue")
+    name_zh: str
+    name_en: str
+    entity: Entity
+    summary: str
+    format: str = Field(description="资源格式 as delivered: database, xlsx, csv, json …")
+    update_cycle: UpdateCycle
+    share_type: ShareType
+    share_conditions: str | None = None
+    share_method: Literal["api", "file", "database", "delta_sharing"] = "api"
+    legal_basis: str | None = None
+    open_attribute: OpenAttribute = OpenAttribute.not_open
+    release_date: dt.date
+    related_resources: list[str] = Field(default_factory=list)
+    grade: DataGrade = DataGrade.general
+    key: list[str] = Field(description="fields that identify a row (the business key)")
+    delivery: Delivery
+    fields: list[FieldSpec]
+
+    @field_validator("code")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"dataset code {v!r} must be snake_case ASCII")
+        return v
+
+    @property
+    def max_level(self) -> Level:
+        return max((f.level for f in self.fields), key=lambda lv: lv.rank)
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Dataset:
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate field name(s): {', '.join(dupes)}")
+        sources = [f.source_name for f in self.fields]
+        dupes = sorted({n for n in sources if sources.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate source column(s): {', '.join(dupes)}")
+        unknown = [k for k in self.key if k not in names]
+        if unknown:
+            raise ValueError(f"key names unknown field(s): {', '.join(unknown)}")
+        if not self.fields:
+            raise ValueError("a dataset needs at least one field")
+        if self.share_type is ShareType.unconditional:
+            l4 = [f.name for f in self.fields if f.level is Level.L4]
+            if l4:
+                raise ValueError(
+                    f"L4 field(s) {', '.join(l4)} cannot be in an unconditional (无条件共享) "
+                    "dataset: make it conditional or move the fields"
+                )
+        if self.share_type is ShareType.conditional and not self.share_conditions:
+            raise ValueError("a conditional (有条件共享) dataset must state its share_conditions")
+        if self.share_type is ShareType.not_shareable and not self.legal_basis:
+            raise ValueError("a not-shareable (不予共享) dataset must state its legal_basis")
+        d = self.delivery
+        if d.kind is ConnectorKind.http_api and d.cursor_field and d.cursor_field not in sources:
+            raise ValueError(f"delivery cursor_field {d.cursor_field!r} is not a source column")
+        if d.kind is ConnectorKind.sql_db and d.cursor_column and d.cursor_column not in sources:
+            raise ValueError(f"delivery cursor_column {d.cursor_column!r} is not a source column")
+        return self
+
+
+class Department(_Strict):
+    code: str
+    name_zh: str
+    name_en: str
+    provider_code: str = Field(description="提供方代码 (unified social credit code)")
+    owner: str = Field(description="e-mail or team:x of the data owner, for Dagster")
+    datasets: list[Dataset]
+
+    @field_validator("code")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DEPARTMENT_CODES:
+            raise ValueError(f"unknown department code {v!r}; one of {', '.join(DEPARTMENT_CODES)}")
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        if not (v.startswith("team:") or re.match(r"^[^@\s]+@[^@\s]+\.[a-z]+$", v)):
+            raise ValueError(f"owner {v!r} must be an e-mail or team:name")
+        return v
+
+
+class Catalogue(BaseModel):
+    """The whole catalogue: every department and its datasets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    departments: dict[str, Department]
+    sources: dict[str, str] = Field(default_factory=dict, description="dept code → YAML path")
+
+    def datasets(self) -> list[tuple[Department, Dataset]]:
+        return [(d, ds) for d in self.departments.values() for ds in d.datasets]
+
+    def dataset(self, ref: str) -> tuple[Department, Dataset]:
+        """Look up by ``dept.dataset``, ``dept/dataset``, ``dept__dataset`` or resource code."""
+        norm = ref.replace("/", ".").replace("__", ".")
+        for d, ds in self.datasets():
+            if norm == f"{d.code}.{ds.code}" or ref == ds.resource_code:
+                return d, ds
+        raise KeyError(ref)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {code: d.model_dump(mode="json") for code, d in self.departments.items()}

@@ -1,0 +1,117 @@
+"""The one settings object (environment variables with the ``STREETHUB_`` prefix).
+
+It lives in ``catalog/`` because every other folder may import ``catalog``;
+nothing else of ours is imported here. Embedded default: everything under
+``STREETHUB_HOME`` (``./.streethub``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CATALOG_DIR = Path(__file__).parent / "departments"
+
+
+class Settings(BaseSettings):
+    """Where things live and how the hub reaches its sources."""
+
+    model_config = SettingsConfigDict(env_prefix="STREETHUB_", extra="ignore")
+
+    home: Path = Field(default=Path(".streethub"), description="root of all local state")
+    catalog_dir: Path = Field(default=CATALOG_DIR, description="folder of department YAMLs")
+    lake_metadata_url: str | None = Field(
+        default=None,
+        description="DuckLake metadata catalogue; default a SQLite file under home/lake",
+    )
+    lake_data_path: Path | None = Field(default=None, description="Parquet data folder")
+    lake_busy_timeout_ms: int = 30_000
+    lake_lock_timeout_s: float = 600.0
+    dept_api_url: str = Field(
+        default="http://127.0.0.1:8765", description="base URL of the departments' HTTP APIs"
+    )
+    dept_api_token: str | None = Field(
+        default=None, description="bearer token for the departments' APIs (else read from home)"
+    )
+    gaj_db_url: str | None = Field(
+        default=None,
+        description="police registry database; default sqlite file the simulator writes",
+    )
+
+    @property
+    def home_abs(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home_abs / "lake"
+
+    @property
+    def lake_data_dir(self) -> Path:
+        return (self.lake_data_path or self.lake_dir / "data").expanduser().resolve()
+
+    @property
+    def lake_metadata(self) -> str:
+        """The DuckLake metadata location as used in ``ATTACH 'ducklake:<this>'``."""
+        if self.lake_metadata_url:
+            return self.lake_metadata_url
+        return f"sqlite:{self.lake_dir / 'metadata.sqlite'}"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home_abs / "landing"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.home_abs / "inbox"
+
+    @property
+    def departments_dir(self) -> Path:
+        """State of the simulated department systems (databases, API data)."""
+        return self.home_abs / "departments"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.home_abs / "truth"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home_abs / "keys"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.home_abs / "audit"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_abs / "dagster"
+
+    @property
+    def state_dir(self) -> Path:
+        """Connector cursors and other small bookkeeping."""
+        return self.home_abs / "state"
+
+    @property
+    def extension_dir(self) -> Path:
+        return self.home_abs / "duckdb_extensions"
+
+    def ensure_dirs(self) -> Settings:
+        """Create the local folders (private to the owner) and return self."""
+        for d in (
+            self.home_abs,
+            self.lake_dir,
+            self.lake_data_dir,
+            self.landing_dir,
+            self.inbox_dir,
+            self.state_dir,
+            self.dagster_home,
+        ):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self
+
+
+def get_settings() -> Settings:
+    """A fresh settings object read from the environment."""
+    return Settings()

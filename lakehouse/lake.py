@@ -1,0 +1,172 @@
+"""Opening the lake: a DuckLake catalogue (SQLite metadata by default) over Parquet.
+
+Several processes open the same lake at once (a Dagster run, the share API,
+an analyst's notebook). DuckLake on a SQLite catalogue allows one writer and
+many readers (../shared/STACK.md), so:
+
+- a writer takes an exclusive lock file *before* ATTACH and holds it until it
+  closes; a second writer waits (up to ``lake_lock_timeout_s``) instead of
+  corrupting the catalogue;
+- readers ATTACH read-only and never take the lock;
+- the metadata file runs in WAL mode with a busy timeout so readers do not
+  block on the writer's commits;
+- small inserts are never inlined into the metadata (``DATA_INLINING_ROW_LIMIT
+  0``): every table's rows are Parquet files under the data path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import duckdb
+
+from catalog.errors import LakeError
+from catalog.settings import Settings, get_settings
+from lakehouse.extensions import load_extensions
+
+ALIAS = "lake"
+ZONES = ("landing", "raw", "staged", "quarantine", "curated", "marts")
+
+
+def _sql_str(value: str) -> str:
+    """A SQL string literal (paths and URLs from settings, never user input)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _WriterLock:
+    """An exclusive advisory lock (fcntl) on ``<lake_dir>/writer.lock``."""
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - held until release()
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.05
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    fh.close()
+                    raise LakeError(
+                        f"another process has been writing to the lake for over "
+                        f"{self.timeout_s:.0f} s (lock {self.path}); try again when it ends"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def connect(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake attached as ``lake`` (and USEd).
+
+    Prefer :func:`open_lake`, which also takes the writer lock and closes the
+    connection. A read-write connection from here holds no lock: the caller
+    must hold one.
+    """
+    settings = settings or get_settings()
+    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    try:
+        load_extensions(con, settings, "sqlite_scanner", "ducklake")
+        options = [f"META_BUSY_TIMEOUT {int(settings.lake_busy_timeout_ms)}"]
+        if read_only:
+            options.insert(0, "READ_ONLY")
+        else:
+            settings.lake_data_dir.mkdir(parents=True, exist_ok=True)
+            options += [
+                f"DATA_PATH {_sql_str(str(settings.lake_data_dir) + '/')}",
+                "DATA_INLINING_ROW_LIMIT 0",
+            ]
+        if settings.lake_metadata.startswith("sqlite:"):
+            options.append("META_JOURNAL_MODE 'WAL'")
+            Path(settings.lake_metadata.removeprefix("sqlite:")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        con.execute(
+            f"ATTACH {_sql_str('ducklake:' + settings.lake_metadata)} AS {ALIAS} "
+            f"({', '.join(options)})"
+        )
+        con.execute(f"USE {ALIAS}")
+    except duckdb.Error as exc:
+        con.close()
+        raise LakeError(f"cannot open the lake at {settings.lake_metadata}: {exc}") from exc
+    return con
+
+
+def ensure_zones(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the zone schemas that are missing (one snapshot, only if needed)."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = ?", [ALIAS]
+        ).fetchall()
+    }
+    missing = [zone for zone in ZONES if zone not in have]
+    if missing:
+        con.execute("BEGIN TRANSACTION")
+        for zone in missing:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ALIAS}.{zone}")
+        con.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def open_lake(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the lake for one unit of work and close it afterwards.
+
+    Writers hold the lake's writer lock for the whole block; readers do not.
+    A reader opening a lake that was never initialised gets a LakeError.
+    """
+    settings = settings or get_settings()
+    lock = None
+    if read_only:
+        meta = settings.lake_metadata
+        if meta.startswith("sqlite:") and not Path(meta.removeprefix("sqlite:")).exists():
+            raise LakeError(
+                f"the lake has not been initialised yet ({meta}); run `streethub lake init`"
+            )
+    else:
+        lock = _WriterLock(settings.lake_dir / "writer.lock", settings.lake_lock_timeout_s)
+        lock.acquire()
+    try:
+        con = connect(settings, read_only=read_only)
+        try:
+            if not read_only:
+                ensure_zones(con)
+            yield con
+        finally:
+            con.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def init_lake(settings: Settings | None = None) -> None:
+    """Create the lake (catalogue, data folder, zone schemas) if it does not exist."""
+    settings = (settings or get_settings()).ensure_dirs()
+    with open_lake(settings):
+        pass

@@ -1,0 +1,79 @@
+"""Snapshots and time travel over the lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from catalog.errors import LakeError
+from lakehouse.lake import ALIAS, ZONES
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: int
+    time: dt.datetime
+    schema_version: int
+    changes: dict[str, Any]
+    author: str | None
+    message: str | None
+
+
+def list_snapshots(con: duckdb.DuckDBPyConnection) -> list[Snapshot]:
+    """Every snapshot of the lake, oldest first."""
+    rows = con.execute(
+        f"SELECT snapshot_id, snapshot_time, schema_version, changes, author, commit_message "
+        f"FROM {ALIAS}.snapshots() ORDER BY snapshot_id"
+    ).fetchall()
+    return [Snapshot(*r) for r in rows]
+
+
+def current_snapshot(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0])
+
+
+def table_ref(zone: str, table: str) -> str:
+    """A safe, quoted reference to ``lake.<zone>.<table>``."""
+    if zone not in ZONES:
+        raise LakeError(f"unknown zone {zone!r}; one of {', '.join(ZONES)}")
+    if not table.replace("_", "").isalnum():
+        raise LakeError(f"invalid table name {table!r}")
+    return f'{ALIAS}."{zone}"."{table}"'
+
+
+def read_at(
+    con: duckdb.DuckDBPyConnection,
+    zone: str,
+    table: str,
+    *,
+    snapshot: int | None = None,
+    timestamp: dt.datetime | None = None,
+) -> duckdb.DuckDBPyRelation:
+    """The table as it was at a snapshot id or a point in time (time travel)."""
+    ref = table_ref(zone, table)
+    if snapshot is not None and timestamp is not None:
+        raise LakeError("give a snapshot or a timestamp, not both")
+    if snapshot is not None:
+        return con.sql(f"SELECT * FROM {ref} AT (VERSION => {int(snapshot)})")
+    if timestamp is not None:
+        return con.sql(f"SELECT * FROM {ref} AT (TIMESTAMP => $ts)", params={"ts": timestamp})
+    return con.sql(f"SELECT * FROM {ref}")
+
+
+def list_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
+    """(zone, table, rows) for every table in the lake."""
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+        "ORDER BY schema_name, table_name",
+        [ALIAS],
+    ).fetchall()
+    out = []
+    for zone, table in tables:
+        if zone not in ZONES:
+            continue
+        n = con.execute(f"SELECT count(*) FROM {table_ref(zone, table)}").fetchone()[0]
+        out.append((zone, table, int(n)))
+    return out

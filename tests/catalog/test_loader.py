@@ -1,0 +1,215 @@
+"""The catalogue loader accepts the shipped catalogue and names every problem in a bad one."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from catalog.errors import CatalogError
+from catalog.loader import load_catalogue
+from catalog.model import DEPARTMENT_CODES, Level, MaskingRule, ShareType
+from catalog.settings import CATALOG_DIR
+
+GAJ = yaml.safe_load((CATALOG_DIR / "gaj.yaml").read_text(encoding="utf-8"))
+
+
+def test_shipped_catalogue_is_valid_and_complete() -> None:
+    cat = load_catalogue()
+    assert set(cat.departments) == set(DEPARTMENT_CODES)
+    datasets = cat.datasets()
+    assert 25 <= len(datasets) <= 35
+    assert {ds.entity.value for _, ds in datasets} == {"person", "house", "event", "thing"}
+    codes = [ds.resource_code for _, ds in datasets]
+    assert len(codes) == len(set(codes))
+
+
+def test_shipped_catalogue_protects_sensitive_fields() -> None:
+    for _, ds in load_catalogue().datasets():
+        for f in ds.fields:
+            if f.level.rank >= 3:
+                assert f.masking is not MaskingRule.none, (ds.code, f.name)
+        if ds.share_type is ShareType.unconditional:
+            assert all(f.level is not Level.L4 for f in ds.fields), ds.code
+
+
+def test_lookup_by_code_and_resource_code() -> None:
+    cat = load_catalogue()
+    d, ds = cat.dataset("gaj.registered_residents")
+    assert (d.code, ds.resource_code) == ("gaj", "JD-GAJ-001")
+    assert cat.dataset("JD-GAJ-001")[1] is ds
+    assert cat.dataset("raw/gaj/registered_residents".removeprefix("raw/"))[1] is ds
+    with pytest.raises(KeyError):
+        cat.dataset("gaj.nothing")
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _field(doc: dict[str, Any], name: str, ds: int = 0) -> dict[str, Any]:
+    return next(f for f in doc["datasets"][ds]["fields"] if f["name"] == name)
+
+
+BROKEN: dict[str, tuple[Mutation, str, str | None, str]] = {
+    # case: (mutation, dataset named in the error, field named, text in the message)
+    "unknown pii kind": (
+        lambda d: _field(d, "mobile").update(pii="phone_number"),
+        "registered_residents",
+        "mobile",
+        "pii",
+    ),
+    "missing level": (
+        lambda d: _field(d, "name").pop("level"),
+        "registered_residents",
+        "name",
+        "level",
+    ),
+    "L4 field in an unconditional dataset": (
+        lambda d: d["datasets"][0].update(share_type="unconditional"),
+        "registered_residents",
+        None,
+        "L4 field(s) citizen_id",
+    ),
+    "pattern that does not compile": (
+        lambda d: _field(d, "community_code").update(pattern="^\\d{12$("),
+        "registered_residents",
+        "community_code",
+        "does not compile",
+    ),
+    "sensitive PII below L3": (
+        lambda d: _field(d, "citizen_id").update(level="L2"),
+        "registered_residents",
+        "citizen_id",
+        "PIPL",
+    ),
+    "L3 field without masking": (
+        lambda d: _field(d, "address").update(masking="none"),
+        "registered_residents",
+        "address",
+        "masking rule",
+    ),
+    "unknown masking rule": (
+        lambda d: _field(d, "address").update(masking="blur"),
+        "registered_residents",
+        "address",
+        "masking",
+    ),
+    "key names an unknown field": (
+        lambda d: d["datasets"][1].update(key=["permit_number"]),
+        "residence_permits",
+        None,
+        "permit_number",
+    ),
+    "duplicate field": (
+        lambda d: d["datasets"][0]["fields"].append(copy.deepcopy(_field(d, "gender"))),
+        "registered_residents",
+        None,
+        "duplicate field name",
+    ),
+    "csv delivery without encoding": (
+        lambda d: d["datasets"][0].update(delivery={"kind": "csv", "pattern": "*.csv"}),
+        "registered_residents",
+        None,
+        "encoding",
+    ),
+    "unknown connector kind": (
+        lambda d: d["datasets"][0]["delivery"].update(kind="ftp"),
+        "registered_residents",
+        None,
+        "delivery.kind",
+    ),
+    "conditional without conditions": (
+        lambda d: d["datasets"][1].pop("share_conditions"),
+        "residence_permits",
+        None,
+        "share_conditions",
+    ),
+    "unknown key in a field": (
+        lambda d: _field(d, "gender").update(colour="blue"),
+        "registered_residents",
+        "gender",
+        "colour",
+    ),
+    "range on a string field": (
+        lambda d: _field(d, "household_id").update(range={"min": 1, "max": 9}),
+        "registered_residents",
+        "household_id",
+        "range",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_catalogue_names_file_dataset_and_field(case: str, tmp_path: Path) -> None:
+    mutate, dataset, field, text = BROKEN[case]
+    doc = copy.deepcopy(GAJ)
+    mutate(doc)
+    path = tmp_path / "gaj.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path, complete=False)
+    problems = info.value.problems
+    assert problems, case
+    p = problems[0]
+    assert p.file == str(path)
+    assert p.dataset == dataset
+    assert p.field == field
+    assert text in str(p), str(p)
+    assert str(path) in str(info.value)
+
+
+def test_duplicate_resource_code_across_files(tmp_path: Path) -> None:
+    other = copy.deepcopy(GAJ)
+    other["code"] = "mzj"
+    other["datasets"] = [other["datasets"][1]]
+    other["datasets"][0]["code"] = "permits_copy"
+    other["datasets"][0]["related_resources"] = []
+    for f in other["datasets"][0]["fields"]:
+        f.pop("authoritative", None)
+    (tmp_path / "gaj.yaml").write_text(yaml.safe_dump(GAJ, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "mzj.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path, complete=False)
+    msgs = [str(p) for p in info.value.problems]
+    assert any("duplicate resource code 'JD-GAJ-002'" in m and "mzj.yaml" in m for m in msgs)
+
+
+def test_two_authoritative_departments_for_one_concept(tmp_path: Path) -> None:
+    other = copy.deepcopy(GAJ)
+    other["code"] = "wjw"
+    other["datasets"] = [other["datasets"][0]]
+    other["datasets"][0].update(code="copy", resource_code="JD-WJW-999", related_resources=[])
+    (tmp_path / "gaj.yaml").write_text(yaml.safe_dump(GAJ, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "wjw.yaml").write_text(yaml.safe_dump(other, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path, complete=False)
+    hits = [p for p in info.value.problems if "person.birth_date" in str(p)]
+    assert {p.field for p in hits} == {"birth_date"}
+    assert {Path(p.file).name for p in hits} == {"gaj.yaml", "wjw.yaml"}
+
+
+def test_file_name_must_match_department_code(tmp_path: Path) -> None:
+    (tmp_path / "police.yaml").write_text(yaml.safe_dump(GAJ, allow_unicode=True), "utf-8")
+    with pytest.raises(CatalogError, match="does not match the file name"):
+        load_catalogue(tmp_path, complete=False)
+
+
+def test_unreadable_yaml_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "gaj.yaml").write_text("code: gaj\ndatasets: [\n", encoding="utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path, complete=False)
+    assert info.value.problems[0].file.endswith("gaj.yaml")
+    assert "cannot read YAML" in str(info.value)
+
+
+def test_missing_departments_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "gaj.yaml").write_text(yaml.safe_dump(GAJ, allow_unicode=True), "utf-8")
+    with pytest.raises(CatalogError) as info:
+        load_catalogue(tmp_path)
+    missing = {str(p) for p in info.value.problems}
+    assert len(missing) == len(DEPARTMENT_CODES) - 1
+    assert any("'iot' has no catalogue file" in m for m in missing)
