@@ -1,0 +1,114 @@
+"""What every connector produces, and the checks shared by all of them.
+
+A connector turns one landed delivery (bytes on disk) into a frame of text
+columns named as delivered, each row with its ``_source_row`` (the row number
+a person would see in the file), plus the rows it could not parse. A delivery
+that cannot be read as a whole raises :class:`DeliveryError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from catalog.errors import DeliveryError
+from catalog.model import Dataset
+
+SOURCE_ROW = "_source_row"
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One delivered row that could not be parsed (it goes to quarantine)."""
+
+    source_row: int
+    reason: str
+    field: str | None = None
+    check: str = "parse"
+
+
+@dataclass
+class Parsed:
+    """A delivery read into text columns (source names) and its unparseable rows."""
+
+    frame: pl.DataFrame
+    problems: list[RowProblem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.frame.height + len(self.problems)
+
+
+def to_text_frame(columns: dict[str, list[object]], source_rows: list[int]) -> pl.DataFrame:
+    """Columns of Python values → a frame of strings (None stays null)."""
+    data = {
+        name: pl.Series(name, [_as_text(v) for v in values], dtype=pl.String)
+        for name, values in columns.items()
+    }
+    return pl.DataFrame({SOURCE_ROW: pl.Series(SOURCE_ROW, source_rows, dtype=pl.Int64), **data})
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def stringify(frame: pl.DataFrame) -> pl.DataFrame:
+    """Cast every column but ``_source_row`` to text, as the raw zone keeps values."""
+    return frame.with_columns(pl.col(c).cast(pl.String) for c in frame.columns if c != SOURCE_ROW)
+
+
+def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
+    """Rows that repeat the header (a re-pasted header block) go to quarantine."""
+    sources = [f.source_name for f in dataset.fields if f.source_name in parsed.frame.columns]
+    if len(sources) < 2 or parsed.frame.height == 0:
+        return parsed
+    hits = sum((pl.col(s).str.strip_chars() == s).fill_null(False).cast(pl.Int32) for s in sources)
+    mask = hits >= max(2, (len(sources) + 1) // 2)
+    stray = parsed.frame.filter(mask)
+    if stray.height == 0:
+        return parsed
+    problems = parsed.problems + [
+        RowProblem(int(r), "row repeats the header (stray header row)", check="stray_header")
+        for r in stray[SOURCE_ROW].to_list()
+    ]
+    return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
+
+
+def map_to_fields(parsed: Parsed, dataset: Dataset, file: Path | str) -> pl.DataFrame:
+    """Rename source columns to the catalogue's field names; check the columns are there.
+
+    A missing required column fails the whole delivery; a missing optional one
+    becomes null; columns the catalogue does not know are dropped and noted.
+    """
+    frame = parsed.frame
+    cols = {c.strip().lstrip("\ufeff"): c for c in frame.columns}
+    missing_required = [
+        f.source_name for f in dataset.fields if f.required and f.source_name not in cols
+    ]
+    if missing_required:
+        raise DeliveryError(
+            f"required column(s) missing: {', '.join(missing_required)} "
+            f"(found: {', '.join(c for c in cols if c != SOURCE_ROW)})",
+            dataset=dataset.code,
+            file=str(file),
+        )
+    known = {f.source_name for f in dataset.fields}
+    extra = [c for c in cols if c not in known and c != SOURCE_ROW]
+    if extra:
+        parsed.notes.append(f"columns not in the catalogue, not loaded: {', '.join(extra)}")
+    exprs = [pl.col(SOURCE_ROW)]
+    for f in dataset.fields:
+        if f.source_name in cols:
+            exprs.append(pl.col(cols[f.source_name]).cast(pl.String).alias(f.name))
+        else:
+            exprs.append(pl.lit(None, dtype=pl.String).alias(f.name))
+    return frame.select(exprs)

@@ -1,0 +1,87 @@
+"""A department's relational database, read over a real DB connection.
+
+The police registry is a SQLite file by default (DuckDB's sqlite scanner,
+read-only, every column as text as the legacy system keeps it); the same
+code reads PostgreSQL through DuckDB's postgres scanner once a later issue
+adds it. Pulls are incremental on the dataset's ``cursor_column``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from catalog.errors import DeliveryError
+from catalog.model import Dataset
+from catalog.settings import Settings
+from lakehouse.extensions import load_extensions
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """Records pulled from a system (not a file): bytes to land and where the cursor ends."""
+
+    data: bytes
+    rows: int
+    cursor_end: str | None
+    source: str
+
+
+def db_url(settings: Settings, dept: str) -> str:
+    """``STREETHUB_<DEPT>_DB_URL`` or the simulated department's SQLite file."""
+    url = os.environ.get(f"STREETHUB_{dept.upper()}_DB_URL")
+    if url:
+        return url
+    return f"sqlite:{settings.departments_dir / dept / 'registry.sqlite'}"
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None) -> Pulled:
+    d = dataset.delivery
+    url = db_url(settings, dept)
+    kind, _, target = url.partition(":")
+    if kind != "sqlite":
+        raise DeliveryError(f"unsupported database URL scheme {kind!r}", dataset=dataset.code)
+    if not os.path.exists(target):
+        raise DeliveryError(
+            f"the department database is not reachable: {target} does not exist",
+            dataset=dataset.code,
+            file=target,
+        )
+    con = duckdb.connect()
+    try:
+        load_extensions(con, settings, "sqlite_scanner")
+        con.execute("SET sqlite_all_varchar = true")
+        con.execute(
+            f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS src (TYPE sqlite, READ_ONLY)"
+        )
+        order = [d.cursor_column] if d.cursor_column else []
+        order += [dataset.field(k).source_name for k in dataset.key]
+        sql = f"SELECT * FROM src.{_quote(d.table or '')}"
+        params: list[str] = []
+        if d.cursor_column and cursor is not None:
+            sql += f" WHERE {_quote(d.cursor_column)} > ?"
+            params.append(cursor)
+        sql += " ORDER BY " + ", ".join(_quote(c) for c in dict.fromkeys(order))
+        frame = con.execute(sql, params).pl()
+    except duckdb.Error as exc:
+        raise DeliveryError(
+            f"reading table {d.table!r} failed: {exc}", dataset=dataset.code, file=target
+        ) from None
+    finally:
+        con.close()
+    cursor_end = cursor
+    if d.cursor_column and frame.height:
+        cursor_end = frame.select(pl.col(d.cursor_column).max()).item()
+    return Pulled(
+        data=frame.write_ndjson().encode() if frame.height else b"",
+        rows=frame.height,
+        cursor_end=cursor_end,
+        source=f"{url}#{d.table}",
+    )

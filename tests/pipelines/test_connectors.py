@@ -1,0 +1,238 @@
+"""Each file connector on real files: good deliveries, bad rows, and deliveries that fail whole."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from catalog.errors import DeliveryError
+from catalog.model import Dataset
+from pipelines.connectors import read_delivery
+from pipelines.connectors.base import map_to_fields, split_stray_headers
+
+
+def make_dataset(kind: str, **delivery: object) -> Dataset:
+    return Dataset.model_validate(
+        {
+            "code": "elderly",
+            "resource_code": "T-1",
+            "name_zh": "测试",
+            "name_en": "test",
+            "entity": "person",
+            "summary": "测试数据",
+            "format": kind,
+            "update_cycle": "daily",
+            "share_type": "conditional",
+            "share_conditions": "审核",
+            "release_date": "2024-01-01",
+            "key": ["citizen_id"],
+            "delivery": {"kind": kind, **delivery},
+            "fields": [
+                {
+                    "name": "citizen_id",
+                    "label_zh": "身份证号",
+                    "source": "身份证号",
+                    "type": "string",
+                    "required": True,
+                    "pii": "citizen_id",
+                    "level": "L4",
+                    "masking": "pseudonymise",
+                },
+                {
+                    "name": "name",
+                    "label_zh": "姓名",
+                    "source": "姓名",
+                    "type": "string",
+                    "required": True,
+                    "pii": "person_name",
+                    "level": "L3",
+                    "masking": "mask_name",
+                },
+                {
+                    "name": "birth_date",
+                    "label_zh": "出生日期",
+                    "source": "出生日期",
+                    "type": "date",
+                    "level": "L2",
+                },
+            ],
+        }
+    )
+
+
+ROWS = [
+    ("11010519491231002X", "张三", "1949-12-31"),
+    ("110105194912310035", "李四", "1949年12月31日"),
+]
+
+
+def write_csv(path: Path, lines: list[str], encoding: str, newline_end: bool = True) -> Path:
+    text = "\r\n".join(lines) + ("\r\n" if newline_end else "")
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_gbk_csv_reads_with_line_numbers(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    p = write_csv(
+        tmp_path / "a.csv", ["身份证号,姓名,出生日期", *(",".join(r) for r in ROWS)], "gbk"
+    )
+    parsed = read_delivery(p, ds)
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["_source_row"].to_list() == [2, 3]
+    assert frame["name"].to_list() == ["张三", "李四"]
+    assert frame["birth_date"][1] == "1949年12月31日"
+
+
+def test_utf8_bom_csv(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8-sig")
+    p = write_csv(tmp_path / "a.csv", ["身份证号,姓名,出生日期", ",".join(ROWS[0])], "utf-8-sig")
+    assert p.read_bytes().startswith(b"\xef\xbb\xbf")
+    frame = map_to_fields(read_delivery(p, ds), ds, p)
+    assert frame.columns[:3] == ["_source_row", "citizen_id", "name"]
+    assert frame["citizen_id"][0] == "11010519491231002X"
+
+
+def test_wrong_encoding_fails_the_delivery_naming_file_and_line(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    p = write_csv(tmp_path / "bad.csv", ["身份证号,姓名,出生日期", "1,张三丰𠀀,x"], "utf-8")
+    with pytest.raises(DeliveryError) as info:
+        read_delivery(p, ds)
+    assert info.value.file == str(p) and info.value.row is not None
+    assert "gbk" in str(info.value)
+
+
+def test_truncated_csv_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    lines = ["身份证号,姓名,出生日期", *(",".join(r) for r in ROWS), "110105194912"]
+    p = write_csv(tmp_path / "cut.csv", lines, "utf-8", newline_end=False)
+    with pytest.raises(DeliveryError, match="truncated") as info:
+        read_delivery(p, ds)
+    assert info.value.row == 4
+
+
+def test_truncated_inside_quotes_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    p = write_csv(
+        tmp_path / "cut.csv",
+        [
+            "身份证号,姓名,出生日期",
+            '1,"张',
+        ],
+        "utf-8",
+        False,
+    )
+    with pytest.raises(DeliveryError, match="truncated"):
+        read_delivery(p, ds)
+
+
+def test_row_with_wrong_cell_count_is_quarantined_rest_loads(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    lines = ["身份证号,姓名,出生日期", ",".join(ROWS[0]), "1,2,3,4", ",".join(ROWS[1])]
+    parsed = read_delivery(write_csv(tmp_path / "a.csv", lines, "utf-8"), ds)
+    assert parsed.frame.height == 2 and parsed.rows_read == 3
+    assert [(p.source_row, p.check) for p in parsed.problems] == [(3, "cell_count")]
+    assert "4 cells" in parsed.problems[0].reason
+
+
+def test_stray_header_rows_are_quarantined(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    lines = [
+        "身份证号,姓名,出生日期",
+        ",".join(ROWS[0]),
+        "身份证号,姓名,出生日期",
+        ",".join(ROWS[1]),
+    ]
+    parsed = split_stray_headers(
+        read_delivery(write_csv(tmp_path / "a.csv", lines, "utf-8"), ds), ds
+    )
+    assert parsed.frame["_source_row"].to_list() == [2, 4]
+    assert [(p.source_row, p.check) for p in parsed.problems] == [(3, "stray_header")]
+
+
+def test_missing_required_column_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    p = write_csv(tmp_path / "a.csv", ["身份证号,出生日期", "1,2"], "utf-8")
+    with pytest.raises(DeliveryError, match=r"required column.*姓名"):
+        map_to_fields(read_delivery(p, ds), ds, p)
+
+
+def write_xlsx(path: Path, sheet: str, title: str | None, rows: list[tuple]) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = sheet
+    if title:
+        ws.append([title])
+    ws.append(["身份证号", "姓名", "出生日期"])
+    for r in rows:
+        ws.append(list(r))
+    wb.save(path)
+    return path
+
+
+def test_excel_with_title_row_gives_spreadsheet_row_numbers(tmp_path: Path) -> None:
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    rows = [ROWS[0], (None, None, None), (ROWS[1][0], ROWS[1][1], 18264)]
+    p = write_xlsx(tmp_path / "a.xlsx", "台账", "XX街道独居老人台账", rows)
+    frame = map_to_fields(read_delivery(p, ds), ds, p)
+    assert frame["_source_row"].to_list() == [3, 5]  # blank row 4 is no record
+    assert frame["birth_date"].to_list() == ["1949-12-31", "18264"]
+
+
+def test_excel_missing_sheet_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    p = write_xlsx(tmp_path / "a.xlsx", "Sheet1", "title", [ROWS[0]])
+    with pytest.raises(DeliveryError, match="sheet '台账' is missing") as info:
+        read_delivery(p, ds)
+    assert info.value.file == str(p)
+
+
+def test_jsonl_broken_line_is_quarantined_with_its_line(tmp_path: Path) -> None:
+    ds = make_dataset("jsonl", pattern="*.jsonl")
+    good = [
+        json.dumps(dict(zip(["身份证号", "姓名", "出生日期"], r, strict=True)), ensure_ascii=False)
+        for r in ROWS
+    ]
+    p = tmp_path / "a.jsonl"
+    p.write_text("\n".join([good[0], '{"身份证号": "1101', good[1]]) + "\n", encoding="utf-8")
+    parsed = read_delivery(p, ds)
+    assert parsed.frame["_source_row"].to_list() == [1, 3]
+    assert [(q.source_row, q.check) for q in parsed.problems] == [(2, "json")]
+    assert parsed.rows_read == 3
+
+
+def test_jsonl_numbers_become_exact_text(tmp_path: Path) -> None:
+    ds = make_dataset("jsonl", pattern="*.jsonl")
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"身份证号": 110105194912310035, "姓名": "王", "出生日期": 19491231}\n', "utf-8")
+    frame = read_delivery(p, ds).frame
+    assert frame["身份证号"][0] == "110105194912310035"
+
+
+def test_json_records_path_and_truncation(tmp_path: Path) -> None:
+    ds = make_dataset("json", pattern="*.json", records_path="data")
+    recs = [dict(zip(["身份证号", "姓名", "出生日期"], r, strict=True)) for r in ROWS]
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"data": recs, "total": 2}, ensure_ascii=False), "utf-8")
+    assert read_delivery(p, ds).frame["_source_row"].to_list() == [1, 2]
+    p.write_text(json.dumps({"data": recs}, ensure_ascii=False)[:-10], "utf-8")
+    with pytest.raises(DeliveryError, match="not valid JSON"):
+        read_delivery(p, ds)
+
+
+def test_parquet_values_become_text(tmp_path: Path) -> None:
+    ds = make_dataset("parquet", pattern="*.parquet")
+    p = tmp_path / "a.parquet"
+    pl.DataFrame(
+        {"身份证号": [ROWS[0][0]], "姓名": ["张三"], "出生日期": [dt.date(1949, 12, 31)]}
+    ).write_parquet(p)
+    frame = map_to_fields(read_delivery(p, ds), ds, p)
+    assert frame.row(0) == (1, ROWS[0][0], "张三", "1949-12-31")
+    p.write_bytes(b"PAR1 not really")
+    with pytest.raises(DeliveryError, match="Parquet"):
+        read_delivery(p, ds)
