@@ -35,10 +35,9 @@ class Settings(BaseSettings):
     dept_api_token: str | None = Field(
         default=None, description="bearer token for the departments' APIs (else read from home)"
     )
-    gaj_db_url: str | None = Field(
-        default=None,
-        description="police registry database; default sqlite file the simulator writes",
-    )
+    sim_residents: int = Field(default=20_000, description="residents the simulator makes")
+    sim_seed: int = 7
+    sim_days: int = 3
 
     @property
     def home_abs(self) -> Path:

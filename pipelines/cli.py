@@ -21,9 +21,12 @@ catalog_app = typer.Typer(help="The street data resource catalogue (街道数据
 lake_app = typer.Typer(help="The lake (DuckLake over Parquet).")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(lake_app, name="lake")
+simulate_app = typer.Typer(help="The simulated department systems.")
+app.add_typer(simulate_app, name="simulate")
 
-console = Console()
-err = Console(stderr=True)
+# wide enough for the summary tables when the output is a pipe or a CI log
+console = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def _catalogue(directory: Path | None):
@@ -159,6 +162,69 @@ def run() -> None:
     except StreethubError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(1) from None
+
+
+@simulate_app.callback(invoke_without_command=True)
+def simulate(
+    ctx: typer.Context,
+    residents: Annotated[int, typer.Option(help="residents of the street")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 7,
+    days: Annotated[int, typer.Option(help="days of daily deliveries (IoT: a file a day)")] = 3,
+) -> None:
+    """Generate one street's deliveries from all 12 departments into STREETHUB_HOME."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from departments.simulate import simulate as run_simulation
+
+    settings = get_settings().ensure_dirs()
+    with console.status("simulating departments") as status:
+        manifest = run_simulation(
+            settings.home_abs,
+            residents=residents,
+            seed=seed,
+            days=days,
+            progress=lambda msg: status.update(f"simulating: {msg}"),
+        )
+    from pipelines.main_job import manifest_rows
+
+    rows = manifest_rows(manifest)
+    console.print(
+        f"simulated {len({d for d, _ in rows})} departments, {len(rows)} datasets, "
+        f"{sum(rows.values()):,} rows: inbox {settings.inbox_dir}, "
+        f"systems {settings.departments_dir}"
+    )
+
+
+@simulate_app.command("serve")
+def simulate_serve(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
+    fault_rate: Annotated[float, typer.Option(help="share of requests answered 429/503")] = 0.05,
+) -> None:
+    """Serve the departments' HTTP APIs (social security, 12345 hotline) on 127.0.0.1."""
+    from departments.server import serve
+
+    settings = get_settings()
+    console.print(f"department APIs on http://127.0.0.1:{port} (Ctrl-C stops)")
+    serve(settings.home_abs, host="127.0.0.1", port=port, fault_rate=fault_rate)
+
+
+@app.command("ui")
+def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000) -> None:
+    """The Dagster UI (webserver and daemon) on 127.0.0.1; stops cleanly on Ctrl-C / SIGTERM."""
+    import os
+    import signal
+
+    from pipelines.instance import prepare_dagster_home
+
+    settings = get_settings().ensure_dirs()
+    prepare_dagster_home(settings)
+    exe = Path(sys.executable).parent / "dagster"
+    args = [str(exe), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME {settings.dagster_home})")
+    # `dagster dev` copies an inherited ignored SIGINT onto SIGTERM (STACK.md): reset both
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execv(str(exe), args)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,23 +1,184 @@
-"""The main job on the embedded default: catalogue → lake, with a summary.
+"""The main job on the embedded default, with a summary.
 
-Later issues extend it: simulated departments → landing → raw → staged →
-marts → model.
+simulated departments → inbox / department systems → landing → raw, run as
+Dagster materialisations in-process (so the runs show up in the Dagster UI
+afterwards), department by department with a progress bar. Later issues add
+staged → marts → model.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
+import contextlib
+import json
+import os
+from collections.abc import Iterator
 
+import dagster as dg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
+from catalog.model import Catalogue
 from catalog.settings import Settings
-from lakehouse.lake import init_lake
+from lakehouse.lake import init_lake, open_lake
+from pipelines.defs.sources.assets import build_dataset_assets
+from pipelines.defs.sources.checks import build_account_check
+from pipelines.instance import prepare_dagster_home
+from pipelines.resources import LakeResource
 from pipelines.summary import print_lake
 
 
+def inbox_is_empty(settings: Settings) -> bool:
+    inbox = settings.inbox_dir
+    return not inbox.exists() or not any(p.is_file() for p in inbox.rglob("*"))
+
+
+def simulate_if_needed(settings: Settings, console: Console) -> None:
+    if not inbox_is_empty(settings):
+        console.print(f"inbox has deliveries already: {settings.inbox_dir} (not simulating)")
+        return
+    from departments.simulate import simulate
+
+    console.print(
+        f"simulating one street: {settings.sim_residents:,} residents, seed {settings.sim_seed}, "
+        f"{settings.sim_days} days …"
+    )
+    with console.status("simulating departments") as status:
+        simulate(
+            settings.home_abs,
+            residents=settings.sim_residents,
+            seed=settings.sim_seed,
+            days=settings.sim_days,
+            progress=lambda msg: status.update(f"simulating: {msg}"),
+        )
+
+
+@contextlib.contextmanager
+def department_apis(settings: Settings) -> Iterator[None]:
+    """Run the simulated departments' HTTP APIs for the length of the block."""
+    from departments.server import running_server
+
+    with running_server(settings.home_abs) as url:
+        old = os.environ.get("STREETHUB_DEPT_API_URL")
+        os.environ["STREETHUB_DEPT_API_URL"] = url
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("STREETHUB_DEPT_API_URL", None)
+            else:
+                os.environ["STREETHUB_DEPT_API_URL"] = old
+
+
+def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
+    """Materialise every landing and raw asset, one department at a time."""
+    prepare_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
+    depts = list(cat.departments.values())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("ingesting", total=len(depts))
+        for dept in depts:
+            progress.update(task, description=f"ingesting {dept.code} {dept.name_zh}")
+            assets = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
+            checks = [build_account_check(dept, ds) for ds in dept.datasets]
+            result = dg.materialize(
+                [*assets, *checks],
+                instance=instance,
+                resources={"lake": LakeResource()},
+                tags={"streethub/job": "main", "dept": dept.code},
+                # the progress bar and the summary speak here; the full log is in the UI
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                raise_on_error=False,
+            )
+            if not result.success:
+                raise StreethubError(f"ingesting {dept.code} failed; see the Dagster run logs")
+            progress.advance(task)
+
+
+def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
+    """Rows delivered per (dept, dataset) by the simulator's own count."""
+    return {
+        (dept, code): sum(int(n) for n in entry.get("rows", {}).values())
+        for dept, datasets in manifest.get("departments", {}).items()
+        for code, entry in datasets.items()
+    }
+
+
+def expected_rows(settings: Settings) -> dict[str, int] | None:
+    """Rows per department by the simulator's own count (None if it did not simulate)."""
+    path = settings.truth_dir / "manifest.json"
+    if not path.exists():
+        return None
+    out: dict[str, int] = {}
+    for (dept, _), n in manifest_rows(json.loads(path.read_text(encoding="utf-8"))).items():
+        out[dept] = out.get(dept, 0) + n
+    return out
+
+
+def ingestion_summary(settings: Settings) -> list[tuple]:
+    """(dept, deliveries, rows read, loaded, quarantined, failed) from the accounts."""
+    with open_lake(settings, read_only=True) as con:
+        return con.execute(
+            """SELECT dept,
+                      count(*) FILTER (WHERE status = 'loaded'),
+                      coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0),
+                      coalesce(sum(rows_quarantined), 0),
+                      count(*) FILTER (WHERE status = 'failed')
+               FROM landing.delivery_accounts GROUP BY dept ORDER BY dept"""
+        ).fetchall()
+
+
+def print_ingestion(console: Console, settings: Settings, cat: Catalogue) -> bool:
+    """The per-department table; True when every delivery is in and balances."""
+    rows = {r[0]: r for r in ingestion_summary(settings)}
+    expected = expected_rows(settings)
+    table = Table(title="ingestion: landing → raw, per department")
+    for col in ("dept", "name", "deliveries", "rows delivered", "loaded", "quarantined", "failed"):
+        table.add_column(col, justify="right" if col not in ("dept", "name") else "left")
+    if expected is not None:
+        table.add_column("simulator count", justify="right")
+    ok = True
+    totals = [0, 0, 0, 0, 0]
+    for code, dept in cat.departments.items():
+        _, n, read, loaded, quarantined, failed = rows.get(code, (code, 0, 0, 0, 0, 0))
+        ok &= failed == 0 and read == loaded + quarantined
+        cells = [code, dept.name_zh, f"{n:,}", f"{read:,}", f"{loaded:,}", f"{quarantined:,}"]
+        cells.append(f"[red]{failed}[/red]" if failed else "0")
+        if expected is not None:
+            want = expected.get(code, 0)
+            ok &= want == read
+            cells.append(f"{want:,}" if want == read else f"[red]{want:,}[/red]")
+        table.add_row(*cells)
+        for i, v in enumerate((n, read, loaded, quarantined, failed)):
+            totals[i] += v
+    footer = ["total", "", *(f"{v:,}" for v in totals)]
+    if expected is not None:
+        footer.append(f"{sum(expected.values()):,}")
+    table.add_row(*footer, style="bold")
+    console.print(table)
+    return ok
+
+
 def run_main(settings: Settings, console: Console) -> None:
+    settings = settings.ensure_dirs()
     cat = load_catalogue(settings.catalog_dir)
     console.print(
         f"catalogue OK: {len(cat.departments)} departments, {len(cat.datasets())} datasets"
     )
     init_lake(settings)
+    simulate_if_needed(settings, console)
+    with department_apis(settings):
+        ingest_all(settings, cat, console)
+    ok = print_ingestion(console, settings, cat)
     print_lake(console, settings)
+    if not ok:
+        raise StreethubError("some deliveries failed or do not balance; see the table above")
+    console.print("[green]every delivered row is loaded or quarantined[/green]")

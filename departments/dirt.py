@@ -1,0 +1,241 @@
+"""How real deliveries go wrong: every kind of defect and its seeded rate, in one place.
+
+Rates are per eligible cell (cell kinds) or per record (row kinds). Each cell gets
+at most one defect; the first kind that fires wins, in the order of ``CELL_KINDS``.
+``recoverable`` says whether a correct standardiser can get the truth back from the
+delivered value alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from departments import ids
+
+RATES: dict[str, float] = {
+    # citizen ID cells
+    "id_15_digit": 0.03,  # of IDs of people born before 1999: old 15-digit number
+    "bad_check_digit": 0.004,  # wrong check character (not recoverable)
+    "fullwidth_digits": 0.006,  # ０１２… instead of 012…
+    "lowercase_x": 0.25,  # of IDs ending in X: written x
+    # dates and times
+    "date_spelling": 0.03,  # one of DATE_SPELLINGS instead of YYYY-MM-DD
+    "excel_serial": 0.02,  # Excel only: the date as a serial number cell
+    "datetime_spelling": 0.02,  # one of DATETIME_SPELLINGS instead of YYYY-MM-DD HH:MM:SS
+    # phones
+    "phone_format": 0.04,  # +86, spaces, dashes
+    # values valid in form but disagreeing with the authoritative department (not gaj itself)
+    "wrong_value": 0.006,
+    "gender_mismatch": 0.004,  # gender disagrees with the citizen ID
+    "blank_required": 0.004,  # a required cell left empty
+    "whitespace": 0.005,  # leading / trailing spaces
+    # row kinds
+    "mojibake": 0.001,  # one text cell garbled (UTF-8 bytes read as GBK)
+    "duplicate_row": 0.004,  # exact copy of a record delivered again
+    "stray_header": 0.002,  # CSV / Excel: the header row repeated inside the data (≥1 a file)
+    "broken_line": 0.0005,  # JSON Lines: an unparseable, cut-off line
+    # IoT platform (vectorised)
+    "null_value": 0.003,  # a reading without its value
+    "sentinel_value": 0.001,  # a reading of -999 (sensor fault code)
+    "epoch_millis": 0.002,  # a timestamp as Unix epoch milliseconds instead of ISO text
+}
+
+RECOVERABLE = {
+    "id_15_digit": True, "bad_check_digit": False, "fullwidth_digits": True,
+    "lowercase_x": True, "date_spelling": True, "excel_serial": True,
+    "datetime_spelling": True, "phone_format": True, "wrong_value": False,
+    "gender_mismatch": False, "blank_required": False, "whitespace": True, "mojibake": False,
+    "duplicate_row": True, "stray_header": True, "broken_line": False,
+    "null_value": False, "sentinel_value": False, "epoch_millis": True,
+}  # fmt: skip
+
+DATE_SPELLINGS: tuple[Callable[[dt.date], str], ...] = (
+    lambda d: f"{d.year}/{d.month}/{d.day}",
+    lambda d: f"{d.year}年{d.month}月{d.day}日",
+    lambda d: f"{d:%Y%m%d}",
+    lambda d: f"{d.year}.{d.month}.{d.day}",
+    lambda d: f"{d.year}-{d.month}-{d.day} 00:00:00",
+    lambda d: f"{d:%Y/%m/%d}",
+    lambda d: f"{d.year}-{d.month}-{d.day}",
+    lambda d: f"{d:%Y年%m月%d日}",
+    lambda d: f"{d:%Y.%m.%d}",
+    lambda d: f"{d:%Y-%m-%d}T00:00:00",
+    lambda d: ids.fullwidth(f"{d:%Y-%m-%d}"),
+    lambda d: f"{d:%Y-%m-%d 00:00:00}",
+)
+DATETIME_SPELLINGS: tuple[Callable[[dt.datetime], str], ...] = (
+    lambda t: f"{t.year}/{t.month}/{t.day} {t:%H:%M:%S}",
+    lambda t: f"{t:%Y-%m-%dT%H:%M:%S}",
+    lambda t: f"{t.year}年{t.month}月{t.day}日 {t:%H:%M:%S}",
+    lambda t: f"{t:%Y%m%d%H%M%S}",
+    lambda t: f"{t:%Y-%m-%dT%H:%M:%S}+08:00",
+)
+PHONE_SPELLINGS: tuple[Callable[[str], str], ...] = (
+    lambda m: f"+86 {m[:3]} {m[3:7]} {m[7:]}",
+    lambda m: f"+86{m}",
+    lambda m: f"{m[:3]}-{m[3:7]}-{m[7:]}",
+    lambda m: f"{m[:3]} {m[3:7]} {m[7:]}",
+    lambda m: f"86-{m}",
+)
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+
+# Column roles: what a column holds decides which defects it can get.
+ROLES = (
+    "cid",  # citizen ID
+    "name",  # person name
+    "gender",  # 男/女, checked against the ID
+    "birth",  # birth date of the record's person (person.birth_date)
+    "date",  # other dates
+    "datetime",  # other timestamps
+    "mobile",  # the record's person's mobile (person.mobile)
+    "phone",  # other phone numbers
+    "text",  # free text
+    "str",  # other strings
+    "num",  # numbers (only blanks)
+    "fixed",  # ids, codes, cursors: never dirtied
+)
+
+
+@dataclass(frozen=True)
+class Col:
+    source: str  # column header / key as delivered
+    role: str
+    required: bool = False
+
+
+@dataclass
+class Defect:
+    field: str
+    kind: str
+    delivered: str
+    truth: str
+
+    @property
+    def recoverable(self) -> bool:
+        return RECOVERABLE[self.kind]
+
+
+@dataclass
+class Item:
+    """One delivered row: a record (maybe defective), a stray header or a broken line."""
+
+    cells: dict[str, object]
+    clean: dict[str, object] | None
+    defects: list[Defect] = field(default_factory=list)
+    raw: str | None = None  # JSON Lines: the line as written, when broken
+
+
+def _s(v: object) -> str:
+    return "" if v is None else str(v)
+
+
+def _mojibake(text: str) -> str:
+    return text.encode("utf-8").decode("gbk", errors="replace").replace("\ufffd", "?")
+
+
+class Dirtier:
+    """Applies the defects of RATES to clean records, recording each one."""
+
+    def __init__(self, rng: random.Random, form: str, authoritative: bool) -> None:
+        self.rng, self.form, self.authoritative = rng, form, authoritative
+
+    def hit(self, kind: str) -> bool:
+        return self.rng.random() < RATES[kind]
+
+    def cell(self, col: Col, value: object, record: dict) -> tuple[object, str | None]:
+        """The delivered value and the defect kind, if any."""
+        if value is None or value == "":
+            return value, None
+        role, v = col.role, value
+        if col.required and role != "fixed" and self.hit("blank_required"):
+            return None, "blank_required"
+        if role == "cid":
+            s = str(v)
+            if s[6:8] == "19" and int(s[6:10]) < 1999 and self.hit("id_15_digit"):
+                return ids.to_15_digit(s), "id_15_digit"
+            if self.hit("bad_check_digit"):
+                return ids.wrong_check_char(s), "bad_check_digit"
+            if self.hit("fullwidth_digits"):
+                return ids.fullwidth(s), "fullwidth_digits"
+            if s.endswith("X") and self.hit("lowercase_x"):
+                return s[:-1] + "x", "lowercase_x"
+        elif role == "gender":
+            if self.hit("gender_mismatch"):
+                return ("女" if v == "男" else "男"), "gender_mismatch"
+        elif role in ("birth", "date"):
+            d = dt.date.fromisoformat(str(v))
+            if role == "birth" and not self.authoritative and self.hit("wrong_value"):
+                return (d + dt.timedelta(days=self.rng.choice((-1, 1)) * self.rng.randint(
+                    1, 400))).isoformat(), "wrong_value"  # fmt: skip
+            if self.form == "excel" and self.hit("excel_serial"):
+                return (d - EXCEL_EPOCH).days, "excel_serial"
+            if self.hit("date_spelling"):
+                return self.rng.choice(DATE_SPELLINGS)(d), "date_spelling"
+        elif role == "datetime":
+            if self.hit("datetime_spelling"):
+                t = dt.datetime.fromisoformat(str(v))
+                return self.rng.choice(DATETIME_SPELLINGS)(t), "datetime_spelling"
+        elif role in ("mobile", "phone"):
+            s = str(v)
+            if role == "mobile" and not self.authoritative and self.hit("wrong_value"):
+                other = s[:3] + f"{self.rng.randrange(10**8):08d}"
+                if other != s:
+                    return other, "wrong_value"
+            if len(s) == 11 and self.hit("phone_format"):
+                return self.rng.choice(PHONE_SPELLINGS)(s), "phone_format"
+        if role in ("cid", "name", "str", "text", "mobile", "phone") and self.hit("whitespace"):
+            return self.rng.choice((" ", "  ", "\u3000")) + str(v) + self.rng.choice(("", " ")), (
+                "whitespace"
+            )
+        return value, None
+
+    def record(self, cols: tuple[Col, ...], clean: dict) -> Item:
+        cells: dict[str, object] = {}
+        defects: list[Defect] = []
+        for col in cols:
+            value = clean.get(col.source)
+            delivered, kind = self.cell(col, value, clean)
+            cells[col.source] = delivered
+            if kind:
+                defects.append(Defect(col.source, kind, _s(delivered), _s(value)))
+        if self.hit("mojibake"):
+            texts = [
+                c for c in cols if c.role in ("name", "text") and isinstance(cells[c.source], str)
+            ]
+            texts = [c for c in texts if not any(d.field == c.source for d in defects)]
+            if texts:
+                col = self.rng.choice(texts)
+                garbled = _mojibake(str(cells[col.source]))
+                if garbled != cells[col.source]:
+                    cells[col.source] = garbled
+                    defects.append(Defect(col.source, "mojibake", garbled, _s(clean[col.source])))
+        return Item(cells, clean, defects)
+
+    def deliver(self, cols: tuple[Col, ...], records: list[dict]) -> list[Item]:
+        """Dirty records plus duplicates, stray headers (CSV/Excel) and broken lines (JSONL)."""
+        items: list[Item] = []
+        for rec in records:
+            item = self.record(cols, rec)
+            items.append(item)
+            if self.hit("duplicate_row"):
+                dup = Item(
+                    dict(item.cells), rec, [*item.defects, Defect("*", "duplicate_row", "", "")]
+                )
+                items.append(dup)
+        if self.form in ("csv", "excel") and len(items) >= 20:
+            n = max(1, round(len(items) * RATES["stray_header"]))
+            for pos in sorted(self.rng.sample(range(5, len(items)), n), reverse=True):
+                header = {c.source: c.source for c in cols}
+                items.insert(pos, Item(header, None, [Defect("*", "stray_header", "", "")]))
+        if self.form == "jsonl":
+            for item in items:
+                if item.clean is not None and self.hit("broken_line"):
+                    line = json.dumps(item.cells, ensure_ascii=False)
+                    item.raw = line[: len(line) // 2]
+                    # the cells are lost with the line: only the broken line is observable
+                    item.defects = [Defect("*", "broken_line", item.raw, line)]
+        return items

@@ -1,0 +1,189 @@
+"""The departments' HTTP APIs (rsj social insurance, employment; rx 12345 appeals).
+
+    GET /api/<dept>/<dataset>?updated_since=<ISO datetime>&page=<1-based>&page_size=<n>
+    Authorization: Bearer <token>
+    → {"items": [...], "page": n, "page_size": k, "total": T, "has_more": bool}
+
+Items with cursor > updated_since, ordered by (cursor, record id) so paging is
+stable. Faults are drawn per request from a seeded generator: a retried request
+eventually succeeds (except with ``down=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from departments.simulate import TOKEN_FILE, ensure_token
+
+TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
+# dataset → (cursor field, record id field); the data lives in home/departments/<dept>/<ds>.parquet
+API_DATASETS = {
+    ("rsj", "social_insurance"): ("update_time", "record_id"),
+    ("rsj", "employment_registration"): ("update_time", "reg_id"),
+    ("rx", "appeals"): ("update_time", "appeal_id"),
+}
+MAX_PAGE_SIZE = 5_000
+
+
+def api_token(home: Path) -> str:
+    """The bearer token: env STREETHUB_DEPT_API_TOKEN, else home/departments/api_token."""
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env
+    path = Path(home) / TOKEN_FILE
+    return path.read_text().strip() if path.exists() else ensure_token(Path(home))
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+def _normalise_since(value: str) -> str:
+    """ISO date or datetime (with or without offset, T or space) → 'YYYY-MM-DD HH:MM:SS'."""
+    t = dt.datetime.fromisoformat(value.strip().replace(" ", "T", 1) if "T" not in value else value)
+    if t.tzinfo is not None:  # the departments keep Beijing time
+        t = t.astimezone(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class _Store:
+    """Rows of every API dataset, sorted once, loaded lazily."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.rows: dict[tuple[str, str], list[dict]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, dept: str, dataset: str) -> list[dict] | None:
+        key = (dept, dataset)
+        if key not in API_DATASETS:
+            return None
+        with self.lock:
+            if key not in self.rows:
+                path = self.home / "departments" / dept / f"{dataset}.parquet"
+                if not path.exists():
+                    return None
+                cursor, rid = API_DATASETS[key]
+                rows = pq.read_table(path).to_pylist()
+                rows.sort(key=lambda r: (r[cursor] or "", r[rid] or ""))
+                self.rows[key] = rows
+            return self.rows[key]
+
+
+def create_app(
+    home: Path,
+    token: str,
+    fault_rate: float = 0.05,
+    slow_rate: float = 0.02,
+    slow_seconds: float = 0.5,
+    down: bool = False,
+    seed: int = 0,
+) -> FastAPI:
+    app = FastAPI(title="streethub simulated department APIs", docs_url=None, redoc_url=None)
+    store = _Store(Path(home))
+    rng = random.Random(seed)
+    rng_lock = threading.Lock()
+    app.state.stats = {"requests": 0, "faults": 0, "slow": 0}
+
+    def draw() -> tuple[float, float, bool]:
+        with rng_lock:
+            return rng.random(), rng.random(), rng.random() < 0.5
+
+    @app.get("/health")
+    def health() -> Response:
+        if down:
+            return _error(503, "service unavailable")
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/api/{dept}/{dataset}")
+    def records(
+        request: Request,
+        dept: str,
+        dataset: str,
+        updated_since: str | None = None,
+        page: int = 1,
+        page_size: int = 500,
+    ) -> Response:
+        stats = app.state.stats
+        stats["requests"] += 1
+        if request.headers.get("authorization", "") != f"Bearer {token}":
+            return _error(401, "missing or invalid bearer token", **{"WWW-Authenticate": "Bearer"})
+        if down:
+            stats["faults"] += 1
+            return _error(503, "service unavailable", **{"Retry-After": "0"})
+        fault, slow, is_429 = draw()
+        if slow < slow_rate:
+            stats["slow"] += 1
+            time.sleep(slow_seconds)
+        if fault < fault_rate:
+            stats["faults"] += 1
+            if is_429:
+                return _error(429, "too many requests", **{"Retry-After": "0"})
+            return _error(503, "service temporarily unavailable", **{"Retry-After": "0"})
+        rows = store.get(dept, dataset)
+        if rows is None:
+            return _error(404, f"unknown dataset {dept}/{dataset}")
+        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+            return _error(400, f"page must be ≥ 1 and page_size in 1..{MAX_PAGE_SIZE}")
+        if updated_since:
+            try:
+                since = _normalise_since(updated_since)
+            except ValueError:
+                return _error(400, "updated_since must be an ISO date or datetime")
+            cursor = API_DATASETS[(dept, dataset)][0]
+            rows = [r for r in rows if (r[cursor] or "") > since]
+        lo = (page - 1) * page_size
+        items = rows[lo : lo + page_size]
+        return JSONResponse({"items": items, "page": page, "page_size": page_size,
+                             "total": len(rows), "has_more": lo + page_size < len(rows)})  # fmt: skip
+
+    return app
+
+
+def serve(
+    home: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, **faults
+) -> None:
+    """Run the APIs until interrupted (blocking)."""
+    app = create_app(Path(home), token or api_token(Path(home)), **faults)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(home: Path, token: str | None = None, **faults) -> Iterator[str]:
+    """Serve in a background thread on a free port; yield the base URL; stop on exit."""
+    host, port = "127.0.0.1", free_port()
+    app = create_app(Path(home), token or api_token(Path(home)), **faults)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           lifespan="off"))  # fmt: skip
+    thread = threading.Thread(target=server.run, name="dept-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError("department API server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,229 @@
+"""Generate one street's deliveries from every department, with the ground truth for tests.
+
+home/inbox/<dept>/<file>                          file deliveries
+home/departments/gaj/registry.sqlite              police registry (tables hukou, juzhuzheng)
+home/departments/<dept>/<dataset>.parquet         data behind the HTTP APIs (rsj, rx)
+home/departments/api_token                        bearer token of the HTTP APIs (0600)
+home/truth/<dept>/<dataset>/clean.parquet         true values of every delivered record
+home/truth/<dept>/<dataset>/defects.parquet       one row per injected defect
+home/truth/<dept>/<dataset>/text_pii.parquet      PII hidden in free-text fields
+home/truth/manifest.json                          files, rows, defect counts
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import secrets
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from departments import iot, writers
+from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
+from departments.people import PERSON_SPECS
+from departments.places import PLACE_SPECS
+from departments.spec import Spec
+from departments.world import STREET_CODE, STREET_NAME, World, build_world
+
+SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS
+IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
+DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
+TOKEN_FILE = "departments/api_token"
+DEFECT_SCHEMA = {"_file": pl.String, "_source_row": pl.Int64, "field": pl.String,
+                 "kind": pl.String, "delivered": pl.String, "truth": pl.String,
+                 "recoverable": pl.Boolean}  # fmt: skip
+
+
+def _str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def ensure_token(home: Path) -> str:
+    path = home / TOKEN_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class _Truth:
+    """Collects clean rows, defects and text PII of one dataset."""
+
+    def __init__(self, home: Path, spec_key: list[str], columns: list[str]) -> None:
+        self.home, self.key, self.columns = home, spec_key, columns
+        self.clean: list[dict] = []
+        self.defects: list[dict] = []
+        self.pii: list[dict] = []
+        self.rows: dict[str, int] = {}
+        self.records: dict[str, int] = {}
+
+    def add_items(self, file: str, items: list[Item], first_row: int, pii: dict) -> None:
+        self.rows[file] = len(items)
+        self.records[file] = sum(1 for it in items if it.clean is not None)
+        for offset, item in enumerate(items):
+            row = first_row + offset
+            if item.clean is not None:
+                rec = {c: _str(item.clean.get(c)) for c in self.columns}
+                rec.update(_file=file, _source_row=row,
+                           _key="|".join(_str(item.clean.get(k)) or "" for k in self.key))  # fmt: skip
+                self.clean.append(rec)
+                for field, kind, value in pii.get(id(item.clean), ()):
+                    self.pii.append({"_file": file, "_source_row": row, "field": field,
+                                     "kind": kind, "value": value})  # fmt: skip
+            for d in item.defects:
+                self.defects.append({"_file": file, "_source_row": row, "field": d.field,
+                                     "kind": d.kind, "delivered": d.delivered, "truth": d.truth,
+                                     "recoverable": d.recoverable})  # fmt: skip
+
+    def write(self, folder: Path) -> dict:
+        folder.mkdir(parents=True, exist_ok=True)
+        schema = {c: pl.String for c in self.columns}
+        schema.update(_file=pl.String, _source_row=pl.Int64, _key=pl.String)
+        pl.DataFrame(self.clean, schema=schema, orient="row").write_parquet(
+            folder / "clean.parquet"
+        )
+        pl.DataFrame(self.defects, schema=DEFECT_SCHEMA, orient="row").write_parquet(
+            folder / "defects.parquet"
+        )
+        if self.pii:
+            pii_schema = {"_file": pl.String, "_source_row": pl.Int64, "field": pl.String,
+                          "kind": pl.String, "value": pl.String}  # fmt: skip
+            pl.DataFrame(self.pii, schema=pii_schema, orient="row").write_parquet(
+                folder / "text_pii.parquet"
+            )
+        kinds = Counter(d["kind"] for d in self.defects)
+        return {"rows": self.rows, "records": self.records,
+                "defects": dict(sorted(kinds.items()))}  # fmt: skip
+
+
+def _deliver_spec(home: Path, w: World, spec: Spec, seed: int, last_day: dt.date) -> dict:
+    records = spec.build(w)
+    pii = {id(r): r.pop("_pii") for r in records if "_pii" in r}
+    form = spec.form
+    rng = random.Random(f"{seed}:{spec.dept}:{spec.code}")
+    items = Dirtier(rng, form, spec.authoritative).deliver(spec.cols, records)
+    truth = _Truth(home, list(spec.key), spec.sources)
+    entry: dict = {"kind": form, "key": list(spec.key)}
+    if form == "sql_db":
+        items = writers.extraction_order(spec, items)
+        db = home / "departments" / spec.dept / "registry.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        first = writers.write_sqlite(db, spec, items)
+        file = "registry.sqlite"
+        entry.update(location=str(db.relative_to(home)), table=spec.table, cursor=spec.cursor)
+    elif form == "http_api":
+        items = writers.extraction_order(spec, items)
+        store = home / "departments" / spec.dept / f"{spec.code}.parquet"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        first = writers.write_parquet(store, spec, items)
+        file = "api"
+        entry.update(location=str(store.relative_to(home)), cursor=spec.cursor,
+                     endpoint=f"/api/{spec.dept}/{spec.code}")  # fmt: skip
+    else:
+        inbox = home / "inbox" / spec.dept
+        inbox.mkdir(parents=True, exist_ok=True)
+        file = spec.file_name(last_day)
+        path = inbox / file
+        if form == "csv":
+            first = writers.write_csv(path, spec, items)
+        elif form == "excel":
+            title = spec.title.format(street=STREET_NAME, y=last_day.year, m=last_day.month)
+            first = writers.write_excel(path, spec, items, title)
+        elif form == "json":
+            first = writers.write_json(path, spec, items)
+        elif form == "jsonl":
+            first = writers.write_jsonl(path, items)
+        else:
+            first = writers.write_parquet(path, spec, items)
+    truth.add_items(file, items, first, pii)
+    entry["files"] = [file]
+    entry.update(truth.write(home / "truth" / spec.dept / spec.code))
+    return entry
+
+
+def _deliver_iot(home: Path, w: World, name: str, seed: int, days: list[dt.date]) -> dict:
+    make = IOT_DAILY[name]
+    inbox = home / "inbox" / "iot"
+    inbox.mkdir(parents=True, exist_ok=True)
+    clean_frames, defects, rows, records, files = [], [], {}, {}, []
+    for day in days:
+        lines, clean, found = make(w, day, seed)
+        file = f"{name}_{day:%Y%m%d}.jsonl"
+        (inbox / file).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        files.append(file)
+        rows[file], records[file] = len(lines), len(clean)
+        frame = pl.DataFrame(clean, infer_schema_length=None)
+        clean_frames.append(frame.with_columns(
+            pl.col(c).cast(pl.String) for c in frame.columns if c != "_source_row"))  # fmt: skip
+        defects.extend(found)
+    key = "device_id|ts" if name == "sensor_readings" else "event_id"
+    clean_df = pl.concat(clean_frames).with_columns(
+        _key=pl.concat_str([pl.col(k) for k in key.split("|")], separator="|")
+    )
+    for d in defects:
+        d["recoverable"] = RECOVERABLE[d["kind"]]
+    folder = home / "truth" / "iot" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_df.write_parquet(folder / "clean.parquet")
+    pl.DataFrame(defects, schema=DEFECT_SCHEMA, orient="row").write_parquet(
+        folder / "defects.parquet"
+    )
+    kinds = Counter(d["kind"] for d in defects)
+    return {"kind": "jsonl", "key": key.split("|"), "files": files, "rows": rows,
+            "records": records, "defects": dict(sorted(kinds.items()))}  # fmt: skip
+
+
+def _reset(home: Path) -> None:
+    """Remove earlier simulator output (keeps the API token)."""
+    shutil.rmtree(home / "truth", ignore_errors=True)
+    for dept in DEPARTMENTS:
+        shutil.rmtree(home / "inbox" / dept, ignore_errors=True)
+        shutil.rmtree(home / "departments" / dept, ignore_errors=True)
+
+
+def simulate(
+    home: Path,
+    residents: int = 20_000,
+    seed: int = 7,
+    days: int = 3,
+    start: dt.date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Generate every department's deliveries under `home`; return the manifest (also written to home/truth/manifest.json)."""
+    say = progress or (lambda _msg: None)
+    home = Path(home)
+    started = time.perf_counter()
+    start = start or dt.date.today() - dt.timedelta(days=days - 1)
+    day_list = [start + dt.timedelta(days=i) for i in range(days)]
+    last_day = day_list[-1]
+    _reset(home)
+    home.mkdir(parents=True, exist_ok=True)
+    ensure_token(home)
+    say(f"building the street: {residents} residents, seed {seed}")
+    w = build_world(residents, seed, last_day)
+    manifest: dict = {
+        "seed": seed, "residents": residents, "days": days, "start": start.isoformat(),
+        "end": last_day.isoformat(), "street": {"code": STREET_CODE, "name": STREET_NAME,
+        "communities": {c.code: f"{c.name}社区" for c in w.communities}},
+        "rates": RATES, "departments": {d: {} for d in DEPARTMENTS},
+    }  # fmt: skip
+    for spec in SPECS:
+        entry = _deliver_spec(home, w, spec, seed, last_day)
+        manifest["departments"][spec.dept][spec.code] = entry
+        say(f"{spec.dept}.{spec.code}: {sum(entry['rows'].values())} rows")
+    for name in IOT_DAILY:
+        entry = _deliver_iot(home, w, name, seed, day_list)
+        manifest["departments"]["iot"][name] = entry
+        say(f"iot.{name}: {sum(entry['rows'].values())} rows in {len(entry['files'])} files")
+    (home / "truth" / "manifest.json").write_text(
+        json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    say(f"done in {time.perf_counter() - started:.1f} s")
+    return manifest

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per zone or domain, loaded by ``pipelines/definitions.py``."""

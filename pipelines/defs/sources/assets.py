@@ -1,0 +1,148 @@
+"""Assets ``landing/<dept>/<dataset>`` and ``raw/<dept>/<dataset>``, built from the catalogue.
+
+No dataset-specific code: one factory makes both assets of every dataset,
+grouped by department, with owners, kinds and docstrings from the catalogue.
+Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml).
+"""
+
+import dagster as dg
+
+from catalog.loader import get_catalogue
+from catalog.model import ConnectorKind, Dataset, Department
+from catalog.settings import get_settings
+from pipelines.ingest.landing import land
+from pipelines.ingest.raw import load_raw, raw_table
+from pipelines.resources import LakeResource
+
+LAKE_POOL = "lake"
+
+SOURCE_KIND = {
+    ConnectorKind.sql_db: "sqlite",
+    ConnectorKind.excel: "excel",
+    ConnectorKind.csv: "csv",
+    ConnectorKind.json: "json",
+    ConnectorKind.jsonl: "json",
+    ConnectorKind.parquet: "parquet",
+    ConnectorKind.http_api: "api",
+}
+
+
+def landing_key(dept: str, dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["landing", dept, dataset])
+
+
+def raw_key(dept: str, dataset: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", dept, dataset])
+
+
+def column_schema(dataset: Dataset) -> dg.TableSchema:
+    cols = [
+        dg.TableColumn("_delivery_id", "VARCHAR", description="landed delivery"),
+        dg.TableColumn("_source_row", "BIGINT", description="row number in the delivered file"),
+        dg.TableColumn("_loaded_at", "TIMESTAMPTZ"),
+    ]
+    cols += [
+        dg.TableColumn(
+            f.name,
+            "VARCHAR",
+            description=f"{f.label_zh} ({f.type.value}, {f.level.value}"
+            + (f", PII {f.pii.value}" if f.pii.value != "none" else "")
+            + ")",
+            tags={"level": f.level.value, "pii": f.pii.value},
+        )
+        for f in dataset.fields
+    ]
+    return dg.TableSchema(columns=cols)
+
+
+def _describe(dept: Department, ds: Dataset, zone: str) -> str:
+    return (
+        f"{ds.name_zh} / {ds.name_en} ({ds.resource_code}) — {zone} zone.\n\n{ds.summary}\n\n"
+        f"Provider: {dept.name_zh} ({dept.code}). Delivered as {ds.delivery.kind.value}, "
+        f"updated {ds.update_cycle.value}; share type {ds.share_type.value}."
+    )
+
+
+def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinition]:
+    tags = {"dept": dept.code, "share_type": ds.share_type.value, "level": ds.max_level.value}
+
+    @dg.asset(
+        key=landing_key(dept.code, ds.code),
+        group_name=dept.code,
+        owners=[dept.owner],
+        kinds={SOURCE_KIND[ds.delivery.kind], "duckdb"},
+        description=_describe(dept, ds, "landing"),
+        tags=tags,
+        pool=LAKE_POOL,
+        metadata={"resource_code": ds.resource_code, "delivery": ds.delivery.kind.value},
+    )
+    def _landing(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        settings = lake.settings()
+        with lake.open() as con:
+            result = land(con, settings, dept.code, ds)
+            total = con.execute(
+                "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
+                [dept.code, ds.code],
+            ).fetchone()[0]
+        for reason in result.failed:
+            context.log.warning(f"delivery failed: {reason}")
+        context.log.info(
+            f"{ds.code}: {len(result.landed)} new deliveries, {result.skipped} seen before"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "new_deliveries": len(result.landed),
+                "skipped_seen_before": result.skipped,
+                "failed_pulls": len(result.failed),
+                "deliveries_total": int(total),
+                "new_files": dg.MetadataValue.json([d.file_name for d in result.landed]),
+            }
+        )
+
+    @dg.asset(
+        key=raw_key(dept.code, ds.code),
+        deps=[landing_key(dept.code, ds.code)],
+        group_name=dept.code,
+        owners=[dept.owner],
+        kinds={"duckdb", "parquet"},
+        description=_describe(dept, ds, "raw"),
+        tags=tags,
+        pool=LAKE_POOL,
+        metadata={"dagster/column_schema": column_schema(ds), "resource_code": ds.resource_code},
+    )
+    def _raw(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        with lake.open() as con:
+            accounts = load_raw(con, dept.code, ds)
+            table = raw_table(dept.code, ds)
+            exists = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name='lake' "
+                "AND schema_name='raw' AND table_name=?",
+                [table],
+            ).fetchone()[0]
+            rows = con.execute(f'SELECT count(*) FROM raw."{table}"').fetchone()[0] if exists else 0
+        for a in accounts:
+            if a.status == "failed":
+                context.log.warning(f"delivery {a.file_name} failed: {a.reason}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": int(rows),
+                "deliveries_loaded": sum(a.status == "loaded" for a in accounts),
+                "deliveries_failed": sum(a.status == "failed" for a in accounts),
+                "rows_read": sum(a.rows_read for a in accounts),
+                "rows_loaded": sum(a.rows_loaded for a in accounts),
+                "rows_quarantined": sum(a.rows_quarantined for a in accounts),
+                "table": f"lake.raw.{table}",
+            }
+        )
+
+    return [_landing, _raw]
+
+
+def all_source_assets() -> list[dg.AssetsDefinition]:
+    cat = get_catalogue(get_settings().catalog_dir)
+    return [a for dept, ds in cat.datasets() for a in build_dataset_assets(dept, ds)]
+
+
+@dg.definitions
+def source_assets() -> dg.Definitions:
+    return dg.Definitions(assets=all_source_assets())

@@ -1,0 +1,39 @@
+"""Jobs that ingest one department (file sources) or one pulled dataset."""
+
+import dagster as dg
+
+from catalog.model import FILE_CONNECTORS, Dataset, Department
+from pipelines.defs.sources.assets import landing_key, raw_key
+
+
+def file_datasets(dept: Department) -> list[Dataset]:
+    return [ds for ds in dept.datasets if ds.delivery.kind in FILE_CONNECTORS]
+
+
+def pulled_datasets(dept: Department) -> list[Dataset]:
+    return [ds for ds in dept.datasets if ds.delivery.kind not in FILE_CONNECTORS]
+
+
+def dept_files_job(dept: Department):
+    keys = [
+        k
+        for ds in file_datasets(dept)
+        for k in (landing_key(dept.code, ds.code), raw_key(dept.code, ds.code))
+    ]
+    return dg.define_asset_job(
+        f"ingest_{dept.code}_files",
+        selection=dg.AssetSelection.assets(*keys),
+        description=f"Land and load every new file {dept.name_zh} delivered to its inbox.",
+        tags={"dept": dept.code},
+    )
+
+
+def pull_job(dept: Department, ds: Dataset):
+    return dg.define_asset_job(
+        f"pull_{dept.code}__{ds.code}",
+        selection=dg.AssetSelection.assets(
+            landing_key(dept.code, ds.code), raw_key(dept.code, ds.code)
+        ),
+        description=f"Pull {ds.name_zh} from {dept.name_zh} and load it into raw.",
+        tags={"dept": dept.code},
+    )

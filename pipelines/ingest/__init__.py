@@ -1,0 +1,18 @@
+"""Landing and raw: every delivery landed once, read once, and accounted for."""
+
+from __future__ import annotations
+
+import duckdb
+
+from catalog.model import Dataset
+from catalog.settings import Settings
+from pipelines.ingest.landing import LandingResult, land
+from pipelines.ingest.raw import Account, load_raw
+
+
+def ingest_dataset(
+    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, **pull_kw
+) -> tuple[LandingResult, list[Account]]:
+    """Land what is new for one dataset and load every unread delivery into raw."""
+    landed = land(con, settings, dept, dataset, **pull_kw)
+    return landed, load_raw(con, dept, dataset)

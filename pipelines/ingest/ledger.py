@@ -1,0 +1,142 @@
+"""The lake tables that account for every delivery.
+
+- ``landing.deliveries``: one row per delivery landed byte-for-byte (SHA-256,
+  source, arrival time, size); a delivery is landed once per dataset and hash.
+- ``landing.delivery_accounts``: one row per delivery read (or per pull that
+  failed before anything could be landed): status, reason, and the account
+  rows read = rows loaded + rows quarantined.
+- ``quarantine.rows``: every row that did not make it, with its source row,
+  field, check and reason (values masked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS landing.deliveries (
+        delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, kind VARCHAR, source VARCHAR,
+        file_name VARCHAR, landed_path VARCHAR, sha256 VARCHAR, size_bytes BIGINT,
+        cursor_end VARCHAR, arrived_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS landing.delivery_accounts (
+        delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, status VARCHAR, reason VARCHAR,
+        rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, notes VARCHAR,
+        accounted_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS quarantine.rows (
+        dept VARCHAR, dataset VARCHAR, delivery_id VARCHAR, file_name VARCHAR,
+        source_row BIGINT, stage VARCHAR, field VARCHAR, check_name VARCHAR, reason VARCHAR,
+        value_masked VARCHAR, quarantined_at TIMESTAMPTZ)""",
+)
+
+QUARANTINE_SCHEMA = {
+    "dept": pl.String,
+    "dataset": pl.String,
+    "delivery_id": pl.String,
+    "file_name": pl.String,
+    "source_row": pl.Int64,
+    "stage": pl.String,
+    "field": pl.String,
+    "check_name": pl.String,
+    "reason": pl.String,
+    "value_masked": pl.String,
+    "quarantined_at": pl.Datetime("us", "UTC"),
+}
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    have = {
+        (r[0], r[1])
+        for r in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'"
+        ).fetchall()
+    }
+    if {
+        ("landing", "deliveries"),
+        ("landing", "delivery_accounts"),
+        ("quarantine", "rows"),
+    } <= have:
+        return
+    con.execute("BEGIN TRANSACTION")
+    for ddl in DDL:
+        con.execute(ddl)
+    con.execute("COMMIT")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Landed:
+    delivery_id: str
+    dept: str
+    dataset: str
+    file_name: str
+    landed_path: str
+    sha256: str
+    size_bytes: int
+
+
+def is_landed(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, sha256: str) -> bool:
+    return (
+        con.execute(
+            "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=? AND sha256=?",
+            [dept, dataset, sha256],
+        ).fetchone()[0]
+        > 0
+    )
+
+
+def last_cursor(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> str | None:
+    return con.execute(
+        "SELECT max(cursor_end) FROM landing.deliveries WHERE dept=? AND dataset=?",
+        [dept, dataset],
+    ).fetchone()[0]
+
+
+def unaccounted(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[Landed]:
+    """Landed deliveries not yet read into raw, oldest first."""
+    rows = con.execute(
+        """SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
+                  d.size_bytes
+           FROM landing.deliveries d
+           WHERE d.dept=? AND d.dataset=? AND NOT EXISTS (
+               SELECT 1 FROM landing.delivery_accounts a WHERE a.delivery_id = d.delivery_id)
+           ORDER BY d.arrived_at, d.file_name""",
+        [dept, dataset],
+    ).fetchall()
+    return [Landed(*r) for r in rows]
+
+
+def record_account(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    delivery_id: str,
+    dept: str,
+    dataset: str,
+    status: str,
+    reason: str | None,
+    rows_read: int,
+    rows_loaded: int,
+    rows_quarantined: int,
+    notes: str | None = None,
+) -> None:
+    con.execute(
+        "INSERT INTO landing.delivery_accounts VALUES (?,?,?,?,?,?,?,?,?,?)",
+        [
+            delivery_id,
+            dept,
+            dataset,
+            status,
+            reason,
+            rows_read,
+            rows_loaded,
+            rows_quarantined,
+            notes,
+            now(),
+        ],
+    )

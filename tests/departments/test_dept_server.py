@@ -1,0 +1,131 @@
+"""The departments' HTTP APIs: auth, stable and complete paging, the cursor, seeded faults."""
+
+from __future__ import annotations
+
+import httpx
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from departments.server import api_token, create_app, running_server
+
+
+@pytest.fixture(scope="module")
+def token(home) -> str:
+    return api_token(home)
+
+
+@pytest.fixture(scope="module")
+def client(home, token) -> TestClient:
+    return TestClient(create_app(home, token, fault_rate=0, slow_rate=0))
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def fetch_all(client, token, path: str, page_size: int, **params) -> list[dict]:
+    items, page = [], 1
+    while True:
+        r = client.get(path, params={"page": page, "page_size": page_size, **params},
+                       headers=auth(token))  # fmt: skip
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["page"] == page and body["page_size"] == page_size
+        items += body["items"]
+        if not body["has_more"]:
+            assert len(items) == body["total"]
+            return items
+        page += 1
+
+
+def test_token_file_and_env(home, monkeypatch):
+    assert api_token(home) == (home / "departments" / "api_token").read_text().strip()
+    monkeypatch.setenv("STREETHUB_DEPT_API_TOKEN", "from-env")
+    assert api_token(home) == "from-env"
+
+
+def test_auth_is_required(client, token):
+    r = client.get("/api/rx/appeals")
+    assert r.status_code == 401 and "error" in r.json()
+    r = client.get("/api/rx/appeals", headers=auth(token + "x"))
+    assert r.status_code == 401
+    assert client.get("/api/rx/appeals", headers=auth(token)).status_code == 200
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_unknown_dataset_and_bad_input(client, token):
+    assert client.get("/api/rx/nothing", headers=auth(token)).status_code == 404
+    assert client.get("/api/gaj/registered_residents", headers=auth(token)).status_code == 404
+    r = client.get("/api/rx/appeals", params={"updated_since": "yesterday"}, headers=auth(token))
+    assert r.status_code == 400
+    r = client.get("/api/rx/appeals", params={"page": 0}, headers=auth(token))
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("dept,code", [("rx", "appeals"), ("rsj", "social_insurance"),
+                                       ("rsj", "employment_registration")])  # fmt: skip
+def test_paging_is_complete_stable_and_matches_truth(home, client, token, dept, code):
+    items = fetch_all(client, token, f"/api/{dept}/{code}", page_size=37)
+    again = fetch_all(client, token, f"/api/{dept}/{code}", page_size=37)
+    assert items == again
+    stored = pl.read_parquet(home / "departments" / dept / f"{code}.parquet").to_dicts()
+    assert items == stored
+    cursor = [i["update_time"] for i in items]
+    assert cursor == sorted(cursor)
+    clean = pl.read_parquet(home / "truth" / dept / code / "clean.parquet")
+    assert clean["_source_row"].to_list() == list(range(1, len(items) + 1))
+
+
+def test_updated_since_filters(client, token):
+    everything = fetch_all(client, token, "/api/rx/appeals", page_size=500)
+    since = everything[len(everything) // 2]["update_time"]
+    newer = fetch_all(client, token, "/api/rx/appeals", page_size=50,
+                      updated_since=since.replace(" ", "T"))  # fmt: skip
+    assert newer and all(i["update_time"] > since for i in newer)
+    assert newer == [i for i in everything if i["update_time"] > since]
+    tz = fetch_all(client, token, "/api/rx/appeals", page_size=50,
+                   updated_since=since.replace(" ", "T") + "+08:00")  # fmt: skip
+    assert tz == newer
+
+
+def test_faults_occur_at_the_configured_rate(home, token):
+    client = TestClient(create_app(home, token, fault_rate=0.3, slow_rate=0, seed=5))
+    codes = [client.get("/api/rx/appeals", params={"page_size": 5}, headers=auth(token)).status_code
+             for _ in range(400)]  # fmt: skip
+    faults = sum(c != 200 for c in codes)
+    assert set(codes) == {200, 429, 503}
+    assert 0.22 < faults / 400 < 0.38
+    r = next(r for r in (client.get("/api/rx/appeals", headers=auth(token)) for _ in range(50))
+             if r.status_code == 429)  # fmt: skip
+    assert r.headers["Retry-After"] == "0"
+
+
+def test_slow_answers(home, token):
+    client = TestClient(create_app(home, token, fault_rate=0, slow_rate=1.0, slow_seconds=0.05))
+    app_stats = client.app.state.stats
+    client.get("/api/rx/appeals", headers=auth(token))
+    assert app_stats["slow"] == 1
+
+
+def test_down_always_503(home, token):
+    client = TestClient(create_app(home, token, down=True))
+    assert all(client.get("/api/rx/appeals", headers=auth(token)).status_code == 503
+               for _ in range(20))  # fmt: skip
+    assert client.get("/health").status_code == 503
+
+
+def test_retried_requests_succeed_over_real_http(home, token):
+    with (
+        running_server(home, fault_rate=0.5, slow_rate=0, seed=3) as url,
+        httpx.Client(base_url=url, headers=auth(token), timeout=5) as http,
+    ):
+        for page in (1, 2, 3):
+            for _attempt in range(60):
+                r = http.get("/api/rsj/social_insurance", params={"page": page, "page_size": 10})
+                if r.status_code == 200:
+                    break
+                assert r.status_code in (429, 503)
+            assert r.status_code == 200 and len(r.json()["items"]) == 10
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health", timeout=1)

@@ -1,0 +1,97 @@
+"""The Dagster code location: loads, 12 department groups, sensors, schedules, a real run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import FILE_CONNECTORS
+from catalog.settings import Settings
+from lakehouse.lake import open_lake
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    from pipelines.definitions import defs
+
+    return defs
+
+
+def test_twelve_department_groups_with_both_zones(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    groups = {graph.get(k).group_name for k in keys}
+    cat = load_catalogue()
+    assert groups == set(cat.departments)
+    assert len(groups) == 12
+    for dept, ds in cat.datasets():
+        landing = dg.AssetKey(["landing", dept.code, ds.code])
+        raw = dg.AssetKey(["raw", dept.code, ds.code])
+        assert landing in keys and raw in keys
+        node = graph.get(raw)
+        assert landing in node.parent_keys
+        assert node.owners == [dept.owner]
+        assert ds.name_zh in (node.description or "")
+
+
+def test_sensors_for_file_departments_schedules_for_pulled(defs: dg.Definitions) -> None:
+    cat = load_catalogue()
+    sensors = {s.name for s in defs.sensors or []}
+    file_depts = {d.code for d, ds in cat.datasets() if ds.delivery.kind in FILE_CONNECTORS}
+    assert sensors == {f"inbox_{d}" for d in file_depts}
+    pulled = [(d, ds) for d, ds in cat.datasets() if ds.delivery.kind not in FILE_CONNECTORS]
+    schedules = {s.name: s for s in defs.schedules or []}
+    assert len(schedules) == len(pulled)
+    for d, ds in pulled:
+        s = schedules[f"pull_{d.code}__{ds.code}_{ds.update_cycle.value}"]
+        assert s.cron_schedule == ds.update_cycle.cron
+
+
+def test_dg_check_defs_passes() -> None:
+    dg_bin = Path(sys.executable).parent / "dg"
+    proc = subprocess.run(
+        [str(dg_bin), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_materialising_a_department_through_dagster(tmp_path: Path, monkeypatch) -> None:
+    from departments.simulate import simulate
+    from pipelines.defs.sources.assets import build_dataset_assets
+    from pipelines.defs.sources.checks import build_account_check
+    from pipelines.resources import LakeResource
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STREETHUB_HOME", str(home))
+    simulate(home, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
+    dept = load_catalogue().departments["wjw"]
+    assets = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
+    checks = [build_account_check(dept, ds) for ds in dept.datasets]
+    result = dg.materialize(
+        [*assets, *checks],
+        resources={"lake": LakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    evals = result.get_asset_check_evaluations()
+    assert len(evals) == len(dept.datasets) and all(e.passed for e in evals)
+    mats = {
+        tuple(m.asset_key.path): m.metadata
+        for m in result.get_asset_materialization_events()
+        for m in [m.event_specific_data.materialization]
+    }
+    raw = mats[("raw", "wjw", dept.datasets[0].code)]
+    assert raw["dagster/row_count"].value > 0
+    with open_lake(Settings(home=home), read_only=True) as con:
+        n = con.execute(f'SELECT count(*) FROM raw."wjw__{dept.datasets[0].code}"').fetchone()[0]
+    assert n == raw["dagster/row_count"].value
+    assert os.environ["STREETHUB_HOME"] == str(home)
