@@ -95,3 +95,22 @@ def test_materialising_a_department_through_dagster(tmp_path: Path, monkeypatch)
         n = con.execute(f'SELECT count(*) FROM raw."wjw__{dept.datasets[0].code}"').fetchone()[0]
     assert n == raw["dagster/row_count"].value
     assert os.environ["STREETHUB_HOME"] == str(home)
+
+
+def test_inbox_sensor_fires_on_new_files_only(tmp_path: Path, monkeypatch) -> None:
+    from pipelines.defs.sources.sensors import build_inbox_sensor
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STREETHUB_HOME", str(home))
+    dept = load_catalogue().departments["mzj"]
+    sensor = build_inbox_sensor(dept)
+    empty = sensor(dg.build_sensor_context())
+    assert isinstance(empty, dg.SkipReason)
+    ds = dept.datasets[0]
+    inbox = home / "inbox" / "mzj"
+    inbox.mkdir(parents=True)
+    (inbox / (ds.delivery.pattern or "").replace("*", "20261101")).write_bytes(b"x")
+    first = sensor(dg.build_sensor_context())
+    assert isinstance(first, dg.SensorResult) and len(first.run_requests) == 1
+    again = sensor(dg.build_sensor_context(cursor=first.cursor))
+    assert isinstance(again, dg.SkipReason)
