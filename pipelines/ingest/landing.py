@@ -21,7 +21,7 @@ from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.sql_db import Pulled, pull_sql
-from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_account
+from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
 
 
 @dataclass
@@ -140,16 +140,12 @@ def land_pull(
         )
     except DeliveryError as exc:
         stamp = now().strftime("%Y%m%dT%H%M%S%f")
-        record_account(
+        record_failure(
             con,
             delivery_id=f"{dept}.{dataset.code}.pull-{stamp}",
             dept=dept,
             dataset=dataset.code,
-            status="failed",
             reason=str(exc),
-            rows_read=0,
-            rows_loaded=0,
-            rows_quarantined=0,
         )
         return LandingResult([], 0, [str(exc)])
     if pulled.rows == 0:

@@ -140,3 +140,20 @@ def record_account(
             now(),
         ],
     )
+
+
+def record_failure(
+    con: duckdb.DuckDBPyConnection, *, delivery_id: str, dept: str, dataset: str, reason: str
+) -> None:
+    """A delivery (or pull) that could not be read as a whole: nothing of it is loaded."""
+    record_account(
+        con,
+        delivery_id=delivery_id,
+        dept=dept,
+        dataset=dataset,
+        status="failed",
+        reason=reason,
+        rows_read=0,
+        rows_loaded=0,
+        rows_quarantined=0,
+    )

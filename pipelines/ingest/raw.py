@@ -25,6 +25,7 @@ from pipelines.ingest.ledger import (
     Landed,
     now,
     record_account,
+    record_failure,
     unaccounted,
 )
 
@@ -104,16 +105,8 @@ def load_delivery(
     except DeliveryError as exc:
         exc.file = d.file_name  # name the delivered file, not the landed copy
         account = Account(d.delivery_id, d.file_name, "failed", str(exc), 0, 0, 0)
-        record_account(
-            con,
-            delivery_id=d.delivery_id,
-            dept=dept,
-            dataset=dataset.code,
-            status="failed",
-            reason=str(exc),
-            rows_read=0,
-            rows_loaded=0,
-            rows_quarantined=0,
+        record_failure(
+            con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=str(exc)
         )
         return account
     table = ensure_raw_table(con, dept, dataset)
