@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): ``python -m bench`` runs them all, ``python -m bench gate`` one."""

@@ -1,0 +1,304 @@
+"""Find and mask personal information in Chinese free text (12345 appeals, grid reports).
+
+Detectors (spans, then overlaps resolved longest-first, then masked from the end):
+
+- citizen IDs: 18 characters with a birth date and a valid check character, or a
+  15-digit number with a plausible birth date; an 18-digit number with a birth date
+  but a wrong check character is still masked (``verified=False``). Digit look-arounds
+  ``(?<!\\d)…(?!\\d)`` — never ``\\b``, which does not fire between 号 and a digit.
+- mobiles (``+86``/``0086``, spaces, dashes), landlines (``010-12345678``, ``(010)…``)
+- bank cards: 16–19 digits (groups of 4 allowed) passing Luhn
+- plates (京A12345, new-energy 京AD12345), e-mails
+- addresses below the community: building + unit / room (``1号楼2单元502室``,
+  ``3-2-501``, ``502室``); a building alone (``15号楼附近``) is a place, kept
+- person names: (a) a cue before (市民/住户/联系人/我叫/姓名 …) and a surname, (b) a
+  surname + given name before 先生/女士/阿姨/师傅 …, (c) jieba's ``nr`` tag on a
+  token that starts with a surname and is not a known false positive (井盖 …), with
+  (b) and (c) accepted only where jieba puts a word boundary; (d) ``known_names``.
+
+Masks: IDs/phones/cards/plates/e-mails as their display masks, names → 张*,
+addresses → ``***``. Findings carry kind and span, never the value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
+from masking.names import (
+    COMPOUND_SURNAMES,
+    NAME_AFTER,
+    NAME_BEFORE,
+    NAME_END,
+    NOT_NAMES,
+    SINGLE_SURNAMES,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # citizen_id, mobile, landline, bank_card, plate, email, address, person_name
+    start: int
+    end: int
+    source: str  # which detector: regex, cue_before, cue_after, jieba, known
+    verified: bool = True
+
+
+# full-width digits / letters → half-width, one character for one (offsets line up)
+_HALF = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)}
+    | {chr(0xFF21 + i): chr(0x41 + i) for i in range(26)}
+    | {chr(0xFF41 + i): chr(0x61 + i) for i in range(26)}
+    | {"＋": "+", "－": "-", "（": "(", "）": ")", "＠": "@", "　": " "}
+)
+_HAN = r"\u4e00-\u9fff"
+_SURNAME_RE = (
+    "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
+)
+_ID18 = re.compile(
+    r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
+)
+_ID15 = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{14}(?![0-9A-Za-z])")
+_CARD = re.compile(r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9])")
+_MOBILE = re.compile(r"(?<![0-9+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])")
+_LANDLINE = re.compile(r"(?<![0-9])(?:\(0\d{2,3}\)\s?|0\d{2,3}[- ])\d{7,8}(?:-\d{1,4})?(?![0-9])")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_PLATE = re.compile(
+    r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•\s]?[A-HJ-NP-Z0-9]{5,6}(?![A-Za-z0-9])"
+)
+_NUM = r"(?:\d+|[一二三四五六七八九十百]+)"
+_ADDRESS = re.compile(
+    rf"{_NUM}(?:号楼|号院|栋|幢|座|楼|号)\s*(?:{_NUM}(?:单元|门))?\s*(?:\d+层)?\s*\d+(?:室|号|户)"
+    rf"|{_NUM}(?:号楼|栋|幢|座)\s*{_NUM}单元"
+    rf"|(?<![0-9]){_NUM}单元\s*\d+(?:室|号|户)?"
+    r"|(?<![0-9-])\d{1,3}-\d{1,2}-\d{3,4}(?![0-9-])"
+    r"|(?<![0-9])\d{3,4}室"
+)
+_CUE_BEFORE = re.compile(
+    rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*({_SURNAME_RE}[{_HAN}]{{1,2}}?)(?={NAME_END})"
+)
+_CUE_AFTER = re.compile(rf"({_SURNAME_RE}[{_HAN}]{{1,2}}?)(?={NAME_AFTER})")
+
+CARD_FIRST_DIGITS = "23456"  # ISO/IEC 7812 issuers: 2/5 Mastercard, 3 Amex/JCB, 4 Visa, 6 UnionPay
+_PRIORITY = {
+    "citizen_id": 0,
+    "bank_card": 1,
+    "email": 2,
+    "mobile": 3,
+    "landline": 4,
+    "plate": 5,
+    "address": 6,
+    "person_name": 7,
+}
+
+JIEBA_COMMON_WORD = 50  # dictionary frequency from which an nr token is a word, not a name
+_NAME_SOURCE = {"known": 0, "cue_before": 1, "cue_after": 2, "jieba": 3}
+
+_jieba_lock = threading.Lock()
+_jieba_state: dict = {"cache_dir": None, "pos": None}
+
+
+def set_jieba_cache_dir(path: Path | str) -> None:
+    """Where jieba keeps its dictionary cache (default: ``<STREETHUB_HOME>/cache/jieba``)."""
+    with _jieba_lock:
+        _jieba_state["cache_dir"] = Path(path)
+        _jieba_state["pos"] = None
+
+
+def _default_cache_dir() -> Path:
+    from catalog.settings import Settings
+
+    return Settings().home_abs / "cache" / "jieba"
+
+
+def _pos_tokenizer():
+    with _jieba_lock:
+        if _jieba_state["pos"] is None:
+            import jieba
+            import jieba.posseg
+
+            logging.getLogger("jieba").setLevel(logging.WARNING)
+            jieba.setLogLevel(logging.WARNING)
+            cache_dir = _jieba_state["cache_dir"] or _default_cache_dir()
+            cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tok = jieba.Tokenizer()
+            tok.tmp_dir = str(cache_dir)
+            tok.cache_file = "jieba.cache"
+            pos = jieba.posseg.POSTokenizer(tok)
+            for word in NOT_NAMES:  # keep them whole and never tagged as names
+                tok.add_word(word, freq=2000, tag="n")
+                pos.word_tag_tab[word] = "n"
+            _jieba_state["pos"] = pos
+        return _jieba_state["pos"]
+
+
+def _starts_with_surname(token: str) -> bool:
+    return token[:1] in SINGLE_SURNAMES or token[:2] in COMPOUND_SURNAMES
+
+
+def _jieba_names(text: str) -> tuple[list[Finding], set[int]]:
+    """Names jieba tags as ``nr`` (filtered), and the word boundaries it found."""
+    found: list[Finding] = []
+    bounds = {0, len(text)}
+    pos = 0
+    tokenizer = _pos_tokenizer()
+    freq = tokenizer.tokenizer.FREQ
+    for pair in tokenizer.cut(text):
+        word, flag = pair.word, pair.flag
+        start, pos = pos, pos + len(word)
+        bounds.add(pos)
+        if (
+            flag.startswith("nr")
+            and 2 <= len(word) <= 4
+            and word not in NOT_NAMES
+            and freq.get(word, 0) < JIEBA_COMMON_WORD  # 师傅, 阿姨, 银行卡 are tagged nr too
+            and _starts_with_surname(word)
+            and not any(c.isdigit() for c in word)
+        ):
+            found.append(Finding("person_name", start, pos, "jieba"))
+    return found, bounds
+
+
+def _id_findings(text: str) -> list[Finding]:
+    out = []
+    for m in _ID18.finditer(text):
+        value = m.group().upper()
+        if is_citizen_id18(value):
+            out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
+        elif value[17] != "X" and value[0] in CARD_FIRST_DIGITS and luhn_ok(value):
+            out.append(Finding("bank_card", m.start(), m.end(), "regex"))
+        else:  # birth date and region look right, check character wrong: mask anyway
+            out.append(Finding("citizen_id", m.start(), m.end(), "regex", verified=False))
+    for m in _ID15.finditer(text):
+        if is_citizen_id15(m.group()):
+            out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
+    return out
+
+
+def _regex_findings(text: str) -> list[Finding]:
+    out = _id_findings(text)
+    for m in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_ok(digits):
+            out.append(Finding("bank_card", m.start(), m.end(), "regex"))
+    for kind, pattern in (
+        ("mobile", _MOBILE),
+        ("landline", _LANDLINE),
+        ("email", _EMAIL),
+        ("plate", _PLATE),
+        ("address", _ADDRESS),
+    ):
+        out.extend(Finding(kind, m.start(), m.end(), "regex") for m in pattern.finditer(text))
+    return out
+
+
+def _name_findings(
+    text: str, known_names: frozenset[str] | set[str] | None, use_jieba: bool
+) -> list[Finding]:
+    out = [
+        Finding("person_name", m.start(1), m.end(1), "cue_before")
+        for m in _CUE_BEFORE.finditer(text)
+    ]
+    if use_jieba:
+        jieba_found, bounds = _jieba_names(text)
+        out.extend(jieba_found)
+        out.extend(
+            Finding("person_name", m.start(1), m.end(1), "cue_after")
+            for m in _CUE_AFTER.finditer(text)
+            if m.start(1) in bounds
+        )
+    if known_names:
+        for name in known_names:
+            if len(name) >= 2:
+                start = text.find(name)
+                while start >= 0:
+                    out.append(Finding("person_name", start, start + len(name), "known"))
+                    start = text.find(name, start + 1)
+    return out
+
+
+def _resolve(findings: list[Finding]) -> list[Finding]:
+    """Keep non-overlapping findings: structured kinds (IDs, phones …) before names, longer
+    spans first; among names, the cue-delimited ones before jieba's guesses."""
+    ranked = sorted(
+        findings,
+        key=lambda f: (
+            f.kind == "person_name",
+            _NAME_SOURCE.get(f.source, 0),
+            -(f.end - f.start),
+            _PRIORITY[f.kind],
+            f.start,
+        ),
+    )
+    taken: list[Finding] = []
+    for f in ranked:
+        if all(f.end <= t.start or f.start >= t.end for t in taken):
+            taken.append(f)
+    return sorted(taken, key=lambda f: f.start)
+
+
+def _mask_span(kind: str, value: str) -> str:
+    digits = re.sub(r"\D", "", value)
+    if kind == "citizen_id":
+        return value[:6] + "*" * (len(value) - 10) + value[-4:]
+    if kind == "mobile":
+        digits = digits[-11:]
+        return digits[:3] + "****" + digits[-4:]
+    if kind == "landline":
+        return digits[:3] + "****" + digits[-4:] if len(digits) >= 10 else "*" * len(digits)
+    if kind == "bank_card":
+        return "*" * (len(digits) - 4) + digits[-4:]
+    if kind == "plate":
+        plate = re.sub(r"[·•\s]", "", value)
+        return plate[:2] + "·" + "*" * (len(plate) - 4) + plate[-2:]
+    if kind == "email":
+        return value[0] + "***@" + value.split("@", 1)[1]
+    if kind == "person_name":
+        surname = value[:2] if len(value) >= 3 and value[:2] in COMPOUND_SURNAMES else value[:1]
+        return surname + "*"
+    return "***"
+
+
+def scrub(
+    text: str | None,
+    *,
+    known_names: set[str] | frozenset[str] | None = None,
+    use_jieba: bool = True,
+) -> tuple[str | None, list[Finding]]:
+    """Mask the PII found in ``text``; return the masked text and the findings."""
+    if not text:
+        return text, []
+    half = text.translate(_HALF)
+    findings = _regex_findings(half)
+    findings += _name_findings(half, known_names, use_jieba)
+    kept = _resolve(findings)
+    out = text
+    for f in reversed(kept):
+        out = out[: f.start] + _mask_span(f.kind, half[f.start : f.end]) + out[f.end :]
+    return out, kept
+
+
+def scrub_series(
+    series: pl.Series,
+    *,
+    known_names: set[str] | frozenset[str] | None = None,
+    use_jieba: bool = True,
+) -> pl.Series:
+    """Scrub every value of a text column (duplicates scrubbed once)."""
+    values = series.cast(pl.String)
+    uniques = values.unique().drop_nulls().to_list()
+    masked = {v: scrub(v, known_names=known_names, use_jieba=use_jieba)[0] for v in uniques}
+    return values.replace_strict(masked, default=None, return_dtype=pl.String).alias(series.name)
+
+
+def count_findings(findings: list[Finding]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return counts

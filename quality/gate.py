@@ -1,0 +1,242 @@
+"""The row gate (质量闸口): raw rows → staged rows or quarantine, one verdict per row.
+
+``gate(raw, dataset)`` standardises the raw zone's text columns, drops exact
+duplicates (first copy kept), quarantines every row of a conflicting business
+key, then runs the catalogue's checks (the pandera schema of
+``quality.schema``, or the same checks as plain polars masks) and splits the
+frame. Every input row ends up staged or quarantined, never both, never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandera.errors as pa_errors
+import polars as pl
+
+from catalog.model import Dataset
+from quality.gate_checks import RAW_PREFIX, Bbox, RowCheck, row_checks
+from quality.schema import dataset_schema
+from quality.standardise import LINEAGE, standardise
+from quality.validators import STREET_BBOX
+
+ROW = "_row"
+QUARANTINE_SCHEMA = {
+    "_delivery_id": pl.String,
+    "_source_row": pl.Int64,
+    "field": pl.String,
+    "check_name": pl.String,
+    "reason": pl.String,
+    "value": pl.String,
+}
+FAILURES_SCHEMA = {ROW: pl.UInt32, "field": pl.String, "check_name": pl.String}
+Engine = Literal["pandera", "masks"]
+
+
+@dataclass
+class GateResult:
+    """What the gate made of one raw frame."""
+
+    staged: pl.DataFrame  # lineage + every catalogue field, standardised and typed
+    quarantine: pl.DataFrame  # one row per (failing row, failed check); value is plaintext
+    repairs: pl.DataFrame  # field, kind, count: values standardisation changed
+
+
+def _work_frame(raw: pl.DataFrame, dataset: Dataset) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed fields + the delivered text of each field (``_raw__<field>``) + a row number."""
+    raw = raw.with_columns(
+        pl.col(f.name).cast(pl.String) for f in dataset.fields if f.name in raw.columns
+    )
+    missing = [f.name for f in dataset.fields if f.name not in raw.columns]
+    if missing:
+        raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(m) for m in missing)
+    for col, dtype in (("_delivery_id", pl.String), ("_source_row", pl.Int64)):
+        if col not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=dtype).alias(col))
+    std = standardise(raw, dataset)
+    work = pl.concat(
+        [
+            std.frame,
+            raw.select(pl.col(f.name).alias(f"{RAW_PREFIX}{f.name}") for f in dataset.fields),
+        ],
+        how="horizontal",
+    ).with_row_index(ROW)
+    return work, std.repairs
+
+
+def _duplicates(work: pl.DataFrame, fields: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+    """Later exact copies (same standardised values in every field) of an earlier row."""
+    first = work.select(
+        ROW,
+        pl.struct(fields).is_first_distinct().alias("_first"),
+        pl.col("_source_row").first().over(fields).alias("_first_row"),
+        pl.col("_delivery_id").first().over(fields).alias("_first_delivery"),
+        "_delivery_id",
+    ).filter(~pl.col("_first"))
+    reason = pl.format("exact copy of source row {}", pl.col("_first_row").cast(pl.String))
+    other = pl.col("_first_delivery") != pl.col("_delivery_id")
+    reason = (
+        pl.when(other.fill_null(False))
+        .then(pl.format("{} of delivery {}", reason, pl.col("_first_delivery")))
+        .otherwise(reason)
+    )
+    out = first.select(
+        ROW,
+        pl.lit(None, dtype=pl.String).alias("field"),
+        pl.lit("duplicate").alias("check_name"),
+        reason.alias("reason"),
+    )
+    return out, first[ROW]
+
+
+def _conflicts(work: pl.DataFrame, dataset: Dataset, dup_rows: pl.Series) -> pl.DataFrame:
+    """Different rows sharing a business key or a unique field: all of them quarantined."""
+    keys = [list(dataset.key)] + [
+        [f.name] for f in dataset.fields if f.unique and [f.name] != list(dataset.key)
+    ]
+    rows = work.filter(~pl.col(ROW).is_in(dup_rows.implode()))
+    out = []
+    for key in keys:
+        labels = "、".join(dataset.field(k).label_zh for k in key)
+        hit = rows.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)).filter(
+            pl.len().over(key) > 1
+        )
+        if hit.height == 0:
+            continue
+        groups = hit.group_by(key).agg(pl.col("_source_row").sort().alias("_rows"))
+        hit = hit.join(groups, on=key, how="left", nulls_equal=True)
+        others = pl.col("_rows").list.set_difference(pl.concat_list(pl.col("_source_row")))
+        reason = pl.format(
+            "{} is shared with {} other row(s) (source rows {})",
+            pl.lit(labels),
+            others.list.len().cast(pl.String),
+            others.list.head(5).cast(pl.List(pl.String)).list.join(", "),
+        )
+        out.append(
+            hit.select(
+                ROW,
+                pl.lit(key[0] if len(key) == 1 else None, dtype=pl.String).alias("field"),
+                pl.lit("conflicting_key").alias("check_name"),
+                reason.alias("reason"),
+            )
+        )
+    return pl.concat(out) if out else pl.DataFrame(schema={**FAILURES_SCHEMA, "reason": pl.String})
+
+
+def _failures_masks(work: pl.DataFrame, checks: list[RowCheck]) -> pl.DataFrame:
+    """Row checks as plain polars masks: (row, field, check) of every failure."""
+    masks = work.select((~rc.passes.fill_null(True)).alias(str(i)) for i, rc in enumerate(checks))
+    parts = []
+    for i, rc in enumerate(checks):
+        idx = masks.get_column(str(i)).arg_true()
+        if idx.len():
+            parts.append(
+                pl.DataFrame({ROW: idx.cast(pl.UInt32)}).with_columns(
+                    pl.lit(rc.field, dtype=pl.String).alias("field"),
+                    pl.lit(rc.name).alias("check_name"),
+                )
+            )
+    return pl.concat(parts) if parts else pl.DataFrame(schema=FAILURES_SCHEMA)
+
+
+def _failures_pandera(work: pl.DataFrame, dataset: Dataset, bbox: Bbox) -> pl.DataFrame:
+    """The same checks through pandera (lazy: every failure case with its row index)."""
+    schema = dataset_schema(dataset, bbox=bbox, for_gate=True)
+    try:
+        schema.validate(work, lazy=True)
+    except pa_errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+        unexpected = fc.filter(pl.col("index").is_null())
+        if unexpected.height:
+            raise
+        return fc.select(
+            pl.col("index").cast(pl.UInt32).alias(ROW),
+            pl.col("column").cast(pl.String).alias("field"),
+            pl.col("check")
+            .cast(pl.String)
+            .replace({"not_nullable": "required"})
+            .alias("check_name"),
+        )
+    return pl.DataFrame(schema=FAILURES_SCHEMA)
+
+
+def _explain(work: pl.DataFrame, failures: pl.DataFrame, checks: list[RowCheck]) -> pl.DataFrame:
+    """Reason and delivered value for each (row, field, check) failure."""
+    by_key = {(rc.field, rc.name): rc for rc in checks}
+    parts = []
+    for (field, name), group in failures.group_by(["field", "check_name"], maintain_order=True):
+        rows = work.join(group.select(ROW), on=ROW, how="semi")
+        rc = by_key[(field, name)]
+        parts.append(
+            rows.select(
+                ROW,
+                pl.lit(field, dtype=pl.String).alias("field"),
+                pl.lit(name).alias("check_name"),
+                rc.reason.cast(pl.String).alias("reason"),
+            )
+        )
+    return (
+        pl.concat(parts) if parts else pl.DataFrame(schema={**FAILURES_SCHEMA, "reason": pl.String})
+    )
+
+
+def gate(
+    raw: pl.DataFrame,
+    dataset: Dataset,
+    *,
+    engine: Engine = "pandera",
+    bbox: Bbox = STREET_BBOX,
+) -> GateResult:
+    """Standardise, check and split one raw frame (all text columns + lineage)."""
+    fields = [f.name for f in dataset.fields]
+    work, repairs = _work_frame(raw, dataset)
+    checks = row_checks(dataset, bbox)
+
+    dups, dup_rows = _duplicates(work, fields)
+    conflicts = _conflicts(work, dataset, dup_rows)
+    candidates = work.filter(~pl.col(ROW).is_in(dup_rows.implode()))
+    if engine == "pandera":
+        failures = _failures_pandera(candidates, dataset, bbox)
+    else:
+        failures = _failures_masks(candidates, checks)
+    # both index the frame they saw: map positions back to work rows
+    failures = failures.with_columns(candidates[ROW].gather(failures[ROW]).alias(ROW))
+    # a value that could not be read is reported as such, not also as blank
+    unreadable = failures.filter(pl.col("check_name") == "unparseable").select(ROW, "field")
+    failures = failures.join(
+        unreadable.with_columns(pl.lit("required").alias("check_name")),
+        on=[ROW, "field", "check_name"],
+        how="anti",
+    )
+    explained = pl.concat(
+        [dups, conflicts.cast({ROW: pl.UInt32}), _explain(work, failures, checks)]
+    )
+    raw_values = work.select(
+        ROW, "_delivery_id", "_source_row", *[pl.col(f"{RAW_PREFIX}{f}") for f in fields]
+    )
+    value = pl.lit(None, dtype=pl.String)
+    for f in fields:
+        value = pl.when(pl.col("field") == f).then(pl.col(f"{RAW_PREFIX}{f}")).otherwise(value)
+    quarantine = (
+        explained.join(raw_values, on=ROW, how="left")
+        .sort(ROW, maintain_order=True)
+        .select(
+            "_delivery_id",
+            "_source_row",
+            "field",
+            "check_name",
+            "reason",
+            value.alias("value"),
+            ROW,
+        )
+    )
+    bad_rows = quarantine.get_column(ROW).unique()
+    lineage = [c for c in LINEAGE if c in raw.columns or c in ("_delivery_id", "_source_row")]
+    staged = work.filter(~pl.col(ROW).is_in(bad_rows.implode())).select(*lineage, *fields)
+    quarantine = quarantine.drop(ROW).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    assert staged.height + bad_rows.len() == raw.height, (
+        f"{dataset.code}: gate lost rows ({staged.height} staged + {bad_rows.len()} "
+        f"quarantined ≠ {raw.height} delivered)"
+    )
+    return GateResult(staged=staged, quarantine=quarantine, repairs=repairs)

@@ -1,0 +1,282 @@
+"""The row gate's checks, generated from the catalogue: one polars expression each.
+
+A :class:`RowCheck` says whether a row passes (True), fails (False) or is not
+judged (null), and how to explain a failure to a data officer. The pandera
+schema (``quality.schema``) and the plain-mask engine of the gate both use
+these, so the two can never disagree about what a check means.
+
+Named checks (``FieldSpec.checks``) live in :data:`NAMED_CHECKS`; a catalogue
+entry naming an unknown check fails loudly here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from catalog.errors import CatalogError, StreethubError
+from catalog.model import Dataset, FieldSpec, FieldType, PiiKind
+from quality import validators as v
+
+RAW_PREFIX = "_raw__"
+Bbox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One check of one field (``field`` None: a row-level check)."""
+
+    name: str
+    field: str | None
+    passes: pl.Expr  # True pass · False fail · null not judged (counts as a pass)
+    reason: pl.Expr  # a sentence, evaluated on failing rows only
+    needs_raw: bool = False  # reads the delivered text (``_raw__<field>``)
+
+
+def raw_col(name: str) -> pl.Expr:
+    return pl.col(f"{RAW_PREFIX}{name}")
+
+
+def _fmt(e: pl.Expr) -> pl.Expr:
+    return e.cast(pl.String)
+
+
+def person_id_field(dataset: Dataset) -> FieldSpec | None:
+    """The citizen ID that gender and birth date are checked against."""
+    ids = [f for f in dataset.fields if f.pii is PiiKind.citizen_id]
+    named = [f for f in ids if f.name == "citizen_id"]
+    return (named or ids or [None])[0]
+
+
+def _citizen_id_checksum(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    c = pl.col(f.name)
+    form = c.str.contains(v.ID18)
+    check_ok = v.citizen_id_check_ok(c)
+    date_ok = v.id_birth_date(c).is_not_null()
+    passes = pl.when(form).then(check_ok & date_ok)
+    if f.pattern is None:  # nothing else catches a malformed number
+        passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
+    reason = (
+        pl.when(~form)
+        .then(
+            pl.format(
+                "{} is not an 18-character ID number ({} characters)",
+                pl.lit(f.label_zh),
+                _fmt(c.str.len_chars()),
+            )
+        )
+        .when(~check_ok)
+        .then(
+            pl.format(
+                "{} check digit is {} but should be {}",
+                pl.lit(f.label_zh),
+                c.str.slice(17, 1),
+                v.id_check_char(c),
+            )
+        )
+        .otherwise(pl.format("{} carries an impossible birth date", pl.lit(f.label_zh)))
+    )
+    return RowCheck("citizen_id_checksum", f.name, passes, reason)
+
+
+def _id_partner(ds: Dataset, f: FieldSpec, check: str) -> FieldSpec:
+    pid = person_id_field(ds)
+    if pid is None:
+        msg = f"check {check} needs a citizen ID field in the dataset"
+        raise CatalogError([StreethubError(msg, dataset=ds.code, field=f.name)])
+    return pid
+
+
+def _gender_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    pid = _id_partner(ds, f, "gender_matches_citizen_id")
+    cid = pl.col(pid.name)
+    expected = v.id_gender(cid)
+    passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_in(["男", "女"])).then(
+        pl.col(f.name) == expected
+    )
+    reason = pl.format(
+        "{} is {} but the {} is a {}'s (sequence digit {})",
+        pl.lit(f.label_zh),
+        pl.col(f.name),
+        pl.lit(pid.label_zh),
+        pl.when(expected == "男").then(pl.lit("man")).otherwise(pl.lit("woman")),
+        pl.when(expected == "男").then(pl.lit("odd")).otherwise(pl.lit("even")),
+    )
+    return RowCheck("gender_matches_citizen_id", f.name, passes, reason)
+
+
+def _birth_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    pid = _id_partner(ds, f, "birth_date_matches_citizen_id")
+    cid = pl.col(pid.name)
+    passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_not_null()).then(
+        pl.col(f.name) == v.id_birth_date(cid)
+    )
+    reason = pl.lit(f"{f.label_zh} disagrees with the birth date in the {pid.label_zh}")
+    return RowCheck("birth_date_matches_citizen_id", f.name, passes, reason)
+
+
+def _credit_code_checksum(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    c = pl.col(f.name)
+    form = c.str.contains(v.USCC)
+    passes = pl.when(form).then(c.str.slice(17, 1) == v.uscc_check_char(c))
+    if f.pattern is None:
+        passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
+    reason = (
+        pl.when(form)
+        .then(
+            pl.format(
+                "{} check character is {} but should be {}",
+                pl.lit(f.label_zh),
+                c.str.slice(17, 1),
+                v.uscc_check_char(c),
+            )
+        )
+        .otherwise(pl.lit(f"{f.label_zh} is not an 18-character credit code"))
+    )
+    return RowCheck("credit_code_checksum", f.name, passes, reason)
+
+
+def _luhn(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    passes = v.luhn_valid(pl.col(f.name))
+    return RowCheck("luhn", f.name, passes, pl.lit(f"{f.label_zh} fails the Luhn check digit"))
+
+
+def _coordinates(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    is_lat = "lat" in f.name or f.label_zh.startswith("纬")
+    lo, hi = (bbox[1], bbox[3]) if is_lat else (bbox[0], bbox[2])
+    lo, hi = lo - v.BBOX_MARGIN, hi + v.BBOX_MARGIN
+    c = pl.col(f.name)
+    reason = pl.format(
+        "{} {} lies outside the street ({}–{})",
+        pl.lit(f.label_zh),
+        _fmt(c),
+        pl.lit(f"{lo:.3f}"),
+        pl.lit(f"{hi:.3f}"),
+    )
+    return RowCheck("coordinates_in_street", f.name, c.is_between(lo, hi), reason)
+
+
+def _region_code(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    c = pl.col(f.name)
+    reason = pl.format("{} {} is not a known region code", pl.lit(f.label_zh), c.str.slice(0, 6))
+    return RowCheck("region_code", f.name, v.region_code_valid(c), reason)
+
+
+def _mobile(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+    reason = pl.lit(f"{f.label_zh} is not an 11-digit mobile number")
+    return RowCheck("mobile", f.name, v.mobile_valid(pl.col(f.name)), reason)
+
+
+CheckBuilder = Callable[[Dataset, FieldSpec, Bbox], RowCheck]
+NAMED_CHECKS: dict[str, CheckBuilder] = {
+    "citizen_id_checksum": _citizen_id_checksum,
+    "gender_matches_citizen_id": _gender_matches,
+    "birth_date_matches_citizen_id": _birth_matches,
+    "credit_code_checksum": _credit_code_checksum,
+    "luhn": _luhn,
+    "coordinates_in_street": _coordinates,
+    "region_code": _region_code,
+    "mobile": _mobile,
+}
+
+
+def wants_mojibake_check(f: FieldSpec) -> bool:
+    """Names and free text: where garbled UTF-8-read-as-GBK text turns up."""
+    if f.type is FieldType.text:
+        return True
+    return f.type is FieldType.string and (
+        f.pii is PiiKind.person_name or f.name == "name" or f.name.endswith("_name")
+    )
+
+
+def required_check(f: FieldSpec) -> RowCheck:
+    """Blank where the catalogue requires a value (an unreadable value is reported as such)."""
+    blank = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) == 0
+    passes = pl.col(f.name).is_not_null() | ~blank
+    return RowCheck("required", f.name, passes, pl.lit(f"{f.label_zh} is required but blank"), True)
+
+
+def unparseable_check(f: FieldSpec) -> RowCheck:
+    """Delivered, but standardisation could not read it as the catalogue's type."""
+    delivered = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) > 0
+    passes = pl.col(f.name).is_not_null() | ~delivered
+    what = {
+        FieldType.date: "a date",
+        FieldType.datetime: "a date and time",
+        FieldType.integer: "a whole number",
+        FieldType.decimal: "a number",
+        FieldType.boolean: "yes/no",
+    }.get(f.type, "text")
+    reason = pl.lit(f"{f.label_zh} cannot be read as {what}")
+    return RowCheck("unparseable", f.name, passes, reason, True)
+
+
+def field_checks(ds: Dataset, f: FieldSpec, bbox: Bbox = v.STREET_BBOX) -> list[RowCheck]:
+    """Form checks (pattern, allowed values, range) then the named checks of one field."""
+    c = pl.col(f.name)
+    out: list[RowCheck] = []
+    if f.pattern is not None:
+        out.append(
+            RowCheck(
+                "pattern",
+                f.name,
+                c.str.contains(f.pattern),
+                pl.lit(f"{f.label_zh} does not have the expected form ({f.pattern})"),
+            )
+        )
+    if f.allowed_values is not None:
+        allowed = "、".join(f.allowed_values)
+        out.append(
+            RowCheck(
+                "allowed_values",
+                f.name,
+                c.cast(pl.String).is_in(f.allowed_values),
+                pl.format("{} {} is not one of {}", pl.lit(f.label_zh), _fmt(c), pl.lit(allowed)),
+            )
+        )
+    if f.range is not None:
+        lo = -float("inf") if f.range.min is None else f.range.min
+        hi = float("inf") if f.range.max is None else f.range.max
+        out.append(
+            RowCheck(
+                "range",
+                f.name,
+                c.is_between(lo, hi),
+                pl.format(
+                    "{} {} is outside {}–{}",
+                    pl.lit(f.label_zh),
+                    _fmt(c),
+                    pl.lit(f"{f.range.min:g}" if f.range.min is not None else "−∞"),
+                    pl.lit(f"{f.range.max:g}" if f.range.max is not None else "∞"),
+                ),
+            )
+        )
+    for name in f.checks:
+        if name not in NAMED_CHECKS:
+            msg = f"unknown check {name!r} (known: {', '.join(sorted(NAMED_CHECKS))})"
+            raise CatalogError([StreethubError(msg, dataset=ds.code, field=f.name)])
+        out.append(NAMED_CHECKS[name](ds, f, bbox))
+    if wants_mojibake_check(f):
+        out.append(
+            RowCheck(
+                "mojibake",
+                f.name,
+                ~v.mojibake(c),
+                pl.lit(f"{f.label_zh} is garbled (UTF-8 text read as GBK): ask for a re-delivery"),
+            )
+        )
+    return out
+
+
+def row_checks(ds: Dataset, bbox: Bbox = v.STREET_BBOX, *, with_raw: bool = True) -> list[RowCheck]:
+    """Every row-level check of a dataset, in reporting order."""
+    out: list[RowCheck] = []
+    for f in ds.fields:
+        if with_raw:
+            out.append(unparseable_check(f))
+            if f.required:
+                out.append(required_check(f))
+        out.extend(field_checks(ds, f, bbox))
+    return out

@@ -1,0 +1,274 @@
+"""Standardisers (标准化): delivered text → the catalogue's typed, canonical values.
+
+Plain polars expressions over the raw zone's text columns:
+
+- trim (spaces, tabs, the ideographic space U+3000), blank → null;
+- full-width → half-width (digits, letters, punctuation, U+3000) for codes,
+  identifiers, phones, numbers and dates — never for names or free text,
+  where Chinese punctuation is part of the value;
+- citizen IDs: upper-case X, 15 → 18 characters;
+- phones: +86 / 0086 / 86- prefixes, spaces and dashes → 11 digits;
+- dates: every spelling the departments use (2023/1/5, 2023年1月5日, 20230105,
+  2023.1.5, 2023-1-5 00:00:00, 2023-01-05T00:00:00, Excel serials, …);
+- datetimes: the same plus compact 20230105083000, ISO with offsets (→ Beijing
+  time) and epoch milliseconds.
+
+:func:`standardise` also counts, per field and kind of repair, how many values
+it changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from catalog.model import ConnectorKind, Dataset, FieldSpec, FieldType, PiiKind
+from quality.validators import ID15, MOBILE, upgrade_id_15
+
+FULLWIDTH = [chr(c) for c in range(0xFF01, 0xFF5F)] + ["\u3000"]
+HALFWIDTH = [chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)] + [" "]
+LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
+BEIJING_OFFSET_MIN = 480
+
+DTYPES: dict[FieldType, pl.DataType] = {
+    FieldType.string: pl.String(),
+    FieldType.text: pl.String(),
+    FieldType.integer: pl.Int64(),
+    FieldType.decimal: pl.Float64(),
+    FieldType.boolean: pl.Boolean(),
+    FieldType.date: pl.Date(),
+    FieldType.datetime: pl.Datetime("us"),
+}
+TRUE_WORDS = ["true", "t", "1", "y", "yes", "是", "真"]
+FALSE_WORDS = ["false", "f", "0", "n", "no", "否", "假"]
+
+_DATE_RE = r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T]0{1,2}:0{1,2}(?::0{1,2})?)?$"
+_DATETIME_RE = (
+    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
+    r"(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?:\.(\d{1,6}))?)?"
+    r" ?(Z|[+-]\d{2}:?\d{2})?$"
+)
+_COMPACT_DT_RE = r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$"
+
+
+def halfwidth(s: pl.Expr) -> pl.Expr:
+    """Full-width ASCII forms (U+FF01–FF5E) and U+3000 → their half-width forms."""
+    return s.str.replace_many(FULLWIDTH, HALFWIDTH)
+
+
+def blank_to_null(s: pl.Expr) -> pl.Expr:
+    return pl.when(s.str.len_bytes() > 0).then(s)
+
+
+def clean_text(s: pl.Expr, *, to_halfwidth: bool = False) -> pl.Expr:
+    """Trim (U+3000 included), optionally half-width, blank → null."""
+    if to_halfwidth:
+        s = halfwidth(s)
+    return blank_to_null(s.str.strip_chars())
+
+
+def std_citizen_id(s: pl.Expr) -> pl.Expr:
+    """Half-width, no spaces, upper-case X, 15 → 18 characters."""
+    t = clean_text(s, to_halfwidth=True).str.replace_all(r"\s+", "").str.to_uppercase()
+    return upgrade_id_15(t)
+
+
+def std_code(s: pl.Expr) -> pl.Expr:
+    """Codes (credit codes, bank cards, region codes): half-width, no spaces, upper case."""
+    return clean_text(s, to_halfwidth=True).str.replace_all(r"\s+", "").str.to_uppercase()
+
+
+def std_phone(s: pl.Expr) -> pl.Expr:
+    """Mobiles written with +86, 0086, 86-, spaces or dashes → 11 digits; others trimmed."""
+    t = clean_text(s, to_halfwidth=True)
+    digits = t.str.replace_all(r"[\s\-()（）]", "").str.replace(
+        r"^(?:\+86|0086|86)(1\d{10})$", "$1"
+    )
+    return pl.when(digits.str.contains(MOBILE)).then(digits).otherwise(t)
+
+
+def _pad2(e: pl.Expr) -> pl.Expr:
+    return e.str.zfill(2)
+
+
+def parse_date(s: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
+    """Any delivered date spelling → pl.Date (null when it cannot be read)."""
+    t = clean_text(s, to_halfwidth=True)
+    g = t.str.extract_groups(_DATE_RE)
+    iso = g.struct[0] + "-" + _pad2(g.struct[1]) + "-" + _pad2(g.struct[2])
+    out = pl.coalesce(
+        iso.str.to_date("%Y-%m-%d", strict=False),
+        pl.when(t.str.contains(r"^\d{8}$")).then(t.str.to_date("%Y%m%d", strict=False)),
+    )
+    if excel_serials:
+        out = pl.coalesce(out, excel_serial_date(t))
+    return out
+
+
+def excel_serial_date(t: pl.Expr) -> pl.Expr:
+    """An Excel day number (1900 date system, epoch 1899-12-30) → pl.Date."""
+    n = t.str.extract(r"^(\d{4,5})(?:\.0+)?$").cast(pl.Int64, strict=False)
+    return pl.when(n.is_not_null()).then(pl.lit(0).cast(pl.Date) + pl.duration(days=n - 25569))
+
+
+def parse_datetime(s: pl.Expr) -> pl.Expr:
+    """Any delivered timestamp → naive Beijing time pl.Datetime("us") (null when unreadable)."""
+    t = clean_text(s, to_halfwidth=True)
+    g = t.str.extract_groups(_DATETIME_RE)
+    c = t.str.extract_groups(_COMPACT_DT_RE)
+    text = pl.coalesce(
+        g.struct[0]
+        + "-"
+        + _pad2(g.struct[1])
+        + "-"
+        + _pad2(g.struct[2])
+        + " "
+        + _pad2(g.struct[3].fill_null("0"))
+        + ":"
+        + _pad2(g.struct[4].fill_null("0"))
+        + ":"
+        + _pad2(g.struct[5].fill_null("0")),
+        c.struct[0] + "-" + c.struct[1] + "-" + c.struct[2] + " "
+        + c.struct[3] + ":" + c.struct[4] + ":" + c.struct[5],
+    )  # fmt: skip
+    local = text.str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False)
+    micros = g.struct[6].str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
+    off = g.struct[7]
+    off_min = (
+        pl.when(off == "Z")
+        .then(0)
+        .when(off.is_not_null())
+        .then(
+            (off.str.slice(1, 2).cast(pl.Int64) * 60 + off.str.slice(-2, 2).cast(pl.Int64))
+            * pl.when(off.str.starts_with("-")).then(-1).otherwise(1)
+        )
+        .otherwise(BEIJING_OFFSET_MIN)
+    )
+    parsed = (
+        local + pl.duration(microseconds=micros) - pl.duration(minutes=off_min - BEIJING_OFFSET_MIN)
+    )
+    millis = t.str.extract(r"^(\d{13})$").cast(pl.Int64, strict=False)
+    from_epoch = pl.from_epoch(millis, time_unit="ms").cast(pl.Datetime("us")) + pl.duration(
+        minutes=BEIJING_OFFSET_MIN
+    )
+    return pl.coalesce(parsed, pl.when(millis.is_not_null()).then(from_epoch))
+
+
+def parse_integer(s: pl.Expr) -> pl.Expr:
+    t = clean_text(s, to_halfwidth=True).str.replace_all(",", "")
+    f = t.cast(pl.Float64, strict=False)
+    whole = pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 9e15)).then(f.cast(pl.Int64))
+    return pl.coalesce(t.cast(pl.Int64, strict=False), whole)
+
+
+def parse_decimal(s: pl.Expr) -> pl.Expr:
+    t = clean_text(s, to_halfwidth=True).str.replace_all(",", "")
+    return t.cast(pl.Float64, strict=False)
+
+
+def parse_boolean(s: pl.Expr) -> pl.Expr:
+    t = clean_text(s, to_halfwidth=True).str.to_lowercase()
+    return pl.when(t.is_in(TRUE_WORDS)).then(True).when(t.is_in(FALSE_WORDS)).then(False)
+
+
+def is_phone(f: FieldSpec) -> bool:
+    return f.pii in (PiiKind.mobile, PiiKind.landline)
+
+
+def is_code(f: FieldSpec) -> bool:
+    """Identifier-like strings: half-width is safe and right for them."""
+    return f.pattern is not None or f.pii in (PiiKind.credit_code, PiiKind.bank_card)
+
+
+def field_expr(f: FieldSpec, *, excel_serials: bool = False) -> pl.Expr:
+    """The standardised, typed value of one field from its raw text column."""
+    s = pl.col(f.name).cast(pl.String)
+    if f.type is FieldType.date:
+        return parse_date(s, excel_serials=excel_serials)
+    if f.type is FieldType.datetime:
+        return parse_datetime(s)
+    if f.type is FieldType.integer:
+        return parse_integer(s)
+    if f.type is FieldType.decimal:
+        return parse_decimal(s)
+    if f.type is FieldType.boolean:
+        return parse_boolean(s)
+    if f.pii is PiiKind.citizen_id:
+        return std_citizen_id(s)
+    if is_phone(f):
+        return std_phone(s)
+    if is_code(f):
+        return std_code(s)
+    return clean_text(s)
+
+
+def repair_flags(f: FieldSpec, *, excel_serials: bool = False) -> dict[str, pl.Expr]:
+    """Kind of repair → boolean expression: standardisation changed this value that way."""
+    raw = pl.col(f.name).cast(pl.String)
+    present = raw.is_not_null()
+    hw = halfwidth(raw)
+    flags: dict[str, pl.Expr] = {"blank_to_null": present & (raw.str.strip_chars() == "")}
+    trimmed = hw.str.strip_chars()
+    nonblank = trimmed.str.len_bytes() > 0
+    if f.type in (FieldType.string, FieldType.text) and not (
+        f.pii is PiiKind.citizen_id or is_phone(f) or is_code(f)
+    ):
+        flags["whitespace"] = nonblank & (raw.str.strip_chars() != raw)
+        return flags
+    flags["fullwidth"] = nonblank & (hw != raw)
+    flags["whitespace"] = nonblank & (trimmed != hw)
+    if f.pii is PiiKind.citizen_id:
+        flags["lowercase_x"] = trimmed.str.ends_with("x")
+        flags["id_15_to_18"] = trimmed.str.contains(ID15)
+    elif is_phone(f):
+        flags["phone_format"] = nonblank & (std_phone(raw) != trimmed)
+    elif f.type is FieldType.date:
+        parsed = parse_date(raw, excel_serials=False).is_not_null()
+        flags["date_format"] = parsed & ~trimmed.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+        if excel_serials:
+            flags["excel_serial"] = ~parsed & excel_serial_date(trimmed).is_not_null()
+    elif f.type is FieldType.datetime:
+        canonical = trimmed.str.contains(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+        millis = trimmed.str.contains(r"^\d{13}$")
+        flags["epoch_millis"] = millis.fill_null(False)
+        flags["datetime_format"] = ~canonical & ~millis & parse_datetime(raw).is_not_null()
+    return flags
+
+
+@dataclass
+class Standardised:
+    """The typed frame (lineage + fields) and how many values each kind of repair changed."""
+
+    frame: pl.DataFrame
+    repairs: pl.DataFrame
+
+
+REPAIRS_SCHEMA = {"field": pl.String, "kind": pl.String, "count": pl.Int64}
+
+
+def uses_excel_serials(dataset: Dataset) -> bool:
+    """Only Excel deliveries carry dates as day numbers; elsewhere 1956 is a year, not a date."""
+    return dataset.delivery.kind is ConnectorKind.excel
+
+
+def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = True) -> Standardised:
+    """Raw text columns → typed, standardised columns (lineage columns carried through)."""
+    serials = uses_excel_serials(dataset)
+    lineage = [c for c in LINEAGE if c in raw.columns]
+    typed = [
+        field_expr(f, excel_serials=serials).cast(DTYPES[f.type]).alias(f.name)
+        for f in dataset.fields
+    ]
+    frame = raw.select(*lineage, *typed)
+    repairs = pl.DataFrame(schema=REPAIRS_SCHEMA)
+    if count_repairs and raw.height:
+        exprs, keys = [], []
+        for f in dataset.fields:
+            for kind, flag in repair_flags(f, excel_serials=serials).items():
+                keys.append((f.name, kind))
+                exprs.append(flag.fill_null(False).sum().alias(f"{len(keys) - 1}"))
+        counts = raw.select(exprs).row(0)
+        rows = [(fn, k, int(n)) for (fn, k), n in zip(keys, counts, strict=True) if n]
+        repairs = pl.DataFrame(rows, schema=REPAIRS_SCHEMA, orient="row")
+    return Standardised(frame, repairs)

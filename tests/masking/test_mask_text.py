@@ -1,0 +1,75 @@
+"""Free-text scrubbing: each detector, the \\b trap, false positives."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from masking.text import scrub, scrub_series
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "masked"),
+    [
+        ("身份证号110101199003071237", "citizen_id", "身份证号110101********1237"),
+        ("身份证号11010519491231002X。", "citizen_id", "身份证号110105********002X。"),
+        ("证件１１０１０５１９４９１２３１００２Ｘ。", "citizen_id", "证件110105********002X。"),
+        ("老证件号110105491231002。", "citizen_id", "老证件号110105*****1002。"),
+        ("电话+86 138 1234 5678，", "mobile", "电话138****5678，"),
+        ("手机138-1234-5678", "mobile", "手机138****5678"),
+        ("座机010-12345678", "landline", "座机010****5678"),
+        ("卡号6222021234567890128", "bank_card", "卡号***************0128"),
+        ("车牌京A12345违停", "plate", "车牌京A·***45违停"),
+        ("邮箱zhang.san@example.com", "email", "邮箱z***@example.com"),
+        ("住秀水社区1号楼2单元502室", "address", "住秀水社区***"),
+        ("市民韩瑞来电反映", "person_name", "市民韩*来电反映"),
+        ("联系人：欧阳娜娜，", "person_name", "联系人：欧阳*，"),
+        ("请王建国师傅处理", "person_name", "请王*师傅处理"),
+        ("涉及住户樊婷婷，已现场拍照", "person_name", "涉及住户樊*，已现场拍照"),
+    ],
+)
+def test_detects_and_masks(text: str, kind: str, masked: str) -> None:
+    out, findings = scrub(text)
+    assert out == masked
+    assert [f.kind for f in findings] == [kind]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "井盖松动，晚上走路很危险",
+        "楼上装修噪音很大，晚上十点以后还在施工",
+        "李阿姨说物业不管，张先生也这么说",
+        "银行卡号忘了，师傅说明天再来",
+        "工单编号1234520251124000120，已持续14天",
+        "秀水社区15号楼附近商户店外经营",
+    ],
+)
+def test_no_false_positives(text: str) -> None:
+    out, findings = scrub(text)
+    assert findings == [] and out == text
+
+
+def test_bad_check_digit_still_masked_unverified() -> None:
+    out, (finding,) = scrub("身份证号110101199003071234不对")
+    assert finding.kind == "citizen_id" and not finding.verified
+    assert "1990030" not in out
+
+
+def test_word_boundary_trap() -> None:
+    """\\b would miss these: Han characters and digits are both word characters."""
+    out, findings = scrub("报警人身份证号110105194912310020电话13812345678无")
+    assert {f.kind for f in findings} >= {"mobile"}
+    assert "13812345678" not in out
+
+
+def test_known_names_and_series() -> None:
+    s = pl.Series("t", ["邻居郭春梅家漏水", None, "邻居郭春梅家漏水", "无"])
+    out = scrub_series(s, known_names={"郭春梅"})
+    assert out.to_list() == ["邻居郭*家漏水", None, "邻居郭*家漏水", "无"]
+    assert out.name == "t"
+
+
+def test_findings_carry_no_values() -> None:
+    _, findings = scrub("联系电话13812345678")
+    assert "13812345678" not in repr(findings)

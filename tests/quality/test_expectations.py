@@ -1,0 +1,127 @@
+"""Dataset-level expectations with Great Expectations, generated from the catalogue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import polars as pl
+import pytest
+from test_scores_street import LOADED_AT, staged_frames, street
+
+from catalog.loader import get_catalogue
+from quality.expectations import EXPECTATION_SCHEMA, run_expectations
+
+NOW = LOADED_AT + dt.timedelta(minutes=30)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return staged_frames(street(), get_catalogue())
+
+
+@pytest.fixture(scope="module")
+def registry(frames) -> set[str]:
+    return set(frames[("gaj", "registered_residents")]["citizen_id"].to_list()) | set(
+        frames[("gaj", "residence_permits")]["citizen_id"].to_list()
+    )
+
+
+def _run(ref: str, frame: pl.DataFrame, **kw) -> pl.DataFrame:
+    _, ds = get_catalogue().dataset(ref)
+    args = {
+        "previous_rows": frame.height,
+        "registry_ids": None,
+        "newest_delivery_at": LOADED_AT,
+        "now": NOW,
+    } | kw
+    return run_expectations(ds, frame, **args)
+
+
+def _one(out: pl.DataFrame, expectation: str, column: str | None = None) -> dict:
+    f = out.filter(pl.col("expectation") == expectation)
+    if column is not None:
+        f = f.filter(pl.col("column") == column)
+    assert f.height == 1, f
+    return f.row(0, named=True)
+
+
+def test_suite_from_the_catalogue(frames) -> None:
+    out = _run("mzj.elderly_alone", frames[("mzj", "elderly_alone")])
+    assert out.schema == pl.Schema(EXPECTATION_SCHEMA)
+    _, ds = get_catalogue().dataset("mzj.elderly_alone")
+    nulls = out.filter(pl.col("expectation") == "expect_column_values_to_not_be_null")
+    assert set(nulls["column"]) == {f.name for f in ds.fields}
+    assert (
+        _one(out, "expect_column_values_to_not_be_null", "name")["detail"] == "required: no nulls"
+    )
+    assert "optional" in _one(out, "expect_column_values_to_not_be_null", "mobile")["detail"]
+    assert _one(out, "expect_table_row_count_to_be_between")["success"]
+    assert _one(out, "freshness")["success"]
+    assert set(out["dept"]) == {"mzj"}
+
+
+def test_failures_are_found_and_values_never_shown(frames) -> None:
+    frame = frames[("wjw", "family_doctor_contracts")]
+    broken = pl.concat([frame, frame.head(5)]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(None).otherwise(pl.col("name")).alias("name")
+    )
+    out = _run(
+        "wjw.family_doctor_contracts",
+        broken,
+        previous_rows=broken.height * 3,  # a third of last time
+        registry_ids=set(),  # nobody known
+        newest_delivery_at=LOADED_AT - dt.timedelta(days=40),  # monthly allows 35 days
+    )
+    assert not _one(out, "expect_table_row_count_to_be_between")["success"]
+    nn = _one(out, "expect_column_values_to_not_be_null", "name")
+    assert not nn["success"] and nn["observed"].startswith("7 of")
+    uq = _one(out, "expect_column_values_to_be_unique", "contract_id")
+    assert not uq["success"]
+    ref = _one(out, "expect_column_values_to_be_in_set", "citizen_id")
+    assert not ref["success"] and "computed directly" in ref["detail"]
+    assert not _one(out, "freshness")["success"]
+    text = " ".join(out["observed"].to_list() + out["detail"].to_list())
+    for cid in frame["citizen_id"].head(50):
+        assert cid not in text
+
+
+def test_compound_key_and_registry(frames, registry) -> None:
+    out = _run("mzj.old_age_allowance", frames[("mzj", "old_age_allowance")], registry_ids=registry)
+    uq = _one(out, "expect_compound_columns_to_be_unique")
+    assert uq["column"] == "citizen_id,pay_month"
+    assert _one(out, "expect_column_values_to_be_in_set", "citizen_id")["success"]
+    # the registers themselves get no referential check
+    gaj = _run("gaj.residence_permits", frames[("gaj", "residence_permits")], registry_ids=registry)
+    assert gaj.filter(pl.col("expectation") == "expect_column_values_to_be_in_set").is_empty()
+
+
+def test_first_delivery_and_missing_column(frames) -> None:
+    frame = frames[("zjj", "buildings")].drop("floors")
+    out = _run("zjj.buildings", frame, previous_rows=None, newest_delivery_at=None)
+    rc = _one(out, "expect_table_row_count_to_be_between")
+    assert rc["success"] and rc["detail"] == "rows between 1 and ∞"
+    assert not _one(out, "expect_column_values_to_not_be_null", "floors")["success"]
+    assert _one(out, "freshness")["observed"] == "no delivery"
+
+
+def test_all_datasets_fast_enough(frames, registry) -> None:
+    cat = get_catalogue()
+    _run("zjj.buildings", frames[("zjj", "buildings")])  # GE import and context: once
+    started = time.perf_counter()
+    outs = [
+        _run(f"{d}.{c}", f, registry_ids=registry, dept=d)
+        for (d, c), f in frames.items()
+        if cat.dataset(f"{d}.{c}")
+    ]
+    elapsed = time.perf_counter() - started
+    print(f"\nGE: 25 datasets in {elapsed:.1f} s")
+    assert len(outs) == 25 and elapsed < 30
+    every = pl.concat(outs)
+    # a clean street: only duplicates of the simulator (duplicate_row) and nothing else fail
+    failed = every.filter(~pl.col("success"))
+    assert set(failed["expectation"]) <= {
+        "expect_column_values_to_be_unique",
+        "expect_compound_columns_to_be_unique",
+        "expect_column_values_to_be_in_set",
+    }

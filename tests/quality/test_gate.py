@@ -1,0 +1,173 @@
+"""The row gate: every row staged or quarantined, typed output, and its row-level rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from test_gate_street import LOADED_AT, street
+
+from quality.gate import QUARANTINE_SCHEMA, gate
+from quality.standardise import DTYPES
+
+REFS = sorted(street().raw)
+
+
+@pytest.mark.parametrize("ref", REFS)
+def test_every_row_is_staged_or_quarantined_once(ref):
+    s = street()
+    raw, ds = s.raw[ref], s.dataset(ref)
+    result = gate(raw, ds)
+    quarantined = result.quarantine.select("_delivery_id", "_source_row").unique()
+    assert result.staged.height + quarantined.height == raw.height
+    assert result.staged.join(quarantined, on=["_delivery_id", "_source_row"]).height == 0
+    assert dict(result.quarantine.schema) == QUARANTINE_SCHEMA
+    assert result.staged.columns == ["_delivery_id", "_source_row", "_loaded_at"] + [
+        f.name for f in ds.fields
+    ]
+    for f in ds.fields:
+        assert result.staged.schema[f.name] == DTYPES[f.type], f.name
+    # the pandera engine and the plain-mask engine agree exactly
+    masks = gate(raw, ds, engine="masks")
+    order = ["_delivery_id", "_source_row", "check_name", "field"]
+    assert masks.quarantine.sort(order).equals(result.quarantine.sort(order))
+
+
+def _raw(rows: list[dict], ds) -> pl.DataFrame:
+    cols = {f.name: [r.get(f.name) for r in rows] for f in ds.fields}
+    return pl.DataFrame(
+        {
+            "_delivery_id": ["d1"] * len(rows),
+            "_source_row": list(range(2, len(rows) + 2)),
+            "_loaded_at": [LOADED_AT] * len(rows),
+            **cols,
+        },
+        schema_overrides={f.name: pl.String for f in ds.fields},
+    )
+
+
+RESIDENT = {
+    "citizen_id": "11010519491231002X",
+    "name": "张秀英",
+    "gender": "女",
+    "birth_date": "1949-12-31",
+    "address": "北京市朝阳区建外街道1号",
+    "community_code": "110105001001",
+    "mobile": "13812345678",
+    "household_id": "H001",
+    "updated_at": "2026-11-20 08:00:00",
+}
+
+
+def residents():
+    return street().dataset("gaj.registered_residents")
+
+
+def test_clean_row_is_staged_typed():
+    r = gate(_raw([RESIDENT], residents()), residents())
+    assert r.quarantine.height == 0
+    row = r.staged.row(0, named=True)
+    assert row["birth_date"] == dt.date(1949, 12, 31)
+    assert row["updated_at"] == dt.datetime(2026, 11, 20, 8, 0)
+
+
+def test_conflicting_key_quarantines_every_holder():
+    other = {**RESIDENT, "name": "李娜"}
+    r = gate(
+        _raw([RESIDENT, other, {**RESIDENT, "citizen_id": "110105194912310021"}], residents()),
+        residents(),
+    )
+    q = r.quarantine.filter(pl.col("check_name") == "conflicting_key")
+    assert sorted(q["_source_row"]) == [2, 3]
+    assert q["reason"][0] == "公民身份号码 is shared with 1 other row(s) (source rows 3)"
+    assert q["field"][0] == "citizen_id"
+
+
+def test_duplicates_keep_the_first_copy_even_after_standardisation():
+    copy = {**RESIDENT, "birth_date": "1949年12月31日", "mobile": "+86 138 1234 5678"}
+    r = gate(_raw([RESIDENT, copy], residents()), residents())
+    assert r.staged["_source_row"].to_list() == [2]
+    assert r.quarantine.select("_source_row", "check_name", "reason").row(0) == (
+        3,
+        "duplicate",
+        "exact copy of source row 2",
+    )
+
+
+def test_unreadable_date_is_reported_once_as_unreadable():
+    r = gate(_raw([{**RESIDENT, "birth_date": "1949-02-30"}], residents()), residents())
+    assert r.quarantine.select("field", "check_name", "reason", "value").rows() == [
+        ("birth_date", "unparseable", "出生日期 cannot be read as a date", "1949-02-30")
+    ]
+
+
+def test_birth_date_disagreeing_with_the_id():
+    r = gate(_raw([{**RESIDENT, "birth_date": "1949-12-30"}], residents()), residents())
+    assert r.quarantine["reason"].to_list() == [
+        "出生日期 disagrees with the birth date in the 公民身份号码"
+    ]
+
+
+def test_reason_never_carries_the_id():
+    bad = "110105194912310023"
+    r = gate(_raw([{**RESIDENT, "citizen_id": bad}], residents()), residents())
+    row = r.quarantine.row(0, named=True)
+    assert row["reason"] == "公民身份号码 check digit is 3 but should be X"
+    assert bad not in row["reason"] and row["value"] == bad
+
+
+def test_credit_code_coordinates_and_pattern():
+    ds = street().dataset("scjg.merchants")
+    good = {
+        "credit_code": "91110105MA01ABCD3X",
+        "name": "建外便利店",
+        "legal_rep": "王芳",
+        "category": "便利店",
+        "address": "建外街道2号",
+        "community_code": "110105001002",
+        "lon": "116.45",
+        "lat": "39.91",
+        "registered_on": "2020-01-02",
+        "status": "存续",
+    }
+    from stdnum.cn import uscc
+
+    good["credit_code"] = good["credit_code"][:17] + uscc.calc_check_digit(good["credit_code"][:17])
+    wrong = good["credit_code"][:17] + ("0" if good["credit_code"][17] != "0" else "1")
+    rows = [
+        good,
+        {**good, "credit_code": wrong},
+        {**good, "credit_code": "91110105MA01ABCD30", "lon": "116.60"},
+    ]
+    rows[2]["credit_code"] = (
+        good["credit_code"][:16] + "Q" + uscc.calc_check_digit(good["credit_code"][:16] + "Q")
+    )
+    r = gate(_raw(rows, ds), ds)
+    got = {(x["_source_row"], x["check_name"]) for x in r.quarantine.iter_rows(named=True)}
+    assert got == {(3, "credit_code_checksum"), (4, "coordinates_in_street")}
+    reason = r.quarantine.filter(pl.col("_source_row") == 4)["reason"][0]
+    assert reason == "经度 116.6 lies outside the street (116.428–116.472)"
+
+
+def test_bank_card_luhn():
+    from stdnum import luhn
+
+    ds = street().dataset("mzj.old_age_allowance")
+    card = "622202020011223344" + luhn.calc_check_digit("622202020011223344")
+    wrong = card[:-1] + str((int(card[-1]) + 1) % 10)
+    row = {
+        "name": "赵敏",
+        "citizen_id": "11010519491231002X",
+        "gender": "女",
+        "age": "80",
+        "allowance_cny": "500",
+        "pay_month": "2026-11",
+        "bank_card": card,
+        "community_name": "建外社区",
+    }
+    r = gate(_raw([row, {**row, "pay_month": "2026-10", "bank_card": wrong}], ds), ds)
+    label = ds.field("bank_card").label_zh
+    assert r.quarantine.select("_source_row", "check_name", "reason").rows() == [
+        (3, "luhn", f"{label} fails the Luhn check digit")
+    ]

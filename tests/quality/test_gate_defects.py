@@ -1,0 +1,158 @@
+"""Each kind of defect the departments deliver, and what the row gate makes of it.
+
+For every kind the simulator injects, one real instance from the simulated
+street: the repair (staged value equals the truth) or the quarantine reason a
+data officer reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import cache
+
+import polars as pl
+import pytest
+from test_gate_street import street
+
+from quality.gate import GateResult, gate
+
+KIND_DATASET = {
+    "id_15_digit": "gaj.registered_residents",
+    "bad_check_digit": None,
+    "fullwidth_digits": "gaj.registered_residents",
+    "lowercase_x": "gaj.registered_residents",
+    "date_spelling": "wjw.family_doctor_contracts",
+    "excel_serial": None,
+    "datetime_spelling": "rx.appeals",
+    "phone_format": "gaj.registered_residents",
+    "gender_mismatch": None,
+    "blank_required": "gaj.registered_residents",
+    "whitespace": "gaj.registered_residents",
+    "mojibake": None,
+    "duplicate_row": None,
+    "null_value": "iot.sensor_readings",
+    "sentinel_value": "iot.sensor_readings",
+    "epoch_millis": "iot.sensor_readings",
+}
+
+
+@cache
+def _gated(ref: str) -> GateResult:
+    s = street()
+    return gate(s.raw[ref], s.dataset(ref))
+
+
+def instance(kind: str) -> tuple[str, dict, GateResult]:
+    """(dataset ref, defect row, gate result) of the first instance of ``kind``."""
+    s = street()
+    refs = [KIND_DATASET[kind]] if KIND_DATASET.get(kind) else sorted(s.raw)
+    for ref in refs:
+        dept, code = ref.split(".")
+        defects = pl.read_parquet(s.truth / dept / code / "defects.parquet")
+        alone = pl.len().over("_file", "_source_row") == 1  # the row's only defect
+        hits = defects.filter((pl.col("kind") == kind) & alone)
+        if hits.height:
+            return ref, hits.row(0, named=True), _gated(ref)
+    pytest.skip(f"no {kind} defect in the simulated street")
+
+
+def _outcome(ref: str, defect: dict, result: GateResult) -> tuple[dict | None, pl.DataFrame]:
+    rows = pl.col("_source_row") == defect["_source_row"]
+    staged = result.staged.filter(rows)
+    return (staged.row(0, named=True) if staged.height else None), result.quarantine.filter(rows)
+
+
+def _field(ref: str, source: str) -> str:
+    ds = street().dataset(ref)
+    return next(f.name for f in ds.fields if f.source_name == source)
+
+
+def _text(value) -> str:
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["id_15_digit", "fullwidth_digits", "lowercase_x", "date_spelling", "excel_serial",
+     "datetime_spelling", "phone_format", "whitespace", "epoch_millis"],
+)  # fmt: skip
+def test_recoverable_kinds_are_repaired_to_the_truth(kind):
+    ref, defect, result = instance(kind)
+    staged, quarantined = _outcome(ref, defect, result)
+    assert quarantined.height == 0, quarantined["reason"].to_list()
+    value = staged[_field(ref, defect["field"])]
+    truth = defect["truth"]
+    if kind == "epoch_millis":  # IoT truth is ISO with +08:00; staged is naive Beijing time
+        truth = truth.replace("T", " ").removesuffix("+08:00")
+    assert _text(value) == truth
+
+
+def test_repairs_are_counted_per_field_and_kind():
+    repairs = _gated("gaj.registered_residents").repairs
+    kinds = {(r["field"], r["kind"]) for r in repairs.iter_rows(named=True)}
+    assert ("citizen_id", "id_15_to_18") in kinds
+    assert ("mobile", "phone_format") in kinds
+    assert repairs["count"].min() > 0
+
+
+def _reason(kind: str) -> tuple[str, dict, pl.DataFrame]:
+    ref, defect, result = instance(kind)
+    staged, quarantined = _outcome(ref, defect, result)
+    assert staged is None, f"{kind} row was staged"
+    return ref, defect, quarantined
+
+
+def test_bad_check_digit_names_the_right_digit_not_the_id():
+    _, defect, q = _reason("bad_check_digit")
+    row = q.filter(pl.col("check_name") == "citizen_id_checksum").row(0, named=True)
+    assert re.search(r"check digit is [\dX] but should be [\dX]$", row["reason"])
+    assert defect["delivered"] not in row["reason"]
+    assert row["value"] == defect["delivered"]  # plaintext: the caller masks it
+
+
+def test_gender_mismatch_says_what_the_id_says():
+    _, _, q = _reason("gender_mismatch")
+    reason = q.filter(pl.col("check_name") == "gender_matches_citizen_id")["reason"][0]
+    assert re.search(r"is [男女] but the .+ is a (man|woman)'s", reason)
+
+
+def test_blank_required_cell():
+    ref, defect, q = _reason("blank_required")
+    row = q.filter(pl.col("check_name") == "required").row(0, named=True)
+    assert row["field"] == _field(ref, defect["field"])
+    assert row["reason"].endswith("is required but blank")
+
+
+def test_mojibake_is_quarantined_for_redelivery():
+    _, defect, q = _reason("mojibake")
+    row = q.filter(pl.col("check_name") == "mojibake").row(0, named=True)
+    assert "garbled" in row["reason"] and row["value"] == defect["delivered"]
+
+
+def test_duplicate_row_names_the_first_copy():
+    _, defect, q = _reason("duplicate_row")
+    reason = q.filter(pl.col("check_name") == "duplicate")["reason"][0]
+    assert reason == f"exact copy of source row {defect['_source_row'] - 1}"
+
+
+def test_null_reading_is_required():
+    _, _, q = _reason("null_value")
+    assert q["check_name"].to_list() == ["required"]
+    assert q["reason"][0].endswith("is required but blank")
+
+
+def test_sentinel_reading_is_out_of_range():
+    _, _, q = _reason("sentinel_value")
+    assert q.filter(pl.col("check_name") == "range")["reason"][0].endswith("is outside -60–1000")
+
+
+def test_wrong_value_is_left_for_the_scores_unless_the_id_contradicts_it():
+    ref, defect, result = instance("wrong_value")
+    staged, q = _outcome(ref, defect, result)
+    if staged is None:  # a wrong birth date can contradict the citizen ID
+        assert set(q["check_name"]) <= {"birth_date_matches_citizen_id", "duplicate"}
+    else:
+        assert _text(staged[_field(ref, defect["field"])]) == defect["delivered"]
