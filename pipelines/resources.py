@@ -9,6 +9,7 @@ import duckdb
 from catalog.settings import Settings, get_settings
 from lakehouse.lake import open_lake
 from pipelines.ingest.ledger import ensure_ledger
+from pipelines.protection import Protection
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -16,6 +17,9 @@ class LakeResource(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         return get_settings().ensure_dirs()
+
+    def protection(self) -> Protection:
+        return Protection.from_settings(self.settings())
 
     @contextlib.contextmanager
     def open(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -14,5 +14,7 @@ def ingest_dataset(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, **pull_kw
 ) -> tuple[LandingResult, list[Account]]:
     """Land what is new for one dataset and load every unread delivery into raw."""
+    from pipelines.protection import Protection
+
     landed = land(con, settings, dept, dataset, **pull_kw)
-    return landed, load_raw(con, dept, dataset)
+    return landed, load_raw(con, dept, dataset, Protection.from_settings(settings).protect)

@@ -5,6 +5,8 @@
 - ``landing.delivery_accounts``: one row per delivery read (or per pull that
   failed before anything could be landed): status, reason, and the account
   rows read = rows loaded + rows quarantined.
+- ``landing.stage_accounts``: per delivery and later stage (the row gate):
+  rows in = rows out + rows quarantined.
 - ``quarantine.rows``: every row that did not make it, with its source row,
   field, check and reason (values masked).
 """
@@ -30,7 +32,16 @@ DDL = (
         dept VARCHAR, dataset VARCHAR, delivery_id VARCHAR, file_name VARCHAR,
         source_row BIGINT, stage VARCHAR, field VARCHAR, check_name VARCHAR, reason VARCHAR,
         value_masked VARCHAR, quarantined_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS landing.stage_accounts (
+        delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, stage VARCHAR,
+        rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, accounted_at TIMESTAMPTZ)""",
 )
+LEDGER_TABLES = {
+    ("landing", "deliveries"),
+    ("landing", "delivery_accounts"),
+    ("landing", "stage_accounts"),
+    ("quarantine", "rows"),
+}
 
 QUARANTINE_SCHEMA = {
     "dept": pl.String,

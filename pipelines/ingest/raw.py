@@ -10,6 +10,7 @@ loads the delivery exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,16 @@ def _quarantine_frame(dept: str, dataset: Dataset, d: Landed, problems) -> pl.Da
 
 
 def load_delivery(
-    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, d: Landed
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    d: Landed,
+    protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame],
 ) -> Account:
-    """Parse one landed delivery and load it, its quarantine and its account atomically."""
+    """Parse one landed delivery and load it, its quarantine and its account atomically.
+
+    ``protect`` encrypts the sensitive (L3/L4) columns before anything is written.
+    """
     try:
         parsed = split_stray_headers(read_delivery(Path(d.landed_path), dataset), dataset)
         frame = map_to_fields(parsed, dataset, d.file_name)
@@ -114,6 +122,7 @@ def load_delivery(
         pl.lit(d.delivery_id).alias("_delivery_id"),
         pl.lit(now()).alias("_loaded_at"),
     ).select("_delivery_id", SOURCE_ROW, "_loaded_at", *[f.name for f in dataset.fields])
+    frame = protect(frame, dataset)
     quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -152,6 +161,13 @@ def load_delivery(
     )
 
 
-def load_raw(con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset) -> list[Account]:
+def load_raw(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame],
+) -> list[Account]:
     """Load every landed delivery of the dataset that has no account yet."""
-    return [load_delivery(con, dept, dataset, d) for d in unaccounted(con, dept, dataset.code)]
+    return [
+        load_delivery(con, dept, dataset, d, protect) for d in unaccounted(con, dept, dataset.code)
+    ]

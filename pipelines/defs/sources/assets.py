@@ -112,7 +112,7 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
     )
     def _raw(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         with lake.open() as con:
-            accounts = load_raw(con, dept.code, ds)
+            accounts = load_raw(con, dept.code, ds, lake.protection().protect)
             table = raw_table(dept.code, ds)
             exists = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE database_name='lake' "

@@ -1,0 +1,204 @@
+"""Staged: every raw delivery through the catalogue's row gate.
+
+Rows that pass are standardised, typed and written to
+``staged.<dept>__<dataset>``; rows that fail go to ``quarantine.rows`` with
+their source row, field, check and reason (the offending value masked). One
+transaction per delivery with its stage account, so per delivery:
+
+    rows delivered = rows staged + rows quarantined (at raw and at the gate)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from catalog.model import Dataset, FieldType
+from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
+from pipelines.ingest.raw import raw_table
+
+# A Protector encrypts (at rest) or reveals (for an authorised purpose) a frame's
+# sensitive columns; the identity until keys are configured.
+Protect = Callable[[pl.DataFrame, Dataset], pl.DataFrame]
+Reveal = Callable[[pl.DataFrame, Dataset, str], pl.DataFrame]
+MaskValue = Callable[[pl.Series, str], pl.Series]
+
+DUCK_TYPES = {
+    FieldType.string: "VARCHAR",
+    FieldType.text: "VARCHAR",
+    FieldType.integer: "BIGINT",
+    FieldType.decimal: "DOUBLE",
+    FieldType.boolean: "BOOLEAN",
+    FieldType.date: "DATE",
+    FieldType.datetime: "TIMESTAMP",
+}
+
+
+def staged_columns(dataset: Dataset, encrypted: bool) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the staged table; sensitive columns hold ciphertext text."""
+    cols = [
+        ("_delivery_id", "VARCHAR"),
+        ("_source_row", "BIGINT"),
+        ("_loaded_at", "TIMESTAMPTZ"),
+        ("_staged_at", "TIMESTAMPTZ"),
+    ]
+    for f in dataset.fields:
+        sensitive = encrypted and f.level.rank >= 3
+        cols.append((f.name, "VARCHAR" if sensitive else DUCK_TYPES[f.type]))
+    return cols
+
+
+def ensure_staged_table(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, encrypted: bool
+) -> str:
+    name = raw_table(dept, dataset)
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name='lake' "
+            "AND schema_name='staged' AND table_name=?",
+            [name],
+        ).fetchall()
+    }
+    cols = staged_columns(dataset, encrypted)
+    if not have:
+        body = ", ".join(f'"{c}" {t}' for c, t in cols)
+        con.execute(f'CREATE TABLE staged."{name}" ({body})')
+    else:
+        for c, t in cols:
+            if c not in have:
+                con.execute(f'ALTER TABLE staged."{name}" ADD COLUMN "{c}" {t}')
+    return name
+
+
+@dataclass(frozen=True)
+class StageAccount:
+    delivery_id: str
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int
+
+    @property
+    def balances(self) -> bool:
+        return self.rows_in == self.rows_out + self.rows_quarantined
+
+
+def unstaged(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[tuple[str, str]]:
+    """(delivery_id, file_name) of raw-loaded deliveries not yet through the gate."""
+    return con.execute(
+        """SELECT a.delivery_id, d.file_name FROM landing.delivery_accounts a
+           JOIN landing.deliveries d USING (delivery_id)
+           WHERE a.dept=? AND a.dataset=? AND a.status='loaded' AND NOT EXISTS (
+               SELECT 1 FROM landing.stage_accounts s
+               WHERE s.delivery_id = a.delivery_id AND s.stage = 'staged')
+           ORDER BY d.arrived_at, d.file_name""",
+        [dept, dataset],
+    ).fetchall()
+
+
+def _quarantine(
+    q: pl.DataFrame, dept: str, dataset: Dataset, file_name: str, mask_value: MaskValue
+) -> pl.DataFrame:
+    at = now()
+    pii = {f.name: f.pii.value for f in dataset.fields}
+    # mask each field's offending values with that field's PII kind, one batch per field
+    parts = [
+        g.with_columns(mask_value(g["value"], pii.get(fld or "", "none")).alias("value"))
+        for (fld,), g in q.with_row_index("_i").group_by("field", maintain_order=True)
+    ]
+    q = pl.concat(parts).sort("_i") if parts else q
+    masked = q["value"].to_list()
+    return pl.DataFrame(
+        {
+            "dept": [dept] * q.height,
+            "dataset": [dataset.code] * q.height,
+            "delivery_id": q["_delivery_id"].to_list(),
+            "file_name": [file_name] * q.height,
+            "source_row": q["_source_row"].to_list(),
+            "stage": ["staged"] * q.height,
+            "field": q["field"].to_list(),
+            "check_name": q["check_name"].to_list(),
+            "reason": q["reason"].to_list(),
+            "value_masked": masked,
+            "quarantined_at": [at] * q.height,
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def stage_delivery(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    delivery_id: str,
+    file_name: str,
+    *,
+    protect: Protect,
+    reveal: Reveal,
+    mask_value: MaskValue,
+    encrypted: bool,
+) -> StageAccount:
+    from quality.gate import gate
+
+    table = raw_table(dept, dataset)
+    raw = con.execute(
+        f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row', [delivery_id]
+    ).pl()
+    raw = reveal(raw, dataset, "quality_gate")
+    result = gate(raw, dataset)
+    staged = protect(result.staged.with_columns(_staged_at=pl.lit(now())), dataset)
+    quarantine = _quarantine(result.quarantine, dept, dataset, file_name, mask_value)
+    n_quarantined = (
+        quarantine.select(pl.col("source_row").n_unique()).item() if quarantine.height else 0
+    )
+    name = ensure_staged_table(con, dept, dataset, encrypted)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if staged.height:
+            con.register("staged_batch", staged.to_arrow())
+            con.execute(f'INSERT INTO staged."{name}" BY NAME SELECT * FROM staged_batch')
+            con.unregister("staged_batch")
+        if quarantine.height:
+            con.register("q_batch", quarantine.to_arrow())
+            con.execute("INSERT INTO quarantine.rows BY NAME SELECT * FROM q_batch")
+            con.unregister("q_batch")
+        con.execute(
+            "INSERT INTO landing.stage_accounts VALUES (?,?,?,?,?,?,?,?)",
+            [delivery_id, dept, dataset.code, "staged", raw.height, staged.height,
+             n_quarantined, now()],
+        )  # fmt: skip
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return StageAccount(delivery_id, raw.height, staged.height, n_quarantined)
+
+
+def stage_dataset(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    *,
+    protect: Protect,
+    reveal: Reveal,
+    mask_value: MaskValue,
+    encrypted: bool,
+) -> list[StageAccount]:
+    """Put every raw-loaded, not yet staged delivery of the dataset through the gate."""
+    return [
+        stage_delivery(
+            con,
+            dept,
+            dataset,
+            delivery_id,
+            file_name,
+            protect=protect,
+            reveal=reveal,
+            mask_value=mask_value,
+            encrypted=encrypted,
+        )
+        for delivery_id, file_name in unstaged(con, dept, dataset.code)
+    ]
