@@ -17,6 +17,7 @@ from masking.audit import AuditLog
 from masking.crypto import protect_frame, reveal_frame
 from masking.keys import KeyRing
 from masking.masks import mask_value
+from masking.pseudonym import pseudonymise_series
 
 ACTOR = "pipelines"
 
@@ -44,6 +45,18 @@ class Protection:
     def reveal(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose`` and restore the catalogue's types (staged → scores)."""
         return reveal_frame(frame, dataset, self.keyring, purpose, ACTOR, self.audit)
+
+    def key_pid(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
+        """Pseudonym of each row's business key (plaintext frame): joins without the key."""
+        fields = [dataset.field(k) for k in dataset.key]
+        if len(fields) == 1:
+            f = fields[0]
+            kind = None if f.pii.value == "none" else f.pii.value
+            return pseudonymise_series(frame[f.name], self.keyring, kind=kind).alias("key_pid")
+        joined = frame.select(
+            pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
+        ).to_series()
+        return pseudonymise_series(joined, self.keyring).alias("key_pid")
 
     @staticmethod
     def mask_series(values: pl.Series, pii_kind: str) -> pl.Series:

@@ -31,7 +31,7 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS quarantine.rows (
         dept VARCHAR, dataset VARCHAR, delivery_id VARCHAR, file_name VARCHAR,
         source_row BIGINT, stage VARCHAR, field VARCHAR, check_name VARCHAR, reason VARCHAR,
-        value_masked VARCHAR, quarantined_at TIMESTAMPTZ)""",
+        value_masked VARCHAR, key_pid VARCHAR, quarantined_at TIMESTAMPTZ)""",
     """CREATE TABLE IF NOT EXISTS landing.stage_accounts (
         delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, stage VARCHAR,
         rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, accounted_at TIMESTAMPTZ)""",
@@ -54,6 +54,7 @@ QUARANTINE_SCHEMA = {
     "check_name": pl.String,
     "reason": pl.String,
     "value_masked": pl.String,
+    "key_pid": pl.String,  # pseudonym of the record's key: the correction loop follows it
     "quarantined_at": pl.Datetime("us", "UTC"),
 }
 

@@ -90,6 +90,7 @@ def _quarantine_frame(dept: str, dataset: Dataset, d: Landed, problems) -> pl.Da
             "check_name": [p.check for p in problems],
             "reason": [p.reason for p in problems],
             "value_masked": [None] * len(problems),
+            "key_pid": [None] * len(problems),
             "quarantined_at": [at] * len(problems),
         },
         schema=QUARANTINE_SCHEMA,

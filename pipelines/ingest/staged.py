@@ -10,7 +10,6 @@ transaction per delivery with its stage account, so per delivery:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -19,12 +18,7 @@ import polars as pl
 from catalog.model import Dataset, FieldType
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
-
-# A Protector encrypts (at rest) or reveals (for an authorised purpose) a frame's
-# sensitive columns; the identity until keys are configured.
-Protect = Callable[[pl.DataFrame, Dataset], pl.DataFrame]
-Reveal = Callable[[pl.DataFrame, Dataset, str], pl.DataFrame]
-MaskValue = Callable[[pl.Series, str], pl.Series]
+from pipelines.protection import Protection
 
 DUCK_TYPES = {
     FieldType.string: "VARCHAR",
@@ -37,13 +31,14 @@ DUCK_TYPES = {
 }
 
 
-def staged_columns(dataset: Dataset, encrypted: bool) -> list[tuple[str, str]]:
+def staged_columns(dataset: Dataset, encrypted: bool = True) -> list[tuple[str, str]]:
     """(name, DuckDB type) of the staged table; sensitive columns hold ciphertext text."""
     cols = [
         ("_delivery_id", "VARCHAR"),
         ("_source_row", "BIGINT"),
         ("_loaded_at", "TIMESTAMPTZ"),
         ("_staged_at", "TIMESTAMPTZ"),
+        ("_key_pid", "VARCHAR"),
     ]
     for f in dataset.fields:
         sensitive = encrypted and f.level.rank >= 3
@@ -100,33 +95,41 @@ def unstaged(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[tu
 
 
 def _quarantine(
-    q: pl.DataFrame, dept: str, dataset: Dataset, file_name: str, mask_value: MaskValue
+    q: pl.DataFrame,
+    raw: pl.DataFrame,
+    dept: str,
+    dataset: Dataset,
+    file_name: str,
+    protection: Protection,
 ) -> pl.DataFrame:
-    at = now()
+    """The gate's failures as quarantine rows: values masked, keys as pseudonyms."""
+    if q.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
     pii = {f.name: f.pii.value for f in dataset.fields}
-    # mask each field's offending values with that field's PII kind, one batch per field
-    parts = [
-        g.with_columns(mask_value(g["value"], pii.get(fld or "", "none")).alias("value"))
-        for (fld,), g in q.with_row_index("_i").group_by("field", maintain_order=True)
-    ]
-    q = pl.concat(parts).sort("_i") if parts else q
-    masked = q["value"].to_list()
-    return pl.DataFrame(
-        {
-            "dept": [dept] * q.height,
-            "dataset": [dataset.code] * q.height,
-            "delivery_id": q["_delivery_id"].to_list(),
-            "file_name": [file_name] * q.height,
-            "source_row": q["_source_row"].to_list(),
-            "stage": ["staged"] * q.height,
-            "field": q["field"].to_list(),
-            "check_name": q["check_name"].to_list(),
-            "reason": q["reason"].to_list(),
-            "value_masked": masked,
-            "quarantined_at": [at] * q.height,
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
+    # mask each field's offending values with that field's display mask, a batch per field
+    q = pl.concat(
+        [
+            g.with_columns(protection.mask_series(g["value"], pii.get(fld or "", "none")))
+            for (fld,), g in q.with_row_index("_i").group_by("field", maintain_order=True)
+        ]
+    ).sort("_i")
+    rows = raw.filter(pl.col("_source_row").is_in(q["_source_row"].unique().implode()))
+    keys = rows.select("_source_row", protection.key_pid(rows, dataset))
+    q = q.join(keys, on="_source_row", how="left")
+    return q.select(
+        pl.lit(dept).alias("dept"),
+        pl.lit(dataset.code).alias("dataset"),
+        pl.col("_delivery_id").alias("delivery_id"),
+        pl.lit(file_name).alias("file_name"),
+        pl.col("_source_row").alias("source_row"),
+        pl.lit("staged").alias("stage"),
+        "field",
+        "check_name",
+        "reason",
+        pl.col("value").alias("value_masked"),
+        "key_pid",
+        pl.lit(now()).alias("quarantined_at"),
+    ).cast(QUARANTINE_SCHEMA)
 
 
 def stage_delivery(
@@ -135,26 +138,25 @@ def stage_delivery(
     dataset: Dataset,
     delivery_id: str,
     file_name: str,
-    *,
-    protect: Protect,
-    reveal: Reveal,
-    mask_value: MaskValue,
-    encrypted: bool,
+    protection: Protection,
 ) -> StageAccount:
+    """One raw delivery through the gate: staged rows, quarantine and account in one commit."""
     from quality.gate import gate
 
     table = raw_table(dept, dataset)
     raw = con.execute(
         f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row', [delivery_id]
     ).pl()
-    raw = reveal(raw, dataset, "quality_gate")
+    raw = protection.reveal_text(raw, dataset, "quality_gate")
     result = gate(raw, dataset)
-    staged = protect(result.staged.with_columns(_staged_at=pl.lit(now())), dataset)
-    quarantine = _quarantine(result.quarantine, dept, dataset, file_name, mask_value)
-    n_quarantined = (
-        quarantine.select(pl.col("source_row").n_unique()).item() if quarantine.height else 0
+    staged = result.staged.with_columns(
+        pl.lit(now()).alias("_staged_at"),
+        protection.key_pid(result.staged, dataset).alias("_key_pid"),
     )
-    name = ensure_staged_table(con, dept, dataset, encrypted)
+    staged = protection.protect(staged, dataset)
+    quarantine = _quarantine(result.quarantine, raw, dept, dataset, file_name, protection)
+    n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
+    name = ensure_staged_table(con, dept, dataset, encrypted=True)
     con.execute("BEGIN TRANSACTION")
     try:
         if staged.height:
@@ -178,27 +180,10 @@ def stage_delivery(
 
 
 def stage_dataset(
-    con: duckdb.DuckDBPyConnection,
-    dept: str,
-    dataset: Dataset,
-    *,
-    protect: Protect,
-    reveal: Reveal,
-    mask_value: MaskValue,
-    encrypted: bool,
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, protection: Protection
 ) -> list[StageAccount]:
     """Put every raw-loaded, not yet staged delivery of the dataset through the gate."""
     return [
-        stage_delivery(
-            con,
-            dept,
-            dataset,
-            delivery_id,
-            file_name,
-            protect=protect,
-            reveal=reveal,
-            mask_value=mask_value,
-            encrypted=encrypted,
-        )
+        stage_delivery(con, dept, dataset, delivery_id, file_name, protection)
         for delivery_id, file_name in unstaged(con, dept, dataset.code)
     ]

@@ -1,0 +1,144 @@
+"""Staged on the simulated street: the gate's account balances, and no plain sensitive value
+is on disk in raw or staged Parquet files, or in quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import Catalogue
+from catalog.settings import Settings
+from departments.server import running_server
+from departments.simulate import simulate
+from lakehouse.lake import open_lake
+from pipelines.connectors.http_api import RetryPolicy
+from pipelines.ingest import ingest_dataset
+from pipelines.ingest.ledger import ensure_ledger
+from pipelines.ingest.staged import stage_dataset
+from pipelines.protection import Protection
+
+FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def staged_street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
+    home = tmp_path_factory.mktemp("staged")
+    simulate(home, residents=500, seed=5, days=1, start=dt.date(2026, 11, 20))
+    settings = Settings(home=home).ensure_dirs()
+    with running_server(home, fault_rate=0.0) as url:
+        settings = settings.model_copy(update={"dept_api_url": url})
+        protection = Protection.from_settings(settings)
+        with open_lake(settings) as con:
+            ensure_ledger(con)
+            for dept, ds in cat.datasets():
+                ingest_dataset(con, settings, dept.code, ds, policy=FAST)
+                stage_dataset(con, dept.code, ds, protection)
+    return settings
+
+
+def test_every_delivery_balances_through_the_gate(staged_street: Settings) -> None:
+    with open_lake(staged_street, read_only=True) as con:
+        rows = con.execute(
+            """SELECT a.delivery_id, a.rows_read, a.rows_quarantined, s.rows_in, s.rows_out,
+                      s.rows_quarantined
+               FROM landing.delivery_accounts a
+               JOIN landing.stage_accounts s USING (delivery_id)"""
+        ).fetchall()
+        n_accounts = con.execute("SELECT count(*) FROM landing.delivery_accounts").fetchone()[0]
+        q_rows = dict(
+            con.execute(
+                "SELECT delivery_id, count(DISTINCT source_row) FROM quarantine.rows "
+                "GROUP BY delivery_id"
+            ).fetchall()
+        )
+    assert len(rows) == n_accounts > 20
+    for delivery, read, q_raw, rows_in, rows_out, q_gate in rows:
+        assert read == rows_in + q_raw, delivery
+        assert rows_in == rows_out + q_gate, delivery
+        assert read == rows_out + q_rows.get(delivery, 0), (
+            delivery
+        )  # delivered = staged + quarantined
+
+
+def test_staged_is_typed_and_keyed_by_pseudonym(staged_street: Settings) -> None:
+    with open_lake(staged_street, read_only=True) as con:
+        types = dict(
+            con.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name='lake' "
+                "AND schema_name='staged' AND table_name='gaj__registered_residents'"
+            ).fetchall()
+        )
+        pids = con.execute(
+            "SELECT count(*), count(DISTINCT _key_pid) FROM staged.gaj__registered_residents"
+        ).fetchone()
+        sample = con.execute(
+            "SELECT citizen_id, name FROM staged.gaj__registered_residents LIMIT 1"
+        ).fetchone()
+    assert types["updated_at"] == "TIMESTAMP"
+    assert types["citizen_id"] == "VARCHAR" and types["birth_date"] == "VARCHAR"  # ciphertext
+    assert pids[0] == pids[1] > 0
+    assert all(v.startswith("e") and ":" in v for v in sample)
+
+
+def _sensitive_truth(home: Path, cat: Catalogue) -> set[str]:
+    values: set[str] = set()
+    for dept, ds in cat.datasets():
+        clean = home / "truth" / dept.code / ds.code / "clean.parquet"
+        if not clean.exists():
+            continue
+        frame = pl.read_parquet(clean)
+        for f in ds.fields:
+            personal = f.pii.value in ("citizen_id", "mobile", "person_name")
+            if f.level.rank >= 3 and personal and f.source_name in frame.columns:
+                col = frame[f.source_name].drop_nulls()
+                values |= {v for v in col.to_list() if isinstance(v, str) and len(v) >= 2}
+    return values
+
+
+def test_no_plain_sensitive_value_in_raw_or_staged_parquet_files(
+    staged_street: Settings, cat: Catalogue
+) -> None:
+    secrets = _sensitive_truth(staged_street.home_abs, cat)
+    assert len(secrets) > 500
+    files = [
+        p
+        for zone in ("raw", "staged")
+        for p in (staged_street.lake_data_dir / zone).rglob("*.parquet")
+    ]
+    assert len(files) > 20
+    leaks = []
+    for path in files:  # read the files alone, as a thief with a copy would
+        frame = pl.read_parquet(path)
+        for name, dtype in frame.schema.items():
+            if dtype == pl.String:
+                found = set(frame[name].drop_nulls().to_list()) & secrets
+                if found:
+                    leaks.append((path.parent.name, name, len(found)))
+    assert leaks == []
+
+
+def test_quarantined_values_are_masked(staged_street: Settings, cat: Catalogue) -> None:
+    secrets = _sensitive_truth(staged_street.home_abs, cat)
+    with open_lake(staged_street, read_only=True) as con:
+        values = [
+            v
+            for (v,) in con.execute(
+                "SELECT value_masked FROM quarantine.rows WHERE value_masked IS NOT NULL"
+            ).fetchall()
+        ]
+        keyed = con.execute(
+            "SELECT count(*) FILTER (WHERE key_pid IS NOT NULL), count(*) FROM quarantine.rows "
+            "WHERE stage = 'staged'"
+        ).fetchone()
+    assert values, "the street should have quarantined values"
+    assert not set(values) & secrets
+    assert keyed[0] > 0
