@@ -152,6 +152,42 @@ def lake_info() -> None:
     print_lake(console, get_settings())
 
 
+quality_app = typer.Typer(help="Data quality: scorecard, expectations, report.")
+app.add_typer(quality_app, name="quality")
+
+
+@quality_app.command("report")
+def quality_report() -> None:
+    """Score the lake now, print the scorecard and the truth figures, write the HTML report."""
+    import datetime as dt
+
+    from catalog.errors import LakeError
+    from lakehouse.lake import open_lake
+    from pipelines.main_job import print_truth
+    from pipelines.protection import Protection
+    from pipelines.quality_run import compute_quality, load_inputs, write_report
+    from quality.report import scorecard_text
+
+    settings = get_settings()
+    cat = _catalogue(None)
+    try:
+        with console.status("reading the lake"), open_lake(settings, read_only=True) as con:
+            inputs = load_inputs(con, cat, Protection.from_settings(settings))
+    except LakeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    with console.status("scores, expectations, truth"):
+        out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+    console.print(scorecard_text(out.scorecard))
+    print_truth(console, out.truth, out.truth_problems)
+    failed = (
+        out.expectations.filter(~out.expectations["success"]) if out.expectations.height else None
+    )
+    if failed is not None and failed.height:
+        console.print(f"{failed.height} expectation(s) failed; see the report")
+    console.print(f"report: {write_report(settings, inputs, out)}")
+
+
 @app.command("run")
 def run() -> None:
     """The main job on the embedded default, with a summary."""

@@ -23,6 +23,8 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import init_lake, open_lake
+from pipelines.defs.quality.assets import build_scorecard_asset, build_staged_asset, staged_key
+from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.checks import build_account_check
 from pipelines.instance import prepare_dagster_home
@@ -73,7 +75,8 @@ def department_apis(settings: Settings) -> Iterator[None]:
 
 
 def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
-    """Materialise every landing and raw asset, one department at a time."""
+    """Materialise every landing, raw and staged asset, a department at a time, then the
+    quality scorecard."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     depts = list(cat.departments.values())
@@ -84,11 +87,13 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("ingesting", total=len(depts))
+        task = progress.add_task("ingesting", total=len(depts) + 1)
         for dept in depts:
             progress.update(task, description=f"ingesting {dept.code} {dept.name_zh}")
             assets = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
+            assets += [build_staged_asset(dept, ds) for ds in dept.datasets]
             checks = [build_account_check(dept, ds) for ds in dept.datasets]
+            checks += [build_contract_check(dept, ds) for ds in dept.datasets]
             result = dg.materialize(
                 [*assets, *checks],
                 instance=instance,
@@ -101,6 +106,19 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
             if not result.success:
                 raise StreethubError(f"ingesting {dept.code} failed; see the Dagster run logs")
             progress.advance(task)
+        progress.update(task, description="quality scorecard, expectations, report")
+        keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
+        result = dg.materialize(
+            [build_scorecard_asset(keys)],
+            instance=instance,
+            resources={"lake": LakeResource()},
+            tags={"streethub/job": "main"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise StreethubError("the quality scorecard failed; see the Dagster run logs")
+        progress.advance(task)
 
 
 def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
@@ -124,15 +142,18 @@ def expected_rows(settings: Settings) -> dict[str, int] | None:
 
 
 def ingestion_summary(settings: Settings) -> list[tuple]:
-    """(dept, deliveries, rows read, loaded, quarantined, failed) from the accounts."""
+    """(dept, deliveries, rows read, staged, quarantined, failed) from the accounts."""
     with open_lake(settings, read_only=True) as con:
         return con.execute(
-            """SELECT dept,
-                      count(*) FILTER (WHERE status = 'loaded'),
-                      coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0),
-                      coalesce(sum(rows_quarantined), 0),
-                      count(*) FILTER (WHERE status = 'failed')
-               FROM landing.delivery_accounts GROUP BY dept ORDER BY dept"""
+            """SELECT a.dept,
+                      count(*) FILTER (WHERE a.status = 'loaded'),
+                      coalesce(sum(a.rows_read), 0),
+                      coalesce(sum(s.rows_out), 0),
+                      coalesce(sum(a.rows_quarantined), 0) + coalesce(sum(s.rows_quarantined), 0),
+                      count(*) FILTER (WHERE a.status = 'failed')
+               FROM landing.delivery_accounts a
+               LEFT JOIN landing.stage_accounts s USING (delivery_id)
+               GROUP BY a.dept ORDER BY a.dept"""
         ).fetchall()
 
 
@@ -140,8 +161,8 @@ def print_ingestion(console: Console, settings: Settings, cat: Catalogue) -> boo
     """The per-department table; True when every delivery is in and balances."""
     rows = {r[0]: r for r in ingestion_summary(settings)}
     expected = expected_rows(settings)
-    table = Table(title="ingestion: landing → raw, per department")
-    for col in ("dept", "name", "deliveries", "rows delivered", "loaded", "quarantined", "failed"):
+    table = Table(title="ingestion: landing → raw → staged (row gate), per department")
+    for col in ("dept", "name", "deliveries", "rows delivered", "staged", "quarantined", "failed"):
         table.add_column(col, justify="right" if col not in ("dept", "name") else "left")
     if expected is not None:
         table.add_column("simulator count", justify="right")
@@ -178,7 +199,57 @@ def run_main(settings: Settings, console: Console) -> None:
     with department_apis(settings):
         ingest_all(settings, cat, console)
     ok = print_ingestion(console, settings, cat)
+    print_quality(console, settings)
     print_lake(console, settings)
     if not ok:
         raise StreethubError("some deliveries failed or do not balance; see the table above")
-    console.print("[green]every delivered row is loaded or quarantined[/green]")
+    console.print("[green]every delivered row is staged or quarantined[/green]")
+
+
+def print_quality(console: Console, settings: Settings) -> None:
+    """The department scorecard, the figures against ground truth, where the report is."""
+    from pipelines.quality_run import read_truth
+    from quality.report import scorecard_text
+
+    with open_lake(settings, read_only=True) as con:
+        scorecard = con.execute("SELECT * FROM marts.quality_scorecard").pl()
+        truth, problems = read_truth(con)
+    console.print(scorecard_text(scorecard.filter(scorecard["dataset"] == "*")))
+    print_truth(console, truth, problems)
+    console.print(f"quality report: {settings.home_abs / 'reports' / 'quality.html'}")
+
+
+def print_truth(console: Console, totals: dict[str, float] | None, problems: list[str]) -> None:
+    """Cleaning figures against the simulator's ground truth (when it simulated)."""
+    if totals is None:
+        return
+    table = Table(title="the row gate against the simulator's ground truth")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    wrong = totals.get("wrong_values", 0.0)
+    gate = totals.get("wrong_values_quarantined", 0.0)
+    flagged = totals.get("wrong_values_flagged", 0.0)
+    rows = [
+        ("rows delivered", f"{totals['rows']:,.0f}", ""),
+        ("dirty rows", f"{totals['dirty_rows']:,.0f}", "≥ 5 %"),
+        ("repaired to the true value", f"{totals['repaired']:,.0f}", ""),
+        ("quarantined", f"{totals['quarantined']:,.0f}", ""),
+        ("cleaning rate (repaired ÷ recoverable)", f"{totals['cleaning_rate']:.2%}", "≥ 98 %"),
+        ("repaired citizen IDs equal to the truth", f"{totals['citizen_id_exact']:.2%}", "100 %"),
+        ("clean rows wrongly quarantined", f"{totals['clean_rows_quarantined']:,.0f}", "0"),
+        ("defects neither repaired nor quarantined", f"{totals['defects_missed']:,.0f}", "0"),
+        ("valid-but-wrong values (disagree with the authoritative source)", f"{wrong:,.0f}", ""),
+        ("  … quarantined: the row's own citizen ID contradicts them", f"{gate:,.0f}", ""),
+        ("  … flagged by consistency / accuracy", f"{flagged:,.0f}", ""),
+        (
+            "  … not checkable (no person key, or not in the registry)",
+            f"{wrong - gate - flagged:,.0f}",
+            "",
+        ),
+    ]
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+    for p in problems:
+        console.print(f"[red]target missed: {p}[/red]")

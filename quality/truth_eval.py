@@ -97,9 +97,8 @@ def evaluate_dataset(
     files: dict[str, str],
 ) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     clean = pl.read_parquet(truth / "clean.parquet")
-    defects = pl.read_parquet(truth / "defects.parquet").filter(
-        ~pl.col("kind").is_in(CONNECTOR_KINDS)
-    )
+    all_defects = pl.read_parquet(truth / "defects.parquet")
+    defects = all_defects.filter(~pl.col("kind").is_in(CONNECTOR_KINDS))
     staged = _located([staged], files)
     quarantine = _located([quarantine], files)
     by_source = {f.source_name: f for f in dataset.fields}
@@ -173,7 +172,8 @@ def evaluate_dataset(
     cid = cell.filter(
         pl.col("field").is_in(list(cid_fields)) & pl.col("recoverable") & ~pl.col("q")
     )
-    clean_keys = clean.select(KEY).join(defects.select(KEY).unique(), on=KEY, how="anti")
+    # a row dirtied at the connector level (a broken line) is not clean either
+    clean_keys = clean.select(KEY).join(all_defects.select(KEY).unique(), on=KEY, how="anti")
     wrong_q = quarantine.join(clean_keys, on=KEY, how="semi").with_columns(
         pl.lit(ref).alias("dataset")
     )

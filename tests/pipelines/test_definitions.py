@@ -31,14 +31,17 @@ def test_twelve_department_groups_with_both_zones(defs: dg.Definitions) -> None:
     keys = graph.get_all_asset_keys()
     groups = {graph.get(k).group_name for k in keys}
     cat = load_catalogue()
-    assert groups == set(cat.departments)
-    assert len(groups) == 12
+    assert groups == set(cat.departments) | {"quality"}
+    assert len(set(cat.departments)) == 12
     for dept, ds in cat.datasets():
         landing = dg.AssetKey(["landing", dept.code, ds.code])
         raw = dg.AssetKey(["raw", dept.code, ds.code])
-        assert landing in keys and raw in keys
+        staged = dg.AssetKey(["staged", dept.code, ds.code])
+        assert landing in keys and raw in keys and staged in keys
         node = graph.get(raw)
         assert landing in node.parent_keys
+        assert raw in graph.get(staged).parent_keys
+        assert staged in graph.get(dg.AssetKey(["marts", "quality_scorecard"])).parent_keys
         assert node.owners == [dept.owner]
         assert ds.name_zh in (node.description or "")
 

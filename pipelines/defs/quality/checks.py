@@ -1,0 +1,116 @@
+"""Checks on staged: a blocking contract (the gate held) and the dataset's expectations."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from catalog.loader import get_catalogue
+from catalog.model import Dataset, Department
+from catalog.settings import get_settings
+from pipelines.defs.quality.assets import staged_key
+from pipelines.ingest.raw import raw_table
+from pipelines.resources import LakeResource
+
+MIN_PASS_RATE = 0.80  # below this the delivery is too broken to build on
+
+
+def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=staged_key(dept.code, ds.code),
+        name="contract",
+        blocking=True,
+        description=(
+            "Blocking: every delivery accounted for (delivered = staged + quarantined) and at "
+            f"least {MIN_PASS_RATE:.0%} of the newest delivery's rows passed the row gate."
+        ),
+    )
+    def _contract(lake: LakeResource) -> dg.AssetCheckResult:
+        with lake.open(read_only=True) as con:
+            rows = con.execute(
+                """SELECT a.delivery_id, a.rows_read, s.rows_out,
+                          (SELECT count(DISTINCT source_row) FROM quarantine.rows q
+                           WHERE q.delivery_id = a.delivery_id) AS quarantined,
+                          a.accounted_at
+                   FROM landing.delivery_accounts a
+                   JOIN landing.stage_accounts s USING (delivery_id)
+                   WHERE a.dept = ? AND a.dataset = ? ORDER BY a.accounted_at""",
+                [dept.code, ds.code],
+            ).fetchall()
+        unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3]]
+        newest_rate = (rows[-1][2] / rows[-1][1]) if rows and rows[-1][1] else 1.0
+        return dg.AssetCheckResult(
+            passed=not unbalanced and newest_rate >= MIN_PASS_RATE,
+            metadata={
+                "deliveries": len(rows),
+                "unbalanced": dg.MetadataValue.json(unbalanced[:20]),
+                "newest_pass_rate": newest_rate,
+            },
+        )
+
+    return _contract
+
+
+def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=staged_key(dept.code, ds.code),
+        name="expectations",
+        description="Great Expectations suite from the catalogue on the newest delivery (warn).",
+    )
+    def _expectations(lake: LakeResource) -> dg.AssetCheckResult:
+        from quality.expectations import run_expectations
+
+        protection = lake.protection()
+        with lake.open(read_only=True) as con:
+            newest = con.execute(
+                "SELECT delivery_id, arrived_at FROM landing.deliveries WHERE dept=? AND "
+                "dataset=? ORDER BY arrived_at DESC LIMIT 2",
+                [dept.code, ds.code],
+            ).fetchall()
+            if not newest:
+                return dg.AssetCheckResult(passed=True, metadata={"note": "no delivery yet"})
+            table = f'staged."{raw_table(dept.code, ds)}"'
+            frame = con.execute(
+                f"SELECT * FROM {table} WHERE _delivery_id = ?", [newest[0][0]]
+            ).pl()
+            previous = (
+                con.execute(
+                    f"SELECT count(*) FROM {table} WHERE _delivery_id = ?", [newest[1][0]]
+                ).fetchone()[0]
+                if len(newest) > 1
+                else None
+            )
+        frame = protection.reveal(frame, ds, "quality_scores")
+        result = run_expectations(
+            ds,
+            frame,
+            previous_rows=previous,
+            registry_ids=None,
+            newest_delivery_at=newest[0][1],
+            now=dt.datetime.now(dt.UTC),
+            dept=dept.code,
+        )
+        failed = result.filter(~pl.col("success"))
+        return dg.AssetCheckResult(
+            passed=failed.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "expectations": result.height,
+                "failed": dg.MetadataValue.json(
+                    [
+                        f"{r['expectation']}({r['column']}): {r['observed']}"
+                        for r in failed.iter_rows(named=True)
+                    ][:20]
+                ),
+            },
+        )
+
+    return _expectations
+
+
+@dg.definitions
+def staged_checks() -> dg.Definitions:
+    cat = get_catalogue(get_settings().catalog_dir)
+    checks = [build_contract_check(d, ds) for d, ds in cat.datasets()]
+    checks += [build_expectations_check(d, ds) for d, ds in cat.datasets()]
+    return dg.Definitions(asset_checks=checks)

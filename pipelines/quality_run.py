@@ -1,0 +1,310 @@
+"""Dataset-level quality over the lake: scores, expectations, disagreements, issues, report.
+
+Reads staged (decrypted for the ``quality_scores`` purpose, audited), the
+quarantine and the delivery accounts; calls the plain functions in
+``quality/``; writes ``marts.quality_scorecard``, ``marts.quality_expectations``,
+``quarantine.disagreements`` and ``quarantine.issues`` and the self-contained
+HTML report under ``STREETHUB_HOME/reports/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from catalog.model import Catalogue, PiiKind
+from catalog.settings import Settings
+from lakehouse.lake import ALIAS
+from pipelines.ingest.raw import raw_table
+from pipelines.protection import Protection
+
+Key = tuple[str, str]
+
+
+@dataclass
+class QualityInputs:
+    staged: dict[Key, pl.DataFrame]
+    quarantine: pl.DataFrame
+    accounts: pl.DataFrame
+    deliveries: pl.DataFrame
+    issues: pl.DataFrame | None
+
+
+@dataclass
+class QualityOutputs:
+    scorecard: pl.DataFrame
+    expectations: pl.DataFrame
+    disagreements: pl.DataFrame
+    issues: pl.DataFrame
+    truth: dict[str, float] | None = None
+    truth_problems: list[str] = field(default_factory=list)
+
+
+def _tables(con: duckdb.DuckDBPyConnection, zone: str) -> set[str]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name=? AND schema_name=?",
+            [ALIAS, zone],
+        ).fetchall()
+    }
+
+
+def load_inputs(
+    con: duckdb.DuckDBPyConnection, cat: Catalogue, protection: Protection
+) -> QualityInputs:
+    staged_tables = _tables(con, "staged")
+    staged: dict[Key, pl.DataFrame] = {}
+    for dept, ds in cat.datasets():
+        name = raw_table(dept.code, ds)
+        if name in staged_tables:
+            frame = con.execute(f'SELECT * FROM staged."{name}"').pl()
+            staged[(dept.code, ds.code)] = protection.reveal(frame, ds, "quality_scores")
+    issues = None
+    if "issues" in _tables(con, "quarantine"):
+        issues = con.execute("SELECT * FROM quarantine.issues").pl()
+    return QualityInputs(
+        staged=staged,
+        quarantine=con.execute("SELECT * FROM quarantine.rows").pl(),
+        accounts=con.execute("SELECT * FROM landing.delivery_accounts").pl(),
+        deliveries=con.execute(
+            "SELECT delivery_id, dept, dataset, file_name, arrived_at, size_bytes "
+            "FROM landing.deliveries"
+        ).pl(),
+        issues=issues,
+    )
+
+
+def _registry_ids(cat: Catalogue, staged: dict[Key, pl.DataFrame]) -> set[str]:
+    """Citizen IDs the police know: the registry and the residence permits."""
+    ids: set[str] = set()
+    for (dept, code), frame in staged.items():
+        if dept != "gaj":
+            continue
+        ds = cat.departments[dept].datasets
+        spec = next(d for d in ds if d.code == code)
+        for f in spec.fields:
+            if f.pii is PiiKind.citizen_id and f.name in frame.columns:
+                ids |= set(frame[f.name].drop_nulls().to_list())
+    return ids
+
+
+def _expectations(cat: Catalogue, inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
+    from quality.expectations import run_expectations
+
+    registry = _registry_ids(cat, inputs.staged)
+    deliveries = inputs.deliveries.sort("arrived_at")
+    parts = []
+    for (dept, code), frame in inputs.staged.items():
+        _, ds = cat.dataset(f"{dept}.{code}")
+        mine = deliveries.filter((pl.col("dept") == dept) & (pl.col("dataset") == code))
+        if mine.is_empty() or frame.is_empty():
+            continue
+        newest = mine.row(-1, named=True)
+        previous_rows = None
+        if mine.height > 1:
+            prev_id = mine.row(-2, named=True)["delivery_id"]
+            previous_rows = frame.filter(pl.col("_delivery_id") == prev_id).height or None
+        latest = frame.filter(pl.col("_delivery_id") == newest["delivery_id"])
+        parts.append(
+            run_expectations(
+                ds,
+                latest,
+                previous_rows=previous_rows,
+                registry_ids=registry,
+                newest_delivery_at=newest["arrived_at"],
+                now=now,
+                dept=dept,
+            )
+        )
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
+def _issues(inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
+    from quality.corrections import empty_issues, update_issues
+
+    staged_keys = [
+        frame.select(
+            pl.lit(dept).alias("dept"),
+            pl.lit(code).alias("dataset"),
+            pl.col("_key_pid").alias("key_pid"),
+            "_delivery_id",
+            "_loaded_at",
+        )
+        for (dept, code), frame in inputs.staged.items()
+        if "_key_pid" in frame.columns
+    ]
+    staged_with_keys = pl.concat(staged_keys) if staged_keys else None
+    quarantine = inputs.quarantine.filter(pl.col("key_pid").is_not_null())
+    previous = inputs.issues if inputs.issues is not None else empty_issues()
+    return update_issues(previous, quarantine, staged_with_keys, now)
+
+
+def _truth(
+    settings: Settings,
+    cat: Catalogue,
+    inputs: QualityInputs,
+    disagreements: pl.DataFrame | None = None,
+) -> tuple[dict[str, float] | None, list[str]]:
+    """Figures against the simulator's ground truth, when the data came from it."""
+    if not (settings.truth_dir / "manifest.json").exists():
+        return None, []
+    from quality.truth_eval import evaluate
+
+    # the simulator names pulled records by their system: the database file, or "api"
+    label = {
+        (d.code, ds.code): {"sql_db": "registry.sqlite", "http_api": "api"}.get(
+            ds.delivery.kind.value
+        )
+        for d, ds in cat.datasets()
+    }
+    files = {
+        delivery_id: label.get((dept, code)) or file_name
+        for delivery_id, dept, code, file_name in inputs.deliveries.select(
+            "delivery_id", "dept", "dataset", "file_name"
+        ).iter_rows()
+    }
+    staged = {f"{d}.{c}": frame for (d, c), frame in inputs.staged.items()}
+    q = inputs.quarantine.rename({"delivery_id": "_delivery_id", "source_row": "_source_row"})
+    empty = q.clear().drop("dept", "dataset")
+    quarantine = {ref: empty for ref in staged}
+    quarantine |= {
+        f"{d}.{c}": g.drop("dept", "dataset")
+        for (d, c), g in q.group_by("dept", "dataset")
+        if f"{d}.{c}" in staged
+    }
+    report = evaluate(staged, quarantine, settings.truth_dir, cat, files)
+    totals = {k: float(v) for k, v in report.totals.items()}
+    totals |= _wrong_values_caught(settings, cat, files, inputs.quarantine, disagreements)
+    return totals, report.problems()
+
+
+def _wrong_values_caught(
+    settings: Settings,
+    cat: Catalogue,
+    files: dict[str, str],
+    quarantine: pl.DataFrame,
+    disagreements: pl.DataFrame | None,
+) -> dict[str, float]:
+    """Valid-but-wrong values (simulator kind ``wrong_value``): how each was caught.
+
+    The gate quarantines those its row contradicts (a birth date that disagrees with the
+    row's own citizen ID); consistency/accuracy flag those that disagree with the
+    authoritative department; the rest cannot be checked (no person key, or a person
+    the registry does not know).
+    """
+    key = ["dept", "dataset", "_file", "_source_row"]
+    parts = []
+    for d, ds in cat.datasets():
+        path = settings.truth_dir / d.code / ds.code / "defects.parquet"
+        if path.exists():
+            source = {f.source_name: f.name for f in ds.fields}
+            parts.append(
+                pl.read_parquet(path)
+                .filter(pl.col("kind") == "wrong_value")
+                .select(
+                    pl.lit(d.code).alias("dept"),
+                    pl.lit(ds.code).alias("dataset"),
+                    "_file",
+                    "_source_row",
+                    pl.col("field").replace_strict(source, default=None).alias("field"),
+                )
+            )
+    wrong = pl.concat(parts) if parts else pl.DataFrame()
+    if wrong.is_empty():
+        return {"wrong_values": 0.0, "wrong_values_quarantined": 0.0, "wrong_values_flagged": 0.0}
+
+    def located(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.col("delivery_id").replace_strict(files, default=None).alias("_file"),
+            pl.col("source_row").alias("_source_row"),
+        )
+
+    in_quarantine = wrong.join(located(quarantine).select(key).unique(), on=key, how="semi")
+    rest = wrong.join(in_quarantine, on=[*key, "field"], how="anti")
+    flagged = 0
+    if disagreements is not None and disagreements.height:
+        flags = located(disagreements).select(*key, "field").unique()
+        flagged = rest.join(flags, on=[*key, "field"], how="semi").height
+    return {
+        "wrong_values": float(wrong.height),
+        "wrong_values_quarantined": float(in_quarantine.height),
+        "wrong_values_flagged": float(flagged),
+    }
+
+
+def compute_quality(
+    settings: Settings, cat: Catalogue, inputs: QualityInputs, now: dt.datetime | None = None
+) -> QualityOutputs:
+    from quality.scores import flag_disagreements, score_datasets
+
+    now = now or dt.datetime.now(dt.UTC)
+    disagreements = flag_disagreements(cat, inputs.staged)
+    truth, problems = _truth(settings, cat, inputs, disagreements)
+    return QualityOutputs(
+        scorecard=score_datasets(
+            cat, inputs.staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now
+        ),
+        expectations=_expectations(cat, inputs, now),
+        disagreements=disagreements,
+        issues=_issues(inputs, now),
+        truth=truth,
+        truth_problems=problems,
+    )
+
+
+def _replace(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame: pl.DataFrame) -> None:
+    con.register("q_out", frame.to_arrow())
+    con.execute(f'CREATE OR REPLACE TABLE {zone}."{table}" AS SELECT * FROM q_out')
+    con.unregister("q_out")
+
+
+def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
+    """Replace the quality tables in one snapshot (history stays in time travel)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _replace(con, "marts", "quality_scorecard", out.scorecard)
+        if out.expectations.height:
+            _replace(con, "marts", "quality_expectations", out.expectations)
+        _replace(con, "quarantine", "disagreements", out.disagreements)
+        _replace(con, "quarantine", "issues", out.issues)
+        if out.truth is not None:
+            truth = pl.DataFrame(
+                {"figure": list(out.truth), "value": list(out.truth.values())}
+            ).with_columns(pl.lit("; ".join(out.truth_problems)).alias("problems"))
+            _replace(con, "marts", "quality_truth", truth)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs) -> Path:
+    from quality.corrections import issue_counts
+    from quality.report import render_report, summarise_quarantine
+
+    html = render_report(
+        out.scorecard,
+        out.expectations,
+        out.truth,
+        summarise_quarantine(inputs.quarantine),
+        "街道数据质量报告 street data quality report",
+        issues=issue_counts(out.issues),
+    )
+    path = settings.home_abs / "reports" / "quality.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def read_truth(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, float] | None, list[str]]:
+    """The truth figures the last scorecard run stored (None when not simulated)."""
+    if "quality_truth" not in _tables(con, "marts"):
+        return None, []
+    rows = con.execute("SELECT figure, value, problems FROM marts.quality_truth").fetchall()
+    problems = [p for p in (rows[0][2] or "").split("; ") if p] if rows else []
+    return {f: v for f, v, _ in rows}, problems
