@@ -91,15 +91,18 @@ def connect(
     con = duckdb.connect(config={"threads": os.cpu_count() or 2})
     try:
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
-        options = [f"META_BUSY_TIMEOUT {int(settings.lake_busy_timeout_ms)}"]
+        # the data path comes from settings, also for a lake that was moved or copied
+        # (DuckLake remembers the path it was created with; file paths are relative to it)
+        options = [
+            f"META_BUSY_TIMEOUT {int(settings.lake_busy_timeout_ms)}",
+            f"DATA_PATH {_sql_str(str(settings.lake_data_dir) + '/')}",
+            "OVERRIDE_DATA_PATH true",
+        ]
         if read_only:
             options.insert(0, "READ_ONLY")
         else:
             settings.lake_data_dir.mkdir(parents=True, exist_ok=True)
-            options += [
-                f"DATA_PATH {_sql_str(str(settings.lake_data_dir) + '/')}",
-                "DATA_INLINING_ROW_LIMIT 0",
-            ]
+            options.append("DATA_INLINING_ROW_LIMIT 0")
         if settings.lake_metadata.startswith("sqlite:"):
             options.append("META_JOURNAL_MODE 'WAL'")
             Path(settings.lake_metadata.removeprefix("sqlite:")).parent.mkdir(

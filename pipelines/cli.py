@@ -188,6 +188,78 @@ def quality_report() -> None:
     console.print(f"report: {write_report(settings, inputs, out)}")
 
 
+keys_app = typer.Typer(help="The key ring: data keys per purpose under a master key.")
+app.add_typer(keys_app, name="keys")
+leaks_app = typer.Typer(help="Find unmasked personal information where none may be.")
+app.add_typer(leaks_app, name="leaks")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """New data-key versions and a new master; old versions stay readable, no data rewritten."""
+    from masking.audit import AuditLog
+    from masking.keys import KeyRing
+
+    settings = get_settings().ensure_dirs()
+    ring = KeyRing.from_settings(settings)
+    versions = ring.rotate()
+    AuditLog.from_settings(settings, ring).append(
+        "keys.rotate", "cli", master_version=ring.master_version
+    )
+    for purpose, version in sorted(versions.items()):
+        console.print(f"{purpose}: now version {version}")
+    console.print(f"master key version {ring.master_version}; older versions kept for reading")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Purposes and versions in the key ring (never key material)."""
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(get_settings())
+    for purpose in ring.purposes():
+        versions = ring.versions(purpose)
+        console.print(
+            f"{purpose}: versions {', '.join(map(str, versions))} (current {max(versions)})"
+        )
+
+
+@leaks_app.command("scan")
+def leaks_scan() -> None:
+    """Scan every table outside the encrypted zones, and the reports; exit 1 on any leak."""
+    from catalog.errors import LakeError
+    from lakehouse.lake import open_lake
+    from pipelines.leaks import scan_lake
+
+    settings = get_settings()
+    cat = _catalogue(None)
+    try:
+        with console.status("scanning"), open_lake(settings, read_only=True) as con:
+            findings = scan_lake(settings, cat, con)
+    except LakeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title="leak scan: unmasked personal information outside the encrypted zones")
+    for col in ("place", "cells", "citizen IDs", "mobiles", "bank cards", "names"):
+        table.add_column(col, justify="left" if col == "place" else "right")
+    total = 0
+    for f in findings:
+        k = f.counts.by_kind
+        total += f.counts.total
+        table.add_row(
+            f.place, f"{f.cells:,}", *(str(k.get(x, 0)) for x in
+            ("citizen_id", "mobile", "bank_card", "person_name"))
+        )  # fmt: skip
+    console.print(table)
+    if total:
+        for f in findings:
+            for row, column, kind in f.counts.samples[:5]:
+                err.print(f"[red]{f.place}: row {row}, column {column}: {kind}[/red]")
+        err.print(f"[red]{total} leak(s) found[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]0 leaks in {len(findings)} tables and files[/green]")
+
+
 @app.command("run")
 def run() -> None:
     """The main job on the embedded default, with a summary."""

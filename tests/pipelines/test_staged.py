@@ -142,3 +142,75 @@ def test_quarantined_values_are_masked(staged_street: Settings, cat: Catalogue) 
     assert values, "the street should have quarantined values"
     assert not set(values) & secrets
     assert keyed[0] > 0
+
+
+def _copy(settings: Settings, tmp_path: Path) -> Settings:
+    import shutil
+
+    home = tmp_path / "copy"
+    shutil.copytree(settings.home_abs, home)
+    return settings.model_copy(update={"home": home})
+
+
+def test_leak_scan_is_clean_then_finds_planted_values(
+    staged_street: Settings, cat: Catalogue, tmp_path: Path
+) -> None:
+    from pipelines.leaks import scan_lake
+
+    settings = _copy(staged_street, tmp_path)
+    with open_lake(settings, read_only=True) as con:
+        clean = scan_lake(settings, cat, con)
+        name = con.execute("SELECT name FROM staged.gaj__registered_residents LIMIT 1").fetchone()
+    assert clean and sum(f.counts.total for f in clean) == 0
+    plain_name = Protection.from_settings(settings).reveal(
+        pl.DataFrame({"name": [name[0]]}), cat.dataset("gaj.registered_residents")[1],
+        "quality_scores",
+    )["name"][0]  # fmt: skip
+    from stdnum import luhn
+
+    card = "622202020011223344" + luhn.calc_check_digit("622202020011223344")  # 19 digits
+    planted = pl.DataFrame(
+        {
+            "note": [
+                "身份证号11010519491231002X，请核实",
+                "联系电话 138 1234 5678",
+                f"卡号{card}",
+                f"联系人{plain_name}已到场",
+            ]
+        }
+    )
+    with open_lake(settings) as con:
+        con.register("p", planted.to_arrow())
+        con.execute("CREATE TABLE marts.planted AS SELECT * FROM p")
+    with open_lake(settings, read_only=True) as con:
+        found = {f.place: f.counts.by_kind for f in scan_lake(settings, cat, con)}
+    assert found["marts.planted"] == {
+        "citizen_id": 1,
+        "mobile": 1,
+        "bank_card": 1,
+        "person_name": 1,
+    }
+
+
+def test_key_rotation_keeps_old_data_readable_and_new_writes_use_the_new_version(
+    staged_street: Settings, cat: Catalogue, tmp_path: Path
+) -> None:
+    from masking.keys import KeyRing
+
+    settings = _copy(staged_street, tmp_path)
+    _, ds = cat.dataset("gaj.registered_residents")
+    with open_lake(settings, read_only=True) as con:
+        before = con.execute("SELECT name FROM staged.gaj__registered_residents LIMIT 5").pl()
+    old_version = KeyRing.from_settings(settings).current("at_rest").version
+    assert before["name"].str.starts_with(f"e{old_version}:").all()
+    KeyRing.from_settings(settings).rotate()
+    protection = Protection.from_settings(settings)
+    revealed = protection.reveal(before, ds, "quality_scores")  # old version still decrypts
+    assert revealed["name"].str.len_chars().min() >= 2
+    assert not revealed["name"].str.starts_with("e").any()
+    fresh = protection.protect(revealed, ds)
+    assert fresh["name"].str.starts_with(f"e{old_version + 1}:").all()
+    assert (
+        protection.reveal(fresh, ds, "quality_scores")["name"].to_list()
+        == revealed["name"].to_list()
+    )
