@@ -203,6 +203,11 @@ def run_main(settings: Settings, console: Console) -> None:
     print_lake(console, settings)
     if not ok:
         raise StreethubError("some deliveries failed or do not balance; see the table above")
+    leaks = scan_for_leaks(settings, cat)
+    if leaks:
+        raise StreethubError(f"{leaks} unmasked value(s) outside the encrypted zones: run "
+                             "`streethub leaks scan` for where")  # fmt: skip
+    console.print("leak scan: 0 unmasked IDs, mobiles, bank cards or names outside raw/staged")
     console.print("[green]every delivered row is staged or quarantined[/green]")
 
 
@@ -253,3 +258,11 @@ def print_truth(console: Console, totals: dict[str, float] | None, problems: lis
     console.print(table)
     for p in problems:
         console.print(f"[red]target missed: {p}[/red]")
+
+
+def scan_for_leaks(settings: Settings, cat: Catalogue) -> int:
+    """How many unmasked values the leak scanner finds outside the encrypted zones."""
+    from pipelines.leaks import scan_lake
+
+    with open_lake(settings, read_only=True) as con:
+        return sum(f.counts.total for f in scan_lake(settings, cat, con))
