@@ -126,7 +126,12 @@ def _conflicts(work: pl.DataFrame, dataset: Dataset, dup_rows: pl.Series) -> pl.
 
 def _failures_masks(work: pl.DataFrame, checks: list[RowCheck]) -> pl.DataFrame:
     """Row checks as plain polars masks: (row, field, check) of every failure."""
-    masks = work.select((~rc.passes.fill_null(True)).alias(str(i)) for i, rc in enumerate(checks))
+    # lazily, so sub-expressions the checks share (an ID's check character) run once
+    masks = (
+        work.lazy()
+        .select((~rc.passes.fill_null(True)).alias(str(i)) for i, rc in enumerate(checks))
+        .collect()
+    )
     parts = []
     for i, rc in enumerate(checks):
         idx = masks.get_column(str(i)).arg_true()

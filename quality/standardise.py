@@ -50,6 +50,9 @@ _DATETIME_RE = (
     r" ?(Z|[+-]\d{2}:?\d{2})?$"
 )
 _COMPACT_DT_RE = r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$"
+# the canonical spellings (almost every delivered value): parsed directly, no regex groups
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+ISO_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
 
 def halfwidth(s: pl.Expr) -> pl.Expr:
@@ -68,36 +71,50 @@ def clean_text(s: pl.Expr, *, to_halfwidth: bool = False) -> pl.Expr:
     return blank_to_null(s.str.strip_chars())
 
 
+def squeeze_code(t: pl.Expr) -> pl.Expr:
+    """No spaces anywhere, upper case (on cleaned text)."""
+    return t.str.replace_all(r"\s+", "").str.to_uppercase()
+
+
 def std_citizen_id(s: pl.Expr) -> pl.Expr:
     """Half-width, no spaces, upper-case X, 15 → 18 characters."""
-    t = clean_text(s, to_halfwidth=True).str.replace_all(r"\s+", "").str.to_uppercase()
-    return upgrade_id_15(t)
+    return upgrade_id_15(squeeze_code(clean_text(s, to_halfwidth=True)))
 
 
 def std_code(s: pl.Expr) -> pl.Expr:
     """Codes (credit codes, bank cards, region codes): half-width, no spaces, upper case."""
-    return clean_text(s, to_halfwidth=True).str.replace_all(r"\s+", "").str.to_uppercase()
+    return squeeze_code(clean_text(s, to_halfwidth=True))
+
+
+def phone_from_clean(t: pl.Expr) -> pl.Expr:
+    """:func:`std_phone` on text already cleaned (half-width, trimmed, blank → null)."""
+    other = pl.when(~t.str.contains(MOBILE)).then(t)  # already 11 digits: nothing to do
+    digits = other.str.replace_all(r"[\s\-()（）]", "").str.replace(
+        r"^(?:\+86|0086|86)(1\d{10})$", "$1"
+    )
+    return pl.when(digits.str.contains(MOBILE)).then(digits).otherwise(t)
 
 
 def std_phone(s: pl.Expr) -> pl.Expr:
     """Mobiles written with +86, 0086, 86-, spaces or dashes → 11 digits; others trimmed."""
-    t = clean_text(s, to_halfwidth=True)
-    digits = t.str.replace_all(r"[\s\-()（）]", "").str.replace(
-        r"^(?:\+86|0086|86)(1\d{10})$", "$1"
-    )
-    return pl.when(digits.str.contains(MOBILE)).then(digits).otherwise(t)
+    return phone_from_clean(clean_text(s, to_halfwidth=True))
 
 
 def _pad2(e: pl.Expr) -> pl.Expr:
     return e.str.zfill(2)
 
 
-def parse_date(s: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
-    """Any delivered date spelling → pl.Date (null when it cannot be read)."""
-    t = clean_text(s, to_halfwidth=True)
-    g = t.str.extract_groups(_DATE_RE)
+def date_groups(t: pl.Expr) -> pl.Expr:
+    """Year, month, day of a separated date spelling, as a struct (cleaned text in; null
+    for the canonical spelling, which :func:`date_from_groups` parses directly)."""
+    return pl.when(~t.str.contains(ISO_DATE)).then(t).str.extract_groups(_DATE_RE)
+
+
+def date_from_groups(t: pl.Expr, g: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
+    """:func:`parse_date` from cleaned text and its :func:`date_groups`."""
     iso = g.struct[0] + "-" + _pad2(g.struct[1]) + "-" + _pad2(g.struct[2])
     out = pl.coalesce(
+        pl.when(t.str.contains(ISO_DATE)).then(t.str.to_date("%Y-%m-%d", strict=False)),
         iso.str.to_date("%Y-%m-%d", strict=False),
         pl.when(t.str.contains(r"^\d{8}$")).then(t.str.to_date("%Y%m%d", strict=False)),
     )
@@ -106,17 +123,36 @@ def parse_date(s: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
     return out
 
 
+def parse_date(s: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
+    """Any delivered date spelling → pl.Date (null when it cannot be read)."""
+    t = clean_text(s, to_halfwidth=True)
+    return date_from_groups(t, date_groups(t), excel_serials=excel_serials)
+
+
 def excel_serial_date(t: pl.Expr) -> pl.Expr:
     """An Excel day number (1900 date system, epoch 1899-12-30) → pl.Date."""
     n = t.str.extract(r"^(\d{4,5})(?:\.0+)?$").cast(pl.Int64, strict=False)
     return pl.when(n.is_not_null()).then(pl.lit(0).cast(pl.Date) + pl.duration(days=n - 25569))
 
 
-def parse_datetime(s: pl.Expr) -> pl.Expr:
-    """Any delivered timestamp → naive Beijing time pl.Datetime("us") (null when unreadable)."""
-    t = clean_text(s, to_halfwidth=True)
-    g = t.str.extract_groups(_DATETIME_RE)
-    c = t.str.extract_groups(_COMPACT_DT_RE)
+def datetime_groups(t: pl.Expr) -> pl.Expr:
+    """Date, time, fraction and offset of a separated timestamp, as a struct (null for the
+    canonical spelling, which :func:`datetime_from_groups` parses directly)."""
+    return _not_iso_datetime(t).str.extract_groups(_DATETIME_RE)
+
+
+def _not_iso_datetime(t: pl.Expr) -> pl.Expr:
+    return pl.when(~t.str.contains(ISO_DATETIME)).then(t)
+
+
+def compact_groups(t: pl.Expr) -> pl.Expr:
+    """The six parts of a compact 20230105083000, as a struct."""
+    return _not_iso_datetime(t).str.extract_groups(_COMPACT_DT_RE)
+
+
+def datetime_from_groups(t: pl.Expr, g: pl.Expr, c: pl.Expr) -> pl.Expr:
+    """:func:`parse_datetime` from cleaned text, its :func:`datetime_groups` and
+    :func:`compact_groups`."""
     text = pl.coalesce(
         g.struct[0]
         + "-"
@@ -152,24 +188,45 @@ def parse_datetime(s: pl.Expr) -> pl.Expr:
     from_epoch = pl.from_epoch(millis, time_unit="ms").cast(pl.Datetime("us")) + pl.duration(
         minutes=BEIJING_OFFSET_MIN
     )
-    return pl.coalesce(parsed, pl.when(millis.is_not_null()).then(from_epoch))
+    canonical = t.str.contains(ISO_DATETIME)
+    direct = pl.when(canonical).then(
+        t.str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False)
+    )
+    return pl.coalesce(direct, parsed, pl.when(millis.is_not_null()).then(from_epoch))
 
 
-def parse_integer(s: pl.Expr) -> pl.Expr:
-    t = clean_text(s, to_halfwidth=True).str.replace_all(",", "")
+def parse_datetime(s: pl.Expr) -> pl.Expr:
+    """Any delivered timestamp → naive Beijing time pl.Datetime("us") (null when unreadable)."""
+    t = clean_text(s, to_halfwidth=True)
+    return datetime_from_groups(t, datetime_groups(t), compact_groups(t))
+
+
+def integer_from_clean(t: pl.Expr) -> pl.Expr:
+    t = t.str.replace_all(",", "")
     f = t.cast(pl.Float64, strict=False)
     whole = pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 9e15)).then(f.cast(pl.Int64))
     return pl.coalesce(t.cast(pl.Int64, strict=False), whole)
 
 
+def parse_integer(s: pl.Expr) -> pl.Expr:
+    return integer_from_clean(clean_text(s, to_halfwidth=True))
+
+
+def decimal_from_clean(t: pl.Expr) -> pl.Expr:
+    return t.str.replace_all(",", "").cast(pl.Float64, strict=False)
+
+
 def parse_decimal(s: pl.Expr) -> pl.Expr:
-    t = clean_text(s, to_halfwidth=True).str.replace_all(",", "")
-    return t.cast(pl.Float64, strict=False)
+    return decimal_from_clean(clean_text(s, to_halfwidth=True))
+
+
+def boolean_from_clean(t: pl.Expr) -> pl.Expr:
+    t = t.str.to_lowercase()
+    return pl.when(t.is_in(TRUE_WORDS)).then(True).when(t.is_in(FALSE_WORDS)).then(False)
 
 
 def parse_boolean(s: pl.Expr) -> pl.Expr:
-    t = clean_text(s, to_halfwidth=True).str.to_lowercase()
-    return pl.when(t.is_in(TRUE_WORDS)).then(True).when(t.is_in(FALSE_WORDS)).then(False)
+    return boolean_from_clean(clean_text(s, to_halfwidth=True))
 
 
 def is_phone(f: FieldSpec) -> bool:
@@ -181,58 +238,150 @@ def is_code(f: FieldSpec) -> bool:
     return f.pattern is not None or f.pii in (PiiKind.credit_code, PiiKind.bank_card)
 
 
-def field_expr(f: FieldSpec, *, excel_serials: bool = False) -> pl.Expr:
-    """The standardised, typed value of one field from its raw text column."""
-    s = pl.col(f.name).cast(pl.String)
+def is_plain_text(f: FieldSpec) -> bool:
+    """Names and free text: trimmed only, never half-width (Chinese punctuation is content)."""
+    return f.type in (FieldType.string, FieldType.text) and not (
+        f.pii is PiiKind.citizen_id or is_phone(f) or is_code(f)
+    )
+
+
+def typed_from_clean(
+    f: FieldSpec,
+    t: pl.Expr,
+    groups: pl.Expr | None = None,
+    compact: pl.Expr | None = None,
+    *,
+    excel_serials: bool = False,
+) -> pl.Expr:
+    """The standardised value of one field from its cleaned text ``t`` (:func:`clean_field`).
+
+    ``groups``/``compact``: the field's :func:`date_groups` (dates) or
+    :func:`datetime_groups` and :func:`compact_groups` (datetimes), computed from
+    ``t`` when not given.
+    """
     if f.type is FieldType.date:
-        return parse_date(s, excel_serials=excel_serials)
+        g = date_groups(t) if groups is None else groups
+        return date_from_groups(t, g, excel_serials=excel_serials)
     if f.type is FieldType.datetime:
-        return parse_datetime(s)
+        g = datetime_groups(t) if groups is None else groups
+        c = compact_groups(t) if compact is None else compact
+        return datetime_from_groups(t, g, c)
     if f.type is FieldType.integer:
-        return parse_integer(s)
+        return integer_from_clean(t)
     if f.type is FieldType.decimal:
-        return parse_decimal(s)
+        return decimal_from_clean(t)
     if f.type is FieldType.boolean:
-        return parse_boolean(s)
+        return boolean_from_clean(t)
     if f.pii is PiiKind.citizen_id:
-        return std_citizen_id(s)
+        return upgrade_id_15(t)
     if is_phone(f):
-        return std_phone(s)
-    if is_code(f):
-        return std_code(s)
-    return clean_text(s)
+        return phone_from_clean(t)
+    return t
+
+
+def clean_field(f: FieldSpec, trimmed: pl.Expr) -> pl.Expr:
+    """Trimmed (half-width where safe) text → the cleaned text :func:`typed_from_clean` reads:
+    blank → null, and citizen IDs and codes without spaces, in upper case."""
+    t = blank_to_null(trimmed)
+    if f.type not in (FieldType.string, FieldType.text) or is_phone(f):
+        return t
+    if f.pii is PiiKind.citizen_id or is_code(f):
+        return squeeze_code(t)
+    return t
+
+
+def field_expr(f: FieldSpec, *, excel_serials: bool = False) -> pl.Expr:
+    """The standardised, typed value of one field from its raw text column (one expression)."""
+    raw = pl.col(f.name).cast(pl.String)
+    trimmed = raw.str.strip_chars() if is_plain_text(f) else halfwidth(raw).str.strip_chars()
+    return typed_from_clean(f, clean_field(f, trimmed), excel_serials=excel_serials)
+
+
+def _tmp(f: FieldSpec, stage: str) -> str:
+    return f"__std_{stage}__{f.name}"
+
+
+def _staged(raw: pl.DataFrame, dataset: Dataset, serials: bool) -> pl.DataFrame:
+    """Every field standardised in stages, each intermediate computed once.
+
+    A polars expression that names a sub-expression twice evaluates it twice, and
+    the parsers name theirs many times (a regex's groups, the cleaned text); so
+    half-width text, trimmed text, cleaned text and regex groups are materialised
+    as columns, stage by stage (each stage runs its fields in parallel).
+    """
+    fields = dataset.fields
+    raw_s = {f.name: pl.col(f.name).cast(pl.String) for f in fields}
+    work = raw.with_columns(
+        halfwidth(raw_s[f.name]).alias(_tmp(f, "hw")) for f in fields if not is_plain_text(f)
+    )
+    work = work.with_columns(
+        (raw_s[f.name] if is_plain_text(f) else pl.col(_tmp(f, "hw")))
+        .str.strip_chars()
+        .alias(_tmp(f, "trim"))
+        for f in fields
+    )
+    work = work.with_columns(
+        clean_field(f, pl.col(_tmp(f, "trim"))).alias(_tmp(f, "t")) for f in fields
+    )
+    groups = []
+    for f in fields:
+        t = pl.col(_tmp(f, "t"))
+        if f.type is FieldType.date:
+            groups.append(date_groups(t).alias(_tmp(f, "g")))
+        elif f.type is FieldType.datetime:
+            groups += [
+                datetime_groups(t).alias(_tmp(f, "g")),
+                compact_groups(t).alias(_tmp(f, "c")),
+            ]
+    if groups:
+        work = work.with_columns(groups)
+
+    def typed(f: FieldSpec) -> pl.Expr:
+        g = pl.col(_tmp(f, "g")) if f.type in (FieldType.date, FieldType.datetime) else None
+        c = pl.col(_tmp(f, "c")) if f.type is FieldType.datetime else None
+        value = typed_from_clean(f, pl.col(_tmp(f, "t")), g, c, excel_serials=serials)
+        return value.cast(DTYPES[f.type]).alias(_tmp(f, "v"))
+
+    # lazily: the parsers name a few sub-expressions more than once (shared once computed)
+    return work.lazy().with_columns(typed(f) for f in fields).collect()
 
 
 def repair_flags(f: FieldSpec, *, excel_serials: bool = False) -> dict[str, pl.Expr]:
-    """Kind of repair → boolean expression: standardisation changed this value that way."""
+    """Kind of repair → boolean expression over the frame of :func:`_staged`: standardisation
+    changed this value that way."""
     raw = pl.col(f.name).cast(pl.String)
     present = raw.is_not_null()
-    hw = halfwidth(raw)
-    flags: dict[str, pl.Expr] = {"blank_to_null": present & (raw.str.strip_chars() == "")}
-    trimmed = hw.str.strip_chars()
+    trimmed = pl.col(_tmp(f, "trim"))
+    value = pl.col(_tmp(f, "v"))
     nonblank = trimmed.str.len_bytes() > 0
-    if f.type in (FieldType.string, FieldType.text) and not (
-        f.pii is PiiKind.citizen_id or is_phone(f) or is_code(f)
-    ):
-        flags["whitespace"] = nonblank & (raw.str.strip_chars() != raw)
-        return flags
+    if is_plain_text(f):
+        # trimmed is raw.strip here; blank ⇔ blank after half-width (it maps space to space)
+        return {
+            "blank_to_null": present & (trimmed == ""),
+            "whitespace": nonblank & (trimmed != raw),
+        }
+    hw = pl.col(_tmp(f, "hw"))
+    flags: dict[str, pl.Expr] = {"blank_to_null": present & (raw.str.strip_chars() == "")}
     flags["fullwidth"] = nonblank & (hw != raw)
     flags["whitespace"] = nonblank & (trimmed != hw)
     if f.pii is PiiKind.citizen_id:
         flags["lowercase_x"] = trimmed.str.ends_with("x")
         flags["id_15_to_18"] = trimmed.str.contains(ID15)
     elif is_phone(f):
-        flags["phone_format"] = nonblank & (std_phone(raw) != trimmed)
+        std = value if f.type is FieldType.string else phone_from_clean(pl.col(_tmp(f, "t")))
+        flags["phone_format"] = nonblank & (std != trimmed)
     elif f.type is FieldType.date:
-        parsed = parse_date(raw, excel_serials=False).is_not_null()
-        flags["date_format"] = parsed & ~trimmed.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+        t = pl.col(_tmp(f, "t"))
+        parsed = value if not excel_serials else date_from_groups(t, pl.col(_tmp(f, "g")))
+        parsed = parsed.is_not_null()
+        flags["date_format"] = parsed & ~trimmed.str.contains(ISO_DATE)
         if excel_serials:
             flags["excel_serial"] = ~parsed & excel_serial_date(trimmed).is_not_null()
     elif f.type is FieldType.datetime:
-        canonical = trimmed.str.contains(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+        canonical = trimmed.str.contains(ISO_DATETIME)
         millis = trimmed.str.contains(r"^\d{13}$")
         flags["epoch_millis"] = millis.fill_null(False)
-        flags["datetime_format"] = ~canonical & ~millis & parse_datetime(raw).is_not_null()
+        flags["datetime_format"] = ~canonical & ~millis & value.is_not_null()
     return flags
 
 
@@ -256,11 +405,8 @@ def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = Tr
     """Raw text columns → typed, standardised columns (lineage columns carried through)."""
     serials = uses_excel_serials(dataset)
     lineage = [c for c in LINEAGE if c in raw.columns]
-    typed = [
-        field_expr(f, excel_serials=serials).cast(DTYPES[f.type]).alias(f.name)
-        for f in dataset.fields
-    ]
-    frame = raw.select(*lineage, *typed)
+    work = _staged(raw, dataset, serials)
+    frame = work.select(*lineage, *[pl.col(_tmp(f, "v")).alias(f.name) for f in dataset.fields])
     repairs = pl.DataFrame(schema=REPAIRS_SCHEMA)
     if count_repairs and raw.height:
         exprs, keys = [], []
@@ -268,7 +414,7 @@ def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = Tr
             for kind, flag in repair_flags(f, excel_serials=serials).items():
                 keys.append((f.name, kind))
                 exprs.append(flag.fill_null(False).sum().alias(f"{len(keys) - 1}"))
-        counts = raw.select(exprs).row(0)
+        counts = work.select(exprs).row(0)
         rows = [(fn, k, int(n)) for (fn, k), n in zip(keys, counts, strict=True) if n]
         repairs = pl.DataFrame(rows, schema=REPAIRS_SCHEMA, orient="row")
     return Standardised(frame, repairs)

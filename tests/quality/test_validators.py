@@ -64,6 +64,23 @@ def test_birth_date_and_gender_from_the_standard_example():
     ]
 
 
+def test_id_check_char_of_anything_but_17_digits_is_null():
+    junk = ["-1234567890123456", "+1234567890123456", " 1234567890123456", "12345678901234.56"]
+    junk += ["abc", "", None, "1234567890123456"]
+    assert col(junk, v.id_check_char) == [None] * len(junk)
+    assert col(junk, v.citizen_id_check_ok) == [None] * len(junk)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=0, max_size=20))
+def test_id_check_char_never_raises(text):
+    got = col([text], v.id_check_char)
+    if len(text) >= 17 and text[:17].isascii() and text[:17].isdigit():
+        assert got == [ric_check(text[:17])]
+    elif not (len(text) >= 17 and text[:17].isdigit()):
+        assert got == [None]
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(uscc_bodies, min_size=1, max_size=40))
 def test_uscc_check_char_agrees_with_stdnum(first17s):
