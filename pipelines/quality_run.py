@@ -268,8 +268,13 @@ def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         _replace(con, "marts", "quality_scorecard", out.scorecard)
-        if out.expectations.height:
-            _replace(con, "marts", "quality_expectations", out.expectations)
+        if out.expectations.height:  # kept per run: run_at tells the runs apart
+            con.register("q_out", out.expectations.to_arrow())
+            if "quality_expectations" in _tables(con, "marts"):
+                con.execute("INSERT INTO marts.quality_expectations BY NAME SELECT * FROM q_out")
+            else:
+                con.execute("CREATE TABLE marts.quality_expectations AS SELECT * FROM q_out")
+            con.unregister("q_out")
         _replace(con, "quarantine", "disagreements", out.disagreements)
         _replace(con, "quarantine", "issues", out.issues)
         if out.truth is not None:
