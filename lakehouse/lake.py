@@ -173,3 +173,25 @@ def init_lake(settings: Settings | None = None) -> None:
     settings = (settings or get_settings()).ensure_dirs()
     with open_lake(settings):
         pass
+
+
+def ensure_table(
+    con: duckdb.DuckDBPyConnection, zone: str, table: str, columns: list[tuple[str, str]]
+) -> None:
+    """Create ``lake.<zone>.<table>`` with ``columns`` (name, SQL type), or add the missing
+    ones to an existing table (the catalogue gained a field)."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name=? "
+            "AND schema_name=? AND table_name=?",
+            [ALIAS, zone, table],
+        ).fetchall()
+    }
+    if not have:
+        body = ", ".join(f'"{c}" {t}' for c, t in columns)
+        con.execute(f'CREATE TABLE {zone}."{table}" ({body})')
+        return
+    for c, t in columns:
+        if c not in have:
+            con.execute(f'ALTER TABLE {zone}."{table}" ADD COLUMN "{c}" {t}')

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
 import json
@@ -24,7 +23,7 @@ from typing import Any
 
 from catalog.settings import Settings
 from masking.errors import AuditError, KeyRingError
-from masking.keys import KeyRing
+from masking.keys import KeyRing, exclusive_lock
 
 GENESIS = "0" * 64
 _SCALARS = (str, int, float, bool, type(None))
@@ -60,13 +59,8 @@ class AuditLog:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.dir / f".{self.path.stem}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(self.dir / f".{self.path.stem}.lock"):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _sign(self, digest: str, version: int) -> str:
         key = self.keyring.get("audit_signing", version).material

@@ -96,6 +96,18 @@ def _fingerprint(master: bytes) -> str:
     return hashlib.sha256(b"streethub-master-kid|" + master).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created 0600) across processes."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def _atomic_write(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -158,13 +170,8 @@ class KeyRing:
         with self._mutex:
             self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.keys_dir, 0o700)
-            fd = os.open(self.keys_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            with exclusive_lock(self.keys_dir / ".lock"):
                 yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
 
     def _read_json(self, path: Path) -> dict | None:
         try:

@@ -19,6 +19,7 @@ import polars as pl
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
+from lakehouse.lake import ensure_table
 from pipelines.connectors import read_delivery
 from pipelines.connectors.base import SOURCE_ROW, map_to_fields, split_stray_headers
 from pipelines.ingest.ledger import (
@@ -40,22 +41,12 @@ def raw_table(dept: str, dataset: Dataset) -> str:
 def ensure_raw_table(con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset) -> str:
     """Create ``raw.<dept>__<dataset>`` or add the catalogue's new fields to it."""
     name = raw_table(dept, dataset)
-    cols = con.execute(
-        "SELECT column_name FROM duckdb_columns() "
-        "WHERE database_name='lake' AND schema_name='raw' AND table_name=?",
-        [name],
-    ).fetchall()
-    have = {c[0] for c in cols}
-    if not have:
-        fields = ", ".join(f'"{f.name}" VARCHAR' for f in dataset.fields)
-        con.execute(
-            f'CREATE TABLE raw."{name}" (_delivery_id VARCHAR, _source_row BIGINT, '
-            f"_loaded_at TIMESTAMPTZ, {fields})"
-        )
-    else:
-        for f in dataset.fields:
-            if f.name not in have:
-                con.execute(f'ALTER TABLE raw."{name}" ADD COLUMN "{f.name}" VARCHAR')
+    lineage = [
+        ("_delivery_id", "VARCHAR"),
+        ("_source_row", "BIGINT"),
+        ("_loaded_at", "TIMESTAMPTZ"),
+    ]
+    ensure_table(con, "raw", name, lineage + [(f.name, "VARCHAR") for f in dataset.fields])
     return name
 
 

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from catalog.model import Dataset, FieldType
+from lakehouse.lake import ensure_table
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import Protection
@@ -50,22 +51,7 @@ def ensure_staged_table(
     con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, encrypted: bool
 ) -> str:
     name = raw_table(dept, dataset)
-    have = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name='lake' "
-            "AND schema_name='staged' AND table_name=?",
-            [name],
-        ).fetchall()
-    }
-    cols = staged_columns(dataset, encrypted)
-    if not have:
-        body = ", ".join(f'"{c}" {t}' for c, t in cols)
-        con.execute(f'CREATE TABLE staged."{name}" ({body})')
-    else:
-        for c, t in cols:
-            if c not in have:
-                con.execute(f'ALTER TABLE staged."{name}" ADD COLUMN "{c}" {t}')
+    ensure_table(con, "staged", name, staged_columns(dataset, encrypted))
     return name
 
 
