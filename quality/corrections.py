@@ -18,6 +18,7 @@ Keys are pseudonyms (``key_pid``), opaque strings: no plaintext key is stored he
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 
@@ -50,7 +51,9 @@ def _utc(t: dt.datetime) -> dt.datetime:
 
 
 def _issue_id(*parts: object) -> str:
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+    # base32 letters, not hex: a hex id can hold a digit run that reads as a phone or card
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return "iss-" + base64.b32encode(digest[:10]).decode("ascii").lower()
 
 
 def _conform(issues: pl.DataFrame | None) -> pl.DataFrame:
