@@ -224,3 +224,46 @@ def test_key_rotation_keeps_old_data_readable_and_new_writes_use_the_new_version
         protection.reveal(fresh, ds, "quality_scores")["name"].to_list()
         == revealed["name"].to_list()
     )
+
+
+def test_correction_loop_next_delivery_resolves_the_quarantined_record(
+    staged_street: Settings, cat: Catalogue, tmp_path: Path
+) -> None:
+    """校核纠错: the owner re-delivers a quarantined record corrected; its issue resolves."""
+    from pipelines.quality_run import _issues, load_inputs
+
+    settings = _copy(staged_street, tmp_path)
+    dept, ds = cat.dataset("wjw.chronic_followups")
+    with open_lake(settings, read_only=True) as con:
+        bad = con.execute(
+            "SELECT file_name, source_row, key_pid FROM quarantine.rows WHERE dept='wjw' "
+            "AND dataset='chronic_followups' AND check_name='citizen_id_checksum' LIMIT 1"
+        ).fetchone()
+    assert bad is not None, "the simulated street should have a bad check digit here"
+    file_name, source_row, key_pid = bad
+    protection = Protection.from_settings(settings)
+    with open_lake(settings, read_only=True) as con:
+        before = _issues(load_inputs(con, cat, protection), dt.datetime.now(dt.UTC))
+    mine = before.filter(pl.col("key_pid") == key_pid)
+    assert mine.height >= 1 and (mine["status"] == "open").all()
+
+    # the department fixes the cell and delivers its file again the next day
+    defects = pl.read_parquet(settings.truth_dir / "wjw" / ds.code / "defects.parquet")
+    fix = defects.filter((pl.col("_file") == file_name) & (pl.col("_source_row") == source_row))
+    delivered, truth = fix["delivered"][0], fix["truth"][0]
+    inbox = settings.inbox_dir / "wjw"
+    lines = (inbox / file_name).read_bytes().decode("gbk").split("\r\n")
+    assert delivered in lines[source_row - 1]
+    lines[source_row - 1] = lines[source_row - 1].replace(delivered, truth)
+    (inbox / file_name.replace("20261120", "20261121")).write_bytes(
+        "\r\n".join(lines).encode("gbk")
+    )
+    with open_lake(settings) as con:
+        landed, _ = ingest_dataset(con, settings, dept.code, ds)
+        stage_dataset(con, dept.code, ds, protection)
+    assert len(landed.landed) == 1
+    with open_lake(settings, read_only=True) as con:
+        after = _issues(load_inputs(con, cat, protection), dt.datetime.now(dt.UTC))
+    mine = after.filter(pl.col("key_pid") == key_pid)
+    assert (mine["status"] == "resolved").all()
+    assert mine["resolved_by_delivery"].is_not_null().all()
