@@ -195,3 +195,15 @@ def ensure_table(
     for c, t in columns:
         if c not in have:
             con.execute(f'ALTER TABLE {zone}."{table}" ADD COLUMN "{c}" {t}')
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -> None:
+    """Append an Arrow-convertible frame (polars) to ``lake.<zone>.<table>`` by column name."""
+    if frame.height == 0:
+        return
+    view = f"_batch_{zone}_{table}"
+    con.register(view, frame.to_arrow())
+    try:
+        con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM "{view}"')
+    finally:
+        con.unregister(view)

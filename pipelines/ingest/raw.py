@@ -19,7 +19,7 @@ import polars as pl
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
-from lakehouse.lake import ensure_table
+from lakehouse.lake import ensure_table, insert_frame
 from pipelines.connectors import read_delivery
 from pipelines.connectors.base import SOURCE_ROW, map_to_fields, split_stray_headers
 from pipelines.ingest.ledger import (
@@ -118,14 +118,8 @@ def load_delivery(
     quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
     con.execute("BEGIN TRANSACTION")
     try:
-        if frame.height:
-            con.register("raw_batch", frame.to_arrow())
-            con.execute(f'INSERT INTO raw."{table}" BY NAME SELECT * FROM raw_batch')
-            con.unregister("raw_batch")
-        if quarantine.height:
-            con.register("q_batch", quarantine.to_arrow())
-            con.execute("INSERT INTO quarantine.rows BY NAME SELECT * FROM q_batch")
-            con.unregister("q_batch")
+        insert_frame(con, "raw", table, frame)
+        insert_frame(con, "quarantine", "rows", quarantine)
         record_account(
             con,
             delivery_id=d.delivery_id,

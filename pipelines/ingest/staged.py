@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from catalog.model import Dataset, FieldType
-from lakehouse.lake import ensure_table
+from lakehouse.lake import ensure_table, insert_frame
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import Protection
@@ -145,14 +145,8 @@ def stage_delivery(
     name = ensure_staged_table(con, dept, dataset, encrypted=True)
     con.execute("BEGIN TRANSACTION")
     try:
-        if staged.height:
-            con.register("staged_batch", staged.to_arrow())
-            con.execute(f'INSERT INTO staged."{name}" BY NAME SELECT * FROM staged_batch')
-            con.unregister("staged_batch")
-        if quarantine.height:
-            con.register("q_batch", quarantine.to_arrow())
-            con.execute("INSERT INTO quarantine.rows BY NAME SELECT * FROM q_batch")
-            con.unregister("q_batch")
+        insert_frame(con, "staged", name, staged)
+        insert_frame(con, "quarantine", "rows", quarantine)
         con.execute(
             "INSERT INTO landing.stage_accounts VALUES (?,?,?,?,?,?,?,?)",
             [delivery_id, dept, dataset.code, "staged", raw.height, staged.height,

@@ -54,7 +54,7 @@ def instance(kind: str) -> tuple[str, dict, GateResult]:
         hits = defects.filter((pl.col("kind") == kind) & alone)
         if hits.height:
             return ref, hits.row(0, named=True), _gated(ref)
-    pytest.skip(f"no {kind} defect in the simulated street")
+    raise AssertionError(f"the simulated street has no {kind} defect alone on a row")
 
 
 def _outcome(ref: str, defect: dict, result: GateResult) -> tuple[dict | None, pl.DataFrame]:
