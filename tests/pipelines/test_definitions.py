@@ -117,3 +117,31 @@ def test_inbox_sensor_fires_on_new_files_only(tmp_path: Path, monkeypatch) -> No
     assert isinstance(first, dg.SensorResult) and len(first.run_requests) == 1
     again = sensor(dg.build_sensor_context(cursor=first.cursor))
     assert isinstance(again, dg.SkipReason)
+
+
+def test_staged_contract_check_blocks_and_reports(tmp_path: Path, monkeypatch) -> None:
+    from departments.simulate import simulate
+    from pipelines.defs.quality.assets import build_staged_asset
+    from pipelines.defs.quality.checks import build_contract_check
+    from pipelines.defs.sources.assets import build_dataset_assets
+    from pipelines.resources import LakeResource
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STREETHUB_HOME", str(home))
+    simulate(home, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
+    dept = load_catalogue().departments["wjw"]
+    ds = dept.datasets[0]
+    check = build_contract_check(dept, ds)
+    assert check.check_specs and all(spec.blocking for spec in check.check_specs)
+    result = dg.materialize(
+        [*build_dataset_assets(dept, ds), build_staged_asset(dept, ds), check],
+        resources={"lake": LakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed
+    meta = evaluation.metadata
+    assert meta["newest_pass_rate"].value >= 0.8
+    assert sum(meta["rows_quarantined_by_check"].value.values()) > 0
+    assert meta["report"].value.endswith("quality.html")

@@ -37,14 +37,22 @@ def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinit
                    WHERE a.dept = ? AND a.dataset = ? ORDER BY a.accounted_at""",
                 [dept.code, ds.code],
             ).fetchall()
+            failing = con.execute(
+                "SELECT check_name, count(DISTINCT (delivery_id, source_row)) FROM "
+                "quarantine.rows WHERE dept = ? AND dataset = ? GROUP BY 1 ORDER BY 2 DESC",
+                [dept.code, ds.code],
+            ).fetchall()
         unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3]]
         newest_rate = (rows[-1][2] / rows[-1][1]) if rows and rows[-1][1] else 1.0
+        report = lake.settings().home_abs / "reports" / "quality.html"
         return dg.AssetCheckResult(
             passed=not unbalanced and newest_rate >= MIN_PASS_RATE,
             metadata={
                 "deliveries": len(rows),
                 "unbalanced": dg.MetadataValue.json(unbalanced[:20]),
                 "newest_pass_rate": newest_rate,
+                "rows_quarantined_by_check": dg.MetadataValue.json(dict(failing)),
+                "report": dg.MetadataValue.path(str(report)),
             },
         )
 
