@@ -207,3 +207,18 @@ def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -
         con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM "{view}"')
     finally:
         con.unregister(view)
+
+
+def tables_in(con: duckdb.DuckDBPyConnection, zone: str | None = None) -> set[tuple[str, str]]:
+    """(zone, table) of every table in the lake, or in one zone."""
+    rows = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]
+    ).fetchall()
+    return {(z, t) for z, t in rows if zone is None or z == zone}
+
+
+def row_count(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> int:
+    """Rows in ``lake.<zone>.<table>``; 0 when the table does not exist yet."""
+    if (zone, table) not in tables_in(con, zone):
+        return 0
+    return int(con.execute(f'SELECT count(*) FROM {zone}."{table}"').fetchone()[0])

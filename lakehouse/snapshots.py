@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from catalog.errors import LakeError
-from lakehouse.lake import ALIAS, ZONES
+from lakehouse.lake import ALIAS, ZONES, tables_in
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,8 @@ def read_at(
 
 def list_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
     """(zone, table, rows) for every table in the lake."""
-    tables = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
-        "ORDER BY schema_name, table_name",
-        [ALIAS],
-    ).fetchall()
     out = []
-    for zone, table in tables:
+    for zone, table in sorted(tables_in(con)):
         if zone not in ZONES:
             continue
         n = con.execute(f"SELECT count(*) FROM {table_ref(zone, table)}").fetchone()[0]

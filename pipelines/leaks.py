@@ -16,7 +16,7 @@ import polars as pl
 
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
-from lakehouse.lake import ALIAS
+from lakehouse.lake import tables_in
 from masking.leaks import LeakCounts, scan_frame
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import Protection
@@ -38,12 +38,7 @@ def registry_names(
     dept, ds = cat.dataset("gaj.registered_residents")
     name_fields = [f.name for f in ds.fields if f.pii is PiiKind.person_name]
     table = raw_table(dept.code, ds)
-    have = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name=? AND schema_name='staged' "
-        "AND table_name=?",
-        [ALIAS, table],
-    ).fetchone()[0]
-    if not have or not name_fields:
+    if ("staged", table) not in tables_in(con, "staged") or not name_fields:
         return set()
     cols = ", ".join(f'"{c}"' for c in name_fields)
     frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
@@ -54,10 +49,7 @@ def registry_names(
 def scan_lake(settings: Settings, cat: Catalogue, con: duckdb.DuckDBPyConnection) -> list[Finding]:
     protection = Protection.from_settings(settings)
     names = registry_names(con, cat, protection)
-    tables = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name=? ORDER BY 1, 2",
-        [ALIAS],
-    ).fetchall()
+    tables = sorted(tables_in(con))
     findings = []
     for zone, table in tables:
         if zone not in SCANNED_ZONES:

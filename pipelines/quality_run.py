@@ -18,7 +18,7 @@ import polars as pl
 
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
-from lakehouse.lake import ALIAS
+from lakehouse.lake import tables_in
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import Protection
 
@@ -45,13 +45,7 @@ class QualityOutputs:
 
 
 def _tables(con: duckdb.DuckDBPyConnection, zone: str) -> set[str]:
-    return {
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name=? AND schema_name=?",
-            [ALIAS, zone],
-        ).fetchall()
-    }
+    return {t for _, t in tables_in(con, zone)}
 
 
 def load_inputs(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from lakehouse.lake import tables_in
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS landing.deliveries (
         delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, kind VARCHAR, source VARCHAR,
@@ -60,17 +62,7 @@ QUARANTINE_SCHEMA = {
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    have = {
-        (r[0], r[1])
-        for r in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'"
-        ).fetchall()
-    }
-    if {
-        ("landing", "deliveries"),
-        ("landing", "delivery_accounts"),
-        ("quarantine", "rows"),
-    } <= have:
+    if tables_in(con) >= LEDGER_TABLES:
         return
     con.execute("BEGIN TRANSACTION")
     for ddl in DDL:

@@ -7,6 +7,7 @@ import dagster as dg
 from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department
 from catalog.settings import get_settings
+from lakehouse.lake import row_count
 from pipelines.defs.sources.assets import LAKE_POOL, raw_key
 from pipelines.ingest.raw import raw_table
 from pipelines.ingest.staged import stage_dataset, staged_columns
@@ -43,13 +44,7 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
     def _staged(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         with lake.open() as con:
             accounts = stage_dataset(con, dept.code, ds, lake.protection())
-            rows = (
-                con.execute(f'SELECT count(*) FROM staged."{raw_table(dept.code, ds)}"').fetchone()[
-                    0
-                ]
-                if accounts or _exists(con, dept.code, ds)
-                else 0
-            )
+            rows = row_count(con, "staged", raw_table(dept.code, ds))
         rows_in = sum(a.rows_in for a in accounts)
         passed = sum(a.rows_out for a in accounts)
         context.log.info(f"{ds.code}: {passed}/{rows_in} rows passed the gate")
@@ -65,16 +60,6 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
         )
 
     return _staged
-
-
-def _exists(con, dept: str, ds: Dataset) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name='lake' "
-            "AND schema_name='staged' AND table_name=?",
-            [raw_table(dept, ds)],
-        ).fetchone()[0]
-    )
 
 
 def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:

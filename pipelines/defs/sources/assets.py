@@ -10,6 +10,7 @@ import dagster as dg
 from catalog.loader import get_catalogue
 from catalog.model import ConnectorKind, Dataset, Department
 from catalog.settings import get_settings
+from lakehouse.lake import row_count
 from pipelines.ingest.landing import land
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.resources import LakeResource
@@ -114,12 +115,7 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
         with lake.open() as con:
             accounts = load_raw(con, dept.code, ds, lake.protection().protect)
             table = raw_table(dept.code, ds)
-            exists = con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name='lake' "
-                "AND schema_name='raw' AND table_name=?",
-                [table],
-            ).fetchone()[0]
-            rows = con.execute(f'SELECT count(*) FROM raw."{table}"').fetchone()[0] if exists else 0
+            rows = row_count(con, "raw", table)
         for a in accounts:
             if a.status == "failed":
                 context.log.warning(f"delivery {a.file_name} failed: {a.reason}")
