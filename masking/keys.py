@@ -12,9 +12,16 @@ Layout under ``settings.keys_dir`` (directory 0700, files 0600):
 
 Purposes: ``at_rest`` (column encryption), ``pseudonym`` (HMAC pseudonyms),
 ``audit_signing`` (HMAC over the audit chain) and ``recipient:<id>`` (per-recipient
-pseudonyms), created on first use. ``rotate()`` makes a new current version of every
-data key and a new master version and re-wraps every data key version under it;
-old data key versions stay readable, data is not touched.
+pseudonyms), created on first use. ``rotate()`` makes a new master version, re-wraps
+every data key version under it and makes a new current version of the encryption and
+signing keys; old versions stay readable, data is not touched. Pseudonym keys keep their
+version unless ``rotate(pseudonyms=True)``: a new pseudonym key changes every pseudonym,
+so nothing made before joins with anything made after.
+
+``keyring.json`` also records ``pseudonym_scheme``: 2 since pseudonyms are HMAC-SHA256
+under the hex of the key (``masking.pseudonym``). A ring that made pseudonyms before
+that marker existed (scheme 1, HMAC under the raw key bytes) is refused for pseudonyms,
+because its old and new pseudonyms of one person would differ.
 
 With the master key in the environment a rotation needs the new master key
 (``rotate(new_master_key=...)``); set ``STREETHUB_MASTER_KEY`` to it afterwards.
@@ -43,7 +50,12 @@ from masking.errors import KeyRingError
 MASTER_ENV = "STREETHUB_MASTER_KEY"
 KEY_BYTES = 32
 BASE_PURPOSES = ("at_rest", "pseudonym", "audit_signing")
+PSEUDONYM_SCHEME = 2
 _RECIPIENT = re.compile(r"^recipient:[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def is_pseudonym_purpose(purpose: str) -> bool:
+    return purpose == "pseudonym" or purpose.startswith("recipient:")
 
 
 def check_purpose(purpose: str) -> str:
@@ -285,6 +297,8 @@ class KeyRing:
     def _create(self, purpose: str, state: dict) -> int:
         masters = self._masters(create=True)
         kid = masters["current"]
+        if not any(is_pseudonym_purpose(p) for p in state["keys"]):
+            state.setdefault("pseudonym_scheme", PSEUDONYM_SCHEME)  # no pseudonyms made yet
         versions = state["keys"].setdefault(purpose, {})
         version = max((int(v) for v in versions), default=0) + 1
         key = secrets.token_bytes(KEY_BYTES)
@@ -293,11 +307,14 @@ class KeyRing:
         self._save(state)
         return version
 
-    def rotate(self, *, new_master_key: bytes | None = None) -> dict[str, int]:
-        """New current versions of every data key and a new master; re-wrap every version.
+    def rotate(
+        self, *, new_master_key: bytes | None = None, pseudonyms: bool = False
+    ) -> dict[str, int]:
+        """A new master; every version re-wrapped; new current encryption and signing keys.
 
-        Returns the new current version per purpose. Data encrypted or signed under
-        old versions stays readable (``get(purpose, old_version)``).
+        Returns the current version per purpose. Data encrypted or signed under old
+        versions stays readable (``get(purpose, old_version)``). Pseudonym and recipient
+        keys get a new version only with ``pseudonyms=True`` (every pseudonym changes).
         """
         with self._locked():
             state = self._load(force=True)
@@ -327,9 +344,14 @@ class KeyRing:
                 "current": {},
                 "keys": {},
             }
+            if "pseudonym_scheme" in state:
+                new_state["pseudonym_scheme"] = state["pseudonym_scheme"]
             for (p, v), key in plain.items():
                 new_state["keys"].setdefault(p, {})[str(v)] = self._wrap(kid, master, p, v, key)
             for p in state["current"]:
+                if is_pseudonym_purpose(p) and not pseudonyms:
+                    new_state["current"][p] = state["current"][p]
+                    continue
                 version = max(int(v) for v in new_state["keys"][p]) + 1
                 new_state["keys"][p][str(version)] = self._wrap(
                     kid, master, p, version, secrets.token_bytes(KEY_BYTES)
@@ -339,6 +361,16 @@ class KeyRing:
             if self._env_master is not None:
                 self._env_master = master
             return dict(new_state["current"])
+
+    @property
+    def pseudonym_scheme(self) -> int:
+        """How this ring's pseudonyms are derived (see the module docstring)."""
+        with self._mutex:
+            state = self._load()
+            if "pseudonym_scheme" in state:
+                return int(state["pseudonym_scheme"])
+            legacy = any(is_pseudonym_purpose(p) for p in state["keys"])
+            return 1 if legacy else PSEUDONYM_SCHEME
 
     @property
     def master_version(self) -> int:

@@ -195,16 +195,23 @@ app.add_typer(leaks_app, name="leaks")
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
-    """New data-key versions and a new master; old versions stay readable, no data rewritten."""
+def keys_rotate(
+    pseudonyms: bool = typer.Option(
+        False,
+        "--pseudonyms",
+        help="Also new pseudonym keys: every pseudonym changes, and nothing made before "
+        "joins with anything made after.",
+    ),
+) -> None:
+    """A new master and new encryption/signing keys; old versions stay readable, no data rewritten."""
     from masking.audit import AuditLog
     from masking.keys import KeyRing
 
     settings = get_settings().ensure_dirs()
     ring = KeyRing.from_settings(settings)
-    versions = ring.rotate()
+    versions = ring.rotate(pseudonyms=pseudonyms)
     AuditLog.from_settings(settings, ring).append(
-        "keys.rotate", "cli", master_version=ring.master_version
+        "keys.rotate", "cli", master_version=ring.master_version, pseudonyms=pseudonyms
     )
     for purpose, version in sorted(versions.items()):
         console.print(f"{purpose}: now version {version}")

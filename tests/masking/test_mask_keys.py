@@ -54,7 +54,7 @@ def test_rotate_keeps_old_versions_and_rewraps(keyring: KeyRing) -> None:
     keyring.current("pseudonym")
     master_before = json.loads((keyring.keys_dir / "master.json").read_text())["current"]
     new = keyring.rotate()
-    assert new == {"at_rest": 2, "pseudonym": 2}
+    assert new == {"at_rest": 2, "pseudonym": 1}  # pseudonyms keep joining
     assert keyring.master_version == 1
     assert json.loads((keyring.keys_dir / "master.json").read_text())["current"] != master_before
     ring = json.loads((keyring.keys_dir / "keyring.json").read_text())
@@ -103,3 +103,31 @@ def test_concurrent_first_use_makes_one_key(keyring: KeyRing) -> None:
         t.join()
     assert len(set(got)) == 1
     assert keyring.versions("at_rest") == [1]
+
+
+def test_pseudonyms_survive_rotation_unless_asked(keyring: KeyRing) -> None:
+    from masking.pseudonym import pseudonym
+
+    before = pseudonym("11010519491231002X", keyring, kind="citizen_id")
+    keyring.rotate()
+    assert pseudonym("11010519491231002X", KeyRing(keyring.keys_dir), kind="citizen_id") == before
+    assert keyring.rotate(pseudonyms=True)["pseudonym"] == 2
+    after = pseudonym("11010519491231002X", KeyRing(keyring.keys_dir), kind="citizen_id")
+    assert after != before
+
+
+def test_ring_with_old_pseudonym_scheme_is_refused(keyring: KeyRing) -> None:
+    from masking.errors import KeyRingError
+    from masking.pseudonym import pseudonym
+
+    keyring.current("pseudonym")
+    assert keyring.pseudonym_scheme == 2
+    path = keyring.keys_dir / "keyring.json"
+    state = json.loads(path.read_text())
+    del state["pseudonym_scheme"]  # a ring written before the marker existed
+    path.write_text(json.dumps(state))
+    old = KeyRing(keyring.keys_dir)
+    assert old.pseudonym_scheme == 1
+    assert old.current("at_rest").version == 1  # encryption keys still work
+    with pytest.raises(KeyRingError, match="scheme 1"):
+        pseudonym("11010519491231002X", old, kind="citizen_id")

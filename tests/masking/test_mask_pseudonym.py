@@ -6,30 +6,49 @@ import hmac
 import os
 
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from masking.keys import KeyRing
 from masking.pseudonym import (
     PSEUDONYM_HEX,
-    KeyedHasher,
+    PseudonymKey,
+    _normalise,
     looks_like_pseudonym,
+    normalise_expr,
     pseudonym,
     pseudonymise_series,
 )
 
 
-@given(st.lists(st.text(max_size=30), max_size=30), st.binary(min_size=1, max_size=100))
-def test_keyed_hasher_equals_hmac(values: list[str], key: bytes) -> None:
-    got = KeyedHasher(key).hexdigests([v.encode() for v in values])
-    want = [hmac.digest(key, v.encode(), "sha256").hex()[:PSEUDONYM_HEX] for v in values]
-    assert got == want
+def reference(key: bytes, value: str | bytes) -> str:
+    """The documented derivation, with the standard library's HMAC."""
+    data = value.encode() if isinstance(value, str) else value
+    return hmac.digest(key.hex().encode(), data, "sha256").hex()[:PSEUDONYM_HEX]
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=40),
+    st.binary(min_size=1, max_size=100),
+)
+def test_pseudonym_equals_standard_hmac(values: list[str | None], key: bytes) -> None:
+    got = PseudonymKey(key).hexdigests(pl.Series(values, dtype=pl.String)).to_list()
+    assert got == [None if v is None else reference(key, v) for v in values]
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=20))
+def test_binary_input_equals_standard_hmac(values: list[bytes]) -> None:
+    key = os.urandom(32)
+    got = PseudonymKey(key).hexdigests(pl.Series(values, dtype=pl.Binary)).to_list()
+    assert got == [reference(key, v) for v in values]
 
 
 @given(st.text(min_size=1, max_size=30))
 def test_key_dependent(value: str) -> None:
-    a, b = KeyedHasher(os.urandom(32)), KeyedHasher(os.urandom(32))
-    assert a.hexdigests([value.encode()]) != b.hexdigests([value.encode()])
+    a, b = PseudonymKey(os.urandom(32)), PseudonymKey(os.urandom(32))
+    s = pl.Series([value])
+    assert a.hexdigests(s)[0] != b.hexdigests(s)[0]
 
 
 def test_deterministic_joinable_and_normalised(keyring: KeyRing) -> None:
@@ -64,6 +83,24 @@ def test_recipients_cannot_join(keyring: KeyRing) -> None:
     )
 
 
-def test_repr_hides_key() -> None:
+def test_key_never_shown(keyring: KeyRing) -> None:
+    """Not in the key's repr, the expression's repr, a query plan or a plugin error."""
     key = os.urandom(32)
-    assert key.hex() not in repr(KeyedHasher(key)) and "hidden" in repr(KeyedHasher(key))
+    pk = PseudonymKey(key)
+    assert "hidden" in repr(pk)
+    expr = pk.expr(pl.col("v"))
+    lazy = pl.LazyFrame({"v": [1, 2]}).select(expr)
+    with pytest.raises(pl.exceptions.PolarsError) as err:
+        lazy.collect()  # an integer column is refused by the plugin
+    for text in (repr(pk), repr(expr), str(expr), lazy.explain(), str(err.value)):
+        assert key.hex() not in text and key.hex()[:16] not in text
+
+
+ID_CHARS = st.sampled_from(list("0123456789Xxab -\t\u3000０１９Ｘｘ身"))
+
+
+@given(st.lists(st.one_of(st.none(), st.text(ID_CHARS, max_size=20)), max_size=30))
+def test_id_fast_path_equals_normalising_every_row(values: list[str | None]) -> None:
+    s = pl.Series(values, dtype=pl.String)
+    every_row = s.to_frame("v").select(normalise_expr(pl.col("v"), "citizen_id")).to_series()
+    assert _normalise(s, "citizen_id").to_list() == every_row.to_list()
