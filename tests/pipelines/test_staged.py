@@ -267,3 +267,32 @@ def test_correction_loop_next_delivery_resolves_the_quarantined_record(
     mine = after.filter(pl.col("key_pid") == key_pid)
     assert (mine["status"] == "resolved").all()
     assert mine["resolved_by_delivery"].is_not_null().all()
+
+
+def test_no_key_material_anywhere_outside_the_key_ring(staged_street: Settings) -> None:
+    """Keys never reach the lake, the audit log, reports or any other file of the home."""
+    import base64
+
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(staged_street)
+    keys = [ring.get(p, v).material for p in ring.purposes() for v in ring.versions(p)]
+    assert {"at_rest", "pseudonym", "audit_signing"} <= set(ring.purposes())
+    masters = ring._masters(create=False)["keys"].values()  # the master(s) too
+    needles = [
+        form
+        for key in [*keys, *masters]
+        for form in (key, key.hex().encode(), key.hex().upper().encode(),
+                     base64.b64encode(key), base64.urlsafe_b64encode(key))
+    ]  # fmt: skip
+    files = [
+        p
+        for p in staged_street.home_abs.rglob("*")
+        if p.is_file() and staged_street.keys_dir not in p.parents
+    ]
+    assert any(p.suffix == ".parquet" for p in files) and any("audit" in p.parts for p in files)
+    found = []
+    for path in files:
+        data = path.read_bytes()
+        found += [(path.name, i) for i, needle in enumerate(needles) if needle in data]
+    assert found == []
