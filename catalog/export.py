@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.model import Catalogue, Dataset, Department, ShareType, UpdateCycle
+from catalog.street import Street
 
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
 _FREQ = {
@@ -29,6 +30,8 @@ CONTEXT = {
     "dct": "http://purl.org/dc/terms/",
     "foaf": "http://xmlns.com/foaf/0.1/",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "geosparql": "http://www.opengis.net/ont/geosparql#",
     "sh": "urn:streethub:vocab#",
 }
 
@@ -91,12 +94,41 @@ def _dataset_ld(dept: Department, ds: Dataset) -> dict[str, Any]:
     }
 
 
-def to_dcat(catalogue: Catalogue, title: str = "街道数据资源目录") -> dict[str, Any]:
-    """A DCAT-style JSON-LD document: one dcat:Catalog holding every dcat:Dataset."""
+def _location(street: Street) -> dict[str, Any]:
+    x0, y0, x1, y1 = street.bbox
+    ring = f"{x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}"
     return {
+        "@id": f"{BASE}street:{street.code}",
+        "@type": "dct:Location",
+        "dct:identifier": street.code,
+        "skos:prefLabel": {"@value": f"{street.district}{street.name}", "@language": "zh"},
+        "dcat:bbox": {"@value": f"POLYGON(({ring}))", "@type": "geosparql:wktLiteral"},
+        "dct:hasPart": [
+            {"@id": f"{BASE}community:{c.code}", "@type": "dct:Location",
+             "dct:identifier": c.code, "skos:prefLabel": {"@value": f"{c.name}社区", "@language": "zh"}}
+            for c in street.communities
+        ],
+    }  # fmt: skip
+
+
+def to_dcat(
+    catalogue: Catalogue, street: Street | None = None, title: str = "街道数据资源目录"
+) -> dict[str, Any]:
+    """A DCAT-style JSON-LD document: one dcat:Catalog holding every dcat:Dataset.
+
+    With the street, the catalogue and every dataset carry ``dct:spatial``: its code,
+    name, extent (a WKT polygon) and communities.
+    """
+    datasets = [_dataset_ld(d, ds) for d, ds in catalogue.datasets()]
+    doc: dict[str, Any] = {
         "@context": CONTEXT,
         "@id": f"{BASE}catalog",
         "@type": "dcat:Catalog",
         "dct:title": {"@value": title, "@language": "zh"},
-        "dcat:dataset": [_dataset_ld(d, ds) for d, ds in catalogue.datasets()],
     }
+    if street is not None:
+        doc["dct:spatial"] = _location(street)
+        for d in datasets:
+            d["dct:spatial"] = {"@id": doc["dct:spatial"]["@id"]}
+    doc["dcat:dataset"] = datasets
+    return doc

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CATALOG_DIR = Path(__file__).parent / "departments"
+STREET_FILE = Path(__file__).parent / "street.yaml"
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".streethub"), description="root of all local state")
     catalog_dir: Path = Field(default=CATALOG_DIR, description="folder of department YAMLs")
+    street_file: Path = Field(
+        default=STREET_FILE, description="the street: code, extent, communities"
+    )
     lake_metadata_url: str | None = Field(
         default=None,
         description="DuckLake metadata catalogue; default a SQLite file under home/lake",

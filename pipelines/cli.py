@@ -29,12 +29,17 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
-def _catalogue(directory: Path | None):
+def _or_exit(load, path: Path):
+    """``load(path)``, or every catalogue problem printed and exit 1."""
     try:
-        return load_catalogue(directory or get_settings().catalog_dir)
+        return load(path)
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
         raise typer.Exit(1) from None
+
+
+def _catalogue(directory: Path | None):
+    return _or_exit(load_catalogue, directory or get_settings().catalog_dir)
 
 
 DirOption = Annotated[
@@ -42,14 +47,40 @@ DirOption = Annotated[
 ]
 
 
+def _street(path: Path | None):
+    from catalog.street import load_street
+
+    return _or_exit(load_street, path or get_settings().street_file)
+
+
 @catalog_app.command("check")
-def catalog_check(directory: DirOption = None) -> None:
-    """Validate the catalogue; exit non-zero listing every problem."""
+def catalog_check(
+    directory: DirOption = None,
+    street_file: Annotated[
+        Path | None, typer.Option("--street", help="street file (default: the shipped one)")
+    ] = None,
+) -> None:
+    """Validate the catalogue and the street; exit non-zero listing every problem."""
+    from quality.gate_checks import NAMED_CHECKS
+
     cat = _catalogue(directory)
+    street = _street(street_file)
+    unknown = [
+        f"{d.code}.{ds.code}.{f.name}: unknown check {name!r}"
+        for d, ds in cat.datasets()
+        for f in ds.fields
+        for name in f.checks
+        if name not in NAMED_CHECKS
+    ]
+    if unknown:
+        known = ", ".join(sorted(NAMED_CHECKS))
+        err.print("\n".join(unknown) + f"\nknown checks: {known}", highlight=False)
+        raise typer.Exit(1)
     n_fields = sum(len(ds.fields) for _, ds in cat.datasets())
     console.print(
         f"catalogue OK: {len(cat.departments)} departments, {len(cat.datasets())} datasets, "
-        f"{n_fields} fields"
+        f"{n_fields} fields; street {street.name} ({street.code}, {street.district}), "
+        f"{len(street.communities)} communities"
     )
 
 
@@ -125,7 +156,7 @@ def catalog_export(
     if fmt not in ("json", "dcat"):
         err.print(f"unknown format {fmt!r}: use json or dcat")
         raise typer.Exit(2)
-    doc = to_json(cat) if fmt == "json" else to_dcat(cat)
+    doc = to_json(cat) if fmt == "json" else to_dcat(cat, _street(None))
     text = json.dumps(doc, ensure_ascii=False, indent=2)
     if output:
         output.write_text(text + "\n", encoding="utf-8")

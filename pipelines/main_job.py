@@ -22,6 +22,7 @@ from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
+from catalog.street import get_street
 from lakehouse.lake import init_lake, open_lake
 from pipelines.defs.quality.assets import build_scorecard_asset, build_staged_asset, staged_key
 from pipelines.defs.quality.checks import build_contract_check
@@ -191,8 +192,10 @@ def print_ingestion(console: Console, settings: Settings, cat: Catalogue) -> boo
 def run_main(settings: Settings, console: Console) -> None:
     settings = settings.ensure_dirs()
     cat = load_catalogue(settings.catalog_dir)
+    street = get_street(settings.street_file)
     console.print(
-        f"catalogue OK: {len(cat.departments)} departments, {len(cat.datasets())} datasets"
+        f"catalogue OK: {len(cat.departments)} departments, {len(cat.datasets())} datasets; "
+        f"street {street.name} ({street.code}), {len(street.communities)} communities"
     )
     init_lake(settings)
     simulate_if_needed(settings, console)

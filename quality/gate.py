@@ -16,10 +16,10 @@ import pandera.errors as pa_errors
 import polars as pl
 
 from catalog.model import Dataset
-from quality.gate_checks import RAW_PREFIX, Bbox, RowCheck, row_checks
+from catalog.street import Street, get_street
+from quality.gate_checks import RAW_PREFIX, RowCheck, row_checks
 from quality.schema import dataset_schema
 from quality.standardise import LINEAGE, standardise
-from quality.validators import STREET_BBOX
 
 ROW = "_row"
 QUARANTINE_SCHEMA = {
@@ -145,9 +145,9 @@ def _failures_masks(work: pl.DataFrame, checks: list[RowCheck]) -> pl.DataFrame:
     return pl.concat(parts) if parts else pl.DataFrame(schema=FAILURES_SCHEMA)
 
 
-def _failures_pandera(work: pl.DataFrame, dataset: Dataset, bbox: Bbox) -> pl.DataFrame:
+def _failures_pandera(work: pl.DataFrame, dataset: Dataset, street: Street) -> pl.DataFrame:
     """The same checks through pandera (lazy: every failure case with its row index)."""
-    schema = dataset_schema(dataset, bbox=bbox, for_gate=True)
+    schema = dataset_schema(dataset, street=street, for_gate=True)
     try:
         schema.validate(work, lazy=True)
     except pa_errors.SchemaErrors as exc:
@@ -191,18 +191,19 @@ def gate(
     dataset: Dataset,
     *,
     engine: Engine = "pandera",
-    bbox: Bbox = STREET_BBOX,
+    street: Street | None = None,
 ) -> GateResult:
     """Standardise, check and split one raw frame (all text columns + lineage)."""
     fields = [f.name for f in dataset.fields]
     work, repairs = _work_frame(raw, dataset)
-    checks = row_checks(dataset, bbox)
+    street = street or get_street()
+    checks = row_checks(dataset, street)
 
     dups, dup_rows = _duplicates(work, fields)
     conflicts = _conflicts(work, dataset, dup_rows)
     candidates = work.filter(~pl.col(ROW).is_in(dup_rows.implode()))
     if engine == "pandera":
-        failures = _failures_pandera(candidates, dataset, bbox)
+        failures = _failures_pandera(candidates, dataset, street)
     else:
         failures = _failures_masks(candidates, checks)
     # both index the frame they saw: map positions back to work rows

@@ -18,10 +18,10 @@ import polars as pl
 
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Dataset, FieldSpec, FieldType, PiiKind
+from catalog.street import Street, get_street
 from quality import validators as v
 
 RAW_PREFIX = "_raw__"
-Bbox = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def person_id_field(dataset: Dataset) -> FieldSpec | None:
     return (named or ids or [None])[0]
 
 
-def _citizen_id_checksum(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     form = c.str.contains(v.ID18)
     check_ok = v.citizen_id_check_ok(c)
@@ -89,7 +89,7 @@ def _id_partner(ds: Dataset, f: FieldSpec, check: str) -> FieldSpec:
     return pid
 
 
-def _gender_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _gender_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     pid = _id_partner(ds, f, "gender_matches_citizen_id")
     cid = pl.col(pid.name)
     expected = v.id_gender(cid)
@@ -107,7 +107,7 @@ def _gender_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
     return RowCheck("gender_matches_citizen_id", f.name, passes, reason)
 
 
-def _birth_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _birth_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     pid = _id_partner(ds, f, "birth_date_matches_citizen_id")
     cid = pl.col(pid.name)
     passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_not_null()).then(
@@ -117,7 +117,7 @@ def _birth_matches(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
     return RowCheck("birth_date_matches_citizen_id", f.name, passes, reason)
 
 
-def _credit_code_checksum(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     form = c.str.contains(v.USCC)
     passes = pl.when(form).then(c.str.slice(17, 1) == v.uscc_check_char(c))
@@ -138,38 +138,52 @@ def _credit_code_checksum(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
     return RowCheck("credit_code_checksum", f.name, passes, reason)
 
 
-def _luhn(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _luhn(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     passes = v.luhn_valid(pl.col(f.name))
     return RowCheck("luhn", f.name, passes, pl.lit(f"{f.label_zh} fails the Luhn check digit"))
 
 
-def _coordinates(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _coordinates(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     is_lat = "lat" in f.name or f.label_zh.startswith("纬")
-    lo, hi = (bbox[1], bbox[3]) if is_lat else (bbox[0], bbox[2])
-    lo, hi = lo - v.BBOX_MARGIN, hi + v.BBOX_MARGIN
+    x0, y0, x1, y1 = street.bbox
+    lo, hi = (y0, y1) if is_lat else (x0, x1)
+    lo, hi = lo - street.bbox_margin_deg, hi + street.bbox_margin_deg
     c = pl.col(f.name)
     reason = pl.format(
-        "{} {} lies outside the street ({}–{})",
+        "{} {} lies outside {} ({}–{})",
         pl.lit(f.label_zh),
         _fmt(c),
+        pl.lit(street.name),
         pl.lit(f"{lo:.3f}"),
         pl.lit(f"{hi:.3f}"),
     )
     return RowCheck("coordinates_in_street", f.name, c.is_between(lo, hi), reason)
 
 
-def _region_code(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _community_code(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
+    c = pl.col(f.name)
+    reason = pl.format("{} {} is not a community of {}", pl.lit(f.label_zh), c, pl.lit(street.name))
+    return RowCheck("community_code", f.name, c.is_in(street.community_codes), reason)
+
+
+def _community_name(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
+    c = pl.col(f.name)
+    reason = pl.format("{} {} is not a community of {}", pl.lit(f.label_zh), c, pl.lit(street.name))
+    return RowCheck("community_name", f.name, c.is_in(street.community_names), reason)
+
+
+def _region_code(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     reason = pl.format("{} {} is not a known region code", pl.lit(f.label_zh), c.str.slice(0, 6))
     return RowCheck("region_code", f.name, v.region_code_valid(c), reason)
 
 
-def _mobile(ds: Dataset, f: FieldSpec, bbox: Bbox) -> RowCheck:
+def _mobile(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     reason = pl.lit(f"{f.label_zh} is not an 11-digit mobile number")
     return RowCheck("mobile", f.name, v.mobile_valid(pl.col(f.name)), reason)
 
 
-CheckBuilder = Callable[[Dataset, FieldSpec, Bbox], RowCheck]
+CheckBuilder = Callable[[Dataset, FieldSpec, Street], RowCheck]
 NAMED_CHECKS: dict[str, CheckBuilder] = {
     "citizen_id_checksum": _citizen_id_checksum,
     "gender_matches_citizen_id": _gender_matches,
@@ -179,6 +193,8 @@ NAMED_CHECKS: dict[str, CheckBuilder] = {
     "coordinates_in_street": _coordinates,
     "region_code": _region_code,
     "mobile": _mobile,
+    "community_code": _community_code,
+    "community_name": _community_name,
 }
 
 
@@ -213,8 +229,9 @@ def unparseable_check(f: FieldSpec) -> RowCheck:
     return RowCheck("unparseable", f.name, passes, reason, True)
 
 
-def field_checks(ds: Dataset, f: FieldSpec, bbox: Bbox = v.STREET_BBOX) -> list[RowCheck]:
+def field_checks(ds: Dataset, f: FieldSpec, street: Street | None = None) -> list[RowCheck]:
     """Form checks (pattern, allowed values, range) then the named checks of one field."""
+    street = street or get_street()
     c = pl.col(f.name)
     out: list[RowCheck] = []
     if f.pattern is not None:
@@ -257,7 +274,7 @@ def field_checks(ds: Dataset, f: FieldSpec, bbox: Bbox = v.STREET_BBOX) -> list[
         if name not in NAMED_CHECKS:
             msg = f"unknown check {name!r} (known: {', '.join(sorted(NAMED_CHECKS))})"
             raise CatalogError([StreethubError(msg, dataset=ds.code, field=f.name)])
-        out.append(NAMED_CHECKS[name](ds, f, bbox))
+        out.append(NAMED_CHECKS[name](ds, f, street))
     if wants_mojibake_check(f):
         out.append(
             RowCheck(
@@ -270,13 +287,16 @@ def field_checks(ds: Dataset, f: FieldSpec, bbox: Bbox = v.STREET_BBOX) -> list[
     return out
 
 
-def row_checks(ds: Dataset, bbox: Bbox = v.STREET_BBOX, *, with_raw: bool = True) -> list[RowCheck]:
+def row_checks(
+    ds: Dataset, street: Street | None = None, *, with_raw: bool = True
+) -> list[RowCheck]:
     """Every row-level check of a dataset, in reporting order."""
+    street = street or get_street()
     out: list[RowCheck] = []
     for f in ds.fields:
         if with_raw:
             out.append(unparseable_check(f))
             if f.required:
                 out.append(required_check(f))
-        out.extend(field_checks(ds, f, bbox))
+        out.extend(field_checks(ds, f, street))
     return out

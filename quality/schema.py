@@ -19,9 +19,9 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 from catalog.model import Dataset, FieldSpec
+from catalog.street import Street
 from quality.gate_checks import RowCheck, field_checks, unparseable_check
 from quality.standardise import DTYPES
-from quality.validators import STREET_BBOX
 
 BUILTIN = ("pattern", "allowed_values", "range")
 
@@ -48,18 +48,18 @@ def _builtin(f: FieldSpec, kind: str) -> pa.Check:
 
 
 def column_checks(
-    dataset: Dataset, f: FieldSpec, bbox=STREET_BBOX, *, for_gate: bool = False
+    dataset: Dataset, f: FieldSpec, street: Street | None = None, *, for_gate: bool = False
 ) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if for_gate:
         checks.append(_custom(unparseable_check(f)))
-    for rc in field_checks(dataset, f, bbox):
+    for rc in field_checks(dataset, f, street):
         checks.append(_builtin(f, rc.name) if rc.name in BUILTIN else _custom(rc))
     return checks
 
 
 def dataset_schema(
-    dataset: Dataset, *, bbox=STREET_BBOX, for_gate: bool = False
+    dataset: Dataset, *, street: Street | None = None, for_gate: bool = False
 ) -> pa.DataFrameSchema:
     """The pandera schema of a dataset's standardised (staged) frame."""
     columns = {
@@ -67,7 +67,7 @@ def dataset_schema(
             DTYPES[f.type],
             nullable=not f.required,
             unique=f.unique and not for_gate,
-            checks=column_checks(dataset, f, bbox, for_gate=for_gate),
+            checks=column_checks(dataset, f, street, for_gate=for_gate),
             required=True,
             description=f.label_zh,
         )

@@ -28,11 +28,6 @@ USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 USCC = r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 MOBILE = r"^1[3-9]\d{9}$"
 
-# 建外街道 (street 110105001): (lon_min, lat_min, lon_max, lat_max). The street's
-# extent is not in the catalogue yet; callers may pass their own box.
-STREET_BBOX = (116.430, 39.900, 116.470, 39.925)
-BBOX_MARGIN = 0.002  # ≈ 200 m: points on the boundary roads still count as inside
-
 
 ID_CHUNKS = ((0, 5), (5, 4), (9, 4), (13, 4))  # (start, length): the 17 digits in 4 chunks
 
@@ -176,8 +171,8 @@ def region_code_valid(code: pl.Expr) -> pl.Expr:
 def in_bbox(
     lon: pl.Expr,
     lat: pl.Expr,
-    bbox: tuple[float, float, float, float] = STREET_BBOX,
-    margin: float = BBOX_MARGIN,
+    bbox: tuple[float, float, float, float],
+    margin: float = 0.0,
 ) -> pl.Expr:
     """The point lies in the bounding box (with a margin); null when either part is null."""
     x0, y0, x1, y1 = bbox

@@ -147,7 +147,29 @@ def test_credit_code_coordinates_and_pattern():
     got = {(x["_source_row"], x["check_name"]) for x in r.quarantine.iter_rows(named=True)}
     assert got == {(3, "credit_code_checksum"), (4, "coordinates_in_street")}
     reason = r.quarantine.filter(pl.col("_source_row") == 4)["reason"][0]
-    assert reason == "经度 116.6 lies outside the street (116.428–116.472)"
+    assert reason == "经度 116.6 lies outside 建外街道 (116.428–116.472)"
+
+
+def test_community_code_and_name_must_be_the_streets():
+    """Codes and names are checked against catalog/street.yaml, not only by pattern."""
+    ds = street().dataset("wg.grid_cells")
+    rows = street().raw["wg.grid_cells"].head(4).to_dicts()
+    rows[1]["community_code"] = "110105001099"  # right form, no such community
+    rows[2]["community_name"] = "朝外社区"  # a community of the neighbouring street
+    rows[3]["community_name"] = rows[3]["community_name"].removesuffix("社区")  # bare name: fine
+    frame = pl.DataFrame(rows, schema=street().raw["wg.grid_cells"].schema)
+    r = gate(frame, ds)
+    got = {(x["_source_row"], x["check_name"]) for x in r.quarantine.iter_rows(named=True)}
+    assert got == {
+        (rows[1]["_source_row"], "community_code"),
+        (rows[2]["_source_row"], "community_name"),
+    }
+    reasons = set(r.quarantine["reason"])
+    assert reasons == {
+        "社区代码 110105001099 is not a community of 建外街道",
+        "社区名称 朝外社区 is not a community of 建外街道",
+    }
+    assert r.staged.height == 2
 
 
 def test_bank_card_luhn():

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
+from catalog.street import get_street
 from quality import validators as v
 
 DIGITS = "0123456789"
@@ -141,7 +142,8 @@ def test_region_codes_include_retired_ones():
 
 def test_coordinates_in_the_street():
     frame = pl.DataFrame({"lon": [116.45, 116.50, None], "lat": [39.91, 39.91, 39.91]})
-    got = frame.select(v.in_bbox(pl.col("lon"), pl.col("lat")))["lon"].to_list()
+    street = get_street()
+    got = frame.select(v.in_bbox(pl.col("lon"), pl.col("lat"), street.bbox))["lon"].to_list()
     assert got == [True, False, None]
 
 
