@@ -43,6 +43,18 @@ def _fmt(e: pl.Expr) -> pl.Expr:
     return e.cast(pl.String)
 
 
+def _labelled(f: FieldSpec, c: pl.Expr) -> pl.Expr:
+    """ "label value" for an L1/L2 field; the label alone for L3/L4.
+
+    A reason is stored in the clear (quarantine, scorecard, report, check metadata),
+    so it never carries a value the catalogue says is sensitive: a data officer reads
+    the value masked in ``value_masked``, or decrypts the raw row with authority.
+    """
+    if f.level.rank >= 3:
+        return pl.lit(f.label_zh)
+    return pl.format("{} {}", pl.lit(f.label_zh), _fmt(c))
+
+
 def person_id_field(dataset: Dataset) -> FieldSpec | None:
     """The citizen ID that gender and birth date are checked against."""
     ids = [f for f in dataset.fields if f.pii is PiiKind.citizen_id]
@@ -96,14 +108,17 @@ def _gender_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_in(["男", "女"])).then(
         pl.col(f.name) == expected
     )
-    reason = pl.format(
-        "{} is {} but the {} is a {}'s (sequence digit {})",
-        pl.lit(f.label_zh),
-        pl.col(f.name),
-        pl.lit(pid.label_zh),
-        pl.when(expected == "男").then(pl.lit("man")).otherwise(pl.lit("woman")),
-        pl.when(expected == "男").then(pl.lit("odd")).otherwise(pl.lit("even")),
-    )
+    if f.level.rank >= 3:  # the ID's sequence digit says no more than the gender field
+        reason = pl.lit(f"{f.label_zh} disagrees with the sequence digit of the {pid.label_zh}")
+    else:
+        reason = pl.format(
+            "{} is {} but the {} is a {}'s (sequence digit {})",
+            pl.lit(f.label_zh),
+            pl.col(f.name),
+            pl.lit(pid.label_zh),
+            pl.when(expected == "男").then(pl.lit("man")).otherwise(pl.lit("woman")),
+            pl.when(expected == "男").then(pl.lit("odd")).otherwise(pl.lit("even")),
+        )
     return RowCheck("gender_matches_citizen_id", f.name, passes, reason)
 
 
@@ -150,9 +165,8 @@ def _coordinates(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     lo, hi = lo - street.bbox_margin_deg, hi + street.bbox_margin_deg
     c = pl.col(f.name)
     reason = pl.format(
-        "{} {} lies outside {} ({}–{})",
-        pl.lit(f.label_zh),
-        _fmt(c),
+        "{} lies outside {} ({}–{})",
+        _labelled(f, c),
         pl.lit(street.name),
         pl.lit(f"{lo:.3f}"),
         pl.lit(f"{hi:.3f}"),
@@ -162,19 +176,19 @@ def _coordinates(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
 
 def _community_code(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
-    reason = pl.format("{} {} is not a community of {}", pl.lit(f.label_zh), c, pl.lit(street.name))
+    reason = pl.format("{} is not a community of {}", _labelled(f, c), pl.lit(street.name))
     return RowCheck("community_code", f.name, c.is_in(street.community_codes), reason)
 
 
 def _community_name(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
-    reason = pl.format("{} {} is not a community of {}", pl.lit(f.label_zh), c, pl.lit(street.name))
+    reason = pl.format("{} is not a community of {}", _labelled(f, c), pl.lit(street.name))
     return RowCheck("community_name", f.name, c.is_in(street.community_names), reason)
 
 
 def _region_code(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
-    reason = pl.format("{} {} is not a known region code", pl.lit(f.label_zh), c.str.slice(0, 6))
+    reason = pl.format("{} is not a known region code", _labelled(f, c.str.slice(0, 6)))
     return RowCheck("region_code", f.name, v.region_code_valid(c), reason)
 
 
@@ -250,7 +264,7 @@ def field_checks(ds: Dataset, f: FieldSpec, street: Street | None = None) -> lis
                 "allowed_values",
                 f.name,
                 c.cast(pl.String).is_in(f.allowed_values),
-                pl.format("{} {} is not one of {}", pl.lit(f.label_zh), _fmt(c), pl.lit(allowed)),
+                pl.format("{} is not one of {}", _labelled(f, c), pl.lit(allowed)),
             )
         )
     if f.range is not None:
@@ -262,9 +276,8 @@ def field_checks(ds: Dataset, f: FieldSpec, street: Street | None = None) -> lis
                 f.name,
                 c.is_between(lo, hi),
                 pl.format(
-                    "{} {} is outside {}–{}",
-                    pl.lit(f.label_zh),
-                    _fmt(c),
+                    "{} is outside {}–{}",
+                    _labelled(f, c),
                     pl.lit(f"{f.range.min:g}" if f.range.min is not None else "−∞"),
                     pl.lit(f"{f.range.max:g}" if f.range.max is not None else "∞"),
                 ),

@@ -193,3 +193,51 @@ def test_bank_card_luhn():
     assert r.quarantine.select("_source_row", "check_name", "reason").rows() == [
         (3, "luhn", f"{label} fails the Luhn check digit")
     ]
+
+
+def _marker(f, i: int):
+    """A value of the field's type that cannot appear in a reason by chance."""
+    from catalog.model import FieldType
+
+    return {
+        FieldType.integer: 9876500 + i,
+        FieldType.decimal: 9876500.25 + i,
+        FieldType.date: dt.date(1901, 2, 3),
+        FieldType.datetime: dt.datetime(1901, 2, 3, 4, 5, 6),
+        FieldType.boolean: None,
+    }.get(f.type, f"秘{i:03d}密X")
+
+
+def _reasons(ds, frame: pl.DataFrame) -> list[str]:
+    from quality.gate_checks import row_checks
+
+    return [frame.select(rc.reason.cast(pl.String)).item() or "" for rc in row_checks(ds)]
+
+
+@pytest.mark.parametrize("ref", REFS)
+def test_reasons_never_carry_l3_l4_values(ref):
+    """Reasons are stored in the clear: every check's reason, on a row where every
+    field holds a marker, shows no L3/L4 marker (L1/L2 values may be shown)."""
+    from catalog.model import Level
+    from quality.gate_checks import RAW_PREFIX
+
+    ds = street().dataset(ref)
+    columns = {}
+    for i, f in enumerate(ds.fields):
+        value = _marker(f, i)
+        columns[f.name] = pl.Series([value], dtype=DTYPES[f.type])
+        columns[RAW_PREFIX + f.name] = pl.Series([str(value)], dtype=pl.String)
+    frame = pl.DataFrame(columns)
+    sensitive = {
+        str(columns[RAW_PREFIX + f.name][0])[:10].replace("1901-02-03", "1901")
+        for f in ds.fields
+        if f.level.rank >= 3 and _marker(f, 0) is not None
+    }
+    shown = [(r, s) for r in _reasons(ds, frame) for s in sensitive if s in r]
+    assert shown == []
+    # lowered to L2, the same fields' values do show where a check quotes them
+    if any(f.allowed_values or f.range for f in ds.fields if f.level.rank >= 3):
+        low = ds.model_copy(
+            update={"fields": [f.model_copy(update={"level": Level.L2}) for f in ds.fields]}
+        )
+        assert any(s in r for r in _reasons(low, frame) for s in sensitive)

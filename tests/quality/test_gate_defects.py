@@ -43,10 +43,10 @@ def _gated(ref: str) -> GateResult:
     return gate(s.raw[ref], s.dataset(ref))
 
 
-def instance(kind: str) -> tuple[str, dict, GateResult]:
+def instance(kind: str, refs: list[str] | None = None) -> tuple[str, dict, GateResult]:
     """(dataset ref, defect row, gate result) of the first instance of ``kind``."""
     s = street()
-    refs = [KIND_DATASET[kind]] if KIND_DATASET.get(kind) else sorted(s.raw)
+    refs = refs or ([KIND_DATASET[kind]] if KIND_DATASET.get(kind) else sorted(s.raw))
     for ref in refs:
         dept, code = ref.split(".")
         defects = pl.read_parquet(s.truth / dept / code / "defects.parquet")
@@ -98,8 +98,8 @@ def test_repairs_are_counted_per_field_and_kind():
     assert repairs["count"].min() > 0
 
 
-def _reason(kind: str) -> tuple[str, dict, pl.DataFrame]:
-    ref, defect, result = instance(kind)
+def _reason(kind: str, refs: list[str] | None = None) -> tuple[str, dict, pl.DataFrame]:
+    ref, defect, result = instance(kind, refs)
     staged, quarantined = _outcome(ref, defect, result)
     assert staged is None, f"{kind} row was staged"
     return ref, defect, quarantined
@@ -114,9 +114,17 @@ def test_bad_check_digit_names_the_right_digit_not_the_id():
 
 
 def test_gender_mismatch_says_what_the_id_says():
-    _, _, q = _reason("gender_mismatch")
+    adults = ["mzj.elderly_alone", "mzj.old_age_allowance", "wjw.elderly_health_checks",
+              "wjw.family_doctor_contracts", "rsj.employment_registration"]  # fmt: skip
+    _, _, q = _reason("gender_mismatch", adults)  # gender is L2 there
     reason = q.filter(pl.col("check_name") == "gender_matches_citizen_id")["reason"][0]
     assert re.search(r"is [男女] but the .+ is a (man|woman)'s", reason)
+
+
+def test_gender_mismatch_of_a_minor_shows_no_value():
+    _, _, q = _reason("gender_mismatch", ["jyj.school_enrolment"])  # a minor's: L4
+    reason = q.filter(pl.col("check_name") == "gender_matches_citizen_id")["reason"][0]
+    assert reason == "性别 disagrees with the sequence digit of the 身份证号"
 
 
 def test_blank_required_cell():
