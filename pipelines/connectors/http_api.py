@@ -87,6 +87,13 @@ class _Progress:
         return data
 
 
+def _scrubbed(text: str) -> str:
+    """A source's error text, its personal information masked (errors end up in logs)."""
+    from masking.text import scrub
+
+    return scrub(text)[0] or ""
+
+
 def _get_page(
     client: httpx.Client,
     url: str,
@@ -118,7 +125,7 @@ def _get_page(
             if resp.status_code not in RETRY_STATUS:
                 raise DeliveryError(
                     f"the source answered HTTP {resp.status_code} on page {params['page']}: "
-                    f"{resp.text[:200]}",
+                    f"{_scrubbed(resp.text[:200])}",
                     dataset=dataset,
                     file=url,
                 )
