@@ -21,12 +21,12 @@ import polars as pl
 
 from masking.crypto import CIPHERTEXT
 from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
+from masking.names import KnownNames
 from masking.text import _CARD, _HALF, _ID15, _ID18, _MOBILE, CARD_FIRST_DIGITS
 
 KINDS = ("citizen_id", "mobile", "bank_card", "person_name")
 _PSEUDONYM = r"^[0-9a-f]{16,64}$"
 _DIGITS_HINT = r"[0-9０-９]{3}[ -]?[0-9０-９]{4}"
-_NAME_LENGTHS = (2, 3, 4)
 
 
 @dataclass
@@ -63,17 +63,6 @@ def _digit_kinds(text: str) -> set[str]:
     return kinds
 
 
-def _has_name(text: str, names: set[str] | frozenset[str]) -> bool:
-    if text in names:
-        return True
-    n = len(text)
-    for length in _NAME_LENGTHS:
-        for i in range(n - length + 1):
-            if text[i : i + length] in names:
-                return True
-    return False
-
-
 def scan_frame(
     frame: pl.DataFrame,
     *,
@@ -82,7 +71,7 @@ def scan_frame(
 ) -> LeakCounts:
     """Count cells per kind that hold unmasked personal information."""
     result = LeakCounts()
-    names = {n for n in (known_names or ()) if len(n) >= 2}
+    names = KnownNames.of(known_names)
     for name, dtype in frame.schema.items():
         if dtype not in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.Categorical):
             continue
@@ -96,7 +85,7 @@ def scan_frame(
         per_col: dict[str, int] = {}
         for row, value, has_digits in zip(base["row"], base["v"], hint, strict=True):
             kinds = _digit_kinds(value) if has_digits else set()
-            if names and _has_name(value, names):
+            if names and names.occurs_in(value):
                 kinds.add("person_name")
             for kind in kinds:
                 result.by_kind[kind] += 1

@@ -6,6 +6,8 @@ free-text name detection (a candidate name must start with a surname).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 COMPOUND_SURNAMES = frozenset(
     [
         "欧阳",
@@ -161,3 +163,34 @@ NOT_NAMES = frozenset(
         "钟点",
     ]
 )
+
+
+class KnownNames(frozenset):
+    """Names from a registry (two characters or more), searchable inside text.
+
+    ``spans`` slides a window of each name length present over the text and looks each
+    window up in the set: len(text) × (lengths) lookups, whatever the registry's size
+    (searching for each of 20,000 names in turn costs 20,000 scans a text).
+    """
+
+    lengths: tuple[int, ...]
+
+    def __new__(cls, names: Iterable[str] = ()) -> KnownNames:
+        self = super().__new__(cls, (n for n in names if isinstance(n, str) and len(n) >= 2))
+        self.lengths = tuple(sorted({len(n) for n in self}))
+        return self
+
+    @classmethod
+    def of(cls, names: Iterable[str] | None) -> KnownNames:
+        return names if isinstance(names, cls) else cls(names or ())
+
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        """(start, end) of every occurrence of a known name, overlapping ones included."""
+        n = len(text)
+        for length in self.lengths:
+            for i in range(n - length + 1):
+                if text[i : i + length] in self:
+                    yield i, i + length
+
+    def occurs_in(self, text: str) -> bool:
+        return next(self.spans(text), None) is not None

@@ -38,6 +38,7 @@ from masking.names import (
     NAME_END,
     NOT_NAMES,
     SINGLE_SURNAMES,
+    KnownNames,
 )
 
 
@@ -214,12 +215,8 @@ def _name_findings(
             if m.start(1) in bounds
         )
     if known_names:
-        for name in known_names:
-            if len(name) >= 2:
-                start = text.find(name)
-                while start >= 0:
-                    out.append(Finding("person_name", start, start + len(name), "known"))
-                    start = text.find(name, start + 1)
+        names = KnownNames.of(known_names)
+        out.extend(Finding("person_name", s, e, "known") for s, e in names.spans(text))
     return out
 
 
@@ -293,7 +290,8 @@ def scrub_series(
     """Scrub every value of a text column (duplicates scrubbed once)."""
     values = series.cast(pl.String)
     uniques = values.unique().drop_nulls().to_list()
-    masked = {v: scrub(v, known_names=known_names, use_jieba=use_jieba)[0] for v in uniques}
+    names = KnownNames.of(known_names) if known_names else None
+    masked = {v: scrub(v, known_names=names, use_jieba=use_jieba)[0] for v in uniques}
     return values.replace_strict(masked, default=None, return_dtype=pl.String).alias(series.name)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from masking.text import scrub, scrub_series
 
@@ -73,3 +75,20 @@ def test_known_names_and_series() -> None:
 def test_findings_carry_no_values() -> None:
     _, findings = scrub("联系电话13812345678")
     assert "13812345678" not in repr(findings)
+
+
+@given(
+    st.lists(st.text("王李张秀英建国华", min_size=1, max_size=5), max_size=12),
+    st.text("王李张秀英建国华，的了", max_size=40),
+)
+def test_known_name_spans_equal_searching_each_name(names: list[str], text: str) -> None:
+    """The window search finds exactly what looking for every name in turn finds."""
+    from masking.names import KnownNames
+
+    want = set()
+    for name in {n for n in names if len(n) >= 2}:
+        start = text.find(name)
+        while start >= 0:
+            want.add((start, start + len(name)))
+            start = text.find(name, start + 1)
+    assert set(KnownNames(names).spans(text)) == want
