@@ -104,3 +104,20 @@ def test_id_fast_path_equals_normalising_every_row(values: list[str | None]) -> 
     s = pl.Series(values, dtype=pl.String)
     every_row = s.to_frame("v").select(normalise_expr(pl.col("v"), "citizen_id")).to_series()
     assert _normalise(s, "citizen_id").to_list() == every_row.to_list()
+
+
+@pytest.mark.parametrize(
+    "series",
+    [
+        pl.Series("v", [], dtype=pl.String),
+        pl.Series("v", [None, None], dtype=pl.String),
+        pl.Series("v", [None, None]),  # dtype Null
+        pl.Series("v", ["110105194912310021", None], dtype=pl.Categorical),
+        pl.Series("v", [13812345678, None]),  # an integer column of phone numbers
+    ],
+)
+def test_edge_columns(series: pl.Series, keyring: KeyRing) -> None:
+    out = pseudonymise_series(series, keyring, kind="citizen_id")
+    assert out.dtype == pl.String and out.len() == series.len() and out.name == "v"
+    assert out.is_null().to_list() == series.is_null().to_list()
+    assert all(looks_like_pseudonym(v) for v in out.drop_nulls())
