@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     dept_api_token: str | None = Field(
         default=None, description="bearer token for the departments' APIs (else read from home)"
     )
+    k_anonymity: int = Field(
+        default=5, ge=2, description="k that published person-level tables must reach"
+    )
+    k_max_suppression: float = Field(
+        default=0.05, ge=0, le=0.5, description="share of rows k-anonymity may drop"
+    )
     sim_residents: int = Field(default=20_000, description="residents the simulator makes")
     sim_seed: int = 7
     sim_days: int = 3

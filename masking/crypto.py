@@ -28,7 +28,15 @@ from masking.keys import KeyRing
 
 KEY_PURPOSE = "at_rest"
 DECRYPT_PURPOSES = frozenset(
-    {"quality_gate", "quality_scores", "standardise", "golden_record", "master_index", "leak_scan"}
+    {
+        "quality_gate",
+        "quality_scores",
+        "standardise",
+        "golden_record",
+        "master_index",
+        "leak_scan",
+        "k_anonymity",
+    }
 )
 _GRANT = re.compile(r"^share_grant:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CIPHERTEXT = r"^e\d+:[A-Za-z0-9_-]{38,}$"  # 12-byte nonce + 16-byte tag at least

@@ -262,6 +262,59 @@ def keys_list() -> None:
         )
 
 
+kanon_app = typer.Typer(help="k-anonymity over the catalogue's quasi-identifiers.")
+app.add_typer(kanon_app, name="kanon")
+
+
+@kanon_app.command("check")
+def kanon_check(
+    datasets: Annotated[
+        list[str] | None, typer.Argument(help="dept.dataset … (default: every dataset with QIs)")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="default: STREETHUB_K_ANONYMITY")] = None,
+) -> None:
+    """Measure k of staged datasets and what publishing them at k would take; exit 1 if any
+    would be refused. Values are decrypted for the k_anonymity purpose (audited), never shown."""
+    from catalog.errors import LakeError
+    from lakehouse.lake import open_lake
+    from masking.errors import KAnonymityError
+    from masking.kanon import quasi_identifiers
+    from pipelines.kanon import kanon_dataset
+    from pipelines.protection import Protection
+
+    settings = get_settings()
+    cat = _catalogue(None)
+    k = k or settings.k_anonymity
+    refs = datasets or [f"{d.code}.{ds.code}" for d, ds in cat.datasets() if quasi_identifiers(ds)]
+    table = Table(title=f"k-anonymity at k = {k} (quasi-identifiers from the catalogue)")
+    for col in ("dataset", "quasi-identifiers", "rows", "smallest class", "rows below k",
+                "to publish at k"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("rows", "smallest class",
+                                                         "rows below k") else "left")  # fmt: skip
+    refused = 0
+    try:
+        protection = Protection.from_settings(settings)
+        with open_lake(settings, read_only=True) as con:
+            for ref in refs:
+                r = kanon_dataset(con, cat, protection, ref, k, settings.k_max_suppression)
+                m = r.measured
+                if r.enforced is None:
+                    refused += 1
+                    verdict = f"[red]refused: {r.refused}[/red]"
+                elif not r.enforced.steps:
+                    verdict = "[green]as it is[/green]"
+                else:
+                    verdict = "; ".join(r.enforced.steps)
+                table.add_row(r.ref, ", ".join(r.quasi_identifiers), f"{m.rows:,}",
+                              f"{m.smallest_class:,}", f"{m.rows_below_k:,}", verdict)  # fmt: skip
+    except (LakeError, KAnonymityError, KeyError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(table)
+    if refused:
+        raise typer.Exit(1)
+
+
 @leaks_app.command("scan")
 def leaks_scan() -> None:
     """Scan every table outside the encrypted zones, and the reports; exit 1 on any leak."""

@@ -296,3 +296,45 @@ def test_no_key_material_anywhere_outside_the_key_ring(staged_street: Settings) 
         data = path.read_bytes()
         found += [(path.name, i) for i, needle in enumerate(needles) if needle in data]
     assert found == []
+
+
+def test_k_anonymity_of_staged_datasets(
+    staged_street: Settings, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Measured over the catalogue's quasi-identifiers, decrypted for an audited purpose;
+    enforcing reaches k, or publishing is refused; the CLI says which, never a value."""
+    from typer.testing import CliRunner
+
+    from masking.audit import AuditLog
+    from pipelines.cli import app
+    from pipelines.kanon import kanon_dataset
+
+    settings = _copy(staged_street, tmp_path)
+    protection = Protection.from_settings(settings)
+    with open_lake(settings, read_only=True) as con:
+        r = kanon_dataset(con, cat, protection, "gaj.registered_residents", k=5)
+        huge = kanon_dataset(con, cat, protection, "gaj.registered_residents", k=10_000)
+    assert r.quasi_identifiers == ["gender", "birth_date", "community_code"]
+    assert r.measured.rows > 400 and r.measured.smallest_class < 5  # exact birth dates
+    assert r.enforced is not None and r.enforced.final.ok and r.enforced.steps
+    assert r.enforced.final.smallest_class >= 5
+    assert r.enforced.suppressed_rows <= 0.05 * r.measured.rows
+    assert huge.enforced is None and "k=10000" in huge.refused
+    audit = [
+        x for x in AuditLog.from_settings(settings).records() if x.get("purpose") == "k_anonymity"
+    ]
+    assert "JD-GAJ-001.birth_date" in {x.get("column") for x in audit}
+
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home_abs))
+    ok = CliRunner().invoke(app, ["kanon", "check", "gaj.registered_residents", "rx.appeals"])
+    assert ok.exit_code == 0, ok.output
+    assert "gaj.registered_residents" in ok.output and "birth_date: month" in ok.output
+    refused = CliRunner().invoke(
+        app, ["kanon", "check", "gaj.registered_residents", "--k", "10000"]
+    )
+    assert refused.exit_code == 1 and "refused" in refused.output
+    with open_lake(settings, read_only=True) as con:
+        some = con.execute("SELECT birth_date FROM staged.gaj__registered_residents LIMIT 20").pl()
+    _, ds = cat.dataset("gaj.registered_residents")
+    dates = protection.reveal(some, ds, "quality_scores")["birth_date"].cast(pl.String).to_list()
+    assert len(dates) == 20 and not any(d in ok.output + refused.output for d in dates)
