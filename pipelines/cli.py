@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +28,16 @@ app.add_typer(simulate_app, name="simulate")
 # wide enough for the summary tables when the output is a pipe or a CI log
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def cli_actor() -> str:
+    """Who is at the keyboard, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        return f"cli:uid{os.getuid()}"
 
 
 def _or_exit(load, path: Path):
@@ -203,7 +214,7 @@ def quality_report() -> None:
     cat = _catalogue(None)
     try:
         with console.status("reading the lake"), open_lake(settings, read_only=True) as con:
-            inputs = load_inputs(con, cat, Protection.from_settings(settings))
+            inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
     except LakeError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -242,7 +253,7 @@ def keys_rotate(
     ring = KeyRing.from_settings(settings)
     versions = ring.rotate(pseudonyms=pseudonyms)
     AuditLog.from_settings(settings, ring).append(
-        "keys.rotate", "cli", master_version=ring.master_version, pseudonyms=pseudonyms
+        "keys.rotate", cli_actor(), master_version=ring.master_version, pseudonyms=pseudonyms
     )
     for purpose, version in sorted(versions.items()):
         console.print(f"{purpose}: now version {version}")
@@ -293,7 +304,7 @@ def kanon_check(
                                                          "rows below k") else "left")  # fmt: skip
     refused = 0
     try:
-        protection = Protection.from_settings(settings)
+        protection = Protection.from_settings(settings, actor=cli_actor())
         with open_lake(settings, read_only=True) as con:
             for ref in refs:
                 r = kanon_dataset(con, cat, protection, ref, k, settings.k_max_suppression)
@@ -315,6 +326,40 @@ def kanon_check(
         raise typer.Exit(1)
 
 
+audit_app = typer.Typer(help="The audit log: hash-chained, signed, append-only.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every record's hash chain and signature, and the head; exit 1 on any problem."""
+    from masking.audit import AuditLog
+
+    log = AuditLog.from_settings(get_settings())
+    result = log.verify()
+    for problem in result.problems:
+        err.print(f"[red]{problem}[/red]", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+    console.print(f"audit log: {result.records:,} records, hash chain and signatures verified")
+
+
+@audit_app.command("tail")
+def audit_tail(n: Annotated[int, typer.Option("-n", help="how many records")] = 20) -> None:
+    """The newest records: who did what, for which purpose, on which column (never a value)."""
+    from masking.audit import AuditLog
+
+    records = AuditLog.from_settings(get_settings()).records()[-n:]
+    table = Table(title="audit log, newest last")
+    for col in ("seq", "time (UTC)", "action", "actor", "details"):
+        table.add_column(col, justify="right" if col == "seq" else "left")
+    skip = {"seq", "ts", "action", "actor", "prev", "hash", "sig", "kv"}
+    for r in records:
+        details = ", ".join(f"{k}={v}" for k, v in sorted(r.items()) if k not in skip)
+        table.add_row(str(r["seq"]), str(r["ts"])[:19], r["action"], r["actor"], details)
+    console.print(table)
+
+
 @leaks_app.command("scan")
 def leaks_scan() -> None:
     """Scan every table outside the encrypted zones, and the reports; exit 1 on any leak."""
@@ -326,7 +371,7 @@ def leaks_scan() -> None:
     cat = _catalogue(None)
     try:
         with console.status("scanning"), open_lake(settings, read_only=True) as con:
-            findings = scan_lake(settings, cat, con)
+            findings = scan_lake(settings, cat, con, cli_actor())
     except LakeError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

@@ -19,7 +19,7 @@ from catalog.settings import Settings
 from lakehouse.lake import tables_in
 from masking.leaks import LeakCounts, scan_frame
 from pipelines.ingest.raw import raw_table
-from pipelines.protection import Protection
+from pipelines.protection import ACTOR, Protection
 
 SCANNED_ZONES = ("landing", "quarantine", "curated", "marts")
 
@@ -46,8 +46,10 @@ def registry_names(
     return {n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2}
 
 
-def scan_lake(settings: Settings, cat: Catalogue, con: duckdb.DuckDBPyConnection) -> list[Finding]:
-    protection = Protection.from_settings(settings)
+def scan_lake(
+    settings: Settings, cat: Catalogue, con: duckdb.DuckDBPyConnection, actor: str = ACTOR
+) -> list[Finding]:
+    protection = Protection.from_settings(settings, actor)
     names = registry_names(con, cat, protection)
     tables = sorted(tables_in(con))
     findings = []

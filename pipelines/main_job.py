@@ -24,6 +24,7 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import init_lake, open_lake
+from masking.audit import AuditLog
 from pipelines.defs.quality.assets import build_scorecard_asset, build_staged_asset, staged_key
 from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
@@ -211,6 +212,10 @@ def run_main(settings: Settings, console: Console) -> None:
         raise StreethubError(f"{leaks} unmasked value(s) outside the encrypted zones: run "
                              "`streethub leaks scan` for where")  # fmt: skip
     console.print("leak scan: 0 unmasked IDs, mobiles, bank cards or names outside raw/staged")
+    audit = AuditLog.from_settings(settings).verify()
+    if not audit.ok:
+        raise StreethubError("the audit log does not verify: " + "; ".join(audit.problems[:3]))
+    console.print(f"audit log: {audit.records:,} records, hash chain and signatures verified")
     console.print("[green]every delivered row is staged or quarantined[/green]")
 
 

@@ -26,11 +26,12 @@ ACTOR = "pipelines"
 class Protection:
     keyring: KeyRing
     audit: AuditLog
+    actor: str = ACTOR  # who decrypts, on the audit log
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Protection:
+    def from_settings(cls, settings: Settings, actor: str = ACTOR) -> Protection:
         keyring = KeyRing.from_settings(settings)
-        return cls(keyring, AuditLog.from_settings(settings, keyring))
+        return cls(keyring, AuditLog.from_settings(settings, keyring), actor)
 
     def protect(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         """Encrypt every L3/L4 column of the frame (raw and staged zones)."""
@@ -39,12 +40,12 @@ class Protection:
     def reveal_text(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose``, keeping values as text (raw → the row gate)."""
         return reveal_frame(
-            frame, dataset, self.keyring, purpose, ACTOR, self.audit, restore_types=False
+            frame, dataset, self.keyring, purpose, self.actor, self.audit, restore_types=False
         )
 
     def reveal(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose`` and restore the catalogue's types (staged → scores)."""
-        return reveal_frame(frame, dataset, self.keyring, purpose, ACTOR, self.audit)
+        return reveal_frame(frame, dataset, self.keyring, purpose, self.actor, self.audit)
 
     def key_pid(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
         """Pseudonym of each row's business key (plaintext frame): joins without the key."""

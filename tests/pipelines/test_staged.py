@@ -338,3 +338,26 @@ def test_k_anonymity_of_staged_datasets(
     _, ds = cat.dataset("gaj.registered_residents")
     dates = protection.reveal(some, ds, "quality_scores")["birth_date"].cast(pl.String).to_list()
     assert len(dates) == 20 and not any(d in ok.output + refused.output for d in dates)
+
+
+def test_audit_cli_verifies_then_finds_tampering(
+    staged_street: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    settings = _copy(staged_street, tmp_path)
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home_abs))
+    runner = CliRunner()
+    runner.invoke(app, ["kanon", "check", "gaj.registered_residents"])
+    ok = runner.invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "hash chain and signatures verified" in ok.output
+    tail = runner.invoke(app, ["audit", "tail", "-n", "3"])
+    assert tail.exit_code == 0 and "k_anonymity" in tail.output and "cli:" in tail.output
+    log = settings.audit_dir / "audit.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace('"purpose":"', '"purpose":"x', 1)  # somebody edits record 2
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = runner.invoke(app, ["audit", "verify"])
+    assert bad.exit_code == 1 and "line 2: content changed" in bad.output
