@@ -25,6 +25,7 @@ from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import init_lake, open_lake
 from masking.audit import AuditLog
+from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
 from pipelines.defs.quality.assets import build_scorecard_asset, build_staged_asset, staged_key
 from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
@@ -76,9 +77,9 @@ def department_apis(settings: Settings) -> Iterator[None]:
                 os.environ["STREETHUB_DEPT_API_URL"] = old
 
 
-def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
+def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.AssetCheckEvaluation:
     """Materialise every landing, raw and staged asset, a department at a time, then the
-    quality scorecard."""
+    quality scorecard and the leak scan; return the leak scan's evaluation."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     depts = list(cat.departments.values())
@@ -111,16 +112,26 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> None:
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
         result = dg.materialize(
-            [build_scorecard_asset(keys)],
+            [build_scorecard_asset(keys), build_leak_check()],
             instance=instance,
             resources={"lake": LakeResource()},
             tags={"streethub/job": "main"},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
-        if not result.success:
+        leak_checks = [
+            e for e in result.get_asset_check_evaluations() if e.check_name == LEAK_CHECK
+        ]
+        if leak_checks and not leak_checks[0].passed:
+            places = leak_checks[0].metadata["places_with_unmasked_values"].value
+            raise StreethubError(
+                f"unmasked personal information outside the encrypted zones in {places}: "
+                "run `streethub leaks scan` for rows and columns"
+            )
+        if not result.success or not leak_checks:
             raise StreethubError("the quality scorecard failed; see the Dagster run logs")
         progress.advance(task)
+    return leak_checks[0]
 
 
 def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
@@ -201,17 +212,17 @@ def run_main(settings: Settings, console: Console) -> None:
     init_lake(settings)
     simulate_if_needed(settings, console)
     with department_apis(settings):
-        ingest_all(settings, cat, console)
+        leak_check = ingest_all(settings, cat, console)
     ok = print_ingestion(console, settings, cat)
     print_quality(console, settings)
     print_lake(console, settings)
     if not ok:
         raise StreethubError("some deliveries failed or do not balance; see the table above")
-    leaks = scan_for_leaks(settings, cat)
-    if leaks:
-        raise StreethubError(f"{leaks} unmasked value(s) outside the encrypted zones: run "
-                             "`streethub leaks scan` for where")  # fmt: skip
-    console.print("leak scan: 0 unmasked IDs, mobiles, bank cards or names outside raw/staged")
+    cells = leak_check.metadata["cells_scanned"].value
+    console.print(
+        f"leak scan: 0 unmasked IDs, mobiles, bank cards or names in {cells:,} cells outside "
+        "raw/staged"
+    )
     audit = AuditLog.from_settings(settings).verify()
     if not audit.ok:
         raise StreethubError("the audit log does not verify: " + "; ".join(audit.problems[:3]))
@@ -266,11 +277,3 @@ def print_truth(console: Console, totals: dict[str, float] | None, problems: lis
     console.print(table)
     for p in problems:
         console.print(f"[red]target missed: {p}[/red]")
-
-
-def scan_for_leaks(settings: Settings, cat: Catalogue) -> int:
-    """How many unmasked values the leak scanner finds outside the encrypted zones."""
-    from pipelines.leaks import scan_lake
-
-    with open_lake(settings, read_only=True) as con:
-        return sum(f.counts.total for f in scan_lake(settings, cat, con))

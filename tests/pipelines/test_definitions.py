@@ -145,3 +145,13 @@ def test_staged_contract_check_blocks_and_reports(tmp_path: Path, monkeypatch) -
     assert meta["newest_pass_rate"].value >= 0.8
     assert sum(meta["rows_quarantined_by_check"].value.values()) > 0
     assert meta["report"].value.endswith("quality.html")
+
+
+def test_leak_scan_is_a_blocking_check_on_the_marts(defs: dg.Definitions) -> None:
+    from pipelines.defs.protection.checks import LEAK_CHECK
+
+    key = dg.AssetCheckKey(dg.AssetKey(["marts", "quality_scorecard"]), LEAK_CHECK)
+    graph = defs.resolve_asset_graph()
+    assert key in graph.asset_check_keys
+    specs = [s for c in defs.asset_checks or [] for s in c.check_specs if s.key == key]
+    assert len(specs) == 1 and specs[0].blocking

@@ -361,3 +361,42 @@ def test_audit_cli_verifies_then_finds_tampering(
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
     bad = runner.invoke(app, ["audit", "verify"])
     assert bad.exit_code == 1 and "line 2: content changed" in bad.output
+
+
+def test_leak_check_in_dagster_passes_then_blocks_a_planted_leak(
+    staged_street: Settings, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
+    from pipelines.defs.quality.assets import build_scorecard_asset, staged_key
+    from pipelines.resources import LakeResource
+
+    settings = _copy(staged_street, tmp_path)
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home_abs))
+    check = build_leak_check()
+    assert all(spec.blocking for spec in check.check_specs)
+    scorecard = build_scorecard_asset([staged_key(d.code, ds.code) for d, ds in cat.datasets()])
+
+    def run() -> dg.AssetCheckEvaluation:
+        result = dg.materialize(  # the check alone: the scan reads the lake as it is
+            [scorecard, check],
+            selection=dg.AssetSelection.checks(dg.AssetCheckKey(scorecard.key, LEAK_CHECK)),
+            resources={"lake": LakeResource()},
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+        (evaluation,) = [
+            e for e in result.get_asset_check_evaluations() if e.check_name == LEAK_CHECK
+        ]
+        return evaluation
+
+    clean = run()
+    assert clean.passed and clean.metadata["cells_scanned"].value > 1000
+    assert set(clean.metadata["unmasked_by_kind"].value.values()) == {0}
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE marts.oops AS SELECT '联系电话13812345678' AS note")
+    leaking = run()
+    assert not leaking.passed
+    assert leaking.metadata["places_with_unmasked_values"].value == {"marts.oops": 1}
+    assert "13812345678" not in str(leaking.metadata)

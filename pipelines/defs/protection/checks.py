@@ -1,0 +1,48 @@
+"""Protection in the Dagster UI: the leak scan as a blocking check on the published marts."""
+
+import dagster as dg
+
+from catalog.loader import get_catalogue
+from pipelines.defs.quality.assets import SCORECARD_KEY
+from pipelines.leaks import scan_lake
+from pipelines.resources import LakeResource
+
+LEAK_CHECK = "no_unmasked_personal_information"
+
+
+def build_leak_check(asset: dg.AssetKey = SCORECARD_KEY) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name=LEAK_CHECK,
+        blocking=True,
+        description=(
+            "Blocking: no value that looks like an unmasked citizen ID (valid check digit), "
+            "mobile, bank card (Luhn) or a registered resident's name in landing, quarantine, "
+            "curated, marts or the HTML reports. Counts and places only, never a value."
+        ),
+    )
+    def _leaks(lake: LakeResource) -> dg.AssetCheckResult:
+        settings = lake.settings()
+        with lake.open(read_only=True) as con:
+            findings = scan_lake(settings, get_catalogue(settings.catalog_dir), con)
+        by_kind: dict[str, int] = {}
+        for f in findings:
+            for kind, n in f.counts.by_kind.items():
+                by_kind[kind] = by_kind.get(kind, 0) + n
+        leaking = {f.place: f.counts.total for f in findings if f.counts.total}
+        return dg.AssetCheckResult(
+            passed=not leaking,
+            metadata={
+                "places_scanned": len(findings),
+                "cells_scanned": sum(f.cells for f in findings),
+                "unmasked_by_kind": dg.MetadataValue.json(by_kind),
+                "places_with_unmasked_values": dg.MetadataValue.json(leaking),
+            },
+        )
+
+    return _leaks
+
+
+@dg.definitions
+def protection_checks() -> dg.Definitions:
+    return dg.Definitions(asset_checks=[build_leak_check()])
