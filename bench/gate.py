@@ -192,6 +192,7 @@ def _ge_seconds(work: pl.DataFrame, ds) -> tuple[float, int]:
 
 
 def main() -> dict:
+    from catalog.street import get_street
     from quality.gate import _failures_masks, _failures_pandera, _work_frame
     from quality.gate_checks import row_checks
 
@@ -205,9 +206,7 @@ def main() -> dict:
     eager_s, masks = _median(lambda: work.select(floor_exprs))
     lazy_s, _ = _median(lambda: work.lazy().select(floor_exprs).collect())
     floor_s = min(eager_s, lazy_s)
-    pandera_s, failures = _median(
-        lambda: _failures_pandera(work, ds, (116.43, 39.9, 116.47, 39.925))
-    )
+    pandera_s, failures = _median(lambda: _failures_pandera(work, ds, get_street()))
     masks_s, mask_failures = _median(lambda: _failures_masks(work, checks))
     assert mask_failures.height == failures.height, "pandera and the masks disagree"
     failing_rows = masks.select(pl.any_horizontal(pl.all())).to_series().sum()
