@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,6 +47,21 @@ def _or_exit(load, path: Path):
         return load(path)
     except CatalogError as exc:
         err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def _reading_lake(settings, status: str, *also: type[Exception]):
+    """The lake opened read-only under a status line; a LakeError (or one of ``also``)
+    raised opening or reading it is printed and exits 1."""
+    from catalog.errors import LakeError
+    from lakehouse.lake import open_lake
+
+    try:
+        with console.status(status), open_lake(settings, read_only=True) as con:
+            yield con
+    except (LakeError, *also) as exc:
+        err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
 
 
@@ -203,8 +219,6 @@ def quality_report() -> None:
     """Score the lake now, print the scorecard and the truth figures, write the HTML report."""
     import datetime as dt
 
-    from catalog.errors import LakeError
-    from lakehouse.lake import open_lake
     from pipelines.main_job import print_truth
     from pipelines.protection import Protection
     from pipelines.quality_run import compute_quality, load_inputs, write_report
@@ -212,12 +226,8 @@ def quality_report() -> None:
 
     settings = get_settings()
     cat = _catalogue(None)
-    try:
-        with console.status("reading the lake"), open_lake(settings, read_only=True) as con:
-            inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
-    except LakeError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    with _reading_lake(settings, "reading the lake") as con:
+        inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
     with console.status("scores, expectations, truth"):
         out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
     console.print(scorecard_text(out.scorecard))
@@ -286,8 +296,6 @@ def kanon_check(
 ) -> None:
     """Measure k of staged datasets and what publishing them at k would take; exit 1 if any
     would be refused. Values are decrypted for the k_anonymity purpose (audited), never shown."""
-    from catalog.errors import LakeError
-    from lakehouse.lake import open_lake
     from masking.errors import KAnonymityError
     from masking.kanon import quasi_identifiers
     from pipelines.kanon import kanon_dataset
@@ -303,24 +311,20 @@ def kanon_check(
         table.add_column(col, justify="right" if col in ("rows", "smallest class",
                                                          "rows below k") else "left")  # fmt: skip
     refused = 0
-    try:
-        protection = Protection.from_settings(settings, actor=cli_actor())
-        with open_lake(settings, read_only=True) as con:
-            for ref in refs:
-                r = kanon_dataset(con, cat, protection, ref, k, settings.k_max_suppression)
-                m = r.measured
-                if r.enforced is None:
-                    refused += 1
-                    verdict = f"[red]refused: {r.refused}[/red]"
-                elif not r.enforced.steps:
-                    verdict = "[green]as it is[/green]"
-                else:
-                    verdict = "; ".join(r.enforced.steps)
-                table.add_row(r.ref, ", ".join(r.quasi_identifiers), f"{m.rows:,}",
-                              f"{m.smallest_class:,}", f"{m.rows_below_k:,}", verdict)  # fmt: skip
-    except (LakeError, KAnonymityError, KeyError) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    protection = Protection.from_settings(settings, actor=cli_actor())
+    with _reading_lake(settings, "measuring k", KAnonymityError, KeyError) as con:
+        for ref in refs:
+            r = kanon_dataset(con, cat, protection, ref, k, settings.k_max_suppression)
+            m = r.measured
+            if r.enforced is None:
+                refused += 1
+                verdict = f"[red]refused: {r.refused}[/red]"
+            elif not r.enforced.steps:
+                verdict = "[green]as it is[/green]"
+            else:
+                verdict = "; ".join(r.enforced.steps)
+            table.add_row(r.ref, ", ".join(r.quasi_identifiers), f"{m.rows:,}",
+                          f"{m.smallest_class:,}", f"{m.rows_below_k:,}", verdict)  # fmt: skip
     console.print(table)
     if refused:
         raise typer.Exit(1)
@@ -363,18 +367,12 @@ def audit_tail(n: Annotated[int, typer.Option("-n", help="how many records")] = 
 @leaks_app.command("scan")
 def leaks_scan() -> None:
     """Scan every table outside the encrypted zones, and the reports; exit 1 on any leak."""
-    from catalog.errors import LakeError
-    from lakehouse.lake import open_lake
     from pipelines.leaks import scan_lake
 
     settings = get_settings()
     cat = _catalogue(None)
-    try:
-        with console.status("scanning"), open_lake(settings, read_only=True) as con:
-            findings = scan_lake(settings, cat, con, cli_actor())
-    except LakeError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    with _reading_lake(settings, "scanning") as con:
+        findings = scan_lake(settings, cat, con, cli_actor())
     table = Table(title="leak scan: unmasked personal information outside the encrypted zones")
     for col in ("place", "cells", "citizen IDs", "mobiles", "bank cards", "names"):
         table.add_column(col, justify="left" if col == "place" else "right")

@@ -8,7 +8,7 @@ from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department
 from catalog.settings import get_settings
 from lakehouse.lake import row_count
-from pipelines.defs.sources.assets import LAKE_POOL, raw_key
+from pipelines.defs.sources.assets import LAKE_POOL, dataset_tags, describe, raw_key
 from pipelines.ingest.raw import raw_table
 from pipelines.ingest.staged import stage_dataset, staged_columns
 from pipelines.quality_run import compute_quality, load_inputs, write_quality, write_report
@@ -32,12 +32,14 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
         group_name=dept.code,
         owners=[dept.owner],
         kinds={"duckdb", "pandera"},
-        description=(
-            f"{ds.name_zh} / {ds.name_en} ({ds.resource_code}) — staged zone: rows that "
-            "passed the catalogue's row gate, standardised and typed; L3/L4 columns "
-            "encrypted; failures in quarantine with source row, field and reason."
+        description=describe(
+            dept,
+            ds,
+            "staged",
+            "rows that passed the catalogue's row gate, standardised and typed; L3/L4 "
+            "columns encrypted; failures in quarantine with source row, field and reason.",
         ),
-        tags={"dept": dept.code, "zone": "staged"},
+        tags=dataset_tags(dept, ds, "staged"),
         pool=LAKE_POOL,
         metadata={"dagster/column_schema": schema, "resource_code": ds.resource_code},
     )

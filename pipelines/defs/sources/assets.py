@@ -56,24 +56,34 @@ def column_schema(dataset: Dataset) -> dg.TableSchema:
     return dg.TableSchema(columns=cols)
 
 
-def _describe(dept: Department, ds: Dataset, zone: str) -> str:
+def describe(dept: Department, ds: Dataset, zone: str, detail: str = "") -> str:
+    """An asset's description: the dataset, its zone (and what that zone holds), provider."""
     return (
-        f"{ds.name_zh} / {ds.name_en} ({ds.resource_code}) — {zone} zone.\n\n{ds.summary}\n\n"
+        f"{ds.name_zh} / {ds.name_en} ({ds.resource_code}) — {zone} zone"
+        f"{': ' + detail if detail else '.'}\n\n{ds.summary}\n\n"
         f"Provider: {dept.name_zh} ({dept.code}). Delivered as {ds.delivery.kind.value}, "
         f"updated {ds.update_cycle.value}; share type {ds.share_type.value}."
     )
 
 
+def dataset_tags(dept: Department, ds: Dataset, zone: str) -> dict[str, str]:
+    return {
+        "dept": dept.code,
+        "zone": zone,
+        "share_type": ds.share_type.value,
+        "level": ds.max_level.value,
+    }
+
+
 def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinition]:
-    tags = {"dept": dept.code, "share_type": ds.share_type.value, "level": ds.max_level.value}
 
     @dg.asset(
         key=landing_key(dept.code, ds.code),
         group_name=dept.code,
         owners=[dept.owner],
         kinds={SOURCE_KIND[ds.delivery.kind], "duckdb"},
-        description=_describe(dept, ds, "landing"),
-        tags=tags,
+        description=describe(dept, ds, "landing"),
+        tags=dataset_tags(dept, ds, "landing"),
         pool=LAKE_POOL,
         metadata={"resource_code": ds.resource_code, "delivery": ds.delivery.kind.value},
     )
@@ -106,8 +116,8 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
         group_name=dept.code,
         owners=[dept.owner],
         kinds={"duckdb", "parquet"},
-        description=_describe(dept, ds, "raw"),
-        tags=tags,
+        description=describe(dept, ds, "raw"),
+        tags=dataset_tags(dept, ds, "raw"),
         pool=LAKE_POOL,
         metadata={"dagster/column_schema": column_schema(ds), "resource_code": ds.resource_code},
     )
