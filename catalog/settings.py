@@ -45,8 +45,36 @@ class Settings(BaseSettings):
     k_max_suppression: float = Field(
         default=0.05, ge=0, le=0.5, description="share of rows k-anonymity may drop"
     )
+    # deliveries as they really arrive (hostile, half-written, huge): bounds come from here
+    settle_seconds: float = Field(
+        default=2.0, ge=0, description="a file lands only after its size and mtime are this stable"
+    )
+    max_json_depth: int = Field(
+        default=64, ge=2, description="deepest nesting a JSON record may have before it is refused"
+    )
+    max_record_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="largest delivered record (CSV row, JSON line or object); larger is quarantined",
+    )
+    max_file_bytes: int = Field(
+        default=8 * 1024**3, gt=0, description="largest delivery accepted for landing"
+    )
+    xlsx_max_uncompressed_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="an xlsx whose members declare more than this in all is refused unread",
+    )
+    xlsx_max_members: int = Field(default=2_000, gt=0, description="members an xlsx may hold")
+    kill_at: str | None = Field(
+        default=None,
+        description="testing only: the named kill point at which the process SIGKILLs itself",
+    )
     sim_residents: int = Field(default=20_000, description="residents the simulator makes")
     sim_seed: int = 7
+    sim_api_fault_rate: float = Field(
+        default=0.05, ge=0, le=1, description="share of simulated API requests answered 429/503"
+    )
     sim_days: int = 3
 
     @property

@@ -31,6 +31,7 @@ from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.checks import build_account_check
 from pipelines.instance import prepare_dagster_home
+from pipelines.recovery import recover_dead_runs
 from pipelines.resources import LakeResource
 from pipelines.summary import print_lake
 
@@ -65,7 +66,7 @@ def department_apis(settings: Settings) -> Iterator[None]:
     """Run the simulated departments' HTTP APIs for the length of the block."""
     from departments.server import running_server
 
-    with running_server(settings.home_abs) as url:
+    with running_server(settings.home_abs, fault_rate=settings.sim_api_fault_rate) as url:
         old = os.environ.get("STREETHUB_DEPT_API_URL")
         os.environ["STREETHUB_DEPT_API_URL"] = url
         try:
@@ -82,6 +83,7 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
     quality scorecard and the leak scan; return the leak scan's evaluation."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
+    recover_dead_runs(instance)
     depts = list(cat.departments.values())
     columns = (
         TextColumn("{task.description}"),

@@ -6,7 +6,8 @@
   failed before anything could be landed): status, reason, and the account
   rows read = rows loaded + rows quarantined.
 - ``landing.stage_accounts``: per delivery and later stage (the row gate):
-  rows in = rows out + rows quarantined.
+  rows in = rows out + rows quarantined + rows skipped (exact duplicates of a
+  row already staged, counted and not staged again).
 - ``quarantine.rows``: every row that did not make it, with its source row,
   field, check and reason (values masked).
 """
@@ -36,7 +37,8 @@ DDL = (
         value_masked VARCHAR, key_pid VARCHAR, quarantined_at TIMESTAMPTZ)""",
     """CREATE TABLE IF NOT EXISTS landing.stage_accounts (
         delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, stage VARCHAR,
-        rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, accounted_at TIMESTAMPTZ)""",
+        rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, accounted_at TIMESTAMPTZ,
+        rows_skipped BIGINT)""",
 )
 LEDGER_TABLES = {
     ("landing", "deliveries"),
@@ -61,13 +63,30 @@ QUARANTINE_SCHEMA = {
 }
 
 
+# columns added after a table's first release: a lake made before them gains them
+LATER_COLUMNS: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("landing", "stage_accounts"): [("rows_skipped", "BIGINT")],
+}
+
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    if tables_in(con) >= LEDGER_TABLES:
-        return
-    con.execute("BEGIN TRANSACTION")
-    for ddl in DDL:
-        con.execute(ddl)
-    con.execute("COMMIT")
+    if tables_in(con) < LEDGER_TABLES:
+        con.execute("BEGIN TRANSACTION")
+        for ddl in DDL:
+            con.execute(ddl)
+        con.execute("COMMIT")
+    for (zone, table), columns in LATER_COLUMNS.items():
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = ? AND table_name = ?",
+                [zone, table],
+            ).fetchall()
+        }
+        for name, sql_type in columns:
+            if name not in have:
+                con.execute(f'ALTER TABLE {zone}."{table}" ADD COLUMN "{name}" {sql_type}')
 
 
 def now() -> dt.datetime:

@@ -148,9 +148,10 @@ def stage_delivery(
         insert_frame(con, "staged", name, staged)
         insert_frame(con, "quarantine", "rows", quarantine)
         con.execute(
-            "INSERT INTO landing.stage_accounts VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
+            "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
             [delivery_id, dept, dataset.code, "staged", raw.height, staged.height,
-             n_quarantined, now()],
+             n_quarantined, now(), 0],
         )  # fmt: skip
         con.execute("COMMIT")
     except BaseException:

@@ -1,0 +1,55 @@
+"""One small simulated street for the whole reliability suite, built once per session.
+
+Tests copy it (``fresh_home``) before they change anything. The departments'
+HTTP APIs are served without random faults (``calm_apis``) so that two runs
+over the same street are comparable row for row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from catalog.settings import Settings
+
+START = dt.date(2026, 11, 20)
+RESIDENTS = 300
+SEED = 23
+
+
+@pytest.fixture(scope="session")
+def reliability_street(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """(home, manifest) of a 300-resident street over 2 days; never modify it in place."""
+    from departments.simulate import simulate
+
+    home = tmp_path_factory.mktemp("reliability_street")
+    manifest = simulate(home, residents=RESIDENTS, seed=SEED, days=2, start=START)
+    return home, manifest
+
+
+def fresh_home(street: tuple[Path, dict], target: Path) -> Settings:
+    """A private copy of the session street at ``target``, ready to ingest."""
+    src, _ = street
+    shutil.copytree(src, target)
+    return Settings(home=target).ensure_dirs()
+
+
+@pytest.fixture
+def calm_apis() -> Iterator[callable]:
+    """``start(settings) -> url``: the departments' APIs for a home, with no faults."""
+    from contextlib import ExitStack
+
+    from departments.server import running_server
+
+    with ExitStack() as stack:
+
+        def start(settings: Settings) -> str:
+            return stack.enter_context(
+                running_server(settings.home_abs, fault_rate=0.0, slow_rate=0.0)
+            )
+
+        yield start
