@@ -31,7 +31,7 @@ from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.checks import build_account_check
 from pipelines.instance import prepare_dagster_home
-from pipelines.recovery import recover_dead_runs
+from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource
 from pipelines.summary import print_lake
 
@@ -83,7 +83,7 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
     quality scorecard and the leak scan; return the leak scan's evaluation."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
-    recover_dead_runs(instance)
+    recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
     depts = list(cat.departments.values())
     columns = (
         TextColumn("{task.description}"),
@@ -103,7 +103,7 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
                 [*assets, *checks],
                 instance=instance,
                 resources={"lake": LakeResource()},
-                tags={"streethub/job": "main", "dept": dept.code},
+                tags={"streethub/job": "main", "dept": dept.code, **run_tags()},
                 # the progress bar and the summary speak here; the full log is in the UI
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
                 raise_on_error=False,
@@ -117,7 +117,7 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
             [build_scorecard_asset(keys), build_leak_check()],
             instance=instance,
             resources={"lake": LakeResource()},
-            tags={"streethub/job": "main"},
+            tags={"streethub/job": "main", **run_tags()},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
