@@ -14,7 +14,14 @@ import re
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DEPARTMENT_CODES = (
     "gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot",
@@ -339,6 +346,24 @@ class Delivery(_Strict):
         return self
 
 
+class UpdateMode(StrEnum):
+    """How a delivery relates to what is already staged (更新方式).
+
+    ``snapshot``: each delivery is the whole dataset and replaces the last.
+    ``upsert``: a record whose key is staged replaces the staged version when it is newer
+    (by the dataset's ``update_cursor``, or by arrival without one).
+    ``append``: events; a key never repeats.
+    """
+
+    snapshot = "snapshot"
+    upsert = "upsert"
+    append = "append"
+
+
+# field types an update cursor may have: they order versions of a record
+CURSOR_TYPES = frozenset({FieldType.datetime, FieldType.date, FieldType.integer})
+
+
 class Dataset(_Strict):
     """A data resource (数据资源) as the national catalogue describes it."""
 
@@ -359,14 +384,52 @@ class Dataset(_Strict):
     related_resources: list[str] = Field(default_factory=list)
     grade: DataGrade = DataGrade.general
     key: list[str] = Field(description="fields that identify a row (the business key)")
+    update_mode: UpdateMode = Field(
+        description="snapshot | upsert | append: how a delivery meets what is already staged"
+    )
     delivery: Delivery
     fields: list[FieldSpec]
+    update_cursor: str | None = Field(
+        default=None,
+        description="upsert only: the datetime, date or integer field whose larger value is the "
+        "newer version of a record (without it, the later delivery wins)",
+    )
 
     @field_validator("code")
     @classmethod
     def _identifier(cls, v: str) -> str:
         if not IDENTIFIER.match(v):
             raise ValueError(f"dataset code {v!r} must be snake_case ASCII")
+        return v
+
+    @field_validator("update_cursor")
+    @classmethod
+    def _cursor(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        mode = info.data.get("update_mode")
+        if mode is not None and mode is not UpdateMode.upsert:
+            raise ValueError(
+                f"{v!r}: a cursor orders versions of a record, so it applies to update_mode "
+                f"upsert, not {mode.value}"
+            )
+        fields = {f.name: f for f in info.data.get("fields") or []}
+        if not fields:  # the fields themselves are invalid: reported there
+            return v
+        if v not in fields:
+            raise ValueError(f"{v!r} is not a field of the dataset")
+        f = fields[v]
+        if f.type not in CURSOR_TYPES:
+            raise ValueError(
+                f"{v!r} is a {f.type.value} field; a cursor must be a datetime, date or integer"
+            )
+        if f.level.rank >= 3:
+            raise ValueError(
+                f"{v!r} is {f.level.value}: versions are compared in staged without decrypting, "
+                "so a cursor must be an L1 or L2 field"
+            )
+        if v in (info.data.get("key") or []):
+            raise ValueError(f"{v!r} is part of the key, so it cannot order versions of a record")
         return v
 
     @property

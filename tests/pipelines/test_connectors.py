@@ -27,6 +27,7 @@ def make_dataset(kind: str, **delivery: object) -> Dataset:
             "summary": "测试数据",
             "format": kind,
             "update_cycle": "daily",
+            "update_mode": "snapshot",
             "share_type": "conditional",
             "share_conditions": "审核",
             "release_date": "2024-01-01",
