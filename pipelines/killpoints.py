@@ -36,3 +36,13 @@ def kill_point(name: str) -> None:
         return
     if Settings().kill_at == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# The scorecard is written from two places (the Dagster asset and the reliability
+# test driver), so its points are declared here, once.
+SCORECARD_BEFORE_WRITE = register(
+    "scorecard.before_write", "scorecard: quality computed, nothing written"
+)
+SCORECARD_WRITTEN = register(
+    "scorecard.written", "scorecard: quality tables committed, HTML report not yet written"
+)

@@ -25,6 +25,7 @@ from catalog.settings import Settings
 from departments.server import running_server
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy
+from pipelines.killpoints import SCORECARD_BEFORE_WRITE, SCORECARD_WRITTEN, kill_point
 
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=10)
 
@@ -70,14 +71,18 @@ def write_scorecard(settings: Settings) -> None:
     with open_lake(settings, read_only=True) as con:
         inputs = load_inputs(con, cat, Protection.from_settings(settings))
     out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+    kill_point(SCORECARD_BEFORE_WRITE)
     with open_lake(settings) as con:
         write_quality(con, out)
+    kill_point(SCORECARD_WRITTEN)
     write_report(settings, inputs, out)
 
 
 if __name__ == "__main__":
-    home = Path(sys.argv[1])
-    result = ingest_street(Settings(home=home).ensure_dirs())
+    home = Path(sys.argv[1])  # --no-scorecard: land, raw and staged only
+    result = ingest_street(
+        Settings(home=home).ensure_dirs(), scorecard="--no-scorecard" not in sys.argv[2:]
+    )
     for name, error in result.escaped.items():
         print(f"ESCAPED {name}: {error}", file=sys.stderr)
     sys.exit(3 if result.escaped else 0)

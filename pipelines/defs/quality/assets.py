@@ -11,6 +11,7 @@ from lakehouse.lake import row_count
 from pipelines.defs.sources.assets import LAKE_POOL, dataset_tags, describe, raw_key
 from pipelines.ingest.raw import raw_table
 from pipelines.ingest.staged import stage_dataset, staged_columns
+from pipelines.killpoints import SCORECARD_BEFORE_WRITE, SCORECARD_WRITTEN, kill_point
 from pipelines.quality_run import compute_quality, load_inputs, write_quality, write_report
 from pipelines.resources import LakeResource
 
@@ -85,8 +86,10 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
         with lake.open(read_only=True) as con:
             inputs = load_inputs(con, cat, lake.protection())
         out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+        kill_point(SCORECARD_BEFORE_WRITE)
         with lake.open() as con:
             write_quality(con, out)
+        kill_point(SCORECARD_WRITTEN)
         report = write_report(settings, inputs, out)
         failed = (
             out.expectations.filter(~out.expectations["success"]).height
