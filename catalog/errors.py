@@ -7,6 +7,42 @@ value; callers pass masked values or none.
 
 from __future__ import annotations
 
+import unicodedata
+
+# characters a name may carry that a terminal or a log reader would act on or hide
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def shown(name: str) -> str:
+    """A delivered name as it may be shown (logs, errors, UI): stored as given, shown escaped.
+
+    Control characters (newline, carriage return, ESC of ANSI sequences …), format
+    characters (Unicode bidi overrides, zero-width characters), line and paragraph
+    separators, lone surrogates (bytes that were not UTF-8) and unassigned or
+    private-use code points become ``\\n``, ``\\x1b``, ``\\u202e`` …, so a name can
+    neither forge a log line nor move the cursor, clear a terminal or reorder text.
+    Printable text, Chinese included, is unchanged; applying it twice changes nothing.
+    """
+    if name.isprintable():  # the common case: nothing to escape (fast path)
+        return name
+    out = []
+    for ch in name:
+        if ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif unicodedata.category(ch) in _UNSAFE:
+            code = ord(ch)
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+        else:
+            out.append(ch)
+    return "".join(out)
+
 
 class StreethubError(Exception):
     """Base of every error streethub raises on purpose."""
@@ -31,7 +67,7 @@ class StreethubError(Exception):
         where = [
             f"{label} {value}"
             for label, value in (
-                ("file", self.file),
+                ("file", None if self.file is None else shown(self.file)),
                 ("dataset", self.dataset),
                 ("row", self.row),
                 ("field", self.field),

@@ -1,86 +1,191 @@
 """Landing: each delivery copied byte-for-byte, with its SHA-256, source and arrival time.
 
-File deliveries are picked up from ``inbox/<dept>/`` by the dataset's
-pattern; databases and HTTP APIs are pulled from the cursor the last landed
-delivery ended at. A delivery already landed (same dataset, same hash) is
-skipped, so re-running adds nothing.
+File deliveries are picked up from ``inbox/<dept>/`` by the dataset's pattern
+(the listing and the refusals are in :mod:`pipelines.ingest.inbox`); databases
+and HTTP APIs are pulled from the cursor the last landed delivery ended at.
+
+A file is read **once**: settle → one pass → commit.
+
+1. *settle*: only a file whose size and mtime have been stable for
+   ``settle_seconds`` is landed; a younger one waits for a later run (or, with
+   ``wait_for_settle``, for at most the settle period).
+2. *one pass* (:func:`one_pass`): from one descriptor opened with ``O_NOFOLLOW |
+   O_NONBLOCK``, every chunk is hashed and written to a ``.part`` copy, through a
+   per-chunk transform (the identity today; the Custody issue encrypts there).
+   ``fstat`` on that same descriptor before and after, and the bytes hashed
+   against the final size: a file that changed while it was copied is discarded
+   and left for a later run ("still being written"); a hash that does not match
+   the landed copy is never recorded.
+3. *commit*: the ``.part`` copy is renamed into place (named by its hash), then
+   the ledger row is inserted. A re-run lands nothing twice (same dataset, same
+   hash); a copy left without a ledger row by a killed run is replaced by the
+   fresh, verified copy, never trusted as it lies; ``.part`` leftovers of a
+   killed run are removed when landing starts (the writer holds the lake lock).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
-from catalog.errors import DeliveryError
+from catalog.errors import DeliveryError, shown
+from catalog.loader import get_catalogue
 from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset
 from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.sql_db import Pulled, pull_sql
+from pipelines.ingest.inbox import Entry, InboxScan, Signature, scan_inbox
 from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
+from pipelines.killpoints import kill_point, register
+
+KP_COPY_STARTED = register("landing.copy_started", "landing: half of a delivery copied to landing")
+KP_COPIED = register("landing.copied", "landing: copy renamed into place, no ledger row yet")
+KP_RECORDED = register("landing.recorded", "landing: ledger row of the delivery inserted")
+
+CHUNK_BYTES = 1 << 20
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+STILL_BEING_WRITTEN = "still being written"
 
 
 @dataclass
 class LandingResult:
     landed: list[Landed]
     skipped: int  # deliveries seen before (same hash)
-    failed: list[str]  # reasons of pulls that failed before anything was landed
+    failed: list[str]  # reasons of pulls that failed, or of files refused, in this run
+    waiting: list[str] = field(default_factory=list)  # files not settled yet (shown escaped)
+    refused: int = 0  # files refused (symlink, not regular, outside, too large): new accounts
+    unmatched: list[str] = field(default_factory=list)  # the department's unexpected names
 
 
-def sha256_file(path: Path) -> str:
+class Transform(Protocol):
+    """A per-chunk transform of the one pass (``cryptography``'s cipher contexts fit)."""
+
+    def update(self, data: bytes) -> bytes: ...
+
+    def finalize(self) -> bytes: ...
+
+
+class Identity:
+    def update(self, data: bytes) -> bytes:
+        return data
+
+    def finalize(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class Copied:
+    sha256: str  # of the delivered bytes (before any transform)
+    size: int  # delivered bytes
+
+
+class StillBeingWritten(Exception):
+    """The file changed while it was copied: the copy is discarded, the file waits."""
+
+
+def one_pass(chunks: Iterable[bytes], part: Path, transform: Transform | None = None) -> Copied:
+    """The one pass over a delivery: hash each chunk and write it (transformed) to ``part``.
+
+    ``part`` is created exclusively and fsync'd; on any exception it is removed.
+    """
+    t = transform or Identity()
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    size = 0
+    try:
+        with open(part, "xb") as out:
+            for i, chunk in enumerate(chunks):
+                h.update(chunk)
+                size += len(chunk)
+                out.write(t.update(chunk))
+                if i == 0:
+                    kill_point(KP_COPY_STARTED)
+            out.write(t.finalize())
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return Copied(h.hexdigest(), size)
 
 
-def inbox_files(settings: Settings, dept: str, dataset: Dataset) -> list[Path]:
-    """The files in ``inbox/<dept>/`` this dataset's pattern matches, by name."""
-    folder = settings.inbox_dir / dept
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob(dataset.delivery.pattern or "") if p.is_file())
+def _file_chunks(fd: int, before: os.stat_result) -> Iterator[bytes]:
+    """Chunks read from ``fd``; raises :class:`StillBeingWritten` on any sign of a writer."""
+    read = 0
+    while chunk := os.read(fd, CHUNK_BYTES):
+        read += len(chunk)
+        if read > before.st_size:  # grew past what fstat said: stop at once
+            raise StillBeingWritten
+        yield chunk
+    after = os.fstat(fd)
+    if (
+        read != after.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+    ):
+        raise StillBeingWritten
 
 
-def _write_atomic(target: Path, data: bytes | None = None, source: Path | None = None) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    with open(tmp, "wb") as out:
-        if data is not None:
-            out.write(data)
-        else:
-            with open(source, "rb") as src:  # type: ignore[arg-type]
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(target)
+def _landing_folder(settings: Settings, dept: str, dataset: Dataset) -> Path:
+    return settings.landing_dir / dept / dataset.code
 
 
-def _land(
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(settings: Settings, dept: str, dataset: Dataset) -> int:
+    """Delete ``.part`` copies a killed landing left (call with the lake's writer lock held)."""
+    folder = _landing_folder(settings, dept, dataset)
+    gone = 0
+    for part in folder.glob("*.part") if folder.is_dir() else ():
+        part.unlink(missing_ok=True)
+        gone += 1
+    return gone
+
+
+def _new_part(settings: Settings, dept: str, dataset: Dataset) -> Path:
+    folder = _landing_folder(settings, dept, dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{os.urandom(8).hex()}.part"
+
+
+def _commit(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     dept: str,
     dataset: Dataset,
+    part: Path,
+    copied: Copied,
     *,
-    sha: str,
-    size: int,
     file_name: str,
     source: str,
     cursor_end: str | None,
-    data: bytes | None = None,
-    path: Path | None = None,
-) -> Landed:
-    suffix = LANDED_SUFFIX[dataset.delivery.kind]
-    target = settings.landing_dir / dept / dataset.code / f"{sha}{suffix}"
-    if not target.exists():
-        _write_atomic(target, data=data, source=path)
-    delivery_id = f"{dept}.{dataset.code}.{sha[:16]}"
+) -> Landed | None:
+    """Rename the verified copy into place (over any unrecorded copy), then record it.
+
+    None (and the copy discarded) when the dataset already has a delivery of that hash.
+    """
+    if is_landed(con, dept, dataset.code, copied.sha256):
+        part.unlink(missing_ok=True)
+        return None
+    target = part.with_name(f"{copied.sha256}{LANDED_SUFFIX[dataset.delivery.kind]}")
+    part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
+    _fsync_dir(target.parent)
+    kill_point(KP_COPIED)
+    delivery_id = f"{dept}.{dataset.code}.{copied.sha256[:16]}"
     con.execute(
         "INSERT INTO landing.deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         [
@@ -91,45 +196,173 @@ def _land(
             source,
             file_name,
             str(target),
-            sha,
-            size,
+            copied.sha256,
+            copied.size,
             cursor_end,
             now(),
         ],
     )
-    return Landed(delivery_id, dept, dataset.code, file_name, str(target), sha, size)
+    kill_point(KP_RECORDED)
+    return Landed(
+        delivery_id, dept, dataset.code, file_name, str(target), copied.sha256, copied.size
+    )
+
+
+def stored_name(name: str) -> str:
+    """The name as given, storable as text (bytes that are not UTF-8 kept as ``\\xNN``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def refused_id(dept: str, dataset: str, entry: Entry) -> str:
+    """One account per refused (file name, size, mtime): re-runs add none."""
+    key = os.fsencode(entry.name) + f"|{entry.sig.size}|{entry.sig.mtime_ns}".encode()
+    return f"{dept}.{dataset}.refused-{hashlib.sha256(key).hexdigest()[:16]}"
+
+
+def _account_refusal(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: str, entry: Entry, why: str
+) -> str | None:
+    """Record a refused file once; returns the reason if this run recorded it."""
+    delivery_id = refused_id(dept, dataset, entry)
+    seen = con.execute(
+        "SELECT count(*) FROM landing.delivery_accounts WHERE delivery_id = ?", [delivery_id]
+    ).fetchone()[0]
+    if seen:
+        return None
+    reason = f"refused: {why} — file {shown(entry.name)}"
+    record_failure(con, delivery_id=delivery_id, dept=dept, dataset=dataset, reason=reason)
+    return reason
+
+
+def _settle(
+    scan: InboxScan, entries: list[Entry], settings: Settings, wait: bool
+) -> tuple[list[Entry], list[Entry]]:
+    """(settled, young): with ``wait``, young files are watched for at most the settle period."""
+    young = [e for e in entries if not scan.settled(e, settings)]
+    settled = [e for e in entries if scan.settled(e, settings)]
+    if not young or not wait:
+        return settled, young
+    period = settings.settle_seconds
+    time.sleep(min(period, max(period - e.age_s(scan.taken_ns) for e in young)) + 0.01)
+    still = []
+    watched_s = (time.time_ns() - scan.taken_ns) / 1e9
+    for e in young:
+        try:
+            sig = Signature.of(os.lstat(scan.folder / e.name))
+        except FileNotFoundError:
+            continue
+        unchanged = sig == e.sig
+        if unchanged and (e.age_s() >= period or watched_s >= period):
+            settled.append(e)
+        else:
+            still.append(e)
+    return settled, still
+
+
+def _land_entry(
+    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
+) -> Landed | None:
+    """Land one settled file; None if it was seen before. Raises StillBeingWritten."""
+    source = os.path.join(settings.inbox_dir, dept, entry.name)
+    try:
+        fd = os.open(source, OPEN_FLAGS)
+    except FileNotFoundError:
+        raise StillBeingWritten from None  # moved away since the listing
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode) or Signature.of(before) != entry.sig:
+            raise StillBeingWritten  # replaced or changed since the listing: next run decides
+        part = _new_part(settings, dept, dataset)
+        copied = one_pass(_file_chunks(fd, before), part)
+    finally:
+        os.close(fd)
+    return _commit(
+        con,
+        settings,
+        dept,
+        dataset,
+        part,
+        copied,
+        file_name=stored_name(entry.name),
+        source=stored_name(source),
+        cursor_end=None,
+    )
+
+
+def _file_datasets(settings: Settings, dept: str, dataset: Dataset) -> list[Dataset]:
+    """The department's file datasets (all patterns decide what is unmatched)."""
+    cat = get_catalogue(settings.catalog_dir)
+    department = cat.departments.get(dept)
+    if department is None:
+        return [dataset]
+    found = [d for d in department.datasets if d.delivery.kind in FILE_CONNECTORS]
+    return found if any(d.code == dataset.code for d in found) else [*found, dataset]
 
 
 def land_files(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dept: str,
+    dataset: Dataset,
+    *,
+    wait_for_settle: bool = False,
 ) -> LandingResult:
+    """Land the settled files of ``inbox/<dept>/`` this dataset's pattern matches.
+
+    Young files wait for a later run (``wait_for_settle``: for at most the settle
+    period in this one); refused files get one failed account each; the names no
+    dataset of the department expects are listed on the result of the
+    department's first file dataset (so a department run warns once).
+    """
+    siblings = _file_datasets(settings, dept, dataset)
+    scan = scan_inbox(settings, dept, siblings)
     result = LandingResult([], 0, [])
-    for path in inbox_files(settings, dept, dataset):
-        sha = sha256_file(path)
-        if is_landed(con, dept, dataset.code, sha):
-            result.skipped += 1
+    if siblings[0].code == dataset.code:
+        result.unmatched = scan.unmatched_shown()
+    remove_leftovers(settings, dept, dataset)
+    settled, young = _settle(scan, scan.for_dataset(dataset.code), settings, wait_for_settle)
+    result.waiting = [shown(e.name) for e in young]
+    for entry in settled:
+        if entry.refused is not None:
+            reason = _account_refusal(con, dept, dataset.code, entry, entry.refused)
+            if reason is not None:
+                result.refused += 1
+                result.failed.append(reason)
             continue
-        result.landed.append(
-            _land(
-                con,
-                settings,
-                dept,
-                dataset,
-                sha=sha,
-                size=path.stat().st_size,
-                file_name=path.name,
-                source=str(path),
-                cursor_end=None,
-                path=path,
-            )
-        )
+        try:
+            landed = _land_entry(con, settings, dept, dataset, entry)
+        except StillBeingWritten:
+            result.waiting.append(shown(entry.name))
+            continue
+        if landed is None:
+            result.skipped += 1
+        else:
+            result.landed.append(landed)
     return result
+
+
+def pull_failure_reason(exc: Exception, kind: ConnectorKind) -> str:
+    """A failed pull in the officer's words: our own errors as written, others by kind only.
+
+    A library's message may quote the data it choked on, so it is never copied.
+    """
+    if isinstance(exc, DeliveryError):
+        return str(exc)
+    source = "database" if kind is ConnectorKind.sql_db else "HTTP API"
+    return (
+        f"pull from the {source} failed: unexpected {type(exc).__name__} "
+        "(its message is withheld: it may quote source data)"
+    )
 
 
 def land_pull(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, **pull_kw
 ) -> LandingResult:
-    """Pull a database table or HTTP API from the last cursor and land what came."""
+    """Pull a database table or HTTP API from the last cursor and land what came.
+
+    Any exception of the pull becomes a failed account; the run goes on.
+    """
+    remove_leftovers(settings, dept, dataset)
     cursor = last_cursor(con, dept, dataset.code)
     kind = dataset.delivery.kind
     try:
@@ -138,41 +371,50 @@ def land_pull(
             if kind is ConnectorKind.sql_db
             else pull_http(settings, dept, dataset, cursor, **pull_kw)
         )
-    except DeliveryError as exc:
+    except Exception as exc:  # every failed pull is an account, not a crash
+        reason = pull_failure_reason(exc, kind)
         stamp = now().strftime("%Y%m%dT%H%M%S%f")
         record_failure(
             con,
             delivery_id=f"{dept}.{dataset.code}.pull-{stamp}",
             dept=dept,
             dataset=dataset.code,
-            reason=str(exc),
+            reason=reason,
         )
-        return LandingResult([], 0, [str(exc)])
+        return LandingResult([], 0, [reason])
     if pulled.rows == 0:
         return LandingResult([], 0, [])
-    sha = hashlib.sha256(pulled.data).hexdigest()
-    if is_landed(con, dept, dataset.code, sha):
-        return LandingResult([], 1, [])
+    part = _new_part(settings, dept, dataset)
+    copied = one_pass([pulled.data], part)
     stamp = now().strftime("%Y%m%dT%H%M%S")
-    landed = _land(
+    landed = _commit(
         con,
         settings,
         dept,
         dataset,
-        sha=sha,
-        size=len(pulled.data),
+        part,
+        copied,
         file_name=f"{dataset.code}_pull_{stamp}.jsonl",
         source=pulled.source,
         cursor_end=pulled.cursor_end,
-        data=pulled.data,
     )
-    return LandingResult([landed], 0, [])
+    return LandingResult([], 1, []) if landed is None else LandingResult([landed], 0, [])
 
 
 def land(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, **pull_kw
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dept: str,
+    dataset: Dataset,
+    *,
+    wait_for_settle: bool = False,
+    **pull_kw,
 ) -> LandingResult:
-    """Land whatever is new for one dataset, with the connector its delivery declares."""
+    """Land whatever is new for one dataset, with the connector its delivery declares.
+
+    ``wait_for_settle``: wait (at most ``settle_seconds``) for files still young
+    instead of leaving them to a later run — for runs that follow a delivery at once.
+    """
     if dataset.delivery.kind in FILE_CONNECTORS:
-        return land_files(con, settings, dept, dataset)
+        return land_files(con, settings, dept, dataset, wait_for_settle=wait_for_settle)
     return land_pull(con, settings, dept, dataset, **pull_kw)

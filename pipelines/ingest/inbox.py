@@ -1,0 +1,160 @@
+"""What lies in ``inbox/<dept>/``: one listing for landing and for the inbox sensors.
+
+The listing only ever ``lstat``s (nothing is opened, no link is followed), so it
+is cheap enough for a sensor and safe against what a hostile or careless
+exporter leaves behind. Each entry is sorted into:
+
+- a **candidate** of the dataset whose pattern matches its name (patterns match
+  case-insensitively: ``violation_cases_*.csv`` takes ``VIOLATION_CASES_1.CSV``);
+  a candidate is either landable (a regular file, settled or still young) or
+  **refused** with a reason (symbolic link, not a regular file, outside the
+  inbox, too large) — refused entries are never opened for reading;
+- **unmatched**: a name no dataset of the department expects (listed and warned
+  about by landing, never silently ignored).
+
+A file is **settled** when its size and modification time have been stable for
+``settings.settle_seconds``: its mtime is at least that old, or it was observed
+unchanged for that long (which also settles a file whose mtime lies in the future).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog.errors import shown
+from catalog.model import Dataset
+from catalog.settings import Settings
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What an entry looked like at ``lstat``: a change to any of these is a change."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Signature:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in ``inbox/<dept>/`` that a dataset's pattern matches."""
+
+    name: str  # as given by the file system (undecodable bytes as surrogates)
+    dataset: str
+    sig: Signature
+    refused: str | None = None  # why it will not be landed (reason after "refused: ")
+
+    def age_s(self, at_ns: int | None = None) -> float:
+        return ((at_ns if at_ns is not None else time.time_ns()) - self.sig.mtime_ns) / 1e9
+
+
+@dataclass
+class InboxScan:
+    """The listing of one department's inbox folder, taken once."""
+
+    dept: str
+    folder: Path
+    entries: list[Entry] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)  # names as given, sorted
+    taken_ns: int = 0
+
+    def for_dataset(self, dataset: str) -> list[Entry]:
+        return [e for e in self.entries if e.dataset == dataset]
+
+    def settled(self, entry: Entry, settings: Settings) -> bool:
+        return entry.refused is not None or entry.age_s(self.taken_ns) >= settings.settle_seconds
+
+    def unmatched_shown(self) -> list[str]:
+        return [shown(n) for n in self.unmatched]
+
+
+def pattern_matcher(pattern: str) -> re.Pattern[str]:
+    """A delivery pattern (shell glob) matching names case-insensitively."""
+    return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+
+
+def matches(pattern: str, name: str) -> bool:
+    """As a glob would, hidden names (leading dot) match only a pattern that starts with one."""
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return pattern_matcher(pattern).match(name) is not None
+
+
+def _kind(mode: int) -> str:
+    for test, label in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return label
+    return "of an unknown kind"
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def refusal(
+    folder: Path, name: str, st: os.stat_result, settings: Settings, *, folder_ok: bool = True
+) -> str | None:
+    """Why an entry (as ``lstat`` saw it) is not landed, or None. Never opens the entry."""
+    if stat.S_ISLNK(st.st_mode):
+        # resolving a link reads link names only, never the target's content
+        target = os.path.realpath(folder / name)
+        where = "inside" if _inside(target, os.path.realpath(folder)) else "outside"
+        return f"symbolic link (to {where} the inbox; only regular files are landed)"
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({_kind(st.st_mode)})"
+    if not folder_ok:
+        return "outside the inbox (the department's folder resolves elsewhere)"
+    if st.st_size > settings.max_file_bytes:
+        return (
+            f"too large: {st.st_size:,} bytes, over the limit of "
+            f"{settings.max_file_bytes:,} (max_file_bytes)"
+        )
+    return None
+
+
+def folder_inside_inbox(settings: Settings, folder: Path) -> bool:
+    """Whether ``inbox/<dept>`` resolves to a folder inside the (resolved) inbox."""
+    return _inside(os.path.realpath(folder), os.path.realpath(settings.inbox_dir))
+
+
+def scan_inbox(settings: Settings, dept: str, datasets: Iterable[Dataset]) -> InboxScan:
+    """List ``inbox/<dept>/`` once (lstat only) against the department's file datasets."""
+    folder = settings.inbox_dir / dept
+    scan = InboxScan(dept, folder, taken_ns=time.time_ns())
+    patterns = [(ds.code, ds.delivery.pattern) for ds in datasets if ds.delivery.pattern]
+    try:
+        listing = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return scan
+    folder_ok = folder_inside_inbox(settings, folder)
+    for item in sorted(listing, key=lambda d: d.name):
+        hits = [code for code, pattern in patterns if matches(pattern, item.name)]
+        if not hits:
+            scan.unmatched.append(item.name)
+            continue
+        try:
+            st = item.stat(follow_symlinks=False)
+        except FileNotFoundError:  # gone since the listing
+            continue
+        why = refusal(folder, item.name, st, settings, folder_ok=folder_ok)
+        for code in hits:
+            scan.entries.append(Entry(item.name, code, Signature.of(st), why))
+    return scan
