@@ -32,9 +32,11 @@ What covers which case:
   ``streethub run`` (or a call of :func:`recover_dead_runs`) does, by the pid on the
   run's events.
 - **The lake** (:func:`recover_lake`, under the writer lock so no live writer can
-  own what it deletes): half-written landing copies (``*.part``) and Parquet files
-  no DuckLake snapshot references (``ducklake_delete_orphaned_files``) are removed.
-  Readers never read an untracked file, so this is safe with readers present.
+  own what it deletes): Parquet files that no DuckLake snapshot references (written
+  by a transaction that never committed) are removed with
+  ``ducklake_delete_orphaned_files``. Readers never read an untracked file, so this
+  is safe with readers present. Half-written landing copies (``*.part``) are removed
+  by landing itself before it lands a dataset (``landing.remove_leftovers``).
 """
 
 from __future__ import annotations
@@ -217,26 +219,19 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return dead
 
 
-def recover_lake(settings: Settings) -> dict[str, int]:
-    """Remove what a killed writer left in the lake's folders; return counts.
+def recover_lake(settings: Settings) -> int:
+    """Remove the Parquet files of DuckLake transactions a killed writer never committed.
 
-    Takes the writer lock: no live writer can own a ``.part`` file or an
-    uncommitted Parquet file while we hold it.
+    Takes the writer lock: no live writer can own an uncommitted file while we
+    hold it. Returns how many files were removed.
     """
     with open_lake(settings) as con:
-        parts = [p for p in settings.landing_dir.rglob("*.part") if p.is_file()]
-        for p in parts:
-            p.unlink(missing_ok=True)
         orphans = con.execute(
             f"CALL ducklake_delete_orphaned_files('{ALIAS}', cleanup_all => true)"
         ).fetchall()
-    if parts or orphans:
-        log.warning(
-            "recovery: removed %d half-written landing copies and %d uncommitted lake files",
-            len(parts),
-            len(orphans),
-        )
-    return {"partial_landing_copies": len(parts), "orphaned_lake_files": len(orphans)}
+    if orphans:
+        log.warning("recovery: removed %d uncommitted lake files", len(orphans))
+    return len(orphans)
 
 
 def recover(settings: Settings, instance: dg.DagsterInstance) -> list[str]:
