@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from catalog.errors import CatalogError, StreethubError
+from catalog.errors import CatalogError, StreethubError, shown
 from catalog.export import to_dcat, to_json
 from catalog.loader import load_catalogue
 from catalog.settings import get_settings
@@ -25,6 +28,8 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(lake_app, name="lake")
 simulate_app = typer.Typer(help="The simulated department systems.")
 app.add_typer(simulate_app, name="simulate")
+
+LIST_LIMIT = 50  # deliveries listed unless --all
 
 # wide enough for the summary tables when the output is a pipe or a CI log
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -392,6 +397,125 @@ def leaks_scan() -> None:
         err.print(f"[red]{total} leak(s) found[/red]")
         raise typer.Exit(1)
     console.print(f"[green]0 leaks in {len(findings)} tables and files[/green]")
+
+
+deliveries_app = typer.Typer(help="Deliveries: list them, acknowledge or retry failed ones.")
+app.add_typer(deliveries_app, name="deliveries")
+
+
+@contextlib.contextmanager
+def _writing_lake(settings, status: str):
+    """The lake opened for writing (the writer lock, the ledger ensured) under a status
+    line; a StreethubError raised inside is printed and exits 1."""
+    from lakehouse.lake import open_lake
+    from pipelines.ingest.ledger import ensure_ledger
+
+    try:
+        with console.status(status), open_lake(settings) as con:
+            ensure_ledger(con)
+            yield con
+    except StreethubError as exc:
+        err.print(Text(shown(str(exc)), style="red"))
+        raise typer.Exit(1) from None
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    failed: Annotated[bool, typer.Option("--failed", help="failed deliveries only")] = False,
+    dept: Annotated[str | None, typer.Option("--dept", help="one department (code)")] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help=f"also acknowledged failures, and more than the newest {LIST_LIMIT}"
+        ),
+    ] = False,
+) -> None:
+    """Every delivery's account, newest last: file as delivered (escaped), status, rows read
+    = staged + quarantined + skipped, reason, acknowledgement. Never a value."""
+    from pipelines.deliveries import list_deliveries
+
+    settings = get_settings()
+    with _reading_lake(settings, "reading the accounts") as con:
+        rows = list_deliveries(con, failed=failed, dept=dept, acknowledged=show_all or not failed)
+    hidden = 0 if show_all else max(0, len(rows) - LIST_LIMIT)
+    rows = rows[hidden:]
+    what = (
+        "failed deliveries" + ("" if show_all else " not acknowledged") if failed else "deliveries"
+    )
+    of = f" of {escape(shown(dept))}" if dept else ""
+    table = Table(title=f"{what}{of}, newest last", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True)
+    for col in ("status", "read", "staged", "quarantined", "skipped"):
+        table.add_column(col, justify="left" if col == "status" else "right")
+    table.add_column("file as delivered", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.delivery_id,
+            Text(r.status, style="red" if r.failed else "green"),
+            f"{r.rows_read:,}",
+            "" if r.rows_staged is None else f"{r.rows_staged:,}",
+            f"{r.rows_quarantined:,}",
+            "" if r.rows_skipped is None else f"{r.rows_skipped:,}",
+            Text(shown(r.file_name)) if r.file_name else Text("(nothing landed)", style="dim"),
+        )
+    console.print(table)
+    for r in (r for r in rows if r.failed):  # why, and who has seen it: a block each
+        console.print(Text(f"{r.delivery_id}  failed {r.accounted_at:%Y-%m-%d %H:%M} UTC"))
+        console.print(Text(f"  reason: {shown(r.reason or '')}"))
+        if r.acknowledged:
+            by = f"{r.acked_by} {r.acked_at:%Y-%m-%d %H:%M} UTC: {r.ack_reason or ''}"
+            console.print(Text(f"  acknowledged by {shown(by)}"))
+    if hidden:
+        console.print(f"{hidden} older deliveries not shown (--all shows them)")
+    if failed and not rows:
+        console.print("[green]no failed delivery waits for an officer[/green]")
+
+
+@deliveries_app.command("ack")
+def deliveries_ack(
+    delivery_id: Annotated[str, typer.Argument(help="the delivery's id (see `list --failed`)")],
+    reason: Annotated[str, typer.Option("--reason", help="why it may stay failed")],
+) -> None:
+    """Acknowledge a failed delivery: it leaves the run summary's open failures. Audited."""
+    from masking.audit import AuditLog
+    from pipelines.deliveries import acknowledge
+
+    settings = get_settings().ensure_dirs()
+    actor = cli_actor()
+    with _writing_lake(settings, "recording the acknowledgement") as con:
+        row = acknowledge(con, AuditLog.from_settings(settings), actor, delivery_id, reason)
+    done = f"acknowledged {row.delivery_id} ({row.dept}.{row.dataset}) as {actor}: {reason}"
+    console.print(Text(shown(done)))
+
+
+@deliveries_app.command("retry")
+def deliveries_retry(
+    delivery_id: Annotated[str, typer.Argument(help="the failed delivery's id")],
+) -> None:
+    """Read a failed delivery's landed copy again, after a catalogue or connector fix, into
+    raw and through the row gate (under the lake writer lock; audited). Refused for a
+    delivery that did not fail, or whose landed copy is missing or changed."""
+    from masking.audit import AuditLog
+    from pipelines.deliveries import retry
+    from pipelines.protection import Protection
+
+    settings = get_settings().ensure_dirs()
+    cat = _catalogue(None)
+    actor = cli_actor()
+    protection = Protection.from_settings(settings, actor=actor)
+    with _writing_lake(settings, "reading the delivery again") as con:
+        done = retry(con, cat, protection, AuditLog.from_settings(settings), actor, delivery_id)
+    a, s = done.account, done.stage
+    if a.status != "loaded":
+        err.print(Text(shown(f"{delivery_id} failed again: {a.reason}"), style="red"))
+        raise typer.Exit(1)
+    staged = f"{s.rows_out:,} staged, " if s else ""
+    quarantined = a.rows_quarantined + (s.rows_quarantined if s else 0)
+    skipped = getattr(s, "rows_skipped", 0) if s else 0
+    console.print(
+        f"[green]{delivery_id} loaded[/green]: {a.rows_read:,} rows read = {staged}"
+        f"{quarantined:,} quarantined, {skipped:,} skipped"
+    )
 
 
 @app.command("run")

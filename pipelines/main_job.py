@@ -9,9 +9,11 @@ staged → marts → model.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import dagster as dg
 from rich.console import Console
@@ -26,14 +28,20 @@ from catalog.street import get_street
 from lakehouse.lake import init_lake, open_lake
 from masking.audit import AuditLog
 from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
-from pipelines.defs.quality.assets import build_scorecard_asset, build_staged_asset, staged_key
+from pipelines.defs.quality.assets import (
+    SCORECARD_KEY,
+    build_scorecard_asset,
+    build_staged_asset,
+    staged_key,
+)
 from pipelines.defs.quality.checks import build_contract_check
 from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.checks import build_account_check
+from pipelines.deliveries import list_deliveries
 from pipelines.instance import prepare_dagster_home
 from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource
-from pipelines.summary import print_lake
+from pipelines.summary import Problem, print_ingestion, print_lake, print_run_report, run_report
 
 
 def inbox_is_empty(settings: Settings) -> bool:
@@ -78,12 +86,80 @@ def department_apis(settings: Settings) -> Iterator[None]:
                 os.environ["STREETHUB_DEPT_API_URL"] = old
 
 
-def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.AssetCheckEvaluation:
+@dataclass
+class IngestOutcome:
+    """What the main job's Dagster runs did that the summary must tell."""
+
+    steps: list[Problem] = field(default_factory=list)  # failed, blocked or skipped this run
+    still_blocked: list[Problem] = field(default_factory=list)  # a check on an older delivery
+    leak_check: dg.AssetCheckEvaluation | None = None  # None: the scorecard did not run
+    scorecard_ok: bool = False
+
+
+def _step_assets(defs: list) -> dict[str, str]:
+    """Step (op) name → what it makes, as ``zone/dept/dataset`` (or ``…:check``)."""
+    out = {}
+    for d in defs:
+        if isinstance(d, dg.AssetChecksDefinition):
+            for spec in d.check_specs:
+                out[d.node_def.name] = f"{spec.asset_key.to_user_string()}:{spec.name}"
+        else:
+            out[d.node_def.name] = d.key.to_user_string()
+    return out
+
+
+def run_problems(
+    result: dg.ExecuteInProcessResult, defs: list, started_at: dt.datetime
+) -> tuple[list[Problem], list[Problem]]:
+    """(problems this run added, checks still blocking on a delivery gated before the run)
+    from one materialisation: steps that raised (by exception class: messages may quote
+    data), blocking checks that failed, and assets skipped because of either."""
+    names = _step_assets(defs)
+    this_run: list[Problem] = []
+    older: list[Problem] = []
+    for event in result.get_step_failure_events():
+        error = event.event_specific_data.error if event.event_specific_data else None
+        if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            continue  # told below from the check's own evaluation
+        cause = error.cause if error is not None and error.cause is not None else error
+        what = f"step failed ({cause.cls_name if cause else 'unknown error'})"
+        this_run.append(Problem(names.get(event.step_key, event.step_key), what))
+    for e in result.get_asset_check_evaluations():
+        if e.passed or not e.blocking:
+            continue
+        meta = {k: v.value for k, v in e.metadata.items()}
+        where = f"{e.asset_key.to_user_string()}:{e.check_name}"
+        what = "blocking check failed"
+        if "newest_pass_rate" in meta:
+            what += f": newest delivery {meta['newest_pass_rate']:.0%} passed the row gate"
+        if meta.get("unbalanced"):
+            what += f"; {len(meta['unbalanced'])} unbalanced deliveries"
+        staged_at = meta.get("newest_staged_at")
+        before = bool(staged_at) and dt.datetime.fromisoformat(staged_at) < started_at
+        (older if before and not meta.get("unbalanced") else this_run).append(Problem(where, what))
+    made = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    failed = {p.where for p in this_run}
+    for d in defs:
+        if isinstance(d, dg.AssetChecksDefinition):
+            continue
+        key = d.key.to_user_string()
+        if key not in made and key not in failed:
+            this_run.append(Problem(key, "not materialised: what it depends on failed"))
+    return this_run, older
+
+
+def ingest_all(
+    settings: Settings, cat: Catalogue, console: Console, started_at: dt.datetime
+) -> IngestOutcome:
     """Materialise every landing, raw and staged asset, a department at a time, then the
-    quality scorecard and the leak scan; return the leak scan's evaluation."""
+    quality scorecard and the leak scan over what is staged. A failed or blocked dataset
+    stops what depends on it (Dagster skips its downstream) and nothing else: every
+    department is ingested, and what failed is collected for the summary. A leak is
+    raised: the run must fail on it."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
+    outcome = IngestOutcome()
     depts = list(cat.departments.values())
     columns = (
         TextColumn("{task.description}"),
@@ -91,34 +167,37 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    # the progress bar and the summary speak here; the full log is in the UI
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("ingesting", total=len(depts) + 1)
         for dept in depts:
             progress.update(task, description=f"ingesting {dept.code} {dept.name_zh}")
-            assets = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
-            assets += [build_staged_asset(dept, ds) for ds in dept.datasets]
-            checks = [build_account_check(dept, ds) for ds in dept.datasets]
-            checks += [build_contract_check(dept, ds) for ds in dept.datasets]
+            defs = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
+            defs += [build_staged_asset(dept, ds) for ds in dept.datasets]
+            defs += [build_account_check(dept, ds) for ds in dept.datasets]
+            defs += [build_contract_check(dept, ds) for ds in dept.datasets]
             result = dg.materialize(
-                [*assets, *checks],
+                defs,
                 instance=instance,
                 resources={"lake": LakeResource()},
                 tags={"streethub/job": "main", "dept": dept.code, **run_tags()},
-                # the progress bar and the summary speak here; the full log is in the UI
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                run_config=quiet,
                 raise_on_error=False,
             )
-            if not result.success:
-                raise StreethubError(f"ingesting {dept.code} failed; see the Dagster run logs")
+            steps, blocked = run_problems(result, defs, started_at)
+            outcome.steps += steps
+            outcome.still_blocked += blocked
             progress.advance(task)
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
+        defs = [build_scorecard_asset(keys), build_leak_check()]
         result = dg.materialize(
-            [build_scorecard_asset(keys), build_leak_check()],
+            defs,
             instance=instance,
             resources={"lake": LakeResource()},
             tags={"streethub/job": "main", **run_tags()},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=quiet,
             raise_on_error=False,
         )
         leak_checks = [
@@ -130,10 +209,14 @@ def ingest_all(settings: Settings, cat: Catalogue, console: Console) -> dg.Asset
                 f"unmasked personal information outside the encrypted zones in {places}: "
                 "run `streethub leaks scan` for rows and columns"
             )
-        if not result.success or not leak_checks:
-            raise StreethubError("the quality scorecard failed; see the Dagster run logs")
+        outcome.leak_check = leak_checks[0] if leak_checks else None
+        outcome.scorecard_ok = SCORECARD_KEY in {
+            m.asset_key for m in result.get_asset_materialization_events()
+        }
+        steps, _ = run_problems(result, defs, started_at)
+        outcome.steps += steps
         progress.advance(task)
-    return leak_checks[0]
+    return outcome
 
 
 def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
@@ -156,54 +239,9 @@ def expected_rows(settings: Settings) -> dict[str, int] | None:
     return out
 
 
-def ingestion_summary(settings: Settings) -> list[tuple]:
-    """(dept, deliveries, rows read, staged, quarantined, failed) from the accounts."""
-    with open_lake(settings, read_only=True) as con:
-        return con.execute(
-            """SELECT a.dept,
-                      count(*) FILTER (WHERE a.status = 'loaded'),
-                      coalesce(sum(a.rows_read), 0),
-                      coalesce(sum(s.rows_out), 0),
-                      coalesce(sum(a.rows_quarantined), 0) + coalesce(sum(s.rows_quarantined), 0),
-                      count(*) FILTER (WHERE a.status = 'failed')
-               FROM landing.delivery_accounts a
-               LEFT JOIN landing.stage_accounts s USING (delivery_id)
-               GROUP BY a.dept ORDER BY a.dept"""
-        ).fetchall()
-
-
-def print_ingestion(console: Console, settings: Settings, cat: Catalogue) -> bool:
-    """The per-department table; True when every delivery is in and balances."""
-    rows = {r[0]: r for r in ingestion_summary(settings)}
-    expected = expected_rows(settings)
-    table = Table(title="ingestion: landing → raw → staged (row gate), per department")
-    for col in ("dept", "name", "deliveries", "rows delivered", "staged", "quarantined", "failed"):
-        table.add_column(col, justify="right" if col not in ("dept", "name") else "left")
-    if expected is not None:
-        table.add_column("simulator count", justify="right")
-    ok = True
-    totals = [0, 0, 0, 0, 0]
-    for code, dept in cat.departments.items():
-        _, n, read, loaded, quarantined, failed = rows.get(code, (code, 0, 0, 0, 0, 0))
-        ok &= failed == 0 and read == loaded + quarantined
-        cells = [code, dept.name_zh, f"{n:,}", f"{read:,}", f"{loaded:,}", f"{quarantined:,}"]
-        cells.append(f"[red]{failed}[/red]" if failed else "0")
-        if expected is not None:
-            want = expected.get(code, 0)
-            ok &= want == read
-            cells.append(f"{want:,}" if want == read else f"[red]{want:,}[/red]")
-        table.add_row(*cells)
-        for i, v in enumerate((n, read, loaded, quarantined, failed)):
-            totals[i] += v
-    footer = ["total", "", *(f"{v:,}" for v in totals)]
-    if expected is not None:
-        footer.append(f"{sum(expected.values()):,}")
-    table.add_row(*footer, style="bold")
-    console.print(table)
-    return ok
-
-
 def run_main(settings: Settings, console: Console) -> None:
+    """The main job and its summary; a StreethubError when this run added a failure (a
+    delivery, a dataset step, an account that does not balance) or found a leak."""
     settings = settings.ensure_dirs()
     cat = load_catalogue(settings.catalog_dir)
     street = get_street(settings.street_file)
@@ -213,23 +251,40 @@ def run_main(settings: Settings, console: Console) -> None:
     )
     init_lake(settings)
     simulate_if_needed(settings, console)
+    started_at = dt.datetime.now(dt.UTC)
     with department_apis(settings):
-        leak_check = ingest_all(settings, cat, console)
-    ok = print_ingestion(console, settings, cat)
-    print_quality(console, settings)
+        outcome = ingest_all(settings, cat, console, started_at)
+    with open_lake(settings, read_only=True) as con:
+        rows = list_deliveries(con)
+    expected = expected_rows(settings)
+    print_ingestion(console, cat, rows, expected)
+    report = run_report(
+        rows, started_at, steps=outcome.steps, still_blocked=outcome.still_blocked,
+        expected=expected,
+    )  # fmt: skip
+    if outcome.scorecard_ok:
+        print_quality(console, settings)
     print_lake(console, settings)
-    if not ok:
-        raise StreethubError("some deliveries failed or do not balance; see the table above")
-    cells = leak_check.metadata["cells_scanned"].value
-    console.print(
-        f"leak scan: 0 unmasked IDs, mobiles, bank cards or names in {cells:,} cells outside "
-        "raw/staged"
-    )
+    print_run_report(console, report)
+    if outcome.leak_check is not None:
+        cells = outcome.leak_check.metadata["cells_scanned"].value
+        console.print(
+            f"leak scan: 0 unmasked IDs, mobiles, bank cards or names in {cells:,} cells "
+            "outside raw/staged"
+        )
+    else:
+        console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
     audit = AuditLog.from_settings(settings).verify()
     if not audit.ok:
         raise StreethubError("the audit log does not verify: " + "; ".join(audit.problems[:3]))
     console.print(f"audit log: {audit.records:,} records, hash chain and signatures verified")
-    console.print("[green]every delivered row is staged or quarantined[/green]")
+    if report.failed or outcome.leak_check is None:
+        n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)
+        raise StreethubError(
+            f"this run added {n} failure(s) (see the tables above; "
+            "`streethub deliveries list --failed`)"
+        )
+    console.print("[green]every delivered row is staged, quarantined or skipped[/green]")
 
 
 def print_quality(console: Console, settings: Settings) -> None:

@@ -1,13 +1,20 @@
-"""Printing what the lake holds (for the CLI and the main job)."""
+"""Printing what the lake holds and what a run did (for the CLI and the main job)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass, field
+
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from catalog.errors import shown
+from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import ZONES, open_lake
 from lakehouse.snapshots import list_snapshots, list_tables
+from pipelines.deliveries import DeliveryRow, split_by_run
 
 
 def print_lake(console: Console, settings: Settings, *, last_snapshots: int = 5) -> None:
@@ -32,3 +39,154 @@ def print_lake(console: Console, settings: Settings, *, last_snapshots: int = 5)
             changes = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in snap.changes.items())
             s.add_row(str(snap.snapshot_id), f"{snap.time:%Y-%m-%d %H:%M:%S}", changes[:100])
         console.print(s)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that went wrong, in the officer's words: where (an asset key or a delivery
+    id) and what (a reason, a check, an exception's class — never a value)."""
+
+    where: str
+    what: str
+
+
+@dataclass
+class RunReport:
+    """What one run of the main job added, and what older trouble is still open."""
+
+    failed_deliveries: list[DeliveryRow] = field(default_factory=list)  # accounted this run
+    steps: list[Problem] = field(default_factory=list)  # steps failed or blocked this run
+    unbalanced: list[Problem] = field(default_factory=list)  # an account that does not add up
+    older: list[DeliveryRow] = field(default_factory=list)  # failed before, not acknowledged
+    still_blocked: list[Problem] = field(default_factory=list)  # a check on an older delivery
+
+    @property
+    def failed(self) -> bool:
+        """The run fails for what it added, and for any account that does not balance; never
+        for older failures (listed until acknowledged) or older blocked checks."""
+        return bool(self.failed_deliveries or self.steps or self.unbalanced)
+
+
+def unbalanced(rows: list[DeliveryRow], expected: dict[str, int] | None = None) -> list[Problem]:
+    """Deliveries whose rows do not add up, and departments whose rows read differ from the
+    simulator's count with no failed or waiting delivery to explain it (rows lost)."""
+    out = [
+        Problem(r.delivery_id, "rows delivered ≠ staged + quarantined + skipped")
+        for r in rows
+        if not r.balances
+    ]
+    for dept, want in (expected or {}).items():
+        mine = [r for r in rows if r.dept == dept]
+        if any(r.failed or r.awaiting_gate for r in mine):
+            continue
+        read = sum(r.rows_read for r in mine)
+        if read != want:
+            out.append(Problem(dept, f"{read:,} rows read, the simulator delivered {want:,}"))
+    return out
+
+
+def run_report(
+    rows: list[DeliveryRow],
+    started_at: dt.datetime,
+    *,
+    steps: list[Problem] = (),
+    still_blocked: list[Problem] = (),
+    expected: dict[str, int] | None = None,
+) -> RunReport:
+    """Decide what this run added (it fails for that) from every delivery's account."""
+    this_run, older = split_by_run(rows, started_at)
+    return RunReport(this_run, list(steps), unbalanced(rows, expected), older, list(still_blocked))
+
+
+def _text(value: str | None) -> Text:
+    """A name or reason as a cell: control characters escaped, no console markup."""
+    return Text(shown(value)) if value else Text("—", style="dim")
+
+
+def print_ingestion(
+    console: Console, cat: Catalogue, rows: list[DeliveryRow], expected: dict[str, int] | None
+) -> None:
+    """Per department: deliveries, rows delivered = staged + quarantined + skipped, failed."""
+    table = Table(title="ingestion: landing → raw → staged (row gate), per department")
+    cols = ("dept", "name", "deliveries", "rows delivered", "staged", "quarantined", "skipped",
+            "failed")  # fmt: skip
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("dept", "name") else "right")
+    if expected is not None:
+        table.add_column("simulator count", justify="right")
+    totals = [0] * 6
+    for code, dept in cat.departments.items():
+        mine = [r for r in rows if r.dept == code]
+        loaded = [r for r in mine if not r.failed]
+        failed = [r for r in mine if r.failed]
+        open_ = [r for r in failed if not r.acknowledged]
+        n = (
+            len(loaded),
+            sum(r.rows_read for r in loaded),
+            sum(r.rows_staged or 0 for r in loaded),
+            sum(r.rows_quarantined for r in loaded),
+            sum(r.rows_skipped or 0 for r in loaded),
+            len(failed),
+        )
+        cells = [code, dept.name_zh, *(f"{v:,}" for v in n[:5])]
+        cells.append(f"[red]{n[5]}[/red]" if open_ else str(n[5]))
+        if expected is not None:
+            want = expected.get(code, 0)
+            cells.append(f"{want:,}" if want == n[1] else f"[red]{want:,}[/red]")
+        table.add_row(*cells)
+        totals = [t + v for t, v in zip(totals, n, strict=True)]
+    footer = ["total", "", *(f"{v:,}" for v in totals)]
+    if expected is not None:
+        footer.append(f"{sum(expected.values()):,}")
+    table.add_row(*footer, style="bold")
+    console.print(table)
+    waiting = [r for r in rows if r.awaiting_gate]
+    if waiting:
+        console.print(
+            f"{len(waiting)} deliveries ({sum(r.rows_read for r in waiting):,} rows) are in raw "
+            "but not yet through the row gate: the next run gates them"
+        )
+
+
+def failures_table(title: str, rows: list[DeliveryRow]) -> Table:
+    """Failed deliveries: id, dataset, file as delivered (escaped), when, why."""
+    table = Table(title=title, title_justify="left")
+    for col in ("delivery", "dataset", "file", "accounted (UTC)", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.delivery_id,
+            f"{r.dept}.{r.dataset}",
+            _text(r.file_name),
+            f"{r.accounted_at:%Y-%m-%d %H:%M}",
+            _text(r.reason),
+        )
+    return table
+
+
+def print_run_report(console: Console, report: RunReport) -> None:
+    """This run's failures (the run fails for them), then older open ones (it does not)."""
+    if report.failed_deliveries:
+        console.print(failures_table("[red]deliveries that failed in this run[/red]",
+                                     report.failed_deliveries))  # fmt: skip
+    for title, problems in (
+        ("[red]datasets that failed or were blocked in this run[/red]", report.steps),
+        ("[red]accounts that do not balance[/red]", report.unbalanced),
+        ("checks still blocking on an older delivery (not failing this run)",
+         report.still_blocked),
+    ):  # fmt: skip
+        if problems:
+            table = Table(title=title, title_justify="left")
+            table.add_column("where")
+            table.add_column("what")
+            for p in problems:
+                table.add_row(_text(p.where), _text(p.what))
+            console.print(table)
+    if report.older:
+        console.print(
+            failures_table(
+                f"older failed deliveries not yet acknowledged ({len(report.older)}; not failing "
+                "this run): `streethub deliveries ack ID --reason …` or `… retry ID`",
+                report.older,
+            )
+        )

@@ -10,6 +10,8 @@
   row already staged, counted and not staged again).
 - ``quarantine.rows``: every row that did not make it, with its source row,
   field, check and reason (values masked).
+- ``landing.delivery_acks``: a data officer's acknowledgement of a failed
+  delivery (who, why, when); it covers the failure accounted before it.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ DDL = (
         delivery_id VARCHAR, dept VARCHAR, dataset VARCHAR, stage VARCHAR,
         rows_in BIGINT, rows_out BIGINT, rows_quarantined BIGINT, accounted_at TIMESTAMPTZ,
         rows_skipped BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS landing.delivery_acks (
+        delivery_id VARCHAR, acked_by VARCHAR, reason VARCHAR, acked_at TIMESTAMPTZ)""",
 )
 LEDGER_TABLES = {
     ("landing", "deliveries"),
     ("landing", "delivery_accounts"),
     ("landing", "stage_accounts"),
+    ("landing", "delivery_acks"),
     ("quarantine", "rows"),
 }
 
@@ -70,7 +75,7 @@ LATER_COLUMNS: dict[tuple[str, str], list[tuple[str, str]]] = {
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    if tables_in(con) < LEDGER_TABLES:
+    if not tables_in(con) >= LEDGER_TABLES:
         con.execute("BEGIN TRANSACTION")
         for ddl in DDL:
             con.execute(ddl)

@@ -21,20 +21,22 @@ def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinit
         name="contract",
         blocking=True,
         description=(
-            "Blocking: every delivery accounted for (delivered = staged + quarantined) and at "
-            f"least {MIN_PASS_RATE:.0%} of the newest delivery's rows passed the row gate."
+            "Blocking: every delivery accounted for (delivered = staged + quarantined + "
+            f"skipped) and at least {MIN_PASS_RATE:.0%} of the newest delivery's rows passed "
+            "the row gate (exact duplicates skipped count as passed)."
         ),
     )
     def _contract(lake: LakeResource) -> dg.AssetCheckResult:
         with lake.open(read_only=True) as con:
             rows = con.execute(
-                """SELECT a.delivery_id, a.rows_read, s.rows_out,
+                """SELECT a.delivery_id, a.rows_read, s.rows_out, coalesce(s.rows_skipped, 0),
                           (SELECT count(DISTINCT source_row) FROM quarantine.rows q
                            WHERE q.delivery_id = a.delivery_id) AS quarantined,
-                          a.accounted_at
+                          s.accounted_at
                    FROM landing.delivery_accounts a
                    JOIN landing.stage_accounts s USING (delivery_id)
-                   WHERE a.dept = ? AND a.dataset = ? ORDER BY a.accounted_at""",
+                   WHERE a.dept = ? AND a.dataset = ? AND s.stage = 'staged'
+                   ORDER BY a.accounted_at, s.accounted_at""",
                 [dept.code, ds.code],
             ).fetchall()
             failing = con.execute(
@@ -42,14 +44,18 @@ def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinit
                 "quarantine.rows WHERE dept = ? AND dataset = ? GROUP BY 1 ORDER BY 2 DESC",
                 [dept.code, ds.code],
             ).fetchall()
-        unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3]]
-        newest_rate = (rows[-1][2] / rows[-1][1]) if rows and rows[-1][1] else 1.0
+        unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3] + r[4]]
+        newest = rows[-1] if rows else None
+        newest_rate = (newest[2] + newest[3]) / newest[1] if newest and newest[1] else 1.0
         report = lake.settings().home_abs / "reports" / "quality.html"
         return dg.AssetCheckResult(
             passed=not unbalanced and newest_rate >= MIN_PASS_RATE,
             metadata={
                 "deliveries": len(rows),
                 "unbalanced": dg.MetadataValue.json(unbalanced[:20]),
+                "newest_delivery": newest[0] if newest else "",
+                # the main job fails a run only for a delivery gated during it
+                "newest_staged_at": newest[5].isoformat() if newest else "",
                 "newest_pass_rate": newest_rate,
                 "rows_quarantined_by_check": dg.MetadataValue.json(dict(failing)),
                 "report": dg.MetadataValue.path(str(report)),

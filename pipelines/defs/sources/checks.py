@@ -1,11 +1,13 @@
-"""Asset checks on raw: every delivery accounted for, and none failed."""
+"""Asset checks on raw: every delivery accounted for, and no failure left unacknowledged."""
 
 import dagster as dg
 
+from catalog.errors import shown
 from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department
 from catalog.settings import get_settings
 from pipelines.defs.sources.assets import raw_key
+from pipelines.deliveries import list_deliveries
 from pipelines.resources import LakeResource
 
 
@@ -14,26 +16,26 @@ def build_account_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefiniti
         asset=raw_key(dept.code, ds.code),
         name="deliveries_accounted",
         description="rows read = rows loaded + rows quarantined for every delivery; "
-        "no delivery failed",
+        "no failed delivery left unacknowledged (`streethub deliveries list --failed`)",
     )
     def _check(lake: LakeResource) -> dg.AssetCheckResult:
         with lake.open(read_only=True) as con:
-            unbalanced, failed, total, reasons = con.execute(
-                """SELECT count(*) FILTER (WHERE rows_read <> rows_loaded + rows_quarantined),
-                          count(*) FILTER (WHERE status = 'failed'),
-                          count(*),
-                          list(reason) FILTER (WHERE status = 'failed')
-                   FROM landing.delivery_accounts WHERE dept = ? AND dataset = ?""",
-                [dept.code, ds.code],
-            ).fetchone()
+            rows = list_deliveries(con, dept=dept.code)
+        mine = [r for r in rows if r.dataset == ds.code]
+        unbalanced = [r for r in mine if r.rows_read != r.rows_loaded + r.rows_quarantined_raw]
+        failed = [r for r in mine if r.failed]
+        open_ = [r for r in failed if not r.acknowledged]
         return dg.AssetCheckResult(
-            passed=unbalanced == 0 and failed == 0,
+            passed=not unbalanced and not open_,
             severity=dg.AssetCheckSeverity.ERROR if unbalanced else dg.AssetCheckSeverity.WARN,
             metadata={
-                "deliveries": int(total),
-                "unbalanced": int(unbalanced),
-                "failed": int(failed),
-                "failure_reasons": dg.MetadataValue.json((reasons or [])[:20]),
+                "deliveries": len(mine),
+                "unbalanced": len(unbalanced),
+                "failed": len(failed),
+                "failed_unacknowledged": len(open_),
+                "failure_reasons": dg.MetadataValue.json(
+                    [f"{r.delivery_id}: {shown(r.reason or '')}" for r in open_][:20]
+                ),
             },
         )
 
