@@ -1,0 +1,178 @@
+"""The main job's rules: one failed dataset stops what depends on it and nothing else, and
+`streethub run` fails for what this run added, never for older failures an officer has
+not yet worked (they are listed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from rich.console import Console
+
+from catalog.loader import load_catalogue
+from catalog.settings import Settings
+from lakehouse.lake import open_lake
+from pipelines.deliveries import DeliveryRow, list_deliveries
+from pipelines.summary import Problem, print_run_report, run_report
+
+T0 = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+
+
+def row(delivery_id: str, *, status: str = "loaded", at: dt.datetime = T0, **kw) -> DeliveryRow:
+    """A delivery's account: 10 rows read = 8 staged + 1 quarantined + 1 skipped."""
+    failed = status == "failed"
+    values = {
+        "delivery_id": delivery_id,
+        "dept": "wjw",
+        "dataset": "elderly_health_checks",
+        "file_name": f"{delivery_id}.csv",
+        "status": status,
+        "reason": "wrong encoding at byte 7" if failed else None,
+        "rows_read": 0 if failed else 10,
+        "rows_loaded": 0 if failed else 10,
+        "rows_quarantined_raw": 0,
+        "stage_rows_in": None if failed else 10,
+        "rows_staged": None if failed else 8,
+        "rows_quarantined_gate": None if failed else 1,
+        "rows_skipped": None if failed else 1,
+        "accounted_at": at,
+        "acked_by": None,
+        "ack_reason": None,
+        "acked_at": None,
+    }
+    return DeliveryRow(**(values | kw))
+
+
+def test_a_failure_accounted_during_the_run_fails_it() -> None:
+    report = run_report([row("a"), row("b", status="failed", at=T0 + HOUR)], T0)
+    assert report.failed
+    assert [r.delivery_id for r in report.failed_deliveries] == ["b"] and report.older == []
+
+
+def test_older_unacknowledged_failures_are_listed_without_failing_the_run() -> None:
+    old = row("old", status="failed", at=T0 - HOUR)
+    seen = row("seen", status="failed", at=T0 - HOUR, acked_by="cli:li", acked_at=T0 - HOUR / 2)
+    report = run_report([old, seen, row("new", at=T0 + HOUR)], T0)
+    assert not report.failed
+    assert [r.delivery_id for r in report.older] == ["old"]  # the acknowledged one is not
+
+
+def test_failed_steps_and_unbalanced_accounts_fail_the_run_older_blocks_do_not() -> None:
+    step = Problem("raw/wjw/elderly_health_checks", "step failed (RuntimeError)")
+    assert run_report([row("a")], T0, steps=[step]).failed
+    lost = row("lost", rows_staged=7)  # 10 read ≠ 7 + 1 + 1
+    assert not lost.balances and run_report([lost], T0).failed
+    still = Problem("staged/wjw/elderly_health_checks:contract", "blocking check failed")
+    assert not run_report([row("a")], T0, still_blocked=[still]).failed
+    waiting = row("waiting", stage_rows_in=None, rows_staged=None, rows_quarantined_gate=None)
+    assert waiting.awaiting_gate and waiting.balances  # its staged step failed: told there
+
+
+def test_rows_the_simulator_delivered_but_nobody_accounted_for_fail_the_run() -> None:
+    assert not run_report([row("a")], T0, expected={"wjw": 10}).failed
+    assert run_report([row("a")], T0, expected={"wjw": 12}).failed
+    explained = [row("a"), row("b", status="failed", at=T0 - HOUR)]
+    assert not run_report(explained, T0, expected={"wjw": 12}).failed  # the failure says why
+
+
+def test_the_report_escapes_names_and_reasons() -> None:
+    bad = row("x", status="failed", at=T0 - HOUR, file_name="a\x1b[2J\n[red]b.csv")
+    console = Console(record=True, width=200, force_terminal=False)
+    print_run_report(console, run_report([bad], T0))
+    text = console.export_text()
+    assert "\x1b" not in text and "\\x1b[2J\\n[red]b.csv" in text
+    assert "older failed deliveries not yet acknowledged" in text
+
+
+@pytest.fixture
+def two_departments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    from departments.simulate import simulate
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("STREETHUB_HOME", str(home))
+    monkeypatch.setenv("STREETHUB_SETTLE_SECONDS", "0")
+    simulate(home, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
+    return Settings(home=home)
+
+
+def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
+    two_departments: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.defs.quality.assets import build_staged_asset
+    from pipelines.defs.quality.checks import build_contract_check
+    from pipelines.defs.sources import assets as source_assets
+    from pipelines.main_job import run_problems
+    from pipelines.resources import LakeResource
+
+    cat = load_catalogue()
+    broken = cat.departments["wjw"].datasets[0]
+    real_load_raw = source_assets.load_raw
+
+    def load_raw(con, dept, ds, protect):
+        if ds.code == broken.code:
+            raise RuntimeError("a connector bug")
+        return real_load_raw(con, dept, ds, protect)
+
+    monkeypatch.setattr(source_assets, "load_raw", load_raw)
+    defs = []
+    for code in ("wjw", "cgj"):
+        dept = cat.departments[code]
+        defs += [a for ds in dept.datasets for a in source_assets.build_dataset_assets(dept, ds)]
+        defs += [build_staged_asset(dept, ds) for ds in dept.datasets]
+        defs += [build_contract_check(dept, ds) for ds in dept.datasets]
+    started = dt.datetime.now(dt.UTC)
+    result = dg.materialize(
+        defs,
+        resources={"lake": LakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    made = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    others = [(d, ds) for d in ("wjw", "cgj") for ds in cat.departments[d].datasets]
+    others = [(d, ds.code) for d, ds in others if ds.code != broken.code]
+    assert len(others) == 3
+    for dept, code in others:  # every other dataset, of both departments, went all the way
+        assert {f"raw/{dept}/{code}", f"staged/{dept}/{code}"} <= made
+    assert f"landing/wjw/{broken.code}" in made
+    assert f"raw/wjw/{broken.code}" not in made and f"staged/wjw/{broken.code}" not in made
+    this_run, older = run_problems(result, defs, started)
+    assert older == []
+    assert Problem(f"raw/wjw/{broken.code}", "step failed (RuntimeError)") in this_run
+    assert any(p.where == f"staged/wjw/{broken.code}" for p in this_run)
+    assert all("a connector bug" not in p.what for p in this_run)  # messages may hold data
+    with open_lake(two_departments, read_only=True) as con:
+        staged = {(r.dept, r.dataset) for r in list_deliveries(con) if r.rows_staged}
+    assert set(others) <= staged
+
+
+def test_a_blocking_check_fails_this_run_only_for_a_delivery_gated_in_it(
+    two_departments: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.defs.quality import checks
+    from pipelines.defs.quality.assets import build_staged_asset
+    from pipelines.defs.sources.assets import build_dataset_assets
+    from pipelines.main_job import run_problems
+    from pipelines.resources import LakeResource
+
+    monkeypatch.setattr(checks, "MIN_PASS_RATE", 1.01)  # no delivery is clean enough
+    dept = load_catalogue().departments["cgj"]
+    (ds,) = dept.datasets
+    defs = [*build_dataset_assets(dept, ds), build_staged_asset(dept, ds)]
+    defs.append(checks.build_contract_check(dept, ds))
+    started = dt.datetime.now(dt.UTC)
+    result = dg.materialize(
+        defs,
+        resources={"lake": LakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    this_run, older = run_problems(result, defs, started)
+    where = f"staged/cgj/{ds.code}:contract"
+    assert [p.where for p in this_run] == [where] and older == []
+    assert "passed the row gate" in this_run[0].what
+    later, older = run_problems(result, defs, started + dt.timedelta(days=1))
+    assert later == [] and [p.where for p in older] == [where]
