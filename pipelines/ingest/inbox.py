@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
 
@@ -75,9 +74,6 @@ class InboxScan:
 
     def settled(self, entry: Entry, settings: Settings) -> bool:
         return entry.refused is not None or entry.age_s(self.taken_ns) >= settings.settle_seconds
-
-    def unmatched_shown(self) -> list[str]:
-        return [shown(n) for n in self.unmatched]
 
 
 def pattern_matcher(pattern: str) -> re.Pattern[str]:

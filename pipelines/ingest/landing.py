@@ -53,7 +53,7 @@ KP_RECORDED = register("landing.recorded", "landing: ledger row of the delivery 
 
 CHUNK_BYTES = 1 << 20
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-STILL_BEING_WRITTEN = "still being written"
+UNMATCHED_LISTED = 50  # names of unmatched files a result lists (all are counted)
 
 
 @dataclass
@@ -63,7 +63,8 @@ class LandingResult:
     failed: list[str]  # reasons of pulls that failed, or of files refused, in this run
     waiting: list[str] = field(default_factory=list)  # files not settled yet (shown escaped)
     refused: int = 0  # files refused (symlink, not regular, outside, too large): new accounts
-    unmatched: list[str] = field(default_factory=list)  # the department's unexpected names
+    unmatched: list[str] = field(default_factory=list)  # unexpected names (shown, at most 50)
+    unmatched_total: int = 0  # how many names of the department's folder no pattern matches
 
 
 class Transform(Protocol):
@@ -318,7 +319,8 @@ def land_files(
     scan = scan_inbox(settings, dept, siblings)
     result = LandingResult([], 0, [])
     if siblings[0].code == dataset.code:
-        result.unmatched = scan.unmatched_shown()
+        result.unmatched = [shown(n) for n in scan.unmatched[:UNMATCHED_LISTED]]
+        result.unmatched_total = len(scan.unmatched)
     remove_leftovers(settings, dept, dataset)
     settled, young = _settle(scan, scan.for_dataset(dataset.code), settings, wait_for_settle)
     result.waiting = [shown(e.name) for e in young]

@@ -112,7 +112,9 @@ def test_inbox_sensor_fires_on_new_files_only(tmp_path: Path, monkeypatch) -> No
     ds = dept.datasets[0]
     inbox = home / "inbox" / "mzj"
     inbox.mkdir(parents=True)
-    (inbox / (ds.delivery.pattern or "").replace("*", "20261101")).write_bytes(b"x")
+    delivered = inbox / (ds.delivery.pattern or "").replace("*", "20261101")
+    delivered.write_bytes(b"x")
+    os.utime(delivered, (1e9, 1e9))  # long settled
     first = sensor(dg.build_sensor_context())
     assert isinstance(first, dg.SensorResult) and len(first.run_requests) == 1
     again = sensor(dg.build_sensor_context(cursor=first.cursor))

@@ -7,6 +7,7 @@ Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml).
 
 import dagster as dg
 
+from catalog.errors import shown
 from catalog.loader import get_catalogue
 from catalog.model import ConnectorKind, Dataset, Department
 from catalog.settings import get_settings
@@ -90,13 +91,27 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
     def _landing(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         settings = lake.settings()
         with lake.open() as con:
-            result = land(con, settings, dept.code, ds)
+            # a run right after a delivery waits for files still settling; a later run
+            # (the sensor's) lands what was still changing then
+            result = land(con, settings, dept.code, ds, wait_for_settle=True)
             total = con.execute(
                 "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
                 [dept.code, ds.code],
             ).fetchone()[0]
-        for reason in result.failed:
+        for reason in result.failed:  # file names in reasons are already shown escaped
             context.log.warning(f"delivery failed: {reason}")
+        if result.unmatched_total:
+            more = result.unmatched_total - len(result.unmatched)
+            context.log.warning(
+                f"inbox/{dept.code}/ holds {result.unmatched_total} file(s) no dataset's "
+                f"pattern matches (not landed): {', '.join(result.unmatched)}"
+                + (f" … and {more} more" if more else "")
+            )
+        if result.waiting:
+            context.log.info(
+                f"{ds.code}: {len(result.waiting)} file(s) still being written, left for a "
+                f"later run: {', '.join(result.waiting)}"
+            )
         context.log.info(
             f"{ds.code}: {len(result.landed)} new deliveries, {result.skipped} seen before"
         )
@@ -104,9 +119,13 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
             metadata={
                 "new_deliveries": len(result.landed),
                 "skipped_seen_before": result.skipped,
-                "failed_pulls": len(result.failed),
+                "failed_pulls": len(result.failed) - result.refused,
+                "refused_files": result.refused,
+                "waiting_files": dg.MetadataValue.json(result.waiting),
+                "unmatched_files": result.unmatched_total,
+                "unmatched_names": dg.MetadataValue.json(result.unmatched),
                 "deliveries_total": int(total),
-                "new_files": dg.MetadataValue.json([d.file_name for d in result.landed]),
+                "new_files": dg.MetadataValue.json([shown(d.file_name) for d in result.landed]),
             }
         )
 
@@ -128,7 +147,7 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
             rows = row_count(con, "raw", table)
         for a in accounts:
             if a.status == "failed":
-                context.log.warning(f"delivery {a.file_name} failed: {a.reason}")
+                context.log.warning(f"delivery {shown(a.file_name)} failed: {a.reason}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": int(rows),
