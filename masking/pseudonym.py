@@ -155,3 +155,51 @@ def pseudonym(
 
 def looks_like_pseudonym(value: str) -> bool:
     return re.fullmatch(PSEUDONYM_PATTERN, value) is not None
+
+
+# -- keyed row digests: is a delivered row the one already staged? -------------------------
+
+ROW_DIGEST_HEX = 32  # 128 bits: a changed row taken for an unchanged one is never a concern
+_ROW_DOMAIN = "streethub/row-digest/v1\x1e"  # never the bytes of a pseudonymised value
+
+
+def _canonical(name: str, dtype: pl.DataType) -> pl.Expr:
+    """One field of the canonical encoding: ``name US length US value RS``; null → empty.
+
+    Length-prefixed, so no value can imitate another field's boundary; named, so two
+    fields swapping values differ; a null field is left out, so a field the catalogue
+    adds later (null in older rows) leaves their digests unchanged.
+    """
+    c = pl.col(name)
+    if dtype == pl.Date:
+        text = c.dt.strftime("%Y-%m-%d")
+    elif isinstance(dtype, pl.Datetime):
+        utc = c.dt.convert_time_zone("UTC") if dtype.time_zone else c
+        text = utc.dt.strftime("%Y-%m-%dT%H:%M:%S%.f")
+    else:
+        text = c.cast(pl.String)
+    part = pl.concat_str(
+        [pl.lit(f"{name}\x1f"), text.str.len_bytes().cast(pl.String), pl.lit("\x1f"), text,
+         pl.lit("\x1e")]
+    )  # fmt: skip
+    return pl.when(c.is_null()).then(pl.lit("")).otherwise(part)
+
+
+def row_digests(
+    frame: pl.DataFrame, fields: list[str], keyring: KeyRing, *, version: int | None = None
+) -> pl.Series:
+    """Keyed digest (HMAC-SHA256 under the pseudonym key, 32 hex) of each row's ``fields``.
+
+    Computed on the standardised plaintext values before encryption and stored beside the
+    ciphertext, so a delivered row is compared with a staged one digest to digest, never by
+    decrypting. Equal values give equal digests (per key); without the key a digest reveals
+    nothing and cannot be tested against guesses. Dates are ISO, datetimes ISO in UTC when
+    zoned; other types as polars casts them to text.
+    """
+    parts = [pl.lit(_ROW_DOMAIN), *(_canonical(f, frame.schema[f]) for f in fields)]
+    key = pseudonym_key(keyring, version=version)
+    return (
+        frame.select(key.expr(pl.concat_str(parts), ROW_DIGEST_HEX).alias("_row_digest"))
+        .to_series()
+        .cast(pl.String)
+    )

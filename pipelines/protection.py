@@ -17,7 +17,7 @@ from masking.audit import AuditLog
 from masking.crypto import protect_frame, reveal_frame
 from masking.keys import KeyRing
 from masking.masks import mask_value
-from masking.pseudonym import pseudonymise_series
+from masking.pseudonym import pseudonymise_series, row_digests
 
 ACTOR = "pipelines"
 
@@ -58,6 +58,10 @@ class Protection:
             pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
         ).to_series()
         return pseudonymise_series(joined, self.keyring).alias("key_pid")
+
+    def row_digest(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
+        """Keyed digest of each row's catalogue fields (plaintext, standardised frame)."""
+        return row_digests(frame, [f.name for f in dataset.fields], self.keyring)
 
     @staticmethod
     def mask_series(values: pl.Series, pii_kind: str) -> pl.Series:

@@ -1,10 +1,26 @@
 """The row gate (质量闸口): raw rows → staged rows or quarantine, one verdict per row.
 
-``gate(raw, dataset)`` standardises the raw zone's text columns, drops exact
-duplicates (first copy kept), quarantines every row of a conflicting business
-key, then runs the catalogue's checks (the pandera schema of
-``quality.schema``, or the same checks as plain polars masks) and splits the
-frame. Every input row ends up staged or quarantined, never both, never lost.
+``gate(raw, dataset)`` standardises the raw zone's text columns, skips exact
+duplicates (first copy kept, the others counted), quarantines every row of a
+conflicting business key, then runs the catalogue's checks (the pandera schema
+of ``quality.schema``, or the same checks as plain polars masks) and splits the
+frame. Every input row ends up staged, quarantined or skipped — exactly one of
+them, never lost.
+
+Within one delivery, rows sharing a business key:
+
+- exact copies (the same standardised value in every field): the first goes on,
+  the others are **skipped** (check ``duplicate``) — nothing for anyone to fix;
+- other values, ``update_mode: upsert`` with an ``update_cursor``: the cursor
+  orders the versions; the newest goes on, the older ones are **skipped**
+  (check ``superseded``) — a department's extract may carry a record twice when
+  it changed while being exported. When the newest cursor value is shared, or a
+  cursor is missing, the versions cannot be ordered: as below;
+- other values otherwise: **every** row of the key is quarantined (check
+  ``conflicting_key``): which one is right is a data officer's question, and
+  staging either would hide it.
+
+The same delivery against what is already staged is ``quality.keys``.
 """
 
 from __future__ import annotations
@@ -31,6 +47,12 @@ QUARANTINE_SCHEMA = {
     "value": pl.String,
 }
 FAILURES_SCHEMA = {ROW: pl.UInt32, "field": pl.String, "check_name": pl.String}
+SKIPPED_SCHEMA = {
+    "_delivery_id": pl.String,
+    "_source_row": pl.Int64,
+    "check_name": pl.String,
+    "reason": pl.String,
+}
 Engine = Literal["pandera", "masks"]
 
 
@@ -41,6 +63,7 @@ class GateResult:
     staged: pl.DataFrame  # lineage + every catalogue field, standardised and typed
     quarantine: pl.DataFrame  # one row per (failing row, failed check); value is plaintext
     repairs: pl.DataFrame  # field, kind, count: values standardisation changed
+    skipped: pl.DataFrame  # one row per skipped row (SKIPPED_SCHEMA): copies, old versions
 
 
 def _work_frame(raw: pl.DataFrame, dataset: Dataset) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -88,6 +111,35 @@ def _duplicates(work: pl.DataFrame, fields: list[str]) -> tuple[pl.DataFrame, pl
         reason.alias("reason"),
     )
     return out, first[ROW]
+
+
+def _superseded(work: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
+    """Upsert with a cursor: older versions of a key whose newest version is unique."""
+    cursor, key = dataset.update_cursor, list(dataset.key)
+    empty = pl.DataFrame(schema={**FAILURES_SCHEMA, "reason": pl.String})
+    if cursor is None:
+        return empty
+    c = pl.col(cursor)
+    keyed = work.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key))
+    newest = c.max().over(key)
+    ordered = (pl.len().over(key) > 1) & c.is_not_null().all().over(key)
+    ordered = ordered & ((c == newest).sum().over(key) == 1)
+    old = keyed.with_columns(
+        pl.col("_source_row").sort_by(c).last().over(key).alias("_newest_row"),
+    ).filter(ordered & (c < newest))
+    if old.height == 0:
+        return empty
+    label = dataset.field(cursor).label_zh
+    return old.select(
+        ROW,
+        pl.lit(None, dtype=pl.String).alias("field"),
+        pl.lit("superseded").alias("check_name"),
+        pl.format(
+            "an older version of the record in source row {} ({} is earlier)",
+            pl.col("_newest_row").cast(pl.String),
+            pl.lit(label),
+        ).alias("reason"),
+    )
 
 
 def _conflicts(work: pl.DataFrame, dataset: Dataset, dup_rows: pl.Series) -> pl.DataFrame:
@@ -200,8 +252,11 @@ def gate(
     checks = row_checks(dataset, street)
 
     dups, dup_rows = _duplicates(work, fields)
-    conflicts = _conflicts(work, dataset, dup_rows)
-    candidates = work.filter(~pl.col(ROW).is_in(dup_rows.implode()))
+    superseded = _superseded(work.filter(~pl.col(ROW).is_in(dup_rows.implode())), dataset)
+    skips = pl.concat([dups, superseded.cast({ROW: pl.UInt32})])
+    skip_rows = skips.get_column(ROW)
+    conflicts = _conflicts(work, dataset, skip_rows)
+    candidates = work.filter(~pl.col(ROW).is_in(skip_rows.implode()))
     if engine == "pandera":
         failures = _failures_pandera(candidates, dataset, street)
     else:
@@ -215,9 +270,7 @@ def gate(
         on=[ROW, "field", "check_name"],
         how="anti",
     )
-    explained = pl.concat(
-        [dups, conflicts.cast({ROW: pl.UInt32}), _explain(work, failures, checks)]
-    )
+    explained = pl.concat([conflicts.cast({ROW: pl.UInt32}), _explain(work, failures, checks)])
     raw_values = work.select(
         ROW, "_delivery_id", "_source_row", *[pl.col(f"{RAW_PREFIX}{f}") for f in fields]
     )
@@ -239,10 +292,17 @@ def gate(
     )
     bad_rows = quarantine.get_column(ROW).unique()
     lineage = [c for c in LINEAGE if c in raw.columns or c in ("_delivery_id", "_source_row")]
-    staged = work.filter(~pl.col(ROW).is_in(bad_rows.implode())).select(*lineage, *fields)
+    gone = pl.concat([bad_rows, skip_rows]).implode()
+    staged = work.filter(~pl.col(ROW).is_in(gone)).select(*lineage, *fields)
     quarantine = quarantine.drop(ROW).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
-    assert staged.height + bad_rows.len() == raw.height, (
-        f"{dataset.code}: gate lost rows ({staged.height} staged + {bad_rows.len()} "
-        f"quarantined ≠ {raw.height} delivered)"
+    skipped = (
+        skips.join(raw_values.select(ROW, "_delivery_id", "_source_row"), on=ROW, how="left")
+        .sort(ROW)
+        .select(*SKIPPED_SCHEMA)
+        .cast(SKIPPED_SCHEMA)  # type: ignore[arg-type]
     )
-    return GateResult(staged=staged, quarantine=quarantine, repairs=repairs)
+    assert staged.height + bad_rows.len() + skipped.height == raw.height, (
+        f"{dataset.code}: gate lost rows ({staged.height} staged + {bad_rows.len()} "
+        f"quarantined + {skipped.height} skipped ≠ {raw.height} delivered)"
+    )
+    return GateResult(staged=staged, quarantine=quarantine, repairs=repairs, skipped=skipped)

@@ -122,7 +122,11 @@ def evaluate_dataset(
     )
 
     q_rows = quarantine.select(KEY).unique()
-    dup_rows = quarantine.filter(pl.col("check_name") == "duplicate").select(KEY).unique()
+    # an exact copy is skipped by the gate (counted, neither staged nor quarantined)
+    seen = pl.concat([staged.select(KEY), quarantine.select(KEY)]).unique()
+    dup_rows = defects.filter(pl.col("kind") == "duplicate_row").select(KEY).unique()
+    dup_rows = dup_rows.join(seen, on=KEY, how="anti")
+    q_rows = pl.concat([q_rows, dup_rows]).unique()  # set aside, as a quarantined row is
     rows = defects.group_by(KEY).agg(
         pl.col("recoverable").all().alias("recoverable"),
         pl.col("kind").is_in(["duplicate_row"]).any().alias("is_dup"),

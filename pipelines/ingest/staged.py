@@ -2,24 +2,40 @@
 
 Rows that pass are standardised, typed and written to
 ``staged.<dept>__<dataset>``; rows that fail go to ``quarantine.rows`` with
-their source row, field, check and reason (the offending value masked). One
-transaction per delivery with its stage account, so per delivery:
+their source row, field, check and reason (the offending value masked); exact
+copies are skipped and counted. Each staged row carries two keyed digests
+computed before encryption: ``_key_pid`` (its business key) and ``_row_digest``
+(its values). Against what is already staged, a delivery is met per the
+catalogue's ``update_mode`` (``quality.keys``): the staged rows of the
+delivery's keys are looked up by ``_key_pid`` (a semi-join in the lake, not the
+whole table), compared digest to digest, never decrypted; a newer version
+replaces the staged row (DELETE + INSERT), a snapshot withdraws the keys it no
+longer carries. One transaction per delivery with its stage account, so per
+delivery:
 
     rows delivered = rows staged + rows quarantined (at raw and at the gate)
+                     + rows skipped (exact copies, in the delivery or of a staged row)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import duckdb
 import polars as pl
 
-from catalog.model import Dataset, FieldType
+from catalog.model import Dataset, FieldType, UpdateMode
 from lakehouse.lake import ensure_table, insert_frame
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
+from pipelines.killpoints import kill_point, register
 from pipelines.protection import Protection
+from quality.keys import ARRIVED, CURSOR, KEY_PID, ROW_DIGEST, Reconciled, reconcile
+
+register("staged.gated", "staged: the gate ran on a delivery, nothing written")
+register("staged.before_commit", "staged: rows, quarantine and account inserted, not committed")
+register("staged.committed", "staged: a delivery's stage transaction committed")
 
 DUCK_TYPES = {
     FieldType.string: "VARCHAR",
@@ -39,7 +55,8 @@ def staged_columns(dataset: Dataset, encrypted: bool = True) -> list[tuple[str, 
         ("_source_row", "BIGINT"),
         ("_loaded_at", "TIMESTAMPTZ"),
         ("_staged_at", "TIMESTAMPTZ"),
-        ("_key_pid", "VARCHAR"),
+        (KEY_PID, "VARCHAR"),
+        (ROW_DIGEST, "VARCHAR"),
     ]
     for f in dataset.fields:
         sensitive = encrypted and f.level.rank >= 3
@@ -61,10 +78,13 @@ class StageAccount:
     rows_in: int
     rows_out: int
     rows_quarantined: int
+    rows_skipped: int = 0
+    rows_replaced: int = 0  # staged rows of earlier deliveries this one replaced
+    rows_withdrawn: int = 0  # snapshot: staged rows whose key this delivery no longer has
 
     @property
     def balances(self) -> bool:
-        return self.rows_in == self.rows_out + self.rows_quarantined
+        return self.rows_in == self.rows_out + self.rows_quarantined + self.rows_skipped
 
 
 def unstaged(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[tuple[str, str]]:
@@ -118,6 +138,62 @@ def _quarantine(
     ).cast(QUARANTINE_SCHEMA)
 
 
+def _staged_versions(
+    con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset, keys: pl.Series
+) -> pl.DataFrame:
+    """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival."""
+    cursor = f', s."{dataset.update_cursor}" AS {CURSOR}' if dataset.update_cursor else ""
+    view = "_stage_keys"
+    con.register(view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow())
+    try:
+        return con.execute(
+            f"""SELECT s.{KEY_PID}, s.{ROW_DIGEST}, s._delivery_id, s._source_row,
+                       d.arrived_at AS {ARRIVED}{cursor}
+                FROM staged."{name}" s
+                LEFT JOIN (SELECT delivery_id, max(arrived_at) AS arrived_at
+                           FROM landing.deliveries GROUP BY delivery_id) d
+                  ON d.delivery_id = s._delivery_id
+                WHERE s.{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}")"""
+        ).pl()
+    finally:
+        con.unregister(view)
+
+
+def _arrival(con: duckdb.DuckDBPyConnection, delivery_id: str) -> dt.datetime | None:
+    row = con.execute(
+        "SELECT max(arrived_at) FROM landing.deliveries WHERE delivery_id = ?", [delivery_id]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _delete_keys(con: duckdb.DuckDBPyConnection, name: str, keys: pl.Series, *, keep: bool) -> int:
+    """Delete the staged rows of ``keys`` (``keep``: of every other key); rows deleted."""
+    view = "_stage_delete"
+    con.register(view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow())
+    try:
+        where = (
+            f'{KEY_PID} IS NULL OR {KEY_PID} NOT IN (SELECT {KEY_PID} FROM "{view}")'
+            if keep
+            else f'{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}")'
+        )
+        row = con.execute(f'DELETE FROM staged."{name}" WHERE {where}').fetchone()
+    finally:
+        con.unregister(view)
+    return int(row[0]) if row else 0
+
+
+def _as_quarantine(outcome: pl.DataFrame, delivery_id: str) -> pl.DataFrame:
+    """``quality.keys`` outcomes in the gate's quarantine shape (no cell value to show)."""
+    return outcome.select(
+        pl.lit(delivery_id).alias("_delivery_id"),
+        "_source_row",
+        "field",
+        "check_name",
+        "reason",
+        pl.lit(None, dtype=pl.String).alias("value"),
+    )
+
+
 def stage_delivery(
     con: duckdb.DuckDBPyConnection,
     dept: str,
@@ -126,7 +202,7 @@ def stage_delivery(
     file_name: str,
     protection: Protection,
 ) -> StageAccount:
-    """One raw delivery through the gate: staged rows, quarantine and account in one commit."""
+    """One raw delivery through the gate and against staged: all of it in one commit."""
     from quality.gate import gate
 
     table = raw_table(dept, dataset)
@@ -135,29 +211,71 @@ def stage_delivery(
     ).pl()
     raw = protection.reveal_text(raw, dataset, "quality_gate")
     result = gate(raw, dataset)
-    staged = result.staged.with_columns(
-        pl.lit(now()).alias("_staged_at"),
-        protection.key_pid(result.staged, dataset).alias("_key_pid"),
+    kill_point("staged.gated")
+    passed = result.staged.with_columns(
+        protection.key_pid(result.staged, dataset).alias(KEY_PID),
+        protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
+    )
+    name = ensure_staged_table(con, dept, dataset, encrypted=True)
+    incoming = passed.select(
+        "_source_row",
+        KEY_PID,
+        ROW_DIGEST,
+        *([pl.col(dataset.update_cursor).alias(CURSOR)] if dataset.update_cursor else []),
+    )
+    known = _staged_versions(con, name, dataset, incoming[KEY_PID])
+    if dataset.update_cursor and known.height:
+        known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
+    met: Reconciled = reconcile(incoming, known, dataset, _arrival(con, delivery_id))
+    staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
+        pl.lit(now()).alias("_staged_at")
     )
     staged = protection.protect(staged, dataset)
-    quarantine = _quarantine(result.quarantine, raw, dept, dataset, file_name, protection)
+    gate_q = pl.concat(
+        [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
+    )
+    quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
     n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
-    name = ensure_staged_table(con, dept, dataset, encrypted=True)
+    n_skipped = result.skipped.height + met.skipped.height
+    replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
+    if dataset.update_mode is UpdateMode.snapshot:
+        # the keys this delivery carries but did not stage anew keep their staged row
+        carried = pl.concat(
+            [
+                passed.filter(pl.col("_source_row").is_in(met.skipped["_source_row"].implode()))[
+                    KEY_PID
+                ],
+                quarantine["key_pid"].rename(KEY_PID),
+            ]
+        )
+        keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
     con.execute("BEGIN TRANSACTION")
     try:
+        deleted = 0
+        if dataset.update_mode is UpdateMode.snapshot:
+            deleted = _delete_keys(con, name, keep, keep=True)
+        elif met.replace_keys.len():
+            deleted = _delete_keys(con, name, met.replace_keys, keep=False)
         insert_frame(con, "staged", name, staged)
         insert_frame(con, "quarantine", "rows", quarantine)
         con.execute(
             "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
             "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
             [delivery_id, dept, dataset.code, "staged", raw.height, staged.height,
-             n_quarantined, now(), 0],
+             n_quarantined, now(), n_skipped],
         )  # fmt: skip
+        kill_point("staged.before_commit")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return StageAccount(delivery_id, raw.height, staged.height, n_quarantined)
+    kill_point("staged.committed")
+    account = StageAccount(
+        delivery_id, raw.height, staged.height, n_quarantined, n_skipped,
+        rows_replaced=replaced, rows_withdrawn=max(0, deleted - replaced),
+    )  # fmt: skip
+    assert account.balances, f"{dataset.code}: stage account of {delivery_id} does not balance"
+    return account
 
 
 def stage_dataset(

@@ -15,13 +15,18 @@ REFS = sorted(street().raw)
 
 
 @pytest.mark.parametrize("ref", REFS)
-def test_every_row_is_staged_or_quarantined_once(ref):
+def test_every_row_is_staged_quarantined_or_skipped_once(ref):
     s = street()
     raw, ds = s.raw[ref], s.dataset(ref)
     result = gate(raw, ds)
-    quarantined = result.quarantine.select("_delivery_id", "_source_row").unique()
-    assert result.staged.height + quarantined.height == raw.height
-    assert result.staged.join(quarantined, on=["_delivery_id", "_source_row"]).height == 0
+    on = ["_delivery_id", "_source_row"]
+    quarantined = result.quarantine.select(on).unique()
+    skipped = result.skipped.select(on)
+    assert skipped.is_unique().all()
+    assert result.staged.height + quarantined.height + skipped.height == raw.height
+    assert result.staged.join(quarantined, on=on).height == 0
+    assert result.staged.join(skipped, on=on).height == 0
+    assert quarantined.join(skipped, on=on).height == 0
     assert dict(result.quarantine.schema) == QUARANTINE_SCHEMA
     assert result.staged.columns == ["_delivery_id", "_source_row", "_loaded_at"] + [
         f.name for f in ds.fields
@@ -32,6 +37,7 @@ def test_every_row_is_staged_or_quarantined_once(ref):
     masks = gate(raw, ds, engine="masks")
     order = ["_delivery_id", "_source_row", "check_name", "field"]
     assert masks.quarantine.sort(order).equals(result.quarantine.sort(order))
+    assert masks.skipped.equals(result.skipped)
 
 
 def _raw(rows: list[dict], ds) -> pl.DataFrame:
@@ -88,11 +94,10 @@ def test_duplicates_keep_the_first_copy_even_after_standardisation():
     copy = {**RESIDENT, "birth_date": "1949年12月31日", "mobile": "+86 138 1234 5678"}
     r = gate(_raw([RESIDENT, copy], residents()), residents())
     assert r.staged["_source_row"].to_list() == [2]
-    assert r.quarantine.select("_source_row", "check_name", "reason").row(0) == (
-        3,
-        "duplicate",
-        "exact copy of source row 2",
-    )
+    assert r.quarantine.height == 0  # skipped and counted: nothing for anyone to fix
+    assert r.skipped.select("_source_row", "check_name", "reason").rows() == [
+        (3, "duplicate", "exact copy of source row 2")
+    ]
 
 
 def test_unreadable_date_is_reported_once_as_unreadable():
