@@ -9,8 +9,9 @@
   of *all* fields in staged.
 - validity 有效性: rows loaded ÷ rows read, per the delivery accounts (quarantine
   fallback when a dataset has no accounts).
-- uniqueness 唯一性: distinct business keys ÷ rows, within each delivery (a full extract
-  delivered every day repeats its keys legitimately).
+- uniqueness 唯一性: distinct business keys ÷ rows of the staged table as it is now, over
+  every delivery (staging keeps one row per key across deliveries, per the catalogue's
+  ``update_mode``: a repeat here is a key staged twice, whatever delivery brought it).
 - consistency 一致性: share of rows, joined to the authoritative dataset on the entity key
   (person.citizen_id …), whose concept values all agree with the authoritative ones.
 - timeliness 及时性: max_age of the update cycle ÷ age of the newest delivery at ``now``
@@ -158,15 +159,14 @@ def _uniqueness(dept: str, ds: Dataset, staged: pl.DataFrame) -> dict:
     keys = [k for k in ds.key if k in staged.columns]
     if not staged.height or len(keys) != len(ds.key):
         return _row(dept, ds.code, "uniqueness", 0, 0, "n/a: no staged rows or key columns")
-    by = ["_delivery_id"] if "_delivery_id" in staged.columns else []
-    distinct = staged.select([*by, *keys]).unique().height
+    distinct = staged.select(keys).unique().height
     return _row(
         dept,
         ds.code,
         "uniqueness",
         distinct,
         staged.height,
-        f"distinct key ({', '.join(keys)}) within each delivery ÷ rows; "
+        f"distinct key ({', '.join(keys)}) ÷ rows in staged, over every delivery; "
         f"{staged.height - distinct} repeated",
     )
 

@@ -169,18 +169,31 @@ def test_quarantine_lowers_completeness_and_validity(world) -> None:
     assert by["validity"]["numerator"] == read - 3  # one stray header + the 2 quarantined
 
 
-def test_uniqueness_counts_repeats_within_a_delivery(world) -> None:
+def _uniqueness(world, frame: pl.DataFrame) -> dict:
     _, cat, frames, deliveries, accounts = world
     key = ("zjj", "buildings")
-    doubled = dict(frames)
-    doubled[key] = pl.concat([frames[key], frames[key].head(3)])
-    sc = score_datasets(cat, doubled, EMPTY_QUARANTINE, accounts, deliveries, NOW)
-    u = sc.filter(
+    sc = score_datasets(cat, {**frames, key: frame}, EMPTY_QUARANTINE, accounts, deliveries, NOW)
+    return sc.filter(
         (pl.col("dept") == "zjj")
         & (pl.col("dataset") == "buildings")
         & (pl.col("dimension") == "uniqueness")
     ).row(0, named=True)
+
+
+def test_uniqueness_counts_repeats_within_a_delivery(world) -> None:
+    frame = world[2][("zjj", "buildings")]
+    u = _uniqueness(world, pl.concat([frame, frame.head(3)]))
     assert u["denominator"] - u["numerator"] == 3
+
+
+def test_uniqueness_measures_the_staged_table_not_one_delivery(world) -> None:
+    """A key staged by two deliveries is a repeat (it used to score 100.0)."""
+    frame = world[2][("zjj", "buildings")]
+    again = frame.head(4).with_columns(pl.lit("another delivery").alias("_delivery_id"))
+    assert frame["_delivery_id"].n_unique() == 1
+    u = _uniqueness(world, pl.concat([frame, again]))
+    assert u["denominator"] - u["numerator"] == 4 and u["score"] < 1.0
+    assert "over every delivery" in u["detail"]
 
 
 def test_wrong_values_are_caught_and_clean_rows_rarely_flagged(world) -> None:
