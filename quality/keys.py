@@ -104,7 +104,7 @@ def reconcile(
         newer = pl.when(both).then(pl.col(CURSOR) > pl.col("_old_cursor")).otherwise(later)
         tie = both & (pl.col(CURSOR) == pl.col("_old_cursor"))
     else:
-        newer, tie = later, pl.lit(False)
+        newer, tie, both = later, pl.lit(False), pl.lit(False)
     if mode is UpdateMode.append:
         replace = pl.lit(False)
         conflict, stale = other, pl.lit(False)
@@ -116,6 +116,7 @@ def reconcile(
         replace = other
         conflict = stale = pl.lit(False)
     met = met.with_columns(
+        both.alias("_by_cursor"),
         same.alias("_same"),
         replace.alias("_replace"),
         conflict.alias("_conflict"),
@@ -150,11 +151,9 @@ def reconcile(
                 pl.format(
                     "an older version of the record already staged ({}): {}",
                     "_old_row",
-                    pl.lit(
-                        f"its {cursor_label} is earlier"
-                        if cursor
-                        else "this delivery arrived before the staged one"
-                    ),
+                    pl.when("_by_cursor")
+                    .then(pl.lit(f"its {cursor_label} is earlier"))
+                    .otherwise(pl.lit("this delivery arrived before the staged one")),
                 ).alias("reason"),
             ),
         ]
