@@ -131,6 +131,7 @@ def _file_chunks(fd: int, before: os.stat_result) -> Iterator[bytes]:
         read != after.st_size
         or after.st_size != before.st_size
         or after.st_mtime_ns != before.st_mtime_ns
+        or after.st_ctime_ns != before.st_ctime_ns  # also a writer that restores the mtime
     ):
         raise StillBeingWritten
 
