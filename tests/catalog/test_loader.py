@@ -140,7 +140,63 @@ BROKEN: dict[str, tuple[Mutation, str, str | None, str]] = {
         "household_id",
         "range",
     ),
+    "missing update mode": (
+        lambda d: d["datasets"][1].pop("update_mode"),
+        "residence_permits",
+        None,
+        "update_mode: Field required",
+    ),
+    "unknown update mode": (
+        lambda d: d["datasets"][0].update(update_mode="merge"),
+        "registered_residents",
+        None,
+        "update_mode: Input should be 'snapshot', 'upsert' or 'append'",
+    ),
+    "cursor naming an unknown field": (
+        lambda d: d["datasets"][0].update(update_cursor="gxsj"),
+        "registered_residents",
+        None,
+        "update_cursor: 'gxsj' is not a field of the dataset",
+    ),
+    "cursor on a string field": (
+        lambda d: d["datasets"][0].update(update_cursor="household_id"),
+        "registered_residents",
+        None,
+        "update_cursor: 'household_id' is a string field; a cursor must be a datetime, date",
+    ),
+    "cursor on a sensitive field": (
+        lambda d: d["datasets"][0].update(update_cursor="birth_date"),
+        "registered_residents",
+        None,
+        "update_cursor: 'birth_date' is L3: versions are compared in staged without decrypting",
+    ),
+    "cursor in the key": (
+        lambda d: d["datasets"][1].update(key=["permit_no", "updated_at"]),
+        "residence_permits",
+        None,
+        "update_cursor: 'updated_at' is part of the key",
+    ),
+    "cursor outside upsert": (
+        lambda d: d["datasets"][0].update(update_mode="snapshot"),
+        "registered_residents",
+        None,
+        "update_cursor: 'updated_at': a cursor orders versions of a record, so it applies to "
+        "update_mode upsert, not snapshot",
+    ),
 }
+
+
+def test_every_dataset_says_how_deliveries_meet_staged() -> None:
+    datasets = load_catalogue().datasets()
+    modes = {f"{d.code}.{ds.code}": ds.update_mode.value for d, ds in datasets}
+    assert len(modes) == 25
+    assert modes["cgj.violation_cases"] == "upsert"  # the re-delivered case ids
+    assert {m for k, m in modes.items() if k.startswith("iot.") and k != "iot.devices"} == {
+        "append"
+    }
+    for _, ds in datasets:  # a cursor exactly where a department sends an update time
+        if ds.delivery.cursor_field or ds.delivery.cursor_column:
+            assert ds.update_cursor == "updated_at", ds.code
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
