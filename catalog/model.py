@@ -313,6 +313,14 @@ class Delivery(_Strict):
     sheet: str | None = None  # excel
     header_row: int | None = Field(default=None, ge=0, description="0-based header row (excel)")
     records_path: str | None = None  # json: key holding the list of records
+    lines_terminated: bool = Field(
+        default=True,
+        description=(
+            "csv/jsonl: the department's exporter ends every line, the last one included; "
+            "a last record without its line end is then quarantined as possibly truncated "
+            "(set false for an exporter that leaves the last line open)"
+        ),
+    )
     # sql_db
     table: str | None = None
     cursor_column: str | None = None

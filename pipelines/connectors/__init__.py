@@ -1,24 +1,27 @@
 """One connector per delivery kind, chosen by each dataset's ``delivery.kind``.
 
-File connectors read a landed file into text columns (``read``); pulled
-sources (a database, an HTTP API) are first pulled into JSON Lines bytes that
-are landed like a file and then read with the JSON Lines reader.
+File connectors read a landed file into batches of text columns
+(:func:`read_batches`; :func:`read_delivery` gathers them for small files and
+tests); pulled sources (a database, an HTTP API) are first pulled into JSON Lines
+bytes that are landed like a file and then read with the JSON Lines reader. Limits
+(record size, JSON depth, xlsx archive sizes) come from the settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from catalog.model import ConnectorKind, Dataset
-from pipelines.connectors.base import Parsed
+from catalog.settings import Settings, get_settings
+from pipelines.connectors.base import Parsed, concat
 from pipelines.connectors.csv import read_csv
 from pipelines.connectors.excel import read_excel
 from pipelines.connectors.json import read_json
 from pipelines.connectors.jsonl import read_jsonl
 from pipelines.connectors.parquet import read_parquet
 
-Reader = Callable[[Path, Dataset], Parsed]
+Reader = Callable[[Path, Dataset, Settings], Iterator[Parsed]]
 
 READERS: dict[ConnectorKind, Reader] = {
     ConnectorKind.csv: read_csv,
@@ -42,6 +45,23 @@ LANDED_SUFFIX: dict[ConnectorKind, str] = {
 }
 
 
-def read_delivery(path: Path, dataset: Dataset) -> Parsed:
-    """Read one landed delivery with the connector its dataset declares."""
-    return READERS[dataset.delivery.kind](path, dataset)
+# kinds whose records may leave a column out: required columns are checked over all batches
+OPEN_COLUMNS = frozenset(
+    {ConnectorKind.json, ConnectorKind.jsonl, ConnectorKind.sql_db, ConnectorKind.http_api}
+)
+
+
+def read_batches(
+    path: Path, dataset: Dataset, settings: Settings | None = None
+) -> Iterator[Parsed]:
+    """Read one landed delivery, batch by batch, with the connector its dataset declares.
+
+    Raises only :class:`~catalog.errors.DeliveryError` on purpose; the caller
+    (``raw.load_delivery``) accounts for anything else as a failed delivery too.
+    """
+    return READERS[dataset.delivery.kind](path, dataset, settings or get_settings())
+
+
+def read_delivery(path: Path, dataset: Dataset, settings: Settings | None = None) -> Parsed:
+    """Read one landed delivery whole (all batches gathered): for tests and small files."""
+    return concat(read_batches(path, dataset, settings))

@@ -1,13 +1,16 @@
 """What every connector produces, and the checks shared by all of them.
 
-A connector turns one landed delivery (bytes on disk) into a frame of text
+A connector turns one landed delivery (bytes on disk) into batches of text
 columns named as delivered, each row with its ``_source_row`` (the row number
 a person would see in the file), plus the rows it could not parse. A delivery
-that cannot be read as a whole raises :class:`DeliveryError`.
+that cannot be read as a whole raises :class:`DeliveryError` — and only that:
+reasons are in the officer's words (see ``tests/reliability``' vocabulary) and
+never carry a cell value or the landed file's path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,35 @@ class Parsed:
     @property
     def rows_read(self) -> int:
         return self.frame.height + len(self.problems)
+
+
+def concat(parts: Iterable[Parsed]) -> Parsed:
+    """Batches of one delivery as one (tests, small deliveries); columns may differ."""
+    parts = list(parts)
+    frames = [p.frame for p in parts]
+    frame = (
+        pl.concat(frames, how="diagonal_relaxed")
+        if frames
+        else pl.DataFrame({SOURCE_ROW: pl.Series([], dtype=pl.Int64)})
+    )
+    return Parsed(
+        frame,
+        [q for p in parts for q in p.problems],
+        list(dict.fromkeys(n for p in parts for n in p.notes)),
+    )
+
+
+def whole_file_failure(
+    rows: int, first: RowProblem | None, dataset: str, file: str
+) -> DeliveryError:
+    """Every record of the delivery was damaged: it fails as a whole, saying how."""
+    detail = f"; the first, row {first.source_row}: {first.reason}" if first else ""
+    return DeliveryError(
+        f"no record of the file could be read ({rows:,} damaged){detail}",
+        dataset=dataset,
+        file=file,
+        row=first.source_row if first else None,
+    )
 
 
 def to_text_frame(columns: dict[str, list[object]], source_rows: list[int]) -> pl.DataFrame:
@@ -83,28 +115,47 @@ def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
     return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
 
 
-def map_to_fields(parsed: Parsed, dataset: Dataset, file: Path | str) -> pl.DataFrame:
-    """Rename source columns to the catalogue's field names; check the columns are there.
+def source_columns(frame: pl.DataFrame) -> dict[str, str]:
+    """Delivered column names (trimmed, BOM removed) → the frame's column names."""
+    return {c.strip().lstrip("\ufeff"): c for c in frame.columns if c != SOURCE_ROW}
 
-    A missing required column fails the whole delivery; a missing optional one
-    becomes null; columns the catalogue does not know are dropped and noted.
-    """
-    frame = parsed.frame
-    cols = {c.strip().lstrip("\ufeff"): c for c in frame.columns}
-    missing_required = [
-        f.source_name for f in dataset.fields if f.required and f.source_name not in cols
-    ]
-    if missing_required:
+
+def check_required(
+    dataset: Dataset, columns: Iterable[str], file: Path | str, width: int | None = None
+) -> None:
+    """Fail the delivery when a required column is missing (never quoting other names:
+    in a file without a header they are values)."""
+    have = set(columns)
+    missing = [f.source_name for f in dataset.fields if f.required and f.source_name not in have]
+    if missing:
+        known = {f.source_name for f in dataset.fields}
+        n = len(have) if width is None else width
         raise DeliveryError(
-            f"required column(s) missing: {', '.join(missing_required)} "
-            f"(found: {', '.join(c for c in cols if c != SOURCE_ROW)})",
+            f"missing required column(s): {', '.join(missing)} "
+            f"(the delivery has {n} column(s), {len(have & known)} of them in the catalogue)",
             dataset=dataset.code,
             file=str(file),
         )
+
+
+def map_to_fields(
+    parsed: Parsed, dataset: Dataset, file: Path | str, *, require: bool = True
+) -> pl.DataFrame:
+    """Rename source columns to the catalogue's field names; check the columns are there.
+
+    A missing required column fails the whole delivery (``require=False``: the caller
+    checks over all batches, as JSON records may leave a key out of a whole batch); a
+    missing optional one becomes null; columns the catalogue does not know are dropped
+    and counted in the notes (their names may be values).
+    """
+    frame = parsed.frame
+    cols = source_columns(frame)
+    if require:
+        check_required(dataset, cols, file)
     known = {f.source_name for f in dataset.fields}
-    extra = [c for c in cols if c not in known and c != SOURCE_ROW]
+    extra = [c for c in cols if c not in known]
     if extra:
-        parsed.notes.append(f"columns not in the catalogue, not loaded: {', '.join(extra)}")
+        parsed.notes.append(f"{len(extra)} column(s) not in the catalogue, not loaded")
     exprs = [pl.col(SOURCE_ROW)]
     for f in dataset.fields:
         if f.source_name in cols:

@@ -1,80 +1,242 @@
-"""CSV deliveries in a declared encoding (GBK, UTF-8 with or without BOM).
+"""CSV deliveries in a declared encoding (GBK, UTF-8 with or without BOM), read as a stream.
 
-The file is decoded strictly first (STACK.md: DuckDB's GBK reader corrupts
-characters at its buffer edges), so a wrong encoding fails the delivery with
-the line where decoding broke. A row with the wrong number of cells is
-quarantined; a file that ends mid-row is truncated and fails as a whole.
+The landed file is cut into records at byte level (:mod:`pipelines.connectors.records`)
+and each record is decoded strictly on its own (STACK.md: DuckDB's GBK reader
+corrupts characters at its buffer edges), then split into cells by Python's csv
+module. Damage stays with its row: a bad byte sequence ("wrong encoding at byte N"),
+a record over ``max_record_bytes`` ("too large"), a wrong number of cells ("cell
+count") and — where the department's exporter ends every line — a last row without
+its line end ("possibly truncated") are quarantined and the rest loads. Only a file
+that cannot be read at all fails: empty, no readable header, or no readable row.
+Rows come out in batches, so memory is a small multiple of the largest row.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import polars as pl
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
-from pipelines.connectors.base import Parsed, RowProblem, to_text_frame
+from catalog.settings import Settings
+from pipelines.connectors.base import SOURCE_ROW, Parsed, RowProblem, whole_file_failure
+from pipelines.connectors.records import Record, batches, byte_splittable, scan_records
 
 
-def decode(data: bytes, encoding: str, file: Path, dataset: str) -> str:
-    """Decode strictly; on failure name the line and byte where it broke."""
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+def decode_error(exc: UnicodeDecodeError, offset: int, encoding: str) -> str:
+    """'wrong encoding at byte N' for a decode failure inside a record at ``offset``."""
+    return (
+        f"wrong encoding at byte {offset + exc.start}: not {encoding} ({exc.reason}); "
+        "wrong encoding declared for this delivery?"
+    )
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"too large: the record has {size:,} bytes, the limit is {limit:,}"
+
+
+def truncated_last(rec: Record) -> str:
+    if rec.open_quote:
+        return "truncated: the file ends inside a quoted cell of its last row"
+    return "possibly truncated: the last row has no line ending (the exporter ends every line)"
+
+
+class _Header:
+    def __init__(self, names: list[str], line: int) -> None:
+        self.names = names
+        self.width = len(names)
+        self.line = line
+
+
+def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: int) -> _Header:
+    if rec.data is None:
         raise DeliveryError(
-            f"cannot decode as {encoding} at byte {exc.start} ({exc.reason}); "
-            "wrong encoding for this delivery?",
+            too_large(rec.size, limit) + " (the header line)",
             dataset=dataset,
-            file=str(file),
-            row=line,
-        ) from None
-
-
-def read_csv(path: Path, dataset: Dataset) -> Parsed:
-    d = dataset.delivery
-    data = path.read_bytes()
-    text = decode(data, d.encoding or "utf-8", path, dataset.code)
-    text = text.removeprefix("\ufeff")
-    if not text.strip():
-        raise DeliveryError("the file is empty", dataset=dataset.code, file=str(path))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=d.delimiter or ",", strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        problems: list[RowProblem] = []
-        line = reader.line_num
-        for record in reader:
-            start = line + 1
-            line = reader.line_num
-            if not record or all(not c.strip() for c in record):
-                continue  # a blank line is no record
-            if len(record) != len(header):
-                problems.append(
-                    RowProblem(
-                        start,
-                        f"row has {len(record)} cells, the header has {len(header)}",
-                        check="cell_count",
-                    )
-                )
-                continue
-            rows.append(record)
-            lines.append(start)
-    except csv.Error as exc:
-        raise DeliveryError(
-            f"the file is truncated or malformed: {exc}",
-            dataset=dataset.code,
-            file=str(path),
-            row=reader.line_num,
-        ) from None
-    if not text.endswith(("\n", "\r")) and problems and problems[-1].source_row == line:
-        raise DeliveryError(
-            "the file ends in the middle of a row (truncated delivery)",
-            dataset=dataset.code,
-            file=str(path),
-            row=line,
+            file=file,
+            row=rec.line,
         )
-    columns = {h: [r[i] for r in rows] for i, h in enumerate(header)}
-    return Parsed(to_text_frame(columns, lines), problems)
+    try:
+        text = rec.data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DeliveryError(
+            decode_error(exc, rec.offset, encoding), dataset=dataset, file=file, row=rec.line
+        ) from None
+    if not rec.terminated and d.lines_terminated:
+        raise DeliveryError(
+            "truncated: the file ends inside its header line", dataset=dataset, file=file
+        )
+    try:
+        rows = list(csv.reader([text.removeprefix("\ufeff")], delimiter=d.delimiter or ","))
+    except csv.Error:
+        rows = []
+    if len(rows) != 1:
+        raise DeliveryError(
+            "missing column names: the header line cannot be split into cells",
+            dataset=dataset,
+            file=file,
+            row=rec.line,
+        )
+    names = [h.strip() for h in rows[0]]
+    return _Header(names, rec.line)
+
+
+def _parse(texts: list[str], delimiter: str) -> list[list[str]] | None:
+    """Cells of decoded records in one go, or None when a record needs a closer look."""
+    try:
+        rows = list(csv.reader(texts, delimiter=delimiter, strict=True))
+    except csv.Error:
+        return None
+    return rows if len(rows) == len(texts) else None
+
+
+def _parse_one(text: str, delimiter: str) -> list[str] | None:
+    try:
+        rows = list(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+def _batch(
+    recs: list[Record], header: _Header, encoding: str, d, limit: int
+) -> tuple[pl.DataFrame, list[RowProblem]]:
+    delimiter = d.delimiter or ","
+    problems: list[RowProblem] = []
+    kept: list[Record] = []
+    for rec in recs:
+        if rec.data is None:
+            problems.append(RowProblem(rec.line, too_large(rec.size, limit), check="too_large"))
+        elif not rec.terminated and (rec.open_quote or d.lines_terminated):
+            problems.append(RowProblem(rec.line, truncated_last(rec), check="truncated"))
+        else:
+            kept.append(rec)
+    try:
+        texts = [r.data.decode(encoding) for r in kept]
+        lines = [r.line for r in kept]
+    except UnicodeDecodeError:
+        texts, lines = [], []
+        for r in kept:
+            try:
+                texts.append(r.data.decode(encoding))
+                lines.append(r.line)
+            except UnicodeDecodeError as exc:
+                problems.append(
+                    RowProblem(r.line, decode_error(exc, r.offset, encoding), check="encoding")
+                )
+    rows = _parse(texts, delimiter)
+    if rows is None:
+        rows = [_parse_one(t, delimiter) for t in texts]
+    good: list[list[str]] = []
+    good_lines: list[int] = []
+    for line, row in zip(lines, rows, strict=True):
+        if row is None:
+            problems.append(
+                RowProblem(
+                    line,
+                    "cell count unknown: the row cannot be split into cells (a stray quote?)",
+                    check="cell_count",
+                )
+            )
+        elif len(row) != header.width:
+            if all(not c.strip() for c in row):
+                continue  # a row of empty cells is no record
+            problems.append(
+                RowProblem(
+                    line,
+                    f"cell count: the row has {len(row)} cells, the header has {header.width}",
+                    check="cell_count",
+                )
+            )
+        elif all(not c.strip() for c in row):
+            continue
+        else:
+            good.append(row)
+            good_lines.append(line)
+    columns = list(zip(*good, strict=True)) if good else [() for _ in header.names]
+    frame = pl.DataFrame(
+        [pl.Series(SOURCE_ROW, good_lines, dtype=pl.Int64)]
+        + [
+            pl.Series(name, col, dtype=pl.String)
+            for name, col in zip(header.names, columns, strict=True)
+        ]
+    )
+    problems.sort(key=lambda p: p.source_row)
+    return frame, problems
+
+
+def _unique_header(header: _Header, dataset: Dataset, file: str) -> _Header:
+    """Repeated column names: fail if a catalogue column repeats, else keep the first."""
+    counts: dict[str, int] = {}
+    for n in header.names:
+        counts[n] = counts.get(n, 0) + 1
+    repeated = [n for n, c in counts.items() if c > 1]
+    if not repeated:
+        return header
+    known = {f.source_name for f in dataset.fields}
+    clash = [n for n in repeated if n in known]
+    if clash:
+        raise DeliveryError(
+            f"the header names column(s) {', '.join(clash)} more than once",
+            dataset=dataset.code,
+            file=file,
+            row=header.line,
+        )
+    seen: set[str] = set()
+    names = []
+    for i, n in enumerate(header.names):
+        names.append(n if n not in seen else f"_repeated_{i}")
+        seen.add(n)
+    return _Header(names, header.line)
+
+
+def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
+    """Batches of rows of a landed CSV delivery (see the module docstring)."""
+    d = dataset.delivery
+    encoding = d.encoding or "utf-8"
+    delimiter = d.delimiter or ","
+    file = str(path)
+    if not byte_splittable(encoding, delimiter):
+        raise DeliveryError(
+            f"encoding {encoding} with delimiter {delimiter!r} cannot be read as a stream",
+            dataset=dataset.code,
+            file=file,
+        )
+    limit = settings.max_record_bytes
+    csv.field_size_limit(max(csv.field_size_limit(), min(limit, sys.maxsize)))
+    utf8 = codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
+    if utf8:
+        encoding = "utf-8"  # the BOM is skipped by the scanner, offsets stay file offsets
+    read = loaded = 0
+    first_problem: RowProblem | None = None
+    with open(path, "rb") as fh:
+        records = scan_records(
+            fh, max_bytes=limit, csv_delimiter=delimiter.encode("ascii"), skip_bom=utf8
+        )
+        first = next(records, None)
+        if first is None:
+            raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
+        header = _read_header(first, encoding, dataset.code, file, d, limit)
+        header = _unique_header(header, dataset, file)
+        parts = batches(records)
+        recs = next(parts, [])
+        while True:
+            frame, problems = _batch(recs, header, encoding, d, limit)
+            read += frame.height + len(problems)
+            loaded += frame.height
+            if problems and first_problem is None:
+                first_problem = problems[0]
+            following = next(parts, None)
+            if following is None and read and not loaded:
+                break  # nothing readable: fail before the header is judged against the catalogue
+            yield Parsed(frame, problems)
+            if following is None:
+                break
+            recs = following
+    if read and not loaded:
+        raise whole_file_failure(read, first_problem, dataset.code, file)

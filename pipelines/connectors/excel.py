@@ -1,7 +1,16 @@
-"""Excel workbooks (a title row above Chinese headers), read with fastexcel (calamine)."""
+"""Excel workbooks (a title row above Chinese headers), read with fastexcel (calamine).
+
+An xlsx is a zip archive: before calamine reads anything, the archive is checked
+with ``zipfile`` — member count (``xlsx_max_members``), the sum of the sizes its
+members declare uncompressed (``xlsx_max_uncompressed_bytes``: a zip bomb is refused
+unread) and the CRC of every member, streamed. Reasons never quote calamine's own
+messages, which carry the landed path.
+"""
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import fastexcel
@@ -9,26 +18,72 @@ import polars as pl
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
+from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
 
 
-def read_excel(path: Path, dataset: Dataset) -> Parsed:
+def check_archive(path: Path, settings: Settings, dataset: str, file: str) -> None:
+    """Refuse an xlsx that is no zip, too big once unpacked, or damaged."""
+
+    def fail(msg: str) -> DeliveryError:
+        return DeliveryError(msg, dataset=dataset, file=file)
+
+    if path.stat().st_size == 0:
+        raise fail("the file is empty")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            if len(members) > settings.xlsx_max_members:
+                raise fail(
+                    f"too large: the workbook holds {len(members):,} archive members, "
+                    f"the limit is {settings.xlsx_max_members:,}"
+                )
+            declared = sum(m.file_size for m in members)
+            if declared > settings.xlsx_max_uncompressed_bytes:
+                raise fail(
+                    f"too large: the workbook unpacks to {declared:,} bytes, "
+                    f"the limit is {settings.xlsx_max_uncompressed_bytes:,}"
+                )
+            bad = zf.testzip()  # reads every member in chunks and checks its CRC
+            if bad is not None:
+                raise fail("corrupt archive: a member of the workbook fails its CRC check")
+    except zipfile.BadZipFile:
+        raise fail("not a workbook: the file is not an xlsx (zip) archive") from None
+    except (zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+        raise fail(
+            f"corrupt archive: the workbook cannot be unpacked ({type(exc).__name__})"
+        ) from None
+
+
+def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
     d = dataset.delivery
+    file = str(path)
     header_row = d.header_row or 0
+    check_archive(path, settings, dataset.code, file)
     try:
         reader = fastexcel.read_excel(path)
-    except Exception as exc:  # calamine raises its own error types for a bad workbook
+        names = reader.sheet_names
+    except Exception as exc:  # calamine's own error types; their text names the landed path
         raise DeliveryError(
-            f"not a readable workbook: {exc}", dataset=dataset.code, file=str(path)
-        ) from None
-    if d.sheet not in reader.sheet_names:
-        raise DeliveryError(
-            f"sheet {d.sheet!r} is missing (the workbook has: {', '.join(reader.sheet_names)})",
+            f"not a workbook: calamine cannot open it ({type(exc).__name__})",
             dataset=dataset.code,
-            file=str(path),
+            file=file,
+        ) from None
+    if d.sheet not in names:
+        raise DeliveryError(
+            f"sheet {d.sheet!r} is missing (the workbook has {len(names)} sheet(s))",
+            dataset=dataset.code,
+            file=file,
         )
-    sheet = reader.load_sheet_by_name(d.sheet, header_row=header_row, dtypes="string")
-    frame = sheet.to_polars()
+    try:
+        sheet = reader.load_sheet_by_name(d.sheet, header_row=header_row, dtypes="string")
+        frame = sheet.to_polars()
+    except Exception as exc:  # calamine: a damaged sheet (its text names the landed path)
+        raise DeliveryError(
+            f"corrupt archive: sheet {d.sheet!r} cannot be read ({type(exc).__name__})",
+            dataset=dataset.code,
+            file=file,
+        ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     # spreadsheet row numbers: the header is on row header_row + 1 (1-based)
     frame = frame.with_row_index(SOURCE_ROW, offset=header_row + 2).with_columns(
@@ -39,4 +94,4 @@ def read_excel(path: Path, dataset: Dataset) -> Parsed:
         for c in frame.columns
         if c != SOURCE_ROW
     )
-    return Parsed(stringify(frame.filter(~blank)))
+    yield Parsed(stringify(frame.filter(~blank)))

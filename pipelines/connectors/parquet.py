@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
+from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
 
 
-def read_parquet(path: Path, dataset: Dataset) -> Parsed:
+def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
+    if path.stat().st_size == 0:
+        raise DeliveryError("the file is empty", dataset=dataset.code, file=str(path))
     try:
         frame = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+    except Exception as exc:  # polars/arrow errors quote the landed path
         raise DeliveryError(
-            f"not a readable Parquet file: {exc}", dataset=dataset.code, file=str(path)
+            f"corrupt archive: not a readable Parquet file ({type(exc).__name__})",
+            dataset=dataset.code,
+            file=str(path),
         ) from None
     frame = frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
         pl.col(SOURCE_ROW).cast(pl.Int64)
@@ -26,4 +32,4 @@ def read_parquet(path: Path, dataset: Dataset) -> Parsed:
         for c, t in frame.schema.items()
         if isinstance(t, pl.Datetime)
     )
-    return Parsed(stringify(frame))
+    yield Parsed(stringify(frame))

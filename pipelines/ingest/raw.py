@@ -3,25 +3,38 @@
 Raw keeps every value as the text that was delivered, under the catalogue's
 field names, with ``_delivery_id``, ``_source_row`` and ``_loaded_at``;
 typing and standardising are the quality gate's work (staged zone). Each
-delivery is loaded in one transaction together with its quarantined rows and
-its account, so a crash leaves the lake at its last snapshot and a re-run
-loads the delivery exactly once.
+delivery is read as a stream of batches and loaded in one transaction together
+with its quarantined rows and its account, so a crash leaves the lake at its last
+snapshot and a re-run loads the delivery exactly once.
+
+Any exception while reading or mapping a delivery — a ``DeliveryError`` or
+anything a parser library raises — rolls that transaction back and records the
+delivery as ``failed`` in a transaction of its own; the run goes on with the next
+delivery. A library's own message is never shown (it may quote a cell or the
+landed path): the reason names the exception type in the officer's words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from catalog.errors import DeliveryError
+from catalog.errors import DeliveryError, StreethubError
 from catalog.model import Dataset
 from lakehouse.lake import ensure_table, insert_frame
-from pipelines.connectors import read_delivery
-from pipelines.connectors.base import SOURCE_ROW, map_to_fields, split_stray_headers
+from pipelines.connectors import OPEN_COLUMNS, read_batches
+from pipelines.connectors.base import (
+    SOURCE_ROW,
+    Parsed,
+    check_required,
+    map_to_fields,
+    source_columns,
+    split_stray_headers,
+)
 from pipelines.ingest.ledger import (
     QUARANTINE_SCHEMA,
     Landed,
@@ -30,8 +43,15 @@ from pipelines.ingest.ledger import (
     record_failure,
     unaccounted,
 )
+from pipelines.killpoints import kill_point, register
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
+
+register("raw.parsed", "raw: a delivery's first batch read, nothing written")
+register(
+    "raw.before_commit", "raw: a delivery's rows, quarantine and account inserted, not committed"
+)
+register("raw.committed", "raw: a delivery committed")
 
 
 def raw_table(dept: str, dataset: Dataset) -> str:
@@ -88,6 +108,64 @@ def _quarantine_frame(dept: str, dataset: Dataset, d: Landed, problems) -> pl.Da
     )
 
 
+def unreadable(exc: BaseException) -> str:
+    """The reason for a delivery a library could not read (never the library's text)."""
+    if isinstance(exc, RecursionError):
+        return "too deep: the reader ran out of nesting levels (RecursionError)"
+    if isinstance(exc, MemoryError):
+        return "too large: the reader ran out of memory (MemoryError)"
+    if isinstance(exc, UnicodeError):
+        return f"wrong encoding: the file cannot be decoded ({type(exc).__name__})"
+    return (
+        f"unreadable: the reader stopped with {type(exc).__name__}; "
+        "the file may be damaged or not of the kind its name says"
+    )
+
+
+class _Unreadable(Exception):
+    """Anything raised while reading or mapping a delivery, carrying its reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _mapped(
+    dataset: Dataset, d: Landed, protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame]
+) -> Iterator[tuple[Parsed, pl.DataFrame]]:
+    """Each batch of the delivery and its frame under catalogue names, lineage added.
+
+    Whatever reading or mapping raises leaves as :class:`_Unreadable` (protect's
+    own failures, a missing key for instance, are the run's problem and pass).
+    """
+    open_columns = dataset.delivery.kind in OPEN_COLUMNS
+    seen: set[str] = set()
+    rows = 0
+    batches = read_batches(Path(d.landed_path), dataset)
+    while True:
+        try:
+            parsed = next(batches, None)
+            if parsed is None:
+                if open_columns and rows:
+                    check_required(dataset, seen, d.file_name)
+                return
+            parsed = split_stray_headers(parsed, dataset)
+            frame = map_to_fields(parsed, dataset, d.file_name, require=not open_columns)
+            seen.update(source_columns(parsed.frame))
+            rows += frame.height
+            frame = frame.with_columns(
+                pl.lit(d.delivery_id).alias("_delivery_id"),
+                pl.lit(now()).alias("_loaded_at"),
+            ).select("_delivery_id", SOURCE_ROW, "_loaded_at", *[f.name for f in dataset.fields])
+        except StreethubError as exc:
+            exc.file = d.file_name  # name the delivered file, not the landed copy
+            raise _Unreadable(str(exc)) from None
+        except Exception as exc:  # any library's error: accounted, never shown verbatim
+            failure = DeliveryError(unreadable(exc), dataset=dataset.code, file=d.file_name)
+            raise _Unreadable(str(failure)) from None
+        yield parsed, protect(frame, dataset)
+
+
 def load_delivery(
     con: duckdb.DuckDBPyConnection,
     dept: str,
@@ -95,56 +173,55 @@ def load_delivery(
     d: Landed,
     protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame],
 ) -> Account:
-    """Parse one landed delivery and load it, its quarantine and its account atomically.
+    """Read one landed delivery batch by batch and load it, its quarantine and its
+    account in one transaction; a delivery that cannot be read is accounted failed.
 
     ``protect`` encrypts the sensitive (L3/L4) columns before anything is written.
     """
+    read = loaded = quarantined = 0
+    notes: list[str] = []
     try:
-        parsed = split_stray_headers(read_delivery(Path(d.landed_path), dataset), dataset)
-        frame = map_to_fields(parsed, dataset, d.file_name)
-    except DeliveryError as exc:
-        exc.file = d.file_name  # name the delivered file, not the landed copy
-        account = Account(d.delivery_id, d.file_name, "failed", str(exc), 0, 0, 0)
+        batches = _mapped(dataset, d, protect)
+        first = next(batches, None)
+        kill_point("raw.parsed")
+        table = ensure_raw_table(con, dept, dataset)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            batch = first
+            while batch is not None:
+                parsed, frame = batch
+                quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
+                insert_frame(con, "raw", table, frame)
+                insert_frame(con, "quarantine", "rows", quarantine)
+                read += parsed.rows_read
+                loaded += frame.height
+                quarantined += quarantine.height
+                notes += [n for n in parsed.notes if n not in notes]
+                batch = next(batches, None)
+            record_account(
+                con,
+                delivery_id=d.delivery_id,
+                dept=dept,
+                dataset=dataset.code,
+                status="loaded",
+                reason=None,
+                rows_read=read,
+                rows_loaded=loaded,
+                rows_quarantined=quarantined,
+                notes="; ".join(notes) or None,
+            )
+            kill_point("raw.before_commit")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    except _Unreadable as exc:
         record_failure(
-            con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=str(exc)
+            con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=exc.reason
         )
-        return account
-    table = ensure_raw_table(con, dept, dataset)
-    frame = frame.with_columns(
-        pl.lit(d.delivery_id).alias("_delivery_id"),
-        pl.lit(now()).alias("_loaded_at"),
-    ).select("_delivery_id", SOURCE_ROW, "_loaded_at", *[f.name for f in dataset.fields])
-    frame = protect(frame, dataset)
-    quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        insert_frame(con, "raw", table, frame)
-        insert_frame(con, "quarantine", "rows", quarantine)
-        record_account(
-            con,
-            delivery_id=d.delivery_id,
-            dept=dept,
-            dataset=dataset.code,
-            status="loaded",
-            reason=None,
-            rows_read=parsed.rows_read,
-            rows_loaded=frame.height,
-            rows_quarantined=quarantine.height,
-            notes="; ".join(parsed.notes) or None,
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return Account(
-        d.delivery_id,
-        d.file_name,
-        "loaded",
-        None,
-        parsed.rows_read,
-        frame.height,
-        quarantine.height,
-    )
+        return Account(d.delivery_id, d.file_name, "failed", exc.reason, 0, 0, 0)
+    kill_point("raw.committed")
+    return Account(d.delivery_id, d.file_name, "loaded", None, read, loaded, quarantined)
 
 
 def load_raw(

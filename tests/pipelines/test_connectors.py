@@ -108,13 +108,15 @@ def test_wrong_encoding_fails_the_delivery_naming_file_and_line(tmp_path: Path) 
     assert "gbk" in str(info.value)
 
 
-def test_truncated_csv_fails_the_delivery(tmp_path: Path) -> None:
+def test_truncated_csv_quarantines_its_last_row(tmp_path: Path) -> None:
+    """Issue 9: a CSV cut inside its last row loads the rest; the cut row is quarantined."""
     ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
     lines = ["身份证号,姓名,出生日期", *(",".join(r) for r in ROWS), "110105194912"]
     p = write_csv(tmp_path / "cut.csv", lines, "utf-8", newline_end=False)
-    with pytest.raises(DeliveryError, match="truncated") as info:
-        read_delivery(p, ds)
-    assert info.value.row == 4
+    parsed = read_delivery(p, ds)
+    assert parsed.frame["_source_row"].to_list() == [2, 3]
+    assert [(q.source_row, q.check) for q in parsed.problems] == [(4, "truncated")]
+    assert "possibly truncated" in parsed.problems[0].reason
 
 
 def test_truncated_inside_quotes_fails_the_delivery(tmp_path: Path) -> None:
@@ -222,7 +224,7 @@ def test_json_records_path_and_truncation(tmp_path: Path) -> None:
     p.write_text(json.dumps({"data": recs, "total": 2}, ensure_ascii=False), "utf-8")
     assert read_delivery(p, ds).frame["_source_row"].to_list() == [1, 2]
     p.write_text(json.dumps({"data": recs}, ensure_ascii=False)[:-10], "utf-8")
-    with pytest.raises(DeliveryError, match="not valid JSON"):
+    with pytest.raises(DeliveryError, match="truncated"):
         read_delivery(p, ds)
 
 

@@ -163,7 +163,6 @@ def _inbox_file(settings: Settings, dept: str, ds: Dataset) -> Path:
 @pytest.mark.parametrize(
     ("case", "kind", "encoding"),
     [
-        ("truncated csv", ConnectorKind.csv, None),
         ("wrong encoding", ConnectorKind.csv, "gbk"),
         ("missing sheet", ConnectorKind.excel, None),
     ],
@@ -179,12 +178,9 @@ def test_unreadable_delivery_fails_whole_with_a_reason(
     settings = fresh_home(street, tmp_path)
     dept, ds = by_kind(cat, kind, encoding)
     path = _inbox_file(settings, dept, ds)
-    if case == "truncated csv":
-        faults.truncate_csv(path)
-        expect = "truncated"
-    elif case == "wrong encoding":
+    if case == "wrong encoding":
         faults.wrong_encoding(path, declared="gbk")
-        expect = "cannot decode as gbk"
+        expect = "wrong encoding at byte"
     else:
         faults.drop_sheet(path, ds.delivery.sheet or "")
         expect = f"sheet '{ds.delivery.sheet}' is missing"
@@ -204,6 +200,27 @@ def test_unreadable_delivery_fails_whole_with_a_reason(
             else 0
         )
     assert loaded == 0
+
+
+def test_truncated_csv_quarantines_its_cut_last_row(
+    street: tuple[Path, dict], tmp_path: Path, cat: Catalogue
+) -> None:
+    """Issue 9: a CSV cut mid-row loads every whole row; the cut one is quarantined."""
+    settings = fresh_home(street, tmp_path)
+    dept, ds = by_kind(cat, ConnectorKind.csv, None)
+    path = _inbox_file(settings, dept, ds)
+    faults.truncate_csv(path)
+    last_line = path.read_bytes().count(b"\n") + 1
+    _, accts = _only(settings, dept, ds)
+    [acct] = [a for a in accts if a.file_name == path.name]
+    assert acct.status == "loaded" and acct.balances and acct.rows_loaded > 0
+    with open_lake(settings, read_only=True) as con:
+        cut = con.execute(
+            "SELECT source_row, check_name, reason FROM quarantine.rows "
+            "WHERE delivery_id = ? AND check_name = 'truncated'",
+            [acct.delivery_id],
+        ).fetchall()
+    assert len(cut) == 1 and cut[0][0] == last_line and "possibly truncated" in cut[0][2]
 
 
 def test_broken_jsonl_line_is_one_quarantined_row(

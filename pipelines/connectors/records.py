@@ -1,0 +1,191 @@
+"""Splitting a landed file into records at byte level, in chunks, with bounded memory.
+
+CSV and JSON Lines deliveries are read as streams of records: the file is read in
+chunks of bytes and cut at line ends (``\\n``), a CSV record spanning several lines
+while one of its cells is quoted. Nothing is decoded here: each record is decoded
+on its own later, so one bad byte sequence costs one record, not the delivery.
+
+Cutting bytes is safe for the catalogue's encodings (UTF-8, UTF-8 with BOM, GBK,
+GB18030): none of them uses the bytes of ``\\n``, ``\\r`` or ``"`` inside a
+multi-byte character (:func:`byte_splittable` checks an encoding). A record longer
+than ``max_bytes`` is not kept: the scanner skips to its end while holding at most
+one chunk, and reports it with ``data=None`` so it is quarantined as too large.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+CHUNK_BYTES = 4 * 1024 * 1024
+BATCH_RECORDS = 50_000
+BATCH_BYTES = 16 * 1024 * 1024
+QUOTE = 0x22
+UTF8_BOM = codecs.BOM_UTF8
+
+
+class Record(NamedTuple):
+    """One record as delivered: where it starts and its bytes (without the final ``\\n``)."""
+
+    line: int  # 1-based line number of its first line
+    offset: int  # byte offset of its first byte in the file
+    data: bytes | None  # None: longer than the limit, skipped
+    size: int  # bytes, without the final line end
+    terminated: bool  # ended by ``\\n`` (False only for the file's last record)
+    open_quote: bool = False  # CSV: the file ended inside a quoted cell
+
+
+def byte_splittable(encoding: str, delimiter: str = ",") -> bool:
+    """True where line ends, quotes and the delimiter are single bytes that no
+    multi-byte character contains (UTF-8, GBK, GB18030; not UTF-16)."""
+    name = codecs.lookup(encoding).name
+    if name in {"utf-8", "utf-8-sig", "ascii", "gbk", "gb18030", "gb2312"}:
+        return delimiter in {",", ";", "\t", ":"} or name in {"utf-8", "utf-8-sig", "ascii"}
+    return False
+
+
+OUT, IN, QUOTE_SEEN = (
+    0,
+    1,
+    2,
+)  # CSV quote states: outside, inside a quoted cell, just after a quote in one
+
+
+def _quote_state(piece: bytes, state: int, opens_at_0: bool, delim: int) -> int:
+    """The CSV quote state after ``piece`` (part of one line), as Python's csv module reads it.
+
+    A quote opens a quoted cell only at the start of a cell (elsewhere it is a
+    literal character); inside, a doubled quote is a quote and a single one closes.
+    ``opens_at_0``: position 0 of the piece is the start of a cell.
+    ``QUOTE_SEEN`` is left when the piece ends right after a quote inside a cell
+    (the next byte tells whether it closed or was doubled).
+    """
+    n = len(piece)
+    i = 0
+    if state == QUOTE_SEEN:
+        if n and piece[0] == QUOTE:
+            state, i = IN, 1
+        else:
+            state = OUT
+    i = piece.find(b'"', i)
+    while i != -1:
+        if state == IN:
+            if i + 1 == n:
+                return QUOTE_SEEN
+            if piece[i + 1] == QUOTE:
+                i = piece.find(b'"', i + 2)
+                continue
+            state = OUT
+        elif (i == 0 and opens_at_0) or (i > 0 and piece[i - 1] == delim):
+            state = IN
+        i = piece.find(b'"', i + 1)
+    return state
+
+
+def scan_records(
+    fh: BinaryIO,
+    *,
+    max_bytes: int,
+    csv_delimiter: bytes | None = None,
+    skip_bom: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[Record]:
+    """Every non-blank record of an open binary file, in order.
+
+    ``csv_delimiter`` set: records are CSV records (a quoted cell may span lines);
+    otherwise each line is a record (JSON Lines). Blank lines are no records.
+    """
+    delim = csv_delimiter[0] if csv_delimiter else -1
+    quoted = csv_delimiter is not None
+    pos = 0  # file offset of the next byte to look at
+    line_no = 1  # line number of the next byte
+    first = True
+    # the record being assembled across lines or chunks
+    parts: list[bytes] = []
+    size = 0
+    rec_line = rec_off = 0
+    state = OUT
+    started = False
+    oversized = False
+    at_line_start = True  # the next piece starts a line (not the rest of one cut by a chunk)
+    prev = -1  # last byte before the next piece, within its line
+    while True:
+        chunk = fh.read(chunk_bytes)
+        if first:
+            first = False
+            if skip_bom and chunk.startswith(UTF8_BOM):
+                chunk = chunk[len(UTF8_BOM) :]
+                pos = len(UTF8_BOM)
+        if not chunk:
+            break
+        lines = chunk.split(b"\n")
+        last = len(lines) - 1
+        for i, piece in enumerate(lines):
+            ends = i < last  # this piece is followed by a line end
+            if not started:
+                if ends and (not quoted or b'"' not in piece):
+                    # the common case: one whole line, one record
+                    n = len(piece)
+                    if piece.strip():
+                        yield Record(line_no, pos, piece if n <= max_bytes else None, n, True)
+                    pos += n + 1
+                    line_no += 1
+                    continue
+                started = True
+                rec_line, rec_off = line_no, pos
+                size = 0
+                oversized = False
+                state = OUT
+                prev = -1
+            if quoted and (state == QUOTE_SEEN or b'"' in piece):
+                opens_at_0 = (size == 0) or (not at_line_start and prev == delim)
+                state = _quote_state(piece, state, opens_at_0, delim)
+            if piece:
+                prev = piece[-1]
+            size += len(piece)
+            pos += len(piece)
+            if not oversized:
+                if size > max_bytes:
+                    oversized = True
+                    parts = []
+                else:
+                    parts.append(piece)
+            if not ends:
+                at_line_start = False
+                break  # the line goes on in the next chunk
+            at_line_start = True
+            pos += 1
+            line_no += 1
+            if state == QUOTE_SEEN:
+                state = OUT  # a quote right before the line end closed its cell
+            if state == IN:
+                size += 1  # a line end inside a quoted cell belongs to the record
+                prev = -1
+                if not oversized:
+                    parts.append(b"\n")
+                continue
+            data = None if oversized else b"".join(parts)
+            if oversized or data.strip():
+                yield Record(rec_line, rec_off, data, size, True)
+            parts = []
+            started = False
+    if started:
+        data = None if oversized else b"".join(parts)
+        if oversized or data.strip():
+            open_quote = quoted and state == IN
+            yield Record(rec_line, rec_off, data, size, False, open_quote=open_quote)
+
+
+def batches(records: Iterator[Record], rows: int = BATCH_RECORDS) -> Iterator[list[Record]]:
+    """Records grouped into lists of at most ``rows`` records or about ``BATCH_BYTES``."""
+    batch: list[Record] = []
+    size = 0
+    for rec in records:
+        batch.append(rec)
+        size += rec.size if rec.data is not None else 0
+        if len(batch) >= rows or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
