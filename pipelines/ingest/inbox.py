@@ -154,3 +154,28 @@ def scan_inbox(settings: Settings, dept: str, datasets: Iterable[Dataset]) -> In
         for code in hits:
             scan.entries.append(Entry(item.name, code, Signature.of(st), why))
     return scan
+
+
+def settle(
+    scan: InboxScan, entries: list[Entry], settings: Settings, *, wait: bool = False
+) -> tuple[list[Entry], list[Entry]]:
+    """(settled, young): with ``wait``, young files are watched for at most the settle period."""
+    young = [e for e in entries if not scan.settled(e, settings)]
+    settled = [e for e in entries if scan.settled(e, settings)]
+    if not young or not wait:
+        return settled, young
+    period = settings.settle_seconds
+    time.sleep(min(period, max(period - e.age_s(scan.taken_ns) for e in young)) + 0.01)
+    still = []
+    watched_s = (time.time_ns() - scan.taken_ns) / 1e9
+    for e in young:
+        try:
+            sig = Signature.of(os.lstat(scan.folder / e.name))
+        except FileNotFoundError:
+            continue
+        unchanged = sig == e.sig
+        if unchanged and (e.age_s() >= period or watched_s >= period):
+            settled.append(e)
+        else:
+            still.append(e)
+    return settled, still

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.sql_db import Pulled, pull_sql
-from pipelines.ingest.inbox import Entry, InboxScan, Signature, scan_inbox
+from pipelines.ingest.inbox import Entry, Signature, scan_inbox, settle
 from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
 from pipelines.killpoints import kill_point, register
 
@@ -236,31 +235,6 @@ def _account_refusal(
     return reason
 
 
-def _settle(
-    scan: InboxScan, entries: list[Entry], settings: Settings, wait: bool
-) -> tuple[list[Entry], list[Entry]]:
-    """(settled, young): with ``wait``, young files are watched for at most the settle period."""
-    young = [e for e in entries if not scan.settled(e, settings)]
-    settled = [e for e in entries if scan.settled(e, settings)]
-    if not young or not wait:
-        return settled, young
-    period = settings.settle_seconds
-    time.sleep(min(period, max(period - e.age_s(scan.taken_ns) for e in young)) + 0.01)
-    still = []
-    watched_s = (time.time_ns() - scan.taken_ns) / 1e9
-    for e in young:
-        try:
-            sig = Signature.of(os.lstat(scan.folder / e.name))
-        except FileNotFoundError:
-            continue
-        unchanged = sig == e.sig
-        if unchanged and (e.age_s() >= period or watched_s >= period):
-            settled.append(e)
-        else:
-            still.append(e)
-    return settled, still
-
-
 def _land_entry(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
 ) -> Landed | None:
@@ -323,7 +297,7 @@ def land_files(
         result.unmatched = [shown(n) for n in scan.unmatched[:UNMATCHED_LISTED]]
         result.unmatched_total = len(scan.unmatched)
     remove_leftovers(settings, dept, dataset)
-    settled, young = _settle(scan, scan.for_dataset(dataset.code), settings, wait_for_settle)
+    settled, young = settle(scan, scan.for_dataset(dataset.code), settings, wait=wait_for_settle)
     result.waiting = [shown(e.name) for e in young]
     for entry in settled:
         if entry.refused is not None:

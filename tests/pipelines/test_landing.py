@@ -186,7 +186,7 @@ def test_file_changing_during_the_wait_is_left_waiting(
         with open(path, "ab") as fh:
             fh.write(b"A-9,2026-11-21 09:00:00\r\n")
 
-    monkeypatch.setattr(landing.time, "sleep", sleep_while_writing)
+    monkeypatch.setattr(time, "sleep", sleep_while_writing)
     result = land_once(settings, cgj, wait_for_settle=True)
     assert result.landed == [] and result.waiting == ["violation_cases_5.csv"]
 
