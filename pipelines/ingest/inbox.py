@@ -12,6 +12,9 @@ exporter leaves behind. Each entry is sorted into:
 - **unmatched**: a name no dataset of the department expects (listed and warned
   about by landing, never silently ignored).
 
+A refused entry gets one failed account (:func:`account_refusal`) per name, size
+and mtime, so re-runs add none.
+
 A file is **settled** when its size and modification time have been stable for
 ``settings.settle_seconds``: its mtime is at least that old, or it was observed
 unchanged for that long (which also settles a file whose mtime lies in the future).
@@ -20,6 +23,7 @@ unchanged for that long (which also settles a file whose mtime lies in the futur
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import stat
@@ -28,8 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
+from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
+from pipelines.ingest.ledger import record_failure
 
 
 @dataclass(frozen=True)
@@ -179,3 +187,24 @@ def settle(
         else:
             still.append(e)
     return settled, still
+
+
+def refused_id(dept: str, dataset: str, entry: Entry) -> str:
+    """One account per refused (file name, size, mtime): re-runs add none."""
+    key = os.fsencode(entry.name) + f"|{entry.sig.size}|{entry.sig.mtime_ns}".encode()
+    return f"{dept}.{dataset}.refused-{hashlib.sha256(key).hexdigest()[:16]}"
+
+
+def account_refusal(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: str, entry: Entry, why: str
+) -> str | None:
+    """Record a refused file once; returns the reason if this run recorded it."""
+    delivery_id = refused_id(dept, dataset, entry)
+    seen = con.execute(
+        "SELECT count(*) FROM landing.delivery_accounts WHERE delivery_id = ?", [delivery_id]
+    ).fetchone()[0]
+    if seen:
+        return None
+    reason = f"refused: {why} — file {shown(entry.name)}"
+    record_failure(con, delivery_id=delivery_id, dept=dept, dataset=dataset, reason=reason)
+    return reason

@@ -25,6 +25,7 @@ A file is read **once**: settle → one pass → commit.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -42,7 +43,7 @@ from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.sql_db import Pulled, pull_sql
-from pipelines.ingest.inbox import Entry, Signature, scan_inbox, settle
+from pipelines.ingest.inbox import Entry, Signature, account_refusal, scan_inbox, settle
 from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
 from pipelines.killpoints import kill_point, register
 
@@ -92,6 +93,14 @@ class StillBeingWritten(Exception):
     """The file changed while it was copied: the copy is discarded, the file waits."""
 
 
+class Unreadable(Exception):
+    """The system would not let the file be read (permission, I/O error): it is refused."""
+
+    @classmethod
+    def of(cls, exc: OSError) -> Unreadable:
+        return cls(f"not readable ({os.strerror(exc.errno)})" if exc.errno else "not readable")
+
+
 def one_pass(chunks: Iterable[bytes], part: Path, transform: Transform | None = None) -> Copied:
     """The one pass over a delivery: hash each chunk and write it (transformed) to ``part``.
 
@@ -117,10 +126,17 @@ def one_pass(chunks: Iterable[bytes], part: Path, transform: Transform | None = 
     return Copied(h.hexdigest(), size)
 
 
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, CHUNK_BYTES)
+    except OSError as exc:
+        raise Unreadable.of(exc) from None
+
+
 def _file_chunks(fd: int, before: os.stat_result) -> Iterator[bytes]:
     """Chunks read from ``fd``; raises :class:`StillBeingWritten` on any sign of a writer."""
     read = 0
-    while chunk := os.read(fd, CHUNK_BYTES):
+    while chunk := _read(fd):
         read += len(chunk)
         if read > before.st_size:  # grew past what fstat said: stop at once
             raise StillBeingWritten
@@ -214,36 +230,21 @@ def stored_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def refused_id(dept: str, dataset: str, entry: Entry) -> str:
-    """One account per refused (file name, size, mtime): re-runs add none."""
-    key = os.fsencode(entry.name) + f"|{entry.sig.size}|{entry.sig.mtime_ns}".encode()
-    return f"{dept}.{dataset}.refused-{hashlib.sha256(key).hexdigest()[:16]}"
-
-
-def _account_refusal(
-    con: duckdb.DuckDBPyConnection, dept: str, dataset: str, entry: Entry, why: str
-) -> str | None:
-    """Record a refused file once; returns the reason if this run recorded it."""
-    delivery_id = refused_id(dept, dataset, entry)
-    seen = con.execute(
-        "SELECT count(*) FROM landing.delivery_accounts WHERE delivery_id = ?", [delivery_id]
-    ).fetchone()[0]
-    if seen:
-        return None
-    reason = f"refused: {why} — file {shown(entry.name)}"
-    record_failure(con, delivery_id=delivery_id, dept=dept, dataset=dataset, reason=reason)
-    return reason
-
-
 def _land_entry(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
 ) -> Landed | None:
-    """Land one settled file; None if it was seen before. Raises StillBeingWritten."""
+    """Land one settled file; None if it was seen before.
+
+    Raises StillBeingWritten (the file changed since the listing, or while copied)
+    or Unreadable.
+    """
     source = os.path.join(settings.inbox_dir, dept, entry.name)
     try:
         fd = os.open(source, OPEN_FLAGS)
-    except FileNotFoundError:
-        raise StillBeingWritten from None  # moved away since the listing
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):  # moved away, or now a link: next run
+            raise StillBeingWritten from None
+        raise Unreadable.of(exc) from None
     try:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode) or Signature.of(before) != entry.sig:
@@ -300,21 +301,25 @@ def land_files(
     settled, young = settle(scan, scan.for_dataset(dataset.code), settings, wait=wait_for_settle)
     result.waiting = [shown(e.name) for e in young]
     for entry in settled:
-        if entry.refused is not None:
-            reason = _account_refusal(con, dept, dataset.code, entry, entry.refused)
-            if reason is not None:
-                result.refused += 1
-                result.failed.append(reason)
-            continue
-        try:
-            landed = _land_entry(con, settings, dept, dataset, entry)
-        except StillBeingWritten:
-            result.waiting.append(shown(entry.name))
-            continue
-        if landed is None:
-            result.skipped += 1
-        else:
-            result.landed.append(landed)
+        why = entry.refused
+        if why is None:
+            try:
+                landed = _land_entry(con, settings, dept, dataset, entry)
+            except StillBeingWritten:
+                result.waiting.append(shown(entry.name))
+                continue
+            except Unreadable as exc:
+                why = str(exc)
+            else:
+                if landed is None:
+                    result.skipped += 1
+                else:
+                    result.landed.append(landed)
+                continue
+        reason = account_refusal(con, dept, dataset.code, entry, why)
+        if reason is not None:
+            result.refused += 1
+            result.failed.append(reason)
     return result
 
 

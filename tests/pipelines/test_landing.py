@@ -6,6 +6,7 @@ backdated with ``os.utime`` rather than waited for.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -257,6 +258,25 @@ def test_file_over_the_size_limit_is_refused_once(home: Settings, cgj: Dataset) 
     assert land_once(settings, cgj).refused == 0
     (reason,) = [r for _, _, r in refused_accounts(settings)]
     assert reason.startswith("refused: too large:") and "max_file_bytes" in reason
+
+
+def test_file_the_system_will_not_read_is_refused_once(
+    home: Settings, cgj: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(home, "violation_cases_bad_disk.csv")
+    real_read = os.read
+
+    def failing_read(fd: int, n: int) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    for _ in range(2):
+        monkeypatch.setattr(os, "read", failing_read)
+        result = land_once(home, cgj)
+        monkeypatch.setattr(os, "read", real_read)
+    assert result.landed == [] and result.waiting == []
+    (reason,) = [r for _, _, r in refused_accounts(home)]
+    assert reason.startswith("refused: not readable (Input/output error)")
+    assert list((home.landing_dir / "cgj" / "violation_cases").glob("*")) == []
 
 
 def test_department_folder_resolving_outside_the_inbox_is_refused(
