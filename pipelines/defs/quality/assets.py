@@ -58,7 +58,10 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
                 "rows_in": rows_in,
                 "rows_passed": passed,
                 "rows_quarantined": sum(a.rows_quarantined for a in accounts),
-                "pass_rate": (passed / rows_in) if rows_in else 1.0,
+                "rows_skipped": sum(a.rows_skipped for a in accounts),  # copies of staged rows
+                "pass_rate": (rows_in - sum(a.rows_quarantined for a in accounts)) / rows_in
+                if rows_in
+                else 1.0,
             }
         )
 
