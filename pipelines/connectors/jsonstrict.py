@@ -31,12 +31,13 @@ def depth_bound(data: bytes) -> int:
     return data.count(b"{") + data.count(b"[")
 
 
-def nesting_depth(data: bytes, limit: int) -> int | None:
-    """Exact nesting depth of a JSON text if at most ``limit``, else ``limit + 1``.
+def nesting_depth(data: bytes, limit: int) -> int:
+    """Nesting depth of a JSON text, exact when its brackets balance, capped at ``limit + 1``.
 
-    None when brackets do not balance (a cut or broken text: the parser says how).
     Brackets inside strings do not count. Each pass removes the innermost pairs,
-    so there are at most ``limit + 1`` passes of C-speed work.
+    so there are at most ``limit + 1`` passes of C-speed work. Where brackets stop
+    pairing (a cut or broken text) the rest counts as if every opening bracket
+    nested: an upper bound, so a broken bomb is still refused before any parser.
     """
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKET)
     for depth in range(limit + 1):
@@ -44,7 +45,7 @@ def nesting_depth(data: bytes, limit: int) -> int | None:
             return depth
         stripped = _PAIR.sub(b"", brackets)
         if stripped == brackets:
-            return None
+            return min(limit + 1, depth + depth_bound(brackets))
         brackets = stripped
     return limit + 1 if brackets else limit
 
@@ -53,8 +54,7 @@ def too_deep(data: bytes, limit: int) -> bool:
     """True when the JSON text nests deeper than ``limit`` (cheap unless suspicious)."""
     if depth_bound(data) <= limit:
         return False
-    depth = nesting_depth(data, limit)
-    return depth is not None and depth > limit
+    return nesting_depth(data, limit) > limit
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> dict:

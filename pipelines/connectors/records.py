@@ -89,13 +89,14 @@ def scan_records(
     max_bytes: int,
     csv_delimiter: bytes | None = None,
     skip_bom: bool = False,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> Iterator[Record]:
     """Every non-blank record of an open binary file, in order.
 
     ``csv_delimiter`` set: records are CSV records (a quoted cell may span lines);
     otherwise each line is a record (JSON Lines). Blank lines are no records.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     delim = csv_delimiter[0] if csv_delimiter else -1
     quoted = csv_delimiter is not None
     pos = 0  # file offset of the next byte to look at
@@ -112,13 +113,18 @@ def scan_records(
     prev = -1  # last byte before the next piece, within its line
     while True:
         chunk = fh.read(chunk_bytes)
-        if first:
-            first = False
-            if skip_bom and chunk.startswith(UTF8_BOM):
-                chunk = chunk[len(UTF8_BOM) :]
-                pos = len(UTF8_BOM)
         if not chunk:
             break
+        if first:
+            first = False
+            if skip_bom:
+                while len(chunk) < len(UTF8_BOM) and (more := fh.read(chunk_bytes)):
+                    chunk += more
+                if chunk.startswith(UTF8_BOM):
+                    chunk = chunk[len(UTF8_BOM) :]
+                    pos = len(UTF8_BOM)
+                    if not chunk:
+                        continue
         lines = chunk.split(b"\n")
         last = len(lines) - 1
         for i, piece in enumerate(lines):
@@ -177,8 +183,9 @@ def scan_records(
             yield Record(rec_line, rec_off, data, size, False, open_quote=open_quote)
 
 
-def batches(records: Iterator[Record], rows: int = BATCH_RECORDS) -> Iterator[list[Record]]:
+def batches(records: Iterator[Record], rows: int | None = None) -> Iterator[list[Record]]:
     """Records grouped into lists of at most ``rows`` records or about ``BATCH_BYTES``."""
+    rows = rows or BATCH_RECORDS
     batch: list[Record] = []
     size = 0
     for rec in records:

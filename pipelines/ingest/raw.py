@@ -141,9 +141,11 @@ def _mapped(
     open_columns = dataset.delivery.kind in OPEN_COLUMNS
     seen: set[str] = set()
     rows = 0
-    batches = read_batches(Path(d.landed_path), dataset)
+    batches: Iterator[Parsed] | None = None
     while True:
         try:
+            if batches is None:
+                batches = read_batches(Path(d.landed_path), dataset)
             parsed = next(batches, None)
             if parsed is None:
                 if open_columns and rows:
