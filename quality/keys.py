@@ -27,8 +27,10 @@ delivery staged late is stale).
 
 A ``snapshot`` delivery is the whole dataset, so staged rows whose key it does not
 carry at all are **withdrawn** (they leave staged; time travel keeps them). A key it
-carries but whose new row was quarantined keeps its last good staged version: a bad
-cell must not make a resident vanish from a register.
+carries but whose new row the gate quarantined keeps its last good staged version: a
+bad cell must not make a resident vanish from a register (a record the connector could
+not read at all carries no key we know, so its staged version is withdrawn). A
+delivery with no rows withdraws nothing: an empty export is not an empty register.
 
 Accounting per delivery: ``delivered = staged + quarantined + skipped``. An identical
 re-delivery is all skipped (the staged rows keep the lineage of the delivery that

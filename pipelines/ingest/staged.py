@@ -252,7 +252,7 @@ def stage_delivery(
     con.execute("BEGIN TRANSACTION")
     try:
         deleted = 0
-        if dataset.update_mode is UpdateMode.snapshot:
+        if dataset.update_mode is UpdateMode.snapshot and raw.height:  # empty: withdraws nothing
             deleted = _delete_keys(con, name, keep, keep=True)
         elif met.replace_keys.len():
             deleted = _delete_keys(con, name, met.replace_keys, keep=False)
