@@ -196,3 +196,38 @@ def test_snapshot_replaces_the_dataset_and_keeps_a_good_version_of_a_bad_new_row
     kept = after.filter(pl.col("credit_code") == broken).row(0, named=True)
     assert kept["_delivery_id"] == first.delivery_id  # its last good version stays
     assert kept["community_code"] != "not a code"
+
+
+def test_upsert_by_cursor_a_record_changed_in_the_registry_replaces_its_version(
+    home: Settings, cat: Catalogue
+) -> None:
+    """The police registry changes a resident's phone and bumps gxsj; the next pull brings
+    only that record, and its newer version replaces the staged one."""
+    import sqlite3
+
+    from masking.keys import KeyRing
+    from masking.pseudonym import pseudonymise_series
+
+    (first,) = deliver(home, cat, "gaj.registered_residents")
+    before = staged(home, "gaj__registered_residents", "_key_pid, _row_digest, _delivery_id")
+    db = sqlite3.connect(home.home_abs / "departments" / "gaj" / "registry.sqlite")
+    ids = [r[0] for r in db.execute("SELECT gmsfhm FROM hukou ORDER BY gxsj LIMIT 50")]
+    pids = pseudonymise_series(pl.Series(ids), KeyRing.from_settings(home), kind="citizen_id")
+    known = set(before["_key_pid"])
+    cid, pid = next((c, p) for c, p in zip(ids, pids, strict=True) if p in known)
+    with db:
+        db.execute(
+            "UPDATE hukou SET lxdh = '13900001111', gxsj = '2099-01-01 09:00:00' WHERE gmsfhm = ?",
+            [cid],
+        )
+    db.close()
+    (acc,) = deliver(home, cat, "gaj.registered_residents")
+    after = staged(home, "gaj__registered_residents", "_key_pid, _row_digest, _delivery_id")
+
+    assert (acc.rows_in, acc.rows_out, acc.rows_replaced, acc.balances) == (1, 1, 1, True)
+    assert after.height == before.height == after["_key_pid"].n_unique()
+    mine = after.filter(pl.col("_key_pid") == pid)
+    assert mine["_delivery_id"].to_list() == [acc.delivery_id]
+    old = before.filter(pl.col("_key_pid") == pid)["_row_digest"][0]
+    assert mine["_row_digest"][0] != old  # compared by digest: one field changed
+    assert first.rows_out > 100
