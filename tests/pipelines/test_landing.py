@@ -307,6 +307,13 @@ def test_upper_case_name_and_empty_file_land(home: Settings, cgj: Dataset) -> No
     assert again.landed == [] and again.skipped == 2
 
 
+def test_name_that_is_not_utf8_lands_and_is_stored_readably(home: Settings, cgj: Dataset) -> None:
+    deliver(home, os.fsdecode(b"violation_cases_\xff\xfe.csv"))
+    (landed,) = land_once(home, cgj).landed
+    assert landed.file_name == "violation_cases_\\xff\\xfe.csv"
+    assert landed_rows(home)[0][0] == landed.file_name
+
+
 def test_unmatched_files_are_listed_once_per_department(home: Settings) -> None:
     wjw = load_catalogue().departments["wjw"]
     folder = home.inbox_dir / "wjw"
