@@ -433,6 +433,7 @@ def deliveries_list(
     """Every delivery's account, newest last: file as delivered (escaped), status, rows read
     = staged + quarantined + skipped, reason, acknowledgement. Never a value."""
     from pipelines.deliveries import list_deliveries
+    from pipelines.summary import print_failures
 
     settings = get_settings()
     with _reading_lake(settings, "reading the accounts") as con:
@@ -459,12 +460,9 @@ def deliveries_list(
             Text(shown(r.file_name)) if r.file_name else Text("(nothing landed)", style="dim"),
         )
     console.print(table)
-    for r in (r for r in rows if r.failed):  # why, and who has seen it: a block each
-        console.print(Text(f"{r.delivery_id}  failed {r.accounted_at:%Y-%m-%d %H:%M} UTC"))
-        console.print(Text(f"  reason: {shown(r.reason or '')}"))
-        if r.acknowledged:
-            by = f"{r.acked_by} {r.acked_at:%Y-%m-%d %H:%M} UTC: {r.ack_reason or ''}"
-            console.print(Text(f"  acknowledged by {shown(by)}"))
+    failures = [r for r in rows if r.failed]
+    if failures:  # why, and who has seen it: a block each
+        print_failures(console, "why they failed:", failures)
     if hidden:
         console.print(f"{hidden} older deliveries not shown (--all shows them)")
     if failed and not rows:
@@ -511,7 +509,7 @@ def deliveries_retry(
         raise typer.Exit(1)
     staged = f"{s.rows_out:,} staged, " if s else ""
     quarantined = a.rows_quarantined + (s.rows_quarantined if s else 0)
-    skipped = getattr(s, "rows_skipped", 0) if s else 0
+    skipped = s.rows_skipped if s else 0
     console.print(
         f"[green]{delivery_id} loaded[/green]: {a.rows_read:,} rows read = {staged}"
         f"{quarantined:,} quarantined, {skipped:,} skipped"

@@ -285,5 +285,6 @@ def retry(
         rows_read=account.rows_read,
         rows_staged=stage.rows_out if stage else 0,
         rows_quarantined=account.rows_quarantined + (stage.rows_quarantined if stage else 0),
+        rows_skipped=stage.rows_skipped if stage else 0,
     )
     return Retried(account, stage)

@@ -148,27 +148,25 @@ def print_ingestion(
         )
 
 
-def failures_table(title: str, rows: list[DeliveryRow]) -> Table:
-    """Failed deliveries: id, dataset, file as delivered (escaped), when, why."""
-    table = Table(title=title, title_justify="left")
-    for col in ("delivery", "dataset", "file", "accounted (UTC)", "reason"):
-        table.add_column(col)
+def print_failures(console: Console, title: str, rows: list[DeliveryRow]) -> None:
+    """Failed deliveries, a block each: the id to act on, the file as delivered and the
+    reason (both escaped), who acknowledged it. Blocks, not a table: ids stay whole."""
+    console.print(title)
     for r in rows:
-        table.add_row(
-            r.delivery_id,
-            f"{r.dept}.{r.dataset}",
-            _text(r.file_name),
-            f"{r.accounted_at:%Y-%m-%d %H:%M}",
-            _text(r.reason),
-        )
-    return table
+        console.print(Text(f"  {r.delivery_id}  {r.dept}.{r.dataset}  failed "
+                           f"{r.accounted_at:%Y-%m-%d %H:%M} UTC"))  # fmt: skip
+        console.print(Text(f"    file: {shown(r.file_name or '(nothing landed)')}"))
+        console.print(Text(f"    reason: {shown(r.reason or '')}"))
+        if r.acknowledged:
+            by = f"{r.acked_by} {r.acked_at:%Y-%m-%d %H:%M} UTC: {r.ack_reason or ''}"
+            console.print(Text(f"    acknowledged by {shown(by)}"))
 
 
 def print_run_report(console: Console, report: RunReport) -> None:
     """This run's failures (the run fails for them), then older open ones (it does not)."""
     if report.failed_deliveries:
-        console.print(failures_table("[red]deliveries that failed in this run[/red]",
-                                     report.failed_deliveries))  # fmt: skip
+        print_failures(console, "[red]deliveries that failed in this run[/red]",
+                       report.failed_deliveries)  # fmt: skip
     for title, problems in (
         ("[red]datasets that failed or were blocked in this run[/red]", report.steps),
         ("[red]accounts that do not balance[/red]", report.unbalanced),
@@ -183,10 +181,9 @@ def print_run_report(console: Console, report: RunReport) -> None:
                 table.add_row(_text(p.where), _text(p.what))
             console.print(table)
     if report.older:
-        console.print(
-            failures_table(
-                f"older failed deliveries not yet acknowledged ({len(report.older)}; not failing "
-                "this run): `streethub deliveries ack ID --reason …` or `… retry ID`",
-                report.older,
-            )
+        print_failures(
+            console,
+            f"older failed deliveries not yet acknowledged ({len(report.older)}; not failing "
+            "this run): `streethub deliveries ack ID --reason …` or `… retry ID`",
+            report.older,
         )
