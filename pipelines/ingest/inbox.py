@@ -30,6 +30,7 @@ import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
@@ -84,6 +85,7 @@ class InboxScan:
         return entry.refused is not None or entry.age_s(self.taken_ns) >= settings.settle_seconds
 
 
+@lru_cache(maxsize=256)
 def pattern_matcher(pattern: str) -> re.Pattern[str]:
     """A delivery pattern (shell glob) matching names case-insensitively."""
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
@@ -145,7 +147,8 @@ def scan_inbox(settings: Settings, dept: str, datasets: Iterable[Dataset]) -> In
     scan = InboxScan(dept, folder, taken_ns=time.time_ns())
     patterns = [(ds.code, ds.delivery.pattern) for ds in datasets if ds.delivery.pattern]
     try:
-        listing = list(os.scandir(folder))
+        with os.scandir(folder) as it:
+            listing = list(it)
     except (FileNotFoundError, NotADirectoryError):
         return scan
     folder_ok = folder_inside_inbox(settings, folder)
