@@ -10,6 +10,7 @@ never carry a cell value or the landed file's path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,12 @@ def _as_text(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dict):  # as polars writes a struct: JSON text
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):  # as polars writes a list: its items joined by commas
+        return ",".join(
+            v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in value
+        )
     return str(value)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,13 +87,15 @@ def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: 
     return _Header(names, rec.line)
 
 
-def _parse(texts: list[str], delimiter: str) -> list[list[str]] | None:
-    """Cells of decoded records in one go, or None when a record needs a closer look."""
+def _parse_batch(recs: list[Record], encoding: str, delimiter: str) -> list[list[str]] | None:
+    """Cells of a batch of records decoded and parsed in one go; None when one of them
+    needs a closer look (a bad byte, a stray quote, a record the csv module cuts otherwise)."""
     try:
-        rows = list(csv.reader(texts, delimiter=delimiter, strict=True))
-    except csv.Error:
+        text = b"\n".join(r.data for r in recs).decode(encoding)
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except (UnicodeDecodeError, csv.Error):
         return None
-    return rows if len(rows) == len(texts) else None
+    return rows if len(rows) == len(recs) else None
 
 
 def _parse_one(text: str, delimiter: str) -> list[str] | None:
@@ -116,10 +119,10 @@ def _batch(
             problems.append(RowProblem(rec.line, truncated_last(rec), check="truncated"))
         else:
             kept.append(rec)
-    try:
-        texts = [r.data.decode(encoding) for r in kept]
+    rows = _parse_batch(kept, encoding, delimiter)  # the fast path: one decode, one parse
+    if rows is not None:
         lines = [r.line for r in kept]
-    except UnicodeDecodeError:
+    else:
         texts, lines = [], []
         for r in kept:
             try:
@@ -129,8 +132,6 @@ def _batch(
                 problems.append(
                     RowProblem(r.line, decode_error(exc, r.offset, encoding), check="encoding")
                 )
-    rows = _parse(texts, delimiter)
-    if rows is None:
         rows = [_parse_one(t, delimiter) for t in texts]
     good: list[list[str]] = []
     good_lines: list[int] = []
@@ -144,7 +145,7 @@ def _batch(
                 )
             )
         elif len(row) != header.width:
-            if all(not c.strip() for c in row):
+            if not "".join(row).strip():
                 continue  # a row of empty cells is no record
             problems.append(
                 RowProblem(
@@ -153,7 +154,7 @@ def _batch(
                     check="cell_count",
                 )
             )
-        elif all(not c.strip() for c in row):
+        elif not "".join(row).strip():
             continue
         else:
             good.append(row)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from itertools import repeat
+from operator import add
 from pathlib import Path
 
 import polars as pl
@@ -29,9 +31,17 @@ from pipelines.connectors.base import (
     to_text_frame,
     whole_file_failure,
 )
-from pipelines.connectors.records import Record, batches, scan_records
+from pipelines.connectors.records import LineBlock, scan_lines
 
 SMALL = 64  # below this many lines a failing batch is read line by line
+LARGE = 1024 * 1024  # a line this long is parsed on its own (memory: a few times the line)
+
+
+def _object_shaped(line: bytes) -> bool:
+    """Starts with ``{`` and ends with ``}`` (blanks aside): worth a vectorised read."""
+    return (line[:1] == b"{" or line.lstrip()[:1] == b"{") and (
+        line[-1:] == b"}" or line.rstrip()[-1:] == b"}"
+    )
 
 
 def _as_text_columns(frame: pl.DataFrame, source_rows: list[int]) -> pl.DataFrame:
@@ -68,18 +78,25 @@ def records_frame(lines: list[bytes], source_rows: list[int]) -> pl.DataFrame:
     return _as_text_columns(frame, source_rows)
 
 
-def line_problem(line: bytes, known: set[str]) -> str | None:
-    """Why one (depth-checked, UTF-8) line is no record, or None when it is one."""
+def parse_line(line: bytes, known: set[str]) -> tuple[dict | None, str | None]:
+    """One (depth-checked, UTF-8) line read strictly: (its object, None) or (None, why not)."""
     try:
         obj = jsonstrict.loads(line)
     except json.JSONDecodeError as exc:
-        return f"not json: broken JSON line ({exc.msg}, column {exc.colno})"
+        return None, f"not json: broken JSON line ({exc.msg}, column {exc.colno})"
     except (ValueError, RecursionError):
-        return "not json: a value JSON does not allow (NaN or Infinity)"
+        return None, "not json: a value JSON does not allow (NaN or Infinity)"
     if not isinstance(obj, dict):
-        return f"not an object: the line holds a JSON {type(obj).__name__}, not an object"
+        return None, f"not an object: the line holds a JSON {type(obj).__name__}, not an object"
     dups = jsonstrict.duplicate_keys(obj)
-    return None if dups is None else jsonstrict.duplicate_reason(dups, known)
+    if dups is not None:
+        return None, jsonstrict.duplicate_reason(dups, known)
+    return obj, None
+
+
+def line_problem(line: bytes, known: set[str]) -> str | None:
+    """Why one (depth-checked, UTF-8) line is no record, or None when it is one."""
+    return parse_line(line, known)[1]
 
 
 def _line_problem(row: int, why: str) -> RowProblem:
@@ -110,88 +127,69 @@ def _sift(
     return a + b, ra + rb
 
 
-def _record_problem(rec: Record, settings: Settings, lines_terminated: bool) -> RowProblem | None:
-    if rec.data is None:
-        return RowProblem(
-            rec.line,
-            f"too large: the line has {rec.size:,} bytes, the limit is {settings.max_record_bytes:,}",
-            check="too_large",
-        )
-    if not rec.terminated and lines_terminated:
-        return RowProblem(
-            rec.line,
-            "possibly truncated: the last line has no line ending (the exporter ends every line)",
-            check="truncated",
-        )
-    return None
-
-
-def _utf8(rec: Record, problems: list[RowProblem]) -> bool:
-    """True if the line is UTF-8; else a 'wrong encoding at byte N' problem (file offset)."""
-    try:
-        rec.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        problems.append(
-            RowProblem(
-                rec.line,
-                f"wrong encoding at byte {rec.offset + exc.start}: not utf-8 ({exc.reason})",
-                check="encoding",
-            )
-        )
-        return False
-    return True
-
-
-def _batch(
-    recs: list[Record], settings: Settings, lines_terminated: bool, known: set[str]
-) -> Parsed:
-    """One batch: per-line checks done vectorised, the suspects read one by one."""
+def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: set[str]) -> Parsed:
+    """One block of lines: checks as C-level passes over the list, suspects read one by one."""
     depth = settings.max_json_depth
     problems: list[RowProblem] = []
-    kept: list[Record] = []
-    for rec in recs:
-        problem = _record_problem(rec, settings, lines_terminated)
-        if problem is None:
-            kept.append(rec)
-        else:
-            problems.append(problem)
-    try:  # one C call for the whole batch; line by line only when it fails
-        b"\n".join(r.data for r in kept).decode("utf-8")
+    first = block.first_line
+    index = [i for i, ln in enumerate(block.lines) if ln is None or ln.strip()]  # no blanks
+    for i in [i for i in index if block.lines[i] is None]:
+        problems.append(
+            RowProblem(
+                first + i,
+                f"too large: the line has {block.sizes[i]:,} bytes, "
+                f"the limit is {settings.max_record_bytes:,}",
+                check="too_large",
+            )
+        )
+    if not block.terminated and lines_terminated and index and index[-1] == len(block.lines) - 1:
+        i = index.pop()
+        if block.lines[i] is not None:
+            problems.append(
+                RowProblem(
+                    first + i,
+                    "possibly truncated: the last line has no line ending "
+                    "(the exporter ends every line)",
+                    check="truncated",
+                )
+            )
+    index = [i for i in index if block.lines[i] is not None]
+    lines = [block.lines[i] for i in index]
+    try:  # one C call for the whole block; line by line only when it fails
+        b"\n".join(lines).decode("utf-8")
     except UnicodeDecodeError:
-        kept = [r for r in kept if _utf8(r, problems)]
-    text = pl.Series("line", [r.data for r in kept], dtype=pl.Binary).cast(pl.String)
-    deep = text.str.count_matches(r"[\[{]") > depth  # an upper bound first
-    trimmed = text.str.strip_chars()
-    shaped = trimmed.str.starts_with("{") & trimmed.str.ends_with("}")
-    lines: list[bytes] = []
-    rows: list[int] = []
-    odd: list[Record] = []  # read one by one
-    for rec, suspect_depth, ok_shape in zip(kept, deep, shaped, strict=True):
-        if suspect_depth and jsonstrict.too_deep(rec.data, depth):
-            problems.append(
-                RowProblem(rec.line, f"too deep: nested over {depth} levels", check="json")
-            )
-        elif ok_shape:
-            lines.append(rec.data)
-            rows.append(rec.line)
+        index = [i for i in index if _utf8(block, i, problems)]
+        lines = [block.lines[i] for i in index]
+    # nesting: an upper bound per line (two C-level passes), exact only where it is over
+    bounds = map(add, map(bytes.count, lines, repeat(b"{")), map(bytes.count, lines, repeat(b"[")))
+    deep = {k for k, n in enumerate(bounds) if n > depth and jsonstrict.too_deep(lines[k], depth)}
+    for k in sorted(deep):
+        problems.append(
+            RowProblem(first + index[k], f"too deep: nested over {depth} levels", check="json")
+        )
+    plain = all(map(bytes.startswith, lines, repeat(b"{"))) and all(
+        map(bytes.endswith, lines, repeat(b"}"))
+    )
+    long = max(map(len, lines), default=0) > LARGE
+    odd = (
+        set()
+        if plain and not long
+        else {k for k, ln in enumerate(lines) if len(ln) > LARGE or not _object_shaped(ln)}
+    )
+    rows = [first + i for i in index]
+    if deep or odd:
+        keep = [k for k in range(len(lines)) if k not in deep and k not in odd]
+        singles = [(rows[k], lines[k]) for k in sorted(odd - deep)]
+        lines, rows = [lines[k] for k in keep], [rows[k] for k in keep]
+    else:
+        singles = []
+    frames: list[pl.DataFrame] = []
+    for row, line in singles:  # not object-shaped, or long: parsed alone, in Python
+        obj, why = parse_line(line, known)
+        if obj is None:
+            problems.append(_line_problem(row, why or "not json"))
         else:
-            odd.append(rec)
-    for rec in odd:
-        if jsonstrict.too_deep(rec.data, depth):
-            problems.append(
-                RowProblem(rec.line, f"too deep: nested over {depth} levels", check="json")
-            )
-            continue
-        why = line_problem(rec.data, known)
-        if why is None:
-            lines.append(rec.data)
-            rows.append(rec.line)
-        else:
-            problems.append(_line_problem(rec.line, why))
-    if odd:  # keep the file's order
-        order = sorted(range(len(rows)), key=rows.__getitem__)
-        lines = [lines[i] for i in order]
-        rows = [rows[i] for i in order]
+            frames.append(to_text_frame({k: [v] for k, v in obj.items()}, [row]))
     frame = _polars(lines) if lines else None
     if frame is None:
         lines, rows = _sift(lines, rows, known, problems)
@@ -199,9 +197,39 @@ def _batch(
     if frame is not None:
         lines, rows, frame = _without_duplicate_keys(lines, rows, frame, known, problems)
     problems.sort(key=lambda p: p.source_row)
-    if frame is None:  # mixed types under one key, or nothing left
-        return Parsed(records_frame(lines, rows), problems)
-    return Parsed(_as_text_columns(frame, rows), problems)
+    # mixed types under one key, or nothing left: Python values
+    out = records_frame(lines, rows) if frame is None else _as_text_columns(frame, rows)
+    if frames:
+        out = pl.concat([out, *frames], how="diagonal_relaxed").sort(SOURCE_ROW)
+    return Parsed(out, problems)
+
+
+def _utf8(block: LineBlock, i: int, problems: list[RowProblem]) -> bool:
+    """True if line ``i`` is UTF-8; else a 'wrong encoding at byte N' problem (file offset)."""
+    try:
+        block.lines[i].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(
+            RowProblem(
+                block.first_line + i,
+                f"wrong encoding at byte {block.offset_of(i) + exc.start}: "
+                f"not utf-8 ({exc.reason})",
+                check="encoding",
+            )
+        )
+        return False
+    return True
+
+
+def _key_texts(line: bytes) -> int:
+    """At least the number of keys written in a JSON line (every key is ``"…"`` then a colon).
+
+    Compact JSON writes ``":`` after each key; where a quote is followed by a blank,
+    a key might be written ``"k" :``, so every colon counts (still an over-count).
+    """
+    if b'" ' in line or b'"\t' in line or b'"\r' in line:
+        return line.count(b":")
+    return line.count(b'":')
 
 
 def _without_duplicate_keys(
@@ -213,15 +241,21 @@ def _without_duplicate_keys(
 ) -> tuple[list[bytes], list[int], pl.DataFrame]:
     """Drop records that repeat a key (polars keeps the first silently).
 
-    A line with a repeated key has more key texts (``"`` then ``:``, an over-count)
+    A line with a repeated key has more key texts (:func:`_key_texts`, an over-count)
     than values polars found (an under-count of its distinct keys); only such lines
     are parsed strictly, one by one.
     """
     if frame.width == 0:
         return lines, rows, frame
-    keys = pl.Series(lines, dtype=pl.Binary).cast(pl.String).str.count_matches(r'"\s*:')
-    present = frame.select(pl.sum_horizontal(pl.all().is_not_null().cast(pl.UInt32))).to_series()
-    suspects = (keys > present).arg_true().to_list()
+    present = frame.select(pl.sum_horizontal(pl.all().is_not_null().cast(pl.UInt32)))
+    joined = b"\n".join(lines)
+    if b'" ' in joined or b'"\t' in joined or b'"\r' in joined:
+        keys = map(_key_texts, lines)
+    else:  # compact JSON: every key is followed by ``":``
+        keys = map(bytes.count, lines, repeat(b'":'))
+    suspects = [
+        i for i, (k, n) in enumerate(zip(keys, present.to_series().to_list(), strict=True)) if k > n
+    ]
     drop = []
     for i in suspects:
         why = line_problem(lines[i], known)
@@ -245,14 +279,14 @@ def read_jsonl(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     read = loaded = 0
     first: RowProblem | None = None
     with open(path, "rb") as fh:
-        records = scan_records(fh, max_bytes=settings.max_record_bytes, skip_bom=True)
-        for recs in batches(records):
-            parsed = _batch(recs, settings, terminated, known)
+        for block in scan_lines(fh, max_bytes=settings.max_record_bytes, skip_bom=True):
+            parsed = _block(block, settings, terminated, known)
             read += parsed.rows_read
             loaded += parsed.frame.height
             if parsed.problems and first is None:
                 first = parsed.problems[0]
-            yield parsed
+            if parsed.rows_read:
+                yield parsed
     if not read:
         raise DeliveryError("the file is empty (no JSON line)", dataset=dataset.code, file=file)
     if not loaded:

@@ -36,6 +36,9 @@ class Record(NamedTuple):
     open_quote: bool = False  # CSV: the file ended inside a quoted cell
 
 
+_record = tuple.__new__  # builds a Record without NamedTuple's Python-level __new__ (hot path)
+
+
 def byte_splittable(encoding: str, delimiter: str = ",") -> bool:
     """True where line ends, quotes and the delimiter are single bytes that no
     multi-byte character contains (UTF-8, GBK, GB18030; not UTF-16)."""
@@ -134,7 +137,8 @@ def scan_records(
                     # the common case: one whole line, one record
                     n = len(piece)
                     if piece.strip():
-                        yield Record(line_no, pos, piece if n <= max_bytes else None, n, True)
+                        data = piece if n <= max_bytes else None
+                        yield _record(Record, (line_no, pos, data, n, True, False))
                     pos += n + 1
                     line_no += 1
                     continue
@@ -196,3 +200,76 @@ def batches(records: Iterator[Record], rows: int | None = None) -> Iterator[list
             batch, size = [], 0
     if batch:
         yield batch
+
+
+class LineBlock(NamedTuple):
+    """The whole lines of one chunk (JSON Lines): kept as a list, no object per line."""
+
+    first_line: int  # line number of lines[0]
+    offset: int  # file offset of lines[0]
+    lines: list[bytes | None]  # without their ``\n``; None: longer than the limit, skipped
+    sizes: dict[int, int]  # index → bytes, for the lines that are None
+    terminated: bool  # the last line ends with ``\n`` (False only at the end of the file)
+
+    def offset_of(self, i: int) -> int:
+        """File offset of ``lines[i]`` (computed on demand: only errors need it)."""
+        return self.offset + sum(
+            (self.sizes[j] if ln is None else len(ln)) + 1 for j, ln in enumerate(self.lines[:i])
+        )
+
+
+def scan_lines(
+    fh: BinaryIO, *, max_bytes: int, skip_bom: bool = False, chunk_bytes: int | None = None
+) -> Iterator[LineBlock]:
+    """The lines of an open binary file, a block per chunk (blank lines included).
+
+    A line longer than ``max_bytes`` is replaced by None (its size in ``sizes``) and
+    skipped to its end while holding at most one chunk.
+    """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    pos = 0  # file offset of the next chunk
+    line_no = 1  # number of the line being read
+    line_start = 0  # its file offset
+    carry: list[bytes] = []  # its bytes so far (a line cut by a chunk edge)
+    carry_size = 0
+    first = True
+    while True:
+        chunk = fh.read(chunk_bytes)
+        if not chunk:
+            break
+        if first:
+            first = False
+            if skip_bom:
+                while len(chunk) < len(UTF8_BOM) and (more := fh.read(chunk_bytes)):
+                    chunk += more
+                if chunk.startswith(UTF8_BOM):
+                    chunk = chunk[len(UTF8_BOM) :]
+                    pos = line_start = len(UTF8_BOM)
+        pieces = chunk.split(b"\n")
+        start, pos = pos, pos + len(chunk)
+        if len(pieces) == 1:  # no line end: the line goes on
+            carry_size += len(chunk)
+            carry = [] if carry_size > max_bytes else [*carry, chunk]
+            continue
+        sizes: dict[int, int] = {}
+        head_size = carry_size + len(pieces[0])
+        if head_size > max_bytes:
+            pieces[0] = None
+            sizes[0] = head_size
+        elif carry:
+            pieces[0] = b"".join(carry) + pieces[0]
+        rest = pieces.pop()
+        if max(map(len, pieces[1:]), default=0) > max_bytes:
+            for i in range(1, len(pieces)):
+                if len(pieces[i]) > max_bytes:
+                    sizes[i] = len(pieces[i])
+                    pieces[i] = None
+        yield LineBlock(line_no, line_start, pieces, sizes, True)
+        line_no += len(pieces)
+        line_start = start + len(chunk) - len(rest)
+        carry_size = len(rest)
+        carry = [rest] if rest and carry_size <= max_bytes else []
+    if carry_size:
+        data = b"".join(carry) if carry_size <= max_bytes else None
+        sizes = {} if data is not None else {0: carry_size}
+        yield LineBlock(line_no, line_start, [data], sizes, False)

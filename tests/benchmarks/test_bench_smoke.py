@@ -29,3 +29,14 @@ def test_pseudonym_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert set(figures["per_s"]) == {
         "hmac_digest_per_value", "python_keyed_states_copy", "polars_hmac", "pseudonymise_series"
     }  # fmt: skip
+
+
+def test_reader_memory_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.readers
+
+    monkeypatch.setattr(bench.readers, "RESULTS", tmp_path / "readers.json")
+    figures = bench.readers.main(big_mb=1, line_mb=0.5)
+    runs = {(r["reader"], r["file"], r["max_record_mb"]) for r in figures["runs"]}
+    assert {r for r, _, _ in runs} == {"csv", "jsonl"} and len(runs) == 4
+    assert all(r["peak_rss_mb"] > 0 and r["rows"] > 0 for r in figures["runs"])
+    assert (tmp_path / "readers.json").exists()
