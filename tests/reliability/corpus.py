@@ -116,6 +116,7 @@ class Expect:
     quarantined: int = 0
     exact: bool = True
     rows_read: int | None = None
+    at: tuple[int, ...] = ()  # source rows of the quarantined rows, where known
     redelivery_of: str | None = None
     changed: int = 0
     alternatives: tuple[Expect, ...] = ()
@@ -131,6 +132,8 @@ class Expect:
         elif self.quarantined:
             n = self.quarantined if self.exact else f">={self.quarantined}"
             text = f"quarantine({n}, {words}) of {self.rows_read}"
+            if self.at:
+                text += f" at {','.join(map(str, self.at))}"
         else:
             text = f"load({self.rows_read})"
         if self.alternatives:
@@ -149,8 +152,11 @@ def refused(*phrases: str) -> Expect:
     return Expect("failed", phrases or ("refused",), refused=True)
 
 
-def quarantine(n: int, *phrases: str, rows: int | None = None, exact: bool = True) -> Expect:
-    return Expect("loaded", phrases, quarantined=n, exact=exact, rows_read=rows)
+def quarantine(
+    n: int, *phrases: str, rows: int | None = None, at: tuple[int, ...] = (), exact: bool = True
+) -> Expect:
+    """``n`` rows quarantined (at source rows ``at`` when given), the other ``rows - n`` loaded."""
+    return Expect("loaded", phrases, quarantined=n, exact=exact, rows_read=rows, at=tuple(at))
 
 
 def load(rows: int | None = None) -> Expect:
@@ -522,7 +528,7 @@ class CorpusBuilder:
             dept,
             dataset,
             "cutcell",
-            quarantine(1, "truncated", rows=t["n"] + 1),
+            quarantine(1, "truncated", rows=t["n"] + 1, at=(t["n"] + 2,)),
             data,
         )
 
@@ -539,7 +545,7 @@ class CorpusBuilder:
             dept,
             dataset,
             "cutline",
-            quarantine(1, "truncated", rows=t["n"] + 1),
+            quarantine(1, "truncated", rows=t["n"] + 1, at=(t["n"] + 2,)),
             data,
         )
 
@@ -563,7 +569,7 @@ class CorpusBuilder:
             dept,
             dataset,
             "cutchar",
-            quarantine(1, "truncated", rows=t["n"] + 1),
+            quarantine(1, "truncated", rows=t["n"] + 1, at=(t["n"] + 2,)),
             data,
         )
 
@@ -590,7 +596,7 @@ class CorpusBuilder:
             dept,
             dataset,
             "badbytes",
-            quarantine(1, "wrong encoding", rows=t["n"] + 1),
+            quarantine(1, "wrong encoding", rows=t["n"] + 1, at=(mid + 2,)),
             data,
         )
 
@@ -609,7 +615,7 @@ class CorpusBuilder:
             dept,
             dataset,
             "bigfield",
-            quarantine(1, "too large", rows=t["n"] + 1),
+            quarantine(1, "too large", rows=t["n"] + 1, at=(mid + 2,)),
             data,
         )
 
@@ -667,7 +673,12 @@ class CorpusBuilder:
             dept,
             dataset,
             "cells",
-            quarantine(bad_rows, "cell count", rows=t["n"] + bad_rows),
+            quarantine(
+                bad_rows,
+                "cell count",
+                rows=t["n"] + bad_rows,
+                at=tuple(range(mid + 2, mid + 2 + bad_rows)),
+            ),
             data,
         )
 
@@ -685,7 +696,12 @@ class CorpusBuilder:
             dept,
             dataset,
             "stray",
-            quarantine(count, "stray header", rows=t["n"] + count),
+            quarantine(
+                count,
+                "stray header",
+                rows=t["n"] + count,
+                at=tuple(i + 2 for i, r in enumerate(rows) if r == h),
+            ),
             data,
         )
 
@@ -763,7 +779,11 @@ class CorpusBuilder:
         )
 
     def jsonl_variant(self, name, hostility, dept, dataset, tag, expect, lines, **kw) -> None:
+        """Good lines with ``lines`` in the middle (at lines mid+1 …, for ``expect.at``)."""
         data = self.jsonl_insert(dept, dataset, lines)
+        if expect.quarantined and not expect.at:
+            mid = len(self.s.jsonl_records(dept, dataset)) // 2
+            expect = replace(expect, at=tuple(range(mid + 1, mid + 1 + len(lines))))
         self.add(name, "jsonl", hostility, dept, dataset, tag, expect, data, **kw)
 
     def marked_json(self, dept: str, dataset: str, k: int = 0) -> dict:
@@ -857,7 +877,7 @@ class CorpusBuilder:
             "yjj",
             "incidents",
             "cutline",
-            quarantine(1, "truncated", rows=n + 1),
+            quarantine(1, "truncated", rows=n + 1, at=(n + 1,)),
             jsonl_bytes(recs) + cut,
         )
         rec = self.marked_json("yjj", "incidents", 2)
@@ -1071,7 +1091,7 @@ class CorpusBuilder:
             "scjg",
             "merchants",
             "bigrecord",
-            one_of(quarantine(1, "too large", rows=n + 1), fail("too large")),
+            one_of(quarantine(1, "too large", rows=n + 1, at=(n // 2 + 1,)), fail("too large")),
             doc_with([json.dumps(rec, ensure_ascii=False)]),
         )
         self.add(
@@ -1092,7 +1112,7 @@ class CorpusBuilder:
             "scjg",
             "merchants",
             "dupkey",
-            quarantine(1, "duplicate key", rows=n + 1),
+            quarantine(1, "duplicate key", rows=n + 1, at=(n // 2 + 1,)),
             doc_with([self.with_duplicate_key(rec, f.names[0], MARK_NAME_2)]),
         )
         self.add(
@@ -1129,7 +1149,7 @@ class CorpusBuilder:
             "scjg",
             "service_points",
             "bombrecord",
-            one_of(quarantine(1, "too deep", rows=n + 1), fail("too deep")),
+            one_of(quarantine(1, "too deep", rows=n + 1, at=(3,)), fail("too deep")),
             json_doc_text(
                 doc,
                 [*texts[:2], self.with_raw_value(rec, bomb_field, bomb_array()), *texts[2:]],
@@ -1168,7 +1188,7 @@ class CorpusBuilder:
             "scjg",
             "service_points",
             "notobject",
-            quarantine(2, "not an object", rows=n + 2),
+            quarantine(2, "not an object", rows=n + 2, at=(4, 5)),
             json_doc_text(
                 doc,
                 [*texts[:3], json.dumps(MARK_NAME, ensure_ascii=False), MARK_MOBILE, *texts[3:]],
@@ -1257,7 +1277,7 @@ class CorpusBuilder:
             "mzj",
             "disability_allowance",
             "notzip",
-            fail("corrupt archive"),
+            fail("corrupt archive", "not an xlsx"),  # no zip at all: either says it
             csv_bytes(header, [row], "utf-8"),
         )
         wb, ws, hrow, n = s.workbook("mzj", "old_age_allowance")
@@ -1273,7 +1293,7 @@ class CorpusBuilder:
             "mzj",
             "old_age_allowance",
             "stray",
-            quarantine(1, "stray header", rows=n + 1),
+            quarantine(1, "stray header", rows=n + 1, at=(at,)),
             workbook_bytes(wb),
         )
         wb, _ = marked_book("mzj", "old_age_allowance")

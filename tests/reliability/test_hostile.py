@@ -225,7 +225,9 @@ def has_phrase(text: str | None, phrases: tuple[str, ...]) -> bool:
     return not phrases or any(p.lower() in (text or "").lower() for p in phrases)
 
 
-def miss(exp: Expect, accs: list[dict], lake: Lake, original: dict | None) -> str | None:
+def miss(
+    exp: Expect, accs: list[dict], lake: Lake, original: dict | None, file_name: str = ""
+) -> str | None:
     """Why ``accs`` do not meet ``exp`` (None: they do)."""
     if len(accs) != 1:
         return f"{len(accs)} accounts, expected 1"
@@ -239,6 +241,8 @@ def miss(exp: Expect, accs: list[dict], lake: Lake, original: dict | None) -> st
             return "reason lacks the phrase"
         if a["rows_loaded"]:
             return "failed delivery loaded rows"
+        if file_name and not any(f in (a["reason"] or "") for f in shown_forms(file_name)):
+            return "reason does not name the file"
         return None
     if a["status"] != "loaded":
         return f"status {a['status']}"
@@ -253,6 +257,9 @@ def miss(exp: Expect, accs: list[dict], lake: Lake, original: dict | None) -> st
         ]
         if (exp.exact and len(hits) != n) or len(hits) < n:
             return f"{len(hits)} quarantine rows say {'/'.join(exp.phrases)}, expected {n}"
+        rows = sorted(x["source_row"] for x in hits)
+        if exp.at and not set(exp.at) <= set(rows):
+            return f"quarantined at source rows {rows}, expected {list(exp.at)}"
     if exp.redelivery_of:
         return miss_redelivery(exp, a, lake, original)
     return None
@@ -296,7 +303,8 @@ def check_variant(v: Variant, run1: Lake, run2: Lake, acc1: dict, acc2: dict) ->
             return "landed in the run before it settled"
         why = miss(Expect("loaded", rows_read=exp.rows_read), acc2.get(v.name, []), run2, None)
         return f"next run: {why}" if why else None
-    whys = [miss(option, acc2.get(v.name, []), run2, original) for option in exp.options()]
+    accs = acc2.get(v.name, [])
+    whys = [miss(option, accs, run2, original, v.file_name) for option in exp.options()]
     if any(w is None for w in whys):
         if len(acc1.get(v.name, [])) != len(acc2.get(v.name, [])):
             return "accounted again by the second run"
@@ -417,6 +425,8 @@ def leak_problems(outputs: list[bytes], lakes: list[Lake], home: Path) -> list[s
                 data = path.read_bytes()
                 if any(n in data for n in needles):
                     out.append(f"{folder}/{path.name} holds a marker value")
+                if b"\x1b" in data or "\u202e".encode() in data:
+                    out.append(f"{folder}/{path.name} holds an unescaped file name")
     return sorted(set(out))
 
 
