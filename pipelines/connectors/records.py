@@ -55,6 +55,22 @@ OUT, IN, QUOTE_SEEN = (
 )  # CSV quote states: outside, inside a quoted cell, just after a quote in one
 
 
+def _chunks(fh: BinaryIO, chunk_bytes: int, skip_bom: bool) -> Iterator[tuple[int, bytes]]:
+    """(file offset, bytes) of each chunk of the file; a leading UTF-8 BOM left out."""
+    pos = 0
+    chunk = fh.read(chunk_bytes)
+    if skip_bom:
+        while len(chunk) < len(UTF8_BOM) and (more := fh.read(chunk_bytes)):
+            chunk += more
+        if chunk.startswith(UTF8_BOM):
+            chunk, pos = chunk[len(UTF8_BOM) :], len(UTF8_BOM)
+            chunk = chunk or fh.read(chunk_bytes)
+    while chunk:
+        yield pos, chunk
+        pos += len(chunk)
+        chunk = fh.read(chunk_bytes)
+
+
 def _quote_state(piece: bytes, state: int, opens_at_0: bool, delim: int) -> int:
     """The CSV quote state after ``piece`` (part of one line), as Python's csv module reads it.
 
@@ -102,9 +118,7 @@ def scan_records(
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     delim = csv_delimiter[0] if csv_delimiter else -1
     quoted = csv_delimiter is not None
-    pos = 0  # file offset of the next byte to look at
     line_no = 1  # line number of the next byte
-    first = True
     # the record being assembled across lines or chunks
     parts: list[bytes] = []
     size = 0
@@ -114,20 +128,7 @@ def scan_records(
     oversized = False
     at_line_start = True  # the next piece starts a line (not the rest of one cut by a chunk)
     prev = -1  # last byte before the next piece, within its line
-    while True:
-        chunk = fh.read(chunk_bytes)
-        if not chunk:
-            break
-        if first:
-            first = False
-            if skip_bom:
-                while len(chunk) < len(UTF8_BOM) and (more := fh.read(chunk_bytes)):
-                    chunk += more
-                if chunk.startswith(UTF8_BOM):
-                    chunk = chunk[len(UTF8_BOM) :]
-                    pos = len(UTF8_BOM)
-                    if not chunk:
-                        continue
+    for pos, chunk in _chunks(fh, chunk_bytes, skip_bom):
         lines = chunk.split(b"\n")
         last = len(lines) - 1
         for i, piece in enumerate(lines):
@@ -227,26 +228,14 @@ def scan_lines(
     skipped to its end while holding at most one chunk.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
-    pos = 0  # file offset of the next chunk
     line_no = 1  # number of the line being read
-    line_start = 0  # its file offset
+    line_start: int | None = None  # its file offset
     carry: list[bytes] = []  # its bytes so far (a line cut by a chunk edge)
     carry_size = 0
-    first = True
-    while True:
-        chunk = fh.read(chunk_bytes)
-        if not chunk:
-            break
-        if first:
-            first = False
-            if skip_bom:
-                while len(chunk) < len(UTF8_BOM) and (more := fh.read(chunk_bytes)):
-                    chunk += more
-                if chunk.startswith(UTF8_BOM):
-                    chunk = chunk[len(UTF8_BOM) :]
-                    pos = line_start = len(UTF8_BOM)
+    for start, chunk in _chunks(fh, chunk_bytes, skip_bom):
+        if line_start is None:
+            line_start = start  # after a BOM
         pieces = chunk.split(b"\n")
-        start, pos = pos, pos + len(chunk)
         if len(pieces) == 1:  # no line end: the line goes on
             carry_size += len(chunk)
             carry = [] if carry_size > max_bytes else [*carry, chunk]

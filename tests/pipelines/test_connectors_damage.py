@@ -22,7 +22,7 @@ from pipelines.connectors import read_batches, read_delivery
 from pipelines.connectors import records as records_mod
 from pipelines.connectors.base import Parsed
 from pipelines.connectors.jsonstrict import nesting_depth, too_deep
-from pipelines.connectors.records import scan_records
+from pipelines.connectors.records import scan_lines, scan_records
 from tests.pipelines.test_connectors import ROWS, make_dataset, write_xlsx
 
 HEADER = "身份证号,姓名,出生日期"
@@ -464,3 +464,29 @@ def test_unreadable_parquet_names_no_path(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="corrupt archive") as info:
         read_delivery(p, make_dataset("parquet", pattern="*.parquet"))
     assert str(tmp_path) not in info.value.message
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=10),
+    end=st.booleans(),
+    bom=st.booleans(),
+    chunk=st.integers(1, 20),
+    limit=st.integers(0, 12),
+)
+def test_line_blocks_agree_with_a_plain_split(
+    lines: list[bytes], end: bool, bom: bool, chunk: int, limit: int
+) -> None:
+    """scan_lines over any chunk size: every line, its number and offset, long ones skipped."""
+    data = (b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + (b"\n" if end and lines else b"")
+    got = []
+    for block in scan_lines(io.BytesIO(data), max_bytes=limit, skip_bom=True, chunk_bytes=chunk):
+        for i, line in enumerate(block.lines):
+            size = block.sizes[i] if line is None else len(line)
+            got.append((block.first_line + i, block.offset_of(i), line, size))
+    want, offset = [], 3 if bom else 0
+    for n, line in enumerate(lines, start=1):
+        if line or n < len(lines) or end:
+            want.append((n, offset, line if len(line) <= limit else None, len(line)))
+        offset += len(line) + 1
+    assert got == want
