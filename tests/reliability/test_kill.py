@@ -1,0 +1,362 @@
+"""Kill ingestion with SIGKILL at every named kill point; the next run finishes and the lake
+then equals an uninterrupted run's.
+
+For each point the test drives ingestion of the whole session street in a child process
+(``tests/reliability/driver.py``) with ``STREETHUB_KILL_AT`` arming that point, checks the
+child died by SIGKILL and left the leftover that point is about (a half-written copy, a
+landed file without a ledger row, a delivery without an account, uncommitted lake files,
+a delivery read into raw but not gated, no scorecard), then runs what the main job runs
+first (``recover_lake``) and the driver again, unarmed: it must end with exit code 0 within
+a timeout, leave nothing pending, and the lake must equal a reference run's — the same
+tables, the same row counts, and the same digest per column over the decrypted business
+columns, rows sorted. Times of processing (``_loaded_at``, ``accounted_at`` …), absolute
+paths and the timestamps in pulled files' names differ by design and are left out;
+``marts.quality_expectations`` keeps one set per run, so only the last run's is compared.
+
+Points on the ingest path are run without the scorecard (``--no-scorecard``, both runs)
+and compared on the ingest tables; the scorecard points run everything and compare every
+table. Scenarios run two at a time (``STREETHUB_KILL_JOBS``) after the reference run,
+whose keys every scenario home shares (so pseudonyms and keyed digests compare too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import pipelines.ingest.landing  # noqa: F401 - importing the owners' modules registers their points
+from catalog.loader import load_catalogue
+from catalog.settings import Settings
+from lakehouse.lake import ALIAS, open_lake, tables_in
+from pipelines.ingest.ledger import unaccounted
+from pipelines.ingest.raw import raw_table
+from pipelines.ingest.staged import unstaged
+from pipelines.killpoints import KILL_POINTS
+from pipelines.protection import Protection
+from pipelines.recovery import recover_lake
+from tests.reliability.conftest import fresh_home
+
+pytestmark = pytest.mark.slow
+
+DRIVER = Path(__file__).with_name("driver.py")
+# a whole run of the street takes ~30 s on 2 idle cores; a hang fails the test instead of
+# hanging CI (generous: a loaded CI machine is several times slower)
+RUN_TIMEOUT_S = 600
+JOBS = int(os.environ.get("STREETHUB_KILL_JOBS", "2"))
+
+# point -> (owner, leftovers the kill must leave: the test would prove nothing without them)
+EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "landing.copy_started": ("LANDING (pipelines/ingest/landing.py)", ("partial_copies",)),
+    "landing.copied": ("LANDING (pipelines/ingest/landing.py)", ("unrecorded_copies",)),
+    "landing.recorded": ("LANDING (pipelines/ingest/landing.py)", ("unaccounted",)),
+    "raw.parsed": ("CONNECTORS (pipelines/ingest/raw.py)", ("unaccounted",)),
+    "raw.before_commit": (
+        "CONNECTORS (pipelines/ingest/raw.py)",
+        ("unaccounted", "uncommitted_files"),
+    ),
+    "raw.committed": ("CONNECTORS (pipelines/ingest/raw.py)", ("unstaged",)),
+    "staged.gated": ("KEYS (pipelines/ingest/staged.py)", ("unstaged",)),
+    "staged.before_commit": (
+        "KEYS (pipelines/ingest/staged.py)",
+        ("unstaged", "uncommitted_files"),
+    ),
+    "staged.committed": ("KEYS (pipelines/ingest/staged.py)", ("staged_deliveries",)),
+    "scorecard.before_write": ("RECOVERY (pipelines/killpoints.py)", ("no_scorecard",)),
+    "scorecard.written": ("RECOVERY (pipelines/killpoints.py)", ("no_report",)),
+}
+POINTS = sorted(set(EXPECTED) | set(KILL_POINTS))
+PENDING_AFTER = ("partial_copies", "unrecorded_copies", "unaccounted", "unstaged")
+PENDING_AFTER += ("uncommitted_files", "unbalanced")
+
+# tables the scorecard writes (compared only where the scorecard ran)
+SCORECARD_TABLES = {("quarantine", "disagreements"), ("quarantine", "issues")}
+PULL_STAMP = re.compile(r"(_pull_|pull-)\d{8}T\d{6}\d*")
+
+
+def needs_scorecard(point: str) -> bool:
+    return point.startswith("scorecard.")
+
+
+# -- running the driver ------------------------------------------------------------------
+
+
+def drive(home: Path, *, kill_at: str | None, scorecard: bool, timeout: float) -> tuple[int, str]:
+    """Run the driver on ``home``; (exit code, last lines of stderr). A hang fails."""
+    env = {k: v for k, v in os.environ.items() if k != "STREETHUB_KILL_AT"}
+    if kill_at is not None:
+        env["STREETHUB_KILL_AT"] = kill_at
+    cmd = [sys.executable, str(DRIVER), str(home)] + ([] if scorecard else ["--no-scorecard"])
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -999, f"no end within {timeout:.0f} s (hung)"
+    return proc.returncode, "\n".join(proc.stderr.strip().splitlines()[-5:])
+
+
+# -- what a run left behind --------------------------------------------------------------
+
+
+def pending(settings: Settings) -> dict[str, int]:
+    """Work a killed run left for the next one (all zero after a finished run)."""
+    landing = settings.landing_dir
+    files = [p for p in landing.rglob("*") if p.is_file()] if landing.exists() else []
+    with open_lake(settings) as con:  # the writer lock: nobody else writes meanwhile
+        have = tables_in(con)
+        recorded: set[str] = set()
+        out = {"unaccounted": 0, "unstaged": 0, "staged_deliveries": 0, "unbalanced": 0}
+        if ("landing", "deliveries") in have:
+            recorded = {
+                Path(r[0]).name
+                for r in con.execute("SELECT landed_path FROM landing.deliveries").fetchall()
+            }
+            for dept, ds in load_catalogue(settings.catalog_dir).datasets():
+                out["unaccounted"] += len(unaccounted(con, dept.code, ds.code))
+                out["unstaged"] += len(unstaged(con, dept.code, ds.code))
+            out["staged_deliveries"] = con.execute(
+                "SELECT count(*) FROM landing.stage_accounts WHERE stage = 'staged'"
+            ).fetchone()[0]
+            out["unbalanced"] = con.execute(
+                """SELECT (SELECT count(*) FROM landing.delivery_accounts
+                           WHERE rows_read <> rows_loaded + rows_quarantined)
+                        + (SELECT count(*) FROM landing.stage_accounts
+                           WHERE rows_in <> rows_out + rows_quarantined
+                                            + coalesce(rows_skipped, 0))"""
+            ).fetchone()[0]
+        out["uncommitted_files"] = len(
+            con.execute(
+                f"CALL ducklake_delete_orphaned_files('{ALIAS}', dry_run => true, "
+                "cleanup_all => true)"
+            ).fetchall()
+        )
+        out["no_scorecard"] = int(("marts", "quality_scorecard") not in have)
+    out["partial_copies"] = sum(p.name.endswith(".part") for p in files)
+    out["unrecorded_copies"] = sum(
+        not p.name.endswith(".part") and p.name not in recorded for p in files
+    )
+    out["no_report"] = int(not (settings.home_abs / "reports" / "quality.html").exists())
+    return out
+
+
+# -- the lake as content -----------------------------------------------------------------
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select(
+        pl.col(c).map_elements(repr, return_dtype=pl.String)
+        if t.is_nested() or t == pl.Binary
+        else pl.col(c).cast(pl.String)
+        for c, t in frame.schema.items()
+    )
+
+
+def _digest(frame: pl.DataFrame) -> dict[str, str]:
+    text = _as_text(frame)
+    if text.width:
+        text = text.sort(text.columns, nulls_last=True)
+    return {
+        c: hashlib.sha256(
+            "\x1e".join("\x00" if v is None else v for v in text[c].to_list()).encode()
+        ).hexdigest()
+        for c in text.columns
+    }
+
+
+def lake_content(settings: Settings, *, with_scorecard: bool) -> dict[str, tuple[int, dict]]:
+    """Per table: (rows, digest per column) over decrypted business columns, rows sorted.
+
+    Left out: times of processing (``_loaded_at``, ``_staged_at``, every ``*_at`` column
+    of the ledger and marts), landed paths and sources (absolute paths, API URLs with
+    their port), and the timestamp in a pulled file's name.
+    """
+    cat = load_catalogue(settings.catalog_dir)
+    datasets = {raw_table(d.code, ds): ds for d, ds in cat.datasets()}
+    protection = Protection.from_settings(settings, actor="test:kill")
+    out: dict[str, tuple[int, dict]] = {}
+    with open_lake(settings, read_only=True) as con:
+        for zone, table in sorted(tables_in(con)):
+            scorecard_table = zone == "marts" or (zone, table) in SCORECARD_TABLES
+            if scorecard_table and not with_scorecard:
+                continue
+            frame = con.execute(f'SELECT * FROM {zone}."{table}"').pl()
+            if zone in ("raw", "staged"):
+                ds = datasets[table]
+                frame = (
+                    protection.reveal_text(frame, ds, "quality_gate")
+                    if zone == "raw"
+                    else protection.reveal(frame, ds, "quality_scores")
+                )
+                frame = frame.drop("_loaded_at", "_staged_at", strict=False)
+            else:
+                if (zone, table) == ("marts", "quality_expectations") and frame.height:
+                    frame = frame.filter(pl.col("run_at") == pl.col("run_at").max())
+                volatile = [c for c in frame.columns if c.endswith("_at")]
+                frame = frame.drop(*volatile, "landed_path", "source", strict=False)
+                frame = frame.with_columns(
+                    pl.col(pl.String).str.replace_all(PULL_STAMP.pattern, "${1}<time>")
+                )
+            out[f"{zone}.{table}"] = (frame.height, _digest(frame))
+    return out
+
+
+def landed_names(settings: Settings) -> set[str]:
+    root = settings.landing_dir
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def differences(want: dict, got: dict) -> list[str]:
+    """Tables, counts and columns that differ — names only, never a value."""
+    problems = []
+    for name in sorted(set(want) | set(got)):
+        if name not in got or name not in want:
+            problems.append(f"{name}: only in the {'reference' if name in want else 'rerun'}")
+            continue
+        (n_want, d_want), (n_got, d_got) = want[name], got[name]
+        if n_want != n_got:
+            problems.append(f"{name}: {n_got} rows, reference {n_want}")
+        cols = sorted(c for c in set(d_want) | set(d_got) if d_want.get(c) != d_got.get(c))
+        if cols:
+            problems.append(f"{name}: columns differ: {', '.join(cols)}")
+    return problems
+
+
+# -- the scenarios -----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    killed_rc: int | None = None
+    killed_stderr: str = ""
+    left: dict[str, int] = field(default_factory=dict)
+    recovered_files: int = 0
+    rerun_rc: int | None = None
+    rerun_stderr: str = ""
+    after: dict[str, int] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Reference:
+    settings: Settings
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _content: dict[bool, dict] = field(default_factory=dict)
+
+    def content(self, with_scorecard: bool) -> dict:
+        with self.lock:
+            if with_scorecard not in self._content:
+                self._content[with_scorecard] = lake_content(
+                    self.settings, with_scorecard=with_scorecard
+                )
+            return self._content[with_scorecard]
+
+
+def run_scenario(point: str, street, root: Path, ref: Reference) -> Outcome:
+    outcome = Outcome()
+    try:
+        settings = fresh_home(street, root / point)
+        shutil.copytree(ref.settings.keys_dir, settings.keys_dir, dirs_exist_ok=True)
+        scorecard = needs_scorecard(point)
+        t0 = time.monotonic()
+        outcome.killed_rc, outcome.killed_stderr = drive(
+            settings.home_abs, kill_at=point, scorecard=scorecard, timeout=RUN_TIMEOUT_S
+        )
+        t1 = time.monotonic()
+        outcome.left = pending(settings)
+        outcome.recovered_files = recover_lake(settings)  # what the main job does first
+        t2 = time.monotonic()
+        outcome.rerun_rc, outcome.rerun_stderr = drive(
+            settings.home_abs, kill_at=None, scorecard=scorecard, timeout=RUN_TIMEOUT_S
+        )
+        t3 = time.monotonic()
+        if outcome.rerun_rc == 0:
+            outcome.after = pending(settings)
+            outcome.differences = differences(
+                ref.content(scorecard), lake_content(settings, with_scorecard=scorecard)
+            )
+            if landed_names(settings) != landed_names(ref.settings):
+                outcome.differences.append("landing folder: other files than the reference's")
+        outcome.seconds = {
+            "killed": t1 - t0,
+            "recovery": t2 - t1,
+            "rerun": t3 - t2,
+            "compare": time.monotonic() - t3,
+        }
+    except Exception as exc:  # reported by the point's test
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def kill_runs(reliability_street, tmp_path_factory) -> dict[str, Outcome]:
+    """Every registered point's scenario, two at a time, after one reference run."""
+    root = tmp_path_factory.mktemp("kill")
+    started = time.monotonic()
+    ref_settings = fresh_home(reliability_street, root / "_reference")
+    rc, err = drive(ref_settings.home_abs, kill_at=None, scorecard=True, timeout=RUN_TIMEOUT_S)
+    assert rc == 0, f"the uninterrupted reference run failed (exit {rc}): {err}"
+    reference_s = time.monotonic() - started
+    ref = Reference(ref_settings)
+    registered = [p for p in POINTS if p in KILL_POINTS]
+    registered.sort(key=lambda p: not needs_scorecard(p))  # the longest first
+    with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
+        futures = {
+            p: pool.submit(run_scenario, p, reliability_street, root, ref) for p in registered
+        }
+        outcomes = {p: f.result() for p, f in futures.items()}
+    total = time.monotonic() - started
+    print(
+        f"\nkill test: reference run {reference_s:.1f} s; {len(outcomes)} points, {JOBS} at a time"
+    )
+    for p, o in outcomes.items():
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in o.seconds.items())
+        print(f"  {p:24s} {times}")
+    print(f"kill test: {total:.1f} s in all")
+    return outcomes
+
+
+def test_every_kill_point_is_registered():
+    missing = [f"{p} (owner: {EXPECTED[p][0]})" for p in EXPECTED if p not in KILL_POINTS]
+    assert not missing, "kill points not registered yet: " + "; ".join(missing)
+    assert len(KILL_POINTS) >= 10
+
+
+@pytest.mark.timeout(3600)  # the first one runs every scenario (the module fixture)
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_run_is_recovered_by_the_next(point: str, kill_runs: dict[str, Outcome]):
+    if point not in KILL_POINTS:
+        pytest.fail(
+            f"kill point {point!r} is not registered: its owner, {EXPECTED[point][0]}, "
+            f"registers it and calls kill_point({point!r}) at its place"
+        )
+    o = kill_runs[point]
+    assert o.error is None, o.error
+    assert o.killed_rc == -9, (
+        f"the run armed at {point} was not SIGKILLed there (exit {o.killed_rc}): "
+        f"{'never reached the point' if o.killed_rc == 0 else o.killed_stderr}"
+    )
+    wanted = EXPECTED.get(point, ("", ()))[1]
+    missing = [w for w in wanted if not o.left.get(w)]
+    assert not missing, f"killed at {point} but it left no {missing}: {o.left}"
+    assert o.rerun_rc == 0, (
+        f"the run after the kill did not finish (exit {o.rerun_rc}): {o.rerun_stderr}"
+    )
+    still = {k: o.after[k] for k in PENDING_AFTER if o.after.get(k)}
+    if needs_scorecard(point):
+        still |= {k: o.after[k] for k in ("no_scorecard", "no_report") if o.after.get(k)}
+    assert not still, f"after the next run, still pending: {still}"
+    assert not o.differences, "the lake differs from an uninterrupted run's: " + "; ".join(
+        o.differences
+    )
