@@ -438,6 +438,10 @@ def deliveries_list(
     settings = get_settings()
     with _reading_lake(settings, "reading the accounts") as con:
         rows = list_deliveries(con, failed=failed, dept=dept, acknowledged=show_all or not failed)
+    if not rows:
+        none = "no failed delivery waits for an officer" if failed else "no delivery accounted"
+        console.print(f"[green]{none}[/green]" if failed else none)
+        return
     hidden = 0 if show_all else max(0, len(rows) - LIST_LIMIT)
     rows = rows[hidden:]
     what = (
@@ -465,8 +469,6 @@ def deliveries_list(
         print_failures(console, "why they failed:", failures)
     if hidden:
         console.print(f"{hidden} older deliveries not shown (--all shows them)")
-    if failed and not rows:
-        console.print("[green]no failed delivery waits for an officer[/green]")
 
 
 @deliveries_app.command("ack")

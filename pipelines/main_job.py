@@ -284,7 +284,12 @@ def run_main(settings: Settings, console: Console) -> None:
             f"this run added {n} failure(s) (see the tables above; "
             "`streethub deliveries list --failed`)"
         )
-    console.print("[green]every delivered row is staged, quarantined or skipped[/green]")
+    waiting = (
+        f"; {len(report.older)} older failed deliveries wait for an officer" if report.older else ""
+    )
+    console.print(
+        f"[green]every row of every delivery read is staged, quarantined or skipped[/green]{waiting}"
+    )
 
 
 def print_quality(console: Console, settings: Settings) -> None:

@@ -183,7 +183,7 @@ def print_run_report(console: Console, report: RunReport) -> None:
     if report.older:
         print_failures(
             console,
-            f"older failed deliveries not yet acknowledged ({len(report.older)}; not failing "
-            "this run): `streethub deliveries ack ID --reason …` or `… retry ID`",
+            f"older failures not yet acknowledged ({len(report.older)}, not failing this run): "
+            "`streethub deliveries ack ID --reason …` or `… retry ID`",
             report.older,
         )

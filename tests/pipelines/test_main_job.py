@@ -84,7 +84,7 @@ def test_the_report_escapes_names_and_reasons() -> None:
     print_run_report(console, run_report([bad], T0))
     text = console.export_text()
     assert "\x1b" not in text and "\\x1b[2J\\n[red]b.csv" in text
-    assert "older failed deliveries not yet acknowledged" in text
+    assert "older failures not yet acknowledged (1, not failing this run)" in text
 
 
 @pytest.fixture
