@@ -2,7 +2,8 @@
 
 ``test_hostile.py`` is only worth its minutes if a missed expectation, an
 unbalanced account or a leaked value would make it fail: these tests feed its
-checks lakes and outputs made up to be wrong.
+checks lakes and outputs made up to be wrong (in milliseconds, unmarked); the
+two corpus tests build the session street and are ``slow`` like the rest here.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def corpus(reliability_street, tmp_path_factory):
     return home, build_corpus(home, reliability_street[1])
 
 
+@pytest.mark.slow  # builds the session street
 def test_corpus_covers_every_kind_for_every_connector(corpus):
     _, variants = corpus
     assert len(variants) >= 40
@@ -92,6 +94,7 @@ def test_corpus_covers_every_kind_for_every_connector(corpus):
     assert {n.rsplit(".", 1)[1] for n in names} >= {"CSV", "JSONL"}
 
 
+@pytest.mark.slow  # builds the session street
 def test_markers_are_valid_unused_and_planted(corpus):
     home, variants = corpus
     ids = [m for m in MARKERS if len(m) == 18]
