@@ -4,7 +4,8 @@ The document is one value, so it is read whole (landing bounds its size): UTF-8
 strictly, nesting depth checked before parsing (``max_json_depth`` for a record,
 plus the levels of the envelope), duplicate keys refused. A document cut short
 fails as "truncated", a document that is not JSON as "not json"; a record that is
-not an object or repeats a key is quarantined and the rest loads.
+not an object, repeats a key or is over ``max_record_bytes`` is quarantined and the
+rest loads.
 """
 
 from __future__ import annotations
@@ -96,7 +97,18 @@ def read_json(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Pars
                 RowProblem(i, jsonstrict.duplicate_reason(dups, known), check="duplicate_key")
             )
             continue
-        good.append(json.dumps(rec, ensure_ascii=False).encode())
+        encoded = json.dumps(rec, ensure_ascii=False).encode()
+        if len(encoded) > settings.max_record_bytes:
+            problems.append(
+                RowProblem(
+                    i,
+                    f"too large: the record has {len(encoded):,} bytes, "
+                    f"the limit is {settings.max_record_bytes:,}",
+                    check="too_large",
+                )
+            )
+            continue
+        good.append(encoded)
         rows.append(i)
     if problems and not good:
         raise whole_file_failure(len(problems), problems[0], dataset.code, file)

@@ -378,6 +378,16 @@ def test_json_duplicate_key_and_non_object_records_are_quarantined(tmp_path: Pat
     assert_clean_reasons([p.reason for p in parsed.problems], "王五", "赵六")
 
 
+def test_json_record_over_the_size_limit_is_quarantined(tmp_path: Path) -> None:
+    ds = make_dataset("json", pattern="*.json", records_path="data")
+    big = json.dumps({"姓名": "王" * 2000}, ensure_ascii=False)
+    body = ('{"data": [' + jl() + ", " + big + ", " + jl() + "]}").encode()
+    parsed = read_delivery(json_file(tmp_path, body), ds, limits(max_record_bytes=1000))
+    assert parsed.frame["_source_row"].to_list() == [1, 3]
+    assert problems(parsed) == [(2, "too_large")]
+    assert parsed.problems[0].reason.startswith("too large: the record has 6,")
+
+
 @pytest.mark.parametrize(
     ("body", "phrase"),
     [
