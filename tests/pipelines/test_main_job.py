@@ -74,6 +74,7 @@ def test_failed_steps_and_unbalanced_accounts_fail_the_run_older_blocks_do_not()
 def test_rows_the_simulator_delivered_but_nobody_accounted_for_fail_the_run() -> None:
     assert not run_report([row("a")], T0, expected={"wjw": 10}).failed
     assert run_report([row("a")], T0, expected={"wjw": 12}).failed
+    assert not run_report([row("a")], T0, expected={"wjw": 8}).failed  # files dropped in too
     explained = [row("a"), row("b", status="failed", at=T0 - HOUR)]
     assert not run_report(explained, T0, expected={"wjw": 12}).failed  # the failure says why
 
