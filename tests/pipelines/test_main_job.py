@@ -88,6 +88,18 @@ def test_the_report_escapes_names_and_reasons() -> None:
     assert "older failures not yet acknowledged (1, not failing this run)" in text
 
 
+def materialise(defs: list) -> dg.ExecuteInProcessResult:
+    """As the main job does: one in-process run that goes on past a failed step."""
+    from pipelines.resources import LakeResource
+
+    return dg.materialize(
+        defs,
+        resources={"lake": LakeResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
 @pytest.fixture
 def two_departments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     from departments.simulate import simulate
@@ -106,7 +118,6 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
     from pipelines.defs.quality.checks import build_contract_check
     from pipelines.defs.sources import assets as source_assets
     from pipelines.main_job import run_problems
-    from pipelines.resources import LakeResource
 
     cat = load_catalogue()
     broken = cat.departments["wjw"].datasets[0]
@@ -125,12 +136,7 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
         defs += [build_staged_asset(dept, ds) for ds in dept.datasets]
         defs += [build_contract_check(dept, ds) for ds in dept.datasets]
     started = dt.datetime.now(dt.UTC)
-    result = dg.materialize(
-        defs,
-        resources={"lake": LakeResource()},
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result = materialise(defs)
     assert not result.success
     made = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     others = [(d, ds) for d in ("wjw", "cgj") for ds in cat.departments[d].datasets]
@@ -157,7 +163,6 @@ def test_a_blocking_check_fails_this_run_only_for_a_delivery_gated_in_it(
     from pipelines.defs.quality.assets import build_staged_asset
     from pipelines.defs.sources.assets import build_dataset_assets
     from pipelines.main_job import run_problems
-    from pipelines.resources import LakeResource
 
     monkeypatch.setattr(checks, "MIN_PASS_RATE", 1.01)  # no delivery is clean enough
     dept = load_catalogue().departments["cgj"]
@@ -165,12 +170,7 @@ def test_a_blocking_check_fails_this_run_only_for_a_delivery_gated_in_it(
     defs = [*build_dataset_assets(dept, ds), build_staged_asset(dept, ds)]
     defs.append(checks.build_contract_check(dept, ds))
     started = dt.datetime.now(dt.UTC)
-    result = dg.materialize(
-        defs,
-        resources={"lake": LakeResource()},
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    result = materialise(defs)
     this_run, older = run_problems(result, defs, started)
     where = f"staged/cgj/{ds.code}:contract"
     assert [p.where for p in this_run] == [where] and older == []
