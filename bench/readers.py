@@ -30,6 +30,7 @@ BIG_MB = 500
 LINE_MB = 64
 RESULTS = Path(__file__).parent / "results" / "readers.json"
 CHILD_FLAG = "--reader-child"
+MAKE_FLAG = "--make-files"
 DATASETS = {"csv": "wjw.family_doctor_contracts", "jsonl": "iot.sensor_readings"}
 
 
@@ -43,16 +44,32 @@ def _csv_row(names: list[str], i: int) -> str:
     return ",".join(f"{n}{i % 997}" if j else f"{i:018d}" for j, n in enumerate(names))
 
 
-def _write(path: Path, head: bytes, block: bytes, target: int, middle: bytes = b"") -> int:
-    """head, then ``block`` repeated to about ``target`` bytes, ``middle`` halfway."""
+def _write(path: Path, head: bytes, block: bytes, target: int, middle=None) -> int:
+    """head, then ``block`` repeated to about ``target`` bytes, ``middle()``'s pieces halfway."""
     reps = max(1, target // max(1, len(block)))
     with open(path, "wb") as fh:
         fh.write(head)
         for i in range(reps):
             if i == reps // 2 and middle:
-                fh.write(middle)
+                for piece in middle():
+                    fh.write(piece)
             fh.write(block)
     return path.stat().st_size
+
+
+def _long(prefix: bytes, unit: bytes, size: int, suffix: bytes):
+    """A record of about ``size`` bytes, written as pieces of 1 MiB (never held whole)."""
+
+    def pieces():
+        yield prefix
+        whole, rest = divmod(size, 2**20)
+        piece = unit * (2**20 // len(unit))
+        for _ in range(whole):
+            yield piece
+        yield unit * (rest // len(unit))
+        yield suffix
+
+    return pieces
 
 
 def make_files(folder: Path, big_mb: float, line_mb: float) -> list[dict]:
@@ -63,8 +80,13 @@ def make_files(folder: Path, big_mb: float, line_mb: float) -> list[dict]:
     head = (",".join(names) + "\r\n").encode(encoding)
     rows = "".join(_csv_row(names, i) + "\r\n" for i in range(2000)).encode(encoding)
     line_bytes = int(line_mb * 1024 * 1024)
-    big_cell = "长" * (line_bytes // 2)  # two bytes a character in GBK
-    long_row = (_csv_row(names, 0).replace(f"{names[1]}0", big_cell, 1) + "\r\n").encode(encoding)
+    cells = _csv_row(names, 0).split(",")
+    long_row = _long(
+        (cells[0] + ",").encode(encoding),
+        "长".encode(encoding),  # two bytes a character in GBK
+        line_bytes,
+        ("," + ",".join(cells[2:]) + "\r\n").encode(encoding),
+    )
     readings = "".join(
         json.dumps(
             {
@@ -80,20 +102,21 @@ def make_files(folder: Path, big_mb: float, line_mb: float) -> list[dict]:
         + "\n"
         for i in range(2000)
     ).encode()
-    long_line = (
-        json.dumps({"device_id": "SN00001", "metric": "x" * line_bytes}, ensure_ascii=False) + "\n"
-    ).encode()
+    long_line = _long(b'{"device_id": "SN00001", "metric": "', b"x", line_bytes, b'"}\n')
     big = int(big_mb * 1024 * 1024)
     out = []
-    for kind, label, h, block, target, middle, largest in (
-        ("csv", "big", head, rows, big, b"", len(rows.split(b"\n", 1)[0])),
-        ("csv", "one long row", head, rows, len(rows) * 4, long_row, len(long_row)),
-        ("jsonl", "big", b"", readings, big, b"", len(readings.split(b"\n", 1)[0])),
-        ("jsonl", "one long line", b"", readings, len(readings) * 4, long_line, len(long_line)),
+    for kind, label, h, block, target, middle in (
+        ("csv", "big", head, rows, big, None),
+        ("csv", "one long row", head, rows, len(rows) * 4, long_row),
+        ("jsonl", "big", b"", readings, big, None),
+        ("jsonl", "one long line", b"", readings, len(readings) * 4, long_line),
     ):
         path = folder / f"{kind}_{label.replace(' ', '_')}.{kind}"
         size = _write(path, h, block, target, middle)
-        out.append({"kind": kind, "file": label, "path": path, "bytes": size, "record": largest})
+        largest = line_bytes if middle else len(block.split(b"\n", 1)[0])
+        out.append(
+            {"kind": kind, "file": label, "path": str(path), "bytes": size, "record": largest}
+        )
     return out
 
 
@@ -116,10 +139,15 @@ def _child(kind: str, path: str, max_record_bytes: int) -> None:
     print(json.dumps({"rows": rows, "quarantined": quarantined, "seconds": round(seconds, 2)}))
 
 
-def _run(kind: str, path: str, max_record_bytes: int) -> dict:
-    """One child: its result and its own peak RSS (``ru_maxrss``, KiB on Linux)."""
+def _in_child(args: list[str]) -> tuple[object, float]:
+    """Run this module in a child process: (what it printed last, as JSON; its peak RSS MB).
+
+    The peak is the child's own ``ru_maxrss`` from ``os.wait4``. Linux carries the
+    parent's high-water mark into a child at exec, so the parent stays small: it
+    generates nothing itself.
+    """
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "bench.readers", CHILD_FLAG, kind, path, str(max_record_bytes)]
+    cmd = [sys.executable, "-m", "bench.readers", *args]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=err)
         out = proc.stdout.read()
@@ -129,19 +157,23 @@ def _run(kind: str, path: str, max_record_bytes: int) -> dict:
         if proc.returncode != 0:
             err.seek(0)
             raise RuntimeError(f"reader benchmark child failed:\n{err.read().decode()[-4000:]}")
-    result = json.loads(out.decode().strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    return result
+    return json.loads(out.decode().strip().splitlines()[-1]), round(usage.ru_maxrss / 1024, 1)
+
+
+def _run(kind: str, path: str, max_record_bytes: int) -> dict:
+    """One reading child: its result and its peak RSS."""
+    result, peak = _in_child([CHILD_FLAG, kind, path, str(max_record_bytes)])
+    return {**result, "peak_rss_mb": peak}
 
 
 def main(big_mb: float = BIG_MB, line_mb: float = LINE_MB) -> dict:
     from catalog.settings import Settings
 
-    default_limit = Settings().max_record_bytes
+    default_limit = Settings().max_record_bytes  # the parent imports little: see _in_child
     figures: dict = {"default_max_record_bytes": default_limit, "runs": []}
     with tempfile.TemporaryDirectory(prefix="bench_readers_") as tmp:
         started = time.perf_counter()
-        files = make_files(Path(tmp), big_mb, line_mb)
+        files = _in_child([MAKE_FLAG, tmp, str(big_mb), str(line_mb)])[0]
         figures["generated_seconds"] = round(time.perf_counter() - started, 1)
         base = {k: _run(k, "-", default_limit)["peak_rss_mb"] for k in DATASETS}
         figures["baseline_rss_mb"] = base
@@ -185,5 +217,9 @@ if __name__ == "__main__":
     if CHILD_FLAG in sys.argv:
         i = sys.argv.index(CHILD_FLAG)
         _child(sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3]))
+    elif MAKE_FLAG in sys.argv:
+        i = sys.argv.index(MAKE_FLAG)
+        made = make_files(Path(sys.argv[i + 1]), float(sys.argv[i + 2]), float(sys.argv[i + 3]))
+        print(json.dumps(made))
     else:
         main()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import sys
 from collections.abc import Iterator
+from itertools import repeat
 from pathlib import Path
 
 import polars as pl
@@ -90,9 +90,9 @@ def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: 
 def _parse_batch(recs: list[Record], encoding: str, delimiter: str) -> list[list[str]] | None:
     """Cells of a batch of records decoded and parsed in one go; None when one of them
     needs a closer look (a bad byte, a stray quote, a record the csv module cuts otherwise)."""
-    try:
-        text = b"\n".join(r.data for r in recs).decode(encoding)
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    try:  # each record one string: the csv module reads a quoted line break inside one
+        texts = list(map(bytes.decode, (r.data for r in recs), repeat(encoding)))
+        rows = list(csv.reader(texts, delimiter=delimiter, strict=True))
     except (UnicodeDecodeError, csv.Error):
         return None
     return rows if len(rows) == len(recs) else None

@@ -12,6 +12,7 @@ duplicate key, too deep, too large, wrong encoding at byte N, possibly truncated
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterator
 from itertools import repeat
 from operator import add
@@ -155,8 +156,8 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
             )
     index = [i for i in index if block.lines[i] is not None]
     lines = [block.lines[i] for i in index]
-    try:  # one C call for the whole block; line by line only when it fails
-        b"\n".join(lines).decode("utf-8")
+    try:  # C-level over the block, one line's text alive at a time
+        deque(map(bytes.decode, lines), maxlen=0)
     except UnicodeDecodeError:
         index = [i for i in index if _utf8(block, i, problems)]
         lines = [block.lines[i] for i in index]

@@ -246,7 +246,8 @@ def scan_lines(
             pieces[0] = None
             sizes[0] = head_size
         elif carry:
-            pieces[0] = b"".join(carry) + pieces[0]
+            pieces[0] = b"".join([*carry, pieces[0]])
+        carry = []  # not held while the block is read
         rest = pieces.pop()
         if max(map(len, pieces[1:]), default=0) > max_bytes:
             for i in range(1, len(pieces)):
