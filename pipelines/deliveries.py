@@ -100,7 +100,10 @@ def list_deliveries(
 ) -> list[DeliveryRow]:
     """Every delivery account, oldest first; ``failed`` keeps failed ones, ``acknowledged=False``
     drops failures an officer has acknowledged."""
-    acks = "landing.delivery_acks" if ("landing", "delivery_acks") in tables_in(con) else _NO_ACKS
+    tables = tables_in(con, "landing")
+    if ("landing", "delivery_accounts") not in tables:
+        return []  # a lake nothing was ever delivered to
+    acks = "landing.delivery_acks" if ("landing", "delivery_acks") in tables else _NO_ACKS
     where, params = ["true"], []
     if failed:
         where.append("a.status = 'failed'")

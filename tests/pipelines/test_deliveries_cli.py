@@ -60,6 +60,13 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Path:
             dataset="violation_cases",
             reason="refused: link\x1b[2J.csv is a symbolic link",
         )
+        record_failure(
+            con,
+            delivery_id="wjw.chronic_followups.pull-1",
+            dept="wjw",
+            dataset="chronic_followups",
+            reason="source down after 12 attempts",
+        )
     return root
 
 
@@ -87,7 +94,11 @@ def test_the_wrong_catalogue_failed_one_delivery_and_nothing_else(officer: Setti
     with open_lake(officer, read_only=True) as con:
         rows = list_deliveries(con)
     failed = [r for r in rows if r.failed]
-    assert {(r.dept, r.dataset) for r in failed} == {BROKEN, ("cgj", "violation_cases")}
+    assert {(r.dept, r.dataset) for r in failed} == {
+        BROKEN,
+        ("cgj", "violation_cases"),
+        ("wjw", "chronic_followups"),
+    }
     assert "wrong encoding" in next(r for r in failed if r.dataset == BROKEN[1]).reason.lower()
     loaded = [r for r in rows if not r.failed]
     assert {r.dept for r in loaded} == set(DEPTS) and all(r.rows_staged for r in loaded)
@@ -175,3 +186,15 @@ def test_retry_of_a_file_refused_at_landing_says_there_is_no_copy(officer: Setti
     assert result.exit_code == 1 and "no landed copy" in result.output
     ack = invoke("deliveries", "ack", "cgj.violation_cases.refused-1", "--reason", "a stray link")
     assert ack.exit_code == 0, ack.output
+    pull = invoke("deliveries", "retry", "wjw.chronic_followups.pull-1")
+    assert pull.exit_code == 1 and "next scheduled pull" in " ".join(pull.output.split())
+
+
+def test_an_empty_lake_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.lake import init_lake
+
+    settings = Settings(home=tmp_path / "empty").ensure_dirs()
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
+    init_lake(settings)
+    result = invoke("deliveries", "list", "--failed")
+    assert result.exit_code == 0 and "no failed delivery waits" in result.output
