@@ -753,6 +753,25 @@ class CorpusBuilder:
             data,
         )
 
+    def redelivery(self, name: str, connector: str, dept: str, dataset: str, data: bytes) -> None:
+        """The street's delivery again, every record the same, in other bytes."""
+        original = self.s.original(dept, dataset)
+        info = self.s.info(dept, dataset)
+        rows = info["rows"][original.name]
+        bad = rows - info["records"][original.name]  # stray header rows
+        bad += self._defects(dept, dataset, original.name, "broken_line")
+        raw = quarantine(bad, "stray header", "not json", rows=rows) if bad else load(rows)
+        self.add(
+            name,
+            connector,
+            "re-delivery",
+            dept,
+            dataset,
+            "resent",
+            skipped_rows(original.name, raw),
+            data,
+        )
+
     def _clean_row(self, dept, dataset, file_name, body, f: Fields) -> dict:
         """A row of the delivery without any defect (it passes the gate), key unique."""
         truth = self.s.home / "truth" / dept / dataset
@@ -937,6 +956,18 @@ class CorpusBuilder:
             jsonl_bytes(recs[:drop] + recs[drop + 1 :]),
             n - 1,
         )
+        line = json.dumps(self.marked_json("yjj", "hazard_points", 2), ensure_ascii=False).encode()
+        at = next(i for i in range(len(line) * 2 // 3, len(line)) if line[i] >= 0xC0)
+        self.add(
+            "jsonl: the last line cut inside a multibyte character",
+            J,
+            "truncated",
+            "yjj",
+            "hazard_points",
+            "cutchar",
+            quarantine(1, "truncated", rows=n + 1, at=(n + 1,)),
+            jsonl_bytes(recs) + line[: at + 1],
+        )
 
         recs, f = self.jsonl("iot", "devices")
         n = len(recs)
@@ -1046,12 +1077,50 @@ class CorpusBuilder:
             refused("too large"),
             readings * (LIMIT_FILE // len(readings) + 2),
         )
+        t = self.csv_variants("wjw", "family_doctor_contracts", G)
+        marked = mark(t["rows"][7], t["f"], self.index)
+        self.add(
+            "csv-gbk: the whole file in UTF-8 (GBK declared)",
+            G,
+            "wrong encoding",
+            "wjw",
+            "family_doctor_contracts",
+            "utf8",
+            fail("wrong encoding"),
+            csv_bytes(t["header"], [*t["rows"], marked], "utf-8"),
+        )
         # ---------------- JSON documents (scjg) --------------------------------------
         self._json_variants()
+        doc, _ = s.json_doc("scjg", "service_points")
+        self.redelivery(
+            "json: re-delivery, the same document indented otherwise",
+            "json",
+            "scjg",
+            "service_points",
+            json.dumps(doc, ensure_ascii=False, indent=2).encode(),
+        )
         # ---------------- Excel (jyj, mzj) -------------------------------------------
         self._xlsx_variants()
+        book = load_workbook(s.original("mzj", "minimum_living"))
+        book.properties.title = "re-sent"
+        self.redelivery(
+            "xlsx: re-delivery, the same workbook saved again",
+            "xlsx",
+            "mzj",
+            "minimum_living",
+            workbook_bytes(book),
+        )
         # ---------------- Parquet (zjj) ----------------------------------------------
         self._parquet_variants()
+        buf = io.BytesIO()
+        s.parquet("zjj", "buildings").write_parquet(buf, compression="gzip")
+        self.redelivery(
+            "parquet: re-delivery, the same rows compressed otherwise",
+            "parquet",
+            "zjj",
+            "buildings",
+            buf.getvalue(),
+        )
         assert len(self.variants) <= MAX_VARIANTS
         return self.variants
 
