@@ -198,3 +198,20 @@ def test_an_empty_lake_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     init_lake(settings)
     result = invoke("deliveries", "list", "--failed")
     assert result.exit_code == 0 and "no failed delivery waits" in result.output
+
+
+def test_a_retry_that_fails_again_needs_a_new_acknowledgement(
+    street: Path, officer: Settings
+) -> None:
+    from pipelines.deliveries import acknowledge, find_delivery, retry
+
+    delivery = failed_id(officer)
+    audit = AuditLog.from_settings(officer)
+    still_wrong = load_catalogue(street / "catalog_wrong")
+    with open_lake(officer) as con:
+        ensure_ledger(con)
+        assert acknowledge(con, audit, "cli:li", delivery, "asked wjw").acknowledged
+        done = retry(con, still_wrong, Protection.from_settings(officer), audit, "cli:li", delivery)
+        assert done.account.status == "failed" and done.stage is None
+        again = find_delivery(con, delivery)
+    assert again.failed and not again.acknowledged  # the new failure is open again
