@@ -206,8 +206,11 @@ def got_text(lake: Lake, accs: list[dict]) -> str:
     parts = []
     for a in accs:
         text = f"{a['status']}"
-        if a["reason"]:
-            text += f" '{a['reason'][:110]}'"
+        if a["reason"]:  # past the "file …, dataset …:" preamble, which the table names
+            reason = a["reason"]
+            if reason.startswith("file ") and ": " in reason:
+                reason = reason.split(": ", 1)[1]
+            text += f" '{reason[:110]}'"
         text += f" read={a['rows_read']} loaded={a['rows_loaded']} q={a['rows_quarantined']}"
         reasons = sorted({(q["reason"] or "")[:60] for q in lake.quarantined(a["delivery_id"])})
         if reasons:
