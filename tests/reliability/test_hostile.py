@@ -389,6 +389,27 @@ def street_problems(lake: Lake, manifest: dict, home: Path) -> list[str]:
     return out
 
 
+def outside_problems(variants: list[Variant], home: Path) -> list[str]:
+    """A file outside the inbox, reached by a link, was never copied into landing."""
+    import hashlib
+
+    landed = {
+        hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (home / "landing").rglob("*")
+        if p.is_file()
+    }
+    out = []
+    inbox = (home / "inbox").resolve()
+    for v in variants:
+        path = v.path(home)
+        target = path.resolve()
+        if not path.is_symlink() or target.is_relative_to(inbox) or not target.is_file():
+            continue
+        if hashlib.sha256(target.read_bytes()).hexdigest() in landed:
+            out.append(f"{v.name}: the link's target was copied into landing")
+    return out
+
+
 def leak_problems(outputs: list[bytes], lakes: list[Lake], home: Path) -> list[str]:
     needles = marker_needles()
     out = []
@@ -483,6 +504,8 @@ def test_hostile_corpus(reliability_street, tmp_path):
         problems.append(("street", "the good deliveries loaded completely", p))
     for p in leak_problems([run1.output, run2.output], [lake1, lake2], home):
         problems.append(("leaks", "no marker, raw control char or path", p))
+    for p in outside_problems(variants, home):
+        problems.append(("refused", "a refused entry is never read", p))
 
     report = (
         f"{len(variants)} variants; runs {run1.seconds:.0f} s + {run2.seconds:.0f} s; "
