@@ -138,8 +138,8 @@ def check_required(
         known = {f.source_name for f in dataset.fields}
         n = len(have) if width is None else width
         raise DeliveryError(
-            f"missing required column(s): {', '.join(missing)} "
-            f"(the delivery has {n} column(s), {len(have & known)} of them in the catalogue)",
+            f"missing column: required column(s) {', '.join(missing)} not in the delivery "
+            f"(it has {n} column(s), {len(have & known)} of them in the catalogue)",
             dataset=dataset.code,
             file=str(file),
         )

@@ -48,6 +48,12 @@ def check_archive(path: Path, settings: Settings, dataset: str, file: str) -> No
             if bad is not None:
                 raise fail("corrupt archive: a member of the workbook fails its CRC check")
     except zipfile.BadZipFile:
+        with open(path, "rb") as fh:
+            zip_start = fh.read(4) == b"PK\x03\x04"
+        if zip_start:  # a zip whose end (its directory) is missing or damaged
+            raise fail(
+                "corrupt archive: the workbook is cut short or damaged (truncated?)"
+            ) from None
         raise fail("not a workbook: the file is not an xlsx (zip) archive") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
         raise fail(

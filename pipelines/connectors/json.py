@@ -70,7 +70,14 @@ def read_json(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Pars
                 dataset=dataset.code,
                 file=file,
             )
-        if not isinstance(records, dict) or key not in records:
+        if not isinstance(records, dict):
+            raise DeliveryError(
+                f"not an object: the document holds a JSON {type(records).__name__} where "
+                f"records_path {'.'.join(path_keys)!r} expects an object",
+                dataset=dataset.code,
+                file=file,
+            )
+        if key not in records:
             raise DeliveryError(
                 f"missing column: records_path {'.'.join(path_keys)!r} is not in the document",
                 dataset=dataset.code,

@@ -398,6 +398,7 @@ def test_json_record_over_the_size_limit_is_quarantined(tmp_path: Path) -> None:
         (b'{"data": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "too deep"),
         (b'{"data": [], "data": []}', "duplicate key 'data'"),
         (b'{"rows": []}', "missing column"),
+        (b'"just a string"', "not an object"),
         (b'{"data": [{"a": NaN}]}', "not json"),
         ('{"data": "\xff"}'.encode("latin-1"), "wrong encoding at byte 10"),
     ],
@@ -437,8 +438,13 @@ def excel_error(p: Path, settings: Settings | None = None) -> str:
 
 def test_xlsx_that_is_no_zip_is_not_a_workbook(tmp_path: Path) -> None:
     p = tmp_path / "a.xlsx"
-    p.write_bytes(b"PK\x03\x04 but nothing else " * 10)
+    p.write_bytes(b"<html>not a workbook</html>")
     assert "not a workbook" in excel_error(p)
+    p.write_bytes(b"PK\x03\x04 but nothing else " * 10)
+    assert "corrupt archive" in excel_error(p)
+    whole = xlsx(tmp_path).read_bytes()
+    p.write_bytes(whole[: len(whole) // 2])  # cut short: the zip's directory is gone
+    assert "corrupt archive" in excel_error(p) and "truncated" in excel_error(p)
     p.write_bytes(b"")
     assert "empty" in excel_error(p)
 

@@ -156,5 +156,5 @@ def test_jsonl_required_key_is_checked_over_the_whole_delivery(
     missing = tmp_path / "missing.jsonl"
     missing.write_text("\n".join([part] * 3) + "\n", encoding="utf-8")
     acct = load_delivery(lake, "wjw", ds, landed(missing, 2), identity)
-    assert acct.status == "failed" and "missing required column(s): 姓名" in acct.reason
+    assert acct.status == "failed" and "missing column: required column(s) 姓名" in acct.reason
     assert raw_rows(lake, "d2") == 0
