@@ -133,6 +133,7 @@ def _batch(
                     RowProblem(r.line, decode_error(exc, r.offset, encoding), check="encoding")
                 )
         rows = [_parse_one(t, delimiter) for t in texts]
+        del texts  # the cells are copies: the decoded records need not stay
     good: list[list[str]] = []
     good_lines: list[int] = []
     for line, row in zip(lines, rows, strict=True):
@@ -145,7 +146,7 @@ def _batch(
                 )
             )
         elif len(row) != header.width:
-            if not "".join(row).strip():
+            if not any(map(str.strip, row)):
                 continue  # a row of empty cells is no record
             problems.append(
                 RowProblem(
@@ -154,7 +155,7 @@ def _batch(
                     check="cell_count",
                 )
             )
-        elif not "".join(row).strip():
+        elif not any(map(str.strip, row)):
             continue
         else:
             good.append(row)

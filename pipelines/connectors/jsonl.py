@@ -191,6 +191,7 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
             problems.append(_line_problem(row, why or "not json"))
         else:
             frames.append(to_text_frame({k: [v] for k, v in obj.items()}, [row]))
+        obj = None  # a long line's values are not held twice
     frame = _polars(lines) if lines else None
     if frame is None:
         lines, rows = _sift(lines, rows, known, problems)
@@ -201,7 +202,8 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
     # mixed types under one key, or nothing left: Python values
     out = records_frame(lines, rows) if frame is None else _as_text_columns(frame, rows)
     if frames:
-        out = pl.concat([out, *frames], how="diagonal_relaxed").sort(SOURCE_ROW)
+        # appended, not sorted in: a sort would copy a long line's values once more
+        out = pl.concat([out, *frames], how="diagonal_relaxed", rechunk=False)
     return Parsed(out, problems)
 
 
