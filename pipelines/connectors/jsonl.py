@@ -57,10 +57,12 @@ def _as_text_columns(frame: pl.DataFrame, source_rows: list[int]) -> pl.DataFram
     return stringify(frame.with_columns(pl.Series(SOURCE_ROW, source_rows, dtype=pl.Int64)))
 
 
-def _polars(lines: list[bytes]) -> pl.DataFrame | None:
-    """polars' reading of JSON object lines, or None if it refuses them or miscounts."""
+def _polars(lines: list[bytes], joined: bytes | None = None) -> pl.DataFrame | None:
+    """polars' reading of JSON object lines (``joined``: them joined by ``\\n``, if at hand),
+    or None if it refuses them or miscounts."""
     try:
-        frame = pl.read_ndjson(b"\n".join(lines), infer_schema_length=None)
+        data = b"\n".join(lines) if joined is None else joined
+        frame = pl.read_ndjson(data, infer_schema_length=None)
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
     return frame if frame.height == len(lines) else None
@@ -133,7 +135,10 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
     depth = settings.max_json_depth
     problems: list[RowProblem] = []
     first = block.first_line
-    index = [i for i, ln in enumerate(block.lines) if ln is None or ln.strip()]  # no blanks
+    if all(block.lines):  # no empty line, none skipped: all are records (blank ones: below)
+        index = list(range(len(block.lines)))
+    else:
+        index = [i for i, ln in enumerate(block.lines) if ln is None or ln.strip()]
     for i in [i for i in index if block.lines[i] is None]:
         problems.append(
             RowProblem(
@@ -162,8 +167,14 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
         index = [i for i in index if _utf8(block, i, problems)]
         lines = [block.lines[i] for i in index]
     # nesting: an upper bound per line (two C-level passes), exact only where it is over
-    bounds = map(add, map(bytes.count, lines, repeat(b"{")), map(bytes.count, lines, repeat(b"[")))
-    deep = {k for k, n in enumerate(bounds) if n > depth and jsonstrict.too_deep(lines[k], depth)}
+    bounds = list(
+        map(add, map(bytes.count, lines, repeat(b"{")), map(bytes.count, lines, repeat(b"[")))
+    )
+    deep = (
+        {k for k, n in enumerate(bounds) if n > depth and jsonstrict.too_deep(lines[k], depth)}
+        if max(bounds, default=0) > depth
+        else set()
+    )
     for k in sorted(deep):
         problems.append(
             RowProblem(first + index[k], f"too deep: nested over {depth} levels", check="json")
@@ -186,18 +197,22 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
         singles = []
     frames: list[pl.DataFrame] = []
     for row, line in singles:  # not object-shaped, or long: parsed alone, in Python
+        if not line.strip():
+            continue  # a blank line is no record
         obj, why = parse_line(line, known)
         if obj is None:
             problems.append(_line_problem(row, why or "not json"))
         else:
             frames.append(to_text_frame({k: [v] for k, v in obj.items()}, [row]))
         obj = None  # a long line's values are not held twice
-    frame = _polars(lines) if lines else None
+    joined = b"\n".join(lines)
+    frame = _polars(lines, joined) if lines else None
     if frame is None:
         lines, rows = _sift(lines, rows, known, problems)
-        frame = _polars(lines) if lines else None
+        joined = b"\n".join(lines)
+        frame = _polars(lines, joined) if lines else None
     if frame is not None:
-        lines, rows, frame = _without_duplicate_keys(lines, rows, frame, known, problems)
+        lines, rows, frame = _without_duplicate_keys(lines, rows, frame, joined, known, problems)
     problems.sort(key=lambda p: p.source_row)
     # mixed types under one key, or nothing left: Python values
     out = records_frame(lines, rows) if frame is None else _as_text_columns(frame, rows)
@@ -239,6 +254,7 @@ def _without_duplicate_keys(
     lines: list[bytes],
     rows: list[int],
     frame: pl.DataFrame,
+    joined: bytes,
     known: set[str],
     problems: list[RowProblem],
 ) -> tuple[list[bytes], list[int], pl.DataFrame]:
@@ -250,15 +266,15 @@ def _without_duplicate_keys(
     """
     if frame.width == 0:
         return lines, rows, frame
-    present = frame.select(pl.sum_horizontal(pl.all().is_not_null().cast(pl.UInt32)))
-    joined = b"\n".join(lines)
+    present = frame.select(pl.sum_horizontal(pl.all().is_not_null().cast(pl.UInt32))).to_series()
     if b'" ' in joined or b'"\t' in joined or b'"\r' in joined:
         keys = map(_key_texts, lines)
+    elif joined.count(b'":') == present.sum():
+        return lines, rows, frame  # compact JSON, every key text a value: no line repeats one
     else:  # compact JSON: every key is followed by ``":``
         keys = map(bytes.count, lines, repeat(b'":'))
-    suspects = [
-        i for i, (k, n) in enumerate(zip(keys, present.to_series().to_list(), strict=True)) if k > n
-    ]
+    counts = pl.Series("keys", list(keys), dtype=pl.UInt32)
+    suspects = (counts > present).arg_true().to_list()
     drop = []
     for i in suspects:
         why = line_problem(lines[i], known)
