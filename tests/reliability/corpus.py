@@ -846,6 +846,7 @@ class CorpusBuilder:
         self.csv_oversized("wg", "grid_events", C)
         self.csv_missing_header("wg", "grid_events", C)
         self.csv_redelivery("wg", "grid_events", C, change=True)
+        self._symlink_odd_name("wg", "grid_events", C)
         t = self.csv_variants("wg", "grid_events", C)
         drop = self.index % t["n"]
         self.add(
@@ -1205,6 +1206,18 @@ class CorpusBuilder:
             json_doc_bytes(doc, recs[:drop] + recs[drop + 1 :], "scjg", "merchants"),
             n - 1,
         )
+        # a failure whose reason must name the file escaped: no forged line, no colour
+        whole = doc_with([json.dumps(self.marked_json("scjg", "merchants", 2), ensure_ascii=False)])
+        self.add(
+            "json: cut short, a newline and ESC codes in the name",
+            J,
+            "odd file name",
+            "scjg",
+            "merchants",
+            "\nFORGED LOG LINE \x1b[31mred",
+            fail("truncated"),
+            whole[: len(whole) * 2 // 3],
+        )
 
         doc, recs = s.json_doc("scjg", "service_points")
         f = s.fields("scjg", "service_points")
@@ -1473,6 +1486,23 @@ class CorpusBuilder:
             dept,
             dataset,
             "linkin",
+            refused("symbolic link"),
+            write,
+        )
+
+    def _symlink_odd_name(self, dept: str, dataset: str, connector: str) -> None:
+        target = self.s.original(dept, dataset).name
+
+        def write(path: Path) -> None:
+            path.symlink_to(target)
+
+        self.add(
+            f"{connector}: a symbolic link named with a bidi override and a newline",
+            connector,
+            "odd file name",
+            dept,
+            dataset,
+            "\u202elink\nFORGED LOG LINE",
             refused("symbolic link"),
             write,
         )
