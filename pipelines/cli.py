@@ -584,6 +584,7 @@ def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000) -> N
 
     settings = get_settings().ensure_dirs()
     prepare_dagster_home(settings)
+    _recover_before_ui()
     exe = Path(sys.executable).parent / "dagster"
     args = [str(exe), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME {settings.dagster_home})")
@@ -591,6 +592,18 @@ def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000) -> N
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(str(exe), args)
+
+
+def _recover_before_ui() -> None:
+    """Runs a killed UI (or main job) left STARTED give their pool slots back first:
+    Dagster's default run launcher cannot tell that a dead webserver's runs are gone."""
+    import dagster as dg
+
+    from pipelines.recovery import recover_dead_runs
+
+    dead = recover_dead_runs(dg.DagsterInstance.get())
+    if dead:
+        console.print(f"{len(dead)} run(s) whose process is gone marked failed, slots freed")
 
 
 def main() -> None:  # pragma: no cover - console entry

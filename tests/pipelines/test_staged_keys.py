@@ -231,3 +231,38 @@ def test_upsert_by_cursor_a_record_changed_in_the_registry_replaces_its_version(
     old = before.filter(pl.col("_key_pid") == pid)["_row_digest"][0]
     assert mine["_row_digest"][0] != old  # compared by digest: one field changed
     assert first.rows_out > 100
+
+
+def test_expectations_check_reads_the_dataset_as_staged_after_an_identical_redelivery(
+    home: Settings, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upsert dataset re-delivered byte-for-byte plus CRLF stages nothing of its own; the
+    expectations check judges the staged table (the dataset as it stands), so it still sees
+    every row instead of an empty newest delivery."""
+    import dagster as dg
+
+    from pipelines.defs.quality.assets import build_staged_asset
+    from pipelines.defs.quality.checks import build_expectations_check
+    from pipelines.resources import LakeResource
+
+    monkeypatch.setenv("STREETHUB_HOME", str(home.home_abs))
+    monkeypatch.setenv("STREETHUB_SETTLE_SECONDS", "0")
+    (first,) = deliver(home, cat, "cgj.violation_cases")
+    inbox = home.inbox_dir / "cgj"
+    data = (inbox / f"violation_cases_{DAY}.csv").read_bytes()
+    (inbox / "violation_cases_20261121.csv").write_bytes(data + b"\r\n")
+    (again,) = deliver(home, cat, "cgj.violation_cases")
+    assert again.rows_out == 0
+
+    dept, ds = cat.dataset("cgj.violation_cases")
+    result = dg.materialize(
+        [build_staged_asset(dept, ds), build_expectations_check(dept, ds)],
+        resources={"lake": LakeResource()},
+        raise_on_error=False,
+    )
+    (evaluation,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "expectations"
+    ]
+    failed = evaluation.metadata["failed"].value
+    assert evaluation.metadata["expectations"].value > 5
+    assert not any("row_count" in f.lower() for f in failed), failed  # the rows are there

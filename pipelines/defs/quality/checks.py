@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from catalog.loader import get_catalogue
-from catalog.model import Dataset, Department
+from catalog.model import Dataset, Department, UpdateMode
 from catalog.settings import get_settings
 from pipelines.defs.quality.assets import staged_key
 from pipelines.ingest.raw import raw_table
@@ -69,7 +69,10 @@ def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDef
     @dg.asset_check(
         asset=staged_key(dept.code, ds.code),
         name="expectations",
-        description="Great Expectations suite from the catalogue on the newest delivery (warn).",
+        description=(
+            "Great Expectations suite from the catalogue (warn): on the newest delivery of an "
+            "append dataset, on the whole staged table of a snapshot or upsert dataset."
+        ),
     )
     def _expectations(lake: LakeResource) -> dg.AssetCheckResult:
         from quality.expectations import run_expectations
@@ -84,16 +87,23 @@ def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDef
             if not newest:
                 return dg.AssetCheckResult(passed=True, metadata={"note": "no delivery yet"})
             table = f'staged."{raw_table(dept.code, ds)}"'
-            frame = con.execute(
-                f"SELECT * FROM {table} WHERE _delivery_id = ?", [newest[0][0]]
-            ).pl()
-            previous = (
-                con.execute(
-                    f"SELECT count(*) FROM {table} WHERE _delivery_id = ?", [newest[1][0]]
-                ).fetchone()[0]
-                if len(newest) > 1
-                else None
-            )
+            if ds.update_mode is UpdateMode.append:
+                # events: the newest delivery's rows, its size against the one before
+                frame = con.execute(
+                    f"SELECT * FROM {table} WHERE _delivery_id = ?", [newest[0][0]]
+                ).pl()
+                previous = (
+                    con.execute(
+                        f"SELECT count(*) FROM {table} WHERE _delivery_id = ?", [newest[1][0]]
+                    ).fetchone()[0]
+                    if len(newest) > 1
+                    else None
+                )
+            else:
+                # snapshot / upsert: the staged table is the dataset as it stands now (an
+                # identical re-delivery stages nothing of its own, yet the data is there)
+                frame = con.execute(f"SELECT * FROM {table}").pl()
+                previous = None
         frame = protection.reveal(frame, ds, "quality_scores")
         result = run_expectations(
             ds,
