@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from catalog.errors import CatalogError, StreethubError
-from catalog.model import DEPARTMENT_CODES, Catalogue, Department
+from catalog.model import Catalogue, Department
 from catalog.settings import CATALOG_DIR
 
 
@@ -142,10 +142,12 @@ def _cross_checks(depts: dict[str, Department], files: dict[str, str]) -> list[S
     return problems
 
 
-def load_catalogue(directory: Path | None = None, *, complete: bool = True) -> Catalogue:
+def load_catalogue(directory: Path | None = None) -> Catalogue:
     """Load every ``<dept>.yaml`` in ``directory``; raise CatalogError listing all problems.
 
-    ``complete`` requires all 12 departments to be present.
+    The catalogue is open: a department is whatever valid YAML file describes it (code
+    pattern, provider code, code equal to the file name, unique codes); there is no list of
+    departments to be complete against.
     """
     directory = Path(directory or CATALOG_DIR)
     paths = sorted(directory.glob("*.yaml"))
@@ -169,15 +171,6 @@ def load_catalogue(directory: Path | None = None, *, complete: bool = True) -> C
             depts[dept.code] = dept
             files[dept.code] = str(path)
     problems.extend(_cross_checks(depts, files))
-    if complete:
-        seen = {p.stem for p in paths}
-        for code in DEPARTMENT_CODES:
-            if code not in seen:
-                problems.append(
-                    StreethubError(
-                        f"department {code!r} has no catalogue file", file=str(directory)
-                    )
-                )
     if problems:
         raise CatalogError(problems)
     return Catalogue(departments=depts, sources=files)

@@ -22,12 +22,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-DEPARTMENT_CODES = (
-    "gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot",
-)  # fmt: skip
+from stdnum.cn import uscc
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+# A department code (部门代码) names its YAML file, its inbox folder, its Dagster group and the
+# middle of every asset key (``raw/<dept>/<dataset>``): lower-case ASCII letters and digits,
+# 2–16 characters, starting with a letter — a pinyin abbreviation such as ``gaj`` or ``cl``.
+# No underscore, so ``dept__dataset`` splits one way only; no upper case, so two files never
+# differ by case alone; a leading letter, so it is a valid Python and SQL identifier.
+DEPARTMENT_CODE = re.compile(r"[a-z][a-z0-9]{1,15}")  # matched whole (fullmatch)
 
 
 class Level(StrEnum):
@@ -146,12 +149,17 @@ class PiiKind(StrEnum):
     biometric = "biometric"
     free_text = "free_text"  # may contain any of the above
     credit_code = "credit_code"  # unified social credit code (organisations)
+    # number of an identity document other than the citizen ID: 居住证, 社保卡, 残疾人证 (a
+    # citizen ID + 2 digits), 护照, 驾驶证 … — sensitive (GB/T 35273-2020 Annex B)
+    id_document = "id_document"
 
 
-# PII kinds that PIPL art. 28 calls sensitive personal information: never below L3.
+# PII kinds that PIPL art. 28 (and, for identity documents, GB/T 35273-2020 Annex B) calls
+# sensitive personal information: never below L3.
 SENSITIVE_PII = frozenset(
     {
         PiiKind.citizen_id,
+        PiiKind.id_document,
         PiiKind.bank_card,
         PiiKind.health,
         PiiKind.financial,
@@ -175,6 +183,7 @@ class MaskingRule(StrEnum):
     encrypt = "encrypt"  # AES-GCM, readable with authority only
     suppress = "suppress"  # dropped / NULL
     mask_id = "mask_id"  # 110105********002X
+    mask_document = "mask_document"  # 110105**********2X01, E1*****78: identity documents
     mask_mobile = "mask_mobile"  # 138****5678
     mask_name = "mask_name"  # 张*
     mask_address = "mask_address"  # cut to the community
@@ -283,6 +292,12 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:
+        if self.pii is PiiKind.id_document and self.level.rank < 3:
+            raise ValueError(
+                "PII kind id_document is an identity-document number, sensitive personal "
+                f"information (GB/T 35273-2020 Annex B): level must be L3 or L4, not "
+                f"{self.level.value}"
+            )
         if self.pii in SENSITIVE_PII and self.level.rank < 3:
             raise ValueError(
                 f"PII kind {self.pii.value} is sensitive personal information (PIPL art. 28): "
@@ -494,9 +509,22 @@ class Department(_Strict):
 
     @field_validator("code")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in DEPARTMENT_CODES:
-            raise ValueError(f"unknown department code {v!r}; one of {', '.join(DEPARTMENT_CODES)}")
+    def _code(cls, v: str) -> str:
+        if not DEPARTMENT_CODE.fullmatch(v):
+            raise ValueError(
+                f"department code {v!r} must be 2–16 lower-case ASCII letters or digits, "
+                "starting with a letter"
+            )
+        return v
+
+    @field_validator("provider_code")
+    @classmethod
+    def _uscc(cls, v: str) -> str:
+        if not uscc.is_valid(v):
+            raise ValueError(
+                "not a valid unified social credit code (GB 32100-2015: 18 characters over "
+                "0-9 and A-Y without I, O, S, V, Z, and a valid check character)"
+            )
         return v
 
     @field_validator("owner")

@@ -4,6 +4,9 @@ Looks in every text (and integer) column, inside free text too, for:
 
 - ``citizen_id``: 18 characters with a valid check character, or a plausible
   15-digit number (region code, birth date)
+- ``citizen_id_embedded``: a verified citizen ID at the start or end of a 19–24-digit run,
+  as in a 残疾人证号 (ID + 2 digits); see ``masking.text.embedded_citizen_ids`` for what
+  keeps ordinary long numbers out
 - ``mobile``: 1[3-9] + 9 digits (+86, spaces, dashes allowed)
 - ``bank_card``: 16–19 digits from a card issuer (first digit 2–6) passing Luhn
 - ``person_name``: a full name from the resident registry (``known_names``)
@@ -22,9 +25,17 @@ import polars as pl
 from masking.crypto import CIPHERTEXT
 from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
 from masking.names import KnownNames
-from masking.text import _CARD, _HALF, _ID15, _ID18, _MOBILE, CARD_FIRST_DIGITS
+from masking.text import (
+    _CARD,
+    _HALF,
+    _ID15,
+    _ID18,
+    _MOBILE,
+    CARD_FIRST_DIGITS,
+    embedded_citizen_ids,
+)
 
-KINDS = ("citizen_id", "mobile", "bank_card", "person_name")
+KINDS = ("citizen_id", "citizen_id_embedded", "mobile", "bank_card", "person_name")
 _PSEUDONYM = r"^[0-9a-f]{16,64}$"
 _DIGITS_HINT = r"[0-9０-９]{3}[ -]?[0-9０-９]{4}"
 
@@ -53,9 +64,14 @@ def _digit_kinds(text: str) -> set[str]:
     for m in _ID15.finditer(half):
         if is_citizen_id15(m.group()):
             kinds.add("citizen_id")
+    embedded = embedded_citizen_ids(half)
+    if embedded:
+        kinds.add("citizen_id_embedded")
     if _MOBILE.search(half):
         kinds.add("mobile")
     for m in _CARD.finditer(half):
+        if m.span() in embedded:  # a document number that carries an ID is no card
+            continue
         digits = "".join(c for c in m.group() if c.isdigit())
         card = 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_ok(digits)
         if card and not is_citizen_id18(digits):  # an ID that also passes Luhn is an ID

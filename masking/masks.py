@@ -5,6 +5,7 @@ Presets (ARCHITECTURE.md "display masks used by Chinese government apps"):
 | kind | example | keeps |
 |---|---|---|
 | citizen ID | 110105********002X | first 6, last 4 |
+| identity document | 110105**********2X01 / E1*****78 | 15+ characters: first 6, last 4 (no more than an ID shows); 8–14: first 2, last 2 |
 | mobile | 138****5678 | first 3, last 4 (after +86 / separators are removed) |
 | landline | 010****5678 | first 3, last 4 |
 | name | 张* / 欧阳* | the surname (compound surnames when the name has ≥ 3 characters) |
@@ -49,6 +50,18 @@ def _clean(expr: pl.Expr) -> pl.Expr:
 def mask_id(expr: pl.Expr) -> pl.Expr:
     """Citizen ID → 110105********002X (first 6, last 4)."""
     return _keep(_clean(expr).str.to_uppercase(), 6, 4, 15)
+
+
+def mask_document(expr: pl.Expr) -> pl.Expr:
+    """Identity-document number (居住证, 残疾人证, 护照 …) → 110105**********2X01 or E1*****78.
+
+    A long number often carries a citizen ID (残疾人证号 = ID + 2 digits), so from 15
+    characters it keeps what an ID mask keeps (first 6, last 4); a passport-length number
+    (8–14) keeps first 2 and last 2; a shorter one is starred whole.
+    """
+    value = _clean(expr).str.to_uppercase()
+    n = value.str.len_chars()
+    return pl.when(n >= 15).then(_keep(value, 6, 4, 15)).otherwise(_keep(value, 2, 2, 8))
 
 
 def _digits(expr: pl.Expr) -> pl.Expr:
@@ -113,6 +126,7 @@ def mask_email(expr: pl.Expr) -> pl.Expr:
 
 DISPLAY_MASKS = {
     MaskingRule.mask_id: mask_id,
+    MaskingRule.mask_document: mask_document,
     MaskingRule.mask_mobile: mask_mobile,
     MaskingRule.mask_name: mask_name,
     MaskingRule.mask_address: mask_address,
@@ -122,6 +136,7 @@ DISPLAY_MASKS = {
 }
 KIND_MASKS = {
     PiiKind.citizen_id: mask_id,
+    PiiKind.id_document: mask_document,
     PiiKind.mobile: mask_mobile,
     PiiKind.landline: mask_mobile,
     PiiKind.person_name: mask_name,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from catalog.model import Dataset
 from masking.crypto import encrypt_series
+from masking.ids import id_check_char, is_citizen_id18
 from masking.keys import KeyRing
 from masking.leaks import scan_frame
 from masking.masks import apply_masking
-from masking.text import scrub_series
+from masking.text import ID_PROVINCES, embedded_citizen_ids, scrub_series
 
 NAMES = {"张三丰", "欧阳娜娜", "郭春梅"}
 
@@ -35,7 +40,13 @@ def test_finds_planted_values() -> None:
     assert leaks.by_column["note"] == {"person_name": 1, "citizen_id": 1}
     assert leaks.by_column["who"] == {"person_name": 2}
     assert leaks.by_column["mobile_int"] == {"mobile": 1}
-    assert leaks.by_kind == {"citizen_id": 3, "mobile": 3, "bank_card": 2, "person_name": 3}
+    assert leaks.by_kind == {
+        "citizen_id": 3,
+        "citizen_id_embedded": 0,
+        "mobile": 3,
+        "bank_card": 2,
+        "person_name": 3,
+    }
     assert leaks and leaks.total == 11
     assert all(isinstance(r, int) and isinstance(c, str) for r, c, _ in leaks.samples)
     assert "11010519491231002X" not in repr(leaks)
@@ -72,3 +83,74 @@ def test_masked_pseudonymised_encrypted_frames_are_clean(
     assert scan_frame(text, known_names=NAMES).total == 3
     scrubbed = text.with_columns(scrub_series(text["t"]))
     assert scan_frame(scrubbed, known_names=NAMES).total == 0
+
+
+# 残疾人证号: the holder's citizen ID and two digits (disability category, grade)
+DISABILITY_CERT = "11010519491231002X" + "11"
+YOUNGER = "44052419800101001"
+CERT_OF_YOUNGER = YOUNGER + id_check_char(YOUNGER) + "42"
+
+
+def _ids_with_bad_check(digits: str) -> bool:
+    return not any(is_citizen_id18(digits[i : i + 18]) for i in range(len(digits) - 17))
+
+
+def test_finds_an_id_embedded_in_a_document_number() -> None:
+    frame = pl.DataFrame(
+        {
+            "cert": [DISABILITY_CERT, CERT_OF_YOUNGER, DISABILITY_CERT[:17] + "0" + "11", None],
+            "note": [
+                f"残疾人证号{DISABILITY_CERT}，已核实",
+                "残疾人证号："
+                + CERT_OF_YOUNGER.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+                "工单号20251124000120000013",  # an ordinary 24-digit work-order number
+                "无",
+            ],
+        }
+    )
+    leaks = scan_frame(frame)
+    assert leaks.by_column["cert"] == {"citizen_id_embedded": 2}
+    assert leaks.by_column["note"] == {"citizen_id_embedded": 2}
+    assert leaks.by_kind["citizen_id"] == 0  # the look-arounds still refuse the run as an ID
+    assert DISABILITY_CERT not in repr(leaks) and "11010519491231002X" not in repr(leaks)
+
+
+def test_id_at_the_end_of_a_run_and_limits_of_the_search() -> None:
+    assert embedded_citizen_ids("NO0111010519491231002X") == []  # a letter before: no run
+    assert embedded_citizen_ids("证号 01 11010519491231002X") == []  # separated: a plain ID
+    assert embedded_citizen_ids("证号0111010519491231002X") == [(2, 22)]
+    assert embedded_citizen_ids("99" + DISABILITY_CERT + "99999") == []  # ID in the middle
+    assert embedded_citizen_ids(DISABILITY_CERT[:17] + "0" + "11") == []  # wrong check char
+    future = "110105" + "20991231" + "002"  # a check-valid ID born after today
+    assert embedded_citizen_ids(future + id_check_char(future) + "11") == []
+    unknown_province = "990105" + "19491231" + "002"
+    assert embedded_citizen_ids(unknown_province + id_check_char(unknown_province) + "11") == []
+
+
+def test_scrubbing_masks_the_document_number_so_the_scan_is_clean() -> None:
+    text = pl.Series("t", [f"残疾人证号{DISABILITY_CERT}，请回电"])
+    scrubbed = scrub_series(text, use_jieba=False)
+    assert scrubbed[0] == "残疾人证号110105**********2X11，请回电"
+    assert not scan_frame(pl.DataFrame({"t": scrubbed}))
+
+
+@settings(max_examples=300, deadline=None)  # scan_frame builds frames: slow on a busy core
+@given(st.text(alphabet="0123456789", min_size=19, max_size=24).filter(_ids_with_bad_check))
+def test_long_numbers_without_an_id_are_not_flagged(digits: str) -> None:
+    leaks = scan_frame(pl.DataFrame({"n": [digits, f"编号{digits}号"]}))
+    assert leaks.by_kind["citizen_id_embedded"] == leaks.by_kind["citizen_id"] == 0
+
+
+@settings(deadline=None)
+@given(
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date.today()),
+    st.sampled_from(sorted(ID_PROVINCES)),
+    st.text(alphabet="0123456789", min_size=7, max_size=7),
+    st.text(alphabet="0123456789", min_size=1, max_size=6),
+)
+def test_every_issued_id_with_a_short_suffix_is_found(
+    born: dt.date, province: str, rest: str, suffix: str
+) -> None:
+    first17 = province + rest[:4] + f"{born:%Y%m%d}" + rest[4:]
+    cert = first17 + id_check_char(first17) + suffix
+    assert scan_frame(pl.DataFrame({"c": [cert]})).by_kind["citizen_id_embedded"] == 1

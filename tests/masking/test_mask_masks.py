@@ -30,6 +30,11 @@ def one(fn, value):
         (masks.mask_id, "11010519491231002x", "110105********002X"),
         (masks.mask_id, "110105491231002", "110105*****1002"),
         (masks.mask_id, "12345", "*****"),
+        (masks.mask_document, "11010519491231002X01", "110105**********2X01"),  # 残疾人证号
+        (masks.mask_document, "1101052024000001", "110105******0001"),  # 居住证编号
+        (masks.mask_document, "E12345678", "E1*****78"),  # passport
+        (masks.mask_document, "DB00100600001", "DB*********01"),  # 低保证号
+        (masks.mask_document, "1234567", "*******"),
         (masks.mask_mobile, "13812345678", "138****5678"),
         (masks.mask_mobile, "+86 138-1234-5678", "138****5678"),
         (masks.mask_mobile, "010-12345678", "010****5678"),
@@ -116,7 +121,17 @@ def test_generalisation() -> None:
     assert abs(out["lon"][0] - 116.4455) <= gen.LON_STEP / 2
 
 
+@given(st.text(alphabet="0123456789XE", min_size=0, max_size=24))
+def test_document_mask_never_shows_more_than_an_id_mask(value: str) -> None:
+    out = one(masks.mask_document, value)
+    assert len(out) == len(value)
+    shown = sum(c != "*" for c in out)
+    assert shown <= (10 if len(value) >= 15 else 4 if len(value) >= 8 else 0)
+    assert out[-4:].count("*") < 4 or len(value) < 8
+
+
 def test_mask_value() -> None:
+    assert masks.mask_value("11010519491231002X01", PiiKind.id_document) == "110105**********2X01"
     assert masks.mask_value("11010519491231002X", PiiKind.citizen_id) == "110105********002X"
     assert masks.mask_value("13812345678", "mobile") == "138****5678"
     assert masks.mask_value("张三", "person_name") == "张*"

@@ -186,6 +186,7 @@ def test_leak_scan_is_clean_then_finds_planted_values(
                 "联系电话 138 1234 5678",
                 f"卡号{card}",
                 f"联系人{plain_name}已到场",
+                "残疾人证号11010519491231002X11",  # an ID inside a document number
             ]
         }
     )
@@ -196,6 +197,7 @@ def test_leak_scan_is_clean_then_finds_planted_values(
         found = {f.place: f.counts.by_kind for f in scan_lake(settings, cat, con)}
     assert found["marts.planted"] == {
         "citizen_id": 1,
+        "citizen_id_embedded": 1,
         "mobile": 1,
         "bank_card": 1,
         "person_name": 1,
