@@ -19,6 +19,7 @@ from departments.simulate import simulate
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy, api_token
 from pipelines.ingest import ingest_dataset
+from pipelines.ingest.raw import ensure_raw_table
 from pipelines.main_job import manifest_rows
 
 START = dt.date(2026, 11, 20)
@@ -190,16 +191,14 @@ def test_unreadable_delivery_fails_whole_with_a_reason(
     assert expect in (bad[0].reason or "")
     assert path.name in (bad[0].reason or "")
     assert bad[0].rows_loaded == 0
-    with open_lake(settings, read_only=True) as con:
-        loaded = (
-            con.execute(
-                f'SELECT count(*) FROM raw."{dept}__{ds.code}" WHERE _delivery_id = ?',
-                [bad[0].delivery_id],
-            ).fetchone()[0]
-            if accts and any(a.status == "loaded" for a in accts)
-            else 0
+    with open_lake(settings) as con:
+        table = ensure_raw_table(con, dept, ds)  # absent when no delivery loaded: empty
+        in_raw = dict(
+            con.execute(f'SELECT _delivery_id, count(*) FROM raw."{table}" GROUP BY ALL').fetchall()
         )
-    assert loaded == 0
+    # raw holds exactly the loaded deliveries' rows, none of the failed one
+    assert in_raw == {a.delivery_id: a.rows_loaded for a in accts if a.rows_loaded}
+    assert bad[0].delivery_id not in in_raw
 
 
 def test_truncated_csv_quarantines_its_cut_last_row(
@@ -241,8 +240,9 @@ def test_broken_jsonl_line_is_one_quarantined_row(
             "WHERE delivery_id = ? AND source_row = 2",
             [acct.delivery_id],
         ).fetchall()
-    assert q == [(path.name, 2, "json", q[0][3])]
-    assert "broken JSON line" in q[0][3]
+    [(file_name, source_row, check_name, reason)] = q
+    assert (file_name, source_row, check_name) == (path.name, 2, "json")
+    assert "broken JSON line" in reason
 
 
 def test_http_source_that_stays_down_is_a_failed_delivery(

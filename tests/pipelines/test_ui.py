@@ -59,7 +59,7 @@ def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("the UI ignored SIGTERM") from None
-    assert code is not None
+    assert code == 0, f"the UI exited with {code} on SIGTERM, not cleanly"
     # the webserver, daemon and code server all end (the code server within its heartbeat)
     leftover: list[str] = []
     for _ in range(120):

@@ -6,18 +6,27 @@ import datetime as dt
 
 import polars as pl
 import pytest
-from test_gate_street import LOADED_AT, street
+from test_gate_street import LOADED_AT, Street
 
+from catalog.loader import get_catalogue
+from catalog.model import Dataset
 from quality.gate import QUARANTINE_SCHEMA, gate
 from quality.standardise import DTYPES
 
-REFS = sorted(street().raw)
+REFS = sorted(f"{dept.code}.{ds.code}" for dept, ds in get_catalogue().datasets())
+
+
+def dataset(ref: str) -> Dataset:
+    return get_catalogue().dataset(ref)[1]
+
+
+def test_the_street_has_every_catalogue_dataset(gate_street: Street) -> None:
+    assert sorted(gate_street.raw) == REFS
 
 
 @pytest.mark.parametrize("ref", REFS)
-def test_every_row_is_staged_quarantined_or_skipped_once(ref):
-    s = street()
-    raw, ds = s.raw[ref], s.dataset(ref)
+def test_every_row_is_staged_quarantined_or_skipped_once(ref, gate_street: Street):
+    raw, ds = gate_street.raw[ref], gate_street.dataset(ref)
     result = gate(raw, ds)
     on = ["_delivery_id", "_source_row"]
     quarantined = result.quarantine.select(on).unique()
@@ -67,7 +76,7 @@ RESIDENT = {
 
 
 def residents():
-    return street().dataset("gaj.registered_residents")
+    return dataset("gaj.registered_residents")
 
 
 def test_clean_row_is_staged_typed():
@@ -123,7 +132,7 @@ def test_reason_never_carries_the_id():
 
 
 def test_credit_code_coordinates_and_pattern():
-    ds = street().dataset("scjg.merchants")
+    ds = dataset("scjg.merchants")
     good = {
         "credit_code": "91110105MA01ABCD3X",
         "name": "建外便利店",
@@ -155,14 +164,14 @@ def test_credit_code_coordinates_and_pattern():
     assert reason == "经度 116.6 lies outside 建外街道 (116.428–116.472)"
 
 
-def test_community_code_and_name_must_be_the_streets():
+def test_community_code_and_name_must_be_the_streets(gate_street: Street):
     """Codes and names are checked against catalog/street.yaml, not only by pattern."""
-    ds = street().dataset("wg.grid_cells")
-    rows = street().raw["wg.grid_cells"].head(4).to_dicts()
+    ds = dataset("wg.grid_cells")
+    rows = gate_street.raw["wg.grid_cells"].head(4).to_dicts()
     rows[1]["community_code"] = "110105001099"  # right form, no such community
     rows[2]["community_name"] = "朝外社区"  # a community of the neighbouring street
     rows[3]["community_name"] = rows[3]["community_name"].removesuffix("社区")  # bare name: fine
-    frame = pl.DataFrame(rows, schema=street().raw["wg.grid_cells"].schema)
+    frame = pl.DataFrame(rows, schema=gate_street.raw["wg.grid_cells"].schema)
     r = gate(frame, ds)
     got = {(x["_source_row"], x["check_name"]) for x in r.quarantine.iter_rows(named=True)}
     assert got == {
@@ -180,7 +189,7 @@ def test_community_code_and_name_must_be_the_streets():
 def test_bank_card_luhn():
     from stdnum import luhn
 
-    ds = street().dataset("mzj.old_age_allowance")
+    ds = dataset("mzj.old_age_allowance")
     card = "622202020011223344" + luhn.calc_check_digit("622202020011223344")
     wrong = card[:-1] + str((int(card[-1]) + 1) % 10)
     row = {
@@ -226,7 +235,7 @@ def test_reasons_never_carry_l3_l4_values(ref):
     from catalog.model import Level
     from quality.gate_checks import RAW_PREFIX
 
-    ds = street().dataset(ref)
+    ds = dataset(ref)
     columns = {}
     for i, f in enumerate(ds.fields):
         value = _marker(f, i)

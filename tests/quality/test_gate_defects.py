@@ -159,10 +159,40 @@ def test_sentinel_reading_is_out_of_range():
     assert q.filter(pl.col("check_name") == "range")["reason"][0].endswith("is outside -60–1000")
 
 
-def test_wrong_value_is_left_for_the_scores_unless_the_id_contradicts_it():
-    ref, defect, result = instance("wrong_value")
+def _wrong_value(checked_against_id: bool) -> tuple[str, dict, GateResult]:
+    """The first wrong_value alone on its row in a field the gate checks against the
+    citizen ID (a birth date), or in one it cannot check (a mobile)."""
+    s = street()
+    for ref in sorted(s.raw):
+        dept, code = ref.split(".")
+        checked = {
+            f.source_name
+            for f in s.dataset(ref).fields
+            if "birth_date_matches_citizen_id" in f.checks
+        }
+        defects = pl.read_parquet(s.truth / dept / code / "defects.parquet")
+        alone = pl.len().over("_file", "_source_row") == 1
+        hits = defects.filter(
+            (pl.col("kind") == "wrong_value")
+            & alone
+            & (pl.col("field").is_in(checked) == checked_against_id)
+        )
+        if hits.height:
+            return ref, hits.row(0, named=True), _gated(ref)
+    raise AssertionError(f"the simulated street has no such wrong_value ({checked_against_id})")
+
+
+def test_wrong_value_is_left_for_the_scores():
+    ref, defect, result = _wrong_value(checked_against_id=False)
     staged, q = _outcome(ref, defect, result)
-    if staged is None:  # a wrong birth date can contradict the citizen ID
-        assert set(q["check_name"]) <= {"birth_date_matches_citizen_id"}
-    else:
-        assert _text(staged[_field(ref, defect["field"])]) == defect["delivered"]
+    assert q.height == 0, q["reason"].to_list()
+    assert staged is not None, "the row was neither staged nor quarantined"
+    assert _text(staged[_field(ref, defect["field"])]) == defect["delivered"]
+
+
+def test_wrong_birth_date_is_quarantined_as_contradicting_the_id():
+    ref, defect, result = _wrong_value(checked_against_id=True)
+    staged, q = _outcome(ref, defect, result)
+    assert staged is None, "a birth date the citizen ID contradicts was staged"
+    assert q["check_name"].to_list() == ["birth_date_matches_citizen_id"]
+    assert q["field"].to_list() == [_field(ref, defect["field"])]
