@@ -307,12 +307,10 @@ def check_variant(v: Variant, run1: Lake, run2: Lake, acc1: dict, acc2: dict) ->
         why = miss(Expect("loaded", rows_read=exp.rows_read), acc2.get(v.name, []), run2, None)
         return f"next run: {why}" if why else None
     accs = acc2.get(v.name, [])
-    whys = [miss(option, accs, run2, original, v.file_name) for option in exp.options()]
-    if any(w is None for w in whys):
-        if len(acc1.get(v.name, [])) != len(acc2.get(v.name, [])):
-            return "accounted again by the second run"
-        return None
-    return whys[0]
+    why = miss(exp, accs, run2, original, v.file_name)
+    if why is None and len(acc1.get(v.name, [])) != len(acc2.get(v.name, [])):
+        return "accounted again by the second run"
+    return why
 
 
 # ------------------------------------------------------------------ the whole lake
