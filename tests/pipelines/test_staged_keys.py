@@ -252,7 +252,7 @@ def test_expectations_check_reads_the_dataset_as_staged_after_an_identical_redel
     data = (inbox / f"violation_cases_{DAY}.csv").read_bytes()
     (inbox / "violation_cases_20261121.csv").write_bytes(data + b"\r\n")
     (again,) = deliver(home, cat, "cgj.violation_cases")
-    assert again.rows_out == 0
+    assert first.rows_out > 10 and again.rows_out == 0
 
     dept, ds = cat.dataset("cgj.violation_cases")
     result = dg.materialize(
