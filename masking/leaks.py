@@ -26,12 +26,12 @@ from masking.crypto import CIPHERTEXT
 from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
 from masking.names import KnownNames
 from masking.text import (
-    _CARD,
-    _HALF,
-    _ID15,
-    _ID18,
-    _MOBILE,
     CARD_FIRST_DIGITS,
+    CARD_RE,
+    CITIZEN_ID15_RE,
+    CITIZEN_ID18_RE,
+    FULL_TO_HALF_WIDTH,
+    MOBILE_RE,
     embedded_citizen_ids,
 )
 
@@ -56,20 +56,20 @@ class LeakCounts:
 
 
 def _digit_kinds(text: str) -> set[str]:
-    half = text.translate(_HALF)
+    half = text.translate(FULL_TO_HALF_WIDTH)
     kinds: set[str] = set()
-    for m in _ID18.finditer(half):
+    for m in CITIZEN_ID18_RE.finditer(half):
         if is_citizen_id18(m.group().upper()):
             kinds.add("citizen_id")
-    for m in _ID15.finditer(half):
+    for m in CITIZEN_ID15_RE.finditer(half):
         if is_citizen_id15(m.group()):
             kinds.add("citizen_id")
     embedded = embedded_citizen_ids(half)
     if embedded:
         kinds.add("citizen_id_embedded")
-    if _MOBILE.search(half):
+    if MOBILE_RE.search(half):
         kinds.add("mobile")
-    for m in _CARD.finditer(half):
+    for m in CARD_RE.finditer(half):
         if m.span() in embedded:  # a document number that carries an ID is no card
             continue
         digits = "".join(c for c in m.group() if c.isdigit())

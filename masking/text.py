@@ -54,7 +54,7 @@ class Finding:
 
 
 # full-width digits / letters → half-width, one character for one (offsets line up)
-_HALF = str.maketrans(
+FULL_TO_HALF_WIDTH = str.maketrans(
     {chr(0xFF10 + i): str(i) for i in range(10)}
     | {chr(0xFF21 + i): chr(0x41 + i) for i in range(26)}
     | {chr(0xFF41 + i): chr(0x61 + i) for i in range(26)}
@@ -64,10 +64,10 @@ _HAN = r"\u4e00-\u9fff"
 _SURNAME_RE = (
     "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
 )
-_ID18 = re.compile(
+CITIZEN_ID18_RE = re.compile(
     r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
 )
-_ID15 = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{14}(?![0-9A-Za-z])")
+CITIZEN_ID15_RE = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{14}(?![0-9A-Za-z])")
 # a run of 19–24 digits (an X allowed where an ID at its start or end would have it)
 _LONG_RUN = re.compile(
     r"(?<![0-9A-Za-z])\d{17}[\dXx]\d{1,6}(?![0-9A-Za-z])|(?<![0-9A-Za-z])\d{1,6}\d{17}[\dXx](?![0-9A-Za-z])"
@@ -81,8 +81,8 @@ ID_PROVINCES = frozenset({
 _ID18_SHAPE = re.compile(
     r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dX]"
 )
-_CARD = re.compile(r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9])")
-_MOBILE = re.compile(r"(?<![0-9+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])")
+CARD_RE = re.compile(r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9])")
+MOBILE_RE = re.compile(r"(?<![0-9+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])")
 _LANDLINE = re.compile(r"(?<![0-9])(?:\(0\d{2,3}\)\s?|0\d{2,3}[- ])\d{7,8}(?:-\d{1,4})?(?![0-9])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _PLATE = re.compile(
@@ -183,7 +183,7 @@ def _jieba_names(text: str) -> tuple[list[Finding], set[int]]:
 
 def _id_findings(text: str) -> list[Finding]:
     out = []
-    for m in _ID18.finditer(text):
+    for m in CITIZEN_ID18_RE.finditer(text):
         value = m.group().upper()
         if is_citizen_id18(value):
             out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
@@ -191,7 +191,7 @@ def _id_findings(text: str) -> list[Finding]:
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
         else:  # birth date and region look right, check character wrong: mask anyway
             out.append(Finding("citizen_id", m.start(), m.end(), "regex", verified=False))
-    for m in _ID15.finditer(text):
+    for m in CITIZEN_ID15_RE.finditer(text):
         if is_citizen_id15(m.group()):
             out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
     # a document number carrying an ID (残疾人证号): masked as one, first 6 and last 4 kept
@@ -219,7 +219,7 @@ def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
     passes by chance about once in 35,000 (per window: province 34/100, birth date ~1/2,150,
     check character 1/11; measured: 6 of 300,000 random 20-digit numbers); an ID buried in
     the middle of a longer number is not told from chance and is not looked for. ``text`` is
-    half-width (``_HALF``).
+    half-width (``FULL_TO_HALF_WIDTH``).
     """
     today = dt.date.today()
     spans = []
@@ -232,12 +232,12 @@ def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
 
 def _regex_findings(text: str) -> list[Finding]:
     out = _id_findings(text)
-    for m in _CARD.finditer(text):
+    for m in CARD_RE.finditer(text):
         digits = re.sub(r"\D", "", m.group())
         if 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_ok(digits):
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
     for kind, pattern in (
-        ("mobile", _MOBILE),
+        ("mobile", MOBILE_RE),
         ("landline", _LANDLINE),
         ("email", _EMAIL),
         ("plate", _PLATE),
@@ -319,7 +319,7 @@ def scrub(
     """Mask the PII found in ``text``; return the masked text and the findings."""
     if not text:
         return text, []
-    half = text.translate(_HALF)
+    half = text.translate(FULL_TO_HALF_WIDTH)
     findings = _regex_findings(half)
     findings += _name_findings(half, known_names, use_jieba)
     kept = _resolve(findings)

@@ -38,7 +38,9 @@ from quality.schema import dataset_schema
 from quality.standardise import LINEAGE, standardise
 
 ROW = "_row"
-QUARANTINE_SCHEMA = {
+# the gate's failures, one row per failed check; staging turns them into the ledger's
+# quarantine rows (pipelines.ingest.ledger.QUARANTINE_SCHEMA), values masked
+GATE_FAILURE_SCHEMA = {
     "_delivery_id": pl.String,
     "_source_row": pl.Int64,
     "field": pl.String,
@@ -294,7 +296,7 @@ def gate(
     lineage = [c for c in LINEAGE if c in raw.columns or c in ("_delivery_id", "_source_row")]
     gone = pl.concat([bad_rows, skip_rows]).implode()
     staged = work.filter(~pl.col(ROW).is_in(gone)).select(*lineage, *fields)
-    quarantine = quarantine.drop(ROW).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    quarantine = quarantine.drop(ROW).cast(GATE_FAILURE_SCHEMA)  # type: ignore[arg-type]
     skipped = (
         skips.join(raw_values.select(ROW, "_delivery_id", "_source_row"), on=ROW, how="left")
         .sort(ROW)

@@ -10,7 +10,7 @@ from test_gate_street import LOADED_AT, Street
 
 from catalog.loader import get_catalogue
 from catalog.model import Dataset
-from quality.gate import QUARANTINE_SCHEMA, gate
+from quality.gate import GATE_FAILURE_SCHEMA, gate
 from quality.standardise import DTYPES
 
 REFS = sorted(f"{dept.code}.{ds.code}" for dept, ds in get_catalogue().datasets())
@@ -36,7 +36,7 @@ def test_every_row_is_staged_quarantined_or_skipped_once(ref, gate_street: Stree
     assert result.staged.join(quarantined, on=on).height == 0
     assert result.staged.join(skipped, on=on).height == 0
     assert quarantined.join(skipped, on=on).height == 0
-    assert dict(result.quarantine.schema) == QUARANTINE_SCHEMA
+    assert dict(result.quarantine.schema) == GATE_FAILURE_SCHEMA
     assert result.staged.columns == ["_delivery_id", "_source_row", "_loaded_at"] + [
         f.name for f in ds.fields
     ]
