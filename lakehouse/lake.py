@@ -119,6 +119,19 @@ def connect(
     return con
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One lake transaction: committed when the block ends, rolled back if it raises
+    (a SIGKILL inside it leaves the lake at its last snapshot: DuckLake commits atomically)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def ensure_zones(con: duckdb.DuckDBPyConnection) -> None:
     """Create the zone schemas that are missing (one snapshot, only if needed)."""
     have = {
@@ -129,10 +142,9 @@ def ensure_zones(con: duckdb.DuckDBPyConnection) -> None:
     }
     missing = [zone for zone in ZONES if zone not in have]
     if missing:
-        con.execute("BEGIN TRANSACTION")
-        for zone in missing:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ALIAS}.{zone}")
-        con.execute("COMMIT")
+        with transaction(con):
+            for zone in missing:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {ALIAS}.{zone}")
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import duckdb
 
 from catalog.errors import StreethubError
 from catalog.model import Catalogue
-from lakehouse.lake import tables_in
+from lakehouse.lake import tables_in, transaction
 from masking.audit import AuditLog
 from pipelines.ingest.ledger import Landed, now
 from pipelines.ingest.raw import Account, load_delivery
@@ -182,8 +182,7 @@ def acknowledge(
             f"delivery {delivery_id} is already acknowledged by {row.acked_by} "
             f"at {row.acked_at:%Y-%m-%d %H:%M} UTC"
         )
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "INSERT INTO landing.delivery_acks VALUES (?,?,?,?)",
             [delivery_id, actor, reason, now()],
@@ -196,10 +195,6 @@ def acknowledge(
             dataset=row.dataset,
             reason=reason,
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return find_delivery(con, delivery_id)
 
 
@@ -268,12 +263,11 @@ def retry(
         raise StreethubError(
             f"delivery {delivery_id}: dataset {row.dept}.{row.dataset} is not in the catalogue"
         ) from None
-    con.execute("BEGIN TRANSACTION")
-    con.execute(
-        "DELETE FROM landing.delivery_accounts WHERE delivery_id = ? AND status = 'failed'",
-        [delivery_id],
-    )
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute(
+            "DELETE FROM landing.delivery_accounts WHERE delivery_id = ? AND status = 'failed'",
+            [delivery_id],
+        )
     account = load_delivery(con, row.dept, dataset, landed, protection.protect)
     stage = None
     if account.status == "loaded":

@@ -18,7 +18,7 @@ import polars as pl
 
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
-from lakehouse.lake import tables_in
+from lakehouse.lake import tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import Protection
 
@@ -259,8 +259,7 @@ def _replace(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame: pl.Da
 
 def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
     """Replace the quality tables in one snapshot (history stays in time travel)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         _replace(con, "marts", "quality_scorecard", out.scorecard)
         if out.expectations.height:  # kept per run: run_at tells the runs apart
             con.register("q_out", out.expectations.to_arrow())
@@ -276,10 +275,6 @@ def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
                 {"figure": list(out.truth), "value": list(out.truth.values())}
             ).with_columns(pl.lit("; ".join(out.truth_problems)).alias("problems"))
             _replace(con, "marts", "quality_truth", truth)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs) -> Path:

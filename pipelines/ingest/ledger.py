@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from lakehouse.lake import tables_in
+from lakehouse.lake import tables_in, transaction
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS landing.deliveries (
@@ -76,10 +76,9 @@ LATER_COLUMNS: dict[tuple[str, str], list[tuple[str, str]]] = {
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     if not tables_in(con) >= LEDGER_TABLES:
-        con.execute("BEGIN TRANSACTION")
-        for ddl in DDL:
-            con.execute(ddl)
-        con.execute("COMMIT")
+        with transaction(con):
+            for ddl in DDL:
+                con.execute(ddl)
     for (zone, table), columns in LATER_COLUMNS.items():
         have = {
             r[0]

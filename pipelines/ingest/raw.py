@@ -25,7 +25,7 @@ import polars as pl
 
 from catalog.errors import DeliveryError, StreethubError
 from catalog.model import Dataset
-from lakehouse.lake import ensure_table, insert_frame
+from lakehouse.lake import ensure_table, insert_frame, transaction
 from pipelines.connectors import OPEN_COLUMNS, read_batches
 from pipelines.connectors.base import (
     SOURCE_ROW,
@@ -187,8 +187,7 @@ def load_delivery(
         first = next(batches, None)
         kill_point("raw.parsed")
         table = ensure_raw_table(con, dept, dataset)
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             batch = first
             while batch is not None:
                 parsed, frame = batch
@@ -213,10 +212,6 @@ def load_delivery(
                 notes="; ".join(notes) or None,
             )
             kill_point("raw.before_commit")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     except _Unreadable as exc:
         record_failure(
             con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=exc.reason

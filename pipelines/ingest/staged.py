@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 
 from catalog.model import Dataset, FieldType, UpdateMode
-from lakehouse.lake import ensure_table, insert_frame
+from lakehouse.lake import ensure_table, insert_frame, transaction
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.killpoints import kill_point, register
@@ -249,8 +249,7 @@ def stage_delivery(
             ]
         )
         keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         deleted = 0
         if dataset.update_mode is UpdateMode.snapshot and raw.height:  # empty: withdraws nothing
             deleted = _delete_keys(con, name, keep, keep=True)
@@ -265,10 +264,6 @@ def stage_delivery(
              n_quarantined, now(), n_skipped],
         )  # fmt: skip
         kill_point("staged.before_commit")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     kill_point("staged.committed")
     account = StageAccount(
         delivery_id, raw.height, staged.height, n_quarantined, n_skipped,
