@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="share of simulated API requests answered 429/503"
     )
     sim_days: int = 3
+    sim_dir: Path | None = Field(
+        default=None,
+        description=(
+            "the simulated departments' folder (systems and truth), the outside world; "
+            "default: beside the home, <home>.departments"
+        ),
+    )
 
     @property
     def home_abs(self) -> Path:
@@ -106,12 +113,21 @@ class Settings(BaseSettings):
 
     @property
     def departments_dir(self) -> Path:
-        """State of the simulated department systems (databases, API data)."""
+        """OLD (issue 10 moves it to sim_dir_abs): the simulated department systems."""
         return self.home_abs / "departments"
 
     @property
     def truth_dir(self) -> Path:
+        """OLD (issue 10 moves it to sim_dir_abs / "truth")."""
         return self.home_abs / "truth"
+
+    @property
+    def sim_dir_abs(self) -> Path:
+        """The simulated departments' own folder, beside the home: their systems (database,
+        API data, token) and their truth. Nothing of the hub's production path reads it."""
+        if self.sim_dir is not None:
+            return self.sim_dir.expanduser().resolve()
+        return self.home_abs.parent / f"{self.home_abs.name}.departments"
 
     @property
     def keys_dir(self) -> Path:

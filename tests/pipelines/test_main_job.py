@@ -117,7 +117,7 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
     from pipelines.defs.quality.assets import build_staged_asset
     from pipelines.defs.quality.checks import build_contract_check
     from pipelines.defs.sources import assets as source_assets
-    from pipelines.main_job import run_problems
+    from pipelines.ingest_run import run_problems
 
     cat = load_catalogue()
     broken = cat.departments["wjw"].datasets[0]
@@ -162,7 +162,7 @@ def test_a_blocking_check_fails_this_run_only_for_a_delivery_gated_in_it(
     from pipelines.defs.quality import checks
     from pipelines.defs.quality.assets import build_staged_asset
     from pipelines.defs.sources.assets import build_dataset_assets
-    from pipelines.main_job import run_problems
+    from pipelines.ingest_run import run_problems
 
     monkeypatch.setattr(checks, "MIN_PASS_RATE", 1.01)  # no delivery is clean enough
     dept = load_catalogue().departments["cgj"]
