@@ -45,6 +45,14 @@ class Level(StrEnum):
     def rank(self) -> int:
         return int(self.value[1])
 
+    @property
+    def sensitive(self) -> bool:
+        """L3 or L4: encrypted at rest, masked when it leaves, never in a reason or a log.
+
+        The one place that decides "sensitive" for a level; compare with this, not ranks.
+        """
+        return self.rank >= 3
+
 
 class DataGrade(StrEnum):
     """GB/T 43697-2024 grade of a dataset: core / important / general data."""
@@ -292,23 +300,23 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:
-        if self.pii is PiiKind.id_document and self.level.rank < 3:
+        if self.pii is PiiKind.id_document and not self.level.sensitive:
             raise ValueError(
                 "PII kind id_document is an identity-document number, sensitive personal "
                 f"information (GB/T 35273-2020 Annex B): level must be L3 or L4, not "
                 f"{self.level.value}"
             )
-        if self.pii in SENSITIVE_PII and self.level.rank < 3:
+        if self.pii in SENSITIVE_PII and not self.level.sensitive:
             raise ValueError(
                 f"PII kind {self.pii.value} is sensitive personal information (PIPL art. 28): "
                 f"level must be L3 or L4, not {self.level.value}"
             )
-        if self.pii in DIRECT_IDENTIFIERS and self.level.rank < 3:
+        if self.pii in DIRECT_IDENTIFIERS and not self.level.sensitive:
             raise ValueError(
                 f"PII kind {self.pii.value} identifies a person: level must be L3 or L4, "
                 f"not {self.level.value}"
             )
-        if self.level.rank >= 3 and self.masking is MaskingRule.none:
+        if self.level.sensitive and self.masking is MaskingRule.none:
             raise ValueError(f"an {self.level.value} field needs a masking rule, not 'none'")
         if self.range is not None and self.type not in (FieldType.integer, FieldType.decimal):
             raise ValueError(f"range applies to integer or decimal fields, not {self.type.value}")
@@ -446,7 +454,7 @@ class Dataset(_Strict):
             raise ValueError(
                 f"{v!r} is a {f.type.value} field; a cursor must be a datetime, date or integer"
             )
-        if f.level.rank >= 3:
+        if f.level.sensitive:
             raise ValueError(
                 f"{v!r} is {f.level.value}: versions are compared in staged without decrypting, "
                 "so a cursor must be an L1 or L2 field"

@@ -145,7 +145,7 @@ def decrypt_series(
 
 
 def _protected_fields(frame: pl.DataFrame, dataset: Dataset) -> list[str]:
-    return [f.name for f in dataset.fields if f.level.rank >= 3 and f.name in frame.columns]
+    return [f.name for f in dataset.fields if f.level.sensitive and f.name in frame.columns]
 
 
 def protect_frame(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing) -> pl.DataFrame:

@@ -22,15 +22,19 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from catalog.identifiers import (
+    FULL_TO_HALF_WIDTH,
+    citizen_id15_plausible_str,
+    citizen_id_valid_str,
+    luhn_valid_str,
+)
 from masking.crypto import CIPHERTEXT
-from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
 from masking.names import KnownNames
 from masking.text import (
     CARD_FIRST_DIGITS,
     CARD_RE,
     CITIZEN_ID15_RE,
     CITIZEN_ID18_RE,
-    FULL_TO_HALF_WIDTH,
     MOBILE_RE,
     embedded_citizen_ids,
 )
@@ -59,10 +63,10 @@ def _digit_kinds(text: str) -> set[str]:
     half = text.translate(FULL_TO_HALF_WIDTH)
     kinds: set[str] = set()
     for m in CITIZEN_ID18_RE.finditer(half):
-        if is_citizen_id18(m.group().upper()):
+        if citizen_id_valid_str(m.group().upper()):
             kinds.add("citizen_id")
     for m in CITIZEN_ID15_RE.finditer(half):
-        if is_citizen_id15(m.group()):
+        if citizen_id15_plausible_str(m.group()):
             kinds.add("citizen_id")
     embedded = embedded_citizen_ids(half)
     if embedded:
@@ -73,8 +77,8 @@ def _digit_kinds(text: str) -> set[str]:
         if m.span() in embedded:  # a document number that carries an ID is no card
             continue
         digits = "".join(c for c in m.group() if c.isdigit())
-        card = 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_ok(digits)
-        if card and not is_citizen_id18(digits):  # an ID that also passes Luhn is an ID
+        card = 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_valid_str(digits)
+        if card and not citizen_id_valid_str(digits):  # an ID that also passes Luhn is an ID
             kinds.add("bank_card")
     return kinds
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from catalog.identifiers import halfwidth
 from catalog.model import Dataset, MaskingRule, PiiKind
 from masking import generalise as gen
 from masking.errors import MaskingError
@@ -44,7 +45,7 @@ def _keep(expr: pl.Expr, first: int, last: int, min_len: int) -> pl.Expr:
 
 
 def _clean(expr: pl.Expr) -> pl.Expr:
-    return expr.cast(pl.String).str.normalize("NFKC").str.strip_chars()
+    return halfwidth(expr.cast(pl.String)).str.strip_chars()
 
 
 def mask_id(expr: pl.Expr) -> pl.Expr:

@@ -30,14 +30,15 @@ import re
 import polars as pl
 import polars_hash  # noqa: F401  (registers the ``chash`` expression namespace)
 
+from catalog.identifiers import halfwidth, upgrade_id_15
 from catalog.model import PiiKind
 from masking.errors import KeyRingError
-from masking.ids import is_citizen_id15, upgrade_id15
 from masking.keys import PSEUDONYM_SCHEME, DataKey, KeyRing
 
 PSEUDONYM_HEX = 20
 PSEUDONYM_PATTERN = rf"^[0-9a-f]{{{PSEUDONYM_HEX}}}$"
-_FULLWIDTH = {chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｘ": "X", "ｘ": "X"}
+# kinds whose full-width punctuation is content, not a spelling of ASCII
+PLAIN_TEXT_KINDS = frozenset({PiiKind.person_name, PiiKind.address, PiiKind.free_text})
 
 
 class PseudonymKey:
@@ -85,9 +86,17 @@ def pseudonym_key(
 
 
 def normalise_expr(expr: pl.Expr, kind: PiiKind | str | None = None) -> pl.Expr:
-    """Normalisation before hashing: half-width, trimmed; IDs' x upper-case; phones digits only."""
-    e = expr.cast(pl.String).str.replace_many(_FULLWIDTH).str.strip_chars(" \t\u3000")
+    """Normalisation before hashing: half-width, trimmed; IDs' x upper-case; phones digits only.
+
+    Full-width → half-width (``catalog.identifiers.halfwidth``) except in names, addresses
+    and free text, whose Chinese punctuation is content (the standardiser keeps it too), so
+    a value hashes the same delivered and staged.
+    """
+    e = expr.cast(pl.String)
     kind = PiiKind(kind) if kind is not None else None
+    if kind not in PLAIN_TEXT_KINDS:
+        e = halfwidth(e)
+    e = e.str.strip_chars(" \t\u3000")
     if kind is PiiKind.citizen_id:
         return e.str.replace_all("x", "X", literal=True)
     if kind in (PiiKind.mobile, PiiKind.landline):
@@ -121,13 +130,12 @@ def _normalise(values: pl.Series, kind: PiiKind | str | None) -> pl.Series:
 
 
 def _upgrade_ids(values: pl.Series) -> pl.Series:
-    """15-digit IDs → 18 (rare: only the short ones go through Python)."""
+    """15-digit IDs → 18, as the standardiser does (only the short ones are computed)."""
     short = values.str.len_chars() == 15
     if not short.any():
         return values
-    upgraded = [v if v is None or not is_citizen_id15(v) else upgrade_id15(v)
-                for v in values.filter(short).to_list()]  # fmt: skip
-    return values.scatter(short.arg_true(), pl.Series(upgraded, dtype=pl.String))
+    upgraded = values.filter(short).to_frame("v").select(upgrade_id_15(pl.col("v"))).to_series()
+    return values.scatter(short.arg_true(), upgraded)
 
 
 def pseudonymise_series(

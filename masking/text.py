@@ -32,7 +32,12 @@ from pathlib import Path
 
 import polars as pl
 
-from masking.ids import is_citizen_id15, is_citizen_id18, luhn_ok
+from catalog.identifiers import (
+    FULL_TO_HALF_WIDTH,
+    citizen_id15_plausible_str,
+    citizen_id_valid_str,
+    luhn_valid_str,
+)
 from masking.names import (
     COMPOUND_SURNAMES,
     NAME_AFTER,
@@ -53,13 +58,6 @@ class Finding:
     verified: bool = True
 
 
-# full-width digits / letters → half-width, one character for one (offsets line up)
-FULL_TO_HALF_WIDTH = str.maketrans(
-    {chr(0xFF10 + i): str(i) for i in range(10)}
-    | {chr(0xFF21 + i): chr(0x41 + i) for i in range(26)}
-    | {chr(0xFF41 + i): chr(0x61 + i) for i in range(26)}
-    | {"＋": "+", "－": "-", "（": "(", "）": ")", "＠": "@", "　": " "}
-)
 _HAN = r"\u4e00-\u9fff"
 _SURNAME_RE = (
     "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
@@ -185,14 +183,14 @@ def _id_findings(text: str) -> list[Finding]:
     out = []
     for m in CITIZEN_ID18_RE.finditer(text):
         value = m.group().upper()
-        if is_citizen_id18(value):
+        if citizen_id_valid_str(value):
             out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
-        elif value[17] != "X" and value[0] in CARD_FIRST_DIGITS and luhn_ok(value):
+        elif value[17] != "X" and value[0] in CARD_FIRST_DIGITS and luhn_valid_str(value):
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
         else:  # birth date and region look right, check character wrong: mask anyway
             out.append(Finding("citizen_id", m.start(), m.end(), "regex", verified=False))
     for m in CITIZEN_ID15_RE.finditer(text):
-        if is_citizen_id15(m.group()):
+        if citizen_id15_plausible_str(m.group()):
             out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
     # a document number carrying an ID (残疾人证号): masked as one, first 6 and last 4 kept
     out.extend(Finding("citizen_id", s, e, "embedded") for s, e in embedded_citizen_ids(text))
@@ -204,7 +202,7 @@ def _issued_citizen_id(window: str, today: dt.date) -> bool:
     if not (_ID18_SHAPE.fullmatch(window) and window[:2] in ID_PROVINCES):
         return False
     born = window[6:14]
-    return "19000101" <= born <= f"{today:%Y%m%d}" and is_citizen_id18(window)
+    return "19000101" <= born <= f"{today:%Y%m%d}" and citizen_id_valid_str(window)
 
 
 def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
@@ -234,7 +232,7 @@ def _regex_findings(text: str) -> list[Finding]:
     out = _id_findings(text)
     for m in CARD_RE.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_ok(digits):
+        if 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_valid_str(digits):
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
     for kind, pattern in (
         ("mobile", MOBILE_RE),

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog import identifiers as ids
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Dataset, FieldSpec, FieldType, PiiKind
 from catalog.street import Street, get_street
 from quality import validators as v
+from quality.standardise import missing_value
 
 RAW_PREFIX = "_raw__"
 
@@ -50,23 +52,23 @@ def _labelled(f: FieldSpec, c: pl.Expr) -> pl.Expr:
     so it never carries a value the catalogue says is sensitive: a data officer reads
     the value masked in ``value_masked``, or decrypts the raw row with authority.
     """
-    if f.level.rank >= 3:
+    if f.level.sensitive:
         return pl.lit(f.label_zh)
     return pl.format("{} {}", pl.lit(f.label_zh), _fmt(c))
 
 
 def person_id_field(dataset: Dataset) -> FieldSpec | None:
     """The citizen ID that gender and birth date are checked against."""
-    ids = [f for f in dataset.fields if f.pii is PiiKind.citizen_id]
-    named = [f for f in ids if f.name == "citizen_id"]
-    return (named or ids or [None])[0]
+    candidates = [f for f in dataset.fields if f.pii is PiiKind.citizen_id]
+    named = [f for f in candidates if f.name == "citizen_id"]
+    return (named or candidates or [None])[0]
 
 
 def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
-    form = c.str.contains(v.ID18)
-    check_ok = v.citizen_id_check_ok(c)
-    date_ok = v.id_birth_date(c).is_not_null()
+    form = c.str.contains(ids.ID18)
+    check_ok = ids.citizen_id_check_ok(c)
+    date_ok = ids.id_birth_date(c).is_not_null()
     passes = pl.when(form).then(check_ok & date_ok)
     if f.pattern is None:  # nothing else catches a malformed number
         passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
@@ -85,7 +87,7 @@ def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
                 "{} check digit is {} but should be {}",
                 pl.lit(f.label_zh),
                 c.str.slice(17, 1),
-                v.id_check_char(c),
+                ids.id_check_char(c),
             )
         )
         .otherwise(pl.format("{} carries an impossible birth date", pl.lit(f.label_zh)))
@@ -104,11 +106,11 @@ def _id_partner(ds: Dataset, f: FieldSpec, check: str) -> FieldSpec:
 def _gender_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     pid = _id_partner(ds, f, "gender_matches_citizen_id")
     cid = pl.col(pid.name)
-    expected = v.id_gender(cid)
-    passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_in(["男", "女"])).then(
+    expected = ids.id_gender(cid)
+    passes = pl.when(ids.citizen_id_valid(cid) & pl.col(f.name).is_in(["男", "女"])).then(
         pl.col(f.name) == expected
     )
-    if f.level.rank >= 3:  # the ID's sequence digit says no more than the gender field
+    if f.level.sensitive:  # the ID's sequence digit says no more than the gender field
         reason = pl.lit(f"{f.label_zh} disagrees with the sequence digit of the {pid.label_zh}")
     else:
         reason = pl.format(
@@ -125,8 +127,8 @@ def _gender_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
 def _birth_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     pid = _id_partner(ds, f, "birth_date_matches_citizen_id")
     cid = pl.col(pid.name)
-    passes = pl.when(v.citizen_id_valid(cid) & pl.col(f.name).is_not_null()).then(
-        pl.col(f.name) == v.id_birth_date(cid)
+    passes = pl.when(ids.citizen_id_valid(cid) & pl.col(f.name).is_not_null()).then(
+        pl.col(f.name) == ids.id_birth_date(cid)
     )
     reason = pl.lit(f"{f.label_zh} disagrees with the birth date in the {pid.label_zh}")
     return RowCheck("birth_date_matches_citizen_id", f.name, passes, reason)
@@ -134,8 +136,8 @@ def _birth_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
 
 def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
-    form = c.str.contains(v.USCC)
-    passes = pl.when(form).then(c.str.slice(17, 1) == v.uscc_check_char(c))
+    form = c.str.contains(ids.USCC)
+    passes = pl.when(form).then(c.str.slice(17, 1) == ids.uscc_check_char(c))
     if f.pattern is None:
         passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
     reason = (
@@ -145,7 +147,7 @@ def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck
                 "{} check character is {} but should be {}",
                 pl.lit(f.label_zh),
                 c.str.slice(17, 1),
-                v.uscc_check_char(c),
+                ids.uscc_check_char(c),
             )
         )
         .otherwise(pl.lit(f"{f.label_zh} is not an 18-character credit code"))
@@ -154,7 +156,7 @@ def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck
 
 
 def _luhn(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
-    passes = v.luhn_valid(pl.col(f.name))
+    passes = ids.luhn_valid(pl.col(f.name))
     return RowCheck("luhn", f.name, passes, pl.lit(f"{f.label_zh} fails the Luhn check digit"))
 
 
@@ -221,16 +223,17 @@ def wants_mojibake_check(f: FieldSpec) -> bool:
     )
 
 
-def required_check(f: FieldSpec) -> RowCheck:
-    """Blank where the catalogue requires a value (an unreadable value is reported as such)."""
-    blank = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) == 0
+def required_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
+    """Blank (or a missing-value placeholder) where the catalogue requires a value (an
+    unreadable value is reported as such)."""
+    blank = missing_value(f, raw_col(f.name), ds.rules if ds else None)
     passes = pl.col(f.name).is_not_null() | ~blank
     return RowCheck("required", f.name, passes, pl.lit(f"{f.label_zh} is required but blank"), True)
 
 
-def unparseable_check(f: FieldSpec) -> RowCheck:
+def unparseable_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
     """Delivered, but standardisation could not read it as the catalogue's type."""
-    delivered = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) > 0
+    delivered = ~missing_value(f, raw_col(f.name), ds.rules if ds else None)
     passes = pl.col(f.name).is_not_null() | ~delivered
     what = {
         FieldType.date: "a date",
@@ -308,8 +311,8 @@ def row_checks(
     out: list[RowCheck] = []
     for f in ds.fields:
         if with_raw:
-            out.append(unparseable_check(f))
+            out.append(unparseable_check(f, ds))
             if f.required:
-                out.append(required_check(f))
+                out.append(required_check(f, ds))
         out.extend(field_checks(ds, f, street))
     return out

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog.identifiers import ID15, halfwidth, upgrade_id_15
 from catalog.model import ConnectorKind, Dataset, FieldSpec, FieldType, PiiKind
-from quality.validators import ID15, MOBILE, upgrade_id_15
+from quality.validators import MOBILE
 
-FULLWIDTH = [chr(c) for c in range(0xFF01, 0xFF5F)] + ["\u3000"]
-HALFWIDTH = [chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)] + [" "]
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
 BEIJING_OFFSET_MIN = 480
 
@@ -53,11 +52,6 @@ _COMPACT_DT_RE = r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$"
 # the canonical spellings (almost every delivered value): parsed directly, no regex groups
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-
-
-def halfwidth(s: pl.Expr) -> pl.Expr:
-    """Full-width ASCII forms (U+FF01–FF5E) and U+3000 → their half-width forms."""
-    return s.str.replace_many(FULLWIDTH, HALFWIDTH)
 
 
 def blank_to_null(s: pl.Expr) -> pl.Expr:

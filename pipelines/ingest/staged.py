@@ -59,7 +59,7 @@ def staged_columns(dataset: Dataset, encrypted: bool = True) -> list[tuple[str, 
         (ROW_DIGEST, "VARCHAR"),
     ]
     for f in dataset.fields:
-        sensitive = encrypted and f.level.rank >= 3
+        sensitive = encrypted and f.level.sensitive
         cols.append((f.name, "VARCHAR" if sensitive else DUCK_TYPES[f.type]))
     return cols
 

@@ -8,9 +8,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalog.identifiers import citizen_id_valid_str, id_check_char_str
 from catalog.model import Dataset
 from masking.crypto import encrypt_series
-from masking.ids import id_check_char, is_citizen_id18
 from masking.keys import KeyRing
 from masking.leaks import scan_frame
 from masking.masks import apply_masking
@@ -88,11 +88,11 @@ def test_masked_pseudonymised_encrypted_frames_are_clean(
 # 残疾人证号: the holder's citizen ID and two digits (disability category, grade)
 DISABILITY_CERT = "11010519491231002X" + "11"
 YOUNGER = "44052419800101001"
-CERT_OF_YOUNGER = YOUNGER + id_check_char(YOUNGER) + "42"
+CERT_OF_YOUNGER = YOUNGER + id_check_char_str(YOUNGER) + "42"
 
 
 def _ids_with_bad_check(digits: str) -> bool:
-    return not any(is_citizen_id18(digits[i : i + 18]) for i in range(len(digits) - 17))
+    return not any(citizen_id_valid_str(digits[i : i + 18]) for i in range(len(digits) - 17))
 
 
 def test_finds_an_id_embedded_in_a_document_number() -> None:
@@ -122,9 +122,9 @@ def test_id_at_the_end_of_a_run_and_limits_of_the_search() -> None:
     assert embedded_citizen_ids("99" + DISABILITY_CERT + "99999") == []  # ID in the middle
     assert embedded_citizen_ids(DISABILITY_CERT[:17] + "0" + "11") == []  # wrong check char
     future = "110105" + "20991231" + "002"  # a check-valid ID born after today
-    assert embedded_citizen_ids(future + id_check_char(future) + "11") == []
+    assert embedded_citizen_ids(future + id_check_char_str(future) + "11") == []
     unknown_province = "990105" + "19491231" + "002"
-    assert embedded_citizen_ids(unknown_province + id_check_char(unknown_province) + "11") == []
+    assert embedded_citizen_ids(unknown_province + id_check_char_str(unknown_province) + "11") == []
 
 
 def test_scrubbing_masks_the_document_number_so_the_scan_is_clean() -> None:
@@ -152,5 +152,5 @@ def test_every_issued_id_with_a_short_suffix_is_found(
     born: dt.date, province: str, rest: str, suffix: str
 ) -> None:
     first17 = province + rest[:4] + f"{born:%Y%m%d}" + rest[4:]
-    cert = first17 + id_check_char(first17) + suffix
+    cert = first17 + id_check_char_str(first17) + suffix
     assert scan_frame(pl.DataFrame({"c": [cert]})).by_kind["citizen_id_embedded"] == 1

@@ -246,12 +246,12 @@ def test_http_error_text_reaches_the_error_masked(tmp_path: Path) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+    from catalog.identifiers import id_check_char_str
     from catalog.loader import get_catalogue
     from catalog.settings import Settings
-    from masking.ids import id_check_char
     from pipelines.connectors.http_api import RetryPolicy, pull_http
 
-    cid = "11010519800101002" + id_check_char("11010519800101002")
+    cid = "11010519800101002" + id_check_char_str("11010519800101002")
     body = f"record rejected: 身份证 {cid} 手机 13912345678 联系人王建国先生".encode()
 
     class Handler(BaseHTTPRequestHandler):
