@@ -1,0 +1,66 @@
+"""A hub that onboarded 残联 (cl) from a YAML file and a delivery file, nothing else.
+
+The catalogue is a copy of the shipped one plus ``cl.yaml``; the home's inbox gets one
+generated CSV in ``inbox/cl/``; no simulated street. Then the whole street is driven
+once (land → raw → staged for every catalogued dataset, the scorecard), as the
+reliability tests drive it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import Catalogue, Dataset
+from catalog.settings import CATALOG_DIR, Settings
+from catalog.street import get_street
+from tests.onboarding.delivery import Delivery, build_delivery
+
+HERE = Path(__file__).resolve().parent
+DEPT = "cl"
+DATASET = "disability_certificates"
+FILE_NAME = "disability_certificates_202611.csv"
+
+
+@dataclass(frozen=True)
+class Onboarded:
+    settings: Settings
+    cat: Catalogue
+    dataset: Dataset
+    delivery: Delivery
+    escaped: dict[str, str]
+
+
+def write_catalogue(target: Path) -> Path:
+    """The shipped department YAMLs and ``cl.yaml``, in a folder of their own."""
+    target.mkdir(parents=True)
+    for path in sorted(CATALOG_DIR.glob("*.yaml")):
+        shutil.copy(path, target / path.name)
+    shutil.copy(HERE / "cl.yaml", target / "cl.yaml")
+    return target
+
+
+@pytest.fixture(scope="session")
+def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Onboarded:
+    from tests.reliability.driver import ingest_street
+
+    root = tmp_path_factory.mktemp("onboarding")
+    catalogue = write_catalogue(root / "catalogue")
+    settings = Settings(
+        home=root / "home", catalog_dir=catalogue, sim_dir=root / "no_simulator", settle_seconds=0
+    ).ensure_dirs()
+    delivery = build_delivery(get_street().community_names)
+    inbox = settings.inbox_dir / DEPT
+    inbox.mkdir(parents=True)
+    (inbox / FILE_NAME).write_text(delivery.text, encoding="utf-8")
+    past = (inbox / FILE_NAME).stat().st_mtime - 60  # delivered a minute ago: settled
+    os.utime(inbox / FILE_NAME, (past, past))
+    outcome = ingest_street(settings)
+    cat = load_catalogue(catalogue)
+    _, ds = cat.dataset(f"{DEPT}.{DATASET}")
+    return Onboarded(settings, cat, ds, delivery, outcome.escaped)
