@@ -3,7 +3,8 @@
 Raw and staged hold sensitive columns only as ciphertext (tests read their
 Parquet files directly to prove it); everything else — landing, quarantine,
 curated, marts, and the HTML reports — must hold no unmasked citizen ID,
-mobile, bank card or registered resident's name.
+mobile, bank card or the name of a person in the registers (the datasets the catalogue's
+authority for the person key keeps: ``catalog.authority.person_registers``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from catalog.authority import person_registers
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
 from lakehouse.lake import tables_in
@@ -34,16 +36,20 @@ class Finding:
 def registry_names(
     con: duckdb.DuckDBPyConnection, cat: Catalogue, protection: Protection
 ) -> set[str]:
-    """Full names of registered residents (decrypted for the leak_scan purpose, audited)."""
-    dept, ds = cat.dataset("gaj.registered_residents")
-    name_fields = [f.name for f in ds.fields if f.pii is PiiKind.person_name]
-    table = raw_table(dept.code, ds)
-    if ("staged", table) not in tables_in(con, "staged") or not name_fields:
-        return set()
-    cols = ", ".join(f'"{c}"' for c in name_fields)
-    frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
-    frame = protection.reveal(frame, ds, "leak_scan")
-    return {n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2}
+    """Full names of the persons in the registers (decrypted for the leak_scan purpose,
+    audited); empty when the catalogue declares no person registers or none is staged."""
+    staged = tables_in(con, "staged")
+    names: set[str] = set()
+    for reg in person_registers(cat):
+        name_fields = [f.name for f in reg.dataset.fields if f.pii is PiiKind.person_name]
+        table = raw_table(reg.dept, reg.dataset)
+        if ("staged", table) not in staged or not name_fields:
+            continue
+        cols = ", ".join(f'"{c}"' for c in name_fields)
+        frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
+        frame = protection.reveal(frame, reg.dataset, "leak_scan")
+        names |= {n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2}
+    return names
 
 
 def scan_lake(

@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from catalog.model import Catalogue, PiiKind
+from catalog.authority import person_registers
+from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import tables_in, transaction
 from pipelines.ingest.raw import raw_table
@@ -73,18 +74,34 @@ def load_inputs(
     )
 
 
-def _registry_ids(cat: Catalogue, staged: dict[Key, pl.DataFrame]) -> set[str]:
-    """Citizen IDs the police know: the registry and the residence permits."""
-    ids: set[str] = set()
-    for (dept, code), frame in staged.items():
-        if dept != "gaj":
-            continue
-        ds = cat.departments[dept].datasets
-        spec = next(d for d in ds if d.code == code)
-        for f in spec.fields:
-            if f.pii is PiiKind.citizen_id and f.name in frame.columns:
-                ids |= set(frame[f.name].drop_nulls().to_list())
-    return ids
+def _registry_ids(cat: Catalogue, staged: dict[Key, pl.DataFrame]) -> set[str] | None:
+    """Person keys the registers hold (``catalog.authority.person_registers``: the datasets
+    of the person key's authority that carry it); None when no register is staged, or the
+    catalogue declares no authority for persons: nothing to check references against."""
+    held = [
+        (r, staged[(r.dept, r.dataset.code)])
+        for r in person_registers(cat)
+        if (r.dept, r.dataset.code) in staged
+    ]
+    held = [(r, frame) for r, frame in held if r.field in frame.columns]
+    if not held:
+        return None
+    return {v for r, frame in held for v in frame[r.field].drop_nulls().to_list()}
+
+
+def registry_ids(
+    con: duckdb.DuckDBPyConnection, cat: Catalogue, protection: Protection
+) -> set[str] | None:
+    """:func:`_registry_ids` read from the lake: only the registers' person-key columns
+    (decrypted for the ``quality_scores`` purpose, audited)."""
+    staged_tables = _tables(con, "staged")
+    staged: dict[Key, pl.DataFrame] = {}
+    for r in person_registers(cat):
+        name = raw_table(r.dept, r.dataset)
+        if name in staged_tables:
+            frame = con.execute(f'SELECT "{r.field}" FROM staged."{name}"').pl()
+            staged[(r.dept, r.dataset.code)] = protection.reveal(frame, r.dataset, "quality_scores")
+    return _registry_ids(cat, staged)
 
 
 def _expectations(cat: Catalogue, inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
@@ -113,6 +130,7 @@ def _expectations(cat: Catalogue, inputs: QualityInputs, now: dt.datetime) -> pl
                 newest_delivery_at=newest["arrived_at"],
                 now=now,
                 dept=dept,
+                catalogue=cat,
             )
         )
     return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()

@@ -10,9 +10,13 @@ columns the suite needs):
   a column that went empty fails);
 - ``expect_column_values_to_be_unique`` / ``expect_compound_columns_to_be_unique`` on the
   business key;
-- ``expect_column_values_to_be_in_set``: every ``person.citizen_id`` field of a dataset
-  outside gaj (which keeps the registers) is found in ``registry_ids`` (the IDs of
-  gaj.registered_residents; add residence-permit holders if migrants should count).
+- ``expect_column_values_to_be_in_set`` (registry references): every field carrying the
+  person key (``catalog.authority.person_key``, e.g. ``person.citizen_id``) of a dataset
+  that is not itself a register is found in ``registry_ids``, the IDs of the registers
+  (``catalog.authority.person_registers``: the datasets of the person key's authoritative
+  department that carry it — the household registry and the residence permits in the
+  shipped catalogue). Not run when the caller has no registry IDs (``None``: the
+  registers were never delivered) or the catalogue declares no authority for persons.
   Computed directly with polars, not by GE: GE's in-set with a 20k-ID value set took
   4–8 s per dataset on a 20k street (the whole run would pass a minute);
 - ``freshness`` — computed directly, not by GE (there is no column to expect on: it
@@ -31,7 +35,8 @@ from typing import Any
 
 import polars as pl
 
-from catalog.model import Dataset
+from catalog.authority import fields_of_concept, person_key, person_registers
+from catalog.model import Catalogue, Dataset
 
 EXPECTATION_SCHEMA = {
     "dept": pl.String,
@@ -45,7 +50,6 @@ EXPECTATION_SCHEMA = {
 }
 ROW_COUNT_BOUNDS = (0.5, 2.0)
 OPTIONAL_MAX_NULL = 0.95
-REGISTRY = ("gaj", "registered_residents")
 
 _context: Any = None
 _names = itertools.count()
@@ -64,10 +68,8 @@ def _gx() -> tuple[Any, Any]:
     return gx, _context
 
 
-def _dept_of(dataset: Dataset) -> str:
-    from catalog.loader import get_catalogue
-
-    for dept, ds in get_catalogue().datasets():
+def _dept_of(dataset: Dataset, catalogue: Catalogue) -> str:
+    for dept, ds in catalogue.datasets():
         if ds.resource_code == dataset.resource_code:
             return dept.code
     raise KeyError(f"dataset {dataset.code} ({dataset.resource_code}) is not in the catalogue")
@@ -125,28 +127,44 @@ def _detail(kind: str, kwargs: dict) -> str:
     return ""
 
 
+def checks_registry(dataset: Dataset, dept: str, catalogue: Catalogue) -> bool:
+    """Whether the dataset's suite checks registry references: it carries the person key
+    and is not itself a register (callers read the registry's IDs only then)."""
+    key = person_key(catalogue)
+    if key is None or not fields_of_concept(dataset, key):
+        return False
+    return not any(
+        r.dept == dept and r.dataset.code == dataset.code for r in person_registers(catalogue)
+    )
+
+
 def _referential(
-    dataset: Dataset, dept: str, frame: pl.DataFrame, registry_ids: Collection[str] | None
+    dataset: Dataset,
+    dept: str,
+    frame: pl.DataFrame,
+    registry_ids: Collection[str] | None,
+    catalogue: Catalogue,
 ) -> list[dict]:
-    if registry_ids is None or dept == REGISTRY[0]:  # gaj keeps the registers themselves
+    """Registry references: the person key of each row is found in the registers."""
+    key = person_key(catalogue)
+    if registry_ids is None or key is None or not checks_registry(dataset, dept, catalogue):
         return []
+    registers = person_registers(catalogue)
     ids = pl.Series("ids", list(registry_ids), dtype=pl.String)
+    where = ", ".join(r.ref for r in registers)
     out = []
-    for f in dataset.fields:
-        if f.concept != "person.citizen_id":
-            continue
-        col = frame[f.name] if f.name in frame.columns else pl.Series(f.name, [], pl.String)
+    for name in fields_of_concept(dataset, key):
+        col = frame[name] if name in frame.columns else pl.Series(name, [], pl.String)
         present = col.drop_nulls().cast(pl.String)
         missing = int((~present.is_in(ids.implode())).sum())
         n = present.len()
         out.append(
             {
                 "expectation": "expect_column_values_to_be_in_set",
-                "column": f.name,
+                "column": name,
                 "success": missing == 0,
                 "observed": f"{missing} of {n} unexpected ({100 * missing / n if n else 0:.2f} %)",
-                "detail": f"found in gaj.registered_residents ({ids.len()} ids; "
-                "computed directly, not by GE)",
+                "detail": f"{key} found in {where} ({ids.len()} ids; computed directly, not by GE)",
             }
         )
     return out
@@ -177,13 +195,21 @@ def run_expectations(
     now: dt.datetime,
     dept: str | None = None,
     optional_max_null: float = OPTIONAL_MAX_NULL,
+    catalogue: Catalogue | None = None,
 ) -> pl.DataFrame:
     """Run the dataset's suite on its staged frame: one row per expectation.
 
-    ``dept`` defaults to the department that catalogues ``dataset``. Columns: dept,
-    dataset, expectation, column, success, observed, detail, run_at.
+    ``registry_ids``: the person keys of the registers (see the module doc), or None when
+    there are none to check against. ``catalogue`` (default: the shipped one) answers which
+    department catalogues ``dataset`` (when ``dept`` is not given), the person key and the
+    registers. Columns: dept, dataset, expectation, column, success, observed, detail,
+    run_at.
     """
-    dept = dept or _dept_of(dataset)
+    if catalogue is None:
+        from catalog.loader import get_catalogue
+
+        catalogue = get_catalogue()
+    dept = dept or _dept_of(dataset, catalogue)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     gx, context = _gx()
     expectations, columns = build_suite(
@@ -225,7 +251,7 @@ def run_expectations(
                 "detail": _detail(cfg.type, kwargs),
             }
         )
-    rows += _referential(dataset, dept, frame, registry_ids)
+    rows += _referential(dataset, dept, frame, registry_ids, catalogue)
     fresh = _freshness(dataset, newest_delivery_at, now)
     rows.append({"expectation": "freshness", "detail": "", **fresh})
     return pl.DataFrame(rows).select(

@@ -37,6 +37,7 @@ from quality.scores_authority import (
     authoritative_datasets,
     compare,
     comparisons,
+    no_authority_detail,
 )
 
 DIMENSIONS = ("completeness", "validity", "uniqueness", "consistency", "timeliness", "accuracy")
@@ -205,9 +206,15 @@ def _comparison_results(
     return out
 
 
-def _consistency(dept: str, ds: Dataset, results: list[tuple[Comparison, pl.DataFrame]]) -> dict:
+def _consistency(
+    dept: str,
+    ds: Dataset,
+    results: list[tuple[Comparison, pl.DataFrame]],
+    no_authority: str | None = None,
+) -> dict:
     if not results:
-        return _row(dept, ds.code, "consistency", 0, 0, "n/a: no concept field to compare")
+        why = no_authority or "n/a: no concept field to compare"
+        return _row(dept, ds.code, "consistency", 0, 0, why)
     flags = pl.DataFrame(
         {f"c{i}": r["compared"] for i, (_, r) in enumerate(results)}
         | {f"d{i}": r["compared"] & ~r["agrees"] for i, (_, r) in enumerate(results)}
@@ -239,6 +246,7 @@ def _accuracy(
     authoritative: bool,
     q: pl.DataFrame,
     delivered: int,
+    no_authority: str | None = None,
 ) -> dict:
     if results:
         den = sum(int(r["compared"].sum()) for _, r in results)
@@ -253,7 +261,8 @@ def _accuracy(
             f"÷ rows read; {bad} quarantined on the key"
         )
         return _row(dept, ds.code, "accuracy", delivered - bad, delivered, detail)
-    return _row(dept, ds.code, "accuracy", 0, 0, "n/a: no authoritative source to compare with")
+    why = no_authority or "n/a: no authoritative source to compare with"
+    return _row(dept, ds.code, "accuracy", 0, 0, why)
 
 
 def _department_rows(rows: pl.DataFrame, weights: dict[Key, int]) -> pl.DataFrame:
@@ -329,9 +338,12 @@ def score_datasets(
             )
         )
         rows.append(_uniqueness(dept.code, ds, frame))
-        rows.append(_consistency(dept.code, ds, results.get(key, [])))
+        undeclared = no_authority_detail(catalogue, ds)
+        rows.append(_consistency(dept.code, ds, results.get(key, []), undeclared))
         rows.append(_timeliness(dept.code, ds, _slice(deliveries, *key), now))
-        rows.append(_accuracy(dept.code, ds, results.get(key, []), key in auth, q, read))
+        rows.append(
+            _accuracy(dept.code, ds, results.get(key, []), key in auth, q, read, undeclared)
+        )
     schema = {k: v for k, v in SCORE_SCHEMA.items() if k != "computed_at"}
     per_dataset = pl.DataFrame(rows, schema=schema)
     out = pl.concat([per_dataset, _department_rows(per_dataset, weights)], how="vertical")

@@ -1,15 +1,17 @@
 """Which value an authoritative source (权威来源) holds for a concept field, and where it differs.
 
 The catalogue marks authoritative fields (``authoritative: true``) with a shared
-``concept`` (``person.birth_date``). An *authoritative dataset* is one whose key is a
-single authoritative concept field (``gaj.registered_residents`` keyed by
-``person.citizen_id``, ``scjg.merchants`` by ``merchant.credit_code``). Every other
-dataset holding that key concept can be joined to it, and each of its other concept
-fields of the same entity is compared with the authoritative value.
+``concept`` (``person.birth_date``); ``catalog.authority`` derives from that alone the
+*entity keys*: authoritative datasets whose key is a single authoritative concept field
+(the household registry keyed by ``person.citizen_id``, the merchant register by
+``merchant.credit_code``). Every other dataset holding that key concept can be joined to
+it, and each of its other concept fields of the same entity is compared with the
+authoritative value.
 
-When the catalogue names no authoritative field for a concept (``person.mobile``), the
-authoritative dataset's field of the same PII kind stands in (``gaj`` ``lxdh``, pii
-``mobile``), and the comparison says so (``by_pii_kind``).
+When the authority names no authoritative field for a concept, the authoritative
+dataset's field of the same PII kind stands in (pii ``mobile``), and the comparison says
+so (``by_pii_kind``). When the catalogue declares no authority at all for a dataset's
+concepts, :func:`undeclared` names them and the scores say "no authority declared".
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog.authority import NO_AUTHORITY, Authority, authorities, key_authorities
+from catalog.authority import authoritative_datasets as authoritative_datasets
 from catalog.model import Catalogue, Dataset, PiiKind
 
 DISAGREEMENT_COLUMNS = {
@@ -52,27 +56,7 @@ class Comparison:
         return f"{self.auth_dept}.{self.auth_dataset}"
 
 
-@dataclass(frozen=True)
-class _Authority:
-    dept: str
-    dataset: Dataset
-    key: str
-    key_concept: str
-
-
-def _authorities(catalogue: Catalogue) -> dict[str, _Authority]:
-    """Entity key concept → the authoritative dataset keyed by it."""
-    out: dict[str, _Authority] = {}
-    for dept, ds in catalogue.datasets():
-        if len(ds.key) != 1:
-            continue
-        key = ds.field(ds.key[0])
-        if key.authoritative and key.concept and key.concept not in out:
-            out[key.concept] = _Authority(dept.code, ds, key.name, key.concept)
-    return out
-
-
-def _auth_field(auth: _Authority, concept: str, pii: PiiKind) -> tuple[str, bool] | None:
+def _auth_field(auth: Authority, concept: str, pii: PiiKind) -> tuple[str, bool] | None:
     for f in auth.dataset.fields:
         if f.concept == concept and f.authoritative:
             return f.name, False
@@ -86,8 +70,8 @@ def _auth_field(auth: _Authority, concept: str, pii: PiiKind) -> tuple[str, bool
 def comparisons(catalogue: Catalogue) -> list[Comparison]:
     """Every (dataset, concept field) the catalogue lets us check against an authority."""
     out: list[Comparison] = []
-    for key_concept, auth in _authorities(catalogue).items():
-        entity = key_concept.split(".")[0]
+    for key_concept, auth in key_authorities(catalogue).items():
+        entity = auth.entity
         for dept, ds in catalogue.datasets():
             if dept.code == auth.dept and ds.code == auth.dataset.code:
                 continue
@@ -112,20 +96,26 @@ def comparisons(catalogue: Catalogue) -> list[Comparison]:
                         auth_dept=auth.dept,
                         auth_dataset=auth.dataset.code,
                         auth_field=found[0],
-                        auth_key=auth.key,
+                        auth_key=auth.field,
                         by_pii_kind=found[1],
                     )
                 )
     return out
 
 
-def authoritative_datasets(catalogue: Catalogue) -> set[tuple[str, str]]:
-    """Datasets holding at least one authoritative field."""
-    return {
-        (d.code, ds.code)
-        for d, ds in catalogue.datasets()
-        if any(f.authoritative for f in ds.fields)
-    }
+def undeclared(catalogue: Catalogue, ds: Dataset) -> list[str]:
+    """The dataset's concepts for which the catalogue declares no authority (sorted)."""
+    declared = authorities(catalogue)
+    return sorted({f.concept for f in ds.fields if f.concept and f.concept not in declared})
+
+
+def no_authority_detail(catalogue: Catalogue, ds: Dataset) -> str | None:
+    """``n/a: no authority declared for …`` naming the dataset's concepts without one.
+
+    None when every concept of the dataset has an authority (or it has no concept).
+    """
+    missing = undeclared(catalogue, ds)
+    return f"n/a: {NO_AUTHORITY} for {', '.join(missing)}" if missing else None
 
 
 def _authority_values(frame: pl.DataFrame, key: str, field: str) -> pl.DataFrame:
