@@ -230,6 +230,61 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
+# What exports write for "no value" in a cell (缺失值占位符); compared after trimming, in
+# half-width, in any letter case. A field whose allowed_values list one of them keeps it.
+DEFAULT_PLACEHOLDERS = (
+    "无", "不详", "未知", "暂无", "空", "NULL", "None", "N/A", "-", "--", "—", "/", "\\",
+)  # fmt: skip
+
+
+class SlashDates(StrEnum):
+    """How a department's exports order ``31/10/2026`` (a year last): day or month first."""
+
+    day_first = "day_first"  # 31/10/2026
+    month_first = "month_first"  # 10/31/2026
+
+
+class MonthDates(StrEnum):
+    """What a date field's month-only value (``2026年10月``, ``2026-10``) becomes."""
+
+    first_of_month = "first_of_month"  # 2026-10-01, counted as a month_precision repair
+    quarantine = "quarantine"  # unreadable as a date: the row is quarantined
+
+
+class Standardising(_Strict):
+    """A department's (or dataset's) export habits the standardisers repair (标准化规则).
+
+    Given on the department, it holds for all its datasets; a dataset's own block
+    overrides the keys it sets. Everything has a default, so most departments say nothing.
+    """
+
+    placeholders: tuple[str, ...] = Field(
+        default=DEFAULT_PLACEHOLDERS,
+        description="cell values meaning 'no value' (无, 不详, NULL, -, / …): staged as null, "
+        "so an optional field stays empty and a required one is quarantined as blank",
+    )
+    slash_dates: SlashDates = Field(
+        default=SlashDates.day_first, description="order of d/m/yyyy dates (31/10/2026)"
+    )
+    month_dates: MonthDates = Field(
+        default=MonthDates.first_of_month,
+        description="a month-only date: the month's first day (counted), or quarantined; "
+        "a birth date is always exact, so a month-only birth date is quarantined",
+    )
+    unknown_dates: tuple[dt.date, ...] = Field(
+        default=(dt.date(1900, 1, 1),),
+        description="dates exports write for 'unknown' (1900-01-01): staged as null",
+    )
+
+    @field_validator("placeholders")
+    @classmethod
+    def _placeholders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in v if not p.strip() or p != p.strip()]
+        if bad:
+            raise ValueError("a placeholder must be non-blank, without surrounding spaces")
+        return v
+
+
 class Range(_Strict):
     min: float | None = None
     max: float | None = None
@@ -268,6 +323,11 @@ class FieldSpec(_Strict):
         "joins golden records and consistency checks",
     )
     checks: list[str] = Field(default_factory=list, description="named custom checks")
+    unit: str | None = Field(
+        default=None,
+        description="计量单位 of a number, e.g. 元, 元/月, m²: exports may write it after the "
+        "value (2400元), and for money (元) a ¥/￥/RMB before it; the standardiser strips both",
+    )
     description: str | None = None
 
     @property
@@ -318,6 +378,8 @@ class FieldSpec(_Strict):
             )
         if self.level.sensitive and self.masking is MaskingRule.none:
             raise ValueError(f"an {self.level.value} field needs a masking rule, not 'none'")
+        if self.unit is not None and self.type not in (FieldType.integer, FieldType.decimal):
+            raise ValueError(f"unit applies to integer or decimal fields, not {self.type.value}")
         if self.range is not None and self.type not in (FieldType.integer, FieldType.decimal):
             raise ValueError(f"range applies to integer or decimal fields, not {self.type.value}")
         if self.concept is not None and not re.match(r"^[a-z_]+\.[a-z_]+$", self.concept):
@@ -425,6 +487,9 @@ class Dataset(_Strict):
         description="upsert only: the datetime, date or integer field whose larger value is the "
         "newer version of a record (without it, the later delivery wins)",
     )
+    standardising: Standardising | None = Field(
+        default=None, description="export habits to repair; the department's block, then defaults"
+    )
 
     @field_validator("code")
     @classmethod
@@ -462,6 +527,11 @@ class Dataset(_Strict):
         if v in (info.data.get("key") or []):
             raise ValueError(f"{v!r} is part of the key, so it cannot order versions of a record")
         return v
+
+    @property
+    def rules(self) -> Standardising:
+        """The standardisers' rules for this dataset (its block over its department's)."""
+        return self.standardising or Standardising()
 
     @property
     def max_level(self) -> Level:
@@ -514,6 +584,31 @@ class Department(_Strict):
     provider_code: str = Field(description="提供方代码 (unified social credit code)")
     owner: str = Field(description="e-mail or team:x of the data owner, for Dagster")
     datasets: list[Dataset]
+    standardising: Standardising | None = Field(
+        default=None, description="export habits of every dataset (a dataset may override keys)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _datasets_inherit_rules(cls, data: Any) -> Any:
+        """Each dataset's standardising block = the department's, overridden key by key."""
+        if not isinstance(data, dict) or not isinstance(
+            data.get("standardising"), dict | Standardising
+        ):
+            return data
+        own = data["standardising"]
+        base = own.model_dump(exclude_unset=True) if isinstance(own, Standardising) else own
+        merged = []
+        for ds in data.get("datasets") or []:
+            if isinstance(ds, Dataset):
+                mine = ds.standardising.model_dump(exclude_unset=True) if ds.standardising else {}
+                ds = ds.model_copy(update={"standardising": Standardising(**{**base, **mine})})
+            elif isinstance(ds, dict):
+                mine = ds.get("standardising")
+                if mine is None or isinstance(mine, dict):
+                    ds = {**ds, "standardising": {**base, **(mine or {})}}
+            merged.append(ds)
+        return {**data, "datasets": merged}
 
     @field_validator("code")
     @classmethod

@@ -21,6 +21,7 @@ from catalog.errors import CatalogError, StreethubError
 from catalog.model import Dataset, FieldSpec, FieldType, PiiKind
 from catalog.street import Street, get_street
 from quality import validators as v
+from quality.standardise import missing_value
 
 RAW_PREFIX = "_raw__"
 
@@ -222,16 +223,17 @@ def wants_mojibake_check(f: FieldSpec) -> bool:
     )
 
 
-def required_check(f: FieldSpec) -> RowCheck:
-    """Blank where the catalogue requires a value (an unreadable value is reported as such)."""
-    blank = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) == 0
+def required_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
+    """Blank (or a missing-value placeholder) where the catalogue requires a value (an
+    unreadable value is reported as such)."""
+    blank = missing_value(f, raw_col(f.name), ds.rules if ds else None)
     passes = pl.col(f.name).is_not_null() | ~blank
     return RowCheck("required", f.name, passes, pl.lit(f"{f.label_zh} is required but blank"), True)
 
 
-def unparseable_check(f: FieldSpec) -> RowCheck:
+def unparseable_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
     """Delivered, but standardisation could not read it as the catalogue's type."""
-    delivered = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) > 0
+    delivered = ~missing_value(f, raw_col(f.name), ds.rules if ds else None)
     passes = pl.col(f.name).is_not_null() | ~delivered
     what = {
         FieldType.date: "a date",
@@ -309,8 +311,8 @@ def row_checks(
     out: list[RowCheck] = []
     for f in ds.fields:
         if with_raw:
-            out.append(unparseable_check(f))
+            out.append(unparseable_check(f, ds))
             if f.required:
-                out.append(required_check(f))
+                out.append(required_check(f, ds))
         out.extend(field_checks(ds, f, street))
     return out

@@ -13,6 +13,24 @@ Plain polars expressions over the raw zone's text columns:
 - datetimes: the same plus compact 20230105083000, ISO with offsets (→ Beijing
   time) and epoch milliseconds.
 
+What real exports write besides, repaired by the dataset's catalogue rules
+(:class:`catalog.model.Standardising`, given per department or dataset):
+
+- placeholders for a missing value (无, 不详, NULL, -, / …) → null: an optional
+  field stays empty, a required one is quarantined as blank (a field whose
+  ``allowed_values`` list a placeholder keeps it as a value);
+- zero-width characters (U+200B …) anywhere but in free text → removed;
+- dashes inside a citizen ID (110105-19491231-0021) → removed;
+- numbers with their catalogue ``unit`` (2400元, 2400 元/月) and, for money,
+  ¥/￥/RMB before them → the number;
+- d/m/yyyy dates (31/10/2026; ``slash_dates`` says day or month first);
+- a month-only date (2026年10月, 2026-10): ``month_dates: first_of_month``
+  (default) stages the month's first day and counts it; ``quarantine`` leaves it
+  unreadable. A birth date is always exact: a month-only one is quarantined;
+- a mobile with an extension (13812345678转8001) → the mobile (a mobile has no
+  extension; landlines keep theirs);
+- an "unknown" date (1900-01-01, ``unknown_dates``) → null, like a placeholder.
+
 :func:`standardise` also counts, per field and kind of repair, how many values
 it changed.
 """
@@ -23,8 +41,17 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from catalog.identifiers import ID15, halfwidth, upgrade_id_15
-from catalog.model import ConnectorKind, Dataset, FieldSpec, FieldType, PiiKind
+from catalog.identifiers import FULL_TO_HALF, ID15, halfwidth, upgrade_id_15
+from catalog.model import (
+    ConnectorKind,
+    Dataset,
+    FieldSpec,
+    FieldType,
+    MonthDates,
+    PiiKind,
+    SlashDates,
+    Standardising,
+)
 from quality.validators import MOBILE
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
@@ -49,9 +76,59 @@ _DATETIME_RE = (
     r" ?(Z|[+-]\d{2}:?\d{2})?$"
 )
 _COMPACT_DT_RE = r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$"
+_DMY_RE = r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$"  # 31/10/2026 (or 10/31/2026)
+_MONTH_RE = r"^(\d{4})(?:[-/.]|年)(\d{1,2})月?$"  # 2026年10月, 2026-10
+# a mobile followed by an extension, spaces and dashes already removed
+_EXTENSION_RE = r"^(1\d{10})(?:转|分机|[eE][xX][tT]\.?|[xX#])\d{1,6}$"
+_EXTENSION_MARK = r"转|分机|[eE][xX][tT]|[xX#]\s*\d{1,6}$"
+ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+_ZERO_WIDTH_CLASS = "[" + "".join(ZERO_WIDTH) + "]"
+_DASH_CLASS = "[-\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+_NUMBER = r"[-+]?[\d,]*\.?\d+"
+_HALF_TO_FULL = {h: f for f, h in FULL_TO_HALF.items() if h != " "}
 # the canonical spellings (almost every delivered value): parsed directly, no regex groups
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+
+def halfwidth_visible(s: pl.Expr) -> pl.Expr:
+    """:func:`halfwidth` and zero-width characters removed, in one pass."""
+    keys, values = list(FULL_TO_HALF), list(FULL_TO_HALF.values())
+    return s.str.replace_many(keys + ZERO_WIDTH, values + [""] * len(ZERO_WIDTH))
+
+
+def without_zero_width(s: pl.Expr) -> pl.Expr:
+    return s.str.replace_many(ZERO_WIDTH, [""] * len(ZERO_WIDTH))
+
+
+def placeholder_spellings(f: FieldSpec, rules: Standardising) -> list[str]:
+    """Every spelling of the rules' placeholders for one field: half- and full-width, upper,
+    lower and title case; none that the field's ``allowed_values`` accept as a value."""
+    out: set[str] = set()
+    for p in rules.placeholders:
+        for v in (p, p.upper(), p.lower(), p.title()):
+            out.update((v, "".join(_HALF_TO_FULL.get(c, c) for c in v)))
+    return sorted(out - set(f.allowed_values or ()))
+
+
+def is_placeholder(f: FieldSpec, trimmed: pl.Expr, rules: Standardising) -> pl.Expr:
+    """Trimmed delivered text that is one of the rules' placeholders for a missing value."""
+    return trimmed.is_in(placeholder_spellings(f, rules))
+
+
+def is_birth_date(f: FieldSpec) -> bool:
+    return f.pii is PiiKind.birth_date or (f.concept or "").endswith(".birth_date")
+
+
+def unit_pattern(f: FieldSpec) -> str | None:
+    """The regex reading the number out of ``2400元`` / ``￥2,400.00`` for a field with a
+    catalogue ``unit`` (group 1); None without one."""
+    if f.unit is None or f.type not in (FieldType.integer, FieldType.decimal):
+        return None
+    unit = "".join("\\" + c if c in r".^$*+?{}[]\|()/-" else c for c in f.unit)
+    if "元" in f.unit:  # money: a currency sign before, the unit or a bare 元 after
+        return rf"^(?:[¥￥]|RMB|CNY)?\s*({_NUMBER})\s*(?:{unit}|元)?$"
+    return rf"^({_NUMBER})\s*(?:{unit})?$"
 
 
 def blank_to_null(s: pl.Expr) -> pl.Expr:
@@ -83,14 +160,17 @@ def std_code(s: pl.Expr) -> pl.Expr:
 def phone_from_clean(t: pl.Expr) -> pl.Expr:
     """:func:`std_phone` on text already cleaned (half-width, trimmed, blank → null)."""
     other = pl.when(~t.str.contains(MOBILE)).then(t)  # already 11 digits: nothing to do
-    digits = other.str.replace_all(r"[\s\-()（）]", "").str.replace(
-        r"^(?:\+86|0086|86)(1\d{10})$", "$1"
+    digits = (
+        other.str.replace_all(r"[\s\-()（）]", "")
+        .str.replace(r"^(?:\+86|0086|86)(1\d{10})", "$1")
+        .str.replace(_EXTENSION_RE, "$1")  # a mobile has no extension
     )
     return pl.when(digits.str.contains(MOBILE)).then(digits).otherwise(t)
 
 
 def std_phone(s: pl.Expr) -> pl.Expr:
-    """Mobiles written with +86, 0086, 86-, spaces or dashes → 11 digits; others trimmed."""
+    """Mobiles written with +86, 0086, 86-, spaces, dashes or an extension (转8001) → 11
+    digits; others trimmed."""
     return phone_from_clean(clean_text(s, to_halfwidth=True))
 
 
@@ -104,23 +184,67 @@ def date_groups(t: pl.Expr) -> pl.Expr:
     return pl.when(~t.str.contains(ISO_DATE)).then(t).str.extract_groups(_DATE_RE)
 
 
-def date_from_groups(t: pl.Expr, g: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
-    """:func:`parse_date` from cleaned text and its :func:`date_groups`."""
+def dmy_groups(t: pl.Expr) -> pl.Expr:
+    """The three numbers of a d/m/yyyy (or m/d/yyyy) date, as a struct (cleaned text in)."""
+    return pl.when(~t.str.contains(ISO_DATE)).then(t).str.extract_groups(_DMY_RE)
+
+
+def month_groups(t: pl.Expr) -> pl.Expr:
+    """Year and month of a month-only date (2026年10月, 2026-10), as a struct."""
+    return pl.when(~t.str.contains(ISO_DATE)).then(t).str.extract_groups(_MONTH_RE)
+
+
+def _ymd(y: pl.Expr, m: pl.Expr, d: pl.Expr) -> pl.Expr:
+    return (y + "-" + _pad2(m) + "-" + _pad2(d)).str.to_date("%Y-%m-%d", strict=False)
+
+
+def date_from_groups(
+    t: pl.Expr,
+    g: pl.Expr,
+    *,
+    excel_serials: bool = False,
+    dmy: pl.Expr | None = None,
+    month: pl.Expr | None = None,
+    rules: Standardising | None = None,
+) -> pl.Expr:
+    """:func:`parse_date` from cleaned text and its :func:`date_groups` (and, to read
+    d/m/yyyy and month-only dates by ``rules``, its :func:`dmy_groups` and
+    :func:`month_groups`; ``month`` None: a month-only date stays unread)."""
     iso = g.struct[0] + "-" + _pad2(g.struct[1]) + "-" + _pad2(g.struct[2])
-    out = pl.coalesce(
+    parts = [
         pl.when(t.str.contains(ISO_DATE)).then(t.str.to_date("%Y-%m-%d", strict=False)),
         iso.str.to_date("%Y-%m-%d", strict=False),
         pl.when(t.str.contains(r"^\d{8}$")).then(t.str.to_date("%Y%m%d", strict=False)),
-    )
+    ]
+    rules = rules or Standardising()
+    if dmy is not None:
+        a, b, y = dmy.struct[0], dmy.struct[1], dmy.struct[2]
+        day_first = rules.slash_dates is SlashDates.day_first
+        parts.append(_ymd(y, b, a) if day_first else _ymd(y, a, b))
+    if month is not None and rules.month_dates is MonthDates.first_of_month:
+        parts.append(_ymd(month.struct[0], month.struct[1], pl.lit("1")))
+    out = pl.coalesce(parts)
     if excel_serials:
         out = pl.coalesce(out, excel_serial_date(t))
     return out
 
 
-def parse_date(s: pl.Expr, *, excel_serials: bool = False) -> pl.Expr:
-    """Any delivered date spelling → pl.Date (null when it cannot be read)."""
+def parse_date(
+    s: pl.Expr, *, excel_serials: bool = False, rules: Standardising | None = None
+) -> pl.Expr:
+    """Any delivered date spelling → pl.Date (null when it cannot be read). With ``rules``,
+    d/m/yyyy and month-only dates are read as they say."""
     t = clean_text(s, to_halfwidth=True)
-    return date_from_groups(t, date_groups(t), excel_serials=excel_serials)
+    if rules is None:
+        return date_from_groups(t, date_groups(t), excel_serials=excel_serials)
+    return date_from_groups(
+        t,
+        date_groups(t),
+        excel_serials=excel_serials,
+        dmy=dmy_groups(t),
+        month=month_groups(t),
+        rules=rules,
+    )
 
 
 def excel_serial_date(t: pl.Expr) -> pl.Expr:
@@ -246,16 +370,17 @@ def typed_from_clean(
     compact: pl.Expr | None = None,
     *,
     excel_serials: bool = False,
+    rules: Standardising | None = None,
 ) -> pl.Expr:
     """The standardised value of one field from its cleaned text ``t`` (:func:`clean_field`).
 
     ``groups``/``compact``: the field's :func:`date_groups` (dates) or
     :func:`datetime_groups` and :func:`compact_groups` (datetimes), computed from
-    ``t`` when not given.
+    ``t`` when not given. For dates, ``compact`` may carry the :func:`dmy_groups` and
+    ``rules`` decide how d/m/yyyy and month-only dates read (see :func:`date_value`).
     """
     if f.type is FieldType.date:
-        g = date_groups(t) if groups is None else groups
-        return date_from_groups(t, g, excel_serials=excel_serials)
+        return date_value(f, t, groups, compact, excel_serials=excel_serials, rules=rules)
     if f.type is FieldType.datetime:
         g = datetime_groups(t) if groups is None else groups
         c = compact_groups(t) if compact is None else compact
@@ -273,22 +398,85 @@ def typed_from_clean(
     return t
 
 
-def clean_field(f: FieldSpec, trimmed: pl.Expr) -> pl.Expr:
+def date_value(
+    f: FieldSpec,
+    t: pl.Expr,
+    groups: pl.Expr | None = None,
+    dmy: pl.Expr | None = None,
+    month: pl.Expr | None = None,
+    *,
+    excel_serials: bool = False,
+    rules: Standardising | None = None,
+) -> pl.Expr:
+    """A date field's value from its cleaned text, by the rules: d/m/yyyy in the rules'
+    order; a month-only date as its first day where ``month_dates`` says so — never for a
+    birth date, which must be exact (left unread, so the row is quarantined)."""
+    rules = rules or Standardising()
+    g = date_groups(t) if groups is None else groups
+    d = dmy_groups(t) if dmy is None else dmy
+    m = None
+    if rules.month_dates is MonthDates.first_of_month and not is_birth_date(f):
+        m = month_groups(t) if month is None else month
+    return date_from_groups(t, g, excel_serials=excel_serials, dmy=d, month=m, rules=rules)
+
+
+def without_unknown_dates(f: FieldSpec, value: pl.Expr, rules: Standardising) -> pl.Expr:
+    """A date field's value, null where it is one of the rules' "unknown" dates (1900-01-01)."""
+    if f.type is not FieldType.date or not rules.unknown_dates:
+        return value
+    return pl.when(~value.is_in(list(rules.unknown_dates))).then(value)
+
+
+def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = None) -> pl.Expr:
     """Trimmed (half-width where safe) text → the cleaned text :func:`typed_from_clean` reads:
-    blank → null, and citizen IDs and codes without spaces, in upper case."""
-    t = blank_to_null(trimmed)
+    blank or a placeholder → null; citizen IDs and codes without spaces (IDs without dashes),
+    in upper case; numbers without their catalogue unit."""
+    rules = rules or Standardising()
+    t = pl.when(~is_placeholder(f, trimmed, rules)).then(blank_to_null(trimmed))
+    unit = unit_pattern(f)
+    if unit is not None:
+        return pl.coalesce(t.str.extract(unit, 1), t)
     if f.type not in (FieldType.string, FieldType.text) or is_phone(f):
         return t
-    if f.pii is PiiKind.citizen_id or is_code(f):
+    if f.pii is PiiKind.citizen_id:
+        return squeeze_code(t).str.replace_all(_DASH_CLASS, "")
+    if is_code(f):
         return squeeze_code(t)
     return t
 
 
-def field_expr(f: FieldSpec, *, excel_serials: bool = False) -> pl.Expr:
+def trimmed_text(f: FieldSpec, raw: pl.Expr) -> pl.Expr:
+    """Delivered text trimmed; half-width where safe; zero-width characters removed except
+    in free text."""
+    if f.type is FieldType.text:
+        return raw.str.strip_chars()
+    if is_plain_text(f):
+        return without_zero_width(raw).str.strip_chars()
+    return halfwidth_visible(raw).str.strip_chars()
+
+
+def missing_value(f: FieldSpec, text: pl.Expr, rules: Standardising | None = None) -> pl.Expr:
+    """Delivered text (the raw column) that stands for no value: blank, one of the rules'
+    placeholders, or for a date one of its "unknown" dates. The gate's required and
+    unparseable checks read a missing value as blank, so such a row is quarantined as a
+    blank required field, never as unreadable."""
+    rules = rules or Standardising()
+    trimmed = trimmed_text(f, text.cast(pl.String))  # as the standardiser trims it
+    out = (trimmed.str.len_bytes().fill_null(0) == 0) | is_placeholder(f, trimmed, rules)
+    if f.type is FieldType.date and rules.unknown_dates:
+        value = parse_date(text.cast(pl.String), rules=rules)
+        out = out | value.is_in(list(rules.unknown_dates)).fill_null(False)
+    return out
+
+
+def field_expr(
+    f: FieldSpec, *, excel_serials: bool = False, rules: Standardising | None = None
+) -> pl.Expr:
     """The standardised, typed value of one field from its raw text column (one expression)."""
-    raw = pl.col(f.name).cast(pl.String)
-    trimmed = raw.str.strip_chars() if is_plain_text(f) else halfwidth(raw).str.strip_chars()
-    return typed_from_clean(f, clean_field(f, trimmed), excel_serials=excel_serials)
+    rules = rules or Standardising()
+    t = clean_field(f, trimmed_text(f, pl.col(f.name).cast(pl.String)), rules)
+    value = typed_from_clean(f, t, excel_serials=excel_serials, rules=rules)
+    return without_unknown_dates(f, value, rules)
 
 
 def _tmp(f: FieldSpec, stage: str) -> str:
@@ -303,25 +491,32 @@ def _staged(raw: pl.DataFrame, dataset: Dataset, serials: bool) -> pl.DataFrame:
     half-width text, trimmed text, cleaned text and regex groups are materialised
     as columns, stage by stage (each stage runs its fields in parallel).
     """
-    fields = dataset.fields
+    fields, rules = dataset.fields, dataset.rules
     raw_s = {f.name: pl.col(f.name).cast(pl.String) for f in fields}
     work = raw.with_columns(
-        halfwidth(raw_s[f.name]).alias(_tmp(f, "hw")) for f in fields if not is_plain_text(f)
-    )
-    work = work.with_columns(
-        (raw_s[f.name] if is_plain_text(f) else pl.col(_tmp(f, "hw")))
-        .str.strip_chars()
-        .alias(_tmp(f, "trim"))
+        halfwidth_visible(raw_s[f.name]).alias(_tmp(f, "hw"))
         for f in fields
+        if not is_plain_text(f)
     )
+
+    def trim(f: FieldSpec) -> pl.Expr:
+        if not is_plain_text(f):
+            return pl.col(_tmp(f, "hw")).str.strip_chars()
+        return trimmed_text(f, raw_s[f.name])
+
+    work = work.with_columns(trim(f).alias(_tmp(f, "trim")) for f in fields)
     work = work.with_columns(
-        clean_field(f, pl.col(_tmp(f, "trim"))).alias(_tmp(f, "t")) for f in fields
+        clean_field(f, pl.col(_tmp(f, "trim")), rules).alias(_tmp(f, "t")) for f in fields
     )
     groups = []
     for f in fields:
         t = pl.col(_tmp(f, "t"))
         if f.type is FieldType.date:
-            groups.append(date_groups(t).alias(_tmp(f, "g")))
+            groups += [
+                date_groups(t).alias(_tmp(f, "g")),
+                dmy_groups(t).alias(_tmp(f, "d")),
+                month_groups(t).alias(_tmp(f, "m")),
+            ]
         elif f.type is FieldType.datetime:
             groups += [
                 datetime_groups(t).alias(_tmp(f, "g")),
@@ -330,45 +525,79 @@ def _staged(raw: pl.DataFrame, dataset: Dataset, serials: bool) -> pl.DataFrame:
     if groups:
         work = work.with_columns(groups)
 
-    def typed(f: FieldSpec) -> pl.Expr:
-        g = pl.col(_tmp(f, "g")) if f.type in (FieldType.date, FieldType.datetime) else None
+    def parsed(f: FieldSpec) -> pl.Expr:
+        t = pl.col(_tmp(f, "t"))
+        if f.type is FieldType.date:
+            g, d, m = (pl.col(_tmp(f, k)) for k in "gdm")
+            return date_value(f, t, g, d, m, excel_serials=serials, rules=rules)
+        g = pl.col(_tmp(f, "g")) if f.type is FieldType.datetime else None
         c = pl.col(_tmp(f, "c")) if f.type is FieldType.datetime else None
-        value = typed_from_clean(f, pl.col(_tmp(f, "t")), g, c, excel_serials=serials)
+        return typed_from_clean(f, t, g, c, excel_serials=serials, rules=rules)
+
+    def typed(f: FieldSpec) -> pl.Expr:
+        value = without_unknown_dates(f, parsed(f), rules)
         return value.cast(DTYPES[f.type]).alias(_tmp(f, "v"))
 
+    unknown = [
+        parsed(f).is_in(list(rules.unknown_dates)).fill_null(False).alias(_tmp(f, "u"))
+        for f in fields
+        if f.type is FieldType.date and rules.unknown_dates
+    ]
     # lazily: the parsers name a few sub-expressions more than once (shared once computed)
-    return work.lazy().with_columns(typed(f) for f in fields).collect()
+    return work.lazy().with_columns(*[typed(f) for f in fields], *unknown).collect()
 
 
-def repair_flags(f: FieldSpec, *, excel_serials: bool = False) -> dict[str, pl.Expr]:
+def repair_flags(
+    f: FieldSpec, *, excel_serials: bool = False, rules: Standardising | None = None
+) -> dict[str, pl.Expr]:
     """Kind of repair → boolean expression over the frame of :func:`_staged`: standardisation
     changed this value that way."""
+    rules = rules or Standardising()
     raw = pl.col(f.name).cast(pl.String)
     present = raw.is_not_null()
     trimmed = pl.col(_tmp(f, "trim"))
     value = pl.col(_tmp(f, "v"))
     nonblank = trimmed.str.len_bytes() > 0
+    placeholder = nonblank & is_placeholder(f, trimmed, rules)
+    real = nonblank & ~placeholder
+    flags: dict[str, pl.Expr] = {"placeholder": placeholder}
+    if f.type is not FieldType.text:
+        flags["zero_width"] = present & raw.str.contains(_ZERO_WIDTH_CLASS)
     if is_plain_text(f):
-        # trimmed is raw.strip here; blank ⇔ blank after half-width (it maps space to space)
-        return {
-            "blank_to_null": present & (trimmed == ""),
-            "whitespace": nonblank & (trimmed != raw),
-        }
+        # trimmed is raw.strip here (zero-width removed); blank ⇔ blank after half-width
+        visible = raw if f.type is FieldType.text else without_zero_width(raw)
+        flags["blank_to_null"] = present & (trimmed == "")
+        flags["whitespace"] = real & (trimmed != visible)
+        return flags
     hw = pl.col(_tmp(f, "hw"))
-    flags: dict[str, pl.Expr] = {"blank_to_null": present & (raw.str.strip_chars() == "")}
-    flags["fullwidth"] = nonblank & (hw != raw)
-    flags["whitespace"] = nonblank & (trimmed != hw)
+    t = pl.col(_tmp(f, "t"))
+    flags["blank_to_null"] = present & (raw.str.strip_chars() == "")
+    flags["fullwidth"] = real & (hw != without_zero_width(raw))
+    flags["whitespace"] = real & (trimmed != hw)
+    if unit_pattern(f) is not None:
+        flags["unit"] = real & (t != trimmed)
     if f.pii is PiiKind.citizen_id:
         flags["lowercase_x"] = trimmed.str.ends_with("x")
-        flags["id_15_to_18"] = trimmed.str.contains(ID15)
+        flags["id_15_to_18"] = t.str.contains(ID15)
+        flags["id_separators"] = real & trimmed.str.contains(_DASH_CLASS)
     elif is_phone(f):
-        std = value if f.type is FieldType.string else phone_from_clean(pl.col(_tmp(f, "t")))
-        flags["phone_format"] = nonblank & (std != trimmed)
+        std = value if f.type is FieldType.string else phone_from_clean(t)
+        changed = real & (std != trimmed)
+        extension = trimmed.str.contains(_EXTENSION_MARK)
+        flags["phone_extension"] = changed & extension
+        flags["phone_format"] = changed & ~extension
     elif f.type is FieldType.date:
-        t = pl.col(_tmp(f, "t"))
-        parsed = value if not excel_serials else date_from_groups(t, pl.col(_tmp(f, "g")))
+        g, d, m = (pl.col(_tmp(f, k)) for k in "gdm")
+        iso = trimmed.str.contains(ISO_DATE)
+        day_month = d.struct[0].is_not_null() & value.is_not_null()
+        month_only = m.struct[0].is_not_null() & value.is_not_null()
+        unknown = pl.col(_tmp(f, "u")) if rules.unknown_dates else pl.lit(False)
+        flags["unknown_date"] = unknown
+        flags["dmy_date"] = day_month
+        flags["month_precision"] = month_only
+        parsed = value if not excel_serials else date_from_groups(t, g)
         parsed = parsed.is_not_null()
-        flags["date_format"] = parsed & ~trimmed.str.contains(ISO_DATE)
+        flags["date_format"] = parsed & ~iso & ~day_month & ~month_only & ~unknown
         if excel_serials:
             flags["excel_serial"] = ~parsed & excel_serial_date(trimmed).is_not_null()
     elif f.type is FieldType.datetime:
@@ -405,7 +634,7 @@ def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = Tr
     if count_repairs and raw.height:
         exprs, keys = [], []
         for f in dataset.fields:
-            for kind, flag in repair_flags(f, excel_serials=serials).items():
+            for kind, flag in repair_flags(f, excel_serials=serials, rules=dataset.rules).items():
                 keys.append((f.name, kind))
                 exprs.append(flag.fill_null(False).sum().alias(f"{len(keys) - 1}"))
         counts = work.select(exprs).row(0)
