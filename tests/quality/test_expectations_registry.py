@@ -108,7 +108,15 @@ def test_scorecard_expectations_check_references(tmp_path: Path) -> None:
     assert _in_set(_expectations(cat, _inputs(without, deliveries), NOW)).is_empty()
 
 
-def test_registry_read_from_the_lake(tmp_path: Path) -> None:
+def _stage(con, protection: Protection, dept: str, ds, data: pl.DataFrame) -> None:
+    """Write a frame to staged as the pipelines do: sensitive columns encrypted."""
+    protected = protection.protect(data, ds)
+    con.register("t", protected.to_arrow())
+    con.execute(f'CREATE TABLE staged."{raw_table(dept, ds)}" AS FROM t')
+    con.unregister("t")
+
+
+def test_registry_read_from_the_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the Dagster expectations check and the leak scanner read: the registers' person
     keys and names, decrypted from staged — every register, under whatever code."""
     cat = catalogue_variant(tmp_path, "renamed")
@@ -119,18 +127,37 @@ def test_registry_read_from_the_lake(tmp_path: Path) -> None:
     assert len(regs) == 2
     ids = [citizen_ids(5), citizen_ids(3, start=700)]
     names = [["张三丰", "李四", "王五", "赵六", "孙七"], ["周八", "吴九", "郑十"]]
+    _, (other_dept, other_code), _, _ = person_world(cat)
+    other_dept_spec, other = cat.dataset(f"{other_dept}.{other_code}")
+    key_field = next(f.name for f in other.fields if f.concept == person_key(cat))
+    theirs = frame({key_field: ids[0][:3] + ids[1][:1] + citizen_ids(2, start=900)}, "o-d1")
     with open_lake(settings) as con:
         for reg, some, named in zip(regs, ids, names, strict=True):
             (name_field,) = [f.name for f in reg.dataset.fields if f.pii is PiiKind.person_name]
             data = frame({reg.field: some, name_field: named}, f"{reg.dept}-d1")
-            protected = protection.protect(data, reg.dataset)
-            assert protected[reg.field].to_list() != some  # encrypted at rest
-            con.register("t", protected.to_arrow())
-            con.execute(f'CREATE TABLE staged."{raw_table(reg.dept, reg.dataset)}" AS FROM t')
-            con.unregister("t")
+            assert protection.protect(data, reg.dataset)[reg.field].to_list() != some
+            _stage(con, protection, reg.dept, reg.dataset, data)
+        _stage(con, protection, other_dept, other, theirs)
+        con.execute(
+            "CREATE TABLE landing.deliveries AS SELECT 'o-d1' AS delivery_id, ? AS dept, "
+            "? AS dataset, ?::TIMESTAMPTZ AS arrived_at",
+            [other_dept, other_code, LOADED],
+        )
     with open_lake(settings, read_only=True) as con:
         assert registry_ids(con, cat, protection) == set(ids[0]) | set(ids[1])
         assert registry_names(con, cat, protection) == set(names[0]) | set(names[1])
+
+    # the Dagster expectations check on the referring dataset: 2 of 6 persons unknown
+    from pipelines.defs.quality.checks import build_expectations_check
+    from pipelines.resources import LakeResource
+
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home_abs))
+    monkeypatch.setenv("STREETHUB_CATALOG_DIR", str(settings.catalog_dir))
+    check = build_expectations_check(other_dept_spec, other)
+    result = check(lake=LakeResource())
+    failed = result.metadata["failed"].value
+    assert any(f.startswith(f"{IN_SET}({key_field}): 2 of 6 unexpected") for f in failed), failed
+
     # a lake where no register is staged: None (the check is not run), no names
     empty = Settings(home=tmp_path / "empty", catalog_dir=settings.catalog_dir).ensure_dirs()
     with open_lake(empty) as con:

@@ -10,6 +10,7 @@ from catalog.model import Dataset, Department, UpdateMode
 from catalog.settings import get_settings
 from pipelines.defs.quality.assets import staged_key
 from pipelines.ingest.raw import raw_table
+from pipelines.quality_run import registry_ids
 from pipelines.resources import LakeResource
 
 MIN_PASS_RATE = 0.80  # below this the delivery is too broken to build on
@@ -75,9 +76,10 @@ def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDef
         ),
     )
     def _expectations(lake: LakeResource) -> dg.AssetCheckResult:
-        from quality.expectations import run_expectations
+        from quality.expectations import checks_registry, run_expectations
 
         protection = lake.protection()
+        cat = get_catalogue(lake.settings().catalog_dir)
         with lake.open(read_only=True) as con:
             newest = con.execute(
                 "SELECT delivery_id, arrived_at FROM landing.deliveries WHERE dept=? AND "
@@ -104,15 +106,20 @@ def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDef
                 # identical re-delivery stages nothing of its own, yet the data is there)
                 frame = con.execute(f"SELECT * FROM {table}").pl()
                 previous = None
+            # registry references: the person keys of the registers the catalogue declares
+            known = (
+                registry_ids(con, cat, protection) if checks_registry(ds, dept.code, cat) else None
+            )
         frame = protection.reveal(frame, ds, "quality_scores")
         result = run_expectations(
             ds,
             frame,
             previous_rows=previous,
-            registry_ids=None,
+            registry_ids=known,
             newest_delivery_at=newest[0][1],
             now=dt.datetime.now(dt.UTC),
             dept=dept.code,
+            catalogue=cat,
         )
         failed = result.filter(~pl.col("success"))
         return dg.AssetCheckResult(
