@@ -12,7 +12,7 @@ import pytest
 from test_scores_authority import LOADED, NOW, catalogue_variant, citizen_ids, frame, person_world
 
 from catalog.authority import person_key, person_registers
-from catalog.model import Catalogue, PiiKind
+from catalog.model import Catalogue, PiiKind, UpdateMode
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.ingest.raw import raw_table
@@ -106,6 +106,18 @@ def test_scorecard_expectations_check_references(tmp_path: Path) -> None:
     # the register not staged yet: nothing to check against, no false alarm
     without = {k: v for k, v in staged.items() if k != reg}
     assert _in_set(_expectations(cat, _inputs(without, deliveries), NOW)).is_empty()
+    # a snapshot re-delivered identically stages nothing of its own: the dataset as it
+    # stands is judged (as the Dagster check does), not an empty newest delivery
+    _, ds = cat.dataset(f"{other[0]}.{other[1]}")
+    assert ds.update_mode is not UpdateMode.append
+    again = pl.DataFrame(
+        [{"delivery_id": "again", "dept": other[0], "dataset": other[1], "arrived_at": NOW}]
+    )
+    out = _expectations(cat, _inputs(staged, pl.concat([deliveries, again])), NOW)
+    mine = out.filter((pl.col("dept") == other[0]) & (pl.col("dataset") == other[1]))
+    assert _in_set(mine)["observed"].item() == "3 of 30 unexpected (10.00 %)"
+    rows = mine.filter(pl.col("expectation") == "expect_table_row_count_to_be_between")
+    assert rows["success"].item() and rows["observed"].item() == "30 rows"
 
 
 def _stage(con, protection: Protection, dept: str, ds, data: pl.DataFrame) -> None:
