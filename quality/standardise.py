@@ -52,7 +52,7 @@ from catalog.model import (
     SlashDates,
     Standardising,
 )
-from quality.validators import MOBILE
+from quality.validators import MOBILE, landline_canonical
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
 BEIJING_OFFSET_MIN = 480
@@ -165,7 +165,12 @@ def phone_from_clean(t: pl.Expr) -> pl.Expr:
         .str.replace(r"^(?:\+86|0086|86)(1\d{10})", "$1")
         .str.replace(_EXTENSION_RE, "$1")  # a mobile has no extension
     )
-    return pl.when(digits.str.contains(MOBILE)).then(digits).otherwise(t)
+    # a landline in any spelling → 010-65123456 (libphonenumber); anything else as it came
+    return (
+        pl.when(digits.str.contains(MOBILE))
+        .then(digits)
+        .otherwise(pl.coalesce(landline_canonical(t), t))
+    )
 
 
 def std_phone(s: pl.Expr) -> pl.Expr:
