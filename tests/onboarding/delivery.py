@@ -44,6 +44,7 @@ class Expected:
     outcome: str  # staged | skipped | quarantined
     failures: frozenset[tuple[str | None, str]] = frozenset()  # (field, check) when quarantined
     staged: dict[str, object] = field(default_factory=dict)  # field → standardised value
+    repairs: frozenset[tuple[str, str]] = frozenset()  # (field, repair kind) counted
     dirt: str = "clean"
 
 
@@ -127,46 +128,90 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
         p = person()
         return p, {**p, **{k: v(p) if callable(v) else v for k, v in change.items()}}
 
-    def repaired(dirt: str, change: dict[str, object], staged: dict[str, object]) -> None:
+    def repaired(
+        dirt: str, change: dict[str, object], staged: dict[str, object], repair: tuple[str, str]
+    ) -> None:
         p, row = dirty(change)
-        add(row, Expected("staged", staged=_resolve(staged, p), dirt=dirt))
+        exp = Expected("staged", staged=_resolve(staged, p), repairs=frozenset({repair}), dirt=dirt)
+        add(row, exp)
 
     def quarantined(dirt: str, change: dict[str, object], *failures: tuple[str, str]) -> None:
         add(dirty(change)[1], Expected("quarantined", frozenset(failures), dirt=dirt))
 
-    # repaired by the catalogue's standardisers, then staged
+    # repaired by the catalogue's standardisers (each repair counted by its kind), then staged
     repaired(
         "full-width citizen ID",
         {"身份证号": lambda p: p["身份证号"].translate(FULL_WIDTH)},
         {"citizen_id": "身份证号"},
+        ("citizen_id", "fullwidth"),
     )
     repaired(
         "full-width certificate number",
         {"残疾人证号": lambda p: p["残疾人证号"].translate(FULL_WIDTH)},
         {"certificate_no": "残疾人证号"},
+        ("certificate_no", "fullwidth"),
     )
     born_1948 = holder(dt.date(1948, 6, 30), 603, "视力", "一级")
     repaired(
         "15-digit citizen ID",
         {**born_1948, "身份证号": born_1948["身份证号"][:6] + born_1948["身份证号"][8:17]},
         {"citizen_id": born_1948["身份证号"]},
+        ("citizen_id", "id_15_to_18"),
+    )
+    repaired(
+        "citizen ID with dashes",
+        {"身份证号": lambda p: f"{p['身份证号'][:6]}-{p['身份证号'][6:14]}-{p['身份证号'][14:]}"},
+        {"citizen_id": "身份证号"},
+        ("citizen_id", "id_separators"),
+    )
+    repaired(
+        "zero-width space inside the citizen ID",
+        {"身份证号": lambda p: p["身份证号"][:9] + "\u200b" + p["身份证号"][9:]},
+        {"citizen_id": "身份证号"},
+        ("citizen_id", "zero_width"),
     )
     repaired(
         "mobile with +86 and spaces",
         {"联系电话": lambda p: f"+86 {p['联系电话'][:3]} {p['联系电话'][3:7]} {p['联系电话'][7:]}"},
         {"mobile": "联系电话"},
+        ("mobile", "phone_format"),
     )
+    repaired(
+        "mobile with an extension",
+        {"联系电话": lambda p: p["联系电话"] + "转8001"},
+        {"mobile": "联系电话"},
+        ("mobile", "phone_extension"),
+    )
+    repaired(
+        "no mobile, written 无", {"联系电话": "无"}, {"mobile": None}, ("mobile", "placeholder")
+    )
+    d = dt.date(2023, 1, 5)
     for spelling in ("{y}/{m}/{d}", "{y}年{m}月{d}日", "{y}{m:02d}{d:02d}", "{y}.{m:02d}.{d:02d}"):
-        d = dt.date(2023, 1, 5)
         repaired(
             f"issue date spelt {spelling}",
             {"发证日期": spelling.format(y=d.year, m=d.month, d=d.day)},
             {"issued_on": d},
+            ("issued_on", "date_format"),
         )
+    repaired("issue date spelt 5/1/2023", {"发证日期": "5/1/2023"}, {"issued_on": d},
+             ("issued_on", "dmy_date"))  # fmt: skip
+    repaired(
+        "issue date of month precision",
+        {"发证日期": "2023年1月"},
+        {"issued_on": dt.date(2023, 1, 1)},
+        ("issued_on", "month_precision"),
+    )
     repaired(
         "birth date spelt 1950年3月9日",
         {**holder(dt.date(1950, 3, 9), 601, "肢体", "二级"), "出生日期": "1950年3月9日"},
         {"birth_date": dt.date(1950, 3, 9)},
+        ("birth_date", "date_format"),
+    )
+    repaired(
+        "birth date 1900-01-01 meaning unknown",
+        {"出生日期": "1900-01-01"},
+        {"birth_date": None},
+        ("birth_date", "unknown_date"),
     )
 
     # skipped: an exact copy, and an older version of a record in the same file
@@ -183,6 +228,7 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
         ("citizen_id", "citizen_id_checksum"),
     )  # fmt: skip
     quarantined("blank name", {"姓名": ""}, ("name", "required"))
+    quarantined("name written 不详 (unknown)", {"姓名": "不详"}, ("name", "required"))
     quarantined("blank disability grade", {"残疾等级": "  "}, ("disability_grade", "required"))
     quarantined("blank issue date", {"发证日期": ""}, ("issued_on", "required"))
     quarantined(
