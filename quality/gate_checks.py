@@ -64,6 +64,13 @@ def person_id_field(dataset: Dataset) -> FieldSpec | None:
     return (named or candidates or [None])[0]
 
 
+def _wrong_check_char(f: FieldSpec, what: str, c: pl.Expr, expected: pl.Expr) -> pl.Expr:
+    """ "<label> check digit is 3 but should be X": the 18th character against the computed."""
+    return pl.format(
+        f"{{}} {what} is {{}} but should be {{}}", pl.lit(f.label_zh), c.str.slice(17, 1), expected
+    )
+
+
 def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     form = c.str.contains(ids.ID18)
@@ -82,14 +89,7 @@ def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
             )
         )
         .when(~check_ok)
-        .then(
-            pl.format(
-                "{} check digit is {} but should be {}",
-                pl.lit(f.label_zh),
-                c.str.slice(17, 1),
-                ids.id_check_char(c),
-            )
-        )
+        .then(_wrong_check_char(f, "check digit", c, ids.id_check_char(c)))
         .otherwise(pl.format("{} carries an impossible birth date", pl.lit(f.label_zh)))
     )
     return RowCheck("citizen_id_checksum", f.name, passes, reason)
@@ -142,14 +142,7 @@ def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck
         passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
     reason = (
         pl.when(form)
-        .then(
-            pl.format(
-                "{} check character is {} but should be {}",
-                pl.lit(f.label_zh),
-                c.str.slice(17, 1),
-                ids.uscc_check_char(c),
-            )
-        )
+        .then(_wrong_check_char(f, "check character", c, ids.uscc_check_char(c)))
         .otherwise(pl.lit(f"{f.label_zh} is not an 18-character credit code"))
     )
     return RowCheck("credit_code_checksum", f.name, passes, reason)
