@@ -6,12 +6,17 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from catalog.model import (
     ConnectorKind,
+    FieldSpec,
     FieldType,
     MaskingRule,
+    MonthDates,
     PiiKind,
+    SlashDates,
+    Standardising,
     UpdateCycle,
     UpdateMode,
 )
@@ -42,10 +47,33 @@ def test_worked_example_is_the_file_the_test_onboards() -> None:
         [c.value for c in UpdateCycle],
         [m.value for m in UpdateMode],
         sorted(NAMED_CHECKS),
+        [*Standardising.model_fields, "unit"],
+        [v.value for v in (*SlashDates, *MonthDates)],
     ],
-    ids=["pii", "masking", "delivery", "types", "cycles", "update_modes", "checks"],
+    ids=[
+        "pii",
+        "masking",
+        "delivery",
+        "types",
+        "cycles",
+        "update_modes",
+        "checks",
+        "habits",
+        "date_habits",
+    ],
 )
 def test_guide_names_every_choice_a_data_officer_has(names: list[str]) -> None:
     guide = _guide()
     missing = [n for n in names if f"`{n}`" not in guide]
     assert missing == []
+
+
+def test_the_guides_standardising_block_is_valid() -> None:
+    section = _guide().split("**Export habits**", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    rules = Standardising.model_validate(yaml.safe_load(block.group(1))["standardising"])
+    assert rules.slash_dates is SlashDates.month_first
+    assert rules.month_dates is MonthDates.quarantine
+    assert "待核实" in rules.placeholders and len(rules.unknown_dates) == 2
+    assert "unit" in FieldSpec.model_fields
