@@ -12,6 +12,13 @@ many readers (../shared/STACK.md), so:
   block on the writer's commits;
 - small inserts are never inlined into the metadata (``DATA_INLINING_ROW_LIMIT
   0``): every table's rows are Parquet files under the data path.
+
+Opening is cheap after the first time in a process: loading the two extensions
+costs about 0.25 s (DuckDB verifies their signatures), so an in-memory DuckDB
+with them loaded is kept between opens (:class:`_Instances`). What is kept
+holds no lake state: every open ATTACHes the lake afresh (after taking the
+writer lock) and every close DETACHes it (before releasing the lock), so a
+process never writes from a catalogue state another writer has moved past.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,19 +86,22 @@ class _WriterLock:
             self._fh = None
 
 
-def connect(
-    settings: Settings | None = None, *, read_only: bool = False
-) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the lake attached as ``lake`` (and USEd).
-
-    Prefer :func:`open_lake`, which also takes the writer lock and closes the
-    connection. A read-write connection from here holds no lock: the caller
-    must hold one.
-    """
-    settings = settings or get_settings()
+def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake's extensions loaded (the ~0.25 s part)."""
     con = duckdb.connect(config={"threads": os.cpu_count() or 2})
     try:
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _attach(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, read_only: bool
+) -> duckdb.DuckDBPyConnection:
+    """ATTACH the lake as ``lake`` and USE it; the connection is closed if that fails."""
+    try:
         # the data path comes from settings, also for a lake that was moved or copied
         # (DuckLake remembers the path it was created with; file paths are relative to it)
         options = [
@@ -117,6 +128,102 @@ def connect(
         con.close()
         raise LakeError(f"cannot open the lake at {settings.lake_metadata}: {exc}") from exc
     return con
+
+
+def connect(
+    settings: Settings | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB connection with the lake attached as ``lake`` (and USEd).
+
+    Prefer :func:`open_lake`, which also takes the writer lock, reuses the loaded
+    extensions and closes the connection. A read-write connection from here holds
+    no lock: the caller must hold one.
+    """
+    settings = settings or get_settings()
+    return _attach(_new_instance(settings), settings, read_only=read_only)
+
+
+# what a DuckDB instance may hold when it goes back to the pool: nothing of ours
+_BUILTIN_DATABASES = {"memory", "system", "temp"}
+
+
+class _Instances:
+    """In-memory DuckDB instances with the extensions loaded, idle between two opens.
+
+    One per concurrent open (an open inside another gets a second one); kept per
+    process (a child after ``fork`` starts with none: a DuckDB is not fork-safe)
+    and per extension directory. An instance goes back only when its block ended
+    without an exception and the lake was detached from it with nothing left
+    behind (no attached database, no table or view of the block's own); else it
+    is closed.
+    """
+
+    MAX_IDLE = 2
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        self._idle: dict[str, list[duckdb.DuckDBPyConnection]] = {}
+        self.created = 0  # instances this process loaded the extensions into
+
+    def _mine(self) -> dict[str, list[duckdb.DuckDBPyConnection]]:
+        if self._pid != os.getpid():  # inherited through fork: never touch the parent's
+            self._pid, self._idle, self.created = os.getpid(), {}, 0
+        return self._idle
+
+    def take(self, settings: Settings) -> duckdb.DuckDBPyConnection:
+        with self._guard:
+            idle = self._mine().get(str(settings.extension_dir))
+            if idle:
+                return idle.pop()
+            self.created += 1
+        return _new_instance(settings)
+
+    def give(self, settings: Settings, con: duckdb.DuckDBPyConnection) -> None:
+        """Detach the lake and keep the instance if it is clean; close it otherwise."""
+        try:
+            con.execute("USE memory")
+            con.execute(f"DETACH DATABASE IF EXISTS {ALIAS}")
+            attached = {
+                r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()
+            }
+            leftovers = con.execute(
+                "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT internal) "
+                "+ (SELECT count(*) FROM duckdb_views() WHERE NOT internal)"
+            ).fetchone()[0]
+        except duckdb.Error:
+            con.close()
+            return
+        if attached - _BUILTIN_DATABASES or leftovers:
+            con.close()
+            return
+        with self._guard:
+            idle = self._mine().setdefault(str(settings.extension_dir), [])
+            if len(idle) < self.MAX_IDLE:
+                idle.append(con)
+                return
+        con.close()
+
+    def clear(self) -> None:
+        """Close every idle instance of this process."""
+        with self._guard:
+            idle, self._idle = self._mine(), {}
+        for cons in idle.values():
+            for con in cons:
+                con.close()
+
+
+_INSTANCES = _Instances()
+
+
+def instances_created() -> int:
+    """How many times this process has loaded the lake's extensions (for tests and benches)."""
+    return _INSTANCES.created
+
+
+def close_idle() -> None:
+    """Close the DuckDB instances kept between opens (tests; a process about to fork)."""
+    _INSTANCES.clear()
 
 
 @contextlib.contextmanager
@@ -154,7 +261,8 @@ def open_lake(
     """Open the lake for one unit of work and close it afterwards.
 
     Writers hold the lake's writer lock for the whole block; readers do not.
-    A reader opening a lake that was never initialised gets a LakeError.
+    A reader opening a lake that was never initialised gets a LakeError. The
+    connection is only valid inside the block (its DuckDB may serve the next open).
     """
     settings = settings or get_settings()
     lock = None
@@ -168,13 +276,16 @@ def open_lake(
         lock = _WriterLock(settings.lake_dir / "writer.lock", settings.lake_lock_timeout_s)
         lock.acquire()
     try:
-        con = connect(settings, read_only=read_only)
+        con = _attach(_INSTANCES.take(settings), settings, read_only=read_only)
         try:
             if not read_only:
                 ensure_zones(con)
             yield con
-        finally:
-            con.close()
+        except BaseException:
+            con.close()  # never reused after a failure: its state is unknown
+            raise
+        else:
+            _INSTANCES.give(settings, con)  # detached before the lock is released
     finally:
         if lock is not None:
             lock.release()

@@ -15,6 +15,13 @@ exporter leaves behind. Each entry is sorted into:
 A refused entry gets one failed account (:func:`account_refusal`) per name, size
 and mtime, so re-runs add none.
 
+**New** has one meaning, for the main job and the inbox sensors alike
+(:func:`new_entries`): an entry is new unless the ledger already knows its
+signature — a file landing landed or skipped as a copy of a landed delivery
+(:func:`remember`, recorded in ``landing.inbox_files``), or a refused entry
+already accounted. A file that changes (size, mtime or inode) is new again;
+landing then decides by its hash whether it is a new delivery.
+
 A file is **settled** when its size and modification time have been stable for
 ``settings.settle_seconds``: its mtime is at least that old, or it was observed
 unchanged for that long (which also settles a file whose mtime lies in the future).
@@ -38,7 +45,8 @@ import duckdb
 from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
-from pipelines.ingest.ledger import record_failure
+from lakehouse.lake import tables_in
+from pipelines.ingest.ledger import now, record_failure
 
 
 @dataclass(frozen=True)
@@ -211,3 +219,61 @@ def account_refusal(
     reason = f"refused: {why} — file {shown(entry.name)}"
     record_failure(con, delivery_id=delivery_id, dept=dept, dataset=dataset, reason=reason)
     return reason
+
+
+def file_key(dept: str, dataset: str, entry: Entry) -> str:
+    """The ledger's key for a regular file as ``lstat`` saw it (name, size, mtime, inode)."""
+    sig = entry.sig
+    key = os.fsencode(entry.name) + f"|{sig.size}|{sig.mtime_ns}|{sig.ino}".encode()
+    return f"{dept}.{dataset}.file-{hashlib.sha256(key).hexdigest()[:16]}"
+
+
+def entry_key(dept: str, entry: Entry) -> str:
+    """What the ledger records once it has dealt with the entry."""
+    if entry.refused is not None:
+        return refused_id(dept, entry.dataset, entry)
+    return file_key(dept, entry.dataset, entry)
+
+
+def known_keys(con: duckdb.DuckDBPyConnection | None, dept: str) -> set[str]:
+    """The keys of the department's inbox entries the ledger has dealt with (none for a
+    lake without a ledger yet, or no lake: ``con`` None)."""
+    if con is None:
+        return set()
+    have = tables_in(con, "landing")
+    keys: set[str] = set()
+    if ("landing", "inbox_files") in have:
+        rows = con.execute("SELECT file_key FROM landing.inbox_files WHERE dept = ?", [dept])
+        keys.update(k for (k,) in rows.fetchall())
+    if ("landing", "delivery_accounts") in have:
+        rows = con.execute(
+            "SELECT delivery_id FROM landing.delivery_accounts WHERE dept = ? "
+            "AND starts_with(delivery_id, ?)",
+            [dept, f"{dept}."],
+        )
+        keys.update(k for (k,) in rows.fetchall() if ".refused-" in k)
+    return keys
+
+
+def new_entries(scan: InboxScan, known: set[str], dataset: str | None = None) -> list[Entry]:
+    """The scan's entries (of one dataset, or all) the ledger does not know: what a run
+    has to land or account. The one notion of "new": landing, the main job's selection
+    and the inbox sensors use it."""
+    entries = scan.entries if dataset is None else scan.for_dataset(dataset)
+    return [e for e in entries if entry_key(scan.dept, e) not in known]
+
+
+def remember(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, entry: Entry) -> None:
+    """Record that landing dealt with this file as listed (landed, or seen before)."""
+    con.execute(
+        "INSERT INTO landing.inbox_files VALUES (?,?,?,?,?,?,?)",
+        [
+            file_key(dept, dataset, entry),
+            dept,
+            dataset,
+            os.fsencode(entry.name).decode("utf-8", "backslashreplace"),
+            entry.sig.size,
+            entry.sig.mtime_ns,
+            now(),
+        ],
+    )

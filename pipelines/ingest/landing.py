@@ -43,7 +43,16 @@ from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.sql_db import Pulled, pull_sql
-from pipelines.ingest.inbox import Entry, Signature, account_refusal, scan_inbox, settle
+from pipelines.ingest.inbox import (
+    Entry,
+    Signature,
+    account_refusal,
+    known_keys,
+    new_entries,
+    remember,
+    scan_inbox,
+    settle,
+)
 from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
 from pipelines.killpoints import kill_point, register
 
@@ -293,12 +302,14 @@ def land_files(
     """
     siblings = _file_datasets(settings, dept, dataset)
     scan = scan_inbox(settings, dept, siblings)
-    result = LandingResult([], 0, [])
+    mine = scan.for_dataset(dataset.code)
+    fresh = new_entries(scan, known_keys(con, dept), dataset.code)  # the ledger knows the rest
+    result = LandingResult([], sum(e.refused is None for e in mine if e not in fresh), [])
     if siblings[0].code == dataset.code:
         result.unmatched = [shown(n) for n in scan.unmatched[:UNMATCHED_LISTED]]
         result.unmatched_total = len(scan.unmatched)
     remove_leftovers(settings, dept, dataset)
-    settled, young = settle(scan, scan.for_dataset(dataset.code), settings, wait=wait_for_settle)
+    settled, young = settle(scan, fresh, settings, wait=wait_for_settle)
     result.waiting = [shown(e.name) for e in young]
     for entry in settled:
         why = entry.refused
@@ -315,6 +326,7 @@ def land_files(
                     result.skipped += 1
                 else:
                     result.landed.append(landed)
+                remember(con, dept, dataset.code, entry)
                 continue
         reason = account_refusal(con, dept, dataset.code, entry, why)
         if reason is not None:

@@ -12,6 +12,12 @@
   field, check and reason (values masked).
 - ``landing.delivery_acks``: a data officer's acknowledgement of a failed
   delivery (who, why, when); it covers the failure accounted before it.
+- ``landing.inbox_files``: every inbox file landing has dealt with (landed, or
+  skipped as a copy of a landed delivery), by its ``lstat`` signature, so a
+  listing tells what is new without opening a file
+  (:func:`pipelines.ingest.inbox.new_entries`).
+- ``landing.pulls``: when each database or API pull was attempted, landed
+  something or not, so a run knows which pulls are due.
 """
 
 from __future__ import annotations
@@ -43,12 +49,19 @@ DDL = (
         rows_skipped BIGINT)""",
     """CREATE TABLE IF NOT EXISTS landing.delivery_acks (
         delivery_id VARCHAR, acked_by VARCHAR, reason VARCHAR, acked_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS landing.inbox_files (
+        file_key VARCHAR, dept VARCHAR, dataset VARCHAR, file_name VARCHAR,
+        size_bytes BIGINT, mtime_ns BIGINT, seen_at TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS landing.pulls (
+        dept VARCHAR, dataset VARCHAR, pulled_at TIMESTAMPTZ, landed BIGINT, failed BIGINT)""",
 )
 LEDGER_TABLES = {
     ("landing", "deliveries"),
     ("landing", "delivery_accounts"),
     ("landing", "stage_accounts"),
     ("landing", "delivery_acks"),
+    ("landing", "inbox_files"),
+    ("landing", "pulls"),
     ("quarantine", "rows"),
 }
 
@@ -184,3 +197,48 @@ def record_failure(
         rows_loaded=0,
         rows_quarantined=0,
     )
+
+
+def record_pull(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: str, *, landed: int, failed: int
+) -> None:
+    """A pull was attempted now (whatever it brought): the next one is due after its cycle."""
+    con.execute(
+        "INSERT INTO landing.pulls VALUES (?,?,?,?,?)", [dept, dataset, now(), landed, failed]
+    )
+
+
+def last_pulls(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dt.datetime]:
+    """(dept, dataset) → when it was last pulled."""
+    rows = con.execute("SELECT dept, dataset, max(pulled_at) FROM landing.pulls GROUP BY 1, 2")
+    return {(d, ds): at for d, ds, at in rows.fetchall()}
+
+
+def unprocessed(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(datasets with landed deliveries not read into raw, datasets with raw-loaded
+    deliveries not through the row gate), as (dept, dataset)."""
+    unread = con.execute(
+        """SELECT DISTINCT d.dept, d.dataset FROM landing.deliveries d WHERE NOT EXISTS (
+               SELECT 1 FROM landing.delivery_accounts a WHERE a.delivery_id = d.delivery_id)"""
+    ).fetchall()
+    ungated = con.execute(
+        """SELECT DISTINCT a.dept, a.dataset FROM landing.delivery_accounts a
+           WHERE a.status = 'loaded' AND NOT EXISTS (
+               SELECT 1 FROM landing.stage_accounts s
+               WHERE s.delivery_id = a.delivery_id AND s.stage = 'staged')"""
+    ).fetchall()
+    return {tuple(r) for r in unread}, {tuple(r) for r in ungated}
+
+
+def last_change(con: duckdb.DuckDBPyConnection) -> dt.datetime | None:
+    """When the ledger last changed what the scorecard reads: a delivery landed, read,
+    gated or acknowledged (None: never)."""
+    return con.execute(
+        """SELECT max(t) FROM (
+               SELECT max(arrived_at) AS t FROM landing.deliveries
+               UNION ALL SELECT max(accounted_at) FROM landing.delivery_accounts
+               UNION ALL SELECT max(accounted_at) FROM landing.stage_accounts
+               UNION ALL SELECT max(acked_at) FROM landing.delivery_acks)"""
+    ).fetchone()[0]

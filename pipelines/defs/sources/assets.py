@@ -9,10 +9,11 @@ import dagster as dg
 
 from catalog.errors import shown
 from catalog.loader import get_catalogue
-from catalog.model import ConnectorKind, Dataset, Department
+from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset, Department
 from catalog.settings import get_settings
 from lakehouse.lake import row_count
 from pipelines.ingest.landing import land
+from pipelines.ingest.ledger import record_pull
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.resources import LakeResource
 
@@ -94,6 +95,10 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
             # a run right after a delivery waits for files still settling; a later run
             # (the sensor's) lands what was still changing then
             result = land(con, settings, dept.code, ds, wait_for_settle=True)
+            if ds.delivery.kind not in FILE_CONNECTORS:  # the next pull is due a cycle later
+                record_pull(
+                    con, dept.code, ds.code, landed=len(result.landed), failed=len(result.failed)
+                )
             total = con.execute(
                 "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
                 [dept.code, ds.code],

@@ -2,18 +2,24 @@
 
 It lists the folder with landing's own listing (:func:`scan_inbox`: lstat only,
 nothing opened) and starts one run of the department's ingest job when a file
-that is new or changed has **settled** (size and mtime stable for
+that is **new** — landing's and the main job's one notion
+(:func:`pipelines.ingest.inbox.new_entries`: a file whose signature the ledger
+already has is not new, so after the main job has landed the inbox no sensor
+asks for a run) — has **settled** (size and mtime stable for
 ``settle_seconds``: old enough, or seen unchanged at the previous evaluation).
 A file still being written is remembered as pending and asked about again at
-the next tick. Refused entries (links, devices …) and unexpected names count as
-new too, so that the run accounts for them or warns about them. Landing is
-idempotent on the file's hash, so a sensor firing twice adds nothing.
+the next tick; a file asked for is not asked for again while its run has not
+landed it. Refused entries (links, devices …) not yet accounted count as new,
+so that a run accounts for them; names no dataset expects start no run (the
+sensor warns about each once, escaped).
 
-Cursor: ``{"pending": {name: [size, mtime_ns, first_seen_ns]}, "requested": {name: [size, mtime_ns]}}``.
+Cursor: ``{"pending": {name: [size, mtime_ns, first_seen_ns]}, "requested": {name:
+[size, mtime_ns]}, "unmatched": [name, …]}``.
 """
 
 import hashlib
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -21,17 +27,27 @@ from catalog.errors import shown
 from catalog.loader import get_catalogue
 from catalog.model import Department
 from catalog.settings import Settings, get_settings
+from lakehouse.lake import open_lake
 from pipelines.defs.sources.jobs import dept_files_job, file_datasets
-from pipelines.ingest.inbox import scan_inbox
+from pipelines.ingest.inbox import known_keys, new_entries, scan_inbox
 
 Sig = list[int]  # [size, mtime_ns]
 
 
-def _read_cursor(raw: str | None) -> tuple[dict[str, Sig], dict[str, list[int]]]:
+def _read_cursor(raw: str | None) -> tuple[dict[str, Sig], dict[str, list[int]], list[str]]:
     state = json.loads(raw) if raw else {}
     if state and "requested" not in state:  # the first cursor format: {name: sig}
-        return state, {}
-    return state.get("requested", {}), state.get("pending", {})
+        return state, {}, []
+    return state.get("requested", {}), state.get("pending", {}), state.get("unmatched", [])
+
+
+def ledger_keys(settings: Settings, dept: str) -> set[str]:
+    """What the ledger has dealt with in the department's inbox (nothing: no lake yet)."""
+    meta = settings.lake_metadata
+    if meta.startswith("sqlite:") and not Path(meta.removeprefix("sqlite:")).exists():
+        return set()
+    with open_lake(settings, read_only=True) as con:
+        return known_keys(con, dept)
 
 
 def evaluate_inbox(
@@ -43,12 +59,12 @@ def evaluate_inbox(
     so: a file unchanged for the settle period is settled even if its mtime lies
     in the future.
     """
-    requested, pending = _read_cursor(cursor)
+    requested, pending, _ = _read_cursor(cursor)
     scan = scan_inbox(settings, dept.code, file_datasets(dept))
     settle_ns = settings.settle_seconds * 1e9
     now: dict[str, Sig] = {}
     young: dict[str, list[int]] = {}
-    for entry in scan.entries:
+    for entry in new_entries(scan, ledger_keys(settings, dept.code)):
         sig = [entry.sig.size, entry.sig.mtime_ns]
         seen = pending.get(entry.name)
         first_ns = seen[2] if seen and seen[:2] == sig else scan.taken_ns
@@ -56,10 +72,8 @@ def evaluate_inbox(
             now[entry.name] = sig
         else:
             young[entry.name] = [*sig, first_ns]
-    for name in scan.unmatched:  # a new unexpected name gets its warning in a run
-        now.setdefault(name, [0, 0])
     new = sorted(name for name, sig in now.items() if requested.get(name) != sig)
-    state = {"requested": now, "pending": young}
+    state = {"requested": now, "pending": young, "unmatched": scan.unmatched}
     return new, sorted(young), json.dumps(state, sort_keys=True)
 
 
@@ -75,6 +89,13 @@ def build_inbox_sensor(dept: Department) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         new, settling, cursor = evaluate_inbox(get_settings(), dept, context.cursor)
+        warned = set(_read_cursor(context.cursor)[2])
+        unexpected = [n for n in json.loads(cursor)["unmatched"] if n not in warned]
+        if unexpected:
+            context.log.warning(
+                f"inbox/{dept.code}/ holds {len(unexpected)} new file(s) no dataset's pattern "
+                "matches (not landed): " + ", ".join(shown(n) for n in unexpected[:20])
+            )
         if settling:
             context.log.info(
                 f"inbox/{dept.code}/: {len(settling)} file(s) still settling: "
@@ -82,7 +103,8 @@ def build_inbox_sensor(dept: Department) -> dg.SensorDefinition:
             )
         if not new:
             skip = f"no new settled files in inbox/{dept.code}/"
-            if cursor == (context.cursor or json.dumps({"pending": {}, "requested": {}})):
+            empty = {"pending": {}, "requested": {}, "unmatched": []}
+            if cursor == (context.cursor or json.dumps(empty, sort_keys=True)):
                 return dg.SkipReason(skip)
             return dg.SensorResult(skip_reason=skip, cursor=cursor)
         state = json.loads(cursor)["requested"]
