@@ -199,6 +199,18 @@ def uscc_valid(code: pl.Expr) -> pl.Expr:
     return pl.when(code.is_null()).then(None).otherwise(ok)
 
 
+_USCC_RE = re.compile(USCC)
+_USCC_VALUE = {c: i for i, c in enumerate(USCC_ALPHABET)}
+
+
+def uscc_valid_str(code: str) -> bool:
+    """:func:`uscc_valid` of one string (the catalogue's provider codes)."""
+    if _USCC_RE.fullmatch(code) is None:
+        return False
+    total = sum(_USCC_VALUE[c] * w for c, w in zip(code[:17], USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[(31 - total % 31) % 31] == code[17]
+
+
 # -- Luhn (ISO/IEC 7812) ------------------------------------------------------------------
 
 

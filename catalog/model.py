@@ -22,7 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from stdnum.cn import uscc
+
+from catalog.identifiers import uscc_valid_str
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 # A department code (部门代码) names its YAML file, its inbox folder, its Dagster group and the
@@ -623,7 +624,7 @@ class Department(_Strict):
     @field_validator("provider_code")
     @classmethod
     def _uscc(cls, v: str) -> str:
-        if not uscc.is_valid(v):
+        if not uscc_valid_str(v):
             raise ValueError(
                 "not a valid unified social credit code (GB 32100-2015: 18 characters over "
                 "0-9 and A-Y without I, O, S, V, Z, and a valid check character)"

@@ -170,3 +170,26 @@ def test_full_width_table_is_one_for_one_and_complete():
     kept = "欧阳·娜娜、。「」"
     assert ids.halfwidth_str(kept) == kept
     assert col([kept], ids.halfwidth) == [kept]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(
+        uscc_bodies.map(lambda b: b + uscc.calc_check_digit(b)),
+        st.text(ids.USCC_ALPHABET + "IOSVZ", min_size=17, max_size=19),
+    )
+)
+def test_uscc_valid_both_forms_agree(code):
+    """stdnum also wants 8 leading digits; GB 32100 lets the first two be letters."""
+    want = col([code], ids.uscc_valid)[0]
+    assert ids.uscc_valid_str(code) is want
+    if code[:8].isdigit():
+        assert want is uscc.is_valid(code)
+
+
+def test_shipped_provider_codes_pass_the_one_rule():
+    from catalog.loader import load_catalogue
+
+    codes = [d.provider_code for d in load_catalogue().departments.values()]
+    assert codes and all(ids.uscc_valid_str(c) for c in codes)
+    assert not ids.uscc_valid_str(codes[0][:17] + ("0" if codes[0][17] != "0" else "1"))
