@@ -200,15 +200,16 @@ def run_expectations(
     """Run the dataset's suite on its staged frame: one row per expectation.
 
     ``registry_ids``: the person keys of the registers (see the module doc), or None when
-    there are none to check against. ``catalogue`` (default: the shipped one) answers which
-    department catalogues ``dataset`` (when ``dept`` is not given), the person key and the
-    registers. Columns: dept, dataset, expectation, column, success, observed, detail,
-    run_at.
+    there are none to check against. ``catalogue`` (default: the one the settings name)
+    answers which department catalogues ``dataset`` (when ``dept`` is not given), the
+    person key and the registers. Columns: dept, dataset, expectation, column, success,
+    observed, detail, run_at.
     """
     if catalogue is None:
         from catalog.loader import get_catalogue
+        from catalog.settings import get_settings
 
-        catalogue = get_catalogue()
+        catalogue = get_catalogue(get_settings().catalog_dir)
     dept = dept or _dept_of(dataset, catalogue)
     now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     gx, context = _gx()
