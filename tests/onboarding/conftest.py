@@ -1,9 +1,10 @@
 """A hub that onboarded 残联 (cl) from a YAML file and a delivery file, nothing else.
 
 The catalogue is a copy of the shipped one plus ``cl.yaml``; the home's inbox gets one
-generated CSV in ``inbox/cl/``; no simulated street. Then the whole street is driven
-once (land → raw → staged for every catalogued dataset, the scorecard), as the
-reliability tests drive it.
+generated CSV in ``inbox/cl/``; no simulated street. The only other source is the police
+registry (the catalogue's authority for persons), so that 残联 is scored against it. Then
+the whole street is driven once (land → raw → staged for every catalogued dataset, the
+scorecard), as the reliability tests drive it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from catalog.model import Catalogue, Dataset
 from catalog.settings import CATALOG_DIR, Settings
 from catalog.street import get_street
 from tests.onboarding.delivery import Delivery, build_delivery
+from tests.onboarding.registry import registry_dept, write_registry
 
 HERE = Path(__file__).resolve().parent
 DEPT = "cl"
 DATASET = "disability_certificates"
 FILE_NAME = "disability_certificates_202611.csv"
+UNREGISTERED = 4  # source row of a holder the registry does not know (moved in last month)
+RENAMED = 5  # source row of a holder registered under another name
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Onboarded:
     dataset: Dataset
     delivery: Delivery
     escaped: dict[str, str]
+    registry_dept: str
 
 
 def write_catalogue(target: Path) -> Path:
@@ -51,16 +56,29 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Onboarded:
 
     root = tmp_path_factory.mktemp("onboarding")
     catalogue = write_catalogue(root / "catalogue")
-    settings = Settings(
-        home=root / "home", catalog_dir=catalogue, sim_dir=root / "no_simulator", settle_seconds=0
-    ).ensure_dirs()
-    delivery = build_delivery(get_street().community_names)
-    inbox = settings.inbox_dir / DEPT
-    inbox.mkdir(parents=True)
-    (inbox / FILE_NAME).write_text(delivery.text, encoding="utf-8")
-    past = (inbox / FILE_NAME).stat().st_mtime - 60  # delivered a minute ago: settled
-    os.utime(inbox / FILE_NAME, (past, past))
-    outcome = ingest_street(settings)
     cat = load_catalogue(catalogue)
+    street = get_street()
+    delivery = build_delivery(street.community_names)
+    police = registry_dept(cat)
+    systems = root / "department_systems"  # the outside world: not under the home
+    systems.mkdir()
+    url = write_registry(
+        systems / "registry.sqlite", cat, street, delivery, unregistered=UNREGISTERED,
+        renamed=RENAMED,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(f"STREETHUB_{police.upper()}_DB_URL", url)
+        settings = Settings(
+            home=root / "home",
+            catalog_dir=catalogue,
+            sim_dir=root / "no_simulator",
+            settle_seconds=0,
+        ).ensure_dirs()
+        inbox = settings.inbox_dir / DEPT
+        inbox.mkdir(parents=True)
+        (inbox / FILE_NAME).write_text(delivery.text, encoding="utf-8")
+        past = (inbox / FILE_NAME).stat().st_mtime - 60  # delivered a minute ago: settled
+        os.utime(inbox / FILE_NAME, (past, past))
+        outcome = ingest_street(settings)
     _, ds = cat.dataset(f"{DEPT}.{DATASET}")
-    return Onboarded(settings, cat, ds, delivery, outcome.escaped)
+    return Onboarded(settings, cat, ds, delivery, outcome.escaped, police)

@@ -53,6 +53,7 @@ class Delivery:
     text: str  # the CSV as delivered (UTF-8, header + one line per row)
     rows: list[dict[str, str]]  # delivered cells by header, in file order
     expected: dict[int, Expected]  # source row (line number, header = 1) → outcome
+    truth: dict[int, dict[str, str]]  # source row → the holder's cells as they really are
     sensitive: set[str]  # every distinctive L3/L4 value delivered, to search for in files
 
 
@@ -109,6 +110,7 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
     expected: list[Expected] = []
+    truth: list[dict[str, str]] = []
     n = 0
 
     def person() -> dict[str, str]:
@@ -116,27 +118,36 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
         n += 1
         return _person(rng, communities, n)
 
-    def add(row: dict[str, str], exp: Expected) -> None:
+    def add(row: dict[str, str], exp: Expected, true: dict[str, str] | None = None) -> None:
         rows.append(row)
         expected.append(exp)
+        truth.append(true or row)
 
     for _ in range(clean):
         add(person(), Expected("staged"))
 
-    def dirty(change: dict[str, object]) -> tuple[dict[str, str], dict[str, str]]:
-        """A fresh holder, and the row as delivered with ``change`` (value or fn(holder))."""
-        p = person()
+    def dirty(
+        change: dict[str, object], base: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A fresh holder (``base`` overriding its cells), and the row as delivered with
+        ``change`` (each a value or fn(holder))."""
+        p = {**person(), **(base or {})}
         return p, {**p, **{k: v(p) if callable(v) else v for k, v in change.items()}}
 
     def repaired(
-        dirt: str, change: dict[str, object], staged: dict[str, object], repair: tuple[str, str]
+        dirt: str,
+        change: dict[str, object],
+        staged: dict[str, object],
+        repair: tuple[str, str],
+        base: dict[str, str] | None = None,
     ) -> None:
-        p, row = dirty(change)
+        p, row = dirty(change, base)
         exp = Expected("staged", staged=_resolve(staged, p), repairs=frozenset({repair}), dirt=dirt)
-        add(row, exp)
+        add(row, exp, p)
 
     def quarantined(dirt: str, change: dict[str, object], *failures: tuple[str, str]) -> None:
-        add(dirty(change)[1], Expected("quarantined", frozenset(failures), dirt=dirt))
+        p, row = dirty(change)
+        add(row, Expected("quarantined", frozenset(failures), dirt=dirt), p)
 
     # repaired by the catalogue's standardisers (each repair counted by its kind), then staged
     repaired(
@@ -154,9 +165,10 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
     born_1948 = holder(dt.date(1948, 6, 30), 603, "视力", "一级")
     repaired(
         "15-digit citizen ID",
-        {**born_1948, "身份证号": born_1948["身份证号"][:6] + born_1948["身份证号"][8:17]},
-        {"citizen_id": born_1948["身份证号"]},
+        {"身份证号": lambda p: p["身份证号"][:6] + p["身份证号"][8:17]},
+        {"citizen_id": "身份证号"},
         ("citizen_id", "id_15_to_18"),
+        base=born_1948,
     )
     repaired(
         "citizen ID with dashes",
@@ -203,9 +215,10 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
     )
     repaired(
         "birth date spelt 1950年3月9日",
-        {**holder(dt.date(1950, 3, 9), 601, "肢体", "二级"), "出生日期": "1950年3月9日"},
+        {"出生日期": "1950年3月9日"},
         {"birth_date": dt.date(1950, 3, 9)},
         ("birth_date", "date_format"),
+        base=holder(dt.date(1950, 3, 9), 601, "肢体", "二级"),
     )
     repaired(
         "birth date 1900-01-01 meaning unknown",
@@ -215,12 +228,12 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
     )
 
     # skipped: an exact copy, and an older version of a record in the same file
-    add(dict(rows[0]), Expected("skipped", dirt="exact duplicate"))
+    add(dict(rows[0]), Expected("skipped", dirt="exact duplicate"), truth[0])
     # before its re-assessment (复评) the person had another grade, so another number
     grade = GRADES[(GRADES.index(rows[1]["残疾等级"]) + 1) % 4]
     older = {**rows[1], "更新日期": "2026-10-05", "残疾等级": grade}
     older["残疾人证号"] = certificate_no(older["身份证号"], older["残疾类别"], grade)
-    add(older, Expected("skipped", dirt="older version of a record (upsert by 更新日期)"))
+    add(older, Expected("skipped", dirt="older version of a record (upsert by 更新日期)"), truth[1])
 
     # quarantined, each for its field and check
     quarantined(
@@ -271,6 +284,7 @@ def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -
         text=buf.getvalue(),
         rows=rows,
         expected={i + 2: e for i, e in enumerate(expected)},
+        truth={i + 2: t for i, t in enumerate(truth)},
         sensitive=sensitive,
     )
 

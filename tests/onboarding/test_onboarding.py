@@ -26,7 +26,7 @@ from masking.masks import apply_masking
 from pipelines.leaks import scan_lake
 from pipelines.protection import Protection
 from quality.standardise import standardise
-from tests.onboarding.conftest import DATASET, DEPT, FILE_NAME, Onboarded
+from tests.onboarding.conftest import DATASET, DEPT, FILE_NAME, RENAMED, Onboarded
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = f"{DEPT}__{DATASET}"
@@ -221,14 +221,32 @@ def test_scored_on_the_scorecard(onboarded: Onboarded) -> None:
     assert completeness["numerator"] == completeness["denominator"] - blanks
     assert f"{outcomes.count(HELD_BACK)} rows in quarantine" in score["validity"]["detail"]
     assert score["uniqueness"]["numerator"] == outcomes.count("staged")
-    # no registry was delivered here: nothing to compare with, said so, not scored as 0 or 1
-    for dimension in ("consistency", "accuracy"):
-        assert score[dimension]["score"] is None and score[dimension]["detail"]
+    # against the authority (the police registry): one holder registered under another name
+    assert 0.9 < score["consistency"]["score"] < 1
+    assert 0.9 < score["accuracy"]["score"] < 1
     timeliness = mine.filter(pl.col("dimension") == "timeliness").row(0, named=True)
     assert timeliness["score"] == 1.0  # delivered just now, monthly cycle
     assert expectations.height > 0
     report = (onboarded.settings.home_abs / "reports" / "quality.html").read_text("utf-8")
     assert onboarded.dataset.name_zh in report or DATASET in report
+
+
+def test_checked_against_the_registry_the_catalogue_names(onboarded: Onboarded) -> None:
+    """The authority comes from the catalogue: the registry's holders are compared and
+    the certificate holders' IDs looked up in it, with nothing in code naming either."""
+    with open_lake(onboarded.settings, read_only=True) as con:
+        flagged = con.execute(
+            "SELECT source_row, field FROM quarantine.disagreements WHERE dept = ? AND dataset = ?",
+            [DEPT, DATASET],
+        ).fetchall()
+        references = con.execute(
+            "SELECT \"column\", success, observed FROM marts.quality_expectations "
+            "WHERE dept = ? AND dataset = ? AND expectation = 'expect_column_values_to_be_in_set'",
+            [DEPT, DATASET],
+        ).fetchall()
+    assert flagged == [(RENAMED, "name")]
+    staged = sum(e.outcome == "staged" for e in onboarded.delivery.expected.values())
+    assert references == [("citizen_id", False, f"1 of {staged} unexpected ({100 / staged:.2f} %)")]
 
 
 def test_leak_scan_covers_it_and_finds_nothing(onboarded: Onboarded) -> None:
