@@ -42,6 +42,15 @@ RATES: dict[str, float] = {
     "null_value": 0.003,  # a reading without its value
     "sentinel_value": 0.001,  # a reading of -999 (sensor fault code)
     "epoch_millis": 0.002,  # a timestamp as Unix epoch milliseconds instead of ISO text
+    # what real exports write besides (issue 10, item 7)
+    "placeholder": 0.05,  # of empty optional cells: 无, 不详, NULL, -, / … for "no value"
+    "zero_width": 0.002,  # a zero-width character inside an ID, name or phone (not in CSV)
+    "id_separators": 0.003,  # a citizen ID written 110105-19491231-0021
+    "money_unit": 0.08,  # an amount typed 2400元, ￥2400, ￥2,400.00 (hand-kept Excel sheets)
+    "dmy_date": 0.005,  # a date written 31/10/2026 (day first)
+    "month_precision": 0.005,  # a (non-birth) date written to the month only: 2026年10月
+    "phone_extension": 0.004,  # a mobile with an extension: 13812345678转8001
+    "unknown_date": 0.002,  # a birth date written 1900-01-01, meaning "unknown"
 }
 
 RECOVERABLE = {
@@ -51,6 +60,11 @@ RECOVERABLE = {
     "gender_mismatch": False, "blank_required": False, "whitespace": True, "mojibake": False,
     "duplicate_row": True, "stray_header": True, "broken_line": False,
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
+    "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
+    "dmy_date": True, "phone_extension": True,
+    # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
+    # (first of the month, or quarantined; null), which the evaluation checks instead
+    "month_precision": False, "unknown_date": False,
 }  # fmt: skip
 
 DATE_SPELLINGS: tuple[Callable[[dt.date], str], ...] = (
@@ -82,6 +96,44 @@ PHONE_SPELLINGS: tuple[Callable[[str], str], ...] = (
     lambda m: f"86-{m}",
 )
 EXCEL_EPOCH = dt.date(1899, 12, 30)
+# the simulator's own copies (an oracle independent of the standardiser's rules)
+PLACEHOLDERS = ("无", "不详", "NULL", "-", "/", "暂无", "null", "N/A")
+ZERO_WIDTH = ("\u200b", "\ufeff", "\u200c", "\u2060")
+ID_SEPARATED: tuple[Callable[[str], str], ...] = (
+    lambda s: f"{s[:6]}-{s[6:14]}-{s[14:]}",
+    lambda s: f"{s[:6]}–{s[6:14]}–{s[14:]}",
+    lambda s: f"{s[:6]}-{s[6:]}",
+)
+MONEY_SPELLINGS: tuple[Callable[[int], str], ...] = (
+    lambda v: f"{v}元",
+    lambda v: f"￥{v}",
+    lambda v: f"￥{v:,.2f}",
+    lambda v: f"{v:,}.00",
+    lambda v: f"RMB {v}",
+    lambda v: f"{v} 元",
+)
+DMY_SPELLINGS: tuple[Callable[[dt.date], str], ...] = (
+    lambda d: f"{d:%d/%m/%Y}",
+    lambda d: f"{d.day}/{d.month}/{d.year}",
+    lambda d: f"{d:%d.%m.%Y}",
+)
+MONTH_SPELLINGS: tuple[Callable[[dt.date], str], ...] = (
+    lambda d: f"{d.year}年{d.month}月",
+    lambda d: f"{d:%Y-%m}",
+)
+EXTENSION_SPELLINGS: tuple[Callable[[str, int], str], ...] = (
+    lambda m, e: f"{m}转{e}",
+    lambda m, e: f"{m} 转 {e}",
+    lambda m, e: f"{m}ext.{e}",
+    lambda m, e: f"{m}-分机{e}",
+)
+UNKNOWN_BIRTH = ("1900-01-01", "1900/1/1", "19000101")
+# forms whose columns are typed: a number column cannot hold 无
+TYPED_FORMS = ("parquet", "http_api")
+EXPORT_KINDS = frozenset(
+    {"placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
+     "month_precision", "phone_extension", "unknown_date"}
+)  # fmt: skip
 
 # Column roles: what a column holds decides which defects it can get.
 ROLES = (
@@ -96,6 +148,7 @@ ROLES = (
     "text",  # free text
     "str",  # other strings
     "num",  # numbers (only blanks)
+    "money",  # amounts in yuan (blanks, a unit or a currency sign)
     "fixed",  # ids, codes, cursors: never dirtied
 )
 
@@ -138,16 +191,30 @@ def _mojibake(text: str) -> str:
 
 
 class Dirtier:
-    """Applies the defects of RATES to clean records, recording each one."""
+    """Applies the defects of RATES to clean records, recording each one.
+
+    The kinds of real exports (:data:`EXPORT_KINDS`) are drawn from a second random stream
+    (seeded from the first without consuming it), and only for a cell the other kinds left
+    alone: adding them left every earlier draw, and so every earlier street, as it was.
+    """
 
     def __init__(self, rng: random.Random, form: str, authoritative: bool) -> None:
         self.rng, self.form, self.authoritative = rng, form, authoritative
+        words = rng.getstate()[1][:16]  # the Mersenne state, read without a draw
+        self.export_rng = random.Random("export:" + ",".join(map(str, words)))
 
     def hit(self, kind: str) -> bool:
-        return self.rng.random() < RATES[kind]
+        rng = self.export_rng if kind in EXPORT_KINDS else self.rng
+        return rng.random() < RATES[kind]
 
     def cell(self, col: Col, value: object, record: dict) -> tuple[object, str | None]:
         """The delivered value and the defect kind, if any."""
+        delivered, kind = self._classic_cell(col, value)
+        if kind is None:
+            return self._export_cell(col, value)
+        return delivered, kind
+
+    def _classic_cell(self, col: Col, value: object) -> tuple[object, str | None]:
         if value is None or value == "":
             return value, None
         role, v = col.role, value
@@ -191,6 +258,36 @@ class Dirtier:
             return self.rng.choice((" ", "  ", "\u3000")) + str(v) + self.rng.choice(("", " ")), (
                 "whitespace"
             )
+        return value, None
+
+    def _export_cell(self, col: Col, value: object) -> tuple[object, str | None]:
+        """The kinds of real exports, on a cell the classic kinds left alone."""
+        role, rng = col.role, self.export_rng
+        if value is None or value == "":
+            typed = role in ("num", "money") and self.form in TYPED_FORMS
+            if not col.required and role != "fixed" and not typed and self.hit("placeholder"):
+                return rng.choice(PLACEHOLDERS), "placeholder"
+            return value, None
+        s = str(value)
+        if role == "cid" and self.hit("id_separators"):
+            return rng.choice(ID_SEPARATED)(s), "id_separators"
+        if role in ("birth", "date"):
+            d = dt.date.fromisoformat(s)
+            if role == "birth" and self.hit("unknown_date"):
+                return rng.choice(UNKNOWN_BIRTH), "unknown_date"
+            if role == "date" and self.hit("month_precision"):
+                return rng.choice(MONTH_SPELLINGS)(d), "month_precision"
+            if self.hit("dmy_date"):
+                return rng.choice(DMY_SPELLINGS)(d), "dmy_date"
+        if role in ("mobile", "phone") and len(s) == 11 and self.hit("phone_extension"):
+            return rng.choice(EXTENSION_SPELLINGS)(s, rng.randint(1, 9999)), "phone_extension"
+        typed = self.form in TYPED_FORMS
+        if role == "money" and isinstance(value, int) and not typed and self.hit("money_unit"):
+            return rng.choice(MONEY_SPELLINGS)(value), "money_unit"
+        zero_width_ok = self.form != "csv"  # a GBK file cannot hold one: no CSV gets one
+        if role in ("cid", "name", "mobile", "phone") and zero_width_ok and self.hit("zero_width"):
+            at = rng.randint(1, len(s) - 1) if len(s) > 1 else 0
+            return s[:at] + rng.choice(ZERO_WIDTH) + s[at:], "zero_width"
         return value, None
 
     def record(self, cols: tuple[Col, ...], clean: dict) -> Item:

@@ -257,19 +257,19 @@ PERSON_SPECS = (
         key=("身份证号码",), build=elderly_alone, title="{street}独居老人台账（{y}年{m}月）",
         sheet="独居老人"),
     Spec("mzj", "old_age_allowance", "excel", cols(
-        "姓名:name!", "身份证号码:cid!", "性别:gender!", "年龄:num!", "补贴标准（元/月）:num!",
+        "姓名:name!", "身份证号码:cid!", "性别:gender!", "年龄:num!", "补贴标准（元/月）:money!",
         "发放月份:fixed!", "社保卡号:fixed!", "所属社区:str!"),
         key=("身份证号码", "发放月份"), build=old_age_allowance,
         title="{street}高龄津贴发放花名册（{y}年{m}月）", sheet="高龄津贴"),
     Spec("mzj", "minimum_living", "excel", cols(
         "低保证号:fixed!", "户主姓名:name!", "户主身份证号码:cid!", "家庭人口数:num!",
-        "保障类型:str!", "月保障金额（元）:num!", "联系电话:mobile", "所属社区:str!",
+        "保障类型:str!", "月保障金额（元）:money!", "联系电话:mobile", "所属社区:str!",
         "认定日期:date!"),
         key=("低保证号",), build=minimum_living, title="{street}城乡低保对象名册（{y}年{m}月）",
         sheet="低保"),
     Spec("mzj", "disability_allowance", "excel", cols(
         "姓名:name!", "身份证号码:cid!", "残疾人证号:fixed!", "残疾类别:str!", "残疾等级:str!",
-        "补贴类型:str!", "补贴金额（元/月）:num!", "联系电话:mobile", "所属社区:str!"),
+        "补贴类型:str!", "补贴金额（元/月）:money!", "联系电话:mobile", "所属社区:str!"),
         key=("残疾人证号",), build=disability_allowance,
         title="{street}残疾人两项补贴发放名册（{y}年{m}月）", sheet="两项补贴"),
     Spec("wjw", "elderly_health_checks", "csv", cols(

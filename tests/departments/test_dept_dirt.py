@@ -1,0 +1,138 @@
+"""The simulator's dirt of real exports (issue 10, item 7): each kind drawn at its seeded
+rate, recorded with its truth, and — where recoverable — repaired to that truth by the
+standardiser, an independent implementation (the simulator keeps its own spellings)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import polars as pl
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import FieldSpec
+from departments import dirt
+from departments.dirt import Col, Dirtier
+from quality.standardise import field_expr
+
+NEW_KINDS = (
+    "placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
+    "month_precision", "phone_extension", "unknown_date",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return load_catalogue()
+
+
+def only(monkeypatch, kind: str) -> None:
+    """Every defect off but ``kind``, which always fires."""
+    for k in dirt.RATES:
+        monkeypatch.setitem(dirt.RATES, k, 1.0 if k == kind else 0.0)
+
+
+def draw(kind: str, col: Col, value: object, form: str = "excel", n: int = 40) -> list:
+    """``n`` delivered values of one cell with only ``kind`` switched on (see :func:`only`)."""
+    d = Dirtier(random.Random(3), form, authoritative=False)
+    return [d.cell(col, value, {}) for _ in range(n)]
+
+
+def standardised(f: FieldSpec, values: list[object], excel: bool = False) -> list:
+    frame = pl.DataFrame({f.name: [None if v is None else str(v) for v in values]})
+    return frame.select(field_expr(f, excel_serials=excel))[f.name].to_list()
+
+
+def test_new_kinds_are_rated_and_marked(cat):
+    for kind in NEW_KINDS:
+        assert 0 < dirt.RATES[kind] <= 0.1
+        assert kind in dirt.RECOVERABLE
+    assert not dirt.RECOVERABLE["month_precision"] and not dirt.RECOVERABLE["unknown_date"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "ref", "field", "col", "truth"),
+    [
+        ("id_separators", "mzj.elderly_alone", "citizen_id", Col("身份证号码", "cid", True),
+         "11010519491231002X"),
+        ("zero_width", "mzj.elderly_alone", "citizen_id", Col("身份证号码", "cid", True),
+         "11010519491231002X"),
+        ("zero_width", "mzj.elderly_alone", "name", Col("姓名", "name", True), "张三丰"),
+        ("money_unit", "mzj.old_age_allowance", "allowance_cny",
+         Col("补贴标准（元/月）", "money", True), 2400),
+        ("dmy_date", "mzj.elderly_alone", "registered_on", Col("登记日期", "date"),
+         "2026-10-07"),
+        ("dmy_date", "mzj.elderly_alone", "birth_date", Col("出生日期", "birth", True),
+         "1949-12-31"),
+        ("phone_extension", "mzj.elderly_alone", "mobile", Col("联系电话", "mobile"),
+         "13812345678"),
+    ],
+)  # fmt: skip
+def test_recoverable_kinds_come_back_to_the_truth(monkeypatch, cat, kind, ref, field, col, truth):
+    only(monkeypatch, kind)
+    got = draw(kind, col, truth)
+    assert {k for _, k in got} == {kind}
+    delivered = [v for v, _ in got]
+    assert all(str(v) != str(truth) for v in delivered)
+    assert len(set(delivered)) > 1  # several spellings
+    f = cat.dataset(ref)[1].field(field)
+    expected = dt.date.fromisoformat(truth) if f.type.value == "date" else truth
+    assert standardised(f, delivered) == [expected] * len(delivered)
+
+
+def test_placeholders_only_in_empty_optional_cells(monkeypatch, cat):
+    only(monkeypatch, "placeholder")
+    got = draw("placeholder", Col("空腹血糖", "num"), None, form="csv")
+    assert {k for _, k in got} == {"placeholder"}
+    assert {v for v, _ in got} <= set(dirt.PLACEHOLDERS)
+    f = cat.dataset("wjw.chronic_followups")[1].field("fasting_glucose_mmol")
+    assert standardised(f, [v for v, _ in got]) == [None] * len(got)
+    # a required cell, a value, a typed (Parquet/API) number column: never
+    assert {k for _, k in draw("placeholder", Col("x", "str", True), None)} == {None}
+    assert {k for _, k in draw("placeholder", Col("x", "str"), "有值")} == {None}
+    assert {k for _, k in draw("placeholder", Col("x", "num"), None, form="parquet")} == {None}
+
+
+def test_month_only_and_unknown_dates_follow_the_catalogue_rules(monkeypatch, cat):
+    _, ds = cat.dataset("mzj.elderly_alone")
+    only(monkeypatch, "month_precision")
+    got = draw("month_precision", Col("登记日期", "date"), "2026-10-17")
+    assert {k for _, k in got} == {"month_precision"}
+    assert standardised(ds.field("registered_on"), [v for v, _ in got]) == [
+        dt.date(2026, 10, 1)
+    ] * len(got)
+    assert {k for _, k in draw("month_precision", Col("出生日期", "birth"), "1949-12-31")} == {
+        None
+    }  # never a birth date
+    only(monkeypatch, "unknown_date")
+    got = draw("unknown_date", Col("出生日期", "birth"), "1949-12-31")
+    assert {k for _, k in got} == {"unknown_date"}
+    assert standardised(ds.field("birth_date"), [v for v, _ in got]) == [None] * len(got)
+
+
+def test_no_zero_width_character_in_a_csv(monkeypatch):
+    only(monkeypatch, "zero_width")
+    assert {k for _, k in draw("zero_width", Col("姓名", "name"), "张三", form="csv")} == {None}
+
+
+def test_seeded_rates(cat):
+    """Drawn at the documented rate (binomial, 4 standard deviations) and the same twice."""
+    cols = (Col("身份证号码", "cid", True), Col("登记日期", "date"), Col("联系电话", "mobile"),
+            Col("补贴", "money", True), Col("备注", "str"))  # fmt: skip
+    record = {"身份证号码": "11010519491231002X", "登记日期": "2026-10-17",
+              "联系电话": "13812345678", "补贴": 2400, "备注": None}  # fmt: skip
+    n = 20_000
+
+    def kinds(seed: int) -> list[str]:
+        d = Dirtier(random.Random(seed), "excel", authoritative=True)
+        return [x.kind for _ in range(n) for x in d.record(cols, record).defects]
+
+    first = kinds(11)
+    assert first == kinds(11)
+    for kind, eligible in (("id_separators", n), ("placeholder", n), ("money_unit", n)):
+        p = dirt.RATES[kind]
+        sd = (eligible * p * (1 - p)) ** 0.5
+        assert abs(first.count(kind) - eligible * p) < 4 * sd + 1, kind
+    for kind in ("dmy_date", "month_precision", "phone_extension", "zero_width"):
+        assert first.count(kind) > 0, kind
