@@ -2,10 +2,13 @@
 
 ``gate(raw, dataset)`` standardises the raw zone's text columns, skips exact
 duplicates (first copy kept, the others counted), quarantines every row of a
-conflicting business key, then runs the catalogue's checks (the pandera schema
-of ``quality.schema``, or the same checks as plain polars masks) and splits the
-frame. Every input row ends up staged, quarantined or skipped — exactly one of
-them, never lost.
+conflicting business key, then runs the catalogue's checks and splits the frame.
+The checks run as plain polars masks in one lazy ``select`` (sub-expressions the
+checks share, an ID's check character, computed once): the production engine,
+about ten times faster than the same checks as the pandera schema of
+``quality.schema`` (``engine="pandera"``), which a test keeps in exact agreement.
+Every input row ends up staged, quarantined or skipped — exactly one of them,
+never lost.
 
 Within one delivery, rows sharing a business key:
 
@@ -244,7 +247,7 @@ def gate(
     raw: pl.DataFrame,
     dataset: Dataset,
     *,
-    engine: Engine = "pandera",
+    engine: Engine = "masks",
     street: Street | None = None,
 ) -> GateResult:
     """Standardise, check and split one raw frame (all text columns + lineage)."""

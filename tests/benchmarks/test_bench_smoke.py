@@ -40,3 +40,47 @@ def test_reader_memory_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert {r for r, _, _ in runs} == {"csv", "jsonl"} and len(runs) == 4
     assert all(r["peak_rss_mb"] > 0 and r["rows"] > 0 for r in figures["runs"])
     assert (tmp_path / "readers.json").exists()
+
+
+def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
+    import bench.ingest
+
+    # time = 20 s + rows / 10,000 and RSS ∝ rows^0.5: the fit must give them back
+    runs = [
+        {"residents": n // 10, "rows": n, "run_s": 20 + n / 10_000, "peak_rss_mb": n**0.5}
+        for n in (100_000, 500_000, 2_000_000)
+    ]
+    fitted = bench.ingest.exponents(runs)
+    assert fitted["fixed_overhead_s"] == 20.0
+    assert fitted["marginal_rows_per_s"] == 10_000
+    assert fitted["rss_exponent"] == 0.5
+    assert 0.5 < fitted["time_exponent"] < 1.0  # the fixed part flattens the curve
+    bench.ingest.chart(runs, tmp_path / "growth.svg")
+    svg = (tmp_path / "growth.svg").read_text(encoding="utf-8")
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 6
+
+
+@pytest.mark.slow  # simulates two tiny streets and runs the whole main job on one
+def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.ingest
+
+    monkeypatch.setenv("STREETHUB_BENCH_QUICK", "1")
+    monkeypatch.setattr(bench.ingest, "QUICK_SIZES", (300,))
+    monkeypatch.setattr(bench.ingest, "QUICK_FLOOR_RESIDENTS", 300)
+    monkeypatch.setattr(bench.ingest, "RESULTS", tmp_path / "ingest.json")
+    monkeypatch.setattr(bench.ingest, "CHART", tmp_path / "growth.svg")
+    figures = bench.ingest.main()
+    floor, ingest = figures["floor_vs_ingest"]["floor"], figures["floor_vs_ingest"]["ingest"]
+    assert floor["files"] > 0 and floor["rows"] > 0 and floor["seconds"] > 0
+    assert not floor["files_duckdb_could_not_read"]
+    # every catalogued dataset was ingested, files and pulls, and rows were staged
+    assert ingest["all"]["datasets"] == len(ingest["datasets"]) > ingest["files"]["datasets"] > 0
+    assert ingest["pulled"]["rows"] > 0
+    assert all(d["staged"] > 0 for d in ingest["datasets"].values())
+    # the file-delivered ingest reads what the floor read (the ingest also counts raw
+    # rows DuckDB's reader drops, e.g. stray header lines)
+    assert ingest["files"]["rows"] >= floor["rows"] * 0.95
+    (run,) = figures["growth"]
+    assert run["exit_code"] == 0 and run["rows"] > 0 and run["staged"] > 0
+    assert run["peak_rss_mb"] > 100 and run["run_s"] > 0
+    assert (tmp_path / "ingest.json").exists()

@@ -43,10 +43,10 @@ def test_every_row_is_staged_quarantined_or_skipped_once(ref, gate_street: Stree
     for f in ds.fields:
         assert result.staged.schema[f.name] == DTYPES[f.type], f.name
     # the pandera engine and the plain-mask engine agree exactly
-    masks = gate(raw, ds, engine="masks")
+    pandera = gate(raw, ds, engine="pandera")
     order = ["_delivery_id", "_source_row", "check_name", "field"]
-    assert masks.quarantine.sort(order).equals(result.quarantine.sort(order))
-    assert masks.skipped.equals(result.skipped)
+    assert pandera.quarantine.sort(order).equals(result.quarantine.sort(order))
+    assert pandera.skipped.equals(result.skipped)
 
 
 def _raw(rows: list[dict], ds) -> pl.DataFrame:

@@ -1,0 +1,520 @@
+"""The full ingest against its floor, and the growth curve of a full run.
+
+Run through ``python -m bench ingest`` (which calls :func:`main`) or
+``python bench/ingest.py``. Everything runs in child processes on a temporary
+``STREETHUB_HOME`` (and the simulator's folder beside it), removed afterwards:
+
+(a) **Ingest against the floor.** One street of ``FLOOR_RESIDENTS`` residents is
+    simulated (``streethub simulate``), then one child measures, in the same run:
+
+    - the *floor*: DuckDB alone reading every delivered file (CSV, GBK CSV transcoded
+      to UTF-8 first, Excel, JSON, JSON Lines, Parquet) into Parquet, text as text
+      (``COPY (SELECT * FROM read_…) TO … (FORMAT parquet)``), file by file;
+    - the *ingest*: landing → raw → staged for every dataset of every department,
+      with the production functions (``pipelines.ingest.ingest_dataset``,
+      ``pipelines.ingest.staged.stage_dataset``), the lake opened once, the
+      departments' systems served without faults. Time is kept per dataset and
+      summed for the file-delivered datasets (what the floor reads) and for all.
+
+    Goal: the file-delivered ingest ≤ 3 × the floor.
+
+(b) **Growth curve.** For each size in ``SIZES`` (``QUICK_SIZES`` when
+    ``STREETHUB_BENCH_QUICK=1``): a street is simulated (timed apart), then
+    ``streethub run`` — the whole main job through Dagster — runs in a child whose
+    wall time and peak RSS (its own ``ru_maxrss``, from ``os.wait4``) are kept, with
+    the rows delivered. Fitted: the time and memory exponents (least squares on
+    log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead).
+    Goals: fixed overhead < 20 s, time exponent ≤ 1.1, peak RSS < 1 GB at the
+    largest size.
+
+Writes ``bench/results/ingest.json`` and ``bench/results/ingest_growth.svg`` (a chart
+drawn by hand: no plotting library is installed) and prints tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLOOR_RESIDENTS = 20_000  # the default street (Settings.sim_residents)
+SIZES = (10_000, 50_000, 200_000)
+QUICK_SIZES = (1_000, 2_000)
+QUICK_FLOOR_RESIDENTS = 1_000
+SEED = 7
+RESULTS = Path(__file__).parent / "results" / "ingest.json"
+CHART = Path(__file__).parent / "results" / "ingest_growth.svg"
+INGEST_FLAG = "--ingest-child"
+COUNT_FLAG = "--count-child"
+SCORECARD_FLAG = "--scorecard-child"
+GOALS = {"floor_ratio": 3.0, "fixed_overhead_s": 20.0, "time_exponent": 1.1, "peak_rss_mb": 1024}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quick() -> bool:
+    return os.environ.get("STREETHUB_BENCH_QUICK") == "1"
+
+
+def _env(home: Path) -> dict[str, str]:
+    """The environment of a child: this home, its own simulator folder, nothing inherited
+    that would point it elsewhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREETHUB_")}
+    env["STREETHUB_HOME"] = str(home)
+    env["STREETHUB_SIM_DIR"] = str(home.parent / (home.name + ".departments"))
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _streethub() -> str:
+    return str(Path(sys.executable).parent / "streethub")
+
+
+def _child(cmd: list[str], env: dict[str, str], what: str) -> tuple[str, float, float, int]:
+    """Run ``cmd``: (its stdout, wall seconds, its own peak RSS in MB, exit code).
+
+    The peak is the child's ``ru_maxrss`` from ``os.wait4``; the parent imports little
+    so that it carries no high-water mark of its own into the child.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        if code not in (0, 1):  # 1: `streethub run` reported failures of the data
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-4000:]
+            raise RuntimeError(f"{what} failed with exit code {code}:\n{tail}")
+    return text, wall, usage.ru_maxrss / 1024, code
+
+
+def simulate(home: Path, residents: int) -> float:
+    """Simulate one street into ``home`` (and its simulator folder); seconds taken."""
+    cmd = [_streethub(), "simulate", "--residents", str(residents), "--seed", str(SEED)]
+    return round(_child(cmd, _env(home), f"simulating {residents:,} residents")[1], 1)
+
+
+# ---------------------------------------------------------------------------- (a) the floor
+
+
+def _floor_source(con, path: Path, kind: str, encoding: str | None, tmp: Path) -> str | None:
+    """The DuckDB table function reading one delivered file, all as delivered (None: a kind
+    DuckDB does not read here)."""
+    p = str(path).replace("'", "''")
+    if kind == "csv":
+        enc = (encoding or "utf-8").lower().replace("_", "-")
+        if enc not in ("utf-8", "utf8", "utf-8-sig"):
+            # DuckDB's encodings extension corrupts characters across its read buffer
+            # (STACK.md): transcode first, as a careful floor would; the time counts
+            utf8 = tmp / (path.name + ".utf8.csv")
+            with (
+                open(path, encoding=enc, newline="") as src,
+                open(utf8, "w", encoding="utf-8", newline="") as dst,
+            ):
+                shutil.copyfileobj(src, dst, 4 * 2**20)
+            p = str(utf8).replace("'", "''")
+        return (
+            f"read_csv('{p}', all_varchar=true, header=true, null_padding=true, "
+            "ignore_errors=true, strict_mode=false)"
+        )
+    if kind == "excel":
+        return f"read_xlsx('{p}', header=false, all_varchar=true)"
+    if kind == "json":
+        return f"read_json('{p}', format='auto', ignore_errors=true)"
+    if kind == "jsonl":
+        return f"read_json('{p}', format='newline_delimited', ignore_errors=true)"
+    if kind == "parquet":
+        return f"read_parquet('{p}')"
+    return None
+
+
+def floor(settings, cat, out: Path) -> dict:
+    """DuckDB alone reading every delivered file in the inbox into Parquet."""
+    import duckdb
+
+    from lakehouse.extensions import load_extensions
+    from pipelines.ingest.inbox import matches
+
+    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    load_extensions(con, settings, "excel")
+    files = []
+    for dept, ds in cat.datasets():
+        folder = settings.inbox_dir / dept.code
+        if not ds.delivery.pattern or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and matches(ds.delivery.pattern, path.name):
+                files.append((dept.code, ds, path))
+    rows = nbytes = 0
+    failed: list[str] = []
+    started = time.perf_counter()
+    for i, (dept, ds, path) in enumerate(files):
+        source = _floor_source(con, path, ds.delivery.kind.value, ds.delivery.encoding, out)
+        if source is None:
+            continue
+        target = str(out / f"{i}.parquet").replace("'", "''")
+        try:
+            n = con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' (FORMAT parquet)")
+            rows += int(n.fetchone()[0])
+            nbytes += path.stat().st_size
+        except duckdb.Error:
+            failed.append(f"{dept}.{ds.code}")  # a delivery too broken for DuckDB alone
+    seconds = time.perf_counter() - started
+    con.close()
+    return {
+        "seconds": round(seconds, 2),
+        "files": len(files),
+        "rows": rows,
+        "mb": round(nbytes / 2**20, 1),
+        "files_duckdb_could_not_read": failed,
+    }
+
+
+def ingest(settings, cat) -> dict:
+    """Landing → raw → staged for every dataset, the lake opened once; seconds per dataset."""
+    from departments.server import running_server
+    from lakehouse.lake import open_lake
+    from pipelines.connectors.http_api import RetryPolicy
+    from pipelines.ingest import ingest_dataset
+    from pipelines.ingest.ledger import ensure_ledger
+    from pipelines.ingest.staged import stage_dataset
+    from pipelines.protection import Protection
+
+    policy = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=30)
+    protection = Protection.from_settings(settings)
+    per: dict[str, dict] = {}
+    with running_server(settings.home_abs, fault_rate=0.0, slow_rate=0.0) as url:
+        settings = settings.model_copy(update={"dept_api_url": url})
+        started = time.perf_counter()
+        with open_lake(settings) as con:
+            opened = time.perf_counter() - started
+            ensure_ledger(con)
+            for dept, ds in cat.datasets():
+                t0 = time.perf_counter()
+                _, accounts = ingest_dataset(
+                    con, settings, dept.code, ds, policy=policy, wait_for_settle=False
+                )
+                t1 = time.perf_counter()
+                staged = stage_dataset(con, dept.code, ds, protection)
+                t2 = time.perf_counter()
+                per[f"{dept.code}.{ds.code}"] = {
+                    "kind": ds.delivery.kind.value,
+                    "file": bool(ds.delivery.pattern),
+                    "rows": sum(a.rows_read for a in accounts),
+                    "staged": sum(s.rows_out for s in staged),
+                    "land_raw_s": round(t1 - t0, 3),
+                    "staged_s": round(t2 - t1, 3),
+                }
+        total = time.perf_counter() - started
+
+    def part(file: bool | None) -> dict:
+        sel = [v for v in per.values() if file is None or v["file"] is file]
+        return {
+            "seconds": round(sum(v["land_raw_s"] + v["staged_s"] for v in sel), 2),
+            "land_raw_s": round(sum(v["land_raw_s"] for v in sel), 2),
+            "staged_s": round(sum(v["staged_s"] for v in sel), 2),
+            "rows": sum(v["rows"] for v in sel),
+            "datasets": len(sel),
+        }
+
+    return {
+        "seconds": round(total, 2),
+        "lake_open_s": round(opened, 3),
+        "files": part(True),
+        "pulled": part(False),
+        "all": part(None),
+        "datasets": per,
+    }
+
+
+def ingest_child(home: Path) -> None:
+    """In the child: the floor, then the ingest, on the street simulated into ``home``."""
+    from catalog.loader import load_catalogue
+    from catalog.settings import Settings
+
+    settings = Settings(home=home).ensure_dirs()
+    cat = load_catalogue(settings.catalog_dir)
+    with tempfile.TemporaryDirectory(prefix="bench_floor_") as out:
+        measured = {"floor": floor(settings, cat, Path(out))}
+    measured["ingest"] = ingest(settings, cat)
+    print(json.dumps(measured))
+
+
+def floor_and_ingest(tmp: Path, residents: int) -> dict:
+    home = tmp / "floor" / "home"
+    home.parent.mkdir(parents=True)
+    simulated = simulate(home, residents)
+    cmd = [sys.executable, "-m", "bench.ingest", INGEST_FLAG, str(home)]
+    load_before = os.getloadavg()[0]
+    out, _, peak, _ = _child(cmd, _env(home), "the floor and ingest child")
+    measured = json.loads(out.strip().splitlines()[-1])
+    measured.update(
+        residents=residents,
+        simulate_s=simulated,
+        peak_rss_mb=round(peak, 1),
+        load_avg=[round(load_before, 1), round(os.getloadavg()[0], 1)],
+    )
+    measured["ratio_files"] = round(
+        measured["ingest"]["files"]["seconds"] / max(measured["floor"]["seconds"], 1e-9), 1
+    )
+    measured["ratio_all"] = round(
+        measured["ingest"]["all"]["seconds"] / max(measured["floor"]["seconds"], 1e-9), 1
+    )
+    shutil.rmtree(tmp / "floor", ignore_errors=True)
+    return measured
+
+
+# --------------------------------------------------------------------- (b) the growth curve
+
+
+def count_child(home: Path) -> None:
+    """In the child: rows delivered and staged, as the ledger counts them."""
+    from catalog.settings import Settings
+    from lakehouse.lake import open_lake
+
+    with open_lake(Settings(home=home), read_only=True) as con:
+        read = con.execute("SELECT coalesce(sum(rows_read), 0) FROM landing.delivery_accounts")
+        rows = int(read.fetchone()[0])
+        out = con.execute(
+            "SELECT coalesce(sum(rows_out), 0) FROM landing.stage_accounts WHERE stage='staged'"
+        )
+        staged = int(out.fetchone()[0])
+    print(json.dumps({"rows": rows, "staged": staged}))
+
+
+def scorecard_child(home: Path) -> None:
+    """In the child: the quality scorecard's inputs read and its figures computed, as the
+    scorecard asset does (nothing written), to tell its memory from the run's."""
+    import datetime as dt
+
+    from catalog.loader import load_catalogue
+    from catalog.settings import Settings
+    from lakehouse.lake import open_lake
+    from pipelines.protection import Protection
+    from pipelines.quality_run import compute_quality, load_inputs
+
+    settings = Settings(home=home)
+    cat = load_catalogue(settings.catalog_dir)
+    started = time.perf_counter()
+    with open_lake(settings, read_only=True) as con:
+        inputs = load_inputs(con, cat, Protection.from_settings(settings))
+    compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
+
+
+def _scorecard(home: Path, env: dict[str, str]) -> dict:
+    """Peak RSS of the scorecard alone (its module is another owner's: a changed
+    signature is reported, not fatal)."""
+    cmd = [sys.executable, "-m", "bench.ingest", SCORECARD_FLAG, str(home)]
+    try:
+        out, _, peak, code = _child(cmd, env, "the scorecard child")
+    except RuntimeError as exc:
+        return {"error": str(exc).splitlines()[-1][:200]}
+    if code:
+        return {"error": f"exit code {code}"}
+    return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mb": round(peak, 1)}
+
+
+def full_run(tmp: Path, residents: int) -> dict:
+    """Simulate ``residents``, then one whole ``streethub run`` in a child: its figures."""
+    home = tmp / f"run{residents}" / "home"
+    home.parent.mkdir(parents=True)
+    simulated = simulate(home, residents)
+    env = _env(home)
+    load_before = os.getloadavg()[0]
+    _, wall, peak, code = _child([_streethub(), "run"], env, f"streethub run ({residents:,})")
+    load_after = os.getloadavg()[0]
+    counted, _, _, _ = _child(
+        [sys.executable, "-m", "bench.ingest", COUNT_FLAG, str(home)], env, "counting"
+    )
+    scorecard = _scorecard(home, env)
+    shutil.rmtree(home.parent, ignore_errors=True)
+    return {
+        "residents": residents,
+        "simulate_s": simulated,
+        "run_s": round(wall, 1),
+        "peak_rss_mb": round(peak, 1),
+        "exit_code": code,  # 1: the run reported failures of the data (see its summary)
+        # the machine is shared: the 1-minute load average before and after the run
+        "load_avg": [round(load_before, 1), round(load_after, 1)],
+        "scorecard_alone": scorecard,
+        **json.loads(counted.strip().splitlines()[-1]),
+    }
+
+
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares line y = a + b·x: (a, b)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    return my - b * mx, b
+
+
+def exponents(runs: list[dict]) -> dict:
+    """Fitted growth: time and peak RSS exponents over rows (log–log slope) and the line
+    ``time = fixed + rows / rate``."""
+    if len(runs) < 2:
+        return {}
+    rows = [float(r["rows"]) for r in runs]
+    logs = [math.log(x) for x in rows]
+    _, t_exp = fit(logs, [math.log(r["run_s"]) for r in runs])
+    _, m_exp = fit(logs, [math.log(r["peak_rss_mb"]) for r in runs])
+    fixed, per_row = fit(rows, [r["run_s"] for r in runs])
+    base, mb_per_row = fit(rows, [r["peak_rss_mb"] for r in runs])
+    return {
+        "time_exponent": round(t_exp, 2),
+        "rss_exponent": round(m_exp, 2),
+        "fixed_overhead_s": round(fixed, 1),
+        "marginal_rows_per_s": round(1 / per_row) if per_row > 0 else None,
+        "rss_base_mb": round(base, 1),
+        "rss_kb_per_row": round(mb_per_row * 1024, 2),
+    }
+
+
+def chart(runs: list[dict], path: Path) -> None:
+    """Wall time and peak RSS against rows delivered, log–log, as a small SVG."""
+    w, h, pad = 640, 360, 60
+    xs = [r["rows"] for r in runs]
+    series = (("run_s", "wall time (s)", "#1f77b4"), ("peak_rss_mb", "peak RSS (MB)", "#d62728"))
+    lo_x, hi_x = math.log10(min(xs) / 1.5), math.log10(max(xs) * 1.5)
+    ys = [r[k] for r in runs for k, _, _ in series]
+    lo_y, hi_y = math.log10(min(ys) / 1.5), math.log10(max(ys) * 1.5)
+
+    def px(x: float) -> float:
+        return pad + (math.log10(x) - lo_x) / (hi_x - lo_x) * (w - 2 * pad)
+
+    def py(y: float) -> float:
+        return h - pad - (math.log10(y) - lo_y) / (hi_y - lo_y) * (h - 2 * pad)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
+        f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">rows delivered (log)</text>',
+        f'<text x="{w / 2}" y="25" text-anchor="middle">streethub run: growth (log–log)</text>',
+    ]
+    for r in runs:
+        x = px(r["rows"])
+        parts.append(
+            f'<text x="{x:.1f}" y="{h - pad + 15}" text-anchor="middle">'
+            f"{r['rows']:,} ({r['residents']:,} res.)</text>"
+        )
+    for i, (key, label, colour) in enumerate(series):
+        pts = " ".join(f"{px(r['rows']):.1f},{py(r[key]):.1f}" for r in runs)
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for r in runs:
+            x, y = px(r["rows"]), py(r[key])
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>')
+            parts.append(f'<text x="{x + 5:.1f}" y="{y - 5:.1f}" fill="{colour}">{r[key]:,}</text>')
+        parts.append(f'<text x="{pad + 10}" y="{pad + 15 * i}" fill="{colour}">{label}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def report(figures: dict) -> None:
+    f = figures["floor_vs_ingest"]
+    fl, ing = f["floor"], f["ingest"]
+    print(
+        f"ingest against its floor ({f['residents']:,} residents; simulated in {f['simulate_s']} s)"
+    )
+    print(
+        f"  floor: DuckDB alone, {fl['files']} delivered files ({fl['mb']} MB, {fl['rows']:,} "
+        f"rows) → Parquet: {fl['seconds']} s"
+        + (f"  (DuckDB could not read: {', '.join(fl['files_duckdb_could_not_read'])})"
+           if fl["files_duckdb_could_not_read"] else "")
+    )  # fmt: skip
+    for name, part in (("file-delivered", ing["files"]), ("pulled (DB, API)", ing["pulled"])):
+        print(
+            f"  ingest {name}: {part['datasets']} datasets, {part['rows']:,} rows: "
+            f"{part['seconds']} s (land+raw {part['land_raw_s']} s, staged {part['staged_s']} s)"
+        )
+    print(
+        f"  ingest, every department: {ing['seconds']} s (lake opened once: "
+        f"{ing['lake_open_s']} s); peak RSS {f['peak_rss_mb']} MB; machine load "
+        f"{f['load_avg'][0]} → {f['load_avg'][1]} on {figures['cpus']} cores"
+    )
+    goal = GOALS["floor_ratio"]
+    mark = "met" if f["ratio_files"] <= goal else "MISSED"
+    print(
+        f"  file-delivered ingest = {f['ratio_files']}× the floor (goal ≤ {goal}×: {mark}); "
+        f"every department = {f['ratio_all']}×"
+    )
+    slow = sorted(
+        ing["datasets"].items(), key=lambda kv: -(kv[1]["land_raw_s"] + kv[1]["staged_s"])
+    )
+    print("  slowest datasets: " + ", ".join(
+        f"{k} {v['land_raw_s'] + v['staged_s']:.1f} s" for k, v in slow[:5]))  # fmt: skip
+    print()
+    print("growth of a full run (`streethub run`, child process, simulation not counted)")
+    print(
+        f"{'residents':>10}{'rows':>11}{'staged':>11}{'simulate s':>12}{'run s':>9}{'peak MB':>9}"
+        f"{'rc':>4}{'load':>12}   scorecard alone"
+    )
+    for r in figures["growth"]:
+        sc = r["scorecard_alone"]
+        alone = (
+            f"{sc['peak_rss_mb']} MB, {sc['seconds']} s"
+            if "peak_rss_mb" in sc
+            else f"not measured ({sc.get('error')})"
+        )
+        print(
+            f"{r['residents']:>10,}{r['rows']:>11,}{r['staged']:>11,}{r['simulate_s']:>12}"
+            f"{r['run_s']:>9}{r['peak_rss_mb']:>9}{r['exit_code']:>4}"
+            f"{r['load_avg'][0]:>6}→{r['load_avg'][1]:<5}   {alone}"
+        )  # fmt: skip
+    fitted = figures["fitted"]
+    if fitted:
+        largest = figures["growth"][-1]
+        checks = [
+            ("fixed overhead", fitted["fixed_overhead_s"], "s", fitted["fixed_overhead_s"] < GOALS["fixed_overhead_s"], f"< {GOALS['fixed_overhead_s']:.0f} s"),
+            ("time exponent", fitted["time_exponent"], "", fitted["time_exponent"] <= GOALS["time_exponent"], f"≤ {GOALS['time_exponent']}"),
+            (f"peak RSS at {largest['residents']:,}", largest["peak_rss_mb"], "MB", largest["peak_rss_mb"] < GOALS["peak_rss_mb"], "< 1 GB"),
+        ]  # fmt: skip
+        for name, value, unit, ok, goal_text in checks:
+            print(f"  {name}: {value} {unit} (goal {goal_text}: {'met' if ok else 'MISSED'})")
+        print(
+            f"  marginal rate {fitted['marginal_rows_per_s']} rows/s; RSS exponent "
+            f"{fitted['rss_exponent']}, {fitted['rss_kb_per_row']} KB per delivered row"
+        )
+    print(f"results: {RESULTS}" + (f"; chart: {CHART}" if figures["growth"] else ""))
+
+
+def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = None) -> dict:
+    sizes = sizes or (QUICK_SIZES if quick() else SIZES)
+    floor_residents = floor_residents or (QUICK_FLOOR_RESIDENTS if quick() else FLOOR_RESIDENTS)
+    figures: dict = {"quick": quick(), "cpus": os.cpu_count(), "goals": GOALS}
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
+        figures["floor_vs_ingest"] = floor_and_ingest(Path(tmp), floor_residents)
+        figures["growth"] = [full_run(Path(tmp), n) for n in sizes]
+    figures["fitted"] = exponents(figures["growth"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    if len(figures["growth"]) >= 2:
+        chart(figures["growth"], CHART)
+    report(figures)
+    return figures
+
+
+if __name__ == "__main__":
+    if INGEST_FLAG in sys.argv:
+        ingest_child(Path(sys.argv[sys.argv.index(INGEST_FLAG) + 1]))
+    elif COUNT_FLAG in sys.argv:
+        count_child(Path(sys.argv[sys.argv.index(COUNT_FLAG) + 1]))
+    elif SCORECARD_FLAG in sys.argv:
+        scorecard_child(Path(sys.argv[sys.argv.index(SCORECARD_FLAG) + 1]))
+    else:
+        main()
