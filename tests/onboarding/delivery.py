@@ -105,7 +105,7 @@ def _person(rng: random.Random, communities: list[str], n: int) -> dict[str, str
     }
 
 
-def build_delivery(communities: list[str], *, clean: int = 40, seed: int = 10) -> Delivery:
+def build_delivery(communities: list[str], *, clean: int = 60, seed: int = 10) -> Delivery:
     """``clean`` good rows, then the dirty rows; every row's expected outcome."""
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []

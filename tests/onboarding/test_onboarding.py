@@ -10,6 +10,7 @@ dataset, leak-scans the lake, and shows the department in Dagster as its own gro
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import subprocess
 from collections import Counter
@@ -240,7 +241,7 @@ def test_checked_against_the_registry_the_catalogue_names(onboarded: Onboarded) 
             [DEPT, DATASET],
         ).fetchall()
         references = con.execute(
-            "SELECT \"column\", success, observed FROM marts.quality_expectations "
+            'SELECT "column", success, observed FROM marts.quality_expectations '
             "WHERE dept = ? AND dataset = ? AND expectation = 'expect_column_values_to_be_in_set'",
             [DEPT, DATASET],
         ).fetchall()
@@ -290,3 +291,45 @@ def test_no_module_of_ours_names_the_department() -> None:
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert found.returncode == 1 and found.stdout == "", found.stdout
+
+
+def test_onboarded_through_dagster_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same YAML and file, run by Dagster's own job from the definitions: the group's
+    assets materialise and its checks pass, in a home where nothing else happened."""
+    from catalog.street import get_street
+    from tests.onboarding.conftest import write_catalogue
+    from tests.onboarding.delivery import build_delivery
+
+    delivery = build_delivery(get_street().community_names)
+    inbox = tmp_path / "home" / "inbox" / DEPT
+    inbox.mkdir(parents=True)
+    (inbox / FILE_NAME).write_text(delivery.text, encoding="utf-8")
+    os.utime(inbox / FILE_NAME, (1e9, 1e9))  # settled long ago
+    monkeypatch.setenv("STREETHUB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STREETHUB_CATALOG_DIR", str(write_catalogue(tmp_path / "catalogue")))
+    monkeypatch.setenv("STREETHUB_SIM_DIR", str(tmp_path / "no_simulator"))
+    defs = dg.load_from_defs_folder(path_within_project=REPO)
+    graph = defs.resolve_asset_graph()
+    group = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == DEPT]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=group, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success
+    checks = {
+        (e.asset_key.path[0], e.check_name): e.passed for e in result.get_asset_check_evaluations()
+    }
+    assert checks == {
+        ("raw", "deliveries_accounted"): True,
+        ("staged", "contract"): True,
+        ("staged", "expectations"): True,
+    }
+    mats = {
+        m.asset_key.path[0]: m.metadata
+        for e in result.get_asset_materialization_events()
+        for m in [e.event_specific_data.materialization]
+    }
+    outcomes = [e.outcome for e in delivery.expected.values()]
+    assert mats["raw"]["rows_read"].value == len(outcomes)
+    assert mats["staged"]["rows_passed"].value == outcomes.count("staged")
+    assert mats["staged"]["rows_quarantined"].value == outcomes.count(HELD_BACK)
+    assert mats["staged"]["rows_skipped"].value == outcomes.count("skipped")
