@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install  ## simulated departments → lake → … with a summary
-	$(BIN)/streethub run
+run: install  ## deliveries → lake → … with a summary (SIMULATE=1: a new simulated street first)
+	$(BIN)/streethub run $(if $(SIMULATE),--simulate)
 
 test: install  ## the whole test suite (pytest's "no tests" exit 5 counts as failure-free)
 	@$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
@@ -43,5 +43,5 @@ serve: install  ## the simulated departments' HTTP APIs
 bench: install
 	$(BIN)/python -m bench
 
-clean:
-	rm -rf $(STREETHUB_HOME)
+clean:  ## the hub's home and the simulated departments' folder beside it
+	rm -rf $(STREETHUB_HOME) $(or $(STREETHUB_SIM_DIR),$(STREETHUB_HOME).departments)

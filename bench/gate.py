@@ -44,11 +44,13 @@ def _raw_residents(home: Path) -> tuple[pl.DataFrame, object]:
     import sqlite3
 
     from catalog.loader import load_catalogue
-    from departments.simulate import simulate
+    from departments.connect import connection_env
+    from departments.simulate import sim_dir_for, simulate
 
     simulate(home, residents=2_000, seed=7, days=1, start=dt.date(2026, 11, 20))
     _, ds = load_catalogue().dataset("gaj.registered_residents")
-    con = sqlite3.connect(home / "departments" / "gaj" / "registry.sqlite")
+    db_url = connection_env(sim_dir_for(home))["STREETHUB_GAJ_DB_URL"]
+    con = sqlite3.connect(db_url.removeprefix("sqlite:"))
     con.row_factory = sqlite3.Row
     rows = [dict(r) for r in con.execute("SELECT * FROM hukou ORDER BY gxsj, gmsfhm")]
     con.close()
@@ -226,7 +228,7 @@ def main() -> dict:
 
     street = get_street()
     with tempfile.TemporaryDirectory() as tmp:
-        frame, ds = _raw_residents(Path(tmp))
+        frame, ds = _raw_residents(Path(tmp) / "home")  # the simulator folder beside it
     big = _big(frame)
     standardise_s, _ = _median(lambda: standardise(big, ds))
     work = _checked_frame(big, ds)

@@ -7,12 +7,26 @@ nothing else of ours is imported here. Embedded default: everything under
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CATALOG_DIR = Path(__file__).parent / "departments"
+API_URL_ENV = "STREETHUB_DEPT_API_URL"
+API_TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
+DB_URL_ENV = re.compile(r"STREETHUB_([A-Z][A-Z0-9]*)_DB_URL")
+
+
+def db_urls_in(env: Mapping[str, str]) -> dict[str, str]:
+    """Department database URLs in an environment: ``STREETHUB_<DEPT>_DB_URL`` → by code."""
+    found = ((DB_URL_ENV.fullmatch(k), v) for k, v in env.items())
+    return {m.group(1).lower(): v for m, v in found if m and v}
+
+
 STREET_FILE = Path(__file__).parent / "street.yaml"
 
 
@@ -37,7 +51,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8765", description="base URL of the departments' HTTP APIs"
     )
     dept_api_token: str | None = Field(
-        default=None, description="bearer token for the departments' APIs (else read from home)"
+        default=None, description="bearer token for the departments' APIs"
+    )
+    db_urls: dict[str, str] = Field(
+        default_factory=lambda: db_urls_in(os.environ),
+        description="department database URLs by department code, from STREETHUB_<DEPT>_DB_URL",
     )
     k_anonymity: int = Field(
         default=5, ge=2, description="k that published person-level tables must reach"
@@ -76,6 +94,13 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="share of simulated API requests answered 429/503"
     )
     sim_days: int = 3
+    sim_auto: bool = Field(
+        default=True,
+        description=(
+            "the main job simulates a street when the simulator's folder holds none "
+            "(a newcomer's first run); a hub with real departments sets false"
+        ),
+    )
     sim_dir: Path | None = Field(
         default=None,
         description=(
@@ -112,22 +137,26 @@ class Settings(BaseSettings):
         return self.home_abs / "inbox"
 
     @property
-    def departments_dir(self) -> Path:
-        """OLD (issue 10 moves it to sim_dir_abs): the simulated department systems."""
-        return self.home_abs / "departments"
-
-    @property
-    def truth_dir(self) -> Path:
-        """OLD (issue 10 moves it to sim_dir_abs / "truth")."""
-        return self.home_abs / "truth"
-
-    @property
     def sim_dir_abs(self) -> Path:
         """The simulated departments' own folder, beside the home: their systems (database,
         API data, token) and their truth. Nothing of the hub's production path reads it."""
         if self.sim_dir is not None:
             return self.sim_dir.expanduser().resolve()
         return self.home_abs.parent / f"{self.home_abs.name}.departments"
+
+    def db_url(self, dept: str) -> str | None:
+        """The URL of a department's database (``STREETHUB_<DEPT>_DB_URL``), if given."""
+        return self.db_urls.get(dept)
+
+    def connected(self, env: Mapping[str, str]) -> Settings:
+        """These settings with the connection variables in ``env`` (database URLs, the API
+        URL and token) as a department's system publishes them."""
+        update: dict = {"db_urls": {**self.db_urls, **db_urls_in(env)}}
+        if env.get(API_URL_ENV):
+            update["dept_api_url"] = env[API_URL_ENV]
+        if env.get(API_TOKEN_ENV):
+            update["dept_api_token"] = env[API_TOKEN_ENV]
+        return self.model_copy(update=update)
 
     @property
     def keys_dir(self) -> Path:

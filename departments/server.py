@@ -26,10 +26,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from departments.simulate import TOKEN_FILE, ensure_token
+from departments.simulate import SYSTEMS_DIR, TOKEN_FILE, ensure_token
 
 TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
-# dataset → (cursor field, record id field); the data lives in home/departments/<dept>/<ds>.parquet
+# dataset → (cursor field, record id field); the data lives in sim/systems/<dept>/<ds>.parquet
 API_DATASETS = {
     ("rsj", "social_insurance"): ("update_time", "record_id"),
     ("rsj", "employment_registration"): ("update_time", "reg_id"),
@@ -38,13 +38,13 @@ API_DATASETS = {
 MAX_PAGE_SIZE = 5_000
 
 
-def api_token(home: Path) -> str:
-    """The bearer token: env STREETHUB_DEPT_API_TOKEN, else home/departments/api_token."""
+def api_token(sim_dir: Path) -> str:
+    """The bearer token: env STREETHUB_DEPT_API_TOKEN, else the simulator's ``api_token``."""
     env = os.environ.get(TOKEN_ENV)
     if env:
         return env
-    path = Path(home) / TOKEN_FILE
-    return path.read_text().strip() if path.exists() else ensure_token(Path(home))
+    path = Path(sim_dir) / TOKEN_FILE
+    return path.read_text().strip() if path.exists() else ensure_token(Path(sim_dir))
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -62,8 +62,8 @@ def _normalise_since(value: str) -> str:
 class _Store:
     """Rows of every API dataset, sorted once, loaded lazily."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
+    def __init__(self, sim_dir: Path) -> None:
+        self.sim_dir = sim_dir
         self.rows: dict[tuple[str, str], list[dict]] = {}
         self.lock = threading.Lock()
 
@@ -73,7 +73,7 @@ class _Store:
             return None
         with self.lock:
             if key not in self.rows:
-                path = self.home / "departments" / dept / f"{dataset}.parquet"
+                path = self.sim_dir / SYSTEMS_DIR / dept / f"{dataset}.parquet"
                 if not path.exists():
                     return None
                 cursor, rid = API_DATASETS[key]
@@ -84,7 +84,7 @@ class _Store:
 
 
 def create_app(
-    home: Path,
+    sim_dir: Path,
     token: str,
     fault_rate: float = 0.05,
     slow_rate: float = 0.02,
@@ -93,7 +93,7 @@ def create_app(
     seed: int = 0,
 ) -> FastAPI:
     app = FastAPI(title="streethub simulated department APIs", docs_url=None, redoc_url=None)
-    store = _Store(Path(home))
+    store = _Store(Path(sim_dir))
     rng = random.Random(seed)
     rng_lock = threading.Lock()
     app.state.stats = {"requests": 0, "faults": 0, "slow": 0}
@@ -154,10 +154,10 @@ def create_app(
 
 
 def serve(
-    home: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, **faults
+    sim_dir: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, **faults
 ) -> None:
-    """Run the APIs until interrupted (blocking)."""
-    app = create_app(Path(home), token or api_token(Path(home)), **faults)
+    """Run the APIs of the simulator's folder ``sim_dir`` until interrupted (blocking)."""
+    app = create_app(Path(sim_dir), token or api_token(Path(sim_dir)), **faults)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -168,10 +168,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, token: str | None = None, **faults) -> Iterator[str]:
-    """Serve in a background thread on a free port; yield the base URL; stop on exit."""
+def running_server(sim_dir: Path, token: str | None = None, **faults) -> Iterator[str]:
+    """Serve the APIs of the simulator's folder ``sim_dir`` in a background thread on a
+    free port; yield the base URL; stop on exit."""
     host, port = "127.0.0.1", free_port()
-    app = create_app(Path(home), token or api_token(Path(home)), **faults)
+    app = create_app(Path(sim_dir), token or api_token(Path(sim_dir)), **faults)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            lifespan="off"))  # fmt: skip
     thread = threading.Thread(target=server.run, name="dept-api", daemon=True)

@@ -1,18 +1,22 @@
 """Generate one street's deliveries from every department, with the ground truth for tests.
 
-home/inbox/<dept>/<file>                          file deliveries
-home/departments/gaj/registry.sqlite              police registry (tables hukou, juzhuzheng)
-home/departments/<dept>/<dataset>.parquet         data behind the HTTP APIs (rsj, rx)
-home/departments/api_token                        bearer token of the HTTP APIs (0600)
-home/truth/<dept>/<dataset>/clean.parquet         true values of every delivered record
-home/truth/<dept>/<dataset>/defects.parquet       one row per injected defect
-home/truth/<dept>/<dataset>/text_pii.parquet      PII hidden in free-text fields
-home/truth/manifest.json                          files, rows, defect counts
+The departments drop their files into the hub's inbox; everything else is theirs, in the
+simulator's own folder ``sim`` beside the hub's home (default ``<home>.departments``):
+
+home/inbox/<dept>/<file>                         file deliveries (the hub's inbox)
+sim/systems/gaj/registry.sqlite                  police registry (tables hukou, juzhuzheng)
+sim/systems/<dept>/<dataset>.parquet             data behind the HTTP APIs (rsj, rx)
+sim/api_token                                    bearer token of the HTTP APIs (0600)
+sim/truth/<dept>/<dataset>/clean.parquet         true values of every delivered record
+sim/truth/<dept>/<dataset>/defects.parquet       one row per injected defect
+sim/truth/<dept>/<dataset>/text_pii.parquet      PII hidden in free-text fields
+sim/manifest.json                                files with their SHA-256, rows, defect counts
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import random
 import secrets
@@ -34,7 +38,16 @@ from departments.world import STREET_CODE, STREET_NAME, World, build_world
 SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
 DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
-TOKEN_FILE = "departments/api_token"
+TOKEN_FILE = "api_token"
+MANIFEST_FILE = "manifest.json"
+SYSTEMS_DIR = "systems"
+TRUTH_DIR = "truth"
+# how a hub's landed delivery is matched to what the simulator delivered (in the manifest)
+MATCHING = (
+    "a file delivery by the SHA-256 of its bytes (`sha256`: file → hash); a pull from a "
+    "system by its source: the database URL the simulator publishes (`system.db_url`) with "
+    "`#<table>`, or an HTTP API URL on the loopback host whose path is `system.endpoint`"
+)
 DEFECT_SCHEMA = {"_file": pl.String, "_source_row": pl.Int64, "field": pl.String,
                  "kind": pl.String, "delivered": pl.String, "truth": pl.String,
                  "recoverable": pl.Boolean}  # fmt: skip
@@ -44,8 +57,36 @@ def _str(v: object) -> str | None:
     return None if v is None else str(v)
 
 
-def ensure_token(home: Path) -> str:
-    path = home / TOKEN_FILE
+def sim_dir_for(home: Path) -> Path:
+    """The simulator's folder for a hub home: beside it, ``<home>.departments``.
+
+    The same default as ``catalog.settings.Settings.sim_dir_abs`` (this package imports
+    nothing of the hub; a test keeps the two equal)."""
+    home = Path(home).expanduser().resolve()
+    return home.parent / f"{home.name}.departments"
+
+
+def truth_dir(sim_dir: Path) -> Path:
+    """Where the ground truth lives in the simulator's folder."""
+    return Path(sim_dir) / TRUTH_DIR
+
+
+def read_manifest(sim_dir: Path) -> dict | None:
+    """The simulator's manifest, or None when its folder holds no street yet."""
+    path = Path(sim_dir) / MANIFEST_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def ensure_token(sim_dir: Path) -> str:
+    path = Path(sim_dir) / TOKEN_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
@@ -56,8 +97,8 @@ def ensure_token(home: Path) -> str:
 class _Truth:
     """Collects clean rows, defects and text PII of one dataset."""
 
-    def __init__(self, home: Path, spec_key: list[str], columns: list[str]) -> None:
-        self.home, self.key, self.columns = home, spec_key, columns
+    def __init__(self, spec_key: list[str], columns: list[str]) -> None:
+        self.key, self.columns = spec_key, columns
         self.clean: list[dict] = []
         self.defects: list[dict] = []
         self.pii: list[dict] = []
@@ -103,31 +144,35 @@ class _Truth:
                 "defects": dict(sorted(kinds.items()))}  # fmt: skip
 
 
-def _deliver_spec(home: Path, w: World, spec: Spec, seed: int, last_day: dt.date) -> dict:
+def _deliver_spec(
+    inbox_dir: Path, sim: Path, w: World, spec: Spec, seed: int, last_day: dt.date
+) -> dict:
     records = spec.build(w)
     pii = {id(r): r.pop("_pii") for r in records if "_pii" in r}
     form = spec.form
     rng = random.Random(f"{seed}:{spec.dept}:{spec.code}")
     items = Dirtier(rng, form, spec.authoritative).deliver(spec.cols, records)
-    truth = _Truth(home, list(spec.key), spec.sources)
+    truth = _Truth(list(spec.key), spec.sources)
     entry: dict = {"kind": form, "key": list(spec.key)}
     if form == "sql_db":
         items = writers.extraction_order(spec, items)
-        db = home / "departments" / spec.dept / "registry.sqlite"
+        db = sim / SYSTEMS_DIR / spec.dept / "registry.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
         first = writers.write_sqlite(db, spec, items)
         file = "registry.sqlite"
-        entry.update(location=str(db.relative_to(home)), table=spec.table, cursor=spec.cursor)
+        entry.update(location=str(db.relative_to(sim)), table=spec.table, cursor=spec.cursor)
+        entry["system"] = {"db_url": f"sqlite:{db}", "table": spec.table}
     elif form == "http_api":
         items = writers.extraction_order(spec, items)
-        store = home / "departments" / spec.dept / f"{spec.code}.parquet"
+        store = sim / SYSTEMS_DIR / spec.dept / f"{spec.code}.parquet"
         store.parent.mkdir(parents=True, exist_ok=True)
         first = writers.write_parquet(store, spec, items)
         file = "api"
-        entry.update(location=str(store.relative_to(home)), cursor=spec.cursor,
+        entry.update(location=str(store.relative_to(sim)), cursor=spec.cursor,
                      endpoint=f"/api/{spec.dept}/{spec.code}")  # fmt: skip
+        entry["system"] = {"endpoint": entry["endpoint"]}
     else:
-        inbox = home / "inbox" / spec.dept
+        inbox = inbox_dir / spec.dept
         inbox.mkdir(parents=True, exist_ok=True)
         file = spec.file_name(last_day)
         path = inbox / file
@@ -144,20 +189,25 @@ def _deliver_spec(home: Path, w: World, spec: Spec, seed: int, last_day: dt.date
             first = writers.write_parquet(path, spec, items)
     truth.add_items(file, items, first, pii)
     entry["files"] = [file]
-    entry.update(truth.write(home / "truth" / spec.dept / spec.code))
+    if form not in ("sql_db", "http_api"):
+        entry["sha256"] = {file: sha256_file(inbox / file)}
+    entry.update(truth.write(truth_dir(sim) / spec.dept / spec.code))
     return entry
 
 
-def _deliver_iot(home: Path, w: World, name: str, seed: int, days: list[dt.date]) -> dict:
+def _deliver_iot(
+    inbox_dir: Path, sim: Path, w: World, name: str, seed: int, days: list[dt.date]
+) -> dict:
     make = IOT_DAILY[name]
-    inbox = home / "inbox" / "iot"
+    inbox = inbox_dir / "iot"
     inbox.mkdir(parents=True, exist_ok=True)
-    clean_frames, defects, rows, records, files = [], [], {}, {}, []
+    clean_frames, defects, rows, records, files, hashes = [], [], {}, {}, [], {}
     for day in days:
         lines, clean, found = make(w, day, seed)
         file = f"{name}_{day:%Y%m%d}.jsonl"
         (inbox / file).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         files.append(file)
+        hashes[file] = sha256_file(inbox / file)
         rows[file], records[file] = len(lines), len(clean)
         frame = pl.DataFrame(clean, infer_schema_length=None)
         clean_frames.append(frame.with_columns(
@@ -169,23 +219,24 @@ def _deliver_iot(home: Path, w: World, name: str, seed: int, days: list[dt.date]
     )
     for d in defects:
         d["recoverable"] = RECOVERABLE[d["kind"]]
-    folder = home / "truth" / "iot" / name
+    folder = truth_dir(sim) / "iot" / name
     folder.mkdir(parents=True, exist_ok=True)
     clean_df.write_parquet(folder / "clean.parquet")
     pl.DataFrame(defects, schema=DEFECT_SCHEMA, orient="row").write_parquet(
         folder / "defects.parquet"
     )
     kinds = Counter(d["kind"] for d in defects)
-    return {"kind": "jsonl", "key": key.split("|"), "files": files, "rows": rows,
-            "records": records, "defects": dict(sorted(kinds.items()))}  # fmt: skip
+    return {"kind": "jsonl", "key": key.split("|"), "files": files, "sha256": hashes,
+            "rows": rows, "records": records, "defects": dict(sorted(kinds.items()))}  # fmt: skip
 
 
-def _reset(home: Path) -> None:
+def _reset(inbox_dir: Path, sim: Path) -> None:
     """Remove earlier simulator output (keeps the API token)."""
-    shutil.rmtree(home / "truth", ignore_errors=True)
+    (sim / MANIFEST_FILE).unlink(missing_ok=True)
+    shutil.rmtree(truth_dir(sim), ignore_errors=True)
+    shutil.rmtree(sim / SYSTEMS_DIR, ignore_errors=True)
     for dept in DEPARTMENTS:
-        shutil.rmtree(home / "inbox" / dept, ignore_errors=True)
-        shutil.rmtree(home / "departments" / dept, ignore_errors=True)
+        shutil.rmtree(inbox_dir / dept, ignore_errors=True)
 
 
 def simulate(
@@ -195,34 +246,41 @@ def simulate(
     days: int = 3,
     start: dt.date | None = None,
     progress: Callable[[str], None] | None = None,
+    sim_dir: Path | None = None,
 ) -> dict:
-    """Generate every department's deliveries under `home`; return the manifest (also written to home/truth/manifest.json)."""
+    """Generate every department's deliveries: files into ``home/inbox``, the systems and
+    the truth into ``sim_dir`` (default :func:`sim_dir_for` ``(home)``); return the manifest
+    (also written to ``sim_dir/manifest.json``, last: a folder with a manifest holds a
+    whole street)."""
     say = progress or (lambda _msg: None)
-    home = Path(home)
+    home = Path(home).expanduser().resolve()
+    sim = Path(sim_dir).expanduser().resolve() if sim_dir is not None else sim_dir_for(home)
+    inbox_dir = home / "inbox"
     started = time.perf_counter()
     start = start or dt.date.today() - dt.timedelta(days=days - 1)
     day_list = [start + dt.timedelta(days=i) for i in range(days)]
     last_day = day_list[-1]
-    _reset(home)
+    _reset(inbox_dir, sim)
     home.mkdir(parents=True, exist_ok=True)
-    ensure_token(home)
+    sim.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_token(sim)
     say(f"building the street: {residents} residents, seed {seed}")
     w = build_world(residents, seed, last_day)
     manifest: dict = {
         "seed": seed, "residents": residents, "days": days, "start": start.isoformat(),
         "end": last_day.isoformat(), "street": {"code": STREET_CODE, "name": STREET_NAME,
         "communities": {c.code: f"{c.name}社区" for c in w.communities}},
-        "rates": RATES, "departments": {d: {} for d in DEPARTMENTS},
+        "rates": RATES, "matching": MATCHING, "departments": {d: {} for d in DEPARTMENTS},
     }  # fmt: skip
     for spec in SPECS:
-        entry = _deliver_spec(home, w, spec, seed, last_day)
+        entry = _deliver_spec(inbox_dir, sim, w, spec, seed, last_day)
         manifest["departments"][spec.dept][spec.code] = entry
         say(f"{spec.dept}.{spec.code}: {sum(entry['rows'].values())} rows")
     for name in IOT_DAILY:
-        entry = _deliver_iot(home, w, name, seed, day_list)
+        entry = _deliver_iot(inbox_dir, sim, w, name, seed, day_list)
         manifest["departments"]["iot"][name] = entry
         say(f"iot.{name}: {sum(entry['rows'].values())} rows in {len(entry['files'])} files")
-    (home / "truth" / "manifest.json").write_text(
+    (sim / MANIFEST_FILE).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
     )
     say(f"done in {time.perf_counter() - started:.1f} s")

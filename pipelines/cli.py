@@ -19,7 +19,7 @@ from rich.text import Text
 from catalog.errors import CatalogError, StreethubError, shown
 from catalog.export import to_dcat, to_json
 from catalog.loader import load_catalogue
-from catalog.settings import get_settings
+from catalog.settings import Settings, get_settings
 
 app = typer.Typer(help="streethub: the street data hub (街道数据中台).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The street data resource catalogue (街道数据资源目录).")
@@ -224,7 +224,7 @@ def quality_report() -> None:
     """Score the lake now, print the scorecard and the truth figures, write the HTML report."""
     import datetime as dt
 
-    from pipelines.main_job import print_truth
+    from pipelines.main_job import evaluate_against_truth, print_truth
     from pipelines.protection import Protection
     from pipelines.quality_run import compute_quality, load_inputs, write_report
     from quality.report import scorecard_text
@@ -233,10 +233,11 @@ def quality_report() -> None:
     cat = _catalogue(None)
     with _reading_lake(settings, "reading the lake") as con:
         inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
-    with console.status("scores, expectations, truth"):
+    with console.status("scores, expectations"):
         out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
     console.print(scorecard_text(out.scorecard))
-    print_truth(console, out.truth, out.truth_problems)
+    with console.status("the simulator's deliveries against its ground truth"):
+        print_truth(console, evaluate_against_truth(settings, cat, cli_actor()))
     failed = (
         out.expectations.filter(~out.expectations["success"]) if out.expectations.height else None
     )
@@ -519,12 +520,21 @@ def deliveries_retry(
 
 
 @app.command("run")
-def run() -> None:
+def run(
+    simulate: Annotated[
+        bool,
+        typer.Option(
+            "--simulate",
+            help="simulate a new street first (default: only on a first run, when the "
+            "simulator's folder holds none and STREETHUB_SIM_AUTO is not false)",
+        ),
+    ] = False,
+) -> None:
     """The main job on the embedded default, with a summary."""
     from pipelines.main_job import run_main
 
     try:
-        run_main(get_settings(), console)
+        run_main(get_settings(), console, simulate=simulate)
     except StreethubError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(1) from None
@@ -537,10 +547,13 @@ def simulate(
     seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 7,
     days: Annotated[int, typer.Option(help="days of daily deliveries (IoT: a file a day)")] = 3,
 ) -> None:
-    """Generate one street's deliveries from all 12 departments into STREETHUB_HOME."""
+    """Generate one street's deliveries from the simulated departments: files into the
+    inbox, their systems (database, API data, token) and truth into the simulator's folder."""
     if ctx.invoked_subcommand is not None:
         return
+    from departments.connect import connection_env
     from departments.simulate import simulate as run_simulation
+    from quality.evaluation import manifest_rows
 
     settings = get_settings().ensure_dirs()
     with console.status("simulating departments") as status:
@@ -550,14 +563,20 @@ def simulate(
             seed=seed,
             days=days,
             progress=lambda msg: status.update(f"simulating: {msg}"),
+            sim_dir=settings.sim_dir_abs,
         )
-    from pipelines.main_job import manifest_rows
-
     rows = manifest_rows(manifest)
     console.print(
         f"simulated {len({d for d, _ in rows})} departments, {len(rows)} datasets, "
         f"{sum(rows.values()):,} rows: inbox {settings.inbox_dir}, "
-        f"systems {settings.departments_dir}"
+        f"systems and truth {settings.sim_dir_abs}"
+    )
+    names = sorted(connection_env(settings.sim_dir_abs, settings.dept_api_url))
+    console.print(
+        "the hub reaches the simulated systems by "
+        + ", ".join(names)
+        + " (set by `streethub run` and `streethub ui`; `streethub simulate serve` serves "
+        + f"the APIs on {settings.dept_api_url})"
     )
 
 
@@ -566,12 +585,13 @@ def simulate_serve(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8765,
     fault_rate: Annotated[float, typer.Option(help="share of requests answered 429/503")] = 0.05,
 ) -> None:
-    """Serve the departments' HTTP APIs (social security, 12345 hotline) on 127.0.0.1."""
+    """Serve the simulated departments' HTTP APIs (social security, 12345 hotline) on
+    127.0.0.1 (for `streethub ui`: the default STREETHUB_DEPT_API_URL is port 8765)."""
     from departments.server import serve
 
     settings = get_settings()
     console.print(f"department APIs on http://127.0.0.1:{port} (Ctrl-C stops)")
-    serve(settings.home_abs, host="127.0.0.1", port=port, fault_rate=fault_rate)
+    serve(settings.sim_dir_abs, host="127.0.0.1", port=port, fault_rate=fault_rate)
 
 
 @app.command("ui")
@@ -585,6 +605,7 @@ def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000) -> N
     settings = get_settings().ensure_dirs()
     prepare_dagster_home(settings)
     _recover_before_ui()
+    _simulated_connections(settings)
     exe = Path(sys.executable).parent / "dagster"
     args = [str(exe), "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)]
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME {settings.dagster_home})")
@@ -592,6 +613,25 @@ def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 3000) -> N
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(str(exe), args)
+
+
+def _simulated_connections(settings: Settings) -> None:
+    """For the Dagster processes `streethub ui` starts: the simulated systems' connection
+    settings (database URLs, API token) when the simulator's folder holds a street. Set
+    variables win; the APIs themselves are served by `streethub simulate serve`."""
+    if not settings.sim_dir_abs.exists():
+        return
+    from departments.connect import connection_env
+
+    env = connection_env(settings.sim_dir_abs)
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+    if env:
+        console.print(
+            f"simulated departments {settings.sim_dir_abs}: {', '.join(sorted(env))} set; "
+            f"their APIs: `streethub simulate serve` (STREETHUB_DEPT_API_URL "
+            f"{settings.dept_api_url})"
+        )
 
 
 def _recover_before_ui() -> None:

@@ -1,17 +1,21 @@
 """The main job on the embedded default, with a summary.
 
-simulated departments → inbox / department systems → landing → raw, run as
-Dagster materialisations in-process (so the runs show up in the Dagster UI
-afterwards), department by department with a progress bar. Later issues add
-staged → marts → model.
+deliveries (inbox, department systems) → landing → raw → staged → scorecard, run as
+Dagster materialisations in-process (so the runs show up in the Dagster UI afterwards),
+department by department with a progress bar.
+
+The simulated departments are the outside world: the main job makes a street only when
+asked (``streethub run --simulate``) or on a newcomer's first run (``sim_auto``) when the
+simulator's folder holds none; while that folder holds a street, its systems are served
+and reached through the same connection settings as real ones. With no simulator folder
+nothing of ``departments`` is imported; the ground-truth figures (``quality.evaluation``)
+are printed only for deliveries the simulator made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
-import os
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -19,26 +23,32 @@ from rich.table import Table
 
 from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
+from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import init_lake, open_lake
+from lakehouse.lake import init_lake, open_lake, tables_in
 from masking.audit import AuditLog
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
 from pipelines.summary import print_ingestion, print_lake, print_run_report, run_report
+from quality.evaluation import Evaluation, evaluate_lake, expected_rows, read_manifest
 
 
-def inbox_is_empty(settings: Settings) -> bool:
-    inbox = settings.inbox_dir
-    return not inbox.exists() or not any(p.is_file() for p in inbox.rglob("*"))
-
-
-def simulate_if_needed(settings: Settings, console: Console) -> None:
-    if not inbox_is_empty(settings):
-        console.print(f"inbox has deliveries already: {settings.inbox_dir} (not simulating)")
+def simulate_if_needed(settings: Settings, console: Console, *, force: bool = False) -> None:
+    """Simulate one street into the inbox and the simulator's folder when asked (``force``)
+    or, with ``sim_auto``, when that folder holds no street yet — never because the inbox
+    is empty (it empties as deliveries land)."""
+    if not force and not settings.sim_auto:
         return
+    from departments.connect import has_street
     from departments.simulate import simulate
 
+    if not force and has_street(settings.sim_dir_abs):
+        console.print(
+            f"simulated departments: {settings.sim_dir_abs} (`streethub run --simulate` makes "
+            "a new street)"
+        )
+        return
     console.print(
         f"simulating one street: {settings.sim_residents:,} residents, seed {settings.sim_seed}, "
         f"{settings.sim_days} days …"
@@ -50,49 +60,28 @@ def simulate_if_needed(settings: Settings, console: Console) -> None:
             seed=settings.sim_seed,
             days=settings.sim_days,
             progress=lambda msg: status.update(f"simulating: {msg}"),
+            sim_dir=settings.sim_dir_abs,
         )
 
 
 @contextlib.contextmanager
-def department_apis(settings: Settings) -> Iterator[None]:
-    """Run the simulated departments' HTTP APIs for the length of the block."""
-    from departments.server import running_server
+def simulated_systems(settings: Settings) -> Iterator[Settings]:
+    """While the simulator's folder exists: its APIs served and its connection settings
+    (database URLs, API URL and token) set in this process, as a real department's would
+    be given; yields the settings with them. Without that folder: the settings as they are."""
+    if not settings.sim_dir_abs.exists():
+        yield settings
+        return
+    from departments.connect import simulated_systems as serve
 
-    with running_server(settings.home_abs, fault_rate=settings.sim_api_fault_rate) as url:
-        old = os.environ.get("STREETHUB_DEPT_API_URL")
-        os.environ["STREETHUB_DEPT_API_URL"] = url
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("STREETHUB_DEPT_API_URL", None)
-            else:
-                os.environ["STREETHUB_DEPT_API_URL"] = old
+    with serve(settings.sim_dir_abs, fault_rate=settings.sim_api_fault_rate) as env:
+        yield settings.connected(env)
 
 
-def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
-    """Rows delivered per (dept, dataset) by the simulator's own count."""
-    return {
-        (dept, code): sum(int(n) for n in entry.get("rows", {}).values())
-        for dept, datasets in manifest.get("departments", {}).items()
-        for code, entry in datasets.items()
-    }
-
-
-def expected_rows(settings: Settings) -> dict[str, int] | None:
-    """Rows per department by the simulator's own count (None if it did not simulate)."""
-    path = settings.truth_dir / "manifest.json"
-    if not path.exists():
-        return None
-    out: dict[str, int] = {}
-    for (dept, _), n in manifest_rows(json.loads(path.read_text(encoding="utf-8"))).items():
-        out[dept] = out.get(dept, 0) + n
-    return out
-
-
-def run_main(settings: Settings, console: Console) -> None:
+def run_main(settings: Settings, console: Console, *, simulate: bool = False) -> None:
     """The main job and its summary; a StreethubError when this run added a failure (a
-    delivery, a dataset step, an account that does not balance) or found a leak."""
+    delivery, a dataset step, an account that does not balance) or found a leak.
+    ``simulate``: make a new simulated street first."""
     settings = settings.ensure_dirs()
     cat = load_catalogue(settings.catalog_dir)
     street = get_street(settings.street_file)
@@ -101,20 +90,20 @@ def run_main(settings: Settings, console: Console) -> None:
         f"street {street.name} ({street.code}), {len(street.communities)} communities"
     )
     init_lake(settings)
-    simulate_if_needed(settings, console)
+    simulate_if_needed(settings, console, force=simulate)
     started_at = dt.datetime.now(dt.UTC)
-    with department_apis(settings):
-        outcome = ingest_all(settings, cat, console, started_at)
+    with simulated_systems(settings) as connected:
+        outcome = ingest_all(connected, cat, console, started_at)
     with open_lake(settings, read_only=True) as con:
         rows = list_deliveries(con)
-    expected = expected_rows(settings)
+    expected = expected_rows(settings.sim_dir_abs)
     print_ingestion(console, cat, rows, expected)
     report = run_report(
         rows, started_at, steps=outcome.steps, still_blocked=outcome.still_blocked,
         expected=expected,
     )  # fmt: skip
     if outcome.scorecard_ok:
-        print_quality(console, settings)
+        print_quality(console, settings, cat)
     print_lake(console, settings)
     print_run_report(console, report)
     if outcome.leak_check is not None:
@@ -143,24 +132,52 @@ def run_main(settings: Settings, console: Console) -> None:
     )
 
 
-def print_quality(console: Console, settings: Settings) -> None:
+def print_quality(console: Console, settings: Settings, cat: Catalogue) -> None:
     """The department scorecard, the figures against ground truth, where the report is."""
-    from pipelines.quality_run import read_truth
     from quality.report import scorecard_text
 
     with open_lake(settings, read_only=True) as con:
         scorecard = con.execute("SELECT * FROM marts.quality_scorecard").pl()
-        truth, problems = read_truth(con)
     console.print(scorecard_text(scorecard.filter(scorecard["dataset"] == "*")))
-    print_truth(console, truth, problems)
+    print_truth(console, evaluate_against_truth(settings, cat))
     console.print(f"quality report: {settings.home_abs / 'reports' / 'quality.html'}")
 
 
-def print_truth(console: Console, totals: dict[str, float] | None, problems: list[str]) -> None:
-    """Cleaning figures against the simulator's ground truth (when it simulated)."""
-    if totals is None:
+def evaluate_against_truth(
+    settings: Settings, cat: Catalogue, actor: str | None = None
+) -> Evaluation | None:
+    """The lake against the simulator's ground truth, for the landed deliveries its manifest
+    lists (None without a simulator: nothing is read then)."""
+    if read_manifest(settings.sim_dir_abs) is None:
+        return None
+    from pipelines.protection import Protection
+    from pipelines.quality_run import load_inputs
+
+    protection = (
+        Protection.from_settings(settings, actor) if actor else Protection.from_settings(settings)
+    )
+    with open_lake(settings, read_only=True) as con:
+        inputs = load_inputs(con, cat, protection)
+        deliveries = con.execute(
+            "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
+        ).pl()
+        disagreements = None
+        if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
+            disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
+    return evaluate_lake(
+        settings.sim_dir_abs, cat, inputs.staged, inputs.quarantine, deliveries, disagreements
+    )
+
+
+def print_truth(console: Console, evaluation: Evaluation | None) -> None:
+    """Cleaning figures against the simulator's ground truth (for its deliveries only)."""
+    if evaluation is None:
         return
-    table = Table(title="the row gate against the simulator's ground truth")
+    totals, problems = evaluation.totals, evaluation.problems
+    table = Table(
+        title=f"the row gate against the simulator's ground truth "
+        f"({evaluation.deliveries} of its deliveries landed)"
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("target")

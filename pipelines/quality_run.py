@@ -10,7 +10,7 @@ HTML report under ``STREETHUB_HOME/reports/``.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -41,8 +41,6 @@ class QualityOutputs:
     expectations: pl.DataFrame
     disagreements: pl.DataFrame
     issues: pl.DataFrame
-    truth: dict[str, float] | None = None
-    truth_problems: list[str] = field(default_factory=list)
 
 
 def _tables(con: duckdb.DuckDBPyConnection, zone: str) -> set[str]:
@@ -162,99 +160,6 @@ def _issues(inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
     return update_issues(previous, quarantine, staged_with_keys, now)
 
 
-def _truth(
-    settings: Settings,
-    cat: Catalogue,
-    inputs: QualityInputs,
-    disagreements: pl.DataFrame | None = None,
-) -> tuple[dict[str, float] | None, list[str]]:
-    """Figures against the simulator's ground truth, when the data came from it."""
-    if not (settings.truth_dir / "manifest.json").exists():
-        return None, []
-    from quality.truth_eval import evaluate
-
-    # the simulator names pulled records by their system: the database file, or "api"
-    label = {
-        (d.code, ds.code): {"sql_db": "registry.sqlite", "http_api": "api"}.get(
-            ds.delivery.kind.value
-        )
-        for d, ds in cat.datasets()
-    }
-    files = {
-        delivery_id: label.get((dept, code)) or file_name
-        for delivery_id, dept, code, file_name in inputs.deliveries.select(
-            "delivery_id", "dept", "dataset", "file_name"
-        ).iter_rows()
-    }
-    staged = {f"{d}.{c}": frame for (d, c), frame in inputs.staged.items()}
-    q = inputs.quarantine.rename({"delivery_id": "_delivery_id", "source_row": "_source_row"})
-    empty = q.clear().drop("dept", "dataset")
-    quarantine = {ref: empty for ref in staged}
-    quarantine |= {
-        f"{d}.{c}": g.drop("dept", "dataset")
-        for (d, c), g in q.group_by("dept", "dataset")
-        if f"{d}.{c}" in staged
-    }
-    report = evaluate(staged, quarantine, settings.truth_dir, cat, files)
-    totals = {k: float(v) for k, v in report.totals.items()}
-    totals |= _wrong_values_caught(settings, cat, files, inputs.quarantine, disagreements)
-    return totals, report.problems()
-
-
-def _wrong_values_caught(
-    settings: Settings,
-    cat: Catalogue,
-    files: dict[str, str],
-    quarantine: pl.DataFrame,
-    disagreements: pl.DataFrame | None,
-) -> dict[str, float]:
-    """Valid-but-wrong values (simulator kind ``wrong_value``): how each was caught.
-
-    The gate quarantines those its row contradicts (a birth date that disagrees with the
-    row's own citizen ID); consistency/accuracy flag those that disagree with the
-    authoritative department; the rest cannot be checked (no person key, or a person
-    the registry does not know).
-    """
-    key = ["dept", "dataset", "_file", "_source_row"]
-    parts = []
-    for d, ds in cat.datasets():
-        path = settings.truth_dir / d.code / ds.code / "defects.parquet"
-        if path.exists():
-            source = {f.source_name: f.name for f in ds.fields}
-            parts.append(
-                pl.read_parquet(path)
-                .filter(pl.col("kind") == "wrong_value")
-                .select(
-                    pl.lit(d.code).alias("dept"),
-                    pl.lit(ds.code).alias("dataset"),
-                    "_file",
-                    "_source_row",
-                    pl.col("field").replace_strict(source, default=None).alias("field"),
-                )
-            )
-    wrong = pl.concat(parts) if parts else pl.DataFrame()
-    if wrong.is_empty():
-        return {"wrong_values": 0.0, "wrong_values_quarantined": 0.0, "wrong_values_flagged": 0.0}
-
-    def located(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(
-            pl.col("delivery_id").replace_strict(files, default=None).alias("_file"),
-            pl.col("source_row").alias("_source_row"),
-        )
-
-    in_quarantine = wrong.join(located(quarantine).select(key).unique(), on=key, how="semi")
-    rest = wrong.join(in_quarantine, on=[*key, "field"], how="anti")
-    flagged = 0
-    if disagreements is not None and disagreements.height:
-        flags = located(disagreements).select(*key, "field").unique()
-        flagged = rest.join(flags, on=[*key, "field"], how="semi").height
-    return {
-        "wrong_values": float(wrong.height),
-        "wrong_values_quarantined": float(in_quarantine.height),
-        "wrong_values_flagged": float(flagged),
-    }
-
-
 def compute_quality(
     settings: Settings, cat: Catalogue, inputs: QualityInputs, now: dt.datetime | None = None
 ) -> QualityOutputs:
@@ -262,7 +167,6 @@ def compute_quality(
 
     now = now or dt.datetime.now(dt.UTC)
     disagreements = flag_disagreements(cat, inputs.staged)
-    truth, problems = _truth(settings, cat, inputs, disagreements)
     return QualityOutputs(
         scorecard=score_datasets(
             cat, inputs.staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now
@@ -270,8 +174,6 @@ def compute_quality(
         expectations=_expectations(cat, inputs, now),
         disagreements=disagreements,
         issues=_issues(inputs, now),
-        truth=truth,
-        truth_problems=problems,
     )
 
 
@@ -294,11 +196,6 @@ def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
             con.unregister("q_out")
         _replace(con, "quarantine", "disagreements", out.disagreements)
         _replace(con, "quarantine", "issues", out.issues)
-        if out.truth is not None:
-            truth = pl.DataFrame(
-                {"figure": list(out.truth), "value": list(out.truth.values())}
-            ).with_columns(pl.lit("; ".join(out.truth_problems)).alias("problems"))
-            _replace(con, "marts", "quality_truth", truth)
 
 
 def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs) -> Path:
@@ -308,7 +205,7 @@ def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs)
     html = render_report(
         out.scorecard,
         out.expectations,
-        out.truth,
+        None,
         summarise_quarantine(inputs.quarantine),
         "街道数据质量报告 street data quality report",
         issues=issue_counts(out.issues),
@@ -317,12 +214,3 @@ def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return path
-
-
-def read_truth(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, float] | None, list[str]]:
-    """The truth figures the last scorecard run stored (None when not simulated)."""
-    if "quality_truth" not in _tables(con, "marts"):
-        return None, []
-    rows = con.execute("SELECT figure, value, problems FROM marts.quality_truth").fetchall()
-    problems = [p for p in (rows[0][2] or "").split("; ") if p] if rows else []
-    return {f: v for f, v, _ in rows}, problems

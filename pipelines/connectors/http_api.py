@@ -40,15 +40,10 @@ class RetryPolicy:
 
 
 def api_token(settings: Settings) -> str:
-    """The bearer token: ``STREETHUB_DEPT_API_TOKEN`` or the simulator's token file."""
-    if settings.dept_api_token:
-        return settings.dept_api_token
-    path = settings.departments_dir / "api_token"
-    if not path.exists():
-        raise DeliveryError(
-            f"no API token: set STREETHUB_DEPT_API_TOKEN or create {path}",
-        )
-    return path.read_text(encoding="utf-8").strip()
+    """The bearer token from the settings (``STREETHUB_DEPT_API_TOKEN``)."""
+    if not settings.dept_api_token:
+        raise DeliveryError("no API token: set STREETHUB_DEPT_API_TOKEN")
+    return settings.dept_api_token
 
 
 class _Progress:

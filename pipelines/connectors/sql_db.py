@@ -30,12 +30,15 @@ class Pulled:
     source: str
 
 
-def db_url(settings: Settings, dept: str) -> str:
-    """``STREETHUB_<DEPT>_DB_URL`` or the simulated department's SQLite file."""
-    url = os.environ.get(f"STREETHUB_{dept.upper()}_DB_URL")
-    if url:
-        return url
-    return f"sqlite:{settings.departments_dir / dept / 'registry.sqlite'}"
+def db_url(settings: Settings, dept: str, dataset: str) -> str:
+    """The department database's URL from the settings (``STREETHUB_<DEPT>_DB_URL``)."""
+    url = settings.db_url(dept)
+    if not url:
+        raise DeliveryError(
+            f"no database URL for department {dept!r}: set STREETHUB_{dept.upper()}_DB_URL",
+            dataset=dataset,
+        )
+    return url
 
 
 def _quote(ident: str) -> str:
@@ -44,7 +47,7 @@ def _quote(ident: str) -> str:
 
 def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None) -> Pulled:
     d = dataset.delivery
-    url = db_url(settings, dept)
+    url = db_url(settings, dept, dataset.code)
     kind, _, target = url.partition(":")
     if kind != "sqlite":
         raise DeliveryError(f"unsupported database URL scheme {kind!r}", dataset=dataset.code)

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
-from departments.simulate import SPECS, simulate
+from departments.simulate import SPECS, read_manifest, sim_dir_for, simulate
 from departments.spec import Spec
 
 RESIDENTS = 800
@@ -29,8 +29,14 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def manifest(home) -> dict:
-    return json.loads((home / "truth" / "manifest.json").read_text(encoding="utf-8"))
+def sim(home) -> Path:
+    """The simulator's own folder beside the home: systems, truth, manifest."""
+    return sim_dir_for(home)
+
+
+@pytest.fixture(scope="session")
+def manifest(sim) -> dict:
+    return read_manifest(sim)
 
 
 def spec_of(dept: str, code: str) -> Spec:
@@ -47,8 +53,8 @@ class Delivered:
     A row is a dict source → text, or a str for an unparseable JSON line.
     """
 
-    def __init__(self, home: Path, manifest: dict) -> None:
-        self.home, self.manifest = home, manifest
+    def __init__(self, home: Path, sim: Path, manifest: dict) -> None:
+        self.home, self.sim, self.manifest = home, sim, manifest
 
     def rows(self, dept: str, code: str) -> dict[tuple[str, int], dict | str]:
         entry = self.manifest["departments"][dept][code]
@@ -89,13 +95,13 @@ class Delivered:
             yield from self._table(pq.read_table(path).to_pylist())
         elif kind == "sql_db":
             spec = spec_of(dept, code)
-            con = sqlite3.connect(self.home / entry["location"])
+            con = sqlite3.connect(self.sim / entry["location"])
             con.row_factory = sqlite3.Row
             sql = f'SELECT * FROM "{spec.table}" ORDER BY "{spec.cursor}", "{spec.key[0]}"'
             yield from self._table([dict(r) for r in con.execute(sql)])
             con.close()
         elif kind == "http_api":
-            yield from self._table(pq.read_table(self.home / entry["location"]).to_pylist())
+            yield from self._table(pq.read_table(self.sim / entry["location"]).to_pylist())
 
     @staticmethod
     def _table(records: list[dict]):
@@ -104,5 +110,5 @@ class Delivered:
 
 
 @pytest.fixture(scope="session")
-def delivered(home, manifest) -> Delivered:
-    return Delivered(home, manifest)
+def delivered(home, sim, manifest) -> Delivered:
+    return Delivered(home, sim, manifest)

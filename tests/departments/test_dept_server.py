@@ -11,13 +11,13 @@ from departments.server import api_token, create_app, running_server
 
 
 @pytest.fixture(scope="module")
-def token(home) -> str:
-    return api_token(home)
+def token(sim) -> str:
+    return api_token(sim)
 
 
 @pytest.fixture(scope="module")
-def client(home, token) -> TestClient:
-    return TestClient(create_app(home, token, fault_rate=0, slow_rate=0))
+def client(sim, token) -> TestClient:
+    return TestClient(create_app(sim, token, fault_rate=0, slow_rate=0))
 
 
 def auth(token: str) -> dict[str, str]:
@@ -39,10 +39,10 @@ def fetch_all(client, token, path: str, page_size: int, **params) -> list[dict]:
         page += 1
 
 
-def test_token_file_and_env(home, monkeypatch):
-    assert api_token(home) == (home / "departments" / "api_token").read_text().strip()
+def test_token_file_and_env(sim, monkeypatch):
+    assert api_token(sim) == (sim / "api_token").read_text().strip()
     monkeypatch.setenv("STREETHUB_DEPT_API_TOKEN", "from-env")
-    assert api_token(home) == "from-env"
+    assert api_token(sim) == "from-env"
 
 
 def test_auth_is_required(client, token):
@@ -65,15 +65,15 @@ def test_unknown_dataset_and_bad_input(client, token):
 
 @pytest.mark.parametrize("dept,code", [("rx", "appeals"), ("rsj", "social_insurance"),
                                        ("rsj", "employment_registration")])  # fmt: skip
-def test_paging_is_complete_stable_and_matches_truth(home, client, token, dept, code):
+def test_paging_is_complete_stable_and_matches_truth(sim, client, token, dept, code):
     items = fetch_all(client, token, f"/api/{dept}/{code}", page_size=37)
     again = fetch_all(client, token, f"/api/{dept}/{code}", page_size=37)
     assert items == again
-    stored = pl.read_parquet(home / "departments" / dept / f"{code}.parquet").to_dicts()
+    stored = pl.read_parquet(sim / "systems" / dept / f"{code}.parquet").to_dicts()
     assert items == stored
     cursor = [i["update_time"] for i in items]
     assert cursor == sorted(cursor)
-    clean = pl.read_parquet(home / "truth" / dept / code / "clean.parquet")
+    clean = pl.read_parquet(sim / "truth" / dept / code / "clean.parquet")
     assert clean["_source_row"].to_list() == list(range(1, len(items) + 1))
 
 
@@ -89,8 +89,8 @@ def test_updated_since_filters(client, token):
     assert tz == newer
 
 
-def test_faults_occur_at_the_configured_rate(home, token):
-    client = TestClient(create_app(home, token, fault_rate=0.3, slow_rate=0, seed=5))
+def test_faults_occur_at_the_configured_rate(sim, token):
+    client = TestClient(create_app(sim, token, fault_rate=0.3, slow_rate=0, seed=5))
     codes = [client.get("/api/rx/appeals", params={"page_size": 5}, headers=auth(token)).status_code
              for _ in range(400)]  # fmt: skip
     faults = sum(c != 200 for c in codes)
@@ -101,23 +101,23 @@ def test_faults_occur_at_the_configured_rate(home, token):
     assert r.headers["Retry-After"] == "0"
 
 
-def test_slow_answers(home, token):
-    client = TestClient(create_app(home, token, fault_rate=0, slow_rate=1.0, slow_seconds=0.05))
+def test_slow_answers(sim, token):
+    client = TestClient(create_app(sim, token, fault_rate=0, slow_rate=1.0, slow_seconds=0.05))
     app_stats = client.app.state.stats
     client.get("/api/rx/appeals", headers=auth(token))
     assert app_stats["slow"] == 1
 
 
-def test_down_always_503(home, token):
-    client = TestClient(create_app(home, token, down=True))
+def test_down_always_503(sim, token):
+    client = TestClient(create_app(sim, token, down=True))
     assert all(client.get("/api/rx/appeals", headers=auth(token)).status_code == 503
                for _ in range(20))  # fmt: skip
     assert client.get("/health").status_code == 503
 
 
-def test_retried_requests_succeed_over_real_http(home, token):
+def test_retried_requests_succeed_over_real_http(sim, token):
     with (
-        running_server(home, fault_rate=0.5, slow_rate=0, seed=3) as url,
+        running_server(sim, fault_rate=0.5, slow_rate=0, seed=3) as url,
         httpx.Client(base_url=url, headers=auth(token), timeout=5) as http,
     ):
         for page in (1, 2, 3):

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from stdnum.cn import ric, uscc
 
 from departments import ids
-from departments.simulate import simulate
+from departments.simulate import sim_dir_for, simulate
 
 
 def datasets(manifest: dict) -> list[tuple[str, str]]:
@@ -23,7 +23,7 @@ def datasets(manifest: dict) -> list[tuple[str, str]]:
 
 
 def truth(home: Path, dept: str, code: str, what: str = "clean") -> pl.DataFrame:
-    return pl.read_parquet(home / "truth" / dept / code / f"{what}.parquet")
+    return pl.read_parquet(sim_dir_for(home) / "truth" / dept / code / f"{what}.parquet")
 
 
 def test_manifest_lists_every_dataset(manifest):
@@ -176,7 +176,7 @@ def test_encodings_and_layouts(home, manifest):
         rows = list(load_workbook(path, read_only=True)[spec.sheet].iter_rows(values_only=True))
         assert rows[0][0].startswith("建外街道") and "2026年11月" in rows[0][0]
         assert list(rows[1]) == spec.sources
-    db = sqlite3.connect(home / "departments" / "gaj" / "registry.sqlite")
+    db = sqlite3.connect(sim_dir_for(home) / "systems" / "gaj" / "registry.sqlite")
     types = {r[2] for t in ("hukou", "juzhuzheng") for r in db.execute(f"PRAGMA table_info({t})")}
     assert types == {"TEXT"}
     cols = [r[1] for r in db.execute("PRAGMA table_info(hukou)")]
@@ -184,12 +184,21 @@ def test_encodings_and_layouts(home, manifest):
     db.close()
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "api_token"
-    }
+def _digest(home: Path) -> dict[str, str]:
+    """Every file the simulator wrote (the inbox, its own folder) by its SHA-256; the
+    manifest without the absolute database path."""
+    out = {}
+    for root in (home, sim_dir_for(home)):
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.name not in ("api_token", "manifest.json"):
+                out[f"{root.name[len(home.name) :]}/{p.relative_to(root)}"] = hashlib.sha256(
+                    p.read_bytes()
+                ).hexdigest()
+    manifest = json.loads((sim_dir_for(home) / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["departments"]["gaj"].values():
+        entry["system"].pop("db_url")
+    out["manifest"] = json.dumps(manifest, sort_keys=True)
+    return out
 
 
 def test_same_seed_gives_same_bytes(home, tmp_path):
@@ -202,6 +211,6 @@ def test_same_seed_gives_same_bytes(home, tmp_path):
 
 
 def test_api_token_is_private(home):
-    token = home / "departments" / "api_token"
+    token = sim_dir_for(home) / "api_token"
     assert token.stat().st_mode & 0o777 == 0o600
     assert len(token.read_text()) >= 40

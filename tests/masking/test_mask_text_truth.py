@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from departments.simulate import simulate
+from departments.simulate import sim_dir_for, simulate
 from masking.text import scrub
 
 START = dt.date(2026, 11, 20)
@@ -51,7 +51,7 @@ def _truth(home: Path) -> dict[tuple[str, int], list[tuple[str, str]]]:
         ("wg", "grid_events"),
         ("yjj", "incidents"),
     ):
-        frame = pl.read_parquet(home / f"truth/{dept}/{name}/text_pii.parquet")
+        frame = pl.read_parquet(sim_dir_for(home) / f"truth/{dept}/{name}/text_pii.parquet")
         for r in frame.iter_rows(named=True):
             truth.setdefault((dept, r["_source_row"]), []).append((r["kind"], r["value"]))
     return truth

@@ -16,7 +16,7 @@ from catalog.model import FILE_CONNECTORS
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.deliveries import list_deliveries
-from pipelines.main_job import manifest_rows
+from quality.evaluation import manifest_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

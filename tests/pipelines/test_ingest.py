@@ -14,13 +14,14 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue, ConnectorKind, Dataset
 from catalog.settings import Settings
 from departments import faults
+from departments.connect import connection_env
 from departments.server import running_server
-from departments.simulate import simulate
+from departments.simulate import sim_dir_for, simulate
 from lakehouse.lake import open_lake
-from pipelines.connectors.http_api import RetryPolicy, api_token
+from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_dataset
 from pipelines.ingest.raw import ensure_raw_table
-from pipelines.main_job import manifest_rows
+from quality.evaluation import manifest_rows
 
 START = dt.date(2026, 11, 20)
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
@@ -40,17 +41,20 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def fresh_home(street: tuple[Path, dict], tmp_path: Path) -> Settings:
+    """A copy of the street (the hub's inbox and the simulator's folder beside it), with the
+    connection settings the simulated systems publish (database URL, API token)."""
     src, _ = street
-    home = tmp_path / "home"
-    shutil.copytree(src, home)
-    return Settings(home=home).ensure_dirs()
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(src, settings.home_abs)
+    shutil.copytree(sim_dir_for(src), settings.sim_dir_abs)
+    return settings.ensure_dirs().connected(connection_env(settings.sim_dir_abs))
 
 
 @pytest.fixture
 def api(street: tuple[Path, dict], tmp_path: Path) -> Iterator[Settings]:
     settings = fresh_home(street, tmp_path)
     with running_server(
-        settings.home_abs, fault_rate=0.2, slow_rate=0.05, slow_seconds=0.05
+        settings.sim_dir_abs, fault_rate=0.2, slow_rate=0.05, slow_seconds=0.05
     ) as url:
         yield settings.model_copy(update={"dept_api_url": url})
 
@@ -250,7 +254,7 @@ def test_http_source_that_stays_down_is_a_failed_delivery(
 ) -> None:
     settings = fresh_home(street, tmp_path)
     dept, ds = by_kind(cat, ConnectorKind.http_api)
-    with running_server(settings.home_abs, down=True) as url:
+    with running_server(settings.sim_dir_abs, down=True) as url:
         s = settings.model_copy(update={"dept_api_url": url})
         landed, accts = _only(s, dept, ds, policy=RetryPolicy(3, 0.01, 0.02, 2))
     assert landed.failed and not landed.landed and accts == []
@@ -276,8 +280,7 @@ def test_http_pull_survives_faults_and_resumes_after_interruption(
     landed, accts = _only(api, dept, ds, policy=FAST)  # resumes at page 3
     assert len(landed.landed) == 1 and accts[0].rows_read == total
     resumed = Path(landed.landed[0].landed_path).read_bytes()
-    token = api_token(api)
-    elsewhere = api.model_copy(update={"home": api.home / "other", "dept_api_token": token})
+    elsewhere = api.model_copy(update={"home": api.home / "other"})
     clean = pull_http(elsewhere, dept, ds, None, policy=FAST)
     assert resumed == clean.data  # same records, same order: nothing lost, nothing twice
     assert not partial.exists()
@@ -292,7 +295,7 @@ def test_database_pull_is_incremental(
     assert len(first.landed) == 1 and accts[0].rows_loaded > 0
     again, accts2 = _only(settings, dept, ds)
     assert again.landed == [] and accts2 == []
-    db = settings.departments_dir / dept / "registry.sqlite"
+    db = settings.db_url(dept).removeprefix("sqlite:")
     cursor_col = ds.delivery.cursor_column
     with sqlite3.connect(db) as conn:
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({ds.delivery.table})")]

@@ -13,8 +13,9 @@ import pytest
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
+from departments.connect import connection_env
 from departments.server import running_server
-from departments.simulate import simulate
+from departments.simulate import sim_dir_for, simulate
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_dataset
@@ -36,8 +37,8 @@ def staged_street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> S
     home = tmp_path_factory.mktemp("staged")
     simulate(home, residents=500, seed=5, days=1, start=dt.date(2026, 11, 20))
     settings = Settings(home=home).ensure_dirs()
-    with running_server(home, fault_rate=0.0) as url:
-        settings = settings.model_copy(update={"dept_api_url": url})
+    with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
+        settings = settings.connected(connection_env(settings.sim_dir_abs, url))
         protection = Protection.from_settings(settings)
         with open_lake(settings) as con:
             ensure_ledger(con)
@@ -94,7 +95,7 @@ def test_staged_is_typed_and_keyed_by_pseudonym(staged_street: Settings) -> None
 def _sensitive_truth(home: Path, cat: Catalogue) -> set[str]:
     values: set[str] = set()
     for dept, ds in cat.datasets():
-        clean = home / "truth" / dept.code / ds.code / "clean.parquet"
+        clean = sim_dir_for(home) / "truth" / dept.code / ds.code / "clean.parquet"
         if not clean.exists():
             continue
         frame = pl.read_parquet(clean)
@@ -250,7 +251,8 @@ def test_correction_loop_next_delivery_resolves_the_quarantined_record(
     assert mine.height >= 1 and (mine["status"] == "open").all()
 
     # the department fixes the cell and delivers its file again the next day
-    defects = pl.read_parquet(settings.truth_dir / "wjw" / ds.code / "defects.parquet")
+    simulator_truth = settings.sim_dir_abs / "truth"
+    defects = pl.read_parquet(simulator_truth / "wjw" / ds.code / "defects.parquet")
     fix = defects.filter((pl.col("_file") == file_name) & (pl.col("_source_row") == source_row))
     delivered, truth = fix["delivered"][0], fix["truth"][0]
     inbox = settings.inbox_dir / "wjw"

@@ -19,7 +19,8 @@ import pytest
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
-from departments.simulate import simulate
+from departments.connect import connection_env
+from departments.simulate import sim_dir_for, simulate
 from lakehouse.lake import open_lake
 from pipelines.ingest import ingest_dataset
 from pipelines.ingest.ledger import ensure_ledger
@@ -44,9 +45,10 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def home(street: Path, tmp_path: Path) -> Settings:
-    target = tmp_path / "home"
-    shutil.copytree(street, target)
-    return Settings(home=target, settle_seconds=0).ensure_dirs()
+    settings = Settings(home=tmp_path / "home", settle_seconds=0)
+    shutil.copytree(street, settings.home_abs)
+    shutil.copytree(sim_dir_for(street), settings.sim_dir_abs)  # the department's database
+    return settings.ensure_dirs().connected(connection_env(settings.sim_dir_abs))
 
 
 def deliver(settings: Settings, cat: Catalogue, ref: str) -> list[StageAccount]:
@@ -210,7 +212,7 @@ def test_upsert_by_cursor_a_record_changed_in_the_registry_replaces_its_version(
 
     (first,) = deliver(home, cat, "gaj.registered_residents")
     before = staged(home, "gaj__registered_residents", "_key_pid, _row_digest, _delivery_id")
-    db = sqlite3.connect(home.home_abs / "departments" / "gaj" / "registry.sqlite")
+    db = sqlite3.connect(home.db_url("gaj").removeprefix("sqlite:"))
     ids = [r[0] for r in db.execute("SELECT gmsfhm FROM hukou ORDER BY gxsj LIMIT 50")]
     pids = pseudonymise_series(pl.Series(ids), KeyRing.from_settings(home), kind="citizen_id")
     known = set(before["_key_pid"])

@@ -18,7 +18,7 @@ import polars as pl
 
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, ConnectorKind, Dataset
-from departments.simulate import simulate
+from departments.simulate import read_manifest, sim_dir_for, simulate
 from pipelines.connectors import read_delivery
 from pipelines.connectors.base import map_to_fields, split_stray_headers
 
@@ -40,14 +40,20 @@ class Street:
         return self.catalogue.dataset(ref)[1]
 
     @property
+    def sim(self) -> Path:
+        """The simulator's own folder (systems, truth, manifest)."""
+        return sim_dir_for(self.home)
+
+    @property
     def truth(self) -> Path:
-        return self.home / "truth"
+        return self.sim / "truth"
 
 
 def _pulled_jsonl(home: Path, dept: str, ds: Dataset, entry: dict, out: Path) -> Path:
     """What the hub's pull lands for a database table or an HTTP API: JSON Lines in order."""
+    sim = sim_dir_for(home)
     if ds.delivery.kind is ConnectorKind.sql_db:
-        con = sqlite3.connect(home / entry["location"])
+        con = sqlite3.connect(sim / entry["location"])
         con.row_factory = sqlite3.Row
         cursor = ds.delivery.cursor_column
         key = ds.field(ds.key[0]).source_name
@@ -55,7 +61,7 @@ def _pulled_jsonl(home: Path, dept: str, ds: Dataset, entry: dict, out: Path) ->
         records = [dict(r) for r in con.execute(sql)]
         con.close()
     else:
-        records = pl.read_parquet(home / entry["location"]).to_dicts()
+        records = pl.read_parquet(sim / entry["location"]).to_dicts()
     out.write_text(
         "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records),
         encoding="utf-8",
@@ -90,7 +96,7 @@ def street(
     home = Path(tempfile.mkdtemp(prefix=f"gate_street_{seed}_"))
     extra = {"start": start} if start is not None else {}
     simulate(home, residents=residents, seed=seed, days=days, **extra)
-    manifest = json.loads((home / "truth" / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(sim_dir_for(home))
     catalogue = load_catalogue()
     raw, files = {}, {}
     for dept, ds in catalogue.datasets():

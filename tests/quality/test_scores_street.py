@@ -17,6 +17,7 @@ import polars as pl
 
 from catalog.loader import get_catalogue
 from catalog.model import Catalogue, Dataset, FieldType
+from departments.simulate import sim_dir_for
 
 LOADED_AT = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
 START = dt.date(2026, 11, 20)
@@ -65,7 +66,7 @@ def to_staged(ds: Dataset, dept: str, clean: pl.DataFrame) -> pl.DataFrame:
 
 def defects(home: Path, dept: str, ds: Dataset, kind: str) -> pl.DataFrame:
     """Defects of one kind with the catalogue field name and the delivery id."""
-    path = home / "truth" / dept / ds.code / "defects.parquet"
+    path = sim_dir_for(home) / "truth" / dept / ds.code / "defects.parquet"
     names = {f.source_name: f.name for f in ds.fields}
     d = pl.read_parquet(path).filter(pl.col("kind") == kind)
     return d.with_columns(
@@ -80,7 +81,7 @@ def staged_frames(
     catalogue = catalogue or get_catalogue()
     out = {}
     for dept, ds in catalogue.datasets():
-        path = home / "truth" / dept.code / ds.code / "clean.parquet"
+        path = sim_dir_for(home) / "truth" / dept.code / ds.code / "clean.parquet"
         if not path.exists():
             continue
         clean = pl.read_parquet(path)
@@ -100,7 +101,7 @@ def staged_frames(
 
 
 def manifest(home: Path) -> dict:
-    return json.loads((home / "truth" / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((sim_dir_for(home) / "truth" / "manifest.json").read_text(encoding="utf-8"))
 
 
 def deliveries_and_accounts(home: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -32,10 +32,15 @@ def reliability_street(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 def fresh_home(street: tuple[Path, dict], target: Path) -> Settings:
-    """A private copy of the session street at ``target``, ready to ingest."""
+    """A private copy of the session street at ``target`` (and of the simulator's folder
+    beside it: its systems and truth), ready to ingest."""
+    from departments.simulate import sim_dir_for
+
     src, _ = street
     shutil.copytree(src, target)
-    return Settings(home=target).ensure_dirs()
+    settings = Settings(home=target)
+    shutil.copytree(sim_dir_for(src), settings.sim_dir_abs)
+    return settings.ensure_dirs()
 
 
 @pytest.fixture
@@ -49,7 +54,7 @@ def calm_apis() -> Iterator[callable]:
 
         def start(settings: Settings) -> str:
             return stack.enter_context(
-                running_server(settings.home_abs, fault_rate=0.0, slow_rate=0.0)
+                running_server(settings.sim_dir_abs, fault_rate=0.0, slow_rate=0.0)
             )
 
         yield start

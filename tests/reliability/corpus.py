@@ -39,6 +39,8 @@ import yaml
 from openpyxl import load_workbook
 from stdnum.cn import ric
 
+from departments.simulate import sim_dir_for
+
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "catalog" / "departments"
 
 # ------------------------------------------------------------------ limits
@@ -763,7 +765,7 @@ class CorpusBuilder:
 
     def _clean_row(self, dept, dataset, file_name, body, f: Fields) -> dict:
         """A row of the delivery without any defect (it passes the gate), key unique."""
-        truth = self.s.home / "truth" / dept / dataset
+        truth = sim_dir_for(self.s.home) / "truth" / dept / dataset
         defects = pl.read_parquet(truth / "defects.parquet").filter(pl.col("_file") == file_name)
         clean = pl.read_parquet(truth / "clean.parquet").filter(pl.col("_file") == file_name)
         bad_rows = set(defects["_source_row"].to_list())
@@ -1115,7 +1117,7 @@ class CorpusBuilder:
         return self.variants
 
     def _defects(self, dept: str, dataset: str, file_name: str, kind: str) -> int:
-        path = self.s.home / "truth" / dept / dataset / "defects.parquet"
+        path = sim_dir_for(self.s.home) / "truth" / dept / dataset / "defects.parquet"
         d = pl.read_parquet(path)
         return d.filter((pl.col("_file") == file_name) & (pl.col("kind") == kind)).height
 
@@ -1634,4 +1636,6 @@ def clean_markers_absent(home: Path) -> list[str]:
 
 
 def copy_street(src: Path, target: Path) -> None:
+    """The street's home and the simulator's folder beside it."""
     shutil.copytree(src, target, symlinks=True)
+    shutil.copytree(sim_dir_for(src), sim_dir_for(target), symlinks=True)

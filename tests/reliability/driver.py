@@ -22,7 +22,7 @@ if __name__ == "__main__":  # run as a file: make the checkout importable
 
 from catalog.loader import load_catalogue
 from catalog.settings import Settings
-from departments.server import running_server
+from departments.connect import simulated_systems
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.killpoints import SCORECARD_BEFORE_WRITE, SCORECARD_WRITTEN, kill_point
@@ -47,8 +47,10 @@ def ingest_street(settings: Settings, *, scorecard: bool = True) -> Outcome:
     cat = load_catalogue(settings.catalog_dir)
     protection = Protection.from_settings(settings)
     outcome = Outcome()
-    with running_server(settings.home_abs, fault_rate=0.0, slow_rate=0.0) as url:
-        settings = settings.model_copy(update={"dept_api_url": url})
+    # the simulated departments' systems (when the simulator's folder holds a street),
+    # reached through the connection settings they publish
+    with simulated_systems(settings.sim_dir_abs, fault_rate=0.0, slow_rate=0.0) as env:
+        settings = settings.connected(env)
         with open_lake(settings) as con:  # once: each open costs ~0.3 s
             ensure_ledger(con)
             for dept, ds in cat.datasets():

@@ -352,6 +352,8 @@ def street_problems(lake: Lake, manifest: dict, home: Path) -> list[str]:
     """The street's own deliveries loaded completely (file deliveries row for row)."""
     import polars as pl
 
+    from departments.simulate import sim_dir_for
+
     out = []
     by_name = defaultdict(list)
     for a in lake.accounts:
@@ -370,7 +372,8 @@ def street_problems(lake: Lake, manifest: dict, home: Path) -> list[str]:
             for file_name, rows in info["rows"].items():
                 accs = by_name.get((dept, code, file_name), [])
                 records = info["records"][file_name]
-                defects = pl.read_parquet(home / "truth" / dept / code / "defects.parquet")
+                truth = sim_dir_for(home) / "truth" / dept / code
+                defects = pl.read_parquet(truth / "defects.parquet")
                 broken = defects.filter(
                     (pl.col("_file") == file_name) & (pl.col("kind") == "broken_line")
                 ).height

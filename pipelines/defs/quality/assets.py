@@ -108,9 +108,6 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
             "disagreements": out.disagreements.height,
             "open_issues": int((out.issues["status"] == "open").sum()) if out.issues.height else 0,
         }
-        if out.truth:
-            meta["cleaning_rate"] = out.truth["cleaning_rate"]
-            meta["citizen_id_exact"] = out.truth["citizen_id_exact"]
         return dg.MaterializeResult(metadata=meta)
 
     return _scorecard

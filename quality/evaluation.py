@@ -1,0 +1,460 @@
+"""Ground-truth evaluation: the row gate measured against what the simulator delivered.
+
+The one module of the hub that knows the simulator's files. The production path
+(ingest, gate, scorecard, leaks) never calls it; the main job and ``streethub quality
+report`` do, after the run, and only when the simulator's folder (``settings.sim_dir_abs``)
+holds a manifest. Evaluation covers the landed deliveries the manifest lists: a file
+delivery by the SHA-256 of its bytes, a pull by its source (the database URL the
+simulator published, or an HTTP API URL on the loopback host with the endpoint's path) —
+deliveries from anyone else are not evaluated.
+
+``truth/<dept>/<dataset>/clean.parquet`` (in the simulator's folder) holds the true value
+of every delivered record (source columns as text) and ``defects.parquet`` one row per
+defect. A row of the gate's output is matched to the truth by the delivered file (a
+mapping delivery id → file name as the truth names it) and ``_source_row``.
+
+Per dataset: dirty rows; dirty rows repaired to the truth (an exact copy
+dropped as a duplicate counts as repaired); dirty rows quarantined; dirty
+rows staged with a value still wrong; clean rows wrongly quarantined (target
+0); repaired citizen IDs equal to the truth (target 100 %); cleaning rate =
+repaired ÷ dirty rows whose every defect is recoverable (target ≥ 98 %); and
+every defect repaired or quarantined except ``wrong_value`` (valid in form,
+left for the consistency / accuracy scores).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from catalog.model import Catalogue, Dataset, FieldType, PiiKind
+
+MANIFEST_FILE = "manifest.json"  # in the simulator's folder
+TRUTH_DIR = "truth"
+PULLED = {"sql_db": "registry.sqlite", "http_api": "api"}  # how the truth names a pull
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+CONNECTOR_KINDS = ("stray_header", "broken_line")  # handled before the gate
+LEFT_FOR_SCORES = ("wrong_value",)
+KEY = ["_file", "_source_row"]
+# defects whose delivered value lost the truth, so the right outcome is the catalogue's
+# documented rule (catalog.model.Standardising) or a quarantine: a month-only date stages
+# the month's first day, an "unknown" date (1900-01-01) stages null
+POLICY_TRUTH = {
+    "month_precision": lambda t: t.str.slice(0, 8) + "01",
+    "unknown_date": lambda t: pl.lit(None, dtype=pl.String),
+}
+
+
+def policy_truth(clean: pl.DataFrame, defects: pl.DataFrame) -> pl.DataFrame:
+    """The truth with each :data:`POLICY_TRUTH` defect's cell set to what the rule stages."""
+    hits = defects.filter(pl.col("kind").is_in(list(POLICY_TRUTH)))
+    for (column, kind), rows in hits.group_by("field", "kind"):
+        if column not in clean.columns:
+            continue
+        hit = rows.select(KEY).unique().with_columns(pl.lit(True).alias("_policy"))
+        clean = (
+            clean.join(hit, on=KEY, how="left")
+            .with_columns(
+                pl.when(pl.col("_policy"))
+                .then(POLICY_TRUTH[kind](pl.col(column)))
+                .otherwise(pl.col(column))
+                .alias(column)
+            )
+            .drop("_policy")
+        )
+    return clean
+
+
+@dataclass
+class TruthReport:
+    """Figures per dataset (``datasets``) and the defects the gate missed (``missed``)."""
+
+    datasets: pl.DataFrame
+    missed: pl.DataFrame
+    wrongly_quarantined: pl.DataFrame
+    targets: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def totals(self) -> dict[str, float]:
+        s = self.datasets.select(pl.exclude("dataset").sum()).row(0, named=True)
+        # nothing to repair (no recoverable dirty row, no repaired ID) misses no target
+        recoverable, repaired = s["dirty_recoverable"], s["citizen_ids_repaired"]
+        s["cleaning_rate"] = s["repaired_recoverable"] / recoverable if recoverable else 1.0
+        s["citizen_id_exact"] = s["citizen_ids_right"] / repaired if repaired else 1.0
+        return s
+
+    def problems(self) -> list[str]:
+        """Targets not met, as sentences (empty when the gate is good enough)."""
+        t = self.totals
+        out = []
+        if t["clean_rows_quarantined"]:
+            out.append(f"{t['clean_rows_quarantined']} clean row(s) wrongly quarantined")
+        if t["clean_rows_altered"]:
+            out.append(f"{t['clean_rows_altered']} clean row(s) staged with a changed value")
+        if t["citizen_id_exact"] < 1:
+            out.append(f"repaired citizen IDs right: {t['citizen_id_exact']:.2%} (target 100 %)")
+        if t["cleaning_rate"] < 0.98:
+            out.append(f"cleaning rate {t['cleaning_rate']:.2%} (target ≥ 98 %)")
+        if t["defects_missed"]:
+            out.append(f"{t['defects_missed']} defect(s) neither repaired nor quarantined")
+        return out
+
+
+def _as_text(col: str, f_type: FieldType, iso_tz: bool) -> pl.Expr:
+    c = pl.col(col)
+    if f_type is FieldType.date:
+        return c.dt.strftime("%Y-%m-%d")
+    if f_type is FieldType.datetime:
+        return c.dt.strftime("%Y-%m-%dT%H:%M:%S+08:00" if iso_tz else "%Y-%m-%d %H:%M:%S")
+    return c.cast(pl.String)
+
+
+def _equal(staged: str, truth: str, f_type: FieldType) -> pl.Expr:
+    s, t = pl.col(staged), pl.col(truth)
+    if f_type is FieldType.decimal:
+        same = (s.cast(pl.Float64, strict=False) - t.cast(pl.Float64, strict=False)).abs() < 1e-9
+    else:
+        same = s == t
+    return same.fill_null(False) | (s.is_null() & (t.is_null() | (t == "")))
+
+
+def _located(frames: list[pl.DataFrame], files: dict[str, str]) -> pl.DataFrame:
+    if not frames:
+        return pl.DataFrame(schema={"_file": pl.String, "_source_row": pl.Int64})
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame.with_columns(
+        pl.col("_delivery_id").replace_strict(files, default=None).alias("_file")
+    )
+
+
+def evaluate_dataset(
+    ref: str,
+    dataset: Dataset,
+    staged: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    truth: Path,
+    files: dict[str, str],
+    covered: set[str] | None = None,
+) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """One dataset's figures; ``covered``: the delivered files to judge (default: every
+    file in ``files``)."""
+    covered = sorted(covered if covered is not None else set(files.values()))
+    clean = pl.read_parquet(truth / "clean.parquet").filter(pl.col("_file").is_in(covered))
+    all_defects = pl.read_parquet(truth / "defects.parquet").filter(pl.col("_file").is_in(covered))
+    defects = all_defects.filter(~pl.col("kind").is_in(CONNECTOR_KINDS))
+    clean = policy_truth(clean, defects)
+    staged = _located([staged], files)
+    quarantine = _located([quarantine], files)
+    by_source = {f.source_name: f for f in dataset.fields}
+
+    # staged values as the truth's text, next to the truth
+    cols = [f for f in dataset.fields if f.source_name in clean.columns]
+    iso = {
+        f.name: f.type is FieldType.datetime
+        and clean[f.source_name].drop_nulls().str.contains(r"T.*\+08:00$").any()
+        for f in cols
+    }
+    s_text = staged.select(
+        *KEY, *[_as_text(f.name, f.type, iso[f.name]).alias(f"s__{f.name}") for f in cols]
+    )
+    t_text = clean.select(*KEY, *[pl.col(f.source_name).alias(f"t__{f.name}") for f in cols])
+    both = s_text.join(t_text, on=KEY, how="left")
+    eq = {f.name: _equal(f"s__{f.name}", f"t__{f.name}", f.type) for f in cols}
+    both = both.with_columns(
+        pl.all_horizontal(list(eq.values())).alias("_row_right"),
+        *[e.alias(f"eq__{n}") for n, e in eq.items()],
+    )
+
+    q_rows = quarantine.select(KEY).unique()
+    # an exact copy is skipped by the gate (counted, neither staged nor quarantined)
+    seen = pl.concat([staged.select(KEY), quarantine.select(KEY)]).unique()
+    dup_rows = defects.filter(pl.col("kind") == "duplicate_row").select(KEY).unique()
+    dup_rows = dup_rows.join(seen, on=KEY, how="anti")
+    q_rows = pl.concat([q_rows, dup_rows]).unique()  # set aside, as a quarantined row is
+    rows = defects.group_by(KEY).agg(
+        pl.col("recoverable").all().alias("recoverable"),
+        pl.col("kind").is_in(["duplicate_row"]).any().alias("is_dup"),
+        pl.col("kind").is_in(LEFT_FOR_SCORES).any().alias("left"),
+    )
+    rows = (
+        rows.join(q_rows.with_columns(pl.lit(True).alias("q")), on=KEY, how="left")
+        .join(dup_rows.with_columns(pl.lit(True).alias("dq")), on=KEY, how="left")
+        .join(both.select(*KEY, "_row_right"), on=KEY, how="left")
+        .with_columns(pl.col("q", "dq").fill_null(False))
+    )
+    repaired = (pl.col("is_dup") & pl.col("dq")) | (
+        ~pl.col("is_dup") & ~pl.col("q") & pl.col("_row_right").fill_null(False)
+    )
+    rows = rows.with_columns(repaired.alias("repaired"))
+
+    # defects one by one: repaired (staged value = truth), quarantined, or missed
+    cell = defects.filter(pl.col("field") != "*").with_columns(
+        pl.col("field")
+        .replace_strict({s: f.name for s, f in by_source.items()}, default=None)
+        .alias("name")
+    )
+    eq_long = (
+        both.select(*KEY, *[pl.col(f"eq__{f.name}") for f in cols])
+        .unpivot(index=KEY, variable_name="name", value_name="right")
+        .with_columns(pl.col("name").str.slice(4))
+    )
+    cell = (
+        cell.join(eq_long, on=[*KEY, "name"], how="left")
+        .join(q_rows.with_columns(pl.lit(True).alias("q")), on=KEY, how="left")
+        .with_columns(pl.col("q").fill_null(False), pl.col("right").fill_null(False))
+    )
+    row_kinds = defects.filter(pl.col("field") == "*").join(
+        dup_rows.with_columns(pl.lit(True).alias("dq")), on=KEY, how="left"
+    )
+    missed = pl.concat(
+        [
+            cell.filter(
+                ~pl.col("q") & ~pl.col("right") & ~pl.col("kind").is_in(LEFT_FOR_SCORES)
+            ).select(*KEY, "field", "kind"),
+            row_kinds.filter(pl.col("dq").is_null()).select(*KEY, "field", "kind"),
+        ]
+    ).with_columns(pl.lit(ref).alias("dataset"))
+    left = cell.filter(pl.col("kind").is_in(LEFT_FOR_SCORES) & ~pl.col("q") & ~pl.col("right"))
+
+    cid_fields = {f.source_name for f in dataset.fields if f.pii is PiiKind.citizen_id}
+    cid = cell.filter(
+        pl.col("field").is_in(list(cid_fields)) & pl.col("recoverable") & ~pl.col("q")
+    )
+    # a row dirtied at the connector level (a broken line) is not clean either
+    clean_keys = clean.select(KEY).join(all_defects.select(KEY).unique(), on=KEY, how="anti")
+    wrong_q = quarantine.join(clean_keys, on=KEY, how="semi").with_columns(
+        pl.lit(ref).alias("dataset")
+    )
+    altered = both.join(clean_keys, on=KEY, how="semi").filter(~pl.col("_row_right"))
+    figures = {
+        "dataset": ref,
+        "rows": clean.height,
+        "dirty_rows": rows.height,
+        "repaired": int(rows["repaired"].sum()),
+        "quarantined": int((rows["q"] & ~rows["repaired"]).sum()),
+        "staged_wrong": int((~rows["q"] & ~rows["repaired"]).sum()),
+        "dirty_recoverable": int(rows["recoverable"].sum()),
+        "repaired_recoverable": int((rows["recoverable"] & rows["repaired"]).sum()),
+        "clean_rows_quarantined": wrong_q.select(KEY).unique().height,
+        "clean_rows_altered": altered.height,
+        "citizen_ids_repaired": cid.height,
+        "citizen_ids_right": int(cid["right"].sum()),
+        "defects": defects.height,
+        "defects_missed": missed.height,
+        "left_for_scores": left.height,
+    }
+    return figures, missed, wrong_q
+
+
+def evaluate(
+    staged: dict[str, pl.DataFrame],
+    quarantine: dict[str, pl.DataFrame],
+    truth_dir: Path,
+    catalogue: Catalogue,
+    files: dict[str, str],
+    covered: dict[str, set[str]] | None = None,
+) -> TruthReport:
+    """Compare the gate's output (keyed ``dept.dataset``) with ``truth_dir``.
+
+    ``files`` maps each ``_delivery_id`` to the delivered file name the truth uses;
+    ``covered`` (by ``dept.dataset``) the files judged per dataset (default: all of them).
+    """
+    figures, missed, wrong = [], [], []
+    for ref in sorted(set(staged) | set(quarantine)):
+        dept, ds = catalogue.dataset(ref)
+        truth = Path(truth_dir) / dept.code / ds.code
+        if not (truth / "clean.parquet").exists():
+            continue
+        fig, miss, wq = evaluate_dataset(
+            ref,
+            ds,
+            staged.get(ref, pl.DataFrame()),
+            quarantine.get(ref, pl.DataFrame()),
+            truth,
+            files,
+            None if covered is None else covered.get(ref, set()),
+        )
+        figures.append(fig)
+        missed.append(miss)
+        wrong.append(wq)
+    return TruthReport(
+        datasets=pl.DataFrame(figures),
+        missed=pl.concat(missed, how="diagonal_relaxed") if missed else pl.DataFrame(),
+        wrongly_quarantined=pl.concat(wrong, how="diagonal_relaxed") if wrong else pl.DataFrame(),
+    )
+
+
+def read_manifest(sim_dir: Path) -> dict | None:
+    """The simulator's manifest in its folder, or None (no simulator: nothing to evaluate)."""
+    path = Path(sim_dir) / MANIFEST_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
+    """Rows delivered per (dept, dataset) by the simulator's own count."""
+    return {
+        (dept, code): sum(int(n) for n in entry.get("rows", {}).values())
+        for dept, datasets in manifest.get("departments", {}).items()
+        for code, entry in datasets.items()
+    }
+
+
+def expected_rows(sim_dir: Path) -> dict[str, int] | None:
+    """Rows per department by the simulator's own count (None when it simulated nothing)."""
+    manifest = read_manifest(sim_dir)
+    if manifest is None:
+        return None
+    out: dict[str, int] = {}
+    for (dept, _), n in manifest_rows(manifest).items():
+        out[dept] = out.get(dept, 0) + n
+    return out
+
+
+def _pulled_from(entry: dict, source: str | None) -> bool:
+    """Whether a pull's source is the simulated system of a manifest entry."""
+    system = entry.get("system") or {}
+    if not source:
+        return False
+    if "db_url" in system:
+        return source == f"{system['db_url']}#{system.get('table', '')}"
+    if "endpoint" in system:
+        url = urlsplit(source)
+        return url.hostname in LOOPBACK and url.path == system["endpoint"]
+    return False
+
+
+def matched_files(manifest: dict, deliveries: pl.DataFrame) -> dict[str, str]:
+    """Landed deliveries the simulator made: delivery id → the file name its truth uses.
+
+    ``deliveries`` has ``delivery_id, dept, dataset, sha256, source`` (the landing ledger).
+    A file delivery matches by its SHA-256, a pull by its source (see the module docstring).
+    """
+    by_hash: dict[str, str] = {}
+    entries = manifest.get("departments", {})
+    for datasets in entries.values():
+        for entry in datasets.values():
+            by_hash |= {h: f for f, h in (entry.get("sha256") or {}).items()}
+    out: dict[str, str] = {}
+    for delivery_id, dept, code, sha256, source in deliveries.select(
+        "delivery_id", "dept", "dataset", "sha256", "source"
+    ).iter_rows():
+        entry = entries.get(dept, {}).get(code)
+        if entry is None:
+            continue
+        if sha256 in by_hash and by_hash[sha256] in entry.get("files", ()):
+            out[delivery_id] = by_hash[sha256]
+        elif entry.get("kind") in PULLED and _pulled_from(entry, source):
+            out[delivery_id] = PULLED[entry["kind"]]
+    return out
+
+
+def wrong_values_caught(
+    truth_dir: Path,
+    cat: Catalogue,
+    files: dict[str, str],
+    quarantine: pl.DataFrame,
+    disagreements: pl.DataFrame | None,
+    covered: dict[str, set[str]] | None = None,
+) -> dict[str, float]:
+    """Valid-but-wrong values (simulator kind ``wrong_value``): how each was caught.
+
+    The gate quarantines those its row contradicts (a birth date that disagrees with the
+    row's own citizen ID); consistency/accuracy flag those that disagree with the
+    authoritative department; the rest cannot be checked (no person key, or a person
+    the registry does not know). Only the files in ``files`` count (or, by
+    ``dept.dataset``, those in ``covered``).
+    """
+    key = ["dept", "dataset", "_file", "_source_row"]
+    parts = []
+    for d, ds in cat.datasets():
+        path = Path(truth_dir) / d.code / ds.code / "defects.parquet"
+        judged = set(files.values()) if covered is None else covered.get(f"{d.code}.{ds.code}")
+        if path.exists() and judged:
+            source = {f.source_name: f.name for f in ds.fields}
+            parts.append(
+                pl.read_parquet(path)
+                .filter((pl.col("kind") == "wrong_value") & pl.col("_file").is_in(sorted(judged)))
+                .select(
+                    pl.lit(d.code).alias("dept"),
+                    pl.lit(ds.code).alias("dataset"),
+                    "_file",
+                    "_source_row",
+                    pl.col("field").replace_strict(source, default=None).alias("field"),
+                )
+            )
+    wrong = pl.concat(parts) if parts else pl.DataFrame()
+    if wrong.is_empty():
+        return {"wrong_values": 0.0, "wrong_values_quarantined": 0.0, "wrong_values_flagged": 0.0}
+
+    def located(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.col("delivery_id").replace_strict(files, default=None).alias("_file"),
+            pl.col("source_row").alias("_source_row"),
+        )
+
+    in_quarantine = wrong.join(located(quarantine).select(key).unique(), on=key, how="semi")
+    rest = wrong.join(in_quarantine, on=[*key, "field"], how="anti")
+    flagged = 0
+    if disagreements is not None and disagreements.height:
+        flags = located(disagreements).select(*key, "field").unique()
+        flagged = rest.join(flags, on=[*key, "field"], how="semi").height
+    return {
+        "wrong_values": float(wrong.height),
+        "wrong_values_quarantined": float(in_quarantine.height),
+        "wrong_values_flagged": float(flagged),
+    }
+
+
+@dataclass
+class Evaluation:
+    """The figures against the truth (totals) and the targets missed, as sentences."""
+
+    totals: dict[str, float]
+    problems: list[str]
+    deliveries: int  # landed deliveries evaluated
+
+
+def evaluate_lake(
+    sim_dir: Path,
+    cat: Catalogue,
+    staged: dict[tuple[str, str], pl.DataFrame],
+    quarantine: pl.DataFrame,
+    deliveries: pl.DataFrame,
+    disagreements: pl.DataFrame | None = None,
+) -> Evaluation | None:
+    """The lake's staged rows and quarantine against the simulator's truth, for the landed
+    deliveries its manifest lists (None when there is no manifest or none of them landed).
+
+    ``staged`` keyed ``(dept, dataset)`` (revealed), ``quarantine`` as ``quarantine.rows``,
+    ``deliveries`` as ``landing.deliveries``, ``disagreements`` as the scorecard wrote them.
+    """
+    manifest = read_manifest(sim_dir)
+    if manifest is None:
+        return None
+    files = matched_files(manifest, deliveries)
+    if not files:
+        return None
+    ours = pl.col("_delivery_id").is_in(list(files))
+    frames = {f"{d}.{c}": f.filter(ours) for (d, c), f in staged.items()}
+    q = quarantine.rename({"delivery_id": "_delivery_id", "source_row": "_source_row"})
+    q = q.filter(ours)
+    empty = q.clear().drop("dept", "dataset")
+    quarantined = {ref: empty for ref in frames}
+    quarantined |= {
+        f"{d}.{c}": g.drop("dept", "dataset")
+        for (d, c), g in q.group_by("dept", "dataset")
+        if f"{d}.{c}" in frames
+    }
+    covered: dict[str, set[str]] = {}
+    for delivery_id, dept, code in deliveries.select("delivery_id", "dept", "dataset").iter_rows():
+        if delivery_id in files:
+            covered.setdefault(f"{dept}.{code}", set()).add(files[delivery_id])
+    truth = Path(sim_dir) / TRUTH_DIR
+    report = evaluate(frames, quarantined, truth, cat, files, covered)
+    totals = {k: float(v) for k, v in report.totals.items()}
+    totals |= wrong_values_caught(truth, cat, files, quarantine, disagreements, covered)
+    return Evaluation(totals, report.problems(), len(files))

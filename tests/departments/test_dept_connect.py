@@ -1,0 +1,92 @@
+"""What the simulator publishes: its folder beside the home, the connection settings the hub
+reads (as it would a real department's), and a manifest that names every delivery by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from catalog.settings import Settings
+from departments.connect import connection_env, environment, has_street, simulated_systems
+
+
+def test_the_simulator_folder_is_the_settings_default(tmp_path):
+    from departments.simulate import sim_dir_for
+
+    home = tmp_path / "hub"
+    assert sim_dir_for(home) == Settings(home=home).sim_dir_abs == tmp_path / "hub.departments"
+
+
+def test_nothing_of_the_simulator_under_the_home(home, sim):
+    under_home = {p.relative_to(home).parts[0] for p in home.rglob("*")}
+    assert under_home == {"inbox"}
+    assert {p.name for p in sim.iterdir()} == {"api_token", "manifest.json", "systems", "truth"}
+
+
+def test_manifest_lists_the_sha256_of_every_file_delivery(home, manifest):
+    files = 0
+    for dept, datasets in manifest["departments"].items():
+        for entry in datasets.values():
+            if entry["kind"] in ("sql_db", "http_api"):
+                assert "sha256" not in entry and entry["system"]
+                continue
+            assert set(entry["sha256"]) == set(entry["files"])
+            for file, digest in entry["sha256"].items():
+                data = (home / "inbox" / dept / file).read_bytes()
+                assert hashlib.sha256(data).hexdigest() == digest
+                files += 1
+    assert files >= 12 and "SHA-256" in manifest["matching"]
+
+
+def test_connection_env_is_what_a_real_hub_would_be_given(sim):
+    env = connection_env(sim, "http://127.0.0.1:1")
+    assert env["STREETHUB_GAJ_DB_URL"] == f"sqlite:{sim / 'systems' / 'gaj' / 'registry.sqlite'}"
+    assert env["STREETHUB_DEPT_API_TOKEN"] == (sim / "api_token").read_text().strip()
+    assert env["STREETHUB_DEPT_API_URL"] == "http://127.0.0.1:1"
+    assert "STREETHUB_DEPT_API_URL" not in connection_env(sim)
+    settings = Settings(home=sim.parent / "hub").connected(env)
+    assert settings.db_url("gaj") == env["STREETHUB_GAJ_DB_URL"] and settings.db_url("mzj") is None
+    assert settings.dept_api_token == env["STREETHUB_DEPT_API_TOKEN"]
+    assert settings.dept_api_url == "http://127.0.0.1:1"
+
+
+def test_settings_read_department_database_urls_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STREETHUB_CL_DB_URL", "sqlite:/elsewhere/cl.sqlite")
+    assert Settings().db_url("cl") == "sqlite:/elsewhere/cl.sqlite"
+
+
+def test_a_folder_without_a_street_publishes_nothing(tmp_path):
+    assert not has_street(tmp_path) and connection_env(tmp_path) == {}
+    with simulated_systems(tmp_path) as env:
+        assert env == {}
+
+
+def test_simulated_systems_serve_and_set_the_environment_for_the_block(sim, monkeypatch):
+    monkeypatch.delenv("STREETHUB_GAJ_DB_URL", raising=False)
+    monkeypatch.setenv("STREETHUB_DEPT_API_URL", "http://before")
+    with simulated_systems(sim, fault_rate=0.0, slow_rate=0.0) as env:
+        assert os.environ["STREETHUB_GAJ_DB_URL"] == env["STREETHUB_GAJ_DB_URL"]
+        url = os.environ["STREETHUB_DEPT_API_URL"]
+        r = httpx.get(
+            f"{url}/api/rx/appeals",
+            headers={"Authorization": f"Bearer {env['STREETHUB_DEPT_API_TOKEN']}"},
+        )
+        assert r.status_code == 200 and r.json()["total"] > 0
+    assert "STREETHUB_GAJ_DB_URL" not in os.environ
+    assert os.environ["STREETHUB_DEPT_API_URL"] == "http://before"
+
+
+def test_environment_restores_what_was_there(monkeypatch):
+    monkeypatch.setenv("STREETHUB_X_DB_URL", "old")
+    with environment({"STREETHUB_X_DB_URL": "new", "STREETHUB_Y_DB_URL": "y"}):
+        assert os.environ["STREETHUB_X_DB_URL"] == "new"
+    assert os.environ["STREETHUB_X_DB_URL"] == "old" and "STREETHUB_Y_DB_URL" not in os.environ
+
+
+@pytest.mark.parametrize("name", ["registry.sqlite", "api_token"])
+def test_no_system_file_in_the_inbox(home, name: str):
+    assert not list(Path(home).rglob(name))

@@ -1,0 +1,112 @@
+"""The row gate against the simulator's ground truth: the targets hold on every dataset."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import polars as pl
+from test_gate_street import street
+
+from quality.evaluation import TruthReport, evaluate, evaluate_lake, matched_files, read_manifest
+from quality.gate import gate
+
+
+@lru_cache(maxsize=1)
+def report() -> TruthReport:
+    s = street()
+    staged, quarantine = {}, {}
+    for ref, raw in s.raw.items():
+        r = gate(raw, s.dataset(ref))
+        staged[ref], quarantine[ref] = r.staged, r.quarantine
+    return evaluate(staged, quarantine, s.truth, s.catalogue, s.files)
+
+
+def test_every_dataset_is_measured():
+    assert report().datasets.height == len(street().raw)
+
+
+def test_targets_hold():
+    rep = report()
+    assert rep.problems() == [], rep.missed
+    t = rep.totals
+    assert t["dirty_rows"] > 300
+    assert t["clean_rows_quarantined"] == 0
+    assert t["citizen_id_exact"] == 1.0 and t["citizen_ids_repaired"] > 50
+    assert t["cleaning_rate"] >= 0.98
+    assert t["defects_missed"] == 0
+
+
+def test_targets_hold_per_dataset():
+    d = report().datasets
+    assert d.filter(pl.col("clean_rows_quarantined") > 0).height == 0
+    assert d.filter(pl.col("defects_missed") > 0).height == 0
+    assert d.filter(pl.col("repaired_recoverable") < pl.col("dirty_recoverable") * 0.98).height == 0
+
+
+def test_a_gate_that_stages_everything_raw_is_caught():
+    s = street()
+    ref = "gaj.registered_residents"
+    raw = s.raw[ref]
+    lazy = gate(raw, s.dataset(ref))
+    sloppy = raw.select(lazy.staged.columns).with_columns(
+        pl.col("birth_date").str.to_date(strict=False),
+        pl.col("updated_at").str.to_datetime(strict=False),
+    )
+    empty = lazy.quarantine.clear()
+    rep = evaluate({ref: sloppy}, {ref: empty}, s.truth, s.catalogue, s.files)
+    assert rep.totals["cleaning_rate"] < 0.5 and rep.problems()
+
+
+def _delivery(delivery_id: str, dept: str, dataset: str, sha256: str, source: str) -> dict:
+    return {"delivery_id": delivery_id, "dept": dept, "dataset": dataset, "sha256": sha256,
+            "source": source}  # fmt: skip
+
+
+def test_landed_deliveries_are_matched_by_hash_and_pulls_by_source():
+    m = street().manifest["departments"]
+    wjw = next(iter(m["wjw"].items()))
+    ((file, digest),) = wjw[1]["sha256"].items()
+    gaj = m["gaj"]["registered_residents"]["system"]
+    api = m["rx"]["appeals"]["system"]["endpoint"]
+    deliveries = pl.DataFrame([
+        _delivery("a", "wjw", wjw[0], digest, f"inbox/wjw/{file}"),
+        _delivery("b", "wjw", wjw[0], "0" * 64, f"inbox/wjw/{file}"),  # same name, other bytes
+        _delivery("c", "gaj", "registered_residents", "1" * 64, f"{gaj['db_url']}#{gaj['table']}"),
+        _delivery("d", "gaj", "registered_residents", "2" * 64, "sqlite:/elsewhere.sqlite#hukou"),
+        _delivery("e", "rx", "appeals", "3" * 64, f"http://127.0.0.1:4321{api}"),
+        _delivery("f", "rx", "appeals", "4" * 64, f"https://dept.example.gov.cn{api}"),
+        _delivery("g", "cl", "certificates", digest, "inbox/cl/x.csv"),  # not the simulator's
+    ])  # fmt: skip
+    assert matched_files(street().manifest, deliveries) == {
+        "a": file,
+        "c": "registry.sqlite",
+        "e": "api",
+    }
+
+
+def test_nothing_is_evaluated_without_a_simulator(tmp_path):
+    s = street()
+    frame = s.raw["wjw.elderly_health_checks"]
+    deliveries = pl.DataFrame(
+        [_delivery(d, "wjw", "elderly_health_checks", "0" * 64, "x") for d in s.files]
+    )
+    assert read_manifest(tmp_path) is None
+    quarantine = pl.DataFrame(schema={"dept": pl.String, "dataset": pl.String,
+                                      "delivery_id": pl.String, "source_row": pl.Int64})  # fmt: skip
+    staged = {("wjw", "elderly_health_checks"): frame}
+    assert evaluate_lake(tmp_path, s.catalogue, staged, quarantine, deliveries) is None
+    # the simulator's folder, but none of its deliveries landed: nothing to evaluate either
+    assert evaluate_lake(s.sim, s.catalogue, staged, quarantine, deliveries) is None
+
+
+def test_only_the_covered_files_are_judged():
+    s = street()
+    ref = "wjw.elderly_health_checks"
+    r = gate(s.raw[ref], s.dataset(ref))
+    staged, quarantine = {ref: r.staged}, {ref: r.quarantine}
+    everything = evaluate(staged, quarantine, s.truth, s.catalogue, s.files)
+    clean = pl.read_parquet(s.truth / "wjw" / "elderly_health_checks" / "clean.parquet")
+    assert everything.totals["rows"] == clean.height > 0 and everything.totals["defects"] > 0
+    nothing = evaluate(staged, quarantine, s.truth, s.catalogue, s.files, covered={ref: set()})
+    assert nothing.totals["rows"] == nothing.totals["defects"] == 0
+    assert nothing.problems() == []  # nothing to repair is not a missed target
