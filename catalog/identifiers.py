@@ -36,7 +36,7 @@ LUHN_MAX_DIGITS = 19
 
 # full-width ASCII forms and the ideographic space → their half-width forms
 FULL_TO_HALF = {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "}
-FULL_TO_HALF_WIDTH = str.maketrans(FULL_TO_HALF)  # for ``str.translate``
+_FULL_TO_HALF_TABLE = str.maketrans(FULL_TO_HALF)  # for ``str.translate``
 
 _ID18_RE = re.compile(r"\d{17}[\dX]")
 _DIGITS_RE = re.compile(r"\d+")
@@ -52,7 +52,7 @@ def halfwidth(text: pl.Expr) -> pl.Expr:
 
 def halfwidth_str(text: str) -> str:
     """:func:`halfwidth` of one string."""
-    return text.translate(FULL_TO_HALF_WIDTH)
+    return text.translate(_FULL_TO_HALF_TABLE)
 
 
 # -- citizen ID (GB 11643-1999) ----------------------------------------------------------

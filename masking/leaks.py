@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from catalog.identifiers import (
-    FULL_TO_HALF_WIDTH,
     citizen_id15_plausible_str,
     citizen_id_valid_str,
+    halfwidth_str,
     luhn_valid_str,
 )
 from masking.crypto import CIPHERTEXT
@@ -60,7 +60,7 @@ class LeakCounts:
 
 
 def _digit_kinds(text: str) -> set[str]:
-    half = text.translate(FULL_TO_HALF_WIDTH)
+    half = halfwidth_str(text)
     kinds: set[str] = set()
     for m in CITIZEN_ID18_RE.finditer(half):
         if citizen_id_valid_str(m.group().upper()):

@@ -33,9 +33,9 @@ from pathlib import Path
 import polars as pl
 
 from catalog.identifiers import (
-    FULL_TO_HALF_WIDTH,
     citizen_id15_plausible_str,
     citizen_id_valid_str,
+    halfwidth_str,
     luhn_valid_str,
 )
 from masking.names import (
@@ -217,7 +217,7 @@ def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
     passes by chance about once in 35,000 (per window: province 34/100, birth date ~1/2,150,
     check character 1/11; measured: 6 of 300,000 random 20-digit numbers); an ID buried in
     the middle of a longer number is not told from chance and is not looked for. ``text`` is
-    half-width (``FULL_TO_HALF_WIDTH``).
+    half-width (``catalog.identifiers.halfwidth_str``).
     """
     today = dt.date.today()
     spans = []
@@ -317,7 +317,7 @@ def scrub(
     """Mask the PII found in ``text``; return the masked text and the findings."""
     if not text:
         return text, []
-    half = text.translate(FULL_TO_HALF_WIDTH)
+    half = halfwidth_str(text)
     findings = _regex_findings(half)
     findings += _name_findings(half, known_names, use_jieba)
     kept = _resolve(findings)
