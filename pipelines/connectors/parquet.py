@@ -1,4 +1,9 @@
-"""Parquet deliveries (housing): typed already; the raw zone keeps values as text."""
+"""Parquet deliveries (housing): typed already; the raw zone keeps values as text.
+
+Read a batch of at most ``BATCH_ROWS`` rows at a time (pyarrow's ``iter_batches``,
+row group by row group), never the whole file: memory stays flat however large
+the delivery.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
 
+BATCH_ROWS = 50_000
 
-def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
-    if path.stat().st_size == 0:
-        raise DeliveryError("the file is empty", dataset=dataset.code, file=str(path))
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as exc:  # polars/arrow errors quote the landed path
-        raise DeliveryError(
-            f"corrupt archive: not a readable Parquet file ({type(exc).__name__})",
-            dataset=dataset.code,
-            file=str(path),
-        ) from None
-    frame = frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
+
+def _as_text(frame: pl.DataFrame, first_row: int) -> Parsed:
+    """One batch with its source rows (1-based across the file), every value as text."""
+    frame = frame.with_row_index(SOURCE_ROW, offset=first_row).with_columns(
         pl.col(SOURCE_ROW).cast(pl.Int64)
     )
     frame = frame.with_columns(
@@ -32,4 +31,39 @@ def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[P
         for c, t in frame.schema.items()
         if isinstance(t, pl.Datetime)
     )
-    yield Parsed(stringify(frame))
+    return Parsed(stringify(frame))
+
+
+def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
+    if path.stat().st_size == 0:
+        raise DeliveryError("the file is empty", dataset=dataset.code, file=str(path))
+
+    def corrupt(exc: Exception) -> DeliveryError:  # arrow's errors quote the landed path
+        return DeliveryError(
+            f"corrupt archive: not a readable Parquet file ({type(exc).__name__})",
+            dataset=dataset.code,
+            file=str(path),
+        )
+
+    try:
+        source = pq.ParquetFile(path)
+        batches = source.iter_batches(batch_size=BATCH_ROWS)
+    except Exception as exc:
+        raise corrupt(exc) from None
+    with source:
+        row = 1
+        while True:
+            try:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                frame = pl.from_arrow(batch)
+            except Exception as exc:  # a damaged row group further in
+                raise corrupt(exc) from None
+            assert isinstance(frame, pl.DataFrame)
+            yield _as_text(frame, row)
+            row += frame.height
+        if row == 1:  # no rows: the columns alone, so that required ones are checked
+            empty = pl.from_arrow(source.schema_arrow.empty_table())
+            assert isinstance(empty, pl.DataFrame)
+            yield _as_text(empty, row)
