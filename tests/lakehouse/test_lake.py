@@ -146,3 +146,81 @@ def test_second_writer_gives_up_with_a_clear_error(settings: Settings) -> None:
     with pytest.raises(LakeError, match="another process"), open_lake(impatient):
         pass
     p.join(30)
+
+
+def test_extensions_are_loaded_once_per_process_not_once_per_open(settings: Settings) -> None:
+    from lakehouse.lake import close_idle, instances_created
+
+    init_lake(settings)
+    close_idle()
+    before = instances_created()
+    for i in range(5):
+        with open_lake(settings) as con:
+            con.execute("CREATE TABLE IF NOT EXISTS raw.t (i INTEGER)")
+            con.execute("INSERT INTO raw.t VALUES (?)", [i])
+        with (
+            open_lake(settings, read_only=True) as outer,
+            open_lake(settings, read_only=True) as inner,
+        ):
+            assert outer.execute("SELECT count(*) FROM raw.t").fetchone()[0] == i + 1
+            assert inner.execute("SELECT count(*) FROM raw.t").fetchone()[0] == i + 1
+    assert instances_created() - before == 2  # one, and a second for the nested open
+
+
+def test_a_block_that_fails_or_leaves_state_behind_does_not_pass_it_on(settings: Settings) -> None:
+    from lakehouse.lake import close_idle, instances_created
+
+    init_lake(settings)
+    close_idle()
+    before = instances_created()
+    with pytest.raises(RuntimeError), open_lake(settings) as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute("CREATE TABLE raw.half AS SELECT 1 AS i")
+        raise RuntimeError("a step failed inside its transaction")
+    with open_lake(settings) as con:  # a fresh instance: nothing of the failed block
+        assert ("raw", "half") not in {
+            (r[0], r[1])
+            for r in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name='lake'"
+            ).fetchall()
+        }
+        con.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS i")  # left behind …
+    with open_lake(settings, read_only=True) as con:  # … so that instance was not reused
+        assert (
+            con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scratch'"
+            ).fetchone()[0]
+            == 0
+        )
+    assert instances_created() - before == 3
+
+
+def _append(home: str, value: int) -> None:
+    with open_lake(Settings(home=Path(home))) as con:
+        con.execute("INSERT INTO raw.log VALUES (?)", [value])
+
+
+def test_a_kept_instance_writes_after_another_process_wrote(settings: Settings) -> None:
+    """Nothing of the lake survives between opens: a writer in this process, then one in
+    another, then this process again — no id reused, every row and snapshot there."""
+    from lakehouse.snapshots import list_snapshots
+
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE raw.log (v INTEGER)")
+    ctx = mp.get_context("spawn")
+    for step in range(3):
+        _append(str(settings.home), 2 * step)  # this process, its kept instance
+        p = ctx.Process(target=_append, args=(str(settings.home), 2 * step + 1))
+        p.start()
+        p.join(120)
+        assert p.exitcode == 0
+    _append(str(settings.home), 6)
+    with open_lake(settings, read_only=True) as con:
+        values = sorted(v for (v,) in con.execute("SELECT v FROM raw.log").fetchall())
+        snaps = [s for s in list_snapshots(con)]
+        files = con.execute(
+            "SELECT count(*), count(DISTINCT data_file) FROM ducklake_list_files('lake', 'log', schema => 'raw')"
+        ).fetchone()
+    assert values == list(range(7))
+    assert len(snaps) == len({repr(s) for s in snaps})
+    assert files[0] == files[1] == 7  # one Parquet file per insert, none overwritten

@@ -44,21 +44,31 @@ def deliver(settings: Settings, name: str, first: int, n: int) -> Path:
     return path
 
 
-@pytest.fixture
-def street(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A home whose catalogue holds only the file-delivering department."""
+def one_department_catalogue(tmp_path: Path) -> Path:
+    """A catalogue folder holding only the file-delivering department."""
     catalog = tmp_path / "catalog"
     catalog.mkdir()
     text = (CATALOG_DIR / f"{DEPT}.yaml").read_text(encoding="utf-8")
     # alone in its catalogue: no resource of another department to relate to
     text = "\n".join(ln for ln in text.splitlines() if "related_resources:" not in ln)
     (catalog / f"{DEPT}.yaml").write_text(text + "\n", encoding="utf-8")
+    return catalog
+
+
+def one_department_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A home (with its lake) whose catalogue holds only the file-delivering department."""
+    catalog = one_department_catalogue(tmp_path)
     home = tmp_path / "home"
     monkeypatch.setenv("STREETHUB_HOME", str(home))
     monkeypatch.setenv("STREETHUB_CATALOG_DIR", str(catalog))
     settings = Settings(home=home, catalog_dir=catalog).ensure_dirs()
     init_lake(settings)
     return settings
+
+
+@pytest.fixture
+def street(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    return one_department_home(tmp_path, monkeypatch)
 
 
 def run(settings: Settings):
@@ -228,3 +238,34 @@ def test_the_lake_extensions_load_once_per_run_process(street: Settings) -> None
     # every step opened the lake (landing, raw, staged, three checks, the scorecard twice,
     # the leak scan …), the extensions were loaded at most once per open at a time
     assert instances_created() - before <= 2
+
+
+def test_the_scorecard_follows_new_staged_data_in_the_ui_and_only_then() -> None:
+    """The daemon's automation: after a run stages data, one scorecard run; else none."""
+    from pipelines.defs.quality.assets import SCORECARD_KEY, build_scorecard_asset, staged_key
+    from pipelines.resources import LakeResource
+
+    keys = [staged_key(DEPT, "violation_cases"), staged_key("wg", "grid_events")]
+    defs = dg.Definitions(
+        assets=[build_scorecard_asset(keys), *(dg.AssetSpec(k) for k in keys)],
+        resources={"lake": LakeResource()},
+    )
+    instance = dg.DagsterInstance.ephemeral()
+
+    def requested(cursor=None):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        return result.get_requested_partitions(SCORECARD_KEY) != set(), result.cursor
+
+    # everything scored already (the main job ran): the first evaluation asks for nothing
+    for key in [keys[0], SCORECARD_KEY]:
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+    asked, cursor = requested()
+    assert not asked
+    asked, cursor = requested(cursor)
+    assert not asked
+    # a sensor's run staged a delivery (the other dataset has never delivered anything)
+    instance.report_runless_asset_event(dg.AssetMaterialization(keys[0]))
+    asked, cursor = requested(cursor)
+    assert asked
+    asked, cursor = requested(cursor)  # asked once, not again while nothing changes
+    assert not asked

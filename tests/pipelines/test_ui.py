@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from catalog.loader import load_catalogue
 
@@ -74,3 +75,70 @@ def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
             break
         time.sleep(0.5)
     assert leftover == [], f"processes left behind: {leftover}"
+
+
+SENSOR_TICKS = """{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+  ... on RepositoryLocation { repositories { sensors { name
+    sensorState { status ticks(limit: 20) { status runIds } } } } } } } } } }"""
+RUNS = """{ runsOrError { ... on Runs { results { runId tags { key value } } } } }"""
+
+
+def test_ui_after_the_main_job_queues_no_run_for_what_it_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run`, then `streethub ui`: the inbox sensor ticks and finds nothing new, and
+    no other sensor (the scorecard's automation) queues a run either."""
+    from test_incremental import deliver, one_department_home, run
+
+    settings = one_department_home(tmp_path, monkeypatch)
+    home, catalog = settings.home, settings.catalog_dir
+    deliver(settings, "violation_cases_20261101.csv", 0, 30)
+    deliver(settings, "violation_cases_20261102.csv", 30, 5)
+    (settings.inbox_dir / "cgj" / "readme.txt").write_text("not a delivery")
+    first = run(settings)
+    assert first.selected and first.leak_check is not None and first.leak_check.passed
+    port = free_port()
+    env = {**os.environ, "STREETHUB_HOME": str(home), "STREETHUB_CATALOG_DIR": str(catalog)}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "streethub"), "ui", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ticks: list[dict] = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # the daemon evaluates the sensor once it runs
+            try:
+                body = httpx.post(f"{base}/graphql", json={"query": SENSOR_TICKS}, timeout=30)
+                sensors = [
+                    s
+                    for e in body.json()["data"]["workspaceOrError"]["locationEntries"]
+                    for r in (e["locationOrLoadError"] or {}).get("repositories", [])
+                    for s in r["sensors"]
+                ]
+                ticks = next(s for s in sensors if s["name"] == "inbox_cgj")["sensorState"]["ticks"]
+            except (httpx.TransportError, KeyError, TypeError, StopIteration, ValueError):
+                ticks = []
+            if any(t["status"] in {"SKIPPED", "SUCCESS", "FAILURE"} for t in ticks):
+                break
+            assert proc.poll() is None, "the UI exited"
+            time.sleep(1)
+        time.sleep(5)  # a run the tick (or the automation sensor) asked for is queued by now
+        runs = httpx.post(f"{base}/graphql", json={"query": RUNS}, timeout=30).json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert ticks, "the inbox sensor did not tick within 240 s"
+    assert all(t["status"] == "SKIPPED" and t["runIds"] == [] for t in ticks), ticks
+    launched = [
+        r["runId"]
+        for r in runs["data"]["runsOrError"]["results"]
+        if {"key": "streethub/job", "value": "main"} not in r["tags"]
+    ]
+    assert launched == []  # only the main job's own runs: none queued by a sensor

@@ -16,6 +16,15 @@ from pipelines.quality_run import compute_quality, load_inputs, write_quality, w
 from pipelines.resources import LakeResource
 
 SCORECARD_KEY = dg.AssetKey(["marts", "quality_scorecard"])
+# In the UI (the daemon), the scorecard — with its leak scan — follows new staged data: a
+# sensor's run that stages a delivery is followed by one scorecard run; nothing new, no run.
+# (Not `eager()`: that waits while any dataset has never been staged, and one that has
+# never delivered anything never will be.)
+SCORECARD_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after new staged data")
 
 
 def staged_key(dept: str, dataset: str) -> dg.AssetKey:
@@ -82,6 +91,7 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
             "correction-loop issues (校核纠错), and the HTML report."
         ),
         pool=LAKE_POOL,
+        automation_condition=SCORECARD_AUTOMATION,
     )
     def _scorecard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         settings = lake.settings()
@@ -122,4 +132,11 @@ def all_quality_assets() -> list[dg.AssetsDefinition]:
 
 @dg.definitions
 def quality_assets() -> dg.Definitions:
-    return dg.Definitions(assets=all_quality_assets())
+    automation = dg.AutomationConditionSensorDefinition(
+        "quality_scorecard_automation",
+        target=dg.AssetSelection.assets(SCORECARD_KEY),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        description="Scores again (and scans for leaks) after a run staged new data.",
+    )
+    return dg.Definitions(assets=all_quality_assets(), sensors=[automation])
