@@ -7,11 +7,13 @@
 - unified social credit code (统一社会信用代码, GB 32100-2015): 18 characters over
   ``0123456789ABCDEFGHJKLMNPQRTUWXY``, check = (31 − Σ value·weight mod 31) mod 31;
 - Luhn (ISO/IEC 7812, bank cards);
+- phones: mainland mobiles (1[3-9] + 9 digits) written with a country prefix, separators
+  or an extension; landlines in any spelling → ``010-65123456`` (libphonenumber);
 - full-width → half-width: U+FF01–FF5E → U+0021–007E and the ideographic space U+3000 →
   a space, one character for one (offsets in a text line up).
 
 Columns are checked with the polars expressions (``id_check_char``, ``upgrade_id_15``,
-``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``halfwidth`` …). The ``*_str``
+``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``phone_canonical``, ``halfwidth`` …). The ``*_str``
 forms check one string and exist for the free-text scanners, which verify numbers a regex
 found inside a text; they use the same constants. python-stdnum is the independent oracle
 the tests compare both forms with (the department simulator keeps a copy of its own).
@@ -23,7 +25,9 @@ import datetime as dt
 import re
 from functools import cache
 
+import phonenumbers
 import polars as pl
+from phonenumbers import PhoneNumberType
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
@@ -173,6 +177,67 @@ def citizen_id15_plausible_str(cid: str) -> bool:
         and cid[0] != "0"
         and _real_date("19" + cid[6:12])
     )
+
+
+# -- mainland mobile numbers ------------------------------------------------------------
+
+MOBILE = r"^1[3-9]\d{9}$"
+PHONE_SEPARATORS = r"[\s\-()（）]"
+# +86 / 0086 / 86 before, an extension after (转8001, 分机8001, ext.8001, x8001, #8001)
+_MOBILE_SPELLING = r"^(?:\+86|0086|86)?(1\d{10})(?:(?:转|分机|[eE][xX][tT]\.?|[xX#])\d{1,6})?$"
+
+
+def mobile_digits(phone: pl.Expr) -> pl.Expr:
+    """The 11-digit mobile a value spells (``+86 138-1234-5678``, ``0086(138)12345678``,
+    ``13812345678转8001``: a mobile has no extension), or null when it spells none
+    (landlines included). Input: half-width text."""
+    digits = phone.str.replace_all(PHONE_SEPARATORS, "").str.extract(_MOBILE_SPELLING, 1)
+    return pl.when(digits.str.contains(MOBILE)).then(digits)
+
+
+def _landline(value: str) -> str | None:
+    """``0<area>-<subscriber>`` of a valid mainland fixed-line number, else None."""
+    try:
+        number = phonenumbers.parse(value, "CN")
+    except phonenumbers.NumberParseException:
+        return None
+    if (
+        number.country_code != 86
+        or number.extension
+        or phonenumbers.number_type(number) is not PhoneNumberType.FIXED_LINE
+        or not phonenumbers.is_valid_number(number)
+    ):
+        return None
+    nsn = phonenumbers.national_significant_number(number)
+    area = phonenumbers.length_of_geographical_area_code(number)
+    return f"0{nsn[:area]}-{nsn[area:]}" if area else None
+
+
+def landline_canonical(phone: pl.Expr) -> pl.Expr:
+    """A mainland fixed-line number in any spelling (``+86 10 6512 3456``, ``(010)65123456``,
+    ``0086-10-65123456``, ``01065123456``) → ``010-65123456``: the area code with its
+    trunk 0, a dash, the subscriber number. Null for anything libphonenumber does not take
+    for a valid CN fixed line (mobiles, numbers with an extension, a wrong length or area
+    code). Google's libphonenumber (``phonenumbers``) knows every area code and its
+    subscriber-number lengths; it runs once per distinct value that is not already an
+    11-digit mobile (input: half-width text).
+    """
+
+    def _batch(s: pl.Series) -> pl.Series:
+        values = s.drop_nulls().unique()
+        values = values.filter(
+            ~values.str.contains(MOBILE) & (values.str.count_matches(r"\d") >= 7)
+        )
+        found = {v: c for v in values.to_list() if (c := _landline(v)) is not None}
+        return s.replace_strict(found, default=None, return_dtype=pl.String)
+
+    return phone.map_batches(_batch, return_dtype=pl.String)
+
+
+def phone_canonical(phone: pl.Expr) -> pl.Expr:
+    """A phone as it is staged: :func:`mobile_digits`, else :func:`landline_canonical`, else
+    null (the standardiser then keeps the value as delivered, and the gate judges it)."""
+    return pl.coalesce(mobile_digits(phone), landline_canonical(phone))
 
 
 # -- unified social credit code (GB 32100-2015) -----------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from catalog.identifiers import halfwidth
+from catalog.identifiers import halfwidth, mobile_digits
 from catalog.model import Dataset, MaskingRule, PiiKind
 from masking import generalise as gen
 from masking.errors import MaskingError
@@ -71,8 +71,7 @@ def _digits(expr: pl.Expr) -> pl.Expr:
 
 def mask_mobile(expr: pl.Expr) -> pl.Expr:
     """Mobile (or landline) → 138****5678; +86 / 0086 and separators removed first."""
-    d = _digits(expr)
-    d = pl.when(d.str.contains(r"^(?:86|0086)1[3-9]\d{9}$")).then(d.str.slice(-11)).otherwise(d)
+    d = pl.coalesce(mobile_digits(_clean(expr)), _digits(expr))
     return pl.concat_str([d.str.slice(0, 3), pl.lit("****"), d.str.slice(-4)]).pipe(
         lambda kept: pl.when(d.str.len_chars() >= 10).then(kept).otherwise(_stars(d))
     )

@@ -30,7 +30,7 @@ import re
 import polars as pl
 import polars_hash  # noqa: F401  (registers the ``chash`` expression namespace)
 
-from catalog.identifiers import halfwidth, upgrade_id_15
+from catalog.identifiers import halfwidth, phone_canonical, upgrade_id_15
 from catalog.model import PiiKind
 from masking.errors import KeyRingError
 from masking.keys import PSEUDONYM_SCHEME, DataKey, KeyRing
@@ -86,7 +86,7 @@ def pseudonym_key(
 
 
 def normalise_expr(expr: pl.Expr, kind: PiiKind | str | None = None) -> pl.Expr:
-    """Normalisation before hashing: half-width, trimmed; IDs' x upper-case; phones digits only.
+    """Normalisation before hashing: half-width, trimmed; IDs' x upper-case; phones as staged.
 
     Full-width → half-width (``catalog.identifiers.halfwidth``) except in names, addresses
     and free text, whose Chinese punctuation is content (the standardiser keeps it too), so
@@ -99,9 +99,8 @@ def normalise_expr(expr: pl.Expr, kind: PiiKind | str | None = None) -> pl.Expr:
     e = e.str.strip_chars(" \t\u3000")
     if kind is PiiKind.citizen_id:
         return e.str.replace_all("x", "X", literal=True)
-    if kind in (PiiKind.mobile, PiiKind.landline):
-        digits = e.str.replace_all(r"[\s\-()（）]", "")
-        return digits.str.replace(r"^(?:\+86|0086)", "")
+    if kind in (PiiKind.mobile, PiiKind.landline):  # as the standardiser stages a phone
+        return pl.coalesce(phone_canonical(e), e)
     if kind in (PiiKind.email, PiiKind.plate):
         return e.str.to_uppercase() if kind is PiiKind.plate else e.str.to_lowercase()
     return e

@@ -41,7 +41,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from catalog.identifiers import FULL_TO_HALF, ID15, halfwidth, upgrade_id_15
+from catalog.identifiers import (
+    FULL_TO_HALF,
+    ID15,
+    MOBILE,
+    halfwidth,
+    phone_canonical,
+    upgrade_id_15,
+)
 from catalog.model import (
     ConnectorKind,
     Dataset,
@@ -52,7 +59,6 @@ from catalog.model import (
     SlashDates,
     Standardising,
 )
-from quality.validators import MOBILE, landline_canonical
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
 BEIJING_OFFSET_MIN = 480
@@ -79,7 +85,6 @@ _COMPACT_DT_RE = r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})$"
 _DMY_RE = r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})$"  # 31/10/2026 (or 10/31/2026)
 _MONTH_RE = r"^(\d{4})(?:[-/.]|年)(\d{1,2})月?$"  # 2026年10月, 2026-10
 # a mobile followed by an extension, spaces and dashes already removed
-_EXTENSION_RE = r"^(1\d{10})(?:转|分机|[eE][xX][tT]\.?|[xX#])\d{1,6}$"
 _EXTENSION_MARK = r"转|分机|[eE][xX][tT]|[xX#]\s*\d{1,6}$"
 ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
 _ZERO_WIDTH_CLASS = "[" + "".join(ZERO_WIDTH) + "]"
@@ -160,17 +165,8 @@ def std_code(s: pl.Expr) -> pl.Expr:
 def phone_from_clean(t: pl.Expr) -> pl.Expr:
     """:func:`std_phone` on text already cleaned (half-width, trimmed, blank → null)."""
     other = pl.when(~t.str.contains(MOBILE)).then(t)  # already 11 digits: nothing to do
-    digits = (
-        other.str.replace_all(r"[\s\-()（）]", "")
-        .str.replace(r"^(?:\+86|0086|86)(1\d{10})", "$1")
-        .str.replace(_EXTENSION_RE, "$1")  # a mobile has no extension
-    )
-    # a landline in any spelling → 010-65123456 (libphonenumber); anything else as it came
-    return (
-        pl.when(digits.str.contains(MOBILE))
-        .then(digits)
-        .otherwise(pl.coalesce(landline_canonical(t), t))
-    )
+    # a mobile's prefix, separators, extension; a landline → 010-65123456; else as it came
+    return pl.coalesce(phone_canonical(other), t)
 
 
 def std_phone(s: pl.Expr) -> pl.Expr:

@@ -4,11 +4,10 @@ Each function takes an expression over *standardised* text (half-width, trimmed,
 upper-case X) and returns an expression; nothing here loops over rows in Python
 except :func:`is_mojibake`, which the gate runs over distinct values only.
 
-- mobiles, landlines (normalised with libphonenumber), region codes (GB/T 2260, retired
-  codes kept), coordinates inside the street.
+- mobiles, region codes (GB/T 2260, retired codes kept), coordinates inside the street.
 
 The citizen ID (GB 11643: check character, 15→18 upgrade, birth date, gender), the unified
-social credit code (GB 32100), Luhn and the full-width table have their one home in
+social credit code (GB 32100), Luhn, the spellings of mobiles and landlines and the full-width table have their one home in
 :mod:`catalog.identifiers`, which masking uses too.
 """
 
@@ -18,55 +17,14 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-import phonenumbers
 import polars as pl
-from phonenumbers import PhoneNumberType
 
-MOBILE = r"^1[3-9]\d{9}$"
+from catalog.identifiers import MOBILE
 
 
 def mobile_valid(phone: pl.Expr) -> pl.Expr:
     """An 11-digit mainland mobile number 1[3-9]xxxxxxxxx."""
     return phone.str.contains(MOBILE)
-
-
-def _landline(value: str) -> str | None:
-    """``0<area>-<subscriber>`` of a valid mainland fixed-line number, else None."""
-    try:
-        number = phonenumbers.parse(value, "CN")
-    except phonenumbers.NumberParseException:
-        return None
-    if (
-        number.country_code != 86
-        or number.extension
-        or phonenumbers.number_type(number) is not PhoneNumberType.FIXED_LINE
-        or not phonenumbers.is_valid_number(number)
-    ):
-        return None
-    nsn = phonenumbers.national_significant_number(number)
-    area = phonenumbers.length_of_geographical_area_code(number)
-    return f"0{nsn[:area]}-{nsn[area:]}" if area else None
-
-
-def landline_canonical(phone: pl.Expr) -> pl.Expr:
-    """A mainland fixed-line number in any spelling (``+86 10 6512 3456``, ``(010)65123456``,
-    ``0086-10-65123456``, ``01065123456``) → ``010-65123456``: the area code with its
-    trunk 0, a dash, the subscriber number. Null for anything libphonenumber does not take
-    for a valid CN fixed line (mobiles, numbers with an extension, a wrong length or area
-    code). Google's libphonenumber (``phonenumbers``) knows every area code and its
-    subscriber-number lengths; it runs once per distinct value that is not already an
-    11-digit mobile (input: cleaned, half-width text).
-    """
-
-    def _batch(s: pl.Series) -> pl.Series:
-        values = s.drop_nulls().unique()
-        values = values.filter(
-            ~values.str.contains(MOBILE) & (values.str.count_matches(r"\d") >= 7)
-        )
-        found = {v: c for v in values.to_list() if (c := _landline(v)) is not None}
-        return s.replace_strict(found, default=None, return_dtype=pl.String)
-
-    return phone.map_batches(_batch, return_dtype=pl.String)
 
 
 @lru_cache(maxsize=1)

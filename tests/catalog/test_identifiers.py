@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum import luhn
@@ -193,3 +194,55 @@ def test_shipped_provider_codes_pass_the_one_rule():
     codes = [d.provider_code for d in load_catalogue().departments.values()]
     assert codes and all(ids.uscc_valid_str(c) for c in codes)
     assert not ids.uscc_valid_str(codes[0][:17] + ("0" if codes[0][17] != "0" else "1"))
+
+
+def test_landlines_in_any_spelling_become_area_dash_number():
+    spellings = ["010-65123456", "(010)65123456", "010 6512 3456", "+86 10 6512 3456"]
+    spellings += ["0086-10-65123456", "86 10 65123456", "01065123456"]
+    assert col(spellings, ids.landline_canonical) == ["010-65123456"] * len(spellings)
+    assert col(["0755 8600 1234", "057188888888"], ids.landline_canonical) == [
+        "0755-86001234",
+        "0571-88888888",
+    ]
+
+
+def test_what_is_no_valid_landline_is_null():
+    others = ["13812345678", "010-6512345", "021-1234567", "010-65123456-801", "无", "", None]
+    assert col(others, ids.landline_canonical) == [None] * len(others)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from(["10", "21", "755", "571", "20"]),
+    st.integers(2_000_000, 9_999_999),
+    st.sampled_from(["0{a}-{n}", "(0{a}){n}", "+86 {a} {n}", "0{a} {n}", "0086{a}{n}"]),
+)
+def test_landline_agrees_with_phonenumbers_formatting(area, number, spelling):
+    """The oracle: libphonenumber's own national format, separators aside."""
+    import phonenumbers
+
+    n = f"{number}{number % 10}" if area in ("10", "21", "20") else str(number)
+    got = col([spelling.format(a=area, n=n)], ids.landline_canonical)[0]
+    parsed = phonenumbers.parse(f"0{area}{n}", "CN")
+    if phonenumbers.is_valid_number(parsed):
+        national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+        assert got is not None and got.replace("-", "") == national.replace(" ", "")
+        assert got.startswith(f"0{area}-")
+    else:
+        assert got is None
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["13812345678", "+86 138 1234 5678", "0086-138-1234-5678", "86 13812345678", "(138)12345678",
+     "13812345678转8001", "138 1234 5678 分机 12", "13812345678ext.8001", "13812345678#8001"],
+)  # fmt: skip
+def test_mobile_spellings(spelling):
+    assert col([spelling], ids.mobile_digits) == ["13812345678"]
+    assert col([spelling], ids.phone_canonical) == ["13812345678"]
+
+
+def test_what_spells_no_mobile_is_null():
+    others = ["12812345678", "1381234567", "138123456789", "010-65123456", "13812345678转", None]
+    assert col(others, ids.mobile_digits) == [None] * len(others)
+    assert col(others, ids.phone_canonical) == [None, None, None, "010-65123456", None, None]
