@@ -264,6 +264,11 @@ class Standardising(_Strict):
         description="cell values meaning 'no value' (无, 不详, NULL, -, / …): staged as null, "
         "so an optional field stays empty and a required one is quarantined as blank",
     )
+    extra_placeholders: tuple[str, ...] = Field(
+        default=(),
+        description="placeholders added to the list above (e.g. 未测 of a health check export), "
+        "so a department need not repeat the defaults",
+    )
     slash_dates: SlashDates = Field(
         default=SlashDates.day_first, description="order of d/m/yyyy dates (31/10/2026)"
     )
@@ -277,7 +282,7 @@ class Standardising(_Strict):
         description="dates exports write for 'unknown' (1900-01-01): staged as null",
     )
 
-    @field_validator("placeholders")
+    @field_validator("placeholders", "extra_placeholders")
     @classmethod
     def _placeholders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         bad = [p for p in v if not p.strip() or p != p.strip()]

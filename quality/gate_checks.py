@@ -21,7 +21,7 @@ from catalog.errors import CatalogError, StreethubError
 from catalog.model import Dataset, FieldSpec, FieldType, PiiKind
 from catalog.street import Street, get_street
 from quality import validators as v
-from quality.standardise import missing_value
+from quality.standardise import missing_col
 
 RAW_PREFIX = "_raw__"
 
@@ -216,17 +216,18 @@ def wants_mojibake_check(f: FieldSpec) -> bool:
     )
 
 
-def required_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
+def required_check(f: FieldSpec) -> RowCheck:
     """Blank (or a missing-value placeholder) where the catalogue requires a value (an
     unreadable value is reported as such)."""
-    blank = missing_value(f, raw_col(f.name), ds.rules if ds else None)
+    blank = (raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) == 0) | missing_col(f)
     passes = pl.col(f.name).is_not_null() | ~blank
     return RowCheck("required", f.name, passes, pl.lit(f"{f.label_zh} is required but blank"), True)
 
 
-def unparseable_check(f: FieldSpec, ds: Dataset | None = None) -> RowCheck:
+def unparseable_check(f: FieldSpec) -> RowCheck:
     """Delivered, but standardisation could not read it as the catalogue's type."""
-    delivered = ~missing_value(f, raw_col(f.name), ds.rules if ds else None)
+    delivered = raw_col(f.name).str.strip_chars().str.len_bytes().fill_null(0) > 0
+    delivered = delivered & ~missing_col(f)
     passes = pl.col(f.name).is_not_null() | ~delivered
     what = {
         FieldType.date: "a date",
@@ -304,8 +305,8 @@ def row_checks(
     out: list[RowCheck] = []
     for f in ds.fields:
         if with_raw:
-            out.append(unparseable_check(f, ds))
+            out.append(unparseable_check(f))
             if f.required:
-                out.append(required_check(f, ds))
+                out.append(required_check(f))
         out.extend(field_checks(ds, f, street))
     return out

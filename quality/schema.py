@@ -52,7 +52,7 @@ def column_checks(
 ) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if for_gate:
-        checks.append(_custom(unparseable_check(f, dataset)))
+        checks.append(_custom(unparseable_check(f)))
     for rc in field_checks(dataset, f, street):
         checks.append(_builtin(f, rc.name) if rc.name in BUILTIN else _custom(rc))
     return checks

@@ -61,6 +61,7 @@ from catalog.model import (
 )
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
+MISSING_PREFIX = "_missing__"  # standardise(): a placeholder / unknown date was delivered
 BEIJING_OFFSET_MIN = 480
 
 DTYPES: dict[FieldType, pl.DataType] = {
@@ -110,7 +111,7 @@ def placeholder_spellings(f: FieldSpec, rules: Standardising) -> list[str]:
     """Every spelling of the rules' placeholders for one field: half- and full-width, upper,
     lower and title case; none that the field's ``allowed_values`` accept as a value."""
     out: set[str] = set()
-    for p in rules.placeholders:
+    for p in (*rules.placeholders, *rules.extra_placeholders):
         for v in (p, p.upper(), p.lower(), p.title()):
             out.update((v, "".join(_HALF_TO_FULL.get(c, c) for c in v)))
     return sorted(out - set(f.allowed_values or ()))
@@ -456,18 +457,12 @@ def trimmed_text(f: FieldSpec, raw: pl.Expr) -> pl.Expr:
     return halfwidth_visible(raw).str.strip_chars()
 
 
-def missing_value(f: FieldSpec, text: pl.Expr, rules: Standardising | None = None) -> pl.Expr:
-    """Delivered text (the raw column) that stands for no value: blank, one of the rules'
-    placeholders, or for a date one of its "unknown" dates. The gate's required and
-    unparseable checks read a missing value as blank, so such a row is quarantined as a
-    blank required field, never as unreadable."""
-    rules = rules or Standardising()
-    trimmed = trimmed_text(f, text.cast(pl.String))  # as the standardiser trims it
-    out = (trimmed.str.len_bytes().fill_null(0) == 0) | is_placeholder(f, trimmed, rules)
-    if f.type is FieldType.date and rules.unknown_dates:
-        value = parse_date(text.cast(pl.String), rules=rules)
-        out = out | value.is_in(list(rules.unknown_dates)).fill_null(False)
-    return out
+def missing_col(f: FieldSpec) -> pl.Expr:
+    """The flag :func:`standardise` puts beside the fields: the delivered text stood for no
+    value (one of the rules' placeholders, or for a date one of its "unknown" dates). The
+    gate's required and unparseable checks read it as blank, so such a row is quarantined as
+    a blank required field, never as unreadable."""
+    return pl.col(f"{MISSING_PREFIX}{f.name}")
 
 
 def field_expr(
@@ -611,7 +606,8 @@ def repair_flags(
 
 @dataclass
 class Standardised:
-    """The typed frame (lineage + fields) and how many values each kind of repair changed."""
+    """The typed frame (lineage + fields, then a :func:`missing_col` flag per field) and how
+    many values each kind of repair changed."""
 
     frame: pl.DataFrame
     repairs: pl.DataFrame
@@ -630,7 +626,16 @@ def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = Tr
     serials = uses_excel_serials(dataset)
     lineage = [c for c in LINEAGE if c in raw.columns]
     work = _staged(raw, dataset, serials)
-    frame = work.select(*lineage, *[pl.col(_tmp(f, "v")).alias(f.name) for f in dataset.fields])
+    rules = dataset.rules
+    missing = []
+    for f in dataset.fields:
+        flag = is_placeholder(f, pl.col(_tmp(f, "trim")), rules).fill_null(False)
+        if f.type is FieldType.date and rules.unknown_dates:
+            flag = flag | pl.col(_tmp(f, "u"))
+        missing.append(flag.alias(f"{MISSING_PREFIX}{f.name}"))
+    frame = work.select(
+        *lineage, *[pl.col(_tmp(f, "v")).alias(f.name) for f in dataset.fields], *missing
+    )
     repairs = pl.DataFrame(schema=REPAIRS_SCHEMA)
     if count_repairs and raw.height:
         exprs, keys = [], []

@@ -76,6 +76,18 @@ def test_placeholders_are_a_catalogue_setting(cat):
     ds = dataset(cat, "mzj.elderly_alone")
     got, _ = one_field(ds, "address", ["未填写", "-"], placeholders=["未填写"])
     assert got == [None, "-"]  # the dataset's own list replaces the default
+    got, _ = one_field(ds, "address", ["未填写", "-", "地址"], extra_placeholders=["未填写"])
+    assert got == [None, None, "地址"]  # extra ones add to it
+
+
+def test_the_gate_reads_the_standardisers_missing_flag(cat):
+    ds = dataset(cat, "mzj.elderly_alone")
+    out = s.standardise(
+        raw_frame(ds, 2, name=["无", "张三"], registered_on=["1900-01-01", None]), ds
+    )
+    assert out.frame.select(s.missing_col(ds.field("name")))[:, 0].to_list() == [True, False]
+    f = ds.field("registered_on")
+    assert out.frame.select(s.missing_col(f))[:, 0].to_list() == [True, False]
 
 
 def test_department_rules_reach_its_datasets_and_a_dataset_overrides_key_by_key(cat):
