@@ -7,6 +7,7 @@ module that knows the simulator's files). In it:
 - no string names a simulator file (``registry.sqlite``, ``manifest.json`` …), a
   department code or a dataset code: the hub asks the catalogue. Docstrings and comments
   may give an example; string literals are code;
+- only the main job and the CLI import ``quality.evaluation`` (run after the scorecard);
 - nothing imports ``departments``, except the explicit simulate path of the main job and
   the CLI: an import inside a function of ``pipelines/main_job.py`` or ``pipelines/cli.py``
   whose name says so (contains ``simulat``: ``simulate_if_needed``, ``simulated_systems``,
@@ -85,8 +86,8 @@ def named_in(path: Path, known: set[str]) -> list[str]:
     return found
 
 
-def departments_imports(path: Path) -> list[tuple[int, str | None]]:
-    """(line, enclosing function name or None) of every import of ``departments``."""
+def departments_imports(path: Path, package: str = "departments") -> list[tuple[int, str | None]]:
+    """(line, enclosing function name or None) of every import of ``package``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     out = []
 
@@ -100,7 +101,7 @@ def departments_imports(path: Path) -> list[tuple[int, str | None]]:
                 modules = [a.name for a in child.names]
             elif isinstance(child, ast.ImportFrom) and child.level == 0:
                 modules = [child.module or ""]
-            if any(m == "departments" or m.startswith("departments.") for m in modules):
+            if any(m == package or m.startswith(f"{package}.") for m in modules):
                 out.append((child.lineno, function))
             visit(child, name)
 
@@ -126,6 +127,14 @@ def test_departments_imported_only_in_the_explicit_simulate_path(path: Path):
         assert all(fn is not None and "simulat" in fn for _, fn in imports), imports
     else:
         assert imports == []
+
+
+@pytest.mark.parametrize("path", production_modules(), ids=lambda p: str(p.relative_to(REPO)))
+def test_the_scorecard_never_evaluates_against_a_truth(path: Path):
+    """Ground-truth evaluation runs after the production path, from the main job and the
+    CLI only: nothing else (ingest, gate, scorecard, leak scan, Dagster assets) imports it."""
+    imports = departments_imports(path, "quality.evaluation")
+    assert imports == [] or path in SIMULATE_PATH
 
 
 def test_the_checks_can_fail(tmp_path: Path):

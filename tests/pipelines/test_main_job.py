@@ -177,3 +177,69 @@ def test_a_blocking_check_fails_this_run_only_for_a_delivery_gated_in_it(
     assert "passed the row gate" in this_run[0].what
     later, older = run_problems(result, defs, started + dt.timedelta(days=1))
     assert later == [] and [p.where for p in older] == [where]
+
+
+PULLED = ("sql_db", "http_api")
+
+
+def test_the_main_job_runs_green_without_any_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub whose departments are not ours: deliveries in its inbox, a catalogue of the
+    file-delivered departments only, no simulator folder anywhere (no truth, no manifest,
+    no systems). The whole main job runs green, lands and stages every delivered file, and
+    neither imports the simulator nor evaluates against a truth."""
+    import shutil
+    import sys
+
+    import yaml
+
+    from departments.simulate import sim_dir_for, simulate
+    from pipelines.main_job import run_main
+
+    street = tmp_path / "street"
+    simulate(street, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
+    shutil.rmtree(sim_dir_for(street))  # the outside world is gone: only its files remain
+    shipped = load_catalogue()
+    catalogue = tmp_path / "catalogue"
+    catalogue.mkdir()
+    home = tmp_path / "hub"
+    kept = {
+        code: dept
+        for code, dept in shipped.departments.items()
+        if not any(ds.delivery.kind.value in PULLED for ds in dept.datasets)
+    }
+    known = {ds.resource_code for dept in kept.values() for ds in dept.datasets}
+    files = 0
+    for code in kept:
+        doc = yaml.safe_load((Settings().catalog_dir / f"{code}.yaml").read_text(encoding="utf-8"))
+        for ds in doc["datasets"]:  # a reference to a department this street does not have
+            ds["related_resources"] = [r for r in ds.get("related_resources", []) if r in known]
+        (catalogue / f"{code}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+        shutil.copytree(street / "inbox" / code, home / "inbox" / code)
+        files += sum(1 for p in (home / "inbox" / code).iterdir() if p.is_file())
+    for name, value in {
+        "STREETHUB_HOME": str(home),
+        "STREETHUB_CATALOG_DIR": str(catalogue),
+        "STREETHUB_SIM_AUTO": "false",
+        "STREETHUB_SETTLE_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in [m for m in sys.modules if m == "departments" or m.startswith("departments.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing the simulator now fails
+    settings = Settings()
+    cat = load_catalogue(settings.catalog_dir)
+    assert 0 < len(cat.departments) < len(shipped.departments) and files >= len(cat.departments)
+
+    console = Console(record=True, width=200, force_terminal=False)
+    run_main(settings, console)  # raises StreethubError on any failure of this run
+
+    text = console.export_text()
+    assert "every row of every delivery read is staged, quarantined or skipped" in text
+    assert "ground truth" not in text and "simulat" not in text
+    assert not settings.sim_dir_abs.exists() and not sim_dir_for(street).exists()
+    with open_lake(settings, read_only=True) as con:
+        rows = list_deliveries(con)
+        scored = con.execute("SELECT DISTINCT dept FROM marts.quality_scorecard").fetchall()
+    assert len(rows) == files and all(r.status == "loaded" and r.rows_staged for r in rows)
+    assert {r.dept for r in rows} == set(cat.departments) <= {d for (d,) in scored}
