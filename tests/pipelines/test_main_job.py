@@ -243,3 +243,34 @@ def test_the_main_job_runs_green_without_any_simulator(
         scored = con.execute("SELECT DISTINCT dept FROM marts.quality_scorecard").fetchall()
     assert len(rows) == files and all(r.status == "loaded" and r.rows_staged for r in rows)
     assert {r.dept for r in rows} == set(cat.departments) <= {d for (d,) in scored}
+
+
+def test_the_main_job_simulates_on_a_first_run_or_when_asked_never_for_an_empty_inbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from pipelines.main_job import simulate_if_needed
+
+    settings = Settings(home=tmp_path / "hub", sim_residents=120, sim_days=1)
+    manifest = settings.sim_dir_abs / "manifest.json"
+    console = Console(record=True, width=200, force_terminal=False)
+
+    simulate_if_needed(settings, console)  # a newcomer's first run: no street yet
+    assert manifest.exists() and any((settings.inbox_dir / "wjw").iterdir())
+    first = manifest.stat().st_mtime_ns
+    for dept in settings.inbox_dir.iterdir():  # every delivery landed: the inbox is empty
+        for f in dept.iterdir():
+            f.unlink()
+    simulate_if_needed(settings, console)
+    assert manifest.stat().st_mtime_ns == first and not any(settings.inbox_dir.rglob("*.*"))
+    assert "--simulate" in console.export_text()
+
+    simulate_if_needed(settings, console, force=True)  # `streethub run --simulate`
+    assert manifest.stat().st_mtime_ns != first and any(settings.inbox_dir.rglob("*.csv"))
+
+    real = Settings(home=tmp_path / "real", sim_auto=False)
+    for name in [m for m in sys.modules if m == "departments" or m.startswith("departments.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # a real hub never loads the simulator
+    simulate_if_needed(real, console)
+    assert not real.sim_dir_abs.exists()
