@@ -75,5 +75,5 @@ def test_the_guides_standardising_block_is_valid() -> None:
     rules = Standardising.model_validate(yaml.safe_load(block.group(1))["standardising"])
     assert rules.slash_dates is SlashDates.month_first
     assert rules.month_dates is MonthDates.quarantine
-    assert "待核实" in rules.placeholders and len(rules.unknown_dates) == 2
+    assert "待核实" in rules.extra_placeholders and len(rules.unknown_dates) == 2
     assert "unit" in FieldSpec.model_fields
