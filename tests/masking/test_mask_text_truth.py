@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from departments.simulate import sim_dir_for, simulate
+from departments.simulate import SYSTEMS_DIR, sim_dir_for, simulate, truth_dir
 from masking.text import scrub
 
 START = dt.date(2026, 11, 20)
@@ -24,7 +24,7 @@ START = dt.date(2026, 11, 20)
 
 def _texts(home: Path) -> list[tuple[str, int, str]]:
     rows: list[tuple[str, int, str]] = []
-    appeals = pl.read_parquet(home / "departments/rx/appeals.parquet")
+    appeals = pl.read_parquet(sim_dir_for(home) / SYSTEMS_DIR / "rx" / "appeals.parquet")
     appeals = appeals.sort(["update_time", "appeal_id"])
     rows += [("rx", i, t) for i, t in enumerate(appeals["content"].to_list(), start=1)]
     day = START.strftime("%Y%m%d")
@@ -51,7 +51,7 @@ def _truth(home: Path) -> dict[tuple[str, int], list[tuple[str, str]]]:
         ("wg", "grid_events"),
         ("yjj", "incidents"),
     ):
-        frame = pl.read_parquet(sim_dir_for(home) / f"truth/{dept}/{name}/text_pii.parquet")
+        frame = pl.read_parquet(truth_dir(sim_dir_for(home)) / dept / name / "text_pii.parquet")
         for r in frame.iter_rows(named=True):
             truth.setdefault((dept, r["_source_row"]), []).append((r["kind"], r["value"]))
     return truth
