@@ -251,7 +251,7 @@ def test_correction_loop_next_delivery_resolves_the_quarantined_record(
     assert mine.height >= 1 and (mine["status"] == "open").all()
 
     # the department fixes the cell and delivers its file again the next day
-    simulator_truth = settings.sim_dir_abs / "truth"
+    simulator_truth = staged_street.sim_dir_abs / "truth"  # the street this home copies
     defects = pl.read_parquet(simulator_truth / "wjw" / ds.code / "defects.parquet")
     fix = defects.filter((pl.col("_file") == file_name) & (pl.col("_source_row") == source_row))
     delivered, truth = fix["delivered"][0], fix["truth"][0]
