@@ -366,15 +366,14 @@ class FieldSpec(_Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:
-        if self.pii is PiiKind.id_document and not self.level.sensitive:
-            raise ValueError(
-                "PII kind id_document is an identity-document number, sensitive personal "
-                f"information (GB/T 35273-2020 Annex B): level must be L3 or L4, not "
-                f"{self.level.value}"
-            )
         if self.pii in SENSITIVE_PII and not self.level.sensitive:
+            what, basis = (
+                ("an identity-document number, ", "GB/T 35273-2020 Annex B")
+                if self.pii is PiiKind.id_document
+                else ("", "PIPL art. 28")
+            )
             raise ValueError(
-                f"PII kind {self.pii.value} is sensitive personal information (PIPL art. 28): "
+                f"PII kind {self.pii.value} is {what}sensitive personal information ({basis}): "
                 f"level must be L3 or L4, not {self.level.value}"
             )
         if self.pii in DIRECT_IDENTIFIERS and not self.level.sensitive:
