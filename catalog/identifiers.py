@@ -61,7 +61,7 @@ def halfwidth_str(text: str) -> str:
 
 # -- citizen ID (GB 11643-1999) ----------------------------------------------------------
 
-ID_CHUNKS = ((0, 5), (5, 4), (9, 4), (13, 4))  # (start, length): the 17 digits in 4 chunks
+_ID_CHUNKS = ((0, 5), (5, 4), (9, 4), (13, 4))  # (start, length): the 17 digits in 4 chunks
 
 
 @cache
@@ -85,7 +85,7 @@ def _id_check_of_number(n: pl.Expr) -> pl.Expr:
         pl.lit(_id_chunk_sums(start, length)).gather(
             (n // 10 ** (17 - start - length)) % 10**length
         )
-        for start, length in ID_CHUNKS
+        for start, length in _ID_CHUNKS
     ]
     total = pl.sum_horizontal(parts)  # a null number (non-ASCII digits) sums to 0
     return pl.lit(pl.Series(list(ID_CHECK), dtype=pl.String)).gather(total % 11)
@@ -121,14 +121,6 @@ def upgrade_id_15(cid: pl.Expr) -> pl.Expr:
     spliced = cid.str.slice(0, 6) + pl.lit("19") + cid.str.slice(6, 9)  # non-ASCII digits
     first17 = pl.coalesce(n.cast(pl.String).str.zfill(17), spliced)
     return pl.when(cid.str.contains(ID15)).then(first17 + _id_check_of_number(n)).otherwise(cid)
-
-
-def upgrade_id_15_str(cid: str) -> str:
-    """:func:`upgrade_id_15` of one string (15 ASCII digits upgraded, anything else kept)."""
-    if len(cid) != 15 or not (cid.isascii() and cid.isdigit()):
-        return cid
-    first17 = cid[:6] + "19" + cid[6:]
-    return first17 + id_check_char_str(first17)
 
 
 def citizen_id_check_ok(cid: pl.Expr) -> pl.Expr:
@@ -182,7 +174,7 @@ def citizen_id15_plausible_str(cid: str) -> bool:
 # -- mainland mobile numbers ------------------------------------------------------------
 
 MOBILE = r"^1[3-9]\d{9}$"
-PHONE_SEPARATORS = r"[\s\-()（）]"
+_PHONE_SEPARATORS = r"[\s\-()（）]"
 # +86 / 0086 / 86 before, an extension after (转8001, 分机8001, ext.8001, x8001, #8001)
 _MOBILE_SPELLING = r"^(?:\+86|0086|86)?(1\d{10})(?:(?:转|分机|[eE][xX][tT]\.?|[xX#])\d{1,6})?$"
 
@@ -191,7 +183,7 @@ def mobile_digits(phone: pl.Expr) -> pl.Expr:
     """The 11-digit mobile a value spells (``+86 138-1234-5678``, ``0086(138)12345678``,
     ``13812345678转8001``: a mobile has no extension), or null when it spells none
     (landlines included). Input: half-width text."""
-    digits = phone.str.replace_all(PHONE_SEPARATORS, "").str.extract(_MOBILE_SPELLING, 1)
+    digits = phone.str.replace_all(_PHONE_SEPARATORS, "").str.extract(_MOBILE_SPELLING, 1)
     return pl.when(digits.str.contains(MOBILE)).then(digits)
 
 
