@@ -13,10 +13,12 @@
   a space, one character for one (offsets in a text line up).
 
 Columns are checked with the polars expressions (``id_check_char``, ``upgrade_id_15``,
-``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``phone_canonical``, ``halfwidth`` …). The ``*_str``
-forms check one string and exist for the free-text scanners, which verify numbers a regex
-found inside a text; they use the same constants. python-stdnum is the independent oracle
-the tests compare both forms with (the department simulator keeps a copy of its own).
+``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``phone_canonical``, ``halfwidth``
+…). The ``*_str`` forms check one string, for callers that hold one: the free-text
+scanners verifying a number a regex found inside a text, the catalogue checking a provider
+code; they use the same constants. python-stdnum and libphonenumber are the independent
+oracles the tests compare both forms with (the department simulator keeps a copy of its
+own).
 """
 
 from __future__ import annotations
