@@ -101,7 +101,7 @@ def staged_frames(
 
 
 def manifest(home: Path) -> dict:
-    return json.loads((sim_dir_for(home) / "truth" / "manifest.json").read_text(encoding="utf-8"))
+    return json.loads((sim_dir_for(home) / "manifest.json").read_text(encoding="utf-8"))
 
 
 def deliveries_and_accounts(home: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
