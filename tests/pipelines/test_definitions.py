@@ -15,6 +15,7 @@ from catalog.loader import load_catalogue
 from catalog.model import FILE_CONNECTORS
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
+from pipelines.defs.quality.assets import SCORECARD_KEY
 from pipelines.deliveries import list_deliveries
 from quality.evaluation import manifest_rows
 
@@ -49,9 +50,15 @@ def test_a_group_per_department_with_both_zones(defs: dg.Definitions) -> None:
 
 def test_sensors_for_file_departments_schedules_for_pulled(defs: dg.Definitions) -> None:
     cat = load_catalogue()
-    sensors = {s.name for s in defs.sensors or []}
+    sensors = {s.name: s for s in defs.sensors or []}
     file_depts = {d.code for d, ds in cat.datasets() if ds.delivery.kind in FILE_CONNECTORS}
-    assert sensors == {f"inbox_{d}" for d in file_depts}
+    automation = "quality_scorecard_automation"
+    assert set(sensors) == {f"inbox_{d}" for d in file_depts} | {automation}
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    graph = defs.resolve_asset_graph()
+    targets = sensors[automation].asset_selection.resolve(graph)
+    assert targets == {SCORECARD_KEY}  # the scorecard follows new staged data; nothing else
+    assert graph.get(SCORECARD_KEY).automation_condition is not None
     pulled = [(d, ds) for d, ds in cat.datasets() if ds.delivery.kind not in FILE_CONNECTORS]
     schedules = {s.name: s for s in defs.schedules or []}
     assert len(schedules) == len(pulled)

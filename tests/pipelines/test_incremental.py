@@ -269,3 +269,20 @@ def test_the_scorecard_follows_new_staged_data_in_the_ui_and_only_then() -> None
     assert asked
     asked, cursor = requested(cursor)  # asked once, not again while nothing changes
     assert not asked
+
+
+def test_the_bench_s_next_daily_delivery_is_new_settled_and_one_record_shorter(
+    street: Settings,
+) -> None:
+    import bench.incremental
+    from pipelines.ingest.inbox import matches
+
+    deliver(street, "violation_cases_20261101.csv", 0, 40)
+    run(street)
+    dept, dataset, path = bench.incremental.next_day_delivery(street)
+    assert (dept, dataset) == (DEPT, "violation_cases")
+    assert matches("violation_cases_*.csv", path.name)
+    lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    assert len(lines) == 1 + 39 and lines[-1] == _row(38)
+    again = run(street)
+    assert again.selected == {DEPT: [LANDING, RAW, STAGED]} and again.scorecard_ran
