@@ -177,6 +177,7 @@ def citizen_id15_plausible_str(cid: str) -> bool:
 
 MOBILE = r"^1[3-9]\d{9}$"
 _PHONE_SEPARATORS = r"[\s\-()（）]"
+LANDLINE_WRITTEN = r"^0\d{2,3}-\d{7,8}$"  # the staged spelling of a landline
 # +86 / 0086 / 86 before, an extension after (转8001, 分机8001, ext.8001, x8001, #8001)
 _MOBILE_SPELLING = r"^(?:\+86|0086|86)?(1\d{10})(?:(?:转|分机|[eE][xX][tT]\.?|[xX#])\d{1,6})?$"
 
@@ -230,8 +231,14 @@ def landline_canonical(phone: pl.Expr) -> pl.Expr:
 
 def phone_canonical(phone: pl.Expr) -> pl.Expr:
     """A phone as it is staged: :func:`mobile_digits`, else :func:`landline_canonical`, else
-    null (the standardiser then keeps the value as delivered, and the gate judges it)."""
-    return pl.coalesce(mobile_digits(phone), landline_canonical(phone))
+    null (the standardiser then keeps the value as delivered, and the gate judges it). A
+    value already written ``0AA-NNNNNNNN`` is that spelling: it is kept without asking
+    libphonenumber (the per-value call is the expensive part), so an unknown area code
+    there is left to the catalogue's pattern, as before."""
+    mobile = mobile_digits(phone)
+    written = phone.str.contains(LANDLINE_WRITTEN)
+    other = pl.when(mobile.is_null() & ~written).then(phone)
+    return pl.coalesce(mobile, pl.when(written).then(phone), landline_canonical(other))
 
 
 # -- unified social credit code (GB 32100-2015) -----------------------------------------
