@@ -67,6 +67,16 @@ def test_sensors_for_file_departments_schedules_for_pulled(defs: dg.Definitions)
         assert s.cron_schedule == ds.update_cycle.cron
 
 
+def test_runs_execute_in_one_process_so_the_lake_is_loaded_once(defs: dg.Definitions) -> None:
+    cat = load_catalogue()
+    dept = next(d for d, ds in cat.datasets() if ds.delivery.kind in FILE_CONNECTORS)
+    for job in (
+        defs.resolve_job_def(f"ingest_{dept.code}_files"),
+        defs.resolve_implicit_global_asset_job_def(),  # what the automation sensor launches
+    ):
+        assert job.executor_def.name == "in_process"
+
+
 def test_dg_check_defs_passes() -> None:
     dg_bin = Path(sys.executable).parent / "dg"
     proc = subprocess.run(
