@@ -61,6 +61,7 @@ def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # simulates two tiny streets and runs the whole main job on one
+@pytest.mark.timeout(1800)  # two child runs: minutes on a busy machine
 def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.ingest
 
@@ -76,7 +77,9 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # every catalogued dataset was ingested, files and pulls, and rows were staged
     assert ingest["all"]["datasets"] == len(ingest["datasets"]) > ingest["files"]["datasets"] > 0
     assert ingest["pulled"]["rows"] > 0
-    assert all(d["staged"] > 0 for d in ingest["datasets"].values())
+    # a tiny street leaves some datasets nearly empty; what was delivered is mostly staged
+    assert all(d["staged"] > 0 for d in ingest["datasets"].values() if d["rows"] >= 20)
+    assert sum(d["staged"] for d in ingest["datasets"].values()) > 0.9 * ingest["all"]["rows"]
     # the file-delivered ingest reads what the floor read (the ingest also counts raw
     # rows DuckDB's reader drops, e.g. stray header lines)
     assert ingest["files"]["rows"] >= floor["rows"] * 0.95
