@@ -180,7 +180,7 @@ def floor(settings, cat, out: Path) -> dict:
 
 def ingest(settings, cat) -> dict:
     """Landing → raw → staged for every dataset, the lake opened once; seconds per dataset."""
-    from departments.server import running_server
+    from departments.connect import simulated_systems
     from lakehouse.lake import open_lake
     from pipelines.connectors.http_api import RetryPolicy
     from pipelines.ingest import ingest_dataset
@@ -191,8 +191,8 @@ def ingest(settings, cat) -> dict:
     policy = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=30)
     protection = Protection.from_settings(settings)
     per: dict[str, dict] = {}
-    with running_server(settings.home_abs, fault_rate=0.0, slow_rate=0.0) as url:
-        settings = settings.model_copy(update={"dept_api_url": url})
+    with simulated_systems(settings.sim_dir_abs, fault_rate=0.0, slow_rate=0.0) as env:
+        settings = settings.connected(env)
         started = time.perf_counter()
         with open_lake(settings) as con:
             opened = time.perf_counter() - started
