@@ -235,8 +235,56 @@ def ingest(settings, cat) -> dict:
     }
 
 
-def ingest_child(home: Path) -> None:
-    """In the child: the floor, then the ingest, on the street simulated into ``home``."""
+# where the ingest's time goes (``--profile``): disjoint buckets of a cProfile run, by
+# (file ending, function); "lake statements" is DuckDB's own time in execute/register
+# (DuckLake metadata reads and commits, inserts), the rest is the Python around them
+BUCKETS = {
+    "encryption at rest (encrypt raw, decrypt + re-encrypt staged)": (
+        ("masking/crypto.py", "encrypt_series"),
+        ("masking/crypto.py", "decrypt_series"),
+    ),
+    "reading deliveries (connectors)": tuple(
+        (f"pipelines/connectors/{m}.py", f"read_{m}")
+        for m in ("csv", "excel", "json", "jsonl", "parquet")
+    ),
+    "pulling (database, HTTP API)": (
+        ("pipelines/connectors/sql_db.py", "pull_sql"),
+        ("pipelines/connectors/http_api.py", "pull_http"),
+    ),
+    "row gate (standardise, checks, split)": (("quality/gate.py", "gate"),),
+    "keys and row digests (HMAC)": (
+        ("pipelines/protection.py", "key_pid"),
+        ("pipelines/protection.py", "row_digest"),
+    ),
+}
+LAKE_CALLS = ("execute", "register", "unregister")
+
+
+def profile_buckets(stats) -> dict[str, float]:
+    """Seconds per bucket from ``pstats.Stats`` (cumulative time; lake: DuckDB's own)."""
+    raw = stats.stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = max(ct for _, _, _, ct, _ in raw.values())
+    out: dict[str, float] = {}
+    for bucket, names in BUCKETS.items():
+        out[bucket] = sum(
+            ct
+            for (file, _, name), (_, _, _, ct, _) in raw.items()
+            if any(file.endswith(f) and name == n for f, n in names)
+        )
+    lake = sum(
+        tt
+        for (file, _, name), (_, _, tt, _, _) in raw.items()
+        if file == "~" and any(f"_duckdb.{c}" in name or f"'{c}'" in name for c in LAKE_CALLS)
+    )
+    out["lake statements (DuckDB/DuckLake: metadata, commits, inserts)"] = lake
+    out["other (Python around them, imports)"] = total - sum(out.values())
+    out["total"] = total
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def ingest_child(home: Path, profile: bool = False) -> None:
+    """In the child: the floor, then the ingest, on the street simulated into ``home``
+    (``profile``: under cProfile, with the time per bucket; slower than unprofiled)."""
     from catalog.loader import load_catalogue
     from catalog.settings import Settings
 
@@ -244,7 +292,16 @@ def ingest_child(home: Path) -> None:
     cat = load_catalogue(settings.catalog_dir)
     with tempfile.TemporaryDirectory(prefix="bench_floor_") as out:
         measured = {"floor": floor(settings, cat, Path(out))}
-    measured["ingest"] = ingest(settings, cat)
+    if not profile:
+        measured["ingest"] = ingest(settings, cat)
+        print(json.dumps(measured))
+        return
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    measured["ingest"] = profiler.runcall(ingest, settings, cat)
+    measured["profile"] = profile_buckets(pstats.Stats(profiler))
     print(json.dumps(measured))
 
 
@@ -269,6 +326,14 @@ def floor_and_ingest(tmp: Path, residents: int) -> dict:
         measured["ingest"]["all"]["seconds"] / max(measured["floor"]["seconds"], 1e-9), 1
     )
     shutil.rmtree(tmp / "floor", ignore_errors=True)
+    # where the time goes: the same street again (the first ingest emptied the inbox),
+    # ingested under cProfile (slower: its seconds are shares, not the measurement)
+    home = tmp / "profile" / "home"
+    home.parent.mkdir(parents=True)
+    simulate(home, residents)
+    out, _, _, _ = _child([*cmd[:-1], str(home), "--profile"], _env(home), "the profiled ingest")
+    measured["profile"] = json.loads(out.strip().splitlines()[-1])["profile"]
+    shutil.rmtree(tmp / "profile", ignore_errors=True)
     return measured
 
 
@@ -457,6 +522,11 @@ def report(figures: dict) -> None:
         f"  file-delivered ingest = {f['ratio_files']}× the floor (goal ≤ {goal}×: {mark}); "
         f"every department = {f['ratio_all']}×"
     )
+    prof = f["profile"]
+    print(f"  where the ingest's time goes (cProfile, {prof['total']} s profiled):")
+    for bucket, seconds in prof.items():
+        if bucket != "total":
+            print(f"    {seconds / prof['total']:>4.0%}  {bucket}")
     slow = sorted(
         ing["datasets"].items(), key=lambda kv: -(kv[1]["land_raw_s"] + kv[1]["staged_s"])
     )
@@ -523,7 +593,7 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
 
 if __name__ == "__main__":
     if INGEST_FLAG in sys.argv:
-        ingest_child(Path(sys.argv[sys.argv.index(INGEST_FLAG) + 1]))
+        ingest_child(Path(sys.argv[sys.argv.index(INGEST_FLAG) + 1]), "--profile" in sys.argv)
     elif COUNT_FLAG in sys.argv:
         count_child(Path(sys.argv[sys.argv.index(COUNT_FLAG) + 1]))
     elif SCORECARD_FLAG in sys.argv:

@@ -77,6 +77,12 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     # every catalogued dataset was ingested, files and pulls, and rows were staged
     assert ingest["all"]["datasets"] == len(ingest["datasets"]) > ingest["files"]["datasets"] > 0
     assert ingest["pulled"]["rows"] > 0
+    # the profile's buckets add up to its total, and encryption and the lake show in it
+    profile = figures["floor_vs_ingest"]["profile"]
+    parts = [v for k, v in profile.items() if k != "total"]
+    assert abs(sum(parts) - profile["total"]) < 0.1 and min(parts[:-1]) >= 0
+    assert profile["encryption at rest (encrypt raw, decrypt + re-encrypt staged)"] > 0
+    assert profile["lake statements (DuckDB/DuckLake: metadata, commits, inserts)"] > 0
     # a tiny street leaves some datasets nearly empty; what was delivered is mostly staged
     assert all(d["staged"] > 0 for d in ingest["datasets"].values() if d["rows"] >= 20)
     assert sum(d["staged"] for d in ingest["datasets"].values()) > 0.9 * ingest["all"]["rows"]
