@@ -5,8 +5,10 @@ duplicates (first copy kept, the others counted), quarantines every row of a
 conflicting business key, then runs the catalogue's checks and splits the frame.
 The checks run as plain polars masks in one lazy ``select`` (sub-expressions the
 checks share, an ID's check character, computed once): the production engine,
-about ten times faster than the same checks as the pandera schema of
-``quality.schema`` (``engine="pandera"``), which a test keeps in exact agreement.
+faster than the same checks as the pandera schema of ``quality.schema``
+(``engine="pandera"``, which a test keeps in exact agreement): 2.7 s against 3.6 s
+for the whole gate on 200,000 residents (``bench.gate``), and more on small
+deliveries, where pandera's collect per check dominates.
 Every input row ends up staged, quarantined or skipped — exactly one of them,
 never lost.
 
