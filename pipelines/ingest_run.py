@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from catalog.errors import StreethubError
 from catalog.model import FILE_CONNECTORS, Catalogue, Dataset, Department
 from catalog.settings import Settings
-from lakehouse.lake import open_lake, tables_in
+from lakehouse.lake import has_table, open_lake
 from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
 from pipelines.defs.quality.assets import (
     SCORECARD_KEY,
@@ -164,7 +164,7 @@ def select_work(
 
 def scorecard_stale(con: duckdb.DuckDBPyConnection) -> bool:
     """No scorecard yet, or the ledger changed after the last one was computed."""
-    if ("marts", "quality_scorecard") not in tables_in(con, "marts"):
+    if not has_table(con, "marts", "quality_scorecard"):
         return True
     scored = con.execute("SELECT max(computed_at) FROM marts.quality_scorecard").fetchone()[0]
     changed = last_change(con)

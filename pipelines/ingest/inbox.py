@@ -45,7 +45,7 @@ import duckdb
 from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
-from lakehouse.lake import tables_in
+from lakehouse.lake import has_table
 from pipelines.ingest.ledger import now, record_failure
 
 
@@ -240,12 +240,11 @@ def known_keys(con: duckdb.DuckDBPyConnection | None, dept: str) -> set[str]:
     lake without a ledger yet, or no lake: ``con`` None)."""
     if con is None:
         return set()
-    have = tables_in(con, "landing")
     keys: set[str] = set()
-    if ("landing", "inbox_files") in have:
+    if has_table(con, "landing", "inbox_files"):
         rows = con.execute("SELECT file_key FROM landing.inbox_files WHERE dept = ?", [dept])
         keys.update(k for (k,) in rows.fetchall())
-    if ("landing", "delivery_accounts") in have:
+    if has_table(con, "landing", "delivery_accounts"):
         rows = con.execute(
             "SELECT delivery_id FROM landing.delivery_accounts WHERE dept = ? "
             "AND starts_with(delivery_id, ?)",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from lakehouse.lake import tables_in, transaction
+from lakehouse.lake import has_column, has_table, transaction
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS landing.deliveries (
@@ -88,21 +88,15 @@ LATER_COLUMNS: dict[tuple[str, str], list[tuple[str, str]]] = {
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    if not tables_in(con) >= LEDGER_TABLES:
+    """Create the ledger tables that are missing and add the columns added since (probes
+    of the ledger's own tables: no listing of the whole lake). Outside a transaction."""
+    if not all(has_table(con, zone, table) for zone, table in LEDGER_TABLES):
         with transaction(con):
             for ddl in DDL:
                 con.execute(ddl)
     for (zone, table), columns in LATER_COLUMNS.items():
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-                "AND schema_name = ? AND table_name = ?",
-                [zone, table],
-            ).fetchall()
-        }
         for name, sql_type in columns:
-            if name not in have:
+            if not has_column(con, zone, table, name):
                 con.execute(f'ALTER TABLE {zone}."{table}" ADD COLUMN "{name}" {sql_type}')
 
 
