@@ -233,8 +233,8 @@ def quality_report() -> None:
     cat = _catalogue(None)
     with _reading_lake(settings, "reading the lake") as con:
         inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
-    with console.status("scores, expectations"):
-        out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+        with console.status("scores, expectations"):
+            out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
     console.print(scorecard_text(out.scorecard))
     with console.status("the simulator's deliveries against its ground truth"):
         print_truth(console, evaluate_against_truth(settings, cat, cli_actor()))

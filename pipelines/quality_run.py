@@ -10,6 +10,7 @@ HTML report under ``STREETHUB_HOME/reports/``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,62 @@ from pipelines.protection import Protection
 Key = tuple[str, str]
 
 
+class StagedFrames(Mapping[Key, pl.DataFrame]):
+    """The staged tables, read and revealed one at a time as they are asked for.
+
+    The scorecard goes dataset by dataset: holding every staged table of a street at once
+    cost gigabytes (5.9 GB peak at 200,000 residents). Each table is read once per use
+    from the open lake (decrypted for ``quality_scores``, audited); the authorities the
+    datasets are compared with, and the person registers, are kept once read (``pinned``),
+    anything else only until the next table is asked for.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        cat: Catalogue,
+        protection: Protection,
+        pinned: set[Key] | None = None,
+    ) -> None:
+        self.con, self.cat, self.protection = con, cat, protection
+        tables = _tables(con, "staged")
+        self._datasets = {
+            (dept.code, ds.code): ds
+            for dept, ds in cat.datasets()
+            if raw_table(dept.code, ds) in tables
+        }
+        self.pinned = pinned if pinned is not None else authority_keys(cat)
+        self._kept: dict[Key, pl.DataFrame] = {}
+
+    def __getitem__(self, key: Key) -> pl.DataFrame:
+        if key in self._kept:
+            return self._kept[key]
+        ds = self._datasets[key]  # KeyError for a dataset with no staged table
+        for k in [k for k in self._kept if k not in self.pinned]:
+            del self._kept[k]
+        frame = self.con.execute(f'SELECT * FROM staged."{raw_table(key[0], ds)}"').pl()
+        frame = self.protection.reveal(frame, ds, "quality_scores")
+        self._kept[key] = frame
+        return frame
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._datasets)
+
+    def __len__(self) -> int:
+        return len(self._datasets)
+
+
+def authority_keys(cat: Catalogue) -> set[Key]:
+    """Datasets other datasets are compared with or checked against (kept once read)."""
+    from quality.scores_authority import comparisons
+
+    keys = {(c.auth_dept, c.auth_dataset) for c in comparisons(cat)}
+    return keys | {(r.dept, r.dataset.code) for r in person_registers(cat)}
+
+
 @dataclass
 class QualityInputs:
-    staged: dict[Key, pl.DataFrame]
+    staged: Mapping[Key, pl.DataFrame]
     quarantine: pl.DataFrame
     accounts: pl.DataFrame
     deliveries: pl.DataFrame
@@ -50,18 +104,13 @@ def _tables(con: duckdb.DuckDBPyConnection, zone: str) -> set[str]:
 def load_inputs(
     con: duckdb.DuckDBPyConnection, cat: Catalogue, protection: Protection
 ) -> QualityInputs:
-    staged_tables = _tables(con, "staged")
-    staged: dict[Key, pl.DataFrame] = {}
-    for dept, ds in cat.datasets():
-        name = raw_table(dept.code, ds)
-        if name in staged_tables:
-            frame = con.execute(f'SELECT * FROM staged."{name}"').pl()
-            staged[(dept.code, ds.code)] = protection.reveal(frame, ds, "quality_scores")
+    """The scorecard's inputs; staged tables are read as they are needed, so use them
+    (``compute_quality``, the truth evaluation) while ``con`` is open."""
     issues = None
     if "issues" in _tables(con, "quarantine"):
         issues = con.execute("SELECT * FROM quarantine.issues").pl()
     return QualityInputs(
-        staged=staged,
+        staged=StagedFrames(con, cat, protection),
         quarantine=con.execute("SELECT * FROM quarantine.rows").pl(),
         accounts=con.execute("SELECT * FROM landing.delivery_accounts").pl(),
         deliveries=con.execute(
@@ -72,7 +121,7 @@ def load_inputs(
     )
 
 
-def _registry_ids(cat: Catalogue, staged: dict[Key, pl.DataFrame]) -> set[str] | None:
+def _registry_ids(cat: Catalogue, staged: Mapping[Key, pl.DataFrame]) -> set[str] | None:
     """Person keys the registers hold (``catalog.authority.person_registers``: the datasets
     of the person key's authority that carry it); None when no register is staged, or the
     catalogue declares no authority for persons: nothing to check references against."""
@@ -102,58 +151,79 @@ def registry_ids(
     return _registry_ids(cat, staged)
 
 
-def _expectations(cat: Catalogue, inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
+def _expectations_one(
+    cat: Catalogue,
+    key: Key,
+    frame: pl.DataFrame,
+    deliveries: pl.DataFrame,
+    registry: set[str] | None,
+    now: dt.datetime,
+) -> pl.DataFrame | None:
+    """Expectations of one staged dataset (``deliveries`` sorted by arrival)."""
     from quality.expectations import run_expectations
 
+    dept, code = key
+    _, ds = cat.dataset(f"{dept}.{code}")
+    mine = deliveries.filter((pl.col("dept") == dept) & (pl.col("dataset") == code))
+    if mine.is_empty() or frame.is_empty():
+        return None
+    newest = mine.row(-1, named=True)
+    previous_rows = None
+    if ds.update_mode is UpdateMode.append:
+        # events: the newest delivery's rows, its size against the one before
+        judged = frame.filter(pl.col("_delivery_id") == newest["delivery_id"])
+        if mine.height > 1:
+            prev_id = mine.row(-2, named=True)["delivery_id"]
+            previous_rows = frame.filter(pl.col("_delivery_id") == prev_id).height or None
+    else:
+        # snapshot / upsert: the staged table is the dataset as it stands now (an
+        # identical re-delivery stages nothing of its own), as the Dagster check judges it
+        judged = frame
+    return run_expectations(
+        ds,
+        judged,
+        previous_rows=previous_rows,
+        registry_ids=registry,
+        newest_delivery_at=newest["arrived_at"],
+        now=now,
+        dept=dept,
+        catalogue=cat,
+    )
+
+
+def _expectations(cat: Catalogue, inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
     registry = _registry_ids(cat, inputs.staged)
     deliveries = inputs.deliveries.sort("arrived_at")
-    parts = []
-    for (dept, code), frame in inputs.staged.items():
-        _, ds = cat.dataset(f"{dept}.{code}")
-        mine = deliveries.filter((pl.col("dept") == dept) & (pl.col("dataset") == code))
-        if mine.is_empty() or frame.is_empty():
-            continue
-        newest = mine.row(-1, named=True)
-        previous_rows = None
-        if ds.update_mode is UpdateMode.append:
-            # events: the newest delivery's rows, its size against the one before
-            judged = frame.filter(pl.col("_delivery_id") == newest["delivery_id"])
-            if mine.height > 1:
-                prev_id = mine.row(-2, named=True)["delivery_id"]
-                previous_rows = frame.filter(pl.col("_delivery_id") == prev_id).height or None
-        else:
-            # snapshot / upsert: the staged table is the dataset as it stands now (an
-            # identical re-delivery stages nothing of its own), as the Dagster check judges it
-            judged = frame
-        parts.append(
-            run_expectations(
-                ds,
-                judged,
-                previous_rows=previous_rows,
-                registry_ids=registry,
-                newest_delivery_at=newest["arrived_at"],
-                now=now,
-                dept=dept,
-                catalogue=cat,
-            )
-        )
+    parts = [
+        _expectations_one(cat, key, inputs.staged[key], deliveries, registry, now)
+        for key in inputs.staged
+    ]
+    parts = [p for p in parts if p is not None]
     return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
+def _issue_keys(key: Key, frame: pl.DataFrame) -> pl.DataFrame | None:
+    if "_key_pid" not in frame.columns:
+        return None
+    return frame.select(
+        pl.lit(key[0]).alias("dept"),
+        pl.lit(key[1]).alias("dataset"),
+        pl.col("_key_pid").alias("key_pid"),
+        "_delivery_id",
+        "_loaded_at",
+    )
+
+
 def _issues(inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
+    keys = [_issue_keys(key, inputs.staged[key]) for key in inputs.staged]
+    return _update_issues(inputs, [k for k in keys if k is not None], now)
+
+
+def _update_issues(
+    inputs: QualityInputs, staged_keys: list[pl.DataFrame], now: dt.datetime
+) -> pl.DataFrame:
     from quality.corrections import empty_issues, update_issues
 
-    staged_keys = [
-        frame.select(
-            pl.lit(dept).alias("dept"),
-            pl.lit(code).alias("dataset"),
-            pl.col("_key_pid").alias("key_pid"),
-            "_delivery_id",
-            "_loaded_at",
-        )
-        for (dept, code), frame in inputs.staged.items()
-        if "_key_pid" in frame.columns
-    ]
     staged_with_keys = pl.concat(staged_keys) if staged_keys else None
     quarantine = inputs.quarantine.filter(pl.col("key_pid").is_not_null())
     previous = inputs.issues if inputs.issues is not None else empty_issues()
@@ -163,17 +233,56 @@ def _issues(inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
 def compute_quality(
     settings: Settings, cat: Catalogue, inputs: QualityInputs, now: dt.datetime | None = None
 ) -> QualityOutputs:
-    from quality.scores import flag_disagreements, score_datasets
+    """Scores, expectations, disagreements and issues, one dataset at a time: each staged
+    table is read once (beside the authorities it is compared with) and let go."""
+    from quality.scores import (
+        DISAGREEMENT_COLUMNS,
+        assemble_scorecard,
+        flag_disagreements,
+        present_datasets,
+        score_dataset_rows,
+    )
 
     now = now or dt.datetime.now(dt.UTC)
-    disagreements = flag_disagreements(cat, inputs.staged)
+    staged = inputs.staged
+    registry = _registry_ids(cat, staged)
+    deliveries = (
+        inputs.deliveries.sort("arrived_at") if inputs.deliveries.height else inputs.deliveries
+    )
+    present = present_datasets(staged, inputs.accounts, inputs.deliveries, inputs.quarantine)
+    rows: list[dict] = []
+    weights: dict[Key, int] = {}
+    expectations, disagreements, issue_keys = [], [], []
+    for dept, ds in cat.datasets():
+        key = (dept.code, ds.code)
+        if key not in present:
+            continue
+        mine, weights[key] = score_dataset_rows(
+            cat, key, staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now
+        )
+        rows += mine
+        if key not in staged:
+            continue
+        frame = staged[key]
+        disagreements.append(flag_disagreements(cat, staged, only=key))
+        exp = _expectations_one(cat, key, frame, deliveries, registry, now)
+        if exp is not None:
+            expectations.append(exp)
+        keys = _issue_keys(key, frame)
+        if keys is not None:
+            issue_keys.append(keys)
+    disagreements = [d for d in disagreements if d.height]
     return QualityOutputs(
-        scorecard=score_datasets(
-            cat, inputs.staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now
+        scorecard=assemble_scorecard(rows, weights, now),
+        expectations=(
+            pl.concat(expectations, how="diagonal_relaxed") if expectations else pl.DataFrame()
         ),
-        expectations=_expectations(cat, inputs, now),
-        disagreements=disagreements,
-        issues=_issues(inputs, now),
+        disagreements=(
+            pl.concat(disagreements).sort("dept", "dataset", "source_row")
+            if disagreements
+            else pl.DataFrame(schema=DISAGREEMENT_COLUMNS)
+        ),
+        issues=_update_issues(inputs, issue_keys, now),
     )
 
 

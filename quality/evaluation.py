@@ -25,6 +25,7 @@ left for the consistency / accuracy scores).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -251,7 +252,7 @@ def evaluate_dataset(
 
 
 def evaluate(
-    staged: dict[str, pl.DataFrame],
+    staged: Mapping[str, pl.DataFrame],
     quarantine: dict[str, pl.DataFrame],
     truth_dir: Path,
     catalogue: Catalogue,
@@ -418,10 +419,28 @@ class Evaluation:
     deliveries: int  # landed deliveries evaluated
 
 
+class _Filtered(Mapping[str, pl.DataFrame]):
+    """``staged`` keyed ``dept.dataset``, each frame filtered as it is asked for: the
+    staged tables are read one at a time, never all at once."""
+
+    def __init__(self, staged: Mapping[tuple[str, str], pl.DataFrame], keep: pl.Expr) -> None:
+        self.staged, self.keep = staged, keep
+        self.refs = {f"{d}.{c}": (d, c) for d, c in staged}
+
+    def __getitem__(self, ref: str) -> pl.DataFrame:
+        return self.staged[self.refs[ref]].filter(self.keep)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
 def evaluate_lake(
     sim_dir: Path,
     cat: Catalogue,
-    staged: dict[tuple[str, str], pl.DataFrame],
+    staged: Mapping[tuple[str, str], pl.DataFrame],
     quarantine: pl.DataFrame,
     deliveries: pl.DataFrame,
     disagreements: pl.DataFrame | None = None,
@@ -439,7 +458,7 @@ def evaluate_lake(
     if not files:
         return None
     ours = pl.col("_delivery_id").is_in(list(files))
-    frames = {f"{d}.{c}": f.filter(ours) for (d, c), f in staged.items()}
+    frames = _Filtered(staged, ours)
     q = quarantine.rename({"delivery_id": "_delivery_id", "source_row": "_source_row"})
     q = q.filter(ours)
     empty = q.clear().drop("dept", "dataset")

@@ -27,6 +27,7 @@ never appear in a score or in ``flag_disagreements``: only row numbers and field
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -189,10 +190,12 @@ def _timeliness(dept: str, ds: Dataset, deliveries: pl.DataFrame, now: dt.dateti
 
 
 def _comparison_results(
-    catalogue: Catalogue, staged: dict[Key, pl.DataFrame]
+    catalogue: Catalogue, staged: Mapping[Key, pl.DataFrame], only: Key | None = None
 ) -> dict[Key, list[tuple[Comparison, pl.DataFrame]]]:
     out: dict[Key, list[tuple[Comparison, pl.DataFrame]]] = {}
     for cmp in comparisons(catalogue):
+        if only is not None and (cmp.dept, cmp.dataset) != only:
+            continue
         frame = staged.get((cmp.dept, cmp.dataset))
         authority = staged.get((cmp.auth_dept, cmp.auth_dataset))
         if frame is None or authority is None or frame.is_empty():
@@ -299,58 +302,65 @@ def _department_rows(rows: pl.DataFrame, weights: dict[Key, int]) -> pl.DataFram
     )
 
 
-def score_datasets(
+def present_datasets(staged: Mapping[Key, pl.DataFrame], *frames: pl.DataFrame | None) -> set[Key]:
+    """(dept, dataset) of every dataset staged or named in one of ``frames`` (accounts,
+    deliveries, quarantine): what the scorecard scores."""
+    present: set[Key] = set(staged)
+    for frame in frames:
+        if frame is not None and not frame.is_empty():
+            present |= set(frame.select("dept", "dataset").unique().iter_rows())
+    return present
+
+
+def score_dataset_rows(
     catalogue: Catalogue,
-    staged: dict[Key, pl.DataFrame],
+    key: Key,
+    staged: Mapping[Key, pl.DataFrame],
     quarantine: pl.DataFrame,
     accounts: pl.DataFrame,
     deliveries: pl.DataFrame,
     now: dt.datetime,
-) -> pl.DataFrame:
-    """Score every catalogued dataset present in staged, accounts or deliveries (see module doc)."""
+) -> tuple[list[dict], int]:
+    """One dataset's six score rows and its weight (staged rows). ``staged`` needs the
+    dataset itself and the authorities it is compared with, nothing else."""
     now = _utc(now)
-    present: set[Key] = set(staged)
-    for frame in (accounts, deliveries, quarantine):
-        if frame is not None and not frame.is_empty():
-            present |= set(frame.select("dept", "dataset").unique().iter_rows())
-    results = _comparison_results(catalogue, staged)
-    auth = authoritative_datasets(catalogue)
-    rows: list[dict] = []
-    weights: dict[Key, int] = {}
-    for dept, ds in catalogue.datasets():
-        key = (dept.code, ds.code)
-        if key not in present:
-            continue
-        frame = staged.get(key, pl.DataFrame())
-        q = _slice(quarantine, *key)
-        acc = _slice(accounts, *key)
-        read, loaded, source = _rows_read(acc, frame, q)
-        weights[key] = frame.height
-        rows.append(_completeness(dept.code, ds, frame, q, read))
-        rows.append(
-            _row(
-                dept.code,
-                ds.code,
-                "validity",
-                loaded,
-                read,
-                f"rows loaded ÷ rows read ({source}); {_quarantined_rows(q)} rows in quarantine",
-            )
-        )
-        rows.append(_uniqueness(dept.code, ds, frame))
-        undeclared = no_authority_detail(catalogue, ds)
-        rows.append(_consistency(dept.code, ds, results.get(key, []), undeclared))
-        rows.append(_timeliness(dept.code, ds, _slice(deliveries, *key), now))
-        rows.append(
-            _accuracy(dept.code, ds, results.get(key, []), key in auth, q, read, undeclared)
-        )
+    dept, ds = catalogue.dataset(f"{key[0]}.{key[1]}")
+    frame = staged.get(key, pl.DataFrame())
+    results = _comparison_results(catalogue, staged, only=key).get(key, [])
+    q = _slice(quarantine, *key)
+    acc = _slice(accounts, *key)
+    read, loaded, source = _rows_read(acc, frame, q)
+    undeclared = no_authority_detail(catalogue, ds)
+    rows = [
+        _completeness(dept.code, ds, frame, q, read),
+        _row(
+            dept.code,
+            ds.code,
+            "validity",
+            loaded,
+            read,
+            f"rows loaded ÷ rows read ({source}); {_quarantined_rows(q)} rows in quarantine",
+        ),
+        _uniqueness(dept.code, ds, frame),
+        _consistency(dept.code, ds, results, undeclared),
+        _timeliness(dept.code, ds, _slice(deliveries, *key), now),
+        _accuracy(
+            dept.code, ds, results, key in authoritative_datasets(catalogue), q, read, undeclared
+        ),
+    ]
+    return rows, frame.height
+
+
+def assemble_scorecard(rows: list[dict], weights: dict[Key, int], now: dt.datetime) -> pl.DataFrame:
+    """The scorecard from every dataset's rows: those rows, each department's weighted
+    means, ordered department by department."""
     schema = {k: v for k, v in SCORE_SCHEMA.items() if k != "computed_at"}
     per_dataset = pl.DataFrame(rows, schema=schema)
     out = pl.concat([per_dataset, _department_rows(per_dataset, weights)], how="vertical")
     order = {d: i for i, d in enumerate(DIMENSIONS)}
     return (
         out.with_columns(
-            pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("computed_at"),
+            pl.lit(_utc(now), dtype=pl.Datetime("us", "UTC")).alias("computed_at"),
             pl.col("dimension").replace_strict(order, return_dtype=pl.Int32).alias("_o"),
             (pl.col("dataset") == "*").alias("_dept_row"),
         )
@@ -359,7 +369,32 @@ def score_datasets(
     )
 
 
-def flag_disagreements(catalogue: Catalogue, staged: dict[Key, pl.DataFrame]) -> pl.DataFrame:
+def score_datasets(
+    catalogue: Catalogue,
+    staged: Mapping[Key, pl.DataFrame],
+    quarantine: pl.DataFrame,
+    accounts: pl.DataFrame,
+    deliveries: pl.DataFrame,
+    now: dt.datetime,
+) -> pl.DataFrame:
+    """Score every catalogued dataset present in staged, accounts or deliveries (see module doc)."""
+    present = present_datasets(staged, accounts, deliveries, quarantine)
+    rows: list[dict] = []
+    weights: dict[Key, int] = {}
+    for dept, ds in catalogue.datasets():
+        key = (dept.code, ds.code)
+        if key not in present:
+            continue
+        mine, weights[key] = score_dataset_rows(
+            catalogue, key, staged, quarantine, accounts, deliveries, now
+        )
+        rows += mine
+    return assemble_scorecard(rows, weights, now)
+
+
+def flag_disagreements(
+    catalogue: Catalogue, staged: Mapping[Key, pl.DataFrame], only: Key | None = None
+) -> pl.DataFrame:
     """Each staged value that disagrees with its authoritative source (never the values).
 
     Columns: dept, dataset, delivery_id, source_row, field, concept, authoritative_dataset,
@@ -367,7 +402,7 @@ def flag_disagreements(catalogue: Catalogue, staged: dict[Key, pl.DataFrame]) ->
     values are present are judged.
     """
     parts = []
-    for key, results in _comparison_results(catalogue, staged).items():
+    for key, results in _comparison_results(catalogue, staged, only).items():
         frame = staged[key]
         for cmp, r in results:
             bad = r.filter(pl.col("compared") & ~pl.col("agrees"))

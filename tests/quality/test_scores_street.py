@@ -18,6 +18,7 @@ import polars as pl
 from catalog.loader import get_catalogue
 from catalog.model import Catalogue, Dataset, FieldType
 from departments.simulate import sim_dir_for
+from quality.evaluation import policy_truth
 
 LOADED_AT = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
 START = dt.date(2026, 11, 20)
@@ -85,6 +86,10 @@ def staged_frames(
         if not path.exists():
             continue
         clean = pl.read_parquet(path)
+        # a value the catalogue's rule stages differently from the lost truth (a month-only
+        # date as the 1st, an unknown 1900-01-01 as null) is here as the rule stages it
+        all_defects = pl.read_parquet(path.with_name("defects.parquet"))
+        clean = policy_truth(clean.with_columns(pl.col("_source_row").cast(pl.Int64)), all_defects)
         if wrong_values:
             wrong = defects(home, dept.code, ds, "wrong_value")
             for src in wrong["field"].unique().to_list():

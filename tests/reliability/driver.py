@@ -72,7 +72,7 @@ def write_scorecard(settings: Settings) -> None:
     cat = load_catalogue(settings.catalog_dir)
     with open_lake(settings, read_only=True) as con:
         inputs = load_inputs(con, cat, Protection.from_settings(settings))
-    out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
+        out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
     kill_point(SCORECARD_BEFORE_WRITE)
     with open_lake(settings) as con:
         write_quality(con, out)

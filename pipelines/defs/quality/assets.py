@@ -98,9 +98,9 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
         cat = get_catalogue(settings.catalog_dir)
         # computed_at is taken before reading: a delivery gated meanwhile leaves it stale
         started = dt.datetime.now(dt.UTC)
-        with lake.open(read_only=True) as con:
+        with lake.open(read_only=True) as con:  # staged tables are read as they are scored
             inputs = load_inputs(con, cat, lake.protection())
-        out = compute_quality(settings, cat, inputs, started)
+            out = compute_quality(settings, cat, inputs, started)
         kill_point(SCORECARD_BEFORE_WRITE)
         with lake.open() as con:
             write_quality(con, out)
