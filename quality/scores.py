@@ -7,8 +7,9 @@
   (a required cell counts as missing when it is null in staged, or when the row was
   quarantined by a null/required check on it); the detail also gives the non-null share
   of *all* fields in staged.
-- validity 有效性: rows loaded ÷ rows read, per the delivery accounts (quarantine
-  fallback when a dataset has no accounts).
+- validity 有效性: rows loaded into raw and passed by the row gate ÷ rows read, per the
+  delivery accounts and the gate's quarantine (staged + quarantine when a dataset has no
+  accounts).
 - uniqueness 唯一性: distinct business keys ÷ rows of the staged table as it is now, over
   every delivery (staging keeps one row per key across deliveries, per the catalogue's
   ``update_mode``: a repeat here is a key staged twice, whatever delivery brought it).
@@ -155,6 +156,18 @@ def _completeness(
         f"all fields ({len(fields)}) in staged: {all_share} non-null"
     )
     return _row(dept, ds.code, "completeness", den - staged_null_req - q_null, den, detail)
+
+
+def _validity(dept: str, ds: Dataset, read: int, loaded: int, source: str, q: pl.DataFrame) -> dict:
+    """Rows that passed both the reading and the row gate ÷ rows read."""
+    gated = _quarantined_rows(q.filter(pl.col("stage") == "staged")) if q.height else 0
+    if source.startswith("no accounts"):
+        gated = 0  # the fallback's loaded rows are the staged rows already
+    detail = (
+        f"rows loaded and past the row gate ÷ rows read ({source}); "
+        f"{_quarantined_rows(q)} rows in quarantine ({gated} held back by the row gate)"
+    )
+    return _row(dept, ds.code, "validity", max(loaded - gated, 0), read, detail)
 
 
 def _uniqueness(dept: str, ds: Dataset, staged: pl.DataFrame) -> dict:
@@ -333,14 +346,7 @@ def score_dataset_rows(
     undeclared = no_authority_detail(catalogue, ds)
     rows = [
         _completeness(dept.code, ds, frame, q, read),
-        _row(
-            dept.code,
-            ds.code,
-            "validity",
-            loaded,
-            read,
-            f"rows loaded ÷ rows read ({source}); {_quarantined_rows(q)} rows in quarantine",
-        ),
+        _validity(dept.code, ds, read, loaded, source, q),
         _uniqueness(dept.code, ds, frame),
         _consistency(dept.code, ds, results, undeclared),
         _timeliness(dept.code, ds, _slice(deliveries, *key), now),

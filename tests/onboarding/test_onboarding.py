@@ -236,6 +236,9 @@ def test_scored_on_the_scorecard(onboarded: Onboarded) -> None:
     assert completeness["denominator"] == len(outcomes) * required
     assert completeness["numerator"] == completeness["denominator"] - blanks
     assert f"{outcomes.count(HELD_BACK)} rows in quarantine" in score["validity"]["detail"]
+    # validity: rows past reading and the row gate (a skipped exact copy was valid)
+    assert score["validity"]["denominator"] == len(outcomes)
+    assert score["validity"]["numerator"] == len(outcomes) - outcomes.count(HELD_BACK)
     assert score["uniqueness"]["numerator"] == outcomes.count("staged")
     # against the authority (the police registry): one holder registered under another name
     assert 0.9 < score["consistency"]["score"] < 1

@@ -161,11 +161,10 @@ def test_quarantine_lowers_completeness_and_validity(world) -> None:
         },
         schema=EMPTY_QUARANTINE.schema,
     )
+    grown = pl.col("delivery_id") == did  # two more rows read and loaded, held back by the gate
     acc = accounts.with_columns(
-        pl.when(pl.col("delivery_id") == did)
-        .then(pl.col("rows_read") + 2)
-        .otherwise(pl.col("rows_read"))
-        .alias("rows_read")
+        pl.when(grown).then(pl.col(c) + 2).otherwise(pl.col(c)).alias(c)
+        for c in ("rows_read", "rows_loaded")
     )
     sc = score_datasets(cat, frames, q, acc, deliveries, NOW).filter(
         (pl.col("dept") == "mzj") & (pl.col("dataset") == "elderly_alone")
