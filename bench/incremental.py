@@ -73,6 +73,9 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str
             raise RuntimeError(f"streethub {' '.join(args)} exited {code}:\n{tail}")
         out.seek(0)
         lines = out.read().decode(errors="replace").splitlines()
+        if code:  # what the run said when it failed (our errors name files and rows only)
+            err.seek(0)
+            lines += err.read().decode(errors="replace").splitlines()[-TAIL_LINES:]
     return wall, usage.ru_utime + usage.ru_stime, code, "\n".join(lines[-TAIL_LINES:])
 
 
