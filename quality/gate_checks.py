@@ -58,10 +58,14 @@ def _labelled(f: FieldSpec, c: pl.Expr) -> pl.Expr:
 
 
 def person_id_field(dataset: Dataset) -> FieldSpec | None:
-    """The citizen ID that gender and birth date are checked against."""
+    """The row's own citizen ID (gender, birth date and identity documents are checked
+    against it): the citizen-ID field that carries a concept (the subject of the row, as
+    the catalogue links it to other departments), else the one named ``citizen_id``, else
+    the first."""
     candidates = [f for f in dataset.fields if f.pii is PiiKind.citizen_id]
+    linked = [f for f in candidates if f.concept is not None]
     named = [f for f in candidates if f.name == "citizen_id"]
-    return (named or candidates or [None])[0]
+    return (linked or named or candidates or [None])[0]
 
 
 def _wrong_check_char(f: FieldSpec, what: str, c: pl.Expr, expected: pl.Expr) -> pl.Expr:
@@ -134,6 +138,18 @@ def _birth_matches(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     return RowCheck("birth_date_matches_citizen_id", f.name, passes, reason)
 
 
+def _embeds_citizen_id(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
+    """An identity document numbered after its holder's citizen ID (第二代残疾人证号 …)
+    starts with the row's own citizen ID; judged when that ID is valid."""
+    pid = _id_partner(ds, f, "embeds_citizen_id")
+    cid, doc = pl.col(pid.name), pl.col(f.name)
+    passes = pl.when(ids.citizen_id_valid(cid) & doc.is_not_null()).then(
+        doc.str.slice(0, 18) == cid
+    )
+    reason = pl.lit(f"{f.label_zh} does not carry the row's own {pid.label_zh}")
+    return RowCheck("embeds_citizen_id", f.name, passes, reason)
+
+
 def _credit_code_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     form = c.str.contains(ids.USCC)
@@ -197,6 +213,7 @@ NAMED_CHECKS: dict[str, CheckBuilder] = {
     "citizen_id_checksum": _citizen_id_checksum,
     "gender_matches_citizen_id": _gender_matches,
     "birth_date_matches_citizen_id": _birth_matches,
+    "embeds_citizen_id": _embeds_citizen_id,
     "credit_code_checksum": _credit_code_checksum,
     "luhn": _luhn,
     "coordinates_in_street": _coordinates,

@@ -131,6 +131,27 @@ def test_reason_never_carries_the_id():
     assert bad not in row["reason"] and row["value"] == bad
 
 
+def test_identity_document_carries_the_rows_own_citizen_id():
+    ds = dataset("mzj.disability_allowance")
+    me, other = "11010519491231002X", "110105194912310021"
+    row = {f.name: None for f in ds.fields} | {
+        "name": "张秀英",
+        "citizen_id": me,
+        "disability_cert_no": me + "42",
+        "disability_category": "肢体",
+    }
+    assert "embeds_citizen_id" in ds.field("disability_cert_no").checks
+    rows = [row, {**row, "disability_cert_no": other + "42"}]
+    q = gate(_raw(rows, ds), ds).quarantine.filter(pl.col("check_name") == "embeds_citizen_id")
+    assert q.select("_source_row", "field", "reason").rows() == [
+        (3, "disability_cert_no", "残疾人证号 does not carry the row's own 身份证号码")
+    ]
+    # a row whose own ID is not valid is quarantined for the ID, not for its document
+    bad = {**row, "citizen_id": me[:-1] + "3", "disability_cert_no": me[:-1] + "342"}
+    checks = gate(_raw([bad], ds), ds).quarantine["check_name"].to_list()
+    assert "embeds_citizen_id" not in checks and "citizen_id_checksum" in checks
+
+
 def test_credit_code_coordinates_and_pattern():
     ds = dataset("scjg.merchants")
     good = {
