@@ -81,6 +81,7 @@ class StageAccount:
     rows_skipped: int = 0
     rows_replaced: int = 0  # staged rows of earlier deliveries this one replaced
     rows_withdrawn: int = 0  # snapshot: staged rows whose key this delivery no longer has
+    repairs: tuple[tuple[str, str, int], ...] = ()  # (field, kind, values) standardised
 
     @property
     def balances(self) -> bool:
@@ -268,6 +269,7 @@ def stage_delivery(
     account = StageAccount(
         delivery_id, raw.height, staged.height, n_quarantined, n_skipped,
         rows_replaced=replaced, rows_withdrawn=max(0, deleted - replaced),
+        repairs=tuple(result.repairs.iter_rows()),
     )  # fmt: skip
     assert account.balances, f"{dataset.code}: stage account of {delivery_id} does not balance"
     return account

@@ -355,3 +355,14 @@ def test_onboarded_through_dagster_alone(tmp_path: Path, monkeypatch: pytest.Mon
     assert mats["staged"]["rows_passed"].value == outcomes.count("staged")
     assert mats["staged"]["rows_quarantined"].value == outcomes.count(HELD_BACK)
     assert mats["staged"]["rows_skipped"].value == outcomes.count("skipped")
+    # the standardisers' repairs, by field and kind, on the staged asset (for the officer)
+    repairs = mats["staged"]["repairs"].value
+    planted = Counter(
+        f"{field}: {kind}"
+        for e in delivery.expected.values()
+        if e.outcome == "staged"
+        for field, kind in e.repairs
+    )
+    assert len(planted) >= 12
+    assert all(repairs.get(k, 0) >= n for k, n in planted.items()), (repairs, planted)
+    assert mats["staged"]["values_repaired"].value == sum(repairs.values())

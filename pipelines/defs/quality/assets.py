@@ -60,6 +60,10 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
         rows_in = sum(a.rows_in for a in accounts)
         passed = sum(a.rows_out for a in accounts)
         context.log.info(f"{ds.code}: {passed}/{rows_in} rows passed the gate")
+        repaired: dict[str, int] = {}  # "field: kind" → values the standardisers repaired
+        for a in accounts:
+            for field, kind, n in a.repairs:
+                repaired[f"{field}: {kind}"] = repaired.get(f"{field}: {kind}", 0) + int(n)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": int(rows),
@@ -71,6 +75,8 @@ def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
                 "pass_rate": (rows_in - sum(a.rows_quarantined for a in accounts)) / rows_in
                 if rows_in
                 else 1.0,
+                "values_repaired": sum(repaired.values()),
+                "repairs": dg.MetadataValue.json(dict(sorted(repaired.items()))),
             }
         )
 
