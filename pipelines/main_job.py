@@ -164,9 +164,10 @@ def evaluate_against_truth(
         disagreements = None
         if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
             disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
-    return evaluate_lake(
-        settings.sim_dir_abs, cat, inputs.staged, inputs.quarantine, deliveries, disagreements
-    )
+        # inputs.staged reads the lake as it is used: evaluate while the lake is open
+        return evaluate_lake(
+            settings.sim_dir_abs, cat, inputs.staged, inputs.quarantine, deliveries, disagreements
+        )
 
 
 def print_truth(console: Console, evaluation: Evaluation | None) -> None:
