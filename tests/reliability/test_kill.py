@@ -88,7 +88,11 @@ PULL_STAMP = re.compile(r"(_pull_|pull-)\d{8}T\d{6}\d*")
 AGE = re.compile(r"\d+(\.\d+)? h old")
 CLOCK = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?( UTC)?")
 # ids made from a time of processing (an issue's id hashes its opening time)
-TIME_IDS = {("quarantine", "issues"): ["issue_id"]}
+TIME_IDS = {
+    ("quarantine", "issues"): ["issue_id"],
+    # the file's identity on its filesystem (device and inode): each scenario's home is a copy
+    ("landing", "inbox_files"): ["file_key"],
+}
 
 
 def needs_scorecard(point: str) -> bool:
