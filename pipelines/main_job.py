@@ -103,7 +103,7 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         expected=expected,
     )  # fmt: skip
     if outcome.scorecard_ok:
-        print_quality(console, settings, cat)
+        print_quality(console, settings, cat, evaluate=outcome.scorecard_ran)
     print_lake(console, settings)
     print_run_report(console, report)
     if outcome.leak_check is not None:
@@ -132,14 +132,23 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
     )
 
 
-def print_quality(console: Console, settings: Settings, cat: Catalogue) -> None:
-    """The department scorecard, the figures against ground truth, where the report is."""
+def print_quality(
+    console: Console, settings: Settings, cat: Catalogue, *, evaluate: bool = True
+) -> None:
+    """The department scorecard, the figures against ground truth (when the scorecard ran
+    in this run: nothing new, nothing to evaluate again), where the report is."""
     from quality.report import scorecard_text
 
     with open_lake(settings, read_only=True) as con:
         scorecard = con.execute("SELECT * FROM marts.quality_scorecard").pl()
     console.print(scorecard_text(scorecard.filter(scorecard["dataset"] == "*")))
-    print_truth(console, evaluate_against_truth(settings, cat))
+    if evaluate:
+        print_truth(console, evaluate_against_truth(settings, cat))
+    elif read_manifest(settings.sim_dir_abs) is not None:
+        console.print(
+            "ground truth: nothing staged since the last run "
+            "(`streethub quality report` evaluates again)"
+        )
     console.print(f"quality report: {settings.home_abs / 'reports' / 'quality.html'}")
 
 
