@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     )
     lake_data_path: Path | None = Field(default=None, description="Parquet data folder")
     lake_busy_timeout_ms: int = 30_000
+    lake_memory_limit: str = Field(
+        default="512MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)$",
+        description="most memory one process's DuckDB may hold (the rest spills to disk)",
+    )
     lake_lock_timeout_s: float = 600.0
     dept_api_url: str = Field(
         default="http://127.0.0.1:8765", description="base URL of the departments' HTTP APIs"

@@ -88,7 +88,18 @@ class _WriterLock:
 
 def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake's extensions loaded (the ~0.25 s part)."""
-    con = duckdb.connect(config={"threads": os.cpu_count() or 2})
+    spill = settings.lake_dir / "spill"
+    spill.mkdir(parents=True, exist_ok=True, mode=0o700)
+    con = duckdb.connect(
+        config={
+            "threads": os.cpu_count() or 2,
+            # DuckDB's default is 80 % of the machine, and it keeps what it read (Parquet
+            # pages in its external file cache) for the life of the instance, which is kept
+            # per process: bounded here, and what does not fit spills under the lake
+            "memory_limit": settings.lake_memory_limit,
+            "temp_directory": str(spill),
+        }
+    )
     try:
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
     except BaseException:

@@ -106,21 +106,13 @@ def test_department_row_is_the_row_weighted_mean(world, scorecard: pl.DataFrame)
     assert set(depts) == set(get_catalogue().departments)
 
 
-def test_clean_street_scores(world, scorecard: pl.DataFrame) -> None:
+def test_clean_street_scores(scorecard: pl.DataFrame) -> None:
     def score(dept: str, ds: str, dim: str) -> float | None:
         return scorecard.filter(
             (pl.col("dept") == dept) & (pl.col("dataset") == ds) & (pl.col("dimension") == dim)
         )["score"].item()
 
-    # the only missing required cells are the birth dates delivered as 1900-01-01 (unknown)
-    _, cat, frames, _, _ = world
-    _, registry = cat.dataset("gaj.registered_residents")
-    frame = frames[("gaj", "registered_residents")]
-    required = [f.name for f in registry.fields if f.required]
-    missing = frame.select(pl.sum_horizontal(pl.col(required).is_null()).sum()).item()
-    assert 0 < missing == frame["birth_date"].null_count()
-    expected = 1 - missing / (frame.height * len(required))
-    assert score("gaj", "registered_residents", "completeness") == pytest.approx(expected)
+    assert score("gaj", "registered_residents", "completeness") == 1.0
     assert score("gaj", "registered_residents", "accuracy") == 1.0  # key validity
     assert score("gaj", "registered_residents", "consistency") is None
     assert score("iot", "sensor_readings", "timeliness") < 1.0  # realtime: 1 h window, 65 min old

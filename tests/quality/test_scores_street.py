@@ -88,8 +88,20 @@ def staged_frames(
         clean = pl.read_parquet(path)
         # a value the catalogue's rule stages differently from the lost truth (a month-only
         # date as the 1st, an unknown 1900-01-01 as null) is here as the rule stages it
+        # (a required value the rule would leave empty keeps its truth: the gate quarantines
+        # that row, and these frames stand for a clean street)
         all_defects = pl.read_parquet(path.with_name("defects.parquet"))
-        clean = policy_truth(clean.with_columns(pl.col("_source_row").cast(pl.Int64)), all_defects)
+        clean = clean.with_columns(pl.col("_source_row").cast(pl.Int64))
+        required = [f.source_name for f in ds.fields if f.required and f.source_name in clean]
+        truth = clean.select(
+            "_file", "_source_row", *[pl.col(c).alias(f"{c}__truth") for c in required]
+        )
+        clean = (
+            policy_truth(clean, all_defects)
+            .join(truth, on=["_file", "_source_row"], how="left")
+            .with_columns(pl.coalesce(c, f"{c}__truth").alias(c) for c in required)
+            .drop(f"{c}__truth" for c in required)
+        )
         if wrong_values:
             wrong = defects(home, dept.code, ds, "wrong_value")
             for src in wrong["field"].unique().to_list():
