@@ -44,7 +44,7 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         protection: Protection,
         pinned: set[Key] | None = None,
     ) -> None:
-        self.con, self.cat, self.protection = con, cat, protection
+        self.con, self.protection = con, protection
         tables = _tables(con, "staged")
         self._datasets = {
             (dept.code, ds.code): ds
@@ -58,8 +58,9 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         if key in self._kept:
             return self._kept[key]
         ds = self._datasets[key]  # KeyError for a dataset with no staged table
-        for k in [k for k in self._kept if k not in self.pinned]:
-            del self._kept[k]
+        if key not in self.pinned:  # an authority read beside a dataset does not evict it
+            for k in [k for k in self._kept if k not in self.pinned]:
+                del self._kept[k]
         frame = self.con.execute(f'SELECT * FROM staged."{raw_table(key[0], ds)}"').pl()
         frame = self.protection.reveal(frame, ds, "quality_scores")
         self._kept[key] = frame
@@ -236,9 +237,10 @@ def compute_quality(
     """Scores, expectations, disagreements and issues, one dataset at a time: each staged
     table is read once (beside the authorities it is compared with) and let go."""
     from quality.scores import (
-        DISAGREEMENT_COLUMNS,
         assemble_scorecard,
-        flag_disagreements,
+        comparison_results,
+        concat_disagreements,
+        disagreement_rows,
         present_datasets,
         score_dataset_rows,
     )
@@ -257,31 +259,27 @@ def compute_quality(
         key = (dept.code, ds.code)
         if key not in present:
             continue
+        results = comparison_results(cat, staged, only=key).get(key, [])
         mine, weights[key] = score_dataset_rows(
-            cat, key, staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now
+            cat, key, staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now, results
         )
         rows += mine
         if key not in staged:
             continue
         frame = staged[key]
-        disagreements.append(flag_disagreements(cat, staged, only=key))
+        disagreements.append(disagreement_rows(frame, results))
         exp = _expectations_one(cat, key, frame, deliveries, registry, now)
         if exp is not None:
             expectations.append(exp)
         keys = _issue_keys(key, frame)
         if keys is not None:
             issue_keys.append(keys)
-    disagreements = [d for d in disagreements if d.height]
     return QualityOutputs(
         scorecard=assemble_scorecard(rows, weights, now),
         expectations=(
             pl.concat(expectations, how="diagonal_relaxed") if expectations else pl.DataFrame()
         ),
-        disagreements=(
-            pl.concat(disagreements).sort("dept", "dataset", "source_row")
-            if disagreements
-            else pl.DataFrame(schema=DISAGREEMENT_COLUMNS)
-        ),
+        disagreements=concat_disagreements(disagreements),
         issues=_update_issues(inputs, issue_keys, now),
     )
 

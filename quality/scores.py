@@ -202,10 +202,15 @@ def _timeliness(dept: str, ds: Dataset, deliveries: pl.DataFrame, now: dt.dateti
     return _row(dept, ds.code, "timeliness", limit, max(hours, limit), detail, score=score)
 
 
-def _comparison_results(
+Results = list[tuple[Comparison, pl.DataFrame]]
+
+
+def comparison_results(
     catalogue: Catalogue, staged: Mapping[Key, pl.DataFrame], only: Key | None = None
-) -> dict[Key, list[tuple[Comparison, pl.DataFrame]]]:
-    out: dict[Key, list[tuple[Comparison, pl.DataFrame]]] = {}
+) -> dict[Key, Results]:
+    """Each staged dataset's concept fields compared with their authority (``only``: that
+    dataset alone), computed once for the scores and the disagreements alike."""
+    out: dict[Key, Results] = {}
     for cmp in comparisons(catalogue):
         if only is not None and (cmp.dept, cmp.dataset) != only:
             continue
@@ -333,13 +338,16 @@ def score_dataset_rows(
     accounts: pl.DataFrame,
     deliveries: pl.DataFrame,
     now: dt.datetime,
+    results: Results | None = None,
 ) -> tuple[list[dict], int]:
     """One dataset's six score rows and its weight (staged rows). ``staged`` needs the
-    dataset itself and the authorities it is compared with, nothing else."""
+    dataset itself and the authorities it is compared with, nothing else; ``results``:
+    its :func:`comparison_results`, when the caller has them already."""
     now = _utc(now)
     dept, ds = catalogue.dataset(f"{key[0]}.{key[1]}")
     frame = staged.get(key, pl.DataFrame())
-    results = _comparison_results(catalogue, staged, only=key).get(key, [])
+    if results is None:
+        results = comparison_results(catalogue, staged, only=key).get(key, [])
     q = _slice(quarantine, *key)
     acc = _slice(accounts, *key)
     read, loaded, source = _rows_read(acc, frame, q)
@@ -407,33 +415,46 @@ def flag_disagreements(
     authoritative_field. Only rows whose entity key is found in the authority and where both
     values are present are judged.
     """
+    parts = [
+        disagreement_rows(staged[key], results)
+        for key, results in comparison_results(catalogue, staged, only).items()
+    ]
+    return concat_disagreements(parts)
+
+
+def disagreement_rows(frame: pl.DataFrame, results: Results) -> pl.DataFrame:
+    """The disagreements of one dataset (``frame``) from its comparison ``results``."""
     parts = []
-    for key, results in _comparison_results(catalogue, staged, only).items():
-        frame = staged[key]
-        for cmp, r in results:
-            bad = r.filter(pl.col("compared") & ~pl.col("agrees"))
-            if bad.is_empty():
-                continue
-            lineage = frame.select(
-                pl.col("_delivery_id").cast(pl.String)
-                if "_delivery_id" in frame.columns
-                else pl.lit(None, pl.String).alias("_delivery_id"),
-                pl.col("_source_row").cast(pl.Int64)
-                if "_source_row" in frame.columns
-                else pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_source_row"),
-            )[bad["_row"]]
-            parts.append(
-                lineage.select(
-                    pl.lit(cmp.dept).alias("dept"),
-                    pl.lit(cmp.dataset).alias("dataset"),
-                    pl.col("_delivery_id").alias("delivery_id"),
-                    pl.col("_source_row").alias("source_row"),
-                    pl.lit(cmp.field).alias("field"),
-                    pl.lit(cmp.concept).alias("concept"),
-                    pl.lit(cmp.auth_ref).alias("authoritative_dataset"),
-                    pl.lit(cmp.auth_field).alias("authoritative_field"),
-                )
+    for cmp, r in results:
+        bad = r.filter(pl.col("compared") & ~pl.col("agrees"))
+        if bad.is_empty():
+            continue
+        lineage = frame.select(
+            pl.col("_delivery_id").cast(pl.String)
+            if "_delivery_id" in frame.columns
+            else pl.lit(None, pl.String).alias("_delivery_id"),
+            pl.col("_source_row").cast(pl.Int64)
+            if "_source_row" in frame.columns
+            else pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("_source_row"),
+        )[bad["_row"]]
+        parts.append(
+            lineage.select(
+                pl.lit(cmp.dept).alias("dept"),
+                pl.lit(cmp.dataset).alias("dataset"),
+                pl.col("_delivery_id").alias("delivery_id"),
+                pl.col("_source_row").alias("source_row"),
+                pl.lit(cmp.field).alias("field"),
+                pl.lit(cmp.concept).alias("concept"),
+                pl.lit(cmp.auth_ref).alias("authoritative_dataset"),
+                pl.lit(cmp.auth_field).alias("authoritative_field"),
             )
+        )
+    return concat_disagreements(parts)
+
+
+def concat_disagreements(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Disagreement frames as one, typed and ordered (an empty one with its columns)."""
+    parts = [p for p in parts if p.height]
     if not parts:
         return pl.DataFrame(schema=DISAGREEMENT_COLUMNS)
     return pl.concat(parts).cast(DISAGREEMENT_COLUMNS).sort("dept", "dataset", "source_row")
