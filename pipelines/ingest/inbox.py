@@ -30,7 +30,6 @@ unchanged for that long (which also settles a file whose mtime lies in the futur
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -46,7 +45,7 @@ from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
 from lakehouse.lake import has_table
-from pipelines.ingest.ledger import now, record_failure
+from pipelines.ingest.ledger import id_token, now, record_failure
 
 
 @dataclass(frozen=True)
@@ -203,7 +202,7 @@ def settle(
 def refused_id(dept: str, dataset: str, entry: Entry) -> str:
     """One account per refused (file name, size, mtime): re-runs add none."""
     key = os.fsencode(entry.name) + f"|{entry.sig.size}|{entry.sig.mtime_ns}".encode()
-    return f"{dept}.{dataset}.refused-{hashlib.sha256(key).hexdigest()[:16]}"
+    return f"{dept}.{dataset}.refused-{id_token(key)}"
 
 
 def account_refusal(
@@ -225,7 +224,7 @@ def file_key(dept: str, dataset: str, entry: Entry) -> str:
     """The ledger's key for a regular file as ``lstat`` saw it (name, size, mtime, inode)."""
     sig = entry.sig
     key = os.fsencode(entry.name) + f"|{sig.size}|{sig.mtime_ns}|{sig.ino}".encode()
-    return f"{dept}.{dataset}.file-{hashlib.sha256(key).hexdigest()[:16]}"
+    return f"{dept}.{dataset}.file-{id_token(key)}"
 
 
 def entry_key(dept: str, entry: Entry) -> str:

@@ -53,7 +53,14 @@ from pipelines.ingest.inbox import (
     scan_inbox,
     settle,
 )
-from pipelines.ingest.ledger import Landed, is_landed, last_cursor, now, record_failure
+from pipelines.ingest.ledger import (
+    Landed,
+    id_token,
+    is_landed,
+    last_cursor,
+    now,
+    record_failure,
+)
 from pipelines.killpoints import kill_point, register
 
 KP_COPY_STARTED = register("landing.copy_started", "landing: half of a delivery copied to landing")
@@ -211,7 +218,7 @@ def _commit(
     part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
     _fsync_dir(target.parent)
     kill_point(KP_COPIED)
-    delivery_id = f"{dept}.{dataset.code}.{copied.sha256[:16]}"
+    delivery_id = f"{dept}.{dataset.code}.{id_token(copied.sha256)}"
     con.execute(
         "INSERT INTO landing.deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         [

@@ -154,3 +154,14 @@ def test_every_issued_id_with_a_short_suffix_is_found(
     first17 = province + rest[:4] + f"{born:%Y%m%d}" + rest[4:]
     cert = first17 + id_check_char_str(first17) + suffix
     assert scan_frame(pl.DataFrame({"c": [cert]})).by_kind["citizen_id_embedded"] == 1
+
+
+def test_hex_digests_in_paths_and_ids_are_not_numbers() -> None:
+    # a landed file's SHA-256 in its path: its digit runs are chance, not a mobile or card
+    frame = pl.DataFrame(
+        {"path": ["/lake/landing/17b18611758298ae5c.csv", "gaj.x.file-17b18611758298ae"]}
+    )
+    assert scan_frame(frame).total == 0
+    # the same digits as a word of their own, or beside non-hex letters, still count
+    leaked = pl.DataFrame({"note": ["tel 18611758298", "ID18611758298x"]})
+    assert scan_frame(leaked).by_kind["mobile"] == 2
