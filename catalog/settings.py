@@ -7,12 +7,14 @@ nothing else of ours is imported here. Embedded default: everything under
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CATALOG_DIR = Path(__file__).parent / "departments"
@@ -114,6 +116,62 @@ class Settings(BaseSettings):
         ),
     )
 
+    # custody (keys apart from the data, suites, audit witness, retention)
+    cipher_suite: Literal["intl", "gm"] = Field(
+        default="intl",
+        description=(
+            "algorithms of a new deployment: intl (AES-256-GCM, SHA-256, Ed25519) or gm "
+            "(国密: SM4-GCM, SM3, SM2); fixed at the first run, changed only by a re-key"
+        ),
+    )
+    key_provider: Literal["auto", "env", "file", "pkcs11"] = Field(
+        default="auto",
+        description=(
+            "where the master key lives: env (STREETHUB_MASTER_KEY), file (key_file, outside "
+            "the home), pkcs11 (a hardware security module); auto: env when that variable "
+            "is set, else file"
+        ),
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description=(
+            "the master key file (0600, never inside the home); default "
+            "$XDG_CONFIG_HOME/streethub/<home id>/master.json"
+        ),
+    )
+    pkcs11_module: Path | None = Field(
+        default=None, description="the PKCS#11 library of the HSM (default: SoftHSM2's)"
+    )
+    pkcs11_token: str = Field(default="streethub", description="the HSM token's label")
+    pkcs11_pin: SecretStr | None = Field(default=None, description="the HSM user PIN")
+    pkcs11_key_label: str = Field(
+        default="streethub-master", description="label of the master key inside the HSM"
+    )
+    witness_dir: Path | None = Field(
+        default=None,
+        description=(
+            "where audit checkpoints are also written, outside the home; default beside "
+            "it, <home>.witness"
+        ),
+    )
+    audit_checkpoint_every: int = Field(
+        default=1_000, gt=0, description="records between two signed audit checkpoints"
+    )
+    landing_retention_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="days a landed (encrypted) delivery file is kept once loaded; None: forever",
+    )
+    keep_inbox_originals: bool = Field(
+        default=False,
+        description="keep each landed inbox file, encrypted, in the archive instead of removing it",
+    )
+    snapshot_retention_days: int | None = Field(
+        default=7,
+        ge=0,
+        description=("days old lake snapshots (and files only they use) are kept; None: forever"),
+    )
+
     @property
     def home_abs(self) -> Path:
         return self.home.expanduser().resolve()
@@ -170,6 +228,27 @@ class Settings(BaseSettings):
     @property
     def audit_dir(self) -> Path:
         return self.home_abs / "audit"
+
+    @property
+    def key_file_abs(self) -> Path:
+        """The master key file: ``key_file``, or one per home in the user's config folder."""
+        if self.key_file is not None:
+            return self.key_file.expanduser().resolve()
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        home_id = hashlib.sha256(str(self.home_abs).encode()).hexdigest()[:12]
+        return config.expanduser().resolve() / "streethub" / home_id / "master.json"
+
+    @property
+    def witness_dir_abs(self) -> Path:
+        """Where audit checkpoints are witnessed: outside the home, beside it by default."""
+        if self.witness_dir is not None:
+            return self.witness_dir.expanduser().resolve()
+        return self.home_abs.with_name(self.home_abs.name + ".witness")
+
+    @property
+    def archive_dir(self) -> Path:
+        """Inbox originals kept (encrypted) when ``keep_inbox_originals`` is set."""
+        return self.home_abs / "archive"
 
     @property
     def dagster_home(self) -> Path:

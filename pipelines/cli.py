@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -11,15 +10,25 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from catalog.errors import CatalogError, StreethubError, shown
+from catalog.errors import StreethubError, shown
 from catalog.export import to_dcat, to_json
-from catalog.loader import load_catalogue
 from catalog.settings import Settings, get_settings
+from pipelines.cli_audit import audit_app
+from pipelines.cli_common import (
+    catalogue,
+    cli_actor,
+    console,
+    err,
+    or_exit,
+    reading_lake,
+    writing_lake,
+)
+from pipelines.cli_keys import keys_app
+from pipelines.cli_leaks import leaks_app
 
 app = typer.Typer(help="streethub: the street data hub (街道数据中台).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The street data resource catalogue (街道数据资源目录).")
@@ -28,51 +37,11 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(lake_app, name="lake")
 simulate_app = typer.Typer(help="The simulated department systems.")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(keys_app, name="keys")
+app.add_typer(leaks_app, name="leaks")
+app.add_typer(audit_app, name="audit")
 
 LIST_LIMIT = 50  # deliveries listed unless --all
-
-# wide enough for the summary tables when the output is a pipe or a CI log
-console = Console(width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-
-def cli_actor() -> str:
-    """Who is at the keyboard, for the audit log."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name for this uid (a container)
-        return f"cli:uid{os.getuid()}"
-
-
-def _or_exit(load, path: Path):
-    """``load(path)``, or every catalogue problem printed and exit 1."""
-    try:
-        return load(path)
-    except CatalogError as exc:
-        err.print(f"[red]{exc}[/red]", markup=True, highlight=False)
-        raise typer.Exit(1) from None
-
-
-@contextlib.contextmanager
-def _reading_lake(settings, status: str, *also: type[Exception]):
-    """The lake opened read-only under a status line; a LakeError (or one of ``also``)
-    raised opening or reading it is printed and exits 1."""
-    from catalog.errors import LakeError
-    from lakehouse.lake import open_lake
-
-    try:
-        with console.status(status), open_lake(settings, read_only=True) as con:
-            yield con
-    except (LakeError, *also) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
-
-
-def _catalogue(directory: Path | None):
-    return _or_exit(load_catalogue, directory or get_settings().catalog_dir)
-
 
 DirOption = Annotated[
     Path | None, typer.Option("--dir", help="catalogue folder (default: the shipped one)")
@@ -82,7 +51,7 @@ DirOption = Annotated[
 def _street(path: Path | None):
     from catalog.street import load_street
 
-    return _or_exit(load_street, path or get_settings().street_file)
+    return or_exit(load_street, path or get_settings().street_file)
 
 
 @catalog_app.command("check")
@@ -95,7 +64,7 @@ def catalog_check(
     """Validate the catalogue and the street; exit non-zero listing every problem."""
     from quality.gate_checks import NAMED_CHECKS
 
-    cat = _catalogue(directory)
+    cat = catalogue(directory)
     street = _street(street_file)
     unknown = [
         f"{d.code}.{ds.code}.{f.name}: unknown check {name!r}"
@@ -119,7 +88,7 @@ def catalog_check(
 @catalog_app.command("list")
 def catalog_list(directory: DirOption = None) -> None:
     """A table of every dataset: code, name, provider, share type, level, fields."""
-    cat = _catalogue(directory)
+    cat = catalogue(directory)
     table = Table(title="街道数据资源目录 street data resource catalogue")
     for col in ("resource code", "dataset", "name", "provider", "share type", "level", "fields"):
         table.add_column(col)
@@ -139,7 +108,7 @@ def catalog_list(directory: DirOption = None) -> None:
 @catalog_app.command("show")
 def catalog_show(code: str, directory: DirOption = None) -> None:
     """One dataset in full, by resource code or dept.dataset."""
-    cat = _catalogue(directory)
+    cat = catalogue(directory)
     try:
         d, ds = cat.dataset(code)
     except KeyError:
@@ -184,7 +153,7 @@ def catalog_export(
     directory: DirOption = None,
 ) -> None:
     """Export as JSON, or as DCAT JSON-LD for other catalogue tools."""
-    cat = _catalogue(directory)
+    cat = catalogue(directory)
     if fmt not in ("json", "dcat"):
         err.print(f"unknown format {fmt!r}: use json or dcat")
         raise typer.Exit(2)
@@ -230,8 +199,8 @@ def quality_report() -> None:
     from quality.report import scorecard_text
 
     settings = get_settings()
-    cat = _catalogue(None)
-    with _reading_lake(settings, "reading the lake") as con:
+    cat = catalogue(None)
+    with reading_lake(settings, "reading the lake") as con:
         inputs = load_inputs(con, cat, Protection.from_settings(settings, cli_actor()))
         with console.status("scores, expectations"):
             out = compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
@@ -244,49 +213,6 @@ def quality_report() -> None:
     if failed is not None and failed.height:
         console.print(f"{failed.height} expectation(s) failed; see the report")
     console.print(f"report: {write_report(settings, inputs, out)}")
-
-
-keys_app = typer.Typer(help="The key ring: data keys per purpose under a master key.")
-app.add_typer(keys_app, name="keys")
-leaks_app = typer.Typer(help="Find unmasked personal information where none may be.")
-app.add_typer(leaks_app, name="leaks")
-
-
-@keys_app.command("rotate")
-def keys_rotate(
-    pseudonyms: bool = typer.Option(
-        False,
-        "--pseudonyms",
-        help="Also new pseudonym keys: every pseudonym changes, and nothing made before "
-        "joins with anything made after.",
-    ),
-) -> None:
-    """A new master and new encryption/signing keys; old versions stay readable, no data rewritten."""
-    from masking.audit import AuditLog
-    from masking.keys import KeyRing
-
-    settings = get_settings().ensure_dirs()
-    ring = KeyRing.from_settings(settings)
-    versions = ring.rotate(pseudonyms=pseudonyms)
-    AuditLog.from_settings(settings, ring).append(
-        "keys.rotate", cli_actor(), master_version=ring.master_version, pseudonyms=pseudonyms
-    )
-    for purpose, version in sorted(versions.items()):
-        console.print(f"{purpose}: now version {version}")
-    console.print(f"master key version {ring.master_version}; older versions kept for reading")
-
-
-@keys_app.command("list")
-def keys_list() -> None:
-    """Purposes and versions in the key ring (never key material)."""
-    from masking.keys import KeyRing
-
-    ring = KeyRing.from_settings(get_settings())
-    for purpose in ring.purposes():
-        versions = ring.versions(purpose)
-        console.print(
-            f"{purpose}: versions {', '.join(map(str, versions))} (current {max(versions)})"
-        )
 
 
 kanon_app = typer.Typer(help="k-anonymity over the catalogue's quasi-identifiers.")
@@ -308,7 +234,7 @@ def kanon_check(
     from pipelines.protection import Protection
 
     settings = get_settings()
-    cat = _catalogue(None)
+    cat = catalogue(None)
     k = k or settings.k_anonymity
     refs = datasets or [f"{d.code}.{ds.code}" for d, ds in cat.datasets() if quasi_identifiers(ds)]
     table = Table(title=f"k-anonymity at k = {k} (quasi-identifiers from the catalogue)")
@@ -318,7 +244,7 @@ def kanon_check(
                                                          "rows below k") else "left")  # fmt: skip
     refused = 0
     protection = Protection.from_settings(settings, actor=cli_actor())
-    with _reading_lake(settings, "measuring k", KAnonymityError, KeyError) as con:
+    with reading_lake(settings, "measuring k", KAnonymityError, KeyError) as con:
         for ref in refs:
             r = kanon_dataset(con, cat, protection, ref, k, settings.k_max_suppression)
             m = r.measured
@@ -336,88 +262,8 @@ def kanon_check(
         raise typer.Exit(1)
 
 
-audit_app = typer.Typer(help="The audit log: hash-chained, signed, append-only.")
-app.add_typer(audit_app, name="audit")
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check every record's hash chain and signature, and the head; exit 1 on any problem."""
-    from masking.audit import AuditLog
-
-    log = AuditLog.from_settings(get_settings())
-    result = log.verify()
-    for problem in result.problems:
-        err.print(f"[red]{problem}[/red]", highlight=False)
-    if not result.ok:
-        raise typer.Exit(1)
-    console.print(f"audit log: {result.records:,} records, hash chain and signatures verified")
-
-
-@audit_app.command("tail")
-def audit_tail(n: Annotated[int, typer.Option("-n", help="how many records")] = 20) -> None:
-    """The newest records: who did what, for which purpose, on which column (never a value)."""
-    from masking.audit import AuditLog
-
-    records = AuditLog.from_settings(get_settings()).records()[-n:]
-    table = Table(title="audit log, newest last")
-    for col in ("seq", "time (UTC)", "action", "actor", "details"):
-        table.add_column(col, justify="right" if col == "seq" else "left")
-    skip = {"seq", "ts", "action", "actor", "prev", "hash", "sig", "kv"}
-    for r in records:
-        details = ", ".join(f"{k}={v}" for k, v in sorted(r.items()) if k not in skip)
-        table.add_row(str(r["seq"]), str(r["ts"])[:19], r["action"], r["actor"], details)
-    console.print(table)
-
-
-@leaks_app.command("scan")
-def leaks_scan() -> None:
-    """Scan every table outside the encrypted zones, and the reports; exit 1 on any leak."""
-    from pipelines.leaks import scan_lake
-
-    settings = get_settings()
-    cat = _catalogue(None)
-    with _reading_lake(settings, "scanning") as con:
-        findings = scan_lake(settings, cat, con, cli_actor())
-    table = Table(title="leak scan: unmasked personal information outside the encrypted zones")
-    for col in ("place", "cells", "citizen IDs", "mobiles", "bank cards", "names"):
-        table.add_column(col, justify="left" if col == "place" else "right")
-    total = 0
-    for f in findings:
-        k = f.counts.by_kind
-        total += f.counts.total
-        table.add_row(
-            f.place, f"{f.cells:,}", *(str(k.get(x, 0)) for x in
-            ("citizen_id", "mobile", "bank_card", "person_name"))
-        )  # fmt: skip
-    console.print(table)
-    if total:
-        for f in findings:
-            for row, column, kind in f.counts.samples[:5]:
-                err.print(f"[red]{f.place}: row {row}, column {column}: {kind}[/red]")
-        err.print(f"[red]{total} leak(s) found[/red]")
-        raise typer.Exit(1)
-    console.print(f"[green]0 leaks in {len(findings)} tables and files[/green]")
-
-
 deliveries_app = typer.Typer(help="Deliveries: list them, acknowledge or retry failed ones.")
 app.add_typer(deliveries_app, name="deliveries")
-
-
-@contextlib.contextmanager
-def _writing_lake(settings, status: str):
-    """The lake opened for writing (the writer lock, the ledger ensured) under a status
-    line; a StreethubError raised inside is printed and exits 1."""
-    from lakehouse.lake import open_lake
-    from pipelines.ingest.ledger import ensure_ledger
-
-    try:
-        with console.status(status), open_lake(settings) as con:
-            ensure_ledger(con)
-            yield con
-    except StreethubError as exc:
-        err.print(Text(shown(str(exc)), style="red"))
-        raise typer.Exit(1) from None
 
 
 @deliveries_app.command("list")
@@ -437,7 +283,7 @@ def deliveries_list(
     from pipelines.summary import print_failures
 
     settings = get_settings()
-    with _reading_lake(settings, "reading the accounts") as con:
+    with reading_lake(settings, "reading the accounts") as con:
         rows = list_deliveries(con, failed=failed, dept=dept, acknowledged=show_all or not failed)
     if not rows:
         none = "no failed delivery waits for an officer" if failed else "no delivery accounted"
@@ -483,7 +329,7 @@ def deliveries_ack(
 
     settings = get_settings().ensure_dirs()
     actor = cli_actor()
-    with _writing_lake(settings, "recording the acknowledgement") as con:
+    with writing_lake(settings, "recording the acknowledgement") as con:
         row = acknowledge(con, AuditLog.from_settings(settings), actor, delivery_id, reason)
     done = f"acknowledged {row.delivery_id} ({row.dept}.{row.dataset}) as {actor}: {reason}"
     console.print(Text(shown(done)))
@@ -501,10 +347,10 @@ def deliveries_retry(
     from pipelines.protection import Protection
 
     settings = get_settings().ensure_dirs()
-    cat = _catalogue(None)
+    cat = catalogue(None)
     actor = cli_actor()
     protection = Protection.from_settings(settings, actor=actor)
-    with _writing_lake(settings, "reading the delivery again") as con:
+    with writing_lake(settings, "reading the delivery again") as con:
         done = retry(con, cat, protection, AuditLog.from_settings(settings), actor, delivery_id)
     a, s = done.account, done.stage
     if a.status != "loaded":

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from catalog.settings import Settings
+
+# master key files live outside every test home, as in production, and never in the
+# developer's own config folder: one config folder for the session (subprocesses inherit it)
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="streethub-test-config-")
 
 
 @pytest.fixture
