@@ -46,10 +46,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from catalog.settings import Settings
 from masking.errors import KeyRingError
+from masking.suite import CipherSuite, Suite, get_suite
 
 MASTER_ENV = "STREETHUB_MASTER_KEY"
 KEY_BYTES = 32
-BASE_PURPOSES = ("at_rest", "pseudonym", "audit_signing")
+BASE_PURPOSES = ("at_rest", "pseudonym", "audit_signing", "audit_checkpoint", "landing")
 PSEUDONYM_SCHEME = 2
 _RECIPIENT = re.compile(r"^recipient:[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -151,8 +152,11 @@ def env_master_key() -> bytes | None:
 class KeyRing:
     """Versioned data keys per purpose, wrapped under a versioned master key."""
 
-    def __init__(self, keys_dir: Path, *, master_key: bytes | None = None) -> None:
+    def __init__(
+        self, keys_dir: Path, *, master_key: bytes | None = None, suite: str | None = None
+    ) -> None:
         self.keys_dir = Path(keys_dir)
+        self._suite_choice = suite
         self._env_master = master_key if master_key is not None else env_master_key()
         if self._env_master is not None and len(self._env_master) != KEY_BYTES:
             raise KeyRingError(f"the master key must be {KEY_BYTES} bytes")
@@ -163,7 +167,8 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> KeyRing:
-        return cls((settings or Settings()).keys_dir)
+        settings = settings or Settings()
+        return cls(settings.keys_dir, suite=settings.cipher_suite)
 
     def __repr__(self) -> str:
         return f"KeyRing(keys_dir={str(self.keys_dir)!r}, master_from_env={self._env_master is not None})"
@@ -297,6 +302,7 @@ class KeyRing:
     def _create(self, purpose: str, state: dict) -> int:
         masters = self._masters(create=True)
         kid = masters["current"]
+        state.setdefault("suite", str(self._suite_choice or Suite.INTL))
         if not any(is_pseudonym_purpose(p) for p in state["keys"]):
             state.setdefault("pseudonym_scheme", PSEUDONYM_SCHEME)  # no pseudonyms made yet
         versions = state["keys"].setdefault(purpose, {})
@@ -344,6 +350,8 @@ class KeyRing:
                 "current": {},
                 "keys": {},
             }
+            if "suite" in state:
+                new_state["suite"] = state["suite"]
             if "pseudonym_scheme" in state:
                 new_state["pseudonym_scheme"] = state["pseudonym_scheme"]
             for (p, v), key in plain.items():
@@ -371,6 +379,13 @@ class KeyRing:
                 return int(state["pseudonym_scheme"])
             legacy = any(is_pseudonym_purpose(p) for p in state["keys"])
             return 1 if legacy else PSEUDONYM_SCHEME
+
+    @property
+    def suite(self) -> CipherSuite:
+        """The deployment's cipher suite: recorded in the ring at its first key, else the
+        one this ring was opened with (``STREETHUB_CIPHER_SUITE``), else intl."""
+        with self._mutex:
+            return get_suite(self._load().get("suite") or self._suite_choice or Suite.INTL)
 
     @property
     def master_version(self) -> int:
