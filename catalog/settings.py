@@ -7,7 +7,9 @@ nothing else of ours is imported here. Embedded default: everything under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -235,8 +237,17 @@ class Settings(BaseSettings):
         if self.key_file is not None:
             return self.key_file.expanduser().resolve()
         config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-        home_id = hashlib.sha256(str(self.home_abs).encode()).hexdigest()[:12]
-        return config.expanduser().resolve() / "streethub" / home_id / "master.json"
+        return config.expanduser().resolve() / "streethub" / self.home_id / "master.json"
+
+    @property
+    def home_id(self) -> str:
+        """The id the key ring recorded at its first key (a copied or moved home keeps it,
+        so it finds its key file), else one derived from the home's path."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            recorded = json.loads((self.keys_dir / "keyring.json").read_text()).get("home_id")
+            if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{12}", recorded):
+                return recorded
+        return hashlib.sha256(str(self.home_abs).encode()).hexdigest()[:12]
 
     @property
     def witness_dir_abs(self) -> Path:
