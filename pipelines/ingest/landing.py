@@ -42,6 +42,7 @@ from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset
 from catalog.settings import Settings
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
+from pipelines.connectors.landed import open_landed
 from pipelines.connectors.sql_db import Pulled, pull_sql
 from pipelines.ingest.inbox import (
     Entry,
@@ -62,6 +63,8 @@ from pipelines.ingest.ledger import (
     record_failure,
 )
 from pipelines.killpoints import kill_point, register
+
+__all__ = ["LandingResult", "land", "open_landed"]
 
 KP_COPY_STARTED = register("landing.copy_started", "landing: half of a delivery copied to landing")
 KP_COPIED = register("landing.copied", "landing: copy renamed into place, no ledger row yet")
