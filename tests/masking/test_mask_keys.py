@@ -15,12 +15,16 @@ from masking.errors import KeyRingError
 from masking.keys import KeyRing
 
 
-def test_created_on_first_use_with_private_modes(keyring: KeyRing) -> None:
+def test_created_on_first_use_with_private_modes(keyring: KeyRing, settings) -> None:
     version, key = keyring.current("at_rest")
     assert version == 1 and len(key) == 32
     assert stat.S_IMODE(os.stat(keyring.keys_dir).st_mode) == 0o700
-    for name in ("keyring.json", "master.json"):
-        assert stat.S_IMODE(os.stat(keyring.keys_dir / name).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(keyring.keys_dir / "keyring.json").st_mode) == 0o600
+    assert not (keyring.keys_dir / "master.json").exists()  # the master is not in the home
+    key_file = settings.key_file_abs
+    assert not key_file.is_relative_to(settings.home_abs)
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(key_file.parent).st_mode) == 0o700
     assert keyring.current("at_rest").material == key  # stable
     assert keyring.get("at_rest", 1).material == key
 
@@ -49,17 +53,20 @@ def test_repr_shows_no_key_material(keyring: KeyRing) -> None:
     assert "hidden" in repr(dk)
 
 
-def test_rotate_keeps_old_versions_and_rewraps(keyring: KeyRing) -> None:
+def test_rotate_keeps_old_versions_and_rewraps(keyring: KeyRing, settings) -> None:
     old = keyring.current("at_rest").material
     keyring.current("pseudonym")
-    master_before = json.loads((keyring.keys_dir / "master.json").read_text())["current"]
+    master_before = json.loads(settings.key_file_abs.read_text())["current"]
     new = keyring.rotate()
     assert new == {"at_rest": 2, "pseudonym": 1}  # pseudonyms keep joining
     assert keyring.master_version == 1
-    assert json.loads((keyring.keys_dir / "master.json").read_text())["current"] != master_before
+    masters = json.loads(settings.key_file_abs.read_text())
+    assert masters["current"] != master_before
+    assert list(masters["versions"]) == [masters["current"]]  # the old master is retired
     ring = json.loads((keyring.keys_dir / "keyring.json").read_text())
-    kids = {e["kid"] for vs in ring["keys"].values() for e in vs.values()}
-    assert kids == {json.loads((keyring.keys_dir / "master.json").read_text())["current"]}
+    entries = [e for vs in ring["keys"].values() for e in vs.values()]
+    assert {e["kid"] for e in entries} == {masters["current"]} == {ring["master_kid"]}
+    assert {(e["wrap"], e["suite"]) for e in entries} == {("aes-256-gcm", "intl")}
     fresh = KeyRing(keyring.keys_dir)  # another process
     assert fresh.get("at_rest", 1).material == old
     assert fresh.current("at_rest").version == 2 and fresh.current("at_rest").material != old
@@ -76,7 +83,7 @@ def test_master_key_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(KeyRingError, match="master"):
         KeyRing(tmp_path / "keys").get("at_rest", 1)
     monkeypatch.setenv("STREETHUB_MASTER_KEY", base64.b64encode(master).decode())
-    with pytest.raises(KeyRingError, match="new_master_key"):
+    with pytest.raises(KeyRingError, match="STREETHUB_MASTER_KEY_NEW"):
         KeyRing(tmp_path / "keys").rotate()
     new_master = os.urandom(32)
     KeyRing(tmp_path / "keys").rotate(new_master_key=new_master)
