@@ -1,0 +1,19 @@
+"""The audit log that no one can quietly rewrite: see :mod:`masking.audit.log`."""
+
+from masking.audit.format import (
+    GENESIS,
+    Checkpoint,
+    PublicKeys,
+    Verification,
+    load_public_keys,
+)
+from masking.audit.log import AuditLog
+
+__all__ = [
+    "GENESIS",
+    "AuditLog",
+    "Checkpoint",
+    "PublicKeys",
+    "Verification",
+    "load_public_keys",
+]

@@ -1,0 +1,320 @@
+"""Verifying an audit log: the chain, the MACs, the head, the checkpoints, the witness.
+
+Every problem names the first bad record where it can be known: a record whose seq,
+link, hash or MAC is wrong is named exactly; records cut off the end are named from
+the signed head, a checkpoint or the witness; a change made by someone holding the MAC
+key (or seen with public keys only) is located between two checkpoints. Texts name
+records, lines, files and key versions, never a record's content.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from masking.audit.format import (
+    GENESIS,
+    HEAD_TAG,
+    LEGACY_SUITE,
+    RECORD_TAG,
+    Checkpoint,
+    PublicKeys,
+    Verification,
+    canonical,
+    read_lines,
+    record_hash,
+)
+from masking.errors import AuditError, KeyRingError
+from masking.suite import get_suite
+
+if TYPE_CHECKING:
+    from masking.audit.log import AuditLog
+
+_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, KeyRingError)
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.first_bad: int | None = None
+
+    def bad(self, text: str, first_bad: int | None = None) -> None:
+        self.texts.append(text)
+        if first_bad is not None and (self.first_bad is None or first_bad < self.first_bad):
+            self.first_bad = first_bad
+
+
+def _seq_text(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "no seq"
+
+
+class _Walk:
+    """One pass over the records: the exact problems, and the hash of every record that
+    ends an intact chain from the first (what a checkpoint or the head can be held to)."""
+
+    def __init__(self, log: AuditLog, with_secret: bool, problems: _Problems) -> None:
+        self.log, self.with_secret, self.p = log, with_secret, problems
+        self.hashes: dict[int, str] = {}
+        self.first_hash: str | None = None
+        self.count = 0
+        self.new_format = False
+
+    def run(self) -> None:
+        prev: str | None = GENESIS
+        intact = True
+        for lineno, line in enumerate(read_lines(self.log.path), start=1):
+            self.count = lineno
+            try:
+                record = json.loads(line)
+                digest = record_hash(record)
+            except _UNREADABLE:
+                self.p.bad(f"record {lineno}: not a readable audit record", lineno)
+                intact, prev = False, None
+                continue
+            ok = self._check(lineno, record, digest, prev)
+            intact = intact and ok
+            if intact:
+                self.hashes[lineno] = digest
+            if lineno == 1:
+                self.first_hash = digest
+            prev = str(record.get("hash"))
+
+    def _check(self, n: int, record: dict, digest: str, prev: str | None) -> bool:
+        found: list[str] = []
+        if record.get("seq") != n:
+            found.append(
+                f"line {n} holds record {_seq_text(record.get('seq'))}: records were "
+                "inserted, removed or reordered"
+            )
+        if prev is not None and record.get("prev") != prev:
+            found.append("does not chain to the record before it")
+        if digest != record.get("hash"):
+            found.append("changed: its content no longer matches its hash")
+        if "v" in record:
+            self.new_format = True
+        elif self.new_format:
+            found.append("an old-format record after new-format ones")
+        if self.with_secret:
+            found.extend(self._mac(record))
+        for text in found:
+            self.p.bad(f"record {n}: {text}", n)
+        return not found
+
+    def _mac(self, record: dict) -> list[str]:
+        try:
+            key = self.log._mac_key(int(record["kv"]))
+        except _UNREADABLE:
+            return ["its audit key version is not in this deployment's key ring"]
+        try:
+            if "v" not in record:
+                ok = LEGACY_SUITE.mac(key, str(record["hash"]).encode()).hex() == record["sig"]
+            else:
+                tag = bytes.fromhex(record["mac"])
+                ok = get_suite(record["suite"]).mac_ok(
+                    key, RECORD_TAG + bytes.fromhex(record["hash"]), tag
+                )
+        except _UNREADABLE:
+            ok = False
+        return [] if ok else ["its MAC does not verify: not written with this deployment's key"]
+
+
+def _public_key(log: AuditLog, public_keys: PublicKeys | None, cp: Checkpoint) -> bytes | None:
+    if public_keys is not None:
+        return public_keys.get((cp.suite, cp.kv))
+    try:
+        return log._signer(get_suite(cp.suite), cp.kv).public_key()
+    except _UNREADABLE:
+        return None
+
+
+class _Checkpoints:
+    """Checkpoints held to their signatures and to the chain the walk found."""
+
+    def __init__(self, log: AuditLog, keys: PublicKeys | None, walk: _Walk, p: _Problems) -> None:
+        self.log, self.keys, self.walk, self.p = log, keys, walk, p
+        self.chain_first_bad = p.first_bad
+        self.good_seqs: list[int] = []  # checkpoints that verify and match the chain
+
+    def signed(self, cp: Checkpoint, where: str) -> bool:
+        pub = _public_key(self.log, self.keys, cp)
+        if pub is None:
+            self.p.bad(f"{where} checkpoint #{cp.n}: no verification key for {cp.suite} v{cp.kv}")
+            return False
+        try:
+            ok = get_suite(cp.suite).verify(pub, cp.signed_bytes(), bytes.fromhex(cp.sig))
+        except _UNREADABLE:
+            ok = False
+        if not ok:
+            self.p.bad(
+                f"{where} checkpoint #{cp.n}: its signature does not verify (not signed with "
+                "this deployment's checkpoint key)"
+            )
+        return ok
+
+    def matches(self, cp: Checkpoint, where: str) -> bool:
+        """Does the log still hold what ``cp`` signed? Reports the first bad record if not."""
+        n = self.walk.count
+        if cp.seq > n:
+            what = (
+                "every record is missing" if n == 0 else f"records {n + 1:,}–{cp.seq:,} are missing"
+            )
+            self.p.bad(
+                f"{where} checkpoint #{cp.n} signed {cp.seq:,} records, the log has {n:,}: {what}",
+                n + 1,
+            )
+            return False
+        if cp.log != self.walk.first_hash and self.walk.hashes.get(1) is not None:
+            self.p.bad(
+                f"{where} checkpoint #{cp.n} was signed for another log: the log was replaced", 1
+            )
+            return False
+        if self.walk.hashes.get(cp.seq) == cp.hash:
+            self.good_seqs.append(cp.seq)
+            return True
+        if self.chain_first_bad is not None and self.chain_first_bad <= cp.seq:
+            self.p.bad(
+                f"{where} checkpoint #{cp.n}: records up to {cp.seq:,} are not what it signed"
+            )
+            return False
+        lo = max((s for s in self.good_seqs if s < cp.seq), default=0) + 1
+        self.p.bad(
+            f"{where} checkpoint #{cp.n}: records up to {cp.seq:,} are not what it signed; the "
+            f"chain was rebuilt after a change between records {lo:,} and {cp.seq:,}",
+            lo,
+        )
+        return False
+
+    def local(self) -> tuple[int, list[Checkpoint]]:
+        cps, unreadable = self.log._checkpoints()
+        for i in unreadable:
+            self.p.bad(f"checkpoint line {i} is not a readable checkpoint")
+        verified, expected = 0, 1
+        for cp in cps:
+            if cp.n != expected and not unreadable:
+                self.p.bad(
+                    f"the log's checkpoint #{cp.n} follows #{expected - 1}: checkpoints were removed or reordered"
+                )
+            expected = cp.n + 1
+            if self.signed(cp, "the log's") and self.matches(cp, "the log's"):
+                verified += 1
+        return verified, cps
+
+    def witness(self, local: list[Checkpoint]) -> Checkpoint | None:
+        path = self.log.witness_path
+        if path is None:
+            return None
+        try:
+            cps, unreadable = self.log._checkpoints(path)
+        except OSError as exc:
+            self.p.bad(f"the witness ({path}) cannot be read: {type(exc).__name__}")
+            return None
+        for i in unreadable:
+            self.p.bad(f"witness line {i} is not a readable checkpoint")
+        if not cps:
+            if local:
+                self.p.bad(
+                    f"the witness ({path}) holds no checkpoint, the log has {len(local)}: "
+                    "the witness was lost or the log's checkpoints were made elsewhere"
+                )
+            return None
+        by_n = {cp.n: cp for cp in local}
+        failed = [
+            cp for cp in cps if not (self.signed(cp, "witness") and self.matches(cp, "witness"))
+        ]
+        kept = [cp for cp in cps if cp not in failed]
+        missing = [cp.n for cp in kept if cp.n not in by_n or not by_n[cp.n].same(cp)]
+        if missing:
+            self.p.bad(
+                f"witness checkpoints #{missing[0]}…#{missing[-1]} ({len(missing)}) are not in "
+                "the log's checkpoint file: it was rewritten or cut"
+            )
+        newest = cps[-1]
+        if local and local[-1].n > newest.n:
+            self.p.bad(
+                f"the log's checkpoint #{local[-1].n} was never witnessed (the witness ends at "
+                f"#{newest.n}): the witness could not be written, or the checkpoint was forged"
+            )
+        return None if newest in failed else newest
+
+
+def _head(log: AuditLog, with_secret: bool, walk: _Walk, p: _Problems) -> None:
+    n = walk.count
+    try:
+        head = json.loads(log.head_path.read_text(encoding="utf-8"))
+        seq, digest = int(head["seq"]), str(head["hash"])
+    except FileNotFoundError:
+        if n:
+            p.bad(
+                f"the head ({log.head_path.name}) is missing: records after the newest checkpoint may have been cut off"
+            )
+        return
+    except _UNREADABLE:
+        p.bad(f"the head ({log.head_path.name}) is unreadable", n + 1)
+        return
+    if "v" not in head:
+        if walk.new_format:
+            p.bad(
+                "the head is in the old, unsigned format although the log is not: it was rewritten",
+                n + 1,
+            )
+        return
+    if with_secret:
+        body = {k: v for k, v in head.items() if k != "mac"}
+        try:
+            ok = get_suite(head["suite"]).mac_ok(
+                log._mac_key(int(head["kv"])),
+                HEAD_TAG + canonical(body),
+                bytes.fromhex(head["mac"]),
+            )
+        except _UNREADABLE:
+            ok = False
+        if not ok:
+            p.bad(
+                f"the head's MAC does not verify: it was rewritten, and records after record "
+                f"{n:,} may have been cut off",
+                n + 1,
+            )
+            return
+    if seq > n:
+        p.bad(
+            f"the signed head says {seq:,} records, the log has {n:,}: records {n + 1:,}–{seq:,} are missing",
+            n + 1,
+        )
+    elif seq and walk.hashes.get(seq, digest) != digest:
+        p.bad(f"record {seq}: not the record the signed head names (the end was rewritten)", seq)
+
+
+def verify_log(
+    log: AuditLog, public_keys: PublicKeys | None, *, upgrading: bool = False
+) -> Verification:
+    """Verify ``log`` (see :meth:`AuditLog.verify`)."""
+    with_secret = public_keys is None
+    if with_secret and log.keyring is None:
+        raise AuditError("verifying without the key ring needs the exported public keys")
+    p = _Problems()
+    walk = _Walk(log, with_secret, p)
+    walk.run()
+    if walk.count and not walk.new_format and not upgrading:
+        p.bad(
+            "the log is in the old format (unsigned head, no checkpoints): `streethub audit "
+            "checkpoint` upgrades it"
+        )
+    _head(log, with_secret, walk, p)
+    cps = _Checkpoints(log, public_keys, walk, p)
+    verified, local = cps.local()
+    witnessed = cps.witness(local)
+    if with_secret and walk.count == 0 and log.keyring.versions("audit_signing"):
+        p.bad(
+            "the log is empty, but the key ring holds the audit key its records were written "
+            "with: the log was deleted",
+            1,
+        )
+    return Verification(
+        ok=not p.texts,
+        records=walk.count,
+        problems=p.texts,
+        first_bad=p.first_bad,
+        checkpoints=verified,
+        witnessed=witnessed,
+        with_secret=with_secret,
+    )
