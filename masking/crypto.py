@@ -1,10 +1,27 @@
-"""Column encryption at rest: AES-GCM per value, bound to its column.
+"""Column encryption at rest: one AEAD per value, bound to its dataset, column and row.
 
-Each non-null value becomes ``"e<version>:" + base64url(nonce ‖ ciphertext ‖ tag)``
-(no padding) with a fresh 12-byte nonce and AAD = the column id (``<resource_code>.
-<field>``, see :func:`column_id`), so a ciphertext copied into another column does not
-decrypt. Nulls stay null. One ``AESGCM`` object per key version and batch, nonces
-drawn in one ``os.urandom`` call per batch.
+Each non-null value becomes ``<prefix><version>:`` + base64url(nonce ‖ ciphertext ‖ tag)
+(no padding), a fresh 12-byte nonce per value. The prefix records the cipher suite, the
+number the key version of the ``at_rest`` data key:
+
+========  ======  =============  ==================================================
+prefix    suite   cipher         associated data (AAD)
+========  ======  =============  ==================================================
+``a<v>:`` intl    AES-256-GCM    ``streethub/at-rest/2`` RS column RS row identity
+``s<v>:`` gm      SM4-GCM        the same
+``e<v>:`` intl    AES-256-GCM    the column alone (before rows were bound: read,
+                                 never written; ``streethub keys rekey`` rewrites them)
+========  ======  =============  ==================================================
+
+The column is ``<resource_code>.<field>`` (:func:`column_id`); the row identity is a
+text the caller derives from the row's lineage (``pipelines.protection``: delivery id
+and source row in raw, the key pseudonym in staged). A ciphertext copied into another
+column, another dataset or another row does not decrypt. Nulls stay null.
+
+Whether a column holds ciphertext is the catalogue's answer (its field is L3/L4), never
+a guess from the values: :func:`protect_frame` encrypts every sensitive column it is
+given, even a value that happens to look like a ciphertext, and :func:`reveal_frame`
+decrypts every sensitive column, failing on a value that is not one.
 
 Decryption happens only through :func:`decrypt_series` / :func:`reveal_frame`, which
 take an authorised purpose (:data:`DECRYPT_PURPOSES` or ``share_grant:<id>``) and
@@ -16,15 +33,16 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from catalog.model import Dataset, FieldType
 from masking.audit import AuditLog
 from masking.errors import DecryptionError, PurposeError
 from masking.keys import KeyRing
+from masking.suite import NONCE_BYTES, Aead, CipherSuite, Suite, get_suite
 
 KEY_PURPOSE = "at_rest"
 DECRYPT_PURPOSES = frozenset(
@@ -36,11 +54,16 @@ DECRYPT_PURPOSES = frozenset(
         "master_index",
         "leak_scan",
         "k_anonymity",
+        "rekey",
     }
 )
 _GRANT = re.compile(r"^share_grant:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-CIPHERTEXT = r"^e\d+:[A-Za-z0-9_-]{38,}$"  # 12-byte nonce + 16-byte tag at least
-_PREFIX = re.compile(r"^e(\d+):")
+PREFIXES = {Suite.INTL: "a", Suite.GM: "s"}
+LEGACY_PREFIX = "e"  # intl, AAD = the column alone
+_SUITE_OF = {"a": Suite.INTL, "s": Suite.GM, LEGACY_PREFIX: Suite.INTL}
+CIPHERTEXT = r"^[aes]\d+:[A-Za-z0-9_-]{38,}$"  # 12-byte nonce + 16-byte tag at least
+_PREFIX = re.compile(r"^([aes])(\d+):")
+_AAD_HEAD = b"streethub/at-rest/2\x1e"
 
 
 def check_decrypt_purpose(purpose: str) -> str:
@@ -54,8 +77,14 @@ def check_decrypt_purpose(purpose: str) -> str:
 
 
 def column_id(dataset: Dataset, field_name: str) -> str:
-    """The AAD a column's ciphertexts are bound to: ``<resource_code>.<field>``."""
+    """The column part of a ciphertext's AAD: ``<resource_code>.<field>``."""
     return f"{dataset.resource_code}.{field_name}"
+
+
+def ciphertext_suite(value: str) -> tuple[Suite, int] | None:
+    """(suite, key version) a ciphertext records, or None when it is not one."""
+    m = _PREFIX.match(value)
+    return None if m is None else (_SUITE_OF[m.group(1)], int(m.group(2)))
 
 
 def _b64e(data: bytes) -> str:
@@ -66,60 +95,100 @@ def _b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _row_aads(column: str, rows: Sequence[str | None] | pl.Series | None, n: int) -> list[bytes]:
+    head = _AAD_HEAD + column.encode() + b"\x1e"
+    if rows is None:
+        return [head] * n
+    if len(rows) != n:
+        raise DecryptionError(
+            f"{len(rows)} row identities for {n} values", field=column.rsplit(".", 1)[-1]
+        )
+    return [head + (r or "").encode() for r in rows]
+
+
 def encrypt_series(
-    series: pl.Series, keyring: KeyRing, *, column: str, purpose: str = KEY_PURPOSE
+    series: pl.Series,
+    keyring: KeyRing,
+    *,
+    column: str,
+    rows: Sequence[str | None] | pl.Series | None = None,
+    purpose: str = KEY_PURPOSE,
+    suite: CipherSuite | str | None = None,
 ) -> pl.Series:
-    """Encrypt every non-null value (cast to text) under the current key version."""
+    """Encrypt every non-null value (cast to text) under the current key version.
+
+    ``rows`` gives each value's row identity (bound into the AAD); None binds the value
+    to its column only (values that never sit in a lake row). ``suite`` defaults to the
+    key ring's.
+    """
+    suite = keyring.suite if suite is None else get_suite(getattr(suite, "name", suite))
     version, key = keyring.current(purpose)
     values = series.cast(pl.String).to_list()
-    n = sum(v is not None for v in values)
-    nonces = os.urandom(12 * n)
-    encrypt = AESGCM(key).encrypt
-    aad = column.encode()
-    prefix = f"e{version}:"
+    aads = _row_aads(column, rows, len(values))
+    n = len(values) - series.null_count()
+    nonces = os.urandom(NONCE_BYTES * n)
+    encrypt = suite.aead(key).encrypt
+    prefix = f"{PREFIXES[suite.name]}{version}:"
     out: list[str | None] = []
     append = out.append
     i = 0
-    for v in values:
+    for v, aad in zip(values, aads, strict=True):
         if v is None:
             append(None)
             continue
-        nonce = nonces[i : i + 12]
-        i += 12
+        nonce = nonces[i : i + NONCE_BYTES]
+        i += NONCE_BYTES
         append(prefix + _b64e(nonce + encrypt(nonce, v.encode(), aad)))
     return pl.Series(series.name, out, dtype=pl.String)
 
 
 def is_encrypted(series: pl.Series) -> bool:
-    """True when the series is text and every non-null value (at least one) is a ciphertext."""
+    """True when the series is text and every non-null value (at least one) has a
+    ciphertext's shape. A guard for output frames (``masking.masks``) only: the lake's
+    protection never decides from shape (see the module docstring)."""
     if series.dtype != pl.String:
         return False
     non_null = series.drop_nulls()
     return len(non_null) > 0 and bool(non_null.str.contains(CIPHERTEXT).all())
 
 
-def _decrypt_values(series: pl.Series, keyring: KeyRing, column: str, purpose: str) -> list:
-    aad = column.encode()
-    ciphers: dict[int, AESGCM] = {}
+def _decrypt_values(
+    series: pl.Series,
+    keyring: KeyRing,
+    column: str,
+    rows: Sequence[str | None] | pl.Series | None,
+    purpose: str,
+) -> list[str | None]:
+    field = column.rsplit(".", 1)[-1]
+    if series.dtype == pl.Null:
+        return [None] * series.len()
+    if series.dtype != pl.String:
+        raise DecryptionError("column does not hold ciphertext (not text)", field=field)
+    values = series.to_list()
+    aads = _row_aads(column, rows, len(values))
+    legacy_aad = column.encode()
+    ciphers: dict[tuple[str, int], Aead] = {}
     out: list[str | None] = []
-    for row, v in enumerate(series.to_list()):
+    for row, (v, aad) in enumerate(zip(values, aads, strict=True)):
         if v is None:
             out.append(None)
             continue
         m = _PREFIX.match(v)
         if m is None:
-            raise DecryptionError("value is not a ciphertext", field=column, row=row)
-        version = int(m.group(1))
-        cipher = ciphers.get(version)
+            raise DecryptionError("value is not a ciphertext", field=field, row=row)
+        letter, version = m.group(1), int(m.group(2))
+        cipher = ciphers.get((letter, version))
         if cipher is None:
-            cipher = ciphers[version] = AESGCM(keyring.get(purpose, version).material)
+            material = keyring.get(purpose, version).material
+            cipher = ciphers[(letter, version)] = get_suite(_SUITE_OF[letter]).aead(material)
         try:
             blob = _b64d(v[m.end() :])
-            out.append(cipher.decrypt(blob[:12], blob[12:], aad).decode())
+            bound = legacy_aad if letter == LEGACY_PREFIX else aad
+            out.append(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], bound).decode())
         except (InvalidTag, ValueError):
             raise DecryptionError(
-                "ciphertext does not decrypt (changed, or from another column)",
-                field=column,
+                "ciphertext does not decrypt (changed, or from another column or row)",
+                field=field,
                 row=row,
             ) from None
     return out
@@ -133,28 +202,45 @@ def decrypt_series(
     purpose: str,
     actor: str,
     audit: AuditLog,
+    rows: Sequence[str | None] | pl.Series | None = None,
     key_purpose: str = KEY_PURPOSE,
 ) -> pl.Series:
-    """Decrypt a column for an authorised ``purpose``; the access is audited first."""
+    """Decrypt a column for an authorised ``purpose``; the access is audited first.
+
+    ``rows`` must be the row identities the values were encrypted with."""
     check_decrypt_purpose(purpose)
     count = series.len() - series.null_count()
     audit.append("decrypt", actor, purpose=purpose, column=column, values=count)
     return pl.Series(
-        series.name, _decrypt_values(series, keyring, column, key_purpose), dtype=pl.String
+        series.name,
+        _decrypt_values(series, keyring, column, rows, key_purpose),
+        dtype=pl.String,
     )
 
 
-def _protected_fields(frame: pl.DataFrame, dataset: Dataset) -> list[str]:
+def protected_fields(frame: pl.DataFrame, dataset: Dataset) -> list[str]:
+    """The columns of ``frame`` the catalogue marks sensitive (L3/L4): encrypted at rest."""
     return [f.name for f in dataset.fields if f.level.sensitive and f.name in frame.columns]
 
 
-def protect_frame(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing) -> pl.DataFrame:
-    """Encrypt every L3/L4 column of ``dataset`` found in ``frame`` (idempotent)."""
-    replaced = []
-    for name in _protected_fields(frame, dataset):
-        if is_encrypted(frame[name]):
-            continue
-        replaced.append(encrypt_series(frame[name], keyring, column=column_id(dataset, name)))
+def protect_frame(
+    frame: pl.DataFrame,
+    dataset: Dataset,
+    keyring: KeyRing,
+    *,
+    rows: Sequence[str | None] | pl.Series | None = None,
+    suite: CipherSuite | str | None = None,
+) -> pl.DataFrame:
+    """Encrypt every L3/L4 column of ``dataset`` found in the plaintext ``frame``.
+
+    Every value is encrypted, whatever it looks like: the frame is plaintext by contract.
+    """
+    replaced = [
+        encrypt_series(
+            frame[name], keyring, column=column_id(dataset, name), rows=rows, suite=suite
+        )
+        for name in protected_fields(frame, dataset)
+    ]
     return frame.with_columns(replaced) if replaced else frame
 
 
@@ -182,14 +268,13 @@ def reveal_frame(
     actor: str,
     audit: AuditLog,
     *,
+    rows: Sequence[str | None] | pl.Series | None = None,
     restore_types: bool = True,
 ) -> pl.DataFrame:
-    """Decrypt the encrypted L3/L4 columns of ``frame`` (one audit record per column)."""
+    """Decrypt the L3/L4 columns of ``frame`` (one audit record per column)."""
     check_decrypt_purpose(purpose)
     out = []
-    for name in _protected_fields(frame, dataset):
-        if not is_encrypted(frame[name]):
-            continue
+    for name in protected_fields(frame, dataset):
         plain = decrypt_series(
             frame[name],
             keyring,
@@ -197,17 +282,21 @@ def reveal_frame(
             purpose=purpose,
             actor=actor,
             audit=audit,
+            rows=rows,
         )
         out.append(_restore(plain, dataset.field(name).type) if restore_types else plain)
     return frame.with_columns(out) if out else frame
 
 
 __all__ = [
+    "CIPHERTEXT",
     "DECRYPT_PURPOSES",
+    "ciphertext_suite",
     "column_id",
     "decrypt_series",
     "encrypt_series",
     "is_encrypted",
     "protect_frame",
+    "protected_fields",
     "reveal_frame",
 ]

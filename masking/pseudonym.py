@@ -1,11 +1,14 @@
-"""Pseudonyms: keyed HMAC-SHA256 of the normalised identifier (joinable, not reversible).
+"""Pseudonyms: keyed HMAC of the normalised identifier (joinable, not reversible).
 
 A pseudonym is the first :data:`PSEUDONYM_HEX` hex characters (80 bits) of
-HMAC-SHA256(K, normalised value), where K is the pseudonym data key written as 64
-lowercase hex characters (the HMAC key is those ASCII bytes: 256 bits of entropy, a
-full SHA-256 block, so HMAC uses it as it is). Anyone holding the data key can
+HMAC-H(K, normalised value), where H is the key ring's suite's hash (SHA-256 under
+``intl``, SM3 under 国密 ``gm``) and K is the pseudonym data key written as 64 lowercase
+hex characters (the HMAC key is those ASCII bytes: 256 bits of entropy, one 64-byte
+block of either hash, so HMAC uses it as it is). Anyone holding the data key can
 recompute a pseudonym with any standard HMAC: ``hmac.digest(key.hex().encode(),
-value.encode(), "sha256").hex()[:20]``.
+value.encode(), "sha256" or "sm3").hex()[:20]``. A pseudonym does not say its suite:
+the ring's suite does, and ``streethub keys rekey`` recomputes every pseudonym when it
+changes (``pipelines.rekey``).
 
 Deterministic per key, so tables pseudonymised with the same key join; a different key
 (``recipient="wjw"`` → key purpose ``recipient:wjw``) gives unrelated pseudonyms, so two
@@ -16,11 +19,14 @@ whole population of China (1.4·10⁹ — far beyond a street's 10⁵) that is �
 for a street it is ≈ 4·10⁻¹⁵. Guessing is prevented by the secret key, not the length
 (an attacker without the key cannot test candidate IDs at all).
 
-Speed: the HMAC runs inside polars, in the Rust ``polars-hash`` plugin (SHA-NI where
+Speed: HMAC-SHA256 runs inside polars, in the Rust ``polars-hash`` plugin (SHA-NI where
 the CPU has it), one column at a time with no Python per value: about 10× ``hmac.digest``
 per value on one core (``python -m bench pseudonyms``). The key travels inside the
 expression, which is never serialised, printed or logged: an expression's repr, a
-query plan and a plugin error show only the function name.
+query plan and a plugin error show only the function name. HMAC-SM3 has no polars
+plugin: a batch function runs ``CipherSuite.keyed_mac`` (OpenSSL's SM3 through
+``cryptography``, the keyed state copied per value) over the column's values as bytes,
+about 5× ``hmac.digest(..., "sm3")`` per value (``python -m bench suites``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from catalog.identifiers import halfwidth, phone_canonical, upgrade_id_15
 from catalog.model import PiiKind
 from masking.errors import KeyRingError
 from masking.keys import PSEUDONYM_SCHEME, DataKey, KeyRing
+from masking.suite import CipherSuite, Suite, get_suite
 
 PSEUDONYM_HEX = 20
 PSEUDONYM_PATTERN = rf"^[0-9a-f]{{{PSEUDONYM_HEX}}}$"
@@ -42,24 +49,34 @@ PLAIN_TEXT_KINDS = frozenset({PiiKind.person_name, PiiKind.address, PiiKind.free
 
 
 class PseudonymKey:
-    """One pseudonym data key, ready to hash columns. ``repr`` hides the key."""
+    """One pseudonym data key under one suite, ready to hash columns. ``repr`` hides the key."""
 
-    __slots__ = ("_hmac_key", "version")
+    __slots__ = ("_hmac_key", "suite", "version")
 
-    def __init__(self, key: bytes, version: int = 0) -> None:
+    def __init__(self, key: bytes, version: int = 0, suite: CipherSuite | str = Suite.INTL) -> None:
         self._hmac_key = key.hex()
         self.version = version
+        self.suite = suite if isinstance(suite, CipherSuite) else get_suite(suite)
 
     @classmethod
-    def of(cls, data_key: DataKey) -> PseudonymKey:
-        return cls(data_key.material, data_key.version)
+    def of(cls, data_key: DataKey, suite: CipherSuite | str = Suite.INTL) -> PseudonymKey:
+        return cls(data_key.material, data_key.version, suite)
 
     def __repr__(self) -> str:
-        return f"PseudonymKey(version={self.version}, key=<hidden>)"
+        return f"PseudonymKey(suite={self.suite.name.value}, version={self.version}, key=<hidden>)"
 
     def expr(self, values: pl.Expr, length: int = PSEUDONYM_HEX) -> pl.Expr:
         """HMAC hex digests of a String or Binary expression, cut to ``length``; null stays null."""
-        return values.chash.hmac_sha256(key=self._hmac_key).str.slice(0, length)
+        if self.suite.name is Suite.INTL:
+            return values.chash.hmac_sha256(key=self._hmac_key).str.slice(0, length)
+        mac = self.suite.keyed_mac(self._hmac_key.encode())
+
+        def batch(s: pl.Series) -> pl.Series:
+            data = s if s.dtype == pl.Binary else s.cast(pl.String).cast(pl.Binary)
+            out = [None if v is None else mac(v).hex()[:length] for v in data.to_list()]
+            return pl.Series(s.name, out, dtype=pl.String)
+
+        return values.map_batches(batch, return_dtype=pl.String)
 
     def hexdigests(self, values: pl.Series, length: int = PSEUDONYM_HEX) -> pl.Series:
         return values.to_frame("v").select(self.expr(pl.col("v"), length)).to_series()
@@ -70,9 +87,14 @@ def key_purpose(recipient: str | None) -> str:
 
 
 def pseudonym_key(
-    keyring: KeyRing, recipient: str | None = None, version: int | None = None
+    keyring: KeyRing,
+    recipient: str | None = None,
+    version: int | None = None,
+    suite: CipherSuite | str | None = None,
 ) -> PseudonymKey:
-    """The pseudonym key (or a recipient's), current or a given version."""
+    """The pseudonym key (or a recipient's), current or a given version, under the ring's
+    suite (or ``suite``: a re-key computes the new suite's pseudonyms before the ring
+    records it)."""
     if keyring.pseudonym_scheme != PSEUDONYM_SCHEME:
         raise KeyRingError(
             f"the key ring in {keyring.keys_dir} made its pseudonyms with scheme "
@@ -82,7 +104,7 @@ def pseudonym_key(
         )
     purpose = key_purpose(recipient)
     key = keyring.current(purpose) if version is None else keyring.get(purpose, version)
-    return PseudonymKey.of(key)
+    return PseudonymKey.of(key, keyring.suite if suite is None else suite)
 
 
 def normalise_expr(expr: pl.Expr, kind: PiiKind | str | None = None) -> pl.Expr:
@@ -144,12 +166,14 @@ def pseudonymise_series(
     kind: PiiKind | str | None = None,
     recipient: str | None = None,
     version: int | None = None,
+    suite: CipherSuite | str | None = None,
 ) -> pl.Series:
     """Pseudonyms of a column (normalised by ``kind``); 15-digit IDs upgraded to 18 first."""
     norm = _normalise(series.cast(pl.String), kind)
     if kind is not None and PiiKind(kind) is PiiKind.citizen_id:
         norm = _upgrade_ids(norm)
-    return pseudonym_key(keyring, recipient, version).hexdigests(norm).alias(series.name)
+    key = pseudonym_key(keyring, recipient, version, suite)
+    return key.hexdigests(norm).alias(series.name)
 
 
 def pseudonym(
@@ -192,9 +216,14 @@ def _canonical(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def row_digests(
-    frame: pl.DataFrame, fields: list[str], keyring: KeyRing, *, version: int | None = None
+    frame: pl.DataFrame,
+    fields: list[str],
+    keyring: KeyRing,
+    *,
+    version: int | None = None,
+    suite: CipherSuite | str | None = None,
 ) -> pl.Series:
-    """Keyed digest (HMAC-SHA256 under the pseudonym key, 32 hex) of each row's ``fields``.
+    """Keyed digest (the suite's HMAC under the pseudonym key, 32 hex) of each row's ``fields``.
 
     Computed on the standardised plaintext values before encryption and stored beside the
     ciphertext, so a delivered row is compared with a staged one digest to digest, never by
@@ -204,7 +233,7 @@ def row_digests(
     per million rows of ten fields (195 bytes encoded), a third of it the HMAC.
     """
     parts = [pl.lit(_ROW_DOMAIN), *(_canonical(f, frame.schema[f]) for f in fields)]
-    key = pseudonym_key(keyring, version=version)
+    key = pseudonym_key(keyring, version=version, suite=suite)
     return (
         frame.select(key.expr(pl.concat_str(parts), ROW_DIGEST_HEX).alias("_row_digest"))
         .to_series()

@@ -1,8 +1,22 @@
-"""The protection the pipelines apply: sensitive columns encrypted at rest, decrypted
-only for an authorised purpose (audited), quarantined values masked.
+"""The protection the pipelines apply: sensitive columns encrypted at rest, bound to their
+row, decrypted only for an authorised purpose (audited), quarantined values masked.
 
-One object per process, built from settings; keys are generated at first use
-under STREETHUB_HOME/keys (or the master key comes from STREETHUB_MASTER_KEY).
+One object per process, built from settings (the key ring's provider and suite).
+
+Row identity (the row part of every at-rest value's AAD, ``masking.crypto``) comes from
+the lineage columns the zone's frames carry, never from the caller:
+
+=======  ==========================  ================================================
+zone     a frame carrying            identity
+=======  ==========================  ================================================
+staged   ``_key_pid``                ``k:`` + the key pseudonym (a staged value belongs
+                                     to its business key: re-keying a row breaks it)
+raw      ``_delivery_id`` and        ``d:`` + delivery id + US + source row
+         ``_source_row``
+=======  ==========================  ================================================
+
+A frame with sensitive columns and neither is refused (select the identity columns with
+the values: :data:`STAGED_IDENTITY`, :data:`RAW_IDENTITY`).
 """
 
 from __future__ import annotations
@@ -14,12 +28,39 @@ import polars as pl
 from catalog.model import Dataset
 from catalog.settings import Settings
 from masking.audit import AuditLog
-from masking.crypto import protect_frame, reveal_frame
+from masking.crypto import protect_frame, protected_fields, reveal_frame
+from masking.errors import DecryptionError
 from masking.keys import KeyRing
 from masking.masks import mask_value
 from masking.pseudonym import pseudonymise_series, row_digests
+from pipelines.connectors.base import SOURCE_ROW
+from quality.keys import KEY_PID
 
 ACTOR = "pipelines"
+STAGED_IDENTITY = (KEY_PID,)
+RAW_IDENTITY = ("_delivery_id", SOURCE_ROW)
+
+
+def row_identity(frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
+    """Each row's identity for the AAD, from the frame's lineage columns (table above)."""
+    if KEY_PID in frame.columns:
+        expr = pl.lit("k:") + pl.col(KEY_PID).cast(pl.String).fill_null("")
+    elif all(c in frame.columns for c in RAW_IDENTITY):
+        expr = pl.concat_str(
+            [pl.lit("d:"), pl.col("_delivery_id").fill_null(""), pl.lit("\x1f"),
+             pl.col(SOURCE_ROW).cast(pl.String).fill_null("")]
+        )  # fmt: skip
+    else:
+        raise DecryptionError(
+            f"the frame carries no row identity: a staged frame needs {KEY_PID}, a raw one "
+            f"{' and '.join(RAW_IDENTITY)}",
+            dataset=dataset.code,
+        )
+    return frame.select(expr.alias("_row_identity")).to_series()
+
+
+def _rows(frame: pl.DataFrame, dataset: Dataset) -> pl.Series | None:
+    return row_identity(frame, dataset) if protected_fields(frame, dataset) else None
 
 
 @dataclass
@@ -34,30 +75,27 @@ class Protection:
         return cls(keyring, AuditLog.from_settings(settings, keyring), actor)
 
     def protect(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
-        """Encrypt every L3/L4 column of the frame (raw and staged zones)."""
-        return protect_frame(frame, dataset, self.keyring)
+        """Encrypt every L3/L4 column of the plaintext frame (raw and staged zones), each
+        value bound to its dataset, column and row."""
+        return protect_frame(frame, dataset, self.keyring, rows=_rows(frame, dataset))
 
     def reveal_text(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose``, keeping values as text (raw → the row gate)."""
         return reveal_frame(
-            frame, dataset, self.keyring, purpose, self.actor, self.audit, restore_types=False
-        )
+            frame, dataset, self.keyring, purpose, self.actor, self.audit,
+            rows=_rows(frame, dataset), restore_types=False,
+        )  # fmt: skip
 
     def reveal(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose`` and restore the catalogue's types (staged → scores)."""
-        return reveal_frame(frame, dataset, self.keyring, purpose, self.actor, self.audit)
+        return reveal_frame(
+            frame, dataset, self.keyring, purpose, self.actor, self.audit,
+            rows=_rows(frame, dataset),
+        )  # fmt: skip
 
     def key_pid(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
         """Pseudonym of each row's business key (plaintext frame): joins without the key."""
-        fields = [dataset.field(k) for k in dataset.key]
-        if len(fields) == 1:
-            f = fields[0]
-            kind = None if f.pii.value == "none" else f.pii.value
-            return pseudonymise_series(frame[f.name], self.keyring, kind=kind).alias("key_pid")
-        joined = frame.select(
-            pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
-        ).to_series()
-        return pseudonymise_series(joined, self.keyring).alias("key_pid")
+        return key_pids(frame, dataset, self.keyring)
 
     def row_digest(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
         """Keyed digest of each row's catalogue fields (plaintext, standardised frame)."""
@@ -68,3 +106,16 @@ class Protection:
         """Mask quarantined values with the field's display mask before they are stored."""
         return pl.Series(values.name, [mask_value(v, pii_kind) for v in values.to_list()],
                          dtype=pl.String)  # fmt: skip
+
+
+def key_pids(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing, **key) -> pl.Series:
+    """Pseudonym of each row's business key (``key``: a suite / version for a re-key)."""
+    fields = [dataset.field(k) for k in dataset.key]
+    if len(fields) == 1:
+        f = fields[0]
+        kind = None if f.pii.value == "none" else f.pii.value
+        return pseudonymise_series(frame[f.name], keyring, kind=kind, **key).alias("key_pid")
+    joined = frame.select(
+        pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
+    ).to_series()
+    return pseudonymise_series(joined, keyring, **key).alias("key_pid")
