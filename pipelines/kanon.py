@@ -19,7 +19,7 @@ from lakehouse.lake import tables_in
 from masking.errors import KAnonymityError
 from masking.kanon import EnforceReport, KReport, check_k, enforce_k, quasi_identifiers
 from pipelines.ingest.raw import raw_table
-from pipelines.protection import Protection
+from pipelines.protection import STAGED_IDENTITY, Protection
 
 PURPOSE = "k_anonymity"
 
@@ -49,7 +49,7 @@ def kanon_dataset(
     table = raw_table(dept.code, ds)
     if ("staged", table) not in tables_in(con, "staged"):
         raise LakeError(f"staged.{table} does not exist yet: run the pipeline first")
-    cols = ", ".join(f'"{q}"' for q in qis)
+    cols = ", ".join(f'"{q}"' for q in (*STAGED_IDENTITY, *qis))  # identity: values' AAD
     frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
     frame = protection.reveal(frame, ds, PURPOSE)
     measured = check_k(frame, qis, k)

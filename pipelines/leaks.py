@@ -1,36 +1,98 @@
-"""The leak scanner over the lake: every table outside the encrypted zones, and reports.
+"""The leak scanner over the home: unmasked personal information wherever it may sit.
 
-Raw and staged hold sensitive columns only as ciphertext (tests read their
-Parquet files directly to prove it); everything else — landing, quarantine,
-curated, marts, and the HTML reports — must hold no unmasked citizen ID,
-mobile, bank card or the name of a person in the registers (the datasets the catalogue's
-authority for the person key keeps: ``catalog.authority.person_registers``).
+Places (``AREAS``):
+
+- ``lake``: every table of every zone. Raw and staged hold sensitive (L3/L4) columns only
+  as ciphertext, which is passed over; their L1/L2 and lineage columns are read like any
+  other. Landing's ledger, quarantine, curated and marts hold no clear value at all.
+- ``landing`` and ``archive``: the landed deliveries and the inbox originals kept. An
+  encrypted file (the streaming AEAD's header) is opened through ``open_landed`` for the
+  audited ``leak_scan`` purpose and read to its end: every segment authenticates, so it is
+  proven ciphertext — what it holds is protected, not a leak (``landing_content`` also
+  counts what it holds, reported apart). A file in the clear there is read as any file.
+- ``inbox``: files waiting to land (or refused) are deliveries in the clear: what they hold
+  is counted as a leak until landing takes them away.
+- ``dagster`` (event logs, run storage, schedules: SQLite; compute logs), ``reports``,
+  ``audit`` and ``state``: every file, by its content (:mod:`pipelines.leak_files`).
+
+The kinds are ``masking.leaks.KINDS``; names are the registers' full names, decrypted
+for ``leak_scan`` (audited). A finding names a place and counts, never a value.
+:func:`scan_all` scans everything (``streethub leaks scan --all``), :func:`scan_lake` the
+lake and the reports (the Dagster check), :func:`scan_changed` what a run changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from catalog.authority import person_registers
+from catalog.errors import StreethubError, shown
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
-from lakehouse.lake import tables_in
+from lakehouse.lake import ALIAS, tables_in
 from masking.leaks import LeakCounts, scan_frame
+from masking.names import KnownNames
 from pipelines.ingest.raw import raw_table
+from pipelines.leak_files import files_under, scan_plain_file, scan_stream
 from pipelines.protection import ACTOR, Protection
 
-SCANNED_ZONES = ("landing", "quarantine", "curated", "marts")
+AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state")
+BATCH_ROWS = 100_000
+PURPOSE = "leak_scan"
 
 
 @dataclass(frozen=True)
 class Finding:
-    place: str  # zone.table or a file
+    """One place scanned. ``counts`` are leaks (values in the clear); a protected place
+    (proven ciphertext) has none, and what it holds is in ``held`` when it was read."""
+
+    place: str  # zone.table, or a file's path under the home (shown escaped)
     cells: int
     counts: LeakCounts
+    area: str = "lake"
+    size: int = 0  # bytes of a file
+    protected: bool = False
+    held: LeakCounts | None = None
+    problem: str | None = None  # could not be read or proven (never a value)
+
+    @property
+    def leaks(self) -> int:
+        return self.counts.total
+
+
+@dataclass
+class ScanReport:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def leaks(self) -> int:
+        return sum(f.leaks for f in self.findings)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.problem]
+
+    def by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            for kind, n in f.counts.by_kind.items():
+                out[kind] = out.get(kind, 0) + n
+        return out
+
+    def by_area(self) -> dict[str, tuple[int, int, int]]:
+        """area → (places, cells, leaks)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for f in self.findings:
+            p, c, n = out.get(f.area, (0, 0, 0))
+            out[f.area] = (p + 1, c + f.cells, n + f.leaks)
+        return out
 
 
 def registry_names(
@@ -45,32 +107,216 @@ def registry_names(
         table = raw_table(reg.dept, reg.dataset)
         if ("staged", table) not in staged or not name_fields:
             continue
-        cols = ", ".join(f'"{c}"' for c in name_fields)
+        # the row's identity (its key pseudonym) is part of what each ciphertext is bound to
+        cols = ", ".join(f'"{c}"' for c in ["_key_pid", *name_fields])
         frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
-        frame = protection.reveal(frame, reg.dataset, "leak_scan")
+        frame = protection.reveal(frame, reg.dataset, PURPOSE)
         names |= {n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2}
     return names
+
+
+# -- the lake ---------------------------------------------------------------------------
+
+
+def _scan_query(con: duckdb.DuckDBPyConnection, sql: str, names: KnownNames) -> LeakCounts:
+    """Scan a query's rows batch by batch (memory: one batch)."""
+    result = LeakCounts()
+    reader = con.execute(sql).fetch_record_batch(BATCH_ROWS)
+    row = 0
+    for batch in reader:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        result.add(scan_frame(frame, known_names=names, row_offset=row))
+        row += batch.num_rows
+    return result
+
+
+def scan_tables(
+    con: duckdb.DuckDBPyConnection, tables: Iterable[tuple[str, str]], names: KnownNames
+) -> list[Finding]:
+    out = []
+    for zone, table in sorted(tables):
+        counts = _scan_query(con, f'SELECT * FROM {zone}."{table}"', names)
+        out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
+    return out
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def _place(settings: Settings, path: Path) -> str:
+    try:
+        return shown(str(path.relative_to(settings.home_abs)))
+    except ValueError:
+        return shown(str(path))
+
+
+def _encrypted(path: Path) -> bool:
+    try:
+        from masking.stream import HEADER_BYTES, is_encrypted
+    except ImportError:  # landing encryption not installed yet: every file is in the clear
+        return False
+    with open(path, "rb") as fh:
+        return is_encrypted(fh.read(HEADER_BYTES))
+
+
+def _scan_encrypted(
+    settings: Settings, path: Path, area: str, names: KnownNames, content: bool
+) -> Finding:
+    """An encrypted file read to its end through ``open_landed``: every segment (and the
+    SHA-256 it was landed under, when its name carries one) must check."""
+    from pipelines.ingest.landing import open_landed
+
+    place, size = _place(settings, path), path.stat().st_size
+    try:
+        if content:
+            with open_landed(settings, path, seekable=True) as fh:
+                held, _ = scan_stream(fh, names, seekable=True)
+        else:
+            held = None
+            with open_landed(settings, path) as fh:
+                while fh.read(1 << 20):
+                    pass
+    except (StreethubError, OSError, ValueError) as exc:
+        why = type(exc).__name__ if isinstance(exc, OSError) else str(exc)
+        return Finding(place, 0, LeakCounts(), area, size, problem=f"encrypted, not proven: {why}")
+    cells = held.cells_scanned if held is not None else 0
+    return Finding(place, cells, LeakCounts(), area, size, protected=True, held=held)
+
+
+def _scan_file(
+    settings: Settings, path: Path, area: str, names: KnownNames, content: bool
+) -> Finding:
+    if area in ("landing", "archive", "inbox") and _encrypted(path):
+        return _scan_encrypted(settings, path, area, names, content)
+    place, size = _place(settings, path), path.stat().st_size
+    try:
+        counts, _ = scan_plain_file(path, names)
+    except Exception as exc:  # a file that will not parse: said, never its content
+        return Finding(place, 0, LeakCounts(), area, size,
+                       problem=f"not readable ({type(exc).__name__})")  # fmt: skip
+    return Finding(place, counts.cells_scanned, counts, area, size)
+
+
+def area_dirs(settings: Settings) -> dict[str, Path]:
+    return {
+        "landing": settings.landing_dir,
+        "archive": settings.archive_dir,
+        "inbox": settings.inbox_dir,
+        "dagster": settings.dagster_home,
+        "reports": settings.home_abs / "reports",
+        "audit": settings.audit_dir,
+        "state": settings.state_dir,
+    }
+
+
+def scan_files(
+    settings: Settings,
+    names: KnownNames,
+    protection: Protection,
+    *,
+    areas: Iterable[str] = AREAS,
+    since: dt.datetime | None = None,
+    landing_content: bool = False,
+) -> list[Finding]:
+    """Every file of the areas (modified at or after ``since``, when given)."""
+    dirs = area_dirs(settings)
+    wanted = [(a, dirs[a]) for a in areas if a in dirs]
+    cutoff = since.timestamp() if since is not None else None
+    picked = [
+        (area, path)
+        for area, folder in wanted
+        for path in files_under(folder)
+        if cutoff is None or os.stat(path).st_mtime >= cutoff
+    ]
+    decrypting = [p for a, p in picked if a in ("landing", "archive", "inbox") and _encrypted(p)]
+    if decrypting:  # one record for the scan's decryption of files, before any is read
+        protection.audit.append(
+            "decrypt", protection.actor, purpose=PURPOSE, files=len(decrypting),
+            content=landing_content,
+        )  # fmt: skip
+    return [_scan_file(settings, p, a, names, landing_content) for a, p in picked]
+
+
+# -- what is scanned --------------------------------------------------------------------
 
 
 def scan_lake(
     settings: Settings, cat: Catalogue, con: duckdb.DuckDBPyConnection, actor: str = ACTOR
 ) -> list[Finding]:
+    """Every table of the lake, and the reports."""
     protection = Protection.from_settings(settings, actor)
-    names = registry_names(con, cat, protection)
-    tables = sorted(tables_in(con))
+    names = KnownNames(registry_names(con, cat, protection))
+    findings = scan_tables(con, tables_in(con), names)
+    return findings + scan_files(settings, names, protection, areas=("reports",))
+
+
+def scan_all(
+    settings: Settings,
+    cat: Catalogue,
+    con: duckdb.DuckDBPyConnection,
+    actor: str = ACTOR,
+    *,
+    landing_content: bool = False,
+) -> ScanReport:
+    """Everything: the lake's tables and every file of every area (``AREAS``)."""
+    protection = Protection.from_settings(settings, actor)
+    names = KnownNames(registry_names(con, cat, protection))
+    findings = scan_tables(con, tables_in(con), names)
+    findings += scan_files(settings, names, protection, landing_content=landing_content)
+    return ScanReport(findings)
+
+
+def _changed_tables(
+    con: duckdb.DuckDBPyConnection, since: dt.datetime
+) -> tuple[int | None, int, set[tuple[str, str]]]:
+    """(last snapshot before ``since``, current snapshot, tables inserted into since)."""
+    rows = con.execute(
+        f"SELECT snapshot_id, snapshot_time, changes FROM {ALIAS}.snapshots() ORDER BY 1"
+    ).fetchall()
+    before = [sid for sid, at, _ in rows if at < since]
+    ids: set[int] = set()
+    for _, at, changes in rows:
+        if at >= since:
+            ids |= {int(t) for t in (changes or {}).get("tables_inserted_into", []) or []}
+    current = rows[-1][0] if rows else 0
+    if not ids:
+        return (before[-1] if before else None), current, set()
+    found = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM __ducklake_metadata_{ALIAS}.ducklake_table t "
+        f"JOIN __ducklake_metadata_{ALIAS}.ducklake_schema s USING (schema_id) "
+        f"WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL AND t.table_id IN "
+        f"({', '.join(str(i) for i in sorted(ids))})"
+    ).fetchall()
+    return (before[-1] if before else None), current, {(z, t) for z, t in found}
+
+
+def scan_changed(
+    settings: Settings,
+    cat: Catalogue,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    since: dt.datetime,
+    actor: str = ACTOR,
+) -> ScanReport:
+    """What a run that started at ``since`` changed: the rows inserted into the lake since
+    (DuckLake's ``table_insertions`` between the last snapshot before and the current one),
+    and the files of every area written since (Dagster's databases whole, when written)."""
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    protection = Protection.from_settings(settings, actor)
+    names = KnownNames(registry_names(con, cat, protection))
+    start, current, tables = _changed_tables(con, since)
     findings = []
-    for zone, table in tables:
-        if zone not in SCANNED_ZONES:
-            continue
-        frame = con.execute(f'SELECT * FROM {zone}."{table}"').pl()
-        counts = scan_frame(frame, known_names=names)
+    for zone, table in sorted(tables):
+        if start is None:
+            sql = f'SELECT * FROM {zone}."{table}"'
+        else:
+            sql = (
+                f"SELECT * FROM ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', "
+                f"{start + 1}, {current})"
+            )
+        counts = _scan_query(con, sql, names)
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
-    for path in sorted((settings.home_abs / "reports").glob("*.html")):
-        findings.append(scan_text_file(path, names))
-    return findings
-
-
-def scan_text_file(path: Path, names: set[str]) -> Finding:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    counts = scan_frame(pl.DataFrame({"line": lines}), known_names=names)
-    return Finding(str(path), counts.cells_scanned, counts)
+    findings += scan_files(settings, names, protection, since=since)
+    return ScanReport(findings)

@@ -22,7 +22,7 @@ from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
 from lakehouse.lake import tables_in, transaction
 from pipelines.ingest.raw import raw_table
-from pipelines.protection import Protection
+from pipelines.protection import STAGED_IDENTITY, Protection
 
 Key = tuple[str, str]
 
@@ -147,7 +147,8 @@ def registry_ids(
     for r in person_registers(cat):
         name = raw_table(r.dept, r.dataset)
         if name in staged_tables:
-            frame = con.execute(f'SELECT "{r.field}" FROM staged."{name}"').pl()
+            cols = ", ".join(f'"{c}"' for c in (*STAGED_IDENTITY, r.field))  # + AAD identity
+            frame = con.execute(f'SELECT {cols} FROM staged."{name}"').pl()
             staged[(r.dept, r.dataset.code)] = protection.reveal(frame, r.dataset, "quality_scores")
     return _registry_ids(cat, staged)
 

@@ -89,7 +89,7 @@ def test_staged_is_typed_and_keyed_by_pseudonym(staged_street: Settings) -> None
     assert types["updated_at"] == "TIMESTAMP"
     assert types["citizen_id"] == "VARCHAR" and types["birth_date"] == "VARCHAR"  # ciphertext
     assert pids[0] == pids[1] > 0
-    assert all(v.startswith("e") and ":" in v for v in sample)
+    assert all(v.startswith("a") and ":" in v for v in sample)
 
 
 def _sensitive_truth(home: Path, cat: Catalogue) -> set[str]:
@@ -213,16 +213,18 @@ def test_key_rotation_keeps_old_data_readable_and_new_writes_use_the_new_version
     settings = _copy(staged_street, tmp_path)
     _, ds = cat.dataset("gaj.registered_residents")
     with open_lake(settings, read_only=True) as con:
-        before = con.execute("SELECT name FROM staged.gaj__registered_residents LIMIT 5").pl()
+        before = con.execute(
+            "SELECT _key_pid, name FROM staged.gaj__registered_residents LIMIT 5"
+        ).pl()
     old_version = KeyRing.from_settings(settings).current("at_rest").version
-    assert before["name"].str.starts_with(f"e{old_version}:").all()
+    assert before["name"].str.starts_with(f"a{old_version}:").all()
     KeyRing.from_settings(settings).rotate()
     protection = Protection.from_settings(settings)
     revealed = protection.reveal(before, ds, "quality_scores")  # old version still decrypts
     assert revealed["name"].str.len_chars().min() >= 2
-    assert not revealed["name"].str.starts_with("e").any()
+    assert not revealed["name"].str.starts_with(f"a{old_version}:").any()
     fresh = protection.protect(revealed, ds)
-    assert fresh["name"].str.starts_with(f"e{old_version + 1}:").all()
+    assert fresh["name"].str.starts_with(f"a{old_version + 1}:").all()
     assert (
         protection.reveal(fresh, ds, "quality_scores")["name"].to_list()
         == revealed["name"].to_list()

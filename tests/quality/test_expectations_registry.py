@@ -121,8 +121,10 @@ def test_scorecard_expectations_check_references(tmp_path: Path) -> None:
 
 
 def _stage(con, protection: Protection, dept: str, ds, data: pl.DataFrame) -> None:
-    """Write a frame to staged as the pipelines do: sensitive columns encrypted."""
-    protected = protection.protect(data, ds)
+    """Write a frame to staged as the pipelines do: sensitive columns encrypted (bound to
+    each row's key pseudonym: a stand-in here, the frame may lack the key fields)."""
+    keyed = data.with_columns(pl.format("pid-{}", pl.int_range(pl.len())).alias("_key_pid"))
+    protected = protection.protect(keyed, ds)
     con.register("t", protected.to_arrow())
     con.execute(f'CREATE TABLE staged."{raw_table(dept, ds)}" AS FROM t')
     con.unregister("t")
