@@ -343,12 +343,28 @@ def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -
         con.unregister(view)
 
 
+METADATA = f"__ducklake_metadata_{ALIAS}"  # the catalogue database DuckLake attaches
+
+
 def tables_in(con: duckdb.DuckDBPyConnection, zone: str | None = None) -> set[tuple[str, str]]:
-    """(zone, table) of every table in the lake, or in one zone."""
-    rows = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [ALIAS]
-    ).fetchall()
-    return {(z, t) for z, t in rows if zone is None or z == zone}
+    """(zone, table) of every committed table in the lake, or in one zone.
+
+    Read from DuckLake's own catalogue tables (``ducklake_table``/``ducklake_schema``,
+    the current ones have no ``end_snapshot``): 0.01–0.03 s. ``duckdb_tables()`` loads
+    every table's metadata first — 0.3 s a call on a 1,500-resident street's lake and
+    over 4 s for the first call in a process — and every summary, account check and
+    scorecard listed the lake. Not for a table created in the caller's own open
+    transaction (it is not committed yet): probe that with :func:`has_table`."""
+    sql = (
+        f"SELECT s.schema_name, t.table_name FROM {METADATA}.ducklake_table t "
+        f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+        "WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL"
+    )
+    params: list[str] = []
+    if zone is not None:
+        sql += " AND s.schema_name = ?"
+        params.append(zone)
+    return {(z, t) for z, t in con.execute(sql, params).fetchall()}
 
 
 def has_table(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> bool:

@@ -224,3 +224,28 @@ def test_a_kept_instance_writes_after_another_process_wrote(settings: Settings) 
     assert values == list(range(7))
     assert len(snaps) == len({repr(s) for s in snaps})
     assert files[0] == files[1] == 7  # one Parquet file per insert, none overwritten
+
+
+def test_tables_in_lists_the_committed_tables_as_duckdb_does(settings: Settings) -> None:
+    from lakehouse.lake import tables_in
+
+    init_lake(settings)
+
+    def listed(con) -> set[tuple[str, str]]:
+        rows = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name='lake'"
+        ).fetchall()
+        return {(z, t) for z, t in rows}
+
+    with open_lake(settings) as con:
+        assert tables_in(con) == set()
+        con.execute("CREATE TABLE raw.a AS SELECT 1 AS i")
+        con.execute("CREATE TABLE staged.a AS SELECT 1 AS i")
+        con.execute("CREATE TABLE staged.gone AS SELECT 1 AS i")
+        con.execute("DROP TABLE staged.gone")  # a dropped table ends its snapshot range
+        con.execute("CREATE OR REPLACE TABLE staged.a AS SELECT 2 AS i")  # listed once
+        assert tables_in(con) == listed(con) == {("raw", "a"), ("staged", "a")}
+        assert tables_in(con, "staged") == {("staged", "a")}
+        assert tables_in(con, "marts") == set()
+    with open_lake(settings, read_only=True) as con:  # a reader sees the same
+        assert tables_in(con) == {("raw", "a"), ("staged", "a")}
