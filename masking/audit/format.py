@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,12 +124,16 @@ class Verification:
     with_secret: bool = True
 
 
-def read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> Iterator[str]:
+    """The non-blank lines of ``path``, streamed (nothing when it does not exist)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fh = path.open("rb")
     except FileNotFoundError:
-        return []
-    return [line for line in text.split("\n") if line.strip()]
+        return
+    with fh:
+        for raw in fh:
+            if raw.strip():
+                yield raw.rstrip(b"\n").decode("utf-8", errors="replace")
 
 
 def last_line(path: Path) -> str | None:

@@ -33,19 +33,57 @@ if TYPE_CHECKING:
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, KeyRingError)
 
 
+MAX_LISTED = 100
+
+
 class _Problems:
+    """Every problem counted, the first ``MAX_LISTED`` listed (a rewritten log of a million
+    records must not print a million lines)."""
+
     def __init__(self) -> None:
         self.texts: list[str] = []
+        self.count = 0
         self.first_bad: int | None = None
 
     def bad(self, text: str, first_bad: int | None = None) -> None:
-        self.texts.append(text)
+        self.count += 1
+        if self.count <= MAX_LISTED:
+            self.texts.append(text)
         if first_bad is not None and (self.first_bad is None or first_bad < self.first_bad):
             self.first_bad = first_bad
+
+    def listed(self) -> list[str]:
+        more = self.count - len(self.texts)
+        return self.texts + ([f"… and {more:,} more problem(s) not listed"] if more else [])
 
 
 def _seq_text(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else "no seq"
+
+
+def _out_of_place(lineno: int, n: int, own: Any) -> str:
+    if not isinstance(own, int) or isinstance(own, bool):
+        return f"line {lineno:,} has no record number where record {n:,} belongs"
+    if own > n:
+        gone = f"record {n:,} is" if own == n + 1 else f"records {n:,}–{own - 1:,} are"
+        return f"{gone} missing: line {lineno:,} holds record {own:,} (removed or reordered)"
+    if own == n - 1:
+        return f"line {lineno:,} holds a second record {own:,}: a record was inserted"
+    return f"line {lineno:,} holds record {own:,} after record {n - 1:,}: inserted or reordered"
+
+
+def _missing(first: int, last: int) -> str:
+    if first == 1:
+        return "every record is missing"
+    return (
+        f"record {first:,} is missing"
+        if first == last
+        else f"records {first:,}–{last:,} are missing"
+    )
+
+
+def _ends(top: int) -> str:
+    return "the log is empty" if top == 0 else f"the log ends at record {top:,}"
 
 
 class _Walk:
@@ -56,36 +94,43 @@ class _Walk:
         self.log, self.with_secret, self.p = log, with_secret, problems
         self.hashes: dict[int, str] = {}
         self.first_hash: str | None = None
-        self.count = 0
+        self.count = 0  # lines
+        self.top = 0  # the highest record number found
         self.new_format = False
 
     def run(self) -> None:
         prev: str | None = GENESIS
-        intact = True
+        intact, expected = True, 1
         for lineno, line in enumerate(read_lines(self.log.path), start=1):
             self.count = lineno
             try:
                 record = json.loads(line)
                 digest = record_hash(record)
             except _UNREADABLE:
-                self.p.bad(f"record {lineno}: not a readable audit record", lineno)
-                intact, prev = False, None
+                self.p.bad(f"record {expected:,}: line {lineno} is not a readable record", expected)
+                intact, prev, expected = False, None, expected + 1
                 continue
-            ok = self._check(lineno, record, digest, prev)
+            ok = self._check(lineno, expected, record, digest, prev)
             intact = intact and ok
             if intact:
                 self.hashes[lineno] = digest
             if lineno == 1:
                 self.first_hash = digest
             prev = str(record.get("hash"))
+            seq = record.get("seq")
+            if isinstance(seq, int):
+                self.top = max(self.top, seq)
+            if not isinstance(seq, int):
+                expected += 1
+            elif seq >= expected:  # records removed: the next follows this one
+                expected = seq + 1
 
-    def _check(self, n: int, record: dict, digest: str, prev: str | None) -> bool:
+    def _check(self, lineno: int, n: int, record: dict, digest: str, prev: str | None) -> bool:
+        """``n``: the seq this line should hold (the one after the line before's)."""
+        own = record.get("seq")
         found: list[str] = []
-        if record.get("seq") != n:
-            found.append(
-                f"line {n} holds record {_seq_text(record.get('seq'))}: records were "
-                "inserted, removed or reordered"
-            )
+        if own != n:
+            self.p.bad(_out_of_place(lineno, n, own), n)
         if prev is not None and record.get("prev") != prev:
             found.append("does not chain to the record before it")
         if digest != record.get("hash"):
@@ -96,9 +141,10 @@ class _Walk:
             found.append("an old-format record after new-format ones")
         if self.with_secret:
             found.extend(self._mac(record))
+        label = f"record {n:,}" if own == n else f"line {lineno:,} (record {_seq_text(own)})"
         for text in found:
-            self.p.bad(f"record {n}: {text}", n)
-        return not found
+            self.p.bad(f"{label}: {text}", n)
+        return own == n and not found
 
     def _mac(self, record: dict) -> list[str]:
         try:
@@ -134,16 +180,21 @@ class _Checkpoints:
         self.log, self.keys, self.walk, self.p = log, keys, walk, p
         self.chain_first_bad = p.first_bad
         self.good_seqs: list[int] = []  # checkpoints that verify and match the chain
+        self._verified: dict[bytes, bool] = {}  # the witness repeats the log's checkpoints
 
     def signed(self, cp: Checkpoint, where: str) -> bool:
         pub = _public_key(self.log, self.keys, cp)
         if pub is None:
             self.p.bad(f"{where} checkpoint #{cp.n}: no verification key for {cp.suite} v{cp.kv}")
             return False
-        try:
-            ok = get_suite(cp.suite).verify(pub, cp.signed_bytes(), bytes.fromhex(cp.sig))
-        except _UNREADABLE:
-            ok = False
+        memo = pub + cp.line()
+        ok = self._verified.get(memo)
+        if ok is None:
+            try:
+                ok = get_suite(cp.suite).verify(pub, cp.signed_bytes(), bytes.fromhex(cp.sig))
+            except _UNREADABLE:
+                ok = False
+            self._verified[memo] = ok
         if not ok:
             self.p.bad(
                 f"{where} checkpoint #{cp.n}: its signature does not verify (not signed with "
@@ -153,14 +204,12 @@ class _Checkpoints:
 
     def matches(self, cp: Checkpoint, where: str) -> bool:
         """Does the log still hold what ``cp`` signed? Reports the first bad record if not."""
-        n = self.walk.count
-        if cp.seq > n:
-            what = (
-                "every record is missing" if n == 0 else f"records {n + 1:,}–{cp.seq:,} are missing"
-            )
+        top = self.walk.top
+        if cp.seq > top:
             self.p.bad(
-                f"{where} checkpoint #{cp.n} signed {cp.seq:,} records, the log has {n:,}: {what}",
-                n + 1,
+                f"{where} checkpoint #{cp.n} signed {cp.seq:,} records, {_ends(top)}: "
+                f"{_missing(top + 1, cp.seq)}",
+                top + 1,
             )
             return False
         if cp.log != self.walk.first_hash and self.walk.hashes.get(1) is not None:
@@ -224,9 +273,10 @@ class _Checkpoints:
         kept = [cp for cp in cps if cp not in failed]
         missing = [cp.n for cp in kept if cp.n not in by_n or not by_n[cp.n].same(cp)]
         if missing:
+            which = f"#{missing[0]}" if len(missing) == 1 else f"#{missing[0]}…#{missing[-1]}"
             self.p.bad(
-                f"witness checkpoints #{missing[0]}…#{missing[-1]} ({len(missing)}) are not in "
-                "the log's checkpoint file: it was rewritten or cut"
+                f"witness checkpoint(s) {which} not in the log's checkpoint file as witnessed: "
+                "it was rewritten or cut"
             )
         newest = cps[-1]
         if local and local[-1].n > newest.n:
@@ -238,7 +288,7 @@ class _Checkpoints:
 
 
 def _head(log: AuditLog, with_secret: bool, walk: _Walk, p: _Problems) -> None:
-    n = walk.count
+    n = walk.top
     try:
         head = json.loads(log.head_path.read_text(encoding="utf-8"))
         seq, digest = int(head["seq"]), str(head["hash"])
@@ -277,7 +327,7 @@ def _head(log: AuditLog, with_secret: bool, walk: _Walk, p: _Problems) -> None:
             return
     if seq > n:
         p.bad(
-            f"the signed head says {seq:,} records, the log has {n:,}: records {n + 1:,}–{seq:,} are missing",
+            f"the signed head says {seq:,} records, {_ends(n)}: {_missing(n + 1, seq)}",
             n + 1,
         )
     elif seq and walk.hashes.get(seq, digest) != digest:
@@ -310,9 +360,9 @@ def verify_log(
             1,
         )
     return Verification(
-        ok=not p.texts,
+        ok=p.count == 0,
         records=walk.count,
-        problems=p.texts,
+        problems=p.listed(),
         first_bad=p.first_bad,
         checkpoints=verified,
         witnessed=witnessed,

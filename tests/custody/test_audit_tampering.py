@@ -107,7 +107,7 @@ def test_delete_a_record(log: AuditLog) -> None:
     records = lines(log)
     del records[5]
     write(log, records)
-    detected(log.verify(), 6, "record 6: line 6 holds record 7")
+    detected(log.verify(), 6, "record 6 is missing: line 6 holds record 7")
 
 
 def test_truncate_after_the_newest_checkpoint_and_rewrite_the_head(log: AuditLog) -> None:
@@ -126,7 +126,7 @@ def test_truncate_checkpointed_records_and_rewrite_the_head(log: AuditLog) -> No
     detected(
         log.verify(),
         7,
-        "witness checkpoint #2 signed 8 records, the log has 6: records 7–8 are missing",
+        "witness checkpoint #2 signed 8 records, the log ends at record 6: records 7–8 are missing",
         "the head's MAC does not verify",
     )
 
@@ -147,7 +147,7 @@ def test_reorder(log: AuditLog) -> None:
     records = lines(log)
     records[2], records[3] = records[3], records[2]
     write(log, records)
-    detected(log.verify(), 3, "record 3: line 3 holds record 4")
+    detected(log.verify(), 3, "record 3 is missing: line 3 holds record 4")
 
 
 def test_insert(log: AuditLog) -> None:
@@ -155,7 +155,7 @@ def test_insert(log: AuditLog) -> None:
     forged = {**records[1], "actor": "cli:someone"}
     records.insert(2, forged)
     write(log, records)
-    detected(log.verify(), 3, "record 3: line 3 holds record 2")
+    detected(log.verify(), 3, "line 3 holds a second record 2: a record was inserted")
 
 
 def test_rechain_and_resign_without_the_private_key(log: AuditLog) -> None:
