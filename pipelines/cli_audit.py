@@ -61,7 +61,7 @@ def audit_verify(
     except StreethubError as exc:
         raise _fail(exc) from None
     for problem in result.problems:
-        err.print(Text(problem, style="red"))
+        err.print(Text(shown(problem), style="red"))
     if not result.ok:
         where = f"first bad record: {result.first_bad:,}" if result.first_bad else "see above"
         err.print(Text(f"audit log does NOT verify ({where})", style="bold red"))
