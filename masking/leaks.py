@@ -1,24 +1,34 @@
 """Leak scanner core: count values that look like unmasked personal information.
 
-Looks in every text (and integer) column, inside free text too, for:
+Looks in every text, integer and float column (and in free text inside them) for:
 
-- ``citizen_id``: 18 characters with a valid check character, or a plausible
-  15-digit number (region code, birth date)
+- ``citizen_id``: 18 characters with a valid check character — also written 6-8-4 with
+  spaces or dashes — or a plausible 15-digit number (region code, birth date); and a number
+  stored as a float (``1.10105194912310E+17``, ``110105194912310000.0``, a DOUBLE column),
+  whose last digits the float lost: region and birth date are all that can be checked
 - ``citizen_id_embedded``: a verified citizen ID at the start or end of a 19–24-digit run,
   as in a 残疾人证号 (ID + 2 digits); see ``masking.text.embedded_citizen_ids`` for what
   keeps ordinary long numbers out
-- ``mobile``: 1[3-9] + 9 digits (+86, spaces, dashes allowed)
+- ``residence_permit``: a city's 16-digit permit number (county code, year, sequence), a
+  港澳台居民居住证 or a foreigner's permanent residence card (GB 11643 form)
+- ``mobile``: 1[3-9] + 9 digits (``+86``/``0086``/``86``, spaces, dashes, dots allowed)
+- ``landline``: ``010-12345678``, ``(010)12345678``, ``0755 1234567``
 - ``bank_card``: 16–19 digits from a card issuer (first digit 2–6) passing Luhn
+- ``email``, ``plate`` (京A12345, 京AD12345)
 - ``person_name``: a full name from the resident registry (``known_names``)
 
-Masked values (138****5678, 110105********002X, 张*), pseudonyms (hex) and
-ciphertexts (``e<version>:…``) are not leaks. The result gives counts per kind and per
-column and a few sample locations (row index, column) — never a value.
+Masked values (138****5678, 110105********002X, 张*), pseudonyms and other hex words
+(digests, key ids, UUIDs: their digit runs are chance) and ciphertexts are not leaks.
+JSON's ``\\uXXXX`` escapes are read as the characters they stand for. The result gives
+counts per kind and per column and a few sample locations (row, column) — never a value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -36,22 +46,61 @@ from masking.text import (
     CARD_RE,
     CITIZEN_ID15_RE,
     CITIZEN_ID18_RE,
+    CITIZEN_ID_SPLIT_RE,
+    EMAIL_RE,
+    ID_PROVINCES,
+    LANDLINE_RE,
     MOBILE_RE,
+    PLATE_RE,
+    RESIDENCE_PERMIT_RE,
     embedded_citizen_ids,
+    permit_holder_id,
+    residence_permit_str,
 )
 
-KINDS = ("citizen_id", "citizen_id_embedded", "mobile", "bank_card", "person_name")
+KINDS = (
+    "citizen_id",
+    "citizen_id_embedded",
+    "residence_permit",
+    "mobile",
+    "landline",
+    "bank_card",
+    "email",
+    "plate",
+    "person_name",
+)
 _PSEUDONYM = r"^[0-9a-f]{16,64}$"
-_DIGITS_HINT = r"[0-9０-９]{3}[ -]?[0-9０-９]{4}"
-# a hex digest standing as a word of its own (a landed file's SHA-256 in its path, a key id):
-# 16+ characters of 0-9a-f with at least one letter. Its digit runs are chance, not numbers
-# (an 11-digit run reading as a mobile turns up in about 1 of 2,000 16-character digests).
-_HEX_DIGEST = re.compile(r"(?<![0-9A-Za-z])(?=[0-9]*[a-f])[0-9a-f]{16,}(?![0-9A-Za-z])")
+# what a cell needs before it is looked at value by value (vectorised): a run of 7 digits,
+# digits in the groups a phone, card or ID is written in, a landline's area code, a float's
+# exponent, an @, a plate's province character and letter, or a JSON escape
+_CANDIDATE = (
+    r"\d{7}|\d{3}[ .-]\d{4}|\d{4}[ -]\d{4}|\d{6}[ -]\d{8}|\(0\d{2,3}\)|0\d{2,3}[- ]\d{7}"
+    r"|\d\.\d+[Ee]\+?\d|@|＠|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]"
+    r"|\\u[0-9a-fA-F]{4}"
+)
+# a hex word standing on its own (a SHA-256 in a landed file's path, a key id, a run's UUID):
+# 12+ characters of 0-9a-f with at least one letter, or a UUID. Its digit runs are chance, not
+# numbers (an 11-digit run reading as a mobile turns up in about 1 of 2,000 16-character
+# digests, and in about 1 of 3,000 UUIDs). The price: a number glued to hex letters only
+# (``abc13812345678``) is not read.
+_HEX_WORD = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|(?=[0-9]*[a-f])[0-9a-f]{12,})(?![0-9A-Za-z])"
+)
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# a number as a float writes it: 1.10105194912310E+17, 13812345678.0
+_FLOAT_SCI = re.compile(r"(?<![0-9.])([1-9])\.([0-9]{1,17})[Ee]\+?([0-9]{1,2})(?![0-9])")
+_FLOAT_DEC = re.compile(r"(?<![0-9.])([1-9][0-9]{10,18})\.0+(?![0-9])")
+_FLOAT_TYPES = (pl.Float32, pl.Float64)
+_TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
 
 @dataclass
 class LeakCounts:
-    by_kind: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    """Cells holding each kind (a cell counts once per kind it holds); ``by_kind`` and the
+    per-column counts list only the kinds found."""
+
+    by_kind: Counter = field(default_factory=Counter)
     by_column: dict[str, dict[str, int]] = field(default_factory=dict)
     samples: list[tuple[int, str, str]] = field(default_factory=list)  # (row, column, kind)
     cells_scanned: int = 0
@@ -63,21 +112,87 @@ class LeakCounts:
     def __bool__(self) -> bool:
         return self.total > 0
 
+    def add(self, other: LeakCounts, max_samples: int = 10) -> None:
+        """Fold another scan's counts into these (the parts of one file or table)."""
+        self.by_kind.update(other.by_kind)
+        for column, kinds in other.by_column.items():
+            mine = self.by_column.setdefault(column, {})
+            for kind, n in kinds.items():
+                mine[kind] = mine.get(kind, 0) + n
+        room = max_samples - len(self.samples)
+        self.samples.extend(other.samples[: max(room, 0)])
+        self.cells_scanned += other.cells_scanned
 
-def _digit_kinds(text: str) -> set[str]:
-    half = _HEX_DIGEST.sub(" ", halfwidth_str(text))
+
+def unescape_json(text: str) -> str:
+    """``\\uXXXX`` escapes (JSON written ASCII-only, as Dagster writes its events) as the
+    characters they stand for, so names and full-width digits are seen."""
+    if "\\u" not in text:
+        return text
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _birth_date_real(yyyymmdd: str) -> bool:
+    try:
+        born = dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        return False
+    return dt.date(1900, 1, 1) <= born <= dt.date.today()
+
+
+def float_citizen_id(digits: str) -> bool:
+    """An 18-digit integer a float made of a citizen ID: a float keeps 15–16 significant
+    digits, so the check character is lost; the province code and a real birth date from
+    1900 to today are what is left to check (about 1 in 6,000 random 18-digit numbers)."""
+    return len(digits) == 18 and digits[:2] in ID_PROVINCES and _birth_date_real(digits[6:14])
+
+
+def _float_kinds(digits: str) -> set[str]:
+    """Kinds a number written by a float (its integer digits) may be."""
+    if len(digits) == 18 and float_citizen_id(digits):
+        return {"citizen_id"}
+    if len(digits) == 15 and citizen_id15_plausible_str(digits):
+        return {"citizen_id"}
+    if len(digits) == 11 and re.fullmatch(r"1[3-9]\d{9}", digits):
+        return {"mobile"}
+    return set()
+
+
+def _sci_digits(m: re.Match) -> str | None:
+    lead, frac, exp = m.group(1), m.group(2), int(m.group(3))
+    if exp < len(frac):  # not an integer
+        return None
+    return lead + frac + "0" * (exp - len(frac))
+
+
+def _digit_kinds(half: str, from_float: bool = False) -> set[str]:
     kinds: set[str] = set()
     for m in CITIZEN_ID18_RE.finditer(half):
-        if citizen_id_valid_str(m.group().upper()):
+        cid = m.group().upper()
+        if citizen_id_valid_str(cid):
+            kinds.add("residence_permit" if permit_holder_id(cid) else "citizen_id")
+        elif from_float and float_citizen_id(cid):
+            kinds.add("citizen_id")
+    for m in CITIZEN_ID_SPLIT_RE.finditer(half):
+        if citizen_id_valid_str(re.sub(r"[ -]", "", m.group()).upper()):
             kinds.add("citizen_id")
     for m in CITIZEN_ID15_RE.finditer(half):
         if citizen_id15_plausible_str(m.group()):
             kinds.add("citizen_id")
+    for m in _FLOAT_SCI.finditer(half):
+        digits = _sci_digits(m)
+        if digits is not None:
+            kinds |= _float_kinds(digits)
+    for m in _FLOAT_DEC.finditer(half):
+        kinds |= _float_kinds(m.group(1))
     embedded = embedded_citizen_ids(half)
     if embedded:
         kinds.add("citizen_id_embedded")
     if MOBILE_RE.search(half):
         kinds.add("mobile")
+    if LANDLINE_RE.search(half):
+        kinds.add("landline")
+    cards: set[tuple[int, int]] = set()
     for m in CARD_RE.finditer(half):
         if m.span() in embedded:  # a document number that carries an ID is no card
             continue
@@ -85,7 +200,48 @@ def _digit_kinds(text: str) -> set[str]:
         card = 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_valid_str(digits)
         if card and not citizen_id_valid_str(digits):  # an ID that also passes Luhn is an ID
             kinds.add("bank_card")
+            cards.add(m.span())
+    for m in RESIDENCE_PERMIT_RE.finditer(half):
+        if m.span() not in cards and residence_permit_str(m.group()):
+            kinds.add("residence_permit")
     return kinds
+
+
+def cell_kinds(text: str, names: KnownNames | None = None, *, from_float: bool = False) -> set[str]:
+    """The kinds of personal information one text holds (empty: none)."""
+    text = unescape_json(text)
+    half = _HEX_WORD.sub(" ", halfwidth_str(text))
+    kinds = _digit_kinds(half, from_float) if any(c.isdigit() for c in half) else set()
+    if "@" in half and EMAIL_RE.search(half):
+        kinds.add("email")
+    if PLATE_RE.search(half):
+        kinds.add("plate")
+    if names and not text.isascii() and names.occurs_in(text):
+        kinds.add("person_name")
+    return kinds
+
+
+def _as_text(series: pl.Series) -> tuple[pl.Series, bool] | None:
+    """The column as text, and whether its numbers came from floats; None: nothing to read
+    (booleans, dates and times hold no personal information)."""
+    dtype = series.dtype
+    if dtype in _TEXT_TYPES:
+        return series.cast(pl.String), False
+    if dtype.is_integer():
+        return series.cast(pl.String), False
+    if dtype in _FLOAT_TYPES:  # integral values as integers; a float's digits are kept
+        f = series.cast(pl.Float64)
+        whole = (f.is_finite() & (f == f.floor()) & (f.abs() < 9.2e18)).fill_null(False)
+        ints = f.cast(pl.Int64, strict=False).cast(pl.String)
+        return ints.zip_with(whole, f.cast(pl.String)).alias(series.name), True
+    if dtype == pl.Binary:
+        return series.map_elements(
+            lambda b: b.decode("utf-8", "replace"), return_dtype=pl.String
+        ), False
+    if dtype.is_nested():
+        return pl.Series(series.name, [None if v is None else str(v) for v in series.to_list()],
+                         dtype=pl.String), False  # fmt: skip
+    return None
 
 
 def scan_frame(
@@ -93,30 +249,85 @@ def scan_frame(
     *,
     known_names: set[str] | frozenset[str] | None = None,
     max_samples: int = 10,
+    row_offset: int = 0,
 ) -> LeakCounts:
-    """Count cells per kind that hold unmasked personal information."""
+    """Count cells per kind that hold unmasked personal information (rows in the samples
+    are counted from ``row_offset``)."""
     result = LeakCounts()
     names = KnownNames.of(known_names)
-    for name, dtype in frame.schema.items():
-        if dtype not in (pl.String, pl.Int64, pl.Int32, pl.UInt64, pl.Categorical):
+    texts, floats = {}, set()
+    for name in frame.columns:
+        read = _as_text(frame[name])
+        if read is not None:
+            texts[name], from_float = read
+            if from_float:
+                floats.add(name)
+    if not texts or frame.height == 0:
+        return result
+    text = pl.DataFrame(texts)
+    name_list = sorted(names) if names else []
+    if name_list:  # names are looked for in columns with any non-ASCII text only
+        wide = text.select(pl.col(n).str.contains(r"[^\x00-\x7f]").any() for n in text.columns)
+        with_names = {n for n, v in zip(text.columns, wide.row(0), strict=True) if v}
+    keep, picked = [], []
+    for name in text.columns:  # one vectorised pass over all columns
+        c = pl.col(name)
+        skip = (c.str.contains(_PSEUDONYM) & c.str.contains("[a-f]")) | c.str.contains(CIPHERTEXT)
+        kept = c.is_not_null() & ~skip.fill_null(False)
+        candidate = c.str.contains(_CANDIDATE)
+        if name_list and name in with_names:
+            candidate = candidate | c.str.contains_any(name_list)
+        keep.append(kept.sum().alias(name))
+        picked.append((kept & candidate.fill_null(False)).alias(name))
+    result.cells_scanned = int(sum(text.select(keep).row(0)))
+    masks = text.select(picked)
+    for name in text.columns:
+        mask = masks[name]
+        if not mask.any():
             continue
-        col = frame[name].cast(pl.String)
-        pseudonym = col.str.contains(_PSEUDONYM) & col.str.contains("[a-f]")  # digits alone: scan
-        skip = pseudonym | col.str.contains(CIPHERTEXT)
-        base = pl.DataFrame({"v": col, "skip": skip}).with_row_index("row")
-        base = base.filter(pl.col("v").is_not_null() & ~pl.col("skip").fill_null(False))
-        result.cells_scanned += base.height
-        hint = base["v"].str.contains(_DIGITS_HINT)
+        rows = text.select(pl.col(name).alias("v")).with_row_index().filter(mask)
+        # each distinct value is judged once (codes, dates, categories repeat down a column)
+        from_float = name in floats
+        judged = {v: cell_kinds(v, names, from_float=from_float) for v in rows["v"].unique()}
+        flagged = {v: k for v, k in judged.items() if k}
+        if not flagged:
+            continue
         per_col: dict[str, int] = {}
-        for row, value, has_digits in zip(base["row"], base["v"], hint, strict=True):
-            kinds = _digit_kinds(value) if has_digits else set()
-            if names and names.occurs_in(value):
-                kinds.add("person_name")
-            for kind in kinds:
+        hits = rows.filter(pl.col("v").is_in(list(flagged)))
+        for row, value in zip(hits["index"], hits["v"], strict=True):
+            for kind in sorted(flagged[value]):
                 result.by_kind[kind] += 1
                 per_col[kind] = per_col.get(kind, 0) + 1
                 if len(result.samples) < max_samples:
-                    result.samples.append((int(row), name, kind))
-        if per_col:
-            result.by_column[name] = per_col
+                    result.samples.append((int(row) + row_offset, name, kind))
+        result.by_column[name] = per_col
+    return result
+
+
+def scan_texts(
+    texts: Iterable[str],
+    *,
+    known_names: set[str] | frozenset[str] | None = None,
+    column: str = "line",
+    batch: int = 20_000,
+    first_row: int = 1,
+) -> LeakCounts:
+    """Scan a stream of texts (a file's lines, a table's cells) in batches of ``batch``;
+    sample rows count from ``first_row`` (line numbers)."""
+    result = LeakCounts()
+    names = KnownNames.of(known_names)
+    buf: list[str] = []
+    row = first_row
+    for text in texts:
+        buf.append(text)
+        if len(buf) >= batch:
+            part = scan_frame(pl.DataFrame({column: buf}, schema={column: pl.String}),
+                              known_names=names, row_offset=row)  # fmt: skip
+            result.add(part)
+            row += len(buf)
+            buf = []
+    if buf:
+        part = scan_frame(pl.DataFrame({column: buf}, schema={column: pl.String}),
+                          known_names=names, row_offset=row)  # fmt: skip
+        result.add(part)
     return result

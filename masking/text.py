@@ -6,8 +6,10 @@ Detectors (spans, then overlaps resolved longest-first, then masked from the end
   15-digit number with a plausible birth date, or a verified ID at the start or end of a
   19–24-digit document number (``embedded_citizen_ids``); an 18-digit number with a birth date
   but a wrong check character is still masked (``verified=False``). Digit look-arounds
-  ``(?<!\\d)…(?!\\d)`` — never ``\\b``, which does not fire between 号 and a digit.
-- mobiles (``+86``/``0086``, spaces, dashes), landlines (``010-12345678``, ``(010)…``)
+  ``(?<!\\d)…(?!\\d)`` — never ``\\b``, which does not fire between 号 and a digit. An ID
+  written 6-8-4 with spaces or dashes (``110105 19491231 002X``) counts when it verifies.
+- mobiles (``+86``/``0086``/``86``, spaces, dashes, dots), landlines (``010-12345678``, ``(010)…``)
+- residence-permit numbers of cities (16 digits: county code, year of issue, sequence)
 - bank cards: 16–19 digits (groups of 4 allowed) passing Luhn
 - plates (京A12345, new-energy 京AD12345), e-mails
 - addresses below the community: building + unit / room (``1号楼2单元502室``,
@@ -62,10 +64,14 @@ _HAN = r"\u4e00-\u9fff"
 _SURNAME_RE = (
     "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
 )
+# digit look-arounds; and never the digits after a decimal point (2082.17951700135 is a
+# duration, not a mobile)
+_NOT_DECIMAL = r"(?<![0-9]\.)"
 CITIZEN_ID18_RE = re.compile(
-    r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
+    _NOT_DECIMAL
+    + r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])"
 )
-CITIZEN_ID15_RE = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{14}(?![0-9A-Za-z])")
+CITIZEN_ID15_RE = re.compile(_NOT_DECIMAL + r"(?<![0-9A-Za-z])[1-9]\d{14}(?![0-9A-Za-z])")
 # a run of 19–24 digits (an X allowed where an ID at its start or end would have it)
 _LONG_RUN = re.compile(
     r"(?<![0-9A-Za-z])\d{17}[\dXx]\d{1,6}(?![0-9A-Za-z])|(?<![0-9A-Za-z])\d{1,6}\d{17}[\dXx](?![0-9A-Za-z])"
@@ -79,11 +85,31 @@ ID_PROVINCES = frozenset({
 _ID18_SHAPE = re.compile(
     r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dX]"
 )
-CARD_RE = re.compile(r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9])")
-MOBILE_RE = re.compile(r"(?<![0-9+])(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])")
-_LANDLINE = re.compile(r"(?<![0-9])(?:\(0\d{2,3}\)\s?|0\d{2,3}[- ])\d{7,8}(?:-\d{1,4})?(?![0-9])")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_PLATE = re.compile(
+# a citizen ID written in groups of 6-8-4 (region, birth date, sequence + check character),
+# one separator used twice: 110105 19491231 002X, 110105-19491231-002X
+CITIZEN_ID_SPLIT_RE = re.compile(
+    r"(?<![0-9A-Za-z])[1-9]\d{5}([ -])(?:18|19|20)\d{6}\1\d{3}[\dXx](?![0-9A-Za-z])"
+)
+# a residence-permit number (居住证编号) as cities issue it: the issuing county's GB/T 2260
+# code, the year of issue and a 6-digit sequence (16 digits). Permits for Hong Kong, Macao
+# and Taiwan residents (81/82/83 0000 …) and foreigners' permanent residence cards (9 …)
+# follow GB 11643 and are found as citizen IDs (see ``permit_holder_id``).
+RESIDENCE_PERMIT_RE = re.compile(
+    _NOT_DECIMAL + r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}\d{6}(?![0-9A-Za-z])"
+)
+# (not followed by an X: 17 digits and an X are a citizen ID, whatever Luhn says)
+CARD_RE = re.compile(
+    _NOT_DECIMAL + r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9Xx])"
+)
+# 1[3-9] + 9 digits; +86 / 0086 / 86 before; 3-4-4 groups by spaces or dashes, or by dots
+# used twice (138.1234.5678: a single dot would read decimals such as 138.12345678)
+MOBILE_RE = re.compile(
+    _NOT_DECIMAL + r"(?<![0-9+])(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?![0-9])"
+    r"|(?<![0-9+.])(?:(?:\+|00)?86[ .]?)?1[3-9]\d\.\d{4}\.\d{4}(?![0-9]|\.[0-9])"
+)
+LANDLINE_RE = re.compile(r"(?<![0-9])(?:\(0\d{2,3}\)\s?|0\d{2,3}[- ])\d{7,8}(?:-\d{1,4})?(?![0-9])")
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+PLATE_RE = re.compile(
     r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-HJ-NP-Z][·•\s]?[A-HJ-NP-Z0-9]{5,6}(?![A-Za-z0-9])"
 )
 _NUM = r"(?:\d+|[一二三四五六七八九十百]+)"
@@ -107,8 +133,9 @@ _PRIORITY = {
     "mobile": 3,
     "landline": 4,
     "plate": 5,
-    "address": 6,
-    "person_name": 7,
+    "residence_permit": 6,
+    "address": 7,
+    "person_name": 8,
 }
 
 JIEBA_COMMON_WORD = 50  # dictionary frequency from which an nr token is a word, not a name
@@ -179,8 +206,30 @@ def _jieba_names(text: str) -> tuple[list[Finding], set[int]]:
     return found, bounds
 
 
+def residence_permit_str(number: str, today: dt.date | None = None) -> bool:
+    """A 16-digit number shaped as a city's residence-permit number: a province-level code
+    of GB/T 2260 first, a year of issue from 1990 to this year (``RESIDENCE_PERMIT_RE``)."""
+    year = int(number[6:10]) if number[6:10].isdigit() else 0
+    return (
+        len(number) == 16
+        and number.isascii()
+        and number[:2] in ID_PROVINCES
+        and 1990 <= year <= (today or dt.date.today()).year
+    )
+
+
+def permit_holder_id(cid: str) -> bool:
+    """A verified 18-character number of GB 11643 form that is a residence document, not a
+    mainland citizen ID: 港澳台居民居住证 (810000/820000/830000 …) or a foreigner's permanent
+    residence card (外国人永久居留身份证, 9 …)."""
+    return cid[:1] == "9" or cid[:6] in ("810000", "820000", "830000")
+
+
 def _id_findings(text: str) -> list[Finding]:
     out = []
+    for m in CITIZEN_ID_SPLIT_RE.finditer(text):
+        if citizen_id_valid_str(re.sub(r"[ -]", "", m.group()).upper()):
+            out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
     for m in CITIZEN_ID18_RE.finditer(text):
         value = m.group().upper()
         if citizen_id_valid_str(value):
@@ -236,12 +285,17 @@ def _regex_findings(text: str) -> list[Finding]:
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
     for kind, pattern in (
         ("mobile", MOBILE_RE),
-        ("landline", _LANDLINE),
-        ("email", _EMAIL),
-        ("plate", _PLATE),
+        ("landline", LANDLINE_RE),
+        ("email", EMAIL_RE),
+        ("plate", PLATE_RE),
         ("address", _ADDRESS),
     ):
         out.extend(Finding(kind, m.start(), m.end(), "regex") for m in pattern.finditer(text))
+    out.extend(
+        Finding("residence_permit", m.start(), m.end(), "regex")
+        for m in RESIDENCE_PERMIT_RE.finditer(text)
+        if residence_permit_str(m.group())
+    )
     return out
 
 
@@ -288,7 +342,7 @@ def _resolve(findings: list[Finding]) -> list[Finding]:
 
 def _mask_span(kind: str, value: str) -> str:
     digits = re.sub(r"\D", "", value)
-    if kind == "citizen_id":
+    if kind in ("citizen_id", "residence_permit"):
         return value[:6] + "*" * (len(value) - 10) + value[-4:]
     if kind == "mobile":
         digits = digits[-11:]

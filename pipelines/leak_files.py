@@ -1,0 +1,193 @@
+"""The leak scanner's file readers: what a file holds, as text, for ``masking.leaks``.
+
+A file is read by what it is, told by its first bytes, not by its name:
+
+- SQLite (Dagster's run and event storage, its schedules): every table, every column, row
+  by row; a zlib-compressed value (Dagster's snapshots) decompressed first;
+- Parquet: every column, batch by batch;
+- xlsx (a zip with a workbook): every cell of every sheet, read-only and streaming; a number
+  Excel stored as a float keeps its float form, so an ID stored as a number is seen;
+- anything else as text: UTF-8, else GB18030 (the departments' GBK exports), line by line,
+  undecodable bytes replaced; a line longer than ``MAX_LINE`` is read in overlapping parts.
+
+Memory stays bounded: batches of rows or lines, never a whole file (except an xlsx or a
+Parquet file from an encrypted store, whose reader must seek: see ``open_landed``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from masking.leaks import LeakCounts, scan_frame, scan_texts
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+PARQUET_MAGIC = b"PAR1"
+ZIP_MAGIC = b"PK\x03\x04"
+READ_BYTES = 1 << 20
+MAX_LINE = 1 << 20  # characters; longer lines are read in parts overlapping by OVERLAP
+OVERLAP = 64
+ROWS = 20_000
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # read through their database
+
+
+def sniff(head: bytes) -> str:
+    """``sqlite``, ``parquet``, ``xlsx`` or ``text`` from a file's first bytes."""
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite"
+    if head.startswith(PARQUET_MAGIC):
+        return "parquet"
+    if head.startswith(ZIP_MAGIC):
+        return "xlsx"
+    return "text"
+
+
+def _encoding(head: bytes) -> str:
+    """UTF-8 when the first bytes decode as UTF-8 (a character cut at the end allowed),
+    else GB18030 (a superset of GBK)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8"
+
+
+def text_lines(fh: BinaryIO, head: bytes = b"") -> Iterator[str]:
+    """The lines of a text file (``head``: bytes already read from it), decoded."""
+    first = head + fh.read(max(0, READ_BYTES - len(head)))
+    decoder = codecs.getincrementaldecoder(_encoding(first))(errors="replace")
+    pending = ""
+    chunk = first
+    while chunk:
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.split("\n")
+        yield from lines
+        while len(pending) > MAX_LINE:  # no newline for a long way: read it in parts
+            yield pending[:MAX_LINE]
+            pending = pending[MAX_LINE - OVERLAP :]
+        chunk = fh.read(READ_BYTES)
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+def _sqlite_value(v: object) -> object:
+    if isinstance(v, bytes | memoryview):
+        data = bytes(v)
+        if data[:1] == b"x":  # zlib's header byte: Dagster compresses its snapshots
+            with contextlib.suppress(zlib.error):
+                data = zlib.decompress(data)
+        return data.decode("utf-8", "replace")
+    return v
+
+
+def _sqlite_column(values: list) -> pl.Series:
+    if all(v is None or isinstance(v, float) for v in values):
+        return pl.Series(values, dtype=pl.Float64)
+    return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)
+
+
+def scan_sqlite(path: Path, names) -> LeakCounts:
+    """Every table of a SQLite file, read-only (the WAL's content included)."""
+    result = LeakCounts()
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            cur = con.execute(f"SELECT * FROM {quoted}")  # a name SQLite listed
+            columns = [f"{table}.{d[0]}" for d in cur.description]
+            row = 0
+            while rows := cur.fetchmany(ROWS):
+                cols = list(zip(*rows, strict=True))
+                frame = pl.DataFrame(
+                    [_sqlite_column([_sqlite_value(v) for v in col]).alias(name)
+                     for name, col in zip(columns, cols, strict=True)]
+                )  # fmt: skip
+                result.add(scan_frame(frame, known_names=names, row_offset=row))
+                row += len(rows)
+    finally:
+        con.close()
+    return result
+
+
+def scan_parquet(fh: BinaryIO, names) -> LeakCounts:
+    import pyarrow.parquet as pq
+
+    result = LeakCounts()
+    row = 0
+    for batch in pq.ParquetFile(fh).iter_batches(batch_size=ROWS):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        result.add(scan_frame(frame, known_names=names, row_offset=row))
+        row += batch.num_rows
+    return result
+
+
+def _cell_text(v: object) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e19:
+        return f"{int(v)}.0"  # as a float writes it: the float rules of the scanner apply
+    return str(v)
+
+
+def scan_xlsx(fh: BinaryIO, names) -> LeakCounts:
+    """Every cell of every sheet (openpyxl, read-only: rows are streamed)."""
+    from openpyxl import load_workbook
+
+    result = LeakCounts()
+    book = load_workbook(fh, read_only=True, data_only=True)
+    try:
+        for sheet in book.worksheets:
+            cells = (
+                t for row in sheet.iter_rows(values_only=True) for v in row
+                if (t := _cell_text(v)) is not None
+            )  # fmt: skip
+            result.add(scan_texts(cells, known_names=names, column=sheet.title))
+    finally:
+        book.close()
+    return result
+
+
+def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str]:
+    """Scan an open binary file by what it holds; returns the counts and the format read.
+
+    A Parquet or xlsx file needs ``seekable``; a non-seekable one is read as text (its
+    compressed pages would hide nothing from a byte scan that they do not hide here)."""
+    head = fh.read(len(SQLITE_MAGIC))
+    kind = sniff(head)
+    if kind in ("parquet", "xlsx") and seekable:
+        fh.seek(0)
+        return (scan_parquet(fh, names) if kind == "parquet" else scan_xlsx(fh, names)), kind
+    return scan_texts(text_lines(fh, head), known_names=names), "text"
+
+
+def scan_plain_file(path: Path, names) -> tuple[LeakCounts, str]:
+    """A file in the clear, by its content (SQLite opened by path)."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if sniff(head) == "sqlite":
+        return scan_sqlite(path, names), "sqlite"
+    with open(path, "rb") as fh:
+        return scan_stream(fh, names, seekable=True)
+
+
+def files_under(folder: Path) -> Iterator[Path]:
+    """Regular files under ``folder`` (links are not followed), sorted; SQLite's side files
+    (WAL, shared memory, journal) are left to their database."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.name.endswith(SQLITE_SIDE_FILES):
+            continue
+        yield path
