@@ -1,4 +1,4 @@
-"""Snapshots and time travel over the lake."""
+"""Snapshots and time travel over the lake, and their expiry."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from catalog.errors import LakeError
+from catalog.settings import Settings
 from lakehouse.lake import ALIAS, ZONES, tables_in
 
 
@@ -72,3 +73,37 @@ def list_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
         n = con.execute(f"SELECT count(*) FROM {table_ref(zone, table)}").fetchone()[0]
         out.append((zone, table, int(n)))
     return out
+
+
+@dataclass(frozen=True)
+class Expired:
+    """What :func:`expire` removed."""
+
+    snapshots: int  # snapshots expired
+    files: int  # data and delete files removed from disk (only expired snapshots used them)
+
+
+def expire(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, now: dt.datetime | None = None
+) -> Expired:
+    """Expire the snapshots older than ``settings.snapshot_retention_days`` and delete the
+    files only they used, so that replaced or deleted personal data does not live on in
+    old snapshots and files (DuckLake keeps both for time travel until told otherwise).
+
+    ``ducklake_expire_snapshots`` (the newest snapshot is never expired) schedules the
+    files no remaining snapshot reads; ``ducklake_cleanup_old_files`` deletes every file
+    scheduled. Time travel to an expired snapshot fails afterwards. Nothing happens when
+    the retention is None (keep forever). Needs the lake open for writing.
+    """
+    days = settings.snapshot_retention_days
+    if days is None:
+        return Expired(0, 0)
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+    if cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    stamp = cutoff.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # ours, not input
+    expired = con.execute(
+        f"CALL ducklake_expire_snapshots('{ALIAS}', older_than => TIMESTAMPTZ '{stamp}+00')"
+    ).fetchall()
+    removed = con.execute(f"CALL ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)")
+    return Expired(len(expired), len(removed.fetchall()))
