@@ -160,22 +160,24 @@ def evaluate_against_truth(
     if read_manifest(settings.sim_dir_abs) is None:
         return None
     from pipelines.protection import Protection
-    from pipelines.quality_run import load_inputs
+    from pipelines.quality_run import StagedFrames
 
     protection = (
         Protection.from_settings(settings, actor) if actor else Protection.from_settings(settings)
     )
     with open_lake(settings, read_only=True) as con:
-        inputs = load_inputs(con, cat, protection)
+        # one staged table at a time, none kept (no authority is compared with here)
+        staged = StagedFrames(con, cat, protection, pinned=set())
+        quarantine = con.execute("SELECT * FROM quarantine.rows").pl()
         deliveries = con.execute(
             "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
         ).pl()
         disagreements = None
         if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
             disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
-        # inputs.staged reads the lake as it is used: evaluate while the lake is open
+        # staged reads the lake as it is used: evaluate while the lake is open
         return evaluate_lake(
-            settings.sim_dir_abs, cat, inputs.staged, inputs.quarantine, deliveries, disagreements
+            settings.sim_dir_abs, cat, staged, quarantine, deliveries, disagreements
         )
 
 
