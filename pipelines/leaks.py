@@ -39,6 +39,8 @@ from catalog.settings import Settings
 from lakehouse.lake import ALIAS, tables_in
 from masking.leaks import LeakCounts, scan_frame
 from masking.names import KnownNames
+from masking.stream import HEADER_BYTES, is_encrypted
+from pipelines.ingest.landing import open_landed
 from pipelines.ingest.raw import raw_table
 from pipelines.leak_files import files_under, scan_plain_file, scan_stream
 from pipelines.protection import ACTOR, Protection
@@ -152,10 +154,6 @@ def _place(settings: Settings, path: Path) -> str:
 
 
 def _encrypted(path: Path) -> bool:
-    try:
-        from masking.stream import HEADER_BYTES, is_encrypted
-    except ImportError:  # landing encryption not installed yet: every file is in the clear
-        return False
     with open(path, "rb") as fh:
         return is_encrypted(fh.read(HEADER_BYTES))
 
@@ -165,8 +163,6 @@ def _scan_encrypted(
 ) -> Finding:
     """An encrypted file read to its end through ``open_landed``: every segment (and the
     SHA-256 it was landed under, when its name carries one) must check."""
-    from pipelines.ingest.landing import open_landed
-
     place, size = _place(settings, path), path.stat().st_size
     try:
         if content:
