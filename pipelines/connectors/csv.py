@@ -26,6 +26,7 @@ from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, RowProblem, whole_file_failure
+from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import Record, batches, byte_splittable, scan_records
 
 
@@ -216,7 +217,7 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
         encoding = "utf-8"  # the BOM is skipped by the scanner, offsets stay file offsets
     read = loaded = 0
     first_problem: RowProblem | None = None
-    with open(path, "rb") as fh:
+    with open_landed(settings, path) as fh:
         records = scan_records(
             fh, max_bytes=limit, csv_delimiter=delimiter.encode("ascii"), skip_bom=utf8
         )

@@ -1,17 +1,21 @@
 """Excel workbooks (a title row above Chinese headers), read with fastexcel (calamine).
 
 An xlsx is a zip archive: before calamine reads anything, the archive is checked
-with ``zipfile`` — member count (``xlsx_max_members``), the sum of the sizes its
+with ``zipfile`` on the landed file opened seekable (:func:`open_landed`: decrypted
+segment by segment, never a plaintext copy on disk) — member count (``xlsx_max_members``), the sum of the sizes its
 members declare uncompressed (``xlsx_max_uncompressed_bytes``: a zip bomb is refused
-unread) and the CRC of every member, streamed. Reasons never quote calamine's own
+unread) and the CRC of every member, streamed. Calamine then reads the workbook from
+memory (its size bounded by those checks). Reasons never quote calamine's own
 messages, which carry the landed path.
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import fastexcel
 import polars as pl
@@ -20,18 +24,28 @@ from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
+from pipelines.connectors.landed import open_landed
 
 
-def check_archive(path: Path, settings: Settings, dataset: str, file: str) -> None:
-    """Refuse an xlsx that is no zip, too big once unpacked, or damaged."""
+def size_of(fh: BinaryIO) -> int:
+    """The size of a seekable file (left at its start)."""
+    size = fh.seek(0, io.SEEK_END)
+    fh.seek(0)
+    return size
+
+
+def check_archive(source: BinaryIO, settings: Settings, dataset: str, file: str) -> int:
+    """Refuse an xlsx that is no zip, too big once unpacked, or damaged; its size if not.
+    ``source``: the workbook, seekable."""
 
     def fail(msg: str) -> DeliveryError:
         return DeliveryError(msg, dataset=dataset, file=file)
 
-    if path.stat().st_size == 0:
+    size = size_of(source)
+    if size == 0:
         raise fail("the file is empty")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             members = zf.infolist()
             if len(members) > settings.xlsx_max_members:
                 raise fail(
@@ -48,8 +62,8 @@ def check_archive(path: Path, settings: Settings, dataset: str, file: str) -> No
             if bad is not None:
                 raise fail("corrupt archive: a member of the workbook fails its CRC check")
     except zipfile.BadZipFile:
-        with open(path, "rb") as fh:
-            zip_start = fh.read(4) == b"PK\x03\x04"
+        source.seek(0)
+        zip_start = source.read(4) == b"PK\x03\x04"
         if zip_start:  # a zip whose end (its directory) is missing or damaged
             raise fail(
                 "corrupt archive: the workbook is cut short or damaged (truncated?)"
@@ -59,15 +73,23 @@ def check_archive(path: Path, settings: Settings, dataset: str, file: str) -> No
         raise fail(
             f"corrupt archive: the workbook cannot be unpacked ({type(exc).__name__})"
         ) from None
+    if size > settings.xlsx_max_uncompressed_bytes + settings.xlsx_max_members * 1024:
+        raise fail(  # more bytes than its members and their headers: not read whole
+            f"too large: the workbook has {size:,} bytes, over what its members declare"
+        )
+    return size
 
 
 def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
     d = dataset.delivery
     file = str(path)
     header_row = d.header_row or 0
-    check_archive(path, settings, dataset.code, file)
+    with open_landed(settings, path, seekable=True) as source:
+        size = check_archive(source, settings, dataset.code, file)
+        source.seek(0)
+        data = source.read(size)
     try:
-        reader = fastexcel.read_excel(path)
+        reader = fastexcel.read_excel(data)
         names = reader.sheet_names
     except Exception as exc:  # calamine's own error types; their text names the landed path
         raise DeliveryError(

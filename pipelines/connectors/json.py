@@ -20,13 +20,15 @@ from catalog.settings import Settings
 from pipelines.connectors import jsonstrict
 from pipelines.connectors.base import Parsed, RowProblem, whole_file_failure
 from pipelines.connectors.jsonl import records_frame
+from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import UTF8_BOM
 
 
 def read_json(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
     """The records of a landed JSON document, as one batch (see the module docstring)."""
     file = str(path)
-    data = path.read_bytes()
+    with open_landed(settings, path) as fh:
+        data = fh.read()
     start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     if not data[start:].strip():
         raise DeliveryError("the file is empty", dataset=dataset.code, file=file)

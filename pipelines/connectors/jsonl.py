@@ -32,6 +32,7 @@ from pipelines.connectors.base import (
     to_text_frame,
     whole_file_failure,
 )
+from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import LineBlock, scan_lines
 
 SMALL = 64  # below this many lines a failing batch is read line by line
@@ -297,7 +298,7 @@ def read_jsonl(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     terminated = dataset.delivery.lines_terminated
     read = loaded = 0
     first: RowProblem | None = None
-    with open(path, "rb") as fh:
+    with open_landed(settings, path) as fh:
         for block in scan_lines(fh, max_bytes=settings.max_record_bytes, skip_bom=True):
             parsed = _block(block, settings, terminated, known)
             read += parsed.rows_read

@@ -50,11 +50,22 @@ def expected_sha256(path: Path | str) -> str | None:
     return stem if _SHA_NAME.match(stem) else None
 
 
+def home_of(settings: Settings, path: Path | str) -> Settings:
+    """The settings of the home a landed (or archived) file lies in: its keys are that
+    home's. A caller reading without its own settings (``get_settings()`` from the
+    environment) still reads a file of another home with the right ring."""
+    parents = Path(os.path.realpath(path)).parents
+    if len(parents) < 4 or parents[2].name not in ("landing", "archive"):
+        return settings  # not laid out as <home>/landing/<dept>/<dataset>/<file>
+    home = parents[3]
+    return settings if home == settings.home_abs else settings.model_copy(update={"home": home})
+
+
 def landing_keys(settings: Settings):
     """``key_for(version)`` for the landing data key (the ring is opened once per file)."""
     from masking.keys import KeyRing
 
-    ring = KeyRing.from_settings(settings)
+    ring = KeyRing.from_settings(settings, enforce_suite=False)  # each file names its suite
     return lambda version: ring.get(PURPOSE, version).material
 
 
@@ -76,13 +87,17 @@ def open_landed(
     *,
     seekable: bool = False,
     sha256: str | None = None,
+    verify: bool = True,
 ) -> Iterator[BinaryIO]:
     """A landed file's delivered bytes as a read-only binary file (see the module docstring).
+
+    ``verify=False``: no SHA-256 check (for a caller that hashes the bytes itself); every
+    segment is still authenticated.
 
     Raises :class:`masking.stream.StreamError` (a ``DecryptionError``) when the file does
     not decrypt or does not match its SHA-256, and ``KeyRingError`` without its key.
     """
-    expect = sha256 or expected_sha256(path)
+    expect = (sha256 or expected_sha256(path)) if verify else None
     fh = open(path, "rb")  # noqa: SIM115 - closed by the reader or below
     try:
         encrypted = is_encrypted(fh.read(HEADER_BYTES))
@@ -97,7 +112,7 @@ def open_landed(
             else:
                 reader = ChunkReader(verified_chunks(_plain_chunks(fh), expect))
         else:
-            key_for = landing_keys(settings)
+            key_for = landing_keys(home_of(settings, path))
             if seekable:
                 header = read_header(fh)
                 _drain(verified_chunks(decrypt_chunks(fh, key_for, header), expect))

@@ -2,7 +2,8 @@
 
 Read a batch of at most ``BATCH_ROWS`` rows at a time (pyarrow's ``iter_batches``,
 row group by row group), never the whole file: memory stays flat however large
-the delivery.
+the delivery. The landed file is opened seekable (:func:`open_landed`): Parquet reads
+its footer first, and segments are decrypted where pyarrow seeks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
+from pipelines.connectors.landed import open_landed
 
 BATCH_ROWS = 50_000
 
@@ -35,8 +37,14 @@ def _as_text(frame: pl.DataFrame, first_row: int) -> Parsed:
 
 
 def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
-    if path.stat().st_size == 0:
+    with open_landed(settings, path, seekable=True) as fh:
+        yield from _read(fh, path, dataset)
+
+
+def _read(fh, path: Path, dataset: Dataset) -> Iterator[Parsed]:
+    if fh.seek(0, 2) == 0:
         raise DeliveryError("the file is empty", dataset=dataset.code, file=str(path))
+    fh.seek(0)
 
     def corrupt(exc: Exception) -> DeliveryError:  # arrow's errors quote the landed path
         return DeliveryError(
@@ -46,7 +54,7 @@ def read_parquet(path: Path, dataset: Dataset, settings: Settings) -> Iterator[P
         )
 
     try:
-        source = pq.ParquetFile(path)
+        source = pq.ParquetFile(fh)
         batches = source.iter_batches(batch_size=BATCH_ROWS)
     except Exception as exc:
         raise corrupt(exc) from None

@@ -25,9 +25,11 @@ A file is read **once**: settle → one pass → commit.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import hashlib
 import os
+import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,9 +42,11 @@ from catalog.errors import DeliveryError, shown
 from catalog.loader import get_catalogue
 from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset
 from catalog.settings import Settings
+from lakehouse.lake import ensure_table, has_table, transaction
+from masking.stream import StreamEncryptor
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.http_api import pull_http
-from pipelines.connectors.landed import open_landed
+from pipelines.connectors.landed import PURPOSE, open_landed
 from pipelines.connectors.sql_db import Pulled, pull_sql
 from pipelines.ingest.inbox import (
     Entry,
@@ -64,7 +68,7 @@ from pipelines.ingest.ledger import (
 )
 from pipelines.killpoints import kill_point, register
 
-__all__ = ["LandingResult", "land", "open_landed"]
+__all__ = ["LandingResult", "apply_retention", "land", "open_landed"]
 
 KP_COPY_STARTED = register("landing.copy_started", "landing: half of a delivery copied to landing")
 KP_COPIED = register("landing.copied", "landing: copy renamed into place, no ledger row yet")
@@ -145,6 +149,60 @@ def one_pass(chunks: Iterable[bytes], part: Path, transform: Transform | None = 
     return Copied(h.hexdigest(), size)
 
 
+def encryptor(settings: Settings) -> StreamEncryptor:
+    """The one pass's transform: the streaming AEAD under the current ``landing`` data key
+    and the deployment's suite (each file gets a key and an id of its own)."""
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(settings)
+    version, key = ring.current(PURPOSE)
+    return StreamEncryptor(ring.suite.name, version, key)
+
+
+def _landed_name(dataset: Dataset, sha256: str) -> str:
+    return f"{sha256}{LANDED_SUFFIX[dataset.delivery.kind]}"
+
+
+def archive(settings: Settings, dept: str, dataset: Dataset, sha256: str) -> Path | None:
+    """Keep the inbox original, encrypted, in ``settings.archive_dir`` (``keep_inbox_originals``):
+    the landed copy *is* the original encrypted, so the archive links it (copies it across
+    file systems). Idempotent; None when the landed copy is gone (retention)."""
+    name = _landed_name(dataset, sha256)
+    target = settings.archive_dir / dept / dataset.code / name
+    if target.exists():
+        return target
+    landed = _landing_folder(settings, dept, dataset) / name
+    if not landed.is_file():
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = target.with_name(f"{os.urandom(8).hex()}.part")
+    try:
+        os.link(landed, tmp)
+    except OSError:
+        shutil.copyfile(landed, tmp)
+    tmp.replace(target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def remove_from_inbox(settings: Settings, dept: str, entry: Entry) -> bool:
+    """Remove an inbox file whose landing is committed — only if it is still the file
+    that was landed (same ``lstat`` signature); a file changed since stays for the next
+    run. True when removed."""
+    path = settings.inbox_dir / dept / entry.name
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or Signature.of(st) != entry.sig:
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, CHUNK_BYTES)
@@ -217,7 +275,7 @@ def _commit(
     if is_landed(con, dept, dataset.code, copied.sha256):
         part.unlink(missing_ok=True)
         return None
-    target = part.with_name(f"{copied.sha256}{LANDED_SUFFIX[dataset.delivery.kind]}")
+    target = part.with_name(_landed_name(dataset, copied.sha256))
     part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
     _fsync_dir(target.parent)
     kill_point(KP_COPIED)
@@ -251,8 +309,9 @@ def stored_name(name: str) -> str:
 
 def _land_entry(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
-) -> Landed | None:
-    """Land one settled file; None if it was seen before.
+) -> tuple[Copied, Landed | None]:
+    """Land one settled file (encrypted): what was copied, and the delivery (None if its
+    content was landed before).
 
     Raises StillBeingWritten (the file changed since the listing, or while copied)
     or Unreadable.
@@ -269,10 +328,10 @@ def _land_entry(
         if not stat.S_ISREG(before.st_mode) or Signature.of(before) != entry.sig:
             raise StillBeingWritten  # replaced or changed since the listing: next run decides
         part = _new_part(settings, dept, dataset)
-        copied = one_pass(_file_chunks(fd, before), part)
+        copied = one_pass(_file_chunks(fd, before), part, encryptor(settings))
     finally:
         os.close(fd)
-    return _commit(
+    return copied, _commit(
         con,
         settings,
         dept,
@@ -314,7 +373,10 @@ def land_files(
     scan = scan_inbox(settings, dept, siblings)
     mine = scan.for_dataset(dataset.code)
     fresh = new_entries(scan, known_keys(con, dept), dataset.code)  # the ledger knows the rest
-    result = LandingResult([], sum(e.refused is None for e in mine if e not in fresh), [])
+    known = [e for e in mine if e.refused is None and e not in fresh]
+    result = LandingResult([], len(known), [])
+    for entry in known:  # landed by a run stopped before it removed the file
+        remove_from_inbox(settings, dept, entry)
     if siblings[0].code == dataset.code:
         result.unmatched = [shown(n) for n in scan.unmatched[:UNMATCHED_LISTED]]
         result.unmatched_total = len(scan.unmatched)
@@ -325,7 +387,7 @@ def land_files(
         why = entry.refused
         if why is None:
             try:
-                landed = _land_entry(con, settings, dept, dataset, entry)
+                copied, landed = _land_entry(con, settings, dept, dataset, entry)
             except StillBeingWritten:
                 result.waiting.append(shown(entry.name))
                 continue
@@ -336,7 +398,10 @@ def land_files(
                     result.skipped += 1
                 else:
                     result.landed.append(landed)
+                if settings.keep_inbox_originals:
+                    archive(settings, dept, dataset, copied.sha256)
                 remember(con, dept, dataset.code, entry)
+                remove_from_inbox(settings, dept, entry)
                 continue
         reason = account_refusal(con, dept, dataset.code, entry, why)
         if reason is not None:
@@ -389,7 +454,7 @@ def land_pull(
     if pulled.rows == 0:
         return LandingResult([], 0, [])
     part = _new_part(settings, dept, dataset)
-    copied = one_pass([pulled.data], part)
+    copied = one_pass([pulled.data], part, encryptor(settings))
     stamp = now().strftime("%Y%m%dT%H%M%S")
     landed = _commit(
         con,
@@ -422,3 +487,58 @@ def land(
     if dataset.delivery.kind in FILE_CONNECTORS:
         return land_files(con, settings, dept, dataset, wait_for_settle=wait_for_settle)
     return land_pull(con, settings, dept, dataset, **pull_kw)
+
+
+REMOVED_TABLE = "landed_files_removed"
+REMOVED_COLUMNS = [
+    ("delivery_id", "VARCHAR"),
+    ("landed_path", "VARCHAR"),
+    ("reason", "VARCHAR"),
+    ("removed_at", "TIMESTAMPTZ"),
+]
+
+
+def apply_retention(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, at: dt.datetime | None = None
+) -> int:
+    """Delete the landed files of deliveries loaded into raw that arrived more than
+    ``settings.landing_retention_days`` ago (None: keep them forever). The ledger keeps
+    each delivery's row; ``landing.landed_files_removed`` marks which copies are gone and
+    when. Failed deliveries keep their copy (``streethub deliveries retry`` reads it), and
+    an archived original (``keep_inbox_originals``) is another link, kept. Call with the
+    lake's writer lock held; returns how many files were removed."""
+    days = settings.landing_retention_days
+    if days is None or not has_table(con, "landing", "deliveries"):
+        return 0
+    ensure_table(con, "landing", REMOVED_TABLE, REMOVED_COLUMNS)
+    cutoff = (at or now()) - dt.timedelta(days=days)
+    rows = con.execute(
+        f"""SELECT d.delivery_id, d.landed_path FROM landing.deliveries d
+            WHERE d.arrived_at < ?
+              AND EXISTS (SELECT 1 FROM landing.delivery_accounts a
+                          WHERE a.delivery_id = d.delivery_id AND a.status = 'loaded')
+              AND NOT EXISTS (SELECT 1 FROM landing.{REMOVED_TABLE} r
+                              WHERE r.delivery_id = d.delivery_id)
+            ORDER BY d.arrived_at""",
+        [cutoff],
+    ).fetchall()
+    if not rows:
+        return 0
+    landing_root = os.path.realpath(settings.landing_dir)
+    removed = []
+    for delivery_id, landed_path in rows:
+        path = Path(landed_path)
+        if os.path.commonpath([os.path.realpath(path.parent), landing_root]) != landing_root:
+            continue  # never delete outside the landing zone, whatever the ledger says
+        path.unlink(missing_ok=True)
+        removed.append(delivery_id)
+    if removed:
+        _fsync_dir(settings.landing_dir)
+    at_ = now()
+    reason = f"retention: landed over {days} day(s) ago and loaded"
+    with transaction(con):
+        con.executemany(
+            f"INSERT INTO landing.{REMOVED_TABLE} VALUES (?,?,?,?)",
+            [[d, p, reason, at_] for d, p in rows if d in set(removed)],
+        )
+    return len(removed)

@@ -22,8 +22,9 @@ from catalog.loader import load_catalogue
 from catalog.model import Dataset
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
+from masking.stream import is_encrypted
 from pipelines.ingest import landing
-from pipelines.ingest.landing import LandingResult, land
+from pipelines.ingest.landing import LandingResult, land, open_landed
 from pipelines.ingest.ledger import ensure_ledger
 from pipelines.killpoints import KILL_POINTS
 
@@ -88,9 +89,17 @@ def refused_accounts(settings: Settings) -> list[tuple]:
 
 
 def assert_landed_copy_matches(settings: Settings) -> None:
+    """Each landed copy is encrypted on disk and decrypts to its recorded hash and size."""
     for _, landed_path, sha, size in landed_rows(settings):
-        data = Path(landed_path).read_bytes()
+        assert is_encrypted(Path(landed_path).read_bytes()[:8])
+        with open_landed(settings, landed_path) as fh:
+            data = fh.read()
         assert hashlib.sha256(data).hexdigest() == sha and len(data) == size
+
+
+def landed_bytes(settings: Settings, landed_path: str) -> bytes:
+    with open_landed(settings, landed_path) as fh:
+        return fh.read()
 
 
 def test_kill_points_are_registered() -> None:
@@ -122,11 +131,13 @@ def test_file_growing_while_copied_is_not_landed_and_lands_later(
 
     monkeypatch.setattr(landing, "kill_point", real_kill_point)
     os.utime(path, (OLD, OLD))  # the writer is done, the file settled
+    delivered = path.read_bytes()
     second = land_once(home, cgj)
     assert len(second.landed) == 1 and second.waiting == []
+    assert not path.exists()  # removed from the inbox once its landing is committed
     (row,) = landed_rows(home)
-    assert row[2] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert Path(row[1]).read_bytes() == path.read_bytes()
+    assert row[2] == hashlib.sha256(delivered).hexdigest()
+    assert landed_bytes(home, row[1]) == delivered
 
 
 def test_file_growing_under_a_writer_thread_never_records_a_wrong_hash(
@@ -152,9 +163,11 @@ def test_file_growing_under_a_writer_thread_never_records_a_wrong_hash(
         stop.set()
         thread.join(5)
     assert_landed_copy_matches(home)  # whatever landed, its hash is its copy's
+    if not path.exists():  # landed between two appends, and removed: deliver the rest again
+        deliver(home, path.name, CSV)
+    latest = hashlib.sha256(path.read_bytes()).hexdigest()
     land_once(home, cgj)
     assert_landed_copy_matches(home)
-    latest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert latest in {r[2] for r in landed_rows(home)}
 
 
@@ -303,8 +316,12 @@ def test_upper_case_name_and_empty_file_land(home: Settings, cgj: Dataset) -> No
     ]
     assert {r[3] for r in landed_rows(home)} == {len(CSV), 0}
     assert_landed_copy_matches(home)
+    assert list((home.inbox_dir / "cgj").iterdir()) == []  # both removed once landed
+    deliver(home, "violation_cases_again.csv")  # the same contents delivered again
+    deliver(home, "violation_cases_empty_again.csv", b"")
     again = land_once(home, cgj)
     assert again.landed == [] and again.skipped == 2
+    assert list((home.inbox_dir / "cgj").iterdir()) == []  # copies of landed deliveries too
 
 
 def test_name_that_is_not_utf8_lands_and_is_stored_readably(home: Settings, cgj: Dataset) -> None:
@@ -354,12 +371,13 @@ def test_torn_landed_copy_without_ledger_row_is_copied_again(
         land_once(home, cgj)
     monkeypatch.setattr(landing, "kill_point", real_kill_point)
     assert landed_rows(home) == []
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    delivered = path.read_bytes()
+    sha = hashlib.sha256(delivered).hexdigest()
     copy = home.landing_dir / "cgj" / "violation_cases" / f"{sha}.csv"
     copy.write_bytes(copy.read_bytes()[:17])  # torn afterwards (e.g. a crash of the disk cache)
     result = land_once(home, cgj)
     assert len(result.landed) == 1
-    assert copy.read_bytes() == path.read_bytes()
+    assert landed_bytes(home, str(copy)) == delivered
     assert_landed_copy_matches(home)
 
 
