@@ -136,6 +136,14 @@ def test_rerun_adds_nothing(api: Settings, cat: Catalogue) -> None:
 def test_landing_keeps_bytes_and_hash(street: tuple[Path, dict], tmp_path: Path, cat: Catalogue):
     settings = fresh_home(street, tmp_path)
     dept, ds = by_kind(cat, ConnectorKind.csv, "gbk")
+    import hashlib
+
+    from pipelines.ingest.landing import open_landed
+
+    delivered = {  # the inbox files, removed once landed
+        hashlib.sha256(p.read_bytes()).hexdigest(): p.read_bytes()
+        for p in (settings.inbox_dir / dept).iterdir()
+    }
     with open_lake(settings) as con:
         from pipelines.ingest.ledger import ensure_ledger
 
@@ -145,11 +153,12 @@ def test_landing_keeps_bytes_and_hash(street: tuple[Path, dict], tmp_path: Path,
             "SELECT source, landed_path, sha256, size_bytes FROM landing.deliveries"
         ).fetchall()
     assert landed.landed
-    import hashlib
-
     for source, landed_path, sha, size in rows:
-        data = Path(landed_path).read_bytes()
-        assert data == Path(source).read_bytes()
+        assert not Path(source).exists()
+        assert Path(landed_path).read_bytes() != delivered[sha]  # encrypted at rest
+        with open_landed(settings, landed_path) as fh:
+            data = fh.read()
+        assert data == delivered[sha]
         assert hashlib.sha256(data).hexdigest() == sha and len(data) == size
 
 
@@ -279,7 +288,10 @@ def test_http_pull_survives_faults_and_resumes_after_interruption(
     assert partial.read_bytes().count(b"\n") == 2 * (ds.delivery.page_size or 0)
     landed, accts = _only(api, dept, ds, policy=FAST)  # resumes at page 3
     assert len(landed.landed) == 1 and accts[0].rows_read == total
-    resumed = Path(landed.landed[0].landed_path).read_bytes()
+    from pipelines.ingest.landing import open_landed
+
+    with open_landed(api, landed.landed[0].landed_path) as fh:
+        resumed = fh.read()
     elsewhere = api.model_copy(update={"home": api.home / "other"})
     clean = pull_http(elsewhere, dept, ds, None, policy=FAST)
     assert resumed == clean.data  # same records, same order: nothing lost, nothing twice
