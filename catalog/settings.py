@@ -247,6 +247,11 @@ class Settings(BaseSettings):
             recorded = json.loads((self.keys_dir / "keyring.json").read_text()).get("home_id")
             if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{12}", recorded):
                 return recorded
+        return self.path_home_id
+
+    @property
+    def path_home_id(self) -> str:
+        """The home id derived from the home's path (a copy's own key file is named by it)."""
         return hashlib.sha256(str(self.home_abs).encode()).hexdigest()[:12]
 
     @property
