@@ -275,7 +275,7 @@ class FileProvider(_SoftwareProvider):
         if len(key) != KEY_BYTES:
             raise KeyRingError(f"the master key must be {KEY_BYTES} bytes")
         data["versions"][fingerprint(key)] = key
-        self._write(data["current"], data["versions"])
+        self._write(data["current"] or fingerprint(key), data["versions"])
         return fingerprint(key)
 
     def retire(self, keep: str) -> None:

@@ -123,6 +123,16 @@ def _explicit_suite(settings: Settings) -> str | None:
     return settings.cipher_suite if "cipher_suite" in settings.model_fields_set else None
 
 
+def _own_key_file(settings: Settings) -> tuple[str, Path, Path] | None:
+    """``(id, key file, home)`` this home would have by its own path, when the key file is
+    the default one (named by the home id); None with an explicit ``key_file``."""
+    if settings.key_file is not None:
+        return None
+    recorded = settings.key_file_abs
+    own = settings.path_home_id
+    return own, recorded.parent.with_name(own) / recorded.name, settings.home_abs
+
+
 class KeyRing:
     """Versioned data keys per purpose, wrapped under a master key held by a provider.
 
@@ -141,6 +151,7 @@ class KeyRing:
         suite: str | None = None,
         provider: MasterKeyProvider | None = None,
         home_id: str | None = None,
+        own_key_file: tuple[str, Path, Path] | None = None,
     ) -> None:
         self.keys_dir = Path(keys_dir)
         self._suite_choice = suite
@@ -152,8 +163,11 @@ class KeyRing:
                 provider = provider_from_settings(settings)
                 self._suite_choice = suite or _explicit_suite(settings)
                 home_id = home_id or settings.home_id
+                own_key_file = own_key_file or _own_key_file(settings)
         self.provider = provider
         self._home_id = home_id
+        self._own_key_file = own_key_file
+        self._copy_checked = False
         self._mutex = threading.RLock()
         self._state: dict | None = None
         self._stamp: tuple[int, int] | None = None
@@ -175,6 +189,7 @@ class KeyRing:
             suite=_explicit_suite(settings) if enforce_suite else None,
             provider=provider_from_settings(settings),
             home_id=settings.home_id,
+            own_key_file=_own_key_file(settings),
         )
 
     def __repr__(self) -> str:
@@ -222,6 +237,7 @@ class KeyRing:
 
     def _load(self, force: bool = False) -> dict:
         self._check_legacy()
+        self._check_copy()
         try:
             st = self._ring_path.stat()
             stamp = (st.st_mtime_ns, st.st_size)
@@ -353,6 +369,39 @@ class KeyRing:
             self.migration = (
                 f"moved the master key out of the home: it is now in "
                 f"{self.provider.describe()}; the in-home copy {path} was removed"
+            )
+            log.warning(self.migration)
+
+    # -- a copied or moved home ---------------------------------------------------------
+    def _check_copy(self) -> None:
+        """A home copied (or moved) from another path finds the key file of the home it
+        came from through the recorded ``home_id``; it takes a copy of it under its own id,
+        so that each home's rotations retire masters in its own key file only."""
+        if self._copy_checked:
+            return
+        self._copy_checked = True
+        own = self._own_key_file
+        if own is None or not isinstance(self.provider, FileProvider):
+            return
+        own_id, own_path, home = own
+        if self.provider.path == own_path:
+            return
+        with self._locked():
+            state = self._read_ring()
+            source = self.provider
+            if not state or state.get("home_id") in (None, own_id) or not source.exists():
+                return
+            target = FileProvider(own_path, home)
+            have = set(target.kids())
+            for kid in source.kids():
+                if kid not in have:
+                    target.add(source.export(kid))
+            state["home_id"] = own_id
+            self._save(state)
+            self.provider = target
+            self.migration = (
+                f"this home was copied or moved from another path: its master key was copied "
+                f"from {source.path} to {target.path} (delete the old file once no home uses it)"
             )
             log.warning(self.migration)
 

@@ -103,15 +103,30 @@ def test_environment_provider_auto_and_explicit(
     assert KeyRing.from_settings(Settings()).get("at_rest", 1).material == key
 
 
-def test_a_copied_home_finds_its_key_file_and_a_lost_one_is_never_replaced(
-    settings: Settings, tmp_path: Path
+def test_a_copied_home_finds_its_key_file_then_keeps_its_own(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    key = KeyRing.from_settings(settings).current("pseudonym").material
+    ring = KeyRing.from_settings(settings)
+    key = ring.current("pseudonym").material
     copy = tmp_path / "elsewhere" / "home"
     shutil.copytree(settings.home_abs, copy)
     copied = Settings(home=copy)
-    assert copied.key_file_abs == settings.key_file_abs  # the recorded home id
-    assert KeyRing.from_settings(copied).get("pseudonym", 1).material == key
+    assert copied.key_file_abs == settings.key_file_abs  # found through the recorded id
+    with caplog.at_level(logging.WARNING, logger="streethub.keys"):
+        copy_ring = KeyRing.from_settings(copied)
+        assert copy_ring.get("pseudonym", 1).material == key
+    assert sum("copied or moved" in r.message for r in caplog.records) == 1
+    # from now on the copy has a key file of its own: its rotation retires nothing of ours
+    assert Settings(home=copy).key_file_abs != settings.key_file_abs
+    assert Settings(home=copy).key_file_abs.exists()
+    KeyRing.from_settings(Settings(home=copy)).rotate()
+    assert KeyRing.from_settings(settings).get("pseudonym", 1).material == key
+    assert KeyRing.from_settings(Settings(home=copy)).get("pseudonym", 1).material == key
+    assert json.loads(settings.key_file_abs.read_text())["current"] == ring.master_kid
+
+
+def test_a_lost_key_file_is_never_replaced(settings: Settings) -> None:
+    KeyRing.from_settings(settings).current("pseudonym")
     settings.key_file_abs.rename(settings.key_file_abs.with_name("moved-away.json"))
     with pytest.raises(KeyRingError, match="keys restore"):
         KeyRing.from_settings(settings).current("at_rest")  # a new purpose: still refused
