@@ -122,6 +122,7 @@ class Verification:
     checkpoints: int = 0
     witnessed: Checkpoint | None = None
     with_secret: bool = True
+    from_record: int = 1  # > 1: checked from the newest witnessed checkpoint on
 
 
 def read_lines(path: Path) -> Iterator[str]:

@@ -316,9 +316,16 @@ class AuditLog:
         return found, unreadable
 
     # -- verification ----------------------------------------------------------------------
-    def verify(self, *, public_keys: PublicKeys | None = None) -> Verification:
+    def verify(
+        self, *, public_keys: PublicKeys | None = None, since_witnessed: bool = False
+    ) -> Verification:
         """Check everything that can be checked; ``public_keys`` (an inspector's, from
-        :func:`load_public_keys`) verifies without any secret and skips the MACs."""
+        :func:`load_public_keys`) verifies without any secret and skips the MACs.
+
+        ``since_witnessed``: begin at the newest checkpoint the witness holds as the log
+        does (its signature checked, the record it signed held to it) — the per-run check,
+        whose time does not grow with the log; changes before that checkpoint are found
+        only by the whole verification (``streethub audit verify``)."""
         from masking.audit.verify import verify_log
 
-        return verify_log(self, public_keys)
+        return verify_log(self, public_keys, since_witnessed=since_witnessed)

@@ -9,6 +9,7 @@ records, lines, files and key versions, never a record's content.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -90,19 +91,29 @@ class _Walk:
     """One pass over the records: the exact problems, and the hash of every record that
     ends an intact chain from the first (what a checkpoint or the head can be held to)."""
 
-    def __init__(self, log: AuditLog, with_secret: bool, problems: _Problems) -> None:
+    def __init__(
+        self, log: AuditLog, with_secret: bool, problems: _Problems, anchor: Checkpoint | None
+    ) -> None:
         self.log, self.with_secret, self.p = log, with_secret, problems
+        self.anchor = anchor  # checks begin at the record it signed (None: at the first)
         self.hashes: dict[int, str] = {}
         self.first_hash: str | None = None
         self.count = 0  # lines
         self.top = 0  # the highest record number found
         self.new_format = False
+        self.read = 0  # records read and checked
 
     def run(self) -> None:
         prev: str | None = GENESIS
         intact, expected = True, 1
+        start = self.anchor.seq if self.anchor else 1
         for lineno, line in enumerate(read_lines(self.log.path), start=1):
             self.count = lineno
+            if lineno < start:  # vouched for by the anchor
+                self.top = lineno
+                continue
+            if lineno == start:
+                prev, expected = (None, start) if self.anchor else (prev, expected)
             try:
                 record = json.loads(line)
                 digest = record_hash(record)
@@ -110,7 +121,15 @@ class _Walk:
                 self.p.bad(f"record {expected:,}: line {lineno} is not a readable record", expected)
                 intact, prev, expected = False, None, expected + 1
                 continue
+            self.read += 1
             ok = self._check(lineno, expected, record, digest, prev)
+            if self.anchor and lineno == start and digest != self.anchor.hash:
+                self.p.bad(
+                    f"record {start:,}: not the record witnessed checkpoint #{self.anchor.n} "
+                    "signed (records up to it were changed): verify the whole log",
+                    start,
+                )
+                ok = False
             intact = intact and ok
             if intact:
                 self.hashes[lineno] = digest
@@ -179,6 +198,7 @@ class _Checkpoints:
     def __init__(self, log: AuditLog, keys: PublicKeys | None, walk: _Walk, p: _Problems) -> None:
         self.log, self.keys, self.walk, self.p = log, keys, walk, p
         self.chain_first_bad = p.first_bad
+        self.start = walk.anchor.seq if walk.anchor else 0
         self.good_seqs: list[int] = []  # checkpoints that verify and match the chain
         self._verified: dict[bytes, bool] = {}  # the witness repeats the log's checkpoints
 
@@ -239,6 +259,9 @@ class _Checkpoints:
             self.p.bad(f"checkpoint line {i} is not a readable checkpoint")
         verified, expected = 0, 1
         for cp in cps:
+            if cp.seq < self.start:  # vouched for by the anchor
+                expected = cp.n + 1
+                continue
             if cp.n != expected and not unreadable:
                 self.p.bad(
                     f"the log's checkpoint #{cp.n} follows #{expected - 1}: checkpoints were removed or reordered"
@@ -268,7 +291,10 @@ class _Checkpoints:
             return None
         by_n = {cp.n: cp for cp in local}
         failed = [
-            cp for cp in cps if not (self.signed(cp, "witness") and self.matches(cp, "witness"))
+            cp
+            for cp in cps
+            if cp.seq >= self.start
+            and not (self.signed(cp, "witness") and self.matches(cp, "witness"))
         ]
         kept = [cp for cp in cps if cp not in failed]
         missing = [cp.n for cp in kept if cp.n not in by_n or not by_n[cp.n].same(cp)]
@@ -334,17 +360,43 @@ def _head(log: AuditLog, with_secret: bool, walk: _Walk, p: _Problems) -> None:
         p.bad(f"record {seq}: not the record the signed head names (the end was rewritten)", seq)
 
 
+def _anchor(log: AuditLog, public_keys: PublicKeys | None) -> Checkpoint | None:
+    """The newest checkpoint the witness holds exactly as the log does, signature good."""
+    if log.witness_path is None:
+        return None
+    try:
+        witnessed = log._checkpoints(log.witness_path)[0]
+    except OSError:
+        return None
+    local = {cp.n: cp for cp in log._checkpoints()[0]}
+    for cp in reversed(witnessed):
+        if cp.n in local and local[cp.n].same(cp):
+            pub = _public_key(log, public_keys, cp)
+            with contextlib.suppress(*_UNREADABLE):
+                if pub and get_suite(cp.suite).verify(
+                    pub, cp.signed_bytes(), bytes.fromhex(cp.sig)
+                ):
+                    return cp
+            return None
+    return None
+
+
 def verify_log(
-    log: AuditLog, public_keys: PublicKeys | None, *, upgrading: bool = False
+    log: AuditLog,
+    public_keys: PublicKeys | None,
+    *,
+    upgrading: bool = False,
+    since_witnessed: bool = False,
 ) -> Verification:
     """Verify ``log`` (see :meth:`AuditLog.verify`)."""
     with_secret = public_keys is None
     if with_secret and log.keyring is None:
         raise AuditError("verifying without the key ring needs the exported public keys")
     p = _Problems()
-    walk = _Walk(log, with_secret, p)
+    anchor = _anchor(log, public_keys) if since_witnessed else None
+    walk = _Walk(log, with_secret, p, anchor)
     walk.run()
-    if walk.count and not walk.new_format and not upgrading:
+    if walk.read and not walk.new_format and not upgrading:
         p.bad(
             "the log is in the old format (unsigned head, no checkpoints): `streethub audit "
             "checkpoint` upgrades it"
@@ -367,4 +419,5 @@ def verify_log(
         checkpoints=verified,
         witnessed=witnessed,
         with_secret=with_secret,
+        from_record=anchor.seq if anchor else 1,
     )

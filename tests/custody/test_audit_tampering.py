@@ -254,3 +254,48 @@ def test_what_the_public_key_alone_cannot_see(
     copy, keys = inspector
     assert copy.verify(public_keys=keys).ok
     detected(log.verify(), 12, "record 12: its MAC does not verify")
+
+
+# -- the per-run check: from the newest witnessed checkpoint (#3, record 10) on ----------
+
+
+def test_the_per_run_check_starts_at_the_newest_witnessed_checkpoint(log: AuditLog) -> None:
+    result = log.verify(since_witnessed=True)
+    assert result.ok and result.from_record == 10 and result.records == 12
+    assert log.verify().from_record == 1
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad", "text"),
+    [
+        ("change_after", 11, "record 11: changed"),
+        ("change_anchor", 10, "record 10: not the record witnessed checkpoint #3 signed"),
+        ("truncate", 7, "witness checkpoint #3 signed 10 records, the log ends at record 6"),
+        ("delete_everything", 1, "every record is missing"),
+    ],
+)
+def test_the_per_run_check_detects(log: AuditLog, tamper: str, first_bad: int, text: str) -> None:
+    records = lines(log)
+    if tamper == "change_after":
+        records[10]["delivery_id"] = "forged"
+    elif tamper == "change_anchor":
+        records[9]["values"] = 999
+    elif tamper == "truncate":
+        records = records[:6]
+    elif tamper == "delete_everything":
+        records = []
+        log.checkpoints_path.unlink()
+    write(log, records)
+    result = log.verify(since_witnessed=True)
+    detected(result, first_bad, text)
+    assert not any("old format" in p for p in result.problems)
+
+
+def test_the_per_run_check_leaves_older_records_to_the_whole_verification(
+    log: AuditLog,
+) -> None:
+    records = lines(log)
+    records[4]["values"] = 999
+    write(log, records)
+    assert log.verify(since_witnessed=True).ok  # record 5 is before checkpoint #3
+    detected(log.verify(), 5, "record 5: changed")
