@@ -114,15 +114,18 @@ def encrypt_series(
     rows: Sequence[str | None] | pl.Series | None = None,
     purpose: str = KEY_PURPOSE,
     suite: CipherSuite | str | None = None,
+    version: int | None = None,
 ) -> pl.Series:
     """Encrypt every non-null value (cast to text) under the current key version.
 
     ``rows`` gives each value's row identity (bound into the AAD); None binds the value
     to its column only (values that never sit in a lake row). ``suite`` defaults to the
-    key ring's.
+    key ring's, ``version`` to the current one (a re-key writes with the new suite's
+    key version before the ring makes it current).
     """
     suite = keyring.suite if suite is None else get_suite(getattr(suite, "name", suite))
-    version, key = keyring.current(purpose)
+    data_key = keyring.current(purpose) if version is None else keyring.get(purpose, version)
+    version, key = data_key
     values = series.cast(pl.String).to_list()
     aads = _row_aads(column, rows, len(values))
     n = len(values) - series.null_count()
@@ -230,6 +233,7 @@ def protect_frame(
     *,
     rows: Sequence[str | None] | pl.Series | None = None,
     suite: CipherSuite | str | None = None,
+    version: int | None = None,
 ) -> pl.DataFrame:
     """Encrypt every L3/L4 column of ``dataset`` found in the plaintext ``frame``.
 
@@ -237,7 +241,12 @@ def protect_frame(
     """
     replaced = [
         encrypt_series(
-            frame[name], keyring, column=column_id(dataset, name), rows=rows, suite=suite
+            frame[name],
+            keyring,
+            column=column_id(dataset, name),
+            rows=rows,
+            suite=suite,
+            version=version,
         )
         for name in protected_fields(frame, dataset)
     ]

@@ -71,6 +71,11 @@ class Protection:
 
     @classmethod
     def from_settings(cls, settings: Settings, actor: str = ACTOR) -> Protection:
+        """The pipelines' protection; refused while a re-key is unfinished (half the lake
+        would pseudonymise under one suite, half under the other)."""
+        from pipelines.rekey import refuse_if_pending
+
+        refuse_if_pending(settings)
         keyring = KeyRing.from_settings(settings)
         return cls(keyring, AuditLog.from_settings(settings, keyring), actor)
 

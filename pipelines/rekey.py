@@ -1,0 +1,359 @@
+"""``streethub keys rekey --suite intl|gm``: change the deployment's cipher suite.
+
+Everything the suite protects in the lake is rewritten under the new suite with new data
+key versions, then the ring records the suite:
+
+- ``raw.<table>``: every sensitive value decrypted (purpose ``rekey``, audited) and
+  encrypted again under the new suite (its AAD keeps the row's delivery id and source row);
+- ``staged.<table>``: the same, and every row's key pseudonym (``_key_pid``) and row
+  digest (``_row_digest``) recomputed with the new suite's HMAC under a new pseudonym key
+  version; values are bound to the new key pseudonym. The old digest is recomputed first
+  and must equal the stored one (the revealed row is the row that was staged), else the
+  table is left as it was;
+- ``quarantine.rows``: the key pseudonym of each quarantined record, recomputed from its
+  raw row; ``quarantine.issues``: each issue's key pseudonym, mapped old → new.
+
+One transaction per dataset: its raw and staged tables and its quarantine and issue rows
+are rewritten together (each table of the dataset either wholly re-keyed or untouched),
+delivery by delivery inside it so memory stays bounded. A dataset committed is recorded in
+``landing.rekey_progress`` in that same transaction. The re-key to do (target suite, new
+key versions) is written to ``state/rekey.json`` before the first dataset: while it is
+there the pipelines refuse to run (``Protection.from_settings``: half the lake would
+pseudonymise under one suite and half under the other) and every value still reads (each
+ciphertext names its suite and key version). Running the command again finishes an
+interrupted re-key; only then does the ring make the new suite and versions current.
+
+Audited: a record when it starts, one per dataset (tables, rows), one when it is done.
+Also rewrites ``e<v>:`` values (before rows were bound) with the row's identity, so a
+re-key to the same suite is the way to bind an old lake's values to their rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from catalog.loader import load_catalogue
+from catalog.model import Dataset
+from catalog.settings import Settings
+from lakehouse.lake import ensure_table, has_table, insert_frame, open_lake, transaction
+from masking.audit import AuditLog
+from masking.crypto import KEY_PURPOSE, protect_frame, reveal_frame
+from masking.errors import MaskingError
+from masking.keys import KeyRing, is_pseudonym_purpose
+from masking.pseudonym import row_digests
+from masking.suite import get_suite
+from pipelines.ingest.ledger import now
+from pipelines.ingest.raw import raw_table
+from pipelines.protection import key_pids, row_identity
+from quality.keys import KEY_PID, ROW_DIGEST
+
+PURPOSE = "rekey"
+PENDING_FILE = "rekey.json"
+PROGRESS = ("landing", "rekey_progress")
+
+
+class RekeyError(MaskingError):
+    """A re-key cannot start or cannot go on (the lake keeps its last committed dataset)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The re-key under way: its id, the suite it moves to, the new key versions."""
+
+    rekey_id: str
+    suite: str
+    from_suite: str
+    versions: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {"rekey_id": self.rekey_id, "suite": self.suite, "from_suite": self.from_suite,
+                "versions": self.versions}  # fmt: skip
+
+
+@dataclass
+class RekeyReport:
+    suite: str
+    from_suite: str
+    datasets: dict[str, dict[str, int]] = field(default_factory=dict)  # ref → table → rows
+    already_done: list[str] = field(default_factory=list)  # committed by an earlier attempt
+
+
+def pending_path(settings: Settings) -> Path:
+    return settings.state_dir / PENDING_FILE
+
+
+def pending(settings: Settings) -> Target | None:
+    """The unfinished re-key of this home, if any."""
+    try:
+        data = json.loads(pending_path(settings).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        raise RekeyError(f"{PENDING_FILE} in the state folder cannot be read") from None
+    return Target(data["rekey_id"], data["suite"], data["from_suite"],
+                  {k: int(v) for k, v in data["versions"].items()})  # fmt: skip
+
+
+def refuse_if_pending(settings: Settings) -> None:
+    """Raise when a re-key is unfinished: nothing may write pseudonyms or ciphertexts."""
+    target = pending(settings)
+    if target is not None:
+        raise RekeyError(
+            f"a re-key to the {target.suite} suite is unfinished; the lake still reads, but "
+            f"nothing may write until it is done: `streethub keys rekey --suite {target.suite}`"
+        )
+
+
+def _write_pending(settings: Settings, target: Target) -> None:
+    path = pending_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(target.to_json(), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _start(settings: Settings, ring: KeyRing, suite: str) -> Target:
+    """The pending re-key to ``suite``, or a new one with new key versions."""
+    suite = str(get_suite(suite).name)
+    target = pending(settings)
+    if target is not None:
+        if target.suite != suite:
+            raise RekeyError(
+                f"a re-key to the {target.suite} suite is unfinished: finish it first "
+                f"(`streethub keys rekey --suite {target.suite}`)"
+            )
+        return target
+    purposes = [KEY_PURPOSE] + [p for p in ring.purposes() if is_pseudonym_purpose(p)]
+    if "pseudonym" not in purposes:
+        purposes.append("pseudonym")
+    versions = {p: ring.add_version(p).version for p in purposes}
+    target = Target(secrets.token_hex(8), suite, str(ring.suite.name), versions)
+    _write_pending(settings, target)
+    return target
+
+
+def _done(con: duckdb.DuckDBPyConnection, rekey_id: str) -> set[str]:
+    if not has_table(con, *PROGRESS):
+        return set()
+    rows = con.execute(
+        f"SELECT dataset FROM {PROGRESS[0]}.{PROGRESS[1]} WHERE rekey_id = ?", [rekey_id]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _deliveries(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> list[str | None]:
+    rows = con.execute(
+        f'SELECT DISTINCT _delivery_id FROM {zone}."{table}" ORDER BY 1 NULLS FIRST'
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _read(con, zone: str, table: str, delivery: str | None) -> pl.DataFrame:
+    where = "_delivery_id IS NULL" if delivery is None else "_delivery_id = ?"
+    return con.execute(
+        f'SELECT * FROM {zone}."{table}" WHERE {where} ORDER BY _source_row',
+        [] if delivery is None else [delivery],
+    ).pl()
+
+
+def _replace(con, zone: str, table: str, delivery: str | None, frame: pl.DataFrame) -> None:
+    where = "_delivery_id IS NULL" if delivery is None else "_delivery_id = ?"
+    con.execute(
+        f'DELETE FROM {zone}."{table}" WHERE {where}', [] if delivery is None else [delivery]
+    )
+    insert_frame(con, zone, table, frame)
+
+
+class _Dataset:
+    """One dataset's re-key inside its transaction."""
+
+    def __init__(self, con, ring: KeyRing, audit: AuditLog, actor: str, dept: str,
+                 ds: Dataset, target: Target) -> None:  # fmt: skip
+        self.con, self.ring, self.audit, self.actor = con, ring, audit, actor
+        self.dept, self.ds, self.target = dept, ds, target
+        self.pid_map: list[pl.DataFrame] = []  # old key_pid → new key_pid
+        self.old_suite = ring.suite
+        self.old_pid_version = ring.current("pseudonym").version
+        self.new = {"suite": target.suite, "version": target.versions["pseudonym"]}
+
+    def _reveal(self, frame: pl.DataFrame, *, text: bool) -> pl.DataFrame:
+        return reveal_frame(
+            frame, self.ds, self.ring, PURPOSE, self.actor, self.audit,
+            rows=row_identity(frame, self.ds), restore_types=not text,
+        )  # fmt: skip
+
+    def _protect(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return protect_frame(
+            frame, self.ds, self.ring, rows=row_identity(frame, self.ds),
+            suite=self.target.suite, version=self.target.versions[KEY_PURPOSE],
+        )  # fmt: skip
+
+    def raw(self, table: str) -> int:
+        """Re-encrypt the raw table; the quarantined records' key pseudonyms from it."""
+        n = 0
+        for delivery in _deliveries(self.con, "raw", table):
+            frame = _read(self.con, "raw", table, delivery)
+            plain = self._reveal(frame, text=True)
+            self._quarantine_pids(delivery, plain)
+            _replace(self.con, "raw", table, delivery, self._protect(plain))
+            n += frame.height
+        return n
+
+    def _quarantine_pids(self, delivery: str | None, plain: pl.DataFrame) -> None:
+        if delivery is None or not has_table(self.con, "quarantine", "rows"):
+            return
+        held = self.con.execute(
+            "SELECT DISTINCT source_row, key_pid FROM quarantine.rows WHERE dept = ? AND "
+            "dataset = ? AND delivery_id = ? AND key_pid IS NOT NULL",
+            [self.dept, self.ds.code, delivery],
+        ).pl()
+        if held.is_empty():
+            return
+        rows = plain.filter(pl.col("_source_row").is_in(held["source_row"].implode()))
+        fresh = rows.select(
+            pl.col("_source_row").alias("source_row"),
+            key_pids(rows, self.ds, self.ring, **self.new).alias("new_pid"),
+        )
+        pairs = held.join(fresh, on="source_row", how="inner")
+        self.pid_map.append(
+            pairs.select(pl.col("key_pid").alias("old"), pl.col("new_pid").alias("new"))
+        )
+        view = "_rekey_quarantine"
+        self.con.register(view, pairs.to_arrow())
+        try:
+            self.con.execute(
+                f'UPDATE quarantine.rows SET key_pid = v.new_pid FROM "{view}" v '
+                "WHERE rows.dept = ? AND rows.dataset = ? AND rows.delivery_id = ? "
+                "AND rows.source_row = v.source_row AND rows.key_pid IS NOT NULL",
+                [self.dept, self.ds.code, delivery],
+            )
+        finally:
+            self.con.unregister(view)
+
+    def staged(self, table: str) -> int:
+        """Re-encrypt the staged table with new key pseudonyms and row digests."""
+        fields = [f.name for f in self.ds.fields]
+        n = 0
+        for delivery in _deliveries(self.con, "staged", table):
+            frame = _read(self.con, "staged", table, delivery)
+            plain = self._reveal(frame, text=False)
+            present = [f for f in fields if f in plain.columns]
+            old = row_digests(plain, present, self.ring, version=self.old_pid_version,
+                              suite=self.old_suite)  # fmt: skip
+            if not old.equals(frame[ROW_DIGEST].cast(pl.String), check_names=False):
+                raise RekeyError(
+                    "a revealed row does not give back its stored row digest; the table "
+                    "is left as it was",
+                    dataset=self.ds.code,
+                    file=f"staged.{table}",
+                )
+            rekeyed = plain.with_columns(
+                key_pids(plain, self.ds, self.ring, **self.new).alias(KEY_PID),
+                row_digests(plain, present, self.ring, **self.new).alias(ROW_DIGEST),
+            )
+            self.pid_map.append(
+                pl.DataFrame({"old": frame[KEY_PID], "new": rekeyed[KEY_PID]}).drop_nulls()
+            )
+            _replace(self.con, "staged", table, delivery, self._protect(rekeyed))
+            n += frame.height
+        return n
+
+    def issues(self) -> int:
+        """Map the dataset's issues' key pseudonyms old → new."""
+        if not self.pid_map or not has_table(self.con, "quarantine", "issues"):
+            return 0
+        pairs = pl.concat(self.pid_map).unique("old", keep="first")
+        view = "_rekey_issues"
+        self.con.register(view, pairs.to_arrow())
+        try:
+            row = self.con.execute(
+                f'UPDATE quarantine.issues SET key_pid = v.new FROM "{view}" v '
+                "WHERE issues.dept = ? AND issues.dataset = ? AND issues.key_pid = v.old",
+                [self.dept, self.ds.code],
+            ).fetchone()
+        finally:
+            self.con.unregister(view)
+        return int(row[0]) if row else 0
+
+
+def rekey(
+    settings: Settings,
+    suite: str,
+    actor: str,
+    *,
+    step: Callable[[str], None] | None = None,
+) -> RekeyReport:
+    """Re-key the lake to ``suite`` (see the module docstring); ``step(dataset)`` is called
+    after each dataset's commit (tests interrupt there)."""
+    step = step or (lambda ref: None)
+    cat = load_catalogue(settings.catalog_dir)
+    ring = KeyRing.from_settings(settings, enforce_suite=False)  # whatever its suite
+    audit = AuditLog.from_settings(settings, ring)
+    target = _start(settings, ring, suite)
+    report = RekeyReport(target.suite, target.from_suite)
+    audit.append("keys.rekey.start", actor, rekey_id=target.rekey_id,
+                 from_suite=target.from_suite, to_suite=target.suite)  # fmt: skip
+    with open_lake(settings) as con:
+        ensure_table(con, *PROGRESS, [("rekey_id", "VARCHAR"), ("dataset", "VARCHAR"),
+                                      ("rows", "BIGINT"), ("done_at", "TIMESTAMPTZ")])  # fmt: skip
+        done = _done(con, target.rekey_id)
+        for dept, ds in cat.datasets():
+            ref = f"{dept.code}.{ds.code}"
+            if ref in done:
+                report.already_done.append(ref)
+                continue
+            table = raw_table(dept.code, ds)
+            counts: dict[str, int] = {}
+            with transaction(con):
+                work = _Dataset(con, ring, audit, actor, dept.code, ds, target)
+                if has_table(con, "raw", table):
+                    counts[f"raw.{table}"] = work.raw(table)
+                if has_table(con, "staged", table):
+                    counts[f"staged.{table}"] = work.staged(table)
+                counts["quarantine.issues"] = work.issues()
+                con.execute(
+                    f"INSERT INTO {PROGRESS[0]}.{PROGRESS[1]} VALUES (?, ?, ?, ?)",
+                    [target.rekey_id, ref, sum(counts.values()), now()],
+                )
+            report.datasets[ref] = counts
+            audit.append("keys.rekey.dataset", actor, rekey_id=target.rekey_id,
+                         dataset=ref, rows=sum(counts.values()))  # fmt: skip
+            step(ref)
+    ring.change_suite(target.suite, current=target.versions)
+    pending_path(settings).unlink()
+    audit.append("keys.rekey.done", actor, rekey_id=target.rekey_id, to_suite=target.suite,
+                 datasets=len(report.datasets) + len(report.already_done))  # fmt: skip
+    return report
+
+
+def rekey_command(settings: Settings, suite: str, actor: str) -> RekeyReport:
+    """``streethub keys rekey``: run it and print what was re-keyed (exit 1 on an error,
+    whose text names the dataset and table, never a value)."""
+    import typer
+
+    from catalog.errors import StreethubError
+    from pipelines.cli_common import console, err
+
+    try:
+        report = rekey(settings, suite, actor)
+    except StreethubError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    for ref, counts in report.datasets.items():
+        tables = ", ".join(f"{t} {n:,}" for t, n in counts.items() if n)
+        console.print(f"{ref}: {tables or 'nothing stored yet'}")
+    if report.already_done:
+        console.print(f"{len(report.already_done)} datasets re-keyed by the interrupted run")
+    console.print(
+        f"the lake is re-keyed from {report.from_suite} to {report.suite}; the key ring "
+        f"records {report.suite}: set STREETHUB_CIPHER_SUITE={report.suite} (or unset it)"
+    )
+    return report

@@ -1,0 +1,234 @@
+"""``streethub keys rekey``: a staged street moved from the international suite to 国密 and
+back — every value re-encrypted and still the same, every pseudonym recomputed with the new
+suite's HMAC (and everything keyed by one), audited; an interrupted re-key leaves the lake
+readable, stops the pipelines, and finishes when run again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from catalog.loader import load_catalogue
+from catalog.model import Catalogue, PiiKind
+from catalog.settings import Settings
+from departments.connect import connection_env
+from departments.server import running_server
+from departments.simulate import simulate
+from lakehouse.lake import close_idle, open_lake, tables_in
+from masking.audit import AuditLog
+from masking.crypto import ciphertext_suite, protected_fields
+from masking.keys import KeyRing
+from masking.suite import Suite
+from pipelines.connectors.http_api import RetryPolicy
+from pipelines.ingest import ingest_dataset
+from pipelines.ingest.ledger import ensure_ledger
+from pipelines.ingest.staged import stage_dataset
+from pipelines.protection import Protection
+from pipelines.rekey import RekeyError, pending, rekey
+
+FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
+ISSUES = "quarantine.issues"
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
+    """A small street ingested and staged under the international suite, with issues
+    keyed by pseudonyms (one per quarantined record, as the correction loop opens them)."""
+    home = tmp_path_factory.mktemp("rekey") / "home"
+    simulate(home, residents=200, seed=7, days=1, start=dt.date(2026, 11, 20))
+    settings = Settings(home=home).ensure_dirs()
+    with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
+        settings = settings.connected(connection_env(settings.sim_dir_abs, url))
+        protection = Protection.from_settings(settings)
+        with open_lake(settings) as con:
+            ensure_ledger(con)
+            for dept, ds in cat.datasets():
+                ingest_dataset(con, settings, dept.code, ds, policy=FAST)
+                stage_dataset(con, dept.code, ds, protection)
+            con.execute(
+                f"CREATE TABLE {ISSUES} AS SELECT 'iss-' || row_number() OVER () AS issue_id, "
+                "dept, dataset, key_pid, 'open' AS status FROM (SELECT DISTINCT dept, dataset, "
+                "key_pid FROM quarantine.rows WHERE key_pid IS NOT NULL)"
+            )
+    close_idle()
+    return home
+
+
+def _copy(street: Path, tmp_path: Path) -> Settings:
+    """The street's home and its audit witness (outside the home), copied."""
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(street, settings.home)
+    witness = Settings(home=street).witness_dir_abs
+    if witness.exists():
+        shutil.copytree(witness, settings.witness_dir_abs)
+    return settings
+
+
+def _revealed(settings: Settings, cat: Catalogue) -> dict[str, pl.DataFrame]:
+    """Every raw and staged table in the clear (lineage order), read with the ring as it
+    stands (whatever its suite): what the re-key must leave unchanged."""
+    ring = KeyRing.from_settings(settings, enforce_suite=False)
+    reader = Protection(ring, AuditLog.from_settings(settings, ring), "test:rekey")
+    tables = {t: ds for d, ds in cat.datasets() for t in [f"{d.code}__{ds.code}"]}
+    out = {}
+    with open_lake(settings, read_only=True) as con:
+        for zone, table in sorted(tables_in(con)):
+            if zone not in ("raw", "staged"):
+                continue
+            frame = con.execute(
+                f'SELECT * FROM {zone}."{table}" ORDER BY _delivery_id, _source_row'
+            ).pl()
+            frame = reader.reveal_text(frame, tables[table], "rekey")
+            out[f"{zone}.{table}"] = frame.drop("_key_pid", "_row_digest", strict=False)
+    return out
+
+
+def _sensitive_values(settings: Settings, cat: Catalogue) -> list[str]:
+    tables = {f"{d.code}__{ds.code}": ds for d, ds in cat.datasets()}
+    values: list[str] = []
+    with open_lake(settings, read_only=True) as con:
+        for zone, table in tables_in(con):
+            if zone in ("raw", "staged"):
+                frame = con.execute(f'SELECT * FROM {zone}."{table}"').pl()
+                for name in protected_fields(frame, tables[table]):
+                    values += frame[name].drop_nulls().to_list()
+    return values
+
+
+def _all_pids(settings: Settings) -> set[str]:
+    """Every key pseudonym stored in the lake: staged, quarantined records, issues."""
+    pids: set[str] = set()
+    with open_lake(settings, read_only=True) as con:
+        for zone, table in tables_in(con, "staged"):
+            pids |= set(con.execute(f'SELECT _key_pid FROM {zone}."{table}"').pl()["_key_pid"])
+        for table in ("quarantine.rows", ISSUES):
+            pids |= set(con.execute(f"SELECT key_pid FROM {table}").pl()["key_pid"])
+    return pids - {None}
+
+
+def _hmac_pid(key: bytes, value: str, digest: str) -> str:
+    return hmac.digest(key.hex().encode(), value.encode(), digest).hex()[:20]
+
+
+def test_rekey_to_gm_and_back(street: Path, tmp_path: Path, cat: Catalogue) -> None:
+    settings = _copy(street, tmp_path)
+    before = _revealed(settings, cat)
+    with open_lake(settings, read_only=True) as con:
+        issues_before = con.execute(f"SELECT count(*) FROM {ISSUES}").fetchone()[0]
+        q_before = con.execute(
+            "SELECT count(*) FROM quarantine.rows WHERE key_pid IS NOT NULL"
+        ).fetchone()[0]
+    assert issues_before > 0 and q_before > 0
+    old_pids = _all_pids(settings)
+    assert {ciphertext_suite(v)[0] for v in _sensitive_values(settings, cat)} == {Suite.INTL}
+
+    report = rekey(settings, "gm", "test:officer")
+
+    ring = KeyRing.from_settings(settings, enforce_suite=False)
+    assert ring.suite.name is Suite.GM and pending(settings) is None
+    at_rest, pid_key = ring.current("at_rest"), ring.current("pseudonym")
+    assert at_rest.version == 2 and pid_key.version == 2
+    assert {ciphertext_suite(v) for v in _sensitive_values(settings, cat)} == {(Suite.GM, 2)}
+    assert report.from_suite == "intl" and report.suite == "gm"
+    assert len(report.datasets) == len(cat.datasets())
+    after = _revealed(settings, cat)
+    assert after.keys() == before.keys()
+    for name, frame in before.items():
+        assert after[name].equals(frame), name  # every value the same, in the same rows
+
+    # key pseudonyms: HMAC-SM3 under the new pseudonym key, of the staged plaintext key
+    _, residents = cat.dataset("gaj.registered_residents")
+    (key_field,) = residents.key
+    assert residents.field(key_field).pii is PiiKind.citizen_id
+    ring_gm = KeyRing.from_settings(Settings(home=settings.home, cipher_suite="gm"))
+    reader = Protection(ring_gm, AuditLog.from_settings(settings, ring_gm), "test:rekey")
+    with open_lake(settings, read_only=True) as con:
+        staged = con.execute("SELECT * FROM staged.gaj__registered_residents").pl()
+        issues = con.execute(f"SELECT key_pid FROM {ISSUES}").pl()
+        quarantined = con.execute(
+            "SELECT key_pid FROM quarantine.rows WHERE key_pid IS NOT NULL"
+        ).pl()
+    plain = reader.reveal(staged, residents, "quality_scores")
+    want = [_hmac_pid(pid_key.material, v, "sm3") for v in plain[key_field]]
+    assert plain["_key_pid"].to_list() == want
+    # everything keyed by a pseudonym follows: issues and quarantined records
+    assert issues.height == issues_before and quarantined.height == q_before
+    new_pids = _all_pids(settings)
+    assert not new_pids & old_pids  # no pseudonym of the old suite is left anywhere
+    assert len(new_pids) == len(old_pids)  # one new pseudonym for each old one
+
+    # audited: start, one record per dataset, done; the chain verifies across the change
+    audit = AuditLog.from_settings(settings, ring_gm)
+    actions = [r["action"] for r in audit.records() if r["action"].startswith("keys.rekey")]
+    assert actions[0] == "keys.rekey.start" and actions[-1] == "keys.rekey.done"
+    assert actions.count("keys.rekey.dataset") == len(cat.datasets())
+    assert audit.verify().ok
+
+    # the pipelines now run under 国密; the international setting is refused with the way
+    with pytest.raises(Exception, match=r"keys rekey --suite intl"):
+        KeyRing.from_settings(Settings(home=settings.home, cipher_suite="intl")).current("at_rest")
+
+    # and back: values the same once more, pseudonyms HMAC-SHA256 under a third key
+    rekey(settings, "intl", "test:officer")
+    ring = KeyRing.from_settings(settings, enforce_suite=False)
+    assert ring.suite.name is Suite.INTL
+    assert {ciphertext_suite(v) for v in _sensitive_values(settings, cat)} == {(Suite.INTL, 3)}
+    again = _revealed(settings, cat)
+    for name, frame in before.items():
+        assert again[name].equals(frame), name
+
+
+def test_interrupted_rekey_reads_refuses_the_pipelines_and_finishes(
+    street: Path, tmp_path: Path, cat: Catalogue
+) -> None:
+    settings = _copy(street, tmp_path)
+    before = _revealed(settings, cat)
+    committed: list[str] = []
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_three(ref: str) -> None:
+        committed.append(ref)
+        if len(committed) == 3:
+            raise Crash(ref)
+
+    with pytest.raises(Crash):
+        rekey(settings, "gm", "test:officer", step=crash_after_three)
+    target = pending(settings)
+    assert target is not None and target.suite == "gm"
+    suites = {ciphertext_suite(v)[0] for v in _sensitive_values(settings, cat)}
+    assert suites == {Suite.INTL, Suite.GM}  # half-way: both suites in the lake
+    for name, frame in _revealed(settings, cat).items():
+        assert frame.equals(before[name]), name  # and every value still reads
+    with pytest.raises(RekeyError, match=r"unfinished.*keys rekey --suite gm"):
+        Protection.from_settings(settings)
+    with pytest.raises(RekeyError, match=r"finish it first"):
+        rekey(settings, "intl", "test:officer")
+
+    result = CliRunner().invoke(
+        __import__("pipelines.cli", fromlist=["app"]).app,
+        ["keys", "rekey", "--suite", "gm"],
+        env={"STREETHUB_HOME": str(settings.home)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "re-keyed from intl to gm" in result.output
+    assert "3 datasets re-keyed by the interrupted run" in result.output
+    assert pending(settings) is None
+    ring = KeyRing.from_settings(settings, enforce_suite=False)
+    assert ring.suite.name is Suite.GM
+    assert {ciphertext_suite(v) for v in _sensitive_values(settings, cat)} == {(Suite.GM, 2)}
+    for name, frame in _revealed(settings, cat).items():
+        assert frame.equals(before[name]), name
+    Protection.from_settings(Settings(home=settings.home, cipher_suite="gm"))  # runs again
