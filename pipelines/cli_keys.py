@@ -210,3 +210,13 @@ def keys_restore(
     console.print(
         f"master key {kid} restored into {provider.describe()}; {readable} data key versions unwrap"
     )
+
+
+@keys_app.command("rekey")
+def keys_rekey(
+    suite: Annotated[str, typer.Option("--suite", help="the new cipher suite: intl, or gm (国密)")],
+) -> None:
+    """Change the cipher suite: re-encrypt the lake, recompute every pseudonym (audited)."""
+    from pipelines.rekey import rekey_command  # CRYPTO's pipelines/rekey.py
+
+    rekey_command(get_settings().ensure_dirs(), suite, cli_actor())
