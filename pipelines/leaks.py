@@ -123,7 +123,7 @@ def registry_names(
 def _scan_query(con: duckdb.DuckDBPyConnection, sql: str, names: KnownNames) -> LeakCounts:
     """Scan a query's rows batch by batch (memory: one batch)."""
     result = LeakCounts()
-    reader = con.execute(sql).fetch_record_batch(BATCH_ROWS)
+    reader = con.execute(sql).to_arrow_reader(BATCH_ROWS)
     row = 0
     for batch in reader:
         frame = pl.from_arrow(batch)
