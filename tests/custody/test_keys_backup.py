@@ -71,17 +71,23 @@ def test_damaged_or_mixed_shares_are_refused() -> None:
         combine_shares([forged, forged2])
 
 
-def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_old_data(
+def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_the_lake(
     settings: Settings, tmp_path: Path
 ) -> None:
+    from lakehouse.lake import open_lake
     from masking.audit import AuditLog
     from masking.crypto import decrypt_series, encrypt_series
     from masking.pseudonym import pseudonym
     from pipelines.cli_keys import keys_app
 
     ring = KeyRing.from_settings(settings)
-    sealed = encrypt_series(pl.Series("citizen_id", IDS), ring, column=COLUMN)
+    rows = [f"k:{i}" for i in range(len(IDS))]
+    sealed = encrypt_series(pl.Series("citizen_id", IDS), ring, column=COLUMN, rows=rows)
     pseudonyms = [pseudonym(v, ring, kind="citizen_id") for v in IDS]
+    table = pl.DataFrame({"row": rows, "citizen_id": sealed, "pid": pseudonyms})
+    with open_lake(settings) as con:  # the lake holds the ciphertexts
+        con.register("t", table.to_arrow())
+        con.execute("CREATE TABLE marts.custody_sample AS SELECT * FROM t")
     runner = CliRunner()
     inside = runner.invoke(keys_app, ["backup", "--out", str(settings.home_abs / "shares")])
     assert inside.exit_code == 1 and "inside the home" in inside.output
@@ -106,11 +112,14 @@ def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_old_data(
 
     restored = KeyRing.from_settings(settings)
     audit = AuditLog.from_settings(settings, restored)
+    with open_lake(settings, read_only=True) as con:
+        back = con.execute("SELECT * FROM marts.custody_sample ORDER BY row").pl()
     plain = decrypt_series(
-        sealed, restored, column=COLUMN, purpose="quality_scores", actor="test", audit=audit
-    )
+        back["citizen_id"], restored, column=COLUMN, rows=back["row"].to_list(),
+        purpose="quality_scores", actor="test", audit=audit,
+    )  # fmt: skip
     assert plain.to_list() == IDS
-    assert [pseudonym(v, restored, kind="citizen_id") for v in IDS] == pseudonyms
+    assert [pseudonym(v, restored, kind="citizen_id") for v in IDS] == back["pid"].to_list()
 
 
 def test_restore_for_the_environment_provider_prints_the_key(
