@@ -104,15 +104,20 @@ def test_rotation_killed_at_each_step_leaves_everything_readable(
     assert {k: KeyRing.from_settings(settings).get(*k).material for k in before} == before
 
 
+def _env_ring(monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes, dict]:
+    """(old master, new master, every data key) of a ring under STREETHUB_MASTER_KEY."""
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    monkeypatch.setenv("STREETHUB_MASTER_KEY", base64.b64encode(old).decode())
+    ring = KeyRing.from_settings(Settings())
+    return old, new, {(p, 1): ring.current(p).material for p in PURPOSES}
+
+
 def test_environment_rotation_through_the_cli(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipelines.cli_keys import keys_app
 
-    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
-    monkeypatch.setenv("STREETHUB_MASTER_KEY", base64.b64encode(old).decode())
-    ring = KeyRing.from_settings(Settings())
-    before = {(p, 1): ring.current(p).material for p in PURPOSES}
+    old, new, before = _env_ring(monkeypatch)
     runner = CliRunner()
     refused = runner.invoke(keys_app, ["rotate"])
     assert refused.exit_code == 1
@@ -137,10 +142,7 @@ def test_environment_rotation_through_the_cli(
 def test_interrupted_environment_rotation_is_readable_with_both_variables(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
-    monkeypatch.setenv("STREETHUB_MASTER_KEY", base64.b64encode(old).decode())
-    ring = KeyRing.from_settings(Settings())
-    before = {(p, 1): ring.current(p).material for p in PURPOSES}
+    _, new, before = _env_ring(monkeypatch)
     monkeypatch.setenv("STREETHUB_MASTER_KEY_NEW", base64.b64encode(new).decode())
     with pytest.raises(Interrupted):
         KeyRing.from_settings(Settings()).rotate(step=_stop_at("rotate.ring_rewrapped"))
