@@ -285,8 +285,9 @@ class _Checkpoints:
         if not cps:
             if local:
                 self.p.bad(
-                    f"the witness ({path}) holds no checkpoint, the log has {len(local)}: "
-                    "the witness was lost or the log's checkpoints were made elsewhere"
+                    f"the witness ({path}) holds no checkpoint, the log has {len(local)}: the "
+                    "witness was lost, or this home was copied or moved (STREETHUB_WITNESS_DIR "
+                    "names the witness folder to compare with)"
                 )
             return None
         by_n = {cp.n: cp for cp in local}

@@ -259,3 +259,22 @@ def test_concurrent_writers_keep_one_chain(settings: Settings, keyring: KeyRing)
         t.join()
     result = logs[0].verify()
     assert result.ok and result.records == 80 and result.checkpoints == 3, result.problems
+
+
+def test_a_copied_home_is_compared_with_the_witness_it_names(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    monkeypatch.delenv("STREETHUB_MASTER_KEY", raising=False)
+    settings = Settings(home=home).ensure_dirs()
+    log = AuditLog.from_settings(settings)
+    _fill(log, 3)
+    log.checkpoint()
+    copy = tmp_path / "moved" / "home"
+    shutil.copytree(home, copy)
+    moved = Settings(home=copy)
+    result = AuditLog.from_settings(moved).verify()
+    assert not result.ok and any("copied or moved" in p for p in result.problems)
+    named = Settings(home=copy, witness_dir=settings.witness_dir_abs)
+    assert AuditLog.from_settings(named).verify().ok
