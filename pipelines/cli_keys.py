@@ -26,12 +26,12 @@ keys_app = typer.Typer(help="The key ring: data keys per purpose under a master 
 
 @contextlib.contextmanager
 def _key_errors() -> Iterator[None]:
-    """A key-ring problem printed (it never carries key material) and exit 1."""
-    from masking.errors import KeyRingError
+    """A key-ring or audit problem printed (it never carries key material) and exit 1."""
+    from masking.errors import MaskingError
 
     try:
         yield
-    except KeyRingError as exc:
+    except MaskingError as exc:
         err.print(Text(str(exc), style="red"))
         raise typer.Exit(1) from None
 
@@ -180,7 +180,13 @@ def keys_restore(
 
     settings = get_settings().ensure_dirs()
     if share_files:
-        lines = [p.read_text(encoding="ascii").strip() for p in share_files]
+        lines = []
+        for path in share_files:
+            try:
+                lines.append(path.read_text(encoding="ascii").strip())
+            except (OSError, UnicodeDecodeError) as exc:
+                err.print(Text(f"cannot read the share file {path}: {type(exc).__name__}", "red"))
+                raise typer.Exit(1) from None
     else:
         lines = [line.strip() for line in sys.stdin if line.strip()]
     with _key_errors():

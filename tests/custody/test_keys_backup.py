@@ -101,6 +101,8 @@ def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_the_lake(
     settings.key_file_abs.unlink()  # the key store is lost
     with pytest.raises(KeyRingError, match="keys restore"):
         KeyRing.from_settings(settings).get("at_rest", 1)
+    missing = runner.invoke(keys_app, ["restore", str(tmp_path / "nope.txt"), str(files[0])])
+    assert missing.exit_code == 1 and "cannot read the share file" in missing.output
     one = runner.invoke(keys_app, ["restore", str(files[0])])
     assert one.exit_code == 1 and "2 different shares" in one.output
     assert not settings.key_file_abs.exists()
