@@ -130,10 +130,10 @@ class StreamEncryptor:
     def __repr__(self) -> str:
         return f"StreamEncryptor({self.header!r})"
 
-    def _seal(self, data: bytes | memoryview, final: bool) -> bytes:
+    def _seal(self, data: bytes | bytearray | memoryview, final: bool) -> bytes:
         nonce = _nonce(self._index, final)
         self._index += 1
-        return self._aead.encrypt(nonce, bytes(data), self.header.raw + nonce)
+        return self._aead.encrypt(nonce, data, self.header.raw + nonce)
 
     def _start(self) -> list[bytes]:
         if self._started:
@@ -145,14 +145,22 @@ class StreamEncryptor:
         if self._done:
             raise ValueError("the stream is finalised")
         out = self._start()
-        self._buf += data
         seg = self._seg
-        if len(self._buf) > seg:  # a full segment is sealed only once more follows it
-            view = memoryview(self._buf)
-            n = (len(self._buf) - 1) // seg
-            out.extend(self._seal(view[i * seg : (i + 1) * seg], False) for i in range(n))
-            view.release()
-            del self._buf[: n * seg]
+        view = memoryview(data)
+        at = 0
+        if self._buf:  # top up the held segment; seal it once more follows it
+            at = min(len(view), seg - len(self._buf))
+            self._buf += view[:at]
+            if len(self._buf) < seg or at == len(view):
+                return b"".join(out)
+            out.append(self._seal(self._buf, False))
+            self._buf = bytearray()
+        # whole segments straight from the caller's chunk (no copy); the last one is held
+        # back: a segment is sealed as final or not only once it is known whether more follows
+        while len(view) - at > seg:
+            out.append(self._seal(view[at : at + seg], False))
+            at += seg
+        self._buf += view[at:]
         return b"".join(out)
 
     def finalize(self) -> bytes:
