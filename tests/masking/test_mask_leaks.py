@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,8 +13,9 @@ from catalog.identifiers import citizen_id_valid_str, id_check_char_str
 from catalog.model import Dataset
 from masking.crypto import encrypt_series
 from masking.keys import KeyRing
-from masking.leaks import scan_frame
+from masking.leaks import cell_kinds, scan_frame
 from masking.masks import apply_masking
+from masking.names import KnownNames
 from masking.text import ID_PROVINCES, embedded_citizen_ids, scrub_series
 
 NAMES = {"张三丰", "欧阳娜娜", "郭春梅"}
@@ -164,3 +166,68 @@ def test_hex_digests_in_paths_and_ids_are_not_numbers() -> None:
     # the same digits as a word of their own, or beside non-hex letters, still count
     leaked = pl.DataFrame({"note": ["tel 18611758298", "ID18611758298x"]})
     assert scan_frame(leaked).by_kind["mobile"] == 2
+
+
+HK_PERMIT = "81000019900101001" + id_check_char_str("81000019900101001")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("110105 19491231 002X", "citizen_id"),  # 6-8-4, spaced
+        ("身份证110105-19491231-002x", "citizen_id"),  # dashed, lower-case x
+        ("1.10105194912310E+17", "citizen_id"),  # a float's scientific form
+        ("110105194912310000.0", "citizen_id"),  # a float written out
+        ("8613812345678", "mobile"),
+        ("0086 138 1234 5678", "mobile"),
+        ("电话138.1234.5678。", "mobile"),
+        ("13812345678.0", "mobile"),
+        ("座机(010)65123456", "landline"),
+        ("0755 1234567", "landline"),
+        ("邮箱 zhang.san@example.com", "email"),
+        ("京AD12345", "plate"),
+        ("居住证1101052024000121", "residence_permit"),  # county, year of issue, sequence
+        (HK_PERMIT, "residence_permit"),  # 港澳台居民居住证 (GB 11643 form)
+        ('{"m": "\\u8054\\u7cfb\\u4eba\\u6b27\\u9633\\u5a1c\\u5a1c"}', "person_name"),  # JSON
+    ],
+)
+def test_each_spelling_is_found_as_its_kind(text: str, kind: str) -> None:
+    assert kind in cell_kinds(text, KnownNames({"欧阳娜娜"})), text
+
+
+def test_a_permit_number_that_passes_luhn_is_still_a_leak() -> None:
+    found = scan_frame(pl.DataFrame({"p": ["1101052024000122", "1101052024000121"]}))
+    assert found.total == 2 and set(found.by_kind) <= {"residence_permit", "bank_card"}
+
+
+def test_float_columns_are_read_as_the_numbers_they_hold() -> None:
+    frame = pl.DataFrame({"f": [13812345678.0, 110105194912310032.0, 0.5, None, 42.0]})
+    assert dict(scan_frame(frame).by_kind) == {"mobile": 1, "citizen_id": 1}
+    # an 18-digit float without a plausible region and birth date is not an ID
+    assert not scan_frame(pl.DataFrame({"f": [990105999912310032.0, 1.7e18]}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.uuids(), st.binary(min_size=1, max_size=64), st.floats(0, 1e7, allow_nan=False))
+def test_uuids_digests_and_decimals_are_no_leaks(uid, blob: bytes, x: float) -> None:
+    import hashlib
+
+    cells = [str(uid), hashlib.sha256(blob).hexdigest(), blob.hex(), repr(x),
+             f'{{"duration_ms": {x}}}', f"/runs/{uid}/compute_logs/{blob.hex()[:8]}.err"]  # fmt: skip
+    assert scan_frame(pl.DataFrame({"c": cells})).total == 0, cells
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date.today()),
+    st.sampled_from(sorted(ID_PROVINCES - {"81", "82", "83"})),
+    st.text(alphabet="0123456789", min_size=7, max_size=7),
+    st.sampled_from([" ", "-"]),
+)
+def test_every_valid_id_written_6_8_4_is_found(born, province, rest, sep) -> None:
+    first17 = province + rest[:4] + f"{born:%Y%m%d}" + rest[4:]
+    cid = first17 + id_check_char_str(first17)
+    spaced = sep.join((cid[:6], cid[6:14], cid[14:]))
+    assert dict(scan_frame(pl.DataFrame({"c": [spaced, f"证件号：{spaced}"]})).by_kind) == {
+        "citizen_id": 2
+    }
