@@ -12,6 +12,7 @@ from rich.text import Text
 from catalog.settings import get_settings
 from pipelines.cli_common import catalogue, cli_actor, console, err, reading_lake
 
+SAMPLES_SHOWN = 20  # sample places (row, column, kind) printed; the tables count them all
 leaks_app = typer.Typer(help="Find unmasked personal information where none may be.")
 
 
@@ -79,9 +80,11 @@ def leaks_scan(
         console.print(f"encrypted landed files hold {n:,} values of personal information "
                       f"in {len(held)} files (protected, not leaks)")  # fmt: skip
     total = _print_places(report.findings, "places with unmasked values or problems")
-    for f in report.findings:
-        for row, column, kind in f.counts.samples[:5]:
-            err.print(Text(f"{f.place}: row {row}, column {column}: {kind}", style="red"))
+    samples = [(f.place, *s) for f in report.findings for s in f.counts.samples[:3]]
+    for place, row, column, kind in samples[:SAMPLES_SHOWN]:
+        err.print(Text(f"{place}: row {row}, column {column}: {kind}", style="red"))
+    if len(samples) > SAMPLES_SHOWN:
+        err.print(Text(f"… and more in {len([f for f in report.findings if f.leaks])} places"))
     if total or report.problems:
         err.print(f"[red]{total:,} leak(s), {len(report.problems)} place(s) not proven[/red]")
         raise typer.Exit(1)
