@@ -14,7 +14,7 @@ from pathlib import Path
 
 from catalog.model import ConnectorKind, Dataset
 from catalog.settings import Settings, get_settings
-from pipelines.connectors.base import Parsed, concat
+from pipelines.connectors.base import Parsed, concat, guarded_batches
 from pipelines.connectors.csv import read_csv
 from pipelines.connectors.excel import read_excel
 from pipelines.connectors.json import read_json
@@ -57,9 +57,12 @@ def read_batches(
     """Read one landed delivery, batch by batch, with the connector its dataset declares.
 
     Raises only :class:`~catalog.errors.DeliveryError` on purpose; the caller
-    (``raw.load_delivery``) accounts for anything else as a failed delivery too.
+    (``raw.load_delivery``) accounts for anything else as a failed delivery too. Every
+    reason, of a row or of the delivery, has passed the one rule
+    (:func:`~pipelines.connectors.base.withhold_values`).
     """
-    return READERS[dataset.delivery.kind](path, dataset, settings or get_settings())
+    reader = READERS[dataset.delivery.kind]
+    return guarded_batches(reader(path, dataset, settings or get_settings()), dataset)
 
 
 def read_delivery(path: Path, dataset: Dataset, settings: Settings | None = None) -> Parsed:

@@ -6,21 +6,38 @@ a person would see in the file), plus the rows it could not parse. A delivery
 that cannot be read as a whole raises :class:`DeliveryError` — and only that:
 reasons are in the officer's words (see ``tests/reliability``' vocabulary) and
 never carry a cell value or the landed file's path.
+
+**One rule for every reason** (:func:`withhold_values`): every reason a connector
+gives — a failed delivery, a quarantined row, a note, a failed pull — passes through
+it on its way out (:func:`pipelines.connectors.read_batches` and landing's pull
+failures). Reasons are worded in English and name columns, rows, byte offsets and
+counts; a quoted text that is not one of the catalogue's names for the dataset, any
+Chinese text that is not one of them, and anything the leak detectors read as
+personal data (citizen IDs, mobiles, cards, e-mails, plates), is replaced by
+``‹value withheld›`` — so a careless message, or a header
+that is really a person's record, cannot carry a value into the ledger, the
+quarantine or the Dagster event log.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 
-from catalog.errors import DeliveryError
+from catalog.errors import DeliveryError, StreethubError
 from catalog.model import Dataset
 
 SOURCE_ROW = "_source_row"
+WITHHELD = "‹value withheld›"
+MAX_REASON_CHARS = 500
+_QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,96 @@ class Parsed:
     @property
     def rows_read(self) -> int:
         return self.frame.height + len(self.problems)
+
+
+_NAMES: dict[int, tuple[Dataset, frozenset[str]]] = {}
+
+
+def catalogue_names(dataset: Dataset) -> frozenset[str]:
+    """The words a reason about ``dataset`` may quote: its codes, field names, delivered
+    column names and labels, and its delivery's settings (sheet, table, records path …)."""
+    hit = _NAMES.get(id(dataset))
+    if hit is not None and hit[0] is dataset:
+        return hit[1]
+    if len(_NAMES) > 512:
+        _NAMES.clear()
+    d = dataset.delivery
+    names = {dataset.code, d.kind.value}
+    for f in dataset.fields:
+        names.update(n for n in (f.name, f.source_name, getattr(f, "label_zh", None)) if n)
+    for attr in ("sheet", "table", "records_path", "delimiter", "encoding", "cursor_column"):
+        value = getattr(d, attr, None)
+        if isinstance(value, str) and value:
+            names.add(value)
+    _NAMES[id(dataset)] = (dataset, frozenset(names))
+    return _NAMES[id(dataset)][1]
+
+
+def withhold_values(text: str, allowed: Iterable[str] = ()) -> str:
+    """The one rule for connectors' reasons (see the module docstring): quoted texts that
+    are not ``allowed`` names, and whatever the leak detectors read as personal data,
+    become ``‹value withheld›``; the text is cut at ``MAX_REASON_CHARS``."""
+    allowed = frozenset(allowed)
+
+    def quoted(m: re.Match[str]) -> str:
+        inner = m.group(1) if m.group(1) is not None else m.group(2)
+        return m.group(0) if inner in allowed or not inner.strip() else WITHHELD
+
+    out = _QUOTED.sub(quoted, text)
+    # catalogue names are set aside while the detectors read the rest (a column named
+    # 姓名 is a cue word for them, not a value)
+    kept: list[str] = []
+
+    def park(m: re.Match[str]) -> str:
+        kept.append(m.group(0))
+        return f"\ue000{len(kept) - 1}\ue001"
+
+    names = sorted((n for n in allowed if len(n) > 1), key=len, reverse=True)
+    if names:
+        out = re.sub("|".join(map(re.escape, names)), park, out)
+    from masking.text import scrub  # the leak scanner's detectors (loaded when needed)
+
+    _, findings = scrub(out, use_jieba=False)
+    for f in sorted(findings, key=lambda f: f.start, reverse=True):
+        out = out[: f.start] + WITHHELD + out[f.end :]
+    # reasons are worded in English around catalogue names: any other Chinese is a value
+    out = _HAN_RUN.sub(WITHHELD, out)
+    out = _PLACEHOLDER.sub(lambda m: kept[int(m.group(1))], out)
+    if len(out) > MAX_REASON_CHARS:
+        out = out[: MAX_REASON_CHARS - 1] + "…"
+    return out
+
+
+def guarded(parsed: Parsed, allowed: frozenset[str]) -> Parsed:
+    """A batch whose problems' reasons and notes have passed :func:`withhold_values`."""
+    if not parsed.problems and not parsed.notes:
+        return parsed
+    memo: dict[str, str] = {}
+
+    def rule(text: str) -> str:
+        if text not in memo:
+            memo[text] = withhold_values(text, allowed)
+        return memo[text]
+
+    problems = [replace(p, reason=rule(p.reason)) for p in parsed.problems]
+    return Parsed(parsed.frame, problems, [rule(n) for n in parsed.notes])
+
+
+def guard_error(exc: StreethubError, allowed: Iterable[str]) -> StreethubError:
+    """The error with its message passed through :func:`withhold_values` (in place)."""
+    exc.message = withhold_values(exc.message, allowed)
+    exc.args = (str(exc),)
+    return exc
+
+
+def guarded_batches(batches: Iterator[Parsed], dataset: Dataset) -> Iterator[Parsed]:
+    """A connector's batches with every reason under the one rule, its errors too."""
+    allowed = catalogue_names(dataset)
+    try:
+        for parsed in batches:
+            yield guarded(parsed, allowed)
+    except StreethubError as exc:
+        raise guard_error(exc, allowed) from None
 
 
 def concat(parts: Iterable[Parsed]) -> Parsed:
@@ -137,11 +244,14 @@ def check_required(
     if missing:
         known = {f.source_name for f in dataset.fields}
         n = len(have) if width is None else width
-        raise DeliveryError(
-            f"missing column: required column(s) {', '.join(missing)} not in the delivery "
-            f"(it has {n} column(s), {len(have & known)} of them in the catalogue)",
-            dataset=dataset.code,
-            file=str(file),
+        raise guard_error(
+            DeliveryError(
+                f"missing column: required column(s) {', '.join(missing)} not in the delivery "
+                f"(it has {n} column(s), {len(have & known)} of them in the catalogue)",
+                dataset=dataset.code,
+                file=str(file),
+            ),
+            catalogue_names(dataset),
         )
 
 

@@ -73,9 +73,12 @@ def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None
             params.append(cursor)
         sql += " ORDER BY " + ", ".join(_quote(c) for c in dict.fromkeys(order))
         frame = con.execute(sql, params).pl()
-    except duckdb.Error as exc:
+    except duckdb.Error as exc:  # DuckDB's text may quote a value of the table: never shown
         raise DeliveryError(
-            f"reading table {d.table!r} failed: {exc}", dataset=dataset.code, file=target
+            f"reading table {d.table!r} failed: {type(exc).__name__} "
+            "(its message is withheld: it may quote source data)",
+            dataset=dataset.code,
+            file=target,
         ) from None
     finally:
         con.close()

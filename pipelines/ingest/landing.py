@@ -45,6 +45,7 @@ from catalog.settings import Settings
 from lakehouse.lake import ensure_table, has_table, transaction
 from masking.stream import StreamEncryptor
 from pipelines.connectors import LANDED_SUFFIX
+from pipelines.connectors.base import catalogue_names, guard_error
 from pipelines.connectors.http_api import pull_http
 from pipelines.connectors.landed import PURPOSE, open_landed
 from pipelines.connectors.sql_db import Pulled, pull_sql
@@ -410,13 +411,14 @@ def land_files(
     return result
 
 
-def pull_failure_reason(exc: Exception, kind: ConnectorKind) -> str:
+def pull_failure_reason(exc: Exception, dataset: Dataset) -> str:
     """A failed pull in the officer's words: our own errors as written, others by kind only.
 
     A library's message may quote the data it choked on, so it is never copied.
     """
     if isinstance(exc, DeliveryError):
-        return str(exc)
+        return str(guard_error(exc, catalogue_names(dataset)))
+    kind = dataset.delivery.kind
     source = "database" if kind is ConnectorKind.sql_db else "HTTP API"
     return (
         f"pull from the {source} failed: unexpected {type(exc).__name__} "
@@ -441,7 +443,7 @@ def land_pull(
             else pull_http(settings, dept, dataset, cursor, **pull_kw)
         )
     except Exception as exc:  # every failed pull is an account, not a crash
-        reason = pull_failure_reason(exc, kind)
+        reason = pull_failure_reason(exc, dataset)
         stamp = now().strftime("%Y%m%dT%H%M%S%f")
         record_failure(
             con,
