@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from catalog.errors import StreethubError
 from catalog.model import FILE_CONNECTORS, Catalogue, Dataset, Department
 from catalog.settings import Settings
-from lakehouse.lake import has_table, open_lake
+from lakehouse.lake import has_table, hold_lake, open_lake
 from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
 from pipelines.defs.quality.assets import (
     SCORECARD_KEY,
@@ -240,15 +240,16 @@ def ingest_all(
                 for d in chosen
                 if not isinstance(d, dg.AssetChecksDefinition)
             ]
-            result = dg.materialize(
-                defs,
-                selection=selection,
-                instance=instance,
-                resources={"lake": LakeResource()},
-                tags={"streethub/job": "main", "dept": dept.code, **run_tags()},
-                run_config=quiet,
-                raise_on_error=False,
-            )
+            with hold_lake(settings):  # attached once for the run's steps and checks
+                result = dg.materialize(
+                    defs,
+                    selection=selection,
+                    instance=instance,
+                    resources={"lake": LakeResource()},
+                    tags={"streethub/job": "main", "dept": dept.code, **run_tags()},
+                    run_config=quiet,
+                    raise_on_error=False,
+                )
             steps, blocked = run_problems(result, chosen, started_at)
             outcome.steps += steps
             outcome.still_blocked += blocked
@@ -265,14 +266,15 @@ def ingest_all(
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
         defs = [build_scorecard_asset(keys), build_leak_check()]
-        result = dg.materialize(
-            defs,
-            instance=instance,
-            resources={"lake": LakeResource()},
-            tags={"streethub/job": "main", **run_tags()},
-            run_config=quiet,
-            raise_on_error=False,
-        )
+        with hold_lake(settings):
+            result = dg.materialize(
+                defs,
+                instance=instance,
+                resources={"lake": LakeResource()},
+                tags={"streethub/job": "main", **run_tags()},
+                run_config=quiet,
+                raise_on_error=False,
+            )
         outcome.scorecard_ran = True
         leak_checks = [
             e for e in result.get_asset_check_evaluations() if e.check_name == LEAK_CHECK

@@ -249,3 +249,65 @@ def test_tables_in_lists_the_committed_tables_as_duckdb_does(settings: Settings)
         assert tables_in(con, "marts") == set()
     with open_lake(settings, read_only=True) as con:  # a reader sees the same
         assert tables_in(con) == {("raw", "a"), ("staged", "a")}
+
+
+def test_a_held_lake_serves_every_open_inside_it_without_attaching_again(
+    settings: Settings,
+) -> None:
+    import threading
+
+    from lakehouse.lake import close_idle, held_opens, hold_lake, instances_created
+
+    init_lake(settings)
+    close_idle()
+    before, served = instances_created(), held_opens()
+    with hold_lake(settings):
+        attached = instances_created()
+        for i in range(3):
+            with open_lake(settings) as con:
+                con.execute("CREATE TABLE IF NOT EXISTS raw.t (i INTEGER)")
+                con.execute("INSERT INTO raw.t VALUES (?)", [i])
+            with open_lake(settings, read_only=True) as outer, open_lake(settings) as inner:
+                assert outer.execute("SELECT count(*) FROM raw.t").fetchone()[0] == i + 1
+                assert inner.execute("SELECT count(*) FROM raw.t").fetchone()[0] == i + 1
+        # a block that fails inside its transaction rolls back; the held lake goes on
+        with pytest.raises(RuntimeError), open_lake(settings) as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("INSERT INTO raw.t VALUES (99)")
+            raise RuntimeError("a step failed inside its transaction")
+        with open_lake(settings, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM raw.t WHERE i = 99").fetchone()[0] == 0
+        # another thread of this process cannot take the lock the hold has: told, not hung
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                with open_lake(settings):
+                    pass
+            except LakeError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        t.join(30)
+        assert len(errors) == 1 and "another thread" in str(errors[0])
+        assert instances_created() == attached  # nothing attached inside the hold
+    assert instances_created() - before == 1
+    assert held_opens() - served == 3 * 3 + 2
+    # every open after the hold attaches as before: the writer lock was released
+    with open_lake(settings) as con:
+        assert con.execute("SELECT count(*) FROM raw.t").fetchone()[0] == 3
+
+
+def test_a_readers_hold_does_not_serve_a_writer(settings: Settings) -> None:
+    from lakehouse.lake import held_opens, hold_lake
+
+    init_lake(settings)
+    with hold_lake(settings, read_only=True):
+        served = held_opens()
+        with open_lake(settings) as con:  # its own ATTACH, with the writer lock
+            con.execute("CREATE TABLE raw.w AS SELECT 1 AS i")
+        assert held_opens() == served
+        with open_lake(settings, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM raw.w").fetchone()[0] == 1
+        assert held_opens() == served + 1
