@@ -216,6 +216,18 @@ def _issue_keys(key: Key, frame: pl.DataFrame) -> pl.DataFrame | None:
     )
 
 
+def _issue_candidates(inputs: QualityInputs) -> pl.DataFrame:
+    """(dept, dataset, key_pid) an issue can be opened or resolved for: the quarantined
+    keys and the keys of issues still open. ``update_issues`` joins staged rows to them
+    by key, so the staged keys of anything else are never needed (holding every staged
+    row's key of a 200,000-resident street was about 2.9 million rows)."""
+    cols = ["dept", "dataset", "key_pid"]
+    parts = [inputs.quarantine.filter(pl.col("key_pid").is_not_null()).select(cols)]
+    if inputs.issues is not None and inputs.issues.height:
+        parts.append(inputs.issues.filter(pl.col("status") == "open").select(cols))
+    return pl.concat(parts, how="vertical_relaxed").unique()
+
+
 def _issues(inputs: QualityInputs, now: dt.datetime) -> pl.DataFrame:
     keys = [_issue_keys(key, inputs.staged[key]) for key in inputs.staged]
     return _update_issues(inputs, [k for k in keys if k is not None], now)
@@ -253,6 +265,7 @@ def compute_quality(
         inputs.deliveries.sort("arrived_at") if inputs.deliveries.height else inputs.deliveries
     )
     present = present_datasets(staged, inputs.accounts, inputs.deliveries, inputs.quarantine)
+    candidates = _issue_candidates(inputs)
     rows: list[dict] = []
     weights: dict[Key, int] = {}
     expectations, disagreements, issue_keys = [], [], []
@@ -274,7 +287,7 @@ def compute_quality(
             expectations.append(exp)
         keys = _issue_keys(key, frame)
         if keys is not None:
-            issue_keys.append(keys)
+            issue_keys.append(keys.join(candidates, on=["dept", "dataset", "key_pid"], how="semi"))
     return QualityOutputs(
         scorecard=assemble_scorecard(rows, weights, now),
         expectations=(
