@@ -93,7 +93,7 @@ def audit_checkpoint() -> None:
         cp = _log().checkpoint()
     except StreethubError as exc:
         raise _fail(exc) from None
-    console.print(cp.receipt if cp else "the audit log is empty: nothing to sign")
+    console.print(cp.receipt if cp else "the audit log is empty: nothing to sign", soft_wrap=True)
 
 
 @audit_app.command("export-key")

@@ -98,13 +98,14 @@ class Checkpoint:
 
     @property
     def receipt(self) -> str:
-        """One line to print, paste into a ticket or read out: enough to check later that
-        the log still holds this head (`streethub audit verify`)."""
-        alg = get_suite(self.suite).signature_name
+        """One line to print, paste into a ticket or read out: the head it vouches for, by
+        record count and hash prefix, and the key and signature prefix that signed it (the
+        log's checkpoint #n must still say the same)."""
+        suite = get_suite(self.suite)
         return (
-            f"audit checkpoint #{self.n}: {self.seq:,} records, "
-            f"{get_suite(self.suite).hash_name} {self.hash[:16]}, {self.ts[:19]}Z, "
-            f"{alg} key {self.key_id} v{self.kv}, signature {self.sig[:16]}"
+            f"audit checkpoint #{self.n}: {self.seq:,} records, {suite.hash_name} "
+            f"{self.hash[:16]}, {self.ts[:19]}Z, {suite.signature_name} {self.key_id} "
+            f"v{self.kv}, sig {self.sig[:16]}"
         )
 
     def same(self, other: Checkpoint) -> bool:
