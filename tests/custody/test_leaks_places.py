@@ -84,7 +84,7 @@ def cat() -> Catalogue:
 
 
 @pytest.fixture
-def home(settings: Settings, cat: Catalogue, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def hub(settings: Settings, cat: Catalogue, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A home with the register staged (its names encrypted) and clean values everywhere;
     ``_plant`` adds the planted values."""
     monkeypatch.delenv("STREETHUB_MASTER_KEY", raising=False)
@@ -169,21 +169,21 @@ def _by_place(report: ScanReport) -> dict[str, Counter]:
     return {f.place: Counter(f.counts.by_kind) for f in report.findings}
 
 
-def test_one_of_each_kind_in_each_place_is_found(home: Settings, cat: Catalogue) -> None:
-    with open_lake(home, read_only=True) as con:
-        clean = scan_all(home, cat, con)
+def test_one_of_each_kind_in_each_place_is_found(hub: Settings, cat: Catalogue) -> None:
+    with open_lake(hub, read_only=True) as con:
+        clean = scan_all(hub, cat, con)
     assert clean.leaks == 0 and not clean.problems, clean.by_kind()
     assert {f.area for f in clean.findings} >= {"lake", "reports", "audit", "state", "dagster"}
 
-    files = _plant(home)
-    with open_lake(home, read_only=True) as con:
-        report = scan_all(home, cat, con)
+    files = _plant(hub)
+    with open_lake(hub, read_only=True) as con:
+        report = scan_all(hub, cat, con)
     found = _by_place(report)
     for zone in ZONES:
         assert found[f"{zone}.planted"] == EXPECTED, zone
         assert found[f"{zone}.clean_values"] == Counter(), zone
     for area, path in files.items():
-        place = str(path.relative_to(home.home_abs))
+        place = str(path.relative_to(hub.home_abs))
         extra = Counter({"citizen_id": 1}) if area == "inbox.xlsx" else Counter()
         assert found[place] == EXPECTED + extra, area
     assert report.leaks == EXPECTED.total() * (len(ZONES) + len(files)) + 1
@@ -191,47 +191,47 @@ def test_one_of_each_kind_in_each_place_is_found(home: Settings, cat: Catalogue)
     assert NAME not in repr(report) and "11010519491231002X" not in repr(report)
 
 
-def test_encrypted_landed_files_are_proven_ciphertext(home: Settings, cat: Catalogue) -> None:
+def test_encrypted_landed_files_are_proven_ciphertext(hub: Settings, cat: Catalogue) -> None:
     plain = ("\n".join(_values()) + "\n").encode()
-    folder = home.landing_dir / "wjw" / "x"
+    folder = hub.landing_dir / "wjw" / "x"
     folder.mkdir(parents=True)
-    path = _ring_landing_file(home, folder, plain)
+    path = _ring_landing_file(hub, folder, plain)
     assert not any(v.encode() in path.read_bytes() for v in _values())
-    with open_lake(home, read_only=True) as con:
-        report = scan_all(home, cat, con)
-        content = scan_all(home, cat, con, landing_content=True)
-    place = str(path.relative_to(home.home_abs))
+    with open_lake(hub, read_only=True) as con:
+        report = scan_all(hub, cat, con)
+        content = scan_all(hub, cat, con, landing_content=True)
+    place = str(path.relative_to(hub.home_abs))
     (f,) = [f for f in report.findings if f.place == place]
     assert f.protected and f.leaks == 0 and f.held is None and report.leaks == 0
     (g,) = [f for f in content.findings if f.place == place]
     assert g.protected and g.leaks == 0 and Counter(g.held.by_kind) == EXPECTED
-    audit = (home.audit_dir / "audit.jsonl").read_text(encoding="utf-8")
+    audit = (hub.audit_dir / "audit.jsonl").read_text(encoding="utf-8")
     assert '"purpose":"leak_scan"' in audit.replace(" ", "")
     # a changed byte: not proven (and said), never read as if it were clear
     data = bytearray(path.read_bytes())
     data[-20] ^= 1
     path.write_bytes(bytes(data))
-    with open_lake(home, read_only=True) as con:
-        broken = scan_all(home, cat, con)
+    with open_lake(hub, read_only=True) as con:
+        broken = scan_all(hub, cat, con)
     (h,) = [f for f in broken.findings if f.place == place]
     assert not h.protected and h.problem and h.problem.startswith("encrypted, not proven")
     assert broken.leaks == 0
 
 
-def test_scan_changed_reads_only_what_changed_since(home: Settings, cat: Catalogue) -> None:
-    files = _plant(home)
+def test_scan_changed_reads_only_what_changed_since(hub: Settings, cat: Catalogue) -> None:
+    files = _plant(hub)
     for path in files.values():  # written before the run
         old = (dt.datetime.now() - dt.timedelta(hours=1)).timestamp()
         import os
 
         os.utime(path, (old, old))
     since = dt.datetime.now(dt.UTC)
-    with open_lake(home) as con:
+    with open_lake(hub) as con:
         con.register("p", pl.DataFrame({"note": _values()[:2]}).to_arrow())
         con.execute("INSERT INTO marts.planted FROM p")
-    (home.home_abs / "reports" / "new.html").write_text(_values()[6], encoding="utf-8")
-    with open_lake(home, read_only=True) as con:
-        report = scan_changed(home, cat, con, since=since)
+    (hub.home_abs / "reports" / "new.html").write_text(_values()[6], encoding="utf-8")
+    with open_lake(hub, read_only=True) as con:
+        report = scan_changed(hub, cat, con, since=since)
     found = {p: c for p, c in _by_place(report).items() if c}
     assert found == {
         "marts.planted": Counter({"citizen_id": 2}),  # the rows inserted since, not the table
@@ -241,15 +241,41 @@ def test_scan_changed_reads_only_what_changed_since(home: Settings, cat: Catalog
     }
 
 
-def test_the_check_scans_every_zone_and_the_cli_exits_1(home: Settings, cat: Catalogue) -> None:
+def test_the_check_scans_every_zone_and_the_cli_exits_1(hub: Settings, cat: Catalogue) -> None:
     runner = CliRunner()
     clean = runner.invoke(app, ["leaks", "scan", "--all"])
     assert clean.exit_code == 0, clean.output
-    _plant(home)
-    with open_lake(home, read_only=True) as con:
-        lake = _by_place(ScanReport(scan_lake(home, cat, con)))
+    _plant(hub)
+    with open_lake(hub, read_only=True) as con:
+        lake = _by_place(ScanReport(scan_lake(hub, cat, con)))
     assert all(lake[f"{zone}.planted"] == EXPECTED for zone in ZONES)
     result = runner.invoke(app, ["leaks", "scan", "--all"])
     assert result.exit_code == 1
     assert "inbox" in result.output and "11010519491231002X" not in result.output
     assert NAME not in result.output
+
+
+def test_encrypted_parquet_and_xlsx_are_read_by_their_format(settings: Settings) -> None:
+    import io
+
+    from openpyxl import Workbook
+
+    from pipelines.ingest.landing import open_landed
+    from pipelines.leak_files import scan_stream
+
+    parquet = io.BytesIO()
+    pl.DataFrame({"v": _values()}).write_parquet(parquet)
+    book = Workbook()
+    for v in _values():
+        book.active.append([v])
+    xlsx = io.BytesIO()
+    book.save(xlsx)
+    folder = settings.landing_dir / "zjj" / "x"
+    folder.mkdir(parents=True)
+    for plain, suffix in ((parquet.getvalue(), ".parquet"), (xlsx.getvalue(), ".xlsx")):
+        path = _ring_landing_file(settings, folder, plain).rename(
+            folder / (hashlib.sha256(plain).hexdigest() + suffix)
+        )
+        with open_landed(settings, path, seekable=True) as fh:
+            counts, how = scan_stream(fh, {NAME}, seekable=True)
+        assert how == suffix[1:] and Counter(counts.by_kind) == EXPECTED, suffix
