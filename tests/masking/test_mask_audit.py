@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from catalog.settings import Settings
 from masking.audit import AuditLog, load_public_keys
@@ -278,3 +281,26 @@ def test_a_copied_home_is_compared_with_the_witness_it_names(
     assert not result.ok and any("copied or moved" in p for p in result.problems)
     named = Settings(home=copy, witness_dir=settings.witness_dir_abs)
     assert AuditLog.from_settings(named).verify().ok
+
+
+def test_any_change_to_any_field_of_any_record_is_named(witnessed: AuditLog) -> None:
+    """Property: whichever record and whichever field (details or chain) is changed, the
+    log does not verify and that record is the first bad one."""
+    original = _fill(witnessed, 6)
+    witnessed.checkpoint()
+
+    @hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(index=st.integers(0, 5), data=st.data())
+    def change(index: int, data: st.DataObject) -> None:
+        record = json.loads(original[index])
+        name = data.draw(st.sampled_from(sorted(record)))
+        value = record[name]
+        record[name] = value + 1 if isinstance(value, int) else f"{value}x"
+        lines = [*original[:index], json.dumps(record), *original[index + 1 :]]
+        witnessed.path.write_text("\n".join(lines) + "\n")
+        result = witnessed.verify()
+        assert not result.ok and result.first_bad == index + 1, (name, result.problems)
+
+    change()
+    witnessed.path.write_text("\n".join(original) + "\n")
+    assert witnessed.verify().ok  # the positive control
