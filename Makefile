@@ -43,5 +43,6 @@ serve: install  ## the simulated departments' HTTP APIs
 bench: install
 	$(BIN)/python -m bench
 
-clean:  ## the hub's home and the simulated departments' folder beside it
-	rm -rf $(STREETHUB_HOME) $(or $(STREETHUB_SIM_DIR),$(STREETHUB_HOME).departments)
+clean:  ## the hub's home, the simulated departments' folder and the default audit witness beside it
+	rm -rf $(STREETHUB_HOME) $(or $(STREETHUB_SIM_DIR),$(STREETHUB_HOME).departments) \
+	  $(if $(STREETHUB_WITNESS_DIR),,$(STREETHUB_HOME).witness)
