@@ -170,7 +170,7 @@ class KeyRing:
         self._copy_checked = False
         self._mutex = threading.RLock()
         self._state: dict | None = None
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._cache: dict[tuple[str, int], bytes] = {}
         self._legacy_checked = False
         self._lock_depth = 0
@@ -240,7 +240,7 @@ class KeyRing:
         self._check_copy()
         try:
             st = self._ring_path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             stamp = None
         if force or self._state is None or stamp != self._stamp:
@@ -264,7 +264,7 @@ class KeyRing:
         atomic_write(self._ring_path, state)
         self._state = state
         st = self._ring_path.stat()
-        self._stamp = (st.st_mtime_ns, st.st_size)
+        self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         self._cache.clear()
 
     # -- wrapping ------------------------------------------------------------------------
