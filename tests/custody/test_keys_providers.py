@@ -151,6 +151,18 @@ def test_the_ring_records_and_enforces_its_suite(settings: Settings) -> None:
     assert rekey.get("at_rest", 1).material == key
 
 
+def test_an_intl_ring_opened_under_gm_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    KeyRing.from_settings(settings).current("at_rest")
+    monkeypatch.setenv("STREETHUB_CIPHER_SUITE", "gm")
+    with pytest.raises(KeyRingError, match="`streethub keys rekey --suite gm`"):
+        KeyRing.from_settings(Settings()).current("pseudonym")
+    with pytest.raises(KeyRingError, match="made under the intl cipher suite"):
+        KeyRing(settings.keys_dir).get("at_rest", 1)
+    assert "pseudonym" not in json.loads((settings.keys_dir / "keyring.json").read_text())["keys"]
+
+
 def test_change_suite_rewraps_and_makes_new_versions_current(settings: Settings) -> None:
     ring = KeyRing.from_settings(settings)
     old = {p: ring.current(p).material for p in ("at_rest", "pseudonym")}
