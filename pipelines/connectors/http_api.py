@@ -6,10 +6,12 @@ bearer token; the answer is ``{"items": [...], "has_more": bool, ...}``.
 - 429 / 5xx / refused connections / timeouts are retried with exponential
   backoff (``Retry-After`` honoured, capped); a source that stays down fails
   the delivery with a clear reason and nothing of it is loaded.
-- Progress is resumable: every page received is appended to a partial file
-  and the next page number saved, so a pull interrupted by a crash or an
-  outage continues where it stopped instead of starting again. Only a
-  complete pull becomes a delivery.
+- Progress is resumable: every page received is written, encrypted like a landed
+  file (:func:`~pipelines.connectors.landed.encryptor`), to a page file of its own
+  under the state folder, and the next page number saved, so a pull interrupted by a
+  crash or an outage continues where it stopped instead of starting again (a page
+  written again replaces itself: none is kept twice). Only a complete pull becomes a
+  delivery; its page files are removed then.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import httpx
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
+from pipelines.connectors.landed import encryptor, open_landed
 from pipelines.connectors.sql_db import Pulled
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -47,39 +50,71 @@ def api_token(settings: Settings) -> str:
 
 
 class _Progress:
-    """The partial pull of one dataset: pages received so far and the next page."""
+    """The partial pull of one dataset: pages received so far (one encrypted file each)
+    and the next page."""
 
-    def __init__(self, state_dir: Path, dept: str, dataset: str) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.meta = state_dir / f"{dept}__{dataset}.pull.json"
-        self.part = state_dir / f"{dept}__{dataset}.pull.jsonl"
+    def __init__(self, settings: Settings, dept: str, dataset: str) -> None:
+        self.settings = settings
+        self.folder = settings.state_dir
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.stem = f"{dept}__{dataset}.pull"
+        self.meta = self.folder / f"{self.stem}.json"
+
+    def page_file(self, page: int) -> Path:
+        return self.folder / f"{self.stem}.{page:06d}.enc"
+
+    def page_files(self) -> list[Path]:
+        return sorted(self.folder.glob(f"{self.stem}.*.enc"))
+
+    def _clear(self) -> None:
+        for p in self.page_files():
+            p.unlink(missing_ok=True)
+        self.folder.joinpath(f"{self.stem}.jsonl").unlink(missing_ok=True)  # before encryption
 
     def load(self, cursor: str | None) -> tuple[int, str | None]:
         """(next page, max cursor seen) of an unfinished pull for this cursor, else a fresh start."""
-        if self.meta.exists() and self.part.exists():
+        if self.meta.exists():
             state = json.loads(self.meta.read_text(encoding="utf-8"))
-            if state.get("cursor") == cursor:
-                return int(state["next_page"]), state.get("max_seen")
-        self.part.write_bytes(b"")
+            pages = int(state.get("next_page", 1)) - 1
+            have = all(self.page_file(p).exists() for p in range(1, pages + 1))
+            if state.get("cursor") == cursor and have and state.get("pages") == "encrypted":
+                return pages + 1, state.get("max_seen")
+        self._clear()
+        self.meta.unlink(missing_ok=True)
         return 1, None
 
     def save_page(self, lines: bytes, cursor: str | None, next_page: int, max_seen: str | None):
-        with open(self.part, "ab") as fh:
-            fh.write(lines)
+        target = self.page_file(next_page - 1)
+        part = target.with_suffix(".part")
+        enc = encryptor(self.settings)
+        with open(part, "wb") as fh:
+            fh.write(enc.update(lines))
+            fh.write(enc.finalize())
             fh.flush()
             os.fsync(fh.fileno())
+        part.replace(target)
         tmp = self.meta.with_suffix(".tmp")
         tmp.write_text(
-            json.dumps({"cursor": cursor, "next_page": next_page, "max_seen": max_seen}),
+            json.dumps(
+                {
+                    "cursor": cursor,
+                    "next_page": next_page,
+                    "max_seen": max_seen,
+                    "pages": "encrypted",
+                }
+            ),
             encoding="utf-8",
         )
         tmp.replace(self.meta)
 
-    def finish(self) -> bytes:
-        data = self.part.read_bytes()
+    def finish(self, pages: int) -> bytes:
+        parts = []
+        for page in range(1, pages + 1):
+            with open_landed(self.settings, self.page_file(page)) as fh:
+                parts.append(fh.read())
         self.meta.unlink(missing_ok=True)
-        self.part.unlink(missing_ok=True)
-        return data
+        self._clear()
+        return b"".join(parts)
 
 
 def _scrubbed(text: str) -> str:
@@ -157,7 +192,7 @@ def pull_http(
     d = dataset.delivery
     policy = policy or RetryPolicy()
     url = settings.dept_api_url.rstrip("/") + (d.endpoint or "")
-    progress = _Progress(settings.state_dir, dept, dataset.code)
+    progress = _Progress(settings, dept, dataset.code)
     page, max_seen = progress.load(cursor)
     headers = {"Authorization": f"Bearer {api_token(settings)}", "Accept": "application/json"}
     pages_this_call = 0
@@ -184,6 +219,6 @@ def pull_http(
             if not body.get("has_more") or not items:
                 break
             page += 1
-    data = progress.finish()
+    data = progress.finish(page)
     rows = data.count(b"\n")
     return Pulled(data=data, rows=rows, cursor_end=max_seen or cursor, source=url)

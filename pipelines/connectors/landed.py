@@ -33,6 +33,7 @@ from masking.stream import (
     HEADER_BYTES,
     ChunkReader,
     SeekableDecryptor,
+    StreamEncryptor,
     decrypt_chunks,
     is_encrypted,
     read_header,
@@ -67,6 +68,16 @@ def landing_keys(settings: Settings):
 
     ring = KeyRing.from_settings(settings, enforce_suite=False)  # each file names its suite
     return lambda version: ring.get(PURPOSE, version).material
+
+
+def encryptor(settings: Settings) -> StreamEncryptor:
+    """A new encrypted file's transform: the streaming AEAD under the current ``landing``
+    data key and the deployment's suite (each file gets a key and an id of its own)."""
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(settings)
+    version, key = ring.current(PURPOSE)
+    return StreamEncryptor(ring.suite.name, version, key)
 
 
 def _plain_chunks(fh: BinaryIO) -> Iterator[bytes]:

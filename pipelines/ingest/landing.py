@@ -43,11 +43,10 @@ from catalog.loader import get_catalogue
 from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import ensure_table, has_table, transaction
-from masking.stream import StreamEncryptor
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.base import catalogue_names, guard_error
 from pipelines.connectors.http_api import pull_http
-from pipelines.connectors.landed import PURPOSE, open_landed
+from pipelines.connectors.landed import encryptor, open_landed
 from pipelines.connectors.sql_db import Pulled, pull_sql
 from pipelines.ingest.inbox import (
     Entry,
@@ -148,16 +147,6 @@ def one_pass(chunks: Iterable[bytes], part: Path, transform: Transform | None = 
         part.unlink(missing_ok=True)
         raise
     return Copied(h.hexdigest(), size)
-
-
-def encryptor(settings: Settings) -> StreamEncryptor:
-    """The one pass's transform: the streaming AEAD under the current ``landing`` data key
-    and the deployment's suite (each file gets a key and an id of its own)."""
-    from masking.keys import KeyRing
-
-    ring = KeyRing.from_settings(settings)
-    version, key = ring.current(PURPOSE)
-    return StreamEncryptor(ring.suite.name, version, key)
 
 
 def _landed_name(dataset: Dataset, sha256: str) -> str:
