@@ -284,18 +284,25 @@ def test_http_pull_survives_faults_and_resumes_after_interruption(
 
     with pytest.raises(DeliveryError, match="resumes there"):
         pull_http(api, dept, ds, None, policy=FAST, max_pages=2)
-    partial = api.state_dir / f"{dept}__{ds.code}.pull.jsonl"
-    assert partial.read_bytes().count(b"\n") == 2 * (ds.delivery.page_size or 0)
-    landed, accts = _only(api, dept, ds, policy=FAST)  # resumes at page 3
-    assert len(landed.landed) == 1 and accts[0].rows_read == total
+    from masking.stream import is_encrypted
     from pipelines.ingest.landing import open_landed
 
+    partial = sorted(api.state_dir.glob(f"{dept}__{ds.code}.pull.*.enc"))  # a file a page
+    assert len(partial) == 2 and all(is_encrypted(p.read_bytes()) for p in partial)
+    lines = 0
+    for page in partial:
+        with open_landed(api, page) as fh:
+            lines += fh.read().count(b"\n")
+    assert lines == 2 * (ds.delivery.page_size or 0)
+    landed, accts = _only(api, dept, ds, policy=FAST)  # resumes at page 3
+    assert len(landed.landed) == 1 and accts[0].rows_read == total
     with open_landed(api, landed.landed[0].landed_path) as fh:
         resumed = fh.read()
     elsewhere = api.model_copy(update={"home": api.home / "other"})
     clean = pull_http(elsewhere, dept, ds, None, policy=FAST)
     assert resumed == clean.data  # same records, same order: nothing lost, nothing twice
-    assert not partial.exists()
+    assert not any(p.exists() for p in partial)
+    assert not list(api.state_dir.glob(f"{dept}__{ds.code}.pull.*"))
 
 
 def test_database_pull_is_incremental(
