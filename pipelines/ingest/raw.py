@@ -26,6 +26,7 @@ import polars as pl
 from catalog.errors import DeliveryError, StreethubError
 from catalog.model import Dataset
 from lakehouse.lake import ensure_table, insert_frame, transaction
+from masking.errors import KeyRingError
 from pipelines.connectors import OPEN_COLUMNS, read_batches
 from pipelines.connectors.base import (
     SOURCE_ROW,
@@ -159,6 +160,8 @@ def _mapped(
                 pl.lit(d.delivery_id).alias("_delivery_id"),
                 pl.lit(now()).alias("_loaded_at"),
             ).select("_delivery_id", SOURCE_ROW, "_loaded_at", *[f.name for f in dataset.fields])
+        except KeyRingError:
+            raise  # reading a landed (encrypted) file without its key: the run's problem
         except StreethubError as exc:
             exc.file = d.file_name  # name the delivered file, not the landed copy
             raise _Unreadable(str(exc)) from None
