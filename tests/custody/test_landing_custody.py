@@ -5,6 +5,7 @@ landed files still read — and raw loads what was landed, under either suite.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import os
@@ -250,3 +251,25 @@ def test_under_the_gm_suite_files_land_in_sm4_and_load(
     blob = Path(one.landed_path).read_bytes()
     assert is_encrypted(blob) and blob[9] == 2  # suite code 2: SM4-GCM
     assert account.status == "loaded" and account.rows_loaded == 2
+
+
+def test_without_its_key_a_landed_file_is_left_unread_not_failed(
+    hub: tuple[Settings, duckdb.DuckDBPyConnection],
+    checks: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, con = hub
+    right, wrong = base64.b64encode(b"k" * 32).decode(), base64.b64encode(b"w" * 32).decode()
+    monkeypatch.setenv("STREETHUB_MASTER_KEY", right)
+    deliver(settings, "elderly_health_checks_1.csv", health_csv())
+    (one,) = landing.land(con, settings, "wjw", checks).landed
+    from masking.errors import KeyRingError
+    from pipelines.ingest.raw import load_raw
+
+    monkeypatch.setenv("STREETHUB_MASTER_KEY", wrong)  # the run lacks the right key
+    with pytest.raises(KeyRingError):
+        load_raw(con, "wjw", checks, Protection.from_settings(settings).protect)
+    assert con.execute("SELECT count(*) FROM landing.delivery_accounts").fetchone()[0] == 0
+    monkeypatch.setenv("STREETHUB_MASTER_KEY", right)  # the next run has it: it loads
+    (account,) = load_raw(con, "wjw", checks, Protection.from_settings(settings).protect)
+    assert account.delivery_id == one.delivery_id and account.status == "loaded"
