@@ -389,7 +389,10 @@ class KeyRing:
         with self._locked():
             state = self._read_ring()
             source = self.provider
-            if not state or state.get("home_id") in (None, own_id) or not source.exists():
+            if state and state.get("home_id") == own_id:  # another process took the copy
+                self.provider = FileProvider(own_path, home)
+                return
+            if not state or not state.get("home_id") or not source.exists():
                 return
             target = FileProvider(own_path, home)
             have = set(target.kids())

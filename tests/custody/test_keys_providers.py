@@ -112,9 +112,12 @@ def test_a_copied_home_finds_its_key_file_then_keeps_its_own(
     shutil.copytree(settings.home_abs, copy)
     copied = Settings(home=copy)
     assert copied.key_file_abs == settings.key_file_abs  # found through the recorded id
+    early = KeyRing.from_settings(copied)  # opened before the copy takes its own file
     with caplog.at_level(logging.WARNING, logger="streethub.keys"):
         copy_ring = KeyRing.from_settings(copied)
         assert copy_ring.get("pseudonym", 1).material == key
+    assert early.get("pseudonym", 1).material == key
+    assert early.provider.path == copy_ring.provider.path != settings.key_file_abs
     assert sum("copied or moved" in r.message for r in caplog.records) == 1
     # from now on the copy has a key file of its own: its rotation retires nothing of ours
     assert Settings(home=copy).key_file_abs != settings.key_file_abs
