@@ -13,7 +13,9 @@ Places (``AREAS``):
 - ``inbox``: files waiting to land (or refused) are deliveries in the clear: what they hold
   is counted as a leak until landing takes them away.
 - ``dagster`` (event logs, run storage, schedules: SQLite; compute logs), ``reports``,
-  ``audit`` and ``state``: every file, by its content (:mod:`pipelines.leak_files`).
+  ``audit`` and ``state``: every file, by its content (:mod:`pipelines.leak_files`);
+  ``other``: every other file of the home but the lake's data files (the key ring, the
+  lake's metadata database with its column statistics, caches).
 
 The kinds are ``masking.leaks.KINDS``; names are the registers' full names, decrypted
 for ``leak_scan`` (audited). A finding names a place and counts, never a value.
@@ -45,7 +47,7 @@ from pipelines.ingest.raw import raw_table
 from pipelines.leak_files import files_under, scan_plain_file, scan_stream
 from pipelines.protection import ACTOR, Protection
 
-AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state")
+AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state", "other")
 BATCH_ROWS = 100_000
 PURPOSE = "leak_scan"
 
@@ -182,6 +184,16 @@ def _scan_encrypted(
 
 def _scan_file(
     settings: Settings, path: Path, area: str, names: KnownNames, content: bool
+) -> Finding | None:
+    """The file's finding; None when it went away before it was read (a spill file)."""
+    try:
+        return _scan_present_file(settings, path, area, names, content)
+    except FileNotFoundError:
+        return None
+
+
+def _scan_present_file(
+    settings: Settings, path: Path, area: str, names: KnownNames, content: bool
 ) -> Finding:
     if area in ("landing", "archive", "inbox") and _encrypted(path):
         return _scan_encrypted(settings, path, area, names, content)
@@ -206,6 +218,15 @@ def area_dirs(settings: Settings) -> dict[str, Path]:
     }
 
 
+def _other_files(settings: Settings, dirs: dict[str, Path]) -> Iterable[Path]:
+    """Every file of the home outside the areas and the lake's data (its tables are read
+    as tables): the key ring, the lake's metadata database, caches, spill files."""
+    skip = [*dirs.values(), settings.lake_data_dir]
+    for path in files_under(settings.home_abs):
+        if not any(path.is_relative_to(d) for d in skip):
+            yield path
+
+
 def scan_files(
     settings: Settings,
     names: KnownNames,
@@ -217,13 +238,15 @@ def scan_files(
 ) -> list[Finding]:
     """Every file of the areas (modified at or after ``since``, when given)."""
     dirs = area_dirs(settings)
-    wanted = [(a, dirs[a]) for a in areas if a in dirs]
+    wanted = [(a, files_under(dirs[a])) for a in areas if a in dirs]
+    if "other" in areas:
+        wanted.append(("other", _other_files(settings, dirs)))
     cutoff = since.timestamp() if since is not None else None
     picked = [
         (area, path)
-        for area, folder in wanted
-        for path in files_under(folder)
-        if cutoff is None or os.stat(path).st_mtime >= cutoff
+        for area, paths in wanted
+        for path in paths
+        if cutoff is None or _mtime(path) >= cutoff
     ]
     decrypting = [p for a, p in picked if a in ("landing", "archive", "inbox") and _encrypted(p)]
     if decrypting:  # one record for the scan's decryption of files, before any is read
@@ -231,7 +254,15 @@ def scan_files(
             "decrypt", protection.actor, purpose=PURPOSE, files=len(decrypting),
             content=landing_content,
         )  # fmt: skip
-    return [_scan_file(settings, p, a, names, landing_content) for a, p in picked]
+    found = (_scan_file(settings, p, a, names, landing_content) for a, p in picked)
+    return [f for f in found if f is not None]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return float("-inf")
 
 
 # -- what is scanned --------------------------------------------------------------------
