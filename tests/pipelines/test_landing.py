@@ -396,3 +396,19 @@ def test_any_pull_exception_becomes_a_failed_account(
     assert "ValueError" in reason and "11010519491231002X" not in reason
     rows = ledger(home, "SELECT status, reason FROM landing.delivery_accounts")
     assert rows == [("failed", reason)]
+
+
+def delivered_bytes(settings: Settings, dept: str, file_name: str) -> bytes:
+    """A delivered file's bytes: from the inbox while it lies there, else from its landed
+    copy (landing removes an inbox file once it is landed; the copy is encrypted).
+    For tests that deliver a file again, changed."""
+    path = settings.inbox_dir / dept / file_name
+    if path.exists():
+        return path.read_bytes()
+    with open_lake(settings, read_only=True) as con:
+        (landed_path,) = con.execute(
+            "SELECT landed_path FROM landing.deliveries WHERE dept = ? AND file_name = ?",
+            [dept, file_name],
+        ).fetchone()
+    with open_landed(settings, landed_path) as fh:
+        return fh.read()
