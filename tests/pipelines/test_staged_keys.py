@@ -27,6 +27,7 @@ from pipelines.ingest.ledger import ensure_ledger
 from pipelines.ingest.staged import StageAccount, stage_dataset
 from pipelines.protection import Protection
 from quality.scores import score_datasets
+from tests.pipelines.test_landing import delivered_bytes
 
 DAY = "20261120"
 
@@ -85,7 +86,7 @@ def test_a_redelivery_with_a_trailing_crlf_stages_nothing_again(
     (first,) = deliver(home, cat, "cgj.violation_cases")
     before = staged(home, "cgj__violation_cases")
     inbox = home.inbox_dir / "cgj"
-    data = (inbox / f"violation_cases_{DAY}.csv").read_bytes()
+    data = delivered_bytes(home, "cgj", f"violation_cases_{DAY}.csv")
     (inbox / "violation_cases_20261121.csv").write_bytes(data + b"\r\n")
     (again,) = deliver(home, cat, "cgj.violation_cases")
     after = staged(home, "cgj__violation_cases")
@@ -110,7 +111,9 @@ def test_upsert_a_changed_row_replaces_that_row_only(home: Settings, cat: Catalo
     before = staged(home, "cgj__violation_cases", "case_id, address, _delivery_id")
     case_id, address, _ = before.sort("case_id").row(3)
     inbox = home.inbox_dir / "cgj"
-    lines = (inbox / f"violation_cases_{DAY}.csv").read_bytes().decode("utf-8-sig").split("\r\n")
+    lines = (
+        delivered_bytes(home, "cgj", f"violation_cases_{DAY}.csv").decode("utf-8-sig").split("\r\n")
+    )
     (i,) = [n for n, line in enumerate(lines) if line.startswith(f"{case_id},")]
     assert address in lines[i]
     lines[i] = lines[i].replace(address, address + "（更正）", 1)
@@ -139,7 +142,7 @@ def test_append_a_conflicting_duplicate_is_quarantined(home: Settings, cat: Cata
     deliver(home, cat, "iot.door_access_events")
     before = staged(home, "iot__door_access_events", "event_id, direction")
     inbox = home.inbox_dir / "iot"
-    lines = (inbox / f"door_access_events_{DAY}.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = delivered_bytes(home, "iot", f"door_access_events_{DAY}.jsonl").decode().splitlines()
     records = [json.loads(line) for line in lines]
     staged_ids = set(before["event_id"])
     i = next(n for n, r in enumerate(records) if r.get("event_id") in staged_ids)
@@ -172,7 +175,7 @@ def test_snapshot_replaces_the_dataset_and_keeps_a_good_version_of_a_bad_new_row
     cols = "credit_code, address, community_code, _delivery_id"
     before = staged(home, "scjg__merchants", cols)
     inbox = home.inbox_dir / "scjg"
-    doc = json.loads((inbox / f"merchants_{DAY}.json").read_text(encoding="utf-8"))
+    doc = json.loads(delivered_bytes(home, "scjg", f"merchants_{DAY}.json").decode("utf-8"))
     known = set(before["credit_code"])
     good = [n for n, r in enumerate(doc["data"]) if r.get("credit_code") in known]
     gone, changed, broken = (doc["data"][n]["credit_code"] for n in good[:3])
@@ -251,7 +254,7 @@ def test_expectations_check_reads_the_dataset_as_staged_after_an_identical_redel
     monkeypatch.setenv("STREETHUB_SETTLE_SECONDS", "0")
     (first,) = deliver(home, cat, "cgj.violation_cases")
     inbox = home.inbox_dir / "cgj"
-    data = (inbox / f"violation_cases_{DAY}.csv").read_bytes()
+    data = delivered_bytes(home, "cgj", f"violation_cases_{DAY}.csv")
     (inbox / "violation_cases_20261121.csv").write_bytes(data + b"\r\n")
     (again,) = deliver(home, cat, "cgj.violation_cases")
     assert first.rows_out > 10 and again.rows_out == 0
