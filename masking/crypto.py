@@ -103,7 +103,10 @@ def _row_aads(column: str, rows: Sequence[str | None] | pl.Series | None, n: int
         raise DecryptionError(
             f"{len(rows)} row identities for {n} values", field=column.rsplit(".", 1)[-1]
         )
-    return [head + (r or "").encode() for r in rows]
+    if not isinstance(rows, pl.Series):
+        return [head + (r or "").encode() for r in rows]
+    text = pl.lit(head.decode()) + pl.col("r").cast(pl.String).fill_null("")
+    return rows.to_frame("r").select(text.cast(pl.Binary)).to_series().to_list()  # in Rust
 
 
 def encrypt_series(
@@ -170,24 +173,27 @@ def _decrypt_values(
     values = series.to_list()
     aads = _row_aads(column, rows, len(values))
     legacy_aad = column.encode()
-    ciphers: dict[tuple[str, int], Aead] = {}
+    ciphers: dict[str, tuple[Aead, bool]] = {}  # prefix → (cipher, legacy column-only AAD)
     out: list[str | None] = []
+    append = out.append
     for row, (v, aad) in enumerate(zip(values, aads, strict=True)):
         if v is None:
-            out.append(None)
+            append(None)
             continue
-        m = _PREFIX.match(v)
-        if m is None:
-            raise DecryptionError("value is not a ciphertext", field=field, row=row)
-        letter, version = m.group(1), int(m.group(2))
-        cipher = ciphers.get((letter, version))
-        if cipher is None:
-            material = keyring.get(purpose, version).material
-            cipher = ciphers[(letter, version)] = get_suite(_SUITE_OF[letter]).aead(material)
+        cut = v.find(":", 1, 12) + 1
+        found = ciphers.get(v[:cut]) if cut else None
+        if found is None:
+            m = _PREFIX.match(v)
+            if m is None:
+                raise DecryptionError("value is not a ciphertext", field=field, row=row)
+            material = keyring.get(purpose, int(m.group(2))).material
+            cipher = get_suite(_SUITE_OF[m.group(1)]).aead(material)
+            found = ciphers[v[:cut]] = (cipher, m.group(1) == LEGACY_PREFIX)
+        cipher, legacy = found
         try:
-            blob = _b64d(v[m.end() :])
-            bound = legacy_aad if letter == LEGACY_PREFIX else aad
-            out.append(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], bound).decode())
+            blob = _b64d(v[cut:])
+            bound = legacy_aad if legacy else aad
+            append(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], bound).decode())
         except (InvalidTag, ValueError):
             raise DecryptionError(
                 "ciphertext does not decrypt (changed, or from another column or row)",
