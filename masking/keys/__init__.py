@@ -1,4 +1,5 @@
-"""Key custody: the key ring (:mod:`.ring`), the master key's providers
+"""Key custody: the key ring (:mod:`.ring`; purposes and data keys in :mod:`.purposes`,
+a home's old layout and moves in :mod:`.homes`), the master key's providers
 (:mod:`.providers`, :mod:`.pkcs11`) and backup shares (:mod:`.backup`).
 
 ``from masking.keys import KeyRing, DataKey, …`` is the public API.
@@ -13,14 +14,14 @@ from masking.keys.providers import (
     env_master_key,
     provider_from_settings,
 )
-from masking.keys.ring import (
+from masking.keys.purposes import (
     BASE_PURPOSES,
     PSEUDONYM_SCHEME,
     DataKey,
-    KeyRing,
     check_purpose,
     is_pseudonym_purpose,
 )
+from masking.keys.ring import KeyRing
 from masking.keys.store import KEY_BYTES, exclusive_lock
 
 __all__ = [

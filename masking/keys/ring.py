@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import re
 import secrets
 import threading
 from collections import Counter
@@ -46,62 +44,26 @@ from pathlib import Path
 
 from catalog.settings import Settings
 from masking.errors import KeyRingError
+from masking.keys.homes import HomeMoves, own_key_file_of
 from masking.keys.providers import (
     LEGACY_WRAP,
     EnvProvider,
-    FileProvider,
     MasterKeyProvider,
     provider_from_settings,
 )
-from masking.keys.store import KEY_BYTES, atomic_write, b64, exclusive_lock, shred, unb64
+from masking.keys.purposes import (
+    PSEUDONYM_SCHEME,
+    DataKey,
+    check_purpose,
+    is_pseudonym_purpose,
+)
+from masking.keys.store import KEY_BYTES, atomic_write, b64, exclusive_lock, unb64
 from masking.suite import CipherSuite, Suite, get_suite
 
-log = logging.getLogger("streethub.keys")
-
-BASE_PURPOSES = ("at_rest", "pseudonym", "audit_signing", "audit_checkpoint", "landing")
-PSEUDONYM_SCHEME = 2
 FORMAT = 2
-_RECIPIENT = re.compile(r"^recipient:[a-z0-9][a-z0-9_.-]{0,63}$")
 
 #: called with a step's name between the steps of a rotation (kill points, tests)
 StepHook = Callable[[str], None]
-
-
-def is_pseudonym_purpose(purpose: str) -> bool:
-    return purpose == "pseudonym" or purpose.startswith("recipient:")
-
-
-def check_purpose(purpose: str) -> str:
-    """Return ``purpose`` if it names a data key, else raise KeyRingError."""
-    if purpose in BASE_PURPOSES or _RECIPIENT.match(purpose):
-        return purpose
-    raise KeyRingError(
-        f"unknown key purpose {purpose!r}: one of {', '.join(BASE_PURPOSES)} or recipient:<id>"
-    )
-
-
-class DataKey:
-    """One version of a data key. Unpacks as ``version, key = ring.current(purpose)``."""
-
-    __slots__ = ("_material", "purpose", "version")
-
-    def __init__(self, purpose: str, version: int, material: bytes) -> None:
-        self.purpose = purpose
-        self.version = version
-        self._material = material
-
-    @property
-    def material(self) -> bytes:
-        return self._material
-
-    def __iter__(self) -> Iterator[int | bytes]:
-        yield self.version
-        yield self._material
-
-    def __repr__(self) -> str:
-        return f"DataKey(purpose={self.purpose!r}, version={self.version}, material=<hidden>)"
-
-    __str__ = __repr__
 
 
 def _aad(suite: str, purpose: str, version: int) -> bytes:
@@ -123,17 +85,7 @@ def _explicit_suite(settings: Settings) -> str | None:
     return settings.cipher_suite if "cipher_suite" in settings.model_fields_set else None
 
 
-def _own_key_file(settings: Settings) -> tuple[str, Path, Path] | None:
-    """``(id, key file, home)`` this home would have by its own path, when the key file is
-    the default one (named by the home id); None with an explicit ``key_file``."""
-    if settings.key_file is not None:
-        return None
-    recorded = settings.key_file_abs
-    own = settings.path_home_id
-    return own, recorded.parent.with_name(own) / recorded.name, settings.home_abs
-
-
-class KeyRing:
+class KeyRing(HomeMoves):
     """Versioned data keys per purpose, wrapped under a master key held by a provider.
 
     ``KeyRing(keys_dir)`` uses the deployment's provider for the home holding
@@ -163,7 +115,7 @@ class KeyRing:
                 provider = provider_from_settings(settings)
                 self._suite_choice = suite or _explicit_suite(settings)
                 home_id = home_id or settings.home_id
-                own_key_file = own_key_file or _own_key_file(settings)
+                own_key_file = own_key_file or own_key_file_of(settings)
         self.provider = provider
         self._home_id = home_id
         self._own_key_file = own_key_file
@@ -189,7 +141,7 @@ class KeyRing:
             suite=_explicit_suite(settings) if enforce_suite else None,
             provider=provider_from_settings(settings),
             home_id=settings.home_id,
-            own_key_file=_own_key_file(settings),
+            own_key_file=own_key_file_of(settings),
         )
 
     def __repr__(self) -> str:
@@ -199,10 +151,6 @@ class KeyRing:
     @property
     def _ring_path(self) -> Path:
         return self.keys_dir / "keyring.json"
-
-    @property
-    def _legacy_master_path(self) -> Path:
-        return self.keys_dir / "master.json"
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -322,91 +270,6 @@ class KeyRing:
         for (p, v), key in sorted(plain.items()):
             new["keys"].setdefault(p, {})[str(v)] = self._wrap(kid, suite, p, v, key)
         return new
-
-    # -- the old layout ------------------------------------------------------------------
-    def _check_legacy(self) -> None:
-        if self._legacy_checked:
-            return
-        self._legacy_checked = True
-        if self._legacy_master_path.exists():
-            self._migrate()
-
-    def _migrate(self) -> None:
-        """Move the master key out of the home (old layout: ``keys/master.json``)."""
-        with self._locked():
-            path = self._legacy_master_path
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                old = {kid: unb64(k) for kid, k in data["versions"].items()}
-                old_current = data["current"]
-            except FileNotFoundError:
-                return
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                raise KeyRingError(f"cannot read the old master key file {path}") from None
-            legacy = EnvProvider()
-            for key in old.values():
-                legacy.add(key)
-            state = self._read_ring() or {"format": FORMAT, "current": {}, "keys": {}}
-            if (
-                isinstance(self.provider, FileProvider)
-                and not self.provider.exists()
-                and old_current in old
-            ):
-                for key in old.values():  # the same key, moved: shares and kids unchanged
-                    self.provider.add(key)
-                self.provider.retire(old_current)
-            plain = {
-                (p, int(v)): self._unwrap(
-                    p, int(v), e, legacy if e["kid"] in old else self.provider
-                )
-                for p, vs in state["keys"].items()
-                for v, e in vs.items()
-            }
-            kid = self.provider.primary(create=True)
-            suite = get_suite(state.get("suite") or self._suite_choice or Suite.INTL)
-            self._save(self._rewrapped(state, plain, kid, suite))
-            shred(path)
-            self.migration = (
-                f"moved the master key out of the home: it is now in "
-                f"{self.provider.describe()}; the in-home copy {path} was removed"
-            )
-            log.warning(self.migration)
-
-    # -- a copied or moved home ---------------------------------------------------------
-    def _check_copy(self) -> None:
-        """A home copied (or moved) from another path finds the key file of the home it
-        came from through the recorded ``home_id``; it takes a copy of it under its own id,
-        so that each home's rotations retire masters in its own key file only."""
-        if self._copy_checked:
-            return
-        self._copy_checked = True
-        own = self._own_key_file
-        if own is None or not isinstance(self.provider, FileProvider):
-            return
-        own_id, own_path, home = own
-        if self.provider.path == own_path:
-            return
-        with self._locked():
-            state = self._read_ring()
-            source = self.provider
-            if state and state.get("home_id") == own_id:  # another process took the copy
-                self.provider = FileProvider(own_path, home)
-                return
-            if not state or not state.get("home_id") or not source.exists():
-                return
-            target = FileProvider(own_path, home)
-            have = set(target.kids())
-            for kid in source.kids():
-                if kid not in have:
-                    target.add(source.export(kid))
-            state["home_id"] = own_id
-            self._save(state)
-            self.provider = target
-            self.migration = (
-                f"this home was copied or moved from another path: its master key was copied "
-                f"from {source.path} to {target.path} (delete the old file once no home uses it)"
-            )
-            log.warning(self.migration)
 
     # -- public API ----------------------------------------------------------------------
     def current(self, purpose: str) -> DataKey:
