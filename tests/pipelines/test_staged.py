@@ -261,7 +261,9 @@ def test_correction_loop_next_delivery_resolves_the_quarantined_record(
     fix = defects.filter((pl.col("_file") == file_name) & (pl.col("_source_row") == source_row))
     delivered, truth = fix["delivered"][0], fix["truth"][0]
     inbox = settings.inbox_dir / "wjw"
-    lines = (inbox / file_name).read_bytes().decode("gbk").split("\r\n")
+    from tests.pipelines.test_landing import delivered_bytes  # the inbox file was landed
+
+    lines = delivered_bytes(settings, "wjw", file_name).decode("gbk").split("\r\n")
     assert delivered in lines[source_row - 1]
     lines[source_row - 1] = lines[source_row - 1].replace(delivered, truth)
     (inbox / file_name.replace("20261120", "20261121")).write_bytes(
