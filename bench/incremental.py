@@ -79,6 +79,23 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str
     return wall, usage.ru_utime + usage.ru_stime, code, "\n".join(lines[-TAIL_LINES:])
 
 
+def _newest_landed(settings: Settings, dept: str, dataset: str) -> bytes | None:
+    """The delivered bytes of the dataset's newest landed file (its copy is encrypted)."""
+    from lakehouse.lake import open_lake
+    from pipelines.ingest.landing import open_landed
+
+    with open_lake(settings, read_only=True) as con:
+        row = con.execute(
+            "SELECT landed_path FROM landing.deliveries WHERE dept = ? AND dataset = ? "
+            "ORDER BY arrived_at DESC, file_name DESC LIMIT 1",
+            [dept, dataset],
+        ).fetchone()
+    if row is None:
+        return None
+    with open_landed(settings, row[0]) as fh:
+        return fh.read()
+
+
 def next_day_delivery(settings: Settings) -> tuple[str, str, Path]:
     """Put one department's next daily delivery in the inbox: (dept, dataset, file)."""
     cat = load_catalogue(settings.catalog_dir)
@@ -93,11 +110,10 @@ def next_day_delivery(settings: Settings) -> tuple[str, str, Path]:
         ):
             continue
         folder = settings.inbox_dir / dept.code
-        files = sorted(folder.glob(ds.delivery.pattern), key=lambda p: p.stat().st_mtime_ns)
-        if not files:
+        newest = _newest_landed(settings, dept.code, ds.code)  # the inbox is emptied by landing
+        if newest is None:
             continue
-        newest = files[-1]
-        data = newest.read_bytes().rstrip(b"\r\n")
+        data = newest.rstrip(b"\r\n")
         shorter = data[: data.rfind(b"\n") + 1]  # the last record withdrawn
         target = folder / ds.delivery.pattern.replace("*", "bench_next_day", 1)
         target.write_bytes(shorter)
