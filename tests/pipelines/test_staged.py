@@ -345,7 +345,9 @@ def test_k_anonymity_of_staged_datasets(
     )
     assert refused.exit_code == 1 and "refused" in refused.output
     with open_lake(settings, read_only=True) as con:
-        some = con.execute("SELECT birth_date FROM staged.gaj__registered_residents LIMIT 20").pl()
+        some = con.execute(
+            "SELECT _key_pid, birth_date FROM staged.gaj__registered_residents LIMIT 20"
+        ).pl()
     _, ds = cat.dataset("gaj.registered_residents")
     dates = protection.reveal(some, ds, "quality_scores")["birth_date"].cast(pl.String).to_list()
     assert len(dates) == 20 and not any(d in ok.output + refused.output for d in dates)
