@@ -242,3 +242,19 @@ def test_without_the_key_a_landed_file_does_not_open(
     monkeypatch.setenv("STREETHUB_MASTER_KEY", base64.b64encode(bytes(32)).decode())
     with pytest.raises(KeyRingError), open_landed(settings, path) as fh:
         fh.read()
+
+
+def test_the_landing_bench_runs_and_reports_both_suites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import bench.landing
+
+    monkeypatch.setattr(bench.landing, "TOTAL_MIB", 2)
+    monkeypatch.setattr(bench.landing, "RUNS", 1)
+    monkeypatch.setattr(bench.landing, "RESULTS", tmp_path / "landing.json")
+    bench.landing.main()
+    result = json.loads((tmp_path / "landing.json").read_text())
+    assert set(result["suites"]) == {"intl", "gm"}
+    assert all(r["encrypt_mb_s"] > 0 and r["decrypt_mb_s"] > 0 for r in result["suites"].values())
