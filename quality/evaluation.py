@@ -465,16 +465,18 @@ class Evaluation:
     deliveries: int  # landed deliveries evaluated
 
 
-class _Filtered(Mapping[str, pl.DataFrame]):
-    """``staged`` keyed ``dept.dataset``, each frame filtered as it is asked for: the
-    staged tables are read one at a time, never all at once."""
+class _ByRef(Mapping[str, pl.DataFrame]):
+    """``staged`` keyed ``dept.dataset``, each frame read as it is asked for: the staged
+    tables are read one at a time, never all at once. Not filtered to the simulator's
+    deliveries: :func:`evaluate_dataset` judges file by file, and a row of anyone else's
+    delivery has no file (a filtered copy of the largest table was the evaluation's peak)."""
 
-    def __init__(self, staged: Mapping[tuple[str, str], pl.DataFrame], keep: pl.Expr) -> None:
-        self.staged, self.keep = staged, keep
+    def __init__(self, staged: Mapping[tuple[str, str], pl.DataFrame]) -> None:
+        self.staged = staged
         self.refs = {f"{d}.{c}": (d, c) for d, c in staged}
 
     def __getitem__(self, ref: str) -> pl.DataFrame:
-        return self.staged[self.refs[ref]].filter(self.keep)
+        return self.staged[self.refs[ref]]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.refs)
@@ -504,7 +506,7 @@ def evaluate_lake(
     if not files:
         return None
     ours = pl.col("_delivery_id").is_in(list(files))
-    frames = _Filtered(staged, ours)
+    frames = _ByRef(staged)
     q = quarantine.rename({"delivery_id": "_delivery_id", "source_row": "_source_row"})
     q = q.filter(ours)
     empty = q.clear().drop("dept", "dataset")

@@ -110,3 +110,18 @@ def test_only_the_covered_files_are_judged():
     nothing = evaluate(staged, quarantine, s.truth, s.catalogue, s.files, covered={ref: set()})
     assert nothing.totals["rows"] == nothing.totals["defects"] == 0
     assert nothing.problems() == []  # nothing to repair is not a missed target
+
+
+def test_rows_of_anyone_elses_delivery_change_no_figure():
+    """The evaluation judges file by file: a staged row whose delivery the simulator did not
+    make has no file and is judged nowhere (the lake's frames are not filtered first)."""
+    s = street()
+    ref = "wjw.elderly_health_checks"
+    r = gate(s.raw[ref], s.dataset(ref))
+    alone = evaluate({ref: r.staged}, {ref: r.quarantine}, s.truth, s.catalogue, s.files)
+    foreign = r.staged.head(50).with_columns(pl.lit("someone-else").alias("_delivery_id"))
+    mixed = evaluate(
+        {ref: pl.concat([r.staged, foreign])}, {ref: r.quarantine}, s.truth, s.catalogue, s.files
+    )
+    assert alone.datasets.to_dicts() == mixed.datasets.to_dicts()
+    assert alone.totals["rows"] > 0
