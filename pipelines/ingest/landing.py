@@ -153,23 +153,33 @@ def _landed_name(dataset: Dataset, sha256: str) -> str:
     return f"{sha256}{LANDED_SUFFIX[dataset.delivery.kind]}"
 
 
-def archive(settings: Settings, dept: str, dataset: Dataset, sha256: str) -> Path | None:
+def archive(
+    settings: Settings, dept: str, dataset: Dataset, sha256: str, source: Path | None = None
+) -> Path | None:
     """Keep the inbox original, encrypted, in ``settings.archive_dir`` (``keep_inbox_originals``):
     the landed copy *is* the original encrypted, so the archive links it (copies it across
-    file systems). Idempotent; None when the landed copy is gone (retention)."""
+    file systems). Where the landed copy is gone (retention), ``source`` is encrypted
+    afresh, if its bytes still hash to ``sha256``. Idempotent; None if nothing was kept."""
     name = _landed_name(dataset, sha256)
     target = settings.archive_dir / dept / dataset.code / name
     if target.exists():
         return target
     landed = _landing_folder(settings, dept, dataset) / name
-    if not landed.is_file():
-        return None
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = target.with_name(f"{os.urandom(8).hex()}.part")
-    try:
-        os.link(landed, tmp)
-    except OSError:
-        shutil.copyfile(landed, tmp)
+    if landed.is_file():
+        try:
+            os.link(landed, tmp)
+        except OSError:
+            shutil.copyfile(landed, tmp)
+    elif source is not None:
+        with open(source, "rb") as fh:
+            chunks = iter(lambda: fh.read(CHUNK_BYTES), b"")
+            if one_pass(chunks, tmp, encryptor(settings)).sha256 != sha256:
+                tmp.unlink()  # changed since it was landed: the next run sees it anew
+                return None
+    else:
+        return None
     tmp.replace(target)
     _fsync_dir(target.parent)
     return target
@@ -389,7 +399,8 @@ def land_files(
                 else:
                     result.landed.append(landed)
                 if settings.keep_inbox_originals:
-                    archive(settings, dept, dataset, copied.sha256)
+                    source = settings.inbox_dir / dept / entry.name
+                    archive(settings, dept, dataset, copied.sha256, source)
                 remember(con, dept, dataset.code, entry)
                 remove_from_inbox(settings, dept, entry)
                 continue
@@ -525,11 +536,11 @@ def apply_retention(
         removed.append(delivery_id)
     if removed:
         _fsync_dir(settings.landing_dir)
-    at_ = now()
+    at_, gone = now(), set(removed)
     reason = f"retention: landed over {days} day(s) ago and loaded"
     with transaction(con):
         con.executemany(
             f"INSERT INTO landing.{REMOVED_TABLE} VALUES (?,?,?,?)",
-            [[d, p, reason, at_] for d, p in rows if d in set(removed)],
+            [[d, p, reason, at_] for d, p in rows if d in gone],
         )
     return len(removed)

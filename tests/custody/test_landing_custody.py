@@ -273,3 +273,23 @@ def test_without_its_key_a_landed_file_is_left_unread_not_failed(
     monkeypatch.setenv("STREETHUB_MASTER_KEY", right)  # the next run has it: it loads
     (account,) = load_raw(con, "wjw", checks, Protection.from_settings(settings).protect)
     assert account.delivery_id == one.delivery_id and account.status == "loaded"
+
+
+def test_an_original_whose_landed_copy_expired_is_archived_from_the_inbox_encrypted(
+    hub: tuple[Settings, duckdb.DuckDBPyConnection], checks: Dataset
+) -> None:
+    settings, con = hub
+    data = health_csv()
+    deliver(settings, "elderly_health_checks_1.csv", data)
+    (one,) = ingest_dataset(con, settings, "wjw", checks)[0].landed
+    expiring = settings.model_copy(update={"landing_retention_days": 0})
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert apply_retention(con, expiring, at=later) == 1  # the landed copy is gone
+    keeping = settings.model_copy(update={"keep_inbox_originals": True})
+    again = deliver(settings, "elderly_health_checks_again.csv", data)  # the same bytes
+    result, _ = ingest_dataset(con, keeping, "wjw", checks)
+    assert result.skipped == 1 and not again.exists()
+    (archived,) = (settings.archive_dir / "wjw").rglob("*.csv")
+    assert archived.name == Path(one.landed_path).name and is_encrypted(archived.read_bytes())
+    with open_landed(settings, archived) as fh:
+        assert fh.read() == data
