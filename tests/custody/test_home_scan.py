@@ -50,8 +50,14 @@ def after_a_run(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     from pipelines.main_job import run_main
 
     home = tmp_path_factory.mktemp("run") / "home"
-    settings = Settings(home=home, sim_residents=300, sim_days=1)
-    run_main(settings, Console(width=200, force_terminal=False, quiet=True), simulate=True)
+    with pytest.MonkeyPatch.context() as env:  # the run's Dagster steps read the environment
+        env.setenv("STREETHUB_HOME", str(home))
+        env.setenv("STREETHUB_SIM_RESIDENTS", "300")
+        env.setenv("STREETHUB_SIM_DAYS", "1")
+        env.delenv("STREETHUB_MASTER_KEY", raising=False)
+        settings = Settings()
+        run_main(settings, Console(width=200, force_terminal=False, quiet=True), simulate=True)
+    assert settings.home_abs == home.resolve()
     return settings
 
 
