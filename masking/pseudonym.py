@@ -73,8 +73,8 @@ class PseudonymKey:
 
         def batch(s: pl.Series) -> pl.Series:
             data = s if s.dtype == pl.Binary else s.cast(pl.String).cast(pl.Binary)
-            out = [None if v is None else mac(v).hex()[:length] for v in data.to_list()]
-            return pl.Series(s.name, out, dtype=pl.String)
+            out = [None if v is None else mac(v) for v in data.to_list()]  # hex in Rust
+            return pl.Series(s.name, out, dtype=pl.Binary).bin.encode("hex").str.slice(0, length)
 
         return values.map_batches(batch, return_dtype=pl.String)
 
