@@ -59,7 +59,10 @@ def leaks_scan(
 
     settings = get_settings()
     cat = catalogue(None)
-    with reading_lake(settings, "scanning") as con:
+    from masking.errors import MaskingError
+
+    # without the keys (a copied home), the registers' names cannot be read: said, exit 1
+    with reading_lake(settings, "scanning", MaskingError) as con:
         if everything:
             report = scan_all(settings, cat, con, cli_actor(), landing_content=landing_content)
         else:
