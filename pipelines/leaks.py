@@ -175,8 +175,8 @@ def _scan_encrypted(
             with open_landed(settings, path) as fh:
                 while fh.read(1 << 20):
                     pass
-    except (StreethubError, OSError, ValueError) as exc:
-        why = type(exc).__name__ if isinstance(exc, OSError) else str(exc)
+    except Exception as exc:  # our errors name a segment or a key; others only their type
+        why = str(exc) if isinstance(exc, StreethubError) else type(exc).__name__
         return Finding(place, 0, LeakCounts(), area, size, problem=f"encrypted, not proven: {why}")
     cells = held.cells_scanned if held is not None else 0
     return Finding(place, cells, LeakCounts(), area, size, protected=True, held=held)
