@@ -43,10 +43,12 @@ from catalog.loader import get_catalogue
 from catalog.model import FILE_CONNECTORS, ConnectorKind, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import ensure_table, has_table, transaction
+from masking.errors import DecryptionError
+from masking.stream import HEADER_BYTES, Header, is_encrypted
 from pipelines.connectors import LANDED_SUFFIX
 from pipelines.connectors.base import catalogue_names, guard_error
 from pipelines.connectors.http_api import pull_http
-from pipelines.connectors.landed import encryptor, open_landed
+from pipelines.connectors.landed import PURPOSE, encryptor, open_landed
 from pipelines.connectors.sql_db import Pulled, pull_sql
 from pipelines.ingest.inbox import (
     Entry,
@@ -68,7 +70,7 @@ from pipelines.ingest.ledger import (
 )
 from pipelines.killpoints import kill_point, register
 
-__all__ = ["LandingResult", "apply_retention", "land", "open_landed"]
+__all__ = ["LandingResult", "apply_retention", "land", "open_landed", "reencrypt_landed"]
 
 KP_COPY_STARTED = register("landing.copy_started", "landing: half of a delivery copied to landing")
 KP_COPIED = register("landing.copied", "landing: copy renamed into place, no ledger row yet")
@@ -544,3 +546,48 @@ def apply_retention(
             [[d, p, reason, at_] for d, p in rows if d in gone],
         )
     return len(removed)
+
+
+@dataclass
+class Reencrypted:
+    files: int = 0  # files written again under the ring's suite and current landing key
+    current: int = 0  # files already under them
+    failed: list[str] = field(default_factory=list)  # files that did not decrypt (shown)
+
+
+def reencrypt_landed(settings: Settings) -> Reencrypted:
+    """Write every landed and archived file again under the ring's suite and current
+    ``landing`` key: after ``streethub keys rekey --suite …`` (landed files keep the suite
+    they were written under until then, and stay readable), after a rotation, and to
+    encrypt files landed in the clear before encryption existed. Each file is decrypted
+    through :func:`open_landed` (its SHA-256 checked) and replaced atomically; a file
+    that does not decrypt is left as it is and named. Call with the lake's writer lock."""
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(settings)
+    version, suite = ring.current(PURPOSE).version, ring.suite.name
+    out = Reencrypted()
+    for root in (settings.landing_dir, settings.archive_dir):
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            if not path.is_file() or path.name.endswith(".part"):
+                continue
+            with open(path, "rb") as fh:
+                head = fh.read(HEADER_BYTES)
+            if is_encrypted(head):
+                header = Header.parse(head)
+                if header.suite == suite and header.key_version == version:
+                    out.current += 1
+                    continue
+            part = path.with_name(f"{os.urandom(8).hex()}.part")
+            try:
+                with open_landed(settings, path) as src:
+                    one_pass(
+                        iter(lambda src=src: src.read(CHUNK_BYTES), b""), part, encryptor(settings)
+                    )
+            except DecryptionError:
+                out.failed.append(shown(str(path.relative_to(settings.home_abs))))
+                continue
+            part.replace(path)  # an archive link to it keeps the old copy until its own turn
+            _fsync_dir(path.parent)
+            out.files += 1
+    return out

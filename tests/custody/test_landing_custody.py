@@ -293,3 +293,41 @@ def test_an_original_whose_landed_copy_expired_is_archived_from_the_inbox_encryp
     assert archived.name == Path(one.landed_path).name and is_encrypted(archived.read_bytes())
     with open_landed(settings, archived) as fh:
         assert fh.read() == data
+
+
+def test_reencrypt_landed_moves_every_copy_to_the_rings_suite_and_current_key(
+    hub: tuple[Settings, duckdb.DuckDBPyConnection],
+    checks: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings, con = hub
+    settings = settings.model_copy(update={"keep_inbox_originals": True})
+    data, old_data = health_csv(), health_csv(PEOPLE[:1])
+    deliver(settings, "elderly_health_checks_1.csv", data)
+    (one,) = ingest_dataset(con, settings, "wjw", checks)[0].landed
+    deliver(settings, "elderly_health_checks_0.csv", old_data)  # landed before encryption
+    monkeypatch.setattr(landing, "encryptor", lambda settings: landing.Identity())
+    (old,) = landing.land(con, settings, "wjw", checks).landed
+    monkeypatch.undo()
+    assert Path(old.landed_path).read_bytes() == old_data
+    from masking.keys import KeyRing
+
+    ring = KeyRing.from_settings(settings)
+    assert ring.suite.name == "intl"
+    ring.change_suite("gm")  # what `streethub keys rekey --suite gm` records at its end
+    monkeypatch.setenv("STREETHUB_CIPHER_SUITE", "gm")
+    tampered = settings.landing_dir / "wjw" / checks.code / f"{'0' * 64}.csv"
+    tampered.write_bytes(Path(one.landed_path).read_bytes())  # named for other bytes
+
+    done = landing.reencrypt_landed(settings)
+    assert done.files == 4 and done.current == 0  # 2 landed, 2 archived (one plaintext)
+    assert done.failed == [f"landing/wjw/{checks.code}/{'0' * 64}.csv"]
+    for path, expect in ((one.landed_path, data), (old.landed_path, old_data)):
+        blob = Path(path).read_bytes()
+        assert is_encrypted(blob) and blob[9] == 2  # SM4-GCM now
+        with open_landed(settings, path) as fh:
+            assert fh.read() == expect
+    assert plain_in(settings.landing_dir, *secrets_()) == []
+    assert plain_in(settings.archive_dir, *secrets_()) == []
+    again = landing.reencrypt_landed(settings)
+    assert again.files == 0 and again.current == 4  # once
