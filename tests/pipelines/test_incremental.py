@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -20,6 +21,7 @@ from rich.console import Console
 from catalog.loader import load_catalogue
 from catalog.settings import CATALOG_DIR, Settings
 from lakehouse.lake import close_idle, init_lake, instances_created, open_lake
+from pipelines.ingest_run import IngestOutcome
 
 DEPT = "cgj"
 HEADER = "案件编号,案件类型,发现时间,所属社区,地址,经度,纬度,当事人,当事人身份证号,当事人电话,案件描述,处理状态,结案时间"
@@ -71,6 +73,59 @@ def street(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return one_department_home(tmp_path, monkeypatch)
 
 
+FIRST = "violation_cases_20261101.csv"  # the first delivery: 40 cases
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """What the first run over :data:`FIRST` did (measured once, in the module's template)."""
+
+    outcome: IngestOutcome
+    materialised: dict[str, int]
+    staged_rows: int
+    instances_created: int  # DuckDB instances (extension loads) the run created
+
+
+@pytest.fixture(scope="module")
+def first_run_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FirstRun]:
+    """The home after a first run of :data:`FIRST`, built once and kept as a pristine copy.
+
+    The home is built where the tests use it (``live/``): the ledger records absolute paths,
+    so a copy elsewhere would point into another home. Each test gets ``live/`` restored
+    from the copy (:func:`after_first_run`)."""
+    root = tmp_path_factory.mktemp("incremental")
+    live = root / "live"
+    live.mkdir()
+    with pytest.MonkeyPatch.context() as env:
+        settings = one_department_home(live, env)
+        deliver(settings, FIRST, 0, 40)
+        close_idle()
+        before = instances_created()
+        outcome = run(settings)
+        created = instances_created() - before
+        first = FirstRun(outcome, materialised(settings), staged_rows(settings), created)
+    close_idle()  # nothing of the lake held open while it is copied
+    shutil.copytree(live, root / "pristine", symlinks=True)
+    return root, first
+
+
+@pytest.fixture
+def after_first_run(
+    first_run_template: tuple[Path, FirstRun], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Settings, FirstRun]:
+    """The home (its catalogue, lake, key ring, Dagster storage, audit witness beside it)
+    as the first run left it, restored for this test at the path it was built at."""
+    root, first = first_run_template
+    live = root / "live"
+    close_idle()
+    shutil.rmtree(live)
+    shutil.copytree(root / "pristine", live, symlinks=True)
+    home, catalog = live / "home", live / "catalog"
+    monkeypatch.setenv("STREETHUB_HOME", str(home))
+    monkeypatch.setenv("STREETHUB_CATALOG_DIR", str(catalog))
+    return Settings(home=home, catalog_dir=catalog), first
+
+
 def run(settings: Settings):
     from pipelines.ingest_run import ingest_all
 
@@ -98,13 +153,14 @@ LANDING, RAW, STAGED = (f"{zone}/{DEPT}/violation_cases" for zone in ("landing",
 SCORECARD = "marts/quality_scorecard"
 
 
-def test_no_op_run_materialises_nothing_and_keeps_the_last_scan(street: Settings) -> None:
-    deliver(street, "violation_cases_20261101.csv", 0, 40)
-    first = run(street)
+def test_no_op_run_materialises_nothing_and_keeps_the_last_scan(after_first_run) -> None:
+    street, ran = after_first_run
+    first = ran.outcome
     assert first.selected == {DEPT: [LANDING, RAW, STAGED]}
     assert first.scorecard_ran and first.scorecard_ok and first.leak_check is not None
     assert first.leak_check.passed
     before = materialised(street)
+    assert before == ran.materialised
     assert before[LANDING] == before[STAGED] == before[SCORECARD] == 1
     second = run(street)
     assert second.selected == {} and not second.scorecard_ran
@@ -115,10 +171,10 @@ def test_no_op_run_materialises_nothing_and_keeps_the_last_scan(street: Settings
     assert materialised(street) == before
 
 
-def test_a_new_delivery_selects_its_dataset_and_the_scorecard_only(street: Settings) -> None:
-    deliver(street, "violation_cases_20261101.csv", 0, 40)
-    run(street)
+def test_a_new_delivery_selects_its_dataset_and_the_scorecard_only(after_first_run) -> None:
+    street, ran = after_first_run
     rows = staged_rows(street)
+    assert rows == ran.staged_rows
     deliver(street, "violation_cases_20261102.csv", 40, 10)
     again = run(street)
     assert again.selected == {DEPT: [LANDING, RAW, STAGED]} and again.scorecard_ran
@@ -131,13 +187,12 @@ def test_a_new_delivery_selects_its_dataset_and_the_scorecard_only(street: Setti
 
 
 def test_a_copy_under_another_name_is_new_by_signature_and_lands_nothing(
-    street: Settings,
+    after_first_run,
 ) -> None:
-    path = deliver(street, "violation_cases_20261101.csv", 0, 40)
-    run(street)
+    street, _ = after_first_run
     rows = staged_rows(street)
-    copy = path.with_name("violation_cases_20261101_again.csv")
-    shutil.copy2(path, copy)
+    # the same 40 cases, byte for byte, delivered again under another name
+    deliver(street, "violation_cases_20261101_again.csv", 0, 40)
     again = run(street)
     assert again.selected == {DEPT: [LANDING, RAW, STAGED]}  # landing decides by its hash
     assert staged_rows(street) == rows
@@ -148,9 +203,9 @@ def test_a_copy_under_another_name_is_new_by_signature_and_lands_nothing(
     assert run(street).selected == {}
 
 
-def test_a_changed_file_is_new_again(street: Settings) -> None:
-    path = deliver(street, "violation_cases_20261101.csv", 0, 40)
-    run(street)
+def test_a_changed_file_is_new_again(after_first_run) -> None:
+    street, _ = after_first_run
+    path = street.inbox_dir / DEPT / FIRST
     deliver(street, path.name, 0, 41)  # the department re-exported it with one more case
     later = time.time() - 1800
     os.utime(path, (later, later))
@@ -160,24 +215,31 @@ def test_a_changed_file_is_new_again(street: Settings) -> None:
         assert con.execute("SELECT count(*) FROM landing.deliveries").fetchone()[0] == 2
 
 
-def test_sensor_after_the_main_job_asks_for_nothing_then_for_the_new_file(
-    street: Settings,
-) -> None:
-    from pipelines.defs.sources.sensors import build_inbox_sensor, evaluate_inbox
+def test_sensor_before_the_main_job_asks_for_the_delivery_only(street: Settings) -> None:
+    from pipelines.defs.sources.sensors import evaluate_inbox
 
-    deliver(street, "violation_cases_20261101.csv", 0, 40)
+    deliver(street, FIRST, 0, 40)
     (street.inbox_dir / DEPT / "readme.txt").write_text("not a delivery")
     dept = load_catalogue(street.catalog_dir).departments[DEPT]
     new, settling, _ = evaluate_inbox(street, dept, None)
-    assert new == ["violation_cases_20261101.csv"] and settling == []
-    run(street)
+    assert new == [FIRST] and settling == []
+
+
+def test_sensor_after_the_main_job_asks_for_nothing_then_for_the_new_file(
+    after_first_run,
+) -> None:
+    from pipelines.defs.sources.sensors import build_inbox_sensor, evaluate_inbox
+
+    street, _ = after_first_run
+    (street.inbox_dir / DEPT / "readme.txt").write_text("not a delivery")
+    dept = load_catalogue(street.catalog_dir).departments[DEPT]
     # `streethub ui` after `make run`: a fresh sensor (no cursor) finds nothing new
     sensor = build_inbox_sensor(dept)
     with dg.build_sensor_context(instance=dg.DagsterInstance.get()) as context:
         out = sensor(context)
     assert isinstance(out, dg.SkipReason) or not out.run_requests
     deliver(street, "violation_cases_20261102.csv", 40, 10)
-    new, settling, cursor = evaluate_inbox(street, dept, None)
+    new, _, cursor = evaluate_inbox(street, dept, None)
     assert new == ["violation_cases_20261102.csv"]
     assert evaluate_inbox(street, dept, cursor)[0] == []  # asked once, not again
     with dg.build_sensor_context(instance=dg.DagsterInstance.get()) as context:
@@ -229,15 +291,12 @@ def test_a_pull_is_due_when_a_tick_of_its_schedule_has_passed() -> None:
     assert pull_due(daily, tick + dt.timedelta(minutes=5), tick + dt.timedelta(days=1, minutes=1))
 
 
-def test_the_lake_extensions_load_once_per_run_process(street: Settings) -> None:
-    deliver(street, "violation_cases_20261101.csv", 0, 40)
-    close_idle()
-    before = instances_created()
-    outcome = run(street)
-    assert outcome.scorecard_ran
+def test_the_lake_extensions_load_once_per_run_process(first_run_template) -> None:
+    _, first = first_run_template  # counted around the first run, from no kept instance
+    assert first.outcome.scorecard_ran
     # every step opened the lake (landing, raw, staged, three checks, the scorecard twice,
     # the leak scan …), the extensions were loaded at most once per open at a time
-    assert instances_created() - before <= 2
+    assert 1 <= first.instances_created <= 2
 
 
 def test_the_scorecard_follows_new_staged_data_in_the_ui_and_only_then() -> None:
@@ -272,13 +331,12 @@ def test_the_scorecard_follows_new_staged_data_in_the_ui_and_only_then() -> None
 
 
 def test_the_bench_s_next_daily_delivery_is_new_settled_and_one_record_shorter(
-    street: Settings,
+    after_first_run,
 ) -> None:
     import bench.incremental
     from pipelines.ingest.inbox import matches
 
-    deliver(street, "violation_cases_20261101.csv", 0, 40)
-    run(street)
+    street, _ = after_first_run
     dept, dataset, path = bench.incremental.next_day_delivery(street)
     assert (dept, dataset) == (DEPT, "violation_cases")
     assert matches("violation_cases_*.csv", path.name)
