@@ -180,8 +180,6 @@ class _Dataset:
         self.con, self.ring, self.audit, self.actor = con, ring, audit, actor
         self.dept, self.ds, self.target = dept, ds, target
         self.pid_map: list[pl.DataFrame] = []  # old key_pid → new key_pid
-        self.old_suite = ring.suite
-        self.old_pid_version = ring.current("pseudonym").version
         self.new = {"suite": target.suite, "version": target.versions["pseudonym"]}
 
     def _reveal(self, frame: pl.DataFrame, *, text: bool) -> pl.DataFrame:
@@ -198,13 +196,15 @@ class _Dataset:
 
     def raw(self, table: str) -> int:
         """Re-encrypt the raw table; the quarantined records' key pseudonyms from it."""
+        sensitive = any(f.level.sensitive for f in self.ds.fields)  # else: nothing to rewrite
         n = 0
         for delivery in _deliveries(self.con, "raw", table):
             frame = _read(self.con, "raw", table, delivery)
             plain = self._reveal(frame, text=True)
             self._quarantine_pids(delivery, plain)
-            _replace(self.con, "raw", table, delivery, self._protect(plain))
-            n += frame.height
+            if sensitive:
+                _replace(self.con, "raw", table, delivery, self._protect(plain))
+                n += frame.height
         return n
 
     def _quarantine_pids(self, delivery: str | None, plain: pl.DataFrame) -> None:
@@ -241,13 +241,13 @@ class _Dataset:
     def staged(self, table: str) -> int:
         """Re-encrypt the staged table with new key pseudonyms and row digests."""
         fields = [f.name for f in self.ds.fields]
+        old_key = {"suite": self.ring.suite, "version": self.ring.current("pseudonym").version}
         n = 0
         for delivery in _deliveries(self.con, "staged", table):
             frame = _read(self.con, "staged", table, delivery)
             plain = self._reveal(frame, text=False)
             present = [f for f in fields if f in plain.columns]
-            old = row_digests(plain, present, self.ring, version=self.old_pid_version,
-                              suite=self.old_suite)  # fmt: skip
+            old = row_digests(plain, present, self.ring, **old_key)
             if not old.equals(frame[ROW_DIGEST].cast(pl.String), check_names=False):
                 raise RekeyError(
                     "a revealed row does not give back its stored row digest; the table "
