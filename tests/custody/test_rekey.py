@@ -232,3 +232,51 @@ def test_interrupted_rekey_reads_refuses_the_pipelines_and_finishes(
     for name, frame in _revealed(settings, cat).items():
         assert frame.equals(before[name]), name
     Protection.from_settings(Settings(home=settings.home, cipher_suite="gm"))  # runs again
+
+
+def test_rekey_to_the_same_suite_binds_old_column_only_values_to_their_rows(
+    street: Path, tmp_path: Path, cat: Catalogue
+) -> None:
+    """A lake written before rows were bound (``e<v>:``, AAD = the column): the values read,
+    and a re-key to the suite in use rewrites them bound to their rows."""
+    import base64
+    import os
+
+    from masking.crypto import column_id
+    from masking.suite import get_suite
+
+    settings = _copy(street, tmp_path)
+    _, residents = cat.dataset("gaj.registered_residents")
+    table = "gaj__registered_residents"
+    ring = KeyRing.from_settings(settings)
+    key = ring.current("at_rest")
+    aead = get_suite("intl").aead(key.material)
+
+    def legacy(value: str | None, column: str) -> str | None:
+        if value is None:
+            return None
+        nonce = os.urandom(12)
+        blob = nonce + aead.encrypt(nonce, value.encode(), column.encode())
+        return f"e{key.version}:" + base64.urlsafe_b64encode(blob).decode().rstrip("=")
+
+    reader = Protection.from_settings(settings, actor="test:rekey")
+    with open_lake(settings) as con:
+        frame = con.execute(f"SELECT * FROM staged.{table}").pl()
+        plain = reader.reveal_text(frame, residents, "rekey")
+        old = frame.with_columns(
+            pl.Series(name, [legacy(v, column_id(residents, name)) for v in plain[name]])
+            for name in protected_fields(frame, residents)
+        )
+        con.execute(f"DELETE FROM staged.{table}")
+        con.register("old", old.to_arrow())
+        con.execute(f"INSERT INTO staged.{table} BY NAME SELECT * FROM old")
+        con.unregister("old")
+    before = _revealed(settings, cat)
+    assert before[f"staged.{table}"]["name"].to_list()  # the old values read
+    assert any(v.startswith("e") for v in _sensitive_values(settings, cat))
+
+    rekey(settings, "intl", "test:officer")
+    assert {ciphertext_suite(v) for v in _sensitive_values(settings, cat)} == {(Suite.INTL, 2)}
+    assert not any(v.startswith("e") for v in _sensitive_values(settings, cat))
+    for name, frame in _revealed(settings, cat).items():
+        assert frame.equals(before[name]), name
