@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import datetime as dt
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ MAX_LINE = 1 << 20  # characters; longer lines are read in parts overlapping by 
 OVERLAP = 64
 ROWS = 20_000
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # read through their database
+# columns that say when a row was written, in the order they are preferred (Dagster's)
+STAMP_COLUMNS = ("update_timestamp", "timestamp", "event_timestamp", "create_timestamp")
 
 
 def sniff(head: bytes) -> str:
@@ -94,15 +97,28 @@ def _sqlite_column(values: list) -> pl.Series:
     return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)
 
 
-def scan_sqlite(path: Path, names) -> LeakCounts:
-    """Every table of a SQLite file, read-only (the WAL's content included)."""
+def _since_column(con: sqlite3.Connection, quoted: str) -> str | None:
+    """The column that says when a row was last written (Dagster's tables), if any."""
+    columns = {r[1] for r in con.execute(f"PRAGMA table_info({quoted})")}
+    return next((c for c in STAMP_COLUMNS if c in columns), None)
+
+
+def scan_sqlite(path: Path, names, since: dt.datetime | None = None) -> LeakCounts:
+    """Every table of a SQLite file, read-only (the WAL's content included). ``since``:
+    in a table with a time column (``STAMP_COLUMNS``, Dagster's UTC text), only the rows
+    written since; a table without one is read whole."""
     result = LeakCounts()
     con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             quoted = '"' + table.replace('"', '""') + '"'
-            cur = con.execute(f"SELECT * FROM {quoted}")  # a name SQLite listed
+            stamp = _since_column(con, quoted) if since is not None else None
+            if stamp is None:
+                cur = con.execute(f"SELECT * FROM {quoted}")  # a name SQLite listed
+            else:
+                utc = since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+                cur = con.execute(f'SELECT * FROM {quoted} WHERE "{stamp}" >= ?', [utc])
             columns = [f"{table}.{d[0]}" for d in cur.description]
             row = 0
             while rows := cur.fetchmany(ROWS):
@@ -170,12 +186,13 @@ def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str
     return scan_texts(text_lines(fh, head), known_names=names), "text"
 
 
-def scan_plain_file(path: Path, names) -> tuple[LeakCounts, str]:
-    """A file in the clear, by its content (SQLite opened by path)."""
+def scan_plain_file(path: Path, names, since: dt.datetime | None = None) -> tuple[LeakCounts, str]:
+    """A file in the clear, by its content (SQLite opened by path; ``since``: see
+    :func:`scan_sqlite`)."""
     with open(path, "rb") as fh:
         head = fh.read(len(SQLITE_MAGIC))
     if sniff(head) == "sqlite":
-        return scan_sqlite(path, names), "sqlite"
+        return scan_sqlite(path, names, since), "sqlite"
     with open(path, "rb") as fh:
         return scan_stream(fh, names, seekable=True)
 

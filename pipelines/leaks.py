@@ -183,23 +183,33 @@ def _scan_encrypted(
 
 
 def _scan_file(
-    settings: Settings, path: Path, area: str, names: KnownNames, content: bool
+    settings: Settings,
+    path: Path,
+    area: str,
+    names: KnownNames,
+    content: bool,
+    since: dt.datetime | None = None,
 ) -> Finding | None:
     """The file's finding; None when it went away before it was read (a spill file)."""
     try:
-        return _scan_present_file(settings, path, area, names, content)
+        return _scan_present_file(settings, path, area, names, content, since)
     except FileNotFoundError:
         return None
 
 
 def _scan_present_file(
-    settings: Settings, path: Path, area: str, names: KnownNames, content: bool
+    settings: Settings,
+    path: Path,
+    area: str,
+    names: KnownNames,
+    content: bool,
+    since: dt.datetime | None,
 ) -> Finding:
     if area in ("landing", "archive", "inbox") and _encrypted(path):
         return _scan_encrypted(settings, path, area, names, content)
     place, size = _place(settings, path), path.stat().st_size
     try:
-        counts, _ = scan_plain_file(path, names)
+        counts, _ = scan_plain_file(path, names, since)
     except Exception as exc:  # a file that will not parse: said, never its content
         return Finding(place, 0, LeakCounts(), area, size,
                        problem=f"not readable ({type(exc).__name__})")  # fmt: skip
@@ -236,7 +246,8 @@ def scan_files(
     since: dt.datetime | None = None,
     landing_content: bool = False,
 ) -> list[Finding]:
-    """Every file of the areas (modified at or after ``since``, when given)."""
+    """Every file of the areas (when ``since`` is given: those modified at or after it, and
+    in a SQLite database the rows written since, where its tables say when)."""
     dirs = area_dirs(settings)
     wanted = [(a, files_under(dirs[a])) for a in areas if a in dirs]
     if "other" in areas:
@@ -254,7 +265,7 @@ def scan_files(
             "decrypt", protection.actor, purpose=PURPOSE, files=len(decrypting),
             content=landing_content,
         )  # fmt: skip
-    found = (_scan_file(settings, p, a, names, landing_content) for a, p in picked)
+    found = (_scan_file(settings, p, a, names, landing_content, since) for a, p in picked)
     return [f for f in found if f is not None]
 
 
@@ -328,7 +339,8 @@ def scan_changed(
 ) -> ScanReport:
     """What a run that started at ``since`` changed: the rows inserted into the lake since
     (DuckLake's ``table_insertions`` between the last snapshot before and the current one),
-    and the files of every area written since (Dagster's databases whole, when written)."""
+    and the files of every area written since (in Dagster's databases, the rows written
+    since; an appended text file such as the audit log is read whole)."""
     if since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     protection = Protection.from_settings(settings, actor)

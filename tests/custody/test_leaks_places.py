@@ -223,13 +223,23 @@ def test_encrypted_landed_files_are_proven_ciphertext(hub: Settings, cat: Catalo
 
 
 def test_scan_changed_reads_only_what_changed_since(hub: Settings, cat: Catalogue) -> None:
-    files = _plant(hub)
-    for path in files.values():  # written before the run
-        old = (dt.datetime.now() - dt.timedelta(hours=1)).timestamp()
-        import os
+    import os
 
-        os.utime(path, (old, old))
+    files = _plant(hub)
+    index = hub.dagster_home / "history" / "runs" / "index.db"  # Dagster's UTC text stamps
+    hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with sqlite3.connect(index) as db:
+        db.execute("CREATE TABLE event_logs (event TEXT, timestamp DATETIME)")
+        db.executemany("INSERT INTO event_logs VALUES (?, ?)",
+                       [(v, f"{hour_ago:%Y-%m-%d %H:%M:%S.%f}") for v in _values()])  # fmt: skip
+    db.close()
+    for path in [*files.values(), index]:  # written before the run
+        os.utime(path, (hour_ago.timestamp(), hour_ago.timestamp()))
     since = dt.datetime.now(dt.UTC)
+    with sqlite3.connect(index) as db:  # one event of this run: the older rows are not read
+        db.execute("INSERT INTO event_logs VALUES (?, ?)",
+                   [_values()[7], f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S.%f}"])  # fmt: skip
+    db.close()
     with open_lake(hub) as con:
         con.register("p", pl.DataFrame({"note": _values()[:2]}).to_arrow())
         con.execute("INSERT INTO marts.planted FROM p")
@@ -241,6 +251,7 @@ def test_scan_changed_reads_only_what_changed_since(hub: Settings, cat: Catalogu
     assert found == {
         "marts.planted": Counter({"citizen_id": 2}),  # the rows inserted since, not the table
         "reports/new.html": Counter({"mobile": 1}),
+        "dagster/history/runs/index.db": Counter({"mobile": 1}),
         # the scan's own decryption of the register was audited since: the log is read whole
         "audit/audit.jsonl": EXPECTED,
     }
