@@ -91,3 +91,25 @@ def test_a_frame_without_its_identity_is_refused(
         protection.protect(_raw().select("name"), residents)
     # a frame without a sensitive column needs none
     assert protection.protect(_raw().select("gender"), residents).equals(_raw().select("gender"))
+
+
+def test_a_delivered_value_shaped_like_a_ciphertext_is_encrypted(
+    protection: Protection, residents: Dataset
+) -> None:
+    """The catalogue says a column is encrypted, never a value's shape: a delivered name
+    that looks like a stored ciphertext (old ``e1:`` or either suite's) is encrypted."""
+    import base64
+    import os
+
+    looks = [
+        f"{p}1:" + base64.urlsafe_b64encode(os.urandom(40)).decode().rstrip("=")
+        for p in ("e", "a", "s")
+    ]
+    raw = _raw().with_columns(pl.Series("name", looks))
+    enc = protection.protect(raw, residents)
+    assert not set(enc["name"]) & set(looks)
+    assert protection.reveal_text(enc, residents, "quality_gate")["name"].to_list() == looks
+    # and a plain value that reached an encrypted column is refused, not passed through
+    planted = enc.with_columns(pl.Series("name", [enc["name"][0], "王五", enc["name"][2]]))
+    with pytest.raises(DecryptionError, match=r"row 1, field name: value is not a ciphertext"):
+        protection.reveal_text(planted, residents, "quality_gate")
