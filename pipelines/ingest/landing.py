@@ -1,4 +1,4 @@
-"""Landing: each delivery copied byte-for-byte, with its SHA-256, source and arrival time.
+"""Landing: each delivery copied, encrypted, with its SHA-256, source and arrival time.
 
 File deliveries are picked up from ``inbox/<dept>/`` by the dataset's pattern
 (the listing and the refusals are in :mod:`pipelines.ingest.inbox`); databases
@@ -10,8 +10,9 @@ A file is read **once**: settle → one pass → commit.
    ``settle_seconds`` is landed; a younger one waits for a later run (or, with
    ``wait_for_settle``, for at most the settle period).
 2. *one pass* (:func:`one_pass`): from one descriptor opened with ``O_NOFOLLOW |
-   O_NONBLOCK``, every chunk is hashed and written to a ``.part`` copy, through a
-   per-chunk transform (the identity today; the Custody issue encrypts there).
+   O_NONBLOCK``, every chunk is hashed and written to a ``.part`` copy, through the
+   streaming AEAD of :mod:`masking.stream` (:func:`encryptor`: the ring's suite, the
+   ``landing`` data key; the SHA-256 is the delivered bytes', for dedup and evidence).
    ``fstat`` on that same descriptor before and after, and the bytes hashed
    against the final size: a file that changed while it was copied is discarded
    and left for a later run ("still being written"); a hash that does not match
@@ -21,6 +22,14 @@ A file is read **once**: settle → one pass → commit.
    hash); a copy left without a ledger row by a killed run is replaced by the
    fresh, verified copy, never trusted as it lies; ``.part`` leftovers of a
    killed run are removed when landing starts (the writer holds the lake lock).
+4. *inbox*: once the file is recorded (:func:`remember`), it is removed from the inbox
+   (:func:`remove_from_inbox`, only if it is still the file that was landed); with
+   ``keep_inbox_originals`` the encrypted copy is first linked into the archive
+   (:func:`archive`). A file a stopped run left behind is removed by the next one.
+
+Landed files are read through :func:`open_landed` only. :func:`apply_retention`
+expires landed copies of loaded deliveries; :func:`reencrypt_landed` moves every copy to
+the ring's suite and current key (after a re-key, or for files landed in the clear).
 """
 
 from __future__ import annotations
