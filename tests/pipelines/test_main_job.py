@@ -185,9 +185,10 @@ PULLED = ("sql_db", "http_api")
 def test_the_main_job_runs_green_without_any_simulator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A hub whose departments are not ours: deliveries in its inbox, a catalogue of the
-    file-delivered departments only, no simulator folder anywhere (no truth, no manifest,
-    no systems). The whole main job runs green, lands and stages every delivered file, and
+    """A hub whose departments are not ours: deliveries in its inbox, a catalogue of
+    file-delivered departments only (one for each kind of file, so every file connector
+    goes through the whole job), no simulator folder anywhere (no truth, no manifest, no
+    systems). The whole main job runs green, lands and stages every delivered file, and
     neither imports the simulator nor evaluates against a truth."""
     import shutil
     import sys
@@ -204,11 +205,22 @@ def test_the_main_job_runs_green_without_any_simulator(
     catalogue = tmp_path / "catalogue"
     catalogue.mkdir()
     home = tmp_path / "hub"
-    kept = {
+    files_only = {
         code: dept
         for code, dept in shipped.departments.items()
         if not any(ds.delivery.kind.value in PULLED for ds in dept.datasets)
     }
+    kinds = {ds.delivery.kind.value for dept in files_only.values() for ds in dept.datasets}
+    assert kinds >= {"csv", "excel", "json", "jsonl", "parquet"}
+    kept = {}  # for each kind of file, the department delivering it with the fewest datasets
+    for kind in sorted(kinds):
+        having = [
+            c
+            for c, d in files_only.items()
+            if kind in {ds.delivery.kind.value for ds in d.datasets}
+        ]
+        code = min(having, key=lambda c: (len(files_only[c].datasets), c))
+        kept[code] = files_only[code]
     known = {ds.resource_code for dept in kept.values() for ds in dept.datasets}
     files = 0
     for code in kept:
