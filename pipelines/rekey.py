@@ -11,7 +11,9 @@ key versions, then the ring records the suite:
   and must equal the stored one (the revealed row is the row that was staged), else the
   table is left as it was;
 - ``quarantine.rows``: the key pseudonym of each quarantined record, recomputed from its
-  raw row; ``quarantine.issues``: each issue's key pseudonym, mapped old → new.
+  raw row; ``quarantine.issues``: each issue's key pseudonym, mapped old → new;
+- landed and archived files: written again under the new suite and a new ``landing`` key
+  version (``pipelines.ingest.landing.reencrypt_landed``), once the ring records the suite.
 
 One transaction per dataset: its raw and staged tables and its quarantine and issue rows
 are rewritten together (each table of the dataset either wholly re-keyed or untouched),
@@ -50,6 +52,8 @@ from masking.errors import MaskingError
 from masking.keys import KeyRing, is_pseudonym_purpose
 from masking.pseudonym import row_digests
 from masking.suite import get_suite
+from pipelines.connectors.landed import PURPOSE as LANDING_PURPOSE
+from pipelines.ingest.landing import reencrypt_landed
 from pipelines.ingest.ledger import now
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import key_pids, row_identity
@@ -84,6 +88,8 @@ class RekeyReport:
     from_suite: str
     datasets: dict[str, dict[str, int]] = field(default_factory=dict)  # ref → table → rows
     already_done: list[str] = field(default_factory=list)  # committed by an earlier attempt
+    landed_files: int = 0  # landed and archived files written again under the new suite
+    landed_failed: list[str] = field(default_factory=list)  # files that did not decrypt
 
 
 def pending_path(settings: Settings) -> Path:
@@ -134,6 +140,8 @@ def _start(settings: Settings, ring: KeyRing, suite: str) -> Target:
     purposes = [KEY_PURPOSE] + [p for p in ring.purposes() if is_pseudonym_purpose(p)]
     if "pseudonym" not in purposes:
         purposes.append("pseudonym")
+    if LANDING_PURPOSE in ring.purposes():
+        purposes.append(LANDING_PURPOSE)
     versions = {p: ring.add_version(p).version for p in purposes}
     target = Target(secrets.token_hex(8), suite, str(ring.suite.name), versions)
     _write_pending(settings, target)
@@ -327,10 +335,14 @@ def rekey(
             audit.append("keys.rekey.dataset", actor, rekey_id=target.rekey_id,
                          dataset=ref, rows=sum(counts.values()))  # fmt: skip
             step(ref)
-    ring.change_suite(target.suite, current=target.versions)
+        ring.change_suite(target.suite, current=target.versions)
+        # landed files last, under the ring as it now stands (the lake's writer lock held)
+        landed = reencrypt_landed(settings.model_copy(update={"cipher_suite": target.suite}))
+        report.landed_files, report.landed_failed = landed.files, landed.failed
     pending_path(settings).unlink()
     audit.append("keys.rekey.done", actor, rekey_id=target.rekey_id, to_suite=target.suite,
-                 datasets=len(report.datasets) + len(report.already_done))  # fmt: skip
+                 datasets=len(report.datasets) + len(report.already_done),
+                 landed_files=report.landed_files)  # fmt: skip
     return report
 
 
@@ -352,6 +364,9 @@ def rekey_command(settings: Settings, suite: str, actor: str) -> RekeyReport:
         console.print(f"{ref}: {tables or 'nothing stored yet'}")
     if report.already_done:
         console.print(f"{len(report.already_done)} datasets re-keyed by the interrupted run")
+    console.print(f"landed files written again under {report.suite}: {report.landed_files:,}")
+    for name in report.landed_failed:
+        err.print(f"[red]{name}: does not decrypt, left as it is[/red]", highlight=False)
     console.print(
         f"the lake is re-keyed from {report.from_suite} to {report.suite}; the key ring "
         f"records {report.suite}: set STREETHUB_CIPHER_SUITE={report.suite} (or unset it)"

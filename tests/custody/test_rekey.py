@@ -117,6 +117,19 @@ def _all_pids(settings: Settings) -> set[str]:
     return pids - {None}
 
 
+def _landed_suites(settings: Settings) -> list[Suite]:
+    """The suite each landed file is encrypted under (its header)."""
+    from masking.stream import HEADER_BYTES, Header, is_encrypted
+
+    suites = []
+    for path in sorted(settings.landing_dir.rglob("*")):
+        if path.is_file():
+            head = path.read_bytes()[:HEADER_BYTES]
+            assert is_encrypted(head), path.name
+            suites.append(Header.parse(head).suite)
+    return suites
+
+
 def _hmac_pid(key: bytes, value: str, digest: str) -> str:
     return hmac.digest(key.hex().encode(), value.encode(), digest).hex()[:20]
 
@@ -133,7 +146,11 @@ def test_rekey_to_gm_and_back(street: Path, tmp_path: Path, cat: Catalogue) -> N
     old_pids = _all_pids(settings)
     assert {ciphertext_suite(v)[0] for v in _sensitive_values(settings, cat)} == {Suite.INTL}
 
+    landed = len(_landed_suites(settings))
+    assert landed > 10 and set(_landed_suites(settings)) == {Suite.INTL}
     report = rekey(settings, "gm", "test:officer")
+    assert report.landed_files == landed and not report.landed_failed
+    assert set(_landed_suites(settings)) == {Suite.GM}  # landed files follow the suite
 
     ring = KeyRing.from_settings(settings, enforce_suite=False)
     assert ring.suite.name is Suite.GM and pending(settings) is None
