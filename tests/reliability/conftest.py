@@ -31,16 +31,43 @@ def reliability_street(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     return home, manifest
 
 
-def fresh_home(street: tuple[Path, dict], target: Path) -> Settings:
+def fresh_home(
+    street: tuple[Path, dict], target: Path, *, catalog_dir: Path | None = None
+) -> Settings:
     """A private copy of the session street at ``target`` (and of the simulator's folder
-    beside it: its systems and truth), ready to ingest."""
+    beside it: its systems and truth), ready to ingest; ``catalog_dir``: a catalogue other
+    than the shipped one (:func:`sub_catalogue`)."""
     from departments.simulate import sim_dir_for
 
     src, _ = street
     shutil.copytree(src, target)
-    settings = Settings(home=target)
+    settings = (
+        Settings(home=target)
+        if catalog_dir is None
+        else Settings(home=target, catalog_dir=catalog_dir)
+    )
     shutil.copytree(sim_dir_for(src), settings.sim_dir_abs)
     return settings.ensure_dirs()
+
+
+def sub_catalogue(target: Path, departments: tuple[str, ...]) -> Path:
+    """A catalogue folder with only ``departments`` of the shipped one (their YAML files as
+    shipped, but for related resources of departments left out)."""
+    import yaml
+
+    from catalog.loader import load_catalogue
+    from catalog.settings import CATALOG_DIR
+
+    shipped = load_catalogue(CATALOG_DIR)
+    kept = {ds.resource_code for code in departments for ds in shipped.departments[code].datasets}
+    target.mkdir(parents=True)
+    for code in departments:
+        doc = yaml.safe_load((CATALOG_DIR / f"{code}.yaml").read_text(encoding="utf-8"))
+        for ds in doc["datasets"]:
+            ds["related_resources"] = [r for r in ds.get("related_resources", []) if r in kept]
+        (target / f"{code}.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True))
+    assert set(load_catalogue(target).departments) == set(departments)
+    return target
 
 
 @pytest.fixture
