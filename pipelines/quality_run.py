@@ -73,6 +73,9 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         self._kept[key] = frame
         return frame
 
+    def __contains__(self, key: object) -> bool:  # Mapping's would read the table
+        return key in self._datasets
+
     def __iter__(self) -> Iterator[Key]:
         return iter(self._datasets)
 
