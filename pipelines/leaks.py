@@ -122,7 +122,23 @@ def registry_names(
 # -- the lake ---------------------------------------------------------------------------
 
 
-def _scan_query(con: duckdb.DuckDBPyConnection, sql: str, names: KnownNames) -> LeakCounts:
+def structured_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
+    """(zone, table) → the catalogue fields of a raw or staged table that are not free
+    text: there a registry name counts only as a whole value (``scan_frame``)."""
+    out = {}
+    for dept, ds in cat.datasets():
+        fields = frozenset(f.name for f in ds.fields if f.pii is not PiiKind.free_text)
+        for zone in ("raw", "staged"):
+            out[(zone, raw_table(dept.code, ds))] = fields
+    return out
+
+
+def _scan_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    names: KnownNames,
+    whole_name_columns: frozenset[str] = frozenset(),
+) -> LeakCounts:
     """Scan a query's rows batch by batch (memory: one batch)."""
     result = LeakCounts()
     reader = con.execute(sql).to_arrow_reader(BATCH_ROWS)
@@ -130,17 +146,24 @@ def _scan_query(con: duckdb.DuckDBPyConnection, sql: str, names: KnownNames) -> 
     for batch in reader:
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
-        result.add(scan_frame(frame, known_names=names, row_offset=row))
+        counts = scan_frame(
+            frame, known_names=names, row_offset=row, whole_name_columns=whole_name_columns
+        )
+        result.add(counts)
         row += batch.num_rows
     return result
 
 
 def scan_tables(
-    con: duckdb.DuckDBPyConnection, tables: Iterable[tuple[str, str]], names: KnownNames
+    con: duckdb.DuckDBPyConnection,
+    tables: Iterable[tuple[str, str]],
+    names: KnownNames,
+    structured: dict[tuple[str, str], frozenset[str]] | None = None,
 ) -> list[Finding]:
     out = []
     for zone, table in sorted(tables):
-        counts = _scan_query(con, f'SELECT * FROM {zone}."{table}"', names)
+        whole = (structured or {}).get((zone, table), frozenset())
+        counts = _scan_query(con, f'SELECT * FROM {zone}."{table}"', names, whole)
         out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     return out
 
@@ -285,7 +308,7 @@ def scan_lake(
     """Every table of the lake, and the reports."""
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names)
+    findings = scan_tables(con, tables_in(con), names, structured_columns(cat))
     return findings + scan_files(settings, names, protection, areas=("reports",))
 
 
@@ -300,7 +323,7 @@ def scan_all(
     """Everything: the lake's tables and every file of every area (``AREAS``)."""
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names)
+    findings = scan_tables(con, tables_in(con), names, structured_columns(cat))
     findings += scan_files(settings, names, protection, landing_content=landing_content)
     return ScanReport(findings)
 
@@ -346,6 +369,7 @@ def scan_changed(
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
     start, current, tables = _changed_tables(con, since)
+    structured = structured_columns(cat)
     findings = []
     for zone, table in sorted(tables):
         if start is None:
@@ -355,7 +379,7 @@ def scan_changed(
                 f"SELECT * FROM ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', "
                 f"{start + 1}, {current})"
             )
-        counts = _scan_query(con, sql, names)
+        counts = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     findings += scan_files(settings, names, protection, since=since)
     return ScanReport(findings)

@@ -231,3 +231,15 @@ def test_every_valid_id_written_6_8_4_is_found(born, province, rest, sep) -> Non
     assert dict(scan_frame(pl.DataFrame({"c": [spaced, f"证件号：{spaced}"]})).by_kind) == {
         "citizen_id": 2
     }
+
+
+def test_a_registry_name_inside_a_structured_value_is_chance_but_the_whole_value_counts() -> None:
+    names = KnownNames({"王兴", "李福"})
+    frame = pl.DataFrame(
+        {"employer": ["王兴便利店", "李福", " 李福 "], "note": ["王兴便利店", "x", "y"]}
+    )
+    counts = scan_frame(frame, known_names=names, whole_name_columns={"employer"})
+    # employer: only the cells that are a name; note (free text): the name inside the text
+    assert counts.by_column["employer"] == {"person_name": 2}
+    assert counts.by_column["note"] == {"person_name": 1}
+    assert scan_frame(frame, known_names=names).by_kind["person_name"] == 4
