@@ -27,7 +27,7 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import init_lake, open_lake, tables_in
-from masking.audit import AuditLog
+from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
 from pipelines.summary import print_ingestion, print_lake, print_run_report, run_report
@@ -109,15 +109,12 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
     if outcome.leak_check is not None:
         cells = outcome.leak_check.metadata["cells_scanned"].value
         console.print(
-            f"leak scan: 0 unmasked IDs, mobiles, bank cards or names in {cells:,} cells "
-            "outside raw/staged"
+            f"leak scan of the lake: no personal information in the clear in {cells:,} cells "
+            "(sensitive raw and staged columns are encrypted)"
         )
     else:
         console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
-    audit = AuditLog.from_settings(settings).verify()
-    if not audit.ok:
-        raise StreethubError("the audit log does not verify: " + "; ".join(audit.problems[:3]))
-    console.print(f"audit log: {audit.records:,} records, hash chain and signatures verified")
+    print_custody(console, close_run(settings, cat, started_at))
     if report.failed or outcome.leak_check is None:
         n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)
         raise StreethubError(
@@ -130,6 +127,29 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
     console.print(
         f"[green]every row of every delivery read is staged, quarantined or skipped[/green]{waiting}"
     )
+
+
+def print_custody(console: Console, custody: Custody) -> None:
+    """Where the master key is, what retention removed, the scan of what this run changed,
+    and the audit checkpoint's receipt."""
+    if custody.migration:
+        console.print(f"[yellow]{custody.migration}[/yellow]")
+    console.print(f"master key: {custody.keys} (never under the home)")
+    if custody.landed_removed or custody.expired.snapshots:
+        console.print(
+            f"retention: {custody.landed_removed:,} landed file(s) removed, "
+            f"{custody.expired.snapshots:,} lake snapshot(s) expired "
+            f"({custody.expired.files:,} file(s) deleted)"
+        )
+    places = len(custody.scan.findings)
+    cells = sum(f.cells for f in custody.scan.findings)
+    console.print(
+        f"leak scan of what this run changed: 0 values in the clear in {places:,} places "
+        f"({cells:,} cells and lines; landed files proven ciphertext)"
+    )
+    console.print(f"audit log: {custody.audit_records:,} records verified")
+    if custody.receipt:
+        console.print(custody.receipt, soft_wrap=True)
 
 
 def print_quality(
