@@ -5,7 +5,6 @@ readable, stops the pipelines, and finishes when run again."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import shutil
 from pathlib import Path
@@ -17,20 +16,15 @@ from typer.testing import CliRunner
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
-from departments.connect import connection_env
-from departments.server import running_server
-from departments.simulate import simulate
 from lakehouse.lake import close_idle, open_lake, tables_in
 from masking.audit import AuditLog
 from masking.crypto import ciphertext_suite, protected_fields
 from masking.keys import KeyRing
 from masking.suite import Suite
 from pipelines.connectors.http_api import RetryPolicy
-from pipelines.ingest import ingest_dataset
-from pipelines.ingest.ledger import ensure_ledger
-from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
 from pipelines.rekey import RekeyError, pending, rekey
+from tests.streets import ingest_and_stage
 
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
 ISSUES = "quarantine.issues"
@@ -46,21 +40,13 @@ def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
     """A small street ingested and staged under the international suite, with issues
     keyed by pseudonyms (one per quarantined record, as the correction loop opens them)."""
     home = tmp_path_factory.mktemp("rekey") / "home"
-    simulate(home, residents=200, seed=7, days=1, start=dt.date(2026, 11, 20))
-    settings = Settings(home=home).ensure_dirs()
-    with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
-        settings = settings.connected(connection_env(settings.sim_dir_abs, url))
-        protection = Protection.from_settings(settings)
-        with open_lake(settings) as con:
-            ensure_ledger(con)
-            for dept, ds in cat.datasets():
-                ingest_dataset(con, settings, dept.code, ds, policy=FAST)
-                stage_dataset(con, dept.code, ds, protection)
-            con.execute(
-                f"CREATE TABLE {ISSUES} AS SELECT 'iss-' || row_number() OVER () AS issue_id, "
-                "dept, dataset, key_pid, 'open' AS status FROM (SELECT DISTINCT dept, dataset, "
-                "key_pid FROM quarantine.rows WHERE key_pid IS NOT NULL)"
-            )
+    settings = ingest_and_stage(home, cat, residents=200, seed=7)
+    with open_lake(settings) as con:
+        con.execute(
+            f"CREATE TABLE {ISSUES} AS SELECT 'iss-' || row_number() OVER () AS issue_id, "
+            "dept, dataset, key_pid, 'open' AS status FROM (SELECT DISTINCT dept, dataset, "
+            "key_pid FROM quarantine.rows WHERE key_pid IS NOT NULL)"
+        )
     close_idle()
     return home
 

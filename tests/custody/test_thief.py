@@ -18,7 +18,6 @@ every pseudonym and verifies.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import re
 import shutil
 from pathlib import Path
@@ -51,31 +50,14 @@ def cat() -> Catalogue:
 @pytest.fixture(scope="module")
 def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
     """The owner's home after a small ingest of every dataset (never changed by a test)."""
-    from departments.connect import connection_env
-    from departments.server import running_server
-    from departments.simulate import simulate
     from masking.audit import AuditLog
-    from pipelines.connectors.http_api import RetryPolicy
-    from pipelines.ingest import ingest_dataset
-    from pipelines.ingest.ledger import ensure_ledger
-    from pipelines.ingest.staged import stage_dataset
-    from pipelines.protection import Protection
+    from tests.streets import ingest_and_stage
 
-    fast = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
     with pytest.MonkeyPatch.context() as mp:
         for name in NO_PROVIDER:
             mp.delenv(name, raising=False)
         home = tmp_path_factory.mktemp("owner") / "home"
-        simulate(home, residents=RESIDENTS, seed=31, days=1, start=dt.date(2026, 11, 20))
-        settings = Settings(home=home).ensure_dirs()
-        with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
-            settings = settings.connected(connection_env(settings.sim_dir_abs, url))
-            protection = Protection.from_settings(settings)
-            with open_lake(settings) as con:
-                ensure_ledger(con)
-                for dept, ds in cat.datasets():
-                    ingest_dataset(con, settings, dept.code, ds, policy=fast)
-                    stage_dataset(con, dept.code, ds, protection)
+        settings = ingest_and_stage(home, cat, residents=RESIDENTS, seed=31)
         AuditLog.from_settings(settings).checkpoint()
     return Settings(home=home)
 

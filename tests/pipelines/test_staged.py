@@ -13,15 +13,13 @@ import pytest
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
-from departments.connect import connection_env
-from departments.server import running_server
-from departments.simulate import sim_dir_for, simulate
+from departments.simulate import sim_dir_for
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_dataset
-from pipelines.ingest.ledger import ensure_ledger
 from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
+from tests.streets import ingest_and_stage
 
 DATE_LIKE = re.compile(r"^\d{4}[-/.年]\d")
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
@@ -34,18 +32,7 @@ def cat() -> Catalogue:
 
 @pytest.fixture(scope="module")
 def staged_street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
-    home = tmp_path_factory.mktemp("staged")
-    simulate(home, residents=500, seed=5, days=1, start=dt.date(2026, 11, 20))
-    settings = Settings(home=home).ensure_dirs()
-    with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
-        settings = settings.connected(connection_env(settings.sim_dir_abs, url))
-        protection = Protection.from_settings(settings)
-        with open_lake(settings) as con:
-            ensure_ledger(con)
-            for dept, ds in cat.datasets():
-                ingest_dataset(con, settings, dept.code, ds, policy=FAST)
-                stage_dataset(con, dept.code, ds, protection)
-    return settings
+    return ingest_and_stage(tmp_path_factory.mktemp("staged"), cat, residents=500, seed=5)
 
 
 def test_every_delivery_balances_through_the_gate(staged_street: Settings) -> None:

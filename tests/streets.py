@@ -1,0 +1,38 @@
+"""A small simulated street ingested and staged directly (no Dagster, no main job): the
+setup several test modules share, in one place."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from catalog.model import Catalogue
+from catalog.settings import Settings
+from departments.connect import connection_env
+from departments.server import running_server
+from departments.simulate import simulate
+from lakehouse.lake import open_lake
+from pipelines.connectors.http_api import RetryPolicy
+from pipelines.ingest import ingest_dataset
+from pipelines.ingest.ledger import ensure_ledger
+from pipelines.ingest.staged import stage_dataset
+from pipelines.protection import Protection
+
+FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
+START = dt.date(2026, 11, 20)
+
+
+def ingest_and_stage(home: Path, cat: Catalogue, *, residents: int, seed: int) -> Settings:
+    """Simulate one day of a street under ``home``, land, read and stage every dataset of
+    ``cat`` (the simulated APIs served without faults); the settings of the street."""
+    simulate(home, residents=residents, seed=seed, days=1, start=START)
+    settings = Settings(home=home).ensure_dirs()
+    with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
+        settings = settings.connected(connection_env(settings.sim_dir_abs, url))
+        protection = Protection.from_settings(settings)
+        with open_lake(settings) as con:
+            ensure_ledger(con)
+            for dept, ds in cat.datasets():
+                ingest_dataset(con, settings, dept.code, ds, policy=FAST)
+                stage_dataset(con, dept.code, ds, protection)
+    return settings
