@@ -21,13 +21,14 @@ state copied per value, the one used).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from bench.pseudonyms import hmac_by_copied_states
 
 N = 200_000
 RUNS = 3
@@ -52,20 +53,6 @@ def _best(fn, runs: int, label: str = "") -> float:
         wall = min(wall, time.perf_counter() - w)
     WALL[label] = wall
     return max(best, 1e-9)
-
-
-def _hashlib_states(key: bytes, values: list[bytes]) -> list[str]:
-    block = key.ljust(64, b"\0")
-    inner = hashlib.new("sm3", bytes(b ^ 0x36 for b in block))
-    outer = hashlib.new("sm3", bytes(b ^ 0x5C for b in block))
-    out = []
-    for v in values:
-        h = inner.copy()
-        h.update(v)
-        o = outer.copy()
-        o.update(h.digest())
-        out.append(o.hexdigest()[:20])
-    return out
 
 
 def _measure(n: int, runs: int, work: Path) -> dict:
@@ -110,12 +97,14 @@ def _measure(n: int, runs: int, work: Path) -> dict:
     raw = [v.encode() for v in _ids(n)]
     mac = get_suite("gm").keyed_mac(key)
     want = hmac.digest(key, raw[0], "sm3").hex()[:20]
-    assert _hashlib_states(key, raw[:1]) == [want] and mac(raw[0]).hex()[:20] == want
+    assert hmac_by_copied_states(key, raw[:1], "sm3") == [want] and mac(raw[0]).hex()[:20] == want
     sm3 = {
         "hmac_digest_per_value": _best(
             lambda: [hmac.digest(key, v, "sm3").hex()[:20] for v in raw], runs, "sm3.hmac"
         ),
-        "hashlib_states_copy": _best(lambda: _hashlib_states(key, raw), runs, "sm3.hashlib"),
+        "hashlib_states_copy": _best(
+            lambda: hmac_by_copied_states(key, raw, "sm3"), runs, "sm3.hashlib"
+        ),
         "keyed_mac_copy (chosen)": _best(
             lambda: [mac(v).hex()[:20] for v in raw], runs, "sm3.keyed"
         ),
