@@ -28,11 +28,12 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import polars as pl
 
-from catalog.model import Catalogue, Dataset, FieldType, PiiKind
+from catalog.model import Catalogue, Dataset, FieldSpec, FieldType, PiiKind
 
 MANIFEST_FILE = "manifest.json"  # in the simulator's folder
 TRUTH_DIR = "truth"
@@ -123,52 +124,151 @@ def _equal(staged: str, truth: str, f_type: FieldType) -> pl.Expr:
     return same.fill_null(False) | (s.is_null() & (t.is_null() | (t == "")))
 
 
-def _located(frames: list[pl.DataFrame], files: dict[str, str]) -> pl.DataFrame:
-    if not frames:
+PART_ROWS = 100_000  # source rows of one delivered file judged at a time
+
+
+class StagedPart(Protocol):
+    """A staged table read in parts (revealed, the catalogue's types): the rows of the
+    deliveries ``delivery_ids`` whose ``_source_row`` is in ``[lo, hi)`` (an end None:
+    open), with ``_delivery_id``, ``_source_row`` and the ``columns`` asked for. The main
+    job's reads only that part of the lake's table; a frame in memory is one through
+    :func:`frame_parts`."""
+
+    def __call__(
+        self, columns: list[str], delivery_ids: list[str], lo: int | None, hi: int | None
+    ) -> pl.DataFrame: ...
+
+
+Staged = pl.DataFrame | StagedPart
+
+
+def frame_parts(frame: pl.DataFrame) -> StagedPart:
+    """A staged frame held in memory, as a :class:`StagedPart`."""
+
+    def part(
+        columns: list[str], delivery_ids: list[str], lo: int | None, hi: int | None
+    ) -> pl.DataFrame:
+        if "_delivery_id" not in frame.columns:  # no staged table: nothing staged
+            return pl.DataFrame(schema={"_delivery_id": pl.String, "_source_row": pl.Int64})
+        return frame.filter(pl.col("_delivery_id").is_in(delivery_ids), in_rows(lo, hi)).select(
+            "_delivery_id", "_source_row", *columns
+        )
+
+    return part
+
+
+def in_rows(lo: int | None, hi: int | None) -> pl.Expr:
+    """``_source_row`` in ``[lo, hi)`` (an end None: open)."""
+    row = pl.col("_source_row")
+    return (row >= lo if lo is not None else pl.lit(True)) & (
+        row < hi if hi is not None else pl.lit(True)
+    )
+
+
+def _located(frame: pl.DataFrame, files: dict[str, str]) -> pl.DataFrame:
+    if "_delivery_id" not in frame.columns:  # nothing quarantined
         return pl.DataFrame(schema={"_file": pl.String, "_source_row": pl.Int64})
-    frame = pl.concat(frames, how="diagonal_relaxed")
     return frame.with_columns(
         pl.col("_delivery_id").replace_strict(files, default=None).alias("_file")
+    )
+
+
+def _parts(clean: Path, name: str, part_rows: int) -> list[tuple[int | None, int | None]]:
+    """Source-row ranges ``[lo, hi)`` that split one file into parts of ``part_rows`` rows
+    of its truth (the first and last ranges open: every row falls in exactly one)."""
+    last = (
+        pl.scan_parquet(clean)
+        .filter(pl.col("_file") == name)
+        .select(pl.col("_source_row").max())
+        .collect()
+        .item()
+    )
+    if last is None or last < part_rows:
+        return [(None, None)]
+    bounds = list(range(part_rows, last + 1, part_rows))
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def _iso_datetimes(clean: Path, name: str, fields: list[FieldSpec]) -> dict[str, bool]:
+    """Per datetime field: whether the file's truth spells it ISO with +08:00 (decided
+    over the whole file, whichever part is judged)."""
+    dts = [f for f in fields if f.type is FieldType.datetime]
+    if not dts:
+        return {}
+    found = (
+        pl.scan_parquet(clean)
+        .filter(pl.col("_file") == name)
+        .select(
+            pl.col(f.source_name).drop_nulls().str.contains(r"T.*\+08:00$").any().alias(f.name)
+            for f in dts
+        )
+        .collect()
+    )
+    return {k: bool(v) for k, v in found.row(0, named=True).items()}
+
+
+def _staged_part(part: pl.DataFrame | None, cols: list[FieldSpec], name: str) -> pl.DataFrame:
+    """A part of the staged rows, located (``_file``), with every judged column."""
+    if part is None or not all(f.name in part.columns for f in cols):
+        empty = {FieldType.date: pl.Date(), FieldType.datetime: pl.Datetime()}
+        schema = {"_file": pl.String, "_source_row": pl.Int64}
+        return pl.DataFrame(schema=schema | {f.name: empty.get(f.type, pl.String()) for f in cols})
+    return part.select(
+        pl.lit(name, dtype=pl.String).alias("_file"), "_source_row", *[f.name for f in cols]
     )
 
 
 def evaluate_dataset(
     ref: str,
     dataset: Dataset,
-    staged: pl.DataFrame,
+    staged: Staged,
     quarantine: pl.DataFrame,
     truth: Path,
     files: dict[str, str],
     covered: set[str] | None = None,
+    part_rows: int | None = None,
 ) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    """One dataset's figures; ``covered``: the delivered files to judge (default: every
-    file in ``files``).
+    """One dataset's figures; ``staged`` a frame or a :class:`StagedPart`; ``covered``: the
+    delivered files to judge (default: every file in ``files``); ``part_rows``: default
+    :data:`PART_ROWS`.
 
-    Judged one delivered file at a time (every figure is a count over rows keyed by file
-    and source row, so they add up): the truth of one file is read, not the dataset's
-    whole truth, and the joins beside it hold one file's rows — at 200,000 residents
-    the IoT readings' truth is 1.7 million rows in three files."""
+    Judged one part of one delivered file at a time (every figure is a count over rows
+    keyed by file and source row, so they add up): ``part_rows`` source rows of one
+    file's truth, and the staged rows of the same deliveries and source rows, only the
+    columns the truth has. At 200,000 residents the IoT readings are 1.7 million rows in
+    three files: the whole staged table, revealed, was the evaluation's peak."""
     covered = sorted(covered if covered is not None else set(files.values()))
-    staged = _located([staged], files)
-    quarantine = _located([quarantine], files)
+    part_rows = part_rows or PART_ROWS
+    read = frame_parts(staged) if isinstance(staged, pl.DataFrame) else staged
+    clean = truth / "clean.parquet"
+    schema = pl.read_parquet_schema(clean)
+    cols = [f for f in dataset.fields if f.source_name in schema]
+    quarantine = _located(quarantine, files)
     figures: dict | None = None
     missed, wrong = [], []
     for name in covered or [None]:  # None: no file, the figures of nothing (all zero)
         judged = [name] if name is not None else []
-        fig, miss, wq = _evaluate_files(
-            ref,
-            dataset,
-            staged.filter(pl.col("_file").is_in(judged)),
-            quarantine.filter(pl.col("_file").is_in(judged)),
-            truth,
-            judged,
-        )
-        if figures is None:
-            figures = fig
-        else:
-            figures = {k: v if k == "dataset" else figures[k] + v for k, v in fig.items()}
-        missed.append(miss)
-        wrong.append(wq)
+        ids = sorted(d for d, f in files.items() if f == name)
+        parts = _parts(clean, name, part_rows) if name is not None else [(None, None)]
+        iso = _iso_datetimes(clean, name, cols) if name is not None else {}
+        for lo, hi in parts:
+            part = read([f.name for f in cols], ids, lo, hi) if ids else None
+            fig, miss, wq = _evaluate_files(
+                ref,
+                dataset,
+                _staged_part(part, cols, name),
+                quarantine.filter(pl.col("_file").is_in(judged), in_rows(lo, hi)),
+                truth,
+                judged,
+                (lo, hi),
+                iso,
+            )
+            if figures is None:
+                figures = fig
+            else:
+                figures = {k: v if k == "dataset" else figures[k] + v for k, v in fig.items()}
+            missed.append(miss)
+            wrong.append(wq)
     assert figures is not None
     return (
         figures,
@@ -177,9 +277,10 @@ def evaluate_dataset(
     )
 
 
-def _read_truth(path: Path, judged: list[str]) -> pl.DataFrame:
-    """The truth rows of the ``judged`` files only (a filtered scan, not the whole file)."""
-    return pl.scan_parquet(path).filter(pl.col("_file").is_in(judged)).collect()
+def _read_truth(path: Path, judged: list[str], rows: tuple[int | None, int | None]) -> pl.DataFrame:
+    """The truth rows of the ``judged`` files with source rows in ``rows`` (a filtered
+    scan, not the whole file)."""
+    return pl.scan_parquet(path).filter(pl.col("_file").is_in(judged), in_rows(*rows)).collect()
 
 
 def _evaluate_files(
@@ -189,24 +290,23 @@ def _evaluate_files(
     quarantine: pl.DataFrame,
     truth: Path,
     judged: list[str],
+    rows: tuple[int | None, int | None],
+    iso: dict[str, bool],
 ) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
-    """:func:`evaluate_dataset`'s figures for the delivered files ``judged`` (``staged``
-    and ``quarantine`` located, ``_file``, and holding those files' rows)."""
-    clean = _read_truth(truth / "clean.parquet", judged)
-    all_defects = _read_truth(truth / "defects.parquet", judged)
+    """:func:`evaluate_dataset`'s figures for the delivered files ``judged``, source rows in
+    ``rows`` (``staged`` and ``quarantine`` located, ``_file``, holding those rows only);
+    ``iso``: the datetime fields the files' truth spells ISO with +08:00."""
+    clean = _read_truth(truth / "clean.parquet", judged, rows)
+    all_defects = _read_truth(truth / "defects.parquet", judged, rows)
     defects = all_defects.filter(~pl.col("kind").is_in(CONNECTOR_KINDS))
     clean = policy_truth(clean, defects)
     by_source = {f.source_name: f for f in dataset.fields}
 
     # staged values as the truth's text, next to the truth
     cols = [f for f in dataset.fields if f.source_name in clean.columns]
-    iso = {
-        f.name: f.type is FieldType.datetime
-        and clean[f.source_name].drop_nulls().str.contains(r"T.*\+08:00$").any()
-        for f in cols
-    }
     s_text = staged.select(
-        *KEY, *[_as_text(f.name, f.type, iso[f.name]).alias(f"s__{f.name}") for f in cols]
+        *KEY,
+        *[_as_text(f.name, f.type, iso.get(f.name, False)).alias(f"s__{f.name}") for f in cols],
     )
     t_text = clean.select(*KEY, *[pl.col(f.source_name).alias(f"t__{f.name}") for f in cols])
     both = s_text.join(t_text, on=KEY, how="left")
@@ -302,7 +402,7 @@ def _evaluate_files(
 
 
 def evaluate(
-    staged: Mapping[str, pl.DataFrame],
+    staged: Mapping[str, Staged],
     quarantine: dict[str, pl.DataFrame],
     truth_dir: Path,
     catalogue: Catalogue,
