@@ -170,7 +170,8 @@ def _referential(
     return out
 
 
-def _freshness(dataset: Dataset, newest: dt.datetime | None, now: dt.datetime) -> dict:
+def freshness(dataset: Dataset, newest: dt.datetime | None, now: dt.datetime) -> dict:
+    """The freshness row's ``success``, ``observed``, ``column`` and ``detail``."""
     max_age = dataset.update_cycle.max_age
     if newest is None:
         return {"success": False, "observed": "no delivery", "column": None}
@@ -253,11 +254,16 @@ def run_expectations(
             }
         )
     rows += _referential(dataset, dept, frame, registry_ids, catalogue)
-    fresh = _freshness(dataset, newest_delivery_at, now)
-    rows.append({"expectation": "freshness", "detail": "", **fresh})
-    return pl.DataFrame(rows).select(
+    rows.append(
+        {"expectation": "freshness", "detail": "", **freshness(dataset, newest_delivery_at, now)}
+    )
+    return _typed(pl.DataFrame(rows), dept, dataset.code, now)
+
+
+def _typed(rows: pl.DataFrame, dept: str, dataset: str, now: dt.datetime) -> pl.DataFrame:
+    return rows.select(
         pl.lit(dept).alias("dept"),
-        pl.lit(dataset.code).alias("dataset"),
+        pl.lit(dataset).alias("dataset"),
         pl.col("expectation").cast(pl.String),
         pl.col("column").cast(pl.String),
         pl.col("success").cast(pl.Boolean),
@@ -265,3 +271,25 @@ def run_expectations(
         pl.col("detail").cast(pl.String),
         pl.lit(now, dtype=pl.Datetime("us", "UTC")).alias("run_at"),
     )
+
+
+def refresh_expectations(
+    previous: pl.DataFrame,
+    dataset: Dataset,
+    *,
+    newest_delivery_at: dt.datetime | None,
+    now: dt.datetime,
+) -> pl.DataFrame:
+    """A dataset's expectation rows of the last run, for a dataset nothing has changed for
+    since (its suite would find the same): freshness judged again at ``now``, ``run_at``
+    now. Great Expectations is neither imported nor run."""
+    now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+    fresh = {"detail": "", **freshness(dataset, newest_delivery_at, now)}
+    is_fresh = pl.col("expectation") == "freshness"
+    rows = previous.with_columns(
+        pl.when(is_fresh).then(pl.lit(fresh["success"])).otherwise("success").alias("success"),
+        pl.when(is_fresh).then(pl.lit(fresh["observed"])).otherwise("observed").alias("observed"),
+        pl.when(is_fresh).then(pl.lit(fresh["detail"])).otherwise("detail").alias("detail"),
+    )
+    dept = previous["dept"][0] if previous.height else ""
+    return _typed(rows, dept, dataset.code, now)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -65,6 +66,27 @@ SCORE_SCHEMA = {
 NULL_CHECK_WORDS = ("null", "required", "blank", "missing", "empty")
 
 Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    """What the completeness, validity and uniqueness scores need of a staged table: its
+    rows, the nulls of each column it has, and its distinct business keys (None when a key
+    column is missing). Taken from a frame (:func:`table_facts`) or, for a table too large
+    to hold, counted where it lies (``pipelines.quality_run``)."""
+
+    rows: int
+    nulls: dict[str, int]
+    distinct_keys: int | None
+
+
+def table_facts(ds: Dataset, frame: pl.DataFrame) -> TableFacts:
+    """:class:`TableFacts` of a staged frame (its catalogue fields only)."""
+    fields = [f.name for f in ds.fields if f.name in frame.columns]
+    nulls = frame.select(pl.col(fields).null_count()).row(0, named=True) if fields else {}
+    keys = [k for k in ds.key if k in frame.columns]
+    distinct = frame.select(keys).unique().height if len(keys) == len(ds.key) else None
+    return TableFacts(frame.height, {k: int(v) for k, v in nulls.items()}, distinct)
 
 
 def _pct(x: float) -> str:
@@ -109,7 +131,7 @@ def _quarantined_rows(q: pl.DataFrame, fields: list[str] | None = None) -> int:
     return q.select(pl.struct("delivery_id", "source_row").n_unique()).item() if q.height else 0
 
 
-def _rows_read(acc: pl.DataFrame, staged: pl.DataFrame, q: pl.DataFrame) -> tuple[int, int, str]:
+def _rows_read(acc: pl.DataFrame, staged: TableFacts, q: pl.DataFrame) -> tuple[int, int, str]:
     """(rows read, rows loaded, where the figures come from)."""
     if not acc.is_empty():
         read = int(acc["rows_read"].fill_null(0).sum())
@@ -118,19 +140,15 @@ def _rows_read(acc: pl.DataFrame, staged: pl.DataFrame, q: pl.DataFrame) -> tupl
         note = f"{acc.height} deliveries" + (f", {failed} failed" if failed else "")
         return read, loaded, note
     quarantined = _quarantined_rows(q)
-    return staged.height + quarantined, staged.height, "no accounts: staged + quarantine"
+    return staged.rows + quarantined, staged.rows, "no accounts: staged + quarantine"
 
 
 def _completeness(
-    dept: str, ds: Dataset, staged: pl.DataFrame, q: pl.DataFrame, delivered: int
+    dept: str, ds: Dataset, staged: TableFacts, q: pl.DataFrame, delivered: int
 ) -> dict:
-    fields = [f.name for f in ds.fields if f.name in staged.columns]
-    required = [f.name for f in ds.fields if f.required and f.name in staged.columns]
-    staged_null_req = (
-        int(staged.select(pl.sum_horizontal(pl.col(required).is_null())).to_series().sum())
-        if required and staged.height
-        else 0
-    )
+    fields = [f.name for f in ds.fields if f.name in staged.nulls]
+    required = [f.name for f in ds.fields if f.required and f.name in staged.nulls]
+    staged_null_req = sum(staged.nulls[c] for c in required)
     q_null = 0
     if not q.is_empty() and required:
         words = "|".join(NULL_CHECK_WORDS)
@@ -143,12 +161,8 @@ def _completeness(
             .item()
         )
     den = delivered * len(required)
-    all_cells = staged.height * len(fields)
-    all_non_null = all_cells - (
-        int(staged.select(pl.sum_horizontal(pl.col(fields).is_null())).to_series().sum())
-        if fields and staged.height
-        else 0
-    )
+    all_cells = staged.rows * len(fields)
+    all_non_null = all_cells - sum(staged.nulls[c] for c in fields)
     all_share = _pct(all_non_null / all_cells) if all_cells else "n/a"
     detail = (
         f"score = required fields ({len(required)}) non-null over rows delivered; "
@@ -170,19 +184,18 @@ def _validity(dept: str, ds: Dataset, read: int, loaded: int, source: str, q: pl
     return _row(dept, ds.code, "validity", max(loaded - gated, 0), read, detail)
 
 
-def _uniqueness(dept: str, ds: Dataset, staged: pl.DataFrame) -> dict:
-    keys = [k for k in ds.key if k in staged.columns]
-    if not staged.height or len(keys) != len(ds.key):
+def _uniqueness(dept: str, ds: Dataset, staged: TableFacts) -> dict:
+    distinct = staged.distinct_keys
+    if not staged.rows or distinct is None:
         return _row(dept, ds.code, "uniqueness", 0, 0, "n/a: no staged rows or key columns")
-    distinct = staged.select(keys).unique().height
     return _row(
         dept,
         ds.code,
         "uniqueness",
         distinct,
-        staged.height,
-        f"distinct key ({', '.join(keys)}) ÷ rows in staged, over every delivery; "
-        f"{staged.height - distinct} repeated",
+        staged.rows,
+        f"distinct key ({', '.join(ds.key)}) ÷ rows in staged, over every delivery; "
+        f"{staged.rows - distinct} repeated",
     )
 
 
@@ -339,30 +352,70 @@ def score_dataset_rows(
     deliveries: pl.DataFrame,
     now: dt.datetime,
     results: Results | None = None,
+    facts: TableFacts | None = None,
 ) -> tuple[list[dict], int]:
     """One dataset's six score rows and its weight (staged rows). ``staged`` needs the
     dataset itself and the authorities it is compared with, nothing else; ``results``:
-    its :func:`comparison_results`, when the caller has them already."""
+    its :func:`comparison_results`, and ``facts`` its :class:`TableFacts`, when the caller
+    has them already (then the dataset's own frame is not read)."""
     now = _utc(now)
     dept, ds = catalogue.dataset(f"{key[0]}.{key[1]}")
-    frame = staged.get(key, pl.DataFrame())
+    if facts is None:
+        facts = table_facts(ds, staged.get(key, pl.DataFrame()))
     if results is None:
         results = comparison_results(catalogue, staged, only=key).get(key, [])
     q = _slice(quarantine, *key)
     acc = _slice(accounts, *key)
-    read, loaded, source = _rows_read(acc, frame, q)
+    read, loaded, source = _rows_read(acc, facts, q)
     undeclared = no_authority_detail(catalogue, ds)
     rows = [
-        _completeness(dept.code, ds, frame, q, read),
+        _completeness(dept.code, ds, facts, q, read),
         _validity(dept.code, ds, read, loaded, source, q),
-        _uniqueness(dept.code, ds, frame),
+        _uniqueness(dept.code, ds, facts),
         _consistency(dept.code, ds, results, undeclared),
         _timeliness(dept.code, ds, _slice(deliveries, *key), now),
         _accuracy(
             dept.code, ds, results, key in authoritative_datasets(catalogue), q, read, undeclared
         ),
     ]
-    return rows, frame.height
+    return rows, facts.rows
+
+
+def timeliness_row(
+    catalogue: Catalogue, key: Key, deliveries: pl.DataFrame, now: dt.datetime
+) -> dict:
+    """One dataset's timeliness row alone (it moves with ``now``, nothing else of a kept
+    dataset does)."""
+    dept, ds = catalogue.dataset(f"{key[0]}.{key[1]}")
+    return _timeliness(dept.code, ds, _slice(deliveries, *key), _utc(now))
+
+
+def rescored(
+    catalogue: Catalogue, touched: set[Key], changed: set[Key], also: set[Key] | None = None
+) -> set[Key]:
+    """The datasets an incremental scorecard scores again; every other keeps its rows.
+
+    ``touched``: datasets whose staged table changed; ``changed``: datasets whose
+    quarantine, delivery accounts or deliveries changed. A dataset is scored again when it
+    is in either, when the staged table of an authority it is compared with (consistency,
+    accuracy, disagreements) changed, or — for a dataset whose expectations check registry
+    references — the staged table of a person register changed. ``also``: datasets to
+    score again besides (e.g. with no previous rows to keep).
+    """
+    from catalog.authority import person_registers
+    from quality.expectations import checks_registry
+
+    out = set(touched) | set(changed) | set(also or ())
+    for cmp in comparisons(catalogue):
+        if (cmp.auth_dept, cmp.auth_dataset) in touched:
+            out.add((cmp.dept, cmp.dataset))
+    if any((r.dept, r.dataset.code) in touched for r in person_registers(catalogue)):
+        out |= {
+            (dept.code, ds.code)
+            for dept, ds in catalogue.datasets()
+            if checks_registry(ds, dept.code, catalogue)
+        }
+    return out
 
 
 def assemble_scorecard(rows: list[dict], weights: dict[Key, int], now: dt.datetime) -> pl.DataFrame:
