@@ -70,14 +70,40 @@ KINDS = (
     "person_name",
 )
 _PSEUDONYM = r"^[0-9a-f]{16,64}$"
-# what a cell needs before it is looked at value by value (vectorised): a run of 7 digits,
-# digits in the groups a phone, card or ID is written in, a landline's area code, a float's
-# exponent, an @, a plate's province character and letter, or a JSON escape
-_CANDIDATE = (
-    r"\d{7}|\d{3}[ .-]\d{4}|\d{4}[ -]\d{4}|\d{6}[ -]\d{8}|\(0\d{2,3}\)|0\d{2,3}[- ]\d{7}"
-    r"|\d\.\d+[Ee]\+?\d|@|＠|[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼][A-Z]"
-    r"|\\u[0-9a-fA-F]{4}"
-)
+# What a cell needs before it is looked at value by value (vectorised, in polars' regex
+# engine, which has no look-arounds): a match of a loosened form of one of the detectors
+# above. Each form matches wherever its detector can: a look-around "no digit/letter before
+# or after" becomes "start, end or a character that is not one" (the same for a contains
+# test), the look-arounds it cannot write so are left out, and the check a detector makes
+# after its regex is kept only where a regex says it exactly (the province codes, month and
+# day, a permit's year). A hex word is blanked before the detectors run, but it can only
+# stand between characters that are not letters or digits, so the characters beside a
+# number are the same with it or without it. A cell with a full-width character or a JSON
+# escape is always looked at (the detectors read it half-width, unescaped), and so is one
+# with a digit outside ASCII (the detectors' \\d reads it; the forms here read 0-9 only:
+# a regex of ASCII classes runs several times faster).
+_B = r"(?:^|[^0-9A-Za-z])"  # (?<![0-9A-Za-z])
+_E = r"(?:$|[^0-9A-Za-z])"  # (?![0-9A-Za-z])
+_PROVINCE = "(?:" + "|".join(sorted(ID_PROVINCES)) + ")"
+_MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+_ID18_SHAPE_P = _PROVINCE + r"[0-9]{4}(?:18|19|20)[0-9]{2}" + _MONTH_DAY + r"[0-9]{3}[0-9Xx]"
+_CANDIDATE_FORMS = (
+    r"[\x{FF01}-\x{FF5E}\x{3000}]|[\d&&[^0-9]]|\\u[0-9a-fA-F]{4}",  # full-width, JSON escape
+    _B + r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}" + _MONTH_DAY + r"[0-9]{3}[0-9Xx]" + _E,  # ID (18)
+    _B + r"[1-9][0-9]{5}[ -](?:18|19|20)[0-9]{6}[ -][0-9]{3}[0-9Xx]" + _E,  # ID 6-8-4
+    _B + r"[1-9][0-9]{7}" + _MONTH_DAY + r"[0-9]{3}" + _E,  # ID (15)
+    _B + _ID18_SHAPE_P + r"[0-9Xx]{1,6}" + _E,  # an ID at the start of a longer run
+    _B + r"[0-9Xx]{1,6}" + _ID18_SHAPE_P + _E,  # … or at its end
+    r"[1-9]\.[0-9]{1,17}[Ee]\+?[0-9]{1,2}|[1-9][0-9]{10,18}\.0",  # a float's number
+    r"(?:^|[^0-9+]|86[ -]?)1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?:$|[^0-9])",  # mobile
+    r"1[3-9][0-9]\.[0-9]{4}\.[0-9]{4}",  # mobile 138.1234.5678
+    r"(?:\(0[0-9]{2,3}\)\s?|(?:^|[^0-9])0[0-9]{2,3}[- ])[0-9]{7,8}(?:$|[^0-9])",  # landline
+    r"(?:^|[^0-9])[2-6](?:[0-9]{3}(?:[ -][0-9]{4}){3}|[0-9]{15,18}(?:$|[^0-9Xx]))",  # card
+    _B + _PROVINCE + r"[0-9]{4}(?:199[0-9]|20[0-9][0-9])[0-9]{6}" + _E,  # residence permit
+    r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2}",  # e-mail
+    PLATE_RE.pattern.replace("(?![A-Za-z0-9])", "(?:$|[^A-Za-z0-9])"),  # plate
+)  # fmt: skip
+_CANDIDATE = "|".join(_CANDIDATE_FORMS)
 # a hex word standing on its own (a SHA-256 in a landed file's path, a key id, a run's UUID):
 # 12+ characters of 0-9a-f with at least one letter, or a UUID. Its digit runs are chance, not
 # numbers (an 11-digit run reading as a mobile turns up in about 1 of 2,000 16-character
@@ -273,60 +299,72 @@ def scan_frame(
     substring search."""
     result = LeakCounts()
     names = KnownNames.of(known_names)
-    texts, floats = {}, set()
+    if frame.height == 0:
+        return result
+    name_list = _name_series(names) if names else None
     for name in frame.columns:
         read = _as_text(frame[name])
-        if read is not None:
-            texts[name], from_float = read
-            if from_float:
-                floats.add(name)
-    if not texts or frame.height == 0:
-        return result
-    text = pl.DataFrame(texts)
-    name_list = sorted(names) if names else []
-    if name_list:  # names are looked for in columns with any non-ASCII text only
-        wide = text.select(pl.col(n).str.contains(r"[^\x00-\x7f]").any() for n in text.columns)
-        with_names = {n for n, v in zip(text.columns, wide.row(0), strict=True) if v}
-    keep, picked = [], []
-    for name in text.columns:  # one vectorised pass over all columns
-        c = pl.col(name)
-        skip = (c.str.contains(_PSEUDONYM) & c.str.contains("[a-f]")) | c.str.contains(CIPHERTEXT)
-        kept = c.is_not_null() & ~skip.fill_null(False)
-        candidate = c.str.contains(_CANDIDATE)
-        if name_list and name in with_names:
+        if read is None:
+            continue
+        column, from_float = read
+        # each distinct value is looked at once (codes, dates, categories repeat down a
+        # column), first by the vectorised filters, then, if picked, value by value
+        counted = column.rename("v").value_counts(name="n")
+        v = pl.col("v")
+        skip = (v.str.contains(_PSEUDONYM) & v.str.contains("[a-f]")) | v.str.contains(CIPHERTEXT)
+        counted = counted.filter(v.is_not_null() & ~skip.fill_null(False))
+        if counted.height == 0:
+            continue
+        result.cells_scanned += int(counted["n"].sum())
+        candidate = v.str.contains(_CANDIDATE)
+        if name_list is not None:
             if name in whole_name_columns:
-                candidate = candidate | c.str.strip_chars().is_in(name_list)
-            else:
-                candidate = candidate | c.str.contains_any(name_list)
-        keep.append(kept.sum().alias(name))
-        picked.append((kept & candidate.fill_null(False)).alias(name))
-    result.cells_scanned = int(sum(text.select(keep).row(0)))
-    masks = text.select(picked)
-    for name in text.columns:
-        mask = masks[name]
-        if not mask.any():
-            continue
-        rows = text.select(pl.col(name).alias("v")).with_row_index().filter(mask)
-        # each distinct value is judged once (codes, dates, categories repeat down a column)
-        from_float = name in floats
+                candidate = candidate | v.str.strip_chars().is_in(name_list)
+            else:  # names are looked up in Python (``KnownNames.spans``): polars would
+                # build its automaton for 20,000 names again on every call (0.5 s)
+                candidate = candidate | v.str.contains(r"[^\x00-\x7F]")
+        values = counted.filter(candidate)["v"]
         whole = name in whole_name_columns
-        judged = {
-            v: cell_kinds(v, names, from_float=from_float, whole_names=whole)
-            for v in rows["v"].unique()
-        }
-        flagged = {v: k for v, k in judged.items() if k}
-        if not flagged:
-            continue
-        per_col: dict[str, int] = {}
-        hits = rows.filter(pl.col("v").is_in(list(flagged)))
-        for row, value in zip(hits["index"], hits["v"], strict=True):
-            for kind in sorted(flagged[value]):
-                result.by_kind[kind] += 1
-                per_col[kind] = per_col.get(kind, 0) + 1
-                if len(result.samples) < max_samples:
-                    result.samples.append((int(row) + row_offset, name, kind))
-        result.by_column[name] = per_col
+        flagged = {}
+        for value in values:
+            kinds = cell_kinds(value, names, from_float=from_float, whole_names=whole)
+            if kinds:
+                flagged[value] = kinds
+        if flagged:
+            _count_flagged(result, column, flagged, max_samples, row_offset)
     return result
+
+
+def _name_series(names: KnownNames) -> pl.Series:
+    """The registry's names as one polars list (for ``is_in``), made once per set."""
+    cached = _NAME_SERIES.get(id(names))
+    if cached is None or cached[0] is not names:
+        cached = (names, pl.Series("names", sorted(names), dtype=pl.String).implode())
+        _NAME_SERIES.clear()
+        _NAME_SERIES[id(names)] = cached
+    return cached[1]
+
+
+_NAME_SERIES: dict[int, tuple[KnownNames, pl.Series]] = {}
+
+
+def _count_flagged(
+    result: LeakCounts,
+    column: pl.Series,
+    flagged: dict[str, set[str]],
+    max_samples: int,
+    row_offset: int,
+) -> None:
+    """Add the cells of ``column`` holding a flagged value (value → kinds) to ``result``."""
+    name = column.name
+    per_col = result.by_column.setdefault(name, {})
+    hits = pl.DataFrame({"v": column}).with_row_index().filter(pl.col("v").is_in(list(flagged)))
+    for row, value in zip(hits["index"], hits["v"], strict=True):
+        for kind in sorted(flagged[value]):
+            result.by_kind[kind] += 1
+            per_col[kind] = per_col.get(kind, 0) + 1
+            if len(result.samples) < max_samples:
+                result.samples.append((int(row) + row_offset, name, kind))
 
 
 def scan_texts(

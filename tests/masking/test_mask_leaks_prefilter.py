@@ -1,0 +1,113 @@
+"""The scanner's vectorised pre-filter passes every cell a detector would flag.
+
+``scan_frame`` looks value by value only at cells its pre-filter picks; the oracle here
+judges every cell with ``cell_kinds``. Planted values of every kind, in every spelling the
+detectors read (full-width, JSON-escaped, grouped, +86, floats …), next to the characters
+that decide a detector's look-arounds (letters, digits, a decimal point, a hex word), and
+digit runs of every length near the detectors' lengths: the counts must be the same.
+"""
+
+from __future__ import annotations
+
+import random
+
+import polars as pl
+
+from catalog.identifiers import id_check_char_str
+from masking.leaks import cell_kinds, scan_frame
+from masking.names import KnownNames
+from masking.text import ID_PROVINCES
+
+NAMES = {"欧阳娜娜", "王兴", "李小明"}
+FULL = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)} | {" ": "\u3000"})
+BEFORE = ["", " ", "a", "Z", "0", "7", ".", "5.", "+", "号", "-", "(", "deadbeef0123456 ", "x "]
+AFTER = ["", " ", "a", "X", "x", "0", ".", ".0", "号", "-1", ")", " 9", "-"]
+
+
+def _luhn_complete(body: str) -> str:
+    for d in "0123456789":
+        digits = body + d
+        total = sum(
+            (2 * int(c) - 9 if 2 * int(c) > 9 else 2 * int(c)) if i % 2 else int(c)
+            for i, c in enumerate(reversed(digits))
+        )
+        if total % 10 == 0:
+            return digits
+    raise AssertionError(body)
+
+
+def _values(rng: random.Random) -> list[str]:
+    provinces = sorted(ID_PROVINCES)
+    core: list[str] = []
+    for _ in range(12):
+        body = (
+            rng.choice(provinces) + f"{rng.randrange(10**4):04d}"
+            + f"{rng.randrange(1900, 2024)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+            + f"{rng.randrange(1000):03d}"
+        )  # fmt: skip
+        cid = body + id_check_char_str(body)
+        core += [
+            cid,
+            cid.lower(),
+            f"{cid[:6]} {cid[6:14]} {cid[14:]}",
+            f"{cid[:6]}-{cid[6:14]}-{cid[14:]}",
+        ]
+        core += [cid + "12", "123" + cid, f"{int(cid[:17] + '0'):.14E}", f"{cid[:15]}000.0"]
+        core += [body[:6] + body[8:14] + body[14:], body[:17] + "7"]  # 15 digits; wrong check
+        core.append(
+            rng.choice(provinces) + f"{rng.randrange(10**4):04d}20{rng.randrange(10**8):08d}"
+        )
+        mobile = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+        core += [mobile, "+86" + mobile, "0086 " + mobile, "86-" + mobile, f"{mobile}.0"]
+        core += [
+            f"{mobile[:3]} {mobile[3:7]} {mobile[7:]}",
+            f"{mobile[:3]}.{mobile[3:7]}.{mobile[7:]}",
+        ]
+        core += [f"010-{rng.randrange(10**8):08d}", f"(0755){rng.randrange(10**7):07d}",
+                 f"0571 {rng.randrange(10**7):07d}-12"]  # fmt: skip
+        card = _luhn_complete(
+            rng.choice("23456") + f"{rng.randrange(10**17):017d}"[: rng.randrange(15, 19)]
+        )
+        core += [card, " ".join(card[i : i + 4] for i in range(0, len(card), 4))]
+        core += ["zhang.san@example.com", "a@b.cn", "京AD12345", "沪B·1234X", "粤Z12345"]
+    for n in range(5, 27):  # digit runs near every length a detector reads
+        for _ in range(6):
+            run = "".join(rng.choice("0123456789") for _ in range(n))
+            core += [run, rng.choice("123456789") + run[1:], run[:-1] + "X"]
+    values = []
+    for v in core:
+        values.append(rng.choice(BEFORE) + v + rng.choice(AFTER))
+        values.append("联系" + v + "。")
+        values.append(v.translate(FULL))
+    values += [
+        v.encode("ascii", "backslashreplace").decode() for v in ["联系人欧阳娜娜", "王兴便利店"]
+    ]
+    values += ["王兴", " 李小明 ", "王兴便利店", "李小明说", "116.457786", "MJ202611290002813"]
+    return values
+
+
+def _oracle(frame: pl.DataFrame, names: KnownNames, whole: set[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for column in frame.columns:
+        counts: dict[str, int] = {}
+        for v in frame[column].drop_nulls():
+            for kind in cell_kinds(v, names, whole_names=column in whole):
+                counts[kind] = counts.get(kind, 0) + 1
+        if counts:
+            out[column] = counts
+    return out
+
+
+def test_the_prefilter_passes_every_cell_a_detector_flags() -> None:
+    rng = random.Random(11)
+    values = _values(rng)
+    frame = pl.DataFrame({"free": values, "shop": list(reversed(values))})
+    names = KnownNames(NAMES)
+    expected = _oracle(frame, names, {"shop"})
+    found = scan_frame(frame, known_names=NAMES, whole_name_columns={"shop"})
+    assert found.by_column == expected
+    kinds = {k for per in expected.values() for k in per}
+    assert kinds == {
+        "citizen_id", "citizen_id_embedded", "residence_permit", "mobile", "landline",
+        "bank_card", "email", "plate", "person_name",
+    }  # fmt: skip
