@@ -189,8 +189,8 @@ def load_delivery(
         batches = _mapped(dataset, d, protect)
         first = next(batches, None)
         kill_point("raw.parsed")
-        table = ensure_raw_table(con, dept, dataset)
-        with transaction(con):
+        with transaction(con):  # the table too: created in the delivery's own snapshot
+            table = ensure_raw_table(con, dept, dataset)
             batch = first
             while batch is not None:
                 parsed, frame = batch

@@ -203,54 +203,57 @@ def stage_delivery(
     file_name: str,
     protection: Protection,
 ) -> StageAccount:
-    """One raw delivery through the gate and against staged: all of it in one commit."""
+    """One raw delivery through the gate and against staged: all of it in one lake transaction
+    (its reads too: the lake's snapshot and catalogue are loaded once, and the staged
+    table, when new, is created in the delivery's own commit)."""
     from quality.gate import gate
 
-    table = raw_table(dept, dataset)
-    raw = con.execute(
-        f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row', [delivery_id]
-    ).pl()
-    raw = protection.reveal_text(raw, dataset, "quality_gate")
-    result = gate(raw, dataset)
-    kill_point("staged.gated")
-    passed = result.staged.with_columns(
-        protection.key_pid(result.staged, dataset).alias(KEY_PID),
-        protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
-    )
-    name = ensure_staged_table(con, dept, dataset, encrypted=True)
-    incoming = passed.select(
-        "_source_row",
-        KEY_PID,
-        ROW_DIGEST,
-        *([pl.col(dataset.update_cursor).alias(CURSOR)] if dataset.update_cursor else []),
-    )
-    known = _staged_versions(con, name, dataset, incoming[KEY_PID])
-    if dataset.update_cursor and known.height:
-        known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
-    met: Reconciled = reconcile(incoming, known, dataset, _arrival(con, delivery_id))
-    staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
-        pl.lit(now()).alias("_staged_at")
-    )
-    staged = protection.protect(staged, dataset)
-    gate_q = pl.concat(
-        [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
-    )
-    quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
-    n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
-    n_skipped = result.skipped.height + met.skipped.height
-    replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
-    if dataset.update_mode is UpdateMode.snapshot:
-        # the keys this delivery carries but did not stage anew keep their staged row
-        carried = pl.concat(
-            [
-                passed.filter(pl.col("_source_row").is_in(met.skipped["_source_row"].implode()))[
-                    KEY_PID
-                ],
-                quarantine["key_pid"].rename(KEY_PID),
-            ]
-        )
-        keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
     with transaction(con):
+        table = raw_table(dept, dataset)
+        raw = con.execute(
+            f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row',
+            [delivery_id],
+        ).pl()
+        raw = protection.reveal_text(raw, dataset, "quality_gate")
+        result = gate(raw, dataset)
+        kill_point("staged.gated")
+        passed = result.staged.with_columns(
+            protection.key_pid(result.staged, dataset).alias(KEY_PID),
+            protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
+        )
+        name = ensure_staged_table(con, dept, dataset, encrypted=True)
+        incoming = passed.select(
+            "_source_row",
+            KEY_PID,
+            ROW_DIGEST,
+            *([pl.col(dataset.update_cursor).alias(CURSOR)] if dataset.update_cursor else []),
+        )
+        known = _staged_versions(con, name, dataset, incoming[KEY_PID])
+        if dataset.update_cursor and known.height:
+            known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
+        met: Reconciled = reconcile(incoming, known, dataset, _arrival(con, delivery_id))
+        staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
+            pl.lit(now()).alias("_staged_at")
+        )
+        staged = protection.protect(staged, dataset)
+        gate_q = pl.concat(
+            [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
+        )
+        quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
+        n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
+        n_skipped = result.skipped.height + met.skipped.height
+        replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
+        if dataset.update_mode is UpdateMode.snapshot:
+            # the keys this delivery carries but did not stage anew keep their staged row
+            carried = pl.concat(
+                [
+                    passed.filter(
+                        pl.col("_source_row").is_in(met.skipped["_source_row"].implode())
+                    )[KEY_PID],
+                    quarantine["key_pid"].rename(KEY_PID),
+                ]
+            )
+            keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
         deleted = 0
         if dataset.update_mode is UpdateMode.snapshot and raw.height:  # empty: withdraws nothing
             deleted = _delete_keys(con, name, keep, keep=True)
