@@ -30,10 +30,10 @@ write an audit record (actor, purpose, column, how many values; never a value).
 
 from __future__ import annotations
 
-import base64
+import itertools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -64,6 +64,8 @@ _SUITE_OF = {"a": Suite.INTL, "s": Suite.GM, LEGACY_PREFIX: Suite.INTL}
 CIPHERTEXT = r"^[aes]\d+:[A-Za-z0-9_-]{38,}$"  # 12-byte nonce + 16-byte tag at least
 _PREFIX = re.compile(r"^([aes])(\d+):")
 _AAD_HEAD = b"streethub/at-rest/2\x1e"
+_NONCE_CHARS = NONCE_BYTES * 4 // 3  # base64 characters of a nonce, no padding
+assert NONCE_BYTES % 3 == 0, "the nonce and the sealed part are encoded apart"
 
 
 def check_decrypt_purpose(purpose: str) -> str:
@@ -87,26 +89,55 @@ def ciphertext_suite(value: str) -> tuple[Suite, int] | None:
     return None if m is None else (_SUITE_OF[m.group(1)], int(m.group(2)))
 
 
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def _b64url(blobs: pl.Series) -> pl.Series:
+    """Binary → unpadded base64url text, in Rust."""
+    return (
+        blobs.bin.encode("base64").str.replace_many(["+", "/"], ["-", "_"]).str.strip_chars_end("=")
+    )
 
 
-def _b64d(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _unb64url(texts: pl.Series) -> pl.Series:
+    """Unpadded base64url text → binary, in Rust; null where a text is not base64url."""
+    pad = (
+        pl.when(pl.col("t").str.len_bytes() % 4 == 2)
+        .then(pl.lit("=="))
+        .when(pl.col("t").str.len_bytes() % 4 == 3)
+        .then(pl.lit("="))
+        .otherwise(pl.lit(""))
+    )
+    std = pl.col("t").str.replace_many(["-", "_"], ["+", "/"]) + pad
+    return texts.to_frame("t").select(std.str.decode("base64", strict=False)).to_series()
 
 
-def _row_aads(column: str, rows: Sequence[str | None] | pl.Series | None, n: int) -> list[bytes]:
+def _row_aads(
+    column: str, rows: Sequence[str | None] | pl.Series | None, n: int
+) -> pl.Series | bytes:
+    """Each value's AAD (binary, built in Rust), or the one AAD of column-bound values."""
     head = _AAD_HEAD + column.encode() + b"\x1e"
     if rows is None:
-        return [head] * n
+        return head
     if len(rows) != n:
         raise DecryptionError(
             f"{len(rows)} row identities for {n} values", field=column.rsplit(".", 1)[-1]
         )
-    if not isinstance(rows, pl.Series):
-        return [head + (r or "").encode() for r in rows]
+    rows = rows if isinstance(rows, pl.Series) else pl.Series(list(rows), dtype=pl.String)
     text = pl.lit(head.decode()) + pl.col("r").cast(pl.String).fill_null("")
-    return rows.to_frame("r").select(text.cast(pl.Binary)).to_series().to_list()  # in Rust
+    return rows.to_frame("r").select(text.cast(pl.Binary)).to_series()
+
+
+def _aad_list(aads: pl.Series | bytes, present: pl.Series, count: int) -> list[bytes] | Iterable:
+    """The AADs of the present (non-null) values, for the per-value cipher calls."""
+    if isinstance(aads, bytes):
+        return itertools.repeat(aads, count)
+    return aads.filter(present).to_list()
+
+
+def _scatter(name: str, present: pl.Series, values: pl.Series) -> pl.Series:
+    """``values`` (one per present position) back among the nulls, as text."""
+    if values.len() == present.len():
+        return values.alias(name)
+    out = pl.Series(name, [None] * present.len(), dtype=pl.String)
+    return out.scatter(present.arg_true(), values) if values.len() else out
 
 
 def encrypt_series(
@@ -129,23 +160,26 @@ def encrypt_series(
     suite = keyring.suite if suite is None else get_suite(getattr(suite, "name", suite))
     data_key = keyring.current(purpose) if version is None else keyring.get(purpose, version)
     version, key = data_key
-    values = series.cast(pl.String).to_list()
-    aads = _row_aads(column, rows, len(values))
-    n = len(values) - series.null_count()
-    nonces = os.urandom(NONCE_BYTES * n)
-    encrypt = suite.aead(key).encrypt
-    prefix = f"{PREFIXES[suite.name]}{version}:"
-    out: list[str | None] = []
-    append = out.append
-    i = 0
-    for v, aad in zip(values, aads, strict=True):
-        if v is None:
-            append(None)
-            continue
-        nonce = nonces[i : i + NONCE_BYTES]
-        i += NONCE_BYTES
-        append(prefix + _b64e(nonce + encrypt(nonce, v.encode(), aad)))
-    return pl.Series(series.name, out, dtype=pl.String)
+    text = series.cast(pl.String)
+    present = text.is_not_null()
+    plain = text.filter(present).cast(pl.Binary)
+    n = plain.len()
+    aads = _aad_list(_row_aads(column, rows, text.len()), present, n)
+    block = os.urandom(NONCE_BYTES * n)
+    nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+    sealed = list(map(suite.aead(key).encrypt, nonces, plain.to_list(), aads))
+    if n == 0:
+        return _scatter(series.name, present, pl.Series([], dtype=pl.String))
+    # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole number
+    # of 3-byte groups), so the two are encoded as columns, in Rust
+    texts = pl.concat_str(
+        [
+            pl.lit(f"{PREFIXES[suite.name]}{version}:"),
+            _b64url(pl.Series(nonces, dtype=pl.Binary)),
+            _b64url(pl.Series(sealed, dtype=pl.Binary)),
+        ]
+    )
+    return _scatter(series.name, present, pl.select(texts).to_series())
 
 
 def is_encrypted(series: pl.Series) -> bool:
@@ -164,43 +198,89 @@ def _decrypt_values(
     column: str,
     rows: Sequence[str | None] | pl.Series | None,
     purpose: str,
-) -> list[str | None]:
+) -> pl.Series:
+    """Plaintext of every value (nulls stay null); one cipher call per value, everything
+    else (prefix split, base64, AADs, UTF-8) column-wise in Rust."""
     field = column.rsplit(".", 1)[-1]
     if series.dtype == pl.Null:
-        return [None] * series.len()
+        return pl.Series(series.name, [None] * series.len(), dtype=pl.String)
     if series.dtype != pl.String:
         raise DecryptionError("column does not hold ciphertext (not text)", field=field)
-    values = series.to_list()
-    aads = _row_aads(column, rows, len(values))
-    legacy_aad = column.encode()
-    ciphers: dict[str, tuple[Aead, bool]] = {}  # prefix → (cipher, legacy column-only AAD)
-    out: list[str | None] = []
-    append = out.append
-    for row, (v, aad) in enumerate(zip(values, aads, strict=True)):
-        if v is None:
-            append(None)
-            continue
-        cut = v.find(":", 1, 12) + 1
-        found = ciphers.get(v[:cut]) if cut else None
-        if found is None:
-            m = _PREFIX.match(v)
-            if m is None:
-                raise DecryptionError("value is not a ciphertext", field=field, row=row)
-            material = keyring.get(purpose, int(m.group(2))).material
-            cipher = get_suite(_SUITE_OF[m.group(1)]).aead(material)
-            found = ciphers[v[:cut]] = (cipher, m.group(1) == LEGACY_PREFIX)
-        cipher, legacy = found
+    present = series.is_not_null()
+    parts = (
+        series.filter(present)
+        .to_frame("v")
+        .with_row_index("i")
+        .select(
+            "i",
+            pl.col("v").str.extract(r"^([aes]\d+):", 1).alias("prefix"),
+            pl.col("v").str.slice(0, 12).str.find(":").alias("cut"),
+            "v",
+        )
+    )
+    bad = parts.filter(pl.col("prefix").is_null())
+    if bad.height:
+        raise DecryptionError("value is not a ciphertext", field=field, row=_row_of(present, bad))
+    body = parts.select(pl.col("v").str.slice(pl.col("cut") + 1)).to_series()
+    parts = parts.with_columns(
+        _unb64url(body.str.slice(0, _NONCE_CHARS)).alias("nonce"),
+        _unb64url(body.str.slice(_NONCE_CHARS)).alias("sealed"),
+    )
+    bad = parts.filter(
+        pl.col("nonce").is_null()
+        | pl.col("sealed").is_null()
+        | (body.str.len_bytes() < _NONCE_CHARS)
+    )
+    if bad.height:
+        raise _undecryptable(field, _row_of(present, bad))
+    aads = _row_aads(column, rows, series.len())
+    aad_of = aads.filter(present) if isinstance(aads, pl.Series) else None
+    plain: list[pl.DataFrame] = []
+    for (prefix,), group in parts.group_by("prefix", maintain_order=True):
+        material = keyring.get(purpose, int(prefix[1:])).material
+        cipher = get_suite(_SUITE_OF[prefix[0]]).aead(material)
+        if prefix[0] == LEGACY_PREFIX:
+            bound = [column.encode()] * group.height
+        elif aad_of is None:
+            bound = [aads] * group.height
+        else:
+            bound = aad_of.gather(group["i"]).to_list()
+        nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
         try:
-            blob = _b64d(v[cut:])
-            bound = legacy_aad if legacy else aad
-            append(cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], bound).decode())
+            opened = list(map(cipher.decrypt, nonces, sealed, bound))
         except (InvalidTag, ValueError):
-            raise DecryptionError(
-                "ciphertext does not decrypt (changed, or from another column or row)",
-                field=field,
-                row=row,
-            ) from None
-    return out
+            k = _first_failure(cipher, nonces, sealed, bound)
+            raise _undecryptable(field, _row_of(present, group[k:])) from None
+        plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
+    opened_all = pl.concat(plain).sort("i")["p"] if plain else pl.Series([], dtype=pl.Binary)
+    try:
+        text = opened_all.cast(pl.String)
+    except pl.exceptions.ComputeError:  # authentic but not UTF-8: not one of ours
+        raise _undecryptable(field, None) from None
+    return _scatter(series.name, present, text)
+
+
+def _undecryptable(field: str, row: int | None) -> DecryptionError:
+    return DecryptionError(
+        "ciphertext does not decrypt (changed, or from another column or row)",
+        field=field,
+        row=row,
+    )
+
+
+def _first_failure(cipher: Aead, nonces: list, sealed: list, bound: list) -> int:
+    """Which value of a batch that failed does not decrypt (value by value: errors only)."""
+    for k, (nonce, data, aad) in enumerate(zip(nonces, sealed, bound, strict=True)):
+        try:
+            cipher.decrypt(nonce, data, aad)
+        except (InvalidTag, ValueError):
+            return k
+    return 0
+
+
+def _row_of(present: pl.Series, bad: pl.DataFrame) -> int:
+    """The series position of the first row of ``bad`` (whose ``i`` counts present values)."""
+    return int(present.arg_true()[int(bad["i"][0])])
 
 
 def decrypt_series(
@@ -220,11 +300,7 @@ def decrypt_series(
     check_decrypt_purpose(purpose)
     count = series.len() - series.null_count()
     audit.append("decrypt", actor, purpose=purpose, column=column, values=count)
-    return pl.Series(
-        series.name,
-        _decrypt_values(series, keyring, column, rows, key_purpose),
-        dtype=pl.String,
-    )
+    return _decrypt_values(series, keyring, column, rows, key_purpose).alias(series.name)
 
 
 def protected_fields(frame: pl.DataFrame, dataset: Dataset) -> list[str]:
