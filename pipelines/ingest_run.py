@@ -35,21 +35,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from catalog.errors import StreethubError
-from catalog.model import FILE_CONNECTORS, Catalogue, Dataset, Department
+from catalog.model import FILE_CONNECTORS, Catalogue, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import has_table, hold_lake, open_lake
 from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
-from pipelines.defs.quality.assets import (
-    SCORECARD_KEY,
-    build_scorecard_asset,
-    build_staged_asset,
-    staged_key,
-)
-from pipelines.defs.quality.checks import build_contract_check
-from pipelines.defs.sources.assets import build_dataset_assets, landing_key, raw_key
-from pipelines.defs.sources.checks import build_account_check
+from pipelines.defs.quality.assets import SCORECARD_KEY, build_scorecard_asset
+from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.jobs import file_datasets
 from pipelines.defs.sources.schedules import PULL_TIMEZONE
+from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
 from pipelines.ingest.inbox import known_keys, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
 from pipelines.instance import prepare_dagster_home
@@ -70,34 +64,62 @@ class IngestOutcome:
     scorecard_ran: bool = False  # False: nothing changed, the last scorecard and scan hold
 
 
-def _step_assets(defs: list) -> dict[str, str]:
-    """Step (op) name → what it makes, as ``zone/dept/dataset`` (or ``…:check``)."""
-    out = {}
-    for d in defs:
-        if isinstance(d, dg.AssetChecksDefinition):
-            for spec in d.check_specs:
-                out[d.node_def.name] = f"{spec.asset_key.to_user_string()}:{spec.name}"
-        else:
-            out[d.node_def.name] = d.key.to_user_string()
-    return out
+def _in_order(d: dg.AssetsDefinition) -> list[dg.AssetKey]:
+    """A step's assets, each after those it depends on inside the step."""
+    deps = d.asset_deps
+    order: list[dg.AssetKey] = []
+
+    def visit(key: dg.AssetKey) -> None:
+        if key in order:
+            return
+        for dep in sorted(deps.get(key, set()) & d.keys):
+            visit(dep)
+        order.append(key)
+
+    for key in sorted(d.keys):
+        visit(key)
+    return order
 
 
 def run_problems(
-    result: dg.ExecuteInProcessResult, defs: list, started_at: dt.datetime
+    result: dg.ExecuteInProcessResult,
+    defs: list,
+    started_at: dt.datetime,
+    selected: set[dg.AssetKey] | None = None,
 ) -> tuple[list[Problem], list[Problem]]:
     """(problems this run added, checks still blocking on a delivery gated before the run)
-    from one materialisation: steps that raised (by exception class: messages may quote
-    data), blocking checks that failed, and assets skipped because of either."""
-    names = _step_assets(defs)
+    from one materialisation of ``defs`` (``selected``: the assets it was asked for; all by
+    default): steps that raised (by exception class: messages may quote data) named by
+    the first of their assets they did not make, blocking checks that failed, and assets
+    skipped because of either."""
+    steps = {d.node_def.name: d for d in defs}
+    made = {m.asset_key for m in result.get_asset_materialization_events()}
+
+    def asked(d: dg.AssetsDefinition) -> list[dg.AssetKey]:
+        return [k for k in _in_order(d) if selected is None or k in selected]
+
     this_run: list[Problem] = []
     older: list[Problem] = []
+    failed: set[str] = set()
     for event in result.get_step_failure_events():
         error = event.event_specific_data.error if event.event_specific_data else None
         if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
             continue  # told below from the check's own evaluation
         cause = error.cause if error is not None and error.cause is not None else error
         what = f"step failed ({cause.cls_name if cause else 'unknown error'})"
-        this_run.append(Problem(names.get(event.step_key, event.step_key), what))
+        d = steps.get(event.step_key)
+        if isinstance(d, dg.AssetChecksDefinition):
+            where = ", ".join(
+                f"{spec.asset_key.to_user_string()}:{spec.name}" for spec in d.check_specs
+            )
+        elif d is not None:
+            keys = asked(d)
+            unmade = [k for k in keys if k not in made] or keys[-1:]
+            where = unmade[0].to_user_string() if unmade else event.step_key
+        else:
+            where = event.step_key
+        failed.add(where)
+        this_run.append(Problem(where, what))
     for e in result.get_asset_check_evaluations():
         if e.passed or not e.blocking:
             continue
@@ -111,14 +133,13 @@ def run_problems(
         staged_at = meta.get("newest_staged_at")
         before = bool(staged_at) and dt.datetime.fromisoformat(staged_at) < started_at
         (older if before and not meta.get("unbalanced") else this_run).append(Problem(where, what))
-    made = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
-    failed = {p.where for p in this_run}
     for d in defs:
         if isinstance(d, dg.AssetChecksDefinition):
             continue
-        key = d.key.to_user_string()
-        if key not in made and key not in failed:
-            this_run.append(Problem(key, "not materialised: what it depends on failed"))
+        for key in asked(d):
+            shown_key = key.to_user_string()
+            if key not in made and shown_key not in failed:
+                this_run.append(Problem(shown_key, "not materialised: what it depends on failed"))
     return this_run, older
 
 
@@ -180,40 +201,42 @@ def last_leak_scan(instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation | No
     return data if isinstance(data, dg.AssetCheckEvaluation) else None
 
 
-def department_defs(dept: Department) -> list:
-    """Every asset and check of one department (what a selection picks from)."""
-    defs = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
-    defs += [build_staged_asset(dept, ds) for ds in dept.datasets]
-    defs += [build_account_check(dept, ds) for ds in dept.datasets]
-    defs += [build_contract_check(dept, ds) for ds in dept.datasets]
-    return defs
-
-
-def selected_defs(defs: list, selection: dg.AssetSelection) -> list:
-    """The assets a selection resolves to among ``defs``, with their checks."""
-    assets = [d for d in defs if not isinstance(d, dg.AssetChecksDefinition)]
-    keys = selection.resolve(assets)
-    chosen = []
-    for d in defs:
-        if isinstance(d, dg.AssetChecksDefinition):
-            if all(spec.asset_key in keys for spec in d.check_specs):
-                chosen.append(d)
-        elif d.key in keys:
-            chosen.append(d)
-    return chosen
+def work_defs(cat: Catalogue, work: dict[str, list[dg.AssetKey]]) -> list:
+    """The ingest steps of the datasets with work (each a step of landing, raw and staged
+    with their checks), department by department."""
+    return [
+        a
+        for code, roots in work.items()
+        for ds in cat.departments[code].datasets
+        if {landing_key(code, ds.code), raw_key(code, ds.code), staged_key(code, ds.code)}
+        & set(roots)
+        for a in build_dataset_assets(cat.departments[code], ds)
+    ]
 
 
 def ingest_all(
     settings: Settings, cat: Catalogue, console: Console, started_at: dt.datetime
 ) -> IngestOutcome:
     """Materialise the landing, raw and staged assets with work to do (:func:`select_work`)
-    and what depends on them, a department at a time, then — if anything changed — the
-    quality scorecard and the leak scan over what is staged. A failed or blocked dataset
-    stops what depends on it (Dagster skips its downstream) and nothing else: every
-    department with work is ingested, and what failed is collected for the summary. A
-    leak is raised: the run must fail on it."""
+    and what depends on them in one Dagster run (a step per dataset), then — if anything
+    changed — the quality scorecard and the leak scan over what is staged in a second. A
+    failed or blocked dataset stops what depends on it (Dagster skips its downstream; its
+    own step stops at the zone that failed) and nothing else: every dataset with work is
+    ingested, and what failed is collected for the summary. A leak is raised: the run must
+    fail on it. The lake is attached once for all of it (:func:`hold_lake`)."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
+    with hold_lake(settings):  # every open below, the runs' steps included, is a cursor of it
+        return _ingest_held(settings, cat, console, started_at, instance)
+
+
+def _ingest_held(
+    settings: Settings,
+    cat: Catalogue,
+    console: Console,
+    started_at: dt.datetime,
+    instance: dg.DagsterInstance,
+) -> IngestOutcome:
     recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
     outcome = IngestOutcome()
     with open_lake(settings) as con:
@@ -228,29 +251,34 @@ def ingest_all(
     # the progress bar and the summary speak here; the full log is in the UI
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("ingesting", total=len(work) + 1)
-        for code, roots in work.items():
-            dept = cat.departments[code]
-            progress.update(task, description=f"ingesting {dept.code} {dept.name_zh}")
-            selection = dg.AssetSelection.assets(*roots).downstream()
-            defs = department_defs(dept)
-            chosen = selected_defs(defs, selection)
-            outcome.selected[code] = [
-                d.key.to_user_string()
-                for d in chosen
-                if not isinstance(d, dg.AssetChecksDefinition)
-            ]
-            with hold_lake(settings):  # attached once for the run's steps and checks
-                result = dg.materialize(
-                    defs,
-                    selection=selection,
-                    instance=instance,
-                    resources={"lake": LakeResource()},
-                    tags={"streethub/job": "main", "dept": dept.code, **run_tags()},
-                    run_config=quiet,
-                    raise_on_error=False,
-                )
-            steps, blocked = run_problems(result, chosen, started_at)
+        task = progress.add_task("ingesting", total=2 if work else 1)
+        if work:
+            defs = work_defs(cat, work)
+            selection = dg.AssetSelection.assets(*(k for r in work.values() for k in r))
+            keys = selection.downstream().resolve(defs)
+            for code in work:
+                outcome.selected[code] = [
+                    k.to_user_string()
+                    for d in defs
+                    for k in _in_order(d)
+                    if k in keys and k.path[1] == code
+                ]
+            datasets = sum(len(v) for v in work.values())
+            progress.update(
+                task,
+                description=f"ingesting {datasets} dataset(s) of {len(work)} department(s): "
+                + " ".join(work),
+            )
+            result = dg.materialize(
+                defs,
+                selection=list(keys),
+                instance=instance,
+                resources={"lake": LakeResource()},
+                tags={"streethub/job": "main", "depts": ",".join(work), **run_tags()},
+                run_config=quiet,
+                raise_on_error=False,
+            )
+            steps, blocked = run_problems(result, defs, started_at, keys)
             outcome.steps += steps
             outcome.still_blocked += blocked
             progress.advance(task)
@@ -266,15 +294,14 @@ def ingest_all(
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
         defs = [build_scorecard_asset(keys), build_leak_check()]
-        with hold_lake(settings):
-            result = dg.materialize(
-                defs,
-                instance=instance,
-                resources={"lake": LakeResource()},
-                tags={"streethub/job": "main", **run_tags()},
-                run_config=quiet,
-                raise_on_error=False,
-            )
+        result = dg.materialize(
+            defs,
+            instance=instance,
+            resources={"lake": LakeResource()},
+            tags={"streethub/job": "main", **run_tags()},
+            run_config=quiet,
+            raise_on_error=False,
+        )
         outcome.scorecard_ran = True
         leak_checks = [
             e for e in result.get_asset_check_evaluations() if e.check_name == LEAK_CHECK

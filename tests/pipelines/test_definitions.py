@@ -88,7 +88,7 @@ def test_dg_check_defs_passes() -> None:
 def test_materialising_a_department_through_dagster(tmp_path: Path, monkeypatch) -> None:
     from departments.simulate import simulate
     from pipelines.defs.sources.assets import build_dataset_assets
-    from pipelines.defs.sources.checks import build_account_check
+    from pipelines.defs.sources.checks import ACCOUNT_CHECK
     from pipelines.resources import LakeResource
 
     home = tmp_path / "home"
@@ -96,14 +96,20 @@ def test_materialising_a_department_through_dagster(tmp_path: Path, monkeypatch)
     manifest = simulate(home, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
     dept = load_catalogue().departments["wjw"]
     assets = [a for ds in dept.datasets for a in build_dataset_assets(dept, ds)]
-    checks = [build_account_check(dept, ds) for ds in dept.datasets]
+    assert len(assets) == len(dept.datasets)  # one step a dataset: landing, raw, staged, checks
     result = dg.materialize(
-        [*assets, *checks],
+        assets,
         resources={"lake": LakeResource()},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    evals = result.get_asset_check_evaluations()
+    assert len(result.get_step_success_events()) == len(dept.datasets)
+    checked = result.get_asset_check_evaluations()
+    assert {(e.asset_key.path[0], e.check_name) for e in checked} == {
+        ("raw", ACCOUNT_CHECK),
+        ("staged", "contract"),
+    }
+    evals = [e for e in checked if e.check_name == ACCOUNT_CHECK]
     assert len(evals) == len(dept.datasets) and all(e.passed for e in evals)
     assert all(e.metadata["deliveries"].value >= 1 for e in evals)  # nothing passed vacuously
     mats = {
@@ -153,8 +159,6 @@ def test_inbox_sensor_fires_on_new_files_only(tmp_path: Path, monkeypatch) -> No
 
 def test_staged_contract_check_blocks_and_reports(tmp_path: Path, monkeypatch) -> None:
     from departments.simulate import simulate
-    from pipelines.defs.quality.assets import build_staged_asset
-    from pipelines.defs.quality.checks import build_contract_check
     from pipelines.defs.sources.assets import build_dataset_assets
     from pipelines.resources import LakeResource
 
@@ -163,15 +167,27 @@ def test_staged_contract_check_blocks_and_reports(tmp_path: Path, monkeypatch) -
     simulate(home, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
     dept = load_catalogue().departments["wjw"]
     ds = dept.datasets[0]
-    check = build_contract_check(dept, ds)
-    assert check.check_specs and all(spec.blocking for spec in check.check_specs)
+    (step,) = build_dataset_assets(dept, ds)
+    staged = dg.AssetKey(["staged", "wjw", ds.code])
+    (contract,) = [s for s in step.check_specs if s.name == "contract"]
+    assert contract.blocking and contract.asset_key == staged
     result = dg.materialize(
-        [*build_dataset_assets(dept, ds), build_staged_asset(dept, ds), check],
+        [step],
+        selection=[staged],  # raw and staged can be picked without landing (can_subset)
         resources={"lake": LakeResource()},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
+    made = {m.asset_key for m in result.get_asset_materialization_events()}
+    assert made == {staged}  # nothing landed, nothing read: the gate had nothing to do
     (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.check_name == "contract"
+    assert evaluation.metadata["deliveries"].value == 0
+    result = dg.materialize(
+        [step], resources={"lake": LakeResource()}, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert result.success and len(result.get_step_success_events()) == 1
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.asset_key == staged]
     assert evaluation.passed
     meta = evaluation.metadata
     assert meta["newest_pass_rate"].value >= 0.8

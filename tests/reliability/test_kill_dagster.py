@@ -56,7 +56,6 @@ CHILD_TIMEOUT_S = 240
 
 def child(home: Path, dataset: str, label: str, recover_first: bool) -> int:
     """One materialisation of a dataset's landing → raw → staged, as the main job runs it."""
-    from pipelines.defs.quality.assets import build_staged_asset
     from pipelines.defs.sources.assets import build_dataset_assets
     from pipelines.resources import LakeResource
 
@@ -67,7 +66,7 @@ def child(home: Path, dataset: str, label: str, recover_first: bool) -> int:
         recover(settings, instance)
     dept, ds = load_catalogue(settings.catalog_dir).dataset(dataset)
     result = dg.materialize(
-        [*build_dataset_assets(dept, ds), build_staged_asset(dept, ds)],
+        build_dataset_assets(dept, ds),  # one step: landing, raw, staged and their checks
         instance=instance,
         resources={"lake": LakeResource()},
         tags={LABEL: label, **run_tags()},

@@ -1,16 +1,14 @@
-"""Assets ``staged/<dept>/<dataset>`` (the row gate) and ``marts/quality_scorecard``."""
+"""The asset ``marts/quality_scorecard`` (``staged/<dept>/<dataset>``, the row gate, is
+materialised in each dataset's ingest step: ``pipelines/defs/sources/assets.py``)."""
 
 import datetime as dt
 
 import dagster as dg
 
 from catalog.loader import get_catalogue
-from catalog.model import Dataset, Department
 from catalog.settings import get_settings
-from lakehouse.lake import row_count
-from pipelines.defs.sources.assets import LAKE_POOL, dataset_tags, describe, raw_key
-from pipelines.ingest.raw import raw_table
-from pipelines.ingest.staged import stage_dataset, staged_columns
+from pipelines.defs.sources.specs import LAKE_POOL
+from pipelines.defs.sources.specs import staged_key as staged_key  # where callers look
 from pipelines.killpoints import SCORECARD_BEFORE_WRITE, SCORECARD_WRITTEN, kill_point
 from pipelines.quality_run import compute_quality, load_inputs, write_quality, write_report
 from pipelines.resources import LakeResource
@@ -25,62 +23,6 @@ SCORECARD_AUTOMATION = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after new staged data")
-
-
-def staged_key(dept: str, dataset: str) -> dg.AssetKey:
-    return dg.AssetKey(["staged", dept, dataset])
-
-
-def build_staged_asset(dept: Department, ds: Dataset) -> dg.AssetsDefinition:
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name, kind) for name, kind in staged_columns(ds)]
-    )
-
-    @dg.asset(
-        key=staged_key(dept.code, ds.code),
-        deps=[raw_key(dept.code, ds.code)],
-        group_name=dept.code,
-        owners=[dept.owner],
-        kinds={"duckdb", "pandera"},
-        description=describe(
-            dept,
-            ds,
-            "staged",
-            "rows that passed the catalogue's row gate, standardised and typed; L3/L4 "
-            "columns encrypted; failures in quarantine with source row, field and reason.",
-        ),
-        tags=dataset_tags(dept, ds, "staged"),
-        pool=LAKE_POOL,
-        metadata={"dagster/column_schema": schema, "resource_code": ds.resource_code},
-    )
-    def _staged(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        with lake.open() as con:
-            accounts = stage_dataset(con, dept.code, ds, lake.protection())
-            rows = row_count(con, "staged", raw_table(dept.code, ds))
-        rows_in = sum(a.rows_in for a in accounts)
-        passed = sum(a.rows_out for a in accounts)
-        context.log.info(f"{ds.code}: {passed}/{rows_in} rows passed the gate")
-        repaired: dict[str, int] = {}  # "field: kind" → values the standardisers repaired
-        for a in accounts:
-            for field, kind, n in a.repairs:
-                repaired[f"{field}: {kind}"] = repaired.get(f"{field}: {kind}", 0) + int(n)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": int(rows),
-                "deliveries_gated": len(accounts),
-                "rows_in": rows_in,
-                "rows_passed": passed,
-                "rows_quarantined": sum(a.rows_quarantined for a in accounts),
-                "rows_skipped": sum(a.rows_skipped for a in accounts),  # copies of staged rows
-                "pass_rate": (rows_in - sum(a.rows_quarantined for a in accounts)) / rows_in
-                if rows_in
-                else 1.0,
-                "values_repaired": sum(repaired.values()),
-                "repairs": dg.MetadataValue.json(dict(sorted(repaired.items()))),
-            }
-        )
-
-    return _staged
 
 
 def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -131,9 +73,7 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
 
 def all_quality_assets() -> list[dg.AssetsDefinition]:
     cat = get_catalogue(get_settings().catalog_dir)
-    staged = [build_staged_asset(d, ds) for d, ds in cat.datasets()]
-    keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
-    return [*staged, build_scorecard_asset(keys)]
+    return [build_scorecard_asset([staged_key(d.code, ds.code) for d, ds in cat.datasets()])]
 
 
 @dg.definitions

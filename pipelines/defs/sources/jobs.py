@@ -3,11 +3,11 @@
 import dagster as dg
 
 from catalog.model import FILE_CONNECTORS, Dataset, Department
-from pipelines.defs.sources.assets import landing_key, raw_key
+from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
 
 
 def _keys(dept: str, ds: str) -> list[dg.AssetKey]:
-    return [landing_key(dept, ds), raw_key(dept, ds), dg.AssetKey(["staged", dept, ds])]
+    return [landing_key(dept, ds), raw_key(dept, ds), staged_key(dept, ds)]
 
 
 def file_datasets(dept: Department) -> list[Dataset]:
