@@ -1,14 +1,16 @@
 """Checks on staged: a blocking contract (the gate held) and the dataset's expectations."""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 
 from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department, UpdateMode
 from catalog.settings import get_settings
-from pipelines.defs.quality.assets import staged_key
+from pipelines.defs.sources.specs import staged_key
 from pipelines.ingest.raw import raw_table
 from pipelines.quality_run import registry_ids
 from pipelines.resources import LakeResource
@@ -16,10 +18,15 @@ from pipelines.resources import LakeResource
 MIN_PASS_RATE = 0.80  # below this the delivery is too broken to build on
 
 
-def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
+CONTRACT_CHECK = "contract"
+
+
+def contract_spec(dept: Department, ds: Dataset) -> dg.AssetCheckSpec:
+    """The blocking contract on staged (declared on the dataset's ingest step, which runs it
+    right after the row gate)."""
+    return dg.AssetCheckSpec(
+        CONTRACT_CHECK,
         asset=staged_key(dept.code, ds.code),
-        name="contract",
         blocking=True,
         description=(
             "Blocking: every delivery accounted for (delivered = staged + quarantined + "
@@ -27,43 +34,47 @@ def build_contract_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinit
             "the row gate (exact duplicates skipped count as passed)."
         ),
     )
-    def _contract(lake: LakeResource) -> dg.AssetCheckResult:
-        with lake.open(read_only=True) as con:
-            rows = con.execute(
-                """SELECT a.delivery_id, a.rows_read, s.rows_out, coalesce(s.rows_skipped, 0),
-                          (SELECT count(DISTINCT source_row) FROM quarantine.rows q
-                           WHERE q.delivery_id = a.delivery_id) AS quarantined,
-                          s.accounted_at
-                   FROM landing.delivery_accounts a
-                   JOIN landing.stage_accounts s USING (delivery_id)
-                   WHERE a.dept = ? AND a.dataset = ? AND s.stage = 'staged'
-                   ORDER BY a.accounted_at, s.accounted_at""",
-                [dept.code, ds.code],
-            ).fetchall()
-            failing = con.execute(
-                "SELECT check_name, count(DISTINCT (delivery_id, source_row)) FROM "
-                "quarantine.rows WHERE dept = ? AND dataset = ? GROUP BY 1 ORDER BY 2 DESC",
-                [dept.code, ds.code],
-            ).fetchall()
-        unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3] + r[4]]
-        newest = rows[-1] if rows else None
-        newest_rate = (newest[2] + newest[3]) / newest[1] if newest and newest[1] else 1.0
-        report = lake.settings().home_abs / "reports" / "quality.html"
-        return dg.AssetCheckResult(
-            passed=not unbalanced and newest_rate >= MIN_PASS_RATE,
-            metadata={
-                "deliveries": len(rows),
-                "unbalanced": dg.MetadataValue.json(unbalanced[:20]),
-                "newest_delivery": newest[0] if newest else "",
-                # the main job fails a run only for a delivery gated during it
-                "newest_staged_at": newest[5].isoformat() if newest else "",
-                "newest_pass_rate": newest_rate,
-                "rows_quarantined_by_check": dg.MetadataValue.json(dict(failing)),
-                "report": dg.MetadataValue.path(str(report)),
-            },
-        )
 
-    return _contract
+
+def contract_result(
+    con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset, report: Path
+) -> dg.AssetCheckResult:
+    """The contract's result on the lake as ``con`` sees it (``report``: the quality report
+    the officer is pointed to)."""
+    rows = con.execute(
+        """SELECT a.delivery_id, a.rows_read, s.rows_out, coalesce(s.rows_skipped, 0),
+                  (SELECT count(DISTINCT source_row) FROM quarantine.rows q
+                   WHERE q.delivery_id = a.delivery_id) AS quarantined,
+                  s.accounted_at
+           FROM landing.delivery_accounts a
+           JOIN landing.stage_accounts s USING (delivery_id)
+           WHERE a.dept = ? AND a.dataset = ? AND s.stage = 'staged'
+           ORDER BY a.accounted_at, s.accounted_at""",
+        [dept.code, ds.code],
+    ).fetchall()
+    failing = con.execute(
+        "SELECT check_name, count(DISTINCT (delivery_id, source_row)) FROM "
+        "quarantine.rows WHERE dept = ? AND dataset = ? GROUP BY 1 ORDER BY 2 DESC",
+        [dept.code, ds.code],
+    ).fetchall()
+    unbalanced = [r[0] for r in rows if r[1] != r[2] + r[3] + r[4]]
+    newest = rows[-1] if rows else None
+    newest_rate = (newest[2] + newest[3]) / newest[1] if newest and newest[1] else 1.0
+    return dg.AssetCheckResult(
+        asset_key=staged_key(dept.code, ds.code),
+        check_name=CONTRACT_CHECK,
+        passed=not unbalanced and newest_rate >= MIN_PASS_RATE,
+        metadata={
+            "deliveries": len(rows),
+            "unbalanced": dg.MetadataValue.json(unbalanced[:20]),
+            "newest_delivery": newest[0] if newest else "",
+            # the main job fails a run only for a delivery gated during it
+            "newest_staged_at": newest[5].isoformat() if newest else "",
+            "newest_pass_rate": newest_rate,
+            "rows_quarantined_by_check": dg.MetadataValue.json(dict(failing)),
+            "report": dg.MetadataValue.path(str(report)),
+        },
+    )
 
 
 def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDefinition:
@@ -142,6 +153,6 @@ def build_expectations_check(dept: Department, ds: Dataset) -> dg.AssetChecksDef
 @dg.definitions
 def staged_checks() -> dg.Definitions:
     cat = get_catalogue(get_settings().catalog_dir)
-    checks = [build_contract_check(d, ds) for d, ds in cat.datasets()]
-    checks += [build_expectations_check(d, ds) for d, ds in cat.datasets()]
+    # the contract is declared on each dataset's ingest step (pipelines/defs/sources/assets.py)
+    checks = [build_expectations_check(d, ds) for d, ds in cat.datasets()]
     return dg.Definitions(asset_checks=checks)
