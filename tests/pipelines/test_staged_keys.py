@@ -246,8 +246,8 @@ def test_expectations_check_reads_the_dataset_as_staged_after_an_identical_redel
     every row instead of an empty newest delivery."""
     import dagster as dg
 
-    from pipelines.defs.quality.assets import build_staged_asset
     from pipelines.defs.quality.checks import build_expectations_check
+    from pipelines.defs.sources.assets import build_dataset_assets, staged_key
     from pipelines.resources import LakeResource
 
     monkeypatch.setenv("STREETHUB_HOME", str(home.home_abs))
@@ -261,7 +261,8 @@ def test_expectations_check_reads_the_dataset_as_staged_after_an_identical_redel
 
     dept, ds = cat.dataset("cgj.violation_cases")
     result = dg.materialize(
-        [build_staged_asset(dept, ds), build_expectations_check(dept, ds)],
+        [*build_dataset_assets(dept, ds), build_expectations_check(dept, ds)],
+        selection=[staged_key(dept.code, ds.code)],
         resources={"lake": LakeResource()},
         raise_on_error=False,
     )
