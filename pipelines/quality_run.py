@@ -6,8 +6,8 @@ quarantine and the delivery accounts; calls the plain functions in
 ``quarantine.disagreements`` and ``quarantine.issues`` and the self-contained
 HTML report under ``STREETHUB_HOME/reports/``.
 
-Incremental: ``marts.quality_state`` records what the last scorecard read — the lake's
-snapshot when it started, a digest of each dataset's quarantine, delivery accounts and
+Incremental (``pipelines.quality_state``): ``marts.quality_state`` records what the last
+scorecard read — the lake's snapshot when it started, a digest of each dataset's quarantine, delivery accounts and
 deliveries, its weight (staged rows), and a digest of the catalogue and the scoring
 version. The next scorecard reads, reveals, scores and validates (Great Expectations)
 only the datasets whose staged table changed since that snapshot (DuckLake's own record
@@ -22,9 +22,7 @@ dataset is scored.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,181 +32,23 @@ import polars as pl
 from catalog.authority import person_registers
 from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
-from lakehouse.lake import ALIAS, METADATA, tables_in, transaction
+from lakehouse.lake import tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import STAGED_IDENTITY, Protection
-from quality.keys import ROW_DIGEST
-from quality.scores import TableFacts
+from pipelines.quality_state import (
+    STATE_TABLE,
+    Previous,
+    ReadState,
+    kept,
+    previous_scorecard,
+    read_state,
+    state_frame,
+)
+from pipelines.staged_frames import NOT_SCORED, StagedFrames, authority_keys
+
+__all__ = ["NOT_SCORED", "StagedFrames", "authority_keys"]  # where callers found them
 
 Key = tuple[str, str]
-# staged columns nothing downstream of the gate reads: the row digest is for the next
-# delivery's comparison (``quality.keys``); left out, a quarter less of a narrow table
-# (1.7 million IoT readings at 200,000 residents)
-NOT_SCORED = ("_staged_at", ROW_DIGEST)
-# bump when a score, an expectation or a disagreement is computed differently: the next
-# scorecard then scores every dataset again instead of keeping the last one's rows
-SCORING_VERSION = "2026-11-30.1"
-# an events table (append) no authority check reads whole is scored where it lies, in SQL,
-# from this many rows on (1.7 million IoT readings at 200,000 residents cost 0.7 GB as a
-# frame); its expectations judge the newest delivery's rows only, read alone
-LEAN_MIN_ROWS = 0
-STATE_TABLE = "quality_state"  # in marts: what the last scorecard read (see module doc)
-# the ledger and quarantine tables whose rows of a dataset feed its scores
-DIGESTED = ("quarantine.rows", "landing.delivery_accounts", "landing.deliveries")
-
-
-class StagedFrames(Mapping[Key, pl.DataFrame]):
-    """The staged tables, read and revealed one at a time as they are asked for.
-
-    The scorecard goes dataset by dataset: holding every staged table of a street at once
-    cost gigabytes (5.9 GB peak at 200,000 residents). Each table is read once per use
-    from the open lake (decrypted for ``quality_scores``, audited); the authorities the
-    datasets are compared with, and the person registers, are kept once read (``pinned``),
-    anything else only until the next table is asked for.
-    """
-
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        cat: Catalogue,
-        protection: Protection,
-        pinned: set[Key] | None = None,
-    ) -> None:
-        self.con, self.protection = con, protection
-        tables = _tables(con, "staged")
-        self._datasets = {
-            (dept.code, ds.code): ds
-            for dept, ds in cat.datasets()
-            if raw_table(dept.code, ds) in tables
-        }
-        self.pinned = pinned if pinned is not None else authority_keys(cat)
-        self._kept: dict[Key, pl.DataFrame] = {}
-
-    def __getitem__(self, key: Key) -> pl.DataFrame:
-        if key in self._kept:
-            return self._kept[key]
-        ds = self._datasets[key]  # KeyError for a dataset with no staged table
-        if key not in self.pinned:  # an authority read beside a dataset does not evict it
-            for k in [k for k in self._kept if k not in self.pinned]:
-                del self._kept[k]
-        frame = self.con.execute(
-            f'SELECT * EXCLUDE ({", ".join(NOT_SCORED)}) FROM staged."{raw_table(key[0], ds)}"'
-        ).pl()
-        frame = self.protection.reveal(frame, ds, "quality_scores")
-        self._kept[key] = frame
-        return frame
-
-    def _table(self, key: Key) -> str:
-        return f'staged."{raw_table(key[0], self._datasets[key])}"'
-
-    def _columns(self, key: Key) -> list[str]:
-        sql = f"SELECT * FROM {self._table(key)} LIMIT 0"
-        return [d[0] for d in self.con.execute(sql).description]
-
-    def lean(self, key: Key, cat: Catalogue) -> bool:
-        """Whether ``key`` is scored in SQL where it lies (``LEAN_MIN_ROWS``): an append
-        dataset not held as an authority, compared with none, its key not encrypted."""
-        from quality.scores_authority import comparisons
-
-        ds = self._datasets.get(key)
-        if ds is None or key in self.pinned or key in self._kept:
-            return False
-        if ds.update_mode is not UpdateMode.append or any(
-            ds.field(k).level.sensitive for k in ds.key
-        ):
-            return False
-        if any((c.dept, c.dataset) == key for c in comparisons(cat)):
-            return False
-        rows = self.con.execute(f"SELECT count(*) FROM {self._table(key)}").fetchone()[0]
-        return rows >= LEAN_MIN_ROWS
-
-    def facts(self, key: Key) -> TableFacts:
-        """The table's :class:`TableFacts` counted in SQL (an encrypted value is null
-        exactly when its plaintext is; the key columns are not encrypted: ``lean``)."""
-        from quality.scores import TableFacts
-
-        ds = self._datasets[key]
-        columns = self._columns(key)
-        fields = [f.name for f in ds.fields if f.name in columns]
-        nulls = ", ".join(f'count(*) - count("{c}")' for c in fields)
-        keyed = all(k in columns for k in ds.key)
-        keys = ", ".join(f'"{k}"' for k in ds.key)
-        distinct = (
-            f"(SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._table(key)}))"
-            if keyed
-            else "NULL"
-        )
-        row = self.con.execute(
-            f"SELECT count(*), {distinct}{', ' + nulls if nulls else ''} FROM {self._table(key)}"
-        ).fetchone()
-        return TableFacts(int(row[0]), dict(zip(fields, map(int, row[2:]), strict=True)),
-                          None if row[1] is None else int(row[1]))  # fmt: skip
-
-    def delivery_rows(self, key: Key, delivery_id: str) -> pl.DataFrame:
-        """The staged rows one delivery brought, revealed (audited) like a whole table."""
-        frame = self.con.execute(
-            f"SELECT * EXCLUDE ({', '.join(NOT_SCORED)}) FROM {self._table(key)} "
-            "WHERE _delivery_id = ?",
-            [delivery_id],
-        ).pl()
-        return self.protection.reveal(frame, self._datasets[key], "quality_scores")
-
-    def delivery_count(self, key: Key, delivery_id: str) -> int:
-        sql = f"SELECT count(*) FROM {self._table(key)} WHERE _delivery_id = ?"
-        return int(self.con.execute(sql, [delivery_id]).fetchone()[0])
-
-    def issue_keys(self, key: Key, candidates: pl.DataFrame) -> pl.DataFrame | None:
-        """``_issue_keys`` of the table for the candidate keys only, joined where it lies."""
-        columns = self._columns(key)
-        if "_key_pid" not in columns:
-            return None
-        mine = candidates.filter((pl.col("dept") == key[0]) & (pl.col("dataset") == key[1]))
-        self.con.register("q_candidates", mine.select("key_pid").to_arrow())
-        try:
-            return self.con.execute(
-                "SELECT ? AS dept, ? AS dataset, _key_pid AS key_pid, _delivery_id, _loaded_at "
-                f"FROM {self._table(key)} WHERE _key_pid IN (SELECT key_pid FROM q_candidates)",
-                list(key),
-            ).pl()
-        finally:
-            self.con.unregister("q_candidates")
-
-    def __contains__(self, key: object) -> bool:  # Mapping's would read the table
-        return key in self._datasets
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self._datasets)
-
-    def __len__(self) -> int:
-        return len(self._datasets)
-
-
-def authority_keys(cat: Catalogue) -> set[Key]:
-    """Datasets other datasets are compared with or checked against (kept once read)."""
-    from quality.scores_authority import comparisons
-
-    keys = {(c.auth_dept, c.auth_dataset) for c in comparisons(cat)}
-    return keys | {(r.dept, r.dataset.code) for r in person_registers(cat)}
-
-
-@dataclass
-class Previous:
-    """What the last scorecard wrote, kept for the datasets nothing changed for."""
-
-    scorecard: pl.DataFrame
-    expectations: pl.DataFrame
-    disagreements: pl.DataFrame
-    weights: dict[Key, int]
-
-
-@dataclass
-class ReadState:
-    """What this scorecard reads: the lake's snapshot at its start, each dataset's digest
-    of its quarantine/accounts/deliveries rows, the catalogue-and-version digest."""
-
-    snapshot: int | None
-    digests: dict[Key, str]
-    version: str
 
 
 @dataclass
@@ -248,7 +88,7 @@ def load_inputs(
 
     ``incremental``: only the datasets something changed for since the last scorecard are
     scored again (see the module doc); False: every dataset (the same result, slower)."""
-    read = _read_state(con, cat)  # first: anything committed after it counts as changed
+    read = read_state(con, cat)  # first: anything committed after it counts as changed
     issues = None
     if "issues" in _tables(con, "quarantine"):
         issues = con.execute("SELECT * FROM quarantine.issues").pl()
@@ -264,108 +104,10 @@ def load_inputs(
         read=read,
     )
     if incremental:
-        found = _previous(con, cat, read)
+        found = previous_scorecard(con, cat, read)
         if found is not None:
             inputs.previous, inputs.rescore = found
     return inputs
-
-
-def _version(cat: Catalogue) -> str:
-    text = json.dumps(cat.as_dict(), sort_keys=True, default=str) + SCORING_VERSION
-    return hashlib.sha256((text + pl.__version__).encode()).hexdigest()[:32]
-
-
-def _read_state(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> ReadState:
-    snapshot = con.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()
-    digests: dict[Key, list[str]] = {}
-    for table in DIGESTED:  # every row of the dataset, whatever its columns: order-free
-        rows = con.execute(
-            f"SELECT dept, dataset, count(*), sum(hash(t)::HUGEINT) FROM {table} t GROUP BY ALL"
-        ).fetchall()
-        for dept, dataset, n, total in rows:
-            digests.setdefault((dept, dataset), []).append(f"{table}:{n}:{total}")
-    return ReadState(
-        snapshot=int(snapshot[0]) if snapshot else None,
-        digests={k: "|".join(sorted(v)) for k, v in digests.items()},
-        version=_version(cat),
-    )
-
-
-def _touched_staged(con: duckdb.DuckDBPyConnection, cat: Catalogue, since: int) -> set[Key] | None:
-    """Datasets whose staged table any snapshot after ``since`` changed (created, inserted
-    into, deleted from, compacted, altered, dropped: any change that names its id or its
-    name), or None when ``since`` is no longer on record (expired: changes unknown)."""
-    if not con.execute(
-        f"SELECT count(*) FROM {ALIAS}.snapshots() WHERE snapshot_id = ?", [since]
-    ).fetchone()[0]:
-        return None
-    named: set[str] = set()
-    for (changes,) in con.execute(
-        f"SELECT changes FROM {ALIAS}.snapshots() WHERE snapshot_id > ?", [since]
-    ).fetchall():
-        for values in (changes or {}).values():
-            named |= {str(v) for v in values or []}
-    if not named:
-        return set()
-    ids = dict(
-        con.execute(
-            f"SELECT t.table_name, t.table_id FROM {METADATA}.ducklake_table t "
-            f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
-            "WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL "
-            "AND s.schema_name = 'staged'"
-        ).fetchall()
-    )
-    out: set[Key] = set()
-    for dept, ds in cat.datasets():
-        name = raw_table(dept.code, ds)
-        if f"staged.{name}" in named or (name in ids and str(ids[name]) in named):
-            out.add((dept.code, ds.code))
-    return out
-
-
-def _previous(
-    con: duckdb.DuckDBPyConnection, cat: Catalogue, read: ReadState
-) -> tuple[Previous, set[Key]] | None:
-    """The last scorecard's rows and the datasets to score again, or None (score all)."""
-    marts = _tables(con, "marts")
-    if STATE_TABLE not in marts or "quality_scorecard" not in marts:
-        return None
-    state = con.execute(f"SELECT * FROM marts.{STATE_TABLE}").pl()
-    if state.is_empty() or state["version"].n_unique() != 1 or state["version"][0] != read.version:
-        return None
-    since, computed_at = state["snapshot_id"][0], state["computed_at"][0]
-    scorecard = con.execute("SELECT * FROM marts.quality_scorecard").pl()
-    if since is None or scorecard.is_empty() or scorecard["computed_at"].max() != computed_at:
-        return None  # the scorecard on record is not the one the state describes
-    touched = _touched_staged(con, cat, int(since))
-    if touched is None:
-        return None
-    expectations = pl.DataFrame()
-    if "quality_expectations" in marts:
-        expectations = con.execute(
-            "SELECT * FROM marts.quality_expectations WHERE run_at = ?", [computed_at]
-        ).pl()
-    disagreements = pl.DataFrame()
-    if "disagreements" in _tables(con, "quarantine"):
-        disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
-    before = {(r["dept"], r["dataset"]): r for r in state.iter_rows(named=True)}
-    changed = {
-        k
-        for k in read.digests.keys() | before.keys()
-        if read.digests.get(k) != (before[k]["inputs_digest"] if k in before else None)
-    }
-    scored = set(scorecard.filter(pl.col("dataset") != "*").select("dept", "dataset").iter_rows())
-    from quality.scores import rescored
-
-    keys = {(d.code, ds.code) for d, ds in cat.datasets()}
-    rescore = rescored(cat, touched, changed, also=keys - (scored & before.keys()))
-    previous = Previous(
-        scorecard=scorecard,
-        expectations=expectations,
-        disagreements=disagreements,
-        weights={k: int(r["weight"]) for k, r in before.items()},
-    )
-    return previous, rescore
 
 
 def _registry_ids(cat: Catalogue, staged: Mapping[Key, pl.DataFrame]) -> set[str] | None:
@@ -537,12 +279,12 @@ def compute_quality(
         if key not in present:
             continue
         if inputs.rescore is not None and key not in inputs.rescore and inputs.previous:
-            kept = _kept(cat, key, inputs.previous, deliveries, now)
-            rows += kept.rows
-            weights[key] = kept.weight
-            disagreements.append(kept.disagreements)
-            if kept.expectations is not None:
-                expectations.append(kept.expectations)
+            held = kept(cat, key, inputs.previous, deliveries, now)
+            rows += held.rows
+            weights[key] = held.weight
+            disagreements.append(held.disagreements)
+            if held.expectations is not None:
+                expectations.append(held.expectations)
             continue  # its staged keys: no issue of it can open or resolve (nothing changed)
         if isinstance(staged, StagedFrames) and staged.lean(key, cat):
             facts = staged.facts(key)
@@ -581,75 +323,7 @@ def compute_quality(
         ),
         disagreements=concat_disagreements(disagreements),
         issues=_update_issues(inputs, issue_keys, now),
-        state=_state(inputs.read, weights, now),
-    )
-
-
-@dataclass
-class _Kept:
-    rows: list[dict]
-    weight: int
-    disagreements: pl.DataFrame
-    expectations: pl.DataFrame | None
-
-
-def _kept(
-    cat: Catalogue, key: Key, previous: Previous, deliveries: pl.DataFrame, now: dt.datetime
-) -> _Kept:
-    """A dataset nothing changed for: its rows of the last scorecard, timeliness and
-    freshness judged again at ``now``."""
-    from quality.expectations import refresh_expectations
-    from quality.scores import DIMENSIONS, timeliness_row
-
-    _, ds = cat.dataset(f"{key[0]}.{key[1]}")
-    mine = (pl.col("dept") == key[0]) & (pl.col("dataset") == key[1])
-    old = {
-        r["dimension"]: r
-        for r in previous.scorecard.filter(mine).drop("computed_at").iter_rows(named=True)
-    }
-    old["timeliness"] = timeliness_row(cat, key, deliveries, now)
-    expectations = None
-    if previous.expectations.height:
-        before = previous.expectations.filter(mine)
-        if before.height:
-            newest = deliveries.filter(mine)["arrived_at"].max() if deliveries.height else None
-            expectations = refresh_expectations(before, ds, newest_delivery_at=newest, now=now)
-    disagreements = (
-        previous.disagreements.filter(mine) if previous.disagreements.height else pl.DataFrame()
-    )
-    return _Kept(
-        rows=[old[d] for d in DIMENSIONS if d in old],
-        weight=previous.weights.get(key, 0),
-        disagreements=disagreements,
-        expectations=expectations,
-    )
-
-
-def _state(
-    read: ReadState | None, weights: dict[Key, int], now: dt.datetime
-) -> pl.DataFrame | None:
-    """marts.quality_state for this scorecard (None: its reads were not recorded)."""
-    if read is None:
-        return None
-    return pl.DataFrame(
-        {
-            "dept": [k[0] for k in weights],
-            "dataset": [k[1] for k in weights],
-            "weight": [int(w) for w in weights.values()],
-            "inputs_digest": [read.digests.get(k) for k in weights],
-            "snapshot_id": [read.snapshot] * len(weights),
-            "version": [read.version] * len(weights),
-            "computed_at": [now] * len(weights),
-        },
-        schema={
-            "dept": pl.String,
-            "dataset": pl.String,
-            "weight": pl.Int64,
-            "inputs_digest": pl.String,
-            "snapshot_id": pl.Int64,
-            "version": pl.String,
-            "computed_at": pl.Datetime("us", "UTC"),
-        },
+        state=state_frame(inputs.read, weights, now),
     )
 
 

@@ -135,9 +135,9 @@ def test_a_changed_authority_scores_its_dependents_again(
 def test_another_scoring_version_scores_everything(
     scored_street: Settings, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.quality_run as quality_run
+    import pipelines.quality_state as quality_state
 
-    monkeypatch.setattr(quality_run, "SCORING_VERSION", "another")
+    monkeypatch.setattr(quality_state, "SCORING_VERSION", "another")
     protection = Protection.from_settings(scored_street)
     with open_lake(scored_street, read_only=True) as con:
         assert load_inputs(con, cat, protection).rescore is None
@@ -148,10 +148,10 @@ def test_events_scored_where_they_lie_equal_the_frame_scores(
 ) -> None:
     """The large append tables (IoT readings) are counted in SQL and their newest delivery
     read alone: the same scorecard, expectations and issues as from whole frames."""
-    import pipelines.quality_run as quality_run
+    import pipelines.staged_frames as staged_frames
 
     lean, _, lean_reads = _score(scored_street, cat, incremental=False, now=NOW)
-    monkeypatch.setattr(quality_run, "LEAN_MIN_ROWS", 10**12)
+    monkeypatch.setattr(staged_frames, "LEAN_MIN_ROWS", 10**12)
     framed, _, framed_reads = _score(scored_street, cat, incremental=False, now=NOW)
     assert lean_reads < framed_reads
     _assert_equal(lean, framed)
