@@ -154,18 +154,25 @@ def mask_value(value: str | None, pii_kind: PiiKind | str) -> str | None:
     """Mask one value for display or storage (e.g. a quarantined cell)."""
     if value is None:
         return None
+    return mask_values(pl.Series([str(value)], dtype=pl.String), pii_kind)[0]
+
+
+def mask_values(values: pl.Series, pii_kind: PiiKind | str) -> pl.Series:
+    """:func:`mask_value` of every value of a column (nulls stay null), in one polars pass."""
     kind = PiiKind(pii_kind)
+    text = values.cast(pl.String)
     if kind in _UNMASKED_KINDS:
-        return value
+        return text
     if kind is PiiKind.free_text:
         from masking.text import scrub
 
-        return scrub(value)[0]
+        scrubbed = [None if v is None else scrub(v)[0] for v in text.to_list()]
+        return pl.Series(values.name, scrubbed, dtype=pl.String)
     fn = KIND_MASKS.get(kind)
-    if fn is None:  # health, financial, identity, location …: nothing of it is shown
-        return "***"
-    out = pl.select(fn(pl.lit(str(value), dtype=pl.String))).item()
-    return out if out is not None else "***"
+    # health, financial, identity, location …: nothing of it is shown
+    masked = pl.lit("***") if fn is None else fn(pl.col("v")).fill_null("***")
+    out = pl.when(pl.col("v").is_not_null()).then(masked).cast(pl.String)
+    return text.to_frame("v").select(out.alias(values.name)).to_series()
 
 
 def _rule_expr(rule: MaskingRule, name: str, dtype: pl.DataType) -> pl.Expr | None:
