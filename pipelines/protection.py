@@ -31,7 +31,7 @@ from masking.audit import AuditLog
 from masking.crypto import protect_frame, protected_fields, reveal_frame
 from masking.errors import DecryptionError
 from masking.keys import KeyRing
-from masking.masks import mask_value
+from masking.masks import mask_values
 from masking.pseudonym import pseudonymise_series, row_digests
 from pipelines.connectors.base import SOURCE_ROW
 from quality.keys import KEY_PID
@@ -109,8 +109,7 @@ class Protection:
     @staticmethod
     def mask_series(values: pl.Series, pii_kind: str) -> pl.Series:
         """Mask quarantined values with the field's display mask before they are stored."""
-        return pl.Series(values.name, [mask_value(v, pii_kind) for v in values.to_list()],
-                         dtype=pl.String)  # fmt: skip
+        return mask_values(values, pii_kind)
 
 
 def key_pids(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing, **key) -> pl.Series:
