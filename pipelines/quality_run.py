@@ -316,6 +316,8 @@ def compute_quality(
         keys = _issue_keys(key, frame)
         if keys is not None:
             issue_keys.append(keys.join(candidates, on=["dept", "dataset", "key_pid"], how="semi"))
+        if isinstance(staged, StagedFrames):
+            staged.done(key)
     return QualityOutputs(
         scorecard=assemble_scorecard(rows, weights, now),
         expectations=(

@@ -54,6 +54,8 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         }
         self.pinned = pinned if pinned is not None else authority_keys(cat)
         self._kept: dict[Key, pl.DataFrame] = {}
+        # what an authority is read for once it has been scored itself
+        self._as_authority = authority_columns(cat) if pinned is None else {}
 
     def __getitem__(self, key: Key) -> pl.DataFrame:
         if key in self._kept:
@@ -68,6 +70,20 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         frame = self.protection.reveal(frame, ds, "quality_scores")
         self._kept[key] = frame
         return frame
+
+    def done(self, key: Key) -> None:
+        """The caller has scored ``key``: a dataset held as an authority keeps only the
+        columns the comparisons and the registry read (a register of 200,000 residents
+        revealed whole held every column to the end); any other is let go now."""
+        frame = self._kept.get(key)
+        if frame is None:
+            return
+        if key not in self.pinned:
+            del self._kept[key]
+        elif key in self._as_authority:
+            self._kept[key] = frame.select(
+                [c for c in frame.columns if c in self._as_authority[key]]
+            )
 
     def _table(self, key: Key) -> str:
         return f'staged."{raw_table(key[0], self._datasets[key])}"'
@@ -160,3 +176,19 @@ def authority_keys(cat: Catalogue) -> set[Key]:
 
     keys = {(c.auth_dept, c.auth_dataset) for c in comparisons(cat)}
     return keys | {(r.dept, r.dataset.code) for r in person_registers(cat)}
+
+
+def authority_columns(cat: Catalogue) -> dict[Key, set[str]]:
+    """The columns each authority is read for by others: the entity key and the values
+    compared (``quality.scores_authority.compare``, with ``_loaded_at`` for the newest
+    value), and a person register's person-key field (the registry's IDs)."""
+    from quality.scores_authority import comparisons
+
+    out: dict[Key, set[str]] = {}
+    for c in comparisons(cat):
+        out.setdefault((c.auth_dept, c.auth_dataset), set()).update(
+            {c.auth_key, c.auth_field, "_loaded_at"}
+        )
+    for r in person_registers(cat):
+        out.setdefault((r.dept, r.dataset.code), set()).add(r.field)
+    return out
