@@ -104,6 +104,8 @@ _CANDIDATE_FORMS = (
     PLATE_RE.pattern.replace("(?![A-Za-z0-9])", "(?:$|[^A-Za-z0-9])"),  # plate
 )  # fmt: skip
 _CANDIDATE = "|".join(_CANDIDATE_FORMS)
+_ESCAPE = r"\\u[0-9a-fA-F]{4}"
+FEW_NAMES = 1_000
 # a hex word standing on its own (a SHA-256 in a landed file's path, a key id, a run's UUID):
 # 12+ characters of 0-9a-f with at least one letter, or a UUID. Its digit runs are chance, not
 # numbers (an 11-digit run reading as a mobile turns up in about 1 of 2,000 16-character
@@ -287,9 +289,11 @@ def scan_frame(
     max_samples: int = 10,
     row_offset: int = 0,
     whole_name_columns: Collection[str] = (),
+    names_only: bool = False,
 ) -> LeakCounts:
     """Count cells per kind that hold unmasked personal information (rows in the samples
-    are counted from ``row_offset``).
+    are counted from ``row_offset``). ``names_only``: registry names only (a few names
+    new to the registry, looked for in rows already scanned with the others).
 
     ``whole_name_columns``: structured columns (a catalogue field that is not free text,
     say a shop's or an employer's name) where a registry name counts only as the whole
@@ -303,7 +307,14 @@ def scan_frame(
         return result
     name_list = _name_series(names) if names else None
     for name in frame.columns:
-        read = _as_text(frame[name])
+        series = frame[name]
+        if series.dtype.is_integer():  # a number of 10 digits or fewer is none of the kinds
+            big = (series.cast(pl.Float64).abs() >= 1e10).fill_null(False)
+            result.cells_scanned += series.len() - series.null_count() - int(big.sum())
+            if not big.any():
+                continue
+            series = pl.select(pl.when(big).then(series)).to_series().alias(name)
+        read = _as_text(series)
         if read is None:
             continue
         column, from_float = read
@@ -316,10 +327,12 @@ def scan_frame(
         if counted.height == 0:
             continue
         result.cells_scanned += int(counted["n"].sum())
-        candidate = v.str.contains(_CANDIDATE)
+        candidate = pl.lit(False) if names_only else v.str.contains(_CANDIDATE)
         if name_list is not None:
             if name in whole_name_columns:
                 candidate = candidate | v.str.strip_chars().is_in(name_list)
+            elif len(names) <= FEW_NAMES:  # polars' automaton: quick to build for a few
+                candidate = candidate | v.str.contains_any(sorted(names)) | v.str.contains(_ESCAPE)
             else:  # names are looked up in Python (``KnownNames.spans``): polars would
                 # build its automaton for 20,000 names again on every call (0.5 s)
                 candidate = candidate | v.str.contains(r"[^\x00-\x7F]")
@@ -328,6 +341,8 @@ def scan_frame(
         flagged = {}
         for value in values:
             kinds = cell_kinds(value, names, from_float=from_float, whole_names=whole)
+            if names_only:
+                kinds &= {"person_name"}
             if kinds:
                 flagged[value] = kinds
         if flagged:

@@ -55,7 +55,7 @@ def leaks_scan(
 
     Exit 1 on any leak, or on a file that cannot be read or proven ciphertext.
     """
-    from pipelines.leaks import ScanReport, scan_all, scan_lake
+    from pipelines.leaks import ScanReport, lake_mark, scan_all, scan_lake, write_mark
 
     settings = get_settings()
     cat = catalogue(None)
@@ -63,6 +63,7 @@ def leaks_scan(
 
     # without the keys (a copied home), the registers' names cannot be read: said, exit 1
     with reading_lake(settings, "scanning", MaskingError) as con:
+        mark = lake_mark(con)  # every table is read: a clean scan is recorded up to here
         if everything:
             report = scan_all(settings, cat, con, cli_actor(), landing_content=landing_content)
         else:
@@ -91,6 +92,7 @@ def leaks_scan(
     if total or report.problems:
         err.print(f"[red]{total:,} leak(s), {len(report.problems)} place(s) not proven[/red]")
         raise typer.Exit(1)
+    write_mark(settings, mark)
     console.print(f"[green]0 leaks in {len(report.findings):,} tables and files[/green]")
 
 

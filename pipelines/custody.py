@@ -2,8 +2,9 @@
 
 After the departments' data is in: landed copies past their retention are deleted, lake
 snapshots past theirs are expired (so replaced personal data does not live on), what the
-run changed is scanned for personal data in the clear — every lake table it inserted into
-and every file it wrote under the home, landed files proven ciphertext —, and the audit
+run changed is scanned for personal data in the clear — the lake's rows the run's leak check
+did not read (all it inserted when the check did not run) and every file it wrote under the
+home, landed files proven ciphertext —, and the audit
 log is checkpointed (signed, witnessed outside the home, a printable receipt) and
 verified from the newest witnessed checkpoint on.
 """
@@ -22,7 +23,7 @@ from masking.audit import AuditLog
 from masking.keys import KeyRing
 from pipelines.ingest.landing import apply_retention
 from pipelines.ingest.ledger import ensure_ledger
-from pipelines.leaks import ScanReport, scan_changed
+from pipelines.leaks import ScanReport, scan_changed, write_mark
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def close_run(settings: Settings, cat: Catalogue, started_at: dt.datetime) -> Cu
         removed = apply_retention(con, settings)
         expired = expire(con, settings)
     with open_lake(settings, read_only=True) as con:
-        scan = scan_changed(settings, cat, con, since=started_at)
+        scan = scan_changed(settings, cat, con, since=started_at, from_mark=True)
     log = AuditLog.from_settings(settings, ring)
     checkpoint = log.checkpoint()  # first: it also upgrades a log of the older format
     verified = log.verify(since_witnessed=True)
@@ -62,6 +63,8 @@ def close_run(settings: Settings, cat: Catalogue, started_at: dt.datetime) -> Cu
             f"this run changed: {', '.join(places[:5])}; `streethub leaks scan --all` for rows "
             "and columns"
         )
+    if scan.mark is not None:
+        write_mark(settings, scan.mark)
     return Custody(
         keys=ring.provider.describe(),
         migration=ring.migration,

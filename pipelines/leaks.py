@@ -26,7 +26,9 @@ lake and the reports (the Dagster check), :func:`scan_changed` what a run change
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,7 @@ class Finding:
 @dataclass
 class ScanReport:
     findings: list[Finding] = field(default_factory=list)
+    mark: ScanMark | None = None  # the lake snapshot the tables were scanned up to
 
     @property
     def leaks(self) -> int:
@@ -104,19 +107,77 @@ def registry_names(
 ) -> set[str]:
     """Full names of the persons in the registers (decrypted for the leak_scan purpose,
     audited); empty when the catalogue declares no person registers or none is staged."""
+    return set(_register_names(con, cat, protection))
+
+
+def _register_names(
+    con: duckdb.DuckDBPyConnection,
+    cat: Catalogue,
+    protection: Protection,
+    inserted: tuple[int, int] | None = None,
+) -> Counter:
+    """How often each full name stands in the registers' rows (of the rows inserted in
+    the snapshots ``inserted`` = (first, last) only, when given). All rows' names are kept
+    in memory for the next scan in this process (a run's leak check, then its closing
+    scan) while no register table changed."""
+    version = None
+    if inserted is None:
+        version = _register_version(con, cat)
+        kept = _NAMES_KEPT.get("names")
+        if kept is not None and kept[0] == version:
+            return kept[1]
     staged = tables_in(con, "staged")
-    names: set[str] = set()
+    names: Counter = Counter()
     for reg in person_registers(cat):
         name_fields = [f.name for f in reg.dataset.fields if f.pii is PiiKind.person_name]
         table = raw_table(reg.dept, reg.dataset)
         if ("staged", table) not in staged or not name_fields:
             continue
+        source = f'staged."{table}"'
+        if inserted is not None:
+            source = _insertions("staged", table, *inserted)
         # the row's identity (its key pseudonym) is part of what each ciphertext is bound to
         cols = ", ".join(f'"{c}"' for c in ["_key_pid", *name_fields])
-        frame = con.execute(f'SELECT {cols} FROM staged."{table}"').pl()
+        frame = con.execute(f"SELECT {cols} FROM {source}").pl()
+        if frame.height == 0:
+            continue
         frame = protection.reveal(frame, reg.dataset, PURPOSE)
-        names |= {n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2}
+        names.update(n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2)
+    if version is not None:
+        _NAMES_KEPT["names"] = (version, names)
     return names
+
+
+_NAMES_KEPT: dict[str, tuple[tuple, Counter]] = {}
+
+
+def _register_version(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> tuple:
+    """The lake (its data path), the register tables' ids and the last snapshot that
+    created, inserted into or deleted from any of them: equal while their rows are."""
+    places = {f"staged.{t}" for _, t in _register_tables(cat)}
+    meta = f"__ducklake_metadata_{ALIAS}"
+    ids = con.execute(
+        f"SELECT t.table_id FROM {meta}.ducklake_table t JOIN {meta}.ducklake_schema s "
+        "USING (schema_id) WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL "
+        "AND s.schema_name = 'staged' AND list_contains(?, t.table_name)",
+        [[t for _, t in _register_tables(cat)]],
+    ).fetchall()
+    marks = places | {str(i) for (i,) in ids}
+    rows = con.execute(f"SELECT snapshot_id, changes FROM {ALIAS}.snapshots()").fetchall()
+    last = max(
+        (sid for sid, changes in rows
+         if any(v in marks for vals in (changes or {}).values() for v in vals or [])),
+        default=-1,
+    )  # fmt: skip
+    (path,) = con.execute(
+        f"SELECT value FROM {meta}.ducklake_metadata WHERE key = 'data_path'"
+    ).fetchone() or ("",)
+    return path, tuple(sorted(i for (i,) in ids)), last
+
+
+def _insertions(zone: str, table: str, first: int, last: int) -> str:
+    """The rows inserted into a table in the snapshots first … last (DuckLake)."""
+    return f"ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', {first}, {last})"
 
 
 # -- the lake ---------------------------------------------------------------------------
@@ -138,6 +199,8 @@ def _scan_query(
     sql: str,
     names: KnownNames,
     whole_name_columns: frozenset[str] = frozenset(),
+    *,
+    names_only: bool = False,
 ) -> LeakCounts:
     """Scan a query's rows batch by batch (memory: one batch)."""
     result = LeakCounts()
@@ -147,7 +210,11 @@ def _scan_query(
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         counts = scan_frame(
-            frame, known_names=names, row_offset=row, whole_name_columns=whole_name_columns
+            frame,
+            known_names=names,
+            row_offset=row,
+            whole_name_columns=whole_name_columns,
+            names_only=names_only,
         )
         result.add(counts)
         row += batch.num_rows
@@ -163,9 +230,20 @@ def scan_tables(
     out = []
     for zone, table in sorted(tables):
         whole = (structured or {}).get((zone, table), frozenset())
-        counts = _scan_query(con, f'SELECT * FROM {zone}."{table}"', names, whole)
+        counts = _scan_query(con, _select(con, f'{zone}."{table}"'), names, whole)
         out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     return out
+
+
+_NO_TEXT = ("BOOLEAN", "DATE", "TIME", "INTERVAL")  # TIME… covers TIMESTAMP…: read as nothing
+
+
+def _select(con: duckdb.DuckDBPyConnection, source: str, kinds: tuple = _NO_TEXT) -> str:
+    """A query of ``source``'s columns but those of ``kinds`` (the scanner reads no value
+    of a date, time or flag: ``masking.leaks``; fewer columns read from Parquet)."""
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    cols = [_quoted(c) for c, kind, *_ in described if not kind.upper().startswith(kinds)]
+    return f"SELECT {', '.join(cols) or 'NULL AS nothing'} FROM {source}"
 
 
 # -- files ------------------------------------------------------------------------------
@@ -312,6 +390,19 @@ def scan_lake(
     return findings + scan_files(settings, names, protection, areas=("reports",))
 
 
+def scan_lake_changes(
+    settings: Settings, cat: Catalogue, con: duckdb.DuckDBPyConnection, actor: str = ACTOR
+) -> ScanReport:
+    """The lake's rows not scanned before (``scan_since_mark``: every table when no scan
+    is on record), and the reports written since the scan on record."""
+    protection = Protection.from_settings(settings, actor)
+    mark = read_mark(settings, con)
+    findings, reached, names = scan_since_mark(settings, cat, con, protection, mark)
+    since = dt.datetime.fromisoformat(mark.at) if mark is not None else None
+    findings += scan_files(settings, names, protection, areas=("reports",), since=since)
+    return ScanReport(findings, reached)
+
+
 def scan_all(
     settings: Settings,
     cat: Catalogue,
@@ -328,6 +419,160 @@ def scan_all(
     return ScanReport(findings)
 
 
+# -- scanning each table once: the scan on record -----------------------------------------
+
+MARK_FILE = "leak_scan.json"
+
+
+@dataclass(frozen=True)
+class ScanMark:
+    """The lake's snapshot up to which every table was scanned and found clean, and the
+    snapshot's time (a mark whose snapshot the lake no longer has is no mark)."""
+
+    snapshot: int
+    at: str  # the snapshot's time, ISO 8601
+
+
+def lake_mark(con: duckdb.DuckDBPyConnection) -> ScanMark:
+    """The lake's current snapshot as a mark."""
+    row = con.execute(
+        f"SELECT snapshot_id, snapshot_time FROM {ALIAS}.snapshots() ORDER BY 1 DESC LIMIT 1"
+    ).fetchone()
+    return ScanMark(int(row[0]), row[1].isoformat()) if row else ScanMark(0, "")
+
+
+def read_mark(settings: Settings, con: duckdb.DuckDBPyConnection) -> ScanMark | None:
+    """The scan on record, if the lake still has its snapshot (expired, restored or
+    another lake: None, and the next scan reads every table)."""
+    try:
+        saved = json.loads((settings.state_dir / MARK_FILE).read_text())
+        mark = ScanMark(int(saved["snapshot"]), str(saved["at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    row = con.execute(
+        f"SELECT snapshot_time FROM {ALIAS}.snapshots() WHERE snapshot_id = ?", [mark.snapshot]
+    ).fetchone()
+    return mark if row is not None and row[0].isoformat() == mark.at else None
+
+
+def write_mark(settings: Settings, mark: ScanMark) -> None:
+    """Record a clean scan of every table up to ``mark`` (written whole, then renamed)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.state_dir / MARK_FILE
+    part = path.with_suffix(".part")
+    part.write_text(json.dumps({"snapshot": mark.snapshot, "at": mark.at}))
+    os.replace(part, path)
+
+
+def scan_since_mark(
+    settings: Settings,
+    cat: Catalogue,
+    con: duckdb.DuckDBPyConnection,
+    protection: Protection,
+    mark: ScanMark | None,
+) -> tuple[list[Finding], ScanMark, KnownNames]:
+    """The lake's rows not yet scanned: with no mark every table, else the rows inserted
+    after the mark's snapshot (DuckLake's ``table_insertions``), with every registry name;
+    and, when the registers gained names since, the rows scanned before for those names
+    alone. Returns the findings, the mark they reach (the current snapshot) and the
+    registers' names."""
+    now = lake_mark(con)
+    counts = _register_names(con, cat, protection)
+    names = KnownNames(counts)
+    structured = structured_columns(cat)
+    if mark is None:
+        return scan_tables(con, tables_in(con), names, structured), now, names
+    changed = _inserted_since(con, mark.snapshot)
+    findings = []
+    for zone, table in sorted(changed):
+        sql = _select(con, _insertions(zone, table, mark.snapshot + 1, now.snapshot))
+        found = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
+        findings.append(Finding(f"{zone}.{table}", found.cells_scanned, found))
+    if any(t in changed for t in _register_tables(cat)):
+        new = _new_names(con, cat, protection, counts, mark.snapshot + 1, now.snapshot)
+        if new:
+            findings += _scan_old_rows_for(con, mark.snapshot, KnownNames(new), structured)
+    return findings, now, names
+
+
+def _register_tables(cat: Catalogue) -> set[tuple[str, str]]:
+    return {("staged", raw_table(r.dept, r.dataset)) for r in person_registers(cat)}
+
+
+def _new_names(
+    con: duckdb.DuckDBPyConnection,
+    cat: Catalogue,
+    protection: Protection,
+    counts: Counter,
+    first: int,
+    last: int,
+) -> set[str]:
+    """Names the registers hold only in rows inserted in the snapshots first … last (a
+    name that also stands in an older row was in the registers before)."""
+    inserted = _register_names(con, cat, protection, (first, last))
+    return {n for n, k in inserted.items() if counts[n] <= k}
+
+
+def _scan_old_rows_for(
+    con: duckdb.DuckDBPyConnection,
+    snapshot: int,
+    names: KnownNames,
+    structured: dict[tuple[str, str], frozenset[str]],
+) -> list[Finding]:
+    """The tables as they were at ``snapshot`` (scanned then), for ``names`` only: their
+    text columns (names stand in no number, date or flag)."""
+    found = []
+    for zone, table in sorted(_tables_at(con, snapshot)):
+        source = f'{zone}."{table}" AT (VERSION => {snapshot})'
+        sql = _select(con, source, _NOT_TEXT)
+        whole = structured.get((zone, table), frozenset())
+        counts = _scan_query(con, sql, names, whole, names_only=True)
+        found.append(Finding(f"{zone}.{table} (names new to the registers)", 0, counts))
+    return found
+
+
+_NOT_TEXT = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+             "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL", "DATE", "TIME",
+             "TIMESTAMP", "INTERVAL", "UUID")  # fmt: skip
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _tables_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
+    """(zone, table) of the tables the lake had at ``snapshot``."""
+    meta = f"__ducklake_metadata_{ALIAS}"
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM {meta}.ducklake_table t "
+        f"JOIN {meta}.ducklake_schema s USING (schema_id) "
+        "WHERE t.begin_snapshot <= ? AND (t.end_snapshot IS NULL OR t.end_snapshot > ?)",
+        [snapshot, snapshot],
+    ).fetchall()
+    return {(z, t) for z, t in rows}
+
+
+def _inserted_since(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
+    """(zone, table) of the tables that exist now and were inserted into after ``snapshot``."""
+    rows = con.execute(
+        f"SELECT changes FROM {ALIAS}.snapshots() WHERE snapshot_id > ?", [snapshot]
+    ).fetchall()
+    ids = {int(t) for (changes,) in rows for t in (changes or {}).get("tables_inserted_into") or []}
+    return _live_tables(con, ids)
+
+
+def _live_tables(con: duckdb.DuckDBPyConnection, ids: set[int]) -> set[tuple[str, str]]:
+    if not ids:
+        return set()
+    found = con.execute(
+        f"SELECT s.schema_name, t.table_name FROM __ducklake_metadata_{ALIAS}.ducklake_table t "
+        f"JOIN __ducklake_metadata_{ALIAS}.ducklake_schema s USING (schema_id) "
+        f"WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL AND t.table_id IN "
+        f"({', '.join(str(i) for i in sorted(ids))})"
+    ).fetchall()
+    return {(z, t) for z, t in found}
+
+
 def _changed_tables(
     con: duckdb.DuckDBPyConnection, since: dt.datetime
 ) -> tuple[int | None, int, set[tuple[str, str]]]:
@@ -341,15 +586,7 @@ def _changed_tables(
         if at >= since:
             ids |= {int(t) for t in (changes or {}).get("tables_inserted_into", []) or []}
     current = rows[-1][0] if rows else 0
-    if not ids:
-        return (before[-1] if before else None), current, set()
-    found = con.execute(
-        f"SELECT s.schema_name, t.table_name FROM __ducklake_metadata_{ALIAS}.ducklake_table t "
-        f"JOIN __ducklake_metadata_{ALIAS}.ducklake_schema s USING (schema_id) "
-        f"WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL AND t.table_id IN "
-        f"({', '.join(str(i) for i in sorted(ids))})"
-    ).fetchall()
-    return (before[-1] if before else None), current, {(z, t) for z, t in found}
+    return (before[-1] if before else None), current, _live_tables(con, ids)
 
 
 def scan_changed(
@@ -359,26 +596,33 @@ def scan_changed(
     *,
     since: dt.datetime,
     actor: str = ACTOR,
+    from_mark: bool = False,
 ) -> ScanReport:
     """What a run that started at ``since`` changed: the rows inserted into the lake since
     (DuckLake's ``table_insertions`` between the last snapshot before and the current one),
     and the files of every area written since (in Dagster's databases, the rows written
-    since; an appended text file such as the audit log is read whole)."""
+    since; an appended text file such as the audit log is read whole).
+
+    ``from_mark``: the lake's rows from the scan on record instead (``scan_since_mark``:
+    what the run's leak check did not read, every table when none is on record); the
+    report's ``mark`` is then the snapshot reached, to record when the scan is clean."""
     if since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     protection = Protection.from_settings(settings, actor)
+    if from_mark:
+        mark = read_mark(settings, con)
+        findings, reached, names = scan_since_mark(settings, cat, con, protection, mark)
+        files = scan_files(settings, names, protection, since=since)
+        return ScanReport(findings + files, reached)
     names = KnownNames(registry_names(con, cat, protection))
     start, current, tables = _changed_tables(con, since)
     structured = structured_columns(cat)
     findings = []
     for zone, table in sorted(tables):
         if start is None:
-            sql = f'SELECT * FROM {zone}."{table}"'
+            sql = _select(con, f'{zone}."{table}"')
         else:
-            sql = (
-                f"SELECT * FROM ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', "
-                f"{start + 1}, {current})"
-            )
+            sql = _select(con, _insertions(zone, table, start + 1, current))
         counts = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     findings += scan_files(settings, names, protection, since=since)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import random
 
 import polars as pl
+import pytest
 
 from catalog.identifiers import id_check_char_str
-from masking.leaks import cell_kinds, scan_frame
+from masking.leaks import FEW_NAMES, cell_kinds, scan_frame
 from masking.names import KnownNames
 from masking.text import ID_PROVINCES
 
@@ -98,16 +99,37 @@ def _oracle(frame: pl.DataFrame, names: KnownNames, whole: set[str]) -> dict[str
     return out
 
 
-def test_the_prefilter_passes_every_cell_a_detector_flags() -> None:
+@pytest.mark.parametrize("registry", [0, FEW_NAMES + 1])  # polars' automaton, or Python's
+def test_the_prefilter_passes_every_cell_a_detector_flags(registry: int) -> None:
     rng = random.Random(11)
     values = _values(rng)
     frame = pl.DataFrame({"free": values, "shop": list(reversed(values))})
-    names = KnownNames(NAMES)
+    names = KnownNames(NAMES | {f"钱{chr(0x4E00 + i)}{chr(0x4E00 + i)}" for i in range(registry)})
     expected = _oracle(frame, names, {"shop"})
-    found = scan_frame(frame, known_names=NAMES, whole_name_columns={"shop"})
+    found = scan_frame(frame, known_names=names, whole_name_columns={"shop"})
     assert found.by_column == expected
     kinds = {k for per in expected.values() for k in per}
     assert kinds == {
         "citizen_id", "citizen_id_embedded", "residence_permit", "mobile", "landline",
         "bank_card", "email", "plate", "person_name",
     }  # fmt: skip
+
+
+def test_integer_columns_are_read_as_their_digits() -> None:
+    rng = random.Random(5)
+    numbers = [
+        rng.randrange(10**k, min(10 ** (k + 1), 2**63)) for k in range(19) for _ in range(40)
+    ]
+    numbers += [int(f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}") for _ in range(20)]
+    ids = [v for v in _values(rng) if v.isdigit() and len(v) in (15, 18) and int(v) < 2**63]
+    numbers += [int(v) for v in ids] + [-n for n in numbers[::7]]
+    frame = pl.DataFrame({"n": [*numbers, None]}, schema={"n": pl.Int64})
+    expected: dict[str, int] = {}
+    for n in numbers:
+        for kind in cell_kinds(str(n)):
+            expected[kind] = expected.get(kind, 0) + 1
+    found = scan_frame(frame)
+    assert found.by_column.get("n", {}) == expected and expected.get("mobile", 0) >= 20
+    assert found.cells_scanned == len(numbers)
+    rows = [row for row, _, _ in scan_frame(frame, max_samples=10**6).samples]
+    assert all(cell_kinds(str(numbers[r])) for r in rows)
