@@ -247,16 +247,38 @@ def cell_kinds(
     :func:`scan_frame`), not inside it."""
     text = unescape_json(text)
     half = _HEX_WORD.sub(" ", halfwidth_str(text))
-    kinds = _digit_kinds(half, from_float) if any(c.isdigit() for c in half) else set()
+    kinds = _digit_kinds(half, from_float) if _DIGIT.search(half) else set()
     if "@" in half and EMAIL_RE.search(half):
         kinds.add("email")
     if PLATE_RE.search(half):
         kinds.add("plate")
     if names and not text.isascii():
-        named = text.strip() in names if whole_names else names.occurs_in(text)
+        if whole_names:
+            named = text.strip() in names
+        elif _without_ascii(names):  # a name stands inside one run of non-ASCII characters
+            named = any(names.occurs_in(run) for run in _NON_ASCII_RUN.findall(text))
+        else:
+            named = names.occurs_in(text)
         if named:
             kinds.add("person_name")
     return kinds
+
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")
+_DIGIT = re.compile(r"\d")
+_WITHOUT_ASCII: dict[int, tuple[KnownNames, bool]] = {}
+
+
+def _without_ascii(names: KnownNames) -> bool:
+    """No name holds an ASCII character (worked out once per set of names): then only the
+    text's runs of other characters need looking at (a Dagster snapshot is megabytes of
+    JSON with a few Chinese words)."""
+    kept = _WITHOUT_ASCII.get(id(names))
+    if kept is None or kept[0] is not names:
+        kept = (names, not any(c.isascii() for n in names for c in n))
+        _WITHOUT_ASCII.clear()
+        _WITHOUT_ASCII[id(names)] = kept
+    return kept[1]
 
 
 def _as_text(series: pl.Series) -> tuple[pl.Series, bool] | None:

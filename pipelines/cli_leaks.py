@@ -55,7 +55,8 @@ def leaks_scan(
 
     Exit 1 on any leak, or on a file that cannot be read or proven ciphertext.
     """
-    from pipelines.leaks import ScanReport, lake_mark, scan_all, scan_lake, write_mark
+    from pipelines.leak_marks import lake_mark, write_mark
+    from pipelines.leaks import ScanReport, scan_all, scan_lake
 
     settings = get_settings()
     cat = catalogue(None)

@@ -23,7 +23,8 @@ from masking.audit import AuditLog
 from masking.keys import KeyRing
 from pipelines.ingest.landing import apply_retention
 from pipelines.ingest.ledger import ensure_ledger
-from pipelines.leaks import ScanReport, scan_changed, write_mark
+from pipelines.leak_marks import write_mark
+from pipelines.leaks import ScanReport, scan_changed
 
 
 @dataclass(frozen=True)

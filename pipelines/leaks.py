@@ -20,13 +20,15 @@ Places (``AREAS``):
 The kinds are ``masking.leaks.KINDS``; names are the registers' full names, decrypted
 for ``leak_scan`` (audited). A finding names a place and counts, never a value.
 :func:`scan_all` scans everything (``streethub leaks scan --all``), :func:`scan_lake` the
-lake and the reports (the Dagster check), :func:`scan_changed` what a run changed.
+lake and the reports (``streethub leaks scan``). Within a run each table is read once:
+:func:`scan_lake_changes` (the Dagster check) reads the rows no clean scan on record read
+(:mod:`pipelines.leak_marks`), and :func:`scan_changed` with ``from_mark`` (closing the
+run) what the check did not read, and the files the run wrote.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -47,6 +49,15 @@ from masking.stream import HEADER_BYTES, is_encrypted
 from pipelines.ingest.landing import open_landed
 from pipelines.ingest.raw import raw_table
 from pipelines.leak_files import files_under, scan_plain_file, scan_stream
+from pipelines.leak_marks import (
+    ScanMark,
+    inserted_since,
+    insertions,
+    lake_mark,
+    live_tables,
+    read_mark,
+    tables_at,
+)
 from pipelines.protection import ACTOR, Protection
 
 AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state", "other")
@@ -135,7 +146,7 @@ def _register_names(
             continue
         source = f'staged."{table}"'
         if inserted is not None:
-            source = _insertions("staged", table, *inserted)
+            source = insertions("staged", table, *inserted)
         # the row's identity (its key pseudonym) is part of what each ciphertext is bound to
         cols = ", ".join(f'"{c}"' for c in ["_key_pid", *name_fields])
         frame = con.execute(f"SELECT {cols} FROM {source}").pl()
@@ -173,11 +184,6 @@ def _register_version(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> tuple:
         f"SELECT value FROM {meta}.ducklake_metadata WHERE key = 'data_path'"
     ).fetchone() or ("",)
     return path, tuple(sorted(i for (i,) in ids)), last
-
-
-def _insertions(zone: str, table: str, first: int, last: int) -> str:
-    """The rows inserted into a table in the snapshots first … last (DuckLake)."""
-    return f"ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', {first}, {last})"
 
 
 # -- the lake ---------------------------------------------------------------------------
@@ -419,49 +425,7 @@ def scan_all(
     return ScanReport(findings)
 
 
-# -- scanning each table once: the scan on record -----------------------------------------
-
-MARK_FILE = "leak_scan.json"
-
-
-@dataclass(frozen=True)
-class ScanMark:
-    """The lake's snapshot up to which every table was scanned and found clean, and the
-    snapshot's time (a mark whose snapshot the lake no longer has is no mark)."""
-
-    snapshot: int
-    at: str  # the snapshot's time, ISO 8601
-
-
-def lake_mark(con: duckdb.DuckDBPyConnection) -> ScanMark:
-    """The lake's current snapshot as a mark."""
-    row = con.execute(
-        f"SELECT snapshot_id, snapshot_time FROM {ALIAS}.snapshots() ORDER BY 1 DESC LIMIT 1"
-    ).fetchone()
-    return ScanMark(int(row[0]), row[1].isoformat()) if row else ScanMark(0, "")
-
-
-def read_mark(settings: Settings, con: duckdb.DuckDBPyConnection) -> ScanMark | None:
-    """The scan on record, if the lake still has its snapshot (expired, restored or
-    another lake: None, and the next scan reads every table)."""
-    try:
-        saved = json.loads((settings.state_dir / MARK_FILE).read_text())
-        mark = ScanMark(int(saved["snapshot"]), str(saved["at"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    row = con.execute(
-        f"SELECT snapshot_time FROM {ALIAS}.snapshots() WHERE snapshot_id = ?", [mark.snapshot]
-    ).fetchone()
-    return mark if row is not None and row[0].isoformat() == mark.at else None
-
-
-def write_mark(settings: Settings, mark: ScanMark) -> None:
-    """Record a clean scan of every table up to ``mark`` (written whole, then renamed)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / MARK_FILE
-    part = path.with_suffix(".part")
-    part.write_text(json.dumps({"snapshot": mark.snapshot, "at": mark.at}))
-    os.replace(part, path)
+# -- scanning each table once: after the scan on record ----------------------------------
 
 
 def scan_since_mark(
@@ -482,10 +446,10 @@ def scan_since_mark(
     structured = structured_columns(cat)
     if mark is None:
         return scan_tables(con, tables_in(con), names, structured), now, names
-    changed = _inserted_since(con, mark.snapshot)
+    changed = inserted_since(con, mark.snapshot)
     findings = []
     for zone, table in sorted(changed):
-        sql = _select(con, _insertions(zone, table, mark.snapshot + 1, now.snapshot))
+        sql = _select(con, insertions(zone, table, mark.snapshot + 1, now.snapshot))
         found = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
         findings.append(Finding(f"{zone}.{table}", found.cells_scanned, found))
     if any(t in changed for t in _register_tables(cat)):
@@ -522,7 +486,7 @@ def _scan_old_rows_for(
     """The tables as they were at ``snapshot`` (scanned then), for ``names`` only: their
     text columns (names stand in no number, date or flag)."""
     found = []
-    for zone, table in sorted(_tables_at(con, snapshot)):
+    for zone, table in sorted(tables_at(con, snapshot)):
         source = f'{zone}."{table}" AT (VERSION => {snapshot})'
         sql = _select(con, source, _NOT_TEXT)
         whole = structured.get((zone, table), frozenset())
@@ -540,39 +504,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _tables_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
-    """(zone, table) of the tables the lake had at ``snapshot``."""
-    meta = f"__ducklake_metadata_{ALIAS}"
-    rows = con.execute(
-        f"SELECT s.schema_name, t.table_name FROM {meta}.ducklake_table t "
-        f"JOIN {meta}.ducklake_schema s USING (schema_id) "
-        "WHERE t.begin_snapshot <= ? AND (t.end_snapshot IS NULL OR t.end_snapshot > ?)",
-        [snapshot, snapshot],
-    ).fetchall()
-    return {(z, t) for z, t in rows}
-
-
-def _inserted_since(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:
-    """(zone, table) of the tables that exist now and were inserted into after ``snapshot``."""
-    rows = con.execute(
-        f"SELECT changes FROM {ALIAS}.snapshots() WHERE snapshot_id > ?", [snapshot]
-    ).fetchall()
-    ids = {int(t) for (changes,) in rows for t in (changes or {}).get("tables_inserted_into") or []}
-    return _live_tables(con, ids)
-
-
-def _live_tables(con: duckdb.DuckDBPyConnection, ids: set[int]) -> set[tuple[str, str]]:
-    if not ids:
-        return set()
-    found = con.execute(
-        f"SELECT s.schema_name, t.table_name FROM __ducklake_metadata_{ALIAS}.ducklake_table t "
-        f"JOIN __ducklake_metadata_{ALIAS}.ducklake_schema s USING (schema_id) "
-        f"WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL AND t.table_id IN "
-        f"({', '.join(str(i) for i in sorted(ids))})"
-    ).fetchall()
-    return {(z, t) for z, t in found}
-
-
 def _changed_tables(
     con: duckdb.DuckDBPyConnection, since: dt.datetime
 ) -> tuple[int | None, int, set[tuple[str, str]]]:
@@ -586,7 +517,7 @@ def _changed_tables(
         if at >= since:
             ids |= {int(t) for t in (changes or {}).get("tables_inserted_into", []) or []}
     current = rows[-1][0] if rows else 0
-    return (before[-1] if before else None), current, _live_tables(con, ids)
+    return (before[-1] if before else None), current, live_tables(con, ids)
 
 
 def scan_changed(
@@ -622,7 +553,7 @@ def scan_changed(
         if start is None:
             sql = _select(con, f'{zone}."{table}"')
         else:
-            sql = _select(con, _insertions(zone, table, start + 1, current))
+            sql = _select(con, insertions(zone, table, start + 1, current))
         counts = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     findings += scan_files(settings, names, protection, since=since)

@@ -11,7 +11,8 @@ from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.ingest.raw import raw_table
-from pipelines.leaks import MARK_FILE, ScanMark, read_mark, scan_lake_changes, write_mark
+from pipelines.leak_marks import MARK_FILE, ScanMark, read_mark, write_mark
+from pipelines.leaks import scan_lake_changes
 from pipelines.protection import Protection
 
 OLD_NAME, NEW_NAME = "欧阳娜娜", "司马小光"

@@ -133,3 +133,11 @@ def test_integer_columns_are_read_as_their_digits() -> None:
     assert found.cells_scanned == len(numbers)
     rows = [row for row, _, _ in scan_frame(frame, max_samples=10**6).samples]
     assert all(cell_kinds(str(numbers[r])) for r in rows)
+
+
+def test_names_are_found_beside_ascii_and_with_ascii_in_them() -> None:
+    han = KnownNames({"欧阳娜娜"})
+    assert "person_name" in cell_kinds('{"m": "id=7欧阳娜娜,"}', han)
+    assert not cell_kinds("欧阳 娜娜", han)  # split by an ASCII space: no name
+    mixed = KnownNames({"欧阳娜娜", "李A"})  # a name holding an ASCII letter
+    assert "person_name" in cell_kinds("联系人李A到场", mixed)

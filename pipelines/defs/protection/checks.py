@@ -4,7 +4,8 @@ import dagster as dg
 
 from catalog.loader import get_catalogue
 from pipelines.defs.quality.assets import SCORECARD_KEY
-from pipelines.leaks import scan_lake_changes, write_mark
+from pipelines.leak_marks import write_mark
+from pipelines.leaks import scan_lake_changes
 from pipelines.resources import LakeResource
 
 LEAK_CHECK = "no_unmasked_personal_information"
