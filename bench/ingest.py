@@ -370,7 +370,7 @@ def scorecard_child(home: Path) -> None:
     cat = load_catalogue(settings.catalog_dir)
     started = time.perf_counter()
     with open_lake(settings, read_only=True) as con:
-        inputs = load_inputs(con, cat, Protection.from_settings(settings))
+        inputs = load_inputs(con, cat, Protection.from_settings(settings), incremental=False)
         compute_quality(settings, cat, inputs, dt.datetime.now(dt.UTC))
     print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
 
