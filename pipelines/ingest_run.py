@@ -48,7 +48,7 @@ from pipelines.ingest.inbox import known_keys, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
 from pipelines.instance import prepare_dagster_home
 from pipelines.recovery import recover, run_tags
-from pipelines.resources import LakeResource
+from pipelines.resources import LakeResource, ledger_ready
 from pipelines.summary import Problem
 
 
@@ -227,7 +227,11 @@ def ingest_all(
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     with hold_lake(settings):  # every open below, the runs' steps included, is a cursor of it
-        return _ingest_held(settings, cat, console, started_at, instance)
+        recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
+        with open_lake(settings) as con:
+            ensure_ledger(con)
+        with ledger_ready(settings):  # ensured once: the steps' opens skip it
+            return _ingest_held(settings, cat, console, started_at, instance)
 
 
 def _ingest_held(
@@ -237,10 +241,8 @@ def _ingest_held(
     started_at: dt.datetime,
     instance: dg.DagsterInstance,
 ) -> IngestOutcome:
-    recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
     outcome = IngestOutcome()
     with open_lake(settings) as con:
-        ensure_ledger(con)
         work = select_work(settings, cat, con, started_at)
     columns = (
         TextColumn("{task.description}"),
