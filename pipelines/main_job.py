@@ -26,7 +26,7 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import init_lake, open_lake, tables_in
+from lakehouse.lake import hold_lake, init_lake, open_lake, tables_in
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
@@ -100,39 +100,44 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
     started_at = dt.datetime.now(dt.UTC)
     with simulated_systems(settings) as connected:
         outcome = ingest_all(connected, cat, console, started_at)
-    with open_lake(settings, read_only=True) as con:
-        rows = list_deliveries(con)
-    expected = expected_rows(settings.sim_dir_abs)
-    print_ingestion(console, cat, rows, expected)
-    report = run_report(
-        rows, started_at, steps=outcome.steps, still_blocked=outcome.still_blocked,
-        expected=expected,
-    )  # fmt: skip
-    if outcome.scorecard_ok:
-        print_quality(console, settings, cat, evaluate=outcome.scorecard_ran)
-    print_lake(console, settings)
-    print_run_report(console, report)
-    if outcome.leak_check is not None:
-        cells = outcome.leak_check.metadata["cells_scanned"].value
+    # the summary's and custody's reads share one attach of the lake (readers do not take
+    # the writer lock: custody's own writes open the lake their usual way)
+    with hold_lake(settings, read_only=True):
+        with open_lake(settings, read_only=True) as con:
+            rows = list_deliveries(con)
+        expected = expected_rows(settings.sim_dir_abs)
+        print_ingestion(console, cat, rows, expected)
+        report = run_report(
+            rows, started_at, steps=outcome.steps, still_blocked=outcome.still_blocked,
+            expected=expected,
+        )  # fmt: skip
+        if outcome.scorecard_ok:
+            print_quality(console, settings, cat, evaluate=outcome.scorecard_ran)
+        print_lake(console, settings)
+        print_run_report(console, report)
+        if outcome.leak_check is not None:
+            cells = outcome.leak_check.metadata["cells_scanned"].value
+            console.print(
+                f"leak scan of the lake: no personal information in the clear in {cells:,} cells "
+                "(sensitive raw and staged columns are encrypted)"
+            )
+        else:
+            console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
+        print_custody(console, close_run(settings, cat, started_at))
+        if report.failed or outcome.leak_check is None:
+            n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)
+            raise StreethubError(
+                f"this run added {n} failure(s) (see the tables above; "
+                "`streethub deliveries list --failed`)"
+            )
+        waiting = (
+            f"; {len(report.older)} older failed deliveries wait for an officer"
+            if report.older
+            else ""
+        )
         console.print(
-            f"leak scan of the lake: no personal information in the clear in {cells:,} cells "
-            "(sensitive raw and staged columns are encrypted)"
+            f"[green]every row of every delivery read is staged, quarantined or skipped[/green]{waiting}"
         )
-    else:
-        console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
-    print_custody(console, close_run(settings, cat, started_at))
-    if report.failed or outcome.leak_check is None:
-        n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)
-        raise StreethubError(
-            f"this run added {n} failure(s) (see the tables above; "
-            "`streethub deliveries list --failed`)"
-        )
-    waiting = (
-        f"; {len(report.older)} older failed deliveries wait for an officer" if report.older else ""
-    )
-    console.print(
-        f"[green]every row of every delivery read is staged, quarantined or skipped[/green]{waiting}"
-    )
 
 
 def print_custody(console: Console, custody: Custody) -> None:
