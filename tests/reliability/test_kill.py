@@ -108,6 +108,8 @@ TIME_IDS = {
     ("quarantine", "issues"): ["issue_id"],
     # the file's identity on its filesystem (device and inode): each scenario's home is a copy
     ("landing", "inbox_files"): ["file_key"],
+    # what the scorecard read: the lake's snapshot id and a digest of ledger rows with times
+    ("marts", "quality_state"): ["snapshot_id", "inputs_digest"],
 }
 
 
