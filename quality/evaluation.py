@@ -124,7 +124,7 @@ def _equal(staged: str, truth: str, f_type: FieldType) -> pl.Expr:
     return same.fill_null(False) | (s.is_null() & (t.is_null() | (t == "")))
 
 
-PART_ROWS = 100_000  # source rows of one delivered file judged at a time
+PART_ROWS = 50_000  # source rows of one delivered file judged at a time (bounds the peak)
 
 
 class StagedPart(Protocol):
