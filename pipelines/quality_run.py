@@ -44,7 +44,7 @@ from pipelines.quality_state import (
     read_state,
     state_frame,
 )
-from pipelines.staged_frames import NOT_SCORED, StagedFrames, authority_keys
+from pipelines.staged_frames import NOT_SCORED, AuthoritiesBeside, StagedFrames, authority_keys
 
 __all__ = ["NOT_SCORED", "StagedFrames", "authority_keys"]  # where callers found them
 
@@ -114,8 +114,9 @@ def _registry_ids(cat: Catalogue, staged: Mapping[Key, pl.DataFrame]) -> set[str
     """Person keys the registers hold (``catalog.authority.person_registers``: the datasets
     of the person key's authority that carry it); None when no register is staged, or the
     catalogue declares no authority for persons: nothing to check references against."""
+    read = staged.as_authority if isinstance(staged, StagedFrames) else staged.__getitem__
     held = [
-        (r, staged[(r.dept, r.dataset.code)])
+        (r, read((r.dept, r.dataset.code)))
         for r in person_registers(cat)
         if (r.dept, r.dataset.code) in staged
     ]
@@ -301,7 +302,8 @@ def compute_quality(
             if keys is not None:
                 issue_keys.append(keys)
             continue
-        results = comparison_results(cat, staged, only=key).get(key, [])
+        beside = AuthoritiesBeside(staged, key) if isinstance(staged, StagedFrames) else staged
+        results = comparison_results(cat, beside, only=key).get(key, [])
         mine, weights[key] = score_dataset_rows(
             cat, key, staged, inputs.quarantine, inputs.accounts, inputs.deliveries, now, results
         )

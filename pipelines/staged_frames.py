@@ -13,7 +13,7 @@ from catalog.authority import person_registers
 from catalog.model import Catalogue, UpdateMode
 from lakehouse.lake import tables_in
 from pipelines.ingest.raw import raw_table
-from pipelines.protection import Protection
+from pipelines.protection import STAGED_IDENTITY, Protection
 from quality.keys import ROW_DIGEST
 from quality.scores import TableFacts
 
@@ -33,9 +33,10 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     The scorecard goes dataset by dataset: holding every staged table of a street at once
     cost gigabytes (5.9 GB peak at 200,000 residents). Each table is read once per use
-    from the open lake (decrypted for ``quality_scores``, audited); the authorities the
-    datasets are compared with, and the person registers, are kept once read (``pinned``),
-    anything else only until the next table is asked for.
+    from the open lake (decrypted for ``quality_scores``, audited) and kept only until the
+    next table is asked for (or, ``pinned``, to the end). The authorities the datasets are
+    compared with, and the person registers, are read apart as well (:meth:`as_authority`):
+    only the columns the others need of them, kept once read.
     """
 
     def __init__(
@@ -52,10 +53,10 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
             for dept, ds in cat.datasets()
             if raw_table(dept.code, ds) in tables
         }
-        self.pinned = pinned if pinned is not None else authority_keys(cat)
+        self.pinned = pinned if pinned is not None else set()
         self._kept: dict[Key, pl.DataFrame] = {}
-        # what an authority is read for once it has been scored itself
-        self._as_authority = authority_columns(cat) if pinned is None else {}
+        self._as_authority = authority_columns(cat)  # the columns read of an authority
+        self._views: dict[Key, pl.DataFrame] = {}
 
     def __getitem__(self, key: Key) -> pl.DataFrame:
         if key in self._kept:
@@ -71,19 +72,31 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         self._kept[key] = frame
         return frame
 
+    def as_authority(self, key: Key) -> pl.DataFrame:
+        """The columns of ``key`` that other datasets are compared with, and a register's
+        person key (``authority_columns``), revealed and kept: a register of 200,000
+        residents is not held whole while every other dataset is scored."""
+        if key in self._views:
+            return self._views[key]
+        wanted = self._as_authority.get(key)
+        if wanted is None:
+            return self[key]
+        if key in self._kept:
+            frame = self._kept[key]
+        else:
+            ds = self._datasets[key]  # KeyError for a dataset with no staged table
+            cols = [c for c in self._columns(key) if c in wanted or c in STAGED_IDENTITY]
+            names = ", ".join(f'"{c}"' for c in cols)
+            sql = f"SELECT {names} FROM {self._table(key)}"
+            frame = self.protection.reveal(self.con.execute(sql).pl(), ds, "quality_scores")
+        view = frame.select([c for c in frame.columns if c in wanted])
+        self._views[key] = view
+        return view
+
     def done(self, key: Key) -> None:
-        """The caller has scored ``key``: a dataset held as an authority keeps only the
-        columns the comparisons and the registry read (a register of 200,000 residents
-        revealed whole held every column to the end); any other is let go now."""
-        frame = self._kept.get(key)
-        if frame is None:
-            return
-        if key not in self.pinned:
+        """The caller has scored ``key``: its frame is let go now (unless pinned)."""
+        if key in self._kept and key not in self.pinned:
             del self._kept[key]
-        elif key in self._as_authority:
-            self._kept[key] = frame.select(
-                [c for c in frame.columns if c in self._as_authority[key]]
-            )
 
     def _table(self, key: Key) -> str:
         return f'staged."{raw_table(key[0], self._datasets[key])}"'
@@ -98,7 +111,7 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         from quality.scores_authority import comparisons
 
         ds = self._datasets.get(key)
-        if ds is None or key in self.pinned or key in self._kept:
+        if ds is None or key in self._as_authority or key in self._kept:
             return False
         if ds.update_mode is not UpdateMode.append or any(
             ds.field(k).level.sensitive for k in ds.key
@@ -192,3 +205,23 @@ def authority_columns(cat: Catalogue) -> dict[Key, set[str]]:
     for r in person_registers(cat):
         out.setdefault((r.dept, r.dataset.code), set()).add(r.field)
     return out
+
+
+class AuthoritiesBeside(Mapping[Key, pl.DataFrame]):
+    """``staged`` as one dataset's comparisons read it: the dataset itself whole, any
+    other (its authorities) as :meth:`StagedFrames.as_authority`."""
+
+    def __init__(self, staged: StagedFrames, own: Key) -> None:
+        self.staged, self.own = staged, own
+
+    def __getitem__(self, key: Key) -> pl.DataFrame:
+        return self.staged[key] if key == self.own else self.staged.as_authority(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.staged
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.staged)
+
+    def __len__(self) -> int:
+        return len(self.staged)
