@@ -1,19 +1,71 @@
 """Run every benchmark, or the ones named: ``python -m bench [gate ...]``.
 
-A benchmark is a module of this package with a ``main()`` function.
+A benchmark is a module of this package with a ``main()`` function. After the ingest
+and incremental benchmarks, the goals of issue 10 ("Any street") are printed together,
+each figure beside its goal, from their results files.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import sys
 from pathlib import Path
 
+RESULTS = Path(__file__).parent / "results"
+
 
 def benchmarks() -> list[str]:
     here = Path(__file__).parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and m.name != "streets"  # the street cache, no bench
+    )
+
+
+def goals(results: Path = RESULTS) -> list[str]:
+    """Issue 10's goals as lines ``figure: value (goal …: met/MISSED)``, from the ingest and
+    incremental results present in ``results`` (none: nothing measured yet)."""
+    lines = []
+    ingest, incremental = results / "ingest.json", results / "incremental.json"
+    if ingest.exists():
+        figures = json.loads(ingest.read_text(encoding="utf-8"))
+        goal, floor = figures["goals"], figures.get("floor_vs_ingest")
+        if floor:
+            ratio = floor["ratio_files"]
+            verdict = "met" if ratio <= goal["floor_ratio"] else "MISSED"
+            lines.append(
+                f"ingest against the DuckDB floor ({floor['residents']:,} residents): {ratio}× "
+                f"(goal ≤ {goal['floor_ratio']}×: {verdict})"
+            )
+        fitted, growth = figures.get("fitted") or {}, figures.get("growth") or []
+        if fitted and growth:
+            from bench.ingest import fit_lines
+
+            lines.append(
+                "growth ("
+                + ", ".join(f"{r['residents']:,}" for r in growth)
+                + " residents; a quick bench measures small streets only):"
+            )
+            lines += fit_lines(fitted, growth)
+        fixed = figures.get("fixed_cost")
+        if fixed:
+            lines.append(
+                f"fixed cost, a street of {fixed['residents']:,} residents: {fixed['cpu_s']} CPU s "
+                f"({fixed.get('dagster_steps', '?')} Dagster steps), peak {fixed['peak_rss_mb']} MB"
+            )
+    if incremental.exists():
+        f = json.loads(incremental.read_text(encoding="utf-8"))
+        for key, label in (("no_op", "no-op run"), ("daily", "daily-delivery run")):
+            frac, goal = f[f"{key}_cpu_fraction"], f["goals"][f"{key}_fraction"]
+            lines.append(
+                f"{label} ({f['residents']:,} residents): {frac:.1%} of the first run's CPU, "
+                f"wall {f[f'{key}_fraction']:.1%} (goal ≤ {goal:.0%}: "
+                f"{'met' if frac <= goal else 'MISSED'})"
+            )
+    return lines
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +77,10 @@ def main(argv: list[str]) -> int:
         return 2
     for name in names:
         importlib.import_module(f"bench.{name}").main()
+    if {"ingest", "incremental"} & set(names):
+        print("\nissue 10 (Any street), the goals:")
+        for line in goals():
+            print(f"  {line}")
     return 0
 
 

@@ -45,16 +45,24 @@ def test_reader_memory_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
     import bench.ingest
 
-    # time = 20 s + rows / 10,000 and RSS ∝ rows^0.5: the fit must give them back
+    # time = 20 s + rows / 10,000 (CPU: 5 s + rows / 20,000) and RSS ∝ rows^0.5: the fit
+    # must give them back, with no error on an exact line
     runs = [
-        {"residents": n // 10, "rows": n, "run_s": 20 + n / 10_000, "peak_rss_mb": n**0.5}
+        {"residents": n // 10, "rows": n, "run_s": 20 + n / 10_000, "cpu_s": 5 + n / 20_000,
+         "peak_rss_mb": n**0.5}
         for n in (100_000, 500_000, 2_000_000)
-    ]
+    ]  # fmt: skip
     fitted = bench.ingest.exponents(runs)
-    assert fitted["fixed_overhead_s"] == 20.0
+    assert fitted["fixed_overhead_s"] == 20.0 and fitted["fixed_overhead_se_s"] == 0.0
     assert fitted["marginal_rows_per_s"] == 10_000
+    assert fitted["cpu_fixed_overhead_s"] == 5.0 and fitted["cpu_marginal_rows_per_s"] == 20_000
     assert fitted["rss_exponent"] == 0.5
     assert 0.5 < fitted["time_exponent"] < 1.0  # the fixed part flattens the curve
+    lines = bench.ingest.fit_lines(fitted, runs)
+    assert "a = 20.0 ± 0.0 s" in lines[0] and "a = 5.0 ± 0.0 s" in lines[1]
+    # a point off the line: the intercept's standard error says how far to trust it
+    runs[1]["run_s"] += 30
+    assert bench.ingest.exponents(runs)["fixed_overhead_se_s"] > 10
     bench.ingest.chart(runs, tmp_path / "growth.svg")
     svg = (tmp_path / "growth.svg").read_text(encoding="utf-8")
     assert svg.count("<polyline") == 2 and svg.count("<circle") == 6
@@ -66,6 +74,7 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     import bench.ingest
 
     monkeypatch.setenv("STREETHUB_BENCH_QUICK", "1")
+    monkeypatch.setenv("STREETHUB_BENCH_STREETS", str(tmp_path / "streets"))
     monkeypatch.setattr(bench.ingest, "QUICK_SIZES", (300,))
     monkeypatch.setattr(bench.ingest, "QUICK_FLOOR_RESIDENTS", 300)
     monkeypatch.setattr(bench.ingest, "RESULTS", tmp_path / "ingest.json")
@@ -91,5 +100,43 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert ingest["files"]["rows"] >= floor["rows"] * 0.95
     (run,) = figures["growth"]
     assert run["exit_code"] == 0 and run["rows"] > 0 and run["staged"] > 0
-    assert run["peak_rss_mb"] > 100 and run["run_s"] > 0
+    assert run["peak_rss_mb"] > 100 and run["run_s"] > 0 and run["cpu_s"] > 0
+    assert run["dagster_runs"] > 0 and run["dagster_steps"] >= run["dagster_runs"]
+    # the 300-resident street was simulated once, for the floor, and copied after
+    assert figures["floor_vs_ingest"]["simulate_s"] > 0 and run["simulate_s"] is None
     assert (tmp_path / "ingest.json").exists()
+
+
+def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> None:
+    import json
+
+    import bench.__main__ as bench_main
+    import bench.ingest
+
+    runs = [
+        {"residents": n // 15, "rows": n, "run_s": 30 + n / 5_000, "cpu_s": 25 + n / 6_000,
+         "peak_rss_mb": 400 + n / 2_000}
+        for n in (150_000, 720_000, 2_880_000)
+    ]  # fmt: skip
+    ingest = {
+        "goals": bench.ingest.GOALS,
+        "floor_vs_ingest": {"residents": 20_000, "ratio_files": 7.5},
+        "growth": runs,
+        "fitted": bench.ingest.exponents(runs),
+        "fixed_cost": {"residents": 1_000, "cpu_s": 31.0, "dagster_steps": 40, "peak_rss_mb": 500},
+    }
+    incremental = {
+        "residents": 20_000, "goals": {"no_op_fraction": 0.1, "daily_fraction": 0.2},
+        "no_op_cpu_fraction": 0.08, "no_op_fraction": 0.12,
+        "daily_cpu_fraction": 0.31, "daily_fraction": 0.3,
+    }  # fmt: skip
+    (tmp_path / "ingest.json").write_text(json.dumps(ingest))
+    (tmp_path / "incremental.json").write_text(json.dumps(incremental))
+    text = "\n".join(bench_main.goals(tmp_path))
+    assert "7.5× (goal ≤ 3.0×: MISSED)" in text
+    assert "a = 30.0 ± 0.0 s (fixed overhead; goal < 20 s: MISSED)" in text
+    assert "peak RSS at 192,000 residents: 1840.0 MB (goal < 1024 MB: MISSED)" in text
+    assert "no-op run (20,000 residents): 8.0% of the first run's CPU" in text
+    assert "(goal ≤ 10%: met)" in text and "31.0%" in text and "(goal ≤ 20%: MISSED)" in text
+    assert "40 Dagster steps" in text
+    assert bench_main.goals(tmp_path / "nothing") == []

@@ -1,0 +1,81 @@
+"""The benchmarks' street cache: a street is simulated once per key (residents, seed,
+days, the simulator's source), handed out as a fresh copy, never modified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import bench.streets as streets
+
+DB = "home.departments/systems/gaj/registry.sqlite"
+
+
+def _fake_simulate(calls: list[dict]):
+    """Writes the layout `streethub simulate` leaves (a manifest naming its database by
+    absolute path, an inbox file) instead of simulating."""
+
+    def simulate(folder: Path, key: dict) -> float:
+        calls.append(key)
+        (folder / "home" / "inbox").mkdir(parents=True)
+        (folder / "home" / "inbox" / "a.csv").write_text("x\n1\n")
+        manifest = {k: key[k] for k in ("residents", "seed", "days")}
+        manifest["departments"] = {"gaj": {"r": {"system": {"db_url": f"sqlite:{folder / DB}"}}}}
+        (folder / "home.departments").mkdir()
+        (folder / "home.departments" / "manifest.json").write_text(json.dumps(manifest))
+        return 1.5
+
+    return simulate
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    calls: list[dict] = []
+    monkeypatch.setenv(streets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(streets, "_simulate", _fake_simulate(calls))
+    return calls
+
+
+def test_a_street_is_simulated_once_and_copied_after(tmp_path: Path, cache: list[dict]) -> None:
+    first = streets.street(tmp_path / "a", 1_000, seed=7)
+    assert len(cache) == 1 and not first.cached and first.simulate_s == 1.5
+    (first.home / "inbox" / "a.csv").unlink()  # a run empties its copy's inbox
+    second = streets.street(tmp_path / "b", 1_000, seed=7)
+    assert len(cache) == 1 and second.cached and second.simulate_s is None
+    assert second.source_checked and (second.home / "inbox" / "a.csv").exists()
+    # the copy's manifest names the copy's database, not the cache's
+    manifest = (second.sim_dir / "manifest.json").read_text()
+    assert f"sqlite:{tmp_path / 'b' / DB}" in manifest and "cache" not in manifest
+    # another seed, or another simulator source, is another street
+    streets.street(tmp_path / "c", 1_000, seed=8)
+    assert len(cache) == 2
+
+
+def test_a_changed_simulator_is_simulated_again(
+    tmp_path: Path, cache: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streets.street(tmp_path / "a", 500)
+    monkeypatch.setattr(streets, "source_hash", lambda: "f" * 64)
+    assert not streets.street(tmp_path / "b", 500).cached and len(cache) == 2
+
+
+def test_a_street_simulated_by_hand_is_used_by_its_manifest(
+    tmp_path: Path, cache: list[dict]
+) -> None:
+    hand = Path(streets.cache_dir()) / "r2000"
+    _fake_simulate([])(hand, {"residents": 2_000, "seed": 7, "days": 3})
+    got = streets.street(tmp_path / "a", 2_000)
+    assert got.cached and not got.source_checked and not cache
+    assert not streets.street(tmp_path / "b", 2_000, days=1).cached  # other days: simulated
+
+
+def test_the_source_hash_follows_the_simulators_files(tmp_path: Path) -> None:
+    (tmp_path / "sim.py").write_text("A = 1\n")
+    before = streets.source_hash(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "sim.pyc").write_bytes(b"\0")
+    assert streets.source_hash(tmp_path) == before
+    (tmp_path / "sim.py").write_text("A = 2\n")
+    assert streets.source_hash(tmp_path) != before
