@@ -342,12 +342,12 @@ def scan_frame(
         column, from_float = read
         # each distinct value is looked at once (codes, dates, categories repeat down a
         # column), first by the vectorised filters, then, if picked, value by value
-        counted = column.rename("v").value_counts(name="n")
         v = pl.col("v")
         skip = (v.str.contains(_PSEUDONYM) & v.str.contains("[a-f]")) | v.str.contains(CIPHERTEXT)
-        counted = counted.filter(v.is_not_null() & ~skip.fill_null(False))
-        if counted.height == 0:
+        kept = column.rename("v").to_frame().filter(v.is_not_null() & ~skip.fill_null(False))
+        if kept.height == 0:
             continue
+        counted = kept["v"].value_counts(name="n")
         result.cells_scanned += int(counted["n"].sum())
         candidate = pl.lit(False) if names_only else v.str.contains(_CANDIDATE)
         if name_list is not None:
