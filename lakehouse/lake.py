@@ -407,16 +407,25 @@ def ensure_table(
             con.execute(f'ALTER TABLE {zone}."{table}" ADD COLUMN "{c}" {t}')
 
 
+INSERT_ROWS = 40_000  # rows an INSERT hands DuckDB at once (its Parquet writer buffers them)
+
+
 def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -> None:
-    """Append an Arrow-convertible frame (polars) to ``lake.<zone>.<table>`` by column name."""
+    """Append an Arrow-convertible frame (polars) to ``lake.<zone>.<table>`` by column name.
+
+    A large frame goes in slices of :data:`INSERT_ROWS` (one Parquet file each): DuckDB's
+    writer holds a whole row group of what it is given, which for a 180,000-row delivery
+    was ~180 MB on top of the frame itself. Call it inside a transaction (every caller
+    does): outside one, each slice would commit on its own."""
     if frame.height == 0:
         return
     view = f"_batch_{zone}_{table}"
-    con.register(view, frame.to_arrow())
-    try:
-        con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM "{view}"')
-    finally:
-        con.unregister(view)
+    for start in range(0, frame.height, INSERT_ROWS):
+        con.register(view, frame.slice(start, INSERT_ROWS).to_arrow())
+        try:
+            con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM "{view}"')
+        finally:
+            con.unregister(view)
 
 
 METADATA = f"__ducklake_metadata_{ALIAS}"  # the catalogue database DuckLake attaches

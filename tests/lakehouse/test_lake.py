@@ -311,3 +311,28 @@ def test_a_readers_hold_does_not_serve_a_writer(settings: Settings) -> None:
         with open_lake(settings, read_only=True) as con:
             assert con.execute("SELECT count(*) FROM raw.w").fetchone()[0] == 1
         assert held_opens() == served + 1
+
+
+def test_a_delivery_creates_its_table_and_rows_in_one_snapshot(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ensure_table inside a transaction (no commit of its own, a later field added), and a
+    frame larger than one INSERT's slice: every row, one snapshot in all."""
+    import polars as pl
+
+    from lakehouse import lake
+
+    monkeypatch.setattr(lake, "INSERT_ROWS", 3)
+    init_lake(settings)
+    with open_lake(settings) as con:
+        before = current_snapshot(con)
+        with lake.transaction(con):
+            lake.ensure_table(con, "raw", "t", [("a", "VARCHAR")])
+            lake.ensure_table(con, "raw", "t", [("a", "VARCHAR"), ("n", "BIGINT")])
+            frame = pl.DataFrame({"n": list(range(10)), "a": [f"v{i}" for i in range(10)]})
+            lake.insert_frame(con, "raw", "t", frame)
+        assert current_snapshot(con) == before + 1
+        rows = con.execute("SELECT a, n FROM raw.t ORDER BY n").fetchall()
+        assert rows == [(f"v{i}", i) for i in range(10)]
+        lake.ensure_table(con, "raw", "t", [("a", "VARCHAR")])  # outside: nothing to do
+        assert current_snapshot(con) == before + 1
