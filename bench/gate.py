@@ -292,3 +292,89 @@ def main() -> dict:
           f"GE unexpected values {ge_unexpected:,}")  # fmt: skip
     print(f"  ({result['note']})\n  → {RESULTS}")
     return result
+
+
+HOT_PATH_RESULTS = Path(__file__).parent / "results" / "gate_hot_path.json"
+
+
+def hot_path(street: Path) -> dict:
+    """CPU seconds of raw (``load_raw``) and staged (``stage_dataset``) for every dataset of
+    a simulated street, after landing it, without Dagster; and the process's peak RSS.
+
+    ``street`` is a simulated street's folder (``home`` and ``home.departments``, as
+    ``streethub simulate`` leaves them, not run): it is copied to a temporary folder first.
+    ``python -m bench.gate --hot-path /work/prof/s1500.orig`` gives the 20,000-resident
+    figures of the README's Performance section."""
+    import os
+    import resource
+    import shutil
+
+    from catalog.loader import load_catalogue
+    from catalog.settings import Settings
+    from departments.connect import connection_env
+    from departments.server import running_server
+    from lakehouse.lake import open_lake
+    from pipelines.connectors.http_api import RetryPolicy
+    from pipelines.ingest.landing import land
+    from pipelines.ingest.ledger import ensure_ledger
+    from pipelines.ingest.raw import load_raw
+    from pipelines.ingest.staged import stage_dataset
+    from pipelines.protection import Protection
+
+    per: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "street"
+        shutil.copytree(street, copy, symlinks=True)
+        settings = Settings(home=copy / "home", sim_dir=copy / "home.departments").ensure_dirs()
+        cat = load_catalogue()
+        policy = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=30)
+        with running_server(settings.sim_dir_abs, fault_rate=0.0) as url:
+            settings = settings.connected(connection_env(settings.sim_dir_abs, url))
+            with open_lake(settings) as con:
+                ensure_ledger(con)
+                for dept, ds in cat.datasets():
+                    land(con, settings, dept.code, ds, policy=policy)
+        protection = Protection.from_settings(settings)
+        with open_lake(settings) as con:
+            for dept, ds in cat.datasets():
+                t = time.process_time()
+                accounts = load_raw(con, dept.code, ds, protection.protect)
+                raw_s = time.process_time() - t
+                t = time.process_time()
+                stage_dataset(con, dept.code, ds, protection)
+                per[f"{dept.code}.{ds.code}"] = {
+                    "rows": sum(a.rows_read for a in accounts),
+                    "raw_cpu_s": round(raw_s, 2),
+                    "staged_cpu_s": round(time.process_time() - t, 2),
+                }
+    raw_cpu = sum(v["raw_cpu_s"] for v in per.values())
+    staged_cpu = sum(v["staged_cpu_s"] for v in per.values())
+    result = {
+        "street": str(street),
+        "rows": sum(v["rows"] for v in per.values()),
+        "raw_cpu_s": round(raw_cpu, 2),
+        "staged_cpu_s": round(staged_cpu, 2),
+        "raw_plus_staged_cpu_s": round(raw_cpu + staged_cpu, 2),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "load_average": round(os.getloadavg()[0], 1),
+        "datasets": dict(sorted(per.items(), key=lambda kv: -sum(list(kv[1].values())[1:]))),
+    }
+    HOT_PATH_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    HOT_PATH_RESULTS.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"raw + staged of {result['rows']:,} delivered rows ({street}), CPU seconds: "
+          f"raw {raw_cpu:.1f}, staged {staged_cpu:.1f}, together {raw_cpu + staged_cpu:.1f} "
+          f"(goal at 20,000 residents < 15); peak RSS {result['peak_rss_mb']} MB")  # fmt: skip
+    for name, v in list(result["datasets"].items())[:8]:
+        print(f"  {name:<36} {v['rows']:>9,} rows  raw {v['raw_cpu_s']:6.2f}  "
+              f"staged {v['staged_cpu_s']:6.2f}")  # fmt: skip
+    print(f"  → {HOT_PATH_RESULTS}")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--hot-path":
+        hot_path(Path(sys.argv[2]))
+    else:
+        main()
