@@ -33,13 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import pandera.errors as pa_errors
 import polars as pl
 
 from catalog.model import Dataset
 from catalog.street import Street, get_street
 from quality.gate_checks import RAW_PREFIX, RowCheck, row_checks
-from quality.schema import dataset_schema
 from quality.standardise import LINEAGE, standardise
 
 ROW = "_row"
@@ -206,6 +204,12 @@ def _failures_masks(work: pl.DataFrame, checks: list[RowCheck]) -> pl.DataFrame:
 
 def _failures_pandera(work: pl.DataFrame, dataset: Dataset, street: Street) -> pl.DataFrame:
     """The same checks through pandera (lazy: every failure case with its row index)."""
+    # imported here: pandera brings pandas (~95 MB of a run's memory) and the production
+    # engine ("masks") needs neither
+    import pandera.errors as pa_errors
+
+    from quality.schema import dataset_schema
+
     schema = dataset_schema(dataset, street=street, for_gate=True)
     try:
         schema.validate(work, lazy=True)
