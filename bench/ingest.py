@@ -33,6 +33,7 @@ drawn by hand: no plotting library is installed) and prints tables.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -332,8 +333,8 @@ def ingest_child(home: Path, profile: bool = False) -> None:
 def base_child(home: Path) -> None:
     """In the child: a run's resident memory before any data, step by step — the
     interpreter, the libraries, our entry point and main job (Dagster with it), the Dagster
-    definitions, the simulated systems served, the lake attached and listed, Great
-    Expectations (imported when the scorecard runs its suites)."""
+    definitions, the row gate, the simulated systems served, the lake attached and listed,
+    Great Expectations (imported when the scorecard runs its suites)."""
     steps: list[tuple[str, int]] = []
 
     def mark(what: str) -> None:
@@ -342,19 +343,16 @@ def base_child(home: Path) -> None:
         steps.append((what, kb // 1024))
 
     mark("interpreter")
-    import duckdb  # noqa: F401
-    import polars  # noqa: F401
-
-    mark("polars, duckdb")
-    import pipelines.cli
-
-    mark("the streethub entry point")
-    import pipelines.main_job  # noqa: F401
-
-    mark("the main job (Dagster and our pipelines)")
-    from pipelines.definitions import defs  # noqa: F401
-
-    mark("the Dagster definitions")
+    for modules, what in (
+        (("polars", "duckdb"), "polars, duckdb"),
+        (("pipelines.cli",), "the streethub entry point"),
+        (("pipelines.main_job",), "the main job (Dagster and our pipelines)"),
+        (("pipelines.definitions",), "the Dagster definitions"),
+        (("pipelines.ingest.staged", "quality.gate"), "the row gate (the first staged step)"),
+    ):
+        for module in modules:
+            importlib.import_module(module)
+        mark(what)
     from catalog.settings import Settings
     from departments.connect import simulated_systems
     from lakehouse.lake import open_lake, tables_in
@@ -366,8 +364,7 @@ def base_child(home: Path) -> None:
             mark("the lake attached")
             tables_in(con, "staged")
             mark("the lake's tables listed")
-    import great_expectations  # noqa: F401
-
+    importlib.import_module("great_expectations")
     mark("Great Expectations")
     print(json.dumps({"steps": steps}))
 
