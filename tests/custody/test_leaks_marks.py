@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
@@ -11,8 +13,8 @@ from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.ingest.raw import raw_table
-from pipelines.leak_marks import MARK_FILE, ScanMark, read_mark, write_mark
-from pipelines.leaks import scan_lake_changes
+from pipelines.leak_marks import MARK_FILE, ScanMark, lake_mark, read_mark, write_mark
+from pipelines.leaks import scan_changed, scan_lake_changes
 from pipelines.protection import Protection
 
 OLD_NAME, NEW_NAME = "欧阳娜娜", "司马小光"
@@ -94,3 +96,17 @@ def test_a_mark_the_lake_does_not_know_means_a_whole_scan(
     assert (settings.state_dir / MARK_FILE).exists()
     leaking, _ = _scan(settings, cat)
     assert leaking == {"marts.notes": {"mobile": 1}}
+
+
+def test_the_closing_scan_reads_what_the_check_did_not(settings: Settings, cat: Catalogue) -> None:
+    started = dt.datetime.now(dt.UTC)
+    _register(settings, cat, OLD_NAME, "0f1e2d3c4b5a6978", create=True)
+    _notes(settings, ["已处理"], create=True)
+    assert _scan(settings, cat) == ({}, 1)  # the run's check: every table, recorded
+    _notes(settings, [f"电话{MOBILE}"])  # written after the check (say, by the summary)
+    with open_lake(settings, read_only=True) as con:
+        report = scan_changed(settings, cat, con, since=started, from_mark=True)
+        current = lake_mark(con)
+    lake = {f.place: (f.cells, dict(f.counts.by_kind)) for f in report.findings if f.area == "lake"}
+    assert lake == {"marts.notes": (1, {"mobile": 1})}
+    assert report.mark == current
