@@ -30,10 +30,9 @@ write an audit record (actor, purpose, column, how many values; never a value).
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -65,6 +64,7 @@ CIPHERTEXT = r"^[aes]\d+:[A-Za-z0-9_-]{38,}$"  # 12-byte nonce + 16-byte tag at 
 _PREFIX = re.compile(r"^([aes])(\d+):")
 _AAD_HEAD = b"streethub/at-rest/2\x1e"
 _NONCE_CHARS = NONCE_BYTES * 4 // 3  # base64 characters of a nonce, no padding
+_BATCH = 50_000  # values whose nonces, texts and AADs are Python objects at once
 assert NONCE_BYTES % 3 == 0, "the nonce and the sealed part are encoded apart"
 
 
@@ -125,13 +125,6 @@ def _row_aads(
     return rows.to_frame("r").select(text.cast(pl.Binary)).to_series()
 
 
-def _aad_list(aads: pl.Series | bytes, present: pl.Series, count: int) -> list[bytes] | Iterable:
-    """The AADs of the present (non-null) values, for the per-value cipher calls."""
-    if isinstance(aads, bytes):
-        return itertools.repeat(aads, count)
-    return aads.filter(present).to_list()
-
-
 def _scatter(name: str, present: pl.Series, values: pl.Series) -> pl.Series:
     """``values`` (one per present position) back among the nulls, as text."""
     if values.len() == present.len():
@@ -163,23 +156,29 @@ def encrypt_series(
     text = series.cast(pl.String)
     present = text.is_not_null()
     plain = text.filter(present).cast(pl.Binary)
-    n = plain.len()
-    aads = _aad_list(_row_aads(column, rows, text.len()), present, n)
-    block = os.urandom(NONCE_BYTES * n)
-    nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
-    sealed = list(map(suite.aead(key).encrypt, nonces, plain.to_list(), aads))
-    if n == 0:
-        return _scatter(series.name, present, pl.Series([], dtype=pl.String))
-    # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole number
-    # of 3-byte groups), so the two are encoded as columns, in Rust
-    texts = pl.concat_str(
-        [
-            pl.lit(f"{PREFIXES[suite.name]}{version}:"),
-            _b64url(pl.Series(nonces, dtype=pl.Binary)),
-            _b64url(pl.Series(sealed, dtype=pl.Binary)),
-        ]
-    )
-    return _scatter(series.name, present, pl.select(texts).to_series())
+    aads = _row_aads(column, rows, text.len())
+    aads = aads.filter(present) if isinstance(aads, pl.Series) else aads
+    seal = suite.aead(key).encrypt
+    head = pl.lit(f"{PREFIXES[suite.name]}{version}:")
+    texts = [pl.Series([], dtype=pl.String)]
+    for start in range(0, plain.len(), _BATCH):  # Python objects for a batch at a time
+        values = plain.slice(start, _BATCH).to_list()
+        n = len(values)
+        bound = [aads] * n if isinstance(aads, bytes) else aads.slice(start, n).to_list()
+        block = os.urandom(NONCE_BYTES * n)
+        nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+        sealed = list(map(seal, nonces, values, bound))
+        # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole
+        # number of 3-byte groups), so the two are encoded as columns, in Rust
+        joined = pl.concat_str(
+            [
+                head,
+                _b64url(pl.Series(nonces, dtype=pl.Binary)),
+                _b64url(pl.Series(sealed, dtype=pl.Binary)),
+            ]
+        )
+        texts.append(pl.select(joined).to_series())
+    return _scatter(series.name, present, pl.concat(texts))
 
 
 def is_encrypted(series: pl.Series) -> bool:
@@ -236,22 +235,23 @@ def _decrypt_values(
     aads = _row_aads(column, rows, series.len())
     aad_of = aads.filter(present) if isinstance(aads, pl.Series) else None
     plain: list[pl.DataFrame] = []
-    for (prefix,), group in parts.group_by("prefix", maintain_order=True):
+    for (prefix,), whole in parts.group_by("prefix", maintain_order=True):
         material = keyring.get(purpose, int(prefix[1:])).material
         cipher = get_suite(_SUITE_OF[prefix[0]]).aead(material)
-        if prefix[0] == LEGACY_PREFIX:
-            bound = [column.encode()] * group.height
-        elif aad_of is None:
-            bound = [aads] * group.height
-        else:
-            bound = aad_of.gather(group["i"]).to_list()
-        nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
-        try:
-            opened = list(map(cipher.decrypt, nonces, sealed, bound))
-        except (InvalidTag, ValueError):
-            k = _first_failure(cipher, nonces, sealed, bound)
-            raise _undecryptable(field, _row_of(present, group[k:])) from None
-        plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
+        for group in whole.iter_slices(_BATCH):  # Python objects for a batch at a time
+            if prefix[0] == LEGACY_PREFIX:
+                bound = [column.encode()] * group.height
+            elif aad_of is None:
+                bound = [aads] * group.height
+            else:
+                bound = aad_of.gather(group["i"]).to_list()
+            nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
+            try:
+                opened = list(map(cipher.decrypt, nonces, sealed, bound))
+            except (InvalidTag, ValueError):
+                k = _first_failure(cipher, nonces, sealed, bound)
+                raise _undecryptable(field, _row_of(present, group[k:])) from None
+            plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
     opened_all = pl.concat(plain).sort("i")["p"] if plain else pl.Series([], dtype=pl.Binary)
     try:
         text = opened_all.cast(pl.String)
