@@ -1,10 +1,31 @@
-"""The Dagster instance of the embedded default: DAGSTER_HOME under STREETHUB_HOME."""
+"""The Dagster instance of the embedded default: DAGSTER_HOME under STREETHUB_HOME.
+
+Its event log is Dagster's SQLite event log (a database per run and an index database,
+under ``DAGSTER_HOME/history/runs`` as by default) with one change, named in dagster.yaml:
+:class:`PooledSqliteEventLogStorage` keeps each database it writes to open instead of
+creating an engine, connecting and closing for every event (Dagster's ``NullPool``). A run
+of the main job writes about 20 events a dataset; measured on 25 ingest-shaped steps, the
+run's own CPU went from 8.0 to 2.6 s (and its wall time from 37 to 11 s on a busy disk).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
 
 from catalog.settings import Settings
 
@@ -23,3 +44,74 @@ def prepare_dagster_home(settings: Settings) -> Path:
         target.write_text(FALLBACK, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log with each database kept open (one connection per database
+    file, used under the storage's own lock, as Dagster's connections are): the index
+    database always, the newest :attr:`OPEN_RUNS` run databases. An idle connection holds no
+    SQLite lock, so the UI's and the daemon's processes read and write as before. A process
+    forked from one that had them open starts its own. ``base_dir`` defaults to where
+    Dagster keeps the event log of a DAGSTER_HOME (``history/runs``)."""
+
+    OPEN_RUNS = 4
+
+    def __init__(self, base_dir: str, inst_data: dg.ConfigurableClassData | None = None):
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._engines_pid = os.getpid()
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {"base_dir": dg.Field(dg.StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: dg.ConfigurableClassData | None, config_value: dict
+    ) -> PooledSqliteEventLogStorage:
+        base = config_value.get("base_dir") or str(
+            Path(os.environ["DAGSTER_HOME"]) / "history" / "runs"
+        )
+        return cls(base, inst_data=inst_data)
+
+    def _engine(self, shard: str) -> Engine:
+        if self._engines_pid != os.getpid():  # forked: never share the parent's connections
+            self._engines, self._engines_pid = OrderedDict(), os.getpid()
+        engine = self._engines.get(shard)
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=StaticPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
+            self._engines[shard] = engine
+            runs = [s for s in self._engines if s != INDEX_SHARD_NAME]
+            for old in runs[: max(0, len(runs) - self.OPEN_RUNS)]:
+                self._engines.pop(old).dispose()
+        else:
+            self._engines.move_to_end(shard)
+        return engine
+
+    def _dispose_engines(self) -> None:
+        while self._engines:
+            self._engines.popitem()[1].dispose()
+
+    @contextlib.contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def wipe(self) -> None:
+        with self._db_lock:
+            self._dispose_engines()  # the run databases' files are deleted
+        super().wipe()
+
+    def dispose(self) -> None:
+        with self._db_lock:
+            self._dispose_engines()
+        super().dispose()
