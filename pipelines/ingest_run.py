@@ -44,7 +44,7 @@ from pipelines.defs.sources.assets import build_dataset_assets
 from pipelines.defs.sources.jobs import file_datasets
 from pipelines.defs.sources.schedules import PULL_TIMEZONE
 from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
-from pipelines.ingest.inbox import known_keys, new_entries, scan_inbox
+from pipelines.ingest.inbox import known_keys_by_dept, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
 from pipelines.instance import prepare_dagster_home
 from pipelines.recovery import recover, run_tags
@@ -159,13 +159,14 @@ def select_work(
     them); a department with nothing to do is absent."""
     unread, ungated = unprocessed(con)
     pulled = last_pulls(con)
+    known = known_keys_by_dept(con)
     work: dict[str, list[dg.AssetKey]] = {}
     for dept in cat.departments.values():
         files = file_datasets(dept)
         fresh: set[str] = set()
         if files:
             scan = scan_inbox(settings, dept.code, files)
-            fresh = {e.dataset for e in new_entries(scan, known_keys(con, dept.code))}
+            fresh = {e.dataset for e in new_entries(scan, known.get(dept.code, set()))}
         keys = []
         for ds in dept.datasets:
             if ds.delivery.kind in FILE_CONNECTORS:

@@ -237,19 +237,30 @@ def entry_key(dept: str, entry: Entry) -> str:
 def known_keys(con: duckdb.DuckDBPyConnection | None, dept: str) -> set[str]:
     """The keys of the department's inbox entries the ledger has dealt with (none for a
     lake without a ledger yet, or no lake: ``con`` None)."""
+    return known_keys_by_dept(con, dept).get(dept, set())
+
+
+def known_keys_by_dept(
+    con: duckdb.DuckDBPyConnection | None, dept: str | None = None
+) -> dict[str, set[str]]:
+    """Department → the keys of its inbox entries the ledger has dealt with, for one
+    department or (``dept`` None) all of them in one read (the main job's selection)."""
+    keys: dict[str, set[str]] = {}
     if con is None:
-        return set()
-    keys: set[str] = set()
+        return keys
+    where, args = ("dept = ?", [dept]) if dept is not None else ("true", [])
     if has_table(con, "landing", "inbox_files"):
-        rows = con.execute("SELECT file_key FROM landing.inbox_files WHERE dept = ?", [dept])
-        keys.update(k for (k,) in rows.fetchall())
+        rows = con.execute(f"SELECT dept, file_key FROM landing.inbox_files WHERE {where}", args)
+        for d, k in rows.fetchall():
+            keys.setdefault(d, set()).add(k)
     if has_table(con, "landing", "delivery_accounts"):
         rows = con.execute(
-            "SELECT delivery_id FROM landing.delivery_accounts WHERE dept = ? "
-            "AND starts_with(delivery_id, ?)",
-            [dept, f"{dept}."],
+            f"SELECT dept, delivery_id FROM landing.delivery_accounts WHERE {where} "
+            "AND starts_with(delivery_id, dept || '.') AND contains(delivery_id, '.refused-')",
+            args,
         )
-        keys.update(k for (k,) in rows.fetchall() if ".refused-" in k)
+        for d, k in rows.fetchall():
+            keys.setdefault(d, set()).add(k)
     return keys
 
 
