@@ -1,8 +1,9 @@
 """The main job on the embedded default, with a summary.
 
 deliveries (inbox, department systems) → landing → raw → staged → scorecard, run as
-Dagster materialisations in-process (so the runs show up in the Dagster UI afterwards),
-department by department with a progress bar.
+Dagster materialisations in-process (so the runs show up in the Dagster UI afterwards):
+one run with a step per dataset that has work, then one for the scorecard and the leak
+scan (``pipelines/ingest_run.py``), with a progress bar.
 
 The simulated departments are the outside world: the main job makes a street only when
 asked (``streethub run --simulate``) or on a newcomer's first run (``sim_auto``) when the
