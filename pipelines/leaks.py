@@ -234,9 +234,11 @@ def scan_tables(
     structured: dict[tuple[str, str], frozenset[str]] | None = None,
 ) -> list[Finding]:
     out = []
+    columns = _read_columns(con)
     for zone, table in sorted(tables):
         whole = (structured or {}).get((zone, table), frozenset())
-        counts = _scan_query(con, _select(con, f'{zone}."{table}"'), names, whole)
+        sql = _select(con, f'{zone}."{table}"', columns=columns.get((zone, table)))
+        counts = _scan_query(con, sql, names, whole)
         out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     return out
 
@@ -244,12 +246,41 @@ def scan_tables(
 _NO_TEXT = ("BOOLEAN", "DATE", "TIME", "INTERVAL")  # TIME… covers TIMESTAMP…: read as nothing
 
 
-def _select(con: duckdb.DuckDBPyConnection, source: str, kinds: tuple = _NO_TEXT) -> str:
+def _select(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    kinds: tuple = _NO_TEXT,
+    columns: list[str] | None = None,
+) -> str:
     """A query of ``source``'s columns but those of ``kinds`` (the scanner reads no value
-    of a date, time or flag: ``masking.leaks``; fewer columns read from Parquet)."""
-    described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
-    cols = [_quoted(c) for c, kind, *_ in described if not kind.upper().startswith(kinds)]
+    of a date, time or flag: ``masking.leaks``; fewer columns read from Parquet).
+    ``columns``: the ones to read, known already (:func:`_read_columns`)."""
+    if columns is None:
+        described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        columns = [c for c, kind, *_ in described if not kind.upper().startswith(kinds)]
+    cols = [_quoted(c) for c in columns]
     return f"SELECT {', '.join(cols) or 'NULL AS nothing'} FROM {source}"
+
+
+def _read_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    """(zone, table) → the columns the scanner reads (all but dates, times and flags),
+    for every table of the lake now, from DuckLake's catalogue in one query (a DESCRIBE
+    a table costs a planned query)."""
+    meta = f"__ducklake_metadata_{ALIAS}"
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name, c.column_name, c.column_type "
+        f"FROM {meta}.ducklake_column c JOIN {meta}.ducklake_table t USING (table_id) "
+        f"JOIN {meta}.ducklake_schema s USING (schema_id) "
+        "WHERE c.parent_column IS NULL AND c.end_snapshot IS NULL "
+        "AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL "
+        "ORDER BY s.schema_name, t.table_name, c.column_order"
+    ).fetchall()
+    out: dict[tuple[str, str], list[str]] = {}
+    for zone, table, column, kind in rows:
+        read = out.setdefault((zone, table), [])
+        if not kind.upper().startswith(_NO_TEXT):
+            read.append(column)
+    return out
 
 
 # -- files ------------------------------------------------------------------------------
@@ -447,9 +478,11 @@ def scan_since_mark(
     if mark is None:
         return scan_tables(con, tables_in(con), names, structured), now, names
     changed = inserted_since(con, mark.snapshot)
+    columns = _read_columns(con)
     findings = []
     for zone, table in sorted(changed):
-        sql = _select(con, insertions(zone, table, mark.snapshot + 1, now.snapshot))
+        source = insertions(zone, table, mark.snapshot + 1, now.snapshot)
+        sql = _select(con, source, columns=columns.get((zone, table)))
         found = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
         findings.append(Finding(f"{zone}.{table}", found.cells_scanned, found))
     if any(t in changed for t in _register_tables(cat)):
