@@ -23,6 +23,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
+from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
@@ -56,7 +57,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     OPEN_RUNS = 4
 
-    def __init__(self, base_dir: str, inst_data: dg.ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
         super().__init__(base_dir, inst_data)
@@ -67,7 +68,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     @classmethod
     def from_config_value(
-        cls, inst_data: dg.ConfigurableClassData | None, config_value: dict
+        cls, inst_data: ConfigurableClassData | None, config_value: dict
     ) -> PooledSqliteEventLogStorage:
         base = config_value.get("base_dir") or str(
             Path(os.environ["DAGSTER_HOME"]) / "history" / "runs"
