@@ -349,7 +349,7 @@ def scan_frame(
             continue
         counted = kept["v"].value_counts(name="n")
         result.cells_scanned += int(counted["n"].sum())
-        candidate = pl.lit(False) if names_only else v.str.contains(_CANDIDATE)
+        candidate = v.str.contains(_ESCAPE if names_only else _CANDIDATE)  # names: unescaped
         if name_list is not None:
             if name in whole_name_columns:
                 candidate = candidate | v.str.strip_chars().is_in(name_list)

@@ -141,3 +141,17 @@ def test_names_are_found_beside_ascii_and_with_ascii_in_them() -> None:
     assert not cell_kinds("欧阳 娜娜", han)  # split by an ASCII space: no name
     mixed = KnownNames({"欧阳娜娜", "李A"})  # a name holding an ASCII letter
     assert "person_name" in cell_kinds("联系人李A到场", mixed)
+
+
+def test_names_only_finds_registry_names_and_nothing_else() -> None:
+    escaped = "欧阳娜娜".encode("ascii", "backslashreplace").decode()
+    frame = pl.DataFrame(
+        {
+            "shop": ["欧阳娜娜", escaped, "欧阳娜娜便利店"],
+            "note": [f"电话{'13812345678'}", "联系欧阳娜娜", escaped],
+        }
+    )
+    found = scan_frame(
+        frame, known_names={"欧阳娜娜"}, whole_name_columns={"shop"}, names_only=True
+    )
+    assert found.by_column == {"shop": {"person_name": 2}, "note": {"person_name": 2}}
