@@ -67,6 +67,12 @@ def _score(
     return out, inputs.rescore, len(reads)
 
 
+@pytest.fixture(scope="module")
+def full_now(scored_street: Settings, cat: Catalogue) -> tuple[QualityOutputs, set | None, int]:
+    """A full recompute of the unchanged street at ``NOW`` (shared: GE costs)."""
+    return _score(scored_street, cat, incremental=False, now=NOW)
+
+
 def _same(a: pl.DataFrame, b: pl.DataFrame) -> None:
     assert a.columns == b.columns
     if not a.height and not b.height:
@@ -83,11 +89,11 @@ def _assert_equal(incremental: QualityOutputs, full: QualityOutputs) -> None:
 
 
 def test_nothing_changed_reads_no_staged_table_and_equals_a_full_recompute(
-    scored_street: Settings, cat: Catalogue
+    scored_street: Settings, cat: Catalogue, full_now
 ) -> None:
     incremental, rescore, reads = _score(scored_street, cat, incremental=True, now=NOW)
     assert rescore == set() and reads == 0
-    full, everything, full_reads = _score(scored_street, cat, incremental=False, now=NOW)
+    full, everything, full_reads = full_now
     assert everything is None and full_reads > 10
     _assert_equal(incremental, full)
     # timeliness and freshness are judged at the new time, not kept
@@ -144,13 +150,13 @@ def test_another_scoring_version_scores_everything(
 
 
 def test_events_scored_where_they_lie_equal_the_frame_scores(
-    scored_street: Settings, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
+    scored_street: Settings, cat: Catalogue, full_now, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The large append tables (IoT readings) are counted in SQL and their newest delivery
     read alone: the same scorecard, expectations and issues as from whole frames."""
     import pipelines.staged_frames as staged_frames
 
-    lean, _, lean_reads = _score(scored_street, cat, incremental=False, now=NOW)
+    lean, _, lean_reads = full_now
     monkeypatch.setattr(staged_frames, "LEAN_MIN_ROWS", 10**12)
     framed, _, framed_reads = _score(scored_street, cat, incremental=False, now=NOW)
     assert lean_reads < framed_reads
