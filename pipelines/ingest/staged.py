@@ -232,14 +232,16 @@ def stage_delivery(
         if dataset.update_cursor and known.height:
             known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
         met: Reconciled = reconcile(incoming, known, dataset, _arrival(con, delivery_id))
-        staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
-            pl.lit(now()).alias("_staged_at")
-        )
-        staged = protection.protect(staged, dataset)
         gate_q = pl.concat(
             [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
         )
         quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
+        rows_in = raw.height
+        del raw  # the delivery's plaintext is not needed past here (a large delivery's memory)
+        staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
+            pl.lit(now()).alias("_staged_at")
+        )
+        staged = protection.protect(staged, dataset)
         n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
         n_skipped = result.skipped.height + met.skipped.height
         replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
@@ -255,7 +257,7 @@ def stage_delivery(
             )
             keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
         deleted = 0
-        if dataset.update_mode is UpdateMode.snapshot and raw.height:  # empty: withdraws nothing
+        if dataset.update_mode is UpdateMode.snapshot and rows_in:  # empty: withdraws nothing
             deleted = _delete_keys(con, name, keep, keep=True)
         elif met.replace_keys.len():
             deleted = _delete_keys(con, name, met.replace_keys, keep=False)
@@ -264,13 +266,13 @@ def stage_delivery(
         con.execute(
             "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
             "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
-            [delivery_id, dept, dataset.code, "staged", raw.height, staged.height,
+            [delivery_id, dept, dataset.code, "staged", rows_in, staged.height,
              n_quarantined, now(), n_skipped],
         )  # fmt: skip
         kill_point("staged.before_commit")
     kill_point("staged.committed")
     account = StageAccount(
-        delivery_id, raw.height, staged.height, n_quarantined, n_skipped,
+        delivery_id, rows_in, staged.height, n_quarantined, n_skipped,
         rows_replaced=replaced, rows_withdrawn=max(0, deleted - replaced),
         repairs=tuple(result.repairs.iter_rows()),
     )  # fmt: skip
