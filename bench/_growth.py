@@ -127,7 +127,7 @@ def fit_lines(fitted: dict, runs: list[dict]) -> list[str]:
     for label, p in (("wall", ""), ("CPU", "cpu_")):
         if f"{p}fixed_overhead_s" not in fitted:
             continue
-        a, se = fitted[f"{p}fixed_overhead_s"], fitted[f"{p}fixed_overhead_se_s"]
+        a, se = fitted[f"{p}fixed_overhead_s"], fitted.get(f"{p}fixed_overhead_se_s")
         rate, exp = fitted[f"{p}marginal_rows_per_s"], fitted[f"{p}time_exponent"]
         pm = f" ± {se}" if se is not None else " (two points: no error to state)"
         ok_a = "met" if 0 <= a < GOALS["fixed_overhead_s"] else "MISSED"

@@ -58,6 +58,7 @@ INGEST_FLAG = "--ingest-child"
 COUNT_FLAG = "--count-child"
 SCORECARD_FLAG = "--scorecard-child"
 BASE_FLAG = "--base-child"
+RUN_PROFILE_FLAG = "--run-profile-child"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -492,6 +493,94 @@ def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict
     }
 
 
+# where a whole run's time goes (the fixed-cost run under cProfile): each function's self
+# time goes to whose work it is — Dagster's, ours, the simulated systems' — by where its
+# code lives; a library or standard-library function (json, sqlite3, polars, DuckDB …) is
+# counted to the owners of the code that called it, in the shares its callers took
+DAGSTER = ("dagster", "dagster_shared", "dagster_pipes", "sqlalchemy", "alembic")
+OURS = ("catalog", "lakehouse", "quality", "masking", "marts", "pipelines", "share_api")
+OWNERS = {
+    "dagster": "Dagster (steps, events, run storage)",
+    "ours": "streethub (ingest, gate, scorecard, leaks, custody; the libraries it calls)",
+    "departments": "the simulated systems",
+}
+UNOWNED = "not attributed (imports, the interpreter, calls no owner made)"
+
+
+def _bucket(file: str) -> str | None:
+    """The owner of a profiled function's file (None: a library's, or a C function)."""
+    parts = Path(file).parts
+    if "site-packages" in parts:
+        return OWNERS["dagster"] if parts[parts.index("site-packages") + 1] in DAGSTER else None
+    top = next((p for p in parts if p in (*OURS, "departments")), None)
+    if top in OURS:
+        return OWNERS["ours"]
+    return OWNERS["departments"] if top == "departments" else None
+
+
+def run_shares(stats) -> dict[str, float]:
+    """Seconds per owner of a ``pstats.Stats`` of a whole run (see the comment above)."""
+    raw = stats.stats  # {func: (cc, nc, tt, ct, {caller: (cc, nc, tt, ct)})}
+    # each function's owners as shares, spread from the owned functions to what they call,
+    # round by round (cycles in a library's own calls settle from the calls into them)
+    dist: dict = {f: {o: 1.0} for f in raw if (o := _bucket(f[0])) is not None}
+    unowned = [f for f in raw if f not in dist]
+    for _ in range(60):
+        changed = False
+        for func in unowned:
+            out: dict[str, float] = {}
+            weight = 0.0
+            for caller, (_, _, _, ct) in (raw[func][4] or {}).items():
+                shares = dist.get(caller)
+                if shares and ct > 0 and caller != func:
+                    weight += ct
+                    for owner, share in shares.items():
+                        out[owner] = out.get(owner, 0.0) + share * ct
+            new = {k: v / weight for k, v in out.items()} if weight else None
+            old = dist.get(func)
+            if new and (old is None or any(abs(new[k] - old.get(k, 0)) > 1e-6 for k in new)):
+                dist[func], changed = new, True
+        if not changed:
+            break
+    seconds: dict[str, float] = {}
+    for func, (_, _, tt, _, _) in raw.items():
+        for owner, share in (dist.get(func) or {UNOWNED: 1.0}).items():
+            seconds[owner] = seconds.get(owner, 0.0) + tt * share
+    ranked = sorted(seconds.items(), key=lambda kv: -kv[1])
+    return {k: round(v, 2) for k, v in ranked} | {"total": round(sum(seconds.values()), 2)}
+
+
+def run_profile_child(out: Path) -> None:
+    """In the child: ``streethub run`` under cProfile timed by the main thread's CPU clock
+    (a wall clock on a shared machine counts the others' work and every wait), to ``out``."""
+    import cProfile
+
+    from pipelines.cli import app
+
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        profiler.runcall(app, ["run"], prog_name="streethub")
+    except SystemExit as done:  # the CLI exits with the run's code
+        if done.code not in (0, 1, None):
+            raise
+    finally:
+        profiler.dump_stats(str(out))
+
+
+def profiled_run(tmp: Path, residents: int) -> dict[str, float]:
+    """``streethub run`` on a fresh copy of the street under cProfile (main thread, CPU
+    time): seconds per bucket (slower than unprofiled: shares, not the measurement)."""
+    import pstats
+
+    home, _ = simulate(tmp / f"profiled{residents}", residents)
+    out = home.parent / "run.prof"
+    cmd = [sys.executable, "-m", "bench.ingest", RUN_PROFILE_FLAG, str(out)]
+    _child(cmd, _env(home), f"the profiled run ({residents:,})")
+    shares = run_shares(pstats.Stats(str(out)))
+    shutil.rmtree(home.parent, ignore_errors=True)
+    return shares
+
+
 def report(figures: dict) -> None:
     f = figures["floor_vs_ingest"]
     fl, ing = f["floor"], f["ingest"]
@@ -554,6 +643,12 @@ def report(figures: dict) -> None:
             f"{fixed['peak_rss_mb']} MB; {fixed.get('dagster_runs', 0)} Dagster run(s), "
             f"{steps} steps{per_step}"
         )
+        prof = fixed.get("profile") or {}
+        if prof.get("total"):
+            print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")
+            for bucket, seconds in prof.items():
+                if bucket != "total":
+                    print(f"    {seconds / prof['total']:>4.0%}  {bucket}")
         print()
     print("growth of a full run (`streethub run`, child process, simulation not counted)")
     print(
@@ -594,6 +689,7 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
         figures["growth"] = []
         if not quick():  # the quick bench's smallest growth run says as much
             figures["fixed_cost"] = full_run(Path(tmp), FIXED_RESIDENTS, scorecard_alone=False)
+            figures["fixed_cost"]["profile"] = profiled_run(Path(tmp), FIXED_RESIDENTS)
         save()
         for n in sizes:
             figures["growth"].append(full_run(Path(tmp), n))
@@ -609,6 +705,8 @@ if __name__ == "__main__":
         ingest_child(Path(sys.argv[sys.argv.index(INGEST_FLAG) + 1]), "--profile" in sys.argv)
     elif COUNT_FLAG in sys.argv:
         count_child(Path(sys.argv[sys.argv.index(COUNT_FLAG) + 1]))
+    elif RUN_PROFILE_FLAG in sys.argv:
+        run_profile_child(Path(sys.argv[sys.argv.index(RUN_PROFILE_FLAG) + 1]))
     elif BASE_FLAG in sys.argv:
         base_child(Path(sys.argv[sys.argv.index(BASE_FLAG) + 1]))
     elif SCORECARD_FLAG in sys.argv:

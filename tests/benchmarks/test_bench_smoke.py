@@ -140,3 +140,28 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert "(goal ≤ 10%: met)" in text and "31.0%" in text and "(goal ≤ 20%: MISSED)" in text
     assert "40 Dagster steps" in text
     assert bench_main.goals(tmp_path / "nothing") == []
+
+
+def test_a_runs_profile_is_told_apart_by_where_the_code_lives() -> None:
+    import cProfile
+    import pstats
+
+    import bench.ingest
+    from catalog.loader import load_catalogue
+
+    lib = "/v/lib/python3.11/site-packages"
+    assert bench.ingest._bucket(f"{lib}/dagster/_core/events/__init__.py").startswith("Dagster")
+    assert bench.ingest._bucket(f"{lib}/sqlalchemy/engine/base.py").startswith("Dagster")
+    assert bench.ingest._bucket(f"{lib}/polars/dataframe/frame.py") is None  # its callers'
+    assert bench.ingest._bucket("/w/main/quality/gate.py").startswith("streethub")
+    assert bench.ingest._bucket("/w/main/departments/server.py") == "the simulated systems"
+    assert bench.ingest._bucket("~") is None  # a C function: its callers' owner
+    profiler = cProfile.Profile()
+    profiler.runcall(load_catalogue)
+    shares = bench.ingest.run_shares(pstats.Stats(profiler))
+    parts = {k: v for k, v in shares.items() if k != "total"}
+    assert shares["total"] > 0 and min(parts.values()) >= 0
+    assert abs(sum(parts.values()) - shares["total"]) < 0.05
+    # the YAML parser and pydantic worked for our loader: counted as ours
+    ours = next(v for k, v in parts.items() if k.startswith("streethub"))
+    assert ours > 0.9 * shares["total"]
