@@ -25,7 +25,10 @@ which still holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -50,6 +53,9 @@ from pipelines.instance import prepare_dagster_home
 from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource, ledger_ready
 from pipelines.summary import Problem
+
+# the departments' systems connected for a block: settings with their connection settings
+Systems = Callable[[Settings], AbstractContextManager[Settings]]
 
 
 @dataclass
@@ -216,7 +222,11 @@ def work_defs(cat: Catalogue, work: dict[str, list[dg.AssetKey]]) -> list:
 
 
 def ingest_all(
-    settings: Settings, cat: Catalogue, console: Console, started_at: dt.datetime
+    settings: Settings,
+    cat: Catalogue,
+    console: Console,
+    started_at: dt.datetime,
+    systems: Systems | None = None,
 ) -> IngestOutcome:
     """Materialise the landing, raw and staged assets with work to do (:func:`select_work`)
     and what depends on them in one Dagster run (a step per dataset), then — if anything
@@ -224,7 +234,9 @@ def ingest_all(
     failed or blocked dataset stops what depends on it (Dagster skips its downstream; its
     own step stops at the zone that failed) and nothing else: every dataset with work is
     ingested, and what failed is collected for the summary. A leak is raised: the run must
-    fail on it. The lake is attached once for all of it (:func:`hold_lake`)."""
+    fail on it. The lake is attached once for all of it (:func:`hold_lake`). ``systems``:
+    what connects the departments' systems (settings with their connection settings),
+    entered only when the run pulls from one."""
     prepare_dagster_home(settings)
     instance = dg.DagsterInstance.get()
     with hold_lake(settings):  # every open below, the runs' steps included, is a cursor of it
@@ -232,7 +244,7 @@ def ingest_all(
         with open_lake(settings) as con:
             ensure_ledger(con)
         with ledger_ready(settings):  # ensured once: the steps' opens skip it
-            return _ingest_held(settings, cat, console, started_at, instance)
+            return _ingest_held(settings, cat, console, started_at, instance, systems)
 
 
 def _ingest_held(
@@ -241,6 +253,7 @@ def _ingest_held(
     console: Console,
     started_at: dt.datetime,
     instance: dg.DagsterInstance,
+    systems: Systems | None,
 ) -> IngestOutcome:
     outcome = IngestOutcome()
     with open_lake(settings) as con:
@@ -272,15 +285,21 @@ def _ingest_held(
                 description=f"ingesting {datasets} dataset(s) of {len(work)} department(s): "
                 + " ".join(work),
             )
-            result = dg.materialize(
-                defs,
-                selection=list(keys),
-                instance=instance,
-                resources={"lake": LakeResource()},
-                tags={"streethub/job": "main", "depts": ",".join(work), **run_tags()},
-                run_config=quiet,
-                raise_on_error=False,
+            pulls = any(
+                k.path[0] == "landing"
+                and cat.dataset(f"{k.path[1]}.{k.path[2]}")[1].delivery.kind not in FILE_CONNECTORS
+                for k in keys
             )
+            with systems(settings) if pulls and systems else contextlib.nullcontext(settings):
+                result = dg.materialize(
+                    defs,
+                    selection=list(keys),
+                    instance=instance,
+                    resources={"lake": LakeResource()},
+                    tags={"streethub/job": "main", "depts": ",".join(work), **run_tags()},
+                    run_config=quiet,
+                    raise_on_error=False,
+                )
             steps, blocked = run_problems(result, defs, started_at, keys)
             outcome.steps += steps
             outcome.still_blocked += blocked
