@@ -10,9 +10,11 @@ run's own CPU went from 8.0 to 2.6 s (and its wall time from 37 to 11 s on a bus
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +55,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     database always, the newest :attr:`OPEN_RUNS` run databases. An idle connection holds no
     SQLite lock, so the UI's and the daemon's processes read and write as before. A process
     forked from one that had them open starts its own. ``base_dir`` defaults to where
-    Dagster keeps the event log of a DAGSTER_HOME (``history/runs``)."""
+    Dagster keeps the event log of a DAGSTER_HOME (``history/runs``); without a DAGSTER_HOME
+    (Dagster's throwaway instance of ``dg check defs``) a temporary folder removed at exit."""
 
     OPEN_RUNS = 4
 
@@ -70,9 +73,12 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: dict
     ) -> PooledSqliteEventLogStorage:
-        base = config_value.get("base_dir") or str(
-            Path(os.environ["DAGSTER_HOME"]) / "history" / "runs"
-        )
+        base = config_value.get("base_dir")
+        if not base and os.environ.get("DAGSTER_HOME"):
+            base = str(Path(os.environ["DAGSTER_HOME"]) / "history" / "runs")
+        if not base:  # a throwaway instance (`dg check defs`): a log of its own, removed at exit
+            base = tempfile.mkdtemp(prefix="streethub-dagster-events-")
+            atexit.register(shutil.rmtree, base, ignore_errors=True)
         return cls(base, inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:
