@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import polars as pl
 import pytest
@@ -110,18 +109,17 @@ def test_first_delivery_and_missing_column(frames) -> None:
     assert _one(out, "freshness")["observed"] == "no delivery"
 
 
-def test_all_datasets_fast_enough(frames, registry) -> None:
+def test_every_dataset_of_a_clean_street(frames, registry) -> None:
+    """Every dataset of the catalogue gets its suite run; on a clean street only the
+    simulator's duplicates fail. (How long the suites take is a benchmark's figure —
+    the scorecard in ``python -m bench ingest`` — not a timed test's.)"""
     cat = get_catalogue()
-    _run("zjj.buildings", frames[("zjj", "buildings")])  # GE import and context: once
-    started = time.perf_counter()
     outs = [
         _run(f"{d}.{c}", f, registry_ids=registry, dept=d)
         for (d, c), f in frames.items()
         if cat.dataset(f"{d}.{c}")
     ]
-    elapsed = time.perf_counter() - started
-    print(f"\nGE: {len(outs)} datasets in {elapsed:.1f} s")
-    assert len(outs) == len(cat.datasets()) and elapsed < 30
+    assert len(outs) == len(cat.datasets())
     every = pl.concat(outs)
     # a clean street: only duplicates of the simulator (duplicate_row) and nothing else fail
     failed = every.filter(~pl.col("success"))
