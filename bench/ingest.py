@@ -428,7 +428,8 @@ def dagster_steps(home: Path) -> dict[str, int]:
     folder = Settings(home=home).dagster_home
     if not (folder / "dagster.yaml").exists():
         return {"dagster_runs": 0, "dagster_steps": 0}
-    instance = DagsterInstance.from_config(str(folder))
+    os.environ["DAGSTER_HOME"] = str(folder)  # (a child of its own) the run's instance storage
+    instance = DagsterInstance.get()  # reads DAGSTER_HOME, as the main job's does
     runs = instance.get_runs()
     steps = sum(len(instance.all_logs(r.run_id, of_type=DagsterEventType.STEP_START)) for r in runs)
     return {"dagster_runs": len(runs), "dagster_steps": steps}
