@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Catalogue, Department
 from catalog.settings import CATALOG_DIR
+from catalog.yamlfile import read_yaml
 
 
 def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]:
@@ -63,7 +64,7 @@ def load_department(path: Path) -> tuple[Department | None, list[StreethubError]
     """Parse one department file; return it (or None) and the problems found."""
     file = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         return None, [StreethubError(f"cannot read YAML: {exc}", file=file)]
     if not isinstance(raw, dict):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from catalog.errors import CatalogError, StreethubError
 from catalog.settings import STREET_FILE, Settings
+from catalog.yamlfile import read_yaml
 
 COMMUNITY_SUFFIXES = ("社区居委会", "居委会", "社区")
 
@@ -84,7 +85,7 @@ def load_street(path: Path | None = None) -> Street:
     path = Path(path or STREET_FILE)
     file = str(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CatalogError([StreethubError(f"cannot read YAML: {exc}", file=file)]) from None
     if not isinstance(raw, dict):

@@ -1,0 +1,22 @@
+"""Reading the catalogue's YAML files: one reader for the departments and the street.
+
+PyYAML's C loader (libyaml, shipped in PyYAML's wheels) parses the catalogue about ten
+times faster than the pure-Python ``safe_load``, and every run and CLI command parses it;
+it is the same safe subset of YAML (no Python objects). Where a PyYAML build lacks
+libyaml, the pure-Python safe loader reads the same documents.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> Any:
+    """The document in ``path`` (UTF-8), parsed safely; OSError, UnicodeDecodeError or
+    yaml.YAMLError as the caller reports them."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
