@@ -193,9 +193,10 @@ def quality_report() -> None:
     """Score the lake now, print the scorecard and the truth figures, write the HTML report."""
     import datetime as dt
 
-    from pipelines.main_job import evaluate_against_truth, print_truth
+    from pipelines.main_job import print_truth
     from pipelines.protection import Protection
     from pipelines.quality_run import compute_quality, load_inputs, write_report
+    from pipelines.truth_run import evaluate_against_truth
     from quality.report import scorecard_text
 
     settings = get_settings()

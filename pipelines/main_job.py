@@ -27,18 +27,13 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import hold_lake, init_lake, open_lake, tables_in
+from lakehouse.lake import hold_lake, init_lake, open_lake
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
 from pipelines.summary import print_ingestion, print_lake, print_run_report, run_report
-from quality.evaluation import (
-    Evaluation,
-    StagedPart,
-    evaluate_lake,
-    expected_rows,
-    read_manifest,
-)
+from pipelines.truth_run import evaluate_against_truth
+from quality.evaluation import Evaluation, expected_rows, read_manifest
 
 
 def simulate_if_needed(settings: Settings, console: Console, *, force: bool = False) -> None:
@@ -182,68 +177,6 @@ def print_quality(
             "(`streethub quality report` evaluates again)"
         )
     console.print(f"quality report: {settings.home_abs / 'reports' / 'quality.html'}")
-
-
-def evaluate_against_truth(
-    settings: Settings, cat: Catalogue, actor: str | None = None
-) -> Evaluation | None:
-    """The lake against the simulator's ground truth, for the landed deliveries its manifest
-    lists (None without a simulator: nothing is read then)."""
-    if read_manifest(settings.sim_dir_abs) is None:
-        return None
-    from pipelines.protection import Protection
-
-    protection = (
-        Protection.from_settings(settings, actor) if actor else Protection.from_settings(settings)
-    )
-    with open_lake(settings, read_only=True) as con:
-        # one part of one staged table at a time: the rows and columns being judged
-        staged = staged_parts(con, cat, protection)
-        quarantine = con.execute("SELECT * FROM quarantine.rows").pl()
-        deliveries = con.execute(
-            "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
-        ).pl()
-        disagreements = None
-        if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
-            disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
-        # staged reads the lake as it is used: evaluate while the lake is open
-        return evaluate_lake(
-            settings.sim_dir_abs, cat, staged, quarantine, deliveries, disagreements
-        )
-
-
-def staged_parts(con, cat: Catalogue, protection) -> dict[tuple[str, str], StagedPart]:
-    """Each staged table, keyed ``(dept, dataset)``, as the truth evaluation reads it: the
-    rows of some deliveries and a range of source rows, the columns asked for, revealed
-    (a whole table at a time was its peak: 1.7 million IoT readings at 200,000 residents)."""
-    from pipelines.ingest.raw import raw_table
-    from pipelines.protection import KEY_PID
-
-    tables = {t for _, t in tables_in(con, "staged")}
-
-    def reader(table: str, ds) -> StagedPart:
-        probe = con.execute(f'SELECT * FROM staged."{table}" LIMIT 0')
-        has_pid = KEY_PID in [d[0] for d in probe.description]
-
-        def part(columns: list[str], ids: list[str], lo: int | None, hi: int | None):
-            names = ["_delivery_id", "_source_row", *([KEY_PID] if has_pid else []), *columns]
-            where, args = [f"_delivery_id IN ({', '.join('?' for _ in ids) or 'NULL'})"], [*ids]
-            for test, bound in (("_source_row >= ?", lo), ("_source_row < ?", hi)):
-                if bound is not None:
-                    where.append(test)
-                    args.append(bound)
-            select = ", ".join(f'"{c}"' for c in names)
-            sql = f'SELECT {select} FROM staged."{table}" WHERE {" AND ".join(where)}'
-            frame = con.execute(sql, args).pl()
-            return protection.reveal(frame, ds, "quality_scores").drop(KEY_PID, strict=False)
-
-        return part
-
-    return {
-        (dept.code, ds.code): reader(raw_table(dept.code, ds), ds)
-        for dept, ds in cat.datasets()
-        if raw_table(dept.code, ds) in tables
-    }
 
 
 def print_truth(console: Console, evaluation: Evaluation | None) -> None:

@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 PRODUCTION = ("catalog", "lakehouse", "quality", "masking", "marts", "pipelines", "share_api")
 EVALUATION = REPO / "quality" / "evaluation.py"
 SIMULATE_PATH = {REPO / "pipelines" / "main_job.py", REPO / "pipelines" / "cli.py"}
+# the lake side of the truth evaluation (reads the lake for quality.evaluation): imported by
+# the main job and the CLI only, like the evaluation itself
+TRUTH_RUN = REPO / "pipelines" / "truth_run.py"
 SIMULATOR_FILES = (
     "registry.sqlite",
     "manifest.json",
@@ -134,7 +137,8 @@ def test_the_scorecard_never_evaluates_against_a_truth(path: Path):
     """Ground-truth evaluation runs after the production path, from the main job and the
     CLI only: nothing else (ingest, gate, scorecard, leak scan, Dagster assets) imports it."""
     imports = departments_imports(path, "quality.evaluation")
-    assert imports == [] or path in SIMULATE_PATH
+    assert imports == [] or path in SIMULATE_PATH | {TRUTH_RUN}
+    assert departments_imports(path, "pipelines.truth_run") == [] or path in SIMULATE_PATH
 
 
 def test_the_checks_can_fail(tmp_path: Path):

@@ -11,8 +11,8 @@ import pytest
 from catalog.loader import load_catalogue
 from lakehouse.lake import open_lake, tables_in
 from pipelines.ingest.raw import raw_table
-from pipelines.main_job import evaluate_against_truth
 from pipelines.protection import Protection
+from pipelines.truth_run import evaluate_against_truth
 from quality import evaluation
 from quality.evaluation import evaluate_lake
 from tests.streets import ingest_and_stage
@@ -51,3 +51,31 @@ def test_parts_read_from_the_lake_give_the_figures_of_whole_tables(
     assert parts is not None and parts.deliveries == expected.deliveries
     # the scorecard did not run here: the disagreements' figure is 0 in both
     assert parts.totals == expected.totals and parts.problems == expected.problems
+    # the figures are kept per dataset: judged again only where the judged rows changed
+    judged: list[str] = []
+    real = evaluation.evaluate_dataset
+
+    def counting(ref, *args, **kwargs):
+        judged.append(ref)
+        return real(ref, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_dataset", counting)
+    again = evaluate_against_truth(settings, cat)
+    assert judged == [] and again is not None and again.totals == parts.totals
+    changed = raw_table("gaj", cat.dataset("gaj.registered_residents")[1])
+    with open_lake(settings) as con:  # a staged row and a quarantined row less
+        con.execute(
+            f'DELETE FROM staged."{changed}" WHERE _source_row = '
+            f'(SELECT min(_source_row) FROM staged."{changed}")'
+        )
+        con.execute(
+            "DELETE FROM quarantine.rows WHERE dept = 'gaj' AND dataset = 'registered_residents' "
+            "AND source_row = (SELECT min(source_row) FROM quarantine.rows "
+            "WHERE dept = 'gaj' AND dataset = 'registered_residents')"
+        )
+    cached = evaluate_against_truth(settings, cat)
+    assert judged == ["gaj.registered_residents"]
+    (settings.state_dir / "truth_evaluation.json").unlink()
+    fresh = evaluate_against_truth(settings, cat)
+    assert cached is not None and fresh is not None
+    assert cached.totals == fresh.totals and cached.totals != parts.totals
