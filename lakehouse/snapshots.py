@@ -65,14 +65,22 @@ def read_at(
 
 
 def list_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
-    """(zone, table, rows) for every table in the lake."""
-    out = []
-    for zone, table in sorted(tables_in(con)):
-        if zone not in ZONES:
-            continue
-        n = con.execute(f"SELECT count(*) FROM {table_ref(zone, table)}").fetchone()[0]
-        out.append((zone, table, int(n)))
-    return out
+    """(zone, table, rows) for every table in the lake.
+
+    One statement counts them all: each statement on a DuckLake loads its snapshot
+    (10-30 ms on a street's lake), a ``count(*)`` a table was 0.9 s for 62 tables."""
+    names = [(zone, table) for zone, table in sorted(tables_in(con)) if zone in ZONES]
+    if not names:
+        return []
+    counts = dict(
+        con.execute(
+            " UNION ALL ".join(
+                f"SELECT {i} AS i, count(*) AS n FROM {table_ref(zone, table)}"
+                for i, (zone, table) in enumerate(names)
+            )
+        ).fetchall()
+    )
+    return [(zone, table, int(counts[i])) for i, (zone, table) in enumerate(names)]
 
 
 @dataclass(frozen=True)
