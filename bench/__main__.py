@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,8 +77,17 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(known)}")
         return 2
-    for name in names:
-        importlib.import_module(f"bench.{name}").main()
+    if len(names) == 1:
+        importlib.import_module(f"bench.{names[0]}").main()
+    else:
+        # each benchmark in a child of its own: Linux carries a parent's high-water mark
+        # into every child it starts (at exec), so a benchmark that grew this process
+        # (the row gate's million rows) would inflate the peak RSS of every later child
+        for name in names:
+            code = subprocess.run([sys.executable, "-m", "bench", name], check=False).returncode
+            if code:
+                print(f"benchmark {name} failed (exit code {code})")
+                return code
     if {"ingest", "incremental"} & set(names):
         print("\nissue 10 (Any street), the goals:")
         for line in goals():
