@@ -27,7 +27,7 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import hold_lake, init_lake, open_lake
+from lakehouse.lake import hold_lake, open_lake
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
@@ -91,11 +91,13 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         f"catalogue OK: {len(cat.departments)} departments, {len(cat.datasets())} datasets; "
         f"street {street.name} ({street.code}), {len(street.communities)} communities"
     )
-    init_lake(settings)
-    simulate_if_needed(settings, console, force=simulate)
-    started_at = dt.datetime.now(dt.UTC)
-    # the simulated systems are served only when a pull is due (a no-op run imports none)
-    outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
+    # the writer's hold creates the lake when it is new (its zones) and is the one attach
+    # of the ingest (ingest_all's own hold is the same one)
+    with hold_lake(settings):
+        simulate_if_needed(settings, console, force=simulate)
+        started_at = dt.datetime.now(dt.UTC)
+        # the simulated systems are served only when a pull is due (a no-op run imports none)
+        outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
     # the summary's and custody's reads share one attach of the lake (readers do not take
     # the writer lock: custody's own writes open the lake their usual way)
     with hold_lake(settings, read_only=True):
