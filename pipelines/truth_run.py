@@ -39,18 +39,32 @@ CACHE_FILE = "truth_evaluation.json"
 CACHE_VERSION = "2026-11-30.1"
 
 
+def staged_columns(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> dict[str, list[str]]:
+    """``dept.dataset`` → the columns of its staged table, for the datasets that have one
+    (one probe a table, shared by the readers and the digests)."""
+    tables = {t for _, t in tables_in(con, "staged")}
+    out = {}
+    for dept, ds in cat.datasets():
+        table = raw_table(dept.code, ds)
+        if table in tables:
+            probe = con.execute(f'SELECT * FROM staged."{table}" LIMIT 0')
+            out[f"{dept.code}.{ds.code}"] = [d[0] for d in probe.description]
+    return out
+
+
 def staged_parts(
-    con: duckdb.DuckDBPyConnection, cat: Catalogue, protection: Protection
+    con: duckdb.DuckDBPyConnection,
+    cat: Catalogue,
+    protection: Protection,
+    columns: dict[str, list[str]] | None = None,
 ) -> dict[tuple[str, str], StagedPart]:
     """Each staged table, keyed ``(dept, dataset)``, as the truth evaluation reads it: the
     rows of some deliveries and a range of source rows, the columns asked for, revealed
-    (a whole table at a time was its peak: 1.7 million IoT readings at 200,000 residents)."""
-    tables = {t for _, t in tables_in(con, "staged")}
+    (a whole table at a time was its peak: 1.7 million IoT readings at 200,000 residents).
+    ``columns``: :func:`staged_columns`, when the caller has them."""
+    columns = staged_columns(con, cat) if columns is None else columns
 
-    def reader(table: str, ds: Dataset) -> StagedPart:
-        probe = con.execute(f'SELECT * FROM staged."{table}" LIMIT 0')
-        has_pid = KEY_PID in [d[0] for d in probe.description]
-
+    def reader(table: str, ds: Dataset, has_pid: bool) -> StagedPart:
         def part(columns: list[str], ids: list[str], lo: int | None, hi: int | None):
             names = ["_delivery_id", "_source_row", *([KEY_PID] if has_pid else []), *columns]
             where, args = [f"_delivery_id IN ({', '.join('?' for _ in ids) or 'NULL'})"], [*ids]
@@ -66,20 +80,26 @@ def staged_parts(
         return part
 
     return {
-        (dept.code, ds.code): reader(raw_table(dept.code, ds), ds)
+        (dept.code, ds.code): reader(
+            raw_table(dept.code, ds), ds, KEY_PID in columns[f"{dept.code}.{ds.code}"]
+        )
         for dept, ds in cat.datasets()
-        if raw_table(dept.code, ds) in tables
+        if f"{dept.code}.{ds.code}" in columns
     }
 
 
 def judged_digests(
-    con: duckdb.DuckDBPyConnection, cat: Catalogue, files: dict[str, str], manifest: str
+    con: duckdb.DuckDBPyConnection,
+    cat: Catalogue,
+    files: dict[str, str],
+    manifest: str,
+    columns: dict[str, list[str]],
 ) -> dict[str, str]:
     """``dept.dataset`` → a digest of what its figures are judged on: the identities and
     row digests of its staged rows (a superseded, deleted or re-staged row changes it; a
     re-encryption does not), its quarantined rows, the delivered files judged, the
-    manifest. Order-free sums of DuckDB's row hashes: one pass over three narrow columns."""
-    tables = {t for _, t in tables_in(con, "staged")}
+    manifest. Order-free sums of DuckDB's row hashes: one pass over three narrow columns.
+    ``columns``: :func:`staged_columns`."""
     quarantined = {
         f"{d}.{c}": f"{n}:{h}"
         for d, c, n, h in con.execute(
@@ -97,11 +117,9 @@ def judged_digests(
     for dept, ds in cat.datasets():
         ref, table = f"{dept.code}.{ds.code}", raw_table(dept.code, ds)
         staged = "none"
-        if table in tables:
-            cols = [
-                d[0] for d in con.execute(f'SELECT * FROM staged."{table}" LIMIT 0').description
-            ]
-            row = ["_delivery_id", "_source_row", *([ROW_DIGEST] if ROW_DIGEST in cols else [])]
+        if ref in columns:
+            digested = [ROW_DIGEST] if ROW_DIGEST in columns[ref] else []
+            row = ["_delivery_id", "_source_row", *digested]
             n, h = con.execute(
                 f'SELECT count(*), sum(hash({", ".join(row)}))::VARCHAR FROM staged."{table}"'
             ).fetchone()
@@ -145,14 +163,16 @@ def evaluate_against_truth(
         deliveries = con.execute(
             "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
         ).pl()
-        digests = judged_digests(con, cat, matched_files(manifest, deliveries), manifest_digest)
+        columns = staged_columns(con, cat)
+        files = matched_files(manifest, deliveries)
+        digests = judged_digests(con, cat, files, manifest_digest, columns)
         known = {
             ref: entry["figures"]
             for ref, entry in _read_cache(cache).items()
             if digests.get(ref) == entry.get("digest")
         }
         # one part of one staged table at a time: the rows and columns being judged
-        staged = staged_parts(con, cat, protection)
+        staged = staged_parts(con, cat, protection, columns)
         disagreements = None
         if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
             disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
