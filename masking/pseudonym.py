@@ -11,8 +11,8 @@ the ring's suite does, and ``streethub keys rekey`` recomputes every pseudonym w
 changes (``pipelines.rekey``).
 
 Deterministic per key, so tables pseudonymised with the same key join; a different key
-(``recipient="wjw"`` → key purpose ``recipient:wjw``) gives unrelated pseudonyms, so two
-departments' extracts cannot be joined without the hub.
+(``recipient=<department code>`` → key purpose ``recipient:<department code>``) gives
+unrelated pseudonyms, so two departments' extracts cannot be joined without the hub.
 
 Why 80 bits is safe: a collision among n identifiers has probability ≈ n²/2⁸¹. For the
 whole population of China (1.4·10⁹ — far beyond a street's 10⁵) that is ≈ 8·10⁻⁷;
