@@ -87,7 +87,7 @@ def test_shipped_answers(shipped: Catalogue) -> None:
         ("gaj.residence_permits", "citizen_id"),
     ]
     assert ("gaj", "registered_residents") in authoritative_datasets(shipped)
-    assert ("gaj", "residence_permits") not in authoritative_datasets(shipped)
+    assert ("cgj", "violation_cases") not in authoritative_datasets(shipped)
 
 
 def test_registers_are_the_person_key_authority_datasets(shipped: Catalogue) -> None:
@@ -121,6 +121,6 @@ def test_no_authority_declared(tmp_path: Path) -> None:
     assert person_key(cat) is None
     assert person_registers(cat) == []
     assert authority(cat, "person.citizen_id") is None
-    assert not any(c.startswith("person.") for c in authorities(cat))
+    assert not any(a.dept == "gaj" for a in authorities(cat).values())  # others keep theirs
     # the other entities keep theirs
     assert key_authorities(cat)["merchant.credit_code"].ref == "scjg.merchants"

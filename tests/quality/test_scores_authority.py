@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog.authority import key_authorities, person_key, person_registers
+from catalog.authority import authoritative_datasets, key_authorities, person_key, person_registers
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import CATALOG_DIR
@@ -164,11 +164,16 @@ def test_no_authority_declared_still_scores(tmp_path: Path) -> None:
     assert not [c for c in comparisons(cat) if c.concept.startswith("person.")]
     sc = _scores(cat, staged, deliveries)
     for key in staged:
-        for dim in ("consistency", "accuracy"):
+        # a dataset still authoritative for an attribute of its own (a care level) is scored
+        # on its key's validity; every other one says why accuracy cannot be measured
+        own = key in authoritative_datasets(cat)
+        for dim in ("consistency", "accuracy") if not own else ("consistency",):
             row = _get(sc, key, dim)
             assert row["score"] is None
             assert row["detail"].startswith("n/a: no authority declared for ")
             assert "person.citizen_id" in row["detail"]
+        if own:
+            assert "authoritative source" in _get(sc, key, "accuracy")["detail"]
         # the other dimensions are still measured
         assert _get(sc, key, "completeness")["score"] is not None
         assert _get(sc, key, "timeliness")["score"] == 1.0
