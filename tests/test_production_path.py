@@ -28,7 +28,9 @@ from catalog.loader import load_catalogue
 from departments.simulate import SPECS
 
 REPO = Path(__file__).resolve().parents[1]
-PRODUCTION = ("catalog", "lakehouse", "quality", "masking", "marts", "pipelines", "share_api")
+PRODUCTION = (
+    "catalog", "lakehouse", "quality", "masking", "curated", "marts", "pipelines", "share_api",
+)  # fmt: skip
 EVALUATION = REPO / "quality" / "evaluation.py"
 SIMULATE_PATH = {REPO / "pipelines" / "main_job.py", REPO / "pipelines" / "cli.py"}
 # the lake side of the truth evaluation (reads the lake for quality.evaluation): imported by
@@ -158,3 +160,35 @@ def test_the_checks_can_fail(tmp_path: Path):
         fn is not None and "simulat" in fn
         for _, fn in departments_imports(REPO / "pipelines" / "main_job.py")
     )
+
+
+# the layout: which top-level package may import which (ARCHITECTURE.md; curated/ sits
+# between quality/masking and marts)
+MAY_IMPORT = {
+    "catalog": set(),
+    "lakehouse": {"catalog"},
+    "quality": {"catalog"},
+    "masking": {"catalog"},
+    "curated": {"catalog", "lakehouse", "masking", "quality"},
+}
+
+
+def imported_tops(path: Path) -> set[str]:
+    """The top-level packages of ours a module imports."""
+    ours = set(PRODUCTION) | {"departments", "bench", "tests"}
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out & ours
+
+
+@pytest.mark.parametrize("top", sorted(MAY_IMPORT))
+def test_each_package_imports_only_what_the_layout_allows(top: str):
+    wrong = {
+        str(p.relative_to(REPO)): sorted(imported_tops(p) - MAY_IMPORT[top] - {top})
+        for p in sorted((REPO / top).rglob("*.py"))
+    }
+    assert not {k: v for k, v in wrong.items() if v}
