@@ -1,0 +1,307 @@
+"""Events (事): ``curated.event`` — appeals, grid events, violations, incidents, follow-ups,
+door-access activity — one table, every dataset whose entity is ``event``.
+
+What an event is comes from the catalogue's concepts, never from a dataset's name:
+``event.time`` (when), ``event.category``, ``event.status``, ``event.closed_time``; where
+from ``place.grid_code`` or, where a record names none, the grid cell whose centre is
+nearest its ``place.lon/lat`` (:func:`curated.things.nearest_grid`), and its
+``place.community_code`` (else the grid's community). A dataset without place fields takes
+its place from the thing it names: a related resource (``related_resources``) of things whose
+one-field key is a field of the event (a door event's device → the device's grid).
+
+``person_id``: the record's subject (``curated.person_mentions``, or exact on the person-key
+pseudonym before the index exists). ``house_id``: where the record's address resolves to a
+unit (``curated.house_mentions`` of the same record).
+
+An event whose time is a person's whereabouts (the ``event.time`` field's PII kind is
+``location``: door access, 行踪信息) is not kept record by record: one row per person and
+day (``granularity = 'person_day'``, ``occurrences`` = records, place = the cell most of
+them happened in); records without a person are summarised per day and grid cell.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from catalog.model import Catalogue, Dataset, Entity, PiiKind
+from catalog.street import Street
+from curated.houses import (
+    HOUSE,
+    MENTIONS,
+    PERSON_MENTIONS,
+    Revealer,
+    concept_field,
+    house_datasets,
+    pseudonyms,
+    read_staged,
+    replace_rows,
+    subject_ids,
+)
+from curated.things import (
+    THING,
+    grid_centres,
+    nearest_grid,
+    place_columns,
+    place_fields,
+    thing_datasets,
+)
+from lakehouse.lake import has_table
+
+EVENT = "event"
+TIME, CATEGORY, STATUS, CLOSED = "event.time", "event.category", "event.status", "event.closed_time"
+RECORD, PERSON_DAY = "record", "person_day"
+EVENT_COLUMNS = [
+    ("event_id", "VARCHAR"),
+    ("dept", "VARCHAR"),
+    ("dataset", "VARCHAR"),
+    ("key_pid", "VARCHAR"),
+    ("granularity", "VARCHAR"),
+    ("occurrences", "BIGINT"),
+    ("category", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("at", "TIMESTAMP"),
+    ("closed_at", "TIMESTAMP"),
+    ("day", "DATE"),
+    ("grid_code", "VARCHAR"),
+    ("community_code", "VARCHAR"),
+    ("person_id", "VARCHAR"),
+    ("house_id", "VARCHAR"),
+    ("built_at", "TIMESTAMPTZ"),
+]
+
+
+def event_datasets(catalogue: Catalogue) -> list[tuple[str, Dataset]]:
+    """(dept, dataset) of every dataset of events with an ``event.time``."""
+    return [
+        (d.code, ds)
+        for d, ds in catalogue.datasets()
+        if ds.entity is Entity.event and concept_field(ds, TIME)
+    ]
+
+
+def whereabouts(ds: Dataset) -> bool:
+    """The dataset's event time is a person's whereabouts (PII kind location): summarised."""
+    return ds.field(concept_field(ds, TIME)).pii is PiiKind.location
+
+
+def placing_thing(catalogue: Catalogue, ds: Dataset) -> tuple[str, Dataset, str] | None:
+    """(dept, dataset, key field) of the related things that place an event dataset with no
+    place fields of its own; None when it has some, or no such relation."""
+    if place_fields(ds):
+        return None
+    names = {f.name for f in ds.fields}
+    for dept, other in thing_datasets(catalogue):
+        if other.resource_code in ds.related_resources and other.key[0] in names:
+            return dept, other, other.key[0]
+    return None
+
+
+def _place_from_thing(
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    via: tuple[str, Dataset, str],
+    protection: Revealer,
+) -> pl.DataFrame:
+    dept, other, key = via
+    n = frame.height
+    empty = pl.DataFrame(
+        {c: pl.Series([None] * n, dtype=pl.String) for c in ("community_code", "grid_code")}
+    ).with_columns(pl.lit(None, pl.Float64).alias("lon"), pl.lit(None, pl.Float64).alias("lat"))
+    if not has_table(con, "curated", THING):
+        return empty
+    things = con.execute(
+        f'SELECT key_pid, community_code, grid_code, lon, lat FROM curated."{THING}" '
+        "WHERE dept = ? AND dataset = ?",
+        [dept, other.code],
+    ).pl()
+    pids = pseudonyms(frame[key], protection, other.field(key).pii).alias("key_pid")
+    return (
+        pids.to_frame()
+        .join(things.unique("key_pid"), on="key_pid", how="left", maintain_order="left")
+        .select("community_code", "grid_code", "lon", "lat")
+    )
+
+
+def _as_timestamp(series: pl.Series) -> pl.Series:
+    if series.dtype == pl.Date:
+        return series.cast(pl.Datetime("us"))
+    if isinstance(series.dtype, pl.Datetime):
+        return series.dt.replace_time_zone(None).cast(pl.Datetime("us"))
+    return series.cast(pl.String).str.to_datetime(strict=False, time_unit="us")
+
+
+def dataset_events(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    dept: str,
+    ds: Dataset,
+    protection: Revealer,
+    grids: pl.DataFrame,
+) -> pl.DataFrame | None:
+    """The ``curated.event`` rows of one dataset (None when it is not staged)."""
+    concepts = {c: concept_field(ds, c) for c in (TIME, CATEGORY, STATUS, CLOSED)}
+    via = placing_thing(catalogue, ds)
+    wanted = [f for f in concepts.values() if f] + place_fields(ds) + ([via[2]] if via else [])
+    frame = read_staged(con, dept, ds, list(dict.fromkeys(wanted)), protection=protection)
+    if frame is None:
+        return None
+    n = frame.height
+
+    def col(concept: str) -> pl.Series:
+        name = concepts[concept]
+        return frame[name] if name else pl.Series([None] * n, dtype=pl.String)
+
+    place = (
+        _place_from_thing(con, frame, via, protection) if via else place_columns(frame, ds, grids)
+    )
+    at = _as_timestamp(col(TIME))
+    events = pl.DataFrame(
+        {
+            "key_pid": frame["_key_pid"],
+            "category": col(CATEGORY).cast(pl.String),
+            "status": col(STATUS).cast(pl.String),
+            "at": at,
+            "closed_at": _as_timestamp(col(CLOSED)),
+            "day": at.dt.date(),
+        }
+    ).hstack(place.select("grid_code", "community_code"))
+    ids = subject_ids(con, catalogue, dept, ds)
+    if ids is not None:
+        events = events.join(ids.unique("key_pid"), on="key_pid", how="left", maintain_order="left")
+    else:
+        events = events.with_columns(pl.lit(None, pl.String).alias("person_id"))
+    if has_table(con, "curated", MENTIONS):
+        houses = con.execute(
+            f'SELECT key_pid, house_id FROM curated."{MENTIONS}" '
+            "WHERE dept = ? AND dataset = ? AND house_id IS NOT NULL",
+            [dept, ds.code],
+        ).pl()
+        events = events.join(
+            houses.unique("key_pid"), on="key_pid", how="left", maintain_order="left"
+        )
+    else:
+        events = events.with_columns(pl.lit(None, pl.String).alias("house_id"))
+    events = place_by_house(con, events, grids)
+    if whereabouts(ds):
+        events = per_person_day(events, ds)
+    else:
+        events = events.with_columns(
+            pseudonyms(ds.resource_code + ":" + events["key_pid"], protection).alias("event_id"),
+            pl.lit(RECORD).alias("granularity"),
+            pl.lit(1, pl.Int64).alias("occurrences"),
+        )
+    return events.with_columns(pl.lit(dept).alias("dept"), pl.lit(ds.code).alias("dataset"))
+
+
+def place_by_house(
+    con: duckdb.DuckDBPyConnection, events: pl.DataFrame, grids: pl.DataFrame
+) -> pl.DataFrame:
+    """Events that name no grid cell but whose address resolved to a house: the grid cell
+    nearest the house's building, and its community where the event names none."""
+    missing = events["grid_code"].is_null() & events["house_id"].is_not_null()
+    if not missing.any() or not has_table(con, "curated", HOUSE):
+        return events
+    houses = con.execute(
+        f"SELECT house_id, community_code AS h_community, lon AS h_lon, lat AS h_lat "
+        f'FROM curated."{HOUSE}"'
+    ).pl()
+    joined = events.join(houses, on="house_id", how="left", maintain_order="left")
+    near = nearest_grid(joined["h_lon"], joined["h_lat"], grids)
+    return joined.with_columns(
+        pl.coalesce(pl.col("grid_code"), near).alias("grid_code"),
+        pl.coalesce(pl.col("community_code"), pl.col("h_community")).alias("community_code"),
+    ).drop("h_community", "h_lon", "h_lat")
+
+
+def per_person_day(events: pl.DataFrame, ds: Dataset) -> pl.DataFrame:
+    """Whereabouts summarised: one row per person and day (per day and grid cell for records
+    without a person); ``_label`` names the group, the caller pseudonymises it into the
+    ``event_id``."""
+
+    def mode(col: str) -> pl.Expr:
+        return pl.col(col).drop_nulls().mode().sort().first()
+
+    groups = (
+        events.with_columns(
+            pl.when(pl.col("person_id").is_null()).then(pl.col("grid_code")).alias("_cell")
+        )
+        .group_by("person_id", "day", "_cell")
+        .agg(
+            pl.len().cast(pl.Int64).alias("occurrences"),
+            mode("grid_code").alias("grid_code"),
+            mode("community_code").alias("community_code"),
+            mode("category").alias("category"),
+            mode("house_id").alias("house_id"),
+        )
+        .sort("day", "person_id", "_cell", nulls_last=True)
+    )
+    label = pl.concat_str(
+        [pl.lit(ds.resource_code), pl.col("day").cast(pl.String),
+         pl.col("person_id").fill_null(""), pl.col("_cell").fill_null("")],
+        separator=":",
+    )  # fmt: skip
+    return groups.with_columns(
+        label.alias("_label"),
+        pl.col("day").cast(pl.Datetime("us")).alias("at"),
+        pl.lit(None, pl.String).alias("key_pid"),
+        pl.lit(None, pl.String).alias("status"),
+        pl.lit(None, pl.Datetime("us")).alias("closed_at"),
+        pl.lit(PERSON_DAY).alias("granularity"),
+    ).drop("_cell")
+
+
+def build_events(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    street: Street,
+    changed: set[tuple[str, str]] | None = None,
+) -> dict[str, int]:
+    """Write ``curated.event``: every event dataset (``changed`` None, or a change to the
+    house register, the grid or the things that place events), else only the event
+    datasets among ``changed``; then every event's person follows the master index (an
+    update where a merge or split moved it). Counts for the asset's metadata."""
+    del street  # places are codes and coordinates; addresses come through house_mentions
+    datasets = event_datasets(catalogue)
+    placing = {(d, ds.code) for d, ds in thing_datasets(catalogue)}
+    full = changed is None or bool(changed & (house_datasets(catalogue) | placing))
+    scope = None if full else {(d, ds.code) for d, ds in datasets} & changed
+    grids = grid_centres(con, catalogue)
+    frames = []
+    for dept, ds in datasets:
+        if scope is not None and (dept, ds.code) not in scope:
+            continue
+        events = dataset_events(con, catalogue, dept, ds, protection, grids)
+        if events is not None:
+            if "_label" in events.columns:
+                events = events.with_columns(
+                    pseudonyms(events["_label"], protection).alias("event_id")
+                ).drop("_label")
+            frames.append(events)
+    if scope is None or scope:
+        frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+        replace_rows(con, EVENT, EVENT_COLUMNS, frame, scope)
+    if scope is not None:
+        follow_person_index(con)
+    row = con.execute(
+        f"SELECT count(*), count(person_id), count(house_id), count(grid_code), "
+        f'sum(occurrences) FROM curated."{EVENT}"'
+    ).fetchone()
+    keys = ("events", "events_with_person", "events_with_house", "events_with_grid", "records")
+    return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
+
+def follow_person_index(con: duckdb.DuckDBPyConnection) -> int:
+    """Record-level events whose subject the master index now gives another person id
+    (a merge or split since they were built) take it; the number moved."""
+    if not has_table(con, "curated", PERSON_MENTIONS) or not has_table(con, "curated", EVENT):
+        return 0
+    moved = con.execute(
+        f'UPDATE curated."{EVENT}" AS e SET person_id = m.person_id '
+        f'FROM curated."{PERSON_MENTIONS}" AS m '
+        "WHERE e.granularity = ? AND e.dept = m.dept AND e.dataset = m.dataset "
+        "AND e.key_pid = m.key_pid AND e.person_id IS DISTINCT FROM m.person_id",
+        [RECORD],
+    ).fetchone()
+    return int(moved[0]) if moved else 0
