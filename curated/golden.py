@@ -1,0 +1,610 @@
+"""Golden records (黄金记录): one row per person, each attribute from its authoritative source.
+
+Which department and dataset hold the reference value of a concept is the catalogue's
+answer (``catalog.authority.authority``); who a staged record is about is the master
+resident index's (``curated.person_mentions``: dept, dataset, key_pid → person_id). For
+every person attribute concept but the person key itself, the authority's records of a
+person are *observations* of that attribute: the value, the record's date (``as_of``: the
+dataset's event time, else its first date field without a concept, else the day it was
+loaded) and when the hub learned it (``known_at``: the staged row's ``_loaded_at``).
+
+Tables (schema ``curated``; keyed by the person pseudonym, no plain identifier):
+
+- ``person``: one row per person_id; per attribute ``<attr>``, ``<attr>_source``
+  (``dept.dataset``) and ``<attr>_as_of``; ``sources_digest`` fingerprints the staged rows
+  the record was built from (for :func:`refresh_golden`).
+- ``person_attribute_history``: the runs of equal values of each attribute in the order
+  of their dates: ``valid_from`` (first record of the run), ``valid_to`` (the next run's
+  ``valid_from``; null while current), ``as_of`` (last record of the run), ``known_at``
+  (when the hub first held the run's value). :func:`person_as_of` rebuilds any past date.
+- ``attribute_checks`` / ``attribute_conflicts``: every non-authoritative record's concept
+  value compared with the person's golden value by ``quality.scores_authority.compare``
+  (the consistency score's one rule), per record and counted per concept × dept × dataset.
+
+Sensitive (L3/L4) values are stored as ciphertext (``masking.crypto``) bound to the curated
+table, column and row; staged values are decrypted for the audited purpose
+``golden_record``, a batch of rows at a time, through the caller's ``protection`` (the
+pipelines' ``Protection``: its ``reveal`` knows the staged row identity).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import duckdb
+import polars as pl
+
+from catalog.authority import Authority, authorities, fields_of_concept, person_key
+from catalog.errors import StreethubError
+from catalog.model import Catalogue, Dataset, FieldType
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from masking.audit import AuditLog
+from masking.crypto import decrypt_series, encrypt_series
+from masking.keys import KeyRing
+from quality.keys import KEY_PID, ROW_DIGEST
+from quality.scores_authority import Comparison, compare, comparisons
+
+PURPOSE = "golden_record"
+ZONE = "curated"
+MENTIONS = "person_mentions"
+PERSON = "person"
+HISTORY = "person_attribute_history"
+CHECKS = "attribute_checks"
+CONFLICTS = "attribute_conflicts"
+EVENT_TIME = "event.time"  # the concept dating an event record
+PERSON_ID = "person_id"
+BATCH_ROWS = 50_000  # staged rows decrypted at once
+_SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
+
+HISTORY_COLUMNS = [
+    (PERSON_ID, "VARCHAR"),
+    ("concept", "VARCHAR"),
+    ("value", "VARCHAR"),
+    ("encrypted", "BOOLEAN"),
+    ("source_dept", "VARCHAR"),
+    ("source_dataset", "VARCHAR"),
+    ("as_of", "DATE"),
+    ("valid_from", "DATE"),
+    ("valid_to", "DATE"),
+    ("known_at", "TIMESTAMPTZ"),
+]
+CHECK_COLUMNS = [
+    (PERSON_ID, "VARCHAR"),
+    ("concept", "VARCHAR"),
+    ("dept", "VARCHAR"),
+    ("dataset", "VARCHAR"),
+    ("field", "VARCHAR"),
+    ("key_pid", "VARCHAR"),
+    ("authority_dept", "VARCHAR"),
+    ("authority_dataset", "VARCHAR"),
+    ("compared", "BOOLEAN"),
+    ("conflicting", "BOOLEAN"),
+]
+CONFLICT_COLUMNS = [
+    ("concept", "VARCHAR"),
+    ("dept", "VARCHAR"),
+    ("dataset", "VARCHAR"),
+    ("field", "VARCHAR"),
+    ("authority_dept", "VARCHAR"),
+    ("authority_dataset", "VARCHAR"),
+    ("records", "BIGINT"),
+    ("compared", "BIGINT"),
+    ("conflicting", "BIGINT"),
+]
+
+
+class Revealer(Protocol):
+    """What golden records need of the caller's protection (``pipelines.protection``)."""
+
+    keyring: KeyRing
+    audit: AuditLog
+    actor: str
+
+    def reveal(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A golden attribute: a person concept and its authoritative field."""
+
+    concept: str
+    authority: Authority
+
+    @property
+    def column(self) -> str:
+        """The person table's column (``care_level`` of ``person.care_level``)."""
+        return self.concept.split(".", 1)[1]
+
+    @property
+    def sensitive(self) -> bool:
+        return self.authority.dataset.field(self.authority.field).level.sensitive
+
+
+def golden_attributes(catalogue: Catalogue) -> list[Attribute]:
+    """Every person concept with an authority, the person key itself excepted."""
+    key = person_key(catalogue)
+    return [
+        Attribute(c, a)
+        for c, a in authorities(catalogue).items()
+        if a.entity == PERSON and c != key
+    ]
+
+
+def as_of_field(ds: Dataset) -> str | None:
+    """The field dating a record: its event time, else its first date field without a
+    concept (a registration, approval, check or signing date; an update time); None when
+    the dataset has none (the day the row was loaded dates it). Never a sensitive field."""
+    dated = [
+        f for f in ds.fields
+        if f.type in (FieldType.date, FieldType.datetime) and not f.level.sensitive
+    ]  # fmt: skip
+    for f in dated:
+        if f.concept == EVENT_TIME:
+            return f.name
+    return next((f.name for f in dated if f.concept is None), None)
+
+
+def staged_table(dept: str, ds: Dataset) -> str:
+    """The staged table of a dataset (``staged."<dept>__<dataset>"``)."""
+    return f'staged."{dept}__{ds.code}"'
+
+
+def golden_checks(catalogue: Catalogue) -> list[Comparison]:
+    """The comparisons behind ``attribute_conflicts``.
+
+    Those of the consistency score (``quality.scores_authority.comparisons``: a dataset
+    joined to the key register on the person key) whose authoritative field is the golden
+    attribute's, joined here through the master index; and, for a concept whose authority
+    is another dataset, every other dataset's field of that concept, compared the same way.
+    """
+    attrs = {a.concept: a for a in golden_attributes(catalogue)}
+    out, seen = [], set()
+    for cmp in comparisons(catalogue):
+        a = attrs.get(cmp.concept)
+        if a is None or (a.authority.ref, a.authority.field) != (cmp.auth_ref, cmp.auth_field):
+            continue
+        out.append(cmp)
+        seen.add((cmp.dept, cmp.dataset, cmp.field))
+    for dept, ds in catalogue.datasets():
+        for a in attrs.values():
+            if (dept.code, ds.code) == (a.authority.dept, a.authority.dataset.code):
+                continue
+            for name in fields_of_concept(ds, a.concept):
+                if (dept.code, ds.code, name) in seen:
+                    continue
+                out.append(
+                    Comparison(
+                        dept=dept.code,
+                        dataset=ds.code,
+                        field=name,
+                        concept=a.concept,
+                        join_field=PERSON_ID,
+                        auth_dept=a.authority.dept,
+                        auth_dataset=a.authority.dataset.code,
+                        auth_field=a.authority.field,
+                        auth_key=PERSON_ID,
+                    )
+                )
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a build reads of one staged dataset."""
+
+    dept: str
+    dataset: Dataset
+    attributes: tuple[Attribute, ...]  # authoritative here
+    checks: tuple[Comparison, ...]  # compared here
+
+    @property
+    def fields(self) -> list[str]:
+        names = [a.authority.field for a in self.attributes] + [c.field for c in self.checks]
+        return list(dict.fromkeys(names))
+
+
+def _plans(catalogue: Catalogue) -> list[_Plan]:
+    attrs, checks = golden_attributes(catalogue), golden_checks(catalogue)
+    out = []
+    for dept, ds in catalogue.datasets():
+        mine = tuple(
+            a for a in attrs if (a.authority.dept, a.authority.dataset.code) == (dept.code, ds.code)
+        )
+        compared = tuple(c for c in checks if (c.dept, c.dataset) == (dept.code, ds.code))
+        if mine or compared:
+            out.append(_Plan(dept.code, ds, mine, compared))
+    return out
+
+
+def _require_mentions(con: duckdb.DuckDBPyConnection) -> None:
+    if not has_table(con, ZONE, MENTIONS):
+        raise StreethubError(
+            f"{ZONE}.{MENTIONS} does not exist: link persons before building golden records"
+        )
+
+
+def _scope_join(scoped: bool) -> str:
+    return f"JOIN {_SCOPE} USING ({PERSON_ID})" if scoped else ""
+
+
+def sources_digests(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, *, scoped: bool = False
+) -> pl.DataFrame:
+    """person_id → ``sources_digest``: a digest of the staged rows (key pseudonym and row
+    digest) a person's golden record is built from, for every person with a mention (a
+    person only in datasets golden records do not read has the digest of nothing).
+    ``scoped``: only the persons of the registered scope frame."""
+    parts, params = [], []
+    for plan in _plans(catalogue):
+        if not has_table(con, "staged", f"{plan.dept}__{plan.dataset.code}"):
+            continue
+        parts.append(
+            f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
+            f"coalesce(s.{ROW_DIGEST}, '') AS part FROM {ZONE}.{MENTIONS} m "
+            f"JOIN {staged_table(plan.dept, plan.dataset)} s ON s.{KEY_PID} = m.key_pid "
+            "WHERE m.dept = ? AND m.dataset = ?"
+        )
+        params += [plan.dept, plan.dataset.code]
+    rows = " UNION ALL ".join(parts) or f"SELECT NULL::VARCHAR AS {PERSON_ID}, NULL AS part"
+    sql = (
+        f"SELECT p.{PERSON_ID}, sha256(coalesce(string_agg(x.part, ',' ORDER BY x.part), '')) "
+        f"AS sources_digest FROM (SELECT DISTINCT {PERSON_ID} FROM {ZONE}.{MENTIONS} "
+        f"WHERE {PERSON_ID} IS NOT NULL) p {_scope_join(scoped)} "
+        f"LEFT JOIN ({rows}) x USING ({PERSON_ID}) GROUP BY p.{PERSON_ID}"
+    )
+    return con.execute(sql, params).pl()
+
+
+def _read_plan(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, protection: Revealer, scoped: bool
+) -> Iterable[pl.DataFrame]:
+    """The plan's staged rows of the persons in scope, decrypted a batch at a time."""
+    dated = as_of_field(plan.dataset)
+    loaded = "CAST(timezone('UTC', s._loaded_at) AS DATE)"
+    as_of = f'coalesce(CAST(s."{dated}" AS DATE), {loaded})' if dated else loaded
+    cols = ", ".join(f's."{f}"' for f in plan.fields)
+    sql = (
+        f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, {as_of} AS as_of, "
+        f"{cols} FROM {staged_table(plan.dept, plan.dataset)} s "
+        f"JOIN {ZONE}.{MENTIONS} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+        f"{_scope_join(scoped)} WHERE m.{PERSON_ID} IS NOT NULL "
+        f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}"
+    )
+    reader = con.execute(sql, [plan.dept, plan.dataset.code]).to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.height:
+            yield protection.reveal(frame, plan.dataset, PURPOSE)
+
+
+def _observations(frame: pl.DataFrame, plan: _Plan) -> list[pl.DataFrame]:
+    return [
+        frame.select(
+            PERSON_ID,
+            pl.lit(a.concept).alias("concept"),
+            pl.col(a.authority.field).cast(pl.String).alias("value"),
+            pl.lit(plan.dept).alias("source_dept"),
+            pl.lit(plan.dataset.code).alias("source_dataset"),
+            pl.col("as_of").cast(pl.Date),
+            pl.col("known_at"),
+            pl.col(KEY_PID).alias("key_pid"),
+        ).filter(pl.col("value").is_not_null())
+        for a in plan.attributes
+    ]
+
+
+def history_of(observations: pl.DataFrame) -> pl.DataFrame:
+    """Runs of equal values per person and concept, in date order (then load time, then
+    record), with valid_from / valid_to / as_of / known_at (plaintext values)."""
+    group = [PERSON_ID, "concept"]
+    obs = observations.sort([*group, "as_of", "known_at", "key_pid"])
+    starts = pl.col("value").ne_missing(pl.col("value").shift(1).over(group))
+    runs = (
+        obs.with_columns(starts.cast(pl.Int64).cum_sum().alias("_run"))
+        .group_by([*group, "_run"], maintain_order=True)
+        .agg(
+            pl.col("value").first(),
+            pl.col("source_dept").first(),
+            pl.col("source_dataset").first(),
+            pl.col("as_of").first().alias("valid_from"),
+            pl.col("as_of").last(),
+            pl.col("known_at").min(),
+        )
+        .sort([*group, "_run"])
+    )
+    return runs.with_columns(pl.col("valid_from").shift(-1).over(group).alias("valid_to")).drop(
+        "_run"
+    )
+
+
+def _history_rows(history: pl.DataFrame) -> pl.Series:
+    """The row identity binding a history value: person, concept, valid_from."""
+    return history.select(
+        pl.concat_str(
+            [pl.col(PERSON_ID), pl.col("concept"), pl.col("valid_from").cast(pl.String)],
+            separator="\x1f",
+        )
+    ).to_series()
+
+
+def _protect_history(
+    history: pl.DataFrame, attrs: list[Attribute], keyring: KeyRing
+) -> pl.DataFrame:
+    secret = [a.concept for a in attrs if a.sensitive]
+    encrypted = pl.col("concept").is_in(secret)
+    hidden = history.with_columns(
+        pl.when(encrypted).then(pl.col("value")).alias("_secret"), encrypted.alias("encrypted")
+    )
+    sealed = encrypt_series(
+        hidden["_secret"], keyring, column=f"{ZONE}.{HISTORY}.value", rows=_history_rows(history)
+    )
+    return hidden.with_columns(
+        pl.when(pl.col("encrypted")).then(sealed).otherwise(pl.col("value")).alias("value")
+    ).drop("_secret")
+
+
+def _person_frame(
+    persons: pl.DataFrame, current: pl.DataFrame, attrs: list[Attribute], keyring: KeyRing
+) -> pl.DataFrame:
+    """One row per person: each attribute's current value, source and as-of date."""
+    out = persons
+    for a in attrs:
+        mine = current.filter(pl.col("concept") == a.concept).select(
+            PERSON_ID,
+            pl.col("value").alias(a.column),
+            pl.concat_str(["source_dept", "source_dataset"], separator=".").alias(
+                f"{a.column}_source"
+            ),
+            pl.col("as_of").alias(f"{a.column}_as_of"),
+        )
+        out = out.join(mine, on=PERSON_ID, how="left")
+        if a.sensitive:
+            rows = out[PERSON_ID]
+            column = f"{ZONE}.{PERSON}.{a.column}"
+            out = out.with_columns(encrypt_series(out[a.column], keyring, column=column, rows=rows))
+    return out
+
+
+def _value_types(con: duckdb.DuckDBPyConnection, attrs: list[Attribute]) -> dict[str, str]:
+    """Each attribute column's SQL type: its staged column's (text for ciphertext)."""
+    out = {}
+    for a in attrs:
+        kind = "VARCHAR"
+        auth = a.authority
+        if not a.sensitive and has_table(con, "staged", f"{auth.dept}__{auth.dataset.code}"):
+            sql = f'DESCRIBE SELECT "{auth.field}" FROM {staged_table(auth.dept, auth.dataset)}'
+            kind = str(con.execute(sql).fetchone()[1])
+        out[a.column] = kind
+    return out
+
+
+def person_columns(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[tuple[str, str]]:
+    """(name, SQL type) of ``curated.person``."""
+    attrs = golden_attributes(catalogue)
+    types = _value_types(con, attrs)
+    cols = [(PERSON_ID, "VARCHAR"), ("sources_digest", "VARCHAR")]
+    for a in attrs:
+        cols += [(a.column, types[a.column]), (f"{a.column}_source", "VARCHAR"),
+                 (f"{a.column}_as_of", "DATE")]  # fmt: skip
+    return cols
+
+
+@dataclass(frozen=True)
+class GoldenBuild:
+    """What a build wrote: persons rebuilt, history rows, checked records."""
+
+    persons: int
+    history_rows: int
+    checked: int
+    full: bool
+
+
+def build_golden(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    persons: Iterable[str] | None = None,
+) -> GoldenBuild:
+    """Build the golden records of ``persons`` (None: every person, a full rebuild).
+
+    A partial build replaces exactly those persons' rows (a person without mentions any
+    more loses them) and recounts ``attribute_conflicts``; the result equals a full build.
+    """
+    _require_mentions(con)
+    attrs = golden_attributes(catalogue)
+    scoped = persons is not None
+    if scoped:
+        scope = pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
+        con.register(_SCOPE, scope.to_arrow())
+    try:
+        digests = sources_digests(con, catalogue, scoped=scoped)
+        observed, checks = [], []
+        for plan in _plans(catalogue):
+            if not has_table(con, "staged", f"{plan.dept}__{plan.dataset.code}"):
+                continue
+            frames = list(_read_plan(con, plan, protection, scoped))
+            observed += [o for f in frames for o in _observations(f, plan)]
+            checks += [(plan, f) for f in frames if plan.checks]
+        history = history_of(pl.concat(observed) if observed else _no_observations())
+        current = history.filter(pl.col("valid_to").is_null())
+        checked = pl.concat(
+            [_check(cmp, frame, current) for plan, frame in checks for cmp in plan.checks]
+            or [pl.DataFrame(schema=dict(_CHECK_SCHEMA))]
+        )
+        person = _person_frame(digests.sort(PERSON_ID), current, attrs, protection.keyring)
+        stored = _protect_history(history, attrs, protection.keyring).drop("key_pid", strict=False)
+        columns = person_columns(con, catalogue)
+        with transaction(con):
+            for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
+                                (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
+                ensure_table(con, ZONE, table, cols)
+            for table in (PERSON, HISTORY, CHECKS):
+                where = f" WHERE {PERSON_ID} IN (SELECT {PERSON_ID} FROM {_SCOPE})"
+                con.execute(f"DELETE FROM {ZONE}.{table}" + (where if scoped else ""))
+            insert_frame(con, ZONE, PERSON, person)
+            insert_frame(con, ZONE, HISTORY, stored.select([c for c, _ in HISTORY_COLUMNS]))
+            insert_frame(con, ZONE, CHECKS, checked.select([c for c, _ in CHECK_COLUMNS]))
+            _count_conflicts(con, catalogue)
+    finally:
+        if scoped:
+            con.unregister(_SCOPE)
+    return GoldenBuild(person.height, history.height, checked.height, not scoped)
+
+
+_OBSERVATION_SCHEMA = {
+    PERSON_ID: pl.String, "concept": pl.String, "value": pl.String,
+    "source_dept": pl.String, "source_dataset": pl.String, "as_of": pl.Date,
+    "known_at": pl.Datetime("us", "UTC"), "key_pid": pl.String,
+}  # fmt: skip
+_CHECK_SCHEMA = [(c, pl.Boolean if t == "BOOLEAN" else pl.String) for c, t in CHECK_COLUMNS]
+
+
+def _no_observations() -> pl.DataFrame:
+    return pl.DataFrame(schema=_OBSERVATION_SCHEMA)
+
+
+def _check(cmp: Comparison, frame: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """Each record's value of ``cmp.field`` against its person's golden value, by the
+    consistency score's rule (``quality.scores_authority.compare``)."""
+    records = frame.select(pl.col(PERSON_ID).alias(cmp.join_field), pl.col(cmp.field))
+    golden = current.filter(pl.col("concept") == cmp.concept).select(
+        pl.col(PERSON_ID).alias(cmp.auth_key), pl.col("value").alias(cmp.auth_field)
+    )
+    outcome = compare(cmp, records, golden)
+    return pl.DataFrame(
+        {
+            PERSON_ID: frame[PERSON_ID],
+            "concept": cmp.concept,
+            "dept": cmp.dept,
+            "dataset": cmp.dataset,
+            "field": cmp.field,
+            "key_pid": frame[KEY_PID],
+            "authority_dept": cmp.auth_dept,
+            "authority_dataset": cmp.auth_dataset,
+            "compared": outcome["compared"],
+            "conflicting": outcome["compared"] & ~outcome["agrees"],
+        }
+    )
+
+
+def _count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
+    """``attribute_conflicts`` recounted from every record's check (inside the build): a
+    row for each of :func:`golden_checks`, zero where no record of the dataset is linked."""
+    keys = ["concept", "dept", "dataset", "field", "authority_dept", "authority_dataset"]
+    checks = golden_checks(catalogue)
+    every = pl.DataFrame(
+        [(c.concept, c.dept, c.dataset, c.field, c.auth_dept, c.auth_dataset) for c in checks],
+        schema=keys,
+        orient="row",
+    )
+    counted = con.execute(
+        f"SELECT {', '.join(keys)}, count(*) AS records, "
+        "count(*) FILTER (WHERE compared) AS compared, "
+        "count(*) FILTER (WHERE conflicting) AS conflicting "
+        f"FROM {ZONE}.{CHECKS} GROUP BY ALL"
+    ).pl()
+    counts = ["records", "compared", "conflicting"]
+    frame = every.join(counted, on=keys, how="left").with_columns(
+        pl.col(counts).fill_null(0).cast(pl.Int64)
+    )
+    con.execute(f"DELETE FROM {ZONE}.{CONFLICTS}")
+    insert_frame(con, ZONE, CONFLICTS, frame)
+
+
+def refresh_golden(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, protection: Revealer
+) -> set[str]:
+    """Rebuild only the persons whose golden inputs changed; the persons rebuilt.
+
+    A person is rebuilt when its ``sources_digest`` (the staged rows its mentions point at,
+    with their row digests) differs from the one stored: a new or changed record of it, a
+    record withdrawn, a mention moved to or from it by a merge or split, a new person, or
+    one left without mentions. Reads no plaintext to decide. Without a stored person table
+    it is a full build."""
+    _require_mentions(con)
+    if not has_table(con, ZONE, PERSON):
+        build_golden(con, catalogue, protection)
+        return set(sources_digests(con, catalogue)[PERSON_ID].to_list())
+    now = sources_digests(con, catalogue)
+    before = con.execute(f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON}").pl()
+    both = now.join(before, on=PERSON_ID, how="full", coalesce=True, suffix="_before")
+    changed = both.filter(pl.col("sources_digest").ne_missing(pl.col("sources_digest_before")))
+    persons = set(changed[PERSON_ID].to_list())
+    if persons:
+        build_golden(con, catalogue, protection, persons)
+    return persons
+
+
+def _decrypt(values: pl.Series, protection: Revealer, column: str, rows: pl.Series) -> pl.Series:
+    return decrypt_series(
+        values, protection.keyring, column=column, purpose=PURPOSE,
+        actor=protection.actor, audit=protection.audit, rows=rows,
+    )  # fmt: skip
+
+
+def reveal_persons(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, protection: Revealer
+) -> pl.DataFrame:
+    """``curated.person`` with its sensitive attributes decrypted (``golden_record``,
+    audited; values as text)."""
+    frame = con.execute(f"SELECT * FROM {ZONE}.{PERSON} ORDER BY {PERSON_ID}").pl()
+    plain = [
+        _decrypt(frame[a.column], protection, f"{ZONE}.{PERSON}.{a.column}", frame[PERSON_ID])
+        for a in golden_attributes(catalogue)
+        if a.sensitive
+    ]
+    return frame.with_columns(plain)
+
+
+def _reveal_history(frame: pl.DataFrame, protection: Revealer) -> pl.DataFrame:
+    secret = frame.filter(pl.col("encrypted"))
+    if secret.height == 0:
+        return frame
+    column = f"{ZONE}.{HISTORY}.value"
+    plain = _decrypt(secret["value"], protection, column, _history_rows(secret))
+    opened = secret.with_columns(plain.alias("value"))
+    return pl.concat([frame.filter(~pl.col("encrypted")), opened]).sort([PERSON_ID, "concept"])
+
+
+def reveal_history(con: duckdb.DuckDBPyConnection, protection: Revealer) -> pl.DataFrame:
+    """``curated.person_attribute_history`` with its values decrypted (``golden_record``,
+    audited)."""
+    sql = f"SELECT * FROM {ZONE}.{HISTORY} ORDER BY {PERSON_ID}, concept, valid_from"
+    return _reveal_history(con.execute(sql).pl(), protection)
+
+
+def person_as_of(
+    con: duckdb.DuckDBPyConnection, date: dt.date, protection: Revealer | None = None
+) -> pl.DataFrame:
+    """Each person's attributes as they stood on ``date`` (one row per person and
+    concept whose history holds it then): value, source, as_of, valid_from, valid_to,
+    known_at. Sensitive values stay ciphertext unless ``protection`` is given (then they
+    are decrypted for ``golden_record``, audited)."""
+    frame = con.execute(
+        f"SELECT * FROM {ZONE}.{HISTORY} WHERE valid_from <= ? "
+        f"AND (valid_to IS NULL OR valid_to > ?) ORDER BY {PERSON_ID}, concept",
+        [date, date],
+    ).pl()
+    return frame if protection is None else _reveal_history(frame, protection)
+
+
+__all__ = [
+    "Attribute",
+    "GoldenBuild",
+    "as_of_field",
+    "build_golden",
+    "golden_attributes",
+    "golden_checks",
+    "history_of",
+    "person_as_of",
+    "person_columns",
+    "refresh_golden",
+    "reveal_history",
+    "reveal_persons",
+    "sources_digests",
+    "staged_table",
+]

@@ -1,0 +1,168 @@
+"""Re-collection (重复采集): what departments type in again that they could read instead.
+
+一次采集、多方复用 — collect once, reuse many times. For every golden attribute concept
+(``curated.golden``) and every department holding a field of it, ``curated.recollection``
+counts the values it collects itself (staged records with the field filled: ``rows``,
+and the distinct persons they are about) and how many of them it could have read from
+the authoritative source instead: the record's person (``curated.person_mentions``) has
+a golden value for the concept (``curated.person``). The authority's own department
+collects by right (``is_authority``, never counted as readable).
+
+:func:`recollection_by_department` sums it per department — the figure behind "duplicate
+entry −92 %": ``readable_share`` is the share of a department's entries it need not
+type; :func:`recollection_by_concept` says per concept how many departments collect it
+and how many could read it. Counts only: no value is read or decrypted (a sensitive
+field's ciphertext is null exactly where its value is).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from catalog.authority import fields_of_concept
+from catalog.model import Catalogue
+from curated.golden import (
+    MENTIONS,
+    PERSON,
+    PERSON_ID,
+    ZONE,
+    golden_attributes,
+    staged_table,
+)
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from quality.keys import KEY_PID
+
+RECOLLECTION = "recollection"
+COLUMNS = [
+    ("concept", "VARCHAR"),
+    ("dept", "VARCHAR"),
+    ("authority_dept", "VARCHAR"),
+    ("authority_dataset", "VARCHAR"),
+    ("is_authority", "BOOLEAN"),
+    ("datasets", "BIGINT"),
+    ("rows_collected", "BIGINT"),
+    ("persons_collected", "BIGINT"),
+    ("rows_readable", "BIGINT"),
+    ("persons_readable", "BIGINT"),
+]
+
+
+def _entries(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
+    """Every collected value of a golden concept, one query a dataset: concept, dept,
+    authority, person_id (null when unlinked) and whether it was readable."""
+    attrs = golden_attributes(catalogue)
+    frames = []
+    for dept, ds in catalogue.datasets():
+        held = [(a, n) for a in attrs for n in fields_of_concept(ds, a.concept)]
+        if not held or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
+            continue
+        filled = [f's."{n}" IS NOT NULL AS "f{i}"' for i, (_, n) in enumerate(held)]
+        golden = [f'p."{a.column}" IS NOT NULL AS "g{i}"' for i, (a, _) in enumerate(held)]
+        rows = con.execute(
+            f"SELECT m.{PERSON_ID}, {', '.join(filled + golden)} "
+            f"FROM {staged_table(dept.code, ds)} s LEFT JOIN {ZONE}.{MENTIONS} m "
+            f"ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+            f"LEFT JOIN {ZONE}.{PERSON} p USING ({PERSON_ID})",
+            [dept.code, ds.code],
+        ).pl()
+        for i, (a, _) in enumerate(held):
+            own = dept.code == a.authority.dept
+            frames.append(
+                rows.filter(pl.col(f"f{i}")).select(
+                    pl.lit(a.concept).alias("concept"),
+                    pl.lit(dept.code).alias("dept"),
+                    pl.lit(ds.code).alias("dataset"),
+                    pl.lit(a.authority.dept).alias("authority_dept"),
+                    pl.lit(a.authority.dataset.code).alias("authority_dataset"),
+                    PERSON_ID,
+                    (pl.lit(not own) & pl.col(f"g{i}").fill_null(False)).alias("readable"),
+                )
+            )
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def recollection_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
+    """The rows of ``curated.recollection`` (per concept × department)."""
+    entries = _entries(con, catalogue)
+    if entries.height == 0:
+        return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
+    readable = pl.col("readable")
+    return (
+        entries.group_by(["concept", "dept", "authority_dept", "authority_dataset"])
+        .agg(
+            pl.col("dataset").n_unique().alias("datasets"),
+            pl.len().alias("rows_collected"),
+            pl.col(PERSON_ID).drop_nulls().n_unique().alias("persons_collected"),
+            readable.sum().alias("rows_readable"),
+            pl.col(PERSON_ID).filter(readable).drop_nulls().n_unique().alias("persons_readable"),
+        )
+        .with_columns((pl.col("dept") == pl.col("authority_dept")).alias("is_authority"))
+        .select([c for c, _ in COLUMNS])
+        .cast({c: pl.Int64 for c, t in COLUMNS if t == "BIGINT"})
+        .sort(["concept", "dept"])
+    )
+
+
+_POLARS = {"VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
+
+
+def build_recollection(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> int:
+    """Recount ``curated.recollection`` (after the golden records); its row count."""
+    frame = recollection_frame(con, catalogue)
+    with transaction(con):
+        ensure_table(con, ZONE, RECOLLECTION, COLUMNS)
+        con.execute(f"DELETE FROM {ZONE}.{RECOLLECTION}")
+        insert_frame(con, ZONE, RECOLLECTION, frame)
+    return frame.height
+
+
+def _share(readable: str, collected: str) -> pl.Expr:
+    return pl.when(pl.col(collected) > 0).then(pl.col(readable) / pl.col(collected)).otherwise(None)
+
+
+def recollection_by_department(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per department, what it collects of concepts another department is the authority
+    for: concepts, entries (values typed in) and how many it could have read instead
+    (``readable_share``: the duplicate entry it could drop). Sorted by department."""
+    frame = con.execute(
+        "SELECT dept, count(DISTINCT concept) AS concepts, sum(rows_collected) AS "
+        "rows_collected, sum(rows_readable) AS rows_readable, sum(persons_collected) AS "
+        "person_values_collected, sum(persons_readable) AS person_values_readable "
+        f"FROM {ZONE}.{RECOLLECTION} WHERE NOT is_authority AND rows_collected > 0 "
+        "GROUP BY dept ORDER BY dept"
+    ).pl()
+    return frame.with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+
+
+def recollection_by_concept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Per concept: its authority, how many other departments collect it themselves and
+    how many of them could read (some of) it from the authority, with the entries."""
+    frame = con.execute(
+        "SELECT concept, any_value(authority_dept) AS authority_dept, "
+        "count(*) FILTER (WHERE rows_collected > 0) AS departments_collecting, "
+        "count(*) FILTER (WHERE rows_readable > 0) AS departments_could_read, "
+        "sum(rows_collected) AS rows_collected, sum(rows_readable) AS rows_readable "
+        f"FROM {ZONE}.{RECOLLECTION} WHERE NOT is_authority GROUP BY concept ORDER BY concept"
+    ).pl()
+    return frame.with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+
+
+def duplicate_entry_avoidable(con: duckdb.DuckDBPyConnection) -> float | None:
+    """The street's share of re-collected entries that could be read from the authority
+    (the "duplicate entry −92 %" figure); None when nothing is re-collected."""
+    collected, readable = con.execute(
+        f"SELECT sum(rows_collected), sum(rows_readable) FROM {ZONE}.{RECOLLECTION} "
+        "WHERE NOT is_authority"
+    ).fetchone()
+    return None if not collected else float(readable) / float(collected)
+
+
+__all__ = [
+    "RECOLLECTION",
+    "build_recollection",
+    "duplicate_entry_avoidable",
+    "recollection_by_concept",
+    "recollection_by_department",
+    "recollection_frame",
+]

@@ -1,0 +1,377 @@
+"""Golden records, their history, conflicts and the re-collection metric on a small street.
+
+Person mentions are built here with the exact rule (same citizen-ID pseudonym = same
+person) until the master resident index writes them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from catalog.authority import authority, fields_of_concept, person_key
+from catalog.errors import StreethubError
+from catalog.loader import load_catalogue
+from catalog.model import Catalogue, Dataset, PiiKind
+from curated.golden import (
+    CONFLICTS,
+    HISTORY,
+    PERSON,
+    as_of_field,
+    build_golden,
+    golden_attributes,
+    golden_checks,
+    person_as_of,
+    refresh_golden,
+    reveal_history,
+    reveal_persons,
+)
+from curated.recollection import (
+    build_recollection,
+    duplicate_entry_avoidable,
+    recollection_by_concept,
+    recollection_by_department,
+)
+from lakehouse.lake import ensure_table, has_column, has_table, insert_frame, open_lake, transaction
+from masking.crypto import CIPHERTEXT, decrypt_series
+from masking.errors import DecryptionError
+from masking.names import KnownNames
+from masking.pseudonym import pseudonymise_series
+from pipelines.leaks import registry_names, scan_tables
+from pipelines.protection import Protection, key_pids
+from quality.scores_authority import compare, comparisons
+from tests.streets import ingest_and_stage
+
+MENTION_COLUMNS = [
+    ("dept", "VARCHAR"), ("dataset", "VARCHAR"), ("key_pid", "VARCHAR"),
+    ("person_id", "VARCHAR"), ("method", "VARCHAR"), ("match_probability", "DOUBLE"),
+    ("linked_at", "TIMESTAMPTZ"),
+]  # fmt: skip
+
+
+def _table(dept: str, ds: Dataset) -> str:
+    return f'staged."{dept}__{ds.code}"'
+
+
+def revealed(con, cat: Catalogue, protection: Protection, dept: str, ds: Dataset) -> pl.DataFrame:
+    """A staged table decrypted, with each row's subject as ``person_id`` (exact rule)."""
+    frame = protection.reveal(
+        con.execute(f"SELECT * FROM {_table(dept, ds)}").pl(), ds, "master_index"
+    )
+    (key_field,) = fields_of_concept(ds, person_key(cat))
+    pid = pseudonymise_series(frame[key_field], protection.keyring, kind=PiiKind.citizen_id)
+    return frame.with_columns(pid.alias("person_id"))
+
+
+def write_exact_mentions(con, cat: Catalogue, protection: Protection) -> int:
+    """curated.person_mentions by the exact rule: a record's subject is the pseudonym of
+    its one person-key field (the staged ``_pid_`` column when staging wrote it)."""
+    frames = []
+    for dept, ds in cat.datasets():
+        keys = fields_of_concept(ds, person_key(cat))
+        if len(keys) != 1 or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
+            continue
+        if has_column(con, "staged", f"{dept.code}__{ds.code}", f"_pid_{keys[0]}"):
+            frame = con.execute(
+                f'SELECT _key_pid, "_pid_{keys[0]}" AS person_id FROM {_table(dept.code, ds)}'
+            ).pl()
+        else:
+            frame = revealed(con, cat, protection, dept.code, ds).select("_key_pid", "person_id")
+        frames.append(
+            frame.filter(pl.col("person_id").is_not_null()).select(
+                pl.lit(dept.code).alias("dept"),
+                pl.lit(ds.code).alias("dataset"),
+                pl.col("_key_pid").alias("key_pid"),
+                "person_id",
+                pl.lit("exact").alias("method"),
+                pl.lit(None, pl.Float64).alias("match_probability"),
+                pl.lit(dt.datetime(2026, 11, 30, tzinfo=dt.UTC)).alias("linked_at"),
+            )
+        )
+    mentions = pl.concat(frames)
+    with transaction(con):
+        ensure_table(con, "curated", "person_mentions", MENTION_COLUMNS)
+        con.execute("DELETE FROM curated.person_mentions")
+        insert_frame(con, "curated", "person_mentions", mentions)
+    return mentions.height
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory):
+    home: Path = tmp_path_factory.mktemp("golden") / "home"
+    cat = load_catalogue()
+    settings = ingest_and_stage(home, cat, residents=400, seed=12)
+    protection = Protection.from_settings(settings)
+    with open_lake(settings) as con:
+        write_exact_mentions(con, cat, protection)
+        build_golden(con, cat, protection)
+        build_recollection(con, cat)
+    return settings, cat, protection
+
+
+def test_each_attribute_is_the_authoritys_latest_value(street):
+    settings, cat, protection = street
+    with open_lake(settings) as con:
+        person = reveal_persons(con, cat, protection)
+        assert person["person_id"].is_unique().all()
+        assert (
+            person["person_id"].n_unique()
+            == con.execute(
+                "SELECT count(DISTINCT person_id) FROM curated.person_mentions"
+            ).fetchone()[0]
+        )
+        attrs = golden_attributes(cat)
+        assert {"person.name", "person.care_level", "person.chronic_disease"} <= {
+            a.concept for a in attrs
+        }
+        assert person_key(cat) not in {a.concept for a in attrs}
+        for a in attrs:
+            auth = a.authority
+            frame = revealed(con, cat, protection, auth.dept, auth.dataset)
+            dated = as_of_field(auth.dataset)
+            order = [dated] if dated else []
+            latest = (
+                frame.filter(pl.col(auth.field).is_not_null() & pl.col("person_id").is_not_null())
+                .sort([*order, "_loaded_at", "_key_pid"])
+                .group_by("person_id")
+                .agg(pl.col(auth.field).last().cast(pl.String).alias("expected"))
+            )
+            got = person.filter(pl.col(a.column).is_not_null())
+            assert got.height == latest.height, a.concept
+            both = got.join(latest, on="person_id", how="inner")
+            assert both.height == latest.height, a.concept
+            assert (both[a.column].cast(pl.String) == both["expected"]).all(), a.concept
+            assert set(got[f"{a.column}_source"].unique()) <= {auth.ref}
+            assert got[f"{a.column}_as_of"].null_count() == 0
+        # a person in the register has its name; many persons carry several attributes
+        assert person["name"].null_count() < person.height / 2
+
+
+def test_no_plain_value_in_curated(street):
+    settings, cat, protection = street
+    with open_lake(settings) as con:
+        stored = con.execute(f"SELECT * FROM curated.{PERSON}").pl()
+        for a in golden_attributes(cat):
+            values = stored[a.column].drop_nulls()
+            if a.sensitive:
+                assert values.len() > 0 and values.str.contains(CIPHERTEXT).all(), a.concept
+        hist = con.execute(f"SELECT * FROM curated.{HISTORY} WHERE encrypted").pl()
+        assert hist.height > 0 and hist["value"].str.contains(CIPHERTEXT).all()
+        # bound to the row: a person's name under another person does not decrypt
+        two = stored.filter(pl.col("name").is_not_null()).head(2)
+        with pytest.raises(DecryptionError):
+            decrypt_series(
+                two["name"].reverse(), protection.keyring, column="curated.person.name",
+                purpose="golden_record", actor="test", audit=protection.audit,
+                rows=two["person_id"],
+            )  # fmt: skip
+        names = KnownNames(registry_names(con, cat, protection))
+        assert len(names) > 100
+        tables = [("curated", t) for t in ("person", "person_attribute_history",
+                                           "attribute_checks", "attribute_conflicts",
+                                           "recollection")]  # fmt: skip
+        findings = scan_tables(con, tables, names)
+        assert all(f.cells > 0 for f in findings)
+        assert [f.place for f in findings if f.leaks] == []
+
+
+def test_conflicts_agree_with_the_consistency_score(street):
+    settings, cat, protection = street
+    with open_lake(settings) as con:
+        counted = con.execute(f"SELECT * FROM curated.{CONFLICTS}").pl()
+        checks = golden_checks(cat)
+        assert counted.height == len(checks) and counted.height > len(comparisons(cat)) / 2
+        mine = {(c.dept, c.dataset, c.field) for c in checks}
+        for cmp in comparisons(cat):
+            if (cmp.dept, cmp.dataset, cmp.field) not in mine:
+                continue
+            frame = revealed(
+                con, cat, protection, cmp.dept, cat.dataset(f"{cmp.dept}.{cmp.dataset}")[1]
+            )
+            auth_ds = cat.dataset(cmp.auth_ref)[1]
+            auth = revealed(con, cat, protection, cmp.auth_dept, auth_ds)
+            outcome = compare(cmp, frame, auth)
+            row = counted.filter(
+                (pl.col("dept") == cmp.dept) & (pl.col("dataset") == cmp.dataset)
+                & (pl.col("field") == cmp.field)
+            )  # fmt: skip
+            assert row["compared"][0] == outcome["compared"].sum(), cmp
+            conflicting = (outcome["compared"] & ~outcome["agrees"]).sum()
+            assert row["conflicting"][0] == conflicting, cmp
+        assert counted["compared"].sum() > 0
+
+
+def test_recollection_counts_what_each_department_types_again(street):
+    settings, cat, _ = street
+    with open_lake(settings) as con:
+        table = con.execute("SELECT * FROM curated.recollection").pl()
+        person = con.execute(f"SELECT person_id, name FROM curated.{PERSON}").pl()
+        named = set(person.filter(pl.col("name").is_not_null())["person_id"])
+        name_auth = authority(cat, "person.name")
+        for dept, ds in cat.datasets():
+            fields = fields_of_concept(ds, "person.name")
+            if dept.code == name_auth.dept or len(fields) != 1:
+                continue
+            row = table.filter((pl.col("concept") == "person.name") & (pl.col("dept") == dept.code))
+            frame = con.execute(
+                f'SELECT _key_pid, "{fields[0]}" AS v FROM {_table(dept.code, ds)}'
+            ).pl()
+            mentions = con.execute(
+                "SELECT key_pid AS _key_pid, person_id FROM curated.person_mentions "
+                "WHERE dept = ? AND dataset = ?", [dept.code, ds.code],
+            ).pl()  # fmt: skip
+            filled = frame.filter(pl.col("v").is_not_null()).join(
+                mentions, on="_key_pid", how="left"
+            )
+            readable = filled.filter(pl.col("person_id").is_in(list(named))).height
+            if row["datasets"][0] == 1:
+                assert row["rows_collected"][0] == filled.height, ds.code
+                assert row["rows_readable"][0] == readable, ds.code
+        assert (table["rows_readable"] <= table["rows_collected"]).all()
+        assert (table.filter(pl.col("is_authority"))["rows_readable"] == 0).all()
+        by_dept = recollection_by_department(con)
+        others = table.filter(~pl.col("is_authority"))
+        assert by_dept["rows_collected"].sum() == others["rows_collected"].sum()
+        assert by_dept["rows_readable"].sum() == others["rows_readable"].sum()
+        share = duplicate_entry_avoidable(con)
+        assert share is not None and 0.5 < share <= 1.0
+        by_concept = recollection_by_concept(con)
+        name = by_concept.filter(pl.col("concept") == "person.name")
+        assert name["departments_collecting"][0] >= 5
+        assert name["departments_could_read"][0] >= 5
+
+
+def _restage(con, protection: Protection, dept: str, ds: Dataset, plain: pl.DataFrame) -> None:
+    """Replace staged rows (by key) with ``plain`` (decrypted, changed) as staging would."""
+    cols = [c for c in plain.columns if c in {f.name for f in ds.fields}]
+    frame = plain.with_columns(key_pids(plain, ds, protection.keyring).alias("_key_pid"))
+    frame = frame.with_columns(protection.row_digest(frame, ds).alias("_row_digest"))
+    frame = protection.protect(frame.select("_delivery_id", "_source_row", "_loaded_at",
+                                            "_staged_at", "_key_pid", "_row_digest", *cols), ds)  # fmt: skip
+    con.register("_new", frame.select("_key_pid").to_arrow())
+    con.execute(f"DELETE FROM {_table(dept, ds)} WHERE _key_pid IN (SELECT _key_pid FROM _new)")
+    con.unregister("_new")
+    insert_frame(con, "staged", f"{dept}__{ds.code}", frame)
+
+
+def _snapshot(con, cat: Catalogue, protection: Protection) -> dict[str, pl.DataFrame]:
+    sort = lambda f: f.sort(f.columns)  # noqa: E731
+    return {
+        "person": sort(reveal_persons(con, cat, protection)),
+        "history": sort(reveal_history(con, protection)),
+        "checks": sort(con.execute("SELECT * FROM curated.attribute_checks").pl()),
+        "conflicts": sort(con.execute("SELECT * FROM curated.attribute_conflicts").pl()),
+        "recollection": sort(con.execute("SELECT * FROM curated.recollection").pl()),
+    }
+
+
+def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(street):
+    settings, cat, protection = street
+    conclusion = authority(cat, "person.health_check_conclusion")
+    care = authority(cat, "person.care_level")
+    with open_lake(settings) as con:
+        assert refresh_golden(con, cat, protection) == set()  # nothing changed
+        checks = revealed(con, cat, protection, conclusion.dept, conclusion.dataset)
+        dated = as_of_field(conclusion.dataset)
+        # (a) a later health check of one person with another conclusion
+        first = checks.sort("person_id").head(1)
+        p_check = first["person_id"][0]
+        old_value = first[conclusion.field][0]
+        others = [v for v in checks[conclusion.field].unique().drop_nulls() if v != old_value]
+        later = first[dated][0] + dt.timedelta(days=400)
+        new_row = first.with_columns(
+            pl.lit(others[0]).alias(conclusion.field),
+            pl.lit(later).alias(dated),
+            (pl.col(conclusion.dataset.key[0]) + "X").alias(conclusion.dataset.key[0]),
+        ).drop("person_id")
+        # (b) another record of a person whose name now differs from the register
+        name_cmp = next(c for c in golden_checks(cat) if c.concept == "person.name"
+                        and c.dept != authority(cat, "person.name").dept)  # fmt: skip
+        name_ds = cat.dataset(f"{name_cmp.dept}.{name_cmp.dataset}")[1]
+        named = revealed(con, cat, protection, name_cmp.dept, name_ds)
+        victim = named.filter(pl.col("person_id") != p_check).sort("person_id").head(1)
+        p_name = victim["person_id"][0]
+        before = con.execute(
+            "SELECT conflicting FROM curated.attribute_conflicts WHERE dept=? AND dataset=? "
+            "AND field=?", [name_cmp.dept, name_cmp.dataset, name_cmp.field],
+        ).fetchone()[0]  # fmt: skip
+        care_rows = revealed(con, cat, protection, care.dept, care.dataset)
+        p_gone = care_rows.filter(~pl.col("person_id").is_in([p_check, p_name])).sort(
+            "person_id")["person_id"][0]  # fmt: skip
+        gone_key = care_rows.filter(pl.col("person_id") == p_gone)["_key_pid"][0]
+        mention = con.execute(
+            "SELECT dept, dataset, key_pid, person_id FROM curated.person_mentions m "
+            "WHERE person_id NOT IN (?, ?, ?) AND (dept, dataset) IN "
+            "(SELECT dept, dataset FROM curated.attribute_checks) ORDER BY key_pid LIMIT 1",
+            [p_check, p_name, p_gone],
+        ).fetchone()
+        p_from = mention[3]
+        p_to = con.execute(
+            "SELECT min(person_id) FROM curated.person WHERE person_id NOT IN (?, ?, ?, ?)",
+            [p_check, p_name, p_gone, p_from],
+        ).fetchone()[0]
+        with transaction(con):
+            _restage(con, protection, conclusion.dept, conclusion.dataset,
+                     new_row.select([c for c in checks.columns if c != "person_id"]))  # fmt: skip
+            con.execute(
+                "INSERT INTO curated.person_mentions SELECT ?, ?, _key_pid, ?, 'exact', NULL, "
+                f"now() FROM {_table(conclusion.dept, conclusion.dataset)} "
+                "WHERE _key_pid NOT IN (SELECT key_pid FROM curated.person_mentions "
+                "WHERE dept = ? AND dataset = ?)",
+                [conclusion.dept, conclusion.dataset.code, p_check, conclusion.dept,
+                 conclusion.dataset.code],
+            )  # fmt: skip
+            renamed = victim.with_columns((pl.col(name_cmp.field) + "甲").alias(name_cmp.field))
+            _restage(con, protection, name_cmp.dept, name_ds, renamed.drop("person_id"))
+            con.execute(f"DELETE FROM {_table(care.dept, care.dataset)} WHERE _key_pid = ?",
+                        [gone_key])  # fmt: skip
+            con.execute(
+                "UPDATE curated.person_mentions SET person_id = ? WHERE dept = ? AND "
+                "dataset = ? AND key_pid = ?", [p_to, *mention[:3]],
+            )  # fmt: skip
+        rebuilt = refresh_golden(con, cat, protection)
+        build_recollection(con, cat)
+        assert rebuilt == {p_check, p_name, p_gone, p_from, p_to}
+        incremental = _snapshot(con, cat, protection)
+        build_golden(con, cat, protection)
+        build_recollection(con, cat)
+        full = _snapshot(con, cat, protection)
+        for table, frame in full.items():
+            assert frame.equals(incremental[table]), table
+        person = full["person"].filter(pl.col("person_id") == p_check)
+        column = "health_check_conclusion"
+        assert person[column][0] == others[0] and person[f"{column}_as_of"][0] == later
+        assert full["person"].filter(pl.col("person_id") == p_gone)["care_level"][0] is None
+        after = full["conflicts"].filter(
+            (pl.col("dept") == name_cmp.dept) & (pl.col("dataset") == name_cmp.dataset)
+            & (pl.col("field") == name_cmp.field)
+        )["conflicting"][0]  # fmt: skip
+        assert after == before + 1
+        # the past is rebuilt from the history: before the new check, the old conclusion
+        past = person_as_of(con, later - dt.timedelta(days=1), protection)
+        mine = past.filter((pl.col("person_id") == p_check)
+                           & (pl.col("concept") == "person.health_check_conclusion"))  # fmt: skip
+        assert mine["value"].to_list() == [old_value]
+        now = person_as_of(con, later, protection)
+        mine = now.filter((pl.col("person_id") == p_check)
+                          & (pl.col("concept") == "person.health_check_conclusion"))  # fmt: skip
+        assert mine["value"].to_list() == [others[0]]
+        assert person_as_of(con, dt.date(1900, 1, 1)).height == 0
+        # today's state from the history is the golden record
+        today = person_as_of(con, dt.date(2100, 1, 1), protection)
+        golden = full["person"]
+        for a in golden_attributes(cat):
+            held = today.filter(pl.col("concept") == a.concept)
+            expect = golden.filter(pl.col(a.column).is_not_null())
+            assert held.height == expect.height, a.concept
+            joined = held.join(expect, on="person_id")
+            assert (joined["value"] == joined[a.column].cast(pl.String)).all(), a.concept
+
+
+def test_no_mentions_is_an_error(settings):
+    cat = load_catalogue()
+    protection = Protection.from_settings(settings)
+    with open_lake(settings) as con, pytest.raises(StreethubError, match="person_mentions"):
+        build_golden(con, cat, protection)
