@@ -1,0 +1,244 @@
+"""The master resident index: every staged record with a subject is one mention of one
+person — exact on the citizen-ID pseudonym, Splink for the rest (threshold, review band,
+never merged below it) — no plain identifier in a curated table, an incremental update
+equal to a full rebuild, and a wrong merge undone by a split."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import Catalogue
+from catalog.settings import Settings
+from curated import linkage
+from curated.mentions import subject_fields
+from curated.persons import link_persons, merge, review_queue, split
+from lakehouse.lake import close_idle, open_lake, tables_in
+from masking.leaks import KnownNames
+from pipelines.leaks import registry_names, scan_tables
+from pipelines.protection import Protection
+from tests.streets import ingest_and_stage
+
+KEY = ["dept", "dataset", "key_pid"]
+LINK = [*KEY, "person_id", "method", "match_probability"]
+# a plain ID or mobile standing alone (digit runs inside a hex pseudonym are not one)
+ID_OR_MOBILE = re.compile(r"(?<![0-9a-fA-F])(\d{17}[0-9X]|1[3-9]\d{9})(?![0-9a-fA-F])")
+
+
+@pytest.fixture(scope="module")
+def cat() -> Catalogue:
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
+    home = tmp_path_factory.mktemp("persons") / "home"
+    settings = ingest_and_stage(home, cat, residents=400, seed=21)
+    with open_lake(settings) as con:
+        link_persons(con, cat, Protection.from_settings(settings, "test:persons"))
+    close_idle()
+    return home
+
+
+def _copy(street: Path, tmp_path: Path) -> Settings:
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(street, settings.home)
+    witness = Settings(home=street).witness_dir_abs
+    if witness.exists():
+        shutil.copytree(witness, settings.witness_dir_abs)
+    return settings
+
+
+def _links(con) -> pl.DataFrame:
+    return con.execute("SELECT * FROM curated.person_mentions").pl().select(LINK).sort(KEY)
+
+
+def test_every_subject_record_is_one_mention(street: Path, cat: Catalogue) -> None:
+    with open_lake(Settings(home=street), read_only=True) as con:
+        links = _links(con)
+        staged = {}
+        for sf in subject_fields(cat):
+            cid = f"_pid_{sf.citizen_id}" if sf.citizen_id else "CAST(NULL AS VARCHAR)"
+            present = " OR ".join(f'"{c}" IS NOT NULL' for c in sf.identifying)
+            staged[(sf.dept, sf.dataset.code)] = con.execute(
+                f'SELECT _key_pid AS key_pid, {cid} AS cid FROM staged."{sf.table}" WHERE {present}'
+            ).pl()
+    assert links.select(KEY).is_unique().all()
+    for (dept, ds), rows in staged.items():
+        mine = links.filter((pl.col("dept") == dept) & (pl.col("dataset") == ds))
+        assert sorted(mine["key_pid"]) == sorted(rows["key_pid"]), (dept, ds)
+        exact = rows.filter(pl.col("cid").is_not_null()).join(mine, on="key_pid")
+        # a record with a citizen ID is that person, exactly
+        assert (exact["person_id"] == exact["cid"]).all()
+        assert (exact["method"] == "exact").all()
+    assert links["person_id"].str.contains(r"^[0-9a-f]{20}$").all()
+    assert set(links["method"]) <= {"exact", "probabilistic", "new"}
+    prob = links.filter(pl.col("method") == "probabilistic")
+    # the fallback ran and linked callers to persons known by their ID
+    assert prob.height > 0
+    assert (prob["match_probability"] >= linkage.MATCH_THRESHOLD).all()
+    known = set(links.filter(pl.col("method") == "exact")["person_id"])
+    assert set(prob["person_id"]) <= known
+    assert links.filter(pl.col("method") == "exact")["match_probability"].null_count() == len(
+        links.filter(pl.col("method") == "exact")
+    )
+
+
+def test_no_plain_identifier_in_curated(street: Path, cat: Catalogue) -> None:
+    settings = Settings(home=street)
+    with open_lake(settings, read_only=True) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        names = registry_names(con, cat, protection)
+        curated = sorted(tables_in(con, "curated"))
+        findings = scan_tables(con, curated, KnownNames(names))
+        cells = [
+            str(v)
+            for _, t in curated
+            for col in con.execute(f'SELECT * FROM curated."{t}"').pl().iter_columns()
+            if col.dtype == pl.String
+            for v in col.drop_nulls()
+        ]
+    assert {("curated", "person_mentions"), ("curated", "person_keys")} <= set(curated)
+    assert names and cells
+    assert sum(f.leaks for f in findings) == 0
+    assert not [c for c in cells if ID_OR_MOBILE.search(c)]
+    assert not names & set(cells)
+
+
+def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path: Path) -> None:
+    settings = _copy(street, tmp_path)
+    fallback = next(sf for sf in subject_fields(cat) if sf.citizen_id is None)
+    registry = next(sf for sf in subject_fields(cat) if sf.dataset.key == [sf.citizen_id])
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        # a caller linked by the fallback loses its person from the registry, and a third
+        # of the callers' records are withdrawn: both datasets' staged rows change
+        linked = before.filter(
+            (pl.col("dataset") == fallback.dataset.code) & (pl.col("method") == "probabilistic")
+        )
+        gone = linked["person_id"][0]
+        only = before.filter(pl.col("person_id") == gone)
+        con.execute(
+            f'DELETE FROM staged."{registry.table}" WHERE "_pid_{registry.citizen_id}" = ?',
+            [gone],
+        )
+        con.execute(
+            f'DELETE FROM staged."{fallback.table}" WHERE _key_pid IN '
+            f'(SELECT _key_pid FROM staged."{fallback.table}" ORDER BY _key_pid LIMIT 10)'
+        )
+        changed = {(registry.dept, registry.dataset.code), (fallback.dept, fallback.dataset.code)}
+        link_persons(con, cat, protection, changed=changed)
+        incremental = _links(con)
+        link_persons(con, cat, protection)
+        full = _links(con)
+    assert incremental.equals(full)
+    assert not incremental.equals(before)
+    assert incremental.height < before.height - 10
+    assert gone not in set(
+        incremental.filter(pl.col("dataset") == registry.dataset.code)["person_id"]
+    )
+    assert len(only) >= 2  # the person had a registry record and a caller's record
+
+
+def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
+    settings = _copy(street, tmp_path)
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
+        a, b = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:2]
+        merge(con, cat, protection, into=a, person=b, actor="test:officer", reason="planted")
+        merged = _links(con)
+        # a full rebuild replays the recorded merge
+        link_persons(con, cat, protection)
+        rebuilt = _links(con)
+        split(con, cat, protection, person=a, restore=b, actor="test:officer", reason="undo")
+        undone = _links(con)
+        recorded = con.execute(
+            'SELECT action, person_id, from_person_id FROM curated.link_actions ORDER BY "at"'
+        ).fetchall()
+    of_b = before.filter(pl.col("person_id") == b).select(KEY)
+    moved = merged.join(of_b, on=KEY)
+    assert (moved["person_id"] == a).all() and (moved["method"] == "manual").all()
+    assert b not in set(merged["person_id"])
+    assert rebuilt.equals(merged)
+    assert undone.equals(before)
+    assert recorded == [("merge", a, b), ("split", a, b)]
+    audit = (settings.home / "audit").rglob("*")
+    assert any(p.is_file() and b"person_merge" in p.read_bytes() for p in audit)
+
+
+def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_path: Path) -> None:
+    settings = _copy(street, tmp_path)
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        probable = before.filter(pl.col("method") == "probabilistic").sort(KEY)
+        # a caller's record keeps only its name: too little to merge on
+        row = probable.row(0, named=True)
+        con.execute(
+            "UPDATE curated.person_keys SET mobile_pid = NULL "
+            "WHERE dept = ? AND dataset = ? AND key_pid = ?",
+            [row["dept"], row["dataset"], row["key_pid"]],
+        )
+        link_persons(con, cat, protection, changed=())
+        after = _links(con)
+        queue = review_queue(con)
+        mine = queue.filter(pl.col("key_pid") == row["key_pid"])
+        assert mine.height >= 1
+        assert row["person_id"] in set(mine["candidate_person_id"])
+        # never merged below the threshold: it is a person of its own until decided
+        own = after.filter(pl.col("key_pid") == row["key_pid"]).row(0, named=True)
+        assert own["method"] == "new" and own["person_id"] != row["person_id"]
+        cand = mine.filter(pl.col("candidate_person_id") == row["person_id"]).row(0, named=True)
+        assert linkage.REVIEW_FLOOR <= cand["match_probability"] < linkage.MATCH_THRESHOLD
+        assert cand["agrees_on"] == "name"
+        assert re.fullmatch(r"\S\*+", cand["name_masked"])
+        assert cand["name_masked"] == cand["candidate_name_masked"]
+        # the officer accepts the candidate: the mention joins the person, the item closes
+        merge(
+            con, cat, protection, into=row["person_id"],
+            mention=(row["dept"], row["dataset"], row["key_pid"]),
+            actor="test:officer", reason="same caller",
+        )  # fmt: skip
+        decided = _links(con).filter(pl.col("key_pid") == row["key_pid"]).row(0, named=True)
+        assert decided["person_id"] == row["person_id"] and decided["method"] == "manual"
+        assert review_queue(con).filter(pl.col("key_pid") == row["key_pid"]).height == 0
+
+
+def test_splink_scores_name_and_mobile() -> None:
+    common = 20 / 1000
+
+    def rec(uid, name, mobile, tf):
+        return {"unique_id": uid, "name": name, "name_pid": name, "mobile_pid": mobile,
+                "birth_pid": None, "tf_name": tf}  # fmt: skip
+
+    left = pl.DataFrame(
+        [
+            rec("a", "王秀英", "m1", 1 / 1000),
+            rec("b", "张伟", None, common),
+            rec("c", "李娜", "m9", 1 / 1000),
+        ]
+    )
+    right = pl.DataFrame(
+        [
+            rec("p1", "王秀英", "m1", 1 / 1000),
+            rec("p2", "张伟", "m2", common),
+            rec("p3", "李挪", "m9", 1 / 1000),
+        ]
+    )
+    pairs = linkage.score_between(left, right, prior=1 / 1000)
+    p = {
+        (r["unique_id_l"], r["unique_id_r"]): r["match_probability"]
+        for r in pairs.iter_rows(named=True)
+    }
+    assert p[("a", "p1")] >= linkage.MATCH_THRESHOLD  # same name and mobile
+    assert p[("b", "p2")] < linkage.REVIEW_FLOOR  # a common name alone
+    assert p[("c", "p3")] >= linkage.MATCH_THRESHOLD  # a typo in the name, same mobile
+    assert ("a", "p2") not in p  # never blocked together: never scored
