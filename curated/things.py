@@ -207,15 +207,18 @@ def _register_places(
     )
 
 
-def _link(
+def link_to_register(
     frame: pl.DataFrame,
     ds: Dataset,
     a: Authority,
-    register: pl.DataFrame | None,
+    register_frame: pl.DataFrame,
     protection: Revealer,
     parser: AddressParser,
 ) -> pl.DataFrame:
-    """entity_id, link_method, link_score of each record against the keyed register ``a``."""
+    """entity_id, link_method, link_score of each record of ``frame`` (a dataset ``ds`` of
+    things) against the keyed register ``a`` (``register_frame``: its staged rows with their
+    ``thing_id``): by key, else name + address, else address alone (module docstring)."""
+    register = _register_places(register_frame, a, parser)
     entity = a.concept.split(".", 1)[0]
     key = concept_field(ds, a.concept)
     n = frame.height
@@ -285,7 +288,7 @@ def thing_frame(
             ids = pseudonyms(ds.resource_code + ":" + frame["_key_pid"], protection)
         read[(dept, ds.code)] = frame.with_columns(ids.alias("thing_id"))
     registers = {
-        a.concept: (a, _register_places(read[(a.dept, a.dataset.code)], a, parser))
+        a.concept: (a, read[(a.dept, a.dataset.code)])
         for a in key_authorities(catalogue).values()
         if (a.dept, a.dataset.code) in read
         and a.dataset.entity is Entity.thing
@@ -304,7 +307,7 @@ def thing_frame(
             entity = concept.split(".", 1)[0]
             refers = concept_field(ds, concept) or concept_field(ds, f"{entity}.name")
             if own is None and refers is not None:
-                link = _link(frame, ds, a, register, protection, parser)
+                link = link_to_register(frame, ds, a, register, protection, parser)
                 break
         if own is not None and own.concept in registers:  # the register: its own entity
             link = frame.select(
