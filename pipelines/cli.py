@@ -29,6 +29,7 @@ from pipelines.cli_common import (
 )
 from pipelines.cli_keys import keys_app
 from pipelines.cli_leaks import leaks_app
+from pipelines.cli_persons import persons_app
 
 app = typer.Typer(help="streethub: the street data hub (街道数据中台).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The street data resource catalogue (街道数据资源目录).")
@@ -40,6 +41,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(leaks_app, name="leaks")
 app.add_typer(audit_app, name="audit")
+app.add_typer(persons_app, name="persons")
 
 LIST_LIMIT = 50  # deliveries listed unless --all
 

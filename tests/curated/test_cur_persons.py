@@ -119,15 +119,22 @@ def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path:
         before = _links(con)
         # a caller linked by the fallback loses its person from the registry, and a third
         # of the callers' records are withdrawn: both datasets' staged rows change
+        in_registry = set(
+            con.execute(f'SELECT "_pid_{registry.citizen_id}" FROM staged."{registry.table}"')
+            .pl()
+            .to_series()
+        )
         linked = before.filter(
-            (pl.col("dataset") == fallback.dataset.code) & (pl.col("method") == "probabilistic")
+            (pl.col("dataset") == fallback.dataset.code)
+            & (pl.col("method") == "probabilistic")
+            & pl.col("person_id").is_in(sorted(in_registry))
         )
         gone = linked["person_id"][0]
         only = before.filter(pl.col("person_id") == gone)
-        con.execute(
+        removed = con.execute(
             f'DELETE FROM staged."{registry.table}" WHERE "_pid_{registry.citizen_id}" = ?',
             [gone],
-        )
+        ).fetchone()[0]
         con.execute(
             f'DELETE FROM staged."{fallback.table}" WHERE _key_pid IN '
             f'(SELECT _key_pid FROM staged."{fallback.table}" ORDER BY _key_pid LIMIT 10)'
@@ -143,7 +150,7 @@ def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path:
     assert gone not in set(
         incremental.filter(pl.col("dataset") == registry.dataset.code)["person_id"]
     )
-    assert len(only) >= 2  # the person had a registry record and a caller's record
+    assert removed == 1 and len(only) >= 2  # a registry record and a caller's record
 
 
 def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
@@ -242,3 +249,35 @@ def test_splink_scores_name_and_mobile() -> None:
     assert p[("b", "p2")] < linkage.REVIEW_FLOOR  # a common name alone
     assert p[("c", "p3")] >= linkage.MATCH_THRESHOLD  # a typo in the name, same mobile
     assert ("a", "p2") not in p  # never blocked together: never scored
+
+
+def test_cli_review_merge_split_audited(
+    street: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    settings = _copy(street, tmp_path)
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
+    with open_lake(settings, read_only=True) as con:
+        before = _links(con)
+    counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
+    a, b = counts.sort("person_id")["person_id"][:2]
+    runner = CliRunner()
+    listed = runner.invoke(app, ["persons", "review", "--all"])
+    merged = runner.invoke(app, ["persons", "merge", a, "--person", b, "--reason", "test"])
+    unknown = runner.invoke(app, ["persons", "merge", a, "--person", "0" * 20, "--reason", "x"])
+    with open_lake(settings, read_only=True) as con:
+        after_merge = _links(con)
+    split_ = runner.invoke(app, ["persons", "split", a, "--restore", b, "--reason", "undo"])
+    with open_lake(settings, read_only=True) as con:
+        after_split = _links(con)
+    assert listed.exit_code == 0, listed.output
+    assert merged.exit_code == 0 and split_.exit_code == 0, merged.output + split_.output
+    assert unknown.exit_code == 1
+    assert b not in set(after_merge["person_id"])
+    assert after_split.equals(before)
+    log = b"".join(p.read_bytes() for p in (settings.home / "audit").rglob("*") if p.is_file())
+    for action in (b"person_review_list", b"person_merge", b"person_split"):
+        assert action in log
