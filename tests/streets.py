@@ -4,6 +4,7 @@ setup several test modules share, in one place."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 from catalog.model import Catalogue
@@ -35,4 +36,15 @@ def ingest_and_stage(home: Path, cat: Catalogue, *, residents: int, seed: int) -
             for dept, ds in cat.datasets():
                 ingest_dataset(con, settings, dept.code, ds, policy=FAST)
                 stage_dataset(con, dept.code, ds, protection)
+    return settings
+
+
+def copy_home(street: Path, dest: Path) -> Settings:
+    """A staged street's home (``ingest_and_stage``'s) and its audit witness (kept outside
+    the home) copied to ``dest/home``, for a test that changes it; the copy's settings."""
+    settings = Settings(home=dest / "home")
+    shutil.copytree(street, settings.home)
+    witness = Settings(home=street).witness_dir_abs
+    if witness.exists():
+        shutil.copytree(witness, settings.witness_dir_abs)
     return settings
