@@ -14,7 +14,11 @@ concept. Everything below is derived from those two settings alone:
 - :func:`person_registers` (the registry, 登记库): the datasets whose IDs a person must be
   found in — every dataset of the department that is the authority for the person key and
   that carries the person key (in the shipped catalogue: the household registry and the
-  residence permits of public security).
+  residence permits of public security);
+- :func:`pid_fields` / :func:`pid_column`: the fields whose deterministic person pseudonym
+  every staged table carries beside the ciphertext (``_pid_citizen_id``): a field of PII
+  kind citizen ID or mobile that carries a concept, i.e. identifies the record's subject
+  (a guardian's ID, with no concept, gets none).
 
 A catalogue that declares no authority for a concept still loads and runs: these return
 ``None`` or nothing, and the callers say "no authority declared".
@@ -25,9 +29,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from catalog.model import Catalogue, Dataset, Entity
+from catalog.model import Catalogue, Dataset, Entity, FieldSpec, PiiKind
 
 NO_AUTHORITY = "no authority declared"
+# PII kinds whose value names one person in every department (after standardising)
+PID_KINDS = frozenset({PiiKind.citizen_id, PiiKind.mobile})
+PID_PREFIX = "_pid_"
 
 
 @dataclass(frozen=True)
@@ -139,3 +146,14 @@ def person_registers(catalogue: Catalogue) -> list[FieldRef]:
 def fields_of_concept(ds: Dataset, concept: str) -> list[str]:
     """Names of the dataset's fields carrying ``concept``."""
     return [f.name for f in ds.fields if f.concept == concept]
+
+
+def pid_fields(dataset: Dataset) -> list[FieldSpec]:
+    """The dataset's fields that get a person pseudonym column in staged, in field order:
+    PII kind in :data:`PID_KINDS` and a ``concept`` (the subject's ID or mobile)."""
+    return [f for f in dataset.fields if f.pii in PID_KINDS and f.concept]
+
+
+def pid_column(field_name: str) -> str:
+    """The staged column holding ``field_name``'s person pseudonym: ``_pid_<field_name>``."""
+    return PID_PREFIX + field_name

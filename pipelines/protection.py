@@ -17,6 +17,12 @@ raw      ``_delivery_id`` and        ``d:`` + delivery id + US + source row
 
 A frame with sensitive columns and neither is refused (select the identity columns with
 the values: :data:`STAGED_IDENTITY`, :data:`RAW_IDENTITY`).
+
+Person pseudonyms (:func:`person_pids`): beside each staged row's ciphertext, one
+deterministic pseudonym per field :func:`catalog.authority.pid_fields` names (the subject's
+citizen ID or mobile), ``_pid_<field>``: the hub pseudonym of the standardised value, the
+same for the same normalised ID in every department, null when the value is null. Tables
+join on the person through them without decrypting anything.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog.authority import pid_column, pid_fields
 from catalog.model import Dataset
 from catalog.settings import Settings
 from masking.audit import AuditLog
@@ -102,6 +109,11 @@ class Protection:
         """Pseudonym of each row's business key (plaintext frame): joins without the key."""
         return key_pids(frame, dataset, self.keyring)
 
+    def person_pids(self, frame: pl.DataFrame, dataset: Dataset) -> list[pl.Series]:
+        """The ``_pid_<field>`` columns of the plaintext, standardised frame
+        (:func:`person_pids`)."""
+        return person_pids(frame, dataset, self.keyring)
+
     def row_digest(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:
         """Keyed digest of each row's catalogue fields (plaintext, standardised frame)."""
         return row_digests(frame, [f.name for f in dataset.fields], self.keyring)
@@ -123,3 +135,19 @@ def key_pids(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing, **key) -> 
         pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
     ).to_series()
     return pseudonymise_series(joined, keyring, **key).alias("key_pid")
+
+
+def person_pids(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing, **key) -> list[pl.Series]:
+    """One ``_pid_<field>`` column per :func:`catalog.authority.pid_fields` field of the
+    plaintext, standardised ``frame``: the pseudonym of the value under the field's PII kind
+    (normalised as every pseudonym is), null where it is null or the frame lacks the field
+    (``key``: a suite / version for a re-key)."""
+    out = []
+    for f in pid_fields(dataset):
+        name = pid_column(f.name)
+        if f.name not in frame.columns:
+            out.append(pl.Series(name, [None] * frame.height, dtype=pl.String))
+            continue
+        pids = pseudonymise_series(frame[f.name], keyring, kind=f.pii.value, **key)
+        out.append(pids.alias(name))
+    return out

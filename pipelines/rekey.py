@@ -5,7 +5,8 @@ key versions, then the ring records the suite:
 
 - ``raw.<table>``: every sensitive value decrypted (purpose ``rekey``, audited) and
   encrypted again under the new suite (its AAD keeps the row's delivery id and source row);
-- ``staged.<table>``: the same, and every row's key pseudonym (``_key_pid``) and row
+- ``staged.<table>``: the same, and every row's key pseudonym (``_key_pid``), person
+  pseudonyms (``_pid_<field>``, a table from before them gains the columns) and row
   digest (``_row_digest``) recomputed with the new suite's HMAC under a new pseudonym key
   version; values are bound to the new key pseudonym. The old digest is recomputed first
   and must equal the stored one (the revealed row is the row that was staged), else the
@@ -56,7 +57,8 @@ from pipelines.connectors.landed import PURPOSE as LANDING_PURPOSE
 from pipelines.ingest.landing import reencrypt_landed
 from pipelines.ingest.ledger import now
 from pipelines.ingest.raw import raw_table
-from pipelines.protection import key_pids, row_identity
+from pipelines.ingest.staged import add_pid_columns
+from pipelines.protection import key_pids, person_pids, row_identity
 from quality.keys import KEY_PID, ROW_DIGEST
 
 PURPOSE = "rekey"
@@ -247,7 +249,8 @@ class _Dataset:
             self.con.unregister(view)
 
     def staged(self, table: str) -> int:
-        """Re-encrypt the staged table with new key pseudonyms and row digests."""
+        """Re-encrypt the staged table with new key and person pseudonyms and row digests."""
+        add_pid_columns(self.con, table, self.ds)  # every row's are computed below
         fields = [f.name for f in self.ds.fields]
         old_key = {"suite": self.ring.suite, "version": self.ring.current("pseudonym").version}
         n = 0
@@ -266,6 +269,7 @@ class _Dataset:
             rekeyed = plain.with_columns(
                 key_pids(plain, self.ds, self.ring, **self.new).alias(KEY_PID),
                 row_digests(plain, present, self.ring, **self.new).alias(ROW_DIGEST),
+                *person_pids(plain, self.ds, self.ring, **self.new),
             )
             self.pid_map.append(
                 pl.DataFrame({"old": frame[KEY_PID], "new": rekeyed[KEY_PID]}).drop_nulls()

@@ -3,9 +3,13 @@
 Rows that pass are standardised, typed and written to
 ``staged.<dept>__<dataset>``; rows that fail go to ``quarantine.rows`` with
 their source row, field, check and reason (the offending value masked); exact
-copies are skipped and counted. Each staged row carries two keyed digests
-computed before encryption: ``_key_pid`` (its business key) and ``_row_digest``
-(its values). Against what is already staged, a delivery is met per the
+copies are skipped and counted. Each staged row carries keyed digests computed
+before encryption: ``_key_pid`` (its business key), ``_row_digest`` (its values) and
+one person pseudonym ``_pid_<field>`` per field ``catalog.authority.pid_fields`` names
+(the subject's citizen ID or mobile: the same value for the same person in every
+department). A staged table from before a field had its ``_pid_`` column gains it
+(``ALTER TABLE … ADD COLUMN``) and it is filled for the rows already there, their values
+decrypted for the audited purpose ``master_index`` (:func:`ensure_staged_table`). Against what is already staged, a delivery is met per the
 catalogue's ``update_mode`` (``quality.keys``): the staged rows of the
 delivery's keys are looked up by ``_key_pid`` (a semi-join in the lake, not the
 whole table), compared digest to digest, never decrypted; a newer version
@@ -25,8 +29,9 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from catalog.authority import pid_column, pid_fields
 from catalog.model import Dataset, FieldType, UpdateMode
-from lakehouse.lake import ensure_table, insert_frame, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.killpoints import kill_point, register
@@ -57,6 +62,7 @@ def staged_columns(dataset: Dataset, encrypted: bool = True) -> list[tuple[str, 
         ("_staged_at", "TIMESTAMPTZ"),
         (KEY_PID, "VARCHAR"),
         (ROW_DIGEST, "VARCHAR"),
+        *((pid_column(f.name), "VARCHAR") for f in pid_fields(dataset)),
     ]
     for f in dataset.fields:
         sensitive = encrypted and f.level.sensitive
@@ -65,11 +71,71 @@ def staged_columns(dataset: Dataset, encrypted: bool = True) -> list[tuple[str, 
 
 
 def ensure_staged_table(
-    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, encrypted: bool
-) -> str:
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    protection: Protection,
+    encrypted: bool = True,
+) -> tuple[str, int]:
+    """The staged table of the dataset, created, or given the columns the catalogue added;
+    an existing table's new ``_pid_`` columns filled for its rows (:func:`fill_pids`).
+    Returns the table's name and the rows filled. Inside the caller's transaction or not."""
     name = raw_table(dept, dataset)
-    ensure_table(con, "staged", name, staged_columns(dataset, encrypted))
-    return name
+    added = add_pid_columns(con, name, dataset, encrypted)
+    filled = fill_pids(con, name, dataset, protection, added) if added else 0
+    return name, filled
+
+
+def add_pid_columns(
+    con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset, encrypted: bool = True
+) -> list[str]:
+    """Create ``staged.<name>`` or give it the columns it lacks; the ``_pid_`` columns an
+    existing table lacked (their rows are null until filled) are returned. A new table gets
+    them too (``ALTER TABLE`` in the same transaction), its rows are none."""
+    columns = staged_columns(dataset, encrypted)
+    pids = {pid_column(f.name) for f in pid_fields(dataset)}
+    # first without the _pid_ columns, so a table from before them is told apart
+    ensure_table(con, "staged", name, [c for c in columns if c[0] not in pids])
+    have = {d[0] for d in con.execute(f'SELECT * FROM staged."{name}" LIMIT 0').description}
+    added = [(c, kind) for c, kind in columns if c in pids and c not in have]
+    for column, kind in added:
+        con.execute(f'ALTER TABLE staged."{name}" ADD COLUMN "{column}" {kind}')
+    return [c for c, _ in added]
+
+
+def fill_pids(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    dataset: Dataset,
+    protection: Protection,
+    columns: list[str],
+) -> int:
+    """Compute the ``_pid_`` ``columns`` of every row of ``staged.<name>`` that has a value
+    for their field: the values decrypted for ``master_index`` (audited), pseudonymised as
+    at staging, written back by row (``_delivery_id``, ``_source_row``). Rows filled."""
+    fields = [f for f in pid_fields(dataset) if pid_column(f.name) in columns]
+    if not fields:
+        return 0
+    lineage = ["_delivery_id", "_source_row", KEY_PID]
+    any_value = " OR ".join(f'"{f.name}" IS NOT NULL' for f in fields)
+    select = ", ".join(f'"{c}"' for c in [*lineage, *(f.name for f in fields)])
+    frame = con.execute(f'SELECT {select} FROM staged."{name}" WHERE {any_value}').pl()
+    if frame.height == 0:
+        return 0
+    plain = protection.reveal(frame, dataset, "master_index")
+    filled = plain.select(*lineage, *protection.person_pids(plain, dataset)).select(
+        *lineage, *(pid_column(f.name) for f in fields)
+    )
+    del plain, frame
+    view = "_stage_pids"
+    sets = ", ".join(f'"{pid_column(f.name)}" = v."{pid_column(f.name)}"' for f in fields)
+    match = " AND ".join(f's."{c}" IS NOT DISTINCT FROM v."{c}"' for c in lineage)
+    con.register(view, filled.to_arrow())
+    try:
+        con.execute(f'UPDATE staged."{name}" AS s SET {sets} FROM "{view}" v WHERE {match}')
+    finally:
+        con.unregister(view)
+    return filled.height
 
 
 @dataclass(frozen=True)
@@ -220,8 +286,9 @@ def stage_delivery(
         passed = result.staged.with_columns(
             protection.key_pid(result.staged, dataset).alias(KEY_PID),
             protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
+            *protection.person_pids(result.staged, dataset),
         )
-        name = ensure_staged_table(con, dept, dataset, encrypted=True)
+        name, _ = ensure_staged_table(con, dept, dataset, protection)
         incoming = passed.select(
             "_source_row",
             KEY_PID,
@@ -283,8 +350,13 @@ def stage_delivery(
 def stage_dataset(
     con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, protection: Protection
 ) -> list[StageAccount]:
-    """Put every raw-loaded, not yet staged delivery of the dataset through the gate."""
+    """Put every raw-loaded, not yet staged delivery of the dataset through the gate. With
+    none, a staged table from before its ``_pid_`` columns still gains them (filled)."""
+    deliveries = unstaged(con, dept, dataset.code)
+    if not deliveries and has_table(con, "staged", raw_table(dept, dataset)):
+        with transaction(con):
+            ensure_staged_table(con, dept, dataset, protection)
     return [
         stage_delivery(con, dept, dataset, delivery_id, file_name, protection)
-        for delivery_id, file_name in unstaged(con, dept, dataset.code)
+        for delivery_id, file_name in deliveries
     ]
