@@ -76,7 +76,8 @@ def _revealed(settings: Settings, cat: Catalogue) -> dict[str, pl.DataFrame]:
                 f'SELECT * FROM {zone}."{table}" ORDER BY _delivery_id, _source_row'
             ).pl()
             frame = reader.reveal_text(frame, tables[table], "rekey")
-            out[f"{zone}.{table}"] = frame.drop("_key_pid", "_row_digest", strict=False)
+            pids = [c for c in frame.columns if c.startswith("_pid_")]  # recomputed too
+            out[f"{zone}.{table}"] = frame.drop("_key_pid", "_row_digest", *pids, strict=False)
     return out
 
 
