@@ -415,13 +415,25 @@ def build_golden(
     more loses them) and recounts ``attribute_conflicts``; the result equals a full build.
     """
     _require_mentions(con)
+    return _build(con, catalogue, protection, persons, None)
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    persons: Iterable[str] | None,
+    digests: pl.DataFrame | None,
+) -> GoldenBuild:
+    """:func:`build_golden`; ``digests``: the persons' sources digests, known already."""
     attrs = golden_attributes(catalogue)
     scoped = persons is not None
     if scoped:
         scope = pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
         con.register(_SCOPE, scope.to_arrow())
     try:
-        digests = sources_digests(con, catalogue, scoped=scoped)
+        if digests is None:
+            digests = sources_digests(con, catalogue, scoped=scoped)
         observed, checks = [], []
         for plan in _plans(catalogue):
             if not has_table(con, "staged", f"{plan.dept}__{plan.dataset.code}"):
@@ -535,7 +547,8 @@ def refresh_golden(
     changed = both.filter(pl.col("sources_digest").ne_missing(pl.col("sources_digest_before")))
     persons = set(changed[PERSON_ID].to_list())
     if persons:
-        build_golden(con, catalogue, protection, persons)
+        kept = now.filter(pl.col(PERSON_ID).is_in(list(persons)))
+        _build(con, catalogue, protection, persons, kept)
     return persons
 
 

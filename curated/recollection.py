@@ -121,41 +121,55 @@ def _share(readable: str, collected: str) -> pl.Expr:
     return pl.when(pl.col(collected) > 0).then(pl.col(readable) / pl.col(collected)).otherwise(None)
 
 
+def _others(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The rows of departments collecting a concept another department is authority for."""
+    return con.execute(f"SELECT * FROM {ZONE}.{RECOLLECTION} WHERE NOT is_authority").pl()
+
+
 def recollection_by_department(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per department, what it collects of concepts another department is the authority
     for: concepts, entries (values typed in) and how many it could have read instead
     (``readable_share``: the duplicate entry it could drop). Sorted by department."""
-    frame = con.execute(
-        "SELECT dept, count(DISTINCT concept) AS concepts, sum(rows_collected) AS "
-        "rows_collected, sum(rows_readable) AS rows_readable, sum(persons_collected) AS "
-        "person_values_collected, sum(persons_readable) AS person_values_readable "
-        f"FROM {ZONE}.{RECOLLECTION} WHERE NOT is_authority AND rows_collected > 0 "
-        "GROUP BY dept ORDER BY dept"
-    ).pl()
-    return frame.with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+    return (
+        _others(con)
+        .filter(pl.col("rows_collected") > 0)
+        .group_by("dept")
+        .agg(
+            pl.col("concept").n_unique().alias("concepts"),
+            pl.col("rows_collected").sum(),
+            pl.col("rows_readable").sum(),
+            pl.col("persons_collected").sum().alias("person_values_collected"),
+            pl.col("persons_readable").sum().alias("person_values_readable"),
+        )
+        .with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+        .sort("dept")
+    )
 
 
 def recollection_by_concept(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per concept: its authority, how many other departments collect it themselves and
     how many of them could read (some of) it from the authority, with the entries."""
-    frame = con.execute(
-        "SELECT concept, any_value(authority_dept) AS authority_dept, "
-        "count(*) FILTER (WHERE rows_collected > 0) AS departments_collecting, "
-        "count(*) FILTER (WHERE rows_readable > 0) AS departments_could_read, "
-        "sum(rows_collected) AS rows_collected, sum(rows_readable) AS rows_readable "
-        f"FROM {ZONE}.{RECOLLECTION} WHERE NOT is_authority GROUP BY concept ORDER BY concept"
-    ).pl()
-    return frame.with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+    return (
+        _others(con)
+        .group_by("concept")
+        .agg(
+            pl.col("authority_dept").first(),
+            (pl.col("rows_collected") > 0).sum().alias("departments_collecting"),
+            (pl.col("rows_readable") > 0).sum().alias("departments_could_read"),
+            pl.col("rows_collected").sum(),
+            pl.col("rows_readable").sum(),
+        )
+        .with_columns(_share("rows_readable", "rows_collected").alias("readable_share"))
+        .sort("concept")
+    )
 
 
 def duplicate_entry_avoidable(con: duckdb.DuckDBPyConnection) -> float | None:
     """The street's share of re-collected entries that could be read from the authority
     (the "duplicate entry −92 %" figure); None when nothing is re-collected."""
-    collected, readable = con.execute(
-        f"SELECT sum(rows_collected), sum(rows_readable) FROM {ZONE}.{RECOLLECTION} "
-        "WHERE NOT is_authority"
-    ).fetchone()
-    return None if not collected else float(readable) / float(collected)
+    others = _others(con)
+    collected = int(others["rows_collected"].sum())
+    return None if not collected else int(others["rows_readable"].sum()) / collected
 
 
 __all__ = [

@@ -232,6 +232,10 @@ def test_recollection_counts_what_each_department_types_again(street):
         assert (table["rows_readable"] <= table["rows_collected"]).all()
         assert (table.filter(pl.col("is_authority"))["rows_readable"] == 0).all()
         by_dept = recollection_by_department(con)
+        assert by_dept["readable_share"].dtype == pl.Float64
+        shares = by_dept.select(pl.col("rows_readable") / pl.col("rows_collected")).to_series()
+        assert (by_dept["readable_share"] == shares).all()
+        assert ((shares > 0) & (shares < 1)).any()  # some departments read part of theirs
         others = table.filter(~pl.col("is_authority"))
         assert by_dept["rows_collected"].sum() == others["rows_collected"].sum()
         assert by_dept["rows_readable"].sum() == others["rows_readable"].sum()
@@ -276,11 +280,12 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
         checks = revealed(con, cat, protection, conclusion.dept, conclusion.dataset)
         dated = as_of_field(conclusion.dataset)
         # (a) a later health check of one person with another conclusion
-        first = checks.sort("person_id").head(1)
+        first = checks.filter(pl.col(conclusion.field).is_not_null()).sort("_key_pid").head(1)
         p_check = first["person_id"][0]
-        old_value = first[conclusion.field][0]
+        golden = reveal_persons(con, cat, protection).filter(pl.col("person_id") == p_check)
+        old_value = golden["health_check_conclusion"][0]  # its latest check's
         others = [v for v in checks[conclusion.field].unique().drop_nulls() if v != old_value]
-        later = first[dated][0] + dt.timedelta(days=400)
+        later = checks[dated].max() + dt.timedelta(days=400)
         new_row = first.with_columns(
             pl.lit(others[0]).alias(conclusion.field),
             pl.lit(later).alias(dated),
@@ -291,7 +296,12 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
                         and c.dept != authority(cat, "person.name").dept)  # fmt: skip
         name_ds = cat.dataset(f"{name_cmp.dept}.{name_cmp.dataset}")[1]
         named = revealed(con, cat, protection, name_cmp.dept, name_ds)
-        victim = named.filter(pl.col("person_id") != p_check).sort("person_id").head(1)
+        agreeing = con.execute(
+            "SELECT key_pid FROM curated.attribute_checks WHERE dept = ? AND dataset = ? AND "
+            "field = ? AND compared AND NOT conflicting AND person_id <> ? ORDER BY key_pid",
+            [name_cmp.dept, name_cmp.dataset, name_cmp.field, p_check],
+        ).fetchone()[0]
+        victim = named.filter(pl.col("_key_pid") == agreeing)
         p_name = victim["person_id"][0]
         before = con.execute(
             "SELECT conflicting FROM curated.attribute_conflicts WHERE dept=? AND dataset=? "
