@@ -128,3 +128,30 @@ def test_every_dataset_of_a_clean_street(frames, registry) -> None:
         "expect_compound_columns_to_be_unique",
         "expect_column_values_to_be_in_set",
     }
+
+
+def test_one_batch_definition_and_basic_results_equal_summary(frames, monkeypatch) -> None:
+    """Every suite validates through the process's one data source (none added per suite),
+    and the ``BASIC`` results give the rows ``SUMMARY`` gave, failures included."""
+    import quality.expectations as expectations
+
+    frame = frames[("wjw", "family_doctor_contracts")]
+    broken = pl.concat([frame, frame.head(5)]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(None).otherwise(pl.col("name")).alias("name")
+    )
+    basic = [_run("wjw.family_doctor_contracts", broken, previous_rows=broken.height * 3)]
+    basic.append(_run("mzj.old_age_allowance", frames[("mzj", "old_age_allowance")]))
+    _, context = expectations._gx()
+    assert [s.name for s in context.data_sources.all().values()] == [expectations.BATCH_SOURCE]
+    monkeypatch.setattr(expectations, "RESULT_FORMAT", {"result_format": "SUMMARY"})
+    summary = [_run("wjw.family_doctor_contracts", broken, previous_rows=broken.height * 3)]
+    summary.append(_run("mzj.old_age_allowance", frames[("mzj", "old_age_allowance")]))
+    for b, s in zip(basic, summary, strict=True):
+        assert b.height > 3 and b.equals(s)
+    failed = basic[0].filter(~pl.col("success"))
+    assert {"expect_table_row_count_to_be_between", "expect_column_values_to_be_unique"} <= set(
+        failed["expectation"]
+    )
+    assert _one(basic[0], "expect_column_values_to_not_be_null", "name")["observed"].startswith(
+        "7 of "
+    )
