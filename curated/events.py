@@ -185,6 +185,9 @@ def dataset_events(
     events = place_by_house(con, events, grids)
     if whereabouts(ds):
         events = per_person_day(events, ds)
+        events = events.with_columns(
+            pseudonyms(events["_label"], protection).alias("event_id")
+        ).drop("_label")
     else:
         events = events.with_columns(
             pseudonyms(ds.resource_code + ":" + events["key_pid"], protection).alias("event_id"),
@@ -216,8 +219,8 @@ def place_by_house(
 
 def per_person_day(events: pl.DataFrame, ds: Dataset) -> pl.DataFrame:
     """Whereabouts summarised: one row per person and day (per day and grid cell for records
-    without a person); ``_label`` names the group, the caller pseudonymises it into the
-    ``event_id``."""
+    without a person); ``_label`` names the group (resource code, day, person or cell), whose
+    pseudonym is the ``event_id``."""
 
     def mode(col: str) -> pl.Expr:
         return pl.col(col).drop_nulls().mode().sort().first()
@@ -265,7 +268,11 @@ def build_events(
     del street  # places are codes and coordinates; addresses come through house_mentions
     datasets = event_datasets(catalogue)
     placing = {(d, ds.code) for d, ds in thing_datasets(catalogue)}
-    full = changed is None or bool(changed & (house_datasets(catalogue) | placing))
+    full = (
+        changed is None
+        or bool(changed & (house_datasets(catalogue) | placing))
+        or not has_table(con, "curated", EVENT)
+    )
     scope = None if full else {(d, ds.code) for d, ds in datasets} & changed
     grids = grid_centres(con, catalogue)
     frames = []
@@ -274,10 +281,6 @@ def build_events(
             continue
         events = dataset_events(con, catalogue, dept, ds, protection, grids)
         if events is not None:
-            if "_label" in events.columns:
-                events = events.with_columns(
-                    pseudonyms(events["_label"], protection).alias("event_id")
-                ).drop("_label")
             frames.append(events)
     if scope is None or scope:
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()

@@ -143,6 +143,26 @@ def read_staged(
 PERSON_MENTIONS = "person_mentions"
 
 
+def public_fields(ds: Dataset, skip: set[str] = frozenset()) -> list[str]:
+    """Fields kept as a curated row's attributes: L1/L2 without PII about a person (an
+    organisation's credit code is kept), apart from ``skip``."""
+    return [
+        f.name
+        for f in ds.fields
+        if f.level in (Level.L1, Level.L2)
+        and f.pii in (PiiKind.none, PiiKind.credit_code)
+        and f.name not in skip
+    ]
+
+
+def attributes_json(frame: pl.DataFrame, names: list[str]) -> pl.Series:
+    """JSON text of each row's ``names`` (catalogue order); null without any."""
+    if not names:
+        return pl.Series("attributes", [None] * frame.height, dtype=pl.String)
+    texts = [json.dumps(r, ensure_ascii=False, default=str) for r in frame.select(names).to_dicts()]
+    return pl.Series("attributes", texts, dtype=pl.String)
+
+
 def subject_ids(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, dept: str, ds: Dataset
 ) -> pl.DataFrame | None:
@@ -285,29 +305,12 @@ def _buildings(
         (pl.col(src) if src else pl.lit(None)).alias(name) for name, src in cols.items()
     ).with_columns(pl.col("lon", "lat").cast(pl.Float64), pl.col("b_community").cast(pl.String))
     parts = parse_addresses(frame["building_address"], street)
-    keys = _unit_keys(parts, pl.lit(None, pl.String)).with_columns(
-        pl.coalesce(pl.col("building_key"), pl.lit(None))
-    )
-    out = pl.concat([frame, keys.select("building_key")], how="horizontal")
     # the community field stands in when the building's address names none
-    fill = pl.concat_str([frame["b_community"], parts["building"]], separator="|")
-    out = out.with_columns(pl.coalesce(pl.col("building_key"), fill).alias("building_key"))
+    keys = _unit_keys(parts.with_columns(frame["b_community"].alias("_c")), pl.col("_c"))
+    out = frame.with_columns(keys["building_key"])
     dupes = out.group_by("building_key").len().filter(pl.col("len") > 1)["building_key"]
     return out.filter(
         pl.col("building_key").is_not_null() & ~pl.col("building_key").is_in(dupes.implode())
-    )
-
-
-def _attributes(frame: pl.DataFrame, fields: list[FieldSpec]) -> pl.Series:
-    """JSON of the unit's public fields (L1/L2, no PII), keys in catalogue order."""
-    names = [f.name for f in fields]
-    if not names:
-        return pl.Series("attributes", [None] * frame.height, dtype=pl.String)
-    rows = frame.select(names).to_dicts()
-    return pl.Series(
-        "attributes",
-        [json.dumps(r, ensure_ascii=False, default=str) for r in rows],
-        dtype=pl.String,
     )
 
 
@@ -323,12 +326,9 @@ def build_house_table(
     if unit is None or addr is None or addr.dataset.code != unit.dataset.code:
         return pl.DataFrame(schema=dict(_polars_schema(HOUSE_COLUMNS)))
     ds = unit.dataset
-    public = [
-        f for f in ds.fields
-        if f.level in (Level.L1, Level.L2) and f.pii is PiiKind.none and f.name != unit.field
-    ]  # fmt: skip
+    public = public_fields(ds, {unit.field})
     community = concept_field(ds, COMMUNITY)
-    wanted = list(dict.fromkeys([unit.field, addr.field, *(f.name for f in public)]
+    wanted = list(dict.fromkeys([unit.field, addr.field, *public]
                                 + ([community] if community else [])))  # fmt: skip
     frame = read_staged(con, unit.dept, ds, wanted, protection=protection, purpose=PURPOSE)
     if frame is None:
@@ -345,7 +345,7 @@ def build_house_table(
             "unit_key_pid": pseudonyms(keys["unit_key"], protection),
             "room_key_pid": pseudonyms(keys["room_key"], protection),
             "in_register": pl.Series([True] * frame.height, dtype=pl.Boolean),
-            "attributes": _attributes(frame, public),
+            "attributes": attributes_json(frame, public),
         }
     )
     buildings = _buildings(con, catalogue, street)
@@ -512,13 +512,17 @@ def build_houses(
 
     ``changed`` None (or holding a house-register dataset) rebuilds both; otherwise only the
     mentions of the changed datasets are linked again (against the stored house keys), which
-    equals a full rebuild. Returns counts for the asset's metadata."""
-    full = changed is None or bool(changed & house_datasets(catalogue))
+    equals a full rebuild; no address among them, nothing is written. Returns counts for the
+    asset's metadata."""
+    built = has_table(con, "curated", HOUSE) and has_table(con, "curated", MENTIONS)
+    full = changed is None or bool(changed & house_datasets(catalogue)) or not built
+    scope = None if full else changed & {(d, ds.code) for d, ds, _ in address_fields(catalogue)}
+    if scope is not None and not scope:
+        return house_counts(con)
     if full:
         houses = build_house_table(con, catalogue, protection, street)
         replace_rows(con, HOUSE, HOUSE_COLUMNS, houses, None)
     index = unit_index(con)
-    scope = None if full else changed
     frames = []
     for dept, ds, field in address_fields(catalogue):
         if scope is not None and (dept, ds.code) not in scope:
@@ -529,8 +533,15 @@ def build_houses(
     mentions = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
     replace_rows(con, MENTIONS, MENTION_COLUMNS, mentions, scope)
     refresh_unregistered(con)
-    stats = con.execute(
-        f'SELECT (SELECT count(*) FROM curated."{HOUSE}"), count(*), count(house_id) '
-        f'FROM curated."{MENTIONS}"'
+    return house_counts(con)
+
+
+def house_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Houses (in the register, only mentioned), mentions and linked mentions."""
+    row = con.execute(
+        f'SELECT (SELECT count(*) FROM curated."{HOUSE}"), '
+        f'(SELECT count(*) FROM curated."{HOUSE}" WHERE NOT in_register), '
+        f'count(*), count(house_id) FROM curated."{MENTIONS}"'
     ).fetchone()
-    return {"houses": stats[0], "house_mentions": stats[1], "house_mentions_linked": stats[2]}
+    keys = ("houses", "houses_unregistered", "house_mentions", "house_mentions_linked")
+    return {k: int(v) for k, v in zip(keys, row, strict=True)}

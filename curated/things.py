@@ -22,17 +22,24 @@ Place: ``community_code`` (``place.community_code``), ``lon``/``lat`` (``place.l
 
 from __future__ import annotations
 
-import json
 import math
 
 import duckdb
 import polars as pl
 
 from catalog.authority import Authority, authority, key_authorities
-from catalog.model import Catalogue, Dataset, Entity, Level, PiiKind
+from catalog.model import Catalogue, Dataset, Entity
 from catalog.street import Street
 from curated.address import AddressParser, clean_address
-from curated.houses import Revealer, concept_field, pseudonyms, read_staged, replace_rows
+from curated.houses import (
+    Revealer,
+    attributes_json,
+    concept_field,
+    pseudonyms,
+    public_fields,
+    read_staged,
+    replace_rows,
+)
 
 THING = "thing"
 GRID = "place.grid_code"
@@ -159,26 +166,6 @@ def place_fields(ds: Dataset) -> list[str]:
 
 
 # -- things ------------------------------------------------------------------------------------
-
-
-def public_fields(ds: Dataset, skip: set[str] = frozenset()) -> list[str]:
-    """Fields kept as attributes: L1/L2 without PII (a credit code is an organisation's)."""
-    return [
-        f.name
-        for f in ds.fields
-        if f.level in (Level.L1, Level.L2)
-        and f.pii in (PiiKind.none, PiiKind.credit_code)
-        and f.name not in skip
-    ]
-
-
-def attributes_json(frame: pl.DataFrame, names: list[str]) -> pl.Series:
-    """JSON text of each row's ``names`` (catalogue order), null without any."""
-    if not names:
-        return pl.Series("attributes", [None] * frame.height, dtype=pl.String)
-    rows = frame.select(names).to_dicts()
-    texts = [json.dumps(r, ensure_ascii=False, default=str) for r in rows]
-    return pl.Series("attributes", texts, dtype=pl.String)
 
 
 def _clean_name(values: pl.Series) -> pl.Series:
