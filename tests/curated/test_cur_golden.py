@@ -28,6 +28,7 @@ from curated.golden import (
     reveal_history,
     reveal_persons,
 )
+from curated.persons import link_persons, merge, split
 from curated.recollection import (
     build_recollection,
     duplicate_entry_avoidable,
@@ -42,7 +43,7 @@ from masking.pseudonym import pseudonymise_series
 from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection, key_pids
 from quality.scores_authority import compare, comparisons
-from tests.streets import ingest_and_stage
+from tests.streets import copy_home, ingest_and_stage
 
 MENTION_COLUMNS = [
     ("dept", "VARCHAR"), ("dataset", "VARCHAR"), ("key_pid", "VARCHAR"),
@@ -109,6 +110,14 @@ def street(tmp_path_factory):
         build_golden(con, cat, protection)
         build_recollection(con, cat)
     return settings, cat, protection
+
+
+@pytest.fixture
+def changed_street(street, tmp_path):
+    """A copy of the street for a test that changes it."""
+    settings, cat, _ = street
+    mine = copy_home(settings.home, tmp_path)
+    return mine, cat, Protection.from_settings(mine)
 
 
 def test_each_attribute_is_the_authoritys_latest_value(street):
@@ -271,8 +280,8 @@ def _snapshot(con, cat: Catalogue, protection: Protection) -> dict[str, pl.DataF
     }
 
 
-def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(street):
-    settings, cat, protection = street
+def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(changed_street):
+    settings, cat, protection = changed_street
     conclusion = authority(cat, "person.health_check_conclusion")
     care = authority(cat, "person.care_level")
     with open_lake(settings) as con:
@@ -385,3 +394,48 @@ def test_no_mentions_is_an_error(settings):
     protection = Protection.from_settings(settings)
     with open_lake(settings) as con, pytest.raises(StreethubError, match="person_mentions"):
         build_golden(con, cat, protection)
+
+
+def test_golden_records_follow_the_master_index_merge_and_split(changed_street):
+    """With the index's own links (exact and probabilistic), a wrong merge and its split
+    each rebuild exactly the two persons, and after the split every table is as before."""
+    settings, cat, protection = changed_street
+    with open_lake(settings) as con:
+        link_persons(con, cat, protection)
+        build_golden(con, cat, protection)
+        build_recollection(con, cat)
+        before = _snapshot(con, cat, protection)
+        assert (
+            before["person"]["person_id"].n_unique()
+            == con.execute(
+                "SELECT count(DISTINCT person_id) FROM curated.person_mentions"
+            ).fetchone()[0]
+        )
+        # callers known without a citizen ID are linked: their names count as readable
+        no_id = {
+            dept.code
+            for dept, ds in cat.datasets()
+            if fields_of_concept(ds, "person.name") and not fields_of_concept(ds, person_key(cat))
+        }
+        assert no_id
+        readable = before["recollection"].filter(pl.col("dept").is_in(list(no_id)))
+        assert readable["rows_readable"].sum() > 0
+        assert readable["rows_readable"].sum() <= readable["rows_collected"].sum()
+        named = before["person"].filter(pl.col("name").is_not_null()).sort("person_id")
+        keep, wrong = named["person_id"][0], named["person_id"][1]
+        merge(con, cat, protection, into=keep, person=wrong, actor="test", reason="planted")
+        assert refresh_golden(con, cat, protection) == {keep, wrong}
+        merged = reveal_persons(con, cat, protection)
+        assert wrong not in set(merged["person_id"])
+        assert (
+            con.execute(
+                "SELECT count(*) FROM curated.attribute_checks WHERE person_id = ?", [wrong]
+            ).fetchone()[0]
+            == 0
+        )
+        split(con, cat, protection, person=keep, restore=wrong, actor="test", reason="undo")
+        assert refresh_golden(con, cat, protection) == {keep, wrong}
+        build_recollection(con, cat)
+        after = _snapshot(con, cat, protection)
+        for table, frame in before.items():
+            assert frame.equals(after[table]), table
