@@ -5,10 +5,13 @@ that level among true matches) and a *u* probability (among non-matches); a pair
 weight is the prior's log-odds plus log2(m/u) of each level. The attributes here:
 
 - ``name`` (plain, decrypted for the comparison only): exact, with a term-frequency
-  adjustment (an exact 张伟 weighs less than an exact rare name: ``tf_name`` is the share
-  of the street's persons with that normalised name), one character substituted (a typo
-  or a homophone variant, counted in characters), else;
-- ``mobile_pid`` and ``birth_pid``: exact on the pseudonyms (never decrypted), else.
+  adjustment (an exact 张伟 weighs less than an exact rare name); one character
+  substituted (a homophone typed through pinyin: 秀 → 绣; counted in characters); two
+  swapped or the last dropped; surname + title or a nickname (王先生, 老王, 小英: what a
+  caller gives on the phone, :func:`name_parts`); else;
+- ``mobile_pid`` (TF: a family's shared phone weighs less), ``house_id`` (the housing unit
+  the record's address names, ``curated.house_mentions``; TF by household size) and
+  ``birth_pid``: exact on pseudonyms (never decrypted), else.
 
 A missing value on either side is a null level (no evidence either way). The parameters
 are fixed (:data:`M_U`), not estimated per run: the same mention then scores the same in a
@@ -16,7 +19,7 @@ full rebuild and in an incremental one, and a score does not move because anothe
 department delivered. They are deliberately conservative; EM can estimate them offline
 (``Linker.training``) when a street's data warrant it.
 
-Candidate pairs come from blocking on equal mobile, name or birth-date pseudonyms
+Candidate pairs come from blocking on an equal mobile, name, birth-date or house pseudonym
 (:data:`BLOCKING`); a pair never blocked is never scored. Decisions
 (:data:`MATCH_THRESHOLD`, :data:`REVIEW_FLOOR`) are taken in :mod:`curated.persons`.
 """
@@ -32,14 +35,28 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 MATCH_THRESHOLD = 0.95  # link automatically at or above (when no second person scores as high)
 REVIEW_FLOOR = 0.20  # best in [floor, threshold), or two above it: a data officer decides
-INPUT_COLUMNS = ("unique_id", "name", "name_pid", "mobile_pid", "birth_pid")
-# (m, u) per non-null level, most specific first; the exact name's u is replaced by tf_name
+INPUT_COLUMNS = (
+    "unique_id", "name", "surname", "given", "nick", "name_pid", "mobile_pid", "birth_pid",
+    "house_id",
+)  # fmt: skip
+# columns whose exact level is adjusted by term frequency (share of the street's persons
+# holding the value, a ``tf_<column>`` of the records): 张伟 or a shared family phone
+# weigh less than a rare name or a phone one person holds
+TF_COLUMNS = ("name", "mobile_pid", "house_id")
+# (m, u) per non-null level, most specific first; an exact level's u is replaced by its TF
 M_U = {
-    "name": [(0.88, 0.001), (0.08, 0.003), (0.04, 0.996)],
-    "mobile_pid": [(0.85, 0.0002), (0.15, 0.9998)],
+    "name": [
+        (0.80, 0.001),  # the same name
+        (0.06, 0.002),  # one character substituted: a homophone typed by pinyin (秀 → 绣)
+        (0.02, 0.0005),  # two characters swapped, or the last one dropped
+        (0.10, 0.03),  # surname + title (王先生), 老王, 小英: what a caller gives on the phone
+        (0.02, 0.9675),
+    ],
+    "mobile_pid": [(0.85, 0.0001), (0.15, 0.9999)],
+    "house_id": [(0.70, 0.001), (0.30, 0.999)],
     "birth_pid": [(0.95, 0.00005), (0.05, 0.99995)],
 }
-BLOCKING = ("mobile_pid", "name_pid", "birth_pid")
+BLOCKING = ("mobile_pid", "name_pid", "birth_pid", "house_id")
 NAME_CHARACTERS = 4  # a Chinese name has 2-4 characters; longer ones never count as a typo
 # one substituted character, counted in characters (DuckDB's levenshtein counts UTF-8 bytes:
 # 李娜/李挪 would be 3 apart)
@@ -52,20 +69,97 @@ ONE_CHARACTER_DIFFERS = (
         ),
     )
 )
+SWAPPED_OR_SHORTENED = (
+    "(length(name_l) = length(name_r) "
+    " AND list_sort(string_split(name_l, '')) = list_sort(string_split(name_r, ''))) "
+    "OR (length(name_l) = length(name_r) + 1 AND length(name_r) >= 2 "
+    " AND starts_with(name_l, name_r)) "
+    "OR (length(name_r) = length(name_l) + 1 AND length(name_l) >= 2 "
+    " AND starts_with(name_r, name_l))"
+)
+PARTIAL_NAME = (
+    "(given_l IS NULL AND surname_l = surname_r) OR (given_r IS NULL AND surname_l = surname_r) "
+    "OR (nick_l IS NOT NULL AND given_r IS NOT NULL "
+    " AND (nick_l = surname_r OR nick_l = right(name_r, 1))) "
+    "OR (nick_r IS NOT NULL AND given_l IS NOT NULL "
+    " AND (nick_r = surname_l OR nick_r = right(name_l, 1)))"
+)
+# common two-character surnames (复姓); any other name's surname is its first character
+COMPOUND_SURNAMES = frozenset(
+    [
+        "欧阳",
+        "司马",
+        "诸葛",
+        "上官",
+        "东方",
+        "皇甫",
+        "尉迟",
+        "公孙",
+        "慕容",
+        "长孙",
+        "宇文",
+        "司徒",
+        "夏侯",
+        "轩辕",
+        "令狐",
+        "端木",
+        "申屠",
+        "百里",
+        "呼延",
+        "西门",
+        "南宫",
+        "独孤",
+        "太史",
+        "闻人",
+        "万俟",
+        "澹台",
+        "公冶",
+        "宗政",
+        "濮阳",
+        "淳于",
+        "单于",
+        "赫连",
+        "钟离",
+        "第五",
+    ]
+)
+TITLES = ("先生", "女士", "小姐", "师傅")  # 王先生: a surname and a title, no given name
+NICK_PREFIXES = ("老", "小")  # 老王 (a surname), 小英 (a given name's last character)
+
+
+def name_parts(names: pl.Series) -> pl.DataFrame:
+    """(surname, given, nick) of each name: 王秀英 → (王, 秀英, null); 王先生 → (王, null,
+    null); 老王 → (null, null, 王); 小英 → (null, null, 英); null → all null."""
+    rows = []
+    for name in names.to_list():
+        if not name:
+            rows.append((None, None, None))
+        elif len(name) == 2 and name[0] in NICK_PREFIXES:
+            rows.append((None, None, name[1]))
+        elif len(name) >= 3 and name.endswith(TITLES):
+            rows.append((name[:-2], None, None))
+        else:
+            cut = 2 if len(name) > 2 and name[:2] in COMPOUND_SURNAMES else 1
+            rows.append((name[:cut], name[cut:] or None, None))
+    return pl.DataFrame(rows, schema=["surname", "given", "nick"], orient="row")
+
+
+def _level(sql: str, label: str, m: float, u: float):
+    return cll.CustomLevel(sql, label).configure(m_probability=m, u_probability=u)
 
 
 def _name() -> cl.CustomComparison:
-    (m_eq, u_eq), (m_typo, u_typo), (m_else, u_else) = M_U["name"]
+    exact, sub, swap, partial, other = M_U["name"]
     return cl.CustomComparison(
         [
             cll.NullLevel("name"),
             cll.ExactMatchLevel("name", term_frequency_adjustments=True).configure(
-                m_probability=m_eq, u_probability=u_eq
+                m_probability=exact[0], u_probability=exact[1]
             ),
-            cll.CustomLevel(ONE_CHARACTER_DIFFERS, "one character differs").configure(
-                m_probability=m_typo, u_probability=u_typo
-            ),
-            cll.ElseLevel().configure(m_probability=m_else, u_probability=u_else),
+            _level(ONE_CHARACTER_DIFFERS, "one character differs", *sub),
+            _level(SWAPPED_OR_SHORTENED, "swapped or shortened", *swap),
+            _level(PARTIAL_NAME, "surname or nickname", *partial),
+            cll.ElseLevel().configure(m_probability=other[0], u_probability=other[1]),
         ],
         output_column_name="name",
     )
@@ -74,7 +168,9 @@ def _name() -> cl.CustomComparison:
 def _exact(column: str) -> cl.ExactMatch:
     (m_eq, u_eq), (m_else, u_else) = M_U[column]
     return cl.ExactMatch(column).configure(
-        m_probabilities=[m_eq, m_else], u_probabilities=[u_eq, u_else]
+        m_probabilities=[m_eq, m_else],
+        u_probabilities=[u_eq, u_else],
+        term_frequency_adjustments=column in TF_COLUMNS,
     )
 
 
@@ -85,7 +181,7 @@ def settings(link_type: str, prior: float) -> SettingsCreator:
         link_type=link_type,
         unique_id_column_name="unique_id",
         probability_two_random_records_match=min(max(prior, 1e-9), 0.5),
-        comparisons=[_name(), _exact("mobile_pid"), _exact("birth_pid")],
+        comparisons=[_name(), _exact("mobile_pid"), _exact("house_id"), _exact("birth_pid")],
         blocking_rules_to_generate_predictions=[block_on(c) for c in BLOCKING],
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
@@ -97,16 +193,19 @@ def _records(frame: pl.DataFrame):
 
 
 def _term_frequencies(api: DuckDBAPI, linker: Linker, *frames: pl.DataFrame) -> None:
-    """Register the names' frequencies (the records' ``tf_name``, the share of the
-    street's persons with that name) as Splink's lookup, instead of counting the inputs."""
-    tf = (
-        pl.concat([f.select("name", "tf_name") for f in frames])
-        .drop_nulls("name")
-        .group_by("name")
-        .agg(pl.col("tf_name").max())
-    )
-    table = api.register(tf.to_arrow(), table_name="tf_lookup")
-    linker.table_management.register_term_frequency_lookup(table, "name")
+    """Register each :data:`TF_COLUMNS` value's frequency (the records' ``tf_<column>``:
+    the share of the street's persons holding it) as Splink's lookup, instead of Splink
+    counting the records it was given (a handful of candidates, not the street)."""
+    for column in TF_COLUMNS:
+        tf = f"tf_{column}"
+        table = (
+            pl.concat([f.select(column, tf) for f in frames])
+            .drop_nulls(column)
+            .group_by(column)
+            .agg(pl.col(tf).max())
+        )
+        registered = api.register(table.to_arrow(), table_name=f"lookup_{tf}")
+        linker.table_management.register_term_frequency_lookup(registered, column)
 
 
 PAIR_SCHEMA = {"unique_id_l": pl.String, "unique_id_r": pl.String, "match_probability": pl.Float64}
@@ -119,7 +218,8 @@ def _scored(frame) -> pl.DataFrame:
 
 def score_between(left: pl.DataFrame, right: pl.DataFrame, prior: float) -> pl.DataFrame:
     """Scored candidate pairs (unique_id_l from ``left``, unique_id_r from ``right``,
-    match_probability); both frames have :data:`INPUT_COLUMNS` and ``tf_name``."""
+    match_probability); both frames have :data:`INPUT_COLUMNS` and a ``tf_`` column of
+    each :data:`TF_COLUMNS`."""
     if left.height == 0 or right.height == 0:
         return pl.DataFrame(schema=PAIR_SCHEMA)
     api = DuckDBAPI()
@@ -145,6 +245,49 @@ def score_within(records: pl.DataFrame, prior: float) -> pl.DataFrame:
     out = _scored(pairs)
     api.duckdb_con.close()
     return out
+
+
+def per_person(pairs: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+    """(unique_id_l, person_id, match_probability): a mention's best score per person
+    (``persons`` maps the right-hand unique_id to its person_id; a person has a record
+    per distinct combination of its values)."""
+    return (
+        pairs.join(
+            persons.select("unique_id", "person_id"), left_on="unique_id_r", right_on="unique_id"
+        )
+        .group_by("unique_id_l", "person_id")
+        .agg(pl.col("match_probability").max())
+    )
+
+
+def decide(scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(linked, queued) from :func:`per_person`'s scores.
+
+    Linked: the one person at or above :data:`MATCH_THRESHOLD` (unique_id_l, person_id,
+    match_probability). Queued for review: every candidate from :data:`REVIEW_FLOOR` up of
+    a mention not linked (its best below the threshold, or two persons above it).
+    """
+    above = scored.filter(pl.col("match_probability") >= REVIEW_FLOOR)
+    sure = above.filter(pl.col("match_probability") >= MATCH_THRESHOLD)
+    one = sure.group_by("unique_id_l").agg(pl.len().alias("n")).filter(pl.col("n") == 1)
+    linked = sure.join(one.select("unique_id_l"), on="unique_id_l")
+    queued = above.join(linked.select("unique_id_l"), on="unique_id_l", how="anti")
+    return linked, queued.sort("unique_id_l", "person_id")
+
+
+def group_within(records: pl.DataFrame, prior: float) -> pl.DataFrame:
+    """(node, root, p): ``records`` grouped by links at or above the threshold among
+    themselves; root = the group's smallest unique_id, p = the node's best link (null alone)."""
+    within = score_within(records, prior)
+    edges = within.filter(pl.col("match_probability") >= MATCH_THRESHOLD).select(
+        a="unique_id_l", b="unique_id_r", p="match_probability"
+    )
+    best = (
+        pl.concat([edges.select(node="a", p="p"), edges.select(node="b", p="p")])
+        .group_by("node")
+        .agg(pl.col("p").max())
+    )
+    return components(records["unique_id"], edges).join(best, on="node", how="left")
 
 
 def components(nodes: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:

@@ -47,7 +47,7 @@ from curated.mentions import (
     reveal_names,
 )
 from curated.review import REVIEW_COLUMNS, REVIEW_SCHEMA, evidence, review_queue
-from lakehouse.lake import ensure_table, insert_frame, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
 from masking.pseudonym import pseudonymise_series
 
 ZONE = "curated"
@@ -55,6 +55,7 @@ KEYS_TABLE = "person_keys"
 MENTIONS_TABLE = "person_mentions"
 REVIEW_TABLE = "person_review"
 ACTIONS_TABLE = "link_actions"
+HOUSE_MENTIONS = "house_mentions"  # PLACES' table: the unit a record's address names
 METHODS = ("exact", "probabilistic", "new", "manual")
 KEYS_COLUMNS = [(c, "VARCHAR") for c in MENTION_SCHEMA]
 MENTION_COLUMNS = [
@@ -145,19 +146,70 @@ def derived_person_id(mention_ids: pl.Series, keyring, domain: str) -> pl.Series
     return pseudonymise_series(domain + _SEP + mention_ids, keyring)
 
 
-def _records(frame: pl.DataFrame, names: pl.DataFrame, tf: pl.DataFrame, floor: float):
-    return (
-        frame.join(names, on="name_pid", how="left")
-        .join(tf, on="name_pid", how="left")
-        .with_columns(pl.col("tf_name").fill_null(floor))
+def _frequencies(exact: pl.DataFrame, persons: int) -> dict[str, pl.DataFrame]:
+    """tf_<column> of each TF column: the share of the persons known by ID holding it."""
+    out = {}
+    for column, by in (
+        ("name", "name_pid"),
+        ("mobile_pid", "mobile_pid"),
+        ("house_id", "house_id"),
+    ):
+        out[column] = (
+            exact.filter(pl.col(by).is_not_null())
+            .group_by(by)
+            .agg((pl.col("citizen_pid").n_unique() / persons).alias(f"tf_{column}"))
+        )
+    return out
+
+
+def _records(frame: pl.DataFrame, names: pl.DataFrame, tf: dict, floor: float) -> pl.DataFrame:
+    """Splink's input rows: the pseudonyms, the plain name and its parts, the TF values."""
+    out = frame.join(names, on="name_pid", how="left")
+    out = out.with_columns(linkage.name_parts(out["name"]))
+    for column, by in (
+        ("name", "name_pid"),
+        ("mobile_pid", "mobile_pid"),
+        ("house_id", "house_id"),
+    ):
+        out = out.join(tf[column], on=by, how="left").with_columns(
+            pl.col(f"tf_{column}").fill_null(floor)
+        )
+    return out
+
+
+def _houses(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
+    """``keys`` with ``house_id``: the unit the record's address names (PLACES'
+    ``curated.house_mentions``; the smallest when a record names several; null without)."""
+    if not has_table(con, ZONE, HOUSE_MENTIONS):
+        return keys.with_columns(pl.lit(None, dtype=pl.String).alias("house_id"))
+    houses = (
+        con.execute(
+            f"SELECT dept, dataset, key_pid, min(house_id) AS house_id FROM {ZONE}.{HOUSE_MENTIONS} "
+            "WHERE house_id IS NOT NULL GROUP BY ALL"
+        )
+        .pl()
+        .cast(pl.String)
     )
+    return keys.join(houses, on=list(KEY_COLUMNS), how="left")
+
+
+def _plain_names(con, catalogue, keys: pl.DataFrame, wanted: pl.Series, protection):
+    """(name_pid, name) of the wanted name pseudonyms: one staged record each (the
+    smallest key), decrypted for the comparison only."""
+    reps = (
+        keys.filter(pl.col("name_pid").is_in(wanted.drop_nulls().unique().implode()))
+        .sort(list(KEY_COLUMNS))
+        .unique("name_pid", keep="first", maintain_order=True)
+    )
+    plain = reveal_names(con, catalogue, reps.select(KEY_COLUMNS), protection)
+    return reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
 
 
 def auto_links(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, keys: pl.DataFrame, protection
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(links, review rows) of every mention in ``keys``, before manual actions."""
-    keys = keys.with_columns(_mention_id().alias("mention_id"))
+    keys = _houses(con, keys).with_columns(_mention_id().alias("mention_id"))
     exact = keys.filter(pl.col("citizen_pid").is_not_null())
     fallback = keys.filter(pl.col("citizen_pid").is_null())
     links = [
@@ -172,73 +224,40 @@ def auto_links(
         return pl.concat(links).cast(LINK_SCHEMA), pl.DataFrame(schema=REVIEW_SCHEMA)
 
     persons = max(exact["citizen_pid"].n_unique(), 1)
-    tf = (
-        exact.filter(pl.col("name_pid").is_not_null())
-        .group_by("name_pid")
-        .agg((pl.col("citizen_pid").n_unique() / persons).alias("tf_name"))
-    )
+    tf = _frequencies(exact, persons)
     # the persons' records that share a blocking pseudonym with some fallback mention
-    profiles = exact.select(
-        pl.col("citizen_pid").alias("person_id"), "name_pid", "mobile_pid", "birth_pid"
-    ).unique()
     shares = pl.any_horizontal(
         [pl.col(c).is_in(fallback[c].drop_nulls().unique().implode()) for c in linkage.BLOCKING]
     )
-    profiles = profiles.filter(shares).with_columns(
-        pl.concat_str(
-            [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)], separator=_SEP
-        ).alias("unique_id")
-    )
-    # one staged record per distinct name, decrypted for the comparison only
-    wanted_names = pl.concat([fallback["name_pid"], profiles["name_pid"]]).drop_nulls().unique()
-    reps = (
-        keys.filter(pl.col("name_pid").is_in(wanted_names.implode()))
-        .sort(list(KEY_COLUMNS))
-        .unique("name_pid", keep="first", maintain_order=True)
-    )
-    plain = reveal_names(con, catalogue, reps.select(KEY_COLUMNS), protection)
-    names = reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
-
-    floor = 1 / persons
-    left = _records(fallback.rename({"mention_id": "unique_id"}), names, tf, floor)
-    right = _records(profiles, names, tf, floor)
-    pairs = linkage.score_between(left, right, prior=1 / persons)
-    scored = (
-        pairs.join(
-            right.select("unique_id", "person_id"), left_on="unique_id_r", right_on="unique_id"
+    profiles = (
+        exact.select(pl.col("citizen_pid").alias("person_id"), *linkage.BLOCKING)
+        .unique()
+        .filter(shares)
+        .with_columns(
+            pl.concat_str(
+                [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)],
+                separator=_SEP,
+            ).alias("unique_id")
         )
-        .group_by("unique_id_l", "person_id")
-        .agg(pl.col("match_probability").max())
     )
-    rivals = scored.filter(pl.col("match_probability") >= linkage.REVIEW_FLOOR)
-    decided = rivals.group_by("unique_id_l").agg(
-        (pl.col("match_probability") >= linkage.MATCH_THRESHOLD).sum().alias("rivals"),
-        pl.col("match_probability").max().alias("best"),
-        pl.col("person_id").sort_by("match_probability", descending=True).first(),
-    )
-    linked = decided.filter((pl.col("rivals") == 1) & (pl.col("best") >= linkage.MATCH_THRESHOLD))
+    wanted = pl.concat([fallback["name_pid"], profiles["name_pid"]])
+    names = _plain_names(con, catalogue, keys, wanted, protection)
+    left = _records(fallback.rename({"mention_id": "unique_id"}), names, tf, 1 / persons)
+    right = _records(profiles, names, tf, 1 / persons)
+    pairs = linkage.score_between(left, right, prior=1 / persons)
+    scored = linkage.per_person(pairs, right)
+    linked, queued = linkage.decide(scored)
     links.append(
         fallback.join(linked, left_on="mention_id", right_on="unique_id_l").select(
             *KEY_COLUMNS,
             "person_id",
             pl.lit("probabilistic").alias("method"),
-            pl.col("best").alias("match_probability"),
+            "match_probability",
         )
     )
-
     # persons known only by fallback: the unlinked mentions grouped among themselves
     rest = left.filter(~pl.col("unique_id").is_in(linked["unique_id_l"].implode()))
-    within = linkage.score_within(rest, prior=1 / max(rest.height, 2))
-    edges = within.filter(pl.col("match_probability") >= linkage.MATCH_THRESHOLD).select(
-        a="unique_id_l", b="unique_id_r", p="match_probability"
-    )
-    groups = linkage.components(rest["unique_id"], edges)
-    best_edge = (
-        pl.concat([edges.select(node="a", p="p"), edges.select(node="b", p="p")])
-        .group_by("node")
-        .agg(pl.col("p").max())
-    )
-    groups = groups.join(best_edge, on="node", how="left")
+    groups = linkage.group_within(rest, prior=1 / persons)
     groups = groups.with_columns(
         derived_person_id(groups["root"], protection.keyring, "fallback").alias("person_id")
     )
@@ -251,54 +270,52 @@ def auto_links(
         )
     )
     out = pl.concat([f.cast(LINK_SCHEMA) for f in links])
-
-    review = _review_rows(con, catalogue, fallback, rivals, linked, out, right, protection, keys)
+    review = _review_rows(con, catalogue, queued, left, right, out, keys, protection)
     return out, review
 
 
-def _agreement(left: pl.DataFrame, right: pl.DataFrame) -> pl.Expr:
-    del left, right
-    parts = [
-        pl.when(pl.col("name_pid") == pl.col("name_pid_c")).then(pl.lit("name")),
-        pl.when(pl.col("mobile_pid") == pl.col("mobile_pid_c")).then(pl.lit("mobile")),
-        pl.when(pl.col("birth_pid") == pl.col("birth_pid_c")).then(pl.lit("birth_date")),
-    ]
-    return pl.concat_str(parts, separator=",", ignore_nulls=True)
+AGREES = (("name_pid", "name"), ("mobile_pid", "mobile"), ("house_id", "house"),
+          ("birth_pid", "birth_date"))  # fmt: skip
 
 
-def _review_rows(con, catalogue, fallback, rivals, linked, links, right, protection, keys):
-    queued = rivals.filter(~pl.col("unique_id_l").is_in(linked["unique_id_l"].implode()))
+def _review_rows(con, catalogue, queued, left, right, links, keys, protection):
+    """The review queue's rows: each queued (mention, candidate), what agrees with the
+    candidate's best-agreeing record, the names masked."""
     if queued.height == 0:
         return pl.DataFrame(schema=REVIEW_SCHEMA)
-    own = fallback.select("mention_id", *KEY_COLUMNS, "name_pid", "mobile_pid", "birth_pid")
-    rows = queued.join(own, left_on="unique_id_l", right_on="mention_id").join(
-        links.select(*KEY_COLUMNS, pl.col("person_id").alias("own_person")), on=list(KEY_COLUMNS)
+    own = left.select("unique_id", *KEY_COLUMNS, *[c for c, _ in AGREES])
+    cand = right.select("person_id", *[pl.col(c).alias(f"{c}_c") for c, _ in AGREES])
+    agree = [pl.when(pl.col(c) == pl.col(f"{c}_c")).then(pl.lit(label)) for c, label in AGREES]
+    rows = (
+        queued.join(own, left_on="unique_id_l", right_on="unique_id")
+        .join(cand, on="person_id", how="left")
+        .with_columns(
+            pl.concat_str(agree, separator=",", ignore_nulls=True).alias("agrees_on"),
+            pl.sum_horizontal(
+                [(pl.col(c) == pl.col(f"{c}_c")).fill_null(False) for c, _ in AGREES]
+            ).alias("n_agree"),
+        )
+        .sort(
+            "unique_id_l",
+            "person_id",
+            "n_agree",
+            "agrees_on",
+            descending=[False, False, True, False],
+        )
+        .unique(["unique_id_l", "person_id"], keep="first", maintain_order=True)
+        .join(links.select(*KEY_COLUMNS, pl.col("person_id").alias("own")), on=list(KEY_COLUMNS))
     )
-    # which pseudonyms agree with the candidate's best-agreeing record
-    cand = right.select(
-        pl.col("person_id").alias("candidate_person_id"),
-        pl.col("name_pid").alias("name_pid_c"),
-        pl.col("mobile_pid").alias("mobile_pid_c"),
-        pl.col("birth_pid").alias("birth_pid_c"),
-    )
-    rows = rows.rename({"person_id": "candidate_person_id"})
-    agrees = (
-        rows.join(cand, on="candidate_person_id", how="left")
-        .with_columns(_agreement(rows, cand).alias("agrees_on"))
-        .sort("agrees_on", descending=True)
-        .unique(["unique_id_l", "candidate_person_id"], keep="first", maintain_order=True)
-    )
-    candidates = agrees.select(
+    candidates = rows.select(
         *KEY_COLUMNS,
-        pl.col("own_person").alias("person_id"),
-        "candidate_person_id",
+        pl.col("own").alias("person_id"),
+        pl.col("person_id").alias("candidate_person_id"),
         "match_probability",
         "agrees_on",
     )
     mention_names = reveal_names(
         con, catalogue, candidates.select(KEY_COLUMNS).unique(), protection, masked_mobile=True
     )
-    # a candidate's name as the authoritative record spells it (its first mention)
+    # a candidate's name as its first record (smallest key) spells it
     firsts = (
         keys.filter(
             pl.col("citizen_pid").is_in(candidates["candidate_person_id"].implode())

@@ -15,7 +15,9 @@ import pytest
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
+from catalog.street import load_street
 from curated import linkage
+from curated.houses import build_houses
 from curated.mentions import subject_fields
 from curated.persons import link_persons, merge, review_queue, split
 from lakehouse.lake import close_idle, open_lake, tables_in
@@ -40,7 +42,10 @@ def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
     home = tmp_path_factory.mktemp("persons") / "home"
     settings = ingest_and_stage(home, cat, residents=400, seed=21)
     with open_lake(settings) as con:
-        link_persons(con, cat, Protection.from_settings(settings, "test:persons"))
+        protection = Protection.from_settings(settings, "test:persons")
+        # as in the run: houses first (the unit a record's address names), then persons
+        build_houses(con, cat, protection, load_street(settings.street_file))
+        link_persons(con, cat, protection)
     close_idle()
     return home
 
@@ -185,15 +190,26 @@ def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_pa
     settings = _copy(street, tmp_path)
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
-        before = _links(con)
-        probable = before.filter(pl.col("method") == "probabilistic").sort(KEY)
-        # a caller's record keeps only its name: too little to merge on
-        row = probable.row(0, named=True)
-        con.execute(
-            "UPDATE curated.person_keys SET mobile_pid = NULL "
-            "WHERE dept = ? AND dataset = ? AND key_pid = ?",
-            [row["dept"], row["dataset"], row["key_pid"]],
+        # a caller's record with the exact name of one person only keeps its name: too
+        # little to merge on (its phone and home address are taken away)
+        row = (
+            con.execute(
+                """SELECT m.dept, m.dataset, m.key_pid, m.person_id
+               FROM curated.person_mentions m JOIN curated.person_keys k USING (dept, dataset, key_pid)
+               WHERE m.method = 'probabilistic' AND k.name_pid IN (
+                   SELECT name_pid FROM curated.person_keys WHERE citizen_pid IS NOT NULL
+                   GROUP BY name_pid HAVING count(DISTINCT citizen_pid) = 1)
+                 AND k.name_pid IN (SELECT name_pid FROM curated.person_keys
+                                    WHERE citizen_pid = m.person_id)
+               ORDER BY m.dept, m.dataset, m.key_pid LIMIT 1"""
+            )
+            .pl()
+            .row(0, named=True)
         )
+        where = "WHERE dept = ? AND dataset = ? AND key_pid = ?"
+        mention = [row["dept"], row["dataset"], row["key_pid"]]
+        con.execute(f"UPDATE curated.person_keys SET mobile_pid = NULL {where}", mention)
+        con.execute(f"DELETE FROM curated.house_mentions {where}", mention)
         link_persons(con, cat, protection, changed=())
         after = _links(con)
         queue = review_queue(con)
@@ -219,36 +235,53 @@ def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_pa
         assert review_queue(con).filter(pl.col("key_pid") == row["key_pid"]).height == 0
 
 
-def test_splink_scores_name_and_mobile() -> None:
-    common = 20 / 1000
+def _records(rows: list[tuple]) -> pl.DataFrame:
+    """Splink input rows from (uid, name, mobile, house, name share among persons)."""
+    frame = pl.DataFrame(
+        rows, schema=["unique_id", "name", "mobile_pid", "house_id", "tf_name"], orient="row"
+    )
+    return frame.with_columns(
+        linkage.name_parts(frame["name"]),
+        name_pid=pl.col("name"),
+        birth_pid=pl.lit(None, dtype=pl.String),
+        tf_mobile_pid=pl.lit(1 / 1000),
+        tf_house_id=pl.lit(3 / 1000),
+    )
 
-    def rec(uid, name, mobile, tf):
-        return {"unique_id": uid, "name": name, "name_pid": name, "mobile_pid": mobile,
-                "birth_pid": None, "tf_name": tf}  # fmt: skip
 
-    left = pl.DataFrame(
+def test_splink_scores_name_mobile_and_house() -> None:
+    rare, common = 1 / 1000, 20 / 1000
+    left = _records(
         [
-            rec("a", "王秀英", "m1", 1 / 1000),
-            rec("b", "张伟", None, common),
-            rec("c", "李娜", "m9", 1 / 1000),
+            ("a", "王秀英", "m1", None, rare),
+            ("b", "张伟", None, None, common),
+            ("c", "李娜", "m9", None, rare),  # 李挪 on record: one character differs
+            ("d", "赵先生", "m4", "h4", rare),  # a surname and a title, from home
+            ("e", "周杰", "m5", None, rare),  # another person's phone, another name
         ]
     )
-    right = pl.DataFrame(
+    right = _records(
         [
-            rec("p1", "王秀英", "m1", 1 / 1000),
-            rec("p2", "张伟", "m2", common),
-            rec("p3", "李挪", "m9", 1 / 1000),
+            ("p1", "王秀英", "m1", "h1", rare),
+            ("p2", "张伟", "m2", "h2", common),
+            ("p3", "李挪", "m9", "h3", rare),
+            ("p4", "赵建国", "m4", "h4", rare),
+            ("p5", "吴芳", "m5", "h5", rare),
         ]
     )
     pairs = linkage.score_between(left, right, prior=1 / 1000)
-    p = {
-        (r["unique_id_l"], r["unique_id_r"]): r["match_probability"]
-        for r in pairs.iter_rows(named=True)
-    }
+    p = {(r["unique_id_l"], r["unique_id_r"]): r["match_probability"] for r in pairs.iter_rows(named=True)}  # fmt: skip
     assert p[("a", "p1")] >= linkage.MATCH_THRESHOLD  # same name and mobile
     assert p[("b", "p2")] < linkage.REVIEW_FLOOR  # a common name alone
-    assert p[("c", "p3")] >= linkage.MATCH_THRESHOLD  # a typo in the name, same mobile
+    assert p[("c", "p3")] >= linkage.MATCH_THRESHOLD
+    assert p[("d", "p4")] >= linkage.MATCH_THRESHOLD  # surname, phone and home agree
+    assert p[("e", "p5")] < linkage.MATCH_THRESHOLD  # a phone alone is not enough
     assert ("a", "p2") not in p  # never blocked together: never scored
+    parts = linkage.name_parts(pl.Series(["王秀英", "欧阳娜娜", "王先生", "老王", "小英", None]))
+    assert parts.rows() == [
+        ("王", "秀英", None), ("欧阳", "娜娜", None), ("王", None, None), (None, None, "王"),
+        (None, None, "英"), (None, None, None),
+    ]  # fmt: skip
 
 
 def test_cli_review_merge_split_audited(
