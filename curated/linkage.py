@@ -33,6 +33,8 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from masking.names import COMPOUND_SURNAMES
+
 MATCH_THRESHOLD = 0.95  # link automatically at or above (when no second person scores as high)
 REVIEW_FLOOR = 0.20  # best in [floor, threshold), or two above it: a data officer decides
 INPUT_COLUMNS = (
@@ -84,52 +86,14 @@ PARTIAL_NAME = (
     "OR (nick_r IS NOT NULL AND given_l IS NOT NULL "
     " AND (nick_r = surname_l OR nick_r = right(name_l, 1)))"
 )
-# common two-character surnames (复姓); any other name's surname is its first character
-COMPOUND_SURNAMES = frozenset(
-    [
-        "欧阳",
-        "司马",
-        "诸葛",
-        "上官",
-        "东方",
-        "皇甫",
-        "尉迟",
-        "公孙",
-        "慕容",
-        "长孙",
-        "宇文",
-        "司徒",
-        "夏侯",
-        "轩辕",
-        "令狐",
-        "端木",
-        "申屠",
-        "百里",
-        "呼延",
-        "西门",
-        "南宫",
-        "独孤",
-        "太史",
-        "闻人",
-        "万俟",
-        "澹台",
-        "公冶",
-        "宗政",
-        "濮阳",
-        "淳于",
-        "单于",
-        "赫连",
-        "钟离",
-        "第五",
-    ]
-)
 TITLES = ("先生", "女士", "小姐", "师傅")  # 王先生: a surname and a title, no given name
 NICK_PREFIXES = ("老", "小")  # 老王 (a surname), 小英 (a given name's last character)
 
 
 def name_parts(names: pl.Series) -> pl.DataFrame:
-    """(surname, given, nick) of each name: 王秀英 → (王, 秀英, null); 王先生 → (王, null,
-    null); 老王 → (null, null, 王); 小英 → (null, null, 英); null → all null."""
+    """(surname, given, nick) of each name: 王秀英 → (王, 秀英, null); 欧阳娜娜 → (欧阳, 娜娜,
+    null), the compound surnames of ``masking.names``; 王先生 → (王, null, null); 老王 →
+    (null, null, 王); 小英 → (null, null, 英); null → all null."""
     rows = []
     for name in names.to_list():
         if not name:
