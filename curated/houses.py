@@ -17,8 +17,10 @@ method                 score  when
 ``exact``              1.0    community, building, entrance and room from the address
 ``community_field``    0.95   the address names no community; the record's community
                               field (``place.community_code``) supplies it
-``unique_room``        0.85   the address names no entrance, and only one unit of the
-                              building has that room number
+``unique_room``        0.85   the address names no entrance, and the register's building
+                              has one entrance, with that room (3号楼501室 of a building
+                              without 单元); in a building of several entrances a room
+                              number alone names no flat and stays unresolved
 ``unregistered``       0.9    a whole unit address (community, building, entrance, room)
                               that no unit of the register has: the flat the persons live
                               in is missing from the register (its row quarantined, or
@@ -337,30 +339,37 @@ def build_house_table(
     fallback = frame[community] if community else pl.Series([None] * frame.height, dtype=pl.String)
     keys = _unit_keys(parts.with_columns(fallback.alias("_c")), pl.col("_c"))
     house_ids = pseudonyms(frame[unit.field], protection, kind=unit.dataset.field(unit.field).pii)
+    # a room without its entrance names one flat only in a building of one entrance
+    entrances = (
+        parts.select(keys["building_key"], "entrance")
+        .group_by("building_key")
+        .agg(pl.col("entrance").n_unique().alias("_entrances"))
+    )
+    single = keys.join(entrances, on="building_key", how="left", maintain_order="left")
+    room_keys = single.select(
+        pl.when(pl.col("_entrances") == 1).then(pl.col("room_key"))
+    ).to_series()
     houses = pl.DataFrame(
         {
             "house_id": house_ids,
             "community_code": parts["address_community"].fill_null(fallback.cast(pl.String)),
             "building_key": keys["building_key"],
             "unit_key_pid": pseudonyms(keys["unit_key"], protection),
-            "room_key_pid": pseudonyms(keys["room_key"], protection),
+            "room_key_pid": pseudonyms(room_keys, protection),
             "in_register": pl.Series([True] * frame.height, dtype=pl.Boolean),
             "attributes": attributes_json(frame, public),
+            "address": encrypt_series(
+                frame[addr.field].cast(pl.String),
+                protection.keyring,
+                column=f"curated.{HOUSE}.address",
+                rows=house_ids,
+            ),
         }
     )
-    buildings = _buildings(con, catalogue, street)
-    houses = houses.join(buildings.drop("b_community"), on="building_key", how="left")
-    rows = houses["house_id"].cast(pl.String)
-    address = encrypt_series(
-        frame[addr.field].cast(pl.String),
-        protection.keyring,
-        column=f"curated.{HOUSE}.address",
-        rows=rows,
-    )
+    buildings = _buildings(con, catalogue, street).drop("b_community")
+    houses = houses.join(buildings, on="building_key", how="left", maintain_order="left")
     return houses.with_columns(
-        address.alias("address"),
-        pl.lit(unit.dept).alias("dept"),
-        pl.lit(ds.code).alias("dataset"),
+        pl.lit(unit.dept).alias("dept"), pl.lit(ds.code).alias("dataset")
     ).drop("building_key")
 
 

@@ -21,9 +21,11 @@ from curated.households import HOUSEHOLD, build_households
 from curated.houses import (
     HOUSE,
     MENTIONS,
+    UnitIndex,
     address_fields,
     build_houses,
     concept_field,
+    link_addresses,
     pseudonyms,
     read_staged,
     staged_name,
@@ -403,3 +405,106 @@ def test_an_incremental_build_equals_a_full_one(street: Settings, cat, tmp_path:
     full = _snapshot(settings)
     for name in full:
         assert incremental[name].equals(full[name]), name
+
+
+def _respell(address: str, how: int) -> str:
+    """The same flat as offices really write it (``how`` picks the spelling)."""
+    district, street_name = get_street().district, get_street().name
+    if how == 0:  # full-width digits
+        return address.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    if how == 1:  # 栋 and 门, no 室, spaces, the district without its city
+        short = address.replace(district, district[3:])
+        return short.replace("号楼", "栋 ").replace("单元", "门 ").removesuffix("室")
+    if how == 2:  # no district, street or community: the record's community field says it
+        rest = address.replace(district, "").replace(street_name, "")
+        return re.sub(r"^.*?社区", "", rest)
+    if how == 3:  # Chinese numerals for the building and the entrance
+        return re.sub(r"(\d+)(号楼|单元)", lambda m: CN_NUMBERS[int(m.group(1))] + m.group(2),
+                      address)  # fmt: skip
+    return re.sub(r"\d+单元", "", address)  # no entrance: a room of which entrance?
+
+
+CN_NUMBERS = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九"] + [
+    ("" if n // 10 == 1 else "零一二三四五六七八九"[n // 10]) + "十" + ("零一二三四五六七八九"[n % 10]
+    if n % 10 else "") for n in range(10, 100)
+]  # fmt: skip
+
+
+def test_respelt_addresses_link_to_the_same_house(street: Settings, cat, tmp_path: Path):
+    """Real offices spell a flat many ways: the registry's addresses re-spelt in staged
+    (re-encrypted as staging would) still link to the house they named, through the
+    community field where the community is left out; an address without its entrance links
+    only in a building of one entrance, else to nothing (never another: the simulator's
+    buildings have two or three, and a flat missing from the register must not be taken for
+    the one with its room number at another entrance)."""
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(street.home, settings.home)
+    if street.witness_dir_abs.exists():
+        shutil.copytree(street.witness_dir_abs, settings.witness_dir_abs)
+    registry = authority(cat, "person.registered_address")
+    dept, ds, field = registry.dept, registry.dataset, registry.field
+    before = table(settings, MENTIONS).filter(pl.col("dataset") == ds.code)
+    protection = Protection.from_settings(settings, actor="test:places")
+    with open_lake(settings) as con:
+        plain = read_staged(con, dept, ds, [field], protection=protection)
+        respelt = plain.with_columns(
+            pl.Series(
+                "how", [i % 5 for i in range(plain.height)], dtype=pl.Int64
+            ),  # every spelling, about a fifth of the rows each
+        ).with_columns(
+            pl.struct(field, "how").map_elements(lambda r: _respell(r[field], r["how"]),
+                                                 return_dtype=pl.String).alias(field)
+        )  # fmt: skip
+        sealed = protection.protect(respelt.select("_key_pid", field), ds)
+        con.register("respelt", sealed.to_arrow())
+        con.execute(
+            f'UPDATE staged."{staged_name(dept, ds)}" AS s SET "{field}" = r."{field}" '
+            "FROM respelt r WHERE s._key_pid = r._key_pid"
+        )
+        con.unregister("respelt")
+        build_houses(con, cat, protection, get_street(), {(dept, ds.code)})
+    after = table(settings, MENTIONS).filter(pl.col("dataset") == ds.code)
+    joined = (
+        before.select("key_pid", pl.col("house_id").alias("was"))
+        .join(after.select("key_pid", "house_id", "method"), on="key_pid")
+        .join(respelt.select(pl.col("_key_pid").alias("key_pid"), "how"), on="key_pid")
+    )
+    assert joined.height == before.height
+    whole = joined.filter(pl.col("how") < 4)
+    assert (whole["house_id"] == whole["was"]).all()
+    assert set(whole.filter(pl.col("how") == 2)["method"]) <= {"community_field", "unregistered"}
+    assert set(whole.filter(pl.col("how") != 2)["method"]) <= {"exact", "unregistered"}
+    no_entrance = joined.filter(pl.col("how") == 4)
+    linked = no_entrance.filter(pl.col("house_id").is_not_null())
+    assert (linked["house_id"] == linked["was"]).all()
+    assert set(linked["method"]) <= {"unique_room"}
+    assert set(no_entrance.filter(pl.col("house_id").is_null())["method"]) == {"unresolved"}
+
+
+def test_each_link_method_on_its_own_address(settings: Settings):
+    street_file = get_street()
+    c = street_file.communities[0]
+    protection = Protection.from_settings(settings, actor="test:places")
+
+    def pid(text: str) -> str:
+        return pseudonyms(pl.Series([text]), protection)[0]
+
+    index = UnitIndex(
+        units=pl.DataFrame({"unit_key_pid": [pid(f"{c.code}|3|2|501")], "house_id": ["h1"]}),
+        rooms=pl.DataFrame({"room_key_pid": [pid(f"{c.code}|7|101")], "house_id": ["h2"]}),
+        registered=pl.Series([pid(f"{c.code}|3|2|501"), pid(f"{c.code}|9|1|101")]),
+    )
+    frame = pl.DataFrame(
+        {
+            "address": [f"{c.name}社区3号楼2单元501室", "3号楼2单元501室", f"{c.name}社区7号楼101室",
+                        f"{c.name}社区3号楼501室", f"{c.name}社区4号楼1单元101室",
+                        f"{c.name}社区3号楼附近", "3号楼2单元501室"],
+            "community": [None, c.code, None, None, None, None, None],
+        }
+    )  # fmt: skip
+    got = link_addresses(frame, "address", "community", street_file, protection, index)
+    assert got["method"].to_list() == ["exact", "community_field", "unique_room", "unresolved",
+                                       "unregistered", "unresolved", "unresolved"]  # fmt: skip
+    assert got["house_id"].to_list() == ["h1", "h1", "h2", None, pid(f"{c.code}|4|1|101"),
+                                         None, None]  # fmt: skip
+    assert got["score"].to_list() == [1.0, 0.95, 0.85, None, 0.9, None, None]
