@@ -508,3 +508,50 @@ def test_each_link_method_on_its_own_address(settings: Settings):
     assert got["house_id"].to_list() == ["h1", "h1", "h2", None, pid(f"{c.code}|4|1|101"),
                                          None, None]  # fmt: skip
     assert got["score"].to_list() == [1.0, 0.95, 0.85, None, 0.9, None, None]
+
+
+def test_events_and_households_follow_the_master_index(street: Settings, cat, tmp_path: Path):
+    """Once ``curated.person_mentions`` exists its person ids are the ones used, and a later
+    split there moves the events it concerns without rebuilding them."""
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(street.home, settings.home)
+    if street.witness_dir_abs.exists():
+        shutil.copytree(street.witness_dir_abs, settings.witness_dir_abs)
+    events = table(settings, EVENT).filter(pl.col("granularity") == RECORD)
+    appeal_like = events.filter(pl.col("person_id").is_null()).head(5)  # no citizen ID
+    chronic = events.filter(pl.col("person_id").is_not_null()).head(5)
+    planted = pl.concat([appeal_like, chronic]).select(
+        "dept", "dataset", "key_pid",
+        pl.format("{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(20)).alias("person_id"),
+    )  # fmt: skip
+    household = authority(cat, "household.id")
+    register = table(settings, MENTIONS).filter(pl.col("dataset") == household.dataset.code)
+    members = register.head(3).select(
+        "dept", "dataset", "key_pid", pl.lit("f" * 20).alias("person_id")
+    )
+    mentions = pl.concat([planted, members])
+    protection = Protection.from_settings(settings, actor="test:places")
+    with open_lake(settings) as con:
+        con.execute(
+            "CREATE TABLE curated.person_mentions (dept VARCHAR, dataset VARCHAR, "
+            "key_pid VARCHAR, person_id VARCHAR)"
+        )
+        con.register("planted", mentions.to_arrow())
+        con.execute("INSERT INTO curated.person_mentions SELECT * FROM planted")
+        build_events(con, cat, protection, get_street())
+        build_households(con, cat, protection)
+    rebuilt = table(settings, EVENT).join(planted, on=["dept", "dataset", "key_pid"])
+    assert rebuilt.height == planted.height
+    assert (rebuilt["person_id"] == rebuilt["person_id_right"]).all()
+    in_households = table(settings, HOUSEHOLD).select(pl.col("members").explode()).unnest("members")
+    assert (in_households["person_id"] == "f" * 20).sum() == members.height
+    # a split gives one planted record another person: the next incremental build follows
+    moved = planted.row(0, named=True)
+    with open_lake(settings) as con:
+        con.execute(
+            "UPDATE curated.person_mentions SET person_id = ? WHERE key_pid = ?",
+            ["e" * 20, moved["key_pid"]],
+        )
+        build_events(con, cat, protection, get_street(), changed=set())
+    after = table(settings, EVENT).filter(pl.col("key_pid") == moved["key_pid"])
+    assert after["person_id"].to_list() == ["e" * 20]
