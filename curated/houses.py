@@ -46,6 +46,7 @@ import duckdb
 import polars as pl
 
 from catalog.authority import authorities, authority, fields_of_concept, person_key, pid_column
+from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldSpec, Level, PiiKind
 from catalog.street import Street
 from curated.address import parse_addresses
@@ -64,6 +65,7 @@ BUILDING_ADDRESS = "house.building_address"
 COMMUNITY = "place.community_code"
 LON, LAT = "place.lon", "place.lat"
 PURPOSE = "master_index"
+PERSON_MENTIONS = "person_mentions"  # the master index (engineer LINK's table)
 
 HOUSE_COLUMNS = [
     ("house_id", "VARCHAR"),
@@ -125,7 +127,7 @@ def read_staged(
     columns: list[str],
     *,
     protection: Revealer | None = None,
-    purpose: str = "master_index",
+    purpose: str = PURPOSE,
 ) -> pl.DataFrame | None:
     """``_key_pid`` and ``columns`` of the dataset's staged rows, sensitive ones decrypted for
     ``purpose`` (audited; only the columns asked for); None when the dataset is not staged."""
@@ -135,14 +137,18 @@ def read_staged(
     wanted = list(dict.fromkeys([KEY_PID, *columns]))
     select = ", ".join(f'"{c}"' for c in wanted)
     frame = con.execute(f'SELECT {select} FROM staged."{name}"').pl()
-    if any(ds.field(c).level.sensitive for c in columns if c in {f.name for f in ds.fields}):
+    sensitive = [
+        c for c in columns if c in {f.name for f in ds.fields} and ds.field(c).level.sensitive
+    ]
+    if sensitive:
         if protection is None:
-            raise ValueError(f"{dept}.{ds.code}: sensitive columns need a protection to read")
+            raise StreethubError(
+                "a sensitive column is read only through a protection (audited decryption)",
+                dataset=f"{dept}.{ds.code}",
+                field=sensitive[0],
+            )
         frame = protection.reveal(frame, ds, purpose)
     return frame
-
-
-PERSON_MENTIONS = "person_mentions"
 
 
 def public_fields(ds: Dataset, skip: set[str] = frozenset()) -> list[str]:
