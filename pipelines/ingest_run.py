@@ -41,6 +41,8 @@ from catalog.errors import StreethubError
 from catalog.model import FILE_CONNECTORS, Catalogue, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import has_table, hold_lake, open_lake
+from pipelines.curated_run import last_build
+from pipelines.defs.curated.assets import CURATED_KEYS, build_curated_assets
 from pipelines.defs.protection.checks import LEAK_CHECK, build_leak_check
 from pipelines.defs.quality.assets import SCORECARD_KEY, build_scorecard_asset
 from pipelines.defs.sources.assets import build_dataset_assets
@@ -306,7 +308,7 @@ def _ingest_held(
             progress.advance(task)
         previous = last_leak_scan(instance)
         with open_lake(settings, read_only=True) as con:
-            stale = scorecard_stale(con)
+            stale = scorecard_stale(con) or last_build(con) is None
         if not work and not stale and previous is not None:
             progress.update(task, description="nothing new: the last scorecard and scan hold")
             outcome.leak_check, outcome.scorecard_ok = previous, True
@@ -315,7 +317,12 @@ def _ingest_held(
             return outcome
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
-        defs = [build_scorecard_asset(keys), build_leak_check()]
+        # curated first: the scorecard reads its conflicts and the leak scan its tables
+        defs = [
+            build_curated_assets(keys),
+            build_scorecard_asset(keys + CURATED_KEYS),
+            build_leak_check(),
+        ]
         result = dg.materialize(
             defs,
             instance=instance,

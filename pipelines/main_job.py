@@ -28,10 +28,17 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import hold_lake, open_lake
+from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
-from pipelines.summary import print_ingestion, print_lake, print_run_report, run_report
+from pipelines.summary import (
+    print_curated,
+    print_ingestion,
+    print_lake,
+    print_run_report,
+    run_report,
+)
 from pipelines.truth_run import evaluate_against_truth
 from quality.evaluation import Evaluation, expected_rows, read_manifest
 
@@ -111,6 +118,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         )  # fmt: skip
         if outcome.scorecard_ok:
             print_quality(console, settings, cat, evaluate=outcome.scorecard_ran)
+        with open_lake(settings, read_only=True) as con:
+            print_curated(console, curated_summary(con))
         print_lake(console, settings)
         print_run_report(console, report)
         if outcome.leak_check is not None:

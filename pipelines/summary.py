@@ -187,3 +187,41 @@ def print_run_report(console: Console, report: RunReport) -> None:
             "`streethub deliveries ack ID --reason …` or `… retry ID`",
             report.older,
         )
+
+
+def print_curated(console: Console, summary: dict | None) -> None:
+    """The curated zone: persons linked across departments, review queue, houses, events,
+    and the re-collection figure per department (counts only, never a value)."""
+    if summary is None:
+        console.print("curated zone: not built yet")
+        return
+    methods = ", ".join(f"{n:,} {m}" for m, n in sorted(summary["methods"].items()))
+    console.print(
+        f"curated ({summary['last_build']} build, {summary['last_build_seconds']:.1f} s): "
+        f"{summary['persons']:,} persons from {summary['mentions']:,} records ({methods}); "
+        f"{summary['review']:,} candidate link(s) wait in review (`streethub persons review`)"
+    )
+    linked = summary["house_mentions_linked"]
+    console.print(
+        f"  {summary['households']:,} households, {summary['houses']:,} houses "
+        f"({linked:,} of {summary['house_mentions']:,} addresses linked to a unit), "
+        f"{summary['things']:,} things, {summary['events']:,} events"
+    )
+    by_dept = summary["recollection"]
+    if by_dept is None or not by_dept.height:
+        return
+    table = Table(title="re-collection: values departments type in that the authority holds")
+    for col in ("dept", "concepts", "values collected", "readable from the authority", "share"):
+        table.add_column(col, justify="left" if col == "dept" else "right")
+    for r in by_dept.iter_rows(named=True):
+        share = r["readable_share"]
+        table.add_row(
+            r["dept"], str(r["concepts"]), f"{r['rows_collected']:,}", f"{r['rows_readable']:,}",
+            "—" if share is None else f"{share:.1%}",
+        )  # fmt: skip
+    console.print(table)
+    if summary["avoidable"] is not None:
+        console.print(
+            f"  duplicate entry avoidable: {summary['avoidable']:.1%} of re-collected values "
+            "could be read from their authoritative source (一次采集、多方复用)"
+        )

@@ -15,6 +15,7 @@ from catalog.loader import load_catalogue
 from catalog.model import FILE_CONNECTORS
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
+from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.quality.assets import SCORECARD_KEY
 from pipelines.deliveries import list_deliveries
 from quality.evaluation import manifest_rows
@@ -34,7 +35,7 @@ def test_a_group_per_department_with_both_zones(defs: dg.Definitions) -> None:
     keys = graph.get_all_asset_keys()
     groups = {graph.get(k).group_name for k in keys}
     cat = load_catalogue()
-    assert groups == set(cat.departments) | {"quality"}
+    assert groups == set(cat.departments) | {"quality", "curated"}
     for dept, ds in cat.datasets():
         landing = dg.AssetKey(["landing", dept.code, ds.code])
         raw = dg.AssetKey(["raw", dept.code, ds.code])
@@ -44,6 +45,8 @@ def test_a_group_per_department_with_both_zones(defs: dg.Definitions) -> None:
         assert landing in node.parent_keys
         assert raw in graph.get(staged).parent_keys
         assert staged in graph.get(dg.AssetKey(["marts", "quality_scorecard"])).parent_keys
+        for key in CURATED_KEYS:  # the curated zone reads every staged dataset
+            assert staged in graph.get(key).parent_keys
         assert node.owners == [dept.owner]
         assert ds.name_zh in (node.description or "")
 
@@ -52,13 +55,17 @@ def test_sensors_for_file_departments_schedules_for_pulled(defs: dg.Definitions)
     cat = load_catalogue()
     sensors = {s.name: s for s in defs.sensors or []}
     file_depts = {d.code for d, ds in cat.datasets() if ds.delivery.kind in FILE_CONNECTORS}
-    automation = "quality_scorecard_automation"
-    assert set(sensors) == {f"inbox_{d}" for d in file_depts} | {automation}
+    automation, curating = "quality_scorecard_automation", "curated_automation"
+    assert set(sensors) == {f"inbox_{d}" for d in file_depts} | {automation, curating}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     graph = defs.resolve_asset_graph()
     targets = sensors[automation].asset_selection.resolve(graph)
     assert targets == {SCORECARD_KEY}  # the scorecard follows new staged data; nothing else
     assert graph.get(SCORECARD_KEY).automation_condition is not None
+    # the curated zone follows new staged data too, and the scorecard (with its leak scan)
+    # follows the curated zone: its conflicts are scored, its tables scanned
+    assert sensors[curating].asset_selection.resolve(graph) == set(CURATED_KEYS)
+    assert set(CURATED_KEYS) <= graph.get(SCORECARD_KEY).parent_keys
     pulled = [(d, ds) for d, ds in cat.datasets() if ds.delivery.kind not in FILE_CONNECTORS]
     schedules = {s.name: s for s in defs.schedules or []}
     assert len(schedules) == len(pulled)

@@ -7,6 +7,7 @@ import dagster as dg
 
 from catalog.loader import get_catalogue
 from catalog.settings import get_settings
+from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.sources.specs import LAKE_POOL
 from pipelines.defs.sources.specs import staged_key as staged_key  # where callers look
 from pipelines.killpoints import SCORECARD_BEFORE_WRITE, SCORECARD_WRITTEN, kill_point
@@ -73,7 +74,8 @@ def build_scorecard_asset(staged_keys: list[dg.AssetKey]) -> dg.AssetsDefinition
 
 def all_quality_assets() -> list[dg.AssetsDefinition]:
     cat = get_catalogue(get_settings().catalog_dir)
-    return [build_scorecard_asset([staged_key(d.code, ds.code) for d, ds in cat.datasets()])]
+    keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
+    return [build_scorecard_asset(keys + CURATED_KEYS)]  # after the curated zone (its conflicts)
 
 
 @dg.definitions
