@@ -10,8 +10,8 @@ about things, not things). A thing is keyed by ``thing_id``:
 - elsewhere, the pseudonym of the dataset's resource code and the record's key pseudonym.
 
 A thing of another dataset that refers to a keyed register's entity is linked to it
-(``entity_id``) by the register's key when the record carries it (method ``key``, score 1),
-else by name + address (``name_address``, 0.9: the register's name and address concepts,
+(``entity_id``) by the register's key when the record carries one the register holds
+(method ``key``, score 1), else by name + address (``name_address``, 0.9: the register's name and address concepts,
 addresses normalised by :mod:`curated.address`, names equal after clean-up), else by the
 address alone when exactly one register entity is there (``address``, 0.7).
 
@@ -214,7 +214,12 @@ def link_to_register(
         if key
         else pl.Series([None] * n, dtype=pl.String)
     )
-    out = pl.DataFrame({"by_key": by_key, "_i": pl.int_range(n, eager=True)})
+    # a code the register does not hold (a merchant struck off before its last snapshot)
+    # links nothing by key: name and address may still find it
+    known = register_frame["thing_id"].implode()
+    out = pl.DataFrame({"by_key": by_key, "_i": pl.int_range(n, eager=True)}).with_columns(
+        pl.when(pl.col("by_key").is_in(known)).then(pl.col("by_key")).alias("by_key")
+    )
     addr = concept_field(ds, f"{entity}.address") or next(
         (f for c in ADDRESS_CONCEPTS if (f := concept_field(ds, c))), None
     )
@@ -265,7 +270,7 @@ def thing_frame(
     read: dict[tuple[str, str], pl.DataFrame] = {}
     for dept, ds in thing_datasets(catalogue):
         names = list(dict.fromkeys([*ds.key, *public_fields(ds), *place_fields(ds)]))
-        frame = read_staged(con, dept, ds, names)
+        frame = read_staged(con, dept, ds, names, protection=protection)
         if frame is None:
             continue
         own = _own_key(catalogue, dept, ds)
