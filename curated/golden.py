@@ -40,7 +40,7 @@ import polars as pl
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
-from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, tables_in, transaction
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series, encrypt_series
 from masking.keys import KeyRing
@@ -58,6 +58,7 @@ EVENT_TIME = "event.time"  # the concept dating an event record
 PERSON_ID = "person_id"
 BATCH_ROWS = 50_000  # staged rows decrypted at once
 _SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
+_SCOPED = "_golden_mentions"  # the registered frame of their mentions
 
 HISTORY_COLUMNS = [
     (PERSON_ID, "VARCHAR"),
@@ -219,6 +220,12 @@ def _plans(catalogue: Catalogue) -> list[_Plan]:
     return out
 
 
+def _live_plans(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[_Plan]:
+    """The plans whose staged table exists (one look at the lake's catalogue)."""
+    staged = {t for _, t in tables_in(con, "staged")}
+    return [p for p in _plans(catalogue) if f"{p.dept}__{p.dataset.code}" in staged]
+
+
 def _require_mentions(con: duckdb.DuckDBPyConnection) -> None:
     if not has_table(con, ZONE, MENTIONS):
         raise StreethubError(
@@ -238,9 +245,7 @@ def sources_digests(
     person only in datasets golden records do not read has the digest of nothing).
     ``scoped``: only the persons of the registered scope frame."""
     parts, params = [], []
-    for plan in _plans(catalogue):
-        if not has_table(con, "staged", f"{plan.dept}__{plan.dataset.code}"):
-            continue
+    for plan in _live_plans(con, catalogue):
         parts.append(
             f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
             f"coalesce(s.{ROW_DIGEST}, '') AS part FROM {ZONE}.{MENTIONS} m "
@@ -259,9 +264,10 @@ def sources_digests(
 
 
 def _read_plan(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, protection: Revealer, scoped: bool
+    con: duckdb.DuckDBPyConnection, plan: _Plan, protection: Revealer, mentions: str
 ) -> Iterable[pl.DataFrame]:
-    """The plan's staged rows of the persons in scope, decrypted a batch at a time."""
+    """The plan's staged rows linked in ``mentions`` (the index, or the registered frame
+    of the mentions of the persons in scope), decrypted a batch at a time."""
     dated = as_of_field(plan.dataset)
     loaded = "CAST(timezone('UTC', s._loaded_at) AS DATE)"
     as_of = f'coalesce(CAST(s."{dated}" AS DATE), {loaded})' if dated else loaded
@@ -269,8 +275,8 @@ def _read_plan(
     sql = (
         f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, {as_of} AS as_of, "
         f"{cols} FROM {staged_table(plan.dept, plan.dataset)} s "
-        f"JOIN {ZONE}.{MENTIONS} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
-        f"{_scope_join(scoped)} WHERE m.{PERSON_ID} IS NOT NULL "
+        f"JOIN {mentions} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+        f"WHERE m.{PERSON_ID} IS NOT NULL "
         f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}"
     )
     reader = con.execute(sql, [plan.dept, plan.dataset.code]).to_arrow_reader(BATCH_ROWS)
@@ -371,11 +377,12 @@ def _person_frame(
 
 def _value_types(con: duckdb.DuckDBPyConnection, attrs: list[Attribute]) -> dict[str, str]:
     """Each attribute column's SQL type: its staged column's (text for ciphertext)."""
+    staged = {t for _, t in tables_in(con, "staged")}
     out = {}
     for a in attrs:
         kind = "VARCHAR"
         auth = a.authority
-        if not a.sensitive and has_table(con, "staged", f"{auth.dept}__{auth.dataset.code}"):
+        if not a.sensitive and f"{auth.dept}__{auth.dataset.code}" in staged:
             sql = f'DESCRIBE SELECT "{auth.field}" FROM {staged_table(auth.dept, auth.dataset)}'
             kind = str(con.execute(sql).fetchone()[1])
         out[a.column] = kind
@@ -434,11 +441,18 @@ def _build(
     try:
         if digests is None:
             digests = sources_digests(con, catalogue, scoped=scoped)
+        plans, source = _live_plans(con, catalogue), f"{ZONE}.{MENTIONS}"
+        if scoped:  # only the datasets where the persons in scope have records
+            mine = con.execute(
+                f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
+                f"JOIN {_SCOPE} USING ({PERSON_ID})"
+            ).pl()
+            con.register(_SCOPED, mine.to_arrow())
+            held = set(mine.select("dept", "dataset").unique().iter_rows())
+            plans, source = [p for p in plans if (p.dept, p.dataset.code) in held], _SCOPED
         observed, checks = [], []
-        for plan in _plans(catalogue):
-            if not has_table(con, "staged", f"{plan.dept}__{plan.dataset.code}"):
-                continue
-            frames = list(_read_plan(con, plan, protection, scoped))
+        for plan in plans:
+            frames = list(_read_plan(con, plan, protection, source))
             observed += [o for f in frames for o in _observations(f, plan)]
             checks += [(plan, f) for f in frames if plan.checks]
         history = history_of(pl.concat(observed) if observed else _no_observations())
@@ -464,6 +478,7 @@ def _build(
     finally:
         if scoped:
             con.unregister(_SCOPE)
+            con.unregister(_SCOPED)
     return GoldenBuild(person.height, history.height, checked.height, not scoped)
 
 
