@@ -219,8 +219,8 @@ def replace_rows(
         elif t == "TIMESTAMPTZ" and c.endswith("_at"):
             fill.append(pl.lit(now, schema[c]).alias(c))
         else:
-            fill.append(pl.lit(None, schema[c]).alias(c))
-    rows = frame.select(fill) if frame.width else None
+            fill.append(pl.lit(None, schema.get(c)).alias(c))
+    rows = frame.select(fill) if frame.width else None  # no frame (no source): no rows
     with transaction(con):
         ensure_table(con, "curated", table, columns)
         if scope is None:
