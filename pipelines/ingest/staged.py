@@ -30,8 +30,8 @@ import duckdb
 import polars as pl
 
 from catalog.authority import pid_column, pid_fields
-from catalog.model import Dataset, FieldType, UpdateMode
-from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
+from lakehouse.lake import METADATA, ensure_table, has_table, insert_frame, transaction
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.killpoints import kill_point, register
@@ -101,6 +101,29 @@ def add_pid_columns(
     for column, kind in added:
         con.execute(f'ALTER TABLE staged."{name}" ADD COLUMN "{column}" {kind}')
     return [c for c, _ in added]
+
+
+def staged_without_pids(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> set[tuple[str, str]]:
+    """(dept, dataset) of the committed staged tables lacking a ``_pid_`` column their
+    dataset has now (a table from before the columns, or a field that gained a concept):
+    what a run stages even with no delivery to gate, so :func:`stage_dataset` adds and fills
+    them. One read of DuckLake's catalogue, not a probe per table."""
+    rows = con.execute(
+        f"SELECT t.table_name, c.column_name FROM {METADATA}.ducklake_column c "
+        f"JOIN {METADATA}.ducklake_table t USING (table_id) "
+        f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+        "WHERE s.schema_name = 'staged' AND c.parent_column IS NULL AND c.end_snapshot IS NULL "
+        "AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL"
+    ).fetchall()
+    have: dict[str, set[str]] = {}
+    for table, column in rows:
+        have.setdefault(table, set()).add(column)
+    out = set()
+    for dept, ds in cat.datasets():
+        held = have.get(raw_table(dept.code, ds))
+        if held is not None and any(pid_column(f.name) not in held for f in pid_fields(ds)):
+            out.add((dept.code, ds.code))
+    return out
 
 
 def fill_pids(
