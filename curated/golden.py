@@ -7,6 +7,11 @@ every person attribute concept but the person key itself, the authority's record
 person are *observations* of that attribute: the value, the record's date (``as_of``: the
 dataset's event time, else its first date field without a concept, else the day it was
 loaded) and when the hub learned it (``known_at``: the staged row's ``_loaded_at``).
+Every version of a record the lake still holds counts: a record replaced by a newer
+delivery (an upsert) keeps its older version in DuckLake until that snapshot expires, so
+a moved resident's earlier address stays in the history. A record withdrawn (no longer
+staged, so no longer mentioned) leaves it; versions replaced before the oldest snapshot
+kept are gone (``lakehouse.snapshots.expire``).
 
 Tables (schema ``curated``; keyed by the person pseudonym, no plain identifier):
 
@@ -40,7 +45,7 @@ import polars as pl
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
-from lakehouse.lake import ensure_table, has_table, insert_frame, tables_in, transaction
+from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, tables_in, transaction
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series, encrypt_series
 from masking.keys import KeyRing
@@ -202,9 +207,12 @@ class _Plan:
     checks: tuple[Comparison, ...]  # compared here
 
     @property
-    def fields(self) -> list[str]:
-        names = [a.authority.field for a in self.attributes] + [c.field for c in self.checks]
-        return list(dict.fromkeys(names))
+    def attribute_fields(self) -> list[str]:
+        return list(dict.fromkeys(a.authority.field for a in self.attributes))
+
+    @property
+    def check_fields(self) -> list[str]:
+        return list(dict.fromkeys(c.field for c in self.checks))
 
 
 def _plans(catalogue: Catalogue) -> list[_Plan]:
@@ -263,21 +271,46 @@ def sources_digests(
     return con.execute(sql, params).pl()
 
 
+def _snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The oldest and newest snapshot the lake still holds."""
+    lo, hi = con.execute(
+        f"SELECT min(snapshot_id), max(snapshot_id) FROM {ALIAS}.snapshots()"
+    ).fetchone()
+    return int(lo), int(hi)
+
+
 def _read_plan(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, protection: Revealer, mentions: str
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    protection: Revealer,
+    mentions: str,
+    fields: list[str],
+    versions: tuple[int, int] | None = None,
 ) -> Iterable[pl.DataFrame]:
     """The plan's staged rows linked in ``mentions`` (the index, or the registered frame
-    of the mentions of the persons in scope), decrypted a batch at a time."""
+    of the mentions of the persons in scope), decrypted a batch at a time.
+
+    ``versions`` (a snapshot span): every version of the rows the lake still holds — the
+    rows inserted in those snapshots (DuckLake keeps a replaced row's file until its
+    snapshot expires) and the current ones — each version a record of its business key,
+    so of the person the key's current record is linked to."""
     dated = as_of_field(plan.dataset)
-    loaded = "CAST(timezone('UTC', s._loaded_at) AS DATE)"
-    as_of = f'coalesce(CAST(s."{dated}" AS DATE), {loaded})' if dated else loaded
-    cols = ", ".join(f's."{f}"' for f in plan.fields)
+    loaded = "CAST(timezone('UTC', _loaded_at) AS DATE)"
+    as_of = f'coalesce(CAST("{dated}" AS DATE), {loaded})' if dated else loaded
+    picked = f"{KEY_PID}, _loaded_at, {as_of} AS as_of, " + ", ".join(f'"{f}"' for f in fields)
+    table = staged_table(plan.dept, plan.dataset)
+    rows = f"SELECT {picked} FROM {table}"
+    if versions is not None:
+        name = f"{plan.dept}__{plan.dataset.code}"
+        inserted = f"ducklake_table_insertions('{ALIAS}', 'staged', '{name}', {versions[0]}, {versions[1]})"
+        rows = f"SELECT {picked} FROM {inserted} UNION {rows}"
     sql = (
-        f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, {as_of} AS as_of, "
-        f"{cols} FROM {staged_table(plan.dept, plan.dataset)} s "
+        f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, s.as_of, "
+        + ", ".join(f's."{f}"' for f in fields)
+        + f" FROM ({rows}) s "
         f"JOIN {mentions} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
         f"WHERE m.{PERSON_ID} IS NOT NULL "
-        f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}"
+        f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at"
     )
     reader = con.execute(sql, [plan.dept, plan.dataset.code]).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
@@ -450,11 +483,14 @@ def _build(
             con.register(_SCOPED, mine.to_arrow())
             held = set(mine.select("dept", "dataset").unique().iter_rows())
             plans, source = [p for p in plans if (p.dept, p.dataset.code) in held], _SCOPED
-        observed, checks = [], []
+        observed, checks, span = [], [], _snapshot_span(con)
         for plan in plans:
-            frames = list(_read_plan(con, plan, protection, source))
-            observed += [o for f in frames for o in _observations(f, plan)]
-            checks += [(plan, f) for f in frames if plan.checks]
+            if plan.attributes:  # every version the lake holds: the history
+                read = _read_plan(con, plan, protection, source, plan.attribute_fields, span)
+                observed += [o for f in read for o in _observations(f, plan)]
+            if plan.checks:  # the current records only
+                read = _read_plan(con, plan, protection, source, plan.check_fields)
+                checks += [(plan, f) for f in read]
         history = history_of(pl.concat(observed) if observed else _no_observations())
         current = history.filter(pl.col("valid_to").is_null())
         checked = pl.concat(

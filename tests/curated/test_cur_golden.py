@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from catalog.authority import authority, fields_of_concept, person_key
+from catalog.authority import authority, fields_of_concept, person_key, pid_column, pid_fields
 from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, Dataset, PiiKind
@@ -261,8 +261,13 @@ def _restage(con, protection: Protection, dept: str, ds: Dataset, plain: pl.Data
     cols = [c for c in plain.columns if c in {f.name for f in ds.fields}]
     frame = plain.with_columns(key_pids(plain, ds, protection.keyring).alias("_key_pid"))
     frame = frame.with_columns(protection.row_digest(frame, ds).alias("_row_digest"))
+    pids = [
+        pseudonymise_series(plain[f.name], protection.keyring, kind=f.pii).alias(pid_column(f.name))
+        for f in pid_fields(ds)
+    ]
     frame = protection.protect(frame.select("_delivery_id", "_source_row", "_loaded_at",
                                             "_staged_at", "_key_pid", "_row_digest", *cols), ds)  # fmt: skip
+    frame = frame.with_columns(pids)
     con.register("_new", frame.select("_key_pid").to_arrow())
     con.execute(f"DELETE FROM {_table(dept, ds)} WHERE _key_pid IN (SELECT _key_pid FROM _new)")
     con.unregister("_new")
@@ -331,7 +336,23 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
             "SELECT min(person_id) FROM curated.person WHERE person_id NOT IN (?, ?, ?, ?)",
             [p_check, p_name, p_gone, p_from],
         ).fetchone()[0]
+        # (e) the register's record of another person replaced by a newer version: moved
+        reg = authority(cat, "person.registered_address")
+        residents = revealed(con, cat, protection, reg.dept, reg.dataset)
+        taken = [p_check, p_name, p_gone, p_from, p_to]
+        moved = (
+            residents.filter(~pl.col("person_id").is_in(taken) & pl.col(reg.field).is_not_null())
+            .sort("_key_pid")
+            .head(1)
+        )
+        p_moved, old_address = moved["person_id"][0], moved[reg.field][0]
+        reg_dated = as_of_field(reg.dataset)
+        moved_on = moved[reg_dated][0] + dt.timedelta(days=10)
         with transaction(con):
+            _restage(con, protection, reg.dept, reg.dataset, moved.with_columns(
+                pl.lit(old_address + "1号").alias(reg.field), pl.lit(moved_on).alias(reg_dated),
+                pl.lit(dt.datetime.now(dt.UTC)).cast(moved["_loaded_at"].dtype).alias("_loaded_at"),
+            ).drop("person_id"))  # fmt: skip
             _restage(con, protection, conclusion.dept, conclusion.dataset,
                      new_row.select([c for c in checks.columns if c != "person_id"]))  # fmt: skip
             con.execute(
@@ -346,13 +367,17 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
             _restage(con, protection, name_cmp.dept, name_ds, renamed.drop("person_id"))
             con.execute(f"DELETE FROM {_table(care.dept, care.dataset)} WHERE _key_pid = ?",
                         [gone_key])  # fmt: skip
+            con.execute(  # the index drops the withdrawn record's mention
+                "DELETE FROM curated.person_mentions WHERE dept = ? AND dataset = ? "
+                "AND key_pid = ?", [care.dept, care.dataset.code, gone_key],
+            )  # fmt: skip
             con.execute(
                 "UPDATE curated.person_mentions SET person_id = ? WHERE dept = ? AND "
                 "dataset = ? AND key_pid = ?", [p_to, *mention[:3]],
             )  # fmt: skip
         rebuilt = refresh_golden(con, cat, protection)
         build_recollection(con, cat)
-        assert rebuilt == {p_check, p_name, p_gone, p_from, p_to}
+        assert rebuilt == {p_check, p_name, p_gone, p_from, p_to, p_moved}
         incremental = _snapshot(con, cat, protection)
         build_golden(con, cat, protection)
         build_recollection(con, cat)
@@ -378,6 +403,14 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
                           & (pl.col("concept") == "person.health_check_conclusion"))  # fmt: skip
         assert mine["value"].to_list() == [others[0]]
         assert person_as_of(con, dt.date(1900, 1, 1)).height == 0
+        # a replaced record's older version stays in the history (the lake keeps it)
+        address = [pl.col("person_id") == p_moved, pl.col("concept") == reg.concept]
+        day = moved_on.date()
+        then = person_as_of(con, day - dt.timedelta(days=1), protection).filter(address)
+        assert then["value"].to_list() == [old_address]
+        now = person_as_of(con, day, protection).filter(address)
+        assert now["value"].to_list() == [old_address + "1号"]
+        assert now["known_at"][0] > then["known_at"][0]
         # today's state from the history is the golden record
         today = person_as_of(con, dt.date(2100, 1, 1), protection)
         golden = full["person"]
