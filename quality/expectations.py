@@ -23,7 +23,8 @@ columns the suite needs):
   compares ``newest_delivery_at`` with the update cycle's ``max_age`` at ``now``).
 
 Results carry counts and percentages only, never the unexpected values themselves.
-Great Expectations is imported lazily (3-4 s CPU: only when a suite runs) and the process
+Great Expectations is imported lazily (2-3 s CPU: only when a suite runs; SciPy's
+statistics, which it imports for expectations not used here, on first use) and the process
 keeps one ephemeral context with one pandas data source, asset and whole-frame batch
 definition: each suite validates its frame as that definition's batch parameter. (Adding
 and deleting a data source per suite saved the context's project config twice, 0.05 s a
@@ -35,6 +36,8 @@ tests/quality/test_expectations.py).
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import sys
 from collections.abc import Collection
 from typing import Any
 
@@ -64,9 +67,35 @@ _context: Any = None
 _batch_definition: Any = None
 
 
+# modules Great Expectations imports for expectations no suite here has (KL divergence, KS
+# tests) and calls only inside them: loaded on first use, not with GE (SciPy's statistics
+# pull in its optimisers, linear algebra and spatial code: about a third of GE's import)
+DEFERRED_MODULES = ("scipy.stats",)
+
+
+def _defer(name: str) -> None:
+    """Put ``name`` in ``sys.modules`` as a module that executes on its first attribute
+    access (``importlib.util.LazyLoader``), unless it is imported already or not installed."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)  # imports the parent package (SciPy's is light)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)  # as an import binds a submodule
+
+
 def _gx() -> tuple[Any, Any]:
     """The GE module and one ephemeral context for the process."""
     global _context
+    if "great_expectations" not in sys.modules:
+        for name in DEFERRED_MODULES:
+            _defer(name)
     import great_expectations as gx
 
     if _context is None:
