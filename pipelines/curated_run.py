@@ -3,8 +3,9 @@ assets run (``pipelines/defs/curated``) and what a manual merge or split refresh
 
 One build, in this order (each part reads what the one before wrote):
 
-1. the master resident index (``curated.person_mentions``, review queue, link actions);
-2. houses and house mentions (addresses down to the room);
+1. houses and house mentions (addresses down to the room);
+2. the master resident index (``curated.person_mentions``, review queue, link actions),
+   whose fallback compares the unit a record's address names;
 3. households (the registry's households, members by person id, their house);
 4. golden records (``curated.person`` with history, conflicts) and the re-collection metric;
 5. things (merchants, facilities, sensors, hazard points);
@@ -126,6 +127,8 @@ def build_curated(
     if out.skipped:
         return out
 
+    # houses first: the index compares the unit a caller's address names (house_mentions)
+    out.counts["houses"] = out.timed("houses", build_houses, con, cat, protection, street, changed)
     out.counts["persons"] = out.timed("persons", link_persons, con, cat, protection, changed)
     _downstream(con, cat, protection, street, changed, out)
     _record(con, cat, start, out)
@@ -144,8 +147,7 @@ def follow_index(
 
 
 def _downstream(con, cat, protection, street, changed, out: CuratedBuild) -> None:
-    """Parts 2–6 (see the module's docstring) for ``changed`` (None: in full)."""
-    out.counts["houses"] = out.timed("houses", build_houses, con, cat, protection, street, changed)
+    """Parts 3–6 (see the module's docstring) for ``changed`` (None: in full)."""
     out.counts["households"] = out.timed("households", build_households, con, cat, protection)
     if changed is None:
         golden = out.timed("golden", build_golden, con, cat, protection)
