@@ -21,6 +21,8 @@ them happened in); records without a person are summarised per day and grid cell
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import polars as pl
 
@@ -31,6 +33,8 @@ from curated.houses import (
     MENTIONS,
     PERSON_MENTIONS,
     Revealer,
+    building_keys,
+    buildings_frame,
     concept_field,
     house_datasets,
     pseudonyms,
@@ -50,6 +54,7 @@ from lakehouse.lake import has_table
 
 EVENT = "event"
 TIME, CATEGORY, STATUS, CLOSED = "event.time", "event.category", "event.status", "event.closed_time"
+ADDRESS = "place.address"
 RECORD, PERSON_DAY = "record", "person_day"
 EVENT_COLUMNS = [
     ("event_id", "VARCHAR"),
@@ -137,10 +142,10 @@ def dataset_events(
     dept: str,
     ds: Dataset,
     protection: Revealer,
-    grids: pl.DataFrame,
+    places: Places,
 ) -> pl.DataFrame | None:
     """The ``curated.event`` rows of one dataset (None when it is not staged)."""
-    concepts = {c: concept_field(ds, c) for c in (TIME, CATEGORY, STATUS, CLOSED)}
+    concepts = {c: concept_field(ds, c) for c in (TIME, CATEGORY, STATUS, CLOSED, ADDRESS)}
     via = placing_thing(catalogue, ds)
     wanted = [f for f in concepts.values() if f] + place_fields(ds) + ([via[2]] if via else [])
     frame = read_staged(con, dept, ds, list(dict.fromkeys(wanted)), protection=protection)
@@ -153,7 +158,9 @@ def dataset_events(
         return frame[name] if name else pl.Series([None] * n, dtype=pl.String)
 
     place = (
-        _place_from_thing(con, frame, via, protection) if via else place_columns(frame, ds, grids)
+        _place_from_thing(con, frame, via, protection)
+        if via
+        else place_columns(frame, ds, places.grids)
     )
     at = _as_timestamp(col(TIME))
     events = pl.DataFrame(
@@ -182,7 +189,8 @@ def dataset_events(
         )
     else:
         events = events.with_columns(pl.lit(None, pl.String).alias("house_id"))
-    events = place_by_house(con, events, grids)
+    events = place_by_house(con, events, places.grids)
+    events = place_by_building(events, col(ADDRESS), places)
     if whereabouts(ds):
         events = per_person_day(events, ds)
         events = events.with_columns(
@@ -195,6 +203,34 @@ def dataset_events(
             pl.lit(1, pl.Int64).alias("occurrences"),
         )
     return events.with_columns(pl.lit(dept).alias("dept"), pl.lit(ds.code).alias("dataset"))
+
+
+@dataclass(frozen=True)
+class Places:
+    """What places an event: the grid's cell centres and the buildings' coordinates."""
+
+    grids: pl.DataFrame
+    buildings: pl.DataFrame
+    street: Street
+
+
+def place_by_building(events: pl.DataFrame, addresses: pl.Series, places: Places) -> pl.DataFrame:
+    """Events still without a grid cell whose address names a building of the register
+    (光华里社区3号楼附近): the cell nearest that building, its community where none is named."""
+    missing = events["grid_code"].is_null() & addresses.is_not_null()
+    if not missing.any() or places.buildings.height == 0:
+        return events
+    keys = building_keys(addresses, events["community_code"], places.street)
+    at = (
+        keys.alias("building_key")
+        .to_frame()
+        .join(places.buildings, on="building_key", how="left", maintain_order="left")
+    )
+    near = nearest_grid(at["lon"], at["lat"], places.grids)
+    return events.with_columns(
+        pl.coalesce(pl.col("grid_code"), near).alias("grid_code"),
+        pl.coalesce(pl.col("community_code"), at["b_community"]).alias("community_code"),
+    )
 
 
 def place_by_house(
@@ -265,7 +301,6 @@ def build_events(
     house register, the grid or the things that place events), else only the event
     datasets among ``changed``; then every event's person follows the master index (an
     update where a merge or split moved it). Counts for the asset's metadata."""
-    del street  # places are codes and coordinates; addresses come through house_mentions
     datasets = event_datasets(catalogue)
     placing = {(d, ds.code) for d, ds in thing_datasets(catalogue)}
     full = (
@@ -274,12 +309,12 @@ def build_events(
         or not has_table(con, "curated", EVENT)
     )
     scope = None if full else {(d, ds.code) for d, ds in datasets} & changed
-    grids = grid_centres(con, catalogue)
+    places = Places(grid_centres(con, catalogue), buildings_frame(con, catalogue, street), street)
     frames = []
     for dept, ds in datasets:
         if scope is not None and (dept, ds.code) not in scope:
             continue
-        events = dataset_events(con, catalogue, dept, ds, protection, grids)
+        events = dataset_events(con, catalogue, dept, ds, protection, places)
         if events is not None:
             frames.append(events)
     if scope is None or scope:

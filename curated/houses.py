@@ -281,7 +281,14 @@ def _unit_keys(parts: pl.DataFrame, community: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _buildings(
+def building_keys(addresses: pl.Series, community: pl.Series, street: Street) -> pl.Series:
+    """``community|building`` of each address (``community`` where it names none), null
+    where it names no building: the key of :func:`buildings_frame`."""
+    parts = parse_addresses(addresses, street).with_columns(community.cast(pl.String).alias("_c"))
+    return _unit_keys(parts, pl.col("_c"))["building_key"]
+
+
+def buildings_frame(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, street: Street
 ) -> pl.DataFrame:
     """building_key → building id, address, community, lon, lat (empty without a register)."""
@@ -372,7 +379,7 @@ def build_house_table(
             ),
         }
     )
-    buildings = _buildings(con, catalogue, street).drop("b_community")
+    buildings = buildings_frame(con, catalogue, street).drop("b_community")
     houses = houses.join(buildings, on="building_key", how="left", maintain_order="left")
     return houses.with_columns(
         pl.lit(unit.dept).alias("dept"), pl.lit(ds.code).alias("dataset")

@@ -367,6 +367,11 @@ def test_events_one_per_record_and_whereabouts_per_person_and_day(street: Settin
     with_house = events.filter(pl.col("house_id").is_not_null())
     assert with_house.height > 50
     assert with_house["grid_code"].null_count() / with_house.height < 0.05
+    # an event whose address names a building (a flat, or near a building) is in a cell
+    # unless the building is not in the register (the simulator names buildings 1-30)
+    addressed = {x.code for _, x in event_datasets(cat) if concept_field(x, "place.address")}
+    placed = events.filter(pl.col("dataset").is_in(sorted(addressed)))
+    assert placed["grid_code"].null_count() / placed.height < 0.1
 
 
 def _snapshot(settings: Settings) -> dict[str, pl.DataFrame]:
