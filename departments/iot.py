@@ -153,5 +153,6 @@ def door_access_events(
             delivered["citizen_id"] = cid
             defects.append(("citizen_id", kind, "" if cid is None else str(cid),
                             truth["citizen_id"]))  # fmt: skip
+        truth["_person"] = truth["citizen_id"]  # a visitor (no ID) is no resident's record
         rows.append({"_truth": truth, "_delivered": delivered, "_defects": defects})
     return _serialise(rows, "event_time", g, f"door_access_events_{day:%Y%m%d}.jsonl")

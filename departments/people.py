@@ -22,7 +22,8 @@ def hukou(w: World) -> list[dict]:
     return [
         {"gmsfhm": p.cid, "xm": p.name, "xb": p.gender, "csrq": D(p.birth), "mz": p.ethnicity,
          "hjdz": p.household.unit.address, "sqdm": p.household.community.code,
-         "lxdh": p.mobile, "hh": p.household.id, "yhzgx": p.relation, "gxsj": T(p.updated_at)}
+         "lxdh": p.mobile, "hh": p.household.id, "yhzgx": p.relation, "gxsj": T(p.updated_at),
+         "_person": p.cid, "_unit": p.household.unit.id}
         for p in w.people if p.hukou
     ]  # fmt: skip
 
@@ -41,6 +42,7 @@ def juzhuzheng(w: World) -> list[dict]:
                       else issued + dt.timedelta(days=365)),
             "gxsj": T(dt.datetime.combine(issued, dt.time(9)) + dt.timedelta(
                 seconds=w.rng.randrange(8 * 3600))),
+            "_person": p.cid, "_unit": p.household.unit.id,
         })  # fmt: skip
     return out
 
@@ -60,6 +62,7 @@ def elderly_alone(w: World) -> list[dict]:
             "紧急联系人电话": w.rng.choice(("13", "15", "18")) + f"{w.rng.randrange(10**9):09d}",
             "关爱等级": w.rng.choices(("一级", "二级", "三级"), (2, 3, 5))[0],
             "登记日期": D(_day_ago(w, 2000, 30)),
+            "_person": p.cid, "_unit": p.household.unit.id,
         })  # fmt: skip
     return out
 
@@ -75,7 +78,7 @@ def old_age_allowance(w: World) -> list[dict]:
             "补贴标准（元/月）": 100 if age < 90 else 500 if age < 100 else 800,
             "发放月份": f"{w.today:%Y-%m}",
             "社保卡号": ids.luhn_complete("621700" + f"{w.rng.randrange(10**12):012d}"),
-            "所属社区": f"{p.household.community.name}社区",
+            "所属社区": f"{p.household.community.name}社区", "_person": p.cid,
         })  # fmt: skip
     return out
 
@@ -93,7 +96,7 @@ def minimum_living(w: World) -> list[dict]:
             "保障类型": kind,
             "月保障金额（元）": (1420 if kind == "城市低保" else 710) * len(hh.members),
             "联系电话": head.mobile, "所属社区": f"{hh.community.name}社区",
-            "认定日期": D(_day_ago(w, 1500, 20)),
+            "认定日期": D(_day_ago(w, 1500, 20)), "_person": head.cid,
         })  # fmt: skip
     return out
 
@@ -112,7 +115,7 @@ def disability_allowance(w: World) -> list[dict]:
             "残疾类别": DISABILITY[kind], "残疾等级": "一二三四"[grade - 1] + "级",
             "补贴类型": "重度残疾人护理补贴" if grade <= 2 else "困难残疾人生活补贴",
             "补贴金额（元/月）": 300 if grade <= 2 else 200, "联系电话": p.mobile,
-            "所属社区": f"{p.household.community.name}社区",
+            "所属社区": f"{p.household.community.name}社区", "_person": p.cid,
         })  # fmt: skip
     return out
 
@@ -131,7 +134,7 @@ def elderly_health_checks(w: World) -> list[dict]:
             "收缩压": w.rng.randint(100, 175), "舒张压": w.rng.randint(60, 105),
             "空腹血糖": round(w.rng.uniform(4.2, 11.5), 1),
             "体检结论": w.rng.choices(("未见异常", "血压偏高", "血糖偏高", "建议复查"), (5, 3, 2, 1))[0],
-            "联系电话": p.mobile, "体检机构": w.rng.choice(CLINICS),
+            "联系电话": p.mobile, "体检机构": w.rng.choice(CLINICS), "_person": p.cid,
         })  # fmt: skip
     return out
 
@@ -153,6 +156,7 @@ def chronic_followups(w: World) -> list[dict]:
                 "收缩压": w.rng.randint(110, 180), "舒张压": w.rng.randint(65, 110),
                 "空腹血糖": round(w.rng.uniform(4.5, 13.0), 1) if disease != "高血压" else None,
                 "下次随访日期": D(day + dt.timedelta(days=90)), "责任医生": doctor,
+                "_person": p.cid,
             })  # fmt: skip
     return out
 
@@ -171,6 +175,7 @@ def family_doctor_contracts(w: World) -> list[dict]:
             "签约类型": "老年人包" if age >= 65 else "儿童包" if age < 7 else
                         w.rng.choice(("基础包", "慢病包")),
             "签约日期": D(signed), "到期日期": D(signed + dt.timedelta(days=365)),
+            "_person": p.cid,
         })  # fmt: skip
     return out
 
@@ -198,7 +203,7 @@ def social_insurance(w: World) -> list[dict]:
                 "status": w.rng.choices(("参保缴费", "暂停缴费", "终止"), (8, 1, 1))[0],
                 "employer_name": employer, "employer_credit_code": code,
                 "start_month": f"{start:%Y-%m}", "monthly_base": w.rng.randrange(6326, 33891),
-                "update_time": T(_ago(w, 720)),
+                "update_time": T(_ago(w, 720)), "_person": p.cid, "_merchant": code,
             })  # fmt: skip
     return out
 
@@ -215,6 +220,7 @@ def employment_registration(w: World) -> list[dict]:
             "gender": p.gender, "mobile": p.mobile, "reg_type": kind,
             "employer_name": employer, "employer_credit_code": code,
             "reg_date": D(_day_ago(w, 1500, 1)), "update_time": T(_ago(w, 720)),
+            "_person": p.cid, "_merchant": code,
         })  # fmt: skip
     return out
 
@@ -237,7 +243,7 @@ def school_enrolment(w: World) -> list[dict]:
             "出生日期": D(p.birth), "学校名称": w.rng.choice(SCHOOLS[stage]), "学段": stage,
             "年级": f"{'一二三四五六'[grade - 1]}年级", "入学日期": D(enrol),
             "监护人姓名": guardian.name, "监护人身份证号": guardian.cid,
-            "监护人电话": guardian.mobile, "户籍性质": "本市户籍",
+            "监护人电话": guardian.mobile, "户籍性质": "本市户籍", "_person": p.cid,
         })  # fmt: skip
     return out
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from departments import texts
+from departments import callers, texts
 from departments.people import _ago, _day_ago
 from departments.spec import D, Spec, T, cols
-from departments.world import World
+from departments.world import CITY_DISTRICT, STREET_NAME, World
 
 
 def _pii(record: dict, field: str, found: list[tuple[str, str]]) -> dict:
@@ -39,6 +39,7 @@ def violation_cases(w: World) -> list[dict]:
             "当事人": party.name if party else None, "当事人身份证号": party.cid if party else None,
             "当事人电话": party.mobile if party else None, "案件描述": text,
             "处理状态": "已结案" if closed else "处理中", "结案时间": T(closed),
+            "_person": party.cid if party else None,
         }, "案件描述", pii))  # fmt: skip
     return out
 
@@ -58,7 +59,7 @@ def housing_units(w: World) -> list[dict]:
          "room_no": u.room, "area_m2": u.area, "property_type": u.property_type,
          "owner_name": u.owner.name if u.owner else None,
          "owner_citizen_id": u.owner.cid if u.owner else None, "occupancy": u.occupancy,
-         "address": u.address}
+         "address": u.address, "_person": u.owner.cid if u.owner else None, "_unit": u.id}
         for u in w.units
     ]  # fmt: skip
 
@@ -68,7 +69,7 @@ def merchants(w: World) -> list[dict]:
         {"credit_code": m.credit_code, "name": m.name, "legal_rep": m.legal_rep,
          "category": m.category, "address": m.address, "community_code": m.community.code,
          "lon": m.lon, "lat": m.lat, "phone": m.phone, "registered_on": D(m.registered_on),
-         "status": m.status}
+         "status": m.status, "_merchant": m.credit_code}
         for m in w.merchants
     ]  # fmt: skip
 
@@ -92,6 +93,7 @@ def service_points(w: World) -> list[dict]:
             "lon": lon, "lat": lat, "open_hours": w.rng.choice(("07:00-21:00", "08:00-20:00",
                                                               "00:00-24:00")),
             "walk_minutes": w.rng.randint(2, 15), "updated_at": T(_ago(w, 200)),
+            "_merchant": m.credit_code if m else None,
         })  # fmt: skip
     return out
 
@@ -124,11 +126,13 @@ INCIDENTS = ("火灾", "燃气泄漏", "交通事故", "内涝", "高空坠物",
 def incidents(w: World) -> list[dict]:
     out = []
     adults = [p for p in w.people if p.mobile]
+    variants = callers.reporting_rng(w, "yjj.incidents")
     for i in range(max(10, len(w.people) // 200)):
         g = w.rng.choice(w.grids)
         lon, lat = w.point_in(g.bbox)
         at = _ago(w, 365)
-        reporter = w.rng.choice(adults)
+        report = callers.reported(variants, "yjj.incidents", w.rng.choice(adults), w)
+        reporter = report.person
         kind = w.rng.choice(INCIDENTS)
         place = f"{g.community.name}社区{w.rng.randint(1, 30)}号楼"
         text = f"{place}发生{kind}，报警人{reporter.name}，现场已处置。"
@@ -138,7 +142,7 @@ def incidents(w: World) -> list[dict]:
             "address": place, "community_code": g.community.code, "lon": lon, "lat": lat,
             "casualties": w.rng.choices((0, 1, 2), (20, 2, 1))[0],
             "reporter_name": reporter.name, "reporter_phone": reporter.mobile,
-            "description": text, "status": w.rng.choice(("已处置", "处置中")),
+            "description": text, "status": w.rng.choice(("已处置", "处置中")), **report.truth,
         }, "description", [("person_name", reporter.name)]))  # fmt: skip
     return out
 
@@ -149,8 +153,10 @@ CHANNELS = ("电话", "网站", "微信", "APP")
 def appeals(w: World) -> list[dict]:
     out = []
     adults = [p for p in w.people if p.age(w.today) >= 18]
+    variants = callers.reporting_rng(w, "rx.appeals")
     for i in range(max(20, len(w.people) // 8)):
-        caller = w.rng.choice(adults)
+        report = callers.reported(variants, "rx.appeals", w.rng.choice(adults), w)
+        caller = report.person
         cat = w.rng.choice(tuple(texts.ISSUES))
         urgency = "emergency" if w.rng.random() < 0.08 else "ordinary"
         accepted = _ago(w, 365)
@@ -159,7 +165,15 @@ def appeals(w: World) -> list[dict]:
         resolved = dispatched + dt.timedelta(minutes=w.rng.randint(20, int(limit * 60 * 1.3)))
         if resolved.date() > w.today or w.rng.random() < 0.05:
             resolved = None
-        address = caller.household.unit.address
+        if report.truth["_person"] is None:  # an outsider: about a place, not a home
+            community = variants.choice(w.communities)
+            address = (
+                f"{CITY_DISTRICT}{STREET_NAME}{community.name}社区{variants.randint(1, 30)}号楼附近"
+            )
+            unit = None
+        else:
+            community, unit = caller.household.community, caller.household.unit
+            address = unit.address
         content, pii = texts.appeal_text(w.rng, cat, caller, address)
         last = resolved or dispatched
         out.append(_pii({
@@ -167,10 +181,11 @@ def appeals(w: World) -> list[dict]:
             "channel": w.rng.choice(CHANNELS), "accepted_at": T(accepted),
             "dispatched_at": T(dispatched), "resolved_at": T(resolved), "urgency": urgency,
             "category": cat, "caller_name": caller.name, "caller_phone": caller.mobile,
-            "address": address, "community_code": caller.household.community.code,
+            "address": address, "community_code": community.code,
             "content": content, "status": "已办结" if resolved else "已派单",
             "satisfaction": w.rng.choice(("满意", "基本满意", "不满意")) if resolved else None,
             "update_time": T(last + dt.timedelta(minutes=w.rng.randint(0, 600))),
+            **report.truth, "_unit": unit.id if unit else None,
         }, "content", pii))  # fmt: skip
     return out
 

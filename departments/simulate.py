@@ -7,7 +7,8 @@ home/inbox/<dept>/<file>                         file deliveries (the hub's inbo
 sim/systems/gaj/registry.sqlite                  police registry (tables hukou, juzhuzheng)
 sim/systems/<dept>/<dataset>.parquet             data behind the HTTP APIs (rsj, rx)
 sim/api_token                                    bearer token of the HTTP APIs (0600)
-sim/truth/<dept>/<dataset>/clean.parquet         true values of every delivered record
+sim/truth/<dept>/<dataset>/clean.parquet         true values of every delivered record, and
+                                                 who it is about (_person, _unit, _merchant)
 sim/truth/<dept>/<dataset>/defects.parquet       one row per injected defect
 sim/truth/<dept>/<dataset>/text_pii.parquet      PII hidden in free-text fields
 sim/manifest.json                                files with their SHA-256, rows, defect counts
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from departments import iot, writers
+from departments import callers, iot, writers
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
 from departments.people import PERSON_SPECS
 from departments.places import PLACE_SPECS
@@ -48,6 +49,12 @@ MATCHING = (
     "system by its source: the database URL the simulator publishes (`system.db_url`) with "
     "`#<table>`, or an HTTP API URL on the loopback host whose path is `system.endpoint`"
 )
+# who or what a record is about, in truth (a builder sets the keys that apply to its
+# dataset; a dataset's clean.parquet has the columns its builder set): the subject's
+# true citizen ID (null: no resident), the housing unit id its address names, the
+# merchant's credit code; how a reporter's name and mobile differ from the registry's
+# (departments.callers)
+TRUTH_COLUMNS = ("_person", "_unit", "_merchant", "_name_variant", "_mobile_variant")
 DEFECT_SCHEMA = {"_file": pl.String, "_source_row": pl.Int64, "field": pl.String,
                  "kind": pl.String, "delivered": pl.String, "truth": pl.String,
                  "recoverable": pl.Boolean}  # fmt: skip
@@ -99,6 +106,7 @@ class _Truth:
 
     def __init__(self, spec_key: list[str], columns: list[str]) -> None:
         self.key, self.columns = spec_key, columns
+        self.identities: list[str] = []  # the TRUTH_COLUMNS the records carry
         self.clean: list[dict] = []
         self.defects: list[dict] = []
         self.pii: list[dict] = []
@@ -112,6 +120,11 @@ class _Truth:
             row = first_row + offset
             if item.clean is not None:
                 rec = {c: _str(item.clean.get(c)) for c in self.columns}
+                for c in TRUTH_COLUMNS:
+                    if c in item.clean:
+                        rec[c] = item.clean[c]
+                        if c not in self.identities:
+                            self.identities.append(c)
                 rec.update(_file=file, _source_row=row,
                            _key="|".join(_str(item.clean.get(k)) or "" for k in self.key))  # fmt: skip
                 self.clean.append(rec)
@@ -127,9 +140,8 @@ class _Truth:
         folder.mkdir(parents=True, exist_ok=True)
         schema = {c: pl.String for c in self.columns}
         schema.update(_file=pl.String, _source_row=pl.Int64, _key=pl.String)
-        pl.DataFrame(self.clean, schema=schema, orient="row").write_parquet(
-            folder / "clean.parquet"
-        )
+        schema.update({c: pl.String for c in TRUTH_COLUMNS if c in self.identities})
+        pl.DataFrame(self.clean, schema=schema).write_parquet(folder / "clean.parquet")
         pl.DataFrame(self.defects, schema=DEFECT_SCHEMA, orient="row").write_parquet(
             folder / "defects.parquet"
         )
@@ -270,7 +282,8 @@ def simulate(
         "seed": seed, "residents": residents, "days": days, "start": start.isoformat(),
         "end": last_day.isoformat(), "street": {"code": STREET_CODE, "name": STREET_NAME,
         "communities": {c.code: f"{c.name}社区" for c in w.communities}},
-        "rates": RATES, "matching": MATCHING, "departments": {d: {} for d in DEPARTMENTS},
+        "rates": RATES, "reporting": {ds: r.as_dict() for ds, r in callers.REPORTING.items()},
+        "matching": MATCHING, "departments": {d: {} for d in DEPARTMENTS},
     }  # fmt: skip
     for spec in SPECS:
         entry = _deliver_spec(inbox_dir, sim, w, spec, seed, last_day)

@@ -159,6 +159,7 @@ class World:
     devices: list[Device]
     fake: Faker
     rng: random.Random
+    seed: int = 0  # the street's seed (streams of their own derive from it)
 
     def point_in(self, bbox: tuple[float, float, float, float]) -> tuple[float, float]:
         lon = round(self.rng.uniform(bbox[0], bbox[2]), 6)
@@ -357,7 +358,7 @@ def build_world(residents: int, seed: int, today: dt.date) -> World:
     merchants = _merchants(communities, residents, f, in_bbox)
     devices = _devices(communities, grids, residents, f, in_bbox)
     return World(today, communities, grids, buildings, units, households, people, merchants,
-                 devices, fake, rng)  # fmt: skip
+                 devices, fake, rng, seed)  # fmt: skip
 
 
 MERCHANT_CATEGORIES = (
