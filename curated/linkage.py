@@ -20,7 +20,8 @@ department delivered. They are deliberately conservative; EM can estimate them o
 (``Linker.training``) when a street's data warrant it.
 
 Candidate pairs come from blocking on an equal mobile, name, birth-date or house pseudonym
-(:data:`BLOCKING`); a pair never blocked is never scored. Decisions
+(:data:`BLOCKING`, :func:`blocked_pairs`), handed to Splink to score; a pair never blocked
+is never scored. Decisions
 (:data:`MATCH_THRESHOLD`, :data:`REVIEW_FLOOR`) are taken in :mod:`curated.persons`.
 """
 
@@ -34,6 +35,8 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 from masking.names import COMPOUND_SURNAMES
+
+SEPARATOR = "-__-"  # Splink's composite id: <input table> -__- <unique id>
 
 MATCH_THRESHOLD = 0.95  # link automatically at or above (when no second person scores as high)
 REVIEW_FLOOR = 0.20  # best in [floor, threshold), or two above it: a data officer decides
@@ -105,7 +108,9 @@ def name_parts(names: pl.Series) -> pl.DataFrame:
         else:
             cut = 2 if len(name) > 2 and name[:2] in COMPOUND_SURNAMES else 1
             rows.append((name[:cut], name[cut:] or None, None))
-    return pl.DataFrame(rows, schema=["surname", "given", "nick"], orient="row")
+    return pl.DataFrame(
+        rows, schema=dict.fromkeys(("surname", "given", "nick"), pl.String), orient="row"
+    )
 
 
 def _level(sql: str, label: str, m: float, u: float):
@@ -180,35 +185,70 @@ def _scored(frame) -> pl.DataFrame:
     return out.select(list(PAIR_SCHEMA)).cast(PAIR_SCHEMA)  # type: ignore[union-attr]
 
 
+def blocked_pairs(left: pl.DataFrame, right: pl.DataFrame | None = None) -> pl.DataFrame:
+    """(unique_id_l, unique_id_r): the pairs that agree on at least one :data:`BLOCKING`
+    pseudonym — equi-joins in polars, each pair once (``right`` None: pairs within
+    ``left``, the smaller id on the left). Splink's own rule-by-rule blocking joined the
+    two sides in nested loops here (8 s for 1,300 × 7,100 records, against 0.05 s)."""
+    within = right is None
+    right = left if right is None else right
+    parts = [
+        left.select("unique_id", c)
+        .drop_nulls(c)
+        .join(right.select("unique_id", c).drop_nulls(c), on=c, suffix="_r")
+        .select(unique_id_l="unique_id", unique_id_r="unique_id_r")
+        for c in BLOCKING
+    ]
+    pairs = pl.concat(parts).unique()
+    if within:
+        pairs = pairs.filter(pl.col("unique_id_l") < pl.col("unique_id_r"))
+    return pairs.sort("unique_id_l", "unique_id_r")
+
+
+def _predict(api: DuckDBAPI, linker: Linker, pairs: pl.DataFrame, left: str, right: str):
+    """Splink scores exactly ``pairs`` (join keys in its composite-id form: the input
+    table's name, ``-__-``, the unique id; no prefix within one table)."""
+    keys = pairs.select(
+        pl.lit("0").alias("match_key"),
+        (pl.lit(left) + pl.col("unique_id_l")).alias("join_key_l"),
+        (pl.lit(right) + pl.col("unique_id_r")).alias("join_key_r"),
+    )
+    table = api.register(keys.to_arrow(), table_name="blocked_pairs")
+    linker.table_management.register_blocked_pairs_for_predict(table)
+    return _scored(linker.inference.predict(warning_mode="never"))
+
+
 def score_between(left: pl.DataFrame, right: pl.DataFrame, prior: float) -> pl.DataFrame:
     """Scored candidate pairs (unique_id_l from ``left``, unique_id_r from ``right``,
     match_probability); both frames have :data:`INPUT_COLUMNS` and a ``tf_`` column of
     each :data:`TF_COLUMNS`."""
-    if left.height == 0 or right.height == 0:
+    pairs = blocked_pairs(left, right)
+    if pairs.height == 0:
         return pl.DataFrame(schema=PAIR_SCHEMA)
     api = DuckDBAPI()
-    lt = api.register(_records(left), table_name="mentions")
-    rt = api.register(_records(right), table_name="persons")
-    linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
-    _term_frequencies(api, linker, left, right)
-    pairs = linker.inference.predict_between(lt, rt, warning_mode="never")
-    out = _scored(pairs)
-    api.duckdb_con.close()
-    return out
+    try:
+        lt = api.register(_records(left), table_name="mentions")
+        rt = api.register(_records(right), table_name="persons")
+        linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
+        _term_frequencies(api, linker, left, right)
+        return _predict(api, linker, pairs, "mentions" + SEPARATOR, "persons" + SEPARATOR)
+    finally:
+        api.duckdb_con.close()
 
 
 def score_within(records: pl.DataFrame, prior: float) -> pl.DataFrame:
     """Scored candidate pairs among ``records`` (each unordered pair once)."""
-    if records.height < 2:
+    pairs = blocked_pairs(records)
+    if pairs.height == 0:
         return pl.DataFrame(schema=PAIR_SCHEMA)
     api = DuckDBAPI()
-    t = api.register(_records(records), table_name="mentions")
-    linker = Linker(t, settings("dedupe_only", prior), log_level=logging.WARNING)
-    _term_frequencies(api, linker, records)
-    pairs = linker.inference.predict_within(t, warning_mode="never")
-    out = _scored(pairs)
-    api.duckdb_con.close()
-    return out
+    try:
+        t = api.register(_records(records), table_name="mentions")
+        linker = Linker(t, settings("dedupe_only", prior), log_level=logging.WARNING)
+        _term_frequencies(api, linker, records)
+        return _predict(api, linker, pairs, "", "")
+    finally:
+        api.duckdb_con.close()
 
 
 def per_person(pairs: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:

@@ -23,14 +23,19 @@ split (:func:`merge`, :func:`split`).
 
 ``curated.person_keys`` keeps each mention's pseudonyms (citizen, mobile, name, birth
 date), so an incremental call (``changed`` = the (dept, dataset) whose staged rows changed)
-re-reads and re-pseudonymises only those datasets; the linking itself then runs over the
-kept pseudonyms exactly as a full build does, so the result equals a full rebuild.
+re-reads and re-pseudonymises only those datasets; the linking then runs over the kept
+pseudonyms as a full build does. The fallback's result is a function of its inputs (the
+fallback mentions, their candidates' records, the term frequencies, the street's scale:
+:func:`inputs_digest`); ``curated.person_fallback`` keeps the last result with the digest
+of its inputs, and an incremental call whose inputs hash the same takes it instead of
+running Splink again. Either way the result equals a full rebuild (which always runs it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import hashlib
+import math
 from collections.abc import Iterable
 
 import duckdb
@@ -46,15 +51,26 @@ from curated.mentions import (
     read_mentions,
     reveal_names,
 )
-from curated.review import REVIEW_COLUMNS, REVIEW_SCHEMA, evidence, review_queue
+from curated.review import (
+    ACTION_COLUMNS,
+    LINK_SCHEMA,
+    REVIEW_COLUMNS,
+    REVIEW_SCHEMA,
+    actions,
+    derived_person_id,
+    record_action,
+    replay,
+    review_queue,
+    review_rows,
+)
 from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
-from masking.pseudonym import pseudonymise_series
 
 ZONE = "curated"
 KEYS_TABLE = "person_keys"
 MENTIONS_TABLE = "person_mentions"
 REVIEW_TABLE = "person_review"
 ACTIONS_TABLE = "link_actions"
+FALLBACK_TABLE = "person_fallback"  # the last fallback result and the digest of its inputs
 HOUSE_MENTIONS = "house_mentions"  # PLACES' table: the unit a record's address names
 METHODS = ("exact", "probabilistic", "new", "manual")
 KEYS_COLUMNS = [(c, "VARCHAR") for c in MENTION_SCHEMA]
@@ -67,26 +83,6 @@ MENTION_COLUMNS = [
     ("match_probability", "DOUBLE"),
     ("linked_at", "TIMESTAMPTZ"),
 ]
-ACTION_COLUMNS = [
-    ("action_id", "VARCHAR"),
-    ("action", "VARCHAR"),  # merge | split
-    ("actor", "VARCHAR"),
-    ("at", "TIMESTAMPTZ"),
-    ("person_id", "VARCHAR"),  # merge: the person kept; split: the person split
-    ("from_person_id", "VARCHAR"),  # merge: the person folded in; split: the one restored
-    ("dept", "VARCHAR"),  # a single mention moved (merge) or detached (split)
-    ("dataset", "VARCHAR"),
-    ("key_pid", "VARCHAR"),
-    ("reason", "VARCHAR"),
-]
-LINK_SCHEMA = {
-    "dept": pl.String,
-    "dataset": pl.String,
-    "key_pid": pl.String,
-    "person_id": pl.String,
-    "method": pl.String,
-    "match_probability": pl.Float64,
-}
 _SEP = "\x1f"
 UTC = pl.Datetime("us", "UTC")
 
@@ -100,6 +96,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_table(con, ZONE, MENTIONS_TABLE, MENTION_COLUMNS)
     ensure_table(con, ZONE, REVIEW_TABLE, REVIEW_COLUMNS)
     ensure_table(con, ZONE, ACTIONS_TABLE, ACTION_COLUMNS)
+    ensure_table(con, ZONE, FALLBACK_TABLE, [*MENTION_COLUMNS[:-1], ("inputs_digest", "VARCHAR")])
 
 
 def _now() -> dt.datetime:
@@ -139,47 +136,61 @@ def _mention_id() -> pl.Expr:
     return pl.concat_str([pl.col(c) for c in KEY_COLUMNS], separator=_SEP)
 
 
-def derived_person_id(mention_ids: pl.Series, keyring, domain: str) -> pl.Series:
-    """A person id (20 hex) derived from a mention: a keyed pseudonym of ``domain`` and the
-    mention's pseudonymous key (``fallback``: a group's first mention; ``split``: a
-    mention a data officer detached)."""
-    return pseudonymise_series(domain + _SEP + mention_ids, keyring)
+TF_BY = (("name", "name_pid"), ("mobile_pid", "mobile_pid"), ("house_id", "house_id"))
 
 
-def _frequencies(exact: pl.DataFrame, persons: int) -> dict[str, pl.DataFrame]:
-    """tf_<column> of each TF column: the share of the persons known by ID holding it."""
-    out = {}
-    for column, by in (
-        ("name", "name_pid"),
-        ("mobile_pid", "mobile_pid"),
-        ("house_id", "house_id"),
-    ):
-        out[column] = (
-            exact.filter(pl.col(by).is_not_null())
-            .group_by(by)
-            .agg((pl.col("citizen_pid").n_unique() / persons).alias(f"tf_{column}"))
-        )
-    return out
+def persons_scale(exact: pl.DataFrame) -> int:
+    """The number of persons known by ID, to the nearest power of two: the model's prior
+    (1 / scale) and the term frequencies' denominator. Scores move only when the street's
+    size doubles or halves, not with each new resident, so a delivery that touches no
+    fallback mention's candidates leaves every fallback score as it was."""
+    return 2 ** round(math.log2(max(exact["citizen_pid"].n_unique(), 1)))
 
 
-def _records(frame: pl.DataFrame, names: pl.DataFrame, tf: dict, floor: float) -> pl.DataFrame:
-    """Splink's input rows: the pseudonyms, the plain name and its parts, the TF values."""
-    out = frame.join(names, on="name_pid", how="left")
-    out = out.with_columns(linkage.name_parts(out["name"]))
-    for column, by in (
-        ("name", "name_pid"),
-        ("mobile_pid", "mobile_pid"),
-        ("house_id", "house_id"),
-    ):
-        out = out.join(tf[column], on=by, how="left").with_columns(
+def _frequencies(exact: pl.DataFrame, scale: int) -> dict[str, pl.DataFrame]:
+    """tf_<column> of each TF column: persons known by ID holding the value / scale."""
+    return {
+        column: exact.filter(pl.col(by).is_not_null())
+        .group_by(by)
+        .agg((pl.col("citizen_pid").n_unique() / scale).alias(f"tf_{column}"))
+        for column, by in TF_BY
+    }
+
+
+def _with_tf(frame: pl.DataFrame, tf: dict, floor: float) -> pl.DataFrame:
+    for column, by in TF_BY:
+        frame = frame.join(tf[column], on=by, how="left").with_columns(
             pl.col(f"tf_{column}").fill_null(floor)
         )
-    return out
+    return frame
+
+
+def _with_names(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
+    """Splink's input rows: the pseudonyms and TF values, the plain name and its parts."""
+    out = frame.join(names, on="name_pid", how="left")
+    return out.with_columns(linkage.name_parts(out["name"]))
+
+
+def inputs_digest(scale: int, *frames: pl.DataFrame) -> str:
+    """A digest of everything the fallback's result depends on (the scale, the fallback
+    mentions and their candidates' records with their term frequencies)."""
+    h = hashlib.sha256(f"{scale}".encode())
+    for frame in frames:
+        cols = sorted(frame.columns)
+        rows = frame.select(
+            pl.concat_str(
+                [pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator=_SEP
+            )
+        ).to_series()
+        h.update("\x1e".join(cols).encode())
+        h.update("\x1e".join(sorted(rows.to_list())).encode())
+    return h.hexdigest()
 
 
 def _houses(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
     """``keys`` with ``house_id``: the unit the record's address names (PLACES'
-    ``curated.house_mentions``; the smallest when a record names several; null without)."""
+    ``curated.house_mentions``, built before the index; the smallest when a record names
+    several; null without)."""
     if not has_table(con, ZONE, HOUSE_MENTIONS):
         return keys.with_columns(pl.lit(None, dtype=pl.String).alias("house_id"))
     houses = (
@@ -205,26 +216,44 @@ def _plain_names(con, catalogue, keys: pl.DataFrame, wanted: pl.Series, protecti
     return reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
 
 
+def _stored_fallback(con, digest: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The last build's fallback links and open review rows, when its inputs were these."""
+    if not has_table(con, ZONE, FALLBACK_TABLE):
+        return None
+    stored = con.execute(f"SELECT * FROM {ZONE}.{FALLBACK_TABLE}").pl()
+    if stored.height == 0 or set(stored["inputs_digest"]) != {digest}:
+        return None
+    review = con.execute(f"SELECT * FROM {ZONE}.{REVIEW_TABLE}").pl()
+    return stored.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA), review.select(
+        list(REVIEW_SCHEMA)
+    ).cast(REVIEW_SCHEMA)
+
+
 def auto_links(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, keys: pl.DataFrame, protection
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(links, review rows) of every mention in ``keys``, before manual actions."""
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    keys: pl.DataFrame,
+    protection,
+    *,
+    reuse: bool = True,
+) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+    """(links, review rows, the fallback inputs' digest) of every mention in ``keys``,
+    before manual actions. With ``reuse`` the fallback (Splink) runs only when its inputs
+    changed since the last build; otherwise its stored result is the result."""
     keys = _houses(con, keys).with_columns(_mention_id().alias("mention_id"))
     exact = keys.filter(pl.col("citizen_pid").is_not_null())
     fallback = keys.filter(pl.col("citizen_pid").is_null())
-    links = [
-        exact.select(
-            *KEY_COLUMNS,
-            pl.col("citizen_pid").alias("person_id"),
-            pl.lit("exact").alias("method"),
-            pl.lit(None, dtype=pl.Float64).alias("match_probability"),
-        )
-    ]
+    links = exact.select(
+        *KEY_COLUMNS,
+        pl.col("citizen_pid").alias("person_id"),
+        pl.lit("exact").alias("method"),
+        pl.lit(None, dtype=pl.Float64).alias("match_probability"),
+    ).cast(LINK_SCHEMA)
     if fallback.height == 0:
-        return pl.concat(links).cast(LINK_SCHEMA), pl.DataFrame(schema=REVIEW_SCHEMA)
+        return links, pl.DataFrame(schema=REVIEW_SCHEMA), None
 
-    persons = max(exact["citizen_pid"].n_unique(), 1)
-    tf = _frequencies(exact, persons)
+    scale = persons_scale(exact)
+    tf = _frequencies(exact, scale)
     # the persons' records that share a blocking pseudonym with some fallback mention
     shares = pl.any_horizontal(
         [pl.col(c).is_in(fallback[c].drop_nulls().unique().implode()) for c in linkage.BLOCKING]
@@ -240,164 +269,51 @@ def auto_links(
             ).alias("unique_id")
         )
     )
-    wanted = pl.concat([fallback["name_pid"], profiles["name_pid"]])
-    names = _plain_names(con, catalogue, keys, wanted, protection)
-    left = _records(fallback.rename({"mention_id": "unique_id"}), names, tf, 1 / persons)
-    right = _records(profiles, names, tf, 1 / persons)
-    pairs = linkage.score_between(left, right, prior=1 / persons)
+    mentions = fallback.select(
+        pl.col("mention_id").alias("unique_id"), *KEY_COLUMNS, *linkage.BLOCKING
+    )
+    left = _with_tf(mentions, tf, 1 / scale)
+    right = _with_tf(profiles, tf, 1 / scale)
+    digest = inputs_digest(scale, left, right)
+    stored = _stored_fallback(con, digest) if reuse else None
+    if stored is not None:
+        return pl.concat([links, stored[0]]), stored[1], digest
+
+    names = _plain_names(
+        con, catalogue, keys, pl.concat([left["name_pid"], right["name_pid"]]), protection
+    )
+    left, right = _with_names(left, names), _with_names(right, names)
+    pairs = linkage.score_between(left, right, prior=1 / scale)
     scored = linkage.per_person(pairs, right)
     linked, queued = linkage.decide(scored)
-    links.append(
-        fallback.join(linked, left_on="mention_id", right_on="unique_id_l").select(
+    found = [
+        left.join(linked, left_on="unique_id", right_on="unique_id_l").select(
             *KEY_COLUMNS,
             "person_id",
             pl.lit("probabilistic").alias("method"),
             "match_probability",
         )
-    )
+    ]
     # persons known only by fallback: the unlinked mentions grouped among themselves
     rest = left.filter(~pl.col("unique_id").is_in(linked["unique_id_l"].implode()))
-    groups = linkage.group_within(rest, prior=1 / persons)
+    groups = linkage.group_within(rest, prior=1 / scale)
     groups = groups.with_columns(
         derived_person_id(groups["root"], protection.keyring, "fallback").alias("person_id")
     )
-    links.append(
-        fallback.join(groups, left_on="mention_id", right_on="node").select(
+    found.append(
+        left.join(groups, left_on="unique_id", right_on="node").select(
             *KEY_COLUMNS,
             "person_id",
             pl.lit("new").alias("method"),
             pl.col("p").alias("match_probability"),
         )
     )
-    out = pl.concat([f.cast(LINK_SCHEMA) for f in links])
-    review = _review_rows(con, catalogue, queued, left, right, out, keys, protection)
-    return out, review
-
-
-AGREES = (("name_pid", "name"), ("mobile_pid", "mobile"), ("house_id", "house"),
-          ("birth_pid", "birth_date"))  # fmt: skip
-
-
-def _review_rows(con, catalogue, queued, left, right, links, keys, protection):
-    """The review queue's rows: each queued (mention, candidate), what agrees with the
-    candidate's best-agreeing record, the names masked."""
-    if queued.height == 0:
-        return pl.DataFrame(schema=REVIEW_SCHEMA)
-    own = left.select("unique_id", *KEY_COLUMNS, *[c for c, _ in AGREES])
-    cand = right.select("person_id", *[pl.col(c).alias(f"{c}_c") for c, _ in AGREES])
-    agree = [pl.when(pl.col(c) == pl.col(f"{c}_c")).then(pl.lit(label)) for c, label in AGREES]
-    rows = (
-        queued.join(own, left_on="unique_id_l", right_on="unique_id")
-        .join(cand, on="person_id", how="left")
-        .with_columns(
-            pl.concat_str(agree, separator=",", ignore_nulls=True).alias("agrees_on"),
-            pl.sum_horizontal(
-                [(pl.col(c) == pl.col(f"{c}_c")).fill_null(False) for c, _ in AGREES]
-            ).alias("n_agree"),
-        )
-        .sort(
-            "unique_id_l",
-            "person_id",
-            "n_agree",
-            "agrees_on",
-            descending=[False, False, True, False],
-        )
-        .unique(["unique_id_l", "person_id"], keep="first", maintain_order=True)
-        .join(links.select(*KEY_COLUMNS, pl.col("person_id").alias("own")), on=list(KEY_COLUMNS))
-    )
-    candidates = rows.select(
-        *KEY_COLUMNS,
-        pl.col("own").alias("person_id"),
-        pl.col("person_id").alias("candidate_person_id"),
-        "match_probability",
-        "agrees_on",
-    )
-    mention_names = reveal_names(
-        con, catalogue, candidates.select(KEY_COLUMNS).unique(), protection, masked_mobile=True
-    )
-    # a candidate's name as its first record (smallest key) spells it
-    firsts = (
-        keys.filter(
-            pl.col("citizen_pid").is_in(candidates["candidate_person_id"].implode())
-            & pl.col("name_pid").is_not_null()
-        )
-        .sort(list(KEY_COLUMNS))
-        .unique("citizen_pid", keep="first", maintain_order=True)
-    )
-    plain = reveal_names(con, catalogue, firsts.select(KEY_COLUMNS), protection)
-    candidate_names = firsts.join(plain, on=list(KEY_COLUMNS)).select(
-        pl.col("citizen_pid").alias("candidate_person_id"), "name"
-    )
-    return evidence(candidates, mention_names, candidate_names)
+    out = pl.concat([f.cast(LINK_SCHEMA) for f in found])
+    review = review_rows(con, catalogue, queued, left, right, out, names, protection)
+    return pl.concat([links, out]), review, digest
 
 
 # -- manual actions --------------------------------------------------------------------
-
-
-def actions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Every recorded merge and split, in the order they are replayed."""
-    return con.execute(f'SELECT * FROM {ZONE}.{ACTIONS_TABLE} ORDER BY "at", action_id').pl()
-
-
-def replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame:
-    """``links`` after every action of ``recorded``, in order (method ``manual``)."""
-    cur = links.with_columns(
-        pl.col("person_id").alias("origin"),
-        pl.col("method").alias("origin_method"),
-        pl.col("match_probability").alias("origin_p"),
-    )
-    manual = {"method": pl.lit("manual"), "match_probability": pl.lit(None, dtype=pl.Float64)}
-    for act in recorded.iter_rows(named=True):
-        one = (
-            (pl.col("dept") == act["dept"])
-            & (pl.col("dataset") == act["dataset"])
-            & (pl.col("key_pid") == act["key_pid"])
-            if act["key_pid"]
-            else None
-        )
-        if act["action"] == "merge":
-            hit = one if one is not None else pl.col("person_id") == act["from_person_id"]
-            cur = cur.with_columns(
-                pl.when(hit)
-                .then(pl.lit(act["person_id"]))
-                .otherwise("person_id")
-                .alias("person_id"),
-                *[pl.when(hit).then(v).otherwise(k).alias(k) for k, v in manual.items()],
-            )
-        elif one is not None:  # split one mention off into a person of its own
-            mid = pl.concat_str(
-                [pl.lit(act["dept"]), pl.lit(act["dataset"]), pl.lit(act["key_pid"])],
-                separator=_SEP,
-            )
-            new_id = derived_person_id(pl.select(mid).to_series(), keyring, "split")[0]
-            cur = cur.with_columns(
-                pl.when(one).then(pl.lit(new_id)).otherwise("person_id").alias("person_id"),
-                *[pl.when(one).then(v).otherwise(k).alias(k) for k, v in manual.items()],
-            )
-        else:  # undo a merge: the mentions that came from from_person_id go back
-            hit = (pl.col("person_id") == act["person_id"]) & (
-                pl.col("origin") == act["from_person_id"]
-            )
-            cur = cur.with_columns(
-                pl.when(hit).then("origin").otherwise("person_id").alias("person_id"),
-                pl.when(hit).then("origin_method").otherwise("method").alias("method"),
-                pl.when(hit)
-                .then("origin_p")
-                .otherwise("match_probability")
-                .alias("match_probability"),
-            )
-    return cur.select(list(LINK_SCHEMA))
-
-
-def _record(con, action: str, actor: str, reason: str, **ids: str | None) -> str:
-    action_id = uuid.uuid4().hex
-    row = {c: None for c, _ in ACTION_COLUMNS}
-    row.update(action_id=action_id, action=action, actor=actor, at=_now(), reason=reason, **ids)
-    frame = pl.DataFrame(
-        [row], schema={c: pl.String for c, _ in ACTION_COLUMNS} | {"at": pl.Datetime("us", "UTC")}
-    )
-    insert_frame(con, ZONE, ACTIONS_TABLE, frame)
-    return action_id
 
 
 def _persons(con) -> set[str]:
@@ -469,7 +385,7 @@ def split(
 
 def _act(con, catalogue, protection, action, actor, reason, ids) -> str:
     with transaction(con):
-        action_id = _record(con, action, actor, reason, **ids)
+        action_id = record_action(con, action, actor, reason, **ids)
     protection.audit.append(
         f"person_{action}", actor, action_id=action_id, purpose="master_index",
         person_id=ids["person_id"],
@@ -498,7 +414,14 @@ def link_persons(
             .pl()
             .cast(MENTION_SCHEMA)
         )
-        links, review = auto_links(con, catalogue, keys, protection)
+        links, review, digest = auto_links(
+            con, catalogue, keys, protection, reuse=changed is not None
+        )
+        con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
+        fallback = links.filter(pl.col("method") != "exact").with_columns(
+            pl.lit(digest, dtype=pl.String).alias("inputs_digest")
+        )
+        insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
         final = replay(links, actions(con), protection.keyring)
         decided = actions(con).filter(pl.col("key_pid").is_not_null())
         review = review.join(decided.select(KEY_COLUMNS), on=list(KEY_COLUMNS), how="anti")
