@@ -14,7 +14,10 @@ depends on them —
   tick of its schedule (the catalogue's update cycle, Dagster's cron) has passed
   since the last pull → landing, raw and staged;
 - a dataset whose ledger holds landed deliveries not yet read → raw and staged,
-  or read deliveries not yet through the row gate → staged.
+  or read deliveries not yet through the row gate → staged;
+- a dataset whose staged table lacks a ``_pid_`` column its dataset has now (a home from
+  before them) → staged, which adds and fills them
+  (:func:`pipelines.ingest.staged.staged_without_pids`).
 
 The quality scorecard, expectations and the leak scan run when one of those ran,
 or when the ledger changed after the last scorecard (a sensor's run, an
@@ -51,6 +54,7 @@ from pipelines.defs.sources.schedules import PULL_TIMEZONE
 from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
 from pipelines.ingest.inbox import known_keys_by_dept, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
+from pipelines.ingest.staged import staged_without_pids
 from pipelines.instance import prepare_dagster_home
 from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource, ledger_ready
@@ -166,6 +170,7 @@ def select_work(
     """Department → the assets with work of their own (materialised with what depends on
     them); a department with nothing to do is absent."""
     unread, ungated = unprocessed(con)
+    ungated |= staged_without_pids(con, cat)  # a staged table from before its _pid_ columns
     pulled = last_pulls(con)
     known = known_keys_by_dept(con)
     work: dict[str, list[dg.AssetKey]] = {}
