@@ -14,9 +14,11 @@ rows). The file holds counts and letter-only digests, never a value.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from catalog.model import Catalogue, Dataset
 from catalog.settings import Settings
@@ -25,10 +27,12 @@ from pipelines.ingest.raw import raw_table
 from pipelines.protection import KEY_PID, Protection
 from pipelines.quality_state import digest
 from quality.evaluation import (
+    LINK_TRUTH,
     MANIFEST_FILE,
     Evaluation,
     StagedPart,
     evaluate_lake,
+    evaluate_links,
     matched_files,
     read_manifest,
 )
@@ -86,6 +90,49 @@ def staged_parts(
         for dept, ds in cat.datasets()
         if f"{dept.code}.{ds.code}" in columns
     }
+
+
+# the master index's mention tables, by the entity they link (see quality.evaluation)
+MENTIONS = {"person": "person_mentions", "house": "house_mentions"}
+CURATED = "curated"
+
+
+class StagedKeys(Mapping[tuple[str, str], pl.DataFrame]):
+    """Each staged table's ``_key_pid, _delivery_id, _source_row`` keyed ``(dept,
+    dataset)``, read when asked for (the link evaluation asks only for the datasets whose
+    truth names an entity: never the sensor readings)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, cat: Catalogue, tables: set[str]):
+        self.con = con
+        self.tables = {
+            (d.code, ds.code): raw_table(d.code, ds)
+            for d, ds in cat.datasets()
+            if raw_table(d.code, ds) in tables
+        }
+
+    def __getitem__(self, ref: tuple[str, str]) -> pl.DataFrame:
+        sql = f'SELECT {KEY_PID}, _delivery_id, _source_row FROM staged."{self.tables[ref]}"'
+        return self.con.execute(sql).pl()
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.tables)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+
+def link_mentions(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """Entity → its curated mention table (``dept, dataset, key_pid`` and the cluster
+    column), for the tables the lake holds (none before the master index is built)."""
+    present = {t for _, t in tables_in(con, CURATED)}
+    out = {}
+    for entity, table in MENTIONS.items():
+        if table in present:
+            cluster = LINK_TRUTH[entity][1]
+            out[entity] = con.execute(
+                f"SELECT dept, dataset, key_pid, {cluster} FROM {CURATED}.{table}"
+            ).pl()
+    return out
 
 
 def judged_digests(
@@ -180,6 +227,11 @@ def evaluate_against_truth(
         evaluation = evaluate_lake(
             settings.sim_dir_abs, cat, staged, quarantine, deliveries, disagreements, known
         )
+        mentions = link_mentions(con)
+        if evaluation is not None and mentions:
+            keys = StagedKeys(con, cat, {t for _, t in tables_in(con, "staged")})
+            links = evaluate_links(settings.sim_dir_abs, cat, deliveries, keys, mentions)
+            evaluation.judge_links(links or {})
     if evaluation is not None:
         _write_cache(cache, digests, evaluation.datasets)
     return evaluation

@@ -13,6 +13,11 @@ of every delivered record (source columns as text) and ``defects.parquet`` one r
 defect. A row of the gate's output is matched to the truth by the delivered file (a
 mapping delivery id → file name as the truth names it) and ``_source_row``.
 
+Links (:func:`evaluate_links`): pairwise precision and recall of the master index's person
+and house links (``curated.person_mentions`` / ``house_mentions``) against the truth's
+``_person`` / ``_unit`` of each staged record, mapped through its ``_key_pid``,
+``_delivery_id`` and ``_source_row``; pairs counted from cluster sizes.
+
 Per dataset: dirty rows; dirty rows repaired to the truth (an exact copy
 dropped as a duplicate counts as repaired); dirty rows quarantined; dirty
 rows staged with a value still wrong; clean rows wrongly quarantined (target
@@ -33,6 +38,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
+from catalog.authority import key_authorities
 from catalog.model import Catalogue, Dataset, FieldSpec, FieldType, PiiKind
 
 MANIFEST_FILE = "manifest.json"  # in the simulator's folder
@@ -511,6 +517,15 @@ def matched_files(manifest: dict, deliveries: pl.DataFrame) -> dict[str, str]:
     return out
 
 
+def simulated_files(sim_dir: Path, deliveries: pl.DataFrame) -> dict[str, str] | None:
+    """:func:`matched_files` of the simulator's manifest in ``sim_dir``: None when there is
+    no manifest or none of its deliveries landed (nothing to evaluate)."""
+    manifest = read_manifest(sim_dir)
+    if manifest is None:
+        return None
+    return matched_files(manifest, deliveries) or None
+
+
 def wrong_values_caught(
     truth_dir: Path,
     cat: Catalogue,
@@ -576,6 +591,40 @@ class Evaluation:
     problems: list[str]
     deliveries: int  # landed deliveries evaluated
     datasets: dict[str, dict] = field(default_factory=dict)  # dept.dataset → its figures
+    # entity → {"all" | "fallback": its links' figures} (:func:`evaluate_links`), when the
+    # curated mention tables were there to judge
+    links: dict[str, dict[str, LinkScore]] = field(default_factory=dict)
+
+    def judge_links(self, links: dict[str, dict[str, LinkScore]]) -> None:
+        """Keep ``links``; a precision or recall under :data:`LINK_TARGETS` is a problem."""
+        self.links = links
+        for entity, scores in sorted(links.items()):
+            score, target = scores["all"], LINK_TARGETS[entity]
+            for figure in ("precision", "recall"):
+                if getattr(score, figure) < target:
+                    self.problems.append(
+                        f"{entity} links: {figure} {getattr(score, figure):.2%} "
+                        f"(target ≥ {target:.0%})"
+                    )
+
+    def link_lines(self) -> list[str]:
+        """One line an entity: ``person links: precision 99.91 % recall 99.40 % …``."""
+        out = []
+        for entity, scores in sorted(self.links.items()):
+            s = scores["all"]
+            line = (
+                f"{entity} links: precision {s.precision:.2%} recall {s.recall:.2%} "
+                f"({s.records:,} records, {s.true_pairs:,} true pairs, "
+                f"{s.linked_pairs:,} linked)"
+            )
+            fallback = scores.get("fallback")
+            if fallback is not None and (fallback.true_pairs or fallback.linked_pairs):
+                line += (
+                    f"; pairs with a record linked without the key: precision "
+                    f"{fallback.precision:.2%} recall {fallback.recall:.2%}"
+                )
+            out.append(line)
+        return out
 
 
 class _ByRef(Mapping[str, pl.DataFrame]):
@@ -618,11 +667,8 @@ def evaluate_lake(
     ``known``: figures of datasets whose rows an earlier evaluation judged (see
     :func:`evaluate`).
     """
-    manifest = read_manifest(sim_dir)
-    if manifest is None:
-        return None
-    files = matched_files(manifest, deliveries)
-    if not files:
+    files = simulated_files(sim_dir, deliveries)
+    if files is None:
         return None
     ours = pl.col("_delivery_id").is_in(list(files))
     frames = _ByRef(staged)
@@ -645,3 +691,162 @@ def evaluate_lake(
     totals |= wrong_values_caught(truth, cat, files, quarantine, disagreements, covered)
     per_dataset = {r["dataset"]: r for r in report.datasets.iter_rows(named=True)}
     return Evaluation(totals, report.problems(), len(files), per_dataset)
+
+
+# --- links: the master index's mentions against the truth's identities ----------------------
+
+# entity → (the truth's identity column, the mention table's cluster column): the true
+# citizen ID of a record's subject, the true housing unit its address names
+LINK_TRUTH = {"person": ("_person", "person_id"), "house": ("_unit", "house_id")}
+LINK_TARGETS = {"person": 0.99, "house": 0.98}  # precision and recall, both (issue 12)
+
+
+@dataclass(frozen=True)
+class LinkScore:
+    """Pairwise figures of one linkage against the truth: a pair of records is linked when
+    both are mentions of one cluster, true when both concern one true identity; ``right``
+    pairs are both. A record without a true identity (an outsider, a visitor) is no one
+    else's, a record without a mention is linked to nobody."""
+
+    records: int  # records judged: a true identity or a link, or both
+    true_pairs: int
+    linked_pairs: int
+    right_pairs: int
+
+    @property
+    def precision(self) -> float:
+        return self.right_pairs / self.linked_pairs if self.linked_pairs else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.right_pairs / self.true_pairs if self.true_pairs else 1.0
+
+    def minus(self, part: LinkScore) -> LinkScore:
+        """The pairs not within ``part`` (a subset of these records): the pairs that
+        involve at least one record outside it."""
+        return LinkScore(
+            self.records - part.records,
+            self.true_pairs - part.true_pairs,
+            self.linked_pairs - part.linked_pairs,
+            self.right_pairs - part.right_pairs,
+        )
+
+
+def pair_counts(judged: pl.DataFrame, linked: str = "linked", truth: str = "truth") -> LinkScore:
+    """:class:`LinkScore` of a frame of one row per record (``linked``: its cluster, null
+    when not linked; ``truth``: its true identity, null when none), counted from cluster
+    sizes (n records give n(n-1)/2 pairs), never enumerating a pair."""
+
+    def pairs(columns: list[str]) -> int:
+        sizes = judged.drop_nulls(columns).group_by(columns).len()["len"].cast(pl.Int64)
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    records = judged.filter(pl.col(linked).is_not_null() | pl.col(truth).is_not_null()).height
+    return LinkScore(records, pairs([truth]), pairs([linked]), pairs([linked, truth]))
+
+
+def judged_links(
+    mentions: pl.DataFrame,
+    staged_keys: Mapping[tuple[str, str], pl.DataFrame],
+    truth_dir: Path,
+    files: dict[str, str],
+    entity: str,
+) -> pl.DataFrame:
+    """One row per staged record of the simulator's deliveries, in every dataset whose
+    truth names the ``entity`` (:data:`LINK_TRUTH`): ``dept, dataset, linked, truth``.
+
+    ``mentions``: ``dept, dataset, key_pid`` and the entity's cluster column (one row per
+    mentioned staged record); ``staged_keys`` by ``(dept, dataset)``: the staged rows'
+    ``_key_pid, _delivery_id, _source_row``; ``files``: delivery id → the truth's file.
+    A staged row is mapped to its truth by the delivered file and ``_source_row`` (as the
+    row gate's figures are), to its mention by ``_key_pid``."""
+    identity, cluster = LINK_TRUTH[entity]
+    schema = {"dept": pl.String, "dataset": pl.String, "linked": pl.String, "truth": pl.String}
+    parts = [pl.DataFrame(schema=schema)]
+    for (dept, code), keys in sorted(staged_keys.items()):
+        clean = Path(truth_dir) / dept / code / "clean.parquet"
+        if not clean.exists() or identity not in pl.read_parquet_schema(clean):
+            continue
+        located = keys.filter(pl.col("_delivery_id").is_in(list(files))).with_columns(
+            pl.col("_key_pid").cast(pl.String),
+            pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
+        )
+        judged = located["_file"].unique().to_list()
+        truth = (
+            pl.scan_parquet(clean)
+            .filter(pl.col("_file").is_in(judged))
+            .select(*KEY, pl.col(identity).cast(pl.String).alias("truth"))
+            .collect()
+        )
+        linked = (
+            mentions.filter((pl.col("dept") == dept) & (pl.col("dataset") == code))
+            .select(
+                pl.col("key_pid").cast(pl.String).alias("_key_pid"),
+                pl.col(cluster).cast(pl.String).alias("linked"),
+            )
+            .unique("_key_pid", keep="first")
+        )
+        rows = located.join(truth, on=KEY, how="left").join(linked, on="_key_pid", how="left")
+        parts.append(
+            rows.select(
+                pl.lit(dept).alias("dept"),
+                pl.lit(code).alias("dataset"),
+                pl.col("linked").cast(pl.String),
+                "truth",
+            )
+        )
+    return pl.concat(parts)
+
+
+def keyed_datasets(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
+    """(dept, dataset) of the datasets carrying an entity key of ``entity`` (a concept an
+    authoritative dataset is keyed by: ``person.citizen_id``, ``house.unit_id``): their
+    records link exactly, the others' only by a fallback."""
+    keys = {c for c, a in key_authorities(catalogue).items() if a.entity == entity}
+    return {
+        (d.code, ds.code)
+        for d, ds in catalogue.datasets()
+        if any(f.concept in keys for f in ds.fields)
+    }
+
+
+def link_scores(
+    judged: pl.DataFrame, keyed: set[tuple[str, str]] | None = None
+) -> dict[str, LinkScore]:
+    """``all``: the figures over every judged record (:func:`judged_links`); with
+    ``keyed`` (:func:`keyed_datasets`) also ``fallback``: the pairs that involve a record
+    of a dataset without the entity key (a 12345 caller, an incident reporter)."""
+    out = {"all": pair_counts(judged)}
+    if keyed is not None:
+        inside = pl.DataFrame(
+            sorted(keyed), schema={"dept": pl.String, "dataset": pl.String}, orient="row"
+        )
+        exact = judged.join(inside, on=["dept", "dataset"], how="semi")
+        out["fallback"] = out["all"].minus(pair_counts(exact))
+    return out
+
+
+def evaluate_links(
+    sim_dir: Path,
+    cat: Catalogue,
+    deliveries: pl.DataFrame,
+    staged_keys: Mapping[tuple[str, str], pl.DataFrame],
+    mentions: Mapping[str, pl.DataFrame],
+) -> dict[str, dict[str, LinkScore]] | None:
+    """Pairwise precision and recall of each entity's links (``mentions`` by entity:
+    ``person`` as ``curated.person_mentions``, ``house`` as ``curated.house_mentions``)
+    against the simulator's truth, over the landed deliveries its manifest lists (None
+    without a manifest or a matched delivery). ``deliveries`` as ``landing.deliveries``;
+    ``staged_keys`` as in :func:`judged_links`."""
+    files = simulated_files(sim_dir, deliveries)
+    if files is None:
+        return None
+    truth = Path(sim_dir) / TRUTH_DIR
+    return {
+        entity: link_scores(
+            judged_links(frame, staged_keys, truth, files, entity),
+            keyed_datasets(cat, entity),
+        )
+        for entity, frame in mentions.items()
+        if entity in LINK_TRUTH
+    }
