@@ -226,5 +226,7 @@ def print_truth(console: Console, evaluation: Evaluation | None) -> None:
     for r in rows:
         table.add_row(*r)
     console.print(table)
+    for line in evaluation.link_lines():  # the master index's links, once it is built
+        console.print(line)
     for p in problems:
         console.print(f"[red]target missed: {p}[/red]")
