@@ -66,6 +66,13 @@ COMMUNITY = "place.community_code"
 LON, LAT = "place.lon", "place.lat"
 PURPOSE = "master_index"
 PERSON_MENTIONS = "person_mentions"  # the master index (engineer LINK's table)
+# curated columns holding public register text (L1/L2 catalogue values without PII: a shop's
+# or a hazard point's name, a building's address) and never free text: the leak scanner
+# counts a registry name there only as the whole value (王兴便利店 holds the name 王兴)
+PUBLIC_TEXT_COLUMNS = {
+    HOUSE: frozenset({"building_address", "attributes"}),
+    "thing": frozenset({"attributes"}),  # curated.things.THING
+}
 
 HOUSE_COLUMNS = [
     ("house_id", "VARCHAR"),
