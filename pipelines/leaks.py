@@ -42,6 +42,7 @@ from catalog.authority import person_registers
 from catalog.errors import StreethubError, shown
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
+from curated.houses import PUBLIC_TEXT_COLUMNS
 from lakehouse.lake import ALIAS, tables_in
 from masking.leaks import LeakCounts, scan_frame
 from masking.names import KnownNames
@@ -197,6 +198,8 @@ def structured_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
         fields = frozenset(f.name for f in ds.fields if f.pii is not PiiKind.free_text)
         for zone in ("raw", "staged"):
             out[(zone, raw_table(dept.code, ds))] = fields
+    # curated columns of public register text (a shop's name, a building's address)
+    out |= {("curated", table): cols for table, cols in PUBLIC_TEXT_COLUMNS.items()}
     return out
 
 
