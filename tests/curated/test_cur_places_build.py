@@ -560,3 +560,25 @@ def test_events_and_households_follow_the_master_index(street: Settings, cat, tm
         build_events(con, cat, protection, get_street(), changed=set())
     after = table(settings, EVENT).filter(pl.col("key_pid") == moved["key_pid"])
     assert after["person_id"].to_list() == ["e" * 20]
+
+
+def test_a_registry_name_inside_a_shop_name_is_no_leak_but_alone_it_is(street, cat, tmp_path):
+    """Public register text in curated (a shop named after its owner, 王兴便利店) holds a
+    resident's name by chance: the scanner counts it there only as the whole value; the same
+    name alone in a column is a leak."""
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(street.home, settings.home)
+    if street.witness_dir_abs.exists():
+        shutil.copytree(street.witness_dir_abs, settings.witness_dir_abs)
+    registry = authority(cat, "person.name")
+    protection = Protection.from_settings(settings, actor="test:places")
+    with open_lake(settings) as con:
+        names = read_staged(con, registry.dept, registry.dataset, [registry.field],
+                            protection=protection)[registry.field]  # fmt: skip
+        name = next(n for n in names.drop_nulls() if len(n) >= 2)
+        shop = f'{{"name": "{name}便利店", "category": "便利店"}}'
+        con.execute(f'UPDATE curated."{THING}" SET attributes = ? WHERE rowid < 3', [shop])
+        con.execute(f'UPDATE curated."{EVENT}" SET category = ? WHERE rowid < 1', [name])
+        findings = {f.place: f for f in scan_lake(settings, cat, con, actor="test:places")}
+    assert not findings[f"curated.{THING}"].counts.by_kind
+    assert findings[f"curated.{EVENT}"].counts.by_kind == {"person_name": 1}
