@@ -41,12 +41,13 @@ DESCRIPTIONS = {
         "department linked to its unit (normalised down to building, entrance and room)."
     ),
     THING_KEY: (
-        "物 merchants (by unified social credit code, then name and address), facilities, "
-        "sensors and hazard points, placed in their grid cell."
+        "物 things: the datasets the catalogue files as things (registered businesses by "
+        "unified social credit code, then name and address; facilities, sensors, hazard "
+        "points), placed in their grid cell."
     ),
     EVENT_KEY: (
-        "事 appeals, grid events, violations, incidents, health follow-ups and door access "
-        "(summarised per person and day): when, what, which grid cell, which person and house."
+        "事 the records of every event dataset in the catalogue (door access summarised per "
+        "person and day): when, what, which grid cell, which person and house."
     ),
 }
 
