@@ -561,7 +561,7 @@ def _count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
     checks = golden_checks(catalogue)
     every = pl.DataFrame(
         [(c.concept, c.dept, c.dataset, c.field, c.auth_dept, c.auth_dataset) for c in checks],
-        schema=keys,
+        schema=dict.fromkeys(keys, pl.String),  # typed even when there is no check at all
         orient="row",
     )
     counted = con.execute(
