@@ -37,6 +37,7 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from masking.names import COMPOUND_SURNAMES
 
 SEPARATOR = "-__-"  # Splink's composite id: <input table> -__- <unique id>
+MENTIONS, PERSONS = "mentions", "persons"  # the two input tables
 
 MATCH_THRESHOLD = 0.95  # link automatically at or above (when no second person scores as high)
 REVIEW_FLOOR = 0.20  # best in [floor, threshold), or two above it: a data officer decides
@@ -205,50 +206,64 @@ def blocked_pairs(left: pl.DataFrame, right: pl.DataFrame | None = None) -> pl.D
     return pairs.sort("unique_id_l", "unique_id_r")
 
 
-def _predict(api: DuckDBAPI, linker: Linker, pairs: pl.DataFrame, left: str, right: str):
-    """Splink scores exactly ``pairs`` (join keys in its composite-id form: the input
-    table's name, ``-__-``, the unique id; no prefix within one table)."""
-    keys = pairs.select(
-        pl.lit("0").alias("match_key"),
-        (pl.lit(left) + pl.col("unique_id_l")).alias("join_key_l"),
-        (pl.lit(right) + pl.col("unique_id_r")).alias("join_key_r"),
-    )
-    table = api.register(keys.to_arrow(), table_name="blocked_pairs")
-    linker.table_management.register_blocked_pairs_for_predict(table)
-    return _scored(linker.inference.predict(warning_mode="never"))
+class Scorer:
+    """One Splink model (link_only) over the fallback mentions (``left``) and the known
+    persons' candidate records (``right``), both with :data:`INPUT_COLUMNS` and a ``tf_``
+    column of each :data:`TF_COLUMNS`: it scores mention→person pairs (:meth:`between`)
+    and mention↔mention pairs (:meth:`within`) with the same parameters, so Splink's
+    settings are built once (half a second of SQL parsing each time)."""
+
+    def __init__(self, left: pl.DataFrame, right: pl.DataFrame, prior: float) -> None:
+        self.left, self.right = left, right
+        self._calls = 0
+        self._api = DuckDBAPI()
+        try:
+            lt = self._api.register(_records(left), table_name=MENTIONS)
+            rt = self._api.register(_records(right), table_name=PERSONS)
+            self._linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
+            _term_frequencies(self._api, self._linker, left, right)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._api.duckdb_con.close()
+
+    def between(self) -> pl.DataFrame:
+        """Scored pairs (unique_id_l a mention, unique_id_r a person's record)."""
+        return self._predict(blocked_pairs(self.left, self.right), PERSONS)
+
+    def within(self, records: pl.DataFrame) -> pl.DataFrame:
+        """Scored pairs among ``records`` (some of the mentions), each unordered pair once."""
+        return self._predict(blocked_pairs(records), MENTIONS)
+
+    def _predict(self, pairs: pl.DataFrame, right: str) -> pl.DataFrame:
+        """Splink scores exactly ``pairs`` (join keys in its composite-id form: the input
+        table's name, ``-__-``, the unique id)."""
+        if pairs.height == 0:
+            return pl.DataFrame(schema=PAIR_SCHEMA)
+        keys = pairs.select(
+            pl.lit("0").alias("match_key"),
+            (pl.lit(MENTIONS + SEPARATOR) + pl.col("unique_id_l")).alias("join_key_l"),
+            (pl.lit(right + SEPARATOR) + pl.col("unique_id_r")).alias("join_key_r"),
+        )
+        self._calls += 1  # each registered table needs a name of its own
+        table = self._api.register(keys.to_arrow(), table_name=f"blocked_pairs_{self._calls}")
+        self._linker.table_management.register_blocked_pairs_for_predict(table)
+        return _scored(self._linker.inference.predict(warning_mode="never"))
 
 
 def score_between(left: pl.DataFrame, right: pl.DataFrame, prior: float) -> pl.DataFrame:
     """Scored candidate pairs (unique_id_l from ``left``, unique_id_r from ``right``,
-    match_probability); both frames have :data:`INPUT_COLUMNS` and a ``tf_`` column of
-    each :data:`TF_COLUMNS`."""
-    pairs = blocked_pairs(left, right)
-    if pairs.height == 0:
-        return pl.DataFrame(schema=PAIR_SCHEMA)
-    api = DuckDBAPI()
-    try:
-        lt = api.register(_records(left), table_name="mentions")
-        rt = api.register(_records(right), table_name="persons")
-        linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
-        _term_frequencies(api, linker, left, right)
-        return _predict(api, linker, pairs, "mentions" + SEPARATOR, "persons" + SEPARATOR)
-    finally:
-        api.duckdb_con.close()
-
-
-def score_within(records: pl.DataFrame, prior: float) -> pl.DataFrame:
-    """Scored candidate pairs among ``records`` (each unordered pair once)."""
-    pairs = blocked_pairs(records)
-    if pairs.height == 0:
-        return pl.DataFrame(schema=PAIR_SCHEMA)
-    api = DuckDBAPI()
-    try:
-        t = api.register(_records(records), table_name="mentions")
-        linker = Linker(t, settings("dedupe_only", prior), log_level=logging.WARNING)
-        _term_frequencies(api, linker, records)
-        return _predict(api, linker, pairs, "", "")
-    finally:
-        api.duckdb_con.close()
+    match_probability): :meth:`Scorer.between`."""
+    with Scorer(left, right, prior) as scorer:
+        return scorer.between()
 
 
 def per_person(pairs: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
@@ -279,10 +294,10 @@ def decide(scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return linked, queued.sort("unique_id_l", "person_id")
 
 
-def group_within(records: pl.DataFrame, prior: float) -> pl.DataFrame:
+def group_within(scorer: Scorer, records: pl.DataFrame) -> pl.DataFrame:
     """(node, root, p): ``records`` grouped by links at or above the threshold among
     themselves; root = the group's smallest unique_id, p = the node's best link (null alone)."""
-    within = score_within(records, prior)
+    within = scorer.within(records)
     edges = within.filter(pl.col("match_probability") >= MATCH_THRESHOLD).select(
         a="unique_id_l", b="unique_id_r", p="match_probability"
     )

@@ -283,8 +283,14 @@ def auto_links(
         con, catalogue, keys, pl.concat([left["name_pid"], right["name_pid"]]), protection
     )
     left, right = _with_names(left, names), _with_names(right, names)
-    pairs = linkage.score_between(left, right, prior=1 / scale)
-    scored = linkage.per_person(pairs, right)
+    with linkage.Scorer(left, right, prior=1 / scale) as scorer:
+        return _fallback(con, catalogue, scorer, links, names, protection, digest)
+
+
+def _fallback(con, catalogue, scorer, links, names, protection, digest):
+    """Link, queue or group the fallback mentions (``scorer``'s left-hand records)."""
+    left, right = scorer.left, scorer.right
+    scored = linkage.per_person(scorer.between(), right)
     linked, queued = linkage.decide(scored)
     found = [
         left.join(linked, left_on="unique_id", right_on="unique_id_l").select(
@@ -296,7 +302,7 @@ def auto_links(
     ]
     # persons known only by fallback: the unlinked mentions grouped among themselves
     rest = left.filter(~pl.col("unique_id").is_in(linked["unique_id_l"].implode()))
-    groups = linkage.group_within(rest, prior=1 / scale)
+    groups = linkage.group_within(scorer, rest)
     groups = groups.with_columns(
         derived_person_id(groups["root"], protection.keyring, "fallback").alias("person_id")
     )

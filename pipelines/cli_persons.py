@@ -63,7 +63,8 @@ def persons_review(
         return
     table = Table(title=f"person review queue: {queue.height:,} open item(s)")
     for col in ("mention", "person", "candidate", "p", "agrees", "name", "mobile", "cand. name"):
-        table.add_column(col, justify="right" if col == "p" else "left")
+        # ids fold rather than shorten: a data officer copies them into merge / split
+        table.add_column(col, justify="right" if col == "p" else "left", overflow="fold")
     for r in queue.head(queue.height if everything else SHOWN).iter_rows(named=True):
         table.add_row(
             Text(f"{r['dept']}.{r['dataset']}:{r['key_pid']}"),

@@ -158,6 +158,30 @@ def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path:
     assert removed == 1 and len(only) >= 2  # a registry record and a caller's record
 
 
+def test_incremental_without_fallback_change_reuses_its_result(
+    street: Path, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _copy(street, tmp_path)
+    exact_only = next(sf for sf in subject_fields(cat) if sf.identifying == [sf.citizen_id])
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        stored = con.execute("SELECT * FROM curated.person_fallback").pl()
+
+        def no_splink(*args, **kwargs):
+            raise AssertionError("the fallback ran although its inputs did not change")
+
+        # a dataset whose records all carry the person's ID was delivered again
+        monkeypatch.setattr(linkage, "Scorer", no_splink)
+        link_persons(con, cat, protection, changed={(exact_only.dept, exact_only.dataset.code)})
+        reused = _links(con)
+        monkeypatch.undo()
+        link_persons(con, cat, protection)
+        full = _links(con)
+    assert stored.height > 0 and stored["inputs_digest"].n_unique() == 1
+    assert reused.equals(before) and full.equals(before)
+
+
 def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
     settings = _copy(street, tmp_path)
     with open_lake(settings) as con:
