@@ -69,7 +69,7 @@ def build_all(settings: Settings, cat: Catalogue) -> dict[str, dict[str, int]]:
 @pytest.fixture(scope="module")
 def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
     home = tmp_path_factory.mktemp("places") / "home"
-    settings = ingest_and_stage(home, cat, residents=1200, seed=11)
+    settings = ingest_and_stage(home, cat, residents=800, seed=11)
     print(build_all(settings, cat))
     close_idle()
     return settings
