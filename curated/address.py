@@ -37,17 +37,17 @@ COMMUNITY_TAILS = (*COMMUNITY_SUFFIXES, "小区")
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
               "六": 6, "七": 7, "八": 8, "九": 9}  # fmt: skip
 _CN_NUMBER = re.compile(
-    r"[零〇一二两三四五六七八九十百]+(?=号楼|号院|号|栋|幢|座|单元|门|层|楼|室|户)"
+    r"[零〇一二两三四五六七八九十百]+(?=号楼|号院|号|#|栋|幢|座|单元|门|层|楼|室|户|房)"
 )
 _DASHES = re.compile(r"[－—–―‐-]+")
 _SPACE = re.compile(r"[\s\u3000\u200b\u200c\u2060\ufeff]+")
 # the tail after the community: building, entrance, floor, room in their usual spellings
-_BUILDING_MARK = r"(?:号楼|栋|幢|座)"
-# 号 or 楼 alone mark a building only when an entrance follows (3号2单元, 3楼2门)
-_BUILDING = rf"(?P<b>[0-9]+|[A-Za-z])(?:{_BUILDING_MARK}|[号楼](?=[0-9]+(?:单元|门)))"
+_BUILDING_MARK = r"(?:号楼|#楼|栋|幢|座)"
+# 号, 楼 or # alone mark a building only when an entrance follows (3号2单元, 3楼2门, 3#2单元)
+_BUILDING = rf"(?P<b>[0-9]+|[A-Za-z])(?:{_BUILDING_MARK}|[号楼#](?=[0-9]+(?:单元|门)))"
 _ENTRANCE = r"(?P<e>[0-9]+)(?:单元|门)"
 _FLOOR = r"(?:(?P<f>-?[0-9]+)(?:层|楼))"
-_ROOM = r"(?P<r>[0-9]+)(?:室|号|户)?"
+_ROOM = r"(?P<r>[0-9]+)(?:室|号|户|房)?"
 _COURTYARD = r"(?:(?P<y>[0-9]+)号院)?"
 _TAIL = re.compile(rf"{_COURTYARD}{_BUILDING}(?:{_ENTRANCE})?{_FLOOR}?{_ROOM}$")
 _DASHED = re.compile(r"(?P<b>[0-9]+|[A-Za-z])-(?P<e>[0-9]+)-(?P<r>[0-9]+)(?:室|号)?$")

@@ -37,6 +37,8 @@ def cn_number(n: int) -> str:
         f"{SECOND.name}社区3幢2单元5层501室",
         f"  {SECOND.name}社区 3号楼 2单元 0501室 ",
         f"{STREET.district[:2]}{STREET.district[3:]}{SECOND.name}社区3号2单元501",
+        f"{SECOND.name}社区3#楼2单元501房",
+        f"{SECOND.name}社区3#2单元五〇一室",
     ],
 )
 def test_spellings_of_one_flat_give_one_key(text: str):
@@ -94,9 +96,9 @@ def test_parse_addresses_keeps_order_and_nulls():
     room=st.integers(1, 4),
     prefix=st.sampled_from(["", STREET.district, STREET.district + STREET.name, STREET.name]),
     suffix=st.sampled_from(["", "社区", "社区居委会", "居委会", "小区"]),
-    b_mark=st.sampled_from(["号楼", "栋", "幢", "座"]),
+    b_mark=st.sampled_from(["号楼", "栋", "幢", "座", "#楼"]),
     e_mark=st.sampled_from(["单元", "门"]),
-    r_mark=st.sampled_from(["", "室", "号"]),
+    r_mark=st.sampled_from(["", "室", "号", "户", "房"]),
     chinese=st.booleans(),
     fullwidth=st.booleans(),
     spaces=st.booleans(),
