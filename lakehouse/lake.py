@@ -28,7 +28,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -481,3 +481,41 @@ def row_count(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> int:
     if not has_table(con, zone, table):
         return 0
     return int(con.execute(f'SELECT count(*) FROM {zone}."{table}"').fetchone()[0])
+
+
+def data_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
+    """(zone, table) → how many Parquet files hold its current rows (committed tables with
+    any), from DuckLake's own catalogue in one read."""
+    rows = con.execute(
+        f"SELECT s.schema_name, t.table_name, count(*) FROM {METADATA}.ducklake_data_file f "
+        f"JOIN {METADATA}.ducklake_table t USING (table_id) "
+        f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+        "WHERE f.end_snapshot IS NULL AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL "
+        "GROUP BY 1, 2"
+    ).fetchall()
+    return {(z, t): int(n) for z, t, n in rows}
+
+
+def merge_small_files(
+    con: duckdb.DuckDBPyConnection, tables: Iterable[tuple[str, str]], min_files: int
+) -> dict[tuple[str, str], int]:
+    """Merge the Parquet files of each of ``tables`` that holds its rows in ``min_files`` or
+    more into as few as DuckLake's target file size allows (``ducklake_merge_adjacent_files``).
+
+    Every insert writes a file, and every query of a table opens each of them: a table that
+    grows by a few rows at a time (the ledger: a row or two per delivery) is read file by
+    file. The merge keeps time travel and the change feed (``ducklake_table_insertions``
+    still dates each row by its own snapshot; the merge's snapshot inserts nothing), and the
+    files it replaced go when snapshot expiry no longer needs them. One snapshot per merged
+    table; outside a transaction, by a writer. Returns the files each merged table had."""
+    counts = data_files(con)
+    merged: dict[tuple[str, str], int] = {}
+    for zone, table in sorted(tables):
+        n = counts.get((zone, table), 0)
+        if n >= min_files:
+            con.execute(
+                f"CALL ducklake_merge_adjacent_files({_sql_str(ALIAS)}, {_sql_str(table)}, "
+                f"schema => {_sql_str(zone)})"
+            ).fetchall()
+            merged[(zone, table)] = n
+    return merged
