@@ -216,17 +216,14 @@ def _plain_names(con, catalogue, keys: pl.DataFrame, wanted: pl.Series, protecti
     return reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
 
 
-def _stored_fallback(con, digest: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """The last build's fallback links and open review rows, when its inputs were these."""
+def _stored_fallback(con, digest: str) -> pl.DataFrame | None:
+    """The last build's fallback links, when its inputs were these."""
     if not has_table(con, ZONE, FALLBACK_TABLE):
         return None
     stored = con.execute(f"SELECT * FROM {ZONE}.{FALLBACK_TABLE}").pl()
     if stored.height == 0 or set(stored["inputs_digest"]) != {digest}:
         return None
-    review = con.execute(f"SELECT * FROM {ZONE}.{REVIEW_TABLE}").pl()
-    return stored.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA), review.select(
-        list(REVIEW_SCHEMA)
-    ).cast(REVIEW_SCHEMA)
+    return stored.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA)
 
 
 def auto_links(
@@ -236,10 +233,11 @@ def auto_links(
     protection,
     *,
     reuse: bool = True,
-) -> tuple[pl.DataFrame, pl.DataFrame, str | None]:
+) -> tuple[pl.DataFrame, pl.DataFrame | None, str | None]:
     """(links, review rows, the fallback inputs' digest) of every mention in ``keys``,
     before manual actions. With ``reuse`` the fallback (Splink) runs only when its inputs
-    changed since the last build; otherwise its stored result is the result."""
+    changed since the last build; otherwise its stored result is the result, and the
+    review rows are None (the stored queue stands)."""
     keys = _houses(con, keys).with_columns(_mention_id().alias("mention_id"))
     exact = keys.filter(pl.col("citizen_pid").is_not_null())
     fallback = keys.filter(pl.col("citizen_pid").is_null())
@@ -277,7 +275,7 @@ def auto_links(
     digest = inputs_digest(scale, left, right)
     stored = _stored_fallback(con, digest) if reuse else None
     if stored is not None:
-        return pl.concat([links, stored[0]]), stored[1], digest
+        return pl.concat([links, stored]), None, digest
 
     names = _plain_names(
         con, catalogue, keys, pl.concat([left["name_pid"], right["name_pid"]]), protection
@@ -403,6 +401,35 @@ def _act(con, catalogue, protection, action, actor, reason, ids) -> str:
 # -- the build -------------------------------------------------------------------------
 
 
+_ID_SQL = "concat_ws(chr(31), dept, dataset, key_pid)"  # a mention's id, as _mention_id()
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, keys: pl.DataFrame) -> None:
+    """Register ``keys`` (dept, dataset, key_pid) as view ``name`` with their mention ids."""
+    con.register(name, keys.select(_mention_id().alias("id")).to_arrow())
+
+
+def _write_mentions(con: duckdb.DuckDBPyConnection, final: pl.DataFrame, now: dt.datetime) -> None:
+    """Make ``curated.person_mentions`` equal ``final``, writing only the rows that changed
+    (a row whose person, method and probability stay keeps its ``linked_at``)."""
+    old = con.execute(f"SELECT {', '.join(LINK_SCHEMA)} FROM {ZONE}.{MENTIONS_TABLE}").pl()
+    old = old.cast(LINK_SCHEMA)
+    same = list(LINK_SCHEMA)
+    gone = old.join(final, on=same, how="anti", nulls_equal=True).select(KEY_COLUMNS)
+    new = final.join(old, on=same, how="anti", nulls_equal=True)
+    if gone.height:
+        _register(con, "_gone", gone)
+        try:
+            con.execute(
+                f"DELETE FROM {ZONE}.{MENTIONS_TABLE} WHERE {_ID_SQL} IN (SELECT id FROM _gone)"
+            )
+        finally:
+            con.unregister("_gone")
+    if new.height:
+        rows = new.with_columns(pl.lit(now, dtype=UTC).alias("linked_at"))
+        insert_frame(con, ZONE, MENTIONS_TABLE, rows.select([c for c, _ in MENTION_COLUMNS]))
+
+
 def link_persons(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -423,28 +450,38 @@ def link_persons(
         links, review, digest = auto_links(
             con, catalogue, keys, protection, reuse=changed is not None
         )
-        con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
-        fallback = links.filter(pl.col("method") != "exact").with_columns(
-            pl.lit(digest, dtype=pl.String).alias("inputs_digest")
-        )
-        insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
-        final = replay(links, actions(con), protection.keyring)
-        decided = actions(con).filter(pl.col("key_pid").is_not_null())
-        review = review.join(decided.select(KEY_COLUMNS), on=list(KEY_COLUMNS), how="anti")
+        reused = review is None  # the stored fallback result stands (and its review rows)
+        if not reused:
+            con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
+            fallback = links.filter(pl.col("method") != "exact").with_columns(
+                pl.lit(digest, dtype=pl.String).alias("inputs_digest")
+            )
+            insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
+        recorded = actions(con)
+        final = replay(links, recorded, protection.keyring)
+        decided = recorded.filter(pl.col("key_pid").is_not_null()).select(KEY_COLUMNS)
         now = _now()
-        old = con.execute(f"SELECT * FROM {ZONE}.{MENTIONS_TABLE}").pl()
-        same = list(LINK_SCHEMA)
-        kept = final.join(
-            old.select(*same, "linked_at"), on=same, how="left", nulls_equal=True
-        ).with_columns(pl.col("linked_at").cast(UTC).fill_null(pl.lit(now, dtype=UTC)))
-        con.execute(f"DELETE FROM {ZONE}.{MENTIONS_TABLE}")
-        insert_frame(con, ZONE, MENTIONS_TABLE, kept.select([c for c, _ in MENTION_COLUMNS]))
-        con.execute(f"DELETE FROM {ZONE}.{REVIEW_TABLE}")
-        if review.height:
-            insert_frame(con, ZONE, REVIEW_TABLE, review.with_columns(queued_at=pl.lit(now)))
+        if reused:  # the open items stay open unless a decision was recorded since
+            if decided.height:
+                _register(con, "_decided", decided)
+                try:
+                    con.execute(
+                        f"DELETE FROM {ZONE}.{REVIEW_TABLE} "
+                        f"WHERE {_ID_SQL} IN (SELECT id FROM _decided)"
+                    )
+                finally:
+                    con.unregister("_decided")
+            review_count = con.execute(f"SELECT count(*) FROM {ZONE}.{REVIEW_TABLE}").fetchone()[0]
+        else:
+            review = review.join(decided, on=list(KEY_COLUMNS), how="anti")
+            con.execute(f"DELETE FROM {ZONE}.{REVIEW_TABLE}")
+            if review.height:
+                insert_frame(con, ZONE, REVIEW_TABLE, review.with_columns(queued_at=pl.lit(now)))
+            review_count = review.height
+        _write_mentions(con, final, now)
     counts = final.group_by("method").len()
     out = {m: 0 for m in METHODS} | dict(counts.iter_rows())
-    out.update(mentions=final.height, persons=final["person_id"].n_unique(), review=review.height)
+    out.update(mentions=final.height, persons=final["person_id"].n_unique(), review=review_count)
     return out
 
 
