@@ -6,7 +6,6 @@ readable, stops the pipelines, and finishes when run again."""
 from __future__ import annotations
 
 import hmac
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -24,7 +23,7 @@ from masking.suite import Suite
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.protection import Protection
 from pipelines.rekey import RekeyError, pending, rekey
-from tests.streets import ingest_and_stage
+from tests.streets import copy_home, ingest_and_stage
 
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
 ISSUES = "quarantine.issues"
@@ -49,16 +48,6 @@ def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
         )
     close_idle()
     return home
-
-
-def _copy(street: Path, tmp_path: Path) -> Settings:
-    """The street's home and its audit witness (outside the home), copied."""
-    settings = Settings(home=tmp_path / "home")
-    shutil.copytree(street, settings.home)
-    witness = Settings(home=street).witness_dir_abs
-    if witness.exists():
-        shutil.copytree(witness, settings.witness_dir_abs)
-    return settings
 
 
 def _revealed(settings: Settings, cat: Catalogue) -> dict[str, pl.DataFrame]:
@@ -122,7 +111,7 @@ def _hmac_pid(key: bytes, value: str, digest: str) -> str:
 
 
 def test_rekey_to_gm_and_back(street: Path, tmp_path: Path, cat: Catalogue) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     before = _revealed(settings, cat)
     with open_lake(settings, read_only=True) as con:
         issues_before = con.execute(f"SELECT count(*) FROM {ISSUES}").fetchone()[0]
@@ -196,7 +185,7 @@ def test_rekey_to_gm_and_back(street: Path, tmp_path: Path, cat: Catalogue) -> N
 def test_interrupted_rekey_reads_refuses_the_pipelines_and_finishes(
     street: Path, tmp_path: Path, cat: Catalogue
 ) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     before = _revealed(settings, cat)
     committed: list[str] = []
 
@@ -249,7 +238,7 @@ def test_rekey_to_the_same_suite_binds_old_column_only_values_to_their_rows(
     from masking.crypto import column_id
     from masking.suite import get_suite
 
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     _, residents = cat.dataset("gaj.registered_residents")
     table = "gaj__registered_residents"
     ring = KeyRing.from_settings(settings)
