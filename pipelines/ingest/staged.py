@@ -9,7 +9,8 @@ one person pseudonym ``_pid_<field>`` per field ``catalog.authority.pid_fields``
 (the subject's citizen ID or mobile: the same value for the same person in every
 department). A staged table from before a field had its ``_pid_`` column gains it
 (``ALTER TABLE … ADD COLUMN``) and it is filled for the rows already there, their values
-decrypted for the audited purpose ``master_index`` (:func:`ensure_staged_table`). Against what is already staged, a delivery is met per the
+decrypted for the audited purpose ``master_index`` (:func:`ensure_staged_table`).
+Against what is already staged, a delivery is met per the
 catalogue's ``update_mode`` (``quality.keys``): the staged rows of the
 delivery's keys are looked up by ``_key_pid`` (a semi-join in the lake, not the
 whole table), compared digest to digest, never decrypted; a newer version
