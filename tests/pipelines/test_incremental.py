@@ -151,6 +151,7 @@ def staged_rows(settings: Settings) -> int:
 
 LANDING, RAW, STAGED = (f"{zone}/{DEPT}/violation_cases" for zone in ("landing", "raw", "staged"))
 SCORECARD = "marts/quality_scorecard"
+CURATED = "curated/event"  # one of the curated zone's assets (one step builds them all)
 
 
 def test_no_op_run_materialises_nothing_and_keeps_the_last_scan(after_first_run) -> None:
@@ -161,7 +162,7 @@ def test_no_op_run_materialises_nothing_and_keeps_the_last_scan(after_first_run)
     assert first.leak_check.passed
     before = materialised(street)
     assert before == ran.materialised
-    assert before[LANDING] == before[STAGED] == before[SCORECARD] == 1
+    assert before[LANDING] == before[STAGED] == before[SCORECARD] == before[CURATED] == 1
     second = run(street)
     assert second.selected == {} and not second.scorecard_ran
     assert second.scorecard_ok and second.steps == []
@@ -180,7 +181,7 @@ def test_a_new_delivery_selects_its_dataset_and_the_scorecard_only(after_first_r
     assert again.selected == {DEPT: [LANDING, RAW, STAGED]} and again.scorecard_ran
     assert staged_rows(street) == rows + 10
     counts = materialised(street)
-    assert counts[LANDING] == counts[STAGED] == counts[SCORECARD] == 2
+    assert counts[LANDING] == counts[STAGED] == counts[SCORECARD] == counts[CURATED] == 2
     with open_lake(street, read_only=True) as con:
         landed = con.execute("SELECT count(*) FROM landing.deliveries").fetchone()[0]
     assert landed == 2
