@@ -24,6 +24,7 @@ from lakehouse.lake import close_idle, open_lake, tables_in
 from masking.leaks import KnownNames
 from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection
+from quality.evaluation import evaluate_links
 from tests.streets import ingest_and_stage
 
 KEY = ["dept", "dataset", "key_pid"]
@@ -92,6 +93,32 @@ def test_every_subject_record_is_one_mention(street: Path, cat: Catalogue) -> No
     assert links.filter(pl.col("method") == "exact")["match_probability"].null_count() == len(
         links.filter(pl.col("method") == "exact")
     )
+
+
+def test_links_against_the_simulators_truth(street: Path, cat: Catalogue) -> None:
+    """Pairwise precision and recall of person links (TRUTH's evaluator over the street's
+    deliveries): the goal is 99 % each; the fallback's own pairs are printed beside."""
+    settings = Settings(home=street)
+    with open_lake(settings, read_only=True) as con:
+        deliveries = con.execute("SELECT * FROM landing.deliveries").pl()
+        staged = {
+            (sf.dept, sf.dataset.code): con.execute(
+                f'SELECT _key_pid, _delivery_id, _source_row FROM staged."{sf.table}"'
+            ).pl()
+            for sf in subject_fields(cat)
+        }
+        mentions = con.execute(
+            "SELECT dept, dataset, key_pid, person_id FROM curated.person_mentions"
+        ).pl()
+    scores = evaluate_links(settings.sim_dir_abs, cat, deliveries, staged, {"person": mentions})
+    assert scores is not None
+    every, fallback = scores["person"]["all"], scores["person"]["fallback"]
+    for label, s in (("all", every), ("fallback", fallback)):
+        print(f"person links ({label}): precision {s.right_pairs / s.linked_pairs:.4f}, "
+              f"recall {s.right_pairs / s.true_pairs:.4f} over {s.true_pairs:,} true pairs")  # fmt: skip
+    assert fallback.true_pairs > 0 and every.records >= mentions.height
+    assert every.right_pairs / every.linked_pairs >= 0.99
+    assert every.right_pairs / every.true_pairs >= 0.99
 
 
 def test_no_plain_identifier_in_curated(street: Path, cat: Catalogue) -> None:
