@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from departments import ids
+from departments import addresses, ids
 from departments.spec import D, Spec, T, cols
 from departments.world import World
 
@@ -54,11 +54,12 @@ def _elderly_alone(w: World) -> list:
 
 def elderly_alone(w: World) -> list[dict]:
     out = []
+    spelling = addresses.address_rng(w, "mzj.elderly_alone")
     for p in _elderly_alone(w):
         out.append({
             "姓名": p.name, "性别": p.gender, "身份证号码": p.cid, "出生日期": D(p.birth),
             "联系电话": p.mobile, "所属社区": f"{p.household.community.name}社区",
-            "居住地址": p.household.unit.address,
+            "居住地址": addresses.spelled(spelling, "mzj.elderly_alone", p.household.unit),
             "紧急联系人电话": w.rng.choice(("13", "15", "18")) + f"{w.rng.randrange(10**9):09d}",
             "关爱等级": w.rng.choices(("一级", "二级", "三级"), (2, 3, 5))[0],
             "登记日期": D(_day_ago(w, 2000, 30)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from departments import callers, texts
+from departments import addresses, callers, texts
 from departments.people import _ago, _day_ago
 from departments.spec import D, Spec, T, cols
 from departments.world import CITY_DISTRICT, STREET_NAME, World
@@ -154,6 +154,7 @@ def appeals(w: World) -> list[dict]:
     out = []
     adults = [p for p in w.people if p.age(w.today) >= 18]
     variants = callers.reporting_rng(w, "rx.appeals")
+    spelling = addresses.address_rng(w, "rx.appeals")
     for i in range(max(20, len(w.people) // 8)):
         report = callers.reported(variants, "rx.appeals", w.rng.choice(adults), w)
         caller = report.person
@@ -173,7 +174,7 @@ def appeals(w: World) -> list[dict]:
             unit = None
         else:
             community, unit = caller.household.community, caller.household.unit
-            address = unit.address
+            address = addresses.spelled(spelling, "rx.appeals", unit)
         content, pii = texts.appeal_text(w.rng, cat, caller, address)
         last = resolved or dispatched
         out.append(_pii({

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from departments import callers, iot, writers
+from departments import addresses, callers, iot, writers
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
 from departments.people import PERSON_SPECS
 from departments.places import PLACE_SPECS
@@ -283,7 +283,8 @@ def simulate(
         "end": last_day.isoformat(), "street": {"code": STREET_CODE, "name": STREET_NAME,
         "communities": {c.code: f"{c.name}社区" for c in w.communities}},
         "rates": RATES, "reporting": {ds: r.as_dict() for ds, r in callers.REPORTING.items()},
-        "matching": MATCHING, "departments": {d: {} for d in DEPARTMENTS},
+        "addresses": addresses.ADDRESS_RATES, "matching": MATCHING,
+        "departments": {d: {} for d in DEPARTMENTS},
     }  # fmt: skip
     for spec in SPECS:
         entry = _deliver_spec(inbox_dir, sim, w, spec, seed, last_day)
