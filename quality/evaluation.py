@@ -751,9 +751,11 @@ def judged_links(
     truth_dir: Path,
     files: dict[str, str],
     entity: str,
+    skip: set[tuple[str, str]] = frozenset(),
 ) -> pl.DataFrame:
     """One row per staged record of the simulator's deliveries, in every dataset whose
-    truth names the ``entity`` (:data:`LINK_TRUTH`): ``dept, dataset, linked, truth``.
+    truth names the ``entity`` (:data:`LINK_TRUTH`) but those in ``skip``: ``dept,
+    dataset, linked, truth``. ``staged_keys`` is read only for the datasets judged.
 
     ``mentions``: ``dept, dataset, key_pid`` and the entity's cluster column (one row per
     mentioned staged record); ``staged_keys`` by ``(dept, dataset)``: the staged rows'
@@ -763,13 +765,19 @@ def judged_links(
     identity, cluster = LINK_TRUTH[entity]
     schema = {"dept": pl.String, "dataset": pl.String, "linked": pl.String, "truth": pl.String}
     parts = [pl.DataFrame(schema=schema)]
-    for (dept, code), keys in sorted(staged_keys.items()):
+    for dept, code in sorted(staged_keys):
         clean = Path(truth_dir) / dept / code / "clean.parquet"
-        if not clean.exists() or identity not in pl.read_parquet_schema(clean):
+        if (dept, code) in skip or not clean.exists():
             continue
-        located = keys.filter(pl.col("_delivery_id").is_in(list(files))).with_columns(
-            pl.col("_key_pid").cast(pl.String),
-            pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
+        if identity not in pl.read_parquet_schema(clean):
+            continue
+        located = (
+            staged_keys[(dept, code)]
+            .filter(pl.col("_delivery_id").is_in(list(files)))
+            .with_columns(
+                pl.col("_key_pid").cast(pl.String),
+                pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
+            )
         )
         judged = located["_file"].unique().to_list()
         truth = (
@@ -836,17 +844,29 @@ def evaluate_links(
     """Pairwise precision and recall of each entity's links (``mentions`` by entity:
     ``person`` as ``curated.person_mentions``, ``house`` as ``curated.house_mentions``)
     against the simulator's truth, over the landed deliveries its manifest lists (None
-    without a manifest or a matched delivery). ``deliveries`` as ``landing.deliveries``;
+    without a manifest or a matched delivery); an entity register the mentions do not
+    name is not judged (:func:`registers`). ``deliveries`` as ``landing.deliveries``;
     ``staged_keys`` as in :func:`judged_links`."""
     files = simulated_files(sim_dir, deliveries)
     if files is None:
         return None
     truth = Path(sim_dir) / TRUTH_DIR
+    out = {}
+    for entity, frame in mentions.items():
+        if entity not in LINK_TRUTH:
+            continue
+        named = set(zip(frame["dept"], frame["dataset"], strict=True))
+        skip = registers(cat, entity) - named
+        judged = judged_links(frame, staged_keys, truth, files, entity, skip)
+        out[entity] = link_scores(judged, keyed_datasets(cat, entity))
+    return out
+
+
+def registers(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
+    """(dept, dataset) of the entity's registers: the authoritative datasets keyed by an
+    entity key (the household registry, the housing-unit register). A register whose rows
+    the mention table does not name is the entities themselves (``curated.house`` is the
+    unit register), not mentions: it is not judged."""
     return {
-        entity: link_scores(
-            judged_links(frame, staged_keys, truth, files, entity),
-            keyed_datasets(cat, entity),
-        )
-        for entity, frame in mentions.items()
-        if entity in LINK_TRUTH
+        (a.dept, a.dataset.code) for a in key_authorities(catalogue).values() if a.entity == entity
     }

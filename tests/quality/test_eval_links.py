@@ -28,16 +28,20 @@ from quality.evaluation import (
 from tests.streets import ingest_and_stage
 
 REGISTRY, APPEALS, INCIDENTS = ("gaj", "registered_residents"), ("rx", "appeals"), ("yjj", "incidents")  # fmt: skip
-FILES = {REGISTRY: "registry.csv", APPEALS: "appeals.csv", INCIDENTS: "incidents.csv"}
+UNITS = ("zjj", "housing_units")  # the house register (its truth here: units only)
+FILES = {REGISTRY: "registry.csv", APPEALS: "appeals.csv", INCIDENTS: "incidents.csv",
+         UNITS: "units.parquet"}  # fmt: skip
 # the truth: registry rows 2-5 are persons A-D living in units U1, U1, U2, U3; appeals rows
 # 1-4 are called by A, A, an outsider, B (A and B from home, the outsider about a place)
 TRUTH = {
     REGISTRY: {"_person": ["A", "B", "C", "D"], "_unit": ["U1", "U1", "U2", "U3"]},
     APPEALS: {"_person": ["A", "A", None, "B"], "_unit": ["U1", "U1", None, "U1"]},
     INCIDENTS: {"_person": ["C", None]},
+    UNITS: {"_unit": ["U1", "U2", "U3"]},
 }
-FIRST_ROW = {REGISTRY: 2, APPEALS: 1, INCIDENTS: 1}
-KEYS = {REGISTRY: ["k1", "k2", "k3", "k4"], APPEALS: ["a1", "a2", "a3", "a4"], INCIDENTS: ["i1", "i2"]}  # fmt: skip
+FIRST_ROW = {REGISTRY: 2, APPEALS: 1, INCIDENTS: 1, UNITS: 1}
+KEYS = {REGISTRY: ["k1", "k2", "k3", "k4"], APPEALS: ["a1", "a2", "a3", "a4"], INCIDENTS: ["i1", "i2"],
+        UNITS: ["u1", "u2", "u3"]}  # fmt: skip
 RIGHT = {"k1": "pA", "k2": "pB", "k3": "pC", "k4": "pD", "a1": "pA", "a2": "pA", "a3": "new1",
          "a4": "pB", "i1": "pC", "i2": "new2"}  # fmt: skip
 
@@ -54,7 +58,7 @@ def sim(tmp_path: Path) -> Path:
     for (dept, code), columns in TRUTH.items():
         folder = tmp_path / "truth" / dept / code
         folder.mkdir(parents=True)
-        n = len(columns["_person"])
+        n = len(next(iter(columns.values())))
         first = FIRST_ROW[(dept, code)]
         pl.DataFrame(
             {"_file": [FILES[(dept, code)]] * n, "_source_row": list(range(first, first + n))}
@@ -145,18 +149,35 @@ def test_a_missed_or_split_link_costs_recall(sim, catalogue):
     assert split == LinkScore(10, 5, 3, 3) and split.precision == 1.0
 
 
+HOUSES = {"k1": "h1", "k2": "h1", "k3": "h2", "k4": "h3", "a1": "h1", "a2": "h1", "a3": "h9",
+          "a4": "h2", "i1": "h1"}  # fmt: skip
+
+
 def test_houses_are_judged_where_the_truth_names_a_unit(sim, catalogue):
     """Only datasets whose truth has ``_unit`` count: a house mention of an incident (no
-    unit in its truth) is not judged."""
-    houses = {"k1": "h1", "k2": "h1", "k3": "h2", "k4": "h3", "a1": "h1", "a2": "h1",
-              "a3": "h9", "a4": "h2", "i1": "h1"}  # fmt: skip
-    mentions = person_mentions(houses).rename({"person_id": "house_id"})
-    judged = judged_links(mentions, staged_keys(False), sim / "truth", files(), "house")
+    unit in its truth) is not judged; nor the datasets skipped."""
+    mentions = person_mentions(HOUSES).rename({"person_id": "house_id"})
+    judged = judged_links(mentions, staged_keys(False), sim / "truth", files(), "house", {UNITS})
     assert set(zip(judged["dept"], judged["dataset"], strict=True)) == {REGISTRY, APPEALS}
     score = link_scores(judged)["all"]
     # U1: k1, k2, a1, a2, a4 (10 pairs); linked h1: k1, k2, a1, a2 (6 pairs, right);
     # h2: k3 (U2) and a4 (U1): 1 wrong pair
     assert score == LinkScore(8, 10, 7, 6)
+
+
+def test_the_house_register_is_judged_only_when_the_mentions_name_it(sim, catalogue):
+    """The unit register's rows are the houses themselves: without mentions of its own it
+    is not judged (else every unit's pairs would count as missed); with them it is."""
+    mentions = person_mentions(HOUSES).rename({"person_id": "house_id"})
+    houses = evaluate_links(sim, catalogue, deliveries(), staged_keys(), {"house": mentions})
+    assert houses["house"]["all"] == LinkScore(8, 10, 7, 6)
+    units = {"u1": "h1", "u2": "h2", "u3": "h3"}
+    mentions = person_mentions(HOUSES | units).rename({"person_id": "house_id"})
+    houses = evaluate_links(sim, catalogue, deliveries(), staged_keys(), {"house": mentions})
+    # U1 gains u1 (6 records, 15 pairs), U2 k3 and u2, U3 k4 and u3; linked h1 5 records
+    # (10 pairs, right), h2 k3, a4, u2 (3 pairs, k3-u2 right), h3 k4, u3 (right)
+    assert houses["house"]["all"] == LinkScore(11, 17, 14, 12)
+    assert houses["house"]["fallback"] == LinkScore(8, 17, 14, 12)  # no pair within units
 
 
 def files() -> dict[str, str]:
@@ -177,8 +198,10 @@ def test_nothing_is_judged_without_a_simulator(tmp_path, catalogue):
 
 
 def test_no_mentions_at_all_is_zero_recall(sim, catalogue):
+    # nothing names the registry: it is not judged (the register is the persons), the
+    # callers' and reporters' records are: A called twice (1 pair), never linked
     score = persons(sim, catalogue, {})["all"]
-    assert score.true_pairs == 5 and score.linked_pairs == 0 and score.recall == 0.0
+    assert score == LinkScore(4, 1, 0, 0) and score.recall == 0.0
     assert score.precision == 1.0  # nothing linked, nothing wrong
 
 
