@@ -255,3 +255,8 @@ def test_every_spelling_names_the_unit_otherwise():
             assert building in plain, name
     assert [addresses.chinese_number(n) for n in (3, 10, 12, 20, 23)] == [
         "三", "十", "十二", "二十", "二十三"]  # fmt: skip
+
+
+def test_the_manifest_states_the_rates(manifest):
+    assert manifest["reporting"] == {ref: r.as_dict() for ref, r in callers.REPORTING.items()}
+    assert manifest["addresses"] == addresses.ADDRESS_RATES
