@@ -7,8 +7,8 @@ match_probability, linked_at):
 1. **exact** — a record with a citizen-ID pseudonym is that person: ``person_id`` is the
    pseudonym itself (20 hex);
 2. **probabilistic** — a record without one is scored by Splink (:mod:`curated.linkage`)
-   against the persons known by ID (their names, mobiles and birth dates across all
-   departments); at or above :data:`~curated.linkage.MATCH_THRESHOLD`, when no other
+   against the persons known by ID (their names, mobiles, birth dates and the units
+   their addresses name, across all departments); at or above :data:`~curated.linkage.MATCH_THRESHOLD`, when no other
    person scores that high, it joins that person;
 3. **review** — a best score in [:data:`~curated.linkage.REVIEW_FLOOR`, threshold), or two
    persons at or above the threshold: never merged; every candidate from the floor up goes

@@ -18,7 +18,7 @@ import uuid
 import duckdb
 import polars as pl
 
-from catalog.model import Catalogue, PiiKind
+from catalog.model import PiiKind
 from curated.mentions import KEY_COLUMNS, reveal_names
 from lakehouse.lake import insert_frame
 from masking.masks import mask_values
@@ -99,9 +99,7 @@ def evidence(
     return rows.with_columns(pl.Series("review_id", ids)).select(list(REVIEW_SCHEMA))
 
 
-def review_queue(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None
-) -> pl.DataFrame:
+def review_queue(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Open review items, most likely first (empty before the index is built)."""
     from lakehouse.lake import has_table
 
