@@ -111,9 +111,16 @@ def persons_split(
 
 
 def _act(fn, **kwargs) -> None:
+    """Record the decision and relink; then what reads the index follows it (households,
+    golden records, the re-collection figure, events: ``curated_run.follow_index``)."""
+    from catalog.street import get_street
+    from pipelines.curated_run import follow_index
+
     settings = get_settings()
     actor = cli_actor()
     cat = catalogue(None)
     with writing_lake(settings, "relinking") as con:
-        action_id = fn(con, cat, _protection(settings, actor), actor=actor, **kwargs)
-    console.print(f"recorded {fn.__name__} {action_id}; the index is relinked")
+        protection = _protection(settings, actor)
+        action_id = fn(con, cat, protection, actor=actor, **kwargs)
+        follow_index(con, cat, protection, get_street(settings.street_file))
+    console.print(f"recorded {fn.__name__} {action_id}; the index is relinked, downstream follows")

@@ -336,16 +336,20 @@ def test_splink_scores_name_mobile_and_house() -> None:
 
 
 def test_cli_review_merge_split_audited(
-    street: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    street: Path, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
     from pipelines.cli import app
+    from pipelines.curated_run import build_curated
 
     settings = _copy(street, tmp_path)
     monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
-    with open_lake(settings, read_only=True) as con:
+    with open_lake(settings) as con:  # the whole curated zone, as a run leaves it
+        protection = Protection.from_settings(settings, "test:persons")
+        build_curated(con, cat, protection, load_street(settings.street_file), full=True)
         before = _links(con)
+        golden = set(con.execute("SELECT person_id FROM curated.person").pl()["person_id"])
     counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
     a, b = counts.sort("person_id")["person_id"][:2]
     runner = CliRunner()
@@ -354,14 +358,18 @@ def test_cli_review_merge_split_audited(
     unknown = runner.invoke(app, ["persons", "merge", a, "--person", "0" * 20, "--reason", "x"])
     with open_lake(settings, read_only=True) as con:
         after_merge = _links(con)
+        golden_merged = set(con.execute("SELECT person_id FROM curated.person").pl()["person_id"])
     split_ = runner.invoke(app, ["persons", "split", a, "--restore", b, "--reason", "undo"])
     with open_lake(settings, read_only=True) as con:
         after_split = _links(con)
+        golden_split = set(con.execute("SELECT person_id FROM curated.person").pl()["person_id"])
     assert listed.exit_code == 0, listed.output
     assert merged.exit_code == 0 and split_.exit_code == 0, merged.output + split_.output
     assert unknown.exit_code == 1
     assert b not in set(after_merge["person_id"])
     assert after_split.equals(before)
+    # downstream follows: the golden record of the person merged away goes, and comes back
+    assert {a, b} <= golden and golden_merged == golden - {b} and golden_split == golden
     log = b"".join(p.read_bytes() for p in (settings.home / "audit").rglob("*") if p.is_file())
     for action in (b"person_review_list", b"person_merge", b"person_split"):
         assert action in log
