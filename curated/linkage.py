@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 
+import duckdb
 import polars as pl
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -216,7 +217,9 @@ class Scorer:
     def __init__(self, left: pl.DataFrame, right: pl.DataFrame, prior: float) -> None:
         self.left, self.right = left, right
         self._calls = 0
-        self._api = DuckDBAPI()
+        # Splink's own in-memory DuckDB sees the fallback's decrypted names: it must never
+        # spill them to disk (its default would be ``.tmp/`` in the working directory)
+        self._api = DuckDBAPI(duckdb.connect(config={"temp_directory": ""}))
         try:
             lt = self._api.register(_records(left), table_name=MENTIONS)
             rt = self._api.register(_records(right), table_name=PERSONS)

@@ -328,6 +328,10 @@ def test_splink_scores_name_mobile_and_house() -> None:
     assert p[("d", "p4")] >= linkage.MATCH_THRESHOLD  # surname, phone and home agree
     assert p[("e", "p5")] < linkage.MATCH_THRESHOLD  # a phone alone is not enough
     assert ("a", "p2") not in p  # never blocked together: never scored
+    # Splink's DuckDB holds decrypted names: it never spills them to disk
+    with linkage.Scorer(left, right, prior=1 / 1000) as scorer:
+        con = scorer._api.duckdb_con
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone() == ("",)
     parts = linkage.name_parts(pl.Series(["王秀英", "欧阳娜娜", "王先生", "老王", "小英", None]))
     assert parts.rows() == [
         ("王", "秀英", None), ("欧阳", "娜娜", None), ("王", None, None), (None, None, "王"),
