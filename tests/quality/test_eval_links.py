@@ -10,11 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from rich.console import Console
 
 from catalog.authority import fields_of_concept
 from catalog.loader import load_catalogue
 from lakehouse.lake import ensure_table, insert_frame, open_lake
 from pipelines.ingest.raw import raw_table
+from pipelines.main_job import print_truth
 from pipelines.protection import Protection
 from pipelines.truth_run import evaluate_against_truth
 from quality.evaluation import (
@@ -272,6 +274,10 @@ def test_the_exact_rule_alone_is_precise_but_misses_the_callers(tmp_path: Path, 
     assert score["fallback"].linked_pairs == 0 and score["fallback"].recall == 0.0
     assert any(p.startswith("person links: recall") for p in exact.problems)
     assert exact.link_lines()[0].startswith("person links: precision 100.00% recall")
+    console = Console(record=True, width=200)
+    print_truth(console, exact)  # what `make run` and `streethub quality report` print
+    printed = console.export_text()
+    assert exact.link_lines()[0] in printed and "target missed: person links: recall" in printed
     # ten people merged into one by wrong links: precision falls under the target
     doctor = table.filter(pl.col("dataset") == "family_doctor_contracts")
     ten = doctor["person_id"].unique(maintain_order=True)[:10].to_list()
