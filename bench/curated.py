@@ -11,8 +11,9 @@ side by side (wall clock and this process's CPU seconds, DuckDB's threads includ
    master resident index, houses, households, golden records, re-collection, things,
    events), each part timed; goal: less than (1);
 3. **curated, incremental**: one department's next daily delivery (the file a department
-   re-exports the next day: ``bench.incremental.next_day_delivery``) landed and gated,
-   then the curated zone updated for what changed; goal: under a tenth of (2).
+   re-exports the next day: ``bench.incremental.next_day_delivery``, with
+   :data:`NEW_RECORDS` new records) landed and gated, then the curated zone updated for
+   what changed; goal: under a tenth of (2).
 
 Prints the figures and the two verdicts; writes ``bench/results/curated.json``.
 """
@@ -31,6 +32,7 @@ SEED = 7
 RESIDENTS = 50_000
 QUICK_RESIDENTS = 1_500
 GOALS = {"full_vs_staged": 1.0, "incremental_vs_full": 0.10}
+NEW_RECORDS = 20  # new records in the next day's delivery
 
 
 def _clock() -> tuple[float, float]:
@@ -40,6 +42,27 @@ def _clock() -> tuple[float, float]:
 def _since(start: tuple[float, float]) -> dict[str, float]:
     wall, cpu = _clock()
     return {"wall_s": round(wall - start[0], 2), "cpu_s": round(cpu - start[1], 2)}
+
+
+def with_new_records(path: Path, n: int) -> int:
+    """The next day's export gains ``n`` new records (a day's new cases): its last ``n``
+    rows again under new numbers (the first column, the record's number, suffixed); the
+    records added. Lines of CSV or JSON Lines: the record number is the first value."""
+    raw = path.read_bytes()
+    encoding = "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
+    lines = raw.decode(encoding).splitlines()
+    body = lines[1:] if path.suffix == ".csv" else lines
+    new = []
+    for line in body[-n:]:
+        if path.suffix == ".csv":
+            number, rest = line.split(",", 1)
+            new.append(f"{number}N,{rest}")
+        else:  # {"<first key>": "<number>", ...}
+            head, sep, rest = line.partition('",')
+            new.append(f"{head}N{sep}{rest}")
+    newline = "\r\n" if b"\r\n" in raw else "\n"
+    path.write_text(newline.join([*lines, *new]) + newline, encoding=encoding)
+    return len(new)
 
 
 def measure(residents: int) -> dict:
@@ -94,7 +117,8 @@ def measure(residents: int) -> dict:
                     t = _clock()
                     full_build = build_curated(con, cat, protection, place, full=True)
                     full = _since(t)
-                dept, dataset, _ = next_day_delivery(settings)
+                dept, dataset, path = next_day_delivery(settings)
+                added = with_new_records(path, NEW_RECORDS)
                 t = _clock()
                 stage_all((dept, dataset))
                 daily_staged = _since(t)
@@ -115,6 +139,7 @@ def measure(residents: int) -> dict:
         "curated_full_parts_s": {k: round(v, 2) for k, v in full_build.seconds.items()},
         "curated_full_counts": full_build.counts,
         "daily_delivery": f"{dept}.{dataset}",
+        "daily_new_records": added,
         "daily_staged": daily_staged,
         "curated_incremental": incremental,
         "curated_incremental_changed": sorted(f"{d}.{s}" for d, s in inc_build.changed),
@@ -131,7 +156,10 @@ def report(f: dict) -> None:
     for key, label in (
         ("staged", "staged zone loaded (land, read, gate)"),
         ("curated_full", "curated zone built in full"),
-        ("daily_staged", f"daily delivery staged ({f['daily_delivery']})"),
+        (
+            "daily_staged",
+            f"daily delivery staged ({f['daily_delivery']}, {f['daily_new_records']} new)",
+        ),
         ("curated_incremental", "curated zone updated for it"),
     ):
         print(f"  {label}: {f[key]['cpu_s']} CPU s, {f[key]['wall_s']} s wall")

@@ -27,6 +27,9 @@ from masking.pseudonym import pseudonymise_series
 ZONE = "curated"
 ACTIONS_TABLE = "link_actions"
 
+# columns holding display-masked evidence (王*, 138****5678): a name in them is a whole
+# value or nothing, never free text (the leak scanner reads them so)
+MASKED_COLUMNS = frozenset({"name_masked", "mobile_masked", "candidate_name_masked"})
 REVIEW_COLUMNS = [
     ("review_id", "VARCHAR"),
     ("dept", "VARCHAR"),

@@ -43,6 +43,8 @@ from catalog.errors import StreethubError, shown
 from catalog.model import Catalogue, PiiKind
 from catalog.settings import Settings
 from curated.houses import PUBLIC_TEXT_COLUMNS
+from curated.persons import REVIEW_TABLE
+from curated.review import MASKED_COLUMNS
 from lakehouse.lake import ALIAS, tables_in
 from masking.leaks import LeakCounts, scan_frame
 from masking.names import KnownNames
@@ -200,6 +202,7 @@ def structured_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
             out[(zone, raw_table(dept.code, ds))] = fields
     # curated columns of public register text (a shop's name, a building's address)
     out |= {("curated", table): cols for table, cols in PUBLIC_TEXT_COLUMNS.items()}
+    out[("curated", REVIEW_TABLE)] = MASKED_COLUMNS  # masked evidence (欧阳* holds 欧阳)
     return out
 
 
