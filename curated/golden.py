@@ -253,10 +253,13 @@ def sources_digests(
     person only in datasets golden records do not read has the digest of nothing).
     ``scoped``: only the persons of the registered scope frame."""
     parts, params = [], []
+    mentions = f"{ZONE}.{MENTIONS}"
+    if scoped:  # only the scope's mentions meet the staged tables
+        mentions = f"(SELECT * FROM {ZONE}.{MENTIONS} JOIN {_SCOPE} USING ({PERSON_ID}))"
     for plan in _live_plans(con, catalogue):
         parts.append(
             f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
-            f"coalesce(s.{ROW_DIGEST}, '') AS part FROM {ZONE}.{MENTIONS} m "
+            f"coalesce(s.{ROW_DIGEST}, '') AS part FROM {mentions} m "
             f"JOIN {staged_table(plan.dept, plan.dataset)} s ON s.{KEY_PID} = m.key_pid "
             "WHERE m.dept = ? AND m.dataset = ?"
         )
@@ -578,8 +581,60 @@ def _count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
     insert_frame(con, ZONE, CONFLICTS, frame)
 
 
+def _at(table: str, snapshot: int) -> str:
+    return f"{table} AT (VERSION => {int(snapshot)})"
+
+
+def affected_persons(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    changed: set[tuple[str, str]],
+    since: int,
+    linked_from: int,
+) -> set[str] | None:
+    """The persons whose golden inputs may have changed: those of the staged rows (key
+    pseudonym, row digest) of the ``changed`` datasets that differ between snapshot
+    ``since`` and now, those of every mention the index wrote or removed after snapshot
+    ``linked_from`` (before and after), and every stored person without a mention any
+    more. None when the lake cannot say (a table missing at a snapshot): digest all."""
+    mentions = f"{ZONE}.{MENTIONS}"
+    cols = f"dept, dataset, key_pid, {PERSON_ID}"
+    then = _at(mentions, linked_from)
+    parts = [
+        f"SELECT {PERSON_ID} FROM ((SELECT {cols} FROM {then} EXCEPT SELECT {cols} FROM "
+        f"{mentions}) UNION ALL (SELECT {cols} FROM {mentions} EXCEPT SELECT {cols} FROM {then}))"
+    ]
+    params: list[str] = []
+    for plan in _live_plans(con, catalogue):
+        if (plan.dept, plan.dataset.code) not in changed:
+            continue
+        table, rows = staged_table(plan.dept, plan.dataset), f"{KEY_PID}, {ROW_DIGEST}"
+        moved = (
+            f"(SELECT {rows} FROM {_at(table, since)} EXCEPT SELECT {rows} FROM {table}) "
+            f"UNION ALL (SELECT {rows} FROM {table} EXCEPT SELECT {rows} FROM {_at(table, since)})"
+        )
+        parts.append(
+            f"SELECT m.{PERSON_ID} FROM {mentions} m JOIN ({moved}) x ON x.{KEY_PID} = m.key_pid "
+            "WHERE m.dept = ? AND m.dataset = ?"
+        )
+        params += [plan.dept, plan.dataset.code]
+    if has_table(con, ZONE, PERSON):
+        parts.append(
+            f"SELECT {PERSON_ID} FROM {ZONE}.{PERSON} WHERE {PERSON_ID} NOT IN "
+            f"(SELECT {PERSON_ID} FROM {mentions} WHERE {PERSON_ID} IS NOT NULL)"
+        )
+    sql = f"SELECT DISTINCT {PERSON_ID} FROM ({' UNION ALL '.join(parts)}) WHERE {PERSON_ID} IS NOT NULL"
+    try:
+        return {str(r[0]) for r in con.execute(sql, params).fetchall()}
+    except duckdb.Error:  # a table created after the snapshot: the lake cannot say
+        return None
+
+
 def refresh_golden(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, protection: Revealer
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    candidates: Iterable[str] | None = None,
 ) -> set[str]:
     """Rebuild only the persons whose golden inputs changed; the persons rebuilt.
 
@@ -587,13 +642,28 @@ def refresh_golden(
     with their row digests) differs from the one stored: a new or changed record of it, a
     record withdrawn, a mention moved to or from it by a merge or split, a new person, or
     one left without mentions. Reads no plaintext to decide. Without a stored person table
-    it is a full build."""
+    it is a full build. ``candidates`` (:func:`affected_persons`): only these persons can
+    have changed, only their digests are computed (None: every person's)."""
     _require_mentions(con)
     if not has_table(con, ZONE, PERSON):
         build_golden(con, catalogue, protection)
         return set(sources_digests(con, catalogue)[PERSON_ID].to_list())
-    now = sources_digests(con, catalogue)
-    before = con.execute(f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON}").pl()
+    if candidates is None:
+        now = sources_digests(con, catalogue)
+        before = con.execute(f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON}").pl()
+    else:
+        scope = pl.DataFrame({PERSON_ID: sorted(set(candidates))}, schema={PERSON_ID: pl.String})
+        if scope.height == 0:
+            return set()
+        con.register(_SCOPE, scope.to_arrow())
+        try:
+            now = sources_digests(con, catalogue, scoped=True)
+            before = con.execute(
+                f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON} "
+                f"JOIN {_SCOPE} USING ({PERSON_ID})"
+            ).pl()
+        finally:
+            con.unregister(_SCOPE)
     both = now.join(before, on=PERSON_ID, how="full", coalesce=True, suffix="_before")
     changed = both.filter(pl.col("sources_digest").ne_missing(pl.col("sources_digest_before")))
     persons = set(changed[PERSON_ID].to_list())
@@ -659,6 +729,7 @@ def person_as_of(
 __all__ = [
     "Attribute",
     "GoldenBuild",
+    "affected_persons",
     "as_of_field",
     "build_golden",
     "golden_attributes",

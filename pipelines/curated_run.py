@@ -30,11 +30,18 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
+from catalog.authority import authority, fields_of_concept
 from catalog.model import Catalogue
 from catalog.street import Street
 from curated.events import build_events, follow_person_index
-from curated.golden import build_golden, refresh_golden
-from curated.households import build_households
+from curated.golden import (
+    MENTIONS,
+    affected_persons,
+    build_golden,
+    golden_attributes,
+    refresh_golden,
+)
+from curated.households import HOUSEHOLD, HOUSEHOLD_KEY, build_households
 from curated.houses import build_houses
 from curated.persons import link_persons
 from curated.recollection import (
@@ -42,7 +49,7 @@ from curated.recollection import (
     duplicate_entry_avoidable,
     recollection_by_department,
 )
-from curated.things import build_things
+from curated.things import GRID, THING, build_things, thing_datasets
 from lakehouse.lake import ensure_table, has_table, insert_frame
 from lakehouse.snapshots import current_snapshot
 from pipelines.protection import Protection
@@ -122,6 +129,7 @@ def build_curated(
     """Build the curated zone (in full when ``full`` or when no usable state says what
     changed); a build with nothing changed does nothing."""
     start = current_snapshot(con)
+    last = None if full else last_build(con)
     changed = None if full else to_build(con, cat)
     out = CuratedBuild(full=changed is None, changed=set(changed or ()))
     if out.skipped:
@@ -130,7 +138,8 @@ def build_curated(
     # houses first: the index compares the unit a caller's address names (house_mentions)
     out.counts["houses"] = out.timed("houses", build_houses, con, cat, protection, street, changed)
     out.counts["persons"] = out.timed("persons", link_persons, con, cat, protection, changed)
-    _downstream(con, cat, protection, street, changed, out)
+    since = last[0] if last is not None and changed is not None else None
+    _downstream(con, cat, protection, street, changed, out, (since, start))
     _record(con, cat, start, out)
     return out
 
@@ -146,18 +155,90 @@ def follow_index(
     return out
 
 
-def _downstream(con, cat, protection, street, changed, out: CuratedBuild) -> None:
-    """Parts 3–6 (see the module's docstring) for ``changed`` (None: in full)."""
-    out.counts["households"] = out.timed("households", build_households, con, cat, protection)
+def _moved_mentions(con, start: int | None) -> set[Key] | None:
+    """The datasets whose ``curated.person_mentions`` rows this build wrote or removed (the
+    index after snapshot ``start``); None when unknown (no start, the table is new)."""
+    if start is None:
+        return None
+    cols = "dept, dataset, key_pid, person_id, method, match_probability"
+    now, then = f"{ZONE}.{MENTIONS}", f"{ZONE}.{MENTIONS} AT (VERSION => {int(start)})"
+    try:
+        rows = con.execute(
+            f"SELECT DISTINCT dept, dataset FROM ((SELECT {cols} FROM {then} EXCEPT "
+            f"SELECT {cols} FROM {now}) UNION ALL (SELECT {cols} FROM {now} EXCEPT "
+            f"SELECT {cols} FROM {then}))"
+        ).fetchall()
+    except duckdb.Error:
+        return None
+    return {(str(d), str(s)) for d, s in rows}
+
+
+def _thing_sources(cat: Catalogue) -> set[Key]:
+    """The datasets ``curated.thing`` reads: every thing dataset and the grid register."""
+    out = {(dept, ds.code) for dept, ds in thing_datasets(cat)}
+    grid = authority(cat, GRID)
+    return out | ({(grid.dept, grid.dataset.code)} if grid is not None else set())
+
+
+def _household_sources(cat: Catalogue) -> set[Key]:
+    a = authority(cat, HOUSEHOLD_KEY)
+    return {(a.dept, a.dataset.code)} if a is not None else set()
+
+
+def _collecting(cat: Catalogue) -> set[Key]:
+    """The datasets holding a field of a golden attribute's concept (re-collection)."""
+    attrs = golden_attributes(cat)
+    return {
+        (dept.code, ds.code)
+        for dept, ds in cat.datasets()
+        if any(fields_of_concept(ds, a.concept) for a in attrs)
+    }
+
+
+def _downstream(
+    con,
+    cat,
+    protection,
+    street,
+    changed,
+    out: CuratedBuild,
+    snapshots: tuple[int | None, int | None] = (None, None),
+) -> None:
+    """Parts 3–6 (see the module's docstring) for ``changed`` (None: in full).
+
+    ``snapshots``: the one the last build started from (staged as it stood then) and the
+    one this build started from (the index before it re-linked); with both, each part runs
+    only when what it reads changed: golden records digest only the persons a changed row
+    or a moved mention can touch, households and things are rebuilt only when one of their
+    source datasets changed (or the index moved a household member), the re-collection
+    figure only when a collecting dataset, the index or a golden record changed."""
+    since, start = snapshots
+    moved = None if changed is None else _moved_mentions(con, start)
+    touched = None if changed is None or moved is None else changed | moved
+
+    def needed(table: str, sources: set[Key]) -> bool:
+        return touched is None or not has_table(con, ZONE, table) or bool(touched & sources)
+
+    if needed(HOUSEHOLD, _household_sources(cat)):
+        out.counts["households"] = out.timed("households", build_households, con, cat, protection)
     if changed is None:
         golden = out.timed("golden", build_golden, con, cat, protection)
         out.counts["golden"] = _counts(golden)
+        rebuilt = None
     else:
-        rebuilt = out.timed("golden", refresh_golden, con, cat, protection)
+        candidates = None
+        if since is not None and start is not None:
+            candidates = out.timed(
+                "golden_scope", affected_persons, con, cat, changed, since, start
+            )
+        rebuilt = out.timed("golden", refresh_golden, con, cat, protection, candidates)
         out.counts["golden"] = {"persons_rebuilt": len(rebuilt)}
-    out.counts["recollection"] = {"rows": out.timed("recollection", build_recollection, con, cat)}
+    if rebuilt or needed("recollection", _collecting(cat)):
+        rows = out.timed("recollection", build_recollection, con, cat)
+        out.counts["recollection"] = {"rows": rows}
     out.avoidable = duplicate_entry_avoidable(con)
-    out.counts["things"] = out.timed("things", build_things, con, cat, protection, street)
+    if needed(THING, _thing_sources(cat)):
+        out.counts["things"] = out.timed("things", build_things, con, cat, protection, street)
     out.counts["events"] = out.timed("events", build_events, con, cat, protection, street, changed)
     out.counts["events"]["moved_by_index"] = out.timed("follow", follow_person_index, con)
 
