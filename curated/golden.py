@@ -590,20 +590,15 @@ def affected_persons(
     catalogue: Catalogue,
     changed: set[tuple[str, str]],
     since: int,
-    linked_from: int,
+    moved: Iterable[str],
 ) -> set[str] | None:
     """The persons whose golden inputs may have changed: those of the staged rows (key
     pseudonym, row digest) of the ``changed`` datasets that differ between snapshot
-    ``since`` and now, those of every mention the index wrote or removed after snapshot
-    ``linked_from`` (before and after), and every stored person without a mention any
-    more. None when the lake cannot say (a table missing at a snapshot): digest all."""
+    ``since`` and now, the ``moved`` ones (of every mention the index wrote or removed,
+    before and after), and every stored person without a mention any more. None when the
+    lake cannot say (a table missing at the snapshot): digest all."""
     mentions = f"{ZONE}.{MENTIONS}"
-    cols = f"dept, dataset, key_pid, {PERSON_ID}"
-    then = _at(mentions, linked_from)
-    parts = [
-        f"SELECT {PERSON_ID} FROM ((SELECT {cols} FROM {then} EXCEPT SELECT {cols} FROM "
-        f"{mentions}) UNION ALL (SELECT {cols} FROM {mentions} EXCEPT SELECT {cols} FROM {then}))"
-    ]
+    parts: list[str] = []
     params: list[str] = []
     for plan in _live_plans(con, catalogue):
         if (plan.dept, plan.dataset.code) not in changed:
@@ -623,9 +618,12 @@ def affected_persons(
             f"SELECT {PERSON_ID} FROM {ZONE}.{PERSON} WHERE {PERSON_ID} NOT IN "
             f"(SELECT {PERSON_ID} FROM {mentions} WHERE {PERSON_ID} IS NOT NULL)"
         )
+    out = {str(p) for p in moved if p is not None}
+    if not parts:
+        return out
     sql = f"SELECT DISTINCT {PERSON_ID} FROM ({' UNION ALL '.join(parts)}) WHERE {PERSON_ID} IS NOT NULL"
     try:
-        return {str(r[0]) for r in con.execute(sql, params).fetchall()}
+        return out | {str(r[0]) for r in con.execute(sql, params).fetchall()}
     except duckdb.Error:  # a table created after the snapshot: the lake cannot say
         return None
 

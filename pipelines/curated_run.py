@@ -155,22 +155,23 @@ def follow_index(
     return out
 
 
-def _moved_mentions(con, start: int | None) -> set[Key] | None:
-    """The datasets whose ``curated.person_mentions`` rows this build wrote or removed (the
-    index after snapshot ``start``); None when unknown (no start, the table is new)."""
+def _moved_mentions(con, start: int | None) -> tuple[set[Key], set[str]] | None:
+    """The datasets and persons of the ``curated.person_mentions`` rows this build wrote
+    or removed (the index after snapshot ``start``, the persons before and after); None
+    when unknown (no start, the table is new)."""
     if start is None:
         return None
     cols = "dept, dataset, key_pid, person_id, method, match_probability"
     now, then = f"{ZONE}.{MENTIONS}", f"{ZONE}.{MENTIONS} AT (VERSION => {int(start)})"
     try:
         rows = con.execute(
-            f"SELECT DISTINCT dept, dataset FROM ((SELECT {cols} FROM {then} EXCEPT "
-            f"SELECT {cols} FROM {now}) UNION ALL (SELECT {cols} FROM {now} EXCEPT "
+            f"SELECT DISTINCT dept, dataset, person_id FROM ((SELECT {cols} FROM {then} "
+            f"EXCEPT SELECT {cols} FROM {now}) UNION ALL (SELECT {cols} FROM {now} EXCEPT "
             f"SELECT {cols} FROM {then}))"
         ).fetchall()
     except duckdb.Error:
         return None
-    return {(str(d), str(s)) for d, s in rows}
+    return {(str(d), str(s)) for d, s, _ in rows}, {str(p) for _, _, p in rows if p is not None}
 
 
 def _thing_sources(cat: Catalogue) -> set[Key]:
@@ -213,8 +214,8 @@ def _downstream(
     source datasets changed (or the index moved a household member), the re-collection
     figure only when a collecting dataset, the index or a golden record changed."""
     since, start = snapshots
-    moved = None if changed is None else _moved_mentions(con, start)
-    touched = None if changed is None or moved is None else changed | moved
+    moved = None if changed is None else out.timed("index_moved", _moved_mentions, con, start)
+    touched = None if changed is None or moved is None else changed | moved[0]
 
     def needed(table: str, sources: set[Key]) -> bool:
         return touched is None or not has_table(con, ZONE, table) or bool(touched & sources)
@@ -227,9 +228,9 @@ def _downstream(
         rebuilt = None
     else:
         candidates = None
-        if since is not None and start is not None:
+        if since is not None and moved is not None:
             candidates = out.timed(
-                "golden_scope", affected_persons, con, cat, changed, since, start
+                "golden_scope", affected_persons, con, cat, changed, since, moved[1]
             )
         rebuilt = out.timed("golden", refresh_golden, con, cat, protection, candidates)
         out.counts["golden"] = {"persons_rebuilt": len(rebuilt)}
