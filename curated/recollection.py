@@ -48,64 +48,60 @@ COLUMNS = [
 ]
 
 
-_ENTRIES = "_recollection_entries"  # a temporary table of the connection
-
-
-def _entry_queries(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue
-) -> list[tuple[str, list[str]]]:
-    """One query per dataset and field of a golden concept, with its parameters: every
-    collected value: concept, dept, dataset, authority, person_id (null when unlinked) and
-    whether it was readable."""
+def _entries(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
+    """Every collected value of a golden concept, one query a dataset: concept, dept,
+    authority, person_id (null when unlinked) and whether it was readable."""
     attrs = golden_attributes(catalogue)
-    out = []
+    frames = []
     for dept, ds in catalogue.datasets():
         held = [(a, n) for a in attrs for n in fields_of_concept(ds, a.concept)]
         if not held or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
             continue
-        for a, n in held:
+        filled = [f's."{n}" IS NOT NULL AS "f{i}"' for i, (_, n) in enumerate(held)]
+        golden = [f'p."{a.column}" IS NOT NULL AS "g{i}"' for i, (a, _) in enumerate(held)]
+        rows = con.execute(
+            f"SELECT m.{PERSON_ID}, {', '.join(filled + golden)} "
+            f"FROM {staged_table(dept.code, ds)} s LEFT JOIN {ZONE}.{MENTIONS} m "
+            f"ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+            f"LEFT JOIN {ZONE}.{PERSON} p USING ({PERSON_ID})",
+            [dept.code, ds.code],
+        ).pl()
+        for i, (a, _) in enumerate(held):
             own = dept.code == a.authority.dept
-            readable = "false" if own else f'p."{a.column}" IS NOT NULL'
-            sql = (
-                "SELECT ?, ?, ?, ?, ?, "
-                f"m.{PERSON_ID}, {readable} FROM {staged_table(dept.code, ds)} s "
-                f"LEFT JOIN {ZONE}.{MENTIONS} m "
-                f"ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
-                f"LEFT JOIN {ZONE}.{PERSON} p USING ({PERSON_ID}) "
-                f'WHERE s."{n}" IS NOT NULL'
+            frames.append(
+                rows.filter(pl.col(f"f{i}")).select(
+                    pl.lit(a.concept).alias("concept"),
+                    pl.lit(dept.code).alias("dept"),
+                    pl.lit(ds.code).alias("dataset"),
+                    pl.lit(a.authority.dept).alias("authority_dept"),
+                    pl.lit(a.authority.dataset.code).alias("authority_dataset"),
+                    PERSON_ID,
+                    (pl.lit(not own) & pl.col(f"g{i}").fill_null(False)).alias("readable"),
+                )
             )
-            params = [a.concept, dept.code, ds.code, a.authority.dept,
-                      a.authority.dataset.code, dept.code, ds.code]  # fmt: skip
-            out.append((sql, params))
-    return out
+    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def recollection_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
-    """The rows of ``curated.recollection`` (per concept × department), counted in DuckDB
-    (a temporary table of the entries, one insert a dataset and field): no row of the
-    entries leaves the lake's connection."""
-    queries = _entry_queries(con, catalogue)
-    if not queries:
+    """The rows of ``curated.recollection`` (per concept × department)."""
+    entries = _entries(con, catalogue)
+    if entries.height == 0:
         return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_ENTRIES} (concept VARCHAR, dept VARCHAR, "
-        "dataset VARCHAR, authority_dept VARCHAR, authority_dataset VARCHAR, "
-        f"{PERSON_ID} VARCHAR, readable BOOLEAN)"
+    readable = pl.col("readable")
+    return (
+        entries.group_by(["concept", "dept", "authority_dept", "authority_dataset"])
+        .agg(
+            pl.col("dataset").n_unique().alias("datasets"),
+            pl.len().alias("rows_collected"),
+            pl.col(PERSON_ID).drop_nulls().n_unique().alias("persons_collected"),
+            readable.sum().alias("rows_readable"),
+            pl.col(PERSON_ID).filter(readable).drop_nulls().n_unique().alias("persons_readable"),
+        )
+        .with_columns((pl.col("dept") == pl.col("authority_dept")).alias("is_authority"))
+        .select([c for c, _ in COLUMNS])
+        .cast({c: pl.Int64 for c, t in COLUMNS if t == "BIGINT"})
+        .sort(["concept", "dept"])
     )
-    try:
-        for sql, params in queries:
-            con.execute(f"INSERT INTO temp.{_ENTRIES} {sql}", params)
-        frame = con.execute(
-            "SELECT concept, dept, authority_dept, authority_dataset, "
-            "dept = authority_dept AS is_authority, count(DISTINCT dataset) AS datasets, "
-            f"count(*) AS rows_collected, count(DISTINCT {PERSON_ID}) AS persons_collected, "
-            "count(*) FILTER (WHERE readable) AS rows_readable, "
-            f"count(DISTINCT {PERSON_ID}) FILTER (WHERE readable) AS persons_readable "
-            f"FROM temp.{_ENTRIES} GROUP BY ALL ORDER BY concept, dept"
-        ).pl()
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS temp.{_ENTRIES}")
-    return frame.select([c for c, _ in COLUMNS]).cast({c: _POLARS[t] for c, t in COLUMNS})
 
 
 _POLARS = {"VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
