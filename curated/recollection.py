@@ -48,13 +48,21 @@ COLUMNS = [
 ]
 
 
-def _entries(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
+Group = tuple[str, str]  # (concept, dept): one row of the table
+
+
+def _entries(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, groups: set[Group] | None = None
+) -> pl.DataFrame:
     """Every collected value of a golden concept, one query a dataset: concept, dept,
-    authority, person_id (null when unlinked) and whether it was readable."""
+    authority, person_id (null when unlinked) and whether it was readable (only those of
+    ``groups`` when given)."""
     attrs = golden_attributes(catalogue)
     frames = []
     for dept, ds in catalogue.datasets():
         held = [(a, n) for a in attrs for n in fields_of_concept(ds, a.concept)]
+        if groups is not None:
+            held = [(a, n) for a, n in held if (a.concept, dept.code) in groups]
         if not held or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
             continue
         filled = [f's."{n}" IS NOT NULL AS "f{i}"' for i, (_, n) in enumerate(held)]
@@ -82,9 +90,12 @@ def _entries(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFra
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
-def recollection_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> pl.DataFrame:
-    """The rows of ``curated.recollection`` (per concept × department)."""
-    entries = _entries(con, catalogue)
+def recollection_frame(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, groups: set[Group] | None = None
+) -> pl.DataFrame:
+    """The rows of ``curated.recollection`` (per concept × department; only ``groups``
+    when given)."""
+    entries = _entries(con, catalogue, groups)
     if entries.height == 0:
         return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
     readable = pl.col("readable")
@@ -107,14 +118,69 @@ def recollection_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> 
 _POLARS = {"VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
 
 
-def build_recollection(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> int:
-    """Recount ``curated.recollection`` (after the golden records); its row count."""
-    frame = recollection_frame(con, catalogue)
+def build_recollection(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, groups: set[Group] | None = None
+) -> int:
+    """Recount ``curated.recollection`` (after the golden records): whole, or only the
+    rows of ``groups`` (:func:`changed_groups`; the others cannot have changed); the rows
+    recounted."""
+    if groups is not None and not has_table(con, ZONE, RECOLLECTION):
+        groups = None
+    frame = recollection_frame(con, catalogue, groups)
     with transaction(con):
         ensure_table(con, ZONE, RECOLLECTION, COLUMNS)
-        con.execute(f"DELETE FROM {ZONE}.{RECOLLECTION}")
+        if groups is None:
+            con.execute(f"DELETE FROM {ZONE}.{RECOLLECTION}")
+        else:
+            for concept, dept in sorted(groups):
+                con.execute(
+                    f"DELETE FROM {ZONE}.{RECOLLECTION} WHERE concept = ? AND dept = ?",
+                    [concept, dept],
+                )
         insert_frame(con, ZONE, RECOLLECTION, frame)
     return frame.height
+
+
+def changed_groups(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    datasets: set[tuple[str, str]],
+    persons: set[str],
+    before: int,
+) -> set[Group] | None:
+    """The (concept, dept) rows a build can have changed: those of a concept a changed
+    dataset (staged rows or index mentions: ``datasets``) holds, in its department; and,
+    for a concept whose golden value appeared or vanished for one of the rebuilt
+    ``persons`` (``curated.person`` at snapshot ``before`` against now), every department
+    collecting it. None when the lake cannot say (recount all)."""
+    attrs = golden_attributes(catalogue)
+    holding = {
+        (a.concept, dept.code, ds.code)
+        for dept, ds in catalogue.datasets()
+        for a in attrs
+        if fields_of_concept(ds, a.concept)
+    }
+    out = {(c, d) for c, d, s in holding if (d, s) in datasets}
+    if not persons:
+        return out
+    scope = pl.DataFrame({PERSON_ID: sorted(persons)}, schema={PERSON_ID: pl.String})
+    flips = ", ".join(
+        f'bool_or((o."{a.column}" IS NULL) <> (n."{a.column}" IS NULL)) AS "{i}"'
+        for i, a in enumerate(attrs)
+    )
+    con.register("_recollection_scope", scope.to_arrow())
+    try:
+        row = con.execute(
+            f"SELECT {flips} FROM _recollection_scope s "
+            f"LEFT JOIN {ZONE}.{PERSON} AT (VERSION => {int(before)}) o USING ({PERSON_ID}) "
+            f"LEFT JOIN {ZONE}.{PERSON} n USING ({PERSON_ID})"
+        ).fetchone()
+    except duckdb.Error:  # no person table at that snapshot
+        return None
+    finally:
+        con.unregister("_recollection_scope")
+    flipped = {a.concept for a, f in zip(attrs, row or (), strict=False) if f}
+    return out | {(c, d) for c, d, _ in holding if c in flipped}
 
 
 def _share(readable: str, collected: str) -> pl.Expr:
@@ -175,6 +241,7 @@ def duplicate_entry_avoidable(con: duckdb.DuckDBPyConnection) -> float | None:
 __all__ = [
     "RECOLLECTION",
     "build_recollection",
+    "changed_groups",
     "duplicate_entry_avoidable",
     "recollection_by_concept",
     "recollection_by_department",

@@ -46,6 +46,7 @@ from curated.houses import build_houses
 from curated.persons import link_persons
 from curated.recollection import (
     build_recollection,
+    changed_groups,
     duplicate_entry_avoidable,
     recollection_by_department,
 )
@@ -235,7 +236,10 @@ def _downstream(
         rebuilt = out.timed("golden", refresh_golden, con, cat, protection, candidates)
         out.counts["golden"] = {"persons_rebuilt": len(rebuilt)}
     if rebuilt or needed("recollection", _collecting(cat)):
-        rows = out.timed("recollection", build_recollection, con, cat)
+        groups = None
+        if touched is not None and rebuilt is not None and start is not None:
+            groups = changed_groups(con, cat, touched, rebuilt, start)
+        rows = out.timed("recollection", build_recollection, con, cat, groups)
         out.counts["recollection"] = {"rows": rows}
     out.avoidable = duplicate_entry_avoidable(con)
     if needed(THING, _thing_sources(cat)):
