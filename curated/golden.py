@@ -302,11 +302,20 @@ def _read_plan(
     as_of = f'coalesce(CAST("{dated}" AS DATE), {loaded})' if dated else loaded
     picked = f"{KEY_PID}, _loaded_at, {as_of} AS as_of, " + ", ".join(f'"{f}"' for f in fields)
     table = staged_table(plan.dept, plan.dataset)
-    rows = f"SELECT {picked} FROM {table}"
+    # a scoped build: only its persons' records (before the versions are made distinct)
+    key = [plan.dept, plan.dataset.code]
+    mine, params = "", []
+    if mentions != f"{ZONE}.{MENTIONS}":
+        mine = (
+            f" WHERE {KEY_PID} IN (SELECT key_pid FROM {mentions} WHERE dept = ? AND dataset = ?)"
+        )
+        params = key
+    rows = f"SELECT {picked} FROM {table}{mine}"
     if versions is not None:
+        params = params + params
         name = f"{plan.dept}__{plan.dataset.code}"
         inserted = f"ducklake_table_insertions('{ALIAS}', 'staged', '{name}', {versions[0]}, {versions[1]})"
-        rows = f"SELECT {picked} FROM {inserted} UNION {rows}"
+        rows = f"SELECT {picked} FROM {inserted}{mine} UNION {rows}"
     sql = (
         f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, s.as_of, "
         + ", ".join(f's."{f}"' for f in fields)
@@ -315,7 +324,7 @@ def _read_plan(
         f"WHERE m.{PERSON_ID} IS NOT NULL "
         f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at"
     )
-    reader = con.execute(sql, [plan.dept, plan.dataset.code]).to_arrow_reader(BATCH_ROWS)
+    reader = con.execute(sql, [*params, *key]).to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
