@@ -172,7 +172,8 @@ def changed_groups(
     try:
         row = con.execute(
             f"SELECT {flips} FROM _recollection_scope s "
-            f"LEFT JOIN {ZONE}.{PERSON} AT (VERSION => {int(before)}) o USING ({PERSON_ID}) "
+            f"LEFT JOIN (SELECT * FROM {ZONE}.{PERSON} AT (VERSION => {int(before)})) o "
+            f"USING ({PERSON_ID}) "
             f"LEFT JOIN {ZONE}.{PERSON} n USING ({PERSON_ID})"
         ).fetchone()
     except duckdb.Error:  # no person table at that snapshot
