@@ -45,6 +45,7 @@ import polars as pl
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
+from curated.houses import staged_name
 from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, tables_in, transaction
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series, encrypt_series
@@ -154,8 +155,8 @@ def as_of_field(ds: Dataset) -> str | None:
 
 
 def staged_table(dept: str, ds: Dataset) -> str:
-    """The staged table of a dataset (``staged."<dept>__<dataset>"``)."""
-    return f'staged."{dept}__{ds.code}"'
+    """The dataset's staged table, quoted, in its zone (``staged."dept__dataset"``)."""
+    return f'staged."{staged_name(dept, ds)}"'
 
 
 def golden_checks(catalogue: Catalogue) -> list[Comparison]:

@@ -30,6 +30,7 @@ from curated.golden import (
     golden_attributes,
     staged_table,
 )
+from curated.houses import staged_name
 from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
 from quality.keys import KEY_PID
 
@@ -63,7 +64,7 @@ def _entries(
         held = [(a, n) for a in attrs for n in fields_of_concept(ds, a.concept)]
         if groups is not None:
             held = [(a, n) for a, n in held if (a.concept, dept.code) in groups]
-        if not held or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
+        if not held or not has_table(con, "staged", staged_name(dept.code, ds)):
             continue
         filled = [f's."{n}" IS NOT NULL AS "f{i}"' for i, (_, n) in enumerate(held)]
         golden = [f'p."{a.column}" IS NOT NULL AS "g{i}"' for i, (a, _) in enumerate(held)]

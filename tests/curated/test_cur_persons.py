@@ -6,7 +6,6 @@ equal to a full rebuild, and a wrong merge undone by a split."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -25,7 +24,7 @@ from masking.leaks import KnownNames
 from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection
 from quality.evaluation import evaluate_links
-from tests.streets import ingest_and_stage
+from tests.streets import copy_home, ingest_and_stage
 
 KEY = ["dept", "dataset", "key_pid"]
 LINK = [*KEY, "person_id", "method", "match_probability"]
@@ -49,15 +48,6 @@ def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
         link_persons(con, cat, protection)
     close_idle()
     return home
-
-
-def _copy(street: Path, tmp_path: Path) -> Settings:
-    settings = Settings(home=tmp_path / "home")
-    shutil.copytree(street, settings.home)
-    witness = Settings(home=street).witness_dir_abs
-    if witness.exists():
-        shutil.copytree(witness, settings.witness_dir_abs)
-    return settings
 
 
 def _links(con) -> pl.DataFrame:
@@ -143,7 +133,7 @@ def test_no_plain_identifier_in_curated(street: Path, cat: Catalogue) -> None:
 
 
 def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path: Path) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     fallback = next(sf for sf in subject_fields(cat) if sf.citizen_id is None)
     registry = next(sf for sf in subject_fields(cat) if sf.dataset.key == [sf.citizen_id])
     with open_lake(settings) as con:
@@ -188,7 +178,7 @@ def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path:
 def test_incremental_without_fallback_change_reuses_its_result(
     street: Path, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     exact_only = next(sf for sf in subject_fields(cat) if sf.identifying == [sf.citizen_id])
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
@@ -210,7 +200,7 @@ def test_incremental_without_fallback_change_reuses_its_result(
 
 
 def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         before = _links(con)
@@ -238,7 +228,7 @@ def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Pat
 
 
 def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_path: Path) -> None:
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         # a caller's record with the exact name of one person only keeps its name: too
@@ -347,7 +337,7 @@ def test_cli_review_merge_split_audited(
     from pipelines.cli import app
     from pipelines.curated_run import build_curated
 
-    settings = _copy(street, tmp_path)
+    settings = copy_home(street, tmp_path)
     monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
     with open_lake(settings) as con:  # the whole curated zone, as a run leaves it
         protection = Protection.from_settings(settings, "test:persons")
