@@ -170,6 +170,7 @@ MAY_IMPORT = {
     "quality": {"catalog"},
     "masking": {"catalog"},
     "curated": {"catalog", "lakehouse", "masking", "quality"},
+    "marts": {"catalog", "lakehouse", "masking", "curated", "quality"},
 }
 
 
