@@ -64,6 +64,7 @@ BUILDING_KEY = "house.building_id"
 BUILDING_ADDRESS = "house.building_address"
 COMMUNITY = "place.community_code"
 LON, LAT = "place.lon", "place.lat"
+GRID = "place.grid_code"
 PURPOSE = "master_index"
 PERSON_MENTIONS = "person_mentions"  # the master index (engineer LINK's table)
 # curated columns holding public register text (L1/L2 catalogue values without PII: a shop's
@@ -81,6 +82,7 @@ HOUSE_COLUMNS = [
     ("building_address", "VARCHAR"),
     ("lon", "DOUBLE"),
     ("lat", "DOUBLE"),
+    ("grid_code", "VARCHAR"),  # the grid cell whose centre is nearest the building
     ("address", "VARCHAR"),  # ciphertext, bound to curated.house.address and the house_id
     ("unit_key_pid", "VARCHAR"),
     ("room_key_pid", "VARCHAR"),
@@ -264,12 +266,13 @@ def address_fields(catalogue: Catalogue) -> list[tuple[str, Dataset, FieldSpec]]
 
 
 def house_datasets(catalogue: Catalogue) -> set[tuple[str, str]]:
-    """(dept, dataset) holding the house register (any authoritative ``house.*`` concept):
-    a change there rebuilds every house and mention."""
+    """(dept, dataset) holding the house register (any authoritative ``house.*`` concept) or
+    the grid a house's cell comes from (``place.grid_code``): a change there rebuilds every
+    house and mention."""
     return {
         (a.dept, a.dataset.code)
         for c, a in authorities(catalogue).items()
-        if c.startswith("house.")
+        if c.startswith("house.") or c == GRID
     }
 
 
@@ -388,8 +391,11 @@ def build_house_table(
     )
     buildings = buildings_frame(con, catalogue, street).drop("b_community")
     houses = houses.join(buildings, on="building_key", how="left", maintain_order="left")
+    from curated.things import grid_centres, nearest_grid  # things builds on this module
+
+    grid = nearest_grid(houses["lon"], houses["lat"], grid_centres(con, catalogue))
     return houses.with_columns(
-        pl.lit(unit.dept).alias("dept"), pl.lit(ds.code).alias("dataset")
+        grid, pl.lit(unit.dept).alias("dept"), pl.lit(ds.code).alias("dataset")
     ).drop("building_key")
 
 

@@ -32,6 +32,7 @@ from catalog.model import Catalogue, Dataset, Entity
 from catalog.street import Street
 from curated.address import AddressParser, clean_address
 from curated.houses import (
+    GRID,
     Revealer,
     attributes_json,
     concept_field,
@@ -42,7 +43,6 @@ from curated.houses import (
 )
 
 THING = "thing"
-GRID = "place.grid_code"
 COMMUNITY = "place.community_code"
 LON, LAT = "place.lon", "place.lat"
 ADDRESS_CONCEPTS = ("place.address",)
