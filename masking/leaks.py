@@ -13,7 +13,9 @@ Looks in every text, integer and float column (and in free text inside them) for
   港澳台居民居住证 or a foreigner's permanent residence card (GB 11643 form)
 - ``mobile``: 1[3-9] + 9 digits (``+86``/``0086``/``86``, spaces, dashes, dots allowed)
 - ``landline``: ``010-12345678``, ``(010)12345678``, ``0755 1234567``
-- ``bank_card``: 16–19 digits from a card issuer (first digit 2–6) passing Luhn
+- ``bank_card``: 16–19 digits passing Luhn with an issuer prefix or after a card cue
+  (``masking.cards``, the scrubber's rule); in a column of card numbers (``card_columns``:
+  the catalogue's PII kind ``bank_card``) every such run counts as cued
 - ``email``, ``plate`` (京A12345, 京AD12345)
 - ``person_name``: a full name from the resident registry (``known_names``)
 
@@ -37,13 +39,11 @@ from catalog.identifiers import (
     citizen_id15_plausible_str,
     citizen_id_valid_str,
     halfwidth_str,
-    luhn_valid_str,
 )
+from masking.cards import CARD_CUE, CARD_RE, bank_card_str, card_cue_before
 from masking.crypto import CIPHERTEXT
 from masking.names import KnownNames
 from masking.text import (
-    CARD_FIRST_DIGITS,
-    CARD_RE,
     CITIZEN_ID15_RE,
     CITIZEN_ID18_RE,
     CITIZEN_ID_SPLIT_RE,
@@ -98,7 +98,8 @@ _CANDIDATE_FORMS = (
     r"(?:^|[^0-9+]|86[ -]?)1[3-9][0-9](?:[ -]?[0-9]{4}){2}(?:$|[^0-9])",  # mobile
     r"1[3-9][0-9]\.[0-9]{4}\.[0-9]{4}",  # mobile 138.1234.5678
     r"(?:\(0[0-9]{2,3}\)\s?|(?:^|[^0-9])0[0-9]{2,3}[- ])[0-9]{7,8}(?:$|[^0-9])",  # landline
-    r"(?:^|[^0-9])[2-6](?:[0-9]{3}(?:[ -][0-9]{4}){3}|[0-9]{15,18}(?:$|[^0-9Xx]))",  # card
+    r"(?:^|[^0-9])[2-69](?:[0-9]{3}(?:[ -][0-9]{4}){3}|[0-9]{15,18}(?:$|[^0-9Xx]))",  # card
+    "(?:" + CARD_CUE.pattern + r")[^0-9]{0,12}[0-9]{4}",  # a card after its cue
     _B + _PROVINCE + r"[0-9]{4}(?:199[0-9]|20[0-9][0-9])[0-9]{6}" + _E,  # residence permit
     r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2}",  # e-mail
     PLATE_RE.pattern.replace("(?![A-Za-z0-9])", "(?:$|[^A-Za-z0-9])"),  # plate
@@ -193,7 +194,7 @@ def _sci_digits(m: re.Match) -> str | None:
     return lead + frac + "0" * (exp - len(frac))
 
 
-def _digit_kinds(half: str, from_float: bool = False) -> set[str]:
+def _digit_kinds(half: str, from_float: bool = False, card_column: bool = False) -> set[str]:
     kinds: set[str] = set()
     for m in CITIZEN_ID18_RE.finditer(half):
         cid = m.group().upper()
@@ -225,7 +226,7 @@ def _digit_kinds(half: str, from_float: bool = False) -> set[str]:
         if m.span() in embedded:  # a document number that carries an ID is no card
             continue
         digits = "".join(c for c in m.group() if c.isdigit())
-        card = 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_valid_str(digits)
+        card = bank_card_str(digits, cued=card_column or card_cue_before(half, m.start()))
         if card and not citizen_id_valid_str(digits):  # an ID that also passes Luhn is an ID
             kinds.add("bank_card")
             cards.add(m.span())
@@ -241,13 +242,15 @@ def cell_kinds(
     *,
     from_float: bool = False,
     whole_names: bool = False,
+    card_column: bool = False,
 ) -> set[str]:
     """The kinds of personal information one text holds (empty: none). ``whole_names``: a
     registry name counts only as the whole text (a structured column: see
-    :func:`scan_frame`), not inside it."""
+    :func:`scan_frame`), not inside it. ``card_column``: the text stands in a column of
+    card numbers, where a card needs no cue."""
     text = unescape_json(text)
     half = _HEX_WORD.sub(" ", halfwidth_str(text))
-    kinds = _digit_kinds(half, from_float) if _DIGIT.search(half) else set()
+    kinds = _digit_kinds(half, from_float, card_column) if _DIGIT.search(half) else set()
     if "@" in half and EMAIL_RE.search(half):
         kinds.add("email")
     if PLATE_RE.search(half):
@@ -312,6 +315,7 @@ def scan_frame(
     row_offset: int = 0,
     whole_name_columns: Collection[str] = (),
     names_only: bool = False,
+    card_columns: Collection[str] = (),
 ) -> LeakCounts:
     """Count cells per kind that hold unmasked personal information (rows in the samples
     are counted from ``row_offset``). ``names_only``: registry names only (a few names
@@ -322,7 +326,10 @@ def scan_frame(
     cell. Inside such a value it is chance, and chance grows with the registry: a shop
     named 王兴便利店 holds the name 王兴 of one of 200,000 residents (a 200,000-resident
     run flagged thousands of employer names this way). Free text and files keep the
-    substring search."""
+    substring search.
+
+    ``card_columns``: columns of card numbers (the catalogue's PII kind ``bank_card``),
+    where a 16–19-digit run passing Luhn is a card with no issuer prefix or cue."""
     result = LeakCounts()
     names = KnownNames.of(known_names)
     if frame.height == 0:
@@ -350,6 +357,9 @@ def scan_frame(
         counted = kept["v"].value_counts(name="n")
         result.cells_scanned += int(counted["n"].sum())
         candidate = v.str.contains(_ESCAPE if names_only else _CANDIDATE)  # names: unescaped
+        cards = name in card_columns and not names_only
+        if cards:
+            candidate = candidate | v.str.contains(r"[0-9]")
         if name_list is not None:
             if name in whole_name_columns:
                 candidate = candidate | v.str.strip_chars().is_in(name_list)
@@ -362,7 +372,9 @@ def scan_frame(
         whole = name in whole_name_columns
         flagged = {}
         for value in values:
-            kinds = cell_kinds(value, names, from_float=from_float, whole_names=whole)
+            kinds = cell_kinds(
+                value, names, from_float=from_float, whole_names=whole, card_column=cards
+            )
             if names_only:
                 kinds &= {"person_name"}
             if kinds:

@@ -10,7 +10,8 @@ Detectors (spans, then overlaps resolved longest-first, then masked from the end
   written 6-8-4 with spaces or dashes (``110105 19491231 002X``) counts when it verifies.
 - mobiles (``+86``/``0086``/``86``, spaces, dashes, dots), landlines (``010-12345678``, ``(010)…``)
 - residence-permit numbers of cities (16 digits: county code, year of issue, sequence)
-- bank cards: 16–19 digits (groups of 4 allowed) passing Luhn
+- bank cards: 16–19 digits (groups of 4 allowed) passing Luhn, with an issuer prefix or
+  after a card cue (卡号, 银行卡, 账号 …): ``masking.cards``, the rule the leak scanner uses too
 - plates (京A12345, new-energy 京AD12345), e-mails
 - addresses below the community: building + unit / room (``1号楼2单元502室``,
   ``3-2-501``, ``502室``); a building alone (``15号楼附近``) is a place, kept
@@ -39,8 +40,8 @@ from catalog.identifiers import (
     citizen_id15_plausible_str,
     citizen_id_valid_str,
     halfwidth_str,
-    luhn_valid_str,
 )
+from masking.cards import bank_card_str, card_cue_before, card_spans
 from masking.names import (
     COMPOUND_SURNAMES,
     NAME_AFTER,
@@ -98,10 +99,6 @@ CITIZEN_ID_SPLIT_RE = re.compile(
 RESIDENCE_PERMIT_RE = re.compile(
     _NOT_DECIMAL + r"(?<![0-9A-Za-z])[1-9]\d{5}(?:19|20)\d{2}\d{6}(?![0-9A-Za-z])"
 )
-# (not followed by an X: 17 digits and an X are a citizen ID, whatever Luhn says)
-CARD_RE = re.compile(
-    _NOT_DECIMAL + r"(?<![0-9])(?:\d{4}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?|\d{16,19})(?![0-9Xx])"
-)
 # 1[3-9] + 9 digits; +86 / 0086 / 86 before; 3-4-4 groups by spaces or dashes, or by dots
 # used twice (138.1234.5678: a single dot would read decimals such as 138.12345678)
 MOBILE_RE = re.compile(
@@ -126,7 +123,6 @@ _CUE_BEFORE = re.compile(
 )
 _CUE_AFTER = re.compile(rf"({_SURNAME_RE}[{_HAN}]{{1,2}}?)(?={NAME_AFTER})")
 
-CARD_FIRST_DIGITS = "23456"  # ISO/IEC 7812 issuers: 2/5 Mastercard, 3 Amex/JCB, 4 Visa, 6 UnionPay
 _PRIORITY = {
     "citizen_id": 0,
     "bank_card": 1,
@@ -244,7 +240,7 @@ def _id_findings(text: str) -> list[Finding]:
         value = m.group().upper()
         if citizen_id_valid_str(value):
             out.append(Finding("citizen_id", m.start(), m.end(), "regex"))
-        elif value[17] != "X" and value[0] in CARD_FIRST_DIGITS and luhn_valid_str(value):
+        elif value[17] != "X" and bank_card_str(value, cued=card_cue_before(text, m.start())):
             out.append(Finding("bank_card", m.start(), m.end(), "regex"))
         else:  # birth date and region look right, check character wrong: mask anyway
             out.append(Finding("citizen_id", m.start(), m.end(), "regex", verified=False))
@@ -289,10 +285,7 @@ def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
 
 def _regex_findings(text: str) -> list[Finding]:
     out = _id_findings(text)
-    for m in CARD_RE.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 16 <= len(digits) <= 19 and digits[0] in CARD_FIRST_DIGITS and luhn_valid_str(digits):
-            out.append(Finding("bank_card", m.start(), m.end(), "regex"))
+    out.extend(Finding("bank_card", s, e, "regex") for s, e in card_spans(text))
     for kind, pattern in (
         ("mobile", MOBILE_RE),
         ("landline", LANDLINE_RE),
