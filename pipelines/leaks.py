@@ -206,6 +206,19 @@ def structured_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
     return out
 
 
+def card_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
+    """(zone, table) → the catalogue fields of a raw or staged table that hold card numbers
+    (PII kind ``bank_card``): there a Luhn-valid run is a card with no issuer prefix or cue
+    (``masking.cards``)."""
+    out = {}
+    for dept, ds in cat.datasets():
+        fields = frozenset(f.name for f in ds.fields if f.pii is PiiKind.bank_card)
+        if fields:
+            for zone in ("raw", "staged"):
+                out[(zone, raw_table(dept.code, ds))] = fields
+    return out
+
+
 def _scan_query(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -213,6 +226,7 @@ def _scan_query(
     whole_name_columns: frozenset[str] = frozenset(),
     *,
     names_only: bool = False,
+    cards: frozenset[str] = frozenset(),
 ) -> LeakCounts:
     """Scan a query's rows batch by batch (memory: one batch)."""
     result = LeakCounts()
@@ -227,6 +241,7 @@ def _scan_query(
             row_offset=row,
             whole_name_columns=whole_name_columns,
             names_only=names_only,
+            card_columns=cards,
         )
         result.add(counts)
         row += batch.num_rows
@@ -238,13 +253,15 @@ def scan_tables(
     tables: Iterable[tuple[str, str]],
     names: KnownNames,
     structured: dict[tuple[str, str], frozenset[str]] | None = None,
+    cards: dict[tuple[str, str], frozenset[str]] | None = None,
 ) -> list[Finding]:
     out = []
     columns = _read_columns(con)
     for zone, table in sorted(tables):
         whole = (structured or {}).get((zone, table), frozenset())
         sql = _select(con, f'{zone}."{table}"', columns=columns.get((zone, table)))
-        counts = _scan_query(con, sql, names, whole)
+        card = (cards or {}).get((zone, table), frozenset())
+        counts = _scan_query(con, sql, names, whole, cards=card)
         out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     return out
 
@@ -429,7 +446,7 @@ def scan_lake(
     """Every table of the lake, and the reports."""
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names, structured_columns(cat))
+    findings = scan_tables(con, tables_in(con), names, structured_columns(cat), card_columns(cat))
     return findings + scan_files(settings, names, protection, areas=("reports",))
 
 
@@ -457,7 +474,7 @@ def scan_all(
     """Everything: the lake's tables and every file of every area (``AREAS``)."""
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names, structured_columns(cat))
+    findings = scan_tables(con, tables_in(con), names, structured_columns(cat), card_columns(cat))
     findings += scan_files(settings, names, protection, landing_content=landing_content)
     return ScanReport(findings)
 
@@ -482,14 +499,16 @@ def scan_since_mark(
     names = KnownNames(counts)
     structured = structured_columns(cat)
     if mark is None:
-        return scan_tables(con, tables_in(con), names, structured), now, names
+        return scan_tables(con, tables_in(con), names, structured, card_columns(cat)), now, names
     changed = inserted_since(con, mark.snapshot)
+    cards = card_columns(cat)
     columns = _read_columns(con)
     findings = []
     for zone, table in sorted(changed):
         source = insertions(zone, table, mark.snapshot + 1, now.snapshot)
         sql = _select(con, source, columns=columns.get((zone, table)))
-        found = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
+        whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
+        found = _scan_query(con, sql, names, whole, cards=card)
         findings.append(Finding(f"{zone}.{table}", found.cells_scanned, found))
     if any(t in changed for t in _register_tables(cat)):
         new = _new_names(con, cat, protection, counts, mark.snapshot + 1, now.snapshot)
@@ -586,14 +605,15 @@ def scan_changed(
         return ScanReport(findings + files, reached)
     names = KnownNames(registry_names(con, cat, protection))
     start, current, tables = _changed_tables(con, since)
-    structured = structured_columns(cat)
+    structured, cards = structured_columns(cat), card_columns(cat)
     findings = []
     for zone, table in sorted(tables):
         if start is None:
             sql = _select(con, f'{zone}."{table}"')
         else:
             sql = _select(con, insertions(zone, table, start + 1, current))
-        counts = _scan_query(con, sql, names, structured.get((zone, table), frozenset()))
+        whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
+        counts = _scan_query(con, sql, names, whole, cards=card)
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     findings += scan_files(settings, names, protection, since=since)
     return ScanReport(findings)
