@@ -11,7 +11,14 @@ one-field key is a field of the event (a door event's device → the device's gr
 
 ``person_id``: the record's subject (``curated.person_mentions``, or exact on the person-key
 pseudonym before the index exists). ``house_id``: where the record's address resolves to a
-unit (``curated.house_mentions`` of the same record).
+unit (``curated.house_mentions`` of the same record). ``lon``/``lat``: the record's own
+coordinates (or those of the thing that places it); null where it has none.
+
+What the marts need of an event beyond that is a column per concept of :data:`DETAILS`
+(urgency, first-answer time, handling office, channel, service item, time limit, visits),
+null where a dataset has no field of the concept; a detail field at L3/L4 is not kept.
+The free text of ``event.description`` is L3: it is kept only as ciphertext bound to
+``curated.event.description`` and the row's ``event_id`` (:func:`reveal_descriptions`).
 
 An event whose time is a person's whereabouts (the ``event.time`` field's PII kind is
 ``location``: door access, 行踪信息) is not kept record by record: one row per person and
@@ -51,10 +58,24 @@ from curated.things import (
     thing_datasets,
 )
 from lakehouse.lake import has_table
+from masking.crypto import decrypt_series, encrypt_series
 
 EVENT = "event"
 TIME, CATEGORY, STATUS, CLOSED = "event.time", "event.category", "event.status", "event.closed_time"
 ADDRESS = "place.address"
+DESCRIPTION = "event.description"  # free text (L3): stored as ciphertext
+DESCRIPTION_COLUMN = f"curated.{EVENT}.description"  # the ciphertexts' column identity
+# event concepts kept as columns of curated.event (null where a dataset has none):
+# concept → (column, SQL type)
+DETAILS = {
+    "event.urgency": ("urgency", "VARCHAR"),  # emergency / ordinary
+    "event.dispatched_time": ("dispatched_at", "TIMESTAMP"),  # first answer (派单)
+    "event.handler": ("handler", "VARCHAR"),  # handling office (承办单位 / 承办部门)
+    "event.channel": ("channel", "VARCHAR"),  # how it came in (电话 …, 窗口, 网上办理 …)
+    "event.item_code": ("item_code", "VARCHAR"),  # government-service item (事项编码)
+    "event.time_limit_days": ("time_limit_days", "BIGINT"),  # promised working days
+    "event.visits": ("visits", "BIGINT"),  # times the applicant came in person (跑动次数)
+}
 RECORD, PERSON_DAY = "record", "person_day"
 EVENT_COLUMNS = [
     ("event_id", "VARCHAR"),
@@ -72,6 +93,10 @@ EVENT_COLUMNS = [
     ("community_code", "VARCHAR"),
     ("person_id", "VARCHAR"),
     ("house_id", "VARCHAR"),
+    ("lon", "DOUBLE"),
+    ("lat", "DOUBLE"),
+    *DETAILS.values(),
+    ("description", "VARCHAR"),  # ciphertext, bound to curated.event.description and event_id
     ("built_at", "TIMESTAMPTZ"),
 ]
 
@@ -145,9 +170,17 @@ def dataset_events(
     places: Places,
 ) -> pl.DataFrame | None:
     """The ``curated.event`` rows of one dataset (None when it is not staged)."""
-    concepts = {c: concept_field(ds, c) for c in (TIME, CATEGORY, STATUS, CLOSED, ADDRESS)}
+    concepts = {
+        c: concept_field(ds, c) for c in (TIME, CATEGORY, STATUS, CLOSED, ADDRESS, DESCRIPTION)
+    }
+    details = detail_fields(ds)
     via = placing_thing(catalogue, ds)
-    wanted = [f for f in concepts.values() if f] + place_fields(ds) + ([via[2]] if via else [])
+    wanted = (
+        [f for f in concepts.values() if f]
+        + list(details.values())
+        + place_fields(ds)
+        + ([via[2]] if via else [])
+    )
     frame = read_staged(con, dept, ds, list(dict.fromkeys(wanted)), protection=protection)
     if frame is None:
         return None
@@ -172,7 +205,8 @@ def dataset_events(
             "closed_at": _as_timestamp(col(CLOSED)),
             "day": at.dt.date(),
         }
-    ).hstack(place.select("grid_code", "community_code"))
+    ).hstack(place.select("grid_code", "community_code", "lon", "lat"))
+    events = events.hstack(detail_columns(frame, details))
     ids = subject_ids(con, catalogue, dept, ds)
     if ids is not None:
         events = events.join(ids.unique("key_pid"), on="key_pid", how="left", maintain_order="left")
@@ -202,7 +236,56 @@ def dataset_events(
             pl.lit(RECORD).alias("granularity"),
             pl.lit(1, pl.Int64).alias("occurrences"),
         )
+        events = events.with_columns(
+            encrypt_series(
+                col(DESCRIPTION).cast(pl.String),
+                protection.keyring,
+                column=DESCRIPTION_COLUMN,
+                rows=events["event_id"],
+            ).alias("description")
+        )
     return events.with_columns(pl.lit(dept).alias("dept"), pl.lit(ds.code).alias("dataset"))
+
+
+def detail_fields(ds: Dataset) -> dict[str, str]:
+    """column → the dataset's field of each :data:`DETAILS` concept it holds (L1/L2 only)."""
+    out = {}
+    for concept, (column, _) in DETAILS.items():
+        name = concept_field(ds, concept)
+        if name and not ds.field(name).level.sensitive:
+            out[column] = name
+    return out
+
+
+def detail_columns(frame: pl.DataFrame, details: dict[str, str]) -> pl.DataFrame:
+    """The :data:`DETAILS` columns of ``frame``'s records, typed (null where absent)."""
+    types = {"VARCHAR": pl.String, "BIGINT": pl.Int64}
+    out = {}
+    for column, sql_type in DETAILS.values():
+        name = details.get(column)
+        if sql_type == "TIMESTAMP":
+            values = frame[name] if name else pl.Series([None] * frame.height, dtype=pl.String)
+            out[column] = _as_timestamp(values)
+        elif name:
+            out[column] = frame[name].cast(types[sql_type], strict=False)
+        else:
+            out[column] = pl.Series([None] * frame.height, dtype=types[sql_type])
+    return pl.DataFrame(out)
+
+
+def reveal_descriptions(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, purpose: str
+) -> pl.DataFrame:
+    """event_id and the plain ``description`` of every event that has one, decrypted for
+    ``purpose`` (an authorised one; audited)."""
+    frame = con.execute(
+        f'SELECT event_id, description FROM curated."{EVENT}" WHERE description IS NOT NULL'
+    ).pl()
+    plain = decrypt_series(
+        frame["description"], protection.keyring, column=DESCRIPTION_COLUMN, purpose=purpose,
+        actor=protection.actor, audit=protection.audit, rows=frame["event_id"],
+    )  # fmt: skip
+    return frame.with_columns(plain.alias("description"))
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from departments import addresses, callers, texts
 from departments.people import _ago, _day_ago
 from departments.spec import D, Spec, T, cols
-from departments.world import CITY_DISTRICT, STREET_NAME, World
+from departments.world import CITY_DISTRICT, STREET_NAME, Community, Unit, World
 
 
 def _pii(record: dict, field: str, found: list[tuple[str, str]]) -> dict:
@@ -148,6 +149,49 @@ def incidents(w: World) -> list[dict]:
 
 
 CHANNELS = ("电话", "网站", "微信", "APP")
+# 承办单位: the offices a 12345 work order is dispatched to, by category (the first is the
+# usual one, three times as often as the second)
+HANDLERS = {
+    "噪音扰民": ("街道城市管理办公室", "建外派出所"),
+    "物业管理": ("街道社区建设办公室", "物业服务企业"),
+    "环境卫生": ("街道城市管理办公室", "街道环境卫生所"),
+    "市政设施": ("区市政市容管理委员会", "街道城市管理办公室"),
+    "占道经营": ("街道综合行政执法队", "街道城市管理办公室"),
+    "供暖": ("区供热管理办公室", "物业服务企业"),
+    "邻里纠纷": ("社区居委会", "街道平安建设办公室"),
+    "养老服务": ("街道民生保障办公室", "社区居委会"),
+    "其他": ("街道政务服务中心", "社区居委会"),
+}
+# work orders first answered (dispatched) after their limit, 2 h for emergencies, 24 h
+# otherwise: dispatched between one and three limits after acceptance
+LATE_DISPATCH = {"emergency": 0.10, "ordinary": 0.08}
+UNGEOCODED = 0.15  # of phone appeals: the operator left the place without coordinates
+
+
+def handling_rng(w: World) -> random.Random:
+    """The 12345 centre's own random stream (handler, late dispatch, place): drawn apart
+    from the street's, so adding it left every earlier draw as it was."""
+    return random.Random(f"{w.seed}:handling:rx.appeals")
+
+
+def _appeal_place(
+    w: World, rng: random.Random, community: Community, unit: Unit | None, no: int, channel: str
+) -> tuple[float | None, float | None, str]:
+    """lon, lat and grid cell of an appeal: its caller's building (a resident), else the
+    building its address names or a point in its community (an outsider). A phone appeal
+    is at times left without coordinates; the grid cell is always assigned."""
+    if unit is not None:
+        lon, lat = unit.building.lon, unit.building.lat
+    else:
+        named = [b for b in w.buildings if b.community is community and b.no == no]
+        lon, lat = (named[0].lon, named[0].lat) if named else (
+            round(rng.uniform(community.bbox[0], community.bbox[2]), 6),
+            round(rng.uniform(community.bbox[1], community.bbox[3]), 6),
+        )  # fmt: skip
+    grid = w.grid_at(lon, lat).code
+    if channel == "电话" and rng.random() < UNGEOCODED:
+        return None, None, grid
+    return lon, lat, grid
 
 
 def appeals(w: World) -> list[dict]:
@@ -155,6 +199,7 @@ def appeals(w: World) -> list[dict]:
     adults = [p for p in w.people if p.age(w.today) >= 18]
     variants = callers.reporting_rng(w, "rx.appeals")
     spelling = addresses.address_rng(w, "rx.appeals")
+    handling = handling_rng(w)
     for i in range(max(20, len(w.people) // 8)):
         report = callers.reported(variants, "rx.appeals", w.rng.choice(adults), w)
         caller = report.person
@@ -168,24 +213,38 @@ def appeals(w: World) -> list[dict]:
             resolved = None
         if report.truth["_person"] is None:  # an outsider: about a place, not a home
             community = variants.choice(w.communities)
-            address = (
-                f"{CITY_DISTRICT}{STREET_NAME}{community.name}社区{variants.randint(1, 30)}号楼附近"
-            )
+            no = variants.randint(1, 30)
+            address = f"{CITY_DISTRICT}{STREET_NAME}{community.name}社区{no}号楼附近"
             unit = None
         else:
-            community, unit = caller.household.community, caller.household.unit
+            community, unit, no = caller.household.community, caller.household.unit, 0
             address = addresses.spelled(spelling, "rx.appeals", unit)
         content, pii = texts.appeal_text(w.rng, cat, caller, address)
-        last = resolved or dispatched
+        channel = w.rng.choice(CHANNELS)
+        satisfaction = w.rng.choice(("满意", "基本满意", "不满意")) if resolved else None
+        lag = dt.timedelta(minutes=w.rng.randint(0, 600))
+        # the 12345 centre's own draws (handling_rng): late first answers, handler, place
+        if handling.random() < LATE_DISPATCH[urgency]:
+            late = accepted + dt.timedelta(minutes=handling.randint(limit * 60 + 1, limit * 180))
+            resolved = resolved + (late - dispatched) if resolved else None
+            dispatched = late
+            if resolved is not None and resolved.date() > w.today:
+                resolved = None
+            if dispatched.date() > w.today:  # not dispatched yet
+                dispatched = None
+        satisfaction = satisfaction if resolved else None
+        handler = handling.choices(HANDLERS[cat], (3, 1))[0] if dispatched else None
+        lon, lat, grid = _appeal_place(w, handling, community, unit, no, channel)
+        status = "已办结" if resolved else "已派单" if dispatched else "已受理"
         out.append(_pii({
             "appeal_id": f"12345{accepted:%Y%m%d}{i + 1:06d}",
-            "channel": w.rng.choice(CHANNELS), "accepted_at": T(accepted),
+            "channel": channel, "accepted_at": T(accepted),
             "dispatched_at": T(dispatched), "resolved_at": T(resolved), "urgency": urgency,
             "category": cat, "caller_name": caller.name, "caller_phone": caller.mobile,
-            "address": address, "community_code": community.code,
-            "content": content, "status": "已办结" if resolved else "已派单",
-            "satisfaction": w.rng.choice(("满意", "基本满意", "不满意")) if resolved else None,
-            "update_time": T(last + dt.timedelta(minutes=w.rng.randint(0, 600))),
+            "address": address, "community_code": community.code, "grid_code": grid,
+            "lon": lon, "lat": lat, "handling_dept": handler,
+            "content": content, "status": status, "satisfaction": satisfaction,
+            "update_time": T((resolved or dispatched or accepted) + lag),
             **report.truth, "_unit": unit.id if unit else None,
         }, "content", pii))  # fmt: skip
     return out
@@ -275,8 +334,9 @@ PLACE_SPECS = (
     Spec("rx", "appeals", "http_api", cols(
         "appeal_id:fixed!", "channel:str!", "accepted_at:datetime!", "dispatched_at:datetime",
         "resolved_at:datetime", "urgency:fixed!", "category:str!", "caller_name:name",
-        "caller_phone:mobile", "address:str", "community_code:fixed", "content:text!",
-        "status:str!", "satisfaction:str", "update_time:fixed!"),
+        "caller_phone:mobile", "address:str", "community_code:fixed", "grid_code:fixed!",
+        "lon:num", "lat:num", "handling_dept:str", "content:text!", "status:str!",
+        "satisfaction:str", "update_time:fixed!"),
         key=("appeal_id",), build=appeals, cursor="update_time"),
     Spec("wg", "grid_cells", "csv", cols(
         "网格编码:fixed!", "网格名称:str!", "社区代码:fixed!", "社区名称:str!", "网格员:name",

@@ -1,4 +1,5 @@
-"""The departments' HTTP APIs (rsj social insurance, employment; rx 12345 appeals).
+"""The departments' HTTP APIs (rsj social insurance, employment; rx 12345 appeals and
+government-service handling records: every dataset whose spec's form is ``http_api``).
 
     GET /api/<dept>/<dataset>?updated_since=<ISO datetime>&page=<1-based>&page_size=<n>
     Authorization: Bearer <token>
@@ -26,14 +27,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from departments.simulate import SYSTEMS_DIR, TOKEN_FILE, ensure_token
+from departments.simulate import SPECS, SYSTEMS_DIR, TOKEN_FILE, ensure_token
 
 TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
 # dataset → (cursor field, record id field); the data lives in sim/systems/<dept>/<ds>.parquet
 API_DATASETS = {
-    ("rsj", "social_insurance"): ("update_time", "record_id"),
-    ("rsj", "employment_registration"): ("update_time", "reg_id"),
-    ("rx", "appeals"): ("update_time", "appeal_id"),
+    (s.dept, s.code): (s.cursor, s.key[0]) for s in SPECS if s.form == "http_api" and s.cursor
 }
 MAX_PAGE_SIZE = 5_000
 

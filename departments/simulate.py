@@ -33,10 +33,11 @@ from departments import addresses, callers, iot, writers
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
 from departments.people import PERSON_SPECS
 from departments.places import PLACE_SPECS
+from departments.services import SERVICE_SPECS
 from departments.spec import Spec
 from departments.world import STREET_CODE, STREET_NAME, World, build_world
 
-SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS
+SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
 DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
 TOKEN_FILE = "api_token"

@@ -166,6 +166,15 @@ class World:
         lat = round(self.rng.uniform(bbox[1], bbox[3]), 6)
         return lon, lat
 
+    def grid_at(self, lon: float, lat: float) -> Grid:
+        """The grid cell a point lies in (the first whose box holds it; the nearest centre
+        for a point outside the street)."""
+        for g in self.grids:
+            if g.bbox[0] <= lon <= g.bbox[2] and g.bbox[1] <= lat <= g.bbox[3]:
+                return g
+        return min(self.grids, key=lambda g: ((g.bbox[0] + g.bbox[2]) / 2 - lon) ** 2
+                   + ((g.bbox[1] + g.bbox[3]) / 2 - lat) ** 2)  # fmt: skip
+
 
 def _gbk_safe(make) -> str:
     while True:

@@ -16,7 +16,17 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from curated.address import AddressParser
-from curated.events import EVENT, PERSON_DAY, RECORD, build_events, event_datasets, whereabouts
+from curated.events import (
+    DESCRIPTION_COLUMN,
+    DETAILS,
+    EVENT,
+    PERSON_DAY,
+    RECORD,
+    build_events,
+    event_datasets,
+    reveal_descriptions,
+    whereabouts,
+)
 from curated.households import HOUSEHOLD, build_households
 from curated.houses import (
     HOUSE,
@@ -39,7 +49,8 @@ from curated.things import (
     thing_datasets,
 )
 from lakehouse.lake import close_idle, open_lake
-from masking.crypto import decrypt_series
+from masking.crypto import CIPHERTEXT, decrypt_series
+from masking.errors import DecryptionError
 from pipelines.leaks import scan_lake
 from pipelines.protection import Protection
 from quality.evaluation import matched_files, read_manifest
@@ -371,13 +382,79 @@ def test_events_one_per_record_and_whereabouts_per_person_and_day(street: Settin
     assert placed["grid_code"].null_count() / placed.height < 0.1
 
 
+def test_event_details_are_the_staged_fields_of_their_concepts(street: Settings, cat):
+    """Each detail column (urgency, first answer, handler, channel, service item, time limit,
+    visits) and lon/lat holds the staged value of the record's field of that concept; null
+    in a dataset without one."""
+    events = table(street, EVENT).filter(pl.col("granularity") == RECORD)
+    columns = {c: col for c, (col, _) in DETAILS.items()} | {"place.lon": "lon", "place.lat": "lat"}
+    checked: set[tuple[str, str]] = set()
+    for dept, ds in event_datasets(cat):
+        if whereabouts(ds):
+            continue
+        mine = events.filter((pl.col("dept") == dept) & (pl.col("dataset") == ds.code))
+        fields = {col: concept_field(ds, c) for c, col in columns.items()}
+        rows = staged(street, dept, ds, [f for f in fields.values() if f])
+        got = rows.join(mine, left_on="_key_pid", right_on="key_pid", how="left", suffix="_e")
+        assert got.height == rows.height == mine.height, ds.code
+        for col, f in fields.items():
+            if f is None:
+                assert mine[col].null_count() == mine.height, f"{ds.code}.{col}"
+                continue
+            want = got[f]
+            if want.dtype == pl.String:  # a string field (urgency, handler …) kept as is
+                want = want.cast(got[col].dtype, strict=False)
+            elif isinstance(want.dtype, pl.Datetime):
+                want = want.dt.replace_time_zone(None).cast(pl.Datetime("us"))
+            else:
+                want = want.cast(got[col].dtype)
+            assert got[col].eq_missing(want).all(), f"{ds.code}.{col}"
+            assert got[col].null_count() < got.height, f"{ds.code}.{col}"
+            checked.add((ds.code, col))
+    assert {("appeals", c) for c in ("urgency", "dispatched_at", "handler", "channel", "lon")} | {
+        ("service_records", c) for c in ("handler", "item_code", "time_limit_days", "visits")
+    } <= checked
+
+
+def test_event_descriptions_are_ciphertext_bound_to_their_event(street: Settings, cat):
+    """The free text of every event with an ``event.description`` field is stored only as
+    ciphertext, which decrypts to the staged text of its own record and to nothing on
+    another row."""
+    events = table(street, EVENT)
+    texts = events["description"].drop_nulls()
+    assert texts.len() > 100 and texts.str.contains(CIPHERTEXT).all()
+    protection = Protection.from_settings(street, actor="test:places")
+    seen = set()
+    with open_lake(street, read_only=True) as con:
+        plain = reveal_descriptions(con, protection, "master_index")
+        for dept, ds in event_datasets(cat):
+            mine = events.filter((pl.col("dept") == dept) & (pl.col("dataset") == ds.code))
+            f = concept_field(ds, "event.description")
+            if f is None:
+                assert mine["description"].null_count() == mine.height, ds.code
+                continue
+            rows = read_staged(con, dept, ds, [f], protection=protection)
+            got = rows.join(
+                mine.select("key_pid", "event_id"), left_on="_key_pid", right_on="key_pid"
+            ).join(plain, on="event_id", how="left")
+            assert got.height == rows.height and got[f].eq_missing(got["description"]).all()
+            seen.add(ds.code)
+    assert {"appeals", "grid_events", "violation_cases", "incidents"} <= seen
+    two = events.filter(pl.col("description").is_not_null()).head(2)
+    with pytest.raises(DecryptionError):  # a ciphertext moved to another event
+        decrypt_series(two["description"], protection.keyring, column=DESCRIPTION_COLUMN,
+                       purpose="master_index", actor="test:places", audit=protection.audit,
+                       rows=two["event_id"].reverse())  # fmt: skip
+
+
 def _snapshot(settings: Settings) -> dict[str, pl.DataFrame]:
     """The tables an incremental build touches, without build times and ciphertexts (a
     fresh nonce each time they are written)."""
     out = {}
     for name in (HOUSE, MENTIONS, EVENT):
         frame = table(settings, name)
-        frame = frame.drop([c for c in ("built_at", "linked_at", "address") if c in frame.columns])
+        fresh = ("built_at", "linked_at", "address", "description")
+        frame = frame.drop([c for c in fresh if c in frame.columns])
         out[name] = frame.sort(frame.columns, nulls_last=True)
     return out
 
