@@ -203,6 +203,7 @@ class MaskingRule(StrEnum):
     generalise_year = "generalise_year"  # birth date → year
     generalise_month = "generalise_month"  # date → month
     generalise_grid = "generalise_grid"  # coordinates → grid cell
+    generalise_flag = "generalise_flag"  # a specific identity or health value → holds one: yes/no
     scrub_text = "scrub_text"  # free-text PII scrubbing
 
 
