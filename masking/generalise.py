@@ -58,3 +58,20 @@ def axis_of(field_name: str) -> str:
     """ "lon" for longitude-like field names, else "lat"."""
     name = field_name.lower()
     return "lon" if any(k in name for k in _LON_NAMES) else "lat"
+
+
+def age_on(birth_date: pl.Expr, as_of: pl.Expr) -> pl.Expr:
+    """Whole years from a birth date (date or ``YYYY-MM-DD`` text) to ``as_of`` (a date):
+    one less before the birthday of that year; null where either does not parse."""
+    born = birth_date.cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+    day = as_of.cast(pl.Date, strict=False)
+    before_birthday = (day.dt.month() < born.dt.month()) | (
+        (day.dt.month() == born.dt.month()) & (day.dt.day() < born.dt.day())
+    )
+    return (day.dt.year() - born.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Int64)
+
+
+def holds_value(expr: pl.Expr) -> pl.Expr:
+    """A specific identity or health value → whether there is one (``generalise_flag``):
+    true for any non-blank value, false for null or blank; the value itself never leaves."""
+    return expr.cast(pl.String).str.strip_chars().str.len_chars().fill_null(0) > 0

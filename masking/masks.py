@@ -189,6 +189,8 @@ def _rule_expr(rule: MaskingRule, name: str, dtype: pl.DataType) -> pl.Expr | No
         return gen.to_month(col)
     if rule is MaskingRule.generalise_grid:
         return gen.to_grid(col, gen.axis_of(name))
+    if rule is MaskingRule.generalise_flag:
+        return gen.holds_value(col)
     return None
 
 
