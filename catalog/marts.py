@@ -1,0 +1,182 @@
+"""The marts' own catalogue entries (数据集市目录): ``catalog/marts/<mart>.yaml``, one a mart.
+
+A mart is documented like any dataset — level, share type, owner, update cycle, consent
+category, intended consumers, grade — but has no delivery or provider block: the hub makes
+it, from the SQL in ``marts/sql/<mart>.sql``. Each column says the level and the masking rule
+it is published with; ``k_anonymity`` and ``quasi_identifiers`` (both or neither) ask the
+build to check k-anonymity over those columns.
+
+What needs the SQL (its output columns equal the YAML's, the level at least the strictest
+source the SQL reads, masking through each column's rule) is checked in ``marts/`` (the
+catalogue imports nothing of ours); here only what a YAML file says on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from catalog.errors import CatalogError, StreethubError
+from catalog.model import (
+    IDENTIFIER,
+    DataGrade,
+    FieldType,
+    Level,
+    MaskingRule,
+    ShareType,
+    UpdateCycle,
+    _Strict,
+)
+from catalog.settings import CATALOG_DIR
+from catalog.yamlfile import read_yaml
+
+MARTS_DIR = CATALOG_DIR.parent / "marts"
+
+
+class MartColumn(_Strict):
+    """A column of a mart: what it holds, its level and the rule it is published with."""
+
+    name: str
+    label_zh: str
+    type: FieldType
+    level: Level
+    masking: MaskingRule = Field(
+        default=MaskingRule.none,
+        description="the rule the column is published with (the SQL applies it)",
+    )
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"column name {v!r} must be snake_case ASCII (a-z, 0-9, _)")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> MartColumn:
+        if self.level.sensitive and self.masking is MaskingRule.none:
+            raise ValueError(f"an {self.level.value} column needs its masking rule, not 'none'")
+        return self
+
+
+class Mart(_Strict):
+    """A published table of the hub (数据集市)."""
+
+    name: str
+    name_zh: str
+    summary: str
+    level: Level
+    share_type: ShareType
+    owner: str = Field(description="e-mail or team:x of the mart's owner")
+    update_cycle: UpdateCycle
+    consent_category: str = Field(description="the consent / lawful basis category it rests on")
+    consumers: list[str] = Field(description="who is meant to read it")
+    grade: DataGrade = DataGrade.general
+    k_anonymity: int | None = Field(default=None, ge=2)
+    quasi_identifiers: list[str] = Field(default_factory=list)
+    columns: list[MartColumn]
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"mart name {v!r} must be snake_case ASCII")
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        if not (v.startswith("team:") or ("@" in v and " " not in v)):
+            raise ValueError(f"owner {v!r} must be an e-mail or team:name")
+        return v
+
+    @field_validator("consumers")
+    @classmethod
+    def _consumers(cls, v: list[str]) -> list[str]:
+        if not v or any(not c.strip() for c in v):
+            raise ValueError("a mart names at least one consumer, none blank")
+        return v
+
+    def column(self, name: str) -> MartColumn:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Mart:
+        names = self.column_names
+        if not names:
+            raise ValueError("a mart needs at least one column")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column(s): {', '.join(dupes)}")
+        top = max((c.level for c in self.columns), key=lambda lv: lv.rank)
+        if top.rank > self.level.rank:
+            raise ValueError(f"level {self.level.value} is below its {top.value} column(s)")
+        if (self.k_anonymity is None) != (not self.quasi_identifiers):
+            raise ValueError("k_anonymity and quasi_identifiers go together (both or neither)")
+        unknown = [q for q in self.quasi_identifiers if q not in names]
+        if unknown:
+            raise ValueError(f"quasi_identifiers name unknown column(s): {', '.join(unknown)}")
+        return self
+
+
+def load_mart(path: Path) -> tuple[Mart | None, list[StreethubError]]:
+    """Parse one mart file; the mart (or None) and the problems found."""
+    file = str(path)
+    try:
+        raw = read_yaml(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        return None, [StreethubError(f"cannot read YAML: {exc}", file=file)]
+    if not isinstance(raw, dict):
+        return None, [StreethubError("top level must be a mapping of mart keys", file=file)]
+    try:
+        mart = Mart.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = e["loc"]
+            field = None
+            if len(loc) >= 2 and loc[0] == "columns" and isinstance(loc[1], int):
+                cols = raw.get("columns") or []
+                item = cols[loc[1]] if loc[1] < len(cols) else {}
+                field = str(item.get("name") if isinstance(item, dict) else f"#{loc[1] + 1}")
+                loc = loc[2:]
+            where = ".".join(str(p) for p in loc)
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(
+                StreethubError(f"{where}: {msg}" if where else msg, file=file, field=field)
+            )
+        return None, problems
+    if mart.name != path.stem:
+        return mart, [
+            StreethubError(f"mart name {mart.name!r} does not match the file name", file=file)
+        ]
+    return mart, []
+
+
+def load_marts(catalogue_dir: Path | None = None) -> dict[str, Mart]:
+    """Every ``<mart>.yaml`` of ``catalogue_dir`` (default ``catalog/marts``) by name;
+    CatalogError listing every problem. A folder without marts gives none."""
+    directory = Path(catalogue_dir or MARTS_DIR)
+    marts: dict[str, Mart] = {}
+    problems: list[StreethubError] = []
+    for path in sorted(directory.glob("*.yaml")):
+        mart, found = load_mart(path)
+        problems.extend(found)
+        if mart is not None and not found:
+            marts[mart.name] = mart
+    if problems:
+        raise CatalogError(problems)
+    return marts
+
+
+__all__ = ["MARTS_DIR", "Mart", "MartColumn", "load_mart", "load_marts"]

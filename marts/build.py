@@ -1,0 +1,425 @@
+"""Build a mart (构建数据集市): its SQL over the curated zone, masked, checked, published.
+
+``build_mart`` for one mart:
+
+1. parses ``marts/sql/<mart>.sql`` (one query) and resolves its column lineage
+   (:mod:`marts.lineage`); the output columns must be the YAML's, in its order;
+2. refuses (:class:`MartMaskingError`, naming the mart, the column and the source field,
+   never a value) a column with an L3/L4 source whose rule the value does not pass through
+   — the same rule or a stricter one (:func:`masking.sql.satisfies`); where a column combines
+   sources, each one's rule must hold, so the strictest decides, and the YAML's ``masking``
+   must be at least that strict; the mart's ``level`` must be at least the strictest source
+   the SQL reads (filters and joins included);
+3. decrypts only the encrypted curated columns the SQL reads (audited, purpose
+   ``mart_build``) into temporary tables of the build connection, which the query reads in
+   place of the curated tables; the mask functions (:mod:`masking.sql`) are registered on
+   the connection;
+4. runs the query, checks the result's types against the YAML, enforces k-anonymity
+   (:func:`masking.kanon.enforce_k`: further generalisation, then suppression of at most
+   5 % of the rows, else refused) when the YAML names quasi-identifiers;
+5. replaces ``marts.<mart>`` in one lake transaction; the temporary tables are dropped
+   whatever happens.
+
+``build_marts`` builds several in dependency order (a mart that reads ``marts.<other>``
+after the other), the order from the parsed SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from catalog.marts import Mart, load_marts
+from catalog.model import Catalogue, FieldType, MaskingRule
+from lakehouse.lake import transaction
+from marts.lineage import (
+    CURATED,
+    DIALECT,
+    MARTS,
+    Lineage,
+    MartError,
+    SourceField,
+    analyse_mart,
+    mart_dependencies,
+    output_columns,
+    read_sql,
+)
+from masking.audit import AuditLog
+from masking.crypto import decrypt_series
+from masking.errors import KAnonymityError
+from masking.kanon import EnforceReport, enforce_k
+from masking.keys import KeyRing
+from masking.sql import COUNTS, register_masks, satisfies, strictest
+
+PURPOSE = "mart_build"
+TEMP_PREFIX = "_mart_src_"
+MAX_SUPPRESSION = 0.05  # k-anonymity: share of rows a build may drop
+# DuckDB result types each catalogue type accepts
+TYPES: dict[FieldType, tuple[str, ...]] = {
+    FieldType.string: ("VARCHAR",),
+    FieldType.text: ("VARCHAR",),
+    FieldType.integer: ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
+                        "USMALLINT", "UINTEGER", "UBIGINT"),
+    FieldType.decimal: ("FLOAT", "DOUBLE", "DECIMAL"),
+    FieldType.boolean: ("BOOLEAN",),
+    FieldType.date: ("DATE",),
+    FieldType.datetime: ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS"),
+}  # fmt: skip
+
+
+class MartMaskingError(MartError):
+    """A mart would publish a sensitive value without its masking rule."""
+
+
+class Revealer(Protocol):
+    """What a build needs of the caller's protection (``pipelines.protection.Protection``)."""
+
+    keyring: KeyRing
+    audit: AuditLog
+    actor: str
+
+
+@dataclass
+class MartBuild:
+    """What a build published."""
+
+    name: str
+    rows: int
+    columns: list[str]
+    lineage: Lineage
+    seconds: float
+    decrypted: list[str] = field(default_factory=list)  # curated columns read in plain text
+    kanon: EnforceReport | None = None
+
+
+def _publishes_value(source: SourceField) -> bool:
+    """The source's value itself leaves (masked or not): not only counted, and not a
+    pseudonym or count the curated zone made already."""
+    if any(m in COUNTS for m in source.masks):
+        return False
+    c = source.curated
+    return c is None or c.applied in (MaskingRule.none, MaskingRule.encrypt)
+
+
+def check_masking(mart: Mart, lineage: Lineage) -> None:
+    """Refuse a column whose L3/L4 sources do not all pass through their rule (or a
+    stricter one), or whose YAML rule is weaker than the strictest rule of the sources whose
+    values it publishes."""
+    for column in mart.columns:
+        required: list[MaskingRule] = []
+        for src in lineage.get(column.name, []):
+            for f in src.sensitive_fields:
+                if _publishes_value(src):
+                    required.append(f.masking)
+                if not satisfies(src.applied, f.masking):
+                    raise MartMaskingError(
+                        f"column {column.name!r} publishes {src.ref} from {f.ref} "
+                        f"(header {f.header!r}, {f.level.value}, rule {f.masking.value}) "
+                        f"through {src.applied.value}: apply {f.masking.value} or a stricter rule",
+                        dataset=mart.name,
+                        field=column.name,
+                    )
+        need = strictest(required)
+        if need is not MaskingRule.none and not satisfies(column.masking, need):
+            raise MartMaskingError(
+                f"column {column.name!r} publishes sources whose strictest rule is "
+                f"{need.value}; its YAML says {column.masking.value}",
+                dataset=mart.name,
+                field=column.name,
+            )
+
+
+def check_level(mart: Mart, reads: list[SourceField]) -> None:
+    """The mart's level is at least the strictest source field its SQL reads."""
+    # a source already read in a form its rule allows (a pseudonym of an ID) does not count
+    fields = [f for s in reads for f in s.fields if not _protected(s, f.masking)]
+    top = max(fields, key=lambda f: f.level.rank, default=None)
+    if top is not None and top.level.rank > mart.level.rank:
+        raise MartError(
+            f"level {mart.level.value} is below the {top.level.value} source it reads ({top.ref})",
+            dataset=mart.name,
+        )
+
+
+def _protected(source: SourceField, rule: MaskingRule) -> bool:
+    c = source.curated
+    return (
+        c is not None
+        and not c.encrypted
+        and c.applied is not MaskingRule.none
+        and satisfies(c.applied, rule)
+    )
+
+
+def check_columns(mart: Mart, columns: list[str]) -> None:
+    if columns != mart.column_names:
+        missing = [c for c in mart.column_names if c not in columns]
+        extra = [c for c in columns if c not in mart.column_names]
+        detail = "; ".join(
+            part
+            for part in (
+                f"the YAML has {', '.join(missing)} that the SQL does not" if missing else "",
+                f"the SQL outputs {', '.join(extra)} that the YAML does not" if extra else "",
+                "" if missing or extra else "same columns, another order",
+            )
+            if part
+        )
+        raise MartError(f"the SQL's output columns differ from the YAML's: {detail}",
+                        dataset=mart.name)  # fmt: skip
+
+
+def _check_types(mart: Mart, relation: duckdb.DuckDBPyRelation) -> None:
+    for name, dtype in zip(relation.columns, relation.types, strict=True):
+        want = mart.column(name).type
+        got = str(dtype)
+        if not any(got == t or got.startswith(t + "(") for t in TYPES[want]):
+            raise MartError(
+                f"column {name!r} is {got} in the result; the YAML says {want.value}",
+                dataset=mart.name,
+                field=name,
+            )
+
+
+def _decrypt_sources(
+    con: duckdb.DuckDBPyConnection, reads: list[SourceField], protection: Revealer
+) -> tuple[dict[str, str], list[str]]:
+    """Temporary tables of the curated tables whose encrypted columns the SQL reads, those
+    columns decrypted (audited); curated table → temp table name, and the columns."""
+    wanted: dict[str, dict[str, object]] = {}
+    for s in reads:
+        c = s.curated
+        if c is not None and c.encrypted:
+            wanted.setdefault(c.table, {})[c.column] = c
+    temps: dict[str, str] = {}
+    opened: list[str] = []
+    for table, columns in sorted(wanted.items()):
+        frame = con.execute(f'SELECT * FROM {CURATED}."{table}"').pl()
+        plain = []
+        for column, c in sorted(columns.items()):
+            plain.append(
+                decrypt_series(
+                    frame[column],
+                    protection.keyring,
+                    column=c.cipher_column,
+                    purpose=PURPOSE,
+                    actor=protection.actor,
+                    audit=protection.audit,
+                    rows=frame[c.row_id],
+                )
+            )
+            opened.append(c.ref)
+        frame = frame.with_columns(plain)
+        temp = TEMP_PREFIX + table
+        view = temp + "_frame"
+        con.register(view, frame.to_arrow())
+        try:
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{temp}" AS SELECT * FROM "{view}"')
+        finally:
+            con.unregister(view)
+        temps[table] = temp
+    return temps, opened
+
+
+def _runnable(sql: str, temps: dict[str, str]) -> str:
+    """The mart's SQL reading the decrypted temporary tables in place of curated ones."""
+    tree = sqlglot.parse_one(sql, read=DIALECT)
+
+    def swap(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Table) and node.db == CURATED and node.name in temps:
+            alias = node.alias or node.name
+            return exp.Table(
+                this=exp.to_identifier(temps[node.name]),
+                db=exp.to_identifier("main"),
+                catalog=exp.to_identifier("temp"),
+                alias=exp.TableAlias(this=exp.to_identifier(alias)),
+            )
+        return node
+
+    return tree.transform(swap).sql(dialect=DIALECT)
+
+
+# errors whose message names the query's parts (tables, columns, functions), never a value
+_NAMING_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
+
+
+def sql_failure(exc: duckdb.Error) -> str:
+    """What a failed query may say: a binder, catalogue or parser error's first line (names
+    only); any other error only its kind (a conversion error would quote the value)."""
+    if isinstance(exc, _NAMING_ERRORS):
+        return str(exc).splitlines()[0][:300]
+    return f"{type(exc).__name__} (message withheld: it may quote a value)"
+
+
+def _drop_temps(con: duckdb.DuckDBPyConnection, temps: dict[str, str]) -> None:
+    for temp in temps.values():
+        con.execute(f'DROP TABLE IF EXISTS temp.main."{temp}"')
+
+
+def build_mart(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    marts: dict[str, Mart],
+    name: str,
+    protection: Revealer,
+    *,
+    inputs: Mapping[str, pa.Table | pl.DataFrame] | None = None,
+    sql_dir: Path | None = None,
+) -> MartBuild:
+    """Build and publish ``marts.<name>`` (see the module docstring); ``inputs``: frames
+    registered on the connection under those names for the SQL to read (a metrics mart's
+    computed rows)."""
+    started = time.perf_counter()
+    mart = marts.get(name)
+    if mart is None:
+        raise MartError("no catalogue entry (catalog/marts/<mart>.yaml) for this mart",
+                        dataset=name)  # fmt: skip
+    analysis = analyse_mart(catalogue, marts, name, sql_dir=sql_dir)
+    tree, lineage, reads = analysis.tree, analysis.lineage, analysis.reads
+    check_columns(mart, output_columns(tree))
+    check_masking(mart, lineage)
+    check_level(mart, reads)
+    register_masks(con)
+    registered = []
+    temps: dict[str, str] = {}
+    try:
+        for input_name, frame in (inputs or {}).items():
+            con.register(input_name, frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame)
+            registered.append(input_name)
+        temps, opened = _decrypt_sources(con, reads, protection)
+        try:
+            relation = con.sql(_runnable(read_sql(name, sql_dir), temps))
+            check_columns(mart, list(relation.columns))
+            _check_types(mart, relation)
+            result = relation.pl()
+        except duckdb.Error as exc:
+            raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=name) from None
+        report = None
+        if mart.k_anonymity is not None:
+            try:
+                result, report = enforce_k(
+                    result, mart.quasi_identifiers, mart.k_anonymity,
+                    max_suppression=MAX_SUPPRESSION,
+                )  # fmt: skip
+            except KAnonymityError as exc:
+                raise MartError(f"k-anonymity: {exc.message}", dataset=name) from None
+        _drop_temps(con, temps)
+        temps = {}
+        _publish(con, name, result, relation)
+    finally:
+        _drop_temps(con, temps)
+        for input_name in registered:
+            con.unregister(input_name)
+    return MartBuild(
+        name=name,
+        rows=result.height,
+        columns=list(result.columns),
+        lineage=lineage,
+        seconds=time.perf_counter() - started,
+        decrypted=opened,
+        kanon=report,
+    )
+
+
+def _publish(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    result: pl.DataFrame,
+    relation: duckdb.DuckDBPyRelation,
+) -> None:
+    """Replace ``marts.<name>`` with ``result`` in one transaction, typed as the query was
+    (a k-anonymity step may have turned a column to text)."""
+    view = f"_mart_out_{name}"
+    types = dict(zip(relation.columns, relation.types, strict=True))
+    casts = ", ".join(
+        f'TRY_CAST("{c}" AS {types[c]}) AS "{c}"'
+        if str(types[c]) != "VARCHAR" and result[c].dtype == pl.String
+        else f'"{c}"'
+        for c in result.columns
+    )
+    con.register(view, result.to_arrow())
+    try:
+        with transaction(con):
+            con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {casts} FROM "{view}"')
+    finally:
+        con.unregister(view)
+
+
+def build_order(
+    marts: dict[str, Mart], names: list[str] | None = None, *, sql_dir: Path | None = None
+) -> list[str]:
+    """``names`` (default: every mart) and the marts they read, readers after what they read."""
+    wanted = list(names) if names is not None else sorted(marts)
+    deps = {}
+    pending = list(wanted)
+    while pending:
+        n = pending.pop()
+        if n in deps:
+            continue
+        if n not in marts:
+            raise MartError("no catalogue entry (catalog/marts/<mart>.yaml) for this mart",
+                            dataset=n)  # fmt: skip
+        deps[n] = {
+            t.split(".", 1)[1] for t in mart_dependencies(marts, n, sql_dir=sql_dir)
+            if t.startswith(MARTS + ".") and t.split(".", 1)[1] in marts
+        }  # fmt: skip
+        pending += sorted(deps[n])
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(n: str, path: tuple[str, ...]) -> None:
+        if n in order:
+            return
+        if n in visiting:
+            raise MartError(f"marts read each other in a cycle: {' → '.join((*path, n))}",
+                            dataset=n)  # fmt: skip
+        visiting.add(n)
+        for d in sorted(deps[n]):
+            visit(d, (*path, n))
+        visiting.discard(n)
+        order.append(n)
+
+    for n in sorted(deps):
+        visit(n, ())
+    return order
+
+
+def build_marts(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    names: list[str] | None = None,
+    *,
+    marts: dict[str, Mart] | None = None,
+    sql_dir: Path | None = None,
+) -> dict[str, MartBuild]:
+    """Build ``names`` (default: every catalogued mart) and what they read, in dependency
+    order; mart → its build."""
+    marts = load_marts() if marts is None else marts
+    return {
+        n: build_mart(con, catalogue, marts, n, protection, sql_dir=sql_dir)
+        for n in build_order(marts, names, sql_dir=sql_dir)
+    }
+
+
+__all__ = [
+    "PURPOSE",
+    "MartBuild",
+    "MartError",
+    "MartMaskingError",
+    "build_mart",
+    "build_marts",
+    "build_order",
+    "check_columns",
+    "check_level",
+    "check_masking",
+    "mart_dependencies",
+]

@@ -1,0 +1,276 @@
+"""The marts' build: masking enforced from the lineage, decryption limited and audited, the
+strictest rule where sources combine, dependency order, one transaction."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from catalog.marts import Mart, load_mart
+from catalog.model import MaskingRule
+from curated.lineage import curated_lineage
+from lakehouse.lake import has_table, open_lake
+from marts.build import (
+    PURPOSE,
+    MartError,
+    MartMaskingError,
+    build_mart,
+    build_order,
+)
+from masking.sql import STRICTNESS, satisfies, strictest
+from tests.marts.conftest import MartStreet
+from tests.streets import copy_home
+
+EXAMPLE = "age_structure"
+
+
+def plant(tmp: Path, name: str, sql: str, columns: list[dict], level: str = "L4") -> tuple:
+    """A mart of our own: its SQL file and YAML under ``tmp``; (sql_dir, {name: Mart})."""
+    sql_dir, yaml_dir = tmp / "sql", tmp / "yaml"
+    sql_dir.mkdir(exist_ok=True)
+    yaml_dir.mkdir(exist_ok=True)
+    (sql_dir / f"{name}.sql").write_text(f"-- planted by a test\n{sql}\n", encoding="utf-8")
+    entry = {
+        "name": name, "name_zh": "测试", "summary": "planted", "level": level,
+        "share_type": "conditional", "owner": "team:test", "update_cycle": "daily",
+        "consent_category": "test", "consumers": ["tests"], "columns": columns,
+    }  # fmt: skip
+    path = yaml_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
+    mart, problems = load_mart(path)
+    assert not problems and mart is not None
+    return sql_dir, {name: mart}
+
+
+def col(name: str, level: str = "L1", masking: str = "none", type_: str = "string") -> dict:
+    return {"name": name, "label_zh": name, "type": type_, "level": level, "masking": masking}
+
+
+def field_behind(street: MartStreet, table: str, column: str):
+    """The department field the curated column comes from (one, for a golden attribute)."""
+    (f,) = curated_lineage(street.catalogue)[(table, column)].fields
+    return f
+
+
+@pytest.fixture
+def copy(mart_street: MartStreet, tmp_path: Path):
+    """A copy of the street's home (for builds that write)."""
+    return copy_home(mart_street.home, tmp_path)
+
+
+def mart_build_audits(settings) -> list[dict]:
+    from masking.audit import AuditLog
+    from masking.keys import KeyRing
+
+    log = AuditLog.from_settings(settings, KeyRing.from_settings(settings))
+    return [r for r in log.records() if r.get("purpose") == PURPOSE]
+
+
+def test_the_example_mart_publishes_age_bands_never_a_birth_date(mart_street: MartStreet):
+    build = mart_street.build(EXAMPLE)
+    table = mart_street.table(EXAMPLE)
+    assert build.rows == table.height > 0
+    assert build.columns == mart_street.marts[EXAMPLE].column_names == table.columns
+    bands = table["age_band"].drop_nulls()
+    assert bands.len() > 0 and bands.str.contains(r"^\d+-\d+$").all()
+    assert not table["age_band"].cast(str).str.contains(r"\d{4}-\d{2}-\d{2}").any()
+    # only the encrypted column the SQL reads was decrypted, and the decryption is audited
+    assert build.decrypted == ["curated.person.birth_date"]
+    audited = mart_build_audits(mart_street.settings)
+    assert {r["column"] for r in audited} >= {"curated.person.birth_date"}
+    assert all(r["column"].startswith("curated.") for r in audited)
+    # the decrypted temporary tables are gone after the build
+    with open_lake(mart_street.settings, read_only=True) as con:
+        temps = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name LIKE '_mart_%'"
+        ).fetchall()
+    assert temps == []
+
+
+def test_the_example_marts_residents_are_the_register_members_with_a_house(
+    mart_street: MartStreet,
+):
+    """The figures: residents per community equal the household register's members whose
+    household lives in a house of that community, counted here without the mart's SQL."""
+    table = mart_street.table(EXAMPLE)
+    expected = mart_street.query(
+        "SELECT ho.community_code, count(DISTINCT m.person_id) AS n "
+        "FROM curated.household h, unnest(h.members) AS u(m) "
+        "JOIN curated.house ho ON ho.house_id = h.house_id GROUP BY 1"
+    )
+    got = table.group_by("community_code").agg(n=pl.col("residents").sum())
+    assert dict(got.iter_rows()) == {k: v for k, v in expected.iter_rows()}
+
+
+def test_an_unmasked_l4_column_planted_in_a_mart_is_refused(
+    mart_street: MartStreet, copy, tmp_path: Path
+):
+    behind = field_behind(mart_street, "person", "chronic_disease")
+    assert behind.level.value == "L4"
+    sql_dir, marts = plant(
+        tmp_path, "planted_l4",
+        "SELECT p.person_id, p.chronic_disease FROM curated.person AS p",
+        [col("person_id", "L3", "pseudonymise"), col("chronic_disease", "L4", "encrypt")],
+    )  # fmt: skip
+    before = len(mart_build_audits(copy))
+    with open_lake(copy) as con, pytest.raises(MartMaskingError) as refused:
+        build_mart(con, mart_street.catalogue, marts, "planted_l4", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
+    message = str(refused.value)
+    assert "planted_l4" in message and "chronic_disease" in message
+    assert "curated.person.chronic_disease" in message and behind.ref in message
+    assert behind.header in message
+    assert refused.value.field == "chronic_disease" and refused.value.dataset == "planted_l4"
+    # refused before anything was decrypted or written
+    assert len(mart_build_audits(copy)) == before
+    with open_lake(copy, read_only=True) as con:
+        assert not has_table(con, "marts", "planted_l4")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "p.chronic_disease",  # as it is
+        "upper(p.chronic_disease)",  # a function that is no mask
+        "mask_name(p.chronic_disease)",  # a mask weaker than the field's rule
+        "(SELECT max(q.chronic_disease) FROM curated.person q WHERE q.person_id = p.person_id)",
+    ],
+)
+def test_every_way_round_the_rule_is_refused(mart_street: MartStreet, tmp_path: Path, expression):
+    sql_dir, marts = plant(
+        tmp_path, "planted_way",
+        f"WITH x AS (SELECT p.person_id, {expression} AS v FROM curated.person AS p) "
+        "SELECT x.v FROM x",
+        [col("v", "L4", "encrypt")],
+    )  # fmt: skip
+    with open_lake(mart_street.settings, read_only=True) as con, pytest.raises(MartMaskingError):
+        build_mart(con, mart_street.catalogue, marts, "planted_way", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
+
+
+def test_a_column_combining_two_departments_takes_the_strictest_rule(
+    mart_street: MartStreet, copy, tmp_path: Path
+):
+    born = field_behind(mart_street, "person", "birth_date")
+    health = field_behind(mart_street, "person", "health_check_conclusion")
+    assert born.dept != health.dept  # two departments' attributes
+    need = strictest([born.masking, health.masking])
+    assert need is health.masking and need is not born.masking
+    combined = "coalesce(p.birth_date, p.health_check_conclusion)"
+    # the weaker department's rule is not enough: refused, naming the stricter field
+    sql_dir, marts = plant(
+        tmp_path, "planted_mix",
+        f"SELECT generalise_year({combined}) AS v FROM curated.person AS p",
+        [col("v", "L4", born.masking.value)],
+    )  # fmt: skip
+    with open_lake(copy) as con, pytest.raises(MartMaskingError) as refused:
+        build_mart(con, mart_street.catalogue, marts, "planted_mix", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
+    assert health.ref in str(refused.value) and need.value in str(refused.value)
+    # a rule at least as strict as the strictest passes the SQL; the YAML must say so too
+    flag = f"generalise_flag({combined})"
+    for yaml_rule, ok in ((born.masking, False), (MaskingRule.generalise_flag, True)):
+        sql_dir, marts = plant(
+            tmp_path, "planted_mix", f"SELECT {flag} AS v FROM curated.person AS p",
+            [col("v", "L4", yaml_rule.value, "boolean")],
+        )  # fmt: skip
+        with open_lake(copy) as con:
+            if ok:
+                build = build_mart(con, mart_street.catalogue, marts, "planted_mix",
+                                   mart_street.protection(), sql_dir=sql_dir)  # fmt: skip
+                published = con.execute("SELECT v, count(*) FROM marts.planted_mix GROUP BY 1")
+                assert set(dict(published.fetchall())) <= {True, False}
+                assert (
+                    build.rows
+                    == mart_street.query("SELECT count(*) AS n FROM curated.person")["n"][0]
+                )
+            else:
+                with pytest.raises(MartMaskingError, match="strictest rule is"):
+                    build_mart(con, mart_street.catalogue, marts, "planted_mix",
+                               mart_street.protection(), sql_dir=sql_dir)  # fmt: skip
+
+
+def test_strictness_orders_every_rule_and_a_rule_meets_itself():
+    assert set(STRICTNESS) == set(MaskingRule)
+    for rule in MaskingRule:
+        assert satisfies(rule, rule)
+        assert satisfies(MaskingRule.suppress, rule)
+    assert not satisfies(MaskingRule.none, MaskingRule.mask_name)
+    assert not satisfies(MaskingRule.mask_mobile, MaskingRule.mask_name)  # same rank, other kind
+    assert satisfies(MaskingRule.generalise_age, MaskingRule.generalise_year)
+    assert not satisfies(MaskingRule.generalise_year, MaskingRule.generalise_age)
+    assert satisfies(MaskingRule.generalise_flag, MaskingRule.encrypt)
+    assert not satisfies(MaskingRule.generalise_flag, MaskingRule.suppress)
+
+
+def test_the_output_columns_must_be_the_yamls(mart_street: MartStreet, tmp_path: Path):
+    sql_dir, marts = plant(
+        tmp_path, "planted_cols", "SELECT h.household_id, h.member_count FROM curated.household h",
+        [col("household_id", "L2", "pseudonymise"), col("members", "L1", type_="integer")],
+    )  # fmt: skip
+    with (
+        open_lake(mart_street.settings, read_only=True) as con,
+        pytest.raises(MartError, match="member_count") as refused,
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_cols",
+                   mart_street.protection(), sql_dir=sql_dir)  # fmt: skip
+    assert not isinstance(refused.value, MartMaskingError)
+
+
+def test_a_mart_below_the_level_it_reads_is_refused(mart_street: MartStreet, tmp_path: Path):
+    sql_dir, marts = plant(
+        tmp_path, "planted_level",
+        "SELECT generalise_age(p.birth_date, DATE '2026-11-30') AS band, count(*) AS n "
+        "FROM curated.person p GROUP BY 1",
+        [col("band", "L2", "generalise_age"), col("n", "L1", type_="integer")], level="L2",
+    )  # fmt: skip
+    with (
+        open_lake(mart_street.settings, read_only=True) as con,
+        pytest.raises(MartError, match="below the L3 source"),
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_level",
+                   mart_street.protection(), sql_dir=sql_dir)  # fmt: skip
+
+
+def test_marts_build_after_the_marts_they_read(tmp_path: Path):
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    texts = {
+        "a": "SELECT h.household_id FROM curated.household h",
+        "b": "WITH x AS (SELECT * FROM marts.a) SELECT x.household_id FROM x",
+        "c": "SELECT b.household_id FROM marts.b AS b JOIN marts.a AS a USING (household_id)",
+    }
+    for name, sql in texts.items():
+        (sql_dir / f"{name}.sql").write_text(sql, encoding="utf-8")
+    one = {"name": "household_id", "label_zh": "户", "type": "string", "level": "L2",
+           "masking": "pseudonymise"}  # fmt: skip
+    base = {"level": "L2", "share_type": "conditional", "owner": "team:t",
+            "update_cycle": "daily", "consent_category": "t", "consumers": ["t"]}  # fmt: skip
+    marts = {
+        n: Mart.model_validate(base | {"name": n, "name_zh": n, "summary": n, "columns": [one]})
+        for n in texts
+    }
+    assert build_order(marts, ["c"], sql_dir=sql_dir) == ["a", "b", "c"]
+    assert build_order(marts, sql_dir=sql_dir) == ["a", "b", "c"]
+    (sql_dir / "a.sql").write_text("SELECT c.household_id FROM marts.c AS c", encoding="utf-8")
+    with pytest.raises(MartError, match="cycle"):
+        build_order(marts, sql_dir=sql_dir)
+
+
+def test_refusals_never_carry_a_value(mart_street: MartStreet, tmp_path: Path):
+    """Whatever is refused, the message names places, never a decrypted or raw value."""
+    sql_dir, marts = plant(
+        tmp_path, "planted_msg", "SELECT p.name, p.mobile FROM curated.person AS p",
+        [col("name", "L3", "mask_name"), col("mobile", "L3", "mask_mobile")],
+    )  # fmt: skip
+    with (
+        open_lake(mart_street.settings, read_only=True) as con,
+        pytest.raises(MartMaskingError) as e,
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_msg", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
+    assert not re.search(r"\d{11}|[\u4e00-\u9fff]\*", str(e.value))
