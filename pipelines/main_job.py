@@ -32,8 +32,10 @@ from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
+from pipelines.marts_run import MartsOutcome, governance_scorecard, run_marts
 from pipelines.summary import (
     print_curated,
+    print_governance,
     print_ingestion,
     print_lake,
     print_run_report,
@@ -105,6 +107,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         started_at = dt.datetime.now(dt.UTC)
         # the simulated systems are served only when a pull is due (a no-op run imports none)
         outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
+        with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
+            marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
     # the summary's and custody's reads share one attach of the lake (readers do not take
     # the writer lock: custody's own writes open the lake their usual way)
     with hold_lake(settings, read_only=True):
@@ -113,7 +117,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         expected = expected_rows(settings.sim_dir_abs)
         print_ingestion(console, cat, rows, expected)
         report = run_report(
-            rows, started_at, steps=outcome.steps, still_blocked=outcome.still_blocked,
+            rows, started_at, steps=outcome.steps + marts.steps,
+            still_blocked=outcome.still_blocked,
             expected=expected,
         )  # fmt: skip
         if outcome.scorecard_ok:
@@ -131,7 +136,9 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         else:
             console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
         print_custody(console, close_run(settings, cat, started_at))
+        print_marts(console, marts)
         if report.failed or outcome.leak_check is None:
+            print_governance(console, governance_scorecard(settings))
             n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)
             raise StreethubError(
                 f"this run added {n} failure(s) (see the tables above; "
@@ -145,6 +152,15 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         console.print(
             f"[green]every row of every delivery read is staged, quarantined or skipped[/green]{waiting}"
         )
+        print_governance(console, governance_scorecard(settings))  # make run ends with it
+
+
+def print_marts(console: Console, marts: MartsOutcome) -> None:
+    """Which marts this run built (nothing changed: the marts in the lake still hold)."""
+    if not marts.ran:
+        console.print("marts: nothing new since they were built; they still hold")
+        return
+    console.print(f"marts built: {len(marts.built)} ({', '.join(marts.built)})")
 
 
 def print_custody(console: Console, custody: Custody) -> None:

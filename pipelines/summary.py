@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -225,3 +226,39 @@ def print_curated(console: Console, summary: dict | None) -> None:
             f"  duplicate entry avoidable: {summary['avoidable']:.1%} of re-collected values "
             "could be read from their authoritative source (一次采集、多方复用)"
         )
+
+
+def _figure(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2%}" if unit == "share" else f"{value:,.2f} h"
+
+
+def _goal(goal: float | None, unit: str) -> str:
+    if goal is None:
+        return ""
+    return f"≥ {goal:.0%}" if unit == "share" else f"≤ {goal:g} h"
+
+
+def print_governance(console: Console, scorecard: pl.DataFrame | None) -> None:
+    """The street's governance scorecard (``marts.governance_scorecard``): each headline
+    figure with its numerator / denominator, goal and whether it is met (formulas:
+    marts/README.md "Figures")."""
+    if scorecard is None or not scorecard.height:
+        console.print("governance scorecard: not built yet")
+        return
+    table = Table(title="街道数据治理记分卡 governance scorecard (marts.governance_scorecard)")
+    for col in ("figure", "value", "of", "goal", "met"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for r in scorecard.iter_rows(named=True):
+        of = (
+            f"{r['numerator']:,.0f} / {r['denominator']:,.0f}"
+            if r["numerator"] is not None and r["denominator"] is not None
+            else (f"{r['denominator']:,.0f} measured" if r["denominator"] is not None else "")
+        )
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]"}.get(r["meets_goal"], "—")
+        table.add_row(
+            Text(f"{r['name_zh']} {r['figure']}"), _figure(r["value"], r["unit"]), of,
+            _goal(r["goal"], r["unit"]), met,
+        )  # fmt: skip
+    console.print(table)

@@ -1,0 +1,87 @@
+"""The main job's marts step: the ``marts/*`` assets materialised in one Dagster run.
+
+After the ingest and curated runs (``pipelines/ingest_run.py``), two Dagster runs: the
+catalogue tables and every mart built from its SQL in dependency order (Dagster orders the
+steps by the dependencies ``marts.build.mart_dependencies`` parsed); then the
+de-identification measure and the governance scorecard over what the lake publishes. It runs when the curated step or the scorecard ran in this
+run (something changed) or a mart's table is missing; otherwise the marts in the lake still
+hold and nothing is built.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import dagster as dg
+import polars as pl
+
+from catalog.marts import load_marts
+from catalog.model import Catalogue
+from catalog.settings import Settings
+from lakehouse.lake import has_table, open_lake
+from pipelines.defs.marts.assets import DEID_KEY, all_mart_assets, mart_key, sql_marts
+from pipelines.ingest_run import run_problems
+from pipelines.recovery import run_tags
+from pipelines.resources import LakeResource
+from pipelines.summary import Problem
+
+GOVERNANCE_MART = "governance_scorecard"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class MartsOutcome:
+    """What the marts step did: the marts built, and steps that failed."""
+
+    ran: bool = False
+    built: list[str] = field(default_factory=list)
+    steps: list[Problem] = field(default_factory=list)
+
+
+def marts_missing(settings: Settings, names: list[str]) -> bool:
+    with open_lake(settings, read_only=True) as con:
+        return any(not has_table(con, "marts", n) for n in names)
+
+
+def run_marts(
+    settings: Settings, cat: Catalogue, started_at: dt.datetime, *, changed: bool = True
+) -> MartsOutcome:
+    """Materialise every mart asset when ``changed`` or a mart is missing (see the module
+    doc); a failed mart stops what depends on it and is listed, never raised."""
+    marts = load_marts()
+    outcome = MartsOutcome()
+    if not changed and not marts_missing(settings, sql_marts(marts)):
+        return outcome
+    defs = all_mart_assets(cat, marts)
+    # the measures run even when a mart failed: they read what the lake publishes (a mart
+    # refused now still holds its last build), so one broken mart does not hide the scorecard
+    measures = {DEID_KEY, mart_key(GOVERNANCE_MART)}
+    for part in (
+        [d for d in defs if not set(d.keys) & measures],
+        [d for d in defs if set(d.keys) & measures],
+    ):
+        result = dg.materialize(
+            part,
+            instance=dg.DagsterInstance.get(),
+            resources={"lake": LakeResource()},
+            tags={"streethub/job": "main", **run_tags()},
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        outcome.built += sorted(
+            m.asset_key.path[-1]
+            for m in result.get_asset_materialization_events()
+            if m.asset_key.path[-1] in marts
+        )
+        outcome.steps += run_problems(result, part, started_at)[0]
+    outcome.ran = True
+    return outcome
+
+
+def governance_scorecard(settings: Settings) -> pl.DataFrame | None:
+    """The governance scorecard as the lake holds it (None: never built)."""
+    with open_lake(settings, read_only=True) as con:
+        if not has_table(con, "marts", GOVERNANCE_MART):
+            return None
+        return con.execute(f"SELECT * FROM marts.{GOVERNANCE_MART}").pl()
