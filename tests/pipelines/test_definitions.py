@@ -35,7 +35,7 @@ def test_a_group_per_department_with_both_zones(defs: dg.Definitions) -> None:
     keys = graph.get_all_asset_keys()
     groups = {graph.get(k).group_name for k in keys}
     cat = load_catalogue()
-    assert groups == set(cat.departments) | {"quality", "curated"}
+    assert groups == set(cat.departments) | {"quality", "curated", "marts"}
     for dept, ds in cat.datasets():
         landing = dg.AssetKey(["landing", dept.code, ds.code])
         raw = dg.AssetKey(["raw", dept.code, ds.code])
@@ -56,7 +56,8 @@ def test_sensors_for_file_departments_schedules_for_pulled(defs: dg.Definitions)
     sensors = {s.name: s for s in defs.sensors or []}
     file_depts = {d.code for d, ds in cat.datasets() if ds.delivery.kind in FILE_CONNECTORS}
     automation, curating = "quality_scorecard_automation", "curated_automation"
-    assert set(sensors) == {f"inbox_{d}" for d in file_depts} | {automation, curating}
+    assert set(sensors) == {f"inbox_{d}" for d in file_depts} | {automation, curating,
+                                                                 "marts_automation"}  # fmt: skip
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     graph = defs.resolve_asset_graph()
     targets = sensors[automation].asset_selection.resolve(graph)
