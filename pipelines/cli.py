@@ -29,6 +29,7 @@ from pipelines.cli_common import (
 )
 from pipelines.cli_keys import keys_app
 from pipelines.cli_leaks import leaks_app
+from pipelines.cli_marts import MartsDirOption, catalog_lineage, check_marts_or_exit
 from pipelines.cli_persons import persons_app
 
 app = typer.Typer(help="streethub: the street data hub (街道数据中台).", no_args_is_help=True)
@@ -62,8 +63,10 @@ def catalog_check(
     street_file: Annotated[
         Path | None, typer.Option("--street", help="street file (default: the shipped one)")
     ] = None,
+    marts_dir: MartsDirOption = None,
 ) -> None:
-    """Validate the catalogue and the street; exit non-zero listing every problem."""
+    """Validate the catalogue, the street and the marts; exit non-zero listing every
+    problem."""
     from quality.gate_checks import NAMED_CHECKS
 
     cat = catalogue(directory)
@@ -85,6 +88,10 @@ def catalog_check(
         f"{n_fields} fields; street {street.name} ({street.code}, {street.district}), "
         f"{len(street.communities)} communities"
     )
+    console.print(check_marts_or_exit(cat, marts_dir))
+
+
+catalog_app.command("lineage")(catalog_lineage)
 
 
 @catalog_app.command("list")
