@@ -40,17 +40,26 @@ from curated.houses import (
     BUILDING_KEY,
     HOUSE,
     HOUSE_COLUMNS,
+    MENTION_COLUMNS,
+    MENTIONS,
     UNIT_ADDRESS,
     UNIT_KEY,
+    address_fields,
     public_fields,
 )
+from curated.persons import MENTION_COLUMNS as PERSON_MENTION_COLUMNS
+from curated.persons import MENTIONS_TABLE
 from curated.things import COMMUNITY, GRID, LAT, LON, THING, THING_COLUMNS, thing_datasets
 
 ZONE = "curated"
 PLACE = "place"
 # the id column a table's ciphertexts are bound to (and its rows are counted by)
 ROW_ID = {PERSON: PERSON_ID, HOUSE: "house_id", EVENT: "event_id", THING: "thing_id",
-          HOUSEHOLD: "household_id"}  # fmt: skip
+          HOUSEHOLD: "household_id", "person_mentions": "key_pid",
+          "house_mentions": "key_pid"}  # fmt: skip
+# a bookkeeping column (dept, dataset, method, built_at …) holds none of its fields' values:
+# the rule a count is published under (masking.sql.COUNTED)
+NO_VALUE = MaskingRule.suppress
 # columns that hold pseudonyms (keyed HMACs) in every entity table
 PSEUDONYM_COLUMNS = frozenset(
     {"person_id", "house_id", "household_id", "event_id", "thing_id", "entity_id", "key_pid",
@@ -156,6 +165,8 @@ def _column(
     if applied is None:
         if column in PSEUDONYM_COLUMNS:
             applied = MaskingRule.pseudonymise
+        elif not concepts:  # which records, how linked, when: none of the fields' values
+            applied = NO_VALUE
         elif sql_type == "VARCHAR" and any(
             f.level.sensitive and f.masking is not MaskingRule.pseudonymise for f in fields
         ):
@@ -231,9 +242,11 @@ def _house_columns(cat: Catalogue) -> list[CuratedColumn]:
         fields = _with_concepts(datasets, concepts)
         if not fields:  # bookkeeping: the register's units
             concepts, fields = [UNIT_KEY], _with_concepts(units, [UNIT_KEY])
-        if name == "attributes":
+        applied = None
+        if name == "attributes":  # the register's public fields as JSON
             fields = [dept_field(d, ds, f) for d, ds in units for f in public_fields(ds)]
-        out.append(_column(HOUSE, name, sql_type, concepts, fields))
+            applied = MaskingRule.none
+        out.append(_column(HOUSE, name, sql_type, concepts, fields, applied))
     return out
 
 
@@ -258,7 +271,8 @@ def _thing_columns(cat: Catalogue) -> list[CuratedColumn]:
             fields = _keys(things)
         if name == "entity_id":
             fields += _keys(things)
-        out.append(_column(THING, name, sql_type, concepts, fields))
+        applied = MaskingRule.none if name == "attributes" else None  # public fields as JSON
+        out.append(_column(THING, name, sql_type, concepts, fields, applied))
     return out
 
 
@@ -292,6 +306,27 @@ def _event_columns(cat: Catalogue) -> list[CuratedColumn]:
     return out
 
 
+def _mention_columns(cat: Catalogue) -> list[CuratedColumn]:
+    """The master resident index (a record → its person) and the house mentions (a record's
+    address → its unit): ids from the person fields / the address fields, the rest from the
+    records' keys."""
+    key = person_key(cat)
+    everyone = [(d.code, ds) for d, ds in cat.datasets()]
+    people = [dept_field(d, ds, f.name) for d, ds in everyone for f in pid_fields(ds)]
+    out = []
+    for name, sql_type in PERSON_MENTION_COLUMNS:
+        fields = people if name == "person_id" else _keys(everyone)
+        concepts = [key] if key and name == "person_id" else []
+        out.append(_column(MENTIONS_TABLE, name, sql_type, concepts, fields))
+    addresses = [dept_field(d, ds, f.name) for d, ds, f in address_fields(cat)]
+    named = sorted({(f.dept, f.dataset) for f in addresses})
+    holders = [(d, ds) for d, ds in everyone if (d, ds.code) in named]
+    for name, sql_type in MENTION_COLUMNS:
+        fields = addresses if name in ("house_id", "unit_key_pid", "field") else _keys(holders)
+        out.append(_column(MENTIONS, name, sql_type, [], fields))
+    return out
+
+
 def _build(cat: Catalogue) -> dict[tuple[str, str], CuratedColumn]:
     columns = (
         _person_columns(cat)
@@ -299,6 +334,7 @@ def _build(cat: Catalogue) -> dict[tuple[str, str], CuratedColumn]:
         + _house_columns(cat)
         + _thing_columns(cat)
         + _event_columns(cat)
+        + _mention_columns(cat)
     )
     return {(c.table, c.column): c for c in columns}
 
@@ -308,7 +344,8 @@ _BUILT: dict[int, tuple[Catalogue, dict[tuple[str, str], CuratedColumn]]] = {}
 
 def curated_lineage(catalogue: Catalogue) -> dict[tuple[str, str], CuratedColumn]:
     """(table, column) → :class:`CuratedColumn` for every column of the curated entity
-    tables (person, household, house, thing, event); built once per catalogue object."""
+    tables (person, household, house, thing, event) and of the two indexes
+    (person_mentions, house_mentions); built once per catalogue object."""
     held = _BUILT.get(id(catalogue))
     if held is None or held[0] is not catalogue:
         if len(_BUILT) > 8:

@@ -39,8 +39,15 @@ import sqlglot
 from sqlglot import exp
 
 from catalog.marts import Mart, load_marts
-from catalog.model import Catalogue, FieldType, MaskingRule
+from catalog.model import Catalogue, FieldType
 from lakehouse.lake import transaction
+from marts.checks import (
+    MartMaskingError,
+    build_order,
+    check_columns,
+    check_level,
+    check_masking,
+)
 from marts.lineage import (
     CURATED,
     DIALECT,
@@ -58,7 +65,7 @@ from masking.crypto import decrypt_series
 from masking.errors import KAnonymityError
 from masking.kanon import EnforceReport, enforce_k
 from masking.keys import KeyRing
-from masking.sql import COUNTS, register_masks, satisfies, strictest
+from masking.sql import register_masks
 
 PURPOSE = "mart_build"
 TEMP_PREFIX = "_mart_src_"
@@ -74,10 +81,6 @@ TYPES: dict[FieldType, tuple[str, ...]] = {
     FieldType.date: ("DATE",),
     FieldType.datetime: ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS"),
 }  # fmt: skip
-
-
-class MartMaskingError(MartError):
-    """A mart would publish a sensitive value without its masking rule."""
 
 
 class Revealer(Protocol):
@@ -99,82 +102,6 @@ class MartBuild:
     seconds: float
     decrypted: list[str] = field(default_factory=list)  # curated columns read in plain text
     kanon: EnforceReport | None = None
-
-
-def _publishes_value(source: SourceField) -> bool:
-    """The source's value itself leaves (masked or not): not only counted, and not a
-    pseudonym or count the curated zone made already."""
-    if any(m in COUNTS for m in source.masks):
-        return False
-    c = source.curated
-    return c is None or c.applied in (MaskingRule.none, MaskingRule.encrypt)
-
-
-def check_masking(mart: Mart, lineage: Lineage) -> None:
-    """Refuse a column whose L3/L4 sources do not all pass through their rule (or a
-    stricter one), or whose YAML rule is weaker than the strictest rule of the sources whose
-    values it publishes."""
-    for column in mart.columns:
-        required: list[MaskingRule] = []
-        for src in lineage.get(column.name, []):
-            for f in src.sensitive_fields:
-                if _publishes_value(src):
-                    required.append(f.masking)
-                if not satisfies(src.applied, f.masking):
-                    raise MartMaskingError(
-                        f"column {column.name!r} publishes {src.ref} from {f.ref} "
-                        f"(header {f.header!r}, {f.level.value}, rule {f.masking.value}) "
-                        f"through {src.applied.value}: apply {f.masking.value} or a stricter rule",
-                        dataset=mart.name,
-                        field=column.name,
-                    )
-        need = strictest(required)
-        if need is not MaskingRule.none and not satisfies(column.masking, need):
-            raise MartMaskingError(
-                f"column {column.name!r} publishes sources whose strictest rule is "
-                f"{need.value}; its YAML says {column.masking.value}",
-                dataset=mart.name,
-                field=column.name,
-            )
-
-
-def check_level(mart: Mart, reads: list[SourceField]) -> None:
-    """The mart's level is at least the strictest source field its SQL reads."""
-    # a source already read in a form its rule allows (a pseudonym of an ID) does not count
-    fields = [f for s in reads for f in s.fields if not _protected(s, f.masking)]
-    top = max(fields, key=lambda f: f.level.rank, default=None)
-    if top is not None and top.level.rank > mart.level.rank:
-        raise MartError(
-            f"level {mart.level.value} is below the {top.level.value} source it reads ({top.ref})",
-            dataset=mart.name,
-        )
-
-
-def _protected(source: SourceField, rule: MaskingRule) -> bool:
-    c = source.curated
-    return (
-        c is not None
-        and not c.encrypted
-        and c.applied is not MaskingRule.none
-        and satisfies(c.applied, rule)
-    )
-
-
-def check_columns(mart: Mart, columns: list[str]) -> None:
-    if columns != mart.column_names:
-        missing = [c for c in mart.column_names if c not in columns]
-        extra = [c for c in columns if c not in mart.column_names]
-        detail = "; ".join(
-            part
-            for part in (
-                f"the YAML has {', '.join(missing)} that the SQL does not" if missing else "",
-                f"the SQL outputs {', '.join(extra)} that the YAML does not" if extra else "",
-                "" if missing or extra else "same columns, another order",
-            )
-            if part
-        )
-        raise MartError(f"the SQL's output columns differ from the YAML's: {detail}",
-                        dataset=mart.name)  # fmt: skip
 
 
 def _check_types(mart: Mart, relation: duckdb.DuckDBPyRelation) -> None:
@@ -351,45 +278,6 @@ def _publish(
             con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {casts} FROM "{view}"')
     finally:
         con.unregister(view)
-
-
-def build_order(
-    marts: dict[str, Mart], names: list[str] | None = None, *, sql_dir: Path | None = None
-) -> list[str]:
-    """``names`` (default: every mart) and the marts they read, readers after what they read."""
-    wanted = list(names) if names is not None else sorted(marts)
-    deps = {}
-    pending = list(wanted)
-    while pending:
-        n = pending.pop()
-        if n in deps:
-            continue
-        if n not in marts:
-            raise MartError("no catalogue entry (catalog/marts/<mart>.yaml) for this mart",
-                            dataset=n)  # fmt: skip
-        deps[n] = {
-            t.split(".", 1)[1] for t in mart_dependencies(marts, n, sql_dir=sql_dir)
-            if t.startswith(MARTS + ".") and t.split(".", 1)[1] in marts
-        }  # fmt: skip
-        pending += sorted(deps[n])
-    order: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(n: str, path: tuple[str, ...]) -> None:
-        if n in order:
-            return
-        if n in visiting:
-            raise MartError(f"marts read each other in a cycle: {' → '.join((*path, n))}",
-                            dataset=n)  # fmt: skip
-        visiting.add(n)
-        for d in sorted(deps[n]):
-            visit(d, (*path, n))
-        visiting.discard(n)
-        order.append(n)
-
-    for n in sorted(deps):
-        visit(n, ())
-    return order
 
 
 def build_marts(
