@@ -82,7 +82,7 @@ SINGLE_SURNAMES = frozenset(
     甘钭厉戎祖武符刘景詹束龙叶幸司韶郜黎蓟薄印宿白怀蒲邰从鄂索咸籍赖卓蔺屠蒙池乔阴胥能苍双闻莘
     党翟谭贡劳逄姬申扶堵冉宰郦雍却璩桑桂濮牛寿通边扈燕冀郏浦尚农温别庄晏柴瞿阎充慕连茹习宦艾鱼
     容向古易慎戈廖庾终暨居衡步都耿满弘匡国文寇广禄阙东欧殳沃利蔚越夔隆师巩厍聂晁勾敖融冷訾辛阚
-    那简饶空曾毋沙乜养鞠须丰巢关蒯相查后荆红游竺权逯盖益桓公傅萧
+    那简饶空曾毋沙乜养鞠须丰巢关蒯相查后荆红游竺权逯盖益桓公傅萧禤笪仉麴芈琚
     """.replace("\n", "").replace(" ", "")
 )
 
@@ -92,7 +92,21 @@ SURNAMES = SINGLE_SURNAMES | COMPOUND_SURNAMES
 NAME_BEFORE = (
     "市民|居民|住户|业主|租户|房东|商户|店主|摊主|当事人|报警人|举报人|投诉人|来电人|来访人|申请人|"
     "联系人|负责人|责任人|监护人|户主|老人|患者|孕妇|网格员|志愿者|工作人员|"
-    "我叫|名叫|叫做|姓名|本人"
+    "我叫|名叫|叫做|姓名|本人|"
+    "用户|反映人|诉求人|求助人|咨询人|被投诉人|户名|开户人|持卡人|收款人|车主|委托人|代理人|"
+    "经办人|承办人|家属|邻居|老伴|丈夫|妻子|儿子|女儿|父亲|母亲|楼门长|楼长|社工|维修工|保洁员|"
+    "受理人|对接人|报修人|登记人|发现人|快递员|外卖员|骑手|维修人员|物业人员|民警|书记|经理|"
+    "店长|老板|司机|保安|同学"
+)
+# words that may stand before a name, and before many other things: a candidate after them
+# must look like a name (``text_names``: not a common word of another kind, no title)
+NAME_BEFORE_WEAK = "请|与|和|跟|给|让|叫|接|找到了|找到|回复|回访|告知|通知|转告|据|由|联系|为|我是"
+# what follows a name in a sentence that starts with it (张三反映…, 李四称…, 王五家漏水,
+# 赵六的身份证…, 钱七，男，…): a candidate before them must start a sentence or a word
+NAME_VERB_AFTER = (
+    r"再次来电|来电|致电|反映|反应|投诉|举报|咨询|询问|求助|报称|称|表示|说|"
+    r"家(?![属具电长政务园居])|的(?:身份证|证件|手机|电话|联系|家|儿子|女儿|老伴|丈夫|妻子|银行卡|"
+    r"户口|房|残疾证|低保|车)|[，,]\s*[男女](?=[，,、。\s])|[（(][男女]"
 )
 # words after a surname or name: 张先生, 李女士, 王阿姨, 赵大爷, 刘师傅, 陈老师
 NAME_AFTER = (
@@ -100,9 +114,17 @@ NAME_AFTER = (
 )
 # what may follow a name (lazy match stops at the first of these)
 NAME_END = (
-    r"来电|来访|反映|反应|投诉|举报|称|说|表示|报称|家|的|在|于|及|和|与|等|同志|先生|女士|"
-    r"电话|手机|联系|身份证|住|现|已|因|对|向|要求|希望|$|[\s，,。；;：:、（()）！!？?\d]"
+    r"来电|来访|反映|反应|投诉|举报|称|说|表示|报称|家(?![园居具])|的|在|于|及|和|与|等|同志|"
+    r"先生|女士|"
+    r"电话|手机|联系|身份证|住|现|已|因|对|向|要求|希望|本人|负责|巡查|介绍|代|申请|办理|"
+    r"签字|领取|上门|回电|同意|系|怀疑|请求|再次|一直|多次|联名|共同|老人|阿姨|大爷|大妈|"
+    r"大娘|师傅|老师|她|他|$|[\s，,。；;：:、（()）！!？?\d二两三四五六七八九十]"
 )
+# a last character that makes a candidate a place or a thing (黄村, 朱辛庄, 万寿路, 马家堡, 牛街,
+# 毛坯房, 孔明灯)
+PLACE_ENDS = "路街村庄桥堡营屯巷园院楼站店场区镇乡道坊湾沟峪井府房灯"
+# characters that are surnames and, far more often, words before a name (和王芳, 于是)
+FUNCTION_SURNAMES = "和于向从由经同及对把将给让叫跟找接为是有也都还又再才说称请据时能来但"
 
 # words jieba tags as names (nr) that are not names in these texts
 NOT_NAMES = frozenset(
@@ -161,6 +183,8 @@ NOT_NAMES = frozenset(
         "安全",
         "平安",
         "钟点",
+        "红绿灯",
+        "银行卡",
     ]
 )
 

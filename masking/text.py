@@ -15,10 +15,10 @@ Detectors (spans, then overlaps resolved longest-first, then masked from the end
 - plates (京A12345, new-energy 京AD12345), e-mails
 - addresses below the community: building + unit / room (``1号楼2单元502室``,
   ``3-2-501``, ``502室``); a building alone (``15号楼附近``) is a place, kept
-- person names: (a) a cue before (市民/住户/联系人/我叫/姓名 …) and a surname, (b) a
-  surname + given name before 先生/女士/阿姨/师傅 …, (c) jieba's ``nr`` tag on a
-  token that starts with a surname and is not a known false positive (井盖 …), with
-  (b) and (c) accepted only where jieba puts a word boundary; (d) ``known_names``.
+- person names (``masking.text_names``): after a cue (市民, 户主, 用户, 反映人, 来电人, 请 …),
+  at a sentence's start before 反映/称/投诉/来电/家/的身份证 …, before a title (阿姨, 大爷,
+  师傅, 老师 …), alone in brackets, jieba's ``nr`` tag (no common word, no place), and
+  ``known_names``; a cue-found name wins over jieba's guess where they overlap.
 
 Masks: IDs/phones/cards/plates/e-mails as their display masks, names → 张*,
 addresses → ``***``. Findings carry kind and span, never the value.
@@ -27,12 +27,8 @@ addresses → ``***``. Findings carry kind and span, never the value.
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
 import re
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
@@ -42,15 +38,8 @@ from catalog.identifiers import (
     halfwidth_str,
 )
 from masking.cards import bank_card_str, card_cue_before, card_spans
-from masking.names import (
-    COMPOUND_SURNAMES,
-    NAME_AFTER,
-    NAME_BEFORE,
-    NAME_END,
-    NOT_NAMES,
-    SINGLE_SURNAMES,
-    KnownNames,
-)
+from masking.names import COMPOUND_SURNAMES, KnownNames
+from masking.text_names import name_spans
 
 
 @dataclass(frozen=True)
@@ -62,10 +51,6 @@ class Finding:
     verified: bool = True
 
 
-_HAN = r"\u4e00-\u9fff"
-_SURNAME_RE = (
-    "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
-)
 # digit look-arounds; and never the digits after a decimal point (2082.17951700135 is a
 # duration, not a mobile)
 _NOT_DECIMAL = r"(?<![0-9]\.)"
@@ -118,11 +103,6 @@ _ADDRESS = re.compile(
     r"|(?<![0-9-])\d{1,3}-\d{1,2}-\d{3,4}(?![0-9-])"
     r"|(?<![0-9])\d{3,4}室"
 )
-_CUE_BEFORE = re.compile(
-    rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*({_SURNAME_RE}[{_HAN}]{{1,2}}?)(?={NAME_END})"
-)
-_CUE_AFTER = re.compile(rf"({_SURNAME_RE}[{_HAN}]{{1,2}}?)(?={NAME_AFTER})")
-
 _PRIORITY = {
     "citizen_id": 0,
     "bank_card": 1,
@@ -135,81 +115,8 @@ _PRIORITY = {
     "person_name": 8,
 }
 
-JIEBA_COMMON_WORD = 50  # dictionary frequency from which an nr token is a word, not a name
-_NAME_SOURCE = {"known": 0, "cue_before": 1, "cue_after": 2, "jieba": 3}
-
-_jieba_lock = threading.Lock()
-_jieba_state: dict = {"cache_dir": None, "pos": None}
-
-
-def set_jieba_cache_dir(path: Path | str) -> None:
-    """Where jieba keeps its dictionary cache (default: :func:`_default_cache_dir`)."""
-    with _jieba_lock:
-        _jieba_state["cache_dir"] = Path(path)
-        _jieba_state["pos"] = None
-
-
-def _default_cache_dir() -> Path:
-    """The user's cache folder (``$XDG_CACHE_HOME/streethub/jieba``, else
-    ``~/.cache/streethub/jieba``), not the hub's home: the cache is a copy of jieba's
-    public dictionary, the same for every home, and no data of the hub's. Under the home
-    the leak scan read it as a file the run wrote, and on a street of 50,000 residents
-    some of its 350,000 words were residents' names. A cache an older version left in
-    the home is removed."""
-    from catalog.settings import Settings
-
-    old = Settings().home_abs / "cache" / "jieba" / "jieba.cache"
-    old.unlink(missing_ok=True)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "streethub" / "jieba"
-
-
-def _pos_tokenizer():
-    with _jieba_lock:
-        if _jieba_state["pos"] is None:
-            import jieba
-            import jieba.posseg
-
-            logging.getLogger("jieba").setLevel(logging.WARNING)
-            jieba.setLogLevel(logging.WARNING)
-            cache_dir = _jieba_state["cache_dir"] or _default_cache_dir()
-            cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tok = jieba.Tokenizer()
-            tok.tmp_dir = str(cache_dir)
-            tok.cache_file = "jieba.cache"
-            pos = jieba.posseg.POSTokenizer(tok)
-            for word in NOT_NAMES:  # keep them whole and never tagged as names
-                tok.add_word(word, freq=2000, tag="n")
-                pos.word_tag_tab[word] = "n"
-            _jieba_state["pos"] = pos
-        return _jieba_state["pos"]
-
-
-def _starts_with_surname(token: str) -> bool:
-    return token[:1] in SINGLE_SURNAMES or token[:2] in COMPOUND_SURNAMES
-
-
-def _jieba_names(text: str) -> tuple[list[Finding], set[int]]:
-    """Names jieba tags as ``nr`` (filtered), and the word boundaries it found."""
-    found: list[Finding] = []
-    bounds = {0, len(text)}
-    pos = 0
-    tokenizer = _pos_tokenizer()
-    freq = tokenizer.tokenizer.FREQ
-    for pair in tokenizer.cut(text):
-        word, flag = pair.word, pair.flag
-        start, pos = pos, pos + len(word)
-        bounds.add(pos)
-        if (
-            flag.startswith("nr")
-            and 2 <= len(word) <= 4
-            and word not in NOT_NAMES
-            and freq.get(word, 0) < JIEBA_COMMON_WORD  # 师傅, 阿姨, 银行卡 are tagged nr too
-            and _starts_with_surname(word)
-            and not any(c.isdigit() for c in word)
-        ):
-            found.append(Finding("person_name", start, pos, "jieba"))
-    return found, bounds
+_NAME_SOURCE = {"known": 0, "cue_before": 1, "cue_weak": 2, "cue_after": 2, "cue_verb": 2,
+                "paren": 2, "jieba": 3}  # fmt: skip
 
 
 def residence_permit_str(number: str, today: dt.date | None = None) -> bool:
@@ -305,22 +212,8 @@ def _regex_findings(text: str) -> list[Finding]:
 def _name_findings(
     text: str, known_names: frozenset[str] | set[str] | None, use_jieba: bool
 ) -> list[Finding]:
-    out = [
-        Finding("person_name", m.start(1), m.end(1), "cue_before")
-        for m in _CUE_BEFORE.finditer(text)
-    ]
-    if use_jieba:
-        jieba_found, bounds = _jieba_names(text)
-        out.extend(jieba_found)
-        out.extend(
-            Finding("person_name", m.start(1), m.end(1), "cue_after")
-            for m in _CUE_AFTER.finditer(text)
-            if m.start(1) in bounds
-        )
-    if known_names:
-        names = KnownNames.of(known_names)
-        out.extend(Finding("person_name", s, e, "known") for s, e in names.spans(text))
-    return out
+    spans = name_spans(text, known_names, use_jieba)
+    return [Finding("person_name", start, end, source) for start, end, source in spans]
 
 
 def _resolve(findings: list[Finding]) -> list[Finding]:

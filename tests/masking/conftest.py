@@ -11,7 +11,7 @@ from catalog.model import Dataset
 from catalog.settings import Settings
 from masking.audit import AuditLog
 from masking.keys import KeyRing
-from masking.text import set_jieba_cache_dir
+from masking.text_names import set_jieba_cache_dir
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from masking import text
+from masking import text_names
 
 
 def test_the_cache_is_outside_the_home_and_an_old_one_is_removed(
@@ -19,6 +19,6 @@ def test_the_cache_is_outside_the_home_and_an_old_one_is_removed(
     old.write_bytes(b"an older version's cache")
     monkeypatch.setenv("STREETHUB_HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    where = text._default_cache_dir()
+    where = text_names._default_cache_dir()
     assert where == cache / "streethub" / "jieba"
     assert not where.is_relative_to(home) and not old.exists()

@@ -1,0 +1,333 @@
+"""Person names in Chinese free text: where 12345 and grid texts put them.
+
+Spans (start, end, source) of candidate names; ``masking.text`` resolves them against the
+other detectors and masks them. A candidate is a surname (``masking.names``: 百家姓, compound
+surnames such as 欧阳 first) and one or two more characters, found by its context:
+
+- ``cue_before``: after a word that introduces a person (市民, 户主, 用户, 反映人, 来电人 …),
+  up to the first word that ends a name (``NAME_END``); trusted as it stands
+- ``cue_weak``: after a word that often precedes a name and as often other things (请, 与,
+  接, 回复, 据 …); the candidate must look like a name (:func:`plausible_name`)
+- ``cue_verb``: before what follows a name that starts a sentence (反映, 称, 投诉, 来电, 家,
+  的身份证, 的手机, ，男，…), starting a sentence, after a cue or at a word boundary jieba
+  finds; it must look like a name
+- ``cue_after``: before a title (先生, 女士, 阿姨, 大爷, 师傅, 老师 …) at a word boundary
+- ``paren``: alone inside brackets (账号……（张三）), looking like a name
+- ``jieba``: jieba tags the token ``nr``, it starts with a surname, is no common word, and
+  is no place (its last character 路/村/庄/堡 …, or the next token 路/胡同/街 …)
+- ``known``: a name of the registry
+
+A candidate "looks like a name" when it is not a common word of another kind in jieba's
+dictionary (商家, 公司, 银行: frequency ≥ ``JIEBA_COMMON_WORD`` and a tag other than nr),
+its given part is not a title (王师傅: the surname alone is no one), not 某 (王某: already
+anonymous), not 家 alone (王家), and it does not end like a place (黄村, 万寿路).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+from masking.names import (
+    COMPOUND_SURNAMES,
+    FUNCTION_SURNAMES,
+    NAME_AFTER,
+    NAME_BEFORE,
+    NAME_BEFORE_WEAK,
+    NAME_END,
+    NAME_VERB_AFTER,
+    NOT_NAMES,
+    PLACE_ENDS,
+    SINGLE_SURNAMES,
+    KnownNames,
+)
+
+JIEBA_COMMON_WORD = 50  # dictionary frequency from which a token is a word, not a name
+_HAN = r"\u4e00-\u9fff"
+_SURNAME_RE = (
+    "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
+)
+_CANDIDATE = rf"{_SURNAME_RE}[{_HAN}]{{1,2}}?"
+_CUE_WORD = re.compile(rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*")
+_NAME_TO_END = re.compile(rf"{_CANDIDATE}(?={NAME_END})")
+_ALL_HAN = re.compile(f"[{_HAN}]+")
+_CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*({_CANDIDATE})(?={NAME_END})")
+_CUE_AFTER = re.compile(rf"({_CANDIDATE})(?={NAME_AFTER})")
+_VERB_AFTER = re.compile(NAME_VERB_AFTER)
+_PAREN = re.compile(rf"[（(]({_SURNAME_RE}[{_HAN}]{{1,2}})[）)]")
+_SENTENCE_EDGE = set("。！？!?；;，,：:、\n\t （(）)“”\"'【】[]「」")
+_ANY_CUE_END = re.compile(rf"(?:{NAME_BEFORE}|{NAME_BEFORE_WEAK})$")
+TITLES = frozenset(NAME_AFTER.split("|"))
+CUE_WORDS = frozenset(NAME_BEFORE.split("|"))  # 楼门长, 邻居: a cue is no name
+# 这张卡, 一张纸: 张 after a number or a demonstrative is a measure word
+_MEASURE = re.compile(r"(?<=[这那一两几每哪整半\d])张")
+# the token after a place named like a person (张自忠路, 汪家胡同, 白家庄社区)
+PLACE_NEXT = frozenset(["路", "街", "胡同", "大街", "村", "庄", "桥", "路口", "小区", "社区", "地铁站",
+                        "公园", "菜市场", "市场", "商场", "大厦", "广场", "站", "镇", "乡"])  # fmt: skip
+
+_jieba_lock = threading.Lock()
+_jieba_state: dict = {"cache_dir": None, "pos": None}
+
+
+def set_jieba_cache_dir(path: Path | str) -> None:
+    """Where jieba keeps its dictionary cache (default: :func:`_default_cache_dir`)."""
+    with _jieba_lock:
+        _jieba_state["cache_dir"] = Path(path)
+        _jieba_state["pos"] = None
+
+
+def _default_cache_dir() -> Path:
+    """The user's cache folder (``$XDG_CACHE_HOME/streethub/jieba``, else
+    ``~/.cache/streethub/jieba``), not the hub's home: the cache is a copy of jieba's
+    public dictionary, the same for every home, and no data of the hub's. Under the home
+    the leak scan read it as a file the run wrote, and on a street of 50,000 residents
+    some of its 350,000 words were residents' names. A cache an older version left in
+    the home is removed."""
+    from catalog.settings import Settings
+
+    old = Settings().home_abs / "cache" / "jieba" / "jieba.cache"
+    old.unlink(missing_ok=True)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "streethub" / "jieba"
+
+
+def _pos_tokenizer():
+    with _jieba_lock:
+        if _jieba_state["pos"] is None:
+            import jieba
+            import jieba.posseg
+
+            logging.getLogger("jieba").setLevel(logging.WARNING)
+            jieba.setLogLevel(logging.WARNING)
+            cache_dir = _jieba_state["cache_dir"] or _default_cache_dir()
+            cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tok = jieba.Tokenizer()
+            tok.tmp_dir = str(cache_dir)
+            tok.cache_file = "jieba.cache"
+            pos = jieba.posseg.POSTokenizer(tok)
+            for word in NOT_NAMES:  # keep them whole and never tagged as names
+                tok.add_word(word, freq=2000, tag="n")
+                pos.word_tag_tab[word] = "n"
+            _jieba_state["pos"] = pos
+        return _jieba_state["pos"]
+
+
+def _surname_length(token: str) -> int:
+    """Characters of ``token``'s surname: 2 for a compound one with a given name after it,
+    1 for a single one, 0 for none."""
+    if len(token) >= 3 and token[:2] in COMPOUND_SURNAMES:
+        return 2
+    return 1 if token[:1] in SINGLE_SURNAMES else 0
+
+
+def plausible_name(token: str, *, word_check: bool = True) -> bool:
+    """``token`` (a surname and one or two characters) can be a person's full name: no
+    title, no 某, not 家 alone, no place ending, not in ``NOT_NAMES``; ``word_check``: and
+    not a common word of another kind in jieba's dictionary."""
+    surname = _surname_length(token)
+    given = token[surname:]
+    if not surname or not given or token in NOT_NAMES or TITLES & {token, given}:
+        return False
+    if token in CUE_WORDS:
+        return False
+    if given[0] == "某" or given == "家" or token[-1] in PLACE_ENDS:
+        return False
+    if surname == 1 and token[0] in FUNCTION_SURNAMES and len(given) == 2 and _common_word(given):
+        return False  # 于晚上, 和物业
+    if not word_check:
+        return True
+    tag = _pos_tokenizer().word_tag_tab.get(token, "")
+    if _common_word(token) and not tag.startswith("nr"):
+        return False  # 商家, 公司, 银行
+    if surname == 1 and token[0] in FUNCTION_SURNAMES:
+        return False  # 向东走, 但仍: the character is a word before it is a surname
+    if tag.startswith("nr"):
+        return True
+    return not (len(token) == 3 and surname == 1 and _common_word(token[:2]))  # 施工方, 石头砸
+
+
+def _titled(token: str) -> bool:
+    """A surname and a title (刘女士, 王师傅): after a cue, masked like a name (刘*)."""
+    return token[_surname_length(token) :] in TITLES
+
+
+def _common_word(token: str) -> bool:
+    """``token`` is a common word of jieba's dictionary (of any kind)."""
+    return _pos_tokenizer().tokenizer.FREQ.get(token, 0) >= JIEBA_COMMON_WORD
+
+
+class _Words:
+    """jieba's words of a text: where they end (``bounds``) and the tag of the word that
+    starts at each position (``tag_at``)."""
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[tuple[int, int, str, str]] = []
+        pos = 0
+        for pair in _pos_tokenizer().cut(text):
+            self.tokens.append((pos, pos + len(pair.word), pair.word, pair.flag))
+            pos += len(pair.word)
+        self.bounds = {0, len(text)} | {end for _, end, _, _ in self.tokens}
+        self.tag_at = {start: flag for start, _, _, flag in self.tokens}
+
+    def starts_with_a_word(self, start: int, end: int) -> bool:
+        """The word jieba finds at ``start`` is a common word inside ``start``–``end`` other
+        than a compound surname or the whole span tagged a name (平台不, 楼道里, 双方已)."""
+        for s, e, word, flag in self.tokens:
+            if s == start:
+                whole_name = e == end and flag.startswith("nr")
+                return (
+                    2 <= len(word) <= end - start
+                    and word not in COMPOUND_SURNAMES
+                    and not whole_name
+                    and _common_word(word)
+                )
+        return False
+
+    def before_a_verb(self, end: int) -> bool:
+        """A word ends at ``end`` and a verb, preposition or adverb follows (上报, 把, 已)."""
+        return end in self.bounds and self.tag_at.get(end, "x")[:1] in ("v", "p", "d")
+
+
+def _jieba_names(text: str, words: _Words) -> list[tuple[int, int, str]]:
+    """Names jieba tags as ``nr``: no common word, no digit, no place (黄村, 张自忠路),
+    no measure word (这张卡)."""
+    freq = _pos_tokenizer().tokenizer.FREQ
+    found = []
+    for i, (start, end, word, flag) in enumerate(words.tokens):
+        following = words.tokens[i + 1][2] if i + 1 < len(words.tokens) else ""
+        if (
+            flag.startswith("nr")
+            and 2 <= len(word) <= 4
+            and freq.get(word, 0) < JIEBA_COMMON_WORD  # 师傅, 阿姨, 银行卡 are tagged nr too
+            and not any(c.isdigit() for c in word)
+            and following not in PLACE_NEXT
+            and not _MEASURE.match(text, start)
+            and plausible_name(word, word_check=False)
+        ):
+            found.append((start, end, "jieba"))
+    return found
+
+
+def _left_edge(text: str, start: int, bounds: set[int]) -> bool:
+    """A name may start at ``start``: the text's or a sentence's start, after a cue word,
+    or where jieba puts a word boundary."""
+    return (
+        start == 0
+        or text[start - 1] in _SENTENCE_EDGE
+        or start in bounds
+        or _ANY_CUE_END.search(text, 0, start) is not None
+    )
+
+
+def _lengths(text: str, start: int) -> list[int]:
+    """Lengths of the candidates starting at ``start``, longest first: a surname and one or
+    two Han characters."""
+    surname = 2 if text[start : start + 2] in COMPOUND_SURNAMES else 1
+    if surname == 1 and text[start : start + 1] not in SINGLE_SURNAMES:
+        return []
+    return [n for n in (surname + 2, surname + 1) if _ALL_HAN.fullmatch(text, start, start + n)]
+
+
+def _open_name(text: str, start: int, words: _Words, *, word_check: bool) -> tuple[int, int] | None:
+    """A name at ``start`` with no word after it that ends names (网格员王芳上报, 诸葛雨桐付款):
+    the longest candidate that ends where jieba ends a word and a verb, preposition or
+    adverb follows."""
+    for n in _lengths(text, start):
+        token = text[start : start + n]
+        if words.before_a_verb(start + n) and plausible_name(token, word_check=word_check):
+            return start, start + n
+    return None
+
+
+def _verb_names(text: str, bounds: set[int]) -> list[tuple[int, int, str]]:
+    """Names before what follows a name at a sentence's start (反映, 称, 家, 的身份证 …):
+    the longest candidate ending there that starts at a left edge and looks like a name,
+    a function word before it left out (和王芳来电 → 王芳)."""
+    out = []
+    for m in _VERB_AFTER.finditer(text):
+        end = m.start()
+        if len(m.group()) == 1 and end not in bounds and _common_word(text[end - 1 : m.end()]):
+            continue  # the verb ends a word: 商家, 名称, 听说
+        for length in (4, 3, 2):
+            start = end - length
+            token = text[start:end] if start >= 0 else ""
+            if (
+                not token
+                or _surname_length(token) + 2 < length
+                or not _left_edge(text, start, bounds)
+            ):
+                continue
+            if not _ALL_HAN.fullmatch(token) or not plausible_name(token):
+                continue
+            if length == 3 and token[0] in FUNCTION_SURNAMES and plausible_name(token[1:]):
+                start += 1
+            out.append((start, end, "cue_verb"))
+            break
+    return out
+
+
+def _edge_names(text: str, words: _Words) -> list[tuple[int, int, str]]:
+    """Names that start a sentence or a clause (何秀英、冯静三户联名…, 卢浩然，电话…, 【来电】
+    皇甫佳，…): up to a word that ends names, or before a verb (:func:`_open_name`); they
+    must look like names."""
+    out = []
+    for start in range(len(text)):
+        if start and text[start - 1] not in _SENTENCE_EDGE:
+            continue
+        m = _NAME_TO_END.match(text, start)
+        span = (start, m.end()) if m and plausible_name(m.group()) else None
+        span = span or _open_name(text, start, words, word_check=True)
+        if span is not None and not words.starts_with_a_word(*span):
+            out.append((*span, "edge"))
+    return out
+
+
+def _cue_names(text: str, words: _Words | None) -> list[tuple[int, int, str]]:
+    """Names after a cue word (市民, 户主, 反映人 …): up to a word that ends names, else (with
+    jieba's words) before a verb."""
+    out = []
+    for cue in _CUE_WORD.finditer(text):
+        m = _NAME_TO_END.match(text, cue.end())
+        if m and (plausible_name(m.group(), word_check=False) or _titled(m.group())):
+            out.append((m.start(), m.end(), "cue_before"))
+        elif words is not None:
+            span = _open_name(text, cue.end(), words, word_check=False)
+            if span is not None:
+                out.append((*span, "cue_before"))
+    return out
+
+
+def name_spans(
+    text: str, known_names: frozenset[str] | set[str] | None = None, use_jieba: bool = True
+) -> list[tuple[int, int, str]]:
+    """(start, end, source) of every candidate name in ``text`` (half-width); candidates
+    overlap: the caller keeps the best (``masking.text``). ``use_jieba=False``: the
+    trusted cues and the registry only (no dictionary loaded)."""
+    words = _Words(text) if use_jieba else None
+    out = _cue_names(text, words)
+    if words is not None:
+        out += _jieba_names(text, words)
+        out += [
+            (m.start(1), m.end(1), "cue_after")
+            for m in _CUE_AFTER.finditer(text)
+            if m.start(1) in words.bounds and plausible_name(m.group(1), word_check=False)
+        ]
+        out += [
+            (m.start(1), m.end(1), "cue_weak")
+            for m in _CUE_WEAK.finditer(text)
+            if plausible_name(m.group(1))
+        ]
+        out += _verb_names(text, words.bounds)
+        out += _edge_names(text, words)
+        out += [
+            (m.start(1), m.end(1), "paren")
+            for m in _PAREN.finditer(text)
+            if plausible_name(m.group(1))
+        ]
+    if known_names:
+        names = KnownNames.of(known_names)
+        out += [(s, e, "known") for s, e in names.spans(text)]
+    return out
