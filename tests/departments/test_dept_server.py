@@ -63,7 +63,8 @@ def test_unknown_dataset_and_bad_input(client, token):
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("dept,code", [("rx", "appeals"), ("rsj", "social_insurance"),
+@pytest.mark.parametrize("dept,code", [("rx", "appeals"), ("rx", "service_records"),
+                                       ("rsj", "social_insurance"),
                                        ("rsj", "employment_registration")])  # fmt: skip
 def test_paging_is_complete_stable_and_matches_truth(sim, client, token, dept, code):
     items = fetch_all(client, token, f"/api/{dept}/{code}", page_size=37)
