@@ -76,7 +76,7 @@ class _Context:
     marts: dict[str, Mart]
     name: str
     seen: tuple[str, ...] = ()
-    reads: list[SourceField] = field(default_factory=list)  # every reference, filters included
+    upstream: dict[str, Lineage] = field(default_factory=dict)  # marts read, resolved once
 
 
 def sql_path(name: str, sql_dir: Path | None = None) -> Path:
@@ -319,7 +319,10 @@ class _Resolver:
                 rule = strictest([rule, c.applied])
             return [SourceField(f"{zone}.{name}", column, fields, rule, masks, c)]
         if zone == MARTS and name in self.ctx.marts and name not in self.ctx.seen:
-            upstream = _lineage(self.ctx.catalogue, self.ctx.marts, name, self.ctx.seen)
+            upstream = self.ctx.upstream.get(name)
+            if upstream is None:
+                upstream = _lineage(self.ctx.catalogue, self.ctx.marts, name, self.ctx.seen)
+                self.ctx.upstream[name] = upstream
             published = (
                 self.ctx.marts[name].column(column).masking
                 if column in {c.name for c in self.ctx.marts[name].columns}
