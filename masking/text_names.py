@@ -54,10 +54,10 @@ _CANDIDATE = rf"{_SURNAME_RE}[{_HAN}]{{1,2}}?"
 _CUE_WORD = re.compile(rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*")
 _NAME_TO_END = re.compile(rf"{_CANDIDATE}(?={NAME_END})")
 _ALL_HAN = re.compile(f"[{_HAN}]+")
-_CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*({_CANDIDATE})(?={NAME_END})")
+_CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*")
 _CUE_AFTER = re.compile(rf"({_CANDIDATE})(?={NAME_AFTER})")
 _VERB_AFTER = re.compile(NAME_VERB_AFTER)
-_PAREN = re.compile(rf"[（(]({_SURNAME_RE}[{_HAN}]{{1,2}})[）)]")
+_PAREN = re.compile(rf"[（(“「『\"]({_SURNAME_RE}[{_HAN}]{{1,2}})[）)”」』\"]")
 _SENTENCE_EDGE = set("。！？!?；;，,：:、\n\t （(）)“”\"'【】[]「」")
 _ANY_CUE_END = re.compile(rf"(?:{NAME_BEFORE}|{NAME_BEFORE_WEAK})$")
 TITLES = frozenset(NAME_AFTER.split("|"))
@@ -152,6 +152,12 @@ def plausible_name(token: str, *, word_check: bool = True) -> bool:
 def _titled(token: str) -> bool:
     """A surname and a title (刘女士, 王师傅): after a cue, masked like a name (刘*)."""
     return token[_surname_length(token) :] in TITLES
+
+
+def _other_word(token: str) -> bool:
+    """A common word of jieba's dictionary not tagged as a name (来电, 商家; not 李娜)."""
+    pos = _pos_tokenizer()
+    return _common_word(token) and not pos.word_tag_tab.get(token, "").startswith("nr")
 
 
 def _common_word(token: str) -> bool:
@@ -285,18 +291,30 @@ def _edge_names(text: str, words: _Words) -> list[tuple[int, int, str]]:
     return out
 
 
-def _cue_names(text: str, words: _Words | None) -> list[tuple[int, int, str]]:
+def _cue_names(
+    text: str, words: _Words | None, cues: re.Pattern = _CUE_WORD, source: str = "cue_before"
+) -> list[tuple[int, int, str]]:
     """Names after a cue word (市民, 户主, 反映人 …): up to a word that ends names, else (with
-    jieba's words) before a verb."""
+    jieba's words) before a verb. After a strong cue a candidate may be any name that is
+    no common word of another kind (市民来电) and a surname with a title (市民刘女士); after
+    a weak one (``_CUE_WEAK``: 请, 与, 据 …) it must pass every check of
+    :func:`plausible_name`."""
+    weak = cues is _CUE_WEAK
     out = []
-    for cue in _CUE_WORD.finditer(text):
+    for cue in cues.finditer(text):
         m = _NAME_TO_END.match(text, cue.end())
-        if m and (plausible_name(m.group(), word_check=False) or _titled(m.group())):
-            out.append((m.start(), m.end(), "cue_before"))
+        token = m.group() if m else ""
+        if token and weak and plausible_name(token):
+            out.append((m.start(), m.end(), source))
+        elif token and not weak and words is None and plausible_name(token, word_check=False):
+            out.append((m.start(), m.end(), source))  # no dictionary loaded
+        elif token and not weak and words is not None and not _other_word(token):
+            if plausible_name(token, word_check=False) or _titled(token):
+                out.append((m.start(), m.end(), source))
         elif words is not None:
-            span = _open_name(text, cue.end(), words, word_check=False)
-            if span is not None:
-                out.append((*span, "cue_before"))
+            span = _open_name(text, cue.end(), words, word_check=weak)
+            if span is not None and not _other_word(text[span[0] : span[1]]):
+                out.append((*span, source))
     return out
 
 
@@ -315,11 +333,7 @@ def name_spans(
             for m in _CUE_AFTER.finditer(text)
             if m.start(1) in words.bounds and plausible_name(m.group(1), word_check=False)
         ]
-        out += [
-            (m.start(1), m.end(1), "cue_weak")
-            for m in _CUE_WEAK.finditer(text)
-            if plausible_name(m.group(1))
-        ]
+        out += _cue_names(text, words, _CUE_WEAK, "cue_weak")
         out += _verb_names(text, words.bounds)
         out += _edge_names(text, words)
         out += [

@@ -6,7 +6,8 @@ look-alikes a scrubber must leave (order, waybill and work-order numbers, 井盖
 dates, amounts, building numbers, places named like people). A labelled value counts as
 scrubbed when it no longer stands in the scrubbed text, and as kept when it still does.
 Goals (issue 13): names ≥ 95 % recall, identifiers ≥ 99 %, look-alikes kept ≥ 95 %; on the
-whole set and on its held-out part (frames written after the tuning). A name finding that
+whole set and on its held-out part (frames written last, never tuned on; the figures of
+the other parts are printed too: ``data/README.md``). A name finding that
 touches no labelled name is a false one: precision has a floor too, so recall is not
 bought by masking every word that starts with a surname.
 """
@@ -66,14 +67,13 @@ def _score(rows: list[dict], scrubbed: dict[int, tuple]) -> dict:
 def figures() -> dict[str, dict]:
     rows = _rows()
     scrubbed = {r["id"]: scrub(r["text"]) for r in rows}
-    return {
-        "whole set": _score(rows, scrubbed),
-        "held-out part": _score([r for r in rows if r["part"] == "held_out"], scrubbed),
-    }
+    parts = {f"part {p}": _score([r for r in rows if r["part"] == p], scrubbed)
+             for p in ("tuning", "second", "third", "held_out")}  # fmt: skip
+    return {"whole set": _score(rows, scrubbed), **parts}
 
 
 def test_the_set_is_large_and_covers_every_kind(figures: dict) -> None:
-    whole, held = figures["whole set"], figures["held-out part"]
+    whole, held = figures["whole set"], figures["part held_out"]
     assert whole["texts"] >= 300 and held["texts"] >= 100
     total = whole["total"]
     assert total["person_name"] >= 300 and held["total"]["person_name"] >= 100
@@ -92,5 +92,6 @@ def test_goals_on_the_hotline_set(figures: dict) -> None:
         for group, goal in GOALS.items():
             print(f"  {group:17} {rates[group]:7.2%}  (goal ≥ {goal:.0%})")
         print("  per kind:", scores["per_kind"])
-        missed |= {(part, g): r for g, r in rates.items() if r < GOALS[g]}
+        if part in ("whole set", "part held_out"):
+            missed |= {(part, g): r for g, r in rates.items() if r < GOALS[g]}
     assert missed == {}

@@ -472,8 +472,8 @@ FRAMES = [
     "楼道里放了十几辆电动车，{B}{D}还起过火。",
 ]
 
-# Frames written after the scrubber was tuned on the ones above, and measured before any
-# change for them (the held-out part of the set: ``"part": "held_out"``).
+# Frames written after the scrubber was tuned on the ones above; measured before any change
+# for them (names 83 % recall), then tuned on too (``"part": "second"``).
 FRAMES_B = [
     "【来电】{N}，{M}，反映小区内电动车飞线充电。",
     "诉求人{N}称，{D}交的物业费{Y}没有开收据。",
@@ -533,7 +533,7 @@ FRAMES_B = [
 ]
 
 # Texts with no name, full of words that start with a surname (高空, 马路, 白天, 平台, 师傅,
-# 宋庄 …), written after the tuning too: what the name detectors must not touch.
+# 宋庄 …), written with the second frames: what the name detectors must not touch.
 FRAMES_C = [
     "高空抛物砸坏了{B}楼下的车，物业称找不到责任人。",
     "马路对面的商家每天早上六点就开始卸货，噪音很大。",
@@ -577,6 +577,115 @@ FRAMES_C = [
     "程序上需要先到社区开具证明。",
 ]
 
+# Frames written after the second ones were tuned on; measured before any change for them
+# (names 92 % recall), then tuned on too (``"part": "third"``).
+FRAMES_D = [
+    "市民来电：我姓{N}，不对，我叫{N}，{M}。",
+    "反映楼上{A}漏水，联系人{N}。",
+    "登记：{N}/{M}/{Q}社区{A}",
+    "接群众{N}举报，{K}有人非法改装车辆，车牌{P}。",
+    "{D}上午，{N}、{S}两位老人到社区反映养老驿站收费{Y}过高。",
+    "核实情况：{N}系{Q}社区居民，身份证{I}，情况属实。",
+    "“{N}”自称是物业经理，收取了{Y}停车费。",
+    "由{N}同志负责督办，{D}前反馈。",
+    "小区保安{N}称{D}夜间{B}有可疑人员。",
+    "{N}老师：{M}（班主任）",
+    "诉求人{N}表示不认可答复，坚持要求赔偿{Y}。",
+    "{S}，{L}，{Q}社区{B}，暖气不热。",
+    "网格员巡查发现{B}有群租现象，房主{N}。",
+    "报修人：{N}　电话：{M}　地址：{A}",
+    "社区已协调{N}家与楼下{S}家达成一致。",
+    "{N}奶奶九十岁了，申请上门理发服务。",
+    "今早七点{N}在{K}站台被撞，肇事车辆{P}逃逸。",
+    "{D}{N}通过APP反映{B}水管爆裂。",
+    "烦请联系{N}女士核实，{M}。",
+    "附：{N}身份证号{I}，手机{M}。",
+    "该户人员：{N}（户主）、{S}（妻）。",
+    "{N}反馈运单{W}显示已签收，实际未收到。",
+    "{N}在{K}开的小卖部无证经营。",
+    "{N}诉：{D}在小区门口被狗咬伤，花费{Y}。",
+    "{N}要求退还押金{Y}，订单号{O}。",
+    "经协调，{N}同意{D}前清理杂物。",
+    "居民{N}家的下水道返水，住址{A}。",
+    "{N}的女儿{S}代为反映，母亲长期卧床。",
+    "听{N}说{K}那边晚上有人偷井盖，编号{J}。",
+    "{N}大姐反映楼下小饭馆油烟大。",
+    "工单{G}：{N}来电催办。",
+    "{N}等五户居民反映{B}楼道灯坏了。",
+    "{N}于{D}提交了低保申请，身份证号{I}。",
+    "{N}称，本人银行卡{C}近期收到不明转账。",
+    "请{N}携带身份证原件到{Q}社区居委会。",
+    "关于{N}反映的问题，街道已答复。",
+    "{N}拨打{L}无人接听。",
+    "{N}爷爷走失，家属电话{M}。",
+    "受害人{N}，被骗金额{Y}，涉案账号{C}。",
+    "{N}是{B}的楼门长，电话{M}。",
+    "{N}一家三口住在{A}。",
+    "{N}同{S}发生口角后报警。",
+    "据了解，{N}已多次向{Q}社区反映。",
+    "外卖员{N}的电动车停在消防通道，车牌{P}。",
+    "{D}，{N}通过市长信箱（{E}）反映问题。",
+    "{N}女士称{K}附近的共享充电宝扣费{Y}。",
+    "社区干部{N}、{S}上门走访。",
+    "建议由{N}所在单位出具证明。",
+    "{N}母亲{S}独居于{A}。",
+    "以上情况{N}本人签字确认。",
+]
+
+# Frames written last and never tuned on: the held-out part (``"part": "held_out"``).
+FRAMES_E = [
+    "【网格上报】{Q}社区{B}东侧堆放建筑垃圾，责任人{N}，已督促清理。",
+    "来电人自述名叫{N}，今年七十二岁，独居在{A}。",
+    "{N}（户主）申请危房改造，联系电话{M}。",
+    "工作人员回复：已转{K}城管队处理，{N}表示认可。",
+    "{D}晚九点左右，{N}听到楼下有争吵声，随即报警。",
+    "经调查，{B}违建属{N}所建，已下达整改通知书。",
+    "{N}，{Q}社区{A}住户，反映电梯停运三天。",
+    "住户：{S}（{M}）；问题：暖气漏水；地址：{A}。",
+    "张贴公告后，{N}主动联系社区说明情况。",
+    "{N}说前几天给{S}打过电话，对方没接。",
+    "派单对象：{K}物业，联系人{N}，{L}。",
+    "{N}夫妇反映儿子{S}长期不回家，老人无人照顾。",
+    "回访时{N}不在家，其爱人{S}接听电话。",
+    "{N}来社区开证明，需要提供户口本和身份证{I}。",
+    "根据{N}提供的线索，{K}附近找到了走失老人。",
+    "投诉人（{N}）要求对{B}的违规装修进行查处。",
+    "{N}目前住院，由其女儿{S}代为办理。",
+    "{S}，女，{D}出生，身份证{I}，现住{A}。",
+    "经{N}同意，物业已进入其房屋检查管道。",
+    "{N}和邻居因为楼道堆物的问题吵了起来。",
+    "电话{M}的机主{N}称从未办理过该业务。",
+    "{N}家中有一名残疾人，申请补贴，银行卡号{C}。",
+    "网格员{N}（{M}）负责{B}的巡查。",
+    "商户{N}经营的早餐店占道，订单{O}为其外卖单号。",
+    "据{N}描述，肇事车辆为白色轿车，车牌{P}。",
+    "{N}向12345反映，{K}公交车经常不进站。",
+    "{N}的老伴{S}上周刚做完手术。",
+    "{N}阿姨又来了，还是说{B}楼道的灯。",
+    "{N}同志，您好，您反映的问题已办结。",
+    "{N}拒绝提供身份信息，只留了电话{M}。",
+    "当班民警{N}于{D}到场调解。",
+    "{N}提出要对{G}号工单的处理结果进行复核。",
+    "{N}本人及其家属均不同意调解方案。",
+    "社区为{N}办理了居家养老服务，每月补贴{Y}。",
+    "{N}从外地回来后发现家里被盗。",
+    "快递{W}的收件人是{N}，电话{M}。",
+    "{N}所在的{B}单元门禁坏了一个月。",
+    "居民反映，{N}在{K}摆摊卖菜，城管多次劝离无效。",
+    "{N}（{I}）系低保户，申请临时救助。",
+    "{N}、{S}夫妇在{A}经营小旅馆，未登记住客信息。",
+    "{D}{N}在{K}遭遇电信诈骗，转出{Y}。",
+    "{N}想给母亲{S}办理高龄津贴。",
+    "物业公司的{N}经理答应{D}前解决。",
+    "{N}来电时情绪激动，反复强调已经反映了五次。",
+    "{N}女儿在外地，{N}一个人住在{A}。",
+    "{K}的{N}诊所未取得执业许可。",
+    "{N}表示如不解决将继续投诉。",
+    "{N}（网格员）核实后回复：情况不属实。",
+    "维修费用{Y}由{N}和{S}两家均摊。",
+    "{N}：已收到，谢谢社区。",
+]
+
 
 def fill(texts: Texts, frame: str) -> dict:
     pii: list[dict] = []
@@ -606,8 +715,9 @@ def main() -> None:
     rows = [{"part": "tuning", **fill(texts, f)} for f in FRAMES + FRAMES]
     # a third pass over the frames that hold names, so names weigh as they do in practice
     rows += [{"part": "tuning", **fill(texts, f)} for f in FRAMES if "{N}" in f or "{S}" in f]
-    rows += [{"part": "held_out", **fill(texts, f)} for f in FRAMES_B + FRAMES_B]
-    rows += [{"part": "held_out", **fill(texts, f)} for f in FRAMES_C]
+    rows += [{"part": "second", **fill(texts, f)} for f in FRAMES_B + FRAMES_B + FRAMES_C]
+    rows += [{"part": "third", **fill(texts, f)} for f in FRAMES_D + FRAMES_D]
+    rows += [{"part": "held_out", **fill(texts, f)} for f in FRAMES_E + FRAMES_E]
     with OUT.open("w", encoding="utf-8") as fh:
         for i, row in enumerate(rows, start=1):
             fh.write(json.dumps({"id": i, **row}, ensure_ascii=False) + "\n")
