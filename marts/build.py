@@ -11,8 +11,8 @@
    must be at least that strict; the mart's ``level`` must be at least the strictest source
    the SQL reads (filters and joins included);
 3. decrypts only the encrypted curated columns the SQL reads (audited, purpose
-   ``mart_build``) into temporary tables of the build connection, which the query reads in
-   place of the curated tables; the mask functions (:mod:`masking.sql`) are registered on
+   ``mart_build``) into temporary tables of the build connection (views over Arrow buffers,
+   so DuckDB never spills them to disk), which the query reads in place of the curated tables; the mask functions (:mod:`masking.sql`) are registered on
    the connection;
 4. runs the query, checks the result's types against the YAML, enforces k-anonymity
    (:func:`masking.kanon.enforce_k`: further generalisation, then suppression of at most
@@ -40,6 +40,7 @@ from sqlglot import exp
 
 from catalog.marts import Mart, load_marts
 from catalog.model import Catalogue, FieldType
+from curated.lineage import CuratedColumn
 from lakehouse.lake import transaction
 from marts.checks import (
     MartMaskingError,
@@ -117,16 +118,20 @@ def _check_types(mart: Mart, relation: duckdb.DuckDBPyRelation) -> None:
 
 
 def _decrypt_sources(
-    con: duckdb.DuckDBPyConnection, reads: list[SourceField], protection: Revealer
-) -> tuple[dict[str, str], list[str]]:
-    """Temporary tables of the curated tables whose encrypted columns the SQL reads, those
-    columns decrypted (audited); curated table → temp table name, and the columns."""
-    wanted: dict[str, dict[str, object]] = {}
+    con: duckdb.DuckDBPyConnection,
+    reads: list[SourceField],
+    protection: Revealer,
+    temps: dict[str, str],
+) -> list[str]:
+    """The curated tables whose encrypted columns the SQL reads, those columns decrypted
+    (audited), registered on the connection as temporary views over Arrow buffers (never a
+    DuckDB table, which could be spilled to disk); ``temps`` gets curated table → view name
+    as each is registered (the caller drops them whatever happens). The columns opened."""
+    wanted: dict[str, dict[str, CuratedColumn]] = {}
     for s in reads:
         c = s.curated
         if c is not None and c.encrypted:
             wanted.setdefault(c.table, {})[c.column] = c
-    temps: dict[str, str] = {}
     opened: list[str] = []
     for table, columns in sorted(wanted.items()):
         frame = con.execute(f'SELECT * FROM {CURATED}."{table}"').pl()
@@ -144,16 +149,9 @@ def _decrypt_sources(
                 )
             )
             opened.append(c.ref)
-        frame = frame.with_columns(plain)
-        temp = TEMP_PREFIX + table
-        view = temp + "_frame"
-        con.register(view, frame.to_arrow())
-        try:
-            con.execute(f'CREATE OR REPLACE TEMP TABLE "{temp}" AS SELECT * FROM "{view}"')
-        finally:
-            con.unregister(view)
-        temps[table] = temp
-    return temps, opened
+        temps[table] = TEMP_PREFIX + table
+        con.register(temps[table], frame.with_columns(plain).to_arrow())
+    return opened
 
 
 def _runnable(sql: str, temps: dict[str, str]) -> str:
@@ -188,7 +186,8 @@ def sql_failure(exc: duckdb.Error) -> str:
 
 def _drop_temps(con: duckdb.DuckDBPyConnection, temps: dict[str, str]) -> None:
     for temp in temps.values():
-        con.execute(f'DROP TABLE IF EXISTS temp.main."{temp}"')
+        con.unregister(temp)
+    temps.clear()
 
 
 def build_mart(
@@ -221,7 +220,7 @@ def build_mart(
         for input_name, frame in (inputs or {}).items():
             con.register(input_name, frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame)
             registered.append(input_name)
-        temps, opened = _decrypt_sources(con, reads, protection)
+        opened = _decrypt_sources(con, reads, protection, temps)
         try:
             relation = con.sql(_runnable(read_sql(name, sql_dir), temps))
             check_columns(mart, list(relation.columns))
@@ -239,7 +238,6 @@ def build_mart(
             except KAnonymityError as exc:
                 raise MartError(f"k-anonymity: {exc.message}", dataset=name) from None
         _drop_temps(con, temps)
-        temps = {}
         _publish(con, name, result, relation)
     finally:
         _drop_temps(con, temps)

@@ -1,14 +1,12 @@
--- age_structure (人口年龄结构): residents of the household register per community, ten-year
--- age band and gender on the build's date — the smallest mart that reads a sensitive value
--- (birth dates leave only as age bands, generalise_age). Read by the street's community
--- offices planning services by age, and by the marts' own tests (tests/marts/).
+-- age_structure (人口年龄结构): the household register's residents per ten-year age band and
+-- gender on the build's date — the smallest mart that reads a sensitive value (birth dates
+-- leave only as age bands, generalise_age). Read by the street's community offices planning
+-- services by age, and by the marts' own tests (tests/marts/).
 WITH residents AS (
-    SELECT DISTINCT house.community_code, u.m.person_id
+    SELECT DISTINCT u.m.person_id
     FROM curated.household AS h, unnest(h.members) AS u(m)
-    JOIN curated.house AS house ON house.house_id = h.house_id
 )
 SELECT
-    r.community_code,
     generalise_age(p.birth_date, current_date) AS age_band,
     p.gender,
     count(*) AS residents
