@@ -2,7 +2,8 @@
 
 Reads staged (decrypted for the ``quality_scores`` purpose, audited), the
 quarantine and the delivery accounts; calls the plain functions in
-``quality/``; writes ``marts.quality_scorecard``, ``marts.quality_expectations``,
+``quality/``; publishes ``marts.quality_scorecard`` through the mart build
+(``marts.quality``: ``marts/sql/quality_scorecard.sql``); writes ``marts.quality_expectations``,
 ``quarantine.disagreements`` and ``quarantine.issues`` and the self-contained
 HTML report under ``STREETHUB_HOME/reports/``.
 
@@ -337,10 +338,18 @@ def _replace(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame: pl.Da
     con.unregister("q_out")
 
 
-def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
-    """Replace the quality tables in one snapshot (history stays in time travel)."""
+def write_quality(
+    con: duckdb.DuckDBPyConnection, out: QualityOutputs, cat: Catalogue | None = None
+) -> None:
+    """Replace the quality tables: the scorecard published as a mart (``marts.quality``,
+    the mart build), history staying in time travel. Three transactions, the state last:
+    it records what the scorecard read, so a crash before it leaves the next run scoring
+    at least everything that changed since the state it finds (expectations and issues
+    first, then the scorecard, then the state)."""
+    from catalog.loader import get_catalogue
+    from marts.quality import publish_scorecard
+
     with transaction(con):
-        _replace(con, "marts", "quality_scorecard", out.scorecard)
         if out.expectations.height:  # kept per run: run_at tells the runs apart
             con.register("q_out", out.expectations.to_arrow())
             if "quality_expectations" in _tables(con, "marts"):
@@ -350,7 +359,9 @@ def write_quality(con: duckdb.DuckDBPyConnection, out: QualityOutputs) -> None:
             con.unregister("q_out")
         _replace(con, "quarantine", "disagreements", out.disagreements)
         _replace(con, "quarantine", "issues", out.issues)
-        if out.state is not None:
+    publish_scorecard(con, cat or get_catalogue(), out.scorecard)
+    if out.state is not None:
+        with transaction(con):
             _replace(con, "marts", STATE_TABLE, out.state)
 
 
