@@ -116,7 +116,7 @@ _PRIORITY = {
 }
 
 _NAME_SOURCE = {"known": 0, "cue_before": 1, "cue_weak": 2, "cue_after": 2, "cue_verb": 2,
-                "paren": 2, "jieba": 3}  # fmt: skip
+                "edge": 2, "paren": 2, "jieba": 3}  # fmt: skip
 
 
 def residence_permit_str(number: str, today: dt.date | None = None) -> bool:

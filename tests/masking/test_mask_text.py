@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from masking.names import COMPOUND_SURNAMES
 from masking.text import scrub, scrub_series
 
 
@@ -97,3 +98,51 @@ def test_known_name_spans_equal_searching_each_name(names: list[str], text: str)
             want.add((start, start + len(name)))
             start = text.find(name, start + 1)
     assert set(KnownNames(names).spans(text)) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("请安萍联系楼门长领取门禁卡。", "安萍"),  # after 请, two characters
+        ("户主慕容振华称暖气不热", "慕容振华"),  # compound surname
+        ("燃气用户禤涛反映表具漏气", "禤涛"),  # a rare surname
+        ("反映人：上官秀云；身份证：略", "上官秀云"),
+        ("来电人叶娟要求回访", "叶娟"),
+        ("胡佳投诉楼下餐馆油烟扰民。", "胡佳"),  # a sentence's start before 投诉
+        ("今天下午马秀英来电，说家里停电了。", "马秀英"),
+        ("苏宇航家的狗多次咬人。", "苏宇航"),  # before 家
+        ("令狐欣怡的身份证号需核实。", "令狐欣怡"),  # before 的身份证
+        ("独居老人周桂芳阿姨近三天未出门", "周桂芳"),  # before a title
+        ("网格员叶立新上报：井盖塌陷。", "叶立新"),  # a cue, then a verb
+        ("【来电】皇甫佳，反映小区内飞线充电。", "皇甫佳"),  # a clause's start
+        ("补助发放账号（昝强），金额略", "昝强"),  # alone in brackets
+        ("市民刘女士来电反映", "刘女士"),  # a surname and a title after a cue: 刘*
+    ],
+)
+def test_names_where_hotline_texts_put_them(text: str, name: str) -> None:
+    out, findings = scrub(text)
+    surname = name[:2] if name[:2] in COMPOUND_SURNAMES else name[:1]
+    assert [f.kind for f in findings] == ["person_name"]
+    assert out == text.replace(name, surname + "*")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "市民来电：黄村路口红绿灯故障。",  # places named like people, a cue before a verb
+        "反映白家庄附近的共享单车乱停放。",
+        "张自忠路地铁站出口有黑车揽客。",
+        "马家堡菜市场周边占道经营严重。",
+        "有人冒用其名义办理了这张卡。",  # 张 as a measure word
+        "南郎家园社区雨水篦子堵塞。",
+        "商家称会退款，平台不处理。",
+        "物业公司称已经维修，但仍有噪音。",
+        "楼道里放了十几辆电动车。",
+        "施工方称有许可证，石头砸到了车窗。",
+        "于晚上8点停水。",
+        "请相关部门尽快处理，联系方式：略。",
+    ],
+)
+def test_no_names_in_words_that_start_with_a_surname(text: str) -> None:
+    out, findings = scrub(text)
+    assert [f for f in findings if f.kind == "person_name"] == [] and out == text
