@@ -84,8 +84,13 @@ SELECT
     b.person_id,
     b.as_of,
     b.gender,
-    -- the few oldest top-coded, so that they stay among k others
-    if(b.band_from >= 80, '80+', b.band) AS age_band,
+    -- the few oldest top-coded and the teens and twenties (few on a street) in one band,
+    -- so that each stays among k others of their community and gender
+    CASE
+        WHEN b.band_from >= 80 THEN '80+'
+        WHEN b.band_from IN (10, 20) THEN '10-29'
+        ELSE b.band
+    END AS age_band,
     b.band_from >= 60 AS elderly,
     h.community_code,
     h.grid_code,
