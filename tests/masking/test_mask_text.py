@@ -46,6 +46,19 @@ def test_detects_and_masks(text: str, kind: str, masked: str) -> None:
         "银行卡号忘了，师傅说明天再来",
         "工单编号1234520251124000120，已持续14天",
         "秀水社区15号楼附近商户店外经营",
+        # words that start with a surname: places, 张 as a measure word, a cue before a verb
+        "市民来电：黄村路口红绿灯故障。",
+        "反映白家庄附近的共享单车乱停放。",
+        "张自忠路地铁站出口有黑车揽客。",
+        "马家堡菜市场周边占道经营严重。",
+        "有人冒用其名义办理了这张卡。",
+        "南郎家园社区雨水篦子堵塞。",
+        "商家称会退款，平台不处理。",
+        "物业公司称已经维修，但仍有噪音。",
+        "楼道里放了十几辆电动车。",
+        "施工方称有许可证，石头砸到了车窗。",
+        "于晚上8点停水。",
+        "请相关部门尽快处理，联系方式：略。",
     ],
 )
 def test_no_false_positives(text: str) -> None:
@@ -124,25 +137,3 @@ def test_names_where_hotline_texts_put_them(text: str, name: str) -> None:
     surname = name[:2] if name[:2] in COMPOUND_SURNAMES else name[:1]
     assert [f.kind for f in findings] == ["person_name"]
     assert out == text.replace(name, surname + "*")
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "市民来电：黄村路口红绿灯故障。",  # places named like people, a cue before a verb
-        "反映白家庄附近的共享单车乱停放。",
-        "张自忠路地铁站出口有黑车揽客。",
-        "马家堡菜市场周边占道经营严重。",
-        "有人冒用其名义办理了这张卡。",  # 张 as a measure word
-        "南郎家园社区雨水篦子堵塞。",
-        "商家称会退款，平台不处理。",
-        "物业公司称已经维修，但仍有噪音。",
-        "楼道里放了十几辆电动车。",
-        "施工方称有许可证，石头砸到了车窗。",
-        "于晚上8点停水。",
-        "请相关部门尽快处理，联系方式：略。",
-    ],
-)
-def test_no_names_in_words_that_start_with_a_surname(text: str) -> None:
-    out, findings = scrub(text)
-    assert [f for f in findings if f.kind == "person_name"] == [] and out == text
