@@ -119,14 +119,16 @@ def mart_and_truth(
 
 
 def nearest_cell(lon: pl.Series, lat: pl.Series, cells: pl.DataFrame) -> pl.Series:
-    """The code of the grid cell whose centre is nearest each point (``cells``: ``code,
-    lon, lat`` of the truth's cell centres; the grid is regular, so the nearest centre is
-    the cell the point lies in); null where a coordinate is."""
+    """The code of the grid cell whose centre is nearest each point on the ground (a degree
+    of longitude is cos(latitude) of a degree of latitude); ``cells``: ``code, lon, lat`` of
+    the truth's cell centres. The grid is regular, so the nearest centre is the cell the
+    point lies in. Null where a coordinate is."""
     x = lon.cast(pl.Float64).to_numpy()[:, None]
     y = lat.cast(pl.Float64).to_numpy()[:, None]
     cx = cells["lon"].cast(pl.Float64).to_numpy()[None, :]
     cy = cells["lat"].cast(pl.Float64).to_numpy()[None, :]
-    dist = (x - cx) ** 2 + ((y - cy) * 1.3) ** 2
+    scale = np.cos(np.radians(np.mean(cy)))
+    dist = ((x - cx) * scale) ** 2 + (y - cy) ** 2
     known = ~(np.isnan(x[:, 0]) | np.isnan(y[:, 0]))
     best = np.where(known, np.argmin(np.nan_to_num(dist, nan=np.inf), axis=1), -1)
     codes = cells["code"].to_list()
