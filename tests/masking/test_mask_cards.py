@@ -105,3 +105,23 @@ def test_a_column_of_cards_needs_no_cue() -> None:
     assert found.by_column == {"bank_card": {"bank_card": 1}}
     assert scan_frame(frame).total == 0
     assert "bank_card" in cell_kinds(ODD_CARD, card_column=True)
+
+
+def test_the_leak_scan_reads_the_catalogues_card_columns_as_cards() -> None:
+    """Every catalogue field of PII kind bank_card, in raw and staged, is a card column
+    of the lake scan (``pipelines.leaks.card_columns``), and nothing else is."""
+    from catalog.loader import get_catalogue
+    from catalog.model import PiiKind
+    from pipelines.ingest.raw import raw_table
+    from pipelines.leaks import card_columns
+
+    cat = get_catalogue()
+    want = {
+        (zone, raw_table(dept.code, ds)): {f.name}
+        for dept, ds in cat.datasets()
+        for f in ds.fields
+        if f.pii is PiiKind.bank_card
+        for zone in ("raw", "staged")
+    }
+    assert want  # the catalogue holds card fields (社保卡号)
+    assert {k: set(v) for k, v in card_columns(cat).items()} == want
