@@ -7,6 +7,8 @@
 -- elderly living alone (独居老人台账, 65 and older), and every elderly resident (60 or older,
 -- 老年人权益保障法) who is the only member of a household of the household register — the
 -- register's candidates (on_elderly_alone_register false), found by reusing collected data.
+-- The person attributes are resident_profile's (read, not recomputed), so a resident it
+-- withholds for k-anonymity (a few, mostly people whose flat is in no register) is not here.
 -- Read by community workers and grid workers (visit rounds, 关爱巡访), the civil-affairs
 -- office (the register's gaps) and community health stations (health checks due).
 WITH

@@ -98,7 +98,7 @@ def test_one_row_per_resident_and_no_one_else(mart_street, profile, truth):
 
 def test_age_band_gender_and_household_are_the_registers(profile, truth):
     (as_of,) = truth["as_of"]
-    assert as_of == dt.date.today()
+    assert abs((as_of - dt.date.today()).days) <= 1  # the build's date
     people = truth["people"].with_columns(
         band(age_on(pl.col("true_birth"), as_of)).alias("true_band")
     )
