@@ -1,6 +1,9 @@
-"""The main job's marts step on the marts' session street (tests/marts/conftest.py): every
+"""The main job's marts step (pipelines/marts_run.py) on the marts' session street: every
 mart materialised as a Dagster asset with row count, column schema and column lineage; a
-second run with nothing new builds nothing and still ends with the governance scorecard."""
+second run with nothing new builds nothing and still ends with the governance scorecard.
+
+Here rather than in tests/pipelines/ so that it shares the one session street of
+tests/marts/conftest.py (a fixture imported into another folder is built a second time)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.marts.assets import DEID_KEY, sql_marts
 from pipelines.instance import prepare_dagster_home
 from pipelines.marts_run import GOVERNANCE_MART
-from tests.marts.conftest import MartStreet, mart_street  # noqa: F401  (the session street)
+from tests.marts.conftest import MartStreet
 from tests.streets import copy_home
 
 
@@ -25,7 +28,7 @@ def _key(name: str) -> dg.AssetKey:
 
 
 @pytest.fixture(scope="module")
-def materialised(mart_street: MartStreet) -> dict[dg.AssetKey, dict]:  # noqa: F811
+def materialised(mart_street: MartStreet) -> dict[dg.AssetKey, dict]:
     """The newest materialisation's metadata of each marts/* asset in the street's Dagster
     instance (written by the main job's marts step)."""
     prepare_dagster_home(mart_street.settings)
@@ -38,13 +41,13 @@ def materialised(mart_street: MartStreet) -> dict[dg.AssetKey, dict]:  # noqa: F
     return out
 
 
-def test_every_mart_was_materialised_by_the_main_job(mart_street, materialised) -> None:  # noqa: F811
+def test_every_mart_was_materialised_by_the_main_job(mart_street, materialised) -> None:
     built = {n for n in sql_marts(mart_street.marts) if n not in mart_street.errors}
     assert built and {_key(n) for n in built} <= set(materialised)
     assert DEID_KEY in materialised
 
 
-def test_row_count_and_column_schema_are_the_lake_s(mart_street, materialised) -> None:  # noqa: F811
+def test_row_count_and_column_schema_are_the_lake_s(mart_street, materialised) -> None:
     for key, meta in materialised.items():
         name = key.path[-1]
         if key == DEID_KEY:
@@ -57,7 +60,7 @@ def test_row_count_and_column_schema_are_the_lake_s(mart_street, materialised) -
         assert [c.name for c in schema.columns] == lake
 
 
-def test_column_lineage_reaches_the_curated_assets(mart_street, materialised) -> None:  # noqa: F811
+def test_column_lineage_reaches_the_curated_assets(mart_street, materialised) -> None:
     curated_built = [
         k for k in materialised if k != DEID_KEY and "dagster/column_lineage" in materialised[k]
     ]
@@ -77,7 +80,7 @@ def test_column_lineage_reaches_the_curated_assets(mart_street, materialised) ->
 
 
 def test_with_nothing_changed_no_mart_is_built_and_make_run_ends_with_the_scorecard(
-    mart_street,  # noqa: F811
+    mart_street,
     tmp_path,
     monkeypatch,
 ) -> None:
