@@ -122,8 +122,8 @@ NAME_END = (
     r"大娘|师傅|老师|她|他|$|[\s，,。；;：:、（()）！!？?\d二两三四五六七八九十]"
 )
 # a last character that makes a candidate a place or a thing (黄村, 朱辛庄, 万寿路, 马家堡, 牛街,
-# 毛坯房, 孔明灯)
-PLACE_ENDS = "路街村庄桥堡营屯巷园院楼站店场区镇乡道坊湾沟峪井府房灯"
+# 毛坯房, 孔明灯; 冯二户, 两人: a count)
+PLACE_ENDS = "路街村庄桥堡营屯巷园院楼站店场区镇乡道坊湾沟峪井府房灯户位个人"
 # characters that are surnames and, far more often, words before a name (和王芳, 于是)
 FUNCTION_SURNAMES = "和于向从由经同及对把将给让叫跟找接为是有也都还又再才说称请据时能来但"
 
