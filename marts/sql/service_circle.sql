@@ -3,7 +3,7 @@
 -- the service-circle points (便民网点: shops, canteens, elderly-care stations, health
 -- stations …), each with how many of them are registered merchants, are open round the clock,
 -- and how long the walk to them is. Every cell of the grid is listed with every category of
--- its kind, so a cell with no place of a category shows 0 (a gap in the circle).
+-- its kind found on the street, so a cell with no place of a category shows 0 (a gap).
 -- Which things count: those of a dataset whose things refer to a keyed register (the merchant
 -- register itself, and the points that name a merchant by its credit code) — not hazard
 -- points, devices or the grid cells themselves. A merchant is a thing that is its register's
