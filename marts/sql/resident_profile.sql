@@ -5,9 +5,10 @@
 -- department that owns it and read here instead of being asked for again.
 -- A resident is a person of the street: a member of a household of the household register,
 -- or a person a record of residence places in a house of the street (a residence permit, the
--- register of the elderly living alone; not an event's address). The home is the house the
--- record behind the golden residence address resolves to, else the latest such record's,
--- else the household's. Sensitive attributes leave only as bands or yes/no flags
+-- register of the elderly living alone; not an event's address). The home is the unit of
+-- the house register a record of residence names (the record behind the golden residence
+-- address first), else the household's house, else a flat only mentioned (no unit of the
+-- register: no community or grid cell). Sensitive attributes leave only as bands or yes/no flags
 -- (generalise_age, generalise_flag); ages and flags stand on as_of (the build's date).
 -- Read by community workers and the street's service offices selecting whom a service is
 -- for (elderly care, subsidies, visits), and by the other marts (elderly_care).
@@ -18,8 +19,7 @@ members AS (
         m.person_id,
         h.household_id,
         h.house_id,
-        h.member_count,
-        m.relation
+        h.member_count
     FROM curated.household AS h, unnest(h.members) AS u(m)
     WHERE m.person_id IS NOT NULL
     QUALIFY row_number() OVER (
