@@ -151,13 +151,12 @@ def plausible_name(token: str, *, word_check: bool = True) -> bool:
         return False  # 于晚上, 和物业
     if not word_check:
         return True
-    tag = _pos_tokenizer().word_tag_tab.get(token, "")
-    if _common_word(token) and not tag.startswith("nr"):
+    if _other_word(token):
         return False  # 商家, 公司, 银行
     if surname == 1 and token[0] in FUNCTION_SURNAMES:
         return False  # 向东走, 但仍: the character is a word before it is a surname
-    if tag.startswith("nr"):
-        return True
+    if _name_word(token):
+        return True  # 李娜, 王平
     return not (len(token) == 3 and surname == 1 and _common_word(token[:2]))  # 施工方, 石头砸
 
 
@@ -166,10 +165,14 @@ def _titled(token: str) -> bool:
     return token[_surname_length(token) :] in TITLES
 
 
+def _name_word(token: str) -> bool:
+    """jieba's dictionary tags ``token`` as a person's name (nr)."""
+    return _pos_tokenizer().word_tag_tab.get(token, "").startswith("nr")
+
+
 def _other_word(token: str) -> bool:
     """A common word of jieba's dictionary not tagged as a name (来电, 商家; not 李娜)."""
-    pos = _pos_tokenizer()
-    return _common_word(token) and not pos.word_tag_tab.get(token, "").startswith("nr")
+    return _common_word(token) and not _name_word(token)
 
 
 def _common_word(token: str) -> bool:
@@ -262,8 +265,8 @@ def _open_name(text: str, start: int, words: _Words, *, word_check: bool) -> tup
 
 def _verb_names(text: str, bounds: set[int]) -> list[tuple[int, int, str]]:
     """Names before what follows a name at a sentence's start (反映, 称, 家, 的身份证 …):
-    the longest candidate ending there that starts at a left edge and looks like a name,
-    a function word before it left out (和王芳来电 → 王芳)."""
+    the longest candidate ending there that starts at a left edge and looks like a name
+    (和王芳来电 → 王芳)."""
     out = []
     for m in _VERB_AFTER.finditer(text):
         end = m.start()
@@ -279,9 +282,7 @@ def _verb_names(text: str, bounds: set[int]) -> list[tuple[int, int, str]]:
             ):
                 continue
             if not _ALL_HAN.fullmatch(token) or not plausible_name(token):
-                continue
-            if length == 3 and token[0] in FUNCTION_SURNAMES and plausible_name(token[1:]):
-                start += 1
+                continue  # 和王芳 is no name (a function word first): 王芳 is tried next
             out.append((start, end, "cue_verb"))
             break
     return out
