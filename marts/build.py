@@ -48,6 +48,7 @@ from marts.checks import (
     check_columns,
     check_level,
     check_masking,
+    check_resolved,
 )
 from marts.lineage import (
     CURATED,
@@ -211,6 +212,7 @@ def build_mart(
     analysis = analyse_mart(catalogue, marts, name, sql_dir=sql_dir)
     tree, lineage, reads = analysis.tree, analysis.lineage, analysis.reads
     check_columns(mart, output_columns(tree))
+    check_resolved(mart, analysis)
     check_masking(mart, lineage)
     check_level(mart, reads)
     register_masks(con)
@@ -225,28 +227,22 @@ def build_mart(
             relation = con.sql(_runnable(read_sql(name, sql_dir), temps))
             check_columns(mart, list(relation.columns))
             _check_types(mart, relation)
-            result = relation.pl()
+            result = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=name) from None
+        _drop_temps(con, temps)  # the plain text is not needed any more
         report = None
         if mart.k_anonymity is not None:
-            try:
-                result, report = enforce_k(
-                    result, mart.quasi_identifiers, mart.k_anonymity,
-                    max_suppression=MAX_SUPPRESSION,
-                )  # fmt: skip
-            except KAnonymityError as exc:
-                raise MartError(f"k-anonymity: {exc.message}", dataset=name) from None
-        _drop_temps(con, temps)
-        _publish(con, name, result, relation)
+            result, report = _k_anonymous(mart, result)
+        _publish(con, name, result)
     finally:
         _drop_temps(con, temps)
         for input_name in registered:
             con.unregister(input_name)
     return MartBuild(
         name=name,
-        rows=result.height,
-        columns=list(result.columns),
+        rows=result.num_rows,
+        columns=list(result.column_names),
         lineage=lineage,
         seconds=time.perf_counter() - started,
         decrypted=opened,
@@ -254,26 +250,36 @@ def build_mart(
     )
 
 
-def _publish(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    result: pl.DataFrame,
-    relation: duckdb.DuckDBPyRelation,
-) -> None:
-    """Replace ``marts.<name>`` with ``result`` in one transaction, typed as the query was
-    (a k-anonymity step may have turned a column to text)."""
+def _k_anonymous(mart: Mart, result: pa.Table) -> tuple[pa.Table, EnforceReport]:
+    """``result`` made k-anonymous over the mart's quasi-identifiers (``enforce_k``); a
+    quasi-identifier generalised to text must be a text column of the YAML."""
+    frame = pl.from_arrow(result)
+    try:
+        out, report = enforce_k(
+            frame, mart.quasi_identifiers, mart.k_anonymity, max_suppression=MAX_SUPPRESSION
+        )
+    except KAnonymityError as exc:
+        raise MartError(f"k-anonymity: {exc.message}", dataset=mart.name) from None
+    for q in mart.quasi_identifiers:
+        text = mart.column(q).type in (FieldType.string, FieldType.text)
+        if out[q].dtype != frame[q].dtype and not text:
+            raise MartError(
+                f"k-anonymity generalised {q!r} to text ({'; '.join(report.steps)}); the YAML "
+                f"says {mart.column(q).type.value}: generalise it in the SQL or declare it string",
+                dataset=mart.name,
+                field=q,
+            )
+    return out.to_arrow(), report
+
+
+def _publish(con: duckdb.DuckDBPyConnection, name: str, result: pa.Table) -> None:
+    """Replace ``marts.<name>`` with ``result`` in one transaction (its history stays in time
+    travel)."""
     view = f"_mart_out_{name}"
-    types = dict(zip(relation.columns, relation.types, strict=True))
-    casts = ", ".join(
-        f'TRY_CAST("{c}" AS {types[c]}) AS "{c}"'
-        if str(types[c]) != "VARCHAR" and result[c].dtype == pl.String
-        else f'"{c}"'
-        for c in result.columns
-    )
-    con.register(view, result.to_arrow())
+    con.register(view, result)
     try:
         with transaction(con):
-            con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {casts} FROM "{view}"')
+            con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT * FROM "{view}"')
     finally:
         con.unregister(view)
 

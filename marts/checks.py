@@ -13,9 +13,11 @@ from catalog.errors import StreethubError
 from catalog.marts import Mart
 from catalog.model import Catalogue, MaskingRule
 from marts.lineage import (
+    CURATED,
     MARTS,
     SQL_DIR,
     Lineage,
+    MartAnalysis,
     MartError,
     SourceField,
     analyse_mart,
@@ -64,6 +66,26 @@ def check_masking(mart: Mart, lineage: Lineage) -> None:
                 dataset=mart.name,
                 field=column.name,
             )
+
+
+def check_resolved(mart: Mart, analysis: MartAnalysis) -> None:
+    """Every curated column the mart reads is one the curated lineage describes (its
+    sources, its protection), and a mart reading curated tables names the table of every
+    column: a column the masking check cannot follow could be a sensitive value."""
+    unknown = sorted({s.ref for s in analysis.reads
+                      if s.table.startswith(CURATED + ".") and s.curated is None})  # fmt: skip
+    if unknown:
+        raise MartError(
+            f"reads {', '.join(unknown)}, which the curated lineage (curated/lineage.py) does "
+            "not describe: read the curated entity tables or the indexes",
+            dataset=mart.name,
+        )
+    if analysis.unresolved and any(t.startswith(CURATED + ".") for t in analysis.tables):
+        raise MartError(
+            f"cannot tell which table {', '.join(analysis.unresolved)} come(s) from: "
+            "qualify each column with its table's alias",
+            dataset=mart.name,
+        )
 
 
 def check_level(mart: Mart, reads: list[SourceField]) -> None:
@@ -174,6 +196,7 @@ def check_marts(
         try:
             analysis = analyse_mart(catalogue, paired, name, sql_dir=sql_dir)
             check_columns(paired[name], output_columns(analysis.tree))
+            check_resolved(paired[name], analysis)
             check_masking(paired[name], analysis.lineage)
             check_level(paired[name], analysis.reads)
         except MartError as exc:
@@ -192,4 +215,5 @@ __all__ = [
     "check_level",
     "check_marts",
     "check_masking",
+    "check_resolved",
 ]

@@ -242,7 +242,7 @@ class _Resolver:
             stack.extend(cur.iter_expressions())
 
     # -- columns -------------------------------------------------------------------------
-    def _source(self, scope: Scope, col: exp.Column) -> tuple[str, object, Scope] | None:
+    def source(self, scope: Scope, col: exp.Column) -> tuple[str, object, Scope] | None:
         names = [p for p in (col.table, col.db, col.catalog) if p]
         s: Scope | None = scope
         while s is not None:
@@ -253,7 +253,7 @@ class _Resolver:
         return None
 
     def column(self, scope: Scope, col: exp.Column, masks: tuple[str, ...]) -> list[SourceField]:
-        found = self._source(scope, col)
+        found = self.source(scope, col)
         if found is None:
             return []
         alias, source, owner = found
@@ -445,6 +445,8 @@ class MartAnalysis:
     tree: exp.Query
     lineage: Lineage
     reads: list[SourceField]  # every reference, filters, joins and groupings included
+    unresolved: list[str]  # column references no table of their query provides, as written
+    tables: set[str]  # the lake tables the query reads
 
 
 def analyse_mart(
@@ -453,11 +455,19 @@ def analyse_mart(
     """Parse the mart's SQL and resolve its lineage and its reads."""
     tree = parse_mart(read_sql(name, sql_dir), name, lake_schema(catalogue, marts))
     resolver = _Resolver(_Context(catalogue, marts, name, (name,)), tree)
-    reads = [
-        s for scope in resolver.root.traverse() for c in scope.columns
-        for s in resolver.column(scope, c, ())
-    ]  # fmt: skip
-    return MartAnalysis(tree, resolver.outputs(tree), reads)
+    reads, unresolved = [], []
+    for scope in resolver.root.traverse():
+        for c in scope.columns:
+            if resolver.source(scope, c) is None:
+                unresolved.append(c.sql(dialect=DIALECT))
+            reads += resolver.column(scope, c, ())
+    tables = {
+        f"{t.db}.{t.name}"
+        for scope in resolver.root.traverse()
+        for t in scope.sources.values()
+        if isinstance(t, exp.Table) and t.db
+    }
+    return MartAnalysis(tree, resolver.outputs(tree), reads, sorted(set(unresolved)), tables)
 
 
 def mart_dependencies(

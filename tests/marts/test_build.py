@@ -345,3 +345,59 @@ def test_refusals_never_carry_a_value(mart_street: MartStreet, tmp_path: Path):
         build_mart(con, mart_street.catalogue, marts, "planted_msg", mart_street.protection(),
                    sql_dir=sql_dir)  # fmt: skip
     assert not re.search(r"\d{11}|[\u4e00-\u9fff]\*", str(e.value))
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        # a curated table the lineage does not describe (the history holds ciphertexts)
+        ("SELECT h.value FROM curated.person_attribute_history AS h", "does not describe"),
+        # beside it, an unqualified column no known table holds
+        ("SELECT p.person_id, value FROM curated.person AS p "
+         "CROSS JOIN curated.person_attribute_history AS h", "cannot tell which table"),
+    ],
+)  # fmt: skip
+def test_a_column_the_masking_check_cannot_follow_is_refused(
+    mart_street: MartStreet, tmp_path: Path, sql: str, reason: str
+):
+    names = re.findall(r"SELECT (.*?) FROM", sql)[0].split(", ")
+    columns = [col(n.split(".")[-1], "L4", "encrypt") for n in names]
+    sql_dir, marts = plant(tmp_path, "planted_vague", sql, columns)
+    with (
+        open_lake(mart_street.settings, read_only=True) as con,
+        pytest.raises(MartError, match=reason) as refused,
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_vague", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
+    assert "value" in str(refused.value)
+
+
+def test_the_sql_masks_are_the_masking_modules_over_many_vectors():
+    """Each SQL mask gives what its one implementation gives, row for row, over more rows
+    than a DuckDB vector holds, nulls included (the Arrow UDFs keep order and alignment)."""
+    import duckdb
+
+    from masking import generalise as gen
+    from masking.masks import DISPLAY_MASKS
+    from masking.sql import register_masks
+
+    samples = ["张三丰", "欧阳修文", "13812345678", "+86 139 1234 5678", "11010519491231002X",
+               "北京市朝阳区建外街道建外社区3号楼2单元501室", "1954-03-02", "2026-11-30 08:15:00",
+               "", " 糖尿病 ", "a@example.com", "京A12345", "6222021234567890123", None]  # fmt: skip
+    values = pl.Series("v", [samples[(i * 5) % len(samples)] for i in range(5_000)], pl.String)
+    con = duckdb.connect()
+    register_masks(con)
+    con.register("t", values.to_frame().with_row_index("i").to_arrow())
+    expected = {rule.value: mask for rule, mask in DISPLAY_MASKS.items()}
+    expected |= {"generalise_year": gen.to_year, "generalise_month": gen.to_month,
+                 "generalise_flag": gen.holds_value}  # fmt: skip
+    for name, mask in expected.items():
+        got = con.execute(f"SELECT {name}(v) AS m FROM t ORDER BY i").pl()["m"]
+        want = values.to_frame().select(mask(pl.col("v"))).to_series()
+        assert got.cast(want.dtype).to_list() == want.to_list(), name
+    births = con.execute(
+        "SELECT generalise_age(v, DATE '2026-11-30') AS m FROM t WHERE v = '1954-03-02'"
+    ).pl()["m"]
+    assert set(births) == {age_band("1954-03-02", dt.date(2026, 11, 30))} == {"70-79"}
+    flags = con.execute("SELECT generalise_flag(v) AS f, count(*) FROM t GROUP BY 1").fetchall()
+    assert {f for f, _ in flags} == {True, False}
