@@ -20,7 +20,8 @@ import polars as pl
 
 from catalog.authority import authority
 from catalog.model import Catalogue, Dataset
-from tests.marts.truth import TRUTH, clean_rows, header, nearest_cell, staged_truth
+from curated.houses import concept_field
+from tests.marts.truth import clean_rows, header, nearest_cell, staged_truth
 
 HOUSEHOLD_KEY = "household.id"
 RESIDENCE = "person.residence_address"
@@ -40,12 +41,6 @@ def source(cat: Catalogue, concept: str) -> tuple[str, Dataset, str]:
     a = authority(cat, concept)
     assert a is not None, f"no authority for {concept}"
     return a.dept, a.dataset, a.field
-
-
-def truth_columns(sim_dir: Path, dept: str, code: str) -> list[str]:
-    """The columns of a dataset's clean rows (none when the simulator wrote none)."""
-    path = Path(sim_dir) / TRUTH / dept / code / "clean.parquet"
-    return list(pl.read_parquet_schema(path)) if path.exists() else []
 
 
 def staged_subjects(
@@ -81,8 +76,8 @@ def true_cells(sim_dir: Path, con: duckdb.DuckDBPyConnection, cat: Catalogue) ->
     """code, lon, lat of the true centres of the grid cells the lake staged."""
     dept, ds, field = source(cat, "place.grid_code")
     rows = staged_truth(con, sim_dir, dept, ds)
-    lon = next(f.name for f in ds.fields if f.concept == "place.lon")
-    lat = next(f.name for f in ds.fields if f.concept == "place.lat")
+    lon = concept_field(ds, "place.lon")
+    lat = concept_field(ds, "place.lat")
     return rows.select(
         pl.col(header(ds, field)).alias("code"),
         pl.col(header(ds, lon)).cast(pl.Float64).alias("lon"),
@@ -95,9 +90,9 @@ def unit_places(sim_dir: Path, con: duckdb.DuckDBPyConnection, cat: Catalogue) -
     the truth's cells, as the lake staged them)."""
     u_dept, units, _ = source(cat, "house.unit_id")
     b_dept, buildings, b_key = source(cat, "house.building_id")
-    lon = next(f.name for f in buildings.fields if f.concept == "place.lon")
-    lat = next(f.name for f in buildings.fields if f.concept == "place.lat")
-    comm = next(f.name for f in buildings.fields if f.concept == "place.community_code")
+    lon = concept_field(buildings, "place.lon")
+    lat = concept_field(buildings, "place.lat")
+    comm = concept_field(buildings, "place.community_code")
     b = clean_rows(sim_dir, b_dept, buildings.code).unique(header(buildings, b_key))
     b = b.select(
         pl.col(header(buildings, b_key)).alias("building"),

@@ -12,6 +12,7 @@ import pytest
 
 from curated.events import event_datasets, whereabouts
 from curated.golden import as_of_field
+from curated.houses import concept_field
 from lakehouse.lake import open_lake
 from tests.marts.residents_truth import (
     HOUSEHOLD_KEY,
@@ -88,7 +89,7 @@ def test_candidates_are_the_elderly_sole_members_of_a_household(mart_street, car
     """Off the register: residents 60 or older who are their registry household's only
     member (staged), none of them on the register."""
     dept, register, hh = source(mart_street.catalogue, HOUSEHOLD_KEY)
-    birth = next(f.name for f in register.fields if f.concept == "person.birth_date")
+    birth = concept_field(register, "person.birth_date")
     with open_lake(mart_street.settings, read_only=True) as con:
         rows = staged_subjects(con, mart_street.sim_dir, dept, register)
         on_register = holders(con, mart_street.sim_dir, mart_street.catalogue, REGISTER)
@@ -129,7 +130,7 @@ def test_door_days_are_the_truths_door_records(mart_street, care, as_of):
     cat = mart_street.catalogue
     (dept, ds), *more = [(d, s) for d, s in event_datasets(cat) if whereabouts(s)]
     assert not more
-    time = next(f.name for f in ds.fields if f.concept == "event.time")
+    time = concept_field(ds, "event.time")
     with open_lake(mart_street.settings, read_only=True) as con:
         rows = staged_subjects(con, mart_street.sim_dir, dept, ds)
     days = rows.filter(pl.col("person_id").is_not_null()).select(

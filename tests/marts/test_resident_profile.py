@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from catalog.marts import load_marts
+from curated.houses import concept_field
 from lakehouse.lake import open_lake
 from masking.kanon import check_k
 from tests.marts.residents_truth import (
@@ -43,8 +44,8 @@ def truth(mart_street, profile: pl.DataFrame) -> dict:
     their true gender, birth date, household, home and flags; every true resident's id."""
     cat, sim = mart_street.catalogue, mart_street.sim_dir
     dept, register, hh_field = source(cat, HOUSEHOLD_KEY)
-    gender = next(f.name for f in register.fields if f.concept == "person.gender")
-    birth = next(f.name for f in register.fields if f.concept == "person.birth_date")
+    gender = concept_field(register, "person.gender")
+    birth = concept_field(register, "person.birth_date")
     with open_lake(mart_street.settings, read_only=True) as con:
         registry = staged_subjects(con, sim, dept, register)
         # the street's residents as its records of residence say: every person a staged

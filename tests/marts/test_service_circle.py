@@ -10,6 +10,7 @@ import pytest
 
 from catalog.authority import authority
 from catalog.model import Entity
+from curated.houses import concept_field
 from lakehouse.lake import open_lake
 from tests.marts.residents_truth import true_cells
 from tests.marts.truth import header, nearest_cell, staged_truth
@@ -19,10 +20,6 @@ CREDIT = "merchant.credit_code"
 IN_BUSINESS = "存续"  # the market register's status of a merchant in business
 ROUND_THE_CLOCK = "00:00-24:00"
 KEY = ["grid_code", "kind", "category"]
-
-
-def concept_field(ds, concept: str) -> str:
-    return next(f.name for f in ds.fields if f.concept == concept)
 
 
 def places(rows: pl.DataFrame, ds, kind: str, cells: pl.DataFrame) -> pl.DataFrame:
