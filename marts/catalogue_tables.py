@@ -27,7 +27,7 @@ import polars as pl
 from catalog.marts import Mart
 from catalog.model import Catalogue
 from lakehouse.lake import transaction
-from marts.lineage import mart_lineage
+from marts.lineage import MartError, mart_dependencies, mart_lineage
 
 RESOURCES_TABLE = "catalogue_resources"
 MART_SOURCES_TABLE = "catalogue_mart_sources"
@@ -56,6 +56,34 @@ MART_SOURCE_SCHEMA = {
 
 def _value(v: object) -> str:
     return str(getattr(v, "value", v))
+
+
+def marts_for(catalogue: Catalogue, marts: Mapping[str, Mart]) -> dict[str, Mart]:
+    """The marts this catalogue can build: those whose SQL resolves against the curated
+    tables its departments make (a hub without the departments behind a column has no
+    such column) and which read only marts it can build. The shipped catalogue builds
+    every mart (``streethub catalog check`` refuses one that does not resolve)."""
+    resolved = {}
+    for name in marts:
+        try:
+            mart_lineage(catalogue, dict(marts), name)
+        except MartError:
+            continue
+        resolved[name] = marts[name]
+    while True:
+        readers = {
+            n
+            for n in resolved
+            if any(
+                t.startswith("marts.") and t.split(".", 1)[1] in marts
+                and t.split(".", 1)[1] not in resolved
+                for t in mart_dependencies(dict(marts), n)
+            )
+        }  # fmt: skip
+        if not readers:
+            return resolved
+        for n in readers:
+            del resolved[n]
 
 
 def catalogue_resources(catalogue: Catalogue, marts: Mapping[str, Mart]) -> pl.DataFrame:
@@ -92,10 +120,11 @@ def catalogue_resources(catalogue: Catalogue, marts: Mapping[str, Mart]) -> pl.D
 
 
 def mart_sources(catalogue: Catalogue, marts: Mapping[str, Mart]) -> pl.DataFrame:
-    """One row per mart column and department field it comes from (see the module doc)."""
+    """One row per mart column and department field it comes from (see the module doc);
+    ``marts``: those the catalogue can build (:func:`marts_for`)."""
     rows: list[dict] = []
     for name, mart in sorted(marts.items()):
-        lineage = mart_lineage(catalogue, marts, name)
+        lineage = mart_lineage(catalogue, dict(marts), name)
         for col in mart.columns:
             base = {
                 "mart": name,

@@ -20,6 +20,7 @@ from catalog.marts import load_marts
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import has_table, open_lake
+from marts.catalogue_tables import marts_for
 from pipelines.defs.marts.assets import DEID_KEY, all_mart_assets, mart_key, sql_marts
 from pipelines.ingest_run import run_problems
 from pipelines.recovery import run_tags
@@ -49,7 +50,7 @@ def run_marts(
 ) -> MartsOutcome:
     """Materialise every mart asset when ``changed`` or a mart is missing (see the module
     doc); a failed mart stops what depends on it and is listed, never raised."""
-    marts = load_marts()
+    marts = marts_for(cat, load_marts())
     outcome = MartsOutcome()
     if not changed and not marts_missing(settings, sql_marts(marts)):
         return outcome

@@ -11,6 +11,7 @@ import pytest
 from catalog.loader import load_catalogue
 from catalog.marts import load_marts
 from catalog.model import UpdateCycle
+from marts.catalogue_tables import marts_for
 from marts.lineage import read_sql
 from pipelines.defs.curated.assets import CURATED_KEYS, EVENT_KEY, PERSON_KEY
 from pipelines.defs.marts.assets import (
@@ -148,3 +149,22 @@ def test_a_new_delivery_refreshes_the_marts_that_read_it_and_no_other() -> None:
     assert untouched and not asked & untouched
     asked, cursor = requested(cursor)
     assert not asked & readers  # asked once, not again while nothing changes
+
+
+def test_every_shipped_mart_is_built_with_the_shipped_catalogue() -> None:
+    assert set(marts_for(load_catalogue(), MARTS)) == set(MARTS)
+
+
+def test_a_hub_without_a_mart_s_departments_leaves_that_mart_out(tmp_path) -> None:
+    """A hub of the urban-management department alone: marts reading residents' birth dates
+    (the police register's) cannot be built there and get no asset; the marts over the
+    catalogue and the run's own records still do."""
+    from tests.reliability.conftest import sub_catalogue
+
+    cat = load_catalogue(sub_catalogue(tmp_path / "catalogue", ("cgj",)))
+    kept = marts_for(cat, MARTS)
+    assert "sharing_metrics" in kept and "quality_scorecard" in kept
+    assert "age_structure" not in kept and "resident_profile" not in kept
+    assert "elderly_care" not in kept  # it reads resident_profile
+    keys = {k for d in all_mart_assets(cat, MARTS) for k in d.keys}
+    assert _key("sharing_metrics") in keys and _key("age_structure") not in keys

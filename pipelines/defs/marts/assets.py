@@ -19,7 +19,12 @@ import dagster as dg
 from catalog.marts import Mart, load_marts
 from catalog.model import Catalogue, UpdateCycle
 from marts.build import build_mart, mart_dependencies
-from marts.catalogue_tables import MART_SOURCES_TABLE, RESOURCES_TABLE, write_catalogue_tables
+from marts.catalogue_tables import (
+    MART_SOURCES_TABLE,
+    RESOURCES_TABLE,
+    marts_for,
+    write_catalogue_tables,
+)
 from marts.deidentification import TABLE as DEID_TABLE
 from marts.deidentification import measure_deidentification
 from pipelines.defs.curated.assets import CURATED_KEYS, PERSON_KEY
@@ -239,6 +244,9 @@ def sql_marts(marts: Mapping[str, Mart]) -> list[str]:
 
 
 def all_mart_assets(catalogue: Catalogue, marts: Mapping[str, Mart]) -> list[dg.AssetsDefinition]:
+    """The catalogue tables, every mart this catalogue can build (``marts_for``) and the
+    de-identification measure."""
+    marts = marts_for(catalogue, marts)
     return [
         build_catalogue_asset(catalogue, marts),
         *(build_mart_asset(marts, n) for n in sql_marts(marts)),
