@@ -72,6 +72,7 @@ _VERB_AFTER = re.compile(NAME_VERB_AFTER)
 _PAREN = re.compile(rf"[（(“「『\"]({_SURNAME_RE}[{_HAN}]{{1,2}})[）)”」』\"]")
 _SENTENCE_EDGE = set("。！？!?；;，,：:、\n\t （(）)“”\"'【】[]「」")
 _ANY_CUE_END = re.compile(rf"(?:{NAME_BEFORE}|{NAME_BEFORE_WEAK})$")
+_LONGEST_CUE = max(len(w) for w in f"{NAME_BEFORE}|{NAME_BEFORE_WEAK}".split("|"))
 TITLES = frozenset(NAME_AFTER.split("|"))
 CUE_WORDS = frozenset(NAME_BEFORE.split("|"))  # 楼门长, 邻居: a cue is no name
 # 这张卡, 一张纸: 张 after a number or a demonstrative is a measure word
@@ -239,7 +240,7 @@ def _left_edge(text: str, start: int, bounds: set[int]) -> bool:
         start == 0
         or text[start - 1] in _SENTENCE_EDGE
         or start in bounds
-        or _ANY_CUE_END.search(text, 0, start) is not None
+        or _ANY_CUE_END.search(text, max(0, start - _LONGEST_CUE), start) is not None
     )
 
 
