@@ -214,3 +214,36 @@ def test_a_flag_carries_a_generalisation_and_text_does_not() -> None:
     assert carrying_rule(flags, MaskingRule.generalise_age) == 2  # yes/no: less than a band
     assert carrying_rule(pl.Series(["低保", "残疾"]), MaskingRule.generalise_flag) == 0
     assert carrying_rule(pl.Series(["张*"]), MaskingRule.none) == 0
+
+
+def test_sharing_metrics_is_the_catalogue_row_by_row(mart_street) -> None:
+    """One row per department dataset and per mart, its share type and level as catalogued;
+    a mart's planned consumers are its own, a dataset's those of the marts whose columns
+    come from its fields (lineage walked here, consumers gathered in Python)."""
+    from marts.lineage import mart_lineage
+
+    table = mart_street.table("sharing_metrics")
+    rows = {r["resource"]: r for r in table.iter_rows(named=True)}
+    cat, marts = mart_street.catalogue, mart_street.marts
+    datasets = {f"{d.code}.{ds.code}": ds for d, ds in cat.datasets()}
+    assert set(rows) == set(datasets) | {f"marts.{n}" for n in marts}
+    readers: dict[str, set[str]] = {}
+    for name in marts:
+        for sources in mart_lineage(cat, marts, name).values():
+            for f in (f for s in sources for f in s.fields):
+                readers.setdefault(f"{f.dept}.{f.dataset}", set()).add(name)
+    for ref, ds in datasets.items():
+        r = rows[ref]
+        assert (r["kind"], r["share_type"], r["level"]) == (
+            "dataset", ds.share_type.value, ds.max_level.value
+        )  # fmt: skip
+        assert r["shareable"] == (ds.share_type in SHAREABLE)
+        assert r["marts_reading"] == len(readers.get(ref, set()))
+        planned = {c for m in readers.get(ref, set()) for c in marts[m].consumers}
+        assert r["planned_consumers"] == len(planned)
+        assert set(filter(None, r["consumers"].split(","))) == planned
+    for name, mart in marts.items():
+        r = rows[f"marts.{name}"]
+        assert (r["kind"], r["share_type"]) == ("mart", mart.share_type.value)
+        assert set(filter(None, r["consumers"].split(","))) == set(mart.consumers)
+    assert any(r["marts_reading"] for r in rows.values())  # collect once, reuse: some are
