@@ -14,9 +14,10 @@ pseudonym before the index exists). ``house_id``: where the record's address res
 unit (``curated.house_mentions`` of the same record). ``lon``/``lat``: the record's own
 coordinates (or those of the thing that places it); null where it has none.
 
-What the marts need of an event beyond that is a column per concept of :data:`DETAILS`
-(urgency, first-answer time, handling office, channel, service item, time limit, visits),
-null where a dataset has no field of the concept; a detail field at L3/L4 is not kept.
+What the marts need of an event beyond that is a column per concept of
+:data:`curated.event_details.DETAILS` (urgency, first-answer time, handling office, channel,
+service item, time limit, visits), null where a dataset has no field of the concept; a
+detail field at L3/L4 is not kept.
 The free text of ``event.description`` is L3: it is kept only as ciphertext bound to
 ``curated.event.description`` and the row's ``event_id`` (:func:`reveal_descriptions`).
 
@@ -35,6 +36,13 @@ import polars as pl
 
 from catalog.model import Catalogue, Dataset, Entity, PiiKind
 from catalog.street import Street
+from curated.event_details import (
+    DESCRIPTION,
+    DETAILS,
+    as_timestamp,
+    detail_columns,
+    detail_fields,
+)
 from curated.houses import (
     HOUSE,
     MENTIONS,
@@ -63,19 +71,7 @@ from masking.crypto import decrypt_series, encrypt_series
 EVENT = "event"
 TIME, CATEGORY, STATUS, CLOSED = "event.time", "event.category", "event.status", "event.closed_time"
 ADDRESS = "place.address"
-DESCRIPTION = "event.description"  # free text (L3): stored as ciphertext
 DESCRIPTION_COLUMN = f"curated.{EVENT}.description"  # the ciphertexts' column identity
-# event concepts kept as columns of curated.event (null where a dataset has none):
-# concept → (column, SQL type)
-DETAILS = {
-    "event.urgency": ("urgency", "VARCHAR"),  # emergency / ordinary
-    "event.dispatched_time": ("dispatched_at", "TIMESTAMP"),  # first answer (派单)
-    "event.handler": ("handler", "VARCHAR"),  # handling office (承办单位 / 承办部门)
-    "event.channel": ("channel", "VARCHAR"),  # how it came in (电话 …, 窗口, 网上办理 …)
-    "event.item_code": ("item_code", "VARCHAR"),  # government-service item (事项编码)
-    "event.time_limit_days": ("time_limit_days", "BIGINT"),  # promised working days
-    "event.visits": ("visits", "BIGINT"),  # times the applicant came in person (跑动次数)
-}
 RECORD, PERSON_DAY = "record", "person_day"
 EVENT_COLUMNS = [
     ("event_id", "VARCHAR"),
@@ -153,14 +149,6 @@ def _place_from_thing(
     )
 
 
-def _as_timestamp(series: pl.Series) -> pl.Series:
-    if series.dtype == pl.Date:
-        return series.cast(pl.Datetime("us"))
-    if isinstance(series.dtype, pl.Datetime):
-        return series.dt.replace_time_zone(None).cast(pl.Datetime("us"))
-    return series.cast(pl.String).str.to_datetime(strict=False, time_unit="us")
-
-
 def dataset_events(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -195,14 +183,14 @@ def dataset_events(
         if via
         else place_columns(frame, ds, places.grids)
     )
-    at = _as_timestamp(col(TIME))
+    at = as_timestamp(col(TIME))
     events = pl.DataFrame(
         {
             "key_pid": frame["_key_pid"],
             "category": col(CATEGORY).cast(pl.String),
             "status": col(STATUS).cast(pl.String),
             "at": at,
-            "closed_at": _as_timestamp(col(CLOSED)),
+            "closed_at": as_timestamp(col(CLOSED)),
             "day": at.dt.date(),
         }
     ).hstack(place.select("grid_code", "community_code", "lon", "lat"))
@@ -245,32 +233,6 @@ def dataset_events(
             ).alias("description")
         )
     return events.with_columns(pl.lit(dept).alias("dept"), pl.lit(ds.code).alias("dataset"))
-
-
-def detail_fields(ds: Dataset) -> dict[str, str]:
-    """column → the dataset's field of each :data:`DETAILS` concept it holds (L1/L2 only)."""
-    out = {}
-    for concept, (column, _) in DETAILS.items():
-        name = concept_field(ds, concept)
-        if name and not ds.field(name).level.sensitive:
-            out[column] = name
-    return out
-
-
-def detail_columns(frame: pl.DataFrame, details: dict[str, str]) -> pl.DataFrame:
-    """The :data:`DETAILS` columns of ``frame``'s records, typed (null where absent)."""
-    types = {"VARCHAR": pl.String, "BIGINT": pl.Int64}
-    out = {}
-    for column, sql_type in DETAILS.values():
-        name = details.get(column)
-        if sql_type == "TIMESTAMP":
-            values = frame[name] if name else pl.Series([None] * frame.height, dtype=pl.String)
-            out[column] = _as_timestamp(values)
-        elif name:
-            out[column] = frame[name].cast(types[sql_type], strict=False)
-        else:
-            out[column] = pl.Series([None] * frame.height, dtype=types[sql_type])
-    return pl.DataFrame(out)
 
 
 def reveal_descriptions(

@@ -16,9 +16,9 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from curated.address import AddressParser
+from curated.event_details import DETAILS
 from curated.events import (
     DESCRIPTION_COLUMN,
-    DETAILS,
     EVENT,
     PERSON_DAY,
     RECORD,
