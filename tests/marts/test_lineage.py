@@ -228,3 +228,25 @@ def test_the_cli_shows_column_to_curated_to_department_field():
     assert f"← {born.ref} (raw header {born.header!r}" in lines[band + 2]
     unknown = CliRunner().invoke(app, ["catalog", "lineage", "marts.no_such_mart"])
     assert unknown.exit_code == 1
+
+
+def test_what_a_count_reads_is_published_as_no_value(tmp_path: Path):
+    """count(x), count(DISTINCT x), count(CASE …) and count(*) FILTER (WHERE x …) publish how
+    many, no value of x; sum(…) of the same publishes values."""
+    sql_dir, marts = plant(
+        tmp_path, "counted",
+        "SELECT count(DISTINCT p.chronic_disease) AS a,"
+        " count(CASE WHEN p.chronic_disease = 'x' THEN 1 END) AS b,"
+        " count(*) FILTER (WHERE p.chronic_disease IS NOT NULL) AS c,"
+        " sum(CASE WHEN p.chronic_disease = 'x' THEN 1 ELSE 0 END) AS d"
+        " FROM curated.person AS p",
+        ["a", "b", "c", "d"],
+    )  # fmt: skip
+    lineage = mart_lineage(CATALOGUE, marts, "counted", sql_dir=sql_dir)
+
+    def rule(column: str) -> MaskingRule:
+        (src,) = [s for s in lineage[column] if s.ref == "curated.person.chronic_disease"]
+        return src.applied
+
+    assert [rule(c) for c in "abc"] == [MaskingRule.suppress] * 3
+    assert rule("d") is MaskingRule.none

@@ -1,0 +1,50 @@
+"""What a mart's lineage is made of: :class:`SourceField` (a lake column an output column
+is computed from, with the department fields behind it and the rule its value leaves
+through), the mart error family and the names of the zones and the SQL folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.errors import StreethubError
+from catalog.model import Level, MaskingRule
+from curated.lineage import CuratedColumn, DeptField
+
+SQL_DIR = Path(__file__).parent / "sql"
+DIALECT = "duckdb"
+CURATED, MARTS = "curated", "marts"
+
+
+class MartError(StreethubError):
+    """A mart's SQL or YAML cannot be built as it stands (never carries a value)."""
+
+
+@dataclass(frozen=True)
+class SourceField:
+    """One curated (or mart) column an output column is computed from."""
+
+    table: str  # zone.table: curated.person, marts.resident_profile
+    column: str
+    fields: tuple[DeptField, ...]  # the department fields behind it
+    applied: MaskingRule  # the strictest rule the value passes on its way out
+    masks: tuple[str, ...] = ()  # SQL functions between the output and the column, outermost first
+    curated: CuratedColumn | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.table}.{self.column}"
+
+    @property
+    def level(self) -> Level:
+        return max((f.level for f in self.fields), key=lambda lv: lv.rank, default=Level.L1)
+
+    @property
+    def sensitive_fields(self) -> tuple[DeptField, ...]:
+        return tuple(f for f in self.fields if f.level.sensitive)
+
+
+Lineage = dict[str, list[SourceField]]
+
+
+__all__ = ["CURATED", "DIALECT", "MARTS", "SQL_DIR", "Lineage", "MartError", "SourceField"]
