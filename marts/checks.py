@@ -23,6 +23,7 @@ from marts.lineage import (
     analyse_mart,
     mart_dependencies,
     output_columns,
+    read_sql,
 )
 from masking.sql import COUNTS, satisfies, strictest
 
@@ -174,8 +175,9 @@ def check_marts(
     yaml_dir: Path | None = None,
 ) -> list[StreethubError]:
     """Every problem of the marts that shows without building them: a SQL file without a
-    YAML or the reverse, SQL that does not parse, output columns other than the YAML's,
-    masking and level (from the lineage), a cycle."""
+    YAML or the reverse, SQL without its opening comment or that does not parse, output
+    columns other than the YAML's, columns it cannot follow, masking and level (from the
+    lineage), a cycle."""
     from catalog.marts import MARTS_DIR
 
     sql_dir = Path(sql_dir or SQL_DIR)
@@ -193,6 +195,15 @@ def check_marts(
         problems.append(MartError(f"no SQL file marts/sql/{name}.sql for this mart", dataset=name))
     paired = {n: m for n, m in marts.items() if n in sql_names}
     for name in sorted(paired):
+        first = next((ln for ln in read_sql(name, sql_dir).splitlines() if ln.strip()), "")
+        if not first.lstrip().startswith("--"):
+            problems.append(
+                MartError(
+                    "the SQL must open with a -- comment saying what the mart is for and who "
+                    "reads it",
+                    dataset=name,
+                )
+            )
         try:
             analysis = analyse_mart(catalogue, paired, name, sql_dir=sql_dir)
             check_columns(paired[name], output_columns(analysis.tree))

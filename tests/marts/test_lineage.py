@@ -209,6 +209,7 @@ def test_catalog_check_reports_sql_without_yaml_and_columns_that_differ(tmp_path
     problems = [str(p) for p in check_marts(CATALOGUE, marts, sql_dir=sql_dir)]
     assert any("lonely" in p and "no catalogue entry" in p for p in problems)
     assert any("age_structure" in p and "household_id" in p for p in problems)
+    assert any("age_structure" in p and "-- comment" in p for p in problems)
     good = tmp_path / "good"
     good.mkdir()
     (good / "age_structure.sql").write_text((SQL_DIR / "age_structure.sql").read_text("utf-8"))
