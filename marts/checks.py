@@ -59,6 +59,20 @@ def check_masking(mart: Mart, lineage: Lineage) -> None:
                         dataset=mart.name,
                         field=column.name,
                     )
+        claimed = column.masking
+        for src in lineage.get(column.name, []):
+            if (
+                src.sensitive_fields
+                and _publishes_value(src)
+                and claimed is not MaskingRule.none
+                and not satisfies(src.applied, claimed)
+            ):
+                raise MartMaskingError(
+                    f"column {column.name!r}: its YAML says {claimed.value}, but the SQL "
+                    f"publishes {src.ref} through {src.applied.value}",
+                    dataset=mart.name,
+                    field=column.name,
+                )
         need = strictest(required)
         if need is not MaskingRule.none and not satisfies(column.masking, need):
             raise MartMaskingError(
@@ -90,13 +104,17 @@ def check_resolved(mart: Mart, analysis: MartAnalysis) -> None:
 
 
 def check_level(mart: Mart, reads: list[SourceField]) -> None:
-    """The mart's level is at least the strictest source field its SQL reads."""
-    # a source already read in a form its rule allows (a pseudonym of an ID) does not count
-    fields = [f for s in reads for f in s.fields if not _protected(s, f.masking)]
-    top = max(fields, key=lambda f: f.level.rank, default=None)
-    if top is not None and top.level.rank > mart.level.rank:
+    """The mart's level is at least the strictest source field its SQL reads: a column read
+    through another mart counts at the level that mart publishes it at; a source already
+    read in a form its rule allows (a pseudonym of an ID) does not count."""
+    levels = [(s.published_level, f"marts column {s.ref} as published")
+              for s in reads if s.published_level is not None]  # fmt: skip
+    levels += [(f.level, f.ref) for s in reads if s.published_level is None
+               for f in s.fields if not _protected(s, f.masking)]  # fmt: skip
+    top = max(levels, key=lambda lv: lv[0].rank, default=None)
+    if top is not None and top[0].rank > mart.level.rank:
         raise MartError(
-            f"level {mart.level.value} is below the {top.level.value} source it reads ({top.ref})",
+            f"level {mart.level.value} is below the {top[0].value} source it reads ({top[1]})",
             dataset=mart.name,
         )
 

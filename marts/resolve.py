@@ -216,17 +216,17 @@ class Resolver:
             if upstream is None:
                 upstream = self.ctx.lineage_of(name, self.ctx.seen)
                 self.ctx.upstream[name] = upstream
-            published = (
-                self.ctx.marts[name].column(column).masking
-                if column in {c.name for c in self.ctx.marts[name].columns}
-                else MaskingRule.none
-            )
+            mart = self.ctx.marts[name]
+            known = column in mart.column_names
+            published = mart.column(column).masking if known else MaskingRule.none
+            level = mart.column(column).level if known else None
             out = []
             for src in upstream.get(column, []):
                 applied = strictest([rule, published, src.applied])
                 out.append(
-                    SourceField(src.table, src.column, src.fields, applied, masks, src.curated)
-                )
+                    SourceField(src.table, src.column, src.fields, applied, masks, src.curated,
+                                level)
+                )  # fmt: skip
             return out or [SourceField(f"{zone}.{name}", column, (), rule, masks)]
         return [SourceField(f"{zone}.{name}" if zone else name, column, (), rule, masks)]
 

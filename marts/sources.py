@@ -30,6 +30,7 @@ class SourceField:
     applied: MaskingRule  # the strictest rule the value passes on its way out
     masks: tuple[str, ...] = ()  # SQL functions between the output and the column, outermost first
     curated: CuratedColumn | None = None
+    published_level: Level | None = None  # read through a mart: the level it publishes it at
 
     @property
     def ref(self) -> str:

@@ -14,8 +14,8 @@ from catalog.loader import load_catalogue
 from catalog.marts import MARTS_DIR, Mart, load_mart
 from catalog.model import MaskingRule
 from curated.lineage import curated_lineage, curated_schema
-from marts.checks import check_marts
-from marts.lineage import SQL_DIR, mart_dependencies, mart_lineage
+from marts.checks import MartMaskingError, check_level, check_marts, check_masking
+from marts.lineage import SQL_DIR, MartError, analyse_mart, mart_dependencies, mart_lineage
 from tests.marts.conftest import MartStreet
 
 CATALOGUE = load_catalogue()
@@ -251,3 +251,46 @@ def test_what_a_count_reads_is_published_as_no_value(tmp_path: Path):
 
     assert [rule(c) for c in "abc"] == [MaskingRule.suppress] * 3
     assert rule("d") is MaskingRule.none
+
+
+def test_a_yaml_rule_stricter_than_the_sql_applies_is_refused(tmp_path: Path):
+    """The YAML's masking is the rule the column is published with: a YAML claiming age
+    bands over SQL that publishes years is refused (a mart reading it would trust it)."""
+    sql_dir, marts = plant(
+        tmp_path, "claims", "SELECT generalise_year(p.birth_date) AS born FROM curated.person p",
+        ["born"],
+    )  # fmt: skip
+    column = {"name": "born", "label_zh": "出生年", "type": "string", "level": "L2"}
+    for rule, ok in (("generalise_age", False), ("generalise_year", True)):
+        mart = Mart.model_validate(
+            marts["claims"].model_dump() | {"columns": [column | {"masking": rule}]}
+        )
+        lineage = analyse_mart(
+            CATALOGUE, {**marts, "claims": mart}, "claims", sql_dir=sql_dir
+        ).lineage
+        if ok:
+            check_masking(mart, lineage)
+        else:
+            with pytest.raises(MartMaskingError, match="YAML says generalise_age"):
+                check_masking(mart, lineage)
+
+
+def test_a_column_read_through_a_mart_counts_at_the_level_that_mart_publishes(tmp_path: Path):
+    (tmp_path / "age_structure.sql").write_text((SQL_DIR / "age_structure.sql").read_text("utf-8"))
+    sql_dir, marts = plant(
+        tmp_path, "reader", "SELECT a.age_band FROM marts.age_structure AS a", ["age_band"]
+    )
+    published = MARTS["age_structure"].column("age_band").level
+    assert published.value == "L2"  # an age band, from an L3 birth date
+    reads = analyse_mart(CATALOGUE, marts, "reader", sql_dir=sql_dir).reads
+    for level, ok in (("L2", True), ("L1", False)):
+        mart = Mart.model_validate(
+            marts["reader"].model_dump()
+            | {"level": level, "columns": [{"name": "age_band", "label_zh": "年龄段",
+                                            "type": "string", "level": level}]}
+        )  # fmt: skip
+        if ok:
+            check_level(mart, reads)
+        else:
+            with pytest.raises(MartError, match="marts column"):
+                check_level(mart, reads)
