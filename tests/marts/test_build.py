@@ -35,7 +35,7 @@ from tests.streets import copy_home
 EXAMPLE = "age_structure"
 
 
-def plant(tmp: Path, name: str, sql: str, columns: list[dict], level: str = "L4") -> tuple:
+def plant(tmp: Path, name: str, sql: str, columns: list[dict], level: str = "L4", **more) -> tuple:
     """A mart of our own: its SQL file and YAML under ``tmp``; (sql_dir, {name: Mart})."""
     sql_dir, yaml_dir = tmp / "sql", tmp / "yaml"
     sql_dir.mkdir(exist_ok=True)
@@ -44,7 +44,7 @@ def plant(tmp: Path, name: str, sql: str, columns: list[dict], level: str = "L4"
     entry = {
         "name": name, "name_zh": "测试", "summary": "planted", "level": level,
         "share_type": "conditional", "owner": "team:test", "update_cycle": "daily",
-        "consent_category": "test", "consumers": ["tests"], "columns": columns,
+        "consent_category": "test", "consumers": ["tests"], "columns": columns, **more,
     }  # fmt: skip
     path = yaml_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
@@ -401,3 +401,57 @@ def test_the_sql_masks_are_the_masking_modules_over_many_vectors():
     assert set(births) == {age_band("1954-03-02", dt.date(2026, 11, 30))} == {"70-79"}
     flags = con.execute("SELECT generalise_flag(v) AS f, count(*) FROM t GROUP BY 1").fetchall()
     assert {f for f, _ in flags} == {True, False}
+
+
+def test_k_anonymity_is_enforced_on_what_is_published(
+    mart_street: MartStreet, copy, tmp_path: Path
+):
+    """A YAML naming quasi-identifiers gets a published table in which every class of them
+    holds at least k rows, at most 5 % of the rows suppressed; a quasi-identifier the
+    enforcement would turn to text must be a text column."""
+    from masking.kanon import check_k
+
+    sql_dir, marts = plant(
+        tmp_path, "planted_k",
+        "SELECT p.person_id, generalise_age(p.birth_date, DATE '2026-11-30') AS age_band, "
+        "p.gender FROM curated.person AS p WHERE p.birth_date IS NOT NULL",
+        [col("person_id", "L4", "pseudonymise"), col("age_band", "L2", "generalise_age"),
+         col("gender", "L2")],
+        k_anonymity=25, quasi_identifiers=["age_band", "gender"],
+    )  # fmt: skip
+    with open_lake(copy) as con:
+        build = build_mart(con, mart_street.catalogue, marts, "planted_k",
+                           Protection.from_settings(copy), sql_dir=sql_dir)  # fmt: skip
+        published = con.execute("SELECT * FROM marts.planted_k").pl()
+    assert build.kanon is not None and build.rows == published.height
+    report = check_k(published, ["age_band", "gender"], 25)
+    assert report.ok and report.smallest_class >= 25
+    assert build.kanon.suppressed_rows <= 0.05 * build.kanon.rows_before
+    assert build.kanon.rows_before - build.kanon.suppressed_rows == published.height
+
+    sql_dir, marts = plant(
+        tmp_path, "planted_k_int",
+        "SELECT h.household_id, h.member_count FROM curated.household AS h",
+        [col("household_id", "L2", "pseudonymise"), col("member_count", "L1", type_="integer")],
+        k_anonymity=400, quasi_identifiers=["member_count"],
+    )  # fmt: skip
+    with (
+        open_lake(copy) as con,
+        pytest.raises(MartError, match="generalised 'member_count' to text") as refused,
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_k_int",
+                   Protection.from_settings(copy), sql_dir=sql_dir)  # fmt: skip
+    assert refused.value.field == "member_count"
+
+
+def test_a_result_type_other_than_the_yamls_is_refused(mart_street: MartStreet, tmp_path: Path):
+    sql_dir, marts = plant(
+        tmp_path, "planted_type", "SELECT count(*) AS n FROM curated.household AS h",
+        [col("n", "L1", type_="string")],
+    )  # fmt: skip
+    with (
+        open_lake(mart_street.settings, read_only=True) as con,
+        pytest.raises(MartError, match="'n' is BIGINT in the result; the YAML says string"),
+    ):
+        build_mart(con, mart_street.catalogue, marts, "planted_type", mart_street.protection(),
+                   sql_dir=sql_dir)  # fmt: skip
