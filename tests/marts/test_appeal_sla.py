@@ -13,6 +13,7 @@ from curated.events import CLOSED, TIME
 from lakehouse.lake import open_lake
 from tests.marts.truth import (
     assert_figures,
+    built_with_events,
     concept_column,
     events_with,
     mart_and_truth,
@@ -124,3 +125,58 @@ def test_an_emergency_has_two_hours_an_ordinary_appeal_a_day(mart_street):
     assert all(mart["emergency_answered_in_time"] <= mart["emergency_appeals"])
     assert (mart["answered_in_time"] <= mart["dispatched"]).all()
     assert (mart["dispatched"] <= mart["appeals"]).all()
+
+
+def test_the_limits_hold_to_the_minute(mart_street, tmp_path):
+    """Appeals planted at the limits in one department of their own: answered at exactly
+    2 h (emergency) or 24 h (ordinary) is in time, a minute later is not, an appeal not yet
+    dispatched counts against the share, and resolving early does not make a late answer
+    in time. The other departments' rows stay as they were."""
+    t0 = dt.datetime(2026, 3, 2, 9, 0)
+    hours = dt.timedelta(hours=1)
+    minute = dt.timedelta(minutes=1)
+    cases = [  # urgency, dispatched after, resolved after
+        ("emergency", 2 * hours, 3 * hours),
+        ("emergency", 2 * hours + minute, 2 * hours + 2 * minute),
+        ("ordinary", 2 * hours + minute, None),
+        ("ordinary", 24 * hours, 30 * hours),
+        ("ordinary", 24 * hours + minute, 24 * hours + 2 * minute),
+        ("ordinary", None, None),
+    ]
+    office = "测试承办单位"
+    events = [
+        {
+            "event_id": f"planted-appeal-{i}",
+            "dept": "rx",
+            "dataset": "appeals",
+            "granularity": "record",
+            "occurrences": 1,
+            "category": "其他",
+            "status": "已受理",
+            "at": t0,
+            "day": t0.date(),
+            "urgency": urgency,
+            "handler": office,
+            "dispatched_at": t0 + after if after is not None else None,
+            "closed_at": t0 + resolved if resolved is not None else None,
+        }
+        for i, (urgency, after, resolved) in enumerate(cases)
+    ]
+    mart = built_with_events(mart_street, tmp_path, MART, events)
+    row = mart.filter(pl.col("handling_dept") == office).to_dicts()
+    assert len(row) == 1
+    got = row[0]
+    assert (got["appeals"], got["emergency_appeals"], got["dispatched"]) == (6, 2, 5)
+    assert (got["answered_in_time"], got["answered_in_time_share"]) == (3, 0.5)
+    assert (got["emergency_answered_in_time"], got["emergency_answered_in_time_share"]) == (1, 0.5)
+    assert (got["ordinary_answered_in_time"], got["ordinary_answered_in_time_share"]) == (2, 0.5)
+    # dispatch waits 120, 121, 121, 1440, 1441 minutes; resolutions 3, 2.03, 30, 24.03 h
+    assert got["median_dispatch_minutes"] == 121.0
+    assert got["resolved"] == 4 and got["median_resolve_hours"] == round((3 + 24 + 2 / 60) / 2, 2)
+    assert (got["first_accepted"], got["last_accepted"]) == (t0.date(), t0.date())
+    before = mart_street.table(MART)
+    assert (
+        mart.filter(pl.col("handling_dept") != office)
+        .sort("handling_dept")
+        .equals(before.sort("handling_dept"))
+    )

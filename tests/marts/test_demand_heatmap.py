@@ -5,6 +5,8 @@ cell or, where a record states only coordinates, the truth cell its point lies i
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 import pytest
 
@@ -16,6 +18,7 @@ from curated.things import GRID, LAT, LON
 from lakehouse.lake import open_lake
 from tests.marts.truth import (
     assert_staged_as_delivered,
+    built_with_events,
     header,
     nearest_cell,
     staged_truth,
@@ -119,10 +122,16 @@ def test_the_heatmap_is_the_truth_recounted(mart_street, cat: Catalogue):
         .item()
     )
     misplaced = (wrong - unplaced) / 2
+    closed_gap = (
+        joined.filter(pl.col("grid_code").is_not_null())
+        .select((pl.col("closed") - pl.col("closed_truth")).abs().sum())
+        .item()
+    )
     print(f"{MART}: {mart.height} rows, {truth.height} events, {unplaced} unplaced, "
           f"{misplaced:.0f} in another cell than the truth's")  # fmt: skip
     assert misplaced == 0
     assert unplaced <= 0.02 * truth.height
+    assert closed_gap <= unplaced  # closed events counted in their cell too
 
 
 def test_the_heatmap_counts_appeals_grid_events_and_violations_only(mart_street, cat):
@@ -147,3 +156,52 @@ def test_weeks_are_iso_weeks_starting_on_monday(mart_street):
         year, week, day = start.isocalendar()
         assert day == 1 and label == f"{year}-W{week:02d}"
     assert (mart["events"] >= 1).all() and (mart["closed"] <= mart["events"]).all()
+
+
+def test_week_boundaries_and_what_is_no_demand(mart_street, tmp_path):
+    """Events planted in a category of their own: Sunday 23:59 and Monday 00:00 fall in two
+    weeks; 1 January 2027 (a Friday) is in ISO week 2026-W53, which began on 28 December;
+    a violation without a cell is counted under grid_code NULL; an incident and a service
+    record of the same category are no demand on this map."""
+    category, cell = "测试类别", "99999999999901"
+    sunday, monday = dt.datetime(2026, 3, 8, 23, 59, 59), dt.datetime(2026, 3, 9)
+    new_year = dt.datetime(2027, 1, 1, 10)
+    cases = [  # dept, dataset, at, grid cell, closed
+        ("rx", "appeals", sunday, cell, sunday + dt.timedelta(hours=3)),
+        ("wg", "grid_events", sunday, cell, None),
+        ("rx", "appeals", monday, cell, None),
+        ("cgj", "violation_cases", new_year, cell, None),
+        ("cgj", "violation_cases", new_year, None, new_year + dt.timedelta(days=2)),
+        ("yjj", "incidents", monday, cell, None),
+        ("rx", "service_records", monday, None, None),
+    ]
+    events = [
+        {
+            "event_id": f"planted-event-{i}",
+            "dept": dept,
+            "dataset": dataset,
+            "granularity": "record",
+            "occurrences": 1,
+            "category": category,
+            "at": at,
+            "day": at.date(),
+            "grid_code": grid,
+            "closed_at": closed,
+        }
+        for i, (dept, dataset, at, grid, closed) in enumerate(cases)
+    ]
+    mart = built_with_events(mart_street, tmp_path, MART, events)
+    planted = mart.filter(pl.col("category") == category).sort(KEY, nulls_last=True)
+    rows = [
+        (r["week_start"], r["iso_week"], r["grid_code"], r["dataset"], r["events"], r["closed"])
+        for r in planted.to_dicts()
+    ]
+    assert rows == [
+        (dt.date(2026, 3, 2), "2026-W10", cell, "appeals", 1, 1),
+        (dt.date(2026, 3, 2), "2026-W10", cell, "grid_events", 1, 0),
+        (dt.date(2026, 3, 9), "2026-W11", cell, "appeals", 1, 0),
+        (dt.date(2026, 12, 28), "2026-W53", cell, "violation_cases", 1, 0),
+        (dt.date(2026, 12, 28), "2026-W53", None, "violation_cases", 1, 1),
+    ]
+    before = mart_street.table(MART)
+    assert mart.filter(pl.col("category") != category).sort(KEY).equals(before.sort(KEY))

@@ -4,6 +4,8 @@ visits applicants made, recounted from the clean rows of the records the lake st
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import polars as pl
 
@@ -11,6 +13,7 @@ from catalog.model import Catalogue
 from curated.events import CATEGORY, CLOSED, STATUS, TIME
 from tests.marts.truth import (
     assert_figures,
+    built_with_events,
     concept_column,
     events_with,
     mart_and_truth,
@@ -128,3 +131,62 @@ def test_counts_add_up_per_item(mart_street):
     on_the_spot = pl.col("time_limit_days") <= 1
     assert (mart.filter(on_the_spot)["p90_handling_days"] <= 1.25).all()
     assert mart.filter(~on_the_spot)["median_handling_days"].min() > 1
+
+
+def test_working_days_and_visits_at_their_boundaries(mart_street, tmp_path):
+    """Records planted for two items of their own: a weekend is no working day (received on
+    a Friday, finished on the Monday: one working day), a refusal and an application in
+    progress count apart, and visits are counted over every application."""
+    fri, sat, mon = (
+        dt.datetime(2026, 3, 6, 16),
+        dt.datetime(2026, 3, 7, 22),
+        dt.datetime(2026, 3, 2, 10),
+    )
+    day = dt.timedelta(days=1)
+    cases = [  # item (limit in working days), received, finished, status, visits, applicant
+        (1, fri, fri + 3 * day - 6 * dt.timedelta(hours=1), FINISHED, 1, "a"),  # Monday 10:00
+        (1, fri, fri + 4 * day, FINISHED, 2, "a"),  # Tuesday: 2 working days, late
+        (5, mon, mon + 7 * day, FINISHED, 0, "b"),  # the next Monday: 5, in time
+        (5, mon, mon + 8 * day, FINISHED, 1, "c"),  # Tuesday: 6, late
+        (5, sat, sat + 6 * day, FINISHED, 3, "d"),  # online on a Saturday, Friday: 5
+        (5, mon, mon + dt.timedelta(hours=1), REFUSED, 1, "e"),
+        (5, mon, None, IN_PROGRESS, 0, "e"),
+    ]
+    events = [
+        {
+            "event_id": f"planted-service-{i}",
+            "dept": "rx",
+            "dataset": "service_records",
+            "granularity": "record",
+            "occurrences": 1,
+            "item_code": f"TEST{limit:03d}",
+            "category": f"测试事项{limit}",
+            "handler": "测试承办部门",
+            "time_limit_days": limit,
+            "status": status,
+            "at": received,
+            "day": received.date(),
+            "closed_at": finished,
+            "visits": visits,
+            "person_id": f"planted-person-{applicant}",
+        }
+        for i, (limit, received, finished, status, visits, applicant) in enumerate(cases)
+    ]
+    mart = built_with_events(mart_street, tmp_path, MART, events)
+    got = {
+        r["item_code"]: r
+        for r in mart.filter(pl.col("item_code").str.starts_with("TEST")).to_dicts()
+    }
+    assert sorted(got) == ["TEST001", "TEST005"]
+    one, five = got["TEST001"], got["TEST005"]
+    assert (one["applications"], one["applicants"], one["finished"]) == (2, 1, 2)
+    assert (one["finished_in_time"], one["finished_in_time_share"]) == (1, 0.5)
+    assert (five["applications"], five["applicants"], five["finished"]) == (5, 4, 3)
+    assert (five["refused"], five["in_progress"]) == (1, 1)
+    assert (five["finished_in_time"], five["finished_in_time_share"]) == (2, round(2 / 3, 4))
+    assert five["median_handling_days"] == 7.0  # finished after 7, 8 and 6 days
+    # visits 0, 1, 3, 1, 0: the refusal and the application in progress count too
+    assert (five["mean_visits"], five["zero_visits"], five["at_most_one_visit"]) == (1.0, 2, 4)
+    assert (five["at_most_one_visit_share"], five["max_visits"]) == (0.8, 3)
+    before = mart_street.table(MART)
+    assert mart.filter(~pl.col("item_code").str.starts_with("TEST")).equals(before)

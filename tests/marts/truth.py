@@ -4,8 +4,9 @@ as the row gate's figures are (``quality.evaluation.matched_files``).
 
 A mart test computes its figures from these truth rows (the values the department meant to
 deliver, before any dirt) for exactly the records the lake staged, so a record the gate
-quarantined is left out on both sides; the share of the truth's records the lake holds is
-checked apart (:func:`coverage`)."""
+quarantined is left out on both sides; that every record the lake lacks was spoilt beyond
+repair is checked apart (:func:`assert_staged_as_delivered`). Boundary cases a simulated
+street may happen not to hold are planted in a copy of it (:func:`built_with_events`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from catalog.model import Catalogue, Dataset
 from curated.events import event_datasets
 from curated.houses import concept_field, staged_name
 from lakehouse.lake import open_lake
+from marts.build import build_mart
+from pipelines.protection import Protection
 from quality.evaluation import matched_files, read_manifest
+from tests.streets import copy_home
 
 TRUTH = "truth"
 
@@ -161,3 +165,19 @@ def assert_figures(
             assert gap.max() is None or gap.max() <= 0.5 * 10 ** -places[column] + 1e-9, column
         else:
             assert got.eq_missing(want.cast(got.dtype)).all(), column
+
+
+def built_with_events(street, tmp_path: Path, name: str, events: list[dict]) -> pl.DataFrame:
+    """``marts.<name>`` built (``marts.build.build_mart``) on a copy of the session's street
+    whose ``curated.event`` also holds the planted ``events`` (columns they leave out null):
+    a boundary case the simulated street may happen not to hold."""
+    settings = copy_home(street.home, tmp_path)
+    planted = pl.DataFrame(events)
+    columns = ", ".join(f'"{c}"' for c in planted.columns)
+    with open_lake(settings) as con:
+        con.register("planted", planted.to_arrow())
+        con.execute(f"INSERT INTO curated.event ({columns}) SELECT {columns} FROM planted")
+        con.unregister("planted")
+        protection = Protection.from_settings(settings, actor="test:marts")
+        build_mart(con, street.catalogue, street.marts, name, protection)
+        return con.execute(f'SELECT * FROM marts."{name}"').pl()
