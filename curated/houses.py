@@ -73,6 +73,9 @@ PERSON_MENTIONS = "person_mentions"  # the master index (engineer LINK's table)
 PUBLIC_TEXT_COLUMNS = {
     HOUSE: frozenset({"building_address", "attributes"}),
     "thing": frozenset({"attributes"}),  # curated.things.THING
+    # curated.events.EVENT: catalogue values of L1/L2 fields without PII (a category, a
+    # handling office 街道平安建设办公室, a channel, a service item); its free text is ciphertext
+    "event": frozenset({"category", "status", "urgency", "handler", "channel", "item_code"}),
 }
 
 HOUSE_COLUMNS = [
