@@ -636,9 +636,10 @@ def test_events_and_households_follow_the_master_index(street: Settings, cat, tm
 
 
 def test_a_registry_name_inside_a_shop_name_is_no_leak_but_alone_it_is(street, cat, tmp_path):
-    """Public register text in curated (a shop named after its owner, 王兴便利店) holds a
-    resident's name by chance: the scanner counts it there only as the whole value; the same
-    name alone in a column is a leak."""
+    """Public register text in curated (a shop named after its owner, 王兴便利店; an event's
+    handling office, 街道平安建设办公室 holding the name 安建) holds a resident's name by
+    chance: the scanner counts it there only as the whole value; the same name alone in a
+    column is a leak."""
     settings = Settings(home=tmp_path / "home")
     shutil.copytree(street.home, settings.home)
     if street.witness_dir_abs.exists():
@@ -652,6 +653,10 @@ def test_a_registry_name_inside_a_shop_name_is_no_leak_but_alone_it_is(street, c
         shop = f'{{"name": "{name}便利店", "category": "便利店"}}'
         con.execute(f'UPDATE curated."{THING}" SET attributes = ? WHERE rowid < 3', [shop])
         con.execute(f'UPDATE curated."{EVENT}" SET category = ? WHERE rowid < 1', [name])
+        office = f"街道{name}办公室"
+        con.execute(
+            f'UPDATE curated."{EVENT}" SET handler = ? WHERE rowid BETWEEN 1 AND 3', [office]
+        )
         findings = {f.place: f for f in scan_lake(settings, cat, con, actor="test:places")}
     assert not findings[f"curated.{THING}"].counts.by_kind
     assert findings[f"curated.{EVENT}"].counts.by_kind == {"person_name": 1}
