@@ -10,7 +10,6 @@ import polars as pl
 
 from catalog.model import Catalogue
 from curated.events import CLOSED, TIME
-from lakehouse.lake import open_lake
 from tests.marts.truth import (
     assert_figures,
     built_with_events,
@@ -108,23 +107,29 @@ def test_the_sla_per_department_is_the_truth_recounted(mart_street):
     assert mart["appeals"].sum() == appeals.height > 100
 
 
-def test_an_emergency_has_two_hours_an_ordinary_appeal_a_day(mart_street):
-    """The limits on the truth's appeals one by one: an emergency dispatched after 2 h but
-    within 24 h is late, an ordinary one is not; the mart agrees department by department."""
-    with open_lake(mart_street.settings, read_only=True) as con:
-        appeals = true_appeals(con, mart_street.sim_dir, mart_street.catalogue)
-    waited = appeals["dispatched"] - appeals["accepted"]
-    emergency = appeals["urgency"] == "emergency"
-    late_emergencies = appeals.filter(emergency & (waited > dt.timedelta(hours=2)))
-    assert late_emergencies.height > 0, "the street has late emergencies"
+def test_counts_nest_and_shares_are_their_ratios(mart_street):
+    """Per department: answered in time ⊆ dispatched ⊆ appeals, emergencies ⊆ appeals, and
+    each published share is its count over its whole (null where the whole is none)."""
     mart = mart_street.table(MART)
-    by_dept = dict(mart.select("handling_dept", "emergency_answered_in_time").iter_rows())
-    in_time = appeals.filter(emergency & (waited <= dt.timedelta(hours=2)))
-    counted = in_time.group_by("handling_dept").len()
-    assert dict(counted.iter_rows()) == {k: v for k, v in by_dept.items() if v}
-    assert all(mart["emergency_answered_in_time"] <= mart["emergency_appeals"])
+    assert mart["handling_dept"].null_count() == 0 and mart["handling_dept"].is_unique().all()
     assert (mart["answered_in_time"] <= mart["dispatched"]).all()
     assert (mart["dispatched"] <= mart["appeals"]).all()
+    assert (mart["emergency_answered_in_time"] <= mart["emergency_appeals"]).all()
+    ordinary = mart["appeals"] - mart["emergency_appeals"]
+    for share, part, whole in [
+        ("answered_in_time_share", mart["answered_in_time"], mart["appeals"]),
+        ("emergency_answered_in_time_share", mart["emergency_answered_in_time"],
+         mart["emergency_appeals"]),
+        ("ordinary_answered_in_time_share", mart["ordinary_answered_in_time"], ordinary),
+    ]:  # fmt: skip
+        expected = (part / whole).round(4).to_list()
+        got = mart[share].to_list()
+        assert [g for g, w in zip(got, whole, strict=True) if w == 0] == [None] * int(
+            (whole == 0).sum()
+        )
+        assert all(abs(g - e) < 1e-9 for g, e, w in zip(got, expected, whole, strict=True) if w), (
+            share
+        )
 
 
 def test_the_limits_hold_to_the_minute(mart_street, tmp_path):
