@@ -199,7 +199,7 @@ def golden_checks(catalogue: Catalogue) -> list[Comparison]:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What a build reads of one staged dataset."""
 
     dept: str
@@ -216,7 +216,7 @@ class _Plan:
         return list(dict.fromkeys(c.field for c in self.checks))
 
 
-def _plans(catalogue: Catalogue) -> list[_Plan]:
+def _plans(catalogue: Catalogue) -> list[Plan]:
     attrs, checks = golden_attributes(catalogue), golden_checks(catalogue)
     out = []
     for dept, ds in catalogue.datasets():
@@ -225,39 +225,58 @@ def _plans(catalogue: Catalogue) -> list[_Plan]:
         )
         compared = tuple(c for c in checks if (c.dept, c.dataset) == (dept.code, ds.code))
         if mine or compared:
-            out.append(_Plan(dept.code, ds, mine, compared))
+            out.append(Plan(dept.code, ds, mine, compared))
     return out
 
 
-def _live_plans(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[_Plan]:
+def live_plans(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[Plan]:
     """The plans whose staged table exists (one look at the lake's catalogue)."""
     staged = {t for _, t in tables_in(con, "staged")}
     return [p for p in _plans(catalogue) if f"{p.dept}__{p.dataset.code}" in staged]
 
 
-def _require_mentions(con: duckdb.DuckDBPyConnection) -> None:
+def require_mentions(con: duckdb.DuckDBPyConnection) -> None:
     if not has_table(con, ZONE, MENTIONS):
         raise StreethubError(
             f"{ZONE}.{MENTIONS} does not exist: link persons before building golden records"
         )
 
 
-def _scope_join(scoped: bool) -> str:
-    return f"JOIN {_SCOPE} USING ({PERSON_ID})" if scoped else ""
+def scoped_mentions(con: duckdb.DuckDBPyConnection, persons: pl.DataFrame) -> pl.DataFrame:
+    """The index's mentions (dept, dataset, key_pid, person_id) of ``persons``: one read
+    of the index for a scoped build (registered as the scope's mentions)."""
+    con.register(_SCOPE, persons.to_arrow())
+    try:
+        return con.execute(
+            f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
+            f"SEMI JOIN {_SCOPE} USING ({PERSON_ID})"
+        ).pl()
+    finally:
+        con.unregister(_SCOPE)
+
+
+def held_plans(plans: list[Plan], mentions: pl.DataFrame) -> list[Plan]:
+    """The plans of the datasets where ``mentions`` has a record."""
+    held = set(mentions.select("dept", "dataset").unique().iter_rows())
+    return [p for p in plans if (p.dept, p.dataset.code) in held]
 
 
 def sources_digests(
-    con: duckdb.DuckDBPyConnection, catalogue: Catalogue, *, scoped: bool = False
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    *,
+    scoped: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """person_id → ``sources_digest``: a digest of the staged rows (key pseudonym and row
     digest) a person's golden record is built from, for every person with a mention (a
     person only in datasets golden records do not read has the digest of nothing).
-    ``scoped``: only the persons of the registered scope frame."""
+    ``scoped``: only the persons of these mentions (:func:`scoped_mentions`)."""
     parts, params = [], []
-    mentions = f"{ZONE}.{MENTIONS}"
-    if scoped:  # only the scope's mentions meet the staged tables
-        mentions = f"(SELECT * FROM {ZONE}.{MENTIONS} JOIN {_SCOPE} USING ({PERSON_ID}))"
-    for plan in _live_plans(con, catalogue):
+    mentions, plans = f"{ZONE}.{MENTIONS}", live_plans(con, catalogue)
+    if scoped is not None:  # only the scope's mentions meet the staged tables
+        mentions, plans = _SCOPED, held_plans(plans, scoped)
+        con.register(_SCOPED, scoped.to_arrow())
+    for plan in plans:
         parts.append(
             f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
             f"coalesce(s.{ROW_DIGEST}, '') AS part FROM {mentions} m "
@@ -268,14 +287,18 @@ def sources_digests(
     rows = " UNION ALL ".join(parts) or f"SELECT NULL::VARCHAR AS {PERSON_ID}, NULL AS part"
     sql = (
         f"SELECT p.{PERSON_ID}, sha256(coalesce(string_agg(x.part, ',' ORDER BY x.part), '')) "
-        f"AS sources_digest FROM (SELECT DISTINCT {PERSON_ID} FROM {ZONE}.{MENTIONS} "
-        f"WHERE {PERSON_ID} IS NOT NULL) p {_scope_join(scoped)} "
+        f"AS sources_digest FROM (SELECT DISTINCT {PERSON_ID} FROM {mentions} "
+        f"WHERE {PERSON_ID} IS NOT NULL) p "
         f"LEFT JOIN ({rows}) x USING ({PERSON_ID}) GROUP BY p.{PERSON_ID}"
     )
-    return con.execute(sql, params).pl()
+    try:
+        return con.execute(sql, params).pl()
+    finally:
+        if scoped is not None:
+            con.unregister(_SCOPED)
 
 
-def _snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+def snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """The oldest and newest snapshot the lake still holds."""
     lo, hi = con.execute(
         f"SELECT min(snapshot_id), max(snapshot_id) FROM {ALIAS}.snapshots()"
@@ -283,9 +306,24 @@ def _snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+def picked_columns(plan: Plan, fields: list[str]) -> str:
+    """SQL: what a build reads of a staged row: its key pseudonym, load time, as-of date
+    (:func:`as_of_field`, else the load day) and ``fields``."""
+    dated = as_of_field(plan.dataset)
+    loaded = "CAST(timezone('UTC', _loaded_at) AS DATE)"
+    as_of = f'coalesce(CAST("{dated}" AS DATE), {loaded})' if dated else loaded
+    return f"{KEY_PID}, _loaded_at, {as_of} AS as_of, " + ", ".join(f'"{f}"' for f in fields)
+
+
+def inserted_rows(plan: Plan, versions: tuple[int, int]) -> str:
+    """SQL: every row inserted into the plan's staged table in the snapshot span."""
+    name = staged_name(plan.dept, plan.dataset)
+    return f"ducklake_table_insertions('{ALIAS}', 'staged', '{name}', {versions[0]}, {versions[1]})"
+
+
 def _read_plan(
     con: duckdb.DuckDBPyConnection,
-    plan: _Plan,
+    plan: Plan,
     protection: Revealer,
     mentions: str,
     fields: list[str],
@@ -298,10 +336,7 @@ def _read_plan(
     rows inserted in those snapshots (DuckLake keeps a replaced row's file until its
     snapshot expires) and the current ones — each version a record of its business key,
     so of the person the key's current record is linked to."""
-    dated = as_of_field(plan.dataset)
-    loaded = "CAST(timezone('UTC', _loaded_at) AS DATE)"
-    as_of = f'coalesce(CAST("{dated}" AS DATE), {loaded})' if dated else loaded
-    picked = f"{KEY_PID}, _loaded_at, {as_of} AS as_of, " + ", ".join(f'"{f}"' for f in fields)
+    picked = picked_columns(plan, fields)
     table = staged_table(plan.dept, plan.dataset)
     # a scoped build: only its persons' records (before the versions are made distinct)
     key = [plan.dept, plan.dataset.code]
@@ -314,9 +349,7 @@ def _read_plan(
     rows = f"SELECT {picked} FROM {table}{mine}"
     if versions is not None:
         params = params + params
-        name = f"{plan.dept}__{plan.dataset.code}"
-        inserted = f"ducklake_table_insertions('{ALIAS}', 'staged', '{name}', {versions[0]}, {versions[1]})"
-        rows = f"SELECT {picked} FROM {inserted}{mine} UNION {rows}"
+        rows = f"SELECT {picked} FROM {inserted_rows(plan, versions)}{mine} UNION {rows}"
     sql = (
         f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, s.as_of, "
         + ", ".join(f's."{f}"' for f in fields)
@@ -333,7 +366,9 @@ def _read_plan(
             yield protection.reveal(frame, plan.dataset, PURPOSE)
 
 
-def _observations(frame: pl.DataFrame, plan: _Plan) -> list[pl.DataFrame]:
+def observations(frame: pl.DataFrame, plan: Plan) -> list[pl.DataFrame]:
+    """The plan's attribute values in ``frame`` (decrypted staged rows of persons), one
+    frame per attribute: person, concept, value, source, as_of, known_at, key_pid."""
     return [
         frame.select(
             PERSON_ID,
@@ -467,68 +502,94 @@ def build_golden(
     A partial build replaces exactly those persons' rows (a person without mentions any
     more loses them) and recounts ``attribute_conflicts``; the result equals a full build.
     """
-    _require_mentions(con)
-    return _build(con, catalogue, protection, persons, None)
+    require_mentions(con)
+    if persons is None:
+        return _build(con, catalogue, protection, None, None, None)
+    scope = scope_frame(persons)
+    mine = scoped_mentions(con, scope)
+    return _build(con, catalogue, protection, scope, mine, None)
+
+
+def scope_frame(persons: Iterable[str]) -> pl.DataFrame:
+    return pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
 
 
 def _build(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
     protection: Revealer,
-    persons: Iterable[str] | None,
+    scope: pl.DataFrame | None,
+    mine: pl.DataFrame | None,
     digests: pl.DataFrame | None,
 ) -> GoldenBuild:
-    """:func:`build_golden`; ``digests``: the persons' sources digests, known already."""
-    attrs = golden_attributes(catalogue)
-    scoped = persons is not None
+    """:func:`build_golden` of the persons of ``scope`` (None: all), whose mentions are
+    ``mine``; ``digests``: their sources digests, known already."""
+    scoped = scope is not None
+    if digests is None:
+        digests = sources_digests(con, catalogue, scoped=mine)
     if scoped:
-        scope = pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
         con.register(_SCOPE, scope.to_arrow())
+        con.register(_SCOPED, mine.to_arrow())
     try:
-        if digests is None:
-            digests = sources_digests(con, catalogue, scoped=scoped)
-        plans, source = _live_plans(con, catalogue), f"{ZONE}.{MENTIONS}"
+        plans, source = live_plans(con, catalogue), f"{ZONE}.{MENTIONS}"
         if scoped:  # only the datasets where the persons in scope have records
-            mine = con.execute(
-                f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
-                f"JOIN {_SCOPE} USING ({PERSON_ID})"
-            ).pl()
-            con.register(_SCOPED, mine.to_arrow())
-            held = set(mine.select("dept", "dataset").unique().iter_rows())
-            plans, source = [p for p in plans if (p.dept, p.dataset.code) in held], _SCOPED
-        observed, checks, span = [], [], _snapshot_span(con)
+            plans, source = held_plans(plans, mine), _SCOPED
+        observed, checks, span = [], [], snapshot_span(con)
         for plan in plans:
             if plan.attributes:  # every version the lake holds: the history
                 read = _read_plan(con, plan, protection, source, plan.attribute_fields, span)
-                observed += [o for f in read for o in _observations(f, plan)]
+                observed += [o for f in read for o in observations(f, plan)]
             if plan.checks:  # the current records only
                 read = _read_plan(con, plan, protection, source, plan.check_fields)
                 checks += [(plan, f) for f in read]
-        history = history_of(pl.concat(observed) if observed else _no_observations())
-        current = history.filter(pl.col("valid_to").is_null())
-        checked = pl.concat(
-            [_check(cmp, frame, current) for plan, frame in checks for cmp in plan.checks]
-            or [pl.DataFrame(schema=dict(_CHECK_SCHEMA))]
-        )
-        person = _person_frame(digests.sort(PERSON_ID), current, attrs, protection.keyring)
-        stored = _protect_history(history, attrs, protection.keyring).drop("key_pid", strict=False)
-        columns = person_columns(con, catalogue)
-        with transaction(con):
-            for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
-                                (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
-                ensure_table(con, ZONE, table, cols)
-            for table in (PERSON, HISTORY, CHECKS):
-                where = f" WHERE {PERSON_ID} IN (SELECT {PERSON_ID} FROM {_SCOPE})"
-                con.execute(f"DELETE FROM {ZONE}.{table}" + (where if scoped else ""))
-            insert_frame(con, ZONE, PERSON, person)
-            insert_frame(con, ZONE, HISTORY, stored.select([c for c, _ in HISTORY_COLUMNS]))
-            insert_frame(con, ZONE, CHECKS, checked.select([c for c, _ in CHECK_COLUMNS]))
-            _count_conflicts(con, catalogue)
     finally:
         if scoped:
             con.unregister(_SCOPE)
             con.unregister(_SCOPED)
-    return GoldenBuild(person.height, history.height, checked.height, not scoped)
+    with transaction(con):
+        return write_golden(con, catalogue, protection, scope, observed, checks, digests)
+
+
+def write_golden(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    scope: pl.DataFrame | None,
+    observed: list[pl.DataFrame],
+    checks: list[tuple[Plan, pl.DataFrame]],
+    digests: pl.DataFrame,
+) -> GoldenBuild:
+    """Replace the golden records of the persons of ``scope`` (None: all) with those made
+    of their ``observed`` attribute values (:func:`observations`) and the current records
+    to ``checks`` (plan, decrypted frame), and recount the conflicts. Inside the caller's
+    transaction."""
+    attrs = golden_attributes(catalogue)
+    history = history_of(pl.concat(observed) if observed else _no_observations())
+    current = history.filter(pl.col("valid_to").is_null())
+    checked = pl.concat(
+        [check_records(cmp, frame, current) for plan, frame in checks for cmp in plan.checks]
+        or [pl.DataFrame(schema=dict(CHECK_SCHEMA))]
+    )
+    person = _person_frame(digests.sort(PERSON_ID), current, attrs, protection.keyring)
+    stored = _protect_history(history, attrs, protection.keyring).drop("key_pid", strict=False)
+    columns = person_columns(con, catalogue)
+    for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
+                        (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
+        ensure_table(con, ZONE, table, cols)
+    if scope is not None:
+        con.register(_SCOPE, scope.to_arrow())
+    try:
+        for table in (PERSON, HISTORY, CHECKS):
+            where = f" WHERE {PERSON_ID} IN (SELECT {PERSON_ID} FROM {_SCOPE})"
+            con.execute(f"DELETE FROM {ZONE}.{table}" + (where if scope is not None else ""))
+    finally:
+        if scope is not None:
+            con.unregister(_SCOPE)
+    insert_frame(con, ZONE, PERSON, person)
+    insert_frame(con, ZONE, HISTORY, stored.select([c for c, _ in HISTORY_COLUMNS]))
+    insert_frame(con, ZONE, CHECKS, checked.select([c for c, _ in CHECK_COLUMNS]))
+    count_conflicts(con, catalogue)
+    return GoldenBuild(person.height, history.height, checked.height, scope is None)
 
 
 _OBSERVATION_SCHEMA = {
@@ -536,14 +597,14 @@ _OBSERVATION_SCHEMA = {
     "source_dept": pl.String, "source_dataset": pl.String, "as_of": pl.Date,
     "known_at": pl.Datetime("us", "UTC"), "key_pid": pl.String,
 }  # fmt: skip
-_CHECK_SCHEMA = [(c, pl.Boolean if t == "BOOLEAN" else pl.String) for c, t in CHECK_COLUMNS]
+CHECK_SCHEMA = [(c, pl.Boolean if t == "BOOLEAN" else pl.String) for c, t in CHECK_COLUMNS]
 
 
 def _no_observations() -> pl.DataFrame:
     return pl.DataFrame(schema=_OBSERVATION_SCHEMA)
 
 
-def _check(cmp: Comparison, frame: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+def check_records(cmp: Comparison, frame: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
     """Each record's value of ``cmp.field`` against its person's golden value, by the
     consistency score's rule (``quality.scores_authority.compare``)."""
     records = frame.select(pl.col(PERSON_ID).alias(cmp.join_field), pl.col(cmp.field))
@@ -567,7 +628,7 @@ def _check(cmp: Comparison, frame: pl.DataFrame, current: pl.DataFrame) -> pl.Da
     )
 
 
-def _count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
+def count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
     """``attribute_conflicts`` recounted from every record's check (inside the build): a
     row for each of :func:`golden_checks`, zero where no record of the dataset is linked."""
     keys = ["concept", "dept", "dataset", "field", "authority_dept", "authority_dataset"]
@@ -591,96 +652,6 @@ def _count_conflicts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> No
     insert_frame(con, ZONE, CONFLICTS, frame)
 
 
-def _at(table: str, snapshot: int) -> str:
-    return f"{table} AT (VERSION => {int(snapshot)})"
-
-
-def affected_persons(
-    con: duckdb.DuckDBPyConnection,
-    catalogue: Catalogue,
-    changed: set[tuple[str, str]],
-    since: int,
-    moved: Iterable[str],
-) -> set[str] | None:
-    """The persons whose golden inputs may have changed: those of the staged rows (key
-    pseudonym, row digest) of the ``changed`` datasets that differ between snapshot
-    ``since`` and now, the ``moved`` ones (of every mention the index wrote or removed,
-    before and after), and every stored person without a mention any more. None when the
-    lake cannot say (a table missing at the snapshot): digest all."""
-    mentions = f"{ZONE}.{MENTIONS}"
-    parts: list[str] = []
-    params: list[str] = []
-    for plan in _live_plans(con, catalogue):
-        if (plan.dept, plan.dataset.code) not in changed:
-            continue
-        table, rows = staged_table(plan.dept, plan.dataset), f"{KEY_PID}, {ROW_DIGEST}"
-        moved = (
-            f"(SELECT {rows} FROM {_at(table, since)} EXCEPT SELECT {rows} FROM {table}) "
-            f"UNION ALL (SELECT {rows} FROM {table} EXCEPT SELECT {rows} FROM {_at(table, since)})"
-        )
-        parts.append(
-            f"SELECT m.{PERSON_ID} FROM {mentions} m JOIN ({moved}) x ON x.{KEY_PID} = m.key_pid "
-            "WHERE m.dept = ? AND m.dataset = ?"
-        )
-        params += [plan.dept, plan.dataset.code]
-    if has_table(con, ZONE, PERSON):
-        parts.append(
-            f"SELECT {PERSON_ID} FROM {ZONE}.{PERSON} WHERE {PERSON_ID} NOT IN "
-            f"(SELECT {PERSON_ID} FROM {mentions} WHERE {PERSON_ID} IS NOT NULL)"
-        )
-    out = {str(p) for p in moved if p is not None}
-    if not parts:
-        return out
-    sql = f"SELECT DISTINCT {PERSON_ID} FROM ({' UNION ALL '.join(parts)}) WHERE {PERSON_ID} IS NOT NULL"
-    try:
-        return out | {str(r[0]) for r in con.execute(sql, params).fetchall()}
-    except duckdb.Error:  # a table created after the snapshot: the lake cannot say
-        return None
-
-
-def refresh_golden(
-    con: duckdb.DuckDBPyConnection,
-    catalogue: Catalogue,
-    protection: Revealer,
-    candidates: Iterable[str] | None = None,
-) -> set[str]:
-    """Rebuild only the persons whose golden inputs changed; the persons rebuilt.
-
-    A person is rebuilt when its ``sources_digest`` (the staged rows its mentions point at,
-    with their row digests) differs from the one stored: a new or changed record of it, a
-    record withdrawn, a mention moved to or from it by a merge or split, a new person, or
-    one left without mentions. Reads no plaintext to decide. Without a stored person table
-    it is a full build. ``candidates`` (:func:`affected_persons`): only these persons can
-    have changed, only their digests are computed (None: every person's)."""
-    _require_mentions(con)
-    if not has_table(con, ZONE, PERSON):
-        build_golden(con, catalogue, protection)
-        return set(sources_digests(con, catalogue)[PERSON_ID].to_list())
-    if candidates is None:
-        now = sources_digests(con, catalogue)
-        before = con.execute(f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON}").pl()
-    else:
-        scope = pl.DataFrame({PERSON_ID: sorted(set(candidates))}, schema={PERSON_ID: pl.String})
-        if scope.height == 0:
-            return set()
-        con.register(_SCOPE, scope.to_arrow())
-        try:
-            now = sources_digests(con, catalogue, scoped=True)
-            before = con.execute(
-                f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON} "
-                f"JOIN {_SCOPE} USING ({PERSON_ID})"
-            ).pl()
-        finally:
-            con.unregister(_SCOPE)
-    both = now.join(before, on=PERSON_ID, how="full", coalesce=True, suffix="_before")
-    changed = both.filter(pl.col("sources_digest").ne_missing(pl.col("sources_digest_before")))
-    persons = set(changed[PERSON_ID].to_list())
-    if persons:
-        kept = now.filter(pl.col(PERSON_ID).is_in(list(persons)))
-        _build(con, catalogue, protection, persons, kept)
-    return persons
-
-
 def _decrypt(values: pl.Series, protection: Revealer, column: str, rows: pl.Series) -> pl.Series:
     return decrypt_series(
         values, protection.keyring, column=column, purpose=PURPOSE,
@@ -702,7 +673,7 @@ def reveal_persons(
     return frame.with_columns(plain)
 
 
-def _reveal_history(frame: pl.DataFrame, protection: Revealer) -> pl.DataFrame:
+def reveal_history_rows(frame: pl.DataFrame, protection: Revealer) -> pl.DataFrame:
     secret = frame.filter(pl.col("encrypted"))
     if secret.height == 0:
         return frame
@@ -716,7 +687,7 @@ def reveal_history(con: duckdb.DuckDBPyConnection, protection: Revealer) -> pl.D
     """``curated.person_attribute_history`` with its values decrypted (``golden_record``,
     audited)."""
     sql = f"SELECT * FROM {ZONE}.{HISTORY} ORDER BY {PERSON_ID}, concept, valid_from"
-    return _reveal_history(con.execute(sql).pl(), protection)
+    return reveal_history_rows(con.execute(sql).pl(), protection)
 
 
 def person_as_of(
@@ -731,13 +702,12 @@ def person_as_of(
         f"AND (valid_to IS NULL OR valid_to > ?) ORDER BY {PERSON_ID}, concept",
         [date, date],
     ).pl()
-    return frame if protection is None else _reveal_history(frame, protection)
+    return frame if protection is None else reveal_history_rows(frame, protection)
 
 
 __all__ = [
     "Attribute",
     "GoldenBuild",
-    "affected_persons",
     "as_of_field",
     "build_golden",
     "golden_attributes",
@@ -745,7 +715,6 @@ __all__ = [
     "history_of",
     "person_as_of",
     "person_columns",
-    "refresh_golden",
     "reveal_history",
     "reveal_persons",
     "sources_digests",

@@ -35,15 +35,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import duckdb
 import polars as pl
 
 from catalog.errors import StreethubError
 from catalog.model import Catalogue
-from curated import linkage
+from curated import index_delta, linkage
+from curated.houses import house_datasets
 from curated.mentions import (
     KEY_COLUMNS,
     MENTION_SCHEMA,
@@ -57,7 +57,9 @@ from curated.review import (
     REVIEW_COLUMNS,
     REVIEW_SCHEMA,
     actions,
+    anchor_mentions,
     derived_person_id,
+    fill_anchors,
     record_action,
     replay,
     review_queue,
@@ -144,7 +146,7 @@ def persons_scale(exact: pl.DataFrame) -> int:
     (1 / scale) and the term frequencies' denominator. Scores move only when the street's
     size doubles or halves, not with each new resident, so a delivery that touches no
     fallback mention's candidates leaves every fallback score as it was."""
-    return 2 ** round(math.log2(max(exact["citizen_pid"].n_unique(), 1)))
+    return index_delta.scale_of(exact["citizen_pid"].n_unique())
 
 
 def _frequencies(exact: pl.DataFrame, scale: int) -> dict[str, pl.DataFrame]:
@@ -193,14 +195,7 @@ def _houses(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
     several; null without)."""
     if not has_table(con, ZONE, HOUSE_MENTIONS):
         return keys.with_columns(pl.lit(None, dtype=pl.String).alias("house_id"))
-    houses = (
-        con.execute(
-            f"SELECT dept, dataset, key_pid, min(house_id) AS house_id FROM {ZONE}.{HOUSE_MENTIONS} "
-            "WHERE house_id IS NOT NULL GROUP BY ALL"
-        )
-        .pl()
-        .cast(pl.String)
-    )
+    houses = con.execute(index_delta.house_of_mentions()).pl().cast(pl.String)
     return keys.join(houses, on=list(KEY_COLUMNS), how="left")
 
 
@@ -388,14 +383,20 @@ def split(
 
 
 def _act(con, catalogue, protection, action, actor, reason, ids) -> str:
-    with transaction(con):
-        action_id = record_action(con, action, actor, reason, **ids)
+    """Record the action and relink in one transaction (the index never lags a recorded
+    action: the incremental index trusts the stored links of unchanged datasets); its
+    anchors are filled by that relink."""
+    recorded: list[str] = []
+
+    def record() -> None:
+        recorded.append(record_action(con, action, actor, reason, **ids))
+
+    link_persons(con, catalogue, protection, changed=(), record=record)
     protection.audit.append(
-        f"person_{action}", actor, action_id=action_id, purpose="master_index",
+        f"person_{action}", actor, action_id=recorded[0], purpose="master_index",
         person_id=ids["person_id"],
     )  # fmt: skip
-    link_persons(con, catalogue, protection, changed=())
-    return action_id
+    return recorded[0]
 
 
 # -- the build -------------------------------------------------------------------------
@@ -409,25 +410,97 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, keys: pl.DataFrame) -> 
     con.register(name, keys.select(_mention_id().alias("id")).to_arrow())
 
 
-def _write_mentions(con: duckdb.DuckDBPyConnection, final: pl.DataFrame, now: dt.datetime) -> None:
-    """Make ``curated.person_mentions`` equal ``final``, writing only the rows that changed
-    (a row whose person, method and probability stay keeps its ``linked_at``)."""
-    old = con.execute(f"SELECT {', '.join(LINK_SCHEMA)} FROM {ZONE}.{MENTIONS_TABLE}").pl()
+def _write_mentions(
+    con: duckdb.DuckDBPyConnection,
+    final: pl.DataFrame,
+    now: dt.datetime,
+    scope: set[tuple[str, str]] | None = None,
+) -> None:
+    """Make ``curated.person_mentions`` equal ``final`` (in ``scope``: only those datasets'
+    rows), writing only the rows that changed (a row whose person, method and probability
+    stay keeps its ``linked_at``)."""
+    read = f"SELECT {', '.join(LINK_SCHEMA)} FROM {ZONE}.{MENTIONS_TABLE}"
+    if scope is None:
+        old = con.execute(read).pl()
+    else:
+        con.register(index_delta.SCOPE, _datasets_frame(scope).to_arrow())
+        try:
+            old = con.execute(f"{read} SEMI JOIN {index_delta.SCOPE} USING (dept, dataset)").pl()
+        finally:
+            con.unregister(index_delta.SCOPE)
     old = old.cast(LINK_SCHEMA)
     same = list(LINK_SCHEMA)
     gone = old.join(final, on=same, how="anti", nulls_equal=True).select(KEY_COLUMNS)
     new = final.join(old, on=same, how="anti", nulls_equal=True)
-    if gone.height:
-        _register(con, "_gone", gone)
-        try:
-            con.execute(
-                f"DELETE FROM {ZONE}.{MENTIONS_TABLE} WHERE {_ID_SQL} IN (SELECT id FROM _gone)"
-            )
-        finally:
-            con.unregister("_gone")
+    _delete_mentions(con, MENTIONS_TABLE, gone)
     if new.height:
         rows = new.with_columns(pl.lit(now, dtype=UTC).alias("linked_at"))
         insert_frame(con, ZONE, MENTIONS_TABLE, rows.select([c for c, _ in MENTION_COLUMNS]))
+
+
+def _delete_mentions(con, table: str, keys: pl.DataFrame) -> None:
+    """Delete the rows of ``curated.<table>`` of the mentions in ``keys``."""
+    if keys.height == 0:
+        return
+    _register(con, "_mention_keys", keys)
+    try:
+        con.execute(f"DELETE FROM {ZONE}.{table} WHERE {_ID_SQL} IN (SELECT id FROM _mention_keys)")
+    finally:
+        con.unregister("_mention_keys")
+
+
+def _datasets_frame(datasets: set[tuple[str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(sorted(datasets), schema=["dept", "dataset"], orient="row")
+
+
+def _in(frame: pl.DataFrame, datasets: set[tuple[str, str]]) -> pl.DataFrame:
+    """The rows of ``frame`` in ``datasets``."""
+    return frame.join(_datasets_frame(datasets), on=["dept", "dataset"], how="semi")
+
+
+def _close_decided(con, recorded: pl.DataFrame) -> int:
+    """Drop the review items a recorded decision settled; the open items left."""
+    decided = recorded.filter(pl.col("key_pid").is_not_null()).select(KEY_COLUMNS)
+    _delete_mentions(con, REVIEW_TABLE, decided)
+    return int(con.execute(f"SELECT count(*) FROM {ZONE}.{REVIEW_TABLE}").fetchone()[0])
+
+
+def _index_counts(con) -> dict[str, int]:
+    """Mentions per method, mentions and persons of ``curated.person_mentions``."""
+    rows = con.execute(
+        f"SELECT method, count(*) FROM {ZONE}.{MENTIONS_TABLE} GROUP BY method"
+    ).fetchall()
+    persons = con.execute(
+        f"SELECT count(DISTINCT person_id) FROM {ZONE}.{MENTIONS_TABLE}"
+    ).fetchone()[0]
+    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n in rows}
+    out.update(mentions=sum(int(n) for _, n in rows), persons=int(persons))
+    return out
+
+
+def _relink_changed(con, catalogue, protection, changed, old) -> dict | None:
+    """The incremental update (:mod:`curated.index_delta`): the changed datasets' mentions
+    re-read; when the fallback's inputs stand, only they (and the actions' anchor
+    mentions) are linked and replayed; None: link everything (the keys are re-read)."""
+    refresh_keys(con, catalogue, protection, changed)
+    new = index_delta.keyed_rows(con, changed)
+    if new is None:
+        return None
+    if not index_delta.fallback_untouched(con, index_delta.changed_rows(old, new)):
+        return None
+    recorded = actions(con)
+    if recorded.filter(
+        pl.col("anchor_key_pid").is_null() & pl.col("from_anchor_key_pid").is_null()
+    ).height:
+        return None  # an action without anchors: the whole replay fills them
+    wanted = pl.concat([new.select(KEY_COLUMNS), anchor_mentions(recorded)]).unique()
+    links = index_delta.auto_links_of(con, wanted, LINK_SCHEMA)
+    if links is None:
+        return None
+    final = _in(replay(links, recorded, protection.keyring), changed)
+    review = _close_decided(con, recorded)
+    _write_mentions(con, final, _now(), changed)
+    return _index_counts(con) | {"review": review}
 
 
 def link_persons(
@@ -435,59 +508,117 @@ def link_persons(
     catalogue: Catalogue,
     protection,
     changed: Iterable[tuple[str, str]] | None = None,
+    *,
+    before: int | None = None,
+    record: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Build (``changed`` None) or update the index; returns counts per method, persons,
-    mentions and open review items. ``protection`` is the pipelines' Protection."""
+    mentions and open review items. ``protection`` is the pipelines' Protection.
+
+    ``before``: the lake snapshot before this build wrote anything (the house mentions
+    and the index as they stood): with it, an update whose changes leave the fallback's
+    inputs as they were links only the changed datasets' mentions
+    (:mod:`curated.index_delta`). ``record``: called first inside the index's transaction
+    (a manual action recorded with the relink that applies it)."""
     ensure_tables(con)
     changed = None if changed is None else set(changed)
+    old = None
+    if changed and before is not None and not changed & house_datasets(catalogue):
+        old = index_delta.keyed_rows(con, changed, before)
     with transaction(con):
-        refresh_keys(con, catalogue, protection, changed)
-        keys = (
-            con.execute(f"SELECT {', '.join(MENTION_SCHEMA)} FROM {ZONE}.{KEYS_TABLE}")
-            .pl()
-            .cast(MENTION_SCHEMA)
-        )
-        links, review, digest = auto_links(
-            con, catalogue, keys, protection, reuse=changed is not None
-        )
-        reused = review is None  # the stored fallback result stands (and its review rows)
-        if not reused:
-            con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
-            fallback = links.filter(pl.col("method") != "exact").with_columns(
-                pl.lit(digest, dtype=pl.String).alias("inputs_digest")
-            )
-            insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
-        recorded = actions(con)
-        final = replay(links, recorded, protection.keyring)
-        decided = recorded.filter(pl.col("key_pid").is_not_null()).select(KEY_COLUMNS)
-        now = _now()
-        if reused:  # the open items stay open unless a decision was recorded since
-            if decided.height:
-                _register(con, "_decided", decided)
-                try:
-                    con.execute(
-                        f"DELETE FROM {ZONE}.{REVIEW_TABLE} "
-                        f"WHERE {_ID_SQL} IN (SELECT id FROM _decided)"
-                    )
-                finally:
-                    con.unregister("_decided")
-            review_count = con.execute(f"SELECT count(*) FROM {ZONE}.{REVIEW_TABLE}").fetchone()[0]
+        if record is not None:
+            record()
+        if old is not None:
+            counts = _relink_changed(con, catalogue, protection, changed, old)
+            if counts is not None:
+                return counts
         else:
-            review = review.join(decided, on=list(KEY_COLUMNS), how="anti")
-            con.execute(f"DELETE FROM {ZONE}.{REVIEW_TABLE}")
-            if review.height:
-                insert_frame(con, ZONE, REVIEW_TABLE, review.with_columns(queued_at=pl.lit(now)))
-            review_count = review.height
-        _write_mentions(con, final, now)
+            refresh_keys(con, catalogue, protection, changed)
+        return _relink_all(con, catalogue, protection, changed)
+
+
+def _relink_all(con, catalogue, protection, changed) -> dict[str, int]:
+    """Link every mention of ``curated.person_keys`` (inside the caller's transaction)."""
+    keys = (
+        con.execute(f"SELECT {', '.join(MENTION_SCHEMA)} FROM {ZONE}.{KEYS_TABLE}")
+        .pl()
+        .cast(MENTION_SCHEMA)
+    )
+    links, review, digest = auto_links(con, catalogue, keys, protection, reuse=changed is not None)
+    reused = review is None  # the stored fallback result stands (and its review rows)
+    if not reused:
+        con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
+        fallback = links.filter(pl.col("method") != "exact").with_columns(
+            pl.lit(digest, dtype=pl.String).alias("inputs_digest")
+        )
+        insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
+    recorded = _anchored(con, links, actions(con), protection.keyring)
+    final = replay(links, recorded, protection.keyring)
+    now = _now()
+    if reused:  # the open items stay open unless a decision was recorded since
+        review_count = _close_decided(con, recorded)
+    else:
+        decided = recorded.filter(pl.col("key_pid").is_not_null()).select(KEY_COLUMNS)
+        review = review.join(decided, on=list(KEY_COLUMNS), how="anti")
+        con.execute(f"DELETE FROM {ZONE}.{REVIEW_TABLE}")
+        if review.height:
+            insert_frame(con, ZONE, REVIEW_TABLE, review.with_columns(queued_at=pl.lit(now)))
+        review_count = review.height
+    _write_mentions(con, final, now)
     counts = final.group_by("method").len()
     out = {m: 0 for m in METHODS} | dict(counts.iter_rows())
     out.update(mentions=final.height, persons=final["person_id"].n_unique(), review=review_count)
     return out
 
 
+ANCHOR_COLUMNS = [f"{p}{c}" for p in ("anchor_", "from_anchor_") for c in KEY_COLUMNS]
+
+
+def _anchored(con, links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame:
+    """``recorded`` with every action's anchors, those missing filled from ``links``
+    replayed up to the action and written to ``curated.link_actions``."""
+    bare = recorded.filter(
+        pl.col("anchor_key_pid").is_null() & pl.col("from_anchor_key_pid").is_null()
+    )
+    if bare.height == 0:
+        return recorded
+    filled = fill_anchors(links, recorded, keyring)
+    fresh = filled.join(bare.select("action_id"), on="action_id", how="semi")
+    for row in fresh.select("action_id", *ANCHOR_COLUMNS).iter_rows(named=True):
+        sets = ", ".join(f"{c} = ?" for c in ANCHOR_COLUMNS)
+        con.execute(
+            f"UPDATE {ZONE}.{ACTIONS_TABLE} SET {sets} WHERE action_id = ?",
+            [row[c] for c in ANCHOR_COLUMNS] + [row["action_id"]],
+        )
+    return filled
+
+
+def anchor_actions(con: duckdb.DuckDBPyConnection, keyring) -> int:
+    """Give every recorded action without anchors its anchor mentions, from the stored
+    automatic links (``person_keys``, ``person_fallback``); the actions anchored. The
+    re-key calls it before it maps mention keys (person ids are about to change)."""
+    if not has_table(con, ZONE, ACTIONS_TABLE):
+        return 0
+    ensure_tables(con)
+    recorded = actions(con)
+    bare = recorded.filter(
+        pl.col("anchor_key_pid").is_null() & pl.col("from_anchor_key_pid").is_null()
+    ).height
+    if bare == 0:
+        return 0
+    keys = con.execute(f"SELECT dept, dataset, key_pid FROM {ZONE}.{KEYS_TABLE}").pl()
+    links = index_delta.auto_links_of(con, keys, LINK_SCHEMA)
+    if links is None:
+        raise LinkError("the stored automatic links are incomplete: build the index first")
+    with transaction(con):
+        _anchored(con, links, recorded, keyring)
+    return bare
+
+
 __all__ = [
     "LinkError",
     "actions",
+    "anchor_actions",
     "auto_links",
     "ensure_tables",
     "link_persons",

@@ -181,7 +181,17 @@ ACTION_COLUMNS = [
     ("dataset", "VARCHAR"),
     ("key_pid", "VARCHAR"),
     ("reason", "VARCHAR"),
+    # the mentions that name the action's persons (:data:`ANCHORS`): person ids change
+    # (a re-key, a fallback group's first mention), a mention's key is mapped by the re-key
+    ("anchor_dept", "VARCHAR"),  # a mention of person_id when the action was taken
+    ("anchor_dataset", "VARCHAR"),
+    ("anchor_key_pid", "VARCHAR"),
+    ("from_anchor_dept", "VARCHAR"),  # merge: a mention of from_person_id then; split: a
+    ("from_anchor_dataset", "VARCHAR"),  # mention the automatic links gave from_person_id
+    ("from_anchor_key_pid", "VARCHAR"),
 ]
+# (column of the recorded id, prefix of its anchor's columns)
+ANCHORS = (("person_id", "anchor_"), ("from_person_id", "from_anchor_"))
 LINK_SCHEMA = {
     "dept": pl.String,
     "dataset": pl.String,
@@ -205,29 +215,77 @@ def actions(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.execute(f'SELECT * FROM {ZONE}.{ACTIONS_TABLE} ORDER BY "at", action_id').pl()
 
 
-def replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame:
-    """``links`` after every action of ``recorded``, in order (method ``manual``)."""
+Mention = tuple[str, str, str]  # (dept, dataset, key_pid)
+
+
+def _is(mention: Mention) -> pl.Expr:
+    return (
+        (pl.col("dept") == mention[0])
+        & (pl.col("dataset") == mention[1])
+        & (pl.col("key_pid") == mention[2])
+    )
+
+
+def anchor_of(frame: pl.DataFrame, column: str, person: str | None) -> Mention | None:
+    """The mention that names ``person`` in ``frame`` (its smallest key among the rows
+    whose ``column`` is ``person``), or None."""
+    if person is None:
+        return None
+    rows = frame.filter(pl.col(column) == person)
+    if rows.height == 0:
+        return None
+    return tuple(rows.select(KEY_COLUMNS).sort(list(KEY_COLUMNS)).row(0))  # type: ignore[return-value]
+
+
+def _anchor(act: dict, prefix: str) -> Mention | None:
+    key = act.get(f"{prefix}key_pid")
+    return (act[f"{prefix}dept"], act[f"{prefix}dataset"], key) if key else None
+
+
+def _resolve(cur: pl.DataFrame, anchor: Mention | None, recorded: str | None, column: str):
+    """The person an action names as the replay stands: its anchor mention's ``column``
+    (``person_id``, or ``origin``: the mention's automatic link); the recorded id when the
+    action has no anchor; None when the anchor mention is gone."""
+    if anchor is None:
+        return recorded
+    hit = cur.filter(_is(anchor))
+    return hit[column][0] if hit.height else None
+
+
+def _replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring, fill: bool):
+    """(links after every action, each action's anchors as dicts); ``fill``: an action
+    recorded without anchors gets them from the replay as it stands at that action."""
     cur = links.with_columns(
         pl.col("person_id").alias("origin"),
         pl.col("method").alias("origin_method"),
         pl.col("match_probability").alias("origin_p"),
     )
     manual = {"method": pl.lit("manual"), "match_probability": pl.lit(None, dtype=pl.Float64)}
+    anchors = []
     for act in recorded.iter_rows(named=True):
-        one = (
-            (pl.col("dept") == act["dept"])
-            & (pl.col("dataset") == act["dataset"])
-            & (pl.col("key_pid") == act["key_pid"])
-            if act["key_pid"]
-            else None
+        one = _is((act["dept"], act["dataset"], act["key_pid"])) if act["key_pid"] else None
+        source = "person_id" if act["action"] == "merge" else "origin"
+        mine, theirs = _anchor(act, "anchor_"), _anchor(act, "from_anchor_")
+        if fill and mine is None and theirs is None:
+            mine = anchor_of(cur, "person_id", act["person_id"])
+            theirs = anchor_of(cur, source, act["from_person_id"])
+        anchors.append(
+            {
+                **{f"anchor_{c}": v for c, v in zip(KEY_COLUMNS, mine or (None,) * 3, strict=True)},
+                **{
+                    f"from_anchor_{c}": v
+                    for c, v in zip(KEY_COLUMNS, theirs or (None,) * 3, strict=True)
+                },
+            }
         )
+        person = _resolve(cur, mine, act["person_id"], "person_id")
+        other = _resolve(cur, theirs, act["from_person_id"], source)
         if act["action"] == "merge":
-            hit = one if one is not None else pl.col("person_id") == act["from_person_id"]
+            if person is None or (one is None and other is None):
+                continue  # the person merged into, or the one merged, is no longer held
+            hit = one if one is not None else pl.col("person_id") == other
             cur = cur.with_columns(
-                pl.when(hit)
-                .then(pl.lit(act["person_id"]))
-                .otherwise("person_id")
-                .alias("person_id"),
+                pl.when(hit).then(pl.lit(person)).otherwise("person_id").alias("person_id"),
                 *[pl.when(hit).then(v).otherwise(k).alias(k) for k, v in manual.items()],
             )
         elif one is not None:  # split one mention off into a person of its own
@@ -240,10 +298,9 @@ def replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame
                 pl.when(one).then(pl.lit(new_id)).otherwise("person_id").alias("person_id"),
                 *[pl.when(one).then(v).otherwise(k).alias(k) for k, v in manual.items()],
             )
-        else:  # undo a merge: the mentions that came from from_person_id go back
-            hit = (pl.col("person_id") == act["person_id"]) & (
-                pl.col("origin") == act["from_person_id"]
-            )
+        elif person is not None and other is not None:
+            # undo a merge: the mentions that came from the restored person go back
+            hit = (pl.col("person_id") == person) & (pl.col("origin") == other)
             cur = cur.with_columns(
                 pl.when(hit).then("origin").otherwise("person_id").alias("person_id"),
                 pl.when(hit).then("origin_method").otherwise("method").alias("method"),
@@ -252,7 +309,42 @@ def replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame
                 .otherwise("match_probability")
                 .alias("match_probability"),
             )
-    return cur.select(list(LINK_SCHEMA))
+    return cur.select(list(LINK_SCHEMA)), anchors
+
+
+def replay(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame:
+    """``links`` after every action of ``recorded``, in order (method ``manual``).
+
+    An action names its persons through its anchor mentions (the person a mention is
+    linked to as the replay reaches the action; a split's restored person: the mention's
+    automatic link), so it stays valid when person ids change (a re-key); an action
+    recorded without anchors names them by the ids recorded; one whose anchor mention is
+    gone does nothing. Row by row: a mention's result depends only on its own links and
+    the anchors' (the incremental index replays the changed mentions with the anchors)."""
+    return _replay(links, recorded, keyring, fill=False)[0]
+
+
+def fill_anchors(links: pl.DataFrame, recorded: pl.DataFrame, keyring) -> pl.DataFrame:
+    """``recorded`` with the anchors of every action recorded without them, chosen from
+    ``links`` replayed up to that action (the smallest mention of each person then)."""
+    if recorded.height == 0:
+        return recorded
+    anchors = pl.DataFrame(
+        _replay(links, recorded, keyring, fill=True)[1],
+        schema={f"{p}{c}": pl.String for p in ("anchor_", "from_anchor_") for c in KEY_COLUMNS},
+    )
+    return recorded.with_columns(anchors)
+
+
+def anchor_mentions(recorded: pl.DataFrame) -> pl.DataFrame:
+    """(dept, dataset, key_pid) of every mention an action names (moved, detached or
+    anchoring a person)."""
+    parts = [
+        recorded.select([pl.col(f"{prefix}{c}").cast(pl.String).alias(c) for c in KEY_COLUMNS])
+        for prefix in ("", "anchor_", "from_anchor_")
+    ]
+    schema = dict.fromkeys(KEY_COLUMNS, pl.String)
+    return pl.concat([pl.DataFrame(schema=schema), *parts]).drop_nulls().unique()
 
 
 def record_action(con, action: str, actor: str, reason: str, **ids: str | None) -> str:

@@ -34,13 +34,8 @@ from catalog.authority import authority, fields_of_concept
 from catalog.model import Catalogue
 from catalog.street import Street
 from curated.events import build_events, follow_person_index
-from curated.golden import (
-    MENTIONS,
-    affected_persons,
-    build_golden,
-    golden_attributes,
-    refresh_golden,
-)
+from curated.golden import MENTIONS, build_golden, golden_attributes
+from curated.golden_refresh import affected_persons, refresh
 from curated.households import HOUSEHOLD, HOUSEHOLD_KEY, build_households
 from curated.houses import build_houses
 from curated.persons import link_persons
@@ -51,7 +46,7 @@ from curated.recollection import (
     recollection_by_department,
 )
 from curated.things import GRID, THING, build_things, thing_datasets
-from lakehouse.lake import ensure_table, has_table, insert_frame
+from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, transaction
 from lakehouse.snapshots import current_snapshot
 from pipelines.protection import Protection
 from pipelines.quality_state import Key, digest, scoring_version, touched_staged
@@ -67,6 +62,7 @@ STATE_COLUMNS = [
     ("datasets", "BIGINT"),
     ("built_at", "TIMESTAMPTZ"),
     ("seconds", "DOUBLE"),
+    ("ended", "BIGINT"),
 ]
 
 
@@ -101,19 +97,26 @@ def version(cat: Catalogue) -> str:
     return digest(f"{scoring_version(cat)}|{BUILD_VERSION}")
 
 
-def last_build(con: duckdb.DuckDBPyConnection) -> tuple[int, str] | None:
-    """(snapshot, version) the last build started from, or None."""
+def last_build(con: duckdb.DuckDBPyConnection) -> tuple[int, str, int | None] | None:
+    """(snapshot, version, ended) of the last build: the snapshot it started from, the
+    version it built, the snapshot its parts had written when it ended (None: a build
+    state from before it was kept); or None."""
     if not has_table(con, ZONE, STATE_TABLE):
         return None
-    row = con.execute(
-        f"SELECT snapshot, version FROM {ZONE}.{STATE_TABLE} ORDER BY built_at DESC LIMIT 1"
-    ).fetchone()
-    return (int(row[0]), str(row[1])) if row else None
+    frame = con.execute(f"SELECT * FROM {ZONE}.{STATE_TABLE} ORDER BY built_at DESC LIMIT 1").pl()
+    if frame.height == 0:
+        return None
+    row = frame.row(0, named=True)
+    ended = row.get("ended")
+    return int(row["snapshot"]), str(row["version"]), None if ended is None else int(ended)
 
 
-def to_build(con: duckdb.DuckDBPyConnection, cat: Catalogue) -> set[Key] | None:
-    """The datasets whose staged rows changed since the last build; None: build in full."""
-    last = last_build(con)
+def to_build(
+    con: duckdb.DuckDBPyConnection, cat: Catalogue, last: tuple | None = None
+) -> set[Key] | None:
+    """The datasets whose staged rows changed since the last build (``last``: its
+    :func:`last_build`, read when not given); None: build in full."""
+    last = last or last_build(con)
     if last is None or last[1] != version(cat):
         return None
     return touched_staged(con, cat, last[0])
@@ -131,16 +134,18 @@ def build_curated(
     changed); a build with nothing changed does nothing."""
     start = current_snapshot(con)
     last = None if full else last_build(con)
-    changed = None if full else to_build(con, cat)
+    changed = None if full else to_build(con, cat, last)
     out = CuratedBuild(full=changed is None, changed=set(changed or ()))
     if out.skipped:
         return out
 
     # houses first: the index compares the unit a caller's address names (house_mentions)
     out.counts["houses"] = out.timed("houses", build_houses, con, cat, protection, street, changed)
-    out.counts["persons"] = out.timed("persons", link_persons, con, cat, protection, changed)
-    since = last[0] if last is not None and changed is not None else None
-    _downstream(con, cat, protection, street, changed, out, (since, start))
+    out.counts["persons"] = out.timed(
+        "persons", link_persons, con, cat, protection, changed, before=start
+    )
+    since, ended = (last[0], last[2]) if last is not None and changed is not None else (None, None)
+    _downstream(con, cat, protection, street, changed, out, (since, start, ended))
     _record(con, cat, start, out)
     return out
 
@@ -156,23 +161,28 @@ def follow_index(
     return out
 
 
-def _moved_mentions(con, start: int | None) -> tuple[set[Key], set[str]] | None:
-    """The datasets and persons of the ``curated.person_mentions`` rows this build wrote
-    or removed (the index after snapshot ``start``, the persons before and after); None
-    when unknown (no start, the table is new)."""
+def _moved_mentions(con, start: int | None) -> tuple[set[Key], dict[str, set[Key]]] | None:
+    """The datasets of the ``curated.person_mentions`` rows written or removed after
+    snapshot ``start`` and each person's (before and after) datasets among them: the rows
+    DuckLake records as inserted or deleted since, which the index writes only when a
+    mention's link changed; None when unknown (no start, the table is new)."""
     if start is None:
         return None
-    cols = "dept, dataset, key_pid, person_id, method, match_probability"
-    now, then = f"{ZONE}.{MENTIONS}", f"{ZONE}.{MENTIONS} AT (VERSION => {int(start)})"
+    now = current_snapshot(con)
+    if now <= start:
+        return set(), {}
     try:
         rows = con.execute(
-            f"SELECT DISTINCT dept, dataset, person_id FROM ((SELECT {cols} FROM {then} "
-            f"EXCEPT SELECT {cols} FROM {now}) UNION ALL (SELECT {cols} FROM {now} EXCEPT "
-            f"SELECT {cols} FROM {then}))"
+            "SELECT DISTINCT dept, dataset, person_id FROM "
+            f"ducklake_table_changes('{ALIAS}', '{ZONE}', '{MENTIONS}', {int(start) + 1}, {now})"
         ).fetchall()
     except duckdb.Error:
         return None
-    return {(str(d), str(s)) for d, s, _ in rows}, {str(p) for _, _, p in rows if p is not None}
+    persons: dict[str, set[Key]] = {}
+    for d, s, p in rows:
+        if p is not None:
+            persons.setdefault(str(p), set()).add((str(d), str(s)))
+    return {(str(d), str(s)) for d, s, _ in rows}, persons
 
 
 def _thing_sources(cat: Catalogue) -> set[Key]:
@@ -204,18 +214,24 @@ def _downstream(
     street,
     changed,
     out: CuratedBuild,
-    snapshots: tuple[int | None, int | None] = (None, None),
+    snapshots: tuple[int | None, int | None, int | None] = (None, None, None),
 ) -> None:
     """Parts 3–6 (see the module's docstring) for ``changed`` (None: in full).
 
-    ``snapshots``: the one the last build started from (staged as it stood then) and the
-    one this build started from (the index before it re-linked); with both, each part runs
+    ``snapshots``: the one the last build started from (staged as it stood then), the one
+    this build started from (the index before it re-linked) and the one the last build
+    ended at (the index it left: every mention moved since, by this build, a merge or
+    split, or a build that did not finish, is read from DuckLake's changes; unknown: since
+    this build started, and persons left without mentions are looked for); with the first
+    two, each part runs
     only when what it reads changed: golden records digest only the persons a changed row
     or a moved mention can touch, households and things are rebuilt only when one of their
     source datasets changed (or the index moved a household member), the re-collection
     figure only when a collecting dataset, the index or a golden record changed."""
-    since, start = snapshots
-    moved = None if changed is None else out.timed("index_moved", _moved_mentions, con, start)
+    since, start, ended = snapshots
+    moved = None
+    if changed is not None:
+        moved = out.timed("index_moved", _moved_mentions, con, start if ended is None else ended)
     touched = None if changed is None or moved is None else changed | moved[0]
 
     def needed(table: str, sources: set[Key]) -> bool:
@@ -231,13 +247,18 @@ def _downstream(
         candidates = None
         if since is not None and moved is not None:
             candidates = out.timed(
-                "golden_scope", affected_persons, con, cat, changed, since, moved[1]
-            )
-        rebuilt = out.timed("golden", refresh_golden, con, cat, protection, candidates)
-        out.counts["golden"] = {"persons_rebuilt": len(rebuilt)}
+                "golden_scope", affected_persons, con, cat, changed, since, moved[1],
+                orphans=ended is None,
+            )  # fmt: skip
+        refreshed = out.timed("golden", refresh, con, cat, protection, candidates)
+        rebuilt = refreshed.rebuilt
+        out.counts["golden"] = {
+            "persons_rebuilt": len(rebuilt), "persons_rechecked": len(refreshed.rechecked)
+        }  # fmt: skip
     if rebuilt or needed("recollection", _collecting(cat)):
         groups = None
         if touched is not None and rebuilt is not None and start is not None:
+            # a person only rechecked keeps its golden values: no concept flipped there
             groups = changed_groups(con, cat, touched, rebuilt, start)
         rows = out.timed("recollection", build_recollection, con, cat, groups)
         out.counts["recollection"] = {"rows": rows}
@@ -245,7 +266,11 @@ def _downstream(
     if needed(THING, _thing_sources(cat)):
         out.counts["things"] = out.timed("things", build_things, con, cat, protection, street)
     out.counts["events"] = out.timed("events", build_events, con, cat, protection, street, changed)
-    out.counts["events"]["moved_by_index"] = out.timed("follow", follow_person_index, con)
+    # events of the changed datasets were built from the index as it now is: the others
+    # follow it only when it moved one of their mentions
+    follow = changed is None or moved is None or bool(moved[0] - changed)
+    moved_events = out.timed("follow", follow_person_index, con) if follow else 0
+    out.counts["events"]["moved_by_index"] = moved_events
 
 
 def _counts(result) -> dict[str, int]:
@@ -257,17 +282,19 @@ def _counts(result) -> dict[str, int]:
 
 
 def _record(con: duckdb.DuckDBPyConnection, cat: Catalogue, start: int, out: CuratedBuild):
-    ensure_table(con, ZONE, STATE_TABLE, STATE_COLUMNS)
     row = {
         "snapshot": start,
+        "ended": current_snapshot(con),
         "version": version(cat),
         "full_build": out.full,
         "datasets": len(out.changed),
         "built_at": dt.datetime.now(dt.UTC),
         "seconds": out.total_seconds,
     }
-    con.execute(f"DELETE FROM {ZONE}.{STATE_TABLE}")
-    insert_frame(con, ZONE, STATE_TABLE, pl.DataFrame([row]))
+    with transaction(con):
+        ensure_table(con, ZONE, STATE_TABLE, STATE_COLUMNS)
+        con.execute(f"DELETE FROM {ZONE}.{STATE_TABLE}")
+        insert_frame(con, ZONE, STATE_TABLE, pl.DataFrame([row]))
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str, what: str = "count(*)") -> int:

@@ -13,6 +13,11 @@ key versions, then the ring records the suite:
   table is left as it was;
 - ``quarantine.rows``: the key pseudonym of each quarantined record, recomputed from its
   raw row; ``quarantine.issues``: each issue's key pseudonym, mapped old → new;
+- ``curated.link_actions`` (a data officer's merges and splits): first every action gets
+  its anchor mentions (``curated.persons.anchor_actions``), then each mention key it names
+  (moved, detached, anchoring a person) is mapped old → new with its dataset. Person ids
+  change with the pseudonym key; the next curated build replays each action on the persons
+  its anchor mentions are then linked to, so the decisions hold;
 - landed and archived files: written again under the new suite and a new ``landing`` key
   version (``pipelines.ingest.landing.reencrypt_landed``), once the ring records the suite.
 
@@ -46,6 +51,8 @@ import polars as pl
 from catalog.loader import load_catalogue
 from catalog.model import Dataset
 from catalog.settings import Settings
+from curated.persons import anchor_actions
+from curated.review import ANCHORS
 from lakehouse.lake import ensure_table, has_table, insert_frame, open_lake, transaction
 from masking.audit import AuditLog
 from masking.crypto import KEY_PURPOSE, protect_frame, reveal_frame
@@ -64,6 +71,7 @@ from quality.keys import KEY_PID, ROW_DIGEST
 PURPOSE = "rekey"
 PENDING_FILE = "rekey.json"
 PROGRESS = ("landing", "rekey_progress")
+LINK_ACTIONS = ("curated", "link_actions")
 
 
 class RekeyError(MaskingError):
@@ -295,6 +303,27 @@ class _Dataset:
             self.con.unregister(view)
         return int(row[0]) if row else 0
 
+    def link_actions(self) -> int:
+        """Map the mention keys the dataset's link actions name old → new."""
+        if not self.pid_map or not has_table(self.con, *LINK_ACTIONS):
+            return 0
+        pairs = pl.concat(self.pid_map).unique("old", keep="first")
+        view, table, n = "_rekey_link_actions", ".".join(LINK_ACTIONS), 0
+        self.con.register(view, pairs.to_arrow())
+        try:
+            for prefix in ("", *(p for _, p in ANCHORS)):
+                row = self.con.execute(
+                    f'UPDATE {table} SET {prefix}key_pid = v.new FROM "{view}" v '
+                    f"WHERE {LINK_ACTIONS[1]}.{prefix}dept = ? "
+                    f"AND {LINK_ACTIONS[1]}.{prefix}dataset = ? "
+                    f"AND {LINK_ACTIONS[1]}.{prefix}key_pid = v.old",
+                    [self.dept, self.ds.code],
+                ).fetchone()
+                n += int(row[0]) if row else 0
+        finally:
+            self.con.unregister(view)
+        return n
+
 
 def rekey(
     settings: Settings,
@@ -317,6 +346,7 @@ def rekey(
         ensure_table(con, *PROGRESS, [("rekey_id", "VARCHAR"), ("dataset", "VARCHAR"),
                                       ("rows", "BIGINT"), ("done_at", "TIMESTAMPTZ")])  # fmt: skip
         done = _done(con, target.rekey_id)
+        anchor_actions(con, ring)  # before any mention key changes
         for dept, ds in cat.datasets():
             ref = f"{dept.code}.{ds.code}"
             if ref in done:
@@ -331,6 +361,7 @@ def rekey(
                 if has_table(con, "staged", table):
                     counts[f"staged.{table}"] = work.staged(table)
                 counts["quarantine.issues"] = work.issues()
+                counts[".".join(LINK_ACTIONS)] = work.link_actions()
                 con.execute(
                     f"INSERT INTO {PROGRESS[0]}.{PROGRESS[1]} VALUES (?, ?, ?, ?)",
                     [target.rekey_id, ref, sum(counts.values()), now()],

@@ -15,6 +15,7 @@ from catalog.authority import authority, fields_of_concept, person_key, pid_colu
 from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, Dataset, PiiKind
+from curated import golden_refresh
 from curated.golden import (
     CONFLICTS,
     HISTORY,
@@ -23,11 +24,12 @@ from curated.golden import (
     build_golden,
     golden_attributes,
     golden_checks,
+    live_plans,
     person_as_of,
-    refresh_golden,
     reveal_history,
     reveal_persons,
 )
+from curated.golden_refresh import refresh_golden
 from curated.persons import link_persons, merge, split
 from curated.recollection import (
     build_recollection,
@@ -420,6 +422,77 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
             assert held.height == expect.height, a.concept
             joined = held.join(expect, on="person_id")
             assert (joined["value"] == joined[a.column].cast(pl.String)).all(), a.concept
+
+
+def test_changes_where_no_attribute_is_authoritative_only_recheck(changed_street, monkeypatch):
+    """A delivery to a dataset authoritative for no attribute (a record renamed so that it
+    conflicts with its person's golden name, a new record, a record withdrawn): those
+    persons' checks there and their digests are rewritten — no history is read or written
+    — and the result equals a full rebuild."""
+    settings, cat, protection = changed_street
+    with open_lake(settings) as con:
+        plan = next(
+            p for p in live_plans(con, cat)
+            if p.checks and not p.attributes and fields_of_concept(p.dataset, person_key(cat))
+            and any(c.concept == "person.name" for c in p.checks)
+        )  # fmt: skip
+        ds, (key,) = plan.dataset, plan.dataset.key
+        (field,) = [c.field for c in plan.checks if c.concept == "person.name"]
+        rows = revealed(con, cat, protection, plan.dept, ds)
+        held = con.execute(  # persons with another record and a golden name
+            "SELECT person_id FROM curated.person_mentions WHERE person_id IN (SELECT "
+            "person_id FROM curated.person WHERE name IS NOT NULL) GROUP BY ALL "
+            "HAVING count(*) >= 2"
+        ).pl()
+        rows = rows.join(held, on="person_id").filter(pl.col(field).is_not_null()).sort(key)
+        renamed, copied, gone = rows[0], rows[1], rows[2]
+        persons = {r["person_id"][0] for r in (renamed, copied, gone)}
+        before = con.execute("SELECT count(*) FROM curated.attribute_conflicts").fetchone()
+        with transaction(con):
+            _restage(
+                con,
+                protection,
+                plan.dept,
+                ds,
+                renamed.with_columns((pl.col(field) + "甲").alias(field)).drop("person_id"),
+            )
+            new = copied.with_columns((pl.col(key) + "N").alias(key)).drop("person_id")
+            _restage(con, protection, plan.dept, ds, new)
+            new_key = key_pids(new, ds, protection.keyring)[0]
+            con.execute(
+                "INSERT INTO curated.person_mentions SELECT dept, dataset, ?, person_id, method, "
+                "match_probability, linked_at FROM curated.person_mentions WHERE dept = ? "
+                "AND dataset = ? AND key_pid = ?",
+                [new_key, plan.dept, ds.code, copied["_key_pid"][0]],
+            )
+            for sql in (f"DELETE FROM {_table(plan.dept, ds)} WHERE _key_pid = ?",
+                        "DELETE FROM curated.person_mentions WHERE key_pid = ?"):  # fmt: skip
+                con.execute(sql, [gone["_key_pid"][0]])
+
+        def rebuilt(*args, **kwargs):
+            raise AssertionError("a person's golden record was rebuilt")
+
+        monkeypatch.setattr(golden_refresh, "write_golden", rebuilt)
+        candidates = {p: {(plan.dept, ds.code)} for p in persons}
+        assert refresh_golden(con, cat, protection, candidates) == persons
+        monkeypatch.undo()
+        build_recollection(con, cat)
+        incremental = _snapshot(con, cat, protection)
+        build_golden(con, cat, protection)
+        build_recollection(con, cat)
+        full = _snapshot(con, cat, protection)
+    assert before and len(persons) == 3
+    for table, frame in full.items():
+        assert frame.equals(incremental[table]), table
+    mine = full["checks"].filter(
+        (pl.col("dataset") == ds.code) & (pl.col("field") == field)
+        & pl.col("key_pid").is_in([renamed["_key_pid"][0], new_key, gone["_key_pid"][0]])
+    )  # fmt: skip
+    renamed_check = mine.filter(pl.col("key_pid") == renamed["_key_pid"][0])
+    assert renamed_check["compared"].to_list() == [True]
+    assert renamed_check["conflicting"].to_list() == [True]  # 甲 added: not the golden name
+    assert mine.filter(pl.col("key_pid") == new_key).height == 1
+    assert mine.filter(pl.col("key_pid") == gone["_key_pid"][0]).height == 0
 
 
 def test_no_mentions_is_an_error(settings):

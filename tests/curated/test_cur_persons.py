@@ -15,14 +15,16 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import load_street
-from curated import linkage
+from curated import linkage, persons
 from curated.houses import build_houses
 from curated.mentions import subject_fields
 from curated.persons import link_persons, merge, review_queue, split
 from lakehouse.lake import close_idle, open_lake, tables_in
+from lakehouse.snapshots import current_snapshot
 from masking.leaks import KnownNames
 from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection
+from pipelines.rekey import rekey
 from quality.evaluation import evaluate_links
 from tests.streets import copy_home, ingest_and_stage
 
@@ -162,7 +164,8 @@ def test_incremental_equals_full_rebuild(street: Path, cat: Catalogue, tmp_path:
             f'(SELECT _key_pid FROM staged."{fallback.table}" ORDER BY _key_pid LIMIT 10)'
         )
         changed = {(registry.dept, registry.dataset.code), (fallback.dept, fallback.dataset.code)}
-        link_persons(con, cat, protection, changed=changed)
+        # with the snapshot before the update: the fallback's inputs changed, all relinked
+        link_persons(con, cat, protection, changed=changed, before=current_snapshot(con))
         incremental = _links(con)
         link_persons(con, cat, protection)
         full = _links(con)
@@ -199,6 +202,64 @@ def test_incremental_without_fallback_change_reuses_its_result(
     assert reused.equals(before) and full.equals(before)
 
 
+def _new_records(con, sf, n: int, where: str = "TRUE") -> list[str]:
+    """``n`` records of ``sf``'s staged table delivered again under new keys (the same
+    person, a new case number): the new keys."""
+    rows = con.execute(
+        f'SELECT _key_pid FROM staged."{sf.table}" WHERE {where} ORDER BY _key_pid LIMIT {n}'
+    ).fetchall()
+    keys = [r[0] for r in rows]
+    con.execute(
+        f"INSERT INTO staged.\"{sf.table}\" SELECT * REPLACE (_key_pid || 'n' AS _key_pid) "
+        f'FROM staged."{sf.table}" WHERE _key_pid IN (SELECT unnest(?))',
+        [keys],
+    )
+    return [k + "n" for k in keys]
+
+
+def test_incremental_links_only_the_changed_datasets_while_the_fallback_stands(
+    street: Path, cat: Catalogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New records of persons known by ID (a day's new cases) leave the fallback's inputs
+    as they were: only the changed dataset's mentions are linked (the whole index is
+    not), a recorded merge applies to them, and the result equals a full rebuild."""
+    settings = copy_home(street, tmp_path)
+    exact_only = next(sf for sf in subject_fields(cat) if sf.identifying == [sf.citizen_id])
+    pid = f'"_pid_{exact_only.citizen_id}"'
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        held = before.filter(
+            (pl.col("dataset") == exact_only.dataset.code) & (pl.col("method") == "exact")
+        )
+        a, b = held["person_id"].unique().sort()[:2]
+        merge(con, cat, protection, into=a, person=b, actor="test:officer", reason="planted")
+        merged = _links(con)
+        of_b = _new_records(con, exact_only, 3, f"{pid} = '{b}'")
+        new = of_b + _new_records(con, exact_only, 3, f"{pid} <> '{b}'")
+
+        def everything(*args, **kwargs):
+            raise AssertionError("the whole index was relinked")
+
+        monkeypatch.setattr(persons, "_relink_all", everything)
+        changed = {(exact_only.dept, exact_only.dataset.code)}
+        counts = link_persons(con, cat, protection, changed=changed, before=current_snapshot(con))
+        incremental = _links(con)
+        monkeypatch.undo()
+        link_persons(con, cat, protection)
+        full = _links(con)
+    assert incremental.equals(full)
+    assert of_b and len(new) == len(of_b) + 3
+    assert incremental.height == merged.height + len(new) == counts["mentions"]
+    assert counts["persons"] == full["person_id"].n_unique()
+    fresh = incremental.filter(pl.col("key_pid").is_in(new))
+    assert fresh.height == len(new)
+    # the merged-away person's new records follow the merge
+    manual = fresh.filter(pl.col("method") == "manual")
+    assert manual.height == len(of_b) and (manual["person_id"] == a).all()
+    assert b not in set(incremental["person_id"])
+
+
 def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
     settings = copy_home(street, tmp_path)
     with open_lake(settings) as con:
@@ -225,6 +286,63 @@ def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Pat
     assert recorded == [("merge", a, b), ("split", a, b)]
     audit = (settings.home / "audit").rglob("*")
     assert any(p.is_file() and b"person_merge" in p.read_bytes() for p in audit)
+
+
+def _record_ids(con, cat: Catalogue) -> pl.DataFrame:
+    """(dept, dataset, key_pid, record): each subject record's key pseudonym and its
+    identity in the delivery (delivery id, source row), which no key change touches."""
+    return pl.concat(
+        con.execute(
+            f"SELECT '{sf.dept}' AS dept, '{sf.dataset.code}' AS dataset, _key_pid AS key_pid, "
+            f"_delivery_id || ':' || _source_row AS record FROM staged.\"{sf.table}\""
+        ).pl()
+        for sf in subject_fields(cat)
+    )
+
+
+def _partition(links: pl.DataFrame, records: pl.DataFrame) -> set[frozenset[str]]:
+    """The index as groups of records (one group a person), whatever the ids."""
+    rows = links.join(records, on=KEY)
+    assert rows.height == links.height
+    return {frozenset(g["record"]) for _, g in rows.group_by("person_id")}
+
+
+def test_rekey_keeps_manual_merges_and_splits(street: Path, cat: Catalogue, tmp_path: Path) -> None:
+    """``streethub keys rekey`` changes every pseudonym (mention keys, person ids): each
+    recorded action is anchored on mentions whose keys the re-key maps, so after it the
+    rebuilt index groups the records exactly as before — the merge and the split hold."""
+    settings = copy_home(street, tmp_path)
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
+        a, b, c = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:3]
+        merge(con, cat, protection, into=a, person=b, actor="test:officer", reason="planted")
+        detached = before.filter(pl.col("person_id") == c).sort(KEY).select(KEY).row(0)
+        split(con, cat, protection, person=c, mention=detached, actor="test:officer", reason="x")
+        decided = _links(con)
+        records = _record_ids(con, cat)
+        old, untouched = _partition(decided, records), _partition(before, records)
+        anchors = con.execute(
+            "SELECT count(anchor_key_pid), count(from_anchor_key_pid) FROM curated.link_actions"
+        ).fetchone()
+    close_idle()
+    rekey(settings, settings.cipher_suite, "test:officer")  # the same suite, new key versions
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        build_houses(con, cat, protection, load_street(settings.street_file))
+        link_persons(con, cat, protection)
+        after = _links(con)
+        new = _partition(after, _record_ids(con, cat))
+    close_idle()
+    assert anchors == (2, 1)  # merge: a and b; split: c
+    assert not set(after["person_id"]) & {a, b, c}  # every person id changed
+    assert old != untouched  # the actions changed the index
+    assert new == old
+    assert (
+        after.filter(pl.col("method") == "manual").height
+        == decided.filter(pl.col("method") == "manual").height
+    )
 
 
 def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_path: Path) -> None:
