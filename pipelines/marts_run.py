@@ -50,8 +50,13 @@ def run_marts(
 ) -> MartsOutcome:
     """Materialise every mart asset when ``changed`` or a mart is missing (see the module
     doc); a failed mart stops what depends on it and is listed, never raised."""
-    marts = marts_for(cat, load_marts())
     outcome = MartsOutcome()
+    catalogued = load_marts()
+    # nothing changed and every mart in the lake: done, without parsing any SQL (a no-op
+    # run stays cheap); a mart this hub's catalogue cannot build does not count as missing
+    if not changed and not marts_missing(settings, sql_marts(catalogued)):
+        return outcome
+    marts = marts_for(cat, catalogued)
     if not changed and not marts_missing(settings, sql_marts(marts)):
         return outcome
     defs = all_mart_assets(cat, marts)
