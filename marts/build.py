@@ -211,8 +211,8 @@ def build_mart(
                         dataset=name)  # fmt: skip
     analysis = analyse_mart(catalogue, marts, name, sql_dir=sql_dir)
     tree, lineage, reads = analysis.tree, analysis.lineage, analysis.reads
-    check_columns(mart, output_columns(tree))
     check_resolved(mart, analysis)
+    check_columns(mart, output_columns(tree))
     check_masking(mart, lineage)
     check_level(mart, reads)
     register_masks(con)

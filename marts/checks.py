@@ -95,7 +95,13 @@ def check_resolved(mart: Mart, analysis: MartAnalysis) -> None:
             "not describe: read the curated entity tables or the indexes",
             dataset=mart.name,
         )
-    if analysis.unresolved and any(t.startswith(CURATED + ".") for t in analysis.tables):
+    curated = any(t.startswith(CURATED + ".") for t in analysis.tables)
+    if analysis.hidden and curated:
+        raise MartError(
+            f"{', '.join(analysis.hidden)} hide(s) which columns are read: name them",
+            dataset=mart.name,
+        )
+    if analysis.unresolved and curated:
         raise MartError(
             f"cannot tell which table {', '.join(analysis.unresolved)} come(s) from: "
             "qualify each column with its table's alias",
@@ -224,8 +230,8 @@ def check_marts(
             )
         try:
             analysis = analyse_mart(catalogue, paired, name, sql_dir=sql_dir)
-            check_columns(paired[name], output_columns(analysis.tree))
             check_resolved(paired[name], analysis)
+            check_columns(paired[name], output_columns(analysis.tree))
             check_masking(paired[name], analysis.lineage)
             check_level(paired[name], analysis.reads)
         except MartError as exc:

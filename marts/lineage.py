@@ -130,6 +130,8 @@ class MartAnalysis:
     lineage: Lineage
     reads: list[SourceField]  # every reference, filters, joins and groupings included
     unresolved: list[str]  # column references no table of their query provides, as written
+    # stars and COLUMNS(…) the parser could not expand into columns (it knows no schema)
+    hidden: list[str]
     tables: set[str]  # the lake tables the query reads
 
 
@@ -151,7 +153,20 @@ def analyse_mart(
         for t in scope.sources.values()
         if isinstance(t, exp.Table) and t.db
     }
-    return MartAnalysis(tree, resolver.outputs(tree), reads, sorted(set(unresolved)), tables)
+    hidden = [n.sql(dialect=DIALECT) for n in tree.find_all(exp.Columns)]
+    hidden += [
+        (star.parent if isinstance(star.parent, exp.Column) else star).sql(dialect=DIALECT)
+        for star in tree.find_all(exp.Star)
+        if not isinstance(star.parent, exp.Count)
+    ]
+    return MartAnalysis(
+        tree=tree,
+        lineage=resolver.outputs(tree),
+        reads=reads,
+        unresolved=sorted(set(unresolved)),
+        hidden=sorted(set(hidden)),
+        tables=tables,
+    )
 
 
 def mart_dependencies(

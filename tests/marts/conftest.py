@@ -18,7 +18,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import sqlglot
 from rich.console import Console
+from sqlglot import exp
 
 from catalog.loader import load_catalogue
 from catalog.marts import MARTS_DIR, Mart, load_mart
@@ -26,6 +28,7 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import close_idle, open_lake
 from marts.build import MartBuild, MartError, build_mart, build_order
+from marts.lineage import read_sql
 from pipelines.protection import Protection
 from tests.streets import copy_home
 
@@ -103,12 +106,28 @@ def load_each(street: MartStreet) -> None:
             street.marts[mart.name] = mart
 
 
+def reads_inputs(name: str) -> list[str]:
+    """The relations a mart's SQL reads that are no lake table (unqualified, not its CTEs):
+    frames its own pipeline step hands the build (the quality scorecard's scores)."""
+    tree = sqlglot.parse_one(read_sql(name), read="duckdb")
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    return sorted({t.name for t in tree.find_all(exp.Table) if not t.db} - ctes)
+
+
 def build_all(street: MartStreet) -> None:
     """Build every catalogued mart in dependency order, recording each refusal (a mart that
-    reads a refused one is refused too)."""
+    reads a refused one is refused too). A mart built from input frames (its own pipeline
+    step gives them) is left as the main job built it."""
     protection = street.protection()
     with open_lake(street.settings) as con:
         for name in build_order(street.marts):
+            inputs = reads_inputs(name)
+            if inputs:
+                street.errors[name] = (
+                    f"built by its own pipeline step from {', '.join(inputs)} (the main job "
+                    "built it; read marts.<name> with query)"
+                )
+                continue
             try:
                 street.builds[name] = build_mart(
                     con, street.catalogue, street.marts, name, protection
