@@ -10,9 +10,11 @@ import math
 import polars as pl
 import pytest
 from conftest import RESIDENTS, SEED
+from faker.providers.person.zh_CN import Provider
 
 from catalog.loader import load_catalogue
-from departments.places import HANDLERS, LATE_DISPATCH, UNGEOCODED, appeals
+from departments import texts
+from departments.places import CHANNELS, HANDLERS, LATE_DISPATCH, UNGEOCODED, appeals
 from departments.services import ITEMS, add_working_days, service_records
 from departments.simulate import sim_dir_for
 from departments.world import build_world
@@ -196,3 +198,16 @@ def test_working_days_skip_weekends():
     assert add_working_days(friday, 1) == dt.date(2026, 11, 30)
     assert add_working_days(friday, 5) == dt.date(2026, 12, 4)
     assert add_working_days(friday, 0) == friday
+
+
+def test_no_office_item_or_category_holds_a_name_the_simulator_can_give():
+    """The published words of events (offices, items, windows, categories) are no place for a
+    resident's name: the leak scanner would count a name inside them in a mart. Every name
+    the simulator can give (Faker's zh_CN surname + given name) is checked, not one street's."""
+    words = {o for pair in HANDLERS.values() for o in pair} | set(texts.ISSUES)
+    words |= {w for it in ITEMS for w in (it.name, it.dept, it.window)} | set(texts.GRID_EVENTS)
+    words |= set(CHANNELS) | {"街道平安建设办公室"}  # the last one holds 安建: the check works
+    names = {last + first for last in Provider.last_names for first in Provider.first_names}
+    assert len(names) > 40_000
+    found = {w: sorted(n for n in names if n in w) for w in words}
+    assert {w: n for w, n in found.items() if n} == {"街道平安建设办公室": ["安建"]}
