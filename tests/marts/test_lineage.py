@@ -294,3 +294,20 @@ def test_a_column_read_through_a_mart_counts_at_the_level_that_mart_publishes(tm
         else:
             with pytest.raises(MartError, match="marts column"):
                 check_level(mart, reads)
+
+
+def test_catalog_check_lists_the_marts_problems_and_exits_1(tmp_path: Path):
+    """`streethub catalog check --marts <dir>`: a mart catalogue missing the others' YAML
+    and holding one whose columns differ from its SQL is refused, each problem listed."""
+    from pipelines.cli import app
+
+    yaml_dir = tmp_path / "marts"
+    yaml_dir.mkdir()
+    text = (MARTS_DIR / "age_structure.yaml").read_text("utf-8")
+    (yaml_dir / "age_structure.yaml").write_text(text.replace("name: gender,", "name: sex,"))
+    result = CliRunner().invoke(app, ["catalog", "check", "--marts", str(yaml_dir)])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "the SQL's output columns differ from the YAML's" in out and "sex" in out
+    others = sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem != "age_structure")
+    assert others and all(f"marts/sql/{n}.sql has no catalogue entry" in out for n in others)
