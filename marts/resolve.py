@@ -225,7 +225,7 @@ class Resolver:
                 applied = strictest([rule, published, src.applied])
                 out.append(
                     SourceField(src.table, src.column, src.fields, applied, masks, src.curated,
-                                level)
+                                level, src.via or f"{zone}.{name}.{column}")
                 )  # fmt: skip
             return out or [SourceField(f"{zone}.{name}", column, (), rule, masks)]
         return [SourceField(f"{zone}.{name}" if zone else name, column, (), rule, masks)]

@@ -31,6 +31,7 @@ class SourceField:
     masks: tuple[str, ...] = ()  # SQL functions between the output and the column, outermost first
     curated: CuratedColumn | None = None
     published_level: Level | None = None  # read through a mart: the level it publishes it at
+    via: str | None = None  # read through a mart: that mart's column (marts.<mart>.<column>)
 
     @property
     def ref(self) -> str:

@@ -75,7 +75,8 @@ def catalog_lineage(
             console.print(Text("  ← no lake column (a constant or an input frame)"))
         for src in sources:
             through = "" if src.applied.value == "none" else f" [through {src.applied.value}]"
-            console.print(Text(f"  ← {src.ref}{through}"))
+            via = f" via {src.via}" if src.via else ""
+            console.print(Text(f"  ← {src.ref}{via}{through}"))
             for f in src.fields:
                 console.print(Text(f"      ← {f.ref} (raw header {f.header!r}, {f.level.value}, "
                                    f"rule {f.masking.value})"))  # fmt: skip
@@ -86,7 +87,7 @@ def catalog_lineage(
 def _unique(sources):
     seen, out = set(), []
     for s in sources:
-        key = (s.ref, s.applied, tuple(f.ref for f in s.fields))
+        key = (s.ref, s.via, s.applied, tuple(f.ref for f in s.fields))
         if key not in seen:
             seen.add(key)
             out.append(s)

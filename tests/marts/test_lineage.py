@@ -196,6 +196,8 @@ def test_lineage_goes_through_the_marts_a_mart_reads(tmp_path: Path):
     assert band.ref == "curated.person.birth_date"
     assert band.applied is MaskingRule.generalise_age
     assert [f.concept for f in band.fields] == ["person.birth_date"]
+    assert band.via == "marts.age_structure.age_band"
+    assert band.published_level == MARTS["age_structure"].column("age_band").level
 
 
 def test_catalog_check_reports_sql_without_yaml_and_columns_that_differ(tmp_path: Path):
