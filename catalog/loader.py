@@ -12,13 +12,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Catalogue, Department
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import read_yaml
+from catalog.yamlfile import read_mapping
 
 
 def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]:
@@ -63,12 +62,9 @@ def _problems_from(exc: ValidationError, raw: Any, file: str) -> list[StreethubE
 def load_department(path: Path) -> tuple[Department | None, list[StreethubError]]:
     """Parse one department file; return it (or None) and the problems found."""
     file = str(path)
-    try:
-        raw = read_yaml(path)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return None, [StreethubError(f"cannot read YAML: {exc}", file=file)]
-    if not isinstance(raw, dict):
-        return None, [StreethubError("top level must be a mapping of department keys", file=file)]
+    raw, problems = read_mapping(path, "department")
+    if raw is None:
+        return None, problems
     try:
         dept = Department.model_validate(raw)
     except ValidationError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from catalog.errors import CatalogError, StreethubError
@@ -30,7 +29,7 @@ from catalog.model import (
     _Strict,
 )
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import read_yaml
+from catalog.yamlfile import read_mapping
 
 MARTS_DIR = CATALOG_DIR.parent / "marts"
 
@@ -132,12 +131,9 @@ class Mart(_Strict):
 def load_mart(path: Path) -> tuple[Mart | None, list[StreethubError]]:
     """Parse one mart file; the mart (or None) and the problems found."""
     file = str(path)
-    try:
-        raw = read_yaml(path)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return None, [StreethubError(f"cannot read YAML: {exc}", file=file)]
-    if not isinstance(raw, dict):
-        return None, [StreethubError("top level must be a mapping of mart keys", file=file)]
+    raw, problems = read_mapping(path, "mart")
+    if raw is None:
+        return None, problems
     try:
         mart = Mart.model_validate(raw)
     except ValidationError as exc:
