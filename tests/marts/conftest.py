@@ -46,7 +46,8 @@ class MartStreet:
     marts: dict[str, Mart]
     builds: dict[str, MartBuild] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    built_on: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    built_on: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())  # set
+    # by build_all to DuckDB's current_date (what the marts' SQL saw)
 
     @property
     def home(self) -> Path:
@@ -120,6 +121,7 @@ def build_all(street: MartStreet) -> None:
     step gives them) is left as the main job built it."""
     protection = street.protection()
     with open_lake(street.settings) as con:
+        street.built_on = con.execute("SELECT current_date").fetchone()[0]  # the SQL's date
         for name in build_order(street.marts):
             inputs = reads_inputs(name)
             if inputs:
