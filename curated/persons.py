@@ -468,13 +468,12 @@ def _close_decided(con, recorded: pl.DataFrame) -> int:
 def _index_counts(con) -> dict[str, int]:
     """Mentions per method, mentions and persons of ``curated.person_mentions``."""
     rows = con.execute(
-        f"SELECT method, count(*) FROM {ZONE}.{MENTIONS_TABLE} GROUP BY method"
+        f"SELECT method, count(*), count(DISTINCT person_id) FROM {ZONE}.{MENTIONS_TABLE} "
+        "GROUP BY GROUPING SETS ((method), ())"
     ).fetchall()
-    persons = con.execute(
-        f"SELECT count(DISTINCT person_id) FROM {ZONE}.{MENTIONS_TABLE}"
-    ).fetchone()[0]
-    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n in rows}
-    out.update(mentions=sum(int(n) for _, n in rows), persons=int(persons))
+    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n, _ in rows if m is not None}
+    ((_, mentions, persons),) = [r for r in rows if r[0] is None]
+    out.update(mentions=int(mentions), persons=int(persons))
     return out
 
 
@@ -520,12 +519,12 @@ def link_persons(
     inputs as they were links only the changed datasets' mentions
     (:mod:`curated.index_delta`). ``record``: called first inside the index's transaction
     (a manual action recorded with the relink that applies it)."""
-    ensure_tables(con)
     changed = None if changed is None else set(changed)
     old = None
     if changed and before is not None and not changed & house_datasets(catalogue):
-        old = index_delta.keyed_rows(con, changed, before)
+        old = index_delta.keyed_rows(con, changed, before)  # None: a table missing then
     with transaction(con):
+        ensure_tables(con)  # in the transaction: no commit of their own
         if record is not None:
             record()
         if old is not None:

@@ -19,7 +19,8 @@ from curated import linkage, persons
 from curated.houses import build_houses
 from curated.mentions import subject_fields
 from curated.persons import link_persons, merge, review_queue, split
-from lakehouse.lake import close_idle, open_lake, tables_in
+from curated.review import record_action
+from lakehouse.lake import close_idle, open_lake, tables_in, transaction
 from lakehouse.snapshots import current_snapshot
 from masking.leaks import KnownNames
 from pipelines.leaks import registry_names, scan_tables
@@ -343,6 +344,35 @@ def test_rekey_keeps_manual_merges_and_splits(street: Path, cat: Catalogue, tmp_
         after.filter(pl.col("method") == "manual").height
         == decided.filter(pl.col("method") == "manual").height
     )
+
+
+def test_actions_recorded_before_anchors_get_them(
+    street: Path, cat: Catalogue, tmp_path: Path
+) -> None:
+    """A merge recorded by person ids alone (before actions were anchored) is given its
+    anchor mentions — one of each person as the replay reached it — by the re-key's first
+    step (``anchor_actions``) and by any whole relink; the index stays as it was."""
+    settings = copy_home(street, tmp_path)
+    with open_lake(settings) as con:
+        protection = Protection.from_settings(settings, "test:persons")
+        before = _links(con)
+        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
+        a, b = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:2]
+        with transaction(con):
+            record_action(con, "merge", "test:officer", "legacy", person_id=a, from_person_id=b)
+        link = "SELECT anchor_dept, anchor_dataset, anchor_key_pid, from_anchor_dept, "
+        link += "from_anchor_dataset, from_anchor_key_pid FROM curated.link_actions"
+        bare = con.execute(link).fetchall()
+        assert persons.anchor_actions(con, protection.keyring) == 1
+        anchored = con.execute(link).fetchone()
+        assert persons.anchor_actions(con, protection.keyring) == 0  # nothing left to anchor
+        link_persons(con, cat, protection)
+        after = _links(con)
+    assert bare == [(None,) * 6]
+    of = {p: before.filter(pl.col("person_id") == p).select(KEY).sort(KEY).row(0) for p in (a, b)}
+    assert anchored == (*of[a], *of[b])  # the smallest mention of each person
+    moved = after.join(before.filter(pl.col("person_id") == b).select(KEY), on=KEY)
+    assert (moved["person_id"] == a).all() and b not in set(after["person_id"])
 
 
 def test_ambiguous_candidate_goes_to_review(street: Path, cat: Catalogue, tmp_path: Path) -> None:
