@@ -261,13 +261,18 @@ def test_incremental_links_only_the_changed_datasets_while_the_fallback_stands(
     assert b not in set(incremental["person_id"])
 
 
+def _known_persons(links: pl.DataFrame, n: int) -> list[str]:
+    """``n`` persons known by ID with two mentions or more (the smallest ids)."""
+    counts = links.filter(pl.col("method") == "exact").group_by("person_id").len()
+    return counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:n].to_list()
+
+
 def test_wrong_merge_undone_by_split(street: Path, cat: Catalogue, tmp_path: Path) -> None:
     settings = copy_home(street, tmp_path)
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         before = _links(con)
-        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
-        a, b = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:2]
+        a, b = _known_persons(before, 2)
         merge(con, cat, protection, into=a, person=b, actor="test:officer", reason="planted")
         merged = _links(con)
         # a full rebuild replays the recorded merge
@@ -316,8 +321,7 @@ def test_rekey_keeps_manual_merges_and_splits(street: Path, cat: Catalogue, tmp_
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         before = _links(con)
-        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
-        a, b, c = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:3]
+        a, b, c = _known_persons(before, 3)
         merge(con, cat, protection, into=a, person=b, actor="test:officer", reason="planted")
         detached = before.filter(pl.col("person_id") == c).sort(KEY).select(KEY).row(0)
         split(con, cat, protection, person=c, mention=detached, actor="test:officer", reason="x")
@@ -356,8 +360,7 @@ def test_actions_recorded_before_anchors_get_them(
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         before = _links(con)
-        counts = before.filter(pl.col("method") == "exact").group_by("person_id").len()
-        a, b = counts.filter(pl.col("len") >= 2).sort("person_id")["person_id"][:2]
+        a, b = _known_persons(before, 2)
         with transaction(con):
             record_action(con, "merge", "test:officer", "legacy", person_id=a, from_person_id=b)
         link = "SELECT anchor_dept, anchor_dataset, anchor_key_pid, from_anchor_dept, "
