@@ -33,7 +33,7 @@ from curated.events import (
     event_datasets,
     placing_thing,
 )
-from curated.golden import PERSON, PERSON_ID, golden_attributes
+from curated.golden import PERSON, PERSON_ID, as_of_field, golden_attributes
 from curated.households import HOUSEHOLD, HOUSEHOLD_COLUMNS, HOUSEHOLD_KEY, RELATION
 from curated.houses import (
     BUILDING_ADDRESS,
@@ -188,11 +188,14 @@ def _person_columns(cat: Catalogue) -> list[CuratedColumn]:
     for a in golden_attributes(cat):
         auth = a.authority
         f = [dept_field(auth.dept, auth.dataset, auth.field)]
+        # the record's date (its event time or first date field; none: the day it was loaded)
+        when = as_of_field(auth.dataset)
+        dated = [dept_field(auth.dept, auth.dataset, when)] if when else []
         secret = MaskingRule.encrypt if a.sensitive else MaskingRule.none
         out += [
             _column(PERSON, a.column, "VARCHAR", [a.concept], f, secret),
             _column(PERSON, f"{a.column}_source", "VARCHAR", [a.concept], f, MaskingRule.none),
-            _column(PERSON, f"{a.column}_as_of", "DATE", [a.concept], f, MaskingRule.none),
+            _column(PERSON, f"{a.column}_as_of", "DATE", [a.concept], f + dated, MaskingRule.none),
         ]
     return out
 

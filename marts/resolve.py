@@ -19,7 +19,7 @@ from catalog.marts import Mart
 from catalog.model import Catalogue, MaskingRule
 from curated.lineage import ROW_ID, DeptField, curated_lineage
 from marts.sources import CURATED, MARTS, Lineage, MartError, SourceField
-from masking.sql import mask_rule, strictest
+from masking.sql import mask_rule, strongest
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _func_name(f: exp.Func) -> str:
 
 
 def _rule_of(masks: tuple[str, ...]) -> MaskingRule:
-    return strictest(r for m in masks if (r := mask_rule(m)) is not None)
+    return strongest(r for m in masks if (r := mask_rule(m)) is not None)
 
 
 class Resolver:
@@ -209,7 +209,7 @@ class Resolver:
             if datasets:
                 fields = tuple(f for f in fields if _kept(f, datasets))
             if c.applied in (MaskingRule.pseudonymise, MaskingRule.suppress):
-                rule = strictest([rule, c.applied])
+                rule = strongest([rule, c.applied])
             return [SourceField(f"{zone}.{name}", column, fields, rule, masks, c)]
         if zone == MARTS and name in self.ctx.marts and name not in self.ctx.seen:
             upstream = self.ctx.upstream.get(name)
@@ -222,7 +222,7 @@ class Resolver:
             level = mart.column(column).level if known else None
             out = []
             for src in upstream.get(column, []):
-                applied = strictest([rule, published, src.applied])
+                applied = strongest([rule, published, src.applied])
                 out.append(
                     SourceField(src.table, src.column, src.fields, applied, masks, src.curated,
                                 level, src.via or f"{zone}.{name}.{column}")

@@ -29,7 +29,8 @@ Strictness (:data:`STRICTNESS`): how little of a value a rule lets a reader of t
 table learn. A source field's rule is met by that rule or by any rule of a higher rank
 (:func:`satisfies`); rules of one rank but different kinds (a name mask and a mobile mask)
 do not stand in for each other. Where a column combines sources, every source's rule must
-be met, so the strictest one decides (:func:`strictest`).
+be met, so the strictest one decides (:func:`strictest`: the least strict rule meeting them
+all); what a value passed through is the highest-ranked mask on its way (:func:`strongest`).
 """
 
 from __future__ import annotations
@@ -71,9 +72,22 @@ def satisfies(applied: MaskingRule, required: MaskingRule) -> bool:
 
 
 def strictest(rules: Iterable[MaskingRule]) -> MaskingRule:
-    """The strictest of ``rules`` (``none`` for none); ties keep the first."""
+    """The least strict rule that meets every one of ``rules`` (``none`` for none): the
+    strictest of them, or, where the strictest are two kinds of one rank (a name mask and a
+    mobile mask), the first rule of a higher rank."""
+    wanted = set(rules)
+    for rule in sorted(MaskingRule, key=lambda r: STRICTNESS[r]):  # stable: enum order in a rank
+        if all(satisfies(rule, r) for r in wanted):
+            return rule
+    return R.suppress  # unreachable: suppress meets every rule
+
+
+def strongest(applied: Iterable[MaskingRule]) -> MaskingRule:
+    """Of rules a value passed through one after another (masks nested on its way out, a
+    pseudonym made upstream), the one of highest rank (``none`` for none; ties keep the
+    first): never a rule it did not pass through."""
     out = R.none
-    for rule in rules:
+    for rule in applied:
         if STRICTNESS[rule] > STRICTNESS[out]:
             out = rule
     return out
@@ -174,4 +188,5 @@ __all__ = [
     "register_masks",
     "satisfies",
     "strictest",
+    "strongest",
 ]

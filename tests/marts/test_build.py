@@ -10,6 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catalog.authority import authority
 from catalog.marts import Mart, load_mart
@@ -459,3 +461,14 @@ def test_a_result_type_other_than_the_yamls_is_refused(mart_street: MartStreet, 
     ):
         build_mart(con, mart_street.catalogue, marts, "planted_type", mart_street.protection(),
                    sql_dir=sql_dir)  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(list(MaskingRule)), min_size=1, max_size=6))
+def test_the_strictest_of_any_rules_meets_each_of_them(rules: list[MaskingRule]):
+    """Where sources combine, the strictest rule meets every source's rule; meeting is
+    transitive, so a rule stricter than the strictest meets them all too."""
+    top = strictest(rules)
+    assert all(satisfies(top, r) for r in rules)
+    for stronger in MaskingRule:
+        if satisfies(stronger, top):
+            assert all(satisfies(stronger, r) for r in rules)
