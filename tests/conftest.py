@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,30 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return Settings(home=home).ensure_dirs()
+
+
+@pytest.fixture(scope="session")
+def staged_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One small street simulated, landed and staged once for the whole session (every
+    dataset of the shipped catalogue), its simulator folder beside it: tests read it; a
+    test or module that changes a lake works on a copy (``tests.streets.copy_home``). A
+    test that wrote to it anyway fails the session at the end."""
+    from catalog.loader import load_catalogue
+    from lakehouse.lake import close_idle
+    from tests.streets import SESSION_RESIDENTS, SESSION_SEED, ingest_and_stage, lake_snapshot
+
+    home = tmp_path_factory.mktemp("session-street") / "home"
+    settings = ingest_and_stage(
+        home, load_catalogue(), residents=SESSION_RESIDENTS, seed=SESSION_SEED
+    )
+    close_idle()
+    settings = Settings(home=home)
+    before = lake_snapshot(settings)
+    yield settings
+    close_idle()
+    assert lake_snapshot(settings) == before, (
+        "a test changed the session street's lake: copy it first (tests.streets.copy_home)"
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,5 +1,9 @@
 """A small simulated street ingested and staged directly (no Dagster, no main job): the
-setup several test modules share, in one place."""
+setup several test modules share, in one place.
+
+The session builds one such street (``staged_street`` in ``tests/conftest.py``, every
+dataset of the shipped catalogue, ``SESSION_RESIDENTS`` residents, ``SESSION_SEED``); a
+module that changes a lake builds on its own copy (``copy_home``)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from departments.connect import connection_env
 from departments.server import running_server
 from departments.simulate import simulate
 from lakehouse.lake import open_lake
+from lakehouse.snapshots import current_snapshot
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_dataset
 from pipelines.ingest.ledger import ensure_ledger
@@ -21,6 +26,7 @@ from pipelines.protection import Protection
 
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
 START = dt.date(2026, 11, 20)
+SESSION_RESIDENTS, SESSION_SEED = 600, 7
 
 
 def ingest_and_stage(home: Path, cat: Catalogue, *, residents: int, seed: int) -> Settings:
@@ -39,12 +45,21 @@ def ingest_and_stage(home: Path, cat: Catalogue, *, residents: int, seed: int) -
     return settings
 
 
-def copy_home(street: Path, dest: Path) -> Settings:
+def copy_home(street: Path, dest: Path, *, departments: bool = False) -> Settings:
     """A staged street's home (``ingest_and_stage``'s) and its audit witness (kept outside
-    the home) copied to ``dest/home``, for a test that changes it; the copy's settings."""
+    the home) copied to ``dest/home``, for a test that changes it; the copy's settings.
+    ``departments``: the simulator's folder (systems and truth) is copied beside it too."""
     settings = Settings(home=dest / "home")
     shutil.copytree(street, settings.home)
     witness = Settings(home=street).witness_dir_abs
     if witness.exists():
         shutil.copytree(witness, settings.witness_dir_abs)
+    if departments:
+        shutil.copytree(Settings(home=street).sim_dir_abs, settings.sim_dir_abs)
     return settings
+
+
+def lake_snapshot(settings: Settings) -> int:
+    """The lake's current snapshot id (it moves with every committed change)."""
+    with open_lake(settings, read_only=True) as con:
+        return current_snapshot(con)
