@@ -23,7 +23,7 @@ from masking.suite import Suite
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.protection import Protection
 from pipelines.rekey import RekeyError, pending, rekey
-from tests.streets import copy_home, ingest_and_stage
+from tests.streets import copy_home
 
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
 ISSUES = "quarantine.issues"
@@ -35,11 +35,12 @@ def cat() -> Catalogue:
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
-    """A small street ingested and staged under the international suite, with issues
-    keyed by pseudonyms (one per quarantined record, as the correction loop opens them)."""
-    home = tmp_path_factory.mktemp("rekey") / "home"
-    settings = ingest_and_stage(home, cat, residents=200, seed=7)
+def street(
+    staged_street: Settings, tmp_path_factory: pytest.TempPathFactory, cat: Catalogue
+) -> Path:
+    """The session's staged street (international suite), on a copy with issues keyed by
+    pseudonyms (one per quarantined record, as the correction loop opens them)."""
+    settings = copy_home(staged_street.home, tmp_path_factory.mktemp("rekey"))
     with open_lake(settings) as con:
         con.execute(
             f"CREATE TABLE {ISSUES} AS SELECT 'iss-' || row_number() OVER () AS issue_id, "
@@ -47,7 +48,7 @@ def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
             "key_pid FROM quarantine.rows WHERE key_pid IS NOT NULL)"
         )
     close_idle()
-    return home
+    return settings.home
 
 
 def _revealed(settings: Settings, cat: Catalogue) -> dict[str, pl.DataFrame]:

@@ -11,6 +11,7 @@ import pytest
 
 from bench.incremental import next_day_delivery
 from catalog.loader import load_catalogue
+from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import open_lake, tables_in
 from masking.crypto import CIPHERTEXT
@@ -18,17 +19,16 @@ from pipelines.curated_run import ZONE, build_curated, curated_summary, last_bui
 from pipelines.ingest import ingest_dataset
 from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
-from tests.streets import FAST, copy_home, ingest_and_stage
+from tests.streets import FAST, copy_home
 
 # stamped with the time of the build that wrote the row, not derived from the data
 BUILD_TIMES = {"linked_at", "queued_at", "built_at"}
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("curated-run") / "home"
-    ingest_and_stage(home, load_catalogue(), residents=600, seed=11)
-    return home
+def street(staged_street: Settings) -> Path:
+    """The session's staged street (each test changes a copy)."""
+    return staged_street.home
 
 
 def curated_tables(con) -> dict[str, pl.DataFrame]:

@@ -23,7 +23,7 @@ from pipelines.quality_run import (
     write_quality,
 )
 from tests.pipelines.test_staged import _copy  # the home and its audit witness
-from tests.streets import ingest_and_stage
+from tests.streets import copy_home
 
 NOW = dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.UTC)
 
@@ -34,9 +34,12 @@ def cat() -> Catalogue:
 
 
 @pytest.fixture(scope="module")
-def scored_street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
-    """A small staged street with its first scorecard written (every dataset scored)."""
-    settings = ingest_and_stage(tmp_path_factory.mktemp("incr"), cat, residents=200, seed=13)
+def scored_street(
+    staged_street: Settings, tmp_path_factory: pytest.TempPathFactory, cat: Catalogue
+) -> Settings:
+    """The session's staged street with its first scorecard written (every dataset scored),
+    on a copy."""
+    settings = copy_home(staged_street.home, tmp_path_factory.mktemp("incr"))
     _score(settings, cat, incremental=True, now=NOW - dt.timedelta(hours=1), write=True)
     return settings
 

@@ -19,7 +19,6 @@ from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_dataset
 from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
-from tests.streets import ingest_and_stage
 
 DATE_LIKE = re.compile(r"^\d{4}[-/.年]\d")
 FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5)
@@ -28,11 +27,6 @@ FAST = RetryPolicy(attempts=12, base_delay_s=0.01, max_delay_s=0.05, timeout_s=5
 @pytest.fixture(scope="module")
 def cat() -> Catalogue:
     return load_catalogue()
-
-
-@pytest.fixture(scope="module")
-def staged_street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
-    return ingest_and_stage(tmp_path_factory.mktemp("staged"), cat, residents=500, seed=5)
 
 
 def test_every_delivery_balances_through_the_gate(staged_street: Settings) -> None:

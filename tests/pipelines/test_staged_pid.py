@@ -32,7 +32,7 @@ from pipelines.ingest_run import select_work
 from pipelines.leaks import registry_names, scan_tables, structured_columns
 from pipelines.protection import Protection
 from pipelines.rekey import rekey
-from tests.streets import copy_home, ingest_and_stage
+from tests.streets import copy_home
 
 Key = tuple[str, str]
 ID_OR_MOBILE = re.compile(r"(?<![0-9])(\d{17}[0-9X]|1[3-9]\d{9})(?![0-9])")
@@ -44,11 +44,9 @@ def cat() -> Catalogue:
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
-    home = tmp_path_factory.mktemp("pid") / "home"
-    ingest_and_stage(home, cat, residents=300, seed=13)
-    close_idle()
-    return home
+def street(staged_street: Settings) -> Path:
+    """The session's staged street (read here; the tests that change it copy it)."""
+    return staged_street.home
 
 
 def _with_pids(cat: Catalogue) -> dict[Key, Dataset]:
