@@ -160,7 +160,8 @@ def print_marts(console: Console, marts: MartsOutcome) -> None:
     if not marts.ran:
         console.print("marts: nothing new since they were built; they still hold")
         return
-    console.print(f"marts built: {len(marts.built)} ({', '.join(marts.built)})")
+    kept = f"; {len(marts.skipped)} unchanged (nothing they read changed)" if marts.skipped else ""
+    console.print(f"marts built: {len(marts.built)} ({', '.join(marts.built)}){kept}")
 
 
 def print_custody(console: Console, custody: Custody) -> None:

@@ -1,9 +1,11 @@
 """The main job's marts step: the ``marts/*`` assets materialised in one Dagster run.
 
 After the ingest and curated runs (``pipelines/ingest_run.py``), two Dagster runs: the
-catalogue tables and every mart built from its SQL in dependency order (Dagster orders the
-steps by the dependencies ``marts.build.mart_dependencies`` parsed); then the
-de-identification measure and the governance scorecard over what the lake publishes. It runs when the curated step or the scorecard ran in this
+catalogue tables and the marts that are stale (``marts.staleness``: a table the SQL reads
+changed after the mart was written, or its SQL or catalogue entry changed: the asset's code
+version) with what reads them, in dependency order (Dagster orders the steps by the
+dependencies ``marts.build.mart_dependencies`` parsed); then the de-identification measure
+and the governance scorecard over what the lake publishes. It runs when the curated step or the scorecard ran in this
 run (something changed) or a mart's table is missing; otherwise the marts in the lake still
 hold and nothing is built.
 """
@@ -21,7 +23,16 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import has_table, open_lake
 from marts.catalogue_tables import marts_for
-from pipelines.defs.marts.assets import DEID_KEY, all_mart_assets, mart_key, sql_marts
+from marts.staleness import stale_marts
+from pipelines.defs.marts.assets import (
+    CATALOGUE_KEYS,
+    DEID_KEY,
+    all_mart_assets,
+    mart_key,
+    mart_version,
+    reads_catalogue,
+    sql_marts,
+)
 from pipelines.ingest_run import run_problems
 from pipelines.recovery import run_tags
 from pipelines.resources import LakeResource
@@ -37,6 +48,7 @@ class MartsOutcome:
 
     ran: bool = False
     built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # nothing they read changed
     steps: list[Problem] = field(default_factory=list)
 
 
@@ -48,8 +60,8 @@ def marts_missing(settings: Settings, names: list[str]) -> bool:
 def run_marts(
     settings: Settings, cat: Catalogue, started_at: dt.datetime, *, changed: bool = True
 ) -> MartsOutcome:
-    """Materialise every mart asset when ``changed`` or a mart is missing (see the module
-    doc); a failed mart stops what depends on it and is listed, never raised."""
+    """When ``changed`` or a mart is missing: the stale marts, then the measures (see the
+    module doc); a failed mart stops what depends on it and is listed, never raised."""
     outcome = MartsOutcome()
     catalogued = load_marts()
     # nothing changed and every mart in the lake: done, without parsing any SQL (a no-op
@@ -59,17 +71,28 @@ def run_marts(
     marts = marts_for(cat, catalogued)
     if not changed and not marts_missing(settings, sql_marts(marts)):
         return outcome
+    instance = dg.DagsterInstance.get()
+    built = sql_marts(marts)
+    code_changed = {
+        n for n in built if built_version(instance, mart_key(n)) != mart_version(marts[n])
+    }
+    with open_lake(settings, read_only=True) as con:
+        stale = stale_marts(con, marts, code_changed)
+    # the catalogue tables are written every time (two small tables), so what reads them too
+    stale |= {n for n in built if reads_catalogue(marts, n)}
     defs = all_mart_assets(cat, marts)
     # the measures run even when a mart failed: they read what the lake publishes (a mart
     # refused now still holds its last build), so one broken mart does not hide the scorecard
     measures = {DEID_KEY, mart_key(GOVERNANCE_MART)}
+    wanted = {mart_key(n) for n in stale} | set(CATALOGUE_KEYS)
+    outcome.skipped = sorted(n for n in built if n not in stale and n != GOVERNANCE_MART)
     for part in (
-        [d for d in defs if not set(d.keys) & measures],
+        [d for d in defs if set(d.keys) & wanted and not set(d.keys) & measures],
         [d for d in defs if set(d.keys) & measures],
     ):
         result = dg.materialize(
             part,
-            instance=dg.DagsterInstance.get(),
+            instance=instance,
             resources={"lake": LakeResource()},
             tags={"streethub/job": "main", **run_tags()},
             run_config=QUIET,
@@ -83,6 +106,14 @@ def run_marts(
         outcome.steps += run_problems(result, part, started_at)[0]
     outcome.ran = True
     return outcome
+
+
+def built_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The code version the asset's newest materialisation was made with (None: never)."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    return event.asset_materialization.tags.get("dagster/code_version")
 
 
 def governance_scorecard(settings: Settings) -> pl.DataFrame | None:

@@ -107,3 +107,35 @@ def test_with_nothing_changed_no_mart_is_built_and_make_run_ends_with_the_scorec
     for r in before.iter_rows(named=True):
         assert f"{r['name_zh']} {r['figure']}" in tail  # every figure is printed, last
     assert lines[-1].startswith("└")  # the scorecard's table closes the output
+
+
+def test_after_a_change_to_events_only_the_marts_reading_them_are_stale(
+    mart_street: MartStreet, tmp_path
+) -> None:
+    """Freshly built, no mart is stale; one event changed, the marts whose SQL names
+    curated.event are, with the marts reading them; the age structure is not."""
+    import re
+
+    from lakehouse.lake import open_lake
+    from marts.lineage import read_sql
+    from marts.staleness import stale_marts
+
+    marts = {n: m for n, m in mart_street.marts.items() if n in mart_street.builds}
+    settings = copy_home(mart_street.home, tmp_path)
+    with open_lake(settings) as con:
+        assert stale_marts(con, marts) == set()
+        con.execute(
+            "UPDATE curated.event SET status = status "
+            "WHERE event_id = (SELECT min(event_id) FROM curated.event)"
+        )
+        stale = stale_marts(con, marts)
+
+    def names(name: str) -> set[str]:  # tables named in the SQL text, comments aside
+        text = re.sub(r"--[^\n]*", "", read_sql(name))
+        return {f"{z}.{t}" for z, t in re.findall(r"\b(curated|marts)\.\"?([a-z_]+)", text)}
+
+    want = {n for n in marts if "curated.event" in names(n)}
+    while more := {n for n in marts if n not in want and {f"marts.{w}" for w in want} & names(n)}:
+        want |= more
+    assert want and stale == want
+    assert "age_structure" not in stale and "appeal_sla" in stale

@@ -27,6 +27,7 @@ from marts.catalogue_tables import (
 )
 from marts.deidentification import TABLE as DEID_TABLE
 from marts.deidentification import measure_deidentification
+from marts.lineage import read_sql
 from pipelines.defs.curated.assets import CURATED_KEYS, PERSON_KEY
 from pipelines.defs.quality.assets import SCORECARD_KEY
 from pipelines.defs.sources.specs import LAKE_POOL
@@ -46,6 +47,7 @@ MART_AUTOMATION = (
     (
         dg.AutomationCondition.any_deps_updated().since_last_handled()
         | dg.AutomationCondition.missing().newly_true()
+        | dg.AutomationCondition.code_version_changed()
     )
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
@@ -117,13 +119,20 @@ def freshness(mart: Mart) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.time_window(fail_window=UpdateCycle(mart.update_cycle).max_age)
 
 
+def mart_version(mart: Mart) -> str:
+    """A digest of the mart's SQL and catalogue entry: its Dagster code version (a change
+    rebuilds it: the automation, and the main job's marts step)."""
+    text = read_sql(mart.name) + repr(mart.model_dump(mode="json"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def build_mart_asset(marts: Mapping[str, Mart], name: str) -> dg.AssetsDefinition:
     mart = marts[name]
     schema = column_schema(mart)
 
     @dg.asset(
         key=mart_key(name),
-        deps=mart_deps(marts, name) + (CATALOGUE_KEYS if _reads_catalogue(marts, name) else []),
+        deps=mart_deps(marts, name) + (CATALOGUE_KEYS if reads_catalogue(marts, name) else []),
         group_name=GROUP,
         owners=OWNERS if not mart.owner.startswith("team:") else [mart.owner],
         kinds={"duckdb", "sql"},
@@ -136,6 +145,7 @@ def build_mart_asset(marts: Mapping[str, Mart], name: str) -> dg.AssetsDefinitio
         tags={"level": str(mart.level.value)},
         freshness_policy=freshness(mart),
         automation_condition=MART_AUTOMATION,
+        code_version=mart_version(mart),
         pool=LAKE_POOL,
     )
     def _mart(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -159,7 +169,7 @@ def build_mart_asset(marts: Mapping[str, Mart], name: str) -> dg.AssetsDefinitio
     return _mart
 
 
-def _reads_catalogue(marts: Mapping[str, Mart], name: str) -> bool:
+def reads_catalogue(marts: Mapping[str, Mart], name: str) -> bool:
     return bool({f"marts.{t}" for t in (RESOURCES_TABLE, MART_SOURCES_TABLE)}
                 & mart_dependencies(marts, name))  # fmt: skip
 
