@@ -29,12 +29,14 @@ import polars as pl
 
 from curated.linkage import BLOCKING, TF_COLUMNS
 from curated.mentions import KEY_COLUMNS, MENTION_SCHEMA
-from lakehouse.lake import has_table
+from lakehouse.lake import has_table, insert_frame
 
 ZONE = "curated"
 KEYS_TABLE = "person_keys"
 HOUSE_MENTIONS = "house_mentions"
 FALLBACK_TABLE = "person_fallback"
+WATCH_TABLE = "person_fallback_watch"  # the values the stored fallback result rests on
+WATCH_COLUMNS = [("col", "VARCHAR"), ("value", "VARCHAR")]
 SCOPE = "_index_scope"  # registered: the (dept, dataset) being re-linked
 DELTA = "_index_delta"  # registered: the mention rows that changed
 KEYED = {**MENTION_SCHEMA, "house_id": pl.String}
@@ -130,6 +132,59 @@ def _flips(group: list[str], where: str, flip: str = "(n > 0) <> (n - net > 0)")
     )
 
 
+def watch_values(keyed: pl.DataFrame) -> pl.DataFrame:
+    """(col, value): what a change must not touch for the fallback's result to stand —
+    each blocking value of a fallback mention (``share:<column>``), each term-frequency
+    value a fallback mention or a candidate record holds (``tf:<column>``). ``keyed``:
+    every mention row with its unit (:func:`_keyed_sql`)."""
+    fallback = keyed.filter(pl.col("citizen_pid").is_null())
+    shares = pl.any_horizontal(
+        [pl.col(c).is_in(fallback[c].drop_nulls().unique().implode()) for c in BLOCKING]
+    )
+    held = pl.concat([fallback, keyed.filter(pl.col("citizen_pid").is_not_null() & shares)])
+    parts = [fallback.select(col=pl.lit(f"share:{c}"), value=pl.col(c)) for c in BLOCKING]
+    parts += [held.select(col=pl.lit(f"tf:{c}"), value=pl.col(c)) for c in TF_KEYS]
+    return pl.concat(parts).drop_nulls().unique().sort("col", "value")
+
+
+def write_watch(con: duckdb.DuckDBPyConnection, keyed: pl.DataFrame) -> None:
+    """Keep :func:`watch_values` of the index as linked now (inside its transaction)."""
+    con.execute(f"DELETE FROM {ZONE}.{WATCH_TABLE}")
+    insert_frame(con, ZONE, WATCH_TABLE, watch_values(keyed))
+
+
+def _watched_untouched(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+    """:func:`fallback_untouched`'s counts (touched, persons come, persons gone) read
+    against the kept watch values and the rows of the changed rows' persons only."""
+    mine = (
+        f"SELECT * FROM {ZONE}.{KEYS_TABLE} WHERE citizen_pid IN (SELECT citizen_pid FROM {DELTA})"
+    )
+    rows = (
+        f"SELECT k.*, h.house_id FROM ({mine}) k LEFT JOIN (SELECT dept, dataset, key_pid, "
+        f"min(house_id) AS house_id FROM {ZONE}.{HOUSE_MENTIONS} SEMI JOIN ({mine}) "
+        "USING (dept, dataset, key_pid) WHERE house_id IS NOT NULL GROUP BY ALL) h "
+        "USING (dept, dataset, key_pid)"
+    )
+    watched = " OR ".join(
+        f"{c} IN (SELECT value FROM {ZONE}.{WATCH_TABLE} WHERE col = 'share:{c}')" for c in BLOCKING
+    )
+    checks = [_flips(["citizen_pid", *BLOCKING], watched)]
+    checks += [
+        _flips(
+            ["citizen_pid", c],
+            f"{c} IN (SELECT value FROM {ZONE}.{WATCH_TABLE} WHERE col = 'tf:{c}')",
+        )
+        for c in TF_KEYS
+    ]
+    came = _flips(["citizen_pid"], "TRUE", "n > 0 AND n - net <= 0")
+    went = _flips(["citizen_pid"], "TRUE", "n <= 0 AND n - net > 0")
+    sql = (
+        f"WITH k AS MATERIALIZED ({rows}) "
+        f"SELECT {' + '.join(f'({c})' for c in checks)}, ({came}), ({went})"
+    )
+    return con.execute(sql).fetchone()
+
+
 def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> bool:
     """Whether the changed mention rows ``delta`` (:func:`changed_rows`; the index's
     tables as they are now) leave every fallback input as it was: no fallback mention
@@ -140,6 +195,13 @@ def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> b
         return True
     if delta["citizen_pid"].null_count():
         return False
+    if has_table(con, ZONE, WATCH_TABLE):
+        con.register(DELTA, delta.to_arrow())
+        try:
+            touched, came_n, went_n = _watched_untouched(con)
+        finally:
+            con.unregister(DELTA)
+        return _scale_stands(con, touched, came_n, went_n)
     shares = " OR ".join(f"{c} IN (SELECT {c} FROM f)" for c in BLOCKING)
     checks = [_flips(["citizen_pid", *BLOCKING], shares)]
     checks += [
@@ -163,12 +225,17 @@ def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> b
         touched, came_n, went_n = con.execute(sql).fetchone()
     finally:
         con.unregister(DELTA)
+    return _scale_stands(con, touched, came_n, went_n)
+
+
+def _scale_stands(con, touched: int, came: int, went: int) -> bool:
+    """Untouched (no watched value moved) and the street's scale as it was."""
     if touched:
         return False
-    if came_n == went_n == 0:
+    if came == went == 0:
         return True
     now = persons_known(con)
-    return scale_of(now) == scale_of(now - came_n + went_n)
+    return scale_of(now) == scale_of(now - came + went)
 
 
 def auto_links_of(

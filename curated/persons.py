@@ -99,6 +99,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     ensure_table(con, ZONE, REVIEW_TABLE, REVIEW_COLUMNS)
     ensure_table(con, ZONE, ACTIONS_TABLE, ACTION_COLUMNS)
     ensure_table(con, ZONE, FALLBACK_TABLE, [*MENTION_COLUMNS[:-1], ("inputs_digest", "VARCHAR")])
+    ensure_table(con, ZONE, index_delta.WATCH_TABLE, index_delta.WATCH_COLUMNS)
 
 
 def _now() -> dt.datetime:
@@ -233,7 +234,9 @@ def auto_links(
     before manual actions. With ``reuse`` the fallback (Splink) runs only when its inputs
     changed since the last build; otherwise its stored result is the result, and the
     review rows are None (the stored queue stands)."""
-    keys = _houses(con, keys).with_columns(_mention_id().alias("mention_id"))
+    if "house_id" not in keys.columns:
+        keys = _houses(con, keys)
+    keys = keys.with_columns(_mention_id().alias("mention_id"))
     exact = keys.filter(pl.col("citizen_pid").is_not_null())
     fallback = keys.filter(pl.col("citizen_pid").is_null())
     links = exact.select(
@@ -543,6 +546,8 @@ def _relink_all(con, catalogue, protection, changed) -> dict[str, int]:
         .pl()
         .cast(MENTION_SCHEMA)
     )
+    keys = _houses(con, keys)
+    index_delta.write_watch(con, keys)
     links, review, digest = auto_links(con, catalogue, keys, protection, reuse=changed is not None)
     reused = review is None  # the stored fallback result stands (and its review rows)
     if not reused:
