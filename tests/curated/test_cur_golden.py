@@ -6,7 +6,6 @@ person) until the master resident index writes them."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -45,7 +44,7 @@ from masking.pseudonym import pseudonymise_series
 from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection, key_pids
 from quality.scores_authority import compare, comparisons
-from tests.streets import copy_home, ingest_and_stage
+from tests.streets import copy_home
 
 MENTION_COLUMNS = [
     ("dept", "VARCHAR"), ("dataset", "VARCHAR"), ("key_pid", "VARCHAR"),
@@ -102,10 +101,10 @@ def write_exact_mentions(con, cat: Catalogue, protection: Protection) -> int:
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory):
-    home: Path = tmp_path_factory.mktemp("golden") / "home"
+def street(staged_street, tmp_path_factory):
+    """The session street with its golden records (on a copy)."""
+    settings = copy_home(staged_street.home, tmp_path_factory.mktemp("golden"))
     cat = load_catalogue()
-    settings = ingest_and_stage(home, cat, residents=400, seed=12)
     protection = Protection.from_settings(settings)
     with open_lake(settings) as con:
         write_exact_mentions(con, cat, protection)

@@ -27,7 +27,7 @@ from pipelines.leaks import registry_names, scan_tables
 from pipelines.protection import Protection
 from pipelines.rekey import rekey
 from quality.evaluation import evaluate_links
-from tests.streets import copy_home, ingest_and_stage
+from tests.streets import copy_home
 
 KEY = ["dept", "dataset", "key_pid"]
 LINK = [*KEY, "person_id", "method", "match_probability"]
@@ -41,16 +41,20 @@ def cat() -> Catalogue:
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Path:
-    home = tmp_path_factory.mktemp("persons") / "home"
-    settings = ingest_and_stage(home, cat, residents=400, seed=21)
+def street(
+    staged_street: Settings, tmp_path_factory: pytest.TempPathFactory, cat: Catalogue
+) -> Path:
+    """The session street with its houses and person index (on a copy, its simulator's
+    truth beside it)."""
+    dest = tmp_path_factory.mktemp("persons")
+    settings = copy_home(staged_street.home, dest, departments=True)
     with open_lake(settings) as con:
         protection = Protection.from_settings(settings, "test:persons")
         # as in the run: houses first (the unit a record's address names), then persons
         build_houses(con, cat, protection, load_street(settings.street_file))
         link_persons(con, cat, protection)
     close_idle()
-    return home
+    return settings.home
 
 
 def _links(con) -> pl.DataFrame:
