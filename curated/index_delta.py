@@ -23,6 +23,7 @@ replayed: the result equals a full rebuild. Otherwise the whole index is linked 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import duckdb
 import polars as pl
@@ -153,9 +154,22 @@ def write_watch(con: duckdb.DuckDBPyConnection, keyed: pl.DataFrame) -> None:
     insert_frame(con, ZONE, WATCH_TABLE, watch_values(keyed))
 
 
-def _watched_untouched(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
-    """:func:`fallback_untouched`'s counts (touched, persons come, persons gone) read
-    against the kept watch values and the rows of the changed rows' persons only."""
+def _counts(shared: str, held: Callable[[str], str]) -> str:
+    """SQL (over the persons' rows ``k`` and the changed rows): how many candidate
+    records (``shared``: a changed row shares a blocking value with a fallback mention)
+    and term-frequency holders (``held(column)``: the value is one the fallback reads)
+    appeared or went — the touches — then the persons known by ID who came (held now, not
+    before) and went."""
+    checks = [_flips(["citizen_pid", *BLOCKING], shared)]
+    checks += [_flips(["citizen_pid", c], held(c)) for c in TF_KEYS]
+    came = _flips(["citizen_pid"], "TRUE", "n > 0 AND n - net <= 0")
+    went = _flips(["citizen_pid"], "TRUE", "n <= 0 AND n - net > 0")
+    return f"SELECT {' + '.join(f'({c})' for c in checks)}, ({came}), ({went})"
+
+
+def _watched_sql() -> str:
+    """:func:`_counts` against the kept watch values, over the rows of the changed rows'
+    persons only."""
     mine = (
         f"SELECT * FROM {ZONE}.{KEYS_TABLE} WHERE citizen_pid IN (SELECT citizen_pid FROM {DELTA})"
     )
@@ -165,24 +179,21 @@ def _watched_untouched(con: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
         "USING (dept, dataset, key_pid) WHERE house_id IS NOT NULL GROUP BY ALL) h "
         "USING (dept, dataset, key_pid)"
     )
-    watched = " OR ".join(
-        f"{c} IN (SELECT value FROM {ZONE}.{WATCH_TABLE} WHERE col = 'share:{c}')" for c in BLOCKING
+    watch = f"SELECT value FROM {ZONE}.{WATCH_TABLE} WHERE col = "
+    shared = " OR ".join(f"{c} IN ({watch}'share:{c}')" for c in BLOCKING)
+    return f"WITH k AS MATERIALIZED ({rows}) " + _counts(
+        shared, lambda c: f"{c} IN ({watch}'tf:{c}')"
     )
-    checks = [_flips(["citizen_pid", *BLOCKING], watched)]
-    checks += [
-        _flips(
-            ["citizen_pid", c],
-            f"{c} IN (SELECT value FROM {ZONE}.{WATCH_TABLE} WHERE col = 'tf:{c}')",
-        )
-        for c in TF_KEYS
-    ]
-    came = _flips(["citizen_pid"], "TRUE", "n > 0 AND n - net <= 0")
-    went = _flips(["citizen_pid"], "TRUE", "n <= 0 AND n - net > 0")
-    sql = (
-        f"WITH k AS MATERIALIZED ({rows}) "
-        f"SELECT {' + '.join(f'({c})' for c in checks)}, ({came}), ({went})"
-    )
-    return con.execute(sql).fetchone()
+
+
+def _computed_sql() -> str:
+    """:func:`_counts` against the fallback's inputs computed from every mention row."""
+    shares = " OR ".join(f"{c} IN (SELECT {c} FROM f)" for c in BLOCKING)
+    return (
+        f"WITH k AS ({_keyed_sql(None, scoped=False)}), "
+        "f AS (SELECT * FROM k WHERE citizen_pid IS NULL), "
+        f"p AS (SELECT * FROM k WHERE citizen_pid IS NOT NULL AND ({shares})) "
+    ) + _counts(shares, lambda c: f"{c} IN (SELECT {c} FROM f UNION ALL SELECT {c} FROM p)")
 
 
 def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> bool:
@@ -190,46 +201,18 @@ def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> b
     tables as they are now) leave every fallback input as it was: no fallback mention
     among them; no candidate record (a person's distinct blocking values sharing one with
     a fallback mention) appearing or going; no person starting or ceasing to hold a
-    term-frequency value a fallback mention or a candidate record holds."""
+    term-frequency value a fallback mention or a candidate record holds; the same scale.
+    Read against the kept watch values when the index has them."""
     if delta.height == 0:
         return True
     if delta["citizen_pid"].null_count():
         return False
-    if has_table(con, ZONE, WATCH_TABLE):
-        con.register(DELTA, delta.to_arrow())
-        try:
-            touched, came_n, went_n = _watched_untouched(con)
-        finally:
-            con.unregister(DELTA)
-        return _scale_stands(con, touched, came_n, went_n)
-    shares = " OR ".join(f"{c} IN (SELECT {c} FROM f)" for c in BLOCKING)
-    checks = [_flips(["citizen_pid", *BLOCKING], shares)]
-    checks += [
-        _flips(
-            ["citizen_pid", c],
-            f"{c} IN (SELECT {c} FROM f UNION ALL SELECT {c} FROM p)",
-        )
-        for c in TF_KEYS
-    ]
-    # persons known by ID who came (held now, not before) and went
-    came = _flips(["citizen_pid"], "TRUE", "n > 0 AND n - net <= 0")
-    went = _flips(["citizen_pid"], "TRUE", "n <= 0 AND n - net > 0")
-    sql = (
-        f"WITH k AS ({_keyed_sql(None, scoped=False)}), "
-        "f AS (SELECT * FROM k WHERE citizen_pid IS NULL), "
-        f"p AS (SELECT * FROM k WHERE citizen_pid IS NOT NULL AND ({shares})) "
-        f"SELECT {' + '.join(f'({c})' for c in checks)}, ({came}), ({went})"
-    )
+    sql = _watched_sql() if has_table(con, ZONE, WATCH_TABLE) else _computed_sql()
     con.register(DELTA, delta.to_arrow())
     try:
-        touched, came_n, went_n = con.execute(sql).fetchone()
+        touched, came, went = con.execute(sql).fetchone()
     finally:
         con.unregister(DELTA)
-    return _scale_stands(con, touched, came_n, went_n)
-
-
-def _scale_stands(con, touched: int, came: int, went: int) -> bool:
-    """Untouched (no watched value moved) and the street's scale as it was."""
     if touched:
         return False
     if came == went == 0:
