@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import sqlite3
@@ -50,13 +51,30 @@ def fresh_home(street: tuple[Path, dict], tmp_path: Path) -> Settings:
     return settings.ensure_dirs().connected(connection_env(settings.sim_dir_abs))
 
 
-@pytest.fixture
-def api(street: tuple[Path, dict], tmp_path: Path) -> Iterator[Settings]:
-    settings = fresh_home(street, tmp_path)
+@contextlib.contextmanager
+def faulty_api(settings: Settings) -> Iterator[Settings]:
+    """The settings with the simulated APIs served, with faults and slow answers."""
     with running_server(
         settings.sim_dir_abs, fault_rate=0.2, slow_rate=0.05, slow_seconds=0.05
     ) as url:
         yield settings.model_copy(update={"dept_api_url": url})
+
+
+@pytest.fixture
+def api(street: tuple[Path, dict], tmp_path: Path) -> Iterator[Settings]:
+    with faulty_api(fresh_home(street, tmp_path)) as settings:
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def ingested(
+    street: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory, cat: Catalogue
+) -> Iterator[Settings]:
+    """A copy of the street with every dataset ingested once through the faulty APIs,
+    which still serve it (a rerun asks them again)."""
+    with faulty_api(fresh_home(street, tmp_path_factory.mktemp("ingested"))) as settings:
+        ingest_all(settings, cat)
+        yield settings
 
 
 def by_kind(cat: Catalogue, kind: ConnectorKind, encoding: str | None = None):
@@ -96,10 +114,9 @@ def raw_counts(settings: Settings) -> dict[str, int]:
 
 
 def test_every_department_ingests_and_balances_against_the_simulator(
-    api: Settings, cat: Catalogue, street: tuple[Path, dict]
+    ingested: Settings, cat: Catalogue, street: tuple[Path, dict]
 ) -> None:
-    ingest_all(api, cat)
-    rows = accounts(api)
+    rows = accounts(ingested)
     assert rows, "nothing was accounted"
     failed = [r for r in rows if r[2] != "loaded"]
     assert failed == []
@@ -110,9 +127,9 @@ def test_every_department_ingests_and_balances_against_the_simulator(
     expected = manifest_rows(street[1])
     assert {k: v for k, v in expected.items() if v} == read
     assert {d for d, _ in read} == set(cat.departments)
-    counts = raw_counts(api)
+    counts = raw_counts(ingested)
     assert len(counts) == len(cat.datasets())
-    with open_lake(api, read_only=True) as con:
+    with open_lake(ingested, read_only=True) as con:
         lineage = con.execute(
             "SELECT count(*) FILTER (WHERE _delivery_id IS NULL OR _source_row IS NULL) "
             "FROM raw.gaj__registered_residents"
@@ -120,16 +137,15 @@ def test_every_department_ingests_and_balances_against_the_simulator(
     assert lineage == 0
 
 
-def test_rerun_adds_nothing(api: Settings, cat: Catalogue) -> None:
-    ingest_all(api, cat)
-    before_counts, before_accounts = raw_counts(api), accounts(api)
-    with open_lake(api, read_only=True) as con:
+def test_rerun_adds_nothing(ingested: Settings, cat: Catalogue) -> None:
+    before_counts, before_accounts = raw_counts(ingested), accounts(ingested)
+    with open_lake(ingested, read_only=True) as con:
         deliveries = con.execute("SELECT count(*) FROM landing.deliveries").fetchone()[0]
-    second = ingest_all(api, cat)
+    second = ingest_all(ingested, cat)
     assert all(not landed.landed and not accts for landed, accts in second.values())
-    assert raw_counts(api) == before_counts
-    assert accounts(api) == before_accounts
-    with open_lake(api, read_only=True) as con:
+    assert raw_counts(ingested) == before_counts
+    assert accounts(ingested) == before_accounts
+    with open_lake(ingested, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM landing.deliveries").fetchone()[0] == deliveries
 
 
