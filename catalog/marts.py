@@ -4,7 +4,10 @@ A mart is documented like any dataset — level, share type, owner, update cycle
 category, intended consumers, grade — but has no delivery or provider block: the hub makes
 it, from the SQL in ``marts/sql/<mart>.sql``. Each column says the level and the masking rule
 it is published with; ``k_anonymity`` and ``quasi_identifiers`` (both or neither) ask the
-build to check k-anonymity over those columns.
+build to check k-anonymity over those columns. ``sources`` says which department datasets
+feed a curated table the mart reads (``curated.event: [dept.dataset, …]``): the SQL sees
+only those datasets' rows of it and the lineage only their fields — the SQL itself never
+names a department or a dataset.
 
 What needs the SQL (its output columns equal the YAML's, the level at least the strictest
 source the SQL reads, masking through each column's rule) is checked in ``marts/`` (the
@@ -76,6 +79,10 @@ class Mart(_Strict):
     grade: DataGrade = DataGrade.general
     k_anonymity: int | None = Field(default=None, ge=2)
     quasi_identifiers: list[str] = Field(default_factory=list)
+    sources: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="curated.<table> → the datasets (dept.dataset) of its rows the mart reads",
+    )
     columns: list[MartColumn]
 
     @field_validator("name")
@@ -98,6 +105,31 @@ class Mart(_Strict):
         if not v or any(not c.strip() for c in v):
             raise ValueError("a mart names at least one consumer, none blank")
         return v
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for table, refs in v.items():
+            zone, _, name = table.partition(".")
+            if zone != "curated" or not IDENTIFIER.match(name):
+                raise ValueError(f"sources: {table!r} is not a curated table (curated.<table>)")
+            if not refs:
+                raise ValueError(f"sources: {table} names no dataset")
+            for ref in refs:
+                dept, _, dataset = ref.partition(".")
+                if not (IDENTIFIER.match(dept) and IDENTIFIER.match(dataset)):
+                    raise ValueError(f"sources: {table}: {ref!r} is not dept.dataset")
+            dupes = sorted({r for r in refs if refs.count(r) > 1})
+            if dupes:
+                raise ValueError(f"sources: {table} names {', '.join(dupes)} twice")
+        return v
+
+    def source_datasets(self, table: str) -> set[tuple[str, str]] | None:
+        """(dept, dataset) of the rows of ``curated.<table>`` the mart reads; None: all."""
+        refs = self.sources.get(f"curated.{table}")
+        if refs is None:
+            return None
+        return {(r.partition(".")[0], r.partition(".")[2]) for r in refs}
 
     def column(self, name: str) -> MartColumn:
         for c in self.columns:

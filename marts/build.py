@@ -12,8 +12,10 @@
    the SQL reads (filters and joins included);
 3. decrypts only the encrypted curated columns the SQL reads (audited, purpose
    ``mart_build``) into temporary tables of the build connection (views over Arrow buffers,
-   so DuckDB never spills them to disk), which the query reads in place of the curated tables; the mask functions (:mod:`masking.sql`) are registered on
-   the connection;
+   so DuckDB never spills them to disk), which the query reads in place of the curated
+   tables; a curated table the YAML's ``sources`` narrows is read as a temporary view of
+   only those datasets' rows (decrypted, only those rows are opened); the mask functions
+   (:mod:`masking.sql`) are registered on the connection;
 4. runs the query, checks the result's types against the YAML, enforces k-anonymity
    (:func:`masking.kanon.enforce_k`: further generalisation, then suppression of at most
    5 % of the rows, else refused) when the YAML names quasi-identifiers;
@@ -49,6 +51,7 @@ from marts.checks import (
     check_level,
     check_masking,
     check_resolved,
+    check_sources,
 )
 from marts.lineage import (
     CURATED,
@@ -62,6 +65,7 @@ from marts.lineage import (
     output_columns,
     read_sql,
 )
+from marts.sources import ROW_SOURCE_COLUMNS
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series
 from masking.errors import KAnonymityError
@@ -118,16 +122,48 @@ def _check_types(mart: Mart, relation: duckdb.DuckDBPyRelation) -> None:
             )
 
 
+def _rows_kept(mart: Mart, table: str) -> str:
+    """The SQL condition keeping the rows of ``curated.<table>`` the mart's ``sources`` name
+    (TRUE where it names none)."""
+    kept = mart.source_datasets(table)
+    if kept is None:
+        return "TRUE"
+    dept, dataset = ROW_SOURCE_COLUMNS
+    return " OR ".join(
+        f"({dept} = {exp.Literal.string(d).sql()} AND {dataset} = {exp.Literal.string(s).sql()})"
+        for d, s in sorted(kept)
+    )
+
+
+def _narrow_sources(
+    con: duckdb.DuckDBPyConnection, mart: Mart, temps: dict[str, str], views: dict[str, str]
+) -> None:
+    """A temporary view of only the named datasets' rows for each curated table the YAML's
+    ``sources`` narrows and no decrypted table stands for already; ``views`` gets curated table
+    → view name as each is created (the caller drops them whatever happens)."""
+    for ref in sorted(mart.sources):
+        table = ref.partition(".")[2]
+        if table in temps:
+            continue
+        views[table] = TEMP_PREFIX + table
+        con.execute(
+            f'CREATE OR REPLACE TEMP VIEW "{views[table]}" AS '
+            f'SELECT * FROM {CURATED}."{table}" WHERE {_rows_kept(mart, table)}'
+        )
+
+
 def _decrypt_sources(
     con: duckdb.DuckDBPyConnection,
+    mart: Mart,
     reads: list[SourceField],
     protection: Revealer,
     temps: dict[str, str],
 ) -> list[str]:
-    """The curated tables whose encrypted columns the SQL reads, those columns decrypted
-    (audited), registered on the connection as temporary views over Arrow buffers (never a
-    DuckDB table, which could be spilled to disk); ``temps`` gets curated table → view name
-    as each is registered (the caller drops them whatever happens). The columns opened."""
+    """The curated tables whose encrypted columns the SQL reads — only the rows of the
+    datasets the YAML's ``sources`` keeps — those columns decrypted (audited), registered on
+    the connection as temporary views over Arrow buffers (never a DuckDB table, which could be
+    spilled to disk); ``temps`` gets curated table → view name as each is registered (the
+    caller drops them whatever happens). The columns opened."""
     wanted: dict[str, dict[str, CuratedColumn]] = {}
     for s in reads:
         c = s.curated
@@ -135,7 +171,9 @@ def _decrypt_sources(
             wanted.setdefault(c.table, {})[c.column] = c
     opened: list[str] = []
     for table, columns in sorted(wanted.items()):
-        frame = con.execute(f'SELECT * FROM {CURATED}."{table}"').pl()
+        frame = con.execute(
+            f'SELECT * FROM {CURATED}."{table}" WHERE {_rows_kept(mart, table)}'
+        ).pl()
         plain = []
         for column, c in sorted(columns.items()):
             plain.append(
@@ -185,10 +223,15 @@ def sql_failure(exc: duckdb.Error) -> str:
     return f"{type(exc).__name__} (message withheld: it may quote a value)"
 
 
-def _drop_temps(con: duckdb.DuckDBPyConnection, temps: dict[str, str]) -> None:
+def _drop_temps(
+    con: duckdb.DuckDBPyConnection, temps: dict[str, str], views: dict[str, str]
+) -> None:
     for temp in temps.values():
         con.unregister(temp)
     temps.clear()
+    for view in views.values():
+        con.execute(f'DROP VIEW IF EXISTS temp.main."{view}"')
+    views.clear()
 
 
 def build_mart(
@@ -212,31 +255,34 @@ def build_mart(
     analysis = analyse_mart(catalogue, marts, name, sql_dir=sql_dir)
     tree, lineage, reads = analysis.tree, analysis.lineage, analysis.reads
     check_resolved(mart, analysis)
+    check_sources(catalogue, mart, analysis.tables)
     check_columns(mart, output_columns(tree))
     check_masking(mart, lineage)
     check_level(mart, reads)
     register_masks(con)
     registered = []
     temps: dict[str, str] = {}
+    views: dict[str, str] = {}
     try:
         for input_name, frame in (inputs or {}).items():
             con.register(input_name, frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame)
             registered.append(input_name)
-        opened = _decrypt_sources(con, reads, protection, temps)
+        opened = _decrypt_sources(con, mart, reads, protection, temps)
+        _narrow_sources(con, mart, temps, views)
         try:
-            relation = con.sql(_runnable(read_sql(name, sql_dir), temps))
+            relation = con.sql(_runnable(read_sql(name, sql_dir), {**views, **temps}))
             check_columns(mart, list(relation.columns))
             _check_types(mart, relation)
             result = relation.to_arrow_table()
         except duckdb.Error as exc:
             raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=name) from None
-        _drop_temps(con, temps)  # the plain text is not needed any more
+        _drop_temps(con, temps, views)  # the plain text is not needed any more
         report = None
         if mart.k_anonymity is not None:
             result, report = _k_anonymous(mart, result)
         _publish(con, name, result)
     finally:
-        _drop_temps(con, temps)
+        _drop_temps(con, temps, views)
         for input_name in registered:
             con.unregister(input_name)
     return MartBuild(
@@ -313,5 +359,6 @@ __all__ = [
     "check_columns",
     "check_level",
     "check_masking",
+    "check_sources",
     "mart_dependencies",
 ]

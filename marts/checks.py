@@ -1,8 +1,9 @@
 """What a mart must satisfy before it is built (and what ``streethub catalog check`` checks
 without building): its SQL and YAML come in pairs, the SQL's output columns are the YAML's,
 every L3/L4 source of a column passes through its rule or a stricter one (the strictest one
-where sources combine), the mart's level is at least the strictest source it reads, and
-marts that read marts do not read each other in a cycle.
+where sources combine), the mart's level is at least the strictest source it reads, the
+datasets its YAML ``sources`` names are catalogue datasets whose records the curated table
+holds, and marts that read marts do not read each other in a cycle.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from marts.lineage import (
     output_columns,
     read_sql,
 )
+from marts.sources import ROW_SOURCE_COLUMNS, held_datasets
 from masking.sql import COUNTS, satisfies, strictest
 
 
@@ -135,6 +137,34 @@ def _protected(source: SourceField, rule: MaskingRule) -> bool:
     )
 
 
+def check_sources(catalogue: Catalogue, mart: Mart, tables: set[str]) -> None:
+    """Refuse a YAML ``sources`` entry for a table the SQL does not read (``tables``: the
+    lake tables it reads), for a table without the columns its rows' datasets are told by,
+    or naming a dataset the catalogue does not know or whose records the table does not hold
+    (another entity)."""
+    for table, refs in mart.sources.items():
+        name = table.partition(".")[2]
+        if table not in tables:
+            raise MartError(f"sources: the SQL does not read {table}", dataset=mart.name)
+        held = held_datasets(catalogue, name)
+        if held is None:
+            raise MartError(
+                f"sources: {table} has no {' / '.join(ROW_SOURCE_COLUMNS)} columns to keep "
+                "datasets by",
+                dataset=mart.name,
+            )
+        known = {(d.code, ds.code) for d, ds in catalogue.datasets()}
+        for ref in refs:
+            dept, _, dataset = ref.partition(".")
+            if (dept, dataset) not in known:
+                raise MartError(f"sources: {table}: no catalogue dataset {ref}", dataset=mart.name)
+            if (dept, dataset) not in held:
+                raise MartError(
+                    f"sources: {table} holds no records of {ref} (another entity)",
+                    dataset=mart.name,
+                )
+
+
 def check_columns(mart: Mart, columns: list[str]) -> None:
     if columns != mart.column_names:
         missing = [c for c in mart.column_names if c not in columns]
@@ -201,7 +231,7 @@ def check_marts(
     """Every problem of the marts that shows without building them: a SQL file without a
     YAML or the reverse, SQL without its opening comment or that does not parse, output
     columns other than the YAML's, columns it cannot follow, masking and level (from the
-    lineage), a cycle."""
+    lineage), YAML sources the catalogue or the curated table does not hold, a cycle."""
     from catalog.marts import MARTS_DIR
 
     sql_dir = Path(sql_dir or SQL_DIR)
@@ -231,6 +261,7 @@ def check_marts(
         try:
             analysis = analyse_mart(catalogue, paired, name, sql_dir=sql_dir)
             check_resolved(paired[name], analysis)
+            check_sources(catalogue, paired[name], analysis.tables)
             check_columns(paired[name], output_columns(analysis.tree))
             check_masking(paired[name], analysis.lineage)
             check_level(paired[name], analysis.reads)
@@ -251,4 +282,5 @@ __all__ = [
     "check_marts",
     "check_masking",
     "check_resolved",
+    "check_sources",
 ]

@@ -11,9 +11,9 @@ How a column is followed: the query is qualified against the curated tables' sch
 expanded, every column given its table); then each output expression's column references
 are resolved through CTEs, derived tables, unions, ``UNNEST`` and scalar subqueries down to a
 table of the lake. An expression with no column at all (``count(*)``, a literal) stands for
-the rows it counts: the id column of each table its query reads. A curated table filtered in
-the same query on its ``dept`` / ``dataset`` columns (``e.dataset = 'appeals'``,
-``e.dept IN ('rx', 'wg')``, joined by AND) contributes only those datasets' fields.
+the rows it counts: the id column of each table its query reads. A curated table the mart's
+YAML ``sources`` narrows (``curated.event: [dept.dataset, …]``) contributes only those
+datasets' fields — the build shows the SQL only their rows; the SQL never names a dataset.
 """
 
 from __future__ import annotations

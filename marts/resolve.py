@@ -3,8 +3,9 @@
 :class:`Resolver` walks a qualified query: each column reference through CTEs, derived
 tables, unions (by position), ``UNNEST`` and scalar subqueries to a table of the lake,
 collecting the SQL functions on the way (the masks); a curated table's columns come with
-their department fields (``curated.lineage``), a mart's with the lineage of that mart. The
-public face is :mod:`marts.lineage`.
+their department fields (``curated.lineage``) — only those of the datasets the mart's YAML
+``sources`` keeps of that table, where it names them — and a mart's with the lineage of that
+mart. The public face is :mod:`marts.lineage`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlglot.optimizer.scope import Scope, build_scope
 
 from catalog.marts import Mart
 from catalog.model import Catalogue, MaskingRule
-from curated.lineage import ROW_ID, DeptField, curated_lineage
+from curated.lineage import ROW_ID, curated_lineage
 from marts.sources import CURATED, MARTS, Lineage, MartError, SourceField
 from masking.sql import mask_rule, strongest
 
@@ -83,6 +84,8 @@ class Resolver:
             raise MartError("the SQL has no query to follow", dataset=ctx.name)
         self.by_expr = _scopes(self.root)
         self.curated = curated_lineage(ctx.catalogue)
+        mart = ctx.marts.get(ctx.name)
+        self.restrict = mart.source_datasets if mart is not None else lambda _table: None
 
     # -- expressions ---------------------------------------------------------------------
     def expression(
@@ -151,10 +154,10 @@ class Resolver:
         found = self.source(scope, col)
         if found is None:
             return []
-        alias, source, owner = found
+        alias, source, _ = found
         name = col.name  # of a struct field of an unnested element (u.m.x): the element's
         if isinstance(source, exp.Table):
-            return self.table(source, name, masks, self._filters(owner, alias))
+            return self.table(source, name, masks)
         return self.derived(source, alias, name, masks)
 
     def derived(
@@ -176,7 +179,7 @@ class Resolver:
 
     def rows(self, scope: Scope, masks: tuple[str, ...]) -> list[SourceField]:
         out = []
-        for alias, (_, source) in scope.selected_sources.items():
+        for _, source in scope.selected_sources.values():
             if isinstance(source, exp.Table):
                 table = f"{source.db}.{source.name}" if source.db else source.name
                 zone, _, name = table.partition(".")
@@ -184,7 +187,7 @@ class Resolver:
                 if key is None and zone == MARTS and name in self.ctx.marts:
                     key = self.ctx.marts[name].columns[0].name
                 if key is not None:
-                    out += self.table(source, key, masks, self._filters(scope, alias))
+                    out += self.table(source, key, masks)
             elif isinstance(source, Scope):
                 inner = source.expression
                 for select in selects(inner):
@@ -192,13 +195,7 @@ class Resolver:
                     out += self.rows(sub, masks)
         return out
 
-    def table(
-        self,
-        table: exp.Table,
-        column: str,
-        masks: tuple[str, ...],
-        datasets: set[tuple[str | None, str | None]] | None,
-    ) -> list[SourceField]:
+    def table(self, table: exp.Table, column: str, masks: tuple[str, ...]) -> list[SourceField]:
         zone, name = table.db, table.name
         rule = _rule_of(masks)
         if zone == CURATED:
@@ -206,8 +203,9 @@ class Resolver:
             if c is None:
                 return [SourceField(f"{zone}.{name}", column, (), rule, masks)]
             fields = c.fields
-            if datasets:
-                fields = tuple(f for f in fields if _kept(f, datasets))
+            kept = self.restrict(name)
+            if kept is not None:
+                fields = tuple(f for f in fields if (f.dept, f.dataset) in kept)
             if c.applied in (MaskingRule.pseudonymise, MaskingRule.suppress):
                 rule = strongest([rule, c.applied])
             return [SourceField(f"{zone}.{name}", column, fields, rule, masks, c)]
@@ -230,33 +228,6 @@ class Resolver:
             return out or [SourceField(f"{zone}.{name}", column, (), rule, masks)]
         return [SourceField(f"{zone}.{name}" if zone else name, column, (), rule, masks)]
 
-    @staticmethod
-    def _filters(scope: Scope, alias: str) -> set[tuple[str | None, str | None]] | None:
-        """(dept, dataset) pairs a scope keeps of ``alias`` by equality / IN on its ``dept``
-        and ``dataset`` columns, AND-joined in WHERE or a JOIN's ON; None when it keeps all."""
-        select = scope.expression
-        if not isinstance(select, exp.Select):
-            return None
-        conditions = []
-        where = select.args.get("where")
-        if where is not None:
-            conditions.append(where.this)
-        for join in select.args.get("joins") or []:
-            if join.args.get("on") is not None:
-                conditions.append(join.args["on"])
-        kept: dict[str, set[str]] = {}
-        for cond in conditions:
-            for term in _conjuncts(cond):
-                col, values = _equality(term)
-                if col is None or col.table != alias or col.name not in ("dept", "dataset"):
-                    continue
-                have = kept.get(col.name)
-                kept[col.name] = values if have is None else have & values
-        if not kept:
-            return None
-        depts, datasets = kept.get("dept"), kept.get("dataset")
-        return {(d, s) for d in (depts or {None}) for s in (datasets or {None})}
-
     def outputs(self, tree: exp.Query) -> Lineage:
         names = list(leftmost(tree).named_selects)
         out: Lineage = {n: [] for n in names}
@@ -275,34 +246,6 @@ def selects(node: exp.Expression) -> Iterator[exp.Select]:
         yield from selects(node.this)
     elif isinstance(node, exp.Select):
         yield node
-
-
-def _conjuncts(cond: exp.Expression) -> Iterator[exp.Expression]:
-    if isinstance(cond, exp.And):
-        yield from _conjuncts(cond.left)
-        yield from _conjuncts(cond.right)
-    elif isinstance(cond, exp.Paren):
-        yield from _conjuncts(cond.this)
-    else:
-        yield cond
-
-
-def _equality(term: exp.Expression) -> tuple[exp.Column | None, set[str]]:
-    if isinstance(term, exp.EQ):
-        left, right = term.left, term.right
-        if isinstance(right, exp.Column):
-            left, right = right, left
-        if isinstance(left, exp.Column) and isinstance(right, exp.Literal) and right.is_string:
-            return left, {right.this}
-    if isinstance(term, exp.In) and isinstance(term.this, exp.Column):
-        values = term.expressions
-        if values and all(isinstance(v, exp.Literal) and v.is_string for v in values):
-            return term.this, {v.this for v in values}
-    return None, set()
-
-
-def _kept(f: DeptField, datasets: set[tuple[str | None, str | None]]) -> bool:
-    return any((d is None or d == f.dept) and (s is None or s == f.dataset) for d, s in datasets)
 
 
 __all__ = ["Context", "Resolver", "leftmost", "selects"]

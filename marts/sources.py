@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.errors import StreethubError
-from catalog.model import Level, MaskingRule
-from curated.lineage import CuratedColumn, DeptField
+from catalog.model import Catalogue, Level, MaskingRule
+from curated.lineage import ROW_ID, CuratedColumn, DeptField, curated_lineage, curated_schema
 
 SQL_DIR = Path(__file__).parent / "sql"
 DIALECT = "duckdb"
@@ -48,5 +48,29 @@ class SourceField:
 
 Lineage = dict[str, list[SourceField]]
 
+# the columns of a curated table naming the department and dataset each row comes from
+ROW_SOURCE_COLUMNS = ("dept", "dataset")
 
-__all__ = ["CURATED", "DIALECT", "MARTS", "SQL_DIR", "Lineage", "MartError", "SourceField"]
+
+def held_datasets(catalogue: Catalogue, table: str) -> set[tuple[str, str]] | None:
+    """(dept, dataset) of the catalogue datasets whose records ``curated.<table>`` holds (the
+    fields behind its row id); None when the table has no ``dept`` / ``dataset`` columns to
+    tell its rows' datasets by (or is no curated table)."""
+    columns = curated_schema(catalogue).get(table, {})
+    key = ROW_ID.get(table)
+    if key is None or not all(c in columns for c in ROW_SOURCE_COLUMNS):
+        return None
+    return {(f.dept, f.dataset) for f in curated_lineage(catalogue)[(table, key)].fields}
+
+
+__all__ = [
+    "CURATED",
+    "DIALECT",
+    "MARTS",
+    "ROW_SOURCE_COLUMNS",
+    "SQL_DIR",
+    "Lineage",
+    "MartError",
+    "SourceField",
+    "held_datasets",
+]

@@ -2,7 +2,8 @@
 -- (rx.appeals), grid events (随手拍, wg.grid_events) and urban-management violation cases
 -- (cgj.violation_cases) — counted per grid cell × category × ISO week, one row per source
 -- dataset. An event no grid cell could be found for is kept with grid_code NULL, so every
--- event is counted once.
+-- event is counted once. Which datasets of curated.event are read is the catalogue's
+-- `sources` (catalog/marts/demand_heatmap.yaml): the build shows this query only their rows.
 -- Read by the street's command centre (the heat map), community and grid workers planning
 -- their rounds, and the departments that own the categories.
 WITH demand AS (
@@ -14,9 +15,7 @@ WITH demand AS (
         CAST(date_trunc('week', e."at") AS DATE) AS week_start,
         e.closed_at
     FROM curated.event AS e
-    WHERE e.dept IN ('rx', 'wg', 'cgj')
-      AND e.dataset IN ('appeals', 'grid_events', 'violation_cases')
-      AND e.granularity = 'record'
+    WHERE e.granularity = 'record'
       AND e.category IS NOT NULL
       AND e."at" IS NOT NULL
 )

@@ -5,7 +5,8 @@
 -- Monday to Friday after the day of receipt (public holidays are not known here); visits
 -- (跑动次数) count every application: 0 = wholly online (全程网办), at most one = the
 -- "最多跑一次" goal. Service records: the centre's handling records (rx.service_records) in
--- curated.event.
+-- curated.event, the one dataset the catalogue's `sources` (catalog/marts/service_items.yaml)
+-- lets this query see.
 -- Read by the street's government-service centre (便民服务中心) and the departments that
 -- handle the items, to find the items that keep residents waiting or coming back.
 WITH application AS (
@@ -27,8 +28,6 @@ WITH application AS (
             + least(date_diff('day', DATE '1970-01-05', CAST(e."at" AS DATE) + 1) % 7, 5))
             AS working_days
     FROM curated.event AS e
-    WHERE e.dept = 'rx'
-      AND e.dataset = 'service_records'
 )
 SELECT
     item_code,

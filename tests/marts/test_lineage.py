@@ -1,6 +1,7 @@
 """Column lineage: every column of a mart built from curated tables resolves to department
 fields (with their raw headers); lineage follows CTEs, unions, UNNEST, scalar subqueries and
-other marts, narrows to the datasets a query filters on, and is shown by the CLI."""
+other marts, narrows to the datasets the mart's YAML ``sources`` names, and is shown by the
+CLI."""
 
 from __future__ import annotations
 
@@ -122,14 +123,16 @@ def test_mart_dependencies_are_the_tables_the_sql_names():
         assert mart_dependencies(MARTS, name) == named, name
 
 
-def plant(tmp: Path, name: str, sql: str, columns: list[str]) -> tuple[Path, dict[str, Mart]]:
+def plant(
+    tmp: Path, name: str, sql: str, columns: list[str], **more
+) -> tuple[Path, dict[str, Mart]]:
     (tmp / f"{name}.sql").write_text(sql, encoding="utf-8")
     mart = Mart.model_validate(
         {"name": name, "name_zh": name, "summary": name, "level": "L4",
          "share_type": "conditional", "owner": "team:t", "update_cycle": "daily",
          "consent_category": "t", "consumers": ["t"],
          "columns": [{"name": c, "label_zh": c, "type": "string", "level": "L1"}
-                     for c in columns]}
+                     for c in columns], **more}
     )  # fmt: skip
     return tmp, {**MARTS, name: mart}
 
@@ -167,17 +170,24 @@ def test_lineage_follows_ctes_unions_unnest_and_scalar_subqueries(tmp_path: Path
     assert refs(lineage["n"]) >= {"curated.household.household_id", "curated.event.event_id"}
 
 
-def test_a_query_filtered_on_datasets_keeps_only_their_fields(tmp_path: Path):
+def test_the_yamls_sources_keep_only_their_datasets_fields(tmp_path: Path):
     events = curated_lineage(CATALOGUE)[("event", "at")].fields
     one = events[0]
     sql_dir, marts = plant(
-        tmp_path, "narrow",
-        f"SELECT e.at FROM curated.event e WHERE e.dept = '{one.dept}' "
-        f"AND e.dataset IN ('{one.dataset}', 'no_such_dataset') AND e.at IS NOT NULL",
-        ["at"],
+        tmp_path, "narrow", "SELECT e.at FROM curated.event e WHERE e.at IS NOT NULL", ["at"],
+        sources={"curated.event": [f"{one.dept}.{one.dataset}"]},
     )  # fmt: skip
     (source,) = mart_lineage(CATALOGUE, marts, "narrow", sql_dir=sql_dir)["at"]
     assert [f.ref for f in source.fields] == [one.ref]
+    # a filter in the SQL narrows nothing: the catalogue says which datasets are read
+    sql_dir, marts = plant(
+        tmp_path, "filtered",
+        f"SELECT e.at FROM curated.event e WHERE e.dept = '{one.dept}' "
+        f"AND e.dataset = '{one.dataset}'",
+        ["at"],
+    )  # fmt: skip
+    (source,) = mart_lineage(CATALOGUE, marts, "filtered", sql_dir=sql_dir)["at"]
+    assert {f.ref for f in source.fields} == {f.ref for f in events}
     sql_dir, marts = plant(tmp_path, "wide", "SELECT e.at FROM curated.event e", ["at"])
     (source,) = mart_lineage(CATALOGUE, marts, "wide", sql_dir=sql_dir)["at"]
     assert {f.ref for f in source.fields} == {f.ref for f in events} and len(events) > 1
