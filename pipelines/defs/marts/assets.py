@@ -42,19 +42,20 @@ CATALOGUE_KEYS = [
 DEID_KEY = dg.AssetKey(["marts", DEID_TABLE])
 # tables the quality run writes besides the scorecard (one asset: ``marts/quality_scorecard``)
 QUALITY_TABLES = {"quality_scorecard", "quality_expectations", "quality_state"}
-# after what it reads changed, once; not while anything upstream runs; and when it is missing
+# after what it reads changed (once) or its SQL / catalogue entry changed; not while anything
+# upstream runs. Not when merely missing: the main job builds what is missing, and the UI
+# started after `make run` queues nothing (tests/pipelines/test_ui.py)
 MART_AUTOMATION = (
     (
         dg.AutomationCondition.any_deps_updated().since_last_handled()
-        | dg.AutomationCondition.missing().newly_true()
         | dg.AutomationCondition.code_version_changed()
     )
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after what it reads changed")
-CATALOGUE_AUTOMATION = (
-    dg.AutomationCondition.code_version_changed() | dg.AutomationCondition.missing().newly_true()
-).with_label("after the catalogue changed")
+CATALOGUE_AUTOMATION = dg.AutomationCondition.code_version_changed().with_label(
+    "after the catalogue changed"
+)
 
 
 def mart_key(name: str) -> dg.AssetKey:
