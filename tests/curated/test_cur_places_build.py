@@ -54,7 +54,7 @@ from masking.errors import DecryptionError
 from pipelines.leaks import scan_lake
 from pipelines.protection import Protection
 from quality.evaluation import matched_files, read_manifest
-from tests.streets import ingest_and_stage
+from tests.streets import copy_home
 
 PSEUDONYM = re.compile(r"^[0-9a-f]{20}$")
 Key = tuple[str, str]
@@ -78,9 +78,12 @@ def build_all(settings: Settings, cat: Catalogue) -> dict[str, dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def street(tmp_path_factory: pytest.TempPathFactory, cat: Catalogue) -> Settings:
-    home = tmp_path_factory.mktemp("places") / "home"
-    settings = ingest_and_stage(home, cat, residents=800, seed=11)
+def street(
+    staged_street: Settings, tmp_path_factory: pytest.TempPathFactory, cat: Catalogue
+) -> Settings:
+    """The session street with its places and events (on a copy, its simulator's truth
+    beside it)."""
+    settings = copy_home(staged_street.home, tmp_path_factory.mktemp("places"), departments=True)
     print(build_all(settings, cat))
     close_idle()
     return settings
