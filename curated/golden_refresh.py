@@ -324,10 +324,12 @@ def _recheck(
     con.register(_MINE + "_scope", rechecked.to_arrow())
     try:
         with transaction(con):
-            golden = reveal_history_rows(
+            concepts = sorted({cmp.concept for plan in checked for cmp in plan.checks})
+            golden = reveal_history_rows(  # the current values the checks compare with
                 con.execute(
                     f"SELECT * FROM {ZONE}.{HISTORY} SEMI JOIN {_MINE}_scope "
-                    f"USING ({PERSON_ID}) WHERE valid_to IS NULL"
+                    f"USING ({PERSON_ID}) WHERE valid_to IS NULL AND list_contains(?, concept)",
+                    [concepts],
                 ).pl(),
                 protection,
             )

@@ -471,12 +471,13 @@ def _close_decided(con, recorded: pl.DataFrame) -> int:
 def _index_counts(con) -> dict[str, int]:
     """Mentions per method, mentions and persons of ``curated.person_mentions``."""
     rows = con.execute(
-        f"SELECT method, count(*), count(DISTINCT person_id) FROM {ZONE}.{MENTIONS_TABLE} "
-        "GROUP BY GROUPING SETS ((method), ())"
+        f"SELECT method, count(*) FROM {ZONE}.{MENTIONS_TABLE} GROUP BY method"
     ).fetchall()
-    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n, _ in rows if m is not None}
-    ((_, mentions, persons),) = [r for r in rows if r[0] is None]
-    out.update(mentions=int(mentions), persons=int(persons))
+    persons = con.execute(
+        f"SELECT count(DISTINCT person_id) FROM {ZONE}.{MENTIONS_TABLE}"
+    ).fetchone()[0]
+    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n in rows}
+    out.update(mentions=sum(int(n) for _, n in rows), persons=int(persons))
     return out
 
 
