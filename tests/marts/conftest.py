@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import sqlglot
 from rich.console import Console
 from sqlglot import exp
 
+from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
 from catalog.marts import MARTS_DIR, Mart, load_mart
 from catalog.model import Catalogue
@@ -92,7 +94,11 @@ def run_street(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    run_main(settings, Console(quiet=True), simulate=True)
+    try:
+        run_main(settings, Console(quiet=True), simulate=True)
+    except StreethubError as exc:  # e.g. a mart refused in the main job's marts step, after
+        # the street is built: build_all records each mart's refusal for its own tests
+        warnings.warn(f"the main job on the mart street: {exc}", stacklevel=1)
     return settings
 
 
