@@ -40,12 +40,19 @@ import polars as pl
 
 from catalog.authority import person_registers
 from catalog.errors import StreethubError, shown
-from catalog.model import Catalogue, PiiKind
+from catalog.marts import load_marts
+from catalog.model import Catalogue, MaskingRule, PiiKind
 from catalog.settings import Settings
 from curated.houses import PUBLIC_TEXT_COLUMNS
 from curated.persons import REVIEW_TABLE
 from curated.review import MASKED_COLUMNS
 from lakehouse.lake import ALIAS, tables_in
+from marts.catalogue_tables import (
+    MART_SOURCE_SCHEMA,
+    MART_SOURCES_TABLE,
+    RESOURCE_SCHEMA,
+    RESOURCES_TABLE,
+)
 from masking.leaks import LeakCounts, scan_frame
 from masking.names import KnownNames
 from masking.stream import HEADER_BYTES, is_encrypted
@@ -203,6 +210,23 @@ def structured_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
     # curated columns of public register text (a shop's name, a building's address)
     out |= {("curated", table): cols for table, cols in PUBLIC_TEXT_COLUMNS.items()}
     out[("curated", REVIEW_TABLE)] = MASKED_COLUMNS  # masked evidence (欧阳* holds 欧阳)
+    out |= mart_text_columns()
+    return out
+
+
+def mart_text_columns() -> dict[tuple[str, str], frozenset[str]]:
+    """(``marts``, table) → its columns that are not free text: every column of a published
+    mart but those it publishes scrubbed (``scrub_text``: free text, where a registry name
+    inside counts), and every column of the catalogue's own tables (names, consumers and
+    labels from the catalogue: 街道社区建设办公室 holds the name 区建)."""
+    out = {
+        ("marts", name): frozenset(
+            c.name for c in mart.columns if c.masking is not MaskingRule.scrub_text
+        )
+        for name, mart in load_marts().items()
+    }
+    out[("marts", RESOURCES_TABLE)] = frozenset(RESOURCE_SCHEMA)
+    out[("marts", MART_SOURCES_TABLE)] = frozenset(MART_SOURCE_SCHEMA)
     return out
 
 
