@@ -8,8 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from catalog.settings import Settings
+
+# property tests judge results, not speed: a per-example deadline (hypothesis's 200 ms) fails
+# them at random on a busy machine (CI's two cores, a developer's running build)
+hypothesis_settings.register_profile("streethub", deadline=None)
+hypothesis_settings.load_profile("streethub")
 
 # master key files live outside every test home, as in production, and never in the
 # developer's own config folder: one config folder for the session (subprocesses inherit it)
