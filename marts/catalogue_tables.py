@@ -61,10 +61,15 @@ def _value(v: object) -> str:
 def marts_for(catalogue: Catalogue, marts: Mapping[str, Mart]) -> dict[str, Mart]:
     """The marts this catalogue can build: those whose SQL resolves against the curated
     tables its departments make (a hub without the departments behind a column has no
-    such column) and which read only marts it can build. The shipped catalogue builds
-    every mart (``streethub catalog check`` refuses one that does not resolve)."""
+    such column), whose ``sources`` are all datasets of the catalogue (a heatmap without
+    the appeals it is configured for would mislead, not merely be smaller), and which read
+    only marts it can build. The shipped catalogue builds every mart (``streethub catalog
+    check`` refuses one that does not resolve or names an unknown source)."""
+    known = {f"{d.code}.{ds.code}" for d, ds in catalogue.datasets()}
     resolved = {}
     for name in marts:
+        if any(ref not in known for refs in marts[name].sources.values() for ref in refs):
+            continue
         try:
             mart_lineage(catalogue, dict(marts), name)
         except MartError:

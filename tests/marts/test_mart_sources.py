@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from sqlglot import exp
 
 from catalog.loader import load_catalogue
-from catalog.marts import Mart
+from catalog.marts import Mart, load_marts
 from curated.lineage import curated_lineage
 from lakehouse.lake import open_lake
 from marts.build import build_mart
+from marts.catalogue_tables import marts_for
 from marts.checks import MartMaskingError, check_marts, check_masking
 from marts.lineage import SQL_DIR, mart_lineage
 from marts.sources import DIALECT, held_datasets
@@ -167,3 +168,25 @@ def test_the_literal_scan_finds_a_code():
 @pytest.mark.parametrize("path", sorted(SQL_DIR.glob("*.sql")), ids=lambda p: p.name)
 def test_no_mart_sql_names_a_department_or_dataset(path: Path):
     assert literal_codes(path.read_text(encoding="utf-8"), codes()) == []
+
+
+def test_a_hub_whose_catalogue_lacks_a_configured_source_does_not_build_that_mart() -> None:
+
+    full = load_catalogue()
+    marts = load_marts()
+    configured = {n for n, m in marts.items() if m.sources}
+    assert configured  # the shipped marts configure their sources
+    assert set(marts_for(full, marts)) == set(marts)
+    # a hub without the department of one configured source: its marts (and their readers)
+    # are left out, the others still build
+    dept = next(iter(marts[sorted(configured)[0]].sources.values()))[0].partition(".")[0]
+    smaller = full.model_copy(
+        update={"departments": {k: v for k, v in full.departments.items() if k != dept}}
+    )
+    built = set(marts_for(smaller, marts))
+    lacking = {
+        n for n, m in marts.items()
+        if any(r.partition(".")[0] == dept for refs in m.sources.values() for r in refs)
+    }  # fmt: skip
+    assert lacking and not lacking & built
+    assert built  # marts that do not read that department still build
