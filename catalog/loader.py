@@ -7,56 +7,15 @@ dataset and the field, so a data officer can fix a catalogue in one pass.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Catalogue, Department
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import read_mapping
-
-
-def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]:
-    """Turn a pydantic error location into (dataset code, field name, rest of path)."""
-    dataset = field = None
-    rest: list[str] = []
-    node = raw
-    loc = list(loc)
-    i = 0
-    while i < len(loc):
-        part = loc[i]
-        nxt = loc[i + 1] if i + 1 < len(loc) else None
-        if part in ("datasets", "fields") and isinstance(nxt, int):
-            items = node.get(part) if isinstance(node, dict) else None
-            item = items[nxt] if isinstance(items, list) and nxt < len(items) else {}
-            label = (item.get("code") or item.get("name")) if isinstance(item, dict) else None
-            label = label or f"#{nxt + 1}"
-            if part == "datasets":
-                dataset = str(label)
-            else:
-                field = str(label)
-            node = item
-            i += 2
-            continue
-        rest.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
-        i += 1
-    return dataset, field, ".".join(rest)
-
-
-def _problems_from(exc: ValidationError, raw: Any, file: str) -> list[StreethubError]:
-    out = []
-    for err in exc.errors():
-        dataset, field, rest = _name_at(raw, err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if rest:
-            msg = f"{rest}: {msg}"
-        out.append(StreethubError(msg, file=file, dataset=dataset, field=field))
-    return out
+from catalog.yamlfile import problems_from, read_mapping
 
 
 def load_department(path: Path) -> tuple[Department | None, list[StreethubError]]:
@@ -68,7 +27,7 @@ def load_department(path: Path) -> tuple[Department | None, list[StreethubError]
     try:
         dept = Department.model_validate(raw)
     except ValidationError as exc:
-        return None, _problems_from(exc, raw, file)
+        return None, problems_from(exc, raw, file)
     if dept.code != path.stem:
         return dept, [
             StreethubError(

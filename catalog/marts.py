@@ -32,7 +32,7 @@ from catalog.model import (
     _Strict,
 )
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import read_mapping
+from catalog.yamlfile import problems_from, read_mapping
 
 MARTS_DIR = CATALOG_DIR.parent / "marts"
 
@@ -169,21 +169,7 @@ def load_mart(path: Path) -> tuple[Mart | None, list[StreethubError]]:
     try:
         mart = Mart.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = e["loc"]
-            field = None
-            if len(loc) >= 2 and loc[0] == "columns" and isinstance(loc[1], int):
-                cols = raw.get("columns") or []
-                item = cols[loc[1]] if loc[1] < len(cols) else {}
-                field = str(item.get("name") if isinstance(item, dict) else f"#{loc[1] + 1}")
-                loc = loc[2:]
-            where = ".".join(str(p) for p in loc)
-            msg = e["msg"].removeprefix("Value error, ")
-            problems.append(
-                StreethubError(f"{where}: {msg}" if where else msg, file=file, field=field)
-            )
-        return None, problems
+        return None, problems_from(exc, raw, file)
     if mart.name != path.stem:
         return mart, [
             StreethubError(f"mart name {mart.name!r} does not match the file name", file=file)

@@ -1,4 +1,5 @@
-"""Reading the catalogue's YAML files: one reader for the departments and the street.
+"""Reading the catalogue's YAML files: one reader for the departments, the marts and the
+street, and one account of what in them is invalid (``problems_from``).
 
 PyYAML's C loader (libyaml, shipped in PyYAML's wheels) parses the catalogue about ten
 times faster than the pure-Python ``safe_load``, and every run and CLI command parses it;
@@ -8,10 +9,12 @@ libyaml, the pure-Python safe loader reads the same documents.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from catalog.errors import StreethubError
 
@@ -34,3 +37,45 @@ def read_mapping(path: Path, what: str) -> tuple[dict | None, list[StreethubErro
     if not isinstance(raw, dict):
         return None, [StreethubError(f"top level must be a mapping of {what} keys", file=str(path))]
     return raw, []
+
+
+def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]:
+    """Turn a pydantic error location into (dataset code, field name, rest of path): a
+    department's ``datasets`` and ``fields`` and a mart's ``columns`` are named by their
+    items' code or name."""
+    dataset = field = None
+    rest: list[str] = []
+    node = raw
+    loc = list(loc)
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        if part in ("datasets", "fields", "columns") and isinstance(nxt, int):
+            items = node.get(part) if isinstance(node, dict) else None
+            item = items[nxt] if isinstance(items, list) and nxt < len(items) else {}
+            label = (item.get("code") or item.get("name")) if isinstance(item, dict) else None
+            label = label or f"#{nxt + 1}"
+            if part == "datasets":
+                dataset = str(label)
+            else:
+                field = str(label)
+            node = item
+            i += 2
+            continue
+        rest.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+        i += 1
+    return dataset, field, ".".join(rest)
+
+
+def problems_from(exc: ValidationError, raw: Any, file: str) -> list[StreethubError]:
+    """A catalogue file's validation errors, each naming the file, dataset and field."""
+    out = []
+    for err in exc.errors():
+        dataset, field, rest = _name_at(raw, err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if rest:
+            msg = f"{rest}: {msg}"
+        out.append(StreethubError(msg, file=file, dataset=dataset, field=field))
+    return out
