@@ -8,6 +8,7 @@ import dagster as dg
 from catalog.loader import get_catalogue
 from catalog.settings import get_settings
 from catalog.street import get_street
+from pipelines.automation import automation_sensor
 from pipelines.curated_run import build_curated
 from pipelines.defs.sources.specs import LAKE_POOL, staged_key
 from pipelines.resources import LakeResource
@@ -111,11 +112,9 @@ def all_curated_assets() -> list[dg.AssetsDefinition]:
 
 @dg.definitions
 def curated_assets() -> dg.Definitions:
-    automation = dg.AutomationConditionSensorDefinition(
+    automation = automation_sensor(
         "curated_automation",
-        target=dg.AssetSelection.assets(*CURATED_KEYS),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=60,
-        description="Links and curates again after a run staged new data.",
+        dg.AssetSelection.assets(*CURATED_KEYS),
+        "Links and curates again after a run staged new data.",
     )
     return dg.Definitions(assets=all_curated_assets(), sensors=[automation])

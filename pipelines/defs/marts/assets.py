@@ -28,6 +28,7 @@ from marts.catalogue_tables import (
 from marts.deidentification import TABLE as DEID_TABLE
 from marts.deidentification import measure_deidentification
 from marts.lineage import read_sql
+from pipelines.automation import automation_sensor
 from pipelines.defs.curated.assets import CURATED_KEYS, PERSON_KEY
 from pipelines.defs.quality.assets import SCORECARD_KEY
 from pipelines.defs.sources.specs import LAKE_POOL
@@ -274,11 +275,9 @@ def load_mart_assets() -> list[dg.AssetsDefinition]:
 
 @dg.definitions
 def mart_assets() -> dg.Definitions:
-    automation = dg.AutomationConditionSensorDefinition(
+    automation = automation_sensor(
         "marts_automation",
-        target=dg.AssetSelection.groups(GROUP),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=60,
-        description="Builds a mart again after what it reads changed (new delivery → curated).",
+        dg.AssetSelection.groups(GROUP),
+        "Builds a mart again after what it reads changed (new delivery → curated).",
     )
     return dg.Definitions(assets=load_mart_assets(), sensors=[automation])

@@ -7,6 +7,7 @@ import dagster as dg
 
 from catalog.loader import get_catalogue
 from catalog.settings import get_settings
+from pipelines.automation import automation_sensor
 from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.sources.specs import LAKE_POOL
 from pipelines.defs.sources.specs import staged_key as staged_key  # where callers look
@@ -80,11 +81,9 @@ def all_quality_assets() -> list[dg.AssetsDefinition]:
 
 @dg.definitions
 def quality_assets() -> dg.Definitions:
-    automation = dg.AutomationConditionSensorDefinition(
+    automation = automation_sensor(
         "quality_scorecard_automation",
-        target=dg.AssetSelection.assets(SCORECARD_KEY),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=60,
-        description="Scores again (and scans for leaks) after a run staged new data.",
+        dg.AssetSelection.assets(SCORECARD_KEY),
+        "Scores again (and scans for leaks) after a run staged new data.",
     )
     return dg.Definitions(assets=all_quality_assets(), sensors=[automation])
