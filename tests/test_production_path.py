@@ -171,6 +171,7 @@ MAY_IMPORT = {
     "masking": {"catalog"},
     "curated": {"catalog", "lakehouse", "masking", "quality"},
     "marts": {"catalog", "lakehouse", "masking", "curated", "quality"},
+    "share_api": {"catalog", "lakehouse", "masking"},
 }
 
 

@@ -1,0 +1,1 @@
+"""share_api.alerts: see share_api/README.md (being built)."""

@@ -1,0 +1,73 @@
+"""FastAPI dependencies shared by every router: the service and the signed-in principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+
+from share_api.service import Service
+
+ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin")
+OrgKind = Literal["department", "frontend", "analyst"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a person (``user_id``) of an organisation (``org``: a catalogue
+    department code, or a front end's / analysts' code), with roles, signed in with
+    ``token_id``."""
+
+    user_id: str
+    org: str
+    org_kind: OrgKind
+    roles: frozenset[str]
+    token_id: str
+
+    @property
+    def actor(self) -> str:
+        """How audit records name the caller."""
+        return f"{self.org}/{self.user_id}"
+
+    def has(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def current_principal(request: Request, service: ServiceDep) -> Principal:
+    """The caller of this request, authenticated by its bearer token (audited either way)."""
+    from share_api.principals import authenticate_request
+
+    return authenticate_request(service, request)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*roles: str):
+    """A dependency: the caller, who must hold one of ``roles`` (403 otherwise, audited)."""
+
+    def _check(
+        request: Request,
+        principal: PrincipalDep,
+        service: ServiceDep,
+    ) -> Principal:
+        if not principal.has(*roles):
+            service.audit.record(
+                "auth.forbidden",
+                principal.actor,
+                path=request.url.path,
+                method=request.method,
+                needs=",".join(roles),
+            )
+            raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
+        return principal
+
+    return _check

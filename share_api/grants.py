@@ -1,0 +1,1 @@
+"""share_api.grants: see share_api/README.md (being built)."""

@@ -1,0 +1,1 @@
+"""share_api.principals: see share_api/README.md (being built)."""

@@ -1,0 +1,1 @@
+"""share_api.requests: see share_api/README.md (being built)."""
