@@ -1,10 +1,13 @@
 """The marts' own catalogue entries (数据集市目录): ``catalog/marts/<mart>.yaml``, one a mart.
 
 A mart is documented like any dataset — level, share type, owner, update cycle, consent
-category, intended consumers, grade — but has no delivery or provider block: the hub makes
+category (a code of ``catalog.consent``) with the lawful basis it rests on in words, intended
+consumers, grade — but has no delivery or provider block: the hub makes
 it, from the SQL in ``marts/sql/<mart>.sql``. Each column says the level and the masking rule
 it is published with; ``k_anonymity`` and ``quasi_identifiers`` (both or neither) ask the
-build to check k-anonymity over those columns. ``sources`` says which department datasets
+build to check k-anonymity over those columns. A mart with one row per resident marks the
+column holding the resident's pseudonym ``subject: true``: residents who declined the mart's
+consent category are left out of its grants by that column. ``sources`` says which department datasets
 feed a curated table the mart reads (``curated.event: [dept.dataset, …]``): the SQL sees
 only those datasets' rows of it and the lineage only their fields — the SQL itself never
 names a department or a dataset.
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from catalog.consent import ConsentCategory
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import (
     IDENTIFIER,
@@ -48,6 +52,11 @@ class MartColumn(_Strict):
         default=MaskingRule.none,
         description="the rule the column is published with (the SQL applies it)",
     )
+    subject: bool = Field(
+        default=False,
+        description="holds the pseudonym of the resident the row is about (the master index's "
+        "person id): residents' consent choices are matched against it",
+    )
     description: str | None = None
 
     @field_validator("name")
@@ -61,6 +70,8 @@ class MartColumn(_Strict):
     def _coherent(self) -> MartColumn:
         if self.level.sensitive and self.masking is MaskingRule.none:
             raise ValueError(f"an {self.level.value} column needs its masking rule, not 'none'")
+        if self.subject and self.masking is not MaskingRule.pseudonymise:
+            raise ValueError("a subject column holds a resident's pseudonym: masking pseudonymise")
         return self
 
 
@@ -74,7 +85,10 @@ class Mart(_Strict):
     share_type: ShareType
     owner: str = Field(description="e-mail or team:x of the mart's owner")
     update_cycle: UpdateCycle
-    consent_category: str = Field(description="the consent / lawful basis category it rests on")
+    consent_category: ConsentCategory = Field(
+        description="授权同意类别 (catalog/consent.py): residents who declined it are left out"
+    )
+    lawful_basis: str = Field(description="the lawful basis it rests on (处理依据), in words")
     consumers: list[str] = Field(description="who is meant to read it")
     grade: DataGrade = DataGrade.general
     k_anonymity: int | None = Field(default=None, ge=2)
@@ -131,6 +145,11 @@ class Mart(_Strict):
             return None
         return {(r.partition(".")[0], r.partition(".")[2]) for r in refs}
 
+    @property
+    def subject_column(self) -> str | None:
+        """The column naming the resident a row is about (``subject: true``), or None."""
+        return next((c.name for c in self.columns if c.subject), None)
+
     def column(self, name: str) -> MartColumn:
         for c in self.columns:
             if c.name == name:
@@ -154,6 +173,14 @@ class Mart(_Strict):
             raise ValueError(f"level {self.level.value} is below its {top.value} column(s)")
         if (self.k_anonymity is None) != (not self.quasi_identifiers):
             raise ValueError("k_anonymity and quasi_identifiers go together (both or neither)")
+        subjects = [c.name for c in self.columns if c.subject]
+        if len(subjects) > 1:
+            raise ValueError(f"one subject column at most, not {', '.join(subjects)}")
+        if subjects and not self.consent_category.personal:
+            raise ValueError(
+                f"a mart with a resident per row ({subjects[0]}) holds residents' information: "
+                f"consent_category cannot be {self.consent_category.value}"
+            )
         unknown = [q for q in self.quasi_identifiers if q not in names]
         if unknown:
             raise ValueError(f"quasi_identifiers name unknown column(s): {', '.join(unknown)}")

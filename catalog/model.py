@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from catalog.consent import ConsentCategory
 from catalog.identifiers import uscc_valid_str
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -478,6 +479,10 @@ class Dataset(_Strict):
     share_conditions: str | None = None
     share_method: Literal["api", "file", "database", "delta_sharing"] = "api"
     legal_basis: str | None = None
+    consent_category: ConsentCategory = Field(
+        description="授权同意类别: the kind of resident information it holds (catalog/consent.py); "
+        "residents who declined it are left out of its grants"
+    )
     open_attribute: OpenAttribute = OpenAttribute.not_open
     release_date: dt.date
     related_resources: list[str] = Field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 from departments import addresses, ids
 from departments.spec import D, Spec, T, cols
@@ -249,6 +250,31 @@ def school_enrolment(w: World) -> list[dict]:
     return out
 
 
+ADOPTION = ("生父母送养", "社会福利机构送养", "继父母收养", "监护人送养")
+
+
+def adoption_registrations(w: World) -> list[dict]:
+    """收养登记: a few registered children were adopted by their household's head. Not
+    shareable (民法典 art. 1110: adoption secrecy), so it is delivered and catalogued but never
+    granted; drawn from a stream of its own so the other datasets stay as they were."""
+    rng = random.Random(f"{w.seed}:mzj.adoption_registrations")
+    out = []
+    for hh in w.households:
+        head = hh.members[0]
+        for child in hh.members[1:]:
+            if not hh.hukou or child.relation != "子女" or rng.random() >= 0.04:
+                continue
+            day = min(child.birth + dt.timedelta(days=rng.randint(30, 6 * 365)), w.today)
+            out.append({
+                "收养登记证号": f"SY{day:%Y}{len(out) + 1:05d}", "收养人姓名": head.name,
+                "收养人身份证号码": head.cid, "被收养人姓名": child.name,
+                "被收养人性别": child.gender, "被收养人出生日期": D(child.birth),
+                "收养类型": rng.choice(ADOPTION), "登记日期": D(day),
+                "所属社区": f"{hh.community.name}社区",
+            })  # fmt: skip
+    return out
+
+
 PERSON_SPECS = (
     Spec("gaj", "registered_residents", "sql_db", cols(
         "gmsfhm:cid!", "xm:name!", "xb:gender!", "csrq:birth!", "mz:str", "hjdz:str!",
@@ -309,4 +335,10 @@ PERSON_SPECS = (
         "监护人身份证号:cid", "监护人电话:phone", "户籍性质:str"),
         key=("学籍号",), build=school_enrolment, title="{street}适龄儿童入学登记表（{y}年{m}月）",
         sheet="学籍"),
+    Spec("mzj", "adoption_registrations", "excel", cols(
+        "收养登记证号:fixed!", "收养人姓名:name!", "收养人身份证号码:cid!", "被收养人姓名:name!",
+        "被收养人性别:str!", "被收养人出生日期:date!", "收养类型:str!", "登记日期:date!",
+        "所属社区:str!"),
+        key=("收养登记证号",), build=adoption_registrations,
+        title="{street}收养登记名册（{y}年{m}月）", sheet="收养登记"),
 )  # fmt: skip

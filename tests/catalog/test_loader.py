@@ -306,6 +306,7 @@ def _minimal_department(code: str) -> dict[str, Any]:
                 "format": "csv",
                 "update_cycle": "monthly",
                 "share_type": "not_shareable",
+                "consent_category": "social_assistance",
                 "legal_basis": "《残疾人保障法》",
                 "release_date": "2026-01-01",
                 "key": ["certificate_no"],

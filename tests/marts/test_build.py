@@ -46,7 +46,7 @@ def plant(tmp: Path, name: str, sql: str, columns: list[dict], level: str = "L4"
     entry = {
         "name": name, "name_zh": "测试", "summary": "planted", "level": level,
         "share_type": "conditional", "owner": "team:test", "update_cycle": "daily",
-        "consent_category": "test", "consumers": ["tests"], "columns": columns, **more,
+        "consent_category": "none", "lawful_basis": "test", "consumers": ["tests"], "columns": columns, **more,
     }  # fmt: skip
     path = yaml_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(entry, allow_unicode=True), encoding="utf-8")
@@ -322,7 +322,7 @@ def test_marts_build_after_the_marts_they_read(tmp_path: Path):
     one = {"name": "household_id", "label_zh": "户", "type": "string", "level": "L2",
            "masking": "pseudonymise"}  # fmt: skip
     base = {"level": "L2", "share_type": "conditional", "owner": "team:t",
-            "update_cycle": "daily", "consent_category": "t", "consumers": ["t"]}  # fmt: skip
+            "update_cycle": "daily", "consent_category": "none", "lawful_basis": "t", "consumers": ["t"]}  # fmt: skip
     marts = {
         n: Mart.model_validate(base | {"name": n, "name_zh": n, "summary": n, "columns": [one]})
         for n in texts

@@ -130,7 +130,7 @@ def plant(
     mart = Mart.model_validate(
         {"name": name, "name_zh": name, "summary": name, "level": "L4",
          "share_type": "conditional", "owner": "team:t", "update_cycle": "daily",
-         "consent_category": "t", "consumers": ["t"],
+         "consent_category": "none", "lawful_basis": "t", "consumers": ["t"],
          "columns": [{"name": c, "label_zh": c, "type": "string", "level": "L1"}
                      for c in columns], **more}
     )  # fmt: skip

@@ -134,7 +134,7 @@ def test_catalog_check_refuses_a_source_unknown_or_of_another_entity(tmp_path: P
 def test_a_malformed_sources_entry_is_refused_by_the_yaml(sources: dict):
     entry = {
         "name": "m", "name_zh": "m", "summary": "m", "level": "L1", "share_type": "conditional",
-        "owner": "team:t", "update_cycle": "daily", "consent_category": "t", "consumers": ["t"],
+        "owner": "team:t", "update_cycle": "daily", "consent_category": "none", "lawful_basis": "t", "consumers": ["t"],
         "columns": [col("x")], "sources": sources,
     }  # fmt: skip
     with pytest.raises(ValidationError, match="sources"):

@@ -30,6 +30,7 @@ def make_dataset(kind: str, **delivery: object) -> Dataset:
             "update_mode": "snapshot",
             "share_type": "conditional",
             "share_conditions": "审核",
+            "consent_category": "identity",
             "release_date": "2024-01-01",
             "key": ["citizen_id"],
             "delivery": {"kind": kind, **delivery},
