@@ -1,0 +1,323 @@
+"""Requests and reviews, as functions: the share-type rules, the two approvals by different
+people, refusal with the recorded legal basis, the answer deadline, admin operations.
+
+The grant itself is GRANTS' (``create_grant``): here a recorder stands in for it, so what
+the rules hand over is checked; the HTTP end to end is tests/share_api/test_e2e.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from catalog.model import ShareType
+from catalog.settings import Settings
+from share_api import calendar
+from share_api import requests as rq
+from share_api.db import create_schema, engine_for
+from share_api.deps import Principal
+from share_api.service import Service
+
+
+class Recorder:
+    """Stands in for the audit log and for GRANTS' create_grant."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, dict]] = []
+        self.grants: list[dict] = []
+        self.fail = False
+
+    def record(self, action: str, actor: str, **details):
+        self.records.append((action, actor, details))
+        return {"seq": len(self.records)}
+
+    def actions(self) -> list[str]:
+        return [a for a, _, _ in self.records]
+
+    def create_grant(self, service, **kwargs) -> str:
+        if self.fail:
+            raise RuntimeError("lake unavailable")
+        self.grants.append(kwargs)
+        return f"grant-{len(self.grants)}"
+
+    def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    from share_api import grants
+
+    r = Recorder()
+    monkeypatch.setattr(grants, "create_grant", r.create_grant, raising=False)
+    monkeypatch.setattr(grants, "default_masking", catalogue_rules, raising=False)
+    return r
+
+
+def catalogue_rules(catalogue, resource: str) -> dict[str, str]:
+    """Each sensitive field's catalogue masking rule (what GRANTS' default_masking gives)."""
+    _, ds = catalogue.dataset(resource)
+    return {f.name: f.masking.value for f in ds.fields if f.level.sensitive}
+
+
+@pytest.fixture
+def service(tmp_path, rec: Recorder) -> Service:
+    settings = Settings(home=tmp_path / "home").ensure_dirs()
+    engine = engine_for(settings)
+    create_schema(engine)
+    svc = Service(settings=settings, engine=engine)
+    svc.__dict__["audit"] = rec
+    yield svc
+    engine.dispose()
+
+
+def person(org: str, user: str, *roles: str) -> Principal:
+    return Principal(user, org, "department", frozenset(roles), f"tok-{user}")
+
+
+def pick(service: Service, share_type: ShareType, *, sensitive: bool):
+    """A dataset of the catalogue with this share type, with (or without) an L3/L4 field,
+    and the name of one such field (or of any field)."""
+    for dept, ds in service.catalogue.datasets():
+        fields = [f.name for f in ds.fields if f.level.sensitive]
+        if ds.share_type is share_type and bool(fields) == sensitive:
+            return dept.code, ds, (fields or [ds.fields[0].name])[0]
+    raise LookupError(f"the catalogue has no {share_type.value} dataset (sensitive={sensitive})")
+
+
+def requester_of(service: Service, owner: str) -> Principal:
+    other = next(code for code in service.catalogue.departments if code != owner)
+    return person(other, "alice", "requester")
+
+
+def ask(service, who, dept, ds, **kw):
+    kw.setdefault("purpose", "核实低保对象家庭情况")
+    kw.setdefault("legal_basis", "社会救助暂行办法 第十一条")
+    return rq.create_request(service, who, resource=f"{dept}.{ds.code}", **kw)
+
+
+# --- share types -------------------------------------------------------------------------
+
+
+def test_unconditional_is_granted_at_once_with_catalogue_masking(service, rec):
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    req = ask(service, requester_of(service, dept), dept, ds)
+    assert (req["path"], req["status"], req["needs"]) == ("unconditional", "granted", [])
+    assert req["grant_id"] == "grant-1" and req["due_at"] is None
+    (grant,) = rec.grants
+    assert grant["resource"] == f"{dept}.{ds.code}"
+    assert grant["columns"] == [f.name for f in ds.fields]
+    sensitive = {f.name: f.masking.value for f in ds.fields if f.level.sensitive}
+    assert grant["masking"] == sensitive and "none" not in sensitive.values()
+    assert grant["request_id"] == req["id"] and grant["grantee_org"] != dept
+
+
+def test_unconditional_with_a_sensitive_field_in_clear_is_reviewed(service, rec):
+    dept, ds, field = pick(service, ShareType.unconditional, sensitive=True)
+    req = ask(service, requester_of(service, dept), dept, ds, unmasked=[field])
+    assert (req["path"], req["status"]) == ("conditional", "pending")
+    assert req["needs"] == ["owner", "data_officer"] and req["due_at"] is not None
+    assert rec.grants == []
+    rq.review(service, person(dept, "bob", "reviewer"), req["id"], "approve")
+    req = rq.review(service, person("hub", "dora", "data_officer"), req["id"], "approve")
+    assert req["status"] == "granted" and rec.grants[0]["masking"][field] == "none"
+
+
+def test_conditional_l3_needs_owner_reviewer_and_data_officer(service, rec):
+    dept, ds, field = pick(service, ShareType.conditional, sensitive=True)
+    alice = requester_of(service, dept)
+    req = ask(service, alice, dept, ds, columns=[field, ds.key[0]])
+    assert (req["status"], req["awaiting"]) == ("pending", ["owner", "data_officer"])
+
+    owner = person(dept, "bob", "reviewer")
+    req = rq.review(service, owner, req["id"], "approve")
+    assert (req["status"], req["awaiting"]) == ("pending", ["data_officer"])
+    assert rec.grants == []  # one approval is not enough
+
+    # the same person cannot give the second approval, whatever roles they hold
+    both = person(dept, "bob", "reviewer", "data_officer")
+    with pytest.raises(rq.RequestError) as exc:
+        rq.review(service, both, req["id"], "approve")
+    assert exc.value.status == 409
+    # another reviewer of the owner department is not a data officer
+    with pytest.raises(rq.RequestError) as exc:
+        rq.review(service, person(dept, "carol", "reviewer"), req["id"], "approve")
+    assert exc.value.status == 403
+
+    officer = person("hub", "dora", "data_officer")
+    req = rq.review(service, officer, req["id"], "approve")
+    assert (req["status"], req["grant_id"]) == ("granted", "grant-1")
+    assert [r["capacity"] for r in req["reviews"]] == ["owner", "data_officer"]
+    assert rec.grants[0]["columns"] == [field, ds.key[0]]
+    assert rec.grants[0]["masking"][field] == ds.field(field).masking.value != "none"
+    assert rec.actions().count("request.decide") == 2
+
+
+def test_requester_never_reviews_own_request(service):
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    self_reviewer = person(dept, "erin", "requester", "reviewer", "data_officer")
+    req = ask(service, self_reviewer, dept, ds)
+    with pytest.raises(rq.RequestError) as exc:
+        rq.review(service, self_reviewer, req["id"], "approve")
+    assert exc.value.status == 403
+
+
+def test_conditional_without_sensitive_fields_needs_the_owner_only(service, rec):
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    plain = [f.name for f in ds.fields if not f.level.sensitive]
+    req = ask(service, requester_of(service, dept), dept, ds, columns=plain)
+    assert req["needs"] == ["owner"]
+    # a data officer is not the owner's answer
+    with pytest.raises(rq.RequestError):
+        rq.review(service, person("hub", "dora", "data_officer"), req["id"], "approve")
+    req = rq.review(service, person(dept, "bob", "reviewer"), req["id"], "approve")
+    assert req["status"] == "granted"
+
+
+def test_refusal_needs_a_reason_and_ends_the_request(service, rec):
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    req = ask(service, requester_of(service, dept), dept, ds)
+    owner = person(dept, "bob", "reviewer")
+    with pytest.raises(rq.RequestError) as exc:
+        rq.review(service, owner, req["id"], "refuse")
+    assert exc.value.status == 422
+    req = rq.review(service, owner, req["id"], "refuse", "超出履职范围")
+    assert (req["status"], req["refusal_basis"]) == ("refused", "超出履职范围")
+    with pytest.raises(rq.RequestError) as exc:
+        rq.review(service, person("hub", "dora", "data_officer"), req["id"], "approve")
+    assert exc.value.status == 409
+    assert rec.grants == []
+
+
+def test_not_shareable_is_refused_with_the_recorded_legal_basis(service, rec):
+    dept, ds = next(
+        (d.code, ds)
+        for d, ds in service.catalogue.datasets()
+        if ds.share_type is ShareType.not_shareable
+    )
+    req = ask(service, requester_of(service, dept), dept, ds)
+    assert (req["path"], req["status"]) == ("not_shareable", "refused")
+    assert req["refusal_basis"] == ds.legal_basis and ds.legal_basis
+    assert rec.grants == [] and "request.decide" in rec.actions()
+
+
+def test_unknown_fields_and_resources_are_refused_by_name(service):
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    alice = requester_of(service, dept)
+    with pytest.raises(rq.RequestError) as exc:
+        ask(service, alice, dept, ds, columns=["no_such_field"])
+    assert exc.value.status == 422 and "no_such_field" in str(exc.value)
+    with pytest.raises(rq.RequestError) as exc:
+        rq.create_request(service, alice, resource="nodept.nothing", purpose="x", legal_basis="y")
+    assert exc.value.status == 404
+
+
+def test_failed_delivery_is_kept_and_retried(service, rec):
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    rec.fail = True
+    req = ask(service, requester_of(service, dept), dept, ds)
+    assert req["status"] == "approved" and req["delivery_error"] == "grant not made: RuntimeError"
+    assert "lake" not in req["delivery_error"]  # the kind only, never the message
+    rec.fail = False
+    req = rq.retry_delivery(service, person("hub", "dora", "data_officer"), req["id"])
+    assert (req["status"], req["grant_id"], req["delivery_error"]) == ("granted", "grant-1", None)
+
+
+# --- who sees what -----------------------------------------------------------------------
+
+
+def test_a_requester_sees_only_its_own_organisations_requests(service):
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    alice = requester_of(service, dept)
+    req = ask(service, alice, dept, ds)
+    stranger = person(
+        next(c for c in service.catalogue.departments if c not in (dept, alice.org)),
+        "zed",
+        "requester",
+        "reviewer",
+    )
+    assert rq.list_requests(service, stranger) == []
+    with pytest.raises(rq.RequestError) as exc:
+        rq.get_request(service, req["id"], stranger)
+    assert exc.value.status == 404
+    assert [r["id"] for r in rq.list_requests(service, alice)] == [req["id"]]
+    assert [r["id"] for r in rq.list_requests(service, person(dept, "bob", "reviewer"))] == [
+        req["id"]
+    ]
+
+
+# --- the deadline ------------------------------------------------------------------------
+
+
+def test_deadline_counts_working_days_on_the_state_council_calendar(service, monkeypatch):
+    # submitted on Friday 2026-09-25 (Beijing): the National Day holidays 10-01..10-07 do
+    # not count, the make-up working day Saturday 10-10 (调休) does
+    submitted = dt.datetime(2026, 9, 25, 3, 0, tzinfo=dt.UTC)
+    due = calendar.answer_due(submitted, 10)
+    assert due == dt.datetime(2026, 10, 16, tzinfo=calendar.BEIJING)  # end of Thursday 10-15
+    assert calendar.add_working_days(dt.date(2026, 9, 25), 10) == dt.date(2026, 10, 15)
+
+    monkeypatch.setattr(rq, "utc_now", lambda: submitted)
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    req = ask(service, requester_of(service, dept), dept, ds)
+    assert req["due_at"] == due.isoformat() and not req["overdue"]
+    later = due + dt.timedelta(days=1)
+    monkeypatch.setattr(rq, "utc_now", lambda: later)
+    (seen,) = rq.list_requests(service, person(dept, "bob", "reviewer"))
+    assert seen["overdue"] and seen["working_days_overdue"] == 1
+
+
+def test_beijing_day_decides_the_start_of_the_count():
+    # 15:00 UTC on Sunday is still Sunday in Beijing: the first working day after is Monday;
+    # 16:30 UTC is Monday morning in Beijing: Monday itself does not count
+    sunday_evening = dt.datetime(2026, 11, 29, 15, 0, tzinfo=dt.UTC)
+    monday_morning = dt.datetime(2026, 11, 29, 16, 30, tzinfo=dt.UTC)
+    assert calendar.beijing_day(monday_morning) == dt.date(2026, 11, 30)
+    assert calendar.answer_due(sunday_evening, 1) == dt.datetime(2026, 11, 30, 16, tzinfo=dt.UTC)
+    assert calendar.answer_due(monday_morning, 1) == dt.datetime(2026, 12, 1, 16, tzinfo=dt.UTC)
+
+
+def test_a_year_without_a_published_schedule_counts_weekdays_provisionally():
+    assert not calendar.schedule_known(dt.date(2099, 1, 5))
+    assert calendar.add_working_days(dt.date(2099, 1, 2), 1) == dt.date(2099, 1, 5)  # Fri→Mon
+
+
+# --- administrators' operations: the two-person rule -------------------------------------
+
+
+def test_admin_operation_needs_a_second_administrator(service):
+    ann, ben = person("hub", "ann", "admin"), person("hub", "ben", "admin")
+    op = rq.open_admin_operation(service, ann, "keys.rotate", {"pseudonyms": False})
+    with pytest.raises(rq.RequestError) as exc:
+        rq.approved_admin_operation(service, op, "keys.rotate")
+    assert exc.value.status == 409
+    with pytest.raises(rq.RequestError):  # the opener is not the second administrator
+        rq.review(service, ann, op, "approve")
+    with pytest.raises(rq.RequestError):  # nor is a data officer
+        rq.review(service, person("hub", "dora", "data_officer"), op, "approve")
+    assert rq.review(service, ben, op, "approve")["status"] == "approved"
+    with pytest.raises(rq.RequestError) as exc:  # approved for another kind
+        rq.approved_admin_operation(service, op, "keys.rekey")
+    assert exc.value.status == 404
+    assert rq.approved_admin_operation(service, op, "keys.rotate") == {"pseudonyms": False}
+    with pytest.raises(rq.RequestError) as exc:  # once only
+        rq.approved_admin_operation(service, op, "keys.rotate")
+    assert exc.value.status == 409
+
+
+def test_refused_admin_operation_cannot_be_used(service):
+    ann, ben = person("hub", "ann", "admin"), person("hub", "ben", "admin")
+    op = rq.open_admin_operation(service, ann, "role.grant", {"user": "u-1", "role": "admin"})
+    rq.review(service, ben, op, "refuse", "no second admin needed")
+    with pytest.raises(rq.RequestError):
+        rq.approved_admin_operation(service, op, "role.grant")
+
+
+def test_only_admins_open_operations_and_see_them(service):
+    with pytest.raises(rq.RequestError) as exc:
+        rq.open_admin_operation(service, person("hub", "x", "data_officer"), "keys.rotate", {})
+    assert exc.value.status == 403
+    op = rq.open_admin_operation(service, person("hub", "ann", "admin"), "keys.rekey", {})
+    assert rq.list_requests(service, person("hub", "dora", "data_officer")) == []
+    assert [r["id"] for r in rq.list_requests(service, person("hub", "ben", "admin"))] == [op]
