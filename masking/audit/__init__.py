@@ -6,6 +6,8 @@ from masking.audit.format import (
     PublicKeys,
     Verification,
     load_public_keys,
+    public_keys_from,
+    verify_receipt,
 )
 from masking.audit.log import AuditLog
 
@@ -16,4 +18,6 @@ __all__ = [
     "PublicKeys",
     "Verification",
     "load_public_keys",
+    "public_keys_from",
+    "verify_receipt",
 ]

@@ -24,6 +24,8 @@ SCALARS = (str, int, float, bool, type(None))
 RECORD_TAG = b"streethub-audit-record|"
 HEAD_TAG = b"streethub-audit-head|"
 CHECKPOINT_TAG = b"streethub-audit-checkpoint|"
+RECEIPT_TAG = b"streethub-audit-receipt|"
+RECEIPT_FORMAT = "streethub-audit-receipt/1"
 LEGACY_SUITE = get_suite(Suite.INTL)  # format 1: SHA-256 chain, HMAC-SHA256 under audit_signing
 
 PublicKeys = dict[tuple[str, int], bytes]  # (suite, checkpoint key version) -> public key
@@ -175,17 +177,64 @@ def load_public_keys(path: Path) -> PublicKeys:
     """The verification keys written by :meth:`AuditLog.export_public_keys`."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise AuditError(f"{Path(path).name} is not a streethub audit public-key file") from None
+    return public_keys_from(doc, Path(path).name)
+
+
+def public_keys_from(doc: Any, name: str = "the key document") -> PublicKeys:
+    """The verification keys of a public-key document (the file's parsed JSON, or what the
+    share service's ``GET /audit/public-key`` returns)."""
+    try:
         if doc.get("format") != PUBLIC_KEY_FORMAT:
             raise ValueError
         keys = {
             (str(k["suite"]), int(k["version"])): bytes.fromhex(k["public_key"])
             for k in doc["keys"]
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise AuditError(f"{Path(path).name} is not a streethub audit public-key file") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise AuditError(f"{name} is not a streethub audit public-key file") from None
     for (suite, _), _pub in keys.items():
         try:
             get_suite(suite)
         except KeyRingError:
-            raise AuditError(f"{Path(path).name} names an unknown suite") from None
+            raise AuditError(f"{name} names an unknown suite") from None
     return keys
+
+
+def receipt_body(record: dict[str, Any], suite: str, version: int, public_key: bytes) -> dict:
+    """What a receipt signs: the record without its MAC, and which key signs it."""
+    cs = get_suite(suite)
+    return {
+        "format": RECEIPT_FORMAT,
+        "record": {k: v for k, v in record.items() if k != "mac"},
+        "suite": suite,
+        "alg": cs.signature_name,
+        "kv": version,
+        "key_id": key_id(cs, public_key),
+    }
+
+
+def verify_receipt(receipt: dict[str, Any], public_keys: PublicKeys) -> list[str]:
+    """The problems with a receipt (empty: it verifies) checked with the exported public
+    keys alone: the record's content matches its hash, and the signature over both is the
+    audit log's key's."""
+    try:
+        if receipt.get("format") != RECEIPT_FORMAT:
+            return ["not a streethub audit receipt"]
+        record = receipt["record"]
+        suite, version = str(receipt["suite"]), int(receipt["kv"])
+        body = {k: v for k, v in receipt.items() if k != "sig"}
+        sig = bytes.fromhex(str(receipt["sig"]))
+        cs = get_suite(suite)
+    except (KeyError, TypeError, ValueError, AttributeError, KeyRingError):
+        return ["the receipt is not readable"]
+    problems = []
+    if not isinstance(record, dict) or record_hash(record) != record.get("hash"):
+        problems.append("the record does not match its hash: changed")
+    public = public_keys.get((suite, version))
+    if public is None:
+        problems.append(f"no public key for {suite} version {version} in the key file")
+    elif not cs.verify(public, RECEIPT_TAG + canonical(body), sig):
+        problems.append("the signature does not verify under the exported public key")
+    return problems

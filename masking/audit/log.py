@@ -55,6 +55,7 @@ from masking.audit.format import (
     GENESIS,
     HEAD_TAG,
     PUBLIC_KEY_FORMAT,
+    RECEIPT_TAG,
     RECORD_TAG,
     RESERVED,
     SCALARS,
@@ -67,6 +68,7 @@ from masking.audit.format import (
     last_line,
     public_entry,
     read_lines,
+    receipt_body,
     record_hash,
     utc_now,
 )
@@ -149,15 +151,19 @@ class AuditLog:
             for v in ring.versions("audit_checkpoint")
         }
 
-    def export_public_keys(self, path: Path) -> int:
-        """Write the public verification keys (no secret) to ``path``; how many."""
+    def public_key_document(self) -> dict[str, Any]:
+        """The public verification keys (no secret) as the key file holds them."""
         keys = self.public_keys()
-        doc = {
+        return {
             "format": PUBLIC_KEY_FORMAT,
             "keys": [public_entry(s, v, pub) for (s, v), pub in sorted(keys.items())],
         }
+
+    def export_public_keys(self, path: Path) -> int:
+        """Write the public verification keys (no secret) to ``path``; how many."""
+        doc = self.public_key_document()
         path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        return len(keys)
+        return len(doc["keys"])
 
     # -- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -181,32 +187,46 @@ class AuditLog:
         return record
 
     def _write(self, last: dict[str, Any] | None, action: str, actor: str, details: dict):
+        return self._write_many(last, [(action, actor, details)])[-1]
+
+    def _write_many(
+        self, last: dict[str, Any] | None, entries: list[tuple[str, str, dict]]
+    ) -> list[dict[str, Any]]:
+        """Chain ``entries`` after ``last``, write them with one write and one fsync, then the
+        head once (under the caller's lock)."""
         ring = self._ring()
         suite = ring.suite
         key = ring.current("audit_signing")
-        record = {
-            "seq": int(last["seq"]) + 1 if last else 1,
-            "ts": utc_now().isoformat(timespec="microseconds"),
-            "action": action,
-            "actor": actor,
-            **details,
-            "v": FORMAT,
-            "suite": suite.name.value,
-            "prev": str(last["hash"]) if last else GENESIS,
-            "kv": key.version,
-        }
-        record["hash"] = record_hash(record)
-        record["mac"] = suite.mac(key.material, RECORD_TAG + bytes.fromhex(record["hash"])).hex()
-        append_line(self.path, canonical(record) + b"\n")
+        records: list[dict[str, Any]] = []
+        for action, actor, details in entries:
+            record = {
+                "seq": int(last["seq"]) + 1 if last else 1,
+                "ts": utc_now().isoformat(timespec="microseconds"),
+                "action": action,
+                "actor": actor,
+                **details,
+                "v": FORMAT,
+                "suite": suite.name.value,
+                "prev": str(last["hash"]) if last else GENESIS,
+                "kv": key.version,
+            }
+            record["hash"] = record_hash(record)
+            record["mac"] = suite.mac(
+                key.material, RECORD_TAG + bytes.fromhex(record["hash"])
+            ).hex()
+            records.append(record)
+            last = record
+        append_line(self.path, b"".join(canonical(r) + b"\n" for r in records))
+        record = records[-1]
         head = {"v": FORMAT, "seq": record["seq"], "hash": record["hash"]}
         head |= {"suite": suite.name.value, "kv": key.version}
         head["mac"] = suite.mac(key.material, HEAD_TAG + canonical(head)).hex()
         tmp = self.head_path.with_name(f".{self.head_path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:  # no fsync: the record is durable, a stale head
+        with os.fdopen(fd, "wb") as fh:  # no fsync: the records are durable, a stale head
             fh.write(canonical(head))  # is caught up by the next append
         os.replace(tmp, self.head_path)
-        return record
+        return records
 
     def _upgrade_if_old(self, last: dict[str, Any] | None) -> dict[str, Any] | None:
         """Sign an old-format log's records into this format, or refuse it."""
@@ -224,21 +244,36 @@ class AuditLog:
         self._sign_checkpoint(record)
         return record
 
-    def append(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
-        """Append one record and return it. Details are scalars (no frames, no lists) and
-        never a chain field: ``seq``, ``ts`` and the hashes are this module's."""
+    @staticmethod
+    def check_details(details: dict[str, Any]) -> None:
+        """Refuse details a record cannot carry: a chain field, or anything but a scalar."""
         clash = sorted(RESERVED & details.keys())
         if clash:
             raise AuditError(f"audit details cannot set {', '.join(clash)}: the log sets them")
         bad = [k for k, v in details.items() if not isinstance(v, SCALARS)]
         if bad:
             raise AuditError(f"audit details must be scalars: {', '.join(sorted(bad))}")
+
+    def append(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
+        """Append one record and return it. Details are scalars (no frames, no lists) and
+        never a chain field: ``seq``, ``ts`` and the hashes are this module's."""
+        return self.append_many([(action, actor, details)])[0]
+
+    def append_many(self, entries: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append a batch of ``(action, actor, details)`` in order under ONE lock with ONE
+        write and ONE fsync (a group commit: the share service batches the records of its
+        concurrent requests); the records, in order, durable when this returns. A
+        checkpoint is signed at the batch's last record when one falls due within it."""
+        if not entries:
+            return []
+        for _action, _actor, details in entries:
+            self.check_details(details)
         with self._locked():
             last = self._upgrade_if_old(self._last_record())
-            record = self._write(last, action, actor, details)
-            if self._checkpoint_due(record):
-                self._sign_checkpoint(record)
-            return record
+            records = self._write_many(last, list(entries))
+            if self._checkpoint_due(records[-1]):
+                self._sign_checkpoint(records[-1])
+            return records
 
     def _checkpoint_due(self, record: dict[str, Any]) -> bool:
         newest = self._newest_checkpoint()
@@ -304,6 +339,58 @@ class AuditLog:
     # -- reading ---------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in read_lines(self.path)]
+
+    def find(self, seq: int) -> dict[str, Any] | None:
+        """The record numbered ``seq``, or None: found by bisecting the file on byte offsets
+        (records are written in seq order), a few reads however long the log is."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return None
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+
+            def line_at(pos: int) -> bytes:  # the first whole line starting at or after pos
+                if pos == 0:
+                    fh.seek(0)
+                else:
+                    fh.seek(pos - 1)
+                    fh.readline()
+                return fh.readline()
+
+            def seq_of(line: bytes) -> int:
+                try:
+                    return int(json.loads(line)["seq"])
+                except (ValueError, KeyError, TypeError):
+                    raise AuditError(
+                        f"{self.path.name} holds a line that is not an audit record: run "
+                        "`streethub audit verify`"
+                    ) from None
+
+            lo, hi = 0, size
+            while lo < hi:
+                mid = (lo + hi) // 2
+                line = line_at(mid)
+                if not line.strip() or seq_of(line) >= seq:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            line = line_at(lo)
+        if not line.strip() or seq_of(line) != seq:
+            return None
+        return json.loads(line)
+
+    def sign_receipt(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A receipt for ``record``: the record (without its MAC) signed with the current
+        checkpoint key, so anyone holding the exported public keys alone can check it
+        (:func:`masking.audit.format.verify_receipt`)."""
+        ring = self._ring()
+        suite = ring.suite
+        seed = ring.current("audit_checkpoint")
+        signer = self._signer(suite, seed.version)
+        receipt = receipt_body(record, suite.name.value, seed.version, signer.public_key())
+        receipt["sig"] = signer.sign(RECEIPT_TAG + canonical(receipt)).hex()
+        return receipt
 
     def _checkpoints(self, path: Path | None = None) -> tuple[list[Checkpoint], list[int]]:
         """The checkpoints of ``path`` (default: the log's own) and unreadable line numbers."""

@@ -1,0 +1,173 @@
+"""The share service's auditor (issue 14 item 7): records of concurrent requests are
+group-committed (one lock + one fsync a batch, never one a record), every record is
+durable when ``record`` returns, a record is found by its seq, read receipts verify with
+the exported public key alone, and retention is never below 180 days."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from catalog.settings import Settings
+from masking.audit import public_keys_from, verify_receipt
+from masking.audit.format import record_hash
+from masking.errors import AuditError
+from share_api.audit import MIN_RETENTION_DAYS, Auditor, retention_days
+from share_api.service import Service
+
+
+@pytest.fixture(params=["intl", "gm"])
+def service(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("STREETHUB_MASTER_KEY", raising=False)
+    svc = Service.open(Settings(home=home, cipher_suite=request.param))
+    for purpose in ("audit_signing", "audit_checkpoint"):  # keys made now, not mid-count
+        svc.keyring.current(purpose)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every fsync of an audit file, counted (and slowed a little, like a real disk, so
+    concurrent callers pile up behind a write)."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(0.002)
+        real(fd)
+
+    monkeypatch.setattr("masking.audit.format.os.fsync", counted)
+    return calls
+
+
+def test_append_many_is_one_fsync_and_chains_in_order(service: Service, fsyncs: list[int]):
+    log = service.audit.log
+    records = log.append_many([("data.read", f"o/u{i}", {"rows": i}) for i in range(100)])
+    assert len(fsyncs) == 1
+    assert [r["seq"] for r in records] == list(range(1, 101))
+    assert [r["actor"] for r in records] == [f"o/u{i}" for i in range(100)]
+    assert log.verify().ok
+    assert json.loads(log.head_path.read_text())["seq"] == 100
+
+
+def test_concurrent_records_are_batched_and_durable_on_return(service: Service, fsyncs: list[int]):
+    auditor = service.audit
+    threads, each = 24, 15
+    seen: list[int] = []
+    lost: list[int] = []
+    start = threading.Barrier(threads)
+
+    def client(n: int) -> None:
+        start.wait()
+        for i in range(each):
+            record = auditor.record("data.read", f"org{n}/u", grant=f"g{n}", rows=i)
+            seen.append(record["seq"])
+            found = auditor.find(record["seq"])  # on disk when record() returned
+            if found is None or found["hash"] != record["hash"]:
+                lost.append(record["seq"])
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    total = threads * each
+    assert lost == []
+    assert sorted(seen) == list(range(1, total + 1))
+    assert auditor.stats.records == total
+    assert auditor.stats.batches == len(fsyncs)  # one fsync a batch, no checkpoint due
+    assert auditor.stats.batches <= total / 4, auditor.stats  # batched, not one a record
+    assert auditor.stats.largest > 1
+    assert service.audit.log.verify().ok
+
+
+def test_bad_details_are_refused_before_queueing(service: Service):
+    with pytest.raises(AuditError, match="scalars: rows"):
+        service.audit.record("data.read", "o/u", rows=[1, 2])
+    with pytest.raises(AuditError, match="cannot set seq"):
+        service.audit.record("data.read", "o/u", seq=3)
+    assert service.audit.record("data.read", "o/u", rows=2)["seq"] == 1
+
+
+def test_a_failed_write_reaches_every_caller_of_its_batch(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(_entries):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(service.audit.log, "append_many", broken)
+    with pytest.raises(AuditError, match=r"data\.read was not written"):
+        service.audit.record("data.read", "o/u", rows=1)
+    monkeypatch.undo()
+    assert service.audit.record("data.read", "o/u", rows=1)["seq"] == 1
+
+
+def test_find_bisects_to_the_record(service: Service):
+    log = service.audit.log
+    assert log.find(1) is None  # empty log
+    log.append_many([("a.b", "o/u", {"i": i, "pad": "x" * (i % 17)}) for i in range(1, 501)])
+    for seq in (1, 2, 137, 250, 499, 500):
+        assert log.find(seq)["i"] == seq
+    assert log.find(0) is None
+    assert log.find(501) is None
+
+
+def test_a_read_receipt_verifies_with_the_public_key_alone(service: Service):
+    service.audit.record("auth.ok", "wjw/u1")
+    read = service.audit.record(
+        "data.read", "wjw/u1", grant="grant-1", snapshot=7, rows=100, digest="ab" * 16
+    )
+    receipt = json.loads(json.dumps(service.audit.receipt(read)))  # as a client gets it
+    keys = public_keys_from(json.loads(json.dumps(service.audit.public_keys())))
+    assert "mac" not in receipt["record"]
+    assert receipt["record"]["seq"] == read["seq"] and receipt["record"]["rows"] == 100
+    assert verify_receipt(receipt, keys) == []
+
+    changed = json.loads(json.dumps(receipt))
+    changed["record"]["rows"] = 99
+    assert verify_receipt(changed, keys) == [
+        "the record does not match its hash: changed",
+        "the signature does not verify under the exported public key",
+    ]
+
+    resigned = json.loads(json.dumps(receipt))  # a forger rehashes: the signature fails
+    resigned["record"]["rows"] = 99
+    resigned["record"]["hash"] = record_hash(resigned["record"])
+    assert verify_receipt(resigned, keys) == [
+        "the signature does not verify under the exported public key"
+    ]
+
+    assert verify_receipt(receipt, {}) == [
+        f"no public key for {receipt['suite']} version {receipt['kv']} in the key file"
+    ]
+
+
+def test_retention_is_at_least_180_days():
+    assert MIN_RETENTION_DAYS == 180
+    assert retention_days(SimpleNamespace()) == 180
+    assert retention_days(SimpleNamespace(share_audit_retention_days=400)) == 400
+    with pytest.raises(AuditError, match="at least 180 days"):
+        retention_days(SimpleNamespace(share_audit_retention_days=179))
+
+
+def test_the_auditor_keeps_what_retention_demands(service: Service):
+    import datetime as dt
+
+    auditor: Auditor = service.audit
+    now = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    assert now - auditor.retained_since(now) >= dt.timedelta(days=180)
+
+
+def test_close_signs_a_checkpoint_over_the_run(service: Service):
+    service.audit.record("auth.ok", "o/u")
+    service.audit.close()
+    newest = service.audit.log.verify().witnessed
+    assert newest is not None and newest.seq == 1
