@@ -6,11 +6,15 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 from catalog.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.mart_street import MartStreet
 
 # property tests judge results, not speed: a per-example deadline (hypothesis's 200 ms) fails
 # them at random on a busy machine (CI's two cores, a developer's running build)
@@ -56,6 +60,18 @@ def staged_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
     assert lake_snapshot(settings) == before, (
         "a test changed the session street's lake: copy it first (tests.streets.copy_home)"
     )
+
+
+@pytest.fixture(scope="session")
+def mart_street(tmp_path_factory: pytest.TempPathFactory) -> MartStreet:
+    """One street for every test that needs marts (tests/marts, tests/share_api …): the main
+    job run once per session on a small simulated street, then every catalogued mart built
+    on it (``tests/mart_street.py``). Never write to it: copy the home first
+    (``tests.streets.copy_home(street.settings.home, tmp_path)``).
+    ``STREETHUB_TEST_MART_STREET`` + ``STREETHUB_TEST_MART_KEYS`` reuse a ready street."""
+    from tests.mart_street import make_mart_street
+
+    return make_mart_street(tmp_path_factory)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

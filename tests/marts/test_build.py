@@ -31,7 +31,7 @@ from marts.build import (
 from masking.pseudonym import pseudonymise_series
 from masking.sql import STRICTNESS, satisfies, strictest
 from pipelines.protection import Protection
-from tests.marts.conftest import MartStreet
+from tests.mart_street import MartStreet
 from tests.streets import copy_home
 
 EXAMPLE = "age_structure"

@@ -17,7 +17,7 @@ from catalog.model import MaskingRule
 from curated.lineage import curated_lineage, curated_schema
 from marts.checks import MartMaskingError, check_level, check_marts, check_masking
 from marts.lineage import SQL_DIR, MartError, analyse_mart, mart_dependencies, mart_lineage
-from tests.marts.conftest import MartStreet
+from tests.mart_street import MartStreet
 
 CATALOGUE = load_catalogue()
 

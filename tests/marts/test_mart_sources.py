@@ -23,7 +23,7 @@ from marts.checks import MartMaskingError, check_marts, check_masking
 from marts.lineage import SQL_DIR, mart_lineage
 from marts.sources import DIALECT, held_datasets
 from pipelines.protection import Protection
-from tests.marts.conftest import MartStreet
+from tests.mart_street import MartStreet
 from tests.marts.test_build import col, plant
 from tests.streets import copy_home
 from tests.test_production_path import TOKEN, codes

@@ -1,9 +1,7 @@
 """The main job's marts step (pipelines/marts_run.py) on the marts' session street: every
 mart materialised as a Dagster asset with row count, column schema and column lineage; a
-second run with nothing new builds nothing and still ends with the governance scorecard.
-
-Here rather than in tests/pipelines/ so that it shares the one session street of
-tests/marts/conftest.py (a fixture imported into another folder is built a second time)."""
+second run with nothing new builds nothing and still ends with the governance scorecard,
+on the session's mart street (``mart_street`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.marts.assets import DEID_KEY, sql_marts
 from pipelines.instance import prepare_dagster_home
 from pipelines.marts_run import GOVERNANCE_MART
-from tests.marts.conftest import MartStreet
+from tests.mart_street import MartStreet
 from tests.streets import copy_home
 
 

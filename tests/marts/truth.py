@@ -111,7 +111,7 @@ def assert_staged_as_delivered(
 def mart_and_truth(
     street, name: str, concept: str, true_rows: Callable[..., pl.DataFrame]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``marts.<name>`` of the session's street (``tests/marts/conftest.py``) and
+    """``marts.<name>`` of the session's street (``mart_street``, tests/mart_street.py) and
     ``true_rows(con, sim_dir, catalogue)``: the truth of the records it counts, the event
     datasets with a field of ``concept`` (checked staged as delivered)."""
     cat = street.catalogue

@@ -1,5 +1,6 @@
-"""One street for every mart test: the main job run once per session on a small simulated
-street (1,500 residents, seed 7, one day), then every catalogued mart built on it.
+"""The mart street: the main job run on a small simulated street (1,500 residents, seed 7,
+one day), then every catalogued mart built on it — the session fixture ``mart_street`` of
+``tests/conftest.py`` (any folder's tests use it: the marts', the share service's).
 
 ``mart_street`` gives its settings, its simulator folder (the truth: ``truth/<dept>/<dataset>/
 clean.parquet`` with ``_person``, ``_unit``, ``_merchant`` …), the catalogue, the marts and
@@ -144,9 +145,8 @@ def build_all(street: MartStreet) -> None:
                 street.errors[name] = str(exc)
 
 
-@pytest.fixture(scope="session")
-def mart_street(tmp_path_factory: pytest.TempPathFactory) -> MartStreet:
-    """The session's street. A developer iterating on mart SQL may set
+def make_mart_street(tmp_path_factory: pytest.TempPathFactory) -> MartStreet:
+    """The session's mart street (``mart_street``). A developer iterating on mart SQL may set
     ``STREETHUB_TEST_MART_STREET`` to a home where this main job already ran (its simulator
     folder beside it) and ``STREETHUB_TEST_MART_KEYS`` to the config folder holding its
     master key: the home is copied and only the marts are built."""
