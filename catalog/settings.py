@@ -182,6 +182,41 @@ class Settings(BaseSettings):
         description=("days old lake snapshots (and files only they use) are kept; None: forever"),
     )
 
+    # the share service (share_api): state, listening address, tokens, request bounds
+    share_db_url: str | None = Field(
+        default=None,
+        description=(
+            "the share service's database (SQLAlchemy URL, e.g. postgresql+psycopg://…); "
+            "default SQLite in WAL mode under the home, <home>/share/share.db"
+        ),
+    )
+    share_host: str = Field(default="127.0.0.1", description="address `streethub serve` listens on")
+    share_port: int = Field(
+        default=8780, ge=1, le=65_535, description="port `streethub serve` listens on"
+    )
+    share_token_ttl_hours: float = Field(
+        default=24 * 30,
+        gt=0,
+        le=24 * 366,
+        description="how long a new API token is valid unless a shorter life is asked for",
+    )
+    share_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="largest request body the share service reads; larger is refused (413)",
+    )
+    share_answer_working_days: int = Field(
+        default=10,
+        ge=1,
+        le=60,
+        description="working days (State Council calendar) an owner has to answer a request",
+    )
+    share_audit_retention_days: int = Field(
+        default=180,
+        ge=180,
+        description="days share audit records are kept at least (never below 180)",
+    )
+
     @property
     def home_abs(self) -> Path:
         return self.home.expanduser().resolve()

@@ -16,12 +16,14 @@ API_VERSION = "1.0.0"
 
 
 def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+    owned = service is None  # a service handed in is closed by whoever made it
     service = service or Service.open(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        service.close()
+        if owned:
+            service.close()
 
     app = FastAPI(
         title="streethub share service (街道数据共享服务)",

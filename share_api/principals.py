@@ -1,1 +1,523 @@
-"""share_api.principals: see share_api/README.md (being built)."""
+"""Who may call the share service: organisations, people, roles and API tokens.
+
+- An **organisation** (:data:`orgs`) is a catalogue department (kind ``department``, made
+  by :func:`sync_departments`), a resident-facing front end (``frontend``) or an analysts'
+  team (``analyst``); its code is how grants, requests and audit records name it.
+- A **person** (:data:`users`) belongs to one organisation and holds roles
+  (:data:`user_roles`, from :data:`share_api.deps.ROLES`).
+- An **API token** (:data:`tokens`) is ``<token id>.<secret>``: the id is public (audit
+  records and revocation name it), the secret is 256 random bits shown once when issued;
+  only its SHA-256 is stored (a random secret needs no slow hash). Every token expires
+  (``share_token_ttl_hours`` unless a shorter life is asked) and can be revoked; a revoked
+  or expired token fails at once, on its next request.
+
+:func:`authenticate_request` signs every request in: ``auth.ok`` or ``auth.failed`` (with
+the reason, the token id when it is a real one, the caller's address, the path) is
+audited, and a failure is a 401 that never says more than the reason. A secret never
+reaches a log, an error or an audit record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from fastapi import HTTPException, Request
+
+from share_api.db import metadata, new_id, utc_now
+from share_api.deps import ROLES, Principal
+
+if TYPE_CHECKING:
+    from share_api.service import Service
+
+ORG_KINDS = ("department", "frontend", "analyst")
+ANONYMOUS = "anonymous"  # the actor of a failed sign-in that names no real token
+SYSTEM = "system"  # the actor of operations run on the server itself (CLI, fixtures)
+
+CODE_RE = re.compile(r"[a-z][a-z0-9_]{1,31}")
+USER_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,63}")
+TOKEN_ID_RE = re.compile(r"tok-[0-9a-f]{16}")
+TOKEN_RE = re.compile(r"(tok-[0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
+
+orgs = sa.Table(
+    "orgs",
+    metadata,
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org", sa.String(32), sa.ForeignKey("orgs.code"), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("granted_by", sa.Text, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("label", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_by", sa.Text),
+)
+
+
+class PrincipalError(Exception):
+    """A principal operation refused: ``status`` is the HTTP status a route answers with;
+    the message names fields, never a secret."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AuthFailure(Exception):
+    """A token that does not sign in: ``reason`` (missing, malformed, invalid, expired,
+    revoked, disabled), the token id when the token is a real one, and its owner's actor
+    when the secret matched (so a revoked token's use is pinned on its owner)."""
+
+    def __init__(self, reason: str, token_id: str | None = None, actor: str = ANONYMOUS):
+        super().__init__(reason)
+        self.reason = reason
+        self.token_id = token_id
+        self.actor = actor
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: ``token`` is the only time the secret exists outside its holder."""
+
+    token_id: str
+    token: str
+    user_id: str
+    expires_at: dt.datetime
+
+    def __repr__(self) -> str:  # never the secret in a traceback or a log
+        return f"IssuedToken(token_id={self.token_id!r}, user_id={self.user_id!r})"
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """A stored time as tz-aware UTC (SQLite hands back naive UTC datetimes)."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+# -- organisations ----------------------------------------------------------------------------
+def create_org(service: Service, code: str, name: str, kind: str, *, actor: str = SYSTEM) -> str:
+    """A new organisation (audited ``admin.org_create``); 409 if the code is taken."""
+    if not CODE_RE.fullmatch(code or ""):
+        raise PrincipalError(422, "code: 2-32 lowercase letters, digits or _, from a letter")
+    if kind not in ORG_KINDS:
+        raise PrincipalError(422, f"kind is one of {', '.join(ORG_KINDS)}")
+    if not (name or "").strip():
+        raise PrincipalError(422, "name is empty")
+    with service.engine.begin() as con:
+        if con.execute(sa.select(orgs.c.code).where(orgs.c.code == code)).first():
+            raise PrincipalError(409, "an organisation with this code exists")
+        con.execute(orgs.insert().values(code=code, name=name, kind=kind, created_at=utc_now()))
+    service.audit.record("admin.org_create", actor, org=code, kind=kind)
+    return code
+
+
+def get_org(service: Service, code: str) -> dict[str, Any] | None:
+    with service.engine.connect() as con:
+        row = con.execute(sa.select(orgs).where(orgs.c.code == code)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_orgs(service: Service) -> list[dict[str, Any]]:
+    with service.engine.connect() as con:
+        rows = con.execute(sa.select(orgs).order_by(orgs.c.code)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def sync_departments(service: Service, *, actor: str = SYSTEM) -> list[str]:
+    """Every catalogue department is an organisation of kind ``department``: make those
+    missing (their Chinese names), return their codes. Run at every start."""
+    with service.engine.connect() as con:
+        known = set(con.execute(sa.select(orgs.c.code)).scalars())
+    made = []
+    for code, dept in sorted(service.catalogue.departments.items()):
+        if code not in known:
+            create_org(service, code, dept.name_zh, "department", actor=actor)
+            made.append(code)
+    return made
+
+
+# -- people and roles -------------------------------------------------------------------------
+def _check_roles(roles: Iterable[str]) -> list[str]:
+    roles = sorted(set(roles))
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise PrincipalError(422, f"roles are among {', '.join(ROLES)}")
+    return roles
+
+
+def create_user(
+    service: Service,
+    org: str,
+    *,
+    name: str,
+    roles: Iterable[str] = (),
+    user_id: str | None = None,
+    actor: str = SYSTEM,
+) -> str:
+    """A new person of ``org`` holding ``roles`` (audited ``admin.user_create``). Roles
+    given here are the person's first; later grants go through :func:`add_role` (the
+    admin routes put that under the two-person rule)."""
+    roles = _check_roles(roles)
+    user_id = user_id or new_id("usr")
+    if not USER_RE.fullmatch(user_id):
+        raise PrincipalError(422, "user_id: 2-64 lowercase letters, digits, _ . or -")
+    if not (name or "").strip():
+        raise PrincipalError(422, "name is empty")
+    now = utc_now()
+    with service.engine.begin() as con:
+        if not con.execute(sa.select(orgs.c.code).where(orgs.c.code == org)).first():
+            raise PrincipalError(404, "no organisation with this code")
+        if con.execute(sa.select(users.c.id).where(users.c.id == user_id)).first():
+            raise PrincipalError(409, "a person with this user_id exists")
+        con.execute(users.insert().values(id=user_id, org=org, name=name, created_at=now))
+        for role in roles:
+            con.execute(
+                user_roles.insert().values(
+                    user_id=user_id, role=role, granted_at=now, granted_by=actor
+                )
+            )
+    service.audit.record("admin.user_create", actor, org=org, user=user_id, roles=",".join(roles))
+    return user_id
+
+
+def get_user(service: Service, user_id: str) -> dict[str, Any] | None:
+    """A person: id, org, org_kind, name, created_at, disabled_at, roles (sorted)."""
+    with service.engine.connect() as con:
+        row = (
+            con.execute(
+                sa.select(users, orgs.c.kind.label("org_kind"))
+                .join(orgs, orgs.c.code == users.c.org)
+                .where(users.c.id == user_id)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        roles = con.execute(
+            sa.select(user_roles.c.role)
+            .where(user_roles.c.user_id == user_id)
+            .order_by(user_roles.c.role)
+        ).scalars()
+        return {**row, "roles": list(roles)}
+
+
+def list_users(service: Service, org: str | None = None) -> list[dict[str, Any]]:
+    """People (of ``org`` when given), each with their roles."""
+    query = sa.select(users.c.id).order_by(users.c.org, users.c.id)
+    if org is not None:
+        query = query.where(users.c.org == org)
+    with service.engine.connect() as con:
+        ids = list(con.execute(query).scalars())
+    return [u for u in (get_user(service, i) for i in ids) if u is not None]
+
+
+def add_role(service: Service, user_id: str, role: str, *, actor: str) -> bool:
+    """Give ``user_id`` the role (audited ``admin.role_grant``); False if already held.
+    The caller has checked the authority (the admin route: an approved operation)."""
+    _check_roles([role])
+    with service.engine.begin() as con:
+        if not con.execute(sa.select(users.c.id).where(users.c.id == user_id)).first():
+            raise PrincipalError(404, "no person with this user_id")
+        held = con.execute(
+            sa.select(user_roles.c.role).where(
+                user_roles.c.user_id == user_id, user_roles.c.role == role
+            )
+        ).first()
+        if held:
+            return False
+        con.execute(
+            user_roles.insert().values(
+                user_id=user_id, role=role, granted_at=utc_now(), granted_by=actor
+            )
+        )
+    service.audit.record("admin.role_grant", actor, user=user_id, role=role)
+    return True
+
+
+def remove_role(service: Service, user_id: str, role: str, *, actor: str) -> bool:
+    """Take the role away (audited ``admin.role_remove``; taking away needs no second
+    person: it only lowers privilege); False if not held."""
+    _check_roles([role])
+    with service.engine.begin() as con:
+        gone = con.execute(
+            user_roles.delete().where(user_roles.c.user_id == user_id, user_roles.c.role == role)
+        ).rowcount
+    if gone:
+        service.audit.record("admin.role_remove", actor, user=user_id, role=role)
+    return bool(gone)
+
+
+def disable_user(service: Service, user_id: str, *, actor: str) -> bool:
+    """The person can no longer sign in (every token fails with ``disabled``); audited."""
+    with service.engine.begin() as con:
+        changed = con.execute(
+            users.update()
+            .where(users.c.id == user_id, users.c.disabled_at.is_(None))
+            .values(disabled_at=utc_now())
+        ).rowcount
+    if changed:
+        service.audit.record("admin.user_disable", actor, user=user_id)
+    return bool(changed)
+
+
+def count_admins(service: Service) -> int:
+    with service.engine.connect() as con:
+        return int(
+            con.execute(
+                sa.select(sa.func.count())
+                .select_from(user_roles)
+                .where(user_roles.c.role == "admin")
+            ).scalar_one()
+        )
+
+
+def principal_for_user(service: Service, user_id: str, token_id: str = "") -> Principal | None:
+    """The principal of a person (no token: the server's own CLI acting for them), None if
+    there is no such person or they are disabled."""
+    user = get_user(service, user_id)
+    if user is None or user["disabled_at"] is not None:
+        return None
+    return Principal(
+        user_id=user["id"],
+        org=user["org"],
+        org_kind=user["org_kind"],
+        roles=frozenset(user["roles"]),
+        token_id=token_id,
+    )
+
+
+# -- tokens -----------------------------------------------------------------------------------
+def token_ttl(service: Service) -> dt.timedelta:
+    hours = float(getattr(service.settings, "share_token_ttl_hours", 24 * 30))
+    return dt.timedelta(hours=hours)
+
+
+def issue_token(
+    service: Service,
+    user_id: str,
+    *,
+    ttl: dt.timedelta | None = None,
+    label: str = "",
+    actor: str = SYSTEM,
+) -> IssuedToken:
+    """A new token for ``user_id`` valid for ``ttl`` (at most the configured life;
+    audited ``auth.token_issue`` with its id, never its secret)."""
+    longest = token_ttl(service)
+    ttl = longest if ttl is None else ttl
+    if ttl <= dt.timedelta(0) or ttl > longest:
+        raise PrincipalError(422, f"ttl: more than 0 and at most {longest.total_seconds():.0f} s")
+    user = get_user(service, user_id)
+    if user is None:
+        raise PrincipalError(404, "no person with this user_id")
+    if user["disabled_at"] is not None:
+        raise PrincipalError(409, "the person is disabled")
+    token_id = new_id("tok")
+    secret = secrets.token_urlsafe(32)  # 43 characters
+    now = utc_now()
+    expires_at = now + ttl
+    with service.engine.begin() as con:
+        con.execute(
+            tokens.insert().values(
+                id=token_id,
+                user_id=user_id,
+                secret_sha256=_hash(secret),
+                label=label[:200],
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+    service.audit.record(
+        "auth.token_issue",
+        actor,
+        token=token_id,
+        user=user_id,
+        org=user["org"],
+        expires_at=expires_at.isoformat(),
+    )
+    return IssuedToken(token_id, f"{token_id}.{secret}", user_id, expires_at)
+
+
+def get_token(service: Service, token_id: str) -> dict[str, Any] | None:
+    """A token's record without its hash: id, user_id, label, times."""
+    with service.engine.connect() as con:
+        row = con.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
+    if row is None:
+        return None
+    return {k: v for k, v in row.items() if k != "secret_sha256"}
+
+
+def list_tokens(service: Service, user_id: str) -> list[dict[str, Any]]:
+    """A person's tokens (never a hash), newest first."""
+    cols = [c for c in tokens.c if c.name != "secret_sha256"]
+    with service.engine.connect() as con:
+        rows = (
+            con.execute(
+                sa.select(*cols)
+                .where(tokens.c.user_id == user_id)
+                .order_by(tokens.c.created_at.desc())
+            )
+            .mappings()
+            .all()
+        )
+    return [dict(r) for r in rows]
+
+
+def revoke_token(service: Service, token_id: str, *, actor: str = SYSTEM) -> bool:
+    """Revoke at once (the next request with it fails, audited ``auth.token_revoke``);
+    False if it was already revoked; :class:`PrincipalError` 404 if there is none."""
+    with service.engine.begin() as con:
+        row = con.execute(
+            sa.select(tokens.c.user_id, tokens.c.revoked_at).where(tokens.c.id == token_id)
+        ).first()
+        if row is None:
+            raise PrincipalError(404, "no token with this id")
+        if row.revoked_at is not None:
+            return False
+        con.execute(
+            tokens.update()
+            .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=utc_now(), revoked_by=actor)
+        )
+    service.audit.record("auth.token_revoke", actor, token=token_id, user=row.user_id)
+    return True
+
+
+_SIGN_IN = (
+    sa.select(
+        tokens.c.secret_sha256,
+        tokens.c.expires_at,
+        tokens.c.revoked_at,
+        users.c.id.label("user_id"),
+        users.c.disabled_at,
+        orgs.c.code.label("org"),
+        orgs.c.kind.label("org_kind"),
+        user_roles.c.role,
+    )
+    .select_from(tokens)
+    .join(users, users.c.id == tokens.c.user_id)
+    .join(orgs, orgs.c.code == users.c.org)
+    .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
+    .where(tokens.c.id == sa.bindparam("token_id"))
+)
+
+
+def authenticate_token(service: Service, token: str | None, *, now: dt.datetime | None = None):
+    """The principal a bearer token signs in as; :class:`AuthFailure` otherwise. An
+    unknown id and a wrong secret fail alike (``invalid``); expiry, revocation and a
+    disabled person are told only to the holder of the right secret."""
+    if not token:
+        raise AuthFailure("missing")
+    match = TOKEN_RE.fullmatch(token)
+    if match is None:
+        raise AuthFailure("malformed")
+    token_id, secret = match.groups()
+    with service.engine.connect() as con:
+        rows = con.execute(_SIGN_IN, {"token_id": token_id}).all()
+    if not rows:
+        raise AuthFailure("invalid")
+    first = rows[0]
+    if not hmac.compare_digest(first.secret_sha256, _hash(secret)):
+        raise AuthFailure("invalid", token_id)
+    actor = f"{first.org}/{first.user_id}"
+    if first.revoked_at is not None:
+        raise AuthFailure("revoked", token_id, actor)
+    if aware(first.expires_at) <= (now or utc_now()):
+        raise AuthFailure("expired", token_id, actor)
+    if first.disabled_at is not None:
+        raise AuthFailure("disabled", token_id, actor)
+    return Principal(
+        user_id=first.user_id,
+        org=first.org,
+        org_kind=first.org_kind,
+        roles=frozenset(r.role for r in rows if r.role),
+        token_id=token_id,
+    )
+
+
+def bearer(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header ('' if another scheme)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def authenticate_request(service: Service, request: Request) -> Principal:
+    """Sign the request in by its bearer token: ``auth.ok`` audited and the principal kept
+    on ``request.state.principal``; else ``auth.failed`` audited (reason, token id if real,
+    client address, method, path) and a 401. The principal of a request is made once."""
+    known = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    try:
+        principal = authenticate_token(service, bearer(request))
+    except AuthFailure as failure:
+        details: dict[str, Any] = {
+            "reason": failure.reason,
+            "client": client_of(request),
+            "method": request.method,
+            "path": request.url.path,
+        }
+        if failure.token_id:
+            details["token"] = failure.token_id
+        service.audit.record("auth.failed", failure.actor, **details)
+        request.state.auth_audited = True  # the app's 4xx audit need not add another
+        raise HTTPException(
+            401,
+            f"not signed in: {failure.reason} token",
+            headers={"WWW-Authenticate": 'Bearer realm="streethub-share"'},
+        ) from None
+    service.audit.record(
+        "auth.ok",
+        principal.actor,
+        token=principal.token_id,
+        client=client_of(request),
+        method=request.method,
+        path=request.url.path,
+    )
+    request.state.principal = principal
+    return principal

@@ -1,0 +1,210 @@
+"""Fixtures of every share-service test: a copy of the session's mart street, a
+:class:`Service` on it, the app, a real uvicorn server, and people with roles and tokens.
+
+- ``share_settings``: the ``mart_street`` home copied into the test's tmp folder
+  (``STREETHUB_HOME`` points at it): the service's state, its audit log and any lake write
+  go into the copy, never into the session street. No main job runs here.
+- ``service``: :class:`Service` opened on the copy, every catalogue department an
+  organisation; closed after the test.
+- ``people``: :class:`People` — ``people.make("wjw", "reviewer")`` makes a person of an
+  organisation (made if missing) with roles and a live token: a :class:`Person` with
+  ``.token``, ``.headers``, ``.principal``.
+- ``app`` / ``api``: the FastAPI app on ``service`` and an in-process ``TestClient``.
+- ``server``: the app served by a real uvicorn on a free port of 127.0.0.1, in a thread:
+  :class:`LiveServer` with ``.url`` and ``.client(person)`` (an ``httpx.Client``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from catalog.settings import Settings
+from share_api.deps import Principal
+from share_api.principals import (
+    IssuedToken,
+    create_org,
+    create_user,
+    get_org,
+    issue_token,
+    principal_for_user,
+    sync_departments,
+)
+from share_api.service import Service
+from tests.mart_street import MartStreet
+from tests.streets import copy_home
+
+
+@dataclass
+class Person:
+    """A person made for a test: who they are and a live token."""
+
+    user_id: str
+    org: str
+    roles: tuple[str, ...]
+    issued: IssuedToken
+    principal: Principal
+
+    @property
+    def token(self) -> str:
+        return self.issued.token
+
+    @property
+    def token_id(self) -> str:
+        return self.issued.token_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def actor(self) -> str:
+        return self.principal.actor
+
+
+@dataclass
+class People:
+    """Makes organisations and people with roles and tokens on a service."""
+
+    service: Service
+    made: dict[str, Person] = field(default_factory=dict)
+
+    def org(self, code: str, kind: str = "department", name: str | None = None) -> str:
+        """The organisation ``code`` (made with ``kind`` if missing)."""
+        if get_org(self.service, code) is None:
+            create_org(self.service, code, name or f"test org {code}", kind)
+        return code
+
+    def make(
+        self,
+        org: str,
+        *roles: str,
+        kind: str = "department",
+        user_id: str | None = None,
+        ttl: dt.timedelta | None = None,
+    ) -> Person:
+        """A new person of ``org`` with ``roles`` and a token (``ttl``: its life)."""
+        self.org(org, kind)
+        uid = create_user(
+            self.service,
+            org,
+            name=user_id or f"{org} {'+'.join(roles) or 'nobody'}",
+            roles=roles,
+            user_id=user_id,
+        )
+        issued = issue_token(self.service, uid, ttl=ttl, label="test")
+        principal = principal_for_user(self.service, uid, issued.token_id)
+        assert principal is not None
+        person = Person(uid, org, tuple(roles), issued, principal)
+        self.made[uid] = person
+        return person
+
+    def token_for(self, person: Person, ttl: dt.timedelta | None = None) -> IssuedToken:
+        """Another token of the same person."""
+        return issue_token(self.service, person.user_id, ttl=ttl, label="test")
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn server running the app in a thread."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, who: Person | str | None = None, **kwargs) -> httpx.Client:
+        """An HTTP client of the server, signed in as ``who`` (a person or a raw token)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if isinstance(who, Person):
+            headers.update(who.headers)
+        elif isinstance(who, str):
+            headers["Authorization"] = f"Bearer {who}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+
+@pytest.fixture
+def share_settings(
+    mart_street: MartStreet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The session's mart street copied for this test (its settings, the environment's
+    home pointing at it)."""
+    settings = copy_home(mart_street.settings.home, tmp_path)
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
+    monkeypatch.delenv("STREETHUB_SHARE_DB_URL", raising=False)
+    return Settings(home=settings.home)
+
+
+@pytest.fixture
+def service(share_settings: Settings) -> Iterator[Service]:
+    svc = Service.open(share_settings)
+    sync_departments(svc)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def people(service: Service) -> People:
+    return People(service)
+
+
+@pytest.fixture
+def app(service: Service) -> FastAPI:
+    from share_api.app import create_app
+
+    return create_app(service=service)
+
+
+@pytest.fixture
+def api(app: FastAPI) -> Iterator[TestClient]:
+    """The app in process (no socket): fast for route tests."""
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
+        yield client
+
+
+def free_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on a free port (handed to uvicorn: no race for the port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    return sock
+
+
+def serve_in_thread(app: FastAPI, *, startup_timeout: float = 30.0) -> LiveServer:
+    """Run ``app`` with uvicorn on a free port of 127.0.0.1 in a daemon thread."""
+    sock = free_socket()
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the share server did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://{host}:{port}", server, thread)
+
+
+def stop_server(live: LiveServer) -> None:
+    live.server.should_exit = True
+    live.thread.join(timeout=30)
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[LiveServer]:
+    live = serve_in_thread(app)
+    yield live
+    stop_server(live)
