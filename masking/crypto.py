@@ -24,15 +24,16 @@ given, even a value that happens to look like a ciphertext, and :func:`reveal_fr
 decrypts every sensitive column, failing on a value that is not one.
 
 Decryption happens only through :func:`decrypt_series` / :func:`reveal_frame`, which
-take an authorised purpose (:data:`DECRYPT_PURPOSES` or ``share_grant:<id>``) and
-write an audit record (actor, purpose, column, how many values; never a value).
+take an authorised purpose (:data:`DECRYPT_PURPOSES`, or ``share_grant:<id>`` for a column
+the live grant covers, as the share service's ``grant_check`` answers) and write an audit
+record (actor, purpose, column, how many values; never a value).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -69,13 +70,33 @@ _BATCH = 50_000  # values whose nonces, texts and AADs are Python objects at onc
 assert NONCE_BYTES % 3 == 0, "the nonce and the sealed part are encoded apart"
 
 
-def check_decrypt_purpose(purpose: str) -> str:
-    """Return ``purpose`` if decryption is authorised for it, else raise PurposeError."""
-    if purpose in DECRYPT_PURPOSES or _GRANT.match(purpose):
+# (grant id, column id) → whether that grant exists, is live and covers the column: the
+# share service's answer (``share_api.grants.decrypt_check``; masking cannot ask it itself)
+GrantCheck = Callable[[str, str], bool]
+
+
+def check_decrypt_purpose(
+    purpose: str, *, column: str | None = None, grant_check: GrantCheck | None = None
+) -> str:
+    """Return ``purpose`` if decryption is authorised for it, else raise PurposeError.
+
+    ``share_grant:<id>`` is authorised only for a ``column`` that ``grant_check`` says the
+    live grant ``<id>`` covers; without a checker (or a column) it is refused.
+    """
+    if purpose in DECRYPT_PURPOSES:
+        return purpose
+    if _GRANT.match(purpose):
+        grant_id = purpose.partition(":")[2]
+        if grant_check is None or column is None:
+            raise PurposeError(f"decryption for {purpose!r} needs the share service's grant check")
+        if not grant_check(grant_id, column):
+            raise PurposeError(
+                f"decryption for {purpose!r} refused: no live grant covering column {column}"
+            )
         return purpose
     raise PurposeError(
         f"decryption for purpose {purpose!r} is not authorised: one of "
-        f"{', '.join(sorted(DECRYPT_PURPOSES))} or share_grant:<id>"
+        f"{', '.join(sorted(DECRYPT_PURPOSES))} or share_grant:<id> of a live grant"
     )
 
 
@@ -294,11 +315,13 @@ def decrypt_series(
     audit: AuditLog,
     rows: Sequence[str | None] | pl.Series | None = None,
     key_purpose: str = KEY_PURPOSE,
+    grant_check: GrantCheck | None = None,
 ) -> pl.Series:
     """Decrypt a column for an authorised ``purpose``; the access is audited first.
 
-    ``rows`` must be the row identities the values were encrypted with."""
-    check_decrypt_purpose(purpose)
+    ``rows`` must be the row identities the values were encrypted with; ``grant_check``
+    answers for a ``share_grant:<id>`` purpose (:func:`check_decrypt_purpose`)."""
+    check_decrypt_purpose(purpose, column=column, grant_check=grant_check)
     count = series.len() - series.null_count()
     audit.append("decrypt", actor, purpose=purpose, column=column, values=count)
     return _decrypt_values(series, keyring, column, rows, key_purpose).alias(series.name)
@@ -362,11 +385,17 @@ def reveal_frame(
     *,
     rows: Sequence[str | None] | pl.Series | None = None,
     restore_types: bool = True,
+    grant_check: GrantCheck | None = None,
 ) -> pl.DataFrame:
-    """Decrypt the L3/L4 columns of ``frame`` (one audit record per column)."""
-    check_decrypt_purpose(purpose)
+    """Decrypt the L3/L4 columns of ``frame`` (one audit record per column); every column is
+    checked before any is decrypted."""
+    names = protected_fields(frame, dataset)
+    if not _GRANT.match(purpose):
+        check_decrypt_purpose(purpose)
+    for name in names:
+        check_decrypt_purpose(purpose, column=column_id(dataset, name), grant_check=grant_check)
     out = []
-    for name in protected_fields(frame, dataset):
+    for name in names:
         plain = decrypt_series(
             frame[name],
             keyring,
@@ -375,6 +404,7 @@ def reveal_frame(
             actor=actor,
             audit=audit,
             rows=rows,
+            grant_check=grant_check,
         )
         out.append(_restore(plain, dataset.field(name).type) if restore_types else plain)
     return frame.with_columns(out) if out else frame
@@ -383,6 +413,8 @@ def reveal_frame(
 __all__ = [
     "CIPHERTEXT",
     "DECRYPT_PURPOSES",
+    "GrantCheck",
+    "check_decrypt_purpose",
     "ciphertext_suite",
     "column_id",
     "decrypt_series",

@@ -1,1 +1,532 @@
-"""share_api.grants: see share_api/README.md (being built)."""
+"""Grants (授权): which organisation may read which columns of which rows of a resource,
+masked how, until when — and the record of every read.
+
+A grant names a resource (``<dept>.<dataset>`` or ``marts.<mart>``), the columns granted,
+a structured row filter (``share_api.rowfilter``), a masking profile (column → a
+``catalog.model.MaskingRule`` value: ``pseudonymise`` under the recipient's own key,
+``suppress``, a display mask, a generalisation, or ``none``), an expiry, a rate limit
+(requests a minute) and, for a data request, the request it answers. A **standing** grant
+(a front end's, on a published mart) has no request and need not expire.
+
+Every read goes through :func:`live_grant` (exists, the caller's organisation holds it,
+not revoked, not expired: checked on every call, so a revocation takes effect on the
+next request), the rate limit, then :func:`read_grant` (``share_api.views``: the grant's
+view as of a lake snapshot) and :func:`record_read` (a ``grant_reads`` row and a
+``data.read`` audit record: who, which grant, which snapshot, how many rows, the SHA-256 of
+the bytes returned). ``grant_reads`` rows are group-committed (one transaction for the
+reads of concurrent requests, durable before the response leaves).
+
+Decrypting a column for a grant (purpose ``share_grant:<id>``) is allowed only for a live
+grant covering that column: :func:`decrypt_check` is the checker ``masking.crypto`` asks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from fastapi import HTTPException
+
+from catalog.model import Catalogue, MaskingRule
+from share_api.db import metadata, new_id, utc_now
+from share_api.rowfilter import RowFilterError, compile_filter
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from share_api.deps import Principal
+    from share_api.service import Service
+
+DEFAULT_RATE_PER_MINUTE = 1_200  # requests a minute on one grant, per server process
+MAX_RATE_PER_MINUTE = 1_000_000
+
+grants_table = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("grantee_org", sa.String(64), nullable=False, index=True),
+    sa.Column("resource", sa.String(160), nullable=False, index=True),
+    sa.Column("columns", sa.JSON, nullable=False),
+    sa.Column("row_filter", sa.JSON),
+    sa.Column("masking", sa.JSON, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("request_id", sa.String(40)),
+    sa.Column("standing", sa.Boolean, nullable=False, default=False),
+    sa.Column("rate_per_minute", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(160)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_by", sa.String(160)),
+    sa.Column("revoke_reason", sa.String(400)),
+)
+
+grant_reads = sa.Table(
+    "grant_reads",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("grant_id", sa.String(40), nullable=False, index=True),
+    sa.Column("org", sa.String(64), nullable=False),
+    sa.Column("principal", sa.String(200), nullable=False),
+    sa.Column("snapshot", sa.BigInteger, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("audit_seq", sa.BigInteger),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+def _aware(t: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes of what was stored as UTC."""
+    return None if t is None or t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    grantee_org: str
+    resource: str
+    columns: tuple[str, ...]
+    row_filter: dict | None
+    masking: dict[str, str]
+    expires_at: dt.datetime | None
+    request_id: str | None
+    standing: bool
+    rate_per_minute: int
+    created_at: dt.datetime
+    created_by: str | None
+    revoked_at: dt.datetime | None
+    revoked_by: str | None
+    revoke_reason: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Grant:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            grantee_org=m["grantee_org"],
+            resource=m["resource"],
+            columns=tuple(m["columns"]),
+            row_filter=m["row_filter"],
+            masking=dict(m["masking"]),
+            expires_at=_aware(m["expires_at"]),
+            request_id=m["request_id"],
+            standing=bool(m["standing"]),
+            rate_per_minute=int(m["rate_per_minute"]),
+            created_at=_aware(m["created_at"]),
+            created_by=m["created_by"],
+            revoked_at=_aware(m["revoked_at"]),
+            revoked_by=m["revoked_by"],
+            revoke_reason=m["revoke_reason"],
+        )
+
+    def status(self, now: dt.datetime | None = None) -> str:
+        """``live``, ``revoked`` or ``expired``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or utc_now()):
+            return "expired"
+        return "live"
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the API shows of a grant (its terms; never data)."""
+        return {
+            "id": self.id,
+            "grantee_org": self.grantee_org,
+            "resource": self.resource,
+            "columns": list(self.columns),
+            "row_filter": self.row_filter,
+            "masking": self.masking,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "request_id": self.request_id,
+            "standing": self.standing,
+            "rate_per_minute": self.rate_per_minute,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "status": self.status(),
+        }
+
+
+class GrantError(HTTPException):
+    """A grant that cannot be made or used: an HTTP status and a message naming fields,
+    never values."""
+
+
+# -- terms --------------------------------------------------------------------------------
+
+
+def default_masking(catalogue: Catalogue, resource: str) -> dict[str, str]:
+    """Each column's profile when nobody asks otherwise: a dataset field's catalogue rule
+    (``pseudonymise`` then meaning the recipient's own key), a mart column ``none`` (it is
+    published masked) except its pseudonyms, re-keyed to the recipient."""
+    from share_api.views import resolve
+
+    return {c.name: c.default_rule.value for c in resolve(catalogue, resource).columns.values()}
+
+
+def check_terms(
+    catalogue: Catalogue,
+    resource: str,
+    columns: list[str],
+    row_filter: dict | None,
+    masking: dict[str, str],
+) -> dict[str, str]:
+    """Validate a grant's terms against the catalogue; the full masking profile (a rule for
+    every granted column: the given one, else the default). 400/404 naming what is wrong."""
+    from share_api.views import allowed_rules, resolve
+
+    try:
+        res = resolve(catalogue, resource)
+    except KeyError:
+        raise GrantError(404, "no such resource in the catalogue") from None
+    if not columns:
+        raise GrantError(400, "a grant names at least one column")
+    unknown = [c for c in columns if c not in res.columns]
+    if unknown:
+        raise GrantError(400, f"column(s) not in the resource: {', '.join(sorted(set(unknown)))}")
+    if len(set(columns)) != len(columns):
+        raise GrantError(400, "a column is named twice")
+    stray = sorted(set(masking) - set(columns))
+    if stray:
+        raise GrantError(400, f"masking names column(s) not granted: {', '.join(stray)}")
+    try:
+        compile_filter(row_filter, res.columns)
+    except RowFilterError as exc:
+        raise GrantError(400, str(exc)) from None
+    profile: dict[str, str] = {}
+    for name in columns:
+        column = res.columns[name]
+        rule = masking.get(name, column.default_rule.value)
+        try:
+            rule = MaskingRule(rule)
+        except ValueError:
+            raise GrantError(400, f"masking of {name}: not a masking rule") from None
+        if rule not in allowed_rules(res, column):
+            raise GrantError(400, f"masking of {name}: {rule.value} does not apply to this column")
+        profile[name] = rule.value
+    return profile
+
+
+# -- making and ending grants -------------------------------------------------------------
+
+
+def create_grant(
+    service: Service,
+    *,
+    grantee_org: str,
+    resource: str,
+    columns: list[str],
+    row_filter: dict | None,
+    masking: dict[str, str],
+    expires_at: dt.datetime | None,
+    request_id: str | None,
+    standing: bool = False,
+    rate_per_minute: int | None = None,
+    actor: str = "share_api",
+) -> str:
+    """Record a grant (terms checked against the catalogue); its id. A grant that is not
+    standing must expire; a standing one is on a published mart. Audited ``grant.create``."""
+    profile = check_terms(service.catalogue, resource, list(columns), row_filter, masking or {})
+    if standing and not resource.startswith("marts."):
+        raise GrantError(400, "a standing grant is on a published mart")
+    if not standing and expires_at is None:
+        raise GrantError(400, "a grant expires (expires_at), unless it is a standing grant")
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise GrantError(400, "expires_at needs a time zone")
+    rate = DEFAULT_RATE_PER_MINUTE if rate_per_minute is None else int(rate_per_minute)
+    if not 0 < rate <= MAX_RATE_PER_MINUTE:
+        raise GrantError(400, f"rate_per_minute is 1 to {MAX_RATE_PER_MINUTE}")
+    grant_id = new_id("grant")
+    with service.engine.begin() as con:
+        con.execute(
+            grants_table.insert().values(
+                id=grant_id,
+                grantee_org=grantee_org,
+                resource=resource,
+                columns=list(columns),
+                row_filter=row_filter,
+                masking=profile,
+                expires_at=expires_at,
+                request_id=request_id,
+                standing=standing,
+                rate_per_minute=rate,
+                created_at=utc_now(),
+                created_by=actor,
+            )
+        )
+    service.audit.record(
+        "grant.create",
+        actor,
+        grant=grant_id,
+        grantee=grantee_org,
+        resource=resource,
+        columns=len(columns),
+        standing=standing,
+        request=request_id or "",
+        expires_at=expires_at.isoformat() if expires_at else "",
+    )
+    return grant_id
+
+
+def get_grant(service: Service, grant_id: str) -> Grant | None:
+    with service.engine.connect() as con:
+        row = con.execute(grants_table.select().where(grants_table.c.id == grant_id)).first()
+    return None if row is None else Grant.from_row(row)
+
+
+def list_grants(service: Service, org: str | None = None) -> list[Grant]:
+    """Grants held by ``org`` (every grant when None), newest first."""
+    query = grants_table.select().order_by(grants_table.c.created_at.desc())
+    if org is not None:
+        query = query.where(grants_table.c.grantee_org == org)
+    with service.engine.connect() as con:
+        return [Grant.from_row(r) for r in con.execute(query)]
+
+
+def revoke_grant(service: Service, grant_id: str, actor: str, reason: str = "") -> Grant:
+    """End a grant now: the next read of it is refused (403). Audited ``grant.revoke``."""
+    with service.engine.begin() as con:
+        done = con.execute(
+            grants_table.update()
+            .where(grants_table.c.id == grant_id, grants_table.c.revoked_at.is_(None))
+            .values(revoked_at=utc_now(), revoked_by=actor, revoke_reason=reason[:400] or None)
+        )
+        if not done.rowcount:
+            exists = con.execute(
+                sa.select(grants_table.c.id).where(grants_table.c.id == grant_id)
+            ).first()
+            raise GrantError(404 if exists is None else 409, "no such live grant")
+    service.audit.record("grant.revoke", actor, grant=grant_id)
+    from share_api.views import forget_grant
+
+    forget_grant(service, grant_id)
+    return get_grant(service, grant_id)
+
+
+def live_grant(service: Service, grant_id: str, principal: Principal) -> Grant:
+    """The grant, if ``principal``'s organisation holds it and it is live; else 404 (no
+    such grant) or 403 (another's, revoked, expired), each audited ``data.denied``."""
+    grant = get_grant(service, grant_id)
+    reason = None
+    if grant is None:
+        reason, status = "unknown", 404
+    elif grant.grantee_org != principal.org:
+        reason, status = "not_grantee", 403
+    else:
+        reason, status = (None, 200) if grant.status() == "live" else (grant.status(), 403)
+    if reason is not None:
+        service.audit.record("data.denied", principal.actor, grant=grant_id[:40], reason=reason)
+        raise GrantError(status, "no such grant" if status == 404 else f"grant {reason}")
+    return grant
+
+
+def decrypt_check(service: Service):
+    """The checker ``masking.crypto`` asks before decrypting for ``share_grant:<id>``:
+    (grant id, column id ``<resource_code>.<field>``) → whether that grant exists, is live
+    and covers the field."""
+
+    def check(grant_id: str, column: str) -> bool:
+        grant = get_grant(service, grant_id)
+        if grant is None or grant.status() != "live":
+            return False
+        from share_api.views import resolve
+
+        try:
+            res = resolve(service.catalogue, grant.resource)
+        except KeyError:
+            return False
+        return any(res.column_id(c) == column for c in grant.columns) or any(
+            res.column_id(c) == column for c in filter_reads(res, grant)
+        )
+
+    return check
+
+
+def filter_reads(res, grant: Grant) -> set[str]:
+    """Columns the grant's row filter reads (decrypted to filter, never returned)."""
+    from share_api.rowfilter import filter_fields
+
+    return filter_fields(grant.row_filter, res.columns)
+
+
+# -- rate limits ----------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per grant, per process: ``rate`` requests a minute, bursts up to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # grant → (tokens, at)
+
+    def allow(self, grant_id: str, rate_per_minute: int) -> float:
+        """0 when a request may go now; else the seconds until one may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(grant_id, (float(rate_per_minute), now))
+            tokens = min(float(rate_per_minute), tokens + (now - at) * rate_per_minute / 60)
+            if tokens >= 1:
+                self._buckets[grant_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[grant_id] = (tokens, now)
+            return (1 - tokens) * 60 / rate_per_minute
+
+
+def check_rate(service: Service, grant: Grant, principal: Principal) -> None:
+    """429 (audited ``data.rate_limited``) when the grant's rate is spent."""
+    limiter = service.extra.setdefault("grants.rate", RateLimiter())
+    wait = limiter.allow(grant.id, grant.rate_per_minute)
+    if wait:
+        service.audit.record("data.rate_limited", principal.actor, grant=grant.id)
+        raise GrantError(
+            429, "rate limit of this grant reached", headers={"Retry-After": str(int(wait) + 1)}
+        )
+
+
+# -- reading and its record -----------------------------------------------------------------
+
+
+def read_grant(
+    service: Service,
+    grant: Grant,
+    *,
+    snapshot: int | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+    recipient_kind: str = "department",
+) -> pa.Table:
+    """Rows ``offset`` … ``offset + limit`` of the grant's view as of ``snapshot`` (the lake's
+    current one when None). The schema's metadata says the snapshot read
+    (``streethub.snapshot``) and the view's row count (``streethub.total``)."""
+    from share_api.views import grant_view
+
+    view = grant_view(service, grant, snapshot=snapshot, recipient_kind=recipient_kind)
+    return view.page(offset, limit)
+
+
+class _ReadLog:
+    """``grant_reads`` rows group-committed: the rows of concurrent reads go in one
+    transaction, written by whichever reader finds no write under way; each reader returns
+    once its row is durable."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[dict] = []
+        self._done: set[int] = set()
+        self._failed: dict[int, BaseException] = {}
+        self._writing = False
+        self._seq = 0
+
+    def add(self, service: Service, row: dict) -> None:
+        with self._cond:
+            self._seq += 1
+            mine = self._seq
+            self._queue.append((mine, row))
+            while mine not in self._done and mine not in self._failed:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                self._writing = True
+                self._cond.release()
+                error = None
+                try:
+                    with service.engine.begin() as con:
+                        con.execute(grant_reads.insert(), [r for _, r in batch])
+                except BaseException as exc:  # every reader of the batch learns it
+                    error = exc
+                finally:
+                    self._cond.acquire()
+                    self._writing = False
+                    for seq, _ in batch:
+                        if error is None:
+                            self._done.add(seq)
+                        else:
+                            self._failed[seq] = error
+                    self._cond.notify_all()
+            self._done.discard(mine)
+            error = self._failed.pop(mine, None)
+        if error is not None:
+            raise error
+
+
+def record_read(
+    service: Service,
+    grant: Grant,
+    principal: Principal,
+    *,
+    snapshot: int,
+    fmt: str,
+    offset: int,
+    rows: int,
+    nbytes: int,
+    digest: str,
+) -> dict[str, Any]:
+    """The ``data.read`` audit record (its ``seq`` is the read's receipt) and the
+    ``grant_reads`` row the metrics read."""
+    record = service.audit.record(
+        "data.read",
+        principal.actor,
+        grant=grant.id,
+        resource=grant.resource,
+        snapshot=snapshot,
+        format=fmt,
+        offset=offset,
+        rows=rows,
+        digest=digest,
+    )
+    log = service.extra.get("grants.reads")
+    if log is None:
+        log = service.extra.setdefault("grants.reads", _ReadLog())
+    log.add(
+        service,
+        {
+            "id": new_id("read"),
+            "grant_id": grant.id,
+            "org": principal.org,
+            "principal": principal.actor,
+            "snapshot": snapshot,
+            "format": fmt,
+            "offset": offset,
+            "rows": rows,
+            "bytes": nbytes,
+            "digest": digest,
+            "audit_seq": record.get("seq"),
+            "time": utc_now(),
+        },
+    )
+    return record
+
+
+def reads_of(service: Service, grant_id: str) -> list[dict[str, Any]]:
+    """The recorded reads of a grant, oldest first."""
+    query = grant_reads.select().where(grant_reads.c.grant_id == grant_id)
+    with service.engine.connect() as con:
+        return [dict(r._mapping) for r in con.execute(query.order_by(grant_reads.c.time))]
+
+
+__all__ = [
+    "DEFAULT_RATE_PER_MINUTE",
+    "Grant",
+    "GrantError",
+    "check_rate",
+    "check_terms",
+    "create_grant",
+    "decrypt_check",
+    "default_masking",
+    "get_grant",
+    "grant_reads",
+    "grants_table",
+    "list_grants",
+    "live_grant",
+    "read_grant",
+    "reads_of",
+    "record_read",
+    "revoke_grant",
+]

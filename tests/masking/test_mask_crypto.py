@@ -158,7 +158,16 @@ def test_unknown_purpose_refused_and_access_audited(keyring: KeyRing, audit: Aud
     with pytest.raises(PurposeError):
         decrypt_series(enc, keyring, column="a.b", purpose="curiosity", actor="eve", audit=audit)
     assert audit.records() == []
-    decrypt_series(enc, keyring, column="a.b", purpose="share_grant:g-42", actor="ann", audit=audit)
+    with pytest.raises(PurposeError):  # a grant's purpose needs the share service's check
+        decrypt_series(
+            enc, keyring, column="a.b", purpose="share_grant:g-42", actor="ann", audit=audit
+        )
+    with pytest.raises(PurposeError):  # … and a grant covering that column
+        decrypt_series(enc, keyring, column="a.b", purpose="share_grant:g-42", actor="ann",
+                       audit=audit, grant_check=lambda g, c: (g, c) == ("g-42", "a.other"))  # fmt: skip
+    assert audit.records() == []
+    decrypt_series(enc, keyring, column="a.b", purpose="share_grant:g-42", actor="ann",
+                   audit=audit, grant_check=lambda g, c: (g, c) == ("g-42", "a.b"))  # fmt: skip
     (record,) = audit.records()
     assert record["actor"] == "ann" and record["purpose"] == "share_grant:g-42"
     assert record["column"] == "a.b" and record["values"] == 1

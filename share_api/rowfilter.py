@@ -1,0 +1,196 @@
+"""A grant's row scope (行范围): a structured filter compiled to a sqlglot AST, never a string.
+
+A request names its rows as JSON (``share_api.requests`` stores it, a grant keeps it), e.g.
+"residents of community X aged 60 and over"::
+
+    {"and": [
+        {"field": "community_code", "op": "eq", "value": "110105001001"},
+        {"field": "birth_date", "op": "age_ge", "value": 60}
+    ]}
+
+A node is ``{"and": [node, …]}``, ``{"or": [node, …]}``, ``{"not": node}`` or a comparison
+``{"field", "op", "value"}``:
+
+==============================  ==========================================================
+op                              value
+==============================  ==========================================================
+``eq ne lt le gt ge``           a string, number or boolean
+``in not_in``                   a list of 1–1,000 of those
+``between``                     ``[low, high]`` (both included)
+``is_null not_null``            none (omit it)
+``prefix``                      a string: the field starts with it (a grid's, a community's
+                                codes)
+``age_ge age_lt``               whole years (0–150): the field is a birth date, the age on
+                                the day of the read
+==============================  ==========================================================
+
+:func:`compile_filter` checks every field against the columns the caller allows (the
+resource's, from the catalogue) and every value's type, then builds the condition as a
+sqlglot expression: field names become quoted identifiers, values literals
+(``exp.convert``), so no input is ever pasted into SQL text and a value such as
+``x' OR 1=1 --`` is compared as the string it is. Errors (:class:`RowFilterError`) name the
+position in the filter (``and[1].value``) and the field, never a value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlglot import exp
+
+from catalog.errors import StreethubError
+
+COMPARISONS = {
+    "eq": exp.EQ,
+    "ne": exp.NEQ,
+    "lt": exp.LT,
+    "le": exp.LTE,
+    "gt": exp.GT,
+    "ge": exp.GTE,
+}
+LIST_OPS = ("in", "not_in")
+NULL_OPS = ("is_null", "not_null")
+AGE_OPS = ("age_ge", "age_lt")
+OPS = (*COMPARISONS, *LIST_OPS, "between", *NULL_OPS, "prefix", *AGE_OPS)
+MAX_DEPTH = 8
+MAX_NODES = 200
+MAX_LIST = 1_000
+MAX_TEXT = 200  # characters of one string value
+MAX_AGE = 150
+
+
+class RowFilterError(StreethubError):
+    """A row filter that cannot be compiled: where in the filter, and why (never a value)."""
+
+    def __init__(self, message: str, *, at: str, field: str | None = None) -> None:
+        self.at = at
+        super().__init__(f"row filter at {at or 'top'}: {message}", field=field)
+
+
+def _scalar(value: Any, at: str, field: str) -> exp.Expression:
+    if isinstance(value, bool | int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RowFilterError("a number must be finite", at=at, field=field)
+        return exp.convert(value)
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise RowFilterError(
+                f"a string value is over {MAX_TEXT} characters", at=at, field=field
+            )
+        return exp.convert(value)
+    raise RowFilterError("a value must be a string, number or boolean", at=at, field=field)
+
+
+def _age(value: Any, at: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AGE:
+        raise RowFilterError(f"an age is whole years from 0 to {MAX_AGE}", at=at, field=field)
+    return value
+
+
+def _column(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def _birthday_bound(years: int) -> exp.Expression:
+    """The last birth date of someone ``years`` old today: current_date - years."""
+    interval = exp.Interval(this=exp.convert(str(years)), unit=exp.var("YEAR"))
+    return exp.Sub(this=exp.CurrentDate(), expression=interval)
+
+
+class _Compiler:
+    def __init__(self, fields: Iterable[str]) -> None:
+        self.fields = set(fields)
+        self.nodes = 0
+        self.used: set[str] = set()
+
+    def node(self, node: Any, at: str, depth: int) -> exp.Expression:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise RowFilterError(f"more than {MAX_NODES} nodes", at=at)
+        if depth > MAX_DEPTH:
+            raise RowFilterError(f"nested deeper than {MAX_DEPTH}", at=at)
+        if not isinstance(node, Mapping):
+            raise RowFilterError("a node must be an object", at=at)
+        keys = set(node)
+        for joiner, build in (("and", exp.and_), ("or", exp.or_)):
+            if keys == {joiner}:
+                parts = node[joiner]
+                if not isinstance(parts, list) or not parts:
+                    raise RowFilterError(f"'{joiner}' takes a non-empty list", at=f"{at}{joiner}")
+                compiled = [
+                    self.node(p, f"{at}{joiner}[{i}].", depth + 1) for i, p in enumerate(parts)
+                ]
+                return exp.paren(build(*compiled, copy=False), copy=False)
+        if keys == {"not"}:
+            return exp.not_(self.node(node["not"], f"{at}not.", depth + 1), copy=False)
+        return self.comparison(node, at)
+
+    def comparison(self, node: Mapping, at: str) -> exp.Expression:
+        keys = set(node)
+        if not {"field", "op"} <= keys or keys - {"field", "op", "value"}:
+            raise RowFilterError(
+                "a node is {and: […]}, {or: […]}, {not: …} or {field, op, value}", at=at
+            )
+        field, op = node["field"], node["op"]
+        if not isinstance(field, str) or field not in self.fields:
+            raise RowFilterError("names no column of this resource", at=f"{at}field")
+        if op not in OPS:
+            raise RowFilterError(f"op must be one of {', '.join(OPS)}", at=f"{at}op", field=field)
+        self.used.add(field)
+        col, vat = _column(field), f"{at}value"
+        if op in NULL_OPS:
+            if "value" in node:
+                raise RowFilterError(f"{op} takes no value", at=vat, field=field)
+            return col.is_(exp.null()) if op == "is_null" else exp.not_(col.is_(exp.null()))
+        if "value" not in node:
+            raise RowFilterError(f"{op} needs a value", at=vat, field=field)
+        value = node["value"]
+        if op in COMPARISONS:
+            return COMPARISONS[op](this=col, expression=_scalar(value, vat, field))
+        if op in LIST_OPS:
+            if not isinstance(value, list) or not 0 < len(value) <= MAX_LIST:
+                raise RowFilterError(f"{op} takes a list of 1 to {MAX_LIST}", at=vat, field=field)
+            items = [_scalar(v, f"{vat}[{i}]", field) for i, v in enumerate(value)]
+            inside = col.isin(*items, copy=False)
+            return inside if op == "in" else exp.not_(inside)
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                raise RowFilterError("between takes [low, high]", at=vat, field=field)
+            low, high = (_scalar(v, f"{vat}[{i}]", field) for i, v in enumerate(value))
+            return exp.Between(this=col, low=low, high=high)
+        if op == "prefix":
+            if not isinstance(value, str) or not value:
+                raise RowFilterError("prefix takes a non-empty string", at=vat, field=field)
+            return exp.func("starts_with", exp.cast(col, "VARCHAR"), _scalar(value, vat, field))
+        years = _age(value, vat, field)
+        born = exp.TryCast(this=exp.cast(col, "VARCHAR"), to=exp.DataType.build("DATE"))
+        bound = _birthday_bound(years)
+        if op == "age_ge":  # born on or before the day ``years`` ago
+            return exp.LTE(this=born, expression=bound)
+        return exp.GT(this=born, expression=bound)
+
+
+def compile_filter(row_filter: Mapping | None, fields: Iterable[str]) -> exp.Expression | None:
+    """The condition a row filter stands for, over ``fields`` only; None for no filter."""
+    if row_filter is None:
+        return None
+    return _Compiler(fields).node(row_filter, "", 0)
+
+
+def filter_fields(row_filter: Mapping | None, fields: Iterable[str]) -> set[str]:
+    """The fields a (valid) row filter reads."""
+    if row_filter is None:
+        return set()
+    compiler = _Compiler(fields)
+    compiler.node(row_filter, "", 0)
+    return compiler.used
+
+
+def to_sql(condition: exp.Expression) -> str:
+    """The condition in DuckDB's dialect (sqlglot renders identifiers and literals)."""
+    return condition.sql(dialect="duckdb")
+
+
+__all__ = ["OPS", "RowFilterError", "compile_filter", "filter_fields", "to_sql"]
