@@ -274,9 +274,13 @@ def create_grant(
     return grant_id
 
 
+_BY_ID = grants_table.select().where(grants_table.c.id == sa.bindparam("grant_id"))
+
+
 def get_grant(service: Service, grant_id: str) -> Grant | None:
+    """The grant as stored now (read on every use: a revocation shows at once)."""
     with service.engine.connect() as con:
-        row = con.execute(grants_table.select().where(grants_table.c.id == grant_id)).first()
+        row = con.execute(_BY_ID, {"grant_id": grant_id}).first()
     return None if row is None else Grant.from_row(row)
 
 

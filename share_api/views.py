@@ -125,9 +125,24 @@ def _marts(catalogue: Catalogue) -> dict[str, Mart]:
     return _MARTS[key]
 
 
+_RESOLVED: dict[tuple[int, str], Resource] = {}
+
+
 def resolve(catalogue: Catalogue, resource: str) -> Resource:
     """``dept.dataset`` (its staged table) or ``marts.<name>``; KeyError when the catalogue
-    has no such resource (so no name of the caller's ever reaches SQL unchecked)."""
+    has no such resource (so no name of the caller's ever reaches SQL unchecked). Kept per
+    catalogue object (a loaded catalogue never changes)."""
+    key = (id(catalogue), resource)
+    found = _RESOLVED.get(key)
+    if found is None:
+        found = _resolve(catalogue, resource)
+        if len(_RESOLVED) > 4_096:
+            _RESOLVED.clear()
+        _RESOLVED[key] = found
+    return found
+
+
+def _resolve(catalogue: Catalogue, resource: str) -> Resource:
     if resource.startswith(MART_PREFIX):
         mart = _marts(catalogue)[resource.removeprefix(MART_PREFIX)]
         cols = {c.name: Column(c.name, c.level, c.masking, None, False, None) for c in mart.columns}
