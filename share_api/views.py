@@ -192,7 +192,11 @@ class LakeReader:
         self._times: dict[int, dt.datetime] = {}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.con.cursor()
+        from lakehouse.lake import ALIAS
+
+        cur = self.con.cursor()
+        cur.execute(f"USE {ALIAS}")  # unqualified names are the lake's, as in open_lake
+        return cur
 
     def current(self) -> int:
         """The lake's current snapshot (re-read at most every :data:`SNAPSHOT_TTL_S`)."""
