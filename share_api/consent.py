@@ -37,6 +37,7 @@ RECIPIENT_KINDS: tuple[str, ...] = get_args(OrgKind)
 # the column of a staged table naming the record (business-key pseudonym), which the master
 # index's mentions also carry: records linked to a person without a citizen ID
 KEY_PID = "_key_pid"
+MENTIONS = "person_mentions"  # curated: (dept, dataset, key_pid) → person_id
 MART_PREFIX = "marts."
 
 
@@ -278,15 +279,19 @@ def excluded_residents(service: Service, resource: str, recipient_kind: str) -> 
     return Exclusion(resource, category, recipient_kind, people, {c: people for c in columns})
 
 
-def widen_by_mentions(exclusion: Exclusion, con) -> Exclusion:
+def widen_by_mentions(exclusion: Exclusion, con, snapshot: int | None = None) -> Exclusion:
     """The exclusion of a staged dataset widened over the master resident index: also the
     records (``_key_pid``) the index links to an excluded resident without a citizen ID
-    (a 12345 caller known by name and mobile). ``con`` is an open lake connection."""
+    (a 12345 caller known by name and mobile). ``con`` is an open lake connection; the
+    index is read as of ``snapshot`` (the read's lake snapshot; default: the current)."""
+    from lakehouse.snapshots import table_ref
+
     if not exclusion.pseudonyms or exclusion.resource.startswith(MART_PREFIX):
         return exclusion
     dept, _, dataset = exclusion.resource.partition(".")
+    at = "" if snapshot is None else f" AT (VERSION => {int(snapshot)})"
     rows = con.execute(
-        "SELECT DISTINCT key_pid FROM curated.person_mentions "
+        f"SELECT DISTINCT key_pid FROM {table_ref('curated', MENTIONS)}{at} "
         "WHERE dept = ? AND dataset = ? AND list_contains(?, person_id)",
         [dept, dataset, sorted(exclusion.pseudonyms)],
     ).fetchall()

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.lake import open_lake
+from lakehouse.snapshots import current_snapshot
 from share_api import consent as reg
 from share_api.db import create_schema, engine_for
 from share_api.service import Service
@@ -73,7 +74,8 @@ def test_records_linked_without_an_id_are_left_out_through_the_index(mart_street
     assert ex.columns == () and not ex  # rx appeals carry no citizen ID
     with open_lake(mart_street.settings, read_only=True) as con:
         wide = reg.widen_by_mentions(ex, con)
-    assert wide.by_column == {reg.KEY_PID: keys}
+        as_of = reg.widen_by_mentions(ex, con, snapshot=current_snapshot(con))
+    assert wide.by_column == as_of.by_column == {reg.KEY_PID: keys}
     appeals = table(mart_street, 'staged."rx__appeals"', "_key_pid")
     kept = wide.filter_arrow(appeals)
     assert appeals.num_rows - kept.num_rows == len(keys) > 0
