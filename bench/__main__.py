@@ -2,7 +2,8 @@
 
 A benchmark is a module of this package with a ``main()`` function. After the ingest
 and incremental benchmarks, the goals of issue 10 ("Any street") are printed together,
-each figure beside its goal, from their results files.
+each figure beside its goal, from their results files; after the share benchmark, issue
+14's (Share service) likewise.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def main(argv: list[str]) -> int:
             if code:
                 print(f"benchmark {name} failed (exit code {code})")
                 return code
+    share = RESULTS / "share.json" if "share" in names else None
+    if share is not None and share.exists():
+        print("\nissue 14 (Share service), the goals of make bench:")
+        for line in json.loads(share.read_text(encoding="utf-8")).get("verdicts", []):
+            print(f"  {line}")
     if {"ingest", "incremental"} & set(names):
         print("\nissue 10 (Any street), the goals:")
         for line in goals():

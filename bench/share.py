@@ -1,0 +1,585 @@
+"""The share service under load, against a bare FastAPI endpoint in the same run (issue 14).
+
+Run through ``python -m bench share`` (``make bench``). On a copy of a street's home
+(``$STREETHUB_BENCH_SHARE_HOME``, its master key found as the home's own — set
+``XDG_CONFIG_HOME`` or ``STREETHUB_KEY_FILE`` as for the home; unset: a street is simulated
+and the main job run on it first, minutes):
+
+1. a grantee department with a token, and two grants made through the service's own
+   functions: the *page grant* (a dataset the catalogue holds with an L3+ field, its
+   catalogue masking, a row filter) and the *big grant* (the shareable dataset whose staged
+   table is largest, padded in the copy to ``BIG_ROWS`` rows by repeating its rows);
+2. two server processes, each ``uvicorn`` with one worker on 127.0.0.1: the share service
+   (``share_api.app:create_app``) and a bare FastAPI app (:func:`baseline_app`) whose one
+   ``async`` route returns the page the service served, pre-serialised, as the same bytes
+   with the same media type — no token, no grant, no audit;
+3. the 100-row JSON page (``GET /grants/{id}/data?format=json&limit=100``, authenticated,
+   grant-filtered, audited; clients cycle over ``PAGES`` offsets) under ``CLIENTS``
+   closed-loop clients (``bench/_load.py``), ``ROUNDS`` rounds alternating the bare
+   endpoint and the service so both see the same machine; per concurrency: requests/s
+   (median of the rounds), p50/p99 over every measured request, errors;
+4. the big grant downloaded whole as Arrow IPC and as Parquet (``RUNS`` each, median, the
+   answer read into a table) against ``pyarrow.parquet.read_table`` of the same rows from
+   a local Parquet file.
+
+Goals (the issue's ``make bench``): at 50 clients the service ≥ 25 % of the bare
+endpoint's requests/s, p99 ≤ 100 ms, 0 errors; at 200 clients 0 errors (p99 reported);
+each download ≤ 1.5× the local read. ``PROFILE``: the service is sampled with py-spy during
+one 50-client phase and the functions holding the most samples are written beside the
+results (``share_profile.txt``). Writes ``bench/results/share.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench._load import LoadResult, request_bytes, run_load
+
+if TYPE_CHECKING:
+    from catalog.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results" / "share.json"
+PROFILE_NAME = "share_profile.txt"  # beside the results file
+HOME_ENV = "STREETHUB_BENCH_SHARE_HOME"
+PAGE_ENV, MEDIA_ENV = "STREETHUB_BENCH_PAGE_FILE", "STREETHUB_BENCH_PAGE_MEDIA"
+HOST = "127.0.0.1"
+CLIENTS = (50, 200)
+SECONDS, WARMUP_S, ROUNDS = 10.0, 2.0, 3
+PAGE_ROWS, PAGES = 100, 10
+BIG_ROWS, RUNS = 1_000_000, 3
+PROFILE = True
+RESIDENTS = 1_500  # the street simulated when no home is given
+GOALS = {"ratio_min": 0.25, "p99_ms_max": 100.0, "errors": 0, "download_ratio_max": 1.5}
+
+
+def baseline_app():
+    """The bare endpoint: FastAPI, one ``async`` route on the service's data path returning
+    the pre-serialised page (file ``$STREETHUB_BENCH_PAGE_FILE``) as it is."""
+    from fastapi import FastAPI, Response
+
+    body = Path(os.environ[PAGE_ENV]).read_bytes()
+    media = os.environ.get(MEDIA_ENV, "application/json")
+    app = FastAPI()
+
+    @app.get("/grants/{grant_id}/data")
+    async def page(grant_id: str) -> Response:
+        return Response(content=body, media_type=media)
+
+    return app
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def _wait_ready(server: Server, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"the {server.name} server exited ({server.proc.returncode}):\n"
+                + server.log.read_text(errors="replace")[-3000:]
+            )
+        with contextlib.suppress(OSError), socket.create_connection((HOST, server.port), 0.5):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the {server.name} server did not listen within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def serve(name: str, factory: str, env: dict[str, str], logs: Path) -> Iterator[Server]:
+    """``uvicorn --factory <factory>``, one worker, uvloop + httptools, no access log."""
+    port = free_port()
+    log = logs / f"{name}.log"
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", HOST]
+    cmd += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    cmd += ["--no-access-log", "--log-level", "warning"]
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
+    server = Server(name, port, proc, log)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def sampled(pid: int, out: Path, seconds: float) -> Iterator[None]:
+    """py-spy samples process ``pid`` for ``seconds`` (collapsed stacks into ``out``)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    cmd += ["--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            _, err = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if proc.returncode and not out.exists():
+            out.write_text(f"# py-spy failed ({proc.returncode}): {err.decode()[-500:]}\n")
+
+
+def _frame(frame: str) -> tuple[str, str]:
+    """(``function (module file)``, the top-level package) of a py-spy frame
+    ``function (path/file.py:line)``."""
+    name, _, where = frame.rpartition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({path})", path.split("/", 1)[0] if "/" in path else path
+
+
+def summarise_profile(raw: Path, top: int = 25) -> str:
+    """py-spy's collapsed stacks as three tables, each entry with its share of the samples
+    (idle excluded): packages on the stack, functions on the stack, leaf functions."""
+    tables: dict[str, dict[str, int]] = {"package": {}, "inclusive": {}, "self": {}}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        for key, names in (
+            ("package", {p for _, p in frames}),
+            ("inclusive", {f for f, _ in frames}),
+            ("self", {frames[-1][0]}),
+        ):
+            for name in names:
+                tables[key][name] = tables[key].get(name, 0) + n
+    if not total:
+        return raw.read_text(errors="replace")
+    lines = [f"{total} samples (200/s, idle excluded) of the share server, one 50-client phase"]
+    for key, title in (
+        ("package", "packages on the stack"),
+        ("inclusive", "functions on the stack"),
+        ("self", "functions at the leaf (self)"),
+    ):
+        lines += ["", title]
+        for name, n in sorted(tables[key].items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"  {n / total:6.1%}  {name}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def _fetch(url: str, token: str | None = None) -> tuple[int, bytes, str, float]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    started = time.perf_counter()
+    with httpx.Client(timeout=600) as client:
+        r = client.get(url, headers=headers)
+    return (
+        r.status_code,
+        r.content,
+        r.headers.get("content-type", ""),
+        time.perf_counter() - started,
+    )
+
+
+def page_targets(grant_id: str, pages: int = PAGES, rows: int = PAGE_ROWS) -> list[str]:
+    return [
+        f"/grants/{grant_id}/data?format=json&offset={p * rows}&limit={rows}" for p in range(pages)
+    ]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_phase(server: Server, targets: list[str], token: str | None, clients: int) -> dict:
+    """One closed-loop phase against ``server``: the load's summary, with the server's and
+    the load generator's CPU per request, and every latency."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    reqs = [request_bytes(HOST, server.port, t, headers) for t in targets]
+    server_cpu, own_cpu = cpu_seconds(server.proc.pid), time.process_time()
+    result: LoadResult = run_load(
+        HOST, server.port, reqs, clients=clients, seconds=SECONDS, warmup_s=WARMUP_S
+    )
+    server_cpu, own_cpu = cpu_seconds(server.proc.pid) - server_cpu, time.process_time() - own_cpu
+    n = max(1, result.answered)  # the warm-up's answers are in the CPU too
+    summary = result.summary() | {
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / n, 3),
+        "load_cpu_ms_per_request": round(own_cpu * 1000 / n, 3),
+    }
+    return {"summary": summary, "latencies": result.latencies_s}
+
+
+def _pooled(runs: list[dict], clients: int) -> dict:
+    """The rounds of one server at one concurrency: requests/s median of the rounds,
+    percentiles over every measured request of every round, errors summed."""
+    lat = sorted(x for r in runs for x in r["latencies"])
+    pooled = LoadResult(clients=clients, seconds=1.0, latencies_s=lat)
+    return {
+        "per_s": round(statistics.median(r["summary"]["per_s"] for r in runs), 1),
+        "per_s_rounds": [r["summary"]["per_s"] for r in runs],
+        "requests": len(lat),
+        "p50_ms": round(pooled.percentile_ms(0.5), 2),
+        "p99_ms": round(pooled.percentile_ms(0.99), 2),
+        "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+        "errors": sum(r["summary"]["errors"] for r in runs),
+        "error_kinds": _sum_kinds(r["summary"]["error_kinds"] for r in runs),
+        "mean_body_bytes": runs[-1]["summary"]["mean_body_bytes"],
+    }
+
+
+def _sum_kinds(kinds) -> dict:
+    out: dict[str, int] = {}
+    for k in kinds:
+        for name, n in k.items():
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+# ---------------------------------------------------------------------------- the street
+
+
+def street_home(work: Path, home: Path | None) -> Settings:
+    """A copy of ``home`` (or ``$STREETHUB_BENCH_SHARE_HOME``) and its audit witness under
+    ``work``, or a street simulated there with the main job run on it; its settings."""
+    from catalog.settings import Settings
+
+    home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
+    if home is None:
+        from rich.console import Console
+
+        from bench.streets import street
+        from catalog.errors import StreethubError
+        from pipelines.main_job import run_main
+
+        settings = Settings(home=street(work / "street", RESIDENTS).home)
+        with contextlib.suppress(StreethubError):  # a refused mart: the staged zone is built
+            run_main(settings, Console(quiet=True))
+        return settings
+    settings = Settings(home=work / "home")
+    shutil.copytree(home, settings.home)
+    witness = Settings(home=home).witness_dir_abs
+    if witness.exists():
+        shutil.copytree(witness, settings.witness_dir_abs)
+    return settings
+
+
+def staged_rows(settings: Settings) -> dict[str, int]:
+    """Rows of each dataset's staged table, by resource (``dept.dataset``)."""
+    from lakehouse.lake import open_lake
+    from lakehouse.snapshots import list_tables
+
+    with open_lake(settings, read_only=True) as con:
+        tables = list_tables(con)
+    return {t.replace("__", ".", 1): n for zone, t, n in tables if zone == "staged"}
+
+
+def pick_resources(catalogue, rows: dict[str, int]) -> tuple[str, str]:
+    """(the page grant's dataset: the shareable one with an L3+ field holding the most
+    staged rows; the big grant's: the shareable one holding the most rows)."""
+    from catalog.model import ShareType
+
+    shareable = {
+        f"{dept.code}.{ds.code}": ds
+        for dept, ds in catalogue.datasets()
+        if ds.share_type is not ShareType.not_shareable and rows.get(f"{dept.code}.{ds.code}")
+    }
+    sensitive = [r for r, ds in shareable.items() if any(f.level.sensitive for f in ds.fields)]
+    return max(sensitive, key=rows.get), max(shareable, key=rows.get)
+
+
+def pad_table(settings: Settings, resource: str, rows: int) -> int:
+    """Repeat the rows of ``resource``'s staged table (in this copy of the home) until it
+    holds ``rows`` rows, in one commit; the rows it holds."""
+    from lakehouse.lake import open_lake, row_count
+
+    table = resource.replace(".", "__", 1)
+    with open_lake(settings) as con:
+        have = row_count(con, "staged", table)
+        if have < rows:
+            reps = -(-(rows - have) // have)
+            con.execute(
+                f'INSERT INTO staged."{table}" SELECT t.* FROM staged."{table}" t, '
+                f"range({reps}) r LIMIT {rows - have}"
+            )
+        return row_count(con, "staged", table)
+
+
+# ---------------------------------------------------------------------------- downloads
+
+
+def _decode(fmt: str, body: bytes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        return pq.read_table(io.BytesIO(body))
+    return pa.ipc.open_stream(body).read_all()
+
+
+def download_phase(share: Server, grant_id: str, token: str, work: Path, runs: int) -> dict:
+    """The whole grant as Arrow IPC and as Parquet (fetched and read into a table), ``runs``
+    times each, against reading the same rows from a local Parquet file."""
+    import pyarrow.parquet as pq
+
+    seconds: dict[str, list[float]] = {"arrow": [], "parquet": [], "local_parquet": []}
+    sizes: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    local = work / "grant_rows.parquet"
+    for _ in range(runs):
+        for fmt in ("arrow", "parquet"):
+            started = time.perf_counter()
+            status, body, _, _ = _fetch(f"{share.url}/grants/{grant_id}/data?format={fmt}", token)
+            if status != 200:
+                raise RuntimeError(f"the {fmt} download answered {status}: {body[:300]!r}")
+            table = _decode(fmt, body)
+            seconds[fmt].append(time.perf_counter() - started)
+            sizes[fmt], rows[fmt] = len(body), table.num_rows
+            if not local.exists():
+                pq.write_table(table, local)  # pyarrow's defaults (snappy)
+        started = time.perf_counter()
+        rows["local_parquet"] = pq.read_table(local).num_rows
+        seconds["local_parquet"].append(time.perf_counter() - started)
+    sizes["local_parquet"] = local.stat().st_size
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    return {
+        "note": "the first run builds the grant's view (cold); later runs find it kept",
+        "rows": rows,
+        "bytes": sizes,
+        "seconds_median": {k: round(v, 3) for k, v in med.items()},
+        "seconds_runs": {k: [round(x, 3) for x in v] for k, v in seconds.items()},
+        "ratio_to_local": {
+            fmt: round(med[fmt] / med["local_parquet"], 2) for fmt in ("arrow", "parquet")
+        },
+        "first_ratio_to_local": {
+            fmt: round(seconds[fmt][0] / med["local_parquet"], 2) for fmt in ("arrow", "parquet")
+        },
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Grants:
+    token: str
+    page_grant: str
+    big_grant: str
+    page_resource: str
+    big_resource: str
+    big_rows: int
+
+
+def _row_filter(catalogue, resource: str) -> dict:
+    """A row scope on the resource from its catalogue entry: its first L1 field with allowed
+    values, in any of them (a real predicate of the view's SQL that keeps every valid row);
+    else its first required L1 field, not null."""
+    _, ds = catalogue.dataset(resource)
+    plain = [f for f in ds.fields if not f.level.sensitive]
+    for f in plain:
+        if f.allowed_values:
+            return {"field": f.name, "op": "in", "value": list(f.allowed_values)}
+    field = next(f for f in plain if f.required)
+    return {"field": field.name, "op": "not_null"}
+
+
+def make_grants(settings: Settings, big_rows: int) -> Grants:
+    """In the copied home: a grantee (a catalogue department that owns neither resource, a
+    person with the requester role and a token) and the two grants, made with the service's
+    own functions (expiring in a day, the rate limit at its maximum: the bench is the load)."""
+    import datetime as dt
+
+    from share_api import grants, principals
+    from share_api.service import Service
+
+    service = Service.open(settings)
+    try:
+        principals.sync_departments(service)
+        rows = staged_rows(settings)
+        page_res, big_res = pick_resources(service.catalogue, rows)
+        big_rows = pad_table(settings, big_res, big_rows)
+        owners = {page_res.split(".")[0], big_res.split(".")[0]}
+        org = next(code for code in service.catalogue.departments if code not in owners)
+        user = principals.create_user(service, org, name="share bench", roles=("requester",))
+        token = principals.issue_token(service, user, label="bench").token
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        made = {}
+        for res, row_filter in (
+            (page_res, _row_filter(service.catalogue, page_res)),
+            (big_res, None),
+        ):
+            masking = grants.default_masking(service.catalogue, res)
+            made[res] = grants.create_grant(
+                service,
+                grantee_org=org,
+                resource=res,
+                columns=list(masking),
+                row_filter=row_filter,
+                masking=masking,
+                expires_at=expires,
+                request_id=None,
+                rate_per_minute=grants.MAX_RATE_PER_MINUTE,
+                actor="bench",
+            )
+    finally:
+        service.close()
+    return Grants(token, made[page_res], made[big_res], page_res, big_res, big_rows)
+
+
+def page_phases(
+    share: Server, base: Server, g: Grants, clients, profile: Path | None, work: Path
+) -> dict:
+    """Per concurrency, ``ROUNDS`` rounds of (bare endpoint, service), pooled; then, when
+    ``profile`` (a path), one more service phase at the lowest concurrency under py-spy
+    (not counted: sampling slows the server), summarised into that file."""
+    targets = page_targets(g.page_grant)
+    out = {}
+    for n in clients:
+        runs: dict[str, list[dict]] = {"baseline": [], "share": []}
+        for _ in range(ROUNDS):
+            runs["baseline"].append(load_phase(base, targets, None, n))
+            runs["share"].append(load_phase(share, targets, g.token, n))
+        pooled = {k: _pooled(v, n) for k, v in runs.items()}
+        pooled["rounds"] = {k: [r["summary"] for r in v] for k, v in runs.items()}
+        pooled["ratio"] = round(pooled["share"]["per_s"] / pooled["baseline"]["per_s"], 3)
+        out[str(n)] = pooled
+    if profile:
+        raw = work / "share_profile.raw"
+        with sampled(share.proc.pid, raw, SECONDS + WARMUP_S):
+            load_phase(share, targets, g.token, min(clients))
+        profile.write_text(summarise_profile(raw) + "\n", encoding="utf-8")
+    return out
+
+
+def verdicts(figures: dict) -> list[str]:
+    """The goals, each figure beside its goal."""
+    g, lines = figures["goals"], []
+    low = figures["pages"][str(min(int(k) for k in figures["pages"]))]
+    s, ok = low["share"], lambda c: "met" if c else "MISSED"
+    lines.append(
+        f"{s['per_s']:,.0f} req/s = {low['ratio']:.1%} of the bare endpoint's "
+        f"{low['baseline']['per_s']:,.0f} at {min(int(k) for k in figures['pages'])} clients "
+        f"(goal ≥ {g['ratio_min']:.0%}: {ok(low['ratio'] >= g['ratio_min'])})"
+    )
+    lines.append(
+        f"p99 {s['p99_ms']} ms (goal ≤ {g['p99_ms_max']:.0f} ms: "
+        f"{ok(s['p99_ms'] <= g['p99_ms_max'])}); errors {s['errors']} (goal 0: "
+        f"{ok(s['errors'] == 0)})"
+    )
+    for k, p in figures["pages"].items():
+        if int(k) != min(int(x) for x in figures["pages"]):
+            sh = p["share"]
+            lines.append(
+                f"{k} clients: {sh['per_s']:,.0f} req/s, p99 {sh['p99_ms']} ms, errors "
+                f"{sh['errors']} (goal 0: {ok(sh['errors'] == 0)})"
+            )
+    d = figures.get("downloads")
+    if d:
+        for fmt, ratio in d["ratio_to_local"].items():
+            lines.append(
+                f"{fmt} download of {d['rows'][fmt]:,} rows: {d['seconds_median'][fmt]} s = "
+                f"{ratio}× the local Parquet read ({d['seconds_median']['local_parquet']} s) "
+                f"(goal ≤ {g['download_ratio_max']}×: {ok(ratio <= g['download_ratio_max'])}); "
+                f"first read {d['seconds_runs'][fmt][0]} s = {d['first_ratio_to_local'][fmt]}×"
+            )
+    return lines
+
+
+def main(
+    home: Path | None = None,
+    *,
+    clients: tuple[int, ...] = CLIENTS,
+    big_rows: int | None = None,
+    runs: int | None = None,
+    profile: bool | None = None,
+    results: Path | None = None,
+) -> dict:
+    big_rows = big_rows or BIG_ROWS
+    runs = runs or RUNS
+    profile = PROFILE if profile is None else profile
+    results = results or RESULTS
+    with tempfile.TemporaryDirectory(prefix="bench_share_") as tmp:
+        work = Path(tmp)
+        settings = street_home(work, home)
+        g = make_grants(settings, big_rows)
+        env = {"STREETHUB_HOME": str(settings.home_abs)}
+        with serve("share", "share_api.app:create_app", env, work) as share:
+            status, body, media, first_s = _fetch(
+                share.url + page_targets(g.page_grant)[0], g.token
+            )
+            if status != 200:
+                raise RuntimeError(f"the service answered the page with {status}: {body[:300]!r}")
+            page = work / "page.body"
+            page.write_bytes(body)
+            base_env = {PAGE_ENV: str(page), MEDIA_ENV: media}
+            with serve("baseline", "bench.share:baseline_app", base_env, work) as base:
+                spy = results.with_name(PROFILE_NAME) if profile else None
+                pages = page_phases(share, base, g, clients, spy, work)
+            downloads = download_phase(share, g.big_grant, g.token, work, runs)
+    figures = {
+        "page_resource": g.page_resource,
+        "big_rows": g.big_rows,
+        "big_resource": g.big_resource,
+        "page_bytes": len(body),
+        "page_media_type": media,
+        "first_page_s": round(first_s, 3),
+        "seconds_per_phase": SECONDS,
+        "warmup_s": WARMUP_S,
+        "rounds": ROUNDS,
+        "cpus": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "pages": {k: {**v, "rounds": v["rounds"]} for k, v in pages.items()},
+        "downloads": downloads,
+        "goals": GOALS,
+    }
+    figures["verdicts"] = verdicts(figures)
+    print("share service against a bare FastAPI endpoint (same run, one uvicorn worker each)")
+    for line in figures["verdicts"]:
+        print(f"  {line}")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
