@@ -1,30 +1,161 @@
 """The share-request service (FastAPI): ``create_app(settings)``; ``streethub serve`` runs it
-with uvicorn on 127.0.0.1."""
+with uvicorn on 127.0.0.1.
+
+Around every route (:class:`Guard`, a plain ASGI middleware):
+
+- a request body larger than ``share_max_body_bytes`` is refused with 413 before any route
+  reads it (by its declared length at once, else while it streams in);
+- every 4xx answer is audited (``http.refused``: status, method, path, client, the caller
+  when known) before the client sees it — unless the refusal's own record was written
+  (``auth.failed``, ``auth.forbidden``);
+- a validation error (422) names the fields and positions that are wrong, never the
+  values sent (FastAPI's default echoes the input back).
+
+The committed spec is ``share_api/openapi.json`` (``streethub openapi --write``); a test
+checks it equals the app's.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.settings import Settings, get_settings
+from share_api.principals import ANONYMOUS, PrincipalError, client_of, sync_departments
 from share_api.routes import ROUTERS
 from share_api.service import Service
 
 API_VERSION = "1.0.0"
+SPEC_FILE = Path(__file__).with_name("openapi.json")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_PATH_AUDITED = 200  # characters of a refused request's path kept in its record
 
 
-def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
-    owned = service is None  # a service handed in is closed by whoever made it
-    service = service or Service.open(settings or get_settings())
+class BodyTooLarge(Exception):
+    pass
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        if owned:
-            service.close()
 
+def _state(scope: Scope) -> dict[str, Any]:
+    return scope.setdefault("state", {})
+
+
+class Guard:
+    """Body-size limit (413) and the audit of every 4xx, around the whole app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service: Service = scope["app"].state.service
+        limit = int(getattr(service.settings, "share_max_body_bytes", 1024 * 1024))
+        request = Request(scope)
+        if scope["method"] in BODY_METHODS or "content-length" in request.headers:
+            try:
+                receive = await self._buffered(request, receive, limit)
+            except BodyTooLarge:
+                await self._refuse_too_large(scope, receive, send, limit)
+                return
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if 400 <= status < 500 and not _state(scope).get("refusal_audited"):
+                    await run_in_threadpool(self._record, service, scope, status)
+            await send(message)
+
+        await self.app(scope, receive, audited_send)
+
+    @staticmethod
+    async def _buffered(request: Request, receive: Receive, limit: int) -> Receive:
+        """The whole body read (at most ``limit`` bytes) and handed on as one message."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                raise BodyTooLarge from None  # a length that is no number: refused too
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+    async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send, limit: int):
+        service: Service = scope["app"].state.service
+        await run_in_threadpool(self._record, service, scope, 413, limit=limit)
+        _state(scope)["refusal_audited"] = True
+        response = JSONResponse(
+            {"detail": f"the request body is larger than {limit} bytes"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _record(service: Service, scope: Scope, status: int, **extra: Any) -> None:
+        request = Request(scope)
+        principal = _state(scope).get("principal")
+        service.audit.record(
+            "http.refused",
+            principal.actor if principal is not None else ANONYMOUS,
+            status=status,
+            method=request.method,
+            path=request.url.path[:MAX_PATH_AUDITED],
+            client=client_of(request),
+            **extra,
+        )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming where the request is wrong and why, without the values sent."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _principal_error(_request: Request, exc: Exception) -> JSONResponse:
+    status = exc.status if isinstance(exc, PrincipalError) else 400
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def build_app(lifespan=None) -> FastAPI:
+    """The app's routes, handlers and guard, with no service yet (the spec is made from
+    this)."""
     app = FastAPI(
         title="streethub share service (街道数据共享服务)",
         version=API_VERSION,
@@ -35,8 +166,38 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         ),
         lifespan=lifespan,
     )
-    app.state.service = service
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PrincipalError, _principal_error)
+    app.add_middleware(Guard)
     for name in ROUTERS:
         module = importlib.import_module(f"share_api.routes.{name}")
         app.include_router(module.router)
     return app
+
+
+def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+    """The app on ``service`` (else one opened on ``settings``, closed at shutdown); every
+    catalogue department is made an organisation."""
+    owned = service is None  # a service handed in is closed by whoever made it
+    service = service or Service.open(settings or get_settings())
+    sync_departments(service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if owned:
+            service.close()
+
+    app = build_app(lifespan)
+    app.state.service = service
+    return app
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The app's OpenAPI document (no service, no home needed)."""
+    return build_app().openapi()
+
+
+def spec_text(spec: dict[str, Any] | None = None) -> str:
+    """The spec as committed: indented JSON, Chinese as is, a final newline."""
+    return json.dumps(spec or openapi_spec(), ensure_ascii=False, indent=2) + "\n"

@@ -39,6 +39,12 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def aware(value: dt.datetime) -> dt.datetime:
+    """A stored time as tz-aware UTC: SQLite hands back the naive UTC datetimes it stored,
+    PostgreSQL aware ones."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def new_id(prefix: str) -> str:
     """A random, unguessable id: ``<prefix>-<16 hex>`` (grant ids become table names)."""
     return f"{prefix}-{secrets.token_hex(8)}"

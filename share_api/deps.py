@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from share_api.service import Service
 
@@ -41,7 +42,19 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def current_principal(request: Request, service: ServiceDep) -> Principal:
+# declares the bearer scheme in the OpenAPI spec; the token is checked by principals
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="an API token `<token id>.<secret>` (POST /tokens, or from an administrator)",
+)
+
+
+def current_principal(
+    request: Request,
+    service: ServiceDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
     """The caller of this request, authenticated by its bearer token (audited either way)."""
     from share_api.principals import authenticate_request
 
@@ -67,6 +80,7 @@ def require(*roles: str):
                 method=request.method,
                 needs=",".join(roles),
             )
+            request.state.refusal_audited = True  # the app's 4xx audit need not add another
             raise HTTPException(403, f"this needs the role {' or '.join(roles)}")
         return principal
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
-from share_api.db import metadata, new_id, utc_now
+from share_api.db import aware, metadata, new_id, utc_now
 from share_api.deps import ROLES, Principal
 
 if TYPE_CHECKING:
@@ -87,6 +87,15 @@ tokens = sa.Table(
     sa.Column("revoked_by", sa.Text),
 )
 
+# one-off events of the service's life (``admin_init``): the key makes them happen once
+bootstrap = sa.Table(
+    "bootstrap",
+    metadata,
+    sa.Column("event", sa.String(32), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+)
+
 
 class PrincipalError(Exception):
     """A principal operation refused: ``status`` is the HTTP status a route answers with;
@@ -121,11 +130,6 @@ class IssuedToken:
 
     def __repr__(self) -> str:  # never the secret in a traceback or a log
         return f"IssuedToken(token_id={self.token_id!r}, user_id={self.user_id!r})"
-
-
-def aware(value: dt.datetime) -> dt.datetime:
-    """A stored time as tz-aware UTC (SQLite hands back naive UTC datetimes)."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _hash(secret: str) -> str:
@@ -325,6 +329,53 @@ def principal_for_user(service: Service, user_id: str, token_id: str = "") -> Pr
     )
 
 
+def init_admins(
+    service: Service,
+    org: str,
+    admins: list[tuple[str, str]],
+    *,
+    actor: str,
+    ttl: dt.timedelta | None = None,
+) -> list[IssuedToken]:
+    """The first two administrators (``[(user_id, name), …]``, two different people) of
+    ``org`` (an existing organisation), with a token each: once in the service's life
+    (audited ``admin.init``). After this a role is given only under the two-person rule."""
+    ids = [user_id for user_id, _name in admins]
+    if len(admins) != 2 or len(set(ids)) != 2:
+        raise PrincipalError(422, "admin init makes exactly two different administrators")
+    for user_id, name in admins:
+        if not USER_RE.fullmatch(user_id) or not name.strip():
+            raise PrincipalError(422, "user_id: 2-64 lowercase letters, digits, _ . or -")
+    now = utc_now()
+    with service.engine.begin() as con:
+        if not con.execute(sa.select(orgs.c.code).where(orgs.c.code == org)).first():
+            raise PrincipalError(404, "no organisation with this code")
+        done = con.execute(
+            sa.select(bootstrap.c.event).where(bootstrap.c.event == "admin_init")
+        ).first()
+        admins_now = con.execute(
+            sa.select(sa.func.count()).select_from(user_roles).where(user_roles.c.role == "admin")
+        ).scalar_one()
+        if done or admins_now:
+            raise PrincipalError(409, "the administrators were made already (admin init runs once)")
+        taken = con.execute(sa.select(users.c.id).where(users.c.id.in_(ids))).first()
+        if taken:
+            raise PrincipalError(409, "a person with this user_id exists")
+        # the primary key makes a concurrent second init fail here, rolling back
+        con.execute(bootstrap.insert().values(event="admin_init", at=now, actor=actor))
+        for user_id, name in admins:
+            con.execute(users.insert().values(id=user_id, org=org, name=name, created_at=now))
+            con.execute(
+                user_roles.insert().values(
+                    user_id=user_id, role="admin", granted_at=now, granted_by=actor
+                )
+            )
+    service.audit.record("admin.init", actor, org=org, users=",".join(ids))
+    return [
+        issue_token(service, user_id, ttl=ttl, label="admin init", actor=actor) for user_id in ids
+    ]
+
+
 # -- tokens -----------------------------------------------------------------------------------
 def token_ttl(service: Service) -> dt.timedelta:
     hours = float(getattr(service.settings, "share_token_ttl_hours", 24 * 30))
@@ -505,7 +556,7 @@ def authenticate_request(service: Service, request: Request) -> Principal:
         if failure.token_id:
             details["token"] = failure.token_id
         service.audit.record("auth.failed", failure.actor, **details)
-        request.state.auth_audited = True  # the app's 4xx audit need not add another
+        request.state.refusal_audited = True  # the app's 4xx audit need not add another
         raise HTTPException(
             401,
             f"not signed in: {failure.reason} token",
