@@ -196,7 +196,7 @@ def test_who_may_record_and_read(service):
     body = {"pseudonym": ANNA, "category": "health", "choice": "declined", "channel": "app"}
     assert requester.post("/consent", json=body).status_code == 403
     assert requester.get(f"/consent/{ANNA}").status_code == 403
-    assert service.audit.records[-1][0] == "auth.forbidden"
+    assert "auth.forbidden" in [action for action, _, _ in service.audit.records[-2:]]
     auditor = client_as(service, "jw", "department", "auditor")
     assert auditor.get(f"/consent/{ANNA}").status_code == 200
     assert auditor.get("/consent/not-a-pseudonym").status_code == 422
