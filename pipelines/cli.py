@@ -17,6 +17,7 @@ from rich.text import Text
 from catalog.errors import StreethubError, shown
 from catalog.export import to_dcat, to_json
 from catalog.settings import Settings, get_settings
+from pipelines.cli_attention import attention
 from pipelines.cli_audit import audit_app
 from pipelines.cli_common import (
     catalogue,
@@ -47,6 +48,7 @@ app.add_typer(persons_app, name="persons")
 app.add_typer(admin_app, name="admin")
 app.command("serve")(serve)
 app.command("openapi")(openapi)
+app.command("attention")(attention)
 
 LIST_LIMIT = 50  # deliveries listed unless --all
 

@@ -48,6 +48,46 @@ def _audit(settings, ring, action: str, **details) -> None:
     AuditLog.from_settings(settings, ring).append(action, cli_actor(), **details)
 
 
+RequestOption = Annotated[
+    str | None,
+    typer.Option(
+        "--request",
+        help="The admin operation two administrators approved (POST /admin/operations, then a "
+        "second administrator's review): needed once the share service has administrators "
+        "(`streethub admin init`); used once.",
+    ),
+]
+
+
+def _two_person(settings, kind: str, request_id: str | None, **expect) -> None:
+    """The two-person rule (seed §6.1): ``request_id`` must name an approved ``kind``
+    operation with these parameters, which is marked used; else a message and exit 1. A hub
+    whose share service has no administrators yet runs without one, as before."""
+    from share_api import requests as rq
+    from share_api.service import Service
+
+    if request_id is None:
+        if not rq.two_person_rule_in_force(settings):
+            return
+        err.print(
+            Text(
+                f"{kind} needs a second administrator's approval: open it with POST "
+                "/admin/operations, have another administrator approve it, then pass "
+                "--request <id>",
+                "red",
+            )
+        )
+        raise typer.Exit(1)
+    service = Service.open(settings)
+    try:
+        rq.approved_admin_operation(service, request_id, kind, cli_actor(), expect=expect)
+    except rq.RequestError as exc:
+        err.print(Text(f"request {request_id}: {exc}", "red"))
+        raise typer.Exit(1) from None
+    finally:
+        service.close()
+
+
 def _outside_home(settings, path: Path, what: str) -> Path:
     path = path.expanduser().resolve()
     if path.is_relative_to(settings.home_abs):
@@ -64,12 +104,15 @@ def keys_rotate(
         help="Also new pseudonym keys: every pseudonym changes, and nothing made before "
         "joins with anything made after.",
     ),
+    request: RequestOption = None,
 ) -> None:
     """A new master and new encryption/signing keys; old versions stay readable, no data
-    rewritten. With STREETHUB_MASTER_KEY the new master comes from STREETHUB_MASTER_KEY_NEW."""
+    rewritten. With STREETHUB_MASTER_KEY the new master comes from STREETHUB_MASTER_KEY_NEW.
+    Once the share service has administrators, a second one approves it first (--request)."""
     from masking.keys import MASTER_ENV, MASTER_ENV_NEW
 
     settings = get_settings().ensure_dirs()
+    _two_person(settings, "keys.rotate", request, pseudonyms=pseudonyms)
     with _key_errors():
         ring = _ring(settings)
         versions = ring.rotate(pseudonyms=pseudonyms)
@@ -221,8 +264,12 @@ def keys_restore(
 @keys_app.command("rekey")
 def keys_rekey(
     suite: Annotated[str, typer.Option("--suite", help="the new cipher suite: intl, or gm (国密)")],
+    request: RequestOption = None,
 ) -> None:
-    """Change the cipher suite: re-encrypt the lake, recompute every pseudonym (audited)."""
+    """Change the cipher suite: re-encrypt the lake, recompute every pseudonym (audited);
+    with a second administrator's approval once the share service has administrators."""
     from pipelines.rekey import rekey_command  # CRYPTO's pipelines/rekey.py
 
-    rekey_command(get_settings().ensure_dirs(), suite, cli_actor())
+    settings = get_settings().ensure_dirs()
+    _two_person(settings, "keys.rekey", request, suite=suite)
+    rekey_command(settings, suite, cli_actor())

@@ -28,18 +28,19 @@ performs it calls :func:`approved_admin_operation`, which hands over its payload
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.marts import load_marts
 from catalog.model import Level, MaskingRule, ShareType
 from share_api import calendar
-from share_api.db import metadata, new_id, utc_now
+from share_api.catalogue import Entry, lookup
+from share_api.db import aware, default_url, metadata, new_id, utc_now
 from share_api.deps import Principal
+from share_api.rowfilter import RowFilterError, filter_fields
 
-DEFAULT_ANSWER_WORKING_DAYS = 10  # provincial rules (see ARCHITECTURE.md); settings override
+DEFAULT_PERIOD_DAYS = 90  # a grant asked for without a period ends after this many days
 
 # request kinds: a data request, or one of the administrators' operations
 DATA = "data"
@@ -125,81 +126,69 @@ class RequestError(Exception):
 # --- what the catalogue says of a resource -----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Resource:
-    """What the rules need to know of a resource: who answers, its share type and basis,
-    each field's level."""
-
-    ref: str
-    owner_org: str | None  # None: a mart, reviewed by data officers
-    share_type: ShareType
-    legal_basis: str | None  # recorded for a not-shareable dataset
-    levels: dict[str, Level]
-
-    def sensitive(self, columns: list[str]) -> list[str]:
-        return [c for c in columns if self.levels[c].sensitive]
-
-
-def describe(service, ref: str) -> Resource:
-    """The catalogue's entry for ``ref``; 404 when there is none."""
-    zone, _, name = ref.partition(".")
-    if zone == "marts":
-        marts = service.extra.get("requests.marts")
-        if marts is None:
-            marts = service.extra["requests.marts"] = load_marts()
-        mart = marts.get(name)
-        if mart is None:
-            raise RequestError(404, "no such resource in the catalogue")
-        return Resource(ref, None, mart.share_type, None, {c.name: c.level for c in mart.columns})
+def describe(service, ref: str) -> Entry:
+    """The catalogue's entry for ``ref`` (CATALOGUE's lookup); 404 when there is none."""
     try:
-        dept, dataset = service.catalogue.dataset(ref)
+        return lookup(service, ref)
     except KeyError:
         raise RequestError(404, "no such resource in the catalogue") from None
-    return Resource(
-        f"{dept.code}.{dataset.code}",
-        dept.code,
-        dataset.share_type,
-        dataset.legal_basis,
-        {f.name: f.level for f in dataset.fields},
-    )
+
+
+def sensitive(entry: Entry, names) -> list[str]:
+    """Those of ``names`` that are L3/L4 fields of ``entry``."""
+    return [n for n in names if Level(entry.field(n).level).sensitive]
 
 
 # --- the rules ---------------------------------------------------------------------------
 
 
 def answer_working_days(settings) -> int:
-    return int(getattr(settings, "share_answer_working_days", DEFAULT_ANSWER_WORKING_DAYS))
+    """The owner's answer deadline in working days (``share_answer_working_days``), for a
+    request and for a correction request (share_api.feedback)."""
+    return settings.share_answer_working_days
 
 
-def approvals_needed(resource: Resource, columns: list[str]) -> list[str]:
-    """The capacities whose approvals a reviewed request needs: L3/L4 fields need two
-    different people (the owner department's reviewer and a data officer; two data
-    officers for a mart), others the owner's reviewer (a data officer for a mart)."""
-    first = OWNER if resource.owner_org else OFFICER
-    if resource.sensitive(columns):
+def approvals_needed(entry: Entry, touched: set[str]) -> list[str]:
+    """The capacities whose approvals a reviewed request needs: an L3/L4 field among the
+    fields it reads or filters on needs two different people (the owner department's
+    reviewer and a data officer; two data officers for a mart), else the owner's reviewer
+    (a data officer for a mart)."""
+    first = OWNER if entry.owner_org else OFFICER
+    if sensitive(entry, touched):
         return [first, OFFICER]
     return [first]
 
 
-def share_path(resource: Resource, columns: list[str], unmasked: list[str]) -> str:
+def share_path(entry: Entry, unmasked: list[str], filtered: set[str]) -> str:
     """Which path a request takes: the share type, except that an unconditional dataset
-    asked for with a sensitive field in clear is reviewed like a conditional one."""
-    if resource.share_type is ShareType.unconditional and resource.sensitive(unmasked):
+    asked for with a masked field in clear, or with a row scope over a sensitive field
+    (its values compared in clear), is reviewed like a conditional one."""
+    if entry.share_type is ShareType.unconditional and (unmasked or sensitive(entry, filtered)):
         return CONDITIONAL
-    return resource.share_type.value
+    return entry.share_type.value
 
 
-def _checked_columns(resource: Resource, columns: list[str] | None, unmasked: list[str]):
-    columns = list(dict.fromkeys(columns or resource.levels))
-    unknown = [c for c in [*columns, *unmasked] if c not in resource.levels]
+def _checked_columns(entry: Entry, columns: list[str] | None, unmasked: list[str]):
+    names = [f.name for f in entry.fields]
+    columns = list(dict.fromkeys(columns or names))
+    unknown = sorted({c for c in [*columns, *unmasked] if c not in names})
     if unknown:
-        raise RequestError(422, f"not fields of {resource.ref}: {', '.join(sorted(set(unknown)))}")
+        raise RequestError(422, f"not fields of {entry.resource}: {', '.join(unknown)}")
     outside = [c for c in unmasked if c not in columns]
     if outside:
         raise RequestError(422, f"asked unmasked but not requested: {', '.join(outside)}")
-    if not columns:
-        raise RequestError(422, "a request names at least one field")
+    plain = [c for c in unmasked if entry.field(c).masking == MaskingRule.none.value]
+    if plain:
+        raise RequestError(422, f"not masked by the catalogue: {', '.join(plain)}")
     return columns, list(dict.fromkeys(unmasked))
+
+
+def _checked_filter(entry: Entry, row_filter: dict | None) -> set[str]:
+    """The fields a row scope reads (GRANTS' compiler checks it: 422 naming the position)."""
+    try:
+        return filter_fields(row_filter, [f.name for f in entry.fields])
+    except RowFilterError as exc:
+        raise RequestError(422, str(exc)) from None
 
 
 # --- data requests -----------------------------------------------------------------------
@@ -224,16 +213,17 @@ def create_request(
         raise RequestError(422, "a request states its purpose and its legal basis or duty item")
     res = describe(service, resource)
     columns, unmasked = _checked_columns(res, columns, unmasked or [])
+    filtered = _checked_filter(res, row_filter)
     now = utc_now()
     if period_end is not None and period_end < calendar.beijing_day(now):
         raise RequestError(422, "period_end is in the past")
-    path = share_path(res, columns, unmasked)
+    path = share_path(res, unmasked, filtered)
     row = {
         "id": new_id("req"),
         "kind": DATA,
         "requester_org": principal.org,
         "requester_user": principal.user_id,
-        "resource": res.ref,
+        "resource": res.resource,
         "owner_org": res.owner_org,
         "columns": columns,
         "unmasked": unmasked,
@@ -243,7 +233,7 @@ def create_request(
         "case_reference": case_reference,
         "period_end": period_end,
         "path": path,
-        "needs": approvals_needed(res, columns) if path == CONDITIONAL else [],
+        "needs": approvals_needed(res, {*columns, *filtered}) if path == CONDITIONAL else [],
         "submitted_at": now,
         "due_provisional": False,
     }
@@ -264,7 +254,7 @@ def create_request(
         "request.create",
         principal.actor,
         request=row["id"],
-        resource=res.ref,
+        resource=res.resource,
         path=path,
         status=row["status"],
         fields=len(columns),
@@ -401,6 +391,19 @@ def _capacity(principal: Principal, req, approved: list[str]) -> str | None:
     return None
 
 
+def can_review(principal: Principal, shown: dict[str, Any]) -> bool:
+    """Whether ``principal`` can approve a request (as :func:`view` shows it) now: it is
+    pending, not theirs, not reviewed by them yet, and awaits their role."""
+    if shown["status"] != PENDING:
+        return False
+    if (shown["requester_org"], shown["requester_user"]) == (principal.org, principal.user_id):
+        return False
+    if any(r["reviewer"] == principal.actor for r in shown["reviews"]):
+        return False
+    approved = [r["capacity"] for r in shown["reviews"] if r["decision"] == APPROVE]
+    return _capacity(principal, shown, approved) is not None
+
+
 def _reviews(con, request_id: str) -> list:
     return list(
         con.execute(
@@ -422,11 +425,12 @@ def _row(con, request_id: str):
 # --- delivery: the one call into GRANTS ----------------------------------------------------
 
 
-def grant_expiry(period_end: dt.date | None) -> dt.datetime | None:
-    """A grant for a period ends at midnight Beijing after its last day."""
-    if period_end is None:
-        return None
-    end = dt.datetime.combine(period_end + dt.timedelta(days=1), dt.time(), calendar.BEIJING)
+def grant_expiry(period_end: dt.date | None, now: dt.datetime) -> dt.datetime:
+    """A grant ends at midnight Beijing after the last day of the period asked for, or
+    :data:`DEFAULT_PERIOD_DAYS` after it is made when no period was named (every grant of a
+    request expires)."""
+    last = period_end or calendar.beijing_day(now) + dt.timedelta(days=DEFAULT_PERIOD_DAYS)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), calendar.BEIJING)
     return end.astimezone(dt.UTC)
 
 
@@ -451,7 +455,7 @@ def _deliver(service, request_id: str, actor: str) -> str | None:
             columns=list(req["columns"]),
             row_filter=req["row_filter"],
             masking=masking,
-            expires_at=grant_expiry(req["period_end"]),
+            expires_at=grant_expiry(req["period_end"], utc_now()),
             request_id=request_id,
         )
     except Exception as exc:  # any failure is a failed delivery, listed until retried
@@ -521,7 +525,7 @@ def _visible(principal: Principal):
 def view(req, reviews: list, now: dt.datetime | None = None) -> dict[str, Any]:
     """A request as the API shows it (with its reviews and whether it is overdue)."""
     now = now or utc_now()
-    due = _aware(req["due_at"])
+    due = aware(req["due_at"]) if req["due_at"] else None
     overdue = req["status"] == PENDING and due is not None and now >= due
     approved = [r["capacity"] for r in reviews if r["decision"] == APPROVE]
     out = {
@@ -534,7 +538,7 @@ def view(req, reviews: list, now: dt.datetime | None = None) -> dict[str, Any]:
     }  # fmt: skip
     out |= {
         "period_end": req["period_end"].isoformat() if req["period_end"] else None,
-        "submitted_at": _aware(req["submitted_at"]).isoformat(),
+        "submitted_at": _iso(req["submitted_at"]),
         "due_at": due.isoformat() if due else None,
         "due_provisional": bool(req["due_provisional"]),
         "decided_at": _iso(req["decided_at"]),
@@ -557,16 +561,8 @@ def view(req, reviews: list, now: dt.datetime | None = None) -> dict[str, Any]:
     return out
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 def _iso(value: dt.datetime | None) -> str | None:
-    value = _aware(value)
-    return value.isoformat() if value else None
+    return aware(value).isoformat() if value else None
 
 
 def get_request(service, request_id: str, principal: Principal | None = None) -> dict[str, Any]:
@@ -644,11 +640,31 @@ def open_admin_operation(service, principal: Principal, kind: str, payload: dict
     return request_id
 
 
+def two_person_rule_in_force(settings) -> bool:
+    """Whether operations on this hub need a second administrator: from ``streethub admin
+    init`` on (the share service has administrators). A hub without a share service yet
+    (no state database) is not asked, and gets none made by asking."""
+    from share_api.principals import count_admins
+    from share_api.service import Service
+
+    url = settings.share_db_url or default_url(settings)
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if not path or not Path(path).exists():
+            return False
+    service = Service.open(settings)
+    try:
+        return count_admins(service) > 0
+    finally:
+        service.close()
+
+
 def approved_admin_operation(
-    service, request_id: str, kind: str, actor: str = "system"
+    service, request_id: str, kind: str, actor: str = "system", *, expect: dict | None = None
 ) -> dict[str, Any]:
     """The payload of an admin operation two different administrators approved, marked used
-    (once: a second call raises). Raises :class:`RequestError` otherwise."""
+    (once: a second call raises). With ``expect``, the payload must hold those values (the
+    operation about to run is the one approved). Raises :class:`RequestError` otherwise."""
     now = utc_now()
     with service.engine.begin() as con:
         req = _row(con, request_id)
@@ -663,6 +679,10 @@ def approved_admin_operation(
         }
         if len(approvers) < 2:
             raise RequestError(409, "the operation lacks a second administrator's approval")
+        payload = dict(req["payload"] or {})
+        differ = sorted(k for k, v in (expect or {}).items() if payload.get(k) != v)
+        if differ:
+            raise RequestError(409, f"the approved operation differs in: {', '.join(differ)}")
         claimed = con.execute(
             requests_table.update()
             .where(requests_table.c.id == request_id, requests_table.c.status == APPROVED)
@@ -671,7 +691,7 @@ def approved_admin_operation(
         if claimed != 1:
             raise RequestError(409, "the operation was used already")
     service.audit.record("admin.use", actor, request=request_id, kind=kind)
-    return dict(req["payload"] or {})
+    return payload
 
 
 def _scalars(payload: dict) -> dict[str, Any]:

@@ -111,6 +111,16 @@ def test_unconditional_is_granted_at_once_with_catalogue_masking(service, rec):
     sensitive = {f.name: f.masking.value for f in ds.fields if f.level.sensitive}
     assert grant["masking"] == sensitive and "none" not in sensitive.values()
     assert grant["request_id"] == req["id"] and grant["grantee_org"] != dept
+    days = (grant["expires_at"] - dt.datetime.now(dt.UTC)).days  # no period named: the default
+    assert rq.DEFAULT_PERIOD_DAYS <= days <= rq.DEFAULT_PERIOD_DAYS + 1
+
+
+def test_the_grant_ends_after_the_period_asked_for(service, rec):
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    last = calendar.beijing_day(dt.datetime.now(dt.UTC)) + dt.timedelta(days=30)
+    ask(service, requester_of(service, dept), dept, ds, period_end=last)
+    ends = rec.grants[0]["expires_at"]
+    assert ends == dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), calendar.BEIJING)
 
 
 def test_unconditional_with_a_sensitive_field_in_clear_is_reviewed(service, rec):
@@ -122,6 +132,31 @@ def test_unconditional_with_a_sensitive_field_in_clear_is_reviewed(service, rec)
     rq.review(service, person(dept, "bob", "reviewer"), req["id"], "approve")
     req = rq.review(service, person("hub", "dora", "data_officer"), req["id"], "approve")
     assert req["status"] == "granted" and rec.grants[0]["masking"][field] == "none"
+
+
+def test_unconditional_scoped_by_a_sensitive_field_is_reviewed(service, rec):
+    dept, ds, field = pick(service, ShareType.unconditional, sensitive=True)
+    plain = [f.name for f in ds.fields if not f.level.sensitive]
+    scope = {"field": field, "op": "not_null"}  # compares the field's values in clear
+    req = ask(service, requester_of(service, dept), dept, ds, columns=plain, row_filter=scope)
+    assert (req["path"], req["needs"]) == ("conditional", ["owner", "data_officer"])
+    assert req["row_filter"] == scope and rec.grants == []
+
+
+def test_a_row_scope_is_checked_when_asked(service):
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    bad = {"and": [{"field": "x' OR 1=1 --", "op": "eq", "value": 1}]}
+    with pytest.raises(rq.RequestError) as exc:
+        ask(service, requester_of(service, dept), dept, ds, row_filter=bad)
+    assert exc.value.status == 422 and "and[0]" in str(exc.value)
+
+
+def test_only_masked_fields_can_be_asked_in_clear(service):
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    plain = next(f.name for f in ds.fields if f.masking.value == "none")
+    with pytest.raises(rq.RequestError) as exc:
+        ask(service, requester_of(service, dept), dept, ds, unmasked=[plain])
+    assert exc.value.status == 422 and plain in str(exc.value)
 
 
 def test_conditional_l3_needs_owner_reviewer_and_data_officer(service, rec):
