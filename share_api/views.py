@@ -444,6 +444,8 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
     finally:
         cur.close()
     table = exclusion.filter_arrow(table) if exclusion else table
+    if not reveal and all(rule is MaskingRule.none for rule in profile.values()):
+        return table.select(list(grant.columns)).combine_chunks()  # nothing to compute
     frame = pl.from_arrow(table)
     if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table gives a frame
         frame = frame.to_frame()
@@ -462,7 +464,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
         frame = frame.with_columns(plain)
     if condition is not None and cipher_filter:
         frame = _filter_frame(frame, to_sql(condition))
-    return _mask(service, grant, res, frame, profile, rekeyed).to_arrow()
+    return _mask(service, grant, res, frame, profile, rekeyed).to_arrow().combine_chunks()
 
 
 def _filter_frame(frame: pl.DataFrame, condition: str) -> pl.DataFrame:
