@@ -451,17 +451,24 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
         frame = frame.to_frame()
     if reveal:
         rows = frame.select(pl.lit("k:") + pl.col(ROW_ID).cast(pl.String).fill_null("")).to_series()
-        plain = reveal_frame(
-            frame.select(reveal),
-            res.dataset,
-            service.keyring,
-            f"share_grant:{grant.id}",
-            f"share_api/{grant.grantee_org}",
-            _Audit(service),
-            rows=rows,
-            grant_check=decrypt_check(service),
-        )
-        frame = frame.with_columns(plain)
+        # typed values where they leave in clear or the filter compares them; text where a
+        # mask reads them (the masks read text; parsing a million datetimes costs ~1 s)
+        typed = [c for c in reveal if profile.get(c, MaskingRule.none) is MaskingRule.none]
+        typed += [c for c in reveal if c in filtered and c not in typed]
+        for columns, restore in ((typed, True), ([c for c in reveal if c not in typed], False)):
+            if columns:
+                plain = reveal_frame(
+                    frame.select(columns),
+                    res.dataset,
+                    service.keyring,
+                    f"share_grant:{grant.id}",
+                    f"share_api/{grant.grantee_org}",
+                    _Audit(service),
+                    rows=rows,
+                    restore_types=restore,
+                    grant_check=decrypt_check(service),
+                )
+                frame = frame.with_columns(plain)
     if condition is not None and cipher_filter:
         frame = _filter_frame(frame, to_sql(condition))
     return _mask(service, grant, res, frame, profile, rekeyed).to_arrow().combine_chunks()
