@@ -389,9 +389,10 @@ def issue_token(
     ttl: dt.timedelta | None = None,
     label: str = "",
     actor: str = SYSTEM,
+    not_after: dt.datetime | None = None,
 ) -> IssuedToken:
-    """A new token for ``user_id`` valid for ``ttl`` (at most the configured life;
-    audited ``auth.token_issue`` with its id, never its secret)."""
+    """A new token for ``user_id`` valid for ``ttl`` (at most the configured life) and not
+    after ``not_after`` (audited ``auth.token_issue`` with its id, never its secret)."""
     longest = token_ttl(service)
     ttl = longest if ttl is None else ttl
     if ttl <= dt.timedelta(0) or ttl > longest:
@@ -404,7 +405,9 @@ def issue_token(
     token_id = new_id("tok")
     secret = secrets.token_urlsafe(32)  # 43 characters
     now = utc_now()
-    expires_at = now + ttl
+    expires_at = now + ttl if not_after is None else min(now + ttl, aware(not_after))
+    if expires_at <= now:
+        raise PrincipalError(422, "the token would be expired at once")
     with service.engine.begin() as con:
         con.execute(
             tokens.insert().values(

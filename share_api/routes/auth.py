@@ -121,6 +121,7 @@ def new_token(
         ttl=min(ttl, pr.token_ttl(service)),
         label=body.label,
         actor=principal.actor,
+        not_after=aware(current["expires_at"]),
     )
     return IssuedTokenOut(
         token_id=issued.token_id, token=issued.token, expires_at=issued.expires_at
