@@ -35,9 +35,9 @@ def receipt(
         str(record.get("actor", "")).split("/", 1)[0] == principal.org or principal.has("auditor")
     )
     if record is None or record.get("action") != "data.read" or not mine:
-        service.audit.record("audit.receipt", principal.actor, seq=seq, found=False)
+        service.audit.record("audit.receipt", principal.actor, record=seq, found=False)
         raise HTTPException(404, f"no read of yours is audit record {seq}")
-    service.audit.record("audit.receipt", principal.actor, seq=seq, found=True)
+    service.audit.record("audit.receipt", principal.actor, record=seq, found=True)
     return service.audit.receipt(record)
 
 
