@@ -136,7 +136,10 @@ def record_choice(
         name = "choice" if "Choice" in str(exc) else "channel"
         raise ConsentError(name, "is not one of the allowed values") from None
     now = utc_now()
-    chosen_at = _aware(chosen_at) if chosen_at else now
+    try:  # stored as UTC: a time given with another offset is converted, not relabelled
+        chosen_at = _aware(chosen_at).astimezone(dt.UTC) if chosen_at else now
+    except (OverflowError, ValueError):
+        raise ConsentError("chosen_at", "is out of range") from None
     if chosen_at > now + dt.timedelta(minutes=5):
         raise ConsentError("chosen_at", "lies in the future")
     row = {

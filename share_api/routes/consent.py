@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog.consent import ConsentCategory
-from catalog.identifiers import citizen_id_valid_str, halfwidth_str
+from catalog.identifiers import citizen_id15_plausible_str, citizen_id_valid_str, halfwidth_str
 from catalog.model import PiiKind
 from masking.pseudonym import PSEUDONYM_PATTERN, pseudonym
 from share_api import consent as reg
@@ -89,7 +89,7 @@ def _pseudonym_of(service, body: ChoiceIn) -> str:
     if body.pseudonym is not None:
         return body.pseudonym
     cid = halfwidth_str(body.citizen_id or "").strip().upper()
-    if not citizen_id_valid_str(cid):
+    if not (citizen_id_valid_str(cid) or citizen_id15_plausible_str(cid)):
         raise HTTPException(422, "citizen_id: not a valid citizen ID (GB 11643-1999)")
     return pseudonym(cid, service.keyring, kind=PiiKind.citizen_id)
 

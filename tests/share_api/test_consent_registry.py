@@ -68,6 +68,17 @@ def test_a_refusal_then_a_withdrawal(service):
     assert all(h["chosen_at"].tzinfo is not None for h in history)
 
 
+def test_a_time_with_an_offset_is_kept_as_the_same_instant(service):
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    when = dt.datetime(2026, 11, 30, 9, 30, tzinfo=beijing)
+    record = choose(service, chosen_at=when)
+    (stored,) = reg.history(service, ANNA)
+    assert record["chosen_at"] == stored["chosen_at"] == when
+    assert stored["chosen_at"].utcoffset() == dt.timedelta(0)
+    with pytest.raises(reg.ConsentError, match=r"^chosen_at"):
+        choose(service, chosen_at=dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=14))))
+
+
 def test_the_choice_made_last_counts_not_the_one_recorded_last(service):
     now = dt.datetime.now(dt.UTC)
     choose(service, chosen_at=now - dt.timedelta(hours=1))
