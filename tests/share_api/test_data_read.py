@@ -174,3 +174,27 @@ def test_decrypt_check_covers_only_live_granted_columns(service) -> None:
     assert not check("grant-0000000000000000", res.column_id("name"))
     grants.revoke_grant(service, gid, "admin/x")
     assert not check(gid, res.column_id("name"))
+
+
+def test_as_of_a_snapshot_and_the_retention_window(service, people, api) -> None:
+    reader = people.make("mzj", "requester")
+    gid = make(service, "mzj", columns=["gender", "community_code"])
+    first = api.get(f"/grants/{gid}/data", params={"format": "arrow"}, headers=reader.headers)
+    then = int(first.headers["X-Lake-Snapshot"])
+    with open_lake(service.settings) as con:  # the copy's lake moves on: 5 more rows
+        con.execute(
+            'INSERT INTO staged."gaj__registered_residents" '
+            'SELECT * FROM staged."gaj__registered_residents" LIMIT 5'
+        )
+    import time
+
+    time.sleep(1.1)  # a process takes the current snapshot as current for a second
+    now = api.get(f"/grants/{gid}/data", params={"format": "arrow"}, headers=reader.headers)
+    assert int(now.headers["X-Lake-Snapshot"]) > then
+    assert int(now.headers["X-Total-Rows"]) == int(first.headers["X-Total-Rows"]) + 5
+    again = api.get(f"/grants/{gid}/data", params={"format": "arrow", "snapshot": then},
+                    headers=reader.headers)  # fmt: skip
+    assert again.content == first.content
+    service.settings = service.settings.model_copy(update={"snapshot_retention_days": 0})
+    gone = api.get(f"/grants/{gid}/data", params={"snapshot": then}, headers=reader.headers)
+    assert gone.status_code == 410
