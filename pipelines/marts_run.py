@@ -36,6 +36,7 @@ from pipelines.defs.marts.assets import (
 from pipelines.ingest_run import run_problems
 from pipelines.recovery import run_tags
 from pipelines.resources import LakeResource
+from pipelines.share_records import copy_share_records
 from pipelines.summary import Problem
 
 GOVERNANCE_MART = "governance_scorecard"
@@ -71,6 +72,7 @@ def run_marts(
     marts = marts_for(cat, catalogued)
     if not changed and not marts_missing(settings, sql_marts(marts)):
         return outcome
+    copy_share_records(settings)  # the share service's records, for the sharing metrics
     instance = dg.DagsterInstance.get()
     built = sql_marts(marts)
     code_changed = {

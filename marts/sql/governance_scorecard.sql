@@ -1,11 +1,21 @@
 -- 街道数据治理记分卡 the street's governance scorecard: the seed's headline figures computed
--- from the records they measure (formulas: marts/README.md "Figures"). Read by the street's
+-- from the records they measure (formulas: marts/README.md "Figures"); the sharing figures
+-- from the share service's own records through marts.sharing_metrics. Read by the street's
 -- leadership and the data office; printed at the end of `make run`.
-WITH sharing AS (
+WITH sharing AS (  -- department datasets: shareable ones shared with another department
     SELECT
-        count(*) FILTER (WHERE shareable) AS shareable,
-        count(*) AS resources
-    FROM marts.sharing_metrics
+        count(*) FILTER (WHERE s.shareable AND s.shared) AS shared,
+        count(*) FILTER (WHERE s.shareable) AS shareable
+    FROM marts.sharing_metrics AS s
+    WHERE s.kind = 'dataset'
+),
+requests AS (  -- data requests → first byte, per requesting department and month
+    SELECT
+        sum(s.median_hours_to_first_byte * s.first_bytes_measured)
+            / nullif(sum(s.first_bytes_measured), 0) AS hours,
+        coalesce(sum(s.first_bytes_measured), 0) AS measured
+    FROM marts.sharing_metrics AS s
+    WHERE s.kind = 'department_month' AND s.first_bytes_measured > 0
 ),
 delivered AS (  -- the newest account of each delivery
     SELECT delivery_id, rows_read
@@ -45,9 +55,9 @@ retrieval AS (  -- a delivery's arrival → its rows shareable in the hub (throu
 ),
 figures AS (
     SELECT 1 AS ord, 'sharing_rate' AS figure, '数据共享率' AS name_zh,
-        shareable / nullif(resources, 0) AS value, shareable::DOUBLE AS numerator,
-        resources::DOUBLE AS denominator, 0.90::DOUBLE AS goal, 'share' AS unit,
-        'catalogued resources open to sharing (unconditional or conditional) / all catalogued resources' AS basis
+        shared / nullif(shareable, 0) AS value, shared::DOUBLE AS numerator,
+        shareable::DOUBLE AS denominator, 0.90::DOUBLE AS goal, 'share' AS unit,
+        'shareable department datasets (unconditional or conditional) granted to at least one other department by the share service / all shareable department datasets' AS basis
     FROM sharing
     UNION ALL
     SELECT 2, 'quality_compliance', '数据质量合格率',
@@ -70,8 +80,13 @@ figures AS (
     FROM appeals
     UNION ALL
     SELECT 6, 'cross_department_retrieval_hours', '跨部门数据获取时长', hours, NULL,
-        deliveries::DOUBLE, 2.0::DOUBLE, 'hours',
-        'median hours from a delivery''s arrival to its rows being shareable (row gate passed); request → data once the share service records requests'
+        measured::DOUBLE, 2.0::DOUBLE, 'hours',
+        'data requests to the share service: hours from submission to the first byte read under the grant that answered it; the requesting departments'' monthly medians (marts.sharing_metrics), averaged weighted by requests measured'
+    FROM requests
+    UNION ALL
+    SELECT 7, 'delivery_to_shareable_hours', '数据入湖可共享时长', hours, NULL,
+        deliveries::DOUBLE, NULL::DOUBLE, 'hours',
+        'median hours from a delivery''s arrival to its rows being shareable in the hub (row gate passed)'
     FROM retrieval
 )
 SELECT
