@@ -1,6 +1,7 @@
-"""Must-show (issue 14): ``streethub audit verify`` passes over the share service's records,
-then fails naming the record after one byte of a share record is edited — with the MAC
-key, and for an inspector holding only the exported public key."""
+"""Must-show (issue 14): ``streethub audit verify`` passes over what the share service
+wrote (sign-ins, a catalogue read, a data read over HTTP, a failed sign-in), then fails
+naming the record after one byte of the data read's record is edited — with the MAC key,
+and for an inspector holding only the exported public key."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from catalog.settings import Settings
 from pipelines.cli import app
+from share_api import grants
 from share_api.service import Service
+from share_api.views import resolve
 
 runner = CliRunner()
 
@@ -22,58 +24,63 @@ def said(args: list[str]) -> tuple[int, str]:
 
 
 @pytest.fixture
-def service(home: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.delenv("STREETHUB_MASTER_KEY", raising=False)
-    svc = Service.open(Settings(home=home))
-    yield svc
-    svc.close()
+def mart(mart_street) -> str:
+    return f"marts.{sorted(mart_street.builds)[0]}"
 
 
-def share_day(service: Service) -> dict:
-    """What a morning of the share service writes; the read record."""
-    audit = service.audit
-    audit.record("auth.ok", "wjw/alice", token="tok-1")
-    audit.record("catalogue.read", "wjw/alice", query="养老")
-    audit.record("request.create", "wjw/alice", request="req-1", resource="mzj.subsidies")
-    audit.record("request.decide", "mzj/bob", request="req-1", decision="approve")
-    audit.record("grant.create", "mzj/bob", grant="grant-1", request="req-1")
-    read = audit.record(
-        "data.read", "wjw/alice", grant="grant-1", snapshot=3, rows=100, digest="ab" * 16
+def share_day(api, service: Service, people, mart: str) -> int:
+    """What the share service writes when a department signs in, browses and reads its
+    grant over HTTP; the seq of the read's record."""
+    reader = people.make("wjw", "requester")
+    grant_id = grants.create_grant(
+        service,
+        grantee_org="wjw",
+        resource=mart,
+        columns=list(resolve(service.catalogue, mart).columns)[:2],
+        row_filter=None,
+        masking={},
+        expires_at=None,
+        request_id=None,
+        standing=True,
     )
-    audit.record("auth.failed", "anonymous", reason="unknown", client="127.0.0.1")
-    return read
+    assert api.get("/catalogue", headers=reader.headers).status_code == 200
+    read = api.get(f"/grants/{grant_id}/data", params={"limit": 3}, headers=reader.headers)
+    assert read.status_code == 200
+    assert api.get("/grants").status_code == 401  # a failed sign-in after it
+    return int(read.headers["X-Audit-Seq"])
 
 
-def edit_one_byte(path: Path, seq: int, old: bytes, new: bytes) -> None:
-    """Change one byte inside record ``seq``'s line (located by its own text)."""
-    assert len(old) == len(new) == 1
+def edit_one_byte(path: Path, seq: int) -> None:
+    """Change one byte of record ``seq``: a hex digit of its digest."""
     data = bytearray(path.read_bytes())
-    start = data.index(b'"seq":%d,' % seq)
-    line_start = data.rindex(b"\n", 0, start) + 1 if b"\n" in data[:start] else 0
-    line_end = data.index(b"\n", start)
-    at = data.index(b'"rows":1', line_start, line_end) + len(b'"rows":')
-    assert data[at : at + 1] == old
-    data[at : at + 1] = new
+    start = data.index(b'{"action":"data.read"')
+    while b'"seq":%d,' % seq not in data[start : data.index(b"\n", start)]:
+        start = data.index(b'{"action":"data.read"', start + 1)
+    at = data.index(b'"digest":"', start) + len(b'"digest":"')
+    data[at] = ord("0") if data[at] != ord("0") else ord("1")
     path.write_bytes(bytes(data))
 
 
-def test_verify_passes_then_names_the_edited_share_record(service: Service, tmp_path: Path):
-    read = share_day(service)
-    service.audit.close()  # the end of the run: a checkpoint, witnessed
+def test_verify_passes_then_names_the_edited_share_record(
+    api, service: Service, people, mart: str, tmp_path: Path
+):
+    seq = share_day(api, service, people, mart)
+    service.audit.log.checkpoint()  # what the server does when it stops
+    total = len(service.audit.log.records())
     code, out = said(["audit", "verify"])
     assert code == 0, out
-    assert f"audit log: {read['seq'] + 1} records; hash chain, every MAC" in out
+    assert f"audit log: {total:,} records; hash chain, every MAC" in out
     key = tmp_path / "inspector" / "key.json"
     key.parent.mkdir()
     assert said(["audit", "export-key", str(key)])[0] == 0
     assert said(["audit", "verify", "--public-key", str(key)])[0] == 0
 
-    edit_one_byte(service.audit.log.path, read["seq"], b"1", b"9")  # rows 100 -> 900
+    edit_one_byte(service.audit.log.path, seq)
 
     code, out = said(["audit", "verify"])
     assert code == 1
-    assert f"record {read['seq']}: changed: its content no longer matches its hash" in out
-    assert f"audit log does NOT verify (first bad record: {read['seq']})" in out
+    assert f"record {seq:,}: changed: its content no longer matches its hash" in out
+    assert f"audit log does NOT verify (first bad record: {seq:,})" in out
     code, out = said(["audit", "verify", "--public-key", str(key)])
     assert code == 1
-    assert f"audit log does NOT verify (first bad record: {read['seq']})" in out
+    assert f"audit log does NOT verify (first bad record: {seq:,})" in out
