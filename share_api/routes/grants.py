@@ -33,6 +33,12 @@ class StandingGrant(BaseModel):
     rate_per_minute: int | None = Field(default=None, gt=0, le=grants.MAX_RATE_PER_MINUTE)
 
 
+class Change(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=40)
+
+
 class Revocation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,3 +117,15 @@ def revoke(
     ):
         raise grants.GrantError(404, "no such grant")
     return grants.revoke_grant(service, grant_id, principal.actor, body.reason).as_dict()
+
+
+@router.post("/grants/{grant_id}/change")
+def change(
+    grant_id: str,
+    body: Change,
+    service: ServiceDep,
+    principal: Annotated[Principal, Depends(require("admin"))],
+) -> dict[str, Any]:
+    """Apply a change of a grant's terms that two administrators approved (a ``grant.change``
+    operation of ``POST /admin/operations``: columns, row filter, masking, expiry, rate)."""
+    return grants.change_grant(service, grant_id, body.request_id, principal.actor).as_dict()

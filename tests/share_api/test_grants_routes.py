@@ -93,3 +93,32 @@ def test_concurrent_reads_on_a_real_server(service, people, server) -> None:
     assert pa.ipc.open_stream(results[0][3]).read_all().num_rows == 50
     reads = grants.reads_of(service, gid)
     assert len(reads) == 48 and len({r["audit_seq"] for r in reads}) == 48
+
+
+def test_changing_a_grant_needs_two_administrators(service, people, api) -> None:
+    import json
+
+    from share_api.requests import open_admin_operation, review
+
+    gid = dataset_grant(service, "mzj")
+    first, second = people.make("zjj", "admin"), people.make("gaj", "admin")
+    payload = {"grant": gid, "columns": json.dumps(["gender", "community_code"]),
+               "rate_per_minute": 10}  # fmt: skip
+    op = open_admin_operation(service, first.principal, "grant.change", payload)
+    url = f"/grants/{gid}/change"
+    assert api.post(url, json={"request_id": op}, headers=first.headers).status_code == 409
+    review(service, second.principal, op, "approve")
+    reader = people.make("mzj", "requester")
+    assert api.post(url, json={"request_id": op}, headers=reader.headers).status_code == 403
+    done = api.post(url, json={"request_id": op}, headers=first.headers)
+    assert done.status_code == 200, done.text
+    assert done.json()["columns"] == ["gender", "community_code"]
+    assert done.json()["rate_per_minute"] == 10
+    rows = api.get(f"/grants/{gid}/data", headers=reader.headers).json()["rows"]
+    assert set(rows[0]) == {"gender", "community_code"}
+    assert api.post(url, json={"request_id": op}, headers=first.headers).status_code == 409
+    other = dataset_grant(service, "mzj")  # an approval is for the grant it names
+    op2 = open_admin_operation(service, first.principal, "grant.change", payload)
+    review(service, second.principal, op2, "approve")
+    wrong = api.post(f"/grants/{other}/change", json={"request_id": op2}, headers=first.headers)
+    assert wrong.status_code == 409
