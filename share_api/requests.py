@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from fastapi import HTTPException
 
 from catalog.model import Level, MaskingRule, ShareType
 from share_api import calendar
@@ -177,6 +178,8 @@ def _checked_columns(entry: Entry, columns: list[str] | None, unmasked: list[str
     outside = [c for c in unmasked if c not in columns]
     if outside:
         raise RequestError(422, f"asked unmasked but not requested: {', '.join(outside)}")
+    if unmasked and entry.kind == "mart":
+        raise RequestError(422, "a mart is published masked: none of its columns comes in clear")
     plain = [c for c in unmasked if entry.field(c).masking == MaskingRule.none.value]
     if plain:
         raise RequestError(422, f"not masked by the catalogue: {', '.join(plain)}")
@@ -457,14 +460,20 @@ def _deliver(service, request_id: str, actor: str) -> str | None:
             masking=masking,
             expires_at=grant_expiry(req["period_end"], utc_now()),
             request_id=request_id,
+            actor=actor,
         )
     except Exception as exc:  # any failure is a failed delivery, listed until retried
-        kind = getattr(exc, "status_code", None) or type(exc).__name__
+        # GRANTS' errors name fields, never values; of anything else only its kind is kept
+        kind = (
+            f"{exc.status_code} {exc.detail}"
+            if isinstance(exc, HTTPException)
+            else type(exc).__name__
+        )
         with service.engine.begin() as con:
             con.execute(
                 requests_table.update()
                 .where(requests_table.c.id == request_id)
-                .values(delivery_error=f"grant not made: {kind}")
+                .values(delivery_error=f"grant not made: {kind}"[:200])
             )
         service.audit.record("request.deliver_failed", actor, request=request_id, error=str(kind))
         return None
