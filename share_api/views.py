@@ -293,8 +293,10 @@ class View:
                 self.blobs.move_to_end(key)
                 return hit
         page = self.page(offset, limit)
-        body = serialise(page, fmt, grant=self.grant_id, snapshot=self.snapshot,
-                         offset=offset, limit=limit, total=self.total)  # fmt: skip
+        end = offset + page.num_rows
+        body = serialise(page, fmt, grant=self.grant_id, snapshot=self.snapshot, offset=offset,
+                         limit=limit, total=self.total,
+                         next_offset=end if end < self.total else None)  # fmt: skip
         blob = (body, page.num_rows, hashlib.sha256(body).hexdigest())
         with self.lock:
             self.blobs[key] = blob
@@ -304,7 +306,8 @@ class View:
 
 
 def serialise(page: pa.Table, fmt: str, **head: Any) -> bytes:
-    """A page as JSON (``{grant, snapshot, offset, limit, total, rows: [{…}]}``), an Arrow
+    """A page as JSON (``{grant, snapshot, offset, limit, total, next_offset, rows: [{…}]}``;
+    ``next_offset`` null on the last page: pass ``snapshot`` on to page one snapshot), an Arrow
     IPC stream or a Parquet file (the latter two carry the snapshot in their metadata)."""
     if fmt == "json":
         return orjson.dumps({**head, "rows": page.to_pylist()}, default=str)

@@ -63,6 +63,7 @@ def test_json_arrow_parquet_masked_filtered_audited(service, people, api, commun
     body = page.json()
     assert body["total"] == expected[0] == int(page.headers["X-Total-Rows"])
     assert len(body["rows"]) == min(10, expected[0])
+    assert body["next_offset"] == (10 if expected[0] > 10 else None)
     snapshot = body["snapshot"]
     hub = {
         r[0]
