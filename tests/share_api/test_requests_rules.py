@@ -341,8 +341,17 @@ def test_admin_operation_needs_a_second_administrator(service):
     assert exc.value.status == 409
 
 
-def test_refused_admin_operation_cannot_be_used(service):
+def test_refused_admin_operation_cannot_be_used(service, rec):
     ann, ben = person("hub", "ann", "admin"), person("hub", "ben", "admin")
+    scope = '{"field": "id_number", "op": "eq", "value": "110105194912310021"}'
+    op = rq.open_admin_operation(
+        service, ann, "grant.change", {"grant": "g-1", "row_filter": scope}
+    )
+    (opened,) = [d for a, _, d in rec.records if a == "admin.open"]
+    assert opened == {"request": op, "kind": "grant.change", "terms": "grant,row_filter"}
+    rq.review(service, ben, op, "refuse", "scope too wide")
+    with pytest.raises(rq.RequestError):
+        rq.approved_admin_operation(service, op, "grant.change")
     op = rq.open_admin_operation(service, ann, "role.grant", {"user": "u-1", "role": "admin"})
     rq.review(service, ben, op, "refuse", "no second admin needed")
     with pytest.raises(rq.RequestError):
