@@ -3,7 +3,9 @@
 
 - ``share_settings``: the ``mart_street`` home copied into the test's tmp folder
   (``STREETHUB_HOME`` points at it): the service's state, its audit log and any lake write
-  go into the copy, never into the session street. No main job runs here.
+  go into the copy, never into the session street. No main job runs here. The service's
+  database is SQLite under the copy, or a fresh PostgreSQL database per test when
+  ``STREETHUB_TEST_SHARE_DB_URL`` names a server (``share_db_url``).
 - ``service``: :class:`Service` opened on the copy, every catalogue department an
   organisation; closed after the test.
 - ``people``: :class:`People` — ``people.make("wjw", "reviewer")`` makes a person of an
@@ -17,6 +19,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
 import socket
 import threading
 import time
@@ -134,14 +138,45 @@ class LiveServer:
 
 
 @pytest.fixture
+def share_db_url() -> Iterator[str | None]:
+    """The service's database for this test: None (SQLite under the copied home), or with
+    ``STREETHUB_TEST_SHARE_DB_URL`` (a PostgreSQL server whose user may create databases)
+    a fresh database made for the test and dropped after it: the same tests on both."""
+    server_url = os.environ.get("STREETHUB_TEST_SHARE_DB_URL")
+    if not server_url:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    name = f"share_test_{secrets.token_hex(6)}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as con:
+        con.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as con:
+            con.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
 def share_settings(
-    mart_street: MartStreet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mart_street: MartStreet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    share_db_url: str | None,
 ) -> Settings:
     """The session's mart street copied for this test (its settings, the environment's
-    home pointing at it)."""
+    home pointing at it; the share database ``share_db_url``)."""
     settings = copy_home(mart_street.settings.home, tmp_path)
     monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
-    monkeypatch.delenv("STREETHUB_SHARE_DB_URL", raising=False)
+    if share_db_url:
+        monkeypatch.setenv("STREETHUB_SHARE_DB_URL", share_db_url)
+    else:
+        monkeypatch.delenv("STREETHUB_SHARE_DB_URL", raising=False)
     return Settings(home=settings.home)
 
 
