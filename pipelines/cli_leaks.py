@@ -51,12 +51,16 @@ def leaks_scan(
         "leak_scan, audited); reported apart, not as leaks",
     ),
 ) -> None:
-    """Scan the lake's tables (every zone) and the reports, or everything with --all.
+    """Scan the lake's tables (every zone) and the reports, or everything with --all; and
+    a sample of every data endpoint's responses (each live grant of the share service).
 
     Exit 1 on any leak, or on a file that cannot be read or proven ciphertext.
     """
+    from masking.names import KnownNames
     from pipelines.leak_marks import lake_mark, write_mark
-    from pipelines.leaks import ScanReport, scan_all, scan_lake
+    from pipelines.leak_responses import scan_responses
+    from pipelines.leaks import ScanReport, registry_names, scan_all, scan_lake
+    from pipelines.protection import Protection
 
     settings = get_settings()
     cat = catalogue(None)
@@ -69,6 +73,9 @@ def leaks_scan(
             report = scan_all(settings, cat, con, cli_actor(), landing_content=landing_content)
         else:
             report = ScanReport(scan_lake(settings, cat, con, cli_actor()))
+        names = registry_names(con, cat, Protection.from_settings(settings, cli_actor()))
+    # the share service's data endpoints: a sample of every live grant's responses
+    report.findings += scan_responses(settings, cat, KnownNames(names))
     summary = Table(title="leak scan: unmasked personal information, by area")
     for col in ("area", "places", "cells", "bytes", "leaks", "proven ciphertext"):
         summary.add_column(col, justify="left" if col == "area" else "right")

@@ -21,7 +21,8 @@ stays in time travel; a mart reading them is stale after a copy that changed the
 ``landing.share_ratings``   a rating: grant, resource, organisation, score, time
 =========================  ===================================================================
 
-Only codes, ids, counts and times are copied: no purpose, reason, remark or answer text,
+The leak scanner's sampled reads (user :data:`SCANNER`) are left out: they are no use of
+the data, and would pass for a grant's first byte. Only codes, ids, counts and times are copied: no purpose, reason, remark or answer text,
 no token, no person's name (organisations only). A home whose service never ran gets the
 tables empty (the marts then report no sharing). ``streethub share records`` runs it; the
 main job runs it before the marts step.
@@ -42,6 +43,7 @@ from lakehouse.lake import open_lake, transaction
 from share_api.calendar import beijing_day
 
 ZONE = "landing"
+SCANNER = "leak-scan"  # the user the leak scanner reads grants as: its reads are no use
 UTC_TIME = pl.Datetime("us", "UTC")
 
 # lake table → (service table, {lake column: (service column, type)})
@@ -168,7 +170,10 @@ def read_records(settings: Settings) -> dict[str, pl.DataFrame]:
                 if source not in have:
                     continue
                 wanted = ", ".join(f'"{c}"' for c, _ in cols.values())
-                rows = con.execute(sa.text(f'SELECT {wanted} FROM "{source}"')).mappings()
+                query = f'SELECT {wanted} FROM "{source}"'
+                if source == "grant_reads":  # the leak scanner's samples are not reads
+                    query += ' WHERE "principal" NOT LIKE :scan'
+                rows = con.execute(sa.text(query), {"scan": f"%/{SCANNER}"}).mappings()
                 frames[table] = _frame(table, list(rows))
     finally:
         engine.dispose()
