@@ -86,6 +86,17 @@ def test_the_choice_made_last_counts_not_the_one_recorded_last(service):
     assert reg.declined(service, "health", "department") == {ANNA}  # the letter was older
 
 
+def test_a_choice_another_process_records_counts_at_the_next_call(service):
+    assert reg.declined(service, "health", "department") == set()  # kept by this service
+    other = Service(settings=service.settings, engine=engine_for(service.settings))
+    other.__dict__["audit"] = Recorder()
+    choose(other)
+    assert reg.declined(service, "health", "department") == {ANNA}
+    choose(other, choice="allowed", channel="app")
+    assert reg.declined(service, "health", "department") == set()
+    other.engine.dispose()
+
+
 def test_choices_are_per_category_recipient_kind_and_resident(service):
     choose(service)
     choose(service, who=BO, category="social_assistance", kind="frontend")
