@@ -106,6 +106,9 @@ class Watch:
             reads = self._reads.get(actor)
             if reads is None:
                 reads = self._reads[actor] = _Reads(first_minute=minute)
+            if minute not in reads.minutes:  # a new minute: forget what is past the history
+                for old in [m for m in reads.minutes if m < minute - t.read_history]:
+                    del reads.minutes[old]
             now = reads.minutes[minute] = reads.minutes.get(minute, 0) + 1
             if now < t.read_floor or reads.alerted_minute == minute:
                 return
@@ -115,8 +118,6 @@ class Watch:
             if now < t.read_factor * normal:
                 return
             reads.alerted_minute = minute
-            for old in [m for m in reads.minutes if m < minute - t.read_history]:
-                del reads.minutes[old]
         raise_alert(
             self.service,
             "read_rate",

@@ -7,6 +7,8 @@ first thread to find no write in progress becomes the leader, takes every record
 so far and writes them with :meth:`AuditLog.append_many` — one lock, one write, one fsync
 for the batch — while the others wait for it; a thread that arrives during a write is in
 the next batch. So N concurrent reads cost about one fsync, never N.
+The batching itself is :class:`GroupCommit`, for any writer of concurrent requests' rows
+(a state table's inserts in one transaction a batch, say).
 
 After a record is durable the watchers see it (:mod:`share_api.alerts`: read-rate jumps,
 repeated failed sign-ins, a revoked token used) on the caller's thread.
@@ -23,7 +25,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from masking.audit import AuditLog
 from masking.errors import AuditError
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 MIN_RETENTION_DAYS = 180
 
 Watcher = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def retention_days(settings: Settings) -> int:
@@ -49,15 +53,9 @@ def retention_days(settings: Settings) -> int:
 
 
 @dataclass
-class _Pending:
-    entry: tuple[str, str, dict[str, Any]]
-    record: dict[str, Any] | None = None
-    error: BaseException | None = None
-
-
-@dataclass
 class BatchStats:
-    """How the group commit went: records written, batches (= fsyncs), the largest batch."""
+    """How a group commit went: items written, batches (= fsyncs / transactions), the
+    largest batch."""
 
     records: int = 0
     batches: int = 0
@@ -69,18 +67,84 @@ class BatchStats:
 
 
 @dataclass
+class _Pending(Generic[T, R]):
+    item: T
+    result: R | None = None
+    done: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[T, R]):
+    """Items submitted by concurrent threads, written in batches by ``write`` (a list of
+    items in, their results in order out — or None). The first thread that finds no write
+    under way takes every item queued so far and writes them while the lock is released;
+    threads arriving meanwhile queue for the next batch. :meth:`submit` returns the item's
+    result once its batch is written, or raises what the write raised (to every thread of
+    that batch)."""
+
+    def __init__(self, write: Callable[[list[T]], list[R] | None]) -> None:
+        self.write = write
+        self.stats = BatchStats()
+        self._cond = threading.Condition()
+        self._queue: list[_Pending[T, R]] = []
+        self._writing = False
+
+    def submit(self, item: T) -> R:
+        pending: _Pending[T, R] = _Pending(item)
+        with self._cond:
+            self._queue.append(pending)
+            while not pending.done:
+                if self._writing:
+                    self._cond.wait()
+                else:
+                    self._lead()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        """Write every queued item as one batch (called holding the lock, released during
+        the write)."""
+        batch, self._queue = self._queue, []
+        self._writing = True
+        self._cond.release()
+        results: list[R] | None = None
+        error: BaseException | None = None
+        try:
+            results = self.write([p.item for p in batch])
+        except BaseException as exc:  # every waiter of the batch learns why
+            error = exc
+        finally:
+            self._cond.acquire()
+            self._writing = False
+            for i, pending in enumerate(batch):
+                pending.done = True
+                pending.error = error
+                if error is None and results is not None:
+                    pending.result = results[i]
+            if error is None:
+                self.stats.records += len(batch)
+                self.stats.batches += 1
+                self.stats.largest = max(self.stats.largest, len(batch))
+            self._cond.notify_all()
+
+
+@dataclass
 class Auditor:
     """Group-committing front of an :class:`AuditLog` (one per service process)."""
 
     log: AuditLog
     retention_days: int = MIN_RETENTION_DAYS
     watchers: list[Watcher] = field(default_factory=list)
-    stats: BatchStats = field(default_factory=BatchStats)
 
     def __post_init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._writing = False
+        self._commit: GroupCommit[tuple[str, str, dict[str, Any]], dict[str, Any]] = GroupCommit(
+            lambda entries: self.log.append_many(entries)
+        )
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._commit.stats
 
     @classmethod
     def for_service(cls, service: Service) -> Auditor:
@@ -95,47 +159,15 @@ class Auditor:
         """Append one record (details are scalars, never a value of the data) and return
         it, with its ``seq`` and ``hash``, once it is durable."""
         AuditLog.check_details(details)
-        item = _Pending((action, actor, details))
-        with self._cond:
-            self._queue.append(item)
-            while item.record is None and item.error is None:
-                if self._writing:
-                    self._cond.wait()
-                else:
-                    self._lead()
-        if item.error is not None:
-            raise AuditError(
-                f"the audit record {action} was not written ({type(item.error).__name__})"
-            ) from item.error
-        for watch in self.watchers:
-            watch(item.record)
-        return item.record
-
-    def _lead(self) -> None:
-        """Write every queued record as one batch (called holding the condition's lock,
-        which is released during the write so others can queue for the next batch)."""
-        batch, self._queue = self._queue, []
-        self._writing = True
-        self._cond.release()
-        records: list[dict[str, Any]] | None = None
-        error: BaseException | None = None
         try:
-            records = self.log.append_many([p.entry for p in batch])
-        except BaseException as exc:  # every waiter of the batch learns why
-            error = exc
-        finally:
-            self._cond.acquire()
-            self._writing = False
-            if records is not None:
-                for pending, record in zip(batch, records, strict=True):
-                    pending.record = record
-                self.stats.records += len(records)
-                self.stats.batches += 1
-                self.stats.largest = max(self.stats.largest, len(records))
-            else:
-                for pending in batch:
-                    pending.error = error
-            self._cond.notify_all()
+            record = self._commit.submit((action, actor, details))
+        except Exception as exc:
+            raise AuditError(
+                f"the audit record {action} was not written ({type(exc).__name__})"
+            ) from exc
+        for watch in self.watchers:
+            watch(record)
+        return record
 
     def find(self, seq: int) -> dict[str, Any] | None:
         """The record ``seq`` (None when there is none)."""

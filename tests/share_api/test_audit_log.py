@@ -18,7 +18,7 @@ from catalog.settings import Settings
 from masking.audit import public_keys_from, verify_receipt
 from masking.audit.format import record_hash
 from masking.errors import AuditError
-from share_api.audit import MIN_RETENTION_DAYS, Auditor, retention_days
+from share_api.audit import MIN_RETENTION_DAYS, Auditor, GroupCommit, retention_days
 from share_api.service import Service
 
 
@@ -171,3 +171,38 @@ def test_close_signs_a_checkpoint_over_the_run(service: Service):
     service.audit.close()
     newest = service.audit.log.verify().witnessed
     assert newest is not None and newest.seq == 1
+
+
+def test_group_commit_batches_any_writer():
+    """The batcher alone: a writer that returns nothing (rows inserted in one transaction),
+    threads released once their batch is written, a failure raised to its batch only."""
+    written: list[list[int]] = []
+
+    def write(items: list[int]) -> None:
+        time.sleep(0.005)
+        if 13 in items:
+            raise ValueError("no thirteens")
+        written.append(items)
+
+    commit: GroupCommit[int, None] = GroupCommit(write)
+    errors: list[int] = []
+    start = threading.Barrier(20)
+
+    def client(n: int) -> None:
+        start.wait()
+        try:
+            assert commit.submit(n) is None
+            assert any(n in batch for batch in written)  # written before submit returned
+        except ValueError:
+            errors.append(n)
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(20)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert 13 in errors
+    assert sorted(n for batch in written for n in batch) == sorted(set(range(20)) - set(errors))
+    assert commit.stats.batches == len(written)
+    assert commit.stats.records == 20 - len(errors)
+    assert len(written) + 1 < 20  # batched: fewer writes than items
