@@ -13,15 +13,13 @@ The batching itself is :class:`GroupCommit`, for any writer of concurrent reques
 After a record is durable the watchers see it (:mod:`share_api.alerts`: read-rate jumps,
 repeated failed sign-ins, a revoked token used) on the caller's thread.
 
-Retention: the log is append-only; the share service never removes a record, and the
-retention setting (``share_audit_retention_days``) may not be set below
-:data:`MIN_RETENTION_DAYS` (the issue's 180 days), so an operator's archiving job must
-keep at least that much (:func:`retention_days`, :meth:`Auditor.retained_since`).
+Retention: the log is append-only and nothing in streethub removes a record; the setting
+``share_audit_retention_days`` (at least 180, refused below by the settings) is what an
+operator's archiving job must keep, carried as :attr:`Auditor.retention_days`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,25 +29,11 @@ from masking.audit import AuditLog
 from masking.errors import AuditError
 
 if TYPE_CHECKING:
-    from catalog.settings import Settings
     from share_api.service import Service
-
-MIN_RETENTION_DAYS = 180
 
 Watcher = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def retention_days(settings: Settings) -> int:
-    """How long audit records are kept: the setting, never below 180 days."""
-    days = int(getattr(settings, "share_audit_retention_days", MIN_RETENTION_DAYS))
-    if days < MIN_RETENTION_DAYS:
-        raise AuditError(
-            f"share_audit_retention_days is {days}: audit records are kept at least "
-            f"{MIN_RETENTION_DAYS} days"
-        )
-    return days
 
 
 @dataclass
@@ -134,7 +118,7 @@ class Auditor:
     """Group-committing front of an :class:`AuditLog` (one per service process)."""
 
     log: AuditLog
-    retention_days: int = MIN_RETENTION_DAYS
+    retention_days: int  # records younger than this are never archived away
     watchers: list[Watcher] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -151,7 +135,7 @@ class Auditor:
         from share_api.alerts import Watch
 
         log = AuditLog.from_settings(service.settings, service.keyring)
-        auditor = cls(log, retention_days=retention_days(service.settings))
+        auditor = cls(log, retention_days=service.settings.share_audit_retention_days)
         auditor.watchers.append(Watch(service).observe)
         return auditor
 
@@ -180,10 +164,6 @@ class Auditor:
     def public_keys(self) -> dict[str, Any]:
         """The public-key document ``streethub audit export-key`` writes (no secret)."""
         return self.log.public_key_document()
-
-    def retained_since(self, now: dt.datetime | None = None) -> dt.datetime:
-        """Records newer than this must still be in the log (retention)."""
-        return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=self.retention_days)
 
     def close(self) -> None:
         """Sign a checkpoint over what this process wrote (the end of a server run)."""

@@ -10,15 +10,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
 from catalog.settings import Settings
 from masking.audit import public_keys_from, verify_receipt
 from masking.audit.format import record_hash
 from masking.errors import AuditError
-from share_api.audit import MIN_RETENTION_DAYS, Auditor, GroupCommit, retention_days
+from share_api.audit import GroupCommit
 from share_api.service import Service
 
 
@@ -150,20 +150,12 @@ def test_a_read_receipt_verifies_with_the_public_key_alone(service: Service):
     ]
 
 
-def test_retention_is_at_least_180_days():
-    assert MIN_RETENTION_DAYS == 180
-    assert retention_days(SimpleNamespace()) == 180
-    assert retention_days(SimpleNamespace(share_audit_retention_days=400)) == 400
-    with pytest.raises(AuditError, match="at least 180 days"):
-        retention_days(SimpleNamespace(share_audit_retention_days=179))
-
-
-def test_the_auditor_keeps_what_retention_demands(service: Service):
-    import datetime as dt
-
-    auditor: Auditor = service.audit
-    now = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
-    assert now - auditor.retained_since(now) >= dt.timedelta(days=180)
+def test_retention_is_at_least_180_days(service: Service):
+    assert service.audit.retention_days == service.settings.share_audit_retention_days >= 180
+    longer = Settings(home=service.settings.home, share_audit_retention_days=400)
+    assert longer.share_audit_retention_days == 400
+    with pytest.raises(ValidationError, match="share_audit_retention_days"):
+        Settings(home=service.settings.home, share_audit_retention_days=179)
 
 
 def test_close_signs_a_checkpoint_over_the_run(service: Service):
