@@ -42,6 +42,7 @@ from share_api.deps import Principal
 from share_api.rowfilter import RowFilterError, filter_fields
 
 DEFAULT_PERIOD_DAYS = 90  # a grant asked for without a period ends after this many days
+MAX_PERIOD_DAYS = 3 * 366  # the longest period a request may name
 
 # request kinds: a data request, or one of the administrators' operations
 DATA = "data"
@@ -218,8 +219,10 @@ def create_request(
     columns, unmasked = _checked_columns(res, columns, unmasked or [])
     filtered = _checked_filter(res, row_filter)
     now = utc_now()
-    if period_end is not None and period_end < calendar.beijing_day(now):
-        raise RequestError(422, "period_end is in the past")
+    if period_end is not None:
+        days = (period_end - calendar.beijing_day(now)).days
+        if not 0 <= days <= MAX_PERIOD_DAYS:
+            raise RequestError(422, f"period_end is today or later, within {MAX_PERIOD_DAYS} days")
     path = share_path(res, unmasked, filtered)
     row = {
         "id": new_id("req"),

@@ -14,7 +14,13 @@ from share_api.deps import Principal, PrincipalDep, ServiceDep, require
 
 router = APIRouter(tags=["requests"])
 
-Scalar = str | int | float | bool | None
+Scalar = (
+    Annotated[str, Field(max_length=2000)]
+    | int
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | bool
+    | None
+)
 
 
 class _Body(BaseModel):

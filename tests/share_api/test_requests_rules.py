@@ -121,6 +121,10 @@ def test_the_grant_ends_after_the_period_asked_for(service, rec):
     ask(service, requester_of(service, dept), dept, ds, period_end=last)
     ends = rec.grants[0]["expires_at"]
     assert ends == dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), calendar.BEIJING)
+    for wrong in (dt.date(2000, 1, 1), dt.date(9999, 12, 31)):  # past; beyond the longest
+        with pytest.raises(rq.RequestError) as exc:
+            ask(service, requester_of(service, dept), dept, ds, period_end=wrong)
+        assert exc.value.status == 422
 
 
 def test_unconditional_with_a_sensitive_field_in_clear_is_reviewed(service, rec):
