@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "share.json"
 PROFILE_NAME = "share_profile.txt"  # beside the results file
+OURS = ("share_api", "masking", "lakehouse", "catalog")  # the packages the profile follows
+PROFILE_WITHIN = "WorkerThread.run"  # anyio's threads: sync dependencies and handlers
 HOME_ENV = "STREETHUB_BENCH_SHARE_HOME"
 PAGE_ENV, MEDIA_ENV = "STREETHUB_BENCH_PAGE_FILE", "STREETHUB_BENCH_PAGE_MEDIA"
 HOST = "127.0.0.1"
@@ -143,11 +145,14 @@ def serve(name: str, factory: str, env: dict[str, str], logs: Path) -> Iterator[
 
 
 @contextlib.contextmanager
-def sampled(pid: int, out: Path, seconds: float) -> Iterator[None]:
-    """py-spy samples process ``pid`` for ``seconds`` (collapsed stacks into ``out``)."""
+def sampled(pid: int, out: Path, seconds: float, *, wall: bool) -> Iterator[None]:
+    """py-spy samples process ``pid`` for ``seconds`` into ``out`` (collapsed stacks): the
+    thread holding the GIL (CPU: what a second worker would share), or with ``wall`` every
+    thread, waiting ones too (where a request's time goes)."""
     spy = Path(sys.executable).parent / "py-spy"
     cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
     cmd += ["--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+    cmd += ["--idle"] if wall else ["--gil"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield
@@ -169,34 +174,40 @@ def _frame(frame: str) -> tuple[str, str]:
     return f"{name} ({path})", path.split("/", 1)[0] if "/" in path else path
 
 
-def summarise_profile(raw: Path, top: int = 25) -> str:
-    """py-spy's collapsed stacks as three tables, each entry with its share of the samples
-    (idle excluded): packages on the stack, functions on the stack, leaf functions."""
-    tables: dict[str, dict[str, int]] = {"package": {}, "inclusive": {}, "self": {}}
+def summarise_profile(raw: Path, title: str = "", *, within: str = "", top: int = 25) -> str:
+    """py-spy's collapsed stacks as four tables, each entry with its share of the samples:
+    packages on the stack, functions of :data:`OURS` on the stack, functions on the stack,
+    leaf functions. ``within``: only the
+    samples with a frame of that function (e.g. the request handler)."""
+    tables: dict[str, dict[str, int]] = {"package": {}, "ours": {}, "inclusive": {}, "self": {}}
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        frames = [_frame(f) for f in stack.split(";")]
+        if within and not any(f.startswith(within + " (") for f, _ in frames):
+            continue
         n = int(count)
         total += n
-        frames = [_frame(f) for f in stack.split(";")]
         for key, names in (
             ("package", {p for _, p in frames}),
+            ("ours", {f for f, p in frames if p in OURS}),
             ("inclusive", {f for f, _ in frames}),
             ("self", {frames[-1][0]}),
         ):
             for name in names:
                 tables[key][name] = tables[key].get(name, 0) + n
     if not total:
-        return raw.read_text(errors="replace")
-    lines = [f"{total} samples (200/s, idle excluded) of the share server, one 50-client phase"]
-    for key, title in (
+        return f"{title}: no samples\n" + raw.read_text(errors="replace")[:2000]
+    lines = [f"{title}: {total} samples"]
+    for key, head in (
         ("package", "packages on the stack"),
+        ("ours", f"functions of {', '.join(OURS)} on the stack"),
         ("inclusive", "functions on the stack"),
         ("self", "functions at the leaf (self)"),
     ):
-        lines += ["", title]
+        lines += ["", head]
         for name, n in sorted(tables[key].items(), key=lambda kv: -kv[1])[:top]:
             lines.append(f"  {n / total:6.1%}  {name}")
     return "\n".join(lines)
@@ -265,6 +276,9 @@ def _pooled(runs: list[dict], clients: int) -> dict:
         "errors": sum(r["summary"]["errors"] for r in runs),
         "error_kinds": _sum_kinds(r["summary"]["error_kinds"] for r in runs),
         "mean_body_bytes": runs[-1]["summary"]["mean_body_bytes"],
+        "server_cpu_ms_per_request": statistics.median(
+            r["summary"]["server_cpu_ms_per_request"] for r in runs
+        ),
     }
 
 
@@ -280,11 +294,10 @@ def _sum_kinds(kinds) -> dict:
 
 
 def street_home(work: Path, home: Path | None) -> Settings:
-    """A copy of ``home`` (or ``$STREETHUB_BENCH_SHARE_HOME``) and its audit witness under
-    ``work``, or a street simulated there with the main job run on it; its settings."""
+    """A copy of ``home`` and its audit witness under ``work``, or (None) a street
+    simulated there with the main job run on it; its settings."""
     from catalog.settings import Settings
 
-    home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
     if home is None:
         from rich.console import Console
 
@@ -302,6 +315,25 @@ def street_home(work: Path, home: Path | None) -> Settings:
     if witness.exists():
         shutil.copytree(witness, settings.witness_dir_abs)
     return settings
+
+
+@contextlib.contextmanager
+def master_key_of(home: Path | None) -> Iterator[None]:
+    """Inside: the copy of ``home`` reads the master key file of ``home`` itself
+    (``STREETHUB_KEY_FILE``, for this process and the servers), instead of the key ring
+    copying that file under the copy's own id in the user's config folder on each run.
+    Nothing changes when the key is configured otherwise or there is no such file."""
+    from catalog.settings import Settings
+
+    key = Settings(home=home).key_file_abs if home is not None else None
+    if key is None or not key.is_file() or os.environ.get("STREETHUB_KEY_FILE"):
+        yield
+        return
+    os.environ["STREETHUB_KEY_FILE"] = str(key)
+    try:
+        yield
+    finally:
+        os.environ.pop("STREETHUB_KEY_FILE", None)
 
 
 def staged_rows(settings: Settings) -> dict[str, int]:
@@ -484,10 +516,17 @@ def page_phases(
         pooled["ratio"] = round(pooled["share"]["per_s"] / pooled["baseline"]["per_s"], 3)
         out[str(n)] = pooled
     if profile:
-        raw = work / "share_profile.raw"
-        with sampled(share.proc.pid, raw, SECONDS + WARMUP_S):
-            load_phase(share, targets, g.token, min(clients))
-        profile.write_text(summarise_profile(raw) + "\n", encoding="utf-8")
+        parts = []
+        for wall, title, within in (
+            (False, "CPU: the thread holding the GIL, 200 samples/s", ""),
+            (True, "wall: request threads, waiting too, 200 samples/s", PROFILE_WITHIN),
+        ):
+            raw = work / f"share_profile_{'wall' if wall else 'gil'}.raw"
+            with sampled(share.proc.pid, raw, SECONDS + WARMUP_S, wall=wall):
+                load_phase(share, targets, g.token, min(clients))
+            parts.append(summarise_profile(raw, title, within=within))
+        head = f"the share server under {min(clients)} clients (the 100-row JSON page), py-spy"
+        profile.write_text(head + "\n\n" + "\n\n".join(parts) + "\n", encoding="utf-8")
     return out
 
 
@@ -505,6 +544,11 @@ def verdicts(figures: dict) -> list[str]:
         f"p99 {s['p99_ms']} ms (goal ≤ {g['p99_ms_max']:.0f} ms: "
         f"{ok(s['p99_ms'] <= g['p99_ms_max'])}); errors {s['errors']} (goal 0: "
         f"{ok(s['errors'] == 0)})"
+    )
+    cpu, bare = s["server_cpu_ms_per_request"], low["baseline"]["server_cpu_ms_per_request"]
+    lines.append(
+        f"server CPU a request: {cpu} ms, the bare endpoint's {bare} ms (at equal CPU the "
+        f"service could reach {bare / cpu:.1%}; the goal needs ≤ {bare / g['ratio_min']:.2f} ms)"
     )
     for k, p in figures["pages"].items():
         if int(k) != min(int(x) for x in figures["pages"]):
@@ -538,7 +582,8 @@ def main(
     runs = runs or RUNS
     profile = PROFILE if profile is None else profile
     results = results or RESULTS
-    with tempfile.TemporaryDirectory(prefix="bench_share_") as tmp:
+    home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
+    with tempfile.TemporaryDirectory(prefix="bench_share_") as tmp, master_key_of(home):
         work = Path(tmp)
         settings = street_home(work, home)
         g = make_grants(settings, big_rows)

@@ -27,13 +27,16 @@ def test_profile_summary_counts_each_sample_once_per_table(tmp_path: Path) -> No
         "main (a/x.py:1);read (share_api/grants.py:11);read (share_api/grants.py:12) 3\n"
         "main (a/x.py:1);send (uvicorn/h.py:2) 1\n"
     )
-    text = bench.share.summarise_profile(raw)
-    assert text.startswith("10 samples")
+    text = bench.share.summarise_profile(raw, "CPU")
+    assert text.startswith("CPU: 10 samples")
     # a function on the stack twice (recursion, two lines) counts once a sample
     assert "90.0%  read (share_api/grants.py)" in text
     assert "90.0%  share_api" in text and "100.0%  a" in text
     assert "60.0%  page (share_api/views.py)" in text  # the leaf table
     assert "30.0%  read (share_api/grants.py)" in text.split("leaf")[1]
+    # only the samples with a frame of a function
+    within = bench.share.summarise_profile(raw, "wall", within="read")
+    assert within.startswith("wall: 9 samples") and "uvicorn" not in within
 
 
 @pytest.mark.timeout(900)
@@ -55,5 +58,5 @@ def test_share_bench_runs(mart_street, tmp_path: Path, monkeypatch: pytest.Monke
     rows = figures["big_rows"]
     assert rows >= 3_000  # padded to 3,000 rows, or the table held more already
     assert figures["downloads"]["rows"] == {"arrow": rows, "parquet": rows, "local_parquet": rows}
-    assert len(figures["verdicts"]) == 4  # ratio, p99 + errors, arrow, parquet
+    assert len(figures["verdicts"]) == 5  # ratio, p99 + errors, CPU a request, arrow, parquet
     assert (tmp_path / "share.json").exists()
