@@ -4,6 +4,7 @@ and the share settings' bounds."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from catalog.settings import Settings
 from share_api import db
-from share_api.principals import create_org, get_org
+from share_api.principals import authenticate_token, create_org, get_org
 from share_api.service import Service
 
 
@@ -82,3 +83,28 @@ def test_share_settings_come_from_the_environment(tmp_path: Path, monkeypatch: p
     assert (settings.share_port, settings.share_max_body_bytes) == (9999, 2048)
     assert settings.share_db_url == "postgresql+psycopg://u@db/share"
     assert settings.share_host == "127.0.0.1"
+
+
+def test_concurrent_sign_ins_reuse_pooled_connections(service: Service, people, share_db_url):
+    """50 request threads signing in at once all succeed, and on SQLite reuse the pool's
+    connections instead of opening (and closing) one per request."""
+    person = people.make("wjw", "requester")
+    opened: list[int] = []
+    sa.event.listen(service.engine, "connect", lambda *_: opened.append(1))
+    failures: list[BaseException] = []
+
+    def sign_in() -> None:
+        try:
+            for _ in range(20):
+                assert authenticate_token(service, person.token).user_id == person.user_id
+        except BaseException as exc:  # reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=sign_in) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    if not share_db_url:
+        assert len(opened) <= db.POOL_SIZE
