@@ -8,7 +8,7 @@ import pytest
 
 from masking.audit import public_keys_from, verify_receipt
 from share_api import grants
-from share_api.alerts import raise_alert
+from share_api.alerts import Thresholds, Watch, raise_alert
 from share_api.service import Service
 from share_api.views import resolve
 
@@ -91,3 +91,31 @@ def test_alerts_are_listed_by_who_may_see_them(api, service: Service, people):
     assert closed.status_code == 200 and closed.json()["closed_by"] == officer.actor
     assert api.post(f"/alerts/{own}/close", headers=officer.headers).status_code == 404
     assert api.get("/alerts", headers=requester.headers).json() == []
+
+
+def test_real_traffic_raises_alerts(api, service: Service, people, mart: str):
+    """The service's own watch sees its records: a burst of reads and a run of failed
+    sign-ins over HTTP open alerts that GET /alerts lists (thresholds lowered)."""
+    [watch] = [w.__self__ for w in service.audit.watchers if isinstance(w.__self__, Watch)]
+    watch.thresholds = Thresholds(read_floor=8, failed_signins=4)
+    reader = people.make("wjw", "requester")
+    grant_id = grants.create_grant(
+        service,
+        grantee_org="wjw",
+        resource=mart,
+        columns=list(resolve(service.catalogue, mart).columns)[:1],
+        row_filter=None,
+        masking={},
+        expires_at=None,
+        request_id=None,
+        standing=True,
+    )
+    for _ in range(8):
+        assert api.get(f"/grants/{grant_id}/data", headers=reader.headers).status_code == 200
+    for _ in range(4):
+        assert api.get("/grants", headers={"Authorization": "Bearer nope"}).status_code == 401
+    officer = people.make("sjj", "data_officer")
+    listed = {(a["kind"], a["subject"]) for a in api.get("/alerts", headers=officer.headers).json()}
+    assert listed == {("read_rate", reader.actor), ("failed_signins", "127.0.0.1")}
+    own = api.get("/alerts", headers=reader.headers).json()
+    assert [(a["kind"], a["org"]) for a in own] == [("read_rate", "wjw")]
