@@ -196,11 +196,26 @@ def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFr
 def copy_share_records(
     settings: Settings, con: duckdb.DuckDBPyConnection | None = None
 ) -> dict[str, int]:
-    """Copy the service's records into the lake (see the module doc); rows per table."""
+    """Copy the service's records into the lake (see the module doc) and take the
+    correction requests into the quality loop (``pipelines.correction_intake``); rows per
+    table, and ``disputes_opened``."""
     frames = read_records(settings)
     if con is not None:
-        write_records(con, frames)
+        opened = _write(settings, con, frames)
     else:
         with open_lake(settings) as lake:
-            write_records(lake, frames)
-    return {table: frame.height for table, frame in frames.items()}
+            opened = _write(settings, lake, frames)
+    return {table: frame.height for table, frame in frames.items()} | {"disputes_opened": opened}
+
+
+def _write(settings: Settings, con: duckdb.DuckDBPyConnection, frames) -> int:
+    from catalog.loader import get_catalogue
+    from masking.keys import KeyRing
+    from pipelines.correction_intake import take_in_corrections
+
+    write_records(con, frames)
+    corrections = frames["share_corrections"]
+    if corrections.is_empty():
+        return 0
+    cat = get_catalogue(settings.catalog_dir)
+    return take_in_corrections(con, cat, KeyRing.from_settings(settings), corrections)
