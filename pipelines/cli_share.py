@@ -60,8 +60,19 @@ def serve(
         )
     app = create_app(settings)
     console.print(f"share service on http://{host}:{port} (Ctrl-C stops; spec at /docs)")
-    # no access log: the audit log records every call, and a query string is the caller's
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    # no access log: the audit log records every call, and a query string is the caller's.
+    # No proxy headers: a local caller could otherwise name any client address in
+    # X-Forwarded-For and spread failed sign-ins over made-up sources (the alerts count
+    # them per source); a deployment behind a proxy sets the proxy's address explicitly.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 def openapi(

@@ -220,7 +220,14 @@ def serve_in_thread(app: FastAPI, *, startup_timeout: float = 30.0) -> LiveServe
     """Run ``app`` with uvicorn on a free port of 127.0.0.1 in a daemon thread."""
     sock = free_socket()
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,  # as `streethub serve`: the client address is the socket's
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

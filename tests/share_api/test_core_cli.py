@@ -104,13 +104,18 @@ def test_streethub_serve_serves_on_loopback(share_settings: Settings):
         deadline = time.monotonic() + 60
         while True:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/me", timeout=5)
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/me",
+                    headers={"X-Forwarded-For": "203.0.113.9"},  # not believed
+                    timeout=5,
+                )
                 break
             except httpx.TransportError:
                 assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
                 assert time.monotonic() < deadline, "streethub serve did not start"
                 time.sleep(0.2)
         assert answer.status_code == 401
+        assert "server" not in answer.headers
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -118,5 +123,6 @@ def test_streethub_serve_serves_on_loopback(share_settings: Settings):
     try:
         failed = [r for r in service.audit.log.records() if r["action"] == "auth.failed"]
         assert failed and failed[-1]["reason"] == "missing"
+        assert {r["client"] for r in failed} == {"127.0.0.1"}
     finally:
         service.close()
