@@ -286,13 +286,15 @@ def review(
         raise RequestError(422, "a refusal states its reason")
     now = utc_now()
     with service.engine.begin() as con:
-        req = (
-            con.execute(
-                sa.select(requests_table).where(requests_table.c.id == request_id).with_for_update()
-            )
-            .mappings()
-            .first()
+        # take the request's write lock first (a row lock on PostgreSQL, the database's on
+        # SQLite, whose driver would read outside the transaction): two reviewers answering
+        # at once are decided one after the other, so the last approval makes one grant
+        con.execute(
+            requests_table.update()
+            .where(requests_table.c.id == request_id)
+            .values(status=requests_table.c.status)
         )
+        req = _row(con, request_id)
         if req is None or not can_see(principal, req):
             raise RequestError(404, "no such request")
         if req["status"] != PENDING:

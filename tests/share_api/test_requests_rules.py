@@ -369,3 +369,35 @@ def test_only_admins_open_operations_and_see_them(service):
     op = rq.open_admin_operation(service, person("hub", "ann", "admin"), "keys.rekey", {})
     assert rq.list_requests(service, person("hub", "dora", "data_officer")) == []
     assert [r["id"] for r in rq.list_requests(service, person("hub", "ben", "admin"))] == [op]
+
+
+def test_two_last_approvals_at_once_make_one_grant(service, rec, monkeypatch):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    reviews = rq._reviews
+
+    def slow_reviews(con, request_id):  # widen the window between reading and deciding
+        found = reviews(con, request_id)
+        time.sleep(0.2)
+        return found
+
+    dept, ds, _ = pick(service, ShareType.conditional, sensitive=True)
+    officers = [person("hub", f"officer{i}", "data_officer") for i in range(2)]
+    made = []
+    for _ in range(3):
+        req = ask(service, requester_of(service, dept), dept, ds)
+        rq.review(service, person(dept, "bob", "reviewer"), req["id"], "approve")
+        monkeypatch.setattr(rq, "_reviews", slow_reviews)
+
+        def approve(officer, request_id=req["id"]):
+            try:
+                return rq.review(service, officer, request_id, "approve")["status"]
+            except rq.RequestError as exc:
+                return exc.status
+
+        with ThreadPoolExecutor(2) as pool:
+            made.append(sorted(map(str, pool.map(approve, officers))))
+        monkeypatch.setattr(rq, "_reviews", reviews)
+    assert made == [["409", "granted"]] * 3
+    assert len(rec.grants) == 3
