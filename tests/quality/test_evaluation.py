@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import polars as pl
 from test_gate_street import street
+from test_gate_street import street_report as report
 
 from quality import evaluation
-from quality.evaluation import TruthReport, evaluate, evaluate_lake, matched_files, read_manifest
+from quality.evaluation import evaluate, evaluate_lake, matched_files, read_manifest
 from quality.gate import gate
-
-
-@lru_cache(maxsize=1)
-def report() -> TruthReport:
-    s = street()
-    staged, quarantine = {}, {}
-    for ref, raw in s.raw.items():
-        r = gate(raw, s.dataset(ref))
-        staged[ref], quarantine[ref] = r.staged, r.quarantine
-    return evaluate(staged, quarantine, s.truth, s.catalogue, s.files)
 
 
 def test_every_dataset_is_measured():

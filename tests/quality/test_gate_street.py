@@ -1,7 +1,9 @@
 """A small simulated street, read the way the hub reads it, for the row-gate tests.
 
 Not a test module of its own (no tests): the gate, truth and defect tests import
-:func:`street` from here. The simulation runs once per test session.
+:func:`street` from here. The simulation runs once per test session, and so does the
+catalogue's gate judged against its truth (:func:`street_report`), which several modules
+read.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 import polars as pl
 
 from catalog.loader import load_catalogue
-from catalog.model import Catalogue, ConnectorKind, Dataset
+from catalog.model import Catalogue, ConnectorKind, Dataset, Standardising
 from departments.simulate import read_manifest, sim_dir_for, simulate
 from pipelines.connectors import read_delivery
 from pipelines.connectors.base import map_to_fields, split_stray_headers
+from quality.evaluation import TruthReport, evaluate
+from quality.gate import gate
 
 RESIDENTS = 600
 SEED = 5
@@ -105,3 +109,27 @@ def street(
             files[delivery_id] = delivery_id.split(".", 2)[2]
         raw[f"{dept.code}.{ds.code}"] = pl.concat(frames.values(), how="vertical")
     return Street(home, catalogue, manifest, raw, files)
+
+
+def judged(refs: set[str] | None = None, rules: Standardising | None = None) -> TruthReport:
+    """The default street's raw rows through the row gate, judged against its truth:
+    ``refs`` the datasets (``dept.dataset``; default every one), ``rules`` standardising
+    rules in place of each dataset's catalogued ones."""
+    s = street()
+    staged, quarantine = {}, {}
+    for ref, raw in s.raw.items():
+        if refs is not None and ref not in refs:
+            continue
+        ds = s.dataset(ref)
+        if rules is not None:
+            ds = ds.model_copy(update={"standardising": rules})
+        r = gate(raw, ds)
+        staged[ref], quarantine[ref] = r.staged, r.quarantine
+    return evaluate(staged, quarantine, s.truth, s.catalogue, s.files)
+
+
+@lru_cache(maxsize=1)
+def street_report() -> TruthReport:
+    """Every dataset of the default street gated by the catalogue's rules and judged: once
+    per session (the evaluation of a whole street costs seconds)."""
+    return judged()
