@@ -20,7 +20,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from openpyxl import Workbook
-from rich.console import Console
 from stdnum import luhn
 
 from catalog.loader import load_catalogue
@@ -28,6 +27,7 @@ from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.home_scan import scan_home
 from pipelines.leaks import scan_all
+from tests.streets import copy_home
 
 ID = "11010519491231002X"
 MOBILE = "13812345678"
@@ -45,19 +45,12 @@ CLEAN = [
 
 
 @pytest.fixture(scope="module")
-def after_a_run(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """`make run` on a small simulated street, in a fresh home."""
-    from pipelines.main_job import run_main
-
-    home = tmp_path_factory.mktemp("run") / "home"
-    with pytest.MonkeyPatch.context() as env:  # the run's Dagster steps read the environment
-        env.setenv("STREETHUB_HOME", str(home))
-        env.setenv("STREETHUB_SIM_RESIDENTS", "300")
-        env.setenv("STREETHUB_SIM_DAYS", "1")
-        env.delenv("STREETHUB_MASTER_KEY", raising=False)
-        settings = Settings()
-        run_main(settings, Console(width=200, force_terminal=False, quiet=True), simulate=True)
-    assert settings.home_abs == home.resolve()
+def after_a_run(mart_street, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The home of a whole run: the session's mart street (the main job on a small
+    simulated street, its marts built), copied, since the leak scan's decryptions are
+    audited into the home."""
+    settings = copy_home(mart_street.settings.home, tmp_path_factory.mktemp("run"))
+    assert (settings.home_abs / "dagster").is_dir()  # the main job ran there, through Dagster
     return settings
 
 
