@@ -1,7 +1,8 @@
 """Drive ingestion of a whole street without Dagster, in this process or as a child.
 
 ``python tests/reliability/driver.py HOME`` lands, reads (raw) and gates
-(staged) every dataset of the catalogue, then writes the quality scorecard; the
+(staged) every dataset of the catalogue, then writes the quality scorecard
+(``--no-scorecard``: not; ``--scorecard-only``: only it, over what is staged); the
 departments' APIs are served without faults. Kill points on that path
 (``STREETHUB_KILL_AT``) let a test SIGKILL the child at a named place.
 
@@ -82,6 +83,9 @@ def write_scorecard(settings: Settings) -> None:
 
 if __name__ == "__main__":
     home = Path(sys.argv[1])  # --no-scorecard: land, raw and staged only
+    if "--scorecard-only" in sys.argv[2:]:  # the scorecard over what a drive staged before
+        write_scorecard(Settings(home=home).ensure_dirs())
+        sys.exit(0)
     result = ingest_street(
         Settings(home=home).ensure_dirs(), scorecard="--no-scorecard" not in sys.argv[2:]
     )

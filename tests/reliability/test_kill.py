@@ -22,11 +22,15 @@ what 城管's people are scored against) only (:data:`SMALL_DEPARTMENTS`): the s
 a rerun that recovers it and goes on to another department and connector, without
 re-ingesting 23 datasets the kill never reached (a whole street's run costs ~5× more).
 One point, :data:`WHOLE_STREET` (the scorecard's tables committed, its report not yet
-written), runs on the whole street: its killed run ingests and scores every dataset, its
-rerun goes through every dataset again and rewrites the scorecard, and the lake is compared
-table by table with an uninterrupted run of the whole street. Each catalogue has its
-reference run, whose keys its scenario homes share (so pseudonyms and keyed digests compare
-too). Two at a time (``STREETHUB_KILL_JOBS``): the whole street's reference and scenario one
+written), runs on the whole street: its killed run scores every dataset, its rerun goes
+through every dataset again and rewrites the scorecard, and the lake is compared table by
+table with an uninterrupted run of the whole street. Each catalogue has its reference run,
+whose keys its scenario homes share (so pseudonyms and keyed digests compare too), made in
+two drives: the ingest, then the scorecard alone. A scorecard point's scenario starts from
+a copy of the reference's home between the two (every delivery ingested, nothing scored):
+its killed run scores and is killed where the scorecard writes, without ingesting the
+street a second time (the lake the kill leaves is the same), and its rerun is a whole run.
+Two at a time (``STREETHUB_KILL_JOBS``): the whole street's reference and scenario one
 after the other, the small catalogue's beside them.
 """
 
@@ -58,6 +62,7 @@ from pipelines.killpoints import KILL_POINTS
 from pipelines.protection import Protection
 from pipelines.recovery import recover_lake
 from tests.reliability.conftest import fresh_home, sub_catalogue
+from tests.streets import copy_home
 
 pytestmark = pytest.mark.slow
 
@@ -121,16 +126,23 @@ def needs_scorecard(point: str) -> bool:
 
 
 def drive(
-    settings: Settings, *, kill_at: str | None, scorecard: bool, timeout: float
+    settings: Settings,
+    *,
+    kill_at: str | None,
+    scorecard: bool,
+    timeout: float,
+    scorecard_only: bool = False,
 ) -> tuple[int, str]:
-    """Run the driver on the home (and catalogue) of ``settings``; (exit code, last lines
-    of stderr). A hang fails."""
+    """Run the driver on the home (and catalogue) of ``settings`` (``scorecard_only``: the
+    scorecard over what is staged, no ingest); (exit code, last lines of stderr). A hang
+    fails."""
     env = {k: v for k, v in os.environ.items() if k != "STREETHUB_KILL_AT"}
     env["STREETHUB_CATALOG_DIR"] = str(settings.catalog_dir)
     if kill_at is not None:
         env["STREETHUB_KILL_AT"] = kill_at
     home = settings.home_abs
     cmd = [sys.executable, str(DRIVER), str(home)] + ([] if scorecard else ["--no-scorecard"])
+    cmd += ["--scorecard-only"] if scorecard_only else []
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -290,7 +302,9 @@ class Outcome:
 @dataclass
 class Reference:
     """An uninterrupted run of the street over one catalogue (``catalog_dir`` None: the
-    shipped one), made once; its lake content computed once per mode."""
+    shipped one), made once: the ingest, a copy of the home as the ingest left it (where
+    the scorecard points' scenarios start), then the scorecard; its lake content computed
+    once per mode."""
 
     street: tuple[Path, dict]
     home: Path
@@ -299,6 +313,7 @@ class Reference:
     lock: threading.Lock = field(default_factory=threading.Lock)
     seconds: float = 0.0
     _settings: Settings | None = None
+    _ingested: Settings | None = None
     _error: str | None = None
     _content: dict[bool, dict] = field(default_factory=dict)
 
@@ -309,9 +324,18 @@ class Reference:
             if self._settings is None and self._error is None:
                 started = time.monotonic()
                 settings = fresh_home(self.street, self.home, catalog_dir=self.catalog_dir)
-                rc, err = drive(
-                    settings, kill_at=None, scorecard=self.scorecard, timeout=RUN_TIMEOUT_S
-                )
+                rc, err = drive(settings, kill_at=None, scorecard=False, timeout=RUN_TIMEOUT_S)
+                if rc == 0 and self.scorecard:
+                    self._ingested = self._copy(
+                        settings, self.home.with_name(f"{self.home.name}_ingested")
+                    )
+                    rc, err = drive(
+                        settings,
+                        kill_at=None,
+                        scorecard=True,
+                        scorecard_only=True,
+                        timeout=RUN_TIMEOUT_S,
+                    )
                 self.seconds = time.monotonic() - started
                 if rc == 0:
                     self._settings = settings
@@ -320,6 +344,20 @@ class Reference:
             if self._error is not None:
                 raise RuntimeError(self._error)
             return self._settings
+
+    def _copy(self, settings: Settings, target: Path) -> Settings:
+        """A copy of a home of this catalogue (its simulator folder and witness with it)."""
+        home = copy_home(settings.home_abs, target, departments=True).home
+        return Settings(home=home, catalog_dir=settings.catalog_dir).ensure_dirs()
+
+    def scenario_home(self, target: Path, *, ingested: bool) -> Settings:
+        """A scenario's home: the street as simulated, or (``ingested``) as the reference's
+        ingest left it."""
+        if not ingested:
+            return fresh_home(self.street, target, catalog_dir=self.catalog_dir)
+        self.settings  # noqa: B018 - the reference's run made the copy
+        assert self._ingested is not None, "the reference did not score: no ingested copy"
+        return self._copy(self._ingested, target)
 
     def content(self, with_scorecard: bool) -> dict:
         settings = self.settings
@@ -331,15 +369,19 @@ class Reference:
             return self._content[with_scorecard]
 
 
-def run_scenario(point: str, street, root: Path, ref: Reference) -> Outcome:
+def run_scenario(point: str, root: Path, ref: Reference) -> Outcome:
     outcome = Outcome()
     try:
-        settings = fresh_home(street, root / point, catalog_dir=ref.catalog_dir)
-        shutil.copytree(ref.settings.keys_dir, settings.keys_dir, dirs_exist_ok=True)
         scorecard = needs_scorecard(point)
+        settings = ref.scenario_home(root / point, ingested=scorecard)
+        shutil.copytree(ref.settings.keys_dir, settings.keys_dir, dirs_exist_ok=True)
         t0 = time.monotonic()
         outcome.killed_rc, outcome.killed_stderr = drive(
-            settings, kill_at=point, scorecard=scorecard, timeout=RUN_TIMEOUT_S
+            settings,
+            kill_at=point,
+            scorecard=scorecard,
+            scorecard_only=scorecard,  # started from the reference's ingest (scenario_home)
+            timeout=RUN_TIMEOUT_S,
         )
         t1 = time.monotonic()
         outcome.left = pending(settings)
@@ -390,15 +432,13 @@ def kill_runs(reliability_street, tmp_path_factory, request) -> dict[str, Outcom
     on_small = [p for p in registered if p not in WHOLE_STREET]
 
     def whole_street() -> dict[str, Outcome]:  # its reference, then its scenarios
-        return {p: run_scenario(p, reliability_street, root, whole) for p in on_whole}
+        return {p: run_scenario(p, root, whole) for p in on_whole}
 
     with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
         chain = pool.submit(whole_street)
         if on_small:
             pool.submit(lambda: small.settings)  # a failure: each scenario says it
-        futures = {
-            p: pool.submit(run_scenario, p, reliability_street, root, small) for p in on_small
-        }
+        futures = {p: pool.submit(run_scenario, p, root, small) for p in on_small}
         outcomes = {p: f.result() for p, f in futures.items()} | chain.result()
     total = time.monotonic() - started
     print(
