@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from catalog.settings import Settings
 from lakehouse.lake import open_lake, transaction
 from share_api.calendar import beijing_day
+from share_api.db import aware
 
 ZONE = "landing"
 SCANNER = "leak-scan"  # the user the leak scanner reads grants as: its reads are no use
@@ -126,9 +127,7 @@ def beijing_month(t: dt.datetime | None) -> str | None:
 
 
 def _utc(value: object) -> object:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)  # SQLite hands back what was stored as UTC
-    return value
+    return aware(value) if isinstance(value, dt.datetime) else value
 
 
 def _frame(table: str, rows: list[Mapping]) -> pl.DataFrame:

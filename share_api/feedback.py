@@ -35,7 +35,7 @@ from catalog.model import Level, MaskingRule
 from masking.pseudonym import looks_like_pseudonym
 from masking.text import scrub
 from share_api import calendar
-from share_api.db import metadata, new_id, utc_now
+from share_api.db import aware, metadata, new_id, utc_now
 
 if TYPE_CHECKING:
     from share_api.deps import Principal
@@ -97,10 +97,7 @@ class FeedbackError(HTTPException):
 
 
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes of what was stored as UTC."""
-    if t is None or t.tzinfo is not None:
-        return t
-    return t.replace(tzinfo=dt.UTC)
+    return None if t is None else aware(t)
 
 
 def _iso(t: dt.datetime | None) -> str | None:
