@@ -196,7 +196,7 @@ def check_terms(
     if stray:
         raise GrantError(400, f"masking names column(s) not granted: {', '.join(stray)}")
     try:
-        compile_filter(row_filter, res.columns)
+        compile_filter(row_filter, res.types)
     except RowFilterError as exc:
         raise GrantError(400, str(exc)) from None
     profile: dict[str, str] = {}
@@ -422,7 +422,7 @@ def filter_reads(res, grant: Grant) -> set[str]:
     """Columns the grant's row filter reads (decrypted to filter, never returned)."""
     from share_api.rowfilter import filter_fields
 
-    return filter_fields(grant.row_filter, res.columns)
+    return filter_fields(grant.row_filter, res.types)
 
 
 # -- rate limits ----------------------------------------------------------------------------

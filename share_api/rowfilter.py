@@ -25,7 +25,7 @@ op                              value
 ==============================  ==========================================================
 
 :func:`compile_filter` checks every field against the columns the caller allows (the
-resource's, from the catalogue) and every value's type, then builds the condition as a
+resource's, from the catalogue) and every value against the field's catalogue type, then builds the condition as a
 sqlglot expression: field names become quoted identifiers, values literals
 (``exp.convert``), so no input is ever pasted into SQL text and a value such as
 ``x' OR 1=1 --`` is compared as the string it is. Errors (:class:`RowFilterError`) name the
@@ -35,6 +35,7 @@ position in the filter (``and[1].value``) and the field, never a value.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -69,6 +70,31 @@ class RowFilterError(StreethubError):
         super().__init__(f"row filter at {at or 'top'}: {message}", field=field)
 
 
+# the values a field of each catalogue type (``catalog.model.FieldType``) is compared with
+NUMBER_TYPES = frozenset({"integer", "decimal"})
+DATE_TYPES = frozenset({"date", "datetime"})
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")
+
+
+def _typed(value: Any, kind: str | None, at: str, field: str) -> None:
+    """Refuse a value the field's type cannot be compared with (a number for a text field
+    is fine: it is compared as text only if the field is text, so it must be text)."""
+    if kind is None:
+        return
+    if kind in NUMBER_TYPES:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind in DATE_TYPES:
+        ok = isinstance(value, str) and ISO_DATE.match(value) is not None
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise RowFilterError(
+            f"the value does not fit the field's type ({kind})", at=at, field=field
+        )
+
+
 def _scalar(value: Any, at: str, field: str) -> exp.Expression:
     if isinstance(value, bool | int | float):
         if isinstance(value, float) and not math.isfinite(value):
@@ -100,8 +126,13 @@ def _birthday_bound(years: int) -> exp.Expression:
 
 
 class _Compiler:
-    def __init__(self, fields: Iterable[str]) -> None:
-        self.fields = set(fields)
+    def __init__(self, fields: Iterable[str] | Mapping[str, str]) -> None:
+        self.types: dict[str, str | None] = (
+            {k: str(v) for k, v in fields.items()}
+            if isinstance(fields, Mapping)
+            else dict.fromkeys(fields)
+        )
+        self.fields = set(self.types)
         self.nodes = 0
         self.used: set[str] = set()
 
@@ -146,24 +177,37 @@ class _Compiler:
             return col.is_(exp.null()) if op == "is_null" else exp.not_(col.is_(exp.null()))
         if "value" not in node:
             raise RowFilterError(f"{op} needs a value", at=vat, field=field)
-        value = node["value"]
+        value, kind = node["value"], self.types[field]
         if op in COMPARISONS:
+            _typed(value, kind, vat, field)
             return COMPARISONS[op](this=col, expression=_scalar(value, vat, field))
         if op in LIST_OPS:
             if not isinstance(value, list) or not 0 < len(value) <= MAX_LIST:
                 raise RowFilterError(f"{op} takes a list of 1 to {MAX_LIST}", at=vat, field=field)
+            for i, v in enumerate(value):
+                _typed(v, kind, f"{vat}[{i}]", field)
             items = [_scalar(v, f"{vat}[{i}]", field) for i, v in enumerate(value)]
             inside = col.isin(*items, copy=False)
             return inside if op == "in" else exp.not_(inside)
         if op == "between":
             if not isinstance(value, list) or len(value) != 2:
                 raise RowFilterError("between takes [low, high]", at=vat, field=field)
+            for i, v in enumerate(value):
+                _typed(v, kind, f"{vat}[{i}]", field)
             low, high = (_scalar(v, f"{vat}[{i}]", field) for i, v in enumerate(value))
             return exp.Between(this=col, low=low, high=high)
         if op == "prefix":
             if not isinstance(value, str) or not value:
                 raise RowFilterError("prefix takes a non-empty string", at=vat, field=field)
+            if kind is not None and kind not in ("string", "text"):
+                raise RowFilterError(
+                    f"prefix applies to text, not {kind}", at=f"{at}op", field=field
+                )
             return exp.func("starts_with", exp.cast(col, "VARCHAR"), _scalar(value, vat, field))
+        if kind is not None and kind not in DATE_TYPES | {"string"}:
+            raise RowFilterError(
+                f"{op} applies to a date field, not {kind}", at=f"{at}op", field=field
+            )
         years = _age(value, vat, field)
         born = exp.TryCast(this=exp.cast(col, "VARCHAR"), to=exp.DataType.build("DATE"))
         bound = _birthday_bound(years)
@@ -172,14 +216,20 @@ class _Compiler:
         return exp.GT(this=born, expression=bound)
 
 
-def compile_filter(row_filter: Mapping | None, fields: Iterable[str]) -> exp.Expression | None:
-    """The condition a row filter stands for, over ``fields`` only; None for no filter."""
+def compile_filter(
+    row_filter: Mapping | None, fields: Iterable[str] | Mapping[str, str]
+) -> exp.Expression | None:
+    """The condition a row filter stands for, over ``fields`` only (given as a mapping of
+    name → catalogue type, each value is also checked against its field's type); None for
+    no filter."""
     if row_filter is None:
         return None
     return _Compiler(fields).node(row_filter, "", 0)
 
 
-def filter_fields(row_filter: Mapping | None, fields: Iterable[str]) -> set[str]:
+def filter_fields(
+    row_filter: Mapping | None, fields: Iterable[str] | Mapping[str, str]
+) -> set[str]:
     """The fields a (valid) row filter reads."""
     if row_filter is None:
         return set()

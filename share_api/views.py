@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import duckdb
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -52,8 +53,6 @@ from share_api.grants import Grant, GrantError, decrypt_check, filter_reads
 from share_api.rowfilter import compile_filter, to_sql
 
 if TYPE_CHECKING:
-    import duckdb
-
     from share_api.service import Service
 
 MART_PREFIX = "marts."
@@ -81,6 +80,7 @@ class Column:
     pii: PiiKind | None
     encrypted: bool  # ciphertext in the lake (a dataset's L3/L4 field)
     pid: str | None  # the staged column holding its hub pseudonym, if any
+    type: str = "string"  # the catalogue's type (``catalog.model.FieldType``)
 
     @property
     def default_rule(self) -> MaskingRule:
@@ -106,6 +106,11 @@ class Resource:
     @property
     def is_mart(self) -> bool:
         return self.dataset is None
+
+    @property
+    def types(self) -> dict[str, str]:
+        """Column → catalogue type: what a row filter is checked against."""
+        return {name: c.type for name, c in self.columns.items()}
 
     def column_id(self, name: str) -> str:
         """A column as ``masking.crypto`` names it in an AAD and a decrypt record."""
@@ -145,7 +150,10 @@ def resolve(catalogue: Catalogue, resource: str) -> Resource:
 def _resolve(catalogue: Catalogue, resource: str) -> Resource:
     if resource.startswith(MART_PREFIX):
         mart = _marts(catalogue)[resource.removeprefix(MART_PREFIX)]
-        cols = {c.name: Column(c.name, c.level, c.masking, None, False, None) for c in mart.columns}
+        cols = {
+            c.name: Column(c.name, c.level, c.masking, None, False, None, c.type.value)
+            for c in mart.columns
+        }
         return Resource(resource, "marts", mart.name, cols, None)
     dept_code, _, code = resource.partition(".")
     dept = catalogue.departments.get(dept_code)
@@ -156,7 +164,9 @@ def _resolve(catalogue: Catalogue, resource: str) -> Resource:
 
     pids = {f.name: pid_column(f.name) for f in pid_fields(ds)}
     cols = {
-        f.name: Column(f.name, f.level, f.masking, f.pii, f.level.sensitive, pids.get(f.name))
+        f.name: Column(
+            f.name, f.level, f.masking, f.pii, f.level.sensitive, pids.get(f.name), f.type.value
+        )
         for f in ds.fields
     }
     return Resource(resource, "staged", f"{dept_code}__{code}", cols, ds)
@@ -414,7 +424,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
     from lakehouse.snapshots import read_at
 
     profile = {c: MaskingRule(grant.masking[c]) for c in grant.columns}
-    condition = compile_filter(grant.row_filter, res.columns)
+    condition = compile_filter(grant.row_filter, res.types)
     filtered = filter_reads(res, grant)
     cipher_filter = any(res.columns[c].encrypted for c in filtered)
     # what each granted column is made from
@@ -440,10 +450,15 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
         reveal = [c for c in needed if c in res.columns and res.columns[c].encrypted]
         if reveal and ROW_ID not in needed:
             needed.append(ROW_ID)
-        rel = read_at(cur, res.zone, res.table, snapshot=snap)
-        if condition is not None and not cipher_filter:
-            rel = rel.filter(to_sql(condition))
-        table = rel.project(", ".join(f'"{c}"' for c in needed)).to_arrow_table()
+        try:
+            rel = read_at(cur, res.zone, res.table, snapshot=snap)
+            if condition is not None and not cipher_filter:
+                rel = rel.filter(to_sql(condition))
+            table = rel.project(", ".join(f'"{c}"' for c in needed)).to_arrow_table()
+        except (duckdb.CatalogException, duckdb.BinderException):
+            raise GrantError(
+                404, "the lake holds no such table, or not every granted column, at that snapshot"
+            ) from None
     finally:
         cur.close()
     table = exclusion.filter_arrow(table) if exclusion else table
@@ -479,8 +494,6 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
 
 def _filter_frame(frame: pl.DataFrame, condition: str) -> pl.DataFrame:
     """Rows of ``frame`` meeting a compiled condition (DuckDB over the Arrow columns)."""
-    import duckdb
-
     con = duckdb.connect()
     try:
         con.register("v", frame.to_arrow())

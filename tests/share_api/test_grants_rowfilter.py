@@ -99,3 +99,34 @@ def test_fields_read() -> None:
                  {"not": {"field": "birth_date", "op": "age_ge", "value": 3}}]}  # fmt: skip
     assert filter_fields(f, FIELDS) == {"gender", "birth_date"}
     assert compile_filter(None, FIELDS) is None
+
+
+TYPES = {"age": "integer", "born": "date", "flag": "boolean", "name": "string"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"field": "age", "op": "ge", "value": "60 OR 1=1"},
+        {"field": "age", "op": "in", "value": [1, "2"]},
+        {"field": "born", "op": "eq", "value": 5},
+        {"field": "born", "op": "between", "value": ["1950-01-01", "not a date"]},
+        {"field": "name", "op": "eq", "value": 5},
+        {"field": "flag", "op": "eq", "value": "true"},
+        {"field": "age", "op": "prefix", "value": "6"},
+        {"field": "age", "op": "age_ge", "value": 60},
+    ],
+)
+def test_values_checked_against_the_catalogue_type(bad: dict) -> None:
+    with pytest.raises(RowFilterError) as caught:
+        compile_filter(bad, TYPES)
+    assert "OR 1=1" not in str(caught.value) and "not a date" not in str(caught.value)
+
+
+def test_typed_values_accepted() -> None:
+    ok = {"and": [{"field": "age", "op": "ge", "value": 60},
+                  {"field": "born", "op": "between", "value": ["1950-01-01", "1960-12-31"]},
+                  {"field": "born", "op": "age_lt", "value": 90},
+                  {"field": "flag", "op": "eq", "value": True},
+                  {"field": "name", "op": "prefix", "value": "张"}]}  # fmt: skip
+    assert compile_filter(ok, TYPES) is not None
