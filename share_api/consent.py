@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from catalog.authority import person_key, pid_column, pid_fields
 from catalog.consent import ConsentCategory
 from masking.pseudonym import looks_like_pseudonym
-from share_api.db import metadata, new_id, utc_now
+from share_api.db import aware, metadata, new_id, utc_now
 from share_api.deps import OrgKind
 from share_api.service import Service
 
@@ -89,18 +89,13 @@ class ConsentError(ValueError):
         self.field = field_name
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _record(r: Mapping) -> dict:
     """A stored choice as the API shows it (times UTC-aware, the category's label)."""
     return {
         **r,
         "category_zh": ConsentCategory(r["category"]).label_zh,
-        "chosen_at": _aware(r["chosen_at"]),
-        "recorded_at": _aware(r["recorded_at"]),
+        "chosen_at": aware(r["chosen_at"]),
+        "recorded_at": aware(r["recorded_at"]),
     }
 
 
@@ -137,7 +132,7 @@ def record_choice(
         raise ConsentError(name, "is not one of the allowed values") from None
     now = utc_now()
     try:  # stored as UTC: a time given with another offset is converted, not relabelled
-        chosen_at = _aware(chosen_at).astimezone(dt.UTC) if chosen_at else now
+        chosen_at = aware(chosen_at).astimezone(dt.UTC) if chosen_at else now
     except (OverflowError, ValueError):
         raise ConsentError("chosen_at", "is out of range") from None
     if chosen_at > now + dt.timedelta(minutes=5):
