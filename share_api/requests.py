@@ -483,11 +483,14 @@ def _deliver(service, request_id: str, actor: str) -> str | None:
         service.audit.record("request.deliver_failed", actor, request=request_id, error=str(kind))
         return None
     with service.engine.begin() as con:
-        con.execute(
+        first = con.execute(
             requests_table.update()
-            .where(requests_table.c.id == request_id)
+            .where(requests_table.c.id == request_id, requests_table.c.status == APPROVED)
             .values(status=GRANTED, grant_id=grant_id, delivery_error=None)
-        )
+        ).rowcount
+    if not first:  # two retries at once: the other's grant stands, this one ends now
+        grants.revoke_grant(service, grant_id, actor, reason="the request was delivered already")
+        raise RequestError(409, "the request was delivered already")
     return grant_id
 
 

@@ -8,6 +8,7 @@ the rules hand over is checked; the HTTP end to end is tests/share_api/test_e2e.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -27,6 +28,8 @@ class Recorder:
         self.records: list[tuple[str, str, dict]] = []
         self.grants: list[dict] = []
         self.fail = False
+        self.revoked: list[str] = []
+        self.pause = 0.0
 
     def record(self, action: str, actor: str, **details):
         self.records.append((action, actor, details))
@@ -38,8 +41,12 @@ class Recorder:
     def create_grant(self, service, **kwargs) -> str:
         if self.fail:
             raise RuntimeError("lake unavailable")
+        time.sleep(self.pause)  # a slow lake: two deliveries at once overlap
         self.grants.append(kwargs)
         return f"grant-{len(self.grants)}"
+
+    def revoke_grant(self, service, grant_id: str, actor: str, reason: str = "") -> None:
+        self.revoked.append(grant_id)
 
     def close(self) -> None:
         return None
@@ -51,6 +58,7 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     r = Recorder()
     monkeypatch.setattr(grants, "create_grant", r.create_grant, raising=False)
+    monkeypatch.setattr(grants, "revoke_grant", r.revoke_grant, raising=False)
     monkeypatch.setattr(grants, "default_masking", catalogue_rules, raising=False)
     return r
 
@@ -372,7 +380,6 @@ def test_only_admins_open_operations_and_see_them(service):
 
 
 def test_two_last_approvals_at_once_make_one_grant(service, rec, monkeypatch):
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     reviews = rq._reviews
@@ -401,3 +408,24 @@ def test_two_last_approvals_at_once_make_one_grant(service, rec, monkeypatch):
         monkeypatch.setattr(rq, "_reviews", reviews)
     assert made == [["409", "granted"]] * 3
     assert len(rec.grants) == 3
+
+
+def test_two_retries_at_once_leave_one_grant(service, rec):
+    from concurrent.futures import ThreadPoolExecutor
+
+    dept, ds, _ = pick(service, ShareType.unconditional, sensitive=True)
+    rec.fail = True
+    req = ask(service, requester_of(service, dept), dept, ds)
+    rec.fail, rec.pause = False, 0.3
+    officers = [person("hub", f"officer{i}", "data_officer") for i in range(2)]
+
+    def retry(officer):
+        try:
+            return rq.retry_delivery(service, officer, req["id"])["status"]
+        except rq.RequestError as exc:
+            return str(exc.status)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(retry, officers)) == ["409", "granted"]
+    kept = rq.get_request(service, req["id"])["grant_id"]
+    assert len(rec.grants) == 2 and rec.revoked == [g for g in ("grant-1", "grant-2") if g != kept]
