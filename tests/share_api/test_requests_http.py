@@ -169,6 +169,18 @@ def test_keys_rotate_takes_an_approved_request_once_admins_exist(keys_home):
     again = runner.invoke(keys_app, ["rotate", "--request", op])
     assert again.exit_code == 1 and "not approved" in again.output  # used
 
+    # re-keying too: refused before anything is re-encrypted, without or with another suite
+    service = Service.open(keys_home)
+    rekey = rq.open_admin_operation(service, ann, "keys.rekey", {"suite": "intl"})
+    rq.review(service, ben, rekey, "approve")
+    service.close()
+    alone = runner.invoke(keys_app, ["rekey", "--suite", "gm"])
+    assert alone.exit_code == 1 and "second administrator" in " ".join(alone.output.split())
+    other = runner.invoke(keys_app, ["rekey", "--suite", "gm", "--request", rekey])
+    assert other.exit_code == 1 and "differs in: suite" in other.output
+    wrong_kind = runner.invoke(keys_app, ["rotate", "--request", rekey])
+    assert wrong_kind.exit_code == 1 and "no keys.rotate operation" in wrong_kind.output
+
 
 def test_keys_rotate_without_a_share_service_needs_no_request(keys_home):
     assert not rq.two_person_rule_in_force(keys_home)
