@@ -33,6 +33,7 @@ from pipelines.cli_leaks import leaks_app
 from pipelines.cli_marts import MartsDirOption, catalog_lineage, check_marts_or_exit
 from pipelines.cli_persons import persons_app
 from pipelines.cli_share import admin_app, openapi, serve
+from pipelines.cli_sharing import sharing_app
 
 app = typer.Typer(help="streethub: the street data hub (街道数据中台).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The street data resource catalogue (街道数据资源目录).")
@@ -46,6 +47,7 @@ app.add_typer(leaks_app, name="leaks")
 app.add_typer(audit_app, name="audit")
 app.add_typer(persons_app, name="persons")
 app.add_typer(admin_app, name="admin")
+app.add_typer(sharing_app, name="sharing")
 app.command("serve")(serve)
 app.command("openapi")(openapi)
 app.command("attention")(attention)
