@@ -100,6 +100,12 @@ def check_decrypt_purpose(
     )
 
 
+def staged_row_identity(key_pid: pl.Expr) -> pl.Expr:
+    """A staged row's identity, the row part of its ciphertexts' AAD: ``k:`` + the row's key
+    pseudonym (``_key_pid``); the one rule for everyone who opens staged values."""
+    return pl.lit("k:") + key_pid.cast(pl.String).fill_null("")
+
+
 def column_id(dataset: Dataset, field_name: str) -> str:
     """The column part of a ciphertext's AAD: ``<resource_code>.<field>``."""
     return f"{dataset.resource_code}.{field_name}"
@@ -423,4 +429,5 @@ __all__ = [
     "protect_frame",
     "protected_fields",
     "reveal_frame",
+    "staged_row_identity",
 ]

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from catalog.marts import MARTS_DIR, Mart, load_marts
 from catalog.model import Catalogue, Dataset, Level, MaskingRule, PiiKind
-from masking.crypto import column_id, reveal_frame
+from masking.crypto import column_id, reveal_frame, staged_row_identity
 from masking.masks import apply_masking
 from masking.pseudonym import pseudonym_key
 from masking.sql import satisfies
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 MART_PREFIX = "marts."
 PID_PREFIX = "_pid_"  # catalog.authority.pid_column's prefix: a staged field's hub pseudonym
-ROW_ID = "_key_pid"  # staged rows' identity: the AAD of their ciphertexts is "k:" + it
+ROW_ID = "_key_pid"  # a staged row's key pseudonym: its identity in its ciphertexts' AAD
 SNAPSHOT_TTL_S = 1.0  # how long a process takes the lake's current snapshot as current
 CACHE_BYTES = 512 * 1024 * 1024  # views kept per process
 BLOBS_PER_VIEW = 256  # serialised pages kept per view
@@ -468,7 +468,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
     if not isinstance(frame, pl.DataFrame):  # pragma: no cover - a table gives a frame
         frame = frame.to_frame()
     if reveal:
-        rows = frame.select(pl.lit("k:") + pl.col(ROW_ID).cast(pl.String).fill_null("")).to_series()
+        rows = frame.select(staged_row_identity(pl.col(ROW_ID))).to_series()
         # typed values where they leave in clear or the filter compares them; text where a
         # mask reads them (the masks read text; parsing a million datetimes costs ~1 s)
         typed = [c for c in reveal if profile.get(c, MaskingRule.none) is MaskingRule.none]
