@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+from typer.testing import CliRunner
 
 from catalog.model import ShareType
 from lakehouse.lake import open_lake
-from marts.build import build_mart
 from masking.names import KnownNames
+from pipelines.cli import app
 from pipelines.leak_responses import scan_responses
-from pipelines.share_records import copy_share_records
 from share_api import feedback as fb
 from share_api import requests as rq
 from share_api.calendar import beijing_day
@@ -35,9 +35,7 @@ def unconditional_dataset(service) -> tuple[str, str]:
     raise LookupError("no unconditional dataset with rows")
 
 
-def test_a_request_read_over_http_is_counted_shared_and_timed(
-    service, people, api, mart_street
-) -> None:
+def test_a_request_read_over_http_is_counted_shared_and_timed(service, people, api) -> None:
     resource, provider = unconditional_dataset(service)
     asker = next(d for d in sorted(service.catalogue.departments) if d != provider)
     alice = people.make(asker, "requester")
@@ -53,15 +51,16 @@ def test_a_request_read_over_http_is_counted_shared_and_timed(
     # the leak scanner samples the grant too: audited reads, but no use of the data
     assert scan_responses(service.settings, service.catalogue, KnownNames(set()))
 
-    counts = copy_share_records(service.settings)
-    assert (counts["share_requests"], counts["share_grants"], counts["share_reads"]) == (1, 1, 1)
-    with open_lake(service.settings) as con:
-        for name in ("sharing_metrics", "governance_scorecard"):
-            build_mart(
-                con, mart_street.catalogue, mart_street.marts, name, mart_street.protection()
-            )
+    # `streethub sharing refresh`: the records copied, both marts rebuilt, the figures shown
+    shown = CliRunner().invoke(app, ["sharing", "refresh"])
+    assert shown.exit_code == 0, shown.output
+    assert "sharing_rate" in shown.output and asker in shown.output
+    with open_lake(service.settings, read_only=True) as con:
+        counts = {t: con.execute(f"SELECT count(*) FROM landing.{t}").fetchone()[0]
+                  for t in ("share_requests", "share_grants", "share_reads")}  # fmt: skip
         metrics = con.execute("SELECT * FROM marts.sharing_metrics").pl()
         card = con.execute("SELECT * FROM marts.governance_scorecard").pl()
+    assert counts == {"share_requests": 1, "share_grants": 1, "share_reads": 1}
 
     row = metrics.filter(pl.col("resource") == resource).row(0, named=True)
     assert (row["shared"], row["departments_granted"], row["reads"]) == (True, 1, 1)
