@@ -21,7 +21,7 @@ from share_api.service import Service
 from share_api.views import resolve
 
 SPEC = Path(__file__).parents[2] / "share_api" / "openapi.json"
-EXAMPLES = 10  # per operation and mode: 43 operations × 2 modes: ~600 calls
+EXAMPLES = 10  # per operation and mode: ~45 operations, most in both modes: ~600 calls
 ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin")
 
 
@@ -49,7 +49,11 @@ def test_no_5xx_from_schemathesis(server, service: Service, people, mart_street)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
     for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        inputs = operation.path_parameters, operation.query, operation.body
+        modes = [GenerationMode.POSITIVE]
+        if any(len(x) for x in inputs):  # something to break: cases that do not fit
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
             made, bad = fuzz(operation, mode, person.headers, server.url, session, real)
             calls += made
             failures += bad
@@ -87,5 +91,5 @@ def fuzz(operation, mode, headers, base_url, session, real) -> tuple[int, list[s
             )
 
     with contextlib.suppress(hypothesis.errors.Unsatisfiable):
-        run()  # Unsatisfiable: a negative mode with nothing to break
+        run()  # Unsatisfiable: every way to break the operation's inputs was tried
     return len(sent), failures
