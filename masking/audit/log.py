@@ -32,6 +32,12 @@ signatures and the witness, but no MAC: records after the newest checkpoint coul
 be rewritten or cut off unnoticed, and a record changed before it is located only
 between two checkpoints.
 
+:meth:`AuditLog.append_many` writes a batch of records under one lock with one write and
+one fsync (the share service group-commits its concurrent requests' records through it);
+:meth:`AuditLog.find` bisects the file to the record of a seq; :meth:`AuditLog.sign_receipt`
+signs one record with the checkpoint key, so a reader holding only the exported public keys
+checks it (:func:`masking.audit.format.verify_receipt`).
+
 Logs written before this format (``sig`` = HMAC-SHA256, an unsigned head) are checked
 by their own rule; the first append or checkpoint under this format verifies them,
 records ``audit.upgrade`` and signs a checkpoint over them (a log that does not verify
