@@ -277,11 +277,40 @@ def add_role(service: Service, user_id: str, role: str, *, actor: str) -> bool:
     return True
 
 
+MIN_ADMINS = 2  # the two-person rule needs two administrators who can sign in
+
+
+def _active_admins(con) -> sa.Select:
+    return (
+        sa.select(user_roles.c.user_id)
+        .join(users, users.c.id == user_roles.c.user_id)
+        .where(user_roles.c.role == "admin", users.c.disabled_at.is_(None))
+    )
+
+
+def _keep_two_admins(con, user_id: str) -> None:
+    """Refuse a change that would leave fewer than two administrators able to sign in:
+    with one, no role could ever be given again (and ``admin init`` runs once). Writing
+    the ``admin_init`` row first serialises such changes (SQLite's write lock,
+    PostgreSQL's row lock), so two at once cannot each leave the other's last two."""
+    con.execute(
+        bootstrap.update().where(bootstrap.c.event == "admin_init").values(actor=bootstrap.c.actor)
+    )
+    admins = set(con.execute(_active_admins(con)).scalars())
+    if user_id in admins and len(admins) - 1 < MIN_ADMINS:
+        raise PrincipalError(
+            409, f"the service keeps at least {MIN_ADMINS} administrators (two-person rule)"
+        )
+
+
 def remove_role(service: Service, user_id: str, role: str, *, actor: str) -> bool:
     """Take the role away (audited ``admin.role_remove``; taking away needs no second
-    person: it only lowers privilege); False if not held."""
+    person: it only lowers privilege, but the last two administrators stay); False if
+    not held."""
     _check_roles([role])
     with service.engine.begin() as con:
+        if role == "admin":
+            _keep_two_admins(con, user_id)
         gone = con.execute(
             user_roles.delete().where(user_roles.c.user_id == user_id, user_roles.c.role == role)
         ).rowcount
@@ -291,8 +320,10 @@ def remove_role(service: Service, user_id: str, role: str, *, actor: str) -> boo
 
 
 def disable_user(service: Service, user_id: str, *, actor: str) -> bool:
-    """The person can no longer sign in (every token fails with ``disabled``); audited."""
+    """The person can no longer sign in (every token fails with ``disabled``; audited),
+    unless that leaves fewer than two administrators."""
     with service.engine.begin() as con:
+        _keep_two_admins(con, user_id)
         changed = con.execute(
             users.update()
             .where(users.c.id == user_id, users.c.disabled_at.is_(None))
@@ -304,14 +335,9 @@ def disable_user(service: Service, user_id: str, *, actor: str) -> bool:
 
 
 def count_admins(service: Service) -> int:
+    """Administrators who can sign in."""
     with service.engine.connect() as con:
-        return int(
-            con.execute(
-                sa.select(sa.func.count())
-                .select_from(user_roles)
-                .where(user_roles.c.role == "admin")
-            ).scalar_one()
-        )
+        return len(set(con.execute(_active_admins(con)).scalars()))
 
 
 def principal_for_user(service: Service, user_id: str, token_id: str = "") -> Principal | None:

@@ -14,6 +14,7 @@ from share_api.principals import (
     PrincipalError,
     add_role,
     authenticate_token,
+    count_admins,
     create_user,
     disable_user,
     get_user,
@@ -171,3 +172,24 @@ def test_the_live_server_answers_over_http(server, people):
     assert server.url.startswith("http://127.0.0.1:")
     with server.client(person) as client:
         assert client.get("/me").status_code in (200, 404)  # /me lands with routes/auth
+
+
+def test_the_last_two_administrators_stay(service: Service, people):
+    """With one administrator left no role could be given again (two-person rule) and
+    admin init runs once: neither disabling nor taking the role may go below two."""
+    ann = people.make("hub", "admin")
+    bob = people.make("hub", "admin", "reviewer")
+    for lower in (
+        lambda: disable_user(service, bob.user_id, actor=ann.actor),
+        lambda: remove_role(service, bob.user_id, "admin", actor=ann.actor),
+    ):
+        with pytest.raises(PrincipalError) as refused:
+            lower()
+        assert refused.value.status == 409
+    assert count_admins(service) == 2
+    assert remove_role(service, bob.user_id, "reviewer", actor=ann.actor)  # other roles go
+    cy = people.make("hub", "admin")
+    assert disable_user(service, cy.user_id, actor=ann.actor)  # three → two: allowed
+    assert count_admins(service) == 2  # a disabled administrator does not count
+    with pytest.raises(PrincipalError):
+        remove_role(service, ann.user_id, "admin", actor=bob.actor)
