@@ -198,3 +198,17 @@ def test_group_commit_batches_any_writer():
     assert commit.stats.batches == len(written)
     assert commit.stats.records == 20 - len(errors)
     assert len(written) + 1 < 20  # batched: fewer writes than items
+
+
+def test_a_receipt_still_verifies_after_the_checkpoint_key_rotates(service: Service):
+    read = service.audit.record("data.read", "wjw/u1", grant="g", rows=1, digest="d")
+    old = json.loads(json.dumps(service.audit.receipt(read)))
+    service.keyring.rotate()  # a new master, new current signing keys
+    new = service.audit.receipt(read)
+    assert new["kv"] == old["kv"] + 1
+    keys = public_keys_from(service.audit.public_keys())  # every version is exported
+    assert verify_receipt(old, keys) == [] and verify_receipt(new, keys) == []
+    only_new = {k: v for k, v in keys.items() if k[1] == new["kv"]}
+    assert verify_receipt(old, only_new) == [
+        f"no public key for {old['suite']} version {old['kv']} in the key file"
+    ]
