@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from fastapi import HTTPException
 
 from catalog.model import Catalogue, MaskingRule
-from share_api.db import metadata, new_id, utc_now
+from share_api.db import aware, metadata, new_id, utc_now
 from share_api.rowfilter import RowFilterError, compile_filter
 
 if TYPE_CHECKING:
@@ -83,8 +83,7 @@ grant_reads = sa.Table(
 
 
 def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    """SQLite hands back naive datetimes of what was stored as UTC."""
-    return None if t is None or t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+    return None if t is None else aware(t)
 
 
 @dataclass(frozen=True)
