@@ -20,6 +20,7 @@ operator's archiving job must keep, carried as :attr:`Auditor.retention_days`.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from masking.errors import AuditError
 if TYPE_CHECKING:
     from share_api.service import Service
 
+log = logging.getLogger("streethub.share.audit")
 Watcher = Callable[[dict[str, Any]], None]
 T = TypeVar("T")
 R = TypeVar("R")
@@ -150,7 +152,15 @@ class Auditor:
                 f"the audit record {action} was not written ({type(exc).__name__})"
             ) from exc
         for watch in self.watchers:
-            watch(record)
+            try:
+                watch(record)
+            except Exception as exc:  # the record is durable: the call it audits goes on
+                log.error(
+                    "audit watcher failed on record %s (%s): %s",
+                    record["seq"],
+                    action,
+                    type(exc).__name__,
+                )
         return record
 
     def find(self, seq: int) -> dict[str, Any] | None:

@@ -212,3 +212,20 @@ def test_a_receipt_still_verifies_after_the_checkpoint_key_rotates(service: Serv
     assert verify_receipt(old, only_new) == [
         f"no public key for {old['suite']} version {old['kv']} in the key file"
     ]
+
+
+def test_a_failing_watcher_does_not_fail_the_durable_record(
+    service: Service, caplog: pytest.LogCaptureFixture
+):
+    def broken(_record):
+        raise RuntimeError("alert table locked")
+
+    service.audit.watchers.insert(0, broken)
+    seen: list[int] = []
+    service.audit.watchers.append(lambda r: seen.append(r["seq"]))
+    record = service.audit.record("data.read", "o/u", rows=1)
+    assert service.audit.find(record["seq"])["hash"] == record["hash"]
+    assert seen == [record["seq"]]  # the other watchers still ran
+    assert f"audit watcher failed on record {record['seq']} (data.read): RuntimeError" in (
+        caplog.text
+    )
