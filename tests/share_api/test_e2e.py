@@ -125,13 +125,17 @@ def test_request_review_read_opt_out_revoke(service, people, server, mart_street
             started = time.perf_counter()
             second = of.post(f"/requests/{req['id']}/reviews", json={"decision": "approve"})
             assert second.status_code == 200, second.text
+            approved_s = time.perf_counter() - started
             grant_id = second.json()["grant_id"]
             assert second.json()["status"] == "granted" and grant_id
             with me.stream("GET", f"/grants/{grant_id}/data", params={"format": "json"}) as r:
                 assert r.status_code == 200
                 next(r.iter_raw())
                 first_byte_s = time.perf_counter() - started
-        print(f"\n{resource}: from the second approval to the first byte {first_byte_s:.3f} s")
+        print(
+            f"\n{resource}: from the second approval to the first byte {first_byte_s:.3f} s "
+            f"(the approval answered, grant made, after {approved_s:.3f} s)"
+        )
         assert first_byte_s < 60  # seconds, not hours
 
         # masked by the grant: the profile the catalogue sets, no clear value of a hidden field
