@@ -39,7 +39,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from catalog.settings import Settings
-from lakehouse.lake import open_lake, transaction
+from lakehouse.lake import has_table, open_lake, transaction
 from share_api.calendar import beijing_day
 from share_api.db import aware
 
@@ -140,7 +140,8 @@ def _frame(table: str, rows: list[Mapping]) -> pl.DataFrame:
     if table == MONTH[0]:
         months = [beijing_month(t) for t in frame["submitted_at"].to_list()]
         frame = frame.with_columns(pl.Series(MONTH[1], months, dtype=pl.String))
-    return frame.select(list(schema_of(table)))
+    frame = frame.select(list(schema_of(table)))
+    return frame.sort(frame.columns, nulls_last=True)  # the same records, the same frame
 
 
 def service_engine(settings: Settings) -> sa.engine.Engine | None:
@@ -179,10 +180,26 @@ def read_records(settings: Settings) -> dict[str, pl.DataFrame]:
     return frames
 
 
-def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame]) -> None:
-    """Replace ``landing.<table>`` with each frame, in one lake transaction."""
+def _held(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame | None:
+    if not has_table(con, ZONE, table):
+        return None
+    return con.execute(f'SELECT * FROM {ZONE}."{table}"').pl()
+
+
+def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame]) -> bool:
+    """Replace ``landing.<table>`` with each frame, in one lake transaction — unless the
+    lake holds these very records already (no new snapshot: the marts reading them stay
+    fresh). Whether anything was written."""
+    changed = {}
+    for table, frame in frames.items():
+        held = _held(con, table)
+        same = held is not None and held.columns == frame.columns
+        if not same or not held.equals(frame.cast(held.schema, strict=False)):
+            changed[table] = frame
+    if not changed:
+        return False
     with transaction(con):
-        for table, frame in frames.items():
+        for table, frame in changed.items():
             con.register("share_frame", frame.to_arrow())
             try:
                 con.execute(
@@ -190,6 +207,7 @@ def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFr
                 )
             finally:
                 con.unregister("share_frame")
+    return True
 
 
 def copy_share_records(

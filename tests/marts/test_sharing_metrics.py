@@ -19,7 +19,7 @@ from share_api import grants as gr
 from share_api import requests as rq
 from share_api.feedback import corrections_table, ratings_table
 from share_api.service import Service
-from tests.streets import copy_home
+from tests.streets import copy_home, lake_snapshot
 
 SHAREABLE = {ShareType.unconditional, ShareType.conditional}
 T0 = dt.datetime(2026, 11, 10, 2, 0, tzinfo=dt.UTC)  # Beijing 2026-11-10 10:00
@@ -161,6 +161,9 @@ def test_the_scorecard_s_sharing_figures_come_from_the_records(recorded) -> None
 def test_a_home_whose_service_never_ran_reports_no_sharing(mart_street, tmp_path) -> None:
     settings = copy_home(mart_street.home, tmp_path)
     assert set(copy_share_records(settings).values()) == {0}
+    before = lake_snapshot(settings)
+    copy_share_records(settings)  # nothing new: nothing written, the marts stay fresh
+    assert lake_snapshot(settings) == before
     assert not (settings.home_abs / "share" / "share.db").exists()
     with open_lake(settings) as con:
         build_mart(con, mart_street.catalogue, mart_street.marts, "sharing_metrics",

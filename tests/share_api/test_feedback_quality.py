@@ -15,6 +15,7 @@ from pipelines.share_records import copy_share_records
 from quality.corrections import issue_counts
 from share_api import feedback as fb
 from share_api import grants
+from tests.streets import lake_snapshot
 
 RESOURCE = "gaj.registered_residents"
 TABLE = 'staged."gaj__registered_residents"'
@@ -50,8 +51,10 @@ def test_a_correction_becomes_a_dispute_on_the_record_it_names(service, people, 
 
     first = copy_share_records(service.settings)
     assert first["share_corrections"] == 3 and first["disputes_opened"] == 1
+    before = lake_snapshot(service.settings)
     again = copy_share_records(service.settings)
     assert again["disputes_opened"] == 0  # taken once
+    assert lake_snapshot(service.settings) == before  # the same records: nothing written
 
     with open_lake(service.settings, read_only=True) as con:
         issues = con.execute("SELECT * FROM quarantine.issues WHERE kind = 'dispute'").pl()
