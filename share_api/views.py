@@ -33,6 +33,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -283,10 +284,17 @@ class View:
     table: pa.Table
     blobs: OrderedDict = field(default_factory=OrderedDict)  # (fmt, offset, limit) → blob
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_grow: Callable[[], None] | None = None  # the cache's trim, after a page is kept
 
     @property
     def total(self) -> int:
         return self.table.num_rows
+
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds: the table and the pages kept serialised."""
+        with self.lock:
+            return self.table.nbytes + sum(len(blob[0]) for blob in self.blobs.values())
 
     def page(self, offset: int = 0, limit: int | None = None) -> pa.Table:
         offset = max(0, int(offset))
@@ -312,6 +320,8 @@ class View:
             self.blobs[key] = blob
             while len(self.blobs) > BLOBS_PER_VIEW:
                 self.blobs.popitem(last=False)
+        if self.on_grow is not None:
+            self.on_grow()
         return blob
 
 
@@ -354,6 +364,7 @@ class ViewCache:
                 view = self._views.get(key)
             if view is None:
                 view = build()
+                view.on_grow = self.trim
                 with self._lock:
                     self.builds += 1
                     self._views[key] = view
@@ -361,11 +372,15 @@ class ViewCache:
                     self._trim()
         return view
 
+    def trim(self) -> None:
+        with self._lock:
+            self._trim()
+
     def _trim(self) -> None:
-        size = sum(v.table.nbytes for v in self._views.values())
+        size = sum(v.nbytes for v in self._views.values())
         while size > self.max_bytes and len(self._views) > 1:
             _, old = self._views.popitem(last=False)
-            size -= old.table.nbytes
+            size -= old.nbytes
 
     def forget(self, grant_id: str) -> None:
         with self._lock:
