@@ -13,9 +13,11 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from catalog.errors import shown
+from catalog.errors import LakeError, shown
 from catalog.settings import get_settings
 from pipelines.cli_common import console, err
+
+UNREAD = "the lake's delivery accounts cannot be read now (streethub deliveries list --failed)"
 
 TITLES = {
     "failed_deliveries": "failed deliveries",
@@ -38,8 +40,11 @@ def landing_failures(service, principal) -> list[dict[str, Any]]:
         dept = principal.org
     else:
         return []
-    with open_lake(service.settings, read_only=True) as con:
-        rows = list_deliveries(con, failed=True, dept=dept, acknowledged=False)
+    try:
+        with open_lake(service.settings, read_only=True) as con:
+            rows = list_deliveries(con, failed=True, dept=dept, acknowledged=False)
+    except LakeError:  # a lake never made, or busy: say so, list the rest
+        return [{"kind": "delivery_accounts", "id": "-", "what": "lake", "error": UNREAD}]
     return [
         {
             "kind": "delivery",
