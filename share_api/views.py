@@ -131,7 +131,7 @@ def _marts(catalogue: Catalogue) -> dict[str, Mart]:
     return _MARTS[key]
 
 
-_RESOLVED: dict[tuple[int, str], Resource] = {}
+_RESOLVED: dict[tuple[int, str], tuple[Catalogue, Resource]] = {}
 
 
 def resolve(catalogue: Catalogue, resource: str) -> Resource:
@@ -139,12 +139,13 @@ def resolve(catalogue: Catalogue, resource: str) -> Resource:
     has no such resource (so no name of the caller's ever reaches SQL unchecked). Kept per
     catalogue object (a loaded catalogue never changes)."""
     key = (id(catalogue), resource)
-    found = _RESOLVED.get(key)
-    if found is None:
-        found = _resolve(catalogue, resource)
-        if len(_RESOLVED) > 4_096:
-            _RESOLVED.clear()
-        _RESOLVED[key] = found
+    held = _RESOLVED.get(key)
+    if held is not None and held[0] is catalogue:  # the catalogue is held: its id is its own
+        return held[1]
+    found = _resolve(catalogue, resource)
+    if len(_RESOLVED) > 4_096:
+        _RESOLVED.clear()
+    _RESOLVED[key] = (catalogue, found)
     return found
 
 
