@@ -199,3 +199,23 @@ def test_as_of_a_snapshot_and_the_retention_window(service, people, api) -> None
     service.settings = service.settings.model_copy(update={"snapshot_retention_days": 0})
     gone = api.get(f"/grants/{gid}/data", params={"snapshot": then}, headers=reader.headers)
     assert gone.status_code == 410
+
+
+def test_masking_profile_per_column(service, people, api) -> None:
+    reader = people.make("mzj", "requester")
+    profile = {"name": "suppress", "gender": "pseudonymise", "mobile": "generalise_flag",
+               "citizen_id": "suppress"}  # fmt: skip
+    gid = make(service, "mzj", masking=profile)
+    rows = api.get(f"/grants/{gid}/data", params={"limit": 50}, headers=reader.headers).json()
+    for row in rows["rows"]:
+        assert row["name"] is None and row["citizen_id"] is None
+        assert re.fullmatch(PSEUDONYM_PATTERN, row["gender"])
+        assert isinstance(row["mobile"], bool)
+    assert len({r["gender"] for r in rows["rows"]}) <= 2  # one pseudonym a value
+    suppressed = [r for r in service.audit.log.records()
+                  if r["action"] == "decrypt" and r["purpose"] == f"share_grant:{gid}"]  # fmt: skip
+    assert {r["column"].rsplit(".", 1)[1] for r in suppressed} == {"mobile", "birth_date"}
+    for weaker in ({"citizen_id": "mask_name"}, {"citizen_id": "encrypt"}, {"name": "bogus"}):
+        with pytest.raises(grants.GrantError) as caught:
+            make(service, "mzj", masking=weaker)
+        assert caught.value.status_code == 400
