@@ -4,7 +4,8 @@ The owner department's answer to a conditional request is due within a number of
 days (工作日; provincial rules use 10). A working day is what ``chinese-calendar`` says: a
 weekday that is not a statutory holiday, or a weekend day made a working day (调休). For a
 year the package holds no schedule for yet (the State Council publishes the next year's in
-November or December), weekdays count and :func:`schedule_known` is false, so the
+November or December), Monday to Friday count but the statutory holidays whose day the law
+fixes (元旦, 清明, 劳动节, 国庆节), and :func:`schedule_known` is false, so the
 deadline can be shown as provisional.
 
 Days are days in Beijing (UTC+8, no daylight saving): a request submitted at 23:30 UTC on
@@ -21,6 +22,14 @@ import chinese_calendar
 BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
+# statutory holidays that fall on the same day every year (全国年节及纪念日放假办法, as revised
+# in force from 2025): 元旦 1-1, 劳动节 5-1 and 5-2, 国庆节 10-1 to 10-3; 清明节 is the day of the
+# Qingming solar term. The lunar ones (春节, 端午节, 中秋节) and the make-up working days (调休)
+# come only with the published schedule.
+FIXED_HOLIDAYS = frozenset({(1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3)})
+QINGMING = "清明"
+
+
 def schedule_known(day: dt.date) -> bool:
     """True when the package holds the State Council's schedule for ``day``'s year."""
     try:
@@ -30,12 +39,23 @@ def schedule_known(day: dt.date) -> bool:
     return True
 
 
+def statutory_holiday(day: dt.date) -> bool:
+    """A statutory holiday whose day the law fixes (the fallback's, for a year without a
+    published schedule)."""
+    if (day.month, day.day) in FIXED_HOLIDAYS:
+        return True
+    if day.month != 4 or not 1900 <= day.year <= 2100:  # the solar terms' range
+        return False
+    return (day, QINGMING) in chinese_calendar.get_solar_terms(day, day)
+
+
 def is_working_day(day: dt.date) -> bool:
-    """A working day (工作日) in mainland China: the published schedule, else Monday–Friday."""
+    """A working day (工作日) in mainland China: the published schedule; for a year without
+    one, Monday–Friday but the statutory holidays on fixed days."""
     try:
         return chinese_calendar.is_workday(day)
     except NotImplementedError:
-        return day.weekday() < 5
+        return day.weekday() < 5 and not statutory_holiday(day)
 
 
 def beijing_day(instant: dt.datetime) -> dt.date:

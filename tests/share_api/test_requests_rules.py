@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import chinese_calendar
 import pytest
 
 from catalog.model import ShareType
@@ -462,3 +463,17 @@ def test_a_mart_is_reviewed_by_two_different_data_officers(service, rec):
             unmasked=[sensitive],
         )  # fmt: skip
     assert exc.value.status == 422
+
+
+def test_without_a_schedule_the_fixed_statutory_holidays_still_count():
+    # the package's schedule ends with 2026: 2027-01-01 (a Friday, 元旦) is not a working day
+    assert not calendar.schedule_known(dt.date(2027, 1, 1))
+    assert calendar.add_working_days(dt.date(2026, 12, 31), 1) == dt.date(2027, 1, 4)
+    assert not calendar.is_working_day(dt.date(2027, 4, 5))  # 清明, a Monday
+    # where a schedule is published (the law as revised for 2025 on), it agrees
+    for year in (2025, 2026):
+        fixed = [dt.date(year, m, d) for m, d in calendar.FIXED_HOLIDAYS]
+        qingming = [d for d, name in chinese_calendar.get_solar_terms(
+            dt.date(year, 4, 1), dt.date(year, 4, 30)) if name == calendar.QINGMING]  # fmt: skip
+        for day in [*fixed, *qingming]:
+            assert calendar.statutory_holiday(day) and chinese_calendar.is_holiday(day), day
