@@ -118,7 +118,10 @@ def owner_of(service: Service, resource: str) -> str | None:
     """The department that answers for a resource (None for a mart: the data officers)."""
     from share_api.catalogue import lookup
 
-    return lookup(service, resource).owner_org
+    try:
+        return lookup(service, resource).owner_org
+    except KeyError:  # a resource the catalogue dropped since the grant: the data officers
+        return None
 
 
 def _held_grant(service: Service, grant_id: str, principal: Principal):
