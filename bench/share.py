@@ -1,9 +1,10 @@
 """The share service under load, against a bare FastAPI endpoint in the same run (issue 14).
 
 Run through ``python -m bench share`` (``make bench``). On a copy of a street's home
-(``$STREETHUB_BENCH_SHARE_HOME``, its master key found as the home's own — set
-``XDG_CONFIG_HOME`` or ``STREETHUB_KEY_FILE`` as for the home; unset: a street is simulated
-and the main job run on it first, minutes):
+(``$STREETHUB_BENCH_SHARE_HOME``: a home the main job ran on; the copy reads that home's
+master key file, found as for the home — ``XDG_CONFIG_HOME`` or ``STREETHUB_KEY_FILE``);
+unset, a street of ``RESIDENTS`` is simulated (``bench/streets.py``'s cache) and
+``streethub run`` makes its lake first (minutes):
 
 1. a grantee department with a token, and two grants made through the service's own
    functions: the *page grant* (a dataset the catalogue holds with an L3+ field, its
@@ -100,10 +101,6 @@ class Server:
     port: int
     proc: subprocess.Popen
     log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
 
 def _wait_ready(server: Server, timeout_s: float = 120.0) -> None:
@@ -216,19 +213,23 @@ def summarise_profile(raw: Path, title: str = "", *, within: str = "", top: int 
 # ---------------------------------------------------------------------------- the page
 
 
-def _fetch(url: str, token: str | None = None) -> tuple[int, bytes, str, float]:
-    import httpx
+def _fetch(server: Server, target: str, token: str | None = None):
+    """GET ``target`` of ``server``: (status, body, media type, seconds). ``http.client``
+    reads a body of known length in one piece: on a 54 MB answer ``httpx`` spent 0.45 s
+    more of its own (measured here), which would be charged to the service."""
+    import http.client
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     started = time.perf_counter()
-    with httpx.Client(timeout=600) as client:
-        r = client.get(url, headers=headers)
-    return (
-        r.status_code,
-        r.content,
-        r.headers.get("content-type", ""),
-        time.perf_counter() - started,
-    )
+    con = http.client.HTTPConnection(HOST, server.port, timeout=600)
+    try:
+        con.request("GET", target, headers=headers)
+        answer = con.getresponse()
+        body = answer.read()
+    finally:
+        con.close()
+    media = answer.getheader("content-type", "")
+    return answer.status, body, media, time.perf_counter() - started
 
 
 def page_targets(grant_id: str, pages: int = PAGES, rows: int = PAGE_ROWS) -> list[str]:
@@ -299,16 +300,18 @@ def street_home(work: Path, home: Path | None) -> Settings:
     from catalog.settings import Settings
 
     if home is None:
-        from rich.console import Console
-
         from bench.streets import street
-        from catalog.errors import StreethubError
-        from pipelines.main_job import run_main
 
-        settings = Settings(home=street(work / "street", RESIDENTS).home)
-        with contextlib.suppress(StreethubError):  # a refused mart: the staged zone is built
-            run_main(settings, Console(quiet=True))
-        return settings
+        made = street(work / "street", RESIDENTS)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STREETHUB_")}
+        env |= {"STREETHUB_KEY_FILE": os.environ["STREETHUB_KEY_FILE"]}  # master_key_of's
+        env |= {"STREETHUB_HOME": str(made.home), "STREETHUB_SIM_DIR": str(made.sim_dir)}
+        env |= {"STREETHUB_SIM_AUTO": "false", "PYTHONPATH": str(ROOT)}
+        exe = Path(sys.executable).parent / "streethub"
+        done = subprocess.run([str(exe), "run"], cwd=ROOT, env=env, capture_output=True)
+        if done.returncode not in (0, 1):  # 1: the run reported failures of the data
+            raise RuntimeError(f"streethub run failed:\n{done.stderr.decode()[-3000:]}")
+        return Settings(home=made.home)
     settings = Settings(home=work / "home")
     shutil.copytree(home, settings.home)
     witness = Settings(home=home).witness_dir_abs
@@ -318,15 +321,16 @@ def street_home(work: Path, home: Path | None) -> Settings:
 
 
 @contextlib.contextmanager
-def master_key_of(home: Path | None) -> Iterator[None]:
-    """Inside: the copy of ``home`` reads the master key file of ``home`` itself
-    (``STREETHUB_KEY_FILE``, for this process and the servers), instead of the key ring
-    copying that file under the copy's own id in the user's config folder on each run.
-    Nothing changes when the key is configured otherwise or there is no such file."""
+def master_key_of(home: Path | None, fresh: Path) -> Iterator[None]:
+    """Inside: ``STREETHUB_KEY_FILE`` (for this process and its children) names the master
+    key file of ``home`` itself, so its copy reads it instead of the key ring copying it
+    under the copy's own id into the user's config folder on every run; without a home,
+    ``fresh`` (the simulated street's own key, removed with the run). Nothing changes when
+    the key is configured in the environment already."""
     from catalog.settings import Settings
 
-    key = Settings(home=home).key_file_abs if home is not None else None
-    if key is None or not key.is_file() or os.environ.get("STREETHUB_KEY_FILE"):
+    key = Settings(home=home).key_file_abs if home is not None else fresh
+    if os.environ.get("STREETHUB_KEY_FILE") or (home is not None and not key.is_file()):
         yield
         return
     os.environ["STREETHUB_KEY_FILE"] = str(key)
@@ -401,7 +405,7 @@ def download_phase(share: Server, grant_id: str, token: str, work: Path, runs: i
     for _ in range(runs):
         for fmt in ("arrow", "parquet"):
             started = time.perf_counter()
-            status, body, _, _ = _fetch(f"{share.url}/grants/{grant_id}/data?format={fmt}", token)
+            status, body, _, _ = _fetch(share, f"/grants/{grant_id}/data?format={fmt}", token)
             if status != 200:
                 raise RuntimeError(f"the {fmt} download answered {status}: {body[:300]!r}")
             table = _decode(fmt, body)
@@ -583,15 +587,14 @@ def main(
     profile = PROFILE if profile is None else profile
     results = results or RESULTS
     home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
-    with tempfile.TemporaryDirectory(prefix="bench_share_") as tmp, master_key_of(home):
+    with tempfile.TemporaryDirectory(prefix="bench_share_") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
+        stack.enter_context(master_key_of(home, work / "master.json"))
         settings = street_home(work, home)
         g = make_grants(settings, big_rows)
         env = {"STREETHUB_HOME": str(settings.home_abs)}
         with serve("share", "share_api.app:create_app", env, work) as share:
-            status, body, media, first_s = _fetch(
-                share.url + page_targets(g.page_grant)[0], g.token
-            )
+            status, body, media, first_s = _fetch(share, page_targets(g.page_grant)[0], g.token)
             if status != 200:
                 raise RuntimeError(f"the service answered the page with {status}: {body[:300]!r}")
             page = work / "page.body"
