@@ -7,32 +7,21 @@ from __future__ import annotations
 import pytest
 
 from masking.audit import public_keys_from, verify_receipt
-from share_api import grants
 from share_api.alerts import Thresholds, Watch, raise_alert
 from share_api.service import Service
-from share_api.views import resolve
+from tests.share_api.audit_support import built_mart, standing_grant
 
 
 @pytest.fixture
 def mart(mart_street) -> str:
-    return f"marts.{sorted(mart_street.builds)[0]}"
+    return built_mart(mart_street)
 
 
 def test_a_read_receipt_verifies_with_the_published_key_alone(
     api, service: Service, people, mart: str
 ):
     reader = people.make("wjw", "requester")
-    grant_id = grants.create_grant(
-        service,
-        grantee_org="wjw",
-        resource=mart,
-        columns=list(resolve(service.catalogue, mart).columns)[:2],
-        row_filter=None,
-        masking={},
-        expires_at=None,
-        request_id=None,
-        standing=True,
-    )
+    grant_id = standing_grant(service, "wjw", mart, 2)
     read = api.get(f"/grants/{grant_id}/data", params={"limit": 5}, headers=reader.headers)
     assert read.status_code == 200
     seq = int(read.headers["X-Audit-Seq"])
@@ -99,17 +88,7 @@ def test_real_traffic_raises_alerts(api, service: Service, people, mart: str):
     [watch] = [w.__self__ for w in service.audit.watchers if isinstance(w.__self__, Watch)]
     watch.thresholds = Thresholds(read_floor=8, failed_signins=4)
     reader = people.make("wjw", "requester")
-    grant_id = grants.create_grant(
-        service,
-        grantee_org="wjw",
-        resource=mart,
-        columns=list(resolve(service.catalogue, mart).columns)[:1],
-        row_filter=None,
-        masking={},
-        expires_at=None,
-        request_id=None,
-        standing=True,
-    )
+    grant_id = standing_grant(service, "wjw", mart, 1)
     for _ in range(8):
         assert api.get(f"/grants/{grant_id}/data", headers=reader.headers).status_code == 200
     for _ in range(4):

@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from share_api import grants
 from share_api.service import Service
-from share_api.views import resolve
+from tests.share_api.audit_support import built_mart, standing_grant
 
 runner = CliRunner()
 
@@ -25,24 +24,14 @@ def said(args: list[str]) -> tuple[int, str]:
 
 @pytest.fixture
 def mart(mart_street) -> str:
-    return f"marts.{sorted(mart_street.builds)[0]}"
+    return built_mart(mart_street)
 
 
 def share_day(api, service: Service, people, mart: str) -> int:
     """What the share service writes when a department signs in, browses and reads its
     grant over HTTP; the seq of the read's record."""
     reader = people.make("wjw", "requester")
-    grant_id = grants.create_grant(
-        service,
-        grantee_org="wjw",
-        resource=mart,
-        columns=list(resolve(service.catalogue, mart).columns)[:2],
-        row_filter=None,
-        masking={},
-        expires_at=None,
-        request_id=None,
-        standing=True,
-    )
+    grant_id = standing_grant(service, "wjw", mart, 2)
     assert api.get("/catalogue", headers=reader.headers).status_code == 200
     read = api.get(f"/grants/{grant_id}/data", params={"limit": 3}, headers=reader.headers)
     assert read.status_code == 200

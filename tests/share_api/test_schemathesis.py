@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from share_api import grants
 from share_api.service import Service
-from share_api.views import resolve
+from tests.share_api.audit_support import built_mart, standing_grant
 
 SPEC = Path(__file__).parents[2] / "share_api" / "openapi.json"
 EXAMPLES = 10  # per operation and mode: ~45 operations, most in both modes: ~600 calls
@@ -28,19 +27,9 @@ ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin")
 def test_no_5xx_from_schemathesis(server, service: Service, people, mart_street):
     schema = schemathesis.openapi.from_dict(json.loads(SPEC.read_text(encoding="utf-8")))
     person = people.make("wjw", *ROLES)
-    mart = f"marts.{sorted(mart_street.builds)[0]}"
+    mart = built_mart(mart_street)
     real = {
-        "grant_id": grants.create_grant(
-            service,
-            grantee_org="wjw",
-            resource=mart,
-            columns=list(resolve(service.catalogue, mart).columns)[:2],
-            row_filter=None,
-            masking={},
-            expires_at=None,
-            request_id=None,
-            standing=True,
-        ),
+        "grant_id": standing_grant(service, "wjw", mart, 2),
         "seq": service.audit.record("data.read", person.actor, grant="g", rows=0)["seq"],
     }
     session = requests.Session()

@@ -17,6 +17,7 @@ from share_api.alerts import open_alerts
 from share_api.principals import revoke_token
 from share_api.service import Service
 from share_api.views import resolve
+from tests.share_api.audit_support import built_mart, standing_grant
 
 INJECTIONS = (
     "x' OR '1'='1",
@@ -51,25 +52,7 @@ class Audit:
 
 @pytest.fixture
 def mart(mart_street) -> str:
-    """A mart the street built (the first by name)."""
-    built = sorted(mart_street.builds)
-    assert built, mart_street.errors
-    return f"marts.{built[0]}"
-
-
-def grant_to(service: Service, org: str, ref: str) -> str:
-    """A live standing grant of ``org`` on the mart ``ref``."""
-    return grants.create_grant(
-        service,
-        grantee_org=org,
-        resource=ref,
-        columns=list(resolve(service.catalogue, ref).columns)[:3],
-        row_filter=None,
-        masking={},
-        expires_at=None,
-        request_id=None,
-        standing=True,
-    )
+    return built_mart(mart_street)
 
 
 def no_values_in(response: httpx.Response) -> None:
@@ -129,7 +112,7 @@ def test_revoked_token_is_refused_and_raises_an_alert(server, service: Service, 
 def test_another_departments_grant(server, service: Service, people, mart: str):
     owner = people.make("wjw", "requester")
     other = people.make("mzj", "requester")
-    grant_id = grant_to(service, "wjw", mart)
+    grant_id = standing_grant(service, "wjw", mart, 3)
     with server.client(owner) as c:
         assert c.get(f"/grants/{grant_id}/data").status_code == 200
     audit = Audit(service)
