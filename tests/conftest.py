@@ -63,15 +63,24 @@ def staged_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
 
 
 @pytest.fixture(scope="session")
-def mart_street(tmp_path_factory: pytest.TempPathFactory) -> MartStreet:
+def mart_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MartStreet]:
     """One street for every test that needs marts (tests/marts, tests/share_api …): the main
     job run once per session on a small simulated street, then every catalogued mart built
     on it (``tests/mart_street.py``). Never write to it: copy the home first
-    (``tests.streets.copy_home(street.settings.home, tmp_path)``).
-    ``STREETHUB_TEST_MART_STREET`` + ``STREETHUB_TEST_MART_KEYS`` reuse a ready street."""
+    (``tests.streets.copy_home(street.settings.home, tmp_path)``); a test that changed its
+    lake anyway fails the session at the end. ``STREETHUB_TEST_MART_STREET`` +
+    ``STREETHUB_TEST_MART_KEYS`` reuse a ready street."""
+    from lakehouse.lake import close_idle
     from tests.mart_street import make_mart_street
+    from tests.streets import lake_snapshot
 
-    return make_mart_street(tmp_path_factory)
+    street = make_mart_street(tmp_path_factory)
+    before = lake_snapshot(street.settings)
+    yield street
+    close_idle()
+    assert lake_snapshot(street.settings) == before, (
+        "a test changed the session's mart street's lake: copy it first (tests.streets.copy_home)"
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
