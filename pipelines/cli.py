@@ -32,6 +32,7 @@ from pipelines.cli_keys import keys_app
 from pipelines.cli_leaks import leaks_app
 from pipelines.cli_marts import MartsDirOption, catalog_lineage, check_marts_or_exit
 from pipelines.cli_persons import persons_app
+from pipelines.cli_receipts import audit_receipt
 from pipelines.cli_share import admin_app, openapi, serve
 from pipelines.cli_sharing import sharing_app
 
@@ -45,6 +46,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(leaks_app, name="leaks")
 app.add_typer(audit_app, name="audit")
+audit_app.command("receipt")(audit_receipt)
 app.add_typer(persons_app, name="persons")
 app.add_typer(admin_app, name="admin")
 app.add_typer(sharing_app, name="sharing")
