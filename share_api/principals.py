@@ -19,6 +19,7 @@ reaches a log, an error or an audit record.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -136,6 +137,17 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
+@contextlib.contextmanager
+def _writing(service: Service, taken: str):
+    """A transaction whose unique-key clash (two callers making the same id at once, the
+    check before the insert notwithstanding) is a 409 naming what is taken, not a 500."""
+    try:
+        with service.engine.begin() as con:
+            yield con
+    except sa.exc.IntegrityError:
+        raise PrincipalError(409, taken) from None
+
+
 # -- organisations ----------------------------------------------------------------------------
 def create_org(service: Service, code: str, name: str, kind: str, *, actor: str = SYSTEM) -> str:
     """A new organisation (audited ``admin.org_create``); 409 if the code is taken."""
@@ -145,7 +157,7 @@ def create_org(service: Service, code: str, name: str, kind: str, *, actor: str 
         raise PrincipalError(422, f"kind is one of {', '.join(ORG_KINDS)}")
     if not (name or "").strip():
         raise PrincipalError(422, "name is empty")
-    with service.engine.begin() as con:
+    with _writing(service, "an organisation with this code exists") as con:
         if con.execute(sa.select(orgs.c.code).where(orgs.c.code == code)).first():
             raise PrincipalError(409, "an organisation with this code exists")
         con.execute(orgs.insert().values(code=code, name=name, kind=kind, created_at=utc_now()))
@@ -173,7 +185,12 @@ def sync_departments(service: Service, *, actor: str = SYSTEM) -> list[str]:
     made = []
     for code, dept in sorted(service.catalogue.departments.items()):
         if code not in known:
-            create_org(service, code, dept.name_zh, "department", actor=actor)
+            try:
+                create_org(service, code, dept.name_zh, "department", actor=actor)
+            except PrincipalError as exc:  # another process starting made it meanwhile
+                if exc.status != 409:
+                    raise
+                continue
             made.append(code)
     return made
 
@@ -206,7 +223,7 @@ def create_user(
     if not (name or "").strip():
         raise PrincipalError(422, "name is empty")
     now = utc_now()
-    with service.engine.begin() as con:
+    with _writing(service, "a person with this user_id exists") as con:
         if not con.execute(sa.select(orgs.c.code).where(orgs.c.code == org)).first():
             raise PrincipalError(404, "no organisation with this code")
         if con.execute(sa.select(users.c.id).where(users.c.id == user_id)).first():
@@ -258,7 +275,7 @@ def add_role(service: Service, user_id: str, role: str, *, actor: str) -> bool:
     """Give ``user_id`` the role (audited ``admin.role_grant``); False if already held.
     The caller has checked the authority (the admin route: an approved operation)."""
     _check_roles([role])
-    with service.engine.begin() as con:
+    with _writing(service, "the person holds this role") as con:
         if not con.execute(sa.select(users.c.id).where(users.c.id == user_id)).first():
             raise PrincipalError(404, "no person with this user_id")
         held = con.execute(
@@ -373,7 +390,7 @@ def init_admins(
         if not USER_RE.fullmatch(user_id) or not name.strip():
             raise PrincipalError(422, "user_id: 2-64 lowercase letters, digits, _ . or -")
     now = utc_now()
-    with service.engine.begin() as con:
+    with _writing(service, "the administrators were made already (admin init runs once)") as con:
         if not con.execute(sa.select(orgs.c.code).where(orgs.c.code == org)).first():
             raise PrincipalError(404, "no organisation with this code")
         done = con.execute(
