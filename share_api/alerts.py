@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("streethub.share.alerts")
 
 KINDS = ("read_rate", "failed_signins", "revoked_token")
+MAX_SOURCES = 10_000  # sources of failed sign-ins kept before the quiet ones are forgotten
 
 alerts = sa.Table(
     "alerts",
@@ -89,6 +90,11 @@ class Watch:
         self._lock = threading.Lock()
         self._reads: dict[str, _Reads] = {}
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    @property
+    def sources(self) -> int:
+        """How many sources of failed sign-ins are being counted."""
+        return len(self._failures)
 
     def observe(self, record: dict[str, Any]) -> None:
         action = record.get("action")
@@ -150,6 +156,11 @@ class Watch:
             while times and times[0] <= now - t.failed_window:
                 times.popleft()
             count = len(times)
+            if len(self._failures) > MAX_SOURCES:  # many sources: forget the quiet ones
+                for gone in [
+                    k for k, v in self._failures.items() if v[-1] <= now - t.failed_window
+                ]:
+                    del self._failures[gone]
         if count >= t.failed_signins:
             raise_alert(
                 self.service,

@@ -126,3 +126,15 @@ def test_closing_an_alert_is_audited(service: Service, watch: Watch):
 def test_unknown_kinds_are_refused(service: Service):
     with pytest.raises(ValueError, match="unknown alert kind"):
         raise_alert(service, "weather", "x", org=None, summary="")
+
+
+def test_quiet_sources_are_forgotten(
+    service: Service, watch: Watch, clock: Clock, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("share_api.alerts.MAX_SOURCES", 3)
+    for n in range(4):
+        service.audit.record("auth.failed", "anonymous", reason="invalid", client=f"10.9.0.{n}")
+    clock.now += 400  # all four have left the window
+    service.audit.record("auth.failed", "anonymous", reason="invalid", client="10.9.0.9")
+    service.audit.record("auth.failed", "anonymous", reason="invalid", client="10.9.0.8")
+    assert watch.sources == 2  # the two new ones; the quiet four forgotten
