@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.settings import Settings, get_settings
+from masking.errors import AuditError
 from share_api.principals import ANONYMOUS, PrincipalError, client_of, sync_departments
 from share_api.routes import ROUTERS
 from share_api.service import Service
@@ -38,6 +41,8 @@ API_VERSION = "1.0.0"
 SPEC_FILE = Path(__file__).with_name("openapi.json")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_PATH_AUDITED = 200  # characters of a refused request's path kept in its record
+
+log = logging.getLogger("streethub.share")
 
 
 class BodyTooLarge(Exception):
@@ -148,6 +153,29 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def _audit_unwritable(_request: Request, _exc: Exception) -> JSONResponse:
+    """The audit log cannot be written: the call is refused (fail closed) with 503, as
+    a condition of the service, not a fault of the call."""
+    log.error("a call refused: the audit log cannot be written")
+    return JSONResponse(
+        {"detail": "the service cannot record this call now; try again later"},
+        status_code=503,
+        headers={"Retry-After": "30"},
+    )
+
+
+def warm() -> None:
+    """Load, once per process, what a first read would otherwise load on its caller's
+    time: the name finder's dictionary (jieba) that scrubbing free text uses — seconds
+    of a grant's first byte (BENCH's profile of the e2e)."""
+    from masking.text_names import name_spans
+
+    try:
+        name_spans("居民到社区服务站办理业务")
+    except Exception as exc:  # a first read loads it again and says why
+        log.warning("warming the text scrubber failed: %s", type(exc).__name__)
+
+
 async def _principal_error(_request: Request, exc: Exception) -> JSONResponse:
     status = exc.status if isinstance(exc, PrincipalError) else 400
     return JSONResponse({"detail": str(exc)}, status_code=status)
@@ -168,6 +196,7 @@ def build_app(lifespan=None) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(PrincipalError, _principal_error)
+    app.add_exception_handler(AuditError, _audit_unwritable)
     app.add_middleware(Guard)
     for name in ROUTERS:
         module = importlib.import_module(f"share_api.routes.{name}")
@@ -184,6 +213,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        threading.Thread(target=warm, name="share-warm", daemon=True).start()
         yield
         if owned:
             service.close()

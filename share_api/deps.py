@@ -7,10 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from share_api.service import Service
 
 ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin")
+OVERSEERS = ("data_officer", "auditor", "admin")  # who may look across organisations
 OrgKind = Literal["department", "frontend", "analyst"]
 
 
@@ -35,7 +37,8 @@ class Principal:
         return bool(self.roles.intersection(roles))
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    # async: no blocking work, so no hop to the thread pool for every route
     return request.app.state.service
 
 
@@ -65,15 +68,18 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
 def require(*roles: str):
-    """A dependency: the caller, who must hold one of ``roles`` (403 otherwise, audited)."""
+    """A dependency: the caller, who must hold one of ``roles`` (403 otherwise, audited).
+    Async: the check itself blocks nothing (only a refusal's audit record goes to the
+    thread pool), so a permitted call costs no extra hop."""
 
-    def _check(
+    async def _check(
         request: Request,
         principal: PrincipalDep,
         service: ServiceDep,
     ) -> Principal:
         if not principal.has(*roles):
-            service.audit.record(
+            await run_in_threadpool(
+                service.audit.record,
                 "auth.forbidden",
                 principal.actor,
                 path=request.url.path,

@@ -20,13 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from share_api import principals as pr
 from share_api.db import aware
-from share_api.deps import ROLES, Principal, ServiceDep, require
+from share_api.deps import OVERSEERS, ROLES, Principal, ServiceDep, require
 from share_api.routes.auth import IssuedTokenOut, NewToken, TokenInfo, token_info
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 Admin = Annotated[Principal, Depends(require("admin"))]
-Overseer = Annotated[Principal, Depends(require("admin", "auditor", "data_officer"))]
+Overseer = Annotated[Principal, Depends(require(*OVERSEERS))]
 
 
 class _Body(BaseModel):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import httpx
 
+from masking.errors import AuditError
 from share_api.app import SPEC_FILE, openapi_spec
 from share_api.service import Service
 
@@ -136,3 +138,28 @@ def test_the_served_spec_is_the_committed_one(api):
     assert answer.status_code == 200
     assert answer.json() == json.loads(SPEC_FILE.read_text())
     assert answer.json()["components"]["securitySchemes"]["token"]["scheme"] == "bearer"
+
+
+def test_an_unwritable_audit_log_refuses_the_call_with_503(
+    service: Service, api, people, monkeypatch
+):
+    person = people.make("wjw", "requester")
+
+    def broken(action, actor, **details):
+        raise AuditError("the disk is full")
+
+    monkeypatch.setattr(service.audit, "record", broken)
+    answer = api.get("/me", headers=person.headers)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
+    assert "disk" not in answer.text  # the cause stays in the server's log
+
+
+def test_the_app_warms_the_text_scrubber_at_start(service: Service, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from share_api import app as app_module
+
+    warmed = threading.Event()
+    monkeypatch.setattr(app_module, "warm", warmed.set)
+    with TestClient(app_module.create_app(service=service)):
+        assert warmed.wait(10)
