@@ -1,39 +1,14 @@
 """On the mart street: the exclusions the registry gives meet the lake's own columns — the
 staged person pseudonym, the master index's mentions, a mart's subject column. The lake is
-only read; the service's state goes to a database of the test's own."""
+only read; the service (its state and audit log) runs on a copy of the home."""
 
 from __future__ import annotations
 
 import pyarrow as pa
-import pytest
 
 from lakehouse.lake import open_lake
 from lakehouse.snapshots import current_snapshot
 from share_api import consent as reg
-from share_api.db import create_schema, engine_for
-from share_api.service import Service
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.records: list = []
-
-    def record(self, action: str, actor: str, **details):
-        self.records.append((action, actor, details))
-        return {"seq": len(self.records)}
-
-    def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-def service(mart_street, tmp_path) -> Service:
-    engine = engine_for(mart_street.settings, f"sqlite:///{tmp_path}/share.db")
-    create_schema(engine)
-    svc = Service(settings=mart_street.settings, engine=engine)
-    svc.__dict__["audit"] = Recorder()
-    yield svc
-    engine.dispose()
 
 
 def table(street, name: str, *columns: str) -> pa.Table:
