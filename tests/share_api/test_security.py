@@ -14,7 +14,7 @@ import pytest
 
 from share_api import grants
 from share_api.alerts import open_alerts
-from share_api.principals import revoke_token
+from share_api.principals import disable_user, revoke_token
 from share_api.service import Service
 from share_api.views import resolve
 from tests.share_api.audit_support import built_mart, standing_grant
@@ -107,6 +107,27 @@ def test_revoked_token_is_refused_and_raises_an_alert(server, service: Service, 
     assert opened["subject"] == person.token_id
     [alert] = open_alerts(service, "wjw")
     assert alert["kind"] == "revoked_token" and alert["audit_seq"] == opened["seq"]
+
+
+def test_a_missing_role_and_a_disabled_person(server, service: Service, people, mart: str):
+    requester = people.make("wjw", "requester")
+    audit = Audit(service)
+    body = {"grantee_org": "wjw", "resource": mart}
+    with server.client(requester) as c:
+        r = c.post("/grants", json=body)  # a standing grant needs a data officer or admin
+    assert r.status_code == 403
+    [forbidden] = audit.new("auth.forbidden", actor=requester.actor)
+    assert forbidden["path"] == "/grants" and "data_officer" in forbidden["needs"]
+    assert audit.new("http.refused") == []  # one refusal, one record
+    assert grants.list_grants(service, "wjw") == []
+
+    disable_user(service, requester.user_id, actor="sjj/admin")
+    audit = Audit(service)
+    with server.client(requester) as c:
+        r = c.get("/grants")
+    assert r.status_code == 401 and "disabled" in r.json()["detail"]
+    [failed] = audit.new("auth.failed", reason="disabled")
+    assert failed["token"] == requester.token_id
 
 
 def test_another_departments_grant(server, service: Service, people, mart: str):
