@@ -193,6 +193,12 @@ def raise_alert(
     one of the same kind and subject; its id. ``details``: scalars for the record."""
     if kind not in KINDS:
         raise ValueError(f"unknown alert kind {kind!r}")
+    lock = service.extra.setdefault("alerts.lock", threading.Lock())
+    with lock:  # one check-then-open at a time: concurrent repeats add to one alert
+        return _raise(service, kind, subject, org=org, summary=summary, details=details)
+
+
+def _raise(service, kind, subject, *, org, summary, details) -> str:
     now = utc_now()
     with service.engine.begin() as con:
         open_id = con.execute(

@@ -138,3 +138,22 @@ def test_quiet_sources_are_forgotten(
     service.audit.record("auth.failed", "anonymous", reason="invalid", client="10.9.0.9")
     service.audit.record("auth.failed", "anonymous", reason="invalid", client="10.9.0.8")
     assert watch.sources == 2  # the two new ones; the quiet four forgotten
+
+
+def test_concurrent_repeats_add_to_one_alert(service: Service):
+    import threading
+
+    start = threading.Barrier(16)
+
+    def repeat() -> None:
+        start.wait()
+        raise_alert(service, "revoked_token", "tok-7", org="wjw", summary="used")
+
+    workers = [threading.Thread(target=repeat) for _ in range(16)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    [alert] = open_alerts(service)
+    assert alert["count"] == 16
+    assert len(records(service, "alert.open")) == 1
