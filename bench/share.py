@@ -277,8 +277,8 @@ def _pooled(runs: list[dict], clients: int) -> dict:
         "errors": sum(r["summary"]["errors"] for r in runs),
         "error_kinds": _sum_kinds(r["summary"]["error_kinds"] for r in runs),
         "mean_body_bytes": runs[-1]["summary"]["mean_body_bytes"],
-        "server_cpu_ms_per_request": statistics.median(
-            r["summary"]["server_cpu_ms_per_request"] for r in runs
+        "server_cpu_ms_per_request": round(
+            statistics.median(r["summary"]["server_cpu_ms_per_request"] for r in runs), 3
         ),
     }
 
