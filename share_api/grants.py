@@ -479,50 +479,20 @@ def read_grant(
     return view.page(offset, limit)
 
 
-class _ReadLog:
-    """``grant_reads`` rows group-committed: the rows of concurrent reads go in one
-    transaction, written by whichever reader finds no write under way; each reader returns
-    once its row is durable."""
+def _read_log(service: Service):
+    """``grant_reads`` rows group-committed (``share_api.audit.GroupCommit``): the rows of
+    concurrent reads go in one transaction, written by whichever reader finds no write under
+    way; each reader returns once its row is durable."""
+    log = service.extra.get("grants.reads")
+    if log is None:
+        from share_api.audit import GroupCommit
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: list[dict] = []
-        self._done: set[int] = set()
-        self._failed: dict[int, BaseException] = {}
-        self._writing = False
-        self._seq = 0
+        def write(rows: list[dict]) -> None:
+            with service.engine.begin() as con:
+                con.execute(grant_reads.insert(), rows)
 
-    def add(self, service: Service, row: dict) -> None:
-        with self._cond:
-            self._seq += 1
-            mine = self._seq
-            self._queue.append((mine, row))
-            while mine not in self._done and mine not in self._failed:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                batch, self._queue = self._queue, []
-                self._writing = True
-                self._cond.release()
-                error = None
-                try:
-                    with service.engine.begin() as con:
-                        con.execute(grant_reads.insert(), [r for _, r in batch])
-                except BaseException as exc:  # every reader of the batch learns it
-                    error = exc
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    for seq, _ in batch:
-                        if error is None:
-                            self._done.add(seq)
-                        else:
-                            self._failed[seq] = error
-                    self._cond.notify_all()
-            self._done.discard(mine)
-            error = self._failed.pop(mine, None)
-        if error is not None:
-            raise error
+        log = service.extra.setdefault("grants.reads", GroupCommit(write))
+    return log
 
 
 def record_read(
@@ -550,11 +520,7 @@ def record_read(
         rows=rows,
         digest=digest,
     )
-    log = service.extra.get("grants.reads")
-    if log is None:
-        log = service.extra.setdefault("grants.reads", _ReadLog())
-    log.add(
-        service,
+    _read_log(service).submit(
         {
             "id": new_id("read"),
             "grant_id": grant.id,
