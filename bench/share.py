@@ -37,7 +37,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,18 +48,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench._load import LoadResult, request_bytes, run_load
+from bench._profile import sampled, summarise_profile
+from bench._servers import HOST, ROOT, Server, cpu_seconds, fetch, serve
 
 if TYPE_CHECKING:
     from catalog.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "share.json"
 PROFILE_NAME = "share_profile.txt"  # beside the results file
-OURS = ("share_api", "masking", "lakehouse", "catalog")  # the packages the profile follows
 PROFILE_WITHIN = "WorkerThread.run"  # anyio's threads: sync dependencies and handlers
 HOME_ENV = "STREETHUB_BENCH_SHARE_HOME"
 PAGE_ENV, MEDIA_ENV = "STREETHUB_BENCH_PAGE_FILE", "STREETHUB_BENCH_PAGE_MEDIA"
-HOST = "127.0.0.1"
 CLIENTS = (50, 200)
 SECONDS, WARMUP_S, ROUNDS = 10.0, 2.0, 3
 PAGE_ROWS, PAGES = 100, 10
@@ -86,162 +84,13 @@ def baseline_app():
     return app
 
 
-# ---------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    name: str
-    port: int
-    proc: subprocess.Popen
-    log: Path
-
-
-def _wait_ready(server: Server, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(
-                f"the {server.name} server exited ({server.proc.returncode}):\n"
-                + server.log.read_text(errors="replace")[-3000:]
-            )
-        with contextlib.suppress(OSError), socket.create_connection((HOST, server.port), 0.5):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the {server.name} server did not listen within {timeout_s:.0f} s")
-
-
-@contextlib.contextmanager
-def serve(name: str, factory: str, env: dict[str, str], logs: Path) -> Iterator[Server]:
-    """``uvicorn --factory <factory>``, one worker, uvloop + httptools, no access log."""
-    port = free_port()
-    log = logs / f"{name}.log"
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", HOST]
-    cmd += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
-    cmd += ["--no-access-log", "--log-level", "warning"]
-    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
-    server = Server(name, port, proc, log)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextlib.contextmanager
-def sampled(pid: int, out: Path, seconds: float, *, wall: bool) -> Iterator[None]:
-    """py-spy samples process ``pid`` for ``seconds`` into ``out`` (collapsed stacks): the
-    thread holding the GIL (CPU: what a second worker would share), or with ``wall`` every
-    thread, waiting ones too (where a request's time goes)."""
-    spy = Path(sys.executable).parent / "py-spy"
-    cmd = [str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds))]
-    cmd += ["--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
-    cmd += ["--idle"] if wall else ["--gil"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield
-    finally:
-        try:
-            _, err = proc.communicate(timeout=seconds + 60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        if proc.returncode and not out.exists():
-            out.write_text(f"# py-spy failed ({proc.returncode}): {err.decode()[-500:]}\n")
-
-
-def _frame(frame: str) -> tuple[str, str]:
-    """(``function (module file)``, the top-level package) of a py-spy frame
-    ``function (path/file.py:line)``."""
-    name, _, where = frame.rpartition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    return f"{name} ({path})", path.split("/", 1)[0] if "/" in path else path
-
-
-def summarise_profile(raw: Path, title: str = "", *, within: str = "", top: int = 25) -> str:
-    """py-spy's collapsed stacks as four tables, each entry with its share of the samples:
-    packages on the stack, functions of :data:`OURS` on the stack, functions on the stack,
-    leaf functions. ``within``: only the
-    samples with a frame of that function (e.g. the request handler)."""
-    tables: dict[str, dict[str, int]] = {"package": {}, "ours": {}, "inclusive": {}, "self": {}}
-    total = 0
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = [_frame(f) for f in stack.split(";")]
-        if within and not any(f.startswith(within + " (") for f, _ in frames):
-            continue
-        n = int(count)
-        total += n
-        for key, names in (
-            ("package", {p for _, p in frames}),
-            ("ours", {f for f, p in frames if p in OURS}),
-            ("inclusive", {f for f, _ in frames}),
-            ("self", {frames[-1][0]}),
-        ):
-            for name in names:
-                tables[key][name] = tables[key].get(name, 0) + n
-    if not total:
-        return f"{title}: no samples\n" + raw.read_text(errors="replace")[:2000]
-    lines = [f"{title}: {total} samples"]
-    for key, head in (
-        ("package", "packages on the stack"),
-        ("ours", f"functions of {', '.join(OURS)} on the stack"),
-        ("inclusive", "functions on the stack"),
-        ("self", "functions at the leaf (self)"),
-    ):
-        lines += ["", head]
-        for name, n in sorted(tables[key].items(), key=lambda kv: -kv[1])[:top]:
-            lines.append(f"  {n / total:6.1%}  {name}")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- the page
-
-
-def _fetch(server: Server, target: str, token: str | None = None):
-    """GET ``target`` of ``server``: (status, body, media type, seconds). ``http.client``
-    reads a body of known length in one piece: on a 54 MB answer ``httpx`` spent 0.45 s
-    more of its own (measured here), which would be charged to the service."""
-    import http.client
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    started = time.perf_counter()
-    con = http.client.HTTPConnection(HOST, server.port, timeout=600)
-    try:
-        con.request("GET", target, headers=headers)
-        answer = con.getresponse()
-        body = answer.read()
-    finally:
-        con.close()
-    media = answer.getheader("content-type", "")
-    return answer.status, body, media, time.perf_counter() - started
 
 
 def page_targets(grant_id: str, pages: int = PAGES, rows: int = PAGE_ROWS) -> list[str]:
     return [
         f"/grants/{grant_id}/data?format=json&offset={p * rows}&limit={rows}" for p in range(pages)
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process ``pid`` has used (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_phase(server: Server, targets: list[str], token: str | None, clients: int) -> dict:
@@ -405,7 +254,7 @@ def download_phase(share: Server, grant_id: str, token: str, work: Path, runs: i
     for _ in range(runs):
         for fmt in ("arrow", "parquet"):
             started = time.perf_counter()
-            status, body, _, _ = _fetch(share, f"/grants/{grant_id}/data?format={fmt}", token)
+            status, body, _, _ = fetch(share, f"/grants/{grant_id}/data?format={fmt}", token)
             if status != 200:
                 raise RuntimeError(f"the {fmt} download answered {status}: {body[:300]!r}")
             table = _decode(fmt, body)
@@ -594,7 +443,7 @@ def main(
         g = make_grants(settings, big_rows)
         env = {"STREETHUB_HOME": str(settings.home_abs)}
         with serve("share", "share_api.app:create_app", env, work) as share:
-            status, body, media, first_s = _fetch(share, page_targets(g.page_grant)[0], g.token)
+            status, body, media, first_s = fetch(share, page_targets(g.page_grant)[0], g.token)
             if status != 200:
                 raise RuntimeError(f"the service answered the page with {status}: {body[:300]!r}")
             page = work / "page.body"

@@ -10,6 +10,7 @@ import pytest
 
 import bench.share
 from bench._load import LoadResult
+from bench._profile import summarise_profile
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -27,7 +28,7 @@ def test_profile_summary_counts_each_sample_once_per_table(tmp_path: Path) -> No
         "main (a/x.py:1);read (share_api/grants.py:11);read (share_api/grants.py:12) 3\n"
         "main (a/x.py:1);send (uvicorn/h.py:2) 1\n"
     )
-    text = bench.share.summarise_profile(raw, "CPU")
+    text = summarise_profile(raw, "CPU")
     assert text.startswith("CPU: 10 samples")
     # a function on the stack twice (recursion, two lines) counts once a sample
     assert "90.0%  read (share_api/grants.py)" in text
@@ -35,7 +36,7 @@ def test_profile_summary_counts_each_sample_once_per_table(tmp_path: Path) -> No
     assert "60.0%  page (share_api/views.py)" in text  # the leaf table
     assert "30.0%  read (share_api/grants.py)" in text.split("leaf")[1]
     # only the samples with a frame of a function
-    within = bench.share.summarise_profile(raw, "wall", within="read")
+    within = summarise_profile(raw, "wall", within="read")
     assert within.startswith("wall: 9 samples") and "uvicorn" not in within
 
 
