@@ -163,3 +163,25 @@ def test_the_app_warms_the_text_scrubber_at_start(service: Service, monkeypatch)
     monkeypatch.setattr(app_module, "warm", warmed.set)
     with TestClient(app_module.create_app(service=service)):
         assert warmed.wait(10)
+
+
+PUBLIC = {("get", "/audit/public-key")}  # the audit verification key is public (item 9)
+
+
+def test_every_operation_but_the_public_key_needs_a_token(service: Service, api):
+    """Every call is authenticated (issue 14 item 1): each operation of the spec declares
+    the bearer scheme and refuses an anonymous call with 401, whatever its parameters."""
+    spec = api.get("/openapi.json").json()
+    operations = [(method, path) for path, ops in spec["paths"].items() for method in ops]
+    assert len(operations) >= 30
+    before = len(records(service, "auth.failed"))
+    for method, path in operations:
+        declared = bool(spec["paths"][path][method].get("security"))
+        assert declared == ((method, path) not in PUBLIC), (method, path)
+        if (method, path) in PUBLIC:
+            continue
+        url = path.replace("{", "").replace("}", "")  # every path parameter: its own name
+        kwargs = {"json": {}} if method in ("post", "put", "patch") else {}
+        answer = api.request(method.upper(), url, **kwargs)
+        assert answer.status_code == 401, (method, path, answer.status_code)
+    assert len(records(service, "auth.failed")) - before == len(operations) - len(PUBLIC)
