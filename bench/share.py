@@ -18,16 +18,20 @@ unset, a street of ``RESIDENTS`` is simulated (``bench/streets.py``'s cache) and
    grant-filtered, audited; clients cycle over ``PAGES`` offsets) under ``CLIENTS``
    closed-loop clients (``bench/_load.py``), ``ROUNDS`` rounds alternating the bare
    endpoint and the service so both see the same machine; per concurrency: requests/s
-   (median of the rounds), p50/p99 over every measured request, errors;
-4. the big grant downloaded whole as Arrow IPC and as Parquet (``RUNS`` each, median, the
-   answer read into a table) against ``pyarrow.parquet.read_table`` of the same rows from
-   a local Parquet file.
+   (median of the rounds), p50/p99 over every measured request, errors, and each server's
+   CPU a request (``/proc``): on a shared machine the ratio of CPU a request is the figure
+   that does not depend on how much CPU each server got;
+4. the big grant downloaded whole as Arrow IPC and as Parquet (``RUNS`` each, median; the
+   first, which builds the grant's view, also reported; the answer read into a table)
+   against ``pyarrow.parquet.read_table`` of the same rows from a local Parquet file.
 
 Goals (the issue's ``make bench``): at 50 clients the service ≥ 25 % of the bare
 endpoint's requests/s, p99 ≤ 100 ms, 0 errors; at 200 clients 0 errors (p99 reported);
-each download ≤ 1.5× the local read. ``PROFILE``: the service is sampled with py-spy during
-one 50-client phase and the functions holding the most samples are written beside the
-results (``share_profile.txt``). Writes ``bench/results/share.json`` and prints a table.
+each download ≤ 1.5× the local read. ``PROFILE``: two more 50-client phases (not counted)
+with the service sampled by py-spy — the thread holding the GIL (CPU), and the request
+threads with their waits (wall) — summarised beside the results (``share_profile.txt``,
+``bench/_profile.py``). Writes ``bench/results/share.json`` and prints each figure beside
+its goal.
 """
 
 from __future__ import annotations
