@@ -390,7 +390,13 @@ def live_grant(service: Service, grant_id: str, principal: Principal) -> Grant:
     else:
         reason, status = (None, 200) if grant.status() == "live" else (grant.status(), 403)
     if reason is not None:
-        service.audit.record("data.denied", principal.actor, grant=grant_id[:40], reason=reason)
+        service.audit.record(
+            "data.denied",
+            principal.actor,
+            grant=grant_id[:40],
+            reason=reason,
+            token=principal.token_id,
+        )
         raise GrantError(status, "no such grant" if status == 404 else f"grant {reason}")
     return grant
 
@@ -452,7 +458,9 @@ def check_rate(service: Service, grant: Grant, principal: Principal) -> None:
     limiter = service.extra.setdefault("grants.rate", RateLimiter())
     wait = limiter.allow(grant.id, grant.rate_per_minute)
     if wait:
-        service.audit.record("data.rate_limited", principal.actor, grant=grant.id)
+        service.audit.record(
+            "data.rate_limited", principal.actor, grant=grant.id, token=principal.token_id
+        )
         raise GrantError(
             429, "rate limit of this grant reached", headers={"Retry-After": str(int(wait) + 1)}
         )
@@ -506,12 +514,18 @@ def record_read(
     rows: int,
     nbytes: int,
     digest: str,
+    client: str | None = None,
 ) -> dict[str, Any]:
-    """The ``data.read`` audit record (its ``seq`` is the read's receipt) and the
-    ``grant_reads`` row the metrics read."""
+    """The ``data.read`` audit record (its ``seq`` is the read's receipt; it names the token
+    the reader signed in with, and ``client``'s address when given: the data route audits a
+    read's sign-in in this one record) and the ``grant_reads`` row the metrics read."""
+    signed_in = {"token": principal.token_id}
+    if client is not None:
+        signed_in["client"] = client
     record = service.audit.record(
         "data.read",
         principal.actor,
+        **signed_in,
         grant=grant.id,
         resource=grant.resource,
         snapshot=snapshot,

@@ -122,3 +122,27 @@ def test_changing_a_grant_needs_two_administrators(service, people, api) -> None
     review(service, second.principal, op2, "approve")
     wrong = api.post(f"/grants/{other}/change", json={"request_id": op2}, headers=first.headers)
     assert wrong.status_code == 409
+
+
+def test_a_read_is_one_audit_record_naming_its_sign_in(service, people, api) -> None:
+    """A data read's sign-in is audited in the read's own record (token and client named):
+    one durable record a read; a refused read names the token too; a bad token is still
+    ``auth.failed`` and 401."""
+    gid = dataset_grant(service, "mzj")
+    reader = people.make("mzj", "requester")
+    stranger = people.make("rsj", "requester")
+    before = len(service.audit.log.records())
+    assert api.get(f"/grants/{gid}/data", headers=reader.headers).status_code == 200
+    made = service.audit.log.records()[before:]
+    assert [r["action"] for r in made] == ["data.read"]
+    assert made[0]["token"] == reader.token_id and made[0]["client"]
+    assert api.get(f"/grants/{gid}/data", headers=stranger.headers).status_code == 403
+    denied = [r for r in service.audit.log.records() if r["action"] == "data.denied"]
+    assert denied[-1]["token"] == stranger.token_id and "auth.ok" not in {
+        r["action"] for r in service.audit.log.records()[before:]
+    }
+    wrong = reader.token[:-1] + ("A" if reader.token[-1] != "A" else "B")
+    bad = {"Authorization": f"Bearer {wrong}"}
+    assert api.get(f"/grants/{gid}/data", headers=bad).status_code == 401
+    failed = [r for r in service.audit.log.records() if r["action"] == "auth.failed"]
+    assert failed[-1]["token"] == reader.token_id and failed[-1]["reason"] == "invalid"
