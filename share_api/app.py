@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,9 +67,10 @@ class Guard:
         service: Service = scope["app"].state.service
         limit = int(getattr(service.settings, "share_max_body_bytes", 1024 * 1024))
         request = Request(scope)
+        body = b""
         if scope["method"] in BODY_METHODS or "content-length" in request.headers:
             try:
-                receive = await self._buffered(request, receive, limit)
+                receive, body = await self._buffered(request, receive, limit)
             except BodyTooLarge:
                 await self._refuse_too_large(scope, receive, send, limit)
                 return
@@ -80,11 +82,15 @@ class Guard:
                     await run_in_threadpool(self._record, service, scope, status)
             await send(message)
 
+        where = _nul_in(scope, body)
+        if where is not None:
+            await _nul_refused(where)(scope, receive, audited_send)
+            return
         await self.app(scope, receive, audited_send)
 
     @staticmethod
-    async def _buffered(request: Request, receive: Receive, limit: int) -> Receive:
-        """The whole body read (at most ``limit`` bytes) and handed on as one message."""
+    async def _buffered(request: Request, receive: Receive, limit: int) -> tuple[Receive, bytes]:
+        """The whole body read (at most ``limit`` bytes), handed on as one message."""
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
@@ -115,7 +121,7 @@ class Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        return replay
+        return replay, body
 
     async def _refuse_too_large(self, scope: Scope, receive: Receive, send: Send, limit: int):
         service: Service = scope["app"].state.service
@@ -137,10 +143,44 @@ class Guard:
             principal.actor if principal is not None else ANONYMOUS,
             status=status,
             method=request.method,
-            path=request.url.path[:MAX_PATH_AUDITED],
+            path=printable(request.url.path[:MAX_PATH_AUDITED]),
             client=client_of(request),
             **extra,
         )
+
+
+# a JSON string's escaped NUL: \u0000 after none or an even number of backslashes (in
+# \\u0000 the first escape is a backslash, then comes the text "u0000")
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character written as its escape (a hostile path's
+    NUL or control characters are recorded as what they are, not raw)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _nul_in(scope: Scope, body: bytes) -> str | None:
+    """Where the request carries the NUL character (path, query or body), if it does:
+    no text of the service may hold one (PostgreSQL refuses it in text; in a name or a
+    filter it only ever hides something)."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"\x00" in query or b"%00" in query:
+        return "query"
+    if b"\x00" in body or _JSON_NUL.search(body):
+        return "body"
+    return None
+
+
+def _nul_refused(where: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": [where], "msg": "text may not hold the NUL character", "type": "nul"}]},
+        status_code=422,
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
