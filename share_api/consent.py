@@ -204,7 +204,6 @@ def declined(
     """
     c = consent_choices.c
     category = ConsentCategory(category).value
-    scope = (c.category == category, c.recipient_kind == recipient_kind)
     cache = service.extra.setdefault("consent.declined", {})
     key = (category, recipient_kind)
     with service.engine.connect() as con:
@@ -212,6 +211,7 @@ def declined(
         held = cache.get(key)
         if held is not None and held[0] == version:
             return held[1]
+        scope = (c.category == category, c.recipient_kind == recipient_kind)
         ranked = (
             sa.select(
                 c.pseudonym,

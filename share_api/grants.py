@@ -342,11 +342,37 @@ def change_grant(service: Service, grant_id: str, request_id: str, actor: str) -
     return get_grant(service, grant_id)
 
 
+# the stored row as the driver gives it (no JSON or time parsing): compared with the row a
+# kept Grant was made from, so an unchanged grant is not parsed again on every read
+_RAW_BY_ID = sa.text(
+    "SELECT " + ", ".join(f'"{c.name}"' for c in grants_table.columns) + ' FROM "grants" '
+    'WHERE "id" = :grant_id'
+)
+KEPT_GRANTS = 4_096  # parsed grants kept per process
+
+
 def get_grant(service: Service, grant_id: str) -> Grant | None:
-    """The grant as stored now (read on every use: a revocation shows at once)."""
+    """The grant as stored now (read on every use: a revocation or a change shows at once;
+    only the parsing of an unchanged row is spared)."""
+    kept = service.extra.get("grants.parsed")
+    if kept is None:
+        kept = service.extra.setdefault("grants.parsed", {})
     with service.engine.connect() as con:
+        raw = con.execute(_RAW_BY_ID, {"grant_id": grant_id}).first()
+        if raw is None:
+            return None
+        raw = tuple(raw)
+        held = kept.get(grant_id)
+        if held is not None and held[0] == raw:
+            return held[1]
         row = con.execute(_BY_ID, {"grant_id": grant_id}).first()
-    return None if row is None else Grant.from_row(row)
+    if row is None:  # pragma: no cover - grants are never deleted
+        return None
+    grant = Grant.from_row(row)
+    if len(kept) >= KEPT_GRANTS:
+        kept.clear()
+    kept[grant_id] = (raw, grant)
+    return grant
 
 
 def list_grants(service: Service, org: str | None = None) -> list[Grant]:
