@@ -194,6 +194,13 @@ class Settings(BaseSettings):
     share_port: int = Field(
         default=8780, ge=1, le=65_535, description="port `streethub serve` listens on"
     )
+    share_trusted_proxies: str | None = Field(
+        default=None,
+        description=(
+            "addresses of reverse proxies whose X-Forwarded-For names the real client "
+            "(comma-separated, as uvicorn's forwarded_allow_ips); none: the socket's address"
+        ),
+    )
     share_token_ttl_hours: float = Field(
         default=24 * 30,
         gt=0,

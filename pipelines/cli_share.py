@@ -61,16 +61,19 @@ def serve(
     app = create_app(settings)
     console.print(f"share service on http://{host}:{port} (Ctrl-C stops; spec at /docs)")
     # no access log: the audit log records every call, and a query string is the caller's.
-    # No proxy headers: a local caller could otherwise name any client address in
-    # X-Forwarded-For and spread failed sign-ins over made-up sources (the alerts count
-    # them per source); a deployment behind a proxy sets the proxy's address explicitly.
+    # Proxy headers only from the proxies named (share_trusted_proxies): uvicorn believes
+    # X-Forwarded-For from 127.0.0.1 by default, so a local caller could name any client
+    # address and spread failed sign-ins over made-up sources (the alerts count them per
+    # source); behind a proxy, naming it gives each caller's own address back.
+    proxies = settings.share_trusted_proxies
     uvicorn.run(
         app,
         host=host,
         port=port,
         access_log=False,
         log_level="warning",
-        proxy_headers=False,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
         server_header=False,
     )
 

@@ -86,8 +86,9 @@ def test_share_settings_come_from_the_environment(tmp_path: Path, monkeypatch: p
 
 
 def test_concurrent_sign_ins_reuse_pooled_connections(service: Service, people, share_db_url):
-    """50 request threads signing in at once all succeed, and on SQLite reuse the pool's
-    connections instead of opening (and closing) one per request."""
+    """As many request threads as the server runs (anyio's 40) signing in at once all
+    succeed, and on SQLite reuse the pool's connections instead of opening (and closing)
+    one per request."""
     person = people.make("wjw", "requester")
     opened: list[int] = []
     sa.event.listen(service.engine, "connect", lambda *_: opened.append(1))
@@ -100,7 +101,7 @@ def test_concurrent_sign_ins_reuse_pooled_connections(service: Service, people, 
         except BaseException as exc:  # reported by the test
             failures.append(exc)
 
-    threads = [threading.Thread(target=sign_in) for _ in range(50)]
+    threads = [threading.Thread(target=sign_in) for _ in range(db.POOL_SIZE)]
     for t in threads:
         t.start()
     for t in threads:
