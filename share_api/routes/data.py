@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from share_api import grants
-from share_api.deps import Principal, ServiceDep, bearer_scheme
+from share_api.deps import Principal, ServiceDep, bearer_scheme, current_principal
 from share_api.principals import (
     AuthFailure,
     authenticate_request,
@@ -104,7 +104,14 @@ def _sign_in(service: Service, request: Request) -> Principal:
     own record — ``data.read``, ``data.denied`` or ``data.rate_limited`` each name the token
     — so a read waits for one durable audit record, not two in turn (the audit log's write
     and fsync per batch is what bounds reads a second: 355 → 539 reads/s at 50 clients). A
-    sign-in that fails goes the usual way: ``auth.failed`` audited, 401."""
+    sign-in that fails goes the usual way: ``auth.failed`` audited, 401.
+
+    An override of ``deps.current_principal`` in the app (how an in-process caller such as
+    the leak scanner reads as a principal it names) is honoured, as it is on every route
+    that takes ``PrincipalDep``."""
+    override = request.app.dependency_overrides.get(current_principal)
+    if override is not None:
+        return override()
     try:
         principal = authenticate_token(service, bearer(request))
     except AuthFailure:
