@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
@@ -20,12 +22,27 @@ if TYPE_CHECKING:
     from masking.keys import KeyRing
     from share_api.audit import Auditor
 
+T = TypeVar("T")
+
 
 @dataclass
 class Service:
     settings: Settings
     engine: Engine
-    extra: dict = field(default_factory=dict)  # per-module caches, keyed by module name
+    extra: dict[str, Any] = field(default_factory=dict)  # what modules keep: see kept()
+    _keeping: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def kept(self, key: str, make: Callable[[], T]) -> T:
+        """What a module keeps for the life of this service (a cache, an index, a reader),
+        made by ``make`` the first time it is asked for, once even when threads ask at once;
+        ``key`` is ``<module>.<name>``. :meth:`close` closes what has a ``close()``."""
+        found = self.extra.get(key)
+        if found is None:
+            with self._keeping:
+                found = self.extra.get(key)
+                if found is None:
+                    found = self.extra[key] = make()
+        return found
 
     @cached_property
     def catalogue(self) -> Catalogue:
@@ -53,6 +70,11 @@ class Service:
         return cls(settings=settings, engine=engine)
 
     def close(self) -> None:
+        for held in list(self.extra.values()):
+            closer = getattr(held, "close", None)
+            if callable(closer):
+                closer()
+        self.extra.clear()
         if "audit" in self.__dict__:
             self.audit.close()
         self.engine.dispose()
