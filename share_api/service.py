@@ -31,14 +31,21 @@ class Service:
     engine: Engine
     extra: dict[str, Any] = field(default_factory=dict)  # what modules keep: see kept()
     _keeping: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _making: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
 
     def kept(self, key: str, make: Callable[[], T]) -> T:
         """What a module keeps for the life of this service (a cache, an index, a reader),
         made by ``make`` the first time it is asked for, once even when threads ask at once;
-        ``key`` is ``<module>.<name>``. :meth:`close` closes what has a ``close()``."""
+        ``key`` is ``<module>.<name>``. :meth:`close` closes what has a ``close()``.
+
+        Each key is made under a lock of its own: a maker may ask for another kept thing
+        (the catalogue's lookup table is made from its entries), and a slow one (the search
+        index) does not hold up the others."""
         found = self.extra.get(key)
         if found is None:
             with self._keeping:
+                making = self._making.setdefault(key, threading.Lock())
+            with making:
                 found = self.extra.get(key)
                 if found is None:
                     found = self.extra[key] = make()

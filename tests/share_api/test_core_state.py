@@ -109,3 +109,28 @@ def test_concurrent_sign_ins_reuse_pooled_connections(service: Service, people, 
     assert failures == []
     if not share_db_url:
         assert len(opened) <= db.POOL_SIZE
+
+
+def test_a_kept_thing_may_be_made_from_another(service):
+    """Service.kept: a maker asking for another kept thing (the catalogue's lookup table is
+    made from its entries) gets it instead of waiting on itself; each is made once."""
+    import threading
+
+    made: list[str] = []
+
+    def entries():
+        made.append("entries")
+        return [1, 2]
+
+    def by_ref():
+        made.append("by_ref")
+        return {n: n for n in service.kept("test.entries", entries)}
+
+    done = threading.Event()
+    worker = threading.Thread(
+        target=lambda: (service.kept("test.by_ref", by_ref), done.set()), daemon=True
+    )
+    worker.start()
+    assert done.wait(10), "kept() waited on itself"
+    assert service.kept("test.by_ref", by_ref) == {1: 1, 2: 2}
+    assert made == ["by_ref", "entries"]
