@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ QUALITY_TTL_SECONDS = 60.0
 WEIGHTS = {"name": 3.0, "fields": 2.0, "summary": 1.0}
 # words too common in a catalogue to narrow a search
 STOP_WORDS = frozenset({"的", "和", "与", "及", "或", "了", "在", "是", "等", "中", "之"})
-
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -103,11 +100,8 @@ class Hit:
 def marts_of(service: Service) -> dict[str, Mart]:
     """The catalogued marts (``catalog/marts/*.yaml`` beside the departments' folder), read
     once per service."""
-    marts = service.extra.get("catalogue.marts")
-    if marts is None:
-        directory = Path(service.settings.catalog_dir).parent / "marts"
-        marts = service.extra["catalogue.marts"] = load_marts(directory)
-    return marts
+    directory = Path(service.settings.catalog_dir).parent / "marts"
+    return service.kept("catalogue.marts", lambda: load_marts(directory))
 
 
 def _dataset_entries(service: Service) -> list[Entry]:
@@ -175,22 +169,21 @@ def _mart_entries(service: Service) -> list[Entry]:
 
 def entries(service: Service) -> list[Entry]:
     """Every dataset, then every mart, in catalogue order (built once per service)."""
-    found = service.extra.get("catalogue.entries")
-    if found is None:
-        found = service.extra["catalogue.entries"] = _dataset_entries(service) + _mart_entries(
-            service
-        )
-    return found
+    return service.kept(
+        "catalogue.entries", lambda: _dataset_entries(service) + _mart_entries(service)
+    )
+
+
+def _by_ref(found: list[Entry]) -> dict[str, Entry]:
+    by_ref = {e.resource: e for e in found}
+    by_ref.update({e.resource_code: e for e in found if e.resource_code})
+    return by_ref
 
 
 def lookup(service: Service, resource: str) -> Entry:
     """The entry of ``dept.dataset`` (also ``dept/dataset``, ``dept__dataset`` or its
     resource code) or ``marts.<name>``; KeyError when the catalogue has none."""
-    by_ref = service.extra.get("catalogue.by_ref")
-    if by_ref is None:
-        by_ref = {e.resource: e for e in entries(service)}
-        by_ref.update({e.resource_code: e for e in entries(service) if e.resource_code})
-        service.extra["catalogue.by_ref"] = by_ref
+    by_ref = service.kept("catalogue.by_ref", lambda: _by_ref(entries(service)))
     if resource in by_ref:
         return by_ref[resource]
     if not resource.startswith(MART_PREFIX):
@@ -349,15 +342,7 @@ def jieba_cache_dir() -> Path:
 
 def search_index(service: Service) -> SearchIndex:
     """The service's search index, built once (jieba's dictionary loads in about a second)."""
-    index = service.extra.get("catalogue.index")
-    if index is None:
-        with _lock:
-            index = service.extra.get("catalogue.index")
-            if index is None:
-                index = service.extra["catalogue.index"] = SearchIndex(
-                    entries(service), jieba_cache_dir()
-                )
-    return index
+    return service.kept("catalogue.index", lambda: SearchIndex(entries(service), jieba_cache_dir()))
 
 
 def search(service: Service, query: str) -> list[Hit]:

@@ -204,7 +204,7 @@ def declined(
     """
     c = consent_choices.c
     category = ConsentCategory(category).value
-    cache = service.extra.setdefault("consent.declined", {})
+    cache = service.kept("consent.declined", dict)
     key = (category, recipient_kind)
     with service.engine.connect() as con:
         version = tuple(con.execute(_VERSION, {"category": category, "kind": recipient_kind}).one())
@@ -307,7 +307,7 @@ def excluded_residents(service: Service, resource: str, recipient_kind: str) -> 
 def _resource_facts(service: Service, resource: str) -> tuple[ConsentCategory, tuple[str, ...]]:
     """(category, resident columns) of a resource, worked out once per catalogue object (a
     loaded catalogue never changes; the person key alone took ~0.1 ms a read)."""
-    facts = service.extra.setdefault("consent.resources", {})
+    facts = service.kept("consent.resources", dict)
     held = facts.get(resource)
     if held is not None and held[0] is service.catalogue:
         return held[1], held[2]

@@ -354,9 +354,7 @@ KEPT_GRANTS = 4_096  # parsed grants kept per process
 def get_grant(service: Service, grant_id: str) -> Grant | None:
     """The grant as stored now (read on every use: a revocation or a change shows at once;
     only the parsing of an unchanged row is spared)."""
-    kept = service.extra.get("grants.parsed")
-    if kept is None:
-        kept = service.extra.setdefault("grants.parsed", {})
+    kept = service.kept("grants.parsed", dict)
     with service.engine.connect() as con:
         raw = con.execute(_RAW_BY_ID, {"grant_id": grant_id}).first()
         if raw is None:
@@ -517,16 +515,13 @@ def _read_log(service: Service):
     """``grant_reads`` rows group-committed (``share_api.audit.GroupCommit``): the rows of
     concurrent reads go in one transaction, written by whichever reader finds no write under
     way; each reader returns once its row is durable."""
-    log = service.extra.get("grants.reads")
-    if log is None:
-        from share_api.audit import GroupCommit
+    from share_api.audit import GroupCommit
 
-        def write(rows: list[dict]) -> None:
-            with service.engine.begin() as con:
-                con.execute(grant_reads.insert(), rows)
+    def write(rows: list[dict]) -> None:
+        with service.engine.begin() as con:
+            con.execute(grant_reads.insert(), rows)
 
-        log = service.extra.setdefault("grants.reads", GroupCommit(write))
-    return log
+    return service.kept("grants.reads", lambda: GroupCommit(write))
 
 
 def record_read(

@@ -244,16 +244,7 @@ class LakeReader:
 
 
 def lake_reader(service: Service) -> LakeReader:
-    reader = service.extra.get("views.lake")
-    if reader is None:
-        with _GUARD:
-            reader = service.extra.get("views.lake")
-            if reader is None:
-                reader = service.extra["views.lake"] = LakeReader(service)
-    return reader
-
-
-_GUARD = threading.Lock()
+    return service.kept("views.lake", lambda: LakeReader(service))
 
 
 def pick_snapshot(service: Service, snapshot: int | None) -> int:
@@ -390,10 +381,7 @@ class ViewCache:
 
 
 def view_cache(service: Service) -> ViewCache:
-    cache = service.extra.get("views.cache")
-    if cache is None:
-        cache = service.extra.setdefault("views.cache", ViewCache())
-    return cache
+    return service.kept("views.cache", ViewCache)
 
 
 def forget_grant(service: Service, grant_id: str) -> None:
