@@ -15,7 +15,6 @@ process of a multi-process server judges its own share of the reads).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from share_api.db import metadata, new_id, utc_now
+from share_api.db import aware, metadata, new_id, utc_now
 
 if TYPE_CHECKING:
     from share_api.service import Service
@@ -270,7 +269,7 @@ def close_alert(service: Service, alert_id: str, actor: str) -> dict[str, Any] |
 def _shown(row) -> dict[str, Any]:
     out = dict(row)
     for key in ("opened_at", "last_at", "closed_at"):
-        when = out[key]
-        if when is not None:  # SQLite hands times back naive: they were written in UTC
-            out[key] = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).isoformat()
+        when = aware(out[key])
+        if when is not None:
+            out[key] = when.isoformat()
     return out

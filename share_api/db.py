@@ -16,6 +16,7 @@ import datetime as dt
 import importlib
 import secrets
 from pathlib import Path
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -40,9 +41,15 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def aware(value: dt.datetime) -> dt.datetime:
-    """A stored time as tz-aware UTC: SQLite hands back the naive UTC datetimes it stored,
-    PostgreSQL aware ones."""
+@overload
+def aware(value: dt.datetime) -> dt.datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored time as tz-aware UTC (None stays None): SQLite hands back the naive UTC
+    datetimes it stored, PostgreSQL aware ones."""
+    if value is None:
+        return None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 

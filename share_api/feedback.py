@@ -96,12 +96,8 @@ class FeedbackError(HTTPException):
     """Feedback that cannot be taken: a status and a message naming fields, never values."""
 
 
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    return None if t is None else aware(t)
-
-
 def _iso(t: dt.datetime | None) -> str | None:
-    t = _aware(t)
+    t = aware(t)
     return t.isoformat() if t is not None else None
 
 
@@ -297,7 +293,7 @@ def answer_correction(
 def correction_view(row: Any, now: dt.datetime | None = None) -> dict[str, Any]:
     """What the API shows of a correction (the record as the grantee named it)."""
     m = row if isinstance(row, dict) else row._mapping
-    due = _aware(m["due_at"])
+    due = aware(m["due_at"])
     overdue = m["status"] == OPEN and due is not None and due <= (now or utc_now())
     return {
         "id": m["id"],

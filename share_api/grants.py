@@ -82,10 +82,6 @@ grant_reads = sa.Table(
 )
 
 
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    return None if t is None else aware(t)
-
-
 @dataclass(frozen=True)
 class Grant:
     id: str
@@ -114,13 +110,13 @@ class Grant:
             columns=tuple(m["columns"]),
             row_filter=m["row_filter"],
             masking=dict(m["masking"]),
-            expires_at=_aware(m["expires_at"]),
+            expires_at=aware(m["expires_at"]),
             request_id=m["request_id"],
             standing=bool(m["standing"]),
             rate_per_minute=int(m["rate_per_minute"]),
-            created_at=_aware(m["created_at"]),
+            created_at=aware(m["created_at"]),
             created_by=m["created_by"],
-            revoked_at=_aware(m["revoked_at"]),
+            revoked_at=aware(m["revoked_at"]),
             revoked_by=m["revoked_by"],
             revoke_reason=m["revoke_reason"],
         )

@@ -50,6 +50,7 @@ from masking.crypto import column_id, reveal_frame, staged_row_identity
 from masking.masks import apply_masking
 from masking.pseudonym import pseudonym_key
 from masking.sql import satisfies
+from share_api.db import aware
 from share_api.grants import Grant, GrantError, decrypt_check, filter_reads
 from share_api.rowfilter import compile_filter, to_sql
 
@@ -258,11 +259,8 @@ def pick_snapshot(service: Service, snapshot: int | None) -> int:
     if when is None:
         raise GrantError(404, "no such lake snapshot")
     days = service.settings.snapshot_retention_days
-    if days is not None:
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        if when < dt.datetime.now(dt.UTC) - dt.timedelta(days=days):
-            raise GrantError(410, "that lake snapshot is older than the retention window")
+    if days is not None and aware(when) < dt.datetime.now(dt.UTC) - dt.timedelta(days=days):
+        raise GrantError(410, "that lake snapshot is older than the retention window")
     return snapshot
 
 
