@@ -223,6 +223,28 @@ class Settings(BaseSettings):
         ge=180,
         description="days share audit records are kept at least (never below 180)",
     )
+    # Delta Sharing (share_api.sharing): profiles, signed file URLs, materialised grant files
+    share_profile_ttl_days: float = Field(
+        default=30,
+        gt=0,
+        le=366,
+        description="how long a Delta Sharing profile's bearer token is valid",
+    )
+    share_url_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="how long a signed Delta Sharing file URL is valid",
+    )
+    share_prepare_seconds: float = Field(
+        default=30,
+        ge=0,
+        description=(
+            "how often `streethub serve` looks for live grants whose files (a new lake "
+            "snapshot, new terms, new opt-outs) are not materialised yet; 0: never, files are "
+            "then made on first use"
+        ),
+    )
 
     @property
     def home_abs(self) -> Path:

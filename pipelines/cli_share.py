@@ -58,7 +58,7 @@ def serve(
             f"[yellow]listening on {escape(host)}: put TLS in front of it (tokens travel in "
             "every request)[/yellow]"
         )
-    app = create_app(settings)
+    app = create_app(settings, prepare=True)
     console.print(f"share service on http://{host}:{port} (Ctrl-C stops; spec at /docs)")
     # no access log: the audit log records every call, and a query string is the caller's.
     # Proxy headers only from the proxies named (share_trusted_proxies): uvicorn believes

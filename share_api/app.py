@@ -241,12 +241,18 @@ def build_app(lifespan=None) -> FastAPI:
     for name in ROUTERS:
         module = importlib.import_module(f"share_api.routes.{name}")
         app.include_router(module.router)
+    from share_api.sharing.app import mount
+
+    mount(app)  # the Delta Sharing protocol at /delta-sharing: same process, auth, audit
     return app
 
 
-def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, service: Service | None = None, prepare: bool = False
+) -> FastAPI:
     """The app on ``service`` (else one opened on ``settings``, closed at shutdown); every
-    catalogue department is made an organisation."""
+    catalogue department is made an organisation. ``prepare``: materialise live grants'
+    files in the background while it runs (``streethub serve``; tests make them on use)."""
     owned = service is None  # a service handed in is closed by whoever made it
     service = service or Service.open(settings or get_settings())
     sync_departments(service)
@@ -254,7 +260,14 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         threading.Thread(target=warm, name="share-warm", daemon=True).start()
+        stop = None
+        if prepare and service.settings.share_prepare_seconds > 0:
+            from share_api.sharing.files import start_preparer
+
+            stop = start_preparer(service)
         yield
+        if stop is not None:
+            stop()
         if owned:
             service.close()
 
