@@ -34,6 +34,8 @@ TABLE_MODULES = (
     "share_api.consent",
     "share_api.feedback",
     "share_api.alerts",
+    "share_api.sharing.versions",
+    "share_api.sharing.files",
 )
 
 

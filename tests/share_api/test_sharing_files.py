@@ -1,0 +1,124 @@
+"""A grant version's materialised files: the grant's view (the same rows as the JSON read),
+encrypted at rest, read back seekably; stable ids; one build however many threads ask;
+an opt-out makes old versions' files again under new ids; statistics; write_file for cdf."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from masking.stream import is_encrypted
+from share_api import consent
+from share_api.sharing import files, versions
+from share_api.views import grant_view
+from tests.share_api.test_sharing_versions import KIND, a_resident, make_grant
+
+
+def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
+    grant = make_grant(service)
+    version = versions.current_version(service, grant, KIND)
+    made = files.files_of(service, grant, version, KIND)
+    assert [f.part for f in made] == [0] and made[0].kind == "data"
+    view = grant_view(service, grant, recipient_kind=KIND)
+    (only,) = made
+    assert only.rows == view.total == only.stats["numRecords"]
+    # on disk: encrypted, nothing of the plaintext
+    path = files.files_dir(service) / grant.id / f"{only.id}.parquet.sealed"
+    sealed = path.read_bytes()
+    assert is_encrypted(sealed[:8]) and b"PAR1" not in sealed
+    with files.open_plain(service, only) as fh:
+        plain = fh.read()
+        assert len(plain) == only.size and hashlib.sha256(plain).hexdigest() == only.sha256
+        fh.seek(only.size - 8)  # a ranged read: the footer's length and magic
+        assert fh.read() == plain[-8:] and plain[-4:] == b"PAR1"
+    got = files.read_table(service, only)
+    assert got.equals(view.table.replace_schema_metadata(None))
+    assert files.schema_of(service, grant, version, KIND) == got.schema
+    assert files.lookup(service, only.id) == only
+    assert files.lookup(service, "f" + "0" * 32) is None
+    # asked again: the same file, not made again
+    written = path.stat().st_mtime_ns
+    assert files.files_of(service, grant, version, KIND) == made
+    assert path.stat().st_mtime_ns == written
+
+
+def test_one_build_when_threads_ask_at_once(service, monkeypatch) -> None:
+    grant = make_grant(service)
+    version = versions.current_version(service, grant, KIND)
+    results: list[list[files.SharedFile]] = []
+    calls = []
+    real = files.write_file
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "write_file", counting)
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(files.files_of(service, grant, version, KIND))
+        )
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 6
+    assert all(r == results[0] for r in results)
+
+
+def test_an_opt_out_remakes_old_versions_under_new_ids(service) -> None:
+    grant = make_grant(service)
+    v0 = versions.current_version(service, grant, KIND)
+    (before,) = files.files_of(service, grant, v0, KIND)
+    who = a_resident(service)
+    consent.record_choice(service, pseudonym=who, category="health", recipient_kind=KIND,
+                          choice="declined", channel="app", actor="test")  # fmt: skip
+    v1 = versions.current_version(service, grant, KIND)
+    assert v1.version == 1 and v1.snapshot == v0.snapshot
+    (old,) = files.files_of(service, grant, v0, KIND)  # time travel: the current opt-outs
+    (new,) = files.files_of(service, grant, v1, KIND)
+    assert old.id != before.id and old.rows < before.rows
+    assert (new.id, new.sha256, new.version, old.version) == (old.id, old.sha256, 1, 0)
+
+
+def test_statistics_bound_the_rows() -> None:
+    table = pa.table(
+        {
+            "n": [3, None, -2],
+            "x": [1.5, 2.25, None],
+            "s": ["b", "a" * 40, "c"],
+            "long": ["z" * 40, "y", None],
+            "d": [dt.date(2024, 1, 2), dt.date(2023, 5, 6), None],
+            "t": pa.array([dt.datetime(2024, 1, 1, 0, 0, 0, 1500), None, None], pa.timestamp("us")),
+            "b": [True, False, None],
+        }
+    )
+    stats = files.file_stats(table)
+    assert stats["numRecords"] == 3
+    assert stats["nullCount"] == {"n": 1, "x": 1, "s": 0, "long": 1, "d": 1, "t": 2, "b": 1}
+    low, high = stats["minValues"], stats["maxValues"]
+    assert (low["n"], high["n"]) == (-2, 3)
+    assert low["x"] <= 1.5 and high["x"] >= 2.25
+    assert (low["s"], high["s"]) == ("a" * 32, "c")  # a long min is cut, never the max
+    assert "long" not in low and "long" not in high
+    assert (low["d"], high["d"]) == ("2023-05-06", "2024-01-02")
+    assert (low["t"], high["t"]) == ("2024-01-01T00:00:00.001Z", "2024-01-01T00:00:00.002Z")
+    assert "b" not in low
+
+
+def test_write_file_registers_cdf_files_once(service) -> None:
+    grant = make_grant(service)
+    version = versions.current_version(service, grant, KIND)
+    table = pa.table({"followup_id": ["a", "b"], "_change_type": ["insert", "delete"]})
+    made = files.write_file(service, grant, version, 0, table, "cdf", "pair-state")
+    again = files.write_file(service, grant, version, 0, table, "cdf", "pair-state")
+    assert made == again and made.kind == "cdf" and made.rows == 2
+    assert files.registered(service, grant.id, "pair-state", "cdf") == [made]
+    with files.open_plain(service, made) as fh:
+        assert pq.read_table(fh).equals(table)
