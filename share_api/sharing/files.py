@@ -24,10 +24,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import io
+import logging
 import math
 import os
+import re
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -37,7 +40,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from masking.stream import SeekableDecryptor, StreamEncryptor, read_header
+from masking.stream import (
+    SeekableDecryptor,
+    StreamEncryptor,
+    decrypt_chunks,
+    read_header,
+    verified_chunks,
+)
 from masking.suite import get_suite
 from share_api.db import aware, metadata, utc_now
 from share_api.sharing.errors import SharingError
@@ -52,6 +61,13 @@ KINDS = ("data", "cdf")
 KEY_PURPOSE = "landing"  # the ring's file-encryption key; share files derive their own
 _KEY_LABEL = b"streethub-share-files|"
 STRING_STATS = 32  # characters of a string statistic (Delta's own truncation)
+ARROW = "arrow"  # the kind of the Arrow IPC stream kept beside a one-part view's data file
+CHUNK_BYTES = 1 << 20  # a prepared download's pieces
+POLL_S = 1.0  # how often the preparer looks for new grants
+STOP_WAIT_S = 60.0
+LEFTOVER_S = 3_600  # an unregistered file this old is a crashed writer's: removed
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger("streethub.share.sharing")
 
 sharing_files = sa.Table(
     "sharing_files",
@@ -302,56 +318,60 @@ def write_file(
     on disk: that file, unchanged. CHANGES writes its cdf files with it."""
     if kind not in KINDS:
         raise ValueError(f"kind is one of {', '.join(KINDS)}")
-    fid = file_id(grant.id, state, part, kind)
-    held = lookup(service, fid)
-    if held is not None and (files_dir(service) / _rel(grant.id, fid)).is_file():
-        return held
     table = table.replace_schema_metadata(None)
-    folder = files_dir(service) / grant.id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return _store(service, grant.id, version.version, part, kind, state, table,
+                  lambda sink: pq.write_table(table, sink, compression="snappy"))  # fmt: skip
+
+
+def _store(
+    service: Service,
+    grant_id: str,
+    version: int,
+    part: int,
+    kind: str,
+    state: str,
+    table: pa.Table,
+    write: Callable[[BinaryIO], None],
+) -> SharedFile:
+    """What ``write`` writes (``table``, serialised), encrypted to its place and registered,
+    unless that file is registered and on disk already."""
+    fid = file_id(grant_id, state, part, kind)
+    final = files_dir(service) / _rel(grant_id, fid)
+    held = lookup(service, fid)
+    if held is not None and final.is_file():
+        return held
+    final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     ring = service.keyring
     key_version, _ = ring.current(KEY_PURPOSE)
-    enc = StreamEncryptor(ring.suite.name, key_version, _file_key(service, ring.suite.name,
-                                                                   key_version))  # fmt: skip
-    final = files_dir(service) / _rel(grant.id, fid)
+    key = _file_key(service, ring.suite.name, key_version)
     temp = final.with_name(f".{fid}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(temp, "wb") as fh:
-            sink = _SealingSink(fh, enc)
-            pq.write_table(table, sink, compression="snappy")
+            sink = _SealingSink(fh, StreamEncryptor(ring.suite.name, key_version, key))
+            write(sink)
             sink.seal()
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temp, final)
     finally:
         temp.unlink(missing_ok=True)
-    row = {
-        "id": fid,
-        "grant_id": grant.id,
-        "state": state,
-        "kind": kind,
-        "part": int(part),
-        "version": version.version,
-        "rows": table.num_rows,
-        "size": sink.size,
-        "sha256": sink.sha.hexdigest(),
-        "stats": file_stats(table),
-        "path": _rel(grant.id, fid),
-        "recorded_at": utc_now(),
-    }
-    with service.engine.begin() as con:
-        con.execute(sharing_files.delete().where(sharing_files.c.id == fid))
-        con.execute(sharing_files.insert().values(**row))
-    return SharedFile.from_row(_Row(row))
+    made = SharedFile(fid, grant_id, int(version), int(part), kind, table.num_rows, sink.size,
+                      sink.sha.hexdigest(), file_stats(table), utc_now())  # fmt: skip
+    try:
+        with service.engine.begin() as con:
+            con.execute(sharing_files.delete().where(sharing_files.c.id == fid))
+            con.execute(
+                sharing_files.insert().values(
+                    **dataclasses.asdict(made), state=state, path=_rel(grant_id, fid)
+                )
+            )
+    except sa.exc.IntegrityError:  # another process registered the same file at once
+        pass
+    return made
 
 
 def _rel(grant_id: str, fid: str) -> str:
     return f"{grant_id}/{fid}.parquet.sealed"
-
-
-@dataclass
-class _Row:
-    _mapping: dict
 
 
 # -- a version's data files -------------------------------------------------------------------
@@ -418,10 +438,229 @@ def schema_of(
     return schema
 
 
+# -- issue 14: prepared whole-view downloads ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """A whole-view download served from a materialised file, decrypted as it streams."""
+
+    chunks: Iterator[bytes]  # the plaintext; its SHA-256 is checked as the last chunk goes
+    nbytes: int
+    rows: int
+    total: int
+    digest: str  # SHA-256 hex of exactly the bytes of ``chunks``
+    snapshot: int
+    media_type: str
+
+
+def _plain_chunks(service: Service, file: SharedFile) -> Iterator[bytes]:
+    """``file``'s plaintext in pieces of about :data:`CHUNK_BYTES`, every segment
+    authenticated, the whole checked against the registered SHA-256 at the end."""
+    fh = open(files_dir(service) / _rel(file.grant_id, file.id), "rb")  # noqa: SIM115
+    try:
+        header = read_header(fh)
+        key_for = lambda v: _file_key(service, header.suite, v)  # noqa: E731
+        held, size = [], 0
+        for piece in verified_chunks(decrypt_chunks(fh, key_for, header), file.sha256):
+            held.append(piece)
+            size += len(piece)
+            if size >= CHUNK_BYTES:
+                yield b"".join(held)
+                held, size = [], 0
+        if held:
+            yield b"".join(held)
+    finally:
+        fh.close()
+
+
+def prepared_download(
+    service: Service, grant: Grant, snapshot: int, recipient_kind: str, fmt: str
+) -> Download | None:
+    """The whole view of ``grant`` as of lake ``snapshot`` as Parquet (its data file) or an
+    Arrow IPC stream (a file kept beside it), served from disk: the share API's download
+    without building the view (issue 14). Made now when missing and the snapshot reads the
+    grant's current version (what the preparer makes anyway); None — the caller builds the
+    view — for another format, an older state not materialised, or a view of more than one
+    part."""
+    from share_api.sharing.versions import current_version, table_changed_at
+    from share_api.views import MEDIA_TYPES
+
+    if fmt not in ("parquet", ARROW):
+        return None
+    changed = table_changed_at(service, grant.resource, snapshot)
+    current = current_version(service, grant, recipient_kind)
+    wanted = TableVersion(grant.id, current.version, changed, current.recorded_at, "")
+    state = materialisation_state(service, grant, wanted, recipient_kind)
+    data = registered(service, grant.id, state, "data")
+    if not _present(service, data):
+        if changed != current.snapshot:
+            return None
+        data = files_of(service, grant, current, recipient_kind)
+    if len(data) != 1:
+        return None
+    file = data[0] if fmt == "parquet" else _arrow_file(service, data[0], state)
+    chunks = _plain_chunks(service, file)
+    return Download(chunks, file.size, file.rows, file.rows, file.sha256, snapshot,
+                    MEDIA_TYPES[fmt])  # fmt: skip
+
+
+def _arrow_file(service: Service, data: SharedFile, state: str) -> SharedFile:
+    """The Arrow IPC stream kept beside a data file (made from it the first time)."""
+    held = registered(service, data.grant_id, state, ARROW)
+    if _present(service, held):
+        return held[0]
+    with _gate(service, (data.grant_id, state, ARROW)):
+        table = read_table(service, data)
+
+        def write(sink: BinaryIO) -> None:
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+
+        return _store(service, data.grant_id, data.version, 0, ARROW, state, table, write)
+
+
+# -- sweeping ----------------------------------------------------------------------------------
+
+
+def _needed_states(service: Service, grant: Grant) -> set[str]:
+    """The materialisation states of every recorded version of a live grant now."""
+    from share_api.sharing.versions import history
+
+    recorded = history(service, grant)
+    if not recorded:
+        return set()
+    kind = _recipient_kind(service, grant)
+    return {materialisation_state(service, grant, v, kind) for v in recorded}
+
+
+def sweep(service: Service) -> int:
+    """Remove what no live grant's version needs: every file of a revoked, expired or
+    unknown grant; a live grant's files of superseded states (made under terms or opt-outs
+    that have changed since, or for a state no version has); a cdf file whose states are
+    not all needed; unregistered leftovers older than :data:`LEFTOVER_S`. The number of
+    files removed. Run by the preparer, and when it starts."""
+    from share_api.grants import get_grant
+
+    c = sharing_files.c
+    with service.engine.connect() as con:
+        rows = con.execute(sa.select(c.id, c.grant_id, c.state, c.kind, c.path)).all()
+    gone: list[tuple[str, str]] = []
+    by_grant: dict[str, list] = {}
+    for row in rows:
+        by_grant.setdefault(row.grant_id, []).append(row)
+    for grant_id, held in by_grant.items():
+        grant = get_grant(service, grant_id)
+        if grant is None or grant.status() != "live":
+            gone += [(r.id, r.path) for r in held]
+            continue
+        needed = _needed_states(service, grant)
+        for r in held:
+            states = set(_HEX64.findall(r.state)) if r.kind == "cdf" else {r.state}
+            if states and not states <= needed:
+                gone.append((r.id, r.path))
+    root = files_dir(service)
+    for fid, rel in gone:
+        with service.engine.begin() as con:
+            con.execute(sharing_files.delete().where(c.id == fid))
+        (root / rel).unlink(missing_ok=True)
+    return len(gone) + _sweep_leftovers(service, by_grant, {fid for fid, _ in gone})
+
+
+def _sweep_leftovers(service: Service, by_grant: dict[str, list], gone: set[str]) -> int:
+    root = files_dir(service)
+    if not root.is_dir():
+        return 0
+    kept = {r.path for held in by_grant.values() for r in held if r.id not in gone}
+    old = time.time() - LEFTOVER_S
+    removed = 0
+    for path in root.glob("*/*"):
+        rel = f"{path.parent.name}/{path.name}"
+        if rel not in kept and path.is_file() and path.stat().st_mtime < old:
+            path.unlink(missing_ok=True)
+            removed += 1
+    for folder in root.iterdir():
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+# -- the preparer --------------------------------------------------------------------------------
+
+
+def _recipient_kind(service: Service, grant: Grant) -> str:
+    from share_api.principals import get_org
+
+    org = get_org(service, grant.grantee_org)
+    return org["kind"] if org else "department"
+
+
+def prepare(service: Service) -> int:
+    """Make the current version's files of every live grant where they are missing (and
+    the Arrow stream beside a one-part view, for prepared downloads); the number of grants
+    whose files were made. A grant that fails is logged (its id and the error's kind) and
+    skipped."""
+    from share_api.grants import list_grants
+    from share_api.sharing.versions import current_version
+
+    made = 0
+    for grant in list_grants(service):
+        if grant.status() != "live":
+            continue
+        try:
+            kind = _recipient_kind(service, grant)
+            version = current_version(service, grant, kind)
+            state = materialisation_state(service, grant, version, kind)
+            if _present(service, registered(service, grant.id, state, ARROW)):
+                continue
+            data = files_of(service, grant, version, kind)
+            if len(data) == 1:
+                _arrow_file(service, data[0], state)
+            made += 1
+        except Exception as exc:  # one grant's failure must not stop the others'
+            log.warning("preparing grant %s failed: %s", grant.id, type(exc).__name__)
+    return made
+
+
+_GRANTS_MARKER = sa.text('SELECT count(*), max("created_at") FROM "grants"')
+
+
 def start_preparer(service: Service) -> Callable[[], None]:
-    """Start materialising live grants' files in the background; returns ``stop`` (not yet:
-    nothing is started)."""
-    return lambda: None
+    """Start the preparer, a daemon thread: at once and then every
+    ``share_prepare_seconds``, :func:`prepare` and :func:`sweep`; in between, every
+    :data:`POLL_S`, one cheap query of the grants table (count, newest creation) — a grant
+    made since the last pass is prepared at once. Returns ``stop`` (waits for the pass
+    under way, at most :data:`STOP_WAIT_S`)."""
+    interval = float(service.settings.share_prepare_seconds)
+    stopping = threading.Event()
+
+    def marker() -> tuple:
+        with service.engine.connect() as con:
+            return tuple(con.execute(_GRANTS_MARKER).one())
+
+    def run() -> None:
+        seen, due = None, 0.0
+        while not stopping.is_set():
+            try:
+                now, mark = time.monotonic(), marker()
+                if now >= due or mark != seen:
+                    prepare(service)
+                    if now >= due:
+                        sweep(service)
+                        due = now + interval
+                    seen = mark
+            except Exception as exc:  # the next pass tries again
+                log.warning("the file preparer's pass failed: %s", type(exc).__name__)
+            stopping.wait(min(POLL_S, interval))
+
+    thread = threading.Thread(target=run, name="share-prepare", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(timeout=STOP_WAIT_S)
+
+    return stop
 
 
 __all__ = [

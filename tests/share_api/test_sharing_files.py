@@ -7,15 +7,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from masking.stream import is_encrypted
-from share_api import consent
+from share_api import consent, grants
 from share_api.sharing import files, versions
 from share_api.views import grant_view
-from tests.share_api.test_sharing_versions import KIND, a_resident, make_grant
+from tests.share_api.test_sharing_versions import KIND, a_resident, commit, make_grant
 
 
 def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
@@ -122,3 +123,75 @@ def test_write_file_registers_cdf_files_once(service) -> None:
     assert files.registered(service, grant.id, "pair-state", "cdf") == [made]
     with files.open_plain(service, made) as fh:
         assert pq.read_table(fh).equals(table)
+
+
+def test_prepared_downloads_serve_the_view_from_disk(service) -> None:
+    grant = make_grant(service)
+    view = grant_view(service, grant, recipient_kind=KIND)
+    expected = view.table.replace_schema_metadata(None)
+    for fmt, decode in (
+        ("parquet", lambda body: pq.read_table(pa.BufferReader(body))),
+        ("arrow", lambda body: pa.ipc.open_stream(body).read_all()),
+    ):
+        got = files.prepared_download(service, grant, view.snapshot, KIND, fmt)
+        assert got is not None, fmt
+        body = b"".join(got.chunks)
+        assert (len(body), got.rows, got.total, got.snapshot) == (
+            got.nbytes,
+            view.total,
+            view.total,
+            view.snapshot,
+        )
+        assert hashlib.sha256(body).hexdigest() == got.digest
+        assert decode(body).equals(expected), fmt
+    assert files.prepared_download(service, grant, view.snapshot, KIND, "json") is None
+    # an old state still kept serves; one never made (the table changed since) is the
+    # view's work
+    commit(service, 'DELETE FROM staged."wjw__chronic_followups" WHERE rowid % 40 = 0')
+    assert files.prepared_download(service, grant, view.snapshot, KIND, "parquet") is not None
+    other = make_grant(service)
+    assert files.prepared_download(service, other, view.snapshot, KIND, "parquet") is None
+
+
+def test_sweep_removes_revoked_grants_and_superseded_states(service) -> None:
+    kept, revoked = make_grant(service), make_grant(service)
+    v0 = versions.current_version(service, kept, KIND)
+    (old,) = files.files_of(service, kept, v0, KIND)
+    (gone,) = files.files_of(
+        service, revoked, versions.current_version(service, revoked, KIND), KIND
+    )
+    grants.revoke_grant(service, revoked.id, actor="test")
+    pair = versions.materialisation_state(service, kept, v0, KIND)
+    cdf = pa.table({"followup_id": ["a"], "_change_type": ["insert"]})
+    stale_cdf = files.write_file(service, kept, v0, 0, cdf, "cdf", f"{pair}>{'0' * 64}")
+    assert files.sweep(service) == 2  # the revoked grant's file, the stale cdf
+    assert files.lookup(service, gone.id) is None and files.lookup(service, stale_cdf.id) is None
+    assert not (files.files_dir(service) / revoked.id).exists()
+    assert files.lookup(service, old.id) == old
+    # an opt-out supersedes v0's files; v1 (same snapshot) needs the remade ones only
+    consent.record_choice(service, pseudonym=a_resident(service), category="health",
+                          recipient_kind=KIND, choice="declined", channel="app", actor="test")  # fmt: skip
+    v1 = versions.current_version(service, kept, KIND)
+    (new,) = files.files_of(service, kept, v1, KIND)
+    assert files.sweep(service) == 1
+    assert files.lookup(service, old.id) is None
+    assert files.lookup(service, new.id) is not None and files.sweep(service) == 0
+
+
+def test_the_preparer_makes_a_new_grant_s_files_at_once(service, monkeypatch) -> None:
+    monkeypatch.setattr(service.settings, "share_prepare_seconds", 3600)
+    stop = files.start_preparer(service)
+    try:
+        grant = make_grant(service)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            version = versions.history(service, grant)
+            state = version and versions.materialisation_state(service, grant, version[-1], KIND)
+            if state and files.registered(service, grant.id, state, files.ARROW):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the preparer did not make the new grant's files")
+        assert files.registered(service, grant.id, state, "data")
+    finally:
+        stop()
