@@ -622,15 +622,17 @@ def prepare(service: Service) -> int:
     return made
 
 
-_GRANTS_MARKER = sa.text('SELECT count(*), max("created_at") FROM "grants"')
+_GRANTS_MARKER = sa.text(
+    'SELECT count(*), max("created_at"), max("revoked_at"), count("revoked_at") FROM "grants"'
+)
 
 
 def start_preparer(service: Service) -> Callable[[], None]:
     """Start the preparer, a daemon thread: at once and then every
     ``share_prepare_seconds``, :func:`prepare` and :func:`sweep`; in between, every
-    :data:`POLL_S`, one cheap query of the grants table (count, newest creation) — a grant
-    made since the last pass is prepared at once. Returns ``stop`` (waits for the pass
-    under way, at most :data:`STOP_WAIT_S`)."""
+    :data:`POLL_S`, one cheap query of the grants table (how many, the newest made, the
+    newest revoked) — a grant made or revoked since the last pass is prepared or swept at
+    once. Returns ``stop`` (waits for the pass under way, at most :data:`STOP_WAIT_S`)."""
     interval = float(service.settings.share_prepare_seconds)
     stopping = threading.Event()
 
@@ -644,14 +646,12 @@ def start_preparer(service: Service) -> Callable[[], None]:
             try:
                 now, mark = time.monotonic(), marker()
                 if now >= due or mark != seen:
+                    sweep(service)
                     prepare(service)
-                    if now >= due:
-                        sweep(service)
-                        due = now + interval
-                    seen = mark
+                    seen, due = mark, (now + interval if now >= due else due)
             except Exception as exc:  # the next pass tries again
                 log.warning("the file preparer's pass failed: %s", type(exc).__name__)
-            stopping.wait(min(POLL_S, interval))
+            stopping.wait(min(POLL_S, interval) or POLL_S)
 
     thread = threading.Thread(target=run, name="share-prepare", daemon=True)
     thread.start()

@@ -178,20 +178,34 @@ def test_sweep_removes_revoked_grants_and_superseded_states(service) -> None:
     assert files.lookup(service, new.id) is not None and files.sweep(service) == 0
 
 
-def test_the_preparer_makes_a_new_grant_s_files_at_once(service, monkeypatch) -> None:
+def wait_for(condition, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the preparer did not {what}")
+        time.sleep(0.2)
+
+
+def test_the_preparer_makes_a_new_grant_s_files_and_sweeps_a_revoked_one(
+    service, monkeypatch
+) -> None:
     monkeypatch.setattr(service.settings, "share_prepare_seconds", 3600)
     stop = files.start_preparer(service)
     try:
         grant = make_grant(service)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            version = versions.history(service, grant)
-            state = version and versions.materialisation_state(service, grant, version[-1], KIND)
-            if state and files.registered(service, grant.id, state, files.ARROW):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("the preparer did not make the new grant's files")
-        assert files.registered(service, grant.id, state, "data")
+
+        def made() -> list[files.SharedFile]:
+            recorded = versions.history(service, grant)
+            if not recorded:
+                return []
+            state = versions.materialisation_state(service, grant, recorded[-1], KIND)
+            data = files.registered(service, grant.id, state, "data")
+            return data if files.registered(service, grant.id, state, files.ARROW) else []
+
+        wait_for(made, "make the new grant's files (its data file and Arrow stream)")
+        (data,) = made()
+        grants.revoke_grant(service, grant.id, actor="test")
+        wait_for(lambda: files.lookup(service, data.id) is None, "sweep the revoked grant")
+        assert not (files.files_dir(service) / grant.id).exists()
     finally:
         stop()
