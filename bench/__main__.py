@@ -94,6 +94,12 @@ def main(argv: list[str]) -> int:
         print("\nissue 14 (Share service), the goals of make bench:")
         for line in json.loads(share.read_text(encoding="utf-8")).get("verdicts", []):
             print(f"  {line}")
+    files = RESULTS / "share_files.json"  # bench/share_files.py (issue 14's downloads)
+    if "share_files" in names and files.exists():
+        print("\nissue 14 (Share service), downloads from materialised files:")
+        print(
+            "\n".join(f"  {v}" for v in json.loads(files.read_text(encoding="utf-8"))["verdicts"])
+        )
     if {"ingest", "incremental"} & set(names):
         print("\nissue 10 (Any street), the goals:")
         for line in goals():

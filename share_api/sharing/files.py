@@ -10,12 +10,14 @@ A view becomes Parquet parts of at most :data:`SHARE_PART_ROWS` rows; each part'
 stable: same grant, same materialisation state, same part, same kind → same id.
 
 Each file lives under ``<home>/share/files/<grant>/`` encrypted with the streaming AEAD
-(``masking.stream``, 64 KiB segments) under a key of its own, derived from the key ring's
+(``masking.stream``, 1 MiB segments) under a key of its own, derived from the key ring's
 ``landing`` key with a label of the share files (so a share file never decrypts as a landed
 delivery, nor the reverse); it is registered in ``sharing_files`` with its plaintext size,
 SHA-256 and column statistics (``numRecords``, ``minValues``, ``maxValues``,
-``nullCount``: what ``hints.prune`` reads). :func:`open_plain` reads one back seekably
-(``SeekableDecryptor``: a ranged read decrypts only the segments it covers).
+``nullCount``: what ``hints.prune`` reads) and the id its header carries (random, and
+authenticated by every segment: a file swapped for another is refused on opening, with no
+hash of it to compute). :func:`open_plain` reads one back seekably (``SeekableDecryptor``:
+a ranged read decrypts only the segments it covers).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import io
 import logging
 import math
@@ -41,11 +44,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from masking.stream import (
+    Header,
     SeekableDecryptor,
     StreamEncryptor,
+    StreamError,
     decrypt_chunks,
     read_header,
-    verified_chunks,
 )
 from masking.suite import get_suite
 from share_api.db import aware, metadata, utc_now
@@ -62,7 +66,7 @@ KEY_PURPOSE = "landing"  # the ring's file-encryption key; share files derive th
 _KEY_LABEL = b"streethub-share-files|"
 STRING_STATS = 32  # characters of a string statistic (Delta's own truncation)
 ARROW = "arrow"  # the kind of the Arrow IPC stream kept beside a one-part view's data file
-CHUNK_BYTES = 1 << 20  # a prepared download's pieces
+SEGMENT_BYTES = 1 << 20  # plaintext a sealed segment: a prepared download's pieces
 POLL_S = 1.0  # how often the preparer looks for new grants
 STOP_WAIT_S = 60.0
 LEFTOVER_S = 3_600  # an unregistered file this old is a crashed writer's: removed
@@ -83,6 +87,7 @@ sharing_files = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("stats", sa.JSON, nullable=False),
     sa.Column("path", sa.String(200), nullable=False),  # under <home>/share/files
+    sa.Column("seal", sa.String(32), nullable=False),  # the encrypted file's id (its header)
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_sharing_files_state", "grant_id", "state", "kind"),
 )
@@ -168,23 +173,43 @@ class _PlainFile(SeekableDecryptor):
         self._raw_fh.close()
 
 
-def open_plain(service: Service, file: SharedFile) -> BinaryIO:
-    """The plaintext of ``file``, seekable and read-only (a ranged read decrypts only the
-    64 KiB segments it covers). 404 when the file is no longer on disk."""
-    path = _path_of(service, file.id)
+def _open_sealed(service: Service, file: SharedFile) -> tuple[BinaryIO, Header]:
+    """``file`` open at its first segment and its header — the one it was registered with
+    (its random file id, authenticated by every segment: a file swapped for another fails
+    here, without hashing it). 404 when it is no longer registered or on disk."""
+    with service.engine.connect() as con:
+        found = con.execute(
+            sa.select(sharing_files.c.path, sharing_files.c.seal).where(
+                sharing_files.c.id == file.id
+            )
+        ).first()
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed with the reader
+        if found is None:
+            raise FileNotFoundError(file.id)
+        fh = open(files_dir(service) / found.path, "rb")  # noqa: SIM115 - the caller's
     except FileNotFoundError:
         raise SharingError(404, "the file is no longer kept") from None
     try:
         header = read_header(fh)
-        raw = _PlainFile(
-            fh, os.fstat(fh.fileno()).st_size, lambda v: _file_key(service, header.suite, v)
-        )
+        if not hmac.compare_digest(header.file_id.hex(), found.seal):
+            raise StreamError("a share file is not the one registered (swapped or replaced)")
     except BaseException:
         fh.close()
         raise
-    return io.BufferedReader(raw, buffer_size=64 * 1024)
+    return fh, header
+
+
+def open_plain(service: Service, file: SharedFile) -> BinaryIO:
+    """The plaintext of ``file``, seekable and read-only (a ranged read decrypts only the
+    segments it covers). 404 when the file is no longer kept."""
+    fh, header = _open_sealed(service, file)
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        raw = _PlainFile(fh, size, lambda v: _file_key(service, header.suite, v))
+    except BaseException:
+        fh.close()
+        raise
+    return io.BufferedReader(raw, buffer_size=SEGMENT_BYTES)
 
 
 def read_table(service: Service, file: SharedFile) -> pa.Table:
@@ -194,16 +219,6 @@ def read_table(service: Service, file: SharedFile) -> pa.Table:
 
 
 # -- the registry -----------------------------------------------------------------------------
-
-
-def _path_of(service: Service, fid: str) -> Path:
-    with service.engine.connect() as con:
-        rel = con.execute(
-            sa.select(sharing_files.c.path).where(sharing_files.c.id == fid)
-        ).scalar_one_or_none()
-    if rel is None:
-        raise SharingError(404, "no such file")
-    return files_dir(service) / rel
 
 
 def lookup(service: Service, file_id: str) -> SharedFile | None:
@@ -347,7 +362,8 @@ def _store(
     temp = final.with_name(f".{fid}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(temp, "wb") as fh:
-            sink = _SealingSink(fh, StreamEncryptor(ring.suite.name, key_version, key))
+            enc = StreamEncryptor(ring.suite.name, key_version, key, segment_bytes=SEGMENT_BYTES)
+            sink = _SealingSink(fh, enc)
             write(sink)
             sink.seal()
             fh.flush()
@@ -362,7 +378,10 @@ def _store(
             con.execute(sharing_files.delete().where(sharing_files.c.id == fid))
             con.execute(
                 sharing_files.insert().values(
-                    **dataclasses.asdict(made), state=state, path=_rel(grant_id, fid)
+                    **dataclasses.asdict(made),
+                    state=state,
+                    path=_rel(grant_id, fid),
+                    seal=enc.header.file_id.hex(),
                 )
             )
     except sa.exc.IntegrityError:  # another process registered the same file at once
@@ -445,7 +464,7 @@ def schema_of(
 class Download:
     """A whole-view download served from a materialised file, decrypted as it streams."""
 
-    chunks: Iterator[bytes]  # the plaintext; its SHA-256 is checked as the last chunk goes
+    chunks: Iterator[bytes]  # the plaintext, a sealed segment (1 MiB) a chunk
     nbytes: int
     rows: int
     total: int
@@ -455,21 +474,11 @@ class Download:
 
 
 def _plain_chunks(service: Service, file: SharedFile) -> Iterator[bytes]:
-    """``file``'s plaintext in pieces of about :data:`CHUNK_BYTES`, every segment
-    authenticated, the whole checked against the registered SHA-256 at the end."""
-    fh = open(files_dir(service) / _rel(file.grant_id, file.id), "rb")  # noqa: SIM115
+    """``file``'s plaintext a segment (:data:`SEGMENT_BYTES`) at a time, each segment
+    authenticated, the file the one registered (its header's id)."""
+    fh, header = _open_sealed(service, file)
     try:
-        header = read_header(fh)
-        key_for = lambda v: _file_key(service, header.suite, v)  # noqa: E731
-        held, size = [], 0
-        for piece in verified_chunks(decrypt_chunks(fh, key_for, header), file.sha256):
-            held.append(piece)
-            size += len(piece)
-            if size >= CHUNK_BYTES:
-                yield b"".join(held)
-                held, size = [], 0
-        if held:
-            yield b"".join(held)
+        yield from decrypt_chunks(fh, lambda v: _file_key(service, header.suite, v), header)
     finally:
         fh.close()
 

@@ -11,11 +11,13 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from masking.stream import is_encrypted
+from masking.stream import StreamError, is_encrypted
 from share_api import consent, grants
 from share_api.sharing import files, versions
-from share_api.views import grant_view
+from share_api.sharing.errors import SharingError
+from share_api.views import grant_view, pick_snapshot
 from tests.share_api.test_sharing_versions import KIND, a_resident, commit, make_grant
 
 
@@ -209,3 +211,25 @@ def test_the_preparer_makes_a_new_grant_s_files_and_sweeps_a_revoked_one(
         assert not (files.files_dir(service) / grant.id).exists()
     finally:
         stop()
+
+
+def test_a_file_swapped_for_another_is_refused(service) -> None:
+    first, second = make_grant(service), make_grant(service)
+    (one,) = files.files_of(service, first, versions.current_version(service, first, KIND), KIND)
+    (two,) = files.files_of(service, second, versions.current_version(service, second, KIND), KIND)
+    place = files.files_dir(service) / first.id / f"{one.id}.parquet.sealed"
+    place.write_bytes(
+        (files.files_dir(service) / second.id / f"{two.id}.parquet.sealed").read_bytes()
+    )
+    with pytest.raises(StreamError):
+        files.open_plain(service, one)
+    with pytest.raises(StreamError):
+        b"".join(
+            files.prepared_download(
+                service, first, pick_snapshot(service, None), KIND, "parquet"
+            ).chunks
+        )
+    place.unlink()
+    with pytest.raises(SharingError) as gone:
+        files.open_plain(service, one)
+    assert gone.value.status == 404
