@@ -3,6 +3,9 @@ with uvicorn on 127.0.0.1.
 
 Around every route (:class:`Guard`, a plain ASGI middleware):
 
+- a grant's JSON page whose every input is in memory and current is served on the event
+  loop before any routing (``share_api.routes.data.fast_read``: same checks, same durable
+  audit record; anything else goes to the declared route, which the spec describes);
 - a request body larger than ``share_max_body_bytes`` is refused with 413 before any route
   reads it (by its declared length at once, else while it streams in);
 - every 4xx answer is audited (``http.refused``: status, method, path, client, the caller
@@ -36,6 +39,7 @@ from catalog.settings import Settings, get_settings
 from masking.errors import AuditError
 from share_api.principals import ANONYMOUS, PrincipalError, client_of, sync_departments
 from share_api.routes import ROUTERS
+from share_api.routes.data import fast_read
 from share_api.service import Service
 
 API_VERSION = "1.0.0"
@@ -64,6 +68,13 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "GET":
+            try:
+                if await fast_read(scope, receive, send):
+                    return
+            except AuditError as exc:  # fail closed, as the app's handler answers
+                await (await _audit_unwritable(Request(scope), exc))(scope, receive, send)
+                return
         service: Service = scope["app"].state.service
         limit = int(getattr(service.settings, "share_max_body_bytes", 1024 * 1024))
         request = Request(scope)

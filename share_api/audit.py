@@ -10,6 +10,12 @@ the next batch. So N concurrent reads cost about one fsync, never N.
 The batching itself is :class:`GroupCommit`, for any writer of concurrent requests' rows
 (a state table's inserts in one transaction a batch, say).
 
+A handler on the event loop need not hold a worker thread while its record is written:
+``await service.audit.record_async(...)`` queues the record for the group commit's own
+writer thread, which writes the batch and resolves each waiting handler's future on its
+loop — the same batch, the same fsync, the record just as durable before the handler
+goes on.
+
 After a record is durable the watchers see it (:mod:`share_api.alerts`: read-rate jumps,
 repeated failed sign-ins, a revoked token used) on the caller's thread.
 
@@ -20,9 +26,11 @@ operator's archiving job must keep, carried as :attr:`Auditor.retention_days`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -58,6 +66,19 @@ class _Pending(Generic[T, R]):
     result: R | None = None
     done: bool = False
     error: BaseException | None = None
+    future: asyncio.Future | None = None  # an awaiting handler's (submit_async)
+
+
+def _settle(batch: list[_Pending]) -> None:
+    """Resolve the futures of a written batch (on their event loop)."""
+    for pending in batch:
+        future = pending.future
+        if future is None or future.done():  # a cancelled handler: its item was written
+            continue
+        if pending.error is not None:
+            future.set_exception(pending.error)
+        else:
+            future.set_result(pending.result)
 
 
 class GroupCommit(Generic[T, R]):
@@ -66,14 +87,22 @@ class GroupCommit(Generic[T, R]):
     under way takes every item queued so far and writes them while the lock is released;
     threads arriving meanwhile queue for the next batch. :meth:`submit` returns the item's
     result once its batch is written, or raises what the write raised (to every thread of
-    that batch)."""
+    that batch).
 
-    def __init__(self, write: Callable[[list[T]], list[R] | None]) -> None:
+    :meth:`submit_async` is the same for a coroutine on an event loop: the item joins the
+    queue and a writer thread of the group commit's own (started on first use, a daemon)
+    leads the batch when no thread is writing; the awaitable resolves, on the caller's
+    loop, once the batch is written — one wake-up of each loop a batch, not one a item."""
+
+    def __init__(self, write: Callable[[list[T]], list[R] | None], name: str = "commit") -> None:
         self.write = write
+        self.name = name
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._queue: list[_Pending[T, R]] = []
         self._writing = False
+        self._writer: threading.Thread | None = None
+        self._closed = False
 
     def submit(self, item: T) -> R:
         pending: _Pending[T, R] = _Pending(item)
@@ -87,6 +116,43 @@ class GroupCommit(Generic[T, R]):
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]
+
+    def submit_async(self, item: T) -> Awaitable[R]:
+        """``item`` queued for the writer thread; await the result (or the write's error).
+        Call it on a running event loop."""
+        future = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"the group commit {self.name} is closed")
+            self._queue.append(_Pending(item, future=future))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._run, name=f"share-{self.name}", daemon=True
+                )
+                self._writer.start()
+            elif not self._writing:
+                self._cond.notify_all()
+        return future
+
+    def _run(self) -> None:
+        """The writer thread: leads a batch whenever items wait and nobody writes."""
+        with self._cond:
+            while True:
+                if self._queue and not self._writing:
+                    self._lead()
+                elif self._closed:
+                    return
+                else:
+                    self._cond.wait()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer thread (a closing service)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(timeout=30)
 
     def _lead(self) -> None:
         """Write every queued item as one batch (called holding the lock, released during
@@ -103,16 +169,33 @@ class GroupCommit(Generic[T, R]):
         finally:
             self._cond.acquire()
             self._writing = False
+            loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             for i, pending in enumerate(batch):
                 pending.done = True
                 pending.error = error
                 if error is None and results is not None:
                     pending.result = results[i]
+                if pending.future is not None:
+                    loops.setdefault(pending.future.get_loop(), []).append(pending)
             if error is None:
                 self.stats.records += len(batch)
                 self.stats.batches += 1
                 self.stats.largest = max(self.stats.largest, len(batch))
             self._cond.notify_all()
+            for loop, waiting in loops.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_settle, waiting)
+
+
+@contextlib.contextmanager
+def _unwritten_is_audit_error(action: str):
+    """A record that could not be written is an :class:`AuditError` naming its action."""
+    try:
+        yield
+    except Exception as exc:
+        raise AuditError(
+            f"the audit record {action} was not written ({type(exc).__name__})"
+        ) from exc
 
 
 @dataclass
@@ -125,7 +208,7 @@ class Auditor:
 
     def __post_init__(self) -> None:
         self._commit: GroupCommit[tuple[str, str, dict[str, Any]], dict[str, Any]] = GroupCommit(
-            lambda entries: self.log.append_many(entries)
+            lambda entries: self.log.append_many(entries), name="audit"
         )
 
     @property
@@ -145,12 +228,23 @@ class Auditor:
         """Append one record (details are scalars, never a value of the data) and return
         it, with its ``seq`` and ``hash``, once it is durable."""
         AuditLog.check_details(details)
-        try:
+        with _unwritten_is_audit_error(action):
             record = self._commit.submit((action, actor, details))
-        except Exception as exc:
-            raise AuditError(
-                f"the audit record {action} was not written ({type(exc).__name__})"
-            ) from exc
+        self._watch(record, action)
+        return record
+
+    async def record_async(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
+        """:meth:`record` for a handler on the event loop: the record joins the same
+        group commit, written by its writer thread; returns once it is durable, without
+        holding a worker thread meanwhile. The watchers then see it on the loop (the
+        read-rate count is in memory; an alert they raise is written as usual)."""
+        AuditLog.check_details(details)
+        with _unwritten_is_audit_error(action):
+            record = await self._commit.submit_async((action, actor, details))
+        self._watch(record, action)
+        return record
+
+    def _watch(self, record: dict[str, Any], action: str) -> None:
         for watch in self.watchers:
             try:
                 watch(record)
@@ -161,7 +255,6 @@ class Auditor:
                     action,
                     type(exc).__name__,
                 )
-        return record
 
     def find(self, seq: int) -> dict[str, Any] | None:
         """The record ``seq`` (None when there is none)."""
@@ -176,6 +269,8 @@ class Auditor:
         return self.log.public_key_document()
 
     def close(self) -> None:
-        """Sign a checkpoint over what this process wrote (the end of a server run)."""
+        """Write what is queued and sign a checkpoint over what this process wrote (the
+        end of a server run)."""
+        self._commit.close()
         if self.stats.records:
             self.log.checkpoint()

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from catalog.authority import person_key, pid_column, pid_fields
 from catalog.consent import ConsentCategory
 from masking.pseudonym import looks_like_pseudonym
-from share_api.db import aware, metadata, new_id, utc_now
+from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
 from share_api.deps import OrgKind
 from share_api.service import Service
 
@@ -150,6 +150,7 @@ def record_choice(
     }
     with service.engine.begin() as con:
         con.execute(consent_choices.insert().values(**row))
+        bump(con, "consent")
     service.audit.record(
         "consent.set",
         actor,
@@ -196,21 +197,28 @@ def declined(
 ) -> frozenset[str]:
     """Pseudonyms of the residents whose latest choice for (category, kind) is a refusal.
 
-    Asked at every read of a grant, so the answer is kept per service and recomputed only
-    when the registry's choices for (category, kind) changed — the choices are never
-    updated or deleted, so their count and newest recording time say so (one index-only
-    aggregate, about 1 ms, instead of ranking every choice, about 10 ms at 10,000 choices);
-    a choice recorded by another process is seen on the next call all the same.
+    Asked at every read of a grant, so the answer is kept per service with the ``consent``
+    revision counter it was worked out under (``share_api.db``: bumped in the transaction
+    of every choice recorded, by any process): while the counter stands, no query. When it
+    moved, the registry's marker for (category, kind) is read — choices are never updated
+    or deleted, so their count and newest recording time say whether this scope changed
+    (one index-only aggregate, about 1 ms) — and only then are the choices ranked again
+    (about 10 ms at 10,000 choices). A choice recorded by another process is seen on the
+    next call all the same.
     """
     c = consent_choices.c
     category = ConsentCategory(category).value
+    revision = current_revisions(service).consent
     cache = service.kept("consent.declined", dict)
     key = (category, recipient_kind)
+    held = cache.get(key)
+    if held is not None and held[0] == revision:
+        return held[2]
     with service.engine.connect() as con:
         version = tuple(con.execute(_VERSION, {"category": category, "kind": recipient_kind}).one())
-        held = cache.get(key)
-        if held is not None and held[0] == version:
-            return held[1]
+        if held is not None and held[1] == version:
+            cache[key] = (revision, version, held[2])
+            return held[2]
         scope = (c.category == category, c.recipient_kind == recipient_kind)
         ranked = (
             sa.select(
@@ -225,7 +233,7 @@ def declined(
         )
         q = sa.select(ranked.c.pseudonym).where(ranked.c.n == 1, ranked.c.choice == Choice.declined)
         found = frozenset(con.execute(q).scalars())
-    cache[key] = (version, found)
+    cache[key] = (revision, version, found)
     return found
 
 

@@ -12,16 +12,23 @@ timezone-aware UTC (``sa.DateTime(timezone=True)``, :func:`utc_now`), JSON goes 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import secrets
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, NamedTuple, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from catalog.settings import Settings
+
+if TYPE_CHECKING:
+    from share_api.service import Service
 
 metadata = sa.MetaData()
 POOL_SIZE = 40  # SQLite connections kept open: one per request worker thread (anyio's)
@@ -95,7 +102,114 @@ def engine_for(settings: Settings, url: str | None = None) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table of :data:`TABLE_MODULES` that does not exist yet."""
+    """Create every table of :data:`TABLE_MODULES` that does not exist yet, and the
+    revision counters' rows."""
     for name in TABLE_MODULES:
         importlib.import_module(name)
     metadata.create_all(engine)
+    for name in Revisions._fields:
+        with engine.connect() as con:
+            if con.execute(_REVISION_OF, {"name": name}).first() is not None:
+                continue
+        try:
+            with engine.begin() as con:
+                con.execute(revisions.insert().values(name=name, value=0))
+        except sa.exc.IntegrityError:  # another process made it first
+            pass
+
+
+# -- revision counters ---------------------------------------------------------------------
+#
+# What a request's sign-in, grant and consent exclusion depend on is kept in memory per
+# process (principals, grants, consent) and checked on every request by ONE cheap query of
+# these counters: each change of a token, person, role, organisation, grant or consent
+# choice bumps its counter in the same transaction as the change, so a revocation made by
+# any process shows on the very next request of every process.
+
+revisions = sa.Table(
+    "share_revisions",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+_REVISION_OF = sa.select(revisions.c.value).where(revisions.c.name == sa.bindparam("name"))
+_READ_REVISIONS = 'SELECT "name", "value" FROM "share_revisions"'
+
+
+class Revisions(NamedTuple):
+    """The counters as read at one moment (-1: a counter with no row yet)."""
+
+    principals: int
+    grants: int
+    consent: int
+
+
+def bump(con: sa.Connection, name: str) -> None:
+    """Bump the counter ``name`` (a field of :class:`Revisions`) in ``con``'s transaction:
+    call it in the transaction that makes the change."""
+    if name not in Revisions._fields:
+        raise ValueError(f"no revision counter {name}")
+    done = con.execute(
+        revisions.update().where(revisions.c.name == name).values(value=revisions.c.value + 1)
+    )
+    if not done.rowcount:
+        con.execute(revisions.insert().values(name=name, value=1))
+
+
+class RevisionReader:
+    """Reads the counters with one statement on a DBAPI connection of its own (no pool
+    checkout, no SQLAlchemy statement machinery: ~20 us on SQLite), so the event loop can
+    ask it on every request. Each read is its own statement outside any transaction, so it
+    sees every commit made before it, by any process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._raw = None
+
+    def read(self) -> Revisions:
+        with self._lock:
+            if self._raw is None:
+                raw = self.engine.raw_connection()
+                if self.engine.dialect.name != "sqlite":  # no transaction held open
+                    raw.driver_connection.autocommit = True
+                self._raw = raw
+            cur = self._raw.cursor()
+            try:
+                cur.execute(_READ_REVISIONS)
+                found = dict(cur.fetchall())
+            finally:
+                cur.close()
+        return Revisions(*(int(found.get(name, -1)) for name in Revisions._fields))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+
+
+_FIXED: ContextVar[Revisions | None] = ContextVar("share_revisions", default=None)
+
+
+def revision_reader(service: Service) -> RevisionReader:
+    return service.kept("db.revisions", lambda: RevisionReader(service.engine))
+
+
+def current_revisions(service: Service) -> Revisions:
+    """The counters now — or as fixed for the request under way (:func:`fixed_revisions`):
+    one query a request, whatever asks."""
+    fixed = _FIXED.get()
+    return fixed if fixed is not None else revision_reader(service).read()
+
+
+@contextlib.contextmanager
+def fixed_revisions(service: Service, revs: Revisions | None = None) -> Iterator[Revisions]:
+    """Within the block, :func:`current_revisions` answers ``revs`` (default: read now)
+    without asking the database again: a request reads the counters once."""
+    revs = revs if revs is not None else revision_reader(service).read()
+    token = _FIXED.set(revs)
+    try:
+        yield revs
+    finally:
+        _FIXED.reset(token)

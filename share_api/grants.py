@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from fastapi import HTTPException
 
 from catalog.model import Catalogue, MaskingRule
-from share_api.db import aware, metadata, new_id, utc_now
+from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
 from share_api.rowfilter import RowFilterError, compile_filter
 
 if TYPE_CHECKING:
@@ -255,6 +255,7 @@ def create_grant(
                 created_by=actor,
             )
         )
+        bump(con, "grants")
     service.audit.record(
         "grant.create",
         actor,
@@ -329,6 +330,7 @@ def change_grant(service: Service, grant_id: str, request_id: str, actor: str) -
                 rate_per_minute=rate,
             )
         )
+        bump(con, "grants")
     service.audit.record(
         "grant.change", actor, grant=grant_id, request=request_id, changed=",".join(changed)
     )
@@ -348,24 +350,38 @@ KEPT_GRANTS = 4_096  # parsed grants kept per process
 
 
 def get_grant(service: Service, grant_id: str) -> Grant | None:
-    """The grant as stored now (read on every use: a revocation or a change shows at once;
-    only the parsing of an unchanged row is spared)."""
+    """The grant as stored now: a revocation or a change shows at once, in every process.
+
+    A parsed grant is kept per process with the ``grants`` revision counter it was read
+    under (``share_api.db``: bumped in the transaction of every grant made, changed or
+    revoked); while the counter stands, the kept grant is the stored one and no row is
+    read. When it moved, the row is read again (as the driver gives it: an unchanged row
+    is not parsed again); a grant changed by another process also drops this process's
+    kept views of it (``views.forget_grant``), so its new terms apply to the next read."""
+    revision = current_revisions(service).grants
     kept = service.kept("grants.parsed", dict)
+    held = kept.get(grant_id)
+    if held is not None and held[0] == revision:
+        return held[2]
     with service.engine.connect() as con:
         raw = con.execute(_RAW_BY_ID, {"grant_id": grant_id}).first()
         if raw is None:
             return None
         raw = tuple(raw)
-        held = kept.get(grant_id)
-        if held is not None and held[0] == raw:
-            return held[1]
+        if held is not None and held[1] == raw:
+            kept[grant_id] = (revision, raw, held[2])
+            return held[2]
         row = con.execute(_BY_ID, {"grant_id": grant_id}).first()
     if row is None:  # pragma: no cover - grants are never deleted
         return None
     grant = Grant.from_row(row)
+    if held is not None:  # changed since it was kept (here or by another process)
+        from share_api.views import forget_grant
+
+        forget_grant(service, grant_id)
     if len(kept) >= KEPT_GRANTS:
         kept.clear()
-    kept[grant_id] = (raw, grant)
+    kept[grant_id] = (revision, raw, grant)
     return grant
 
 
@@ -386,6 +402,7 @@ def revoke_grant(service: Service, grant_id: str, actor: str, reason: str = "") 
             .where(grants_table.c.id == grant_id, grants_table.c.revoked_at.is_(None))
             .values(revoked_at=utc_now(), revoked_by=actor, revoke_reason=reason[:400] or None)
         )
+        bump(con, "grants")
         if not done.rowcount:
             exists = con.execute(
                 sa.select(grants_table.c.id).where(grants_table.c.id == grant_id)
@@ -473,10 +490,16 @@ class RateLimiter:
             return (1 - tokens) * 60 / rate_per_minute
 
 
+def rate_wait(service: Service, grant: Grant) -> float:
+    """Take one request of the grant's rate: 0 when it may go now, else the seconds until
+    one may (nothing taken then)."""
+    limiter = service.kept("grants.rate", RateLimiter)
+    return limiter.allow(grant.id, grant.rate_per_minute)
+
+
 def check_rate(service: Service, grant: Grant, principal: Principal) -> None:
     """429 (audited ``data.rate_limited``) when the grant's rate is spent."""
-    limiter = service.extra.setdefault("grants.rate", RateLimiter())
-    wait = limiter.allow(grant.id, grant.rate_per_minute)
+    wait = rate_wait(service, grant)
     if wait:
         service.audit.record(
             "data.rate_limited", principal.actor, grant=grant.id, token=principal.token_id
@@ -517,7 +540,57 @@ def _read_log(service: Service):
         with service.engine.begin() as con:
             con.execute(grant_reads.insert(), rows)
 
-    return service.kept("grants.reads", lambda: GroupCommit(write))
+    return service.kept("grants.reads", lambda: GroupCommit(write, name="grant-reads"))
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read of a grant, as its records tell it (never the data: counts and a digest)."""
+
+    grant: Grant
+    principal: Principal
+    snapshot: int
+    fmt: str
+    offset: int
+    rows: int
+    nbytes: int
+    digest: str
+    client: str | None = None
+
+    def audit_details(self) -> dict[str, Any]:
+        """The ``data.read`` record's details: the token the reader signed in with, and the
+        client's address when known (the data route audits a read's sign-in in this one
+        record)."""
+        signed_in = {"token": self.principal.token_id}
+        if self.client is not None:
+            signed_in["client"] = self.client
+        return {
+            **signed_in,
+            "grant": self.grant.id,
+            "resource": self.grant.resource,
+            "snapshot": self.snapshot,
+            "format": self.fmt,
+            "offset": self.offset,
+            "rows": self.rows,
+            "digest": self.digest,
+        }
+
+    def row(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Its ``grant_reads`` row, naming the audit record ``record``."""
+        return {
+            "id": new_id("read"),
+            "grant_id": self.grant.id,
+            "org": self.principal.org,
+            "principal": self.principal.actor,
+            "snapshot": self.snapshot,
+            "format": self.fmt,
+            "offset": self.offset,
+            "rows": self.rows,
+            "bytes": self.nbytes,
+            "digest": self.digest,
+            "audit_seq": record.get("seq"),
+            "time": utc_now(),
+        }
 
 
 def record_read(
@@ -533,40 +606,22 @@ def record_read(
     digest: str,
     client: str | None = None,
 ) -> dict[str, Any]:
-    """The ``data.read`` audit record (its ``seq`` is the read's receipt; it names the token
-    the reader signed in with, and ``client``'s address when given: the data route audits a
-    read's sign-in in this one record) and the ``grant_reads`` row the metrics read."""
-    signed_in = {"token": principal.token_id}
-    if client is not None:
-        signed_in["client"] = client
-    record = service.audit.record(
-        "data.read",
-        principal.actor,
-        **signed_in,
-        grant=grant.id,
-        resource=grant.resource,
-        snapshot=snapshot,
-        format=fmt,
-        offset=offset,
-        rows=rows,
-        digest=digest,
+    """The ``data.read`` audit record (its ``seq`` is the read's receipt; see
+    :meth:`Read.audit_details`) and the ``grant_reads`` row the metrics read, both durable
+    when this returns."""
+    read = Read(grant, principal, snapshot, fmt, offset, rows, nbytes, digest, client)
+    record = service.audit.record("data.read", principal.actor, **read.audit_details())
+    _read_log(service).submit(read.row(record))
+    return record
+
+
+async def record_read_async(service: Service, read: Read) -> dict[str, Any]:
+    """:func:`record_read` for a handler on the event loop: the same two records, written
+    by the group commits' writer threads, both durable when this returns."""
+    record = await service.audit.record_async(
+        "data.read", read.principal.actor, **read.audit_details()
     )
-    _read_log(service).submit(
-        {
-            "id": new_id("read"),
-            "grant_id": grant.id,
-            "org": principal.org,
-            "principal": principal.actor,
-            "snapshot": snapshot,
-            "format": fmt,
-            "offset": offset,
-            "rows": rows,
-            "bytes": nbytes,
-            "digest": digest,
-            "audit_seq": record.get("seq"),
-            "time": utc_now(),
-        },
-    )
+    await _read_log(service).submit_async(read.row(record))
     return record
 
 
@@ -581,6 +636,7 @@ __all__ = [
     "DEFAULT_RATE_PER_MINUTE",
     "Grant",
     "GrantError",
+    "Read",
     "change_grant",
     "check_rate",
     "check_terms",
@@ -592,8 +648,10 @@ __all__ = [
     "grants_table",
     "list_grants",
     "live_grant",
+    "rate_wait",
     "read_grant",
     "reads_of",
     "record_read",
+    "record_read_async",
     "revoke_grant",
 ]

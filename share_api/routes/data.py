@@ -1,30 +1,61 @@
 """HTTP routes: data — a grantee reads its grant: ``GET /grants/{id}/data`` as paged JSON,
-an Arrow IPC stream or Parquet, always through the grant's view, as of a lake snapshot."""
+an Arrow IPC stream or Parquet, always through the grant's view, as of a lake snapshot.
+
+Two ways in, one set of rules:
+
+- :func:`read_data`, the declared route (what the OpenAPI spec says), runs the whole read
+  in one worker thread: sign-in, live grant, rate, view, the durable records. A whole-view
+  Arrow or Parquet download (offset 0, no limit) is served from the grant's prepared file
+  (``share_api.sharing.files.prepared_download``) when there is one, else from the view.
+- :func:`fast_read`, tried by the app's guard before any routing, serves the common JSON
+  page on the event loop when everything it needs is already in memory and still current:
+  the token's sign-in, the grant, the consent exclusion (each kept per process under the
+  revision counters of ``share_api.db``, read with ONE query a request, so a revocation by
+  any process refuses the very next request) and the grant's view, which the route has
+  built before. Its ``data.read`` audit record and ``grant_reads`` row are awaited from
+  the group commits' writer threads: durable before a byte leaves, with no worker thread
+  held. Anything else — a failed sign-in, a refused grant, a spent rate, a view not built
+  yet, a query it does not parse exactly as the route would — goes to the route, which
+  decides (and audits) as always: the fast path only ever answers 200.
+"""
 
 from __future__ import annotations
 
+import re
+import weakref
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from share_api import grants
+from share_api.db import Revisions, fixed_revisions, revision_reader
 from share_api.deps import Principal, ServiceDep, bearer_scheme, current_principal
 from share_api.principals import (
     AuthFailure,
     authenticate_request,
     authenticate_token,
     bearer,
+    bearer_of,
     client_of,
 )
 from share_api.service import Service
-from share_api.views import MEDIA_TYPES, grant_view
+from share_api.views import MEDIA_TYPES, View, grant_view, pick_snapshot
 
 router = APIRouter(tags=["data"])
 
 MAX_JSON_PAGE = 10_000
+DEFAULT_JSON_PAGE = 100
+FAST_MAX_PAGE = 1_000  # the largest JSON page the event loop serves itself
+KEPT_VIEWS = 4_096  # views remembered for the fast path per process (weakly)
+
+# exactly what the fast path takes; anything else goes to the route
+_PATH = re.compile(r"/grants/([A-Za-z0-9_-]{1,40})/data")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_BOUNDS = {"offset": (0, 10**12), "limit": (1, 10**9), "snapshot": (0, 2**62)}
 
 
 @router.get(
@@ -67,36 +98,87 @@ def _read(
     limit: int | None,
     snapshot: int | None,
 ) -> Response:
-    principal = _sign_in(service, request)
-    grant = grants.live_grant(service, grant_id, principal)
-    grants.check_rate(service, grant, principal)
-    if format == "json":
-        limit = min(limit or 100, MAX_JSON_PAGE)
-    view = grant_view(service, grant, snapshot=snapshot, recipient_kind=principal.org_kind)
-    body, rows, digest = view.serialised(format, offset, limit)
+    with fixed_revisions(service) as revs:  # one query of the counters for the whole read
+        principal = _sign_in(service, request)
+        grant = grants.live_grant(service, grant_id, principal)
+        grants.check_rate(service, grant, principal)
+        if format == "json":
+            limit = min(limit or DEFAULT_JSON_PAGE, MAX_JSON_PAGE)
+        elif offset == 0 and limit is None:
+            prepared = _prepared(service, request, grant, principal, format, snapshot)
+            if prepared is not None:
+                return prepared
+        view = grant_view(service, grant, snapshot=snapshot, recipient_kind=principal.org_kind)
+        if format == "json":
+            _remember(service, revs, (grant.id, view.snapshot, principal.org_kind), view)
+        body, rows, digest = view.serialised(format, offset, limit)
+        record = grants.record_read(
+            service,
+            grant,
+            principal,
+            snapshot=view.snapshot,
+            fmt=format,
+            offset=offset,
+            rows=rows,
+            nbytes=len(body),
+            digest=digest,
+            client=client_of(request),
+        )
+    headers = _headers(view.snapshot, view.total, digest, record)
+    if format != "json":
+        headers["Content-Disposition"] = _attachment(grant, view.snapshot, format)
+    return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
+
+
+def _prepared(
+    service: Service,
+    request: Request,
+    grant: grants.Grant,
+    principal: Principal,
+    fmt: str,
+    snapshot: int | None,
+) -> Response | None:
+    """The whole view as Arrow or Parquet from the grant's prepared file (issue 14's
+    1 M-row downloads: decrypted as it streams, no view built), its read recorded and
+    durable before the first byte; None when there is no such file (the caller serves
+    the view)."""
+    from share_api.sharing.files import prepared_download
+
+    snap = pick_snapshot(service, snapshot)  # 404 / 410 as for the view
+    download = prepared_download(service, grant, snap, principal.org_kind, fmt)
+    if download is None:
+        return None
     record = grants.record_read(
         service,
         grant,
         principal,
-        snapshot=view.snapshot,
-        fmt=format,
-        offset=offset,
-        rows=rows,
-        nbytes=len(body),
-        digest=digest,
+        snapshot=download.snapshot,
+        fmt=fmt,
+        offset=0,
+        rows=download.rows,
+        nbytes=download.nbytes,
+        digest=download.digest,
         client=client_of(request),
     )
-    headers = {
-        "X-Lake-Snapshot": str(view.snapshot),
-        "X-Total-Rows": str(view.total),
+    headers = _headers(download.snapshot, download.total, download.digest, record)
+    headers["Content-Disposition"] = _attachment(grant, download.snapshot, fmt)
+    headers["Content-Length"] = str(download.nbytes)
+    return StreamingResponse(download.chunks, media_type=download.media_type, headers=headers)
+
+
+def _headers(snapshot: int, total: int, digest: str, record: dict) -> dict[str, str]:
+    return {
+        "X-Lake-Snapshot": str(snapshot),
+        "X-Total-Rows": str(total),
         "X-Content-SHA256": digest,
         "X-Audit-Seq": str(record.get("seq", "")),
         "Cache-Control": "no-store",
     }
-    if format != "json":
-        ext = "arrows" if format == "arrow" else "parquet"
-        headers["Content-Disposition"] = f'attachment; filename="{grant.id}-{view.snapshot}.{ext}"'
-    return Response(body, media_type=MEDIA_TYPES[format], headers=headers)
+
+
+def _attachment(grant: grants.Grant, snapshot: int, fmt: str) -> str:
+    ext = "arrows" if fmt == "arrow" else "parquet"
+    return f'attachment; filename="{grant.id}-{snapshot}.{ext}"'
 
 
 def _sign_in(service: Service, request: Request) -> Principal:
@@ -118,3 +200,114 @@ def _sign_in(service: Service, request: Request) -> Principal:
         return authenticate_request(service, request)  # records auth.failed, raises 401
     request.state.principal = principal  # the app's 4xx audit names the caller
     return principal
+
+
+# -- the fast path ------------------------------------------------------------------------------
+
+
+class _Views:
+    """Views the route served, by (grant, snapshot, recipient kind), remembered weakly for
+    the fast path under the revision counters they were served under: a moved counter
+    forgets them all; a view the view cache dropped is gone here too."""
+
+    def __init__(self) -> None:
+        self.held: tuple[Revisions | None, dict] = (None, {})
+
+    def get(self, revs: Revisions, key: tuple) -> View | None:
+        held_revs, views = self.held
+        ref = views.get(key) if held_revs == revs else None
+        return ref() if ref is not None else None
+
+    def put(self, revs: Revisions, key: tuple, view: View) -> None:
+        held_revs, views = self.held
+        if held_revs != revs or len(views) >= KEPT_VIEWS:
+            views = {}
+            self.held = (revs, views)
+        views[key] = weakref.ref(view)
+
+
+def _remember(service: Service, revs: Revisions, key: tuple, view: View) -> None:
+    service.kept("data.views", _Views).put(revs, key, view)
+
+
+def _query(raw: bytes) -> tuple[int, int, int | None] | None:
+    """(offset, limit, snapshot) of a JSON page's query string, when it says exactly
+    that: known names once each, plain digits within the route's bounds; else None."""
+    found: dict[str, int | None] = {}
+    if raw:
+        for part in raw.split(b"&"):
+            name, eq, value = part.partition(b"=")
+            key = name.decode("ascii", "replace")
+            if not eq or key in found:
+                return None
+            if key == "format":
+                if value != b"json":
+                    return None
+                found[key] = None
+                continue
+            bounds = _BOUNDS.get(key)
+            if bounds is None or not _DIGITS.fullmatch(value.decode("ascii", "replace")):
+                return None
+            number = int(value)
+            if not bounds[0] <= number <= bounds[1]:
+                return None
+            found[key] = number
+    limit = found.get("limit") or DEFAULT_JSON_PAGE
+    if limit > FAST_MAX_PAGE:
+        return None
+    return found.get("offset") or 0, limit, found.get("snapshot")
+
+
+async def fast_read(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve ``GET /grants/{id}/data`` (a JSON page) on the event loop when all it needs
+    is in memory and current (see the module's docstring); True when it answered. It
+    answers only 200 with a durable ``data.read`` record; every other case is left to the
+    route (False), which decides and audits it."""
+    match = _PATH.fullmatch(scope["path"])
+    if match is None or scope["method"] != "GET":
+        return False
+    query = _query(scope.get("query_string", b""))
+    if query is None:
+        return False
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name in (b"content-length", b"transfer-encoding"):
+            return False
+    app = scope["app"]
+    if current_principal in app.dependency_overrides:
+        return False
+    service: Service = app.state.service
+    offset, limit, snapshot = query
+    revs = revision_reader(service).read()  # the one query of the request
+    with fixed_revisions(service, revs):
+        try:
+            principal = authenticate_token(service, bearer_of(authorization))
+        except AuthFailure:
+            return False
+        grant = grants.get_grant(service, match.group(1))
+        if grant is None or grant.grantee_org != principal.org or grant.status() != "live":
+            return False
+        try:
+            snap = pick_snapshot(service, snapshot)
+        except grants.GrantError:
+            return False
+        view = service.kept("data.views", _Views).get(revs, (grant.id, snap, principal.org_kind))
+        if view is None or grants.rate_wait(service, grant):
+            return False
+        body, rows, digest = view.serialised("json", offset, limit)
+        client = client_of(Request(scope))
+        read = grants.Read(grant, principal, view.snapshot, "json", offset, rows, len(body),
+                           digest, client)  # fmt: skip
+        record = await grants.record_read_async(service, read)
+    headers = [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", MEDIA_TYPES["json"].encode()),
+        *((k.lower().encode(), v.encode())
+          for k, v in _headers(view.snapshot, view.total, digest, record).items()),
+    ]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return True

@@ -200,6 +200,69 @@ def test_group_commit_batches_any_writer():
     assert len(written) + 1 < 20  # batched: fewer writes than items
 
 
+def test_awaited_items_share_batches_with_threads_and_learn_a_failed_write():
+    """Coroutines on an event loop and threads submit at once: one writer thread leads the
+    coroutines' batches, every item is written before its caller goes on, a failed write
+    reaches every caller of that batch, and the batches are fewer than the items."""
+    import asyncio
+
+    written: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        time.sleep(0.002)
+        if 13 in items:
+            raise ValueError("no thirteens")
+        written.append(items)
+        return [n * 10 for n in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write, name="test")
+    errors: list[int] = []
+
+    async def one(n: int) -> None:
+        try:
+            assert await commit.submit_async(n) == n * 10
+            assert any(n in batch for batch in written)  # written before the await returned
+        except ValueError:
+            errors.append(n)
+
+    def thread(n: int) -> None:
+        try:
+            assert commit.submit(n) == n * 10
+        except ValueError:  # in the thirteen's batch
+            errors.append(n)
+
+    async def main() -> None:
+        threads = [threading.Thread(target=thread, args=(n,)) for n in range(100, 110)]
+        for t in threads:
+            t.start()
+        await asyncio.gather(*(one(n) for n in range(40)))
+        for t in threads:
+            t.join()
+
+    asyncio.run(main())
+    assert 13 in errors
+    done = sorted(n for batch in written for n in batch)
+    assert done == sorted((set(range(40)) | set(range(100, 110))) - set(errors))
+    assert len(written) + 1 < 50  # batched
+    commit.close()
+    with pytest.raises(RuntimeError):
+        asyncio.run(commit.submit_async(1))
+
+
+async def _record_async(service: Service) -> dict:
+    return await service.audit.record_async("data.read", "wjw/u1", grant="g", rows=1, digest="d")
+
+
+def test_an_awaited_record_is_durable_and_watched(service: Service):
+    import asyncio
+
+    seen: list[int] = []
+    service.audit.watchers.append(lambda r: seen.append(r["seq"]))
+    record = asyncio.run(_record_async(service))
+    assert service.audit.find(record["seq"])["hash"] == record["hash"]
+    assert seen == [record["seq"]]
+
+
 def test_a_receipt_still_verifies_after_the_checkpoint_key_rotates(service: Service):
     read = service.audit.record("data.read", "wjw/u1", grant="g", rows=1, digest="d")
     old = json.loads(json.dumps(service.audit.receipt(read)))
