@@ -22,7 +22,8 @@ Errors are ``{"errorCode", "message"}`` with the protocol's codes, 4xx for anyth
 retry cannot mend (the client retries a 5xx for ~100 s). Audit: every call
 (``sharing.shares``, ``sharing.schemas``, ``sharing.tables``, ``sharing.version``,
 ``sharing.metadata``, ``sharing.query`` and a ``data.read`` with its ``grant_reads`` row,
-``sharing.changes``, ``sharing.file`` per file request with its byte range), a refused
+``sharing.changes``, ``sharing.file`` per file download with its byte range and bytes,
+``sharing.file_head`` per size probe), a refused
 file URL (``sharing.denied``), a failed sign-in (``auth.failed``), profile issue and
 revocation — naming grants, files, versions and byte counts, never data. Other 4xx answers
 are recorded by the service's guard (``http.refused``) naming the recipient.
@@ -481,21 +482,22 @@ def get_file(
     if span is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{shared.size}"
     status = 206 if span is not None else 200
+    head = request.method == "HEAD"
     audit(
         service,
         request,
         recipient,
-        "sharing.file",
+        "sharing.file_head" if head else "sharing.file",  # a probe of its size, or bytes sent
         grant=grant.id,
         file=shared.id,
         version=shared.version,
         kind=shared.kind,
         method=request.method,
         first=first,
-        bytes=0 if request.method == "HEAD" else length,
+        bytes=0 if head else length,
     )
     media = "application/octet-stream"
-    if request.method == "HEAD" or length == 0:
+    if head or length == 0:
         return Response(b"", status_code=status, headers=headers, media_type=media)
     fh = files.open_plain(service, shared)
     return StreamingResponse(

@@ -258,8 +258,11 @@ def test_the_file_route_serves_head_and_ranges_exactly(api, service, reader, pro
     gid = make_grant(service, "mzj")
     path, params, size = _file_url(api, gid, profile)
     url = path + "?" + urlencode(params)
+    mark = len(service.audit.log.records())
     head = api.head(url)
     assert head.status_code == 200 and head.content == b""
+    (probe,) = audit_since(service, mark, "sharing.file_head")
+    assert probe["bytes"] == 0 and probe["grant"] == gid
     assert int(head.headers["content-length"]) == size
     assert head.headers["accept-ranges"] == "bytes"
     whole = api.get(url).content
@@ -277,6 +280,9 @@ def test_the_file_route_serves_head_and_ranges_exactly(api, service, reader, pro
         assert part.content == whole[first : last + 1]
     past = api.get(url, headers={"Range": f"bytes={size}-"})
     assert past.status_code == 416
+    sent = audit_since(service, mark, "sharing.file")
+    assert [r["bytes"] for r in sent] == [size, 4, 8, 8, size - 10]
+    assert [r["first"] for r in sent] == [0, 0, size - 8, size - 8, 10]
 
 
 def test_file_urls_refused_with_403(api, service, people, reader, profile):
