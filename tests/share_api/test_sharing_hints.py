@@ -12,8 +12,10 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from share_api.sharing import files, versions
 from share_api.sharing.files import SharedFile, file_stats
 from share_api.sharing.hints import prune
+from tests.share_api.test_sharing_versions import KIND, make_grant
 
 SCHEMA = pa.schema(
     [
@@ -244,3 +246,21 @@ def test_no_file_with_a_matching_row_is_ever_dropped(parts, tree) -> None:
     for i, rows in enumerate(parts):
         if any(truth(tree, r) is True for r in rows):
             assert f"f{i}" in left
+
+
+def test_a_grant_s_materialised_files_are_judged_by_their_own_statistics(service) -> None:
+    grant = make_grant(service)
+    version = versions.current_version(service, grant, KIND)
+    made = files.files_of(service, grant, version, KIND)
+    schema = files.schema_of(service, grant, version, KIND)
+    first = files.read_table(service, made[0])["followup_id"][0].as_py()
+    ids = {"op": "column", "name": "followup_id", "valueType": "string"}
+
+    def judged(tree: dict) -> list[SharedFile]:
+        return prune(made, orjson.dumps(tree).decode(), None, schema)
+
+    assert judged(op("equal", ids, lit(first, "string"))) == made
+    assert judged(op("lessThan", ids, lit("", "string"))) == []
+    assert judged(op("isNull", ids)) == []
+    assert judged(op("not", op("isNull", ids))) == made
+    assert prune(made, None, 1, schema) == made[:1]
