@@ -410,24 +410,30 @@ def files_of(
     """``version``'s data files for a recipient of ``recipient_kind``, made now if they are
     not yet (once per materialisation state even when threads ask at once), by part. Each
     carries ``version`` as asked (a file made for another version with the same state — its
-    snapshot, the grant's current terms and opt-outs — is the same file)."""
+    snapshot, the grant's current terms and opt-outs — is the same file). 400 for a version
+    whose snapshot left the lake's retention window, made already or not."""
+    snapshot = read_snapshot(service, grant, version)
     state = materialisation_state(service, grant, version, recipient_kind)
     found = registered(service, grant.id, state, "data")
     if not _present(service, found):
         with _gate(service, (grant.id, state)):
             found = registered(service, grant.id, state, "data")
             if not _present(service, found):
-                found = _materialise(service, grant, version, recipient_kind, state)
+                found = _materialise(service, grant, version, recipient_kind, state, snapshot)
     return [dataclasses.replace(f, version=version.version) for f in found]
 
 
 def _materialise(
-    service: Service, grant: Grant, version: TableVersion, recipient_kind: str, state: str
+    service: Service,
+    grant: Grant,
+    version: TableVersion,
+    recipient_kind: str,
+    state: str,
+    snapshot: int,
 ) -> list[SharedFile]:
     from share_api.grants import GrantError
     from share_api.views import grant_view
 
-    snapshot = read_snapshot(service, grant, version)
     try:
         view = grant_view(service, grant, snapshot=snapshot, recipient_kind=recipient_kind)
     except GrantError as exc:  # no such table or columns at that snapshot: deterministic
@@ -533,20 +539,26 @@ def _arrow_file(service: Service, data: SharedFile, state: str) -> SharedFile:
 
 
 def _needed_states(service: Service, grant: Grant) -> set[str]:
-    """The materialisation states of every recorded version of a live grant now."""
+    """The materialisation states, now, of every version of a live grant still readable
+    (its snapshot within the lake's retention window, or the table unchanged since)."""
     from share_api.sharing.versions import history
 
-    recorded = history(service, grant)
-    if not recorded:
-        return set()
+    needed = set()
     kind = _recipient_kind(service, grant)
-    return {materialisation_state(service, grant, v, kind) for v in recorded}
+    for version in history(service, grant):
+        try:
+            read_snapshot(service, grant, version)
+        except SharingError:
+            continue
+        needed.add(materialisation_state(service, grant, version, kind))
+    return needed
 
 
 def sweep(service: Service) -> int:
     """Remove what no live grant's version needs: every file of a revoked, expired or
     unknown grant; a live grant's files of superseded states (made under terms or opt-outs
-    that have changed since, or for a state no version has); a cdf file whose states are
+    that have changed since, for a version out of the lake's retention window, or for a
+    state no version has); a cdf file whose states are
     not all needed; unregistered leftovers older than :data:`LEFTOVER_S`. The number of
     files removed. Run by the preparer, and when it starts."""
     from share_api.grants import get_grant

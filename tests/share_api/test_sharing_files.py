@@ -233,3 +233,19 @@ def test_a_file_swapped_for_another_is_refused(service) -> None:
     with pytest.raises(SharingError) as gone:
         files.open_plain(service, one)
     assert gone.value.status == 404
+
+
+def test_a_version_out_of_the_retention_window_is_refused_and_swept(service, monkeypatch) -> None:
+    grant = make_grant(service)
+    v0 = versions.current_version(service, grant, KIND)
+    (old,) = files.files_of(service, grant, v0, KIND)
+    commit(service, 'DELETE FROM staged."wjw__chronic_followups" WHERE rowid % 40 = 0')
+    v1 = versions.current_version(service, grant, KIND)
+    (new,) = files.files_of(service, grant, v1, KIND)
+    monkeypatch.setattr(service.settings, "snapshot_retention_days", 0)
+    with pytest.raises(SharingError) as err:
+        files.files_of(service, grant, v0, KIND)  # made already: refused all the same
+    assert err.value.status == 400 and "retention" in err.value.message
+    assert files.sweep(service) == 1
+    assert files.lookup(service, old.id) is None and files.lookup(service, new.id) == new
+    assert files.files_of(service, grant, v1, KIND)[0].id == new.id  # the table's latest
