@@ -131,3 +131,31 @@ def test_a_profile_lives_no_longer_than_asked_allowed_or_its_maker(service, peop
     with pytest.raises(SharingError) as none:
         tokens.revoke_profile(service, "dsp-0000000000000000")
     assert none.value.status == 404
+
+
+def test_an_administrator_hands_a_profile_over_from_the_server(service, people, tmp_path):
+    import json
+    import stat
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    alice = people.make("wjw", "requester")
+    out = tmp_path / "wjw.share"
+    runner = CliRunner()
+    made = runner.invoke(app, ["sharing", "profile", "--user", alice.user_id, "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    profile = json.loads(out.read_text())
+    assert profile["endpoint"].endswith("/delta-sharing")
+    assert profile["bearerToken"] not in made.output
+    recipient = tokens.authenticate(service, profile["bearerToken"])
+    assert recipient.user_id == alice.user_id
+    token_id = recipient.token_id
+    gone = runner.invoke(app, ["sharing", "revoke-profile", token_id])
+    assert gone.exit_code == 0 and "revoked" in gone.output
+    with pytest.raises(AuthFailure):
+        tokens.authenticate(service, profile["bearerToken"])
+    unknown = runner.invoke(app, ["sharing", "profile", "--user", "nobody-here"])
+    assert unknown.exit_code == 1
