@@ -100,6 +100,11 @@ def main(argv: list[str]) -> int:
         print(
             "\n".join(f"  {v}" for v in json.loads(files.read_text(encoding="utf-8"))["verdicts"])
         )
+    sharing = RESULTS / "delta_sharing.json"  # bench/delta_sharing.py (issue 15)
+    if "delta_sharing" in names and sharing.exists():
+        print("\nissue 15 (Delta Sharing), the official client against a local read:")
+        for line in json.loads(sharing.read_text(encoding="utf-8"))["verdicts"]:
+            print(f"  {line}")
     if {"ingest", "incremental"} & set(names):
         print("\nissue 10 (Any street), the goals:")
         for line in goals():
