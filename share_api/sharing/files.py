@@ -333,12 +333,22 @@ def write_file(
     on disk: that file, unchanged. CHANGES writes its cdf files with it."""
     if kind not in KINDS:
         raise ValueError(f"kind is one of {', '.join(KINDS)}")
+    held = lookup(service, file_id(grant.id, state, part, kind))
+    if held is not None and path_of(service, held) is not None:
+        return held
+    made = _parquet(service, grant.id, version.version, part, kind, state, table)
+    return _register(service, [made])[0]
+
+
+def _parquet(
+    service: Service, grant_id: str, version: int, part: int, kind: str, state: str, table
+) -> tuple[SharedFile, dict]:
     table = table.replace_schema_metadata(None)
-    return _store(service, grant.id, version.version, part, kind, state, table,
-                  lambda sink: pq.write_table(table, sink, compression="snappy"))  # fmt: skip
+    return _seal(service, grant_id, version, part, kind, state, table,
+                 lambda sink: pq.write_table(table, sink, compression="snappy"))  # fmt: skip
 
 
-def _store(
+def _seal(
     service: Service,
     grant_id: str,
     version: int,
@@ -347,50 +357,59 @@ def _store(
     state: str,
     table: pa.Table,
     write: Callable[[BinaryIO], None],
-) -> SharedFile:
-    """What ``write`` writes (``table``, serialised), encrypted to its place and registered,
-    unless that file is registered and on disk already."""
+) -> tuple[SharedFile, dict]:
+    """What ``write`` writes (``table``, serialised) encrypted to a place of its own (the
+    file's id and its header's random id: two writers of one file never write one path):
+    the file and its registry row, not registered yet."""
     fid = file_id(grant_id, state, part, kind)
-    final = files_dir(service) / _rel(grant_id, fid)
-    held = lookup(service, fid)
-    if held is not None and final.is_file():
-        return held
-    final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = files_dir(service) / grant_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     ring = service.keyring
     key_version, _ = ring.current(KEY_PURPOSE)
     key = _file_key(service, ring.suite.name, key_version)
-    temp = final.with_name(f".{fid}.{os.getpid()}.{threading.get_ident()}.tmp")
+    enc = StreamEncryptor(ring.suite.name, key_version, key, segment_bytes=SEGMENT_BYTES)
+    seal = enc.header.file_id.hex()
+    rel = f"{grant_id}/{fid}-{seal}.sealed"
+    temp = folder / f".{fid}-{seal}.tmp"
     try:
         with open(temp, "wb") as fh:
-            enc = StreamEncryptor(ring.suite.name, key_version, key, segment_bytes=SEGMENT_BYTES)
             sink = _SealingSink(fh, enc)
             write(sink)
             sink.seal()
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(temp, final)
+        os.replace(temp, files_dir(service) / rel)
     finally:
         temp.unlink(missing_ok=True)
     made = SharedFile(fid, grant_id, int(version), int(part), kind, table.num_rows, sink.size,
                       sink.sha.hexdigest(), file_stats(table), utc_now())  # fmt: skip
+    return made, {**dataclasses.asdict(made), "state": state, "path": rel, "seal": seal}
+
+
+def _register(service: Service, sealed: list[tuple[SharedFile, dict]]) -> list[SharedFile]:
+    """Register sealed files in one transaction (all of a version's parts or none), each
+    replacing a registration of the same id whose file is gone. Another process
+    registering the same files at once wins: its files are the ones kept."""
+    ids = [made.id for made, _ in sealed]
     try:
         with service.engine.begin() as con:
-            con.execute(sharing_files.delete().where(sharing_files.c.id == fid))
-            con.execute(
-                sharing_files.insert().values(
-                    **dataclasses.asdict(made),
-                    state=state,
-                    path=_rel(grant_id, fid),
-                    seal=enc.header.file_id.hex(),
-                )
-            )
-    except sa.exc.IntegrityError:  # another process registered the same file at once
-        pass
-    return made
+            con.execute(sharing_files.delete().where(sharing_files.c.id.in_(ids)))
+            con.execute(sharing_files.insert(), [row for _, row in sealed])
+    except sa.exc.IntegrityError:
+        for _, row in sealed:
+            (files_dir(service) / row["path"]).unlink(missing_ok=True)
+        return [lookup(service, fid) for fid in ids]
+    return [made for made, _ in sealed]
 
 
-def _rel(grant_id: str, fid: str) -> str:
-    return f"{grant_id}/{fid}.parquet.sealed"
+def path_of(service: Service, file: SharedFile) -> Path | None:
+    """Where ``file`` is kept (encrypted); None when it is no longer registered or on disk."""
+    with service.engine.connect() as con:
+        rel = con.execute(
+            sa.select(sharing_files.c.path).where(sharing_files.c.id == file.id)
+        ).scalar_one_or_none()
+    path = files_dir(service) / rel if rel else None
+    return path if path is not None and path.is_file() else None
 
 
 # -- a version's data files -------------------------------------------------------------------
@@ -439,11 +458,11 @@ def _materialise(
     except GrantError as exc:  # no such table or columns at that snapshot: deterministic
         raise SharingError(400, str(exc.detail)) from None
     table = view.table
-    made = []
-    for i in range(max(1, -(-table.num_rows // SHARE_PART_ROWS))):
-        part = table.slice(i * SHARE_PART_ROWS, SHARE_PART_ROWS)
-        made.append(write_file(service, grant, version, i, part, "data", state))
-    return made
+    parts = range(max(1, -(-table.num_rows // SHARE_PART_ROWS)))
+    slices = [table.slice(i * SHARE_PART_ROWS, SHARE_PART_ROWS) for i in parts]
+    sealed = [_parquet(service, grant.id, version.version, i, "data", state, t)
+              for i, t in enumerate(slices)]  # fmt: skip
+    return _register(service, sealed)
 
 
 def schema_of(
@@ -532,7 +551,8 @@ def _arrow_file(service: Service, data: SharedFile, state: str) -> SharedFile:
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
 
-        return _store(service, data.grant_id, data.version, 0, ARROW, state, table, write)
+        made = _seal(service, data.grant_id, data.version, 0, ARROW, state, table, write)
+        return _register(service, [made])[0]
 
 
 # -- sweeping ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 
 from masking.stream import StreamError, is_encrypted
 from share_api import consent, grants
+from share_api.service import Service
 from share_api.sharing import files, versions
 from share_api.sharing.errors import SharingError
 from share_api.views import grant_view, pick_snapshot
@@ -30,7 +31,7 @@ def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
     (only,) = made
     assert only.rows == view.total == only.stats["numRecords"]
     # on disk: encrypted, nothing of the plaintext
-    path = files.files_dir(service) / grant.id / f"{only.id}.parquet.sealed"
+    path = files.path_of(service, only)
     sealed = path.read_bytes()
     assert is_encrypted(sealed[:8]) and b"PAR1" not in sealed
     with files.open_plain(service, only) as fh:
@@ -49,18 +50,10 @@ def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
     assert path.stat().st_mtime_ns == written
 
 
-def test_one_build_when_threads_ask_at_once(service, monkeypatch) -> None:
+def test_one_build_when_threads_ask_at_once(service) -> None:
     grant = make_grant(service)
     version = versions.current_version(service, grant, KIND)
     results: list[list[files.SharedFile]] = []
-    calls = []
-    real = files.write_file
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(files, "write_file", counting)
     threads = [
         threading.Thread(
             target=lambda: results.append(files.files_of(service, grant, version, KIND))
@@ -71,8 +64,9 @@ def test_one_build_when_threads_ask_at_once(service, monkeypatch) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(calls) == 1 and len(results) == 6
-    assert all(r == results[0] for r in results)
+    assert len(results) == 6 and all(r == results[0] for r in results)
+    # every writer writes a place of its own: one file on disk means one build
+    assert len(list((files.files_dir(service) / grant.id).iterdir())) == 1
 
 
 def test_an_opt_out_remakes_old_versions_under_new_ids(service) -> None:
@@ -217,10 +211,8 @@ def test_a_file_swapped_for_another_is_refused(service) -> None:
     first, second = make_grant(service), make_grant(service)
     (one,) = files.files_of(service, first, versions.current_version(service, first, KIND), KIND)
     (two,) = files.files_of(service, second, versions.current_version(service, second, KIND), KIND)
-    place = files.files_dir(service) / first.id / f"{one.id}.parquet.sealed"
-    place.write_bytes(
-        (files.files_dir(service) / second.id / f"{two.id}.parquet.sealed").read_bytes()
-    )
+    place = files.path_of(service, one)
+    place.write_bytes(files.path_of(service, two).read_bytes())
     with pytest.raises(StreamError):
         files.open_plain(service, one)
     with pytest.raises(StreamError):
@@ -249,3 +241,29 @@ def test_a_version_out_of_the_retention_window_is_refused_and_swept(service, mon
     assert files.sweep(service) == 1
     assert files.lookup(service, old.id) is None and files.lookup(service, new.id) == new
     assert files.files_of(service, grant, v1, KIND)[0].id == new.id  # the table's latest
+
+
+def test_two_processes_making_the_same_files_agree(service) -> None:
+    """Two services on one home (as two server processes) build the same version at once:
+    one registration wins, the other's files go, both read the winner's."""
+    other = Service.open(service.settings)
+    try:
+        grant = make_grant(service)
+        version = versions.current_version(service, grant, KIND)
+        got: dict[int, list[files.SharedFile]] = {}
+        threads = [
+            threading.Thread(
+                target=lambda s=s: got.update({id(s): files.files_of(s, grant, version, KIND)})
+            )
+            for s in (service, other)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        first, second = got.values()
+        assert [f.id for f in first] == [f.id for f in second]
+        for svc, made in ((service, first), (other, second)):
+            assert files.read_table(svc, made[0]).num_rows == made[0].rows
+    finally:
+        other.close()
