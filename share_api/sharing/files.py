@@ -99,7 +99,7 @@ class SharedFile:
     grant_id: str
     version: int
     part: int
-    kind: str  # "data" or "cdf"
+    kind: str  # "data" or "cdf" (and "arrow": the stream kept beside a data file)
     rows: int
     size: int  # plaintext bytes: exactly what the file route serves
     sha256: str  # of the plaintext

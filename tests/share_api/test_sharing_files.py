@@ -19,6 +19,7 @@ from share_api.service import Service
 from share_api.sharing import files, versions
 from share_api.sharing.errors import SharingError
 from share_api.views import grant_view, pick_snapshot
+from tests.share_api.audit_support import built_mart, standing_grant
 from tests.share_api.test_sharing_versions import KIND, a_resident, commit, make_grant
 
 
@@ -267,3 +268,15 @@ def test_two_processes_making_the_same_files_agree(service) -> None:
             assert files.read_table(svc, made[0]).num_rows == made[0].rows
     finally:
         other.close()
+
+
+def test_prepare_makes_a_front_end_s_standing_mart_grant(service, people, mart_street) -> None:
+    people.org("portal", kind="frontend")
+    grant = grants.get_grant(service, standing_grant(service, "portal", built_mart(mart_street)))
+    assert files.prepare(service) >= 1
+    (version,) = versions.history(service, grant)
+    state = versions.materialisation_state(service, grant, version, "frontend")
+    (data,) = files.registered(service, grant.id, state, "data")
+    assert data.rows == grant_view(service, grant, recipient_kind="frontend").total
+    assert files.registered(service, grant.id, state, files.ARROW)
+    assert files.prepare(service) == 0  # nothing missing any more
