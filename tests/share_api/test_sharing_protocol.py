@@ -343,3 +343,45 @@ def test_the_sub_app_serves_its_own_spec_and_the_apis_stays_its_own(api):
     assert {"profile", "token"} <= set(schemes)
     main = api.get("/openapi.json").json()
     assert not [p for p in main["paths"] if p.startswith(P)]
+
+
+def test_no_5xx_from_schemathesis_on_the_protocols_spec(server, service, people, api):
+    """Every operation of the sub-app's spec, in cases that fit it and cases that do not,
+    against a real uvicorn: 4xx for whatever is wrong, never a 5xx (the client would retry
+    one for ~100 s)."""
+    import requests
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    from tests.share_api.test_schemathesis import EXAMPLES, fuzz
+
+    person = people.make("mzj", "requester")
+    profile = profile_of(api, person)
+    gid = make_grant(service, "mzj")
+    path, _params, _size = _file_url(api, gid, profile)
+    schema = schemathesis.openapi.from_dict(api.get(f"{P}/openapi.json").json())
+    real = {
+        "share": "mzj",
+        "schema": "gaj",
+        "table": gid,
+        "file_id": path.rsplit("/", 1)[1],
+        "token_id": profile["bearerToken"].split(".")[0],
+    }
+    headers = auth(profile) | {"X-Unused": "1"}
+    session = requests.Session()
+    failures: list[str] = []
+    total = 0
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 12
+    mark = len(service.audit.log.records())
+    for operation in operations:
+        # the profile routes sign in with the API token, the protocol's with the profile's
+        who = person.headers if operation.path.startswith("/profile") else headers
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            made, bad = fuzz(operation, mode, who, server.url + P, session, real)
+            total += made
+            failures += bad
+    assert total >= len(operations) * EXAMPLES / 2
+    assert failures == [], "\n".join(failures[:20])
+    answered = {r["action"] for r in service.audit.log.records()[mark:]}
+    assert {"sharing.shares", "sharing.tables", "sharing.version", "sharing.query"} <= answered
