@@ -22,6 +22,7 @@ a ranged read decrypts only the segments it covers).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -609,20 +610,30 @@ def sweep(service: Service) -> int:
 
 
 def _sweep_leftovers(service: Service, by_grant: dict[str, list], gone: set[str]) -> int:
+    """Unregistered files: any in the folder of a grant no longer live (and the folder),
+    those of a live grant once older than :data:`LEFTOVER_S` (a crashed writer's; a writer
+    at work registers its file within seconds)."""
+    from share_api.grants import get_grant
+
     root = files_dir(service)
     if not root.is_dir():
         return 0
     kept = {r.path for held in by_grant.values() for r in held if r.id not in gone}
     old = time.time() - LEFTOVER_S
     removed = 0
-    for path in root.glob("*/*"):
-        rel = f"{path.parent.name}/{path.name}"
-        if rel not in kept and path.is_file() and path.stat().st_mtime < old:
-            path.unlink(missing_ok=True)
-            removed += 1
-    for folder in root.iterdir():
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
+    for folder in (f for f in root.iterdir() if f.is_dir()):
+        grant = get_grant(service, folder.name)
+        live = grant is not None and grant.status() == "live"
+        for path in folder.iterdir():
+            if f"{folder.name}/{path.name}" in kept:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if not live or path.stat().st_mtime < old:
+                    path.unlink()
+                    removed += 1
+        if not live:
+            with contextlib.suppress(OSError):  # a file written into it since: next time
+                folder.rmdir()
     return removed
 
 
