@@ -5,6 +5,7 @@ another table; times strictly increasing; look-ups by number, time and range; 40
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
@@ -127,3 +128,18 @@ def test_a_version_out_of_the_retention_window_is_400(service, monkeypatch) -> N
     with pytest.raises(SharingError) as err:
         versions.read_snapshot(service, grant, v0)
     assert err.value.status == 400 and "retention" in err.value.message
+
+
+def test_threads_recording_at_once_record_one_version(service) -> None:
+    grant = make_grant(service)
+    got: list[versions.TableVersion] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(versions.current_version(service, grant, KIND)))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and {v.version for v in got} == {0}
+    assert len(versions.history(service, grant)) == 1
