@@ -385,3 +385,56 @@ def test_no_5xx_from_schemathesis_on_the_protocols_spec(server, service, people,
     assert failures == [], "\n".join(failures[:20])
     answered = {r["action"] for r in service.audit.log.records()[mark:]}
     assert {"sharing.shares", "sharing.tables", "sharing.version", "sharing.query"} <= answered
+
+
+def test_changes_between_versions_carry_versions_timestamps_and_change_types(
+    service, api, reader, profile
+):
+    from tests.share_api.test_sharing_versions import commit
+
+    gid = make_grant(service, "mzj")
+    h = auth(profile)
+    path = table_path(gid) + "/changes"
+    v0 = int(api.get(table_path(gid) + "/version", headers=h).headers["delta-table-version"])
+    whole = api.post(table_path(gid) + "/query", headers=h, json={})
+    before = sum(line["file"]["size"] > 0 for line in lines_of(whole)[2:])
+    commit(service, 'DELETE FROM staged."gaj__registered_residents" WHERE rowid % 40 = 0')
+    v1 = int(api.get(table_path(gid) + "/version", headers=h).headers["delta-table-version"])
+    assert v1 == v0 + 1 and before
+
+    got = api.get(path, headers=h, params={"startingVersion": v0, "endingVersion": v1})
+    assert got.status_code == 200, got.text
+    assert int(got.headers["delta-table-version"]) == v0
+    lines = lines_of(got)
+    assert set(lines[0]) == {"protocol"} and set(lines[1]) == {"metaData"}
+    kinds = [next(iter(line)) for line in lines[2:]]
+    assert set(kinds) <= {"add", "cdf", "remove"} and "add" in kinds and "cdf" in kinds
+    deleted = 0
+    for line in lines[2:]:
+        ((kind, body),) = line.items()
+        assert body["version"] == (v0 if kind == "add" else v1)
+        assert isinstance(body["timestamp"], int) and body["timestamp"] > 0
+        if kind == "cdf":
+            split = urlsplit(body["url"])
+            data = api.get(split.path + "?" + split.query)
+            assert data.status_code == 200
+            table = pq.read_table(io.BytesIO(data.content))
+            assert set(table.column("_change_type").to_pylist()) <= {"insert", "delete"}
+            deleted += table.column("_change_type").to_pylist().count("delete")
+    assert deleted > 0
+    latest = api.get(path, headers=h, params={"startingVersion": v1})  # the end: current
+    assert latest.status_code == 200 and latest.headers["delta-table-version"] == str(v1)
+    assert {next(iter(line)) for line in lines_of(latest)[2:]} == {"add"}
+
+    for params in [
+        {"endingVersion": v1},  # no start
+        {"startingVersion": v1, "endingVersion": v0},  # reversed
+        {"startingVersion": v0, "endingVersion": v1 + 5},  # never recorded
+        {"startingVersion": v0, "startingTimestamp": "2026-01-01T00:00:00Z"},
+        {"startingTimestamp": "1700000000.0"},  # epoch seconds, not ISO-8601
+        {"startingVersion": "zero"},
+        {"startingVersion": v0, "includeHistoricalMetadata": "maybe"},
+    ]:
+        refused = api.get(path, headers=h, params=params)
+        assert refused.status_code == 400, (params, refused.text)
+        assert set(refused.json()) == {"errorCode", "message"}
