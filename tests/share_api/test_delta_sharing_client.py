@@ -292,7 +292,9 @@ def test_revoked_grant_unlisted_and_its_urls_forbidden(service, people, server, 
     assert any(code in str(raised.value) for code in ("403", "404"))
 
 
-def test_expired_and_other_recipients_urls_forbidden(service, people, server, tmp_path) -> None:
+def test_expired_and_other_recipients_urls_forbidden(
+    service, people, server, tmp_path, monkeypatch
+) -> None:
     mine, theirs = make_grant(service), make_grant(service, grantee_org=OTHER)
     who = recipient_of(server, people, tmp_path)
     other = recipient_of(server, people, tmp_path, org=OTHER)
@@ -310,6 +312,12 @@ def test_expired_and_other_recipients_urls_forbidden(service, people, server, tm
                         ttl=dt.timedelta(hours=1))  # fmt: skip
         assert http.get(old.url).status_code == 403
         assert http.head(old.url).status_code == 403
+        # expired as handed out: the query's URLs live one second
+        monkeypatch.setattr(service.settings, "share_url_ttl_seconds", 1)
+        (short,) = file_lines(who, table_of(who, mine))
+        assert short["expirationTimestamp"] <= time.time() * 1000 + 1_000
+        time.sleep(max(0.0, short["expirationTimestamp"] / 1000 - time.time()) + 0.2)
+        assert http.get(short["url"], headers={"Range": "bytes=0-3"}).status_code == 403
         # another recipient's file: under my URL's signature, and signed as if for me
         parts = urlsplit(line["url"])
         swapped = parts._replace(path=parts.path.replace(line["id"], their_file))
