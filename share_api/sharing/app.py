@@ -425,7 +425,10 @@ def _chunks(fh: BinaryIO, first: int, length: int) -> Iterator[bytes]:
         fh.close()
 
 
-def _refuse(service: Service, request: Request, actor: str, file_id: str, error: SharingError):
+def _refuse(
+    service: Service, request: Request, actor: str, file_id: str, error: SharingError
+) -> None:
+    """A refused file request's own record (``sharing.denied``: why, never a value)."""
     service.audit.record(
         "sharing.denied",
         actor,
@@ -436,7 +439,6 @@ def _refuse(service: Service, request: Request, actor: str, file_id: str, error:
         method=request.method,
     )
     request.state.refusal_audited = True
-    return error
 
 
 def get_file(
@@ -470,7 +472,9 @@ def get_file(
             raise SharingError(404, "the file is gone: ask for the table again", NOT_FOUND)
         span = _byte_range(request.headers.get("range"), shared.size)
     except SharingError as error:
-        raise _refuse(service, request, actor, file_id, error) from None
+        _refuse(service, request, actor, file_id, error)
+        unsatisfiable = {"Content-Range": f"bytes */{shared.size}"} if error.status == 416 else None
+        return JSONResponse(error.body(), error.status, headers=unsatisfiable)
     first, last = span if span is not None else (0, shared.size - 1)
     length = max(0, last - first + 1)
     headers = {
