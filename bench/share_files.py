@@ -11,8 +11,8 @@ rows, padded in the copy to ``BIG_ROWS`` rows. Then, in this process on the serv
    Parquet) and streams it; then the first Arrow download (its IPC stream made beside the
    Parquet from it);
 2. **prepared**: ``RUNS`` downloads of each format on a *fresh* service (nothing kept in
-   memory: no view, no page; its lake connection opened and the lake's metadata read once
-   first, as in a running server) — the file decrypted as it streams, the bytes read into a table, as a client does;
+   memory: no view, no page; its lake open and the grant's current version worked out
+   first, as the preparer of a running server has) — the file decrypted as it streams, the bytes read into a table, as a client does;
 3. **local**: ``pyarrow.parquet.read_table`` of the same rows from a local Parquet file;
 4. **over HTTP**: the share service in a uvicorn child (``bench/_servers.py``) answering
    ``GET /grants/{id}/data?format=…`` (the data route serves prepared files where it asks
@@ -97,8 +97,8 @@ def in_process(settings, grant_id: str, work: Path) -> dict:
 
     from share_api.grants import get_grant
     from share_api.service import Service
-    from share_api.sharing.versions import table_changed_at
-    from share_api.views import grant_view, lake_reader
+    from share_api.sharing.versions import current_version
+    from share_api.views import grant_view
 
     cold: dict[str, dict] = {}
     prepared: dict[str, list] = {fmt: [] for fmt in FORMATS}
@@ -117,8 +117,9 @@ def in_process(settings, grant_id: str, work: Path) -> dict:
         service = Service.open(settings)  # fresh: nothing of the grant kept in memory
         try:
             grant = get_grant(service, grant_id)
-            # the lake open and its metadata read once, as in a running server
-            table_changed_at(service, grant.resource, lake_reader(service).current() - 1)
+            # what a running server has done already: its lake open, and its preparer's
+            # pass (the grant's current version worked out); its view is not kept
+            current_version(service, grant, "department")
             for fmt in FORMATS:
                 wall, cpu, (rows, from_file) = _timed(partial(_download, service, grant, fmt))
                 if not from_file:
