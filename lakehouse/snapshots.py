@@ -10,7 +10,7 @@ import duckdb
 
 from catalog.errors import LakeError
 from catalog.settings import Settings
-from lakehouse.lake import ALIAS, ZONES, tables_in
+from lakehouse.lake import ALIAS, METADATA, ZONES, tables_in
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,31 @@ def read_at(
 def list_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
     """(zone, table, rows) for every table in the lake.
 
-    One statement counts them all: each statement on a DuckLake loads its snapshot
-    (10-30 ms on a street's lake), a ``count(*)`` a table was 0.9 s for 62 tables."""
+    Counted from DuckLake's own catalogue in one read: a table's rows are the records of
+    its live data files less the deletes of its live delete files (a delete file holds
+    every deletion of its data file so far; the one it replaces has ended). 0.007 CPU s on
+    a 1,000-resident street's lake (101 tables) where a ``count(*)`` of each, one statement
+    for all, was 0.40 (it opened every Parquet file's footer), and every run's summary
+    lists the lake. Rows inlined into the catalogue are not in a data file: a lake with
+    any (our writers inline none, ``DATA_INLINING_ROW_LIMIT 0``) is counted table by table."""
+    inlined = con.execute(f"SELECT count(*) FROM {METADATA}.ducklake_inlined_data_tables")
+    if inlined.fetchone()[0]:
+        return _count_tables(con)
+    rows = con.execute(
+        f"""SELECT s.schema_name, t.table_name,
+               coalesce((SELECT sum(f.record_count) FROM {METADATA}.ducklake_data_file f
+                         WHERE f.table_id = t.table_id AND f.end_snapshot IS NULL), 0)
+             - coalesce((SELECT sum(d.delete_count) FROM {METADATA}.ducklake_delete_file d
+                         WHERE d.table_id = t.table_id AND d.end_snapshot IS NULL), 0)
+            FROM {METADATA}.ducklake_table t JOIN {METADATA}.ducklake_schema s USING (schema_id)
+            WHERE t.end_snapshot IS NULL AND s.end_snapshot IS NULL"""
+    ).fetchall()
+    return sorted((zone, table, int(n)) for zone, table, n in rows if zone in ZONES)
+
+
+def _count_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
+    """(zone, table, rows) by ``count(*)``, one statement for every table (each statement
+    on a DuckLake loads its snapshot: 10-30 ms on a street's lake)."""
     names = [(zone, table) for zone, table in sorted(tables_in(con)) if zone in ZONES]
     if not names:
         return []

@@ -336,3 +336,34 @@ def test_a_delivery_creates_its_table_and_rows_in_one_snapshot(
         assert rows == [(f"v{i}", i) for i in range(10)]
         lake.ensure_table(con, "raw", "t", [("a", "VARCHAR")])  # outside: nothing to do
         assert current_snapshot(con) == before + 1
+
+
+def test_list_tables_counts_from_the_catalogue_as_count_star(settings: Settings) -> None:
+    """Rows counted from DuckLake's catalogue (live files' records less live deletes) equal
+    ``count(*)`` after deletes in two snapshots, an update, a merge of the files, and rows
+    another writer inlined into the catalogue (then counted table by table)."""
+    from lakehouse.lake import connect
+
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE raw.t AS SELECT range AS i FROM range(100)")
+        con.execute("CREATE TABLE staged.u AS SELECT range AS i FROM range(3)")
+        con.execute("DELETE FROM raw.t WHERE i < 10")
+        con.execute("DELETE FROM raw.t WHERE i >= 90")  # a second delete file, same data file
+        con.execute("UPDATE raw.t SET i = i + 1000 WHERE i < 20")
+        con.execute("CALL ducklake_merge_adjacent_files('lake', 't', schema => 'raw')").fetchall()
+        con.execute("DELETE FROM raw.t WHERE i = 50")
+        con.execute("DELETE FROM staged.u")
+        assert list_tables(con) == [("raw", "t", 79), ("staged", "u", 0)]
+    con = connect(settings)  # a writer that inlines small inserts (ours never do)
+    try:
+        con.execute("USE memory")
+        con.execute("DETACH lake")
+        con.execute(
+            f"ATTACH 'ducklake:{settings.lake_metadata}' AS lake "
+            f"(DATA_PATH '{settings.lake_data_dir}/', DATA_INLINING_ROW_LIMIT 50)"
+        )
+        con.execute("USE lake")
+        con.execute("INSERT INTO raw.t VALUES (7), (8)")
+        assert list_tables(con) == [("raw", "t", 81), ("staged", "u", 0)]
+    finally:
+        con.close()
