@@ -31,6 +31,7 @@ from delta_sharing.rest_client import DataSharingRestClient
 from lakehouse.lake import open_lake
 from share_api import consent, grants
 from share_api.sharing import files, tokens, urls, versions
+from tests.share_api.audit_support import built_mart, standing_grant
 from tests.share_api.conftest import LiveServer, People, Person
 from tests.share_api.test_sharing_versions import (
     COLUMNS,
@@ -97,8 +98,7 @@ def recipient_of(server, people: People, tmp_path: Path, org: str = RECIPIENT) -
 def table_of(who: Recipient, grant: grants.Grant):
     """The grant's table in the recipient's listing (None when it is not listed)."""
     listed = delta_sharing.SharingClient(str(who.profile)).list_all_tables()
-    for t in listed:
-        assert (t.share, t.schema) == (who.person.org, OWNER) or t.name != grant.id
+    assert all(t.share == who.person.org for t in listed)
     found = [t for t in listed if t.name == grant.id]
     return found[0] if found else None
 
@@ -243,6 +243,26 @@ def test_the_client_lists_loads_and_time_travels(service, people, server, tmp_pa
     assert travelled["id"] in {r["file"] for r in downloads}
     some_value = before[0][1]  # a served pseudonym never lands in the log
     assert not any(some_value in names(r) for r in records(service, ""))
+
+
+def test_every_listed_table_loads(service, people, server, tmp_path, mart_street) -> None:
+    """A dataset grant and a standing mart grant: both listed (schema = the owner), each
+    loads whole with the JSON endpoint's row count and the grant's columns in order."""
+    dataset = make_grant(service)
+    mart = grants.get_grant(service, standing_grant(service, RECIPIENT, built_mart(mart_street)))
+    who = recipient_of(server, people, tmp_path)
+    listed = delta_sharing.SharingClient(str(who.profile)).list_all_tables()
+    assert {t.name for t in listed} == {dataset.id, mart.id}
+    assert {t.share for t in listed} == {RECIPIENT}
+    for grant in (dataset, mart):
+        table = table_of(who, grant)
+        frame = delta_sharing.load_as_pandas(who.url(table))
+        assert list(frame.columns) == list(grant.columns)
+        with server.client(who.person) as http:
+            page = http.get(f"/grants/{grant.id}/data", params={"format": "json", "limit": 1})
+        assert page.status_code == 200, page.text
+        assert len(frame) == int(page.headers["X-Total-Rows"]) > 0
+    assert table_of(who, mart).schema != table_of(who, dataset).schema
 
 
 def test_a_table_over_16_mb_loads(service, people, server, tmp_path) -> None:
