@@ -422,9 +422,13 @@ def test_changes_between_versions_carry_versions_timestamps_and_change_types(
             assert set(table.column("_change_type").to_pylist()) <= {"insert", "delete"}
             deleted += table.column("_change_type").to_pylist().count("delete")
     assert deleted > 0
-    latest = api.get(path, headers=h, params={"startingVersion": v1})  # the end: current
+    # from v1 to the current version (the default end): the changes v1 made, each line v1's
+    latest = api.get(path, headers=h, params={"startingVersion": v1})
     assert latest.status_code == 200 and latest.headers["delta-table-version"] == str(v1)
-    assert {next(iter(line)) for line in lines_of(latest)[2:]} == {"add"}
+    got = lines_of(latest)[2:]
+    made_by_v1 = [line["cdf"]["id"] for line in lines[2:] if "cdf" in line]
+    assert [line["cdf"]["id"] for line in got if "cdf" in line] == made_by_v1
+    assert all(body["version"] == v1 for line in got for body in line.values())
 
     for params in [
         {"endingVersion": v1},  # no start
