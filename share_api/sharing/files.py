@@ -674,29 +674,32 @@ def prepare(service: Service) -> int:
     return made
 
 
-_GRANTS_MARKER = sa.text(
-    'SELECT count(*), max("created_at"), max("revoked_at"), count("revoked_at") FROM "grants"'
-)
+def _marker(service: Service) -> tuple:
+    """What moves when a pass has work: the grants' and the consent registry's revision
+    counters (``share_api.db``: bumped with every grant made, changed or revoked and every
+    choice recorded, by any process) and the lake's current snapshot."""
+    from share_api.db import revision_reader
+    from share_api.views import lake_reader
+
+    revs = revision_reader(service).read()
+    return revs.grants, revs.consent, lake_reader(service).current()
 
 
 def start_preparer(service: Service) -> Callable[[], None]:
     """Start the preparer, a daemon thread: at once and then every
-    ``share_prepare_seconds``, :func:`prepare` and :func:`sweep`; in between, every
-    :data:`POLL_S`, one cheap query of the grants table (how many, the newest made, the
-    newest revoked) — a grant made or revoked since the last pass is prepared or swept at
-    once. Returns ``stop`` (waits for the pass under way, at most :data:`STOP_WAIT_S`)."""
+    ``share_prepare_seconds``, :func:`sweep` and :func:`prepare`; in between, every
+    :data:`POLL_S`, a look at :func:`_marker` (two cheap reads) — a grant made, changed or
+    revoked, an opt-out recorded or a new lake snapshot since the last pass has its files
+    made or swept at once. Returns ``stop`` (waits for the pass under way, at most
+    :data:`STOP_WAIT_S`)."""
     interval = float(service.settings.share_prepare_seconds)
     stopping = threading.Event()
-
-    def marker() -> tuple:
-        with service.engine.connect() as con:
-            return tuple(con.execute(_GRANTS_MARKER).one())
 
     def run() -> None:
         seen, due = None, 0.0
         while not stopping.is_set():
             try:
-                now, mark = time.monotonic(), marker()
+                now, mark = time.monotonic(), _marker(service)
                 if now >= due or mark != seen:
                     sweep(service)
                     prepare(service)
@@ -716,8 +719,10 @@ def start_preparer(service: Service) -> Callable[[], None]:
 
 
 __all__ = [
+    "ARROW",
     "KINDS",
     "SHARE_PART_ROWS",
+    "Download",
     "SharedFile",
     "file_id",
     "file_stats",
@@ -725,10 +730,14 @@ __all__ = [
     "files_of",
     "lookup",
     "open_plain",
+    "path_of",
+    "prepare",
+    "prepared_download",
     "read_table",
     "registered",
     "schema_of",
     "sharing_files",
     "start_preparer",
+    "sweep",
     "write_file",
 ]

@@ -183,10 +183,8 @@ def wait_for(condition, what: str, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
-def test_the_preparer_makes_a_new_grant_s_files_and_sweeps_a_revoked_one(
-    service, monkeypatch
-) -> None:
-    monkeypatch.setattr(service.settings, "share_prepare_seconds", 3600)
+def test_the_preparer_follows_new_grants_opt_outs_and_revocations(service, monkeypatch) -> None:
+    monkeypatch.setattr(service.settings, "share_prepare_seconds", 3600)  # only what moves
     stop = files.start_preparer(service)
     try:
         grant = make_grant(service)
@@ -200,7 +198,14 @@ def test_the_preparer_makes_a_new_grant_s_files_and_sweeps_a_revoked_one(
             return data if files.registered(service, grant.id, state, files.ARROW) else []
 
         wait_for(made, "make the new grant's files (its data file and Arrow stream)")
+        (first,) = made()
+        consent.record_choice(service, pseudonym=a_resident(service), category="health",
+                              recipient_kind=KIND, choice="declined", channel="app",
+                              actor="test")  # fmt: skip
+        wait_for(lambda: made() and made()[0].id != first.id, "remake them after an opt-out")
+        wait_for(lambda: files.lookup(service, first.id) is None, "sweep the superseded ones")
         (data,) = made()
+        assert data.rows < first.rows
         grants.revoke_grant(service, grant.id, actor="test")
         wait_for(lambda: files.lookup(service, data.id) is None, "sweep the revoked grant")
         assert not (files.files_dir(service) / grant.id).exists()
