@@ -22,8 +22,10 @@ unset, a street of ``RESIDENTS`` is simulated (``bench/streets.py``'s cache) and
    CPU a request (``/proc``): on a shared machine the ratio of CPU a request is the figure
    that does not depend on how much CPU each server got;
 4. the big grant downloaded whole as Arrow IPC and as Parquet (``RUNS`` each, median; the
-   first, which builds the grant's view, also reported; the answer read into a table)
-   against ``pyarrow.parquet.read_table`` of the same rows from a local Parquet file.
+   first also reported: it materialises the grant's prepared file, which ``streethub
+   serve``'s preparer makes ahead; later runs stream that file, decrypted as it goes; the
+   answer read into a table) against ``pyarrow.parquet.read_table`` of the same rows from
+   a local Parquet file.
 
 Goals (the issue's ``make bench``): at 50 clients the service ≥ 25 % of the bare
 endpoint's requests/s, p99 ≤ 100 ms, 0 errors; at 200 clients 0 errors (p99 reported);
@@ -272,7 +274,8 @@ def download_phase(share: Server, grant_id: str, token: str, work: Path, runs: i
     sizes["local_parquet"] = local.stat().st_size
     med = {k: statistics.median(v) for k, v in seconds.items()}
     return {
-        "note": "the first run builds the grant's view (cold); later runs find it kept",
+        "note": "the first run materialises the grant's prepared file (cold: streethub "
+        "serve's preparer makes it ahead); later runs stream that file",
         "rows": rows,
         "bytes": sizes,
         "seconds_median": {k: round(v, 3) for k, v in med.items()},

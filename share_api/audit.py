@@ -14,7 +14,10 @@ A handler on the event loop need not hold a worker thread while its record is wr
 ``await service.audit.record_async(...)`` queues the record for the group commit's own
 writer thread, which writes the batch and resolves each waiting handler's future on its
 loop — the same batch, the same fsync, the record just as durable before the handler
-goes on.
+goes on. A record may bring a row that must name it (a grant read's metrics row names
+its record's ``seq``): ``then=(write, payload)`` has the batch's writer call ``write`` once
+with every (record, payload) of the batch right after the records are durable, in the
+same pass — one wait for the caller, not two in turn.
 
 After a record is durable the watchers see it (:mod:`share_api.alerts`: read-rate jumps,
 repeated failed sign-ins, a revoked token used) on the caller's thread.
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("streethub.share.audit")
 Watcher = Callable[[dict[str, Any]], None]
+# what a record brings to be written after it, in its batch's pass: write([(record,
+# payload), …]) for every record of the batch naming the same write
+Then = tuple[Callable[[list[tuple[dict[str, Any], Any]]], None], Any]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -198,6 +204,13 @@ def _unwritten_is_audit_error(action: str):
         ) from exc
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A record written whose ``then`` write failed: its caller gets ``error``."""
+
+    error: BaseException
+
+
 @dataclass
 class Auditor:
     """Group-committing front of an :class:`AuditLog` (one per service process)."""
@@ -207,9 +220,28 @@ class Auditor:
     watchers: list[Watcher] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._commit: GroupCommit[tuple[str, str, dict[str, Any]], dict[str, Any]] = GroupCommit(
-            lambda entries: self.log.append_many(entries), name="audit"
+        self._commit: GroupCommit[tuple, dict[str, Any] | _Failed] = GroupCommit(
+            self._write, name="audit"
         )
+
+    def _write(self, items: list[tuple]) -> list[dict[str, Any] | _Failed]:
+        """A batch: its records appended (one write, one fsync), then each ``then`` write
+        called once with its (record, payload) pairs; a failed one fails its callers only
+        (their records are durable all the same)."""
+        records: list[dict[str, Any] | _Failed] = list(
+            self.log.append_many([item[:3] for item in items])
+        )
+        thens: dict[Callable, list[int]] = {}
+        for i, item in enumerate(items):
+            if item[3] is not None:
+                thens.setdefault(item[3][0], []).append(i)
+        for write, at in thens.items():
+            try:
+                write([(records[i], items[i][3][1]) for i in at])
+            except Exception as exc:
+                for i in at:
+                    records[i] = _Failed(exc)
+        return records
 
     @property
     def stats(self) -> BatchStats:
@@ -227,24 +259,33 @@ class Auditor:
     def record(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
         """Append one record (details are scalars, never a value of the data) and return
         it, with its ``seq`` and ``hash``, once it is durable."""
+        return self.record_then(action, actor, details)
+
+    def record_then(
+        self, action: str, actor: str, details: dict[str, Any], then: Then | None = None
+    ) -> dict[str, Any]:
+        """:meth:`record`, and ``then`` (``(write, payload)``) written in the same pass
+        once the record is durable (see the module's docstring); returns when both are."""
         AuditLog.check_details(details)
         with _unwritten_is_audit_error(action):
-            record = self._commit.submit((action, actor, details))
-        self._watch(record, action)
-        return record
+            record = self._commit.submit((action, actor, details, then))
+        return self._done(record, action)
 
-    async def record_async(self, action: str, actor: str, **details: Any) -> dict[str, Any]:
-        """:meth:`record` for a handler on the event loop: the record joins the same
+    async def record_async(
+        self, action: str, actor: str, details: dict[str, Any], then: Then | None = None
+    ) -> dict[str, Any]:
+        """:meth:`record_then` for a handler on the event loop: the record joins the same
         group commit, written by its writer thread; returns once it is durable, without
         holding a worker thread meanwhile. The watchers then see it on the loop (the
         read-rate count is in memory; an alert they raise is written as usual)."""
         AuditLog.check_details(details)
         with _unwritten_is_audit_error(action):
-            record = await self._commit.submit_async((action, actor, details))
-        self._watch(record, action)
-        return record
+            record = await self._commit.submit_async((action, actor, details, then))
+        return self._done(record, action)
 
-    def _watch(self, record: dict[str, Any], action: str) -> None:
+    def _done(self, record: dict[str, Any] | _Failed, action: str) -> dict[str, Any]:
+        if isinstance(record, _Failed):
+            raise record.error
         for watch in self.watchers:
             try:
                 watch(record)
@@ -255,6 +296,7 @@ class Auditor:
                     action,
                     type(exc).__name__,
                 )
+        return record
 
     def find(self, seq: int) -> dict[str, Any] | None:
         """The record ``seq`` (None when there is none)."""

@@ -13,8 +13,9 @@ not revoked, not expired: checked on every call, so a revocation takes effect on
 next request), the rate limit, then :func:`read_grant` (``share_api.views``: the grant's
 view as of a lake snapshot) and :func:`record_read` (a ``grant_reads`` row and a
 ``data.read`` audit record: who, which grant, which snapshot, how many rows, the SHA-256 of
-the bytes returned). ``grant_reads`` rows are group-committed (one transaction for the
-reads of concurrent requests, durable before the response leaves).
+the bytes returned). ``grant_reads`` rows are written by the audit log's group commit in
+the same pass as their records (one transaction for the reads of a batch, durable before
+the response leaves).
 
 Decrypting a column for a grant (purpose ``share_grant:<id>``) is allowed only for a live
 grant covering that column: :func:`decrypt_check` is the checker ``masking.crypto`` asks.
@@ -530,17 +531,17 @@ def read_grant(
     return view.page(offset, limit)
 
 
-def _read_log(service: Service):
-    """``grant_reads`` rows group-committed (``share_api.audit.GroupCommit``): the rows of
-    concurrent reads go in one transaction, written by whichever reader finds no write under
-    way; each reader returns once its row is durable."""
-    from share_api.audit import GroupCommit
+def _write_reads(service: Service):
+    """The ``grant_reads`` writer the audit log's batch calls right after its ``data.read``
+    records are durable (``Auditor.record_then``): the rows of a batch's reads in one
+    transaction, each naming its record's ``seq``; the reader returns once its row is
+    durable too."""
 
-    def write(rows: list[dict]) -> None:
+    def write(done: list[tuple[dict[str, Any], Read]]) -> None:
         with service.engine.begin() as con:
-            con.execute(grant_reads.insert(), rows)
+            con.execute(grant_reads.insert(), [read.row(record) for record, read in done])
 
-    return service.kept("grants.reads", lambda: GroupCommit(write, name="grant-reads"))
+    return service.kept("grants.reads", lambda: write)
 
 
 @dataclass(frozen=True)
@@ -610,19 +611,17 @@ def record_read(
     :meth:`Read.audit_details`) and the ``grant_reads`` row the metrics read, both durable
     when this returns."""
     read = Read(grant, principal, snapshot, fmt, offset, rows, nbytes, digest, client)
-    record = service.audit.record("data.read", principal.actor, **read.audit_details())
-    _read_log(service).submit(read.row(record))
-    return record
+    then = (_write_reads(service), read)
+    return service.audit.record_then("data.read", principal.actor, read.audit_details(), then)
 
 
 async def record_read_async(service: Service, read: Read) -> dict[str, Any]:
     """:func:`record_read` for a handler on the event loop: the same two records, written
-    by the group commits' writer threads, both durable when this returns."""
-    record = await service.audit.record_async(
-        "data.read", read.principal.actor, **read.audit_details()
+    in one pass by the audit log's writer thread, both durable when this returns."""
+    then = (_write_reads(service), read)
+    return await service.audit.record_async(
+        "data.read", read.principal.actor, read.audit_details(), then
     )
-    await _read_log(service).submit_async(read.row(record))
-    return record
 
 
 def reads_of(service: Service, grant_id: str) -> list[dict[str, Any]]:

@@ -249,18 +249,39 @@ def test_awaited_items_share_batches_with_threads_and_learn_a_failed_write():
         asyncio.run(commit.submit_async(1))
 
 
-async def _record_async(service: Service) -> dict:
-    return await service.audit.record_async("data.read", "wjw/u1", grant="g", rows=1, digest="d")
-
-
-def test_an_awaited_record_is_durable_and_watched(service: Service):
+def test_an_awaited_record_is_durable_watched_and_brings_its_row(service: Service):
+    """record_async / record_then: the record durable when the caller goes on, the
+    watchers told, each ``then`` write called once a batch with its (record, payload)
+    pairs after the records are durable; a failing ``then`` fails its callers only."""
     import asyncio
 
     seen: list[int] = []
     service.audit.watchers.append(lambda r: seen.append(r["seq"]))
-    record = asyncio.run(_record_async(service))
-    assert service.audit.find(record["seq"])["hash"] == record["hash"]
-    assert seen == [record["seq"]]
+    rows: list[tuple[int, str]] = []
+
+    def keep(done: list[tuple[dict, str]]) -> None:
+        assert all(service.audit.find(r["seq"]) for r, _ in done)  # durable before
+        rows.extend((r["seq"], payload) for r, payload in done)
+
+    def fail(_done: list) -> None:
+        raise ValueError("no rows today")
+
+    async def main() -> list:
+        return await asyncio.gather(
+            *(service.audit.record_async("data.read", "wjw/u1", {"grant": "g", "rows": n},
+                                         (keep, f"p{n}")) for n in range(10)),
+            service.audit.record_async("data.read", "wjw/u1", {"grant": "h"}, (fail, None)),
+            service.audit.record_async("grant.create", "wjw/u1", {"grant": "i"}),
+            return_exceptions=True,
+        )  # fmt: skip
+
+    *kept, failed, plain = asyncio.run(main())
+    assert isinstance(failed, ValueError)
+    assert sorted(rows) == sorted((r["seq"], f"p{r['rows']}") for r in kept)
+    assert service.audit.find(plain["seq"])["hash"] == plain["hash"]
+    assert len(seen) == 11  # all but the failed one, whose caller got the error instead
+    sync = service.audit.record_then("data.read", "wjw/u1", {"grant": "g"}, (keep, "sync"))
+    assert rows[-1] == (sync["seq"], "sync")
 
 
 def test_a_receipt_still_verifies_after_the_checkpoint_key_rotates(service: Service):
