@@ -51,9 +51,14 @@ BIG_ROWS = 240_000  # distinct rows of about 75 Parquet bytes each: a file of ~1
 
 
 @pytest.fixture(autouse=True)
-def no_client_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 5xx fails the test at once instead of ~100 s of the client's retries."""
+def client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 5xx fails the test at once instead of ~100 s of the client's retries; no proxy of
+    the environment stands between the client and 127.0.0.1 (requests and fsspec's aiohttp
+    both read them)."""
     monkeypatch.setattr(DataSharingRestClient, "_should_retry", lambda self, error: False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
 
 
 # -------------------------------------------------------------------------------- helpers
