@@ -37,12 +37,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
@@ -57,7 +56,6 @@ from share_api.sharing.tokens import Recipient
 PREFIX = "/delta-sharing"
 NDJSON = "application/x-ndjson; charset=utf-8"
 CAPABILITIES = {"delta-sharing-capabilities": "responseformat=parquet"}
-CHUNK_BYTES = 256 * 1024  # a file response's pieces (four segments of the stream cipher)
 TABLE = "/shares/{share}/schemas/{schema}/tables/{table}"
 
 log = logging.getLogger("streethub.share.sharing")
@@ -384,129 +382,14 @@ def table_changes(
 # -- files --------------------------------------------------------------------------------
 
 
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """``(first, last)`` of a single ``bytes=`` range (None: the whole file; several
-    ranges are answered whole, as RFC 9110 allows); 416 when it lies past the end."""
-    if not header or not header.strip().lower().startswith("bytes=") or "," in header:
-        return None
-    spec = header.strip()[6:].strip()
-    first_text, dash, last_text = spec.partition("-")
-    try:
-        if not dash:
-            return None
-        if first_text == "":  # the last N bytes
-            count = int(last_text)
-            if count <= 0:
-                raise ValueError
-            return max(0, size - count), size - 1
-        first = int(first_text)
-        last = int(last_text) if last_text else size - 1
-    except ValueError:
-        return None
-    if first >= size:
-        raise SharingError(416, "the range lies past the end of the file")
-    if first < 0 or last < first:
-        return None
-    return first, min(last, size - 1)
-
-
-def _chunks(fh: BinaryIO, first: int, length: int) -> Iterator[bytes]:
-    try:
-        fh.seek(first)
-        left = length
-        while left > 0:
-            block = fh.read(min(CHUNK_BYTES, left))
-            if not block:
-                log.error("a shared file ended %d bytes before its recorded size", left)
-                return
-            left -= len(block)
-            yield block
-    finally:
-        fh.close()
-
-
-def _refuse(
-    service: Service, request: Request, actor: str, file_id: str, error: SharingError
-) -> None:
-    """A refused file request's own record (``sharing.denied``: why, never a value)."""
-    service.audit.record(
-        "sharing.denied",
-        actor,
-        reason=error.message[:120],
-        status=error.status,
-        file=file_id[:64],
-        client=client_of(request),
-        method=request.method,
-    )
-    request.state.refusal_audited = True
-
-
 def get_file(
     request: Request,
     file_id: str,
     range: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    """A signed URL's file: the whole plaintext Parquet file, or one byte range (206)."""
-    from share_api.sharing import files
-
-    service = service_of(request)
-    actor = "anonymous"
-    try:
-        claims = urls.verify(service, file_id, dict(request.query_params))
-        try:
-            recipient = tokens.still_valid(service, claims.token_id)
-        except AuthFailure as failure:
-            raise urls.forbidden(f"the profile token is {failure.reason}") from None
-        actor = recipient.actor
-        if recipient.org != claims.org:
-            raise urls.forbidden("recipient")
-        grant = grants.get_grant(service, claims.grant_id)
-        if grant is None or grant.grantee_org != claims.org:
-            raise urls.forbidden("grant")
-        if grant.status() != "live":
-            raise urls.forbidden(f"the grant is {grant.status()}")
-        shared = files.lookup(service, file_id)
-        if shared is not None and shared.grant_id != grant.id:
-            raise urls.forbidden("the file is not the grant's")
-        if shared is None:
-            raise SharingError(404, "the file is gone: ask for the table again", NOT_FOUND)
-        span = _byte_range(request.headers.get("range"), shared.size)
-    except SharingError as error:
-        _refuse(service, request, actor, file_id, error)
-        unsatisfiable = {"Content-Range": f"bytes */{shared.size}"} if error.status == 416 else None
-        return JSONResponse(error.body(), error.status, headers=unsatisfiable)
-    first, last = span if span is not None else (0, shared.size - 1)
-    length = max(0, last - first + 1)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Length": str(length),
-        "ETag": f'"{shared.sha256}"',
-        "Cache-Control": "private, no-store",
-    }
-    if span is not None:
-        headers["Content-Range"] = f"bytes {first}-{last}/{shared.size}"
-    status = 206 if span is not None else 200
-    head = request.method == "HEAD"
-    audit(
-        service,
-        request,
-        recipient,
-        "sharing.file_head" if head else "sharing.file",  # a probe of its size, or bytes sent
-        grant=grant.id,
-        file=shared.id,
-        version=shared.version,
-        kind=shared.kind,
-        method=request.method,
-        first=first,
-        bytes=0 if head else length,
-    )
-    media = "application/octet-stream"
-    if head or length == 0:
-        return Response(b"", status_code=status, headers=headers, media_type=media)
-    fh = files.open_plain(service, shared)
-    return StreamingResponse(
-        _chunks(fh, first, length), status_code=status, headers=headers, media_type=media
-    )
+    """A signed URL's file: the whole plaintext Parquet file, or one byte range (206); a
+    URL that is not (or no longer) good is 403 (:func:`share_api.sharing.urls.serve`)."""
+    return urls.serve(service_of(request), request, file_id)
 
 
 # -- profiles -------------------------------------------------------------------------------

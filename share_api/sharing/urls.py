@@ -1,4 +1,4 @@
-"""Signed, expiring file URLs bound to recipient and file.
+"""Signed, expiring file URLs bound to recipient and file, and the route serving them.
 
 The Delta Sharing client sends no ``Authorization`` header to a file URL, so the URL is
 its own credential::
@@ -12,25 +12,36 @@ over :data:`KEY_LABEL`, the way ``masking.stream`` derives a file key) from a ve
 the keyring's ``at_rest`` data key, named by ``k``: a key rotation leaves URLs already
 handed out valid until they expire, and the key never leaves the keyring's custody.
 
-:func:`verify` checks the form, the MAC and the expiry only. The file route then checks,
-on every request, what can change after a URL is made: the profile token ``t`` still
-signs in (not revoked, not expired, its person not disabled), the grant ``g`` is live and
-held by ``r``, and the file belongs to ``g``. Any failure is a 403 (:data:`FORBIDDEN`).
+:func:`verify` checks the form, the MAC and the expiry; :func:`authorised` then checks, on
+every request, what can change after a URL is made: the profile token ``t`` still signs in
+(not revoked, not expired, its person not disabled), the grant ``g`` is live and held by
+``r``, and the file belongs to ``g``. Any failure is a 403 (:data:`FORBIDDEN`).
+:func:`serve` answers the file route: the plaintext file decrypted as it streams, HEAD,
+one byte range (206, or 416 past the end), the exact ``Content-Length``, audited first.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hmac
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlencode
 
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
 from masking.errors import KeyRingError
+from share_api import grants
 from share_api.db import utc_now
-from share_api.sharing.errors import FORBIDDEN, SharingError
+from share_api.principals import AuthFailure, client_of
+from share_api.sharing import tokens
+from share_api.sharing.errors import FORBIDDEN, NOT_FOUND, SharingError
 
 if TYPE_CHECKING:
     from share_api.service import Service
@@ -42,6 +53,10 @@ FORMAT = "v1"
 FILE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _FIELDS = ("g", "r", "t", "e", "k", "s")
+CHUNK_BYTES = 256 * 1024  # a file response's pieces (four segments of the stream cipher)
+OCTETS = "application/octet-stream"
+
+log = logging.getLogger("streethub.share.sharing")
 
 
 @dataclass(frozen=True)
@@ -148,3 +163,141 @@ def verify(
     if expires_at <= (now or utc_now()):
         raise forbidden("expired")
     return UrlClaims(file_id, grant_id, org, token_id, expires_at)
+
+
+# -- serving a URL's file ------------------------------------------------------------
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` of a single ``bytes=`` range (None: the whole file; several
+    ranges are answered whole, as RFC 9110 allows); 416 when it lies past the end."""
+    if not header or not header.strip().lower().startswith("bytes=") or "," in header:
+        return None
+    spec = header.strip()[6:].strip()
+    first_text, dash, last_text = spec.partition("-")
+    try:
+        if not dash:
+            return None
+        if first_text == "":  # the last N bytes
+            count = int(last_text)
+            if count <= 0:
+                raise ValueError
+            return max(0, size - count), size - 1
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        raise SharingError(416, "the range lies past the end of the file")
+    if first < 0 or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def _chunks(fh: BinaryIO, first: int, length: int) -> Iterator[bytes]:
+    try:
+        fh.seek(first)
+        left = length
+        while left > 0:
+            block = fh.read(min(CHUNK_BYTES, left))
+            if not block:
+                log.error("a shared file ended %d bytes before its recorded size", left)
+                return
+            left -= len(block)
+            yield block
+    finally:
+        fh.close()
+
+
+def _refuse(service: Service, request: Request, file_id: str, error: SharingError) -> None:
+    """A refused file request's own record (``sharing.denied``: why, never a value), naming
+    the URL's recipient when the URL is genuine and its profile token still signs in."""
+    actor = "anonymous"
+    with contextlib.suppress(SharingError, AuthFailure):
+        claims = verify(service, file_id, dict(request.query_params))
+        actor = tokens.still_valid(service, claims.token_id).actor
+    service.audit.record(
+        "sharing.denied",
+        actor,
+        reason=error.message[:120],
+        status=error.status,
+        file=file_id[:64],
+        client=client_of(request),
+        method=request.method,
+    )
+    request.state.refusal_audited = True
+
+
+def authorised(service: Service, file_id: str, params: dict[str, str]):
+    """``(recipient, grant, file)`` of a file URL that is good now: its MAC and expiry
+    (:func:`verify`), then what can change after it was made — its profile token still
+    signs in, the grant is live and held by the URL's recipient, the file is the grant's.
+    403 otherwise (404 when a live grant's file was swept: the client asks again)."""
+    from share_api.sharing import files
+
+    claims = verify(service, file_id, params)
+    try:
+        recipient = tokens.still_valid(service, claims.token_id)
+    except AuthFailure as failure:
+        raise forbidden(f"the profile token is {failure.reason}") from None
+    if recipient.org != claims.org:
+        raise forbidden("recipient")
+    grant = grants.get_grant(service, claims.grant_id)
+    if grant is None or grant.grantee_org != claims.org:
+        raise forbidden("grant")
+    if grant.status() != "live":
+        raise forbidden(f"the grant is {grant.status()}")
+    shared = files.lookup(service, file_id)
+    if shared is not None and shared.grant_id != grant.id:
+        raise forbidden("the file is not the grant's")
+    if shared is None:
+        raise SharingError(404, "the file is gone: ask for the table again", NOT_FOUND)
+    return recipient, grant, shared
+
+
+def serve(service: Service, request: Request, file_id: str) -> Response:
+    """The file route's answer: the plaintext Parquet file (decrypted as it streams) or the
+    one byte range asked (206), with its exact ``Content-Length``; audited before a byte
+    leaves (``sharing.file`` with its first byte and length, ``sharing.file_head`` for a
+    HEAD); a refusal audited ``sharing.denied`` (why, never a value)."""
+    from share_api.sharing import files
+
+    shared = None
+    try:
+        recipient, grant, shared = authorised(service, file_id, dict(request.query_params))
+        span = _byte_range(request.headers.get("range"), shared.size)
+    except SharingError as error:
+        _refuse(service, request, file_id, error)
+        unsatisfiable = {"Content-Range": f"bytes */{shared.size}"} if shared else None
+        return JSONResponse(error.body(), error.status, headers=unsatisfiable)
+    first, last = span if span is not None else (0, shared.size - 1)
+    length = max(0, last - first + 1)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(length),
+        "ETag": f'"{shared.sha256}"',
+        "Cache-Control": "private, no-store",
+    }
+    if span is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{shared.size}"
+    status = 206 if span is not None else 200
+    head = request.method == "HEAD"
+    service.audit.record(
+        "sharing.file_head" if head else "sharing.file",  # a probe of its size, or bytes sent
+        recipient.actor,
+        token=recipient.token_id,
+        client=client_of(request),
+        grant=grant.id,
+        file=shared.id,
+        version=shared.version,
+        kind=shared.kind,
+        method=request.method,
+        first=first,
+        bytes=0 if head else length,
+    )
+    if head or length == 0:
+        return Response(b"", status_code=status, headers=headers, media_type=OCTETS)
+    fh = files.open_plain(service, shared)
+    return StreamingResponse(
+        _chunks(fh, first, length), status_code=status, headers=headers, media_type=OCTETS
+    )
