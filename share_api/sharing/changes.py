@@ -70,19 +70,24 @@ SELECT *, '{DELETE}' AS {CHANGE_TYPE} FROM (SELECT * FROM before_rows EXCEPT ALL
 def change_lines(
     service: Service, grant: Grant, start: TableVersion, end: TableVersion, recipient_kind: str
 ) -> list[tuple[str, SharedFile, TableVersion]]:
-    """The feed from ``start`` to ``end`` (inclusive): ``("add", file, start)`` for each of
-    the start version's data files, then ``("cdf", file, v)`` for each cdf file of each
-    version ``v`` in (start, end] whose rows differ from ``v - 1``'s. 400 when the range is
-    reversed or names a version not recorded, or when a version's snapshot left the
-    lake's retention window."""
+    """The feed from ``start`` to ``end`` (inclusive), as Delta's change data feed reads:
+    the changes *made by* each version. The grant's first version (0) made every row it
+    shows: ``("add", file, v0)`` for each of its data files. Every later version ``v`` in
+    the range made the difference from ``v - 1``: ``("cdf", file, v)`` for each cdf file
+    of its rows inserted and deleted (none when they are the same rows). So a client that
+    read version ``s - 1`` and asks for changes from ``s`` gets exactly what it lacks. 400
+    when the range is reversed or names a version not recorded, or when a version's
+    snapshot left the lake's retention window."""
     if end.version < start.version:
         raise SharingError(400, "the ending version is before the starting version")
-    lines: list[tuple[str, SharedFile, TableVersion]] = [
-        ("add", f, start) for f in files_of(service, grant, start, recipient_kind)
-    ]
-    if end.version == start.version:
+    first = start.version
+    lines: list[tuple[str, SharedFile, TableVersion]] = []
+    if first == 0:
+        lines += [("add", f, start) for f in files_of(service, grant, start, recipient_kind)]
+        first = 1
+    if end.version < first:
         return lines
-    chain = versions_between(service, grant, start.version, end.version)
+    chain = versions_between(service, grant, first - 1, end.version)
     for before, after in itertools.pairwise(chain):
         made = cdf_files(service, grant, before, after, recipient_kind)
         lines += [("cdf", f, after) for f in made]

@@ -102,9 +102,13 @@ def test_the_feed_turns_the_start_version_into_the_end(service, monkeypatch) -> 
     monkeypatch.setattr(changes, "write_file", lambda *a, **k: writes.append(1) or real(*a, **k))
     assert changes.change_lines(service, grant, v0, v1, KIND) == lines
     assert writes == []
-    # one version: its adds only; a reversed range: 400
+    # from version 1: what version 1 made (the cdf lines), not its whole rows again;
+    # version 0 alone: its adds; a reversed range: 400
     assert changes.change_lines(service, grant, v1, v1, KIND) == [
-        ("add", f, v1) for f in files.files_of(service, grant, v1, KIND)
+        line for line in lines if line[0] == "cdf"
+    ]
+    assert changes.change_lines(service, grant, v0, v0, KIND) == [
+        line for line in lines if line[0] == "add"
     ]
     with pytest.raises(SharingError) as err:
         changes.change_lines(service, grant, v1, v0, KIND)
