@@ -26,6 +26,7 @@ import delta_sharing
 import httpx
 import pandas as pd
 import pytest
+import requests
 from delta_sharing.rest_client import DataSharingRestClient
 
 from lakehouse.lake import open_lake
@@ -47,6 +48,7 @@ OWNER = HEALTH.split(".")[0]
 PREFIX = "/delta-sharing"
 PROFILE_ROUTE = f"{PREFIX}/profile"  # POST, signed in with the API token
 BIG_BYTES = 16 * 1024 * 1024
+CLIENT_RETRIES = DataSharingRestClient._should_retry  # the client's own rule
 BIG_ROWS = 240_000  # distinct rows of about 75 Parquet bytes each: a file of ~18 MB
 
 
@@ -315,6 +317,30 @@ def test_revoked_grant_unlisted_and_its_urls_forbidden(service, people, server, 
     with pytest.raises(Exception) as raised:
         delta_sharing.load_as_pandas(who.url(gone))
     assert any(code in str(raised.value) for code in ("403", "404"))
+
+
+def test_a_revoked_profile_is_refused_at_once(
+    service, people, server, tmp_path, monkeypatch
+) -> None:
+    """Its holder revokes the profile: the client's next call is a 401, which the client
+    (its own retry rule back) does not retry; the file URLs it was handed answer 403."""
+    monkeypatch.setattr(DataSharingRestClient, "_should_retry", CLIENT_RETRIES)
+    grant = make_grant(service)
+    who = recipient_of(server, people, tmp_path)
+    table = table_of(who, grant)
+    (line,) = file_lines(who, table)
+    token_id = who.token.split(".")[0]
+    with server.client(who.person) as http:
+        answer = http.post(f"{PREFIX}/profiles/{token_id}/revoke")
+    assert answer.status_code == 200, answer.text
+    started = time.perf_counter()
+    with pytest.raises(requests.HTTPError) as raised:
+        delta_sharing.SharingClient(str(who.profile)).list_all_tables()
+    assert raised.value.response.status_code == 401
+    assert time.perf_counter() - started < 10
+    with httpx.Client(timeout=60) as http:
+        assert http.get(line["url"], headers={"Range": "bytes=0-3"}).status_code == 403
+    assert any(r["action"] == "sharing.profile_revoke" for r in records(service))
 
 
 def test_expired_and_other_recipients_urls_forbidden(
