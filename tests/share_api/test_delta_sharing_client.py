@@ -242,6 +242,15 @@ def test_the_client_lists_loads_and_time_travels(service, people, server, tmp_pa
     assert deleted == sorted(set(before) - set(after)) and deleted
     assert inserted == sorted(set(after) - set(before)) and len(inserted) == 1
     assert set(changes["_change_type"]) <= {"insert", "delete"}
+    # from version 1 (by number or by time): what version 1 made, not its whole rows again
+    for since in (
+        {"starting_version": 1, "ending_version": 1},
+        {"starting_timestamp": iso_z(stamp)},
+    ):
+        made = delta_sharing.load_table_changes_as_pandas(url, **since)
+        assert set(made["_commit_version"]) == {1}, since
+        assert frame_rows(made[made["_change_type"] == "delete"]) == deleted, since
+        assert frame_rows(made[made["_change_type"] == "insert"]) == inserted, since
 
     # an opt-out: version 2, and time travel shows no one who opted out (privacy first)
     who_declined = a_resident(service)
