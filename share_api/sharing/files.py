@@ -34,7 +34,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -284,12 +284,15 @@ def _stat_value(value: Any, typ: pa.DataType, upper: bool) -> Any:
     return None
 
 
-def file_stats(table: pa.Table) -> dict:
-    """Delta statistics of a table: row count, per column min, max (where the type has an
-    order and a JSON form) and null count. One vectorised pass a column."""
+def file_stats(table: pa.Table, columns: Collection[str] | None = None) -> dict:
+    """Delta statistics of a table: row count, null count per column, and the min and max
+    of ``columns`` (default: all) where the type has an order and a JSON form. One
+    vectorised pass a column."""
     low: dict[str, Any] = {}
     high: dict[str, Any] = {}
     for name in table.column_names:
+        if columns is not None and name not in columns:
+            continue
         column = table[name]
         typ = column.type
         if pa.types.is_dictionary(typ):
@@ -337,15 +340,35 @@ def write_file(
     held = lookup(service, file_id(grant.id, state, part, kind))
     if held is not None and path_of(service, held) is not None:
         return held
-    made = _parquet(service, grant.id, version.version, part, kind, state, table)
+    made = _parquet(service, grant, version.version, part, kind, state, table)
     return _register(service, [made])[0]
 
 
+def stat_columns(service: Service, grant: Grant) -> frozenset[str]:
+    """The columns whose min and max a file's statistics may carry: granted in clear
+    (masking ``none``), of a level that is not sensitive and naming no person. The others'
+    values, masked or pseudonymised as they are, are personal data: they stay in the
+    encrypted files, never in the registry's plaintext statistics (nor in a hint's reply)."""
+    from catalog.model import MaskingRule, PiiKind
+    from share_api.views import resolve
+
+    columns = resolve(service.catalogue, grant.resource).columns
+    return frozenset(
+        name
+        for name in grant.columns
+        if name in columns
+        and grant.masking.get(name) == MaskingRule.none.value
+        and not columns[name].level.sensitive
+        and (columns[name].pii or PiiKind.none) is PiiKind.none
+    )
+
+
 def _parquet(
-    service: Service, grant_id: str, version: int, part: int, kind: str, state: str, table
+    service: Service, grant: Grant, version: int, part: int, kind: str, state: str, table
 ) -> tuple[SharedFile, dict]:
     table = table.replace_schema_metadata(None)
-    return _seal(service, grant_id, version, part, kind, state, table,
+    stats = file_stats(table, stat_columns(service, grant))
+    return _seal(service, grant.id, version, part, kind, state, table.num_rows, stats,
                  lambda sink: pq.write_table(table, sink, compression="snappy"))  # fmt: skip
 
 
@@ -356,10 +379,11 @@ def _seal(
     part: int,
     kind: str,
     state: str,
-    table: pa.Table,
+    rows: int,
+    stats: dict,
     write: Callable[[BinaryIO], None],
 ) -> tuple[SharedFile, dict]:
-    """What ``write`` writes (``table``, serialised) encrypted to a place of its own (the
+    """What ``write`` writes (``rows`` rows, serialised) encrypted to a place of its own (the
     file's id and its header's random id: two writers of one file never write one path):
     the file and its registry row, not registered yet."""
     fid = file_id(grant_id, state, part, kind)
@@ -382,8 +406,8 @@ def _seal(
         os.replace(temp, files_dir(service) / rel)
     finally:
         temp.unlink(missing_ok=True)
-    made = SharedFile(fid, grant_id, int(version), int(part), kind, table.num_rows, sink.size,
-                      sink.sha.hexdigest(), file_stats(table), utc_now())  # fmt: skip
+    made = SharedFile(fid, grant_id, int(version), int(part), kind, rows, sink.size,
+                      sink.sha.hexdigest(), stats, utc_now())  # fmt: skip
     return made, {**dataclasses.asdict(made), "state": state, "path": rel, "seal": seal}
 
 
@@ -461,7 +485,7 @@ def _materialise(
     table = view.table
     parts = range(max(1, -(-table.num_rows // SHARE_PART_ROWS)))
     slices = [table.slice(i * SHARE_PART_ROWS, SHARE_PART_ROWS) for i in parts]
-    sealed = [_parquet(service, grant.id, version.version, i, "data", state, t)
+    sealed = [_parquet(service, grant, version.version, i, "data", state, t)
               for i, t in enumerate(slices)]  # fmt: skip
     return _register(service, sealed)
 
@@ -552,7 +576,8 @@ def _arrow_file(service: Service, data: SharedFile, state: str) -> SharedFile:
             with pa.ipc.new_stream(sink, table.schema) as writer:
                 writer.write_table(table)
 
-        made = _seal(service, data.grant_id, data.version, 0, ARROW, state, table, write)
+        made = _seal(service, data.grant_id, data.version, 0, ARROW, state, table.num_rows,
+                     data.stats, write)  # fmt: skip
         return _register(service, [made])[0]
 
 
@@ -738,6 +763,7 @@ __all__ = [
     "schema_of",
     "sharing_files",
     "start_preparer",
+    "stat_columns",
     "sweep",
     "write_file",
 ]

@@ -20,7 +20,7 @@ from share_api.sharing import files, versions
 from share_api.sharing.errors import SharingError
 from share_api.views import grant_view, pick_snapshot
 from tests.share_api.audit_support import built_mart, standing_grant
-from tests.share_api.test_sharing_versions import KIND, a_resident, commit, make_grant
+from tests.share_api.test_sharing_versions import COLUMNS, KIND, a_resident, commit, make_grant
 
 
 def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
@@ -44,6 +44,10 @@ def test_files_hold_the_grant_view_encrypted_and_read_back(service) -> None:
     assert got.equals(view.table.replace_schema_metadata(None))
     assert files.schema_of(service, grant, version, KIND) == got.schema
     assert files.lookup(service, only.id) == only
+    # statistics: counts of every column, values only of columns in clear naming nobody
+    assert set(only.stats["nullCount"]) == set(COLUMNS)
+    assert files.stat_columns(service, grant) == {"followup_id"}
+    assert set(only.stats["minValues"]) == {"followup_id"}  # never the citizen's pseudonym
     assert files.lookup(service, "f" + "0" * 32) is None
     # asked again: the same file, not made again
     written = path.stat().st_mtime_ns
