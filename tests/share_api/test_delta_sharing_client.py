@@ -1,16 +1,20 @@
 """Issue 15's must-shows with the official ``delta-sharing`` 1.4.2 Python client against the
 share service served by a real uvicorn (the ``server`` fixture), on a copy of the street.
 
-A person of a recipient organisation downloads a profile from the service; the client,
-pointed at it, lists the grant's tables, loads them (plain, ``limit``, ``version``,
-``timestamp``), reads the change feed and the table version; the rows equal the JSON
-endpoint's for the same lake snapshot. A table of more than 16 MB loads (a grant on a table
-padded in the copy with distinct rows: Parquet cannot squeeze repeated rows below that).
-A revoked grant leaves the listing and its old signed URLs answer 403; an expired URL and a
-URL for another recipient's file answer 403. Every protocol call and file download is
-audited, naming grant, version and file, never data.
+A person of a recipient organisation downloads a profile from the service
+(``POST /delta-sharing/profile``); the client, pointed at it, lists the grants' tables
+(a dataset's and a mart's) and loads each; loads plain, with ``limit``, ``version``,
+``timestamp`` and ``jsonPredicateHints``; reads the table version and the change feed (from
+version 0, and from a later version: what that version made); the rows equal the JSON
+endpoint's for the same lake snapshot, and an opt-out reaches time travel too. A table of
+more than 16 MB loads (a grant on a table padded in the copy with distinct rows: Parquet
+squeezes repeated rows far below that). A revoked grant leaves the listing and its old
+signed URLs answer 403; an expired URL, a URL for another recipient's file and a tampered
+one answer 403; a revoked profile is a 401 at once. Every protocol call and file download
+is audited, naming grant, version and file, never data.
 
-The client retries a 5xx for ~100 s; here a 5xx fails at once (``_should_retry`` is off).
+The client retries a 5xx for ~100 s; here a 5xx fails at once (``_should_retry`` is off but
+where a test restores it).
 """
 
 from __future__ import annotations
