@@ -54,8 +54,7 @@ KEPT_VIEWS = 4_096  # views remembered for the fast path per process (weakly)
 
 # exactly what the fast path takes; anything else goes to the route
 _PATH = re.compile(r"/grants/([A-Za-z0-9_-]{1,40})/data")
-_DIGITS = re.compile(r"[0-9]{1,19}")
-_BOUNDS = {"offset": (0, 10**12), "limit": (1, 10**9), "snapshot": (0, 2**62)}
+_BOUNDS = {b"offset": (0, 10**12), b"limit": (1, 10**9), b"snapshot": (0, 2**62)}
 
 
 @router.get(
@@ -233,29 +232,28 @@ def _remember(service: Service, revs: Revisions, key: tuple, view: View) -> None
 def _query(raw: bytes) -> tuple[int, int, int | None] | None:
     """(offset, limit, snapshot) of a JSON page's query string, when it says exactly
     that: known names once each, plain digits within the route's bounds; else None."""
-    found: dict[str, int | None] = {}
+    found: dict[bytes, int | None] = {}
     if raw:
         for part in raw.split(b"&"):
             name, eq, value = part.partition(b"=")
-            key = name.decode("ascii", "replace")
-            if not eq or key in found:
+            if not eq or name in found:
                 return None
-            if key == "format":
+            if name == b"format":
                 if value != b"json":
                     return None
-                found[key] = None
+                found[name] = None
                 continue
-            bounds = _BOUNDS.get(key)
-            if bounds is None or not _DIGITS.fullmatch(value.decode("ascii", "replace")):
+            bounds = _BOUNDS.get(name)
+            if bounds is None or not (0 < len(value) <= 19 and value.isdigit()):
                 return None
             number = int(value)
             if not bounds[0] <= number <= bounds[1]:
                 return None
-            found[key] = number
-    limit = found.get("limit") or DEFAULT_JSON_PAGE
+            found[name] = number
+    limit = found.get(b"limit") or DEFAULT_JSON_PAGE
     if limit > FAST_MAX_PAGE:
         return None
-    return found.get("offset") or 0, limit, found.get("snapshot")
+    return found.get(b"offset") or 0, limit, found.get(b"snapshot")
 
 
 async def fast_read(scope: Scope, receive: Receive, send: Send) -> bool:
