@@ -429,6 +429,7 @@ def test_changes_between_versions_carry_versions_timestamps_and_change_types(
     made_by_v1 = [line["cdf"]["id"] for line in lines[2:] if "cdf" in line]
     assert [line["cdf"]["id"] for line in got if "cdf" in line] == made_by_v1
     assert all(body["version"] == v1 for line in got for body in line.values())
+    assert got and all(set(line) == {"cdf"} for line in got)  # not v1's whole rows again
 
     for params in [
         {"endingVersion": v1},  # no start
