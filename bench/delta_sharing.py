@@ -12,7 +12,9 @@ Run through ``python -m bench delta_sharing`` (``make bench``). On a copy of a s
 3. ``delta_sharing.load_as_pandas`` of the grant's table, ``RUNS`` times: the first builds
    the version's file (cold), the later ones find it (warm, median); against
    ``pandas.read_parquet`` of the same rows written to a local Parquet file with pyarrow's
-   defaults, timed between the client's loads so both see the same machine.
+   defaults, timed between the client's loads so both see the same machine; after each
+   warm load, where its time goes: the client's own read path on the local file (no HTTP)
+   and the protocol's round trips made by hand.
 
 Goal (issue 15): the warm ``load_as_pandas`` ≤ 2× the local read. Writes
 ``bench/results/delta_sharing.json`` and prints the figure beside its goal.
@@ -134,16 +136,35 @@ def raw_calls(profile: Path, url: str) -> dict:
             "files": len(served), "bytes": sum(sizes)}  # fmt: skip
 
 
+def client_path(local: Path):
+    """What the 1.4.2 client does with a served file, on the local copy (no HTTP): its
+    ``ParquetFile`` open, ``dataset(...).to_table()``, single-threaded ``to_pandas`` with its
+    flags, the concat and the column reselection (``delta_sharing/reader.py``)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    pq.ParquetFile(local)
+    table = ds.dataset(local, format="parquet").to_table()
+    frame = table.to_pandas(
+        date_as_object=True, use_threads=False, split_blocks=False, self_destruct=True
+    )
+    merged = pd.concat([frame], axis=0, ignore_index=True, copy=False)
+    return merged[list(merged.columns)]
+
+
 def load_phase(url: str, profile: Path, work: Path, runs: int) -> dict:
     """``load_as_pandas`` ``runs`` times (the first cold) against ``pandas.read_parquet`` of
     the same rows from a local file, alternated; after each warm load, the round trips of
-    :func:`raw_calls` (where the client's time goes besides the Parquet read)."""
+    :func:`raw_calls` and :func:`client_path` on the local file (where the client's time
+    goes: its own conversion, or HTTP)."""
     import delta_sharing
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     seconds: dict[str, list[float]] = {"load_as_pandas": [], "local_read_parquet": []}
+    seconds["client_path_local"] = []
     rows: dict[str, int] = {}
     raw: list[dict] = []
     local = work / "grant_rows.parquet"
@@ -160,6 +181,7 @@ def load_phase(url: str, profile: Path, work: Path, runs: int) -> dict:
         del frame
         if i:
             raw.append(raw_calls(profile, url))
+            seconds["client_path_local"].append(_timed(lambda: client_path(local))[0])
     warm = statistics.median(seconds["load_as_pandas"][1:])
     local_s = statistics.median(seconds["local_read_parquet"])
     keys = ("metadata_s", "query_s", "files_get_s")
@@ -172,6 +194,7 @@ def load_phase(url: str, profile: Path, work: Path, runs: int) -> dict:
         "seconds_median": {
             "load_as_pandas_warm": round(warm, 3),
             "local_read_parquet": round(local_s, 3),
+            "client_path_local": round(statistics.median(seconds["client_path_local"]), 3),
         },
         "round_trips_median_s": {k: round(statistics.median(r[k] for r in raw), 3) for k in keys},
         "ratio_to_local": round(warm / local_s, 2),
@@ -189,6 +212,8 @@ def verdicts(figures: dict) -> list[str]:
         f"the local file ({d['seconds_median']['local_read_parquet']} s) "
         f"(goal ≤ {goal}×: {'met' if ratio <= goal else 'MISSED'}); first (cold) load "
         f"{d['seconds_runs']['load_as_pandas'][0]} s = {d['first_ratio_to_local']}×",
+        f"the client's read path on the local file (no HTTP): "
+        f"{d['seconds_median']['client_path_local']} s; "
         f"round trips by hand: /metadata {trips['metadata_s']} s, /query {trips['query_s']} s, "
         f"{d['served']['files']} file(s) of {d['served']['bytes']:,} bytes fetched whole in "
         f"{trips['files_get_s']} s",
