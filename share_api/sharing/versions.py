@@ -107,20 +107,30 @@ def terms_digest(grant: Grant) -> str:
     return _digest([list(grant.columns), grant.row_filter, grant.masking])
 
 
-def optouts_digest(service: Service, grant: Grant, recipient_kind: str) -> str:
-    """The opt-outs that apply to the grant's reads now, as a digest (kept per set: the
-    consent registry hands back the same set while nothing changed)."""
-    from share_api.consent import excluded_residents
+def optouts_digest(service: Service, grant: Grant, recipient_kind: str, at: int) -> str:
+    """The opt-outs that apply to the grant's reads as of lake snapshot ``at``, as a digest:
+    the residents who declined and, for a dataset when there are any, the last change of
+    the master index's mentions at ``at`` (the view also leaves out the records it links to
+    them: a new link makes a new state). Kept per set: the consent registry hands back the
+    same set while nothing changed."""
+    from share_api.consent import MART_PREFIX, MENTIONS, excluded_residents
 
     people = excluded_residents(service, grant.resource, recipient_kind).pseudonyms
+    links = -1
+    if people and not grant.resource.startswith(MART_PREFIX):
+        try:
+            links = lake_table_changed_at(service, "curated", MENTIONS, at)
+        except SharingError:  # no master index in this lake: nothing is linked
+            links = -1
     kept = service.kept("sharing.versions.optouts", dict)
-    held = kept.get(id(people))
+    held = kept.get((id(people), links))
     if held is not None and held[0] is people:
         return held[1]
-    digest = hashlib.sha256("\n".join(sorted(people)).encode()).hexdigest()
+    listed = "\n".join(sorted(people))
+    digest = hashlib.sha256(f"{links}\n{listed}".encode()).hexdigest()
     if len(kept) > 1_024:
         kept.clear()
-    kept[id(people)] = (people, digest)
+    kept[(id(people), links)] = (people, digest)
     return digest
 
 
@@ -128,14 +138,23 @@ def optouts_digest(service: Service, grant: Grant, recipient_kind: str) -> str:
 
 
 def table_changed_at(service: Service, resource: str, at: int) -> int:
-    """The newest lake snapshot ≤ ``at`` at which ``resource``'s lake table changed (kept
-    per (table, snapshot): a snapshot never changes). 404 when the lake holds no such table."""
-    from lakehouse.lake import ALIAS
-    from share_api.views import lake_reader, resolve
+    """The newest lake snapshot ≤ ``at`` at which ``resource``'s lake table changed. 404
+    when the lake holds no such table."""
+    from share_api.views import resolve
 
     res = resolve(service.catalogue, resource)
+    return lake_table_changed_at(service, res.zone, res.table, at)
+
+
+def lake_table_changed_at(service: Service, zone: str, table: str, at: int) -> int:
+    """The newest lake snapshot ≤ ``at`` at which the lake table ``zone.table`` changed
+    (kept per (table, snapshot): a snapshot never changes); 404 when there is no such
+    table. ``zone`` and ``table`` are bound, never pasted."""
+    from lakehouse.lake import ALIAS
+    from share_api.views import lake_reader
+
     kept = service.kept("sharing.versions.changed", dict)
-    key = (res.zone, res.table, at)
+    key = (zone, table, at)
     if key in kept:
         return kept[key]
     meta = f"__ducklake_metadata_{ALIAS}"
@@ -151,12 +170,12 @@ def table_changed_at(service: Service, resource: str, at: int) -> int:
             f"AND {live.format('t')} AND {live.format('s')}) "
             f"SELECT (SELECT count(*) FROM t), (SELECT max(snapshot_id) FROM "
             f"{ALIAS}.snapshots(), t WHERE snapshot_id <= $at AND ({' OR '.join(found)}))",
-            {"zone": res.zone, "table": res.table, "at": at, "name": f"{res.zone}.{res.table}"},
+            {"zone": zone, "table": table, "at": at, "name": f"{zone}.{table}"},
         ).fetchone()
     finally:
         cur.close()
     if not tables:
-        raise SharingError(404, "the lake holds no table for this grant's resource")
+        raise SharingError(404, "the lake holds no such table")
     changed = int(changed) if changed is not None else at
     if len(kept) > 4_096:
         kept.clear()
@@ -172,7 +191,7 @@ def current_state(service: Service, grant: Grant, recipient_kind: str) -> State:
     return State(
         snapshot=table_changed_at(service, grant.resource, at),
         terms=terms_digest(grant),
-        optouts=optouts_digest(service, grant, recipient_kind),
+        optouts=optouts_digest(service, grant, recipient_kind, at),
         recipient_kind=recipient_kind,
     )
 
@@ -320,6 +339,7 @@ __all__ = [
     "current_version",
     "get_version",
     "history",
+    "lake_table_changed_at",
     "materialisation_state",
     "optouts_digest",
     "read_snapshot",

@@ -143,3 +143,19 @@ def test_threads_recording_at_once_record_one_version(service) -> None:
         t.join()
     assert len(got) == 8 and {v.version for v in got} == {0}
     assert len(versions.history(service, grant)) == 1
+
+
+def test_a_new_link_in_the_master_index_matters_only_with_opt_outs(service) -> None:
+    """The view also leaves out records the master index links to a resident who declined:
+    a change of those links makes a new version once someone declined, not before."""
+    grant = make_grant(service)
+    again = 'INSERT INTO curated."person_mentions" SELECT * FROM curated."person_mentions" LIMIT 1'
+    v0 = versions.current_version(service, grant, KIND)
+    commit(service, again)
+    assert versions.current_version(service, grant, KIND) == v0
+    consent.record_choice(service, pseudonym=a_resident(service), category="health",
+                          recipient_kind=KIND, choice="declined", channel="app", actor="test")  # fmt: skip
+    v1 = versions.current_version(service, grant, KIND)
+    commit(service, again)
+    v2 = versions.current_version(service, grant, KIND)
+    assert (v1.version, v2.version, v2.snapshot) == (1, 2, v0.snapshot)
