@@ -174,3 +174,26 @@ def test_a_whole_download_is_served_from_the_prepared_file(service, people, api,
         assert record["format"] == fmt and record["rows"] == expected.num_rows
     assert served == [True, True]  # the ranged read (a limit) was the view's
     assert len([r for r in grants.reads_of(service, gid) if r["format"] != "json"]) == 3
+
+
+def test_the_fast_path_takes_a_new_lake_snapshot_within_a_second(service, people, api, routed):
+    import time
+
+    from lakehouse.lake import open_lake
+
+    reader = people.make("mzj", "requester")
+    gid = make(service)
+    url = f"/grants/{gid}/data?limit=5"
+    first = api.get(url, headers=reader.headers)
+    assert api.get(url, headers=reader.headers).status_code == 200 and routed == [gid]
+    with open_lake(service.settings) as con:  # the copy's lake moves on: 5 more rows
+        con.execute(
+            'INSERT INTO staged."wjw__chronic_followups" '
+            'SELECT * FROM staged."wjw__chronic_followups" LIMIT 5'
+        )
+    time.sleep(1.1)  # a process takes the current snapshot as current for a second
+    now = api.get(url, headers=reader.headers)
+    assert int(now.headers["X-Lake-Snapshot"]) > int(first.headers["X-Lake-Snapshot"])
+    assert int(now.headers["X-Total-Rows"]) == int(first.headers["X-Total-Rows"]) + 5
+    then = api.get(url + f"&snapshot={first.headers['X-Lake-Snapshot']}", headers=reader.headers)
+    assert then.content == first.content
