@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from share_api.service import Service
 
 metadata = sa.MetaData()
+log = logging.getLogger("streethub.share")
 POOL_SIZE = 40  # SQLite connections kept open: one per request worker thread (anyio's)
 
 # the modules that declare tables on ``metadata`` (imported by create_schema)
@@ -107,6 +109,7 @@ def create_schema(engine: Engine) -> None:
     for name in TABLE_MODULES:
         importlib.import_module(name)
     metadata.create_all(engine)
+    add_missing_columns(engine)
     for name in Revisions._fields:
         with engine.connect() as con:
             if con.execute(_REVISION_OF, {"name": name}).first() is not None:
@@ -116,6 +119,46 @@ def create_schema(engine: Engine) -> None:
                 con.execute(revisions.insert().values(name=name, value=0))
         except sa.exc.IntegrityError:  # another process made it first
             pass
+
+
+class SchemaError(RuntimeError):
+    """The database holds a table of an older shape that cannot be brought up to date."""
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring tables made by an older version up to :data:`metadata`: a column this version
+    declares and the table lacks is added when it may be empty (nullable, the same
+    ``ALTER TABLE … ADD COLUMN`` on SQLite and PostgreSQL); one that may not is a
+    :class:`SchemaError` naming the table and columns, at start, instead of a failed query
+    on some later request. Returns ``table.column`` of every column added (each logged)."""
+    inspector = sa.inspect(engine)
+    present = set(inspector.get_table_names())
+    added: list[str] = []
+    refused: list[str] = []
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable or column.primary_key:
+                refused.append(f"{table.name}.{column.name}")
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            name = engine.dialect.identifier_preparer.quote(column.name)
+            with engine.begin() as con:
+                con.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN {name} {kind}'))
+            added.append(f"{table.name}.{column.name}")
+    for what in added:
+        log.warning("share database: column %s added (a table made by an older version)", what)
+    if refused:
+        raise SchemaError(
+            "the share database was made by an older version and lacks required columns "
+            f"({', '.join(refused)}): migrate it (for sharing_files, a registry of files "
+            "made again on use: drop the table) and start the service again"
+        )
+    return added
 
 
 # -- revision counters ---------------------------------------------------------------------
