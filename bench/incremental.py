@@ -134,15 +134,18 @@ def measure(residents: int) -> dict:
     try:
         made = street(tmp, residents, SEED)  # from the cache, or simulated into it first
         env = _env(made.home)
+        load = [os.getloadavg()[0]]  # a shared machine: CPU seconds grow with its load too
         runs = {"full": _child(["run"], env), "no_op": _child(["run"], env)}
         dept, dataset, _ = next_day_delivery(Settings(home=made.home))
         runs["daily"] = _child(["run"], env)
+        load.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     figures: dict = {
         "residents": residents,
         "simulate_s": made.simulate_s,  # None: the street came from the cache
         "daily_delivery": f"{dept}.{dataset}",
+        "load_average": [round(x, 1) for x in load],  # 1-minute, before and after the runs
     }
     for name, (wall, cpu, code, tail, peak) in runs.items():
         figures[f"{name}_run_s"] = round(wall, 1)
@@ -160,7 +163,9 @@ def report(f: dict) -> None:
     made = (
         "street from the cache" if f["simulate_s"] is None else f"simulated in {f['simulate_s']} s"
     )
-    print(f"incremental runs ({f['residents']:,} residents; {made})")
+    load = f.get("load_average")
+    shared = f"; load average {load[0]:.1f} -> {load[1]:.1f}" if load else ""
+    print(f"incremental runs ({f['residents']:,} residents; {made}{shared})")
     print(f"  {'':<44}{'wall s':>9}{'CPU s':>9}{'peak MB':>9}")
     print(
         f"  {'first full run':<44}{f['full_run_s']:>9.1f}{f['full_cpu_s']:>9.1f}"
