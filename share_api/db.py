@@ -45,6 +45,7 @@ TABLE_MODULES = (
     "share_api.alerts",
     "share_api.sharing.versions",
     "share_api.sharing.files",
+    "share_api.sharing.tokens",
 )
 
 

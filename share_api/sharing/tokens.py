@@ -88,15 +88,6 @@ class IssuedProfile:
         return f"IssuedProfile(token_id={self.token_id!r}, user_id={self.user_id!r})"
 
 
-def ensure_table(service: Service) -> None:
-    """The token table exists (made once per service: :func:`share_api.db.create_schema`
-    makes it too when ``share_api.sharing.tokens`` is in its list)."""
-    service.kept(
-        "sharing.tokens.table",
-        lambda: profile_tokens.create(service.engine, checkfirst=True) or True,
-    )
-
-
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
@@ -119,7 +110,6 @@ def issue_profile(
     ``/delta-sharing`` prefix) whose token lives ``ttl`` (at most the configured life) and
     not after ``not_after``; audited ``sharing.profile_issue`` (its id, never its secret).
     404 no such person, 409 a disabled one, 400 a life out of bounds."""
-    ensure_table(service)
     longest = profile_ttl(service)
     ttl = longest if ttl is None else ttl
     if ttl <= dt.timedelta(0) or ttl > longest:
@@ -181,7 +171,6 @@ _INFO_COLUMNS = [c for c in profile_tokens.c if c.name not in ("secret_sha256",)
 
 def get_profile_token(service: Service, token_id: str) -> dict[str, Any] | None:
     """A profile token's record without its hash (None when there is none)."""
-    ensure_table(service)
     with service.engine.connect() as con:
         row = con.execute(sa.select(*_INFO_COLUMNS).where(profile_tokens.c.id == token_id)).first()
     return _info(row) if row is not None else None
@@ -189,7 +178,6 @@ def get_profile_token(service: Service, token_id: str) -> dict[str, Any] | None:
 
 def list_profile_tokens(service: Service, user_id: str) -> list[dict[str, Any]]:
     """A person's profile tokens (never a hash), newest first."""
-    ensure_table(service)
     with service.engine.connect() as con:
         rows = con.execute(
             sa.select(*_INFO_COLUMNS)
@@ -202,7 +190,6 @@ def list_profile_tokens(service: Service, user_id: str) -> list[dict[str, Any]]:
 def revoke_profile(service: Service, token_id: str, *, actor: str = SYSTEM) -> bool:
     """Revoke at once (its next call and its signed URLs fail; audited
     ``sharing.profile_revoke``); False if it was revoked already; 404 when there is none."""
-    ensure_table(service)
     with service.engine.begin() as con:
         row = con.execute(
             sa.select(profile_tokens.c.user_id, profile_tokens.c.revoked_at).where(
@@ -240,7 +227,6 @@ _SIGN_IN = (
 
 
 def _recipient(service: Service, token_id: str, secret_sha256: str | None, now: dt.datetime):
-    ensure_table(service)
     with service.engine.connect() as con:
         row = con.execute(_SIGN_IN, {"token_id": token_id}).first()
     if row is None:
