@@ -574,19 +574,29 @@ def authenticate_token(service: Service, token: str | None, *, now: dt.datetime 
             kept.clear()
         held = kept[token_id] = (revision, rows, _principal_of(token_id, rows))
     _, rows, principal = held
-    if not rows:
-        raise AuthFailure("invalid")
-    first = rows[0]
-    if not hmac.compare_digest(first.secret_sha256, _hash(secret)):
-        raise AuthFailure("invalid", token_id)
-    actor = f"{first.org}/{first.user_id}"
-    if first.revoked_at is not None:
-        raise AuthFailure("revoked", token_id, actor)
-    if aware(first.expires_at) <= (now or utc_now()):
-        raise AuthFailure("expired", token_id, actor)
-    if first.disabled_at is not None:
-        raise AuthFailure("disabled", token_id, actor)
+    check_sign_in(rows[0] if rows else None, token_id, _hash(secret), now or utc_now())
     return principal
+
+
+def check_sign_in(row: Any, token_id: str, secret_sha256: str | None, now: dt.datetime) -> str:
+    """The rule every bearer token of the service signs in by (API tokens here, Delta
+    Sharing profile tokens in ``share_api.sharing.tokens``), over its stored row (``None``:
+    no such token; ``secret_sha256`` None: the id alone is being re-checked). Returns the
+    actor; raises :class:`AuthFailure`: an unknown id and a wrong secret fail alike
+    (``invalid``), then ``revoked``, ``expired``, ``disabled`` — told only to the holder of
+    the right secret."""
+    if row is None:
+        raise AuthFailure("invalid")
+    if secret_sha256 is not None and not hmac.compare_digest(row.secret_sha256, secret_sha256):
+        raise AuthFailure("invalid", token_id)
+    actor = f"{row.org}/{row.user_id}"
+    if row.revoked_at is not None:
+        raise AuthFailure("revoked", token_id, actor)
+    if aware(row.expires_at) <= now:
+        raise AuthFailure("expired", token_id, actor)
+    if row.disabled_at is not None:
+        raise AuthFailure("disabled", token_id, actor)
+    return actor
 
 
 def _principal_of(token_id: str, rows: list) -> Principal | None:
@@ -620,6 +630,21 @@ def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def record_failed_sign_in(service: Service, request: Request, failure: AuthFailure) -> None:
+    """``auth.failed`` audited (reason, token id if real, client address, method, path) for
+    any of the service's bearer tokens; the app's 4xx audit need not add another."""
+    details: dict[str, Any] = {
+        "reason": failure.reason,
+        "client": client_of(request),
+        "method": request.method,
+        "path": request.url.path,
+    }
+    if failure.token_id:
+        details["token"] = failure.token_id
+    service.audit.record("auth.failed", failure.actor, **details)
+    request.state.refusal_audited = True
+
+
 def authenticate_request(service: Service, request: Request) -> Principal:
     """Sign the request in by its bearer token: ``auth.ok`` audited and the principal kept
     on ``request.state.principal``; else ``auth.failed`` audited (reason, token id if real,
@@ -630,16 +655,7 @@ def authenticate_request(service: Service, request: Request) -> Principal:
     try:
         principal = authenticate_token(service, bearer(request))
     except AuthFailure as failure:
-        details: dict[str, Any] = {
-            "reason": failure.reason,
-            "client": client_of(request),
-            "method": request.method,
-            "path": request.url.path,
-        }
-        if failure.token_id:
-            details["token"] = failure.token_id
-        service.audit.record("auth.failed", failure.actor, **details)
-        request.state.refusal_audited = True  # the app's 4xx audit need not add another
+        record_failed_sign_in(service, request, failure)
         raise HTTPException(
             401,
             f"not signed in: {failure.reason} token",

@@ -47,7 +47,13 @@ from starlette.exceptions import HTTPException
 
 from masking.errors import AuditError
 from share_api import grants
-from share_api.principals import AuthFailure, PrincipalError, bearer, client_of
+from share_api.principals import (
+    AuthFailure,
+    PrincipalError,
+    bearer,
+    client_of,
+    record_failed_sign_in,
+)
 from share_api.service import Service
 from share_api.sharing import protocol, tokens, urls
 from share_api.sharing.errors import INTERNAL, NOT_FOUND, SharingError
@@ -88,16 +94,7 @@ def sign_in(service: Service, request: Request) -> Recipient:
     try:
         recipient = tokens.authenticate(service, bearer(request))
     except AuthFailure as failure:
-        details: dict[str, Any] = {
-            "reason": failure.reason,
-            "client": client_of(request),
-            "method": request.method,
-            "path": request.url.path,
-        }
-        if failure.token_id:
-            details["token"] = failure.token_id
-        service.audit.record("auth.failed", failure.actor, **details)
-        request.state.refusal_audited = True
+        record_failed_sign_in(service, request, failure)
         raise SharingError(401, f"not signed in: {failure.reason} profile token") from None
     request.state.principal = protocol.principal_of(recipient)
     return recipient

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from share_api.db import aware, metadata, new_id, utc_now
-from share_api.principals import SYSTEM, AuthFailure, get_user, orgs, users
+from share_api.principals import SYSTEM, AuthFailure, check_sign_in, get_user, orgs, users
 from share_api.sharing.errors import SharingError
 
 if TYPE_CHECKING:
@@ -229,17 +228,7 @@ _SIGN_IN = (
 def _recipient(service: Service, token_id: str, secret_sha256: str | None, now: dt.datetime):
     with service.engine.connect() as con:
         row = con.execute(_SIGN_IN, {"token_id": token_id}).first()
-    if row is None:
-        raise AuthFailure("invalid")
-    if secret_sha256 is not None and not hmac.compare_digest(row.secret_sha256, secret_sha256):
-        raise AuthFailure("invalid", token_id)
-    actor = f"{row.org}/{row.user_id}"
-    if row.revoked_at is not None:
-        raise AuthFailure("revoked", token_id, actor)
-    if aware(row.expires_at) <= now:
-        raise AuthFailure("expired", token_id, actor)
-    if row.disabled_at is not None:
-        raise AuthFailure("disabled", token_id, actor)
+    check_sign_in(row, token_id, secret_sha256, now)
     return Recipient(row.user_id, row.org, row.org_kind, token_id, aware(row.expires_at))
 
 
