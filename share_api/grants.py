@@ -410,9 +410,11 @@ def revoke_grant(service: Service, grant_id: str, actor: str, reason: str = "") 
             ).first()
             raise GrantError(404 if exists is None else 409, "no such live grant")
     service.audit.record("grant.revoke", actor, grant=grant_id)
+    from share_api.sharing.files import drop_grant
     from share_api.views import forget_grant
 
     forget_grant(service, grant_id)
+    drop_grant(service, grant_id)  # its materialised files go now, not at the next sweep
     return get_grant(service, grant_id)
 
 

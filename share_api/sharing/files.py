@@ -634,6 +634,32 @@ def sweep(service: Service) -> int:
     return len(gone) + _sweep_leftovers(service, by_grant, {fid for fid, _ in gone})
 
 
+def drop_grant(service: Service, grant_id: str) -> int:
+    """Remove every file of a grant that is no longer live (called when it is revoked, so
+    its masked copies do not wait for the preparer's next pass, or for a preparer at all);
+    the number removed. A live grant's files are left alone."""
+    from share_api.grants import get_grant
+
+    grant = get_grant(service, grant_id)
+    if grant is not None and grant.status() == "live":
+        return 0
+    c = sharing_files.c
+    with service.engine.begin() as con:
+        rows = con.execute(sa.select(c.path).where(c.grant_id == grant_id)).all()
+        con.execute(sharing_files.delete().where(c.grant_id == grant_id))
+    root = files_dir(service)
+    for row in rows:
+        (root / row.path).unlink(missing_ok=True)
+    folder = root / grant_id
+    if folder.is_dir():
+        for path in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return len(rows)
+
+
 def _sweep_leftovers(service: Service, by_grant: dict[str, list], gone: set[str]) -> int:
     """Unregistered files: any in the folder of a grant no longer live (and the folder),
     those of a live grant once older than :data:`LEFTOVER_S` (a crashed writer's; a writer

@@ -161,13 +161,15 @@ def test_sweep_removes_revoked_grants_and_superseded_states(service) -> None:
     (gone,) = files.files_of(
         service, revoked, versions.current_version(service, revoked, KIND), KIND
     )
-    grants.revoke_grant(service, revoked.id, actor="test")
+    assert files.drop_grant(service, kept.id) == 0  # a live grant's files stay
+    grants.revoke_grant(service, revoked.id, actor="test")  # its files go with it, no sweep
+    assert files.lookup(service, gone.id) is None
+    assert not (files.files_dir(service) / revoked.id).exists()
     pair = versions.materialisation_state(service, kept, v0, KIND)
     cdf = pa.table({"followup_id": ["a"], "_change_type": ["insert"]})
     stale_cdf = files.write_file(service, kept, v0, 0, cdf, "cdf", f"{pair}>{'0' * 64}")
-    assert files.sweep(service) == 2  # the revoked grant's file, the stale cdf
-    assert files.lookup(service, gone.id) is None and files.lookup(service, stale_cdf.id) is None
-    assert not (files.files_dir(service) / revoked.id).exists()
+    assert files.sweep(service) == 1  # the stale cdf
+    assert files.lookup(service, stale_cdf.id) is None
     assert files.lookup(service, old.id) == old
     # an opt-out supersedes v0's files; v1 (same snapshot) needs the remade ones only
     consent.record_choice(service, pseudonym=a_resident(service), category="health",
