@@ -332,12 +332,23 @@ def _cue_names(
     return out
 
 
+_SURNAME_STARTS = frozenset(SINGLE_SURNAMES) | {c[0] for c in COMPOUND_SURNAMES}
+
+
+def _may_hold_a_name(text: str) -> bool:
+    """``text`` holds a character a surname starts with: a candidate name (a surname and
+    one or two more characters) is possible only then."""
+    return not _SURNAME_STARTS.isdisjoint(text)
+
+
 def name_spans(
     text: str, known_names: frozenset[str] | set[str] | None = None, use_jieba: bool = True
 ) -> list[tuple[int, int, str]]:
     """(start, end, source) of every candidate name in ``text`` (half-width); candidates
     overlap: the caller keeps the best (``masking.text``). ``use_jieba=False``: the
     trusted cues and the registry only (no dictionary loaded)."""
+    if not _may_hold_a_name(text):  # every candidate starts with a surname: none here
+        use_jieba = False  # so jieba's dictionary (~1.4 CPU s to load) is not loaded for it
     words = _Words(text) if use_jieba else None
     out = _cue_names(text, words)
     if words is not None:
