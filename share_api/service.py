@@ -77,7 +77,9 @@ class Service:
         return cls(settings=settings, engine=engine)
 
     def close(self) -> None:
-        for held in list(self.extra.values()):
+        # newest first: a kept thing made while another was being made (the lake clock,
+        # whose first tick makes the lake reader) may use it until it is closed itself
+        for held in reversed(list(self.extra.values())):
             closer = getattr(held, "close", None)
             if callable(closer):
                 closer()

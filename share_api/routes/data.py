@@ -21,6 +21,7 @@ Two ways in, one set of rules:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -252,6 +253,7 @@ class _LakeClock:
         self._tick()
         self._thread = threading.Thread(target=self._run, name="share-lake-clock", daemon=True)
         self._thread.start()
+        _CLOCKS.add(self)
 
     def current(self) -> int | None:
         held = self.held
@@ -280,6 +282,19 @@ class _LakeClock:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+# every clock still running, stopped before the interpreter finalises: a service nobody
+# closed (an app made and dropped) would leave its daemon thread inside DuckDB while the
+# lake connection is destroyed, and the process aborts ("terminate called without an
+# active exception", exit 134) after its work is done
+_CLOCKS: weakref.WeakSet[_LakeClock] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_clocks() -> None:
+    for clock in list(_CLOCKS):
+        clock.close()
 
 
 def _remember(service: Service, revs: Revisions, key: tuple, view: View) -> None:

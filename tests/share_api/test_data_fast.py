@@ -197,3 +197,48 @@ def test_the_fast_path_takes_a_new_lake_snapshot_within_a_second(service, people
     assert int(now.headers["X-Total-Rows"]) == int(first.headers["X-Total-Rows"]) + 5
     then = api.get(url + f"&snapshot={first.headers['X-Lake-Snapshot']}", headers=reader.headers)
     assert then.content == first.content
+
+
+EXIT_SCRIPT = """
+import datetime as dt
+from fastapi.testclient import TestClient
+from catalog.settings import get_settings
+from share_api import grants, principals
+from share_api.app import create_app
+from share_api.service import Service
+
+service = Service.open(get_settings())
+principals.sync_departments(service)
+user = principals.create_user(service, "mzj", name="退出检查", roles=["requester"])
+token = principals.issue_token(service, user).token
+gid = grants.create_grant(
+    service, grantee_org="mzj", resource=%r, columns=%r, row_filter=None,
+    masking={"citizen_id": "pseudonymise"}, request_id=None,
+    expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+)
+for _ in range(8):  # apps dropped without their lifespan: nobody closes their services
+    client = TestClient(create_app(service=Service.open(get_settings())))
+    for _ in range(3):
+        answer = client.get(f"/grants/{gid}/data", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.status_code
+print("read")
+"""
+
+
+def test_a_process_that_never_closes_its_service_exits_cleanly(share_settings, tmp_path):
+    """The fast path's lake clock (a daemon thread reading the lake) is stopped before the
+    interpreter finalises: a dropped app no longer aborts its process after the work is
+    done (exit 134, "terminate called without an active exception": the whole test run
+    failed so)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "read_and_exit.py"
+    script.write_text(EXIT_SCRIPT % (RESOURCE, COLUMNS), encoding="utf-8")
+    env = {**os.environ, "STREETHUB_HOME": str(share_settings.home)}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "read" in done.stdout and "terminate" not in done.stderr
