@@ -22,18 +22,16 @@ Goal (issue 15): the warm ``load_as_pandas`` ≤ 2× the local read. Writes
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench._servers import Server, serve
-from bench.share import HOME_ENV, master_key_of, pad_table, pick_resources, staged_rows, street_home
+from bench.share import copied_street, pad_table, pick_resources, staged_rows
 
 if TYPE_CHECKING:
     from catalog.settings import Settings
@@ -230,11 +228,7 @@ def main(
     rows = rows or ROWS
     runs = max(2, runs or RUNS)
     results = results or RESULTS
-    home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
-    with tempfile.TemporaryDirectory(prefix="bench_ds_") as tmp, contextlib.ExitStack() as stack:
-        work = Path(tmp)
-        stack.enter_context(master_key_of(home, work / "master.json"))
-        settings = street_home(work, home)
+    with copied_street(home, "bench_ds_") as (work, settings):
         shared = make_grant(settings, rows)
         env = {"STREETHUB_HOME": str(settings.home_abs)}
         with serve("share", "share_api.app:create_app", env, work) as share:

@@ -24,19 +24,17 @@ Goal (issue 14): each prepared download ≤ 1.5× the local read. Writes
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from bench._servers import cpu_seconds, fetch, serve
-from bench.share import BIG_ROWS, HOME_ENV, make_grants, master_key_of, street_home
+from bench.share import BIG_ROWS, copied_street, make_grants
 
 RESULTS = Path(__file__).parent / "results" / "share_files.json"
 RUNS = 5
@@ -209,11 +207,7 @@ def verdicts(figures: dict) -> list[str]:
 
 def main(home: Path | None = None, *, big_rows: int | None = None, results: Path | None = None):
     results = results or RESULTS
-    home = home or (Path(os.environ[HOME_ENV]) if os.environ.get(HOME_ENV) else None)
-    with tempfile.TemporaryDirectory(prefix="bench_files_") as tmp, contextlib.ExitStack() as st:
-        work = Path(tmp)
-        st.enter_context(master_key_of(home, work / "master.json"))
-        settings = street_home(work, home)
+    with copied_street(home, "bench_files_") as (work, settings):
         g = make_grants(settings, big_rows or BIG_ROWS)
         figures = {"big_resource": g.big_resource, "big_rows": g.big_rows}
         figures["in_process"] = in_process(settings, g.big_grant, work)
