@@ -59,7 +59,7 @@ RequestOption = Annotated[
 ]
 
 
-def _two_person(settings, kind: str, request_id: str | None, **expect) -> None:
+def two_person(settings, kind: str, request_id: str | None, **expect) -> None:
     """The two-person rule (seed §6.1): ``request_id`` must name an approved ``kind``
     operation with these parameters, which is marked used; else a message and exit 1. A hub
     whose share service has no administrators yet runs without one, as before."""
@@ -112,7 +112,7 @@ def keys_rotate(
     from masking.keys import MASTER_ENV, MASTER_ENV_NEW
 
     settings = get_settings().ensure_dirs()
-    _two_person(settings, "keys.rotate", request, pseudonyms=pseudonyms)
+    two_person(settings, "keys.rotate", request, pseudonyms=pseudonyms)
     with _key_errors():
         ring = _ring(settings)
         versions = ring.rotate(pseudonyms=pseudonyms)
@@ -271,5 +271,5 @@ def keys_rekey(
     from pipelines.rekey import rekey_command  # CRYPTO's pipelines/rekey.py
 
     settings = get_settings().ensure_dirs()
-    _two_person(settings, "keys.rekey", request, suite=suite)
+    two_person(settings, "keys.rekey", request, suite=suite)
     rekey_command(settings, suite, cli_actor())

@@ -46,7 +46,7 @@ MAX_PERIOD_DAYS = 3 * 366  # the longest period a request may name
 
 # request kinds: a data request, or one of the administrators' operations
 DATA = "data"
-ADMIN_KINDS = ("keys.rotate", "keys.rekey", "role.grant", "grant.change")
+ADMIN_KINDS = ("keys.rotate", "keys.rekey", "role.grant", "grant.change", "model.promote")
 
 # statuses
 PENDING, APPROVED, GRANTED, REFUSED, WITHDRAWN, USED = (
