@@ -246,6 +246,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    model_registry_url: str | None = Field(
+        default=None,
+        description=(
+            "the need model's MLflow tracking and registry store (SQLAlchemy URL); default "
+            "SQLite under the home, <home>/models/mlflow.db"
+        ),
+    )
+
     @property
     def home_abs(self) -> Path:
         return self.home.expanduser().resolve()
@@ -337,6 +345,17 @@ class Settings(BaseSettings):
     def archive_dir(self) -> Path:
         """Inbox originals kept (encrypted) when ``keep_inbox_originals`` is set."""
         return self.home_abs / "archive"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry (MLflow): its SQLite tracking database and artifacts."""
+        return self.home_abs / "models"
+
+    @property
+    def model_registry_uri(self) -> str:
+        """MLflow's tracking and registry store: ``model_registry_url``, else SQLite under
+        the home (no server)."""
+        return self.model_registry_url or f"sqlite:///{self.models_dir / 'mlflow.db'}"
 
     @property
     def dagster_home(self) -> Path:
