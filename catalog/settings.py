@@ -254,6 +254,36 @@ class Settings(BaseSettings):
         ),
     )
 
+    # analysts (share_api.analysts): their databases and the notebooks' workspace
+    analyst_dir: Path | None = Field(
+        default=None,
+        description="where `streethub analyst` writes analysts' databases; default <home>/analysts",
+    )
+    notebook_dir: Path | None = Field(
+        default=None,
+        description=(
+            "the notebooks' workspace (a copy of the analyst's database, the notebooks), "
+            "outside the home; default beside it, <home>.notebooks"
+        ),
+    )
+    notebook_port: int = Field(
+        default=0,
+        ge=0,
+        le=65_535,
+        description="port `streethub notebook` listens on; 0: a free one",
+    )
+
+    @property
+    def analyst_dir_abs(self) -> Path:
+        return (self.analyst_dir or self.home_abs / "analysts").expanduser().resolve()
+
+    @property
+    def notebook_dir_abs(self) -> Path:
+        """The notebooks' workspace: outside the home, beside it by default."""
+        if self.notebook_dir is not None:
+            return self.notebook_dir.expanduser().resolve()
+        return self.home_abs.with_name(self.home_abs.name + ".notebooks")
+
     @property
     def home_abs(self) -> Path:
         return self.home.expanduser().resolve()
