@@ -42,7 +42,7 @@ def leaks_scan(
         False,
         "--all",
         help="also every file: landing (proven ciphertext), archive, inbox, Dagster's event "
-        "logs and run storage, reports, the audit log, the state directory",
+        "logs and run storage, reports, the audit log, the state directory, the model registry",
     ),
     landing_content: bool = typer.Option(
         False,

@@ -70,7 +70,8 @@ from pipelines.leak_marks import (
 )
 from pipelines.protection import ACTOR, Protection
 
-AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state", "other")
+AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state",
+         "models", "other")  # fmt: skip
 BATCH_ROWS = 100_000
 PURPOSE = "leak_scan"
 
@@ -410,6 +411,7 @@ def area_dirs(settings: Settings) -> dict[str, Path]:
         "reports": settings.home_abs / "reports",
         "audit": settings.audit_dir,
         "state": settings.state_dir,
+        "models": settings.models_dir,  # the need model's registry: MLflow's database, artifacts
     }
 
 
