@@ -30,6 +30,7 @@ class ConsentCategory(StrEnum):
     enforcement = "enforcement"
     public_safety = "public_safety"
     whereabouts = "whereabouts"
+    automated_assessment = "automated_assessment"
     none = "none"
 
     @property
@@ -42,6 +43,14 @@ class ConsentCategory(StrEnum):
         """Whether it holds residents' information, so a resident's choice applies to it
         (``none``: no resident's information, or only what the law makes public)."""
         return self is not ConsentCategory.none
+
+    @property
+    def per_recipient(self) -> bool:
+        """Whether a resident's choice is about one kind of recipient. Not for
+        ``automated_assessment`` (自动化评估, PIPL art. 24: the right to refuse decisions by
+        automated assessment): a refusal recorded for any kind stops the scoring and leaves
+        the resident out of every read of a score or an alert list, whoever reads it."""
+        return self is not ConsentCategory.automated_assessment
 
 
 LABELS_ZH: dict[ConsentCategory, str] = {
@@ -56,6 +65,7 @@ LABELS_ZH: dict[ConsentCategory, str] = {
     ConsentCategory.enforcement: "行政执法信息",
     ConsentCategory.public_safety: "应急与公共安全信息",
     ConsentCategory.whereabouts: "行踪与出入记录",
+    ConsentCategory.automated_assessment: "自动化评估（需求预测评分与预警名单）",
     ConsentCategory.none: "不涉及居民个人信息",
 }
 

@@ -7,8 +7,10 @@ it, from the SQL in ``marts/sql/<mart>.sql``. Each column says the level and the
 it is published with; ``k_anonymity`` and ``quasi_identifiers`` (both or neither) ask the
 build to check k-anonymity over those columns. A mart with one row per resident marks the
 column holding the resident's pseudonym ``subject: true``: residents who declined the mart's
-consent category are left out of its grants by that column. ``sources`` says which department datasets
-feed a curated table the mart reads (``curated.event: [dept.dataset, …]``): the SQL sees
+consent category are left out of its grants by that column. ``made_from`` names the frame
+made in Python (a model's scores) that its SQL reads instead of lake tables: only the maker
+handing it over publishes the mart. ``sources`` says which department datasets feed a
+curated table the mart reads (``curated.event: [dept.dataset, …]``): the SQL sees
 only those datasets' rows of it and the lineage only their fields — the SQL itself never
 names a department or a dataset.
 
@@ -97,6 +99,12 @@ class Mart(_Strict):
         default_factory=dict,
         description="curated.<table> → the datasets (dept.dataset) of its rows the mart reads",
     )
+    made_from: str | None = Field(
+        default=None,
+        description="the relation its SQL reads that is a frame made in Python (a model's "
+        "scores), not a lake table: only the maker that hands the build that frame publishes "
+        "it (marts.publish.publish_frame); a build from the lake alone skips it",
+    )
     columns: list[MartColumn]
 
     @field_validator("name")
@@ -104,6 +112,13 @@ class Mart(_Strict):
     def _identifier(cls, v: str) -> str:
         if not IDENTIFIER.match(v):
             raise ValueError(f"mart name {v!r} must be snake_case ASCII")
+        return v
+
+    @field_validator("made_from")
+    @classmethod
+    def _relation(cls, v: str | None) -> str | None:
+        if v is not None and not IDENTIFIER.match(v):
+            raise ValueError(f"made_from {v!r} must be snake_case ASCII")
         return v
 
     @field_validator("owner")

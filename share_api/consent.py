@@ -237,6 +237,21 @@ def declined(
     return found
 
 
+def declined_by_any_kind(service: Service, category: ConsentCategory | str) -> frozenset[str]:
+    """Pseudonyms of the residents whose latest choice for ``category`` is a refusal for at
+    least one kind of recipient: how a category that is not about recipients
+    (``ConsentCategory.per_recipient`` false: ``automated_assessment``) is read."""
+    return frozenset().union(*(declined(service, category, k) for k in RECIPIENT_KINDS))
+
+
+def not_to_score(service: Service) -> frozenset[str]:
+    """The residents (hub pseudonyms) the need model must not score: those who refused
+    automated assessment (自动化评估, PIPL art. 24). The scoring step asks it before scoring;
+    every read of a score or an alert list leaves the same residents out
+    (:func:`excluded_residents`)."""
+    return declined_by_any_kind(service, ConsentCategory.automated_assessment)
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """Who a read of ``resource`` by a recipient of ``recipient_kind`` must leave out.
@@ -308,7 +323,11 @@ def excluded_residents(service: Service, resource: str, recipient_kind: str) -> 
     category, columns = _resource_facts(service, resource)
     if not category.personal:
         return Exclusion(resource, category, recipient_kind, frozenset())
-    people = declined(service, category, recipient_kind)
+    people = (
+        declined(service, category, recipient_kind)
+        if category.per_recipient
+        else declined_by_any_kind(service, category)
+    )
     return Exclusion(resource, category, recipient_kind, people, {c: people for c in columns})
 
 
@@ -363,8 +382,10 @@ __all__ = [
     "consent_choices",
     "current_choices",
     "declined",
+    "declined_by_any_kind",
     "excluded_residents",
     "history",
+    "not_to_score",
     "record_choice",
     "resident_columns",
     "resource_category",

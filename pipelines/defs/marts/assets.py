@@ -251,8 +251,10 @@ def build_deidentification_asset(marts: Mapping[str, Mart]) -> dg.AssetsDefiniti
 
 
 def sql_marts(marts: Mapping[str, Mart]) -> list[str]:
-    """The marts built from their SQL here (the quality scorecard is built by its own asset)."""
-    return [n for n in sorted(marts) if n not in QUALITY_TABLES]
+    """The marts built from their SQL here (the quality scorecard is built by its own asset,
+    a mart made from a frame in Python — ``made_from``, the need model's scores — by its
+    maker's, through ``marts.publish.publish_frame``)."""
+    return [n for n in sorted(marts) if n not in QUALITY_TABLES and marts[n].made_from is None]
 
 
 def all_mart_assets(catalogue: Catalogue, marts: Mapping[str, Mart]) -> list[dg.AssetsDefinition]:
