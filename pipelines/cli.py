@@ -31,6 +31,7 @@ from pipelines.cli_common import (
 from pipelines.cli_keys import keys_app
 from pipelines.cli_leaks import leaks_app
 from pipelines.cli_marts import MartsDirOption, catalog_lineage, check_marts_or_exit
+from pipelines.cli_models import models_app
 from pipelines.cli_persons import persons_app
 from pipelines.cli_receipts import audit_receipt
 from pipelines.cli_share import admin_app, openapi, serve
@@ -50,6 +51,7 @@ audit_app.command("receipt")(audit_receipt)
 app.add_typer(persons_app, name="persons")
 app.add_typer(admin_app, name="admin")
 app.add_typer(sharing_app, name="sharing")
+app.add_typer(models_app, name="models")
 app.command("serve")(serve)
 app.command("openapi")(openapi)
 app.command("attention")(attention)

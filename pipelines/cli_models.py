@@ -1,0 +1,149 @@
+"""``streethub models``: the need model's registered versions (MLflow under the home).
+
+``list`` the versions, ``show`` one (metrics, fairness table, model card), ``backtest`` its
+backtest table, and ``promote`` one to be the version the main job scores with. Promotion
+is an administrators' operation under the two-person rule, as ``keys rotate`` is: open a
+``model.promote`` operation (``POST /admin/operations`` with ``{"model": …, "version": …}``),
+have a second administrator approve it, then ``streethub models promote N --request <id>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from catalog.settings import get_settings
+from marts.need_model.registry import (
+    BACKTEST,
+    CARD,
+    FAIRNESS,
+    MODEL_NAME,
+    ModelVersion,
+    Registry,
+    RegistryError,
+)
+from pipelines.cli_common import cli_actor, console, err
+from pipelines.cli_keys import RequestOption, two_person
+
+models_app = typer.Typer(
+    help="The need model's registered versions: list, show, backtest, promote."
+)
+
+ModelOption = Annotated[str, typer.Option("--model", help="the registered model's name")]
+VersionArg = Annotated[int | None, typer.Argument(help="the version (default: the promoted one)")]
+NO_ADMINS = "none needed: the share service has no administrators yet"
+
+
+@contextlib.contextmanager
+def _registry() -> Iterator[Registry]:
+    """The registry; a registry error printed (it names the version, never data), exit 1."""
+    try:
+        yield Registry.from_settings(get_settings())
+    except RegistryError as exc:
+        err.print(Text(str(exc), style="red"))
+        raise typer.Exit(1) from None
+
+
+def _version(registry: Registry, version: int | None, model: str) -> ModelVersion:
+    """The asked version, else the promoted one, else the newest."""
+    if version is not None:
+        return registry.version(version, model)
+    found = registry.promoted(model) or next(iter(reversed(registry.versions(model))), None)
+    if found is None:
+        raise RegistryError(f"model {model} has no registered version")
+    return found
+
+
+def _print_frame(frame, title: str) -> None:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(col, justify="right" if frame[col].dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+@models_app.command("list")
+def models_list(model: ModelOption = MODEL_NAME) -> None:
+    """Every registered version: when, on which lake snapshot, its file's SHA-256, which
+    one is promoted."""
+    with _registry() as registry:
+        versions = registry.versions(model)
+    if not versions:
+        console.print(f"model {model}: no version registered yet (the main job trains one)")
+        return
+    table = Table(title=f"model {model}: registered versions")
+    for col in ("version", "registered (UTC)", "lake snapshot", "features", "sha256", "promoted"):
+        table.add_column(col)
+    for v in versions:
+        promoted = f"yes, {v.promoted_at} by {v.promoted_by}" if v.promoted else ""
+        table.add_row(str(v.version), f"{v.created_at:%Y-%m-%d %H:%M}", v.lake_snapshot,
+                      str(v.features), v.sha256[:12], promoted)  # fmt: skip
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(version: VersionArg = None, model: ModelOption = MODEL_NAME) -> None:
+    """One version: its record, metrics, fairness table and model card."""
+    with _registry() as registry:
+        v = _version(registry, version, model)
+        card = registry.text(v.version, CARD, model)
+        fairness = registry.table(v.version, FAIRNESS, model)
+    console.print(f"model {model} version {v.version}")
+    console.print(
+        f"  registered   {v.created_at:%Y-%m-%d %H:%M} UTC, lake snapshot {v.lake_snapshot}"
+    )
+    console.print(f"  file sha256  {v.sha256}")
+    if v.promoted:
+        console.print(f"  promoted     {v.promoted_at} by {v.promoted_by} (approval: {v.approval})")
+    if v.metrics:
+        table = Table(title="metrics (backtest)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in sorted(v.metrics.items()):
+            table.add_row(key, f"{value:.4f}")
+        console.print(table)
+    if fairness is not None:
+        _print_frame(fairness, "fairness per group")
+    console.print(Markdown(card))
+
+
+@models_app.command("backtest")
+def models_backtest(version: VersionArg = None, model: ModelOption = MODEL_NAME) -> None:
+    """The backtest table a version was registered with (each need against the rule
+    baseline and the ceiling, calibration error, the grid forecast against naive and
+    seasonal-naive)."""
+    with _registry() as registry:
+        v = _version(registry, version, model)
+        table = registry.table(v.version, BACKTEST, model)
+    if table is None:
+        err.print(Text(f"model {model} version {v.version} has no backtest table", "red"))
+        raise typer.Exit(1)
+    _print_frame(
+        table, f"backtest: model {model} version {v.version}, lake snapshot {v.lake_snapshot}"
+    )
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[int, typer.Argument(help="the version to score with from now on")],
+    request: RequestOption = None,
+    model: ModelOption = MODEL_NAME,
+) -> None:
+    """Make VERSION the version the main job scores with. Its file is checked against the
+    SHA-256 recorded at registration first; once the share service has administrators, a
+    second one approves the ``model.promote`` operation first (--request)."""
+    settings = get_settings()
+    with _registry() as registry:
+        sha = registry.verify(version, model)  # a changed file spends no approval
+        two_person(settings, "model.promote", request, model=model, version=version)
+        done = registry.promote(
+            version, actor=cli_actor(), approval=request or NO_ADMINS, name=model
+        )
+    console.print(f"model {model} version {done.version} promoted (file sha256 {sha})")
