@@ -56,6 +56,7 @@ DECRYPT_PURPOSES = frozenset(
         "k_anonymity",
         "rekey",
         "mart_build",  # a mart reads sensitive curated values in plain text to mask them
+        "need_model",  # the need model reads its encrypted feature table to train and score
     }
 )
 _GRANT = re.compile(r"^share_grant:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -1,0 +1,206 @@
+"""The need model's features (需求预测特征): one row per resident as of a cut-off date.
+
+The features are configuration: ``sql/features.sql`` (one query, the cut-off a bound
+parameter) and ``features.yaml`` (each column's Chinese label, type, role — a model input, a
+fairness group or context — whether it is stored encrypted, and the phrase an explanation
+says). This module only runs the query; it names no department or dataset.
+
+Nothing after the cut-off: the golden attributes are read as they stood on the cut-off
+(:func:`curated.golden.person_as_of`), only the ones ``features.yaml`` lists under ``decrypt``
+opened (through the caller's protection, audited); every staged record the SQL reads is dated
+on or before the cut-off and was known to the hub by the end of that day, or came with its
+dataset's first load (the backfill). ``tests/marts/need_model/test_leakage.py`` checks it by
+truncating the lake at a cut-off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import polars as pl
+
+from catalog.yamlfile import read_yaml
+from curated.golden import Revealer, person_as_of, reveal_history_rows
+from marts.build import sql_failure
+from marts.lineage import MartError
+from marts.need_model.spec import KEYS
+
+SQL_DIR = Path(__file__).parent / "sql"
+FEATURES_YAML = Path(__file__).parent / "features.yaml"
+FEATURES_SQL = "features"
+ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off the SQL reads
+WHAT = "need_model.features"  # how errors name the feature query
+
+Role = Literal["input", "group", "context"]
+DTYPES: dict[str, pl.DataType] = {
+    "integer": pl.Int64(),
+    "number": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "category": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One column of the features frame (``features.yaml``)."""
+
+    name: str
+    label_zh: str
+    type: str
+    role: Role
+    sensitive: bool
+    phrase: str
+
+    @property
+    def dtype(self) -> pl.DataType:
+        return DTYPES[self.type]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """``features.yaml``: the features in column order and the attributes decrypted."""
+
+    features: tuple[Feature, ...]
+    decrypt: tuple[str, ...]
+
+    def names(self, role: Role | None = None) -> list[str]:
+        return [f.name for f in self.features if role is None or f.role == role]
+
+    @property
+    def inputs(self) -> list[str]:
+        """The model inputs (never a fairness group)."""
+        return self.names("input")
+
+    @property
+    def groups(self) -> list[str]:
+        """The fairness groups (gender, registered vs migrant, age band)."""
+        return self.names("group")
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The features frame's schema: the keys, then each feature."""
+        return {
+            "person_id": pl.String(),
+            "cutoff": pl.Date(),
+            **{f.name: f.dtype for f in self.features},
+        }
+
+
+@cache
+def load_feature_set(path: Path = FEATURES_YAML) -> FeatureSet:
+    """``features.yaml`` read and checked (types and roles known)."""
+    raw = read_yaml(path)
+    features = tuple(Feature(**entry) for entry in raw["features"])
+    for f in features:
+        if f.type not in DTYPES or f.role not in ("input", "group", "context"):
+            raise MartError(f"features.yaml: unknown type or role of {f.name!r}", dataset=WHAT)
+    return FeatureSet(features=features, decrypt=tuple(raw.get("decrypt", ())))
+
+
+def read_feature_sql(name: str = FEATURES_SQL, sql_dir: Path | None = None) -> str:
+    return ((sql_dir or SQL_DIR) / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def known_by(cutoff: dt.date) -> dt.datetime:
+    """The end of the cut-off day (UTC): what was loaded by then was known then."""
+    return dt.datetime.combine(cutoff + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+
+
+def attributes_as_of(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, cutoff: dt.date, decrypt: Iterable[str]
+) -> pl.DataFrame:
+    """The golden attributes as they stood on ``cutoff``; the ``decrypt`` concepts opened
+    (audited), every other sensitive value left ciphertext."""
+    frame = person_as_of(con, cutoff)
+    opened = pl.col("concept").is_in(list(decrypt))
+    plain = reveal_history_rows(frame.filter(opened), protection)
+    return pl.concat([frame.filter(~opened), plain])
+
+
+def run_feature_sql(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    attributes: pl.DataFrame,
+    params: dict[str, object],
+    schema: dict[str, pl.DataType],
+) -> pl.DataFrame:
+    """Run a feature query with ``attributes`` registered for it; the result cast to
+    ``schema`` (its columns must be the schema's, in order)."""
+    con.register(ATTRIBUTES, attributes.to_arrow())
+    try:
+        frame = con.execute(sql, params).pl()
+    except duckdb.Error as exc:
+        raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
+    finally:
+        con.unregister(ATTRIBUTES)
+    if frame.columns != list(schema):
+        raise MartError(
+            f"the SQL's columns {frame.columns} are not features.yaml's {list(schema)}",
+            dataset=WHAT,
+        )
+    return frame.cast(schema)  # type: ignore[arg-type]
+
+
+def features(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    cutoff: dt.date,
+    *,
+    sql: str | None = None,
+    feature_set: FeatureSet | None = None,
+) -> pl.DataFrame:
+    """The features frame (:mod:`marts.need_model.spec`) as of ``cutoff``: one row per
+    resident of the street then. ``sql``: another feature query (the leakage test's)."""
+    fs = feature_set or load_feature_set()
+    attributes = attributes_as_of(con, protection, cutoff, fs.decrypt)
+    params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
+    return run_feature_sql(con, sql or read_feature_sql(), attributes, params, fs.schema)
+
+
+def features_for(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    cutoffs: Iterable[dt.date],
+    *,
+    sql: str | None = None,
+) -> pl.DataFrame:
+    """The features of several cut-offs, one frame (keys ``person_id``, ``cutoff``)."""
+    fs = load_feature_set()
+    frames = [features(con, protection, c, sql=sql, feature_set=fs) for c in sorted(set(cutoffs))]
+    if not frames:
+        return pl.DataFrame(schema=fs.schema)
+    return pl.concat(frames).sort(list(KEYS))
+
+
+def monthly_cutoffs(last: dt.date, months: int) -> list[dt.date]:
+    """``months`` cut-offs a month apart ending on ``last`` (the same day of each month,
+    the month's last day where it has fewer), oldest first."""
+    out = []
+    for k in range(months - 1, -1, -1):
+        year, month = divmod(last.year * 12 + last.month - 1 - k, 12)
+        month += 1
+        following = dt.date(year + month // 12, month % 12 + 1, 1)
+        out.append(min(last.replace(year=year, month=month, day=1) + dt.timedelta(days=last.day - 1),
+                       following - dt.timedelta(days=1)))  # fmt: skip
+    return out
+
+
+__all__ = [
+    "Feature",
+    "FeatureSet",
+    "features",
+    "features_for",
+    "known_by",
+    "load_feature_set",
+    "monthly_cutoffs",
+    "run_feature_sql",
+]

@@ -1,0 +1,220 @@
+-- features (需求预测特征): one row per resident as of a cut-off date — what the hub had
+-- recorded about them by then, for the need model (marts/need_model/, issue 16).
+-- Parameters: $cutoff (DATE: the day the features are as of) and $known_by (TIMESTAMPTZ: the
+-- end of that day). Relation `attributes` (features.py registers it): the golden attributes
+-- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted.
+-- Nothing after the cut-off: every record is dated on or before $cutoff (its event, check,
+-- approval, payment, signing or update date) AND was known to the hub by then — loaded by
+-- $known_by, or in the first load of its dataset (a department's history handed over when it
+-- joined the hub counts as known from the dates it records: the backfill).
+-- Kept known gap: the home (community, grid cell, housing) is the present one from
+-- marts.resident_profile — the house register keeps no history.
+-- Read by features.py (the feature table, curated.need_features) and the leakage test.
+WITH
+attr AS (
+    SELECT a.person_id, a.concept, a.value
+    FROM attributes AS a
+    WHERE a.valid_from <= $cutoff
+    QUALIFY a.known_at <= greatest(
+        $known_by, min(a.known_at) OVER (PARTITION BY a.source_dept, a.source_dataset)
+    )
+),
+residents AS (
+    -- the street's residents then: a household registration or a residence permit
+    SELECT
+        person_id,
+        bool_or(concept = 'person.registered_address') AS registered,
+        max(CASE WHEN concept = 'person.gender' THEN value END) AS gender,
+        max(CASE WHEN concept = 'person.birth_date' THEN try_cast(value AS DATE) END) AS birth_date,
+        bool_or(concept = 'person.chronic_disease') AS chronic_attr,
+        bool_or(concept = 'person.disability_category') AS disability
+    FROM attr
+    GROUP BY person_id
+    HAVING bool_or(concept IN ('person.registered_address', 'person.residence_address'))
+),
+aged AS (
+    SELECT
+        r.*,
+        CAST(date_part('year', age(CAST($cutoff AS TIMESTAMP), CAST(r.birth_date AS TIMESTAMP))) AS INTEGER)
+            AS age
+    FROM residents AS r
+),
+registered AS (
+    -- household register rows dated (updated) by the cut-off
+    SELECT m.person_id, s.household_id
+    FROM staged.gaj__registered_residents AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'gaj' AND m.dataset = 'registered_residents' AND m.key_pid = s._key_pid
+    WHERE CAST(s.updated_at AS DATE) <= $cutoff
+        AND s.household_id IS NOT NULL
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.gaj__registered_residents)
+        )
+    QUALIFY row_number() OVER (PARTITION BY m.person_id ORDER BY s.updated_at DESC) = 1
+),
+households AS (
+    SELECT person_id, household_id, count(*) OVER (PARTITION BY household_id) AS household_size
+    FROM registered
+),
+alone_register AS (
+    SELECT DISTINCT m.person_id
+    FROM staged.mzj__elderly_alone AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'mzj' AND m.dataset = 'elderly_alone' AND m.key_pid = s._key_pid
+    WHERE s.registered_on <= $cutoff
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__elderly_alone)
+        )
+),
+checks AS (
+    -- elderly health checks (老年人健康体检), by their check date
+    SELECT
+        m.person_id,
+        max(s.check_date) AS last_check,
+        count(*) FILTER (WHERE s.check_date > $cutoff - INTERVAL 365 DAY) AS checks_12m,
+        count(*) FILTER (
+            WHERE s.check_date <= $cutoff - INTERVAL 365 DAY
+                AND s.check_date > $cutoff - INTERVAL 730 DAY
+        ) AS checks_prev_12m
+    FROM staged.wjw__elderly_health_checks AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'wjw' AND m.dataset = 'elderly_health_checks' AND m.key_pid = s._key_pid
+    WHERE s.check_date <= $cutoff
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__elderly_health_checks)
+        )
+    GROUP BY m.person_id
+),
+followups AS (
+    -- chronic disease follow-ups (慢病随访): the last one and when the next was due
+    SELECT
+        m.person_id,
+        count(*) FILTER (WHERE s.followup_date > $cutoff - INTERVAL 365 DAY) AS followups_12m,
+        arg_max(s.next_followup_date, s.followup_date) AS next_due
+    FROM staged.wjw__chronic_followups AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'wjw' AND m.dataset = 'chronic_followups' AND m.key_pid = s._key_pid
+    WHERE s.followup_date <= $cutoff
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__chronic_followups)
+        )
+    GROUP BY m.person_id
+),
+doctors AS (
+    SELECT DISTINCT m.person_id
+    FROM staged.wjw__family_doctor_contracts AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'wjw' AND m.dataset = 'family_doctor_contracts' AND m.key_pid = s._key_pid
+    WHERE s.signed_on <= $cutoff
+        AND (s.expires_on IS NULL OR s.expires_on > $cutoff)
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__family_doctor_contracts)
+        )
+),
+allowance AS (
+    -- old-age allowance (高龄津贴) paid for a month starting in the 3 months up to the cut-off
+    SELECT DISTINCT m.person_id
+    FROM staged.mzj__old_age_allowance AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'mzj' AND m.dataset = 'old_age_allowance' AND m.key_pid = s._key_pid
+    WHERE CAST(try_strptime(s.pay_month || '-01', '%Y-%m-%d') AS DATE)
+            BETWEEN $cutoff - INTERVAL 92 DAY AND $cutoff
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__old_age_allowance)
+        )
+),
+minimum_living AS (
+    -- minimum living allowance (低保) approved by the cut-off: the head's whole household
+    SELECT DISTINCT coalesce(hh.person_id, m.person_id) AS person_id
+    FROM staged.mzj__minimum_living AS s
+    JOIN curated.person_mentions AS m
+        ON m.dept = 'mzj' AND m.dataset = 'minimum_living' AND m.key_pid = s._key_pid
+    LEFT JOIN households AS head ON head.person_id = m.person_id
+    LEFT JOIN households AS hh ON hh.household_id = head.household_id
+    WHERE s.approved_on <= $cutoff
+        AND s._loaded_at <= greatest(
+            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__minimum_living)
+        )
+),
+doors AS (
+    -- door-access activity (门禁), kept per person and day: the last 30 days against the
+    -- person's own rate over the 180 days before them
+    SELECT
+        e.person_id,
+        sum(e.occurrences) FILTER (WHERE e.day > $cutoff - INTERVAL 30 DAY) AS events_30d,
+        sum(e.occurrences) FILTER (WHERE e.day <= $cutoff - INTERVAL 30 DAY) AS events_prev_180d
+    FROM curated.event AS e
+    WHERE e.dept = 'iot' AND e.dataset = 'door_access_events'
+        AND e.granularity = 'person_day'
+        AND e.day <= $cutoff
+        AND e.day > $cutoff - INTERVAL 210 DAY
+    GROUP BY e.person_id
+),
+appeals AS (
+    -- 12345 appeals the resident made
+    SELECT
+        e.person_id,
+        count(*) FILTER (WHERE CAST(e."at" AS DATE) > $cutoff - INTERVAL 90 DAY) AS appeals_90d,
+        count(*) AS appeals_365d
+    FROM curated.event AS e
+    WHERE e.dept = 'rx' AND e.dataset = 'appeals'
+        AND e.granularity = 'record'
+        AND CAST(e."at" AS DATE) <= $cutoff
+        AND CAST(e."at" AS DATE) > $cutoff - INTERVAL 365 DAY
+    GROUP BY e.person_id
+)
+SELECT
+    a.person_id,
+    CAST($cutoff AS DATE) AS cutoff,
+    a.age,
+    coalesce(h.household_size = 1, false) OR ar.person_id IS NOT NULL AS living_alone,
+    h.household_size,
+    ar.person_id IS NOT NULL AS on_elderly_alone_register,
+    a.chronic_attr OR f.person_id IS NOT NULL AS chronic_disease,
+    coalesce(f.followups_12m, 0) AS chronic_followups_12m,
+    CASE WHEN f.next_due < $cutoff THEN date_diff('day', f.next_due, CAST($cutoff AS DATE)) ELSE 0 END
+        AS followup_overdue_days,
+    date_diff('day', c.last_check, CAST($cutoff AS DATE)) AS days_since_health_check,
+    CASE
+        WHEN a.age >= 65 THEN
+            CAST(coalesce(c.checks_12m, 0) = 0 AS INTEGER)
+            + CAST(a.age >= 66 AND coalesce(c.checks_prev_12m, 0) = 0 AS INTEGER)
+        ELSE 0
+    END AS health_checks_missed,
+    dr.person_id IS NOT NULL AS family_doctor,
+    al.person_id IS NOT NULL AS old_age_allowance,
+    ml.person_id IS NOT NULL AS minimum_living,
+    coalesce(a.disability, false) AS disability_allowance,
+    coalesce(d.events_30d, 0) AS door_events_30d,
+    coalesce(d.events_prev_180d, 0) / 180.0 AS door_baseline_per_day,
+    CASE
+        WHEN coalesce(d.events_prev_180d, 0) > 0
+            THEN round(100 * (1 - (coalesce(d.events_30d, 0) / 30.0) / (d.events_prev_180d / 180.0)), 1)
+    END AS door_decline_pct,
+    coalesce(ap.appeals_90d, 0) AS appeals_90d,
+    coalesce(ap.appeals_365d, 0) AS appeals_365d,
+    rp.property_type,
+    rp.occupancy,
+    rp.community_code,
+    rp.grid_code,
+    a.gender,
+    CASE
+        WHEN a.age IS NULL THEN NULL
+        WHEN a.age < 60 THEN '0-59'
+        WHEN a.age < 70 THEN '60-69'
+        WHEN a.age < 80 THEN '70-79'
+        ELSE '80+'
+    END AS age_band,
+    CASE WHEN a.registered THEN 'registered' ELSE 'migrant' END AS resident_type
+FROM aged AS a
+LEFT JOIN households AS h ON h.person_id = a.person_id
+LEFT JOIN alone_register AS ar ON ar.person_id = a.person_id
+LEFT JOIN checks AS c ON c.person_id = a.person_id
+LEFT JOIN followups AS f ON f.person_id = a.person_id
+LEFT JOIN doctors AS dr ON dr.person_id = a.person_id
+LEFT JOIN allowance AS al ON al.person_id = a.person_id
+LEFT JOIN minimum_living AS ml ON ml.person_id = a.person_id
+LEFT JOIN doors AS d ON d.person_id = a.person_id
+LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
+LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
+ORDER BY a.person_id

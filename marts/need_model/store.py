@@ -1,0 +1,127 @@
+"""The feature table (特征表): ``curated.need_features``, the features of every cut-off computed,
+keyed by the resident's pseudonym and the cut-off, so a backtest reads any past cut-off as it
+was computed.
+
+L3 like the curated attributes it is derived from: each column ``features.yaml`` marks
+``sensitive`` (health-, identity- and finance-derived) is stored as ciphertext
+(:func:`masking.crypto.encrypt_series`, bound to the table, column and row — the row is
+``person_id`` and ``cutoff``); reading them back decrypts for the audited purpose
+``need_model``. Written per cut-off: writing a cut-off again replaces its rows in one lake
+transaction (no duplicates; the older version stays in time travel).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import duckdb
+import polars as pl
+
+from curated.golden import Revealer
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from marts.need_model.features import FeatureSet, load_feature_set
+from marts.need_model.spec import KEYS
+from masking.crypto import decrypt_series, encrypt_series
+from masking.keys import KeyRing
+
+ZONE, TABLE = "curated", "need_features"
+PURPOSE = "need_model"
+SQL_TYPES = {"integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN", "category": "VARCHAR"}
+
+
+def _row_ids(frame: pl.DataFrame) -> pl.Series:
+    """Each row's identity in its ciphertexts: person_id and cut-off."""
+    return frame.select(
+        pl.concat_str([pl.col("person_id"), pl.col("cutoff").cast(pl.String)], separator="\x1f")
+    ).to_series()
+
+
+def _column_id(name: str) -> str:
+    return f"{ZONE}.{TABLE}.{name}"
+
+
+def table_columns(fs: FeatureSet) -> list[tuple[str, str]]:
+    """(name, SQL type) of the feature table: ciphertext (text) for a sensitive feature."""
+    return [("person_id", "VARCHAR"), ("cutoff", "DATE")] + [
+        (f.name, "VARCHAR" if f.sensitive else SQL_TYPES[f.type]) for f in fs.features
+    ]
+
+
+def write_features(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, keyring: KeyRing
+) -> list[dt.date]:
+    """Store a features frame: its cut-offs' rows replaced in one transaction, the sensitive
+    columns encrypted. The cut-offs written."""
+    fs = load_feature_set()
+    rows = _row_ids(frame)
+    sealed = frame.select(list(fs.schema)).with_columns(
+        encrypt_series(frame[f.name], keyring, column=_column_id(f.name), rows=rows)
+        for f in fs.features
+        if f.sensitive
+    )
+    cutoffs = sorted(frame["cutoff"].unique().to_list())
+    with transaction(con):
+        ensure_table(con, ZONE, TABLE, table_columns(fs))
+        if cutoffs:
+            marks = ", ".join("?" for _ in cutoffs)
+            con.execute(f'DELETE FROM {ZONE}."{TABLE}" WHERE cutoff IN ({marks})', cutoffs)
+        insert_frame(con, ZONE, TABLE, sealed)
+    return cutoffs
+
+
+def stored_cutoffs(con: duckdb.DuckDBPyConnection) -> list[dt.date]:
+    """The cut-offs the table holds, oldest first."""
+    if not has_table(con, ZONE, TABLE):
+        return []
+    rows = con.execute(f'SELECT DISTINCT cutoff FROM {ZONE}."{TABLE}" ORDER BY cutoff').fetchall()
+    return [r[0] for r in rows]
+
+
+def _opened(values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    if dtype == pl.Boolean:
+        return (values == "true").alias(values.name)
+    return values.cast(dtype)
+
+
+def read_features(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    cutoffs: Iterable[dt.date] | None = None,
+) -> pl.DataFrame:
+    """The stored features of ``cutoffs`` (None: all), decrypted for ``need_model``
+    (audited), typed as ``features.yaml`` says."""
+    fs = load_feature_set()
+    if not has_table(con, ZONE, TABLE):
+        return pl.DataFrame(schema=fs.schema)
+    names = ", ".join(f'"{c}"' for c in fs.schema)
+    sql = f'SELECT {names} FROM {ZONE}."{TABLE}"'
+    params: list = []
+    if cutoffs is not None:
+        wanted = sorted(set(cutoffs))
+        if not wanted:
+            return pl.DataFrame(schema=fs.schema)
+        sql += f" WHERE cutoff IN ({', '.join('?' for _ in wanted)})"
+        params = wanted
+    frame = con.execute(sql + " ORDER BY cutoff, person_id", params).pl()
+    rows = _row_ids(frame)
+    plain = [
+        _opened(
+            decrypt_series(
+                frame[f.name],
+                protection.keyring,
+                column=_column_id(f.name),
+                purpose=PURPOSE,
+                actor=protection.actor,
+                audit=protection.audit,
+                rows=rows,
+            ),
+            f.dtype,
+        )
+        for f in fs.features
+        if f.sensitive
+    ]
+    return frame.with_columns(plain).cast(fs.schema).sort(list(KEYS))  # type: ignore[arg-type]
+
+
+__all__ = ["read_features", "stored_cutoffs", "table_columns", "write_features"]
