@@ -272,6 +272,30 @@ class Settings(BaseSettings):
         le=65_535,
         description="port `streethub notebook` listens on; 0: a free one",
     )
+    # the analysts' SQL endpoint (share_api.analysts.worker): limits of one query
+    analyst_sql_time_limit_seconds: float = Field(
+        default=10, gt=0, le=600, description="an analyst query is interrupted after this long"
+    )
+    analyst_sql_max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="most rows an analyst query answers (a request may ask fewer); more: cut",
+    )
+    analyst_sql_memory_limit: str = Field(
+        default="512MB",
+        pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+        description="DuckDB memory_limit of an analyst query's connection (set before locking)",
+    )
+    analyst_sql_threads: int = Field(
+        default=1, ge=1, le=64, description="DuckDB threads of an analyst query's connection"
+    )
+    analyst_sql_workers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="worker processes running analyst queries; more at once are refused (429)",
+    )
 
     @property
     def analyst_dir_abs(self) -> Path:
