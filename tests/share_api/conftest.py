@@ -14,6 +14,10 @@
 - ``app`` / ``api``: the FastAPI app on ``service`` and an in-process ``TestClient``.
 - ``server``: the app served by a real uvicorn on a free port of 127.0.0.1, in a thread:
   :class:`LiveServer` with ``.url`` and ``.client(person)`` (an ``httpx.Client``).
+- ``analyst_street`` / ``analyst_db``: an analysts' organisation (:data:`ANALYST_ORG`,
+  kind ``analyst``) with standing grants on :data:`ANALYST_MARTS`, one resident of
+  ``elderly_care`` who declined its consent category for analysts, and its database built
+  (``share_api.analysts.build``): :class:`AnalystStreet`; ``analyst_db`` is the file's path.
 """
 
 from __future__ import annotations
@@ -250,3 +254,64 @@ def server(app: FastAPI) -> Iterator[LiveServer]:
     live = serve_in_thread(app)
     yield live
     stop_server(live)
+
+
+# -- analysts (issue 17) ----------------------------------------------------------------------
+
+ANALYST_ORG = "ana"
+ANALYST_MARTS = ("elderly_care", "appeal_sla", "demand_heatmap")
+OPTED_OUT_MART = "elderly_care"  # a mart with a subject column: one resident declines it
+
+
+@dataclass
+class AnalystStreet:
+    """An analysts' organisation, its grants, a resident who declined, its database."""
+
+    service: Service
+    org: str
+    grants: dict[str, str]  # mart → grant id
+    opted_out: str  # the hub pseudonym of the resident who declined (as in the lake)
+    path: Path  # the built analyst database
+
+
+@pytest.fixture
+def analyst_street(service: Service, people: People) -> AnalystStreet:
+    from catalog.marts import load_marts
+    from lakehouse.lake import open_lake
+    from share_api.analysts.build import build_analyst_db
+    from share_api.consent import record_choice
+    from share_api.grants import create_grant
+
+    people.org(ANALYST_ORG, "analyst", "数据分析组")
+    marts = load_marts()
+    grants = {
+        mart: create_grant(
+            service,
+            grantee_org=ANALYST_ORG,
+            resource=f"marts.{mart}",
+            columns=marts[mart].column_names,
+            row_filter=None,
+            masking={},
+            expires_at=None,
+            request_id=None,
+            standing=True,
+        )
+        for mart in ANALYST_MARTS
+    }
+    mart = marts[OPTED_OUT_MART]
+    with open_lake(service.settings, read_only=True) as con:
+        (pid,) = con.execute(
+            f'SELECT "{mart.subject_column}" FROM marts."{mart.name}" '
+            f'ORDER BY "{mart.subject_column}" LIMIT 1'
+        ).fetchone()
+    record_choice(service, pseudonym=pid, category=mart.consent_category.value,
+                  recipient_kind="analyst", choice="declined", channel="counter",
+                  actor="test/clerk")  # fmt: skip
+    path = build_analyst_db(service.settings, ANALYST_ORG, service=service)
+    return AnalystStreet(service, ANALYST_ORG, grants, pid, path)
+
+
+@pytest.fixture
+def analyst_db(analyst_street: AnalystStreet) -> Path:
+    """A built analyst database (``analyst_street``'s) on a copy of the mart street."""
+    return analyst_street.path

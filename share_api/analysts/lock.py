@@ -1,0 +1,46 @@
+"""Opening an analyst database so that DuckDB itself keeps it shut (只读、禁外部访问、锁定配置).
+
+:func:`open_locked` opens the file read-only with ``enable_external_access = false`` (no
+file readers, ``glob``, ``ATTACH``, ``COPY … TO``, ``INSTALL``/``LOAD``, no extension
+autoloading) and then ``lock_configuration = true``: from there on every ``SET``/``RESET``
+is refused, so nothing can turn the access back on. The memory limit and the worker
+threads are set before the lock (they cannot be changed after it). The tables in the file
+stay readable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+# set at connect, before the lock: what keeps a query inside the file
+LOCKED_CONFIG: dict[str, str] = {
+    "enable_external_access": "false",
+    "autoinstall_known_extensions": "false",
+    "autoload_known_extensions": "false",
+    "allow_community_extensions": "false",
+    "allow_unsigned_extensions": "false",
+}
+
+
+def open_locked(
+    path: Path | str, *, memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """``path`` opened read-only, external access off, then the configuration locked
+    (``memory_limit`` and ``threads``, when given, set first)."""
+    config = dict(LOCKED_CONFIG)
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if threads is not None:
+        config["threads"] = str(int(threads))
+    con = duckdb.connect(str(path), read_only=True, config=config)
+    try:
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+__all__ = ["LOCKED_CONFIG", "open_locked"]
