@@ -1,0 +1,208 @@
+"""Training the need models (需求预测模型): one LightGBM binary classifier per need over the
+features frame joined to the labels frame (:mod:`marts.need_model.spec`), deterministic (a
+fixed seed, LightGBM's deterministic mode, few threads).
+
+The trained set is one :class:`NeedModels`: ``predict(features)`` gives one probability
+column per need beside the frame's keys; ``save(path)`` writes it as one JSON text file (each
+booster as LightGBM's own model text, each calibrator as numbers — nothing pickled), which
+``NeedModels.load(path)`` reads back to the same predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from marts.need_model.calibration import Calibrator, Method, fit_calibrator
+from marts.need_model.spec import KEYS, NEEDS
+
+FORMAT = "streethub-need-models/1"
+"""The saved file's format tag, checked on load."""
+
+SEED = 16
+"""The default seed of training and of the calibration slice."""
+
+NUM_ROUNDS = 200
+"""Boosting rounds of each need's model."""
+
+PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 2,
+    "verbose": -1,
+}
+"""LightGBM parameters of every need's model (``seed`` is added from the call)."""
+
+CALIBRATION_SHARE = 0.2
+"""Share of residents held out of training to fit the calibrator on, when one is asked for."""
+
+
+def feature_matrix(features: pl.DataFrame, inputs: Sequence[str]) -> np.ndarray:
+    """The model inputs as a float matrix in ``inputs`` order (booleans 0/1, missing NaN)."""
+    missing = [c for c in inputs if c not in features.columns]
+    if missing:
+        raise KeyError(f"features frame lacks input columns {missing}")
+    return features.select(pl.col(c).cast(pl.Float64) for c in inputs).to_numpy()
+
+
+def training_frame(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Features joined to labels on the frames' keys: only rows present in both."""
+    need_columns = [n for n in NEEDS if n in labels.columns]
+    return features.join(labels.select(*KEYS, *need_columns), on=list(KEYS), how="inner")
+
+
+def calibration_holdout(person_ids: pl.Series, share: float, seed: int) -> np.ndarray:
+    """A boolean mask of the rows whose resident falls in the held-out ``share`` (every row
+    of a resident on the same side, so a held-out resident was never trained on)."""
+    people = np.sort(person_ids.unique().to_numpy())
+    rng = np.random.default_rng(seed)
+    held = set(people[rng.random(len(people)) < share].tolist())
+    return person_ids.is_in(list(held)).to_numpy()
+
+
+@dataclass
+class NeedModels:
+    """One LightGBM booster per need over the same ``inputs``, each with an optional
+    calibrator; what was trained on is in ``trained_on``."""
+
+    inputs: list[str]
+    boosters: dict[str, lgb.Booster]
+    calibrators: dict[str, Calibrator] = field(default_factory=dict)
+    trained_on: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> list[str]:
+        return list(self.boosters)
+
+    def raw_scores(self, need: str, matrix: np.ndarray) -> np.ndarray:
+        """The booster's probability before calibration."""
+        return self.boosters[need].predict(matrix)
+
+    def scores(self, need: str, matrix: np.ndarray) -> np.ndarray:
+        """The need's probability for each row of ``matrix`` (calibrated when a calibrator
+        was fitted)."""
+        raw = self.raw_scores(need, matrix)
+        calibrator = self.calibrators.get(need)
+        return calibrator.apply(raw) if calibrator else raw
+
+    def predict(self, features: pl.DataFrame) -> pl.DataFrame:
+        """The frame's keys and one probability column per need, in the frame's row order."""
+        matrix = feature_matrix(features, self.inputs)
+        return features.select(KEYS).with_columns(
+            pl.Series(need, self.scores(need, matrix)) for need in self.needs
+        )
+
+    def contributions(self, need: str, features: pl.DataFrame) -> np.ndarray:
+        """LightGBM's ``pred_contrib`` for the need: one column per input (log-odds it adds
+        to the row's score) and the expected value last."""
+        matrix = feature_matrix(features, self.inputs)
+        return self.boosters[need].predict(matrix, pred_contrib=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "inputs": self.inputs,
+            "trained_on": self.trained_on,
+            "models": {
+                need: {
+                    "booster": booster.model_to_string(),
+                    "calibrator": c.to_dict() if (c := self.calibrators.get(need)) else None,
+                }
+                for need, booster in self.boosters.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NeedModels:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a saved need-model set (format {data.get('format')!r})")
+        models = data["models"]
+        return cls(
+            inputs=list(data["inputs"]),
+            boosters={n: lgb.Booster(model_str=m["booster"]) for n, m in models.items()},
+            calibrators={
+                n: Calibrator.from_dict(m["calibrator"])
+                for n, m in models.items()
+                if m["calibrator"]
+            },
+            trained_on=data.get("trained_on", {}),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the set as one JSON file (UTF-8); returns the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeedModels:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def train_booster(
+    matrix: np.ndarray,
+    y: np.ndarray,
+    inputs: Sequence[str],
+    seed: int = SEED,
+    num_rounds: int = NUM_ROUNDS,
+    params: dict[str, Any] | None = None,
+) -> lgb.Booster:
+    """One LightGBM binary classifier, deterministic for a given seed."""
+    data = lgb.Dataset(matrix, label=y.astype(float), feature_name=list(inputs), free_raw_data=True)
+    return lgb.train({**PARAMS, **(params or {}), "seed": seed}, data, num_boost_round=num_rounds)
+
+
+def train_need_models(
+    features: pl.DataFrame,
+    labels: pl.DataFrame,
+    inputs: Sequence[str],
+    *,
+    calibration: Method | None = None,
+    seed: int = SEED,
+    num_rounds: int = NUM_ROUNDS,
+    params: dict[str, Any] | None = None,
+) -> NeedModels:
+    """Train one model per need found in ``labels`` on the rows present in both frames.
+
+    With ``calibration`` (``isotonic`` or ``platt``) a seeded :data:`CALIBRATION_SHARE` of
+    residents is held out of training and the calibrator is fitted on their raw scores."""
+    frame = training_frame(features, labels)
+    if frame.is_empty():
+        raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
+    needs = [n for n in NEEDS if n in labels.columns]
+    matrix = feature_matrix(frame, inputs)
+    held = (
+        calibration_holdout(frame["person_id"], CALIBRATION_SHARE, seed)
+        if calibration
+        else np.zeros(frame.height, dtype=bool)
+    )
+    boosters: dict[str, lgb.Booster] = {}
+    calibrators: dict[str, Calibrator] = {}
+    for need in needs:
+        y = frame[need].cast(pl.Float64).fill_null(0.0).to_numpy()
+        boosters[need] = train_booster(matrix[~held], y[~held], inputs, seed, num_rounds, params)
+        if calibration:
+            raw = boosters[need].predict(matrix[held])
+            calibrators[need] = fit_calibrator(y[held], raw, calibration)
+    trained_on = {
+        "rows": frame.height,
+        "cutoffs": sorted(str(c) for c in frame["cutoff"].unique().to_list()),
+        "positives": {n: int(frame[n].fill_null(False).sum()) for n in needs},
+        "calibration": calibration,
+        "seed": seed,
+        "num_rounds": num_rounds,
+    }
+    return NeedModels(list(inputs), boosters, calibrators, trained_on)

@@ -1,0 +1,118 @@
+"""The need models: deterministic training, save/load, the time split, and a backtest that
+beats the street's rule on synthetic data where the rule cannot see the signal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from marts.need_model.backtest import GOAL_RATIO, backtest, backtest_cutoffs, training_cutoffs
+from marts.need_model.baseline import rule_scores
+from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
+from marts.need_model.train import NeedModels, train_need_models
+from tests.marts.need_model.synthetic import INPUTS, need_frames
+
+ROUNDS = 40
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    return need_frames(people=400, cutoffs=6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def result(frames):
+    features, labels, truth = frames
+    return backtest(features, labels, INPUTS, truth=truth, num_rounds=ROUNDS)
+
+
+def test_training_is_deterministic_and_survives_save_and_load(frames, tmp_path):
+    features, labels, _ = frames
+    a = train_need_models(features, labels, INPUTS, num_rounds=ROUNDS, calibration="isotonic")
+    b = train_need_models(features, labels, INPUTS, num_rounds=ROUNDS, calibration="isotonic")
+    assert a.to_dict() == b.to_dict()
+    loaded = NeedModels.load(a.save(tmp_path / "models.json"))
+    predicted = a.predict(features)
+    assert predicted.columns == [*KEYS, *NEEDS]
+    assert predicted.equals(loaded.predict(features))
+    assert loaded.trained_on["positives"] == {n: int(labels[n].sum()) for n in NEEDS}
+    other = train_need_models(features, labels, INPUTS, num_rounds=ROUNDS, seed=99)
+    assert not other.predict(features).equals(predicted)
+
+
+def test_probabilities_are_probabilities_in_row_order(frames):
+    features, labels, _ = frames
+    models = train_need_models(features, labels, INPUTS, num_rounds=ROUNDS)
+    shuffled = features.sample(fraction=1.0, shuffle=True, seed=3)
+    predicted = models.predict(shuffled)
+    assert predicted.select(KEYS).equals(shuffled.select(KEYS))
+    values = predicted.select(list(NEEDS)).to_numpy()
+    assert ((values > 0) & (values < 1)).all()
+
+
+def test_a_load_refuses_a_file_of_another_kind(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="format"):
+        NeedModels.load(path)
+
+
+def test_missing_input_column_is_named(frames):
+    features, labels, _ = frames
+    with pytest.raises(KeyError, match="noise"):
+        train_need_models(features.drop("noise"), labels, INPUTS, num_rounds=ROUNDS)
+
+
+def test_the_rule_flags_80_and_over_living_alone():
+    frame = pl.DataFrame(
+        {"age": [79, 80, 95, None, 85], "lives_alone": [True, True, False, True, None]}
+    )
+    assert rule_scores(frame).tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_time_split_trains_only_on_cutoffs_whose_labels_were_known():
+    cutoffs = [dt.date(2025, 1, 1) + dt.timedelta(days=30 * k) for k in range(6)]
+    test = cutoffs[4]
+    train = training_cutoffs(cutoffs, test, HORIZON_DAYS)
+    assert train and all(c + dt.timedelta(days=HORIZON_DAYS) <= test for c in train)
+    assert cutoffs[2] not in train  # 60 days before: its 90-day labels were not complete
+    assert backtest_cutoffs(cutoffs, HORIZON_DAYS, last=2) == cutoffs[-2:]
+    assert cutoffs[0] not in backtest_cutoffs(cutoffs, HORIZON_DAYS)
+
+
+def test_backtest_beats_the_rule_and_stays_under_the_ceiling(result):
+    needs = result.needs
+    assert needs["need"].to_list() == list(NEEDS)
+    assert all(result.met_goal().values())
+    assert (needs["ratio"] >= GOAL_RATIO).all()
+    # the true probabilities rank best: no model beats its ceiling by more than noise
+    assert (needs["pr_auc_ceiling"] > needs["pr_auc_model"]).all()
+    assert (needs["ece"] < 0.1).all()
+    by_cutoff = result.by_cutoff
+    assert by_cutoff["cutoff"].n_unique() == needs["cutoffs"][0] == 3
+    assert (by_cutoff["train_cutoffs"] >= 1).all()
+    assert result.predictions.height == needs["rows"][0]
+
+
+def test_backtest_prints_a_table_of_every_need(result):
+    text = str(result)
+    for need, label in NEEDS.items():
+        assert need in text and label in text
+    assert "PR-AUC" in text and "ceiling" in text and "ECE" in text
+
+
+def test_backtest_without_two_cutoffs_far_enough_apart_says_so(frames):
+    features, labels, _ = frames
+    near = features.filter(pl.col("cutoff") <= pl.col("cutoff").min() + dt.timedelta(days=60))
+    with pytest.raises(ValueError, match="90 days"):
+        backtest(near, labels, INPUTS, num_rounds=ROUNDS)
+
+
+def test_reliability_curve_counts_every_test_row(result):
+    for need in NEEDS:
+        curve = result.reliability.filter(pl.col("need") == need)
+        assert curve["n"].sum() == result.predictions.height
+        assert np.all(np.diff(curve["bin_low"].to_numpy()) > 0)
