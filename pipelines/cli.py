@@ -17,6 +17,7 @@ from rich.text import Text
 from catalog.errors import StreethubError, shown
 from catalog.export import to_dcat, to_json
 from catalog.settings import Settings, get_settings
+from pipelines.cli_analyst import analyst, notebook
 from pipelines.cli_attention import attention
 from pipelines.cli_audit import audit_app
 from pipelines.cli_common import (
@@ -55,6 +56,8 @@ app.add_typer(models_app, name="models")
 app.command("serve")(serve)
 app.command("openapi")(openapi)
 app.command("attention")(attention)
+app.command("analyst")(analyst)
+app.command("notebook")(notebook)
 
 LIST_LIMIT = 50  # deliveries listed unless --all
 

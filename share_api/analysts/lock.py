@@ -5,7 +5,8 @@ file readers, ``glob``, ``ATTACH``, ``COPY … TO``, ``INSTALL``/``LOAD``, no ex
 autoloading) and then ``lock_configuration = true``: from there on every ``SET``/``RESET``
 is refused, so nothing can turn the access back on. The memory limit and the worker
 threads are set before the lock (they cannot be changed after it). The tables in the file
-stay readable.
+stay readable. Opened twice in one process (a notebook's startup file and its first
+cell), the second connection shares the first's locked database.
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ def open_locked(
         config["threads"] = str(int(threads))
     con = duckdb.connect(str(path), read_only=True, config=config)
     try:
-        con.execute("SET lock_configuration = true")
+        # a second open in one process shares the first's database (DuckDB keeps one per
+        # file, and refuses another configuration): locked already, it stays so
+        external, locked = con.execute(
+            "SELECT current_setting('enable_external_access'), "
+            "current_setting('lock_configuration')"
+        ).fetchone()
+        if external:  # pragma: no cover - the config above turned it off
+            raise duckdb.InvalidInputException("external access is on")
+        if not locked:
+            con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise
