@@ -80,6 +80,7 @@ class ModelVersion:
     promoted_by: str | None
     approval: str | None
     model_class: str | None
+    training_cutoffs: tuple[dt.date, ...] = ()
 
 
 def sha256_of(path: Path) -> str:
@@ -222,10 +223,12 @@ class Registry:
         backtest: pl.DataFrame | None = None,
         data: str = "",
         limits: Sequence[str] = (),
+        training_cutoffs: Sequence[dt.date] = (),
         name: str = MODEL_NAME,
     ) -> ModelVersion:
         """Log one trained model as a new version of ``name``: file (and its SHA-256),
-        metrics, features, lake snapshot, backtest and fairness tables, model card."""
+        metrics, features, lake snapshot and training cut-offs, backtest and fairness
+        tables, model card."""
         _per_group_only(fairness, "fairness")
         if backtest is not None:
             _per_group_only(backtest, "backtest")
@@ -270,6 +273,7 @@ class Registry:
                 "sha256": digest,
                 "lake_snapshot": snapshot,
                 "model_class": f"{kind.__module__}:{kind.__qualname__}",
+                "training_cutoffs": ",".join(str(c) for c in sorted(training_cutoffs)),
             },
             description=f"trained on lake snapshot {snapshot}",
         )
@@ -294,6 +298,9 @@ class Registry:
             promoted_by=tags.get("promoted_by"),
             approval=tags.get("approval"),
             model_class=tags.get("model_class"),
+            training_cutoffs=tuple(
+                dt.date.fromisoformat(c) for c in tags.get("training_cutoffs", "").split(",") if c
+            ),
         )
 
     def _promoted_number(self, name: str) -> int | None:

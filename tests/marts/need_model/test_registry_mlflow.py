@@ -4,6 +4,7 @@ kept; telemetry off before mlflow is imported."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -51,6 +52,7 @@ def register(registry: Registry, model: StandInModel, snapshot: int = 41):
         lake_snapshot=snapshot,
         fairness=fairness_table(),
         backtest=backtest_table(),
+        training_cutoffs=[dt.date(2026, 5, 31), dt.date(2026, 4, 30)],
     )
 
 
@@ -68,6 +70,7 @@ def test_a_version_keeps_metrics_features_snapshot_fairness_and_card(registry, t
     assert first.metrics == {"pr_auc_home_care": 0.4, "ece_home_care": 0.03}
     assert (first.lake_snapshot, second.lake_snapshot) == ("41", "42")
     assert registry.features(1) == list(FEATURES)
+    assert second.training_cutoffs == (dt.date(2026, 4, 30), dt.date(2026, 5, 31))
     assert registry.table(1, FAIRNESS).equals(fairness_table())
     assert registry.table(2, BACKTEST).equals(backtest_table())
     card = registry.text(1, CARD)
