@@ -15,6 +15,7 @@ from catalog.settings import Settings
 
 if TYPE_CHECKING:
     from tests.mart_street import MartStreet
+    from tests.need_street import NeedStreet
 
 # property tests judge results, not speed: a per-example deadline (hypothesis's 200 ms) fails
 # them at random on a busy machine (CI's two cores, a developer's running build)
@@ -80,6 +81,26 @@ def mart_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MartStreet
     close_idle()
     assert lake_snapshot(street.settings) == before, (
         "a test changed the session's mart street's lake: copy it first (tests.streets.copy_home)"
+    )
+
+
+@pytest.fixture(scope="session")
+def need_street(
+    mart_street: MartStreet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NeedStreet]:
+    """One street for the need model's tests: a street with history, the main job and the
+    stored features of monthly cut-offs (``tests/need_street.py``). Never write to it: copy
+    the home first; a test that changed its lake anyway fails the session at the end."""
+    from lakehouse.lake import close_idle
+    from tests.need_street import make_need_street
+    from tests.streets import lake_snapshot
+
+    street = make_need_street(mart_street, tmp_path_factory)
+    before = lake_snapshot(street.settings)
+    yield street
+    close_idle()
+    assert lake_snapshot(street.settings) == before, (
+        "a test changed the session's need street's lake: copy it first (tests.streets.copy_home)"
     )
 
 

@@ -1,0 +1,149 @@
+"""The need model's features, labels, grid counts and feature table on the need street."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+
+import polars as pl
+import pytest
+
+from lakehouse.lake import open_lake
+from marts.need_model.features import load_feature_set, monthly_cutoffs
+from marts.need_model.grid import complete_weeks, grid_counts
+from marts.need_model.labels import label_frame
+from marts.need_model.spec import GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
+from marts.need_model.store import read_features, stored_cutoffs, write_features
+from masking.crypto import CIPHERTEXT
+from tests.need_street import NeedStreet
+from tests.streets import copy_home
+
+
+def test_features_yaml_separates_inputs_from_fairness_groups():
+    fs = load_feature_set()
+    assert set(fs.groups) == {"gender", "age_band", "resident_type"}
+    assert not set(fs.groups) & set(fs.inputs)
+    assert {"age", "living_alone", "chronic_disease", "door_decline_pct", "appeals_90d"} <= set(
+        fs.inputs
+    )
+    for f in fs.features:  # a phrase: Chinese, at most one placeholder, none for a flag
+        fields = [name for _, name, _, _ in string.Formatter().parse(f.phrase) if name]
+        assert re.search(r"[\u4e00-\u9fff]", f.phrase), f.name
+        assert len(fields) <= (0 if f.type == "boolean" else 1), f.name
+
+
+def test_one_row_per_resident_and_cutoff_typed_as_the_yaml_says(need_street: NeedStreet):
+    frame, fs = need_street.features, load_feature_set()
+    assert frame.schema == pl.Schema(fs.schema)
+    assert frame.select(KEYS).is_unique().all()
+    assert sorted(frame["cutoff"].unique().to_list()) == need_street.cutoffs
+    per_cutoff = frame.group_by("cutoff").len()["len"]
+    assert per_cutoff.min() > 500
+    # the street's residents mostly have a known age, and the elderly some care signals
+    latest = frame.filter(pl.col("cutoff") == need_street.cutoffs[-1])
+    assert latest["age"].null_count() < latest.height / 2
+    assert latest["living_alone"].sum() > 0 and latest["chronic_disease"].sum() > 0
+    assert set(latest["resident_type"].unique()) == {"registered", "migrant"}
+
+
+def test_appeal_counts_are_the_residents_appeals_in_the_window(need_street: NeedStreet):
+    cutoff = need_street.cutoffs[-1]
+    appeals = need_street.query(
+        'SELECT person_id, CAST("at" AS DATE) AS day FROM curated.event '
+        "WHERE dept = 'rx' AND dataset = 'appeals' AND person_id IS NOT NULL"
+    )
+    window = appeals.filter(
+        (pl.col("day") <= cutoff) & (pl.col("day") > cutoff - dt.timedelta(days=90))
+    )
+    expected = window.group_by("person_id").len().rename({"len": "want"})
+    got = need_street.features.filter(pl.col("cutoff") == cutoff).select("person_id", "appeals_90d")
+    both = got.join(expected, on="person_id", how="inner")
+    assert both.height > 0
+    assert (both["appeals_90d"] == both["want"]).all()
+
+
+def test_monthly_cutoffs_step_a_month_and_keep_the_day():
+    assert monthly_cutoffs(dt.date(2026, 3, 31), 3) == [
+        dt.date(2026, 1, 31),
+        dt.date(2026, 2, 28),
+        dt.date(2026, 3, 31),
+    ]
+    assert monthly_cutoffs(dt.date(2026, 1, 1), 2) == [dt.date(2025, 12, 1), dt.date(2026, 1, 1)]
+
+
+def test_labels_count_outcomes_in_the_horizon_only():
+    cutoff = dt.date(2026, 6, 1)
+    keys = pl.DataFrame({"person_id": ["a", "b", "c", "d"], "cutoff": [cutoff] * 4})
+    day = lambda n: cutoff + dt.timedelta(days=n)  # noqa: E731
+    recorded = pl.DataFrame(
+        {
+            "person_id": ["a", "b", "c", "c", "d"],
+            "need": ["home_care", "home_care", "health_event", "emergency_help", "home_care"],
+            "day": [day(0), day(HORIZON_DAYS), day(1), day(HORIZON_DAYS + 1), day(-5)],
+        }
+    )
+    out = label_frame(keys, recorded)
+    assert out.columns == [*KEYS, *NEEDS]
+    assert out["home_care"].to_list() == [False, True, False, False]  # the cut-off day is past
+    assert out["health_event"].to_list() == [False, False, True, False]
+    assert not out["emergency_help"].any() and not out["financial_assistance"].any()
+
+
+def test_grid_counts_are_the_heatmaps_appeals_with_empty_weeks_as_zero(need_street: NeedStreet):
+    with open_lake(need_street.settings, read_only=True) as con:
+        counts = grid_counts(con)
+    heatmap = need_street.query(
+        "SELECT sum(events) FROM marts.demand_heatmap "
+        "WHERE dept = 'rx' AND dataset = 'appeals' AND grid_code IS NOT NULL"
+    ).item()
+    assert counts["appeals"].sum() == heatmap > 0
+    assert counts.select(GRID_KEYS).is_unique().all()
+    weeks = counts["week_start"].n_unique()
+    assert (counts.group_by("grid_code", "category").len()["len"] == weeks).all()
+    assert (counts["week_start"].dt.weekday() == 1).all()
+    assert (counts["appeals"] == 0).sum() > 0
+
+
+def test_complete_weeks_keeps_only_weeks_ended_by_until():
+    monday = dt.date(2026, 11, 2)
+    counts = pl.DataFrame(
+        {"grid_code": ["g", "g"], "category": ["c", "c"],
+         "week_start": [monday, monday + dt.timedelta(days=14)], "appeals": [2, 1]}
+    )  # fmt: skip
+    out = complete_weeks(counts)
+    assert out["appeals"].to_list() == [2, 0, 1]
+    assert complete_weeks(counts, until=monday + dt.timedelta(days=19))["appeals"].to_list() == [2]
+
+
+def test_feature_table_holds_sensitive_features_encrypted_and_reads_back(
+    need_street: NeedStreet,
+):
+    fs = load_feature_set()
+    stored = need_street.query("SELECT * FROM curated.need_features")
+    assert stored.height == need_street.features.height
+    sensitive = [f.name for f in fs.features if f.sensitive]
+    assert "chronic_disease" in sensitive and "age" in sensitive
+    for name in sensitive:  # every value stored is ciphertext (a feature may be all null)
+        assert stored[name].drop_nulls().str.contains(CIPHERTEXT).all(), name
+    assert stored.select(pl.col(sensitive).is_not_null().sum()).sum_horizontal().item() > 0
+    assert stored["appeals_90d"].dtype == pl.Int64  # not sensitive: plain
+    with open_lake(need_street.settings, read_only=True) as con:
+        back = read_features(con, need_street.protection(), need_street.cutoffs[-2:])
+    want = need_street.features.filter(pl.col("cutoff").is_in(need_street.cutoffs[-2:]))
+    assert back.equals(want)
+
+
+@pytest.mark.parametrize("rewrite", [1, 2])
+def test_rewriting_a_cutoff_replaces_its_rows(need_street: NeedStreet, tmp_path, rewrite):
+    settings = copy_home(need_street.home, tmp_path)
+    protection = need_street.protection()
+    cutoff = need_street.cutoffs[-1]
+    mine = need_street.features.filter(pl.col("cutoff") == cutoff)
+    with open_lake(settings) as con:
+        for _ in range(rewrite):
+            write_features(con, mine.head(10), protection.keyring)
+        assert stored_cutoffs(con) == need_street.cutoffs
+        back = read_features(con, protection)
+    assert back.filter(pl.col("cutoff") == cutoff).equals(mine.head(10))
+    assert back.height == need_street.features.height - mine.height + 10

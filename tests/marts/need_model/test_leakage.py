@@ -1,0 +1,97 @@
+"""No feature peeks past its cut-off: the features computed on the need street's whole lake
+equal those computed on a copy where every record dated after the cut-off was removed (the
+lake as it stood then) — and a feature query deliberately reading 30 days past the cut-off,
+run through the same check, is caught."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from catalog.model import Catalogue, FieldType
+from curated.golden import as_of_field, staged_table
+from lakehouse.lake import has_table, open_lake, transaction
+from marts.need_model.features import features, read_feature_sql
+from pipelines.protection import Protection
+from tests.need_street import NeedStreet
+from tests.streets import copy_home
+
+LEAK = ('CAST(e."at" AS DATE) <= $cutoff', 'CAST(e."at" AS DATE) <= $cutoff + INTERVAL 30 DAY')
+
+
+def truncate(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, cutoff: dt.date) -> None:
+    """Remove from the lake every record dated after ``cutoff``: staged rows by their dating
+    field (the golden records' rule, ``as_of_field``), attribute history runs begun after it
+    (and the runs they ended made current again), events after it."""
+    with transaction(con):
+        for dept, ds in catalogue.datasets():
+            field = as_of_field(ds)
+            table = staged_table(dept.code, ds)
+            if field is None or not has_table(con, "staged", f"{dept.code}__{ds.code}"):
+                continue
+            kind = ds.field(field).type
+            day = f'CAST("{field}" AS DATE)' if kind is FieldType.datetime else f'"{field}"'
+            con.execute(f"DELETE FROM {table} WHERE {day} > ?", [cutoff])
+        con.execute("DELETE FROM curated.person_attribute_history WHERE valid_from > ?", [cutoff])
+        con.execute(
+            "UPDATE curated.person_attribute_history SET valid_to = NULL WHERE valid_to > ?",
+            [cutoff],
+        )
+        con.execute(
+            'DELETE FROM curated.event WHERE coalesce(day, CAST("at" AS DATE)) > ?', [cutoff]
+        )
+
+
+def peeking_columns(whole: pl.DataFrame, then: pl.DataFrame) -> list[str]:
+    """The feature columns whose values differ between the two frames (rows by key)."""
+    if whole.height != then.height or not whole["person_id"].equals(then["person_id"]):
+        return ["person_id"]
+    return [c for c in whole.columns if not whole[c].equals(then[c], check_names=True)]
+
+
+@pytest.fixture(scope="module")
+def truncated(need_street: NeedStreet, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the need street truncated at its middle cut-off: (cut-off, settings)."""
+    cutoff = need_street.cutoffs[len(need_street.cutoffs) // 2]
+    settings = copy_home(need_street.home, Path(tmp_path_factory.mktemp("truncated")))
+    with open_lake(settings) as con:
+        truncate(con, need_street.catalogue, cutoff)
+    return cutoff, settings
+
+
+def features_on(settings, cutoff: dt.date, sql: str | None = None) -> pl.DataFrame:
+    protection = Protection.from_settings(settings, actor="test:leakage")
+    with open_lake(settings, read_only=True) as con:
+        return features(con, protection, cutoff, sql=sql)
+
+
+def test_truncation_removed_records_after_the_cutoff(need_street: NeedStreet, truncated):
+    cutoff, settings = truncated
+    sql = 'SELECT count(*) FROM curated.event WHERE CAST("at" AS DATE) > ?'
+    assert need_street.query(sql, [cutoff]).item() > 0
+    with open_lake(settings, read_only=True) as con:
+        assert con.execute(sql, [cutoff]).fetchone()[0] == 0
+
+
+def test_no_feature_reads_after_its_cutoff(need_street: NeedStreet, truncated):
+    cutoff, settings = truncated
+    whole = need_street.features.filter(pl.col("cutoff") == cutoff)
+    assert whole.height > 500
+    assert peeking_columns(whole, features_on(settings, cutoff)) == []
+    # and the stored features are those computed now on the whole lake
+    assert peeking_columns(whole, features_on(need_street.settings, cutoff)) == []
+
+
+def test_a_planted_leak_is_caught(need_street: NeedStreet, truncated):
+    """The appeal counts read 30 days past the cut-off: the check names them."""
+    cutoff, settings = truncated
+    honest = read_feature_sql()
+    assert honest.count(LEAK[0]) == 1
+    leaky = honest.replace(*LEAK)
+    whole = features_on(need_street.settings, cutoff, leaky)
+    then = features_on(settings, cutoff, leaky)
+    assert set(peeking_columns(whole, then)) == {"appeals_90d", "appeals_365d"}
