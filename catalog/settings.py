@@ -246,6 +246,28 @@ class Settings(BaseSettings):
         ),
     )
 
+    # the elderly alert (marts/sql/elderly_alert.sql reads them as getvariable('<name>'))
+    elderly_alert_window_days: int = Field(
+        default=30, ge=1, le=365, description="elderly alert: the recent window of door activity"
+    )
+    elderly_alert_baseline_days: int = Field(
+        default=90,
+        ge=7,
+        le=730,
+        description="elderly alert: the days before the window that are each person's baseline",
+    )
+    elderly_alert_min_drop: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="elderly alert: the least drop of daily door passes against the baseline",
+    )
+    elderly_alert_min_expected_passes: int = Field(
+        default=10,
+        ge=1,
+        description="elderly alert: passes the baseline rate must expect in the window (fewer: noise)",
+    )
+
     model_registry_url: str | None = Field(
         default=None,
         description=(
@@ -399,6 +421,13 @@ class Settings(BaseSettings):
     def archive_dir(self) -> Path:
         """Inbox originals kept (encrypted) when ``keep_inbox_originals`` is set."""
         return self.home_abs / "archive"
+
+    @property
+    def mart_parameters(self) -> dict[str, int | float]:
+        """The settings mart SQL reads as ``getvariable('<name>')`` (set by the build)."""
+        return {
+            n: getattr(self, n) for n in type(self).model_fields if n.startswith("elderly_alert_")
+        }
 
     @property
     def models_dir(self) -> Path:

@@ -15,7 +15,8 @@
    so DuckDB never spills them to disk), which the query reads in place of the curated
    tables; a curated table the YAML's ``sources`` narrows is read as a temporary view of
    only those datasets' rows (decrypted, only those rows are opened); the mask functions
-   (:mod:`masking.sql`) are registered on the connection;
+   (:mod:`masking.sql`) are registered on the connection, and the settings the SQL
+   reads (``getvariable``: :func:`set_parameters`) set on it;
 4. runs the query, checks the result's types against the YAML, enforces k-anonymity
    (:func:`masking.kanon.enforce_k`: further generalisation, then suppression of at most
    5 % of the rows, else refused) when the YAML names quasi-identifiers;
@@ -42,6 +43,7 @@ from sqlglot import exp
 
 from catalog.marts import Mart, load_marts
 from catalog.model import Catalogue, FieldType
+from catalog.settings import Settings, get_settings
 from curated.lineage import CuratedColumn
 from lakehouse.lake import transaction
 from marts.checks import (
@@ -211,6 +213,14 @@ def _runnable(sql: str, temps: dict[str, str]) -> str:
     return tree.transform(swap).sql(dialect=DIALECT)
 
 
+def set_parameters(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> None:
+    """The settings mart SQL reads as ``getvariable('<name>')`` (``Settings.mart_parameters``:
+    the elderly alert's window and threshold) set on the connection (numbers, validated by
+    the settings object)."""
+    for name, value in (settings or get_settings()).mart_parameters.items():
+        con.execute(f"SET VARIABLE {name} = {float(value)!r}")
+
+
 # errors whose message names the query's parts (tables, columns, functions), never a value
 _NAMING_ERRORS = (duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException)
 
@@ -260,6 +270,7 @@ def build_mart(
     check_masking(mart, lineage)
     check_level(mart, reads)
     register_masks(con)
+    set_parameters(con)
     registered = []
     temps: dict[str, str] = {}
     views: dict[str, str] = {}
