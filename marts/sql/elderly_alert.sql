@@ -36,19 +36,13 @@ covered AS (
     CROSS JOIN spans AS s
     WHERE e.granularity = 'person_day' AND e.day > s.baseline_from AND e.day <= s.as_of
 ),
-recent AS (
-    SELECT e.person_id, sum(e.occurrences) AS passes
+door AS (
+    -- each person's passes in the window (in_window) and in the baseline
+    SELECT e.person_id, e.day > s.recent_from AS in_window, sum(e.occurrences) AS passes
     FROM curated.event AS e
     CROSS JOIN spans AS s
-    WHERE e.granularity = 'person_day' AND e.day > s.recent_from AND e.day <= s.as_of
-    GROUP BY e.person_id
-),
-baseline AS (
-    SELECT e.person_id, sum(e.occurrences) AS passes
-    FROM curated.event AS e
-    CROSS JOIN spans AS s
-    WHERE e.granularity = 'person_day' AND e.day > s.baseline_from AND e.day <= s.recent_from
-    GROUP BY e.person_id
+    WHERE e.granularity = 'person_day' AND e.day > s.baseline_from AND e.day <= s.as_of
+    GROUP BY e.person_id, in_window
 ),
 rates AS (
     SELECT
@@ -65,8 +59,8 @@ rates AS (
         b.passes * v.recent_days / v.baseline_days AS expected_passes,
         1 - (coalesce(r.passes, 0) / v.recent_days) / (b.passes / v.baseline_days) AS dropped
     FROM marts.elderly_care AS c
-    JOIN baseline AS b ON b.person_id = c.person_id
-    LEFT JOIN recent AS r ON r.person_id = c.person_id
+    JOIN door AS b ON b.person_id = c.person_id AND NOT b.in_window
+    LEFT JOIN door AS r ON r.person_id = c.person_id AND r.in_window
     CROSS JOIN covered AS v
     CROSS JOIN params AS p
     WHERE v.recent_days > 0 AND v.baseline_days >= p.window_days AND b.passes > 0
