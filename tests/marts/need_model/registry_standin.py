@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+import shutil
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from sklearn.linear_model import LogisticRegression
 
+from catalog.settings import Settings
+from marts.need_model.registry import Registry
 from marts.need_model.spec import KEYS, NEEDS
 
 FEATURES = ("age", "lives_alone", "door_drop_pct")
@@ -64,3 +69,19 @@ def backtest_table() -> pl.DataFrame:
     return pl.DataFrame(
         {"need": list(NEEDS), "pr_auc": [0.4, 0.3, 0.2, 0.1], "rule_pr_auc": [0.2] * 4}
     )
+
+
+@cache
+def _empty_registry_db() -> Path:
+    """An MLflow database with its tables made, once per test process (making them runs
+    MLflow's migrations: seconds on a busy machine)."""
+    home = Path(tempfile.mkdtemp(prefix="streethub-mlflow-")) / "home"
+    Registry(Settings(home=home)).versions()
+    return Settings(home=home).models_dir / "mlflow.db"
+
+
+def fresh_registry(settings: Settings) -> Registry:
+    """An empty registry under ``settings``' home, from a copy of the empty database."""
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_registry_db(), settings.models_dir / "mlflow.db")
+    return Registry(settings)

@@ -29,6 +29,7 @@ from tests.marts.need_model.registry_standin import (
     StandInModel,
     backtest_table,
     fairness_table,
+    fresh_registry,
     synthetic_features,
 )
 
@@ -41,7 +42,7 @@ def trained() -> tuple[StandInModel, pl.DataFrame]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry(Settings(home=tmp_path / "home"))
+    return fresh_registry(Settings(home=tmp_path / "home"))
 
 
 def register(registry: Registry, model: StandInModel, snapshot: int = 41):

@@ -18,6 +18,7 @@ from tests.marts.need_model.registry_standin import (
     StandInModel,
     backtest_table,
     fairness_table,
+    fresh_registry,
     synthetic_features,
 )
 
@@ -26,7 +27,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def registered(settings: Settings) -> Registry:
-    registry = Registry(settings)
+    registry = fresh_registry(settings)
     model = StandInModel.fit(*synthetic_features(n=80))
     for snapshot in (7, 8):
         registry.register(model, metrics={"pr_auc_home_care": 0.41}, features=FEATURES,
