@@ -7,8 +7,8 @@
 -- approval, payment, signing or update date) AND was known to the hub by then — loaded by
 -- $known_by, or in the first load of its dataset (a department's history handed over when it
 -- joined the hub counts as known from the dates it records: the backfill).
--- Kept known gap: the home (community, grid cell, housing) is the present one from
--- marts.resident_profile — the house register keeps no history.
+-- Kept known gap: the home (community, grid cell, housing, floor) is the present one from
+-- marts.resident_profile and the house register, which keeps no history.
 -- Read by features.py (the feature table, curated.need_features) and the leakage test.
 WITH
 attr AS (
@@ -27,7 +27,8 @@ residents AS (
         max(CASE WHEN concept = 'person.gender' THEN value END) AS gender,
         max(CASE WHEN concept = 'person.birth_date' THEN try_cast(value AS DATE) END) AS birth_date,
         bool_or(concept = 'person.chronic_disease') AS chronic_attr,
-        bool_or(concept = 'person.disability_category') AS disability
+        bool_or(concept = 'person.disability_category') AS disability,
+        bool_or(concept = 'person.employment_status' AND value = '失业登记') AS unemployed
     FROM attr
     GROUP BY person_id
     HAVING bool_or(concept IN ('person.registered_address', 'person.residence_address'))
@@ -185,6 +186,7 @@ SELECT
     al.person_id IS NOT NULL AS old_age_allowance,
     ml.person_id IS NOT NULL AS minimum_living,
     coalesce(a.disability, false) AS disability_allowance,
+    coalesce(a.unemployed, false) AS unemployed,
     coalesce(d.events_30d, 0) AS door_events_30d,
     coalesce(d.events_prev_180d, 0) / 180.0 AS door_baseline_per_day,
     CASE
@@ -195,6 +197,12 @@ SELECT
     coalesce(ap.appeals_365d, 0) AS appeals_365d,
     rp.property_type,
     rp.occupancy,
+    TRY_CAST(json_extract_string(ho.attributes, '$.floor') AS INTEGER) AS floor,
+    -- a flat on the 4th floor or higher of a building of at most 6 (no lift required)
+    coalesce(
+        b.floors <= 6 AND TRY_CAST(json_extract_string(ho.attributes, '$.floor') AS INTEGER) >= 4,
+        false
+    ) AS walkup,
     rp.community_code,
     rp.grid_code,
     a.gender,
@@ -217,4 +225,6 @@ LEFT JOIN minimum_living AS ml ON ml.person_id = a.person_id
 LEFT JOIN doors AS d ON d.person_id = a.person_id
 LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
 LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
+LEFT JOIN curated.house AS ho ON ho.house_id = rp.house_id
+LEFT JOIN staged.zjj__buildings AS b ON b.building_id = ho.building_id
 ORDER BY a.person_id
