@@ -16,7 +16,7 @@ Layout of a workspace ``<notebook_dir>/<analyst>/``::
                                opens the copy locked (``open_locked``) as ``con`` and
                                connects JupySQL to it (alias ``analyst``): ``%%sql`` works
     jupyter/config             jupyter_server_config.json: 127.0.0.1, the token, no
-                               update checks or news fetched
+                               terminals, nothing fetched (updates, news, extensions)
     jupyter/data, jupyter/runtime
 """
 
@@ -129,10 +129,15 @@ def prepare_workspace(
     (base / "ipython/profile_default/startup/00-streethub.py").write_text(STARTUP)
     config = {
         "ServerApp": {"ip": HOST, "port": port, "port_retries": 0 if port else 50,
-                      "open_browser": False, "root_dir": str(base / "notebooks")},
+                      "open_browser": False, "root_dir": str(base / "notebooks"),
+                      "terminals_enabled": False,
+                      # as root (a container) Jupyter refuses to start; a street runs it as
+                      # an OS user of its own (README: For analysts)
+                      "allow_root": os.geteuid() == 0},
         "IdentityProvider": {"token": token or secrets.token_urlsafe(32)},
+        # nothing fetched from the internet: no update check, no news, no extension index
         "LabApp": {"check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
-                   "news_url": None},
+                   "news_url": None, "extension_manager": "readonly"},
     }  # fmt: skip
     path = base / "jupyter" / "config" / "jupyter_server_config.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
