@@ -49,7 +49,7 @@ print(json.dumps({"env": dict(os.environ), "rows": shown.DataFrame()["n"][0],
 """
 
 
-def test_analyst_command_builds_then_says_up_to_date(analyst_street) -> None:
+def test_analyst_command_builds_then_says_up_to_date(analyst_street) -> None:  # noqa: F811
     runner = CliRunner()
     first = runner.invoke(app, ["analyst", analyst_street.org])
     assert first.exit_code == 0, first.output
@@ -90,7 +90,7 @@ def _run_in_kernel(info: dict, ws: Workspace, code: str) -> dict:
     return json.loads(printed)
 
 
-def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path) -> None:
+def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path) -> None:  # noqa: F811
     settings = analyst_street.service.settings
     workspace = tmp_path / "workspace"
     env = {**os.environ, **SECRETS, "STREETHUB_HOME": str(settings.home_abs),
