@@ -117,26 +117,41 @@ def door_access_events(
     w: World, day: dt.date, seed: int
 ) -> tuple[list[str], list[dict], list[dict]]:
     g = np.random.default_rng([seed, day.toordinal(), 2])
-    doors: dict[str, list] = {}
-    for d in w.devices:
-        if d.kind == "door_access":
-            doors.setdefault(d.community.code, []).append(d)
     people = [p for p in w.people if p.age(day) >= 8]
     n = int(len(w.people) * 0.6)
     who = g.integers(0, len(people), n)
     visitor = g.random(n) < 0.08
     hour = np.clip(g.normal(13, 4.5, n), 0, 23.99)
     epoch = int(dt.datetime.combine(day, dt.time(), TZ).timestamp()) + (hour * 3600).astype(int)
+    return door_lines(w, day, seed, g, [people[i] for i in who.tolist()], visitor, epoch)
+
+
+def door_lines(
+    w: World,
+    day: dt.date,
+    seed: int,
+    g: np.random.Generator,
+    persons: list,
+    visitor: np.ndarray,
+    epoch: np.ndarray,
+) -> tuple[list[str], list[dict], list[dict]]:
+    """One day's door events as delivered: who passed (a visitor shows no ID) and when are
+    given; door, method, direction and result drawn from ``g``, then the usual dirt."""
+    n = len(persons)
     method = g.integers(0, len(METHODS), n)
     direction = g.random(n) < 0.5
     deny = g.random(n) < 0.01
     pick = g.integers(0, 4, n)
+    doors: dict[str, list] = {}
+    for d in w.devices:
+        if d.kind == "door_access":
+            doors.setdefault(d.community.code, []).append(d)
     order = np.argsort(epoch, kind="stable")
     dirtier = Dirtier(random.Random(f"{seed}:iot:door:{day}"), "jsonl", authoritative=False)
     cid_col = IOT_COLS["door_access_events"][3]
     rows = []
     for k, i in enumerate(order.tolist()):
-        p = people[who[i]]
+        p = persons[i]
         comm_doors = doors[p.household.community.code]
         truth = {
             "event_id": f"MJ{day:%Y%m%d}{k + 1:07d}",

@@ -8,7 +8,7 @@ import random
 from departments import addresses, callers, texts
 from departments.people import _ago, _day_ago
 from departments.spec import D, Spec, T, cols
-from departments.world import CITY_DISTRICT, STREET_NAME, Community, Unit, World
+from departments.world import CITY_DISTRICT, STREET_NAME, Community, Grid, Unit, World
 
 
 def _pii(record: dict, field: str, found: list[tuple[str, str]]) -> dict:
@@ -168,10 +168,10 @@ LATE_DISPATCH = {"emergency": 0.10, "ordinary": 0.08}
 UNGEOCODED = 0.15  # of phone appeals: the operator left the place without coordinates
 
 
-def handling_rng(w: World) -> random.Random:
+def handling_rng(w: World, tag: str = "") -> random.Random:
     """The 12345 centre's own random stream (handler, late dispatch, place): drawn apart
     from the street's, so adding it left every earlier draw as it was."""
-    return random.Random(f"{w.seed}:handling:rx.appeals")
+    return random.Random(f"{w.seed}:handling:rx.appeals{tag}")
 
 
 def _appeal_place(
@@ -197,57 +197,87 @@ def _appeal_place(
 def appeals(w: World) -> list[dict]:
     out = []
     adults = [p for p in w.people if p.age(w.today) >= 18]
-    variants = callers.reporting_rng(w, "rx.appeals")
-    spelling = addresses.address_rng(w, "rx.appeals")
-    handling = handling_rng(w)
+    streams = AppealStreams(w)
     for i in range(max(20, len(w.people) // 8)):
-        report = callers.reported(variants, "rx.appeals", w.rng.choice(adults), w)
-        caller = report.person
+        report = callers.reported(streams.variants, "rx.appeals", w.rng.choice(adults), w)
         cat = w.rng.choice(tuple(texts.ISSUES))
         urgency = "emergency" if w.rng.random() < 0.08 else "ordinary"
-        accepted = _ago(w, 365)
-        dispatched = accepted + dt.timedelta(minutes=w.rng.randint(3, 90))
-        limit = 2 if urgency == "emergency" else 24
-        resolved = dispatched + dt.timedelta(minutes=w.rng.randint(20, int(limit * 60 * 1.3)))
-        if resolved.date() > w.today or w.rng.random() < 0.05:
-            resolved = None
-        if report.truth["_person"] is None:  # an outsider: about a place, not a home
-            community = variants.choice(w.communities)
-            no = variants.randint(1, 30)
-            address = f"{CITY_DISTRICT}{STREET_NAME}{community.name}社区{no}号楼附近"
-            unit = None
-        else:
-            community, unit, no = caller.household.community, caller.household.unit, 0
-            address = addresses.spelled(spelling, "rx.appeals", unit)
-        content, pii = texts.appeal_text(w.rng, cat, caller, address)
-        channel = w.rng.choice(CHANNELS)
-        satisfaction = w.rng.choice(("满意", "基本满意", "不满意")) if resolved else None
-        lag = dt.timedelta(minutes=w.rng.randint(0, 600))
-        # the 12345 centre's own draws (handling_rng): late first answers, handler, place
-        if handling.random() < LATE_DISPATCH[urgency]:
-            late = accepted + dt.timedelta(minutes=handling.randint(limit * 60 + 1, limit * 180))
-            resolved = resolved + (late - dispatched) if resolved else None
-            dispatched = late
-            if resolved is not None and resolved.date() > w.today:
-                resolved = None
-            if dispatched.date() > w.today:  # not dispatched yet
-                dispatched = None
-        satisfaction = satisfaction if resolved else None
-        handler = handling.choices(HANDLERS[cat], (3, 1))[0] if dispatched else None
-        lon, lat, grid = _appeal_place(w, handling, community, unit, no, channel)
-        status = "已办结" if resolved else "已派单" if dispatched else "已受理"
-        out.append(_pii({
-            "appeal_id": f"12345{accepted:%Y%m%d}{i + 1:06d}",
-            "channel": channel, "accepted_at": T(accepted),
-            "dispatched_at": T(dispatched), "resolved_at": T(resolved), "urgency": urgency,
-            "category": cat, "caller_name": caller.name, "caller_phone": caller.mobile,
-            "address": address, "community_code": community.code, "grid_code": grid,
-            "lon": lon, "lat": lat, "handling_dept": handler,
-            "content": content, "status": status, "satisfaction": satisfaction,
-            "update_time": T((resolved or dispatched or accepted) + lag),
-            **report.truth, "_unit": unit.id if unit else None,
-        }, "content", pii))  # fmt: skip
+        out.append(appeal(w, w.rng, streams, i, report, cat, urgency, _ago(w, 365)))
     return out
+
+
+class AppealStreams:
+    """The 12345 centre's streams of its own: callers as reported, addresses as spelled,
+    handling (:func:`handling_rng`)."""
+
+    def __init__(self, w: World, tag: str = "") -> None:
+        self.variants = callers.reporting_rng(w, "rx.appeals" + tag)
+        self.spelling = addresses.address_rng(w, "rx.appeals" + tag)
+        self.handling = handling_rng(w, tag)
+
+
+def appeal(
+    w: World,
+    rng: random.Random,
+    streams: AppealStreams,
+    i: int,
+    report: callers.Reported,
+    cat: str,
+    urgency: str,
+    accepted: dt.datetime,
+    cell: Grid | None = None,
+) -> dict:
+    """One 12345 work order: its caller as reported, category, urgency and acceptance time
+    given; handling, text and place drawn (``cell``: an outsider's appeal lies in it)."""
+    caller, variants, handling = report.person, streams.variants, streams.handling
+    dispatched = accepted + dt.timedelta(minutes=rng.randint(3, 90))
+    limit = 2 if urgency == "emergency" else 24
+    resolved = dispatched + dt.timedelta(minutes=rng.randint(20, int(limit * 60 * 1.3)))
+    if resolved.date() > w.today or rng.random() < 0.05:
+        resolved = None
+    if report.truth["_person"] is None:  # an outsider: about a place, not a home
+        community = cell.community if cell else variants.choice(w.communities)
+        no = variants.randint(1, 30)
+        address = f"{CITY_DISTRICT}{STREET_NAME}{community.name}社区{no}号楼附近"
+        unit = None
+    else:
+        community, unit, no = caller.household.community, caller.household.unit, 0
+        address = addresses.spelled(streams.spelling, "rx.appeals", unit)
+    content, pii = texts.appeal_text(rng, cat, caller, address)
+    channel = rng.choice(CHANNELS)
+    satisfaction = rng.choice(("满意", "基本满意", "不满意")) if resolved else None
+    lag = dt.timedelta(minutes=rng.randint(0, 600))
+    # the 12345 centre's own draws (handling_rng): late first answers, handler, place
+    if handling.random() < LATE_DISPATCH[urgency]:
+        late = accepted + dt.timedelta(minutes=handling.randint(limit * 60 + 1, limit * 180))
+        resolved = resolved + (late - dispatched) if resolved else None
+        dispatched = late
+        if resolved is not None and resolved.date() > w.today:
+            resolved = None
+        if dispatched.date() > w.today:  # not dispatched yet
+            dispatched = None
+    satisfaction = satisfaction if resolved else None
+    handler = handling.choices(HANDLERS[cat], (3, 1))[0] if dispatched else None
+    if cell is not None and unit is None:
+        lon = round(handling.uniform(cell.bbox[0], cell.bbox[2]), 6)
+        lat = round(handling.uniform(cell.bbox[1], cell.bbox[3]), 6)
+        grid = cell.code
+        if channel == "电话" and handling.random() < UNGEOCODED:
+            lon = lat = None
+    else:
+        lon, lat, grid = _appeal_place(w, handling, community, unit, no, channel)
+    status = "已办结" if resolved else "已派单" if dispatched else "已受理"
+    return _pii({
+        "appeal_id": f"12345{accepted:%Y%m%d}{i + 1:06d}",
+        "channel": channel, "accepted_at": T(accepted),
+        "dispatched_at": T(dispatched), "resolved_at": T(resolved), "urgency": urgency,
+        "category": cat, "caller_name": caller.name, "caller_phone": caller.mobile,
+        "address": address, "community_code": community.code, "grid_code": grid,
+        "lon": lon, "lat": lat, "handling_dept": handler,
+        "content": content, "status": status, "satisfaction": satisfaction,
+        "update_time": T((resolved or dispatched or accepted) + lag),
+        **report.truth, "_unit": unit.id if unit else None,
+    }, "content", pii)  # fmt: skip
 
 
 def grid_cells(w: World) -> list[dict]:

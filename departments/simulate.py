@@ -29,15 +29,16 @@ from pathlib import Path
 
 import polars as pl
 
-from departments import addresses, callers, iot, writers
+from departments import addresses, callers, history, iot, needs, writers
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
+from departments.outcomes import OUTCOME_SPECS
 from departments.people import PERSON_SPECS
 from departments.places import PLACE_SPECS
 from departments.services import SERVICE_SPECS
 from departments.spec import Spec
 from departments.world import STREET_CODE, STREET_NAME, World, build_world
 
-SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS
+SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS + OUTCOME_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
 DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
 TOKEN_FILE = "api_token"
@@ -158,9 +159,8 @@ class _Truth:
 
 
 def _deliver_spec(
-    inbox_dir: Path, sim: Path, w: World, spec: Spec, seed: int, last_day: dt.date
+    inbox_dir: Path, sim: Path, spec: Spec, records: list[dict], seed: int, last_day: dt.date
 ) -> dict:
-    records = spec.build(w)
     pii = {id(r): r.pop("_pii") for r in records if "_pii" in r}
     form = spec.form
     rng = random.Random(f"{seed}:{spec.dept}:{spec.code}")
@@ -209,9 +209,9 @@ def _deliver_spec(
 
 
 def _deliver_iot(
-    inbox_dir: Path, sim: Path, w: World, name: str, seed: int, days: list[dt.date]
+    inbox_dir: Path, sim: Path, w: World, name: str, seed: int, days: list[dt.date], make=None
 ) -> dict:
-    make = IOT_DAILY[name]
+    make = make or IOT_DAILY[name]
     inbox = inbox_dir / "iot"
     inbox.mkdir(parents=True, exist_ok=True)
     clean_frames, defects, rows, records, files, hashes = [], [], {}, {}, [], {}
@@ -260,11 +260,18 @@ def simulate(
     start: dt.date | None = None,
     progress: Callable[[str], None] | None = None,
     sim_dir: Path | None = None,
+    history_days: int | None = None,
 ) -> dict:
     """Generate every department's deliveries: files into ``home/inbox``, the systems and
     the truth into ``sim_dir`` (default :func:`sim_dir_for` ``(home)``); return the manifest
     (also written to ``sim_dir/manifest.json``, last: a folder with a manifest holds a
-    whole street)."""
+    whole street).
+
+    ``history_days`` (departments/NEEDS.md): deliver the need model's inputs over that many
+    days ending on the last day — door events a file a day, health checks and follow-ups,
+    12345 appeals (one year further back), the four need outcomes — with the need truth.
+    Without it every dataset is as it always was and the outcome registers hold the last
+    ``needs.REGISTER_DAYS`` days."""
     say = progress or (lambda _msg: None)
     home = Path(home).expanduser().resolve()
     sim = Path(sim_dir).expanduser().resolve() if sim_dir is not None else sim_dir_for(home)
@@ -287,14 +294,28 @@ def simulate(
         "addresses": addresses.ADDRESS_RATES, "matching": MATCHING,
         "departments": {d: {} for d in DEPARTMENTS},
     }  # fmt: skip
+    records = {(s.dept, s.code): s.build(w) for s in SPECS if s not in OUTCOME_SPECS}
+    first = last_day - dt.timedelta(days=history.process_days(history_days) - 1)
+    w.needs = needs.run(w, records, first, last_day)
+    records.update({(s.dept, s.code): s.build(w) for s in OUTCOME_SPECS})
+    door_days = {}
+    if history_days:
+        say(f"history of {history_days} days")
+        door_days = history.replace_records(w, records, history_days)
     for spec in SPECS:
-        entry = _deliver_spec(inbox_dir, sim, w, spec, seed, last_day)
+        entry = _deliver_spec(inbox_dir, sim, spec, records[(spec.dept, spec.code)], seed,
+                              last_day)  # fmt: skip
         manifest["departments"][spec.dept][spec.code] = entry
         say(f"{spec.dept}.{spec.code}: {sum(entry['rows'].values())} rows")
     for name in IOT_DAILY:
-        entry = _deliver_iot(inbox_dir, sim, w, name, seed, day_list)
+        if name in door_days:
+            make, dates = door_days[name]
+            entry = _deliver_iot(inbox_dir, sim, w, name, seed, dates, make)
+        else:
+            entry = _deliver_iot(inbox_dir, sim, w, name, seed, day_list)
         manifest["departments"]["iot"][name] = entry
         say(f"iot.{name}: {sum(entry['rows'].values())} rows in {len(entry['files'])} files")
+    manifest["needs"] = history.write_truth(w, truth_dir(sim), history_days)
     (sim / MANIFEST_FILE).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8"
     )

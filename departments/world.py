@@ -160,6 +160,7 @@ class World:
     fake: Faker
     rng: random.Random
     seed: int = 0  # the street's seed (streams of their own derive from it)
+    needs: object = None  # the latent need process's draw (departments.needs.NeedProcess)
 
     def point_in(self, bbox: tuple[float, float, float, float]) -> tuple[float, float]:
         lon = round(self.rng.uniform(bbox[0], bbox[2]), 6)

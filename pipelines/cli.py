@@ -417,6 +417,15 @@ def simulate(
     residents: Annotated[int, typer.Option(help="residents of the street")] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 7,
     days: Annotated[int, typer.Option(help="days of daily deliveries (IoT: a file a day)")] = 3,
+    history_days: Annotated[
+        int | None,
+        typer.Option(
+            "--history-days",
+            min=1,
+            help="deliver the need model's inputs and outcomes over this many days "
+            "(departments/NEEDS.md)",
+        ),
+    ] = None,
 ) -> None:
     """Generate one street's deliveries from the simulated departments: files into the
     inbox, their systems (database, API data, token) and truth into the simulator's folder."""
@@ -435,6 +444,7 @@ def simulate(
             days=days,
             progress=lambda msg: status.update(f"simulating: {msg}"),
             sim_dir=settings.sim_dir_abs,
+            history_days=history_days,
         )
     rows = manifest_rows(manifest)
     console.print(

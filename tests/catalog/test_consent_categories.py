@@ -42,6 +42,7 @@ def test_the_health_datasets_are_health_and_a_person_mart_names_its_subject() ->
     health = {f"{d.code}.{ds.code}" for d, ds in cat.datasets() if ds.consent_category == "health"}
     assert health == {
         "wjw.elderly_health_checks", "wjw.chronic_followups", "wjw.family_doctor_contracts",
+        "wjw.health_events",
     }  # fmt: skip
     for mart in load_marts().values():
         if mart.subject_column is not None:

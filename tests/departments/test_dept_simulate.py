@@ -28,7 +28,7 @@ def truth(home: Path, dept: str, code: str, what: str = "clean") -> pl.DataFrame
 
 def test_manifest_lists_every_dataset(manifest):
     assert manifest["seed"] == SEED and manifest["residents"] == RESIDENTS
-    assert len(datasets(manifest)) == 27
+    assert len(datasets(manifest)) == 31  # 27 + the four need outcomes (issue 16)
     assert len(manifest["departments"]["iot"]["sensor_readings"]["files"]) == 2
 
 
