@@ -14,6 +14,7 @@ every must-show figure.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,17 +116,14 @@ class BacktestResult:
         return Group(*parts)
 
     def __str__(self) -> str:
-        console = Console(width=160, record=True, file=_Null())
-        console.print(self)
-        return console.export_text()
+        return as_text(self)
 
 
-class _Null:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        return None
+def as_text(renderable: Any, width: int = 160) -> str:
+    """What rich prints for ``renderable``, as plain text."""
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(renderable)
+    return console.export_text()
 
 
 def fmt(value: float | None, suffix: str = "") -> str:

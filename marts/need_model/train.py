@@ -1,6 +1,7 @@
 """Training the need models (需求预测模型): one LightGBM binary classifier per need over the
 features frame joined to the labels frame (:mod:`marts.need_model.spec`), deterministic (a
-fixed seed, LightGBM's deterministic mode, few threads).
+fixed seed, LightGBM's deterministic mode, one thread: on a busy machine
+OpenMP threads wait on each other far longer than the small frames take).
 
 The trained set is one :class:`NeedModels`: ``predict(features)`` gives one probability
 column per need beside the frame's keys; ``save(path)`` writes it as one JSON text file (each
@@ -41,7 +42,7 @@ PARAMS: dict[str, Any] = {
     "lambda_l2": 1.0,
     "deterministic": True,
     "force_row_wise": True,
-    "num_threads": 2,
+    "num_threads": 1,
     "verbose": -1,
 }
 """LightGBM parameters of every need's model (``seed`` is added from the call)."""

@@ -1,0 +1,80 @@
+"""Explanations: phrases from the features file's templates, only factors that raise the
+score, at most three, the strongest first."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from marts.need_model.explain import TOP, explain, load_templates, phrase, top_factors
+from marts.need_model.spec import KEYS, NEEDS
+from marts.need_model.train import train_need_models
+from tests.marts.need_model.synthetic import INPUTS, need_frames
+
+TEMPLATES = {
+    "age": "{value}岁",
+    "lives_alone": "独居",
+    "chronic": "患慢性病",
+    "access_drop": "近30天门禁出入次数下降{pct}%",
+    "past_appeals": "近期诉求{n}次",
+}  # "noise" has none: it is never said
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "said"),
+    [
+        ("近30天门禁出入次数下降{pct}%", 0.62, "近30天门禁出入次数下降62%"),
+        ("近30天门禁出入次数下降{pct}%", -0.62, "近30天门禁出入次数下降62%"),
+        ("近30天门禁出入次数下降{pct}%", 62.0, "近30天门禁出入次数下降62%"),
+        ("慢病随访逾期{days}天", 14.0, "慢病随访逾期14天"),
+        ("{value}岁", 83.0, "83岁"),
+        ("独居", 1.0, "独居"),
+        ("独居", 0.0, None),
+        ("独居", float("nan"), None),
+        ("{unknown}次", 3.0, None),
+    ],
+)
+def test_phrase(template, value, said):
+    assert phrase(template, value) == said
+
+
+def test_only_factors_that_raise_the_score_and_have_a_phrase():
+    inputs = ["a", "b", "c", "d", "e"]
+    templates = {"a": "A{n}", "b": "B", "c": "C", "e": "E"}
+    contributions = np.array([0.5, 0.9, -0.2, 2.0, 0.1])
+    values = np.array([3.0, 0.0, 1.0, 1.0, 1.0])
+    # d has no template, b is a false condition, c pulls the score down
+    assert top_factors(contributions, values, inputs, templates) == (["A3", "E"], ["a", "e"])
+    assert top_factors(contributions, values, inputs, templates, top=1) == (["A3"], ["a"])
+
+
+def test_explain_gives_each_score_its_top_phrases():
+    features, labels, _ = need_frames(people=300, cutoffs=2, seed=6)
+    models = train_need_models(features, labels, INPUTS, num_rounds=30)
+    frame = explain(models, features, TEMPLATES)
+    assert frame.height == features.height * len(NEEDS)
+    assert frame.columns == [*KEYS, "need", "score", "factors", "factor_features"]
+    assert frame["factors"].list.len().max() == TOP
+    said = set(frame["factor_features"].explode().drop_nulls().to_list())
+    assert "noise" not in said and "access_drop" in said
+    # the steepest door-activity drops are explained by it, in the words of the template
+    steep = features.sort("access_drop", descending=True).head(5).select(KEYS)
+    home = frame.filter(pl.col("need") == "home_care").join(steep, on=list(KEYS))
+    for factors in home["factors"].to_list():
+        assert any(f.startswith("近30天门禁出入次数下降") for f in factors)
+    scores = models.predict(features)
+    assert frame.filter(pl.col("need") == "home_care")["score"].equals(
+        scores["home_care"].alias("score")
+    )
+
+
+def test_templates_load_from_the_features_file(tmp_path):
+    path = tmp_path / "features.yaml"
+    entries = [
+        {"name": "lives_alone", "label_zh": "独居", "template": "独居", "group": "household"},
+        {"name": "age", "label_zh": "年龄"},
+    ]
+    path.write_text(yaml.safe_dump({"features": entries}, allow_unicode=True), encoding="utf-8")
+    assert load_templates(path) == {"lives_alone": "独居", "age": "年龄"}
