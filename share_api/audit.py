@@ -73,6 +73,8 @@ class _Pending(Generic[T, R]):
     done: bool = False
     error: BaseException | None = None
     future: asyncio.Future | None = None  # an awaiting handler's (submit_async)
+    # nobody waits (submit_queued): called by the batch's writer once it is written
+    after: Callable[[R | None, BaseException | None], None] | None = None
 
 
 def _settle(batch: list[_Pending]) -> None:
@@ -127,10 +129,23 @@ class GroupCommit(Generic[T, R]):
         """``item`` queued for the writer thread; await the result (or the write's error).
         Call it on a running event loop."""
         future = asyncio.get_running_loop().create_future()
+        self._enqueue(_Pending(item, future=future))
+        return future
+
+    def submit_queued(
+        self, item: T, after: Callable[[R | None, BaseException | None], None]
+    ) -> None:
+        """``item`` queued for the writer thread, the caller not waiting: the batch in
+        flight or the next one writes it, then calls ``after(result, error)`` on the
+        writer's thread."""
+        self._enqueue(_Pending(item, after=after))
+
+    def _enqueue(self, pending: _Pending[T, R]) -> None:
+        """``pending`` queued for the writer thread (started on first use)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"the group commit {self.name} is closed")
-            self._queue.append(_Pending(item, future=future))
+            self._queue.append(pending)
             if self._writer is None:
                 self._writer = threading.Thread(
                     target=self._run, name=f"share-{self.name}", daemon=True
@@ -138,7 +153,13 @@ class GroupCommit(Generic[T, R]):
                 self._writer.start()
             elif not self._writing:
                 self._cond.notify_all()
-        return future
+
+    def drain(self) -> None:
+        """Wait until every item queued so far is written (a reader that must see the
+        records queued without waiting: a test, an export)."""
+        with self._cond:
+            while self._queue or self._writing:
+                self._cond.wait(timeout=1)
 
     def _run(self) -> None:
         """The writer thread: leads a batch whenever items wait and nobody writes."""
@@ -191,6 +212,14 @@ class GroupCommit(Generic[T, R]):
             for loop, waiting in loops.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     loop.call_soon_threadsafe(_settle, waiting)
+            queued = [p for p in batch if p.after is not None]
+        if queued:  # outside the lock: an ``after`` may write a record of its own
+            self._cond.release()
+            try:
+                for pending in queued:
+                    pending.after(pending.result, pending.error)  # type: ignore[misc]
+            finally:
+                self._cond.acquire()
 
 
 @contextlib.contextmanager
@@ -282,6 +311,28 @@ class Auditor:
         with _unwritten_is_audit_error(action):
             record = await self._commit.submit_async((action, actor, details, then))
         return self._done(record, action)
+
+    def record_queued(self, action: str, actor: str, **details: Any) -> None:
+        """Queue one record for the group commit without waiting for it: the batch in
+        flight or the next one writes it (milliseconds later), then the watchers see it.
+        For what is not a first disclosure — a size probe, a further byte range of a file
+        whose download is already durable on record — so that nothing a caller was
+        refused for, and no first byte of anything, depends on it. A record that could
+        not be written is logged (its action, never a value); the next awaited record
+        meets the same unwritable log and refuses its call."""
+        AuditLog.check_details(details)
+
+        def after(record: dict[str, Any] | _Failed | None, error: BaseException | None):
+            if error is None and isinstance(record, dict):
+                self._done(record, action)
+            else:
+                log.error("a queued audit record (%s) was not written", action)
+
+        self._commit.submit_queued((action, actor, details, None), after)
+
+    def flush(self) -> None:
+        """Return once every record queued so far (:meth:`record_queued`) is written."""
+        self._commit.drain()
 
     def _done(self, record: dict[str, Any] | _Failed, action: str) -> dict[str, Any]:
         if isinstance(record, _Failed):

@@ -17,7 +17,9 @@ every request, what can change after a URL is made: the profile token ``t`` stil
 (not revoked, not expired, its person not disabled), the grant ``g`` is live and held by
 ``r``, and the file belongs to ``g``. Any failure is a 403 (:data:`FORBIDDEN`).
 :func:`serve` answers the file route: the plaintext file decrypted as it streams, HEAD,
-one byte range (206, or 416 past the end), the exact ``Content-Length``, audited first.
+one byte range (206, or 416 past the end), the exact ``Content-Length``; a file's first range
+on a profile token audited before a byte leaves, HEADs and further ranges queued into the
+audit's group commit (:func:`first_disclosure`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import datetime as dt
 import hmac
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -209,6 +213,40 @@ def _chunks(fh: BinaryIO, first: int, length: int) -> Iterator[bytes]:
         fh.close()
 
 
+FIRST_DISCLOSURES_KEPT = 4096  # (token, file) pairs remembered by a service process
+
+
+class _Disclosed:
+    """The (profile token, file) pairs whose first byte range this process has sent after
+    a durable record: bounded, oldest forgotten first (a forgotten pair is simply made
+    durable again)."""
+
+    def __init__(self) -> None:
+        self.pairs: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def first(self, token_id: str, file: str) -> bool:
+        with self.lock:
+            if (token_id, file) in self.pairs:
+                self.pairs.move_to_end((token_id, file))
+                return False
+            self.pairs[(token_id, file)] = None
+            if len(self.pairs) > FIRST_DISCLOSURES_KEPT:
+                self.pairs.popitem(last=False)
+            return True
+
+
+def first_disclosure(service: Service, token_id: str, file: str) -> bool:
+    """Whether this is the first byte range of ``file`` sent on this profile token by
+    this service process: its record is then durable before a byte leaves; further ranges
+    (a client reads a file's footer, then its columns — seven GETs and four HEADs for one
+    ``load_as_pandas`` of the official client) are recorded all the same, queued into the
+    group commit without holding the response. The trade: a crash in the milliseconds
+    before the batch's fsync may lose the record of a further range of a download whose
+    first range is durable on record; never a first disclosure."""
+    return service.kept("sharing.disclosed", _Disclosed).first(token_id, file)
+
+
 def _refuse(service: Service, request: Request, file_id: str, error: SharingError) -> None:
     """A refused file request's own record (``sharing.denied``: why, never a value), naming
     the URL's recipient when the URL is genuine and its profile token still signs in."""
@@ -282,19 +320,23 @@ def serve(service: Service, request: Request, file_id: str) -> Response:
         headers["Content-Range"] = f"bytes {first}-{last}/{shared.size}"
     status = 206 if span is not None else 200
     head = request.method == "HEAD"
-    service.audit.record(
-        "sharing.file_head" if head else "sharing.file",  # a probe of its size, or bytes sent
-        recipient.actor,
-        token=recipient.token_id,
-        client=client_of(request),
-        grant=grant.id,
-        file=shared.id,
-        version=shared.version,
-        kind=shared.kind,
-        method=request.method,
-        first=first,
-        bytes=0 if head else length,
-    )
+    details = {
+        "token": recipient.token_id,
+        "client": client_of(request),
+        "grant": grant.id,
+        "file": shared.id,
+        "version": shared.version,
+        "kind": shared.kind,
+        "method": request.method,
+        "first": first,
+        "bytes": 0 if head else length,
+    }
+    if head:  # a probe of its size: no byte of the file leaves
+        service.audit.record_queued("sharing.file_head", recipient.actor, **details)
+    elif first_disclosure(service, recipient.token_id, shared.id):
+        service.audit.record("sharing.file", recipient.actor, **details)  # durable first
+    else:  # a further range of a file whose download is on record already
+        service.audit.record_queued("sharing.file", recipient.actor, **details)
     if head or length == 0:
         return Response(b"", status_code=status, headers=headers, media_type=OCTETS)
     fh = files.open_plain(service, shared)

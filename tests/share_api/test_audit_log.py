@@ -313,3 +313,46 @@ def test_a_failing_watcher_does_not_fail_the_durable_record(
     assert f"audit watcher failed on record {record['seq']} (data.read): RuntimeError" in (
         caplog.text
     )
+
+
+def test_a_queued_item_does_not_wait_for_the_write_and_is_written_in_order():
+    """submit_queued returns while a write is under way; the item is written by the next
+    batch (after the one in flight), in the order queued, and ``after`` then learns its
+    result; drain returns once everything queued is written."""
+    release, writing = threading.Event(), threading.Event()
+    written: list[list[int]] = []
+
+    def write(items: list[int]) -> list[int]:
+        writing.set()
+        release.wait(timeout=10)
+        written.append(items)
+        return [n * 10 for n in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write, name="test")
+    leader = threading.Thread(target=commit.submit, args=(1,))
+    leader.start()
+    assert writing.wait(timeout=10)  # the leader's write is under way (and held)
+    seen: list[tuple[int | None, BaseException | None]] = []
+    started = time.perf_counter()
+    commit.submit_queued(2, lambda result, error: seen.append((result, error)))
+    commit.submit_queued(3, lambda result, error: seen.append((result, error)))
+    assert time.perf_counter() - started < 0.5 and not seen  # nobody waited for the write
+    release.set()
+    commit.drain()
+    leader.join()
+    assert written == [[1], [2, 3]]
+    assert seen == [(20, None), (30, None)]
+    commit.close()
+
+
+def test_a_queued_record_is_written_and_watched(service: Service):
+    seen: list[str] = []
+    service.audit.watchers.append(lambda r: seen.append(r["action"]))
+    first = service.audit.record("sharing.file", "o/u", file="f1", bytes=10)
+    service.audit.record_queued("sharing.file_head", "o/u", file="f1", bytes=0)
+    service.audit.flush()
+    (probe,) = [r for r in service.audit.log.records() if r["seq"] > first["seq"]]
+    assert probe["action"] == "sharing.file_head" and probe["file"] == "f1"
+    assert seen == ["sharing.file", "sharing.file_head"]
+    with pytest.raises(AuditError):  # bad details refused at once, not in the writer
+        service.audit.record_queued("x", "o/u", rows=[1, 2])
