@@ -52,11 +52,13 @@ def leaks_scan(
     ),
 ) -> None:
     """Scan the lake's tables (every zone) and the reports, or everything with --all; and
-    a sample of every data endpoint's responses (each live grant of the share service).
+    a sample of every data endpoint's responses (each live grant of the share service);
+    and every table of the analysts' databases (and their notebook workspaces' copies).
 
     Exit 1 on any leak, or on a file that cannot be read or proven ciphertext.
     """
     from masking.names import KnownNames
+    from pipelines.leak_analysts import scan_analyst_dbs
     from pipelines.leak_marks import lake_mark, write_mark
     from pipelines.leak_responses import scan_responses
     from pipelines.leaks import ScanReport, registry_names, scan_all, scan_lake
@@ -76,6 +78,8 @@ def leaks_scan(
         names = registry_names(con, cat, Protection.from_settings(settings, cli_actor()))
     # the share service's data endpoints: a sample of every live grant's responses
     report.findings += scan_responses(settings, cat, KnownNames(names))
+    # the analysts' databases and their notebook workspaces' copies, every table
+    report.findings += scan_analyst_dbs(settings, cat, KnownNames(names))
     summary = Table(title="leak scan: unmasked personal information, by area")
     for col in ("area", "places", "cells", "bytes", "leaks", "proven ciphertext"):
         summary.add_column(col, justify="left" if col == "area" else "right")
