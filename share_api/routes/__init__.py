@@ -11,4 +11,5 @@ ROUTERS = (
     "attention",
     "admin",
     "audit",
+    "analyst_sql",
 )
