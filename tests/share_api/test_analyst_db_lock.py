@@ -44,6 +44,7 @@ def test_duckdb_refuses_every_way_out(analyst_db: Path, share_settings: Settings
         f"ATTACH 'ducklake:sqlite:{metadata}' AS lake": (duckdb.PermissionException, "disabled"),
         f"ATTACH '{metadata}' AS meta (TYPE sqlite)": (duckdb.PermissionException, "disabled"),
         f"COPY {ANALYST_MARTS[0]} TO '{out}'": (duckdb.PermissionException, "disabled"),
+        f"EXPORT DATABASE '{out.parent / 'exported'}'": (duckdb.PermissionException, "disabled"),
         "INSTALL httpfs": (duckdb.PermissionException, "disabled"),
         "LOAD sqlite_scanner": (duckdb.PermissionException, "disabled"),
         f"SELECT * FROM glob('{lake_file.parent}/*')": (duckdb.PermissionException, "disabled"),
@@ -55,6 +56,7 @@ def test_duckdb_refuses_every_way_out(analyst_db: Path, share_settings: Settings
             duckdb.InvalidInputException,
             "read-only",
         ),
+        "CREATE MACRO m(x) AS x": (duckdb.InvalidInputException, "read-only"),
     }
     con = open_locked(analyst_db, memory_limit="128MB", threads=1)
     try:
@@ -67,7 +69,7 @@ def test_duckdb_refuses_every_way_out(analyst_db: Path, share_settings: Settings
         )
     finally:
         con.close()
-    assert not out.exists()
+    assert not out.exists() and not (out.parent / "exported").exists()
 
 
 def test_an_open_file_reads_whole_while_a_new_build_replaces_it(analyst_street) -> None:
