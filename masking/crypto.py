@@ -56,6 +56,7 @@ DECRYPT_PURPOSES = frozenset(
         "k_anonymity",
         "rekey",
         "mart_build",  # a mart reads sensitive curated values in plain text to mask them
+        "community_visit",  # a community worker reveals a resident of their community to visit
         "need_model",  # the need model reads its encrypted feature table to train and score
     }
 )

@@ -41,6 +41,7 @@ TABLE_MODULES = (
     "share_api.requests",
     "share_api.grants",
     "share_api.consent",
+    "share_api.worklist",
     "share_api.feedback",
     "share_api.alerts",
     "share_api.sharing.versions",

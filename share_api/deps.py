@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api.service import Service
 
-ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin")
+# community_worker: one community's worklist (share_api.worklist: the community assigned)
+ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin", "community_worker")
 OVERSEERS = ("data_officer", "auditor", "admin")  # who may look across organisations
 OrgKind = Literal["department", "frontend", "analyst"]
 

@@ -412,7 +412,7 @@ def grant_view(
 # -- building a view --------------------------------------------------------------------------
 
 
-class _Audit:
+class CryptoAudit:
     """``masking.crypto``'s audit sink, writing through the service's group-committed log."""
 
     def __init__(self, service: Service) -> None:
@@ -483,7 +483,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
                     service.keyring,
                     f"share_grant:{grant.id}",
                     f"share_api/{grant.grantee_org}",
-                    _Audit(service),
+                    CryptoAudit(service),
                     rows=rows,
                     restore_types=restore,
                     grant_check=decrypt_check(service),
