@@ -34,6 +34,7 @@ from marts.need_model.spec import KEYS
 SQL_DIR = Path(__file__).parent / "sql"
 FEATURES_YAML = Path(__file__).parent / "features.yaml"
 FEATURES_SQL = "features"
+MACROS_SQL = "macros"  # the table macros the feature and label queries read staged records by
 ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off the SQL reads
 WHAT = "need_model.features"  # how errors name the feature query
 
@@ -110,6 +111,13 @@ def read_feature_sql(name: str = FEATURES_SQL, sql_dir: Path | None = None) -> s
     return ((sql_dir or SQL_DIR) / f"{name}.sql").read_text(encoding="utf-8")
 
 
+def register_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``sql/macros.sql``'s temporary table macros on the connection
+    (``linked_records``, ``known_records``: the one home of tying a staged record to its
+    resident and of when it was known)."""
+    con.execute(read_feature_sql(MACROS_SQL))
+
+
 def known_by(cutoff: dt.date) -> dt.datetime:
     """The end of the cut-off day (UTC): what was loaded by then was known then."""
     return dt.datetime.combine(cutoff + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
@@ -137,6 +145,7 @@ def run_feature_sql(
     ``schema`` (its columns must be the schema's, in order)."""
     con.register(ATTRIBUTES, attributes.to_arrow())
     try:
+        register_macros(con)
         frame = con.execute(sql, params).pl()
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
@@ -202,5 +211,6 @@ __all__ = [
     "known_by",
     "load_feature_set",
     "monthly_cutoffs",
+    "register_macros",
     "run_feature_sql",
 ]

@@ -4,9 +4,9 @@
 -- end of that day). Relation `attributes` (features.py registers it): the golden attributes
 -- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted.
 -- Nothing after the cut-off: every record is dated on or before $cutoff (its event, check,
--- approval, payment, signing or update date) AND was known to the hub by then — loaded by
--- $known_by, or in the first load of its dataset (a department's history handed over when it
--- joined the hub counts as known from the dates it records: the backfill).
+-- approval, payment, signing or update date) AND was known to the hub by then — staged records
+-- through known_records(dept, dataset, $known_by) (sql/macros.sql: loaded by $known_by, or in
+-- the dataset's first load, the backfill), attribute runs by their known_at the same way.
 -- Kept known gap: the home (community, grid cell, housing, floor) is the present one from
 -- marts.resident_profile and the house register, which keeps no history.
 -- Read by features.py (the feature table, curated.need_features) and the leakage test.
@@ -42,100 +42,65 @@ aged AS (
 ),
 registered AS (
     -- household register rows dated (updated) by the cut-off
-    SELECT m.person_id, s.household_id
-    FROM staged.gaj__registered_residents AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'gaj' AND m.dataset = 'registered_residents' AND m.key_pid = s._key_pid
+    SELECT s.person_id, s.household_id
+    FROM known_records('gaj', 'registered_residents', $known_by) AS s
     WHERE CAST(s.updated_at AS DATE) <= $cutoff
         AND s.household_id IS NOT NULL
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.gaj__registered_residents)
-        )
-    QUALIFY row_number() OVER (PARTITION BY m.person_id ORDER BY s.updated_at DESC) = 1
+    QUALIFY row_number() OVER (PARTITION BY s.person_id ORDER BY s.updated_at DESC) = 1
 ),
 households AS (
     SELECT person_id, household_id, count(*) OVER (PARTITION BY household_id) AS household_size
     FROM registered
 ),
 alone_register AS (
-    SELECT DISTINCT m.person_id
-    FROM staged.mzj__elderly_alone AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'mzj' AND m.dataset = 'elderly_alone' AND m.key_pid = s._key_pid
+    SELECT DISTINCT s.person_id
+    FROM known_records('mzj', 'elderly_alone', $known_by) AS s
     WHERE s.registered_on <= $cutoff
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__elderly_alone)
-        )
 ),
 checks AS (
     -- elderly health checks (老年人健康体检), by their check date
     SELECT
-        m.person_id,
+        s.person_id,
         max(s.check_date) AS last_check,
         count(*) FILTER (WHERE s.check_date > $cutoff - INTERVAL 365 DAY) AS checks_12m,
         count(*) FILTER (
             WHERE s.check_date <= $cutoff - INTERVAL 365 DAY
                 AND s.check_date > $cutoff - INTERVAL 730 DAY
         ) AS checks_prev_12m
-    FROM staged.wjw__elderly_health_checks AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'wjw' AND m.dataset = 'elderly_health_checks' AND m.key_pid = s._key_pid
+    FROM known_records('wjw', 'elderly_health_checks', $known_by) AS s
     WHERE s.check_date <= $cutoff
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__elderly_health_checks)
-        )
-    GROUP BY m.person_id
+    GROUP BY s.person_id
 ),
 followups AS (
     -- chronic disease follow-ups (慢病随访): the last one and when the next was due
     SELECT
-        m.person_id,
+        s.person_id,
         count(*) FILTER (WHERE s.followup_date > $cutoff - INTERVAL 365 DAY) AS followups_12m,
         arg_max(s.next_followup_date, s.followup_date) AS next_due
-    FROM staged.wjw__chronic_followups AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'wjw' AND m.dataset = 'chronic_followups' AND m.key_pid = s._key_pid
+    FROM known_records('wjw', 'chronic_followups', $known_by) AS s
     WHERE s.followup_date <= $cutoff
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__chronic_followups)
-        )
-    GROUP BY m.person_id
+    GROUP BY s.person_id
 ),
 doctors AS (
-    SELECT DISTINCT m.person_id
-    FROM staged.wjw__family_doctor_contracts AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'wjw' AND m.dataset = 'family_doctor_contracts' AND m.key_pid = s._key_pid
+    SELECT DISTINCT s.person_id
+    FROM known_records('wjw', 'family_doctor_contracts', $known_by) AS s
     WHERE s.signed_on <= $cutoff
         AND (s.expires_on IS NULL OR s.expires_on > $cutoff)
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.wjw__family_doctor_contracts)
-        )
 ),
 allowance AS (
     -- old-age allowance (高龄津贴) paid for a month starting in the 3 months up to the cut-off
-    SELECT DISTINCT m.person_id
-    FROM staged.mzj__old_age_allowance AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'mzj' AND m.dataset = 'old_age_allowance' AND m.key_pid = s._key_pid
+    SELECT DISTINCT s.person_id
+    FROM known_records('mzj', 'old_age_allowance', $known_by) AS s
     WHERE CAST(try_strptime(s.pay_month || '-01', '%Y-%m-%d') AS DATE)
             BETWEEN $cutoff - INTERVAL 92 DAY AND $cutoff
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__old_age_allowance)
-        )
 ),
 minimum_living AS (
     -- minimum living allowance (低保) approved by the cut-off: the head's whole household
-    SELECT DISTINCT coalesce(hh.person_id, m.person_id) AS person_id
-    FROM staged.mzj__minimum_living AS s
-    JOIN curated.person_mentions AS m
-        ON m.dept = 'mzj' AND m.dataset = 'minimum_living' AND m.key_pid = s._key_pid
-    LEFT JOIN households AS head ON head.person_id = m.person_id
+    SELECT DISTINCT coalesce(hh.person_id, s.person_id) AS person_id
+    FROM known_records('mzj', 'minimum_living', $known_by) AS s
+    LEFT JOIN households AS head ON head.person_id = s.person_id
     LEFT JOIN households AS hh ON hh.household_id = head.household_id
     WHERE s.approved_on <= $cutoff
-        AND s._loaded_at <= greatest(
-            $known_by, (SELECT min(_loaded_at) FROM staged.mzj__minimum_living)
-        )
 ),
 doors AS (
     -- door-access activity (门禁), kept per person and day: the last 30 days against the

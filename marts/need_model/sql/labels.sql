@@ -1,6 +1,6 @@
 -- labels (需求结果): every recorded outcome of a need, one row per (person_id, need, day) —
 -- the four outcome datasets the departments deliver, linked to the resident through the master
--- index (curated.person_mentions). labels.py turns them into one boolean per need and
+-- index (linked_records, sql/macros.sql). labels.py turns them into one boolean per need and
 -- (person_id, cutoff): recorded in the HORIZON_DAYS after the cut-off. Labels look ahead of the
 -- cut-off by design; they are never a feature.
 --   home_care            居家养老服务与助餐登记 (civil affairs), the enrolment date
@@ -8,26 +8,18 @@
 --   financial_assistance 临时救助 (civil affairs), the approval date
 --   emergency_help       紧急求助记录 (emergency management), the call time
 -- Read by labels.py (the model's training and backtest labels).
-SELECT m.person_id, 'home_care' AS need, CAST(s.enrolled_on AS DATE) AS day
-FROM staged.mzj__home_care_enrolments AS s
-JOIN curated.person_mentions AS m
-    ON m.dept = 'mzj' AND m.dataset = 'home_care_enrolments' AND m.key_pid = s._key_pid
-WHERE m.person_id IS NOT NULL AND s.enrolled_on IS NOT NULL
+SELECT s.person_id, 'home_care' AS need, CAST(s.enrolled_on AS DATE) AS day
+FROM linked_records('mzj', 'home_care_enrolments') AS s
+WHERE s.enrolled_on IS NOT NULL
 UNION ALL
-SELECT m.person_id, 'health_event' AS need, CAST(s.event_date AS DATE) AS day
-FROM staged.wjw__health_events AS s
-JOIN curated.person_mentions AS m
-    ON m.dept = 'wjw' AND m.dataset = 'health_events' AND m.key_pid = s._key_pid
-WHERE m.person_id IS NOT NULL AND s.event_date IS NOT NULL
+SELECT s.person_id, 'health_event' AS need, CAST(s.event_date AS DATE) AS day
+FROM linked_records('wjw', 'health_events') AS s
+WHERE s.event_date IS NOT NULL
 UNION ALL
-SELECT m.person_id, 'financial_assistance' AS need, CAST(s.approved_on AS DATE) AS day
-FROM staged.mzj__temporary_assistance AS s
-JOIN curated.person_mentions AS m
-    ON m.dept = 'mzj' AND m.dataset = 'temporary_assistance' AND m.key_pid = s._key_pid
-WHERE m.person_id IS NOT NULL AND s.approved_on IS NOT NULL
+SELECT s.person_id, 'financial_assistance' AS need, CAST(s.approved_on AS DATE) AS day
+FROM linked_records('mzj', 'temporary_assistance') AS s
+WHERE s.approved_on IS NOT NULL
 UNION ALL
-SELECT m.person_id, 'emergency_help' AS need, CAST(s.call_time AS DATE) AS day
-FROM staged.yjj__emergency_calls AS s
-JOIN curated.person_mentions AS m
-    ON m.dept = 'yjj' AND m.dataset = 'emergency_calls' AND m.key_pid = s._key_pid
-WHERE m.person_id IS NOT NULL AND s.call_time IS NOT NULL
+SELECT s.person_id, 'emergency_help' AS need, CAST(s.call_time AS DATE) AS day
+FROM linked_records('yjj', 'emergency_calls') AS s
+WHERE s.call_time IS NOT NULL

@@ -9,10 +9,10 @@ import string
 import polars as pl
 import pytest
 
-from lakehouse.lake import open_lake
+from lakehouse.lake import open_lake, transaction
 from marts.need_model.features import load_feature_set, monthly_cutoffs
 from marts.need_model.grid import complete_weeks, grid_counts
-from marts.need_model.labels import label_frame
+from marts.need_model.labels import label_frame, labels
 from marts.need_model.spec import GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, write_features
 from masking.crypto import CIPHERTEXT
@@ -147,3 +147,57 @@ def test_rewriting_a_cutoff_replaces_its_rows(need_street: NeedStreet, tmp_path,
         back = read_features(con, protection)
     assert back.filter(pl.col("cutoff") == cutoff).equals(mine.head(10))
     assert back.height == need_street.features.height - mine.height + 10
+
+
+# the outcome datasets and their dating field (the catalogue's; labels.sql reads them)
+OUTCOMES = {
+    "home_care": ("mzj", "home_care_enrolments", "enrolled_on", "DATE"),
+    "health_event": ("wjw", "health_events", "event_date", "DATE"),
+    "financial_assistance": ("mzj", "temporary_assistance", "approved_on", "DATE"),
+    "emergency_help": ("yjj", "emergency_calls", "call_time", "TIMESTAMP"),
+}
+
+
+def test_labels_read_the_outcome_datasets_through_the_master_index(
+    need_street: NeedStreet, tmp_path
+):
+    """A few outcome records written into a copy of the street (staged rows and their
+    mentions): each resident's labels say which need fell in the horizon of which cut-off."""
+    settings = copy_home(need_street.home, tmp_path)
+    first, last = need_street.cutoffs[0], need_street.cutoffs[-1]
+    people = need_street.features.filter(pl.col("cutoff") == first)["person_id"].head(4)
+    # resident k: need k recorded 10 days after the first cut-off; resident 0 also a
+    # home-care record 200 days before it (in no horizon)
+    records = [(people[k], need, first + dt.timedelta(days=10)) for k, need in enumerate(NEEDS)]
+    records.append((people[0], "home_care", first - dt.timedelta(days=200)))
+    with open_lake(settings) as con, transaction(con):
+        for n, (person, need, day) in enumerate(records):
+            dept, dataset, field, kind = OUTCOMES[need]
+            table = f'staged."{dept}__{dataset}"'
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (_key_pid VARCHAR, _loaded_at TIMESTAMPTZ, "
+                f'"{field}" {kind})'
+            )
+            key = f"test-outcome-{n}"
+            con.execute(
+                f'INSERT INTO {table} (_key_pid, _loaded_at, "{field}") VALUES (?, now(), ?)',
+                [key, day],
+            )
+            con.execute(
+                "INSERT INTO curated.person_mentions (dept, dataset, key_pid, person_id) "
+                "VALUES (?, ?, ?, ?)",
+                [dept, dataset, key, person],
+            )
+    keys = pl.DataFrame({"person_id": people.to_list() * 2, "cutoff": [first] * 4 + [last] * 4})
+    with open_lake(settings, read_only=True) as con:
+        out = labels(con, keys)
+    at_first = out.filter(pl.col("cutoff") == first).sort("person_id")
+    for k, need in enumerate(NEEDS):
+        mine = at_first.filter(pl.col("person_id") == people[k])
+        assert mine.select(list(NEEDS)).row(0) == tuple(n == need for n in NEEDS), need
+    assert (
+        not out.filter(pl.col("cutoff") == last)
+        .select(pl.any_horizontal(list(NEEDS)))
+        .to_series()
+        .any()
+    )
