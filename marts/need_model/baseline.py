@@ -17,7 +17,7 @@ RULE_AGE = 80
 AGE_COLUMN = "age"
 """The features frame's column of age in years at the cut-off."""
 
-ALONE_COLUMN = "lives_alone"
+ALONE_COLUMN = "living_alone"
 """The features frame's column saying the resident lives alone."""
 
 

@@ -3,8 +3,8 @@ features a model was trained on and the latest features it scores.
 
 PSI = Σ over bins (a − e) · ln(a / e), with ``e`` and ``a`` each bin's share of the training
 and the latest rows. Bins are the training values' deciles for a numeric feature and the
-values themselves for one with few distinct values (booleans, small counts); missing values
-are a bin of their own. The usual reading: below 0.1 stable, 0.1–0.25 a shift worth a look
+values themselves for one with few distinct values (booleans, small counts) or of text
+categories; missing values are a bin of their own, and so are values training never saw. The usual reading: below 0.1 stable, 0.1–0.25 a shift worth a look
 (warn), 0.25 and above a shift that calls for retraining (alarm).
 """
 
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+
+from marts.need_model.train import category_levels, feature_matrix
 
 WARN = 0.1
 ALARM = 0.25
@@ -47,11 +49,14 @@ def bin_shares(values: np.ndarray, edges: np.ndarray | None, levels: np.ndarray)
     return counts / max(len(values), 1)
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = BINS) -> float:
-    """PSI of ``actual`` against ``expected`` (NaN = missing, a bin of its own)."""
+def population_stability_index(
+    expected: np.ndarray, actual: np.ndarray, bins: int = BINS, categorical: bool = False
+) -> float:
+    """PSI of ``actual`` against ``expected`` (NaN = missing, a bin of its own);
+    ``categorical``: every value a bin, however many."""
     e = np.asarray(expected, dtype=float)
     a = np.asarray(actual, dtype=float)
-    edges = bin_edges(e, bins)
+    edges = None if categorical else bin_edges(e, bins)
     levels = np.unique(e[~np.isnan(e)]) if edges is None else np.array([])
     e_share = np.maximum(bin_shares(e, edges, levels), EPSILON)
     a_share = np.maximum(bin_shares(a, edges, levels), EPSILON)
@@ -68,10 +73,13 @@ def feature_drift(
 ) -> pl.DataFrame:
     """One row per feature column: ``feature``, ``psi``, ``status``; the largest PSI first."""
     rows = []
+    categories = category_levels(training, columns)
     for column in columns:
-        e = training.select(pl.col(column).cast(pl.Float64)).to_series().to_numpy()
-        a = latest.select(pl.col(column).cast(pl.Float64)).to_series().to_numpy()
-        psi = population_stability_index(e, a)
+        e, a = (feature_matrix(f, [column], categories)[:, 0].copy() for f in (training, latest))
+        if column in categories:  # a value training never saw: a bin of its own, not missing
+            unseen = latest[column].is_not_null().to_numpy() & np.isnan(a)
+            a[unseen] = -1.0
+        psi = population_stability_index(e, a, categorical=column in categories)
         rows.append({"feature": column, "psi": psi, "status": status(psi)})
     schema = {"feature": pl.String, "psi": pl.Float64, "status": pl.String}
     return pl.DataFrame(rows, schema=schema).sort("psi", descending=True)

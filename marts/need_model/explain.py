@@ -3,84 +3,59 @@ phrases a community worker understands (近30天门禁出入次数下降62%, 独
 
 The factors are LightGBM's ``pred_contrib`` (each input's additive share of the score's
 log-odds, TreeSHAP); only inputs that push the score up are kept, largest first, at most
-:data:`TOP`. Each becomes a phrase from its template in the features file (features.yaml):
-placeholders are filled from the resident's value — ``{value}`` as is, ``{pct}`` as a
-percentage (a share 0.62 → 62, a magnitude ≥ 1 taken as a percentage already), ``{days}`` and
-``{n}`` as whole numbers. A template without placeholders (独居) states a condition and is said
-only when the value is true (non-zero); a missing value says nothing.
+:data:`TOP`. Each becomes the phrase features.yaml gives it (:mod:`marts.need_model.features`):
+a number's placeholder (``{n}``, ``{pct}``, ``{days}`` …) is filled with the value rounded to a
+whole number (a negative value says nothing: 下降-30% is not a decline); a phrase without a
+placeholder states a condition, said only when the value is true; a category's phrase is
+followed by its value (房屋性质：公租房). A missing value says nothing.
 """
 
 from __future__ import annotations
 
+import math
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import yaml
 
+from marts.need_model.features import FEATURES_YAML, load_feature_set
 from marts.need_model.spec import KEYS
-from marts.need_model.train import NeedModels, feature_matrix
+from marts.need_model.train import NeedModels
 
 TOP = 3
 """Factors per score."""
 
-TEMPLATE_KEYS = ("template", "explain_zh", "phrase")
-"""Keys a feature's entry may carry its phrase template under (the first found is used)."""
 
-
-def load_templates(source: str | Path | Mapping[str, Any] | Iterable[Any]) -> dict[str, str]:
-    """Feature name → phrase template from features.yaml (a path, or its parsed content: a
-    list of entries or a mapping with ``features``; each entry has ``name`` and a template);
-    an entry without a template falls back to its ``label_zh``."""
-    data: Any = source
-    if isinstance(source, str | Path):
-        data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
-    if isinstance(data, Mapping):
-        data = data.get("features", data)
-    if isinstance(data, Mapping):  # name → entry
-        data = [
-            {"name": k, **(v if isinstance(v, Mapping) else {"template": v})}
-            for k, v in data.items()
-        ]
-    templates = {}
-    for entry in data:
-        phrase = next((entry[k] for k in TEMPLATE_KEYS if entry.get(k)), entry.get("label_zh"))
-        if phrase:
-            templates[entry["name"]] = str(phrase)
-    return templates
+def load_templates(path: Path = FEATURES_YAML) -> dict[str, str]:
+    """Feature name → its phrase in features.yaml."""
+    return {f.name: f.phrase for f in load_feature_set(path).features}
 
 
 def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _whole(value: float) -> int:
-    return round(abs(value))
-
-
-def phrase(template: str, value: float) -> str | None:
-    """The template said of ``value``, or None when it says nothing of it (a missing value; a
-    condition template of a false value)."""
-    if value is None or np.isnan(value):
+def phrase(template: str, value: Any) -> str | None:
+    """The template said of ``value``, or None when it says nothing of it."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    if not placeholders(template):
+    names = placeholders(template)
+    if isinstance(value, str):
+        return template.format_map(dict.fromkeys(names, value)) if names else f"{template}：{value}"
+    if not names:
         return template if value else None
-    pct = abs(value) * 100 if abs(value) <= 1 else abs(value)
-    shown = int(value) if float(value).is_integer() else round(value, 1)
-    fields = {"value": shown, "pct": round(pct), "days": _whole(value), "n": _whole(value)}
-    try:
-        return template.format_map(fields)
-    except (KeyError, ValueError, IndexError):
+    if value < 0:
         return None
+    return template.format_map(dict.fromkeys(names, round(value)))
 
 
 def top_factors(
     contributions: np.ndarray,
-    values: np.ndarray,
-    inputs: list[str],
+    values: Sequence[Any],
+    inputs: Sequence[str],
     templates: Mapping[str, str],
     top: int = TOP,
 ) -> tuple[list[str], list[str]]:
@@ -108,14 +83,14 @@ def explain(
 ) -> pl.DataFrame:
     """One row per resident, cut-off and need: the keys, ``need``, ``score``, ``factors``
     (the Chinese phrases, strongest first) and ``factor_features`` (their feature names)."""
-    matrix = feature_matrix(features, models.inputs)
+    values = features.select(models.inputs).rows()
     scores = models.predict(features)
     parts = []
     for need in models.needs:
         contributions = models.contributions(need, features)[:, :-1]
         said = [
-            top_factors(contributions[r], matrix[r], models.inputs, templates, top)
-            for r in range(matrix.shape[0])
+            top_factors(contributions[r], row, models.inputs, templates, top)
+            for r, row in enumerate(values)
         ]
         parts.append(
             features.select(KEYS).with_columns(

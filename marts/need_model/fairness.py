@@ -1,6 +1,6 @@
 """Fairness (公平性) of the need scores: the same metrics per group of residents — gender,
-registered vs migrant (户籍/流动), age band — with fairlearn's ``MetricFrame``, kept with
-the model (the registry stores the frame; Dagster shows it as metadata).
+registered vs migrant (户籍/流动), age band: the features frame's fairness groups, which are
+never model inputs (features.yaml) — with fairlearn's ``MetricFrame``, kept with the model (the registry stores the frame; Dagster shows it as metadata).
 
 A score is advice to visit: a resident counts as *selected* when the need's score is within
 the top :data:`FLAG_SHARE` of the scored residents (one threshold for everyone, set on all
@@ -19,42 +19,15 @@ import polars as pl
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import average_precision_score, precision_score, recall_score
 
+from marts.need_model.features import load_feature_set
 from marts.need_model.spec import KEYS
 
 FLAG_SHARE = 0.1
 """Share of residents a worklist at the fairness threshold would flag."""
 
-AGE_BANDS = ((0, "<60"), (60, "60-69"), (70, "70-79"), (80, "80+"))
-"""Lower bound (years) → band label."""
-
-GROUP_KINDS = ("gender", "residency", "age_band")
 OVERALL = "overall"
 
 FIGURES = ("n", "positives", "selection_rate", "recall", "precision", "pr_auc")
-
-
-def age_band(age: pl.Expr) -> pl.Expr:
-    """The age band label of an age in years (missing: null)."""
-    expr = pl.lit(AGE_BANDS[0][1])
-    for low, label in AGE_BANDS[1:]:
-        expr = pl.when(age >= low).then(pl.lit(label)).otherwise(expr)
-    return pl.when(age.is_null()).then(None).otherwise(expr)
-
-
-def group_frame(
-    features: pl.DataFrame, gender: str = "gender", migrant: str = "migrant", age: str = "age"
-) -> pl.DataFrame:
-    """Keys and the three groupings from the features frame's columns: ``gender`` as is,
-    ``residency`` 流动 when ``migrant`` is true else 户籍, ``age_band`` from ``age``."""
-    return features.select(
-        *KEYS,
-        pl.col(gender).cast(pl.String).alias("gender"),
-        pl.when(pl.col(migrant).cast(pl.Boolean))
-        .then(pl.lit("流动"))
-        .otherwise(pl.lit("户籍"))
-        .alias("residency"),
-        age_band(pl.col(age)).alias("age_band"),
-    )
 
 
 def _selected(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -82,22 +55,24 @@ def fairness_table(
     scored: pl.DataFrame,
     groups: pl.DataFrame,
     needs: Sequence[str],
-    kinds: Sequence[str] = GROUP_KINDS,
+    kinds: Sequence[str] | None = None,
     flag_share: float = FLAG_SHARE,
 ) -> pl.DataFrame:
     """Per need, group kind and group: :data:`FIGURES` (and ``threshold``), plus one
     ``overall`` row per need and kind.
 
     ``scored``: keys, each need's label (``<need>``) and score (``<need>_score``) — the
-    backtest's predictions; ``groups``: keys and the ``kinds`` columns (:func:`group_frame`)."""
-    frame = scored.join(groups, on=list(KEYS), how="inner")
+    backtest's predictions; ``groups``: keys and the ``kinds`` columns (by default the
+    fairness groups of features.yaml: the features frame has them)."""
+    kinds = list(kinds or load_feature_set().groups)
+    frame = scored.join(groups.select(*KEYS, *kinds), on=list(KEYS), how="inner")
     parts: list[pl.DataFrame] = []
     for need in needs:
         y = frame[need].cast(pl.Boolean).fill_null(False).to_numpy()
         s = frame[f"{need}_score"].to_numpy()
         threshold = float(np.quantile(s, 1 - flag_share))
         for kind in kinds:
-            sensitive = frame[kind].fill_null("未知").to_numpy()
+            sensitive = frame[kind].cast(pl.String).fill_null("未知").to_numpy()
             mf = MetricFrame(
                 metrics=_metrics(threshold), y_true=y, y_pred=s, sensitive_features=sensitive
             )

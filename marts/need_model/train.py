@@ -51,12 +51,43 @@ CALIBRATION_SHARE = 0.2
 """Share of residents held out of training to fit the calibrator on, when one is asked for."""
 
 
-def feature_matrix(features: pl.DataFrame, inputs: Sequence[str]) -> np.ndarray:
-    """The model inputs as a float matrix in ``inputs`` order (booleans 0/1, missing NaN)."""
+def categorical_inputs(features: pl.DataFrame, inputs: Sequence[str]) -> list[str]:
+    """The inputs holding text categories (a housing type, a community code)."""
+    return [c for c in inputs if features.schema[c] in (pl.String, pl.Categorical)]
+
+
+def category_levels(features: pl.DataFrame, inputs: Sequence[str]) -> dict[str, list[str]]:
+    """Each categorical input's values seen in ``features``, sorted: a value's position is
+    its code in the model (a value never seen is missing)."""
+    return {
+        c: sorted(features[c].cast(pl.String).drop_nulls().unique().to_list())
+        for c in categorical_inputs(features, inputs)
+    }
+
+
+def feature_matrix(
+    features: pl.DataFrame,
+    inputs: Sequence[str],
+    categories: dict[str, list[str]] | None = None,
+) -> np.ndarray:
+    """The model inputs as a float matrix in ``inputs`` order (booleans 0/1, categories their
+    code in ``categories``, missing and unseen categories NaN)."""
     missing = [c for c in inputs if c not in features.columns]
     if missing:
         raise KeyError(f"features frame lacks input columns {missing}")
-    return features.select(pl.col(c).cast(pl.Float64) for c in inputs).to_numpy()
+    categories = categories or {}
+
+    def column(name: str) -> pl.Expr:
+        if name in categories:
+            codes = {v: float(i) for i, v in enumerate(categories[name])}
+            return (
+                pl.col(name)
+                .cast(pl.String)
+                .replace_strict(codes, default=None, return_dtype=pl.Float64)
+            )
+        return pl.col(name).cast(pl.Float64)
+
+    return features.select(column(c) for c in inputs).to_numpy()
 
 
 def training_frame(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
@@ -83,6 +114,11 @@ class NeedModels:
     boosters: dict[str, lgb.Booster]
     calibrators: dict[str, Calibrator] = field(default_factory=dict)
     trained_on: dict[str, Any] = field(default_factory=dict)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+    def matrix(self, features: pl.DataFrame) -> np.ndarray:
+        """The frame's inputs as this model reads them."""
+        return feature_matrix(features, self.inputs, self.categories)
 
     @property
     def needs(self) -> list[str]:
@@ -101,7 +137,7 @@ class NeedModels:
 
     def predict(self, features: pl.DataFrame) -> pl.DataFrame:
         """The frame's keys and one probability column per need, in the frame's row order."""
-        matrix = feature_matrix(features, self.inputs)
+        matrix = self.matrix(features)
         return features.select(KEYS).with_columns(
             pl.Series(need, self.scores(need, matrix)) for need in self.needs
         )
@@ -109,13 +145,13 @@ class NeedModels:
     def contributions(self, need: str, features: pl.DataFrame) -> np.ndarray:
         """LightGBM's ``pred_contrib`` for the need: one column per input (log-odds it adds
         to the row's score) and the expected value last."""
-        matrix = feature_matrix(features, self.inputs)
-        return self.boosters[need].predict(matrix, pred_contrib=True)
+        return self.boosters[need].predict(self.matrix(features), pred_contrib=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "inputs": self.inputs,
+            "categories": self.categories,
             "trained_on": self.trained_on,
             "models": {
                 need: {
@@ -140,6 +176,7 @@ class NeedModels:
                 if m["calibrator"]
             },
             trained_on=data.get("trained_on", {}),
+            categories=data.get("categories", {}),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -160,9 +197,16 @@ def train_booster(
     seed: int = SEED,
     num_rounds: int = NUM_ROUNDS,
     params: dict[str, Any] | None = None,
+    categorical: Sequence[str] = (),
 ) -> lgb.Booster:
-    """One LightGBM binary classifier, deterministic for a given seed."""
-    data = lgb.Dataset(matrix, label=y.astype(float), feature_name=list(inputs), free_raw_data=True)
+    """One LightGBM binary classifier, deterministic for a given seed; ``categorical``: the
+    inputs holding category codes."""
+    data = lgb.Dataset(
+        matrix,
+        label=y.astype(float),
+        feature_name=list(inputs),
+        categorical_feature=list(categorical) or "auto",
+    )
     return lgb.train({**PARAMS, **(params or {}), "seed": seed}, data, num_boost_round=num_rounds)
 
 
@@ -184,7 +228,8 @@ def train_need_models(
     if frame.is_empty():
         raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
     needs = [n for n in NEEDS if n in labels.columns]
-    matrix = feature_matrix(frame, inputs)
+    categories = category_levels(frame, inputs)
+    matrix = feature_matrix(frame, inputs, categories)
     held = (
         calibration_holdout(frame["person_id"], CALIBRATION_SHARE, seed)
         if calibration
@@ -194,7 +239,9 @@ def train_need_models(
     calibrators: dict[str, Calibrator] = {}
     for need in needs:
         y = frame[need].cast(pl.Float64).fill_null(0.0).to_numpy()
-        boosters[need] = train_booster(matrix[~held], y[~held], inputs, seed, num_rounds, params)
+        boosters[need] = train_booster(
+            matrix[~held], y[~held], inputs, seed, num_rounds, params, list(categories)
+        )
         if calibration:
             raw = boosters[need].predict(matrix[held])
             calibrators[need] = fit_calibrator(y[held], raw, calibration)
@@ -206,4 +253,4 @@ def train_need_models(
         "seed": seed,
         "num_rounds": num_rounds,
     }
-    return NeedModels(list(inputs), boosters, calibrators, trained_on)
+    return NeedModels(list(inputs), boosters, calibrators, trained_on, categories)

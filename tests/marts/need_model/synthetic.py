@@ -1,7 +1,8 @@
 """Small synthetic frames for the need model's tests, shaped as :mod:`marts.need_model.spec`
 says, with a known signal: each need's true probability rises with a drop in door activity,
 chronic disease and past appeals — signals the street's rule (80+ and living alone) does not
-see — so a model must beat the rule on them; grid appeals are Poisson around a cell level and
+see — and with living in an old estate (a text category), so a model must beat the rule on
+them; grid appeals are Poisson around a cell level and
 a season, so a model must beat last week's count."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import polars as pl
 
 from marts.need_model.spec import NEEDS
 
-INPUTS = ["age", "lives_alone", "chronic", "access_drop", "past_appeals", "noise"]
+INPUTS = ["age", "living_alone", "chronic", "access_drop", "past_appeals", "housing", "noise"]
 """The synthetic features the models take as inputs."""
 
 WEIGHTS = {
@@ -35,7 +36,8 @@ def need_frames(
     alone = rng.random(people) < np.where(age0 >= 70, 0.45, 0.1)
     chronic = rng.random(people) < np.where(age0 >= 60, 0.5, 0.1)
     gender = rng.choice(["男", "女"], people)
-    migrant = rng.random(people) < 0.3
+    resident_type = np.where(rng.random(people) < 0.3, "migrant", "registered")
+    housing = rng.choice(["商品房", "公租房", "老旧小区"], people, p=[0.6, 0.2, 0.2])
     frames, labels, truth = [], [], []
     for k in range(cutoffs):
         cutoff = dt.date(2025, 1, 31) + dt.timedelta(days=30 * k)
@@ -46,19 +48,27 @@ def need_frames(
                 "person_id": [f"p{i:05d}" for i in range(people)],
                 "cutoff": [cutoff] * people,
                 "age": age0 + k // 12,
-                "lives_alone": alone,
+                "living_alone": alone,
                 "chronic": chronic,
                 "access_drop": drop,
                 "past_appeals": appeals,
+                "housing": housing,
                 "noise": rng.normal(size=people),
                 "gender": gender,
-                "migrant": migrant,
+                "resident_type": resident_type,
             }
+        ).with_columns(
+            age_band=pl.when(pl.col("age") >= 80)
+            .then(pl.lit("80+"))
+            .when(pl.col("age") >= 60)
+            .then(pl.lit("60-79"))
+            .otherwise(pl.lit("0-59"))
         )
         rule = (age0 >= 80) & alone
         probs = {}
         for need, (b0, b_rule, b_chronic, b_drop, b_appeals) in WEIGHTS.items():
             z = b0 + b_rule * rule + b_chronic * chronic + b_drop * drop * 3 + b_appeals * appeals
+            z = z + 0.8 * (housing == "老旧小区")
             probs[need] = 1 / (1 + np.exp(-z))
         frames.append(features)
         truth.append(features.select("person_id", "cutoff").with_columns(**probs))

@@ -6,34 +6,36 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-import yaml
 
 from marts.need_model.explain import TOP, explain, load_templates, phrase, top_factors
+from marts.need_model.features import load_feature_set
 from marts.need_model.spec import KEYS, NEEDS
 from marts.need_model.train import train_need_models
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
 TEMPLATES = {
-    "age": "{value}岁",
-    "lives_alone": "独居",
+    "age": "年龄{n}岁",
+    "living_alone": "独居",
     "chronic": "患慢性病",
     "access_drop": "近30天门禁出入次数下降{pct}%",
     "past_appeals": "近期诉求{n}次",
+    "housing": "房屋性质",
 }  # "noise" has none: it is never said
 
 
 @pytest.mark.parametrize(
     ("template", "value", "said"),
     [
-        ("近30天门禁出入次数下降{pct}%", 0.62, "近30天门禁出入次数下降62%"),
-        ("近30天门禁出入次数下降{pct}%", -0.62, "近30天门禁出入次数下降62%"),
-        ("近30天门禁出入次数下降{pct}%", 62.0, "近30天门禁出入次数下降62%"),
-        ("慢病随访逾期{days}天", 14.0, "慢病随访逾期14天"),
-        ("{value}岁", 83.0, "83岁"),
-        ("独居", 1.0, "独居"),
-        ("独居", 0.0, None),
-        ("独居", float("nan"), None),
-        ("{unknown}次", 3.0, None),
+        ("近30天门禁出入次数下降{pct}%", 61.6, "近30天门禁出入次数下降62%"),
+        ("近30天门禁出入次数下降{pct}%", -30.0, None),  # a rise is not a decline
+        ("慢病随访逾期{days}天", 14, "慢病随访逾期14天"),
+        ("年龄{n}岁", 83, "年龄83岁"),
+        ("近30天门禁出入{n}次", 0, "近30天门禁出入0次"),
+        ("独居", True, "独居"),
+        ("独居", False, None),
+        ("独居", None, None),
+        ("近30天门禁出入{n}次", float("nan"), None),
+        ("房屋性质", "公租房", "房屋性质：公租房"),
     ],
 )
 def test_phrase(template, value, said):
@@ -44,7 +46,7 @@ def test_only_factors_that_raise_the_score_and_have_a_phrase():
     inputs = ["a", "b", "c", "d", "e"]
     templates = {"a": "A{n}", "b": "B", "c": "C", "e": "E"}
     contributions = np.array([0.5, 0.9, -0.2, 2.0, 0.1])
-    values = np.array([3.0, 0.0, 1.0, 1.0, 1.0])
+    values = [3, False, True, True, True]
     # d has no template, b is a false condition, c pulls the score down
     assert top_factors(contributions, values, inputs, templates) == (["A3", "E"], ["a", "e"])
     assert top_factors(contributions, values, inputs, templates, top=1) == (["A3"], ["a"])
@@ -70,11 +72,8 @@ def test_explain_gives_each_score_its_top_phrases():
     )
 
 
-def test_templates_load_from_the_features_file(tmp_path):
-    path = tmp_path / "features.yaml"
-    entries = [
-        {"name": "lives_alone", "label_zh": "独居", "template": "独居", "group": "household"},
-        {"name": "age", "label_zh": "年龄"},
-    ]
-    path.write_text(yaml.safe_dump({"features": entries}, allow_unicode=True), encoding="utf-8")
-    assert load_templates(path) == {"lives_alone": "独居", "age": "年龄"}
+def test_every_model_input_of_the_features_file_has_a_phrase():
+    feature_set = load_feature_set()
+    templates = load_templates()
+    assert templates["living_alone"] == "独居"
+    assert all(templates.get(name) for name in feature_set.inputs)

@@ -10,14 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from marts.need_model.backtest import backtest
-from marts.need_model.fairness import (
-    GROUP_KINDS,
-    OVERALL,
-    age_band,
-    fairness_table,
-    group_frame,
-    group_metrics,
-)
+from marts.need_model.fairness import OVERALL, fairness_table, group_metrics
 from marts.need_model.spec import KEYS, NEEDS
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
@@ -26,23 +19,18 @@ from tests.marts.need_model.synthetic import INPUTS, need_frames
 def scored() -> tuple[pl.DataFrame, pl.DataFrame]:
     features, labels, _ = need_frames(people=400, cutoffs=5, seed=8)
     result = backtest(features, labels, INPUTS, num_rounds=30, last=1)
-    return result.predictions, group_frame(features)
-
-
-def test_age_bands():
-    ages = pl.DataFrame({"age": [18, 59, 60, 79, 80, 101, None]})
-    bands = ages.select(age_band(pl.col("age")).alias("band"))["band"].to_list()
-    assert bands == ["<60", "<60", "60-69", "70-79", "80+", "80+", None]
+    return result.predictions, features
 
 
 def test_every_group_of_every_kind_per_need(scored):
     predictions, groups = scored
-    table = fairness_table(predictions, groups, list(NEEDS))
-    assert set(table["need"]) == set(NEEDS) and set(table["group_kind"]) == set(GROUP_KINDS)
+    kinds = ["gender", "resident_type", "age_band"]
+    table = fairness_table(predictions, groups, list(NEEDS), kinds=kinds)
+    assert set(table["need"]) == set(NEEDS) and set(table["group_kind"]) == set(kinds)
     residency = table.filter(
-        (pl.col("need") == "home_care") & (pl.col("group_kind") == "residency")
+        (pl.col("need") == "home_care") & (pl.col("group_kind") == "resident_type")
     )
-    assert set(residency["group"]) == {OVERALL, "户籍", "流动"}
+    assert set(residency["group"]) == {OVERALL, "registered", "migrant"}
     overall = residency.filter(pl.col("group") == OVERALL)
     assert overall["n"][0] == predictions.height
     assert overall["selection_rate"][0] == pytest.approx(0.1, abs=0.02)

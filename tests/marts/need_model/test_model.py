@@ -68,7 +68,7 @@ def test_missing_input_column_is_named(frames):
 
 def test_the_rule_flags_80_and_over_living_alone():
     frame = pl.DataFrame(
-        {"age": [79, 80, 95, None, 85], "lives_alone": [True, True, False, True, None]}
+        {"age": [79, 80, 95, None, 85], "living_alone": [True, True, False, True, None]}
     )
     assert rule_scores(frame).tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
 
@@ -116,3 +116,16 @@ def test_reliability_curve_counts_every_test_row(result):
         curve = result.reliability.filter(pl.col("need") == need)
         assert curve["n"].sum() == result.predictions.height
         assert np.all(np.diff(curve["bin_low"].to_numpy()) > 0)
+
+
+def test_a_text_category_is_an_input_and_an_unseen_value_is_missing(frames):
+    features, labels, _ = frames
+    models = train_need_models(features, labels, INPUTS, num_rounds=ROUNDS)
+    assert models.categories["housing"] == sorted(features["housing"].unique().to_list())
+    old = features.head(50).with_columns(pl.lit("老旧小区").alias("housing"))
+    new = old.with_columns(pl.lit("商品房").alias("housing"))
+    # living in an old estate raises every need in the synthetic street
+    raised = models.predict(old)["home_care"] > models.predict(new)["home_care"]
+    assert raised.mean() > 0.8
+    unseen = models.predict(old.with_columns(pl.lit("人才公寓").alias("housing")))
+    assert unseen.select(list(NEEDS)).null_count().sum_horizontal()[0] == 0

@@ -49,3 +49,11 @@ def test_feature_drift_names_the_feature_that_moved():
     drift = feature_drift(train, latest, ["steady", "moved"])
     assert drift["feature"].to_list() == ["moved", "steady"]
     assert drift["status"].to_list() == ["alarm", "ok"]
+
+
+def test_a_text_category_drifts_by_its_values_and_one_never_trained_on():
+    train = pl.DataFrame({"housing": ["商品房"] * 70 + ["公租房"] * 30})
+    same = pl.DataFrame({"housing": ["公租房"] * 30 + ["商品房"] * 70})
+    new = pl.DataFrame({"housing": ["商品房"] * 50 + ["人才公寓"] * 50})
+    assert feature_drift(train, same, ["housing"])["psi"][0] == pytest.approx(0.0)
+    assert feature_drift(train, new, ["housing"])["status"][0] == "alarm"
