@@ -333,11 +333,16 @@ def visits(service: Service, community: str | None = None) -> list[dict[str, Any
 
 
 def visit_frame(service: Service) -> pl.DataFrame:
-    """Every visit outcome as a frame (person_id, on_alert, alert_as_of, outcome,
-    visited_at): the input of ``marts.alert_quality.against_visits``. Does not import
-    marts (the layout): the caller (``streethub models backtest``) passes it on."""
-    rows = [{k: r[k] for k in ("person_id", "on_alert", "alert_as_of", "outcome", "visited_at")}
-            for r in visits(service)]  # fmt: skip
+    """Every visit outcome as a frame: person_id, on_alert, alert_as_of, outcome,
+    visited_at, and whether someone was seen (``visited``) and a need found — the input of
+    ``marts.alert_quality.against_visits``, which the caller (``streethub models backtest``)
+    hands it to (share_api does not import marts)."""
+    rows = [
+        {**{k: r[k] for k in ("person_id", "on_alert", "alert_as_of", "outcome", "visited_at")},
+         "visited": Outcome(r["outcome"]).visited,
+         "need_found": r["outcome"] == Outcome.need_found}
+        for r in visits(service)
+    ]  # fmt: skip
     return pl.DataFrame(
         rows,
         schema={
@@ -346,6 +351,8 @@ def visit_frame(service: Service) -> pl.DataFrame:
             "alert_as_of": pl.Date,
             "outcome": pl.String,
             "visited_at": pl.Datetime("us", "UTC"),
+            "visited": pl.Boolean,
+            "need_found": pl.Boolean,
         },
     )
 

@@ -12,9 +12,11 @@ import pytest
 
 from catalog.marts import load_marts
 from lakehouse.lake import open_lake
+from marts.alert_quality import against_visits
 from marts.need_model.spec import NEEDS
 from marts.publish import publish_frame
 from share_api.consent import record_choice
+from share_api.worklist import visit_frame
 
 CUTOFF = dt.date(2026, 11, 30)
 PHRASES = "独居；近30天门禁出入次数下降62%"
@@ -170,3 +172,9 @@ def test_visit_outcomes_are_recorded_and_shown_on_the_worklist(service, api, ass
     listed = api.get("/worklist/visits", headers=person.headers).json()
     assert [(v["person_id"], v["needs_found"]) for v in listed] == [(ours[2], ["home_care"])]
     assert [r["outcome"] for r in _audited(service, "worklist.visit")] == ["need_found"]
+    api.post(f"/worklist/residents/{ours[1]}/visits", json={"outcome": "no_need"},
+             headers=person.headers)  # fmt: skip
+    api.post(f"/worklist/residents/{ours[0]}/visits", json={"outcome": "not_home"},
+             headers=person.headers)  # fmt: skip
+    quality = against_visits(visit_frame(service))  # two alerted residents seen, one in need
+    assert (quality.alerted, quality.hits, quality.precision) == (2, 1, 0.5)
