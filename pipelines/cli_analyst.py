@@ -113,7 +113,8 @@ def notebook(
         raise typer.Exit(1)
     name = name or _the_analyst(settings)
     built = _ensure(settings, name, snapshot, None)
-    ws = prepare_workspace(root, name, built.path, port=settings.notebook_port or _free_port())
+    ws = prepare_workspace(root, name, built.path, port=settings.notebook_port or _free_port(),
+                           share_url=f"http://{settings.share_host}:{settings.share_port}")  # fmt: skip
     console.print(f"workspace {ws.root} (database copied to {ws.db})")
     lab = subprocess.Popen(lab_command(), env=ws.env, cwd=ws.notebooks)
 

@@ -5,8 +5,9 @@ notebook`` copies the analyst's database into a workspace of its own (``notebook
 outside the home) and starts JupyterLab there with an environment made from nothing but
 an allow-list (:data:`PASSED`): no ``STREETHUB_*`` setting or secret (master key, tokens,
 database URLs), no ``XDG_CONFIG_HOME`` (where a master key file may sit) — only
-:data:`DB_ENV` naming the copy, ``PLOOMBER_STATS_ENABLED=false`` (JupySQL's usage
-statistics off) and the workspace's own Jupyter/IPython folders.
+:data:`DB_ENV` naming the copy, the notebooks' own :data:`NOTEBOOK_VARS` (the share
+service's address, the analyst's own token) when set, ``PLOOMBER_STATS_ENABLED=false``
+(JupySQL's usage statistics off) and the workspace's own Jupyter/IPython folders.
 
 Layout of a workspace ``<notebook_dir>/<analyst>/``::
 
@@ -37,6 +38,13 @@ HOST = "127.0.0.1"
 # what of the caller's environment a kernel may see (nothing else passes)
 PASSED = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM", "USER",
           "LOGNAME", "VIRTUAL_ENV")  # fmt: skip
+# what the example notebooks read besides the database: the share service's address, the
+# analyst's OWN token or Delta Sharing profile (theirs, not the hub's), a grant, snapshots,
+# a table — passed on only when the caller set them
+NOTEBOOK_VARS = ("STREETHUB_NOTEBOOK_SHARE_URL", "STREETHUB_NOTEBOOK_TOKEN",
+                 "STREETHUB_NOTEBOOK_PROFILE", "STREETHUB_NOTEBOOK_GRANT",
+                 "STREETHUB_NOTEBOOK_SNAPSHOTS", "STREETHUB_NOTEBOOK_TABLE")  # fmt: skip
+SHARE_URL_ENV = NOTEBOOK_VARS[0]
 STARTUP = '''"""streethub: the analyst database, read-only and locked, for %%sql and DuckDB's API.
 
 ``con`` is the DuckDB connection (open_locked: read-only, no external access, the
@@ -70,11 +78,16 @@ class Workspace:
         return self.root / "jupyter" / "runtime"
 
 
-def kernel_env(environ: Mapping[str, str], root: Path, db: Path) -> dict[str, str]:
+def kernel_env(
+    environ: Mapping[str, str], root: Path, db: Path, share_url: str | None = None
+) -> dict[str, str]:
     """The environment of the notebook server and its kernels: the allow-listed variables
-    of ``environ``, the database's path, JupySQL's statistics off, the workspace's own
-    Jupyter, IPython and matplotlib folders and HOME."""
-    env = {k: environ[k] for k in PASSED if k in environ}
+    of ``environ`` and the notebooks' own (:data:`NOTEBOOK_VARS`; the share service's
+    address ``share_url`` unless given), the database's path, JupySQL's statistics off,
+    the workspace's own Jupyter, IPython and matplotlib folders and HOME."""
+    env = {k: environ[k] for k in (*PASSED, *NOTEBOOK_VARS) if k in environ}
+    if share_url and SHARE_URL_ENV not in env:
+        env[SHARE_URL_ENV] = share_url
     env.update(
         {
             DB_ENV: str(db),
@@ -112,10 +125,12 @@ def prepare_workspace(
     port: int = 0,
     token: str | None = None,
     notebooks: Path = NOTEBOOKS_DIR,
+    share_url: str | None = None,
 ) -> Workspace:
     """The workspace ``root/<analyst>``: the database ``db`` copied in, the notebooks
     missing there copied, the IPython startup file and the server's configuration
-    (``port``; ``token``: a new random one when None) written."""
+    (``port``; ``token``: a new random one when None) written; ``share_url``: the share
+    service the notebooks call (unless the caller's environment names one)."""
     base = root.expanduser().resolve() / analyst
     for sub in ("data", "notebooks", "ipython/profile_default/startup", "jupyter/config",
                 "jupyter/data", "jupyter/runtime", "matplotlib"):  # fmt: skip
@@ -143,7 +158,7 @@ def prepare_workspace(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(config, fh, indent=1)
-    env = kernel_env(os.environ if environ is None else environ, base, copy)
+    env = kernel_env(os.environ if environ is None else environ, base, copy, share_url)
     return Workspace(base, copy, base / "notebooks", env)
 
 
@@ -164,6 +179,7 @@ def server_info(workspace: Workspace, pid: int) -> dict | None:
 __all__ = [
     "DB_ENV",
     "NOTEBOOKS_DIR",
+    "NOTEBOOK_VARS",
     "PASSED",
     "Workspace",
     "kernel_env",

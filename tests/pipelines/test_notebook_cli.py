@@ -21,7 +21,7 @@ from jupyter_client import BlockingKernelClient
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from share_api.analysts.notebook import DB_ENV, Workspace, server_info
+from share_api.analysts.notebook import DB_ENV, NOTEBOOK_VARS, Workspace, server_info
 from tests.share_api.conftest import (  # noqa: F401 - the share service's fixtures
     ANALYST_MARTS,
     analyst_street,
@@ -36,6 +36,7 @@ SECRETS = {  # given to the command; none may reach a kernel
     "STREETHUB_PKCS11_PIN": "pin-not-for-kernels",
     "AWS_SECRET_ACCESS_KEY": "cloud-secret-not-for-kernels",
 }
+OWN = {"STREETHUB_NOTEBOOK_TOKEN": "the-analysts-own-token"}  # the notebooks' own: passed
 PROBE = """
 import json, os
 shown = get_ipython().run_cell_magic("sql", "", "SELECT count(*) AS n FROM elderly_care")
@@ -93,7 +94,7 @@ def _run_in_kernel(info: dict, ws: Workspace, code: str) -> dict:
 def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path) -> None:  # noqa: F811
     settings = analyst_street.service.settings
     workspace = tmp_path / "workspace"
-    env = {**os.environ, **SECRETS, "STREETHUB_HOME": str(settings.home_abs),
+    env = {**os.environ, **SECRETS, **OWN, "STREETHUB_HOME": str(settings.home_abs),
            "STREETHUB_NOTEBOOK_DIR": str(workspace)}  # fmt: skip
     log = (tmp_path / "notebook.log").open("w")
     cmd = [sys.executable, "-m", "pipelines.cli", "notebook", analyst_street.org]
@@ -120,7 +121,12 @@ def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path
         log.close()
     kernel_env = found["env"]
     assert not set(SECRETS) & set(kernel_env)
-    assert not [k for k in kernel_env if k.startswith("STREETHUB_") and k != DB_ENV]
+    assert not [k for k in kernel_env if k.startswith("STREETHUB_") and k != DB_ENV
+                and k not in NOTEBOOK_VARS]  # fmt: skip
+    assert kernel_env["STREETHUB_NOTEBOOK_TOKEN"] == OWN["STREETHUB_NOTEBOOK_TOKEN"]
+    assert kernel_env["STREETHUB_NOTEBOOK_SHARE_URL"] == (
+        f"http://{settings.share_host}:{settings.share_port}"
+    )
     assert kernel_env["PLOOMBER_STATS_ENABLED"] == "false"
     copy = Path(kernel_env[DB_ENV])
     assert copy.is_relative_to(ws.root) and copy.read_bytes() == analyst_street.path.read_bytes()
