@@ -25,6 +25,7 @@ from rich.table import Table
 from sklearn.metrics import mean_absolute_error, mean_poisson_deviance
 
 from marts.need_model.backtest import as_text
+from marts.need_model.grid import complete_weeks
 from marts.need_model.spec import FORECAST_WEEKS, GRID_KEYS, SEASON_WEEKS
 
 FORMAT = "streethub-grid-forecast/1"
@@ -64,19 +65,17 @@ METHODS = ("model", "naive", "seasonal_naive")
 
 
 def week_panel(counts: pl.DataFrame, through: dt.date | None = None) -> pl.DataFrame:
-    """Every grid cell × category × week from the first week of ``counts`` to its last (or
-    ``through``), ``appeals`` 0 where the frame has no row."""
-    first = counts["week_start"].min()
-    last = through or counts["week_start"].max()
-    weeks = pl.date_range(first, last, interval="1w", eager=True).alias("week_start")
-    series = counts.select(SERIES).unique()
-    grid = series.join(weeks.to_frame(), how="cross")
-    summed = counts.group_by(GRID_KEYS).agg(pl.col("appeals").sum())
-    return (
-        grid.join(summed, on=list(GRID_KEYS), how="left")
-        .with_columns(pl.col("appeals").fill_null(0).cast(pl.Float64))
-        .sort(*SERIES, "week_start")
-    )
+    """Every grid cell × category × week from the first week of ``counts`` to its last, or
+    to ``through`` (the week to forecast, its count unknown: 0), ``appeals`` 0 where the frame
+    has no row (:func:`marts.need_model.grid.complete_weeks`)."""
+    if through is not None and through > counts["week_start"].max():
+        ahead = (
+            counts.select(SERIES)
+            .unique()
+            .with_columns(pl.lit(through).alias("week_start"), pl.lit(0).alias("appeals"))
+        )
+        counts = pl.concat([counts, ahead], how="diagonal_relaxed")
+    return complete_weeks(counts)
 
 
 def lag_features(panel: pl.DataFrame) -> pl.DataFrame:
@@ -89,7 +88,8 @@ def lag_features(panel: pl.DataFrame) -> pl.DataFrame:
     )
     week = pl.col("week_start").dt.week().cast(pl.Float64) * (2 * np.pi / 52.0)
     return (
-        panel.join(category_week, on=["category", "week_start"], how="left")
+        panel.with_columns(pl.col("appeals").cast(pl.Float64))
+        .join(category_week, on=["category", "week_start"], how="left")
         .sort(*SERIES, "week_start")
         .with_columns(
             *(pl.col("appeals").shift(k).over(SERIES).alias(f"lag{k}") for k in LAGS),
