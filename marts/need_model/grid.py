@@ -16,12 +16,12 @@ import polars as pl
 from marts.build import sql_failure
 from marts.lineage import MartError
 from marts.need_model.features import read_feature_sql
-from marts.need_model.spec import GRID_KEYS
+from marts.need_model.spec import GRID_COUNT, GRID_KEYS
 
 GRID_SQL = "grid_counts"
 WHAT = "need_model.grid_counts"
 SCHEMA = {"grid_code": pl.String(), "category": pl.String(), "week_start": pl.Date(),
-          "appeals": pl.Int64()}  # fmt: skip
+          GRID_COUNT: pl.Int64()}  # fmt: skip
 
 
 def complete_weeks(counts: pl.DataFrame, until: dt.date | None = None) -> pl.DataFrame:
@@ -36,7 +36,7 @@ def complete_weeks(counts: pl.DataFrame, until: dt.date | None = None) -> pl.Dat
     every = cells.join(pl.DataFrame({"week_start": weeks}), how="cross")
     return (
         every.join(counts, on=list(GRID_KEYS), how="left")
-        .with_columns(pl.col("appeals").fill_null(0))
+        .with_columns(pl.col(GRID_COUNT).fill_null(0))
         .select(list(SCHEMA))
         .cast(SCHEMA)  # type: ignore[arg-type]
         .sort(list(GRID_KEYS))

@@ -10,7 +10,8 @@ Frames (polars):
   whether the need was recorded in the ``HORIZON_DAYS`` days after the cut-off
   (``cutoff < event date <= cutoff + HORIZON_DAYS``).
 - **grid counts** — one row per ``(grid_code, category, week_start)`` (``week_start`` a
-  Monday) with ``appeals``, the number of appeals of that category in that cell that week.
+  Monday) with ``appeal_count`` (:data:`GRID_COUNT`), the number of appeals of that category
+  in that cell that week.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ HORIZON_DAYS: Final = 90
 """A need score is the probability of the need in the 90 days after the cut-off."""
 
 FORECAST_WEEKS: Final = 1
-"""The grid forecast is the expected number of appeals in the week after the cut-off."""
+"""The grid forecast is the expected count of the week after the cut-off."""
 
 SEASON_WEEKS: Final = 52
 """The seasonal-naive forecast repeats the count of 52 weeks before."""
@@ -39,3 +40,6 @@ KEYS: Final = ("person_id", "cutoff")
 
 GRID_KEYS: Final = ("grid_code", "category", "week_start")
 """The key of the grid counts frame."""
+
+GRID_COUNT: Final = "appeal_count"
+"""The grid counts frame's count column (a name no dataset has: production code names none)."""

@@ -7,7 +7,7 @@ SELECT
     h.grid_code,
     h.category,
     h.week_start,
-    CAST(sum(h.events) AS BIGINT) AS appeals
+    CAST(sum(h.events) AS BIGINT) AS appeal_count
 FROM marts.demand_heatmap AS h
 WHERE h.dept = 'rx' AND h.dataset = 'appeals' AND h.grid_code IS NOT NULL
 GROUP BY h.grid_code, h.category, h.week_start

@@ -13,7 +13,7 @@ from lakehouse.lake import open_lake, transaction
 from marts.need_model.features import load_feature_set, monthly_cutoffs
 from marts.need_model.grid import complete_weeks, grid_counts
 from marts.need_model.labels import label_frame, labels
-from marts.need_model.spec import GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
+from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, write_features
 from masking.crypto import CIPHERTEXT
 from tests.need_street import NeedStreet
@@ -97,23 +97,23 @@ def test_grid_counts_are_the_heatmaps_appeals_with_empty_weeks_as_zero(need_stre
         "SELECT sum(events) FROM marts.demand_heatmap "
         "WHERE dept = 'rx' AND dataset = 'appeals' AND grid_code IS NOT NULL"
     ).item()
-    assert counts["appeals"].sum() == heatmap > 0
+    assert counts[GRID_COUNT].sum() == heatmap > 0
     assert counts.select(GRID_KEYS).is_unique().all()
     weeks = counts["week_start"].n_unique()
     assert (counts.group_by("grid_code", "category").len()["len"] == weeks).all()
     assert (counts["week_start"].dt.weekday() == 1).all()
-    assert (counts["appeals"] == 0).sum() > 0
+    assert (counts[GRID_COUNT] == 0).sum() > 0
 
 
 def test_complete_weeks_keeps_only_weeks_ended_by_until():
     monday = dt.date(2026, 11, 2)
     counts = pl.DataFrame(
         {"grid_code": ["g", "g"], "category": ["c", "c"],
-         "week_start": [monday, monday + dt.timedelta(days=14)], "appeals": [2, 1]}
+         "week_start": [monday, monday + dt.timedelta(days=14)], GRID_COUNT: [2, 1]}
     )  # fmt: skip
     out = complete_weeks(counts)
-    assert out["appeals"].to_list() == [2, 0, 1]
-    assert complete_weeks(counts, until=monday + dt.timedelta(days=19))["appeals"].to_list() == [2]
+    assert out[GRID_COUNT].to_list() == [2, 0, 1]
+    assert complete_weeks(counts, until=monday + dt.timedelta(days=19))[GRID_COUNT].to_list() == [2]
 
 
 def test_feature_table_holds_sensitive_features_encrypted_and_reads_back(
