@@ -134,3 +134,10 @@ def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path
     assert found["refused"] == "PermissionException"  # the copy is opened locked
     assert (ws.root / "notebooks").is_dir()
     assert not ws.root.is_relative_to(settings.home_abs)
+
+
+def test_notebook_refuses_a_workspace_inside_the_home(home: Path, monkeypatch) -> None:
+    monkeypatch.setenv("STREETHUB_NOTEBOOK_DIR", str(home / "notebooks"))
+    refused = CliRunner().invoke(app, ["notebook", "ana"])
+    assert refused.exit_code == 1 and "outside the home" in refused.output
+    assert not (home / "notebooks").exists()
