@@ -252,9 +252,6 @@ def build_app(lifespan=None) -> FastAPI:
     for name in ROUTERS:
         module = importlib.import_module(f"share_api.routes.{name}")
         app.include_router(module.router)
-    from share_api.routes.worklist import router as worklist_router
-
-    app.include_router(worklist_router)  # community workers (issue 16)
     from share_api.sharing.app import mount
 
     mount(app)  # the Delta Sharing protocol at /delta-sharing: same process, auth, audit

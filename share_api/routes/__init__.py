@@ -12,4 +12,5 @@ ROUTERS = (
     "admin",
     "audit",
     "analyst_sql",
+    "worklist",
 )
