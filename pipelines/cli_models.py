@@ -24,6 +24,7 @@ from marts.need_model.registry import (
     CARD,
     FAIRNESS,
     MODEL_NAME,
+    NO_ADMINS,
     ModelVersion,
     Registry,
     RegistryError,
@@ -37,7 +38,6 @@ models_app = typer.Typer(
 
 ModelOption = Annotated[str, typer.Option("--model", help="the registered model's name")]
 VersionArg = Annotated[int | None, typer.Argument(help="the version (default: the promoted one)")]
-NO_ADMINS = "none needed: the share service has no administrators yet"
 
 
 @contextlib.contextmanager

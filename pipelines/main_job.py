@@ -33,6 +33,7 @@ from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
 from pipelines.marts_run import MartsOutcome, governance_scorecard, run_marts
+from pipelines.need_model_run import print_need_model, run_need_model
 from pipelines.summary import (
     print_curated,
     print_governance,
@@ -111,12 +112,14 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
         with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
             marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
+        with console.status("need model: features, model (only when none is promoted), scores"):
+            need = run_need_model(settings, started_at)
         with open_lake(settings, read_only=True) as con:
             rows = list_deliveries(con)
         expected = expected_rows(settings.sim_dir_abs)
         print_ingestion(console, cat, rows, expected)
         report = run_report(
-            rows, started_at, steps=outcome.steps + marts.steps,
+            rows, started_at, steps=outcome.steps + marts.steps + need.steps,
             still_blocked=outcome.still_blocked,
             expected=expected,
         )  # fmt: skip
@@ -136,6 +139,7 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
             console.print("[red]leak scan: not run (the quality scorecard failed)[/red]")
         print_custody(console, close_run(settings, cat, started_at))
         print_marts(console, marts)
+        print_need_model(console, need)
         if report.failed or outcome.leak_check is None:
             print_governance(console, governance_scorecard(settings))
             n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)

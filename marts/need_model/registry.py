@@ -51,6 +51,8 @@ CARD, FEATURES, FAIRNESS, BACKTEST = (
     "backtest.csv",
 )
 LOADABLE_PREFIX = "marts."  # a class named by a version's tag is imported only from here
+NO_ADMINS = "none needed: the share service has no administrators yet"
+"""A promotion's approval when the two-person rule is not in force yet."""
 
 
 class RegistryError(StreethubError):

@@ -1,0 +1,173 @@
+"""The need model's step (需求模型步骤): what a run does with the model, as plain functions
+``pipelines/`` wires into Dagster assets and the main job.
+
+1. **features** — the feature table (:mod:`marts.need_model.store`) holds every cut-off the
+   step needs: the monthly training cut-offs whose 90-day labels are complete, and the
+   scoring cut-off; a cut-off already stored is not computed again (what was known by a
+   cut-off does not change).
+2. **training** — only when no version is promoted, or when asked: a backtest over the
+   latest cut-offs against the street's rule, fairness per group on the backtest's rows,
+   then one model trained on every training cut-off and registered with its figures
+   (:mod:`marts.need_model.registry`).
+3. **scores** — the promoted version scores the residents at the scoring cut-off, each score
+   with its top factors in Chinese, as the ``need_scores`` frame the publication takes; the
+   residents who refused automated assessment are left out before scoring.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from curated.golden import Revealer
+from lakehouse.snapshots import current_snapshot
+from marts.lineage import MartError
+from marts.need_model import labels as need_labels
+from marts.need_model.backtest import BacktestResult, backtest
+from marts.need_model.drift import feature_drift
+from marts.need_model.explain import explain, load_templates
+from marts.need_model.fairness import fairness_table, group_metrics
+from marts.need_model.features import FEATURES_YAML, features_for, load_feature_set, monthly_cutoffs
+from marts.need_model.registry import ModelVersion, Registry
+from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
+from marts.need_model.store import read_features, stored_cutoffs, write_features
+from marts.need_model.train import NeedModels, train_need_models
+
+TRAINING_MONTHS = 8
+"""Monthly training cut-offs, ending at the last one whose labels are complete."""
+
+BACKTEST_CUTOFFS = 3
+"""The latest training cut-offs the backtest tests on (each trained on those 90+ days before)."""
+
+CALIBRATION = "isotonic"
+SCORES_MART = "need_scores"
+
+
+@dataclass(frozen=True)
+class Training:
+    """A trained and registered version, with the figures it was registered with."""
+
+    version: ModelVersion
+    backtest: BacktestResult
+    fairness: pl.DataFrame
+
+
+def training_cutoffs(
+    con: duckdb.DuckDBPyConnection, months: int = TRAINING_MONTHS
+) -> list[dt.date]:
+    """Monthly cut-offs ending at the last whose labels the outcome records cover, none
+    before the first recorded outcome (the history the hub holds); none when the lake has
+    no outcome records, or not the datasets that hold them."""
+    try:
+        days = need_labels.outcomes(con)["day"]
+    except (MartError, duckdb.Error):  # a lake without the outcome datasets
+        return []
+    if days.is_empty():
+        return []
+    first, last = days.min(), days.max() - dt.timedelta(days=HORIZON_DAYS)
+    return [c for c in monthly_cutoffs(last, months) if c >= first] if last >= first else []
+
+
+def can_train(cutoffs: Sequence[dt.date]) -> bool:
+    """Whether the cut-offs carry a backtest: test cut-offs with training cut-offs at
+    least the horizon before them."""
+    return len(cutoffs) >= BACKTEST_CUTOFFS + 1 and (cutoffs[-1] - cutoffs[0]).days >= HORIZON_DAYS
+
+
+def ensure_features(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, cutoffs: Sequence[dt.date]
+) -> pl.DataFrame:
+    """The features of ``cutoffs``: those not stored yet computed and stored first."""
+    missing = sorted(set(cutoffs) - set(stored_cutoffs(con)))
+    if missing:
+        write_features(con, features_for(con, protection, missing), protection.keyring)
+    return read_features(con, protection, cutoffs)
+
+
+def backtest_metrics(result: BacktestResult, fairness: pl.DataFrame) -> dict[str, float]:
+    """The figures logged with a version: per need the backtest's PR-AUC (model, rule,
+    ceiling when known), their ratio and the calibration error; the largest group gaps."""
+    wanted = ("pr_auc_model", "pr_auc_rule", "ratio", "pr_auc_ceiling", "ece")
+    out = {
+        f"{row['need']}.{key}": float(row[key])
+        for row in result.needs.iter_rows(named=True)
+        for key in wanted
+        if row.get(key) is not None and row[key] == row[key]  # not NaN
+    }
+    return out | dict(group_metrics(fairness))
+
+
+def train_and_register(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    registry: Registry,
+    *,
+    cutoffs: Sequence[dt.date] | None = None,
+    truth: pl.DataFrame | None = None,
+    **training: Any,
+) -> Training:
+    """Backtest, fairness, final training and registration on ``cutoffs`` (default: the
+    :func:`training_cutoffs`). ``truth``: the true probabilities, for the ceiling (tests
+    and evaluation only); ``training``: passed to the backtest and the trainer (rounds …)."""
+    cutoffs = sorted(cutoffs or training_cutoffs(con))
+    if not can_train(cutoffs):
+        raise ValueError(f"{len(cutoffs)} cut-off(s) with complete labels: too few to backtest")
+    fs = load_feature_set()
+    features = ensure_features(con, protection, cutoffs)
+    labels = need_labels.labels(con, features.select(KEYS))
+    result = backtest(features, labels, fs.inputs, truth=truth, last=BACKTEST_CUTOFFS,
+                      calibration=CALIBRATION, **training)  # fmt: skip
+    needs = [n for n in NEEDS if n in labels.columns]
+    groups = features.select(*KEYS, *(pl.col(g).cast(pl.String) for g in fs.groups))
+    fairness = fairness_table(result.predictions, groups, needs, kinds=fs.groups)
+    model = train_need_models(features, labels, fs.inputs, calibration=CALIBRATION, **training)
+    version = registry.register(
+        model,
+        metrics=backtest_metrics(result, fairness),
+        features=fs.inputs,
+        lake_snapshot=current_snapshot(con),
+        fairness=fairness,
+        backtest=result.needs,
+        training_cutoffs=cutoffs,
+    )
+    return Training(version, result, fairness)
+
+
+def score_frame(
+    model: NeedModels,
+    version: ModelVersion,
+    features: pl.DataFrame,
+    leave_out: Collection[str] = (),
+) -> pl.DataFrame:
+    """The ``need_scores`` frame: one row per resident and need — probability, the model
+    version and cut-off, the top factors as Chinese phrases joined by '；'. Residents in
+    ``leave_out`` (refused automated assessment) are not scored at all."""
+    scored = features.filter(~pl.col("person_id").is_in(sorted(leave_out)))
+    explained = explain(model, scored, load_templates(FEATURES_YAML))
+    return explained.select(
+        "person_id",
+        "need",
+        pl.col("need").replace_strict(NEEDS).alias("need_zh"),
+        pl.col("score").alias("probability"),
+        pl.lit(f"{version.name}/{version.version}").alias("model_version"),
+        "cutoff",
+        pl.col("factors").list.join("；").alias("explanation"),
+    )
+
+
+def drift(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    version: ModelVersion,
+    latest: dt.date,
+    features: Sequence[str],
+) -> pl.DataFrame:
+    """Each input's population stability between the features ``version`` was trained on
+    and those of the ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
+    training = read_features(con, protection, version.training_cutoffs)
+    return feature_drift(training, read_features(con, protection, [latest]), features)

@@ -1,0 +1,122 @@
+"""The main job's need-model step: ``need_model/features``, ``need_model/model`` (with its
+drift check) and ``marts/need_scores`` materialised in-process, so they show in the Dagster
+UI like every other step.
+
+It runs when a version is promoted, or when the lake holds history enough to train one
+(:func:`marts.need_model.step.can_train`); otherwise it does nothing and says why (a street
+without a year of the outcome datasets). The model is trained only when no version is
+promoted (the model asset's rule), and the residents are scored only with a promoted
+version: a version waiting for a second administrator's approval scores nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import dagster as dg
+from rich.console import Console
+
+from catalog.settings import Settings
+from lakehouse.lake import open_lake
+from marts.need_model import step
+from marts.need_model.registry import ModelVersion, Registry
+from pipelines.defs.need_model.assets import need_features, need_model, need_scores
+from pipelines.defs.need_model.checks import feature_drift_check
+from pipelines.ingest_run import run_problems
+from pipelines.marts_run import QUIET
+from pipelines.recovery import run_tags
+from pipelines.resources import LakeResource
+from pipelines.summary import Problem
+
+
+@dataclass
+class NeedModelOutcome:
+    """What the need-model step did."""
+
+    ran: bool = False
+    why_not: str = ""
+    version: ModelVersion | None = None  # the promoted version after the step
+    trained: bool = False
+    waiting: int | None = None  # a registered version awaiting promotion
+    scores: int = 0
+    drift_warned: bool = False
+    steps: list[Problem] = field(default_factory=list)
+
+
+def _registry(settings: Settings) -> Registry | None:
+    """The registry, when the hub has one (never made just to look)."""
+    if settings.model_registry_url is None and not (settings.models_dir / "mlflow.db").exists():
+        return None
+    return Registry.from_settings(settings)
+
+
+def _materialise(assets: list, started_at: dt.datetime, outcome: NeedModelOutcome):
+    result = dg.materialize(
+        assets,
+        instance=dg.DagsterInstance.get(),
+        resources={"lake": LakeResource()},
+        tags={"streethub/job": "main", **run_tags()},
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    outcome.steps += run_problems(result, assets, started_at)[0]
+    return result
+
+
+def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutcome:
+    """The step (see the module doc); a failed asset is listed, never raised."""
+    outcome = NeedModelOutcome()
+    registry = _registry(settings)
+    promoted = registry.promoted() if registry is not None else None
+    if promoted is None:
+        with open_lake(settings, read_only=True) as con:
+            cutoffs = step.training_cutoffs(con)
+        if not step.can_train(cutoffs):
+            outcome.why_not = (
+                f"{len(cutoffs)} monthly cut-off(s) with complete 90-day labels: too few to "
+                "train (about a year of history is needed)"
+            )
+            return outcome
+    outcome.ran = True
+    result = _materialise([need_features, need_model, feature_drift_check], started_at, outcome)
+    outcome.trained = any(
+        m.asset_key == need_model.key and m.materialization.metadata["trained"].value
+        for m in result.get_asset_materialization_events()
+    )
+    outcome.drift_warned = any(not e.passed for e in result.get_asset_check_evaluations())
+    registry = registry or _registry(settings)
+    versions = registry.versions() if registry is not None else []
+    outcome.version = next((v for v in versions if v.promoted), None)
+    outcome.waiting = next((v.version for v in reversed(versions) if not v.promoted_at), None)
+    if outcome.version is None:
+        return outcome
+    scored = _materialise([need_scores], started_at, outcome)
+    for m in scored.get_asset_materialization_events():
+        outcome.scores = int(m.materialization.metadata["dagster/row_count"].value)
+    return outcome
+
+
+def print_need_model(console: Console, outcome: NeedModelOutcome) -> None:
+    """One or two lines: what the step did, or why it did nothing."""
+    if not outcome.ran:
+        console.print(f"need model: not run — {outcome.why_not}")
+        return
+    v = outcome.version
+    trained = "trained and registered a version; " if outcome.trained else ""
+    if v is None:
+        console.print(
+            f"need model: {trained}version {outcome.waiting} awaits promotion (`streethub models "
+            f"promote {outcome.waiting} --request <id>`, a second administrator approving): "
+            "nothing scored"
+        )
+    else:
+        console.print(
+            f"need model: {trained}scores by promoted version {v.version} (file sha256 "
+            f"{v.sha256[:12]}…): {outcome.scores:,} rows in marts.need_scores"
+        )
+    if outcome.drift_warned:
+        console.print(
+            "[yellow]need model: features drifted from the training data (the feature_drift "
+            "check warns: `streethub models show`, retrain)[/yellow]"
+        )

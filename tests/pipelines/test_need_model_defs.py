@@ -1,0 +1,117 @@
+"""The need model in Dagster: the definitions hold the features, model and scores assets
+and the drift check; materialised on small synthetic frames (the lake's feature and label
+reads stood in for), the model asset trains, registers and — no administrators yet —
+promotes one version with its fairness table as metadata, trains nothing while a version is
+promoted, the drift check warns (severity WARN), and the scores leave out a resident who
+refused automated assessment."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from catalog.settings import Settings
+from marts.need_model import step
+from marts.need_model.registry import Registry
+from marts.need_model.spec import KEYS, NEEDS
+from pipelines.defs.need_model import assets as need_assets
+from pipelines.defs.need_model import checks as need_checks
+from pipelines.resources import LakeResource
+from tests.marts.need_model.registry_standin import fresh_registry
+from tests.marts.need_model.synthetic import INPUTS, need_frames
+
+TEMPLATES = {"living_alone": "独居", "access_drop": "近30天门禁出入次数下降{pct}%"}
+
+
+def test_definitions_hold_the_need_model_assets_and_the_drift_check():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    assert {need_assets.FEATURES_KEY, need_assets.MODEL_KEY, need_assets.SCORES_KEY} <= keys
+    check = dg.AssetCheckKey(need_assets.FEATURES_KEY, need_checks.DRIFT_CHECK)
+    assert check in graph.asset_check_keys
+    assert graph.get(need_assets.SCORES_KEY).parent_keys >= {need_assets.MODEL_KEY}
+
+
+@pytest.fixture
+def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The step's lake reads stood in for by MODEL's synthetic frames (six cut-offs); the
+    last cut-off is 'today', its door activity shifted so the features drift."""
+    features, labels, _ = need_frames(people=150, cutoffs=6)
+    cutoffs = sorted(features["cutoff"].unique().to_list())
+    today = cutoffs[-1]
+    latest = features.filter(pl.col("cutoff") == today).with_columns(pl.col("access_drop") + 0.5)
+    features = pl.concat([features.filter(pl.col("cutoff") != today), latest])
+    chosen = lambda cs: features.filter(pl.col("cutoff").is_in(list(cs)))  # noqa: E731
+    monkeypatch.setattr(step, "training_cutoffs", lambda con, months=0: cutoffs)
+    monkeypatch.setattr(step, "ensure_features", lambda con, protection, cs: chosen(cs))
+    monkeypatch.setattr(step, "read_features", lambda con, protection, cs: chosen(cs))
+    monkeypatch.setattr(step.need_labels, "labels", lambda con, keys: labels)
+    monkeypatch.setattr(step, "current_snapshot", lambda con: 5)
+    groups = [c for c in features.columns if c not in (*KEYS, *INPUTS)]  # gender, age band …
+    monkeypatch.setattr(
+        step, "load_feature_set", lambda: SimpleNamespace(inputs=INPUTS, groups=groups)
+    )
+    monkeypatch.setattr(step, "load_templates", lambda path: TEMPLATES)
+    monkeypatch.setattr(need_assets, "scoring_cutoff", lambda: today)
+    monkeypatch.setattr(need_checks, "scoring_cutoff", lambda: today)
+    monkeypatch.setattr(need_checks, "load_feature_set", lambda: SimpleNamespace(inputs=INPUTS))
+    refused = latest["person_id"][0]
+    monkeypatch.setattr("share_api.consent.not_to_score", lambda service: frozenset({refused}))
+    published: list[pl.DataFrame] = []
+
+    def publish(con, catalogue, name, frame, *, leave_out=()):
+        published.append(frame.filter(~pl.col("person_id").is_in(sorted(leave_out))))
+        return SimpleNamespace(build=SimpleNamespace(rows=published[-1].height))
+
+    monkeypatch.setattr(need_assets, "publish_frame", publish)
+    fresh_registry(settings)
+    return {"today": today, "refused": refused, "published": published, "people": 150}
+
+
+def materialise(*defs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        list(defs), resources={"lake": LakeResource()}, instance=dg.DagsterInstance.ephemeral()
+    )
+
+
+def model_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == need_assets.MODEL_KEY
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_model_trains_once_with_fairness_metadata_and_the_drift_check_warns(
+    settings: Settings, synthetic: dict
+):
+    first = materialise(
+        need_assets.need_features, need_assets.need_model, need_checks.feature_drift_check
+    )
+    assert first.success
+    meta = model_metadata(first)
+    assert (meta["trained"], meta["model_version"], meta["promoted"]) == (True, 1, True)
+    assert meta["fairness"].startswith("| need | group_kind | group |")
+    assert "| gender |" in meta["fairness"] and "| overall |" in meta["fairness"]
+    assert meta["training_cutoffs"].count(",") == 5
+    [check] = first.get_asset_check_evaluations()
+    assert check.severity == dg.AssetCheckSeverity.WARN and not check.passed
+    assert check.metadata["features_shifted"].value >= 1
+    assert "access_drop" in check.metadata["psi_by_feature"].value
+    again = materialise(need_assets.need_model)
+    assert model_metadata(again)["trained"] is False
+    assert [v.version for v in Registry(settings).versions()] == [1]
+
+    scored = materialise(need_assets.need_scores)
+    assert scored.success
+    [frame] = synthetic["published"]
+    assert synthetic["refused"] not in frame["person_id"].to_list()
+    assert frame.height == (synthetic["people"] - 1) * len(NEEDS)
+    assert set(frame["model_version"]) == {"need_model/1"}
+    assert set(frame["cutoff"]) == {synthetic["today"]}
+    assert frame["probability"].is_between(0, 1).all()
+    assert frame["explanation"].str.contains("门禁|独居").any()
