@@ -168,8 +168,11 @@ class _Runner:
 
 
 def _failed(what: str, exc: Exception) -> dict[str, Any]:
+    """A failure's answer: DuckDB's first line for the analyst (``reason``), its kind alone
+    for the audit log (``summary``: the message may quote a value the query held)."""
     first = (str(exc).splitlines() or [""])[0][:MAX_ERROR_CHARS]
-    return {"kind": "failed", "reason": f"{what}: {type(exc).__name__}: {first}"}
+    summary = f"{what}: {type(exc).__name__}"
+    return {"kind": "failed", "reason": f"{summary}: {first}", "summary": summary}
 
 
 def _ms(started: float) -> float:

@@ -7,9 +7,9 @@ is judged by :mod:`share_api.analysts.guard` and run by :mod:`share_api.analysts
 in a separate process on the database opened read-only, external access off, its
 configuration locked — never on the service's event loop or in its process. Every query,
 refused ones too, is one durable ``analyst.sql`` audit record: who, the SHA-256 and
-length of the query's text, the outcome and its reason, rows, truncated, the result's
-SHA-256, the time it took (the text itself is not kept: it may hold a value the analyst
-typed).
+length of the query's text, the outcome and its reason (of a failure in DuckDB, its kind
+only), rows, truncated, the result's SHA-256, the time it took (neither the text nor
+DuckDB's message is kept: either may hold a value the analyst typed).
 
 Answers: 200 the result; 400 refused by the guard (the reason), or failed in DuckDB;
 403 not an analysts' organisation; 404 no database built for it yet; 422 interrupted at
@@ -120,7 +120,8 @@ async def analyst_sql(
         reason = str(answer.get("reason") or "the query ran past the time limit "
                      f"({settings.analyst_sql_time_limit_seconds:g} s) and was stopped")  # fmt: skip
         await _refuse(service, request, principal, query, STATUS.get(kind, 400), reason,
-                      outcome=kind, elapsed_ms=float(answer.get("elapsed_ms", 0.0)))  # fmt: skip
+                      outcome=kind, audited=answer.get("summary"),
+                      elapsed_ms=float(answer.get("elapsed_ms", 0.0)))  # fmt: skip
     record = await service.audit.record_async(
         "analyst.sql",
         principal.actor,
@@ -147,14 +148,16 @@ async def _refuse(
     *,
     outcome: str = "refused",
     headers: dict[str, str] | None = None,
+    audited: str | None = None,
     **details: Any,
 ) -> NoReturn:
-    """Audit a query that gets no rows (``analyst.sql`` with its outcome and reason), then
-    answer ``status`` with the reason."""
+    """Audit a query that gets no rows (``analyst.sql`` with its outcome and reason — or
+    ``audited``, the reason without DuckDB's message, which may quote a value), then answer
+    ``status`` with the reason."""
     await service.audit.record_async(
         "analyst.sql",
         principal.actor,
-        {**query, "outcome": outcome, "status": status, "reason": reason, **details},
+        {**query, "outcome": outcome, "status": status, "reason": audited or reason, **details},
     )
     request.state.refusal_audited = True  # the app's 4xx audit need not add another
     raise HTTPException(status, reason, headers=headers)

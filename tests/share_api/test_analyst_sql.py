@@ -87,7 +87,8 @@ def test_a_query_answers_the_database_rows_masked_capped_and_audited(
     failed = api.post("/analyst/sql", json={"sql": f"SELECT nope FROM {table}"},
                       headers=analyst.headers)  # fmt: skip
     assert failed.status_code == 400 and "nope" in failed.json()["detail"]
-    assert _audited(service, analyst.actor)[-1]["outcome"] == "failed"
+    last = _audited(service, analyst.actor)[-1]
+    assert last["outcome"] == "failed" and last["reason"] == "the query failed: BinderException"
 
 
 def test_a_runaway_query_is_interrupted_while_the_service_answers(
