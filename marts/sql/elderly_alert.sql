@@ -72,7 +72,6 @@ SELECT
     t.grid_code,
     t.gender,
     t.age_band,
-    t.window_days,
     t.recent_passes,
     CAST(round(t.expected_passes, 1) AS DOUBLE) AS expected_passes,
     CAST(round(100 * t.dropped) AS INTEGER) AS drop_pct,

@@ -26,7 +26,6 @@ def _alert_rows(con, people: list[str]) -> None:
     """marts.elderly_alert holding ``people`` (taken from elderly_care) as alerted."""
     columns = load_marts()["elderly_alert"].column_names
     computed = {
-        "window_days": "30",
         "recent_passes": "CAST(10 AS BIGINT)",
         "expected_passes": "CAST(26.3 AS DOUBLE)",
         "drop_pct": "62",
