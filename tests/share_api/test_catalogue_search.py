@@ -77,7 +77,7 @@ def test_an_entry_describes_and_never_holds_data(service):
         ("老年人体检", "wjw.elderly_health_checks"),  # name words
         ("高龄津贴", "mzj.old_age_allowance"),  # a catalogue word kept whole
         ("收养", "mzj.adoption_registrations"),
-        ("独居老人 门禁", "marts.elderly_care"),  # two words, both must match
+        ("独居老人 体检", "marts.elderly_care"),  # two words, both must match
         ("12345 诉求", "rx.appeals"),
     ],
 )
