@@ -36,6 +36,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from lakehouse.lake import ZONES
+
 DIALECT = "duckdb"
 MAX_SQL_CHARS = 20_000  # longer texts are refused before parsing
 
@@ -52,6 +54,8 @@ DENIED_FUNCTIONS = frozenset(
 )
 # name patterns refused whatever DuckDB calls them: file readers and the database's meta
 DENIED_PATTERN = re.compile(r"^(read_|glob|sniff_|parquet_|duckdb_|pragma_)|_scan$")
+# schemas and catalogues said as is in an audited reason (others are the analyst's words)
+SCHEMA_WORDS = frozenset({*ZONES, "main", "information_schema", "pg_catalog", "system", "temp"})
 # statements refused wherever they stand (the root must be a query anyway)
 STATEMENTS: tuple[type[exp.Expression], ...] = (
     exp.DDL,
@@ -83,20 +87,25 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its warnings quote the q
 
 
 class QueryRefused(Exception):
-    """The query may not run; ``reason`` says why (names of statements, functions and
-    tables — never a value)."""
+    """The query may not run; ``reason`` says why, naming the statement, function, table or
+    file refused. ``audited`` is the reason for the audit log: a name the analyst typed
+    that neither DuckDB nor the database knows is written ``…`` there (an identifier or a
+    path may hold anything, a value included)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, audited: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.audited = audited or reason
 
 
 @dataclass(frozen=True)
 class Allowed:
-    """What a query may name: the database's tables and DuckDB's functions (lower case)."""
+    """What a query may name: the database's tables and DuckDB's usable functions (lower
+    case); ``known``: every function name DuckDB has (said as is in the audit log)."""
 
     tables: frozenset[str]
     functions: frozenset[str]
+    known: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class Checked:
 
 def allowed_in(con: duckdb.DuckDBPyConnection) -> Allowed:
     """What a query on ``con`` may name: its database's tables and DuckDB's functions."""
-    return Allowed(database_tables(con), usable_functions(con))
+    return Allowed(database_tables(con), usable_functions(con), function_names(con))
 
 
 def database_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
@@ -119,6 +128,12 @@ def database_tables(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
         "SELECT lower(table_name) FROM duckdb_tables() "
         "WHERE database_name = current_database() AND NOT temporary"
     ).fetchall()
+    return frozenset(name for (name,) in rows)
+
+
+def function_names(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Every function name DuckDB has on ``con`` (any kind), lower case."""
+    rows = con.execute("SELECT DISTINCT lower(function_name) FROM duckdb_functions()").fetchall()
     return frozenset(name for (name,) in rows)
 
 
@@ -173,7 +188,8 @@ def _check_node(node: exp.Expression, allowed: Allowed) -> None:
     if isinstance(node, exp.Placeholder | exp.Parameter):
         raise QueryRefused("parameters are refused: nothing is bound to them")
     if isinstance(node, FILE_READERS):
-        raise QueryRefused(f"{_function_name(node)} reads files: refused")
+        raise _refused("the table function {f} is refused: it reads files", allowed,
+                       f=_function_name(node))  # fmt: skip
     if isinstance(node, exp.Table):
         _check_table(node, allowed)
     elif isinstance(node, exp.Unnest) and isinstance(node.parent, exp.From | exp.Join):
@@ -183,37 +199,46 @@ def _check_node(node: exp.Expression, allowed: Allowed) -> None:
     elif isinstance(node, exp.Func):
         name = _function_name(node)
         if name in DENIED_FUNCTIONS or DENIED_PATTERN.search(name):
-            raise QueryRefused(f"the function {name} is refused")
+            raise _refused("the function {f} is refused", allowed, f=name)
 
 
 def _check_table(table: exp.Table, allowed: Allowed) -> None:
     if not _is_named(table):
-        name = _function_name(table.this) if isinstance(table.this, exp.Func) else "a source"
-        raise QueryRefused(f"the table function {name} is refused: read the database's tables")
+        name = _function_name(table.this) if isinstance(table.this, exp.Func) else "?"
+        raise _refused("the table function {f} is refused: read the database's tables",
+                       allowed, f=name)  # fmt: skip
     name = table.name.lower()
     where = ".".join(p for p in (table.catalog, table.db) if p).lower()
-    shown = f"{where}.{name}" if where else name
     if where and where != "main":
-        raise QueryRefused(
-            f"{shown} is refused: only this database's own tables (schema main) may be read"
-        )
+        raise _refused("{w}.{t} is refused: only this database's own tables (schema main) "
+                       "may be read", allowed, w=where, t=name)  # fmt: skip
     if not where and name in _ctes_above(table):
         return
+    shown = "main.{t}" if where else "{t}"
     if re.search(r"[./\\:]", name):
-        raise QueryRefused(f"{shown} names a file: files are refused, read the tables")
+        raise _refused(shown + " names a file: files are refused, read the tables", allowed,
+                       t=name)  # fmt: skip
     if name not in allowed.tables:
-        raise QueryRefused(f"the table {shown} is not in this analyst database")
+        raise _refused("the table " + shown + " is not in this analyst database", allowed,
+                       t=name)  # fmt: skip
 
 
 def _check_function(name: str, allowed: Allowed) -> None:
     lowered = name.lower()
     if lowered in DENIED_FUNCTIONS or DENIED_PATTERN.search(lowered):
-        raise QueryRefused(f"the function {lowered} is refused")
+        raise _refused("the function {f} is refused", allowed, f=lowered)
     if lowered not in allowed.functions:
-        raise QueryRefused(
-            f"the function {lowered} is refused: only DuckDB's scalar and aggregate functions "
-            "may be called (no table functions, no extensions)"
-        )
+        raise _refused("the function {f} is refused: only DuckDB's scalar and aggregate "
+                       "functions may be called (no table functions, no extensions)",
+                       allowed, f=lowered)  # fmt: skip
+
+
+def _refused(template: str, allowed: Allowed, **names: str) -> QueryRefused:
+    """A refusal whose reason names ``names`` (``template`` with them filled in); in its
+    audited form a name neither DuckDB nor the database knows is ``…``."""
+    known = allowed.tables | allowed.known | DENIED_FUNCTIONS | SCHEMA_WORDS
+    logged = {k: v if v in known else "…" for k, v in names.items()}
+    return QueryRefused(template.format(**names), template.format(**logged))
 
 
 def _is_named(table: exp.Table) -> bool:
@@ -256,5 +281,6 @@ __all__ = [
     "allowed_in",
     "check",
     "database_tables",
+    "function_names",
     "usable_functions",
 ]

@@ -49,7 +49,14 @@ from typing import Any
 
 import duckdb
 
-from share_api.analysts.guard import Allowed, QueryRefused, check, database_tables, usable_functions
+from share_api.analysts.guard import (
+    Allowed,
+    QueryRefused,
+    check,
+    database_tables,
+    function_names,
+    usable_functions,
+)
 from share_api.analysts.lock import open_locked
 
 GRACE_S = 2.0  # after the time limit, how long a worker has to answer before it is killed
@@ -120,7 +127,7 @@ class _Runner:
     """A worker's side: answers jobs (the function list asked of DuckDB once)."""
 
     def __init__(self) -> None:
-        self.functions: frozenset[str] | None = None
+        self.functions: tuple[frozenset[str], frozenset[str]] | None = None
 
     def answer(self, job: Job) -> dict[str, Any]:
         started = time.perf_counter()
@@ -130,11 +137,11 @@ class _Runner:
             return _failed("the analyst database could not be opened", exc)
         try:
             if self.functions is None:
-                self.functions = usable_functions(con)
-            checked = check(job.sql, Allowed(database_tables(con), self.functions))
+                self.functions = (usable_functions(con), function_names(con))
+            checked = check(job.sql, Allowed(database_tables(con), *self.functions))
             return self._run(con, checked.sql, job, started)
         except QueryRefused as exc:
-            return {"kind": "refused", "reason": exc.reason}
+            return {"kind": "refused", "reason": exc.reason, "summary": exc.audited}
         except duckdb.InterruptException:
             return {"kind": "interrupted", "elapsed_ms": _ms(started)}
         except duckdb.Error as exc:

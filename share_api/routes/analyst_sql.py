@@ -7,9 +7,10 @@ is judged by :mod:`share_api.analysts.guard` and run by :mod:`share_api.analysts
 in a separate process on the database opened read-only, external access off, its
 configuration locked — never on the service's event loop or in its process. Every query,
 refused ones too, is one durable ``analyst.sql`` audit record: who, the SHA-256 and
-length of the query's text, the outcome and its reason (of a failure in DuckDB, its kind
-only), rows, truncated, the result's SHA-256, the time it took (neither the text nor
-DuckDB's message is kept: either may hold a value the analyst typed).
+length of the query's text, the outcome and its reason (a name only the analyst knows
+written ``…``; of a failure in DuckDB, its kind only), rows, truncated, the result's
+SHA-256, the time it took (neither the text nor DuckDB's message is kept: either may hold
+a value the analyst typed).
 
 Answers: 200 the result; 400 refused by the guard (the reason), or failed in DuckDB;
 403 not an analysts' organisation; 404 no database built for it yet; 422 interrupted at

@@ -133,3 +133,22 @@ def test_any_text_is_judged_and_what_passes_never_reaches_a_file(con, allowed, w
         assert not isinstance(exc, duckdb.PermissionException), (sql, str(exc)[:200])
         assert "configuration has been locked" not in str(exc), sql
         assert "read-only mode" not in str(exc), sql
+
+
+def test_a_name_only_the_analyst_knows_is_not_kept_in_the_audited_reason(allowed):
+    typed = "11010519491231002X"  # a citizen ID typed where a name goes
+    for sql in (f'SELECT * FROM "{typed}"', f'SELECT * FROM staged."{typed}"',
+                f'SELECT "{typed}"(1)', f"SELECT * FROM '/tmp/{typed}.csv'",
+                f'SELECT * FROM "{typed}"()'):  # fmt: skip
+        with pytest.raises(QueryRefused) as refused:
+            check(sql, allowed)
+        assert typed.lower() in refused.value.reason.lower()  # the analyst is told
+        assert typed.lower() not in refused.value.audited.lower()  # the log is not
+        assert "…" in refused.value.audited
+    with pytest.raises(QueryRefused) as known:  # DuckDB's own names are said as they are
+        check("SELECT * FROM staged.people p, read_text('x')", allowed)
+    assert (
+        known.value.audited
+        == known.value.reason
+        == ("staged.people is refused: only this database's own tables (schema main) may be read")
+    )
