@@ -21,7 +21,13 @@ from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from marts.need_model import step
 from marts.need_model.registry import ModelVersion, Registry
-from pipelines.defs.need_model.assets import need_features, need_model, need_scores
+from pipelines.defs.need_model.assets import (
+    grid_demand_forecast,
+    grid_forecaster,
+    need_features,
+    need_model,
+    need_scores,
+)
 from pipelines.defs.need_model.checks import feature_drift_check
 from pipelines.ingest_run import run_problems
 from pipelines.marts_run import QUIET
@@ -39,7 +45,7 @@ class NeedModelOutcome:
     version: ModelVersion | None = None  # the promoted version after the step
     trained: bool = False
     waiting: int | None = None  # a registered version awaiting promotion
-    scores: int = 0
+    published: dict[str, int] = field(default_factory=dict)  # mart → rows
     drift_warned: bool = False
     steps: list[Problem] = field(default_factory=list)
 
@@ -79,7 +85,8 @@ def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutc
             )
             return outcome
     outcome.ran = True
-    result = _materialise([need_features, need_model, feature_drift_check], started_at, outcome)
+    models = [need_features, need_model, feature_drift_check, grid_forecaster]
+    result = _materialise(models, started_at, outcome)
     outcome.trained = any(
         m.asset_key == need_model.key and m.materialization.metadata["trained"].value
         for m in result.get_asset_materialization_events()
@@ -89,11 +96,16 @@ def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutc
     versions = registry.versions() if registry is not None else []
     outcome.version = next((v for v in versions if v.promoted), None)
     outcome.waiting = next((v.version for v in reversed(versions) if not v.promoted_at), None)
-    if outcome.version is None:
-        return outcome
-    scored = _materialise([need_scores], started_at, outcome)
-    for m in scored.get_asset_materialization_events():
-        outcome.scores = int(m.materialization.metadata["dagster/row_count"].value)
+    forecast = registry.promoted(step.FORECAST_MODEL) if registry is not None else None
+    publish = [need_scores] * (outcome.version is not None) + [grid_demand_forecast] * bool(
+        forecast
+    )
+    if publish:
+        made = _materialise(publish, started_at, outcome).get_asset_materialization_events()
+        outcome.published = {
+            m.asset_key.path[-1]: int(m.materialization.metadata["dagster/row_count"].value)
+            for m in made
+        }
     return outcome
 
 
@@ -113,8 +125,10 @@ def print_need_model(console: Console, outcome: NeedModelOutcome) -> None:
     else:
         console.print(
             f"need model: {trained}scores by promoted version {v.version} (file sha256 "
-            f"{v.sha256[:12]}…): {outcome.scores:,} rows in marts.need_scores"
+            f"{v.sha256[:12]}…)"
         )
+    for mart, rows in sorted(outcome.published.items()):
+        console.print(f"need model: marts.{mart} published, {rows:,} rows")
     if outcome.drift_warned:
         console.print(
             "[yellow]need model: features drifted from the training data (the feature_drift "

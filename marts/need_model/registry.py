@@ -123,13 +123,25 @@ def model_card(
     metrics: Mapping[str, float],
     features: Sequence[str],
     lake_snapshot: str,
-    fairness: pl.DataFrame,
+    fairness: pl.DataFrame | None,
     data: str = "",
     limits: Sequence[str] = (),
+    purpose: str | None = None,
 ) -> str:
-    """The model card (Markdown): purpose, data, metrics, fairness, limits and the PIPL
-    art. 24 note that a score is advice, never an automatic decision."""
+    """The model card (Markdown): purpose (default: the need scores'), data, metrics,
+    fairness (None: the model scores no person), limits and the PIPL art. 24 note that a
+    score is advice, never an automatic decision."""
     needs = "\n".join(f"- `{code}` {label}" for code, label in NEEDS.items())
+    purpose = purpose or (
+        "For each resident (by pseudonym), the probability of each need in the "
+        f"{HORIZON_DAYS} days after the cut-off, so that community workers can offer services "
+        f"before residents ask (主动服务):\n\n{needs}"
+    )
+    fair = (
+        "Not applicable: the model scores no person."
+        if fairness is None
+        else markdown_table(fairness)
+    )
     shown_metrics = pl.DataFrame(
         {"metric": list(metrics), "value": [float(v) for v in metrics.values()]}
     )
@@ -144,16 +156,14 @@ def model_card(
     return "\n\n".join(
         [
             f"# Model card: {name}",
-            "## Purpose\n\nFor each resident (by pseudonym), the probability of each need in "
-            f"the {HORIZON_DAYS} days after the cut-off, so that community workers can offer "
-            f"services before residents ask (主动服务):\n\n{needs}",
+            f"## Purpose\n\n{purpose}",
             f"## Data\n\nLake snapshot {lake_snapshot}; {len(features)} features as of each "
             "cut-off (nothing recorded or learned after it), keyed by the master resident "
             "index's pseudonym. No personal rows are kept with the model."
             + (f"\n\n{data}" if data else ""),
             "## Features\n\n" + ", ".join(f"`{f}`" for f in features),
             "## Metrics (backtest)\n\n" + markdown_table(shown_metrics),
-            "## Fairness (per group)\n\n" + markdown_table(fairness),
+            "## Fairness (per group)\n\n" + fair,
             "## Limits\n\n" + "\n".join(f"- {limit}" for limit in all_limits),
             "## Rights (PIPL art. 24)\n\nScores are advice to a community worker, who decides "
             "and acts; they are never an automatic decision about a resident. A resident who "
@@ -221,22 +231,23 @@ class Registry:
         metrics: Mapping[str, float],
         features: Sequence[str],
         lake_snapshot: int | str,
-        fairness: pl.DataFrame,
+        fairness: pl.DataFrame | None,
         backtest: pl.DataFrame | None = None,
         data: str = "",
         limits: Sequence[str] = (),
         training_cutoffs: Sequence[dt.date] = (),
+        purpose: str | None = None,
         name: str = MODEL_NAME,
     ) -> ModelVersion:
         """Log one trained model as a new version of ``name``: file (and its SHA-256),
         metrics, features, lake snapshot and training cut-offs, backtest and fairness
         tables, model card."""
-        _per_group_only(fairness, "fairness")
-        if backtest is not None:
-            _per_group_only(backtest, "backtest")
+        for table, what in ((fairness, "fairness"), (backtest, "backtest")):
+            if table is not None:
+                _per_group_only(table, what)
         snapshot = str(lake_snapshot)
         card = model_card(name=name, metrics=metrics, features=features, lake_snapshot=snapshot,
-                          fairness=fairness, data=data, limits=limits)  # fmt: skip
+                          fairness=fairness, data=data, limits=limits, purpose=purpose)  # fmt: skip
         kind = type(model)
         run = self.client.create_run(
             self._experiment(name),

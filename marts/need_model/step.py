@@ -33,6 +33,9 @@ from marts.need_model.drift import feature_drift
 from marts.need_model.explain import explain, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
 from marts.need_model.features import FEATURES_YAML, features_for, load_feature_set, monthly_cutoffs
+from marts.need_model.forecast import INPUTS as FORECAST_INPUTS
+from marts.need_model.forecast import GridForecaster, backtest_forecast, fit_forecaster
+from marts.need_model.grid import grid_counts
 from marts.need_model.registry import ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, write_features
@@ -171,3 +174,51 @@ def drift(
     and those of the ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
     training = read_features(con, protection, version.training_cutoffs)
     return feature_drift(training, read_features(con, protection, [latest]), features)
+
+
+# -- the grid forecast: expected appeals per cell and category next week -------------------
+
+FORECAST_MODEL = "grid_forecast"
+FORECAST_MART = "grid_demand_forecast"
+FORECAST_PURPOSE = (
+    "For each grid cell and appeal category, the expected number of appeals in the week "
+    "after the cut-off, so that the street puts its services where demand will be. Counts "
+    "only: no person is scored."
+)
+
+
+def train_forecaster(
+    con: duckdb.DuckDBPyConnection, registry: Registry, cutoff: dt.date, **training: Any
+) -> ModelVersion:
+    """Backtest the grid forecast against naive and seasonal-naive on the weeks before
+    ``cutoff``, train it on all of them and register it (no fairness table: no person)."""
+    counts = grid_counts(con, until=cutoff)
+    result = backtest_forecast(counts, **training)
+    model = fit_forecaster(counts, **training)
+    metrics = {
+        f"{row['method']}.{key}": float(row[key])
+        for row in result.scores.iter_rows(named=True)
+        for key in ("poisson_deviance", "mae")
+    }
+    return registry.register(
+        model,
+        metrics=metrics,
+        features=list(FORECAST_INPUTS),
+        lake_snapshot=current_snapshot(con),
+        fairness=None,
+        backtest=result.scores,
+        training_cutoffs=[cutoff],
+        purpose=FORECAST_PURPOSE,
+        name=FORECAST_MODEL,
+    )
+
+
+def forecast_frame(
+    con: duckdb.DuckDBPyConnection, model: GridForecaster, version: ModelVersion, cutoff: dt.date
+) -> pl.DataFrame:
+    """The ``grid_demand_forecast`` frame: next week's expected appeals per cell and
+    category from the complete weeks by ``cutoff``, with the model version and cut-off."""
+    return model.forecast(grid_counts(con, until=cutoff)).with_columns(
+        pl.lit(f"{version.name}/{version.version}").alias("model_version"),
+        pl.lit(cutoff).alias("cutoff"),
+    )

@@ -35,7 +35,7 @@ def test_a_group_per_department_with_both_zones(defs: dg.Definitions) -> None:
     keys = graph.get_all_asset_keys()
     groups = {graph.get(k).group_name for k in keys}
     cat = load_catalogue()
-    assert groups == set(cat.departments) | {"quality", "curated", "marts"}
+    assert groups == set(cat.departments) | {"quality", "curated", "marts", "need_model"}
     for dept, ds in cat.datasets():
         landing = dg.AssetKey(["landing", dept.code, ds.code])
         raw = dg.AssetKey(["raw", dept.code, ds.code])

@@ -7,21 +7,23 @@ refused automated assessment."""
 
 from __future__ import annotations
 
+import datetime as dt
 from types import SimpleNamespace
 
 import dagster as dg
 import polars as pl
 import pytest
 
+from catalog.marts import load_marts
 from catalog.settings import Settings
 from marts.need_model import step
-from marts.need_model.registry import Registry
-from marts.need_model.spec import KEYS, NEEDS
+from marts.need_model.registry import CARD, Registry
+from marts.need_model.spec import GRID_COUNT, GRID_KEYS, KEYS, NEEDS
 from pipelines.defs.need_model import assets as need_assets
 from pipelines.defs.need_model import checks as need_checks
 from pipelines.resources import LakeResource
 from tests.marts.need_model.registry_standin import fresh_registry
-from tests.marts.need_model.synthetic import INPUTS, need_frames
+from tests.marts.need_model.synthetic import INPUTS, grid_counts, need_frames
 
 TEMPLATES = {"living_alone": "独居", "access_drop": "近30天门禁出入次数下降{pct}%"}
 
@@ -31,7 +33,8 @@ def test_definitions_hold_the_need_model_assets_and_the_drift_check():
 
     graph = defs.resolve_asset_graph()
     keys = graph.get_all_asset_keys()
-    assert {need_assets.FEATURES_KEY, need_assets.MODEL_KEY, need_assets.SCORES_KEY} <= keys
+    assert {need_assets.FEATURES_KEY, need_assets.MODEL_KEY, need_assets.SCORES_KEY,
+            need_assets.FORECASTER_KEY, need_assets.FORECAST_KEY} <= keys  # fmt: skip
     check = dg.AssetCheckKey(need_assets.FEATURES_KEY, need_checks.DRIFT_CHECK)
     assert check in graph.asset_check_keys
     assert graph.get(need_assets.SCORES_KEY).parent_keys >= {need_assets.MODEL_KEY}
@@ -65,6 +68,7 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     published: list[pl.DataFrame] = []
 
     def publish(con, catalogue, name, frame, *, leave_out=()):
+        assert set(frame.columns) == set(load_marts()[name].column_names)
         published.append(frame.filter(~pl.col("person_id").is_in(sorted(leave_out))))
         return SimpleNamespace(build=SimpleNamespace(rows=published[-1].height))
 
@@ -115,3 +119,26 @@ def test_model_trains_once_with_fairness_metadata_and_the_drift_check_warns(
     assert set(frame["cutoff"]) == {synthetic["today"]}
     assert frame["probability"].is_between(0, 1).all()
     assert frame["explanation"].str.contains("门禁|独居").any()
+
+
+def test_grid_forecast_is_trained_promoted_and_published(
+    settings: Settings, synthetic: dict, monkeypatch: pytest.MonkeyPatch
+):
+    counts = grid_counts(cells=3, categories=2, weeks=40)
+    counts = counts.rename({c: GRID_COUNT for c in counts.columns if c not in GRID_KEYS})
+    monkeypatch.setattr(step, "grid_counts", lambda con, until=None: counts)
+    trained = materialise(need_assets.grid_forecaster)
+    assert trained.success
+    [event] = trained.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert (meta["trained"], meta["model_version"], meta["promoted"]) == (True, 1, True)
+    assert {"model.poisson_deviance", "naive.poisson_deviance", "seasonal_naive.mae"} <= set(meta)
+    assert "fairness" not in meta  # no person is scored
+    registry = Registry(settings)
+    assert "Not applicable" in registry.text(1, CARD, step.FORECAST_MODEL)
+    assert registry.promoted() is None  # the need model is another registered model
+    assert materialise(need_assets.grid_demand_forecast).success
+    [frame] = synthetic["published"]
+    assert frame.height == 3 * 2 and set(frame["model_version"]) == {"grid_forecast/1"}
+    assert set(frame["week_start"]) == {counts["week_start"].max() + dt.timedelta(weeks=1)}
+    assert (frame["expected_appeals"] > 0).all()

@@ -7,14 +7,21 @@ force, as for ``keys rotate``); otherwise it waits for ``streethub models promot
 """
 
 import datetime as dt
+from collections.abc import Callable
 
 import dagster as dg
+import duckdb
 
 from catalog.loader import get_catalogue
 from catalog.settings import Settings
+from marts.lineage import mart_dependencies
 from marts.need_model import step
+from marts.need_model.features import SQL_DIR
+from marts.need_model.forecast import GridForecaster
+from marts.need_model.grid import GRID_SQL
 from marts.need_model.registry import (
     FAIRNESS,
+    MODEL_NAME,
     NO_ADMINS,
     ModelVersion,
     Registry,
@@ -23,7 +30,7 @@ from marts.need_model.registry import (
 from marts.need_model.train import NeedModels
 from marts.publish import publish_frame
 from pipelines.defs.curated.assets import CURATED_KEYS
-from pipelines.defs.marts.assets import mart_key
+from pipelines.defs.marts.assets import mart_key, table_key
 from pipelines.defs.sources.specs import LAKE_POOL
 from pipelines.resources import LakeResource
 
@@ -31,8 +38,11 @@ GROUP = "need_model"
 OWNERS = ["team:data-office"]
 FEATURES_KEY = dg.AssetKey(["need_model", "features"])
 MODEL_KEY = dg.AssetKey(["need_model", "model"])
+FORECASTER_KEY = dg.AssetKey(["need_model", "grid_forecaster"])
+FORECAST_KEY = mart_key(step.FORECAST_MART)
 SCORES_KEY = mart_key(step.SCORES_MART)
 MAIN_JOB = "main job"
+SHOWN_METRICS = {"pr_auc_model", "pr_auc_rule", "ratio", "ece", "poisson_deviance", "mae"}
 COMMON = {"group_name": GROUP, "owners": OWNERS, "pool": LAKE_POOL}  # every asset here
 
 
@@ -41,19 +51,25 @@ class ModelConfig(dg.Config):
     """Train and register a new version even when one is promoted."""
 
 
+def grid_count_deps() -> list[dg.AssetKey]:
+    """The assets writing the lake tables the grid counts' SQL reads (parsed from it)."""
+    tables = mart_dependencies({}, GRID_SQL, sql_dir=SQL_DIR)
+    return sorted({k for k in map(table_key, tables) if k is not None}, key=str)
+
+
 def scoring_cutoff() -> dt.date:
     """The cut-off the residents are scored as of: today (what the hub knew by its end)."""
     return dt.date.today()
 
 
-def promote_without_admins(settings: Settings, registry: Registry, version: int) -> bool:
-    """Promote ``version`` when the two-person rule is not in force (no administrators yet);
+def promote_without_admins(settings: Settings, registry: Registry, mv: ModelVersion) -> bool:
+    """Promote ``mv`` when the two-person rule is not in force (no administrators yet);
     whether it was."""
     from share_api.requests import two_person_rule_in_force
 
     if two_person_rule_in_force(settings):
         return False
-    registry.promote(version, actor=MAIN_JOB, approval=NO_ADMINS)
+    registry.promote(mv.version, actor=MAIN_JOB, approval=NO_ADMINS, name=mv.name)
     return True
 
 
@@ -74,9 +90,43 @@ def version_metadata(registry: Registry, mv: ModelVersion) -> dict:
         **{
             k: dg.MetadataValue.float(v)
             for k, v in sorted(mv.metrics.items())
-            if ".ratio" in k or ".pr_auc" in k
+            if k.rpartition(".")[2] in SHOWN_METRICS
         },
     }
+
+
+def use_or_train(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    registry: Registry,
+    name: str,
+    retrain: bool,
+    train: Callable[[duckdb.DuckDBPyConnection], ModelVersion],
+) -> dg.MaterializeResult:
+    """The promoted version of ``name`` as it is; else (or with ``retrain``) a version
+    trained and registered by ``train`` — unless one already waits for promotion — and
+    promoted when the two-person rule is not in force yet."""
+    promoted = registry.promoted(name)
+    if promoted is not None and not retrain:
+        context.log.info(f"{name} version {promoted.version} is promoted: not retrained")
+        return dg.MaterializeResult(
+            metadata={"trained": False, **version_metadata(registry, promoted)}
+        )
+    waiting = [v for v in registry.versions(name) if not v.promoted_at]
+    trained = retrain or promoted is not None or not waiting
+    if trained:
+        with lake.open() as con:
+            mv = train(con)
+    else:
+        mv = waiting[-1]
+    if promoted is None and promote_without_admins(lake.settings(), registry, mv):
+        mv = registry.version(mv.version, name)
+    elif not mv.promoted:
+        context.log.warning(
+            f"{name} version {mv.version} awaits promotion: `streethub models promote "
+            f"{mv.version} --model {name} --request <id>` once a second administrator approved it"
+        )
+    return dg.MaterializeResult(metadata={"trained": trained, **version_metadata(registry, mv)})
 
 
 @dg.asset(
@@ -119,34 +169,17 @@ def need_features(lake: LakeResource) -> dg.MaterializeResult:
 def need_model(
     context: dg.AssetExecutionContext, lake: LakeResource, config: ModelConfig
 ) -> dg.MaterializeResult:
-    settings = lake.settings()
-    registry = Registry.from_settings(settings)
-    promoted = registry.promoted()
-    if promoted is not None and not config.retrain:
-        context.log.info(f"version {promoted.version} is promoted: not retrained")
-        return dg.MaterializeResult(
-            metadata={"trained": False, **version_metadata(registry, promoted)}
-        )
-    waiting = [v for v in registry.versions() if not v.promoted and not v.promoted_at]
-    if promoted is None and waiting and not config.retrain:
-        mv = waiting[-1]
-    else:
-        with lake.open() as con:
-            cutoffs = step.training_cutoffs(con)
-            if not step.can_train(cutoffs):
-                raise dg.Failure(
-                    f"{len(cutoffs)} monthly cut-off(s) with complete 90-day labels in the lake: "
-                    "too few to backtest and train (the hub needs about a year of history)"
-                )
-            mv = step.train_and_register(con, lake.protection(), registry, cutoffs=cutoffs).version
-    if promoted is None and promote_without_admins(settings, registry, mv.version):
-        mv = registry.version(mv.version)
-    elif not mv.promoted:
-        context.log.warning(
-            f"version {mv.version} awaits promotion: `streethub models promote {mv.version} "
-            "--request <id>` once a second administrator approved it"
-        )
-    return dg.MaterializeResult(metadata={"trained": True, **version_metadata(registry, mv)})
+    def train(con) -> ModelVersion:
+        cutoffs = step.training_cutoffs(con)
+        if not step.can_train(cutoffs):
+            raise dg.Failure(
+                f"{len(cutoffs)} monthly cut-off(s) with complete 90-day labels in the lake: "
+                "too few to backtest and train (the hub needs about a year of history)"
+            )
+        return step.train_and_register(con, lake.protection(), registry, cutoffs=cutoffs).version
+
+    registry = Registry.from_settings(lake.settings())
+    return use_or_train(context, lake, registry, MODEL_NAME, config.retrain, train)
 
 
 @dg.asset(
@@ -189,6 +222,60 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
     )
 
 
+@dg.asset(
+    key=FORECASTER_KEY,
+    deps=grid_count_deps(),
+    **COMMON,
+    kinds={"lightgbm", "mlflow"},
+    description=(
+        "The grid forecast model in the MLflow registry: a Poisson LightGBM over lag and "
+        "season features of the weekly appeals per cell and category, backtested against "
+        "naive and seasonal-naive (52 weeks) by Poisson deviance and MAE. Trained only when "
+        "no version is promoted (or with retrain)."
+    ),
+)
+def grid_forecaster(
+    context: dg.AssetExecutionContext, lake: LakeResource, config: ModelConfig
+) -> dg.MaterializeResult:
+    registry = Registry.from_settings(lake.settings())
+    return use_or_train(
+        context, lake, registry, step.FORECAST_MODEL, config.retrain,
+        lambda con: step.train_forecaster(con, registry, scoring_cutoff()),
+    )  # fmt: skip
+
+
+@dg.asset(
+    key=FORECAST_KEY,
+    deps=[FORECASTER_KEY],
+    **COMMON,
+    kinds={"duckdb", "lightgbm"},
+    description=(
+        "网格诉求需求预测: the promoted grid forecast's expected appeals per grid cell and "
+        "category in the week after the cut-off, with its model version and cut-off. Counts "
+        "only, no person."
+    ),
+)
+def grid_demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
+    settings = lake.settings()
+    registry = Registry.from_settings(settings)
+    mv, model = registry.load(loader=GridForecaster.load, name=step.FORECAST_MODEL)
+    cutoff = scoring_cutoff()
+    with lake.open() as con:
+        frame = step.forecast_frame(con, model, mv, cutoff)
+        published = publish_frame(
+            con, get_catalogue(settings.catalog_dir), step.FORECAST_MART, frame
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": published.build.rows,
+            "model_version": mv.version,
+            "cutoff": str(cutoff),
+        }
+    )
+
+
 @dg.definitions
 def need_model_assets() -> dg.Definitions:
-    return dg.Definitions(assets=[need_features, need_model, need_scores])
+    return dg.Definitions(
+        assets=[need_features, need_model, need_scores, grid_forecaster, grid_demand_forecast]
+    )
