@@ -23,6 +23,7 @@ from marts.need_model.registry import (
     BACKTEST,
     CARD,
     FAIRNESS,
+    FORECAST_MODEL,
     MODEL_NAME,
     NO_ADMINS,
     ModelVersion,
@@ -115,19 +116,30 @@ def models_show(version: VersionArg = None, model: ModelOption = MODEL_NAME) -> 
 
 
 @models_app.command("backtest")
-def models_backtest(version: VersionArg = None, model: ModelOption = MODEL_NAME) -> None:
-    """The backtest table a version was registered with (each need against the rule
-    baseline and the ceiling, calibration error, the grid forecast against naive and
-    seasonal-naive)."""
+def models_backtest(
+    version: VersionArg = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="one registered model (default: both)")
+    ] = None,
+) -> None:
+    """The backtest tables the versions were registered with: each need's PR-AUC against
+    the street's rule (goal 2x) and calibration error; the grid forecast's Poisson deviance
+    and MAE against naive and seasonal-naive (goal: below both)."""
+    names = [model] if model else [MODEL_NAME, FORECAST_MODEL]
+    shown = 0
     with _registry() as registry:
-        v = _version(registry, version, model)
-        table = registry.table(v.version, BACKTEST, model)
-    if table is None:
-        err.print(Text(f"model {model} version {v.version} has no backtest table", "red"))
+        for name in names:
+            if not registry.versions(name) and model is None:
+                continue
+            v = _version(registry, version, name)
+            table = registry.table(v.version, BACKTEST, name)
+            if table is not None:
+                _print_frame(table, f"backtest: model {name} version {v.version}, lake snapshot "
+                                    f"{v.lake_snapshot}")  # fmt: skip
+                shown += 1
+    if not shown:
+        err.print(Text("no registered version with a backtest table", "red"))
         raise typer.Exit(1)
-    _print_frame(
-        table, f"backtest: model {model} version {v.version}, lake snapshot {v.lake_snapshot}"
-    )
 
 
 @models_app.command("promote")

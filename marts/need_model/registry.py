@@ -40,7 +40,8 @@ from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-MODEL_NAME = "need_model"
+MODEL_NAME = "need_model"  # the need classifiers, one file
+FORECAST_MODEL = "grid_forecast"  # the grid demand forecast
 PROMOTED = "promoted"  # the registered model's alias of the version in use
 MODEL_DIR = "model"  # the artifact folder of the model file
 MODEL_FILE = "model.bin"  # what the model's save(path) is given, inside MODEL_DIR

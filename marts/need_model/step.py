@@ -36,7 +36,7 @@ from marts.need_model.features import FEATURES_YAML, features_for, load_feature_
 from marts.need_model.forecast import INPUTS as FORECAST_INPUTS
 from marts.need_model.forecast import GridForecaster, backtest_forecast, fit_forecaster
 from marts.need_model.grid import grid_counts
-from marts.need_model.registry import ModelVersion, Registry
+from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, write_features
 from marts.need_model.train import NeedModels, train_need_models
@@ -178,7 +178,6 @@ def drift(
 
 # -- the grid forecast: expected appeals per cell and category next week -------------------
 
-FORECAST_MODEL = "grid_forecast"
 FORECAST_MART = "grid_demand_forecast"
 FORECAST_PURPOSE = (
     "For each grid cell and appeal category, the expected number of appeals in the week "
