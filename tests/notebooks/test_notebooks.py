@@ -168,6 +168,9 @@ def test_every_notebook_runs_headless(
     street = analyst_street
     found = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
     assert [p.name for p in found] == sorted(CHECKS), "every notebook has its check here"
+    for path in found:  # committed clean: `jupyter nbconvert --clear-output --inplace`
+        cells = nbformat.read(path, as_version=4).cells
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells), path.name
     person = people.make(street.org, "requester", kind="analyst")
     profile = download_profile(server, person, tmp_path)
     lake_elderly, _ = lake_figures(street, "elderly_care")
