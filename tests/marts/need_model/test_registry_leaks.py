@@ -1,0 +1,38 @@
+"""The model registry is an area of ``streethub leaks scan --all``: its MLflow database and
+artifacts are scanned like every file, hold no value in the clear after a registration, and
+a citizen ID planted in an artifact is found there."""
+
+from __future__ import annotations
+
+from catalog.settings import Settings
+from masking.names import KnownNames
+from pipelines.leaks import AREAS, area_dirs, scan_files
+from pipelines.protection import Protection
+from tests.marts.need_model.registry_standin import (
+    FEATURES,
+    StandInModel,
+    backtest_table,
+    fairness_table,
+    fresh_registry,
+    synthetic_features,
+)
+
+PLANTED = "11010519491231002X"  # GB 11643-1999's own example: a valid check character
+
+
+def test_the_registry_is_scanned_clean_and_a_planted_id_is_found(settings: Settings):
+    assert "models" in AREAS and area_dirs(settings)["models"] == settings.models_dir
+    registry = fresh_registry(settings)
+    mv = registry.register(StandInModel.fit(*synthetic_features(n=60)), metrics={"m": 1.0},
+                           features=FEATURES, lake_snapshot=3, fairness=fairness_table(),
+                           backtest=backtest_table())  # fmt: skip
+    protection = Protection.from_settings(settings)
+    findings = scan_files(settings, KnownNames(), protection, areas=("models",))
+    places = {f.place for f in findings}
+    assert "models/mlflow.db" in places and any(p.endswith("model.bin") for p in places)
+    assert sum(f.leaks for f in findings) == 0 and not [f for f in findings if f.problem]
+    [card] = settings.models_dir.rglob(f"{mv.run_id}/**/model_card.md")
+    card.write_text(card.read_text() + f"\n身份证号{PLANTED}\n", encoding="utf-8")
+    found = scan_files(settings, KnownNames(), protection, areas=("models",))
+    leaking = {f.place: f.leaks for f in found if f.leaks}
+    assert list(leaking) == [str(card.relative_to(settings.home_abs))]
