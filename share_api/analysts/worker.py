@@ -63,6 +63,9 @@ GRACE_S = 2.0  # after the time limit, how long a worker has to answer before it
 STARTUP_TIMEOUT_S = 60.0
 MAX_ERROR_CHARS = 300  # of a DuckDB error's first line, in an answer
 NICENESS = 10  # a worker yields the CPU to the service's own threads on a busy machine
+# an answer's largest size: DuckDB's memory_limit bounds its buffers, not one value (a
+# repeat('x', 10^8) is made whole), and the row cap bounds rows, not their width
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,17 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def encoded(answer: dict[str, Any]) -> bytes:
+    """``answer`` as one JSON line's bytes; one over :data:`MAX_ANSWER_BYTES` is replaced by
+    a failure saying so."""
+    data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
+    if len(data) <= MAX_ANSWER_BYTES:
+        return data
+    reason = (f"the result is larger than {MAX_ANSWER_BYTES // 2**20} MiB: select fewer or "
+              "narrower rows")  # fmt: skip
+    return json.dumps({"kind": "failed", "reason": reason}).encode("utf-8")
+
+
 def main() -> None:
     """The worker's loop: a job a line on stdin, an answer a line on the protocol channel
     (the original stdout; anything else printing goes to stderr)."""
@@ -199,7 +213,7 @@ def main() -> None:
             answer = runner.answer(Job(**json.loads(line)))
         except Exception as exc:  # the worker outlives any one job: this one failed
             answer = {"kind": "failed", "reason": f"the query failed ({type(exc).__name__})"}
-        channel.write(json.dumps(answer, ensure_ascii=False).encode("utf-8") + b"\n")
+        channel.write(encoded(answer) + b"\n")
 
 
 # -- the service's side ----------------------------------------------------------------------

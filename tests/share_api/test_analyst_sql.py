@@ -6,6 +6,7 @@ the time limit in its worker process while the service answers other requests at
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -75,7 +76,7 @@ def test_a_query_answers_the_database_rows_masked_capped_and_audited(
     assert [r["rows"] for r in records] == [len(held), 5, 3]
     assert [r["truncated"] for r in records] == [False, True, True]
     assert records[0]["result_sha256"] == got["result_sha256"]
-    assert records[0]["seq"] == got["audit_seq"]
+    assert records[0]["seq"] == got["audit_seq"] == int(answer.headers["X-Audit-Seq"])
     assert all(sql not in str(r) for r in records)
 
     # a department's person is refused (403, audited), whatever roles it holds
@@ -163,3 +164,11 @@ def test_a_busy_pool_refuses_and_a_worker_past_its_deadline_is_killed_and_replac
         assert pool.run(quick)["rows"] == [[3000]]
     finally:
         pool.close()
+
+
+def test_an_answer_past_the_byte_cap_is_a_failure_saying_so(monkeypatch):
+    answer = {"kind": "ok", "columns": ["big"], "rows": [["x" * 5000]], "truncated": False}
+    assert json.loads(worker_module.encoded(answer)) == answer
+    monkeypatch.setattr(worker_module, "MAX_ANSWER_BYTES", 4096)
+    cut = json.loads(worker_module.encoded(answer))
+    assert cut["kind"] == "failed" and "larger than" in cut["reason"]
