@@ -26,7 +26,7 @@ from sklearn.metrics import mean_absolute_error, mean_poisson_deviance
 
 from marts.need_model.backtest import as_text
 from marts.need_model.grid import complete_weeks
-from marts.need_model.spec import FORECAST_WEEKS, GRID_KEYS, SEASON_WEEKS
+from marts.need_model.spec import FORECAST_WEEKS, GRID_COUNT, GRID_KEYS, SEASON_WEEKS
 
 FORMAT = "streethub-grid-forecast/1"
 
@@ -66,13 +66,13 @@ METHODS = ("model", "naive", "seasonal_naive")
 
 def week_panel(counts: pl.DataFrame, through: dt.date | None = None) -> pl.DataFrame:
     """Every grid cell × category × week from the first week of ``counts`` to its last, or
-    to ``through`` (the week to forecast, its count unknown: 0), ``appeals`` 0 where the frame
+    to ``through`` (the week to forecast, its count unknown: 0), the count 0 where the frame
     has no row (:func:`marts.need_model.grid.complete_weeks`)."""
     if through is not None and through > counts["week_start"].max():
         ahead = (
             counts.select(SERIES)
             .unique()
-            .with_columns(pl.lit(through).alias("week_start"), pl.lit(0).alias("appeals"))
+            .with_columns(pl.lit(through).alias("week_start"), pl.lit(0).alias(GRID_COUNT))
         )
         counts = pl.concat([counts, ahead], how="diagonal_relaxed")
     return complete_weeks(counts)
@@ -81,18 +81,18 @@ def week_panel(counts: pl.DataFrame, through: dt.date | None = None) -> pl.DataF
 def lag_features(panel: pl.DataFrame) -> pl.DataFrame:
     """The panel with :data:`INPUTS` (and ``naive``, ``seasonal_naive``) for each week, from
     earlier weeks only; the first week of each series has no lag and is dropped."""
-    prior = pl.col("appeals").shift(1)
-    season = pl.col("appeals").shift(SEASON_WEEKS).over(SERIES)
+    prior = pl.col(GRID_COUNT).shift(1)
+    season = pl.col(GRID_COUNT).shift(SEASON_WEEKS).over(SERIES)
     category_week = panel.group_by("category", "week_start").agg(
-        pl.col("appeals").mean().alias("category_week")
+        pl.col(GRID_COUNT).mean().alias("category_week")
     )
     week = pl.col("week_start").dt.week().cast(pl.Float64) * (2 * np.pi / 52.0)
     return (
-        panel.with_columns(pl.col("appeals").cast(pl.Float64))
+        panel.with_columns(pl.col(GRID_COUNT).cast(pl.Float64))
         .join(category_week, on=["category", "week_start"], how="left")
         .sort(*SERIES, "week_start")
         .with_columns(
-            *(pl.col("appeals").shift(k).over(SERIES).alias(f"lag{k}") for k in LAGS),
+            *(pl.col(GRID_COUNT).shift(k).over(SERIES).alias(f"lag{k}") for k in LAGS),
             prior.rolling_mean(4, min_samples=1).over(SERIES).alias("mean4"),
             prior.rolling_mean(13, min_samples=1).over(SERIES).alias("mean13"),
             (prior.cum_sum() / pl.int_range(pl.len())).over(SERIES).alias("history_mean"),
@@ -159,10 +159,10 @@ class GridForecaster:
 
 
 def fit_on_rows(rows: pl.DataFrame, num_rounds: int = NUM_ROUNDS) -> GridForecaster:
-    """Train on feature rows (:func:`lag_features`) whose ``appeals`` is the target."""
+    """Train on feature rows (:func:`lag_features`) whose count (:data:`~marts.need_model.spec.GRID_COUNT`) is the target."""
     data = lgb.Dataset(
         rows.select(INPUTS).cast(pl.Float64).to_numpy(),
-        label=rows["appeals"].to_numpy(),
+        label=rows[GRID_COUNT].to_numpy(),
         feature_name=list(INPUTS),
     )
     booster = lgb.train(PARAMS, data, num_boost_round=num_rounds)
@@ -236,7 +236,7 @@ def backtest_forecast(
         test = rows.filter(pl.col("week_start") == week)
         scored.append(test.with_columns(pl.Series("model", model.expected(test))))
     pooled = pl.concat(scored)
-    y = pooled["appeals"].to_numpy()
+    y = pooled[GRID_COUNT].to_numpy()
     scores = pl.DataFrame(
         [{"method": m} | forecast_scores(y, pooled[m].to_numpy()) for m in METHODS]
     )

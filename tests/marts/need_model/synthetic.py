@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from marts.need_model.spec import NEEDS
+from marts.need_model.spec import GRID_COUNT, GRID_KEYS, NEEDS
 
 INPUTS = ["age", "living_alone", "chronic", "access_drop", "past_appeals", "housing", "noise"]
 """The synthetic features the models take as inputs."""
@@ -97,6 +97,4 @@ def grid_counts(
                 n = int(rng.poisson(level * season))
                 if n:
                     rows.append((f"G{c:02d}", f"cat{g}", start + dt.timedelta(weeks=w), n))
-    return pl.DataFrame(
-        rows, schema=["grid_code", "category", "week_start", "appeals"], orient="row"
-    )
+    return pl.DataFrame(rows, schema=[*GRID_KEYS, GRID_COUNT], orient="row")

@@ -19,7 +19,7 @@ from marts.need_model.forecast import (
     lag_features,
     week_panel,
 )
-from marts.need_model.spec import SEASON_WEEKS
+from marts.need_model.spec import GRID_COUNT, SEASON_WEEKS
 from tests.marts.need_model.synthetic import grid_counts
 
 ROUNDS = 40
@@ -31,12 +31,12 @@ def test_panel_fills_weeks_without_appeals_with_zero():
             "grid_code": ["A", "A", "B"],
             "category": ["x", "x", "x"],
             "week_start": [dt.date(2025, 1, 6), dt.date(2025, 1, 20), dt.date(2025, 1, 13)],
-            "appeals": [2, 1, 4],
+            GRID_COUNT: [2, 1, 4],
         }
     )
     panel = week_panel(counts)
     assert panel.height == 6
-    a = panel.filter(pl.col("grid_code") == "A")["appeals"].to_list()
+    a = panel.filter(pl.col("grid_code") == "A")[GRID_COUNT].to_list()
     assert a == [2.0, 0.0, 1.0]
 
 
@@ -45,10 +45,10 @@ def test_lag_features_never_read_the_week_they_forecast():
     rows = lag_features(week_panel(counts))
     week = sorted(rows["week_start"].unique())[-5]
     changed = counts.with_columns(
-        pl.when(pl.col("week_start") >= week).then(pl.col("appeals") * 10).otherwise("appeals")
+        pl.when(pl.col("week_start") >= week).then(pl.col(GRID_COUNT) * 10).otherwise(GRID_COUNT)
     )
-    before = rows.filter(pl.col("week_start") == week).drop("appeals")
-    after = lag_features(week_panel(changed)).filter(pl.col("week_start") == week).drop("appeals")
+    before = rows.filter(pl.col("week_start") == week).drop(GRID_COUNT)
+    after = lag_features(week_panel(changed)).filter(pl.col("week_start") == week).drop(GRID_COUNT)
     assert before.equals(after)
 
 
