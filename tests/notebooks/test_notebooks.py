@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from lakehouse.lake import open_lake
 from lakehouse.snapshots import current_snapshot
 from share_api.analysts.lock import open_locked
 from share_api.analysts.notebook import NOTEBOOKS_DIR, prepare_workspace
+from share_api.views import SNAPSHOT_TTL_S
 from tests.share_api.conftest import AnalystStreet, LiveServer, People
 from tests.share_api.test_delta_sharing_client import download_profile
 
@@ -171,11 +173,12 @@ def test_every_notebook_runs_headless(
     for path in found:  # committed clean: `jupyter nbconvert --clear-output --inplace`
         cells = nbformat.read(path, as_version=4).cells
         assert not any(c.get("outputs") or c.get("execution_count") for c in cells), path.name
+    change = change_heatmap(street)
+    changed_at = time.monotonic()
     person = people.make(street.org, "requester", kind="analyst")
     profile = download_profile(server, person, tmp_path)
     lake_elderly, _ = lake_figures(street, "elderly_care")
     expected = analyst_figures(street)
-    change = change_heatmap(street)
     # the workspace `streethub notebook` makes from the caller's environment: the database's
     # copy, the startup file, the kernels' allow-listed environment (no STREETHUB_* of the
     # hub, no proxy) with the notebooks' own variables the caller set
@@ -186,6 +189,8 @@ def test_every_notebook_runs_headless(
         "STREETHUB_NOTEBOOK_PROFILE": str(profile.profile),
     }
     workspace = prepare_workspace(tmp_path / "workspaces", street.org, street.path, environ=caller)
+    # the service takes a lake snapshot as current for up to SNAPSHOT_TTL_S: 5 reads "now"
+    time.sleep(max(0.0, SNAPSHOT_TTL_S - (time.monotonic() - changed_at)))
     ran = asyncio.run(run_all(found, workspace.env, workspace.notebooks))
     for name, nb in ran.items():
         assert charts(nb) >= 1, f"{name} drew no chart"
