@@ -165,7 +165,7 @@ def check(sql: str, allowed: Allowed) -> Checked:
             f"the text holds {len(statements)} statements: only a single SELECT may run"
         )
     root = statements[0]
-    if not isinstance(root, exp.Query):
+    if not isinstance(root, exp.Query | exp.Pivot):  # DuckDB's PIVOT statement reads too
         if isinstance(root, STATEMENTS):
             raise QueryRefused(f"{_kind(root)} is refused: only a read-only SELECT may run here")
         raise QueryRefused("the text is not a SELECT: only a read-only SELECT may run here")

@@ -4,6 +4,7 @@ text itself answers; what hides a way out behind scope, case or comments is refu
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -36,6 +37,8 @@ FAIR = [
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) "
     "SELECT sum(i) FROM n",
     "SELECT unnest([1, 2]) AS u",
+    "PIVOT people ON grid USING count(*) GROUP BY age",  # no ORDER BY: rows compared as a bag
+    "SELECT * FROM (PIVOT visits ON grid USING count(*) GROUP BY person) ORDER BY person",
 ]
 
 REFUSED = [
@@ -53,6 +56,8 @@ REFUSED = [
     ("SELECT getvariable('v')", "getvariable"),
     ("SELECT * FROM people, 'people.csv'", "names a file"),
     ("SELECT * FROM people TABLESAMPLE 10%", None),
+    ("PIVOT read_csv('p.csv') ON grid USING count(*)", "read_csv"),
+    ("PIVOT staged.people ON grid USING count(*)", "staged.people"),
 ]
 
 
@@ -81,7 +86,11 @@ def allowed(con) -> Allowed:
 @pytest.mark.parametrize("sql", FAIR)
 def test_a_fair_query_passes_and_answers_as_written(con, allowed, sql: str):
     checked = check(sql, allowed)
-    assert con.execute(checked.sql).fetchall() == con.execute(sql).fetchall()
+    ran, written = con.execute(sql).fetchall(), con.execute(checked.sql).fetchall()
+    if sql.startswith("PIVOT"):
+        assert Counter(written) == Counter(ran) and ran
+    else:
+        assert written == ran
     assert "--" not in checked.sql and "/*" not in checked.sql  # comments dropped
 
 
