@@ -12,17 +12,26 @@ Two measures, one arithmetic (:class:`AlertQuality`):
   ``(as_of, as_of + horizon]``; an event is caught when its resident was on a list dated in
   ``[event date − horizon, event date)``. Only events the lists could have warned of count:
   those dated after the first list and at most ``horizon`` days after the last. The caller
-  (``streethub models backtest``) maps the simulator's truth to hub pseudonyms.
+  (``streethub models backtest``) maps the simulator's truth to hub pseudonyms; the lists
+  as of past dates come from :func:`alert_lists` (the mart's own SQL, not published).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
+from catalog.marts import Mart
+from catalog.model import Catalogue
+from marts.build import Revealer, build_mart
+
 DEFAULT_HORIZON_DAYS = 30  # an alert warns of an event within the month after its list
+ALERT_MART = "elderly_alert"
+AS_OF_VARIABLE = "elderly_alert_as_of"  # the date its SQL makes the list as of (default: now)
 
 
 @dataclass(frozen=True)
@@ -92,4 +101,33 @@ def against_events(
     )
 
 
-__all__ = ["DEFAULT_HORIZON_DAYS", "AlertQuality", "against_events", "against_visits"]
+def alert_lists(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    marts: Mapping[str, Mart],
+    protection: Revealer,
+    dates: Iterable[dt.date],
+) -> pl.DataFrame:
+    """The elderly alert as its SQL would have made it on each of ``dates`` (``person_id``,
+    ``as_of``), nothing published: door records up to the date against the baseline before
+    it. Who is elderly and living alone is elderly_care's today (the lake's current
+    registers). For :func:`against_events` on a simulated street's history."""
+    frames = [pl.DataFrame(schema={"person_id": pl.String, "as_of": pl.Date})]
+    try:
+        for day in dates:
+            con.execute(f"SET VARIABLE {AS_OF_VARIABLE} = CAST(? AS DATE)", [day])
+            built = build_mart(con, catalogue, dict(marts), ALERT_MART, protection, publish=False)
+            frames.append(pl.from_arrow(built.result).select("person_id", "as_of"))
+    finally:
+        con.execute(f"RESET VARIABLE {AS_OF_VARIABLE}")
+    return pl.concat(frames)
+
+
+__all__ = [
+    "ALERT_MART",
+    "DEFAULT_HORIZON_DAYS",
+    "AlertQuality",
+    "against_events",
+    "against_visits",
+    "alert_lists",
+]

@@ -110,6 +110,9 @@ class MartBuild:
     seconds: float
     decrypted: list[str] = field(default_factory=list)  # curated columns read in plain text
     kanon: EnforceReport | None = None
+    # the rows, when the caller asked not to publish them (``publish=False``: a what-if, the
+    # elderly alert as of a past date for its backtest)
+    result: pa.Table | None = None
 
 
 def _check_types(mart: Mart, relation: duckdb.DuckDBPyRelation) -> None:
@@ -253,10 +256,12 @@ def build_mart(
     *,
     inputs: Mapping[str, pa.Table | pl.DataFrame] | None = None,
     sql_dir: Path | None = None,
+    publish: bool = True,
 ) -> MartBuild:
     """Build and publish ``marts.<name>`` (see the module docstring); ``inputs``: frames
     registered on the connection under those names for the SQL to read (a metrics mart's
-    computed rows)."""
+    computed rows); ``publish=False``: every check and the query, the rows returned in
+    :attr:`MartBuild.result` instead of written."""
     started = time.perf_counter()
     mart = marts.get(name)
     if mart is None:
@@ -291,7 +296,8 @@ def build_mart(
         report = None
         if mart.k_anonymity is not None:
             result, report = _k_anonymous(mart, result)
-        _publish(con, name, result)
+        if publish:
+            _publish(con, name, result)
     finally:
         _drop_temps(con, temps, views)
         for input_name in registered:
@@ -304,6 +310,7 @@ def build_mart(
         seconds=time.perf_counter() - started,
         decrypted=opened,
         kanon=report,
+        result=None if publish else result,
     )
 
 

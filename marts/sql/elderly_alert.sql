@@ -24,7 +24,11 @@ spans AS (
         d.as_of,
         d.as_of - p.window_days AS recent_from,
         d.as_of - p.window_days - p.baseline_days AS baseline_from
-    FROM (SELECT max(c.as_of) AS as_of FROM marts.elderly_care AS c) AS d
+    FROM (
+        -- elderly_care's date, or a past date a backtest asks for (marts.alert_quality)
+        SELECT coalesce(CAST(getvariable('elderly_alert_as_of') AS DATE), max(c.as_of)) AS as_of
+        FROM marts.elderly_care AS c
+    ) AS d
     CROSS JOIN params AS p
 ),
 covered AS (
@@ -47,7 +51,7 @@ door AS (
 rates AS (
     SELECT
         c.person_id,
-        c.as_of,
+        s.as_of,
         c.community_code,
         c.grid_code,
         c.gender,
@@ -63,6 +67,7 @@ rates AS (
     LEFT JOIN door AS r ON r.person_id = c.person_id AND r.in_window
     CROSS JOIN covered AS v
     CROSS JOIN params AS p
+    CROSS JOIN spans AS s
     WHERE v.recent_days > 0 AND v.baseline_days >= p.window_days AND b.passes > 0
 )
 SELECT

@@ -13,6 +13,7 @@ import pytest
 
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
+from marts.alert_quality import against_events, alert_lists
 from marts.build import build_mart
 from pipelines.protection import Protection
 from tests.mart_street import MartStreet
@@ -96,3 +97,27 @@ def test_the_window_and_threshold_are_settings(alerted):
         "近10天门禁出入次数下降"
         in table.filter(pl.col("person_id") == people["quiet"])["explanation"].item()
     )
+
+
+def test_past_lists_and_their_precision_and_recall_against_events(alerted, mart_street):
+    people, build = alerted
+    now = build()["as_of"][0]
+    earlier = now - dt.timedelta(days=40)
+    copy = Settings()  # the copy (STREETHUB_HOME)
+    with open_lake(copy) as con:
+        published = con.execute("SELECT count(*) FROM marts.elderly_alert").fetchone()[0]
+        lists = alert_lists(
+            con, mart_street.catalogue, mart_street.marts,
+            Protection.from_settings(copy, actor="test/backtest"), [earlier, now],
+        )  # fmt: skip
+        after = con.execute("SELECT count(*) FROM marts.elderly_alert").fetchone()[0]
+        assert con.execute("SELECT getvariable('elderly_alert_as_of')").fetchone()[0] is None
+    assert after == published == 2  # nothing published by the what-if
+    # 40 days ago everyone walked at their baseline rate: no one on the list
+    assert sorted(lists.iter_rows()) == sorted([(people["dropped"], now), (people["quiet"], now)])
+    events = pl.DataFrame(
+        {"person_id": [people["quiet"], people["steady"]],
+         "event_date": [now + dt.timedelta(days=9), now + dt.timedelta(days=3)]}
+    )  # fmt: skip
+    quality = against_events(lists, events)
+    assert (quality.precision, quality.recall) == (0.5, 0.5)
