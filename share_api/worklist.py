@@ -217,6 +217,25 @@ def worklist(service: Service, principal: Principal) -> dict[str, Any]:
     return {"community_code": community, "rows": rows}
 
 
+def _plain(
+    service: Service, principal: Principal, record: pl.DataFrame, column: str, person_id: str
+) -> str:
+    """The golden record's ``column`` of one resident in clear (decrypted for
+    ``community_visit`` when it is ciphertext: one ``decrypt`` audit record)."""
+    value = record[column][0]
+    if ciphertext_suite(value) is None:
+        return value
+    return decrypt_series(
+        record[column],
+        service.keyring,
+        column=f"{PERSON_TABLE}.{column}",
+        purpose=PURPOSE,
+        actor=principal.actor,
+        audit=CryptoAudit(service),
+        rows=[person_id],
+    )[0]
+
+
 def reveal(service: Service, principal: Principal, person_id: str) -> dict[str, Any]:
     """Name, phone and address of a resident of the caller's community (audited)."""
     _resident_of(service, principal, person_id)
@@ -229,26 +248,12 @@ def reveal(service: Service, principal: Principal, person_id: str) -> dict[str, 
     )
     if record.is_empty():
         raise WorklistError(404, "no golden record of this resident")
-    plain: dict[str, str | None] = {}
-    for column in sorted(wanted):
-        value = record[column][0]
-        if value is not None and ciphertext_suite(value) is not None:
-            value = decrypt_series(
-                record[column],
-                service.keyring,
-                column=f"{PERSON_TABLE}.{column}",
-                purpose=PURPOSE,
-                actor=principal.actor,
-                audit=CryptoAudit(service),
-                rows=[person_id],
-            )[0]
-        plain[column] = value
-    shown = {
-        what: next(
-            (plain[c] for c in (x.partition(".")[2] for x in concepts) if plain.get(c)), None
-        )
-        for what, concepts in REVEALED.items()
-    }
+    shown: dict[str, str | None] = dict.fromkeys(REVEALED)
+    for what, concepts in REVEALED.items():  # the first attribute holding a value, only it
+        held = [c for c in (x.partition(".")[2] for x in concepts) if c in wanted
+                and record[c][0] is not None]  # fmt: skip
+        if held:
+            shown[what] = _plain(service, principal, record, held[0], person_id)
     service.audit.record("worklist.reveal", principal.actor, person=person_id,
                          fields=",".join(k for k, v in shown.items() if v))  # fmt: skip
     return {"person_id": person_id, **shown}

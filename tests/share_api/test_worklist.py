@@ -131,6 +131,7 @@ def test_reveal_only_for_residents_of_ones_community_each_audited(service, api, 
     assert set(shown) == {"person_id", "name", "phone", "address"}
     decrypts = [r for r in _audited(service, "decrypt") if r["purpose"] == "community_visit"]
     assert decrypts and all(r["actor"] == person.actor for r in decrypts)
+    assert len(decrypts) == sum(bool(shown[k]) for k in ("name", "phone", "address"))
     assert [r["person"] for r in _audited(service, "worklist.reveal")] == [ours[0]]
     refused = api.post(f"/worklist/residents/{theirs[0]}/reveal", headers=person.headers)
     assert refused.status_code == 403
