@@ -2,7 +2,7 @@
 own tables, judged by sqlglot before DuckDB sees it — every refusal with its reason.
 
 :func:`check` parses the text (DuckDB dialect) and lets through exactly one query — a
-SELECT, with CTEs, set operations and subqueries — that:
+SELECT, with CTEs, set operations and subqueries, or DuckDB's ``PIVOT`` — that:
 
 - holds no statement of another kind anywhere (DDL, DML, ``PRAGMA``, ``SET``/``RESET``,
   ``ATTACH``/``DETACH``, ``COPY``, ``INSTALL``/``LOAD``, ``EXPORT``/``IMPORT``, ``CALL``,
@@ -20,7 +20,9 @@ SELECT, with CTEs, set operations and subqueries — that:
 Comments are dropped and names compared case-blind, so neither hides anything; a text
 that does not parse is refused, never passed on. What runs is :attr:`Checked.sql`, the
 query as sqlglot read it, written back out — so DuckDB runs exactly what was judged, not
-a text two parsers might read two ways. This is the first wall; the second is the
+a text two parsers might read two ways. A refusal's reason names what it refused; its
+audited form (:attr:`QueryRefused.audited`) writes ``…`` for a name only the analyst
+knows. This is the first wall; the second is the
 database itself (:func:`share_api.analysts.lock.open_locked`), which refuses files,
 ``ATTACH``, ``COPY`` and ``SET`` whatever gets past this one.
 """
