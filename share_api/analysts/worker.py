@@ -18,8 +18,9 @@ on its stdin and writing one answer a line. A worker, for each job:
 
 Workers run at a lower priority (``nice`` +10): on a busy machine the service's own
 threads come first. The pool gives a worker ``time_limit_s`` + :data:`GRACE_S` to answer;
-one that does not (stuck outside DuckDB's interruptible work) is killed and replaced, and
-the job answered as interrupted; one that ends (out of memory) is replaced, the job failed.
+one that does not (stuck outside DuckDB's interruptible work) is killed, a spare started
+in the background, and the job answered as interrupted; one that ends (out of memory) is
+replaced likewise, the job failed.
 A job finding every worker busy is refused at once (:class:`PoolBusy`): queued analyst
 queries never hold the service's threads.
 
@@ -300,6 +301,7 @@ class WorkerPool:
             except WorkerLost as exc:
                 worker.kill()
                 self.killed += 1
+                threading.Thread(target=self._spare, name="analyst-sql-spare", daemon=True).start()
                 if exc.timed_out:
                     return {"kind": "interrupted", "elapsed_ms": job.time_limit_s * 1000}
                 return {"kind": "failed", "reason": "the query's worker process ended "
@@ -319,10 +321,25 @@ class WorkerPool:
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
-            if not self._closed:
+            if not self._closed and len(self._idle) < self.size:
                 self._idle.append(worker)
                 return
         worker.kill()
+
+    def _spare(self) -> None:
+        """A worker started in the background in place of one killed: the next query does
+        not wait for an interpreter to start."""
+        try:
+            worker = _Worker()
+        except WorkerLost:
+            return  # the next query starts one, or says why it cannot
+        self._give_back(worker)
+
+    @property
+    def idle(self) -> int:
+        """Workers started and waiting for a query."""
+        with self._lock:
+            return len(self._idle)
 
     def close(self) -> None:
         """Stop every idle worker (one running a query is stopped when it answers)."""

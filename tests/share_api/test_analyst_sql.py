@@ -161,7 +161,12 @@ def test_a_busy_pool_refuses_and_a_worker_past_its_deadline_is_killed_and_replac
         assert pool.run(runaway)["kind"] == "interrupted"
         assert time.monotonic() - started < 1.2
         assert pool.killed == 1
+        deadline = time.monotonic() + 60
+        while pool.idle == 0 and time.monotonic() < deadline:  # its spare starts meanwhile
+            time.sleep(0.05)
+        assert pool.idle == 1
         assert pool.run(quick)["rows"] == [[3000]]
+        assert pool.idle == 1  # the spare answered, and waits again
     finally:
         pool.close()
 
