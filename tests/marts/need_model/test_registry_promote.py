@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from catalog.settings import Settings
-from marts.need_model.registry import MODEL_NAME, Registry
+from marts.need_model.registry import MODEL_FILE, MODEL_NAME, Registry
 from pipelines.cli import app
 from share_api import requests as rq
 from share_api.principals import principal_for_user
@@ -86,7 +86,7 @@ def test_a_changed_file_is_refused_before_an_approval_is_spent(
     settings: Settings, registered: Registry
 ):
     mv = registered.version(1)
-    [path] = settings.models_dir.rglob(f"{mv.run_id}/**/model.bin")
+    [path] = settings.models_dir.rglob(f"{mv.run_id}/**/{MODEL_FILE}")
     path.write_bytes(b"not the model")
     refused = promote(1)  # no administrators yet: no approval needed, the file still checks
     assert refused.exit_code == 1 and "version 1" in refused.output
