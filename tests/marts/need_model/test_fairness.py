@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from marts.need_model.backtest import backtest
-from marts.need_model.fairness import OVERALL, fairness_table, group_metrics
+from marts.need_model.fairness import FLAG_SHARE, OVERALL, fairness_table, group_metrics
 from marts.need_model.spec import KEYS, NEEDS
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
@@ -33,7 +33,8 @@ def test_every_group_of_every_kind_per_need(scored):
     assert set(residency["group"]) == {OVERALL, "registered", "migrant"}
     overall = residency.filter(pl.col("group") == OVERALL)
     assert overall["n"][0] == predictions.height
-    assert overall["selection_rate"][0] == pytest.approx(0.1, abs=0.02)
+    # the top FLAG_SHARE by score, and every resident tied with the last of them
+    assert FLAG_SHARE <= overall["selection_rate"][0] < 2 * FLAG_SHARE
     assert residency.filter(pl.col("group") != OVERALL)["n"].sum() == predictions.height
 
 
