@@ -85,17 +85,17 @@ def mart_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MartStreet
 
 
 @pytest.fixture(scope="session")
-def need_street(
-    mart_street: MartStreet, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[NeedStreet]:
-    """One street for the need model's tests: a street with history, the main job and the
-    stored features of monthly cut-offs (``tests/need_street.py``). Never write to it: copy
-    the home first; a test that changed its lake anyway fails the session at the end."""
+def need_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeedStreet]:
+    """One street for the need model's tests: the simulator with a year of history, the main
+    job and the stored features of monthly cut-offs (``tests/need_street.py``);
+    ``STREETHUB_TEST_NEED_STREET`` + ``STREETHUB_TEST_NEED_KEYS`` reuse a ready one. Never
+    write to it: copy the home first; a test that changed its lake anyway fails the session
+    at the end."""
     from lakehouse.lake import close_idle
     from tests.need_street import make_need_street
     from tests.streets import lake_snapshot
 
-    street = make_need_street(mart_street, tmp_path_factory)
+    street = make_need_street(tmp_path_factory)
     before = lake_snapshot(street.settings)
     yield street
     close_idle()

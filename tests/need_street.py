@@ -1,34 +1,45 @@
 """The need street: the session's one street for the need model's tests (``need_street`` in
-``tests/conftest.py``) — a street with history, the main job run on it, then the features of
-monthly cut-offs computed and stored in the feature table (``curated.need_features``).
+``tests/conftest.py``) — the simulator with a history (departments/NEEDS.md: 2,000
+residents, the 365 days ending on ``LAST_DAY``, seed 16), the main job run on it (its
+need-model step stores the features of the monthly training cut-offs and trains a first
+version), then the features of every monthly cut-off the tests use made sure of in the feature
+table (``curated.need_features``: computed only where the main job did not).
 
-Until the simulator's history (departments/NEEDS.md, ``--history-days``) lands, the street
-is a copy of the session's mart street (``mart_street``: the main job on 1,500 residents, its
-records reaching about a year back) so no second main job runs; the cut-offs are the first of
-each of the last months its records cover. ``NeedStreet.seconds`` is what building it took.
-Never write to it: copy the home first (``tests.streets.copy_home``).
+``NeedStreet.seconds`` is what building it took. A developer iterating may set
+``STREETHUB_TEST_NEED_STREET`` to a home where this was built (its simulator folder beside it)
+and ``STREETHUB_TEST_NEED_KEYS`` to the config folder holding its master key: the home is
+copied, nothing is run again. Never write to it: copy the home first
+(``tests.streets.copy_home``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import pytest
+from rich.console import Console
 
+from catalog.errors import StreethubError
+from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
-from lakehouse.lake import open_lake
-from marts.need_model.features import features_for, monthly_cutoffs
-from marts.need_model.store import write_features
+from lakehouse.lake import close_idle, open_lake
+from marts.need_model.step import ensure_features
 from pipelines.protection import Protection
 from tests.streets import copy_home
 
 ACTOR = "test:need_model"
-MONTHS = 6  # monthly cut-offs whose features the fixture computes and stores
+RESIDENTS, SEED, HISTORY_DAYS = 2_000, 16, 365
+LAST_DAY = dt.date(2026, 11, 30)
+CUTOFFS = [dt.date(2026, m, 1) for m in range(6, 12)]  # the 1st of June … November
+# (door activity has its 180-day baseline from June on; labels are complete through September)
 
 
 @dataclass
@@ -39,7 +50,7 @@ class NeedStreet:
     sim_dir: Path
     catalogue: Catalogue
     cutoffs: list[dt.date]
-    features: pl.DataFrame  # the features of every cut-off (also in curated.need_features)
+    features: pl.DataFrame  # the features of ``cutoffs`` (as stored in curated.need_features)
     seconds: float  # what building the fixture took (wall)
 
     @property
@@ -53,36 +64,61 @@ class NeedStreet:
         with open_lake(self.settings, read_only=True) as con:
             return con.execute(sql, params or []).pl()
 
-
-def last_cutoff(settings: Settings) -> dt.date:
-    """The first day of the month of the street's last door or appeal record (its records
-    run up to the simulated day)."""
-    with open_lake(settings, read_only=True) as con:
-        last = con.execute("SELECT max(day) FROM curated.event").fetchone()[0]
-    return last.replace(day=1)
+    def truth(self, name: str) -> pl.DataFrame:
+        """The simulator's need truth (``probabilities``, ``events``, ``elderly_events``,
+        ``grid_expected``: departments/NEEDS.md)."""
+        return pl.read_parquet(self.sim_dir / "truth" / "needs" / f"{name}.parquet")
 
 
-def store_features(settings: Settings, cutoffs: list[dt.date]) -> pl.DataFrame:
-    """The features of ``cutoffs`` computed and written to the street's feature table."""
-    protection = Protection.from_settings(settings, actor=ACTOR)
-    with open_lake(settings) as con:
-        frame = features_for(con, protection, cutoffs)
-        write_features(con, frame, protection.keyring)
-    return frame
+def run_street(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The simulator with history, then the main job on it (quietly)."""
+    from departments.simulate import simulate
+    from pipelines.main_job import run_main
+
+    for name, value in {
+        "STREETHUB_HOME": str(home),
+        "STREETHUB_SIM_RESIDENTS": str(RESIDENTS),
+        "STREETHUB_SIM_SEED": str(SEED),
+        "STREETHUB_SIM_DAYS": "1",
+        "STREETHUB_SETTLE_SECONDS": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings().ensure_dirs()
+    simulate(settings.home_abs, residents=RESIDENTS, seed=SEED, days=1, start=LAST_DAY,
+             history_days=HISTORY_DAYS, sim_dir=settings.sim_dir_abs)  # fmt: skip
+    try:
+        run_main(settings, Console(quiet=True))
+    except StreethubError as exc:  # a step's failure is that step's tests' to report
+        warnings.warn(f"the main job on the need street: {exc}", stacklevel=1)
+    return settings
 
 
-def make_need_street(mart_street, tmp_path_factory: pytest.TempPathFactory) -> NeedStreet:
+def ready_street(root: Path) -> Settings | None:
+    """A copy of the ready need street ``STREETHUB_TEST_NEED_STREET`` names (its keys from
+    ``STREETHUB_TEST_NEED_KEYS``), or None."""
+    ready = os.environ.get("STREETHUB_TEST_NEED_STREET")
+    if not ready:
+        return None
+    keys = Path(os.environ["STREETHUB_TEST_NEED_KEYS"]) / "streethub"
+    shutil.copytree(keys, Path(os.environ["XDG_CONFIG_HOME"]) / "streethub", dirs_exist_ok=True)
+    return copy_home(Path(ready), root, departments=True)
+
+
+def make_need_street(tmp_path_factory: pytest.TempPathFactory) -> NeedStreet:
     """The session's need street (see the module docstring)."""
     started = time.perf_counter()
     root = tmp_path_factory.mktemp("need")
-    settings = copy_home(mart_street.home, root, departments=True)
-    cutoffs = monthly_cutoffs(last_cutoff(settings), MONTHS)
-    frame = store_features(settings, cutoffs)
+    with pytest.MonkeyPatch.context() as mp:
+        settings = ready_street(root) or run_street(root / "home", mp)
+        protection = Protection.from_settings(settings, actor=ACTOR)
+        with open_lake(settings) as con:
+            frame = ensure_features(con, protection, CUTOFFS)
+    close_idle()
     return NeedStreet(
         settings=settings,
         sim_dir=settings.sim_dir_abs,
-        catalogue=mart_street.catalogue,
-        cutoffs=cutoffs,
+        catalogue=load_catalogue(settings.catalog_dir),
+        cutoffs=CUTOFFS,
         features=frame,
         seconds=time.perf_counter() - started,
     )

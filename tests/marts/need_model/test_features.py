@@ -121,7 +121,9 @@ def test_feature_table_holds_sensitive_features_encrypted_and_reads_back(
 ):
     fs = load_feature_set()
     stored = need_street.query("SELECT * FROM curated.need_features")
-    assert stored.height == need_street.features.height
+    for cutoff in need_street.cutoffs:  # one stored row per resident and cut-off
+        mine = stored.filter(pl.col("cutoff") == cutoff)
+        assert mine.height == need_street.features.filter(pl.col("cutoff") == cutoff).height
     sensitive = [f.name for f in fs.features if f.sensitive]
     assert "chronic_disease" in sensitive and "age" in sensitive
     for name in sensitive:  # every value stored is ciphertext (a feature may be all null)
@@ -141,12 +143,14 @@ def test_rewriting_a_cutoff_replaces_its_rows(need_street: NeedStreet, tmp_path,
     cutoff = need_street.cutoffs[-1]
     mine = need_street.features.filter(pl.col("cutoff") == cutoff)
     with open_lake(settings) as con:
+        before = read_features(con, protection)
         for _ in range(rewrite):
             write_features(con, mine.head(10), protection.keyring)
-        assert stored_cutoffs(con) == need_street.cutoffs
+        assert stored_cutoffs(con) == sorted(before["cutoff"].unique())
         back = read_features(con, protection)
     assert back.filter(pl.col("cutoff") == cutoff).equals(mine.head(10))
-    assert back.height == need_street.features.height - mine.height + 10
+    others = pl.col("cutoff") != cutoff
+    assert back.filter(others).equals(before.filter(others))
 
 
 # the outcome datasets and their dating field (the catalogue's; labels.sql reads them)
@@ -201,3 +205,30 @@ def test_labels_read_the_outcome_datasets_through_the_master_index(
         .to_series()
         .any()
     )
+
+
+def test_door_decline_is_the_last_30_days_against_the_residents_own_180_day_rate(
+    need_street: NeedStreet,
+):
+    cutoff = need_street.cutoffs[-1]
+    days = need_street.query(
+        "SELECT person_id, day, occurrences FROM curated.event "
+        "WHERE granularity = 'person_day' AND person_id IS NOT NULL"
+    )
+    since = lambda n: pl.col("day") > cutoff - dt.timedelta(days=n)  # noqa: E731
+    rates = (
+        days.filter(pl.col("day") <= cutoff)
+        .group_by("person_id")
+        .agg(
+            pl.col("occurrences").filter(since(30)).sum().alias("recent"),
+            pl.col("occurrences").filter(since(210) & ~since(30)).sum().alias("before"),
+        )
+        .filter(pl.col("before") > 0)
+        .with_columns(
+            (100 * (1 - (pl.col("recent") / 30) / (pl.col("before") / 180))).round(1).alias("want")
+        )
+    )
+    got = need_street.features.filter(pl.col("cutoff") == cutoff).join(rates, on="person_id")
+    assert got.height > 100  # residents of the buildings with smart doors
+    assert (got["door_decline_pct"] - got["want"]).abs().max() <= 0.1 + 1e-9  # rounding
+    assert got["door_events_30d"].equals(got["recent"].cast(pl.Int64), check_names=False)
