@@ -38,6 +38,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import resource
 import select
 import subprocess
 import sys
@@ -201,9 +203,29 @@ def encoded(answer: dict[str, Any]) -> bytes:
     return json.dumps({"kind": "failed", "reason": reason}).encode("utf-8")
 
 
-def main() -> None:
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def address_space_for(memory_limit: str, threads: int) -> int:
+    """The address space a worker may map (``RLIMIT_AS``), a backstop behind DuckDB's
+    ``memory_limit``, which bounds its buffers but not every allocation (one huge value):
+    twice the limit (units read as powers of 1024, the larger reading), 1 GiB for the
+    interpreter and DuckDB themselves (a worker runs in ~0.5 GiB of it), 128 MiB a thread.
+    Past it DuckDB answers ``OutOfMemoryException`` and the worker lives on."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", memory_limit, re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"not a memory size: {memory_limit!r}")
+    limit = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    return int(2 * limit) + 2**30 + max(1, threads) * 128 * 2**20
+
+
+def main(argv: list[str] | None = None) -> None:
     """The worker's loop: a job a line on stdin, an answer a line on the protocol channel
-    (the original stdout; anything else printing goes to stderr)."""
+    (the original stdout; anything else printing goes to stderr). ``argv``: the address
+    space it may map, in bytes (``RLIMIT_AS``; none: no limit)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        resource.setrlimit(resource.RLIMIT_AS, (int(args[0]), int(args[0])))
     channel = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     os.nice(NICENESS)
@@ -221,13 +243,14 @@ def main() -> None:
 
 
 class _Worker:
-    """One worker process, seen from the service."""
+    """One worker process, seen from the service (``address_space``: its ``RLIMIT_AS``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, address_space: int | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREETHUB_")}
+        limit = [str(address_space)] if address_space else []
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "share_api.analysts.worker"],
+                [sys.executable, "-m", "share_api.analysts.worker", *limit],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,
@@ -278,11 +301,13 @@ class _Worker:
 
 
 class WorkerPool:
-    """Up to ``size`` worker processes, started on first use; ``run`` blocks its caller
-    (a thread of the service's pool, never the event loop) until the job's answer."""
+    """Up to ``size`` worker processes, started on first use, each mapping at most
+    ``address_space`` bytes (:func:`address_space_for`); ``run`` blocks its caller (a
+    thread of the service's pool, never the event loop) until the job's answer."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, address_space: int | None = None) -> None:
         self.size = size
+        self.address_space = address_space
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
@@ -317,7 +342,7 @@ class WorkerPool:
                 raise PoolBusy("the analyst query workers are stopped")
             if self._idle:
                 return self._idle.pop()
-        return _Worker()
+        return _Worker(self.address_space)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -330,7 +355,7 @@ class WorkerPool:
         """A worker started in the background in place of one killed: the next query does
         not wait for an interpreter to start."""
         try:
-            worker = _Worker()
+            worker = _Worker(self.address_space)
         except WorkerLost:
             return  # the next query starts one, or says why it cannot
         self._give_back(worker)

@@ -30,7 +30,14 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api.analysts.build import analyst_db_path
 from share_api.analysts.guard import MAX_SQL_CHARS
-from share_api.analysts.worker import Job, PoolBusy, WorkerLost, WorkerPool, database_path
+from share_api.analysts.worker import (
+    Job,
+    PoolBusy,
+    WorkerLost,
+    WorkerPool,
+    address_space_for,
+    database_path,
+)
 from share_api.deps import Principal, PrincipalDep, ServiceDep
 from share_api.service import Service
 
@@ -108,7 +115,7 @@ async def analyst_sql(
         memory_limit=settings.analyst_sql_memory_limit,
         threads=settings.analyst_sql_threads,
     )
-    pool = service.kept(POOL_KEY, lambda: WorkerPool(settings.analyst_sql_workers))
+    pool = service.kept(POOL_KEY, lambda: _pool(service))
     try:
         answer = await run_in_threadpool(pool.run, job)
     except PoolBusy as exc:
@@ -140,6 +147,13 @@ async def analyst_sql(
     body = await run_in_threadpool(_body, answer, max_rows, record["seq"])
     return Response(body, media_type="application/json",
                     headers={"X-Audit-Seq": str(record["seq"]), "Cache-Control": "no-store"})  # fmt: skip
+
+
+def _pool(service: Service) -> WorkerPool:
+    """The service's query workers, as many and as large as its settings say."""
+    settings = service.settings
+    space = address_space_for(settings.analyst_sql_memory_limit, settings.analyst_sql_threads)
+    return WorkerPool(settings.analyst_sql_workers, space)
 
 
 def _body(answer: dict[str, Any], max_rows: int, seq: int) -> bytes:

@@ -18,7 +18,14 @@ from lakehouse.lake import open_lake
 from masking.leaks import scan_frame
 from share_api.analysts import worker as worker_module
 from share_api.analysts.lock import open_locked
-from share_api.analysts.worker import Job, PoolBusy, WorkerPool, jsonable, result_digest
+from share_api.analysts.worker import (
+    Job,
+    PoolBusy,
+    WorkerPool,
+    address_space_for,
+    jsonable,
+    result_digest,
+)
 from share_api.routes.analyst_sql import POOL_KEY
 from tests.share_api.conftest import OPTED_OUT_MART
 
@@ -177,3 +184,22 @@ def test_an_answer_past_the_byte_cap_is_a_failure_saying_so(monkeypatch):
     monkeypatch.setattr(worker_module, "MAX_ANSWER_BYTES", 4096)
     cut = json.loads(worker_module.encoded(answer))
     assert cut["kind"] == "failed" and "larger than" in cut["reason"]
+
+
+def test_a_worker_maps_at_most_its_address_space_and_lives_past_a_huge_value(tmp_path):
+    assert address_space_for("512MB", 1) == 2**30 + 2**30 + 128 * 2**20
+    assert address_space_for("1.5 GiB", 2) == 3 * 2**30 + 2**30 + 256 * 2**20
+    with pytest.raises(ValueError):
+        address_space_for("lots", 1)
+    db = tmp_path / "tiny.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE t AS SELECT range AS i FROM range(10)")
+    pool = WorkerPool(1, address_space_for("128MB", 1))
+    try:
+        huge = Job(str(db), "SELECT length(repeat('x', 1500000000)) AS n", 10, 20.0, "128MB", 1)
+        answer = pool.run(huge)  # a 1.5 GB value: DuckDB's memory_limit does not stop it
+        assert answer["kind"] == "failed" and "OutOfMemoryException" in answer["reason"]
+        quick = Job(str(db), "SELECT count(*) FROM t", 10, 20.0, "128MB", 1)
+        assert pool.run(quick)["rows"] == [[10]] and pool.killed == 0  # the same worker
+    finally:
+        pool.close()
