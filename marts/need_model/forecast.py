@@ -202,13 +202,15 @@ class ForecastBacktest:
         return model < self.deviance("naive") and model < self.deviance("seasonal_naive")
 
     def __rich__(self) -> Table:
-        goal = "✓" if self.met_goal() else "✗"
+        goal = "✓ met" if self.met_goal() else "✗ missed"
         table = Table(
-            title=f"网格诉求预测回测 grid forecast backtest (goal: model deviance below both: {goal})",
+            title="网格诉求预测回测 grid forecast backtest",
             caption=(
+                f"goal: model deviance below naive and seasonal-naive — {goal}. "
                 f"{len(self.weeks)} weeks to {self.weeks[-1]}, {self.rows} cell×category×week "
                 f"rows; seasonal-naive fell back to naive on {self.season_fallback:.0%}"
             ),
+            min_width=100,
         )
         for name in ("method", "Poisson deviance", "MAE"):
             table.add_column(name, justify="left" if name == "method" else "right")

@@ -1,0 +1,88 @@
+"""The need model on the need street (a year of simulated history, ``need_street``): the
+backtest's models rank residents above the street's rule for every need and the true
+probabilities are known for every scored row (the ceiling); the grid forecast's deviance is
+below naive and seasonal-naive; every score of the latest cut-off is explained in phrases;
+fairness and drift tables cover every group and input. Figures are printed (``-s``)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from catalog.model import PiiKind
+from lakehouse.lake import open_lake
+from marts.need_model import labels as need_labels
+from marts.need_model.backtest import backtest
+from marts.need_model.drift import feature_drift
+from marts.need_model.explain import TOP, explain, load_templates
+from marts.need_model.fairness import OVERALL, fairness_table
+from marts.need_model.features import load_feature_set
+from marts.need_model.forecast import backtest_forecast
+from marts.need_model.grid import grid_counts
+from marts.need_model.spec import KEYS, NEEDS
+from marts.need_model.train import train_need_models
+from masking.pseudonym import pseudonymise_series
+
+
+@pytest.fixture(scope="module")
+def frames(need_street):
+    """The street's features with complete labels, their labels, and the true probabilities
+    under the hub's pseudonyms."""
+    with open_lake(need_street.settings, read_only=True) as con:
+        until = need_labels.complete_until(con)
+        features = need_street.features.filter(pl.col("cutoff") <= until)
+        labels = need_labels.labels(con, features.select(KEYS))
+    raw = need_street.truth("probabilities")
+    keyring = need_street.protection().keyring
+    truth = raw.select(
+        pseudonymise_series(raw["_person"], keyring, kind=PiiKind.citizen_id).alias("person_id"),
+        "cutoff",
+        *(pl.col(f"p_{n}").alias(n) for n in NEEDS),
+    )
+    return features, labels, truth
+
+
+@pytest.fixture(scope="module")
+def result(frames):
+    features, labels, truth = frames
+    return backtest(features, labels, load_feature_set().inputs, truth=truth, num_rounds=60)
+
+
+def test_models_rank_above_the_rule_with_the_ceiling_known(result):
+    print(result)
+    needs = result.needs
+    assert needs["need"].to_list() == list(NEEDS)
+    assert (needs["positives"] > 0).all()
+    assert (needs["pr_auc_model"] > needs["pr_auc_rule"]).all()
+    assert needs["pr_auc_ceiling"].is_not_nan().all()
+    assert (needs["ece"] < 0.05).all()
+
+
+def test_grid_forecast_beats_naive_and_seasonal_naive(need_street):
+    with open_lake(need_street.settings, read_only=True) as con:
+        counts = grid_counts(con)
+    forecast = backtest_forecast(counts, weeks=4, num_rounds=60)
+    print(forecast)
+    assert forecast.season_fallback == 0.0  # a year of weeks before every test week
+    assert forecast.met_goal()
+
+
+def test_latest_scores_explained_and_groups_and_drift_covered(frames, result, need_street):
+    features, labels, _ = frames
+    feature_set = load_feature_set()
+    models = train_need_models(features, labels, feature_set.inputs, num_rounds=60)
+    latest = need_street.features.filter(pl.col("cutoff") == need_street.features["cutoff"].max())
+    explained = explain(models, latest, load_templates())
+    assert explained.height == latest.height * len(NEEDS)
+    said = explained["factors"].list.len()
+    assert said.max() == TOP and (said > 0).mean() > 0.9
+    assert not explained["factors"].explode().drop_nulls().str.contains("{", literal=True).any()
+
+    fairness = fairness_table(result.predictions, features, list(NEEDS))
+    assert set(fairness["group_kind"]) == set(feature_set.groups)
+    assert (fairness.filter(pl.col("group") == OVERALL)["n"] == result.predictions.height).all()
+
+    training = features.filter(pl.col("cutoff") < latest["cutoff"][0])
+    drift = feature_drift(training, latest, feature_set.inputs)
+    assert sorted(drift["feature"]) == sorted(feature_set.inputs)
+    assert drift["psi"].is_finite().all()
