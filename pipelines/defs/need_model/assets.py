@@ -58,8 +58,9 @@ def grid_count_deps() -> list[dg.AssetKey]:
 
 
 def scoring_cutoff() -> dt.date:
-    """The cut-off the residents are scored as of: today (what the hub knew by its end)."""
-    return dt.date.today()
+    """The cut-off the residents are scored as of: yesterday, the last whole day (today's
+    records are still arriving: a day half recorded reads as a drop in activity)."""
+    return dt.date.today() - dt.timedelta(days=1)
 
 
 def promote_without_admins(settings: Settings, registry: Registry, mv: ModelVersion) -> bool:
