@@ -109,8 +109,24 @@ class BacktestResult:
             table.add_row(*(fmt(v) if isinstance(v, float) else str(v) for v in row))
         return table
 
+    def reliability_table(self) -> Table:
+        """One row per need, one column per score bin: the observed rate against the mean
+        score, and how many residents the bin holds."""
+        table = Table(title="可靠性曲线 reliability: observed rate / mean score (residents)")
+        table.add_column("need", no_wrap=True)
+        lows = sorted(self.reliability["bin_low"].unique().to_list())
+        for low in lows:
+            table.add_column(f"{low:.1f}–{low + 0.1:.1f}", justify="right")
+        for need in self.reliability["need"].unique(maintain_order=True).to_list():
+            bins = {
+                r["bin_low"]: f"{r['observed_rate']:.3f} / {r['mean_score']:.3f} ({r['n']})"
+                for r in self.reliability.filter(pl.col("need") == need).iter_rows(named=True)
+            }
+            table.add_row(need, *(bins.get(low, "") for low in lows))
+        return table
+
     def __rich__(self) -> Group:
-        parts: list[Any] = [self.needs_table(), self.cutoff_table()]
+        parts: list[Any] = [self.needs_table(), self.cutoff_table(), self.reliability_table()]
         if self.forecast is not None:
             parts.append(self.forecast)
         return Group(*parts)

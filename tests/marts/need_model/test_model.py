@@ -104,7 +104,7 @@ def test_backtest_prints_a_table_of_every_need(result):
     text = str(result)
     for need, label in NEEDS.items():
         assert need in text and label in text
-    assert "PR-AUC" in text and "ceiling" in text and "ECE" in text
+    assert "PR-AUC" in text and "ceiling" in text and "ECE" in text and "reliability" in text
 
 
 def test_backtest_without_two_cutoffs_far_enough_apart_says_so(frames):
