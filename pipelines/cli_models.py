@@ -51,6 +51,14 @@ def _registry() -> Iterator[Registry]:
         raise typer.Exit(1) from None
 
 
+def _hub_audit(settings):
+    """The hub's audit log (``streethub audit``), where a promotion is recorded."""
+    from masking.audit.log import AuditLog
+    from masking.keys import KeyRing
+
+    return AuditLog.from_settings(settings, KeyRing.from_settings(settings))
+
+
 def _version(registry: Registry, version: int | None, model: str) -> ModelVersion:
     """The asked version, else the promoted one, else the newest."""
     if version is not None:
@@ -156,6 +164,7 @@ def models_promote(
         sha = registry.verify(version, model)  # a changed file spends no approval
         two_person(settings, "model.promote", request, model=model, version=version)
         done = registry.promote(
-            version, actor=cli_actor(), approval=request or NO_ADMINS, name=model
-        )
+            version, actor=cli_actor(), approval=request or NO_ADMINS, name=model,
+            audit=_hub_audit(settings),
+        )  # fmt: skip
     console.print(f"model {model} version {done.version} promoted (file sha256 {sha})")

@@ -30,13 +30,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
 from catalog.errors import StreethubError
 from catalog.settings import Settings
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
+
+if TYPE_CHECKING:
+    from masking.audit.log import AuditLog
 
 # before mlflow is imported anywhere through this module (it is imported lazily below)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -426,10 +429,17 @@ class Registry:
             return mv.sha256
 
     def promote(
-        self, version: int, *, actor: str, approval: str, name: str = MODEL_NAME
+        self,
+        version: int,
+        *,
+        actor: str,
+        approval: str,
+        name: str = MODEL_NAME,
+        audit: AuditLog | None = None,
     ) -> ModelVersion:
         """Make ``version`` the one in use, after checking its file; ``approval`` records
-        what authorised it (the approved admin operation's id)."""
+        what authorised it (the approved admin operation's id). On ``audit`` (the hub's
+        log) a ``model.promote`` record: model, version, file digest, approval."""
         sha = self.verify(version, name)
         before = self._promoted_number(name)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -439,6 +449,9 @@ class Registry:
         self.client.set_registered_model_alias(name, PROMOTED, str(version))
         if before is not None and before != version:
             self.client.set_model_version_tag(name, str(before), "superseded_at", now)
+        if audit is not None:
+            audit.append("model.promote", actor, model=name, version=version, sha256=sha,
+                         approval=approval, replaced=before)  # fmt: skip
         return self.version(version, name)
 
     def load(

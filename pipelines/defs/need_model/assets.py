@@ -32,6 +32,7 @@ from marts.publish import publish_frame
 from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.marts.assets import mart_key, table_key
 from pipelines.defs.sources.specs import LAKE_POOL
+from pipelines.protection import Protection
 from pipelines.resources import LakeResource
 
 GROUP = "need_model"
@@ -70,7 +71,8 @@ def promote_without_admins(settings: Settings, registry: Registry, mv: ModelVers
 
     if two_person_rule_in_force(settings):
         return False
-    registry.promote(mv.version, actor=MAIN_JOB, approval=NO_ADMINS, name=mv.name)
+    audit = Protection.from_settings(settings).audit
+    registry.promote(mv.version, actor=MAIN_JOB, approval=NO_ADMINS, name=mv.name, audit=audit)
     return True
 
 

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from catalog.settings import Settings
 from marts.need_model.registry import MODEL_FILE, MODEL_NAME, Registry
+from masking.audit.log import AuditLog
+from masking.keys import KeyRing
 from pipelines.cli import app
 from share_api import requests as rq
 from share_api.principals import principal_for_user
@@ -74,6 +76,9 @@ def test_promotion_needs_a_second_administrator_once_there_are_administrators(
     assert (v.version, v.approval) == (2, op) and v.promoted_by.startswith("cli:")
     assert v.sha256 in " ".join(done.output.split())
     assert promote(2, op).exit_code == 1  # an approval is used once
+    log = AuditLog.from_settings(settings, KeyRing.from_settings(settings))
+    promotions = [r for r in log.records() if r["action"] == "model.promote"]
+    assert [(r["version"], r["approval"], r["sha256"]) for r in promotions] == [(2, op, v.sha256)]
     listed = runner.invoke(app, ["models", "list"])
     assert listed.exit_code == 0 and "yes," in listed.output and v.sha256[:12] in listed.output
     shown = runner.invoke(app, ["models", "show"])
