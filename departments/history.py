@@ -2,7 +2,8 @@
 
 With a history the departments deliver, besides everything they always do:
 
-- door events a file a day over the window, only from residents of the buildings with
+- door events over the window (the last days a file a day, the archive before them a
+  file a week), only from residents of the buildings with
   smart doors (``SMART_DOOR_SHARE``), each at a rate of their own (the elderly steadier),
   lower in a decline or while away (NEEDS.md "Symptoms");
 - elderly health checks (yearly) and chronic follow-ups (every 90 days) over the window
@@ -33,7 +34,8 @@ from departments.world import World
 
 REGISTER_DAYS = 180  # without a history: the outcome registers hold the last half-year
 LOOKBACK_DAYS = 364  # appeals and registers reach a season (52 weeks) before the window
-SMART_DOOR_SHARE = 0.3  # of buildings
+SMART_DOOR_SHARE = 0.4  # of buildings
+BACKFILL_FILE_DAYS = 7  # a history's door events before the daily days: a file a week
 VISITORS = 0.08  # door events of visitors (no ID) per resident event
 AWAY_ONSET, AWAY_DAYS, AWAY_FACTOR = 1 / 250, (3, 20), 0.03
 DECLINE_FACTOR = (0.1, 0.45)  # door rate in a decline, uniform per person
@@ -75,7 +77,7 @@ class DoorHistory:
         rows = np.array([p.pid for p in self.people], dtype=int)
         n, days = len(rows), history_days
         old = np.array([p.age(w.today) >= 65 for p in self.people])
-        self.rate = np.where(old, g.gamma(16, 1.4 / 16, n), g.gamma(2.5, 0.85 / 2.5, n))
+        self.rate = np.where(old, g.gamma(16, 1.4 / 16, n), g.gamma(2.5, 0.6 / 2.5, n))
         shape = np.where(old, 12.0, 2.0)[:, None]
         offset = (self.first - proc.first).days
         mult = np.where(proc.decline[rows, offset:], g.uniform(*DECLINE_FACTOR, n)[:, None], 1.0)
@@ -245,9 +247,20 @@ def appeals(w: World, proc: needs.NeedProcess) -> tuple[list[dict], pl.DataFrame
     return records, frame
 
 
-def replace_records(w: World, records: dict, history_days: int) -> dict:
+def file_groups(dates: list[dt.date], daily: int) -> list[list[dt.date]]:
+    """The door-event files of a history: the last ``daily`` days a file a day as always,
+    the days before them (the platform's archive) a file a week, the first one shorter."""
+    split = max(len(dates) - daily, 0)
+    backfill, recent = dates[:split], dates[split:]
+    first = len(backfill) % BACKFILL_FILE_DAYS
+    weeks = [backfill[:first]] if first else []
+    weeks += [backfill[i : i + BACKFILL_FILE_DAYS] for i in range(first, split, BACKFILL_FILE_DAYS)]
+    return weeks + [[d] for d in recent]
+
+
+def replace_records(w: World, records: dict, history_days: int, daily: int) -> dict:
     """Swap the history's versions in (health checks, follow-ups, appeals); return the
-    door-event maker and its dates for the IoT delivery."""
+    door-event maker and its files (groups of days) for the IoT delivery."""
     proc = w.needs
     g = np.random.default_rng([w.seed, needs.STREAM, 30])
     records[("wjw", "elderly_health_checks")] = health_checks(w, proc, g)
@@ -257,7 +270,7 @@ def replace_records(w: World, records: dict, history_days: int) -> dict:
     records[("rx", "appeals")], w.needs_grid = appeals(w, proc)
     doors = DoorHistory(w, proc, history_days)
     w.needs_doors = doors
-    return {"door_access_events": (doors.make, doors.dates)}
+    return {"door_access_events": (doors.make, file_groups(doors.dates, daily))}
 
 
 def write_truth(w: World, folder: Path, history_days: int | None) -> dict:

@@ -58,21 +58,21 @@ class Episode:
 # ---- the frozen parameters (NEEDS.md "Parameters"; changing one is a new process) ----
 DECLINE = Episode(Hazard(-8.9, {"old": 0.75, "chronic": 0.5, "alone": 0.5, "disabled": 0.4},
                          frailty=0.6), mean_days=50)  # fmt: skip
-HARDSHIP = Episode(Hazard(-8.4, {"low_income": 1.2, "unemployed": 1.2, "renter": 0.5,
-                                 "public_rental": 0.5}, frailty=0.3), mean_days=60)  # fmt: skip
+HARDSHIP = Episode(Hazard(-8.2, {"low_income": 1.5, "unemployed": 1.5, "renter": 0.5,
+                                 "public_rental": 0.6}, frailty=0.3), mean_days=60)  # fmt: skip
 NEED_HAZARDS: dict[str, Hazard] = {
-    "home_care": Hazard(-10.6, {"old": 1.0, "alone": 0.9, "disabled": 1.2, "walkup": 0.4,
-                                "chronic": 0.3, "low_income": 0.3},
-                        decline=1.4, frailty=0.5, noise=0.4),
-    "health_event": Hazard(-10.0, {"old": 0.8, "chronic": 0.9, "alone": 0.3, "disabled": 0.5},
+    "home_care": Hazard(-10.4, {"old": 1.1, "alone": 1.0, "disabled": 1.4, "walkup": 0.5,
+                                "chronic": 0.4, "low_income": 0.4},
+                        decline=1.5, frailty=0.5, noise=0.3),
+    "health_event": Hazard(-10.0, {"old": 0.9, "chronic": 1.0, "alone": 0.3, "disabled": 0.6},
                            decline=2.8, frailty=0.5, noise=0.3, winter=0.25),
-    "financial_assistance": Hazard(-9.9, {"low_income": 1.6, "unemployed": 1.2,
-                                          "disabled": 0.8, "public_rental": 0.6,
-                                          "renter": 0.4, "old": 0.1},
-                                   decline=0.4, hardship=2.4, frailty=0.3, noise=0.4),
-    "emergency_help": Hazard(-10.6, {"old": 0.7, "alone": 0.8, "chronic": 0.4,
-                                     "disabled": 0.5},
-                             decline=2.2, frailty=0.5, noise=0.3, winter=0.15),
+    "financial_assistance": Hazard(-9.6, {"low_income": 2.2, "unemployed": 1.8,
+                                          "disabled": 1.0, "public_rental": 0.9,
+                                          "renter": 0.6, "old": 0.1},
+                                   decline=0.4, hardship=2.6, frailty=0.3, noise=0.3),
+    "emergency_help": Hazard(-10.4, {"old": 0.8, "alone": 1.0, "chronic": 0.5,
+                                     "disabled": 0.6},
+                             decline=2.4, frailty=0.5, noise=0.3, winter=0.15),
 }  # fmt: skip
 FRAILTY_SD = 1.0
 PLANTED_MIN_AGE = 65  # the seed's example: elderly living alone …
@@ -103,42 +103,38 @@ class NeedProcess:
 
     def probabilities(self, cutoff: dt.date) -> dict[str, np.ndarray]:
         """The true probability of each need in (cutoff, cutoff + HORIZON_DAYS] given the
-        latent state on the cut-off day: 1 − P(no event) by the joint chain's recursion."""
+        latent state on the cut-off day: 1 − P(no event), by a forward recursion over the
+        joint chain (decline × hardship) that kills the probability mass a need's hazard
+        takes each day."""
         c = (cutoff - self.first).days
         if not 0 <= c < self.days:
             raise ValueError("the cut-off lies outside the simulated window")
         n = len(self.persons)
-        start = np.zeros((n, 4))
-        start[np.arange(n), 2 * self.decline[:, c] + self.hardship[:, c]] = 1.0
+        k = len(NEEDS)
+        pi = np.zeros((k, n, 2, 2))  # need, person, decline, hardship
+        pi[:, np.arange(n), self.decline[:, c].astype(int), self.hardship[:, c].astype(int)] = 1
         rec_d = 1 - np.exp(-1 / DECLINE.mean_days)
         rec_h = 1 - np.exp(-1 / HARDSHIP.mean_days)
-        out = {}
-        for need in NEEDS:
-            pi = start.copy()
-            for t in range(c + 1, c + HORIZON_DAYS + 1):
-                on_d = 1 - np.exp(-np.exp(self.onset_log["decline"][:, t]))
-                on_h = 1 - np.exp(-np.exp(self.onset_log["hardship"][:, t]))
-                pd = _pair(on_d, rec_d)  # (n, 2, 2)
-                ph = _pair(on_h, rec_h)
-                joint = np.einsum("nab,ncd->nacbd", pd, ph).reshape(n, 4, 4)
-                pi = np.einsum("ns,nst->nt", pi, joint)
-                pi *= np.exp(-np.exp(self.log_hazard[need][:, t, None] + _offsets(need)))
-            out[need] = 1 - pi.sum(axis=1)
-        return out
+        offsets = np.stack([_offsets(need).reshape(2, 2) for need in NEEDS])  # (k, 2, 2)
+        for t in range(c + 1, c + HORIZON_DAYS + 1):
+            on_d = 1 - np.exp(-np.exp(self.onset_log["decline"][:, t]))
+            on_h = 1 - np.exp(-np.exp(self.onset_log["hardship"][:, t]))
+            well, ill = pi[:, :, 0, :], pi[:, :, 1, :]  # over decline
+            pi = np.stack([well * (1 - on_d)[:, None] + ill * rec_d,
+                           well * on_d[:, None] + ill * (1 - rec_d)], axis=2)  # fmt: skip
+            well, ill = pi[..., 0], pi[..., 1]  # over hardship
+            pi = np.stack([well * (1 - on_h)[:, None] + ill * rec_h,
+                           well * on_h[:, None] + ill * (1 - rec_h)], axis=3)  # fmt: skip
+            base = np.stack([self.log_hazard[need][:, t] for need in NEEDS])  # (k, n)
+            pi *= np.exp(-np.exp(base[:, :, None, None] + offsets[:, None, :, :]))
+        survive = pi.sum(axis=(2, 3))
+        return {need: 1 - survive[i] for i, need in enumerate(NEEDS)}
 
 
 def _offsets(need: str) -> np.ndarray:
     """What each joint state (2·decline + hardship) adds to a need's log hazard."""
     h = NEED_HAZARDS[need]
     return np.array([0.0, h.hardship, h.decline, h.decline + h.hardship])
-
-
-def _pair(onset: np.ndarray, recover: float) -> np.ndarray:
-    """Per-person 2×2 transition matrices of an episode chain (0 well, 1 in episode)."""
-    m = np.empty((len(onset), 2, 2))
-    m[:, 0, 0], m[:, 0, 1] = 1 - onset, onset
-    m[:, 1, 0], m[:, 1, 1] = recover, 1 - recover
-    return m
 
 
 def _linear(h: Hazard, signals: dict[str, np.ndarray], frailty: np.ndarray) -> np.ndarray:

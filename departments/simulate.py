@@ -209,23 +209,38 @@ def _deliver_spec(
 
 
 def _deliver_iot(
-    inbox_dir: Path, sim: Path, w: World, name: str, seed: int, days: list[dt.date], make=None
+    inbox_dir: Path,
+    sim: Path,
+    w: World,
+    name: str,
+    seed: int,
+    files: list[list[dt.date]],
+    make: Callable | None = None,
 ) -> dict:
+    """IoT deliveries: a file for each group of days (usually one day; a history's
+    backfill a week), named by its last day."""
     make = make or IOT_DAILY[name]
     inbox = inbox_dir / "iot"
     inbox.mkdir(parents=True, exist_ok=True)
-    clean_frames, defects, rows, records, files, hashes = [], [], {}, {}, [], {}
-    for day in days:
-        lines, clean, found = make(w, day, seed)
-        file = f"{name}_{day:%Y%m%d}.jsonl"
+    clean_frames, defects, rows, records, names, hashes = [], [], {}, {}, [], {}
+    for group in files:
+        file = f"{name}_{group[-1]:%Y%m%d}.jsonl"
+        lines, clean = [], []
+        for day in group:
+            day_lines, day_clean, found = make(w, day, seed)
+            for rec in (*day_clean, *found):
+                rec["_source_row"] += len(lines)
+                rec["_file"] = file
+            lines += day_lines
+            clean += day_clean
+            defects.extend(found)
         (inbox / file).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        files.append(file)
+        names.append(file)
         hashes[file] = sha256_file(inbox / file)
         rows[file], records[file] = len(lines), len(clean)
         frame = pl.DataFrame(clean, infer_schema_length=None)
         clean_frames.append(frame.with_columns(
             pl.col(c).cast(pl.String) for c in frame.columns if c != "_source_row"))  # fmt: skip
-        defects.extend(found)
     key = "device_id|ts" if name == "sensor_readings" else "event_id"
     clean_df = pl.concat(clean_frames).with_columns(
         _key=pl.concat_str([pl.col(k) for k in key.split("|")], separator="|")
@@ -239,7 +254,7 @@ def _deliver_iot(
         folder / "defects.parquet"
     )
     kinds = Counter(d["kind"] for d in defects)
-    return {"kind": "jsonl", "key": key.split("|"), "files": files, "sha256": hashes,
+    return {"kind": "jsonl", "key": key.split("|"), "files": names, "sha256": hashes,
             "rows": rows, "records": records, "defects": dict(sorted(kinds.items()))}  # fmt: skip
 
 
@@ -301,7 +316,7 @@ def simulate(
     door_days = {}
     if history_days:
         say(f"history of {history_days} days")
-        door_days = history.replace_records(w, records, history_days)
+        door_days = history.replace_records(w, records, history_days, days)
     for spec in SPECS:
         entry = _deliver_spec(inbox_dir, sim, spec, records[(spec.dept, spec.code)], seed,
                               last_day)  # fmt: skip
@@ -309,10 +324,10 @@ def simulate(
         say(f"{spec.dept}.{spec.code}: {sum(entry['rows'].values())} rows")
     for name in IOT_DAILY:
         if name in door_days:
-            make, dates = door_days[name]
-            entry = _deliver_iot(inbox_dir, sim, w, name, seed, dates, make)
+            make, groups = door_days[name]
+            entry = _deliver_iot(inbox_dir, sim, w, name, seed, groups, make)
         else:
-            entry = _deliver_iot(inbox_dir, sim, w, name, seed, day_list)
+            entry = _deliver_iot(inbox_dir, sim, w, name, seed, [[d] for d in day_list])
         manifest["departments"]["iot"][name] = entry
         say(f"iot.{name}: {sum(entry['rows'].values())} rows in {len(entry['files'])} files")
     manifest["needs"] = history.write_truth(w, truth_dir(sim), history_days)

@@ -162,6 +162,9 @@ class World:
     seed: int = 0  # the street's seed (streams of their own derive from it)
     needs: object = None  # the latent need process's draw (departments.needs.NeedProcess)
 
+    def __repr__(self) -> str:  # the generated one walks every person and household
+        return f"World({len(self.people)} people, seed {self.seed}, today {self.today})"
+
     def point_in(self, bbox: tuple[float, float, float, float]) -> tuple[float, float]:
         lon = round(self.rng.uniform(bbox[0], bbox[2]), 6)
         lat = round(self.rng.uniform(bbox[1], bbox[3]), 6)
