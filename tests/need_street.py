@@ -31,6 +31,8 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import close_idle, open_lake
+from marts.need_model.labels import labels as need_labels
+from marts.need_model.spec import KEYS
 from marts.need_model.step import ensure_features
 from pipelines.protection import Protection
 from tests.streets import copy_home
@@ -63,6 +65,11 @@ class NeedStreet:
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         with open_lake(self.settings, read_only=True) as con:
             return con.execute(sql, params or []).pl()
+
+    def labels(self) -> pl.DataFrame:
+        """The labels frame of the features' keys (the outcome datasets in the lake)."""
+        with open_lake(self.settings, read_only=True) as con:
+            return need_labels(con, self.features.select(KEYS))
 
     def truth(self, name: str) -> pl.DataFrame:
         """The simulator's need truth (``probabilities``, ``events``, ``elderly_events``,

@@ -232,3 +232,13 @@ def test_door_decline_is_the_last_30_days_against_the_residents_own_180_day_rate
     assert got.height > 100  # residents of the buildings with smart doors
     assert (got["door_decline_pct"] - got["want"]).abs().max() <= 0.1 + 1e-9  # rounding
     assert got["door_events_30d"].equals(got["recent"].cast(pl.Int64), check_names=False)
+
+
+def test_the_need_streets_labels_hold_each_need_at_its_cut_offs(need_street: NeedStreet):
+    """The outcome datasets reach the labels: every need recorded after some cut-off with a
+    complete horizon, each at a plausible rate (rare, never for most residents)."""
+    out = need_street.labels()
+    assert out.select(KEYS).equals(need_street.features.select(KEYS).sort(list(KEYS)))
+    complete = out.filter(pl.col("cutoff") <= need_street.cutoffs[-1] - dt.timedelta(days=90))
+    assert all(complete[need].sum() > 0 for need in NEEDS)
+    assert all(0 < complete[need].mean() < 0.2 for need in NEEDS)
