@@ -95,3 +95,35 @@ def test_a_planted_leak_is_caught(need_street: NeedStreet, truncated):
     whole = features_on(need_street.settings, cutoff, leaky)
     then = features_on(settings, cutoff, leaky)
     assert set(peeking_columns(whole, then)) == {"appeals_90d", "appeals_365d"}
+
+
+def test_a_record_loaded_after_the_cutoff_is_not_known_at_it(need_street: NeedStreet, tmp_path):
+    """A health check dated before a cut-off but delivered after it (a later load than the
+    dataset's first) is not read at that cut-off; at a cut-off after its load it is."""
+    settings = copy_home(need_street.home, tmp_path)
+    past, today = need_street.cutoffs[len(need_street.cutoffs) // 2], dt.datetime.now(dt.UTC).date()
+    with open_lake(settings) as con:
+        person, key = con.execute(  # a resident without a check in the 5 days up to `past`
+            "SELECT m.person_id, min(m.key_pid) FROM curated.person_mentions AS m "
+            "JOIN staged.wjw__elderly_health_checks AS s ON s._key_pid = m.key_pid "
+            "WHERE m.dept = 'wjw' AND m.dataset = 'elderly_health_checks' GROUP BY ALL "
+            "HAVING NOT bool_or(s.check_date BETWEEN ? AND ?) ORDER BY 1 LIMIT 1",
+            [past - dt.timedelta(days=5), past],
+        ).fetchone()
+        with transaction(con):
+            con.execute(
+                "INSERT INTO staged.wjw__elderly_health_checks (_key_pid, _loaded_at, check_date) "
+                "VALUES (?, now(), ?), (?, now(), ?)",
+                [key, past - dt.timedelta(days=3), key, today - dt.timedelta(days=2)],
+            )
+    mine = pl.col("person_id") == person
+    whole = features_on(need_street.settings, past).filter(mine)
+    late = features_on(settings, past).filter(mine)
+    assert whole.height == 1 and peeking_columns(whole, late) == []
+    assert features_on(settings, today).filter(mine)["days_since_health_check"].item() == 2
+    # read without the load-time rule, the late record shows at the past cut-off
+    checks = "known_records('wjw', 'elderly_health_checks', $known_by)"
+    unruly = read_feature_sql().replace(checks, "linked_records('wjw', 'elderly_health_checks')")
+    assert unruly.count("linked_records") == 1
+    peeked = features_on(settings, past, unruly).filter(mine)
+    assert peeked["days_since_health_check"].item() == 3
