@@ -102,18 +102,32 @@ minimum_living AS (
     LEFT JOIN households AS hh ON hh.household_id = head.household_id
     WHERE s.approved_on <= $cutoff
 ),
-doors AS (
-    -- door-access activity (门禁), kept per person and day: the last 30 days against the
-    -- person's own rate over the 180 days before them
-    SELECT
-        e.person_id,
-        sum(e.occurrences) FILTER (WHERE e.day > $cutoff - INTERVAL 30 DAY) AS events_30d,
-        sum(e.occurrences) FILTER (WHERE e.day <= $cutoff - INTERVAL 30 DAY) AS events_prev_180d
+door_days AS (
+    -- door-access activity (门禁), kept per person and day, up to the cut-off
+    SELECT e.person_id, e.day, e.occurrences
     FROM curated.event AS e
     WHERE e.dept = 'iot' AND e.dataset = 'door_access_events'
         AND e.granularity = 'person_day'
         AND e.day <= $cutoff
-        AND e.day > $cutoff - INTERVAL 210 DAY
+),
+baseline AS (
+    -- the days of the 180 before the last 30 that door records cover (the records begin on
+    -- their first day): a rate over fewer than 30 of them is no baseline
+    SELECT
+        CAST(least(180, greatest(0, date_diff(
+            'day', greatest(min(day) - INTERVAL 1 DAY, $cutoff - INTERVAL 210 DAY),
+            $cutoff - INTERVAL 30 DAY
+        ))) AS INTEGER) AS days
+    FROM door_days
+),
+doors AS (
+    -- the last 30 days against the person's own daily rate over the baseline days
+    SELECT
+        e.person_id,
+        sum(e.occurrences) FILTER (WHERE e.day > $cutoff - INTERVAL 30 DAY) AS events_30d,
+        sum(e.occurrences) FILTER (WHERE e.day <= $cutoff - INTERVAL 30 DAY) AS events_prev_180d
+    FROM door_days AS e
+    WHERE e.day > $cutoff - INTERVAL 210 DAY
     GROUP BY e.person_id
 ),
 appeals AS (
@@ -153,10 +167,11 @@ SELECT
     coalesce(a.disability, false) AS disability_allowance,
     coalesce(a.unemployed, false) AS unemployed,
     coalesce(d.events_30d, 0) AS door_events_30d,
-    coalesce(d.events_prev_180d, 0) / 180.0 AS door_baseline_per_day,
+    CASE WHEN bl.days >= 30 THEN coalesce(d.events_prev_180d, 0) / bl.days END
+        AS door_baseline_per_day,
     CASE
-        WHEN coalesce(d.events_prev_180d, 0) > 0
-            THEN round(100 * (1 - (coalesce(d.events_30d, 0) / 30.0) / (d.events_prev_180d / 180.0)), 1)
+        WHEN bl.days >= 30 AND coalesce(d.events_prev_180d, 0) > 0
+            THEN round(100 * (1 - (coalesce(d.events_30d, 0) / 30.0) / (d.events_prev_180d / bl.days)), 1)
     END AS door_decline_pct,
     coalesce(ap.appeals_90d, 0) AS appeals_90d,
     coalesce(ap.appeals_365d, 0) AS appeals_365d,
@@ -188,6 +203,7 @@ LEFT JOIN doctors AS dr ON dr.person_id = a.person_id
 LEFT JOIN allowance AS al ON al.person_id = a.person_id
 LEFT JOIN minimum_living AS ml ON ml.person_id = a.person_id
 LEFT JOIN doors AS d ON d.person_id = a.person_id
+CROSS JOIN baseline AS bl
 LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
 LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
 LEFT JOIN curated.house AS ho ON ho.house_id = rp.house_id
