@@ -183,7 +183,7 @@ def drift(
 
 FORECAST_MART = "grid_demand_forecast"
 FORECAST_PURPOSE = (
-    "For each grid cell and appeal category, the expected number of appeals in the week "
+    "For each grid cell and appeal category, the expected appeal count in the week "
     "after the cut-off, so that the street puts its services where demand will be. Counts "
     "only: no person is scored."
 )

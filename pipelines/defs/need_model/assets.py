@@ -232,7 +232,7 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
     kinds={"lightgbm", "mlflow"},
     description=(
         "The grid forecast model in the MLflow registry: a Poisson LightGBM over lag and "
-        "season features of the weekly appeals per cell and category, backtested against "
+        "season features of the weekly appeal count per cell and category, backtested against "
         "naive and seasonal-naive (52 weeks) by Poisson deviance and MAE. Trained only when "
         "no version is promoted (or with retrain)."
     ),
@@ -253,7 +253,7 @@ def grid_forecaster(
     **COMMON,
     kinds={"duckdb", "lightgbm"},
     description=(
-        "网格诉求需求预测: the promoted grid forecast's expected appeals per grid cell and "
+        "网格诉求需求预测: the promoted grid forecast's expected appeal count per grid cell and "
         "category in the week after the cut-off, with its model version and cut-off. Counts "
         "only, no person."
     ),
