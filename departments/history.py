@@ -70,7 +70,7 @@ class DoorHistory:
 
     def __init__(self, w: World, proc: needs.NeedProcess, history_days: int) -> None:
         g = np.random.default_rng([w.seed, needs.STREAM, 10])
-        self.w, self.first = w, proc.last - dt.timedelta(days=history_days - 1)
+        self.first = proc.last - dt.timedelta(days=history_days - 1)
         doors = smart_door_buildings(w)
         self.people = [p for p in w.people
                        if p.household.unit.building.id in doors and p.age(w.today) >= 8]  # fmt: skip
@@ -267,9 +267,9 @@ def replace_records(w: World, records: dict, history_days: int, daily: int) -> d
     records[("wjw", "chronic_followups")] = chronic_followups(
         w, proc, g, records[("wjw", "chronic_followups")]
     )
-    records[("rx", "appeals")], w.needs_grid = appeals(w, proc)
+    records[("rx", "appeals")], proc.grid_expected = appeals(w, proc)
     doors = DoorHistory(w, proc, history_days)
-    w.needs_doors = doors
+    proc.door_residents = {p.cid for p in doors.people}
     return {"door_access_events": (doors.make, file_groups(doors.dates, daily))}
 
 
@@ -281,19 +281,14 @@ def write_truth(w: World, folder: Path, history_days: int | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cids = [p.cid for p in proc.persons]
     frames = []
-    events = {need: {} for need in needs.NEEDS}
-    for need in needs.NEEDS:
-        for r, t in proc.events[need]:
-            events[need].setdefault(r, []).append(t)
     cutoffs = needs.month_cutoffs(proc)
     for cutoff in cutoffs:
         c = (cutoff - proc.first).days
-        probs = proc.probabilities(cutoff)
+        probs, happened = proc.probabilities(cutoff), proc.outcomes(cutoff)
         cols = {"_person": cids, "cutoff": [cutoff] * len(cids)}
         for need in needs.NEEDS:
             cols[f"p_{need}"] = probs[need]
-            cols[f"y_{need}"] = [any(c < t <= c + needs.HORIZON_DAYS for t in events[need].get(r, ()))
-                                 for r in range(len(cids))]  # fmt: skip
+            cols[f"y_{need}"] = happened[need]
         cols["horizon_complete"] = [c + needs.HORIZON_DAYS < proc.days] * len(cids)
         frames.append(pl.DataFrame(cols))
     if frames:
@@ -304,17 +299,15 @@ def write_truth(w: World, folder: Path, history_days: int | None) -> dict:
         schema={"_person": pl.String, "need": pl.String, "date": pl.Date}, orient="row",
     ).write_parquet(out / "events.parquet")  # fmt: skip
     planted = needs.planted_events(proc)
-    doors = getattr(w, "needs_doors", None)
-    with_door = {p.cid for p in doors.people} if doors else set()
+    with_door = proc.door_residents
     for e in planted:
         e["smart_door"] = e["_person"] in with_door
     pl.DataFrame(planted, schema={"_person": pl.String, "event_date": pl.Date,
                                   "decline_onset": pl.Date, "lead_days": pl.Int64,
                                   "smart_door": pl.Boolean}, orient="row",
                  ).write_parquet(out / "elderly_events.parquet")  # fmt: skip
-    grid = getattr(w, "needs_grid", None)
-    if grid is not None:
-        grid.write_parquet(out / "grid_expected.parquet")
+    if proc.grid_expected is not None:
+        proc.grid_expected.write_parquet(out / "grid_expected.parquet")
     return {
         "history_days": history_days, "first": proc.first.isoformat(),
         "cutoffs": [c.isoformat() for c in cutoffs], "horizon_days": needs.HORIZON_DAYS,

@@ -93,6 +93,10 @@ class NeedProcess:
     log_hazard: dict[str, np.ndarray]  # need → (n, days + HORIZON) in the well state
     onset_log: dict[str, np.ndarray]  # "decline" / "hardship" → (n, days + HORIZON)
     events: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # need → (row, day)
+    # with a history (departments.history): whose door events are delivered, and the
+    # expected weekly appeals per grid cell × category (a polars frame)
+    door_residents: set[str] = field(default_factory=set)
+    grid_expected: object = None
 
     @property
     def days(self) -> int:
@@ -129,6 +133,16 @@ class NeedProcess:
             pi *= np.exp(-np.exp(base[:, :, None, None] + offsets[:, None, :, :]))
         survive = pi.sum(axis=(2, 3))
         return {need: 1 - survive[i] for i, need in enumerate(NEEDS)}
+
+    def outcomes(self, cutoff: dt.date) -> dict[str, np.ndarray]:
+        """Whether each need happened in (cutoff, cutoff + HORIZON_DAYS] (inside the window)."""
+        c = (cutoff - self.first).days
+        out = {}
+        for need in NEEDS:
+            hit = np.zeros(len(self.persons), dtype=bool)
+            hit[[r for r, t in self.events[need] if c < t <= c + HORIZON_DAYS]] = True
+            out[need] = hit
+        return out
 
 
 def _offsets(need: str) -> np.ndarray:

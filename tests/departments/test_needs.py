@@ -32,14 +32,6 @@ def big():
     return street(3000, 16)
 
 
-def happened(proc: needs.NeedProcess, need: str) -> np.ndarray:
-    """(n, days + 1) cumulative count of the need's events before each day."""
-    out = np.zeros((len(proc.persons), proc.days + 1), dtype=int)
-    for r, t in proc.events[need]:
-        out[r, t + 1] += 1
-    return out.cumsum(axis=1)
-
-
 def complete_cutoffs(proc: needs.NeedProcess) -> list[dt.date]:
     return [c for c in needs.month_cutoffs(proc)
             if (c - proc.first).days + needs.HORIZON_DAYS < proc.days]  # fmt: skip
@@ -47,14 +39,12 @@ def complete_cutoffs(proc: needs.NeedProcess) -> list[dt.date]:
 
 def scored(proc: needs.NeedProcess) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per need: the true probabilities and the outcomes over every complete cut-off."""
-    cum = {need: happened(proc, need) for need in needs.NEEDS}
     out = {need: ([], []) for need in needs.NEEDS}
     for cutoff in complete_cutoffs(proc):
-        c = (cutoff - proc.first).days
-        probs = proc.probabilities(cutoff)
+        probs, happened = proc.probabilities(cutoff), proc.outcomes(cutoff)
         for need in needs.NEEDS:
             out[need][0].append(probs[need])
-            out[need][1].append(cum[need][:, c + needs.HORIZON_DAYS + 1] - cum[need][:, c + 1] > 0)
+            out[need][1].append(happened[need])
     return {need: (np.concatenate(p), np.concatenate(y)) for need, (p, y) in out.items()}
 
 
