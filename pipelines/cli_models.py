@@ -132,9 +132,12 @@ def models_backtest(
 ) -> None:
     """The backtest tables the versions were registered with: each need's PR-AUC against
     the street's rule (goal 2x) and calibration error; the grid forecast's Poisson deviance
-    and MAE against naive and seasonal-naive (goal: below both)."""
+    and MAE against naive and seasonal-naive (goal: below both). On a simulated street with
+    the simulator's need truth beside the home, also the true probabilities' PR-AUC (the
+    ceiling), the true expected counts' deviance and the elderly alert's precision and
+    recall against the planted events (pipelines/need_truth.py)."""
     names = [model] if model else [MODEL_NAME, FORECAST_MODEL]
-    shown = 0
+    found = []
     with _registry() as registry:
         for name in names:
             if not registry.versions(name) and model is None:
@@ -142,12 +145,51 @@ def models_backtest(
             v = _version(registry, version, name)
             table = registry.table(v.version, BACKTEST, name)
             if table is not None:
-                _print_frame(table, f"backtest: model {name} version {v.version}, lake snapshot "
-                                    f"{v.lake_snapshot}")  # fmt: skip
-                shown += 1
-    if not shown:
+                found.append((name, v, table))
+    if not found:
         err.print(Text("no registered version with a backtest table", "red"))
         raise typer.Exit(1)
+    found, alert = _against_truth(found)
+    for name, v, table in found:
+        _print_frame(table, f"backtest: model {name} version {v.version}, lake snapshot "
+                            f"{v.lake_snapshot}")  # fmt: skip
+    if alert is None:
+        console.print("ceiling (true probabilities), true expected counts and the elderly "
+                      "alert's precision/recall need the simulator's need truth (a simulated "
+                      "street with history): none beside this home")  # fmt: skip
+        return
+    from marts.need_model.backtest import fmt  # the training code only when it is needed
+
+    quality, lists, last = alert
+    console.print(
+        f"elderly alert against planted events: {lists} weekly lists to {last}, "
+        f"{quality.alerted} alert(s), {quality.hits} right — precision {fmt(quality.precision)}; "
+        f"{quality.positives} planted event(s) the doors saw, {quality.found} warned of — "
+        f"recall {fmt(quality.recall)}"
+    )
+
+
+def _against_truth(found: list) -> tuple[list, tuple | None]:
+    """With the simulator's need truth: the tables with the ceiling / true expected rows and
+    the alert's (quality, lists, last day); else as they were and None."""
+    import pipelines.need_truth as nt  # the simulator's need truth (quality.evaluation reads it)
+    from lakehouse.lake import open_lake
+
+    settings = get_settings()
+    loaded = nt.load_need_truth(settings, cli_actor())
+    if loaded is None:
+        return found, None
+    truth, protection = loaded
+    with open_lake(settings) as con:
+        found = [
+            (n, v, nt.with_ceiling(con, protection, v, t, truth)) if n == MODEL_NAME
+            else (n, v, nt.with_true_expected(con, v, t, truth)) if n == FORECAST_MODEL
+            else (n, v, t)
+            for n, v, t in found
+        ]  # fmt: skip
+        last = nt.last_scored(con)
+        quality = nt.alert_quality(con, settings, protection, truth, last)
+    return found, (quality, nt.ALERT_WEEKS, last)
 
 
 @models_app.command("promote")

@@ -870,3 +870,17 @@ def registers(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
     return {
         (a.dept, a.dataset.code) for a in key_authorities(catalogue).values() if a.entity == entity
     }
+
+
+NEED_TRUTH = ("probabilities", "elderly_events", "grid_expected")  # truth/needs/<name>.parquet
+
+
+def read_need_truth(sim_dir: Path) -> dict[str, pl.DataFrame] | None:
+    """The simulator's need truth (departments/NEEDS.md), each frame by its name in
+    :data:`NEED_TRUTH`, residents by their true citizen ID (``_person``); None when the
+    folder holds none (a street simulated without history, or no simulator)."""
+    folder = Path(sim_dir) / TRUTH_DIR / "needs"
+    paths = {name: folder / f"{name}.parquet" for name in NEED_TRUTH}
+    if not all(p.exists() for p in paths.values()):
+        return None
+    return {name: pl.read_parquet(p) for name, p in paths.items()}

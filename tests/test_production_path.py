@@ -36,6 +36,9 @@ SIMULATE_PATH = {REPO / "pipelines" / "main_job.py", REPO / "pipelines" / "cli.p
 # the lake side of the truth evaluation (reads the lake for quality.evaluation): imported by
 # the main job and the CLI only, like the evaluation itself
 TRUTH_RUN = REPO / "pipelines" / "truth_run.py"
+# the need model against the simulator's need truth, for the CLI's `models backtest` only
+NEED_TRUTH = REPO / "pipelines" / "need_truth.py"
+CLI_MODELS = REPO / "pipelines" / "cli_models.py"
 SIMULATOR_FILES = (
     "registry.sqlite",
     "manifest.json",
@@ -139,8 +142,9 @@ def test_the_scorecard_never_evaluates_against_a_truth(path: Path):
     """Ground-truth evaluation runs after the production path, from the main job and the
     CLI only: nothing else (ingest, gate, scorecard, leak scan, Dagster assets) imports it."""
     imports = departments_imports(path, "quality.evaluation")
-    assert imports == [] or path in SIMULATE_PATH | {TRUTH_RUN}
+    assert imports == [] or path in SIMULATE_PATH | {TRUTH_RUN, NEED_TRUTH}
     assert departments_imports(path, "pipelines.truth_run") == [] or path in SIMULATE_PATH
+    assert departments_imports(path, "pipelines.need_truth") == [] or path == CLI_MODELS
 
 
 def test_the_checks_can_fail(tmp_path: Path):

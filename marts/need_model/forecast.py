@@ -63,6 +63,9 @@ NUM_ROUNDS = 150
 
 METHODS = ("model", "naive", "seasonal_naive")
 
+BACKTEST_WEEKS = 8
+"""The weeks the backtest tests (each forecast by a model trained on the weeks before it)."""
+
 
 def week_panel(counts: pl.DataFrame, through: dt.date | None = None) -> pl.DataFrame:
     """Every grid cell × category × week from the first week of ``counts`` to its last, or
@@ -223,7 +226,7 @@ class ForecastBacktest:
 
 
 def backtest_forecast(
-    counts: pl.DataFrame, weeks: int = 8, num_rounds: int = NUM_ROUNDS
+    counts: pl.DataFrame, weeks: int = BACKTEST_WEEKS, num_rounds: int = NUM_ROUNDS
 ) -> ForecastBacktest:
     """For each of the last ``weeks`` weeks: train on the weeks before it, forecast it, and
     score the model, naive and seasonal-naive forecasts on all the test weeks together."""
