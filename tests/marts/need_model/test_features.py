@@ -12,7 +12,7 @@ import pytest
 from lakehouse.lake import open_lake, transaction
 from marts.need_model.features import load_feature_set, monthly_cutoffs
 from marts.need_model.grid import complete_weeks, grid_counts
-from marts.need_model.labels import label_frame, labels
+from marts.need_model.labels import label_frame, labels, outcomes
 from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, write_features
 from masking.crypto import CIPHERTEXT
@@ -169,7 +169,10 @@ def test_labels_read_the_outcome_datasets_through_the_master_index(
     mentions): each resident's labels say which need fell in the horizon of which cut-off."""
     settings = copy_home(need_street.home, tmp_path)
     first, last = need_street.cutoffs[0], need_street.cutoffs[-1]
-    people = need_street.features.filter(pl.col("cutoff") == first)["person_id"].head(4)
+    with open_lake(settings, read_only=True) as con:  # residents without any outcome yet
+        before = outcomes(con)["person_id"]
+    residents = need_street.features.filter(pl.col("cutoff") == first)["person_id"]
+    people = residents.filter(~residents.is_in(before.implode())).head(4)
     # resident k: need k recorded 10 days after the first cut-off; resident 0 also a
     # home-care record 200 days before it (in no horizon)
     records = [(people[k], need, first + dt.timedelta(days=10)) for k, need in enumerate(NEEDS)]
