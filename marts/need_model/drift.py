@@ -10,7 +10,8 @@ categories; missing values are a bin of their own, and so are values training ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -22,6 +23,15 @@ ALARM = 0.25
 BINS = 10
 EPSILON = 1e-4
 """The least share a bin is taken to have, so an empty bin does not make PSI infinite."""
+REFERENCE_CUTOFFS = 1
+"""The latest features are compared with those of the model's latest training cut-off(s)
+only: the earlier ones hold the street as the hub first knew it (weeks of door records, or
+none), which the latest features would always differ from."""
+
+
+def reference_cutoffs(training: Iterable[dt.date], n: int = REFERENCE_CUTOFFS) -> list[dt.date]:
+    """The latest ``n`` of a model's training cut-offs: the features drift is measured from."""
+    return sorted(set(training))[-n:]
 
 
 def bin_edges(expected: np.ndarray, bins: int = BINS) -> np.ndarray | None:

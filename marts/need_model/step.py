@@ -29,7 +29,7 @@ from lakehouse.snapshots import current_snapshot
 from marts.lineage import MartError
 from marts.need_model import labels as need_labels
 from marts.need_model.backtest import BacktestResult, backtest
-from marts.need_model.drift import feature_drift
+from marts.need_model.drift import feature_drift, reference_cutoffs
 from marts.need_model.explain import explain, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
 from marts.need_model.features import FEATURES_YAML, features_for, load_feature_set, monthly_cutoffs
@@ -173,9 +173,10 @@ def drift(
     latest: dt.date,
     features: Sequence[str],
 ) -> pl.DataFrame:
-    """Each input's population stability between the features ``version`` was trained on
-    and those of the ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
-    training = read_features(con, protection, version.training_cutoffs)
+    """Each input's population stability between the features of ``version``'s latest
+    training cut-off(s) (:func:`marts.need_model.drift.reference_cutoffs`) and those of the
+    ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
+    training = read_features(con, protection, reference_cutoffs(version.training_cutoffs))
     return feature_drift(training, read_features(con, protection, [latest]), features)
 
 

@@ -1,5 +1,6 @@
 """The need model's drift check: the population stability of each input between the
-features the promoted version was trained on and today's (:mod:`marts.need_model.drift`),
+features of the promoted version's latest training cut-off and today's
+(:mod:`marts.need_model.drift`, :data:`~marts.need_model.drift.REFERENCE_CUTOFFS`),
 a check that warns — drift calls for a look and a retraining, not for stopping the scores."""
 
 import dagster as dg
@@ -20,8 +21,8 @@ DRIFT_CHECK = "feature_drift"
     additional_deps=[MODEL_KEY],  # after the model step: against the version it left promoted
     description=(
         f"Warns when an input's population stability index (PSI) between the promoted "
-        f"version's training cut-offs and today's features reaches {WARN} (a shift worth a "
-        f"look; {ALARM} and above: retrain). Per-feature PSI in the metadata, no value."
+        f"version's latest training cut-off and today's features reaches {WARN} (a shift "
+        f"worth a look; {ALARM} and above: retrain). Per-feature PSI in the metadata, no value."
     ),
 )
 def feature_drift_check(lake: LakeResource) -> dg.AssetCheckResult:
