@@ -105,7 +105,7 @@ def _simulate(folder: Path, key: dict) -> float:
     }
     cmd = [str(Path(sys.executable).parent / "streethub"), "simulate"]
     cmd += ["--residents", str(key["residents"]), "--seed", str(key["seed"])]
-    cmd += ["--days", str(key["days"])]
+    cmd += ["--days", str(key["days"]), "--history-days", "0"]  # the ingest benches' street
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:

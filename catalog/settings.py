@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="share of simulated API requests answered 429/503"
     )
     sim_days: int = 3
+    sim_history_days: int = Field(
+        default=365,
+        ge=0,
+        description=(
+            "days of history the simulator delivers for the need model (departments/NEEDS.md: "
+            "door events, health checks, appeals, the four need outcomes); the model trains on "
+            "about a year; 0: the last sim_days only, no model trained"
+        ),
+    )
     sim_auto: bool = Field(
         default=True,
         description=(

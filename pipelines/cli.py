@@ -421,9 +421,9 @@ def simulate(
         int | None,
         typer.Option(
             "--history-days",
-            min=1,
+            min=0,
             help="deliver the need model's inputs and outcomes over this many days "
-            "(departments/NEEDS.md)",
+            "(departments/NEEDS.md; default: the sim_history_days setting, 365; 0: none)",
         ),
     ] = None,
 ) -> None:
@@ -444,7 +444,8 @@ def simulate(
             days=days,
             progress=lambda msg: status.update(f"simulating: {msg}"),
             sim_dir=settings.sim_dir_abs,
-            history_days=history_days,
+            history_days=(settings.sim_history_days if history_days is None else history_days)
+            or None,
         )
     rows = manifest_rows(manifest)
     console.print(

@@ -63,7 +63,9 @@ def simulate_if_needed(settings: Settings, console: Console, *, force: bool = Fa
         return
     console.print(
         f"simulating one street: {settings.sim_residents:,} residents, seed {settings.sim_seed}, "
-        f"{settings.sim_days} days …"
+        f"{settings.sim_days} days"
+        + (f", {settings.sim_history_days} days of history" if settings.sim_history_days else "")
+        + " …"
     )
     with console.status("simulating departments") as status:
         simulate(
@@ -73,6 +75,7 @@ def simulate_if_needed(settings: Settings, console: Console, *, force: bool = Fa
             days=settings.sim_days,
             progress=lambda msg: status.update(f"simulating: {msg}"),
             sim_dir=settings.sim_dir_abs,
+            history_days=settings.sim_history_days or None,
         )
 
 

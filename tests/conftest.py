@@ -25,6 +25,9 @@ hypothesis_settings.load_profile("streethub")
 # master key files live outside every test home, as in production, and never in the
 # developer's own config folder: one config folder for the session (subprocesses inherit it)
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="streethub-test-config-")
+# the main job's own simulation delivers no history in tests (a year of it is what the need
+# street, tests/need_street.py, asks for explicitly): small streets, fast runs
+os.environ.setdefault("STREETHUB_SIM_HISTORY_DAYS", "0")
 
 
 @pytest.fixture
