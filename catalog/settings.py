@@ -186,9 +186,14 @@ class Settings(BaseSettings):
         description="keep each landed inbox file, encrypted, in the archive instead of removing it",
     )
     snapshot_retention_days: int | None = Field(
-        default=7,
+        default=460,
         ge=0,
-        description=("days old lake snapshots (and files only they use) are kept; None: forever"),
+        description=(
+            "days old lake snapshots (and files only they use) are kept; None: forever. The "
+            "default outlasts the need model's backtest window (14 monthly training cut-offs "
+            "and their 90-day horizon, ~456 days): the golden records' attribute history "
+            "keeps a replaced record's older value only while a snapshot holds it"
+        ),
     )
 
     # the share service (share_api): state, listening address, tokens, request bounds
