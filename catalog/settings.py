@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "days of history the simulator delivers for the need model (departments/NEEDS.md: "
-            "door events, health checks, appeals, the four need outcomes); the model trains on "
+            "door events, health checks, 12345 calls, the four need outcomes); the model trains on "
             "about a year; 0: the last sim_days only, no model trained"
         ),
     )
