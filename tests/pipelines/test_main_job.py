@@ -137,7 +137,7 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
     made = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     others = [(d, ds) for d in ("wjw", "cgj") for ds in cat.departments[d].datasets]
     others = [(d, ds.code) for d, ds in others if ds.code != broken.code]
-    assert len(others) == 3
+    assert len(others) == sum(len(cat.departments[d].datasets) for d in ("wjw", "cgj")) - 1 > 1
     for dept, code in others:  # every other dataset, of both departments, went all the way
         assert {f"raw/{dept}/{code}", f"staged/{dept}/{code}"} <= made
     contracts = {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations()}

@@ -81,7 +81,9 @@ def _sensitive_truth(home: Path, cat: Catalogue) -> set[str]:
             continue
         frame = pl.read_parquet(clean)
         for f in ds.fields:
-            if f.level.rank >= 3 and f.source_name in frame.columns:
+            # an enumerated field's values are a public code list (其他, 跌倒 …), the same
+            # words as an L1 category elsewhere: what is sensitive is whose row holds one
+            if f.level.rank >= 3 and f.source_name in frame.columns and not f.allowed_values:
                 col = frame[f.source_name].drop_nulls()
                 # every L3/L4 value distinctive enough to mean something when found:
                 # names and other Chinese text, IDs, phones, free text (a date or a time

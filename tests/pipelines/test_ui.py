@@ -55,7 +55,7 @@ def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
         groups = {n["groupName"] for n in nodes}
         cat = load_catalogue()
         # a group per department, the scorecard's, the curated zone's and the marts'
-        assert groups == set(cat.departments) | {"quality", "curated", "marts"}
+        assert groups == set(cat.departments) | {"quality", "curated", "marts", "need_model"}
         paths = [n["assetKey"]["path"] for n in nodes]
         assert all(["raw", d.code, ds.code] in paths for d, ds in cat.datasets())
         assert ["curated", "person"] in paths
