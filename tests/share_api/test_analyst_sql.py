@@ -107,7 +107,9 @@ def test_a_runaway_query_is_interrupted_while_the_service_answers(
     monkeypatch.setattr(service.settings, "analyst_sql_time_limit_seconds", limit)
     analyst = people.make(analyst_street.org, "requester", kind="analyst")
     table = OPTED_OUT_MART
-    runaway = f"SELECT count(*) FROM {table} a, {table} b, {table} c, {table} d, {table} e"
+    runaway = (
+        f"SELECT count(*) FROM {table} a, {table} b, {table} c, {table} d, {table} e, {table} f"
+    )
     with server.client(analyst) as client:
         warm = client.post("/analyst/sql", json={"sql": f"SELECT count(*) FROM {table}"})
         assert warm.status_code == 200  # a worker is up: the runaway's time is the query's
