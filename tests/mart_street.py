@@ -12,8 +12,6 @@ mart's tests only. Tests that change the lake copy the home first
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ from lakehouse.lake import close_idle, open_lake
 from marts.build import MartBuild, MartError, build_mart, build_order
 from marts.lineage import read_sql
 from pipelines.protection import Protection
-from tests.streets import copy_home
+from tests.streets import ready_street
 
 RESIDENTS, SEED = 1_500, 7
 ACTOR = "test:marts"
@@ -152,15 +150,8 @@ def make_mart_street(tmp_path_factory: pytest.TempPathFactory) -> MartStreet:
     master key: the home is copied and only the marts are built."""
     root = tmp_path_factory.mktemp("marts")
     with pytest.MonkeyPatch.context() as mp:
-        ready = os.environ.get("STREETHUB_TEST_MART_STREET")
-        if ready:
-            keys = Path(os.environ["STREETHUB_TEST_MART_KEYS"]) / "streethub"
-            mine = Path(os.environ["XDG_CONFIG_HOME"]) / "streethub"
-            shutil.copytree(keys, mine, dirs_exist_ok=True)
-            settings = copy_home(Path(ready), root)
-            shutil.copytree(Settings(home=Path(ready)).sim_dir_abs, settings.sim_dir_abs)
-        else:
-            settings = run_street(root / "home", mp)
+        ready = ready_street("STREETHUB_TEST_MART_STREET", "STREETHUB_TEST_MART_KEYS", root)
+        settings = ready or run_street(root / "home", mp)
         street = MartStreet(
             settings=settings,
             sim_dir=settings.sim_dir_abs,

@@ -15,8 +15,6 @@ copied, nothing is run again. Never write to it: copy the home first
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from marts.need_model.labels import labels as need_labels
 from marts.need_model.spec import KEYS
 from marts.need_model.step import ensure_features
 from pipelines.protection import Protection
-from tests.streets import copy_home
+from tests.streets import ready_street
 
 ACTOR = "test:need_model"
 RESIDENTS, SEED, HISTORY_DAYS = 2_000, 16, 365
@@ -100,23 +98,13 @@ def run_street(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
-def ready_street(root: Path) -> Settings | None:
-    """A copy of the ready need street ``STREETHUB_TEST_NEED_STREET`` names (its keys from
-    ``STREETHUB_TEST_NEED_KEYS``), or None."""
-    ready = os.environ.get("STREETHUB_TEST_NEED_STREET")
-    if not ready:
-        return None
-    keys = Path(os.environ["STREETHUB_TEST_NEED_KEYS"]) / "streethub"
-    shutil.copytree(keys, Path(os.environ["XDG_CONFIG_HOME"]) / "streethub", dirs_exist_ok=True)
-    return copy_home(Path(ready), root, departments=True)
-
-
 def make_need_street(tmp_path_factory: pytest.TempPathFactory) -> NeedStreet:
     """The session's need street (see the module docstring)."""
     started = time.perf_counter()
     root = tmp_path_factory.mktemp("need")
     with pytest.MonkeyPatch.context() as mp:
-        settings = ready_street(root) or run_street(root / "home", mp)
+        ready = ready_street("STREETHUB_TEST_NEED_STREET", "STREETHUB_TEST_NEED_KEYS", root)
+        settings = ready or run_street(root / "home", mp)
         protection = Protection.from_settings(settings, actor=ACTOR)
         with open_lake(settings) as con:
             frame = ensure_features(con, protection, CUTOFFS)

@@ -8,6 +8,7 @@ module that changes a lake builds on its own copy (``copy_home``)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def copy_home(street: Path, dest: Path, *, departments: bool = False) -> Setting
     if departments:
         shutil.copytree(Settings(home=street).sim_dir_abs, settings.sim_dir_abs)
     return settings
+
+
+def ready_street(street_env: str, keys_env: str, root: Path) -> Settings | None:
+    """A copy, under ``root``, of the ready street the environment variable ``street_env``
+    names (a home where the fixture's main job already ran, its simulator folder beside
+    it), its master key copied from the config folder ``keys_env`` names into this
+    session's; None when ``street_env`` is unset."""
+    ready = os.environ.get(street_env)
+    if not ready:
+        return None
+    keys = Path(os.environ[keys_env]) / "streethub"
+    shutil.copytree(keys, Path(os.environ["XDG_CONFIG_HOME"]) / "streethub", dirs_exist_ok=True)
+    return copy_home(Path(ready), root, departments=True)
 
 
 def lake_snapshot(settings: Settings) -> int:
