@@ -128,6 +128,14 @@ EXTENSION_SPELLINGS: tuple[Callable[[str, int], str], ...] = (
     lambda m, e: f"{m}-分机{e}",
 )
 UNKNOWN_BIRTH = ("1900-01-01", "1900/1/1", "19000101")
+MAX_UNRECOVERABLE_SHARE = 0.1
+"""At most this share of a delivery's records (rounded down) carry an unrecoverable defect
+(the kinds a standardiser cannot undo: a delivery's gate quarantines them): the usual rates
+give a few per cent on a delivery of hundreds of rows, where the cap never binds, but on a
+few-row register one draw is a quarter of it — a tiny street's delivery of 4 rows failed the
+hub's row gate on one gender mismatch. The records past the cap are delivered without their
+unrecoverable defects (the cells as they are true; their recoverable defects kept); the truth
+records only the defects delivered."""
 # forms whose columns are typed: a number column cannot hold 无
 TYPED_FORMS = ("parquet", "http_api")
 EXPORT_KINDS = frozenset(
@@ -188,6 +196,20 @@ def _s(v: object) -> str:
 
 def _mojibake(text: str) -> str:
     return text.encode("utf-8").decode("gbk", errors="replace").replace("\ufffd", "?")
+
+
+def unrecoverable(item: Item) -> bool:
+    """Whether the delivered row carries a defect no standardiser can undo."""
+    return any(not d.recoverable for d in item.defects)
+
+
+def repaired(cols: tuple[Col, ...], item: Item) -> Item:
+    """``item`` without its unrecoverable defects: those cells as they are true."""
+    assert item.clean is not None
+    lost = {d.field for d in item.defects if not d.recoverable}
+    cells = {c.source: item.clean.get(c.source) if c.source in lost else item.cells[c.source]
+             for c in cols}  # fmt: skip
+    return Item(cells, item.clean, [d for d in item.defects if d.recoverable])
 
 
 class Dirtier:
@@ -315,8 +337,12 @@ class Dirtier:
     def deliver(self, cols: tuple[Col, ...], records: list[dict]) -> list[Item]:
         """Dirty records plus duplicates, stray headers (CSV/Excel) and broken lines (JSONL)."""
         items: list[Item] = []
+        allowed = int(MAX_UNRECOVERABLE_SHARE * len(records))
         for rec in records:
             item = self.record(cols, rec)
+            if unrecoverable(item):
+                item = item if allowed > 0 else repaired(cols, item)
+                allowed -= 1
             items.append(item)
             if self.hit("duplicate_row"):
                 dup = Item(
@@ -330,7 +356,10 @@ class Dirtier:
                 items.insert(pos, Item(header, None, [Defect("*", "stray_header", "", "")]))
         if self.form == "jsonl":
             for item in items:
-                if item.clean is not None and self.hit("broken_line"):
+                if item.clean is None or not self.hit("broken_line"):
+                    continue
+                if unrecoverable(item) or allowed > 0:  # a row lost once counts once
+                    allowed -= not unrecoverable(item)
                     line = json.dumps(item.cells, ensure_ascii=False)
                     item.raw = line[: len(line) // 2]
                     # the cells are lost with the line: only the broken line is observable

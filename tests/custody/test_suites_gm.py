@@ -44,7 +44,7 @@ def test_main_job_under_gm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     for name, value in {
         "STREETHUB_HOME": str(home),
         "STREETHUB_CIPHER_SUITE": "gm",
-        "STREETHUB_SIM_RESIDENTS": "400",
+        "STREETHUB_SIM_RESIDENTS": "150",
         "STREETHUB_SIM_DAYS": "1",
         "STREETHUB_SETTLE_SECONDS": "0",
     }.items():

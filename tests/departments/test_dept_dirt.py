@@ -136,3 +136,20 @@ def test_seeded_rates(cat):
         assert abs(first.count(kind) - eligible * p) < 4 * sd + 1, kind
     for kind in ("dmy_date", "month_precision", "phone_extension", "zero_width"):
         assert first.count(kind) > 0, kind
+
+
+@pytest.mark.parametrize(("form", "n"), [("excel", 4), ("excel", 25), ("jsonl", 4), ("jsonl", 25)])
+def test_a_delivery_keeps_its_unrecoverable_rows_under_the_cap(monkeypatch, form, n):
+    """A few-row delivery cannot fail the row gate on the usual dirt: with every gender cell
+    mismatched (and, as JSON Lines, every line broken), at most a tenth of the records,
+    rounded down, carry an unrecoverable defect; the rest are delivered true."""
+    only(monkeypatch, "gender_mismatch")
+    monkeypatch.setitem(dirt.RATES, "broken_line", 1.0)
+    cols = (Col("姓名", "name"), Col("性别", "gender"))
+    records = [{"姓名": f"张{i}", "性别": "男"} for i in range(n)]
+    items = Dirtier(random.Random(5), form, authoritative=False).deliver(cols, records)
+    lost = [it for it in items if dirt.unrecoverable(it)]
+    assert len(lost) == int(dirt.MAX_UNRECOVERABLE_SHARE * n)
+    for it in items:
+        if it.clean is not None and not dirt.unrecoverable(it):  # not a stray header
+            assert it.cells == it.clean and it.defects == []
