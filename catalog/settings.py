@@ -260,6 +260,25 @@ class Settings(BaseSettings):
         ),
     )
 
+    # the web portal (share_api.portal): sign-in sessions and the data officers' link
+    portal_session_hours: float = Field(
+        default=8,
+        gt=0,
+        le=24,
+        description="how long a portal sign-in lasts (its session token expires then)",
+    )
+    portal_secure_cookie: bool = Field(
+        default=False,
+        description=(
+            "mark the portal's session cookie Secure (set it when a TLS proxy fronts the "
+            "service; plain http on 127.0.0.1 needs it off)"
+        ),
+    )
+    dagster_ui_url: str = Field(
+        default="http://127.0.0.1:3000",
+        description="where data officers find the Dagster UI (`streethub ui`); the portal links to it",
+    )
+
     # the elderly alert (marts/sql/elderly_alert.sql reads them as getvariable('<name>'))
     elderly_alert_window_days: int = Field(
         default=30, ge=1, le=365, description="elderly alert: the recent window of door activity"

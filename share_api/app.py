@@ -5,7 +5,9 @@ Around every route (:class:`Guard`, a plain ASGI middleware):
 
 - a grant's JSON page whose every input is in memory and current is served on the event
   loop before any routing (``share_api.routes.data.fast_read``: same checks, same durable
-  audit record; anything else goes to the declared route, which the spec describes);
+  audit record; anything else goes to the declared route, which the spec describes), and
+  so is a Delta Sharing file URL's GET or HEAD whose token, file and bytes are kept
+  (``share_api.sharing.urls.fast_file``);
 - a request body larger than ``share_max_body_bytes`` is refused with 413 before any route
   reads it (by its declared length at once, else while it streams in);
 - every 4xx answer is audited (``http.refused``: status, method, path, client, the caller
@@ -41,6 +43,7 @@ from share_api.principals import ANONYMOUS, PrincipalError, client_of, sync_depa
 from share_api.routes import ROUTERS
 from share_api.routes.data import fast_read
 from share_api.service import Service
+from share_api.sharing.urls import fast_file
 
 API_VERSION = "1.0.0"
 SPEC_FILE = Path(__file__).with_name("openapi.json")
@@ -68,9 +71,9 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "GET":
+        if scope["method"] in ("GET", "HEAD"):
             try:
-                if await fast_read(scope, receive, send):
+                if await fast_read(scope, receive, send) or await fast_file(scope, receive, send):
                     return
             except AuditError as exc:  # fail closed, as the app's handler answers
                 await (await _audit_unwritable(Request(scope), exc))(scope, receive, send)
@@ -255,6 +258,9 @@ def build_app(lifespan=None) -> FastAPI:
     from share_api.sharing.app import mount
 
     mount(app)  # the Delta Sharing protocol at /delta-sharing: same process, auth, audit
+    from share_api import portal
+
+    portal.mount(app)  # the web portal at /portal and its static files at /static
     return app
 
 

@@ -47,6 +47,7 @@ TABLE_MODULES = (
     "share_api.sharing.versions",
     "share_api.sharing.files",
     "share_api.sharing.tokens",
+    "share_api.portal.accounts",
 )
 
 

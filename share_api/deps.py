@@ -11,10 +11,20 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api.service import Service
 
-# community_worker: one community's worklist (share_api.worklist: the community assigned)
-ROLES = ("requester", "reviewer", "data_officer", "auditor", "admin", "community_worker")
+# community_worker: one community's worklist (share_api.worklist: the community assigned);
+# leader: a street leader, who reads the dashboards (share_api.portal) and nothing more
+ROLES = (
+    "requester",
+    "reviewer",
+    "data_officer",
+    "auditor",
+    "admin",
+    "community_worker",
+    "leader",
+)
 OVERSEERS = ("data_officer", "auditor", "admin")  # who may look across organisations
-OrgKind = Literal["department", "frontend", "analyst"]
+# street: the street office (街道办事处); community: one of its communities (社区居委会)
+OrgKind = Literal["department", "frontend", "analyst", "street", "community"]
 
 
 @dataclass(frozen=True)

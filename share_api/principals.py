@@ -27,18 +27,18 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
 from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
-from share_api.deps import ROLES, Principal
+from share_api.deps import ROLES, OrgKind, Principal
 
 if TYPE_CHECKING:
     from share_api.service import Service
 
-ORG_KINDS = ("department", "frontend", "analyst")
+ORG_KINDS = get_args(OrgKind)
 ANONYMOUS = "anonymous"  # the actor of a failed sign-in that names no real token
 SYSTEM = "system"  # the actor of operations run on the server itself (CLI, fixtures)
 

@@ -1,0 +1,344 @@
+"""The portal's session, forms and layout.
+
+**Sign-in** (``/portal/login``): a person's id and portal password
+(:mod:`share_api.portal.accounts`). A good one issues the person a token of
+``portal_session_hours`` (the same tokens as the API: revocable, expiring, audited), kept
+in the ``streethub_session`` cookie (HttpOnly, SameSite=Strict, Secure when
+``portal_secure_cookie``); signing out revokes it. Each page signs its request in with
+that token as the API signs a bearer token in (``auth.ok`` / ``auth.failed`` audited); a
+page without a good session redirects to the sign-in page.
+
+**Forms**: every POST carries ``csrf``, an HMAC of the session's secret (another site can
+neither read the cookie nor compute it) — :func:`form_of` checks it.
+
+**Layout**: :func:`render` fills ``templates/base.html``: the signed-in person, the
+navigation their roles open (:data:`NAV`), a flash message, and the page. Chinese text,
+large type, high contrast, a skip link, visible focus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from share_api import principals as pr
+from share_api.deps import Principal, ServiceDep
+from share_api.portal.accounts import check_password
+from share_api.service import Service
+
+log = logging.getLogger("streethub.portal")
+
+COOKIE = "streethub_session"
+PREFIX = "/portal"
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class NavItem:
+    path: str  # under /portal
+    label: str  # Chinese
+    roles: tuple[str, ...]  # who sees it (empty: everyone signed in)
+
+
+# the portal's navigation, in order; a page module owns the path it serves
+NAV: tuple[NavItem, ...] = (
+    NavItem("/", "待办事项", ()),
+    NavItem("/catalogue", "数据目录", ()),
+    NavItem("/requests", "我的申请", ("requester",)),
+    NavItem("/reviews", "审核队列", ("reviewer",)),
+    NavItem("/grants", "我的授权", ("requester",)),
+    NavItem("/feedback", "反馈与纠错", ()),
+    NavItem("/worklist", "走访清单", ("community_worker",)),
+    NavItem("/consent", "居民授权登记", ("community_worker",)),
+    NavItem("/dashboards", "治理看板", ("leader", "data_officer", "auditor", "admin")),
+    NavItem("/audit", "审计日志", ("auditor",)),
+)
+
+ROLE_LABELS_ZH = {
+    "requester": "申请人",
+    "reviewer": "审核人",
+    "data_officer": "数据专员",
+    "auditor": "审计员",
+    "admin": "管理员",
+    "community_worker": "社区工作者",
+    "leader": "街道领导",
+}
+
+
+class SignInRequired(Exception):
+    """No good session: the page redirects to the sign-in page, then back."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__("sign-in required")
+        self.next_path = next_path
+
+
+def _secret_of(token: str) -> str:
+    return token.partition(".")[2]
+
+
+def csrf_token(token: str) -> str:
+    """The CSRF value of the session ``token`` (an HMAC of its secret: only its holder, the
+    browser with the HttpOnly cookie and the page the service rendered, knows it)."""
+    return hmac.new(
+        _secret_of(token).encode(), b"streethub-portal-csrf", hashlib.sha256
+    ).hexdigest()
+
+
+def _safe_next(path: str | None) -> str:
+    """Where to go after signing in: only a path of the portal (no open redirect)."""
+    if not path or not path.startswith(PREFIX) or path.startswith("//"):
+        return PREFIX + "/"
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        return PREFIX + "/"
+    return path
+
+
+def portal_principal(request: Request, service: ServiceDep) -> Principal:
+    """The signed-in person of a portal page (by the session cookie), audited as the API
+    audits a bearer token; :class:`SignInRequired` without a good session."""
+    known = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    token = request.cookies.get(COOKIE)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not token:
+        raise SignInRequired(target)
+    try:
+        principal = pr.authenticate_token(service, token)
+    except pr.AuthFailure as failure:
+        pr.record_failed_sign_in(service, request, failure)
+        raise SignInRequired(target) from None
+    service.audit.record(
+        "auth.ok",
+        principal.actor,
+        token=principal.token_id,
+        client=pr.client_of(request),
+        method=request.method,
+        path=request.url.path,
+    )
+    request.state.principal = principal
+    request.state.session_token = token
+    return principal
+
+
+PortalUser = Annotated[Principal, Depends(portal_principal)]
+
+
+def needs(*roles: str):
+    """A dependency: the signed-in person, who must hold one of ``roles`` (403 page,
+    audited ``auth.forbidden``, otherwise)."""
+
+    def _check(request: Request, principal: PortalUser, service: ServiceDep) -> Principal:
+        if not principal.has(*roles):
+            service.audit.record(
+                "auth.forbidden",
+                principal.actor,
+                path=request.url.path,
+                method=request.method,
+                needs=",".join(roles),
+            )
+            request.state.refusal_audited = True
+            raise HTTPException(
+                403,
+                "这个页面需要以下角色之一：" + "、".join(ROLE_LABELS_ZH.get(r, r) for r in roles),
+            )
+        return principal
+
+    return _check
+
+
+async def form_of(request: Request) -> FormData:
+    """The POSTed form, its ``csrf`` checked against the session (403 otherwise)."""
+    form = await request.form()
+    token = getattr(request.state, "session_token", None) or request.cookies.get(COOKIE, "")
+    sent = form.get("csrf")
+    if not token or not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(token)):
+        raise HTTPException(403, "表单已失效，请刷新页面后重试（CSRF 校验未通过）")
+    return form
+
+
+def nav_for(principal: Principal | None) -> list[NavItem]:
+    if principal is None:
+        return []
+    return [item for item in NAV if not item.roles or principal.has(*item.roles)]
+
+
+def render(
+    request: Request,
+    template: str,
+    principal: Principal | None = None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """``template`` in the portal's layout, for ``principal`` (None: the sign-in page)."""
+    service: Service = request.app.state.service
+    token = getattr(request.state, "session_token", None)
+    user = None
+    if principal is not None:
+        person = pr.get_user(service, principal.user_id)
+        org = pr.get_org(service, principal.org)
+        user = {
+            "id": principal.user_id,
+            "name": person["name"] if person else principal.user_id,
+            "org": principal.org,
+            "org_name": org["name"] if org else principal.org,
+            "roles": [ROLE_LABELS_ZH.get(r, r) for r in sorted(principal.roles)],
+        }
+    ctx = {
+        "user": user,
+        "principal": principal,
+        "nav": nav_for(principal),
+        "current": request.url.path,
+        "prefix": PREFIX,
+        "csrf": csrf_token(token) if token else "",
+        "flash": request.query_params.get("msg"),
+        "dagster_ui_url": (
+            service.settings.dagster_ui_url
+            if principal is not None and principal.has("data_officer")
+            else None
+        ),
+        **context,
+    }
+    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+def redirect(path: str, message: str | None = None) -> RedirectResponse:
+    """303 to a portal ``path`` (after a POST), with a flash ``message``."""
+    target = PREFIX + path
+    if message:
+        target += ("&" if "?" in target else "?") + "msg=" + quote(message)
+    return RedirectResponse(target, status_code=303)
+
+
+# -- sign-in ---------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request, service: ServiceDep) -> Response:
+    form = await request.form()
+    user_id = str(form.get("user_id") or "").strip()
+    password = str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or ""))
+    ok = await run_in_threadpool(_sign_in, service, request, user_id, password)
+    if ok is None:
+        request.state.refusal_audited = True  # auth.failed is its record
+        return render(
+            request,
+            "login.html",
+            next=target,
+            error="账号或密码不正确，或账号已停用。",
+            user_id=user_id if pr.USER_RE.fullmatch(user_id) else "",
+            status_code=401,
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        ok.token,
+        max_age=int(service.settings.portal_session_hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=service.settings.portal_secure_cookie,
+        path="/",
+    )
+    return response
+
+
+def _sign_in(service: Service, request: Request, user_id: str, password: str):
+    """A session token for ``user_id`` if the password is theirs and they may sign in;
+    audited either way (``auth.portal_sign_in`` / ``auth.failed``), never the password."""
+    import datetime as dt
+
+    known = bool(pr.USER_RE.fullmatch(user_id))
+    good = check_password(service, user_id if known else "", password) and known
+    person = pr.get_user(service, user_id) if good else None
+    if person is None or person.get("disabled_at"):
+        service.audit.record(
+            "auth.failed",
+            pr.ANONYMOUS,
+            reason="portal_password",
+            client=pr.client_of(request),
+            method=request.method,
+            path=request.url.path,
+        )
+        return None
+    issued = pr.issue_token(
+        service,
+        user_id,
+        ttl=dt.timedelta(hours=service.settings.portal_session_hours),
+        label="portal session",
+        actor=f"{person['org']}/{user_id}",
+    )
+    service.audit.record(
+        "auth.portal_sign_in",
+        f"{person['org']}/{user_id}",
+        token=issued.token_id,
+        client=pr.client_of(request),
+    )
+    return issued
+
+
+@router.post("/logout")
+async def logout(request: Request, service: ServiceDep, principal: PortalUser) -> Response:
+    await form_of(request)
+    await run_in_threadpool(pr.revoke_token, service, principal.token_id, actor=principal.actor)
+    response = RedirectResponse(PREFIX + "/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- errors as pages -----------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    """The portal's handlers on ``app``: a page without a session goes to the sign-in page;
+    an HTTP error of a portal page is shown as a page (the API keeps its JSON)."""
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def _sign_in_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignInRequired)
+        return RedirectResponse(f"{PREFIX}/login?next={quote(exc.next_path)}", status_code=303)
+
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not request.url.path.startswith(PREFIX + "/") and request.url.path != PREFIX:
+            return await http_exception_handler(request, exc)
+        principal = getattr(request.state, "principal", None)
+        return render(
+            request,
+            "error.html",
+            principal,
+            status_code=exc.status_code,
+            status=exc.status_code,
+            detail=exc.detail if isinstance(exc.detail, str) else "请求有误",
+        )
+
+    app.add_exception_handler(SignInRequired, _sign_in_required)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+@router.get("")
+def portal_root() -> RedirectResponse:
+    return RedirectResponse(PREFIX + "/", status_code=307)
