@@ -12,5 +12,6 @@ tools, in the share service's process, with its sign-in rules and its audit log.
 - :mod:`.hints` — ``jsonPredicateHints`` and ``limitHint`` pruning files by their stats;
 - :mod:`.tokens` — profiles and their expiring bearer tokens (good for this protocol only);
 - :mod:`.urls` — signed, expiring file URLs bound to recipient and file;
+- :mod:`.kept` — rows the hot paths keep per process under the revision counters;
 - :mod:`.protocol` and :mod:`.app` — the REST surface mounted at ``/delta-sharing``.
 """

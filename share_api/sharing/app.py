@@ -106,6 +106,18 @@ def audit(service: Service, request: Request, recipient: Recipient, action: str,
     )
 
 
+def audit_queued(
+    service: Service, request: Request, recipient: Recipient, action: str, **details
+) -> None:
+    """:func:`audit` queued into the group commit, the answer not waiting for it: for a
+    call that discloses no row (``/metadata``: the schema the grant's terms name), or
+    whose disclosure is durable on record already (``/query``: its ``data.read``). Written
+    within milliseconds, and at a clean shutdown (``Auditor.close``)."""
+    service.audit.record_queued(
+        action, recipient.actor, token=recipient.token_id, client=client_of(request), **details
+    )
+
+
 def endpoint_of(request: Request) -> str:
     """The protocol's base URL as the caller reached it: the service's base URL (behind a
     proxy's root path too) and the mount's prefix."""
@@ -254,7 +266,9 @@ def table_metadata(
     served = protocol.table_version(service, grant, kind, version=version, timestamp=timestamp)
     arrow_schema = schema_of(service, grant, served, kind)
     lines = [protocol.protocol_line(), protocol.metadata_line(grant, arrow_schema, served, None)]
-    audit(service, request, recipient, "sharing.metadata", grant=grant.id, version=served.version)
+    audit_queued(
+        service, request, recipient, "sharing.metadata", grant=grant.id, version=served.version
+    )
     return ndjson_response(lines, served.version)
 
 
@@ -292,7 +306,19 @@ def _query(request: Request, share: str, schema: str, table: str, raw: bytes) ->
         lines.append(protocol.file_line("file", shared, signed.url, signed.expiration_ms, served))
     rows, nbytes = sum(f.rows for f in chosen), sum(f.size for f in chosen)
     digest = hashlib.sha256("".join(f.sha256 for f in chosen).encode()).hexdigest()
-    audit(
+    grants.record_read(  # durable before the answer: the query's disclosure on record
+        service,
+        grant,
+        protocol.principal_of(recipient),
+        snapshot=served.snapshot,
+        fmt="delta_sharing",
+        offset=0,
+        rows=rows,
+        nbytes=nbytes,
+        digest=digest,
+        client=client_of(request),
+    )
+    audit_queued(  # the protocol's detail of that read: queued, one fsync a query
         service,
         request,
         recipient,
@@ -304,18 +330,6 @@ def _query(request: Request, share: str, schema: str, table: str, raw: bytes) ->
         files_pruned=len(every) - len(chosen),
         rows=rows,
         bytes=nbytes,
-    )
-    grants.record_read(
-        service,
-        grant,
-        protocol.principal_of(recipient),
-        snapshot=served.snapshot,
-        fmt="delta_sharing",
-        offset=0,
-        rows=rows,
-        nbytes=nbytes,
-        digest=digest,
-        client=client_of(request),
     )
     return ndjson_response(lines, served.version)
 

@@ -18,6 +18,14 @@ SHA-256 and column statistics (``numRecords``, ``minValues``, ``maxValues``,
 authenticated by every segment: a file swapped for another is refused on opening, with no
 hash of it to compute). :func:`open_plain` reads one back seekably (``SeekableDecryptor``:
 a ranged read decrypts only the segments it covers).
+
+The file route's hot path keeps, per process, what it would otherwise read on every byte
+range a client asks (the 1.4.2 client asks 11 of one file a load): a file's registry row
+(:func:`lookup`) and its decrypted bytes (:func:`plain_bytes`, files of at most
+:data:`PLAIN_KEPT_FILE_BYTES`, :data:`PLAIN_KEPT_BYTES` in all, each at most
+:data:`PLAIN_KEPT_S`), both under the ``grants`` and ``consent`` revision counters they were
+read under: a grant revoked or changed, or an opt-out, by any process drops them all at the
+next request; a sweep or a dropped grant drops its files' here at once.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import os
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +62,9 @@ from masking.stream import (
     read_header,
 )
 from masking.suite import get_suite
-from share_api.db import aware, metadata, utc_now
+from share_api.db import aware, current_revisions, metadata, utc_now
 from share_api.sharing.errors import SharingError
+from share_api.sharing.kept import forget, kept_under
 from share_api.sharing.versions import TableVersion, materialisation_state, read_snapshot
 
 if TYPE_CHECKING:
@@ -222,11 +232,99 @@ def read_table(service: Service, file: SharedFile) -> pa.Table:
 # -- the registry -----------------------------------------------------------------------------
 
 
-def lookup(service: Service, file_id: str) -> SharedFile | None:
-    """The registered file ``file_id`` (None when it is not, or no longer, registered)."""
-    with service.engine.connect() as con:
-        row = con.execute(sharing_files.select().where(sharing_files.c.id == file_id)).first()
-    return SharedFile.from_row(row) if row is not None else None
+KEPT_FILE_ROWS = 4_096  # registry rows kept per process
+ROWS_KEPT = "sharing.files.rows"  # where (share_api.sharing.kept)
+PLAIN_KEPT_BYTES = 128 << 20  # decrypted bytes kept per process, in all
+PLAIN_KEPT_FILE_BYTES = 32 << 20  # a larger file is decrypted as it streams, every time
+PLAIN_KEPT_S = 300.0  # a kept plaintext is read again after this long
+
+
+def _content_revision(service: Service) -> tuple[int, int]:
+    """What a file's registration and bytes are kept under: the ``grants`` and ``consent``
+    revision counters (``share_api.db``) as the request under way reads them."""
+    revs = current_revisions(service)
+    return revs.grants, revs.consent
+
+
+def lookup(service: Service, file_id: str, *, kept_only: bool = False) -> SharedFile | None:
+    """The registered file ``file_id`` (None when it is not, or no longer, registered);
+    kept per process (see the module). ``kept_only``: from memory only (:class:`NotKept`
+    when it is not kept under the current counters)."""
+
+    def read() -> SharedFile | None:
+        with service.engine.connect() as con:
+            row = con.execute(sharing_files.select().where(sharing_files.c.id == file_id)).first()
+        return SharedFile.from_row(row) if row is not None else None
+
+    revision = _content_revision(service)
+    return kept_under(service, ROWS_KEPT, file_id, revision, read, kept_only=kept_only,
+                      most=KEPT_FILE_ROWS)  # fmt: skip
+
+
+class _Plaintexts:
+    """Decrypted files by id, least recently used dropped first past
+    :data:`PLAIN_KEPT_BYTES`; each with the counters it was read under and when."""
+
+    def __init__(self) -> None:
+        self.held: OrderedDict[str, tuple[tuple[int, int], str, float, bytes]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, revision: tuple[int, int], file: SharedFile) -> bytes | None:
+        with self.lock:
+            held = self.held.get(file.id)
+            if held is None:
+                return None
+            fresh = time.monotonic() - held[2] < PLAIN_KEPT_S
+            if held[0] != revision or held[1] != file.sha256 or not fresh:
+                self._drop(file.id)
+                return None
+            self.held.move_to_end(file.id)
+            return held[3]
+
+    def put(self, revision: tuple[int, int], file: SharedFile, data: bytes) -> None:
+        with self.lock:
+            self._drop(file.id)
+            self.held[file.id] = (revision, file.sha256, time.monotonic(), data)
+            self.size += len(data)
+            while self.size > PLAIN_KEPT_BYTES and self.held:
+                self._drop(next(iter(self.held)))
+
+    def forget(self, file_ids: Collection[str]) -> None:
+        with self.lock:
+            for fid in file_ids:
+                self._drop(fid)
+
+    def _drop(self, file_id: str) -> None:
+        held = self.held.pop(file_id, None)
+        if held is not None:
+            self.size -= len(held[3])
+
+
+def plain_bytes(service: Service, file: SharedFile, *, kept_only: bool = False) -> bytes | None:
+    """``file``'s whole plaintext, kept per process (see the module) — decrypted now when it
+    is not kept (``kept_only``: None instead); None for a file larger than
+    :data:`PLAIN_KEPT_FILE_BYTES` (the caller streams it). 404 when it is no longer kept."""
+    if file.size > PLAIN_KEPT_FILE_BYTES:
+        return None
+    revision = _content_revision(service)
+    kept = service.kept("sharing.files.plain", _Plaintexts)
+    data = kept.get(revision, file)
+    if data is not None or kept_only:
+        return data
+    with open_plain(service, file) as fh:
+        data = fh.read()
+    if len(data) != file.size:
+        log.error("a shared file holds %d bytes, not its recorded %d", len(data), file.size)
+        return None
+    kept.put(revision, file, data)
+    return data
+
+
+def forget_kept(service: Service, file_ids: Collection[str]) -> None:
+    """Drop this process's kept rows and plaintexts of ``file_ids`` (removed files)."""
+    forget(service, ROWS_KEPT, list(file_ids))
+    service.kept("sharing.files.plain", _Plaintexts).forget(file_ids)
 
 
 def registered(service: Service, grant_id: str, state: str, kind: str) -> list[SharedFile]:
@@ -424,6 +522,7 @@ def _register(service: Service, sealed: list[tuple[SharedFile, dict]]) -> list[S
         for _, row in sealed:
             (files_dir(service) / row["path"]).unlink(missing_ok=True)
         return [lookup(service, fid) for fid in ids]
+    forget_kept(service, ids)  # a registration replaced: its kept row and bytes go
     return [made for made, _ in sealed]
 
 
@@ -631,6 +730,7 @@ def sweep(service: Service) -> int:
         with service.engine.begin() as con:
             con.execute(sharing_files.delete().where(c.id == fid))
         (root / rel).unlink(missing_ok=True)
+    forget_kept(service, [fid for fid, _ in gone])
     return len(gone) + _sweep_leftovers(service, by_grant, {fid for fid, _ in gone})
 
 
@@ -645,8 +745,9 @@ def drop_grant(service: Service, grant_id: str) -> int:
         return 0
     c = sharing_files.c
     with service.engine.begin() as con:
-        rows = con.execute(sa.select(c.path).where(c.grant_id == grant_id)).all()
+        rows = con.execute(sa.select(c.id, c.path).where(c.grant_id == grant_id)).all()
         con.execute(sharing_files.delete().where(c.grant_id == grant_id))
+    forget_kept(service, [row.id for row in rows])
     root = files_dir(service)
     for row in rows:
         (root / row.path).unlink(missing_ok=True)

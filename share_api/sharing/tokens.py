@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from share_api.db import aware, metadata, new_id, utc_now
+from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
 from share_api.principals import SYSTEM, AuthFailure, check_sign_in, get_user, orgs, users
 from share_api.sharing.errors import SharingError
+from share_api.sharing.kept import kept_under
 
 if TYPE_CHECKING:
     from share_api.service import Service
@@ -204,6 +205,7 @@ def revoke_profile(service: Service, token_id: str, *, actor: str = SYSTEM) -> b
             .where(profile_tokens.c.id == token_id, profile_tokens.c.revoked_at.is_(None))
             .values(revoked_at=utc_now(), revoked_by=actor)
         )
+        bump(con, "principals")  # every process's kept sign-in row of it is dropped
     service.audit.record("sharing.profile_revoke", actor, token=token_id, user=row.user_id)
     return True
 
@@ -225,9 +227,35 @@ _SIGN_IN = (
 )
 
 
-def _recipient(service: Service, token_id: str, secret_sha256: str | None, now: dt.datetime):
-    with service.engine.connect() as con:
-        row = con.execute(_SIGN_IN, {"token_id": token_id}).first()
+KEPT_PROFILE_TOKENS = 4_096  # profile tokens' sign-in rows kept per process
+
+
+def _sign_in_row(service: Service, token_id: str, *, kept_only: bool = False) -> Any:
+    """The token's sign-in row (token, person, organisation; None: no such token), kept
+    per process while the ``principals`` revision counter stands (bumped by a revocation
+    here, and by every change of a person or organisation), as the share API keeps its
+    own tokens' (``principals.authenticate_token``): one query of the counters a request,
+    and a revocation by any process fails the very next one. ``kept_only``: never the
+    database — ``NotKept`` when the row is not kept under the current counter."""
+
+    def read() -> Any:
+        with service.engine.connect() as con:
+            return con.execute(_SIGN_IN, {"token_id": token_id}).first()
+
+    revision = current_revisions(service).principals
+    return kept_under(service, "sharing.tokens.sign_in", token_id, revision, read,
+                      kept_only=kept_only, most=KEPT_PROFILE_TOKENS)  # fmt: skip
+
+
+def _recipient(
+    service: Service,
+    token_id: str,
+    secret_sha256: str | None,
+    now: dt.datetime,
+    *,
+    kept_only: bool = False,
+):
+    row = _sign_in_row(service, token_id, kept_only=kept_only)
     check_sign_in(row, token_id, secret_sha256, now)
     return Recipient(row.user_id, row.org, row.org_kind, token_id, aware(row.expires_at))
 
@@ -246,10 +274,13 @@ def authenticate(service: Service, token: str | None, *, now: dt.datetime | None
     return _recipient(service, token_id, _hash(secret), now or utc_now())
 
 
-def still_valid(service: Service, token_id: str, *, now: dt.datetime | None = None) -> Recipient:
+def still_valid(
+    service: Service, token_id: str, *, now: dt.datetime | None = None, kept_only: bool = False
+) -> Recipient:
     """The recipient of a profile token named by id (a signed URL carries the id its
     profile was signed in with): ``AuthFailure`` once it is revoked, expired or its person
-    disabled — so revoking a profile stops its file URLs too."""
+    disabled — so revoking a profile stops its file URLs too. ``kept_only``: from memory
+    only (:class:`NotKept` when its row is not kept)."""
     if not PROFILE_ID_RE.fullmatch(token_id or ""):
         raise AuthFailure("malformed")
-    return _recipient(service, token_id, None, now or utc_now())
+    return _recipient(service, token_id, None, now or utc_now(), kept_only=kept_only)

@@ -16,10 +16,14 @@ handed out valid until they expire, and the key never leaves the keyring's custo
 every request, what can change after a URL is made: the profile token ``t`` still signs in
 (not revoked, not expired, its person not disabled), the grant ``g`` is live and held by
 ``r``, and the file belongs to ``g``. Any failure is a 403 (:data:`FORBIDDEN`).
-:func:`serve` answers the file route: the plaintext file decrypted as it streams, HEAD,
-one byte range (206, or 416 past the end), the exact ``Content-Length``; a file's first range
-on a profile token audited before a byte leaves, HEADs and further ranges queued into the
-audit's group commit (:func:`first_disclosure`).
+:func:`serve` answers the file route: the plaintext file (kept in memory per process,
+``files.plain_bytes``; a file too large to keep decrypted as it streams), HEAD, one byte
+range (206, or 416 past the end), the exact ``Content-Length``; a file's first range on a
+profile token audited before a byte leaves, HEADs and further ranges queued into the
+audit's group commit (:func:`first_disclosure`). :func:`fast_file` answers the same on the
+event loop before any routing when the token's row, the file's row and its plaintext are
+kept under the current revision counters (the 1.4.2 client asks a file 11 times a load:
+four HEADs, three whole GETs it drops after the headers, three footer reads, one body).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hmac
 import logging
 import re
@@ -35,17 +40,19 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from masking.errors import KeyRingError
 from share_api import grants
-from share_api.db import utc_now
+from share_api.db import fixed_revisions, revision_reader, utc_now
 from share_api.principals import AuthFailure, client_of
 from share_api.sharing import tokens
 from share_api.sharing.errors import FORBIDDEN, NOT_FOUND, SharingError
+from share_api.sharing.kept import NotKept
 
 if TYPE_CHECKING:
     from share_api.service import Service
@@ -235,6 +242,10 @@ class _Disclosed:
                 self.pairs.popitem(last=False)
             return True
 
+    def forget(self, token_id: str, file: str) -> None:
+        with self.lock:
+            self.pairs.pop((token_id, file), None)
+
 
 def first_disclosure(service: Service, token_id: str, file: str) -> bool:
     """Whether this is the first byte range of ``file`` sent on this profile token by
@@ -266,16 +277,18 @@ def _refuse(service: Service, request: Request, file_id: str, error: SharingErro
     request.state.refusal_audited = True
 
 
-def authorised(service: Service, file_id: str, params: dict[str, str]):
+def authorised(service: Service, file_id: str, params: dict[str, str], *, kept_only=False):
     """``(recipient, grant, file)`` of a file URL that is good now: its MAC and expiry
     (:func:`verify`), then what can change after it was made — its profile token still
     signs in, the grant is live and held by the URL's recipient, the file is the grant's.
-    403 otherwise (404 when a live grant's file was swept: the client asks again)."""
+    403 otherwise (404 when a live grant's file was swept: the client asks again).
+    ``kept_only``: the token's and the file's rows from memory only (:class:`NotKept`
+    when either is not kept: the fast path leaves the request to the route)."""
     from share_api.sharing import files
 
     claims = verify(service, file_id, params)
     try:
-        recipient = tokens.still_valid(service, claims.token_id)
+        recipient = tokens.still_valid(service, claims.token_id, kept_only=kept_only)
     except AuthFailure as failure:
         raise forbidden(f"the profile token is {failure.reason}") from None
     if recipient.org != claims.org:
@@ -285,7 +298,7 @@ def authorised(service: Service, file_id: str, params: dict[str, str]):
         raise forbidden("grant")
     if grant.status() != "live":
         raise forbidden(f"the grant is {grant.status()}")
-    shared = files.lookup(service, file_id)
+    shared = files.lookup(service, file_id, kept_only=kept_only)
     if shared is not None and shared.grant_id != grant.id:
         raise forbidden("the file is not the grant's")
     if shared is None:
@@ -293,21 +306,26 @@ def authorised(service: Service, file_id: str, params: dict[str, str]):
     return recipient, grant, shared
 
 
-def serve(service: Service, request: Request, file_id: str) -> Response:
-    """The file route's answer: the plaintext Parquet file (decrypted as it streams) or the
-    one byte range asked (206), with its exact ``Content-Length``; audited before a byte
-    leaves (``sharing.file`` with its first byte and length, ``sharing.file_head`` for a
-    HEAD); a refusal audited ``sharing.denied`` (why, never a value)."""
-    from share_api.sharing import files
+@dataclass(frozen=True)
+class _Answer:
+    """What a good file request is answered: status, headers, the bytes' first and
+    length, and its audit record's action and details."""
 
-    shared = None
-    try:
-        recipient, grant, shared = authorised(service, file_id, dict(request.query_params))
-        span = _byte_range(request.headers.get("range"), shared.size)
-    except SharingError as error:
-        _refuse(service, request, file_id, error)
-        unsatisfiable = {"Content-Range": f"bytes */{shared.size}"} if shared else None
-        return JSONResponse(error.body(), error.status, headers=unsatisfiable)
+    status: int
+    headers: dict[str, str]
+    first: int
+    length: int
+    head: bool
+    action: str
+    details: dict[str, object]
+
+    @property
+    def empty(self) -> bool:
+        return self.head or self.length == 0
+
+
+def _answer(recipient: Recipient, grant, shared, span, method: str, client: str | None):
+    """The answer to ``method`` of ``shared`` for the byte ``span`` asked (None: whole)."""
     first, last = span if span is not None else (0, shared.size - 1)
     length = max(0, last - first + 1)
     headers = {
@@ -318,28 +336,145 @@ def serve(service: Service, request: Request, file_id: str) -> Response:
     }
     if span is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{shared.size}"
-    status = 206 if span is not None else 200
-    head = request.method == "HEAD"
+    head = method == "HEAD"
     details = {
         "token": recipient.token_id,
-        "client": client_of(request),
+        "client": client,
         "grant": grant.id,
         "file": shared.id,
         "version": shared.version,
         "kind": shared.kind,
-        "method": request.method,
+        "method": method,
         "first": first,
         "bytes": 0 if head else length,
     }
-    if head:  # a probe of its size: no byte of the file leaves
-        service.audit.record_queued("sharing.file_head", recipient.actor, **details)
-    elif first_disclosure(service, recipient.token_id, shared.id):
-        service.audit.record("sharing.file", recipient.actor, **details)  # durable first
-    else:  # a further range of a file whose download is on record already
-        service.audit.record_queued("sharing.file", recipient.actor, **details)
-    if head or length == 0:
-        return Response(b"", status_code=status, headers=headers, media_type=OCTETS)
+    action = "sharing.file_head" if head else "sharing.file"
+    status = 206 if span is not None else 200
+    return _Answer(status, headers, first, length, head, action, details)
+
+
+def _durable(service: Service, recipient: Recipient, answer: _Answer) -> bool:
+    """Whether ``answer``'s record must be durable before it is sent: a file's first byte
+    range on a profile token (:func:`first_disclosure`); a HEAD (no byte of the file
+    leaves) and a further range are queued into the group commit."""
+    return not answer.head and first_disclosure(service, recipient.token_id, answer.details["file"])
+
+
+def _unmark(service: Service, recipient: Recipient, answer: _Answer) -> None:
+    """A first disclosure whose record failed: the next range is a first one again."""
+    service.kept("sharing.disclosed", _Disclosed).forget(recipient.token_id, answer.details["file"])
+
+
+def serve(service: Service, request: Request, file_id: str) -> Response:
+    """The file route's answer: the plaintext Parquet file or the one byte range asked
+    (206), with its exact ``Content-Length`` — from the file's kept plaintext
+    (``files.plain_bytes``, read now if it is not kept), or decrypted as it streams for a
+    file too large to keep; audited before a byte leaves (``sharing.file`` with its first
+    byte and length, ``sharing.file_head`` for a HEAD); a refusal audited
+    ``sharing.denied`` (why, never a value)."""
+    from share_api.sharing import files
+
+    shared = None
+    try:
+        recipient, grant, shared = authorised(service, file_id, dict(request.query_params))
+        span = _byte_range(request.headers.get("range"), shared.size)
+    except SharingError as error:
+        _refuse(service, request, file_id, error)
+        unsatisfiable = {"Content-Range": f"bytes */{shared.size}"} if shared else None
+        return JSONResponse(error.body(), error.status, headers=unsatisfiable)
+    answer = _answer(recipient, grant, shared, span, request.method, client_of(request))
+    if _durable(service, recipient, answer):
+        try:
+            service.audit.record(answer.action, recipient.actor, **answer.details)
+        except BaseException:
+            _unmark(service, recipient, answer)
+            raise
+    else:
+        service.audit.record_queued(answer.action, recipient.actor, **answer.details)
+    if answer.empty:
+        return Response(b"", answer.status, headers=answer.headers, media_type=OCTETS)
+    plain = files.plain_bytes(service, shared)
+    if plain is not None:
+        body = plain[answer.first : answer.first + answer.length]
+        return Response(body, answer.status, headers=answer.headers, media_type=OCTETS)
     fh = files.open_plain(service, shared)
     return StreamingResponse(
-        _chunks(fh, first, length), status_code=status, headers=headers, media_type=OCTETS
+        _chunks(fh, answer.first, answer.length),
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type=OCTETS,
     )
+
+
+# -- the fast path ------------------------------------------------------------------------
+
+
+@functools.cache
+def _file_path() -> re.Pattern[str]:
+    from share_api.sharing.app import PREFIX
+
+    return re.compile(re.escape(PREFIX) + r"/files/([A-Za-z0-9_-]{1,128})")
+
+
+def _plain_query(raw: bytes) -> dict[str, str] | None:
+    """A file URL's query as the route reads it, when each name comes once; else None."""
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if name in params:
+            return None
+        params[name] = value
+    return params
+
+
+async def fast_file(scope: Scope, receive: Receive, send: Send) -> bool:
+    """Serve a file URL's ``GET`` or ``HEAD`` on the event loop, before any routing, when all
+    it needs is in memory and current (the share service's guard tries it, as it tries
+    ``share_api.routes.data.fast_read``): the revision counters read (one query), then the
+    route's own checks (:func:`authorised`) over the kept token and file rows, the kept
+    plaintext, the same records — a first disclosure awaited durable from the group
+    commit's writer thread, the rest queued. True when it answered; it answers only 200
+    and 206: anything else (a refusal, a 416, something not kept) goes to the route, which
+    decides, audits and keeps what the next request needs."""
+    from share_api.sharing import files
+
+    method = scope["method"]
+    match = _file_path().fullmatch(scope["path"]) if method in ("GET", "HEAD") else None
+    if match is None:
+        return False
+    ranges: list[str] = []
+    for name, value in scope["headers"]:
+        if name == b"range":
+            ranges.append(value.decode("latin-1"))
+        elif name in (b"content-length", b"transfer-encoding"):
+            return False
+    params = _plain_query(scope.get("query_string", b""))
+    if params is None or len(ranges) > 1:
+        return False
+    service: Service = scope["app"].state.service
+    file_id = match.group(1)
+    with fixed_revisions(service, revision_reader(service).read()):
+        try:
+            recipient, grant, shared = authorised(service, file_id, params, kept_only=True)
+            span = _byte_range(ranges[0] if ranges else None, shared.size)
+        except (SharingError, NotKept):
+            return False
+        plain = None if method == "HEAD" else files.plain_bytes(service, shared, kept_only=True)
+        if method != "HEAD" and plain is None:
+            return False
+    answer = _answer(recipient, grant, shared, span, method, client_of(Request(scope)))
+    if _durable(service, recipient, answer):
+        try:
+            await service.audit.record_async(answer.action, recipient.actor, answer.details)
+        except BaseException:
+            _unmark(service, recipient, answer)
+            raise
+    else:
+        service.audit.record_queued(answer.action, recipient.actor, **answer.details)
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()
+    ]
+    headers.append((b"content-type", OCTETS.encode()))
+    body = b"" if answer.empty else plain[answer.first : answer.first + answer.length]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return True

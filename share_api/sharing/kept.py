@@ -1,0 +1,55 @@
+"""What the protocol's hot paths keep per process under the revision counters of
+``share_api.db``: a row read once is answered from memory while the counter it was read
+under stands (one query of the counters a request), and read again once any process moved
+it — so a revocation refuses the very next request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from share_api.service import Service
+
+T = TypeVar("T")
+
+
+class NotKept(LookupError):
+    """A memory-only lookup (the file route's fast path on the event loop) found nothing
+    current in memory: the caller leaves the request to the route, which asks the
+    database."""
+
+
+def kept_under(
+    service: Service,
+    store: str,
+    key: str,
+    revision: Hashable,
+    read: Callable[[], T | None],
+    *,
+    kept_only: bool = False,
+    most: int = 4_096,
+) -> T | None:
+    """``key``'s value in the per-process ``store`` when it was kept under ``revision``;
+    else ``read()`` now and kept (None, "there is none", is never kept: it is asked again);
+    ``kept_only``: :class:`NotKept` instead of reading. A store past ``most`` entries is
+    emptied."""
+    kept = service.kept(store, dict)
+    held = kept.get(key)
+    if held is not None and held[0] == revision:
+        return held[1]
+    if kept_only:
+        raise NotKept(key)
+    found = read()
+    if found is not None:
+        if len(kept) >= most:
+            kept.clear()
+        kept[key] = (revision, found)
+    return found
+
+
+def forget(service: Service, store: str, keys: list[str]) -> None:
+    """Drop ``keys`` from the per-process ``store``."""
+    kept = service.kept(store, dict)
+    for key in keys:
+        kept.pop(key, None)
