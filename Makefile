@@ -22,8 +22,12 @@ install: $(STAMP)
 run: install  ## deliveries → lake → … with a summary (SIMULATE=1: a new simulated street first)
 	$(BIN)/streethub run $(if $(SIMULATE),--simulate)
 
+# the suite on PYTEST_WORKERS processes (pytest-xdist; 0: one process, serially); loadgroup keeps
+# each costly session fixture's tests on one worker (the groups: tests/conftest.py)
+PYTEST_WORKERS ?= 2
+
 test: install  ## the whole test suite (pytest's "no tests" exit 5 counts as failure-free)
-	@$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install

@@ -107,10 +107,46 @@ def need_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeedStreet
     )
 
 
+# -- parallel runs: `make test` runs pytest-xdist (-n 2 --dist loadgroup) ---------------------
+# Every worker process builds the session fixtures its tests ask for. The costly ones (more
+# than ~20 s on CI) keep all their tests in one xdist group, so that one worker builds each;
+# a NEW SESSION FIXTURE COSTING MORE THAN ~20 s BELONGS IN THIS LIST. The first one a test
+# uses names its group (a test using two of them runs where the first is built).
+HEAVY_SESSION_FIXTURES = ("need_street", "mart_street", "staged_street", "onboarded")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test's xdist group: its costly session fixture's name, else its module when it
+    uses a module or class fixture (built once, on one worker); other tests go anywhere."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        names = item.fixturenames if hasattr(item, "fixturenames") else ()
+        group = next((name for name in HEAVY_SESSION_FIXTURES if name in names), None)
+        if group is None and uses_shared_fixture(item):
+            group = item.nodeid.split("::")[0]
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def uses_shared_fixture(item: pytest.Item) -> bool:
+    """Whether the test uses a module- or class-scoped fixture."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        defs[-1].scope in ("module", "class")
+        for name in item.fixturenames
+        if (defs := info.name2fixturedefs.get(name))
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On CI (``CI=true``, set by .ci/run) every test must run: a skip fails the session
-    (e.g. the PKCS#11 tests when SoftHSM2 is missing)."""
-    if os.environ.get("CI", "").lower() != "true":
+    (e.g. the PKCS#11 tests when SoftHSM2 is missing). Under xdist the controller judges:
+    the workers' reports reach it."""
+    if os.environ.get("CI", "").lower() != "true" or hasattr(session.config, "workerinput"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
