@@ -442,6 +442,19 @@ def grant_expiry(period_end: dt.date | None, now: dt.datetime) -> dt.datetime:
     return end.astimezone(dt.UTC)
 
 
+def grant_masking(service, req) -> dict[str, str]:
+    """The masking profile the grant of data request ``req`` (a row, or :func:`view`'s
+    dict) gets: each requested field's default (GRANTS' ``default_masking``), the fields
+    asked for in clear ``none`` — what a reviewer approves, and the portal shows them."""
+    from share_api import grants
+
+    default = grants.default_masking(service.catalogue, req["resource"])
+    masking = {c: p for c, p in default.items() if c in req["columns"]}
+    for column in req["unmasked"] or []:
+        masking[column] = MaskingRule.none.value  # in clear, as the reviewers approved
+    return masking
+
+
 def _deliver(service, request_id: str, actor: str) -> str | None:
     """Make the grant of an approved data request (GRANTS' ``create_grant``); on failure the
     request stays approved with the kind of failure recorded (a failed delivery)."""
@@ -452,10 +465,7 @@ def _deliver(service, request_id: str, actor: str) -> str | None:
     if req is None or req["status"] != APPROVED or req["kind"] != DATA:
         raise RequestError(409, "only an approved data request is delivered")
     try:
-        default = grants.default_masking(service.catalogue, req["resource"])
-        masking = {c: p for c, p in default.items() if c in req["columns"]}
-        for column in req["unmasked"] or []:
-            masking[column] = MaskingRule.none.value  # in clear, as the reviewers approved
+        masking = grant_masking(service, req)
         grant_id = grants.create_grant(
             service,
             grantee_org=req["requester_org"],

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from catalog.consent import ConsentCategory
-from catalog.model import Level, ShareType
+from catalog.model import Level, ShareType, UpdateCycle
 from share_api import catalogue as cat
 from share_api.deps import PrincipalDep, ServiceDep
 
@@ -128,6 +128,7 @@ def list_catalogue(
     consent_category: ConsentCategory | None = None,
     owner_org: Annotated[str | None, Query(max_length=40)] = None,
     max_level: Level | None = None,
+    update_cycle: UpdateCycle | None = None,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict:
@@ -146,6 +147,7 @@ def list_catalogue(
         and (consent_category is None or e.consent_category is consent_category)
         and (owner_org is None or e.owner_org == owner_org)
         and (max_level is None or e.level.rank <= max_level.rank)
+        and (update_cycle is None or e.update_cycle == update_cycle.value)
     ]
     quality = cat.quality_scores(service)
     page = found[offset : offset + limit]
