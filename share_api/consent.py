@@ -26,7 +26,10 @@ import sqlalchemy as sa
 
 from catalog.authority import person_key, pid_column, pid_fields
 from catalog.consent import ConsentCategory
+from catalog.identifiers import citizen_id15_plausible_str, citizen_id_valid_str, halfwidth_str
+from catalog.model import PiiKind
 from masking.pseudonym import looks_like_pseudonym
+from masking.pseudonym import pseudonym as pseudonym_of
 from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
 from share_api.deps import OrgKind
 from share_api.service import Service
@@ -97,6 +100,17 @@ def _record(r: Mapping) -> dict:
         "chosen_at": aware(r["chosen_at"]),
         "recorded_at": aware(r["recorded_at"]),
     }
+
+
+def resident_pseudonym(service: Service, citizen_id: str) -> str:
+    """The hub pseudonym of the resident holding ``citizen_id`` (GB 11643-1999, 18 digits
+    or a plausible old 15-digit one; full-width digits accepted): how a resident named by
+    their ID is recorded — the ID itself is never stored, logged or returned.
+    :class:`ConsentError` naming ``citizen_id`` when it is not a citizen ID."""
+    cid = halfwidth_str(citizen_id or "").strip().upper()
+    if not (citizen_id_valid_str(cid) or citizen_id15_plausible_str(cid)):
+        raise ConsentError("citizen_id", "not a valid citizen ID (GB 11643-1999)")
+    return pseudonym_of(cid, service.keyring, kind=PiiKind.citizen_id)
 
 
 def record_choice(
@@ -388,6 +402,7 @@ __all__ = [
     "not_to_score",
     "record_choice",
     "resident_columns",
+    "resident_pseudonym",
     "resource_category",
     "widen_by_mentions",
 ]

@@ -183,7 +183,7 @@ def _without_refusals(service: Service, principal: Principal, name: str, frame: 
     return pl.from_arrow(exclusion.filter_arrow(frame.to_arrow()))
 
 
-def _resident_of(service: Service, principal: Principal, person_id: str) -> str:
+def resident_of(service: Service, principal: Principal, person_id: str) -> str:
     """The caller's community, once the resident is known to live in it (404 for a
     malformed pseudonym, 403 for a resident of another community or none: audited)."""
     community = community_of(service, principal)
@@ -238,7 +238,7 @@ def _plain(
 
 def reveal(service: Service, principal: Principal, person_id: str) -> dict[str, Any]:
     """Name, phone and address of a resident of the caller's community (audited)."""
-    _resident_of(service, principal, person_id)
+    resident_of(service, principal, person_id)
     columns = _query(service, f"DESCRIBE {PERSON_TABLE}", [])["column_name"].to_list()
     wanted = {c.partition(".")[2] for cs in REVEALED.values() for c in cs} & set(columns)
     record = _query(
@@ -263,7 +263,7 @@ def explanation(service: Service, principal: Principal, person_id: str) -> dict[
     """Why a resident of the caller's community is scored or alerted: each need's
     probability with the model version, cut-off and the top factors in Chinese, and the
     alert's reason (audited ``worklist.explain``)."""
-    _resident_of(service, principal, person_id)
+    resident_of(service, principal, person_id)
     scores = _without_refusals(
         service, principal, SCORES, _mart(service, SCORES, "person_id = ?", [person_id])
     )
@@ -290,7 +290,7 @@ def record_visit(
     visited_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Record a visit's outcome for a resident of the caller's community (audited)."""
-    community = _resident_of(service, principal, person_id)
+    community = resident_of(service, principal, person_id)
     outcome = Outcome(outcome)
     needs = sorted(set(needs_found or []))
     if len(needs) > MAX_NEEDS or not all(NEED_CODE.fullmatch(n) for n in needs):
@@ -371,6 +371,7 @@ __all__ = [
     "community_of",
     "explanation",
     "record_visit",
+    "resident_of",
     "reveal",
     "visit_frame",
     "visit_outcomes",

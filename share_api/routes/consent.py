@@ -15,9 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from catalog.consent import ConsentCategory
-from catalog.identifiers import citizen_id15_plausible_str, citizen_id_valid_str, halfwidth_str
-from catalog.model import PiiKind
-from masking.pseudonym import PSEUDONYM_PATTERN, pseudonym
+from masking.pseudonym import PSEUDONYM_PATTERN
 from share_api import consent as reg
 from share_api.deps import OrgKind, Principal, PrincipalDep, ServiceDep
 
@@ -88,10 +86,10 @@ def _allow(service, request: Request, principal: Principal, roles: tuple[str, ..
 def _pseudonym_of(service, body: ChoiceIn) -> str:
     if body.pseudonym is not None:
         return body.pseudonym
-    cid = halfwidth_str(body.citizen_id or "").strip().upper()
-    if not (citizen_id_valid_str(cid) or citizen_id15_plausible_str(cid)):
-        raise HTTPException(422, "citizen_id: not a valid citizen ID (GB 11643-1999)")
-    return pseudonym(cid, service.keyring, kind=PiiKind.citizen_id)
+    try:
+        return reg.resident_pseudonym(service, body.citizen_id or "")
+    except reg.ConsentError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.post("/consent", response_model=list[ChoiceOut], status_code=201)
