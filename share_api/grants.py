@@ -418,6 +418,18 @@ def revoke_grant(service: Service, grant_id: str, actor: str, reason: str = "") 
     return get_grant(service, grant_id)
 
 
+REVOKERS = ("data_officer", "admin", "reviewer")  # the roles that may revoke a grant
+
+
+def may_revoke(principal: Principal, grant: Grant) -> bool:
+    """Whether ``principal`` may revoke ``grant``: a data officer or an admin any grant; a
+    reviewer one held by their organisation or on their department's data."""
+    if principal.has("data_officer", "admin"):
+        return True
+    owner = grant.resource.partition(".")[0]
+    return principal.has("reviewer") and principal.org in (grant.grantee_org, owner)
+
+
 def live_grant(service: Service, grant_id: str, principal: Principal) -> Grant:
     """The grant, if ``principal``'s organisation holds it and it is live; else 404 (no
     such grant) or 403 (another's, revoked, expired), each audited ``data.denied``."""
@@ -649,6 +661,7 @@ __all__ = [
     "grants_table",
     "list_grants",
     "live_grant",
+    "may_revoke",
     "rate_wait",
     "read_grant",
     "reads_of",

@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from share_api import grants
-from share_api.db import Revisions, fixed_revisions, revision_reader
+from share_api.db import Revisions, current_revisions, fixed_revisions, revision_reader
 from share_api.deps import Principal, ServiceDep, bearer_scheme, current_principal
 from share_api.principals import (
     AuthFailure,
@@ -109,14 +109,33 @@ def _read(
     limit: int | None,
     snapshot: int | None,
 ) -> Response:
-    with fixed_revisions(service) as revs:  # one query of the counters for the whole read
+    with fixed_revisions(service):  # one query of the counters for the whole read
         principal = _sign_in(service, request)
+        return read_as(
+            service, principal, grant_id, format, offset, limit, snapshot, client_of(request)
+        )
+
+
+def read_as(
+    service: Service,
+    principal: Principal,
+    grant_id: str,
+    format: str = "parquet",
+    offset: int = 0,
+    limit: int | None = None,
+    snapshot: int | None = None,
+    client: str | None = None,
+) -> Response:
+    """A read of ``grant_id`` by a signed-in ``principal`` — the data route's, after its
+    sign-in, and the portal's downloads (the same rules: live grant, rate, view or prepared
+    file, the durable records). The revision counters are read once (the route's already)."""
+    with fixed_revisions(service, current_revisions(service)) as revs:
         grant = grants.live_grant(service, grant_id, principal)
         grants.check_rate(service, grant, principal)
         if format == "json":
             limit = min(limit or DEFAULT_JSON_PAGE, MAX_JSON_PAGE)
         elif offset == 0 and limit is None:
-            prepared = _prepared(service, request, grant, principal, format, snapshot)
+            prepared = _prepared(service, client, grant, principal, format, snapshot)
             if prepared is not None:
                 return prepared
         view = grant_view(service, grant, snapshot=snapshot, recipient_kind=principal.org_kind)
@@ -134,7 +153,7 @@ def _read(
             rows=rows,
             nbytes=len(body),
             digest=digest,
-            client=client_of(request),
+            client=client,
         )
     headers = _headers(view.snapshot, view.total, digest, record)
     if format != "json":
@@ -144,7 +163,7 @@ def _read(
 
 def _prepared(
     service: Service,
-    request: Request,
+    client: str | None,
     grant: grants.Grant,
     principal: Principal,
     fmt: str,
@@ -170,7 +189,7 @@ def _prepared(
         rows=download.rows,
         nbytes=download.nbytes,
         digest=download.digest,
-        client=client_of(request),
+        client=client,
     )
     headers = _headers(download.snapshot, download.total, download.digest, record)
     headers["Content-Disposition"] = _attachment(grant, download.snapshot, fmt)

@@ -103,18 +103,12 @@ def revoke(
     grant_id: str,
     body: Revocation,
     service: ServiceDep,
-    principal: Annotated[Principal, Depends(require("data_officer", "admin", "reviewer"))],
+    principal: Annotated[Principal, Depends(require(*grants.REVOKERS))],
 ) -> dict[str, Any]:
     """Revoke now: the next read of the grant is refused. A data officer or admin, or a
-    reviewer of the grantee's or the owner's department."""
+    reviewer of the grantee's or the owner's department (``grants.may_revoke``)."""
     grant = grants.get_grant(service, grant_id)
-    if grant is None:
-        raise grants.GrantError(404, "no such grant")
-    owner = grant.resource.partition(".")[0]
-    if not principal.has("data_officer", "admin") and principal.org not in (
-        grant.grantee_org,
-        owner,
-    ):
+    if grant is None or not grants.may_revoke(principal, grant):
         raise grants.GrantError(404, "no such grant")
     return grants.revoke_grant(service, grant_id, principal.actor, body.reason).as_dict()
 
