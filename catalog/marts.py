@@ -9,7 +9,8 @@ build to check k-anonymity over those columns. A mart with one row per resident 
 column holding the resident's pseudonym ``subject: true``: residents who declined the mart's
 consent category are left out of its grants by that column. ``made_from`` names the frame
 made in Python (a model's scores) that its SQL reads instead of lake tables: only the maker
-handing it over publishes the mart. ``sources`` says which department datasets feed a
+handing it over publishes the mart. ``history_of`` names the mart whose rows a history mart
+keeps, one dated set a day (trends: the governance and quality scorecards). ``sources`` says which department datasets feed a
 curated table the mart reads (``curated.event: [dept.dataset, …]``): the SQL sees
 only those datasets' rows of it and the lineage only their fields — the SQL itself never
 names a department or a dataset.
@@ -41,6 +42,7 @@ from catalog.settings import CATALOG_DIR
 from catalog.yamlfile import problems_from, read_mapping
 
 MARTS_DIR = CATALOG_DIR.parent / "marts"
+HISTORY_COLUMN = "run_date"  # a history mart's first column: the day of the run that added a row
 
 
 class MartColumn(_Strict):
@@ -105,6 +107,12 @@ class Mart(_Strict):
         "scores), not a lake table: only the maker that hands the build that frame publishes "
         "it (marts.publish.publish_frame); a build from the lake alone skips it",
     )
+    history_of: str | None = Field(
+        default=None,
+        description="the mart this one keeps the history of (历史): each build of that mart "
+        "adds its rows here under the run's date (column run_date, first), a re-run the same "
+        "day replacing that day's rows (marts.build)",
+    )
     columns: list[MartColumn]
 
     @field_validator("name")
@@ -114,11 +122,11 @@ class Mart(_Strict):
             raise ValueError(f"mart name {v!r} must be snake_case ASCII")
         return v
 
-    @field_validator("made_from")
+    @field_validator("made_from", "history_of")
     @classmethod
     def _relation(cls, v: str | None) -> str | None:
         if v is not None and not IDENTIFIER.match(v):
-            raise ValueError(f"made_from {v!r} must be snake_case ASCII")
+            raise ValueError(f"{v!r} must be snake_case ASCII")
         return v
 
     @field_validator("owner")
@@ -196,6 +204,10 @@ class Mart(_Strict):
                 f"a mart with a resident per row ({subjects[0]}) holds residents' information: "
                 f"consent_category cannot be {self.consent_category.value}"
             )
+        if self.history_of is not None and (
+            names[0] != HISTORY_COLUMN or self.columns[0].type is not FieldType.date
+        ):
+            raise ValueError(f"a history mart's first column is {HISTORY_COLUMN} (date)")
         unknown = [q for q in self.quasi_identifiers if q not in names]
         if unknown:
             raise ValueError(f"quasi_identifiers name unknown column(s): {', '.join(unknown)}")

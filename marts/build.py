@@ -25,10 +25,17 @@
 
 ``build_marts`` builds several in dependency order (a mart that reads ``marts.<other>``
 after the other), the order from the parsed SQL.
+
+**History** (历史). A mart whose YAML says ``history_of: <mart>`` (the governance and quality
+scorecards') is built right after each build of that mart: its SQL reads the mart's rows
+with ``getvariable('run_date')``, the day of the run (Beijing), as its first column
+``run_date``; publishing keeps the other days' rows and replaces that day's, so a re-run the
+same day never duplicates a row and the figures have a trend.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,11 +48,11 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from catalog.marts import Mart, load_marts
+from catalog.marts import HISTORY_COLUMN, Mart, load_marts
 from catalog.model import Catalogue, FieldType
 from catalog.settings import Settings, get_settings
 from curated.lineage import CuratedColumn
-from lakehouse.lake import transaction
+from lakehouse.lake import has_table, transaction
 from marts.checks import (
     MartMaskingError,
     build_order,
@@ -78,6 +85,8 @@ from masking.sql import register_masks
 PURPOSE = "mart_build"
 TEMP_PREFIX = "_mart_src_"
 MAX_SUPPRESSION = 0.05  # k-anonymity: share of rows a build may drop
+# the street's day (Beijing, UTC+8, no daylight saving): a history mart's run_date
+STREET_DAY = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 # DuckDB result types each catalogue type accepts
 TYPES: dict[FieldType, tuple[str, ...]] = {
     FieldType.string: ("VARCHAR",),
@@ -257,11 +266,13 @@ def build_mart(
     inputs: Mapping[str, pa.Table | pl.DataFrame] | None = None,
     sql_dir: Path | None = None,
     publish: bool = True,
+    run_date: dt.date | None = None,
 ) -> MartBuild:
     """Build and publish ``marts.<name>`` (see the module docstring); ``inputs``: frames
     registered on the connection under those names for the SQL to read (a metrics mart's
     computed rows); ``publish=False``: every check and the query, the rows returned in
-    :attr:`MartBuild.result` instead of written."""
+    :attr:`MartBuild.result` instead of written. Published, the marts keeping its history
+    are built after it, under ``run_date`` (default: today in Beijing)."""
     started = time.perf_counter()
     mart = marts.get(name)
     if mart is None:
@@ -276,6 +287,8 @@ def build_mart(
     check_level(mart, reads)
     register_masks(con)
     set_parameters(con)
+    run_date = run_date or run_day()
+    con.execute(f"SET VARIABLE {HISTORY_COLUMN} = DATE '{run_date.isoformat()}'")
     registered = []
     temps: dict[str, str] = {}
     views: dict[str, str] = {}
@@ -297,11 +310,17 @@ def build_mart(
         if mart.k_anonymity is not None:
             result, report = _k_anonymous(mart, result)
         if publish:
-            _publish(con, name, result)
+            if mart.history_of is None:
+                _publish(con, name, result)
+            else:
+                _publish_history(con, name, result)
     finally:
         _drop_temps(con, temps, views)
         for input_name in registered:
             con.unregister(input_name)
+    if publish:
+        for history in histories_of(marts, name):
+            build_mart(con, catalogue, marts, history, protection, run_date=run_date)
     return MartBuild(
         name=name,
         rows=result.num_rows,
@@ -348,6 +367,43 @@ def _publish(con: duckdb.DuckDBPyConnection, name: str, result: pa.Table) -> Non
         con.unregister(view)
 
 
+def run_day(now: dt.datetime | None = None) -> dt.date:
+    """The street's day (Beijing) of ``now`` (default: the present instant)."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(STREET_DAY).date()
+
+
+def histories_of(marts: Mapping[str, Mart], name: str) -> list[str]:
+    """The marts keeping ``name``'s history (``history_of``)."""
+    return sorted(n for n, m in marts.items() if m.history_of == name)
+
+
+def _publish_history(con: duckdb.DuckDBPyConnection, name: str, result: pa.Table) -> None:
+    """``marts.<name>`` as it was without the days ``result`` holds, plus ``result``, in one
+    transaction: a day's rows replaced, the other days' kept (by column name: a column the
+    YAML added is empty on older days, one it dropped is gone)."""
+    if not has_table(con, MARTS, name):
+        _publish(con, name, result)
+        return
+    new, old = f"_mart_out_{name}", f"_mart_kept_{name}"
+    columns = ", ".join(f'"{c}"' for c in result.column_names)
+    con.register(new, result)
+    try:
+        kept = con.execute(
+            f'SELECT * FROM {MARTS}."{name}" '
+            f'WHERE "{HISTORY_COLUMN}" NOT IN (SELECT "{HISTORY_COLUMN}" FROM "{new}")'
+        ).to_arrow_table()
+        con.register(old, kept)
+        with transaction(con):
+            con.execute(
+                f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {columns} FROM '
+                f'(SELECT * FROM "{new}" UNION ALL BY NAME SELECT * FROM "{old}") '
+                f'ORDER BY "{HISTORY_COLUMN}"'
+            )
+    finally:
+        con.unregister(new)
+        con.unregister(old)
+
+
 def build_marts(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -378,5 +434,7 @@ __all__ = [
     "check_level",
     "check_masking",
     "check_sources",
+    "histories_of",
     "mart_dependencies",
+    "run_day",
 ]

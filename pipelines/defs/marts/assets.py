@@ -221,7 +221,8 @@ def build_catalogue_asset(catalogue: Catalogue, marts: Mapping[str, Mart]) -> dg
 
 
 def build_deidentification_asset(marts: Mapping[str, Mart]) -> dg.AssetsDefinition:
-    measured = [n for n in sorted(marts) if DEID_KEY not in mart_deps(marts, n)]
+    measured = [n for n in sorted(marts)
+                if DEID_KEY not in mart_deps(marts, n) and marts[n].history_of is None]  # fmt: skip
 
     @dg.asset(
         key=DEID_KEY,
@@ -253,8 +254,10 @@ def build_deidentification_asset(marts: Mapping[str, Mart]) -> dg.AssetsDefiniti
 def sql_marts(marts: Mapping[str, Mart]) -> list[str]:
     """The marts built from their SQL here (the quality scorecard is built by its own asset,
     a mart made from a frame in Python — ``made_from``, the need model's scores — by its
-    maker's, through ``marts.publish.publish_frame``)."""
-    return [n for n in sorted(marts) if n not in QUALITY_TABLES and marts[n].made_from is None]
+    maker's, through ``marts.publish.publish_frame``; a history mart — ``history_of`` — by
+    the build of the mart it keeps)."""
+    return [n for n in sorted(marts) if n not in QUALITY_TABLES
+            and marts[n].made_from is None and marts[n].history_of is None]  # fmt: skip
 
 
 def all_mart_assets(catalogue: Catalogue, marts: Mapping[str, Mart]) -> list[dg.AssetsDefinition]:
