@@ -1,15 +1,126 @@
-"""The start page (``/portal/``): the signed-in person's "what needs attention" list."""
+"""The start page (``/portal/``): the signed-in person's "what needs attention" list
+(:func:`share_api.attention.attention_for`, the list ``GET /attention`` answers), each item
+linked to the portal page where it is handled, overdue ones first; a leader's link to the
+dashboards; a community worker's count of their worklist."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
+from share_api import worklist as wl
+from share_api.attention import attention_for
+from share_api.calendar import BEIJING
+from share_api.db import aware, utc_now
+from share_api.deps import Principal
 from share_api.portal.web import PREFIX, PortalUser, render
+from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
+# the attention's sections in the order a person handles them: heading, where an item goes
+SECTIONS_ZH: dict[str, str] = {
+    "overdue": "已超过答复期限的申请",
+    "reviews_waiting": "等待您审核的申请",
+    "failed_deliveries": "已批准但未能交付的申请",
+    "corrections": "待答复的纠错申请",
+    "alerts": "待处理的异常告警",
+}
+KIND_ZH = {
+    "request": "数据申请",
+    "admin_operation": "管理操作申请",
+    "correction": "纠错申请",
+    "alert": "异常告警",
+}
+
+
+def local_time(value: Any) -> str:
+    """A time (datetime or ISO text) as Beijing time ``YYYY-MM-DD HH:MM`` ('' for none)."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, dt.datetime):
+        return aware(value).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _portal_link(section: str, item: dict[str, Any], principal: Principal) -> str | None:
+    """Where the portal handles an attention item (None: nowhere in the portal)."""
+    kind = item.get("kind")
+    if kind in ("request", "admin_operation"):
+        if section == "reviews_waiting":
+            return f"{PREFIX}/reviews/{item['id']}"
+        return f"{PREFIX}/requests/{item['id']}"
+    if kind == "correction":
+        return f"{PREFIX}/feedback"
+    if kind == "alert" and principal.has("auditor"):
+        return f"{PREFIX}/audit"
+    return None
+
+
+def _is_overdue(item: dict[str, Any], now: dt.datetime) -> bool:
+    if item.get("overdue"):
+        return True
+    due = item.get("due_at")
+    return isinstance(due, dt.datetime) and aware(due) < now
+
+
+def attention_page(service: Service, principal: Principal) -> dict[str, Any]:
+    """The attention list as the start page shows it: sections in :data:`SECTIONS_ZH`'s
+    order, each item with its portal link and Beijing times, overdue items first, then by
+    deadline (the earliest first)."""
+    found = attention_for(service, principal)
+    now = utc_now()
+    sections = []
+    for name, heading in SECTIONS_ZH.items():
+        items = []
+        for item in found["sections"][name]:
+            due = item.get("due_at")
+            items.append(
+                {
+                    **item,
+                    "kind_zh": KIND_ZH.get(item.get("kind"), item.get("kind")),
+                    "href": _portal_link(name, item, principal),
+                    "overdue_now": _is_overdue(item, now),
+                    "due_local": local_time(due),
+                    "since_local": local_time(item.get("since")),
+                    "_due_key": aware(due).isoformat() if isinstance(due, dt.datetime) else "~",
+                }
+            )
+        items.sort(key=lambda i: (not i["overdue_now"], i["_due_key"]))
+        sections.append({"name": name, "heading": heading, "items": items})
+    return {"sections": sections, "total": sum(found["counts"].values())}
+
+
+def _worklist_count(service: Service, principal: Principal) -> int | None:
+    """How many residents are on the worker's worklist (None: no community assigned)."""
+    try:
+        return len(wl.worklist(service, principal)["rows"])
+    except wl.WorklistError:
+        return None
+
 
 @router.get("/")
-def home(request: Request, principal: PortalUser) -> HTMLResponse:
-    return render(request, "home.html", principal)
+async def home(request: Request, principal: PortalUser) -> HTMLResponse:
+    service: Service = request.app.state.service
+    attention = await run_in_threadpool(attention_page, service, principal)
+    worklist_count = None
+    if principal.has(wl.ROLE):
+        worklist_count = await run_in_threadpool(_worklist_count, service, principal)
+    return render(
+        request,
+        "home.html",
+        principal,
+        attention=attention,
+        is_leader=principal.has("leader"),
+        is_worker=principal.has(wl.ROLE),
+        worklist_count=worklist_count,
+    )
