@@ -38,25 +38,29 @@ KIND_ZH = {
 }
 
 
-def local_time(value: Any) -> str:
-    """A time (datetime or ISO text) as Beijing time ``YYYY-MM-DD HH:MM`` ('' for none)."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
+def moment(value: Any) -> dt.datetime | None:
+    """A time as the services give it (an aware or naive-UTC datetime, or ISO text) as an
+    aware datetime; None for none or what is not a time."""
+    if isinstance(value, str) and value:
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
-            return value
-    if isinstance(value, dt.datetime):
-        return aware(value).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-    return str(value)
+            return None
+    return aware(value) if isinstance(value, dt.datetime) else None
 
 
-def _portal_link(section: str, item: dict[str, Any], principal: Principal) -> str | None:
-    """Where the portal handles an attention item (None: nowhere in the portal)."""
+def local_time(value: Any) -> str:
+    """A time (datetime or ISO text) as Beijing time ``YYYY-MM-DD HH:MM`` ('' for none)."""
+    when = moment(value)
+    return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+def _portal_link(item: dict[str, Any], principal: Principal, to_review: set[str]) -> str | None:
+    """Where the portal handles an attention item (None: nowhere in the portal): a request
+    the person can review now at its review, another at the request's page."""
     kind = item.get("kind")
     if kind in ("request", "admin_operation"):
-        if section == "reviews_waiting":
+        if item["id"] in to_review:
             return f"{PREFIX}/reviews/{item['id']}"
         return f"{PREFIX}/requests/{item['id']}"
     if kind == "correction":
@@ -67,10 +71,8 @@ def _portal_link(section: str, item: dict[str, Any], principal: Principal) -> st
 
 
 def _is_overdue(item: dict[str, Any], now: dt.datetime) -> bool:
-    if item.get("overdue"):
-        return True
-    due = item.get("due_at")
-    return isinstance(due, dt.datetime) and aware(due) < now
+    due = moment(item.get("due_at"))
+    return bool(item.get("overdue")) or (due is not None and due < now)
 
 
 def attention_page(service: Service, principal: Principal) -> dict[str, Any]:
@@ -79,23 +81,25 @@ def attention_page(service: Service, principal: Principal) -> dict[str, Any]:
     deadline (the earliest first)."""
     found = attention_for(service, principal)
     now = utc_now()
+    to_review = {item["id"] for item in found["sections"]["reviews_waiting"]}
     sections = []
     for name, heading in SECTIONS_ZH.items():
         items = []
         for item in found["sections"][name]:
-            due = item.get("due_at")
+            due = moment(item.get("due_at"))
             items.append(
                 {
                     **item,
                     "kind_zh": KIND_ZH.get(item.get("kind"), item.get("kind")),
-                    "href": _portal_link(name, item, principal),
+                    "href": _portal_link(item, principal, to_review),
                     "overdue_now": _is_overdue(item, now),
                     "due_local": local_time(due),
+                    "due": due,
                     "since_local": local_time(item.get("since")),
-                    "_due_key": aware(due).isoformat() if isinstance(due, dt.datetime) else "~",
                 }
             )
-        items.sort(key=lambda i: (not i["overdue_now"], i["_due_key"]))
+        # overdue first, then the earliest deadline; items without one last
+        items.sort(key=lambda i: (not i["overdue_now"], i["due"] is None, i["due"] or now))
         sections.append({"name": name, "heading": heading, "items": items})
     return {"sections": sections, "total": sum(found["counts"].values())}
 

@@ -9,12 +9,14 @@ fails."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from catalog.model import ShareType
 from lakehouse.lake import open_lake
 from share_api import requests as rq
 from share_api import worklist as wl
+from share_api.db import utc_now
 from tests.share_api.portal.conftest import assert_accessible, shot
 from tests.share_api.test_requests_http import ASK, another_department, dataset
 from tests.share_api.test_worklist import PHRASES, street  # noqa: F401 (the fixture)
@@ -42,17 +44,26 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     service = portal.service
     community, ours, theirs = street
 
-    # -- a reviewer's start page: the request waiting for them, linked to its review --------
+    # -- a reviewer's start page: the requests waiting for them, overdue first, linked -----
     resource, field, ds = dataset(service, ShareType.conditional)
     asker = portal.people.make(another_department(service, resource), "requester")
-    req = rq.create_request(service, asker.principal, resource=resource,
-                            columns=[field, ds.key[0]], **ASK)  # fmt: skip
+    ask = {"resource": resource, "columns": [field, ds.key[0]], **ASK}
+    fresh = rq.create_request(service, asker.principal, **ask)
+    late = rq.create_request(service, asker.principal, **ask)
+    with service.engine.begin() as con:  # its answer deadline has passed
+        con.execute(rq.requests_table.update().where(rq.requests_table.c.id == late["id"])
+                    .values(due_at=utc_now() - dt.timedelta(days=1)))  # fmt: skip
     reviewer = portal.person(resource.split(".")[0], "reviewer")
     portal.sign_in(page, reviewer, "/")
-    waiting = page.get_by_role("region", name="等待您审核的申请（1）")
-    link = waiting.get_by_role("link", name=f"处理 数据申请 {req['id']}")
-    assert link.get_attribute("href") == f"/portal/reviews/{req['id']}"
-    assert resource in waiting.inner_text()
+    waiting = page.get_by_role("region", name="等待您审核的申请（2）")
+    rows = waiting.locator("tbody tr")
+    assert "已逾期" in rows.nth(0).inner_text() and "已逾期" not in rows.nth(1).inner_text()
+    for row, req in zip(rows.all(), (late, fresh), strict=True):
+        link = row.get_by_role("link", name=f"处理 数据申请 {req['id']}")
+        assert link.get_attribute("href") == f"/portal/reviews/{req['id']}"
+        assert resource in row.inner_text()
+    overdue = page.get_by_role("region", name="已超过答复期限的申请（1）")
+    assert overdue.get_by_role("link").get_attribute("href") == f"/portal/reviews/{late['id']}"
     assert_accessible(page)
     shot(page, "portal-home-reviewer")
     _sign_out(page)
