@@ -247,6 +247,8 @@ def build_app(lifespan=None) -> FastAPI:
             "Every call is authenticated and audited."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: share_api.portal.pages_docs, vendored (no CDN)
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(PrincipalError, _principal_error)
