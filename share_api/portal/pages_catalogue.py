@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from catalog.model import Level, ShareType, UpdateCycle
@@ -138,6 +138,7 @@ class Sample:
     columns: list[str]
     rows: list[list[Any]]
     total: int = 0
+    error: str | None = None  # why the grant gave no rows now (its status and kind only)
 
 
 def _held_grant(service: Service, principal: Principal, resource: str) -> grants.Grant | None:
@@ -164,9 +165,12 @@ def read_sample(
     held = _held_grant(service, principal, entry.resource)
     if held is None:
         return Sample(None, [], [])
-    grant = grants.live_grant(service, held.id, principal)
-    grants.check_rate(service, grant, principal)
-    view = grant_view(service, grant, recipient_kind=principal.org_kind)
+    try:
+        grant = grants.live_grant(service, held.id, principal)
+        grants.check_rate(service, grant, principal)
+        view = grant_view(service, grant, recipient_kind=principal.org_kind)
+    except grants.GrantError as exc:  # refused or not in the lake now: the page stays
+        return Sample(held.id, [], [], error=f"样例暂时无法读取（{exc.status_code}）")
     body, rows, digest = view.serialised("json", 0, SAMPLE_ROWS)
     grants.record_read(
         service,
@@ -220,7 +224,10 @@ def _name(service: Service, ref: str) -> str:
 @router.get("/catalogue/{resource}")
 def dataset_page(request: Request, principal: PortalUser, resource: str) -> HTMLResponse:
     service: Service = request.app.state.service
-    detail = catalogue_entry(resource, principal, service)  # 404 (audited) when unknown
+    try:
+        detail = catalogue_entry(resource, principal, service)  # audited either way
+    except HTTPException:
+        raise HTTPException(404, "数据目录中没有这项资源") from None
     entry = cat.lookup(service, detail["resource"])
     sample = read_sample(service, principal, entry, client_of(request))
     labels = {f.name: f.label_zh for f in entry.fields}

@@ -31,6 +31,7 @@ from share_api.catalogue import Entry
 from share_api.deps import Principal
 from share_api.portal.pages_catalogue import LEVEL_ZH, MASKING_ZH
 from share_api.portal.web import PREFIX, form_of, needs, redirect, render
+from share_api.principals import get_org
 from share_api.rowfilter import AGE_OPS, LIST_OPS, NULL_OPS, OPS
 from share_api.service import Service
 
@@ -313,10 +314,16 @@ async def submit_request(request: Request, principal: Requester) -> Response:
 # -- my requests ----------------------------------------------------------------------------
 
 
+def _org_name(service: Service, code: str) -> str:
+    org = get_org(service, code)
+    return org["name"] if org else code
+
+
 def _row(service: Service, r: dict) -> dict:
     return {
         **r,
         "name_zh": _name(service, r["resource"]),
+        "requester_org_name": _org_name(service, r["requester_org"]),
         "status_zh": STATUS_ZH.get(r["status"], r["status"]),
         "submitted": _when(r["submitted_at"]),
         "due": _when(r["due_at"]),
