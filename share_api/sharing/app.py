@@ -37,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,6 +58,9 @@ from share_api.service import Service
 from share_api.sharing import protocol, tokens, urls
 from share_api.sharing.errors import INTERNAL, NOT_FOUND, SharingError
 from share_api.sharing.tokens import Recipient
+
+if TYPE_CHECKING:
+    from share_api.deps import Principal
 
 PREFIX = "/delta-sharing"
 NDJSON = "application/x-ndjson; charset=utf-8"
@@ -422,10 +425,23 @@ def new_profile(
     ``shareCredentialsVersion`` 1 profile whose bearer token is good for this protocol
     only, valid ``ttl_days`` (at most ``share_profile_ttl_days``, never past the API token
     it was asked with). Shown once; only its hash is kept."""
-    from share_api.principals import get_token
-
     service = service_of(request)
     principal = _person(service, request)
+    return profile_download(service, request, principal, ttl_days=ttl_days, label=label)
+
+
+def profile_download(
+    service: Service,
+    request: Request,
+    principal: Principal,
+    *,
+    ttl_days: float | None = None,
+    label: str = "",
+) -> Response:
+    """A new profile file for a signed-in ``principal`` (the route's, and the portal's
+    download: a session's token bounds it as an API token does)."""
+    from share_api.principals import get_token
+
     made_with = get_token(service, principal.token_id) if principal.token_id else None
     issued = tokens.issue_profile(
         service,
