@@ -14,9 +14,9 @@ of their own community only (:func:`share_api.worklist.resident_of`, audited whe
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -27,13 +27,11 @@ from share_api import consent as reg
 from share_api import worklist as wl
 from share_api.deps import Principal
 from share_api.portal.pages_home import local_time
-from share_api.portal.pages_worklist import PersonId, answer
-from share_api.portal.web import PREFIX, form_of, needs, redirect, render
+from share_api.portal.pages_worklist import PersonId, Worker, answer
+from share_api.portal.web import PREFIX, form_of, redirect, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-Worker = Annotated[Principal, Depends(needs(wl.ROLE))]
 
 RECIPIENT_KINDS_ZH = {
     "department": "政府部门",

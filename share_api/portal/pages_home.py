@@ -70,6 +70,16 @@ def _portal_link(item: dict[str, Any], principal: Principal, to_review: set[str]
     return None
 
 
+def _name_zh(service: Service, item: dict[str, Any]) -> str | None:
+    """The Chinese name of the dataset a request item is about (None: not a dataset)."""
+    if item.get("kind") != "request":
+        return None
+    try:
+        return service.catalogue.dataset(str(item.get("what")))[1].name_zh
+    except KeyError:
+        return None
+
+
 def _is_overdue(item: dict[str, Any], now: dt.datetime) -> bool:
     due = moment(item.get("due_at"))
     return bool(item.get("overdue")) or (due is not None and due < now)
@@ -91,6 +101,7 @@ def attention_page(service: Service, principal: Principal) -> dict[str, Any]:
                 {
                     **item,
                     "kind_zh": KIND_ZH.get(item.get("kind"), item.get("kind")),
+                    "what_zh": _name_zh(service, item),
                     "href": _portal_link(item, principal, to_review),
                     "overdue_now": _is_overdue(item, now),
                     "due_local": local_time(due),

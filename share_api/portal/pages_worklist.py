@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from catalog.street import get_street
 from masking.pseudonym import PSEUDONYM_PATTERN
 from share_api import worklist as wl
 from share_api.calendar import BEIJING
@@ -52,6 +53,12 @@ async def answer(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise refusal_zh(exc) from None
 
 
+def community_name(service: Service, code: str) -> str:
+    """The community's name (光华里社区) from the street file; its code if not there."""
+    street = get_street(service.settings.street_file)
+    return next((c.name + "社区" for c in street.communities if c.code == code), code)
+
+
 def phrases(text: str | None) -> list[str]:
     """The reasons of an explanation ('独居；近30天门禁出入次数下降62%'), one a phrase."""
     found = [text or ""]
@@ -73,7 +80,11 @@ def _worklist_rows(service: Service, principal: Principal) -> dict[str, Any]:
         for r in found["rows"]
     ]
     rows.sort(key=lambda r: (-(r.get("drop_pct") or 0), r["person_id"]))
-    return {"community_code": found["community_code"], "rows": rows}
+    return {
+        "community_code": found["community_code"],
+        "community_name": community_name(service, found["community_code"]),
+        "rows": rows,
+    }
 
 
 @router.get("/worklist")

@@ -21,6 +21,7 @@ from tests.share_api.portal.conftest import assert_accessible, shot
 from tests.share_api.test_requests_http import ASK, another_department, dataset
 from tests.share_api.test_worklist import PHRASES, street  # noqa: F401 (the fixture)
 
+FULL_CHECK = "完整校验（从第 1 条记录起，与 streethub audit verify 相同）"
 CITIZEN_ID = "11010519491231002X"  # GB 11643-1999's example: no resident of the street
 
 
@@ -164,6 +165,13 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     assert page.locator("#verify-status").inner_text().startswith("校验通过")
     assert_accessible(page)
     shot(page, "portal-audit")
+    page.get_by_role(
+        "button", name="完整校验（从第 1 条记录起，与 streethub audit verify 相同）"
+    ).click()
+    page.wait_for_url("**/portal/audit/verify")
+    assert "校验通过" in page.locator("#verify-status").inner_text()
+    assert "从第 1 条起逐条校验" in page.locator("#verify-status").inner_text()
+    assert _records(service, "audit.verify")[-1]["from_record"] == 1
     page.get_by_label("操作（如 worklist 或 worklist.reveal）").fill("worklist.reveal")
     page.get_by_role("button", name="筛选").click()
     page.wait_for_url("**/portal/audit?action=worklist.reveal*")
@@ -184,3 +192,19 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     result = page.locator("#receipt-result").inner_text()
     assert result.startswith("回执核验未通过") and "记录已被改动" in result
     assert [r["ok"] for r in _records(service, "audit.receipt_check")] == [True, False]
+
+    # a record changed in the log afterwards: the whole verification names it
+    path = service.audit.log.path
+    raw = path.read_bytes()
+    was = b'"action":"worklist.reveal"'
+    at = raw.index(was)  # the one reveal of the test
+    assert raw[at:].split(b"\n", 1)[0].count(f'"seq":{revealed["seq"]},'.encode()) == 1
+    with path.open("r+b") as fh:  # the same length: the file is only altered, not cut
+        fh.seek(at)
+        fh.write(b'"action":"worklist.revea1"')
+    page.goto(portal.url + "/audit")
+    page.get_by_role("button", name=FULL_CHECK).click()
+    status = page.locator("#verify-status").inner_text()
+    assert status.startswith("校验未通过") and f"第 {revealed['seq']} 条" in status
+    assert_accessible(page)
+    shot(page, "portal-audit-tampered")
