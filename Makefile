@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export STREETHUB_HOME ?= $(CURDIR)/.streethub
 
-.PHONY: install run test lint format ui serve serve-departments bench clean
+.PHONY: install run test lint format ui serve simulate-serve bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,10 +41,10 @@ format: install
 ui: install  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/streethub ui
 
-serve: install  ## the share service on http://127.0.0.1:8780 (STREETHUB_SHARE_HOST/_PORT; first: streethub admin init)
+serve: install  ## the share service, its portal (/portal) and API docs (/docs) on http://127.0.0.1:8780 (STREETHUB_SHARE_HOST/_PORT; first: streethub admin init)
 	$(BIN)/streethub serve
 
-serve-departments: install  ## the simulated departments' HTTP APIs on http://127.0.0.1:8765
+simulate-serve: install  ## the simulated departments' HTTP APIs on http://127.0.0.1:8765
 	$(BIN)/streethub simulate serve
 
 bench: install

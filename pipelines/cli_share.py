@@ -5,6 +5,9 @@ from the server's own command line.
 that every role is given under the two-person rule through the API. ``admin token``
 replaces a person's lost token on the server (audited, the operator at the keyboard named).
 A token is shown once: printed, or written to a 0600 file with ``--token-dir``.
+``admin set-password`` gives a person their portal password (``/portal``): typed twice at a
+hidden prompt, or one line on stdin (``--stdin``) — never an argument, which the shell's
+history and the process list would keep.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import datetime as dt
 import ipaddress
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -23,6 +28,9 @@ from rich.table import Table
 
 from catalog.settings import get_settings
 from pipelines.cli_common import cli_actor, console, err
+
+if TYPE_CHECKING:
+    from share_api.service import Service
 
 admin_app = typer.Typer(help="Administrators, people and tokens of the share service.")
 
@@ -59,7 +67,10 @@ def serve(
             "every request)[/yellow]"
         )
     app = create_app(settings, prepare=True)
-    console.print(f"share service on http://{host}:{port} (Ctrl-C stops; spec at /docs)")
+    console.print(
+        f"share service on http://{host}:{port}: portal /portal, API docs /docs and /redoc "
+        "(Ctrl-C stops)"
+    )
     # no access log: the audit log records every call, and a query string is the caller's.
     # Proxy headers only from the proxies named (share_trusted_proxies): uvicorn believes
     # X-Forwarded-For from 127.0.0.1 by default, so a local caller could name any client
@@ -146,6 +157,22 @@ def _open_service():
     return service
 
 
+@contextmanager
+def _admin_service(command: str) -> Iterator[Service]:
+    """The service for ``admin <command>``, closed after; a refusal (PrincipalError) is
+    printed as the command's and exits 1."""
+    from share_api.principals import PrincipalError
+
+    service = _open_service()
+    try:
+        yield service
+    except PrincipalError as exc:
+        err.print(f"[red]admin {command}: {escape(exc.message)}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        service.close()
+
+
 @admin_app.command("init")
 def admin_init(
     admins: Annotated[
@@ -166,21 +193,15 @@ def admin_init(
     """Make the first two administrators, once in the service's life (audited). After
     this a role is given only with a second administrator's approval."""
     from catalog.street import load_street
-    from share_api.principals import PrincipalError, create_org, get_org, init_admins
+    from share_api.principals import create_org, get_org, init_admins
 
     actor = cli_actor()
-    service = _open_service()
-    try:
+    with _admin_service("init") as service:
         if get_org(service, org) is None:
             name = org_name or f"{load_street(service.settings.street_file).name}数据中台"
             create_org(service, org, name, "department", actor=actor)
         ttl = dt.timedelta(hours=ttl_hours) if ttl_hours else None
         issued = init_admins(service, org, [_admin_pair(a) for a in admins], actor=actor, ttl=ttl)
-    except PrincipalError as exc:
-        err.print(f"[red]admin init: {escape(exc.message)}[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        service.close()
     console.print(f"two administrators of {escape(org)} made (audited admin.init)")
     for token in issued:
         _hand_over(token, token_dir)
@@ -195,18 +216,34 @@ def admin_token(
 ) -> None:
     """A new token for a person who lost theirs (on the server only; audited with the
     operator's name)."""
-    from share_api.principals import PrincipalError, issue_token
+    from share_api.principals import issue_token
 
-    service = _open_service()
-    try:
+    with _admin_service("token") as service:
         ttl = dt.timedelta(hours=ttl_hours) if ttl_hours else None
         issued = issue_token(service, user, ttl=ttl, label=label, actor=cli_actor())
-    except PrincipalError as exc:
-        err.print(f"[red]admin token: {escape(exc.message)}[/red]")
-        raise typer.Exit(1) from None
-    finally:
-        service.close()
     _hand_over(issued, token_dir)
+
+
+@admin_app.command("set-password")
+def admin_set_password(
+    user: Annotated[str, typer.Argument(help="the person (user id)")],
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="read the password from the first line of stdin")
+    ] = False,
+) -> None:
+    """Set a person's portal password (at least 12 characters; audited
+    auth.password_set with the operator's name, never the password)."""
+    import sys
+
+    from share_api.portal.accounts import set_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _admin_service("set-password") as service:
+        set_password(service, user, password, actor=cli_actor())
+    console.print(f"portal password of {escape(user)} set (audited auth.password_set)")
 
 
 @admin_app.command("users")
