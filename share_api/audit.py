@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -50,6 +51,9 @@ Watcher = Callable[[dict[str, Any]], None]
 Then = tuple[Callable[[list[tuple[dict[str, Any], Any]]], None], Any]
 T = TypeVar("T")
 R = TypeVar("R")
+# how long the writer thread holds a batch of queued items nobody waits for, so that the
+# next record a caller waits for takes them into its own write (one fsync, not two in turn)
+LINGER_S = 0.05
 
 
 @dataclass
@@ -100,11 +104,23 @@ class GroupCommit(Generic[T, R]):
     :meth:`submit_async` is the same for a coroutine on an event loop: the item joins the
     queue and a writer thread of the group commit's own (started on first use, a daemon)
     leads the batch when no thread is writing; the awaitable resolves, on the caller's
-    loop, once the batch is written — one wake-up of each loop a batch, not one a item."""
+    loop, once the batch is written — one wake-up of each loop a batch, not one a item.
 
-    def __init__(self, write: Callable[[list[T]], list[R] | None], name: str = "commit") -> None:
+    Items nobody waits for (:meth:`submit_queued`) are held by the writer thread at most
+    ``linger`` seconds from the first of them: a caller that waits meanwhile writes them
+    in its own batch, and nobody waits for a write of queued items alone. :meth:`drain`
+    and :meth:`close` write them at once."""
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], list[R] | None],
+        name: str = "commit",
+        linger: float = LINGER_S,
+    ) -> None:
         self.write = write
         self.name = name
+        self.linger = linger
+        self._hurry = 0  # drains under way: queued items are written at once
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._queue: list[_Pending[T, R]] = []
@@ -158,18 +174,34 @@ class GroupCommit(Generic[T, R]):
         """Wait until every item queued so far is written (a reader that must see the
         records queued without waiting: a test, an export)."""
         with self._cond:
-            while self._queue or self._writing:
-                self._cond.wait(timeout=1)
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                while self._queue or self._writing:
+                    self._cond.wait(timeout=1)
+            finally:
+                self._hurry -= 1
 
     def _run(self) -> None:
-        """The writer thread: leads a batch whenever items wait and nobody writes."""
+        """The writer thread: leads a batch whenever items wait and nobody writes — items
+        nobody waits for once they have lingered (see the class)."""
+        since: float | None = None  # when the queued items began to linger
         with self._cond:
             while True:
                 if self._queue and not self._writing:
+                    unwaited = all(p.after is not None for p in self._queue)
+                    if unwaited and not (self._closed or self._hurry):
+                        since = time.monotonic() if since is None else since
+                        left = since + self.linger - time.monotonic()
+                        if left > 0:
+                            self._cond.wait(left)
+                            continue
+                    since = None
                     self._lead()
                 elif self._closed:
                     return
                 else:
+                    since = None
                     self._cond.wait()
 
     def close(self) -> None:

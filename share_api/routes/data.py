@@ -141,7 +141,7 @@ def read_as(
         view = grant_view(service, grant, snapshot=snapshot, recipient_kind=principal.org_kind)
         if format == "json":
             _remember(service, revs, (grant.id, view.snapshot, principal.org_kind), view)
-            service.kept("data.lake_clock", lambda: _LakeClock(service))
+            lake_clock(service)
         body, rows, digest = view.serialised(format, offset, limit)
         record = grants.record_read(
             service,
@@ -314,6 +314,12 @@ _CLOCKS: weakref.WeakSet[_LakeClock] = weakref.WeakSet()
 def _stop_clocks() -> None:
     for clock in list(_CLOCKS):
         clock.close()
+
+
+def lake_clock(service: Service) -> _LakeClock:
+    """The process's lake clock, made on first use (off the event loop: its first read is
+    made at once); the Delta Sharing routes read the lake's current snapshot from it too."""
+    return service.kept("data.lake_clock", lambda: _LakeClock(service))
 
 
 def _remember(service: Service, revs: Revisions, key: tuple, view: View) -> None:
