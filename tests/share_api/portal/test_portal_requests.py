@@ -8,13 +8,19 @@ once, and its dataset page shows a masked sample read through that grant (audite
 
 from __future__ import annotations
 
+import json
+
 import httpx
+import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from catalog.model import Level, MaskingRule, ShareType
 from share_api import catalogue as cat
 from share_api import grants
-from share_api.portal.pages_catalogue import HIDDEN, MASKING_ZH
+from share_api.portal.pages_catalogue import HIDDEN, MASKING_ZH, departments
+from share_api.portal.pages_requests import describe_scope, scope_of
+from share_api.requests import list_requests
+from share_api.rowfilter import compile_filter
 from tests.share_api.portal.conftest import Outside, assert_accessible, is_local, shot
 
 
@@ -76,7 +82,7 @@ def test_request_review_grant_and_keyboard_flow(portal, page, browser, outside):
     service = portal.service
     entry = _pick(service, ShareType.conditional)
     owner = entry.owner_org
-    asker_org = next(c for c, _ in _departments(service) if c != owner)
+    asker_org = next(c for c, _ in departments(service) if c != owner)
     requester = portal.person(asker_org, "requester")
     first = portal.person(owner, "reviewer")
     second = portal.person(owner, "reviewer", "data_officer")
@@ -235,13 +241,54 @@ def test_request_review_grant_and_keyboard_flow(portal, page, browser, outside):
     shot(page, "portal-dataset-sample")
 
 
-def _departments(service) -> list[tuple[str, str]]:
-    from share_api.portal.pages_catalogue import departments
-
-    return departments(service)
-
-
 def _my_requests(service, who) -> list[dict]:
-    from share_api.requests import list_requests
-
     return list_requests(service, who.person.principal)
+
+
+def _entry_of(*fields: tuple[str, str, str]) -> cat.Entry:
+    from catalog.consent import ConsentCategory
+
+    return cat.Entry(
+        resource="x.y", kind="dataset", resource_code=None, name_zh="样", name_en=None,
+        summary="", owner_org="x", provider_zh="部门", share_type=ShareType.conditional,
+        share_conditions=None, legal_basis=None, consent_category=next(iter(ConsentCategory)),
+        level=Level.L3, update_cycle="daily", grade="general", entity=None,
+        fields=tuple(cat.FieldEntry(n, label, kind, "L1", "none") for n, label, kind in fields),
+    )  # fmt: skip
+
+
+def test_the_forms_row_scope_is_a_filter_the_api_accepts():
+    """The request form's one condition becomes the API's structured row filter, typed by the
+    field's catalogue type (the compiler of share_api.rowfilter accepts it); its errors are
+    Chinese; the review page says it in words."""
+    entry = _entry_of(
+        ("n", "人数", "integer"), ("code", "社区代码", "string"), ("born", "出生日期", "date")
+    )
+    types = {f.name: f.type for f in entry.fields}
+    cases = {
+        ("n", "between", "60，80"): {"field": "n", "op": "between", "value": [60, 80]},
+        ("code", "in", "110105001、110105002 110105003"): {
+            "field": "code", "op": "in", "value": ["110105001", "110105002", "110105003"]},
+        ("born", "age_ge", "60"): {"field": "born", "op": "age_ge", "value": 60},
+        ("code", "not_null", ""): {"field": "code", "op": "not_null"},
+        ("n", "ge", "2.5"): {"field": "n", "op": "ge", "value": 2.5},
+    }  # fmt: skip
+    for (name, op, value), expected in cases.items():
+        made = scope_of({"scope_field": name, "scope_op": op, "scope_value": value}, entry)
+        assert made == expected
+        assert compile_filter(made, types) is not None
+    assert scope_of({"scope_field": ""}, entry) is None
+    both = {"and": [cases[("n", "ge", "2.5")], {"not": cases[("code", "not_null", "")]}]}
+    assert scope_of({"scope_json": json.dumps(both), "scope_field": "n"}, entry) == both
+    assert describe_scope(both, types | {"n": "人数", "code": "社区代码"}) == (
+        "（人数 不小于 2.5 并且 并非社区代码不为空）"
+    )
+    for form, message in [
+        ({"scope_field": "n", "scope_op": "between", "scope_value": "60"}, "两个值"),
+        ({"scope_field": "n", "scope_op": "eq", "scope_value": "六十"}, "数字"),
+        ({"scope_field": "born", "scope_op": "age_lt", "scope_value": "x"}, "整数周岁"),
+        ({"scope_field": "zz", "scope_op": "eq", "scope_value": "1"}, "不属于这项资源"),
+        ({"scope_json": "{not json"}, "JSON"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            scope_of(form, entry)
