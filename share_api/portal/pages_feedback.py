@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from share_api import feedback as fb
 from share_api import grants
 from share_api.deps import Principal, ServiceDep
+from share_api.portal.pages_grants import grant_terms
+from share_api.portal.pages_home import local_time
 from share_api.portal.web import PREFIX, PortalUser, form_of, redirect, render
 from share_api.service import Service
 
@@ -50,10 +52,10 @@ def _page(
 ) -> HTMLResponse:
     held = held_grants(service, principal)
     chosen = next((g for g in held if g.id == grant_id), None)
-    corrections = fb.list_corrections(service, principal, limit=200)
+    corrections = [_timed(c) for c in fb.list_corrections(service, principal, limit=200)]
     filed = [c for c in corrections if c["requester_org"] == principal.org]
     to_answer = [c for c in corrections if fb.can_answer(principal, c)]
-    ratings = fb.list_ratings(service, principal, chosen.id) if chosen else []
+    ratings = [_timed(r) for r in fb.list_ratings(service, principal, chosen.id)] if chosen else []
     return render(
         request,
         "feedback/page.html",
@@ -61,8 +63,8 @@ def _page(
         status_code=status_code,
         title="反馈与纠错",
         error=error,
-        held=[{"id": g.id, "resource": g.resource, "status": g.status()} for g in held],
-        chosen=_chosen(chosen),
+        held=[grant_terms(service, g) for g in held],
+        chosen=_chosen(service, chosen),
         ratings=ratings,
         filed=filed,
         to_answer=to_answer,
@@ -74,16 +76,20 @@ def _page(
     )
 
 
-def _chosen(grant: grants.Grant | None) -> dict[str, Any] | None:
+def _timed(item: dict[str, Any]) -> dict[str, Any]:
+    """A correction or rating with its times in Beijing time (``*_local``)."""
+    times = ("filed_at", "due_at", "answered_at", "rated_at")
+    return {**item, **{k.replace("_at", "_local"): local_time(item[k]) for k in times if k in item}}
+
+
+def _chosen(service: Service, grant: grants.Grant | None) -> dict[str, Any] | None:
+    """The grant the forms are about: its terms, and the column a record is named by by
+    default (the first the grant pseudonymises)."""
     if grant is None:
         return None
+    terms = grant_terms(service, grant)
     pseudonymised = [c for c in grant.columns if grant.masking.get(c) == "pseudonymise"]
-    return {
-        "id": grant.id,
-        "resource": grant.resource,
-        "columns": list(grant.columns),
-        "record_default": pseudonymised[0] if pseudonymised else None,
-    }
+    return {**terms, "record_default": pseudonymised[0] if pseudonymised else None}
 
 
 @router.get("/feedback")

@@ -30,6 +30,7 @@ from share_api.db import fixed_revisions
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.csv import csv_chunks, csv_response
 from share_api.portal.pages_catalogue import LEVEL_ZH, MASKING_ZH
+from share_api.portal.pages_home import local_time
 from share_api.portal.web import PREFIX, PortalUser, form_of, needs, redirect, render
 from share_api.principals import client_of
 from share_api.routes.data import read_as
@@ -45,7 +46,7 @@ Viewer = Annotated[Principal, Depends(needs("requester", *grants.REVOKERS, *OVER
 PROFILE_LABEL = "门户下载"
 
 
-def _terms(service: Service, grant: grants.Grant) -> dict[str, Any]:
+def grant_terms(service: Service, grant: grants.Grant) -> dict[str, Any]:
     """What the page shows of a grant: the resource's name and provider, each column's
     Chinese label, level and masking, the rows, the dates — never data."""
     try:
@@ -76,9 +77,10 @@ def _terms(service: Service, grant: grants.Grant) -> dict[str, Any]:
         "grantee": grant.grantee_org,
         "columns": columns,
         "rows": json.dumps(grant.row_filter, ensure_ascii=False) if grant.row_filter else None,
-        "created": grant.created_at.strftime("%Y-%m-%d %H:%M"),
-        "expires": grant.expires_at.strftime("%Y-%m-%d %H:%M") if grant.expires_at else None,
+        "created": local_time(grant.created_at),
+        "expires": local_time(grant.expires_at) or None,
         "standing": grant.standing,
+        "status": grant.status(),
         "request_id": grant.request_id,
     }
 
@@ -94,7 +96,7 @@ def live_grants(service: Service, principal: Principal) -> list[grants.Grant]:
 def grants_page(request: Request, service: ServiceDep, principal: Viewer) -> HTMLResponse:
     rows = [
         {
-            **_terms(service, g),
+            **grant_terms(service, g),
             "mine": g.grantee_org == principal.org,
             "may_revoke": grants.may_revoke(principal, g),
         }
@@ -178,7 +180,7 @@ def revoke_page(
 ) -> HTMLResponse:
     grant = _revocable(service, principal, grant_id)
     return render(
-        request, "grants/revoke.html", principal, title="撤销授权", g=_terms(service, grant)
+        request, "grants/revoke.html", principal, title="撤销授权", g=grant_terms(service, grant)
     )
 
 

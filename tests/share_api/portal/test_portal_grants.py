@@ -126,6 +126,14 @@ def test_my_grants_downloads_feedback_and_revoke(portal, page, people, mart_stre
     assert page.get_by_role("table", name="本单位对这项授权的评价").count() == 1
     record = next(r[pseudonymised] for r in table if r[pseudonymised])
     field = hidden[0].name
+    # a display-masked value names no one record: refused on the form, with the reason
+    shown_masked = next(f.name for f in hidden if profile[f.name] is not MaskingRule.pseudonymise)
+    page.get_by_label("用哪个字段指明记录").select_option(shown_masked)
+    page.get_by_label("该字段在这条记录中的值").fill(
+        next(r[shown_masked] for r in table if r[shown_masked])
+    )
+    page.get_by_role("button", name="提交纠错申请").click()
+    assert "record_column" in page.get_by_role("alert").inner_text()
     page.get_by_label("用哪个字段指明记录").select_option(pseudonymised)
     page.get_by_label("该字段在这条记录中的值").fill(record)
     page.get_by_label("有疑问的字段").select_option(field)
