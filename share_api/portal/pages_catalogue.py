@@ -4,8 +4,8 @@
 ``catalogue.read`` audit), and ``/portal/catalogue/{resource}`` shows one dataset or mart:
 its fields with their Chinese labels and levels, the quality score, its lineage as the
 catalogue records it, and — for unconditional data (无条件共享) only — a few masked rows
-read through a live grant the viewer's organisation holds, recorded like any read
-(``data.read``, a ``grant_reads`` row). The way to ask for it is the request form.
+read through a live grant the viewer's organisation holds by the data route's own read
+(``data.read`` record, a ``grant_reads`` row). The way to ask for it is the request form.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from share_api.deps import Principal
 from share_api.portal.web import PREFIX, PortalUser, render
 from share_api.principals import client_of
 from share_api.routes.catalogue import SHARE_TYPE_ZH, catalogue_entry, list_catalogue
+from share_api.routes.data import read_as
 from share_api.service import Service
-from share_api.views import grant_view
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -156,45 +156,28 @@ def read_sample(
     service: Service, principal: Principal, entry: cat.Entry, client: str | None
 ) -> Sample | None:
     """The first :data:`SAMPLE_ROWS` rows of an unconditional resource through the viewer's
-    organisation's live grant — the data route's read: the grant checked live and within
-    its rate, its view (masked as the grant says), a ``data.read`` record and a
-    ``grant_reads`` row. None for other share types; no rows without a grant. An L3/L4
-    value the grant gives in clear is not shown here."""
+    organisation's live grant, read by the data route's own read (``routes.data.read_as``:
+    the grant checked live and within its rate, its view masked as the grant says, a
+    durable ``data.read`` record and ``grant_reads`` row). None for other share types; no
+    rows without a grant. An L3/L4 value a grant gives in clear is not shown here."""
     if entry.share_type is not ShareType.unconditional:
         return None
-    held = _held_grant(service, principal, entry.resource)
-    if held is None:
+    grant = _held_grant(service, principal, entry.resource)
+    if grant is None:
         return Sample(None, [], [])
     try:
-        grant = grants.live_grant(service, held.id, principal)
-        grants.check_rate(service, grant, principal)
-        view = grant_view(service, grant, recipient_kind=principal.org_kind)
+        answer = read_as(service, principal, grant.id, "json", 0, SAMPLE_ROWS, client=client)
     except grants.GrantError as exc:  # refused or not in the lake now: the page stays
-        return Sample(held.id, [], [], error=f"样例暂时无法读取（{exc.status_code}）")
-    body, rows, digest = view.serialised("json", 0, SAMPLE_ROWS)
-    grants.record_read(
-        service,
-        grant,
-        principal,
-        snapshot=view.snapshot,
-        fmt="json",
-        offset=0,
-        rows=rows,
-        nbytes=len(body),
-        digest=digest,
-        client=client,
-    )
+        return Sample(grant.id, [], [], error=f"样例暂时无法读取（{exc.status_code}）")
+    page = orjson.loads(answer.body)
     clear = {
         c
         for c in grant.columns
         if grant.masking.get(c) == "none" and Level(entry.field(c).level).sensitive
     }
     columns = list(grant.columns)
-    shown = [
-        [HIDDEN if c in clear else row.get(c) for c in columns]
-        for row in orjson.loads(body)["rows"]
-    ]
-    return Sample(grant.id, columns, shown, view.total)
+    shown = [[HIDDEN if c in clear else row.get(c) for c in columns] for row in page["rows"]]
+    return Sample(grant.id, columns, shown, page["total"])
 
 
 def lineage(service: Service, entry: cat.Entry) -> dict[str, list[tuple[str, str]]]:
