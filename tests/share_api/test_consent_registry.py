@@ -187,11 +187,13 @@ def test_the_residents_app_records_a_choice_for_every_recipient_kind(service):
     r = app.post("/consent", json={"pseudonym": ANNA, "category": "health",
                                    "choice": "declined", "channel": "app"})  # fmt: skip
     assert r.status_code == 201
-    assert sorted(x["recipient_kind"] for x in r.json()) == ["analyst", "department", "frontend"]
+    # every kind of organisation a principal can belong to (street and community included)
+    assert sorted(x["recipient_kind"] for x in r.json()) == [
+        "analyst", "community", "department", "frontend", "street"]  # fmt: skip
     mine = app.get(f"/consent/{ANNA}").json()
     assert [(c["category_zh"], c["choice"]) for c in mine["current"]] == [
         ("医疗健康信息", "declined")
-    ] * 3
+    ] * 5
 
 
 def test_a_citizen_id_is_pseudonymised_on_arrival_and_never_kept(service):
