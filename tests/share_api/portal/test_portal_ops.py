@@ -21,6 +21,7 @@ from tests.share_api.portal.conftest import assert_accessible, shot
 from tests.share_api.test_requests_http import ASK, another_department, dataset
 from tests.share_api.test_worklist import PHRASES, street  # noqa: F401 (the fixture)
 
+DASHBOARDS = "查看治理看板（共享率、数据质量、诉求时效、需求热力图）"
 FULL_CHECK = "完整校验（从第 1 条记录起，与 streethub audit verify 相同）"
 CITIZEN_ID = "11010519491231002X"  # GB 11643-1999's example: no resident of the street
 
@@ -67,6 +68,14 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     assert overdue.get_by_role("link").get_attribute("href") == f"/portal/reviews/{late['id']}"
     assert_accessible(page)
     shot(page, "portal-home-reviewer")
+    _sign_out(page)
+
+    # -- a street leader: the dashboards from the start page --------------------------------
+    leader = portal.person("street", "leader", kind="street")
+    portal.sign_in(page, leader, "/")
+    assert page.get_by_role("link", name=DASHBOARDS).get_attribute("href") == "/portal/dashboards"
+    assert_accessible(page)
+    shot(page, "portal-home-leader")
     _sign_out(page)
 
     # -- a community worker: the worklist of their community, with reasons -----------------
@@ -116,6 +125,9 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     assert_accessible(page)
 
     # -- the consent page: an automated-assessment opt-out takes the resident off the list --
+    page.get_by_role("link", name="与居民一起登记授权选择").click()
+    page.wait_for_url(f"**/portal/consent/{ours[0]}")
+    assert "尚未登记任何选择" in page.get_by_role("main").inner_text()
     page.goto(portal.url + "/consent")
     assert_accessible(page)
     shot(page, "portal-consent")
