@@ -24,7 +24,9 @@
   function barOrLine(spec) {
     var kind = spec.kind === 'line' ? 'line' : 'bar';
     var cats = axisOf(spec.categories), vals = valueAxis(spec.unit);
-    if (spec.horizontal) { cats.axisLabel.width = 220; cats.axisLabel.overflow = 'break'; }
+    if (spec.horizontal) {  // the first category on top, as in the table
+      cats.inverse = true; cats.axisLabel.width = 220; cats.axisLabel.overflow = 'break';
+    }
     return {
       color: PALETTE,
       legend: {top: 0, textStyle: FONT},
