@@ -69,18 +69,17 @@ class TrailFilter:
 
 
 def trail(
-    service: Service, keep: TrailFilter, page: int = 1, size: int = PAGE_SIZE
+    service: Service, keep: TrailFilter, before: int | None = None, size: int = PAGE_SIZE
 ) -> dict[str, Any]:
-    """One page of the records ``keep`` keeps, newest first, and how many there are."""
+    """The newest ``size`` records ``keep`` keeps numbered below ``before`` (None: the
+    newest), how many it keeps in all, and whether older ones remain. Paged by record
+    number, not by position: records written meanwhile do not shift the next page."""
     found = [r for r in service.audit.log.records() if keep.keeps(r)]
-    found.reverse()
-    pages = max(1, -(-len(found) // size))
-    page = min(max(1, page), pages)
-    shown = found[(page - 1) * size : page * size]
+    older = [r for r in found if before is None or r["seq"] < before]
+    shown = older[::-1][:size]
     return {
         "total": len(found),
-        "page": page,
-        "pages": pages,
+        "more": len(older) > size,
         "records": [
             {
                 "seq": r["seq"],
@@ -114,20 +113,20 @@ def verification(service: Service, principal: Principal, *, whole: bool) -> dict
 
 
 def _read_trail(
-    service: Service, principal: Principal, keep: TrailFilter, page: int
+    service: Service, principal: Principal, keep: TrailFilter, before: int | None
 ) -> dict[str, Any]:
-    found = trail(service, keep, page)
-    service.audit.record("audit.trail", principal.actor, page=found["page"], rows=found["total"])
+    found = trail(service, keep, before)
+    service.audit.record("audit.trail", principal.actor, before=before or 0, rows=found["total"])
     return found
 
 
-def _page_link(keep: TrailFilter, page: int) -> str:
+def _page_link(keep: TrailFilter, before: int | None) -> str:
     query = {
         "action": keep.action,
         "actor": keep.actor,
         "since": keep.since.isoformat() if keep.since else "",
         "until": keep.until.isoformat() if keep.until else "",
-        "page": page,
+        "before": before or "",
     }
     return f"{PREFIX}/audit?" + urlencode({k: v for k, v in query.items() if v})
 
@@ -140,10 +139,10 @@ def _date(text: str | None) -> dt.date | None:
 
 
 async def _audit_page(
-    request: Request, principal: Principal, keep: TrailFilter, page: int, *, whole: bool
+    request: Request, principal: Principal, keep: TrailFilter, before: int | None, *, whole: bool
 ) -> HTMLResponse:
     service: Service = request.app.state.service
-    found = await run_in_threadpool(_read_trail, service, principal, keep, page)
+    found = await run_in_threadpool(_read_trail, service, principal, keep, before)
     status = await run_in_threadpool(verification, service, principal, whole=whole)
     return render(
         request,
@@ -152,8 +151,8 @@ async def _audit_page(
         keep=keep,
         trail=found,
         status=status,
-        previous=_page_link(keep, found["page"] - 1) if found["page"] > 1 else None,
-        next=_page_link(keep, found["page"] + 1) if found["page"] < found["pages"] else None,
+        newest=_page_link(keep, None) if before else None,
+        older=_page_link(keep, found["records"][-1]["seq"]) if found["more"] else None,
     )
 
 
@@ -165,17 +164,17 @@ async def audit_page(
     actor: Annotated[str, Query(max_length=200)] = "",
     since: Annotated[str, Query(max_length=10)] = "",
     until: Annotated[str, Query(max_length=10)] = "",
-    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
 ) -> HTMLResponse:
     keep = TrailFilter(action.strip(), actor.strip(), _date(since), _date(until))
-    return await _audit_page(request, principal, keep, page, whole=False)
+    return await _audit_page(request, principal, keep, before, whole=False)
 
 
 @router.post("/audit/verify")
 async def verify_whole(request: Request, principal: Auditor) -> HTMLResponse:
     """The whole log verified, every record from the first (``streethub audit verify``)."""
     await form_of(request)
-    return await _audit_page(request, principal, TrailFilter(), 1, whole=True)
+    return await _audit_page(request, principal, TrailFilter(), None, whole=True)
 
 
 def check_receipt(service: Service, text: str) -> dict[str, Any]:

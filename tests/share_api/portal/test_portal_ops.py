@@ -17,6 +17,7 @@ from lakehouse.lake import open_lake
 from share_api import requests as rq
 from share_api import worklist as wl
 from share_api.db import utc_now
+from share_api.portal.pages_audit import PAGE_SIZE
 from tests.share_api.portal.conftest import assert_accessible, shot
 from tests.share_api.test_requests_http import ASK, another_department, dataset
 from tests.share_api.test_worklist import PHRASES, street  # noqa: F401 (the fixture)
@@ -184,6 +185,12 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     assert "校验通过" in page.locator("#verify-status").inner_text()
     assert "从第 1 条起逐条校验" in page.locator("#verify-status").inner_text()
     assert _records(service, "audit.verify")[-1]["from_record"] == 1
+    newest = [int(s) for s in page.locator("#trail tbody tr td:first-child").all_inner_texts()]
+    assert len(newest) == PAGE_SIZE and newest == sorted(newest, reverse=True)
+    page.get_by_role("navigation", name="分页").get_by_role("link", name="更早的记录").click()
+    page.wait_for_url(f"**/portal/audit?before={newest[-1]}")
+    older = [int(s) for s in page.locator("#trail tbody tr td:first-child").all_inner_texts()]
+    assert older == list(range(newest[-1] - 1, newest[-1] - 1 - PAGE_SIZE, -1))
     page.get_by_label("操作（如 worklist 或 worklist.reveal）").fill("worklist.reveal")
     page.get_by_role("button", name="筛选").click()
     page.wait_for_url("**/portal/audit?action=worklist.reveal*")
