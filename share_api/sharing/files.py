@@ -62,9 +62,9 @@ from masking.stream import (
     read_header,
 )
 from masking.suite import get_suite
-from share_api.db import aware, current_revisions, metadata, utc_now
+from share_api.db import aware, metadata, utc_now
 from share_api.sharing.errors import SharingError
-from share_api.sharing.kept import forget, kept_under
+from share_api.sharing.kept import content_revision, forget, kept_under
 from share_api.sharing.versions import TableVersion, materialisation_state, read_snapshot
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class SharedFile:
 
 
 def files_dir(service: Service) -> Path:
-    return service.settings.home_abs / "share" / "files"
+    return service.kept("sharing.files.dir", lambda: service.settings.home_abs / "share" / "files")
 
 
 def file_id(grant_id: str, state: str, part: int, kind: str) -> str:
@@ -199,6 +199,7 @@ def _open_sealed(service: Service, file: SharedFile) -> tuple[BinaryIO, Header]:
             raise FileNotFoundError(file.id)
         fh = open(files_dir(service) / found.path, "rb")  # noqa: SIM115 - the caller's
     except FileNotFoundError:
+        forget_kept(service, [file.id])  # the next query finds it gone and makes it again
         raise SharingError(404, "the file is no longer kept") from None
     try:
         header = read_header(fh)
@@ -234,16 +235,10 @@ def read_table(service: Service, file: SharedFile) -> pa.Table:
 
 KEPT_FILE_ROWS = 4_096  # registry rows kept per process
 ROWS_KEPT = "sharing.files.rows"  # where (share_api.sharing.kept)
+LISTS_KEPT = "sharing.files.lists"  # a materialisation state's files, found present
 PLAIN_KEPT_BYTES = 128 << 20  # decrypted bytes kept per process, in all
 PLAIN_KEPT_FILE_BYTES = 32 << 20  # a larger file is decrypted as it streams, every time
 PLAIN_KEPT_S = 300.0  # a kept plaintext is read again after this long
-
-
-def _content_revision(service: Service) -> tuple[int, int]:
-    """What a file's registration and bytes are kept under: the ``grants`` and ``consent``
-    revision counters (``share_api.db``) as the request under way reads them."""
-    revs = current_revisions(service)
-    return revs.grants, revs.consent
 
 
 def lookup(service: Service, file_id: str, *, kept_only: bool = False) -> SharedFile | None:
@@ -256,7 +251,7 @@ def lookup(service: Service, file_id: str, *, kept_only: bool = False) -> Shared
             row = con.execute(sharing_files.select().where(sharing_files.c.id == file_id)).first()
         return SharedFile.from_row(row) if row is not None else None
 
-    revision = _content_revision(service)
+    revision = content_revision(service)
     return kept_under(service, ROWS_KEPT, file_id, revision, read, kept_only=kept_only,
                       most=KEPT_FILE_ROWS)  # fmt: skip
 
@@ -307,7 +302,7 @@ def plain_bytes(service: Service, file: SharedFile, *, kept_only: bool = False) 
     :data:`PLAIN_KEPT_FILE_BYTES` (the caller streams it). 404 when it is no longer kept."""
     if file.size > PLAIN_KEPT_FILE_BYTES:
         return None
-    revision = _content_revision(service)
+    revision = content_revision(service)
     kept = service.kept("sharing.files.plain", _Plaintexts)
     data = kept.get(revision, file)
     if data is not None or kept_only:
@@ -322,9 +317,11 @@ def plain_bytes(service: Service, file: SharedFile, *, kept_only: bool = False) 
 
 
 def forget_kept(service: Service, file_ids: Collection[str]) -> None:
-    """Drop this process's kept rows and plaintexts of ``file_ids`` (removed files)."""
+    """Drop this process's kept rows and plaintexts of ``file_ids`` (removed files), and
+    every kept list of a version's files (:func:`files_of`)."""
     forget(service, ROWS_KEPT, list(file_ids))
     service.kept("sharing.files.plain", _Plaintexts).forget(file_ids)
+    service.kept(LISTS_KEPT, dict).clear()
 
 
 def registered(service: Service, grant_id: str, state: str, kind: str) -> list[SharedFile]:
@@ -557,13 +554,20 @@ def files_of(
     whose snapshot left the lake's retention window, made already or not."""
     snapshot = read_snapshot(service, grant, version)
     state = materialisation_state(service, grant, version, recipient_kind)
-    found = registered(service, grant.id, state, "data")
-    if not _present(service, found):
-        with _gate(service, (grant.id, state)):
-            found = registered(service, grant.id, state, "data")
-            if not _present(service, found):
-                found = _materialise(service, grant, version, recipient_kind, state, snapshot)
-    return [dataclasses.replace(f, version=version.version) for f in found]
+
+    def present() -> list[SharedFile]:
+        found = registered(service, grant.id, state, "data")
+        if not _present(service, found):
+            with _gate(service, (grant.id, state)):
+                found = registered(service, grant.id, state, "data")
+                if not _present(service, found):
+                    found = _materialise(service, grant, version, recipient_kind, state, snapshot)
+        return found
+
+    # kept once found present (a file of it found gone since drops them: open_plain)
+    found = kept_under(service, LISTS_KEPT, f"{grant.id}|{state}", content_revision(service),
+                       present, most=KEPT_FILE_ROWS)  # fmt: skip
+    return [dataclasses.replace(f, version=version.version) for f in found or []]
 
 
 def _materialise(

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, TypeVar
 
+from share_api.db import current_revisions
+
 if TYPE_CHECKING:
     from share_api.service import Service
 
@@ -46,6 +48,14 @@ def kept_under(
             kept.clear()
         kept[key] = (revision, found)
     return found
+
+
+def content_revision(service: Service) -> tuple[int, int]:
+    """What a grant's versions, files and their bytes are kept under: the ``grants`` and
+    ``consent`` revision counters as the request under way reads them (a grant made,
+    changed or revoked, an opt-out: what a grant shows may have changed)."""
+    revs = current_revisions(service)
+    return revs.grants, revs.consent
 
 
 def forget(service: Service, store: str, keys: list[str]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -348,7 +349,9 @@ def _field(field: pa.Field) -> dict[str, Any]:
     return {"name": field.name, "type": delta_type(field.type), "nullable": True, "metadata": {}}
 
 
+@functools.lru_cache(maxsize=256)
 def schema_string(schema: pa.Schema) -> str:
+    """The Delta schema string of a served schema (kept: one per table version)."""
     fields = [_field(f) for f in schema]
     return orjson.dumps({"type": "struct", "fields": fields}).decode()
 

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from share_api.db import aware, metadata, utc_now
 from share_api.sharing.errors import SharingError
+from share_api.sharing.kept import content_revision, kept_under
 
 if TYPE_CHECKING:
     from share_api.grants import Grant
@@ -226,8 +227,17 @@ def _latest(con, grant_id: str):
 
 def current_version(service: Service, grant: Grant, recipient_kind: str) -> TableVersion:
     """The grant's version now: the latest recorded one if the state is unchanged, else a
-    new one recorded (two processes recording at once: one wins, the other reads it)."""
+    new one recorded (two processes recording at once: one wins, the other reads it).
+    Kept per process by state under the ``grants`` and ``consent`` counters: a state comes
+    back only through a change of the grant's terms or of the opt-outs, which moves them."""
     state = current_state(service, grant, recipient_kind)
+    key = f"{grant.id}|{recipient_kind}|{state.digest}"
+    return kept_under(service, "sharing.versions.current", key, content_revision(service),
+                      lambda: _recorded(service, grant, recipient_kind, state))  # fmt: skip
+
+
+def _recorded(service: Service, grant: Grant, recipient_kind: str, state: State) -> TableVersion:
+    """:func:`current_version` of ``state``, read or recorded."""
     digest = state.digest
     for _ in range(8):
         try:
