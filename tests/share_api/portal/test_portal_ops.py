@@ -36,6 +36,15 @@ def _sign_out(page) -> None:
     page.wait_for_url("**/portal/login")
 
 
+def _tab_to(page, text: str, presses: int = 60) -> None:
+    """Move the focus with Tab alone until it is on the control reading ``text``."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent.trim()") == text:
+            return
+    raise AssertionError(f"{text!r} is not reached by Tab")
+
+
 def _community_of(service, person_id: str) -> str:
     with open_lake(service.settings, read_only=True) as con:
         return con.execute(
@@ -102,7 +111,8 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     assert scores.get_by_text(PHRASES.split("；")[1]).count() >= 1
     assert_accessible(page)
     before = len(_records(service, "worklist.reveal"))
-    page.get_by_role("button", name="显示联系方式").click()
+    _tab_to(page, "显示联系方式")  # by keyboard alone
+    page.keyboard.press("Enter")
     page.wait_for_url(f"**/portal/worklist/{ours[0]}/reveal")
     [revealed] = _records(service, "worklist.reveal")[before:]
     assert (revealed["actor"], revealed["person"]) == (worker.actor, ours[0])
