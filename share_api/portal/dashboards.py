@@ -28,6 +28,7 @@ from share_api.portal.pages_catalogue import QUALITY_DIMENSION_ZH, departments
 from share_api.service import Service
 from share_api.views import lake_reader
 
+TREND_DAYS = 90  # the trends show the newest run's day and the days before it, this many
 NO_GRID = "（未定位到网格）"
 UNLISTED = "未登记网格"
 
@@ -178,7 +179,8 @@ def governance(service: Service) -> Board:
     history = read_mart(
         service,
         "SELECT run_date, figure, name_zh, value, unit FROM marts.governance_scorecard_history "
-        "ORDER BY run_date",
+        "WHERE run_date > (SELECT max(run_date) FROM marts.governance_scorecard_history) "
+        f"- INTERVAL {TREND_DAYS} DAY ORDER BY run_date",
     )
     for unit, title in (("share", "比率类指标趋势"), ("hours", "时长类指标趋势")):
         board.panels.append(trend(history, unit, title))
@@ -200,7 +202,7 @@ def trend(history: pl.DataFrame | None, unit: str, title: str) -> Panel:
         title,
         "marts.governance_scorecard_history",
         Table(
-            f"{title}（每日一行，单位：{'百分比' if unit == 'share' else '小时'}）",
+            f"{title}（近{TREND_DAYS}天，每日一行，单位：{'百分比' if unit == 'share' else '小时'}）",
             ["统计日期", *(name for _, name in figures)],
             [
                 [Cell(d.isoformat(), d.isoformat())]

@@ -2,9 +2,9 @@
 cells beside each chart and the chart's own SVG (ECharts' SVG renderer; the heat map's
 tiles) — are the marts' as read directly from the lake here; a table's CSV download starts
 with the byte-order mark and escapes a cell that begins with '='; a requester is refused.
-The lake copy gets two earlier days of scorecard history (a trend) and a handling
-department whose name begins with '=' (a formula a spreadsheet would run) before the
-service starts."""
+Before the service starts, the lake copy gets scorecard history on three earlier days (a
+trend; one day outside the trends' window) and a handling department whose name begins
+with '=' (a formula a spreadsheet would run)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from lakehouse.lake import open_lake
 from marts.build import build_mart, run_day
 from share_api.portal.csv import BOM
-from share_api.portal.dashboards import chart_value, hours, percent
+from share_api.portal.dashboards import TREND_DAYS, chart_value, hours, percent
 from tests.share_api.portal.conftest import assert_accessible, is_local, shot
 
 FORMULA = "=1+2"
@@ -25,11 +25,11 @@ DIMENSIONS_ZH = ["完整性", "有效性", "唯一性", "一致性", "及时性"
 
 @pytest.fixture
 def lake(share_settings, mart_street):
-    """The copy's lake with history on two earlier days (shares 10 % lower then) and one
+    """The copy's lake with history on three earlier days (shares 10 % lower then) and one
     handling department renamed to begin with a formula."""
     today = run_day()
     with open_lake(share_settings) as con:
-        for days in (2, 1):
+        for days in (TREND_DAYS + 30, 2, 1):  # the first one outside the trends' window
             build_mart(con, mart_street.catalogue, mart_street.marts,
                        "governance_scorecard_history", None,
                        run_date=today - dt.timedelta(days=days))  # fmt: skip
@@ -109,6 +109,8 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
         "SELECT run_date, figure, value FROM marts.governance_scorecard_history "
         "WHERE unit = 'share' ORDER BY run_date, figure",
     )
+    assert history["run_date"].n_unique() == 4
+    history = history.filter(pl.col("run_date") > run_day() - dt.timedelta(days=TREND_DAYS))
     dates = sorted({d.isoformat() for d in history["run_date"]})
     assert len(dates) == 3
     trend = table_cells(page, "trend-share")
