@@ -26,7 +26,12 @@ retry cannot mend (the client retries a 5xx for ~100 s). Audit: every call
 ``sharing.file_head`` per size probe), a refused
 file URL (``sharing.denied``), a failed sign-in (``auth.failed``), profile issue and
 revocation — naming grants, files, versions and byte counts, never data. Other 4xx answers
-are recorded by the service's guard (``http.refused``) naming the recipient.
+are recorded by the service's guard (``http.refused``) naming the recipient. Durable before
+the answer: every disclosure of rows — a query's ``data.read`` (its files, rows, digest),
+a file's first byte range on a profile token — and every listing, version and change feed;
+queued into the audit's group commit (written within ``GroupCommit.linger``, or with the
+next durable record, and at a clean shutdown): ``sharing.metadata`` (the schema the
+grant's terms name), a query's ``sharing.query`` detail, HEADs and further byte ranges.
 
 The sub-app serves its own OpenAPI document at ``/delta-sharing/openapi.json``; the share
 API's committed spec (``share_api/openapi.json``) stays the API's own.
