@@ -180,6 +180,8 @@ def test_start_page_worklist_consent_and_audit(street, portal, page):  # noqa: F
     page.goto(f"{portal.url}/worklist/{ours[1]}")
     assert page.get_by_role("alert").inner_text() == "该居民不在您负责的社区，无权查看或登记。"
     assert_accessible(page)
+    page.goto(f"{portal.url}/worklist/not-a-pseudonym")  # a page, not the API's JSON
+    assert page.get_by_role("alert").inner_text() == "居民编号格式不正确。"
     _sign_out(page)
 
     # -- the auditor: the trail verified, filtered; a good receipt checks, a tampered fails --
