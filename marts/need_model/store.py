@@ -8,19 +8,33 @@ L3 like the curated attributes it is derived from: each column ``features.yaml``
 ``person_id`` and ``cutoff``); reading them back decrypts for the audited purpose
 ``need_model``. Written per cut-off: writing a cut-off again replaces its rows in one lake
 transaction (no duplicates; the older version stays in time travel).
+
+Versioned: each row carries ``feature_set``, the digest of the feature definition that computed
+it (:func:`feature_set_version`: features.yaml and the SQL); a cut-off counts as stored only
+under the current one, so a changed definition recomputes the cut-offs a run needs (and a
+table from before the column existed holds none).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
+from functools import cache
 
 import duckdb
 import polars as pl
 
 from curated.golden import Revealer
 from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
-from marts.need_model.features import FeatureSet, load_feature_set
+from marts.need_model.features import (
+    FEATURES_SQL,
+    FEATURES_YAML,
+    MACROS_SQL,
+    FeatureSet,
+    load_feature_set,
+    read_feature_sql,
+)
 from marts.need_model.spec import KEYS
 from masking.crypto import decrypt_series, encrypt_series
 from masking.keys import KeyRing
@@ -28,6 +42,17 @@ from masking.keys import KeyRing
 ZONE, TABLE = "curated", "need_features"
 PURPOSE = "need_model"
 SQL_TYPES = {"integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN", "category": "VARCHAR"}
+VERSION_COLUMN = "feature_set"
+
+
+@cache
+def feature_set_version() -> str:
+    """The digest (16 hex digits of SHA-256) of the feature definition: features.yaml, the
+    feature query and the macros it reads through."""
+    digest = hashlib.sha256(FEATURES_YAML.read_bytes())
+    for name in (FEATURES_SQL, MACROS_SQL):
+        digest.update(read_feature_sql(name).encode("utf-8"))
+    return digest.hexdigest()[:16]
 
 
 def _row_ids(frame: pl.DataFrame) -> pl.Series:
@@ -43,9 +68,11 @@ def _column_id(name: str) -> str:
 
 def table_columns(fs: FeatureSet) -> list[tuple[str, str]]:
     """(name, SQL type) of the feature table: ciphertext (text) for a sensitive feature."""
-    return [("person_id", "VARCHAR"), ("cutoff", "DATE")] + [
-        (f.name, "VARCHAR" if f.sensitive else SQL_TYPES[f.type]) for f in fs.features
-    ]
+    return (
+        [("person_id", "VARCHAR"), ("cutoff", "DATE")]
+        + [(f.name, "VARCHAR" if f.sensitive else SQL_TYPES[f.type]) for f in fs.features]
+        + [(VERSION_COLUMN, "VARCHAR")]
+    )
 
 
 def write_features(
@@ -56,9 +83,12 @@ def write_features(
     fs = load_feature_set()
     rows = _row_ids(frame)
     sealed = frame.select(list(fs.schema)).with_columns(
-        encrypt_series(frame[f.name], keyring, column=_column_id(f.name), rows=rows)
-        for f in fs.features
-        if f.sensitive
+        *(
+            encrypt_series(frame[f.name], keyring, column=_column_id(f.name), rows=rows)
+            for f in fs.features
+            if f.sensitive
+        ),
+        pl.lit(feature_set_version()).alias(VERSION_COLUMN),
     )
     cutoffs = sorted(frame["cutoff"].unique().to_list())
     with transaction(con):
@@ -71,10 +101,18 @@ def write_features(
 
 
 def stored_cutoffs(con: duckdb.DuckDBPyConnection) -> list[dt.date]:
-    """The cut-offs the table holds, oldest first."""
+    """The cut-offs the table holds computed by the current feature definition
+    (:func:`feature_set_version`), oldest first."""
     if not has_table(con, ZONE, TABLE):
         return []
-    rows = con.execute(f'SELECT DISTINCT cutoff FROM {ZONE}."{TABLE}" ORDER BY cutoff').fetchall()
+    table = f'{ZONE}."{TABLE}"'
+    have = {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    if VERSION_COLUMN not in have:
+        return []
+    rows = con.execute(
+        f"SELECT DISTINCT cutoff FROM {table} WHERE {VERSION_COLUMN} = ? ORDER BY cutoff",
+        [feature_set_version()],
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -89,21 +127,21 @@ def read_features(
     protection: Revealer,
     cutoffs: Iterable[dt.date] | None = None,
 ) -> pl.DataFrame:
-    """The stored features of ``cutoffs`` (None: all), decrypted for ``need_model``
+    """The stored features of ``cutoffs`` (None: every cut-off stored by the current feature
+    definition, :func:`stored_cutoffs`), decrypted for ``need_model``
     (audited), typed as ``features.yaml`` says."""
     fs = load_feature_set()
     if not has_table(con, ZONE, TABLE):
         return pl.DataFrame(schema=fs.schema)
+    wanted = sorted(set(stored_cutoffs(con) if cutoffs is None else cutoffs))
+    if not wanted:
+        return pl.DataFrame(schema=fs.schema)
     names = ", ".join(f'"{c}"' for c in fs.schema)
-    sql = f'SELECT {names} FROM {ZONE}."{TABLE}"'
-    params: list = []
-    if cutoffs is not None:
-        wanted = sorted(set(cutoffs))
-        if not wanted:
-            return pl.DataFrame(schema=fs.schema)
-        sql += f" WHERE cutoff IN ({', '.join('?' for _ in wanted)})"
-        params = wanted
-    frame = con.execute(sql + " ORDER BY cutoff, person_id", params).pl()
+    frame = con.execute(
+        f'SELECT {names} FROM {ZONE}."{TABLE}" WHERE cutoff IN ({", ".join("?" for _ in wanted)}) '
+        "ORDER BY cutoff, person_id",
+        wanted,
+    ).pl()
     rows = _row_ids(frame)
     plain = [
         _opened(
@@ -124,4 +162,10 @@ def read_features(
     return frame.with_columns(plain).cast(fs.schema).sort(list(KEYS))  # type: ignore[arg-type]
 
 
-__all__ = ["read_features", "stored_cutoffs", "table_columns", "write_features"]
+__all__ = [
+    "feature_set_version",
+    "read_features",
+    "stored_cutoffs",
+    "table_columns",
+    "write_features",
+]

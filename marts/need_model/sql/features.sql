@@ -7,8 +7,12 @@
 -- approval, payment, signing or update date) AND was known to the hub by then — staged records
 -- through known_records(dept, dataset, $known_by) (sql/macros.sql: loaded by $known_by, or in
 -- the dataset's first load, the backfill), attribute runs by their known_at the same way.
--- Kept known gap: the home (community, grid cell, housing, floor) is the present one from
--- marts.resident_profile and the house register, which keeps no history.
+-- Kept known gaps: the home (community, grid cell, housing, floor) is the present one from
+-- marts.resident_profile and the house register, which keeps no history; a disability
+-- allowance recipient is one on a roster the hub knew by the cut-off, its first (backfilled)
+-- roster included — the monthly roster carries no start date, and a certified disability
+-- seldom begins within a model's months (the golden attribute's valid-from is the roster's
+-- load day, after every training cut-off: read that way no cut-off but the newest saw one).
 -- Read by features.py (the feature table, curated.need_features) and the leakage test.
 WITH
 attr AS (
@@ -27,7 +31,6 @@ residents AS (
         max(CASE WHEN concept = 'person.gender' THEN value END) AS gender,
         max(CASE WHEN concept = 'person.birth_date' THEN try_cast(value AS DATE) END) AS birth_date,
         bool_or(concept = 'person.chronic_disease') AS chronic_attr,
-        bool_or(concept = 'person.disability_category') AS disability,
         bool_or(concept = 'person.employment_status' AND value = '失业登记') AS unemployed
     FROM attr
     GROUP BY person_id
@@ -94,6 +97,11 @@ allowance AS (
     WHERE CAST(try_strptime(s.pay_month || '-01', '%Y-%m-%d') AS DATE)
             BETWEEN $cutoff - INTERVAL 92 DAY AND $cutoff
 ),
+disability AS (
+    -- disability allowance recipients (残疾人两项补贴): see the known gaps above
+    SELECT DISTINCT s.person_id
+    FROM known_records('mzj', 'disability_allowance', $known_by) AS s
+),
 minimum_living AS (
     -- minimum living allowance (低保) approved by the cut-off: the head's whole household
     SELECT DISTINCT coalesce(hh.person_id, s.person_id) AS person_id
@@ -130,6 +138,43 @@ doors AS (
     WHERE e.day > $cutoff - INTERVAL 210 DAY
     GROUP BY e.person_id
 ),
+declines AS (
+    -- the decline (%) of the last 30 days' passes against the person's own baseline rate
+    SELECT
+        d.person_id,
+        coalesce(d.events_30d, 0) AS events_30d,
+        d.events_prev_180d,
+        100 * (1 - (coalesce(d.events_30d, 0) / 30.0) / (d.events_prev_180d / bl.days)) AS pct
+    FROM doors AS d
+    CROSS JOIN baseline AS bl
+    WHERE bl.days >= 30 AND d.events_prev_180d > 0 AND d.person_id IS NOT NULL
+),
+street_decline AS (
+    -- the same decline of the street's passes together (the residents with a baseline): the
+    -- season (winter passes ~10 % fewer) and the street's own changes, which a person's
+    -- decline less the street's cancels
+    SELECT 100 * (1 - (sum(events_30d) / 30.0) / (sum(events_prev_180d) / any_value(bl.days))) AS pct
+    FROM declines
+    CROSS JOIN baseline AS bl
+),
+past_needs AS (
+    -- the needs recorded in the year up to the cut-off (need_outcomes, sql/macros.sql): days
+    -- since the latest of each — a person's own propensity shows again (frailty, a hardship
+    -- under way), which the registers' flags alone do not carry
+    SELECT
+        o.person_id,
+        date_diff('day', max(o.day) FILTER (WHERE o.need = 'home_care'), CAST($cutoff AS DATE))
+            AS home_care,
+        date_diff('day', max(o.day) FILTER (WHERE o.need = 'health_event'), CAST($cutoff AS DATE))
+            AS health_event,
+        date_diff('day', max(o.day) FILTER (WHERE o.need = 'financial_assistance'), CAST($cutoff AS DATE))
+            AS financial_assistance,
+        date_diff('day', max(o.day) FILTER (WHERE o.need = 'emergency_help'), CAST($cutoff AS DATE))
+            AS emergency_help
+    FROM need_outcomes($known_by) AS o
+    WHERE o.day <= $cutoff AND o.day > $cutoff - INTERVAL 365 DAY
+    GROUP BY o.person_id
+),
 appeals AS (
     -- 12345 appeals the resident made
     SELECT
@@ -164,17 +209,19 @@ SELECT
     dr.person_id IS NOT NULL AS family_doctor,
     al.person_id IS NOT NULL AS old_age_allowance,
     ml.person_id IS NOT NULL AS minimum_living,
-    coalesce(a.disability, false) AS disability_allowance,
+    ds.person_id IS NOT NULL AS disability_allowance,
     coalesce(a.unemployed, false) AS unemployed,
     coalesce(d.events_30d, 0) AS door_events_30d,
     CASE WHEN bl.days >= 30 THEN coalesce(d.events_prev_180d, 0) / bl.days END
         AS door_baseline_per_day,
-    CASE
-        WHEN bl.days >= 30 AND coalesce(d.events_prev_180d, 0) > 0
-            THEN round(100 * (1 - (coalesce(d.events_30d, 0) / 30.0) / (d.events_prev_180d / bl.days)), 1)
-    END AS door_decline_pct,
+    round(dc.pct, 1) AS door_decline_pct,
+    round(dc.pct - sd.pct, 1) AS door_decline_vs_street,
     coalesce(ap.appeals_90d, 0) AS appeals_90d,
     coalesce(ap.appeals_365d, 0) AS appeals_365d,
+    pn.home_care AS days_since_home_care,
+    pn.health_event AS days_since_health_event,
+    pn.financial_assistance AS days_since_financial_assistance,
+    pn.emergency_help AS days_since_emergency_help,
     rp.property_type,
     rp.occupancy,
     TRY_CAST(json_extract_string(ho.attributes, '$.floor') AS INTEGER) AS floor,
@@ -201,10 +248,14 @@ LEFT JOIN checks AS c ON c.person_id = a.person_id
 LEFT JOIN followups AS f ON f.person_id = a.person_id
 LEFT JOIN doctors AS dr ON dr.person_id = a.person_id
 LEFT JOIN allowance AS al ON al.person_id = a.person_id
+LEFT JOIN disability AS ds ON ds.person_id = a.person_id
 LEFT JOIN minimum_living AS ml ON ml.person_id = a.person_id
 LEFT JOIN doors AS d ON d.person_id = a.person_id
 CROSS JOIN baseline AS bl
+LEFT JOIN declines AS dc ON dc.person_id = a.person_id
+CROSS JOIN street_decline AS sd
 LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
+LEFT JOIN past_needs AS pn ON pn.person_id = a.person_id
 LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
 LEFT JOIN curated.house AS ho ON ho.house_id = rp.house_id
 LEFT JOIN staged.zjj__buildings AS b ON b.building_id = ho.building_id

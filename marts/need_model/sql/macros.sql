@@ -7,6 +7,14 @@
 -- known_records(dept, dataset, known_by): those of them the hub knew by known_by — loaded by
 --   then, or in the dataset's first load (a department's history handed over when it joined
 --   the hub counts as known from the dates it records: the backfill).
+-- need_outcomes(known_by): every recorded outcome of a need the hub knew by known_by, one row
+--   per (person_id, need, day) — the four outcome datasets the departments deliver:
+--     home_care            居家养老服务与助餐登记 (civil affairs), the enrolment date
+--     health_event         健康事件记录 (health), the event date
+--     financial_assistance 临时救助 (civil affairs), the approval date
+--     emergency_help       紧急求助记录 (emergency management), the call time
+--   The labels read them all (known_by infinity: labels look ahead by design); the features
+--   read those known by the cut-off and dated on or before it.
 CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
     SELECT m.person_id, s.*
     FROM query_table('staged.' || _dept || '__' || _dataset) AS s
@@ -20,3 +28,19 @@ CREATE OR REPLACE TEMP MACRO known_records(_dept, _dataset, _known_by) AS TABLE
         _known_by,
         (SELECT min(_loaded_at) FROM query_table('staged.' || _dept || '__' || _dataset))
     );
+CREATE OR REPLACE TEMP MACRO need_outcomes(_known_by) AS TABLE
+    SELECT s.person_id, 'home_care' AS need, CAST(s.enrolled_on AS DATE) AS day
+    FROM known_records('mzj', 'home_care_enrolments', _known_by) AS s
+    WHERE s.enrolled_on IS NOT NULL
+    UNION ALL
+    SELECT s.person_id, 'health_event' AS need, CAST(s.event_date AS DATE) AS day
+    FROM known_records('wjw', 'health_events', _known_by) AS s
+    WHERE s.event_date IS NOT NULL
+    UNION ALL
+    SELECT s.person_id, 'financial_assistance' AS need, CAST(s.approved_on AS DATE) AS day
+    FROM known_records('mzj', 'temporary_assistance', _known_by) AS s
+    WHERE s.approved_on IS NOT NULL
+    UNION ALL
+    SELECT s.person_id, 'emergency_help' AS need, CAST(s.call_time AS DATE) AS day
+    FROM known_records('yjj', 'emergency_calls', _known_by) AS s
+    WHERE s.call_time IS NOT NULL;

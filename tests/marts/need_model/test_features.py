@@ -24,9 +24,13 @@ def test_features_yaml_separates_inputs_from_fairness_groups():
     fs = load_feature_set()
     assert set(fs.groups) == {"gender", "age_band", "resident_type"}
     assert not set(fs.groups) & set(fs.inputs)
-    assert {"age", "living_alone", "chronic_disease", "door_decline_pct", "appeals_90d"} <= set(
-        fs.inputs
-    )
+    assert {
+        "age",
+        "living_alone",
+        "chronic_disease",
+        "door_decline_vs_street",
+        "appeals_90d",
+    } <= set(fs.inputs)
     for f in fs.features:  # a phrase: Chinese, at most one placeholder, none for a flag
         fields = [name for _, name, _, _ in string.Formatter().parse(f.phrase) if name]
         assert re.search(r"[\u4e00-\u9fff]", f.phrase), f.name
@@ -228,12 +232,18 @@ def test_door_decline_is_the_last_30_days_against_the_residents_own_180_day_rate
         )
         .filter(pl.col("before") > 0)
         .with_columns(
-            (100 * (1 - (pl.col("recent") / 30) / (pl.col("before") / 180))).round(1).alias("want")
+            (100 * (1 - (pl.col("recent") / 30) / (pl.col("before") / 180))).alias("decline")
         )
+        .with_columns(pl.col("decline").round(1).alias("want"))
     )
     got = need_street.features.filter(pl.col("cutoff") == cutoff).join(rates, on="person_id")
     assert got.height > 100  # residents of the buildings with smart doors
     assert (got["door_decline_pct"] - got["want"]).abs().max() <= 0.1 + 1e-9  # rounding
+    # less the street's decline over the same days (every door user with a baseline)
+    street = 100 * (1 - (rates["recent"].sum() / 30) / (rates["before"].sum() / 180))
+    assert abs(street) > 0.5  # the street's own change: the relative decline differs
+    relative = got["door_decline_vs_street"] - (got["decline"] - street)
+    assert relative.abs().max() <= 0.05 + 1e-9  # rounding
     assert got["door_events_30d"].equals(got["recent"].cast(pl.Int64), check_names=False)
 
 
@@ -245,3 +255,57 @@ def test_the_need_streets_labels_hold_each_need_at_its_cut_offs(need_street: Nee
     complete = out.filter(pl.col("cutoff") <= need_street.cutoffs[-1] - dt.timedelta(days=90))
     assert all(complete[need].sum() > 0 for need in NEEDS)
     assert all(0 < complete[need].mean() < 0.2 for need in NEEDS)
+
+
+def test_days_since_each_need_is_its_latest_outcome_in_the_year_to_the_cut_off(
+    need_street: NeedStreet,
+):
+    cutoff = need_street.cutoffs[-1]
+    with open_lake(need_street.settings, read_only=True) as con:
+        recorded = outcomes(con)
+    latest = (
+        recorded.filter((pl.col("day") <= cutoff) & (pl.col("day") > cutoff - dt.timedelta(365)))
+        .group_by("person_id", "need")
+        .agg((pl.lit(cutoff) - pl.col("day").max()).dt.total_days().alias("want"))
+    )
+    got = need_street.features.filter(pl.col("cutoff") == cutoff)
+    for need in NEEDS:
+        mine = latest.filter(pl.col("need") == need).select("person_id", "want")
+        both = got.select("person_id", f"days_since_{need}").join(mine, on="person_id", how="left")
+        assert both[f"days_since_{need}"].drop_nulls().len() > 0, need
+        assert both[f"days_since_{need}"].equals(both["want"], check_names=False), need
+
+
+def test_disability_is_the_allowance_roster_at_every_cut_off(need_street: NeedStreet):
+    """The roster has no start date and came with the hub's first load: its recipients are
+    flagged at every cut-off (the golden attribute begins at the load, after them all)."""
+    roster = set(
+        need_street.query(
+            "SELECT DISTINCT m.person_id FROM staged.mzj__disability_allowance AS s "
+            "JOIN curated.person_mentions AS m ON m.dept = 'mzj' "
+            "AND m.dataset = 'disability_allowance' AND m.key_pid = s._key_pid"
+        )["person_id"].drop_nulls()
+    )
+    assert roster
+    for cutoff in need_street.cutoffs:
+        mine = need_street.features.filter(pl.col("cutoff") == cutoff)
+        flagged = set(mine.filter(pl.col("disability_allowance"))["person_id"])
+        assert flagged == roster & set(mine["person_id"]), cutoff
+
+
+def test_a_cut_off_stored_by_another_feature_definition_is_not_stored(
+    need_street: NeedStreet, tmp_path, monkeypatch
+):
+    import marts.need_model.store as store
+
+    settings = copy_home(need_street.home, tmp_path)
+    protection = need_street.protection()
+    cutoff = need_street.cutoffs[-1]
+    with open_lake(settings) as con:
+        assert cutoff in stored_cutoffs(con)
+        monkeypatch.setattr(store, "feature_set_version", lambda: "an-older-definition")
+        assert stored_cutoffs(con) == [] and read_features(con, protection).is_empty()
+        write_features(
+            con, need_street.features.filter(pl.col("cutoff") == cutoff), protection.keyring
+        )
+        assert stored_cutoffs(con) == [cutoff]

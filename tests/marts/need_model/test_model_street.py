@@ -14,7 +14,7 @@ from catalog.model import PiiKind
 from lakehouse.lake import open_lake
 from marts.need_model import labels as need_labels
 from marts.need_model.backtest import backtest
-from marts.need_model.drift import feature_drift
+from marts.need_model.drift import WARN, feature_drift
 from marts.need_model.explain import TOP, explain, load_templates
 from marts.need_model.fairness import OVERALL, fairness_table
 from marts.need_model.features import load_feature_set
@@ -94,3 +94,19 @@ def test_latest_scores_explained_and_groups_and_drift_covered(frames, result, ne
     drift = feature_drift(training, latest, feature_set.inputs)
     assert sorted(drift["feature"]) == sorted(feature_set.inputs)
     assert drift["psi"].is_finite().all()
+
+
+def test_no_input_drifts_from_the_latest_training_cut_off_to_the_latest(frames, need_street):
+    """Between the latest cut-off with complete labels (a model's latest training cut-off)
+    and the latest, two months into autumn, no input's PSI reaches the warning: the door
+    decline the model reads is the person's less the street's over the same days, in which
+    the season's fewer passes cancel (the person's own decline, kept for workers, moves more)."""
+    features, _, _ = frames
+    inputs = load_feature_set().inputs
+    reference = features.filter(pl.col("cutoff") == features["cutoff"].max())
+    latest = need_street.features.filter(pl.col("cutoff") == need_street.features["cutoff"].max())
+    drift = feature_drift(reference, latest, [*inputs, "door_decline_pct"])
+    print(drift)
+    psi = dict(zip(drift["feature"], drift["psi"], strict=True))
+    assert all(psi[name] < WARN for name in inputs), drift
+    assert psi["door_decline_vs_street"] < psi["door_decline_pct"]
