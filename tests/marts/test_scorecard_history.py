@@ -99,3 +99,28 @@ def test_the_run_date_is_the_day_in_beijing() -> None:
     late_utc = dt.datetime(2026, 11, 30, 17, 30, tzinfo=dt.UTC)  # 01:30 on 1 Dec in Beijing
     assert run_day(late_utc) == dt.date(2026, 12, 1)
     assert run_day(dt.datetime(2026, 11, 30, 15, 59, tzinfo=dt.UTC)) == dt.date(2026, 11, 30)
+
+
+def test_history_written_before_a_column_changed_is_kept_by_column_name(mart_street, tmp_path):
+    """A history table of an older YAML (a column since dropped, one not yet added) keeps its
+    days: the columns are the YAML's, the new one empty on the older days."""
+    settings = copy_home(mart_street.home, tmp_path)
+    today = run_day()
+    old_day = today - dt.timedelta(days=7)
+    with open_lake(settings) as con:
+        con.execute(
+            "CREATE OR REPLACE TABLE marts.governance_scorecard_history AS "
+            "SELECT ?::DATE AS run_date, figure, name_zh, value, numerator, denominator, goal, "
+            "unit, 'gone' AS retired FROM marts.governance_scorecard",
+            [old_day],
+        )
+        build_mart(con, mart_street.catalogue, mart_street.marts,
+                   "governance_scorecard_history", None, run_date=today)  # fmt: skip
+        table = con.execute("SELECT * FROM marts.governance_scorecard_history").pl()
+    assert table.columns == mart_street.marts["governance_scorecard_history"].column_names
+    old = table.filter(table[HISTORY_COLUMN] == old_day).sort("figure")
+    new = table.filter(table[HISTORY_COLUMN] == today).sort("figure")
+    assert old.height == new.height > 0
+    assert old["meets_goal"].null_count() == old.height  # not in the older table
+    assert new["meets_goal"].null_count() < new.height
+    assert old["value"].to_list() == new["value"].to_list()
