@@ -22,7 +22,7 @@ from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
-# the attention's sections in the order a person handles them: heading, where an item goes
+# the attention's sections in the order a person handles them, with their Chinese headings
 SECTIONS_ZH: dict[str, str] = {
     "overdue": "已超过答复期限的申请",
     "reviews_waiting": "等待您审核的申请",
@@ -67,6 +67,8 @@ def _portal_link(item: dict[str, Any], principal: Principal, to_review: set[str]
         return f"{PREFIX}/feedback"
     if kind == "alert" and principal.has("auditor"):
         return f"{PREFIX}/audit"
+    if kind == "alert" and principal.has("requester"):  # about their organisation's reads
+        return f"{PREFIX}/grants"
     return None
 
 
