@@ -24,6 +24,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(proc: subprocess.Popen, base: str, seconds: float) -> None:
+    """Until the UI at ``base`` (started as ``proc``) answers /server_info."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/server_info", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, "the UI exited before it served"
+        assert time.monotonic() < deadline, f"the UI did not come up in {seconds:.0f} s"
+        time.sleep(0.5)
+
+
 def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "STREETHUB_HOME": str(tmp_path / "home")}
@@ -37,16 +51,8 @@ def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
+        wait_until_serving(proc, base, 120)
         deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "the UI exited before it served"
-            assert time.monotonic() < deadline, "the UI did not come up in 120 s"
-            time.sleep(0.5)
         nodes = []
         while time.monotonic() < deadline and not nodes:  # the code location loads after start
             body = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=30).json()

@@ -12,17 +12,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
 from playwright.sync_api import Page
 from test_incremental import DEPT, OLD, deliver
-from test_ui import free_port
+from test_ui import free_port, wait_until_serving
 
 from catalog.loader import load_catalogue
 from catalog.settings import Settings
@@ -85,16 +83,7 @@ def running_ui(settings: Settings) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{base}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, "the UI exited before it served"
-            assert time.monotonic() < deadline, f"the UI did not come up in {STARTUP_SECONDS} s"
-            time.sleep(0.5)
+        wait_until_serving(proc, base, STARTUP_SECONDS)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)
