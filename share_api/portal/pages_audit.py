@@ -24,8 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from masking.audit import public_keys_from, verify_receipt
 from share_api.calendar import BEIJING
 from share_api.deps import Principal
-from share_api.portal.pages_home import local_time
-from share_api.portal.web import PREFIX, form_of, needs, render
+from share_api.portal.web import PREFIX, form_of, local_time, needs, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

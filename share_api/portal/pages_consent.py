@@ -26,9 +26,8 @@ from masking.pseudonym import looks_like_pseudonym
 from share_api import consent as reg
 from share_api import worklist as wl
 from share_api.deps import Principal
-from share_api.portal.pages_home import local_time
 from share_api.portal.pages_worklist import PersonId, Worker, answer
-from share_api.portal.web import PREFIX, form_of, redirect, render
+from share_api.portal.web import PREFIX, form_of, local_time, redirect, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -24,8 +24,7 @@ from share_api import feedback as fb
 from share_api import grants
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.pages_grants import grant_terms
-from share_api.portal.pages_home import local_time
-from share_api.portal.web import PREFIX, PortalUser, form_of, redirect, render
+from share_api.portal.web import PREFIX, PortalUser, form_of, local_time, redirect, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

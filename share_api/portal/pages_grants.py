@@ -30,8 +30,7 @@ from share_api.db import fixed_revisions
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.csv import csv_chunks, csv_response
 from share_api.portal.pages_catalogue import LEVEL_ZH, MASKING_ZH
-from share_api.portal.pages_home import local_time
-from share_api.portal.web import PREFIX, PortalUser, form_of, needs, redirect, render
+from share_api.portal.web import PREFIX, PortalUser, form_of, local_time, needs, redirect, render
 from share_api.principals import client_of
 from share_api.routes.data import read_as
 from share_api.routes.grants import OVERSEERS, list_my_grants

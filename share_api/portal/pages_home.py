@@ -14,10 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api import worklist as wl
 from share_api.attention import attention_for
-from share_api.calendar import BEIJING
-from share_api.db import aware, utc_now
+from share_api.db import utc_now
 from share_api.deps import Principal
-from share_api.portal.web import PREFIX, PortalUser, render
+from share_api.portal.web import PREFIX, PortalUser, local_time, moment, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -36,23 +35,6 @@ KIND_ZH = {
     "correction": "纠错申请",
     "alert": "异常告警",
 }
-
-
-def moment(value: Any) -> dt.datetime | None:
-    """A time as the services give it (an aware or naive-UTC datetime, or ISO text) as an
-    aware datetime; None for none or what is not a time."""
-    if isinstance(value, str) and value:
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return aware(value) if isinstance(value, dt.datetime) else None
-
-
-def local_time(value: Any) -> str:
-    """A time (datetime or ISO text) as Beijing time ``YYYY-MM-DD HH:MM`` ('' for none)."""
-    when = moment(value)
-    return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if when else ""
 
 
 def _portal_link(item: dict[str, Any], principal: Principal, to_review: set[str]) -> str | None:

@@ -30,7 +30,7 @@ from share_api import requests as rq
 from share_api.catalogue import Entry
 from share_api.deps import Principal
 from share_api.portal.pages_catalogue import LEVEL_ZH, MASKING_ZH
-from share_api.portal.web import PREFIX, form_of, needs, redirect, render
+from share_api.portal.web import PREFIX, form_of, local_time, needs, redirect, render
 from share_api.principals import get_org
 from share_api.rowfilter import AGE_OPS, LIST_OPS, NULL_OPS, OPS
 from share_api.service import Service
@@ -91,13 +91,6 @@ REVIEW_ERRORS_ZH = {
 }
 NUMBER_TYPES = {"integer", "decimal"}
 SEPARATORS = re.compile(r"[,，、;；\s]+")
-
-
-def _when(iso: str | None) -> str:
-    """An ISO time as Beijing time ``YYYY-MM-DD HH:MM`` (empty for None)."""
-    if not iso:
-        return ""
-    return dt.datetime.fromisoformat(iso).astimezone(calendar.BEIJING).strftime("%Y-%m-%d %H:%M")
 
 
 def _entry(service: Service, resource: str) -> Entry:
@@ -325,9 +318,9 @@ def _row(service: Service, r: dict) -> dict:
         "name_zh": _name(service, r["resource"]),
         "requester_org_name": _org_name(service, r["requester_org"]),
         "status_zh": STATUS_ZH.get(r["status"], r["status"]),
-        "submitted": _when(r["submitted_at"]),
-        "due": _when(r["due_at"]),
-        "decided": _when(r["decided_at"]),
+        "submitted": local_time(r["submitted_at"]),
+        "due": local_time(r["due_at"]),
+        "decided": local_time(r["decided_at"]),
     }
 
 
@@ -344,18 +337,18 @@ def my_requests(request: Request, principal: Requester) -> HTMLResponse:
 
 def _history(shown: dict) -> list[tuple[str, str]]:
     """(when, what) of a request, oldest first."""
-    events = [(_when(shown["submitted_at"]), f"{shown['requester_user']} 提交申请")]
+    events = [(local_time(shown["submitted_at"]), f"{shown['requester_user']} 提交申请")]
     for r in shown["reviews"]:
         what = f"{r['reviewer']}（{CAPACITY_ZH.get(r['capacity'], r['capacity'])}）"
         what += DECISION_ZH.get(r["decision"], r["decision"])
         if r["reason"]:
             what += f"：{r['reason']}"
-        events.append((_when(r["decided_at"]), what))
+        events.append((local_time(r["decided_at"]), what))
     if shown["status"] != rq.PENDING and shown["decided_at"]:
         what = f"结果：{STATUS_ZH.get(shown['status'], shown['status'])}"
         if shown["status"] == rq.REFUSED and shown["refusal_basis"]:
             what += f"（{shown['refusal_basis']}）"
-        events.append((_when(shown["decided_at"]), what))
+        events.append((local_time(shown["decided_at"]), what))
     return events
 
 

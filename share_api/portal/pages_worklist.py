@@ -19,8 +19,7 @@ from catalog.street import get_street
 from share_api import worklist as wl
 from share_api.calendar import BEIJING
 from share_api.deps import Principal
-from share_api.portal.pages_home import local_time
-from share_api.portal.web import PREFIX, form_of, needs, redirect, render
+from share_api.portal.web import PREFIX, form_of, local_time, needs, redirect, render
 from share_api.service import Service
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)

@@ -18,6 +18,7 @@ large type, high contrast, a skip link, visible focus.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -33,6 +34,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from share_api import principals as pr
+from share_api.calendar import BEIJING
+from share_api.db import aware
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.accounts import check_password
 from share_api.service import Service
@@ -189,6 +192,23 @@ async def form_of(request: Request) -> FormData:
     return form
 
 
+def moment(value: Any) -> dt.datetime | None:
+    """A time as the services give it (an aware or naive-UTC datetime, or ISO text) as an
+    aware datetime; None for none or what is not a time."""
+    if isinstance(value, str) and value:
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return aware(value) if isinstance(value, dt.datetime) else None
+
+
+def local_time(value: Any) -> str:
+    """A time (datetime or ISO text) as Beijing time ``YYYY-MM-DD HH:MM`` ('' for none)."""
+    when = moment(value)
+    return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if when else ""
+
+
 def nav_for(principal: Principal | None) -> list[NavItem]:
     if principal is None:
         return []
@@ -286,7 +306,6 @@ async def login(request: Request, service: ServiceDep) -> Response:
 def _sign_in(service: Service, request: Request, user_id: str, password: str):
     """A session token for ``user_id`` if the password is theirs and they may sign in;
     audited either way (``auth.portal_sign_in`` / ``auth.failed``), never the password."""
-    import datetime as dt
 
     known = bool(pr.USER_RE.fullmatch(user_id))
     good = check_password(service, user_id if known else "", password) and known
