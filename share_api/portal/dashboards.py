@@ -8,7 +8,7 @@ same figures, read from the marts through the service's lake reader (``views.lak
   dimension;
 - ``demand``: ``marts.demand_heatmap`` summed per grid cell and category over its weeks,
   laid out as tiles at the centres of ``marts.grid_layout`` grouped by community;
-- ``appeals``: ``marts.appeal_sla`` per handling department.
+- ``sla``: ``marts.appeal_sla`` per handling department, every column as published.
 
 A mart not built yet gives an empty panel saying so. :class:`Panel` is what the templates
 and ``static/dashboards.js`` draw and the CSV download writes.
@@ -23,6 +23,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from catalog.marts import Mart
+from catalog.model import FieldType
+from share_api.catalogue import marts_of
 from share_api.portal.dashboard_tiles import tile_layers
 from share_api.portal.pages_catalogue import QUALITY_DIMENSION_ZH, departments
 from share_api.service import Service
@@ -72,7 +75,13 @@ TITLES = {
     "governance": "治理记分卡",
     "quality": "数据质量评分卡",
     "demand": "需求热力图",
-    "appeals": "诉求办理时效",
+    "sla": "诉求办理时效",
+}
+SUMMARIES = {
+    "governance": "数据共享率、数据质量合格率、去标识化率、诉求按时响应率与跨部门数据获取时长：当前值与目标，及每日趋势。",
+    "quality": "各部门六个质量维度的得分（完整性、有效性、唯一性、一致性、及时性、准确性），颜色越深得分越高。",
+    "demand": "12345诉求、网格事件与城管案件按网格和类别计数；每个方块是一个网格，位于其中心点，按社区分组，颜色越深件数越多。",
+    "sla": "12345诉求按承办单位：按时响应率（紧急诉求2小时内、其他24小时内派单）、派单与办结时长。",
 }
 
 
@@ -99,7 +108,9 @@ def percent(v: float | None) -> str:
 
 
 def hours(v: float | None) -> str:
-    return "—" if v is None else f"{v:.1f} 小时"
+    if v is None:
+        return "—"
+    return f"{v:.2f} 小时" if abs(v) < 1 else f"{v:.1f} 小时"  # minutes stay visible
 
 
 def number(v: float | int | None) -> str:
@@ -134,7 +145,7 @@ def governance(service: Service) -> Board:
     board = Board(
         "governance",
         TITLES["governance"],
-        "数据共享率、数据质量合格率、去标识化率、诉求按时响应率与跨部门数据获取时长：当前值与目标，及每日趋势。",
+        SUMMARIES["governance"],
         marts=("governance_scorecard", "governance_scorecard_history"),
     )
     now = read_mart(service, "SELECT * FROM marts.governance_scorecard")
@@ -230,7 +241,7 @@ def quality(service: Service) -> Board:
     board = Board(
         "quality",
         TITLES["quality"],
-        "各部门六个质量维度的得分（完整性、有效性、唯一性、一致性、及时性、准确性），颜色越深得分越高。",
+        SUMMARIES["quality"],
         marts=("quality_scorecard",),
     )
     frame = read_mart(
@@ -280,13 +291,11 @@ def quality(service: Service) -> Board:
 # -- appeal SLA -------------------------------------------------------------------------------
 
 
-def appeals(service: Service) -> Board:
-    board = Board(
-        "appeals",
-        TITLES["appeals"],
-        "12345诉求按承办单位：按时响应率（紧急诉求2小时内、其他24小时内派单）、派单与办结时长。",
-        marts=("appeal_sla",),
-    )
+def sla(service: Service) -> Board:
+    """The appeal SLA: a bar a handling department (its answered-in-time share) and the
+    mart as published beside it, every column under its catalogue label."""
+    board = Board("sla", TITLES["sla"], SUMMARIES["sla"], marts=("appeal_sla",))
+    mart = marts_of(service)["appeal_sla"]
     frame = read_mart(service, "SELECT * FROM marts.appeal_sla ORDER BY handling_dept")
     rows = [] if frame is None else list(frame.iter_rows(named=True))
     board.panels.append(
@@ -294,33 +303,7 @@ def appeals(service: Service) -> Board:
             "sla",
             "各承办单位按时响应率",
             "marts.appeal_sla",
-            Table(
-                "各承办单位诉求办理时效",
-                [
-                    "承办单位",
-                    "诉求数",
-                    "按时响应数",
-                    "按时响应率",
-                    "紧急诉求按时响应率",
-                    "派单时长中位数（分钟）",
-                    "办结时长中位数（小时）",
-                ],
-                [
-                    [
-                        Cell(r["handling_dept"], r["handling_dept"]),
-                        Cell(number(r["appeals"]), r["appeals"]),
-                        Cell(number(r["answered_in_time"]), r["answered_in_time"]),
-                        Cell(percent(r["answered_in_time_share"]), r["answered_in_time_share"]),
-                        Cell(
-                            percent(r["emergency_answered_in_time_share"]),
-                            r["emergency_answered_in_time_share"],
-                        ),
-                        Cell(number(r["median_dispatch_minutes"]), r["median_dispatch_minutes"]),
-                        Cell(number(r["median_resolve_hours"]), r["median_resolve_hours"]),
-                    ]
-                    for r in rows
-                ],
-            ),
+            mart_table(mart, rows, "各承办单位诉求办理时效（数据集市全部列）"),
             chart={
                 "kind": "bar",
                 "unit": "share",
@@ -328,7 +311,7 @@ def appeals(service: Service) -> Board:
                 "categories": [r["handling_dept"] for r in rows],
                 "series": [
                     {
-                        "name": "按时响应率",
+                        "name": mart.column("answered_in_time_share").label_zh,
                         "values": [chart_value(r["answered_in_time_share"], "share") for r in rows],
                     },
                 ],
@@ -339,6 +322,23 @@ def appeals(service: Service) -> Board:
     return board
 
 
+def mart_table(mart: Mart, rows: list[dict], caption: str) -> Table:
+    """A mart's rows as published: every column under its catalogue label (``label_zh``), a
+    rate (a label ending in 率) as a percentage, numbers grouped, dates as days."""
+    shown: list[Callable[[Any], str]] = [
+        percent if c.label_zh.endswith("率") and c.type is FieldType.decimal
+        else number if c.type in (FieldType.integer, FieldType.decimal)
+        else (lambda v: "—" if v is None else str(v))
+        for c in mart.columns
+    ]  # fmt: skip
+    names = mart.column_names
+    return Table(
+        caption,
+        [c.label_zh for c in mart.columns],
+        [[Cell(f(r[n]), r[n]) for f, n in zip(shown, names, strict=True)] for r in rows],
+    )
+
+
 # -- demand heat map --------------------------------------------------------------------------
 
 
@@ -346,7 +346,7 @@ def demand(service: Service) -> Board:
     board = Board(
         "demand",
         TITLES["demand"],
-        "12345诉求、网格事件与城管案件按网格和类别计数；每个方块是一个网格，位于其中心点，按社区分组，颜色越深件数越多。",
+        SUMMARIES["demand"],
         marts=("demand_heatmap", "grid_layout"),
     )
     counts = read_mart(
@@ -412,5 +412,5 @@ BOARDS: dict[str, Callable[[Service], Board]] = {
     "governance": governance,
     "quality": quality,
     "demand": demand,
-    "appeals": appeals,
+    "sla": sla,
 }

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api.deps import Principal
 from share_api.portal.csv import csv_response
-from share_api.portal.dashboards import BOARDS, TITLES, Board, Cell
+from share_api.portal.dashboards import BOARDS, SUMMARIES, TITLES, Board, Cell
 from share_api.portal.web import PREFIX, needs, render
 from share_api.service import Service
 
@@ -51,7 +51,7 @@ def csv_cell(cell: Cell) -> str | int | float | None:
 
 @router.get("/dashboards")
 def dashboards(request: Request, principal: Viewer) -> HTMLResponse:
-    return render(request, "dashboards/index.html", principal, boards=TITLES)
+    return render(request, "dashboards/index.html", principal, boards=TITLES, summaries=SUMMARIES)
 
 
 @router.get("/dashboards/{key}")

@@ -185,14 +185,18 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
     assert shown == {g: per_cell.get(g, 0) for g in layout["grid_code"]}
 
     # appeal SLA: per handling department, with a name beginning with a formula
-    open_board(page, portal, "appeals")
+    open_board(page, portal, "sla")
     sla = read(lake, "SELECT * FROM marts.appeal_sla ORDER BY handling_dept")
     rows = table_cells(page, "sla")
     assert [r[0][0] for r in rows] == sla["handling_dept"].to_list()
     assert rows[0][0][0].startswith(FORMULA)  # shown as text, never run
+    header = page.locator("#table-sla thead th").all_text_contents()
+    assert len(header) == sla.width  # every column of the mart, under its label
+    share = header.index("按时响应率")
     for cells, r in zip(rows, sla.iter_rows(named=True), strict=True):
         assert int(cells[1][1]) == r["appeals"]
-        assert cells[3][0] == percent(r["answered_in_time_share"])
+        assert cells[share][0] == percent(r["answered_in_time_share"])
+        assert as_float(cells[share][1]) == pytest.approx(r["answered_in_time_share"])
     bars = svg_texts(page, "sla")
     for r in sla.iter_rows(named=True):
         assert js_number(chart_value(r["answered_in_time_share"], "share")) in bars
@@ -206,7 +210,7 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
     assert lines[1].startswith("'" + FORMULA)  # escaped: a spreadsheet shows it as text
     assert len(lines) == sla.height + 1
     views = [r for r in portal.service.audit.log.records() if r["action"] == "dashboard.view"]
-    assert [r["dashboard"] for r in views] == ["governance", "quality", "demand", "appeals"]
+    assert [r["dashboard"] for r in views] == ["governance", "quality", "demand", "sla"]
 
     # a requester may not open them
     requester = portal.person("wjw", "requester")
