@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
@@ -358,22 +359,36 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, SignInRequired)
         return RedirectResponse(f"{PREFIX}/login?next={quote(exc.next_path)}", status_code=303)
 
-    async def _http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        if not request.url.path.startswith(PREFIX + "/") and request.url.path != PREFIX:
-            return await http_exception_handler(request, exc)
+    def _portal_page(request: Request) -> bool:
+        return request.url.path.startswith(PREFIX + "/") or request.url.path == PREFIX
+
+    def _error_page(request: Request, status: int, detail: str) -> Response:
         principal = getattr(request.state, "principal", None)
         return render(
-            request,
-            "error.html",
-            principal,
-            status_code=exc.status_code,
-            status=exc.status_code,
-            detail=exc.detail if isinstance(exc.detail, str) else "请求有误",
+            request, "error.html", principal, status_code=status, status=status, detail=detail
         )
+
+    async def _http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not _portal_page(request):
+            return await http_exception_handler(request, exc)
+        detail = exc.detail if isinstance(exc.detail, str) else "请求有误"
+        return _error_page(request, exc.status_code, detail)
+
+    api_invalid = app.exception_handlers.get(RequestValidationError)
+
+    async def _invalid(request: Request, exc: Exception) -> Response:
+        """A portal page's malformed input as a page naming the fields (never the values);
+        the API keeps its own 422 JSON."""
+        if not _portal_page(request) and api_invalid is not None:
+            return await api_invalid(request, exc)
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        where = "、".join(str(e.get("loc", ("?",))[-1]) for e in errors if e.get("loc")) or "输入"
+        return _error_page(request, 422, f"以下输入有误：{where}")
 
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
 
 
 @router.get("")

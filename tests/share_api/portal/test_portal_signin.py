@@ -17,7 +17,7 @@ def _records(service, action: str) -> list[dict]:
 
 
 def test_sign_in_session_and_sign_out(portal, page, context):
-    who = portal.person("wjw", "requester")
+    who = portal.person("wjw", "requester", "auditor")
     page.goto(portal.url + "/?tab=1")
     assert "/portal/login?next=/portal/%3Ftab%3D1" in page.url  # no session: sign in first
     assert_accessible(page)
@@ -49,6 +49,14 @@ def test_sign_in_session_and_sign_out(portal, page, context):
         == 0
     )
     assert_accessible(page)
+
+    # a portal page's malformed input is a page naming the field, never the value sent
+    invalid = httpx.get(
+        portal.url + "/audit?before=x1y2z3",
+        cookies={"streethub_session": cookie["value"]},
+    )
+    assert invalid.status_code == 422 and "text/html" in invalid.headers["content-type"]
+    assert "以下输入有误：before" in invalid.text and "x1y2z3" not in invalid.text
 
     # a form posted without the session's CSRF value is refused
     refused = httpx.post(
