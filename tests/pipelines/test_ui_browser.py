@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 from playwright.sync_api import Page
 from test_incremental import DEPT, OLD, deliver
@@ -105,6 +106,8 @@ def test_the_dagster_ui_shows_every_department_and_the_failing_check(
         groups.nth(len(cat.departments) - 1).wait_for(timeout=STARTUP_SECONDS * 1000)
         shown = {groups.nth(i).get_attribute("title") for i in range(groups.count())}
         assert set(cat.departments) <= shown, sorted(set(cat.departments) - shown)
+        nux = httpx.post(f"{base}/graphql", json={"query": "{ shouldShowNux }"}, timeout=30)
+        assert nux.json()["data"]["shouldShowNux"] is False  # dagster.yaml: nux off
         assert page.get_by_text("Join the Dagster community").count() == 0
         shot(page, "dagster-ui-lineage")
 
