@@ -76,8 +76,9 @@ def outside() -> Outside:
     return Outside()
 
 
-@pytest.fixture
-def context(browser: Browser, outside: Outside) -> Iterator[BrowserContext]:
+def guarded_context(browser: Browser, outside: Outside) -> BrowserContext:
+    """A browser context of its own (a person's own cookies) whose requests outside this
+    machine are blocked and recorded in ``outside``."""
     ctx = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     ctx.set_default_timeout(20_000)
 
@@ -90,6 +91,14 @@ def context(browser: Browser, outside: Outside) -> Iterator[BrowserContext]:
             route.abort()
 
     ctx.route("**/*", guard)
+    return ctx
+
+
+@pytest.fixture
+def context(browser: Browser, outside: Outside) -> Iterator[BrowserContext]:
+    """The test's browser context (``guarded_context``): the test fails if any request
+    left this machine — in it or in another context made with the same ``outside``."""
+    ctx = guarded_context(browser, outside)
     yield ctx
     ctx.close()
     assert not outside.urls, f"pages asked for something outside 127.0.0.1: {outside.urls}"

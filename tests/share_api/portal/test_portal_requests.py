@@ -12,7 +12,7 @@ import json
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Page
 
 from catalog.model import Level, MaskingRule, ShareType
 from share_api import catalogue as cat
@@ -21,23 +21,11 @@ from share_api.portal.pages_catalogue import HIDDEN, MASKING_ZH, departments
 from share_api.portal.pages_requests import describe_scope, scope_of
 from share_api.requests import list_requests
 from share_api.rowfilter import compile_filter
-from tests.share_api.portal.conftest import Outside, assert_accessible, is_local, shot
-
-
-def _context(browser: Browser, outside: Outside) -> BrowserContext:
-    """Another person's own browser (cookies of its own), guarded like ``context``."""
-    ctx = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(20_000)
-
-    def guard(route) -> None:
-        if is_local(route.request.url):
-            route.continue_()
-        else:
-            outside.urls.append(route.request.url)
-            route.abort()
-
-    ctx.route("**/*", guard)
-    return ctx
+from tests.share_api.portal.conftest import (
+    assert_accessible,
+    guarded_context,
+    shot,
+)
 
 
 def _sensitive(entry: cat.Entry) -> list[str]:
@@ -144,7 +132,7 @@ def test_request_review_grant_and_keyboard_flow(portal, page, browser, outside):
     assert "需要以下角色之一" in page.inner_text("main")
 
     # -- the first reviewer, in a browser of their own, sees what the requester would see
-    ctx1 = _context(browser, outside)
+    ctx1 = guarded_context(browser, outside)
     p1 = ctx1.new_page()
     portal.sign_in(p1, first, "/reviews")
     queued = p1.get_by_role("row").filter(has=p1.get_by_role("link", name=mine["id"]))
@@ -171,7 +159,7 @@ def test_request_review_grant_and_keyboard_flow(portal, page, browser, outside):
     assert "第二次批准须由另一个人完成" in p1.inner_text("main")
 
     # -- the second reviewer (a data officer of the owner department) completes it
-    ctx2 = _context(browser, outside)
+    ctx2 = guarded_context(browser, outside)
     p2 = ctx2.new_page()
     portal.sign_in(p2, second, f"/reviews/{mine['id']}")
     p2.get_by_role("button", name="批准", exact=True).click()
