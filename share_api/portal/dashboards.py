@@ -5,9 +5,8 @@ same figures, read from the marts through the service's lake reader (``views.lak
 - ``governance``: ``marts.governance_scorecard`` (the figures now, against their goals) and
   ``marts.governance_scorecard_history`` (one dated set a run: the trends);
 - ``quality``: ``marts.quality_scorecard``, each department's score (dataset ``*``) per
-  dimension;
-- ``demand``: ``marts.demand_heatmap`` summed per grid cell and category over its weeks,
-  laid out as tiles at the centres of ``marts.grid_layout`` grouped by community;
+  dimension, and ``marts.quality_scorecard_history``: a trend a dimension;
+- ``demand``: the heat map (:mod:`share_api.portal.dashboard_demand`);
 - ``sla``: ``marts.appeal_sla`` per handling department, every column as published.
 
 A mart not built yet gives an empty panel saying so. :class:`Panel` is what the templates
@@ -26,14 +25,11 @@ import polars as pl
 from catalog.marts import Mart
 from catalog.model import FieldType
 from share_api.catalogue import marts_of
-from share_api.portal.dashboard_tiles import tile_layers
 from share_api.portal.pages_catalogue import QUALITY_DIMENSION_ZH, departments
 from share_api.service import Service
 from share_api.views import lake_reader
 
 TREND_DAYS = 90  # the trends show the newest run's day and the days before it, this many
-NO_GRID = "（未定位到网格）"
-UNLISTED = "未登记网格"
 
 
 @dataclass
@@ -79,7 +75,7 @@ TITLES = {
 }
 SUMMARIES = {
     "governance": "数据共享率、数据质量合格率、去标识化率、诉求按时响应率与跨部门数据获取时长：当前值与目标，及每日趋势。",
-    "quality": "各部门六个质量维度的得分（完整性、有效性、唯一性、一致性、及时性、准确性），颜色越深得分越高。",
+    "quality": "各部门六个质量维度的得分（完整性、有效性、唯一性、一致性、及时性、准确性），颜色越深得分越高；及每个维度各部门得分的每日趋势。",
     "demand": "12345诉求、网格事件与城管案件按网格和类别计数；每个方块是一个网格，位于其中心点，按社区分组，颜色越深件数越多。",
     "sla": "12345诉求按承办单位：按时响应率（紧急诉求2小时内、其他24小时内派单）、派单与办结时长。",
 }
@@ -187,37 +183,38 @@ def governance(service: Service) -> Board:
             note=None if now is not None else missing("governance_scorecard"),
         )
     )
+    source = "governance_scorecard_history"
     history = read_mart(
         service,
-        "SELECT run_date, figure, name_zh, value, unit FROM marts.governance_scorecard_history "
-        "WHERE run_date > (SELECT max(run_date) FROM marts.governance_scorecard_history) "
-        f"- INTERVAL {TREND_DAYS} DAY ORDER BY run_date",
+        recent(source, "run_date, figure AS series, name_zh AS label, value, unit"),
     )
     for unit, title in (("share", "比率类指标趋势"), ("hours", "时长类指标趋势")):
-        board.panels.append(trend(history, unit, title))
+        shown = None if history is None else history.filter(pl.col("unit") == unit)
+        board.panels.append(
+            trend(shown, key=f"trend-{unit}", title=title, source=f"marts.{source}", unit=unit)
+        )
     return board
 
 
-def trend(history: pl.DataFrame | None, unit: str, title: str) -> Panel:
-    """The history's figures of one unit: a line a figure over the run dates, and the table
-    of dates × figures."""
-    frame = pl.DataFrame() if history is None else history.filter(pl.col("unit") == unit)
-    dates = sorted({d for d in frame["run_date"]}) if frame.height else []
-    figures = (
-        frame.select("figure", "name_zh").unique(maintain_order=True).rows() if frame.height else []
-    )
-    value = {(r["run_date"], r["figure"]): r["value"] for r in frame.iter_rows(named=True)}
+def trend(frame: pl.DataFrame | None, *, key: str, title: str, source: str, unit: str) -> Panel:
+    """A line a series over the run dates, and the table of dates × series, from ``frame``'s
+    ``run_date``, ``series`` (its code), ``label`` and ``value`` (None: the mart is not built
+    yet)."""
+    rows = [] if frame is None else list(frame.iter_rows(named=True))
+    dates = sorted({r["run_date"] for r in rows})
+    series = list(dict.fromkeys((r["series"], r["label"]) for r in rows))
+    value = {(r["run_date"], r["series"]): r["value"] for r in rows}
     fmt = by_unit(unit)
     return Panel(
-        f"trend-{unit}",
+        key,
         title,
-        "marts.governance_scorecard_history",
+        source,
         Table(
             f"{title}（近{TREND_DAYS}天，每日一行，单位：{'百分比' if unit == 'share' else '小时'}）",
-            ["统计日期", *(name for _, name in figures)],
+            ["统计日期", *(label for _, label in series)],
             [
                 [Cell(d.isoformat(), d.isoformat())]
-                + [Cell(fmt(value.get((d, f))), value.get((d, f))) for f, _ in figures]
+                + [Cell(fmt(value.get((d, s))), value.get((d, s))) for s, _ in series]
                 for d in dates
             ],
         ),
@@ -226,11 +223,20 @@ def trend(history: pl.DataFrame | None, unit: str, title: str) -> Panel:
             "unit": unit,
             "categories": [d.isoformat() for d in dates],
             "series": [
-                {"name": name, "values": [chart_value(value.get((d, f)), unit) for d in dates]}
-                for f, name in figures
+                {"name": label, "values": [chart_value(value.get((d, s)), unit) for d in dates]}
+                for s, label in series
             ],
         },
-        note=None if history is not None else missing("governance_scorecard_history"),
+        note=None if frame is not None else missing(source.removeprefix("marts.")),
+    )
+
+
+def recent(history: str, columns: str, where: str = "TRUE") -> str:
+    """The query of a history mart's rows of the last :data:`TREND_DAYS` days it holds."""
+    return (
+        f"SELECT {columns} FROM marts.{history} WHERE {where} AND run_date > "
+        f"(SELECT max(run_date) FROM marts.{history}) - INTERVAL {TREND_DAYS} DAY "
+        "ORDER BY run_date"
     )
 
 
@@ -242,7 +248,7 @@ def quality(service: Service) -> Board:
         "quality",
         TITLES["quality"],
         SUMMARIES["quality"],
-        marts=("quality_scorecard",),
+        marts=("quality_scorecard", "quality_scorecard_history"),
     )
     frame = read_mart(
         service,
@@ -285,6 +291,25 @@ def quality(service: Service) -> Board:
             note=None if frame is not None else missing("quality_scorecard"),
         )
     )
+    source = "quality_scorecard_history"
+    history = read_mart(
+        service,
+        recent(source, "run_date, dept AS series, dimension, score AS value", "dataset = '*'"),
+    )
+    for m in dims:
+        shown = None
+        if history is not None:
+            shown = history.filter(pl.col("dimension") == m).sort("run_date", "series")
+            shown = shown.with_columns(label=pl.col("series").replace(label))
+        board.panels.append(
+            trend(
+                shown,
+                key=f"trend-{m}",
+                title=f"{QUALITY_DIMENSION_ZH[m]}得分趋势（各部门）",
+                source=f"marts.{source}",
+                unit="share",
+            )
+        )
     return board
 
 
@@ -337,80 +362,3 @@ def mart_table(mart: Mart, rows: list[dict], caption: str) -> Table:
         [c.label_zh for c in mart.columns],
         [[Cell(f(r[n]), r[n]) for f, n in zip(shown, names, strict=True)] for r in rows],
     )
-
-
-# -- demand heat map --------------------------------------------------------------------------
-
-
-def demand(service: Service) -> Board:
-    board = Board(
-        "demand",
-        TITLES["demand"],
-        SUMMARIES["demand"],
-        marts=("demand_heatmap", "grid_layout"),
-    )
-    counts = read_mart(
-        service,
-        "SELECT grid_code, category, sum(events)::BIGINT AS events, min(week_start) AS first, "
-        "max(week_start) AS last FROM marts.demand_heatmap GROUP BY ALL",
-    )
-    layout = read_mart(
-        service, "SELECT * FROM marts.grid_layout ORDER BY community_code, grid_code"
-    )
-    counts = counts if counts is not None else pl.DataFrame()
-    cells = [] if layout is None else list(layout.iter_rows(named=True))
-    known = {c["grid_code"] for c in cells}
-    categories = sorted(set(counts["category"])) if counts.height else []
-    events = (
-        {(g, c): n for g, c, n in counts.select("grid_code", "category", "events").rows()}
-        if counts.height
-        else {}
-    )
-    extra = sorted({g for g, _ in events if g not in known}, key=lambda g: (g is None, g or ""))
-    rows = [
-        (
-            c["community_name"] or c["community_code"],
-            c["grid_name"] or c["grid_code"],
-            c["grid_code"],
-        )
-        for c in cells
-    ] + [(UNLISTED, g if g is not None else NO_GRID, g) for g in extra]
-    total = {g: sum(n for (gg, _), n in events.items() if gg == g) for *_, g in rows}
-    period = (
-        f"{counts['first'].min().isoformat()} 至 {counts['last'].max().isoformat()} 各周"
-        if counts.height
-        else "—"
-    )
-    board.panels.append(
-        Panel(
-            "heatmap",
-            "网格 × 类别 事件数",
-            "marts.demand_heatmap（按网格、类别汇总各周）、marts.grid_layout（网格中心点与所属社区）",
-            Table(
-                f"各网格各类别事件数（{period}）",
-                ["网格", "所属社区", *categories, "合计"],
-                [
-                    [Cell(grid, code), Cell(community, community)]
-                    + [
-                        Cell(number(events.get((code, c), 0)), events.get((code, c), 0))
-                        for c in categories
-                    ]
-                    + [Cell(number(total[code]), total[code])]
-                    for community, grid, code in rows
-                ],
-            ),
-            tiles=tile_layers(cells, events, categories) if cells else None,
-            note=None
-            if layout is not None and counts.height
-            else missing("demand_heatmap / grid_layout"),
-        )
-    )
-    return board
-
-
-BOARDS: dict[str, Callable[[Service], Board]] = {
-    "governance": governance,
-    "quality": quality,
-    "demand": demand,
-    "sla": sla,
-}

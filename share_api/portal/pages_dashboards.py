@@ -12,6 +12,7 @@ and downloading a table are audited (``dashboard.view``, ``dashboard.csv``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from share_api.deps import Principal
 from share_api.portal.csv import csv_response
-from share_api.portal.dashboards import BOARDS, SUMMARIES, TITLES, Board, Cell
+from share_api.portal.dashboard_demand import demand
+from share_api.portal.dashboards import SUMMARIES, TITLES, Board, Cell, governance, quality, sla
 from share_api.portal.web import PREFIX, needs, render
 from share_api.service import Service
 
@@ -28,6 +30,12 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 ROLES = ("leader", "data_officer", "auditor", "admin")
 Viewer = Annotated[Principal, Depends(needs(*ROLES))]
+BOARDS: dict[str, Callable[[Service], Board]] = {
+    "governance": governance,
+    "quality": quality,
+    "demand": demand,
+    "sla": sla,
+}
 
 
 def _board(request: Request, principal: Principal, key: str, action: str) -> Board:

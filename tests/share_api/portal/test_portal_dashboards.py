@@ -33,9 +33,15 @@ def lake(share_settings, mart_street):
             build_mart(con, mart_street.catalogue, mart_street.marts,
                        "governance_scorecard_history", None,
                        run_date=today - dt.timedelta(days=days))  # fmt: skip
+        build_mart(con, mart_street.catalogue, mart_street.marts, "quality_scorecard_history",
+                   None, run_date=today - dt.timedelta(days=1))  # fmt: skip
         con.execute(
             "UPDATE marts.governance_scorecard_history SET value = value * 0.9 "
             "WHERE run_date < ? AND unit = 'share'",
+            [today],
+        )
+        con.execute(
+            "UPDATE marts.quality_scorecard_history SET score = score * 0.95 WHERE run_date < ?",
             [today],
         )
         con.execute(
@@ -150,6 +156,21 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
     for s in scores["score"].drop_nulls():
         assert js_number(chart_value(s, "share")) in labels
     assert set(header) <= set(labels)
+    history = read(
+        lake,
+        "SELECT run_date, dept, dimension, score FROM marts.quality_scorecard_history "
+        "WHERE dataset = '*'",
+    )
+    assert history["run_date"].n_unique() == 2
+    want = {(d.isoformat(), dept, m): v for d, dept, m, v in history.rows()}
+    for dim in header:  # a trend a dimension: dates x departments
+        trend = table_cells(page, f"trend-{codes[dim]}")
+        assert [r[0][0] for r in trend] == sorted({d.isoformat() for d in history["run_date"]})
+        depts = page.locator(f"#table-trend-{codes[dim]} thead th").all_text_contents()[1:]
+        code_of = {r[0][0]: r[0][1] for r in rows}  # department label -> code
+        for cells in trend:
+            for dept, (text, _) in zip(depts, cells[1:], strict=True):
+                assert text == percent(want.get((cells[0][0], code_of[dept], codes[dim])))
 
     # demand: tiles at the grid's centres, one layer a category
     open_board(page, portal, "demand")

@@ -1,17 +1,105 @@
-"""The demand heat map's tiles (需求热力图): the grid's cells as SVG tiles at their centres,
-grouped by community (the grid register has centres, not boundaries), one layer a category;
-drawn by ``templates/dashboards/tiles.html``. Plain geometry over what the marts publish
-(``marts.grid_layout``, ``marts.demand_heatmap``): nothing is counted here but the layer's
-total of the mart's counts."""
+"""The demand heat map (需求热力图): ``marts.demand_heatmap`` summed per grid cell and
+category over its weeks, each cell a tile at its centre (``marts.grid_layout``: the grid
+register has centres, not boundaries), grouped by community, one SVG layer a category; drawn
+by ``templates/dashboards/tiles.html``, with the table of cells × categories beside it."""
 
 from __future__ import annotations
 
 import itertools
 
+import polars as pl
+
+from share_api.portal.dashboards import (
+    SUMMARIES,
+    TITLES,
+    Board,
+    Cell,
+    Panel,
+    Table,
+    missing,
+    number,
+    read_mart,
+)
+from share_api.service import Service
+
 TILE_CLASSES = 5  # colour steps of the heat map
 TILE_PX = 56  # a tile's pitch in the heat map's SVG
 GROUP_GAP_PX = 28  # room between communities (their names above them)
 ALL = "全部类别"
+NO_GRID = "（未定位到网格）"
+UNLISTED = "未登记网格"
+
+
+# -- the board --------------------------------------------------------------------------
+
+
+def demand(service: Service) -> Board:
+    board = Board(
+        "demand",
+        TITLES["demand"],
+        SUMMARIES["demand"],
+        marts=("demand_heatmap", "grid_layout"),
+    )
+    counts = read_mart(
+        service,
+        "SELECT grid_code, category, sum(events)::BIGINT AS events, min(week_start) AS first, "
+        "max(week_start) AS last FROM marts.demand_heatmap GROUP BY ALL",
+    )
+    layout = read_mart(
+        service, "SELECT * FROM marts.grid_layout ORDER BY community_code, grid_code"
+    )
+    counts = counts if counts is not None else pl.DataFrame()
+    cells = [] if layout is None else list(layout.iter_rows(named=True))
+    known = {c["grid_code"] for c in cells}
+    categories = sorted(set(counts["category"])) if counts.height else []
+    events = (
+        {(g, c): n for g, c, n in counts.select("grid_code", "category", "events").rows()}
+        if counts.height
+        else {}
+    )
+    extra = sorted({g for g, _ in events if g not in known}, key=lambda g: (g is None, g or ""))
+    rows = [
+        (
+            c["community_name"] or c["community_code"],
+            c["grid_name"] or c["grid_code"],
+            c["grid_code"],
+        )
+        for c in cells
+    ] + [(UNLISTED, g if g is not None else NO_GRID, g) for g in extra]
+    total = {g: sum(n for (gg, _), n in events.items() if gg == g) for *_, g in rows}
+    period = (
+        f"{counts['first'].min().isoformat()} 至 {counts['last'].max().isoformat()} 各周"
+        if counts.height
+        else "—"
+    )
+    board.panels.append(
+        Panel(
+            "heatmap",
+            "网格 × 类别 事件数",
+            "marts.demand_heatmap（按网格、类别汇总各周）、marts.grid_layout（网格中心点与所属社区）",
+            Table(
+                f"各网格各类别事件数（{period}）",
+                ["网格", "所属社区", *categories, "合计"],
+                [
+                    [Cell(grid, code), Cell(community, community)]
+                    + [
+                        Cell(number(events.get((code, c), 0)), events.get((code, c), 0))
+                        for c in categories
+                    ]
+                    + [Cell(number(total[code]), total[code])]
+                    for community, grid, code in rows
+                ],
+            ),
+            tiles=tile_layers(cells, events, categories) if cells else None,
+            note=None
+            if layout is not None and counts.height
+            else missing("demand_heatmap / grid_layout"),
+        )
+    )
+    return board
+
+
+# -- the tiles ----------------------------------------------------------------------
 
 
 def tile_layers(cells: list[dict], events: dict, categories: list[str]) -> dict:
