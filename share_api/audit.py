@@ -281,6 +281,7 @@ class Auditor:
     watchers: list[Watcher] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._queued_failed = False  # a queued record was not written (record_queued_then)
         self._commit: GroupCommit[tuple, dict[str, Any] | _Failed] = GroupCommit(
             self._write, name="audit"
         )
@@ -352,15 +353,30 @@ class Auditor:
         refused for, and no first byte of anything, depends on it. A record that could
         not be written is logged (its action, never a value); the next awaited record
         meets the same unwritable log and refuses its call."""
+        self.record_queued_then(action, actor, details)
+
+    def record_queued_then(
+        self, action: str, actor: str, details: dict[str, Any], then: Then | None = None
+    ) -> None:
+        """:meth:`record_queued`, and ``then`` (``(write, payload)``, as for
+        :meth:`record_then`) written in the same pass once the record is durable.
+
+        Fail closed: once a queued record could not be written, the next ones are written
+        as :meth:`record_then` is — waited for, an :class:`AuditError` refusing their call
+        while the log stays unwritable — until a record is written again."""
+        if self._queued_failed:
+            self.record_then(action, actor, details, then)
+            return
         AuditLog.check_details(details)
 
         def after(record: dict[str, Any] | _Failed | None, error: BaseException | None):
             if error is None and isinstance(record, dict):
                 self._done(record, action)
             else:
+                self._queued_failed = True
                 log.error("a queued audit record (%s) was not written", action)
 
-        self._commit.submit_queued((action, actor, details, None), after)
+        self._commit.submit_queued((action, actor, details, then), after)
 
     def flush(self) -> None:
         """Return once every record queued so far (:meth:`record_queued`) is written."""
@@ -369,6 +385,7 @@ class Auditor:
     def _done(self, record: dict[str, Any] | _Failed, action: str) -> dict[str, Any]:
         if isinstance(record, _Failed):
             raise record.error
+        self._queued_failed = False  # a record written: the log takes them again
         for watch in self.watchers:
             try:
                 watch(record)

@@ -638,6 +638,14 @@ async def record_read_async(service: Service, read: Read) -> dict[str, Any]:
     )
 
 
+def record_read_queued(service: Service, read: Read) -> None:
+    """:func:`record_read` queued into the audit's group commit, the caller not waiting
+    (``Auditor.record_queued_then``): for a read whose disclosure is durable on record
+    already (a Delta Sharing query a profile repeats, its files' first ranges on record)."""
+    then = (_write_reads(service), read)
+    service.audit.record_queued_then("data.read", read.principal.actor, read.audit_details(), then)
+
+
 def reads_of(service: Service, grant_id: str) -> list[dict[str, Any]]:
     """The recorded reads of a grant, oldest first."""
     query = grant_reads.select().where(grant_reads.c.grant_id == grant_id)
@@ -667,5 +675,6 @@ __all__ = [
     "reads_of",
     "record_read",
     "record_read_async",
+    "record_read_queued",
     "revoke_grant",
 ]

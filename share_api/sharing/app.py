@@ -314,19 +314,8 @@ def _query(request: Request, share: str, schema: str, table: str, raw: bytes) ->
         lines.append(protocol.file_line("file", shared, signed.url, signed.expiration_ms, served))
     rows, nbytes = sum(f.rows for f in chosen), sum(f.size for f in chosen)
     digest = hashlib.sha256("".join(f.sha256 for f in chosen).encode()).hexdigest()
-    grants.record_read(  # durable before the answer: the query's disclosure on record
-        service,
-        grant,
-        protocol.principal_of(recipient),
-        snapshot=served.snapshot,
-        fmt="delta_sharing",
-        offset=0,
-        rows=rows,
-        nbytes=nbytes,
-        digest=digest,
-        client=client_of(request),
-    )
-    audit_queued(  # the protocol's detail of that read: queued, one fsync a query
+    _record_query_read(service, request, recipient, grant, served.snapshot, rows, nbytes, digest)
+    audit_queued(  # the protocol's detail of that read
         service,
         request,
         recipient,
@@ -340,6 +329,36 @@ def _query(request: Request, share: str, schema: str, table: str, raw: bytes) ->
         bytes=nbytes,
     )
     return ndjson_response(lines, served.version)
+
+
+def _record_query_read(
+    service: Service,
+    request: Request,
+    recipient: Recipient,
+    grant: grants.Grant,
+    snapshot: int,
+    rows: int,
+    nbytes: int,
+    digest: str,
+) -> None:
+    """A query's ``data.read`` (with its ``grant_reads`` row): durable before the answer
+    the first time this process answers the profile these files (their digest) — the
+    stats and URLs of a version not yet on record for it — and queued into the group
+    commit when it answers them again (a repeated load: its disclosure is on record, as a
+    file's further ranges are, ``urls.first_disclosure``)."""
+    read = grants.Read(grant, protocol.principal_of(recipient), snapshot, "delta_sharing", 0,
+                       rows, nbytes, digest, client_of(request))  # fmt: skip
+    what = f"query|{grant.id}|{digest}"
+    if not urls.first_disclosure(service, recipient.token_id, what):
+        grants.record_read_queued(service, read)
+        return
+    try:
+        grants.record_read(service, grant, read.principal, snapshot=snapshot, fmt=read.fmt,
+                           offset=0, rows=rows, nbytes=nbytes, digest=digest,
+                           client=read.client)  # fmt: skip
+    except BaseException:
+        urls.forget_disclosure(service, recipient.token_id, what)
+        raise
 
 
 def table_changes(

@@ -360,9 +360,13 @@ def _durable(service: Service, recipient: Recipient, answer: _Answer) -> bool:
     return not answer.head and first_disclosure(service, recipient.token_id, answer.details["file"])
 
 
+def forget_disclosure(service: Service, token_id: str, what: str) -> None:
+    """A first disclosure whose record failed: the next one is a first one again."""
+    service.kept("sharing.disclosed", _Disclosed).forget(token_id, what)
+
+
 def _unmark(service: Service, recipient: Recipient, answer: _Answer) -> None:
-    """A first disclosure whose record failed: the next range is a first one again."""
-    service.kept("sharing.disclosed", _Disclosed).forget(recipient.token_id, answer.details["file"])
+    forget_disclosure(service, recipient.token_id, str(answer.details["file"]))
 
 
 def serve(service: Service, request: Request, file_id: str) -> Response:

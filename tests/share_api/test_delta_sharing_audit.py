@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from masking.errors import AuditError
+from share_api import consent
 from share_api.audit import GroupCommit
 from tests.share_api.test_delta_sharing_client import file_lines, recipient_of, records, table_of
-from tests.share_api.test_sharing_versions import make_grant
+from tests.share_api.test_sharing_versions import KIND, a_resident, make_grant
 
 
 def recording() -> tuple[list[list[int]], GroupCommit]:
@@ -77,3 +81,58 @@ def test_a_query_is_on_record_when_answered_its_detail_and_metadata_soon(
     query = [r for r in new if r["action"] == "sharing.query"]
     assert [(r["grant"], r["files"], r["bytes"]) for r in query] == [(grant.id, 1, line["size"])]
     assert [r["grant"] for r in new if r["action"] == "sharing.metadata"] == [grant.id]
+
+
+def test_a_repeated_query_is_queued_a_new_disclosure_durable(
+    service, people, server, tmp_path, monkeypatch
+) -> None:
+    grant = make_grant(service)
+    who = recipient_of(server, people, tmp_path)
+    table = table_of(who, grant)
+    durable: list[str] = []
+    record_then = service.audit.record_then
+
+    def counted(action, actor, details, then=None):
+        durable.append(action)
+        return record_then(action, actor, details, then)
+
+    monkeypatch.setattr(service.audit, "record_then", counted)
+    (first,) = file_lines(who, table)
+    assert durable.count("data.read") == 1  # a first disclosure: on record before
+    assert file_lines(who, table) == [first]
+    assert durable.count("data.read") == 1  # the same files again: queued
+    consent.record_choice(service, pseudonym=a_resident(service), category="health",
+                          recipient_kind=KIND, choice="declined", channel="app",
+                          actor="test")  # fmt: skip
+    (remade,) = file_lines(who, table)
+    assert remade["id"] != first["id"] and durable.count("data.read") == 2
+    service.audit.flush()
+    reads = [r for r in records(service, "data.read") if r["grant"] == grant.id]
+    assert len(reads) == 3
+
+
+def test_after_a_queued_record_fails_the_next_wait_and_fail_closed(
+    service, people, server, tmp_path, monkeypatch
+) -> None:
+    grant = make_grant(service)
+    who = recipient_of(server, people, tmp_path)
+    table = table_of(who, grant)
+    metadata = f"/shares/{table.share}/schemas/{table.schema}/tables/{table.name}/metadata"
+
+    def broken(entries):
+        raise OSError("the disk is full")
+
+    auditor = service.audit
+    monkeypatch.setattr(auditor.log, "append_many", broken)
+    auditor.record_queued("test.queued", "test", n=1)
+    auditor.flush()  # not written: logged
+    with pytest.raises(AuditError):
+        auditor.record_queued("test.queued", "test", n=2)
+    with who.protocol() as http:
+        assert http.get(metadata).status_code == 503
+    monkeypatch.undo()
+    with who.protocol() as http:
+        assert http.get(metadata).status_code == 200  # written, waited for: open again
+    auditor.record_queued("test.queued", "test", n=3)
+    auditor.flush()
+    assert [r["n"] for r in records(service, "test.")] == [3]
