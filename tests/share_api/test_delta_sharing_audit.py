@@ -17,6 +17,13 @@ from tests.share_api.test_delta_sharing_client import file_lines, recipient_of, 
 from tests.share_api.test_sharing_versions import KIND, a_resident, make_grant
 
 
+def a_table(service, people, server, tmp_path):
+    """A grant, a recipient with a downloaded profile, and the grant's listed table."""
+    grant = make_grant(service)
+    who = recipient_of(server, people, tmp_path)
+    return grant, who, table_of(who, grant)
+
+
 def recording() -> tuple[list[list[int]], GroupCommit]:
     batches: list[list[int]] = []
 
@@ -64,9 +71,7 @@ def test_queued_items_alone_are_written_within_the_linger() -> None:
 def test_a_query_is_on_record_when_answered_its_detail_and_metadata_soon(
     service, people, server, tmp_path
 ) -> None:
-    grant = make_grant(service)
-    who = recipient_of(server, people, tmp_path)
-    table = table_of(who, grant)
+    grant, who, table = a_table(service, people, server, tmp_path)
     before = {r["seq"] for r in records(service, "")}
     (line,) = file_lines(who, table)
     reads = [r for r in records(service, "data.read") if r["seq"] not in before]
@@ -86,9 +91,7 @@ def test_a_query_is_on_record_when_answered_its_detail_and_metadata_soon(
 def test_a_repeated_query_is_queued_a_new_disclosure_durable(
     service, people, server, tmp_path, monkeypatch
 ) -> None:
-    grant = make_grant(service)
-    who = recipient_of(server, people, tmp_path)
-    table = table_of(who, grant)
+    grant, who, table = a_table(service, people, server, tmp_path)
     durable: list[str] = []
     record_then = service.audit.record_then
 
@@ -114,9 +117,7 @@ def test_a_repeated_query_is_queued_a_new_disclosure_durable(
 def test_after_a_queued_record_fails_the_next_wait_and_fail_closed(
     service, people, server, tmp_path, monkeypatch
 ) -> None:
-    grant = make_grant(service)
-    who = recipient_of(server, people, tmp_path)
-    table = table_of(who, grant)
+    _grant, who, table = a_table(service, people, server, tmp_path)
     metadata = f"/shares/{table.share}/schemas/{table.schema}/tables/{table.name}/metadata"
 
     def broken(entries):
