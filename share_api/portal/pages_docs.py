@@ -6,7 +6,9 @@ turns them off (``docs_url=None, redoc_url=None``) and these routes serve them i
 Both pages answer with a Content-Security-Policy that lets them reach nothing but the
 service: should a library ever try (a validator badge, fonts, usage data), the browser
 refuses before anything leaves. Swagger UI's online validator is off
-(``validatorUrl: null``). Redoc 2.5.4 draws the Redocly logo of its menu from
+(``validatorUrl: null``), and so are its deep links (an ``<a>`` inside each operation's
+button: nested controls a keyboard or screen reader cannot tell apart); the page's language
+is set and ``static/docs.css`` darkens what was too light to read. Redoc 2.5.4 draws the Redocly logo of its menu from
 ``cdn.redoc.ly`` whatever its options say: ``/redoc`` loads the vendored bundle (kept as
 published, hashes in ``VENDORED.md``) through :func:`redoc_bundle`, which swaps that one
 address for an empty local image. Neither page is in the spec.
@@ -54,6 +56,14 @@ def _spec_url(request: Request) -> str:
     return request.app.openapi_url or "/openapi.json"
 
 
+def _finished(page: HTMLResponse, head: str = "") -> HTMLResponse:
+    """FastAPI's generated page with its language (Chinese, as the spec's text) and
+    ``head`` added, answered with :data:`DOCS_HEADERS`."""
+    html = bytes(page.body).decode("utf-8")
+    html = html.replace("<html>", '<html lang="zh-CN">', 1).replace("</head>", head + "</head>", 1)
+    return HTMLResponse(html, headers=DOCS_HEADERS)
+
+
 @router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     """The spec in Swagger UI (swagger-ui-dist, vendored)."""
@@ -63,10 +73,9 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
         swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
         swagger_favicon_url=FAVICON,
-        swagger_ui_parameters={"validatorUrl": None},
+        swagger_ui_parameters={"validatorUrl": None, "deepLinking": False},
     )
-    page.headers.update(DOCS_HEADERS)
-    return page
+    return _finished(page, '<link rel="stylesheet" href="/static/docs.css">')
 
 
 @router.get("/redoc")
@@ -79,8 +88,7 @@ def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=FAVICON,
         with_google_fonts=False,
     )
-    page.headers.update(DOCS_HEADERS)
-    return page
+    return _finished(page)
 
 
 @cache

@@ -20,7 +20,7 @@ from catalog.settings import Settings
 from share_api.app import create_app, openapi_spec
 from share_api.service import Service
 from tests.share_api.conftest import LiveServer, serve_in_thread, stop_server
-from tests.share_api.portal.conftest import is_local, shot
+from tests.share_api.portal.conftest import assert_accessible, is_local, shot
 
 METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 
@@ -101,4 +101,5 @@ def test_api_docs_are_served_from_the_vendored_libraries(
     assert docs_server.url + "/openapi.json" in asked
     assert all(is_local(u) for u in asked), [u for u in asked if not is_local(u)]
     assert refused == []
+    assert_accessible(page)
     shot(page, f"api{path.replace('/', '-')}")
