@@ -16,21 +16,22 @@
       axisLine: {lineStyle: {color: GRID}}};
   }
 
-  function valueAxis(unit) {
-    return {type: 'value', name: unitLabel(unit), nameTextStyle: FONT,
+  function valueAxis(unit, fit) {  // fit: the axis spans the values (trends), not from 0
+    return {type: 'value', name: unitLabel(unit), nameTextStyle: FONT, scale: !!fit,
       axisLabel: {fontSize: 14, color: INK}, splitLine: {lineStyle: {color: '#c8c8c8'}}};
   }
 
   function barOrLine(spec) {
     var kind = spec.kind === 'line' ? 'line' : 'bar';
-    var cats = axisOf(spec.categories), vals = valueAxis(spec.unit);
+    var cats = axisOf(spec.categories), vals = valueAxis(spec.unit, kind === 'line');
+    var legendRows = Math.ceil(spec.series.length / 4);  // room for the legend above
     if (spec.horizontal) {  // the first category on top, as in the table
       cats.inverse = true; cats.axisLabel.width = 220; cats.axisLabel.overflow = 'break';
     }
     return {
       color: PALETTE,
       legend: {top: 0, textStyle: FONT},
-      grid: {left: spec.horizontal ? 230 : 60, right: 30, top: 50, bottom: 60, containLabel: false},
+      grid: {left: spec.horizontal ? 230 : 60, right: 30, top: 30 + 28 * legendRows, bottom: 60},
       tooltip: {trigger: 'axis'},
       xAxis: spec.horizontal ? vals : cats,
       yAxis: spec.horizontal ? cats : vals,
@@ -63,6 +64,9 @@
     var spec = JSON.parse(document.getElementById(el.getAttribute('data-chart')).textContent);
     var rows = spec.kind === 'heatmap' ? spec.y.length : (spec.horizontal ? spec.categories.length : 0);
     if (rows > 8) { el.style.height = (rows * 34 + 110) + 'px'; }
+    if (spec.series && spec.series.length > 8) {  // a long legend: keep the plot's height
+      el.style.height = (380 + 28 * Math.ceil(spec.series.length / 4)) + 'px';
+    }
     var chart = echarts.init(el, null, {renderer: 'svg'});
     chart.on('finished', function () { el.setAttribute('data-rendered', '1'); });
     chart.setOption(Object.assign({animation: false, aria: {enabled: false}},
