@@ -48,6 +48,7 @@ def demand(service: Service) -> Board:
     layout = read_mart(
         service, "SELECT * FROM marts.grid_layout ORDER BY community_code, grid_code"
     )
+    built = counts is not None and layout is not None
     counts = counts if counts is not None else pl.DataFrame()
     cells = [] if layout is None else list(layout.iter_rows(named=True))
     known = {c["grid_code"] for c in cells}
@@ -91,9 +92,7 @@ def demand(service: Service) -> Board:
                 ],
             ),
             tiles=tile_layers(cells, events, categories) if cells else None,
-            note=None
-            if layout is not None and counts.height
-            else missing("demand_heatmap / grid_layout"),
+            note=None if built else missing("demand_heatmap / grid_layout"),
         )
     )
     return board

@@ -16,7 +16,8 @@ import pytest
 from lakehouse.lake import open_lake
 from marts.build import build_mart, run_day
 from share_api.portal.csv import BOM
-from share_api.portal.dashboards import TREND_DAYS, chart_value, hours, percent
+from share_api.portal.dashboard_demand import UNLISTED, demand
+from share_api.portal.dashboards import TREND_DAYS, chart_value, governance, hours, percent
 from tests.share_api.portal.conftest import assert_accessible, is_local, shot
 
 FORMULA = "=1+2"
@@ -244,3 +245,26 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
         assert "街道领导" in p2.content()
     finally:
         other.close()
+
+
+@pytest.fixture
+def without_history(share_settings):
+    """The copy's lake before its first run with history marts and the grid layout."""
+    with open_lake(share_settings) as con:
+        for mart in ("governance_scorecard_history", "quality_scorecard_history", "grid_layout"):
+            con.execute(f"DROP TABLE marts.{mart}")
+    return share_settings
+
+
+def test_a_board_whose_mart_is_not_built_yet_says_so(without_history, service):
+    """A hub that has not run since the history marts came: the boards still answer, the
+    panels that need them say which mart is missing, the others show their figures."""
+    board = governance(service)
+    notes = {p.key: p.note for p in board.panels}
+    assert notes["current"] is None and board.panels[0].table.rows
+    assert "governance_scorecard_history" in notes["trend-share"]
+    assert not board.panels[1].table.rows
+    heat = demand(service).panels[0]
+    assert "grid_layout" in heat.note and heat.tiles is None
+    assert heat.table.rows  # the counts, all under cells without a known centre
+    assert all(r[1].text == UNLISTED for r in heat.table.rows)
