@@ -1,4 +1,6 @@
-"""`streethub ui` starts the real Dagster webserver on 127.0.0.1 and stops cleanly on SIGTERM."""
+"""`streethub ui` starts the real Dagster webserver on 127.0.0.1 and stops cleanly on SIGTERM
+(the browser test, test_ui_browser.py, starts one and checks both with the helpers here:
+one UI start for both); after the main job its sensors queue no run."""
 
 from __future__ import annotations
 
@@ -38,43 +40,35 @@ def wait_until_serving(proc: subprocess.Popen, base: str, seconds: float) -> Non
         time.sleep(0.5)
 
 
-def test_ui_serves_the_assets_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "STREETHUB_HOME": str(tmp_path / "home")}
-    exe = Path(sys.executable).parent / "streethub"
-    proc = subprocess.Popen(
-        [str(exe), "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def assert_serves_the_assets(base: str, seconds: float = 120) -> None:
+    """The UI at ``base`` lists every asset of the definitions, in their groups (the code
+    location loads after the webserver answers: asked again until it has)."""
+    deadline = time.monotonic() + seconds
+    nodes = []
+    while time.monotonic() < deadline and not nodes:
+        body = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=30).json()
+        nodes = (body.get("data") or {}).get("assetNodes") or []
+        time.sleep(0.5)
+    groups = {n["groupName"] for n in nodes}
+    cat = load_catalogue()
+    # a group per department, the scorecard's, the curated zone's and the marts'
+    assert groups == set(cat.departments) | {"quality", "curated", "marts", "need_model"}
+    paths = [n["assetKey"]["path"] for n in nodes]
+    assert all(["raw", d.code, ds.code] in paths for d, ds in cat.datasets())
+    assert ["curated", "person"] in paths
+    assert ["marts", "governance_scorecard"] in paths
+
+
+def stop_cleanly(proc: subprocess.Popen) -> None:
+    """SIGTERM to the UI: it exits 0, and its webserver, daemon and code server all end
+    (the code server within its heartbeat); killed, and the test failed, if it ignores it."""
+    proc.send_signal(signal.SIGTERM)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(proc, base, 120)
-        deadline = time.monotonic() + 120
-        nodes = []
-        while time.monotonic() < deadline and not nodes:  # the code location loads after start
-            body = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=30).json()
-            nodes = (body.get("data") or {}).get("assetNodes") or []
-            time.sleep(0.5)
-        groups = {n["groupName"] for n in nodes}
-        cat = load_catalogue()
-        # a group per department, the scorecard's, the curated zone's and the marts'
-        assert groups == set(cat.departments) | {"quality", "curated", "marts", "need_model"}
-        paths = [n["assetKey"]["path"] for n in nodes]
-        assert all(["raw", d.code, ds.code] in paths for d, ds in cat.datasets())
-        assert ["curated", "person"] in paths
-        assert ["marts", "governance_scorecard"] in paths
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError("the UI ignored SIGTERM") from None
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the UI ignored SIGTERM") from None
     assert code == 0, f"the UI exited with {code} on SIGTERM, not cleanly"
-    # the webserver, daemon and code server all end (the code server within its heartbeat)
     leftover: list[str] = []
     for _ in range(120):
         leftover = subprocess.run(

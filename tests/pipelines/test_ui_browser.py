@@ -4,16 +4,17 @@ allow: the newest delivery's rows all quarantined) shows every department group 
 catalogue in its asset lineage and the delivery's failing contract check, and asks for
 nothing outside 127.0.0.1 — the ``context`` guard of the portal's browser tests fails the
 test on any such request. Its "Join the Dagster community" dialog, whose form would send a
-person's e-mail address to Dagster, is off (``nux: enabled: false`` in dagster.yaml)."""
+person's e-mail address to Dagster, is off (``nux: enabled: false`` in dagster.yaml). The
+same UI then passes test_ui.py's checks (every asset in its group over GraphQL; SIGTERM
+ends it and all its processes cleanly): one UI start for both."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 from test_incremental import DEPT, OLD, deliver
-from test_ui import free_port, wait_until_serving
+from test_ui import assert_serves_the_assets, free_port, stop_cleanly, wait_until_serving
 
 from catalog.loader import load_catalogue
 from catalog.settings import Settings
@@ -70,10 +71,8 @@ def bad_delivery_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settin
     return settings
 
 
-@contextmanager
-def running_ui(settings: Settings) -> Iterator[str]:
-    """`streethub ui` on ``settings``' home, on a free port: its base URL once it serves;
-    stopped with SIGTERM after (its whole process group killed if it ignores that)."""
+def start_ui(settings: Settings) -> tuple[subprocess.Popen, str]:
+    """`streethub ui` on ``settings``' home, on a free port: the process and its base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "streethub"), "ui", "--port", str(port)],
@@ -82,16 +81,7 @@ def running_ui(settings: Settings) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(proc, base, STARTUP_SECONDS)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def test_the_dagster_ui_shows_every_department_and_the_failing_check(
@@ -100,7 +90,9 @@ def test_the_dagster_ui_shows_every_department_and_the_failing_check(
 ) -> None:
     cat = load_catalogue()
     (ds,) = cat.departments[DEPT].datasets
-    with running_ui(bad_delivery_home) as base:
+    proc, base = start_ui(bad_delivery_home)
+    try:
+        wait_until_serving(proc, base, STARTUP_SECONDS)
         page.goto(f"{base}/asset-groups")  # the global asset lineage, its groups listed beside
         groups = page.locator("button:has([aria-label='asset_group']) [title]")
         groups.nth(len(cat.departments) - 1).wait_for(timeout=STARTUP_SECONDS * 1000)
@@ -115,3 +107,9 @@ def test_the_dagster_ui_shows_every_department_and_the_failing_check(
         failed = page.locator("span", has=page.locator(f"[title='{CONTRACT_CHECK}']"))
         failed.filter(has_text="Failed").first.wait_for(timeout=60_000)
         shot(page, "dagster-ui-failing-check")
+        assert_serves_the_assets(base)  # every asset in its group, to the UI's own API
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    stop_cleanly(proc)
