@@ -18,7 +18,7 @@ from marts.build import build_mart, run_day
 from share_api.portal.csv import BOM
 from share_api.portal.dashboard_demand import UNLISTED, demand
 from share_api.portal.dashboards import TREND_DAYS, chart_value, governance, hours, percent
-from tests.share_api.portal.conftest import assert_accessible, is_local, shot
+from tests.share_api.portal.conftest import assert_accessible, guarded_context, shot
 
 FORMULA = "=1+2"
 DIMENSIONS_ZH = ["完整性", "有效性", "唯一性", "一致性", "及时性", "准确性"]
@@ -89,7 +89,7 @@ def as_float(v: str | None) -> float | None:
     return None if v in (None, "", "None") else float(v)
 
 
-def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, context):
+def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, browser, outside):
     leader = portal.person("street", "leader", kind="street")
     portal.sign_in(page, leader, "/dashboards")
     assert page.get_by_role("heading", level=1).inner_text() == "治理看板"
@@ -236,8 +236,7 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, c
 
     # a requester may not open them
     requester = portal.person("wjw", "requester")
-    other = context.browser.new_context()
-    other.route("**/*", lambda r: r.continue_() if is_local(r.request.url) else r.abort())
+    other = guarded_context(browser, outside)
     try:
         p2 = other.new_page()
         portal.sign_in(p2, requester, "/dashboards/governance")
