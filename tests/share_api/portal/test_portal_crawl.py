@@ -17,7 +17,6 @@ from playwright.sync_api import ConsoleMessage, Page
 from typer.testing import CliRunner
 
 from catalog.model import ShareType
-from catalog.street import load_street
 from pipelines.cli import app
 from share_api import requests as rq
 from share_api import worklist
@@ -26,6 +25,7 @@ from share_api.portal.accounts import MIN_LENGTH, check_password
 from share_api.portal.web import NAV, PREFIX
 from tests.share_api.portal.conftest import PortalPerson, assert_accessible
 from tests.share_api.test_requests_http import ASK, another_department, dataset
+from tests.share_api.test_worklist import street  # noqa: F401 (the fixture)
 
 MAX_PAGES = 36
 PER_KIND = 2  # pages of one kind (the same first segment and depth) visited from links
@@ -62,14 +62,14 @@ def portal_links(page: Page, origin: str) -> list[str]:
     return found
 
 
-def test_every_page_of_the_portal_for_a_person_with_every_role(portal, page):
+def test_every_page_of_the_portal_for_a_person_with_every_role(street, portal, page):  # noqa: F811
     service = portal.service
+    community, ours, _ = street  # residents of a community on the elderly alert
     # of the department owning a conditional dataset, which another one asks for: a review
     # waits for the person; their own request of another department's open data is granted
     resource, field, _ = dataset(service, ShareType.conditional)
     owner = resource.split(".")[0]
     everyone = portal.people.make(owner, *ROLES)
-    community = sorted(load_street(service.settings.street_file).community_codes)[0]
     worklist.assign_community(service, everyone.user_id, community, actor="test/admin")
     asker = portal.people.make(another_department(service, resource), "requester")
     rq.create_request(service, asker.principal, resource=resource, columns=[field], **ASK)
@@ -133,6 +133,7 @@ def test_every_page_of_the_portal_for_a_person_with_every_role(portal, page):
             queue.append(link)
     assert set(navigation) <= set(visited)
     assert f"{PREFIX}/requests/{mine['id']}" in visited
+    assert f"{PREFIX}/worklist/{ours[0]}" in visited
     assert len(visited) > len(navigation), visited  # the pages' own links were followed too
     assert refused == []
 
