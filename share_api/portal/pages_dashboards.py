@@ -38,13 +38,16 @@ BOARDS: dict[str, Callable[[Service], Board]] = {
 }
 
 
-def _board(request: Request, principal: Principal, key: str, action: str) -> Board:
+def _board(
+    request: Request, principal: Principal, key: str, action: str, panel: str | None = None
+) -> Board:
     make = BOARDS.get(key)
     if make is None:
         raise HTTPException(404, "没有这个看板")
     service: Service = request.app.state.service
     board = make(service)
-    service.audit.record(action, principal.actor, dashboard=key, marts=",".join(board.marts))
+    details = {"dashboard": key, "marts": ",".join(board.marts)}
+    service.audit.record(action, principal.actor, **details, **({"panel": panel} if panel else {}))
     return board
 
 
@@ -70,7 +73,7 @@ async def board(key: str, request: Request, principal: Viewer) -> HTMLResponse:
 
 @router.get("/dashboards/{key}/{panel}.csv")
 async def board_csv(key: str, panel: str, request: Request, principal: Viewer) -> StreamingResponse:
-    shown = await run_in_threadpool(_board, request, principal, key, "dashboard.csv")
+    shown = await run_in_threadpool(_board, request, principal, key, "dashboard.csv", panel)
     found = next((p for p in shown.panels if p.key == panel), None)
     if found is None:
         raise HTTPException(404, "没有这个表格")

@@ -233,6 +233,8 @@ def test_leader_sees_each_dashboard_with_the_marts_figures(lake, portal, page, b
     assert len(lines) == sla.height + 1
     views = [r for r in portal.service.audit.log.records() if r["action"] == "dashboard.view"]
     assert [r["dashboard"] for r in views] == ["governance", "quality", "demand", "sla"]
+    [download] = [r for r in portal.service.audit.log.records() if r["action"] == "dashboard.csv"]
+    assert (download["dashboard"], download["panel"]) == ("sla", "sla")
 
     # a requester may not open them
     requester = portal.person("wjw", "requester")
