@@ -218,6 +218,12 @@ SELECT
     round(dc.pct - sd.pct, 1) AS door_decline_vs_street,
     coalesce(ap.appeals_90d, 0) AS appeals_90d,
     coalesce(ap.appeals_365d, 0) AS appeals_365d,
+    -- against the adults of the person's grid cell (%): a cell's appeal rate is its own (its
+    -- size, its taste for each category), a person calling more than the cell's adults is
+    -- what the cell's rate does not explain (frailty, a hardship or decline under way)
+    round(100 * coalesce(ap.appeals_90d, 0) / nullif(avg(
+        CASE WHEN a.age >= 18 THEN coalesce(ap.appeals_90d, 0) END
+    ) OVER (PARTITION BY rp.grid_code), 0), 1) AS appeals_90d_vs_grid,
     pn.home_care AS days_since_home_care,
     pn.health_event AS days_since_health_event,
     pn.financial_assistance AS days_since_financial_assistance,

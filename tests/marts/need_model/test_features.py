@@ -66,6 +66,14 @@ def test_appeal_counts_are_the_residents_appeals_in_the_window(need_street: Need
     assert both.height > 0
     assert (both["appeals_90d"] == both["want"]).all()
 
+    # against the mean of the adults of the person's grid cell, in per cent
+    mine = need_street.features.filter(pl.col("cutoff") == cutoff)
+    cell = pl.col("appeals_90d").filter(pl.col("age") >= 18).mean().over("grid_code")
+    want = (100 * pl.col("appeals_90d") / cell).round(1)
+    checked = mine.with_columns(want.alias("want")).filter(pl.col("want").is_finite())
+    assert checked["appeals_90d_vs_grid"].n_unique() > 10
+    assert (checked["appeals_90d_vs_grid"] - checked["want"]).abs().max() <= 0.1 + 1e-9
+
 
 def test_monthly_cutoffs_step_a_month_and_keep_the_day():
     assert monthly_cutoffs(dt.date(2026, 3, 31), 3) == [

@@ -87,14 +87,19 @@ def test_no_feature_reads_after_its_cutoff(need_street: NeedStreet, truncated):
 
 
 def test_a_planted_leak_is_caught(need_street: NeedStreet, truncated):
-    """The appeal counts read 30 days past the cut-off: the check names them."""
+    """The appeal counts read 30 days past the cut-off: the check names them (and the count
+    against the grid cell's, computed from them)."""
     cutoff, settings = truncated
     honest = read_feature_sql()
     assert honest.count(LEAK[0]) == 1
     leaky = honest.replace(*LEAK)
     whole = features_on(need_street.settings, cutoff, leaky)
     then = features_on(settings, cutoff, leaky)
-    assert set(peeking_columns(whole, then)) == {"appeals_90d", "appeals_365d"}
+    assert set(peeking_columns(whole, then)) == {
+        "appeals_90d",
+        "appeals_365d",
+        "appeals_90d_vs_grid",
+    }
 
 
 def test_a_record_loaded_after_the_cutoff_is_not_known_at_it(need_street: NeedStreet, tmp_path):
