@@ -1,6 +1,6 @@
 """The need model on the need street (a year of simulated history, ``need_street``): the
-backtest's models rank residents above the street's rule (home care, health events, and all
-needs together) and the true
+backtest's models rank residents above the street's rule (home care, health events, financial
+assistance, and all needs together) and the true
 probabilities are known for every scored row (the ceiling); the grid forecast's deviance is
 below naive and seasonal-naive; every score of the latest cut-off is explained in phrases;
 fairness and drift tables cover every group and input. Figures are printed (``-s``)."""
@@ -54,14 +54,17 @@ def test_models_rank_above_the_rule_with_the_ceiling_known(result):
     needs = result.needs
     assert needs["need"].to_list() == list(NEEDS)
     assert (needs["positives"] > 0).all()
-    # the street's few months with complete labels hold only dozens of financial and
-    # emergency cases: those two ratios swing around 1x-5x from street to street (the
-    # printed backtest of `streethub models backtest` is the measure); home care and health
-    # events, the rule's own ground, and the needs together must beat the rule here
+    # the street's few months with complete labels (tested at September, trained on June
+    # alone) hold only dozens of financial and emergency cases: those ratios swing around
+    # 1x-5x from street to street (the printed backtest of `streethub models backtest` is the
+    # measure). Here: home care 2.1x, health events 3.1x, financial 2.0x, emergency 0.9x,
+    # all needs together 2.0x the rule
     model = dict(zip(needs["need"], needs["pr_auc_model"], strict=True))
     rule = dict(zip(needs["need"], needs["pr_auc_rule"], strict=True))
-    assert model["home_care"] > rule["home_care"] and model["health_event"] > rule["health_event"]
-    assert needs["pr_auc_model"].sum() > 1.5 * needs["pr_auc_rule"].sum()
+    assert model["home_care"] > 1.5 * rule["home_care"]
+    assert model["health_event"] > 2 * rule["health_event"]
+    assert model["financial_assistance"] > 1.3 * rule["financial_assistance"]
+    assert needs["pr_auc_model"].sum() > 1.7 * needs["pr_auc_rule"].sum()
     assert needs["pr_auc_ceiling"].is_not_nan().all()
     assert (needs["ece"] < 0.05).all()
 
