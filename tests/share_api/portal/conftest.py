@@ -44,7 +44,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not the session's: while Playwright's sync API is started,
+# its event loop runs in the main thread, so a later test's asyncio.run fails ("cannot be
+# called from a running event loop": test_audit_log, test_notebooks) and a second module's
+# import of this fixture (test_ui_browser.py) could not start Playwright again
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         launched = pw.chromium.launch(
