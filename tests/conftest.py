@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,25 +111,68 @@ def need_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeedStreet
 
 # -- parallel runs: `make test` runs pytest-xdist (-n 2 --dist loadgroup) ---------------------
 # Every worker process builds the session fixtures its tests ask for. The costly ones (more
-# than ~20 s on CI) keep all their tests in one xdist group, so that one worker builds each;
-# a NEW SESSION FIXTURE COSTING MORE THAN ~20 s BELONGS IN THIS LIST. The first one a test
-# uses names its group (a test using two of them runs where the first is built).
+# than ~20 s on CI) keep all their tests in one group, run by one worker, so that one worker
+# builds each; a NEW SESSION FIXTURE COSTING MORE THAN ~20 s BELONGS IN THIS LIST. The first
+# one a test uses names its group (a test using two of them runs where the first is built).
+# xdist 3.8's own loadgroup does not group under pytest 9.2 (it appends the group to
+# item._nodeid, which pytest 9.2's structured node ids no longer read: pytest-xdist#1386), so
+# the groups go to the controller in a file and GroupScheduling (below) reads them.
 HEAVY_SESSION_FIXTURES = ("need_street", "mart_street", "staged_street", "onboarded")
+GROUPS_DIR = "streethub_xdist_groups"  # the workerinput key: where the workers write groups
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def xdist_group(item: pytest.Item) -> str | None:
+    """A test's group: its costly session fixture's name, else its module when it uses a
+    module or class fixture (built once, on one worker); None: it may run anywhere."""
+    names = item.fixturenames if hasattr(item, "fixturenames") else ()
+    group = next((name for name in HEAVY_SESSION_FIXTURES if name in names), None)
+    if group is None and uses_shared_fixture(item):
+        group = item.nodeid.split("::")[0]
+    return group
+
+
+@pytest.hookimpl(trylast=True)  # the node ids as the worker sends them to the controller
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each test's xdist group: its costly session fixture's name, else its module when it
-    uses a module or class fixture (built once, on one worker); other tests go anywhere."""
-    if not config.pluginmanager.hasplugin("xdist"):
+    """On an xdist worker: every grouped test's node id and group, written for the
+    controller's GroupScheduling."""
+    folder = getattr(config, "workerinput", {}).get(GROUPS_DIR)
+    if folder is None:
         return
-    for item in items:
-        names = item.fixturenames if hasattr(item, "fixturenames") else ()
-        group = next((name for name in HEAVY_SESSION_FIXTURES if name in names), None)
-        if group is None and uses_shared_fixture(item):
-            group = item.nodeid.split("::")[0]
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    groups = {item.nodeid: group for item in items if (group := xdist_group(item))}
+    worker = config.workerinput["workerid"]
+    (Path(folder) / f"{worker}.json.tmp").write_text(json.dumps(groups))
+    (Path(folder) / f"{worker}.json.tmp").replace(Path(folder) / f"{worker}.json")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """On the xdist controller: the folder its workers write their groups to."""
+    config = node.config
+    if not hasattr(config, "_streethub_groups"):
+        config._streethub_groups = Path(tempfile.mkdtemp(prefix="streethub-xdist-groups-"))
+    node.workerinput[GROUPS_DIR] = str(config._streethub_groups)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup``: xdist's scope scheduling (one work unit a scope, the largest
+    first, the next unit to whichever worker is free) with the workers' groups as scopes; an
+    ungrouped test is a unit of its own."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # called once every worker's collection is in
+                self.groups = {}
+                for path in sorted(config._streethub_groups.glob("*.json")):
+                    self.groups.update(json.loads(path.read_text()))
+            return self.groups.get(nodeid, nodeid)
+
+    return GroupScheduling(config, log)
 
 
 def uses_shared_fixture(item: pytest.Item) -> bool:
@@ -140,6 +185,11 @@ def uses_shared_fixture(item: pytest.Item) -> bool:
         for name in item.fixturenames
         if (defs := info.name2fixturedefs.get(name))
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "_streethub_groups"):  # the xdist controller's groups folder
+        shutil.rmtree(config._streethub_groups, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
