@@ -36,7 +36,7 @@ from starlette.datastructures import FormData
 
 from share_api import principals as pr
 from share_api.calendar import BEIJING
-from share_api.db import aware
+from share_api.db import aware, utc_now
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.accounts import check_password
 from share_api.service import Service
@@ -287,7 +287,7 @@ async def login(request: Request, service: ServiceDep) -> Response:
             request,
             "login.html",
             next=target,
-            error="账号或密码不正确，或账号已停用。",
+            error=f"账号或密码不正确，或账号已停用。连续输错{MAX_FAILURES}次，账号将锁定{LOCK_MINUTES}分钟。",
             user_id=user_id if pr.USER_RE.fullmatch(user_id) else "",
             status_code=401,
         )
@@ -304,23 +304,46 @@ async def login(request: Request, service: ServiceDep) -> Response:
     return response
 
 
+# guessing passwords: after MAX_FAILURES wrong ones for an account within LOCK_WINDOW, the
+# account signs in to nothing (right password or not) until the oldest of them is that old
+MAX_FAILURES = 5
+LOCK_MINUTES = 15
+LOCK_WINDOW = dt.timedelta(minutes=LOCK_MINUTES)
+
+
+def _recent_failures(service: Service, account: str, now: dt.datetime) -> list[dt.datetime]:
+    """The account's wrong passwords within :data:`LOCK_WINDOW` (kept per process)."""
+    failures = service.kept("portal.sign_in_failures", dict)
+    kept = [t for t in failures.get(account, ()) if now - t < LOCK_WINDOW]
+    failures[account] = kept
+    return kept
+
+
 def _sign_in(service: Service, request: Request, user_id: str, password: str):
     """A session token for ``user_id`` if the password is theirs and they may sign in;
-    audited either way (``auth.portal_sign_in`` / ``auth.failed``), never the password."""
-
+    audited either way (``auth.portal_sign_in`` / ``auth.failed``), never the password.
+    An account with :data:`MAX_FAILURES` wrong passwords in :data:`LOCK_WINDOW` is locked
+    for the rest of it (``auth.failed`` reason ``portal_locked``)."""
     known = bool(pr.USER_RE.fullmatch(user_id))
-    good = check_password(service, user_id if known else "", password) and known
+    account = user_id if known else ""
+    now = utc_now()
+    failures = _recent_failures(service, account, now)
+    locked = len(failures) >= MAX_FAILURES
+    good = check_password(service, account, password) and known and not locked
     person = pr.get_user(service, user_id) if good else None
     if person is None or person.get("disabled_at"):
+        if not locked and known:
+            failures.append(now)
         service.audit.record(
             "auth.failed",
             pr.ANONYMOUS,
-            reason="portal_password",
+            reason="portal_locked" if locked else "portal_password",
             client=pr.client_of(request),
             method=request.method,
             path=request.url.path,
         )
         return None
+    failures.clear()
     issued = pr.issue_token(
         service,
         user_id,

@@ -73,3 +73,22 @@ def test_sign_in_session_and_sign_out(portal, page, context):
     assert revoked is not None
     page.goto(portal.url + "/")
     assert "/portal/login" in page.url  # the old session no longer signs in
+
+
+def test_guessing_a_password_locks_the_account(portal):
+    """Five wrong passwords within the window lock the account: the right one then signs in
+    to nothing (audited ``portal_locked``) — another person is not affected."""
+    from share_api.portal.web import MAX_FAILURES
+
+    guessed, other = portal.person("wjw", "requester"), portal.person("wjw", "requester")
+    with httpx.Client(base_url=portal.url, follow_redirects=False) as client:
+
+        def attempt(who, password: str) -> int:
+            form = {"user_id": who.user_id, "password": password, "next": "/portal/"}
+            return client.post("/login", data=form).status_code
+
+        assert [attempt(guessed, f"wrong-{i}") for i in range(MAX_FAILURES)] == [401] * 5
+        assert attempt(guessed, guessed.password) == 401  # locked, though right
+        assert attempt(other, other.password) == 303  # signed in
+    reasons = [r["reason"] for r in _records(portal.service, "auth.failed")]
+    assert reasons.count("portal_password") == MAX_FAILURES and "portal_locked" in reasons
