@@ -22,11 +22,20 @@ _DIGITS = "零一二三四五六七八九"
 
 
 def chinese_number(n: int) -> str:
-    """三, 十二, 二十三 (1–99)."""
-    tens, ones = divmod(n, 10)
-    if not tens:
-        return _DIGITS[ones]
-    return (_DIGITS[tens] if tens > 1 else "") + "十" + (_DIGITS[ones] if ones else "")
+    """三, 十二, 二十三, 一百零五, 一百一十二 (1–999: a street of 200,000 residents has
+    buildings past 99)."""
+    hundreds, rest = divmod(n, 100)
+    if not hundreds:
+        tens, ones = divmod(rest, 10)
+        if not tens:
+            return _DIGITS[ones]
+        return (_DIGITS[tens] if tens > 1 else "") + "十" + (_DIGITS[ones] if ones else "")
+    if not rest:
+        return _DIGITS[hundreds] + "百"
+    if rest < 10:
+        return _DIGITS[hundreds] + "百零" + _DIGITS[rest]
+    tail = chinese_number(rest)
+    return _DIGITS[hundreds] + "百" + ("一" + tail if rest < 20 else tail)
 
 
 def _parts(u: Unit) -> tuple[str, int, int, str]:

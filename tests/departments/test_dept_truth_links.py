@@ -255,6 +255,16 @@ def test_every_spelling_names_the_unit_otherwise():
             assert building in plain, name
     assert [addresses.chinese_number(n) for n in (3, 10, 12, 20, 23)] == [
         "三", "十", "十二", "二十", "二十三"]  # fmt: skip
+    assert [addresses.chinese_number(n) for n in (100, 105, 112, 120, 999)] == [
+        "一百", "一百零五", "一百一十二", "一百二十", "九百九十九"]  # fmt: skip
+
+
+def test_every_building_number_a_large_street_has_reads_back_as_the_hub_reads_it():
+    # a street of 200,000 residents has buildings past 99: the simulator once failed there
+    from curated.address import clean_address
+
+    for n in range(1, 1000):
+        assert clean_address(f"{addresses.chinese_number(n)}号楼") == f"{n}号楼", n
 
 
 def test_the_manifest_states_the_rates(manifest):
