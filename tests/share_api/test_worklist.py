@@ -41,12 +41,16 @@ def _alert_rows(con, people: list[str]) -> None:
 
 @pytest.fixture
 def street(service, mart_street):
-    """Two communities' elderly on the alert and scored; (community, ours, other's)."""
+    """Two communities' elderly on the alert and scored; (community, ours, other's). Only
+    elderly whose golden record holds a name: a few elderly of every street have no name,
+    phone or address in curated.person (their reveal shows nothing), and which ones come
+    first by pseudonym changes with the session's keys — the reveal tests failed on them."""
     with open_lake(service.settings) as con:
         care = con.execute(
             "SELECT community_code, list(person_id ORDER BY person_id) AS people "
             "FROM marts.elderly_care c WHERE person_id IN (SELECT person_id FROM "
-            "marts.resident_profile) GROUP BY ALL HAVING count(*) >= 3 ORDER BY community_code"
+            "marts.resident_profile) AND person_id IN (SELECT person_id FROM curated.person "
+            "WHERE name IS NOT NULL) GROUP BY ALL HAVING count(*) >= 3 ORDER BY community_code"
         ).fetchall()
         (ours_code, ours), (_, theirs) = care[0], care[1]
         ours, theirs = ours[:3], theirs[:1]
