@@ -74,13 +74,14 @@ from marts.lineage import (
     output_columns,
     read_sql,
 )
+from marts.resolve import func_name
 from marts.sources import ROW_SOURCE_COLUMNS
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series
 from masking.errors import KAnonymityError
 from masking.kanon import EnforceReport, enforce_k
 from masking.keys import KeyRing
-from masking.sql import register_masks
+from masking.sql import SQL_MASKS, register_masks
 
 PURPOSE = "mart_build"
 TEMP_PREFIX = "_mart_src_"
@@ -225,6 +226,12 @@ def _runnable(sql: str, temps: dict[str, str]) -> str:
     return tree.transform(swap).sql(dialect=DIALECT)
 
 
+def calls_masks(tree: exp.Expression) -> bool:
+    """Whether the query calls a SQL mask function (:data:`masking.sql.SQL_MASKS`): only
+    then must the build register them on its connection."""
+    return any(func_name(f) in SQL_MASKS for f in tree.find_all(exp.Func))
+
+
 def set_parameters(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> None:
     """The settings mart SQL reads as ``getvariable('<name>')`` (``Settings.mart_parameters``:
     the elderly alert's window and threshold) set on the connection (numbers, validated by
@@ -285,7 +292,8 @@ def build_mart(
     check_columns(mart, output_columns(tree))
     check_masking(mart, lineage)
     check_level(mart, reads)
-    register_masks(con)
+    if calls_masks(tree):  # registering them costs ~0.2 s a connection
+        register_masks(con)
     set_parameters(con)
     run_date = run_date or run_day()
     con.execute(f"SET VARIABLE {HISTORY_COLUMN} = DATE '{run_date.isoformat()}'")

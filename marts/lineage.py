@@ -115,11 +115,34 @@ def _context(
     return Context(catalogue, marts, name, seen, lineage_of)
 
 
+# mart_lineage's results of this process: a run resolves each mart's lineage three times
+# (which marts the catalogue can build, twice, and the catalogue's mart_sources table)
+_LINEAGES: dict[tuple, tuple[Catalogue, list[Mart], Lineage]] = {}
+_LINEAGES_KEPT = 256
+
+
 def mart_lineage(
     catalogue: Catalogue, marts: dict[str, Mart], name: str, *, sql_dir: Path | None = None
 ) -> Lineage:
-    """Output column → the sources it is computed from (:class:`SourceField`), in order."""
-    return _lineage(catalogue, marts, name, (), sql_dir)
+    """Output column → the sources it is computed from (:class:`SourceField`), in order.
+
+    Kept for the process, by the identity of the (frozen) catalogue and mart entries and
+    the text of every mart's SQL (a mart's lineage follows the marts it reads): the same
+    objects and files give the same lineage; the caller gets its own copy."""
+    texts = tuple(
+        (n, sql_path(n, sql_dir).read_text(encoding="utf-8") if sql_path(n, sql_dir).is_file()
+         else None)
+        for n in sorted(marts)
+    )  # fmt: skip
+    key = (id(catalogue), tuple(id(marts[n]) for n, _ in texts), name, str(sql_dir), texts)
+    kept = _LINEAGES.get(key)
+    if kept is None or kept[0] is not catalogue:
+        lineage = _lineage(catalogue, marts, name, (), sql_dir)
+        if len(_LINEAGES) >= _LINEAGES_KEPT:
+            _LINEAGES.clear()
+        # the objects are kept with the result, so their ids are not reused meanwhile
+        kept = _LINEAGES[key] = (catalogue, [marts[n] for n, _ in texts], lineage)
+    return {column: list(sources) for column, sources in kept[2].items()}
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def _masks_between(node: exp.Expression, top: exp.Expression) -> tuple[str, ...]
     cur = node.parent
     while cur is not None:
         if isinstance(cur, exp.Func):
-            names.append(_func_name(cur))
+            names.append(func_name(cur))
         elif isinstance(cur, exp.Filter) and isinstance(cur.this, exp.Count):
             names.append("count")  # count(*) FILTER (WHERE …): counted, no value
         if cur is top:
@@ -64,7 +64,7 @@ def _masks_between(node: exp.Expression, top: exp.Expression) -> tuple[str, ...]
     return tuple(reversed(names))
 
 
-def _func_name(f: exp.Func) -> str:
+def func_name(f: exp.Func) -> str:
     if isinstance(f, exp.Anonymous):
         return str(f.this).lower()
     return f.sql_name().lower()
@@ -114,7 +114,7 @@ class Resolver:
     def _row_masks(node: exp.Expression) -> tuple[str, ...]:
         funcs = [node] if isinstance(node, exp.Func) else []
         funcs += list(node.find_all(exp.Func))
-        return tuple(dict.fromkeys(_func_name(f) for f in funcs))
+        return tuple(dict.fromkeys(func_name(f) for f in funcs))
 
     @staticmethod
     def _columns(node: exp.Expression) -> Iterator[exp.Column]:

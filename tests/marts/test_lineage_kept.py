@@ -1,0 +1,57 @@
+"""Shortcuts of a mart build that must not change its result: the lineage kept for the
+process equals a fresh resolve (and follows a changed SQL file), and the masks are
+registered on a build's connection whenever its query calls one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlglot
+
+from marts import lineage as lineage_module
+from marts.build import calls_masks
+from marts.lineage import DIALECT, SQL_DIR, analyse_mart, mart_lineage, read_sql
+from masking.sql import SQL_MASKS
+from tests.marts.test_lineage import CATALOGUE, CURATED_BUILT, MARTS, plant
+
+
+def test_a_kept_lineage_equals_a_fresh_resolve_and_is_the_callers_copy():
+    for name in CURATED_BUILT:
+        fresh = lineage_module._lineage(CATALOGUE, MARTS, name)
+        first = mart_lineage(CATALOGUE, MARTS, name)
+        assert first == fresh
+        first.clear()  # the caller's copy: the kept one is untouched
+        assert mart_lineage(CATALOGUE, MARTS, name) == fresh
+
+
+def test_a_changed_sql_file_is_resolved_again(tmp_path: Path):
+    sql_dir, marts = plant(
+        tmp_path, "on_top", "SELECT a.age_band, a.residents FROM marts.age_structure a",
+        ["age_band", "residents"],
+    )  # fmt: skip
+    (sql_dir / "age_structure.sql").write_text(read_sql("age_structure"), "utf-8")
+    (band,) = mart_lineage(CATALOGUE, marts, "on_top", sql_dir=sql_dir)["age_band"]
+    assert band.ref == "curated.person.birth_date"
+    # the mart it reads now takes its band from another column: on_top's lineage follows
+    changed = read_sql("age_structure").replace("p.birth_date,", "p.birth_date_as_of,")
+    assert changed != read_sql("age_structure")
+    (sql_dir / "age_structure.sql").write_text(changed, "utf-8")
+    again = mart_lineage(CATALOGUE, marts, "on_top", sql_dir=sql_dir)
+    assert again == lineage_module._lineage(CATALOGUE, marts, "on_top", (), sql_dir)
+    assert [s.ref for s in again["age_band"]] != [band.ref]
+
+
+def test_the_masks_are_registered_when_the_query_calls_one(tmp_path: Path):
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        tree = sqlglot.parse_one(path.read_text("utf-8"), read=DIALECT)
+        named = {f.name.lower() for f in tree.find_all(sqlglot.exp.Anonymous)}
+        assert calls_masks(tree) == bool(named & set(SQL_MASKS)), path.stem
+    assert calls_masks(analyse_mart(CATALOGUE, MARTS, "age_structure").tree)
+    sql_dir, marts = plant(
+        tmp_path, "addresses", "SELECT mask_address(h.address) AS a FROM curated.house h", ["a"]
+    )
+    assert calls_masks(analyse_mart(CATALOGUE, marts, "addresses", sql_dir=sql_dir).tree)
+    sql_dir, marts = plant(
+        tmp_path, "plain", "SELECT h.house_id FROM curated.house h", ["house_id"]
+    )
+    assert not calls_masks(analyse_mart(CATALOGUE, marts, "plain", sql_dir=sql_dir).tree)
