@@ -36,7 +36,6 @@ tests/quality/test_expectations.py).
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import sys
 from collections.abc import Collection
 from typing import Any
@@ -45,6 +44,7 @@ import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, person_registers
 from catalog.model import Catalogue, Dataset
+from quality.deferred import defer
 
 EXPECTATION_SCHEMA = {
     "dept": pl.String,
@@ -67,27 +67,12 @@ _context: Any = None
 _batch_definition: Any = None
 
 
-# modules Great Expectations imports for expectations no suite here has (KL divergence, KS
-# tests) and calls only inside them: loaded on first use, not with GE (SciPy's statistics
-# pull in its optimisers, linear algebra and spatial code: about a third of GE's import)
-DEFERRED_MODULES = ("scipy.stats",)
-
-
-def _defer(name: str) -> None:
-    """Put ``name`` in ``sys.modules`` as a module that executes on its first attribute
-    access (``importlib.util.LazyLoader``), unless it is imported already or not installed."""
-    if name in sys.modules:
-        return
-    spec = importlib.util.find_spec(name)  # imports the parent package (SciPy's is light)
-    if spec is None or spec.loader is None:
-        return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    parent, _, child = name.rpartition(".")
-    if parent:
-        setattr(sys.modules[parent], child, module)  # as an import binds a submodule
+# modules Great Expectations imports for expectations no suite here has and calls only
+# inside them: deferred to their first use (quality/deferred.py), not loaded with GE. SciPy's
+# statistics (KL divergence, KS tests) pull in its optimisers, linear algebra and spatial
+# code; Altair (the KL divergence's chart) and jsonschema (the JSON-schema metric; Altair
+# imports it too) compile rfc3987_syntax's Lark grammar: with SciPy's, most of GE's import
+DEFERRED_MODULES = ("scipy.stats", "altair", "jsonschema")
 
 
 def _gx() -> tuple[Any, Any]:
@@ -95,7 +80,7 @@ def _gx() -> tuple[Any, Any]:
     global _context
     if "great_expectations" not in sys.modules:
         for name in DEFERRED_MODULES:
-            _defer(name)
+            defer(name)
     import great_expectations as gx
 
     if _context is None:
