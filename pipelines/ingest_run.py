@@ -206,9 +206,10 @@ def scorecard_stale(con: duckdb.DuckDBPyConnection) -> bool:
     return scored is None or (changed is not None and changed > scored)
 
 
-def last_leak_scan(instance: dg.DagsterInstance) -> dg.AssetCheckEvaluation | None:
-    """The newest evaluation of the leak scan on record (None: none, or it did not finish)."""
-    check = dg.AssetCheckKey(SCORECARD_KEY, LEAK_CHECK)
+def last_check(
+    instance: dg.DagsterInstance, check: dg.AssetCheckKey
+) -> dg.AssetCheckEvaluation | None:
+    """The newest evaluation of ``check`` on record (None: none, or it did not finish)."""
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check]).get(check)
     event = record.event if record is not None else None
     data = event.dagster_event.event_specific_data if event and event.dagster_event else None
@@ -311,7 +312,7 @@ def _ingest_held(
             outcome.steps += steps
             outcome.still_blocked += blocked
             progress.advance(task)
-        previous = last_leak_scan(instance)
+        previous = last_check(instance, dg.AssetCheckKey(SCORECARD_KEY, LEAK_CHECK))
         with open_lake(settings, read_only=True) as con:
             stale = scorecard_stale(con) or last_build(con) is None
         if not work and not stale and previous is not None:

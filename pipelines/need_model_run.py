@@ -7,6 +7,15 @@ It runs when a version is promoted, or when the lake holds history enough to tra
 without a year of the outcome datasets). The model is trained only when no version is
 promoted (the model asset's rule), and the residents are scored only with a promoted
 version: a version waiting for a second administrator's approval scores nothing.
+
+A published mart that still holds is not made again (:func:`kept_marts`): the scores when
+the promoted version, the cut-off, the feature definition, the mart's definition and the
+residents left out are those it was made from (the digest its materialisation carries) and
+the feature table has not changed since; the forecast likewise, when no table the grid
+counts read changed since. With the scores kept the models step is not run either (its
+feature table, model and drift check would come out as they are; features of a training
+cut-off that became complete wait for the next cut-off's run) and the drift check's last
+evaluation is told.
 """
 
 from __future__ import annotations
@@ -21,15 +30,23 @@ from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from marts.need_model import step
 from marts.need_model.registry import ModelVersion, Registry
+from marts.staleness import last_changed
 from pipelines.defs.need_model.assets import (
+    FEATURES_KEY,
+    FORECAST_KEY,
+    SCORES_KEY,
+    forecast_inputs,
+    grid_count_tables,
     grid_demand_forecast,
     grid_forecaster,
     need_features,
     need_model,
     need_scores,
+    scores_inputs,
+    scoring_cutoff,
 )
-from pipelines.defs.need_model.checks import feature_drift_check
-from pipelines.ingest_run import run_problems
+from pipelines.defs.need_model.checks import DRIFT_CHECK, feature_drift_check
+from pipelines.ingest_run import last_check, run_problems
 from pipelines.marts_run import QUIET
 from pipelines.recovery import run_tags
 from pipelines.resources import LakeResource
@@ -46,6 +63,7 @@ class NeedModelOutcome:
     trained: bool = False
     waiting: int | None = None  # a registered version awaiting promotion
     published: dict[str, int] = field(default_factory=dict)  # mart → rows
+    kept: list[str] = field(default_factory=list)  # marts that still hold: not made again
     drift_warned: bool = False
     steps: list[Problem] = field(default_factory=list)
 
@@ -70,6 +88,59 @@ def _materialise(assets: list, started_at: dt.datetime, outcome: NeedModelOutcom
     return result
 
 
+def _made_from(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The inputs digest the asset's newest materialisation carries (None: none)."""
+    event = instance.get_latest_materialization_event(key)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("inputs")
+    return value.value if value is not None else None
+
+
+def _leave_out(settings: Settings) -> frozenset[str]:
+    from share_api.consent import not_to_score
+    from share_api.service import Service
+
+    service = Service.open(settings)
+    try:
+        return not_to_score(service)
+    finally:
+        service.close()
+
+
+def kept_marts(
+    settings: Settings, scorer: ModelVersion | None, forecaster: ModelVersion | None
+) -> set[str]:
+    """The need model's marts that still hold (see the module doc): each made by the
+    promoted version (``scorer``, ``forecaster``) from the inputs it would be made from now,
+    and written after every lake table it reads last changed."""
+    instance = dg.DagsterInstance.get()
+    cutoff = scoring_cutoff()
+    made = {m: _made_from(instance, k) for m, k in ((step.SCORES_MART, SCORES_KEY),
+                                                     (step.FORECAST_MART, FORECAST_KEY))}  # fmt: skip
+    # each digest computed anew only when the mart was made with one by a promoted version
+    same = {
+        step.SCORES_MART: scorer is not None
+        and made[step.SCORES_MART] is not None
+        and made[step.SCORES_MART] == scores_inputs(scorer, cutoff, _leave_out(settings)),
+        step.FORECAST_MART: forecaster is not None
+        and made[step.FORECAST_MART] is not None
+        and made[step.FORECAST_MART] == forecast_inputs(forecaster, cutoff),
+    }
+    reads = {step.SCORES_MART: {"curated.need_features"}, step.FORECAST_MART: grid_count_tables()}
+    if not any(same.values()):
+        return set()
+    with open_lake(settings, read_only=True) as con:
+        changed = last_changed(con)  # live tables only: a dropped mart is not kept
+    return {
+        mart
+        for mart, unchanged in same.items()
+        if unchanged
+        and (written := changed.get(f"marts.{mart}")) is not None
+        and all(changed.get(t, 0) <= written for t in reads[mart])
+    }
+
+
 def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutcome:
     """The step (see the module doc); a failed asset is listed, never raised."""
     outcome = NeedModelOutcome()
@@ -85,21 +156,29 @@ def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutc
             )
             return outcome
     outcome.ran = True
-    models = [need_features, need_model, feature_drift_check, grid_forecaster]
-    result = _materialise(models, started_at, outcome)
-    outcome.trained = any(
-        m.asset_key == need_model.key and m.materialization.metadata["trained"].value
-        for m in result.get_asset_materialization_events()
-    )
-    outcome.drift_warned = any(not e.passed for e in result.get_asset_check_evaluations())
+    forecaster = registry.promoted(step.FORECAST_MODEL) if registry is not None else None
+    kept = kept_marts(settings, promoted, forecaster)
+    if step.SCORES_MART in kept and forecaster is not None:  # no model to train either
+        drift = last_check(dg.DagsterInstance.get(), dg.AssetCheckKey(FEATURES_KEY, DRIFT_CHECK))
+        outcome.drift_warned = drift is not None and not drift.passed
+    else:
+        models = [need_features, need_model, feature_drift_check, grid_forecaster]
+        result = _materialise(models, started_at, outcome)
+        outcome.trained = any(
+            m.asset_key == need_model.key and m.materialization.metadata["trained"].value
+            for m in result.get_asset_materialization_events()
+        )
+        outcome.drift_warned = any(not e.passed for e in result.get_asset_check_evaluations())
+        kept.discard(step.SCORES_MART)  # features may have been added: scored again
+    outcome.kept = sorted(kept)
     registry = registry or _registry(settings)
     versions = registry.versions() if registry is not None else []
     outcome.version = next((v for v in versions if v.promoted), None)
     outcome.waiting = next((v.version for v in reversed(versions) if not v.promoted_at), None)
     forecast = registry.promoted(step.FORECAST_MODEL) if registry is not None else None
-    publish = [need_scores] * (outcome.version is not None) + [grid_demand_forecast] * bool(
-        forecast
-    )
+    publish = [need_scores] * (outcome.version is not None and step.SCORES_MART not in kept) + [
+        grid_demand_forecast
+    ] * (bool(forecast) and step.FORECAST_MART not in kept)
     if publish:
         made = _materialise(publish, started_at, outcome).get_asset_materialization_events()
         outcome.published = {
@@ -129,6 +208,11 @@ def print_need_model(console: Console, outcome: NeedModelOutcome) -> None:
         )
     for mart, rows in sorted(outcome.published.items()):
         console.print(f"need model: marts.{mart} published, {rows:,} rows")
+    if outcome.kept:
+        shown = ", ".join(f"marts.{m}" for m in outcome.kept)
+        console.print(
+            f"need model: {shown} still hold (made from what they would be made from now)"
+        )
     if outcome.drift_warned:
         console.print(
             "[yellow]need model: features drifted from the training data (the feature_drift "

@@ -7,16 +7,19 @@ force, as for ``keys rotate``); otherwise it waits for ``streethub models promot
 """
 
 import datetime as dt
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Collection
+from functools import cache
 
 import dagster as dg
 import duckdb
 
 from catalog.loader import get_catalogue
+from catalog.marts import load_marts
 from catalog.settings import Settings
 from marts.lineage import mart_dependencies
 from marts.need_model import step
-from marts.need_model.features import SQL_DIR
+from marts.need_model.features import SQL_DIR, read_feature_sql
 from marts.need_model.forecast import GridForecaster
 from marts.need_model.grid import GRID_SQL
 from marts.need_model.registry import (
@@ -27,10 +30,11 @@ from marts.need_model.registry import (
     Registry,
     markdown_table,
 )
+from marts.need_model.store import feature_set_version
 from marts.need_model.train import NeedModels
 from marts.publish import publish_frame
 from pipelines.defs.curated.assets import CURATED_KEYS
-from pipelines.defs.marts.assets import mart_key, table_key
+from pipelines.defs.marts.assets import mart_key, mart_version, table_key
 from pipelines.defs.sources.specs import LAKE_POOL
 from pipelines.protection import Protection
 from pipelines.resources import LakeResource
@@ -52,16 +56,49 @@ class ModelConfig(dg.Config):
     """Train and register a new version even when one is promoted."""
 
 
+@cache
+def grid_count_tables() -> frozenset[str]:
+    """The lake tables (``zone.table``) the grid counts' SQL reads (parsed from it)."""
+    return frozenset(mart_dependencies({}, GRID_SQL, sql_dir=SQL_DIR))
+
+
 def grid_count_deps() -> list[dg.AssetKey]:
-    """The assets writing the lake tables the grid counts' SQL reads (parsed from it)."""
-    tables = mart_dependencies({}, GRID_SQL, sql_dir=SQL_DIR)
-    return sorted({k for k in map(table_key, tables) if k is not None}, key=str)
+    """The assets writing the lake tables the grid counts' SQL reads."""
+    return sorted({k for k in map(table_key, grid_count_tables()) if k is not None}, key=str)
 
 
 def scoring_cutoff() -> dt.date:
     """The cut-off the residents are scored as of: yesterday, the last whole day (today's
     records are still arriving: a day half recorded reads as a drop in activity)."""
     return dt.date.today() - dt.timedelta(days=1)
+
+
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8") + b"\x1f")
+    return digest.hexdigest()[:16]
+
+
+def scores_inputs(mv: ModelVersion, cutoff: dt.date, leave_out: Collection[str]) -> str:
+    """A digest of all ``need_scores`` is made from besides the lake: the version (number
+    and file), the cut-off, the feature definition, the mart's SQL and catalogue entry and
+    the residents left out. The features of a cut-off are stored once and never computed
+    again (:func:`marts.need_model.step.ensure_features`), so equal digests and a feature
+    table unchanged since: the same scores (``pipelines/need_model_run.py``)."""
+    mart = mart_version(load_marts()[step.SCORES_MART])
+    version = f"{mv.name}/{mv.version}"
+    return _digest(version, mv.sha256, str(cutoff), feature_set_version(), mart,
+                   *sorted(leave_out))  # fmt: skip
+
+
+def forecast_inputs(mv: ModelVersion, cutoff: dt.date) -> str:
+    """A digest of all ``grid_demand_forecast`` is made from besides the lake tables the
+    grid counts read (:func:`grid_count_tables`): the version, the cut-off, the SQL."""
+    mart = mart_version(load_marts()[step.FORECAST_MART])
+    version = f"{mv.name}/{mv.version}"
+    return _digest(version, mv.sha256, str(cutoff), feature_set_version(), mart,
+                   read_feature_sql(GRID_SQL))  # fmt: skip
 
 
 def promote_without_admins(settings: Settings, registry: Registry, mv: ModelVersion) -> bool:
@@ -221,6 +258,7 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
             "model_version": mv.version,
             "cutoff": str(cutoff),
             "residents_opted_out": len(leave_out),
+            "inputs": scores_inputs(mv, cutoff, leave_out),
         }
     )
 
@@ -273,6 +311,7 @@ def grid_demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
             "dagster/row_count": published.build.rows,
             "model_version": mv.version,
             "cutoff": str(cutoff),
+            "inputs": forecast_inputs(mv, cutoff),
         }
     )
 
