@@ -24,7 +24,6 @@ import numpy as np
 import polars as pl
 from rich.console import Console, Group
 from rich.table import Table
-from sklearn.metrics import average_precision_score
 
 from marts.need_model.baseline import rule_scores
 from marts.need_model.calibration import Method, expected_calibration_error, reliability_curve
@@ -43,6 +42,8 @@ def pr_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     y = np.asarray(y_true, dtype=bool)
     if not y.any():
         return float("nan")
+    from sklearn.metrics import average_precision_score  # sklearn: where it is used (~1 s)
+
     return float(average_precision_score(y, np.asarray(scores, dtype=float)))
 
 

@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 BINS = 10
 """Equal-width score bins of the reliability curve and the ECE."""
@@ -98,6 +96,9 @@ class Calibrator:
 
 def fit_calibrator(y_true: np.ndarray, scores: np.ndarray, method: Method) -> Calibrator:
     """Learn a :class:`Calibrator` from held-out raw scores and their outcomes."""
+    from sklearn.isotonic import IsotonicRegression  # sklearn: where it is used (~1 s)
+    from sklearn.linear_model import LogisticRegression
+
     y = np.asarray(y_true, dtype=float)
     s = np.asarray(scores, dtype=float)
     if method == "isotonic":

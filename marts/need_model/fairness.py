@@ -16,8 +16,6 @@ from functools import partial
 
 import numpy as np
 import polars as pl
-from fairlearn.metrics import MetricFrame
-from sklearn.metrics import average_precision_score, precision_score, recall_score
 
 from marts.need_model.features import load_feature_set
 from marts.need_model.spec import KEYS
@@ -35,6 +33,8 @@ def _selected(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _metrics(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    from sklearn.metrics import average_precision_score, precision_score, recall_score
+
     sel = partial(_selected, threshold=threshold)
 
     def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -64,6 +64,8 @@ def fairness_table(
     ``scored``: keys, each need's label (``<need>``) and score (``<need>_score``) — the
     backtest's predictions; ``groups``: keys and the ``kinds`` columns (by default the
     fairness groups of features.yaml: the features frame has them)."""
+    from fairlearn.metrics import MetricFrame  # fairlearn, sklearn: where used (~1 s)
+
     kinds = list(kinds or load_feature_set().groups)
     frame = scored.join(groups.select(*KEYS, *kinds), on=list(KEYS), how="inner")
     parts: list[pl.DataFrame] = []

@@ -16,17 +16,18 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from rich.table import Table
-from sklearn.metrics import mean_absolute_error, mean_poisson_deviance
 
 from marts.need_model.backtest import as_text
 from marts.need_model.grid import complete_weeks
 from marts.need_model.spec import FORECAST_WEEKS, GRID_COUNT, GRID_KEYS, SEASON_WEEKS
+
+if TYPE_CHECKING:  # LightGBM (and the sklearn it imports) where it is used: ~1.4 s
+    import lightgbm as lgb
 
 FORMAT = "streethub-grid-forecast/1"
 
@@ -155,6 +156,8 @@ class GridForecaster:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"not a saved grid forecaster (format {data.get('format')!r})")
+        import lightgbm as lgb
+
         return cls(
             lgb.Booster(model_str=data["booster"]),
             dt.date.fromisoformat(data["trained_through"]),
@@ -163,6 +166,8 @@ class GridForecaster:
 
 def fit_on_rows(rows: pl.DataFrame, num_rounds: int = NUM_ROUNDS) -> GridForecaster:
     """Train on feature rows (:func:`lag_features`) whose count (:data:`~marts.need_model.spec.GRID_COUNT`) is the target."""
+    import lightgbm as lgb
+
     data = lgb.Dataset(
         rows.select(INPUTS).cast(pl.Float64).to_numpy(),
         label=rows[GRID_COUNT].to_numpy(),
@@ -179,6 +184,8 @@ def fit_forecaster(counts: pl.DataFrame, num_rounds: int = NUM_ROUNDS) -> GridFo
 
 def forecast_scores(y: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
     """Mean Poisson deviance (forecasts kept ≥ :data:`MIN_FORECAST`) and MAE."""
+    from sklearn.metrics import mean_absolute_error, mean_poisson_deviance
+
     return {
         "poisson_deviance": float(mean_poisson_deviance(y, np.maximum(forecast, MIN_FORECAST))),
         "mae": float(mean_absolute_error(y, forecast)),

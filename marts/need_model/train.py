@@ -16,14 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 
 from marts.need_model.calibration import Calibrator, Method, fit_calibrator
 from marts.need_model.spec import KEYS, NEEDS
+
+if TYPE_CHECKING:  # LightGBM (and the sklearn it imports) where it is used: ~1.4 s
+    import lightgbm as lgb
 
 FORMAT = "streethub-need-models/1"
 """The saved file's format tag, checked on load."""
@@ -180,6 +182,8 @@ class NeedModels:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a saved need-model set (format {data.get('format')!r})")
         models = data["models"]
+        import lightgbm as lgb
+
         return cls(
             inputs=list(data["inputs"]),
             boosters={n: lgb.Booster(model_str=m["booster"]) for n, m in models.items()},
@@ -214,6 +218,8 @@ def train_booster(
 ) -> lgb.Booster:
     """One LightGBM binary classifier, deterministic for a given seed; ``categorical``: the
     inputs holding category codes."""
+    import lightgbm as lgb
+
     data = lgb.Dataset(
         matrix,
         label=y.astype(float),
