@@ -645,22 +645,19 @@ def record_failed_sign_in(service: Service, request: Request, failure: AuthFailu
     request.state.refusal_audited = True
 
 
-def authenticate_request(service: Service, request: Request) -> Principal:
-    """Sign the request in by its bearer token: ``auth.ok`` audited and the principal kept
-    on ``request.state.principal``; else ``auth.failed`` audited (reason, token id if real,
-    client address, method, path) and a 401. The principal of a request is made once."""
+def sign_in_request(service: Service, request: Request, token: str | None) -> Principal:
+    """Sign the request in by ``token`` (a bearer token, or the portal's session): ``auth.ok``
+    audited and the principal kept on ``request.state.principal``; else ``auth.failed``
+    audited (reason, token id if real, client address, method, path) and the
+    :class:`AuthFailure` raised for the caller to answer. Made once a request."""
     known = getattr(request.state, "principal", None)
     if known is not None:
         return known
     try:
-        principal = authenticate_token(service, bearer(request))
+        principal = authenticate_token(service, token)
     except AuthFailure as failure:
         record_failed_sign_in(service, request, failure)
-        raise HTTPException(
-            401,
-            f"not signed in: {failure.reason} token",
-            headers={"WWW-Authenticate": 'Bearer realm="streethub-share"'},
-        ) from None
+        raise
     service.audit.record(
         "auth.ok",
         principal.actor,
@@ -671,3 +668,16 @@ def authenticate_request(service: Service, request: Request) -> Principal:
     )
     request.state.principal = principal
     return principal
+
+
+def authenticate_request(service: Service, request: Request) -> Principal:
+    """Sign the request in by its bearer token (:func:`sign_in_request`); a 401 that names
+    only the reason when it fails."""
+    try:
+        return sign_in_request(service, request, bearer(request))
+    except AuthFailure as failure:
+        raise HTTPException(
+            401,
+            f"not signed in: {failure.reason} token",
+            headers={"WWW-Authenticate": 'Bearer realm="streethub-share"'},
+        ) from None

@@ -10,8 +10,6 @@ import itertools
 import polars as pl
 
 from share_api.portal.dashboards import (
-    SUMMARIES,
-    TITLES,
     Board,
     Cell,
     Panel,
@@ -36,8 +34,6 @@ UNLISTED = "未登记网格"
 def demand(service: Service) -> Board:
     board = Board(
         "demand",
-        TITLES["demand"],
-        SUMMARIES["demand"],
         marts=("demand_heatmap", "grid_layout"),
     )
     counts = read_mart(

@@ -60,11 +60,17 @@ class Panel:
 
 @dataclass
 class Board:
-    key: str
-    title: str
-    summary: str
-    panels: list[Panel] = field(default_factory=list)
+    key: str  # its title and summary: TITLES[key], SUMMARIES[key]
     marts: tuple[str, ...] = ()
+    panels: list[Panel] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.key]
+
+    @property
+    def summary(self) -> str:
+        return SUMMARIES[self.key]
 
 
 TITLES = {
@@ -140,8 +146,6 @@ def missing(mart: str) -> str:
 def governance(service: Service) -> Board:
     board = Board(
         "governance",
-        TITLES["governance"],
-        SUMMARIES["governance"],
         marts=("governance_scorecard", "governance_scorecard_history"),
     )
     now = read_mart(service, "SELECT * FROM marts.governance_scorecard")
@@ -246,8 +250,6 @@ def recent(history: str, columns: str, where: str = "TRUE") -> str:
 def quality(service: Service) -> Board:
     board = Board(
         "quality",
-        TITLES["quality"],
-        SUMMARIES["quality"],
         marts=("quality_scorecard", "quality_scorecard_history"),
     )
     frame = read_mart(
@@ -319,7 +321,7 @@ def quality(service: Service) -> Board:
 def sla(service: Service) -> Board:
     """The appeal SLA: a bar a handling department (its answered-in-time share) and the
     mart as published beside it, every column under its catalogue label."""
-    board = Board("sla", TITLES["sla"], SUMMARIES["sla"], marts=("appeal_sla",))
+    board = Board("sla", marts=("appeal_sla",))
     mart = marts_of(service)["appeal_sla"]
     frame = read_mart(service, "SELECT * FROM marts.appeal_sla ORDER BY handling_dept")
     rows = [] if frame is None else list(frame.iter_rows(named=True))
@@ -333,7 +335,8 @@ def sla(service: Service) -> Board:
                 "kind": "bar",
                 "unit": "share",
                 "horizontal": True,
-                "categories": [r["handling_dept"] for r in rows],
+                # an appeal not yet dispatched has no handling department: "—" as the table
+                "categories": [r["handling_dept"] or "—" for r in rows],
                 "series": [
                     {
                         "name": mart.column("answered_in_time_share").label_zh,

@@ -140,19 +140,9 @@ def portal_principal(request: Request, service: ServiceDep) -> Principal:
     if not token:
         raise SignInRequired(target)
     try:
-        principal = pr.authenticate_token(service, token)
-    except pr.AuthFailure as failure:
-        pr.record_failed_sign_in(service, request, failure)
+        principal = pr.sign_in_request(service, request, token)
+    except pr.AuthFailure:
         raise SignInRequired(target) from None
-    service.audit.record(
-        "auth.ok",
-        principal.actor,
-        token=principal.token_id,
-        client=pr.client_of(request),
-        method=request.method,
-        path=request.url.path,
-    )
-    request.state.principal = principal
     request.state.session_token = token
     return principal
 
