@@ -93,8 +93,24 @@ def _work_frame(raw: pl.DataFrame, dataset: Dataset) -> tuple[pl.DataFrame, pl.D
     return work, std.repairs
 
 
+def _may_repeat(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
+    """Rows whose values in ``columns`` another row may share: those whose hash of them is
+    not unique. Rows equal there (as grouping compares them: a float's -0.0 and 0.0 alike,
+    NaN as null here) hash alike, so a row outside is shared with no one, and grouping the
+    rows inside gives the groups of more than one row the whole frame has, in its order."""
+    floats = {c for c, t in frame.schema.items() if t.is_float()}
+    values = [pl.col(c).fill_nan(None) + 0.0 if c in floats else pl.col(c) for c in columns]
+    return frame.select(pl.struct(values).hash().is_duplicated()).to_series()
+
+
 def _duplicates(work: pl.DataFrame, fields: list[str]) -> tuple[pl.DataFrame, pl.Series]:
-    """Later exact copies (same standardised values in every field) of an earlier row."""
+    """Later exact copies (same standardised values in every field) of an earlier row.
+
+    Grouping a large delivery by every field held hundreds of MB (578,000 IoT readings):
+    only the rows that may be copies are grouped (:func:`_may_repeat`), the same copies
+    in the same order."""
+    maybe = _may_repeat(work, fields)
+    work = work.select(ROW, "_source_row", "_delivery_id", *fields).filter(maybe)
     first = work.select(
         ROW,
         pl.struct(fields).is_first_distinct().alias("_first"),
@@ -152,13 +168,13 @@ def _conflicts(work: pl.DataFrame, dataset: Dataset, dup_rows: pl.Series) -> pl.
     keys = [list(dataset.key)] + [
         [f.name] for f in dataset.fields if f.unique and [f.name] != list(dataset.key)
     ]
-    rows = work.filter(~pl.col(ROW).is_in(dup_rows.implode()))
+    wanted = [ROW, "_source_row", *dict.fromkeys(k for key in keys for k in key)]
+    rows = work.select(wanted).filter(~pl.col(ROW).is_in(dup_rows.implode()))
     out = []
     for key in keys:
         labels = "、".join(dataset.field(k).label_zh for k in key)
-        hit = rows.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key)).filter(
-            pl.len().over(key) > 1
-        )
+        hit = rows.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in key))
+        hit = hit.filter(_may_repeat(hit, key)).filter(pl.len().over(key) > 1)
         if hit.height == 0:
             continue
         groups = hit.group_by(key).agg(pl.col("_source_row").sort().alias("_rows"))
@@ -263,17 +279,25 @@ def gate(
     checks = row_checks(dataset, street)
 
     dups, dup_rows = _duplicates(work, fields)
-    superseded = _superseded(work.filter(~pl.col(ROW).is_in(dup_rows.implode())), dataset)
+    versions = [ROW, "_source_row", *dict.fromkeys([*dataset.key, dataset.update_cursor])]
+    superseded = _superseded(
+        work.select(c for c in versions if c is not None).filter(
+            ~pl.col(ROW).is_in(dup_rows.implode())
+        ),
+        dataset,
+    )
     skips = pl.concat([dups, superseded.cast({ROW: pl.UInt32})])
     skip_rows = skips.get_column(ROW)
     conflicts = _conflicts(work, dataset, skip_rows)
-    candidates = work.filter(~pl.col(ROW).is_in(skip_rows.implode()))
     if engine == "pandera":
+        candidates = work.filter(~pl.col(ROW).is_in(skip_rows.implode()))
         failures = _failures_pandera(candidates, dataset, street)
+        # it indexes the frame it saw: map positions back to work rows
+        failures = failures.with_columns(candidates[ROW].gather(failures[ROW]).alias(ROW))
     else:
-        failures = _failures_masks(candidates, checks)
-    # both index the frame they saw: map positions back to work rows
-    failures = failures.with_columns(candidates[ROW].gather(failures[ROW]).alias(ROW))
+        # every check reads its own row only: judged on every row (positions are work
+        # rows), the skipped rows' failures dropped — no copy of the delivery's candidates
+        failures = _failures_masks(work, checks).filter(~pl.col(ROW).is_in(skip_rows.implode()))
     # a value that could not be read is reported as such, not also as blank
     unreadable = failures.filter(pl.col("check_name") == "unparseable").select(ROW, "field")
     failures = failures.join(
@@ -304,7 +328,7 @@ def gate(
     bad_rows = quarantine.get_column(ROW).unique()
     lineage = [c for c in LINEAGE if c in raw.columns or c in ("_delivery_id", "_source_row")]
     gone = pl.concat([bad_rows, skip_rows]).implode()
-    staged = work.filter(~pl.col(ROW).is_in(gone)).select(*lineage, *fields)
+    staged = work.select(ROW, *lineage, *fields).filter(~pl.col(ROW).is_in(gone)).drop(ROW)
     quarantine = quarantine.drop(ROW).cast(GATE_FAILURE_SCHEMA)  # type: ignore[arg-type]
     skipped = (
         skips.join(raw_values.select(ROW, "_delivery_id", "_source_row"), on=ROW, how="left")

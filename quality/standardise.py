@@ -614,6 +614,9 @@ class Standardised:
 
 
 REPAIRS_SCHEMA = {"field": pl.String, "kind": pl.String, "count": pl.Int64}
+# rows standardised at once (:func:`standardise`): its intermediate columns, several a
+# field, are held for one batch only
+STANDARDISE_BATCH_ROWS = 50_000
 
 
 def uses_excel_serials(dataset: Dataset) -> bool:
@@ -621,8 +624,50 @@ def uses_excel_serials(dataset: Dataset) -> bool:
     return dataset.delivery.kind is ConnectorKind.excel
 
 
-def standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool = True) -> Standardised:
-    """Raw text columns → typed, standardised columns (lineage columns carried through)."""
+def standardise(
+    raw: pl.DataFrame,
+    dataset: Dataset,
+    *,
+    count_repairs: bool = True,
+    batch_rows: int = STANDARDISE_BATCH_ROWS,
+) -> Standardised:
+    """Raw text columns → typed, standardised columns (lineage columns carried through).
+
+    In batches of ``batch_rows`` rows: every standardiser reads its own row only, and the
+    intermediate columns of :func:`_staged` (several a field) are held one batch at a time
+    (a 174,000-row register's are hundreds of MB); the repairs are summed over the batches.
+    The result equals standardising the frame whole (tests/quality/test_standardise_batches.py).
+    """
+    if raw.height <= batch_rows:
+        return _standardise(raw, dataset, count_repairs=count_repairs)
+    parts = [
+        _standardise(raw.slice(start, batch_rows), dataset, count_repairs=count_repairs)
+        for start in range(0, raw.height, batch_rows)
+    ]
+    frame = pl.concat([p.frame for p in parts], how="vertical")
+    repairs = pl.concat([p.repairs for p in parts], how="vertical")
+    if repairs.height:  # the whole frame's order: by field, then kind (as repair_flags lists)
+        order = {
+            (f.name, kind): i
+            for i, (f, kind) in enumerate(
+                (f, kind)
+                for f in dataset.fields
+                for kind in repair_flags(
+                    f, excel_serials=uses_excel_serials(dataset), rules=dataset.rules
+                )
+            )
+        }
+        rows = repairs.group_by("field", "kind", maintain_order=True).agg(pl.col("count").sum())
+        repairs = pl.DataFrame(
+            sorted(rows.iter_rows(), key=lambda r: order[(r[0], r[1])]),
+            schema=REPAIRS_SCHEMA,
+            orient="row",
+        )
+    return Standardised(frame, repairs)
+
+
+def _standardise(raw: pl.DataFrame, dataset: Dataset, *, count_repairs: bool) -> Standardised:
+    """:func:`standardise` of one batch."""
     serials = uses_excel_serials(dataset)
     lineage = [c for c in LINEAGE if c in raw.columns]
     work = _staged(raw, dataset, serials)
