@@ -9,10 +9,12 @@ promoted (the model asset's rule), and the residents are scored only with a prom
 version: a version waiting for a second administrator's approval scores nothing.
 
 A published mart that still holds is not made again (:func:`kept_marts`): the scores when
-the promoted version, the cut-off, the feature definition, the mart's definition and the
-residents left out are those it was made from (the digest its materialisation carries) and
-the feature table has not changed since; the forecast likewise, when no table the grid
-counts read changed since. With the scores kept the models step is not run either (its
+the model, the cut-off, the feature definition, the mart's definition and the residents left
+out are those it was made from (the digest its materialisation carries) and the feature
+table has not changed since; the forecast likewise, when no table the grid counts read
+changed since. The model is identified by the registry's file when it is under the home
+(unchanged: the same promoted versions, told without starting MLflow), else by the promoted
+version and its file digest. With the scores kept the models step is not run either (its
 feature table, model and drift check would come out as they are; features of a training
 cut-off that became complete wait for the next cut-off's run) and the drift check's last
 evaluation is told.
@@ -29,7 +31,7 @@ from rich.console import Console
 from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from marts.need_model import step
-from marts.need_model.registry import ModelVersion, Registry
+from marts.need_model.registry import Registry
 from marts.staleness import last_changed
 from pipelines.defs.need_model.assets import (
     FEATURES_KEY,
@@ -39,9 +41,11 @@ from pipelines.defs.need_model.assets import (
     grid_count_tables,
     grid_demand_forecast,
     grid_forecaster,
+    model_identity,
     need_features,
     need_model,
     need_scores,
+    registry_stamp,
     scores_inputs,
     scoring_cutoff,
 )
@@ -59,7 +63,7 @@ class NeedModelOutcome:
 
     ran: bool = False
     why_not: str = ""
-    version: ModelVersion | None = None  # the promoted version after the step
+    scored_by: tuple[int, str] | None = None  # the promoted version after the step, its file
     trained: bool = False
     waiting: int | None = None  # a registered version awaiting promotion
     published: dict[str, int] = field(default_factory=dict)  # mart → rows
@@ -88,13 +92,12 @@ def _materialise(assets: list, started_at: dt.datetime, outcome: NeedModelOutcom
     return result
 
 
-def _made_from(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
-    """The inputs digest the asset's newest materialisation carries (None: none)."""
+def _made_from(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
+    """The metadata of the asset's newest materialisation ({}: none)."""
     event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get("inputs")
-    return value.value if value is not None else None
+        return {}
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 def _leave_out(settings: Settings) -> frozenset[str]:
@@ -109,23 +112,23 @@ def _leave_out(settings: Settings) -> frozenset[str]:
 
 
 def kept_marts(
-    settings: Settings, scorer: ModelVersion | None, forecaster: ModelVersion | None
+    settings: Settings, scorer: str | None, forecaster: str | None, made: dict[str, dict]
 ) -> set[str]:
-    """The need model's marts that still hold (see the module doc): each made by the
-    promoted version (``scorer``, ``forecaster``) from the inputs it would be made from now,
-    and written after every lake table it reads last changed."""
-    instance = dg.DagsterInstance.get()
+    """The need model's marts that still hold (see the module doc): each made by the model
+    ``scorer`` / ``forecaster`` identifies (:func:`model_identity`; None: none promoted)
+    from the inputs it would be made from now, as ``made`` (mart → its newest
+    materialisation's metadata) records, and written after every lake table it reads last
+    changed."""
     cutoff = scoring_cutoff()
-    made = {m: _made_from(instance, k) for m, k in ((step.SCORES_MART, SCORES_KEY),
-                                                     (step.FORECAST_MART, FORECAST_KEY))}  # fmt: skip
-    # each digest computed anew only when the mart was made with one by a promoted version
+    # each digest computed anew only when the mart was made with one
+    scores, forecast = made[step.SCORES_MART].get("inputs"), made[step.FORECAST_MART].get("inputs")
     same = {
         step.SCORES_MART: scorer is not None
-        and made[step.SCORES_MART] is not None
-        and made[step.SCORES_MART] == scores_inputs(scorer, cutoff, _leave_out(settings)),
+        and scores is not None
+        and scores == scores_inputs(scorer, cutoff, _leave_out(settings)),
         step.FORECAST_MART: forecaster is not None
-        and made[step.FORECAST_MART] is not None
-        and made[step.FORECAST_MART] == forecast_inputs(forecaster, cutoff),
+        and forecast is not None
+        and forecast == forecast_inputs(forecaster, cutoff),
     }
     reads = {step.SCORES_MART: {"curated.need_features"}, step.FORECAST_MART: grid_count_tables()}
     if not any(same.values()):
@@ -141,9 +144,27 @@ def kept_marts(
     }
 
 
+def _drift_warned() -> bool:
+    """The drift check's last evaluation warned (the features and version it compared are
+    those the kept scores were made from)."""
+    drift = last_check(dg.DagsterInstance.get(), dg.AssetCheckKey(FEATURES_KEY, DRIFT_CHECK))
+    return drift is not None and not drift.passed
+
+
 def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutcome:
     """The step (see the module doc); a failed asset is listed, never raised."""
     outcome = NeedModelOutcome()
+    instance = dg.DagsterInstance.get()
+    made = {mart: _made_from(instance, key) for mart, key in ((step.SCORES_MART, SCORES_KEY),
+                                                              (step.FORECAST_MART, FORECAST_KEY))}  # fmt: skip
+    stamp = registry_stamp(settings)  # a registry under the home: told without MLflow
+    if stamp is not None and {step.SCORES_MART, step.FORECAST_MART} == (
+        kept := kept_marts(settings, stamp, stamp, made)
+    ):
+        outcome.ran, outcome.kept, outcome.drift_warned = True, sorted(kept), _drift_warned()
+        scores = made[step.SCORES_MART]
+        outcome.scored_by = (int(scores["model_version"]), str(scores["model_sha256"]))
+        return outcome
     registry = _registry(settings)
     promoted = registry.promoted() if registry is not None else None
     if promoted is None:
@@ -157,10 +178,15 @@ def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutc
             return outcome
     outcome.ran = True
     forecaster = registry.promoted(step.FORECAST_MODEL) if registry is not None else None
-    kept = kept_marts(settings, promoted, forecaster)
+    if stamp is None:  # a registry elsewhere: its versions identify the models
+        kept = kept_marts(
+            settings,
+            model_identity(settings, promoted) if promoted else None,
+            model_identity(settings, forecaster) if forecaster else None,
+            made,
+        )
     if step.SCORES_MART in kept and forecaster is not None:  # no model to train either
-        drift = last_check(dg.DagsterInstance.get(), dg.AssetCheckKey(FEATURES_KEY, DRIFT_CHECK))
-        outcome.drift_warned = drift is not None and not drift.passed
+        outcome.drift_warned = _drift_warned()
     else:
         models = [need_features, need_model, feature_drift_check, grid_forecaster]
         result = _materialise(models, started_at, outcome)
@@ -173,10 +199,11 @@ def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutc
     outcome.kept = sorted(kept)
     registry = registry or _registry(settings)
     versions = registry.versions() if registry is not None else []
-    outcome.version = next((v for v in versions if v.promoted), None)
+    promoted = next((v for v in versions if v.promoted), None)
+    outcome.scored_by = (promoted.version, promoted.sha256) if promoted is not None else None
     outcome.waiting = next((v.version for v in reversed(versions) if not v.promoted_at), None)
     forecast = registry.promoted(step.FORECAST_MODEL) if registry is not None else None
-    publish = [need_scores] * (outcome.version is not None and step.SCORES_MART not in kept) + [
+    publish = [need_scores] * (promoted is not None and step.SCORES_MART not in kept) + [
         grid_demand_forecast
     ] * (bool(forecast) and step.FORECAST_MART not in kept)
     if publish:
@@ -193,9 +220,8 @@ def print_need_model(console: Console, outcome: NeedModelOutcome) -> None:
     if not outcome.ran:
         console.print(f"need model: not run — {outcome.why_not}")
         return
-    v = outcome.version
     trained = "trained and registered a version; " if outcome.trained else ""
-    if v is None:
+    if outcome.scored_by is None:
         console.print(
             f"need model: {trained}version {outcome.waiting} awaits promotion (`streethub models "
             f"promote {outcome.waiting} --request <id>`, a second administrator approving): "
@@ -203,8 +229,8 @@ def print_need_model(console: Console, outcome: NeedModelOutcome) -> None:
         )
     else:
         console.print(
-            f"need model: {trained}scores by promoted version {v.version} (file sha256 "
-            f"{v.sha256[:12]}…)"
+            f"need model: {trained}scores by promoted version {outcome.scored_by[0]} (file "
+            f"sha256 {outcome.scored_by[1][:12]}…)"
         )
     for mart, rows in sorted(outcome.published.items()):
         console.print(f"need model: marts.{mart} published, {rows:,} rows")

@@ -6,6 +6,7 @@ refusal of automated assessment makes the scores again (without them), the forec
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 import polars as pl
@@ -44,12 +45,12 @@ def settings(mart_street: MartStreet, tmp_path, monkeypatch: pytest.MonkeyPatch)
 def test_a_mart_that_still_holds_is_kept_and_equals_one_made_again(settings: Settings):
     # made or kept (a street built by an older step has no digest on record: made then)
     first = run_need_model(settings, dt.datetime.now(dt.UTC))
-    assert first.ran and first.version is not None, first.why_not
+    assert first.ran and first.scored_by is not None, first.why_not
     assert set(first.published) | set(first.kept) == {SCORES_MART, FORECAST_MART}
 
     again = run_need_model(settings, dt.datetime.now(dt.UTC))
     assert again.kept == sorted([SCORES_MART, FORECAST_MART]) and not again.published
-    assert not again.steps and again.version.version == first.version.version
+    assert not again.steps and again.scored_by == first.scored_by
     assert again.drift_warned == first.drift_warned  # the drift check's last evaluation told
     kept = _mart(settings, SCORES_MART)
     # the slow path: the scores made again from the same inputs are the kept ones
@@ -73,3 +74,11 @@ def test_a_mart_that_still_holds_is_kept_and_equals_one_made_again(settings: Set
     scores = _mart(settings, SCORES_MART)
     assert refuses not in set(scores["person_id"])
     assert scores.height == kept.filter(pl.col("person_id") != refuses).height
+
+    # a registry that changed (a version registered, promoted …): both made again
+    registry = settings.models_dir / "mlflow.db"
+    changed = registry.stat().st_mtime_ns + 1_000_000_000
+    os.utime(registry, ns=(changed, changed))
+    fourth = run_need_model(settings, dt.datetime.now(dt.UTC))
+    assert not fourth.kept and set(fourth.published) == {SCORES_MART, FORECAST_MART}
+    assert _mart(settings, SCORES_MART).equals(scores)

@@ -44,7 +44,7 @@ def test_a_second_run_trains_nothing_and_scores_with_the_promoted_versions(
     before = Registry(settings).promoted()
     outcome = run_need_model(settings, dt.datetime.now(dt.UTC))
     assert outcome.ran and not outcome.trained and not outcome.steps
-    assert outcome.version.version == before.version
+    assert outcome.scored_by == (before.version, before.sha256)
     # each mart made again, or kept when it still holds (tests/pipelines/test_need_model_kept.py)
     assert set(outcome.published) | set(outcome.kept) == {"need_scores", "grid_demand_forecast"}
     assert all(rows > 0 for rows in outcome.published.values())

@@ -80,25 +80,43 @@ def _digest(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def scores_inputs(mv: ModelVersion, cutoff: dt.date, leave_out: Collection[str]) -> str:
-    """A digest of all ``need_scores`` is made from besides the lake: the version (number
-    and file), the cut-off, the feature definition, the mart's SQL and catalogue entry and
-    the residents left out. The features of a cut-off are stored once and never computed
-    again (:func:`marts.need_model.step.ensure_features`), so equal digests and a feature
-    table unchanged since: the same scores (``pipelines/need_model_run.py``)."""
+def registry_stamp(settings: Settings) -> str | None:
+    """The registry under the home as its files stand (size and time of change of the
+    SQLite file and its write-ahead log): an equal stamp, the same registry — every version,
+    alias and file digest — told without starting MLflow. None: no such file (none yet, or
+    a registry elsewhere: ``model_registry_url``)."""
+    if settings.model_registry_url is not None:
+        return None
+    stats = [
+        (path.name, path.stat())
+        for path in (settings.models_dir / "mlflow.db", settings.models_dir / "mlflow.db-wal")
+        if path.exists()
+    ]
+    return ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats) or None
+
+
+def model_identity(settings: Settings, mv: ModelVersion) -> str:
+    """What identifies the model a mart is made by: the local registry's stamp (an
+    unchanged registry, the same promoted versions), else the version and its file."""
+    return registry_stamp(settings) or f"{mv.name}/{mv.version}:{mv.sha256}"
+
+
+def scores_inputs(model: str, cutoff: dt.date, leave_out: Collection[str]) -> str:
+    """A digest of all ``need_scores`` is made from besides the lake: the model
+    (:func:`model_identity`), the cut-off, the feature definition, the mart's SQL and
+    catalogue entry and the residents left out. The features of a cut-off are stored once
+    and never computed again (:func:`marts.need_model.step.ensure_features`), so equal
+    digests and a feature table unchanged since: the same scores
+    (``pipelines/need_model_run.py``)."""
     mart = mart_version(load_marts()[step.SCORES_MART])
-    version = f"{mv.name}/{mv.version}"
-    return _digest(version, mv.sha256, str(cutoff), feature_set_version(), mart,
-                   *sorted(leave_out))  # fmt: skip
+    return _digest(model, str(cutoff), feature_set_version(), mart, *sorted(leave_out))
 
 
-def forecast_inputs(mv: ModelVersion, cutoff: dt.date) -> str:
+def forecast_inputs(model: str, cutoff: dt.date) -> str:
     """A digest of all ``grid_demand_forecast`` is made from besides the lake tables the
-    grid counts read (:func:`grid_count_tables`): the version, the cut-off, the SQL."""
+    grid counts read (:func:`grid_count_tables`): the model, the cut-off, the SQL."""
     mart = mart_version(load_marts()[step.FORECAST_MART])
-    version = f"{mv.name}/{mv.version}"
-    return _digest(version, mv.sha256, str(cutoff), feature_set_version(), mart,
-                   read_feature_sql(GRID_SQL))  # fmt: skip
+    return _digest(model, str(cutoff), feature_set_version(), mart, read_feature_sql(GRID_SQL))
 
 
 def promote_without_admins(settings: Settings, registry: Registry, mv: ModelVersion) -> bool:
@@ -258,7 +276,8 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
             "model_version": mv.version,
             "cutoff": str(cutoff),
             "residents_opted_out": len(leave_out),
-            "inputs": scores_inputs(mv, cutoff, leave_out),
+            "model_sha256": mv.sha256,
+            "inputs": scores_inputs(model_identity(settings, mv), cutoff, leave_out),
         }
     )
 
@@ -311,7 +330,7 @@ def grid_demand_forecast(lake: LakeResource) -> dg.MaterializeResult:
             "dagster/row_count": published.build.rows,
             "model_version": mv.version,
             "cutoff": str(cutoff),
-            "inputs": forecast_inputs(mv, cutoff),
+            "inputs": forecast_inputs(model_identity(settings, mv), cutoff),
         }
     )
 
