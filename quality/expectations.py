@@ -103,6 +103,19 @@ def _whole_frame() -> Any:
     return _batch_definition
 
 
+def _validate(suite: Any, frame: Any) -> Any:
+    """The suite's results on ``frame`` (pandas) as the whole-frame batch: what
+    ``Batch.validate`` returns, with the batch built once — ``get_batch`` then
+    ``Batch.validate`` built it twice, each time hashing the whole frame (GE's batch
+    fingerprint: 1.5 s CPU for 170,000 rows of 13 columns)."""
+    from great_expectations.validator.v1_validator import Validator
+
+    validator = Validator(
+        _whole_frame(), result_format=RESULT_FORMAT, batch_parameters={"dataframe": frame}
+    )
+    return validator.validate_expectation_suite(suite)
+
+
 def _dept_of(dataset: Dataset, catalogue: Catalogue) -> str:
     for dept, ds in catalogue.datasets():
         if ds.resource_code == dataset.resource_code:
@@ -264,8 +277,7 @@ def run_expectations(
     # same results as object columns on every dataset of a street
     pdf = frame.to_pandas(use_pyarrow_extension_array=True)
     suite = gx.ExpectationSuite(name=f"{dept}__{dataset.code}", expectations=expectations)
-    batch = _whole_frame().get_batch(batch_parameters={"dataframe": pdf})
-    result = batch.validate(suite, result_format=RESULT_FORMAT)
+    result = _validate(suite, pdf)
     rows = []
     for r in result.results:
         cfg = r.expectation_config

@@ -155,3 +155,37 @@ def test_one_batch_definition_and_basic_results_equal_summary(frames, monkeypatc
     assert _one(basic[0], "expect_column_values_to_not_be_null", "name")["observed"].startswith(
         "7 of "
     )
+
+
+def test_one_batch_per_suite_gives_what_batch_validate_gave(frames, monkeypatch) -> None:
+    """Validating the frame as one whole-frame batch (``_validate``: the batch built once)
+    gives the rows ``get_batch(...).validate(suite)`` gave, failures included."""
+    import quality.expectations as expectations
+
+    frame = frames[("wjw", "family_doctor_contracts")]
+    broken = pl.concat([frame, frame.head(5)]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(None).otherwise(pl.col("name")).alias("name")
+    )
+    cases = [
+        ("wjw.family_doctor_contracts", broken, {"previous_rows": broken.height * 3}),
+        ("mzj.old_age_allowance", frames[("mzj", "old_age_allowance")], {}),
+        ("zjj.buildings", frames[("zjj", "buildings")].drop("floors"), {"previous_rows": None}),
+    ]
+    once = [_run(ref, f, **kw) for ref, f, kw in cases]
+    built: list[int] = []
+
+    def batch_validate(suite, pdf):  # the path before: a batch, then Batch.validate
+        built.append(len(pdf))
+        batch = expectations._whole_frame().get_batch(batch_parameters={"dataframe": pdf})
+        return batch.validate(suite, result_format=expectations.RESULT_FORMAT)
+
+    monkeypatch.setattr(expectations, "_validate", batch_validate)
+    twice = [_run(ref, f, **kw) for ref, f, kw in cases]
+    assert built == [f.height for _, f, _ in cases]  # the slow path did run
+    for a, b in zip(once, twice, strict=True):
+        assert a.height > 3 and a.equals(b)
+    assert set(once[0].filter(~pl.col("success"))["expectation"]) >= {
+        "expect_table_row_count_to_be_between",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+    }
