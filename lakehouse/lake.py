@@ -477,10 +477,13 @@ def has_column(con: duckdb.DuckDBPyConnection, zone: str, table: str, column: st
 
 
 def row_count(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> int:
-    """Rows in ``lake.<zone>.<table>``; 0 when the table does not exist yet."""
-    if not has_table(con, zone, table):
+    """Rows in ``lake.<zone>.<table>``; 0 when the table does not exist yet. One statement
+    (a missing table is told by the error, as :func:`has_table` does), so not inside a
+    transaction either."""
+    try:
+        return int(con.execute(f'SELECT count(*) FROM {zone}."{table}"').fetchone()[0])
+    except duckdb.CatalogException:
         return 0
-    return int(con.execute(f'SELECT count(*) FROM {zone}."{table}"').fetchone()[0])
 
 
 def data_files(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:

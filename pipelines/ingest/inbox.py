@@ -240,27 +240,43 @@ def known_keys(con: duckdb.DuckDBPyConnection | None, dept: str) -> set[str]:
     return known_keys_by_dept(con, dept).get(dept, set())
 
 
+KNOWN_SOURCES = (  # (table, what each row of the department's it keys)
+    ("inbox_files", "file_key", "true"),
+    (
+        "delivery_accounts",
+        "delivery_id",
+        "starts_with(delivery_id, dept || '.') AND contains(delivery_id, '.refused-')",
+    ),
+)
+
+
 def known_keys_by_dept(
     con: duckdb.DuckDBPyConnection | None, dept: str | None = None
 ) -> dict[str, set[str]]:
     """Department → the keys of its inbox entries the ledger has dealt with, for one
-    department or (``dept`` None) all of them in one read (the main job's selection)."""
+    department or (``dept`` None) all of them in one read (the main job's selection).
+    One statement over both ledger tables (each landing step asks; a probe of each table
+    first cost as much again), the tables probed only when one is missing (a new lake)."""
     keys: dict[str, set[str]] = {}
     if con is None:
         return keys
     where, args = ("dept = ?", [dept]) if dept is not None else ("true", [])
-    if has_table(con, "landing", "inbox_files"):
-        rows = con.execute(f"SELECT dept, file_key FROM landing.inbox_files WHERE {where}", args)
-        for d, k in rows.fetchall():
-            keys.setdefault(d, set()).add(k)
-    if has_table(con, "landing", "delivery_accounts"):
-        rows = con.execute(
-            f"SELECT dept, delivery_id FROM landing.delivery_accounts WHERE {where} "
-            "AND starts_with(delivery_id, dept || '.') AND contains(delivery_id, '.refused-')",
-            args,
+
+    def read(sources) -> list[tuple[str, str]]:
+        if not sources:
+            return []
+        sql = " UNION ALL ".join(
+            f"SELECT dept, {column} FROM landing.{table} WHERE {where} AND {which}"
+            for table, column, which in sources
         )
-        for d, k in rows.fetchall():
-            keys.setdefault(d, set()).add(k)
+        return con.execute(sql, args * len(sources)).fetchall()
+
+    try:
+        rows = read(KNOWN_SOURCES)
+    except duckdb.CatalogException:  # a ledger table not made yet
+        rows = read([src for src in KNOWN_SOURCES if has_table(con, "landing", src[0])])
+    for d, k in rows:
+        keys.setdefault(d, set()).add(k)
     return keys
 
 

@@ -18,14 +18,16 @@ A file is read **once**: settle → one pass → commit.
    and left for a later run ("still being written"); a hash that does not match
    the landed copy is never recorded.
 3. *commit*: the ``.part`` copy is renamed into place (named by its hash), then
-   the ledger row is inserted. A re-run lands nothing twice (same dataset, same
-   hash); a copy left without a ledger row by a killed run is replaced by the
+   the ledger row is inserted, in one lake transaction with the inbox file's record
+   (:func:`remember`; one commit a file). A re-run lands nothing twice (same dataset,
+   same hash); a copy left without a ledger row by a killed run is replaced by the
    fresh, verified copy, never trusted as it lies; ``.part`` leftovers of a
    killed run are removed when landing starts (the writer holds the lake lock).
-4. *inbox*: once the file is recorded (:func:`remember`), it is removed from the inbox
+4. *inbox*: once the file is recorded, it is removed from the inbox
    (:func:`remove_from_inbox`, only if it is still the file that was landed); with
    ``keep_inbox_originals`` the encrypted copy is first linked into the archive
-   (:func:`archive`). A file a stopped run left behind is removed by the next one.
+   (:func:`archive`, before the commit). A file a stopped run left behind is removed by
+   the next one.
 
 Landed files are read through :func:`open_landed` only. :func:`apply_retention`
 expires landed copies of loaded deliveries; :func:`reencrypt_landed` moves every copy to
@@ -278,39 +280,57 @@ def _commit(
     file_name: str,
     source: str,
     cursor_end: str | None,
+    entry: Entry | None = None,
 ) -> Landed | None:
-    """Rename the verified copy into place (over any unrecorded copy), then record it.
+    """Rename the verified copy into place (over any unrecorded copy), then record it; an
+    inbox ``entry`` is also archived (``keep_inbox_originals``) and remembered
+    (:func:`remember`), in the delivery's own lake transaction: one commit a file, not two.
 
     None (and the copy discarded) when the dataset already has a delivery of that hash.
     """
-    if is_landed(con, dept, dataset.code, copied.sha256):
-        part.unlink(missing_ok=True)
-        return None
-    target = part.with_name(_landed_name(dataset, copied.sha256))
-    part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
-    _fsync_dir(target.parent)
-    kill_point(KP_COPIED)
-    delivery_id = f"{dept}.{dataset.code}.{id_token(copied.sha256)}"
-    con.execute(
-        "INSERT INTO landing.deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            delivery_id,
-            dept,
-            dataset.code,
-            dataset.delivery.kind.value,
-            source,
-            file_name,
-            str(target),
-            copied.sha256,
-            copied.size,
-            cursor_end,
-            now(),
-        ],
-    )
-    kill_point(KP_RECORDED)
-    return Landed(
-        delivery_id, dept, dataset.code, file_name, str(target), copied.sha256, copied.size
-    )
+    landed: Landed | None = None
+    with transaction(con):
+        if is_landed(con, dept, dataset.code, copied.sha256):
+            part.unlink(missing_ok=True)
+        else:
+            target = part.with_name(_landed_name(dataset, copied.sha256))
+            part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
+            _fsync_dir(target.parent)
+            kill_point(KP_COPIED)
+            landed = Landed(
+                f"{dept}.{dataset.code}.{id_token(copied.sha256)}",
+                dept,
+                dataset.code,
+                file_name,
+                str(target),
+                copied.sha256,
+                copied.size,
+            )
+            con.execute(
+                "INSERT INTO landing.deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    landed.delivery_id,
+                    dept,
+                    dataset.code,
+                    dataset.delivery.kind.value,
+                    source,
+                    file_name,
+                    landed.landed_path,
+                    copied.sha256,
+                    copied.size,
+                    cursor_end,
+                    now(),
+                ],
+            )
+        if entry is not None:
+            if settings.keep_inbox_originals:  # before the commit: a kill leaves it unknown
+                archive(
+                    settings, dept, dataset, copied.sha256, settings.inbox_dir / dept / entry.name
+                )
+            remember(con, dept, dataset.code, entry)
+    if landed is not None:
+        kill_point(KP_RECORDED)
+    return landed
 
 
 def stored_name(name: str) -> str:
@@ -320,8 +340,8 @@ def stored_name(name: str) -> str:
 
 def _land_entry(
     con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
-) -> tuple[Copied, Landed | None]:
-    """Land one settled file (encrypted): what was copied, and the delivery (None if its
+) -> Landed | None:
+    """Land one settled file (encrypted), archive and remember it: the delivery (None if its
     content was landed before).
 
     Raises StillBeingWritten (the file changed since the listing, or while copied)
@@ -342,7 +362,7 @@ def _land_entry(
         copied = one_pass(_file_chunks(fd, before), part, encryptor(settings))
     finally:
         os.close(fd)
-    return copied, _commit(
+    return _commit(
         con,
         settings,
         dept,
@@ -352,6 +372,7 @@ def _land_entry(
         file_name=stored_name(entry.name),
         source=stored_name(source),
         cursor_end=None,
+        entry=entry,
     )
 
 
@@ -398,7 +419,7 @@ def land_files(
         why = entry.refused
         if why is None:
             try:
-                copied, landed = _land_entry(con, settings, dept, dataset, entry)
+                landed = _land_entry(con, settings, dept, dataset, entry)
             except StillBeingWritten:
                 result.waiting.append(shown(entry.name))
                 continue
@@ -409,11 +430,7 @@ def land_files(
                     result.skipped += 1
                 else:
                     result.landed.append(landed)
-                if settings.keep_inbox_originals:
-                    source = settings.inbox_dir / dept / entry.name
-                    archive(settings, dept, dataset, copied.sha256, source)
-                remember(con, dept, dataset.code, entry)
-                remove_from_inbox(settings, dept, entry)
+                remove_from_inbox(settings, dept, entry)  # archived and remembered
                 continue
         reason = account_refusal(con, dept, dataset.code, entry, why)
         if reason is not None:

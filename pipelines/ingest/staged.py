@@ -32,7 +32,7 @@ import polars as pl
 
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
-from lakehouse.lake import METADATA, ensure_table, has_table, insert_frame, transaction
+from lakehouse.lake import METADATA, ensure_table, insert_frame, transaction
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
 from pipelines.ingest.raw import raw_table
 from pipelines.killpoints import kill_point, register
@@ -371,13 +371,23 @@ def stage_delivery(
     return account
 
 
+def _lacks_columns(con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset) -> bool:
+    """Whether ``staged.<name>`` exists and lacks a column of :func:`staged_columns` (one
+    probe, outside a transaction: a run with nothing to gate commits nothing)."""
+    try:
+        have = {d[0] for d in con.execute(f'SELECT * FROM staged."{name}" LIMIT 0').description}
+    except duckdb.CatalogException:
+        return False
+    return any(c not in have for c, _ in staged_columns(dataset))
+
+
 def stage_dataset(
     con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, protection: Protection
 ) -> list[StageAccount]:
     """Put every raw-loaded, not yet staged delivery of the dataset through the gate. With
     none, a staged table from before its ``_pid_`` columns still gains them (filled)."""
     deliveries = unstaged(con, dept, dataset.code)
-    if not deliveries and has_table(con, "staged", raw_table(dept, dataset)):
+    if not deliveries and _lacks_columns(con, raw_table(dept, dataset), dataset):
         with transaction(con):
             ensure_staged_table(con, dept, dataset, protection)
     return [
