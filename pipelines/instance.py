@@ -6,6 +6,9 @@ under ``DAGSTER_HOME/history/runs`` as by default) with one change, named in dag
 creating an engine, connecting and closing for every event (Dagster's ``NullPool``). A run
 of the main job writes about 20 events a dataset; measured on 25 ingest-shaped steps, the
 run's own CPU went from 8.0 to 2.6 s (and its wall time from 37 to 11 s on a busy disk).
+A new run's database is a copy of an empty one initialised once per process
+(:meth:`PooledSqliteEventLogStorage.new_run_database`): Dagster creating its tables and
+checking alembic's revision for every run was ~4 % of a daily delivery's run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from catalog.settings import Settings
 
@@ -59,6 +62,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     (Dagster's throwaway instance of ``dg check defs``) a temporary folder removed at exit."""
 
     OPEN_RUNS = 4
+    _template: bytes | None = None  # an initialised, empty run database (per process)
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
@@ -103,12 +107,42 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         while self._engines:
             self._engines.popitem()[1].dispose()
 
+    def _empty_run_database(self) -> bytes:
+        """The bytes of a run database as Dagster's ``_initdb`` leaves it (its tables, WAL
+        journal mode, alembic's revision stamped), made once per process."""
+        cls = PooledSqliteEventLogStorage
+        if cls._template is None:
+            with tempfile.TemporaryDirectory(prefix="streethub-dagster-run-db-") as folder:
+                path = Path(folder) / "run.db"
+                engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+                self._initdb(engine)
+                engine.dispose()  # the last connection closed: the WAL is checkpointed
+                cls._template = path.read_bytes()
+        return cls._template
+
+    def new_run_database(self, shard: str) -> bool:
+        """Create a run's database file as a copy of :meth:`_empty_run_database`; False when
+        the file exists (another process made it: it is initialised the usual way)."""
+        target = Path(self.path_for_shard(shard))
+        if shard == INDEX_SHARD_NAME or target.exists():
+            return False
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial.write_bytes(self._empty_run_database())
+        try:
+            os.link(partial, target)  # never over a file another process created meanwhile
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink()
+        return True
+
     @contextlib.contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
-                self._initdb(engine)
+                if not self.new_run_database(shard):
+                    self._initdb(engine)
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn

@@ -4,10 +4,14 @@ sees every event; a wiped log starts again)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from catalog.settings import Settings
 from pipelines.instance import PooledSqliteEventLogStorage, prepare_dagster_home
@@ -53,3 +57,34 @@ def test_the_event_log_is_dagsters_sqlite_log_kept_open(instance: dg.DagsterInst
     assert materialisations(instance) == 0
     assert dg.materialize([counted], instance=instance).success
     assert materialisations(instance) == 1
+
+
+def _schema(path: Path) -> tuple[list, list, str]:
+    con = sqlite3.connect(path)
+    try:
+        tables = sorted(con.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+        revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
+        return tables, revision, con.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_new_run_database_is_the_one_dagster_would_make(
+    instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = instance.event_log_storage
+    storage._empty_run_database()  # made once per process (by Dagster's _initdb)
+    initialised: list = []
+    with monkeypatch.context() as patched:
+        patched.setattr(storage, "_initdb", lambda engine: initialised.append(engine))
+        run = dg.materialize([counted], instance=instance)
+    assert run.success and not initialised  # the run's database copied, not initialised
+    made = Path(storage.path_for_shard(run.run_id))
+    # Dagster's own initialisation of a run database, for comparison
+    engine = create_engine(f"sqlite:///{tmp_path / 'dagster.db'}", poolclass=NullPool)
+    SqliteEventLogStorage._initdb(storage, engine)
+    engine.dispose()
+    assert _schema(made)[0] and _schema(made) == _schema(tmp_path / "dagster.db")
+    assert _schema(made)[2] == "wal" and _schema(made)[1]  # stamped at alembic's head
+    assert not storage.new_run_database(run.run_id)  # an existing file is never replaced
+    assert len(instance.all_logs(run.run_id)) > 5  # the run's events are in it
