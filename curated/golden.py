@@ -272,9 +272,14 @@ def sources_digests(
     person only in datasets golden records do not read has the digest of nothing).
     ``scoped``: only the persons of these mentions (:func:`scoped_mentions`)."""
     parts, params = [], []
-    mentions, plans = f"{ZONE}.{MENTIONS}", live_plans(con, catalogue)
+    # the index read once (a materialised CTE), not once a dataset
+    read_once = (
+        f'WITH "_mentions" AS MATERIALIZED (SELECT {PERSON_ID}, dept, dataset, key_pid '
+        f"FROM {ZONE}.{MENTIONS}) "
+    )
+    mentions, plans = '"_mentions"', live_plans(con, catalogue)
     if scoped is not None:  # only the scope's mentions meet the staged tables
-        mentions, plans = _SCOPED, held_plans(plans, scoped)
+        read_once, mentions, plans = "", _SCOPED, held_plans(plans, scoped)
         con.register(_SCOPED, scoped.to_arrow())
     for plan in plans:
         parts.append(
@@ -285,7 +290,7 @@ def sources_digests(
         )
         params += [plan.dept, plan.dataset.code]
     rows = " UNION ALL ".join(parts) or f"SELECT NULL::VARCHAR AS {PERSON_ID}, NULL AS part"
-    sql = (
+    sql = read_once + (
         f"SELECT p.{PERSON_ID}, sha256(coalesce(string_agg(x.part, ',' ORDER BY x.part), '')) "
         f"AS sources_digest FROM (SELECT DISTINCT {PERSON_ID} FROM {mentions} "
         f"WHERE {PERSON_ID} IS NOT NULL) p "
