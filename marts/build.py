@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -187,7 +187,8 @@ def _decrypt_sources(
     opened: list[str] = []
     for table, columns in sorted(wanted.items()):
         frame = con.execute(
-            f'SELECT * FROM {CURATED}."{table}" WHERE {_rows_kept(mart, table)}'
+            f"SELECT {columns_read(reads, table, columns.values())} "
+            f'FROM {CURATED}."{table}" WHERE {_rows_kept(mart, table)}'
         ).pl()
         plain = []
         for column, c in sorted(columns.items()):
@@ -206,6 +207,16 @@ def _decrypt_sources(
         temps[table] = TEMP_PREFIX + table
         con.register(temps[table], frame.with_columns(plain).to_arrow())
     return opened
+
+
+def columns_read(reads: list[SourceField], table: str, decrypted: Iterable[CuratedColumn]) -> str:
+    """SQL: the columns of ``curated.<table>`` a decrypted temporary table needs — every
+    one the query reads (its references, stars expanded when it was qualified) and the row
+    id each decrypted column's ciphertext is bound to — not the whole table (a person's
+    sixty columns, at 200,000 residents)."""
+    needed = {s.curated.column for s in reads if s.curated is not None and s.curated.table == table}
+    needed |= {c.row_id for c in decrypted if c.row_id is not None}
+    return ", ".join(f'"{c}"' for c in sorted(needed))
 
 
 def _runnable(sql: str, temps: dict[str, str]) -> str:

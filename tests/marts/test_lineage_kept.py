@@ -1,18 +1,25 @@
 """Shortcuts of a mart build that must not change its result: the lineage kept for the
-process equals a fresh resolve (and follows a changed SQL file), and the masks are
-registered on a build's connection whenever its query calls one."""
+process equals a fresh resolve (and follows a changed SQL file), the masks are
+registered on a build's connection whenever its query calls one, and a decrypted
+temporary table holding only the columns the query reads gives the same rows."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import sqlglot
 
+from lakehouse.lake import open_lake
+from marts import build as build_module
 from marts import lineage as lineage_module
-from marts.build import calls_masks
+from marts.build import build_mart, calls_masks
 from marts.lineage import DIALECT, SQL_DIR, analyse_mart, mart_lineage, read_sql
 from masking.sql import SQL_MASKS
+from pipelines.protection import Protection
+from tests.mart_street import MartStreet
 from tests.marts.test_lineage import CATALOGUE, CURATED_BUILT, MARTS, plant
+from tests.streets import copy_home
 
 
 def test_a_kept_lineage_equals_a_fresh_resolve_and_is_the_callers_copy():
@@ -55,3 +62,32 @@ def test_the_masks_are_registered_when_the_query_calls_one(tmp_path: Path):
         tmp_path, "plain", "SELECT h.house_id FROM curated.house h", ["house_id"]
     )
     assert not calls_masks(analyse_mart(CATALOGUE, marts, "plain", sql_dir=sql_dir).tree)
+
+
+def test_a_decrypted_table_of_only_the_columns_read_builds_the_same_rows(
+    mart_street: MartStreet, tmp_path: Path, monkeypatch
+):
+    """Each mart that decrypts curated columns: its rows with the temporary table narrowed
+    to the columns the query reads equal its rows with the whole table (the way before)."""
+    settings = copy_home(mart_street.home, tmp_path)
+    cat, marts = mart_street.catalogue, mart_street.marts
+    decrypting = [
+        n for n in mart_street.builds
+        if any(s.curated is not None and s.curated.encrypted
+               for s in analyse_mart(cat, marts, n).reads)
+    ]  # fmt: skip
+    assert {"age_structure", "resident_profile", "elderly_care"} <= set(decrypting)
+    protection = Protection.from_settings(settings)
+
+    def rows(name: str) -> pl.DataFrame:
+        with open_lake(settings) as con:
+            built = build_mart(con, cat, marts, name, protection, publish=False)
+        frame = pl.from_arrow(built.result)
+        return frame.sort(frame.columns)
+
+    for name in decrypting:
+        narrowed = rows(name)
+        with monkeypatch.context() as m:
+            m.setattr(build_module, "columns_read", lambda *_: "*")
+            whole = rows(name)
+        assert narrowed.equals(whole), name
