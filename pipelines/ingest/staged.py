@@ -178,10 +178,13 @@ class StageAccount:
         return self.rows_in == self.rows_out + self.rows_quarantined + self.rows_skipped
 
 
-def unstaged(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[tuple[str, str]]:
-    """(delivery_id, file_name) of raw-loaded deliveries not yet through the gate."""
+def unstaged(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: str
+) -> list[tuple[str, str, dt.datetime]]:
+    """(delivery_id, file_name, arrived_at) of raw-loaded deliveries not yet through the gate,
+    oldest first."""
     return con.execute(
-        """SELECT a.delivery_id, d.file_name FROM landing.delivery_accounts a
+        """SELECT a.delivery_id, d.file_name, d.arrived_at FROM landing.delivery_accounts a
            JOIN landing.deliveries d USING (delivery_id)
            WHERE a.dept=? AND a.dataset=? AND a.status='loaded' AND NOT EXISTS (
                SELECT 1 FROM landing.stage_accounts s
@@ -292,10 +295,12 @@ def stage_delivery(
     delivery_id: str,
     file_name: str,
     protection: Protection,
+    arrived_at: dt.datetime | None = None,
 ) -> StageAccount:
     """One raw delivery through the gate and against staged: all of it in one lake transaction
     (its reads too: the lake's snapshot and catalogue are loaded once, and the staged
-    table, when new, is created in the delivery's own commit)."""
+    table, when new, is created in the delivery's own commit). ``arrived_at``: when the
+    delivery landed, if the caller has it (:func:`unstaged` does; else it is read)."""
     from quality.gate import gate
 
     with transaction(con):
@@ -322,7 +327,8 @@ def stage_delivery(
         known = _staged_versions(con, name, dataset, incoming[KEY_PID])
         if dataset.update_cursor and known.height:
             known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
-        met: Reconciled = reconcile(incoming, known, dataset, _arrival(con, delivery_id))
+        arrival = arrived_at if arrived_at is not None else _arrival(con, delivery_id)
+        met: Reconciled = reconcile(incoming, known, dataset, arrival)
         gate_q = pl.concat(
             [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
         )
@@ -391,6 +397,6 @@ def stage_dataset(
         with transaction(con):
             ensure_staged_table(con, dept, dataset, protection)
     return [
-        stage_delivery(con, dept, dataset, delivery_id, file_name, protection)
-        for delivery_id, file_name in deliveries
+        stage_delivery(con, dept, dataset, delivery_id, file_name, protection, arrived_at)
+        for delivery_id, file_name, arrived_at in deliveries
     ]
