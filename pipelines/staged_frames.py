@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 import duckdb
 import polars as pl
 
-from catalog.authority import person_registers
-from catalog.model import Catalogue, UpdateMode
+from catalog.authority import fields_of_concept, person_key, person_registers
+from catalog.model import Catalogue, Dataset, UpdateMode
 from lakehouse.lake import tables_in
 from pipelines.ingest.raw import raw_table
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -37,6 +37,12 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
     next table is asked for (or, ``pinned``, to the end). The authorities the datasets are
     compared with, and the person registers, are read apart as well (:meth:`as_authority`):
     only the columns the others need of them, kept once read.
+
+    A catalogue field whose value the scorecard never reads (:func:`scored_values`: it
+    only asks whether it is null — completeness, Great Expectations' not-null) is read as
+    that alone, ``''`` or null, and never decrypted: a 168,000-row register is held as its
+    key and a column of empty strings, not as 17 revealed columns (the scorecard's peak at
+    200,000 residents).
     """
 
     def __init__(
@@ -57,6 +63,10 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         self._kept: dict[Key, pl.DataFrame] = {}
         self._as_authority = authority_columns(cat)  # the columns read of an authority
         self._views: dict[Key, pl.DataFrame] = {}
+        self._valued = {
+            key: scored_values(cat, key, ds) | self._as_authority.get(key, set())
+            for key, ds in self._datasets.items()
+        }
 
     def __getitem__(self, key: Key) -> pl.DataFrame:
         if key in self._kept:
@@ -65,10 +75,18 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         if key not in self.pinned:  # an authority read beside a dataset does not evict it
             for k in [k for k in self._kept if k not in self.pinned]:
                 del self._kept[k]
-        frame = self.con.execute(
-            f'SELECT * EXCLUDE ({", ".join(NOT_SCORED)}) FROM staged."{raw_table(key[0], ds)}"'
-        ).pl()
-        frame = self.protection.reveal(frame, ds, "quality_scores")
+        fields = {f.name for f in ds.fields} - self._valued[key]
+        columns = [c for c in self._columns(key) if c not in NOT_SCORED]
+        nullness = [c for c in columns if c in fields]
+        select = ", ".join(
+            f'CASE WHEN "{c}" IS NULL THEN NULL ELSE \'\' END AS "{c}"' if c in fields else f'"{c}"'
+            for c in columns
+        )
+        frame = self.con.execute(f"SELECT {select} FROM {self._table(key)}").pl()
+        revealed = self.protection.reveal(frame.drop(nullness), ds, "quality_scores")
+        if nullness:
+            revealed = pl.concat([revealed, frame.select(nullness)], how="horizontal")
+        frame = revealed.select(columns)
         self._kept[key] = frame
         return frame
 
@@ -181,6 +199,25 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     def __len__(self) -> int:
         return len(self._datasets)
+
+
+def scored_values(cat: Catalogue, key: Key, ds: Dataset) -> set[str]:
+    """The fields of ``key`` whose values the scorecard reads: its business key (uniqueness,
+    GE's unique key), the fields it is compared with an authority by (the entity key and the
+    value) and its person-key fields (registry references). Of every other field the
+    scorecard reads only whether it is null: its suite is row count, not-null and unique key
+    (``quality.expectations.build_suite``; tests/pipelines/test_staged_frames_values.py
+    fails when it asks more)."""
+    from quality.scores_authority import comparisons
+
+    out = set(ds.key)
+    for c in comparisons(cat):
+        if (c.dept, c.dataset) == key:
+            out |= {c.field, c.join_field}
+    concept = person_key(cat)
+    if concept is not None:
+        out |= set(fields_of_concept(ds, concept))
+    return out
 
 
 def authority_keys(cat: Catalogue) -> set[Key]:
