@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
@@ -120,6 +119,8 @@ def models_show(version: VersionArg = None, model: ModelOption = MODEL_NAME) -> 
         console.print(table)
     if fairness is not None:
         _print_frame(fairness, "fairness per group")
+    from rich.markdown import Markdown  # markdown-it and Pygments: not for every command
+
     console.print(Markdown(card))
 
 
