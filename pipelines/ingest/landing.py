@@ -42,7 +42,7 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +78,7 @@ from pipelines.ingest.ledger import (
     last_cursor,
     now,
     record_failure,
+    record_pull,
 )
 from pipelines.killpoints import kill_point, register
 
@@ -280,11 +281,12 @@ def _commit(
     file_name: str,
     source: str,
     cursor_end: str | None,
-    entry: Entry | None = None,
+    then: Callable[[Landed | None], None] | None = None,
 ) -> Landed | None:
-    """Rename the verified copy into place (over any unrecorded copy), then record it; an
-    inbox ``entry`` is also archived (``keep_inbox_originals``) and remembered
-    (:func:`remember`), in the delivery's own lake transaction: one commit a file, not two.
+    """Rename the verified copy into place (over any unrecorded copy), then record it; what
+    the caller records with it (``then``, given the delivery or None: an inbox file's
+    archive and record, a pull's record) goes in the same lake transaction: one commit a
+    delivery.
 
     None (and the copy discarded) when the dataset already has a delivery of that hash.
     """
@@ -322,12 +324,8 @@ def _commit(
                     now(),
                 ],
             )
-        if entry is not None:
-            if settings.keep_inbox_originals:  # before the commit: a kill leaves it unknown
-                archive(
-                    settings, dept, dataset, copied.sha256, settings.inbox_dir / dept / entry.name
-                )
-            remember(con, dept, dataset.code, entry)
+        if then is not None:
+            then(landed)
     if landed is not None:
         kill_point(KP_RECORDED)
     return landed
@@ -362,6 +360,12 @@ def _land_entry(
         copied = one_pass(_file_chunks(fd, before), part, encryptor(settings))
     finally:
         os.close(fd)
+
+    def keep(_: Landed | None) -> None:
+        if settings.keep_inbox_originals:  # before the commit: a kill leaves the file unknown
+            archive(settings, dept, dataset, copied.sha256, settings.inbox_dir / dept / entry.name)
+        remember(con, dept, dataset.code, entry)
+
     return _commit(
         con,
         settings,
@@ -372,7 +376,7 @@ def _land_entry(
         file_name=stored_name(entry.name),
         source=stored_name(source),
         cursor_end=None,
-        entry=entry,
+        then=keep,
     )
 
 
@@ -455,12 +459,25 @@ def pull_failure_reason(exc: Exception, dataset: Dataset) -> str:
 
 
 def land_pull(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, **pull_kw
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dept: str,
+    dataset: Dataset,
+    *,
+    record: bool = False,
+    **pull_kw,
 ) -> LandingResult:
     """Pull a database table or HTTP API from the last cursor and land what came.
 
-    Any exception of the pull becomes a failed account; the run goes on.
+    Any exception of the pull becomes a failed account; the run goes on. ``record``: the
+    pull is recorded (:func:`record_pull`, the next is due a cycle later) in the lake
+    transaction of what it landed or of its failure, not in one of its own.
     """
+
+    def recorded(landed: int, failed: int) -> None:
+        if record:
+            record_pull(con, dept, dataset.code, landed=landed, failed=failed)
+
     remove_leftovers(settings, dept, dataset)
     cursor = last_cursor(con, dept, dataset.code)
     kind = dataset.delivery.kind
@@ -473,15 +490,18 @@ def land_pull(
     except Exception as exc:  # every failed pull is an account, not a crash
         reason = pull_failure_reason(exc, dataset)
         stamp = now().strftime("%Y%m%dT%H%M%S%f")
-        record_failure(
-            con,
-            delivery_id=f"{dept}.{dataset.code}.pull-{stamp}",
-            dept=dept,
-            dataset=dataset.code,
-            reason=reason,
-        )
+        with transaction(con):
+            record_failure(
+                con,
+                delivery_id=f"{dept}.{dataset.code}.pull-{stamp}",
+                dept=dept,
+                dataset=dataset.code,
+                reason=reason,
+            )
+            recorded(0, 1)
         return LandingResult([], 0, [reason])
     if pulled.rows == 0:
+        recorded(0, 0)
         return LandingResult([], 0, [])
     part = _new_part(settings, dept, dataset)
     copied = one_pass([pulled.data], part, encryptor(settings))
@@ -496,6 +516,7 @@ def land_pull(
         file_name=f"{dataset.code}_pull_{stamp}.jsonl",
         source=pulled.source,
         cursor_end=pulled.cursor_end,
+        then=lambda landed: recorded(int(landed is not None), 0),
     )
     return LandingResult([], 1, []) if landed is None else LandingResult([landed], 0, [])
 
@@ -507,16 +528,18 @@ def land(
     dataset: Dataset,
     *,
     wait_for_settle: bool = False,
+    record: bool = False,
     **pull_kw,
 ) -> LandingResult:
     """Land whatever is new for one dataset, with the connector its delivery declares.
 
     ``wait_for_settle``: wait (at most ``settle_seconds``) for files still young
     instead of leaving them to a later run — for runs that follow a delivery at once.
+    ``record``: a pull is recorded as attempted (:func:`land_pull`).
     """
     if dataset.delivery.kind in FILE_CONNECTORS:
         return land_files(con, settings, dept, dataset, wait_for_settle=wait_for_settle)
-    return land_pull(con, settings, dept, dataset, **pull_kw)
+    return land_pull(con, settings, dept, dataset, record=record, **pull_kw)
 
 
 REMOVED_TABLE = "landed_files_removed"

@@ -17,7 +17,7 @@ import dagster as dg
 
 from catalog.errors import shown
 from catalog.loader import get_catalogue
-from catalog.model import FILE_CONNECTORS, Dataset, Department
+from catalog.model import Dataset, Department
 from catalog.settings import get_settings
 from lakehouse.lake import row_count
 from pipelines.defs.quality.checks import contract_result, contract_spec
@@ -30,7 +30,6 @@ from pipelines.defs.sources.specs import (
     staged_key,
 )
 from pipelines.ingest.landing import land
-from pipelines.ingest.ledger import record_pull
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.ingest.staged import stage_dataset
 from pipelines.resources import LakeResource
@@ -84,12 +83,9 @@ def land_dataset(
     settings = lake.settings()
     with lake.open() as con:
         # a run right after a delivery waits for files still settling; a later run
-        # (the sensor's) lands what was still changing then
-        result = land(con, settings, dept.code, ds, wait_for_settle=True)
-        if ds.delivery.kind not in FILE_CONNECTORS:  # the next pull is due a cycle later
-            record_pull(
-                con, dept.code, ds.code, landed=len(result.landed), failed=len(result.failed)
-            )
+        # (the sensor's) lands what was still changing then. A pull is recorded (the next
+        # is due a cycle later) in the transaction of what it landed
+        result = land(con, settings, dept.code, ds, wait_for_settle=True, record=True)
         total = con.execute(
             "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
             [dept.code, ds.code],
