@@ -19,6 +19,7 @@ datasets' fields — the build shows the SQL only their rows; the SQL never name
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import sqlglot
@@ -196,12 +197,19 @@ def mart_dependencies(
     marts: dict[str, Mart], name: str, *, sql_dir: Path | None = None
 ) -> set[str]:
     """The lake tables (``curated.person``, ``marts.quality_scorecard`` …) the mart's SQL
-    reads, parsed from it."""
+    reads, parsed from it (once a process for a given text: a run asks ~70 times)."""
+    return set(_tables_read(read_sql(name, sql_dir), name))
+
+
+@lru_cache(maxsize=256)
+def _tables_read(sql: str, name: str) -> frozenset[str]:
     try:
-        tree = sqlglot.parse_one(read_sql(name, sql_dir), read=DIALECT)
+        tree = sqlglot.parse_one(sql, read=DIALECT)
     except SqlglotError as exc:
         raise MartError(f"the SQL does not parse: {_first_line(exc)}", dataset=name) from None
-    return {f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db in (CURATED, MARTS)}
+    return frozenset(
+        f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db in (CURATED, MARTS)
+    )
 
 
 __all__ = [

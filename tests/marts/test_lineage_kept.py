@@ -14,7 +14,14 @@ from lakehouse.lake import open_lake
 from marts import build as build_module
 from marts import lineage as lineage_module
 from marts.build import build_mart, calls_masks
-from marts.lineage import DIALECT, SQL_DIR, analyse_mart, mart_lineage, read_sql
+from marts.lineage import (
+    DIALECT,
+    SQL_DIR,
+    analyse_mart,
+    mart_dependencies,
+    mart_lineage,
+    read_sql,
+)
 from masking.sql import SQL_MASKS
 from pipelines.protection import Protection
 from tests.mart_street import MartStreet
@@ -91,3 +98,12 @@ def test_a_decrypted_table_of_only_the_columns_read_builds_the_same_rows(
             m.setattr(build_module, "columns_read", lambda *_: "*")
             whole = rows(name)
         assert narrowed.equals(whole), name
+
+
+def test_the_tables_a_mart_reads_follow_its_sql_text(tmp_path: Path):
+    sql_dir, marts = plant(
+        tmp_path, "reads", "SELECT h.house_id FROM curated.house h", ["house_id"]
+    )
+    assert mart_dependencies(marts, "reads", sql_dir=sql_dir) == {"curated.house"}
+    (sql_dir / "reads.sql").write_text("SELECT e.event_id AS house_id FROM curated.event e")
+    assert mart_dependencies(marts, "reads", sql_dir=sql_dir) == {"curated.event"}
