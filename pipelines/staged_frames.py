@@ -71,10 +71,19 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
     def __getitem__(self, key: Key) -> pl.DataFrame:
         if key in self._kept:
             return self._kept[key]
-        ds = self._datasets[key]  # KeyError for a dataset with no staged table
+        if key not in self._datasets:  # a dataset with no staged table
+            raise KeyError(key)
         if key not in self.pinned:  # an authority read beside a dataset does not evict it
             for k in [k for k in self._kept if k not in self.pinned]:
                 del self._kept[k]
+        frame = self._read(key)
+        self._kept[key] = frame
+        return frame
+
+    def _read(self, key: Key, where: str = "", params: list | None = None) -> pl.DataFrame:
+        """The table's rows (``where``: a SQL condition with ``params``), revealed; a field
+        outside ``scored_values`` read as ``''`` or null, never decrypted."""
+        ds = self._datasets[key]
         fields = {f.name for f in ds.fields} - self._valued[key]
         columns = [c for c in self._columns(key) if c not in NOT_SCORED]
         nullness = [c for c in columns if c in fields]
@@ -82,13 +91,12 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
             f'CASE WHEN "{c}" IS NULL THEN NULL ELSE \'\' END AS "{c}"' if c in fields else f'"{c}"'
             for c in columns
         )
-        frame = self.con.execute(f"SELECT {select} FROM {self._table(key)}").pl()
+        sql = f"SELECT {select} FROM {self._table(key)}{where}"
+        frame = self.con.execute(sql, params or []).pl()
         revealed = self.protection.reveal(frame.drop(nullness), ds, "quality_scores")
         if nullness:
             revealed = pl.concat([revealed, frame.select(nullness)], how="horizontal")
-        frame = revealed.select(columns)
-        self._kept[key] = frame
-        return frame
+        return revealed.select(columns)
 
     def as_authority(self, key: Key) -> pl.DataFrame:
         """The columns of ``key`` that other datasets are compared with, and a register's
@@ -163,13 +171,8 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
                           None if row[1] is None else int(row[1]))  # fmt: skip
 
     def delivery_rows(self, key: Key, delivery_id: str) -> pl.DataFrame:
-        """The staged rows one delivery brought, revealed (audited) like a whole table."""
-        frame = self.con.execute(
-            f"SELECT * EXCLUDE ({', '.join(NOT_SCORED)}) FROM {self._table(key)} "
-            "WHERE _delivery_id = ?",
-            [delivery_id],
-        ).pl()
-        return self.protection.reveal(frame, self._datasets[key], "quality_scores")
+        """The staged rows one delivery brought, read like a whole table (``_read``)."""
+        return self._read(key, " WHERE _delivery_id = ?", [delivery_id])
 
     def delivery_count(self, key: Key, delivery_id: str) -> int:
         sql = f"SELECT count(*) FROM {self._table(key)} WHERE _delivery_id = ?"
