@@ -1,0 +1,151 @@
+"""Landing's lake commits: one per delivery, with what is recorded beside it.
+
+A landed file's ledger row and its inbox record, and a pull's delivery and its record, go in
+one DuckLake commit (each commit costs a snapshot and a catalogue reload): counted here
+as snapshots, with the rows each commit must hold. Small generated files in a private home.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import ConnectorKind, Dataset
+from catalog.settings import Settings
+from lakehouse.lake import open_lake, row_count
+from pipelines.connectors.sql_db import Pulled
+from pipelines.ingest import landing
+from pipelines.ingest.inbox import known_keys_by_dept
+from pipelines.ingest.landing import land
+from pipelines.ingest.ledger import ensure_ledger
+
+OLD = time.time() - 3600  # long settled
+CSV = b"case_id,opened_at\r\nA-1,2026-11-20 22:57:33\r\n"
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return load_catalogue()
+
+
+@pytest.fixture(scope="module")
+def cgj(cat) -> Dataset:
+    return next(d for d in cat.departments["cgj"].datasets if d.code == "violation_cases")
+
+
+@pytest.fixture(scope="module")
+def pulled_dataset(cat) -> tuple[str, Dataset]:
+    return next(
+        (dept.code, ds) for dept, ds in cat.datasets() if ds.delivery.kind is ConnectorKind.sql_db
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
+    settings = Settings(home=tmp_path / "home").ensure_dirs()
+    (settings.inbox_dir / "cgj").mkdir(parents=True)
+    with open_lake(settings) as con:
+        yield settings, con
+
+
+def snapshots(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT count(*) FROM ducklake_snapshots('lake')").fetchone()[0]
+
+
+def deliver(settings: Settings, name: str, data: bytes) -> None:
+    path = settings.inbox_dir / "cgj" / name
+    path.write_bytes(data)
+    os.utime(path, (OLD, OLD))
+
+
+def test_each_landed_file_is_one_commit_with_its_inbox_record(home, cgj) -> None:
+    settings, con = home
+    ensure_ledger(con)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    deliver(settings, "violation_cases_2.csv", CSV + b"A-2,2026-11-21 08:00:00\r\n")
+    before = snapshots(con)
+    result = land(con, settings, "cgj", cgj)
+    assert len(result.landed) == 2
+    assert snapshots(con) - before == 2  # was 4: the ledger row, then the inbox record
+    files = con.execute("SELECT file_name FROM landing.inbox_files ORDER BY 1").fetchall()
+    assert files == [("violation_cases_1.csv",), ("violation_cases_2.csv",)]
+    assert list((settings.inbox_dir / "cgj").iterdir()) == []
+    # the same content again under another name: nothing landed, the file remembered, once
+    deliver(settings, "violation_cases_3.csv", CSV)
+    before = snapshots(con)
+    again = land(con, settings, "cgj", cgj)
+    assert (again.landed, again.skipped) == ([], 1)
+    assert snapshots(con) - before == 1
+    assert row_count(con, "landing", "deliveries") == 2
+    assert row_count(con, "landing", "inbox_files") == 3
+
+
+def test_a_pull_is_recorded_in_the_commit_of_what_it_brought(
+    home, pulled_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, con = home
+    ensure_ledger(con)
+    dept, ds = pulled_dataset
+    answers = iter(
+        [
+            Pulled(b'{"a": 1}\n', 1, "c1", "db"),
+            Pulled(b"", 0, None, "db"),
+            RuntimeError("connection refused"),
+            Pulled(b'{"a": 2}\n', 1, "c2", "db"),
+        ]
+    )
+
+    def pull(*args, **kw) -> Pulled:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(landing, "pull_sql", pull)
+    counts = []
+    for record in (True, True, True, False):
+        before = snapshots(con)
+        land(con, settings, dept, ds, record=record)
+        counts.append(snapshots(con) - before)
+    # landed + recorded, recorded (nothing came), failure + recorded, landed only
+    assert counts == [1, 1, 1, 1]
+    pulls = con.execute("SELECT landed, failed FROM landing.pulls ORDER BY pulled_at").fetchall()
+    assert pulls == [(1, 0), (0, 0), (0, 1)]
+    assert row_count(con, "landing", "deliveries") == 2
+    failed = con.execute("SELECT count(*) FROM landing.delivery_accounts WHERE status='failed'")
+    assert failed.fetchone()[0] == 1
+
+
+def test_known_keys_and_row_counts_on_a_lake_without_ledger_tables(home, cgj) -> None:
+    settings, con = home
+    assert known_keys_by_dept(con) == {}  # no ledger table yet: probed, nothing known
+    assert row_count(con, "landing", "deliveries") == 0
+    assert row_count(con, "nowhere", "nothing") == 0
+    con.execute(
+        "CREATE TABLE landing.inbox_files (file_key VARCHAR, dept VARCHAR, dataset VARCHAR, "
+        "file_name VARCHAR, size_bytes BIGINT, mtime_ns BIGINT, seen_at TIMESTAMPTZ)"
+    )
+    con.execute("INSERT INTO landing.inbox_files VALUES ('k1', 'cgj', 'x', 'f', 1, 1, now())")
+    assert known_keys_by_dept(con) == {"cgj": {"k1"}}  # one of the two tables only
+    ensure_ledger(con)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    os.symlink("/etc/hostname", settings.inbox_dir / "cgj" / "violation_cases_9.csv")
+    result = land(con, settings, "cgj", cgj)
+    assert len(result.landed) == 1 and result.refused == 1
+    # both sources in one read: the files dealt with and the refused entry's account
+    keys = known_keys_by_dept(con, "cgj")["cgj"]
+    files = {k for (k,) in con.execute("SELECT file_key FROM landing.inbox_files").fetchall()}
+    refused = {
+        k
+        for (k,) in con.execute(
+            "SELECT delivery_id FROM landing.delivery_accounts WHERE status = 'failed'"
+        ).fetchall()
+    }
+    assert len(refused) == 1 and keys == files | refused
+    assert row_count(con, "landing", "deliveries") == 1
