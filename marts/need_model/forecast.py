@@ -23,6 +23,7 @@ import polars as pl
 from rich.table import Table
 
 from marts.need_model.backtest import as_text
+from marts.need_model.booster_doc import booster_document, booster_text
 from marts.need_model.grid import complete_weeks
 from marts.need_model.spec import FORECAST_WEEKS, GRID_COUNT, GRID_KEYS, SEASON_WEEKS
 
@@ -146,7 +147,7 @@ class GridForecaster:
         data = {
             "format": FORMAT,
             "trained_through": self.trained_through.isoformat(),
-            "booster": self.booster.model_to_string(),
+            "booster": booster_document(self.booster.model_to_string()),
         }
         path.write_text(json.dumps(data), encoding="utf-8")
         return path
@@ -159,7 +160,7 @@ class GridForecaster:
         import lightgbm as lgb
 
         return cls(
-            lgb.Booster(model_str=data["booster"]),
+            lgb.Booster(model_str=booster_text(data["booster"])),
             dt.date.fromisoformat(data["trained_through"]),
         )
 

@@ -49,8 +49,8 @@ MODEL_NAME = "need_model"  # the need classifiers, one file
 FORECAST_MODEL = "grid_forecast"  # the grid demand forecast
 PROMOTED = "promoted"  # the registered model's alias of the version in use
 MODEL_DIR = "model"  # the artifact folder of the model file
-MODEL_FILE = "model.bin.gz"  # the saved model, gzip-compressed, inside MODEL_DIR
-SAVED_FILE = "model.bin"  # what the model's save(path) is given (and its load, unpacked)
+MODEL_FILE = "model.bin"  # the saved model as its save(path) wrote it, inside MODEL_DIR
+PACKED_FILE = "model.bin.gz"  # a version registered before 2026-12-01: gzip-compressed
 CARD, FEATURES, FAIRNESS, BACKTEST = (
     "model_card.md",
     "features.json",
@@ -110,23 +110,12 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def pack(saved: Path, packed: Path) -> None:
-    """The saved model gzip-compressed, byte for byte the same for the same file (no name,
-    no time in the header). Stored so because a model's text (LightGBM's lists of node
-    counts, numbers separated by spaces) reads to a leak scanner like spaced-out mobiles and
-    card numbers: compressed, the registry holds no such text, and the SHA-256 is of what
-    is stored."""
-    if not saved.is_file():
-        raise RegistryError(f"the model's save() wrote no file {saved.name}")
-    with (
-        open(saved, "rb") as src,
-        open(packed, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as dst,
-    ):
-        shutil.copyfileobj(src, dst)
-
-
 def unpack(packed: Path, saved: Path) -> None:
+    """A version registered before 2026-12-01 stored its file gzip-compressed (to keep
+    LightGBM's number lists from a leak scanner's eyes, which also hid from it whatever
+    else the file held, and whose compressed bytes at times read as an e-mail address):
+    its file unpacked to ``saved``. A model now saves a text the scanner reads as it is
+    (``marts.need_model.booster_doc``) and the registry stores it unchanged."""
     with gzip.open(packed, "rb") as src, open(saved, "wb") as dst:
         shutil.copyfileobj(src, dst)
 
@@ -287,8 +276,9 @@ class Registry:
             with tempfile.TemporaryDirectory(dir=self.settings.models_dir) as tmp:
                 folder = Path(tmp) / MODEL_DIR
                 folder.mkdir()
-                model.save(Path(tmp) / SAVED_FILE)
-                pack(Path(tmp) / SAVED_FILE, folder / MODEL_FILE)
+                model.save(folder / MODEL_FILE)
+                if not (folder / MODEL_FILE).is_file():
+                    raise RegistryError(f"the model's save() wrote no file {MODEL_FILE}")
                 digest = sha256_of(folder / MODEL_FILE)
                 self.client.log_artifacts(run_id, str(folder), MODEL_DIR)
                 texts = {CARD: card, FEATURES: json.dumps(list(features), ensure_ascii=False)}
@@ -413,14 +403,17 @@ class Registry:
     def _checked_file(self, mv: ModelVersion) -> Iterator[Path]:
         """The version's model file, downloaded and checked against its recorded SHA-256."""
         with self._downloaded(mv, MODEL_DIR) as folder:
-            found = sha256_of(folder / MODEL_FILE)
+            stored = folder / MODEL_FILE
+            if not stored.exists() and (folder / PACKED_FILE).exists():
+                stored = folder / PACKED_FILE  # registered before 2026-12-01
+            found = sha256_of(stored)
             if not mv.sha256 or found != mv.sha256:
                 raise RegistryError(
                     f"model {mv.name} version {mv.version}: the model file's SHA-256 is "
                     f"{found[:12]}…, recorded {mv.sha256[:12] or 'none'}… — the file changed "
                     "after it was registered: refused to load"
                 )
-            yield folder / MODEL_FILE
+            yield stored
 
     def verify(self, version: int, name: str = MODEL_NAME) -> str:
         """The version's SHA-256 once its file checks (:class:`RegistryError` otherwise)."""
@@ -471,10 +464,11 @@ class Registry:
         else:
             mv = self.version(version, name)
         read = loader or _class_loader(mv)
-        with self._checked_file(mv) as packed:
-            saved = packed.with_name(SAVED_FILE)
-            unpack(packed, saved)
-            return mv, read(saved)
+        with self._checked_file(mv) as stored:
+            if stored.name == PACKED_FILE:
+                unpack(stored, stored.with_name(MODEL_FILE))
+                stored = stored.with_name(MODEL_FILE)
+            return mv, read(stored)
 
 
 def _checked_name(name: str) -> str:

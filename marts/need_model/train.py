@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from marts.need_model.booster_doc import booster_document, booster_text
 from marts.need_model.calibration import Calibrator, Method, fit_calibrator
 from marts.need_model.spec import KEYS, NEEDS
 
@@ -170,7 +171,7 @@ class NeedModels:
             "trained_on": self.trained_on,
             "models": {
                 need: {
-                    "booster": booster.model_to_string(),
+                    "booster": booster_document(booster.model_to_string()),
                     "calibrator": c.to_dict() if (c := self.calibrators.get(need)) else None,
                 }
                 for need, booster in self.boosters.items()
@@ -186,7 +187,9 @@ class NeedModels:
 
         return cls(
             inputs=list(data["inputs"]),
-            boosters={n: lgb.Booster(model_str=m["booster"]) for n, m in models.items()},
+            boosters={
+                n: lgb.Booster(model_str=booster_text(m["booster"])) for n, m in models.items()
+            },
             calibrators={
                 n: Calibrator.from_dict(m["calibrator"])
                 for n, m in models.items()
