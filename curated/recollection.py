@@ -52,74 +52,64 @@ COLUMNS = [
 Group = tuple[str, str]  # (concept, dept): one row of the table
 
 
-def _text(value: str) -> str:
-    """A SQL string literal (catalogue codes and concept names)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _entries_sql(
+def _entries(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, groups: set[Group] | None = None
-) -> str | None:
-    """SQL: every collected value of a golden concept — concept, dept, dataset, authority,
-    person_id (null when unlinked) and whether it was readable (only those of ``groups``
-    when given) — the index joined to the golden records once (whether each golden value
-    is there), each dataset's staged rows joined to it once (materialised CTEs), a SELECT
-    per field; None when no dataset holds one."""
+) -> pl.DataFrame:
+    """Every collected value of a golden concept, one query a dataset: concept, dept,
+    authority, person_id (null when unlinked) and whether it was readable (only those of
+    ``groups`` when given)."""
     attrs = golden_attributes(catalogue)
-    has_value = ", ".join(f'p."{a.column}" IS NOT NULL AS "g_{a.column}"' for a in attrs)
-    ctes = [
-        f'"_index" AS MATERIALIZED (SELECT m.dept, m.dataset, m.key_pid, m.{PERSON_ID}, '
-        f"{has_value} FROM {ZONE}.{MENTIONS} m LEFT JOIN {ZONE}.{PERSON} p USING ({PERSON_ID}))"
-    ]
-    selects = []
+    frames = []
     for dept, ds in catalogue.datasets():
         held = [(a, n) for a in attrs for n in fields_of_concept(ds, a.concept)]
         if groups is not None:
             held = [(a, n) for a, n in held if (a.concept, dept.code) in groups]
         if not held or not has_table(con, "staged", staged_name(dept.code, ds)):
             continue
-        cte = f'"_d{len(ctes)}"'
         filled = [f's."{n}" IS NOT NULL AS "f{i}"' for i, (_, n) in enumerate(held)]
-        golden = [f'coalesce(m."g_{a.column}", FALSE) AS "g{i}"' for i, (a, _) in enumerate(held)]
-        ctes.append(
-            f"{cte} AS MATERIALIZED (SELECT m.{PERSON_ID}, {', '.join(filled + golden)} "
-            f'FROM {staged_table(dept.code, ds)} s LEFT JOIN "_index" m '
-            f"ON m.key_pid = s.{KEY_PID} AND m.dept = {_text(dept.code)} "
-            f"AND m.dataset = {_text(ds.code)})"
-        )
+        golden = [f'p."{a.column}" IS NOT NULL AS "g{i}"' for i, (a, _) in enumerate(held)]
+        rows = con.execute(
+            f"SELECT m.{PERSON_ID}, {', '.join(filled + golden)} "
+            f"FROM {staged_table(dept.code, ds)} s LEFT JOIN {ZONE}.{MENTIONS} m "
+            f"ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+            f"LEFT JOIN {ZONE}.{PERSON} p USING ({PERSON_ID})",
+            [dept.code, ds.code],
+        ).pl()
         for i, (a, _) in enumerate(held):
-            # the authority's own department collects by right: never readable
-            readable = "FALSE" if dept.code == a.authority.dept else f'"g{i}"'
-            selects.append(
-                f"SELECT {_text(a.concept)} AS concept, {_text(dept.code)} AS dept, "
-                f"{_text(ds.code)} AS dataset, {_text(a.authority.dept)} AS authority_dept, "
-                f"{_text(a.authority.dataset.code)} AS authority_dataset, {PERSON_ID}, "
-                f"{readable} AS readable "
-                f'FROM {cte} WHERE "f{i}"'
+            own = dept.code == a.authority.dept
+            frames.append(
+                rows.filter(pl.col(f"f{i}")).select(
+                    pl.lit(a.concept).alias("concept"),
+                    pl.lit(dept.code).alias("dept"),
+                    pl.lit(ds.code).alias("dataset"),
+                    pl.lit(a.authority.dept).alias("authority_dept"),
+                    pl.lit(a.authority.dataset.code).alias("authority_dataset"),
+                    PERSON_ID,
+                    (pl.lit(not own) & pl.col(f"g{i}").fill_null(False)).alias("readable"),
+                )
             )
-    if not selects:
-        return None
-    return f"WITH {', '.join(ctes)} {' UNION ALL '.join(selects)}"
+    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def recollection_frame(
     con: duckdb.DuckDBPyConnection, catalogue: Catalogue, groups: set[Group] | None = None
 ) -> pl.DataFrame:
     """The rows of ``curated.recollection`` (per concept × department; only ``groups``
-    when given), counted in one query (only the counts leave DuckDB)."""
-    entries = _entries_sql(con, catalogue, groups)
-    if entries is None:
+    when given)."""
+    entries = _entries(con, catalogue, groups)
+    if entries.height == 0:
         return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
-    counted = con.execute(
-        "SELECT concept, dept, authority_dept, authority_dataset, "
-        "count(DISTINCT dataset) AS datasets, count(*) AS rows_collected, "
-        f"count(DISTINCT {PERSON_ID}) AS persons_collected, "
-        "count(*) FILTER (WHERE readable) AS rows_readable, "
-        f"count(DISTINCT {PERSON_ID}) FILTER (WHERE readable) AS persons_readable "
-        f"FROM ({entries}) GROUP BY concept, dept, authority_dept, authority_dataset"
-    ).pl()
+    readable = pl.col("readable")
     return (
-        counted.with_columns((pl.col("dept") == pl.col("authority_dept")).alias("is_authority"))
+        entries.group_by(["concept", "dept", "authority_dept", "authority_dataset"])
+        .agg(
+            pl.col("dataset").n_unique().alias("datasets"),
+            pl.len().alias("rows_collected"),
+            pl.col(PERSON_ID).drop_nulls().n_unique().alias("persons_collected"),
+            readable.sum().alias("rows_readable"),
+            pl.col(PERSON_ID).filter(readable).drop_nulls().n_unique().alias("persons_readable"),
+        )
+        .with_columns((pl.col("dept") == pl.col("authority_dept")).alias("is_authority"))
         .select([c for c, _ in COLUMNS])
         .cast({c: pl.Int64 for c, t in COLUMNS if t == "BIGINT"})
         .sort(["concept", "dept"])
