@@ -1,5 +1,6 @@
 """The need-model step keeps a published mart that still holds (pipelines/need_model_run.py):
-on the session's mart street (a year of history: both models promoted), a second run with
+on the session's need street (a year of history: both models promoted; the mart street
+has none under the suite's STREETHUB_SIM_HISTORY_DAYS=0, and no model trains there), a second run with
 nothing new publishes neither mart and its kept scores equal those made again; a resident's
 refusal of automated assessment makes the scores again (without them), the forecast kept."""
 
@@ -20,7 +21,7 @@ from pipelines.need_model_run import run_need_model
 from pipelines.resources import LakeResource
 from share_api.consent import not_to_score, record_choice
 from share_api.service import Service
-from tests.mart_street import MartStreet
+from tests.need_street import NeedStreet
 from tests.streets import copy_home
 
 
@@ -33,9 +34,9 @@ def _mart(settings: Settings, name: str) -> pl.DataFrame:
 
 
 @pytest.fixture
-def settings(mart_street: MartStreet, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A copy of the mart street's home, its Dagster instance this process's."""
-    copied = copy_home(mart_street.home, tmp_path)
+def settings(need_street: NeedStreet, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A copy of the need street's home, its Dagster instance this process's."""
+    copied = copy_home(need_street.home, tmp_path)
     for name, value in (("STREETHUB_HOME", copied.home), ("DAGSTER_HOME", copied.dagster_home)):
         monkeypatch.setenv(name, str(value))  # restored after the test
     prepare_dagster_home(copied)
