@@ -7,6 +7,8 @@ A file is read by what it is, told by its first bytes, not by its name:
 - Parquet: every column, batch by batch;
 - xlsx (a zip with a workbook): every cell of every sheet, read-only and streaming; a number
   Excel stored as a float keeps its float form, so an ID stored as a number is seen;
+- gzip: decompressed as it is read, then read by what it holds (compression hides nothing;
+  its compressed bytes, read as text, at times looked like an e-mail address);
 - anything else as text: UTF-8, else GB18030 (the departments' GBK exports), line by line,
   undecodable bytes replaced; a line longer than ``MAX_LINE`` is read in overlapping parts.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime as dt
+import gzip
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ from masking.leaks import LeakCounts, scan_frame, scan_texts
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PARQUET_MAGIC = b"PAR1"
 ZIP_MAGIC = b"PK\x03\x04"
+GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 1 << 20
 MAX_LINE = 1 << 20  # characters; longer lines are read in parts overlapping by OVERLAP
 OVERLAP = 64
@@ -42,7 +46,9 @@ STAMP_COLUMNS = ("update_timestamp", "timestamp", "event_timestamp", "create_tim
 
 
 def sniff(head: bytes) -> str:
-    """``sqlite``, ``parquet``, ``xlsx`` or ``text`` from a file's first bytes."""
+    """``sqlite``, ``parquet``, ``xlsx``, ``gzip`` or ``text`` from a file's first bytes."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
     if head.startswith(PARQUET_MAGIC):
@@ -173,6 +179,23 @@ def scan_xlsx(fh: BinaryIO, names) -> LeakCounts:
     return result
 
 
+class _Prefixed:
+    """``fh`` read again from its start when ``head`` (its first bytes) was read already:
+    the file need not seek (a landed file is decrypted as a stream)."""
+
+    def __init__(self, head: bytes, fh: BinaryIO) -> None:
+        self._head, self._fh = head, fh
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._fh.read(n)
+        if n is None or n < 0:
+            out, self._head = self._head + self._fh.read(), b""
+            return out
+        out, self._head = self._head[:n], self._head[n:]
+        return out + (self._fh.read(n - len(out)) if len(out) < n else b"")
+
+
 def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str]:
     """Scan an open binary file by what it holds; returns the counts and the format read.
 
@@ -180,6 +203,10 @@ def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str
     compressed pages would hide nothing from a byte scan that they do not hide here)."""
     head = fh.read(len(SQLITE_MAGIC))
     kind = sniff(head)
+    if kind == "gzip":
+        with gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb") as inner:
+            counts, _ = scan_stream(inner, names, seekable=False)  # type: ignore[arg-type]
+        return counts, kind
     if kind in ("parquet", "xlsx") and seekable:
         fh.seek(0)
         return (scan_parquet(fh, names) if kind == "parquet" else scan_xlsx(fh, names)), kind

@@ -295,3 +295,33 @@ def test_encrypted_parquet_and_xlsx_are_read_by_their_format(settings: Settings)
         with open_landed(settings, path, seekable=True) as fh:
             counts, how = scan_stream(fh, {NAME}, seekable=True)
         assert how == suffix[1:] and Counter(counts.by_kind) == EXPECTED, suffix
+
+
+def test_a_gzip_file_is_read_decompressed(settings: Settings) -> None:
+    # compression hides nothing from the scan: a gzip-compressed text is read as its text
+    # (its compressed bytes, read as text, once read as an e-mail address), in the clear or
+    # landed encrypted (read as a stream)
+    import gzip
+    import io
+
+    from pipelines.ingest.landing import open_landed
+    from pipelines.leak_files import scan_plain_file, scan_stream
+
+    plain = gzip.compress("\n".join(_values()).encode("utf-8"), mtime=0)
+    path = settings.home_abs / "export.csv.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(plain)
+    counts, how = scan_plain_file(path, {NAME})
+    assert how == "gzip" and Counter(counts.by_kind) == EXPECTED
+    counts, how = scan_stream(io.BytesIO(plain), {NAME}, seekable=False)
+    assert how == "gzip" and Counter(counts.by_kind) == EXPECTED
+    folder = settings.landing_dir / "zjj" / "x"
+    folder.mkdir(parents=True)
+    landed = _ring_landing_file(settings, folder, plain).rename(
+        folder / (hashlib.sha256(plain).hexdigest() + ".gz")
+    )
+    with open_landed(settings, landed) as fh:
+        counts, how = scan_stream(fh, {NAME}, seekable=False)
+    assert how == "gzip" and Counter(counts.by_kind) == EXPECTED
+    clean = gzip.compress(b"nothing personal here\n" * 1000, mtime=0)
+    assert scan_stream(io.BytesIO(clean), {NAME}, seekable=False)[0].by_kind == Counter()
