@@ -46,3 +46,18 @@ def load_extensions(con: duckdb.DuckDBPyConnection, settings: Settings, *names: 
     con.execute(f"SET extension_directory = '{settings.extension_dir}'")
     for name in names:
         con.execute(f"LOAD '{extension_path(name)}'")
+
+
+def spill_encrypted(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path) -> None:
+    """What ``con`` cannot hold within its ``memory_limit`` spills into ``directory``, encrypted.
+
+    DuckDB writes a query's overflow (hash tables, sorts, tables larger than memory) in
+    temporary files; with ``temp_file_encryption`` it encrypts them (AES-GCM under a key it
+    draws for the instance and never writes), but only with the OpenSSL crypto that the
+    httpfs extension brings. So a connection over personal data may bound its memory and
+    still leave nothing readable on disk. Call before the connection's first query.
+    """
+    load_extensions(con, settings, "httpfs")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    con.execute(f"SET temp_directory = '{str(directory).replace(chr(39), chr(39) * 2)}'")
+    con.execute("SET temp_file_encryption = true")

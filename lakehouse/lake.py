@@ -37,7 +37,7 @@ import duckdb
 
 from catalog.errors import LakeError
 from catalog.settings import Settings, get_settings
-from lakehouse.extensions import load_extensions
+from lakehouse.extensions import load_extensions, spill_encrypted
 
 ALIAS = "lake"
 ZONES = ("landing", "raw", "staged", "quarantine", "curated", "marts")
@@ -90,7 +90,6 @@ class _WriterLock:
 def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake's extensions loaded (the ~0.25 s part)."""
     spill = settings.lake_dir / "spill"
-    spill.mkdir(parents=True, exist_ok=True, mode=0o700)
     con = duckdb.connect(
         config={
             # one thread (``lake_threads``): a run is thousands of small statements (DuckLake
@@ -102,11 +101,12 @@ def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
             # pages in its external file cache) for the life of the instance, which is kept
             # per process: bounded here, and what does not fit spills under the lake
             "memory_limit": settings.lake_memory_limit,
-            "temp_directory": str(spill),
         }
     )
     try:
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
+        # what spills may be decrypted values a caller joined on: never in the clear
+        spill_encrypted(con, settings, spill)
     except BaseException:
         con.close()
         raise
