@@ -28,6 +28,7 @@ is never scored. Decisions
 from __future__ import annotations
 
 import logging
+import math
 
 import duckdb
 import polars as pl
@@ -159,8 +160,18 @@ def settings(link_type: str, prior: float) -> SettingsCreator:
     )
 
 
+RANK = "_rank"  # a record's place in its side's unique_id order: Splink's id for it
+PAIR_BUDGET = 1_000_000  # blocked pairs scored at once (a record's own pairs are never cut)
+# Splink filters on the match weight: a hair below the floor's, then the exact floor on the
+# probability (the same filter as on the whole table, whatever rounding the two take)
+WEIGHT_MARGIN = 1e-6
+
+
 def _records(frame: pl.DataFrame):
-    return frame.select([pl.col(c).cast(pl.String) for c in INPUT_COLUMNS]).to_arrow()
+    """Splink's input rows: :data:`INPUT_COLUMNS`, the unique_id being the record's rank."""
+    return frame.select(
+        [pl.col(RANK if c == "unique_id" else c).cast(pl.String).alias(c) for c in INPUT_COLUMNS]
+    ).to_arrow()
 
 
 def _term_frequencies(api: DuckDBAPI, linker: Linker, *frames: pl.DataFrame) -> None:
@@ -180,32 +191,35 @@ def _term_frequencies(api: DuckDBAPI, linker: Linker, *frames: pl.DataFrame) -> 
 
 
 PAIR_SCHEMA = {"unique_id_l": pl.String, "unique_id_r": pl.String, "match_probability": pl.Float64}
+RANK_PAIRS = {"unique_id_l": pl.UInt32, "unique_id_r": pl.UInt32, "match_probability": pl.Float64}
 
 
 def _scored(frame) -> pl.DataFrame:
-    """The pairs and probabilities of Splink's predictions — only these three columns leave
-    its DuckDB (the table holds every comparison's values, levels and Bayes factors: at
-    200,000 residents most of the linkage's memory) — and the table dropped."""
+    """The pairs (as ranks) and probabilities of Splink's predictions — only these three
+    columns leave its DuckDB (the table holds every comparison's values, levels and Bayes
+    factors) — and the table dropped."""
     try:
         relation = frame.as_duckdbpyrelation().select(*PAIR_SCHEMA)
         out = pl.from_arrow(relation.to_arrow_table())
     finally:
         frame.drop_table_from_database_and_remove_from_cache()
-    return out.cast(PAIR_SCHEMA)  # type: ignore[union-attr]
+    return out.cast(RANK_PAIRS)  # type: ignore[union-attr]
 
 
-def blocked_pairs(left: pl.DataFrame, right: pl.DataFrame | None = None) -> pl.DataFrame:
-    """(unique_id_l, unique_id_r): the pairs that agree on at least one :data:`BLOCKING`
-    pseudonym — equi-joins in polars, each pair once (``right`` None: pairs within
-    ``left``, the smaller id on the left). Splink's own rule-by-rule blocking joined the
-    two sides in nested loops here (8 s for 1,300 × 7,100 records, against 0.05 s)."""
+def blocked_pairs(
+    left: pl.DataFrame, right: pl.DataFrame | None = None, on: str = "unique_id"
+) -> pl.DataFrame:
+    """(unique_id_l, unique_id_r): the ``on`` values of the pairs that agree on at least one
+    :data:`BLOCKING` pseudonym — equi-joins in polars, each pair once (``right`` None: pairs
+    within ``left``, the smaller id on the left). Splink's own rule-by-rule blocking joined
+    the two sides in nested loops here (8 s for 1,300 × 7,100 records, against 0.05 s)."""
     within = right is None
     right = left if right is None else right
     parts = [
-        left.select("unique_id", c)
+        left.select(on, c)
         .drop_nulls(c)
-        .join(right.select("unique_id", c).drop_nulls(c), on=c, suffix="_r")
-        .select(unique_id_l="unique_id", unique_id_r="unique_id_r")
+        .join(right.select(on, c).drop_nulls(c), on=c, suffix="_r")
+        .select(unique_id_l=on, unique_id_r=f"{on}_r")
         for c in BLOCKING
     ]
     pairs = pl.concat(parts).unique()
@@ -214,22 +228,62 @@ def blocked_pairs(left: pl.DataFrame, right: pl.DataFrame | None = None) -> pl.D
     return pairs.sort("unique_id_l", "unique_id_r")
 
 
+def slices(left: pl.DataFrame, right: pl.DataFrame, budget: int) -> list[pl.DataFrame]:
+    """``left`` cut into consecutive slices whose :func:`blocked_pairs` with ``right`` number
+    at most about ``budget`` each (counted per rule, so a pair two rules find counts twice;
+    a record whose own pairs exceed it is a slice of its own)."""
+    pairs = pl.sum_horizontal(
+        [
+            pl.col(c).replace_strict(*_held(right, c), default=0, return_dtype=pl.UInt64)
+            for c in BLOCKING
+        ]
+    )
+    cut = ((pairs.cum_sum() - pairs) // max(budget, 1)).alias("_slice")
+    return left.with_columns(cut).partition_by("_slice", maintain_order=True, include_key=False)
+
+
+def _held(frame: pl.DataFrame, column: str) -> tuple[pl.Series, pl.Series]:
+    """Each non-null value of ``column`` and how many records hold it."""
+    counts = frame.group_by(column).len().drop_nulls(column)
+    return counts[column], counts["len"].cast(pl.UInt64)
+
+
+def _ranked(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` in unique_id order with :data:`RANK` (so ranks compare as the ids do)."""
+    return frame.sort("unique_id").with_row_index(RANK)
+
+
 class Scorer:
     """One Splink model (link_only) over the fallback mentions (``left``) and the known
     persons' candidate records (``right``), both with :data:`INPUT_COLUMNS` and a ``tf_``
     column of each :data:`TF_COLUMNS`: it scores mention→person pairs (:meth:`between`)
     and mention↔mention pairs (:meth:`within`) with the same parameters, so Splink's
-    settings are built once (half a second of SQL parsing each time)."""
+    settings are built once (half a second of SQL parsing each time).
 
-    def __init__(self, left: pl.DataFrame, right: pl.DataFrame, prior: float) -> None:
+    ``con``: the lake's connection. Splink then works in a cursor of the lake's DuckDB,
+    whose memory is bounded (``lake_memory_limit``) and whose overflow spills encrypted
+    (:func:`lakehouse.extensions.spill_encrypted`): it sees decrypted names. Without one
+    (a test's frames) it gets an in-memory DuckDB of its own that never spills. Splink
+    knows each record by its rank (:data:`RANK`): a pair is two small integers, scored
+    :data:`PAIR_BUDGET` at a time, and only the pairs from a ``floor`` up are kept."""
+
+    def __init__(
+        self,
+        left: pl.DataFrame,
+        right: pl.DataFrame,
+        prior: float,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.left, self.right = left, right
+        self._ranked = {MENTIONS: _ranked(left), PERSONS: _ranked(right)}
         self._calls = 0
-        # Splink's own in-memory DuckDB sees the fallback's decrypted names: it must never
-        # spill them to disk (its default would be ``.tmp/`` in the working directory)
-        self._api = DuckDBAPI(duckdb.connect(config={"temp_directory": ""}))
+        # without the lake: Splink's own in-memory DuckDB sees the fallback's decrypted
+        # names, it must never spill them to disk (its default would be ``.tmp/`` here)
+        own = duckdb.connect(config={"temp_directory": ""}) if con is None else con.cursor()
+        self._api = DuckDBAPI(own)
         try:
-            lt = self._api.register(_records(left), table_name=MENTIONS)
-            rt = self._api.register(_records(right), table_name=PERSONS)
+            lt = self._api.register(_records(self._ranked[MENTIONS]), table_name=MENTIONS)
+            rt = self._api.register(_records(self._ranked[PERSONS]), table_name=PERSONS)
             self._linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
             _term_frequencies(self._api, self._linker, left, right)
         except BaseException:
@@ -243,30 +297,76 @@ class Scorer:
         self.close()
 
     def close(self) -> None:
-        self._api.duckdb_con.close()
+        """Drop what Splink left in the DuckDB (a lake cursor's tables stay in the lake's
+        in-memory database otherwise) and close the connection."""
+        con = self._api.duckdb_con
+        try:
+            left = con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                " AND schema_name = current_schema() AND NOT internal"
+                " AND starts_with(table_name, '__splink__')"
+            ).fetchall()
+            for (name,) in left:
+                con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        finally:
+            con.close()
 
-    def between(self) -> pl.DataFrame:
-        """Scored pairs (unique_id_l a mention, unique_id_r a person's record)."""
-        return self._predict(blocked_pairs(self.left, self.right), PERSONS)
+    def between(self, floor: float | None = None) -> pl.DataFrame:
+        """Scored pairs (unique_id_l a mention, unique_id_r a person's record); with
+        ``floor``, only those scoring at least that."""
+        left, right = self._ranked[MENTIONS], self._ranked[PERSONS]
+        return self._scores(left, right, PERSONS, floor)
 
-    def within(self, records: pl.DataFrame) -> pl.DataFrame:
-        """Scored pairs among ``records`` (some of the mentions), each unordered pair once."""
-        return self._predict(blocked_pairs(records), MENTIONS)
+    def within(self, records: pl.DataFrame, floor: float | None = None) -> pl.DataFrame:
+        """Scored pairs among ``records`` (some of the mentions), each unordered pair once
+        (the smaller unique_id on the left); with ``floor``, only those scoring at least that."""
+        mine = self._ranked[MENTIONS].join(records.select("unique_id"), on="unique_id", how="semi")
+        return self._scores(mine, None, MENTIONS, floor)
 
-    def _predict(self, pairs: pl.DataFrame, right: str) -> pl.DataFrame:
-        """Splink scores exactly ``pairs`` (join keys in its composite-id form: the input
-        table's name, ``-__-``, the unique id)."""
+    def _scores(self, left, right, table: str, floor: float | None) -> pl.DataFrame:
+        """The pairs of ``left``'s records with ``right``'s (None: among ``left``'s), scored
+        a slice of ``left`` at a time, as unique ids."""
+        ranked: list[pl.DataFrame] = []
+        for part in slices(left, left if right is None else right, PAIR_BUDGET):
+            pairs = blocked_pairs(part, left if right is None else right, on=RANK)
+            if right is None:
+                pairs = pairs.filter(pl.col("unique_id_l") < pl.col("unique_id_r"))
+            ranked.append(self._predict(pairs, table, floor))
+        out = pl.concat(ranked) if ranked else pl.DataFrame(schema=RANK_PAIRS)
+        ids_l = self._ranked[MENTIONS]["unique_id"]
+        ids_r = self._ranked[table]["unique_id"]
+        return out.select(
+            ids_l.gather(out["unique_id_l"]).alias("unique_id_l"),
+            ids_r.gather(out["unique_id_r"]).alias("unique_id_r"),
+            "match_probability",
+        ).cast(PAIR_SCHEMA)
+
+    def _predict(self, pairs: pl.DataFrame, right: str, floor: float | None) -> pl.DataFrame:
+        """Splink scores exactly ``pairs`` (ranks; join keys in its composite-id form: the
+        input table's name, ``-__-``, the rank), from ``floor`` up when given."""
         if pairs.height == 0:
-            return pl.DataFrame(schema=PAIR_SCHEMA)
+            return pl.DataFrame(schema=RANK_PAIRS)
         keys = pairs.select(
             pl.lit("0").alias("match_key"),
-            (pl.lit(MENTIONS + SEPARATOR) + pl.col("unique_id_l")).alias("join_key_l"),
-            (pl.lit(right + SEPARATOR) + pl.col("unique_id_r")).alias("join_key_r"),
+            (pl.lit(MENTIONS + SEPARATOR) + pl.col("unique_id_l").cast(pl.String)).alias(
+                "join_key_l"
+            ),
+            (pl.lit(right + SEPARATOR) + pl.col("unique_id_r").cast(pl.String)).alias("join_key_r"),
         )
         self._calls += 1  # each registered table needs a name of its own
-        table = self._api.register(keys.to_arrow(), table_name=f"blocked_pairs_{self._calls}")
-        self._linker.table_management.register_blocked_pairs_for_predict(table)
-        return _scored(self._linker.inference.predict(warning_mode="never"))
+        name = f"blocked_pairs_{self._calls}"
+        table = self._api.register(keys.to_arrow(), table_name=name)
+        weight = None if floor is None else math.log2(floor / (1 - floor)) - WEIGHT_MARGIN
+        try:
+            self._linker.table_management.register_blocked_pairs_for_predict(table)
+            scored = _scored(
+                self._linker.inference.predict(threshold_match_weight=weight, warning_mode="never")
+            )
+        finally:
+            self._api.duckdb_con.unregister(name)
+        if floor is not None:
+            scored = scored.filter(pl.col("match_probability") >= floor)
+        return scored
 
 
 def score_between(left: pl.DataFrame, right: pl.DataFrame, prior: float) -> pl.DataFrame:
@@ -307,8 +407,7 @@ def decide(scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 def group_within(scorer: Scorer, records: pl.DataFrame) -> pl.DataFrame:
     """(node, root, p): ``records`` grouped by links at or above the threshold among
     themselves; root = the group's smallest unique_id, p = the node's best link (null alone)."""
-    within = scorer.within(records)
-    edges = within.filter(pl.col("match_probability") >= MATCH_THRESHOLD).select(
+    edges = scorer.within(records, MATCH_THRESHOLD).select(
         a="unique_id_l", b="unique_id_r", p="match_probability"
     )
     best = (

@@ -279,14 +279,15 @@ def auto_links(
         con, catalogue, keys, pl.concat([left["name_pid"], right["name_pid"]]), protection
     )
     left, right = _with_names(left, names), _with_names(right, names)
-    with linkage.Scorer(left, right, prior=1 / scale) as scorer:
+    with linkage.Scorer(left, right, prior=1 / scale, con=con) as scorer:
         return _fallback(con, catalogue, scorer, links, names, protection, digest)
 
 
 def _fallback(con, catalogue, scorer, links, names, protection, digest):
     """Link, queue or group the fallback mentions (``scorer``'s left-hand records)."""
     left, right = scorer.left, scorer.right
-    scored = linkage.per_person(scorer.between(), right)
+    # only the pairs from the review floor up decide anything (linked or queued)
+    scored = linkage.per_person(scorer.between(linkage.REVIEW_FLOOR), right)
     linked, queued = linkage.decide(scored)
     found = [
         left.join(linked, left_on="unique_id", right_on="unique_id_l").select(

@@ -445,7 +445,8 @@ def _records(rows: list[tuple]) -> pl.DataFrame:
     )
 
 
-def test_splink_scores_name_mobile_and_house() -> None:
+def _scored_records() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Five mentions and five persons' records: what each pair shares is said beside it."""
     rare, common = 1 / 1000, 20 / 1000
     left = _records(
         [
@@ -465,6 +466,11 @@ def test_splink_scores_name_mobile_and_house() -> None:
             ("p5", "吴芳", "m5", "h5", rare),
         ]
     )
+    return left, right
+
+
+def test_splink_scores_name_mobile_and_house() -> None:
+    left, right = _scored_records()
     pairs = linkage.score_between(left, right, prior=1 / 1000)
     p = {(r["unique_id_l"], r["unique_id_r"]): r["match_probability"] for r in pairs.iter_rows(named=True)}  # fmt: skip
     assert p[("a", "p1")] >= linkage.MATCH_THRESHOLD  # same name and mobile
@@ -482,6 +488,47 @@ def test_splink_scores_name_mobile_and_house() -> None:
         ("王", "秀英", None), ("欧阳", "娜娜", None), ("王", None, None), (None, None, "王"),
         (None, None, "英"), (None, None, None),
     ]  # fmt: skip
+
+
+def _pairs(frame: pl.DataFrame) -> list[tuple]:
+    return sorted(frame.select(list(linkage.PAIR_SCHEMA)).rows())
+
+
+def test_scorer_in_slices_from_a_floor_in_the_lake_equals_the_whole(
+    street: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old path — every blocked pair scored at once in a DuckDB of Splink's own, the
+    floor applied afterwards — against the production one: in a cursor of the lake's DuckDB
+    (bounded, spilling encrypted under the home), a record's pairs at a time, only the pairs
+    from a floor up kept. Same pairs, same probabilities; nothing of Splink's left behind."""
+    left, right = _scored_records()
+    mentions = pl.concat([left, right])  # the persons' records as mentions: pairs within
+    with linkage.Scorer(mentions, right, prior=1 / 1000) as old:
+        between, within = old.between(), old.within(mentions)
+        assert old._calls == 2  # one registered table each: the whole
+    assert within.height and between.filter(pl.col("match_probability") < 0.2).height
+    monkeypatch.setattr(linkage, "PAIR_BUDGET", 1)  # a record's own pairs at a time
+    settings = Settings(home=street)
+    with open_lake(settings, read_only=True) as con:
+        with linkage.Scorer(mentions, right, prior=1 / 1000, con=con) as new:
+            assert _pairs(new.between()) == _pairs(between)
+            assert new._calls > 2  # sliced
+            for floor in (linkage.REVIEW_FLOOR, linkage.MATCH_THRESHOLD):
+                kept = pl.col("match_probability") >= floor
+                assert _pairs(new.between(floor)) == _pairs(between.filter(kept))
+                assert _pairs(new.within(mentions, floor)) == _pairs(within.filter(kept))
+            assert _pairs(new.within(mentions)) == _pairs(within)
+            cursor = new._api.duckdb_con
+            spill = cursor.execute(
+                "SELECT current_setting('temp_directory'), current_setting('temp_file_encryption'),"
+                " current_setting('memory_limit')"
+            ).fetchone()
+            limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            assert spill == (str(settings.lake_dir / "spill"), True, limit)
+        left_behind = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory'"
+        ).fetchone()[0]
+        assert left_behind == 0
 
 
 def test_cli_review_merge_split_audited(
