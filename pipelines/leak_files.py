@@ -24,7 +24,7 @@ import datetime as dt
 import gzip
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,6 +43,16 @@ ROWS = 20_000
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # read through their database
 # columns that say when a row was written, in the order they are preferred (Dagster's)
 STAMP_COLUMNS = ("update_timestamp", "timestamp", "event_timestamp", "create_timestamp")
+# DuckLake's metadata catalogue keeps each data file's and table's column statistics: a
+# column's smallest and largest value are copies of its cells, read here under the
+# column's own rules (``structured``: a shop's name 北京凌云家政有限公司 in a structured
+# column holds the registry name 凌云 as a substring, which is no leak there nor here)
+LAKE_STATS = frozenset(
+    {"ducklake_file_column_stats", "ducklake_table_column_stats", "ducklake_file_variant_stats"}
+)
+STAT_VALUES = ("min_value", "max_value")
+# (zone, table) -> its structured columns, where a registry name counts only as a whole value
+Structured = Mapping[tuple[str, str], frozenset[str]]
 
 
 def sniff(head: bytes) -> str:
@@ -109,14 +119,53 @@ def _since_column(con: sqlite3.Connection, quoted: str) -> str | None:
     return next((c for c in STAMP_COLUMNS if c in columns), None)
 
 
-def scan_sqlite(path: Path, names, since: dt.datetime | None = None) -> LeakCounts:
+def _stat_owners(con: sqlite3.Connection, structured: Structured) -> set[tuple[int, int]]:
+    """(table_id, column_id) of a DuckLake metadata catalogue's columns that are
+    structured (each id by its latest name); empty for another database."""
+    try:
+        rows = con.execute(
+            "SELECT c.table_id, c.column_id, s.schema_name, t.table_name, c.column_name "
+            "FROM (SELECT table_id, column_id, column_name, max(begin_snapshot) "
+            "      FROM ducklake_column GROUP BY table_id, column_id) c "
+            "JOIN (SELECT table_id, schema_id, table_name, max(begin_snapshot) "
+            "      FROM ducklake_table GROUP BY table_id) t USING (table_id) "
+            "JOIN (SELECT schema_id, schema_name, max(begin_snapshot) "
+            "      FROM ducklake_schema GROUP BY schema_id) s USING (schema_id)"
+        ).fetchall()
+    except sqlite3.Error:  # not a DuckLake catalogue
+        return set()
+    return {
+        (table_id, column_id)
+        for table_id, column_id, zone, table, column in rows
+        if column in structured.get((zone, table), ())
+    }
+
+
+def _pick(col: tuple, whole: list[bool], wanted: bool) -> list:
+    """The column's values in the rows whose ``whole`` is ``wanted`` (None elsewhere)."""
+    return [v if w is wanted else None for v, w in zip(col, whole, strict=True)]
+
+
+def _frame(columns: list[str], cols: list) -> pl.DataFrame:
+    return pl.DataFrame(
+        [_sqlite_column([_sqlite_value(v) for v in col]).alias(name)
+         for name, col in zip(columns, cols, strict=True)]
+    )  # fmt: skip
+
+
+def scan_sqlite(
+    path: Path, names, since: dt.datetime | None = None, structured: Structured | None = None
+) -> LeakCounts:
     """Every table of a SQLite file, read-only (the WAL's content included). ``since``:
     in a table with a time column (``STAMP_COLUMNS``, Dagster's UTC text), only the rows
-    written since; a table without one is read whole."""
+    written since; a table without one is read whole. ``structured``: in a DuckLake
+    metadata catalogue, a statistic of a structured lake column is read as that column is
+    (``LAKE_STATS``)."""
     result = LeakCounts()
     con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        owners = _stat_owners(con, structured) if structured and LAKE_STATS & set(tables) else set()
         for table in tables:
             quoted = '"' + table.replace('"', '""') + '"'
             stamp = _since_column(con, quoted) if since is not None else None
@@ -125,15 +174,33 @@ def scan_sqlite(path: Path, names, since: dt.datetime | None = None) -> LeakCoun
             else:
                 utc = since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
                 cur = con.execute(f'SELECT * FROM {quoted} WHERE "{stamp}" >= ?', [utc])
-            columns = [f"{table}.{d[0]}" for d in cur.description]
+            names_of = [d[0] for d in cur.description]
+            columns = [f"{table}.{n}" for n in names_of]
+            stats = owners and table in LAKE_STATS
             row = 0
             while rows := cur.fetchmany(ROWS):
                 cols = list(zip(*rows, strict=True))
-                frame = pl.DataFrame(
-                    [_sqlite_column([_sqlite_value(v) for v in col]).alias(name)
-                     for name, col in zip(columns, cols, strict=True)]
-                )  # fmt: skip
-                result.add(scan_frame(frame, known_names=names, row_offset=row))
+                if not stats:
+                    result.add(scan_frame(_frame(columns, cols), known_names=names, row_offset=row))
+                    row += len(rows)
+                    continue
+                # the statistics of structured columns apart, at the same positions
+                table_ids, column_ids = (cols[names_of.index(n)] for n in ("table_id", "column_id"))
+                whole = [key in owners for key in zip(table_ids, column_ids, strict=True)]
+                values = [names_of.index(n) for n in STAT_VALUES]
+                free = [
+                    _pick(col, whole, False) if i in values else col for i, col in enumerate(cols)
+                ]
+                kept = [_pick(cols[i], whole, True) for i in values]
+                result.add(scan_frame(_frame(columns, free), known_names=names, row_offset=row))
+                result.add(
+                    scan_frame(
+                        _frame([columns[i] for i in values], kept),
+                        known_names=names,
+                        row_offset=row,
+                        whole_name_columns=[columns[i] for i in values],
+                    )
+                )
                 row += len(rows)
     finally:
         con.close()
@@ -213,13 +280,15 @@ def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str
     return scan_texts(text_lines(fh, head), known_names=names), "text"
 
 
-def scan_plain_file(path: Path, names, since: dt.datetime | None = None) -> tuple[LeakCounts, str]:
+def scan_plain_file(
+    path: Path, names, since: dt.datetime | None = None, structured: Structured | None = None
+) -> tuple[LeakCounts, str]:
     """A file in the clear, by its content (SQLite opened by path; ``since``: see
     :func:`scan_sqlite`)."""
     with open(path, "rb") as fh:
         head = fh.read(len(SQLITE_MAGIC))
     if sniff(head) == "sqlite":
-        return scan_sqlite(path, names, since), "sqlite"
+        return scan_sqlite(path, names, since, structured), "sqlite"
     with open(path, "rb") as fh:
         return scan_stream(fh, names, seekable=True)
 

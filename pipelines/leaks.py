@@ -58,7 +58,7 @@ from masking.names import KnownNames
 from masking.stream import HEADER_BYTES, is_encrypted
 from pipelines.ingest.landing import open_landed
 from pipelines.ingest.raw import raw_table
-from pipelines.leak_files import files_under, scan_plain_file, scan_stream
+from pipelines.leak_files import Structured, files_under, scan_plain_file, scan_stream
 from pipelines.leak_marks import (
     ScanMark,
     inserted_since,
@@ -375,10 +375,11 @@ def _scan_file(
     names: KnownNames,
     content: bool,
     since: dt.datetime | None = None,
+    structured: Structured | None = None,
 ) -> Finding | None:
     """The file's finding; None when it went away before it was read (a spill file)."""
     try:
-        return _scan_present_file(settings, path, area, names, content, since)
+        return _scan_present_file(settings, path, area, names, content, since, structured)
     except FileNotFoundError:
         return None
 
@@ -390,12 +391,13 @@ def _scan_present_file(
     names: KnownNames,
     content: bool,
     since: dt.datetime | None,
+    structured: Structured | None = None,
 ) -> Finding:
     if area in ("landing", "archive", "inbox") and _encrypted(path):
         return _scan_encrypted(settings, path, area, names, content)
     place, size = _place(settings, path), path.stat().st_size
     try:
-        counts, _ = scan_plain_file(path, names, since)
+        counts, _ = scan_plain_file(path, names, since, structured)
     except Exception as exc:  # a file that will not parse: said, never its content
         return Finding(place, 0, LeakCounts(), area, size,
                        problem=f"not readable ({type(exc).__name__})")  # fmt: skip
@@ -432,9 +434,12 @@ def scan_files(
     areas: Iterable[str] = AREAS,
     since: dt.datetime | None = None,
     landing_content: bool = False,
+    structured: Structured | None = None,
 ) -> list[Finding]:
     """Every file of the areas (when ``since`` is given: those modified at or after it, and
-    in a SQLite database the rows written since, where its tables say when)."""
+    in a SQLite database the rows written since, where its tables say when). ``structured``
+    (``structured_columns``): the lake's metadata holds its columns' statistics, read as
+    the columns are."""
     dirs = area_dirs(settings)
     wanted = [(a, files_under(dirs[a])) for a in areas if a in dirs]
     if "other" in areas:
@@ -452,7 +457,9 @@ def scan_files(
             "decrypt", protection.actor, purpose=PURPOSE, files=len(decrypting),
             content=landing_content,
         )  # fmt: skip
-    found = (_scan_file(settings, p, a, names, landing_content, since) for a, p in picked)
+    found = (
+        _scan_file(settings, p, a, names, landing_content, since, structured) for a, p in picked
+    )
     return [f for f in found if f is not None]
 
 
@@ -500,8 +507,11 @@ def scan_all(
     """Everything: the lake's tables and every file of every area (``AREAS``)."""
     protection = Protection.from_settings(settings, actor)
     names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names, structured_columns(cat), card_columns(cat))
-    findings += scan_files(settings, names, protection, landing_content=landing_content)
+    structured = structured_columns(cat)
+    findings = scan_tables(con, tables_in(con), names, structured, card_columns(cat))
+    findings += scan_files(
+        settings, names, protection, landing_content=landing_content, structured=structured
+    )
     return ScanReport(findings)
 
 
@@ -627,7 +637,9 @@ def scan_changed(
     if from_mark:
         mark = read_mark(settings, con)
         findings, reached, names = scan_since_mark(settings, cat, con, protection, mark)
-        files = scan_files(settings, names, protection, since=since)
+        files = scan_files(
+            settings, names, protection, since=since, structured=structured_columns(cat)
+        )
         return ScanReport(findings + files, reached)
     names = KnownNames(registry_names(con, cat, protection))
     start, current, tables = _changed_tables(con, since)
@@ -641,5 +653,5 @@ def scan_changed(
         whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
         counts = _scan_query(con, sql, names, whole, cards=card)
         findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
-    findings += scan_files(settings, names, protection, since=since)
+    findings += scan_files(settings, names, protection, since=since, structured=structured)
     return ScanReport(findings)
