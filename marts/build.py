@@ -179,6 +179,7 @@ def _decrypt_sources(
     the connection as temporary views over Arrow buffers (never a DuckDB table, which could be
     spilled to disk); ``temps`` gets curated table → view name as each is registered (the
     caller drops them whatever happens). The columns opened."""
+    reads = read_directly(reads)
     wanted: dict[str, dict[str, CuratedColumn]] = {}
     for s in reads:
         c = s.curated
@@ -207,6 +208,16 @@ def _decrypt_sources(
         temps[table] = TEMP_PREFIX + table
         con.register(temps[table], frame.with_columns(plain).to_arrow())
     return opened
+
+
+def read_directly(reads: list[SourceField]) -> list[SourceField]:
+    """The references of ``reads`` the query makes to curated tables itself, not through a
+    mart it reads (``via``): that mart published its columns masked already, so nothing of
+    the curated column behind them is decrypted for this build (``elderly_care`` reads seven
+    of a person's encrypted attributes as ``resident_profile``'s flags and decrypts only the
+    health check it reads from ``curated.person``; ``elderly_alert``, reading no curated
+    person, none)."""
+    return [s for s in reads if s.via is None]
 
 
 def columns_read(reads: list[SourceField], table: str, decrypted: Iterable[CuratedColumn]) -> str:

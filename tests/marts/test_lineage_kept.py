@@ -107,3 +107,39 @@ def test_the_tables_a_mart_reads_follow_its_sql_text(tmp_path: Path):
     assert mart_dependencies(marts, "reads", sql_dir=sql_dir) == {"curated.house"}
     (sql_dir / "reads.sql").write_text("SELECT e.event_id AS house_id FROM curated.event e")
     assert mart_dependencies(marts, "reads", sql_dir=sql_dir) == {"curated.event"}
+
+
+def test_a_mart_read_through_another_decrypts_nothing_behind_it(
+    mart_street: MartStreet, tmp_path: Path, monkeypatch
+):
+    """A mart reading another mart's masked columns (elderly_care reads resident_profile's
+    flags, elderly_alert elderly_care's age band) decrypts only the curated columns its own
+    query reads, and its rows equal those of the way before (every encrypted curated column
+    behind its lineage decrypted)."""
+    settings = copy_home(mart_street.home, tmp_path)
+    cat, marts = mart_street.catalogue, mart_street.marts
+    protection = Protection.from_settings(settings)
+    stacked = [
+        n for n in mart_street.builds
+        if any(s.via is not None and s.curated is not None and s.curated.encrypted
+               for s in analyse_mart(cat, marts, n).reads)
+    ]  # fmt: skip
+    assert {"elderly_care", "elderly_alert"} <= set(stacked)
+
+    def built(name: str) -> tuple[pl.DataFrame, list[str]]:
+        with open_lake(settings) as con:
+            b = build_mart(con, cat, marts, name, protection, publish=False)
+        frame = pl.from_arrow(b.result)
+        return frame.sort(frame.columns), b.decrypted
+
+    for name in stacked:
+        reads = analyse_mart(cat, marts, name).reads
+        direct = {s.curated.ref for s in reads
+                  if s.via is None and s.curated is not None and s.curated.encrypted}  # fmt: skip
+        rows, decrypted = built(name)
+        with monkeypatch.context() as m:
+            m.setattr(build_module, "read_directly", lambda reads: reads)
+            rows_before, decrypted_before = built(name)
+        assert rows.equals(rows_before), name
+        assert set(decrypted) == direct, name
+        assert set(decrypted) < set(decrypted_before), name
