@@ -66,7 +66,7 @@ def _serialise(
             for field, kind, d, t in cell_defects:
                 defects.append({"_source_row": src, "field": field, "kind": kind,
                                 "delivered": d, "truth": t})  # fmt: skip
-            if copy:
+            if copy and not broken[i]:  # a copy of a cut line is the only whole one
                 defects.append({"_source_row": src, "field": "*", "kind": "duplicate_row",
                                 "delivered": "", "truth": ""})  # fmt: skip
     for d in defects:
