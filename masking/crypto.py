@@ -146,10 +146,7 @@ def _row_aads(
     head = _AAD_HEAD + column.encode() + b"\x1e"
     if rows is None:
         return head
-    if len(rows) != n:
-        raise DecryptionError(
-            f"{len(rows)} row identities for {n} values", field=column.rsplit(".", 1)[-1]
-        )
+    _check_rows(column, rows, n)
     rows = rows if isinstance(rows, pl.Series) else pl.Series(list(rows), dtype=pl.String)
     text = pl.lit(head.decode()) + pl.col("r").cast(pl.String).fill_null("")
     return rows.to_frame("r").select(text.cast(pl.Binary)).to_series()
@@ -183,32 +180,57 @@ def encrypt_series(
     suite = keyring.suite if suite is None else get_suite(getattr(suite, "name", suite))
     data_key = keyring.current(purpose) if version is None else keyring.get(purpose, version)
     version, key = data_key
-    text = series.cast(pl.String)
-    present = text.is_not_null()
-    plain = text.filter(present).cast(pl.Binary)
-    aads = _row_aads(column, rows, text.len())
-    aads = aads.filter(present) if isinstance(aads, pl.Series) else aads
+    _check_rows(column, rows, series.len())
     seal = suite.aead(key).encrypt
     head = pl.lit(f"{PREFIXES[suite.name]}{version}:")
-    texts = [pl.Series([], dtype=pl.String)]
-    for start in range(0, plain.len(), _BATCH):  # Python objects for a batch at a time
-        values = plain.slice(start, _BATCH).to_list()
-        n = len(values)
-        bound = [aads] * n if isinstance(aads, bytes) else aads.slice(start, n).to_list()
-        block = os.urandom(NONCE_BYTES * n)
-        nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
-        sealed = list(map(seal, nonces, values, bound))
-        # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole
-        # number of 3-byte groups), so the two are encoded as columns, in Rust
-        joined = pl.concat_str(
-            [
-                head,
-                _b64url(pl.Series(nonces, dtype=pl.Binary)),
-                _b64url(pl.Series(sealed, dtype=pl.Binary)),
-            ]
+    texts = [  # a batch at a time, start to end: its copies and Python objects only
+        _encrypt_batch(series.slice(start, _BATCH), seal, head, _batch_aads(column, rows, start))
+        for start in range(0, series.len(), _BATCH)
+    ]
+    if not texts:
+        return pl.Series(series.name, [], dtype=pl.String)
+    return pl.concat(texts, rechunk=False).alias(series.name)
+
+
+def _check_rows(column: str, rows: Sequence[str | None] | pl.Series | None, n: int) -> None:
+    if rows is not None and len(rows) != n:
+        raise DecryptionError(
+            f"{len(rows)} row identities for {n} values", field=column.rsplit(".", 1)[-1]
         )
-        texts.append(pl.select(joined).to_series())
-    return _scatter(series.name, present, pl.concat(texts))
+
+
+def _batch_aads(
+    column: str, rows: Sequence[str | None] | pl.Series | None, start: int
+) -> pl.Series | bytes:
+    """The AADs of the batch of values starting at ``start`` (:func:`_row_aads`)."""
+    if rows is None:
+        return _row_aads(column, None, 0)
+    part = rows[start : start + _BATCH]
+    return _row_aads(column, part, len(part))
+
+
+def _encrypt_batch(
+    part: pl.Series, seal: Callable, head: pl.Expr, aads: pl.Series | bytes
+) -> pl.Series:
+    """Ciphertexts of one batch of values (nulls stay null)."""
+    text = part.cast(pl.String)
+    present = text.is_not_null()
+    values = text.filter(present).cast(pl.Binary).to_list()
+    n = len(values)
+    bound = [aads] * n if isinstance(aads, bytes) else aads.filter(present).to_list()
+    block = os.urandom(NONCE_BYTES * n)
+    nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
+    sealed = list(map(seal, nonces, values, bound))
+    # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole
+    # number of 3-byte groups), so the two are encoded as columns, in Rust
+    joined = pl.concat_str(
+        [
+            head,
+            _b64url(pl.Series(nonces, dtype=pl.Binary)),
+            _b64url(pl.Series(sealed, dtype=pl.Binary)),
+        ]
+    )
+    return _scatter(part.name, present, pl.select(joined).to_series())
 
 
 def is_encrypted(series: pl.Series) -> bool:
@@ -229,15 +251,46 @@ def _decrypt_values(
     purpose: str,
 ) -> pl.Series:
     """Plaintext of every value (nulls stay null); one cipher call per value, everything
-    else (prefix split, base64, AADs, UTF-8) column-wise in Rust."""
+    else (prefix split, base64, AADs, UTF-8) column-wise in Rust, a batch of values at a
+    time from start to end (a column's intermediate parts are never held whole)."""
     field = column.rsplit(".", 1)[-1]
     if series.dtype == pl.Null:
         return pl.Series(series.name, [None] * series.len(), dtype=pl.String)
     if series.dtype != pl.String:
         raise DecryptionError("column does not hold ciphertext (not text)", field=field)
-    present = series.is_not_null()
+    _check_rows(column, rows, series.len())
+    ciphers: dict[str, Aead] = {}
+
+    def cipher_of(prefix: str) -> Aead:
+        if prefix not in ciphers:
+            material = keyring.get(purpose, int(prefix[1:])).material
+            ciphers[prefix] = get_suite(_SUITE_OF[prefix[0]]).aead(material)
+        return ciphers[prefix]
+
+    texts = [
+        _decrypt_batch(
+            series.slice(start, _BATCH), start, column, _batch_aads(column, rows, start), cipher_of
+        )
+        for start in range(0, series.len(), _BATCH)
+    ]
+    if not texts:
+        return pl.Series(series.name, [], dtype=pl.String)
+    return pl.concat(texts, rechunk=False).alias(series.name)
+
+
+def _decrypt_batch(
+    part: pl.Series,
+    offset: int,
+    column: str,
+    aads: pl.Series | bytes,
+    cipher_of: Callable[[str], Aead],
+) -> pl.Series:
+    """Plaintext of one batch of :func:`_decrypt_values` (its first value at ``offset`` of
+    the column: errors name the column's row)."""
+    field = column.rsplit(".", 1)[-1]
+    present = part.is_not_null()
     parts = (
-        series.filter(present)
+        part.filter(present)
         .to_frame("v")
         .with_row_index("i")
         .select(
@@ -249,9 +302,11 @@ def _decrypt_values(
     )
     bad = parts.filter(pl.col("prefix").is_null())
     if bad.height:
-        raise DecryptionError("value is not a ciphertext", field=field, row=_row_of(present, bad))
+        raise DecryptionError(
+            "value is not a ciphertext", field=field, row=offset + _row_of(present, bad)
+        )
     body = parts.select(pl.col("v").str.slice(pl.col("cut") + 1)).to_series()
-    parts = parts.with_columns(
+    parts = parts.drop("v", "cut").with_columns(
         _unb64url(body.str.slice(0, _NONCE_CHARS)).alias("nonce"),
         _unb64url(body.str.slice(_NONCE_CHARS)).alias("sealed"),
     )
@@ -261,33 +316,35 @@ def _decrypt_values(
         | (body.str.len_bytes() < _NONCE_CHARS)
     )
     if bad.height:
-        raise _undecryptable(field, _row_of(present, bad))
-    aads = _row_aads(column, rows, series.len())
+        raise _undecryptable(field, offset + _row_of(present, bad))
+    del body
     aad_of = aads.filter(present) if isinstance(aads, pl.Series) else None
     plain: list[pl.DataFrame] = []
-    for (prefix,), whole in parts.group_by("prefix", maintain_order=True):
-        material = keyring.get(purpose, int(prefix[1:])).material
-        cipher = get_suite(_SUITE_OF[prefix[0]]).aead(material)
-        for group in whole.iter_slices(_BATCH):  # Python objects for a batch at a time
-            if prefix[0] == LEGACY_PREFIX:
-                bound = [column.encode()] * group.height
-            elif aad_of is None:
-                bound = [aads] * group.height
-            else:
-                bound = aad_of.gather(group["i"]).to_list()
-            nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
-            try:
-                opened = list(map(cipher.decrypt, nonces, sealed, bound))
-            except (InvalidTag, ValueError):
-                k = _first_failure(cipher, nonces, sealed, bound)
-                raise _undecryptable(field, _row_of(present, group[k:])) from None
-            plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
-    opened_all = pl.concat(plain).sort("i")["p"] if plain else pl.Series([], dtype=pl.Binary)
+    for (prefix,), group in parts.group_by("prefix", maintain_order=True):
+        cipher = cipher_of(prefix)
+        if prefix[0] == LEGACY_PREFIX:
+            bound = [column.encode()] * group.height
+        elif aad_of is None:
+            bound = [aads] * group.height
+        else:
+            bound = aad_of.gather(group["i"]).to_list()
+        nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
+        try:
+            opened = list(map(cipher.decrypt, nonces, sealed, bound))
+        except (InvalidTag, ValueError):
+            k = _first_failure(cipher, nonces, sealed, bound)
+            raise _undecryptable(field, offset + _row_of(present, group[k:])) from None
+        plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
+    opened_all = (
+        (plain[0] if len(plain) == 1 else pl.concat(plain).sort("i"))["p"]
+        if plain
+        else pl.Series([], dtype=pl.Binary)
+    )
     try:
         text = opened_all.cast(pl.String)
     except pl.exceptions.ComputeError:  # authentic but not UTF-8: not one of ours
         raise _undecryptable(field, None) from None
-    return _scatter(series.name, present, text)
+    return _scatter(part.name, present, text)
 
 
 def _undecryptable(field: str, row: int | None) -> DecryptionError:

@@ -210,3 +210,35 @@ def test_protect_and_reveal_frame(keyring: KeyRing, audit: AuditLog, residents: 
         reveal_frame(protected, residents, keyring, "marketing", "pipeline", audit, rows=rows)
     with pytest.raises(DecryptionError):  # the rows in the other order
         reveal_frame(protected, residents, keyring, "quality_gate", "p", audit, rows=rows[::-1])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 4, 10_000])
+def test_batches_equal_the_whole_column(
+    keyring: KeyRing, audit: AuditLog, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Encryption and decryption go a batch of values at a time (``_BATCH``): the same
+    values whatever the batch, nulls and key versions falling across batches (a batch of
+    nulls only, two versions in one batch), and an error names the column's row, not the
+    batch's."""
+    import masking.crypto as crypto
+
+    monkeypatch.setattr(crypto, "_BATCH", batch)
+    values = ["甲", None, None, None, "11010519491231002X", "", "王五", None, "x" * 90, "末"]
+    rows = [f"k:{i}" for i in range(len(values))]
+    first = encrypt_series(pl.Series("v", values[:5]), keyring, column="a.b", rows=rows[:5])
+    keyring.rotate()
+    second = encrypt_series(pl.Series("v", values[5:]), keyring, column="a.b", rows=rows[5:])
+    both = pl.concat([first, second])
+    assert both.null_count() == 4 and both.len() == len(values)
+    assert {v[:3] for v in both.drop_nulls()} == {"a1:", "a2:"}
+    assert _decrypt(both, keyring, audit, "a.b", rows) == values
+    swapped = both.scatter([8, 9], [both[9], both[8]])
+    with pytest.raises(DecryptionError, match=r"row 8, field b"):
+        _decrypt(swapped, keyring, audit, "a.b", rows)
+    planted = both.scatter(6, "王五")
+    with pytest.raises(DecryptionError, match=r"row 6, field b: value is not a ciphertext"):
+        _decrypt(planted, keyring, audit, "a.b", rows)
+    with pytest.raises(DecryptionError, match="9 row identities for 10 values"):
+        _decrypt(both, keyring, audit, "a.b", rows[:9])
+    assert encrypt_series(pl.Series("v", [], dtype=pl.String), keyring, column="a.b").len() == 0
+    assert _decrypt(pl.Series("v", [], dtype=pl.String), keyring, audit, "a.b", []) == []
