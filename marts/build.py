@@ -10,10 +10,11 @@
    sources, each one's rule must hold, so the strictest decides, and the YAML's ``masking``
    must be at least that strict; the mart's ``level`` must be at least the strictest source
    the SQL reads (filters and joins included);
-3. decrypts only the encrypted curated columns the SQL reads (audited, purpose
-   ``mart_build``) into temporary tables of the build connection (views over Arrow buffers,
-   so DuckDB never spills them to disk), which the query reads in place of the curated
-   tables; a curated table the YAML's ``sources`` narrows is read as a temporary view of
+3. decrypts only the encrypted curated columns the SQL itself reads (audited, purpose
+   ``mart_build``; not those behind a mart it reads) in temporary tables of the build
+   connection, a column at a time, which the query reads in place of the curated tables
+   (the plain text stays in DuckDB, within the lake's memory limit; what does not fit
+   spills encrypted); a curated table the YAML's ``sources`` narrows is read as a temporary view of
    only those datasets' rows (decrypted, only those rows are opened); the mask functions
    (:mod:`masking.sql`) are registered on the connection, and the settings the SQL
    reads (``getvariable``: :func:`set_parameters`) set on it;
@@ -85,6 +86,7 @@ from masking.sql import SQL_MASKS, register_masks
 
 PURPOSE = "mart_build"
 TEMP_PREFIX = "_mart_src_"
+_ROW = "_mart_row"  # a decrypted temporary table's row (its rowid) while a column is opened
 MAX_SUPPRESSION = 0.05  # k-anonymity: share of rows a build may drop
 # the street's day (Beijing, UTC+8, no daylight saving): a history mart's run_date
 STREET_DAY = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
@@ -175,10 +177,13 @@ def _decrypt_sources(
     temps: dict[str, str],
 ) -> list[str]:
     """The curated tables whose encrypted columns the SQL reads — only the rows of the
-    datasets the YAML's ``sources`` keeps — those columns decrypted (audited), registered on
-    the connection as temporary views over Arrow buffers (never a DuckDB table, which could be
-    spilled to disk); ``temps`` gets curated table → view name as each is registered (the
-    caller drops them whatever happens). The columns opened."""
+    datasets the YAML's ``sources`` keeps, only the columns it reads — copied into temporary
+    tables of the connection, then those columns decrypted (audited) one at a time in place.
+    The plain text stays inside DuckDB, within the lake's memory limit (what does not fit
+    spills encrypted: ``lakehouse.extensions.spill_encrypted``); Python holds one column's
+    ciphertexts and plain text at a time, not the whole table. ``temps`` gets curated table
+    → temporary table as each is created (the caller drops them whatever happens). The
+    columns opened."""
     reads = read_directly(reads)
     wanted: dict[str, dict[str, CuratedColumn]] = {}
     for s in reads:
@@ -187,27 +192,51 @@ def _decrypt_sources(
             wanted.setdefault(c.table, {})[c.column] = c
     opened: list[str] = []
     for table, columns in sorted(wanted.items()):
-        frame = con.execute(
+        temps[table] = TEMP_PREFIX + table
+        con.execute(
+            f'CREATE OR REPLACE TEMP TABLE "{temps[table]}" AS '
             f"SELECT {columns_read(reads, table, columns.values())} "
             f'FROM {CURATED}."{table}" WHERE {_rows_kept(mart, table)}'
-        ).pl()
-        plain = []
+        )
         for column, c in sorted(columns.items()):
-            plain.append(
-                decrypt_series(
-                    frame[column],
-                    protection.keyring,
-                    column=c.cipher_column,
-                    purpose=PURPOSE,
-                    actor=protection.actor,
-                    audit=protection.audit,
-                    rows=frame[c.row_id],
-                )
-            )
+            _decrypt_in_place(con, temps[table], column, c, protection)
             opened.append(c.ref)
-        temps[table] = TEMP_PREFIX + table
-        con.register(temps[table], frame.with_columns(plain).to_arrow())
     return opened
+
+
+def _decrypt_in_place(
+    con: duckdb.DuckDBPyConnection,
+    temp: str,
+    column: str,
+    c: CuratedColumn,
+    protection: Revealer,
+) -> None:
+    """The ciphertexts of ``temp.<column>`` replaced by their plain text (one audit record
+    for the column: its values, as ``decrypt_series`` counts them), row by row id."""
+    cipher = con.execute(
+        f'SELECT rowid AS "{_ROW}", "{c.row_id}", "{column}" FROM temp.main."{temp}" '
+        f'WHERE "{column}" IS NOT NULL'
+    ).pl()
+    plain = decrypt_series(
+        cipher[column],
+        protection.keyring,
+        column=c.cipher_column,
+        purpose=PURPOSE,
+        actor=protection.actor,
+        audit=protection.audit,
+        rows=cipher[c.row_id],
+    )
+    opened = cipher.select(_ROW).with_columns(plain).to_arrow()
+    del cipher, plain
+    view = f"{temp}_{_ROW}"
+    con.register(view, opened)
+    try:
+        con.execute(
+            f'UPDATE temp.main."{temp}" AS t SET "{column}" = p."{column}" '
+            f'FROM "{view}" AS p WHERE t.rowid = p."{_ROW}"'
+        )
+    finally:
+        con.unregister(view)
 
 
 def read_directly(reads: list[SourceField]) -> list[SourceField]:
@@ -278,7 +307,7 @@ def _drop_temps(
     con: duckdb.DuckDBPyConnection, temps: dict[str, str], views: dict[str, str]
 ) -> None:
     for temp in temps.values():
-        con.unregister(temp)
+        con.execute(f'DROP TABLE IF EXISTS temp.main."{temp}"')
     temps.clear()
     for view in views.values():
         con.execute(f'DROP VIEW IF EXISTS temp.main."{view}"')

@@ -22,6 +22,7 @@ from marts.lineage import (
     mart_lineage,
     read_sql,
 )
+from masking.crypto import decrypt_series
 from masking.sql import SQL_MASKS
 from pipelines.protection import Protection
 from tests.mart_street import MartStreet
@@ -143,3 +144,39 @@ def test_a_mart_read_through_another_decrypts_nothing_behind_it(
         assert rows.equals(rows_before), name
         assert set(decrypted) == direct, name
         assert set(decrypted) < set(decrypted_before), name
+
+
+def test_a_table_decrypted_in_place_holds_each_rows_plain_text(
+    mart_street: MartStreet, tmp_path: Path
+):
+    """The temporary table a build decrypts a column at a time inside DuckDB holds, row by
+    row id, what decrypting the curated column whole in polars gives (the way before), and
+    the columns it does not decrypt as the curated table holds them."""
+    settings = copy_home(mart_street.home, tmp_path)
+    cat, marts = mart_street.catalogue, mart_street.marts
+    protection = Protection.from_settings(settings)
+    name = "resident_profile"
+    reads = analyse_mart(cat, marts, name).reads
+    temps: dict[str, str] = {}
+    with open_lake(settings) as con:
+        try:
+            opened = build_module._decrypt_sources(con, marts[name], reads, protection, temps)
+            got = con.execute(f'SELECT * FROM temp.main."{temps["person"]}"').pl()
+        finally:
+            build_module._drop_temps(con, temps, {})
+        stored = con.execute(f"SELECT {', '.join(got.columns)} FROM curated.person").pl()
+    assert len(opened) >= 2 and got.height == stored.height
+    for ref in opened:
+        column = ref.rpartition(".")[2]
+        want = decrypt_series(
+            stored[column],
+            protection.keyring,
+            column=ref,
+            purpose=build_module.PURPOSE,
+            actor=protection.actor,
+            audit=protection.audit,
+            rows=stored["person_id"],
+        )
+        assert not want.drop_nulls().equals(stored[column].drop_nulls()), ref  # opened
+        stored = stored.with_columns(want)
+    assert got.sort("person_id").equals(stored.sort("person_id"))
