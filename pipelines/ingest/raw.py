@@ -189,7 +189,8 @@ def load_delivery(
         batches = _mapped(dataset, d, protect)
         first = next(batches, None)
         kill_point("raw.parsed")
-        with transaction(con):  # the table too: created in the delivery's own snapshot
+        # the table too, if missing (a run made it before its steps: pipelines.ingest.tables)
+        with transaction(con):
             table = ensure_raw_table(con, dept, dataset)
             batch = first
             while batch is not None:

@@ -299,8 +299,9 @@ def stage_delivery(
 ) -> StageAccount:
     """One raw delivery through the gate and against staged: all of it in one lake transaction
     (its reads too: the lake's snapshot and catalogue are loaded once, and the staged
-    table, when new, is created in the delivery's own commit). ``arrived_at``: when the
-    delivery landed, if the caller has it (:func:`unstaged` does; else it is read)."""
+    table, when a run did not make it before its steps, is created in the delivery's own
+    commit). ``arrived_at``: when the delivery landed, if the caller has it
+    (:func:`unstaged` does; else it is read)."""
     from quality.gate import gate
 
     with transaction(con):

@@ -32,6 +32,7 @@ from pipelines.defs.sources.specs import (
 from pipelines.ingest.landing import land
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.ingest.staged import stage_dataset
+from pipelines.ingest.tables import ensure_dataset_tables
 from pipelines.resources import LakeResource
 
 __all__ = ["LAKE_POOL", "build_dataset_assets", "landing_key", "raw_key", "staged_key"]
@@ -59,6 +60,8 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         selected = context.selected_asset_keys
         checks = context.selected_asset_check_keys
+        if raw in selected or staged in selected:
+            ensure_run_tables(context, lake)
         if landing in selected:
             yield land_dataset(context, lake, dept, ds)
         if raw in selected:
@@ -74,6 +77,31 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
                     yield contract_result(con, dept, ds, report)
 
     return [_ingest]
+
+
+# runs whose datasets' tables this process has ensured (their first dataset step did)
+_RUNS_WITH_TABLES: set[str] = set()
+
+
+def ensure_run_tables(context: dg.AssetExecutionContext, lake: LakeResource) -> None:
+    """Once a run (its first dataset step in this process): the raw and staged tables of
+    every dataset whose raw or staged asset the run selected, created in one lake commit
+    (``pipelines.ingest.tables``) instead of each in its first delivery's commit."""
+    run = context.run
+    if run.run_id in _RUNS_WITH_TABLES:
+        return
+    # the assets of the run's job as subset (the run's own asset_selection is empty when
+    # dg.materialize is given every asset of its list)
+    selection = context.job_def.asset_layer.selected_asset_keys
+    cat = get_catalogue(lake.settings().catalog_dir)
+    datasets = [
+        (dept.code, ds)
+        for dept, ds in cat.datasets()
+        if raw_key(dept.code, ds.code) in selection or staged_key(dept.code, ds.code) in selection
+    ]
+    with lake.open() as con:
+        ensure_dataset_tables(con, datasets)
+    _RUNS_WITH_TABLES.add(run.run_id)
 
 
 def land_dataset(
