@@ -252,6 +252,7 @@ def compute_quality(
         assemble_scorecard,
         comparison_results,
         concat_disagreements,
+        detached,
         disagreement_rows,
         present_datasets,
         score_dataset_rows,
@@ -318,7 +319,8 @@ def compute_quality(
             expectations.append(exp)
         keys = _issue_keys(key, frame)
         if keys is not None:
-            issue_keys.append(keys.join(candidates, on=["dept", "dataset", "key_pid"], how="semi"))
+            keys = keys.join(candidates, on=["dept", "dataset", "key_pid"], how="semi")
+            issue_keys.append(detached(keys))  # not the whole staged read
         if isinstance(staged, StagedFrames):
             staged.done(key)
     return QualityOutputs(

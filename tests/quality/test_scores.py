@@ -233,3 +233,31 @@ def test_wrong_values_are_caught_and_clean_rows_rarely_flagged(world) -> None:
     assert flagged.filter(pl.col("field") == "birth_date")["concept"].unique().to_list() == [
         "person.birth_date"
     ]
+
+
+def test_detached_keeps_values_types_and_nulls() -> None:
+    """``detached`` (a small frame in memory of its own, not the DuckDB read it came from):
+    the same values, types, nulls and order, from a DuckDB result as the scorecard reads."""
+    import datetime as dt
+
+    import duckdb
+
+    from quality.scores import detached
+
+    read = (
+        duckdb.connect()
+        .execute(
+            "SELECT 'dlv-' || i::VARCHAR || repeat('x', 20) AS d, i AS n, i / 3 AS f, "
+            "CASE WHEN i % 3 = 0 THEN NULL ELSE 'v' || i::VARCHAR END AS maybe, "
+            "TIMESTAMPTZ '2026-01-02 03:04:05+00' + to_seconds(i) AS at, DATE '2026-01-01' AS day "
+            "FROM range(1000) t(i)"
+        )
+        .pl()
+    )
+    some = read.filter(pl.col("n") % 7 == 1).sort("n", descending=True)
+    copy = detached(some)
+    assert copy.schema == some.schema and copy.equals(some)
+    assert copy["maybe"].null_count() == some["maybe"].null_count() > 0
+    assert copy["at"].dtype == some["at"].dtype and copy["at"].dtype.time_zone is not None
+    assert copy["at"][0] == some["at"][0] > dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert detached(some.clear()).schema == some.schema
