@@ -63,6 +63,10 @@ CONFLICTS = "attribute_conflicts"
 EVENT_TIME = "event.time"  # the concept dating an event record
 PERSON_ID = "person_id"
 BATCH_ROWS = 50_000  # staged rows decrypted at once
+# persons whose golden records a full build makes at once (their mentions, staged rows,
+# history and records, written before the next block's are read): a person's records
+# depend on that person's rows only, so the blocks make what the whole street at once did
+GOLDEN_BLOCK = 70_000
 _SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
 _SCOPED = "_golden_mentions"  # the registered frame of their mentions
 
@@ -519,6 +523,23 @@ def scope_frame(persons: Iterable[str]) -> pl.DataFrame:
     return pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
 
 
+def person_blocks(digests: pl.DataFrame, size: int) -> list[tuple[str, str]]:
+    """The persons of ``digests`` in blocks of ``size``: (first, last) person_id of each,
+    in person_id order."""
+    ids = digests[PERSON_ID].drop_nulls().sort()
+    return [(ids[i], ids[min(i + size, ids.len()) - 1]) for i in range(0, ids.len(), size)]
+
+
+def block_mentions(con: duckdb.DuckDBPyConnection, block: tuple[str, str]) -> pl.DataFrame:
+    """The index's mentions (dept, dataset, key_pid, person_id) of the persons from the
+    block's first to its last person_id."""
+    return con.execute(
+        f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
+        f"WHERE {PERSON_ID} BETWEEN ? AND ?",
+        list(block),
+    ).pl()
+
+
 def _build(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -527,32 +548,48 @@ def _build(
     mine: pl.DataFrame | None,
     digests: pl.DataFrame | None,
 ) -> GoldenBuild:
-    """:func:`build_golden` of the persons of ``scope`` (None: all), whose mentions are
-    ``mine``; ``digests``: their sources digests, known already."""
-    scoped = scope is not None
+    """:func:`build_golden` of the persons of ``scope`` (None: all, :data:`GOLDEN_BLOCK`
+    at a time, each block read as a scope of its own), whose mentions are ``mine``;
+    ``digests``: their sources digests, known already."""
     if digests is None:
         digests = sources_digests(con, catalogue, scoped=mine)
-    if scoped:
-        con.register(_SCOPE, scope.to_arrow())
-        con.register(_SCOPED, mine.to_arrow())
+    plans, span = live_plans(con, catalogue), snapshot_span(con)
+    if scope is not None:
+        blocks = [(digests, lambda: mine)]
+    else:
+        blocks = [
+            (
+                digests.filter(pl.col(PERSON_ID).is_between(pl.lit(first), pl.lit(last))),
+                lambda block=(first, last): block_mentions(con, block),
+            )
+            for first, last in person_blocks(digests, GOLDEN_BLOCK)
+        ]
+    with transaction(con):
+        clear_golden(con, catalogue, scope)
+        made = [0, 0, 0]
+        for part, mentions in blocks:
+            built = _build_block(con, catalogue, protection, plans, span, part, mentions())
+            made = [a + b for a, b in zip(made, built, strict=True)]
+        count_conflicts(con, catalogue)
+    return GoldenBuild(*made, full=scope is None)
+
+
+def _build_block(con, catalogue, protection, plans, span, digests, mine) -> tuple[int, int, int]:
+    """Insert the golden records of the persons of ``digests`` from the staged rows of
+    their mentions ``mine`` (registered as the scope's)."""
+    con.register(_SCOPED, mine.to_arrow())
     try:
-        plans, source = live_plans(con, catalogue), f"{ZONE}.{MENTIONS}"
-        if scoped:  # only the datasets where the persons in scope have records
-            plans, source = held_plans(plans, mine), _SCOPED
-        observed, checks, span = [], [], snapshot_span(con)
-        for plan in plans:
+        observed, checks = [], []
+        for plan in held_plans(plans, mine):  # the datasets where they have records
             if plan.attributes:  # every version the lake holds: the history
-                read = _read_plan(con, plan, protection, source, plan.attribute_fields, span)
+                read = _read_plan(con, plan, protection, _SCOPED, plan.attribute_fields, span)
                 observed += [o for f in read for o in observations(f, plan)]
             if plan.checks:  # the current records only
-                read = _read_plan(con, plan, protection, source, plan.check_fields)
+                read = _read_plan(con, plan, protection, _SCOPED, plan.check_fields)
                 checks += [(plan, f) for f in read]
     finally:
-        if scoped:
-            con.unregister(_SCOPE)
-            con.unregister(_SCOPED)
-    with transaction(con):
-        return write_golden(con, catalogue, protection, scope, observed, checks, digests)
+        con.unregister(_SCOPED)
+    return insert_golden(con, catalogue, protection, observed, checks, digests)
 
 
 def write_golden(
@@ -568,15 +605,15 @@ def write_golden(
     of their ``observed`` attribute values (:func:`observations`) and the current records
     to ``checks`` (plan, decrypted frame), and recount the conflicts. Inside the caller's
     transaction."""
-    attrs = golden_attributes(catalogue)
-    history = history_of(pl.concat(observed) if observed else _no_observations())
-    current = history.filter(pl.col("valid_to").is_null())
-    checked = pl.concat(
-        [check_records(cmp, frame, current) for plan, frame in checks for cmp in plan.checks]
-        or [pl.DataFrame(schema=dict(CHECK_SCHEMA))]
-    )
-    person = _person_frame(digests.sort(PERSON_ID), current, attrs, protection.keyring)
-    stored = _protect_history(history, attrs, protection.keyring).drop("key_pid", strict=False)
+    clear_golden(con, catalogue, scope)
+    made = insert_golden(con, catalogue, protection, observed, checks, digests)
+    count_conflicts(con, catalogue)
+    return GoldenBuild(*made, full=scope is None)
+
+
+def clear_golden(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, scope) -> None:
+    """Make the golden tables exist and delete the rows of the persons of ``scope`` (None:
+    every row) from person, history and checks."""
     columns = person_columns(con, catalogue)
     for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
                         (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
@@ -590,11 +627,37 @@ def write_golden(
     finally:
         if scope is not None:
             con.unregister(_SCOPE)
+
+
+def insert_golden(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    protection: Revealer,
+    observed: list[pl.DataFrame],
+    checks: list[tuple[Plan, pl.DataFrame]],
+    digests: pl.DataFrame,
+) -> tuple[int, int, int]:
+    """Insert the golden records, history and checks of the persons of ``digests`` made of
+    their ``observed`` values and ``checks`` (:func:`write_golden`); (persons, history
+    rows, checked records). The two lists are emptied as they are used (their frames
+    freed before the records are made)."""
+    attrs = golden_attributes(catalogue)
+    history = history_of(pl.concat(observed) if observed else _no_observations())
+    observed.clear()
+    current = history.filter(pl.col("valid_to").is_null())
+    checked = pl.concat(
+        [check_records(cmp, frame, current) for plan, frame in checks for cmp in plan.checks]
+        or [pl.DataFrame(schema=dict(CHECK_SCHEMA))]
+    )
+    checks.clear()
+    person = _person_frame(digests.sort(PERSON_ID), current, attrs, protection.keyring)
+    del current
     insert_frame(con, ZONE, PERSON, person)
+    stored = _protect_history(history, attrs, protection.keyring).drop("key_pid", strict=False)
     insert_frame(con, ZONE, HISTORY, stored.select([c for c, _ in HISTORY_COLUMNS]))
+    del stored
     insert_frame(con, ZONE, CHECKS, checked.select([c for c, _ in CHECK_COLUMNS]))
-    count_conflicts(con, catalogue)
-    return GoldenBuild(person.height, history.height, checked.height, scope is None)
+    return person.height, history.height, checked.height
 
 
 _OBSERVATION_SCHEMA = {

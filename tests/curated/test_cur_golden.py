@@ -544,3 +544,31 @@ def test_golden_records_follow_the_master_index_merge_and_split(changed_street):
         after = _snapshot(con, cat, protection)
         for table, frame in before.items():
             assert frame.equals(after[table]), table
+
+
+def _counted(fn, calls: list):
+    def wrapper(*args, **kw):
+        calls.append(args[1:])
+        return fn(*args, **kw)
+
+    return wrapper
+
+
+def test_a_full_build_in_blocks_of_persons_equals_one_block(changed_street, monkeypatch):
+    """A full build reads, makes and writes the golden records a block of persons at a
+    time (the memory of a 200,000-resident street): with blocks of a tenth of the street
+    it writes what one block of every person wrote — records, history, checks, conflicts."""
+    from curated import golden
+
+    settings, cat, protection = changed_street
+    with open_lake(settings) as con:
+        whole = _snapshot(con, cat, protection)
+        persons = whole["person"].height
+        monkeypatch.setattr(golden, "GOLDEN_BLOCK", persons // 10 + 1)
+        reads = []
+        monkeypatch.setattr(golden, "block_mentions", _counted(golden.block_mentions, reads))
+        built = build_golden(con, cat, protection)
+        assert len(reads) == 10 and built.persons == persons
+        again = _snapshot(con, cat, protection)
+    for name, frame in whole.items():
+        assert again[name].equals(frame, null_equal=True), name
