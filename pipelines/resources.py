@@ -11,6 +11,7 @@ import duckdb
 from catalog.settings import Settings, get_settings
 from lakehouse.lake import open_lake
 from pipelines.ingest.ledger import ensure_ledger
+from pipelines.memory import release
 from pipelines.protection import Protection
 
 # the lake whose ledger a caller has ensured for the block it runs (the main job, once per
@@ -57,7 +58,11 @@ class LakeResource(dg.ConfigurableResource):
     @contextlib.contextmanager
     def open(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         settings = self.settings()
-        with open_lake(settings, read_only=read_only) as con:
-            if not read_only and _LEDGER_READY.get() != _lake_id(settings):
-                ensure_ledger(con)
-            yield con
+        try:
+            with open_lake(settings, read_only=read_only) as con:
+                if not read_only and _LEDGER_READY.get() != _lake_id(settings):
+                    ensure_ledger(con)
+                yield con
+        finally:
+            if not read_only:  # a step's unit of work ends: what it held goes back
+                release()

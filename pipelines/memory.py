@@ -1,0 +1,54 @@
+"""Giving back what a unit of work held, before the next one starts.
+
+A step's frames can stay alive after it returns, held by reference cycles (a traceback,
+a closure, an object that points back at its owner) until CPython's next full
+collection, which comes rarely in a run (8-10 in a whole first run); the next step's peak
+then stands on top of them. At 200,000 residents a collection after the curated build
+gave back 480 MB (876 -> 393 MB). A full collection costs tenths of a second, so it runs
+only when the process grew by ``GROWTH`` since the last one: after the big steps of a
+big street, not after every small one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from functools import cache
+
+import psutil
+
+GROWTH = 256 * 2**20  # bytes of RSS above the last collection's that call for one
+
+_PROCESS = psutil.Process()
+
+
+def rss() -> int:
+    """This process's resident set size, in bytes."""
+    return _PROCESS.memory_info().rss
+
+
+_floor = [rss()]  # the RSS after the last collection (at first: after the imports)
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release(growth: int = GROWTH) -> bool:
+    """Collect cycles and hand freed heap pages back to the system when the process grew
+    by ``growth`` bytes since the last time; True when it did."""
+    if rss() - _floor[0] < growth:
+        return False
+    gc.collect()
+    libc = _libc()
+    if libc is not None:  # glibc keeps freed pages of its arenas until asked
+        libc.malloc_trim(0)
+    _floor[0] = rss()
+    return True
