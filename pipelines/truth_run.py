@@ -121,18 +121,51 @@ class StagedKeys(Mapping[tuple[str, str], pl.DataFrame]):
         return len(self.tables)
 
 
-def link_mentions(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+class LakeMentions:
+    """A curated mention table (:data:`MENTIONS`) as the link evaluation asks for it, a
+    dataset at a time (``quality.evaluation.Mentions``): a table of up to
+    :data:`MENTIONS_AT_ONCE` rows is read in one query (a query a dataset cost more than
+    the table's memory), a larger one a dataset at a time (the person table was 1.1
+    million rows at 200,000 residents)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str, cluster: str) -> None:
+        self.con, self.table, self.cluster = con, table, cluster
+        self.whole: dict[tuple[str, str], pl.DataFrame] | None = None
+
+    def named(self) -> set[tuple[str, str]]:
+        rows = self.con.execute(
+            f"SELECT dept, dataset, count(*) FROM {CURATED}.{self.table} GROUP BY ALL"
+        ).fetchall()
+        if sum(n for *_, n in rows) <= MENTIONS_AT_ONCE:
+            frame = self.con.execute(
+                f"SELECT dept, dataset, key_pid, {self.cluster} FROM {CURATED}.{self.table}"
+            ).pl()
+            self.whole = frame.partition_by(["dept", "dataset"], as_dict=True)  # type: ignore[assignment]
+        return {(d, c) for d, c, _ in rows}
+
+    def of(self, dept: str, dataset: str) -> pl.DataFrame:
+        if self.whole is not None:
+            empty = pl.DataFrame(schema={"key_pid": pl.String, self.cluster: pl.String})
+            return self.whole.get((dept, dataset), empty)
+        return self.con.execute(
+            f"SELECT key_pid, {self.cluster} FROM {CURATED}.{self.table} "
+            "WHERE dept = ? AND dataset = ?",
+            [dept, dataset],
+        ).pl()
+
+
+MENTIONS_AT_ONCE = 200_000  # rows of a mention table read in one query
+
+
+def link_mentions(con: duckdb.DuckDBPyConnection) -> dict[str, LakeMentions]:
     """Entity → its curated mention table (``dept, dataset, key_pid`` and the cluster
     column), for the tables the lake holds (none before the master index is built)."""
     present = {t for _, t in tables_in(con, CURATED)}
-    out = {}
-    for entity, table in MENTIONS.items():
-        if table in present:
-            cluster = LINK_TRUTH[entity][1]
-            out[entity] = con.execute(
-                f"SELECT dept, dataset, key_pid, {cluster} FROM {CURATED}.{table}"
-            ).pl()
-    return out
+    return {
+        entity: LakeMentions(con, table, LINK_TRUTH[entity][1])
+        for entity, table in MENTIONS.items()
+        if table in present
+    }
 
 
 def judged_digests(

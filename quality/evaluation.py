@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -732,30 +732,113 @@ class LinkScore:
         )
 
 
+class PairCounts:
+    """Cluster sizes over the judged records added a part at a time (one dataset's), so
+    that the pairs of clusters spanning datasets are counted without holding every judged
+    record at once (1.1 million at 200,000 residents): the parts wait until they hold
+    :attr:`MERGE_ROWS` records, then their sizes by true identity, by cluster and by both
+    are merged into the sizes so far."""
+
+    GROUPS: ClassVar[dict[str, list[str]]] = {
+        "truth": ["truth"],
+        "linked": ["linked"],
+        "both": ["linked", "truth"],
+    }
+    MERGE_ROWS = 400_000  # records of the parts waiting before they are merged
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.sizes = {name: pl.DataFrame() for name in self.GROUPS}
+        self.waiting: list[pl.DataFrame] = []
+
+    def add(self, judged: pl.DataFrame, linked: str = "linked", truth: str = "truth") -> PairCounts:
+        """Count a part: one row per record (``linked``: its cluster, null when not linked;
+        ``truth``: its true identity, null when none); no record in two parts."""
+        self.waiting.append(
+            judged.select(pl.col(linked).alias("linked"), pl.col(truth).alias("truth"))
+        )
+        if sum(w.height for w in self.waiting) >= self.MERGE_ROWS:
+            self._merge()
+        return self
+
+    def _merge(self) -> None:
+        if not self.waiting:
+            return
+        frame = pl.concat(self.waiting)
+        self.waiting = []
+        self.records += frame.filter(
+            pl.col("linked").is_not_null() | pl.col("truth").is_not_null()
+        ).height
+        for name, columns in self.GROUPS.items():
+            part = frame.drop_nulls(columns).group_by(columns).agg(pl.len().cast(pl.Int64))
+            if self.sizes[name].width:
+                part = (
+                    pl.concat([self.sizes[name], part]).group_by(columns).agg(pl.col("len").sum())
+                )
+            self.sizes[name] = part
+
+    def score(self) -> LinkScore:
+        """The :class:`LinkScore` of every record added: n records of one cluster give
+        n(n-1)/2 pairs, never enumerated."""
+        self._merge()
+
+        def pairs(name: str) -> int:
+            if not self.sizes[name].width:
+                return 0
+            n = self.sizes[name]["len"]
+            return int((n * (n - 1) // 2).sum())
+
+        return LinkScore(self.records, pairs("truth"), pairs("linked"), pairs("both"))
+
+
 def pair_counts(judged: pl.DataFrame, linked: str = "linked", truth: str = "truth") -> LinkScore:
-    """:class:`LinkScore` of a frame of one row per record (``linked``: its cluster, null
-    when not linked; ``truth``: its true identity, null when none), counted from cluster
-    sizes (n records give n(n-1)/2 pairs), never enumerating a pair."""
-
-    def pairs(columns: list[str]) -> int:
-        sizes = judged.drop_nulls(columns).group_by(columns).len()["len"].cast(pl.Int64)
-        return int((sizes * (sizes - 1) // 2).sum())
-
-    records = judged.filter(pl.col(linked).is_not_null() | pl.col(truth).is_not_null()).height
-    return LinkScore(records, pairs([truth]), pairs([linked]), pairs([linked, truth]))
+    """:class:`LinkScore` of a frame of one row per record (:meth:`PairCounts.add`)."""
+    return PairCounts().add(judged, linked, truth).score()
 
 
-def judged_links(
-    mentions: pl.DataFrame,
+class Mentions(Protocol):
+    """An entity's mention table read a dataset at a time (``curated.person_mentions``
+    holds a row per linked record: 1.1 million at 200,000 residents)."""
+
+    def named(self) -> set[tuple[str, str]]:
+        """(dept, dataset) of the records it mentions."""
+        ...
+
+    def of(self, dept: str, dataset: str) -> pl.DataFrame:
+        """That dataset's mentions: ``key_pid`` and the entity's cluster column."""
+        ...
+
+
+class FrameMentions:
+    """:class:`Mentions` of a whole mention table in memory (``dept, dataset, key_pid`` and
+    the cluster column)."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+
+    def named(self) -> set[tuple[str, str]]:
+        return set(zip(self.frame["dept"], self.frame["dataset"], strict=True))
+
+    def of(self, dept: str, dataset: str) -> pl.DataFrame:
+        return self.frame.filter((pl.col("dept") == dept) & (pl.col("dataset") == dataset))
+
+
+def _as_mentions(mentions: pl.DataFrame | Mentions) -> Mentions:
+    return FrameMentions(mentions) if isinstance(mentions, pl.DataFrame) else mentions
+
+
+def judged_parts(
+    mentions: pl.DataFrame | Mentions,
     staged_keys: Mapping[tuple[str, str], pl.DataFrame],
     truth_dir: Path,
     files: dict[str, str],
     entity: str,
     skip: set[tuple[str, str]] = frozenset(),
-) -> pl.DataFrame:
-    """One row per staged record of the simulator's deliveries, in every dataset whose
-    truth names the ``entity`` (:data:`LINK_TRUTH`) but those in ``skip``: ``dept,
-    dataset, linked, truth``. ``staged_keys`` is read only for the datasets judged.
+) -> Iterator[tuple[tuple[str, str], pl.DataFrame]]:
+    """A dataset at a time, as it is asked for: ``(dept, dataset)`` and one row per staged
+    record of the simulator's deliveries (``dept, dataset, linked, truth``), for every
+    dataset whose truth names the ``entity`` (:data:`LINK_TRUTH`) but those in ``skip``;
+    ``staged_keys`` and ``mentions`` are read only for the datasets judged.
 
     ``mentions``: ``dept, dataset, key_pid`` and the entity's cluster column (one row per
     mentioned staged record); ``staged_keys`` by ``(dept, dataset)``: the staged rows'
@@ -763,8 +846,7 @@ def judged_links(
     A staged row is mapped to its truth by the delivered file and ``_source_row`` (as the
     row gate's figures are), to its mention by ``_key_pid``."""
     identity, cluster = LINK_TRUTH[entity]
-    schema = {"dept": pl.String, "dataset": pl.String, "linked": pl.String, "truth": pl.String}
-    parts = [pl.DataFrame(schema=schema)]
+    mentions = _as_mentions(mentions)
     for dept, code in sorted(staged_keys):
         clean = Path(truth_dir) / dept / code / "clean.parquet"
         if (dept, code) in skip or not clean.exists():
@@ -787,7 +869,7 @@ def judged_links(
             .collect()
         )
         linked = (
-            mentions.filter((pl.col("dept") == dept) & (pl.col("dataset") == code))
+            mentions.of(dept, code)
             .select(
                 pl.col("key_pid").cast(pl.String).alias("_key_pid"),
                 pl.col(cluster).cast(pl.String).alias("linked"),
@@ -795,15 +877,15 @@ def judged_links(
             .unique("_key_pid", keep="first")
         )
         rows = located.join(truth, on=KEY, how="left").join(linked, on="_key_pid", how="left")
-        parts.append(
+        yield (
+            (dept, code),
             rows.select(
                 pl.lit(dept).alias("dept"),
                 pl.lit(code).alias("dataset"),
                 pl.col("linked").cast(pl.String),
                 "truth",
-            )
+            ),
         )
-    return pl.concat(parts)
 
 
 def keyed_datasets(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
@@ -821,16 +903,26 @@ def keyed_datasets(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
 def link_scores(
     judged: pl.DataFrame, keyed: set[tuple[str, str]] | None = None
 ) -> dict[str, LinkScore]:
-    """``all``: the figures over every judged record (:func:`judged_links`); with
+    """``all``: the figures over every judged record (:func:`judged_parts`); with
     ``keyed`` (:func:`keyed_datasets`) also ``fallback``: the pairs that involve a record
     of a dataset without the entity key (a 12345 caller, an incident reporter)."""
-    out = {"all": pair_counts(judged)}
+    parts = judged.partition_by(["dept", "dataset"], as_dict=True, maintain_order=True)
+    return _scores(iter(parts.items()), keyed)  # type: ignore[arg-type]
+
+
+def _scores(
+    parts: Iterator[tuple[tuple[str, str], pl.DataFrame]],
+    keyed: set[tuple[str, str]] | None = None,
+) -> dict[str, LinkScore]:
+    """:func:`link_scores` of judged records a dataset at a time."""
+    every, exact = PairCounts(), PairCounts()
+    for ref, frame in parts:
+        every.add(frame)
+        if keyed is not None and ref in keyed:
+            exact.add(frame)
+    out = {"all": every.score()}
     if keyed is not None:
-        inside = pl.DataFrame(
-            sorted(keyed), schema={"dept": pl.String, "dataset": pl.String}, orient="row"
-        )
-        exact = judged.join(inside, on=["dept", "dataset"], how="semi")
-        out["fallback"] = out["all"].minus(pair_counts(exact))
+        out["fallback"] = out["all"].minus(exact.score())
     return out
 
 
@@ -839,26 +931,27 @@ def evaluate_links(
     cat: Catalogue,
     deliveries: pl.DataFrame,
     staged_keys: Mapping[tuple[str, str], pl.DataFrame],
-    mentions: Mapping[str, pl.DataFrame],
+    mentions: Mapping[str, pl.DataFrame | Mentions],
 ) -> dict[str, dict[str, LinkScore]] | None:
     """Pairwise precision and recall of each entity's links (``mentions`` by entity:
-    ``person`` as ``curated.person_mentions``, ``house`` as ``curated.house_mentions``)
-    against the simulator's truth, over the landed deliveries its manifest lists (None
-    without a manifest or a matched delivery); an entity register the mentions do not
-    name is not judged (:func:`registers`). ``deliveries`` as ``landing.deliveries``;
-    ``staged_keys`` as in :func:`judged_links`."""
+    ``person`` as ``curated.person_mentions``, ``house`` as ``curated.house_mentions``,
+    a frame or read a dataset at a time) against the simulator's truth, over the landed
+    deliveries its manifest lists (None without a manifest or a matched delivery); an
+    entity register the mentions do not name is not judged (:func:`registers`).
+    ``deliveries`` as ``landing.deliveries``; ``staged_keys`` as in :func:`judged_parts`.
+    Counted a dataset at a time (:class:`PairCounts`)."""
     files = simulated_files(sim_dir, deliveries)
     if files is None:
         return None
     truth = Path(sim_dir) / TRUTH_DIR
     out = {}
-    for entity, frame in mentions.items():
+    for entity, table in mentions.items():
         if entity not in LINK_TRUTH:
             continue
-        named = set(zip(frame["dept"], frame["dataset"], strict=True))
-        skip = registers(cat, entity) - named
-        judged = judged_links(frame, staged_keys, truth, files, entity, skip)
-        out[entity] = link_scores(judged, keyed_datasets(cat, entity))
+        table = _as_mentions(table)
+        skip = registers(cat, entity) - table.named()
+        parts = judged_parts(table, staged_keys, truth, files, entity, skip)
+        out[entity] = _scores(parts, keyed_datasets(cat, entity))
     return out
 
 

@@ -21,8 +21,9 @@ from pipelines.protection import Protection
 from pipelines.truth_run import evaluate_against_truth
 from quality.evaluation import (
     LinkScore,
+    PairCounts,
     evaluate_links,
-    judged_links,
+    judged_parts,
     keyed_datasets,
     link_scores,
     pair_counts,
@@ -159,7 +160,8 @@ def test_houses_are_judged_where_the_truth_names_a_unit(sim, catalogue):
     """Only datasets whose truth has ``_unit`` count: a house mention of an incident (no
     unit in its truth) is not judged; nor the datasets skipped."""
     mentions = person_mentions(HOUSES).rename({"person_id": "house_id"})
-    judged = judged_links(mentions, staged_keys(False), sim / "truth", files(), "house", {UNITS})
+    parts = judged_parts(mentions, staged_keys(False), sim / "truth", files(), "house", {UNITS})
+    judged = pl.concat(frame for _, frame in parts)
     assert set(zip(judged["dept"], judged["dataset"], strict=True)) == {REGISTRY, APPEALS}
     score = link_scores(judged)["all"]
     # U1: k1, k2, a1, a2, a4 (10 pairs); linked h1: k1, k2, a1, a2 (6 pairs, right);
@@ -228,6 +230,56 @@ def test_pair_counts_equal_enumerating_every_pair(seed):
     records = sum(t is not None or lk is not None for t, lk in zip(truth, linked, strict=True))
     assert pair_counts(frame) == LinkScore(records, true, linked_pairs, right)
     assert 0 < right < min(true, linked_pairs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pair_counts_added_in_parts_equal_the_whole(seed, monkeypatch):
+    """Counted a part at a time (a dataset's records each, merged as they come: here every
+    few rows), the figures equal enumerating every pair of the whole; a cluster spans
+    parts."""
+    monkeypatch.setattr(PairCounts, "MERGE_ROWS", 7)
+    rng = random.Random(seed)
+    n = 240
+    truth = [rng.choice([None, *map(str, range(40))]) for _ in range(n)]
+    linked = [None if rng.random() < 0.1 else str(rng.randrange(45)) for _ in range(n)]
+    cuts = sorted(rng.sample(range(1, n), 9))
+    counts = PairCounts()
+    for lo, hi in itertools.pairwise([0, *cuts, n]):
+        counts.add(pl.DataFrame({"linked": linked[lo:hi], "truth": truth[lo:hi]}))
+    pairs = list(itertools.combinations(range(n), 2))
+    same_truth = {p for p in pairs if truth[p[0]] is not None and truth[p[0]] == truth[p[1]]}
+    same_link = {p for p in pairs if linked[p[0]] is not None and linked[p[0]] == linked[p[1]]}
+    records = sum(t is not None or lk is not None for t, lk in zip(truth, linked, strict=True))
+    expected = LinkScore(records, len(same_truth), len(same_link), len(same_truth & same_link))
+    assert counts.score() == expected
+    whole = pl.DataFrame({"linked": linked, "truth": truth})
+    assert pair_counts(whole) == expected and expected.right_pairs > 0
+
+
+def test_mentions_read_a_dataset_at_a_time_score_as_the_whole_table(sim, catalogue):
+    """The link evaluation asks a mention table for one dataset's mentions at a time (the
+    lake's is read so); the figures equal those of the whole table as a frame."""
+
+    class ByDataset:
+        def __init__(self, frame: pl.DataFrame) -> None:
+            self.frame, self.asked = frame, []
+
+        def named(self):
+            return set(zip(self.frame["dept"], self.frame["dataset"], strict=True))
+
+        def of(self, dept: str, dataset: str) -> pl.DataFrame:
+            self.asked.append((dept, dataset))
+            where = (pl.col("dept") == dept) & (pl.col("dataset") == dataset)
+            return self.frame.filter(where).select("key_pid", "person_id")
+
+    wrong = RIGHT | {"a3": "pA", "i2": "pB"}
+    table = person_mentions(wrong)
+    parts = ByDataset(table)
+    read = evaluate_links(sim, catalogue, deliveries(), staged_keys(), {"person": parts})
+    whole = evaluate_links(sim, catalogue, deliveries(), staged_keys(), {"person": table})
+    # pA: k1, a1, a2, a3 (6 pairs, 3 right); pB: k2, a4, i2 (3, 1 right); pC: k3, i1 (right)
+    assert read == whole and whole["person"]["all"] == LinkScore(10, 5, 10, 5)
+    assert sorted(parts.asked) == sorted({REGISTRY, APPEALS, INCIDENTS})  # no person in units
 
 
 @pytest.mark.timeout(600)
