@@ -9,6 +9,10 @@ run's own CPU went from 8.0 to 2.6 s (and its wall time from 37 to 11 s on a bus
 A new run's database is a copy of an empty one initialised once per process
 (:meth:`PooledSqliteEventLogStorage.new_run_database`): Dagster creating its tables and
 checking alembic's revision for every run was ~4 % of a daily delivery's run.
+Its connections commit with ``PRAGMA synchronous = NORMAL`` (:data:`SYNCHRONOUS`): in WAL
+mode a commit then waits for no fsync (the WAL is synced at checkpoints); a power loss may
+lose the last events, never the database's consistency (SQLite's WAL guarantee). The
+fsync of every event's commit was ~4 % of a 1,000-resident first run's samples.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
 )
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -37,6 +41,7 @@ from catalog.settings import Settings
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 FALLBACK = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+SYNCHRONOUS = "NORMAL"  # the event log's commits in WAL mode: no fsync each (docstring)
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
@@ -95,6 +100,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 poolclass=StaticPool,
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
             )
+            event.listen(engine, "connect", _synchronous)
             self._engines[shard] = engine
             runs = [s for s in self._engines if s != INDEX_SHARD_NAME]
             for old in runs[: max(0, len(runs) - self.OPEN_RUNS)]:
@@ -156,3 +162,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             self._dispose_engines()
         super().dispose()
+
+
+def _synchronous(connection, _record) -> None:
+    """A new event-log connection commits with :data:`SYNCHRONOUS`."""
+    cursor = connection.cursor()
+    cursor.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+    cursor.close()

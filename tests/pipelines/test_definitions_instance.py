@@ -88,3 +88,15 @@ def test_a_new_run_database_is_the_one_dagster_would_make(
     assert _schema(made)[2] == "wal" and _schema(made)[1]  # stamped at alembic's head
     assert not storage.new_run_database(run.run_id)  # an existing file is never replaced
     assert len(instance.all_logs(run.run_id)) > 5  # the run's events are in it
+
+
+def test_the_event_log_commits_without_an_fsync_each(instance: dg.DagsterInstance) -> None:
+    """Every database the event log writes is in WAL mode and its connection commits with
+    ``synchronous = NORMAL`` (1; SQLite's default, FULL, is 2): no fsync per event."""
+    storage = instance.event_log_storage
+    result = dg.materialize([counted], instance=instance)
+    for shard in ("index", result.run_id):
+        with storage._connect(shard) as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert materialisations(instance) == 1
