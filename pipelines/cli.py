@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -404,6 +405,9 @@ def run(
     """The main job on the embedded default, with a summary."""
     from pipelines.main_job import run_main
 
+    # what the imports made lives as long as the process: CPython's full collections (9-12
+    # in a 1,000-resident first run) then skip its ~230,000 objects (GC 1.55 -> 1.2 CPU s)
+    gc.freeze()
     try:
         run_main(get_settings(), console, simulate=simulate)
     except StreethubError as exc:
