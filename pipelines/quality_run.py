@@ -303,6 +303,7 @@ def compute_quality(
             keys = staged.issue_keys(key, candidates)
             if keys is not None:
                 issue_keys.append(keys)
+            staged.done(key)
             continue
         beside = AuthoritiesBeside(staged, key) if isinstance(staged, StagedFrames) else staged
         results = comparison_results(cat, beside, only=key).get(key, [])

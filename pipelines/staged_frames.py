@@ -4,7 +4,9 @@ counted where it lies."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ctypes
+import functools
+from collections.abc import Callable, Iterator, Mapping
 
 import duckdb
 import polars as pl
@@ -120,9 +122,11 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         return view
 
     def done(self, key: Key) -> None:
-        """The caller has scored ``key``: its frame is let go now (unless pinned)."""
+        """The caller has scored ``key``: its frame is let go now (unless pinned), and the
+        memory it and its scoring freed is given back (:func:`release_freed_memory`)."""
         if key in self._kept and key not in self.pinned:
             del self._kept[key]
+        release_freed_memory()
 
     def _table(self, key: Key) -> str:
         return f'staged."{raw_table(key[0], self._datasets[key])}"'
@@ -202,6 +206,22 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     def __len__(self) -> int:
         return len(self._datasets)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    where there is none). What a dataset's scoring freed — its read, the decrypted values'
+    Python objects, Great Expectations' pandas frame — stays in the process's resident
+    memory otherwise, scattered among live allocations: the scorecard alone at 200,000
+    residents grew by ~150 MB that way, dataset by dataset."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def scored_values(cat: Catalogue, key: Key, ds: Dataset) -> set[str]:
