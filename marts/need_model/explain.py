@@ -28,6 +28,9 @@ from marts.need_model.train import NeedModels
 TOP = 3
 """Factors per score."""
 
+BATCH = 20_000
+"""Rows explained at a time (:func:`explain`)."""
+
 
 def load_templates(path: Path = FEATURES_YAML) -> dict[str, str]:
     """Feature name → its phrase in features.yaml."""
@@ -80,24 +83,30 @@ def explain(
     features: pl.DataFrame,
     templates: Mapping[str, str],
     top: int = TOP,
+    batch: int = BATCH,
 ) -> pl.DataFrame:
     """One row per resident, cut-off and need: the keys, ``need``, ``score``, ``factors``
-    (the Chinese phrases, strongest first) and ``factor_features`` (their feature names)."""
-    values = features.select(models.inputs).rows()
-    scores = models.predict(features)
-    parts = []
-    for need in models.needs:
-        contributions = models.contributions(need, features)[:, :-1]
-        said = [
-            top_factors(contributions[r], row, models.inputs, templates, top)
-            for r, row in enumerate(values)
-        ]
-        parts.append(
-            features.select(KEYS).with_columns(
-                pl.lit(need).alias("need"),
-                scores[need].alias("score"),
-                pl.Series("factors", [p for p, _ in said], dtype=pl.List(pl.String)),
-                pl.Series("factor_features", [n for _, n in said], dtype=pl.List(pl.String)),
+    (the Chinese phrases, strongest first) and ``factor_features`` (their feature names);
+    each need's rows together, in the frame's row order. Worked ``batch`` rows at a time:
+    a row's score and factors are its own, and the rows' values and contributions as Python
+    objects are what took the memory."""
+    parts: dict[str, list[pl.DataFrame]] = {need: [] for need in models.needs}
+    for start in range(0, max(features.height, 1), batch):
+        rows = features.slice(start, batch)
+        values = rows.select(models.inputs).rows()
+        scores = models.predict(rows)
+        for need in models.needs:
+            contributions = models.contributions(need, rows)[:, :-1]
+            said = [
+                top_factors(contributions[r], row, models.inputs, templates, top)
+                for r, row in enumerate(values)
+            ]
+            parts[need].append(
+                rows.select(KEYS).with_columns(
+                    pl.lit(need).alias("need"),
+                    scores[need].alias("score"),
+                    pl.Series("factors", [p for p, _ in said], dtype=pl.List(pl.String)),
+                    pl.Series("factor_features", [n for _, n in said], dtype=pl.List(pl.String)),
+                )
             )
-        )
-    return pl.concat(parts)
+    return pl.concat([part for need in models.needs for part in parts[need]])

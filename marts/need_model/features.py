@@ -16,7 +16,8 @@ truncating the lake at a cut-off.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,7 +27,7 @@ import duckdb
 import polars as pl
 
 from catalog.yamlfile import read_yaml
-from curated.golden import Revealer, person_as_of, reveal_history_rows
+from curated.golden import HISTORY, ZONE, Revealer, reveal_history_rows
 from marts.build import sql_failure
 from marts.lineage import MartError
 from marts.need_model.spec import KEYS
@@ -36,7 +37,16 @@ FEATURES_YAML = Path(__file__).parent / "features.yaml"
 FEATURES_SQL = "features"
 MACROS_SQL = "macros"  # the table macros the feature and label queries read staged records by
 ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off the SQL reads
+OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (registered frame)
 WHAT = "need_model.features"  # how errors name the feature query
+QUERY_MEMORY = 256 * 2**20
+"""The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
+after): the query joins every person-linked dataset as of a cut-off, and within the lake's
+limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
+(~450 MB over the process's ~400 MB). Bounded so, the query's peak was ~630 MB, for ~20 %
+more CPU; what does not fit spills, encrypted (the lake's connection spills only so)."""
+UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+"""DuckDB's units of a memory setting as ``current_setting`` prints it (``488.2 MiB``)."""
 
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
@@ -123,34 +133,74 @@ def known_by(cutoff: dt.date) -> dt.datetime:
     return dt.datetime.combine(cutoff + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
 
 
+def _as_of(cutoff: dt.date) -> str:
+    """The history rows that held on ``cutoff`` (as :func:`curated.golden.person_as_of`)."""
+    day = f"DATE '{cutoff.isoformat()}'"
+    return f"valid_from <= {day} AND (valid_to IS NULL OR valid_to > {day})"
+
+
 def attributes_as_of(
     con: duckdb.DuckDBPyConnection, protection: Revealer, cutoff: dt.date, decrypt: Iterable[str]
-) -> pl.DataFrame:
-    """The golden attributes as they stood on ``cutoff``; the ``decrypt`` concepts opened
-    (audited), every other sensitive value left ciphertext."""
-    frame = person_as_of(con, cutoff)
-    opened = pl.col("concept").is_in(list(decrypt))
-    plain = reveal_history_rows(frame.filter(opened), protection)
-    return pl.concat([frame.filter(~opened), plain])
+) -> None:
+    """Create the temporary view ``attributes`` the feature SQL reads: the golden attributes as
+    they stood on ``cutoff`` (:func:`curated.golden.person_as_of`'s rows), the ``decrypt``
+    concepts opened (audited), every other sensitive value left ciphertext. Only the opened
+    rows come into Python (decrypted, then registered); the rest stays in DuckDB, which the
+    lake bounds in memory (at 200,000 residents the whole history as of a cut-off held in
+    polars was the features' peak)."""
+    history = f"{ZONE}.{HISTORY}"
+    listed = ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(set(decrypt)))
+    opening = f"concept IN ({listed}) AND encrypted" if listed else "false"
+    frame = con.execute(f"SELECT * FROM {history} WHERE {_as_of(cutoff)} AND {opening}").pl()
+    opened = reveal_history_rows(frame, protection)
+    con.register(OPENED, opened.to_arrow())
+    names = ", ".join(f'"{c}"' for c in opened.columns)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {ATTRIBUTES} AS SELECT {names} FROM {history} "
+        f"WHERE {_as_of(cutoff)} AND NOT ({opening}) "
+        f"UNION ALL SELECT {names} FROM {OPENED}"
+    )
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
+    """``con``'s DuckDB bounded to ``limit`` bytes in the block when its own limit is higher,
+    then restored: DuckDB prints its limit cut to 0.1 of a unit (512 MB as ``488.2 MiB``), so
+    it is set back to the middle of that tenth (within 0.05 MiB of what it was, and the same
+    after every restore)."""
+    [before] = con.execute("SELECT current_setting('memory_limit')").fetchone() or [""]
+    number, _, unit = str(before).partition(" ")
+    try:
+        lower = float(number) * UNITS[unit] > limit
+    except (KeyError, ValueError):  # not a figure DuckDB prints: left as it is
+        lower = False
+    if lower:
+        con.execute(f"SET memory_limit = '{limit} bytes'")
+    try:
+        yield
+    finally:
+        if lower:
+            con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
 
 
 def run_feature_sql(
     con: duckdb.DuckDBPyConnection,
     sql: str,
-    attributes: pl.DataFrame,
     params: dict[str, object],
     schema: dict[str, pl.DataType],
 ) -> pl.DataFrame:
-    """Run a feature query with ``attributes`` registered for it; the result cast to
-    ``schema`` (its columns must be the schema's, in order)."""
-    con.register(ATTRIBUTES, attributes.to_arrow())
+    """Run a feature query over the ``attributes`` view (:func:`attributes_as_of`), which is
+    dropped after it; the result cast to ``schema`` (its columns must be the schema's, in
+    order)."""
     try:
         register_macros(con)
-        frame = con.execute(sql, params).pl()
+        with memory_limit(con, QUERY_MEMORY):
+            frame = con.execute(sql, params).pl()
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:
-        con.unregister(ATTRIBUTES)
+        con.execute(f"DROP VIEW IF EXISTS {ATTRIBUTES}")
+        con.unregister(OPENED)
     if frame.columns != list(schema):
         raise MartError(
             f"the SQL's columns {frame.columns} are not features.yaml's {list(schema)}",
@@ -170,9 +220,9 @@ def features(
     """The features frame (:mod:`marts.need_model.spec`) as of ``cutoff``: one row per
     resident of the street then. ``sql``: another feature query (the leakage test's)."""
     fs = feature_set or load_feature_set()
-    attributes = attributes_as_of(con, protection, cutoff, fs.decrypt)
+    attributes_as_of(con, protection, cutoff, fs.decrypt)
     params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
-    return run_feature_sql(con, sql or read_feature_sql(), attributes, params, fs.schema)
+    return run_feature_sql(con, sql or read_feature_sql(), params, fs.schema)
 
 
 def features_for(

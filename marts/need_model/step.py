@@ -38,7 +38,7 @@ from marts.need_model.forecast import GridForecaster, backtest_forecast, fit_for
 from marts.need_model.grid import grid_counts
 from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.store import read_features, stored_cutoffs, write_features
+from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
 from marts.need_model.train import NeedModels, train_need_models
 
 TRAINING_MONTHS = 14
@@ -85,13 +85,32 @@ def can_train(cutoffs: Sequence[dt.date]) -> bool:
     return len(cutoffs) >= BACKTEST_CUTOFFS + 1 and (cutoffs[-1] - cutoffs[0]).days >= HORIZON_DAYS
 
 
+def store_features(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, cutoffs: Sequence[dt.date]
+) -> list[dt.date]:
+    """Compute and store the features of those ``cutoffs`` not stored yet, a cut-off at a time
+    (each written in a lake transaction of its own: one cut-off's frame held at once, never
+    all of them); the cut-offs computed."""
+    missing = sorted(set(cutoffs) - set(stored_cutoffs(con)))
+    for cutoff in missing:
+        write_features(con, features_for(con, protection, [cutoff]), protection.keyring)
+    return missing
+
+
+def feature_rows(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, cutoffs: Sequence[dt.date]
+) -> dict[dt.date, int]:
+    """The rows of each of ``cutoffs`` in the feature table, those not stored yet computed and
+    stored first (:func:`store_features`); no feature is read back."""
+    store_features(con, protection, cutoffs)
+    return stored_rows(con, cutoffs)
+
+
 def ensure_features(
     con: duckdb.DuckDBPyConnection, protection: Revealer, cutoffs: Sequence[dt.date]
 ) -> pl.DataFrame:
     """The features of ``cutoffs``: those not stored yet computed and stored first."""
-    missing = sorted(set(cutoffs) - set(stored_cutoffs(con)))
-    if missing:
-        write_features(con, features_for(con, protection, missing), protection.keyring)
+    store_features(con, protection, cutoffs)
     return read_features(con, protection, cutoffs)
 
 

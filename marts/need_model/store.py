@@ -116,6 +116,20 @@ def stored_cutoffs(con: duckdb.DuckDBPyConnection) -> list[dt.date]:
     return [r[0] for r in rows]
 
 
+def stored_rows(con: duckdb.DuckDBPyConnection, cutoffs: Iterable[dt.date]) -> dict[dt.date, int]:
+    """The rows stored (by the current feature definition) of each of ``cutoffs`` (0: none),
+    counted in the lake: nothing read or decrypted."""
+    wanted = sorted(set(cutoffs))
+    if not wanted or not has_table(con, ZONE, TABLE) or not stored_cutoffs(con):
+        return dict.fromkeys(wanted, 0)
+    counted = con.execute(
+        f'SELECT cutoff, count(*) FROM {ZONE}."{TABLE}" WHERE {VERSION_COLUMN} = ? '
+        f"AND cutoff IN ({', '.join('?' for _ in wanted)}) GROUP BY cutoff",
+        [feature_set_version(), *wanted],
+    ).fetchall()
+    return dict.fromkeys(wanted, 0) | dict(counted)
+
+
 def _opened(values: pl.Series, dtype: pl.DataType) -> pl.Series:
     if dtype == pl.Boolean:
         return (values == "true").alias(values.name)
@@ -136,16 +150,23 @@ def read_features(
     wanted = sorted(set(stored_cutoffs(con) if cutoffs is None else cutoffs))
     if not wanted:
         return pl.DataFrame(schema=fs.schema)
+    parts = [_read_cutoff(con, protection, fs, cutoff) for cutoff in wanted]
+    return pl.concat(parts).sort(list(KEYS))
+
+
+def _read_cutoff(
+    con: duckdb.DuckDBPyConnection, protection: Revealer, fs: FeatureSet, cutoff: dt.date
+) -> pl.DataFrame:
+    """One cut-off's stored features, decrypted and typed: a cut-off's ciphertexts at a time
+    (all of them at once were the need model's training peak at 200,000 residents)."""
     names = ", ".join(f'"{c}"' for c in fs.schema)
     frame = con.execute(
-        f'SELECT {names} FROM {ZONE}."{TABLE}" WHERE cutoff IN ({", ".join("?" for _ in wanted)}) '
-        "ORDER BY cutoff, person_id",
-        wanted,
+        f'SELECT {names} FROM {ZONE}."{TABLE}" WHERE cutoff = ? ORDER BY person_id', [cutoff]
     ).pl()
     rows = _row_ids(frame)
-    plain = [
-        _opened(
-            decrypt_series(
+    for f in fs.features:
+        if f.sensitive:  # each column replaced as it is opened
+            plain = decrypt_series(
                 frame[f.name],
                 protection.keyring,
                 column=_column_id(f.name),
@@ -153,19 +174,16 @@ def read_features(
                 actor=protection.actor,
                 audit=protection.audit,
                 rows=rows,
-            ),
-            f.dtype,
-        )
-        for f in fs.features
-        if f.sensitive
-    ]
-    return frame.with_columns(plain).cast(fs.schema).sort(list(KEYS))  # type: ignore[arg-type]
+            )
+            frame = frame.with_columns(_opened(plain, f.dtype))
+    return frame.cast(fs.schema)  # type: ignore[arg-type]
 
 
 __all__ = [
     "feature_set_version",
     "read_features",
     "stored_cutoffs",
+    "stored_rows",
     "table_columns",
     "write_features",
 ]

@@ -54,6 +54,9 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     # the scoring day is no training cut-off (its labels are 90 days away)
     monkeypatch.setattr(step, "training_cutoffs", lambda con, months=0: cutoffs[:-1])
     monkeypatch.setattr(step, "ensure_features", lambda con, protection, cs: chosen(cs))
+    monkeypatch.setattr(
+        step, "feature_rows", lambda con, protection, cs: {c: chosen([c]).height for c in cs}
+    )
     monkeypatch.setattr(step, "read_features", lambda con, protection, cs: chosen(cs))
     monkeypatch.setattr(step.need_labels, "labels", lambda con, keys: labels)
     monkeypatch.setattr(step, "current_snapshot", lambda con: 5)

@@ -201,12 +201,12 @@ def use_or_train(
 def need_features(lake: LakeResource) -> dg.MaterializeResult:
     with lake.open() as con:
         cutoffs = [*step.training_cutoffs(con), scoring_cutoff()]
-        frame = step.ensure_features(con, lake.protection(), cutoffs)
+        rows = step.feature_rows(con, lake.protection(), cutoffs)  # nothing read back
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": frame.height,
+            "dagster/row_count": sum(rows.values()),
             "cutoffs": ", ".join(str(c) for c in sorted(set(cutoffs))),
-            "residents_latest": frame.filter(frame["cutoff"] == scoring_cutoff()).height,
+            "residents_latest": rows[scoring_cutoff()],
         }
     )
 

@@ -77,3 +77,15 @@ def test_every_model_input_of_the_features_file_has_a_phrase():
     templates = load_templates()
     assert templates["living_alone"] == "独居"
     assert all(templates.get(name) for name in feature_set.inputs)
+
+
+def test_explained_in_batches_as_in_one():
+    """explain works a batch of rows at a time (memory): the frame equals the one made of every
+    row at once (the old path), each need's rows together in the frame's order."""
+    features, labels, _ = need_frames(people=120, cutoffs=2, seed=7)
+    models = train_need_models(features, labels, INPUTS, num_rounds=20)
+    whole = explain(models, features, TEMPLATES, batch=features.height)
+    batched = explain(models, features, TEMPLATES, batch=37)  # the last batch a short one
+    assert features.height % 37 and whole["factors"].list.len().sum() > 0
+    assert batched.equals(whole)
+    assert whole["need"].to_list() == [n for n in models.needs for _ in range(features.height)]

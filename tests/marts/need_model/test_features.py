@@ -9,8 +9,17 @@ import string
 import polars as pl
 import pytest
 
+from curated.golden import person_as_of, reveal_history_rows
 from lakehouse.lake import open_lake, transaction
-from marts.need_model.features import load_feature_set, monthly_cutoffs
+from marts.need_model.features import (
+    ATTRIBUTES,
+    features,
+    known_by,
+    load_feature_set,
+    monthly_cutoffs,
+    read_feature_sql,
+    register_macros,
+)
 from marts.need_model.grid import complete_weeks, grid_counts
 from marts.need_model.labels import label_frame, labels, outcomes
 from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
@@ -317,3 +326,26 @@ def test_a_cut_off_stored_by_another_feature_definition_is_not_stored(
             con, need_street.features.filter(pl.col("cutoff") == cutoff), protection.keyring
         )
         assert stored_cutoffs(con) == [cutoff]
+
+
+def test_features_equal_those_of_the_history_read_whole_into_polars(need_street: NeedStreet):
+    """The feature query reads the golden attributes as a view over the history in DuckDB,
+    only the decrypted concepts brought into Python (``attributes_as_of``): the features equal
+    the old path's, where the whole history as of the cut-off was read into polars, the
+    decrypted concepts opened there and the frame registered as ``attributes``."""
+    fs, protection = load_feature_set(), need_street.protection()
+    for cutoff in (need_street.cutoffs[0], need_street.cutoffs[-1]):
+        with open_lake(need_street.settings, read_only=True) as con:
+            history = person_as_of(con, cutoff)
+            opened = pl.col("concept").is_in(list(fs.decrypt))
+            whole = pl.concat(
+                [history.filter(~opened), reveal_history_rows(history.filter(opened), protection)]
+            )
+            con.register(ATTRIBUTES, whole.to_arrow())
+            register_macros(con)
+            params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
+            old = con.execute(read_feature_sql(), params).pl().cast(fs.schema)
+            con.unregister(ATTRIBUTES)
+            new = features(con, protection, cutoff)
+        assert new.height > 500 and new["age"].is_not_null().sum() > 500
+        assert new.equals(old), cutoff
