@@ -18,9 +18,10 @@
    only those datasets' rows (decrypted, only those rows are opened); the mask functions
    (:mod:`masking.sql`) are registered on the connection, and the settings the SQL
    reads (``getvariable``: :func:`set_parameters`) set on it;
-4. runs the query, checks the result's types against the YAML, enforces k-anonymity
-   (:func:`masking.kanon.enforce_k`: further generalisation, then suppression of at most
-   5 % of the rows, else refused) when the YAML names quasi-identifiers;
+4. runs the query into a temporary table (the rows stay in DuckDB until published), checks
+   the result's types against the YAML, enforces k-anonymity (:func:`masking.kanon.enforce_k`
+   over the quasi-identifiers: further generalisation, then suppression of at most 5 % of
+   the rows, else refused) when the YAML names quasi-identifiers;
 5. replaces ``marts.<mart>`` in one lake transaction; the temporary tables are dropped
    whatever happens.
 
@@ -86,6 +87,7 @@ from masking.sql import SQL_MASKS, register_masks
 
 PURPOSE = "mart_build"
 TEMP_PREFIX = "_mart_src_"
+_OUT = "_out"  # a build's result, a temporary table while it is checked and published
 _ROW = "_mart_row"  # a decrypted temporary table's row (its rowid) while a column is opened
 MAX_SUPPRESSION = 0.05  # k-anonymity: share of rows a build may drop
 # the street's day (Beijing, UTC+8, no daylight saving): a history mart's run_date
@@ -351,6 +353,7 @@ def build_mart(
     registered = []
     temps: dict[str, str] = {}
     views: dict[str, str] = {}
+    out = f"{TEMP_PREFIX}{name}{_OUT}"
     try:
         for input_name, frame in (inputs or {}).items():
             con.register(input_name, frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame)
@@ -358,23 +361,30 @@ def build_mart(
         opened = _decrypt_sources(con, mart, reads, protection, temps)
         _narrow_sources(con, mart, temps, views)
         try:
-            relation = con.sql(_runnable(read_sql(name, sql_dir), {**views, **temps}))
+            runnable = _runnable(read_sql(name, sql_dir), {**views, **temps})
+            relation = con.sql(runnable)
             check_columns(mart, list(relation.columns))
             _check_types(mart, relation)
-            result = relation.to_arrow_table()
+            # the rows stay in DuckDB (within the lake's memory limit) until published
+            con.execute(f'CREATE OR REPLACE TEMP TABLE "{out}" AS {runnable}')
         except duckdb.Error as exc:
             raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=name) from None
         _drop_temps(con, temps, views)  # the plain text is not needed any more
         report = None
         if mart.k_anonymity is not None:
-            result, report = _k_anonymous(mart, result)
-        if publish:
-            if mart.history_of is None:
-                _publish(con, name, result)
-            else:
-                _publish_history(con, name, result)
+            report = _k_anonymous(con, mart, out)
+        rows, columns = _shape(con, out)
+        result = None
+        if not publish:
+            result = con.execute(f'SELECT * FROM temp.main."{out}"').to_arrow_table()
+        elif mart.history_of is None:
+            _publish(con, name, out)
+        else:
+            _publish_history(con, name, out, columns)
     finally:
         _drop_temps(con, temps, views)
+        for table in (out, f"{out}_k"):  # the result, and its k-anonymous rows (_k_anonymous)
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{table}"')
         for input_name in registered:
             con.unregister(input_name)
     if publish:
@@ -382,48 +392,69 @@ def build_mart(
             build_mart(con, catalogue, marts, history, protection, run_date=run_date)
     return MartBuild(
         name=name,
-        rows=result.num_rows,
-        columns=list(result.column_names),
+        rows=rows,
+        columns=columns,
         lineage=lineage,
         seconds=time.perf_counter() - started,
         decrypted=opened,
         kanon=report,
-        result=None if publish else result,
+        result=result,
     )
 
 
-def _k_anonymous(mart: Mart, result: pa.Table) -> tuple[pa.Table, EnforceReport]:
-    """``result`` made k-anonymous over the mart's quasi-identifiers (``enforce_k``); a
-    quasi-identifier generalised to text must be a text column of the YAML."""
-    frame = pl.from_arrow(result)
+def _shape(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, list[str]]:
+    """The rows and column names of the temporary table ``table``."""
+    relation = con.table(f'temp.main."{table}"')
+    return relation.aggregate("count(*)").fetchone()[0], list(relation.columns)
+
+
+def _k_anonymous(con: duckdb.DuckDBPyConnection, mart: Mart, out: str) -> EnforceReport:
+    """The result in the temporary table ``out`` made k-anonymous over the mart's
+    quasi-identifiers (``enforce_k`` over those columns only, with each row's rowid: the
+    rest of the row stays in DuckDB), replaced by its rows joined to what ``enforce_k`` kept
+    (generalised values in place of the old, suppressed rows gone, in the result's order).
+    A quasi-identifier generalised to text must be a text column of the YAML."""
+    qis = ", ".join(f'"{q}"' for q in mart.quasi_identifiers)
+    frame = con.execute(f'SELECT rowid AS "{_ROW}", {qis} FROM temp.main."{out}"').pl()
     try:
-        out, report = enforce_k(
+        kept, report = enforce_k(
             frame, mart.quasi_identifiers, mart.k_anonymity, max_suppression=MAX_SUPPRESSION
         )
     except KAnonymityError as exc:
         raise MartError(f"k-anonymity: {exc.message}", dataset=mart.name) from None
     for q in mart.quasi_identifiers:
         text = mart.column(q).type in (FieldType.string, FieldType.text)
-        if out[q].dtype != frame[q].dtype and not text:
+        if kept[q].dtype != frame[q].dtype and not text:
             raise MartError(
                 f"k-anonymity generalised {q!r} to text ({'; '.join(report.steps)}); the YAML "
                 f"says {mart.column(q).type.value}: generalise it in the SQL or declare it string",
                 dataset=mart.name,
                 field=q,
             )
-    return out.to_arrow(), report
-
-
-def _publish(con: duckdb.DuckDBPyConnection, name: str, result: pa.Table) -> None:
-    """Replace ``marts.<name>`` with ``result`` in one transaction (its history stays in time
-    travel)."""
-    view = f"_mart_out_{name}"
-    con.register(view, result)
+    if not report.steps:
+        return report
+    view = f"{out}{_ROW}"
+    con.register(view, kept.to_arrow())
+    del frame, kept
     try:
-        with transaction(con):
-            con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT * FROM "{view}"')
+        replaced = ", ".join(f'k."{q}" AS "{q}"' for q in mart.quasi_identifiers)
+        con.execute(
+            f'CREATE OR REPLACE TEMP TABLE "{out}_k" AS SELECT o.* REPLACE ({replaced}) '
+            f'FROM temp.main."{out}" AS o JOIN "{view}" AS k ON o.rowid = k."{_ROW}" '
+            f"ORDER BY o.rowid"
+        )
     finally:
         con.unregister(view)
+    con.execute(f'DROP TABLE temp.main."{out}"')
+    con.execute(f'ALTER TABLE temp.main."{out}_k" RENAME TO "{out}"')
+    return report
+
+
+def _publish(con: duckdb.DuckDBPyConnection, name: str, out: str) -> None:
+    """Replace ``marts.<name>`` with the temporary table ``out`` in one transaction (its
+    history stays in time travel)."""
+    with transaction(con):
+        con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT * FROM temp.main."{out}"')
 
 
 def run_day(now: dt.datetime | None = None) -> dt.date:
@@ -436,30 +467,31 @@ def histories_of(marts: Mapping[str, Mart], name: str) -> list[str]:
     return sorted(n for n, m in marts.items() if m.history_of == name)
 
 
-def _publish_history(con: duckdb.DuckDBPyConnection, name: str, result: pa.Table) -> None:
-    """``marts.<name>`` as it was without the days ``result`` holds, plus ``result``, in one
-    transaction: a day's rows replaced, the other days' kept (by column name: a column the
-    YAML added is empty on older days, one it dropped is gone)."""
+def _publish_history(
+    con: duckdb.DuckDBPyConnection, name: str, out: str, columns: list[str]
+) -> None:
+    """``marts.<name>`` as it was without the days the temporary table ``out`` holds, plus
+    ``out``, in one transaction: a day's rows replaced, the other days' kept (by column name:
+    a column the YAML added is empty on older days, one it dropped is gone)."""
     if not has_table(con, MARTS, name):
-        _publish(con, name, result)
+        _publish(con, name, out)
         return
-    new, old = f"_mart_out_{name}", f"_mart_kept_{name}"
-    columns = ", ".join(f'"{c}"' for c in result.column_names)
-    con.register(new, result)
+    old = f"_mart_kept_{name}"
+    new = f'temp.main."{out}"'
+    selected = ", ".join(f'"{c}"' for c in columns)
+    kept = con.execute(
+        f'SELECT * FROM {MARTS}."{name}" '
+        f'WHERE "{HISTORY_COLUMN}" NOT IN (SELECT "{HISTORY_COLUMN}" FROM {new})'
+    ).to_arrow_table()
+    con.register(old, kept)
     try:
-        kept = con.execute(
-            f'SELECT * FROM {MARTS}."{name}" '
-            f'WHERE "{HISTORY_COLUMN}" NOT IN (SELECT "{HISTORY_COLUMN}" FROM "{new}")'
-        ).to_arrow_table()
-        con.register(old, kept)
         with transaction(con):
             con.execute(
-                f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {columns} FROM '
-                f'(SELECT * FROM "{new}" UNION ALL BY NAME SELECT * FROM "{old}") '
+                f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {selected} FROM '
+                f'(SELECT * FROM {new} UNION ALL BY NAME SELECT * FROM "{old}") '
                 f'ORDER BY "{HISTORY_COLUMN}"'
             )
     finally:
-        con.unregister(new)
         con.unregister(old)
 
 

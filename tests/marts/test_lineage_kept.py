@@ -23,6 +23,7 @@ from marts.lineage import (
     read_sql,
 )
 from masking.crypto import decrypt_series
+from masking.kanon import enforce_k
 from masking.sql import SQL_MASKS
 from pipelines.protection import Protection
 from tests.mart_street import MartStreet
@@ -180,3 +181,27 @@ def test_a_table_decrypted_in_place_holds_each_rows_plain_text(
         assert not want.drop_nulls().equals(stored[column].drop_nulls()), ref  # opened
         stored = stored.with_columns(want)
     assert got.sort("person_id").equals(stored.sort("person_id"))
+
+
+def test_a_result_kept_in_duckdb_is_made_k_anonymous_and_published_as_read_whole(
+    mart_street: MartStreet, tmp_path: Path
+):
+    """The result stays in a temporary table and k-anonymity sees only the
+    quasi-identifiers: the rows equal ``enforce_k`` over the whole result read into polars
+    (the way before), in order, and the published table holds them."""
+    settings = copy_home(mart_street.home, tmp_path)
+    cat, marts = mart_street.catalogue, mart_street.marts
+    protection = Protection.from_settings(settings)
+    name = "resident_profile"
+    mart = marts[name]
+    assert mart.k_anonymity is not None
+    whole = {**marts, name: mart.model_copy(update={"k_anonymity": None, "quasi_identifiers": []})}
+    with open_lake(settings) as con:
+        raw = pl.from_arrow(build_mart(con, cat, whole, name, protection, publish=False).result)
+        built = build_mart(con, cat, marts, name, protection)
+        published = con.execute(f"SELECT * FROM marts.{name}").pl()
+    want, report = enforce_k(
+        raw, mart.quasi_identifiers, mart.k_anonymity, max_suppression=build_module.MAX_SUPPRESSION
+    )
+    assert report.steps and built.kanon is not None and built.kanon.steps == report.steps
+    assert published.equals(want) and built.rows == want.height <= raw.height
