@@ -236,9 +236,11 @@ def auto_links(
     review rows are None (the stored queue stands)."""
     if "house_id" not in keys.columns:
         keys = _houses(con, keys)
-    keys = keys.with_columns(_mention_id().alias("mention_id"))
     exact = keys.filter(pl.col("citizen_pid").is_not_null())
-    fallback = keys.filter(pl.col("citizen_pid").is_null())
+    # a mention id only where Splink needs one (not a million strings for the exact links)
+    fallback = keys.filter(pl.col("citizen_pid").is_null()).with_columns(
+        _mention_id().alias("mention_id")
+    )
     links = exact.select(
         *KEY_COLUMNS,
         pl.col("citizen_pid").alias("person_id"),
