@@ -23,7 +23,7 @@ from marts.need_model.features import (
 from marts.need_model.grid import complete_weeks, grid_counts
 from marts.need_model.labels import label_frame, labels, outcomes
 from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.store import read_features, stored_cutoffs, write_features
+from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
 from masking.crypto import CIPHERTEXT
 from tests.need_street import NeedStreet
 from tests.streets import copy_home
@@ -349,3 +349,14 @@ def test_features_equal_those_of_the_history_read_whole_into_polars(need_street:
             new = features(con, protection, cutoff)
         assert new.height > 500 and new["age"].is_not_null().sum() > 500
         assert new.equals(old), cutoff
+
+
+def test_stored_rows_count_each_cut_offs_rows_in_the_lake(need_street: NeedStreet):
+    """The features asset's row counts come from the lake (nothing read back): each cut-off's
+    rows as stored, 0 for one never computed."""
+    never = need_street.cutoffs[0] - dt.timedelta(days=400)
+    with open_lake(need_street.settings, read_only=True) as con:
+        rows = stored_rows(con, [*need_street.cutoffs, never])
+    heights = need_street.features.group_by("cutoff").len()
+    assert rows == dict(heights.iter_rows()) | {never: 0}
+    assert min(rows[c] for c in need_street.cutoffs) > 500
