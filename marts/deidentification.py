@@ -80,7 +80,10 @@ def carrying_rule(values: pl.Series, rule: str) -> int:
     shaped = text.filter(text.str.contains(form))
     if rule in _OPAQUE:
         return shaped.len()
-    return sum(1 for v in shaped.to_list() if not cell_kinds(v))
+    # the scan is a function of the text: each distinct value scanned once, counted as often
+    # as it occurs (an age band column of 200,000 residents holds ten values)
+    counted = shaped.value_counts(name="n")
+    return sum(int(n) for v, n in counted.iter_rows() if not cell_kinds(v))
 
 
 def sensitive_columns(mart: Mart) -> list[tuple[str, str, str]]:

@@ -256,3 +256,18 @@ def test_sharing_metrics_is_the_catalogue_row_by_row(mart_street) -> None:
         assert (r["kind"], r["share_type"]) == ("mart", mart.share_type.value)
         assert set(filter(None, r["consumers"].split(","))) == set(mart.consumers)
     assert any(r["marts_reading"] for r in rows.values())  # collect once, reuse: some are
+
+
+@pytest.mark.parametrize(
+    ("rule", "values"),
+    [
+        (MaskingRule.generalise_age, ["60-69", "80+", "60-69", "张三", "60-69", "80+", None]),
+        (MaskingRule.scrub_text, ["楼道灯坏了", "电话13812345678请回电", "楼道灯坏了"] * 3),
+        (MaskingRule.mask_name, ["张*", "张*", "张三", "李*"]),
+    ],
+)
+def test_a_value_repeated_counts_as_often_as_it_occurs(rule, values) -> None:
+    """Each distinct value is scanned once: the count equals scanning every cell."""
+    one_by_one = sum(carrying_rule(pl.Series([v]), rule) for v in values)
+    assert 0 < one_by_one < len([v for v in values if v is not None])
+    assert carrying_rule(pl.Series(values), rule) == one_by_one
