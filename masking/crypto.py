@@ -453,7 +453,8 @@ def reveal_frame(
     grant_check: GrantCheck | None = None,
 ) -> pl.DataFrame:
     """Decrypt the L3/L4 columns of ``frame`` (one audit record per column); every column is
-    checked before any is decrypted."""
+    checked before any is decrypted. The other columns come back in memory of their own
+    (:func:`_copied`), so the caller letting go of ``frame`` lets go of its ciphertexts."""
     names = protected_fields(frame, dataset)
     if not _GRANT.match(purpose):
         check_decrypt_purpose(purpose)
@@ -472,7 +473,20 @@ def reveal_frame(
             grant_check=grant_check,
         )
         out.append(_restore(plain, dataset.field(name).type) if restore_types else plain)
-    return frame.with_columns(out) if out else frame
+    if not out:
+        return frame
+    return frame.with_columns(*out, *_copied(frame, [c for c in frame.columns if c not in names]))
+
+
+def _copied(frame: pl.DataFrame, columns: list[str]) -> list[pl.Expr]:
+    """``columns`` of ``frame`` copied into buffers of their own. A frame read from DuckDB
+    is one allocation shared by all its columns, and polars keeps sharing it (a text column
+    even through filters and gathers): a raw delivery's plain columns kept its ciphertexts
+    alive beside their plaintext (174,000 registered residents: ~100 MB more at staging)."""
+    return [
+        pl.col(c) + "" if frame.schema[c] == pl.String else pl.col(c).gather(pl.int_range(pl.len()))
+        for c in columns
+    ]
 
 
 __all__ = [

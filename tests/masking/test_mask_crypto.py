@@ -242,3 +242,38 @@ def test_batches_equal_the_whole_column(
         _decrypt(both, keyring, audit, "a.b", rows[:9])
     assert encrypt_series(pl.Series("v", [], dtype=pl.String), keyring, column="a.b").len() == 0
     assert _decrypt(pl.Series("v", [], dtype=pl.String), keyring, audit, "a.b", []) == []
+
+
+def test_revealed_frame_keeps_no_buffer_of_the_read(
+    keyring: KeyRing, audit: AuditLog, residents: Dataset
+) -> None:
+    """The columns ``reveal_frame`` does not decrypt come back copied, so the frame read
+    (and its ciphertexts) is freed once the caller lets it go; a frame with nothing to
+    decrypt comes back as it is. The values, types and nulls are the frame's."""
+    import duckdb
+
+    rows = [f"k:{i}" for i in range(300)]
+    plain = pl.DataFrame(
+        {
+            "_key_pid": [r[2:] for r in rows],
+            "n": list(range(300)),
+            "gender": ["男" if i % 2 else None for i in range(300)],
+            "community_code": [f"110105001{i:03d}-{'x' * 20}" for i in range(300)],
+            "name": [f"姓名{i}" for i in range(300)],
+        }
+    )
+    protected = protect_frame(plain, residents, keyring, rows=rows)
+    con = duckdb.connect()
+    con.register("p", protected.to_arrow())
+    read = con.execute("SELECT * FROM p").pl()  # one DuckDB allocation, like a lake read
+    revealed = reveal_frame(read, residents, keyring, "quality_gate", "t", audit, rows=rows)
+    assert revealed.schema == plain.schema and revealed.equals(plain)
+    assert _address(revealed["n"]) != _address(read["n"])
+    nothing = read.drop("name")  # no sensitive column: nothing decrypted, nothing copied
+    same = reveal_frame(nothing, residents, keyring, "quality_gate", "t", audit, rows=rows)
+    assert _address(same["n"]) == _address(read["n"])
+
+
+def _address(column: pl.Series) -> int:
+    """Where a numeric column's values lie (Arrow export shares polars' buffer)."""
+    return column.to_arrow().buffers()[1].address
