@@ -48,9 +48,11 @@ def test_spill_is_encrypted(settings: Settings, tmp_path: Path) -> None:
 def test_the_lake_spills_encrypted(settings: Settings) -> None:
     close_idle()
     with open_lake(settings) as con:
-        enc, where = con.execute(
-            "SELECT current_setting('temp_file_encryption'), current_setting('temp_directory')"
+        enc, where, purged = con.execute(
+            "SELECT current_setting('temp_file_encryption'), current_setting('temp_directory'), "
+            "current_setting('allocator_background_threads')"
         ).fetchone()
     assert enc is True
     assert Path(where) == settings.lake_dir / "spill"
+    assert purged is True  # freed memory goes back to the system (lakehouse.lake)
     close_idle()
