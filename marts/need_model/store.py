@@ -158,25 +158,36 @@ def _read_cutoff(
     con: duckdb.DuckDBPyConnection, protection: Revealer, fs: FeatureSet, cutoff: dt.date
 ) -> pl.DataFrame:
     """One cut-off's stored features, decrypted and typed: a cut-off's ciphertexts at a time
-    (all of them at once were the need model's training peak at 200,000 residents)."""
-    names = ", ".join(f'"{c}"' for c in fs.schema)
-    frame = con.execute(
-        f'SELECT {names} FROM {ZONE}."{TABLE}" WHERE cutoff = ? ORDER BY person_id', [cutoff]
-    ).pl()
+    (all of them at once were the need model's training peak at 200,000 residents), read
+    apart from the plain columns — a frame read from DuckDB is one allocation its columns
+    share, so plain columns read with them would keep the ciphertexts alive."""
+    sensitive = [f for f in fs.features if f.sensitive]
+    where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ? ORDER BY person_id'  # one row a person
+
+    def read(columns: list[str]) -> pl.DataFrame:
+        names = ", ".join(f'"{c}"' for c in columns)
+        return con.execute(f"SELECT {names} {where}", [cutoff]).pl()
+
+    sealed_names = {f.name for f in sensitive}
+    frame = read([c for c in fs.schema if c not in sealed_names])
+    sealed = read([f.name for f in sensitive])
     rows = _row_ids(frame)
-    for f in fs.features:
-        if f.sensitive:  # each column replaced as it is opened
-            plain = decrypt_series(
-                frame[f.name],
+    plain = [
+        _opened(
+            decrypt_series(
+                sealed[f.name],
                 protection.keyring,
                 column=_column_id(f.name),
                 purpose=PURPOSE,
                 actor=protection.actor,
                 audit=protection.audit,
                 rows=rows,
-            )
-            frame = frame.with_columns(_opened(plain, f.dtype))
-    return frame.cast(fs.schema)  # type: ignore[arg-type]
+            ),
+            f.dtype,
+        )
+        for f in sensitive
+    ]
+    return frame.with_columns(plain).select(list(fs.schema)).cast(fs.schema)  # type: ignore[arg-type]
 
 
 __all__ = [
