@@ -47,8 +47,15 @@ def release(growth: int = GROWTH) -> bool:
     if rss() - _floor[0] < growth:
         return False
     gc.collect()
-    libc = _libc()
-    if libc is not None:  # glibc keeps freed pages of its arenas until asked
-        libc.malloc_trim(0)
+    trim_heap()
     _floor[0] = rss()
     return True
+
+
+def trim_heap() -> None:
+    """Hand the C heap's freed pages back to the system (glibc's ``malloc_trim``; nothing
+    where there is none): glibc keeps freed pages of its arenas, scattered among live
+    allocations, until asked. Milliseconds; no collection."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)

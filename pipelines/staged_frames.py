@@ -4,9 +4,7 @@ counted where it lies."""
 
 from __future__ import annotations
 
-import ctypes
-import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import duckdb
 import polars as pl
@@ -15,6 +13,7 @@ from catalog.authority import fields_of_concept, person_key, person_registers
 from catalog.model import Catalogue, Dataset, UpdateMode
 from lakehouse.lake import tables_in
 from pipelines.ingest.raw import raw_table
+from pipelines.memory import trim_heap
 from pipelines.protection import STAGED_IDENTITY, Protection
 from quality.keys import ROW_DIGEST
 from quality.scores import TableFacts
@@ -123,10 +122,12 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     def done(self, key: Key) -> None:
         """The caller has scored ``key``: its frame is let go now (unless pinned), and the
-        memory it and its scoring freed is given back (:func:`release_freed_memory`)."""
+        memory it and its scoring freed is given back (``pipelines.memory.trim_heap``: what
+        a dataset's read, decrypted values and GE's pandas frame freed stayed resident
+        otherwise, and the scorecard alone at 200,000 residents grew by ~150 MB that way)."""
         if key in self._kept and key not in self.pinned:
             del self._kept[key]
-        release_freed_memory()
+        trim_heap()
 
     def _table(self, key: Key) -> str:
         return f'staged."{raw_table(key[0], self._datasets[key])}"'
@@ -206,22 +207,6 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     def __len__(self) -> int:
         return len(self._datasets)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    return getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
-
-
-def release_freed_memory() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
-    where there is none). What a dataset's scoring freed — its read, the decrypted values'
-    Python objects, Great Expectations' pandas frame — stays in the process's resident
-    memory otherwise, scattered among live allocations: the scorecard alone at 200,000
-    residents grew by ~150 MB that way, dataset by dataset."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def scored_values(cat: Catalogue, key: Key, ds: Dataset) -> set[str]:
