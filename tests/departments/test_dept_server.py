@@ -130,3 +130,34 @@ def test_retried_requests_succeed_over_real_http(sim, token):
             assert r.status_code == 200 and len(r.json()["items"]) == 10
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health", timeout=1)
+
+
+def test_pages_equal_the_rows_sorted_and_filtered_in_python(tmp_path) -> None:
+    """Served from an Arrow table, the pages hold exactly what sorting every row by
+    (cursor, record id) and keeping those after ``updated_since`` gives: nulls first as
+    "", ties in the file's order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from departments.server import API_DATASETS
+    from departments.simulate import SYSTEMS_DIR
+
+    (dept, code), (cursor, rid) = next(iter(API_DATASETS.items()))
+    stamps = ["2026-11-30 09:00:00", "2026-11-29 18:30:00", None, "2026-11-30 09:00:00"]
+    rows = [
+        {cursor: stamps[i % 4], rid: None if i == 5 else f"R{(i * 7) % 5}", "n": i}
+        for i in range(23)
+    ]
+    folder = tmp_path / SYSTEMS_DIR / dept
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / f"{code}.parquet")
+    tok = "t"
+    client = TestClient(create_app(tmp_path, tok, fault_rate=0, slow_rate=0))
+    ordered = sorted(rows, key=lambda r: (r[cursor] or "", r[rid] or ""))
+    path = f"/api/{dept}/{code}"
+    assert fetch_all(client, tok, path, 4) == ordered
+    for since in ("2026-11-29", "2026-11-30T09:00:00+08:00", "2026-11-30 08:59:59", "2027-01-01"):
+        norm = {"2026-11-29": "2026-11-29 00:00:00", "2027-01-01": "2027-01-01 00:00:00"}
+        bound = norm.get(since, "2026-11-30 09:00:00" if "+08" in since else since)
+        want = [r for r in ordered if (r[cursor] or "") > bound]
+        assert fetch_all(client, tok, path, 3, updated_since=since) == want
