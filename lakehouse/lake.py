@@ -428,13 +428,12 @@ def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -
     does): outside one, each slice would commit on its own."""
     if frame.height == 0:
         return
-    view = f"_batch_{zone}_{table}"
     for start in range(0, frame.height, INSERT_ROWS):
-        con.register(view, frame.slice(start, INSERT_ROWS).to_arrow())
-        try:
-            con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM "{view}"')
-        finally:
-            con.unregister(view)
+        # read by DuckDB's replacement scan of this frame's local, not ``con.register``: a
+        # registered view stays referenced until the transaction ends, so a transaction's
+        # inserts stayed in memory until its COMMIT (five 400,000-row frames: +240 MB)
+        _streethub_insert_batch = frame.slice(start, INSERT_ROWS).to_arrow()
+        con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM _streethub_insert_batch')
 
 
 METADATA = f"__ducklake_metadata_{ALIAS}"  # the catalogue database DuckLake attaches
