@@ -52,12 +52,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
 
 
+# what serves or documents a simulated street, not what makes it: a change to these
+# leaves every delivery, system and truth file as it was, so it keeps the cache
+NOT_THE_STREET = frozenset({"server.py", "connect.py"})
+
+
 def source_hash(root: Path = ROOT / "departments") -> str:
-    """SHA-256 over the simulator's source (``departments/**/*.py`` and its data files,
-    by relative path and content)."""
+    """SHA-256 over the simulator's source that makes a street (``departments/**/*.py``
+    and its data files, by relative path and content; not its documents (``*.md``) nor
+    the modules that serve a street made, :data:`NOT_THE_STREET`)."""
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts or path.suffix == ".pyc":
+        if "__pycache__" in path.parts or path.suffix in (".pyc", ".md"):
+            continue
+        if path.name in NOT_THE_STREET and path.parent == root:
             continue
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")

@@ -79,3 +79,14 @@ def test_the_source_hash_follows_the_simulators_files(tmp_path: Path) -> None:
     assert streets.source_hash(tmp_path) == before
     (tmp_path / "sim.py").write_text("A = 2\n")
     assert streets.source_hash(tmp_path) != before
+
+
+def test_what_serves_or_documents_a_street_keeps_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "sim.py").write_text("A = 1\n")
+    before = streets.source_hash(tmp_path)
+    for name in (*streets.NOT_THE_STREET, "README.md"):
+        (tmp_path / name).write_text("served, not made\n")
+    assert streets.source_hash(tmp_path) == before
+    (tmp_path / "pkg").mkdir()  # a module of that name deeper down makes the street
+    (tmp_path / "pkg" / "server.py").write_text("B = 1\n")
+    assert streets.source_hash(tmp_path) != before
