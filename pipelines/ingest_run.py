@@ -55,7 +55,7 @@ from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
 from pipelines.ingest.inbox import known_keys_by_dept, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
 from pipelines.ingest.staged import staged_without_pids
-from pipelines.instance import prepare_dagster_home
+from pipelines.instance import dagster_instance, prepare_dagster_home
 from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource, ledger_ready
 from pipelines.summary import Problem
@@ -246,7 +246,7 @@ def ingest_all(
     what connects the departments' systems (settings with their connection settings),
     entered only when the run pulls from one."""
     prepare_dagster_home(settings)
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()  # the main job's shared one
     with hold_lake(settings):  # every open below, the runs' steps included, is a cursor of it
         recover(settings, instance)  # dead runs failed, their pool slots freed, lake swept
         with open_lake(settings) as con:

@@ -32,8 +32,10 @@ from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
+from pipelines.instance import shared_instance
 from pipelines.marts_run import MartsOutcome, governance_scorecard, run_marts
 from pipelines.need_model_run import print_need_model, run_need_model
+from pipelines.resources import ledger_ready
 from pipelines.summary import (
     print_curated,
     print_governance,
@@ -108,15 +110,17 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
     # of the whole run: the ingest (ingest_all's own hold is the same one), the marts, the
     # summary's reads and custody's writes are cursors of it (custody's writer attach, which
     # loads the lake's catalogue anew, was ~2 % of a daily delivery's run at 20,000 residents)
-    with hold_lake(settings):
+    # one Dagster instance for all the runs (opening one opens its three storages)
+    with hold_lake(settings), shared_instance(settings):
         simulate_if_needed(settings, console, force=simulate)
         started_at = dt.datetime.now(dt.UTC)
         # the simulated systems are served only when a pull is due (a no-op run imports none)
         outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
-        with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
-            marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
-        with console.status("need model: features, model (only when none is promoted), scores"):
-            need = run_need_model(settings, started_at)
+        with ledger_ready(settings):  # ensured by ingest_all in this hold: writers skip it
+            with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
+                marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
+            with console.status("need model: features, model (only when none is promoted), scores"):
+                need = run_need_model(settings, started_at)
         with open_lake(settings, read_only=True) as con:
             rows = list_deliveries(con)
         expected = expected_rows(settings.sim_dir_abs)

@@ -34,6 +34,7 @@ from pipelines.defs.marts.assets import (
     sql_marts,
 )
 from pipelines.ingest_run import run_problems
+from pipelines.instance import dagster_instance
 from pipelines.recovery import run_tags
 from pipelines.resources import LakeResource
 from pipelines.share_records import copy_share_records
@@ -73,7 +74,7 @@ def run_marts(
     if not changed and not marts_missing(settings, sql_marts(marts)):
         return outcome
     copy_share_records(settings)  # the share service's records, for the sharing metrics
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     built = sql_marts(marts)
     code_changed = {
         n for n in built if built_version(instance, mart_key(n)) != mart_version(marts[n])

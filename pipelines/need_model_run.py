@@ -51,6 +51,7 @@ from pipelines.defs.need_model.assets import (
 )
 from pipelines.defs.need_model.checks import DRIFT_CHECK, feature_drift_check
 from pipelines.ingest_run import last_check, run_problems
+from pipelines.instance import dagster_instance
 from pipelines.marts_run import QUIET
 from pipelines.recovery import run_tags
 from pipelines.resources import LakeResource
@@ -82,7 +83,7 @@ def _registry(settings: Settings) -> Registry | None:
 def _materialise(assets: list, started_at: dt.datetime, outcome: NeedModelOutcome):
     result = dg.materialize(
         assets,
-        instance=dg.DagsterInstance.get(),
+        instance=dagster_instance(),
         resources={"lake": LakeResource()},
         tags={"streethub/job": "main", **run_tags()},
         run_config=QUIET,
@@ -147,14 +148,14 @@ def kept_marts(
 def _drift_warned() -> bool:
     """The drift check's last evaluation warned (the features and version it compared are
     those the kept scores were made from)."""
-    drift = last_check(dg.DagsterInstance.get(), dg.AssetCheckKey(FEATURES_KEY, DRIFT_CHECK))
+    drift = last_check(dagster_instance(), dg.AssetCheckKey(FEATURES_KEY, DRIFT_CHECK))
     return drift is not None and not drift.passed
 
 
 def run_need_model(settings: Settings, started_at: dt.datetime) -> NeedModelOutcome:
     """The step (see the module doc); a failed asset is listed, never raised."""
     outcome = NeedModelOutcome()
-    instance = dg.DagsterInstance.get()
+    instance = dagster_instance()
     made = {mart: _made_from(instance, key) for mart, key in ((step.SCORES_MART, SCORES_KEY),
                                                               (step.FORECAST_MART, FORECAST_KEY))}  # fmt: skip
     stamp = registry_stamp(settings)  # a registry under the home: told without MLflow

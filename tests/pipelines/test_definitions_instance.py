@@ -14,7 +14,12 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from catalog.settings import Settings
-from pipelines.instance import PooledSqliteEventLogStorage, prepare_dagster_home
+from pipelines.instance import (
+    PooledSqliteEventLogStorage,
+    dagster_instance,
+    prepare_dagster_home,
+    shared_instance,
+)
 
 
 @dg.asset
@@ -100,3 +105,47 @@ def test_the_event_log_commits_without_an_fsync_each(instance: dg.DagsterInstanc
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert materialisations(instance) == 1
+
+
+@dg.asset_check(asset=counted)
+def counted_is_one() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+def test_the_index_tables_are_asked_of_sqlite_until_found(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster asks whether a table exists before every asset event's tags and check
+    evaluation; SQLite is asked only until it has the table, and a table it lacks is
+    asked again."""
+    asked: list[str] = []
+    dagsters = SqliteEventLogStorage.has_table
+
+    def counting(storage: SqliteEventLogStorage, name: str) -> bool:
+        asked.append(name)
+        return dagsters(storage, name)
+
+    monkeypatch.setattr(SqliteEventLogStorage, "has_table", counting)
+    storage = instance.event_log_storage
+    for _ in range(3):
+        assert dg.materialize([counted, counted_is_one], instance=instance).success
+    assert {"asset_event_tags", "asset_check_executions"} <= set(asked)
+    assert len(asked) == len(set(asked))  # each table asked once in three runs
+    assert storage.has_table("asset_check_executions") and len(asked) == len(set(asked))
+    assert not storage.has_table("no_such_table") and not storage.has_table("no_such_table")
+    assert asked.count("no_such_table") == 2
+    assert len(storage.get_asset_check_execution_history(counted_is_one.check_key, 10)) == 3
+    storage.wipe()
+    assert storage.has_table("asset_event_tags") and asked.count("asset_event_tags") == 2
+
+
+def test_the_main_jobs_runs_share_one_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # restored after the test
+    settings = Settings(home=tmp_path / "home")
+    with shared_instance(settings) as shared:
+        assert dagster_instance() is shared and dagster_instance() is shared
+        assert Path(shared.root_directory) == settings.dagster_home
+        assert dg.materialize([counted], instance=dagster_instance()).success
+    outside = dagster_instance()  # a new instance of DAGSTER_HOME, as before
+    assert outside is not shared and materialisations(outside) == 1
+    outside.dispose()
