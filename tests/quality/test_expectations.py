@@ -189,3 +189,52 @@ def test_one_batch_per_suite_gives_what_batch_validate_gave(frames, monkeypatch)
         "expect_column_values_to_not_be_null",
         "expect_column_values_to_be_unique",
     }
+
+
+def test_configurations_memoised_give_what_the_plain_property_gave(frames, monkeypatch) -> None:
+    """A suite validated with each expectation's configuration built once
+    (``_configurations_memoised``) gives the rows GE's own property gave — passes, failures
+    (row count, nulls, a duplicate key, a compound key) and a missing column — and GE's
+    class has its own property back afterwards."""
+    import contextlib
+
+    from great_expectations.expectations.expectation import Expectation
+
+    import quality.expectations as expectations
+
+    plain = Expectation.__dict__["configuration"]
+    frame = frames[("wjw", "family_doctor_contracts")]
+    broken = pl.concat([frame, frame.head(5)]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(None).otherwise(pl.col("name")).alias("name")
+    )
+    cat = get_catalogue()
+    compound = next(f"{d.code}.{ds.code}" for d, ds in cat.datasets() if len(ds.key) > 1)
+    d, c = compound.split(".")
+    cases = [
+        ("wjw.family_doctor_contracts", broken, {"previous_rows": broken.height * 3}),
+        (compound, pl.concat([frames[(d, c)], frames[(d, c)].head(3)]), {}),
+        ("zjj.buildings", frames[("zjj", "buildings")].drop("floors"), {"previous_rows": None}),
+    ]
+    seen: list[object] = []
+
+    def spy(self):  # the memo's builder is GE's own property, seen being used
+        seen.append(self)
+        return plain.fget(self)
+
+    monkeypatch.setattr(Expectation, "configuration", property(spy))
+    memoised = [_run(ref, f, **kw) for ref, f, kw in cases]
+    assert Expectation.__dict__["configuration"].fget is spy  # given back after each suite
+    built = len(seen)
+    assert built == len({id(x) for x in seen})  # each object's configuration built once
+    monkeypatch.setattr(expectations, "_configurations_memoised", contextlib.nullcontext)
+    again = [_run(ref, f, **kw) for ref, f, kw in cases]
+    assert len(seen) - built > 5 * built  # the plain property: built again and again
+    for a, b in zip(memoised, again, strict=True):
+        assert a.height > 3 and a.equals(b)
+    failed = pl.concat(memoised).filter(~pl.col("success"))
+    assert {
+        "expect_table_row_count_to_be_between",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_unique",
+        "expect_compound_columns_to_be_unique",
+    } <= set(failed["expectation"])
