@@ -25,11 +25,28 @@ def account_check_spec(dept: Department, ds: Dataset) -> dg.AssetCheckSpec:
 
 
 def accounted(con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset) -> dg.AssetCheckResult:
-    """The account check's result on the lake as ``con`` sees it."""
-    mine = [r for r in list_deliveries(con, dept=dept.code) if r.dataset == ds.code]
-    unbalanced = [r for r in mine if r.rows_read != r.rows_loaded + r.rows_quarantined_raw]
-    failed = [r for r in mine if r.failed]
-    open_ = [r for r in failed if not r.acknowledged]
+    """The account check's result on the lake as ``con`` sees it (its ledger ensured: the
+    step's writer did). One read of the dataset's accounts; the acknowledgements
+    (:func:`list_deliveries`, the one rule of what an acknowledgement covers) only when a
+    delivery failed — every DuckLake table a statement reads costs its catalogue reads, and
+    ``list_deliveries`` reads five (~47 ms CPU against ~10 ms on a 1,000-resident lake)."""
+    mine = con.execute(
+        """SELECT status = 'failed',
+                  coalesce(rows_read, 0) <> coalesce(rows_loaded, 0) + coalesce(rows_quarantined, 0)
+           FROM landing.delivery_accounts WHERE dept = ? AND dataset = ?""",
+        [dept.code, ds.code],
+    ).fetchall()
+    unbalanced = sum(bool(r[1]) for r in mine)
+    failed = sum(bool(r[0]) for r in mine)
+    open_ = (
+        [
+            r
+            for r in list_deliveries(con, failed=True, dept=dept.code, acknowledged=False)
+            if r.dataset == ds.code
+        ]
+        if failed
+        else []
+    )
     return dg.AssetCheckResult(
         asset_key=raw_key(dept.code, ds.code),
         check_name=ACCOUNT_CHECK,
@@ -37,8 +54,8 @@ def accounted(con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset) -> 
         severity=dg.AssetCheckSeverity.ERROR if unbalanced else dg.AssetCheckSeverity.WARN,
         metadata={
             "deliveries": len(mine),
-            "unbalanced": len(unbalanced),
-            "failed": len(failed),
+            "unbalanced": unbalanced,
+            "failed": failed,
             "failed_unacknowledged": len(open_),
             "failure_reasons": dg.MetadataValue.json(
                 [f"{r.delivery_id}: {shown(r.reason or '')}" for r in open_][:20]
