@@ -11,7 +11,7 @@ import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, person_registers
 from catalog.model import Catalogue, Dataset, UpdateMode
-from lakehouse.lake import tables_in
+from lakehouse.lake import METADATA
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import trim_heap
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -54,11 +54,14 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         pinned: set[Key] | None = None,
     ) -> None:
         self.con, self.protection = con, protection
-        tables = {t for _, t in tables_in(con, "staged")}
+        tables = staged_columns(con)
         self._datasets = {
             (dept.code, ds.code): ds
             for dept, ds in cat.datasets()
             if raw_table(dept.code, ds) in tables
+        }
+        self._column_names = {
+            key: tables[raw_table(key[0], ds)] for key, ds in self._datasets.items()
         }
         self.pinned = pinned if pinned is not None else set()
         self._kept: dict[Key, pl.DataFrame] = {}
@@ -133,8 +136,7 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         return f'staged."{raw_table(key[0], self._datasets[key])}"'
 
     def _columns(self, key: Key) -> list[str]:
-        sql = f"SELECT * FROM {self._table(key)} LIMIT 0"
-        return [d[0] for d in self.con.execute(sql).description]
+        return self._column_names[key]
 
     def lean(self, key: Key, cat: Catalogue) -> bool:
         """Whether ``key`` is scored in SQL where it lies (``LEAN_MIN_ROWS``): an append
@@ -150,6 +152,8 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
             return False
         if any((c.dept, c.dataset) == key for c in comparisons(cat)):
             return False
+        if LEAN_MIN_ROWS <= 0:  # every such table: no count to ask the lake for
+            return True
         rows = self.con.execute(f"SELECT count(*) FROM {self._table(key)}").fetchone()[0]
         return rows >= LEAN_MIN_ROWS
 
@@ -207,6 +211,24 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
 
     def __len__(self) -> int:
         return len(self._datasets)
+
+
+def staged_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Every committed staged table's columns, in the table's order (what ``SELECT *``
+    gives), from one read of DuckLake's catalogue: a ``SELECT * … LIMIT 0`` per table and
+    use cost a catalogue read each (~15 ms; 37 of them in a 1,000-resident scorecard)."""
+    rows = con.execute(
+        f"SELECT t.table_name, c.column_name FROM {METADATA}.ducklake_column c "
+        f"JOIN {METADATA}.ducklake_table t USING (table_id) "
+        f"JOIN {METADATA}.ducklake_schema s USING (schema_id) "
+        "WHERE s.schema_name = 'staged' AND c.parent_column IS NULL AND c.end_snapshot IS NULL "
+        "AND t.end_snapshot IS NULL AND s.end_snapshot IS NULL "
+        "ORDER BY t.table_name, c.column_order"
+    ).fetchall()
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return out
 
 
 def scored_values(cat: Catalogue, key: Key, ds: Dataset) -> set[str]:
