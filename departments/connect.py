@@ -4,7 +4,7 @@ The simulator publishes its systems in its own folder (the manifest's ``system``
 entries and the API token). :func:`connection_env` turns them into the environment a
 real hub would be given — ``STREETHUB_<DEPT>_DB_URL`` per department database,
 ``STREETHUB_DEPT_API_URL`` and ``STREETHUB_DEPT_API_TOKEN`` for the HTTP APIs — and
-:func:`simulated_systems` serves the APIs and sets those variables in this process for
+:func:`simulated_systems` serves the APIs (a process of their own) and sets those variables in this process for
 the length of a block (the main job, ``streethub simulate``); ``streethub ui`` sets them
 for the Dagster processes it starts.
 """
@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from departments.server import TOKEN_ENV, api_token, running_server
+from departments.server import TOKEN_ENV, api_token, server_process
 from departments.simulate import read_manifest
 
 API_URL_ENV = "STREETHUB_DEPT_API_URL"
@@ -70,12 +70,13 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def simulated_systems(sim_dir: Path, **faults) -> Iterator[dict[str, str]]:
-    """Serve the simulated APIs of ``sim_dir`` and set the connection environment for the
+    """Serve the simulated APIs of ``sim_dir`` (from a process of their own, as a real
+    department's systems are apart from the hub) and set the connection environment for the
     block; yield that environment (empty, serving nothing, when the folder holds no street)."""
     if not has_street(sim_dir):
         yield {}
         return
-    with running_server(sim_dir, **faults) as url:
+    with server_process(sim_dir, **faults) as url:
         env = connection_env(sim_dir, url)
         with environment(env):
             yield env

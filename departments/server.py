@@ -12,13 +12,20 @@ eventually succeeds (except with ``down=True``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import random
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,7 +127,7 @@ def create_app(
     def health() -> Response:
         if down:
             return _error(503, "service unavailable")
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
 
     @app.get("/api/{dept}/{dataset}")
     def records(
@@ -202,3 +209,65 @@ def running_server(sim_dir: Path, token: str | None = None, **faults) -> Iterato
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    """Whether a server answers at ``url`` (any HTTP status counts: a ``down`` server
+    answers 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def server_process(sim_dir: Path, token: str | None = None, **faults) -> Iterator[str]:
+    """Serve the APIs of the simulator's folder ``sim_dir`` from a process of their own on
+    a free port, as a real department's systems run apart from the hub (their memory, CPU
+    and interpreter lock are not the hub's: the thread of :func:`running_server` held the
+    served tables in the hub's process and competed with its ingest); yield the base URL;
+    stop it on exit. The token goes to the process by its environment, never its command
+    line."""
+    host, port = "127.0.0.1", free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, TOKEN_ENV: token or api_token(Path(sim_dir))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "departments.server", str(sim_dir), "--port", str(port),
+           "--faults", json.dumps(faults)]  # fmt: skip
+    url = f"http://{host}:{port}"
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(f"{url}/health"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err.seek(0)
+                    tail = err.read()[-2000:].decode(errors="replace")
+                    raise RuntimeError(f"department API server did not start: {tail}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m departments.server SIM_DIR --port N --faults JSON``: what
+    :func:`server_process` starts."""
+    parser = argparse.ArgumentParser(description="the simulated departments' HTTP APIs")
+    parser.add_argument("sim_dir", type=Path)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--faults", default="{}", help="create_app's fault options, as JSON")
+    args = parser.parse_args(argv)
+    serve(args.sim_dir, host="127.0.0.1", port=args.port, **json.loads(args.faults))
+
+
+if __name__ == "__main__":
+    main()

@@ -80,6 +80,17 @@ def test_simulated_systems_serve_and_set_the_environment_for_the_block(sim, monk
     assert os.environ["STREETHUB_DEPT_API_URL"] == "http://before"
 
 
+def test_the_simulated_systems_run_apart_from_the_hub(sim):
+    """Served from a process of their own, as a real department's are: their tables are not
+    in the hub's memory; the process is gone after the block."""
+    with simulated_systems(sim, fault_rate=0.0, slow_rate=0.0) as env:
+        url = env["STREETHUB_DEPT_API_URL"]
+        served_by = httpx.get(f"{url}/health").json()["pid"]
+        assert served_by != os.getpid()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/health")
+
+
 def test_environment_restores_what_was_there(monkeypatch):
     monkeypatch.setenv("STREETHUB_X_DB_URL", "old")
     with environment({"STREETHUB_X_DB_URL": "new", "STREETHUB_Y_DB_URL": "y"}):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import polars as pl
 import pytest
@@ -51,7 +53,7 @@ def test_auth_is_required(client, token):
     r = client.get("/api/rx/appeals", headers=auth(token + "x"))
     assert r.status_code == 401
     assert client.get("/api/rx/appeals", headers=auth(token)).status_code == 200
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok", "pid": os.getpid()}
 
 
 def test_unknown_dataset_and_bad_input(client, token):
