@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 
 from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.ingest.landing import LandingResult, land
 from pipelines.ingest.raw import Account, load_raw
+from pipelines.ingest.staged import StageAccount, load_and_stage
+
+if TYPE_CHECKING:
+    from pipelines.protection import Protection
 
 
 def ingest_dataset(
@@ -22,3 +28,24 @@ def ingest_dataset(
 
     landed = land(con, settings, dept, dataset, **{"wait_for_settle": True, **pull_kw})
     return landed, load_raw(con, dept, dataset, Protection.from_settings(settings).protect)
+
+
+def ingest_and_stage(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dept: str,
+    dataset: Dataset,
+    *,
+    protection: Protection | None = None,
+    **pull_kw,
+) -> tuple[LandingResult, list[Account], list[StageAccount]]:
+    """What a run's dataset step does: land what is new, then read every unread delivery
+    into raw and through the row gate, one transaction a delivery
+    (:func:`pipelines.ingest.staged.load_and_stage`). Waits for settling files as
+    :func:`ingest_dataset` does."""
+    from pipelines.protection import Protection
+
+    landed = land(con, settings, dept, dataset, **{"wait_for_settle": True, **pull_kw})
+    protection = protection or Protection.from_settings(settings)
+    accounts, staged = load_and_stage(con, dept, dataset, protection)
+    return landed, accounts, staged

@@ -138,6 +138,7 @@ class Landed:
     landed_path: str
     sha256: str
     size_bytes: int
+    arrived_at: dt.datetime | None = None  # when read with it (:func:`pending`)
 
 
 def is_landed(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, sha256: str) -> bool:
@@ -169,6 +170,43 @@ def unaccounted(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list
         [dept, dataset],
     ).fetchall()
     return [Landed(*r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a dataset's raw and staged steps have to do, from :func:`pending`."""
+
+    unread: list[Landed]  # landed deliveries not yet read (as :func:`unaccounted`)
+    ungated: list[tuple[str, str, dt.datetime]]  # read, not gated (as ``staged.unstaged``)
+    staged_any: bool  # a stage account of the dataset ever put rows into staged
+
+
+def pending(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> Pending:
+    """One statement for what :func:`unaccounted` and ``pipelines.ingest.staged.unstaged``
+    read in two (each ledger table read once: every DuckLake table a statement reads costs
+    ~10 ms of catalogue reads), and whether the dataset's staged table can hold any row —
+    staged rows are only ever inserted with a stage account (``rows_out``), so none with
+    rows means an empty table (:func:`pipelines.ingest.staged.gate_delivery` then skips
+    looking up staged versions). Oldest first, as both."""
+    rows = con.execute(
+        """SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
+                  d.size_bytes, d.arrived_at, a.accounts, a.loaded, s.gated, s.rows_out
+           FROM landing.deliveries d
+           LEFT JOIN (SELECT delivery_id, count(*) AS accounts,
+                             bool_or(status = 'loaded') AS loaded
+                      FROM landing.delivery_accounts WHERE dept = $1 AND dataset = $2
+                      GROUP BY delivery_id) a USING (delivery_id)
+           LEFT JOIN (SELECT delivery_id, true AS gated, sum(rows_out) AS rows_out
+                      FROM landing.stage_accounts
+                      WHERE dept = $1 AND dataset = $2 AND stage = 'staged'
+                      GROUP BY delivery_id) s USING (delivery_id)
+           WHERE d.dept = $1 AND d.dataset = $2
+           ORDER BY d.arrived_at, d.file_name""",
+        [dept, dataset],
+    ).fetchall()
+    unread = [Landed(*r[:8]) for r in rows if not r[8]]
+    ungated = [(r[0], r[3], r[7]) for r in rows if r[9] and not r[10]]
+    return Pending(unread, ungated, any((r[11] or 0) > 0 for r in rows))
 
 
 def record_account(

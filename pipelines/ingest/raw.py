@@ -123,7 +123,7 @@ def unreadable(exc: BaseException) -> str:
     )
 
 
-class _Unreadable(Exception):
+class UnreadableDelivery(Exception):
     """Anything raised while reading or mapping a delivery, carrying its reason."""
 
     def __init__(self, reason: str) -> None:
@@ -131,13 +131,11 @@ class _Unreadable(Exception):
         self.reason = reason
 
 
-def _mapped(
-    dataset: Dataset, d: Landed, protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame]
-) -> Iterator[tuple[Parsed, pl.DataFrame]]:
-    """Each batch of the delivery and its frame under catalogue names, lineage added.
+def mapped_batches(dataset: Dataset, d: Landed) -> Iterator[tuple[Parsed, pl.DataFrame]]:
+    """Each batch of the delivery and its plaintext frame under catalogue names, lineage
+    added (the caller encrypts it before anything is written).
 
-    Whatever reading or mapping raises leaves as :class:`_Unreadable` (protect's
-    own failures, a missing key for instance, are the run's problem and pass).
+    Whatever reading or mapping raises leaves as :class:`UnreadableDelivery`.
     """
     open_columns = dataset.delivery.kind in OPEN_COLUMNS
     seen: set[str] = set()
@@ -164,11 +162,67 @@ def _mapped(
             raise  # reading a landed (encrypted) file without its key: the run's problem
         except StreethubError as exc:
             exc.file = d.file_name  # name the delivered file, not the landed copy
-            raise _Unreadable(str(exc)) from None
+            raise UnreadableDelivery(str(exc)) from None
         except Exception as exc:  # any library's error: accounted, never shown verbatim
             failure = DeliveryError(unreadable(exc), dataset=dataset.code, file=d.file_name)
-            raise _Unreadable(str(failure)) from None
-        yield parsed, protect(frame, dataset)
+            raise UnreadableDelivery(str(failure)) from None
+        yield parsed, frame
+
+
+def insert_delivery(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    d: Landed,
+    batches: Iterator[tuple[Parsed, pl.DataFrame]],
+    first: tuple[Parsed, pl.DataFrame] | None,
+    protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame],
+    kept: list[pl.DataFrame] | None = None,
+) -> Account:
+    """Inside the caller's transaction: the delivery's batches (``first``, then the rest of
+    ``batches``) encrypted by ``protect`` and inserted into raw, their quarantine, and the
+    delivery's account. ``kept``: each batch's plaintext is appended to it (the row gate
+    of the same transaction reads it instead of the raw rows back)."""
+    read = loaded = quarantined = 0
+    notes: list[str] = []
+    # the table too, if missing (a run made it before its steps: pipelines.ingest.tables)
+    table = ensure_raw_table(con, dept, dataset)
+    batch = first
+    while batch is not None:
+        parsed, frame = batch
+        quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
+        insert_frame(con, "raw", table, protect(frame, dataset))
+        insert_frame(con, "quarantine", "rows", quarantine)
+        if kept is not None:
+            kept.append(frame)
+        read += parsed.rows_read
+        loaded += frame.height
+        quarantined += quarantine.height
+        notes += [n for n in parsed.notes if n not in notes]
+        batch = next(batches, None)
+    record_account(
+        con,
+        delivery_id=d.delivery_id,
+        dept=dept,
+        dataset=dataset.code,
+        status="loaded",
+        reason=None,
+        rows_read=read,
+        rows_loaded=loaded,
+        rows_quarantined=quarantined,
+        notes="; ".join(notes) or None,
+    )
+    return Account(d.delivery_id, d.file_name, "loaded", None, read, loaded, quarantined)
+
+
+def failed_delivery(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, d: Landed, exc: UnreadableDelivery
+) -> Account:
+    """A delivery that could not be read, accounted failed in a transaction of its own."""
+    record_failure(
+        con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=exc.reason
+    )
+    return Account(d.delivery_id, d.file_name, "failed", exc.reason, 0, 0, 0)
 
 
 def load_delivery(
@@ -183,46 +237,17 @@ def load_delivery(
 
     ``protect`` encrypts the sensitive (L3/L4) columns before anything is written.
     """
-    read = loaded = quarantined = 0
-    notes: list[str] = []
     try:
-        batches = _mapped(dataset, d, protect)
+        batches = mapped_batches(dataset, d)
         first = next(batches, None)
         kill_point("raw.parsed")
-        # the table too, if missing (a run made it before its steps: pipelines.ingest.tables)
         with transaction(con):
-            table = ensure_raw_table(con, dept, dataset)
-            batch = first
-            while batch is not None:
-                parsed, frame = batch
-                quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
-                insert_frame(con, "raw", table, frame)
-                insert_frame(con, "quarantine", "rows", quarantine)
-                read += parsed.rows_read
-                loaded += frame.height
-                quarantined += quarantine.height
-                notes += [n for n in parsed.notes if n not in notes]
-                batch = next(batches, None)
-            record_account(
-                con,
-                delivery_id=d.delivery_id,
-                dept=dept,
-                dataset=dataset.code,
-                status="loaded",
-                reason=None,
-                rows_read=read,
-                rows_loaded=loaded,
-                rows_quarantined=quarantined,
-                notes="; ".join(notes) or None,
-            )
+            account = insert_delivery(con, dept, dataset, d, batches, first, protect)
             kill_point("raw.before_commit")
-    except _Unreadable as exc:
-        record_failure(
-            con, delivery_id=d.delivery_id, dept=dept, dataset=dataset.code, reason=exc.reason
-        )
-        return Account(d.delivery_id, d.file_name, "failed", exc.reason, 0, 0, 0)
+    except UnreadableDelivery as exc:
+        return failed_delivery(con, dept, dataset, d, exc)
     kill_point("raw.committed")
-    return Account(d.delivery_id, d.file_name, "loaded", None, read, loaded, quarantined)
+    return account
 
 
 def load_raw(

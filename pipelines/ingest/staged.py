@@ -33,8 +33,16 @@ import polars as pl
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
 from lakehouse.lake import METADATA, ensure_table, insert_frame, transaction
-from pipelines.ingest.ledger import QUARANTINE_SCHEMA, now
-from pipelines.ingest.raw import raw_table
+from pipelines.ingest.ledger import QUARANTINE_SCHEMA, Landed, now, pending
+from pipelines.ingest.raw import (
+    Account,
+    UnreadableDelivery,
+    failed_delivery,
+    insert_delivery,
+    load_delivery,
+    mapped_batches,
+    raw_table,
+)
 from pipelines.killpoints import kill_point, register
 from pipelines.protection import Protection
 from quality.keys import ARRIVED, CURSOR, KEY_PID, ROW_DIGEST, Reconciled, reconcile
@@ -253,6 +261,21 @@ def _staged_versions(
         con.unregister(view)
 
 
+def _no_versions(incoming: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
+    """:func:`_staged_versions` of a staged table known to be empty: no rows, its columns
+    (the cursor typed as the delivery's, as a read is cast before it is met)."""
+    schema = {
+        KEY_PID: pl.String,
+        ROW_DIGEST: pl.String,
+        "_delivery_id": pl.String,
+        "_source_row": pl.Int64,
+        ARRIVED: pl.Datetime("us", "UTC"),
+    }
+    if dataset.update_cursor:
+        schema[CURSOR] = incoming.schema[CURSOR]
+    return pl.DataFrame(schema=schema)
+
+
 def _arrival(con: duckdb.DuckDBPyConnection, delivery_id: str) -> dt.datetime | None:
     row = con.execute(
         "SELECT max(arrived_at) FROM landing.deliveries WHERE delivery_id = ?", [delivery_id]
@@ -301,74 +324,111 @@ def stage_delivery(
     (its reads too: the lake's snapshot and catalogue are loaded once, and the staged
     table, when a run did not make it before its steps, is created in the delivery's own
     commit). ``arrived_at``: when the delivery landed, if the caller has it
-    (:func:`unstaged` does; else it is read)."""
-    from quality.gate import gate
-
+    (:func:`unstaged` does; else it is read). Deliveries read into raw by an earlier run
+    (or by ``deliveries retry``) come this way; a run's new ones are read and gated in one
+    transaction (:func:`load_and_stage_delivery`)."""
     with transaction(con):
         table = raw_table(dept, dataset)
-        raw = con.execute(
-            f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row',
-            [delivery_id],
-        ).pl()
-        raw = protection.reveal_text(raw, dataset, "quality_gate")
-        result = gate(raw, dataset)
-        kill_point("staged.gated")
-        passed = result.staged.with_columns(
-            protection.key_pid(result.staged, dataset).alias(KEY_PID),
-            protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
-            *protection.person_pids(result.staged, dataset),
+        read = f'SELECT * FROM raw."{table}" WHERE _delivery_id = ? ORDER BY _source_row'
+        # no local holds the frames: the ciphertext goes once decrypted, the plaintext
+        # once the gate is done with it (a large delivery's memory)
+        account = gate_delivery(
+            con,
+            dept,
+            dataset,
+            delivery_id,
+            file_name,
+            protection,
+            protection.reveal_text(con.execute(read, [delivery_id]).pl(), dataset, "quality_gate"),
+            arrived_at,
         )
-        name, _ = ensure_staged_table(con, dept, dataset, protection)
-        incoming = passed.select(
-            "_source_row",
-            KEY_PID,
-            ROW_DIGEST,
-            *([pl.col(dataset.update_cursor).alias(CURSOR)] if dataset.update_cursor else []),
-        )
-        known = _staged_versions(con, name, dataset, incoming[KEY_PID])
-        if dataset.update_cursor and known.height:
-            known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
-        arrival = arrived_at if arrived_at is not None else _arrival(con, delivery_id)
-        met: Reconciled = reconcile(incoming, known, dataset, arrival)
-        gate_q = pl.concat(
-            [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
-        )
-        quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
-        rows_in = raw.height
-        del raw  # the delivery's plaintext is not needed past here (a large delivery's memory)
-        staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
-            pl.lit(now()).alias("_staged_at")
-        )
-        staged = protection.protect(staged, dataset)
-        n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
-        n_skipped = result.skipped.height + met.skipped.height
-        replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
-        if dataset.update_mode is UpdateMode.snapshot:
-            # the keys this delivery carries but did not stage anew keep their staged row
-            carried = pl.concat(
-                [
-                    passed.filter(
-                        pl.col("_source_row").is_in(met.skipped["_source_row"].implode())
-                    )[KEY_PID],
-                    quarantine["key_pid"].rename(KEY_PID),
-                ]
-            )
-            keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
-        deleted = 0
-        if dataset.update_mode is UpdateMode.snapshot and rows_in:  # empty: withdraws nothing
-            deleted = _delete_keys(con, name, keep, keep=True)
-        elif met.replace_keys.len():
-            deleted = _delete_keys(con, name, met.replace_keys, keep=False)
-        insert_frame(con, "staged", name, staged)
-        insert_frame(con, "quarantine", "rows", quarantine)
-        con.execute(
-            "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
-            "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
-            [delivery_id, dept, dataset.code, "staged", rows_in, staged.height,
-             n_quarantined, now(), n_skipped],
-        )  # fmt: skip
-        kill_point("staged.before_commit")
     kill_point("staged.committed")
+    return account
+
+
+def gate_delivery(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    delivery_id: str,
+    file_name: str,
+    protection: Protection,
+    raw: pl.DataFrame,
+    arrived_at: dt.datetime | None = None,
+    *,
+    staged_empty: bool = False,
+) -> StageAccount:
+    """Inside the caller's transaction: one delivery's plaintext raw rows (``raw``: lineage
+    and the catalogue's fields as text, in source order) through the gate and against
+    staged — the staged rows, their quarantine and the stage account inserted.
+    ``staged_empty``: the caller knows the staged table holds no row (the ledger says so:
+    ``pipelines.ingest.ledger.pending``), so it is not read for versions nor deleted from
+    (reading an empty DuckLake table costs ~25 ms)."""
+    from quality.gate import gate
+
+    result = gate(raw, dataset)
+    kill_point("staged.gated")
+    passed = result.staged.with_columns(
+        protection.key_pid(result.staged, dataset).alias(KEY_PID),
+        protection.row_digest(result.staged, dataset).alias(ROW_DIGEST),
+        *protection.person_pids(result.staged, dataset),
+    )
+    name, _ = ensure_staged_table(con, dept, dataset, protection)
+    incoming = passed.select(
+        "_source_row",
+        KEY_PID,
+        ROW_DIGEST,
+        *([pl.col(dataset.update_cursor).alias(CURSOR)] if dataset.update_cursor else []),
+    )
+    known = (
+        _no_versions(incoming, dataset)
+        if staged_empty
+        else _staged_versions(con, name, dataset, incoming[KEY_PID])
+    )
+    if dataset.update_cursor and known.height:
+        known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))
+    arrival = arrived_at if arrived_at is not None else _arrival(con, delivery_id)
+    met: Reconciled = reconcile(incoming, known, dataset, arrival)
+    gate_q = pl.concat(
+        [result.quarantine, _as_quarantine(met.quarantine, delivery_id)], how="vertical_relaxed"
+    )
+    quarantine = _quarantine(gate_q, raw, dept, dataset, file_name, protection)
+    rows_in = raw.height
+    del raw  # the delivery's plaintext is not needed past here (a large delivery's memory)
+    staged = passed.filter(pl.col("_source_row").is_in(met.stage.implode())).with_columns(
+        pl.lit(now()).alias("_staged_at")
+    )
+    staged = protection.protect(staged, dataset)
+    n_quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
+    n_skipped = result.skipped.height + met.skipped.height
+    replaced = int(known.filter(pl.col(KEY_PID).is_in(met.replace_keys.implode())).height)
+    if dataset.update_mode is UpdateMode.snapshot:
+        # the keys this delivery carries but did not stage anew keep their staged row
+        carried = pl.concat(
+            [
+                passed.filter(pl.col("_source_row").is_in(met.skipped["_source_row"].implode()))[
+                    KEY_PID
+                ],
+                quarantine["key_pid"].rename(KEY_PID),
+            ]
+        )
+        keep = carried.filter(~carried.is_in(staged[KEY_PID].implode()))
+    deleted = 0
+    if staged_empty:  # nothing staged to replace or withdraw
+        pass
+    elif dataset.update_mode is UpdateMode.snapshot and rows_in:  # empty: withdraws nothing
+        deleted = _delete_keys(con, name, keep, keep=True)
+    elif met.replace_keys.len():
+        deleted = _delete_keys(con, name, met.replace_keys, keep=False)
+    insert_frame(con, "staged", name, staged)
+    insert_frame(con, "quarantine", "rows", quarantine)
+    con.execute(
+        "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
+        "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
+        [delivery_id, dept, dataset.code, "staged", rows_in, staged.height,
+         n_quarantined, now(), n_skipped],
+    )  # fmt: skip
+    kill_point("staged.before_commit")
     account = StageAccount(
         delivery_id, rows_in, staged.height, n_quarantined, n_skipped,
         rows_replaced=replaced, rows_withdrawn=max(0, deleted - replaced),
@@ -376,6 +436,79 @@ def stage_delivery(
     )  # fmt: skip
     assert account.balances, f"{dataset.code}: stage account of {delivery_id} does not balance"
     return account
+
+
+def _plaintext(kept: list[pl.DataFrame], dataset: Dataset) -> pl.DataFrame:
+    """The delivery's plaintext batches as one frame in source order (as the gate reads raw
+    back: ``ORDER BY _source_row``; a delivery of no rows as raw's empty columns); the list
+    emptied, so only the frame holds them."""
+    if not kept:
+        lineage = {"_delivery_id": pl.String, "_source_row": pl.Int64}
+        return pl.DataFrame(
+            schema={
+                **lineage,
+                "_loaded_at": pl.Datetime("us", "UTC"),
+                **{f.name: pl.String for f in dataset.fields},
+            }
+        )
+    frame = pl.concat(kept)
+    kept.clear()
+    return frame.sort("_source_row", maintain_order=True)
+
+
+def load_and_stage_delivery(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    d: Landed,
+    protection: Protection,
+    *,
+    staged_empty: bool = False,
+) -> tuple[Account, StageAccount | None]:
+    """One landed delivery read into raw and through the gate in ONE lake transaction: its
+    batches encrypted and inserted into raw while their plaintext is kept, then gated from
+    that plaintext (:func:`gate_delivery`) — not committed, read back and decrypted, and
+    committed again. One commit and one load of DuckLake's catalogue a delivery, and the
+    same rows, quarantine and accounts as :func:`load_delivery` then :func:`stage_delivery`.
+
+    A delivery that cannot be read is accounted failed (no stage account). Should the gate
+    raise, the transaction rolls back and the delivery is read into raw alone
+    (:func:`load_delivery`, committed), then the error goes on: the gate's failure is the
+    step's, as when raw and staged were two transactions."""
+    kept: list[pl.DataFrame] = []
+    loaded = False
+    try:
+        batches = mapped_batches(dataset, d)
+        first = next(batches, None)
+        kill_point("raw.parsed")
+        with transaction(con):
+            account = insert_delivery(
+                con, dept, dataset, d, batches, first, protection.protect, kept
+            )
+            del first, batches
+            kill_point("raw.before_commit")
+            loaded = True
+            staged = gate_delivery(
+                con,
+                dept,
+                dataset,
+                d.delivery_id,
+                d.file_name,
+                protection,
+                _plaintext(kept, dataset),
+                d.arrived_at,
+                staged_empty=staged_empty,
+            )
+    except UnreadableDelivery as exc:
+        return failed_delivery(con, dept, dataset, d, exc), None
+    except Exception:
+        kept.clear()
+        if loaded:  # the gate failed: raw as before, committed on its own
+            load_delivery(con, dept, dataset, d, protection.protect)
+        raise
+    kill_point("raw.committed")
+    kill_point("staged.committed")
+    return account, staged
 
 
 def _lacks_columns(con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset) -> bool:
@@ -393,11 +526,50 @@ def stage_dataset(
 ) -> list[StageAccount]:
     """Put every raw-loaded, not yet staged delivery of the dataset through the gate. With
     none, a staged table from before its ``_pid_`` columns still gains them (filled)."""
-    deliveries = unstaged(con, dept, dataset.code)
-    if not deliveries and _lacks_columns(con, raw_table(dept, dataset), dataset):
+    return _stage_pending(con, dept, dataset, protection, unstaged(con, dept, dataset.code))
+
+
+def _stage_pending(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    protection: Protection,
+    deliveries: list[tuple[str, str, dt.datetime]],
+    probe: bool = True,
+) -> list[StageAccount]:
+    """The raw-loaded ``deliveries`` (:func:`unstaged`) through the gate; none (and
+    ``probe``): a staged table lacking columns gains them."""
+    if not deliveries and probe and _lacks_columns(con, raw_table(dept, dataset), dataset):
         with transaction(con):
             ensure_staged_table(con, dept, dataset, protection)
     return [
         stage_delivery(con, dept, dataset, delivery_id, file_name, protection, arrived_at)
         for delivery_id, file_name, arrived_at in deliveries
     ]
+
+
+def load_and_stage(
+    con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset, protection: Protection
+) -> tuple[list[Account], list[StageAccount]]:
+    """raw and staged for one dataset: the deliveries an earlier run read into raw but did
+    not gate go through the gate (:func:`stage_delivery`), then every landed delivery not
+    yet read is read and gated in one transaction each (:func:`load_and_stage_delivery`).
+    What is pending is read in one transaction (one load of DuckLake's catalogue). Returns
+    the raw accounts and the stage accounts, as :func:`load_raw` then :func:`stage_dataset`
+    would."""
+    todo = pending(con, dept, dataset.code)
+    unread = todo.unread
+    staged = _stage_pending(con, dept, dataset, protection, todo.ungated, probe=not unread)
+    empty = not todo.staged_any and not staged
+    accounts = []
+    for d in unread:
+        account, stage_account = load_and_stage_delivery(
+            con, dept, dataset, d, protection, staged_empty=empty
+        )
+        empty = empty and (stage_account is None or stage_account.rows_out == 0)
+        accounts.append(account)
+        if stage_account is not None:
+            staged.append(stage_account)
+    if unread and not staged:  # nothing gated: a staged table lacking columns gains them
+        _stage_pending(con, dept, dataset, protection, [])
+    return accounts, staged
