@@ -68,11 +68,13 @@ from pipelines.leak_marks import (
     read_mark,
     tables_at,
 )
+from pipelines.memory import trim_heap
 from pipelines.protection import ACTOR, Protection
 
 AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state",
          "models", "other")  # fmt: skip
-BATCH_ROWS = 100_000
+BATCH_ROWS = 100_000  # rows a sample list is kept for (see _scan_query)
+BATCH_CELLS = 1_000_000  # cells read from DuckDB at once: a wide table in parts of a batch
 PURPOSE = "leak_scan"
 
 
@@ -165,6 +167,7 @@ def _register_names(
             continue
         frame = protection.reveal(frame, reg.dataset, PURPOSE)
         names.update(n for c in name_fields for n in frame[c].drop_nulls().to_list() if len(n) >= 2)
+    trim_heap()  # the decrypted registers' pages (about 120 MB at 200,000 residents)
     if version is not None:
         _NAMES_KEPT["names"] = (version, names)
     return names
@@ -253,13 +256,18 @@ def _scan_query(
     names_only: bool = False,
     cards: frozenset[str] = frozenset(),
 ) -> LeakCounts:
-    """Scan a query's rows batch by batch (memory: one batch)."""
+    """Scan a query's rows batch by batch (memory: one read of at most about
+    :data:`BATCH_CELLS` cells: a wide table, most of it ciphertext, is read in parts of a
+    batch of :data:`BATCH_ROWS` rows). The counts are a sum over cells; the samples are
+    those a scan of each whole batch keeps (:func:`_batch_samples`)."""
     result = LeakCounts()
-    reader = con.execute(sql).to_arrow_reader(BATCH_ROWS)
-    row = 0
-    for batch in reader:
-        frame = pl.from_arrow(batch)
+    cursor = con.execute(sql)
+    read = _read_rows(len(cursor.description or ()))
+    batch, row, columns = LeakCounts(), 0, []
+    for part in cursor.to_arrow_reader(read):
+        frame = pl.from_arrow(part)
         assert isinstance(frame, pl.DataFrame)
+        columns = frame.columns
         counts = scan_frame(
             frame,
             known_names=names,
@@ -268,9 +276,35 @@ def _scan_query(
             names_only=names_only,
             card_columns=cards,
         )
-        result.add(counts)
-        row += batch.num_rows
+        batch.add(counts, max_samples=len(batch.samples) + len(counts.samples))
+        row += part.num_rows
+        if row % BATCH_ROWS == 0:
+            result.add(_batch_samples(batch, columns))
+            batch = LeakCounts()
+    result.add(_batch_samples(batch, columns))
+    trim_heap()  # a batch's freed pages back to the system before the next table's
     return result
+
+
+def _read_rows(width: int) -> int:
+    """Rows read at once from a query of ``width`` columns: :data:`BATCH_ROWS` divided by
+    the least whole number that keeps a read within :data:`BATCH_CELLS` cells (so that
+    reads end where the batches do)."""
+    for parts in range(1, BATCH_ROWS + 1):
+        if BATCH_ROWS % parts == 0 and (BATCH_ROWS // parts) * width <= BATCH_CELLS:
+            return BATCH_ROWS // parts
+    return 1
+
+
+def _batch_samples(batch: LeakCounts, columns: list[str], max_samples: int = 10) -> LeakCounts:
+    """``batch`` (the parts of one batch added up) with the samples a scan of the whole
+    batch keeps: ``scan_frame`` lists a frame's findings column by column, row by row, kinds
+    sorted, and keeps the first ``max_samples``; each part kept its own first ones, which
+    hold every one of the batch's first."""
+    order = {c: i for i, c in enumerate(columns)}
+    batch.samples = sorted(batch.samples, key=lambda s: (order.get(s[1], len(order)), s[0], s[2]))
+    batch.samples = batch.samples[:max_samples]
+    return batch
 
 
 def scan_tables(

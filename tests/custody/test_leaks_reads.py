@@ -1,0 +1,77 @@
+"""The leak scanner reads a wide table in parts of a batch (memory: about BATCH_CELLS cells
+at once): the counts and the samples are those of a scan of whole batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from catalog.identifiers import id_check_char_str
+from masking.names import KnownNames
+from pipelines import leaks
+
+NAMES = KnownNames({"王小明", "李华"})
+
+
+def citizen_id(born: dt.date, seq: str) -> str:
+    first17 = f"110105{born:%Y%m%d}{seq}"
+    return first17 + id_check_char_str(first17)
+
+
+def _table() -> duckdb.DuckDBPyConnection:
+    """A table of 8 text columns over 1,000 rows, with leaks of several kinds in several
+    columns, rows and batches (more than a sample list holds), and clean values between."""
+    con = duckdb.connect()
+    rows = []
+    for i in range(1_000):
+        ident = citizen_id(dt.date(1950, 1, 1) + dt.timedelta(days=i), f"{i % 1000:03d}")
+        rows.append(
+            (
+                f"备注{i}",
+                f"1{3 + i % 7}{i:09d}" if i % 7 == 3 else f"编号{i}",
+                ident if i % 11 == 5 else None,
+                "王小明来电" if i % 13 == 0 else "无",
+                f"user{i}@example.com" if i % 17 == 2 else "",
+                f"a{i}:{'x' * 40}",  # a ciphertext's form: passed over
+                str(i * 7),
+                "李华" if i % 19 == 4 else "社区",
+            )
+        )
+    con.execute(f"CREATE TABLE t ({', '.join(f'c{k} VARCHAR' for k in range(8))})")
+    con.executemany(f"INSERT INTO t VALUES ({', '.join('?' * 8)})", rows)
+    return con
+
+
+def _scan(con: duckdb.DuckDBPyConnection):
+    return leaks._scan_query(con, "SELECT * FROM t ORDER BY c6::INT", NAMES)
+
+
+@pytest.mark.parametrize("cells", [8 * 40, 8 * 25, 8 * 7])
+def test_parts_of_a_batch_count_and_sample_as_the_whole_batch(
+    monkeypatch: pytest.MonkeyPatch, cells: int
+) -> None:
+    con = _table()
+    monkeypatch.setattr(leaks, "BATCH_ROWS", 200)
+    monkeypatch.setattr(leaks, "BATCH_CELLS", 8 * 200)
+    whole = _scan(con)
+    monkeypatch.setattr(leaks, "BATCH_CELLS", cells)
+    assert leaks._read_rows(8) < 200  # read in parts
+    parts = _scan(con)
+    assert whole.total > 10 and len(whole.by_column) >= 4  # samples are chosen among many
+    assert len(whole.samples) == 10
+    assert parts.by_kind == whole.by_kind
+    assert parts.by_column == whole.by_column
+    assert parts.cells_scanned == whole.cells_scanned
+    assert parts.samples == whole.samples
+
+
+def test_reads_end_where_batches_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leaks, "BATCH_ROWS", 100_000)
+    monkeypatch.setattr(leaks, "BATCH_CELLS", 1_000_000)
+    assert leaks._read_rows(5) == 100_000
+    assert leaks._read_rows(60) == 12_500  # 16,666 would not end where a batch does
+    for width in range(1, 300):
+        read = leaks._read_rows(width)
+        assert 100_000 % read == 0 and (read * width <= 1_000_000 or read == 1)
