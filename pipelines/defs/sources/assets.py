@@ -8,12 +8,16 @@ staged contract are declared on it and evaluated inside it, right after their as
 failed contract fails the step, so what depends on staged (the scorecard) is not built on
 it, and nothing else stops. One step instead of five (three assets, two check steps) is
 most of Dagster's own cost per dataset: events written, concurrency slots claimed.
-Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml).
+Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml). The step opens the lake
+once, as a writer, and its zones and checks use that cursor: inside the main job's hold an
+open is a cursor and a ``USE`` (~3 ms CPU), outside it (a run the UI launched) an ATTACH
+(0.1-0.5 s), and a step opened it five or six times.
 """
 
 from collections.abc import Iterator
 
 import dagster as dg
+import duckdb
 
 from catalog.errors import shown
 from catalog.loader import get_catalogue
@@ -33,6 +37,7 @@ from pipelines.ingest.landing import land
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.ingest.staged import stage_dataset
 from pipelines.ingest.tables import ensure_dataset_tables
+from pipelines.memory import release
 from pipelines.resources import LakeResource
 
 __all__ = ["LAKE_POOL", "build_dataset_assets", "landing_key", "raw_key", "staged_key"]
@@ -60,20 +65,21 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         selected = context.selected_asset_keys
         checks = context.selected_asset_check_keys
-        if raw in selected or staged in selected:
-            ensure_run_tables(context, lake)
-        if landing in selected:
-            yield land_dataset(context, lake, dept, ds)
-        if raw in selected:
-            yield load_dataset(context, lake, dept, ds)
-            if account.key in checks:
-                with lake.open(read_only=True) as con:
+        with lake.open() as con:  # one writer's cursor for the step (module doc)
+            if raw in selected or staged in selected:
+                ensure_run_tables(context, lake, con)
+            if landing in selected:
+                yield land_dataset(context, lake, con, dept, ds)
+                release()  # what landing held goes back, as at the end of a writer's open
+            if raw in selected:
+                yield load_dataset(context, lake, con, dept, ds)
+                if account.key in checks:
                     yield accounted(con, dept, ds)
-        if staged in selected:
-            yield stage(context, lake, dept, ds)
-            if contract.key in checks:
-                report = lake.settings().home_abs / "reports" / "quality.html"
-                with lake.open(read_only=True) as con:
+                release()
+            if staged in selected:
+                yield stage(context, lake, con, dept, ds)
+                if contract.key in checks:
+                    report = lake.settings().home_abs / "reports" / "quality.html"
                     yield contract_result(con, dept, ds, report)
 
     return [_ingest]
@@ -83,7 +89,9 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
 _RUNS_WITH_TABLES: set[str] = set()
 
 
-def ensure_run_tables(context: dg.AssetExecutionContext, lake: LakeResource) -> None:
+def ensure_run_tables(
+    context: dg.AssetExecutionContext, lake: LakeResource, con: duckdb.DuckDBPyConnection
+) -> None:
     """Once a run (its first dataset step in this process): the raw and staged tables of
     every dataset whose raw or staged asset the run selected, created in one lake commit
     (``pipelines.ingest.tables``) instead of each in its first delivery's commit."""
@@ -99,25 +107,26 @@ def ensure_run_tables(context: dg.AssetExecutionContext, lake: LakeResource) -> 
         for dept, ds in cat.datasets()
         if raw_key(dept.code, ds.code) in selection or staged_key(dept.code, ds.code) in selection
     ]
-    with lake.open() as con:
-        ensure_dataset_tables(con, datasets)
+    ensure_dataset_tables(con, datasets)
     _RUNS_WITH_TABLES.add(run.run_id)
 
 
 def land_dataset(
-    context: dg.AssetExecutionContext, lake: LakeResource, dept: Department, ds: Dataset
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
 ) -> dg.MaterializeResult:
     """landing: the new deliveries (files in the inbox, or a pull), byte for byte."""
-    settings = lake.settings()
-    with lake.open() as con:
-        # a run right after a delivery waits for files still settling; a later run
-        # (the sensor's) lands what was still changing then. A pull is recorded (the next
-        # is due a cycle later) in the transaction of what it landed
-        result = land(con, settings, dept.code, ds, wait_for_settle=True, record=True)
-        total = con.execute(
-            "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
-            [dept.code, ds.code],
-        ).fetchone()[0]
+    # a run right after a delivery waits for files still settling; a later run
+    # (the sensor's) lands what was still changing then. A pull is recorded (the next
+    # is due a cycle later) in the transaction of what it landed
+    result = land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True)
+    total = con.execute(
+        "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
+        [dept.code, ds.code],
+    ).fetchone()[0]
     for reason in result.failed:  # file names in reasons are already shown escaped
         context.log.warning(f"delivery failed: {reason}")
     if result.unmatched_total:
@@ -151,13 +160,16 @@ def land_dataset(
 
 
 def load_dataset(
-    context: dg.AssetExecutionContext, lake: LakeResource, dept: Department, ds: Dataset
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
 ) -> dg.MaterializeResult:
     """raw: the landed deliveries not yet read, parsed and typed, sensitive columns encrypted."""
-    with lake.open() as con:
-        accounts = load_raw(con, dept.code, ds, lake.protection().protect)
-        table = raw_table(dept.code, ds)
-        rows = row_count(con, "raw", table)
+    accounts = load_raw(con, dept.code, ds, lake.protection().protect)
+    table = raw_table(dept.code, ds)
+    rows = row_count(con, "raw", table)
     for a in accounts:
         if a.status == "failed":
             context.log.warning(f"delivery {shown(a.file_name)} failed: {a.reason}")
@@ -176,12 +188,15 @@ def load_dataset(
 
 
 def stage(
-    context: dg.AssetExecutionContext, lake: LakeResource, dept: Department, ds: Dataset
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
 ) -> dg.MaterializeResult:
     """staged: the read deliveries not yet gated, through the catalogue's row gate."""
-    with lake.open() as con:
-        accounts = stage_dataset(con, dept.code, ds, lake.protection())
-        rows = row_count(con, "staged", raw_table(dept.code, ds))
+    accounts = stage_dataset(con, dept.code, ds, lake.protection())
+    rows = row_count(con, "staged", raw_table(dept.code, ds))
     rows_in = sum(a.rows_in for a in accounts)
     passed = sum(a.rows_out for a in accounts)
     quarantined = sum(a.rows_quarantined for a in accounts)
