@@ -90,8 +90,9 @@ def load_inputs(
     ``incremental``: only the datasets something changed for since the last scorecard are
     scored again (see the module doc); False: every dataset (the same result, slower)."""
     read = read_state(con, cat)  # first: anything committed after it counts as changed
+    tables = tables_in(con)  # one read of the catalogue for every zone's tables
     issues = None
-    if "issues" in _tables(con, "quarantine"):
+    if ("quarantine", "issues") in tables:
         issues = con.execute("SELECT * FROM quarantine.issues").pl()
     inputs = QualityInputs(
         staged=StagedFrames(con, cat, protection),
@@ -105,7 +106,7 @@ def load_inputs(
         read=read,
     )
     if incremental:
-        found = previous_scorecard(con, cat, read)
+        found = previous_scorecard(con, cat, read, tables)
         if found is not None:
             inputs.previous, inputs.rescore = found
     return inputs

@@ -35,10 +35,6 @@ STATE_TABLE = "quality_state"  # in marts
 DIGESTED = ("quarantine.rows", "landing.delivery_accounts", "landing.deliveries")
 
 
-def _zone_tables(con: duckdb.DuckDBPyConnection, zone: str) -> set[str]:
-    return {t for _, t in tables_in(con, zone)}
-
-
 @dataclass
 class Previous:
     """What the last scorecard wrote, kept for the datasets nothing changed for."""
@@ -120,10 +116,16 @@ def touched_staged(con: duckdb.DuckDBPyConnection, cat: Catalogue, since: int) -
 
 
 def previous_scorecard(
-    con: duckdb.DuckDBPyConnection, cat: Catalogue, read: ReadState
+    con: duckdb.DuckDBPyConnection,
+    cat: Catalogue,
+    read: ReadState,
+    tables: set[tuple[str, str]] | None = None,
 ) -> tuple[Previous, set[Key]] | None:
-    """The last scorecard's rows and the datasets to score again, or None (score all)."""
-    marts = _zone_tables(con, "marts")
+    """The last scorecard's rows and the datasets to score again, or None (score all).
+    ``tables``: the lake's (zone, table) as the caller read them (``tables_in``), so the
+    catalogue is not read again for them."""
+    tables = tables_in(con) if tables is None else tables
+    marts = {t for z, t in tables if z == "marts"}
     if STATE_TABLE not in marts or "quality_scorecard" not in marts:
         return None
     state = con.execute(f"SELECT * FROM marts.{STATE_TABLE}").pl()
@@ -142,7 +144,7 @@ def previous_scorecard(
             "SELECT * FROM marts.quality_expectations WHERE run_at = ?", [computed_at]
         ).pl()
     disagreements = pl.DataFrame()
-    if "disagreements" in _zone_tables(con, "quarantine"):
+    if ("quarantine", "disagreements") in tables:
         disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
     before = {(r["dept"], r["dataset"]): r for r in state.iter_rows(named=True)}
     changed = {
