@@ -236,7 +236,7 @@ def server_process(sim_dir: Path, token: str | None = None, **faults) -> Iterato
     env = {**os.environ, TOKEN_ENV: token or api_token(Path(sim_dir))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "departments.server", str(sim_dir), "--port", str(port),
-           "--faults", json.dumps(faults)]  # fmt: skip
+           "--faults", json.dumps(faults), "--parent", str(os.getpid())]  # fmt: skip
     url = f"http://{host}:{port}"
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -258,6 +258,14 @@ def server_process(sim_dir: Path, token: str | None = None, **faults) -> Iterato
                 proc.wait()
 
 
+def _outlive_not(parent: int) -> None:
+    """End this process once ``parent`` is gone (killed without stopping us: the orphan
+    is re-parented), so a killed hub leaves no server behind."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m departments.server SIM_DIR --port N --faults JSON``: what
     :func:`server_process` starts."""
@@ -265,7 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sim_dir", type=Path)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--faults", default="{}", help="create_app's fault options, as JSON")
+    parser.add_argument("--parent", type=int, help="stop when this process is gone")
     args = parser.parse_args(argv)
+    if args.parent:
+        threading.Thread(target=_outlive_not, args=(args.parent,), daemon=True).start()
     serve(args.sim_dir, host="127.0.0.1", port=args.port, **json.loads(args.faults))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -89,6 +92,34 @@ def test_the_simulated_systems_run_apart_from_the_hub(sim):
         assert served_by != os.getpid()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health")
+
+
+def test_a_killed_hub_leaves_no_server_behind(sim, tmp_path):
+    hub = tmp_path / "hub.py"
+    hub.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from departments.server import server_process\n"
+        "with server_process(Path(sys.argv[1]), fault_rate=0.0, slow_rate=0.0) as url:\n"
+        "    print(url, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, str(hub), str(sim)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    url = proc.stdout.readline().strip()
+    assert httpx.get(f"{url}/health").json()["pid"] not in (os.getpid(), proc.pid)
+    proc.kill()  # no finally block runs: the server must notice on its own
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/health", timeout=1)
+        except httpx.ConnectError:
+            return
+        time.sleep(0.2)
+    pytest.fail("the department API server outlived the process that started it")
 
 
 def test_environment_restores_what_was_there(monkeypatch):
