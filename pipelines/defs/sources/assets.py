@@ -35,7 +35,7 @@ from pipelines.defs.sources.specs import (
 )
 from pipelines.ingest.landing import land
 from pipelines.ingest.raw import load_raw, raw_table
-from pipelines.ingest.staged import stage_dataset
+from pipelines.ingest.staged import StageAccount, load_and_stage, stage_dataset
 from pipelines.ingest.tables import ensure_dataset_tables
 from pipelines.memory import release
 from pipelines.resources import LakeResource
@@ -71,13 +71,15 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
             if landing in selected:
                 yield land_dataset(context, lake, con, dept, ds)
                 release()  # what landing held goes back, as at the end of a writer's open
+            gated = None  # raw and staged of a new delivery are one transaction (ingest.staged)
             if raw in selected:
-                yield load_dataset(context, lake, con, dept, ds)
+                loaded, gated = load_dataset(context, lake, con, dept, ds, staged in selected)
+                yield loaded
                 if account.key in checks:
                     yield accounted(con, dept, ds)
                 release()
             if staged in selected:
-                yield stage(context, lake, con, dept, ds)
+                yield stage(context, lake, con, dept, ds, gated)
                 if contract.key in checks:
                     report = lake.settings().home_abs / "reports" / "quality.html"
                     yield contract_result(con, dept, ds, report)
@@ -165,15 +167,23 @@ def load_dataset(
     con: duckdb.DuckDBPyConnection,
     dept: Department,
     ds: Dataset,
-) -> dg.MaterializeResult:
-    """raw: the landed deliveries not yet read, parsed and typed, sensitive columns encrypted."""
-    accounts = load_raw(con, dept.code, ds, lake.protection().protect)
+    and_stage: bool = False,
+) -> tuple[dg.MaterializeResult, list[StageAccount] | None]:
+    """raw: the landed deliveries not yet read, parsed and typed, sensitive columns encrypted;
+    ``and_stage``: each read and gated in one lake transaction
+    (``pipelines.ingest.staged.load_and_stage``), whose stage accounts are returned for the
+    staged asset (None: not staged here)."""
+    gated = None
+    if and_stage:
+        accounts, gated = load_and_stage(con, dept.code, ds, lake.protection())
+    else:
+        accounts = load_raw(con, dept.code, ds, lake.protection().protect)
     table = raw_table(dept.code, ds)
     rows = row_count(con, "raw", table)
     for a in accounts:
         if a.status == "failed":
             context.log.warning(f"delivery {shown(a.file_name)} failed: {a.reason}")
-    return dg.MaterializeResult(
+    result = dg.MaterializeResult(
         asset_key=raw_key(dept.code, ds.code),
         metadata={
             "dagster/row_count": int(rows),
@@ -185,6 +195,7 @@ def load_dataset(
             "table": f"lake.raw.{table}",
         },
     )
+    return result, gated
 
 
 def stage(
@@ -193,9 +204,13 @@ def stage(
     con: duckdb.DuckDBPyConnection,
     dept: Department,
     ds: Dataset,
+    gated: list[StageAccount] | None = None,
 ) -> dg.MaterializeResult:
-    """staged: the read deliveries not yet gated, through the catalogue's row gate."""
-    accounts = stage_dataset(con, dept.code, ds, lake.protection())
+    """staged: the read deliveries not yet gated, through the catalogue's row gate
+    (``gated``: already gated with raw, :func:`load_dataset`)."""
+    if gated is None:
+        gated = stage_dataset(con, dept.code, ds, lake.protection())
+    accounts = gated
     rows = row_count(con, "staged", raw_table(dept.code, ds))
     rows_in = sum(a.rows_in for a in accounts)
     passed = sum(a.rows_out for a in accounts)
