@@ -47,7 +47,6 @@ from typing import Protocol
 import duckdb
 import polars as pl
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from catalog.marts import HISTORY_COLUMN, Mart, load_marts
@@ -74,6 +73,7 @@ from marts.lineage import (
     analyse_mart,
     mart_dependencies,
     output_columns,
+    parsed_query,
     read_sql,
 )
 from marts.resolve import func_name
@@ -263,7 +263,7 @@ def columns_read(reads: list[SourceField], table: str, decrypted: Iterable[Curat
 
 def _runnable(sql: str, temps: dict[str, str]) -> str:
     """The mart's SQL reading the decrypted temporary tables in place of curated ones."""
-    tree = sqlglot.parse_one(sql, read=DIALECT)
+    tree = parsed_query(sql)  # shared: transform makes the copy
 
     def swap(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and node.db == CURATED and node.name in temps:

@@ -111,39 +111,46 @@ def _context(
     sql_dir: Path | None,
 ) -> Context:
     def lineage_of(other: str, on_the_way: tuple[str, ...]) -> Lineage:
+        if not _reaches(marts, other, set(on_the_way), sql_dir):
+            # no mart on the way is read from there: its lineage is what it is on its own
+            return _kept(catalogue, marts, other, sql_dir).lineage
         return _lineage(catalogue, marts, other, on_the_way, sql_dir)
 
     return Context(catalogue, marts, name, seen, lineage_of)
 
 
-# mart_lineage's results of this process: a run resolves each mart's lineage three times
-# (which marts the catalogue can build, twice, and the catalogue's mart_sources table)
-_LINEAGES: dict[tuple, tuple[Catalogue, list[Mart], Lineage]] = {}
-_LINEAGES_KEPT = 256
+def _reaches(marts: dict[str, Mart], start: str, targets: set[str], sql_dir: Path | None) -> bool:
+    """Whether ``start`` reads (directly or through other marts) a mart of ``targets``; an
+    SQL that does not parse counts as reaching (its caller takes the path that says so)."""
+    todo, done = [start], set()
+    while todo:
+        name = todo.pop()
+        done.add(name)
+        try:
+            read = mart_dependencies(marts, name, sql_dir=sql_dir)
+        except MartError:
+            return True
+        for table in read:
+            zone, _, other = table.partition(".")
+            if zone != MARTS or other not in marts:
+                continue
+            if other in targets:
+                return True
+            if other not in done:
+                todo.append(other)
+    return False
 
 
 def mart_lineage(
     catalogue: Catalogue, marts: dict[str, Mart], name: str, *, sql_dir: Path | None = None
 ) -> Lineage:
-    """Output column → the sources it is computed from (:class:`SourceField`), in order.
+    """Output column → the sources it is computed from (:class:`SourceField`), in order
+    (the mart's analysis, kept for the process: :func:`analyse_mart`); the caller's copy."""
+    return _copied(_kept(catalogue, marts, name, sql_dir).lineage)
 
-    Kept for the process, by the identity of the (frozen) catalogue and mart entries and
-    the text of every mart's SQL (a mart's lineage follows the marts it reads): the same
-    objects and files give the same lineage; the caller gets its own copy."""
-    texts = tuple(
-        (n, sql_path(n, sql_dir).read_text(encoding="utf-8") if sql_path(n, sql_dir).is_file()
-         else None)
-        for n in sorted(marts)
-    )  # fmt: skip
-    key = (id(catalogue), tuple(id(marts[n]) for n, _ in texts), name, str(sql_dir), texts)
-    kept = _LINEAGES.get(key)
-    if kept is None or kept[0] is not catalogue:
-        lineage = _lineage(catalogue, marts, name, (), sql_dir)
-        if len(_LINEAGES) >= _LINEAGES_KEPT:
-            _LINEAGES.clear()
-        # the objects are kept with the result, so their ids are not reused meanwhile
-        kept = _LINEAGES[key] = (catalogue, [marts[n] for n, _ in texts], lineage)
-    return {column: list(sources) for column, sources in kept[2].items()}
+
+def _copied(lineage: Lineage) -> Lineage:
+    return {column: list(sources) for column, sources in lineage.items()}
 
 
 @dataclass(frozen=True)
@@ -159,10 +166,55 @@ class MartAnalysis:
     tables: set[str]  # the lake tables the query reads
 
 
+# analyse_mart's results of this process: a run asks for each mart's lineage several times
+# (which marts the catalogue can build, twice; the catalogue's mart_sources table; its build;
+# the builds of the marts reading it), which parses and resolves its SQL once
+_ANALYSES: dict[tuple, tuple[Catalogue, list[Mart], MartAnalysis]] = {}
+_ANALYSES_KEPT = 256
+
+
 def analyse_mart(
     catalogue: Catalogue, marts: dict[str, Mart], name: str, *, sql_dir: Path | None = None
 ) -> MartAnalysis:
-    """Parse the mart's SQL and resolve its lineage and its reads."""
+    """Parse the mart's SQL and resolve its lineage and its reads.
+
+    Kept for the process, by the identity of the (frozen) catalogue and mart entries and
+    the text of every mart's SQL (a mart's lineage follows the marts it reads): the same
+    objects and files give the same analysis. The caller gets its own lists; the parsed
+    ``tree`` is shared (read it, never change it)."""
+    kept = _kept(catalogue, marts, name, sql_dir)
+    return MartAnalysis(
+        tree=kept.tree,
+        lineage=_copied(kept.lineage),
+        reads=list(kept.reads),
+        unresolved=list(kept.unresolved),
+        hidden=list(kept.hidden),
+        tables=set(kept.tables),
+    )
+
+
+def _kept(
+    catalogue: Catalogue, marts: dict[str, Mart], name: str, sql_dir: Path | None
+) -> MartAnalysis:
+    texts = tuple(
+        (n, sql_path(n, sql_dir).read_text(encoding="utf-8") if sql_path(n, sql_dir).is_file()
+         else None)
+        for n in sorted(marts)
+    )  # fmt: skip
+    key = (id(catalogue), tuple(id(marts[n]) for n, _ in texts), name, str(sql_dir), texts)
+    kept = _ANALYSES.get(key)
+    if kept is None or kept[0] is not catalogue:
+        analysis = _analyse(catalogue, marts, name, sql_dir)
+        if len(_ANALYSES) >= _ANALYSES_KEPT:
+            _ANALYSES.clear()
+        # the objects are kept with the result, so their ids are not reused meanwhile
+        kept = _ANALYSES[key] = (catalogue, [marts[n] for n, _ in texts], analysis)
+    return kept[2]
+
+
+def _analyse(
+    catalogue: Catalogue, marts: dict[str, Mart], name: str, sql_dir: Path | None
+) -> MartAnalysis:
     tree = parse_mart(read_sql(name, sql_dir), name, lake_schema(catalogue, marts))
     resolver = Resolver(_context(catalogue, marts, name, (name,), sql_dir), tree)
     reads, unresolved = [], []
@@ -204,12 +256,20 @@ def mart_dependencies(
 @lru_cache(maxsize=256)
 def _tables_read(sql: str, name: str) -> frozenset[str]:
     try:
-        tree = sqlglot.parse_one(sql, read=DIALECT)
+        tree = parsed_query(sql)
     except SqlglotError as exc:
         raise MartError(f"the SQL does not parse: {_first_line(exc)}", dataset=name) from None
     return frozenset(
         f"{t.db}.{t.name}" for t in tree.find_all(exp.Table) if t.db in (CURATED, MARTS)
     )
+
+
+@lru_cache(maxsize=256)
+def parsed_query(sql: str) -> exp.Expression:
+    """The SQL as sqlglot parses it (one query, not qualified), once a process for a given
+    text (the tables it reads, the build's runnable query). Shared: read it, or transform a
+    copy (``Expression.transform`` copies), never change it."""
+    return sqlglot.parse_one(sql, read=DIALECT)
 
 
 __all__ = [
@@ -227,6 +287,7 @@ __all__ = [
     "mart_lineage",
     "output_columns",
     "parse_mart",
+    "parsed_query",
     "read_sql",
     "sql_path",
 ]

@@ -40,6 +40,63 @@ def test_a_kept_lineage_equals_a_fresh_resolve_and_is_the_callers_copy():
         assert mart_lineage(CATALOGUE, MARTS, name) == fresh
 
 
+def _uncached(monkeypatch) -> None:
+    """Every mart a lineage reads resolved anew for it, as before analyses were kept."""
+    monkeypatch.setattr(lineage_module, "_ANALYSES", {})
+    monkeypatch.setattr(lineage_module, "_reaches", lambda *_: True)
+
+
+def _fields(a: lineage_module.MartAnalysis) -> tuple:
+    return a.lineage, a.reads, a.unresolved, a.hidden, a.tables, a.tree.sql(dialect=DIALECT)
+
+
+def test_a_kept_analysis_equals_one_resolved_anew_through_every_mart_it_reads(monkeypatch):
+    names = [n for n in sorted(MARTS) if (SQL_DIR / f"{n}.sql").exists()]
+    assert any(t.startswith("marts.") for n in names for t in mart_dependencies(MARTS, n))
+    monkeypatch.setattr(lineage_module, "_ANALYSES", {})
+    kept = {n: _fields(analyse_mart(CATALOGUE, MARTS, n)) for n in names}
+    with monkeypatch.context() as m:
+        _uncached(m)
+        anew = {n: _fields(lineage_module._analyse(CATALOGUE, MARTS, n, None)) for n in names}
+    assert kept == anew
+
+
+def test_marts_reading_each_other_in_a_cycle_resolve_as_before(tmp_path: Path, monkeypatch):
+    sql_dir, marts = plant(tmp_path, "ring_a", "SELECT b.x FROM marts.ring_b b", ["x"])
+    sql_dir, more = plant(tmp_path, "ring_b", "SELECT a.x FROM marts.ring_a a", ["x"])
+    marts = {**marts, "ring_b": more["ring_b"]}
+    monkeypatch.setattr(lineage_module, "_ANALYSES", {})
+    kept = {n: mart_lineage(CATALOGUE, marts, n, sql_dir=sql_dir) for n in ("ring_a", "ring_b")}
+    with monkeypatch.context() as m:
+        _uncached(m)
+        anew = {n: lineage_module._lineage(CATALOGUE, marts, n, (), sql_dir) for n in kept}
+    assert kept == anew
+
+
+def test_each_marts_sql_is_parsed_once_for_every_use_in_a_run(monkeypatch):
+    """What a run asks (which marts the catalogue can build, twice; the catalogue's
+    mart_sources table; each build's analysis; the dependencies) parses each SQL once."""
+    from marts.catalogue_tables import mart_sources, marts_for
+
+    monkeypatch.setattr(lineage_module, "_ANALYSES", {})
+    parsed: list[str] = []
+    real = lineage_module.parse_mart
+
+    def counting(sql: str, name: str, schema: dict):
+        parsed.append(name)
+        return real(sql, name, schema)
+
+    monkeypatch.setattr(lineage_module, "parse_mart", counting)
+    buildable = marts_for(CATALOGUE, MARTS)
+    buildable = marts_for(CATALOGUE, buildable)
+    mart_sources(CATALOGUE, buildable)
+    for name in buildable:
+        analyse_mart(CATALOGUE, buildable, name)
+        mart_lineage(CATALOGUE, buildable, name)
+    assert len(buildable) > 5
+    assert sorted(parsed) == sorted(set(parsed)) and set(buildable) <= set(parsed)
+
+
 def test_a_changed_sql_file_is_resolved_again(tmp_path: Path):
     sql_dir, marts = plant(
         tmp_path, "on_top", "SELECT a.age_band, a.residents FROM marts.age_structure a",

@@ -137,3 +137,39 @@ def test_after_a_change_to_events_only_the_marts_reading_them_are_stale(
         want |= more
     assert want and stale == want
     assert "age_structure" not in stale and "appeal_sla" in stale
+
+
+def test_a_failed_mart_stops_only_itself_and_the_measures_run_after_it(
+    mart_street: MartStreet, tmp_path, monkeypatch
+) -> None:
+    """The marts and the measures are one Dagster run; a mart that fails makes Dagster skip
+    the measures depending on it, so they run in a second (one broken mart never hides the
+    governance scorecard), and the problem listed is that mart's alone."""
+    import pipelines.defs.marts.assets as assets
+    import pipelines.marts_run as marts_run
+    from pipelines.marts_run import run_marts
+
+    settings = copy_home(mart_street.home, tmp_path)
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home))
+    prepare_dagster_home(settings)
+    instance = dg.DagsterInstance.get()
+    broken = "appeal_sla"  # the governance scorecard and the de-identification read it
+    real = assets.build_mart
+
+    def build(con, catalogue, marts, name, *args, **kwargs):
+        if name == broken:
+            raise RuntimeError("planted")
+        return real(con, catalogue, marts, name, *args, **kwargs)
+
+    monkeypatch.setattr(assets, "build_mart", build)
+    monkeypatch.setattr(marts_run, "stale_marts", lambda con, marts, also: {broken})
+    runs = instance.get_runs_count()
+    out = run_marts(settings, mart_street.catalogue, dt.datetime.now(dt.UTC))
+    assert [(p.where, p.what) for p in out.steps] == [
+        (f"marts/{broken}", "step failed (RuntimeError)")
+    ]
+    assert broken not in out.built and out.built[-1] == GOVERNANCE_MART
+    assert instance.get_runs_count() == runs + 2
+    newest = instance.get_runs(limit=1)[0].run_id
+    for key in (DEID_KEY, _key(GOVERNANCE_MART)):
+        assert instance.get_latest_materialization_event(key).run_id == newest

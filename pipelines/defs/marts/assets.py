@@ -128,7 +128,12 @@ def mart_version(mart: Mart) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_mart_asset(marts: Mapping[str, Mart], name: str) -> dg.AssetsDefinition:
+def build_mart_asset(
+    catalogue: Catalogue, marts: Mapping[str, Mart], name: str
+) -> dg.AssetsDefinition:
+    """The asset of one mart, built with the catalogue its definitions were made from (the
+    same objects as the run's: the mart's parsed analysis is kept for them,
+    ``marts.lineage.analyse_mart``)."""
     mart = marts[name]
     schema = column_schema(mart)
 
@@ -151,10 +156,6 @@ def build_mart_asset(marts: Mapping[str, Mart], name: str) -> dg.AssetsDefinitio
         pool=LAKE_POOL,
     )
     def _mart(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        from catalog.loader import get_catalogue
-
-        settings = lake.settings()
-        catalogue = get_catalogue(settings.catalog_dir)
         with lake.open() as con:
             built = build_mart(con, catalogue, marts, name, lake.protection())
         context.log.info(f"marts.{name}: {built.rows:,} rows in {built.seconds:.2f} s")
@@ -266,7 +267,7 @@ def all_mart_assets(catalogue: Catalogue, marts: Mapping[str, Mart]) -> list[dg.
     marts = marts_for(catalogue, marts)
     return [
         build_catalogue_asset(catalogue, marts),
-        *(build_mart_asset(marts, n) for n in sql_marts(marts)),
+        *(build_mart_asset(catalogue, marts, n) for n in sql_marts(marts)),
         build_deidentification_asset(marts),
     ]
 
