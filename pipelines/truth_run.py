@@ -24,6 +24,7 @@ from catalog.model import Catalogue, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import open_lake, tables_in
 from pipelines.ingest.raw import raw_table
+from pipelines.memory import trim_heap
 from pipelines.protection import KEY_PID, Protection
 from pipelines.quality_state import digest
 from quality.evaluation import (
@@ -70,6 +71,7 @@ def staged_parts(
 
     def reader(table: str, ds: Dataset, has_pid: bool) -> StagedPart:
         def part(columns: list[str], ids: list[str], lo: int | None, hi: int | None):
+            trim_heap()  # the last part's pages back to the system before this one
             names = ["_delivery_id", "_source_row", *([KEY_PID] if has_pid else []), *columns]
             where, args = [f"_delivery_id IN ({', '.join('?' for _ in ids) or 'NULL'})"], [*ids]
             for test, bound in (("_source_row >= ?", lo), ("_source_row < ?", hi)):
@@ -111,6 +113,7 @@ class StagedKeys(Mapping[tuple[str, str], pl.DataFrame]):
         }
 
     def __getitem__(self, ref: tuple[str, str]) -> pl.DataFrame:
+        trim_heap()  # the last dataset's pages back to the system before this one
         sql = f'SELECT {KEY_PID}, _delivery_id, _source_row FROM staged."{self.tables[ref]}"'
         return self.con.execute(sql).pl()
 

@@ -845,7 +845,7 @@ def judged_parts(
     ``_key_pid, _delivery_id, _source_row``; ``files``: delivery id → the truth's file.
     A staged row is mapped to its truth by the delivered file and ``_source_row`` (as the
     row gate's figures are), to its mention by ``_key_pid``."""
-    identity, cluster = LINK_TRUTH[entity]
+    identity = LINK_TRUTH[entity][0]
     mentions = _as_mentions(mentions)
     for dept, code in sorted(staged_keys):
         clean = Path(truth_dir) / dept / code / "clean.parquet"
@@ -853,39 +853,51 @@ def judged_parts(
             continue
         if identity not in pl.read_parquet_schema(clean):
             continue
-        located = (
-            staged_keys[(dept, code)]
-            .filter(pl.col("_delivery_id").is_in(list(files)))
-            .with_columns(
-                pl.col("_key_pid").cast(pl.String),
-                pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
-            )
+        part = _judged(mentions, (dept, code), staged_keys[(dept, code)], clean, files, entity)
+        yield (dept, code), part
+        del part
+
+
+def _judged(
+    mentions: Mentions,
+    ref: tuple[str, str],
+    keys: pl.DataFrame,
+    clean: Path,
+    files: dict[str, str],
+    entity: str,
+) -> pl.DataFrame:
+    """One dataset's part of :func:`judged_parts` (``keys``: its staged keys, ``clean``: its
+    truth), made in a function of its own: what it is made from is freed when it returns,
+    not held by the generator while the part is counted."""
+    identity, cluster = LINK_TRUTH[entity]
+    dept, code = ref
+    located = keys.filter(pl.col("_delivery_id").is_in(list(files))).select(
+        pl.col("_key_pid").cast(pl.String),
+        pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
+        "_source_row",
+    )
+    judged = located["_file"].unique().to_list()
+    truth = (
+        pl.scan_parquet(clean)
+        .filter(pl.col("_file").is_in(judged))
+        .select(*KEY, pl.col(identity).cast(pl.String).alias("truth"))
+        .collect()
+    )
+    linked = (
+        mentions.of(dept, code)
+        .select(
+            pl.col("key_pid").cast(pl.String).alias("_key_pid"),
+            pl.col(cluster).cast(pl.String).alias("linked"),
         )
-        judged = located["_file"].unique().to_list()
-        truth = (
-            pl.scan_parquet(clean)
-            .filter(pl.col("_file").is_in(judged))
-            .select(*KEY, pl.col(identity).cast(pl.String).alias("truth"))
-            .collect()
-        )
-        linked = (
-            mentions.of(dept, code)
-            .select(
-                pl.col("key_pid").cast(pl.String).alias("_key_pid"),
-                pl.col(cluster).cast(pl.String).alias("linked"),
-            )
-            .unique("_key_pid", keep="first")
-        )
-        rows = located.join(truth, on=KEY, how="left").join(linked, on="_key_pid", how="left")
-        yield (
-            (dept, code),
-            rows.select(
-                pl.lit(dept).alias("dept"),
-                pl.lit(code).alias("dataset"),
-                pl.col("linked").cast(pl.String),
-                "truth",
-            ),
-        )
+        .unique("_key_pid", keep="first")
+    )
+    rows = located.join(truth, on=KEY, how="left").join(linked, on="_key_pid", how="left")
+    return rows.select(
+        pl.lit(dept).alias("dept"),
+        pl.lit(code).alias("dataset"),
+        pl.col("linked").cast(pl.String),
+        "truth",
+    )
 
 
 def keyed_datasets(catalogue: Catalogue, entity: str) -> set[tuple[str, str]]:
