@@ -178,11 +178,14 @@ def insert_delivery(
     first: tuple[Parsed, pl.DataFrame] | None,
     protect: Callable[[pl.DataFrame, Dataset], pl.DataFrame],
     kept: list[pl.DataFrame] | None = None,
+    held_quarantine: list[pl.DataFrame] | None = None,
 ) -> Account:
     """Inside the caller's transaction: the delivery's batches (``first``, then the rest of
     ``batches``) encrypted by ``protect`` and inserted into raw, their quarantine, and the
     delivery's account. ``kept``: each batch's plaintext is appended to it (the row gate
-    of the same transaction reads it instead of the raw rows back)."""
+    of the same transaction reads it instead of the raw rows back); ``held_quarantine``: the
+    batches' quarantine rows are appended to it instead of inserted (the gate inserts them
+    with its own: one insert)."""
     read = loaded = quarantined = 0
     notes: list[str] = []
     # the table too, if missing (a run made it before its steps: pipelines.ingest.tables)
@@ -192,7 +195,10 @@ def insert_delivery(
         parsed, frame = batch
         quarantine = _quarantine_frame(dept, dataset, d, parsed.problems)
         insert_frame(con, "raw", table, protect(frame, dataset))
-        insert_frame(con, "quarantine", "rows", quarantine)
+        if held_quarantine is None:
+            insert_frame(con, "quarantine", "rows", quarantine)
+        elif quarantine.height:
+            held_quarantine.append(quarantine)
         if kept is not None:
             kept.append(frame)
         read += parsed.rows_read

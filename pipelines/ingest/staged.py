@@ -357,13 +357,15 @@ def gate_delivery(
     arrived_at: dt.datetime | None = None,
     *,
     staged_empty: bool = False,
+    raw_quarantine: list[pl.DataFrame] | None = None,
 ) -> StageAccount:
     """Inside the caller's transaction: one delivery's plaintext raw rows (``raw``: lineage
     and the catalogue's fields as text, in source order) through the gate and against
     staged — the staged rows, their quarantine and the stage account inserted.
     ``staged_empty``: the caller knows the staged table holds no row (the ledger says so:
     ``pipelines.ingest.ledger.pending``), so it is not read for versions nor deleted from
-    (reading an empty DuckLake table costs ~25 ms)."""
+    (reading an empty DuckLake table costs ~25 ms). ``raw_quarantine``: the rows the
+    delivery's raw read quarantined, inserted with the gate's (one insert, not two)."""
     from quality.gate import gate
 
     result = gate(raw, dataset)
@@ -421,7 +423,7 @@ def gate_delivery(
     elif met.replace_keys.len():
         deleted = _delete_keys(con, name, met.replace_keys, keep=False)
     insert_frame(con, "staged", name, staged)
-    insert_frame(con, "quarantine", "rows", quarantine)
+    insert_frame(con, "quarantine", "rows", pl.concat([*(raw_quarantine or ()), quarantine]))
     con.execute(
         "INSERT INTO landing.stage_accounts (delivery_id, dept, dataset, stage, rows_in, "
         "rows_out, rows_quarantined, accounted_at, rows_skipped) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -476,6 +478,7 @@ def load_and_stage_delivery(
     (:func:`load_delivery`, committed), then the error goes on: the gate's failure is the
     step's, as when raw and staged were two transactions."""
     kept: list[pl.DataFrame] = []
+    raw_quarantine: list[pl.DataFrame] = []
     loaded = False
     try:
         batches = mapped_batches(dataset, d)
@@ -483,7 +486,7 @@ def load_and_stage_delivery(
         kill_point("raw.parsed")
         with transaction(con):
             account = insert_delivery(
-                con, dept, dataset, d, batches, first, protection.protect, kept
+                con, dept, dataset, d, batches, first, protection.protect, kept, raw_quarantine
             )
             del first, batches
             kill_point("raw.before_commit")
@@ -498,6 +501,7 @@ def load_and_stage_delivery(
                 _plaintext(kept, dataset),
                 d.arrived_at,
                 staged_empty=staged_empty,
+                raw_quarantine=raw_quarantine,
             )
     except UnreadableDelivery as exc:
         return failed_delivery(con, dept, dataset, d, exc), None
