@@ -9,8 +9,8 @@ Nothing after the cut-off: the golden attributes are read as they stood on the c
 (:func:`curated.golden.person_as_of`), only the ones ``features.yaml`` lists under ``decrypt``
 opened (through the caller's protection, audited); every staged record the SQL reads is dated
 on or before the cut-off and was known to the hub by the end of that day, or came with its
-dataset's first load (the backfill). ``tests/marts/need_model/test_leakage.py`` checks it by
-truncating the lake at a cut-off.
+dataset's first delivery (the backfill: sql/macros.sql).
+``tests/marts/need_model/test_leakage.py`` checks it by truncating the lake at a cut-off.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ FEATURES_SQL = "features"
 MACROS_SQL = "macros"  # the table macros the feature and label queries read staged records by
 ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off the SQL reads
 OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (registered frame)
+FIRST_LOADS = "first_loads"  # per source dataset of the attributes, its first delivery's end
 WHAT = "need_model.features"  # how errors name the feature query
 QUERY_MEMORY = 256 * 2**20
 """The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
@@ -162,6 +163,30 @@ def attributes_as_of(
     )
 
 
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the temporary view ``first_loads`` the feature SQL reads (after
+    :func:`register_macros`): per source dataset of the attribute history (``source_dept``,
+    ``source_dataset``), ``loaded_until``, when its first delivery finished loading (the
+    ``first_load`` macro: a delivery read a batch at a time carries a stamp per batch, so the
+    backfill is told by its delivery, not by its earliest stamp)."""
+    sources = con.execute(
+        f"SELECT DISTINCT source_dept, source_dataset FROM {ZONE}.{HISTORY} ORDER BY ALL"
+    ).fetchall()
+    rows = [
+        f"SELECT {_quoted(dept)} AS source_dept, {_quoted(ds)} AS source_dataset, loaded_until "
+        f"FROM first_load({_quoted(dept)}, {_quoted(ds)})"
+        for dept, ds in sources
+    ] or [
+        "SELECT NULL::VARCHAR AS source_dept, NULL::VARCHAR AS source_dataset, "
+        "NULL::TIMESTAMPTZ AS loaded_until WHERE false"
+    ]
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {FIRST_LOADS} AS {' UNION ALL '.join(rows)}")
+
+
 @contextmanager
 def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
     """``con``'s DuckDB bounded to ``limit`` bytes in the block when its own limit is higher,
@@ -194,12 +219,14 @@ def run_feature_sql(
     order)."""
     try:
         register_macros(con)
+        register_first_loads(con)
         with memory_limit(con, QUERY_MEMORY):
             frame = con.execute(sql, params).pl()
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:
         con.execute(f"DROP VIEW IF EXISTS {ATTRIBUTES}")
+        con.execute(f"DROP VIEW IF EXISTS {FIRST_LOADS}")
         con.unregister(OPENED)
     if frame.columns != list(schema):
         raise MartError(
@@ -261,6 +288,7 @@ __all__ = [
     "known_by",
     "load_feature_set",
     "monthly_cutoffs",
+    "register_first_loads",
     "register_macros",
     "run_feature_sql",
 ]

@@ -2,11 +2,13 @@
 -- recorded about them by then, for the need model (marts/need_model/, issue 16).
 -- Parameters: $cutoff (DATE: the day the features are as of) and $known_by (TIMESTAMPTZ: the
 -- end of that day). Relation `attributes` (features.py registers it): the golden attributes
--- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted.
+-- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted; relation
+-- `first_loads` (features.py): per source dataset of the attributes, when its first delivery
+-- finished loading (sql/macros.sql's first_load).
 -- Nothing after the cut-off: every record is dated on or before $cutoff (its event, check,
 -- approval, payment, signing or update date) AND was known to the hub by then — staged records
 -- through known_records(dept, dataset, $known_by) (sql/macros.sql: loaded by $known_by, or in
--- the dataset's first load, the backfill), attribute runs by their known_at the same way.
+-- the dataset's first delivery, the backfill), attribute runs by their known_at the same way.
 -- Kept known gaps: the home (community, grid cell, housing, floor) is the present one from
 -- marts.resident_profile and the house register, which keeps no history; a disability
 -- allowance recipient is one on a roster the hub knew by the cut-off, its first (backfilled)
@@ -18,10 +20,9 @@ WITH
 attr AS (
     SELECT a.person_id, a.concept, a.value
     FROM attributes AS a
-    WHERE a.valid_from <= $cutoff
-    QUALIFY a.known_at <= greatest(
-        $known_by, min(a.known_at) OVER (PARTITION BY a.source_dept, a.source_dataset)
-    )
+    LEFT JOIN first_loads AS fl
+        ON fl.source_dept = a.source_dept AND fl.source_dataset = a.source_dataset
+    WHERE a.valid_from <= $cutoff AND a.known_at <= greatest($known_by, fl.loaded_until)
 ),
 residents AS (
     -- the street's residents then: a household registration or a residence permit

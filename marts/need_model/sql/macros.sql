@@ -4,6 +4,9 @@
 --
 -- linked_records(dept, dataset): the dataset's staged rows whose subject the master index
 --   linked to a resident, with that resident's person_id (curated.person_mentions).
+-- first_load(dept, dataset): one row, ``loaded_until``: when the dataset's first delivery
+--   finished loading (the latest ``_loaded_at`` of its rows: a large delivery is read and
+--   stamped a batch at a time, so its rows carry several; null: nothing staged).
 -- known_records(dept, dataset, known_by): those of them the hub knew by known_by — loaded by
 --   then, or in the dataset's first load (a department's history handed over when it joined
 --   the hub counts as known from the dates it records: the backfill).
@@ -21,13 +24,17 @@ CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
     JOIN curated.person_mentions AS m
         ON m.dept = _dept AND m.dataset = _dataset AND m.key_pid = s._key_pid
     WHERE m.person_id IS NOT NULL;
+CREATE OR REPLACE TEMP MACRO first_load(_dept, _dataset) AS TABLE
+    SELECT max(s._loaded_at) AS loaded_until
+    FROM query_table('staged.' || _dept || '__' || _dataset) AS s
+    WHERE s._delivery_id = (
+        SELECT arg_min(f._delivery_id, f._loaded_at)
+        FROM query_table('staged.' || _dept || '__' || _dataset) AS f
+    );
 CREATE OR REPLACE TEMP MACRO known_records(_dept, _dataset, _known_by) AS TABLE
     SELECT *
     FROM linked_records(_dept, _dataset)
-    WHERE _loaded_at <= greatest(
-        _known_by,
-        (SELECT min(_loaded_at) FROM query_table('staged.' || _dept || '__' || _dataset))
-    );
+    WHERE _loaded_at <= greatest(_known_by, (SELECT loaded_until FROM first_load(_dept, _dataset)));
 CREATE OR REPLACE TEMP MACRO need_outcomes(_known_by) AS TABLE
     SELECT s.person_id, 'home_care' AS need, CAST(s.enrolled_on AS DATE) AS day
     FROM known_records('mzj', 'home_care_enrolments', _known_by) AS s

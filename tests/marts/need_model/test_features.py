@@ -9,8 +9,9 @@ import string
 import polars as pl
 import pytest
 
-from curated.golden import person_as_of, reveal_history_rows
-from lakehouse.lake import open_lake, transaction
+from curated.golden import person_as_of, reveal_history_rows, staged_table
+from curated.houses import staged_name
+from lakehouse.lake import has_table, open_lake, transaction
 from marts.need_model.features import (
     ATTRIBUTES,
     features,
@@ -18,6 +19,7 @@ from marts.need_model.features import (
     load_feature_set,
     monthly_cutoffs,
     read_feature_sql,
+    register_first_loads,
     register_macros,
 )
 from marts.need_model.grid import complete_weeks, grid_counts
@@ -153,8 +155,14 @@ def test_feature_table_holds_sensitive_features_encrypted_and_reads_back(
     assert stored["appeals_90d"].dtype == pl.Int64  # not sensitive: plain
     with open_lake(need_street.settings, read_only=True) as con:
         back = read_features(con, need_street.protection(), need_street.cutoffs[-2:])
+        # sorted a column at a time: as the cut-offs read one by one, concatenated and sorted
+        alone = [
+            read_features(con, need_street.protection(), [c]) for c in need_street.cutoffs[-2:]
+        ]
     want = need_street.features.filter(pl.col("cutoff").is_in(need_street.cutoffs[-2:]))
     assert back.equals(want)
+    assert back.equals(pl.concat(alone).sort(list(KEYS)))
+    assert back["person_id"].n_unique() < back.height  # residents at both: the keys interleave
 
 
 @pytest.mark.parametrize("rewrite", [1, 2])
@@ -343,6 +351,7 @@ def test_features_equal_those_of_the_history_read_whole_into_polars(need_street:
             )
             con.register(ATTRIBUTES, whole.to_arrow())
             register_macros(con)
+            register_first_loads(con)
             params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
             old = con.execute(read_feature_sql(), params).pl().cast(fs.schema)
             con.unregister(ATTRIBUTES)
@@ -360,3 +369,41 @@ def test_stored_rows_count_each_cut_offs_rows_in_the_lake(need_street: NeedStree
     heights = need_street.features.group_by("cutoff").len()
     assert rows == dict(heights.iter_rows()) | {never: 0}
     assert min(rows[c] for c in need_street.cutoffs) > 500
+
+
+def test_a_first_delivery_stamped_a_batch_at_a_time_is_the_backfill_whole(
+    need_street: NeedStreet, tmp_path
+):
+    """A large delivery is read and stamped a batch at a time, so its rows carry several
+    ``_loaded_at`` (the history's ``known_at`` likewise): every row of a dataset's first
+    delivery is its backfill, known from the dates it records — not only those of its first
+    batch (at 200,000 residents the features held only the first batch's residents)."""
+    settings = copy_home(need_street.home, tmp_path)
+    later = "INTERVAL 1 MICROSECOND"  # a later batch of the same delivery
+    restamped: list[tuple[str, str]] = []
+    with open_lake(settings) as con, transaction(con):
+        for dept, ds in need_street.catalogue.datasets():
+            table = staged_table(dept.code, ds)
+            if not has_table(con, "staged", staged_name(dept.code, ds)):
+                continue
+            first = f"(SELECT arg_min(_delivery_id, _loaded_at) FROM {table})"
+            [[moved]] = con.execute(
+                f"UPDATE {table} SET _loaded_at = _loaded_at + {later} "
+                f"WHERE _delivery_id = {first} AND _source_row % 2 = 1"
+            ).fetchall()
+            if moved:
+                restamped.append((dept.code, ds.code))
+        for dept_code, ds_code in restamped:  # half the residents' runs of each
+            con.execute(
+                f"UPDATE curated.person_attribute_history SET known_at = known_at + {later} "
+                "WHERE source_dept = ? AND source_dataset = ? AND hash(person_id) % 2 = 1 "
+                "AND known_at = (SELECT min(known_at) FROM curated.person_attribute_history "
+                "WHERE source_dept = ? AND source_dataset = ?)",
+                [dept_code, ds_code, dept_code, ds_code],
+            )
+    assert ("gaj", "registered_residents") in restamped and len(restamped) > 10
+    protection = need_street.protection()
+    for cutoff in (need_street.cutoffs[0], need_street.cutoffs[-1]):
+        with open_lake(settings, read_only=True) as con:
+            got = features(con, protection, cutoff)
+        assert got.equals(need_street.features.filter(pl.col("cutoff") == cutoff)), cutoff
