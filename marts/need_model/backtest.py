@@ -28,7 +28,7 @@ from rich.table import Table
 from marts.need_model.baseline import rule_scores
 from marts.need_model.calibration import Method, expected_calibration_error, reliability_curve
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.train import SEED, train_need_models, training_frame
+from marts.need_model.train import SEED, input_columns, train_need_models, training_frame
 
 GOAL_RATIO = 2.0
 """The model's PR-AUC should be at least this multiple of the rule's."""
@@ -210,9 +210,11 @@ def backtest(
     ``gap_days`` or more before them (or at ``cutoffs``), and pool the test rows.
 
     ``truth``: the simulator's true probabilities, keys and one column per need."""
-    frame = training_frame(features, labels)
-    needs = [n for n in NEEDS if n in frame.columns]
-    every = sorted(frame["cutoff"].unique().to_list())
+    keys = training_frame(features.select(KEYS), labels)  # the rows in both, keys and labels
+    needs = [n for n in NEEDS if n in keys.columns]
+    every = sorted(keys["cutoff"].unique().to_list())
+    del keys
+    trainable = input_columns(features, inputs)
     tests = list(cutoffs) if cutoffs else backtest_cutoffs(every, gap_days, last)
     if not tests:
         raise ValueError(f"no cut-off has another at least {gap_days} days before it")
@@ -222,7 +224,7 @@ def backtest(
     for test in tests:
         train_on = training_cutoffs(every, test, gap_days)
         models = train_need_models(
-            features.filter(pl.col("cutoff").is_in(train_on)),
+            trainable.filter(pl.col("cutoff").is_in(train_on)),
             labels.filter(pl.col("cutoff").is_in(train_on)),
             inputs,
             calibration=calibration,
@@ -230,7 +232,10 @@ def backtest(
             params=params,
             **extra,
         )
-        rows = score_rows(frame.filter(pl.col("cutoff") == test), models, needs, truth)
+        at = pl.col("cutoff") == test  # a test cut-off's rows joined alone (not every one's)
+        rows = score_rows(
+            training_frame(features.filter(at), labels.filter(at)), models, needs, truth
+        )
         scored.append(rows)
         for need in needs:
             per_cutoff.append(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,29 +84,33 @@ def explain(
     templates: Mapping[str, str],
     top: int = TOP,
     batch: int = BATCH,
+    finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """One row per resident, cut-off and need: the keys, ``need``, ``score``, ``factors``
     (the Chinese phrases, strongest first) and ``factor_features`` (their feature names);
     each need's rows together, in the frame's row order. Worked ``batch`` rows at a time:
     a row's score and factors are its own, and the rows' values and contributions as Python
-    objects are what took the memory."""
+    objects are what took the memory. ``finish``: made of each batch's rows as soon as they
+    are explained (the frame is then its parts': the lists of every row are never held at
+    once); the batch's inputs are made into a matrix once for the scores and every need's
+    contributions."""
     parts: dict[str, list[pl.DataFrame]] = {need: [] for need in models.needs}
     for start in range(0, max(features.height, 1), batch):
         rows = features.slice(start, batch)
         values = rows.select(models.inputs).rows()
-        scores = models.predict(rows)
+        matrix = models.matrix(rows)
+        keys = rows.select(KEYS)
         for need in models.needs:
-            contributions = models.contributions(need, rows)[:, :-1]
+            contributions = models.boosters[need].predict(matrix, pred_contrib=True)[:, :-1]
             said = [
                 top_factors(contributions[r], row, models.inputs, templates, top)
                 for r, row in enumerate(values)
             ]
-            parts[need].append(
-                rows.select(KEYS).with_columns(
-                    pl.lit(need).alias("need"),
-                    scores[need].alias("score"),
-                    pl.Series("factors", [p for p, _ in said], dtype=pl.List(pl.String)),
-                    pl.Series("factor_features", [n for _, n in said], dtype=pl.List(pl.String)),
-                )
+            part = keys.with_columns(
+                pl.lit(need).alias("need"),
+                pl.Series("score", models.scores(need, matrix)),
+                pl.Series("factors", [p for p, _ in said], dtype=pl.List(pl.String)),
+                pl.Series("factor_features", [n for _, n in said], dtype=pl.List(pl.String)),
             )
+            parts[need].append(finish(part) if finish else part)
     return pl.concat([part for need in models.needs for part in parts[need]])

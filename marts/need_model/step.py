@@ -39,7 +39,7 @@ from marts.need_model.grid import grid_counts
 from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
-from marts.need_model.train import NeedModels, train_need_models
+from marts.need_model.train import NeedModels, input_columns, train_need_models
 
 TRAINING_MONTHS = 14
 """Monthly training cut-offs (the 1st of each month, as the feature table's), ending at the
@@ -148,9 +148,13 @@ def train_and_register(
     result = backtest(features, labels, fs.inputs, truth=truth, last=BACKTEST_CUTOFFS,
                       calibration=CALIBRATION, **training)  # fmt: skip
     needs = [n for n in NEEDS if n in labels.columns]
-    groups = features.select(*KEYS, *(pl.col(g).cast(pl.String) for g in fs.groups))
+    tested = pl.col("cutoff").is_in(result.predictions["cutoff"].unique().implode())
+    groups = features.filter(tested).select(*KEYS, *(pl.col(g).cast(pl.String) for g in fs.groups))
     fairness = fairness_table(result.predictions, groups, needs, kinds=fs.groups)
-    model = train_need_models(features, labels, fs.inputs, calibration=CALIBRATION, **training)
+    del groups
+    inputs = input_columns(features, fs.inputs)
+    del features  # the other columns go: the final training holds the inputs only
+    model = train_need_models(inputs, labels, fs.inputs, calibration=CALIBRATION, **training)
     version = registry.register(
         model,
         metrics=backtest_metrics(result, fairness),
@@ -173,16 +177,19 @@ def score_frame(
     version and cut-off, the top factors as Chinese phrases joined by '；'. Residents in
     ``leave_out`` (refused automated assessment) are not scored at all."""
     scored = features.filter(~pl.col("person_id").is_in(sorted(leave_out)))
-    explained = explain(model, scored, load_templates(FEATURES_YAML))
-    return explained.select(
-        "person_id",
-        "need",
-        pl.col("need").replace_strict(NEEDS).alias("need_zh"),
-        pl.col("score").alias("probability"),
-        pl.lit(f"{version.name}/{version.version}").alias("model_version"),
-        "cutoff",
-        pl.col("factors").list.join("；").alias("explanation"),
-    )
+
+    def finish(explained: pl.DataFrame) -> pl.DataFrame:  # a batch's rows as the mart's
+        return explained.select(
+            "person_id",
+            "need",
+            pl.col("need").replace_strict(NEEDS).alias("need_zh"),
+            pl.col("score").alias("probability"),
+            pl.lit(f"{version.name}/{version.version}").alias("model_version"),
+            "cutoff",
+            pl.col("factors").list.join("；").alias("explanation"),
+        )
+
+    return explain(model, scored, load_templates(FEATURES_YAML), finish=finish)
 
 
 def drift(

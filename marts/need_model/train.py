@@ -106,6 +106,13 @@ def feature_matrix(
     return features.select(column(c) for c in inputs).to_numpy()
 
 
+def input_columns(features: pl.DataFrame, inputs: Sequence[str]) -> pl.DataFrame:
+    """The frame's keys and those of ``inputs`` it has (no copy): what a model is trained
+    on, without the columns a join would copy for nothing (a missing input is named by
+    :func:`feature_matrix`)."""
+    return features.select(*KEYS, *(c for c in inputs if c in features.columns))
+
+
 def training_frame(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
     """Features joined to labels on the frames' keys: only rows present in both."""
     need_columns = [n for n in NEEDS if n in labels.columns]
@@ -248,12 +255,13 @@ def train_need_models(
     seeded :data:`CALIBRATION_SHARE` of residents and the calibrator fitted on their raw
     scores; the model kept is then trained on every row (the held-out slice would otherwise
     cost the model a fifth of its rare positives)."""
-    frame = training_frame(features, labels)
+    frame = training_frame(input_columns(features, inputs), labels)  # no other column copied
     if frame.is_empty():
         raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
     needs = [n for n in NEEDS if n in labels.columns]
     categories = category_levels(frame, inputs)
     matrix = feature_matrix(frame, inputs, categories)
+    frame = frame.select(*KEYS, *needs)  # the inputs are the matrix's now
     held = (
         calibration_holdout(frame["person_id"], CALIBRATION_SHARE, seed)
         if calibration

@@ -12,7 +12,7 @@ import pytest
 from marts.need_model.backtest import GOAL_RATIO, backtest, backtest_cutoffs, training_cutoffs
 from marts.need_model.baseline import rule_scores
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.train import NeedModels, train_need_models
+from marts.need_model.train import NeedModels, train_need_models, training_frame
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
 ROUNDS = 40
@@ -132,3 +132,20 @@ def test_a_text_category_is_an_input_and_an_unseen_value_is_missing(frames):
     assert raised.mean() > 0.8
     unseen = models.predict(old.with_columns(pl.lit("人才公寓").alias("housing")))
     assert unseen.select(list(NEEDS)).null_count().sum_horizontal()[0] == 0
+
+
+def test_backtest_scores_the_rows_the_whole_join_holds(frames, result):
+    """The backtest joins each test cut-off's rows alone (memory): the rows it scored, their
+    order and labels, are those of the whole features-labels join at the test cut-offs (the
+    old path), and a model trained beside other columns is the one trained on the inputs."""
+    features, labels, _ = frames
+    tests = result.by_cutoff["cutoff"].unique().implode()
+    whole = training_frame(features, labels).filter(pl.col("cutoff").is_in(tests))
+    expected = whole.select(*KEYS, *(pl.col(n).cast(pl.Boolean).fill_null(False) for n in NEEDS))
+    assert result.predictions.height > 0
+    assert result.predictions.select(expected.columns).equals(expected)
+    wider = features.with_columns(pl.lit("a context column").alias("context"))
+    a = train_need_models(wider, labels, INPUTS, num_rounds=ROUNDS, params=SMALL)
+    b = train_need_models(features.select(*KEYS, *INPUTS), labels, INPUTS, num_rounds=ROUNDS,
+                          params=SMALL)  # fmt: skip
+    assert a.to_dict() == b.to_dict()
