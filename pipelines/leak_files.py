@@ -146,6 +146,23 @@ def _pick(col: tuple, whole: list[bool], wanted: bool) -> list:
     return [v if w is wanted else None for v, w in zip(col, whole, strict=True)]
 
 
+def _structured_stats(
+    cols: list, names_of: list[str], values: list[int], owners: set[tuple[int, int]]
+) -> list | None:
+    """In rows of a DuckLake statistics table (``values``: the positions of its
+    ``STAT_VALUES``), take out the statistics of structured columns (``owners``): ``cols``
+    keeps the others in place (None where one was taken), the structured ones are returned
+    apart, None in the other rows. None when there are none to take out."""
+    if not values or not owners:
+        return None
+    table_ids, column_ids = (cols[names_of.index(n)] for n in ("table_id", "column_id"))
+    whole = [key in owners for key in zip(table_ids, column_ids, strict=True)]
+    kept = [_pick(cols[i], whole, True) for i in values]
+    for i in values:
+        cols[i] = _pick(cols[i], whole, False)
+    return kept
+
+
 def _frame(columns: list[str], cols: list) -> pl.DataFrame:
     return pl.DataFrame(
         [_sqlite_column([_sqlite_value(v) for v in col]).alias(name)
@@ -177,30 +194,22 @@ def scan_sqlite(
             names_of = [d[0] for d in cur.description]
             columns = [f"{table}.{n}" for n in names_of]
             stats = owners and table in LAKE_STATS
+            values = [names_of.index(n) for n in STAT_VALUES] if stats else []
+            stat_columns = [columns[i] for i in values]
             row = 0
             while rows := cur.fetchmany(ROWS):
                 cols = list(zip(*rows, strict=True))
-                if not stats:
-                    result.add(scan_frame(_frame(columns, cols), known_names=names, row_offset=row))
-                    row += len(rows)
-                    continue
-                # the statistics of structured columns apart, at the same positions
-                table_ids, column_ids = (cols[names_of.index(n)] for n in ("table_id", "column_id"))
-                whole = [key in owners for key in zip(table_ids, column_ids, strict=True)]
-                values = [names_of.index(n) for n in STAT_VALUES]
-                free = [
-                    _pick(col, whole, False) if i in values else col for i, col in enumerate(cols)
-                ]
-                kept = [_pick(cols[i], whole, True) for i in values]
-                result.add(scan_frame(_frame(columns, free), known_names=names, row_offset=row))
-                result.add(
-                    scan_frame(
-                        _frame([columns[i] for i in values], kept),
-                        known_names=names,
-                        row_offset=row,
-                        whole_name_columns=[columns[i] for i in values],
+                kept = _structured_stats(cols, names_of, values, owners)
+                result.add(scan_frame(_frame(columns, cols), known_names=names, row_offset=row))
+                if kept:  # a structured column's statistics, at the same positions
+                    result.add(
+                        scan_frame(
+                            _frame(stat_columns, kept),
+                            known_names=names,
+                            row_offset=row,
+                            whole_name_columns=stat_columns,
+                        )
                     )
-                )
                 row += len(rows)
     finally:
         con.close()
