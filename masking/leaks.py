@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from catalog.identifiers import (
+    FULL_TO_HALF,
     citizen_id15_plausible_str,
     citizen_id_valid_str,
     halfwidth_str,
@@ -249,7 +250,7 @@ def cell_kinds(
     :func:`scan_frame`), not inside it. ``card_column``: the text stands in a column of
     card numbers, where a card needs no cue."""
     text = unescape_json(text)
-    half = _HEX_WORD.sub(" ", halfwidth_str(text))
+    half = _HEX_WORD.sub(" ", halfwidth_str(text) if _FULL_WIDTH.search(text) else text)
     kinds = _digit_kinds(half, from_float, card_column) if _DIGIT.search(half) else set()
     if "@" in half and EMAIL_RE.search(half):
         kinds.add("email")
@@ -268,6 +269,8 @@ def cell_kinds(
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")
+# a character ``halfwidth_str`` changes (without one, a text is its own half-width form)
+_FULL_WIDTH = re.compile("[" + "".join(map(re.escape, FULL_TO_HALF)) + "]")
 _DIGIT = re.compile(r"\d")
 _WITHOUT_ASCII: dict[int, tuple[KnownNames, bool]] = {}
 

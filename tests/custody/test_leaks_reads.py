@@ -75,3 +75,19 @@ def test_reads_end_where_batches_do(monkeypatch: pytest.MonkeyPatch) -> None:
     for width in range(1, 300):
         read = leaks._read_rows(width)
         assert 100_000 % read == 0 and (read * width <= 1_000_000 or read == 1)
+
+
+def test_a_text_without_full_width_forms_is_read_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cell_kinds`` skips the half-width translation of a text with no full-width form:
+    the kinds are those the translation gives (full-width IDs and mobiles still found)."""
+    import re
+
+    from masking import leaks as scanner
+
+    ident = citizen_id(dt.date(1949, 12, 31), "002")
+    full = "".join(chr(ord(c) + 0xFEE0) for c in ident)
+    texts = [ident, full, "电话：１３８　１２３４　５６７８", "王小明来电", "无", f"证号{ident}01"]
+    found = [scanner.cell_kinds(t, NAMES) for t in texts]
+    monkeypatch.setattr(scanner, "_FULL_WIDTH", re.compile(r"[\s\S]"))  # always translate
+    assert found == [scanner.cell_kinds(t, NAMES) for t in texts]
+    assert found[1] == {"citizen_id"} and "mobile" in found[2] and found[3] == {"person_name"}
