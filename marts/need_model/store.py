@@ -181,9 +181,10 @@ def _read_cutoff(
     con: duckdb.DuckDBPyConnection, protection: Revealer, fs: FeatureSet, cutoff: dt.date
 ) -> pl.DataFrame:
     """One cut-off's stored features, decrypted and typed: a cut-off's ciphertexts at a time
-    (all of them at once were the need model's training peak at 200,000 residents), read
-    apart from the plain columns — a frame read from DuckDB is one allocation its columns
-    share, so plain columns read with them would keep the ciphertexts alive."""
+    (all of them at once were the need model's training peak at 200,000 residents), a
+    column's read on its own, apart from the plain columns — a frame read from DuckDB is one
+    allocation its columns share, so plain columns read with them would keep the
+    ciphertexts alive (one row a person: each read in the same order)."""
     sensitive = [f for f in fs.features if f.sensitive]
     where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ? ORDER BY person_id'  # one row a person
 
@@ -193,12 +194,11 @@ def _read_cutoff(
 
     sealed_names = {f.name for f in sensitive}
     frame = read([c for c in fs.schema if c not in sealed_names])
-    sealed = read([f.name for f in sensitive])
     rows = _row_ids(frame)
-    plain = [
+    plain = [  # a column's ciphertexts read at a time (a cut-off's all: ~400 MB at 200,000)
         _opened(
             decrypt_series(
-                sealed[f.name],
+                read([f.name]).get_column(f.name),
                 protection.keyring,
                 column=_column_id(f.name),
                 purpose=PURPOSE,
