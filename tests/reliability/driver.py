@@ -40,9 +40,8 @@ class Outcome:
 
 def ingest_street(settings: Settings, *, scorecard: bool = True) -> Outcome:
     """Land → raw → staged for every dataset (faultless APIs), then the scorecard."""
-    from pipelines.ingest import ingest_dataset
+    from pipelines.ingest import ingest_and_stage
     from pipelines.ingest.ledger import ensure_ledger
-    from pipelines.ingest.staged import stage_dataset
     from pipelines.protection import Protection
 
     cat = load_catalogue(settings.catalog_dir)
@@ -56,8 +55,10 @@ def ingest_street(settings: Settings, *, scorecard: bool = True) -> Outcome:
             ensure_ledger(con)
             for dept, ds in cat.datasets():
                 try:
-                    ingest_dataset(con, settings, dept.code, ds, policy=FAST)
-                    stage_dataset(con, dept.code, ds, protection)
+                    # as a run's dataset step: raw and staged in one transaction a delivery
+                    ingest_and_stage(
+                        con, settings, dept.code, ds, protection=protection, policy=FAST
+                    )
                 except Exception as exc:  # the test reports it; production must not raise
                     outcome.escaped[f"{dept.code}.{ds.code}"] = f"{type(exc).__name__}: {exc}"
     if scorecard:
