@@ -30,7 +30,7 @@ import polars as pl
 
 from curated.linkage import BLOCKING, TF_COLUMNS
 from curated.mentions import KEY_COLUMNS, MENTION_SCHEMA
-from lakehouse.lake import has_table, insert_frame
+from lakehouse.lake import has_table
 
 ZONE = "curated"
 KEYS_TABLE = "person_keys"
@@ -77,6 +77,11 @@ def _keyed_sql(snapshot: int | None, scoped: bool) -> str:
     )
 
 
+def keyed_sql() -> str:
+    """SQL: every mention row (``person_keys``) with the smallest unit its record names."""
+    return _keyed_sql(None, scoped=False)
+
+
 def keyed_rows(
     con: duckdb.DuckDBPyConnection, changed: set[tuple[str, str]], snapshot: int | None = None
 ) -> pl.DataFrame | None:
@@ -103,7 +108,7 @@ def persons_known(con: duckdb.DuckDBPyConnection) -> int:
 
 def scale_of(persons: int) -> int:
     """The persons known by ID to the nearest power of two (the fallback's prior and
-    frequency denominator: :func:`curated.persons.persons_scale`)."""
+    frequency denominator: the model's prior is one over it)."""
     return 2 ** round(math.log2(max(persons, 1)))
 
 
@@ -133,25 +138,28 @@ def _flips(group: list[str], where: str, flip: str = "(n > 0) <> (n - net > 0)")
     )
 
 
-def watch_values(keyed: pl.DataFrame) -> pl.DataFrame:
-    """(col, value): what a change must not touch for the fallback's result to stand —
-    each blocking value of a fallback mention (``share:<column>``), each term-frequency
-    value a fallback mention or a candidate record holds (``tf:<column>``). ``keyed``:
-    every mention row with its unit (:func:`_keyed_sql`)."""
-    fallback = keyed.filter(pl.col("citizen_pid").is_null())
-    shares = pl.any_horizontal(
-        [pl.col(c).is_in(fallback[c].drop_nulls().unique().implode()) for c in BLOCKING]
+def watch_sql(keyed: str, fallback: str) -> str:
+    """SQL of (col, value): what a change must not touch for the fallback's result to stand
+    — each blocking value of a fallback mention (``share:<column>``), each term-frequency
+    value a fallback mention or a candidate record holds (``tf:<column>``), in order.
+    ``keyed``: a table of every mention row with its unit (:func:`keyed_sql`);
+    ``fallback``: its rows without a citizen pseudonym."""
+    shares = " OR ".join(f"{c} IN (SELECT {c} FROM f WHERE {c} IS NOT NULL)" for c in BLOCKING)
+    parts = [f"SELECT 'share:{c}' AS col, {c} AS value FROM f" for c in BLOCKING]
+    parts += [f"SELECT 'tf:{c}', {c} FROM held" for c in TF_KEYS]
+    return (
+        f"WITH f AS (SELECT * FROM {fallback}), "
+        f"held AS (SELECT * FROM f UNION ALL SELECT * FROM {keyed} "
+        f"WHERE citizen_pid IS NOT NULL AND ({shares})) "
+        f"SELECT DISTINCT col, value FROM ({' UNION ALL '.join(parts)}) "
+        "WHERE value IS NOT NULL ORDER BY col, value"
     )
-    held = pl.concat([fallback, keyed.filter(pl.col("citizen_pid").is_not_null() & shares)])
-    parts = [fallback.select(col=pl.lit(f"share:{c}"), value=pl.col(c)) for c in BLOCKING]
-    parts += [held.select(col=pl.lit(f"tf:{c}"), value=pl.col(c)) for c in TF_KEYS]
-    return pl.concat(parts).drop_nulls().unique().sort("col", "value")
 
 
-def write_watch(con: duckdb.DuckDBPyConnection, keyed: pl.DataFrame) -> None:
-    """Keep :func:`watch_values` of the index as linked now (inside its transaction)."""
+def write_watch(con: duckdb.DuckDBPyConnection, keyed: str, fallback: str) -> None:
+    """Keep :func:`watch_sql` of the index as linked now (inside its transaction)."""
     con.execute(f"DELETE FROM {ZONE}.{WATCH_TABLE}")
-    insert_frame(con, ZONE, WATCH_TABLE, watch_values(keyed))
+    con.execute(f"INSERT INTO {ZONE}.{WATCH_TABLE} (col, value) {watch_sql(keyed, fallback)}")
 
 
 def _counts(shared: str, held: Callable[[str], str]) -> str:
@@ -190,7 +198,7 @@ def _computed_sql() -> str:
     """:func:`_counts` against the fallback's inputs computed from every mention row."""
     shares = " OR ".join(f"{c} IN (SELECT {c} FROM f)" for c in BLOCKING)
     return (
-        f"WITH k AS ({_keyed_sql(None, scoped=False)}), "
+        f"WITH k AS ({keyed_sql()}), "
         "f AS (SELECT * FROM k WHERE citizen_pid IS NULL), "
         f"p AS (SELECT * FROM k WHERE citizen_pid IS NOT NULL AND ({shares})) "
     ) + _counts(shares, lambda c: f"{c} IN (SELECT {c} FROM f UNION ALL SELECT {c} FROM p)")

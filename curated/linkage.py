@@ -277,8 +277,10 @@ class Scorer:
         prior: float,
         con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
-        self.left, self.right = left, right
+        # one copy of each side, in rank order (``left``/``right`` are these: a caller
+        # drops its own frames once the scorer holds them)
         self._ranked = {MENTIONS: _ranked(left), PERSONS: _ranked(right)}
+        self.left, self.right = self._ranked[MENTIONS], self._ranked[PERSONS]
         self._calls = 0
         # without the lake: Splink's own in-memory DuckDB sees the fallback's decrypted
         # names, it must never spill them to disk (its default would be ``.tmp/`` here)

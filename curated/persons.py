@@ -86,7 +86,6 @@ MENTION_COLUMNS = [
     ("linked_at", "TIMESTAMPTZ"),
 ]
 _SEP = "\x1f"
-UTC = pl.Datetime("us", "UTC")
 
 
 class LinkError(StreethubError):
@@ -115,10 +114,10 @@ def refresh_keys(
     protection,
     changed: Iterable[tuple[str, str]] | None,
 ) -> int:
-    """Re-read the subject mentions of ``changed`` datasets (None: all) into person_keys."""
+    """Re-read the subject mentions of ``changed`` datasets (None: all) into person_keys,
+    a dataset at a time (the whole street's mentions at once were ~400 MB at 200,000
+    residents); the mentions read."""
     targets = datasets_of(catalogue, changed)
-    frames = [read_mentions(con, sf, protection, protection.keyring) for sf in targets]
-    fresh = pl.concat(frames) if frames else pl.DataFrame(schema=MENTION_SCHEMA)
     if changed is None:
         con.execute(f"DELETE FROM {ZONE}.{KEYS_TABLE}")
     else:
@@ -127,9 +126,12 @@ def refresh_keys(
                 f"DELETE FROM {ZONE}.{KEYS_TABLE} WHERE dept = ? AND dataset = ?",
                 [sf.dept, sf.dataset.code],
             )
-    if fresh.height:
+    read = 0
+    for sf in targets:
+        fresh = read_mentions(con, sf, protection, protection.keyring)
         insert_frame(con, ZONE, KEYS_TABLE, fresh)
-    return fresh.height
+        read += fresh.height
+    return read
 
 
 # -- automatic links -------------------------------------------------------------------
@@ -142,22 +144,70 @@ def _mention_id() -> pl.Expr:
 TF_BY = (("name", "name_pid"), ("mobile_pid", "mobile_pid"), ("house_id", "house_id"))
 
 
-def persons_scale(exact: pl.DataFrame) -> int:
-    """The number of persons known by ID, to the nearest power of two: the model's prior
-    (1 / scale) and the term frequencies' denominator. Scores move only when the street's
-    size doubles or halves, not with each new resident, so a delivery that touches no
-    fallback mention's candidates leaves every fallback score as it was."""
-    return index_delta.scale_of(exact["citizen_pid"].n_unique())
+# a whole relink reads every mention through views of the lake's DuckDB, not polars
+# frames of them (1.1 million mentions at 200,000 residents were ~1.3 GB of frames beside
+# Splink's scoring); views, not temporary tables: what a table holds stays in memory until
+# the index's transaction commits, even once dropped
+KEYED = "_index_keyed"  # every mention row with the unit its record names
+LINKS = "_index_links"  # the links a relink ends with (automatic, then replayed)
+FALLBACK = "_index_fallback"  # table: the mentions without a citizen-ID pseudonym (few)
+FOUND = "_index_found"  # table: the fallback's links (a few per cent of the mentions)
+FINAL = "_index_final"  # table: links replayed with recorded actions, or an update's
 
 
-def _frequencies(exact: pl.DataFrame, scale: int) -> dict[str, pl.DataFrame]:
+def _keep_keyed(con: duckdb.DuckDBPyConnection) -> None:
+    """:data:`KEYED`: every row of ``person_keys`` with ``house_id``, the unit the record's
+    address names (PLACES' ``curated.house_mentions``, built before the index; the smallest
+    when a record names several; null without); :data:`FALLBACK`: those without a
+    citizen-ID pseudonym, kept (the linking reads them several times)."""
+    if has_table(con, ZONE, HOUSE_MENTIONS):
+        sql = index_delta.keyed_sql()
+    else:
+        cols = ", ".join(MENTION_SCHEMA)
+        sql = f"SELECT {cols}, NULL::VARCHAR AS house_id FROM {ZONE}.{KEYS_TABLE}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {KEYED} AS {sql}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {FALLBACK} AS SELECT * FROM {KEYED} "
+        "WHERE citizen_pid IS NULL"
+    )
+
+
+def _drop(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the relink's views and tables."""
+    for view in (KEYED, LINKS):
+        con.execute(f"DROP VIEW IF EXISTS temp.main.{view}")
+    for table in (FALLBACK, FOUND, FINAL):
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
+
+
+def _frequencies(con: duckdb.DuckDBPyConnection, scale: int) -> dict[str, pl.DataFrame]:
     """tf_<column> of each TF column: persons known by ID holding the value / scale."""
     return {
-        column: exact.filter(pl.col(by).is_not_null())
-        .group_by(by)
-        .agg((pl.col("citizen_pid").n_unique() / scale).alias(f"tf_{column}"))
+        column: con.execute(
+            f"SELECT {by}, count(DISTINCT citizen_pid) / {int(scale)} AS tf_{column} "
+            f"FROM {KEYED} WHERE citizen_pid IS NOT NULL AND {by} IS NOT NULL GROUP BY {by}"
+        )
+        .pl()
+        .cast({by: pl.String, f"tf_{column}": pl.Float64})
         for column, by in TF_BY
     }
+
+
+def _profiles(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The persons' records (person_id and the blocking pseudonyms, each distinct
+    combination once) that share a blocking pseudonym with some fallback mention."""
+    blocking = ", ".join(linkage.BLOCKING)
+    shares = " OR ".join(
+        f"{c} IN (SELECT {c} FROM {FALLBACK} WHERE {c} IS NOT NULL)" for c in linkage.BLOCKING
+    )
+    return (
+        con.execute(
+            f"SELECT DISTINCT citizen_pid AS person_id, {blocking} FROM {KEYED} "
+            f"WHERE citizen_pid IS NOT NULL AND ({shares})"
+        )
+        .pl()
+        .cast(pl.String)
+    )
 
 
 def _with_tf(frame: pl.DataFrame, tf: dict, floor: float) -> pl.DataFrame:
@@ -174,6 +224,9 @@ def _with_names(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
     return out.with_columns(linkage.name_parts(out["name"]))
 
 
+DIGEST_ROWS = 50_000  # rows of the fallback's inputs hashed at once
+
+
 def inputs_digest(scale: int, *frames: pl.DataFrame) -> str:
     """A digest of everything the fallback's result depends on (the scale, the fallback
     mentions and their candidates' records with their term frequencies)."""
@@ -186,28 +239,30 @@ def inputs_digest(scale: int, *frames: pl.DataFrame) -> str:
             )
         ).to_series()
         h.update("\x1e".join(cols).encode())
-        h.update("\x1e".join(sorted(rows.to_list())).encode())
+        # the rows in order (polars sorts text by its UTF-8 bytes: Python's code-point
+        # order), hashed a slice at a time rather than as one Python list of every row
+        rows = rows.sort()
+        for start in range(0, rows.len(), DIGEST_ROWS):
+            if start:
+                h.update(b"\x1e")
+            h.update("\x1e".join(rows.slice(start, DIGEST_ROWS).to_list()).encode())
     return h.hexdigest()
 
 
-def _houses(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
-    """``keys`` with ``house_id``: the unit the record's address names (PLACES'
-    ``curated.house_mentions``, built before the index; the smallest when a record names
-    several; null without)."""
-    if not has_table(con, ZONE, HOUSE_MENTIONS):
-        return keys.with_columns(pl.lit(None, dtype=pl.String).alias("house_id"))
-    houses = con.execute(index_delta.house_of_mentions()).pl().cast(pl.String)
-    return keys.join(houses, on=list(KEY_COLUMNS), how="left")
-
-
-def _plain_names(con, catalogue, keys: pl.DataFrame, wanted: pl.Series, protection):
+def _plain_names(con, catalogue, wanted: pl.Series, protection):
     """(name_pid, name) of the wanted name pseudonyms: one staged record each (the
-    smallest key), decrypted for the comparison only."""
+    smallest key of :data:`KEYED`), decrypted for the comparison only."""
+    keys = ", ".join(KEY_COLUMNS)
+    _streethub_wanted = wanted.drop_nulls().unique().to_frame("name_pid").to_arrow()
     reps = (
-        keys.filter(pl.col("name_pid").is_in(wanted.drop_nulls().unique().implode()))
-        .sort(list(KEY_COLUMNS))
-        .unique("name_pid", keep="first", maintain_order=True)
+        con.execute(
+            f"SELECT {keys}, name_pid FROM {KEYED} SEMI JOIN _streethub_wanted USING (name_pid) "
+            f"QUALIFY row_number() OVER (PARTITION BY name_pid ORDER BY {keys}) = 1"
+        )
+        .pl()
+        .cast(pl.String)
     )
+    del _streethub_wanted
     plain = reveal_names(con, catalogue, reps.select(KEY_COLUMNS), protection)
     return reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
 
@@ -225,67 +280,66 @@ def _stored_fallback(con, digest: str) -> pl.DataFrame | None:
 def auto_links(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
-    keys: pl.DataFrame,
     protection,
     *,
     reuse: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, str | None]:
-    """(links, review rows, the fallback inputs' digest) of every mention in ``keys``,
-    before manual actions. With ``reuse`` the fallback (Splink) runs only when its inputs
-    changed since the last build; otherwise its stored result is the result, and the
-    review rows are None (the stored queue stands)."""
-    if "house_id" not in keys.columns:
-        keys = _houses(con, keys)
-    exact = keys.filter(pl.col("citizen_pid").is_not_null())
+    """(links of the fallback mentions, review rows, the fallback inputs' digest) of the
+    mentions of :data:`KEYED`, before manual actions; a mention with a citizen-ID
+    pseudonym is linked exactly to it (:func:`_exact_links`). With ``reuse`` the fallback
+    (Splink) runs only when its inputs changed since the last build; otherwise its stored
+    result is the result, and the review rows are None (the stored queue stands)."""
     # a mention id only where Splink needs one (not a million strings for the exact links)
-    fallback = keys.filter(pl.col("citizen_pid").is_null()).with_columns(
-        _mention_id().alias("mention_id")
+    fallback = (
+        con.execute(f"SELECT * FROM {FALLBACK}")
+        .pl()
+        .cast(pl.String)
+        .with_columns(_mention_id().alias("mention_id"))
     )
-    links = exact.select(
-        *KEY_COLUMNS,
-        pl.col("citizen_pid").alias("person_id"),
-        pl.lit("exact").alias("method"),
-        pl.lit(None, dtype=pl.Float64).alias("match_probability"),
-    ).cast(LINK_SCHEMA)
     if fallback.height == 0:
-        return links, pl.DataFrame(schema=REVIEW_SCHEMA), None
+        return pl.DataFrame(schema=LINK_SCHEMA), pl.DataFrame(schema=REVIEW_SCHEMA), None
 
-    scale = persons_scale(exact)
-    tf = _frequencies(exact, scale)
+    scale = index_delta.scale_of(index_delta.persons_known(con))
+    tf = _frequencies(con, scale)
     # the persons' records that share a blocking pseudonym with some fallback mention
-    shares = pl.any_horizontal(
-        [pl.col(c).is_in(fallback[c].drop_nulls().unique().implode()) for c in linkage.BLOCKING]
-    )
-    profiles = (
-        exact.select(pl.col("citizen_pid").alias("person_id"), *linkage.BLOCKING)
-        .unique()
-        .filter(shares)
-        .with_columns(
-            pl.concat_str(
-                [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)],
-                separator=_SEP,
-            ).alias("unique_id")
-        )
+    profiles = _profiles(con).with_columns(
+        pl.concat_str(
+            [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)],
+            separator=_SEP,
+        ).alias("unique_id")
     )
     mentions = fallback.select(
         pl.col("mention_id").alias("unique_id"), *KEY_COLUMNS, *linkage.BLOCKING
     )
     left = _with_tf(mentions, tf, 1 / scale)
     right = _with_tf(profiles, tf, 1 / scale)
+    del tf, fallback, mentions, profiles
     digest = inputs_digest(scale, left, right)
     stored = _stored_fallback(con, digest) if reuse else None
     if stored is not None:
-        return pl.concat([links, stored]), None, digest
+        return stored, None, digest
 
     names = _plain_names(
-        con, catalogue, keys, pl.concat([left["name_pid"], right["name_pid"]]), protection
+        con, catalogue, pl.concat([left["name_pid"], right["name_pid"]]), protection
     )
     left, right = _with_names(left, names), _with_names(right, names)
     with linkage.Scorer(left, right, prior=1 / scale, con=con) as scorer:
-        return _fallback(con, catalogue, scorer, links, names, protection, digest)
+        del left, right  # the scorer holds them, in its order
+        return _fallback(con, catalogue, scorer, names, protection, digest)
 
 
-def _fallback(con, catalogue, scorer, links, names, protection, digest):
+def _exact_links() -> str:
+    """SQL: the link of every mention with a citizen-ID pseudonym (``person_keys``): that
+    person, exactly."""
+    keys = ", ".join(KEY_COLUMNS)
+    return (
+        f"SELECT {keys}, citizen_pid AS person_id, 'exact' AS method, "
+        f"NULL::DOUBLE AS match_probability FROM {ZONE}.{KEYS_TABLE} "
+        "WHERE citizen_pid IS NOT NULL"
+    )
+
+
+def _fallback(con, catalogue, scorer, names, protection, digest):
     """Link, queue or group the fallback mentions (``scorer``'s left-hand records)."""
     left, right = scorer.left, scorer.right
     # only the pairs from the review floor up decide anything (linked or queued)
@@ -315,7 +369,7 @@ def _fallback(con, catalogue, scorer, links, names, protection, digest):
     )
     out = pl.concat([f.cast(LINK_SCHEMA) for f in found])
     review = review_rows(con, catalogue, queued, left, right, out, names, protection)
-    return pl.concat([links, out]), review, digest
+    return out, review, digest
 
 
 # -- manual actions --------------------------------------------------------------------
@@ -416,32 +470,34 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, keys: pl.DataFrame) -> 
     con.register(name, keys.select(_mention_id().alias("id")).to_arrow())
 
 
+def _keep_links(con: duckdb.DuckDBPyConnection, final: pl.DataFrame) -> None:
+    """:data:`LINKS` holds ``final`` (:data:`LINK_SCHEMA`)."""
+    _streethub_links = final.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA).to_arrow()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FINAL} AS SELECT * FROM _streethub_links")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {LINKS} AS SELECT * FROM {FINAL}")
+
+
 def _write_mentions(
     con: duckdb.DuckDBPyConnection,
-    final: pl.DataFrame,
     now: dt.datetime,
     scope: set[tuple[str, str]] | None = None,
 ) -> None:
-    """Make ``curated.person_mentions`` equal ``final`` (in ``scope``: only those datasets'
-    rows), writing only the rows that changed (a row whose person, method and probability
-    stay keeps its ``linked_at``)."""
-    read = f"SELECT {', '.join(LINK_SCHEMA)} FROM {ZONE}.{MENTIONS_TABLE}"
-    if scope is None:
-        old = con.execute(read).pl()
-    else:
-        con.register(index_delta.SCOPE, _datasets_frame(scope).to_arrow())
-        try:
-            old = con.execute(f"{read} SEMI JOIN {index_delta.SCOPE} USING (dept, dataset)").pl()
-        finally:
-            con.unregister(index_delta.SCOPE)
-    old = old.cast(LINK_SCHEMA)
-    same = list(LINK_SCHEMA)
-    gone = old.join(final, on=same, how="anti", nulls_equal=True).select(KEY_COLUMNS)
-    new = final.join(old, on=same, how="anti", nulls_equal=True)
-    _delete_mentions(con, MENTIONS_TABLE, gone)
-    if new.height:
-        rows = new.with_columns(pl.lit(now, dtype=UTC).alias("linked_at"))
-        insert_frame(con, ZONE, MENTIONS_TABLE, rows.select([c for c, _ in MENTION_COLUMNS]))
+    """Make ``curated.person_mentions`` equal :data:`LINKS` (in ``scope``: only those
+    datasets' rows), writing only the rows that changed (a row whose person, method and
+    probability stay keeps its ``linked_at``); compared in DuckDB."""
+    cols = ", ".join(LINK_SCHEMA)
+    old = f"SELECT {cols} FROM {ZONE}.{MENTIONS_TABLE}"
+    if scope is not None:
+        _streethub_scope = _datasets_frame(scope).to_arrow()
+        old += " SEMI JOIN _streethub_scope USING (dept, dataset)"
+    con.execute(f"DELETE FROM {ZONE}.{MENTIONS_TABLE} WHERE {_ID_SQL} IN (SELECT "
+                f"{_ID_SQL} FROM ({old} EXCEPT SELECT {cols} FROM {LINKS}))")  # fmt: skip
+    # the rows gone are deleted: what is left of the old ones is in LINKS
+    con.execute(
+        f"INSERT INTO {ZONE}.{MENTIONS_TABLE} ({cols}, linked_at) SELECT *, "
+        f"?::TIMESTAMPTZ FROM (SELECT {cols} FROM {LINKS} EXCEPT {old})",
+        [now],
+    )
 
 
 def _delete_mentions(con, table: str, keys: pl.DataFrame) -> None:
@@ -505,7 +561,11 @@ def _relink_changed(con, catalogue, protection, changed, old) -> dict | None:
         return None
     final = _in(replay(links, recorded, protection.keyring), changed)
     review = _close_decided(con, recorded)
-    _write_mentions(con, final, _now(), changed)
+    _keep_links(con, final)
+    try:
+        _write_mentions(con, _now(), changed)
+    finally:
+        _drop(con)
     return _index_counts(con) | {"review": review}
 
 
@@ -545,23 +605,38 @@ def link_persons(
 
 def _relink_all(con, catalogue, protection, changed) -> dict[str, int]:
     """Link every mention of ``curated.person_keys`` (inside the caller's transaction)."""
-    keys = (
-        con.execute(f"SELECT {', '.join(MENTION_SCHEMA)} FROM {ZONE}.{KEYS_TABLE}")
-        .pl()
-        .cast(MENTION_SCHEMA)
-    )
-    keys = _houses(con, keys)
-    index_delta.write_watch(con, keys)
-    links, review, digest = auto_links(con, catalogue, keys, protection, reuse=changed is not None)
+    try:
+        _keep_keyed(con)
+        index_delta.write_watch(con, KEYED, FALLBACK)
+        found, review, digest = auto_links(con, catalogue, protection, reuse=changed is not None)
+        return _write_all(con, protection, found, review, digest)
+    finally:
+        _drop(con)
+
+
+def _write_all(con, protection, found: pl.DataFrame, review, digest) -> dict[str, int]:
+    """Write the index of a whole relink: the exact links and ``found`` (the fallback's),
+    replayed with the recorded actions; the review queue; counts."""
     reused = review is None  # the stored fallback result stands (and its review rows)
+    found = found.cast(LINK_SCHEMA)
     if not reused:
         con.execute(f"DELETE FROM {ZONE}.{FALLBACK_TABLE}")
-        fallback = links.filter(pl.col("method") != "exact").with_columns(
-            pl.lit(digest, dtype=pl.String).alias("inputs_digest")
-        )
-        insert_frame(con, ZONE, FALLBACK_TABLE, fallback)
-    recorded = _anchored(con, links, actions(con), protection.keyring)
-    final = replay(links, recorded, protection.keyring)
+        insert_frame(
+            con, ZONE, FALLBACK_TABLE,
+            found.with_columns(pl.lit(digest, dtype=pl.String).alias("inputs_digest")),
+        )  # fmt: skip
+    _streethub_found = found.to_arrow()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FOUND} AS SELECT * FROM _streethub_found")
+    del _streethub_found
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {LINKS} AS {_exact_links()} UNION ALL SELECT * FROM {FOUND}"
+    )
+    recorded = actions(con)
+    if recorded.height:  # a replay reads every link (a manual action names any person)
+        links = con.execute(f"SELECT * FROM {LINKS}").pl().cast(LINK_SCHEMA)
+        recorded = _anchored(con, links, recorded, protection.keyring)
+        _keep_links(con, replay(links, recorded, protection.keyring))
+        del links
     now = _now()
     if reused:  # the open items stay open unless a decision was recorded since
         review_count = _close_decided(con, recorded)
@@ -572,10 +647,13 @@ def _relink_all(con, catalogue, protection, changed) -> dict[str, int]:
         if review.height:
             insert_frame(con, ZONE, REVIEW_TABLE, review.with_columns(queued_at=pl.lit(now)))
         review_count = review.height
-    _write_mentions(con, final, now)
-    counts = final.group_by("method").len()
-    out = {m: 0 for m in METHODS} | dict(counts.iter_rows())
-    out.update(mentions=final.height, persons=final["person_id"].n_unique(), review=review_count)
+    _write_mentions(con, now)
+    counts = dict(con.execute(f"SELECT method, count(*) FROM {LINKS} GROUP BY method").fetchall())
+    mentions, persons = con.execute(
+        f"SELECT count(*), count(DISTINCT person_id) FROM {LINKS}"
+    ).fetchone()
+    out = {m: 0 for m in METHODS} | {str(m): int(n) for m, n in counts.items()}
+    out.update(mentions=int(mentions), persons=int(persons), review=review_count)
     return out
 
 
