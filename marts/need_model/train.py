@@ -103,7 +103,11 @@ def feature_matrix(
             )
         return pl.col(name).cast(pl.Float64)
 
-    return features.select(column(c) for c in inputs).to_numpy()
+    # filled a column at a time: the frame of float columns and its 2-D copy never both held
+    matrix = np.empty((features.height, len(inputs)), dtype=np.float64, order="F")
+    for j, name in enumerate(inputs):
+        matrix[:, j] = features.select(column(name)).to_series().to_numpy()
+    return matrix
 
 
 def input_columns(features: pl.DataFrame, inputs: Sequence[str]) -> pl.DataFrame:
