@@ -12,6 +12,7 @@ followed by its value (房屋性质：公租房). A missing value says nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +38,9 @@ def load_templates(path: Path = FEATURES_YAML) -> dict[str, str]:
     return {f.name: f.phrase for f in load_feature_set(path).features}
 
 
-def placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+@functools.cache
+def placeholders(template: str) -> frozenset[str]:
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 def phrase(template: str, value: Any) -> str | None:
@@ -78,6 +80,67 @@ def top_factors(
     return phrases, names
 
 
+def may_speak(
+    rows: pl.DataFrame, inputs: Sequence[str], templates: Mapping[str, str]
+) -> np.ndarray:
+    """Rows x inputs: False where :func:`phrase` surely says nothing of the value (no template,
+    a missing value, a false condition, a negative number); True where it may."""
+    columns = []
+    for name in inputs:
+        template, column = templates.get(name), rows[name]
+        if not template:
+            columns.append(np.zeros(rows.height, dtype=bool))
+            continue
+        known = column.is_not_null()
+        if column.dtype.is_float():
+            known &= column.is_not_nan()
+        if column.dtype == pl.Boolean:
+            known &= column if not placeholders(template) else known
+        elif column.dtype.is_numeric():
+            known &= (column >= 0) if placeholders(template) else (column != 0)
+        columns.append(known.fill_null(False).to_numpy())
+    return np.column_stack(columns) if columns else np.zeros((rows.height, 0), dtype=bool)
+
+
+def top_factors_of_rows(
+    contributions: np.ndarray,
+    rows: pl.DataFrame,
+    inputs: Sequence[str],
+    templates: Mapping[str, str],
+    top: int = TOP,
+    speaks: np.ndarray | None = None,
+) -> tuple[list[list[str]], list[list[str]]]:
+    """:func:`top_factors` of every row of ``rows`` (its ``inputs``) and ``contributions``:
+    the rows' inputs ordered by contribution at once (numpy), then a step at a time the next
+    raising input of each row still short of ``top`` phrases, its values taken a column at a
+    time — a phrase is made only of the inputs that may be said (:func:`may_speak`,
+    ``speaks``), not of every value of every row."""
+    if speaks is None:
+        speaks = may_speak(rows, inputs, templates)
+    candidate = (contributions > 0) & speaks
+    order = np.argsort(np.where(candidate, -contributions, np.inf), axis=1, kind="stable")
+    count = candidate.sum(axis=1)
+    phrases: list[list[str]] = [[] for _ in range(rows.height)]
+    names: list[list[str]] = [[] for _ in range(rows.height)]
+    said = np.zeros(rows.height, dtype=np.int64)
+    pending = np.flatnonzero((count > 0) & (top > 0))
+    step = 0
+    while pending.size:
+        which = order[pending, step]
+        for i in np.unique(which):
+            at = pending[which == i]
+            template = templates[inputs[i]]
+            for r, value in zip(at.tolist(), rows[inputs[i]].gather(at).to_list(), strict=True):
+                text = phrase(template, value)
+                if text:
+                    phrases[r].append(text)
+                    names[r].append(inputs[i])
+                    said[r] += 1
+        step += 1
+        pending = pending[(said[pending] < top) & (count[pending] > step)]
+    return phrases, names
+
+
 def explain(
     models: NeedModels,
     features: pl.DataFrame,
@@ -97,20 +160,19 @@ def explain(
     parts: dict[str, list[pl.DataFrame]] = {need: [] for need in models.needs}
     for start in range(0, max(features.height, 1), batch):
         rows = features.slice(start, batch)
-        values = rows.select(models.inputs).rows()
         matrix = models.matrix(rows)
         keys = rows.select(KEYS)
+        speaks = may_speak(rows, models.inputs, templates)
         for need in models.needs:
             contributions = models.boosters[need].predict(matrix, pred_contrib=True)[:, :-1]
-            said = [
-                top_factors(contributions[r], row, models.inputs, templates, top)
-                for r, row in enumerate(values)
-            ]
+            phrases, names = top_factors_of_rows(
+                contributions, rows, models.inputs, templates, top, speaks
+            )
             part = keys.with_columns(
                 pl.lit(need).alias("need"),
                 pl.Series("score", models.scores(need, matrix)),
-                pl.Series("factors", [p for p, _ in said], dtype=pl.List(pl.String)),
-                pl.Series("factor_features", [n for _, n in said], dtype=pl.List(pl.String)),
+                pl.Series("factors", phrases, dtype=pl.List(pl.String)),
+                pl.Series("factor_features", names, dtype=pl.List(pl.String)),
             )
             parts[need].append(finish(part) if finish else part)
     return pl.concat([part for need in models.needs for part in parts[need]])
