@@ -102,6 +102,28 @@ def may_speak(
     return np.column_stack(columns) if columns else np.zeros((rows.height, 0), dtype=bool)
 
 
+def phrases_of(template: str, values: pl.Series) -> pl.Series:
+    """:func:`phrase` of each of ``values`` (values :func:`may_speak` lets through: none
+    missing, NaN, a false condition or a negative number), as text: a condition's phrase is
+    the template; a number's is made once per whole number it rounds to (a float by
+    ``np.rint``: half to even, as ``round``); any other value's once per distinct value."""
+    names = placeholders(template)
+    numeric = values.dtype.is_integer() or values.dtype.is_float()
+    if not names and (numeric or values.dtype == pl.Boolean):
+        return pl.Series(values.name, [template] * values.len(), dtype=pl.String)
+    if names and numeric:
+        numbers = values.to_numpy()
+        numbers = np.rint(numbers) if values.dtype.is_float() else numbers
+        distinct, where = np.unique(numbers, return_inverse=True)
+        said = [template.format_map(dict.fromkeys(names, int(d))) for d in distinct.tolist()]
+        return pl.Series(values.name, np.asarray(said, dtype=object)[where], dtype=pl.String)
+    if values.dtype in (pl.Categorical,) or isinstance(values.dtype, pl.Enum):
+        values = values.cast(pl.String)
+    distinct = values.unique().to_list()
+    said = [phrase(template, d) for d in distinct]
+    return values.replace_strict(distinct, said, return_dtype=pl.String)
+
+
 def top_factors_of_rows(
     contributions: np.ndarray,
     rows: pl.DataFrame,
@@ -109,36 +131,57 @@ def top_factors_of_rows(
     templates: Mapping[str, str],
     top: int = TOP,
     speaks: np.ndarray | None = None,
-) -> tuple[list[list[str]], list[list[str]]]:
-    """:func:`top_factors` of every row of ``rows`` (its ``inputs``) and ``contributions``:
-    the rows' inputs ordered by contribution at once (numpy), then a step at a time the next
-    raising input of each row still short of ``top`` phrases, its values taken a column at a
-    time — a phrase is made only of the inputs that may be said (:func:`may_speak`,
-    ``speaks``), not of every value of every row."""
+) -> tuple[pl.Series, pl.Series]:
+    """:func:`top_factors` of every row of ``rows`` (its ``inputs``) and ``contributions``,
+    as two list columns (``factors``, ``factor_features``): the rows' inputs ordered by
+    contribution at once (numpy), then a step at a time the next raising input of each row
+    still short of ``top`` phrases, phrased a column at a time (:func:`phrases_of`) — only
+    the inputs that may be said (:func:`may_speak`, ``speaks``), not every value of every
+    row, and no Python list per row."""
     if speaks is None:
         speaks = may_speak(rows, inputs, templates)
     candidate = (contributions > 0) & speaks
     order = np.argsort(np.where(candidate, -contributions, np.inf), axis=1, kind="stable")
     count = candidate.sum(axis=1)
-    phrases: list[list[str]] = [[] for _ in range(rows.height)]
-    names: list[list[str]] = [[] for _ in range(rows.height)]
     said = np.zeros(rows.height, dtype=np.int64)
     pending = np.flatnonzero((count > 0) & (top > 0))
+    parts: list[pl.DataFrame] = []
     step = 0
     while pending.size:
         which = order[pending, step]
-        for i in np.unique(which):
+        for i in np.unique(which).tolist():
             at = pending[which == i]
-            template = templates[inputs[i]]
-            for r, value in zip(at.tolist(), rows[inputs[i]].gather(at).to_list(), strict=True):
-                text = phrase(template, value)
-                if text:
-                    phrases[r].append(text)
-                    names[r].append(inputs[i])
-                    said[r] += 1
+            texts = phrases_of(templates[inputs[i]], rows[inputs[i]].gather(at))
+            kept = (texts.is_not_null() & (texts != "")).to_numpy()
+            said[at[kept]] += 1
+            parts.append(
+                pl.DataFrame(
+                    {"row": at[kept], "step": step, "factors": texts.filter(kept)},
+                    schema={"row": pl.Int64, "step": pl.Int64, "factors": pl.String},
+                ).with_columns(pl.lit(inputs[i]).alias("factor_features"))
+            )
         step += 1
         pending = pending[(said[pending] < top) & (count[pending] > step)]
-    return phrases, names
+    lists = (
+        pl.concat(parts)
+        .sort("row", "step")
+        .group_by("row", maintain_order=True)
+        .agg("factors", "factor_features")
+        if parts
+        else pl.DataFrame(
+            schema={
+                "row": pl.Int64,
+                "factors": pl.List(pl.String),
+                "factor_features": pl.List(pl.String),
+            }
+        )
+    )
+    every = (
+        pl.DataFrame({"row": np.arange(rows.height, dtype=np.int64)})
+        .join(lists, on="row", how="left", maintain_order="left")
+        .with_columns(pl.col("factors", "factor_features").fill_null([]))
+    )
+    return every["factors"], every["factor_features"]
 
 
 def explain(
@@ -171,8 +214,8 @@ def explain(
             part = keys.with_columns(
                 pl.lit(need).alias("need"),
                 pl.Series("score", models.scores(need, matrix)),
-                pl.Series("factors", phrases, dtype=pl.List(pl.String)),
-                pl.Series("factor_features", names, dtype=pl.List(pl.String)),
+                phrases.alias("factors"),
+                names.alias("factor_features"),
             )
             parts[need].append(finish(part) if finish else part)
     return pl.concat([part for need in models.needs for part in parts[need]])

@@ -56,7 +56,9 @@ def frame(rows: int, seed: int) -> tuple[pl.DataFrame, np.ndarray]:
 def test_rows_at_once_equal_row_by_row(rows, seed, top):
     data, contributions = frame(rows, seed)
     inputs = data.columns
-    phrases, names = top_factors_of_rows(contributions, data, inputs, TEMPLATES, top)
+    factors, features = top_factors_of_rows(contributions, data, inputs, TEMPLATES, top)
+    assert factors.dtype == features.dtype == pl.List(pl.String) and factors.len() == rows
+    phrases, names = factors.to_list(), features.to_list()
     expected = [
         top_factors(contributions[r], row, inputs, TEMPLATES, top)
         for r, row in enumerate(data.rows())
