@@ -119,14 +119,20 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
 
     cat = load_catalogue()
     broken = cat.departments["wjw"].datasets[0]
-    real_load_raw = source_assets.load_raw
+    real_load_raw, real_load_and_stage = source_assets.load_raw, source_assets.load_and_stage
 
     def load_raw(con, dept, ds, protect):
         if ds.code == broken.code:
             raise RuntimeError("a connector bug")
         return real_load_raw(con, dept, ds, protect)
 
+    def load_and_stage(con, dept, ds, protection):  # a run's step: raw and staged at once
+        if ds.code == broken.code:
+            raise RuntimeError("a connector bug")
+        return real_load_and_stage(con, dept, ds, protection)
+
     monkeypatch.setattr(source_assets, "load_raw", load_raw)
+    monkeypatch.setattr(source_assets, "load_and_stage", load_and_stage)
     defs = []
     for code in ("wjw", "cgj"):
         dept = cat.departments[code]
