@@ -62,28 +62,28 @@ def in_bbox(
     return lon.is_between(x0 - margin, x1 + margin) & lat.is_between(y0 - margin, y1 + margin)
 
 
+_CJK = re.compile("[\u3000-\u9fff\uff00-\uffef]")
+
+
 def is_mojibake(text: str) -> bool:
     """UTF-8 bytes that were read as GBK (the classic 锟斤拷 family of garbling).
 
     The garbled text is rebuilt into bytes (each ``?`` stands for one byte the
     GBK decoder could not map) and decoded as UTF-8: mojibake comes back as
     mostly CJK text, a genuine GBK-representable string comes back as noise.
+    The whole text is encoded at once (GBK is stateless, and no GBK character's
+    bytes hold ``?``: its trail bytes start at 0x40), so a ``?`` byte is exactly
+    where a ``?`` or U+FFFD stood.
     """
     if text.isascii():
         return False
-    chunks = []
-    for c in text:
-        if c in "?\ufffd":
-            chunks.append(b"\x80")
-            continue
-        try:
-            chunks.append(c.encode("gbk"))
-        except UnicodeEncodeError:
-            return False
-    decoded = b"".join(chunks).decode("utf-8", errors="replace")
-    cjk = sum(1 for c in decoded if "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef")
-    bad = decoded.count("\ufffd")
-    return cjk >= 1 and bad * 4 <= cjk
+    try:
+        data = text.replace("\ufffd", "?").encode("gbk").replace(b"?", b"\x80")
+    except UnicodeEncodeError:
+        return False
+    decoded = data.decode("utf-8", errors="replace")
+    cjk = len(_CJK.findall(decoded))
+    return cjk >= 1 and decoded.count("\ufffd") * 4 <= cjk
 
 
 def mojibake(text: pl.Expr) -> pl.Expr:

@@ -56,6 +56,43 @@ def test_mojibake_found_and_genuine_text_left_alone(name):
     assert not v.is_mojibake(name)
 
 
+def _mojibake_char_by_char(text: str) -> bool:
+    """The earlier rule, a character at a time: the reference of :func:`v.is_mojibake`."""
+    if text.isascii():
+        return False
+    chunks = []
+    for c in text:
+        if c in "?\ufffd":
+            chunks.append(b"\x80")
+            continue
+        try:
+            chunks.append(c.encode("gbk"))
+        except UnicodeEncodeError:
+            return False
+    decoded = b"".join(chunks).decode("utf-8", errors="replace")
+    cjk = sum(1 for c in decoded if "\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef")
+    return cjk >= 1 and decoded.count("\ufffd") * 4 <= cjk
+
+
+# genuine names, their garbled forms (with ? or U+FFFD for unmapped bytes), ASCII, full
+# width, symbols GBK lacks, the euro (GBK's one-byte 0x80), kana, Hangul
+MIXED = st.text(
+    "王李张刘陈杨赵黄文伟芳锟斤拷烫屯鍚嶅瓧寮犱笁鏉庡洓?\ufffd€ａＢ１　、。ab1 -·ア한😀é",
+    max_size=14,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MIXED)
+def test_mojibake_same_as_the_character_by_character_rule(text):
+    assert v.is_mojibake(text) == _mojibake_char_by_char(text)
+    garbled = text.encode("utf-8").decode("gbk", errors="replace")
+    assert v.is_mojibake(garbled) == _mojibake_char_by_char(garbled)
+    frame = pl.DataFrame({"s": [text, garbled, None]}, schema={"s": pl.String})
+    got = frame.select(v.mojibake(pl.col("s")))["s"].to_list()
+    assert got == [_mojibake_char_by_char(text), _mojibake_char_by_char(garbled), None]
+
+
 def test_phones_staged_and_hashed_by_the_one_rule():
     """The standardiser stages a phone as catalog.identifiers.phone_canonical spells it, and
     the pseudonymiser normalises a delivered phone to that same staged value."""
