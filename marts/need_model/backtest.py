@@ -25,10 +25,9 @@ import polars as pl
 from rich.console import Console, Group
 from rich.table import Table
 
-from marts.need_model.baseline import rule_scores
 from marts.need_model.calibration import Method, expected_calibration_error, reliability_curve
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.train import SEED, input_columns, train_need_models, training_frame
+from marts.need_model.train import RULE_SCORE, SEED, TrainingRows, train_rows, training_rows
 
 GOAL_RATIO = 2.0
 """The model's PR-AUC should be at least this multiple of the rule's."""
@@ -150,16 +149,15 @@ def fmt(value: float | None, suffix: str = "") -> str:
     return f"{value:.3f}{suffix}"
 
 
-def score_rows(
-    test: pl.DataFrame, models: Any, needs: Sequence[str], truth: pl.DataFrame | None
-) -> pl.DataFrame:
-    """The test rows' keys, labels, model scores, rule scores and (if given) true
-    probabilities (``<need>_true``)."""
-    predicted = models.predict(test)
-    rule = rule_scores(test)
-    out = test.select(*KEYS, *(pl.col(n).cast(pl.Boolean).fill_null(False) for n in needs))
+def score_rows(test: TrainingRows, models: Any, truth: pl.DataFrame | None) -> pl.DataFrame:
+    """The test rows' keys, labels, model scores, rule scores (the rows' :data:`RULE_SCORE`) and
+    (if given) true probabilities (``<need>_true``); ``test``'s categories coded as the
+    models' (:meth:`TrainingRows.subset`)."""
+    needs = test.needs
+    rule = test.rows.get_column(RULE_SCORE).to_numpy()
+    out = test.rows.select(*KEYS, *(pl.col(n).cast(pl.Boolean).fill_null(False) for n in needs))
     out = out.with_columns(
-        *(predicted[n].alias(f"{n}_score") for n in needs),
+        *(pl.Series(f"{n}_score", models.scores(n, test.matrix)) for n in needs),
         *(pl.Series(f"{n}_rule", rule) for n in needs),
     )
     if truth is not None:
@@ -193,9 +191,17 @@ def need_figures(rows: pl.DataFrame, need: str) -> dict[str, Any]:
 
 
 def backtest(
-    features: pl.DataFrame,
-    labels: pl.DataFrame,
-    inputs: Sequence[str],
+    features: pl.DataFrame, labels: pl.DataFrame, inputs: Sequence[str], **options: Any
+) -> BacktestResult:
+    """Train-then-test at each of the latest ``last`` cut-offs that have training cut-offs
+    ``gap_days`` or more before them (or at ``cutoffs``), and pool the test rows: the rows
+    of ``features`` with ``labels`` (:func:`training_rows`, with the rule's scores) backtested
+    by :func:`backtest_rows`, whose keywords ``options`` are."""
+    return backtest_rows(training_rows(features, labels, inputs, rule=True), **options)
+
+
+def backtest_rows(
+    data: TrainingRows,
     *,
     truth: pl.DataFrame | None = None,
     cutoffs: Sequence[dt.date] | None = None,
@@ -206,15 +212,12 @@ def backtest(
     num_rounds: int | None = None,
     params: dict[str, Any] | None = None,
 ) -> BacktestResult:
-    """Train-then-test at each of the latest ``last`` cut-offs that have training cut-offs
-    ``gap_days`` or more before them (or at ``cutoffs``), and pool the test rows.
-
-    ``truth``: the simulator's true probabilities, keys and one column per need."""
-    keys = training_frame(features.select(KEYS), labels)  # the rows in both, keys and labels
-    needs = [n for n in NEEDS if n in keys.columns]
-    every = sorted(keys["cutoff"].unique().to_list())
-    del keys
-    trainable = input_columns(features, inputs)
+    """:func:`backtest` on rows already made (:class:`TrainingRows` with the rule's scores),
+    each test's training rows and test rows taken from ``data`` by cut-off. ``truth``: the
+    simulator's true probabilities, keys and one column per need."""
+    needs = data.needs
+    at_cutoff = data.rows.get_column("cutoff")
+    every = sorted(at_cutoff.unique().to_list())
     tests = list(cutoffs) if cutoffs else backtest_cutoffs(every, gap_days, last)
     if not tests:
         raise ValueError(f"no cut-off has another at least {gap_days} days before it")
@@ -223,19 +226,15 @@ def backtest(
     per_cutoff: list[dict[str, Any]] = []
     for test in tests:
         train_on = training_cutoffs(every, test, gap_days)
-        models = train_need_models(
-            trainable.filter(pl.col("cutoff").is_in(train_on)),
-            labels.filter(pl.col("cutoff").is_in(train_on)),
-            inputs,
+        models = train_rows(
+            data.subset(at_cutoff.is_in(train_on).to_numpy()),
             calibration=calibration,
             seed=seed,
             params=params,
             **extra,
         )
-        at = pl.col("cutoff") == test  # a test cut-off's rows joined alone (not every one's)
-        rows = score_rows(
-            training_frame(features.filter(at), labels.filter(at)), models, needs, truth
-        )
+        at = (at_cutoff == test).to_numpy()  # a test cut-off's rows alone (not every one's)
+        rows = score_rows(data.subset(at, models.categories), models, truth)
         scored.append(rows)
         for need in needs:
             per_cutoff.append(

@@ -17,8 +17,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import duckdb
@@ -28,7 +29,12 @@ from curated.golden import Revealer
 from lakehouse.snapshots import current_snapshot
 from marts.lineage import MartError
 from marts.need_model import labels as need_labels
-from marts.need_model.backtest import BacktestResult, backtest
+from marts.need_model.backtest import (  # noqa: F401 (backtest: a name tests/pipelines patch)
+    BacktestResult,
+    backtest,
+    backtest_cutoffs,
+    backtest_rows,
+)
 from marts.need_model.drift import feature_drift, reference_cutoffs
 from marts.need_model.explain import explain, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
@@ -39,7 +45,13 @@ from marts.need_model.grid import grid_counts
 from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
-from marts.need_model.train import NeedModels, input_columns, train_need_models
+from marts.need_model.train import (  # noqa: F401 (train_need_models: as backtest)
+    NeedModels,
+    TrainingRows,
+    stacked_rows,
+    train_need_models,
+    train_rows,
+)
 
 TRAINING_MONTHS = 14
 """Monthly training cut-offs (the 1st of each month, as the feature table's), ending at the
@@ -114,6 +126,39 @@ def ensure_features(
     return read_features(con, protection, cutoffs)
 
 
+def training_data(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    cutoffs: Sequence[dt.date],
+    inputs: Sequence[str],
+    groups: Sequence[str],
+) -> tuple[TrainingRows, pl.DataFrame]:
+    """The rows the backtest and the final training take (:func:`stacked_rows`, with the
+    rule's scores) and, of the cut-offs the backtest tests on, the fairness groups as text
+    (keys and ``groups``, sorted by key): the features of ``cutoffs`` (computed and stored
+    first where missing) read a cut-off at a time, each let go once its inputs are in the
+    matrix (at 200,000 residents every cut-off's features at once and their join with the
+    labels were the run's peak)."""
+    counts = feature_rows(con, protection, cutoffs)
+    present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
+    tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
+    kept: list[pl.DataFrame] = []
+
+    def parts() -> Iterator[pl.DataFrame]:
+        for cutoff in present:
+            frame = read_features(con, protection, [cutoff])
+            if cutoff in tested:
+                kept.append(frame.select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups)))
+            yield frame
+            del frame  # before the next cut-off is read
+
+    height = sum(counts[c] for c in present)
+    labels_of = partial(need_labels.labels, con)
+    data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
+    schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
+    return data, pl.concat(kept).sort(list(KEYS)) if kept else pl.DataFrame(schema=schema)
+
+
 def backtest_metrics(result: BacktestResult, fairness: pl.DataFrame) -> dict[str, float]:
     """The figures logged with a version: per need the backtest's PR-AUC (model, rule,
     ceiling when known), their ratio and the calibration error; the largest group gaps."""
@@ -143,18 +188,15 @@ def train_and_register(
     if not can_train(cutoffs):
         raise ValueError(f"{len(cutoffs)} cut-off(s) with complete labels: too few to backtest")
     fs = load_feature_set()
-    features = ensure_features(con, protection, cutoffs)
-    labels = need_labels.labels(con, features.select(KEYS))
-    result = backtest(features, labels, fs.inputs, truth=truth, last=BACKTEST_CUTOFFS,
-                      calibration=CALIBRATION, **training)  # fmt: skip
-    needs = [n for n in NEEDS if n in labels.columns]
+    data, groups = training_data(con, protection, cutoffs, fs.inputs, fs.groups)
+    result = backtest_rows(data, truth=truth, last=BACKTEST_CUTOFFS, calibration=CALIBRATION,
+                           **training)  # fmt: skip
     tested = pl.col("cutoff").is_in(result.predictions["cutoff"].unique().implode())
-    groups = features.filter(tested).select(*KEYS, *(pl.col(g).cast(pl.String) for g in fs.groups))
-    fairness = fairness_table(result.predictions, groups, needs, kinds=fs.groups)
+    fairness = fairness_table(result.predictions, groups.filter(tested), data.needs,
+                              kinds=fs.groups)  # fmt: skip
     del groups
-    inputs = input_columns(features, fs.inputs)
-    del features  # the other columns go: the final training holds the inputs only
-    model = train_need_models(inputs, labels, fs.inputs, calibration=CALIBRATION, **training)
+    model = train_rows(data, calibration=CALIBRATION, **training)
+    del data
     version = registry.register(
         model,
         metrics=backtest_metrics(result, fairness),

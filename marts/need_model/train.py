@@ -12,7 +12,7 @@ booster as LightGBM's own model text, each calibrator as numbers — nothing pic
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from marts.need_model.baseline import rule_scores
 from marts.need_model.booster_doc import booster_document, booster_text
 from marts.need_model.calibration import Calibrator, Method, fit_calibrator
 from marts.need_model.spec import KEYS, NEEDS
@@ -92,22 +93,29 @@ def feature_matrix(
     if missing:
         raise KeyError(f"features frame lacks input columns {missing}")
     categories = categories or {}
-
-    def column(name: str) -> pl.Expr:
-        if name in categories:
-            codes = {v: float(i) for i, v in enumerate(categories[name])}
-            return (
-                pl.col(name)
-                .cast(pl.String)
-                .replace_strict(codes, default=None, return_dtype=pl.Float64)
-            )
-        return pl.col(name).cast(pl.Float64)
-
     # filled a column at a time: the frame of float columns and its 2-D copy never both held
     matrix = np.empty((features.height, len(inputs)), dtype=np.float64, order="F")
     for j, name in enumerate(inputs):
-        matrix[:, j] = features.select(column(name)).to_series().to_numpy()
+        matrix[:, j] = input_values(features, name, categories.get(name))
     return matrix
+
+
+def input_values(features: pl.DataFrame, name: str, levels: list[str] | None) -> np.ndarray:
+    """One input column as the matrix holds it: floats (booleans 0/1), a category its code in
+    ``levels`` (None: not a category), missing and unseen categories NaN."""
+    column = pl.col(name)
+    if levels is not None:
+        codes = {v: float(i) for i, v in enumerate(levels)}
+        column = column.cast(pl.String).replace_strict(codes, default=None, return_dtype=pl.Float64)
+    return features.select(column.cast(pl.Float64)).to_series().to_numpy()
+
+
+def recoded(codes: np.ndarray, levels: Sequence[str], to: Sequence[str]) -> np.ndarray:
+    """Category ``codes`` (positions in ``levels``, NaN: missing) as positions in ``to``
+    (a value ``to`` lacks: NaN) — what :func:`input_values` gives with ``to`` as levels."""
+    position = {v: float(i) for i, v in enumerate(to)}
+    lookup = np.array([position.get(v, np.nan) for v in levels] + [np.nan])
+    return lookup[np.where(np.isnan(codes), len(levels), codes).astype(np.intp)]
 
 
 def input_columns(features: pl.DataFrame, inputs: Sequence[str]) -> pl.DataFrame:
@@ -121,6 +129,126 @@ def training_frame(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame
     """Features joined to labels on the frames' keys: only rows present in both."""
     need_columns = [n for n in NEEDS if n in labels.columns]
     return features.join(labels.select(*KEYS, *need_columns), on=list(KEYS), how="inner")
+
+
+RULE_SCORE = "_rule"
+"""The column of :attr:`TrainingRows.rows` holding the street's rule's score of each row."""
+
+
+@dataclass
+class TrainingRows:
+    """Rows to train or test on: ``rows`` their keys and one label column per need (and
+    :data:`RULE_SCORE` when asked for), ``matrix`` their inputs in the same order
+    (:func:`feature_matrix`), the categories coded by ``categories`` (each category input's
+    values in these rows, sorted)."""
+
+    rows: pl.DataFrame
+    matrix: np.ndarray
+    inputs: list[str]
+    categories: dict[str, list[str]]
+
+    @property
+    def needs(self) -> list[str]:
+        return [n for n in NEEDS if n in self.rows.columns]
+
+    def subset(self, mask: np.ndarray, categories: dict[str, list[str]] | None = None):
+        """The rows of ``mask`` (in order), their categories coded by ``categories`` (None:
+        the values these rows have, as :func:`category_levels` of their frame): the matrix
+        :func:`feature_matrix` makes of those rows' frame."""
+        matrix = self.matrix[mask]
+        levels = {}
+        for name, had in self.categories.items():
+            j = self.inputs.index(name)
+            if categories is None:
+                seen = np.unique(matrix[:, j][~np.isnan(matrix[:, j])]).astype(np.intp)
+                levels[name] = [had[i] for i in seen]
+            else:
+                levels[name] = categories[name]
+            matrix[:, j] = recoded(matrix[:, j], had, levels[name])
+        return TrainingRows(self.rows.filter(pl.Series(mask)), matrix, self.inputs, levels)
+
+
+def training_rows(
+    features: pl.DataFrame, labels: pl.DataFrame, inputs: Sequence[str], *, rule: bool = False
+) -> TrainingRows:
+    """The rows of ``features`` with labels (:func:`training_frame`, in its order); ``rule``:
+    with the rule's score of each row (:func:`marts.need_model.baseline.rule_scores`)."""
+    trainable = input_columns(features, inputs)
+    if rule:
+        trainable = trainable.with_columns(pl.Series(RULE_SCORE, rule_scores(features)))
+    frame = training_frame(trainable, labels)
+    categories = category_levels(frame, inputs)
+    matrix = feature_matrix(frame, inputs, categories)
+    rows = frame.select(*KEYS, *(n for n in NEEDS if n in labels.columns), *[RULE_SCORE] * rule)
+    return TrainingRows(rows, matrix, list(inputs), categories)
+
+
+def stacked_rows(
+    parts: Iterable[pl.DataFrame],
+    height: int,
+    inputs: Sequence[str],
+    labels_of: Callable[[pl.DataFrame], pl.DataFrame],
+    *,
+    rule: bool = False,
+) -> TrainingRows:
+    """:func:`training_rows` of the ``parts`` (feature frames of ``height`` rows in all, keys
+    unique) concatenated and sorted by key, ``labels_of(keys)`` their labels — made a part at
+    a time: each part's inputs go into the matrix as it comes (its categories kept as text
+    until every part is read), so no frame of every part's features, nor their join with
+    the labels, is ever held; the matrix's rows are put in key order in place."""
+    matrix = np.empty((height, len(inputs)), dtype=np.float64, order="F")
+    scores = np.empty(height) if rule else None
+    keys: list[pl.DataFrame] = []
+    texts: dict[str, list[pl.Series]] = {}
+    start = 0
+    for part in parts:
+        missing = [c for c in inputs if c not in part.columns]
+        if missing:
+            raise KeyError(f"features frame lacks input columns {missing}")
+        if start + part.height > height:
+            raise ValueError(f"the parts hold more than the {height} rows announced")
+        texts = texts or {c: [] for c in categorical_inputs(part, inputs)}
+        end = start + part.height
+        for j, name in enumerate(inputs):
+            if name in texts:
+                texts[name].append(part.get_column(name).cast(pl.String))
+            else:
+                matrix[start:end, j] = input_values(part, name, None)
+        if scores is not None:
+            scores[start:end] = rule_scores(part)
+        keys.append(part.select(KEYS))
+        start = end
+        del part  # this part's frame goes before the next is read
+    if start != height:
+        raise ValueError(f"the parts hold {start} rows, not the {height} announced")
+    stacked = (
+        pl.concat(keys)
+        if keys
+        else pl.DataFrame(schema={"person_id": pl.String, "cutoff": pl.Date})
+    )
+    del keys
+    order = stacked.select(pl.arg_sort_by(KEYS)).to_series().to_numpy()
+    categories: dict[str, list[str]] = {}
+    for j, name in enumerate(inputs):
+        if name in texts:
+            values = pl.concat(texts.pop(name)).gather(order)
+            categories[name] = sorted(values.drop_nulls().unique().to_list())
+            matrix[:, j] = input_values(values.to_frame(name), name, categories[name])
+        else:
+            matrix[:, j] = matrix[order, j]
+    stacked = stacked[order]
+    if scores is not None:
+        stacked = stacked.with_columns(pl.Series(RULE_SCORE, scores[order]))
+    del scores
+    labels = labels_of(stacked.select(KEYS))
+    needs = [n for n in NEEDS if n in labels.columns]
+    marked = labels.select(*KEYS, *needs, pl.lit(True).alias("_labelled"))
+    rows = stacked.join(marked, on=list(KEYS), how="left", maintain_order="left")
+    labelled = rows.get_column("_labelled").fill_null(False).to_numpy()
+    data = TrainingRows(
+        rows.select(*KEYS, *needs, *[RULE_SCORE] * rule), matrix, list(inputs), categories
+    )
+    return data if labelled.all() else data.subset(labelled)  # only rows with labels
 
 
 def calibration_holdout(person_ids: pl.Series, share: float, seed: int) -> np.ndarray:
@@ -259,13 +387,26 @@ def train_need_models(
     seeded :data:`CALIBRATION_SHARE` of residents and the calibrator fitted on their raw
     scores; the model kept is then trained on every row (the held-out slice would otherwise
     cost the model a fifth of its rare positives)."""
-    frame = training_frame(input_columns(features, inputs), labels)  # no other column copied
+    data = training_rows(features, labels, inputs)  # no other column copied
+    return train_rows(
+        data, calibration=calibration, seed=seed, num_rounds=num_rounds, params=params
+    )
+
+
+def train_rows(
+    data: TrainingRows,
+    *,
+    calibration: Method | None = None,
+    seed: int = SEED,
+    num_rounds: int = NUM_ROUNDS,
+    params: dict[str, Any] | None = None,
+) -> NeedModels:
+    """:func:`train_need_models` on rows already made (:class:`TrainingRows`): one model per
+    need of ``data``, trained on its matrix as it is."""
+    frame, matrix, inputs, categories = data.rows, data.matrix, data.inputs, data.categories
     if frame.is_empty():
         raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
-    needs = [n for n in NEEDS if n in labels.columns]
-    categories = category_levels(frame, inputs)
-    matrix = feature_matrix(frame, inputs, categories)
-    frame = frame.select(*KEYS, *needs)  # the inputs are the matrix's now
+    needs = data.needs
     held = (
         calibration_holdout(frame["person_id"], CALIBRATION_SHARE, seed)
         if calibration

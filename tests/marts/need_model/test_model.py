@@ -9,10 +9,25 @@ import numpy as np
 import polars as pl
 import pytest
 
-from marts.need_model.backtest import GOAL_RATIO, backtest, backtest_cutoffs, training_cutoffs
+from marts.need_model.backtest import (
+    GOAL_RATIO,
+    backtest,
+    backtest_cutoffs,
+    backtest_rows,
+    training_cutoffs,
+)
 from marts.need_model.baseline import rule_scores
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.train import NeedModels, train_need_models, training_frame
+from marts.need_model.train import (
+    RULE_SCORE,
+    NeedModels,
+    category_levels,
+    feature_matrix,
+    stacked_rows,
+    train_need_models,
+    train_rows,
+    training_frame,
+)
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
 ROUNDS = 40
@@ -149,3 +164,38 @@ def test_backtest_scores_the_rows_the_whole_join_holds(frames, result):
     b = train_need_models(features.select(*KEYS, *INPUTS), labels, INPUTS, num_rounds=ROUNDS,
                           params=SMALL)  # fmt: skip
     assert a.to_dict() == b.to_dict()
+
+
+def test_rows_stacked_a_cutoff_at_a_time_are_those_of_the_joined_frames(frames):
+    """The training path (:func:`stacked_rows`: a cut-off's features at a time, no frame of
+    every cut-off nor its join with the labels) gives the old path's rows, matrix and
+    categories — the features sorted by key joined to the labels, :func:`feature_matrix` —
+    so the same backtest and the same models; keys without labels are left out with their
+    categories."""
+    features, labels, truth = frames
+    first = features["cutoff"].min()
+    only = (pl.col("cutoff") == first) & (pl.col("person_id") == features["person_id"][0])
+    features = features.with_columns(
+        pl.when(pl.col("age") > 85).then(None).otherwise(pl.col("housing")).alias("housing")
+    ).with_columns(pl.when(only).then(pl.lit("只在无标签行")).otherwise("housing").alias("housing"))
+    labels = labels.filter(~only)  # its only row has no labels: its category is not a level
+    ordered = features.sort(KEYS)
+    old = training_frame(ordered, labels)
+    categories = category_levels(old, INPUTS)
+    parts = [  # cut-offs newest first, each in another order: the rows come out by key
+        features.filter(pl.col("cutoff") == c).sample(fraction=1.0, shuffle=True, seed=5)
+        for c in sorted(features["cutoff"].unique().to_list(), reverse=True)
+    ]
+    asked: list[pl.DataFrame] = []
+    new = stacked_rows(iter(parts), features.height, INPUTS,
+                       lambda keys: asked.append(keys) or labels, rule=True)  # fmt: skip
+    assert asked[0].equals(ordered.select(KEYS))
+    assert "只在无标签行" not in new.categories["housing"] and new.categories == categories
+    assert np.array_equal(new.matrix, feature_matrix(old, INPUTS, categories), equal_nan=True)
+    assert new.rows.select(*KEYS, *NEEDS).equals(old.select(*KEYS, *NEEDS))
+    assert np.array_equal(new.rows[RULE_SCORE].to_numpy(), rule_scores(old))
+    a = backtest(ordered, labels, INPUTS, truth=truth, num_rounds=ROUNDS, params=SMALL)
+    b = backtest_rows(new, truth=truth, num_rounds=ROUNDS, params=SMALL)
+    assert a.predictions.equals(b.predictions) and a.needs.equals(b.needs, null_equal=True)
+    trained = train_need_models(ordered, labels, INPUTS, num_rounds=ROUNDS, params=SMALL)
+    assert trained.to_dict() == train_rows(new, num_rounds=ROUNDS, params=SMALL).to_dict()
