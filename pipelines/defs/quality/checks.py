@@ -42,17 +42,21 @@ def contract_result(
     """The contract's result on the lake as ``con`` sees it (``report``: the quality report
     the officer is pointed to)."""
     # one statement (each costs DuckLake a catalogue read, the first after the step's commit
-    # most): the deliveries' accounts, then the rows quarantined per check (kind 1)
+    # most): the deliveries' accounts, then the rows quarantined per check (kind 1). The
+    # dataset's quarantined rows are read once (``failed``, referenced twice: DuckDB
+    # materialises it) and counted per delivery from there; a delivery belongs to one
+    # dataset, so its count is the one a read of the whole quarantine table would give
     found = con.execute(
         """WITH failed AS (SELECT delivery_id, source_row, check_name FROM quarantine.rows
-                      WHERE dept = ? AND dataset = ?)
+                      WHERE dept = ? AND dataset = ?),
+           per_delivery AS (SELECT delivery_id, count(DISTINCT source_row) AS quarantined
+                            FROM failed GROUP BY delivery_id)
            SELECT 0 AS kind, a.delivery_id, a.rows_read, s.rows_out,
-                  coalesce(s.rows_skipped, 0),
-                  (SELECT count(DISTINCT source_row) FROM quarantine.rows q
-                   WHERE q.delivery_id = a.delivery_id) AS quarantined,
+                  coalesce(s.rows_skipped, 0), coalesce(p.quarantined, 0) AS quarantined,
                   s.accounted_at, a.accounted_at AS read_at
            FROM landing.delivery_accounts a
            JOIN landing.stage_accounts s USING (delivery_id)
+           LEFT JOIN per_delivery p USING (delivery_id)
            WHERE a.dept = ? AND a.dataset = ? AND s.stage = 'staged'
            UNION ALL
            SELECT 1, check_name, count(DISTINCT (delivery_id, source_row)), NULL, NULL, NULL,
