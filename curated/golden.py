@@ -41,6 +41,7 @@ from typing import Protocol
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.errors import StreethubError
@@ -71,7 +72,6 @@ BATCH_ROWS = 50_000  # staged rows decrypted at once
 # inserted stays in memory until the build's one transaction commits)
 GOLDEN_BLOCK = 50_000
 _SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
-_SCOPED = "_golden_mentions"  # the registered frame of their mentions
 
 HISTORY_COLUMNS = [
     (PERSON_ID, "VARCHAR"),
@@ -285,9 +285,10 @@ def sources_digests(
         f"FROM {ZONE}.{MENTIONS}) "
     )
     mentions, plans = '"_mentions"', live_plans(con, catalogue)
-    if scoped is not None:  # only the scope's mentions meet the staged tables
-        read_once, mentions, plans = "", _SCOPED, held_plans(plans, scoped)
-        con.register(_SCOPED, scoped.to_arrow())
+    if scoped is not None:  # only the scope's mentions meet the staged tables (read by
+        # DuckDB's replacement scan of this local: no registered view held to a COMMIT)
+        _streethub_scoped = scoped.to_arrow()
+        read_once, mentions, plans = "", "_streethub_scoped", held_plans(plans, scoped)
     for plan in plans:
         parts.append(
             f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
@@ -303,11 +304,7 @@ def sources_digests(
         f"WHERE {PERSON_ID} IS NOT NULL) p "
         f"LEFT JOIN ({rows}) x USING ({PERSON_ID}) GROUP BY p.{PERSON_ID}"
     )
-    try:
-        return con.execute(sql, params).pl()
-    finally:
-        if scoped is not None:
-            con.unregister(_SCOPED)
+    return con.execute(sql, params).pl()
 
 
 def snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -337,12 +334,15 @@ def _read_plan(
     con: duckdb.DuckDBPyConnection,
     plan: Plan,
     protection: Revealer,
-    mentions: str,
+    mentions: pa.Table,
     fields: list[str],
     versions: tuple[int, int] | None = None,
 ) -> Iterable[pl.DataFrame]:
-    """The plan's staged rows linked in ``mentions`` (the index, or the registered frame
-    of the mentions of the persons in scope), decrypted a batch at a time.
+    """The plan's staged rows linked in ``mentions`` (dept, dataset, key_pid, person_id of
+    the persons in scope), decrypted a batch at a time. DuckDB reads ``mentions`` by a
+    replacement scan of this function's local, not ``con.register``: a registered view
+    stays referenced until the transaction ends, so every block's mentions stayed in
+    memory until the build's one COMMIT.
 
     ``versions`` (a snapshot span): every version of the rows the lake still holds — the
     rows inserted in those snapshots (DuckLake keeps a replaced row's file until its
@@ -350,14 +350,12 @@ def _read_plan(
     so of the person the key's current record is linked to."""
     picked = picked_columns(plan, fields)
     table = staged_table(plan.dept, plan.dataset)
-    # a scoped build: only its persons' records (before the versions are made distinct)
+    _streethub_mentions = mentions  # read by DuckDB's replacement scan
+    # only the scope's records (before the versions are made distinct)
     key = [plan.dept, plan.dataset.code]
-    mine, params = "", []
-    if mentions != f"{ZONE}.{MENTIONS}":
-        mine = (
-            f" WHERE {KEY_PID} IN (SELECT key_pid FROM {mentions} WHERE dept = ? AND dataset = ?)"
-        )
-        params = key
+    name = "_streethub_mentions"
+    mine = f" WHERE {KEY_PID} IN (SELECT key_pid FROM {name} WHERE dept = ? AND dataset = ?)"
+    params = key
     rows = f"SELECT {picked} FROM {table}{mine}"
     if versions is not None:
         params = params + params
@@ -366,7 +364,7 @@ def _read_plan(
         f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, s.as_of, "
         + ", ".join(f's."{f}"' for f in fields)
         + f" FROM ({rows}) s "
-        f"JOIN {mentions} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+        f"JOIN {name} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
         f"WHERE m.{PERSON_ID} IS NOT NULL "
         f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at"
     )
@@ -526,11 +524,18 @@ def scope_frame(persons: Iterable[str]) -> pl.DataFrame:
     return pl.DataFrame({PERSON_ID: sorted(set(persons))}, schema={PERSON_ID: pl.String})
 
 
-def person_blocks(digests: pl.DataFrame, size: int) -> list[tuple[str, str]]:
-    """The persons of ``digests`` in blocks of ``size``: (first, last) person_id of each,
-    in person_id order."""
-    ids = digests[PERSON_ID].drop_nulls().sort()
+def person_blocks(persons: pl.DataFrame, size: int) -> list[tuple[str, str]]:
+    """The persons of ``persons`` (its person_id) in blocks of ``size``: (first, last)
+    person_id of each, in person_id order."""
+    ids = persons[PERSON_ID].drop_nulls().sort()
     return [(ids[i], ids[min(i + size, ids.len()) - 1]) for i in range(0, ids.len(), size)]
+
+
+def indexed_persons(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """The person_id of every person with a mention in the index."""
+    return con.execute(
+        f"SELECT DISTINCT {PERSON_ID} FROM {ZONE}.{MENTIONS} WHERE {PERSON_ID} IS NOT NULL"
+    ).pl()
 
 
 def block_mentions(con: duckdb.DuckDBPyConnection, block: tuple[str, str]) -> pl.DataFrame:
@@ -552,46 +557,48 @@ def _build(
     digests: pl.DataFrame | None,
 ) -> GoldenBuild:
     """:func:`build_golden` of the persons of ``scope`` (None: all, :data:`GOLDEN_BLOCK`
-    at a time, each block read as a scope of its own), whose mentions are ``mine``;
-    ``digests``: their sources digests, known already."""
-    if digests is None:
-        digests = sources_digests(con, catalogue, scoped=mine)
+    at a time, each block read as a scope of its own, its sources digests too: those of
+    the whole street at once held ~400 MB of DuckDB's memory at 200,000 residents), whose
+    mentions are ``mine``; ``digests``: their sources digests, known already."""
     plans, span = live_plans(con, catalogue), snapshot_span(con)
     if scope is not None:
-        blocks = [(digests, lambda: mine)]
+        known = digests if digests is not None else sources_digests(con, catalogue, scoped=mine)
+        blocks = [lambda: (mine, known)]
     else:
         blocks = [
-            (
-                digests.filter(pl.col(PERSON_ID).is_between(pl.lit(first), pl.lit(last))),
-                lambda block=(first, last): block_mentions(con, block),
-            )
-            for first, last in person_blocks(digests, GOLDEN_BLOCK)
+            lambda block=(first, last): _block_scope(con, catalogue, block)
+            for first, last in person_blocks(indexed_persons(con), GOLDEN_BLOCK)
         ]
     with transaction(con):
         clear_golden(con, catalogue, scope)
         made = [0, 0, 0]
-        for part, mentions in blocks:
-            built = _build_block(con, catalogue, protection, plans, span, part, mentions())
+        for block in blocks:
+            mentions, part = block()
+            built = _build_block(con, catalogue, protection, plans, span, part, mentions)
             made = [a + b for a, b in zip(made, built, strict=True)]
         count_conflicts(con, catalogue)
     return GoldenBuild(*made, full=scope is None)
 
 
+def _block_scope(con, catalogue, block: tuple[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(mentions, sources digests) of the persons of ``block`` (:func:`person_blocks`)."""
+    mentions = block_mentions(con, block)
+    return mentions, sources_digests(con, catalogue, scoped=mentions)
+
+
 def _build_block(con, catalogue, protection, plans, span, digests, mine) -> tuple[int, int, int]:
     """Insert the golden records of the persons of ``digests`` from the staged rows of
-    their mentions ``mine`` (registered as the scope's)."""
-    con.register(_SCOPED, mine.to_arrow())
-    try:
-        observed, checks = [], []
-        for plan in held_plans(plans, mine):  # the datasets where they have records
-            if plan.attributes:  # every version the lake holds: the history
-                read = _read_plan(con, plan, protection, _SCOPED, plan.attribute_fields, span)
-                observed += [o for f in read for o in observations(f, plan)]
-            if plan.checks:  # the current records only
-                read = _read_plan(con, plan, protection, _SCOPED, plan.check_fields)
-                checks += [(plan, f) for f in read]
-    finally:
-        con.unregister(_SCOPED)
+    their mentions ``mine``."""
+    observed, checks = [], []
+    scope = mine.to_arrow()
+    for plan in held_plans(plans, mine):  # the datasets where they have records
+        if plan.attributes:  # every version the lake holds: the history
+            read = _read_plan(con, plan, protection, scope, plan.attribute_fields, span)
+            observed += [o for f in read for o in observations(f, plan)]
+        if plan.checks:  # the current records only
+            read = _read_plan(con, plan, protection, scope, plan.check_fields)
+            checks += [(plan, f) for f in read]
+    del scope
     return insert_golden(con, catalogue, protection, observed, checks, digests)
 
 
