@@ -116,7 +116,7 @@ def recollection_frame(
     was 1.4 GB at 200,000 residents; one query of every dataset held all their joins at
     once and ran out of DuckDB's memory). Not inside a transaction (its temporary table)."""
     staged = {t for _, t in tables_in(con, "staged")}
-    statements, _streethub_parts = _entries(catalogue, groups, staged)
+    statements, parts = _entries(catalogue, groups, staged)
     if not statements:
         return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
     con.execute(
@@ -126,25 +126,45 @@ def recollection_frame(
     try:
         for sql, params in statements:
             con.execute(f"INSERT INTO {COUNTS} {sql}", params)
-        # no count(DISTINCT): DuckDB cannot spill its per-group sets; a group's values per
-        # person and per dataset instead, as grouping sets
-        group = "concept, dept, authority_dept, authority_dataset"
-        frame = con.execute(
-            f"SELECT {group}, dept = authority_dept AS is_authority, "
-            "count(*) FILTER (WHERE per_dataset) AS datasets, "
-            "CAST(sum(n) FILTER (WHERE per_dataset) AS BIGINT) AS rows_collected, "
-            f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset) AS persons_collected, "
-            "CAST(sum(nr) FILTER (WHERE per_dataset) AS BIGINT) AS rows_readable, "
-            f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset AND nr > 0) AS persons_readable "
-            f"FROM (SELECT {group}, {PERSON_ID}, sum(n) AS n, sum(nr) AS nr, "
-            f"GROUPING({PERSON_ID}) = 1 AS per_dataset "
-            f"FROM {COUNTS} JOIN _streethub_parts USING (part) "
-            f"GROUP BY GROUPING SETS (({group}, {PERSON_ID}), ({group}, dataset))) "
-            f"GROUP BY {group} ORDER BY concept, dept"
-        ).pl()
+        frame = _grouped(con, parts)
     finally:
         con.execute(f"DROP TABLE IF EXISTS temp.main.{COUNTS}")
     return frame.select([c for c, _ in COLUMNS]).cast({c: _POLARS[t] for c, t in COLUMNS})
+
+
+_GROUP = ["concept", "dept", "authority_dept", "authority_dataset"]  # a row of the table
+
+
+def _grouped(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame) -> pl.DataFrame:
+    """The table's rows from the counts of :data:`COUNTS` per ``parts`` row.
+
+    No count(DISTINCT): DuckDB cannot spill its per-group sets; a group's values per
+    person and per dataset instead, as grouping sets — keyed by a group number and a
+    dataset number (each row of the table, each dataset, named afterwards): with the four
+    names in the key the per-person hash table was the build's peak at 200,000 residents."""
+    groups = parts.select(_GROUP).unique(maintain_order=True).with_row_index("grp")
+    datasets = parts.select("dept", "dataset").unique(maintain_order=True).with_row_index("ds")
+    _streethub_ids = (
+        parts.join(groups, on=_GROUP)
+        .join(datasets, on=["dept", "dataset"])
+        .select("part", "grp", "ds")
+    )
+    counts = con.execute(
+        "SELECT grp, count(*) FILTER (WHERE per_dataset) AS datasets, "
+        "CAST(sum(n) FILTER (WHERE per_dataset) AS BIGINT) AS rows_collected, "
+        f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset) AS persons_collected, "
+        "CAST(sum(nr) FILTER (WHERE per_dataset) AS BIGINT) AS rows_readable, "
+        f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset AND nr > 0) AS persons_readable "
+        f"FROM (SELECT grp, {PERSON_ID}, sum(n) AS n, sum(nr) AS nr, "
+        f"GROUPING({PERSON_ID}) = 1 AS per_dataset "
+        f"FROM {COUNTS} JOIN _streethub_ids USING (part) "
+        f"GROUP BY GROUPING SETS ((grp, {PERSON_ID}), (grp, ds))) GROUP BY grp"
+    ).pl()
+    return (
+        groups.join(counts.cast({"grp": pl.UInt32}), on="grp")
+        .with_columns(is_authority=pl.col("dept") == pl.col("authority_dept"))
+        .sort("concept", "dept")
+    )
 
 
 _POLARS = {"VARCHAR": pl.String, "BOOLEAN": pl.Boolean, "BIGINT": pl.Int64}
