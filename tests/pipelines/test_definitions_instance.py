@@ -149,3 +149,30 @@ def test_the_main_jobs_runs_share_one_instance(tmp_path: Path, monkeypatch: pyte
     outside = dagster_instance()  # a new instance of DAGSTER_HOME, as before
     assert outside is not shared and materialisations(outside) == 1
     outside.dispose()
+
+
+def test_dagsters_migration_scripts_are_read_once_per_process(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.sql import get_alembic_config
+    from dagster._core.storage.sqlite_storage import __file__ as storage_file
+
+    # the instance above checked and stamped its storages: their map is the shared one
+    first = ScriptDirectory.from_config(get_alembic_config(storage_file))
+    again = ScriptDirectory.from_config(get_alembic_config(storage_file))
+    assert first is not again and first.revision_map is again.revision_map
+    # the same heads and revisions as a map read afresh from the same folder
+    fresh = ScriptDirectory(first.dir, version_locations=first.version_locations)
+    assert first.get_heads() == fresh.get_heads() and first.get_heads()
+    assert {r.revision for r in first.walk_revisions()} == {
+        r.revision for r in fresh.walk_revisions()
+    }
+    # a script folder that is not Dagster's gets a map of its own each time
+    (tmp_path / "scripts" / "versions").mkdir(parents=True)
+    (tmp_path / "scripts" / "script.py.mako").write_text("", encoding="utf-8")
+    config = Config()
+    config.set_main_option("script_location", str(tmp_path / "scripts"))
+    other = ScriptDirectory.from_config(config)
+    assert other.revision_map is not ScriptDirectory.from_config(config).revision_map
