@@ -234,10 +234,12 @@ def entry_key(dept: str, entry: Entry) -> str:
     return file_key(dept, entry.dataset, entry)
 
 
-def known_keys(con: duckdb.DuckDBPyConnection | None, dept: str) -> set[str]:
-    """The keys of the department's inbox entries the ledger has dealt with (none for a
-    lake without a ledger yet, or no lake: ``con`` None)."""
-    return known_keys_by_dept(con, dept).get(dept, set())
+def known_keys(
+    con: duckdb.DuckDBPyConnection | None, dept: str, dataset: str | None = None
+) -> set[str]:
+    """The keys of the department's inbox entries (``dataset``: of that dataset's only) the
+    ledger has dealt with (none for a lake without a ledger yet, or no lake: ``con`` None)."""
+    return known_keys_by_dept(con, dept, dataset).get(dept, set())
 
 
 KNOWN_SOURCES = (  # (table, what each row of the department's it keys)
@@ -256,16 +258,20 @@ KNOWN_SOURCES = (  # (table, what each row of the department's it keys)
 
 
 def known_keys_by_dept(
-    con: duckdb.DuckDBPyConnection | None, dept: str | None = None
+    con: duckdb.DuckDBPyConnection | None, dept: str | None = None, dataset: str | None = None
 ) -> dict[str, set[str]]:
     """Department → the keys of its inbox entries the ledger has dealt with, for one
-    department or (``dept`` None) all of them in one read (the main job's selection).
+    department or (``dept`` None) all of them in one read (the main job's selection);
+    ``dataset`` (with ``dept``): that dataset's only (a landing step's: an entry's key names
+    its dataset; a first run's step whose dataset has no row yet reads no ledger file).
     One statement over both ledger tables (each landing step asks; a probe of each table
     first cost as much again), the tables probed only when one is missing (a new lake)."""
     keys: dict[str, set[str]] = {}
     if con is None:
         return keys
     where, args = ("dept = ?", [dept]) if dept is not None else ("true", [])
+    if dept is not None and dataset is not None:
+        where, args = "dept = ? AND dataset = ?", [dept, dataset]
 
     def read(sources) -> list[tuple[str, str]]:
         if not sources:

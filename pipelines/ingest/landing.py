@@ -408,7 +408,8 @@ def land_files(
     siblings = _file_datasets(settings, dept, dataset)
     scan = scan_inbox(settings, dept, siblings)
     mine = scan.for_dataset(dataset.code)
-    fresh = new_entries(scan, known_keys(con, dept), dataset.code)  # the ledger knows the rest
+    # the ledger knows the rest (its rows of this dataset: each entry's key names it)
+    fresh = new_entries(scan, known_keys(con, dept, dataset.code), dataset.code)
     known = [e for e in mine if e.refused is None and e not in fresh]
     result = LandingResult([], len(known), [])
     for entry in known:  # landed by a run stopped before it removed the file
