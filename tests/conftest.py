@@ -114,6 +114,9 @@ def need_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeedStreet
 # than ~20 s on CI) keep all their tests in one group, run by one worker, so that one worker
 # builds each; a NEW SESSION FIXTURE COSTING MORE THAN ~20 s BELONGS IN THIS LIST. The first
 # one a test uses names its group (a test using two of them runs where the first is built).
+# The scheduler hands these groups out first, in this order (costliest first: on 2 workers
+# the need street's and the mart street's start at once, the staged street's goes to
+# whichever is free first, the small units fill in around them).
 # xdist 3.8's own loadgroup does not group under pytest 9.2 (it appends the group to
 # item._nodeid, which pytest 9.2's structured node ids no longer read: pytest-xdist#1386), so
 # the groups go to the controller in a file and GroupScheduling (below) reads them.
@@ -171,6 +174,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
                 for path in sorted(config._streethub_groups.glob("*.json")):
                     self.groups.update(json.loads(path.read_text()))
             return self.groups.get(nodeid, nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            """The costly session fixtures' groups first, costliest first (xdist orders the
+            units by their number of tests: the need street's 27 tests came fourth, after
+            the staged street's whole group on the same worker)."""
+            for name in reversed(HEAVY_SESSION_FIXTURES):
+                if name in self.workqueue:
+                    self.workqueue.move_to_end(name, last=False)
+            super()._assign_work_unit(node)
 
     return GroupScheduling(config, log)
 
