@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -132,13 +132,15 @@ def training_data(
     cutoffs: Sequence[dt.date],
     inputs: Sequence[str],
     groups: Sequence[str],
+    between: Callable[[], object] | None = None,
 ) -> tuple[TrainingRows, pl.DataFrame]:
     """The rows the backtest and the final training take (:func:`stacked_rows`, with the
     rule's scores) and, of the cut-offs the backtest tests on, the fairness groups as text
     (keys and ``groups``, sorted by key): the features of ``cutoffs`` (computed and stored
     first where missing) read a cut-off at a time, each let go once its inputs are in the
     matrix (at 200,000 residents every cut-off's features at once and their join with the
-    labels were the run's peak)."""
+    labels were the run's peak). ``between``: called before each cut-off is read (the
+    pipeline's heap trim)."""
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
     tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
@@ -146,11 +148,12 @@ def training_data(
 
     def parts() -> Iterator[pl.DataFrame]:
         for cutoff in present:
-            frame = read_features(con, protection, [cutoff])
+            if between is not None:
+                between()  # what the last cut-off's frame held, given back
+            frame = [read_features(con, protection, [cutoff])]
             if cutoff in tested:
-                kept.append(frame.select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups)))
-            yield frame
-            del frame  # before the next cut-off is read
+                kept.append(frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups)))
+            yield frame.pop()  # held by the consumer alone, let go as soon as it is done with it
 
     height = sum(counts[c] for c in present)
     labels_of = partial(need_labels.labels, con)
@@ -179,16 +182,18 @@ def train_and_register(
     *,
     cutoffs: Sequence[dt.date] | None = None,
     truth: pl.DataFrame | None = None,
+    between: Callable[[], object] | None = None,
     **training: Any,
 ) -> Training:
     """Backtest, fairness, final training and registration on ``cutoffs`` (default: the
     :func:`training_cutoffs`). ``truth``: the true probabilities, for the ceiling (tests
-    and evaluation only); ``training``: passed to the backtest and the trainer (rounds …)."""
+    and evaluation only); ``between``: :func:`training_data`'s; ``training``: passed to the
+    backtest and the trainer (rounds …)."""
     cutoffs = sorted(cutoffs or training_cutoffs(con))
     if not can_train(cutoffs):
         raise ValueError(f"{len(cutoffs)} cut-off(s) with complete labels: too few to backtest")
     fs = load_feature_set()
-    data, groups = training_data(con, protection, cutoffs, fs.inputs, fs.groups)
+    data, groups = training_data(con, protection, cutoffs, fs.inputs, fs.groups, between)
     result = backtest_rows(data, truth=truth, last=BACKTEST_CUTOFFS, calibration=CALIBRATION,
                            **training)  # fmt: skip
     tested = pl.col("cutoff").is_in(result.predictions["cutoff"].unique().implode())

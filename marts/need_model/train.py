@@ -133,6 +133,7 @@ def training_frame(features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame
 
 RULE_SCORE = "_rule"
 """The column of :attr:`TrainingRows.rows` holding the street's rule's score of each row."""
+LABELLED = "_labelled"  # :func:`stacked_rows`: a key the labels have
 
 
 @dataclass
@@ -192,14 +193,16 @@ def stacked_rows(
     rule: bool = False,
 ) -> TrainingRows:
     """:func:`training_rows` of the ``parts`` (feature frames of ``height`` rows in all, keys
-    unique) concatenated and sorted by key, ``labels_of(keys)`` their labels — made a part at
-    a time: each part's inputs go into the matrix as it comes (its categories kept as text
-    until every part is read), so no frame of every part's features, nor their join with
-    the labels, is ever held; the matrix's rows are put in key order in place."""
+    unique) concatenated and sorted by key, ``labels_of(keys)`` the labels of a part's keys
+    (a key's labels are its own) — made a part at a time: each part's inputs go into the
+    matrix and its keys get their labels as it comes (its categories kept as codes of
+    polars' categorical until every part is read), so no frame of every part's features,
+    nor their join with the labels, is ever held; the matrix's rows are then put in key
+    order in place."""
     matrix = np.empty((height, len(inputs)), dtype=np.float64, order="F")
-    scores = np.empty(height) if rule else None
-    keys: list[pl.DataFrame] = []
+    parts_rows: list[pl.DataFrame] = []
     texts: dict[str, list[pl.Series]] = {}
+    needs: list[str] = []
     start = 0
     for part in parts:
         missing = [c for c in inputs if c not in part.columns]
@@ -211,40 +214,35 @@ def stacked_rows(
         end = start + part.height
         for j, name in enumerate(inputs):
             if name in texts:
-                texts[name].append(part.get_column(name).cast(pl.String))
+                texts[name].append(part.get_column(name).cast(pl.Categorical))
             else:
                 matrix[start:end, j] = input_values(part, name, None)
-        if scores is not None:
-            scores[start:end] = rule_scores(part)
-        keys.append(part.select(KEYS))
+        keys = part.select(KEYS)
+        if rule:
+            keys = keys.with_columns(pl.Series(RULE_SCORE, rule_scores(part)))
+        del part  # this part's frame goes before its labels are made and the next is read
+        labels = labels_of(keys.select(KEYS))
+        needs = needs or [n for n in NEEDS if n in labels.columns]
+        marked = labels.select(*KEYS, *needs, pl.lit(True).alias(LABELLED))
+        parts_rows.append(keys.join(marked, on=list(KEYS), how="left", maintain_order="left"))
         start = end
-        del part  # this part's frame goes before the next is read
     if start != height:
         raise ValueError(f"the parts hold {start} rows, not the {height} announced")
-    stacked = (
-        pl.concat(keys)
-        if keys
-        else pl.DataFrame(schema={"person_id": pl.String, "cutoff": pl.Date})
-    )
-    del keys
-    order = stacked.select(pl.arg_sort_by(KEYS)).to_series().to_numpy()
+    if not parts_rows:
+        raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
+    rows = pl.concat(parts_rows)
+    del parts_rows
+    order = rows.select(pl.arg_sort_by(KEYS)).to_series().to_numpy()
     categories: dict[str, list[str]] = {}
     for j, name in enumerate(inputs):
         if name in texts:
-            values = pl.concat(texts.pop(name)).gather(order)
+            values = pl.concat(texts.pop(name)).gather(order).cast(pl.String)
             categories[name] = sorted(values.drop_nulls().unique().to_list())
             matrix[:, j] = input_values(values.to_frame(name), name, categories[name])
         else:
             matrix[:, j] = matrix[order, j]
-    stacked = stacked[order]
-    if scores is not None:
-        stacked = stacked.with_columns(pl.Series(RULE_SCORE, scores[order]))
-    del scores
-    labels = labels_of(stacked.select(KEYS))
-    needs = [n for n in NEEDS if n in labels.columns]
-    marked = labels.select(*KEYS, *needs, pl.lit(True).alias("_labelled"))
-    rows = stacked.join(marked, on=list(KEYS), how="left", maintain_order="left")
-    labelled = rows.get_column("_labelled").fill_null(False).to_numpy()
+    rows = rows[order]
+    labelled = rows.get_column(LABELLED).fill_null(False).to_numpy()
     data = TrainingRows(
         rows.select(*KEYS, *needs, *[RULE_SCORE] * rule), matrix, list(inputs), categories
     )

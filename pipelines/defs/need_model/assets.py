@@ -36,6 +36,7 @@ from marts.publish import publish_frame
 from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.marts.assets import mart_key, mart_version, table_key
 from pipelines.defs.sources.specs import LAKE_POOL
+from pipelines.memory import trim_heap
 from pipelines.protection import Protection
 from pipelines.resources import LakeResource
 
@@ -234,7 +235,9 @@ def need_model(
                 f"{len(cutoffs)} monthly cut-off(s) with complete 90-day labels in the lake: "
                 "too few to backtest and train (the hub needs about a year of history)"
             )
-        return step.train_and_register(con, lake.protection(), registry, cutoffs=cutoffs).version
+        return step.train_and_register(
+            con, lake.protection(), registry, cutoffs=cutoffs, between=trim_heap
+        ).version
 
     registry = Registry.from_settings(lake.settings())
     return use_or_train(context, lake, registry, MODEL_NAME, config.retrain, train)
