@@ -143,12 +143,10 @@ def read_staged(
 ) -> pl.DataFrame | None:
     """``_key_pid`` and ``columns`` of the dataset's staged rows, sensitive ones decrypted for
     ``purpose`` (audited; only the columns asked for); None when the dataset is not staged."""
-    name = staged_name(dept, ds)
-    if not has_table(con, "staged", name):
-        return None
     wanted = list(dict.fromkeys([KEY_PID, *columns]))
-    select = ", ".join(f'"{c}"' for c in wanted)
-    frame = con.execute(f'SELECT {select} FROM staged."{name}"').pl()
+    frame = staged_rows(con, staged_name(dept, ds), ", ".join(f'"{c}"' for c in wanted))
+    if frame is None:
+        return None
     sensitive = [
         c for c in columns if c in {f.name for f in ds.fields} and ds.field(c).level.sensitive
     ]
@@ -161,6 +159,18 @@ def read_staged(
             )
         frame = protection.reveal(frame, ds, purpose)
     return frame
+
+
+def staged_rows(
+    con: duckdb.DuckDBPyConnection, table: str, select: str, where: str = ""
+) -> pl.DataFrame | None:
+    """``SELECT <select> FROM staged.<table> <where>``; None when the table does not exist. The
+    read is the probe: a :func:`lakehouse.lake.has_table` first was one more lake
+    statement (the same failing SELECT when missing), ~60 of them in a build."""
+    try:
+        return con.execute(f'SELECT {select} FROM staged."{table}" {where}').pl()
+    except duckdb.CatalogException:
+        return None
 
 
 def public_fields(ds: Dataset, skip: set[str] = frozenset()) -> list[str]:
@@ -189,21 +199,24 @@ def subject_ids(
     """``key_pid`` → ``person_id`` of the dataset's records that have a subject: from the
     master index (``curated.person_mentions``) once it exists, else exact on the staged
     pseudonym of the person key (``_pid_<citizen-id field>``); None when neither says."""
-    if has_table(con, "curated", PERSON_MENTIONS):
+    try:  # the read is the probe (as :func:`staged_rows`)
         return con.execute(
             f'SELECT key_pid, person_id FROM curated."{PERSON_MENTIONS}" '
             "WHERE dept = ? AND dataset = ? AND person_id IS NOT NULL",
             [dept, ds.code],
         ).pl()
+    except duckdb.CatalogException:
+        pass
     key = person_key(catalogue)
     field = concept_field(ds, key) if key else None
-    name = staged_name(dept, ds)
-    if field is None or not has_table(con, "staged", name):
+    if field is None:
         return None
-    return con.execute(
-        f'SELECT "{KEY_PID}" AS key_pid, "{pid_column(field)}" AS person_id '
-        f'FROM staged."{name}" WHERE "{pid_column(field)}" IS NOT NULL'
-    ).pl()
+    return staged_rows(
+        con,
+        staged_name(dept, ds),
+        f'"{KEY_PID}" AS key_pid, "{pid_column(field)}" AS person_id',
+        f'WHERE "{pid_column(field)}" IS NOT NULL',
+    )
 
 
 def pseudonyms(values: pl.Series, protection: Revealer, kind: PiiKind | None = None) -> pl.Series:

@@ -27,7 +27,7 @@ import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, PiiKind
-from lakehouse.lake import has_table
+from curated.houses import staged_rows
 from masking.keys import KeyRing
 from masking.pseudonym import pseudonymise_series
 
@@ -110,13 +110,13 @@ def read_mentions(
     ``protection`` is the pipelines' :class:`Protection` (decrypts for ``master_index``,
     audited); passed in, not imported, so this package never imports ``pipelines``.
     """
-    if not has_table(con, "staged", sf.table):
-        return _empty()
     cid, mob = _pid_of(sf, sf.citizen_id), _pid_of(sf, sf.mobile)
     select = ["_key_pid"]
     select += [f'"{c}"' for c in (cid, mob) if c]
     select += [f'"{c}"' for c in (sf.name, sf.birth_date) if c]
-    rows = con.execute(f'SELECT {", ".join(select)} FROM staged."{sf.table}"').pl()
+    rows = staged_rows(con, sf.table, ", ".join(select))
+    if rows is None:
+        return _empty()
     parts = []
     for start in range(0, rows.height, BATCH):
         part = rows.slice(start, BATCH)
