@@ -135,33 +135,55 @@ def recollection_frame(
 _GROUP = ["concept", "dept", "authority_dept", "authority_dataset"]  # a row of the table
 
 
+GROUP_ROWS = 400_000  # rows of the counts grouped at once (whole rows of the table)
+
+
 def _grouped(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame) -> pl.DataFrame:
     """The table's rows from the counts of :data:`COUNTS` per ``parts`` row.
 
     No count(DISTINCT): DuckDB cannot spill its per-group sets; a group's values per
     person and per dataset instead, as grouping sets — keyed by a group number and a
-    dataset number (each row of the table, each dataset, named afterwards): with the four
-    names in the key the per-person hash table was the build's peak at 200,000 residents."""
+    dataset number (each row of the table, each dataset, named afterwards), for the rows
+    of the table whose counts number about :data:`GROUP_ROWS` at a time: the per-person
+    hash table of every row at once (2.4 million counts) was the build's peak at 200,000
+    residents (+300 MB with numbers for keys, +400 MB with the four names)."""
     groups = parts.select(_GROUP).unique(maintain_order=True).with_row_index("grp")
     datasets = parts.select("dept", "dataset").unique(maintain_order=True).with_row_index("ds")
-    _streethub_ids = (
+    ids = (
         parts.join(groups, on=_GROUP)
         .join(datasets, on=["dept", "dataset"])
         .select("part", "grp", "ds")
     )
-    counts = con.execute(
-        "SELECT grp, count(*) FILTER (WHERE per_dataset) AS datasets, "
-        "CAST(sum(n) FILTER (WHERE per_dataset) AS BIGINT) AS rows_collected, "
-        f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset) AS persons_collected, "
-        "CAST(sum(nr) FILTER (WHERE per_dataset) AS BIGINT) AS rows_readable, "
-        f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset AND nr > 0) AS persons_readable "
-        f"FROM (SELECT grp, {PERSON_ID}, sum(n) AS n, sum(nr) AS nr, "
-        f"GROUPING({PERSON_ID}) = 1 AS per_dataset "
-        f"FROM {COUNTS} JOIN _streethub_ids USING (part) "
-        f"GROUP BY GROUPING SETS ((grp, {PERSON_ID}), (grp, ds))) GROUP BY grp"
-    ).pl()
+    sizes = pl.DataFrame(
+        con.execute(f"SELECT part, count(*) FROM {COUNTS} GROUP BY part").fetchall(),
+        schema={"part": pl.Int32, "rows": pl.Int64},
+        orient="row",
+    )
+    per_group = ids.join(sizes, on="part").group_by("grp").agg(pl.col("rows").sum()).sort("grp")
+    cut = (per_group["rows"].cum_sum() - per_group["rows"]) // GROUP_ROWS
+    batches = per_group.select("grp", cut.alias("_batch")).partition_by(
+        "_batch", include_key=False
+    ) or [per_group.select("grp")]  # no counts: one empty batch
+    found = []
+    for batch in batches:
+        _streethub_ids = ids.join(batch, on="grp", how="semi")
+        found.append(
+            con.execute(
+                "SELECT grp, count(*) FILTER (WHERE per_dataset) AS datasets, "
+                "CAST(sum(n) FILTER (WHERE per_dataset) AS BIGINT) AS rows_collected, "
+                f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset) AS persons_collected, "
+                "CAST(sum(nr) FILTER (WHERE per_dataset) AS BIGINT) AS rows_readable, "
+                f"count({PERSON_ID}) FILTER (WHERE NOT per_dataset AND nr > 0) "
+                f"AS persons_readable FROM (SELECT grp, {PERSON_ID}, sum(n) AS n, "
+                f"sum(nr) AS nr, GROUPING({PERSON_ID}) = 1 AS per_dataset "
+                f"FROM {COUNTS} JOIN _streethub_ids USING (part) "
+                f"GROUP BY GROUPING SETS ((grp, {PERSON_ID}), (grp, ds))) GROUP BY grp"
+            )
+            .pl()
+            .cast({"grp": pl.UInt32})
+        )
     return (
-        groups.join(counts.cast({"grp": pl.UInt32}), on="grp")
+        groups.join(pl.concat(found), on="grp")
         .with_columns(is_authority=pl.col("dept") == pl.col("authority_dept"))
         .sort("concept", "dept")
     )
