@@ -271,6 +271,7 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
     with lake.open() as con:
         features = step.ensure_features(con, lake.protection(), [cutoff])
         frame = step.score_frame(model, mv, features, leave_out)
+        del features  # not held while the scores are published (~80 MB at 200,000 residents)
         published = publish_frame(con, get_catalogue(settings.catalog_dir), step.SCORES_MART,
                                   frame, leave_out=leave_out)  # fmt: skip
     return dg.MaterializeResult(
