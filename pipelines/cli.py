@@ -403,6 +403,9 @@ def run(
     ] = False,
 ) -> None:
     """The main job on the embedded default, with a summary."""
+    from pipelines.memory import tune_heap
+
+    tune_heap()  # before the imports' and the run's allocations
     from pipelines.main_job import run_main
 
     # what the imports made lives as long as the process: CPython's full collections (9-12

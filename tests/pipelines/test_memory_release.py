@@ -36,3 +36,20 @@ def test_a_cycle_is_collected_after_growth_only() -> None:
         assert memory._floor[0] < before - (64 << 20)  # the next growth counts from there
     finally:
         gc.enable()
+
+
+def test_a_tuned_heap_gives_large_blocks_back_as_they_are_freed() -> None:
+    """After tune_heap a block of at least MMAP_THRESHOLD is a mapping of its own, returned
+    when freed, even among small live blocks (glibc's default would, after a larger block
+    was freed, carve it from the heap, where it stays resident between them until a trim)."""
+    assert memory.tune_heap() is True
+    del bytearray(8 << 20)[:]  # a large block freed: raises glibc's default threshold
+    before = memory.rss()
+    kept, large = [], []
+    for _ in range(200):
+        large.append(bytearray(b"\x01") * (1 << 20))  # written: resident
+        kept.append(bytearray(2048))  # a small live block after each: no trim from the top
+    assert memory.rss() - before > 150 << 20
+    large.clear()
+    assert memory.rss() - before < 40 << 20
+    assert len(kept) == 200
