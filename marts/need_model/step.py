@@ -29,12 +29,7 @@ from curated.golden import Revealer
 from lakehouse.snapshots import current_snapshot
 from marts.lineage import MartError
 from marts.need_model import labels as need_labels
-from marts.need_model.backtest import (  # noqa: F401 (backtest: a name tests/pipelines patch)
-    BacktestResult,
-    backtest,
-    backtest_cutoffs,
-    backtest_rows,
-)
+from marts.need_model.backtest import BacktestResult, backtest_cutoffs, backtest_rows
 from marts.need_model.drift import feature_drift, reference_cutoffs
 from marts.need_model.explain import explain, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
@@ -45,13 +40,7 @@ from marts.need_model.grid import grid_counts
 from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
-from marts.need_model.train import (  # noqa: F401 (train_need_models: as backtest)
-    NeedModels,
-    TrainingRows,
-    stacked_rows,
-    train_need_models,
-    train_rows,
-)
+from marts.need_model.train import NeedModels, TrainingRows, stacked_rows, train_rows
 
 TRAINING_MONTHS = 14
 """Monthly training cut-offs (the 1st of each month, as the feature table's), ending at the

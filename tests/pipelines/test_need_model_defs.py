@@ -60,7 +60,7 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(step, "read_features", lambda con, protection, cs: chosen(cs))
     monkeypatch.setattr(step.need_labels, "labels", lambda con, keys: labels)
     monkeypatch.setattr(step, "current_snapshot", lambda con: 5)
-    for trainer in ("backtest", "train_need_models"):  # fewer rounds: the wiring is tested
+    for trainer in ("backtest_rows", "train_rows"):  # fewer rounds: the wiring is tested
         monkeypatch.setattr(step, trainer, partial(getattr(step, trainer), num_rounds=30))
     groups = [c for c in features.columns if c not in (*KEYS, *INPUTS)]  # gender, age band …
     monkeypatch.setattr(
