@@ -268,6 +268,9 @@ def held_plans(plans: list[Plan], mentions: pl.DataFrame) -> list[Plan]:
     return [p for p in plans if (p.dept, p.dataset.code) in held]
 
 
+_SCOPED = "_golden_scoped_mentions"  # sources_digests' copy of its scope
+
+
 def sources_digests(
     con: duckdb.DuckDBPyConnection,
     catalogue: Catalogue,
@@ -285,10 +288,15 @@ def sources_digests(
         f"FROM {ZONE}.{MENTIONS}) "
     )
     mentions, plans = '"_mentions"', live_plans(con, catalogue)
-    if scoped is not None:  # only the scope's mentions meet the staged tables (read by
-        # DuckDB's replacement scan of this local: no registered view held to a COMMIT)
+    if scoped is not None:  # only the scope's mentions meet the staged tables: copied into
+        # a temporary table by DuckDB's replacement scan of this local (no registered view
+        # held to a COMMIT) and dropped after. Joined directly, the Arrow scan could be
+        # handed a join's bloom filter, which DuckDB 1.5 cannot push into a PyArrow scan
+        # (NotImplementedException on a small street's staged tables)
         _streethub_scoped = scoped.to_arrow()
-        read_once, mentions, plans = "", "_streethub_scoped", held_plans(plans, scoped)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_SCOPED} AS SELECT * FROM _streethub_scoped")
+        del _streethub_scoped
+        read_once, mentions, plans = "", f"temp.main.{_SCOPED}", held_plans(plans, scoped)
     for plan in plans:
         parts.append(
             f"SELECT m.{PERSON_ID}, m.dept || '.' || m.dataset || ':' || m.key_pid || ':' || "
@@ -304,7 +312,11 @@ def sources_digests(
         f"WHERE {PERSON_ID} IS NOT NULL) p "
         f"LEFT JOIN ({rows}) x USING ({PERSON_ID}) GROUP BY p.{PERSON_ID}"
     )
-    return con.execute(sql, params).pl()
+    try:
+        return con.execute(sql, params).pl()
+    finally:
+        if scoped is not None:
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{_SCOPED}")
 
 
 def snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
