@@ -34,14 +34,14 @@ pipelines' ``Protection``: its ``reveal`` knows the staged row identity).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.errors import StreethubError
@@ -269,6 +269,24 @@ def held_plans(plans: list[Plan], mentions: pl.DataFrame) -> list[Plan]:
 
 
 _SCOPED = "_golden_scoped_mentions"  # sources_digests' copy of its scope
+_BLOCK = "_golden_block_mentions"  # _build_block's copy of its mentions
+
+
+@contextlib.contextmanager
+def _temp_copy(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, name: str) -> Iterator[None]:
+    """``frame`` as the temporary table ``temp.main.<name>`` for the block, dropped after.
+    Copied by DuckDB's replacement scan of a local: a ``con.register``ed view stays
+    referenced until the transaction ends (every block's mentions stayed in memory until
+    the build's one COMMIT), and an Arrow scan joined directly may be handed a join's
+    bloom filter, which DuckDB 1.5 cannot push into a PyArrow scan (NotImplementedException
+    on a small street's staged tables)."""
+    _streethub_frame = frame.to_arrow()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _streethub_frame")
+    del _streethub_frame
+    try:
+        yield
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{name}")
 
 
 def sources_digests(
@@ -288,14 +306,7 @@ def sources_digests(
         f"FROM {ZONE}.{MENTIONS}) "
     )
     mentions, plans = '"_mentions"', live_plans(con, catalogue)
-    if scoped is not None:  # only the scope's mentions meet the staged tables: copied into
-        # a temporary table by DuckDB's replacement scan of this local (no registered view
-        # held to a COMMIT) and dropped after. Joined directly, the Arrow scan could be
-        # handed a join's bloom filter, which DuckDB 1.5 cannot push into a PyArrow scan
-        # (NotImplementedException on a small street's staged tables)
-        _streethub_scoped = scoped.to_arrow()
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_SCOPED} AS SELECT * FROM _streethub_scoped")
-        del _streethub_scoped
+    if scoped is not None:  # only the scope's mentions meet the staged tables (a copy)
         read_once, mentions, plans = "", f"temp.main.{_SCOPED}", held_plans(plans, scoped)
     for plan in plans:
         parts.append(
@@ -312,11 +323,9 @@ def sources_digests(
         f"WHERE {PERSON_ID} IS NOT NULL) p "
         f"LEFT JOIN ({rows}) x USING ({PERSON_ID}) GROUP BY p.{PERSON_ID}"
     )
-    try:
+    copy = _temp_copy(con, scoped, _SCOPED) if scoped is not None else contextlib.nullcontext()
+    with copy:
         return con.execute(sql, params).pl()
-    finally:
-        if scoped is not None:
-            con.execute(f"DROP TABLE IF EXISTS temp.main.{_SCOPED}")
 
 
 def snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -346,15 +355,12 @@ def _read_plan(
     con: duckdb.DuckDBPyConnection,
     plan: Plan,
     protection: Revealer,
-    mentions: pa.Table,
+    mentions: str,
     fields: list[str],
     versions: tuple[int, int] | None = None,
 ) -> Iterable[pl.DataFrame]:
-    """The plan's staged rows linked in ``mentions`` (dept, dataset, key_pid, person_id of
-    the persons in scope), decrypted a batch at a time. DuckDB reads ``mentions`` by a
-    replacement scan of this function's local, not ``con.register``: a registered view
-    stays referenced until the transaction ends, so every block's mentions stayed in
-    memory until the build's one COMMIT.
+    """The plan's staged rows linked in the table ``mentions`` (dept, dataset, key_pid,
+    person_id of the persons in scope: :func:`_temp_copy`), decrypted a batch at a time.
 
     ``versions`` (a snapshot span): every version of the rows the lake still holds — the
     rows inserted in those snapshots (DuckLake keeps a replaced row's file until its
@@ -362,11 +368,9 @@ def _read_plan(
     so of the person the key's current record is linked to."""
     picked = picked_columns(plan, fields)
     table = staged_table(plan.dept, plan.dataset)
-    _streethub_mentions = mentions  # read by DuckDB's replacement scan
     # only the scope's records (before the versions are made distinct)
     key = [plan.dept, plan.dataset.code]
-    name = "_streethub_mentions"
-    mine = f" WHERE {KEY_PID} IN (SELECT key_pid FROM {name} WHERE dept = ? AND dataset = ?)"
+    mine = f" WHERE {KEY_PID} IN (SELECT key_pid FROM {mentions} WHERE dept = ? AND dataset = ?)"
     params = key
     rows = f"SELECT {picked} FROM {table}{mine}"
     if versions is not None:
@@ -376,7 +380,7 @@ def _read_plan(
         f"SELECT m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at AS known_at, s.as_of, "
         + ", ".join(f's."{f}"' for f in fields)
         + f" FROM ({rows}) s "
-        f"JOIN {name} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
+        f"JOIN {mentions} m ON m.key_pid = s.{KEY_PID} AND m.dept = ? AND m.dataset = ? "
         f"WHERE m.{PERSON_ID} IS NOT NULL "
         f"ORDER BY m.{PERSON_ID}, s.{KEY_PID}, s._loaded_at"
     )
@@ -602,15 +606,15 @@ def _build_block(con, catalogue, protection, plans, span, digests, mine) -> tupl
     """Insert the golden records of the persons of ``digests`` from the staged rows of
     their mentions ``mine``."""
     observed, checks = [], []
-    scope = mine.to_arrow()
-    for plan in held_plans(plans, mine):  # the datasets where they have records
-        if plan.attributes:  # every version the lake holds: the history
-            read = _read_plan(con, plan, protection, scope, plan.attribute_fields, span)
-            observed += [o for f in read for o in observations(f, plan)]
-        if plan.checks:  # the current records only
-            read = _read_plan(con, plan, protection, scope, plan.check_fields)
-            checks += [(plan, f) for f in read]
-    del scope
+    scope = f"temp.main.{_BLOCK}"
+    with _temp_copy(con, mine, _BLOCK):
+        for plan in held_plans(plans, mine):  # the datasets where they have records
+            if plan.attributes:  # every version the lake holds: the history
+                read = _read_plan(con, plan, protection, scope, plan.attribute_fields, span)
+                observed += [o for f in read for o in observations(f, plan)]
+            if plan.checks:  # the current records only
+                read = _read_plan(con, plan, protection, scope, plan.check_fields)
+                checks += [(plan, f) for f in read]
     return insert_golden(con, catalogue, protection, observed, checks, digests)
 
 
