@@ -566,7 +566,7 @@ def test_a_full_build_in_blocks_of_persons_equals_one_block(changed_street, monk
         persons = whole["person"].height
         monkeypatch.setattr(golden, "GOLDEN_BLOCK", persons // 10 + 1)
         reads = []
-        monkeypatch.setattr(golden, "block_mentions", _counted(golden.block_mentions, reads))
+        monkeypatch.setattr(golden, "block_datasets", _counted(golden.block_datasets, reads))
         built = build_golden(con, cat, protection)
         assert len(reads) == 10 and built.persons == persons
         again = _snapshot(con, cat, protection)
