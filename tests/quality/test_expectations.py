@@ -238,3 +238,62 @@ def test_configurations_memoised_give_what_the_plain_property_gave(frames, monke
         "expect_column_values_to_be_unique",
         "expect_compound_columns_to_be_unique",
     } <= set(failed["expectation"])
+
+
+def test_plain_json_is_what_ge_converts_plain_data_to() -> None:
+    """``plain_json`` answers as GE's ``convert_to_json_serializable`` for plain data (the
+    metric ids of a validation: column names, batch ids, Nones, a compound key's list) and
+    leaves anything else to GE."""
+    import datetime as dt_
+
+    import numpy as np
+    from great_expectations.util import convert_to_json_serializable
+
+    from quality.expectations import _NOT_PLAIN, _gx, plain_json
+
+    _gx()
+    plain = [
+        {"batch_id": "b-1", "column": "name", "row_condition": None, "condition_parser": None},
+        {"column_list": ["dept", "code"], "ignore_row_if": "all_values_are_missing"},
+        {
+            "mostly": 0.05,
+            "n": 3,
+            "flag": True,
+            "nan": float("nan"),
+            "nested": {"a": [1, (2, None)]},
+        },
+        ["x", None, 1.5],
+        None,
+    ]
+    for data in plain:
+        assert plain_json(data) == convert_to_json_serializable(data)
+    assert plain_json({"nan": float("nan")}) == {"nan": None}
+    for other in ({"at": dt_.date(2026, 1, 1)}, {"n": np.int64(3)}, {1: "key"}, {"s": {"a"}}):
+        assert plain_json(other) is _NOT_PLAIN
+
+
+def test_plain_ids_give_what_ge_own_conversion_gave(frames, monkeypatch) -> None:
+    """Suites validated with plain ids (``_plain_ids``) give GE's own rows — passes and
+    failures — and GE's module has its function back afterwards."""
+    import contextlib
+
+    from great_expectations.core import id_dict
+
+    import quality.expectations as expectations
+
+    own = id_dict.convert_to_json_serializable
+    frame = frames[("wjw", "family_doctor_contracts")]
+    broken = pl.concat([frame, frame.head(5)]).with_columns(
+        pl.when(pl.int_range(pl.len()) < 7).then(None).otherwise(pl.col("name")).alias("name")
+    )
+    cases = [
+        ("wjw.family_doctor_contracts", broken),
+        ("zjj.buildings", frames[("zjj", "buildings")]),
+    ]
+    fast = [_run(ref, f) for ref, f in cases]
+    assert id_dict.convert_to_json_serializable is own
+    monkeypatch.setattr(expectations, "_plain_ids", contextlib.nullcontext)
+    slow = [_run(ref, f) for ref, f in cases]
+    for a, b in zip(fast, slow, strict=True):
+        assert a.height > 3 and a.drop("run_at").equals(b.drop("run_at"))
+    assert not fast[0]["success"].all()
