@@ -6,20 +6,30 @@ real hub would be given — ``STREETHUB_<DEPT>_DB_URL`` per department database,
 ``STREETHUB_DEPT_API_URL`` and ``STREETHUB_DEPT_API_TOKEN`` for the HTTP APIs — and
 :func:`simulated_systems` serves the APIs (a process of their own) and sets those variables in this process for
 the length of a block (the main job, ``streethub simulate``); ``streethub ui`` sets them
-for the Dagster processes it starts.
+for the Dagster processes it starts. The APIs' own module (``departments.server``: FastAPI,
+uvicorn) is imported only by the process that serves them (:func:`server_process` starts
+it), not by the hub: ~0.4 s CPU of a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from departments.server import TOKEN_ENV, api_token, server_process
-from departments.simulate import read_manifest
+from departments.simulate import TOKEN_FILE, ensure_token, read_manifest
 
 API_URL_ENV = "STREETHUB_DEPT_API_URL"
+TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
 
 
 def db_url_env(dept: str) -> str:
@@ -80,3 +90,65 @@ def simulated_systems(sim_dir: Path, **faults) -> Iterator[dict[str, str]]:
         env = connection_env(sim_dir, url)
         with environment(env):
             yield env
+
+
+def api_token(sim_dir: Path) -> str:
+    """The bearer token: env STREETHUB_DEPT_API_TOKEN, else the simulator's ``api_token``."""
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env
+    path = Path(sim_dir) / TOKEN_FILE
+    return path.read_text().strip() if path.exists() else ensure_token(Path(sim_dir))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    """Whether a server answers at ``url`` (any HTTP status counts: a ``down`` server
+    answers 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def server_process(sim_dir: Path, token: str | None = None, **faults) -> Iterator[str]:
+    """Serve the APIs of the simulator's folder ``sim_dir`` from a process of their own on
+    a free port, as a real department's systems run apart from the hub (their memory, CPU
+    and interpreter lock are not the hub's: the thread of ``departments.server.running_server`` held the
+    served tables in the hub's process and competed with its ingest); yield the base URL;
+    stop it on exit. The token goes to the process by its environment, never its command
+    line."""
+    host, port = "127.0.0.1", free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, TOKEN_ENV: token or api_token(Path(sim_dir))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "departments.server", str(sim_dir), "--port", str(port),
+           "--faults", json.dumps(faults), "--parent", str(os.getpid())]  # fmt: skip
+    url = f"http://{host}:{port}"
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(f"{url}/health"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err.seek(0)
+                    tail = err.read()[-2000:].decode(errors="replace")
+                    raise RuntimeError(f"department API server did not start: {tail}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -18,14 +18,8 @@ import datetime as dt
 import json
 import os
 import random
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,23 +30,14 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from departments.simulate import SPECS, SYSTEMS_DIR, TOKEN_FILE, ensure_token
+from departments.connect import api_token, free_port
+from departments.simulate import SPECS, SYSTEMS_DIR
 
-TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
 # dataset → (cursor field, record id field); the data lives in sim/systems/<dept>/<ds>.parquet
 API_DATASETS = {
     (s.dept, s.code): (s.cursor, s.key[0]) for s in SPECS if s.form == "http_api" and s.cursor
 }
 MAX_PAGE_SIZE = 5_000
-
-
-def api_token(sim_dir: Path) -> str:
-    """The bearer token: env STREETHUB_DEPT_API_TOKEN, else the simulator's ``api_token``."""
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return env
-    path = Path(sim_dir) / TOKEN_FILE
-    return path.read_text().strip() if path.exists() else ensure_token(Path(sim_dir))
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -182,12 +167,6 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_server(sim_dir: Path, token: str | None = None, **faults) -> Iterator[str]:
     """Serve the APIs of the simulator's folder ``sim_dir`` in a background thread on a
@@ -211,53 +190,6 @@ def running_server(sim_dir: Path, token: str | None = None, **faults) -> Iterato
         thread.join(timeout=10)
 
 
-def _answers(url: str) -> bool:
-    """Whether a server answers at ``url`` (any HTTP status counts: a ``down`` server
-    answers 503)."""
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def server_process(sim_dir: Path, token: str | None = None, **faults) -> Iterator[str]:
-    """Serve the APIs of the simulator's folder ``sim_dir`` from a process of their own on
-    a free port, as a real department's systems run apart from the hub (their memory, CPU
-    and interpreter lock are not the hub's: the thread of :func:`running_server` held the
-    served tables in the hub's process and competed with its ingest); yield the base URL;
-    stop it on exit. The token goes to the process by its environment, never its command
-    line."""
-    host, port = "127.0.0.1", free_port()
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, TOKEN_ENV: token or api_token(Path(sim_dir))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "departments.server", str(sim_dir), "--port", str(port),
-           "--faults", json.dumps(faults), "--parent", str(os.getpid())]  # fmt: skip
-    url = f"http://{host}:{port}"
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            deadline = time.monotonic() + 60
-            while not _answers(f"{url}/health"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err.seek(0)
-                    tail = err.read()[-2000:].decode(errors="replace")
-                    raise RuntimeError(f"department API server did not start: {tail}")
-                time.sleep(0.05)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _outlive_not(parent: int) -> None:
     """End this process once ``parent`` is gone (killed without stopping us: the orphan
     is re-parented), so a killed hub leaves no server behind."""
@@ -268,7 +200,7 @@ def _outlive_not(parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m departments.server SIM_DIR --port N --faults JSON``: what
-    :func:`server_process` starts."""
+    ``departments.connect.server_process`` starts."""
     parser = argparse.ArgumentParser(description="the simulated departments' HTTP APIs")
     parser.add_argument("sim_dir", type=Path)
     parser.add_argument("--port", type=int, default=8765)

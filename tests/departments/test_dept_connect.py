@@ -94,20 +94,36 @@ def test_the_simulated_systems_run_apart_from_the_hub(sim):
         httpx.get(f"{url}/health")
 
 
-def test_a_killed_hub_leaves_no_server_behind(sim, tmp_path):
+def _hub(tmp_path: Path, sim: Path, block: str) -> tuple[list[str], dict[str, str]]:
+    """A hub process's command and environment: it serves ``sim``'s systems and runs
+    ``block`` (indented) while they are served (``url``: theirs)."""
     hub = tmp_path / "hub.py"
     hub.write_text(
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from departments.server import server_process\n"
-        "with server_process(Path(sys.argv[1]), fault_rate=0.0, slow_rate=0.0) as url:\n"
-        "    print(url, flush=True)\n"
-        "    time.sleep(600)\n"
+        "from departments.connect import connection_env, server_process\n"
+        "with server_process(Path(sys.argv[1]), fault_rate=0.0, slow_rate=0.0) as url:\n" + block
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(
-        [sys.executable, str(hub), str(sim)], stdout=subprocess.PIPE, text=True, env=env
+    return [sys.executable, str(hub), str(sim)], env
+
+
+def test_the_hub_imports_no_web_framework_for_the_systems(sim, tmp_path):
+    """Reaching and serving the systems imports FastAPI and uvicorn in the server's process
+    only: the hub's connection code does not load them."""
+    cmd, env = _hub(
+        tmp_path,
+        sim,
+        "    env = connection_env(Path(sys.argv[1]), url)\n"
+        "print(sorted(env), sorted({'fastapi', 'uvicorn', 'departments.server'} & set(sys.modules)))\n",
     )
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    assert "STREETHUB_DEPT_API_URL" in out and out.rstrip().endswith("[]")
+
+
+def test_a_killed_hub_leaves_no_server_behind(sim, tmp_path):
+    cmd, env = _hub(tmp_path, sim, "    print(url, flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     url = proc.stdout.readline().strip()
     assert httpx.get(f"{url}/health").json()["pid"] not in (os.getpid(), proc.pid)
     proc.kill()  # no finally block runs: the server must notice on its own
