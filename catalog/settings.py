@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CATALOG_DIR = Path(__file__).parent / "departments"
+PREFIX = "STREETHUB_"  # Settings' env_prefix (pydantic-settings matches it in any case)
 API_URL_ENV = "STREETHUB_DEPT_API_URL"
 API_TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
 DB_URL_ENV = re.compile(r"STREETHUB_([A-Z][A-Z0-9]*)_DB_URL")
@@ -37,7 +38,7 @@ STREET_FILE = Path(__file__).parent / "street.yaml"
 class Settings(BaseSettings):
     """Where things live and how the hub reaches its sources."""
 
-    model_config = SettingsConfigDict(env_prefix="STREETHUB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
     home: Path = Field(default=Path(".streethub"), description="root of all local state")
     catalog_dir: Path = Field(default=CATALOG_DIR, description="folder of department YAMLs")
@@ -502,5 +503,15 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """A fresh settings object read from the environment."""
-    return Settings()
+    """A fresh settings object read from the environment: a copy of the one last read for
+    the same ``STREETHUB_`` variables (the only ones it reads: reading and validating them
+    again cost ~4 ms, and a run asks some fifty times)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(PREFIX)))
+    read = _LAST_READ.get(env)
+    if read is None:
+        _LAST_READ.clear()
+        read = _LAST_READ[env] = Settings()
+    return read.model_copy(deep=True)
+
+
+_LAST_READ: dict[tuple[tuple[str, str], ...], Settings] = {}
