@@ -22,7 +22,7 @@ the maker that holds the frame publishes it, with :func:`publish_frame`:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -30,6 +30,7 @@ import polars as pl
 
 from catalog.marts import Mart, load_marts
 from catalog.model import Catalogue
+from lakehouse.lake import insert_frame
 from marts.build import MartBuild, MartMaskingError, build_mart
 from marts.checks import check_columns
 from marts.deidentification import carrying_rule, sensitive_columns
@@ -50,19 +51,85 @@ def frame_marts(marts: Mapping[str, Mart]) -> list[str]:
     return sorted(n for n, m in marts.items() if m.made_from is not None)
 
 
-def check_frame_masking(mart: Mart, frame: pl.DataFrame) -> None:
-    """Refuse a frame with an L3/L4 value that does not carry its column's rule (each value
-    judged once: the distinct values)."""
-    for column, _level, rule in sensitive_columns(mart):
-        values = frame[column].drop_nulls().unique()
-        carrying = carrying_rule(values, rule)
-        if carrying != values.len():
-            raise MartMaskingError(
-                f"column {column!r}: {values.len() - carrying} of its {values.len()} distinct "
-                f"values do not carry the rule {rule}",
-                dataset=mart.name,
-                field=column,
-            )
+def check_values(mart: Mart, column: str, rule: str, values: pl.Series) -> None:
+    """Refuse the distinct non-null ``values`` of the mart's ``column`` unless every one
+    carries ``rule`` (:func:`marts.deidentification.carrying_rule`)."""
+    carrying = carrying_rule(values, rule)
+    if carrying != values.len():
+        raise MartMaskingError(
+            f"column {column!r}: {values.len() - carrying} of its {values.len()} distinct "
+            f"values do not carry the rule {rule}",
+            dataset=mart.name,
+            field=column,
+        )
+
+
+def _frame_mart(marts: Mapping[str, Mart], name: str) -> Mart:
+    mart = marts.get(name)
+    if mart is None or mart.made_from is None:
+        raise MartError(
+            "not a mart made from a frame (its catalogue entry names no made_from)", dataset=name
+        )
+    return mart
+
+
+def _stage(con: duckdb.DuckDBPyConnection, table: str, part: pl.DataFrame, first: bool) -> None:
+    """``part``'s rows appended to the temporary table ``table`` (created by the first part,
+    with its columns' types), by replacement scan: no view stays registered."""
+    if first:
+        _streethub_part = part.head(0).to_arrow()  # read by DuckDB by its name
+        con.execute(f'CREATE OR REPLACE TEMP TABLE "{table}" AS SELECT * FROM _streethub_part')
+    insert_frame(con, "temp", table, part)
+
+
+def publish_parts(
+    con: duckdb.DuckDBPyConnection,
+    catalogue: Catalogue,
+    name: str,
+    parts: Iterable[pl.DataFrame],
+    *,
+    leave_out: Collection[str] = (),
+    marts: Mapping[str, Mart] | None = None,
+) -> Publication:
+    """Publish the rows of ``parts`` (in their order) as ``marts.<name>``, as
+    :func:`publish_frame` publishes one frame, each part taken as it comes: its columns
+    checked, the residents in ``leave_out`` dropped, its rows appended to a temporary table
+    of ``con`` named as the mart's ``made_from`` (the relation its SQL reads), so Python
+    holds one part at a time and DuckDB the rows (within the lake's memory limit; what does
+    not fit spills encrypted). The masking check is made on each sensitive column's distinct
+    values in that table, before anything is written; the table is dropped whatever
+    happens."""
+    marts = dict(load_marts() if marts is None else marts)
+    mart = _frame_mart(marts, name)
+    staged = str(mart.made_from)
+    subject = mart.subject_column
+    refused = sorted(leave_out)
+    before = after = 0
+    first = True
+    try:
+        for part in parts:
+            if set(part.columns) == set(mart.column_names):
+                part = part.select(mart.column_names)
+            check_columns(mart, list(part.columns))
+            before += part.height
+            if subject is not None and refused:
+                part = part.filter(~pl.col(subject).is_in(refused))
+            after += part.height
+            _stage(con, staged, part, first)
+            first = False
+            del part
+        if first:
+            raise MartError("no rows handed over: not even an empty frame", dataset=name)
+        for column, _level, rule in sensitive_columns(mart):
+            values = con.execute(
+                f'SELECT DISTINCT "{column}" FROM temp.main."{staged}" WHERE "{column}" IS NOT NULL'
+            ).pl()[column]
+            check_values(mart, column, rule, values)
+            del values
+        build = build_mart(con, catalogue, marts, name, None)
+    finally:
+        con.execute(f'DROP TABLE IF EXISTS temp.main."{staged}"')
+    return Publication(build=build, left_out=before - after)
 
 
 def publish_frame(
@@ -75,22 +142,13 @@ def publish_frame(
     marts: Mapping[str, Mart] | None = None,
 ) -> Publication:
     """Publish ``frame`` as ``marts.<name>`` (see the module doc); ``con`` an open lake."""
-    marts = dict(load_marts() if marts is None else marts)
-    mart = marts.get(name)
-    if mart is None or mart.made_from is None:
-        raise MartError(
-            "not a mart made from a frame (its catalogue entry names no made_from)", dataset=name
-        )
-    if set(frame.columns) == set(mart.column_names):
-        frame = frame.select(mart.column_names)
-    check_columns(mart, list(frame.columns))
-    before = frame.height
-    subject = mart.subject_column
-    if subject is not None and leave_out:
-        frame = frame.filter(~pl.col(subject).is_in(sorted(leave_out)))
-    check_frame_masking(mart, frame)
-    build = build_mart(con, catalogue, marts, name, None, inputs={mart.made_from: frame})
-    return Publication(build=build, left_out=before - frame.height)
+    return publish_parts(con, catalogue, name, [frame], leave_out=leave_out, marts=marts)
 
 
-__all__ = ["Publication", "check_frame_masking", "frame_marts", "publish_frame"]
+__all__ = [
+    "Publication",
+    "check_values",
+    "frame_marts",
+    "publish_frame",
+    "publish_parts",
+]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,38 +184,48 @@ def top_factors_of_rows(
     return every["factors"], every["factor_features"]
 
 
-def explain(
+def explained(
     models: NeedModels,
     features: pl.DataFrame,
     templates: Mapping[str, str],
     top: int = TOP,
     batch: int = BATCH,
     finish: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-) -> pl.DataFrame:
-    """One row per resident, cut-off and need: the keys, ``need``, ``score``, ``factors``
-    (the Chinese phrases, strongest first) and ``factor_features`` (their feature names);
-    each need's rows together, in the frame's row order. Worked ``batch`` rows at a time:
-    a row's score and factors are its own, and the rows' values and contributions as Python
-    objects are what took the memory. ``finish``: made of each batch's rows as soon as they
-    are explained (the frame is then its parts': the lists of every row are never held at
-    once); the batch's inputs are made into a matrix once for the scores and every need's
-    contributions."""
-    parts: dict[str, list[pl.DataFrame]] = {need: [] for need in models.needs}
-    for start in range(0, max(features.height, 1), batch):
-        rows = features.slice(start, batch)
-        matrix = models.matrix(rows)
-        keys = rows.select(KEYS)
-        speaks = may_speak(rows, models.inputs, templates)
-        for need in models.needs:
+) -> Iterator[pl.DataFrame]:
+    """:func:`explain`'s rows as they are made, ``batch`` rows of the frame for one need at a
+    time: each need's batches in the frame's row order, the needs in the model's order (the
+    order :func:`explain` concatenates them in). A caller that hands each part on (the
+    scores published a part at a time: :func:`marts.publish.publish_parts`) never holds
+    every row's scores and phrases in Python. A batch's inputs are made into a matrix for
+    each need (a row's score and factors are its own: the same whatever the batch)."""
+    for need in models.needs:
+        for start in range(0, max(features.height, 1), batch):
+            rows = features.slice(start, batch)
+            matrix = models.matrix(rows)
+            speaks = may_speak(rows, models.inputs, templates)
             contributions = models.boosters[need].predict(matrix, pred_contrib=True)[:, :-1]
             phrases, names = top_factors_of_rows(
                 contributions, rows, models.inputs, templates, top, speaks
             )
-            part = keys.with_columns(
+            del contributions
+            part = rows.select(KEYS).with_columns(
                 pl.lit(need).alias("need"),
                 pl.Series("score", models.scores(need, matrix)),
                 phrases.alias("factors"),
                 names.alias("factor_features"),
             )
-            parts[need].append(finish(part) if finish else part)
-    return pl.concat([part for need in models.needs for part in parts[need]])
+            yield finish(part) if finish else part
+
+
+def explain(
+    models: NeedModels, features: pl.DataFrame, templates: Mapping[str, str], **options: Any
+) -> pl.DataFrame:
+    """One row per resident, cut-off and need: the keys, ``need``, ``score``, ``factors``
+    (the Chinese phrases, strongest first) and ``factor_features`` (their feature names);
+    each need's rows together, in the frame's row order. Worked ``batch`` rows at a time
+    (:func:`explained`): a row's score and factors are its own, and the rows' values and
+    contributions as Python objects are what took the memory. ``finish``: made of each
+    batch's rows as soon as they are explained (the frame is then its parts': the lists of
+    every row are never held at once). ``options``: :func:`explained`'s ``top``, ``batch``
+    and ``finish``."""
+    return pl.concat(explained(models, features, templates, **options))

@@ -31,7 +31,7 @@ from marts.lineage import MartError
 from marts.need_model import labels as need_labels
 from marts.need_model.backtest import BacktestResult, backtest_cutoffs, backtest_rows
 from marts.need_model.drift import feature_drift, reference_cutoffs
-from marts.need_model.explain import explain, load_templates
+from marts.need_model.explain import explained, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
 from marts.need_model.features import FEATURES_YAML, features_for, load_feature_set, monthly_cutoffs
 from marts.need_model.forecast import INPUTS as FORECAST_INPUTS
@@ -203,16 +203,21 @@ def train_and_register(
     return Training(version, result, fairness)
 
 
-def score_frame(
+def score_parts(
     model: NeedModels,
     version: ModelVersion,
     features: pl.DataFrame,
     leave_out: Collection[str] = (),
-) -> pl.DataFrame:
-    """The ``need_scores`` frame: one row per resident and need — probability, the model
-    version and cut-off, the top factors as Chinese phrases joined by '；'. Residents in
-    ``leave_out`` (refused automated assessment) are not scored at all."""
+) -> Iterator[pl.DataFrame]:
+    """The ``need_scores`` rows a part at a time (:func:`marts.need_model.explain.explained`:
+    one need's scores of a batch of residents), in the order :func:`score_frame` holds
+    them: one row per resident and need — probability, the model version and cut-off, the
+    top factors as Chinese phrases joined by '；'. Residents in ``leave_out`` (refused
+    automated assessment) are not scored at all. The parts go to
+    :func:`marts.publish.publish_parts` as they are made (at 200,000 residents the whole
+    frame held in Python beside DuckDB's copy of it was the step's peak)."""
     scored = features.filter(~pl.col("person_id").is_in(sorted(leave_out)))
+    del features  # only the residents scored are held while the parts are made
 
     def finish(explained: pl.DataFrame) -> pl.DataFrame:  # a batch's rows as the mart's
         return explained.select(
@@ -225,7 +230,17 @@ def score_frame(
             pl.col("factors").list.join("；").alias("explanation"),
         )
 
-    return explain(model, scored, load_templates(FEATURES_YAML), finish=finish)
+    return explained(model, scored, load_templates(FEATURES_YAML), finish=finish)
+
+
+def score_frame(
+    model: NeedModels,
+    version: ModelVersion,
+    features: pl.DataFrame,
+    leave_out: Collection[str] = (),
+) -> pl.DataFrame:
+    """The ``need_scores`` frame: :func:`score_parts`' parts, every need's rows together."""
+    return pl.concat(score_parts(model, version, features, leave_out))
 
 
 def drift(

@@ -12,11 +12,12 @@ import polars as pl
 import pytest
 
 from catalog.marts import load_marts
-from lakehouse.lake import has_table, open_lake
+from lakehouse.lake import open_lake
+from lakehouse.snapshots import current_snapshot
 from marts.build import MartMaskingError
 from marts.lineage import MartError
 from marts.need_model.spec import NEEDS
-from marts.publish import frame_marts, publish_frame
+from marts.publish import frame_marts, publish_frame, publish_parts
 from pipelines.defs.marts.assets import sql_marts
 from tests.mart_street import MartStreet
 from tests.streets import copy_home
@@ -87,12 +88,46 @@ def test_a_value_without_its_rule_is_refused_before_anything_is_written(
         pl.when(pl.col("need") == "home_care").then(pl.lit(planted)).otherwise(pl.col(column))
         .alias(column)
     )  # fmt: skip
-    with open_lake(copy) as con, pytest.raises(MartMaskingError) as refused:
-        publish_frame(con, mart_street.catalogue, "need_scores", frame)
+    with open_lake(copy) as con:
+        before = current_snapshot(con)
+        with pytest.raises(MartMaskingError) as refused:
+            publish_frame(con, mart_street.catalogue, "need_scores", frame)
+        staged = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()
     assert refused.value.field == column
     assert planted not in str(refused.value) and "13812345678" not in str(refused.value)
+    assert staged == (0,)  # the rows handed over are not left in the connection
     with open_lake(copy, read_only=True) as con:
-        assert not has_table(con, "marts", "need_scores")
+        assert current_snapshot(con) == before  # nothing written to the lake
+
+
+def test_scores_in_parts_are_published_as_one_frame(
+    mart_street: MartStreet, copy, people: list[str]
+) -> None:
+    """publish_parts (the scoring step's parts as they are made) publishes the rows of one
+    frame, in the parts' order; each part's refused residents left out, and a value without
+    its rule in a later part refused before anything is written."""
+    frame = scores(people).with_columns(pl.Series("probability", [i / 100 for i in range(20)]))
+    parts = [frame.slice(0, 7), frame.slice(7, 0), frame.slice(7, 13)]
+    refused = people[2]
+    with open_lake(copy) as con:
+        whole = publish_frame(con, mart_street.catalogue, "need_scores", frame, leave_out={refused})
+        one = con.execute("SELECT * FROM marts.need_scores").pl()
+        done = publish_parts(
+            con, mart_street.catalogue, "need_scores", iter(parts), leave_out={refused}
+        )
+        parted = con.execute("SELECT * FROM marts.need_scores").pl()
+        before = current_snapshot(con)
+        planted = frame.slice(14, 6).with_columns(
+            pl.lit("联系电话13812345678").alias("explanation")
+        )
+        with pytest.raises(MartMaskingError):
+            publish_parts(con, mart_street.catalogue, "need_scores", [parts[0], planted])
+        assert current_snapshot(con) == before
+    assert parted.equals(one) and one.height == (len(people) - 1) * len(NEEDS)
+    assert one["probability"].to_list() == [
+        p for p, pid in zip(frame["probability"], frame["person_id"], strict=True) if pid != refused
+    ]
+    assert done.left_out == whole.left_out == len(NEEDS) and done.build.rows == one.height
 
 
 def test_a_frame_with_other_columns_is_refused(mart_street: MartStreet, copy, people) -> None:

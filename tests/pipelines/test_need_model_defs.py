@@ -81,7 +81,11 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
         )
         return SimpleNamespace(build=SimpleNamespace(rows=published[-1].height))
 
+    def publish_parts(con, catalogue, name, parts, *, leave_out=()):  # the scores, in parts
+        return publish(con, catalogue, name, pl.concat(list(parts)), leave_out=leave_out)
+
     monkeypatch.setattr(need_assets, "publish_frame", publish)
+    monkeypatch.setattr(need_assets, "publish_parts", publish_parts)
     fresh_registry(settings)
     return {"today": today, "refused": refused, "published": published, "people": 150}
 

@@ -32,7 +32,7 @@ from marts.need_model.registry import (
 )
 from marts.need_model.store import feature_set_version
 from marts.need_model.train import NeedModels
-from marts.publish import publish_frame
+from marts.publish import publish_frame, publish_parts
 from pipelines.defs.curated.assets import CURATED_KEYS
 from pipelines.defs.marts.assets import mart_key, mart_version, table_key
 from pipelines.defs.sources.specs import LAKE_POOL
@@ -269,11 +269,13 @@ def need_scores(lake: LakeResource) -> dg.MaterializeResult:
         service.close()
     cutoff = scoring_cutoff()
     with lake.open() as con:
-        features = step.ensure_features(con, lake.protection(), [cutoff])
-        frame = step.score_frame(model, mv, features, leave_out)
-        del features  # not held while the scores are published (~80 MB at 200,000 residents)
-        published = publish_frame(con, get_catalogue(settings.catalog_dir), step.SCORES_MART,
-                                  frame, leave_out=leave_out)  # fmt: skip
+        # the scores published a part at a time as they are made: the features are held by
+        # the parts' maker alone, let go once the last part is made (before the lake write)
+        parts = step.score_parts(
+            model, mv, step.ensure_features(con, lake.protection(), [cutoff]), leave_out
+        )
+        published = publish_parts(con, get_catalogue(settings.catalog_dir), step.SCORES_MART,
+                                  parts, leave_out=leave_out)  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": published.build.rows,
