@@ -46,7 +46,7 @@ from catalog.settings import Settings
 from curated.houses import PUBLIC_TEXT_COLUMNS
 from curated.persons import REVIEW_TABLE
 from curated.review import MASKED_COLUMNS
-from lakehouse.lake import ALIAS, tables_in
+from lakehouse.lake import ALIAS, tables_in, transaction
 from marts.catalogue_tables import (
     MART_SOURCE_SCHEMA,
     MART_SOURCES_TABLE,
@@ -512,8 +512,10 @@ def scan_lake(
 ) -> list[Finding]:
     """Every table of the lake, and the reports."""
     protection = Protection.from_settings(settings, actor)
-    names = KnownNames(registry_names(con, cat, protection))
-    findings = scan_tables(con, tables_in(con), names, structured_columns(cat), card_columns(cat))
+    with transaction(con):
+        names = KnownNames(registry_names(con, cat, protection))
+        tables = tables_in(con)
+        findings = scan_tables(con, tables, names, structured_columns(cat), card_columns(cat))
     return findings + scan_files(settings, names, protection, areas=("reports",))
 
 
@@ -540,9 +542,10 @@ def scan_all(
 ) -> ScanReport:
     """Everything: the lake's tables and every file of every area (``AREAS``)."""
     protection = Protection.from_settings(settings, actor)
-    names = KnownNames(registry_names(con, cat, protection))
     structured = structured_columns(cat)
-    findings = scan_tables(con, tables_in(con), names, structured, card_columns(cat))
+    with transaction(con):
+        names = KnownNames(registry_names(con, cat, protection))
+        findings = scan_tables(con, tables_in(con), names, structured, card_columns(cat))
     findings += scan_files(
         settings, names, protection, landing_content=landing_content, structured=structured
     )
@@ -563,7 +566,20 @@ def scan_since_mark(
     after the mark's snapshot (DuckLake's ``table_insertions``), with every registry name;
     and, when the registers gained names since, the rows scanned before for those names
     alone. Returns the findings, the mark they reach (the current snapshot) and the
-    registers' names."""
+    registers' names. The lake is read in one transaction (:func:`_read_since_mark`)."""
+    with transaction(con):
+        return _read_since_mark(cat, con, protection, mark)
+
+
+def _read_since_mark(
+    cat: Catalogue,
+    con: duckdb.DuckDBPyConnection,
+    protection: Protection,
+    mark: ScanMark | None,
+) -> tuple[list[Finding], ScanMark, KnownNames]:
+    """:func:`scan_since_mark` inside its read transaction: every table's read sees the
+    snapshot the mark names, and DuckLake loads its catalogue once for them, not once a
+    query (autocommit: a few milliseconds a query, a table or more each)."""
     now = lake_mark(con)
     counts = _register_names(con, cat, protection)
     names = KnownNames(counts)
@@ -675,17 +691,18 @@ def scan_changed(
             settings, names, protection, since=since, structured=structured_columns(cat)
         )
         return ScanReport(findings + files, reached)
-    names = KnownNames(registry_names(con, cat, protection))
-    start, current, tables = _changed_tables(con, since)
     structured, cards = structured_columns(cat), card_columns(cat)
     findings = []
-    for zone, table in sorted(tables):
-        if start is None:
-            sql = _select(con, f'{zone}."{table}"')
-        else:
-            sql = _select(con, insertions(zone, table, start + 1, current))
-        whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
-        counts = _scan_query(con, sql, names, whole, cards=card)
-        findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
+    with transaction(con):
+        names = KnownNames(registry_names(con, cat, protection))
+        start, current, tables = _changed_tables(con, since)
+        for zone, table in sorted(tables):
+            if start is None:
+                sql = _select(con, f'{zone}."{table}"')
+            else:
+                sql = _select(con, insertions(zone, table, start + 1, current))
+            whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
+            counts = _scan_query(con, sql, names, whole, cards=card)
+            findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
     findings += scan_files(settings, names, protection, since=since, structured=structured)
     return ScanReport(findings)

@@ -22,7 +22,7 @@ import polars as pl
 
 from catalog.model import Catalogue, Dataset
 from catalog.settings import Settings
-from lakehouse.lake import open_lake, tables_in
+from lakehouse.lake import open_lake, tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import trim_heap
 from pipelines.protection import KEY_PID, Protection
@@ -241,7 +241,9 @@ def evaluate_against_truth(
         Protection.from_settings(settings, actor) if actor else Protection.from_settings(settings)
     )
     cache = settings.state_dir / CACHE_FILE
-    with open_lake(settings, read_only=True) as con:
+    # one read transaction: every query of the evaluation (about five a dataset) reads the
+    # same snapshot, and DuckLake loads its catalogue once, not once a query (autocommit)
+    with open_lake(settings, read_only=True) as con, transaction(con):
         quarantine = con.execute("SELECT * FROM quarantine.rows").pl()
         deliveries = con.execute(
             "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
