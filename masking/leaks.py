@@ -88,8 +88,9 @@ _E = r"(?:$|[^0-9A-Za-z])"  # (?![0-9A-Za-z])
 _PROVINCE = "(?:" + "|".join(sorted(ID_PROVINCES)) + ")"
 _MONTH_DAY = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
 _ID18_SHAPE_P = _PROVINCE + r"[0-9]{4}(?:18|19|20)[0-9]{2}" + _MONTH_DAY + r"[0-9]{3}[0-9Xx]"
+_WIDE_FORM = r"[\x{FF01}-\x{FF5E}\x{3000}]|[\d&&[^0-9]]|\\u[0-9a-fA-F]{4}"  # full-width, escape
 _CANDIDATE_FORMS = (
-    r"[\x{FF01}-\x{FF5E}\x{3000}]|[\d&&[^0-9]]|\\u[0-9a-fA-F]{4}",  # full-width, JSON escape
+    _WIDE_FORM,
     _B + r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}" + _MONTH_DAY + r"[0-9]{3}[0-9Xx]" + _E,  # ID (18)
     _B + r"[1-9][0-9]{5}[ -](?:18|19|20)[0-9]{6}[ -][0-9]{3}[0-9Xx]" + _E,  # ID 6-8-4
     _B + r"[1-9][0-9]{7}" + _MONTH_DAY + r"[0-9]{3}" + _E,  # ID (15)
@@ -244,18 +245,22 @@ def cell_kinds(
     from_float: bool = False,
     whole_names: bool = False,
     card_column: bool = False,
+    names_alone: bool = False,
 ) -> set[str]:
     """The kinds of personal information one text holds (empty: none). ``whole_names``: a
     registry name counts only as the whole text (a structured column: see
     :func:`scan_frame`), not inside it. ``card_column``: the text stands in a column of
-    card numbers, where a card needs no cue."""
+    card numbers, where a card needs no cue. ``names_alone``: only registry names are
+    looked for (the caller knows no other detector can flag the text)."""
     text = unescape_json(text)
-    half = _HEX_WORD.sub(" ", halfwidth_str(text) if _FULL_WIDTH.search(text) else text)
-    kinds = _digit_kinds(half, from_float, card_column) if _DIGIT.search(half) else set()
-    if "@" in half and EMAIL_RE.search(half):
-        kinds.add("email")
-    if PLATE_RE.search(half):
-        kinds.add("plate")
+    kinds: set[str] = set()
+    if not names_alone:
+        half = _HEX_WORD.sub(" ", readable(text))
+        kinds = _digit_kinds(half, from_float, card_column) if _DIGIT.search(half) else set()
+        if "@" in half and EMAIL_RE.search(half):
+            kinds.add("email")
+        if PLATE_RE.search(half):
+            kinds.add("plate")
     if names and not text.isascii():
         if whole_names:
             named = text.strip() in names
@@ -266,6 +271,25 @@ def cell_kinds(
         if named:
             kinds.add("person_name")
     return kinds
+
+
+def readable(text: str) -> str:
+    """A text (its JSON escapes read already) as the detectors read it: half-width."""
+    return halfwidth_str(text) if _FULL_WIDTH.search(text) else text
+
+
+def names_alone(values: pl.Series) -> set[str]:
+    """The values the pre-filter picked only for a full-width form or a JSON escape (the
+    detectors read them half-width, unescaped) whose readable form (:func:`readable`
+    after :func:`unescape_json`) the pre-filter would not pick: no detector but the
+    registry names' can flag them, exactly as for a value written that way (a Dagster
+    event's JSON escapes every Chinese character of a text of kilobytes: its dozen
+    detectors found nothing in it)."""
+    wide = values.filter(values.str.contains(_WIDE_FORM))
+    if wide.len() == 0:
+        return set()
+    read = pl.Series([readable(unescape_json(v)) for v in wide], dtype=pl.String)
+    return set(wide.filter(~read.str.contains(_CANDIDATE)).to_list())
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")
@@ -373,10 +397,16 @@ def scan_frame(
                 candidate = candidate | v.str.contains(r"[^\x00-\x7F]")
         values = counted.filter(candidate)["v"]
         whole = name in whole_name_columns
+        alone = names_alone(values) if not (cards or names_only) else set()
         flagged = {}
         for value in values:
             kinds = cell_kinds(
-                value, names, from_float=from_float, whole_names=whole, card_column=cards
+                value,
+                names,
+                from_float=from_float,
+                whole_names=whole,
+                card_column=cards,
+                names_alone=value in alone,
             )
             if names_only:
                 kinds &= {"person_name"}

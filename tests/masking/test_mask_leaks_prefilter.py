@@ -80,6 +80,9 @@ def _values(rng: random.Random) -> list[str]:
         values.append(rng.choice(BEFORE) + v + rng.choice(AFTER))
         values.append("联系" + v + "。")
         values.append(v.translate(FULL))
+        # as JSON written ASCII-only spells them (a Dagster event): escaped, full-width or not
+        values.append(("联系" + v).encode("ascii", "backslashreplace").decode())
+        values.append(v.translate(FULL).encode("ascii", "backslashreplace").decode())
     values += [
         v.encode("ascii", "backslashreplace").decode() for v in ["联系人欧阳娜娜", "王兴便利店"]
     ]
@@ -155,3 +158,29 @@ def test_names_only_finds_registry_names_and_nothing_else() -> None:
         frame, known_names={"欧阳娜娜"}, whole_name_columns={"shop"}, names_only=True
     )
     assert found.by_column == {"shop": {"person_name": 2}, "note": {"person_name": 2}}
+
+
+def test_escaped_texts_with_nothing_but_names_are_read_for_names_alone() -> None:
+    """A JSON text written ASCII-only (every Chinese character escaped) is picked by the
+    pre-filter for its escapes; unescaped, half-width, the pre-filter's other forms decide
+    whether the detectors read it (``names_alone``): a planted number — plain, full-width
+    or escaped full-width — is still found, a name is found in either case."""
+    from masking.leaks import names_alone
+
+    def escaped(text: str) -> str:
+        return text.encode("ascii", "backslashreplace").decode()
+
+    body = '{"description": "街道数据中心 资源目录", "rows": 1204, "run": "deadbeef01234567"}'
+    texts = [
+        escaped(body),
+        escaped(body.replace("资源目录", "联系人欧阳娜娜")),
+        escaped(body.replace("资源目录", "电话13812345678")),
+        escaped(body.replace("资源目录", "电话" + "13812345678".translate(FULL))),
+        escaped(body.replace("资源目录", "京AD12345")),
+    ]
+    frame = pl.DataFrame({"event": texts})
+    names = KnownNames(NAMES)
+    assert names_alone(frame["event"]) == set(texts[:2])
+    found = scan_frame(frame, known_names=names)
+    assert found.by_column == _oracle(frame, names, set())
+    assert found.by_kind == {"person_name": 1, "mobile": 2, "plate": 1}
