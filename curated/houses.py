@@ -37,8 +37,10 @@ changed dataset's addresses without decrypting the register again).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -235,17 +237,35 @@ def replace_rows(
     """Replace ``curated.<table>``'s rows: all of them (``scope`` None) or those of the
     (dept, dataset) pairs in ``scope``, by ``frame`` — in one transaction. Columns missing from
     the frame are null; a ``*_at`` TIMESTAMPTZ column missing is now."""
+    with replacing(con, table, columns, scope) as insert:
+        insert(frame)
+
+
+@contextlib.contextmanager
+def replacing(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[tuple[str, str]],
+    scope: set[tuple[str, str]] | None,
+) -> Iterator[Callable[[pl.DataFrame], None]]:
+    """:func:`replace_rows` by parts: the rows go in as frames given to the function
+    yielded, one after the other (a part made, written and let go before the next is made),
+    in the one transaction that deletes the rows replaced; the same ``*_at`` time for all."""
     now = dt.datetime.now(dt.UTC)
     schema = dict(_polars_schema(columns))
-    fill = []
-    for c, t in columns:
-        if c in frame.columns:
-            fill.append(pl.col(c).cast(schema[c]) if c in schema else pl.col(c))
-        elif t == "TIMESTAMPTZ" and c.endswith("_at"):
-            fill.append(pl.lit(now, schema[c]).alias(c))
-        else:
-            fill.append(pl.lit(None, schema.get(c)).alias(c))
-    rows = frame.select(fill) if frame.width else None  # no frame (no source): no rows
+
+    def insert(frame: pl.DataFrame) -> None:
+        fill = []
+        for c, t in columns:
+            if c in frame.columns:
+                fill.append(pl.col(c).cast(schema[c]) if c in schema else pl.col(c))
+            elif t == "TIMESTAMPTZ" and c.endswith("_at"):
+                fill.append(pl.lit(now, schema[c]).alias(c))
+            else:
+                fill.append(pl.lit(None, schema.get(c)).alias(c))
+        if frame.width:  # no frame (no source): no rows
+            insert_frame(con, "curated", table, frame.select(fill))
+
     with transaction(con):
         ensure_table(con, "curated", table, columns)
         if scope is None:
@@ -255,8 +275,7 @@ def replace_rows(
                 con.execute(
                     f'DELETE FROM curated."{table}" WHERE dept = ? AND dataset = ?', [dept, ds]
                 )
-        if rows is not None:
-            insert_frame(con, "curated", table, rows)
+        yield insert
 
 
 def _polars_schema(columns: list[tuple[str, str]]) -> list[tuple[str, pl.DataType]]:
