@@ -269,8 +269,11 @@ def known_keys_by_dept(
     keys: dict[str, set[str]] = {}
     if con is None:
         return keys
-    where, args = ("dept = ?", [dept]) if dept is not None else ("true", [])
-    if dept is not None and dataset is not None:
+    if dept is None:
+        where, args = "true", []
+    elif dataset is None:
+        where, args = "dept = ?", [dept]
+    else:
         where, args = "dept = ? AND dataset = ?", [dept, dataset]
 
     def read(sources) -> list[tuple[str, str]]:
