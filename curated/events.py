@@ -217,6 +217,7 @@ def dataset_events(
     events = place_by_house(con, events, places.grids)
     events = place_by_building(events, col(ADDRESS), places)
     if whereabouts(ds):
+        del frame, place, ids, houses  # what was read: only the events go on to be grouped
         events = per_person_day(con, events, ds)
         events = events.with_columns(
             pseudonyms(events["_label"], protection).alias("event_id")
