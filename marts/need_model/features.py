@@ -193,8 +193,8 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
     then restored: DuckDB prints its limit cut to 0.1 of a unit (512 MB as ``488.2 MiB``), so
     it is set back to the middle of that tenth (within 0.05 MiB of what it was, and the same
     after every restore)."""
-    [before] = con.execute("SELECT current_setting('memory_limit')").fetchone() or [""]
-    number, _, unit = str(before).partition(" ")
+    before = current_limit(con)
+    number, _, unit = before.partition(" ")
     try:
         lower = float(number) * UNITS[unit] > limit
     except (KeyError, ValueError):  # not a figure DuckDB prints: left as it is
@@ -205,7 +205,38 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
         yield
     finally:
         if lower:
-            con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
+            restore_limit(con, before)
+
+
+def current_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """``con``'s memory limit as DuckDB prints it (``488.2 MiB``)."""
+    [limit] = con.execute("SELECT current_setting('memory_limit')").fetchone() or [""]
+    return str(limit)
+
+
+def restore_limit(con: duckdb.DuckDBPyConnection, printed: str) -> None:
+    """``con``'s memory limit set back to ``printed`` (:func:`current_limit`'s figure, cut to
+    0.1 of a unit: set to the middle of that tenth, the same after every restore)."""
+    number, _, unit = printed.partition(" ")
+    con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
+
+
+def bounded_query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+) -> pl.DataFrame:
+    """The query's result, run within :data:`QUERY_MEMORY`; one that does not fit (DuckDB
+    cannot spill every operator: at 200,000 residents with a year of history the scoring
+    cut-off's query needed more than 256 MB and failed, so the step trained nothing) is run
+    again within the lake's own limit — the same query, the same rows."""
+    limit = current_limit(con)
+    try:
+        with memory_limit(con, QUERY_MEMORY):
+            return con.execute(sql, params).pl()
+    except duckdb.OutOfMemoryException:
+        pass  # run again below, outside the handler (the failed attempt's state let go)
+    if current_limit(con) != limit:  # the block's own restore ran out of memory too
+        restore_limit(con, limit)
+    return con.execute(sql, params).pl()
 
 
 def run_feature_sql(
@@ -220,8 +251,7 @@ def run_feature_sql(
     try:
         register_macros(con)
         register_first_loads(con)
-        with memory_limit(con, QUERY_MEMORY):
-            frame = con.execute(sql, params).pl()
+        frame = bounded_query(con, sql, params)
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
+from contextlib import contextmanager
 
+import duckdb
 import polars as pl
 import pytest
 
 from curated.golden import person_as_of, reveal_history_rows, staged_table
 from curated.houses import staged_name
 from lakehouse.lake import has_table, open_lake, transaction
+from marts.need_model import features as need_features
 from marts.need_model.features import (
     ATTRIBUTES,
     features,
@@ -407,3 +410,33 @@ def test_a_first_delivery_stamped_a_batch_at_a_time_is_the_backfill_whole(
         with open_lake(settings, read_only=True) as con:
             got = features(con, protection, cutoff)
         assert got.equals(need_street.features.filter(pl.col("cutoff") == cutoff)), cutoff
+
+
+def test_a_feature_query_beyond_its_bound_runs_again_within_the_lakes_limit(
+    need_street: NeedStreet, monkeypatch: pytest.MonkeyPatch
+):
+    """A feature query that does not fit in QUERY_MEMORY (at 200,000 residents the scoring
+    cut-off's needed more than 256 MB: the step failed, nothing trained) is run again within
+    the lake's own limit: the same features, the limit restored after."""
+    cutoff, protection = need_street.cutoffs[-1], need_street.protection()
+    refused: list[int] = []
+    bounded = need_features.memory_limit
+
+    @contextmanager
+    def spied(con, limit):  # the bounded attempt, seen failing
+        try:
+            with bounded(con, limit):
+                yield
+        except duckdb.OutOfMemoryException:
+            refused.append(limit)
+            raise
+
+    with open_lake(need_street.settings, read_only=True) as con:
+        fitting = features(con, protection, cutoff)
+        [limit] = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        monkeypatch.setattr(need_features, "QUERY_MEMORY", 2**20)  # 1 MiB: cannot fit
+        monkeypatch.setattr(need_features, "memory_limit", spied)
+        again = features(con, protection, cutoff)
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone() == (limit,)
+    assert refused == [2**20]
+    assert fitting.height > 500 and again.equals(fitting)
