@@ -69,8 +69,10 @@ BATCH_ROWS = 50_000  # staged rows decrypted at once
 # depend on that person's rows only, so the blocks make what the whole street at once did
 # at 200,000 residents (build_golden alone): one block 2.10 GB, 25.3 CPU s; blocks of
 # 70,000 1.59 GB, 28.9 s; 50,000 1.42 GB, 31.1 s; 35,000 1.36 GB, 33.8 s (what a block
-# inserted stays in memory until the build's one transaction commits)
-GOLDEN_BLOCK = 50_000
+# inserted stays in memory until the build's one transaction commits). Read by ranges of
+# the index, no block copies held (the curated build alone, heap tuned, its golden part's
+# peak and CPU): 25,000 565 MB, 84 s; 35,000 620 MB, 64 s (50,000 with copies 925 MB, 48 s)
+GOLDEN_BLOCK = 35_000
 _SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
 
 HISTORY_COLUMNS = [
