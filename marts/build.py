@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -327,12 +327,16 @@ def build_mart(
     sql_dir: Path | None = None,
     publish: bool = True,
     run_date: dt.date | None = None,
+    staged: Collection[str] = (),
 ) -> MartBuild:
     """Build and publish ``marts.<name>`` (see the module docstring); ``inputs``: frames
     registered on the connection under those names for the SQL to read (a metrics mart's
     computed rows); ``publish=False``: every check and the query, the rows returned in
     :attr:`MartBuild.result` instead of written. Published, the marts keeping its history
-    are built after it, under ``run_date`` (default: today in Beijing)."""
+    are built after it, under ``run_date`` (default: today in Beijing). ``staged``:
+    temporary tables of the connection the SQL reads (a frame mart's rows handed over a part
+    at a time: :func:`marts.publish.publish_parts`), dropped as soon as the result is made
+    — not held beside it while it is checked and written."""
     started = time.perf_counter()
     mart = marts.get(name)
     if mart is None:
@@ -370,6 +374,8 @@ def build_mart(
         except duckdb.Error as exc:
             raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=name) from None
         _drop_temps(con, temps, views)  # the plain text is not needed any more
+        for table in staged:  # nor the rows the result was made from
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{table}"')
         report = None
         if mart.k_anonymity is not None:
             report = _k_anonymous(con, mart, out)

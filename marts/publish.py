@@ -126,7 +126,7 @@ def publish_parts(
             ).pl()[column]
             check_values(mart, column, rule, values)
             del values
-        build = build_mart(con, catalogue, marts, name, None)
+        build = build_mart(con, catalogue, marts, name, None, staged=[staged])
     finally:
         con.execute(f'DROP TABLE IF EXISTS temp.main."{staged}"')
     return Publication(build=build, left_out=before - after)
