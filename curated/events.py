@@ -317,6 +317,20 @@ def _most_frequent(column: str) -> str:
     )
 
 
+DAY_ROWS = 100_000  # whereabouts records grouped at once (whole days: no group spans two)
+
+
+def _day_parts(records: pl.DataFrame, rows: int) -> list[pl.DataFrame]:
+    """``records`` cut into runs of consecutive days of about ``rows`` records each, in day
+    order (the records without a day in the last): at least one part, empty or not."""
+    days = records.group_by("day").len().sort("day", nulls_last=True)
+    part = ((pl.col("len").cum_sum() - pl.col("len")) // rows).rle_id()  # 0, 1, … in order
+    days = days.with_columns(part.alias("_part"))
+    parted = records.join(days.select("day", "_part"), on="day", how="left", nulls_equal=True)
+    count = int(days["_part"].max() or 0) + 1
+    return [parted.filter(pl.col("_part") == k).drop("_part") for k in range(count)]
+
+
 def per_person_day(
     con: duckdb.DuckDBPyConnection, events: pl.DataFrame, ds: Dataset
 ) -> pl.DataFrame:
@@ -325,11 +339,11 @@ def per_person_day(
     pseudonym is the ``event_id``. Grouped in ``con``'s DuckDB (the lake's: bounded by its
     memory limit, spilling encrypted) rather than a polars group-by holding every record's
     groups (1.85 GB at 200,000 residents)."""
-    _streethub_whereabouts = events.select(
+    records = events.select(
         pl.col("person_id").cast(pl.String),
         pl.col("day").cast(pl.Date),
         *(pl.col(c).cast(pl.String) for c in SUMMARISED),
-    ).to_arrow()
+    )
     joins = " ".join(
         f"LEFT JOIN ({_most_frequent(c)}) m{i} ON "
         + " AND ".join(f"g.{k} IS NOT DISTINCT FROM m{i}.{k}" for k in _GROUP)
@@ -344,12 +358,16 @@ def per_person_day(
         f"SELECT g.person_id, g.day, g._cell, g.occurrences, {picks} FROM g {joins} "
         "ORDER BY g.day NULLS LAST, g.person_id NULLS LAST, g._cell NULLS LAST"
     )
-    groups = (
-        con.execute(sql)
-        .pl()
-        .cast({"occurrences": pl.Int64, "day": pl.Date, **dict.fromkeys(SUMMARISED, pl.String)})
+    found = []
+    for part in _day_parts(records, DAY_ROWS):  # in day order, the null day last
+        _streethub_whereabouts = part.to_arrow()
+        found.append(con.execute(sql).pl())
+        del _streethub_whereabouts
+    del records
+    groups = pl.concat(found).cast(
+        {"occurrences": pl.Int64, "day": pl.Date, **dict.fromkeys(SUMMARISED, pl.String)}
     )
-    del _streethub_whereabouts
+    del found
     label = pl.concat_str(
         [pl.lit(ds.resource_code), pl.col("day").cast(pl.String),
          pl.col("person_id").fill_null(""), pl.col("_cell").fill_null("")],

@@ -103,3 +103,23 @@ def test_per_person_day_of_a_group_without_values_is_null():
         ("a", 2, None, "C1", "x", None),
         (None, 2, "G1", None, "x", None),
     ]
+
+
+@pytest.mark.parametrize("rows", [1, 1_500])
+def test_per_person_day_in_parts_of_days_equals_all_days_at_once(rows: int, monkeypatch):
+    """Grouped a run of whole days at a time (``DAY_ROWS`` records; a part per day, or
+    two days and the null day): the rows, their order and labels of one grouping."""
+    from curated import events as module
+
+    events = generated(4)
+    ds = SimpleNamespace(resource_code="RES")
+    with duckdb.connect() as con:
+        whole = per_person_day(con, events, ds)
+        parts = module._day_parts(events, rows)
+        monkeypatch.setattr(module, "DAY_ROWS", rows)
+        got = per_person_day(con, events, ds)
+        empty = per_person_day(con, events.clear(), ds)
+    assert len(parts) == (4 if rows == 1 else 3)  # three days and the null day
+    assert sum(p.height for p in parts) == events.height
+    assert got.equals(whole, null_equal=True)
+    assert empty.height == 0 and empty.columns == whole.columns
