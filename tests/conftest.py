@@ -216,3 +216,48 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter:
             reporter.write_line(f"CI: {skipped} test(s) skipped; on CI every test must run")
+
+
+# -- where the suite's time goes: STREETHUB_TEST_CPU=FILE ---------------------------------------
+# Wall times move with the machine's load (the same test took 5x longer at load 20 than at 3);
+# CPU seconds of the test process and of the children it waited for do not. With the variable
+# set, each test's setup, call and teardown append a line to FILE.<worker> (tab-separated:
+# node id, phase, CPU s, wall s); a session fixture's cost lands on the first test that asked
+# for it. `python tests/cpu_report.py FILE` sums them.
+CPU_REPORT = os.environ.get("STREETHUB_TEST_CPU")
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(item: pytest.Item, phase: str) -> Iterator[None]:
+    import time
+
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    yield
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    line = f"{item.nodeid}\t{phase}\t{_cpu_seconds() - cpu:.2f}\t{time.perf_counter() - wall:.2f}\n"
+    with open(f"{CPU_REPORT}.{worker}", "a", encoding="utf-8") as out:
+        out.write(line)
+
+
+if CPU_REPORT:
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+        yield from _timed(item, "setup")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+        yield from _timed(item, "call")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+        yield from _timed(item, "teardown")
