@@ -244,7 +244,11 @@ def evaluate_against_truth(
     # one read transaction: every query of the evaluation (about five a dataset) reads the
     # same snapshot, and DuckLake loads its catalogue once, not once a query (autocommit)
     with open_lake(settings, read_only=True) as con, transaction(con):
-        quarantine = con.execute("SELECT * FROM quarantine.rows").pl()
+        # only the columns the figures use (which row of which delivery), not the masked
+        # values and reasons
+        quarantine = con.execute(
+            "SELECT dept, dataset, delivery_id, source_row FROM quarantine.rows"
+        ).pl()
         deliveries = con.execute(
             "SELECT delivery_id, dept, dataset, sha256, source FROM landing.deliveries"
         ).pl()
@@ -260,7 +264,9 @@ def evaluate_against_truth(
         staged = staged_parts(con, cat, protection, columns)
         disagreements = None
         if ("quarantine", "disagreements") in tables_in(con, "quarantine"):
-            disagreements = con.execute("SELECT * FROM quarantine.disagreements").pl()
+            disagreements = con.execute(
+                "SELECT dept, dataset, delivery_id, source_row, field FROM quarantine.disagreements"
+            ).pl()
         # staged reads the lake as it is used: evaluate while the lake is open
         evaluation = evaluate_lake(
             settings.sim_dir_abs, cat, staged, quarantine, deliveries, disagreements, known

@@ -33,7 +33,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import polars as pl
@@ -662,8 +662,10 @@ def evaluate_lake(
     """The lake's staged rows and quarantine against the simulator's truth, for the landed
     deliveries its manifest lists (None when there is no manifest or none of them landed).
 
-    ``staged`` keyed ``(dept, dataset)`` (revealed), ``quarantine`` as ``quarantine.rows``,
-    ``deliveries`` as ``landing.deliveries``, ``disagreements`` as the scorecard wrote them;
+    ``staged`` keyed ``(dept, dataset)`` (revealed), ``quarantine`` as ``quarantine.rows``
+    (``dept, dataset, delivery_id, source_row`` are the columns used), ``deliveries`` as
+    ``landing.deliveries``, ``disagreements`` as the scorecard wrote them (``dept, dataset,
+    delivery_id, source_row, field`` used);
     ``known``: figures of datasets whose rows an earlier evaluation judged (see
     :func:`evaluate`).
     """
@@ -736,19 +738,15 @@ class PairCounts:
     """Cluster sizes over the judged records added a part at a time (one dataset's), so
     that the pairs of clusters spanning datasets are counted without holding every judged
     record at once (1.1 million at 200,000 residents): the parts wait until they hold
-    :attr:`MERGE_ROWS` records, then their sizes by true identity, by cluster and by both
-    are merged into the sizes so far."""
+    :attr:`MERGE_ROWS` records, then their records are counted by (cluster, true identity),
+    a null one included, and merged into the counts so far. The sizes by true identity, by
+    cluster and by both are sums of those counts, taken once when scored (three sizes kept
+    and each merged was the truth evaluation's peak at 200,000 residents)."""
 
-    GROUPS: ClassVar[dict[str, list[str]]] = {
-        "truth": ["truth"],
-        "linked": ["linked"],
-        "both": ["linked", "truth"],
-    }
     MERGE_ROWS = 400_000  # records of the parts waiting before they are merged
 
     def __init__(self) -> None:
-        self.records = 0
-        self.sizes = {name: pl.DataFrame() for name in self.GROUPS}
+        self.counts = pl.DataFrame()  # linked, truth, len: records of each pair of values
         self.waiting: list[pl.DataFrame] = []
 
     def add(self, judged: pl.DataFrame, linked: str = "linked", truth: str = "truth") -> PairCounts:
@@ -766,29 +764,29 @@ class PairCounts:
             return
         frame = pl.concat(self.waiting)
         self.waiting = []
-        self.records += frame.filter(
-            pl.col("linked").is_not_null() | pl.col("truth").is_not_null()
-        ).height
-        for name, columns in self.GROUPS.items():
-            part = frame.drop_nulls(columns).group_by(columns).agg(pl.len().cast(pl.Int64))
-            if self.sizes[name].width:
-                part = (
-                    pl.concat([self.sizes[name], part]).group_by(columns).agg(pl.col("len").sum())
-                )
-            self.sizes[name] = part
+        part = frame.group_by("linked", "truth").agg(pl.len().cast(pl.Int64))
+        del frame
+        if self.counts.width:
+            part = (
+                pl.concat([self.counts, part]).group_by("linked", "truth").agg(pl.col("len").sum())
+            )
+        self.counts = part
 
     def score(self) -> LinkScore:
         """The :class:`LinkScore` of every record added: n records of one cluster give
         n(n-1)/2 pairs, never enumerated."""
         self._merge()
+        if not self.counts.width:
+            return LinkScore(0, 0, 0, 0)
+        counts = self.counts
 
-        def pairs(name: str) -> int:
-            if not self.sizes[name].width:
-                return 0
-            n = self.sizes[name]["len"]
+        def pairs(columns: list[str]) -> int:
+            n = counts.drop_nulls(columns).group_by(columns).agg(pl.col("len").sum())["len"]
             return int((n * (n - 1) // 2).sum())
 
-        return LinkScore(self.records, pairs("truth"), pairs("linked"), pairs("both"))
+        judged = counts.filter(pl.col("linked").is_not_null() | pl.col("truth").is_not_null())
+        records = int(judged["len"].sum())
+        return LinkScore(records, pairs(["truth"]), pairs(["linked"]), pairs(["linked", "truth"]))
 
 
 def pair_counts(judged: pl.DataFrame, linked: str = "linked", truth: str = "truth") -> LinkScore:
@@ -853,35 +851,49 @@ def judged_parts(
             continue
         if identity not in pl.read_parquet_schema(clean):
             continue
-        part = _judged(mentions, (dept, code), staged_keys[(dept, code)], clean, files, entity)
+        part = _judged(mentions, (dept, code), staged_keys, clean, files, entity)
         yield (dept, code), part
         del part
+
+
+def _row_ids(files: dict[str, str]) -> dict[str, int]:
+    """Each truth file name → a number: a record is keyed by one integer (the file's number
+    and its source row), not by a file name and a row (a string key made the joins of the
+    largest dataset hold several times its frames)."""
+    return {name: i for i, name in enumerate(sorted(set(files.values())))}
+
+
+def _row_id(file_number: pl.Expr) -> pl.Expr:
+    """One integer per (file, source row): the file's number in the high bits."""
+    return (file_number.cast(pl.Int64) * 2**40 + pl.col("_source_row")).alias("_row")
 
 
 def _judged(
     mentions: Mentions,
     ref: tuple[str, str],
-    keys: pl.DataFrame,
+    staged_keys: Mapping[tuple[str, str], pl.DataFrame],
     clean: Path,
     files: dict[str, str],
     entity: str,
 ) -> pl.DataFrame:
-    """One dataset's part of :func:`judged_parts` (``keys``: its staged keys, ``clean``: its
-    truth), made in a function of its own: what it is made from is freed when it returns,
-    not held by the generator while the part is counted."""
+    """One dataset's part of :func:`judged_parts` (its keys read from ``staged_keys``,
+    ``clean``: its truth), made in a function of its own: what it is made from is freed when
+    it returns, not held by the generator while the part is counted. The staged keys are
+    joined to their links first and let go, then to the truth, so that the dataset's keys,
+    links and truth are never held all at once."""
     identity, cluster = LINK_TRUTH[entity]
     dept, code = ref
+    numbers = _row_ids(files)
+    keys = staged_keys[ref]
     located = keys.filter(pl.col("_delivery_id").is_in(list(files))).select(
         pl.col("_key_pid").cast(pl.String),
         pl.col("_delivery_id").replace_strict(files, default=None).alias("_file"),
         "_source_row",
     )
+    del keys
     judged = located["_file"].unique().to_list()
-    truth = (
-        pl.scan_parquet(clean)
-        .filter(pl.col("_file").is_in(judged))
-        .select(*KEY, pl.col(identity).cast(pl.String).alias("truth"))
-        .collect()
+    located = located.select(
+        "_key_pid", _row_id(pl.col("_file").replace_strict(numbers, default=None))
     )
     linked = (
         mentions.of(dept, code)
@@ -891,7 +903,18 @@ def _judged(
         )
         .unique("_key_pid", keep="first")
     )
-    rows = located.join(truth, on=KEY, how="left").join(linked, on="_key_pid", how="left")
+    located = located.join(linked, on="_key_pid", how="left").select("_row", "linked")
+    del linked
+    truth = (
+        pl.scan_parquet(clean)
+        .filter(pl.col("_file").is_in(judged))
+        .select(
+            _row_id(pl.col("_file").replace_strict(numbers, default=None)),
+            pl.col(identity).cast(pl.String).alias("truth"),
+        )
+        .collect()
+    )
+    rows = located.join(truth, on="_row", how="left")
     return rows.select(
         pl.lit(dept).alias("dept"),
         pl.lit(code).alias("dataset"),
