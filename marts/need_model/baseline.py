@@ -30,11 +30,16 @@ def rule_flag(
     )
 
 
+def rule_columns(flag: pl.Expr | None = None) -> list[str]:
+    """The features frame's columns the rule (``flag``, by default :func:`rule_flag`) reads."""
+    return (rule_flag() if flag is None else flag).meta.root_names()
+
+
 def rule_scores(features: pl.DataFrame, flag: pl.Expr | None = None) -> np.ndarray:
     """1.0 for each row the rule (``flag``, by default :func:`rule_flag`) flags, 0.0 for every
     other, in the frame's row order."""
     flag = rule_flag() if flag is None else flag
-    missing = [c for c in flag.meta.root_names() if c not in features.columns]
+    missing = [c for c in rule_columns(flag) if c not in features.columns]
     if missing:
         raise KeyError(f"the rule needs feature columns {missing}")
     return features.select(flag.cast(pl.Float64)).to_series().to_numpy()

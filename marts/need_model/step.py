@@ -30,6 +30,7 @@ from lakehouse.snapshots import current_snapshot
 from marts.lineage import MartError
 from marts.need_model import labels as need_labels
 from marts.need_model.backtest import BacktestResult, backtest_cutoffs, backtest_rows
+from marts.need_model.baseline import rule_columns
 from marts.need_model.drift import feature_drift, reference_cutoffs
 from marts.need_model.explain import explained, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
@@ -128,18 +129,21 @@ def training_data(
     (keys and ``groups``, sorted by key): the features of ``cutoffs`` (computed and stored
     first where missing) read a cut-off at a time, each let go once its inputs are in the
     matrix (at 200,000 residents every cut-off's features at once and their join with the
-    labels were the run's peak). ``between``: called before each cut-off is read (the
-    pipeline's heap trim)."""
+    labels were the run's peak). Only the columns used are read (and so decrypted and
+    audited): the inputs and the rule's, and the groups of the cut-offs tested.
+    ``between``: called before each cut-off is read (the pipeline's heap trim)."""
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
     tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
     kept: list[pl.DataFrame] = []
+    used = list(dict.fromkeys([*inputs, *rule_columns()]))  # the rule's are inputs too
 
     def parts() -> Iterator[pl.DataFrame]:
         for cutoff in present:
             if between is not None:
                 between()  # what the last cut-off's frame held, given back
-            frame = [read_features(con, protection, [cutoff])]
+            columns = [*used, *groups] if cutoff in tested else used
+            frame = [read_features(con, protection, [cutoff], columns)]
             if cutoff in tested:
                 kept.append(frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups)))
             yield frame.pop()  # held by the consumer alone, let go as soon as it is done with it
@@ -253,8 +257,9 @@ def drift(
     """Each input's population stability between the features of ``version``'s latest
     training cut-off(s) (:func:`marts.need_model.drift.reference_cutoffs`) and those of the
     ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
-    training = read_features(con, protection, reference_cutoffs(version.training_cutoffs))
-    return feature_drift(training, read_features(con, protection, [latest]), features)
+    reference = reference_cutoffs(version.training_cutoffs)
+    training = read_features(con, protection, reference, features)  # the inputs compared alone
+    return feature_drift(training, read_features(con, protection, [latest], features), features)
 
 
 # -- the grid forecast: expected appeals per cell and category next week -------------------

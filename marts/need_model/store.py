@@ -152,17 +152,32 @@ def read_features(
     con: duckdb.DuckDBPyConnection,
     protection: Revealer,
     cutoffs: Iterable[dt.date] | None = None,
+    columns: Iterable[str] | None = None,
 ) -> pl.DataFrame:
     """The stored features of ``cutoffs`` (None: every cut-off stored by the current feature
     definition, :func:`stored_cutoffs`), decrypted for ``need_model``
-    (audited), typed as ``features.yaml`` says."""
-    fs = load_feature_set()
+    (audited), typed as ``features.yaml`` says. ``columns``: the features read besides the
+    keys (None: every one), in the table's order; only those are decrypted and audited."""
+    schema = read_schema(columns)
     if not has_table(con, ZONE, TABLE):
-        return pl.DataFrame(schema=fs.schema)
+        return pl.DataFrame(schema=schema)
     wanted = sorted(set(stored_cutoffs(con) if cutoffs is None else cutoffs))
     if not wanted:
-        return pl.DataFrame(schema=fs.schema)
-    return _sorted_by_keys([_read_cutoff(con, protection, fs, cutoff) for cutoff in wanted])
+        return pl.DataFrame(schema=schema)
+    return _sorted_by_keys([_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted])
+
+
+def read_schema(columns: Iterable[str] | None = None) -> dict[str, pl.DataType]:
+    """The schema of :func:`read_features`' frame: the keys and ``columns`` (None: every
+    feature), in the table's order; a name ``features.yaml`` lacks is refused."""
+    schema = load_feature_set().schema
+    if columns is None:
+        return schema
+    wanted = set(columns)
+    unknown = sorted(wanted - set(schema))
+    if unknown:
+        raise KeyError(f"features.yaml has no feature {unknown}")
+    return {name: dtype for name, dtype in schema.items() if name in KEYS or name in wanted}
 
 
 def _sorted_by_keys(parts: list[pl.DataFrame]) -> pl.DataFrame:
@@ -178,14 +193,17 @@ def _sorted_by_keys(parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _read_cutoff(
-    con: duckdb.DuckDBPyConnection, protection: Revealer, fs: FeatureSet, cutoff: dt.date
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    schema: dict[str, pl.DataType],
+    cutoff: dt.date,
 ) -> pl.DataFrame:
-    """One cut-off's stored features, decrypted and typed: a cut-off's ciphertexts at a time
+    """One cut-off's stored features of ``schema``, decrypted and typed: a cut-off's ciphertexts at a time
     (all of them at once were the need model's training peak at 200,000 residents), a
     column's read on its own, apart from the plain columns — a frame read from DuckDB is one
     allocation its columns share, so plain columns read with them would keep the
     ciphertexts alive (one row a person: each read in the same order)."""
-    sensitive = [f for f in fs.features if f.sensitive]
+    sensitive = [f for f in load_feature_set().features if f.sensitive and f.name in schema]
     where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ? ORDER BY person_id'  # one row a person
 
     def read(columns: list[str]) -> pl.DataFrame:
@@ -193,7 +211,7 @@ def _read_cutoff(
         return con.execute(f"SELECT {names} {where}", [cutoff]).pl()
 
     sealed_names = {f.name for f in sensitive}
-    frame = read([c for c in fs.schema if c not in sealed_names])
+    frame = read([c for c in schema if c not in sealed_names])
     rows = _row_ids(frame)
     plain = [  # a column's ciphertexts read at a time (a cut-off's all: ~400 MB at 200,000)
         _opened(
@@ -210,12 +228,13 @@ def _read_cutoff(
         )
         for f in sensitive
     ]
-    return frame.with_columns(plain).select(list(fs.schema)).cast(fs.schema)  # type: ignore[arg-type]
+    return frame.with_columns(plain).select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
 __all__ = [
     "feature_set_version",
     "read_features",
+    "read_schema",
     "stored_cutoffs",
     "stored_rows",
     "table_columns",

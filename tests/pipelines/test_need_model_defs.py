@@ -57,7 +57,13 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(
         step, "feature_rows", lambda con, protection, cs: {c: chosen([c]).height for c in cs}
     )
-    monkeypatch.setattr(step, "read_features", lambda con, protection, cs: chosen(cs))
+    monkeypatch.setattr(  # the columns asked for alone, as the feature table reads them
+        step,
+        "read_features",
+        lambda con, protection, cs, columns=None: chosen(cs).select(
+            pl.all() if columns is None else [*KEYS, *columns]
+        ),
+    )
     monkeypatch.setattr(step.need_labels, "labels", lambda con, keys: labels)
     monkeypatch.setattr(step, "current_snapshot", lambda con: 5)
     for trainer in ("backtest_rows", "train_rows"):  # fewer rounds: the wiring is tested

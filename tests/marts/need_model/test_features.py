@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import string
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import duckdb
 import polars as pl
@@ -166,6 +167,31 @@ def test_feature_table_holds_sensitive_features_encrypted_and_reads_back(
     assert back.equals(want)
     assert back.equals(pl.concat(alone).sort(list(KEYS)))
     assert back["person_id"].n_unique() < back.height  # residents at both: the keys interleave
+
+
+def test_features_read_by_column_are_those_of_the_whole_read_and_only_they_are_decrypted(
+    need_street: NeedStreet,
+):
+    """Training reads only the columns it uses: the same values as the whole frame's, and
+    only the sensitive columns read are decrypted (each decryption audited)."""
+    fs = load_feature_set()
+    plain, sealed = (next(f.name for f in fs.features if f.sensitive is s) for s in (False, True))
+    protection = need_street.protection()
+    decrypted: list[str] = []
+    recording = SimpleNamespace(
+        keyring=protection.keyring,
+        actor=protection.actor,
+        audit=SimpleNamespace(append=lambda *_, column, **__: decrypted.append(column)),
+    )
+    cutoffs = need_street.cutoffs[-2:]
+    with open_lake(need_street.settings, read_only=True) as con:
+        some = read_features(con, recording, cutoffs, [sealed, plain])  # type: ignore[arg-type]
+        with pytest.raises(KeyError, match="no feature"):
+            read_features(con, recording, cutoffs, ["no_such_feature"])  # type: ignore[arg-type]
+    whole = need_street.features.filter(pl.col("cutoff").is_in(cutoffs))
+    assert some.columns == [c for c in whole.columns if c in (*KEYS, plain, sealed)]
+    assert some.equals(whole.select(some.columns)) and some[sealed].drop_nulls().len() > 0
+    assert decrypted == [f"curated.need_features.{sealed}"] * len(cutoffs)
 
 
 @pytest.mark.parametrize("rewrite", [1, 2])

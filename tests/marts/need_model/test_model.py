@@ -24,9 +24,11 @@ from marts.need_model.train import (
     category_levels,
     feature_matrix,
     stacked_rows,
+    train_booster,
     train_need_models,
     train_rows,
     training_frame,
+    training_rows,
 )
 from tests.marts.need_model.synthetic import INPUTS, need_frames
 
@@ -164,6 +166,19 @@ def test_backtest_scores_the_rows_the_whole_join_holds(frames, result):
     b = train_need_models(features.select(*KEYS, *INPUTS), labels, INPUTS, num_rounds=ROUNDS,
                           params=SMALL)  # fmt: skip
     assert a.to_dict() == b.to_dict()
+
+
+def test_one_binned_set_relabelled_per_need_gives_the_boosters_of_a_set_each(frames):
+    """:func:`train_rows` bins the matrix once for every need and relabels it per need:
+    each need's booster is the one a set binned for it alone gives (:func:`train_booster`)."""
+    features, labels, _ = frames
+    data = training_rows(features, labels, INPUTS)
+    models = train_rows(data, num_rounds=ROUNDS, params=SMALL)
+    for need in NEEDS:
+        y = data.rows[need].cast(pl.Float64).fill_null(0.0).to_numpy()
+        alone = train_booster(data.matrix, y, INPUTS, num_rounds=ROUNDS, params=SMALL,
+                              categorical=list(data.categories))  # fmt: skip
+        assert models.boosters[need].model_to_string() == alone.model_to_string(), need
 
 
 def test_rows_stacked_a_cutoff_at_a_time_are_those_of_the_joined_frames(frames):
