@@ -171,11 +171,26 @@ PAIR_BUDGET = 150_000
 WEIGHT_MARGIN = 1e-6
 
 
-def _records(frame: pl.DataFrame):
+def _records(frame: pl.DataFrame) -> pl.DataFrame:
     """Splink's input rows: :data:`INPUT_COLUMNS`, the unique_id being the record's rank."""
     return frame.select(
         [pl.col(RANK if c == "unique_id" else c).cast(pl.String).alias(c) for c in INPUT_COLUMNS]
-    ).to_arrow()
+    )
+
+
+def _table(
+    con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, columns: str = "*"
+) -> str:
+    """``columns`` (SQL) of ``frame`` copied into a temporary table ``name`` of ``con``
+    (Splink's DuckDB, never inside the lake's transaction), the frame's Arrow form let go
+    at once: Splink reads tables of its own DuckDB, not Python objects (DuckDB 1.5 may push
+    a join's bloom filter into an Arrow scan and fail), and Python holds no second copy."""
+    con.register("_streethub_frame", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+    try:
+        con.execute(f"CREATE TEMP TABLE {name} AS SELECT {columns} FROM _streethub_frame")
+    finally:
+        con.unregister("_streethub_frame")
+    return name
 
 
 def _term_frequencies(api: DuckDBAPI, linker: Linker, *frames: pl.DataFrame) -> None:
@@ -190,12 +205,16 @@ def _term_frequencies(api: DuckDBAPI, linker: Linker, *frames: pl.DataFrame) -> 
             .group_by(column)
             .agg(pl.col(tf).max())
         )
-        registered = api.register(table.to_arrow(), table_name=f"lookup_{tf}")
+        name = _table(api.duckdb_con, f"lookup_{tf}", table)
+        registered = api.register(name, table_name=name)
         linker.table_management.register_term_frequency_lookup(registered, column)
 
 
 PAIR_SCHEMA = {"unique_id_l": pl.String, "unique_id_r": pl.String, "match_probability": pl.Float64}
 RANK_PAIRS = {"unique_id_l": pl.UInt32, "unique_id_r": pl.UInt32, "match_probability": pl.Float64}
+# what only Splink reads of a record (its DuckDB holds them): the plain name and its parts,
+# and the term frequencies (its lookups)
+SPLINK_ONLY = ("name", "surname", "given", "nick", *(f"tf_{c}" for c in TF_COLUMNS))
 
 
 def _scored(frame) -> pl.DataFrame:
@@ -278,23 +297,26 @@ class Scorer:
         prior: float,
         con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
-        # one copy of each side, in rank order (``left``/``right`` are these: a caller
-        # drops its own frames once the scorer holds them)
-        self._ranked = {MENTIONS: _ranked(left), PERSONS: _ranked(right)}
-        self.left, self.right = self._ranked[MENTIONS], self._ranked[PERSONS]
         self._calls = 0
         # without the lake: Splink's own in-memory DuckDB sees the fallback's decrypted
         # names, it must never spill them to disk (its default would be ``.tmp/`` here)
         own = duckdb.connect(config={"temp_directory": ""}) if con is None else con.cursor()
         self._api = DuckDBAPI(own)
         try:
-            lt = self._api.register(_records(self._ranked[MENTIONS]), table_name=MENTIONS)
-            rt = self._api.register(_records(self._ranked[PERSONS]), table_name=PERSONS)
-            self._linker = Linker([lt, rt], settings("link_only", prior), log_level=logging.WARNING)
+            ranked = {MENTIONS: _ranked(left), PERSONS: _ranked(right)}
+            inputs = [
+                self._api.register(_table(own, name, _records(frame)), table_name=name)
+                for name, frame in ranked.items()
+            ]
+            self._linker = Linker(inputs, settings("link_only", prior), log_level=logging.WARNING)
             _term_frequencies(self._api, self._linker, left, right)
         except BaseException:
             self.close()
             raise
+        # each side in rank order without what Splink alone reads (``left``/``right`` are
+        # these: a caller drops its own frames once the scorer holds them)
+        self._ranked = {k: f.drop(SPLINK_ONLY, strict=False) for k, f in ranked.items()}
+        self.left, self.right = self._ranked[MENTIONS], self._ranked[PERSONS]
 
     def __enter__(self) -> Scorer:
         return self
@@ -326,7 +348,7 @@ class Scorer:
 
     def _scores(self, left, right, table: str, floor: float | None) -> pl.DataFrame:
         """The pairs of ``left``'s records with ``right``'s (None: among ``left``'s), scored
-        a slice of ``left`` at a time, as unique ids."""
+        a slice of ``left`` at a time, as unique ids (of their sides' own type)."""
         ranked: list[pl.DataFrame] = []
         for part in slices(left, left if right is None else right, PAIR_BUDGET):
             pairs = blocked_pairs(part, left if right is None else right, on=RANK)
@@ -340,31 +362,30 @@ class Scorer:
             ids_l.gather(out["unique_id_l"]).alias("unique_id_l"),
             ids_r.gather(out["unique_id_r"]).alias("unique_id_r"),
             "match_probability",
-        ).cast(PAIR_SCHEMA)
+        )
 
     def _predict(self, pairs: pl.DataFrame, right: str, floor: float | None) -> pl.DataFrame:
         """Splink scores exactly ``pairs`` (ranks; join keys in its composite-id form: the
-        input table's name, ``-__-``, the rank), from ``floor`` up when given."""
+        input table's name, ``-__-``, the rank, made by its DuckDB), from ``floor`` up when
+        given."""
         if pairs.height == 0:
             return pl.DataFrame(schema=RANK_PAIRS)
-        keys = pairs.select(
-            pl.lit("0").alias("match_key"),
-            (pl.lit(MENTIONS + SEPARATOR) + pl.col("unique_id_l").cast(pl.String)).alias(
-                "join_key_l"
-            ),
-            (pl.lit(right + SEPARATOR) + pl.col("unique_id_r").cast(pl.String)).alias("join_key_r"),
-        )
         self._calls += 1  # each registered table needs a name of its own
-        name = f"blocked_pairs_{self._calls}"
-        table = self._api.register(keys.to_arrow(), table_name=name)
+        con = self._api.duckdb_con
+        name = _table(
+            con, f"blocked_pairs_{self._calls}", pairs,
+            f"'0' AS match_key, '{MENTIONS}{SEPARATOR}' || unique_id_l::VARCHAR AS join_key_l, "
+            f"'{right}{SEPARATOR}' || unique_id_r::VARCHAR AS join_key_r",
+        )  # fmt: skip
         weight = None if floor is None else math.log2(floor / (1 - floor)) - WEIGHT_MARGIN
         try:
+            table = self._api.register(name, table_name=name)
             self._linker.table_management.register_blocked_pairs_for_predict(table)
             scored = _scored(
                 self._linker.inference.predict(threshold_match_weight=weight, warning_mode="never")
             )
         finally:
-            self._api.duckdb_con.unregister(name)
+            con.execute(f"DROP TABLE {name}")
         if floor is not None:
             scored = scored.filter(pl.col("match_probability") >= floor)
         return scored

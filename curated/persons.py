@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import duckdb
 import polars as pl
@@ -219,39 +219,85 @@ def _with_tf(frame: pl.DataFrame, tf: dict, floor: float) -> pl.DataFrame:
 
 
 def _with_names(frame: pl.DataFrame, names: pl.DataFrame) -> pl.DataFrame:
-    """Splink's input rows: the pseudonyms and TF values, the plain name and its parts."""
-    out = frame.join(names, on="name_pid", how="left")
-    return out.with_columns(linkage.name_parts(out["name"]))
+    """Splink's input rows: the pseudonyms and TF values, the plain name and its parts
+    (``names``: :func:`_plain_names`)."""
+    return frame.join(names, on="name_pid", how="left")
 
 
-DIGEST_ROWS = 50_000  # rows of the fallback's inputs hashed at once
+def _profile_id() -> pl.Expr:
+    """A candidate record's id as the fallback's inputs digest knows it: its person and
+    blocking pseudonyms, ``-`` for a null."""
+    return pl.concat_str(
+        [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)], separator=_SEP
+    ).alias("unique_id")
+
+
+DIGEST_ROWS = 20_000  # rows of the fallback's inputs hashed at once (about)
+DIGEST_PREFIX = 32  # characters of a row's text that place it in a slice
+
+
+def _texts(cols: list[str]) -> list[pl.Expr]:
+    """Each column as the digest writes it: text, ``\\x00`` for a null."""
+    return [pl.col(c).cast(pl.String).fill_null("\x00") for c in cols]
+
+
+def _prefixes(frame: pl.DataFrame, cols: list[str]) -> pl.Series:
+    """The first :data:`DIGEST_PREFIX` characters of each row's text (its columns' texts
+    joined by ``\\x1f``), made a column at a time and cut as they go."""
+    texts = _texts(cols)
+    prefix = frame.select(texts[0].str.slice(0, DIGEST_PREFIX)).to_series()
+    for text in texts[1:]:
+        if prefix.str.len_chars().min() >= DIGEST_PREFIX:  # type: ignore[operator]
+            break  # every row's prefix is whole
+        prefix = frame.select(
+            pl.concat_str([pl.lit(prefix), text], separator=_SEP).str.slice(0, DIGEST_PREFIX)
+        ).to_series()
+    return prefix
+
+
+def _sorted_texts(frame: pl.DataFrame, cols: list[str]) -> Iterator[pl.Series]:
+    """The rows' texts in order (polars sorts text by its UTF-8 bytes: Python's code-point
+    order), about :data:`DIGEST_ROWS` at a time, never every row's text at once (~75 MB
+    at 200,000 residents): the rows ordered by their texts' first
+    :data:`DIGEST_PREFIX` characters, cut into slices where that prefix changes, each
+    slice's texts sorted. A row whose prefix sorts before another's has the smaller text:
+    the two differ within the prefix, or the prefix is its whole text and begins the
+    other's."""
+    if frame.height == 0:
+        return
+    prefix = _prefixes(frame, cols)
+    order = prefix.arg_sort()
+    prefix = prefix.gather(order)
+    start = 0
+    while start < frame.height:
+        end = min(start + DIGEST_ROWS, frame.height)
+        end = int(prefix.search_sorted(prefix[end - 1], side="right"))  # the prefix's last
+        rows = frame[order.slice(start, end - start)].select(
+            pl.concat_str(_texts(cols), separator=_SEP)
+        )
+        yield rows.to_series().sort()
+        start = end
 
 
 def inputs_digest(scale: int, *frames: pl.DataFrame) -> str:
     """A digest of everything the fallback's result depends on (the scale, the fallback
-    mentions and their candidates' records with their term frequencies)."""
+    mentions and their candidates' records with their term frequencies): each frame's
+    column names and its rows' texts in order."""
     h = hashlib.sha256(f"{scale}".encode())
     for frame in frames:
         cols = sorted(frame.columns)
-        rows = frame.select(
-            pl.concat_str(
-                [pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator=_SEP
-            )
-        ).to_series()
         h.update("\x1e".join(cols).encode())
-        # the rows in order (polars sorts text by its UTF-8 bytes: Python's code-point
-        # order), hashed a slice at a time rather than as one Python list of every row
-        rows = rows.sort()
-        for start in range(0, rows.len(), DIGEST_ROWS):
-            if start:
+        for i, rows in enumerate(_sorted_texts(frame, cols)):
+            if i:
                 h.update(b"\x1e")
-            h.update("\x1e".join(rows.slice(start, DIGEST_ROWS).to_list()).encode())
+            h.update("\x1e".join(rows.to_list()).encode())
     return h.hexdigest()
 
 
 def _plain_names(con, catalogue, wanted: pl.Series, protection):
-    """(name_pid, name) of the wanted name pseudonyms: one staged record each (the
-    smallest key of :data:`KEYED`), decrypted for the comparison only."""
+    """(name_pid, name, surname, given, nick) of the wanted name pseudonyms: one staged
+    record each (the smallest key of :data:`KEYED`), decrypted for the comparison only;
+    the parts (:func:`~curated.linkage.name_parts`) made once a name."""
     keys = ", ".join(KEY_COLUMNS)
     _streethub_wanted = wanted.drop_nulls().unique().to_frame("name_pid").to_arrow()
     reps = (
@@ -264,7 +310,8 @@ def _plain_names(con, catalogue, wanted: pl.Series, protection):
     )
     del _streethub_wanted
     plain = reveal_names(con, catalogue, reps.select(KEY_COLUMNS), protection)
-    return reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
+    names = reps.join(plain, on=list(KEY_COLUMNS)).select("name_pid", "name")
+    return names.with_columns(linkage.name_parts(names["name"]))
 
 
 def _stored_fallback(con, digest: str) -> pl.DataFrame | None:
@@ -302,22 +349,20 @@ def auto_links(
     scale = index_delta.scale_of(index_delta.persons_known(con))
     tf = _frequencies(con, scale)
     # the persons' records that share a blocking pseudonym with some fallback mention
-    profiles = _profiles(con).with_columns(
-        pl.concat_str(
-            [pl.col(c).fill_null("-") for c in ("person_id", *linkage.BLOCKING)],
-            separator=_SEP,
-        ).alias("unique_id")
-    )
+    profiles = _profiles(con)
     mentions = fallback.select(
         pl.col("mention_id").alias("unique_id"), *KEY_COLUMNS, *linkage.BLOCKING
     )
     left = _with_tf(mentions, tf, 1 / scale)
     right = _with_tf(profiles, tf, 1 / scale)
     del tf, fallback, mentions, profiles
-    digest = inputs_digest(scale, left, right)
+    digest = inputs_digest(scale, left, right.with_columns(_profile_id()))
     stored = _stored_fallback(con, digest) if reuse else None
     if stored is not None:
         return stored, None, digest
+    # a record's id for the scorer: its row number (a person's record is known by its
+    # person_id; the pseudonyms' concatenation above is ~100 characters a record)
+    right = right.with_row_index("unique_id")
 
     names = _plain_names(
         con, catalogue, pl.concat([left["name_pid"], right["name_pid"]]), protection

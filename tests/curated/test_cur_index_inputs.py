@@ -93,3 +93,32 @@ def test_inputs_digest_in_slices_equals_the_whole_list(monkeypatch):
     assert inputs_digest(1024, frame, other) == want
     assert inputs_digest(2048, frame, other) != want
     assert inputs_digest(1024, frame.slice(1), other) != want
+
+
+@pytest.mark.parametrize("prefix", [1, 3, 32])
+def test_inputs_digest_by_prefix_slices_equals_the_sorted_list(monkeypatch, prefix: int):
+    """Rows placed in slices by their texts' first characters, then sorted within: the same
+    order as sorting every row's text, where texts share prefixes (m1 / m12), one column's
+    text begins another's, texts are empty, hold a character below the separator or are
+    null (``\\x00``), and where every row shares one prefix (one slice)."""
+    rng = random.Random(prefix)
+    odd = ["", "\x01", "a\x1fb", "a", "ab", "名", None]
+    texts = pl.DataFrame(
+        {
+            "a": [rng.choice(odd) for _ in range(2_000)],
+            "b": [rng.choice(odd) for _ in range(2_000)],
+            "c": [f"m{rng.randrange(50)}" for _ in range(2_000)],
+        }
+    )
+    frames = [
+        keyed(5),
+        texts,
+        texts.select("c"),
+        texts.with_columns(a=pl.lit("same")),
+        texts.head(0),
+    ]
+    monkeypatch.setattr(persons, "DIGEST_PREFIX", prefix)
+    for rows in (7, 1_000_000):
+        monkeypatch.setattr(persons, "DIGEST_ROWS", rows)
+        for frame in frames:
+            assert inputs_digest(10, frame) == reference_digest(10, frame)

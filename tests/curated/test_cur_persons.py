@@ -581,3 +581,18 @@ def test_review_ids_never_read_as_a_number() -> None:
     assert len(set(ids)) == len(ids) and all(len(i) == 16 and i[0] == "e" for i in ids)
     assert not scan_frame(pl.DataFrame({"review_id": ids})).by_kind
     assert scan_frame(pl.DataFrame({"review_id": ["4539578763621486"]})).by_kind  # the risk
+
+
+def test_scorer_takes_any_id_type_for_the_persons_records() -> None:
+    """Persons' records known by their row number (as the index gives them) score as the
+    same records known by text: the same pairs and probabilities."""
+    left, right = _scored_records()
+    by_text = linkage.score_between(left, right, prior=1 / 1000)
+    numbered = right.with_row_index("n")
+    by_number = linkage.score_between(
+        left, numbered.drop("unique_id").rename({"n": "unique_id"}), 1 / 1000
+    )
+    assert by_number["unique_id_r"].dtype == pl.UInt32
+    back = by_number.join(numbered.select("n", "unique_id"), left_on="unique_id_r", right_on="n")
+    assert _pairs(back.with_columns(unique_id_r=pl.col("unique_id"))) == _pairs(by_text)
+    assert by_text.height > 0
