@@ -85,7 +85,10 @@ def feature_drift(
     rows = []
     categories = category_levels(training, columns)
     for column in columns:
-        e, a = (feature_matrix(f, [column], categories)[:, 0].copy() for f in (training, latest))
+        e, a = (  # PSI's bins over the values as they are
+            feature_matrix(f, [column], categories, np.float64)[:, 0].copy()
+            for f in (training, latest)
+        )
         if column in categories:  # a value training never saw: a bin of its own, not missing
             unseen = latest[column].is_not_null().to_numpy() & np.isnan(a)
             a[unseen] = -1.0

@@ -4,6 +4,7 @@ beats the street's rule on synthetic data where the rule cannot see the signal."
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ from marts.need_model.backtest import (
 from marts.need_model.baseline import rule_scores
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.train import (
+    MATRIX_DTYPE,
     RULE_SCORE,
     NeedModels,
     category_levels,
@@ -179,6 +181,27 @@ def test_one_binned_set_relabelled_per_need_gives_the_boosters_of_a_set_each(fra
         alone = train_booster(data.matrix, y, INPUTS, num_rounds=ROUNDS, params=SMALL,
                               categorical=list(data.categories))  # fmt: skip
         assert models.boosters[need].model_to_string() == alone.model_to_string(), need
+
+
+def test_float32_inputs_give_the_scores_of_float64_inputs(frames):
+    """The matrix is float32 (:data:`MATRIX_DTYPE`): LightGBM bins its values as it bins the
+    float64 ones, so each need's booster splits the same rows into the same leaves and scores
+    every row the same, from either matrix; only its thresholds move with the rounding."""
+    features, labels, _ = frames
+    frame = training_frame(features, labels)
+    categories = category_levels(frame, INPUTS)
+    narrow = feature_matrix(frame, INPUTS, categories)
+    wide = feature_matrix(frame, INPUTS, categories, np.float64)
+    assert narrow.dtype == MATRIX_DTYPE == training_rows(features, labels, INPUTS).matrix.dtype
+    assert not np.array_equal(narrow, wide, equal_nan=True)  # some inputs are rounded
+    for need in NEEDS:
+        y = frame[need].cast(pl.Float64).to_numpy()
+        fit = partial(train_booster, y=y, inputs=INPUTS, num_rounds=ROUNDS, params=SMALL,
+                      categorical=list(categories))  # fmt: skip
+        a, b = fit(narrow), fit(wide)
+        assert a.model_to_string() != b.model_to_string()  # the thresholds
+        for matrix in (narrow, wide):
+            assert np.array_equal(a.predict(matrix), b.predict(wide)), need
 
 
 def test_rows_stacked_a_cutoff_at_a_time_are_those_of_the_joined_frames(frames):
