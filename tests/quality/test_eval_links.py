@@ -341,3 +341,40 @@ def test_the_exact_rule_alone_is_precise_but_misses_the_callers(tmp_path: Path, 
     merged = evaluate_against_truth(settings, cat)
     assert merged.links["person"]["all"].precision < 1.0
     assert any(p.startswith("person links: precision") for p in merged.problems)
+
+
+def test_records_of_two_files_with_the_same_source_rows_meet_their_own_truth(tmp_path):
+    """A dataset delivered in two files numbers its source rows from 1 in each: a record is
+    matched to the truth of its own file's row (the file and the row key it), never to the
+    other file's row of the same number."""
+    folder = tmp_path / "truth" / "yjj" / "incidents"
+    folder.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "_file": ["a.csv", "a.csv", "b.csv", "b.csv"],
+            "_source_row": [1, 2, 1, 2],
+            "_person": ["A", "B", "C", None],
+        }
+    ).write_parquet(folder / "clean.parquet")
+    keys = {
+        INCIDENTS: pl.DataFrame(
+            {
+                "_key_pid": ["ka1", "ka2", "kb1", "kb2", "kx1"],
+                "_delivery_id": ["d-a", "d-a", "d-b", "d-b", "d-x"],
+                "_source_row": [1, 2, 1, 2, 1],
+            }
+        )
+    }
+    mentions = pl.DataFrame(
+        {
+            "dept": ["yjj"] * 5,
+            "dataset": ["incidents"] * 5,
+            "key_pid": ["ka1", "ka2", "kb1", "kb2", "kx1"],
+            "person_id": ["pA", "pB", "pC", "pD", "pX"],
+        }
+    )
+    files = {"d-a": "a.csv", "d-b": "b.csv"}  # d-x: someone else's delivery
+    [(ref, judged)] = judged_parts(mentions, keys, tmp_path / "truth", files, "person")
+    assert ref == INCIDENTS
+    pairs = sorted(zip(judged["linked"], judged["truth"], strict=True), key=str)
+    assert pairs == [("pA", "A"), ("pB", "B"), ("pC", "C"), ("pD", None)]
