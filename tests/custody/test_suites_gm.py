@@ -37,12 +37,21 @@ def _id_valid(value: str) -> bool:
     )
 
 
+# a department for each way of delivering that lands and encrypts differently: a CSV file,
+# the registry's database (the person key's authority) and an HTTP API: the whole job runs
+# under the suite as it does on the whole catalogue (the protection is per value and per file,
+# not per department), for a sixth of the datasets' fixed cost
+GM_DEPARTMENTS = ("cgj", "gaj", "rsj")
+
+
 def test_main_job_under_gm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines.main_job import run_main
+    from tests.reliability.conftest import sub_catalogue
 
     home = tmp_path / "hub"
     for name, value in {
         "STREETHUB_HOME": str(home),
+        "STREETHUB_CATALOG_DIR": str(sub_catalogue(tmp_path / "catalogue", GM_DEPARTMENTS)),
         "STREETHUB_CIPHER_SUITE": "gm",
         "STREETHUB_SIM_RESIDENTS": "150",
         "STREETHUB_SIM_DAYS": "1",
@@ -60,11 +69,13 @@ def test_main_job_under_gm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     ring = KeyRing.from_settings(settings)
     assert ring.suite.name is Suite.GM
     cat = load_catalogue(settings.catalog_dir)
+    assert set(cat.departments) == set(GM_DEPARTMENTS)
     protection = Protection.from_settings(settings, actor="test:gm")
     datasets = {f"{d.code}__{ds.code}": ds for d, ds in cat.datasets()}
     suites: set[tuple[Suite, int]] = set()
     with open_lake(settings, read_only=True) as con:
         tables = tables_in(con)
+        assert {t for z, t in tables if z == "staged"} == set(datasets)  # every one landed
         for zone, table in sorted(tables):
             if zone not in ("raw", "staged"):
                 continue
