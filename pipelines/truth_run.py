@@ -196,18 +196,27 @@ def judged_digests(
     ).fetchall():
         if delivery_id in files:
             delivered.setdefault(f"{dept}.{code}", []).append(f"{delivery_id}={files[delivery_id]}")
-    out = {}
+    # every staged table's count and sum in one statement (a statement a table cost 1.5-4x
+    # the CPU at 1,000 residents: each statement's own overhead, 31 of them)
+    refs, sums = [], []
     for dept, ds in cat.datasets():
-        ref, table = f"{dept.code}.{ds.code}", raw_table(dept.code, ds)
-        staged = "none"
+        ref = f"{dept.code}.{ds.code}"
         if ref in columns:
             digested = [ROW_DIGEST] if ROW_DIGEST in columns[ref] else []
-            row = ["_delivery_id", "_source_row", *digested]
-            n, h = con.execute(
-                f'SELECT count(*), sum(hash({", ".join(row)}))::VARCHAR FROM staged."{table}"'
-            ).fetchone()
-            staged = f"{n}:{h}"
-        parts = [CACHE_VERSION, manifest, staged, quarantined.get(ref, "0")]
+            row = ", ".join(["_delivery_id", "_source_row", *digested])
+            refs.append(ref)
+            sums.append(
+                f"SELECT ? AS ref, count(*) AS n, sum(hash({row}))::VARCHAR AS h "
+                f'FROM staged."{raw_table(dept.code, ds)}"'
+            )
+    staged = {}
+    if sums:
+        rows = con.execute(" UNION ALL ".join(sums), refs).fetchall()
+        staged = {ref: f"{n}:{h}" for ref, n, h in rows}
+    out = {}
+    for dept, ds in cat.datasets():
+        ref = f"{dept.code}.{ds.code}"
+        parts = [CACHE_VERSION, manifest, staged.get(ref, "none"), quarantined.get(ref, "0")]
         out[ref] = digest("|".join([*parts, *sorted(delivered.get(ref, []))]))
     return out
 
