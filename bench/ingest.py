@@ -71,8 +71,13 @@ def quick() -> bool:
 
 def _env(home: Path) -> dict[str, str]:
     """The environment of a child: this home, its own simulator folder, nothing inherited
-    that would point it elsewhere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREETHUB_")}
+    that would point it elsewhere but the catalogue measured (``STREETHUB_CATALOG_DIR``: a
+    street's own catalogue; the shipped one without it)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STREETHUB_") or k == "STREETHUB_CATALOG_DIR"
+    }
     env["STREETHUB_HOME"] = str(home)
     env["STREETHUB_SIM_DIR"] = str(home.parent / (home.name + ".departments"))
     env["PYTHONPATH"] = str(ROOT)

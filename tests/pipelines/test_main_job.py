@@ -198,7 +198,7 @@ def test_the_main_job_runs_green_without_any_simulator(
 
     from departments.simulate import sim_dir_for, simulate
     from pipelines.main_job import run_main
-    from tests.reliability.conftest import sub_catalogue
+    from tests.reliability.conftest import fewest_per_kind, sub_catalogue
 
     street = tmp_path / "street"
     simulate(street, residents=200, seed=3, days=1, start=dt.date(2026, 11, 1))
@@ -212,16 +212,8 @@ def test_the_main_job_runs_green_without_any_simulator(
     }
     kinds = {ds.delivery.kind.value for dept in files_only.values() for ds in dept.datasets}
     assert kinds >= {"csv", "excel", "json", "jsonl", "parquet"}
-    kept = {}  # for each kind of file, the department delivering it with the fewest datasets
-    for kind in sorted(kinds):
-        having = [
-            c
-            for c, d in files_only.items()
-            if kind in {ds.delivery.kind.value for ds in d.datasets}
-        ]
-        code = min(having, key=lambda c: (len(files_only[c].datasets), c))
-        kept[code] = files_only[code]
-    catalogue = sub_catalogue(tmp_path / "catalogue", tuple(kept))
+    kept = fewest_per_kind(files_only)  # for each kind of file, one department delivering it
+    catalogue = sub_catalogue(tmp_path / "catalogue", kept)
     files = 0
     for code in kept:
         shutil.copytree(street / "inbox" / code, home / "inbox" / code)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from catalog.model import Department
 from catalog.settings import Settings
 
 START = dt.date(2026, 11, 20)
@@ -48,6 +49,22 @@ def fresh_home(
     )
     shutil.copytree(sim_dir_for(src), settings.sim_dir_abs)
     return settings.ensure_dirs()
+
+
+def fewest_per_kind(departments: Mapping[str, Department]) -> tuple[str, ...]:
+    """For each kind of delivery among ``departments``, the department delivering it with the
+    fewest datasets (then the first by code): the smallest catalogue that still goes
+    through every connector (a run costs per dataset, not per row)."""
+    kinds = {ds.delivery.kind.value for d in departments.values() for ds in d.datasets}
+    kept = []
+    for kind in sorted(kinds):
+        having = [
+            code
+            for code, dept in departments.items()
+            if kind in {ds.delivery.kind.value for ds in dept.datasets}
+        ]
+        kept.append(min(having, key=lambda code: (len(departments[code].datasets), code)))
+    return tuple(dict.fromkeys(kept))
 
 
 def sub_catalogue(target: Path, departments: tuple[str, ...]) -> Path:
