@@ -109,14 +109,14 @@ def need_street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NeedStreet
     )
 
 
-# -- parallel runs: `make test` runs pytest-xdist (-n 2 --dist loadgroup) ---------------------
+# -- parallel runs: `make test` runs pytest-xdist (-n 3 --dist loadgroup) ---------------------
 # Every worker process builds the session fixtures its tests ask for. The costly ones (more
 # than ~20 s on CI) keep all their tests in one group, run by one worker, so that one worker
 # builds each; a NEW SESSION FIXTURE COSTING MORE THAN ~20 s BELONGS IN THIS LIST. The first
 # one a test uses names its group (a test using two of them runs where the first is built).
-# The scheduler hands these groups out first, in this order (costliest first: on 2 workers
-# the need street's and the mart street's start at once, the staged street's goes to
-# whichever is free first, the small units fill in around them).
+# The scheduler hands these groups out first, in this order (costliest first: on 3 workers
+# the need street's, the mart street's and the staged street's start at once, the onboarded
+# one goes to whichever is free first, the small units fill in around them).
 # xdist 3.8's own loadgroup does not group under pytest 9.2 (it appends the group to
 # item._nodeid, which pytest 9.2's structured node ids no longer read: pytest-xdist#1386), so
 # the groups go to the controller in a file and GroupScheduling (below) reads them.
