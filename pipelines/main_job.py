@@ -123,11 +123,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
                 need = run_need_model(settings, started_at)
         with open_lake(settings, read_only=True) as con:
             rows = list_deliveries(con)
-        # the simulator's counts for the departments this catalogue describes: a department
-        # it does not describe is not read by design (not onboarded), not rows the hub lost
-        expected = expected_rows(settings.sim_dir_abs)
-        if expected is not None:
-            expected = {dept: n for dept, n in expected.items() if dept in cat.departments}
+        # the simulator's counts for the departments this catalogue describes
+        expected = expected_rows(settings.sim_dir_abs, cat.departments)
         print_ingestion(console, cat, rows, expected)
         report = run_report(
             rows, started_at, steps=outcome.steps + marts.steps + need.steps,

@@ -30,7 +30,7 @@ left for the consistency / accuracy scores).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -468,14 +468,20 @@ def manifest_rows(manifest: dict) -> dict[tuple[str, str], int]:
     }
 
 
-def expected_rows(sim_dir: Path) -> dict[str, int] | None:
-    """Rows per department by the simulator's own count (None when it simulated nothing)."""
+def expected_rows(sim_dir: Path, departments: Iterable[str] | None = None) -> dict[str, int] | None:
+    """Rows per department by the simulator's own count (None when it simulated nothing).
+
+    ``departments``: count only these (a hub's catalogue): a department its catalogue does
+    not describe is not read by design (not onboarded), so its rows are not rows it lost.
+    """
     manifest = read_manifest(sim_dir)
     if manifest is None:
         return None
+    wanted = None if departments is None else set(departments)
     out: dict[str, int] = {}
     for (dept, _), n in manifest_rows(manifest).items():
-        out[dept] = out.get(dept, 0) + n
+        if wanted is None or dept in wanted:
+            out[dept] = out.get(dept, 0) + n
     return out
 
 

@@ -133,3 +133,12 @@ def test_judging_a_file_in_parts_changes_no_figure():
         assert parts[0] == whole[0]
         for a, b in zip(parts[1:], whole[1:], strict=True):
             assert a.sort(a.columns).equals(b.sort(b.columns))
+
+
+def test_expected_rows_cover_only_the_departments_asked_for():
+    s = street()
+    every = evaluation.expected_rows(s.sim)
+    assert set(every) == set(s.manifest["departments"]) and min(every.values()) > 0
+    some = evaluation.expected_rows(s.sim, ["wjw", "gaj", "not_simulated"])
+    assert some == {"wjw": every["wjw"], "gaj": every["gaj"]}
+    assert evaluation.expected_rows(s.sim, []) == {}
