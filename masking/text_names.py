@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -118,6 +119,8 @@ def _tagger(posseg, tok):
     default = posseg.dt
     if default.tokenizer.dictionary != tok.dictionary:
         return posseg.POSTokenizer(tok)
+    if not default.word_tag_tab:  # let go by release_dictionaries: parsed again
+        default.load_word_tag(default.tokenizer.get_dict_file())
     pos = object.__new__(posseg.POSTokenizer)
     pos.tokenizer = tok
     pos.word_tag_tab = default.word_tag_tab
@@ -144,6 +147,19 @@ def _pos_tokenizer():
                 pos.word_tag_tab[word] = "n"
             _jieba_state["pos"] = pos
         return _jieba_state["pos"]
+
+
+def release_dictionaries() -> None:
+    """Let jieba's dictionaries go (~100 MB: our tokenizer's 500,000 words and prefixes,
+    and the tag table ``jieba.posseg``'s default tokenizer shares with it, see
+    :func:`_tagger`), for a process that scans no more free text for a while. The next scan
+    loads them again (~1 CPU s: the words from jieba's cache file, the tags from its
+    dictionary). A scan running meanwhile in another thread keeps the tables it holds."""
+    with _jieba_lock:
+        pos, _jieba_state["pos"] = _jieba_state["pos"], None
+        posseg = sys.modules.get("jieba.posseg")
+        if pos is not None and posseg is not None and posseg.dt.word_tag_tab is pos.word_tag_tab:
+            posseg.dt.word_tag_tab = {}  # replaced, not cleared: a scan holding it keeps it
 
 
 def _surname_length(token: str) -> int:

@@ -39,3 +39,29 @@ def test_a_text_without_a_surname_character_loads_no_dictionary(
     text = "市民王芳来电反映楼道灯坏了"
     found = text_names.name_spans(text)
     assert loads and "王芳" in {text[start:end] for start, end, _ in found}
+
+
+def test_released_dictionaries_load_again_and_find_the_same() -> None:
+    """``release_dictionaries`` lets go of the tokenizer and the tag table jieba's default
+    part-of-speech tokenizer shares with it; the next scan loads both again and finds the
+    same names, and jieba's own default tokenizer is never loaded."""
+    import jieba
+    import jieba.posseg
+
+    texts = [
+        "市民王芳来电反映楼道灯坏了",
+        "网格员刘德华上报：商家占道经营",
+        "何秀英、冯静三户联名投诉",
+    ]
+    before = [text_names.name_spans(t) for t in texts]
+    held = text_names._pos_tokenizer()
+    text_names.release_dictionaries()
+    assert jieba.posseg.dt.word_tag_tab == {}  # the shared table is gone with ours
+    text_names.release_dictionaries()  # nothing held: nothing to do
+    assert [text_names.name_spans(t) for t in texts] == before
+    again = text_names._pos_tokenizer()
+    assert again is not held and again.tokenizer is not held.tokenizer
+    assert len(again.word_tag_tab) > 300_000 and again.word_tag_tab["井盖"] == "n"  # NOT_NAMES
+    assert again.tokenizer.FREQ["郎家园"] == 2000  # ours again, not in jieba's dictionary
+    assert jieba.posseg.dt.word_tag_tab is again.word_tag_tab
+    assert not jieba.dt.initialized and not jieba.dt.FREQ
