@@ -35,6 +35,7 @@ from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
 from lakehouse.lake import tables_in, transaction
 from pipelines.ingest.raw import raw_table
+from pipelines.memory import release
 from pipelines.protection import STAGED_IDENTITY, Protection
 from pipelines.quality_state import (
     STATE_TABLE,
@@ -247,7 +248,22 @@ def compute_quality(
     settings: Settings, cat: Catalogue, inputs: QualityInputs, now: dt.datetime | None = None
 ) -> QualityOutputs:
     """Scores, expectations, disagreements and issues, one dataset at a time: each staged
-    table is read once (beside the authorities it is compared with) and let go."""
+    table is read once (beside the authorities it is compared with) and let go. When it is
+    done, Great Expectations' context goes with all it held for the suites
+    (:func:`quality.expectations.release_context`: the last suite's frame, batches, stores),
+    collected and its heap pages given back, not carried through the later phases."""
+    from quality.expectations import release_context
+
+    try:
+        return _compute_quality(cat, inputs, now)
+    finally:
+        if release_context():
+            release(growth=0)
+
+
+def _compute_quality(
+    cat: Catalogue, inputs: QualityInputs, now: dt.datetime | None
+) -> QualityOutputs:
     from quality.expectations import checks_registry
     from quality.scores import (
         assemble_scorecard,

@@ -70,3 +70,15 @@ def test_nullness_only_fields_give_the_same_scorecard(
         assert_frame_equal(lean.select(pl.all().is_null()), whole.select(pl.all().is_null()))
         placeholders += sum(not lean[c].equals(whole[c]) for c in lean.columns)
     assert placeholders > 0
+
+
+def test_the_scorecard_lets_great_expectations_go(staged_street: Settings) -> None:
+    """When the scorecard is done, no GE context is left (GE's project manager held the last
+    one with its last suite's frame): the next suite makes a new one."""
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.exceptions import DataContextRequiredError
+
+    out, _ = _score(staged_street, load_catalogue())
+    assert out.expectations.height > 0  # suites ran
+    with pytest.raises(DataContextRequiredError):
+        project_manager.get_current_project()

@@ -297,3 +297,39 @@ def test_plain_ids_give_what_ge_own_conversion_gave(frames, monkeypatch) -> None
     for a, b in zip(fast, slow, strict=True):
         assert a.height > 3 and a.drop("run_at").equals(b.drop("run_at"))
     assert not fast[0]["success"].all()
+
+
+def test_release_context_lets_go_of_the_context_and_the_last_frame(frames) -> None:
+    """``release_context`` drops the process's context, GE's own reference to it and with
+    them the last suite's pandas frame (held by the execution engine's batch manager); the
+    next suite makes a new context and gives the same rows."""
+    import gc
+    import weakref
+
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.exceptions import DataContextRequiredError
+
+    import quality.expectations as expectations
+
+    seen: list[weakref.ref] = []
+    validate = expectations._validate
+
+    def spy(suite, pdf):
+        seen.append(weakref.ref(pdf))
+        return validate(suite, pdf)
+
+    frame = frames[("mzj", "old_age_allowance")]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(expectations, "_validate", spy)
+        first = _run("mzj.old_age_allowance", frame)
+    _, context = expectations._gx()
+    gc.collect()
+    assert seen[0]() is not None  # kept by the context while it lives
+    assert expectations.release_context() is True
+    del context
+    gc.collect()
+    assert seen[0]() is None
+    with pytest.raises(DataContextRequiredError):
+        project_manager.get_current_project()
+    assert expectations.release_context() is False  # nothing held
+    assert _run("mzj.old_age_allowance", frame).equals(first)
