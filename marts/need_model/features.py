@@ -1,9 +1,9 @@
 """The need model's features (需求预测特征): one row per resident as of a cut-off date.
 
-The features are configuration: ``sql/features.sql`` (one query; the cut-off and a block of
-residents bound parameters) and ``features.yaml`` (each column's Chinese label, type, role —
-a model input, a fairness group or context — whether it is stored encrypted, and the phrase
-an explanation says). This module only runs the query; it names no department or dataset.
+The features are configuration: ``sql/features.sql`` (one query, the cut-off a bound
+parameter) and ``features.yaml`` (each column's Chinese label, type, role — a model input, a
+fairness group or context — whether it is stored encrypted, and the phrase an explanation
+says). This module only runs the query; it names no department or dataset.
 
 Nothing after the cut-off: the golden attributes are read as they stood on the cut-off
 (:func:`curated.golden.person_as_of`), only the ones ``features.yaml`` lists under ``decrypt``
@@ -21,13 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import duckdb
 import polars as pl
 
 from catalog.yamlfile import read_yaml
-from curated.golden import HISTORY, ZONE, Revealer, person_blocks, reveal_history_rows
+from curated.golden import HISTORY, ZONE, Revealer, reveal_history_rows
 from marts.build import sql_failure
 from marts.lineage import MartError
 from marts.need_model.spec import KEYS
@@ -46,13 +46,6 @@ after): the query joins every person-linked dataset as of a cut-off, and within 
 limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
 (~450 MB over the process's ~400 MB). Bounded so, the query's peak was ~630 MB, for ~20 %
 more CPU; what does not fit spills, encrypted (the lake's connection spills only so)."""
-FEATURE_BLOCK = 50_000
-"""Residents whose features one query computes (:func:`feature_blocks`): the per-person
-joins DuckDB holds are a block's; the street's figures they are compared with are computed
-whole in every block (sql/features.sql). At 200,000 residents the scoring cut-off's query
-over every resident needed 320-384 MB (beyond :data:`QUERY_MEMORY`: it ran again within the
-lake's 512 MB), in blocks of 50,000 it fits in 224 MB (in 25,000 no less: the rest is the
-plan's own, some 170 MB at any size), for ~2.3 s a block against ~2.9 s for the whole."""
 UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 """DuckDB's units of a memory setting as ``current_setting`` prints it (``488.2 MiB``)."""
 
@@ -246,75 +239,47 @@ def bounded_query(
     return con.execute(sql, params).pl()
 
 
-def feature_params(cutoff: dt.date, block: tuple[str, str] | None = None) -> dict[str, object]:
-    """The feature query's parameters: the cut-off, the end of its day and the block of
-    residents (None: every resident)."""
-    first, last = block or (None, None)
-    return {"cutoff": cutoff, "known_by": known_by(cutoff), "first": first, "last": last}
-
-
-def _blocks(con: duckdb.DuckDBPyConnection, size: int) -> list[tuple[str, str] | None]:
-    """The residents the feature query may find (every person of ``attributes``: a resident
-    is one with an address among them) in blocks of ``size``, in person_id order."""
-    persons = con.execute(f"SELECT DISTINCT person_id FROM {ATTRIBUTES}").pl()
-    return list(person_blocks(persons, size)) or [None]
-
-
 def run_feature_sql(
     con: duckdb.DuckDBPyConnection,
     sql: str,
-    cutoff: dt.date,
+    params: dict[str, object],
     schema: dict[str, pl.DataType],
-    block_size: int | None = None,
-) -> Iterator[pl.DataFrame]:
+) -> pl.DataFrame:
     """Run a feature query over the ``attributes`` view (:func:`attributes_as_of`), which is
-    dropped after it, a block of ``block_size`` residents at a time (None:
-    :data:`FEATURE_BLOCK`), each block's rows cast to ``schema`` (its columns must be the
-    schema's, in order), in person_id order."""
+    dropped after it; the result cast to ``schema`` (its columns must be the schema's, in
+    order)."""
     try:
         register_macros(con)
         register_first_loads(con)
-        for block in _blocks(con, block_size or FEATURE_BLOCK):
-            try:
-                frame = bounded_query(con, sql, feature_params(cutoff, block))
-            except duckdb.Error as exc:
-                raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
-            if frame.columns != list(schema):
-                raise MartError(
-                    f"the SQL's columns {frame.columns} are not features.yaml's {list(schema)}",
-                    dataset=WHAT,
-                )
-            yield frame.cast(schema)  # type: ignore[arg-type]
+        frame = bounded_query(con, sql, params)
+    except duckdb.Error as exc:
+        raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:
         con.execute(f"DROP VIEW IF EXISTS {ATTRIBUTES}")
         con.execute(f"DROP VIEW IF EXISTS {FIRST_LOADS}")
         con.unregister(OPENED)
+    if frame.columns != list(schema):
+        raise MartError(
+            f"the SQL's columns {frame.columns} are not features.yaml's {list(schema)}",
+            dataset=WHAT,
+        )
+    return frame.cast(schema)  # type: ignore[arg-type]
 
 
-def feature_blocks(
+def features(
     con: duckdb.DuckDBPyConnection,
     protection: Revealer,
     cutoff: dt.date,
     *,
     sql: str | None = None,
     feature_set: FeatureSet | None = None,
-    block_size: int | None = None,
-) -> Iterator[pl.DataFrame]:
-    """The features (:mod:`marts.need_model.spec`) as of ``cutoff``, a block of residents at
-    a time in person_id order (:func:`run_feature_sql`): together one row per resident of
-    the street then. ``sql``: another feature query (the leakage test's)."""
+) -> pl.DataFrame:
+    """The features frame (:mod:`marts.need_model.spec`) as of ``cutoff``: one row per
+    resident of the street then. ``sql``: another feature query (the leakage test's)."""
     fs = feature_set or load_feature_set()
     attributes_as_of(con, protection, cutoff, fs.decrypt)
-    yield from run_feature_sql(con, sql or read_feature_sql(), cutoff, fs.schema, block_size)
-
-
-def features(
-    con: duckdb.DuckDBPyConnection, protection: Revealer, cutoff: dt.date, **options: Any
-) -> pl.DataFrame:
-    """The features frame as of ``cutoff``: :func:`feature_blocks` together (``options``:
-    its ``sql``, ``feature_set``, ``block_size``)."""
-    parts = list(feature_blocks(con, protection, cutoff, **options))
-    return pl.concat(parts) if len(parts) > 1 else parts[0]
+    params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
+    return run_feature_sql(con, sql or read_feature_sql(), params, fs.schema)
 
 
 def features_for(
@@ -348,8 +313,6 @@ def monthly_cutoffs(last: dt.date, months: int) -> list[dt.date]:
 __all__ = [
     "Feature",
     "FeatureSet",
-    "feature_blocks",
-    "feature_params",
     "features",
     "features_for",
     "known_by",

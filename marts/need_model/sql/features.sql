@@ -1,11 +1,7 @@
 -- features (需求预测特征): one row per resident as of a cut-off date — what the hub had
 -- recorded about them by then, for the need model (marts/need_model/, issue 16).
--- Parameters: $cutoff (DATE: the day the features are as of), $known_by (TIMESTAMPTZ: the
--- end of that day) and the block of residents computed, $first to $last (person_id, both
--- NULL: every resident): features.py runs it a block at a time, so that what DuckDB holds
--- for the per-person joins is a block's; the street's figures a resident is compared with
--- (the door baseline, the street's decline, the grid cell's appeals) are the whole street's
--- whichever the block. Relation `attributes` (features.py registers it): the golden attributes
+-- Parameters: $cutoff (DATE: the day the features are as of) and $known_by (TIMESTAMPTZ: the
+-- end of that day). Relation `attributes` (features.py registers it): the golden attributes
 -- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted; relation
 -- `first_loads` (features.py): per source dataset of the attributes, when its first delivery
 -- finished loading (sql/macros.sql's first_load).
@@ -63,7 +59,7 @@ households AS (
 alone_register AS (
     SELECT DISTINCT s.person_id
     FROM known_records('mzj', 'elderly_alone', $known_by) AS s
-    WHERE s.registered_on <= $cutoff AND ($first IS NULL OR s.person_id BETWEEN $first AND $last)
+    WHERE s.registered_on <= $cutoff
 ),
 checks AS (
     -- elderly health checks (老年人健康体检), by their check date
@@ -76,7 +72,7 @@ checks AS (
                 AND s.check_date > $cutoff - INTERVAL 730 DAY
         ) AS checks_prev_12m
     FROM known_records('wjw', 'elderly_health_checks', $known_by) AS s
-    WHERE s.check_date <= $cutoff AND ($first IS NULL OR s.person_id BETWEEN $first AND $last)
+    WHERE s.check_date <= $cutoff
     GROUP BY s.person_id
 ),
 followups AS (
@@ -86,14 +82,14 @@ followups AS (
         count(*) FILTER (WHERE s.followup_date > $cutoff - INTERVAL 365 DAY) AS followups_12m,
         arg_max(s.next_followup_date, s.followup_date) AS next_due
     FROM known_records('wjw', 'chronic_followups', $known_by) AS s
-    WHERE s.followup_date <= $cutoff AND ($first IS NULL OR s.person_id BETWEEN $first AND $last)
+    WHERE s.followup_date <= $cutoff
     GROUP BY s.person_id
 ),
 doctors AS (
     SELECT DISTINCT s.person_id
     FROM known_records('wjw', 'family_doctor_contracts', $known_by) AS s
     WHERE s.signed_on <= $cutoff
-        AND (s.expires_on IS NULL OR s.expires_on > $cutoff) AND ($first IS NULL OR s.person_id BETWEEN $first AND $last)
+        AND (s.expires_on IS NULL OR s.expires_on > $cutoff)
 ),
 allowance AS (
     -- old-age allowance (高龄津贴) paid for a month starting in the 3 months up to the cut-off
@@ -101,13 +97,11 @@ allowance AS (
     FROM known_records('mzj', 'old_age_allowance', $known_by) AS s
     WHERE CAST(try_strptime(s.pay_month || '-01', '%Y-%m-%d') AS DATE)
             BETWEEN $cutoff - INTERVAL 92 DAY AND $cutoff
-        AND ($first IS NULL OR s.person_id BETWEEN $first AND $last)
 ),
 disability AS (
     -- disability allowance recipients (残疾人两项补贴): see the known gaps above
     SELECT DISTINCT s.person_id
     FROM known_records('mzj', 'disability_allowance', $known_by) AS s
-    WHERE ($first IS NULL OR s.person_id BETWEEN $first AND $last)
 ),
 minimum_living AS (
     -- minimum living allowance (低保) approved by the cut-off: the head's whole household
@@ -180,7 +174,6 @@ past_needs AS (
             AS emergency_help
     FROM need_outcomes($known_by) AS o
     WHERE o.day <= $cutoff AND o.day > $cutoff - INTERVAL 365 DAY
-        AND ($first IS NULL OR o.person_id BETWEEN $first AND $last)
     GROUP BY o.person_id
 ),
 appeals AS (
@@ -195,20 +188,6 @@ appeals AS (
         AND CAST(e."at" AS DATE) <= $cutoff
         AND CAST(e."at" AS DATE) > $cutoff - INTERVAL 365 DAY
     GROUP BY e.person_id
-),
-grid_appeals AS (
-    -- per grid cell, its adult residents' mean appeals of the last 90 days: the street's
-    -- residents, whichever the block
-    SELECT rp.grid_code, avg(CASE WHEN a.age >= 18 THEN coalesce(ap.appeals_90d, 0) END) AS adults
-    FROM aged AS a
-    LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
-    LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
-    GROUP BY rp.grid_code
-),
-block_profiles AS (
-    SELECT rp.*
-    FROM marts.resident_profile AS rp
-    WHERE $first IS NULL OR rp.person_id BETWEEN $first AND $last
 )
 SELECT
     a.person_id,
@@ -243,7 +222,9 @@ SELECT
     -- against the adults of the person's grid cell (%): a cell's appeal rate is its own (its
     -- size, its taste for each category), a person calling more than the cell's adults is
     -- what the cell's rate does not explain (frailty, a hardship or decline under way)
-    round(100 * coalesce(ap.appeals_90d, 0) / nullif(g.adults, 0), 1) AS appeals_90d_vs_grid,
+    round(100 * coalesce(ap.appeals_90d, 0) / nullif(avg(
+        CASE WHEN a.age >= 18 THEN coalesce(ap.appeals_90d, 0) END
+    ) OVER (PARTITION BY rp.grid_code), 0), 1) AS appeals_90d_vs_grid,
     pn.home_care AS days_since_home_care,
     pn.health_event AS days_since_health_event,
     pn.financial_assistance AS days_since_financial_assistance,
@@ -282,9 +263,7 @@ LEFT JOIN declines AS dc ON dc.person_id = a.person_id
 CROSS JOIN street_decline AS sd
 LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
 LEFT JOIN past_needs AS pn ON pn.person_id = a.person_id
-LEFT JOIN block_profiles AS rp ON rp.person_id = a.person_id
-LEFT JOIN grid_appeals AS g ON g.grid_code IS NOT DISTINCT FROM rp.grid_code
+LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
 LEFT JOIN curated.house AS ho ON ho.house_id = rp.house_id
 LEFT JOIN staged.zjj__buildings AS b ON b.building_id = ho.building_id
-WHERE $first IS NULL OR a.person_id BETWEEN $first AND $last
 ORDER BY a.person_id

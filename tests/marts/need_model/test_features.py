@@ -18,9 +18,8 @@ from lakehouse.lake import has_table, open_lake, transaction
 from marts.need_model import features as need_features
 from marts.need_model.features import (
     ATTRIBUTES,
-    feature_blocks,
-    feature_params,
     features,
+    known_by,
     load_feature_set,
     monthly_cutoffs,
     read_feature_sql,
@@ -383,30 +382,12 @@ def test_features_equal_those_of_the_history_read_whole_into_polars(need_street:
             con.register(ATTRIBUTES, whole.to_arrow())
             register_macros(con)
             register_first_loads(con)
-            params = feature_params(cutoff)  # every resident at once
+            params = {"cutoff": cutoff, "known_by": known_by(cutoff)}
             old = con.execute(read_feature_sql(), params).pl().cast(fs.schema)
             con.unregister(ATTRIBUTES)
             new = features(con, protection, cutoff)
         assert new.height > 500 and new["age"].is_not_null().sum() > 500
         assert new.equals(old), cutoff
-
-
-def test_features_a_block_of_residents_at_a_time_are_the_whole_streets(need_street: NeedStreet):
-    """The feature query run a block of residents at a time (DuckDB's working memory a
-    block's) gives the rows the query over every resident gives, in the same order: the
-    street's figures a resident is compared with (the door baseline, the street's decline,
-    the grid cell's adult appeals) are the whole street's in every block."""
-    protection = need_street.protection()
-    for cutoff in (need_street.cutoffs[0], need_street.cutoffs[-1]):
-        with open_lake(need_street.settings, read_only=True) as con:
-            whole = features(con, protection, cutoff, block_size=10**9)
-            blocks = list(feature_blocks(con, protection, cutoff, block_size=97))
-        assert len(blocks) >= whole.height // 97 and whole.height > 500
-        assert all(b["person_id"].is_sorted() for b in blocks)
-        assert pl.concat(blocks).equals(whole), cutoff
-        assert whole["appeals_90d_vs_grid"].is_not_null().sum() > 100
-        assert whole["door_decline_vs_street"].is_not_null().sum() > 100
-    assert whole.equals(need_street.features.filter(pl.col("cutoff") == cutoff))
 
 
 def test_stored_rows_count_each_cut_offs_rows_in_the_lake(need_street: NeedStreet):
