@@ -431,11 +431,19 @@ def observations(frame: pl.DataFrame, plan: Plan) -> list[pl.DataFrame]:
     ]
 
 
+# the order of a person's observations of a concept: by date, then load time; records of
+# one date and load (nothing says which came later) by their value and source, so equal
+# values make one run; the record's key last. Never the key before the value: it is a
+# keyed pseudonym (another home's key or a rekey orders them otherwise), and one
+# person's records of a day with two values would split into runs as their keys fell.
+HISTORY_ORDER = ("as_of", "known_at", "value", "source_dept", "source_dataset", "key_pid")
+
+
 def history_of(observations: pl.DataFrame) -> pl.DataFrame:
-    """Runs of equal values per person and concept, in date order (then load time, then
-    record), with valid_from / valid_to / as_of / known_at (plaintext values)."""
+    """Runs of equal values per person and concept, in :data:`HISTORY_ORDER` (date, load
+    time, then value), with valid_from / valid_to / as_of / known_at (plaintext values)."""
     group = [PERSON_ID, "concept"]
-    obs = observations.sort([*group, "as_of", "known_at", "key_pid"])
+    obs = observations.sort([*group, *HISTORY_ORDER])
     starts = pl.col("value").ne_missing(pl.col("value").shift(1).over(group))
     runs = (
         obs.with_columns(starts.cast(pl.Int64).cum_sum().alias("_run"))

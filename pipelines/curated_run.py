@@ -58,7 +58,7 @@ ZONE = "curated"
 PART_GROWTH = 64 * 2**20
 STATE_TABLE = "build_state"
 # bump when a part builds differently: the next build is a full one
-BUILD_VERSION = "2026-11-30.1"
+BUILD_VERSION = "2026-12-02.1"
 STATE_COLUMNS = [
     ("snapshot", "BIGINT"),
     ("version", "VARCHAR"),

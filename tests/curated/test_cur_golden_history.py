@@ -63,6 +63,29 @@ def test_history_of_one_day_orders_by_load_time_then_record():
     assert history_of(obs.reverse()).equals(hist)
 
 
+def test_history_of_one_day_and_load_is_the_same_whatever_the_record_keys():
+    # three records of one day and one load, two values: which key a record has is the
+    # home's key's choice (a keyed pseudonym), so it must not order the runs
+    d, at = dt.date(2026, 5, 1), _at(1)
+    rows = [("A", "k1"), ("B", "k2"), ("A", "k3")]
+    hists = [
+        history_of(_obs([("p", "c", v, "x", "y", d, at, keys[k]) for v, k in rows])).drop(
+            "key_pid", strict=False
+        )
+        for keys in (
+            {"k1": "k1", "k2": "k2", "k3": "k3"},
+            {"k1": "k2", "k2": "k3", "k3": "k1"},
+            {"k1": "k3", "k2": "k1", "k3": "k2"},
+        )
+    ]
+    assert all(h.equals(hists[0]) for h in hists)
+    # equal values make one run: A then B (value order), not A, B, A
+    assert hists[0].select("value", "valid_from", "valid_to").rows() == [
+        ("A", d, d),
+        ("B", d, None),
+    ]
+
+
 def test_history_of_nothing_is_empty():
     assert history_of(_obs([])).height == 0
 
