@@ -237,6 +237,46 @@ class _Instances:
 _INSTANCES = _Instances()
 
 
+MEMORY_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+"""DuckDB's units of a memory setting as ``current_setting`` prints it (``488.2 MiB``)."""
+
+
+def current_limit(con: duckdb.DuckDBPyConnection) -> str:
+    """``con``'s memory limit as DuckDB prints it (``488.2 MiB``)."""
+    [limit] = con.execute("SELECT current_setting('memory_limit')").fetchone() or [""]
+    return str(limit)
+
+
+def restore_limit(con: duckdb.DuckDBPyConnection, printed: str) -> None:
+    """``con``'s memory limit set back to ``printed`` (:func:`current_limit`'s figure, cut to
+    0.1 of a unit: set to the middle of that tenth, the same after every restore)."""
+    number, _, unit = printed.partition(" ")
+    con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
+
+
+@contextlib.contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
+    """``con``'s DuckDB bounded to ``limit`` bytes in the block when its own limit is higher,
+    then restored (the limit is the instance's: every cursor of it shares it). What does not
+    fit spills under the lake, encrypted (:func:`lakehouse.extensions.spill_encrypted`); an
+    operator that cannot spill fails with ``duckdb.OutOfMemoryException``. DuckDB prints its
+    limit cut to 0.1 of a unit (512 MB as ``488.2 MiB``), so it is set back to the middle of
+    that tenth (within 0.05 MiB of what it was, and the same after every restore)."""
+    before = current_limit(con)
+    number, _, unit = before.partition(" ")
+    try:
+        lower = float(number) * MEMORY_UNITS[unit] > limit
+    except (KeyError, ValueError):  # not a figure DuckDB prints: left as it is
+        lower = False
+    if lower:
+        con.execute(f"SET memory_limit = '{limit} bytes'")
+    try:
+        yield
+    finally:
+        if lower:
+            restore_limit(con, before)
+
+
 def instances_created() -> int:
     """How many times this process has loaded the lake's extensions (for tests and benches)."""
     return _INSTANCES.created

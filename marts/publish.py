@@ -30,11 +30,19 @@ import polars as pl
 
 from catalog.marts import Mart, load_marts
 from catalog.model import Catalogue
-from lakehouse.lake import insert_frame
+from lakehouse.lake import insert_frame, memory_limit
 from marts.build import MartBuild, MartMaskingError, build_mart
 from marts.checks import check_columns
 from marts.deidentification import carrying_rule, sensitive_columns
 from marts.lineage import MartError
+
+PUBLISH_MEMORY = 128 * 2**20
+"""The most (bytes) the lake's DuckDB holds while a frame mart is published (its parts
+staged, checked, built and written; its own limit restored after): the staged rows are a
+temporary table, and within the lake's limit (512 MB) DuckDB kept them all in memory — at
+200,000 residents need_scores' 777,000 rows grew the run by ~120 MB while they were handed
+over. Bounded, what does not fit spills under the lake, encrypted; every step of the
+publication (appends, DISTINCT, a projection into the result, the lake's write) can spill."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ def publish_parts(
     :func:`publish_frame` publishes one frame, each part taken as it comes: its columns
     checked, the residents in ``leave_out`` dropped, its rows appended to a temporary table
     of ``con`` named as the mart's ``made_from`` (the relation its SQL reads), so Python
-    holds one part at a time and DuckDB the rows (within the lake's memory limit; what does
+    holds one part at a time and DuckDB the rows (within :data:`PUBLISH_MEMORY`; what does
     not fit spills encrypted). The masking check is made on each sensitive column's distinct
     values in that table, before anything is written; the table is dropped whatever
     happens."""
@@ -106,29 +114,31 @@ def publish_parts(
     refused = sorted(leave_out)
     before = after = 0
     first = True
-    try:
-        for part in parts:
-            if set(part.columns) == set(mart.column_names):
-                part = part.select(mart.column_names)
-            check_columns(mart, list(part.columns))
-            before += part.height
-            if subject is not None and refused:
-                part = part.filter(~pl.col(subject).is_in(refused))
-            after += part.height
-            _stage(con, staged, part, first)
-            first = False
-            del part
-        if first:
-            raise MartError("no rows handed over: not even an empty frame", dataset=name)
-        for column, _level, rule in sensitive_columns(mart):
-            values = con.execute(
-                f'SELECT DISTINCT "{column}" FROM temp.main."{staged}" WHERE "{column}" IS NOT NULL'
-            ).pl()[column]
-            check_values(mart, column, rule, values)
-            del values
-        build = build_mart(con, catalogue, marts, name, None, staged=[staged])
-    finally:
-        con.execute(f'DROP TABLE IF EXISTS temp.main."{staged}"')
+    with memory_limit(con, PUBLISH_MEMORY):
+        try:
+            for part in parts:
+                if set(part.columns) == set(mart.column_names):
+                    part = part.select(mart.column_names)
+                check_columns(mart, list(part.columns))
+                before += part.height
+                if subject is not None and refused:
+                    part = part.filter(~pl.col(subject).is_in(refused))
+                after += part.height
+                _stage(con, staged, part, first)
+                first = False
+                del part
+            if first:
+                raise MartError("no rows handed over: not even an empty frame", dataset=name)
+            for column, _level, rule in sensitive_columns(mart):
+                values = con.execute(
+                    f'SELECT DISTINCT "{column}" FROM temp.main."{staged}" '
+                    f'WHERE "{column}" IS NOT NULL'
+                ).pl()[column]
+                check_values(mart, column, rule, values)
+                del values
+            build = build_mart(con, catalogue, marts, name, None, staged=[staged])
+        finally:
+            con.execute(f'DROP TABLE IF EXISTS temp.main."{staged}"')
     return Publication(build=build, left_out=before - after)
 
 

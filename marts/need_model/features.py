@@ -16,8 +16,7 @@ dataset's first delivery (the backfill: sql/macros.sql).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,6 +27,7 @@ import polars as pl
 
 from catalog.yamlfile import read_yaml
 from curated.golden import HISTORY, ZONE, Revealer, reveal_history_rows
+from lakehouse.lake import current_limit, memory_limit, restore_limit
 from marts.build import sql_failure
 from marts.lineage import MartError
 from marts.need_model.spec import KEYS
@@ -46,9 +46,6 @@ after): the query joins every person-linked dataset as of a cut-off, and within 
 limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
 (~450 MB over the process's ~400 MB). Bounded so, the query's peak was ~630 MB, for ~20 %
 more CPU; what does not fit spills, encrypted (the lake's connection spills only so)."""
-UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
-"""DuckDB's units of a memory setting as ``current_setting`` prints it (``488.2 MiB``)."""
-
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),
@@ -185,40 +182,6 @@ def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
         "NULL::TIMESTAMPTZ AS loaded_until WHERE false"
     ]
     con.execute(f"CREATE OR REPLACE TEMP VIEW {FIRST_LOADS} AS {' UNION ALL '.join(rows)}")
-
-
-@contextmanager
-def memory_limit(con: duckdb.DuckDBPyConnection, limit: int) -> Iterator[None]:
-    """``con``'s DuckDB bounded to ``limit`` bytes in the block when its own limit is higher,
-    then restored: DuckDB prints its limit cut to 0.1 of a unit (512 MB as ``488.2 MiB``), so
-    it is set back to the middle of that tenth (within 0.05 MiB of what it was, and the same
-    after every restore)."""
-    before = current_limit(con)
-    number, _, unit = before.partition(" ")
-    try:
-        lower = float(number) * UNITS[unit] > limit
-    except (KeyError, ValueError):  # not a figure DuckDB prints: left as it is
-        lower = False
-    if lower:
-        con.execute(f"SET memory_limit = '{limit} bytes'")
-    try:
-        yield
-    finally:
-        if lower:
-            restore_limit(con, before)
-
-
-def current_limit(con: duckdb.DuckDBPyConnection) -> str:
-    """``con``'s memory limit as DuckDB prints it (``488.2 MiB``)."""
-    [limit] = con.execute("SELECT current_setting('memory_limit')").fetchone() or [""]
-    return str(limit)
-
-
-def restore_limit(con: duckdb.DuckDBPyConnection, printed: str) -> None:
-    """``con``'s memory limit set back to ``printed`` (:func:`current_limit`'s figure, cut to
-    0.1 of a unit: set to the middle of that tenth, the same after every restore)."""
-    number, _, unit = printed.partition(" ")
-    con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
 
 
 def bounded_query(

@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 
 from catalog.marts import load_marts
-from lakehouse.lake import open_lake
+from lakehouse.lake import current_limit, open_lake
 from lakehouse.snapshots import current_snapshot
+from marts import publish
 from marts.build import MartMaskingError
 from marts.lineage import MartError
 from marts.need_model.spec import NEEDS
@@ -172,3 +173,45 @@ def test_the_model_made_marts_are_not_built_from_the_lake_alone(mart_street) -> 
     assert {"need_scores", "grid_demand_forecast"} <= set(made)
     assert not set(made) & set(sql_marts(marts))
     assert all(n in mart_street.errors for n in made)  # the test street skipped them too
+
+
+def test_parts_are_staged_within_the_publication_bound_and_spill(
+    mart_street: MartStreet, copy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staged rows are held within PUBLISH_MEMORY (what does not fit spills, encrypted,
+    under the lake), the lake's own limit restored after; the rows published are the
+    parts' rows all the same."""
+    monkeypatch.setattr(publish, "PUBLISH_MEMORY", 32 * 2**20)
+    rows, n_parts = 30_000, 20  # 600,000 rows of distinct residents: ~60 MB staged
+    seen: list[tuple[str, int]] = []
+
+    def parts(con):
+        for i in range(n_parts):
+            first = i * rows
+            ids = pl.Series([f"{first + k:020x}" for k in range(rows)])  # pseudonyms' form
+            yield (
+                scores(["0" * 20])
+                .head(1)
+                .select(pl.all().repeat_by(rows).explode())
+                .with_columns(person_id=ids, probability=pl.lit(i / 100))
+            )
+            seen.append(
+                con.execute(
+                    "SELECT current_setting('memory_limit'), "
+                    "(SELECT sum(temporary_storage_bytes) FROM duckdb_memory())"
+                ).fetchone()
+            )
+
+    with open_lake(copy) as con:
+        before = current_limit(con)
+        done = publish_parts(con, mart_street.catalogue, "need_scores", parts(con))
+        after = current_limit(con)
+        table = con.execute(
+            "SELECT probability, count(DISTINCT person_id) AS n FROM marts.need_scores "
+            "GROUP BY 1 ORDER BY 1"
+        ).pl()
+    assert after == before != "32.0 MiB"
+    assert {limit for limit, _ in seen} == {"32.0 MiB"}
+    assert seen[-1][1] > 0  # the staged rows went beyond the bound: spilled
+    assert done.build.rows == rows * n_parts
+    assert table["n"].to_list() == [rows] * n_parts
