@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -454,7 +454,7 @@ def reveal_frame(
 ) -> pl.DataFrame:
     """Decrypt the L3/L4 columns of ``frame`` (one audit record per column); every column is
     checked before any is decrypted. The other columns come back in memory of their own
-    (:func:`_copied`), so the caller letting go of ``frame`` lets go of its ciphertexts."""
+    (:func:`copied_columns`), so the caller letting go of ``frame`` lets go of its ciphertexts."""
     names = protected_fields(frame, dataset)
     if not _GRANT.match(purpose):
         check_decrypt_purpose(purpose)
@@ -475,14 +475,18 @@ def reveal_frame(
         out.append(_restore(plain, dataset.field(name).type) if restore_types else plain)
     if not out:
         return frame
-    return frame.with_columns(*out, *_copied(frame, [c for c in frame.columns if c not in names]))
+    return frame.with_columns(
+        *out, *copied_columns(frame, [c for c in frame.columns if c not in names])
+    )
 
 
-def _copied(frame: pl.DataFrame, columns: list[str]) -> list[pl.Expr]:
-    """``columns`` of ``frame`` copied into buffers of their own. A frame read from DuckDB
-    is one allocation shared by all its columns, and polars keeps sharing it (a text column
-    even through filters and gathers): a raw delivery's plain columns kept its ciphertexts
-    alive beside their plaintext (174,000 registered residents: ~100 MB more at staging)."""
+def copied_columns(frame: pl.DataFrame, columns: Iterable[str]) -> list[pl.Expr]:
+    """``columns`` of ``frame`` copied into buffers of their own (expressions for a
+    ``select`` or ``with_columns`` of it). A frame read from DuckDB is one allocation shared
+    by all its columns, and polars keeps sharing it (a text column even through filters and
+    gathers): a raw delivery's plain columns kept its ciphertexts alive beside their
+    plaintext (174,000 registered residents: ~100 MB more at staging); a few key columns
+    kept of a read keep the whole read."""
     return [
         pl.col(c) + "" if frame.schema[c] == pl.String else pl.col(c).gather(pl.int_range(pl.len()))
         for c in columns
@@ -496,6 +500,7 @@ __all__ = [
     "check_decrypt_purpose",
     "ciphertext_suite",
     "column_id",
+    "copied_columns",
     "decrypt_series",
     "encrypt_series",
     "is_encrypted",

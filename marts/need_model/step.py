@@ -42,6 +42,7 @@ from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
 from marts.need_model.train import NeedModels, TrainingRows, stacked_rows, train_rows
+from masking.crypto import copied_columns
 
 TRAINING_MONTHS = 14
 """Monthly training cut-offs (the 1st of each month, as the feature table's), ending at the
@@ -145,7 +146,9 @@ def training_data(
             columns = [*used, *groups] if cutoff in tested else used
             frame = [read_features(con, protection, [cutoff], columns)]
             if cutoff in tested:
-                kept.append(frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups)))
+                tested_keys = frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups))
+                # copied out: a selection of the read would keep all of it (its every input)
+                kept.append(tested_keys.select(copied_columns(tested_keys, tested_keys.columns)))
             yield frame.pop()  # held by the consumer alone, let go as soon as it is done with it
 
     height = sum(counts[c] for c in present)

@@ -25,6 +25,7 @@ from marts.need_model.baseline import rule_scores
 from marts.need_model.booster_doc import booster_document, booster_text
 from marts.need_model.calibration import Calibrator, Method, fit_calibrator
 from marts.need_model.spec import KEYS, NEEDS
+from masking.crypto import copied_columns
 
 if TYPE_CHECKING:  # LightGBM (and the sklearn it imports) where it is used: ~1.4 s
     import lightgbm as lgb
@@ -228,7 +229,7 @@ def stacked_rows(
                 texts[name].append(part.get_column(name).cast(pl.Categorical))
             else:
                 matrix[start:end, j] = input_values(part, name, None)
-        keys = part.select(KEYS)
+        keys = part.select(copied_columns(part, KEYS))  # not a view that keeps the part's read
         if rule:
             keys = keys.with_columns(pl.Series(RULE_SCORE, rule_scores(part)))
         del part  # this part's frame goes before its labels are made and the next is read
