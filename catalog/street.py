@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from catalog.errors import CatalogError, StreethubError
-from catalog.settings import STREET_FILE, Settings
+from catalog.settings import STREET_FILE, get_settings
 from catalog.yamlfile import read_yaml
 
 COMMUNITY_SUFFIXES = ("社区居委会", "居委会", "社区")
@@ -118,4 +118,4 @@ def _cached(path: str) -> Street:
 
 def get_street(path: Path | None = None) -> Street:
     """The validated street (default ``STREETHUB_STREET_FILE``), cached per file."""
-    return _cached(str(Path(path or Settings().street_file).resolve()))
+    return _cached(str(Path(path or get_settings().street_file).resolve()))

@@ -16,7 +16,11 @@ fsync of every event's commit was ~4 % of a 1,000-resident first run's samples.
 Which tables the index database has is asked of SQLite until it has them
 (:meth:`PooledSqliteEventLogStorage.has_table`): Dagster asks before every asset event's tags
 and every check evaluation, each time with an engine and a connection of its own (~14 % of
-the CPU of a run of 31 trivial ingest-shaped steps).
+the CPU of a run of 31 trivial ingest-shaped steps). So are the columns of its
+``asset_keys`` table and the data migrations it records as completed
+(:meth:`PooledSqliteEventLogStorage.has_asset_key_col`, ``has_secondary_index``): Dagster
+inspects the table before every asset event and every read of asset records, and reads the
+migrations table before every such read (~800 schema reads in a 1,000-resident first run).
 The main job's runs share one instance (:func:`shared_instance`): each
 ``DagsterInstance.get()`` opens the run, event and schedule storages anew (alembic's
 revision checked, tables created if missing), ~0.1 s a time.
@@ -36,7 +40,7 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -111,6 +115,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
         self._tables: set[str] = set()  # tables the index database was found to have
+        self._asset_key_cols: set[str] = set()  # columns its asset_keys table was found to have
+        self._secondary_indexes: set[str] = set()  # data migrations it records as completed
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -153,12 +159,29 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         connection of its own: Dagster asks inside the index's transaction, under the
         storage's lock) until it has it — Dagster's migrations add tables, nothing here
         drops one but :meth:`wipe`."""
-        if table_name in self._tables:
+        return _until_found(
+            self._tables, table_name, functools.partial(super().has_table, table_name)
+        )
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        """Whether the index database's ``asset_keys`` table has the column: asked of SQLite
+        (Dagster inspects the table each time: before every asset event and every read of
+        asset records) until it has it — migrations add columns, nothing here drops one."""
+        if column_name in self._asset_key_cols:
             return True
-        found = super().has_table(table_name)
-        if found:
-            self._tables.add(table_name)
-        return found
+        return super().has_asset_key_col(column_name)
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        ask = functools.partial(super()._has_asset_key_col_on_connection, conn, column_name)
+        return _until_found(self._asset_key_cols, column_name, ask)
+
+    def has_secondary_index(self, name: str) -> bool:
+        """Whether the index database records the data migration ``name`` as completed:
+        asked of SQLite (Dagster asks before every read of asset records) until it does —
+        Dagster only ever marks one completed, and only :meth:`wipe` forgets it."""
+        return _until_found(
+            self._secondary_indexes, name, functools.partial(super().has_secondary_index, name)
+        )
 
     def _dispose_engines(self) -> None:
         while self._engines:
@@ -208,12 +231,25 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock:
             self._dispose_engines()  # the run databases' files are deleted
             self._tables.clear()
+            self._asset_key_cols.clear()
+            self._secondary_indexes.clear()
         super().wipe()
 
     def dispose(self) -> None:
         with self._db_lock:
             self._dispose_engines()
         super().dispose()
+
+
+def _until_found(found: set[str], name: str, ask: Callable[[], bool]) -> bool:
+    """``ask()`` whether the schema has ``name`` until it says yes; from then on ``found``
+    (where a yes is kept) answers without asking."""
+    if name in found:
+        return True
+    if ask():
+        found.add(name)
+        return True
+    return False
 
 
 # Dagster's migration scripts (the alembic folder of the installed package)

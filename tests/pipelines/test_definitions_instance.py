@@ -139,6 +139,54 @@ def test_the_index_tables_are_asked_of_sqlite_until_found(
     assert storage.has_table("asset_event_tags") and asked.count("asset_event_tags") == 2
 
 
+def test_the_index_schema_is_asked_of_sqlite_until_found(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster reads the ``asset_keys`` table's columns before every asset event and read of
+    asset records, and the completed data migrations before every such read; SQLite is
+    asked only until it has the column or the migration, one it lacks is asked again, and
+    a wiped log is asked afresh."""
+    columns: list[str] = []
+    migrations: list[tuple[str, bool]] = []
+    dagsters_columns = SqliteEventLogStorage._has_asset_key_col_on_connection
+    dagsters_migrations = SqliteEventLogStorage.has_secondary_index
+
+    def counting_columns(storage: SqliteEventLogStorage, conn, name: str) -> bool:
+        columns.append(name)
+        return dagsters_columns(storage, conn, name)
+
+    def counting_migrations(storage: SqliteEventLogStorage, name: str) -> bool:
+        found = dagsters_migrations(storage, name)
+        migrations.append((name, found))
+        return found
+
+    monkeypatch.setattr(SqliteEventLogStorage, "_has_asset_key_col_on_connection", counting_columns)
+    monkeypatch.setattr(SqliteEventLogStorage, "has_secondary_index", counting_migrations)
+    storage = instance.event_log_storage
+    for _ in range(3):
+        assert dg.materialize([counted, counted_is_one], instance=instance).success
+        assert materialisations(instance) > 0 and storage.get_asset_records([counted.key])
+    found = [name for name, yes in migrations if yes]
+    assert "last_materialization_timestamp" in columns and found  # both asked, both found
+    assert len(columns) == len(set(columns)) and len(found) == len(set(found))
+    assert storage.has_asset_key_col("last_materialization_timestamp")
+    assert storage.has_secondary_index(found[0])
+    assert len(columns) == len(set(columns))  # answered without asking SQLite again
+    assert [n for n, yes in migrations if yes] == found
+    assert not storage.has_asset_key_col("no_such_column")
+    assert not storage.has_asset_key_col("no_such_column")
+    assert columns.count("no_such_column") == 2
+    assert not storage.has_secondary_index("no_such_migration")
+    assert not storage.has_secondary_index("no_such_migration")
+    assert migrations.count(("no_such_migration", False)) == 2
+    assert materialisations(instance) == 3
+    storage.wipe()
+    assert storage.has_asset_key_col("last_materialization_timestamp")
+    assert columns.count("last_materialization_timestamp") == 2
+    assert storage.has_secondary_index(found[0])
+    assert [n for n, yes in migrations if yes].count(found[0]) == 2
+
+
 def test_the_main_jobs_runs_share_one_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # restored after the test
     settings = Settings(home=tmp_path / "home")
