@@ -97,15 +97,11 @@ def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
             # before they sleep: 2 threads cost a 1,000-resident street's run 20-50 % more
             # CPU (60.4 -> 40.5 s) and a 20,000-resident one 16 % (72.3 -> 60.6 s), same wall
             "threads": settings.lake_threads,
-            # DuckDB's default is 80 % of the machine: bounded here, and what does not fit
-            # spills under the lake
+            # DuckDB's default is 80 % of the machine, and it keeps what it read (Parquet
+            # pages in its external file cache) for the life of the instance, which is kept
+            # per process: bounded here, and what does not fit spills under the lake (the
+            # main job lets the cache go after its ingest: drop_file_cache)
             "memory_limit": settings.lake_memory_limit,
-            # nor does it keep what it read of the lake's Parquet files (its external file
-            # cache, on by default, held them for the life of the instance, which is kept
-            # per process, within that bound): the files are local, read again from the
-            # page cache. A 200,000-resident run started each phase after the ingest 30-50
-            # MB lower, max RSS 1,115 -> 1,075 MB, the same CPU (413 vs 414 s user)
-            "enable_external_file_cache": False,
             # DuckDB's allocator (jemalloc) keeps what a query freed until a purge: 540 MB of
             # a dropped 1.7-million-row sort stayed resident, with nothing in its buffers,
             # until the instance closed (a 200,000-resident run carried ~1 GB into its last
@@ -257,6 +253,20 @@ def restore_limit(con: duckdb.DuckDBPyConnection, printed: str) -> None:
     0.1 of a unit: set to the middle of that tenth, the same after every restore)."""
     number, _, unit = printed.partition(" ")
     con.execute(f"SET memory_limit = '{float(number) + 0.05:.2f} {unit}'")
+
+
+def drop_file_cache(con: duckdb.DuckDBPyConnection) -> None:
+    """``con``'s DuckDB keeps no more of the Parquet files it reads (its external file cache
+    off, what it held let go; the instance's setting: every cursor of it shares it).
+
+    The cache serves the ingest, whose many small statements read again the files it has
+    just written: without it the ingest of a 20,000-resident street's files cost ~10 % more
+    CPU (8.06/8.61 -> 9.22/9.09 s, /work/scratch/lead/ab_ingest.py). After it, the whole
+    of what a run read stays cached within the lake's memory limit for the rest of the
+    run: at 200,000 residents each later phase ran 30-50 MB higher with it (marts, need
+    model, truth evaluation) and the run's max RSS was 1,115 against 1,075 MB without,
+    at the same CPU (414 vs 413 s user)."""
+    con.execute("SET GLOBAL enable_external_file_cache = false")
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import hold_lake, open_lake
+from lakehouse.lake import drop_file_cache, hold_lake, open_lake
 from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
@@ -116,6 +116,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         started_at = dt.datetime.now(dt.UTC)
         # the simulated systems are served only when a pull is due (a no-op run imports none)
         outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
+        with open_lake(settings, read_only=True) as con:
+            drop_file_cache(con)  # what follows keeps no Parquet page it read
         with ledger_ready(settings):  # ensured by ingest_all in this hold: writers skip it
             with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
                 marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)

@@ -367,3 +367,31 @@ def test_list_tables_counts_from_the_catalogue_as_count_star(settings: Settings)
         assert list_tables(con) == [("raw", "t", 81), ("staged", "u", 0)]
     finally:
         con.close()
+
+
+def test_dropping_the_file_cache_lets_go_of_what_it_held_for_every_later_open(
+    settings: Settings,
+) -> None:
+    from lakehouse.lake import drop_file_cache, hold_lake
+
+    init_lake(settings)
+    cached = (
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+        "WHERE tag = 'EXTERNAL_FILE_CACHE'"
+    )
+    setting = "SELECT current_setting('enable_external_file_cache')"
+    with hold_lake(settings):
+        with open_lake(settings) as con:
+            con.execute(
+                "CREATE TABLE raw.t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(50000)"
+            )
+        with open_lake(settings, read_only=True) as con:
+            con.execute("SELECT count(DISTINCT s) FROM raw.t").fetchall()
+            assert con.execute(setting).fetchone()[0] is True  # the ingest reads with it
+            assert con.execute(cached).fetchone()[0] > 0
+            drop_file_cache(con)
+        with open_lake(settings) as con:  # another open of the held lake: the same instance
+            assert con.execute(setting).fetchone()[0] is False
+            assert con.execute(cached).fetchone()[0] == 0
+            assert con.execute("SELECT count(DISTINCT s) FROM raw.t").fetchone()[0] == 50000
+            assert con.execute(cached).fetchone()[0] == 0  # read, not kept
