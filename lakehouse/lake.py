@@ -260,8 +260,9 @@ def drop_file_cache(con: duckdb.DuckDBPyConnection) -> None:
     off, what it held let go; the instance's setting: every cursor of it shares it).
 
     The cache serves the ingest, whose many small statements read again the files it has
-    just written: without it the ingest of a 20,000-resident street's files cost ~10 % more
-    CPU (8.06/8.61 -> 9.22/9.09 s, /work/scratch/lead/ab_ingest.py). After it, the whole
+    just written (without it the ingest of a 20,000-resident street's files measured 8.06/
+    8.61 -> 9.22/9.09 CPU s, /work/scratch/lead/ab_ingest.py, though the machine's noise
+    is of that size: a third pair gave 9.23 with it, 9.52 without). After it, the whole
     of what a run read stays cached within the lake's memory limit for the rest of the
     run: at 200,000 residents each later phase ran 30-50 MB higher with it (marts, need
     model, truth evaluation) and the run's max RSS was 1,115 against 1,075 MB without,
