@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import duckdb
@@ -155,8 +154,7 @@ def training_data(
     # every outcome read once, before any cut-off's features: its query (~50 MB of DuckDB
     # at 200,000 residents, 0.5 CPU s) ran again for every cut-off, on top of the matrix
     # and the parts' rows, and what it gives is small (36,000 rows there)
-    recorded = need_labels.outcomes(con)
-    labels_of = partial(need_labels.label_frame, recorded=recorded)
+    labels_of = need_labels.labeller(con)
     data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
     schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
     return data, pl.concat(kept).sort(list(KEYS)) if kept else pl.DataFrame(schema=schema)

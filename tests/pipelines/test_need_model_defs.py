@@ -64,7 +64,7 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
             pl.all() if columns is None else [*KEYS, *columns]
         ),
     )
-    monkeypatch.setattr(step.need_labels, "labels", lambda con, keys: labels)
+    monkeypatch.setattr(step.need_labels, "labeller", lambda con: lambda keys: labels)
     monkeypatch.setattr(step, "current_snapshot", lambda con: 5)
     for trainer in ("backtest_rows", "train_rows"):  # fewer rounds: the wiring is tested
         monkeypatch.setattr(step, trainer, partial(getattr(step, trainer), num_rounds=30))
