@@ -61,7 +61,7 @@ def label_frame(keys: pl.DataFrame, recorded: pl.DataFrame) -> pl.DataFrame:
 
 def labels(con: duckdb.DuckDBPyConnection, keys: pl.DataFrame) -> pl.DataFrame:
     """The labels frame of ``keys`` (e.g. a features frame's keys)."""
-    return label_frame(keys, outcomes(con))
+    return labeller(con)(keys)
 
 
 def labeller(con: duckdb.DuckDBPyConnection) -> Callable[[pl.DataFrame], pl.DataFrame]:
