@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
 from functools import cache
 
 import psutil
@@ -90,26 +89,3 @@ def tune_heap() -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
     )
-
-
-# The jemalloc of polars and the one of DuckDB, each read from its own variable when the
-# library is imported (polars appends this to its own ``dirty_decay_ms:500,
-# muzzy_decay_ms:1000``; a later key wins). A freed page goes first to "dirty" (still
-# resident, reused first), then, after the decay, to "muzzy": ``MADV_FREE``, which leaves
-# it counted in the process's RSS (``LazyFree``) until the kernel is short of memory, on a
-# machine with room to spare: never. Muzzy decay 0 hands a page back with
-# ``MADV_DONTNEED`` instead, when its dirty decay ends: the RSS is what is in use.
-ALLOCATOR_CONF = {
-    "_RJEM_MALLOC_CONF": "muzzy_decay_ms:0",
-    "DUCKDB_JE_MALLOC_CONF": "muzzy_decay_ms:0",
-}
-
-
-def tune_allocators() -> None:
-    """Set :data:`ALLOCATOR_CONF` in the environment where it is not set yet; it holds for
-    a library imported after this, and for the child processes (``pipelines`` calls it on
-    import, before it or anything of ours imports polars or DuckDB). A 200,000-resident
-    first run (2026-12-02, beside one without, same load): up to 95 MB of ``LazyFree`` in
-    the RSS without, none with; see the README's figures."""
-    for name, conf in ALLOCATOR_CONF.items():
-        os.environ.setdefault(name, conf)
