@@ -143,7 +143,8 @@ def training_data(
             if between is not None:
                 between()  # what the last cut-off's frame held, given back
             columns = [*used, *groups] if cutoff in tested else used
-            frame = [read_features(con, protection, [cutoff], columns)]
+            # in the table's order: stacked_rows puts every row in key order at the end
+            frame = [read_features(con, protection, [cutoff], columns, in_key_order=False)]
             if cutoff in tested:
                 tested_keys = frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups))
                 # copied out: a selection of the read would keep all of it (its every input)
@@ -263,8 +264,10 @@ def drift(
     training cut-off(s) (:func:`marts.need_model.drift.reference_cutoffs`) and those of the
     ``latest`` cut-off (:func:`marts.need_model.drift.feature_drift`)."""
     reference = reference_cutoffs(version.training_cutoffs)
-    training = read_features(con, protection, reference, features)  # the inputs compared alone
-    return feature_drift(training, read_features(con, protection, [latest], features), features)
+    # the inputs compared alone, as distributions: in no particular order
+    training = read_features(con, protection, reference, features, in_key_order=False)
+    latest_rows = read_features(con, protection, [latest], features, in_key_order=False)
+    return feature_drift(training, latest_rows, features)
 
 
 # -- the grid forecast: expected appeals per cell and category next week -------------------

@@ -153,18 +153,24 @@ def read_features(
     protection: Revealer,
     cutoffs: Iterable[dt.date] | None = None,
     columns: Iterable[str] | None = None,
+    *,
+    in_key_order: bool = True,
 ) -> pl.DataFrame:
     """The stored features of ``cutoffs`` (None: every cut-off stored by the current feature
     definition, :func:`stored_cutoffs`), decrypted for ``need_model``
     (audited), typed as ``features.yaml`` says. ``columns``: the features read besides the
-    keys (None: every one), in the table's order; only those are decrypted and audited."""
+    keys (None: every one), in the table's order; only those are decrypted and audited.
+    Sorted by key; ``in_key_order=False``: the cut-offs one after the other, each in the
+    table's order, for a caller that orders the rows itself or needs no order (a sorted copy
+    of a 200,000-resident cut-off is ~35 MB more at the read's peak)."""
     schema = read_schema(columns)
     if not has_table(con, ZONE, TABLE):
         return pl.DataFrame(schema=schema)
     wanted = sorted(set(stored_cutoffs(con) if cutoffs is None else cutoffs))
     if not wanted:
         return pl.DataFrame(schema=schema)
-    return _sorted_by_keys([_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted])
+    parts = [_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted]
+    return _sorted_by_keys(parts) if in_key_order else pl.concat(parts)
 
 
 def read_schema(columns: Iterable[str] | None = None) -> dict[str, pl.DataType]:

@@ -60,7 +60,7 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(  # the columns asked for alone, as the feature table reads them
         step,
         "read_features",
-        lambda con, protection, cs, columns=None: chosen(cs).select(
+        lambda con, protection, cs, columns=None, *, in_key_order=True: chosen(cs).select(
             pl.all() if columns is None else [*KEYS, *columns]
         ),
     )
