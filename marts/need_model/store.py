@@ -210,12 +210,13 @@ def _read_cutoff(
     allocation its columns share, so plain columns read with them would keep the
     ciphertexts alive (each read in the same order)."""
     sensitive = [f for f in load_feature_set().features if f.sensitive and f.name in schema]
-    # one row a person, in the table's order (read_features sorts by key): every statement
-    # reads the cut-off's rows in the same order (DuckDB keeps a scan's order,
-    # preserve_insertion_order), so no statement sorts — an ORDER BY made each one sort what
-    # it read with the person ids (a 200,000-resident cut-off's plain columns: +69 MB against
-    # +30, one ciphertext column +37 against +12). A ciphertext is bound to its row's person
-    # and cut-off: columns that did not line up would fail to decrypt, never mix rows
+    # one row a person, in the table's order (read_features sorts by key unless asked not
+    # to): every statement reads the cut-off's rows in the same order (DuckDB keeps a scan's
+    # order, preserve_insertion_order), so no statement sorts — an ORDER BY made each one
+    # sort what it read with the person ids (a 200,000-resident cut-off's plain columns:
+    # +69 MB against +30, one ciphertext column +37 against +12). A ciphertext is bound to
+    # its row's person and cut-off: columns that did not line up would fail to decrypt,
+    # never mix rows
     where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ?'
 
     def read(columns: list[str]) -> pl.DataFrame:
