@@ -41,19 +41,24 @@ print(most[0])
 """
 
 
-def _lazy_child(tmp_path: Path, mode: str) -> int:
-    script = tmp_path / "lazy_child.py"
-    script.write_text(_LAZY_CHILD)
+def _child(script: Path, *args: str, **env: str) -> str:
+    """``script``'s stdout, run by a fresh interpreter with the repository on its path and
+    none of :data:`ALLOCATOR_CONF` inherited (``env``: set besides)."""
     root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_CONF}
-    out = subprocess.run(
-        [sys.executable, str(script), mode],
+    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_CONF}
+    return subprocess.run(
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         check=True,
-        env={**env, "PYTHONPATH": str(root)},
-    )
-    return int(out.stdout.split()[0])
+        env={**clean, "PYTHONPATH": str(root), **env},
+    ).stdout
+
+
+def _lazy_child(tmp_path: Path, mode: str) -> int:
+    script = tmp_path / "lazy_child.py"
+    script.write_text(_LAZY_CHILD)
+    return int(_child(script, mode).split()[0])
 
 
 def test_what_polars_frees_leaves_the_rss_in_a_hub_process(tmp_path: Path) -> None:
@@ -72,11 +77,6 @@ def test_a_setting_already_made_is_kept(tmp_path: Path) -> None:
         "import os, pipelines, polars\n"
         "print(os.environ['_RJEM_MALLOC_CONF'], os.environ['DUCKDB_JE_MALLOC_CONF'])\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_CONF}
-    env.update({"PYTHONPATH": str(root), "_RJEM_MALLOC_CONF": "dirty_decay_ms:0"})
-    out = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, check=True, env=env
-    ).stdout.split()
+    out = _child(script, _RJEM_MALLOC_CONF="dirty_decay_ms:0").split()
     assert out[0].endswith(",dirty_decay_ms:0") and "muzzy_decay_ms:0" not in out[0]
     assert out[1] == ALLOCATOR_CONF["DUCKDB_JE_MALLOC_CONF"]
