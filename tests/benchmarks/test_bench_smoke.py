@@ -182,3 +182,25 @@ def test_a_runs_profile_is_told_apart_by_where_the_code_lives() -> None:
     # the YAML parser and pydantic worked for our loader: counted as ours
     ours = next(v for k, v in parts.items() if k.startswith("streethub"))
     assert ours > 0.9 * shares["total"]
+
+
+def test_lake_statement_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.lake_statements as lake_bench
+
+    monkeypatch.setattr(lake_bench, "REPEATS", 2)
+    monkeypatch.setattr(lake_bench, "ROUNDS", 1)
+    monkeypatch.setattr(lake_bench, "MANY_FILES", 6)
+    monkeypatch.setattr(lake_bench, "RESULTS", tmp_path / "lake_statements.json")
+    figures = lake_bench.main()
+    # the tables hold their rows in the files the figures are labelled with: one, and one
+    # per insert (each of which carries the filter's values, so no file is ruled out)
+    assert figures["files"] == {"one_file": 1, "many_files": 6}
+    statements = figures["statements"]
+    assert len(statements) == 7
+    for name, where in statements.items():
+        places = {w for w in where if not w.endswith(": ratio")}
+        assert "plain DuckDB table" in places and "lake table, 1 file" in places, name
+        assert all(where[w] > 0 for w in places), name
+        assert {f"{w}: ratio" for w in places - {"plain DuckDB table"}} <= set(where), name
+    assert set(statements["count, filter on two columns"]) >= {"lake table, 6 files"}
+    assert (tmp_path / "lake_statements.json").exists()
