@@ -55,9 +55,16 @@ def goals(results: Path = RESULTS) -> list[str]:
             lines += fit_lines(fitted, growth)
         fixed = figures.get("fixed_cost")
         if fixed:
+            counted = fixed.get("lake_statements")
             lines.append(
                 f"fixed cost, a street of {fixed['residents']:,} residents: {fixed['cpu_s']} CPU s "
                 f"({fixed.get('dagster_steps', '?')} Dagster steps), peak {fixed['peak_rss_mb']} MB"
+                + (
+                    f"; {counted['statements']:,} statements on the lake, {counted['ours']:,} "
+                    "of them ours"
+                    if counted
+                    else ""
+                )
             )
     if incremental.exists():
         f = json.loads(incremental.read_text(encoding="utf-8"))

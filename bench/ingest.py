@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench._growth import GOALS, chart, exponents, fit_lines
+from lakehouse import statements as statement_counts
 
 FLOOR_RESIDENTS = 20_000  # the default street (Settings.sim_residents)
 SIZES = (10_000, 50_000, 200_000)
@@ -593,18 +594,23 @@ def run_profile_child(out: Path) -> None:
         profiler.dump_stats(str(out))
 
 
-def profiled_run(tmp: Path, residents: int) -> dict[str, float]:
+def profiled_run(tmp: Path, residents: int) -> tuple[dict[str, float], dict[str, int] | None]:
     """``streethub run`` on a fresh copy of the street under cProfile (main thread, CPU
-    time): seconds per bucket (slower than unprofiled: shares, not the measurement)."""
+    time): seconds per bucket (slower than unprofiled: shares, not the measurement), and
+    the statements it ran on the lake by kind (``lakehouse.statements``: counted here, not
+    in the measured runs, whose CPU and peak the query log would add to)."""
     import pstats
 
     home, _ = simulate(tmp / f"profiled{residents}", residents)
     out = home.parent / "run.prof"
+    counts = home.parent / "lake_statements.json"
     cmd = [sys.executable, "-m", "bench.ingest", RUN_PROFILE_FLAG, str(out)]
-    _child(cmd, _env(home), f"the profiled run ({residents:,})", ok=(0, 1))
+    env = _env(home) | {statement_counts.ENV: str(counts)}
+    _child(cmd, env, f"the profiled run ({residents:,})", ok=(0, 1))
     shares = run_shares(pstats.Stats(str(out)))
+    statements = statement_counts.read(counts)
     shutil.rmtree(home.parent, ignore_errors=True)
-    return shares
+    return shares, statements
 
 
 def report(figures: dict) -> None:
@@ -674,6 +680,14 @@ def report(figures: dict) -> None:
             f"{fixed['peak_rss_mb']} MB; {fixed.get('dagster_runs', 0)} Dagster run(s), "
             f"{steps} steps{per_step}"
         )
+        counted = fixed.get("lake_statements")
+        if counted:
+            print(
+                f"  statements on the lake (the profiled run): {counted['statements']:,}: "
+                f"{counted['ours']:,} of ours, {counted['catalogue']:,} on DuckLake's catalogue, "
+                f"{counted['transaction_control']:,} BEGIN/COMMIT/ROLLBACK "
+                "(`python -m bench lake_statements` prices them)"
+            )
         prof = fixed.get("profile") or {}
         if prof.get("total"):
             print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")
@@ -720,7 +734,9 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
         figures["growth"] = []
         if not quick():  # the quick bench's smallest growth run says as much
             figures["fixed_cost"] = full_run(Path(tmp), FIXED_RESIDENTS, scorecard_alone=False)
-            figures["fixed_cost"]["profile"] = profiled_run(Path(tmp), FIXED_RESIDENTS)
+            profile, statements = profiled_run(Path(tmp), FIXED_RESIDENTS)
+            figures["fixed_cost"]["profile"] = profile
+            figures["fixed_cost"]["lake_statements"] = statements
         save()
         for n in sizes:
             figures["growth"].append(full_run(Path(tmp), n))

@@ -38,6 +38,7 @@ import duckdb
 from catalog.errors import LakeError
 from catalog.settings import Settings, get_settings
 from lakehouse.extensions import load_extensions, spill_encrypted
+from lakehouse.statements import retire, watch
 
 ALIAS = "lake"
 ZONES = ("landing", "raw", "staged", "quarantine", "curated", "marts")
@@ -113,6 +114,7 @@ def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
         # what spills may be decrypted values a caller joined on: never in the clear
         spill_encrypted(con, settings, spill)
+        watch(con)  # counted statements (a benchmark's diagnostic), when asked
     except BaseException:
         con.close()
         raise
@@ -147,7 +149,7 @@ def _attach(
         )
         con.execute(f"USE {ALIAS}")
     except duckdb.Error as exc:
-        con.close()
+        retire(con)
         raise LakeError(f"cannot open the lake at {settings.lake_metadata}: {exc}") from exc
     return con
 
@@ -214,17 +216,17 @@ class _Instances:
                 "+ (SELECT count(*) FROM duckdb_views() WHERE NOT internal)"
             ).fetchone()[0]
         except duckdb.Error:
-            con.close()
+            retire(con)
             return
         if attached - _BUILTIN_DATABASES or leftovers:
-            con.close()
+            retire(con)
             return
         with self._guard:
             idle = self._mine().setdefault(str(settings.extension_dir), [])
             if len(idle) < self.MAX_IDLE:
                 idle.append(con)
                 return
-        con.close()
+        retire(con)
 
     def clear(self) -> None:
         """Close every idle instance of this process."""
@@ -232,7 +234,7 @@ class _Instances:
             idle, self._idle = self._mine(), {}
         for cons in idle.values():
             for con in cons:
-                con.close()
+                retire(con)
 
 
 _INSTANCES = _Instances()
@@ -435,7 +437,7 @@ def open_lake(
                 ensure_zones(con)
             yield con
         except BaseException:
-            con.close()  # never reused after a failure: its state is unknown
+            retire(con)  # never reused after a failure: its state is unknown
             raise
         else:
             _INSTANCES.give(settings, con)  # detached before the lock is released

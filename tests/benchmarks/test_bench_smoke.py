@@ -140,8 +140,10 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
         "floor_vs_ingest": {"residents": 20_000, "ratio_files": 7.5},
         "growth": runs,
         "fitted": bench.ingest.exponents(runs),
-        "fixed_cost": {"residents": 1_000, "cpu_s": 31.0, "dagster_steps": 40, "peak_rss_mb": 500},
-    }
+        "fixed_cost": {"residents": 1_000, "cpu_s": 31.0, "dagster_steps": 40, "peak_rss_mb": 500,
+                       "lake_statements": {"statements": 9_102, "ours": 1_913, "catalogue": 5_453,
+                                           "transaction_control": 1_736, "instances": 1}},
+    }  # fmt: skip
     incremental = {
         "residents": 20_000, "goals": {"no_op_fraction": 0.1, "daily_fraction": 0.2},
         "no_op_cpu_fraction": 0.08, "no_op_fraction": 0.12,
@@ -156,6 +158,7 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert "no-op run (20,000 residents): 8.0% of the first run's CPU" in text
     assert "(goal ≤ 10%: met)" in text and "31.0%" in text and "(goal ≤ 20%: MISSED)" in text
     assert "40 Dagster steps" in text
+    assert "9,102 statements on the lake, 1,913 of them ours" in text
     assert bench_main.goals(tmp_path / "nothing") == []
 
 

@@ -1,0 +1,123 @@
+"""How many statements a process ran on the lake, by kind (a diagnostic for benchmarks).
+
+A statement on a DuckLake table costs a few milliseconds before it reads a byte: DuckLake
+reads its catalogue (snapshot, file list, table statistics) with SQL queries of its own, and
+a commit writes it the same way (``python -m bench lake_statements`` prices them). So the
+fixed cost of a run follows how many statements it runs, a figure that, unlike CPU seconds
+on a shared machine, does not vary from one run to the next.
+
+When ``STREETHUB_LAKE_STATEMENT_COUNTS`` names a file, every DuckDB instance the lake opens
+(:func:`watch`) keeps DuckDB's query log in memory, and the counts are added to that file
+(JSON) when the instance is closed (:func:`retire`) or the process exits:
+
+- ``ours``: the statements our code ran (any table, the lake's or not);
+- ``catalogue``: the queries on DuckLake's catalogue database (``__ducklake_metadata_…``):
+  DuckLake's own reads and commit writes, and the few of ours that read its tables
+  (:func:`lakehouse.lake.tables_in` and the like);
+- ``transaction_control``: BEGIN, COMMIT and ROLLBACK, ours and DuckLake's;
+- ``statements``: all of them; ``instances``: the DuckDB instances counted.
+
+Only counts leave the process: a statement's text, which may hold values (a literal in a
+query, a column's minimum in DuckLake's statistics), stays in the instance's memory and goes
+with it. Off (the default), nothing is logged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+
+ENV = "STREETHUB_LAKE_STATEMENT_COUNTS"
+KINDS = ("statements", "ours", "catalogue", "transaction_control", "instances")
+_CONTROL = ("BEGIN TRANSACTION", "COMMIT", "ROLLBACK")
+
+_lock = threading.Lock()
+_watched: list[duckdb.DuckDBPyConnection] = []
+_registered = [False]
+
+
+def target() -> Path | None:
+    """The counts file, when counting is on."""
+    value = os.environ.get(ENV)
+    return Path(value) if value else None
+
+
+def watch(con: duckdb.DuckDBPyConnection) -> None:
+    """Log ``con``'s statements (a new instance, before its first query of ours) when
+    counting is on; else nothing."""
+    if target() is None:
+        return
+    con.execute("CALL enable_logging('QueryLog')")
+    with _lock:
+        _watched.append(con)
+        if not _registered[0]:
+            atexit.register(_flush)
+            _registered[0] = True
+
+
+def retire(con: duckdb.DuckDBPyConnection) -> None:
+    """Close ``con``, its counts added to the file first when it was watched."""
+    with _lock:
+        watched = any(c is con for c in _watched)
+        if watched:
+            _watched[:] = [c for c in _watched if c is not con]
+    if watched:
+        _add(_counts(con))
+    con.close()
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    control = ", ".join(f"'{c}'" for c in _CONTROL)
+    try:
+        row = con.execute(
+            f"""SELECT count(*),
+                   count(*) FILTER (WHERE message IN ({control})),
+                   count(*) FILTER (WHERE message NOT IN ({control})
+                                    AND contains(message, '__ducklake_metadata_'))
+               FROM duckdb_logs WHERE type = 'QueryLog'"""
+        ).fetchone()
+    except duckdb.Error:  # closed elsewhere: its log went with it
+        return {}
+    total, control_n, catalogue = (int(v) for v in row)
+    return {
+        "statements": total,
+        "ours": total - control_n - catalogue,
+        "catalogue": catalogue,
+        "transaction_control": control_n,
+        "instances": 1,
+    }
+
+
+def _add(counts: dict[str, int]) -> None:
+    path = target()
+    if path is None or not counts:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as fh:  # several processes may add to one file
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.seek(0)
+        text = fh.read()
+        held = json.loads(text) if text.strip() else {}
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({k: int(held.get(k, 0)) + counts.get(k, 0) for k in KINDS}))
+
+
+def _flush() -> None:
+    with _lock:
+        cons, _watched[:] = list(_watched), []
+    for con in cons:
+        _add(_counts(con))
+
+
+def read(path: Path) -> dict[str, int] | None:
+    """The counts a file holds (None: none written)."""
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,69 @@
+"""Counting a process's statements on the lake (``STREETHUB_LAKE_STATEMENT_COUNTS``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from catalog.settings import Settings
+from lakehouse.lake import init_lake
+from lakehouse.statements import ENV, KINDS, read
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# a process that opens the lake, makes a table (first process only) and reads it ``n`` times
+CHILD = """
+import sys
+from catalog.settings import Settings
+from lakehouse.lake import open_lake
+n = int(sys.argv[2])
+with open_lake(Settings(home=sys.argv[1])) as con:
+    con.execute("CREATE TABLE IF NOT EXISTS landing.counted (a VARCHAR, b BIGINT)")
+    con.execute("INSERT INTO landing.counted VALUES ('x', 1)")
+    for _ in range(n):
+        con.execute("SELECT count(*) FROM landing.counted WHERE a = 'x'").fetchall()
+"""
+
+
+def _child(home: Path, reads: int, counts: Path | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    if counts is not None:
+        env[ENV] = str(counts)
+    subprocess.run([sys.executable, "-c", CHILD, str(home), str(reads)], env=env, check=True)
+
+
+def test_counts_follow_the_statements_run(settings: Settings, tmp_path: Path) -> None:
+    init_lake(settings)
+    few, more = tmp_path / "few.json", tmp_path / "more.json"
+    _child(settings.home, 2, few)
+    _child(settings.home, 12, more)
+    a, b = read(few), read(more)
+    assert a is not None and b is not None and set(a) == set(KINDS)
+    # ten more reads of ours are exactly ten more statements of ours, and each made DuckLake
+    # read its catalogue at least once (the snapshot: each is a transaction of its own)
+    assert b["ours"] - a["ours"] == 10
+    assert b["catalogue"] - a["catalogue"] >= 10
+    assert b["statements"] == b["ours"] + b["catalogue"] + b["transaction_control"]
+    assert a["instances"] == b["instances"] == 1
+
+
+def test_counts_add_up_across_processes_and_are_off_by_default(
+    settings: Settings, tmp_path: Path
+) -> None:
+    init_lake(settings)
+    one, both = tmp_path / "one.json", tmp_path / "both.json"
+    _child(settings.home, 3, one)
+    _child(settings.home, 3, both)
+    _child(settings.home, 3, both)
+    first, twice = read(one), read(both)
+    assert first is not None and twice is not None
+    assert twice["instances"] == 2
+    assert twice["ours"] == 2 * first["ours"]
+    _child(settings.home, 3, None)  # not asked: nothing written anywhere
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == [
+        "both.json",
+        "one.json",
+    ]
