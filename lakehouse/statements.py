@@ -40,6 +40,7 @@ _CONTROL = ("BEGIN TRANSACTION", "COMMIT", "ROLLBACK")
 _lock = threading.Lock()
 _watched: list[duckdb.DuckDBPyConnection] = []
 _registered = [False]
+_pid = [os.getpid()]  # the process whose instances _watched holds (a DuckDB is not fork-safe)
 
 
 def target() -> Path | None:
@@ -55,6 +56,8 @@ def watch(con: duckdb.DuckDBPyConnection) -> None:
         return
     con.execute("CALL enable_logging('QueryLog')")
     with _lock:
+        if _pid[0] != os.getpid():  # a forked child: never touch the parent's instances
+            _pid[0], _watched[:] = os.getpid(), []
         _watched.append(con)
         if not _registered[0]:
             atexit.register(_flush)
@@ -64,7 +67,7 @@ def watch(con: duckdb.DuckDBPyConnection) -> None:
 def retire(con: duckdb.DuckDBPyConnection) -> None:
     """Close ``con``, its counts added to the file first when it was watched."""
     with _lock:
-        watched = any(c is con for c in _watched)
+        watched = _pid[0] == os.getpid() and any(c is con for c in _watched)
         if watched:
             _watched[:] = [c for c in _watched if c is not con]
     if watched:
@@ -112,6 +115,8 @@ def _add(counts: dict[str, int]) -> None:
 def _flush() -> None:
     with _lock:
         cons, _watched[:] = list(_watched), []
+        if _pid[0] != os.getpid():  # inherited through fork: the parent counts its own
+            return
     for con in cons:
         _add(_counts(con))
 

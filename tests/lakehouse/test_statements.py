@@ -67,3 +67,28 @@ def test_counts_add_up_across_processes_and_are_off_by_default(
         "both.json",
         "one.json",
     ]
+
+
+def test_a_forked_child_never_counts_its_parents_instances(
+    settings: Settings, tmp_path: Path
+) -> None:
+    init_lake(settings)
+    counts = tmp_path / "counts.json"
+    forking = """
+import os, sys
+from catalog.settings import Settings
+from lakehouse import statements
+from lakehouse.lake import open_lake
+with open_lake(Settings(home=sys.argv[1])) as con:
+    con.execute("SELECT 1").fetchall()
+pid = os.fork()
+if pid == 0:  # the child's exit would flush what it inherited: the parent's instance
+    statements._flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env |= {"PYTHONPATH": str(ROOT), ENV: str(counts)}
+    subprocess.run([sys.executable, "-c", forking, str(settings.home)], env=env, check=True)
+    counted = read(counts)
+    assert counted is not None and counted["instances"] == 1
