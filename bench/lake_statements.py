@@ -1,8 +1,8 @@
 """What one statement costs on the lake, beside the same statement on a plain DuckDB table.
 
 Why: a 1,000-resident street's run is mostly fixed cost, and a sampling profile of it
-(py-spy, native frames, main thread) put about half of its samples inside DuckLake's reads
-of its own catalogue: the file list (``DuckLakeMultiFileList::GetFiles``), the table
+(py-spy, native frames, main thread) put nearly two-thirds of its samples inside DuckLake's
+reads of its own catalogue: the file list (``DuckLakeMultiFileList::GetFiles``), the table
 statistics (``GetTableStats``), the snapshot, and the commits. Each is a SQL query DuckLake
 runs through DuckDB over the SQLite catalogue, so every statement that reads a lake table
 pays a few of them, whatever the table holds. This benchmark measures that price per kind
@@ -10,8 +10,8 @@ of statement, on a fresh lake, so the fixed overhead can be judged as statements
 
 A small ledger-like table (``dept``, ``dataset``, ``delivery_id``, ``rows``) is made in the
 lake twice, with its rows in one Parquet file and in :data:`MANY_FILES` files (one per
-insert, as a ledger table holds them during a run), and once in DuckDB's own in-memory
-catalogue (the baseline: the same statement with no catalogue to consult). Each statement
+insert, as a ledger table holds them during a run), and once in a plain in-memory DuckDB with
+no lake attached (the baseline: the same statement with no catalogue to consult). Each statement
 runs :data:`REPEATS` times; the figure is CPU milliseconds per statement of this process
 (the lake's DuckDB runs on one thread), with the lake's cost as a ratio to the baseline's:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import duckdb
 
 from catalog.settings import Settings
-from lakehouse.lake import open_lake
+from lakehouse.lake import open_lake, transaction
 
 RESULTS = Path(__file__).parent / "results" / "lake_statements.json"
 REPEATS = 100
@@ -54,8 +54,8 @@ BASELINE = "plain DuckDB table"
 
 
 def _rows(n: int, start: int = 0) -> list[tuple[str, str, str, int]]:
-    """Rows whose departments and datasets repeat (12 and 5 of them), so that every file's
-    statistics admit the filter's values."""
+    """Ledger-like rows numbered from ``start``, their departments and datasets repeating
+    (12 and 5 of them)."""
     return [(f"d{i % 12:02d}", f"ds{i % 5}", f"del{i:05d}", i) for i in range(start, start + n)]
 
 
@@ -141,12 +141,10 @@ def measure(settings: Settings) -> dict:
         for where, (c, table) in places.items():
             for name, fn in statements(c, table).items():
                 out.setdefault(name, {})[where] = _per_statement(fn)
-            c.execute("BEGIN TRANSACTION")
-            fn = statements(c, table)["count, filter on two columns"]
-            out.setdefault("filter on two columns, in a transaction", {})[where] = _per_statement(
-                fn
-            )
-            c.execute("COMMIT")
+            with transaction(c):
+                fn = statements(c, table)["count, filter on two columns"]
+                in_one = out.setdefault("filter on two columns, in a transaction", {})
+                in_one[where] = _per_statement(fn)
         out["a new cursor and USE"] = {
             BASELINE: _per_statement(_use(plain, "memory")),
             "lake table, 1 file": _per_statement(_use(con, "lake")),

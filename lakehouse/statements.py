@@ -123,6 +123,5 @@ def _flush() -> None:
 
 def read(path: Path) -> dict[str, int] | None:
     """The counts a file holds (None: none written)."""
-    if not path.exists() or not path.read_text(encoding="utf-8").strip():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return json.loads(text) if text.strip() else None

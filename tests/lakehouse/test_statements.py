@@ -27,12 +27,14 @@ with open_lake(Settings(home=sys.argv[1])) as con:
 """
 
 
-def _child(home: Path, reads: int, counts: Path | None) -> None:
+def _child(home: Path, reads: int, counts: Path | None, script: str = CHILD) -> None:
+    """``script`` in a process of its own (``home`` and ``reads`` its arguments), counting
+    into ``counts`` (None: counting off)."""
     env = {k: v for k, v in os.environ.items() if k != ENV}
     env["PYTHONPATH"] = str(ROOT)
     if counts is not None:
         env[ENV] = str(counts)
-    subprocess.run([sys.executable, "-c", CHILD, str(home), str(reads)], env=env, check=True)
+    subprocess.run([sys.executable, "-c", script, str(home), str(reads)], env=env, check=True)
 
 
 def test_counts_follow_the_statements_run(settings: Settings, tmp_path: Path) -> None:
@@ -87,8 +89,6 @@ if pid == 0:  # the child's exit would flush what it inherited: the parent's ins
     os._exit(0)
 os.waitpid(pid, 0)
 """
-    env = {k: v for k, v in os.environ.items() if k != ENV}
-    env |= {"PYTHONPATH": str(ROOT), ENV: str(counts)}
-    subprocess.run([sys.executable, "-c", forking, str(settings.home)], env=env, check=True)
+    _child(settings.home, 0, counts, forking)
     counted = read(counts)
     assert counted is not None and counted["instances"] == 1
