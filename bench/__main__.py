@@ -62,6 +62,11 @@ def goals(results: Path = RESULTS) -> list[str]:
                 + (
                     f"; {counted['statements']:,} statements on the lake, {counted['ours']:,} "
                     "of them ours"
+                    + (
+                        f", DuckLake's catalogue queries {counted['catalogue_ms'] / 1000:.1f} s"
+                        if "catalogue_ms" in counted
+                        else ""
+                    )
                     if counted
                     else ""
                 )

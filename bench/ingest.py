@@ -688,6 +688,12 @@ def report(figures: dict) -> None:
                 f"{counted['transaction_control']:,} BEGIN/COMMIT/ROLLBACK "
                 "(`python -m bench lake_statements` prices them)"
             )
+            if "catalogue_ms" in counted:  # counted since 2026-12-03
+                print(
+                    f"  DuckLake's own catalogue queries: {counted['catalogue_queries']:,}, "
+                    f"{counted['catalogue_ms'] / 1000:.1f} s as DuckLake times them (whole ms "
+                    "a query: low by up to one each), DuckDB's planning around them not included"
+                )
         prof = fixed.get("profile") or {}
         if prof.get("total"):
             print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")

@@ -15,7 +15,11 @@ When ``STREETHUB_LAKE_STATEMENT_COUNTS`` names a file, every DuckDB instance the
   DuckLake's own reads and commit writes, and the few of ours that read its tables
   (:func:`lakehouse.lake.tables_in` and the like);
 - ``transaction_control``: BEGIN, COMMIT and ROLLBACK, ours and DuckLake's;
-- ``statements``: all of them; ``instances``: the DuckDB instances counted.
+- ``statements``: all of them; ``instances``: the DuckDB instances counted;
+- ``catalogue_queries`` and ``catalogue_ms``: DuckLake's own queries on its catalogue and the
+  milliseconds they took, as DuckLake's ``DuckLakeMetadata`` log times them (whole
+  milliseconds a query, so the sum is low by up to one a query: a rough figure, unlike the
+  counts). A commit's writes are one entry there and several statements in the query log.
 
 Only counts leave the process: a statement's text, which may hold values (a literal in a
 query, a column's minimum in DuckLake's statistics), stays in the instance's memory and goes
@@ -34,7 +38,15 @@ from pathlib import Path
 import duckdb
 
 ENV = "STREETHUB_LAKE_STATEMENT_COUNTS"
-KINDS = ("statements", "ours", "catalogue", "transaction_control", "instances")
+KINDS = (
+    "statements",
+    "ours",
+    "catalogue",
+    "transaction_control",
+    "instances",
+    "catalogue_queries",
+    "catalogue_ms",
+)
 _CONTROL = ("BEGIN TRANSACTION", "COMMIT", "ROLLBACK")
 
 _lock = threading.Lock()
@@ -54,7 +66,7 @@ def watch(con: duckdb.DuckDBPyConnection) -> None:
     counting is on; else nothing."""
     if target() is None:
         return
-    con.execute("CALL enable_logging('QueryLog')")
+    con.execute("CALL enable_logging(['QueryLog', 'DuckLakeMetadata'])")
     with _lock:
         if _pid[0] != os.getpid():  # a forked child: never touch the parent's instances
             _pid[0], _watched[:] = os.getpid(), []
@@ -85,6 +97,11 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                                     AND contains(message, '__ducklake_metadata_'))
                FROM duckdb_logs WHERE type = 'QueryLog'"""
         ).fetchone()
+        # DuckLake's own entries; the parsed view exists once the extension is loaded
+        timed = con.execute(
+            "SELECT count(*), coalesce(sum(elapsed_ms), 0) "
+            "FROM duckdb_logs_parsed('DuckLakeMetadata')"
+        ).fetchone()
     except duckdb.Error:  # closed elsewhere: its log went with it
         return {}
     total, control_n, catalogue = (int(v) for v in row)
@@ -94,6 +111,8 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "catalogue": catalogue,
         "transaction_control": control_n,
         "instances": 1,
+        "catalogue_queries": int(timed[0]),
+        "catalogue_ms": int(timed[1]),
     }
 
 
