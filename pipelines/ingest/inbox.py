@@ -45,7 +45,7 @@ from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
 from lakehouse.lake import has_table
-from pipelines.ingest.ledger import id_token, now, record_failure
+from pipelines.ingest.ledger import id_token, now, of_dataset, record_failure
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ def known_keys_by_dept(
     elif dataset is None:
         where, args = "dept = ?", [dept]
     else:
-        where, args = "dept = ? AND dataset = ?", [dept, dataset]
+        where, args = of_dataset(), [dept, dataset]
 
     def read(sources) -> list[tuple[str, str]]:
         if not sources:

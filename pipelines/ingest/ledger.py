@@ -141,6 +141,28 @@ class Landed:
     arrived_at: dt.datetime | None = None  # when read with it (:func:`pending`)
 
 
+ARGS = ("$1", "$2")  # a statement's first two parameters, named
+
+
+def of_dataset(alias: str = "", params: tuple[str, str] = ("?", "?"), **also: str) -> str:
+    """The ledger's filter for one dataset's rows: ``(dept, dataset) = (?, ?)`` (``alias``:
+    the table's, ``params``: the placeholders, ``also``: more columns — a qualified name is
+    another table's — and the SQL of their values, in the same row value), a row value
+    compared on the rows read.
+
+    The ledger's tables are small (a row a delivery, account or file) and spread over many
+    small files (one an insert, until merged). Written as ``dept = ? AND dataset = ?``, the
+    filter is pushed down to DuckLake, which then prunes files by their statistics with a
+    query of its own on the catalogue (~4.5 ms, one a statement and table filtered). A row
+    value is not a column filter DuckLake can push down: the table's few files are read
+    whole and the rows filtered. Not for a filter that usually matches no file at all
+    (``is_landed``'s hash): pruning every file is cheaper still, and not for the data
+    zones, whose tables grow with the rows."""
+    prefix = f"{alias}." if alias else ""
+    columns = ", ".join(c if "." in c else f"{prefix}{c}" for c in ("dept", "dataset", *also))
+    return f"({columns}) = ({', '.join((*params, *also.values()))})"
+
+
 def is_landed(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, sha256: str) -> bool:
     return (
         con.execute(
@@ -153,7 +175,7 @@ def is_landed(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, sha256: s
 
 def last_cursor(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> str | None:
     return con.execute(
-        "SELECT max(cursor_end) FROM landing.deliveries WHERE dept=? AND dataset=?",
+        f"SELECT max(cursor_end) FROM landing.deliveries WHERE {of_dataset()}",
         [dept, dataset],
     ).fetchone()[0]
 
@@ -161,10 +183,10 @@ def last_cursor(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> str 
 def unaccounted(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[Landed]:
     """Landed deliveries not yet read into raw, oldest first."""
     rows = con.execute(
-        """SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
+        f"""SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
                   d.size_bytes
            FROM landing.deliveries d
-           WHERE d.dept=? AND d.dataset=? AND NOT EXISTS (
+           WHERE {of_dataset("d")} AND NOT EXISTS (
                SELECT 1 FROM landing.delivery_accounts a WHERE a.delivery_id = d.delivery_id)
            ORDER BY d.arrived_at, d.file_name""",
         [dept, dataset],
@@ -189,18 +211,18 @@ def pending(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> Pending:
     rows means an empty table (:func:`pipelines.ingest.staged.gate_delivery` then skips
     looking up staged versions). Oldest first, as both."""
     rows = con.execute(
-        """SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
+        f"""SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
                   d.size_bytes, d.arrived_at, a.accounts, a.loaded, s.gated, s.rows_out
            FROM landing.deliveries d
            LEFT JOIN (SELECT delivery_id, count(*) AS accounts,
                              bool_or(status = 'loaded') AS loaded
-                      FROM landing.delivery_accounts WHERE dept = $1 AND dataset = $2
+                      FROM landing.delivery_accounts WHERE {of_dataset(params=ARGS)}
                       GROUP BY delivery_id) a USING (delivery_id)
            LEFT JOIN (SELECT delivery_id, true AS gated, sum(rows_out) AS rows_out
                       FROM landing.stage_accounts
-                      WHERE dept = $1 AND dataset = $2 AND stage = 'staged'
+                      WHERE {of_dataset(params=ARGS, stage="'staged'")}
                       GROUP BY delivery_id) s USING (delivery_id)
-           WHERE d.dept = $1 AND d.dataset = $2
+           WHERE {of_dataset("d", ARGS)}
            ORDER BY d.arrived_at, d.file_name""",
         [dept, dataset],
     ).fetchall()

@@ -11,6 +11,7 @@ from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department, UpdateMode
 from catalog.settings import get_settings
 from pipelines.defs.sources.specs import staged_key
+from pipelines.ingest.ledger import of_dataset
 from pipelines.ingest.raw import raw_table
 from pipelines.quality_run import registry_ids
 from pipelines.resources import LakeResource
@@ -47,7 +48,7 @@ def contract_result(
     # materialises it) and counted per delivery from there; a delivery belongs to one
     # dataset, so its count is the one a read of the whole quarantine table would give
     found = con.execute(
-        """WITH failed AS (SELECT delivery_id, source_row, check_name FROM quarantine.rows
+        f"""WITH failed AS (SELECT delivery_id, source_row, check_name FROM quarantine.rows
                       WHERE dept = ? AND dataset = ?),
            per_delivery AS (SELECT delivery_id, count(DISTINCT source_row) AS quarantined
                             FROM failed GROUP BY delivery_id)
@@ -57,7 +58,7 @@ def contract_result(
            FROM landing.delivery_accounts a
            JOIN landing.stage_accounts s USING (delivery_id)
            LEFT JOIN per_delivery p USING (delivery_id)
-           WHERE a.dept = ? AND a.dataset = ? AND s.stage = 'staged'
+           WHERE {of_dataset("a", **{"s.stage": "'staged'"})}
            UNION ALL
            SELECT 1, check_name, count(DISTINCT (delivery_id, source_row)), NULL, NULL, NULL,
                   NULL, NULL

@@ -34,6 +34,7 @@ from pipelines.defs.sources.specs import (
     staged_key,
 )
 from pipelines.ingest.landing import land
+from pipelines.ingest.ledger import of_dataset
 from pipelines.ingest.raw import load_raw, raw_table
 from pipelines.ingest.staged import StageAccount, load_and_stage, stage_dataset
 from pipelines.ingest.tables import ensure_dataset_tables
@@ -126,7 +127,7 @@ def land_dataset(
     # is due a cycle later) in the transaction of what it landed
     result = land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True)
     total = con.execute(
-        "SELECT count(*) FROM landing.deliveries WHERE dept=? AND dataset=?",
+        f"SELECT count(*) FROM landing.deliveries WHERE {of_dataset()}",
         [dept.code, ds.code],
     ).fetchone()[0]
     for reason in result.failed:  # file names in reasons are already shown escaped

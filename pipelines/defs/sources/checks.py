@@ -11,6 +11,7 @@ from catalog.errors import shown
 from catalog.model import Dataset, Department
 from pipelines.defs.sources.specs import raw_key
 from pipelines.deliveries import list_deliveries
+from pipelines.ingest.ledger import of_dataset
 
 ACCOUNT_CHECK = "deliveries_accounted"
 
@@ -31,9 +32,9 @@ def accounted(con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset) -> 
     delivery failed — every DuckLake table a statement reads costs its catalogue reads, and
     ``list_deliveries`` reads five (~47 ms CPU against ~10 ms on a 1,000-resident lake)."""
     mine = con.execute(
-        """SELECT status = 'failed',
+        f"""SELECT status = 'failed',
                   coalesce(rows_read, 0) <> coalesce(rows_loaded, 0) + coalesce(rows_quarantined, 0)
-           FROM landing.delivery_accounts WHERE dept = ? AND dataset = ?""",
+           FROM landing.delivery_accounts WHERE {of_dataset()}""",
         [dept.code, ds.code],
     ).fetchall()
     unbalanced = sum(bool(r[1]) for r in mine)
