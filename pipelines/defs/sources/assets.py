@@ -14,7 +14,7 @@ open is a cursor and a ``USE`` (~3 ms CPU), outside it (a run the UI launched) a
 (0.1-0.5 s), and a step opened it five or six times.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 import duckdb
@@ -23,7 +23,7 @@ from catalog.errors import shown
 from catalog.loader import get_catalogue
 from catalog.model import Dataset, Department
 from catalog.settings import get_settings
-from lakehouse.lake import row_count
+from lakehouse.lake import row_count, transaction
 from pipelines.defs.quality.checks import contract_result, contract_spec
 from pipelines.defs.sources.checks import account_check_spec, accounted
 from pipelines.defs.sources.specs import (
@@ -33,9 +33,9 @@ from pipelines.defs.sources.specs import (
     raw_key,
     staged_key,
 )
-from pipelines.ingest.landing import land
+from pipelines.ingest.landing import LandingResult, land
 from pipelines.ingest.ledger import of_dataset
-from pipelines.ingest.raw import load_raw, raw_table
+from pipelines.ingest.raw import Account, load_raw, raw_table
 from pipelines.ingest.staged import StageAccount, load_and_stage, stage_dataset
 from pipelines.ingest.tables import ensure_dataset_tables
 from pipelines.memory import release
@@ -66,26 +66,70 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         selected = context.selected_asset_keys
         checks = context.selected_asset_check_keys
+        report = lake.settings().home_abs / "reports" / "quality.html"
+        # the zones' writes first (their own commits), then what the step reports about them
+        # (row counts, the account check, the contract), read in one lake transaction: one
+        # snapshot for all, where each read on its own was a transaction and a snapshot
+        # read of DuckLake's. A zone that fails stops the step's writes; what was made
+        # before it is still reported, then its error raised.
+        reports: list[Callable[[], list[dg.MaterializeResult | dg.AssetCheckResult]]] = []
         with lake.open() as con:  # one writer's cursor for the step (module doc)
-            if raw in selected or staged in selected:
-                ensure_run_tables(context, lake, con)
-            if landing in selected:
-                yield land_dataset(context, lake, con, dept, ds)
-                release()  # what landing held goes back, as at the end of a writer's open
-            gated = None  # raw and staged of a new delivery are one transaction (ingest.staged)
-            if raw in selected:
-                loaded, gated = load_dataset(context, lake, con, dept, ds, staged in selected)
-                yield loaded
-                if account.key in checks:
-                    yield accounted(con, dept, ds)
-                release()
-            if staged in selected:
-                yield stage(context, lake, con, dept, ds, gated)
-                if contract.key in checks:
-                    report = lake.settings().home_abs / "reports" / "quality.html"
-                    yield contract_result(con, dept, ds, report)
+            try:
+                if raw in selected or staged in selected:
+                    ensure_run_tables(context, lake, con)
+                if landing in selected:
+                    landed = land_dataset(lake, con, dept, ds)
+                    reports.append(lambda: [landing_result(context, con, dept, ds, landed)])
+                    release()  # what landing held goes back, as at the end of a writer's open
+                gated = None  # raw and staged of a new delivery: one transaction (ingest.staged)
+                if raw in selected:
+                    accounts, gated = load_dataset(lake, con, dept, ds, staged in selected)
+                    reports.append(
+                        lambda: (
+                            [raw_result(context, con, dept, ds, accounts)]
+                            + ([accounted(con, dept, ds)] if account.key in checks else [])
+                        )
+                    )
+                    release()
+                if staged in selected:
+                    if gated is None:
+                        gated = stage_dataset(con, dept.code, ds, lake.protection())
+                    reports.append(
+                        lambda: (
+                            [staged_result(con, dept, ds, gated)]
+                            + (
+                                [contract_result(con, dept, ds, report)]
+                                if contract.key in checks
+                                else []
+                            )
+                        )
+                    )
+            except Exception:
+                yield from _reported(con, reports, failed=True)
+                raise
+            yield from _reported(con, reports)
 
     return [_ingest]
+
+
+def _reported(
+    con: duckdb.DuckDBPyConnection,
+    reports: list[Callable[[], list[dg.MaterializeResult | dg.AssetCheckResult]]],
+    *,
+    failed: bool = False,
+) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The step's results, read in one transaction (read-only: it commits nothing). After a
+    failed zone (``failed``) a failed read reports nothing more: the zone's error is the
+    one raised."""
+    if not reports:
+        return []
+    try:
+        with transaction(con):
+            return [r for report in reports for r in report()]
+    except Exception:
+        if failed:
+            return []
+        raise
 
 
 # runs whose datasets' tables this process has ensured (their first dataset step did)
@@ -115,17 +159,23 @@ def ensure_run_tables(
 
 
 def land_dataset(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    con: duckdb.DuckDBPyConnection,
-    dept: Department,
-    ds: Dataset,
-) -> dg.MaterializeResult:
+    lake: LakeResource, con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset
+) -> LandingResult:
     """landing: the new deliveries (files in the inbox, or a pull), byte for byte."""
     # a run right after a delivery waits for files still settling; a later run
     # (the sensor's) lands what was still changing then. A pull is recorded (the next
     # is due a cycle later) in the transaction of what it landed
-    result = land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True)
+    return land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True)
+
+
+def landing_result(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
+    result: LandingResult,
+) -> dg.MaterializeResult:
+    """What landing did, with the dataset's deliveries in all."""
     total = con.execute(
         f"SELECT count(*) FROM landing.deliveries WHERE {of_dataset()}",
         [dept.code, ds.code],
@@ -163,28 +213,35 @@ def land_dataset(
 
 
 def load_dataset(
-    context: dg.AssetExecutionContext,
     lake: LakeResource,
     con: duckdb.DuckDBPyConnection,
     dept: Department,
     ds: Dataset,
     and_stage: bool = False,
-) -> tuple[dg.MaterializeResult, list[StageAccount] | None]:
-    """raw: the landed deliveries not yet read, parsed and typed, sensitive columns encrypted;
-    ``and_stage``: each read and gated in one lake transaction
+) -> tuple[list[Account], list[StageAccount] | None]:
+    """raw: the landed deliveries not yet read, parsed and typed, sensitive columns
+    encrypted; ``and_stage``: each read and gated in one lake transaction
     (``pipelines.ingest.staged.load_and_stage``), whose stage accounts are returned for the
     staged asset (None: not staged here)."""
-    gated = None
     if and_stage:
-        accounts, gated = load_and_stage(con, dept.code, ds, lake.protection())
-    else:
-        accounts = load_raw(con, dept.code, ds, lake.protection().protect)
+        return load_and_stage(con, dept.code, ds, lake.protection())
+    return load_raw(con, dept.code, ds, lake.protection().protect), None
+
+
+def raw_result(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
+    accounts: list[Account],
+) -> dg.MaterializeResult:
+    """What raw loaded, with the table's rows in all."""
     table = raw_table(dept.code, ds)
     rows = row_count(con, "raw", table)
     for a in accounts:
         if a.status == "failed":
             context.log.warning(f"delivery {shown(a.file_name)} failed: {a.reason}")
-    result = dg.MaterializeResult(
+    return dg.MaterializeResult(
         asset_key=raw_key(dept.code, ds.code),
         metadata={
             "dagster/row_count": int(rows),
@@ -196,21 +253,16 @@ def load_dataset(
             "table": f"lake.raw.{table}",
         },
     )
-    return result, gated
 
 
-def stage(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
+def staged_result(
     con: duckdb.DuckDBPyConnection,
     dept: Department,
     ds: Dataset,
-    gated: list[StageAccount] | None = None,
+    gated: list[StageAccount],
 ) -> dg.MaterializeResult:
-    """staged: the read deliveries not yet gated, through the catalogue's row gate
-    (``gated``: already gated with raw, :func:`load_dataset`)."""
-    if gated is None:
-        gated = stage_dataset(con, dept.code, ds, lake.protection())
+    """What the row gate staged (``gated``: the stage accounts of the deliveries it gated),
+    with the table's rows in all."""
     accounts = gated
     rows = row_count(con, "staged", raw_table(dept.code, ds))
     rows_in = sum(a.rows_in for a in accounts)
