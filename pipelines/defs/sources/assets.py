@@ -4,10 +4,11 @@ No dataset-specific code: one factory makes every dataset's step from the catalo
 step is a ``multi_asset`` whose three specs (``specs.py``) keep the three assets, their
 lineage, groups and schemas in the UI; it can be subset (a run with landed but unread
 deliveries materialises raw and staged only). The raw account check and the blocking
-staged contract are declared on it and evaluated inside it, right after their asset: a
-failed contract fails the step, so what depends on staged (the scorecard) is not built on
-it, and nothing else stops. One step instead of five (three assets, two check steps) is
-most of Dagster's own cost per dataset: events written, concurrency slots claimed.
+staged contract are declared on it and evaluated inside it, after the step's writes, with
+the other reads it reports, and reported right after their asset: a failed contract fails
+the step, so what depends on staged (the scorecard) is not built on it, and nothing else
+stops. One step instead of five (three assets, two check steps) is most of Dagster's own
+cost per dataset: events written, concurrency slots claimed.
 Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml). The step opens the lake
 once, as a writer, and its zones and checks use that cursor: inside the main job's hold an
 open is a cursor and a ``USE`` (~3 ms CPU), outside it (a run the UI launched) an ATTACH
