@@ -39,6 +39,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -495,6 +496,16 @@ def _scorecard(home: Path, env: dict[str, str]) -> dict:
     return {**figures, "cpu_s": round(child.cpu, 1), "peak_rss_mb": round(child.peak_mb, 1)}
 
 
+_PEAK_PHASE = re.compile(r"memory: peak [\d,]+ MB resident, reached in (.+?) \(")
+
+
+def peak_phase(out: str) -> str | None:
+    """The phase of the run in which it reached its peak, as its summary says (the line's
+    words may be wrapped over several lines); None where it says none."""
+    found = _PEAK_PHASE.search(" ".join(out.split()))
+    return found.group(1) if found else None
+
+
 def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict:
     """A street of ``residents`` (from the cache), then one whole ``streethub run`` in a
     child: its figures (``scorecard_alone``: and the scorecard's peak alone, after)."""
@@ -512,6 +523,7 @@ def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict
         "run_s": round(run.wall, 1),
         "cpu_s": round(run.cpu, 1),
         "peak_rss_mb": round(run.peak_mb, 1),
+        "peak_phase": peak_phase(run.out),  # where the run's summary says the peak was
         "exit_code": run.code,  # 1: the run reported failures of the data (see its summary)
         # the machine is shared: the 1-minute load average before and after the run
         "load_avg": [round(load_before, 1), round(load_after, 1)],
@@ -717,6 +729,7 @@ def report(figures: dict) -> None:
             f"{r['residents']:>10,}{r['rows']:>11,}{r['staged']:>11,}{r['run_s']:>9}"
             f"{r.get('cpu_s', '-'):>9}{r['peak_rss_mb']:>9}{r.get('dagster_steps', '-'):>7}"
             f"{r['exit_code']:>4}{r['load_avg'][0]:>6}→{r['load_avg'][1]:<5}   {alone}"
+            f"; the peak in {r.get('peak_phase') or '-'}"
         )  # fmt: skip
     fitted = figures["fitted"]
     if fitted:

@@ -57,6 +57,7 @@ from pipelines.ingest.inbox import known_keys_by_dept, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
 from pipelines.ingest.staged import staged_without_pids
 from pipelines.instance import dagster_instance, prepare_dagster_home
+from pipelines.memory import HighWater
 from pipelines.recovery import recover, run_tags
 from pipelines.resources import LakeResource, ledger_ready
 from pipelines.summary import Problem
@@ -236,6 +237,7 @@ def ingest_all(
     console: Console,
     started_at: dt.datetime,
     systems: Systems | None = None,
+    memory: HighWater | None = None,
 ) -> IngestOutcome:
     """Materialise the landing, raw and staged assets with work to do (:func:`select_work`)
     and what depends on them in one Dagster run (a step per dataset), then — if anything
@@ -245,7 +247,8 @@ def ingest_all(
     ingested, and what failed is collected for the summary. A leak is raised: the run must
     fail on it. The lake is attached once for all of it (:func:`hold_lake`). ``systems``:
     what connects the departments' systems (settings with their connection settings),
-    entered only when the run pulls from one."""
+    entered only when the run pulls from one. ``memory``: marked when the departments'
+    datasets are ingested, before the curated build and the scorecard."""
     prepare_dagster_home(settings)
     instance = dagster_instance()  # the main job's shared one
     with hold_lake(settings):  # every open below, the runs' steps included, is a cursor of it
@@ -253,7 +256,7 @@ def ingest_all(
         with open_lake(settings) as con:
             ensure_ledger(con)
         with ledger_ready(settings):  # ensured once: the steps' opens skip it
-            return _ingest_held(settings, cat, console, started_at, instance, systems)
+            return _ingest_held(settings, cat, console, started_at, instance, systems, memory)
 
 
 def _ingest_held(
@@ -263,6 +266,7 @@ def _ingest_held(
     started_at: dt.datetime,
     instance: dg.DagsterInstance,
     systems: Systems | None,
+    memory: HighWater | None = None,
 ) -> IngestOutcome:
     outcome = IngestOutcome()
     with open_lake(settings) as con:
@@ -323,6 +327,8 @@ def _ingest_held(
             _raise_on_leak(previous)
             progress.advance(task)
             return outcome
+        if memory is not None:
+            memory.mark("the departments' ingest")
         progress.update(task, description="quality scorecard, expectations, report")
         keys = [staged_key(d.code, ds.code) for d, ds in cat.datasets()]
         # curated first: the scorecard reads its conflicts and the leak scan its tables

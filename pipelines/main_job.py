@@ -34,6 +34,7 @@ from pipelines.deliveries import list_deliveries
 from pipelines.ingest_run import ingest_all
 from pipelines.instance import shared_instance
 from pipelines.marts_run import MartsOutcome, governance_scorecard, run_marts
+from pipelines.memory import HighWater
 from pipelines.need_model_run import print_need_model, run_need_model
 from pipelines.resources import ledger_ready
 from pipelines.summary import (
@@ -115,14 +116,20 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         simulate_if_needed(settings, console, force=simulate)
         started_at = dt.datetime.now(dt.UTC)
         # the simulated systems are served only when a pull is due (a no-op run imports none)
-        outcome = ingest_all(settings, cat, console, started_at, systems=simulated_systems)
+        memory = HighWater()  # where the run's peak is, said at its end
+        outcome = ingest_all(
+            settings, cat, console, started_at, systems=simulated_systems, memory=memory
+        )
+        memory.mark("the curated build, scorecard and leak scan")
         with open_lake(settings, read_only=True) as con:
             drop_file_cache(con)  # what follows keeps no Parquet page it read
         with ledger_ready(settings):  # ensured by ingest_all in this hold: writers skip it
             with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
                 marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
+            memory.mark("the marts")
             with console.status("need model: features, model (only when none is promoted), scores"):
                 need = run_need_model(settings, started_at)
+            memory.mark("the need model")
         with open_lake(settings, read_only=True) as con:
             rows = list_deliveries(con)
         # the simulator's counts for the departments this catalogue describes
@@ -150,6 +157,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         print_custody(console, close_run(settings, cat, started_at))
         print_marts(console, marts)
         print_need_model(console, need)
+        memory.mark("the summary, truth evaluation and custody")
+        console.print(memory.sentence())
         if report.failed or outcome.leak_check is None:
             print_governance(console, governance_scorecard(settings))
             n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import resource
+from dataclasses import dataclass, field
 from functools import cache
 
 import psutil
@@ -89,3 +91,43 @@ def tune_heap() -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
     )
+
+
+def high_water_mb() -> float:
+    """The most this process has held resident since it started, in MB (the kernel's own
+    high-water mark, ``ru_maxrss``: exact, however short the peak, where a sampler misses
+    what comes between two samples)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class HighWater:
+    """The process's high-water mark (:func:`high_water_mb`) after each phase of a run, so
+    the run can say in which phase it reached its peak: the first phase whose mark is as
+    high as the last one's (the high water only rises). What came before the first mark
+    (the imports, the catalogue) counts to the first phase."""
+
+    marks: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark(self, phase: str) -> None:
+        """``phase`` has just ended."""
+        self.marks.append((phase, high_water_mb()))
+
+    def peak(self) -> tuple[str, float] | None:
+        """(phase, MB): where the high water reached its height, and that height; None
+        before any mark."""
+        if not self.marks:
+            return None
+        top = self.marks[-1][1]
+        return next((phase, mb) for phase, mb in self.marks if mb >= top)
+
+    def sentence(self) -> str:
+        """The peak and every phase's mark, for the run's summary."""
+        peak = self.peak()
+        if peak is None:
+            return "memory: no phase measured"
+        marks = ", ".join(f"{phase} {mb:,.0f}" for phase, mb in self.marks)
+        return (
+            f"memory: peak {peak[1]:,.0f} MB resident, reached in {peak[0]} "
+            f"(the high water after each phase, MB: {marks})"
+        )

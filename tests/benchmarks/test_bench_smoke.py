@@ -119,6 +119,14 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert run["exit_code"] == 0 and run["rows"] > 0 and run["staged"] > 0
     assert run["peak_rss_mb"] > 100 and run["run_s"] > 0 and run["cpu_s"] > 0
     assert run["dagster_runs"] > 0 and run["dagster_steps"] >= run["dagster_runs"]
+    # where the run's summary says its peak was: one of the main job's phases
+    assert run["peak_phase"] in {
+        "the departments' ingest",
+        "the curated build, scorecard and leak scan",
+        "the marts",
+        "the need model",
+        "the summary, truth evaluation and custody",
+    }
     # the 300-resident street was simulated once, for the floor, and copied after
     assert figures["floor_vs_ingest"]["simulate_s"] > 0 and run["simulate_s"] is None
     assert (tmp_path / "ingest.json").exists()

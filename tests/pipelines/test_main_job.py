@@ -5,6 +5,7 @@ not yet worked (they are listed)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -237,6 +238,7 @@ def test_the_main_job_runs_green_without_any_simulator(
     text = console.export_text()
     assert "every row of every delivery read is staged, quarantined or skipped" in text
     assert "ground truth" not in text and "simulat" not in text
+    assert re.search(r"memory: peak [\d,]+ MB resident, reached in the \w", text)
     assert not settings.sim_dir_abs.exists() and not sim_dir_for(street).exists()
     with open_lake(settings, read_only=True) as con:
         rows = list_deliveries(con)

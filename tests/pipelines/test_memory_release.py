@@ -59,17 +59,22 @@ print(grown >> 20, (memory.rss() - before) >> 20)
 """
 
 
-def _heap_child(tmp_path: Path, mode: str) -> tuple[int, int]:
-    script = tmp_path / "heap_child.py"
-    script.write_text(_TUNED_CHILD)
+def _child(tmp_path: Path, code: str, *args: str) -> list[str]:
+    """What a fresh Python running ``code`` with ``args`` prints, split on whitespace."""
+    script = tmp_path / "memory_child.py"
+    script.write_text(code)
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, str(script), mode],
+    return subprocess.run(
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": str(root)},
     ).stdout.split()
+
+
+def _heap_child(tmp_path: Path, mode: str) -> tuple[int, int]:
+    out = _child(tmp_path, _TUNED_CHILD, mode)
     return int(out[0]), int(out[1])
 
 
@@ -83,3 +88,32 @@ def test_a_tuned_heap_gives_large_blocks_back_as_they_are_freed(tmp_path: Path) 
     assert grown > 150 and kept < 40
     grown, kept = _heap_child(tmp_path, "default")
     assert grown > 150 and kept > 150
+
+
+_PHASES_CHILD = """
+import sys
+from pipelines.memory import HighWater, rss
+water = HighWater()
+water.mark("small")
+held_then = rss() >> 20
+held = bytearray(b"\\x01") * (int(sys.argv[1]) << 20)  # written: resident
+del held
+water.mark("big")
+water.mark("after")
+phase, mb = water.peak()
+print(phase, round(mb), *(round(m) for _, m in water.marks), held_then)
+print(water.sentence().replace(" ", "_"))
+"""
+
+
+def test_the_high_water_names_the_phase_of_the_peak_even_after_it_went_back(
+    tmp_path: Path,
+) -> None:
+    """A phase that held 200 MB for a moment and gave it back is where the peak was: the
+    marks are the kernel's high water, not the memory held at the mark. (A fresh process:
+    the test runner's own high water may be above anything a test allocates.)"""
+    phase, peak, small, big, after, held, sentence = _child(tmp_path, _PHASES_CHILD, "200")
+    assert phase == "big" and int(peak) == int(big) == int(after) > int(small)
+    assert int(big) - int(held) >= 190  # what it held at the first mark, and the 200 MB
+    assert sentence.startswith(f"memory:_peak_{int(peak):,}_MB_resident,_reached_in_big_")
+    assert memory.HighWater().peak() is None
