@@ -20,6 +20,8 @@ from functools import cache
 
 import psutil
 
+from lakehouse.allocator import purge_freed
+
 GROWTH = 256 * 2**20  # bytes of RSS above the last collection's that call for one
 
 _PROCESS = psutil.Process()
@@ -57,10 +59,12 @@ def release(growth: int = GROWTH) -> bool:
 def trim_heap() -> None:
     """Hand the C heap's freed pages back to the system (glibc's ``malloc_trim``; nothing
     where there is none): glibc keeps freed pages of its arenas, scattered among live
-    allocations, until asked. Milliseconds; no collection."""
+    allocations, until asked; and DuckDB's allocator its own until its decay, seconds later
+    (:func:`lakehouse.allocator.purge_freed`). Milliseconds; no collection."""
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+    purge_freed()
 
 
 # glibc's mallopt parameters (malloc.h)
