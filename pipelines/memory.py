@@ -109,7 +109,9 @@ class HighWater:
     """The process's high-water mark (:func:`high_water_mb`) after each phase of a run, so
     the run can say in which phase it reached its peak: the first phase whose mark is as
     high as the last one's (the high water only rises). What came before the first mark
-    (the imports, the catalogue) counts to the first phase."""
+    (the imports, the catalogue) counts to the first phase, and so does the high water of
+    the process that started this one, which Linux carries into it at exec: a run started
+    by a large process (a test runner) may show that one's peak at its first mark."""
 
     marks: list[tuple[str, float]] = field(default_factory=list)
 
