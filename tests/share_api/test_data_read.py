@@ -79,7 +79,9 @@ def test_json_arrow_parquet_masked_filtered_audited(service, people, api, commun
         assert re.fullmatch(r"\d{4}", row["birth_date"] or "1900")
         for value in row.values():
             assert not re.match(CIPHERTEXT, str(value))
-            assert not re.search(r"(?<!\d)\d{17}[\dX](?!\d)", str(value))
+            # a citizen ID as a token of its own: a hex pseudonym may begin with 18 digits
+            # by chance ('317798175534391138c9' failed a CI run), a letter after them
+            assert not re.search(r"(?<![0-9A-Za-z])\d{17}[\dX](?![0-9A-Za-z])", str(value))
     arrow = api.get(f"/grants/{gid}/data", params={"format": "arrow", "snapshot": snapshot},
                     headers=reader.headers)  # fmt: skip
     table = pa.ipc.open_stream(arrow.content).read_all()
