@@ -35,8 +35,7 @@ def _mallctl() -> _Mallctl | None:
         ctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
     except (ImportError, OSError, AttributeError, TypeError):
         return None
-    ctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    ctl.argtypes += [ctypes.c_size_t]
+    ctl.argtypes = [ctypes.c_char_p, *[ctypes.c_void_p] * 3, ctypes.c_size_t]
     ctl.restype = ctypes.c_int
     return ctl
 
