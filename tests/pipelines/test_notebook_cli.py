@@ -71,7 +71,11 @@ def _run_in_kernel(info: dict, ws: Workspace, code: str) -> dict:
     kernel = started.json()["id"]
     client = BlockingKernelClient(connection_file=str(ws.runtime_dir / f"kernel-{kernel}.json"))
     client.load_connection_file()
-    client.start_channels()
+    # no heartbeat channel: a client not made by a KernelManager judges the kernel dead after
+    # one heartbeat missed by 1 s, which a loaded CI machine misses while the kernel imports
+    # (a clean-clone CI of c713038: "Kernel died before replying to kernel_info"); whether it
+    # lives is asked of the server instead, and wait_for_ready still times out after 60 s
+    client.start_channels(hb=False)
     out: list[str] = []
 
     def hook(msg) -> None:
@@ -81,7 +85,13 @@ def _run_in_kernel(info: dict, ws: Workspace, code: str) -> dict:
             out.append(f"error {msg['content']['ename']}: {msg['content']['evalue']}")
 
     try:
-        client.wait_for_ready(timeout=60)
+        try:
+            client.wait_for_ready(timeout=60)
+        except RuntimeError as exc:
+            state = httpx.get(f"{base}/api/kernels/{kernel}", headers=auth, timeout=30)
+            raise AssertionError(
+                f"{exc}; the server says: {state.status_code} {state.text}"
+            ) from exc
         client.execute_interactive(code, output_hook=hook, timeout=60)
     finally:
         client.stop_channels()
@@ -119,6 +129,7 @@ def test_notebook_serves_a_kernel_without_secrets(analyst_street, tmp_path: Path
             proc.terminate()
             proc.wait(timeout=30)
         log.close()
+        print((tmp_path / "notebook.log").read_text()[-6000:])  # shown by pytest on a failure
     kernel_env = found["env"]
     assert not set(SECRETS) & set(kernel_env)
     assert not [k for k in kernel_env if k.startswith("STREETHUB_") and k != DB_ENV
