@@ -41,12 +41,17 @@ ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off
 OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (registered frame)
 FIRST_LOADS = "first_loads"  # per source dataset of the attributes, its first delivery's end
 WHAT = "need_model.features"  # how errors name the feature query
-QUERY_MEMORY = 256 * 2**20
+QUERY_MEMORY = 320 * 2**20
 """The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
 after): the query joins every person-linked dataset as of a cut-off, and within the lake's
 limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
-(~450 MB over the process's ~400 MB). Bounded so, the query's peak was ~630 MB, for ~20 %
-more CPU; what does not fit spills, encrypted (the lake's connection spills only so)."""
+(~450 MB over the process's ~400 MB); what does not fit spills, encrypted (the lake's
+connection spills only so). 320 MB, not 256: at 200,000 residents the scoring cut-off's
+query (194,000 residents, the most history) did not fit in 256 MB, so it ran a second time
+within the lake's limit, and that was the run's peak; within 288 MB or more it fits
+(2026-12-03, that street's lake, the query alone in a process: 256 MB +455–469 MB over the
+level before it and 6.1–6.2 s, the failed attempt included; 288 MB +335 MB, 3.6 s; 320 MB
++360–363 MB, 3.4–3.6 s). The earlier cut-offs fit in 256 MB."""
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),
@@ -190,7 +195,7 @@ def bounded_query(
 ) -> pl.DataFrame:
     """The query's result, run within :data:`QUERY_MEMORY`; one that does not fit (DuckDB
     cannot spill every operator: at 200,000 residents with a year of history the scoring
-    cut-off's query needed more than 256 MB and failed, so the step trained nothing) is run
+    cut-off's query once needed more than the bound and failed, so the step trained nothing) is run
     again within the lake's own limit — the same query, the same rows."""
     limit = current_limit(con)
     try:
