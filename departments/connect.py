@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from departments.simulate import TOKEN_FILE, ensure_token, read_manifest
+from departments.folder import TOKEN_FILE, ensure_token, read_manifest
 
 API_URL_ENV = "STREETHUB_DEPT_API_URL"
 TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"

@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import json
 import random
-import secrets
 import shutil
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ import polars as pl
 
 from departments import addresses, callers, history, iot, needs, writers
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
+from departments.folder import MANIFEST_FILE, SYSTEMS_DIR, ensure_token, sim_dir_for, truth_dir
 from departments.outcomes import OUTCOME_SPECS
 from departments.people import PERSON_SPECS
 from departments.places import PLACE_SPECS
@@ -41,10 +41,6 @@ from departments.world import STREET_CODE, STREET_NAME, World, build_world
 SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS + OUTCOME_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
 DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
-TOKEN_FILE = "api_token"
-MANIFEST_FILE = "manifest.json"
-SYSTEMS_DIR = "systems"
-TRUTH_DIR = "truth"
 # how a hub's landed delivery is matched to what the simulator delivered (in the manifest)
 MATCHING = (
     "a file delivery by the SHA-256 of its bytes (`sha256`: file → hash); a pull from a "
@@ -66,41 +62,12 @@ def _str(v: object) -> str | None:
     return None if v is None else str(v)
 
 
-def sim_dir_for(home: Path) -> Path:
-    """The simulator's folder for a hub home: beside it, ``<home>.departments``.
-
-    The same default as ``catalog.settings.Settings.sim_dir_abs`` (this package imports
-    nothing of the hub; a test keeps the two equal)."""
-    home = Path(home).expanduser().resolve()
-    return home.parent / f"{home.name}.departments"
-
-
-def truth_dir(sim_dir: Path) -> Path:
-    """Where the ground truth lives in the simulator's folder."""
-    return Path(sim_dir) / TRUTH_DIR
-
-
-def read_manifest(sim_dir: Path) -> dict | None:
-    """The simulator's manifest, or None when its folder holds no street yet."""
-    path = Path(sim_dir) / MANIFEST_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def ensure_token(sim_dir: Path) -> str:
-    path = Path(sim_dir) / TOKEN_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 class _Truth:

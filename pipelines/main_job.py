@@ -56,7 +56,6 @@ def simulate_if_needed(settings: Settings, console: Console, *, force: bool = Fa
     if not force and not settings.sim_auto:
         return
     from departments.connect import has_street
-    from departments.simulate import simulate
 
     if not force and has_street(settings.sim_dir_abs):
         console.print(
@@ -64,6 +63,8 @@ def simulate_if_needed(settings: Settings, console: Console, *, force: bool = Fa
             "a new street)"
         )
         return
+    from departments.simulate import simulate  # the generator: only when it generates
+
     console.print(
         f"simulating one street: {settings.sim_residents:,} residents, seed {settings.sim_seed}, "
         f"{settings.sim_days} days"

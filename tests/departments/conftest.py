@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from openpyxl import load_workbook
 
-from departments.simulate import SPECS, read_manifest, sim_dir_for, simulate
+from departments.folder import read_manifest, sim_dir_for
+from departments.simulate import SPECS, simulate
 from departments.spec import Spec
 
 RESIDENTS = 800

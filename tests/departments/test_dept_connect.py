@@ -24,6 +24,30 @@ def test_the_simulator_folder_is_the_settings_default(tmp_path):
     assert sim_dir_for(home) == Settings(home=home).sim_dir_abs == tmp_path / "hub.departments"
 
 
+def test_serving_or_finding_a_street_imports_no_generator(home, sim):
+    """Serving the simulated systems, or the main job finding its street already made, loads
+    nothing of the generator (departments.simulate: the writers, openpyxl, the world's
+    history); making a street does."""
+    probe = (
+        "import sys\n"
+        "from rich.console import Console\n"
+        "from catalog.settings import Settings\n"
+        "from departments.connect import simulated_systems\n"
+        "from pipelines.main_job import simulate_if_needed\n"
+        "settings = Settings(home=sys.argv[1], sim_dir=sys.argv[2])\n"
+        "simulate_if_needed(settings, Console(quiet=True))\n"
+        "with simulated_systems(settings.sim_dir_abs, fault_rate=0.0):\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('departments.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(home), str(sim)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.strip().splitlines()[-1]
+    assert "departments.connect" in loaded and "departments.folder" in loaded
+    assert "departments.simulate" not in loaded and "departments.writers" not in loaded
+
+
 def test_nothing_of_the_simulator_under_the_home(home, sim):
     under_home = {p.relative_to(home).parts[0] for p in home.rglob("*")}
     assert under_home == {"inbox"}

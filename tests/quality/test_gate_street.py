@@ -20,7 +20,8 @@ import polars as pl
 
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, ConnectorKind, Dataset, Standardising
-from departments.simulate import read_manifest, sim_dir_for, simulate
+from departments.folder import read_manifest, sim_dir_for
+from departments.simulate import simulate
 from pipelines.connectors import read_delivery
 from pipelines.connectors.base import map_to_fields, split_stray_headers
 from quality.evaluation import TruthReport, evaluate
