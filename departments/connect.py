@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from departments.folder import TOKEN_FILE, ensure_token, read_manifest
+from departments.folder import ensure_token, read_manifest
 
 API_URL_ENV = "STREETHUB_DEPT_API_URL"
 TOKEN_ENV = "STREETHUB_DEPT_API_TOKEN"
@@ -97,8 +97,7 @@ def api_token(sim_dir: Path) -> str:
     env = os.environ.get(TOKEN_ENV)
     if env:
         return env
-    path = Path(sim_dir) / TOKEN_FILE
-    return path.read_text().strip() if path.exists() else ensure_token(Path(sim_dir))
+    return ensure_token(Path(sim_dir))  # read, or made on first use
 
 
 def free_port(host: str = "127.0.0.1") -> int:
