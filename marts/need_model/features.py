@@ -195,8 +195,8 @@ def bounded_query(
 ) -> pl.DataFrame:
     """The query's result, run within :data:`QUERY_MEMORY`; one that does not fit (DuckDB
     cannot spill every operator: at 200,000 residents with a year of history the scoring
-    cut-off's query once needed more than the bound and failed, so the step trained nothing) is run
-    again within the lake's own limit — the same query, the same rows."""
+    cut-off's query once needed more than the bound and failed, so the step trained
+    nothing) is run again within the lake's own limit — the same query, the same rows."""
     limit = current_limit(con)
     try:
         with memory_limit(con, QUERY_MEMORY):
