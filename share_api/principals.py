@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import hmac
 import re
-import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, get_args
 
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 
+from share_api import bearer_tokens
 from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
 from share_api.deps import ROLES, OrgKind, Principal
+from share_api.kept import kept_under
 
 if TYPE_CHECKING:
     from share_api.service import Service
@@ -44,8 +43,9 @@ SYSTEM = "system"  # the actor of operations run on the server itself (CLI, fixt
 
 CODE_RE = re.compile(r"[a-z][a-z0-9_]{1,31}")
 USER_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{1,63}")
-TOKEN_ID_RE = re.compile(r"tok-[0-9a-f]{16}")
-TOKEN_RE = re.compile(r"(tok-[0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
+TOKEN_PREFIX = "tok"
+TOKEN_ID_RE = bearer_tokens.id_pattern(TOKEN_PREFIX)
+TOKEN_RE = bearer_tokens.token_pattern(TOKEN_PREFIX)
 
 orgs = sa.Table(
     "orgs",
@@ -75,18 +75,7 @@ user_roles = sa.Table(
     sa.Column("granted_by", sa.Text, nullable=False),
 )
 
-tokens = sa.Table(
-    "tokens",
-    metadata,
-    sa.Column("id", sa.String(24), primary_key=True),
-    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False, index=True),
-    sa.Column("secret_sha256", sa.String(64), nullable=False),
-    sa.Column("label", sa.Text, nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
-    sa.Column("revoked_by", sa.Text),
-)
+tokens = bearer_tokens.token_table("tokens")  # the share API's
 
 # one-off events of the service's life (``admin_init``): the key makes them happen once
 bootstrap = sa.Table(
@@ -120,21 +109,7 @@ class AuthFailure(Exception):
         self.actor = actor
 
 
-@dataclass(frozen=True)
-class IssuedToken:
-    """A new token: ``token`` is the only time the secret exists outside its holder."""
-
-    token_id: str
-    token: str
-    user_id: str
-    expires_at: dt.datetime
-
-    def __repr__(self) -> str:  # never the secret in a traceback or a log
-        return f"IssuedToken(token_id={self.token_id!r}, user_id={self.user_id!r})"
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+IssuedToken = bearer_tokens.IssuedToken  # what issue_token gives
 
 
 @contextlib.contextmanager
@@ -442,106 +417,83 @@ def issue_token(
 ) -> IssuedToken:
     """A new token for ``user_id`` valid for ``ttl`` (at most the configured life) and not
     after ``not_after`` (audited ``auth.token_issue`` with its id, never its secret)."""
-    longest = token_ttl(service)
-    ttl = longest if ttl is None else ttl
-    if ttl <= dt.timedelta(0) or ttl > longest:
-        raise PrincipalError(422, f"ttl: more than 0 and at most {longest.total_seconds():.0f} s")
+    now = utc_now()
+    expires_at = bearer_tokens.expiry(
+        now, ttl, token_ttl(service), not_after, lambda m: PrincipalError(422, m)
+    )
+    holder = token_holder(service, user_id, PrincipalError)
+    return bearer_tokens.issue(
+        service,
+        tokens,
+        TOKEN_PREFIX,
+        holder,
+        expires_at,
+        now=now,
+        label=label,
+        actor=actor,
+        action="auth.token_issue",
+    )
+
+
+def token_holder(
+    service: Service, user_id: str, refused: Callable[[int, str], Exception]
+) -> dict[str, Any]:
+    """The person ``user_id`` as a new token of any kind may be issued to:
+    ``refused(404, …)`` is raised when there is none, ``refused(409, …)`` when disabled."""
     user = get_user(service, user_id)
     if user is None:
-        raise PrincipalError(404, "no person with this user_id")
+        raise refused(404, "no person with this user_id")
     if user["disabled_at"] is not None:
-        raise PrincipalError(409, "the person is disabled")
-    token_id = new_id("tok")
-    secret = secrets.token_urlsafe(32)  # 43 characters
-    now = utc_now()
-    expires_at = now + ttl if not_after is None else min(now + ttl, aware(not_after))
-    if expires_at <= now:
-        raise PrincipalError(422, "the token would be expired at once")
-    with service.engine.begin() as con:
-        con.execute(
-            tokens.insert().values(
-                id=token_id,
-                user_id=user_id,
-                secret_sha256=_hash(secret),
-                label=label[:200],
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
-        bump(con, "principals")
-    service.audit.record(
-        "auth.token_issue",
-        actor,
-        token=token_id,
-        user=user_id,
-        org=user["org"],
-        expires_at=expires_at.isoformat(),
-    )
-    return IssuedToken(token_id, f"{token_id}.{secret}", user_id, expires_at)
+        raise refused(409, "the person is disabled")
+    return user
 
 
 def get_token(service: Service, token_id: str) -> dict[str, Any] | None:
     """A token's record without its hash: id, user_id, label, times."""
-    with service.engine.connect() as con:
-        row = con.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
-    if row is None:
-        return None
-    return {k: v for k, v in row.items() if k != "secret_sha256"}
+    found = bearer_tokens.records(service, tokens, tokens.c.id == token_id)
+    return found[0] if found else None
 
 
 def list_tokens(service: Service, user_id: str) -> list[dict[str, Any]]:
     """A person's tokens (never a hash), newest first."""
-    cols = [c for c in tokens.c if c.name != "secret_sha256"]
-    with service.engine.connect() as con:
-        rows = (
-            con.execute(
-                sa.select(*cols)
-                .where(tokens.c.user_id == user_id)
-                .order_by(tokens.c.created_at.desc())
-            )
-            .mappings()
-            .all()
-        )
-    return [dict(r) for r in rows]
+    return bearer_tokens.records(service, tokens, tokens.c.user_id == user_id)
 
 
 def revoke_token(service: Service, token_id: str, *, actor: str = SYSTEM) -> bool:
     """Revoke at once (the next request with it fails, audited ``auth.token_revoke``);
     False if it was already revoked; :class:`PrincipalError` 404 if there is none."""
-    with service.engine.begin() as con:
-        row = con.execute(
-            sa.select(tokens.c.user_id, tokens.c.revoked_at).where(tokens.c.id == token_id)
-        ).first()
-        if row is None:
-            raise PrincipalError(404, "no token with this id")
-        if row.revoked_at is not None:
-            return False
-        con.execute(
-            tokens.update()
-            .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-            .values(revoked_at=utc_now(), revoked_by=actor)
-        )
-        bump(con, "principals")
-    service.audit.record("auth.token_revoke", actor, token=token_id, user=row.user_id)
-    return True
-
-
-_SIGN_IN = (
-    sa.select(
-        tokens.c.secret_sha256,
-        tokens.c.expires_at,
-        tokens.c.revoked_at,
-        users.c.id.label("user_id"),
-        users.c.disabled_at,
-        orgs.c.code.label("org"),
-        orgs.c.kind.label("org_kind"),
-        user_roles.c.role,
+    missing = PrincipalError(404, "no token with this id")
+    return bearer_tokens.revoke(
+        service, tokens, token_id, actor=actor, action="auth.token_revoke", missing=missing
     )
-    .select_from(tokens)
-    .join(users, users.c.id == tokens.c.user_id)
-    .join(orgs, orgs.c.code == users.c.org)
+
+
+def sign_in_select(table: sa.Table) -> sa.Select:
+    """What a token of ``table`` (a bearer token table: :mod:`share_api.bearer_tokens`) signs in
+    by (:func:`check_sign_in`): its hash and times, its person and organisation, for the
+    token named by the bound parameter ``token_id``."""
+    return (
+        sa.select(
+            table.c.secret_sha256,
+            table.c.expires_at,
+            table.c.revoked_at,
+            users.c.id.label("user_id"),
+            users.c.disabled_at,
+            orgs.c.code.label("org"),
+            orgs.c.kind.label("org_kind"),
+        )
+        .select_from(table)
+        .join(users, users.c.id == table.c.user_id)
+        .join(orgs, orgs.c.code == users.c.org)
+        .where(table.c.id == sa.bindparam("token_id"))
+    )
+
+
+# an API token signs in with its person's roles (a row a role)
+_SIGN_IN = (
+    sign_in_select(tokens)
+    .add_columns(user_roles.c.role)
     .outerjoin(user_roles, user_roles.c.user_id == users.c.id)
-    .where(tokens.c.id == sa.bindparam("token_id"))
 )
 
 
@@ -557,24 +509,26 @@ def authenticate_token(service: Service, token: str | None, *, now: dt.datetime 
     ``principals`` revision counter (``share_api.db``: bumped in the transaction of every
     change of a token, person, role or organisation) stays as it was: one cheap query of
     the counters a request instead of this join, and a revocation by any process still
-    fails the very next request. Expiry is checked against the clock on every call."""
+    fails the very next request (``share_api.kept``; an unknown id is not kept: it is
+    asked again). Expiry is checked against the clock on every call."""
     if not token:
         raise AuthFailure("missing")
     match = TOKEN_RE.fullmatch(token)
     if match is None:
         raise AuthFailure("malformed")
     token_id, secret = match.groups()
-    revision = current_revisions(service).principals
-    kept = service.kept("principals.sign_in", dict)
-    held = kept.get(token_id)
-    if held is None or held[0] != revision:
+
+    def read() -> tuple[list, Principal | None] | None:
         with service.engine.connect() as con:
             rows = con.execute(_SIGN_IN, {"token_id": token_id}).all()
-        if len(kept) >= KEPT_TOKENS:
-            kept.clear()
-        held = kept[token_id] = (revision, rows, _principal_of(token_id, rows))
-    _, rows, principal = held
-    check_sign_in(rows[0] if rows else None, token_id, _hash(secret), now or utc_now())
+        return (rows, _principal_of(token_id, rows)) if rows else None
+
+    revision = current_revisions(service).principals
+    held = kept_under(service, "principals.sign_in", token_id, revision, read, most=KEPT_TOKENS)
+    rows, principal = held or ([], None)
+    check_sign_in(
+        rows[0] if rows else None, token_id, bearer_tokens.hash_secret(secret), now or utc_now()
+    )
     return principal
 
 

@@ -63,8 +63,8 @@ from masking.stream import (
 )
 from masking.suite import get_suite
 from share_api.db import aware, metadata, utc_now
+from share_api.kept import content_revision, forget, kept_under
 from share_api.sharing.errors import SharingError
-from share_api.sharing.kept import content_revision, forget, kept_under
 from share_api.sharing.versions import TableVersion, materialisation_state, read_snapshot
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def read_table(service: Service, file: SharedFile) -> pa.Table:
 
 
 KEPT_FILE_ROWS = 4_096  # registry rows kept per process
-ROWS_KEPT = "sharing.files.rows"  # where (share_api.sharing.kept)
+ROWS_KEPT = "sharing.files.rows"  # where (share_api.kept)
 LISTS_KEPT = "sharing.files.lists"  # a materialisation state's files, found present
 PLAIN_KEPT_BYTES = 128 << 20  # decrypted bytes kept per process, in all
 PLAIN_KEPT_FILE_BYTES = 32 << 20  # a larger file is decrypted as it streams, every time

@@ -22,39 +22,27 @@ organisation's live grants show (share = the organisation).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
-import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from share_api.db import aware, bump, current_revisions, metadata, new_id, utc_now
-from share_api.principals import SYSTEM, AuthFailure, check_sign_in, get_user, orgs, users
+from share_api import bearer_tokens
+from share_api.db import aware, current_revisions, utc_now
+from share_api.kept import kept_under
+from share_api.principals import SYSTEM, AuthFailure, check_sign_in, sign_in_select, token_holder
 from share_api.sharing.errors import SharingError
-from share_api.sharing.kept import kept_under
 
 if TYPE_CHECKING:
     from share_api.service import Service
 
 PROFILE_VERSION = 1  # shareCredentialsVersion: the 1.4.2 client refuses v2 bearer profiles
 TOKEN_PREFIX = "dsp"
-PROFILE_TOKEN_RE = re.compile(r"(dsp-[0-9a-f]{16})\.([A-Za-z0-9_-]{43})")
-PROFILE_ID_RE = re.compile(r"dsp-[0-9a-f]{16}")
+PROFILE_TOKEN_RE = bearer_tokens.token_pattern(TOKEN_PREFIX)
+PROFILE_ID_RE = bearer_tokens.id_pattern(TOKEN_PREFIX)
 
-profile_tokens = sa.Table(
-    "sharing_profile_tokens",
-    metadata,
-    sa.Column("id", sa.String(24), primary_key=True),
-    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id"), nullable=False, index=True),
-    sa.Column("secret_sha256", sa.String(64), nullable=False),
-    sa.Column("label", sa.Text, nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("created_by", sa.Text, nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
-    sa.Column("revoked_by", sa.Text),
+profile_tokens = bearer_tokens.token_table(
+    "sharing_profile_tokens", sa.Column("created_by", sa.Text, nullable=False)
 )
 
 
@@ -88,10 +76,6 @@ class IssuedProfile:
         return f"IssuedProfile(token_id={self.token_id!r}, user_id={self.user_id!r})"
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
-
-
 def profile_ttl(service: Service) -> dt.timedelta:
     return dt.timedelta(days=float(service.settings.share_profile_ttl_days))
 
@@ -110,121 +94,64 @@ def issue_profile(
     ``/delta-sharing`` prefix) whose token lives ``ttl`` (at most the configured life) and
     not after ``not_after``; audited ``sharing.profile_issue`` (its id, never its secret).
     404 no such person, 409 a disabled one, 400 a life out of bounds."""
-    longest = profile_ttl(service)
-    ttl = longest if ttl is None else ttl
-    if ttl <= dt.timedelta(0) or ttl > longest:
-        raise SharingError(400, f"ttl: more than 0 and at most {longest.total_seconds():.0f} s")
-    user = get_user(service, user_id)
-    if user is None:
-        raise SharingError(404, "no person with this user_id")
-    if user["disabled_at"] is not None:
-        raise SharingError(409, "the person is disabled", "PERMISSION_DENIED")
     now = utc_now()
-    expires_at = now + ttl if not_after is None else min(now + ttl, aware(not_after))
-    if expires_at <= now:
-        raise SharingError(400, "the profile's token would be expired at once")
-    token_id = new_id(TOKEN_PREFIX)
-    secret = secrets.token_urlsafe(32)  # 43 characters
-    with service.engine.begin() as con:
-        con.execute(
-            profile_tokens.insert().values(
-                id=token_id,
-                user_id=user_id,
-                secret_sha256=_hash(secret),
-                label=label[:200],
-                created_at=now,
-                created_by=actor,
-                expires_at=expires_at,
-            )
-        )
-    service.audit.record(
-        "sharing.profile_issue",
-        actor,
-        token=token_id,
-        user=user_id,
-        org=user["org"],
-        expires_at=expires_at.isoformat(),
+    expires_at = bearer_tokens.expiry(
+        now, ttl, profile_ttl(service), not_after, lambda m: SharingError(400, m)
+    )
+    holder = token_holder(service, user_id, _refused)
+    issued = bearer_tokens.issue(
+        service,
+        profile_tokens,
+        TOKEN_PREFIX,
+        holder,
+        expires_at,
+        now=now,
+        label=label,
+        actor=actor,
+        action="sharing.profile_issue",
+        created_by=actor,
     )
     profile = {
         "shareCredentialsVersion": PROFILE_VERSION,
         "endpoint": endpoint.rstrip("/"),
-        "bearerToken": f"{token_id}.{secret}",
+        "bearerToken": issued.token,
         "expirationTime": expires_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    return IssuedProfile(token_id, user_id, expires_at, profile)
+    return IssuedProfile(issued.token_id, user_id, expires_at, profile)
 
 
-def _info(row: Any) -> dict[str, Any]:
-    m = row._mapping
-    return {
-        "id": m["id"],
-        "user_id": m["user_id"],
-        "label": m["label"],
-        "created_at": aware(m["created_at"]),
-        "expires_at": aware(m["expires_at"]),
-        "revoked_at": aware(m["revoked_at"]),
-    }
+def _refused(status: int, message: str) -> SharingError:
+    """A profile refused for its person (404 none; 409 disabled: PERMISSION_DENIED)."""
+    return SharingError(status, message, "PERMISSION_DENIED" if status == 409 else None)
 
 
-_INFO_COLUMNS = [c for c in profile_tokens.c if c.name not in ("secret_sha256",)]
+RECORD = ("id", "user_id", "label", "created_at", "expires_at", "revoked_at")  # what is shown
 
 
 def get_profile_token(service: Service, token_id: str) -> dict[str, Any] | None:
     """A profile token's record without its hash (None when there is none)."""
-    with service.engine.connect() as con:
-        row = con.execute(sa.select(*_INFO_COLUMNS).where(profile_tokens.c.id == token_id)).first()
-    return _info(row) if row is not None else None
+    found = bearer_tokens.records(service, profile_tokens, profile_tokens.c.id == token_id, RECORD)
+    return found[0] if found else None
 
 
 def list_profile_tokens(service: Service, user_id: str) -> list[dict[str, Any]]:
     """A person's profile tokens (never a hash), newest first."""
-    with service.engine.connect() as con:
-        rows = con.execute(
-            sa.select(*_INFO_COLUMNS)
-            .where(profile_tokens.c.user_id == user_id)
-            .order_by(profile_tokens.c.created_at.desc())
-        ).all()
-    return [_info(r) for r in rows]
+    return bearer_tokens.records(
+        service, profile_tokens, profile_tokens.c.user_id == user_id, RECORD
+    )
 
 
 def revoke_profile(service: Service, token_id: str, *, actor: str = SYSTEM) -> bool:
     """Revoke at once (its next call and its signed URLs fail; audited
     ``sharing.profile_revoke``); False if it was revoked already; 404 when there is none."""
-    with service.engine.begin() as con:
-        row = con.execute(
-            sa.select(profile_tokens.c.user_id, profile_tokens.c.revoked_at).where(
-                profile_tokens.c.id == token_id
-            )
-        ).first()
-        if row is None:
-            raise SharingError(404, "no profile token with this id")
-        if row.revoked_at is not None:
-            return False
-        con.execute(
-            profile_tokens.update()
-            .where(profile_tokens.c.id == token_id, profile_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=utc_now(), revoked_by=actor)
-        )
-        bump(con, "principals")  # every process's kept sign-in row of it is dropped
-    service.audit.record("sharing.profile_revoke", actor, token=token_id, user=row.user_id)
-    return True
-
-
-_SIGN_IN = (
-    sa.select(
-        profile_tokens.c.secret_sha256,
-        profile_tokens.c.expires_at,
-        profile_tokens.c.revoked_at,
-        users.c.id.label("user_id"),
-        users.c.disabled_at,
-        orgs.c.code.label("org"),
-        orgs.c.kind.label("org_kind"),
+    missing = SharingError(404, "no profile token with this id")
+    action = "sharing.profile_revoke"
+    return bearer_tokens.revoke(
+        service, profile_tokens, token_id, actor=actor, action=action, missing=missing
     )
-    .select_from(profile_tokens)
-    .join(users, users.c.id == profile_tokens.c.user_id)
-    .join(orgs, orgs.c.code == users.c.org)
-    .where(profile_tokens.c.id == sa.bindparam("token_id"))
-)
+
+
+_SIGN_IN = sign_in_select(profile_tokens)
 
 
 KEPT_PROFILE_TOKENS = 4_096  # profile tokens' sign-in rows kept per process
@@ -271,7 +198,7 @@ def authenticate(service: Service, token: str | None, *, now: dt.datetime | None
     if match is None:
         raise AuthFailure("malformed")
     token_id, secret = match.groups()
-    return _recipient(service, token_id, _hash(secret), now or utc_now())
+    return _recipient(service, token_id, bearer_tokens.hash_secret(secret), now or utc_now())
 
 
 def still_valid(

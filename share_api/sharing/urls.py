@@ -49,10 +49,10 @@ from starlette.types import Receive, Scope, Send
 from masking.errors import KeyRingError
 from share_api import grants
 from share_api.db import fixed_revisions, revision_reader, utc_now
+from share_api.kept import NotKept
 from share_api.principals import AuthFailure, client_of
 from share_api.sharing import tokens
 from share_api.sharing.errors import FORBIDDEN, NOT_FOUND, SharingError
-from share_api.sharing.kept import NotKept
 
 if TYPE_CHECKING:
     from share_api.service import Service

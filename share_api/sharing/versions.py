@@ -38,8 +38,8 @@ import orjson
 import sqlalchemy as sa
 
 from share_api.db import aware, metadata, utc_now
+from share_api.kept import content_revision, kept_under
 from share_api.sharing.errors import SharingError
-from share_api.sharing.kept import content_revision, kept_under
 
 if TYPE_CHECKING:
     from share_api.grants import Grant

@@ -1,4 +1,4 @@
-"""What the protocol's routes keep per process (``share_api.sharing.kept``): a grant's
+"""What the protocol's routes keep per process (``share_api.kept``): a grant's
 current version and its files are answered from memory while nothing they depend on moved,
 and never stand in for what changed since."""
 

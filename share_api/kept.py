@@ -1,5 +1,5 @@
-"""What the protocol's hot paths keep per process under the revision counters of
-``share_api.db``: a row read once is answered from memory while the counter it was read
+"""What the service's hot paths (every sign-in, the Delta Sharing protocol's reads) keep
+per process under the revision counters of ``share_api.db``: a row read once is answered from memory while the counter it was read
 under stands (one query of the counters a request), and read again once any process moved
 it — so a revocation refuses the very next request."""
 
