@@ -518,17 +518,15 @@ def authenticate_token(service: Service, token: str | None, *, now: dt.datetime 
         raise AuthFailure("malformed")
     token_id, secret = match.groups()
 
-    def read() -> tuple[list, Principal | None] | None:
+    def read() -> tuple[Any, Principal] | None:  # the sign-in row and whom it signs in as
         with service.engine.connect() as con:
             rows = con.execute(_SIGN_IN, {"token_id": token_id}).all()
-        return (rows, _principal_of(token_id, rows)) if rows else None
+        return (rows[0], _principal_of(token_id, rows)) if rows else None
 
     revision = current_revisions(service).principals
     held = kept_under(service, "principals.sign_in", token_id, revision, read, most=KEPT_TOKENS)
-    rows, principal = held or ([], None)
-    check_sign_in(
-        rows[0] if rows else None, token_id, bearer_tokens.hash_secret(secret), now or utc_now()
-    )
+    row, principal = held or (None, None)
+    check_sign_in(row, token_id, bearer_tokens.hash_secret(secret), now or utc_now())
     return principal
 
 
@@ -553,9 +551,8 @@ def check_sign_in(row: Any, token_id: str, secret_sha256: str | None, now: dt.da
     return actor
 
 
-def _principal_of(token_id: str, rows: list) -> Principal | None:
-    if not rows:
-        return None
+def _principal_of(token_id: str, rows: list) -> Principal:
+    """Whom a token's sign-in rows (one a role; at least one) sign in as."""
     first = rows[0]
     return Principal(
         user_id=first.user_id,
