@@ -169,7 +169,13 @@ def read_features(
     wanted = sorted(set(stored_cutoffs(con) if cutoffs is None else cutoffs))
     if not wanted:
         return pl.DataFrame(schema=schema)
-    parts = [_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted]
+    # one snapshot for every statement: a cut-off's plain and sealed columns are read by
+    # several statements and lined up by the rows' order, which only one state of the table
+    # guarantees (a writer's commit between two of them would misalign them, and the
+    # row-bound ciphertexts would then fail to decrypt); DuckLake's catalogue is loaded once
+    # (a cut-off of 2,000 residents: 22 statements, -10 % CPU)
+    with transaction(con):
+        parts = [_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted]
     return _sorted_by_keys(parts) if in_key_order else pl.concat(parts)
 
 
@@ -216,7 +222,7 @@ def _read_cutoff(
     # sort what it read with the person ids (a 200,000-resident cut-off's plain columns:
     # +69 MB against +30, one ciphertext column +37 against +12). A ciphertext is bound to
     # its row's person and cut-off: columns that did not line up would fail to decrypt,
-    # never mix rows
+    # never mix rows; they line up because the caller reads them in one transaction
     where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ?'
 
     def read(columns: list[str]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import pytest
 
 from curated.golden import person_as_of, reveal_history_rows, staged_table
 from curated.houses import staged_name
-from lakehouse.lake import has_table, open_lake, transaction
+from lakehouse.lake import ALIAS, has_table, open_lake, transaction
 from marts.need_model import features as need_features
 from marts.need_model.features import (
     ATTRIBUTES,
@@ -210,6 +210,42 @@ def test_rewriting_a_cutoff_replaces_its_rows(need_street: NeedStreet, tmp_path)
             back = read_features(con, protection)
             assert back.filter(pl.col("cutoff") == cutoff).equals(mine.head(rows))
             assert back.filter(others).equals(before.filter(others))
+
+
+def test_a_cutoff_is_read_from_one_snapshot_while_another_writer_rewrites_it(
+    need_street: NeedStreet, tmp_path, monkeypatch
+):
+    """The plain columns of a cut-off are read first, its sealed ones after, one statement
+    each, lined up by the rows' order: a writer that rewrites the cut-off between them (its
+    rows reversed, one sealed value changed) is not seen — the read is the state it began
+    on. Read across snapshots, the sealed columns would fail to decrypt (a ciphertext is
+    bound to its row) or carry the writer's values."""
+    import marts.need_model.store as store
+
+    settings = copy_home(need_street.home, tmp_path)
+    protection = need_street.protection()
+    cutoff = need_street.cutoffs[-1]
+    mine = need_street.features.filter(pl.col("cutoff") == cutoff)
+    rewritten = mine.reverse().with_columns(pl.col("age") + 1)
+    row_ids = store._row_ids
+    writes = []
+
+    def rewrite_between(frame):  # after the plain columns' read, before the sealed ones'
+        if not writes:
+            writes.append(cutoff)  # first: the writer's own sealing calls this again
+            other = con.cursor()  # a connection of its own: another transaction
+            other.execute(f"USE {ALIAS}")
+            write_features(other, rewritten, protection.keyring)
+        return row_ids(frame)
+
+    with open_lake(settings) as con:
+        monkeypatch.setattr(store, "_row_ids", rewrite_between)
+        during = read_features(con, protection, [cutoff])
+        monkeypatch.setattr(store, "_row_ids", row_ids)
+        after = read_features(con, protection, [cutoff])
+    assert writes, "the writer did not run between the reads"
+    assert during.equals(mine.sort(list(KEYS)))  # the snapshot the read began on
+    assert after.equals(rewritten.sort(list(KEYS)))  # the writer's rows, once committed
 
 
 # the outcome datasets and their dating field (the catalogue's; labels.sql reads them)
