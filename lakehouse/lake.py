@@ -200,6 +200,12 @@ class _Instances:
             idle = self._mine().get(str(settings.extension_dir))
             if idle:
                 return idle.pop()
+        return self.new(settings)
+
+    def new(self, settings: Settings) -> duckdb.DuckDBPyConnection:
+        """A new instance, never one of the pool's."""
+        with self._guard:
+            self._mine()
             self.created += 1
         return _new_instance(settings)
 
@@ -339,7 +345,8 @@ class _Held:
 
     lake: tuple[str, str]  # (metadata, data path): which lake
     read_only: bool
-    con: duckdb.DuckDBPyConnection
+    con: duckdb.DuckDBPyConnection  # a new one after renew_hold
+    cursors: int = 0  # open_lake blocks of the hold open now
 
 
 _HELD = threading.local()
@@ -375,8 +382,8 @@ def hold_lake(settings: Settings | None = None, *, read_only: bool = False) -> I
     if held is not None and held.lake == _lake_of(settings) and (read_only or not held.read_only):
         yield
         return
-    with open_lake(settings, read_only=read_only) as con:
-        _HELD.held = _Held(_lake_of(settings), read_only, con)
+    with _attached(settings, read_only) as state:
+        _HELD.held = state
         if not read_only:
             _HELD_WRITERS.add(_lake_of(settings))
         try:
@@ -385,6 +392,34 @@ def hold_lake(settings: Settings | None = None, *, read_only: bool = False) -> I
             _HELD.held = held
             if not read_only:
                 _HELD_WRITERS.discard(_lake_of(settings))
+
+
+def renew_hold(settings: Settings | None = None) -> bool:
+    """Give the lake this thread holds (:func:`hold_lake`) a new DuckDB instance, the same
+    hold and writer lock kept, and close the old one: what the old instance kept of the
+    units of work it served goes with it. True when renewed; False when nothing is held.
+
+    A DuckDB instance keeps C heap for every DuckLake statement it ran (DuckLake keeps the
+    catalogue of each schema version it loaded for the instance's life: duckdb/ducklake
+    #852), and only closing the instance gives it back; DETACH does not. Measured on DuckDB
+    1.5.5 in a hold (glibc's heap in use, 2026-12-03): 1,000 one-row commits +4.5 MB, 1,000
+    reads +1.0 MB, 600 and 1,200 small units of work that write and read +12.8 and +21.5 MB;
+    after the ingest of a 200,000-resident street, a new instance had 57 MB less in use.
+    Attaching anew costs the extensions' load (~0.25 s), so a long run renews once, after
+    its many small units of work (the main job, after its ingest). Between units of work
+    only: an open block of the hold is refused (LakeError), its cursor would be closed."""
+    settings = settings or get_settings()
+    held: _Held | None = getattr(_HELD, "held", None)
+    if held is None or held.lake != _lake_of(settings):
+        return False
+    if held.cursors:
+        raise LakeError(
+            f"the held lake cannot be renewed while {held.cursors} block(s) of it are open"
+        )
+    new = _attach(_INSTANCES.new(settings), settings, read_only=held.read_only)
+    old, held.con = held.con, new
+    retire(old)
+    return True
 
 
 def _held_cursor(settings: Settings, read_only: bool) -> duckdb.DuckDBPyConnection | None:
@@ -409,13 +444,25 @@ def open_lake(
     Inside :func:`hold_lake` the held lake serves the block (a cursor of it).
     """
     settings = settings or get_settings()
+    held: _Held | None = getattr(_HELD, "held", None)
     cur = _held_cursor(settings, read_only)
-    if cur is not None:
+    if cur is not None and held is not None:
+        held.cursors += 1
         try:
             yield cur
         finally:
+            held.cursors -= 1
             cur.close()  # an open transaction of a failed block is rolled back
         return
+    with _attached(settings, read_only) as state:
+        yield state.con
+
+
+@contextlib.contextmanager
+def _attached(settings: Settings, read_only: bool) -> Iterator[_Held]:
+    """The lake attached to an instance of the pool, for a block (a writer's lock held):
+    the instance attached at the block's end (a new one after :func:`renew_hold`) goes back
+    to the pool, or is closed after a failure."""
     lock = None
     if read_only:
         meta = settings.lake_metadata
@@ -431,16 +478,20 @@ def open_lake(
         lock = _WriterLock(settings.lake_dir / "writer.lock", settings.lake_lock_timeout_s)
         lock.acquire()
     try:
-        con = _attach(_INSTANCES.take(settings), settings, read_only=read_only)
+        state = _Held(
+            _lake_of(settings),
+            read_only,
+            _attach(_INSTANCES.take(settings), settings, read_only=read_only),
+        )
         try:
             if not read_only:
-                ensure_zones(con)
-            yield con
+                ensure_zones(state.con)
+            yield state
         except BaseException:
-            retire(con)  # never reused after a failure: its state is unknown
+            retire(state.con)  # never reused after a failure: its state is unknown
             raise
         else:
-            _INSTANCES.give(settings, con)  # detached before the lock is released
+            _INSTANCES.give(settings, state.con)  # detached before the lock is released
     finally:
         if lock is not None:
             lock.release()

@@ -27,7 +27,7 @@ from catalog.loader import load_catalogue
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
-from lakehouse.lake import drop_file_cache, hold_lake, open_lake
+from lakehouse.lake import drop_file_cache, hold_lake, open_lake, renew_hold
 from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
@@ -122,6 +122,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
             settings, cat, console, started_at, systems=simulated_systems, memory=memory
         )
         memory.mark("the curated build, scorecard and leak scan")
+        if outcome.selected:  # the ingest's thousands of statements: their C heap goes
+            renew_hold(settings)  # with its instance (57 MB at 200,000 residents)
         with open_lake(settings, read_only=True) as con:
             drop_file_cache(con)  # what follows keeps no Parquet page it read
         with ledger_ready(settings):  # ensured by ingest_all in this hold: writers skip it

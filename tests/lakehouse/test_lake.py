@@ -251,10 +251,30 @@ def test_tables_in_lists_the_committed_tables_as_duckdb_does(settings: Settings)
         assert tables_in(con) == {("raw", "a"), ("staged", "a")}
 
 
+def _writer_in_another_thread(settings: Settings) -> str:
+    """What a writer's open of the lake in another thread of this process was told (its
+    LakeError's message); fails when it was let in or hung."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with open_lake(settings):
+                pass
+        except LakeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    t.join(30)
+    assert not t.is_alive() and len(errors) == 1
+    return str(errors[0])
+
+
 def test_a_held_lake_serves_every_open_inside_it_without_attaching_again(
     settings: Settings,
 ) -> None:
-    import threading
 
     from lakehouse.lake import close_idle, held_opens, hold_lake, instances_created
 
@@ -278,19 +298,7 @@ def test_a_held_lake_serves_every_open_inside_it_without_attaching_again(
         with open_lake(settings, read_only=True) as con:
             assert con.execute("SELECT count(*) FROM raw.t WHERE i = 99").fetchone()[0] == 0
         # another thread of this process cannot take the lock the hold has: told, not hung
-        errors: list[BaseException] = []
-
-        def writer() -> None:
-            try:
-                with open_lake(settings):
-                    pass
-            except LakeError as exc:
-                errors.append(exc)
-
-        t = threading.Thread(target=writer)
-        t.start()
-        t.join(30)
-        assert len(errors) == 1 and "another thread" in str(errors[0])
+        assert "another thread" in _writer_in_another_thread(settings)
         assert instances_created() == attached  # nothing attached inside the hold
     assert instances_created() - before == 1
     assert held_opens() - served == 3 * 3 + 2
@@ -395,3 +403,55 @@ def test_dropping_the_file_cache_lets_go_of_what_it_held_for_every_later_open(
             assert con.execute(cached).fetchone()[0] == 0
             assert con.execute("SELECT count(DISTINCT s) FROM raw.t").fetchone()[0] == 50000
             assert con.execute(cached).fetchone()[0] == 0  # read, not kept
+
+
+def _c_heap_in_use() -> int:
+    """Bytes glibc's allocator has handed out and not got back (mallinfo2's uordblks)."""
+    import ctypes
+    import gc
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                         "uordblks", "fordblks", "keepcost")
+        ]  # fmt: skip
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    gc.collect()
+    return libc.mallinfo2().uordblks
+
+
+def test_renewing_a_hold_gives_back_what_the_instance_kept_and_keeps_the_hold(
+    settings: Settings,
+) -> None:
+    """DuckDB keeps C heap for every DuckLake statement an instance ran, until the instance
+    closes (DETACH gives nothing back): renew_hold attaches a new instance under the same
+    hold (the writer lock still held, the rows there) and closes the old one."""
+
+    from lakehouse.lake import hold_lake, instances_created, renew_hold
+
+    init_lake(settings)
+    assert renew_hold(settings) is False  # nothing held
+    with hold_lake(settings):
+        for i in range(150):  # small units of work, as an ingest's: a write, then a read
+            with open_lake(settings) as con:
+                con.execute(f"CREATE TABLE IF NOT EXISTS raw.t{i % 10} (i INTEGER, s VARCHAR)")
+                con.execute(f"INSERT INTO raw.t{i % 10} VALUES (?, 'x')", [i])
+            with open_lake(settings, read_only=True) as con:
+                con.execute(f"SELECT count(*) FROM raw.t{i % 10} WHERE i > 3").fetchall()
+        with open_lake(settings) as con, pytest.raises(LakeError, match="1 block"):
+            renew_hold(settings)  # its cursor would be closed under it
+        kept, created = _c_heap_in_use(), instances_created()
+        assert renew_hold(settings) is True
+        given_back = kept - _c_heap_in_use()
+        assert instances_created() == created + 1
+        assert given_back > 1_000_000, f"{given_back:,} bytes given back"  # the old one closed
+        with open_lake(settings) as con:  # the held lake, its new instance
+            assert con.execute("SELECT count(*) FROM raw.t3").fetchone()[0] == 15
+            con.execute("INSERT INTO raw.t3 VALUES (1000, 'y')")
+        # the hold's writer lock is still taken
+        assert "another thread" in _writer_in_another_thread(settings)
+    with open_lake(settings) as con:  # the lock released at the hold's end
+        assert con.execute("SELECT count(*) FROM raw.t3").fetchone()[0] == 16
