@@ -404,10 +404,12 @@ def renew_hold(settings: Settings | None = None) -> bool:
     #852), and only closing the instance gives it back; DETACH does not. Measured on DuckDB
     1.5.5 in a hold (glibc's heap in use, 2026-12-03): 1,000 one-row commits +4.5 MB, 1,000
     reads +1.0 MB, 600 and 1,200 small units of work that write and read +12.8 and +21.5 MB;
-    after the ingest of a 200,000-resident street, a new instance had 57 MB less in use.
-    Attaching anew costs the extensions' load (~0.25 s), so a long run renews once, after
-    its many small units of work (the main job, after its ingest). Between units of work
-    only: an open block of the hold is refused (LakeError), its cursor would be closed."""
+    after the ingest and marts of a 200,000-resident street, a new instance had 57 MB less
+    in use. Attaching anew costs the extensions' load (~0.25 s), so a long run renews once,
+    after its many small units of work (the main job, before its need model). Between units
+    of work only: an open block of the hold is refused (LakeError), its cursor would be
+    closed. The new instance has DuckDB's defaults: a setting made with SET GLOBAL on the old
+    one (:func:`drop_file_cache`) is made again by the caller."""
     settings = settings or get_settings()
     held: _Held | None = getattr(_HELD, "held", None)
     if held is None or held.lake != _lake_of(settings):

@@ -122,14 +122,16 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
             settings, cat, console, started_at, systems=simulated_systems, memory=memory
         )
         memory.mark("the curated build, scorecard and leak scan")
-        if outcome.selected:  # the ingest's thousands of statements: their C heap goes
-            renew_hold(settings)  # with its instance (57 MB at 200,000 residents)
         with open_lake(settings, read_only=True) as con:
             drop_file_cache(con)  # what follows keeps no Parquet page it read
         with ledger_ready(settings):  # ensured by ingest_all in this hold: writers skip it
             with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
                 marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
             memory.mark("the marts")
+            if outcome.selected or marts.ran:  # the C heap the instance kept of the ingest's
+                renew_hold(settings)  # and the marts' statements goes with it (57 MB at 200k)
+                with open_lake(settings, read_only=True) as con:
+                    drop_file_cache(con)  # the new instance's cache too
             with console.status("need model: features, model (only when none is promoted), scores"):
                 need = run_need_model(settings, started_at)
             memory.mark("the need model")
