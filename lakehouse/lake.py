@@ -424,14 +424,12 @@ def renew_hold(settings: Settings | None = None) -> bool:
     return True
 
 
-def _held_cursor(settings: Settings, read_only: bool) -> duckdb.DuckDBPyConnection | None:
+def _serving_hold(settings: Settings, read_only: bool) -> _Held | None:
+    """This thread's hold when it serves an open of ``settings``' lake; else None."""
     held: _Held | None = getattr(_HELD, "held", None)
     if held is None or held.lake != _lake_of(settings) or (held.read_only and not read_only):
         return None
-    cur = held.con.cursor()
-    cur.execute(f"USE {ALIAS}")
-    _HELD_OPENS[0] += 1
-    return cur
+    return held
 
 
 @contextlib.contextmanager
@@ -446,9 +444,11 @@ def open_lake(
     Inside :func:`hold_lake` the held lake serves the block (a cursor of it).
     """
     settings = settings or get_settings()
-    held: _Held | None = getattr(_HELD, "held", None)
-    cur = _held_cursor(settings, read_only)
-    if cur is not None and held is not None:
+    held = _serving_hold(settings, read_only)
+    if held is not None:
+        cur = held.con.cursor()
+        cur.execute(f"USE {ALIAS}")
+        _HELD_OPENS[0] += 1
         held.cursors += 1
         try:
             yield cur
