@@ -236,6 +236,7 @@ def test_a_cutoff_is_read_from_one_snapshot_while_another_writer_rewrites_it(
             other = con.cursor()  # a connection of its own: another transaction
             other.execute(f"USE {ALIAS}")
             write_features(other, rewritten, protection.keyring)
+            other.close()
         return row_ids(frame)
 
     with open_lake(settings) as con:
