@@ -16,33 +16,38 @@ def rss():
         return next(int(l.split()[1]) >> 10 for l in fh if l.startswith("VmRSS"))
 con = duckdb.connect(config={"threads": 1, "allocator_background_threads": True})
 con.execute("SET enable_progress_bar = false")  # a slow machine's sort printed one
-con.execute("SELECT count(*) FROM (SELECT md5(i::VARCHAR) m FROM range(3000000) t(i) ORDER BY m)")
-con.fetchall()
-con.execute("SELECT 1").fetchall()  # the sort's state let go
-before = rss()
-purged = purge_freed() if sys.argv[1] == "purge" else None
-print("figures", before, rss(), purged)
+for _ in range(int(sys.argv[2])):
+    con.execute("SELECT count(*) FROM (SELECT md5(i::VARCHAR) m FROM range(3000000) t(i) ORDER BY m)")
+    con.fetchall()
+    con.execute("SELECT 1").fetchall()  # the sort's state let go
+    before = rss()
+    purged = purge_freed() if sys.argv[1] == "purge" else None
+    print("figures", before, rss(), purged)
 """
 
 
-def _child(mode: str) -> tuple[int, int, str]:
+def _child(mode: str, rounds: int = 1) -> list[tuple[int, int, str]]:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode],
+        [sys.executable, "-c", _CHILD, mode, str(rounds)],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": str(root)},
     ).stdout.split()
-    at = out.index("figures")  # what the child says comes last
-    return int(out[at + 1]), int(out[at + 2]), out[at + 3]
+    ats = [at for at, word in enumerate(out) if word == "figures"]  # after anything else
+    return [(int(out[at + 1]), int(out[at + 2]), out[at + 3]) for at in ats]
 
 
 def test_a_large_query_s_freed_memory_goes_back_when_purged() -> None:
     """A 3-million-row sort frees ~200 MB that DuckDB's allocator keeps resident for about
     two seconds (its decay): purged, it is gone at once; not purged, still there a moment
-    later. (A fresh process each: its RSS is the query's alone.)"""
-    before, after, purged = _child("purge")
-    assert purged == "True" and before - after > 100
-    before, after, purged = _child("keep")
+    later. (A fresh process each: its RSS is the query's alone.) Three sorts purged: a purge
+    asked while jemalloc's background thread is in one of its own does nothing, and one in
+    three sorts met one (CI failed on 262 -> 260 MB) until the purge was asked again."""
+    rounds = _child("purge", rounds=3)
+    assert len(rounds) == 3
+    for before, after, purged in rounds:
+        assert purged == "True" and before - after > 100, rounds
+    [(before, after, purged)] = _child("keep")
     assert purged == "None" and before - after < 50
