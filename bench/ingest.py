@@ -499,6 +499,21 @@ def _scorecard(home: Path, env: dict[str, str]) -> dict:
 _PEAK_PHASE = re.compile(r"memory: peak [\d,]+ MB resident, reached in (.+?) \(")
 
 
+_PHASE_TIMES = re.compile(r"time: [\d,.]+ CPU s, .*? \(each phase's CPU / wall s: (.+?)\)")
+_PHASE_TIME = re.compile(r"(.+?) (\d[\d,]*\.\d) / (\d[\d,]*\.\d)(?:, |$)")
+
+
+def phase_cpu(out: str) -> dict[str, float]:
+    """Each phase's CPU seconds, as the run's summary says them (``HighWater.timing``: the
+    line may be wrapped over several); empty where it says none."""
+    found = _PHASE_TIMES.search(" ".join(out.split()))
+    if not found:
+        return {}
+    return {
+        phase: float(cpu.replace(",", "")) for phase, cpu, _ in _PHASE_TIME.findall(found.group(1))
+    }
+
+
 def peak_phase(out: str) -> str | None:
     """The phase of the run in which it reached its peak, as its summary says (the line's
     words may be wrapped over several lines); None where it says none."""
@@ -524,6 +539,7 @@ def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict
         "cpu_s": round(run.cpu, 1),
         "peak_rss_mb": round(run.peak_mb, 1),
         "peak_phase": peak_phase(run.out),  # where the run's summary says the peak was
+        "phase_cpu_s": phase_cpu(run.out),  # and where its CPU went
         "exit_code": run.code,  # 1: the run reported failures of the data (see its summary)
         # the machine is shared: the 1-minute load average before and after the run
         "load_avg": [round(load_before, 1), round(load_after, 1)],
@@ -731,6 +747,17 @@ def report(figures: dict) -> None:
             f"{r['exit_code']:>4}{r['load_avg'][0]:>6}→{r['load_avg'][1]:<5}   {alone}"
             f"; the peak in {r.get('peak_phase') or '-'}"
         )  # fmt: skip
+    phased = [r for r in figures["growth"] if r.get("phase_cpu_s")]
+    if phased:
+        print(
+            "  CPU s by phase of the run (its summary's figures; a library imported late counts where it is):"
+        )
+        for phase in phased[-1]["phase_cpu_s"]:
+            print(
+                "    "
+                + "".join(f"{r['phase_cpu_s'].get(phase, '-'):>9}" for r in phased)
+                + f"   {phase}"
+            )
     fitted = figures["fitted"]
     if fitted:
         for line in fit_lines(fitted, figures["growth"]):

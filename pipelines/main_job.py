@@ -164,6 +164,7 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
         print_need_model(console, need)
         memory.mark("the summary, truth evaluation and custody")
         console.print(memory.sentence())
+        console.print(memory.timing())
         if report.failed or outcome.leak_check is None:
             print_governance(console, governance_scorecard(settings))
             n = len(report.failed_deliveries) + len(report.steps) + len(report.unbalanced)

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import gc
 import resource
+import time
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -111,13 +112,22 @@ class HighWater:
     high as the last one's (the high water only rises). What came before the first mark
     (the imports, the catalogue) counts to the first phase, and so does the high water of
     the process that started this one, which Linux carries into it at exec: a run started
-    by a large process (a test runner) may show that one's peak at its first mark."""
+    by a large process (a test runner) may show that one's peak at its first mark.
+
+    The process's CPU seconds (every thread's) and the wall seconds are kept beside each
+    mark, from the moment this record was made, so the run can also say which phase its
+    time went to (:meth:`timing`)."""
 
     marks: list[tuple[str, float]] = field(default_factory=list)
+    clock: list[tuple[float, float]] = field(default_factory=list)  # (CPU s, wall s) a mark
+    start: tuple[float, float] = field(
+        default_factory=lambda: (time.process_time(), time.perf_counter())
+    )
 
     def mark(self, phase: str) -> None:
         """``phase`` has just ended."""
         self.marks.append((phase, high_water_mb()))
+        self.clock.append((time.process_time(), time.perf_counter()))
 
     def peak(self) -> tuple[str, float] | None:
         """(phase, MB): where the high water reached its height, and that height; None
@@ -126,6 +136,17 @@ class HighWater:
             return None
         top = self.marks[-1][1]
         return next((phase, mb) for phase, mb in self.marks if mb >= top)
+
+    def phase_seconds(self) -> list[tuple[str, float, float]]:
+        """(phase, CPU s, wall s) of each phase, from the mark before it (the first from
+        when this record was made)."""
+        before = [self.start, *self.clock]
+        return [
+            (phase, cpu - cpu0, wall - wall0)
+            for (phase, _), (cpu, wall), (cpu0, wall0) in zip(
+                self.marks, self.clock, before, strict=False
+            )
+        ]
 
     def sentence(self) -> str:
         """The peak and every phase's mark, for the run's summary."""
@@ -136,4 +157,18 @@ class HighWater:
         return (
             f"memory: peak {peak[1]:,.0f} MB resident, reached in {peak[0]} "
             f"(the high water after each phase, MB: {marks})"
+        )
+
+    def timing(self) -> str:
+        """The CPU and wall seconds of the phases, each phase's own, for the run's summary
+        (the process's CPU: every thread's, the departments' simulated systems included)."""
+        phases = self.phase_seconds()
+        if not phases:
+            return "time: no phase measured"
+        cpu = sum(c for _, c, _ in phases)
+        wall = sum(w for _, _, w in phases)
+        each = ", ".join(f"{phase} {c:,.1f} / {w:,.1f}" for phase, c, w in phases)
+        return (
+            f"time: {cpu:,.1f} CPU s, {wall:,.1f} s wall from the ingest on "
+            f"(each phase's CPU / wall s: {each})"
         )

@@ -120,13 +120,17 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert run["peak_rss_mb"] > 100 and run["run_s"] > 0 and run["cpu_s"] > 0
     assert run["dagster_runs"] > 0 and run["dagster_steps"] >= run["dagster_runs"]
     # where the run's summary says its peak was: one of the main job's phases
-    assert run["peak_phase"] in {
+    phases = [
         "the departments' ingest",
         "the curated build, scorecard and leak scan",
         "the marts",
         "the need model",
         "the summary, truth evaluation and custody",
-    }
+    ]
+    assert run["peak_phase"] in phases
+    # and where its CPU went: every phase, in order, within the child's own CPU seconds
+    assert list(run["phase_cpu_s"]) == phases and min(run["phase_cpu_s"].values()) >= 0
+    assert 0 < sum(run["phase_cpu_s"].values()) <= run["cpu_s"] + 0.5
     # the 300-resident street was simulated once, for the floor, and copied after
     assert figures["floor_vs_ingest"]["simulate_s"] > 0 and run["simulate_s"] is None
     assert (tmp_path / "ingest.json").exists()

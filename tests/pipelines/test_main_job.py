@@ -239,6 +239,7 @@ def test_the_main_job_runs_green_without_any_simulator(
     assert "every row of every delivery read is staged, quarantined or skipped" in text
     assert "ground truth" not in text and "simulat" not in text
     assert re.search(r"memory: peak [\d,]+ MB resident, reached in the \w", text)
+    assert re.search(r"time: [\d,.]+ CPU s, [\d,.]+ s wall from the ingest on \(each ", text)
     assert not settings.sim_dir_abs.exists() and not sim_dir_for(street).exists()
     with open_lake(settings, read_only=True) as con:
         rows = list_deliveries(con)

@@ -124,3 +124,35 @@ def test_the_high_water_names_the_phase_of_the_peak_even_after_it_went_back(
     assert int(big) - int(held) >= 190  # what it held at the first mark, and the 200 MB
     assert sentence.startswith(f"memory:_peak_{int(peak):,}_MB_resident,_reached_in_big_")
     assert memory.HighWater().peak() is None
+
+
+_CLOCK_CHILD = """
+import time
+from pipelines.memory import HighWater
+water = HighWater()
+until = time.process_time() + 0.3
+while time.process_time() < until:
+    pass
+water.mark("busy")
+time.sleep(0.3)
+water.mark("asleep")
+for phase, cpu, wall in water.phase_seconds():
+    print(phase, cpu, wall)
+print(water.timing().replace(" ", "_"))
+print(HighWater().timing().replace(" ", "_"))
+"""
+
+
+def test_each_phase_is_given_its_own_cpu_and_wall_seconds(tmp_path: Path) -> None:
+    """A phase that computes has its CPU seconds; the phase after it, asleep, has wall
+    seconds and next to no CPU: each phase counts from the mark before it, not from the
+    start (a cumulative figure would give the sleeper the worker's CPU too). (A fresh
+    process: the test runner's other threads would add their CPU.)"""
+    out = _child(tmp_path, _CLOCK_CHILD)
+    busy, busy_cpu, busy_wall, asleep, asleep_cpu, asleep_wall, line, empty = out
+    assert (busy, asleep) == ("busy", "asleep")
+    assert float(busy_cpu) >= 0.3 and float(busy_wall) >= float(busy_cpu) * 0.9
+    assert float(asleep_cpu) < 0.1 and float(asleep_wall) >= 0.29
+    assert line.startswith("time:_") and f"_busy_{float(busy_cpu):,.1f}_/_" in line
+    assert f"_asleep_{float(asleep_cpu):,.1f}_/_{float(asleep_wall):,.1f}" in line
+    assert empty == "time:_no_phase_measured"
