@@ -161,7 +161,8 @@ class HighWater:
 
     def timing(self) -> str:
         """The CPU and wall seconds of the phases, each phase's own, for the run's summary
-        (the process's CPU: every thread's, the departments' simulated systems included)."""
+        (this process's CPU, every thread's; not its children's: the simulated departments'
+        API server is a process of its own)."""
         phases = self.phase_seconds()
         if not phases:
             return "time: no phase measured"
