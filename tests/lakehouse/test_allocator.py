@@ -44,7 +44,8 @@ def test_a_large_query_s_freed_memory_goes_back_when_purged() -> None:
     two seconds (its decay): purged, it is gone at once; not purged, still there a moment
     later. (A fresh process each: its RSS is the query's alone.) Three sorts purged: a purge
     asked while jemalloc's background thread is in one of its own does nothing, and one in
-    three sorts met one (CI failed on 262 -> 260 MB) until the purge was asked again."""
+    three sorts met one (CI failed on 262 -> 260 MB) until the purge stopped the background
+    threads first."""
     rounds = _child("purge", rounds=3)
     assert len(rounds) == 3
     for before, after, purged in rounds:
