@@ -205,7 +205,7 @@ class _Instances:
     def new(self, settings: Settings) -> duckdb.DuckDBPyConnection:
         """A new instance, never one of the pool's."""
         with self._guard:
-            self._mine()
+            self._mine()  # a forked child's count starts at 0, as its pool does
             self.created += 1
         return _new_instance(settings)
 
