@@ -123,21 +123,6 @@ def _simulate(folder: Path, key: dict) -> float:
     return time.perf_counter() - started
 
 
-def _own_databases(dest: Path) -> None:
-    """The simulator names its databases by absolute path (where it simulated): point the
-    copy's manifest at the copy's own."""
-    path = dest / MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    sim = MANIFEST.parent.name
-    for datasets in manifest.get("departments", {}).values():
-        for entry in datasets.values():
-            system = entry.get("system") or {}
-            url = system.get("db_url", "")
-            if url.startswith("sqlite:") and f"/{sim}/" in url:
-                system["db_url"] = f"sqlite:{dest / sim}/{url.split(f'/{sim}/', 1)[1]}"
-    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
 def street(dest: Path, residents: int, seed: int = 7, days: int = DAYS) -> Street:
     """A fresh copy of the street in ``dest`` (``dest/home``, ``dest/home.departments``),
     from the cache, or simulated into the cache first."""
@@ -158,7 +143,6 @@ def street(dest: Path, residents: int, seed: int = 7, days: int = DAYS) -> Stree
     dest.mkdir(parents=True, exist_ok=True)
     for part in ("home", "home.departments"):
         shutil.copytree(src / part, dest / part, symlinks=True)
-    _own_databases(dest)
     return Street(
         home=dest / "home",
         sim_dir=dest / "home.departments",

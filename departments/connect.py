@@ -44,7 +44,9 @@ def has_street(sim_dir: Path) -> bool:
 
 def connection_env(sim_dir: Path, api_url: str | None = None) -> dict[str, str]:
     """The connection settings of the simulated systems in ``sim_dir`` (empty when it holds
-    no street): database URLs, the API token, and ``api_url`` if the APIs are served."""
+    no street): database URLs, the API token, and ``api_url`` if the APIs are served.
+    A database is named in the manifest by its path in the folder, so a street copied or
+    moved elsewhere is reached at its new place (its URLs are absolute)."""
     manifest = read_manifest(sim_dir)
     if manifest is None:
         return {}
@@ -53,7 +55,9 @@ def connection_env(sim_dir: Path, api_url: str | None = None) -> dict[str, str]:
     for dept, datasets in manifest.get("departments", {}).items():
         for entry in datasets.values():
             system = entry.get("system") or {}
-            if "db_url" in system:
+            if "database" in system:  # relative to the folder, wherever it is now
+                env[db_url_env(dept)] = f"sqlite:{Path(sim_dir).absolute() / system['database']}"
+            elif "db_url" in system:  # a street simulated before paths were relative
                 env[db_url_env(dept)] = system["db_url"]
             api = api or "endpoint" in system
     if api:

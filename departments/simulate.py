@@ -44,8 +44,9 @@ DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "
 # how a hub's landed delivery is matched to what the simulator delivered (in the manifest)
 MATCHING = (
     "a file delivery by the SHA-256 of its bytes (`sha256`: file → hash); a pull from a "
-    "system by its source: the database URL the simulator publishes (`system.db_url`) with "
-    "`#<table>`, or an HTTP API URL on the loopback host whose path is `system.endpoint`"
+    "system by its source: a SQLite URL whose path ends with the database's path in the "
+    "simulator's folder (`system.database`, relative: the folder may be moved or copied) "
+    "with `#<table>`, or an HTTP API URL on the loopback host whose path is `system.endpoint`"
 )
 # who or what a record is about, in truth (a builder sets the keys that apply to its
 # dataset; a dataset's clean.parquet has the columns its builder set): the subject's
@@ -141,7 +142,9 @@ def _deliver_spec(
         first = writers.write_sqlite(db, spec, items)
         file = "registry.sqlite"
         entry.update(location=str(db.relative_to(sim)), table=spec.table, cursor=spec.cursor)
-        entry["system"] = {"db_url": f"sqlite:{db}", "table": spec.table}
+        # relative to the folder, which may be copied or moved: connect.connection_env
+        # resolves it against where the folder is when its systems are reached
+        entry["system"] = {"database": entry["location"], "table": spec.table}
     elif form == "http_api":
         items = writers.extraction_order(spec, items)
         store = sim / SYSTEMS_DIR / spec.dept / f"{spec.code}.parquet"

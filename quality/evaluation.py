@@ -4,9 +4,10 @@ The one module of the hub that knows the simulator's files. The production path
 (ingest, gate, scorecard, leaks) never calls it; the main job and ``streethub quality
 report`` do, after the run, and only when the simulator's folder (``settings.sim_dir_abs``)
 holds a manifest. Evaluation covers the landed deliveries the manifest lists: a file
-delivery by the SHA-256 of its bytes, a pull by its source (the database URL the
-simulator published, or an HTTP API URL on the loopback host with the endpoint's path) —
-deliveries from anyone else are not evaluated.
+delivery by the SHA-256 of its bytes, a pull by its source (a SQLite database whose path
+ends with the one the manifest names in the simulator's folder, the table its own, or an
+HTTP API URL on the loopback host with the endpoint's path) — deliveries from anyone else
+are not evaluated.
 
 ``truth/<dept>/<dataset>/clean.parquet`` (in the simulator's folder) holds the true value
 of every delivered record (source columns as text) and ``defects.parquet`` one row per
@@ -32,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -490,7 +491,13 @@ def _pulled_from(entry: dict, source: str | None) -> bool:
     system = entry.get("system") or {}
     if not source:
         return False
-    if "db_url" in system:
+    if "database" in system:  # relative to the folder: matched wherever it was pulled from
+        url, _, table = source.rpartition("#")
+        if not url.startswith("sqlite:") or table != system.get("table"):
+            return False
+        named = PurePosixPath(system["database"]).parts
+        return PurePosixPath(url.removeprefix("sqlite:")).parts[-len(named) :] == named
+    if "db_url" in system:  # a street simulated before the manifest named it relatively
         return source == f"{system['db_url']}#{system.get('table', '')}"
     if "endpoint" in system:
         url = urlsplit(source)

@@ -9,22 +9,25 @@ from pathlib import Path
 import pytest
 
 import bench.streets as streets
+from departments.connect import connection_env
 
-DB = "home.departments/systems/gaj/registry.sqlite"
+SIM = "home.departments"
+DB = "systems/gaj/registry.sqlite"  # as the manifest names it: in the simulator's folder
 
 
 def _fake_simulate(calls: list[dict]):
     """Writes the layout `streethub simulate` leaves (a manifest naming its database by
-    absolute path, an inbox file) instead of simulating."""
+    its path in the simulator's folder, an inbox file) instead of simulating."""
 
     def simulate(folder: Path, key: dict) -> float:
         calls.append(key)
         (folder / "home" / "inbox").mkdir(parents=True)
         (folder / "home" / "inbox" / "a.csv").write_text("x\n1\n")
         manifest = {k: key[k] for k in ("residents", "seed", "days")}
-        manifest["departments"] = {"gaj": {"r": {"system": {"db_url": f"sqlite:{folder / DB}"}}}}
-        (folder / "home.departments").mkdir()
-        (folder / "home.departments" / "manifest.json").write_text(json.dumps(manifest))
+        system = {"database": DB, "table": "hukou"}
+        manifest["departments"] = {"gaj": {"r": {"kind": "sql_db", "system": system}}}
+        (folder / SIM).mkdir()
+        (folder / SIM / "manifest.json").write_text(json.dumps(manifest))
         return 1.5
 
     return simulate
@@ -45,9 +48,10 @@ def test_a_street_is_simulated_once_and_copied_after(tmp_path: Path, cache: list
     second = streets.street(tmp_path / "b", 1_000, seed=7)
     assert len(cache) == 1 and second.cached and second.simulate_s is None
     assert second.source_checked and (second.home / "inbox" / "a.csv").exists()
-    # the copy's manifest names the copy's database, not the cache's
-    manifest = (second.sim_dir / "manifest.json").read_text()
-    assert f"sqlite:{tmp_path / 'b' / DB}" in manifest and "cache" not in manifest
+    # the copy is reached at its own database, not the cache's (the manifest, copied as it
+    # is, names it relative to the folder)
+    url = connection_env(second.sim_dir)["STREETHUB_GAJ_DB_URL"]
+    assert url == f"sqlite:{tmp_path / 'b' / SIM / DB}"
     # another seed, or another simulator source, is another street
     streets.street(tmp_path / "c", 1_000, seed=8)
     assert len(cache) == 2

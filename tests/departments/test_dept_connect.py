@@ -3,8 +3,12 @@ reads (as it would a real department's), and a manifest that names every deliver
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,6 +83,25 @@ def test_connection_env_is_what_a_real_hub_would_be_given(sim):
     assert settings.db_url("gaj") == env["STREETHUB_GAJ_DB_URL"] and settings.db_url("mzj") is None
     assert settings.dept_api_token == env["STREETHUB_DEPT_API_TOKEN"]
     assert settings.dept_api_url == "http://127.0.0.1:1"
+
+
+def test_a_copied_street_is_reached_at_its_own_database(sim, manifest, tmp_path):
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(sim, copy)
+    url = connection_env(copy)["STREETHUB_GAJ_DB_URL"]
+    assert url == f"sqlite:{copy / 'systems' / 'gaj' / 'registry.sqlite'}"
+    assert url != connection_env(sim)["STREETHUB_GAJ_DB_URL"]
+    table = manifest["departments"]["gaj"]["registered_residents"]["system"]["table"]
+    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:"))) as db:
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+    # the manifest names no path of where the street was simulated
+    assert str(sim) not in (copy / "manifest.json").read_text(encoding="utf-8")
+
+
+def test_a_street_simulated_before_relative_paths_keeps_its_database_url(tmp_path):
+    old = {"gaj": {"r": {"kind": "sql_db", "system": {"db_url": "sqlite:/x/r.sqlite"}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"departments": old}), encoding="utf-8")
+    assert connection_env(tmp_path) == {"STREETHUB_GAJ_DB_URL": "sqlite:/x/r.sqlite"}
 
 
 def test_settings_read_department_database_urls_from_the_environment(monkeypatch):

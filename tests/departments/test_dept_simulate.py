@@ -185,19 +185,15 @@ def test_encodings_and_layouts(home, manifest):
 
 
 def _digest(home: Path) -> dict[str, str]:
-    """Every file the simulator wrote (the inbox, its own folder) by its SHA-256; the
-    manifest without the absolute database path."""
+    """Every file the simulator wrote (the inbox, its own folder) by its SHA-256, the
+    manifest's whole text included: it names no path of where the street was simulated."""
     out = {}
     for root in (home, sim_dir_for(home)):
         for p in sorted(root.rglob("*")):
-            if p.is_file() and p.name not in ("api_token", "manifest.json"):
+            if p.is_file() and p.name != "api_token":
                 out[f"{root.name[len(home.name) :]}/{p.relative_to(root)}"] = hashlib.sha256(
                     p.read_bytes()
                 ).hexdigest()
-    manifest = json.loads((sim_dir_for(home) / "manifest.json").read_text(encoding="utf-8"))
-    for entry in manifest["departments"]["gaj"].values():
-        entry["system"].pop("db_url")
-    out["manifest"] = json.dumps(manifest, sort_keys=True)
     return out
 
 

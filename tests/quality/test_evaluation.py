@@ -57,12 +57,17 @@ def test_landed_deliveries_are_matched_by_hash_and_pulls_by_source():
     wjw = next(iter(m["wjw"].items()))
     ((file, digest),) = wjw[1]["sha256"].items()
     gaj = m["gaj"]["registered_residents"]["system"]
+    db = f"{gaj['database']}#{gaj['table']}"  # its path in the simulator's folder
     api = m["rx"]["appeals"]["system"]["endpoint"]
     deliveries = pl.DataFrame([
         _delivery("a", "wjw", wjw[0], digest, f"inbox/wjw/{file}"),
         _delivery("b", "wjw", wjw[0], "0" * 64, f"inbox/wjw/{file}"),  # same name, other bytes
-        _delivery("c", "gaj", "registered_residents", "1" * 64, f"{gaj['db_url']}#{gaj['table']}"),
+        # pulled from the simulator's database wherever its folder was (copied, moved) …
+        _delivery("c", "gaj", "registered_residents", "1" * 64, f"sqlite:/a/b.departments/{db}"),
+        # … not from another database, nor from another table of its own
         _delivery("d", "gaj", "registered_residents", "2" * 64, "sqlite:/elsewhere.sqlite#hukou"),
+        _delivery("h", "gaj", "registered_residents", "5" * 64, f"sqlite:/a/{db}_x"),
+        _delivery("i", "gaj", "registered_residents", "6" * 64, f"sqlite:/a/x{db}"),
         _delivery("e", "rx", "appeals", "3" * 64, f"http://127.0.0.1:4321{api}"),
         _delivery("f", "rx", "appeals", "4" * 64, f"https://dept.example.gov.cn{api}"),
         _delivery("g", "cl", "certificates", digest, "inbox/cl/x.csv"),  # not the simulator's
@@ -72,6 +77,16 @@ def test_landed_deliveries_are_matched_by_hash_and_pulls_by_source():
         "c": "registry.sqlite",
         "e": "api",
     }
+
+
+def test_a_street_simulated_before_relative_paths_matches_its_database_url():
+    system = {"db_url": "sqlite:/old/sim/systems/gaj/registry.sqlite", "table": "hukou"}
+    manifest = {"departments": {"gaj": {"r": {"kind": "sql_db", "system": system}}}}
+    deliveries = pl.DataFrame([
+        _delivery("a", "gaj", "r", "1" * 64, f"{system['db_url']}#hukou"),
+        _delivery("b", "gaj", "r", "2" * 64, "sqlite:/new/sim/systems/gaj/registry.sqlite#hukou"),
+    ])  # fmt: skip
+    assert matched_files(manifest, deliveries) == {"a": "registry.sqlite"}
 
 
 def test_nothing_is_evaluated_without_a_simulator(tmp_path):
