@@ -87,6 +87,7 @@ def _newest_landed(settings: Settings, dept: str, dataset: str) -> bytes | None:
     """The delivered bytes of the dataset's newest landed file (its copy is encrypted)."""
     from lakehouse.lake import open_lake
     from pipelines.ingest.landing import open_landed
+    from pipelines.ingest.ledger import landed_file
 
     with open_lake(settings, read_only=True) as con:
         row = con.execute(
@@ -96,7 +97,7 @@ def _newest_landed(settings: Settings, dept: str, dataset: str) -> bytes | None:
         ).fetchone()
     if row is None:
         return None
-    with open_landed(settings, row[0]) as fh:
+    with open_landed(settings, landed_file(settings.landing_dir, dept, dataset, row[0])) as fh:
         return fh.read()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 
@@ -229,7 +228,7 @@ def _landed_copy(con: duckdb.DuckDBPyConnection, row: DeliveryRow) -> Landed:
             "(`streethub deliveries ack`)"
         )
     landed = Landed(*found)
-    path = Path(landed.landed_path)
+    path = landed.path(get_settings().landing_dir)
     if not path.is_file():
         raise StreethubError(f"delivery {row.delivery_id}: its landed copy is missing; refused")
     try:  # the landed copy is encrypted: its delivered bytes are hashed (LANDING's reader)

@@ -75,6 +75,7 @@ from pipelines.ingest.ledger import (
     Landed,
     id_token,
     is_landed,
+    landed_file,
     last_cursor,
     now,
     record_failure,
@@ -567,7 +568,7 @@ def apply_retention(
     ensure_table(con, "landing", REMOVED_TABLE, REMOVED_COLUMNS)
     cutoff = (at or now()) - dt.timedelta(days=days)
     rows = con.execute(
-        f"""SELECT d.delivery_id, d.landed_path FROM landing.deliveries d
+        f"""SELECT d.delivery_id, d.dept, d.dataset, d.landed_path FROM landing.deliveries d
             WHERE d.arrived_at < ?
               AND EXISTS (SELECT 1 FROM landing.delivery_accounts a
                           WHERE a.delivery_id = d.delivery_id AND a.status = 'loaded')
@@ -580,8 +581,8 @@ def apply_retention(
         return 0
     landing_root = os.path.realpath(settings.landing_dir)
     removed = []
-    for delivery_id, landed_path in rows:
-        path = Path(landed_path)
+    for delivery_id, dept, dataset, landed_path in rows:
+        path = landed_file(settings.landing_dir, dept, dataset, landed_path)
         if os.path.commonpath([os.path.realpath(path.parent), landing_root]) != landing_root:
             continue  # never delete outside the landing zone, whatever the ledger says
         path.unlink(missing_ok=True)
@@ -593,7 +594,7 @@ def apply_retention(
     with transaction(con):
         con.executemany(
             f"INSERT INTO landing.{REMOVED_TABLE} VALUES (?,?,?,?)",
-            [[d, p, reason, at_] for d, p in rows if d in gone],
+            [[d, p, reason, at_] for d, _, _, p in rows if d in gone],
         )
     return len(removed)
 

@@ -26,6 +26,7 @@ import base64
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -139,6 +140,26 @@ class Landed:
     sha256: str
     size_bytes: int
     arrived_at: dt.datetime | None = None  # when read with it (:func:`pending`)
+
+    def path(self, landing_dir: Path) -> Path:
+        """Where the landed copy is now (:func:`landed_file`)."""
+        return landed_file(landing_dir, self.dept, self.dataset, self.landed_path)
+
+
+def landed_file(landing_dir: Path, dept: str, dataset: str, landed_path: str) -> Path:
+    """Where a landed copy is now, under this home's landing zone ``landing_dir``.
+
+    The ledger records the path a delivery was landed at, which names the home it was
+    landed in. A home moved, copied or restored elsewhere keeps its zone's layout,
+    ``landing/<dept>/<dataset>/<file>``: a recorded path of that layout is taken under
+    ``landing_dir`` when the file is there; otherwise (another layout, a copy gone) the
+    path is as recorded."""
+    recorded = Path(landed_path)
+    if recorded.parts[-4:-1] == (landing_dir.name, dept, dataset):
+        here = landing_dir / dept / dataset / recorded.name
+        if here.exists():
+            return here
+    return recorded
 
 
 ARGS = ("$1", "$2")  # a statement's first two parameters, named

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from catalog.errors import DeliveryError, StreethubError
 from catalog.model import Dataset
+from catalog.settings import get_settings
 from lakehouse.lake import ensure_table, insert_frame, transaction
 from masking.errors import KeyRingError
 from pipelines.connectors import OPEN_COLUMNS, read_batches
@@ -144,7 +144,7 @@ def mapped_batches(dataset: Dataset, d: Landed) -> Iterator[tuple[Parsed, pl.Dat
     while True:
         try:
             if batches is None:
-                batches = read_batches(Path(d.landed_path), dataset)
+                batches = read_batches(d.path(get_settings().landing_dir), dataset)
             parsed = next(batches, None)
             if parsed is None:
                 if open_columns and rows:

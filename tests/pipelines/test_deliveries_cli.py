@@ -18,7 +18,7 @@ from masking.audit import AuditLog
 from pipelines.cli import app
 from pipelines.deliveries import list_deliveries
 from pipelines.ingest import ingest_dataset
-from pipelines.ingest.ledger import ensure_ledger, record_failure
+from pipelines.ingest.ledger import ensure_ledger, landed_file, record_failure
 from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
 
@@ -169,9 +169,12 @@ def test_retry_refuses_a_changed_or_missing_landed_copy(officer: Settings) -> No
         (path,) = con.execute(
             "SELECT landed_path FROM landing.deliveries WHERE delivery_id = ?", [delivery]
         ).fetchone()
-    # the ledger holds absolute landed paths: this copy of the home still points at the
-    # module's street, which later tests read, so its landed copy is put back afterwards
-    landed = Path(path)
+    # the ledger names where the module's street landed it; this copy of the home reads its
+    # own copy (pipelines.ingest.ledger.landed_file), and where that is gone, the one the
+    # ledger names, which later tests read: both are put back afterwards
+    landed = landed_file(officer.landing_dir, *BROKEN, path)
+    recorded = Path(path)
+    assert landed != recorded and landed.is_relative_to(officer.home_abs)
     original = landed.read_bytes()
     try:
         landed.write_bytes(original + b"\r\n")
@@ -179,10 +182,13 @@ def test_retry_refuses_a_changed_or_missing_landed_copy(officer: Settings) -> No
         assert changed.exit_code == 1 and "no longer matches its SHA-256" in changed.output
         assert str(landed) not in changed.output  # never the landed path
         landed.unlink()
+        recorded.rename(recorded.with_name(recorded.name + ".away"))
         missing = invoke("deliveries", "retry", delivery)
         assert missing.exit_code == 1 and "landed copy is missing" in missing.output
     finally:
         landed.write_bytes(original)
+        if not recorded.exists():
+            recorded.with_name(recorded.name + ".away").rename(recorded)
     with open_lake(officer, read_only=True) as con:
         assert list_deliveries(con, delivery_id=delivery)[0].failed  # still accounted
 
