@@ -29,8 +29,9 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import polars as pl
 
@@ -222,9 +223,16 @@ class Registry:
     # -- registering --------------------------------------------------------------------
 
     def _experiment(self, name: str) -> str:
+        """The experiment this home's new runs go in. MLflow keeps an experiment's artifact
+        location for good, and a run's artifacts go under it: once the home has moved (or
+        was restored elsewhere), its runs go in an experiment of the home's own place, so
+        that nothing is written where the home used to be."""
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(name)
+        if found is not None and found.artifact_location != self.artifacts:
+            name = f"{name} @ {hashlib.sha256(self.artifacts.encode()).hexdigest()[:12]}"
+            found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
         try:
@@ -368,16 +376,27 @@ class Registry:
         number = self._promoted_number(name)
         return None if number is None else self.version(number, name)
 
+    def _artifact_uri(self, run_id: str) -> str:
+        """Where a run's artifacts are now. MLflow records the absolute place they were
+        logged at, ``<artifacts>/<run id>/artifacts`` under the home's models folder; a home
+        moved or restored elsewhere keeps that layout, so the run's folder is taken under
+        this home's when it is there, else as recorded (a store elsewhere)."""
+        recorded = self.client.get_run(run_id).info.artifact_uri
+        split = urlsplit(recorded)
+        if split.scheme == "file":
+            tail = PurePosixPath(unquote(split.path)).parts[-2:]
+            here = self.settings.models_dir.joinpath("artifacts", *tail)
+            if tail == (run_id, "artifacts") and here.is_dir():
+                return here.as_uri()
+        return recorded
+
     @contextmanager
     def _downloaded(self, mv: ModelVersion, path: str) -> Iterator[Path]:
         import mlflow.artifacts
 
+        uri = f"{self._artifact_uri(mv.run_id)}/{path}"
         with tempfile.TemporaryDirectory(dir=self.settings.models_dir) as tmp:
-            yield Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=mv.run_id, artifact_path=path, dst_path=tmp, tracking_uri=self.uri
-                )
-            )
+            yield Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
 
     def text(self, version: int, file: str, name: str = MODEL_NAME) -> str:
         """A text artifact of a version (the model card, the features list)."""

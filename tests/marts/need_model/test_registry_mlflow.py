@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,26 @@ def test_a_changed_model_file_refuses_to_load_naming_the_version(registry, train
     with pytest.raises(RegistryError, match="version 1"):  # nor is it promoted
         registry.promote(1, actor="cli:ann", approval="op-1")
     assert registry.promoted() is None
+
+
+def test_a_moved_home_loads_its_versions_and_registers_new_ones_in_its_own_place(
+    registry, trained, tmp_path
+):
+    model, features = trained
+    register(registry, model)
+    registry.promote(1, actor="cli:ann", approval="op-1")
+    old = registry.settings.home_abs
+    new = tmp_path / "elsewhere" / "home"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    moved = Registry(Settings(home=new))
+    mv, loaded = moved.load(loader=StandInModel.load)  # MLflow recorded the old place
+    assert mv.version == 1 and loaded.predict(features).equals(model.predict(features))
+    assert "## Purpose" in moved.text(1, CARD) and moved.table(1, FAIRNESS) is not None
+    second = register(moved, model)  # its artifacts under the home as it is now
+    assert second.version == 2 and model_file(moved, second.run_id).is_relative_to(new)
+    assert moved.load(2, loader=StandInModel.load)[0].sha256 == second.sha256
+    assert not old.exists()  # nothing written where the home used to be
 
 
 def test_a_class_outside_streethub_is_not_imported_from_a_tag(registry, trained):
