@@ -157,7 +157,7 @@ def landed_file(landing_dir: Path, dept: str, dataset: str, landed_path: str) ->
     recorded = Path(landed_path)
     if recorded.parts[-4:-1] == (landing_dir.name, dept, dataset):
         here = landing_dir / dept / dataset / recorded.name
-        if here.exists():
+        if here.is_file():  # (a recorded name of ".." is no file)
             return here
     return recorded
 

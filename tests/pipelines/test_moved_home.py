@@ -89,6 +89,8 @@ def test_a_copy_is_found_in_this_home_and_nothing_else_is(tmp_path: Path) -> Non
     here.parent.mkdir(parents=True)
     here.write_bytes(b"x")
     assert landed_file(landing, "cgj", "violation_cases", moved) == here
+    up = "/old/home/landing/cgj/violation_cases/.."  # a tampered ledger: never a folder here
+    assert landed_file(landing, "cgj", "violation_cases", up) == Path(up)
     # another dataset's folder, or no landing zone at all: not this delivery's layout
     for other in ("/old/home/landing/cgj/other/ab12.csv.enc", "/elsewhere/ab12.csv.enc"):
         assert landed_file(landing, "cgj", "violation_cases", other) == Path(other)
