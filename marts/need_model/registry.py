@@ -396,7 +396,11 @@ class Registry:
 
         uri = f"{self._artifact_uri(mv.run_id)}/{path}"
         with tempfile.TemporaryDirectory(dir=self.settings.models_dir) as tmp:
-            yield Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            yield Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=tmp, tracking_uri=self.uri
+                )
+            )
 
     def text(self, version: int, file: str, name: str = MODEL_NAME) -> str:
         """A text artifact of a version (the model card, the features list)."""
