@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+ONE_OF_MANY = "STREETHUB_BENCH_ONE_OF_MANY"  # set in the children of a run of several
 
 
 def benchmarks() -> list[str]:
@@ -96,11 +98,16 @@ def main(argv: list[str]) -> int:
         # each benchmark in a child of its own: Linux carries a parent's high-water mark
         # into every child it starts (at exec), so a benchmark that grew this process
         # (the row gate's million rows) would inflate the peak RSS of every later child
+        child = {**os.environ, ONE_OF_MANY: "1"}  # the summaries below are this process's
         for name in names:
-            code = subprocess.run([sys.executable, "-m", "bench", name], check=False).returncode
+            code = subprocess.run(
+                [sys.executable, "-m", "bench", name], check=False, env=child
+            ).returncode
             if code:
                 print(f"benchmark {name} failed (exit code {code})")
                 return code
+    if os.environ.get(ONE_OF_MANY):  # a child of a run of several: its parent sums up once,
+        return 0  # after all of them (a child's summary would show the others' old figures)
     share = RESULTS / "share.json" if "share" in names else None
     if share is not None and share.exists():
         print("\nissue 14 (Share service), the goals of make bench:")

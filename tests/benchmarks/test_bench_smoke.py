@@ -174,6 +174,30 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert bench_main.goals(tmp_path / "nothing") == []
 
 
+def test_the_goals_are_summed_up_once_by_the_run_of_several(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m bench ingest incremental` runs each in a child: a child prints no
+    summary (the ingest's would show the last incremental figures), its parent one."""
+    import types
+
+    import bench.__main__ as bench_main
+
+    ran: list[str] = []
+    monkeypatch.setattr(
+        bench_main.importlib,
+        "import_module",
+        lambda name: types.SimpleNamespace(main=lambda: ran.append(name)),
+    )
+    monkeypatch.setattr(bench_main, "goals", lambda: ["a goal"])
+    monkeypatch.setenv(bench_main.ONE_OF_MANY, "1")
+    assert bench_main.main(["incremental"]) == 0
+    assert ran == ["bench.incremental"] and "issue 10" not in capsys.readouterr().out
+    monkeypatch.delenv(bench_main.ONE_OF_MANY)
+    assert bench_main.main(["incremental"]) == 0
+    assert capsys.readouterr().out.count("issue 10 (Any street), the goals:\n  a goal") == 1
+
+
 def test_a_runs_profile_is_told_apart_by_where_the_code_lives() -> None:
     import cProfile
     import pstats
