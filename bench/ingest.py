@@ -50,6 +50,7 @@ from typing import NamedTuple
 
 from bench._growth import GOALS, chart, exponents, fit_lines
 from lakehouse import statements as statement_counts
+from lakehouse.sqltext import sql_literal
 
 FLOOR_RESIDENTS = 20_000  # the default street (Settings.sim_residents)
 SIZES = (10_000, 50_000, 200_000)
@@ -138,7 +139,7 @@ def simulate(dest: Path, residents: int) -> tuple[Path, float | None]:
 def _floor_source(con, path: Path, kind: str, encoding: str | None, tmp: Path) -> str | None:
     """The DuckDB table function reading one delivered file, all as delivered (None: a kind
     DuckDB does not read here)."""
-    p = str(path).replace("'", "''")
+    p = sql_literal(str(path))
     if kind == "csv":
         enc = (encoding or "utf-8").lower().replace("_", "-")
         if enc not in ("utf-8", "utf8", "utf-8-sig"):
@@ -150,19 +151,19 @@ def _floor_source(con, path: Path, kind: str, encoding: str | None, tmp: Path) -
                 open(utf8, "w", encoding="utf-8", newline="") as dst,
             ):
                 shutil.copyfileobj(src, dst, 4 * 2**20)
-            p = str(utf8).replace("'", "''")
+            p = sql_literal(str(utf8))
         return (
-            f"read_csv('{p}', all_varchar=true, header=true, null_padding=true, "
+            f"read_csv({p}, all_varchar=true, header=true, null_padding=true, "
             "ignore_errors=true, strict_mode=false)"
         )
     if kind == "excel":
-        return f"read_xlsx('{p}', header=false, all_varchar=true)"
+        return f"read_xlsx({p}, header=false, all_varchar=true)"
     if kind == "json":
-        return f"read_json('{p}', format='auto', ignore_errors=true)"
+        return f"read_json({p}, format='auto', ignore_errors=true)"
     if kind == "jsonl":
-        return f"read_json('{p}', format='newline_delimited', ignore_errors=true)"
+        return f"read_json({p}, format='newline_delimited', ignore_errors=true)"
     if kind == "parquet":
-        return f"read_parquet('{p}')"
+        return f"read_parquet({p})"
     return None
 
 
@@ -190,9 +191,9 @@ def floor(settings, cat, out: Path) -> dict:
         source = _floor_source(con, path, ds.delivery.kind.value, ds.delivery.encoding, out)
         if source is None:
             continue
-        target = str(out / f"{i}.parquet").replace("'", "''")
+        target = sql_literal(str(out / f"{i}.parquet"))
         try:
-            n = con.execute(f"COPY (SELECT * FROM {source}) TO '{target}' (FORMAT parquet)")
+            n = con.execute(f"COPY (SELECT * FROM {source}) TO {target} (FORMAT parquet)")
             rows += int(n.fetchone()[0])
             nbytes += path.stat().st_size
         except duckdb.Error:

@@ -15,6 +15,7 @@ import duckdb
 
 from catalog.errors import LakeError
 from catalog.settings import Settings
+from lakehouse.sqltext import sql_literal
 
 
 @cache
@@ -43,9 +44,9 @@ def load_extensions(con: duckdb.DuckDBPyConnection, settings: Settings, *names: 
     """Switch off network installs and LOAD each named extension from its wheel."""
     settings.extension_dir.mkdir(parents=True, exist_ok=True)
     con.execute("SET autoinstall_known_extensions = false")
-    con.execute(f"SET extension_directory = '{settings.extension_dir}'")
+    con.execute(f"SET extension_directory = {sql_literal(str(settings.extension_dir))}")
     for name in names:
-        con.execute(f"LOAD '{extension_path(name)}'")
+        con.execute(f"LOAD {sql_literal(str(extension_path(name)))}")
 
 
 def spill_encrypted(con: duckdb.DuckDBPyConnection, settings: Settings, directory: Path) -> None:
@@ -59,5 +60,5 @@ def spill_encrypted(con: duckdb.DuckDBPyConnection, settings: Settings, director
     """
     load_extensions(con, settings, "httpfs")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    con.execute(f"SET temp_directory = '{str(directory).replace(chr(39), chr(39) * 2)}'")
+    con.execute(f"SET temp_directory = {sql_literal(str(directory))}")
     con.execute("SET temp_file_encryption = true")

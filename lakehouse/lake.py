@@ -38,15 +38,11 @@ import duckdb
 from catalog.errors import LakeError
 from catalog.settings import Settings, get_settings
 from lakehouse.extensions import load_extensions, spill_encrypted
+from lakehouse.sqltext import sql_literal
 from lakehouse.statements import retire, watch
 
 ALIAS = "lake"
 ZONES = ("landing", "raw", "staged", "quarantine", "curated", "marts")
-
-
-def _sql_str(value: str) -> str:
-    """A SQL string literal (paths and URLs from settings, never user input)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class _WriterLock:
@@ -130,7 +126,7 @@ def _attach(
         # (DuckLake remembers the path it was created with; file paths are relative to it)
         options = [
             f"META_BUSY_TIMEOUT {int(settings.lake_busy_timeout_ms)}",
-            f"DATA_PATH {_sql_str(str(settings.lake_data_dir) + '/')}",
+            f"DATA_PATH {sql_literal(str(settings.lake_data_dir) + '/')}",
             "OVERRIDE_DATA_PATH true",
         ]
         if read_only:
@@ -144,7 +140,7 @@ def _attach(
                 parents=True, exist_ok=True
             )
         con.execute(
-            f"ATTACH {_sql_str('ducklake:' + settings.lake_metadata)} AS {ALIAS} "
+            f"ATTACH {sql_literal('ducklake:' + settings.lake_metadata)} AS {ALIAS} "
             f"({', '.join(options)})"
         )
         con.execute(f"USE {ALIAS}")
@@ -632,8 +628,8 @@ def merge_small_files(
         n = counts.get((zone, table), 0)
         if n >= min_files:
             con.execute(
-                f"CALL ducklake_merge_adjacent_files({_sql_str(ALIAS)}, {_sql_str(table)}, "
-                f"schema => {_sql_str(zone)})"
+                f"CALL ducklake_merge_adjacent_files({sql_literal(ALIAS)}, {sql_literal(table)}, "
+                f"schema => {sql_literal(zone)})"
             ).fetchall()
             merged[(zone, table)] = n
     return merged

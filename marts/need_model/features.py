@@ -29,6 +29,7 @@ from catalog.yamlfile import read_yaml
 from curated.golden import HISTORY, ZONE, Revealer, reveal_history_rows
 from lakehouse.allocator import purge_freed
 from lakehouse.lake import current_limit, memory_limit, restore_limit
+from lakehouse.sqltext import sql_literal
 from marts.build import sql_failure
 from marts.lineage import MartError
 from marts.need_model.spec import KEYS
@@ -153,7 +154,7 @@ def attributes_as_of(
     lake bounds in memory (at 200,000 residents the whole history as of a cut-off held in
     polars was the features' peak)."""
     history = f"{ZONE}.{HISTORY}"
-    listed = ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(set(decrypt)))
+    listed = ", ".join(sql_literal(c) for c in sorted(set(decrypt)))
     opening = f"concept IN ({listed}) AND encrypted" if listed else "false"
     frame = con.execute(f"SELECT * FROM {history} WHERE {_as_of(cutoff)} AND {opening}").pl()
     opened = reveal_history_rows(frame, protection)
@@ -166,10 +167,6 @@ def attributes_as_of(
     )
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
     """Create the temporary view ``first_loads`` the feature SQL reads (after
     :func:`register_macros`): per source dataset of the attribute history (``source_dept``,
@@ -180,8 +177,8 @@ def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
         f"SELECT DISTINCT source_dept, source_dataset FROM {ZONE}.{HISTORY} ORDER BY ALL"
     ).fetchall()
     rows = [
-        f"SELECT {_quoted(dept)} AS source_dept, {_quoted(ds)} AS source_dataset, loaded_until "
-        f"FROM first_load({_quoted(dept)}, {_quoted(ds)})"
+        f"SELECT {sql_literal(dept)} AS source_dept, {sql_literal(ds)} AS source_dataset, loaded_until "
+        f"FROM first_load({sql_literal(dept)}, {sql_literal(ds)})"
         for dept, ds in sources
     ] or [
         "SELECT NULL::VARCHAR AS source_dept, NULL::VARCHAR AS source_dataset, "

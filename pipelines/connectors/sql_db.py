@@ -18,6 +18,7 @@ from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
 from lakehouse.extensions import load_extensions
+from lakehouse.sqltext import sql_literal
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,7 @@ def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None
     try:
         load_extensions(con, settings, "sqlite_scanner")
         con.execute("SET sqlite_all_varchar = true")
-        con.execute(
-            f"ATTACH '{target.replace(chr(39), chr(39) * 2)}' AS src (TYPE sqlite, READ_ONLY)"
-        )
+        con.execute(f"ATTACH {sql_literal(target)} AS src (TYPE sqlite, READ_ONLY)")
         order = [d.cursor_column] if d.cursor_column else []
         order += [dataset.field(k).source_name for k in dataset.key]
         sql = f"SELECT * FROM src.{_quote(d.table or '')}"

@@ -41,6 +41,7 @@ import orjson
 from catalog.errors import StreethubError
 from catalog.marts import Mart
 from catalog.settings import Settings
+from lakehouse.sqltext import sql_literal
 
 if TYPE_CHECKING:
     from share_api.grants import Grant
@@ -143,20 +144,15 @@ def stored_fingerprint(path: Path) -> str | None:
     return row[0] if row else None
 
 
-def _literal(text: str) -> str:
-    """A SQL string literal (COMMENT ON takes no parameter); text from the catalogue."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _comments(con: duckdb.DuckDBPyConnection, table: str, mart: Mart, columns: list[str]) -> None:
     """The catalogue's words on the table and its columns (``COMMENT ON``)."""
     about = f"{mart.name_zh}：{' '.join(mart.summary.split())}"
-    con.execute(f'COMMENT ON TABLE "{table}" IS {_literal(about)}')
+    con.execute(f'COMMENT ON TABLE "{table}" IS {sql_literal(about)}')
     for name in columns:
         col = mart.column(name)
         words = " — ".join(w for w in (col.label_zh, col.description) if w)
         if words:
-            con.execute(f'COMMENT ON COLUMN "{table}"."{name}" IS {_literal(words)}')
+            con.execute(f'COMMENT ON COLUMN "{table}"."{name}" IS {sql_literal(words)}')
 
 
 def _fsync(path: Path) -> None:
@@ -221,7 +217,7 @@ def _write(
             )
             con.execute(
                 f'COMMENT ON TABLE "{BUILD_TABLE}" IS '
-                + _literal("本库说明：分析人员、湖快照、授权与生成时间（what this database is)")
+                + sql_literal("本库说明：分析人员、湖快照、授权与生成时间（what this database is)")
             )
             con.execute("CHECKPOINT")
         finally:

@@ -29,6 +29,17 @@ def test_init_creates_every_zone_once(settings: Settings) -> None:
     assert len(snaps) == 2  # the empty lake, then one snapshot creating all zones
 
 
+def test_a_home_whose_path_has_a_quote_a_space_and_chinese_opens(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "O'Brien 的 街道 home").ensure_dirs()
+    init_lake(settings)  # the extension folder, the spill folder, the ATTACH and DATA_PATH
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE landing.t (x VARCHAR)")
+        con.execute("INSERT INTO landing.t VALUES (?)", ["a'b"])
+    with open_lake(settings, read_only=True) as con:
+        assert con.execute("SELECT x FROM landing.t").fetchall() == [("a'b",)]
+    assert any(settings.lake_data_dir.rglob("*.parquet"))
+
+
 def test_rows_are_parquet_files_not_inlined(settings: Settings) -> None:
     with open_lake(settings) as con:
         con.execute("CREATE TABLE raw.t AS SELECT 1 AS i")
