@@ -38,6 +38,7 @@ import duckdb
 from catalog.errors import LakeError
 from catalog.settings import Settings, get_settings
 from lakehouse.extensions import load_extensions, spill_encrypted
+from lakehouse.session import in_utc
 from lakehouse.sqltext import sql_literal
 from lakehouse.statements import retire, watch
 
@@ -107,6 +108,7 @@ def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
         }
     )
     try:
+        in_utc(con)
         load_extensions(con, settings, "sqlite_scanner", "ducklake")
         # what spills may be decrypted values a caller joined on: never in the clear
         spill_encrypted(con, settings, spill)

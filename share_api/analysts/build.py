@@ -41,6 +41,7 @@ import orjson
 from catalog.errors import StreethubError
 from catalog.marts import Mart
 from catalog.settings import Settings
+from lakehouse.session import in_utc
 from lakehouse.sqltext import sql_literal
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def _write(
     marts = marts_of(service)
     rows: dict[str, int] = {}
     with _replacing(out) as tmp:
-        con = duckdb.connect(str(tmp))
+        con = in_utc(duckdb.connect(str(tmp)))
         try:
             for g in grants:
                 table = names[g.id]

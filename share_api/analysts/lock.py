@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from lakehouse.session import in_utc
+
 # set at connect, before the lock: what keeps a query inside the file
 LOCKED_CONFIG: dict[str, str] = {
     "enable_external_access": "false",
@@ -46,6 +48,7 @@ def open_locked(
         if external:  # pragma: no cover - the config above turned it off
             raise duckdb.InvalidInputException("external access is on")
         if not locked:
+            in_utc(con)  # an analyst's times in UTC, as the lake's, on any machine
             con.execute("SET lock_configuration = true")
     except BaseException:
         con.close()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from lakehouse.session import in_utc
 from share_api.sharing.errors import SharingError
 from share_api.sharing.files import (
     SHARE_PART_ROWS,
@@ -154,7 +155,7 @@ def diff(before: pa.Table, after: pa.Table) -> pa.Table:
         raise SharingError(
             400, "the table's columns changed between the versions: no change feed across them"
         ) from None
-    con = duckdb.connect()
+    con = in_utc(duckdb.connect())
     try:
         con.register("before_rows", before)
         con.register("after_rows", after)
