@@ -67,7 +67,8 @@ residents AS (
         m.member_count,
         -- a unit of the register first (the residence's, else the household's)
         coalesce(if(r.in_register, r.house_id, NULL), m.house_id, r.house_id) AS home_id,
-        current_date AS as_of
+        -- the street's day (Beijing), as every mart's run_date: not the session's date
+        CAST(getvariable('run_date') AS DATE) AS as_of
     FROM curated.person AS p
     LEFT JOIN members AS m ON m.person_id = p.person_id
     LEFT JOIN residence AS r ON r.person_id = p.person_id

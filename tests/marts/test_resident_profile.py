@@ -151,3 +151,27 @@ def test_only_bands_and_flags_leave(profile):
     for column in [*FLAGS, "low_income", "elderly", "living_alone"]:
         assert profile[column].dtype == pl.Boolean, column
     assert set(profile.columns) == set(load_marts()[MART].column_names)
+
+
+def test_as_of_is_the_builds_street_day_not_the_sessions_date(mart_street, tmp_path):
+    """``as_of`` (and the ages the bands stand on) is the build's ``run_date``, the street's
+    day in Beijing, as every mart's; ``current_date`` was the session's, UTC on a UTC
+    machine: 16:00-24:00 UTC a day behind the door records' Beijing days."""
+    from marts.build import build_mart
+    from tests.streets import copy_home
+
+    settings = copy_home(mart_street.home, tmp_path)
+    built: dict[dt.date, tuple[list, list]] = {}
+    with open_lake(settings) as con:
+        for day in (dt.date(2031, 7, 1), dt.date(2061, 7, 1)):
+            for name in ("resident_profile", "age_structure"):
+                build_mart(con, mart_street.catalogue, mart_street.marts, name,
+                           mart_street.protection(), run_date=day)  # fmt: skip
+            built[day] = (
+                con.execute("SELECT DISTINCT as_of FROM marts.resident_profile").fetchall(),
+                con.execute("SELECT age_band, sum(residents) FROM marts.age_structure "
+                            "GROUP BY 1 ORDER BY 1").fetchall(),
+            )  # fmt: skip
+    (soon, later) = built
+    assert built[soon][0] == [(soon,)] and built[later][0] == [(later,)]
+    assert built[soon][1] != built[later][1]  # thirty years on, the same people are older
