@@ -122,10 +122,21 @@ def test_a_record_loaded_after_the_cutoff_is_not_known_at_it(need_street: NeedSt
         ).fetchall()
         person, key = next((p, k) for p, k in candidates if p in scored)
         with transaction(con):
+            # the day of the load itself (a test that began before midnight UTC and loads
+            # after it would otherwise load after the end of its `today`)
+            loaded = con.execute("SELECT now()").fetchone()[0]
+            today = loaded.astimezone(dt.UTC).date()
             con.execute(
                 "INSERT INTO staged.wjw__elderly_health_checks (_key_pid, _loaded_at, check_date) "
-                "VALUES (?, now(), ?), (?, now(), ?)",
-                [key, past - dt.timedelta(days=3), key, today - dt.timedelta(days=2)],
+                "VALUES (?, ?, ?), (?, ?, ?)",
+                [
+                    key,
+                    loaded,
+                    past - dt.timedelta(days=3),
+                    key,
+                    loaded,
+                    today - dt.timedelta(days=2),
+                ],
             )
     mine = pl.col("person_id") == person
     whole = features_on(need_street.settings, past).filter(mine)
