@@ -48,6 +48,7 @@ from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
 from curated.houses import staged_name
 from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, tables_in, transaction
+from lakehouse.sqltext import sql_literal
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series, encrypt_series
 from masking.keys import KeyRing
@@ -362,7 +363,8 @@ def picked_columns(plan: Plan, fields: list[str]) -> str:
 def inserted_rows(plan: Plan, versions: tuple[int, int]) -> str:
     """SQL: every row inserted into the plan's staged table in the snapshot span."""
     name = staged_name(plan.dept, plan.dataset)
-    return f"ducklake_table_insertions('{ALIAS}', 'staged', '{name}', {versions[0]}, {versions[1]})"
+    names = ", ".join(sql_literal(n) for n in (ALIAS, "staged", name))
+    return f"ducklake_table_insertions({names}, {versions[0]}, {versions[1]})"
 
 
 def _read_plan(

@@ -15,6 +15,7 @@ import duckdb
 
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS
+from lakehouse.sqltext import sql_literal
 
 MARK_FILE = "leak_scan.json"
 
@@ -61,7 +62,8 @@ def write_mark(settings: Settings, mark: ScanMark) -> None:
 
 def insertions(zone: str, table: str, first: int, last: int) -> str:
     """The rows inserted into a table in the snapshots first … last (DuckLake)."""
-    return f"ducklake_table_insertions('{ALIAS}', '{zone}', '{table}', {first}, {last})"
+    names = ", ".join(sql_literal(n) for n in (ALIAS, zone, table))
+    return f"ducklake_table_insertions({names}, {first}, {last})"
 
 
 def tables_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:

@@ -177,8 +177,8 @@ def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
         f"SELECT DISTINCT source_dept, source_dataset FROM {ZONE}.{HISTORY} ORDER BY ALL"
     ).fetchall()
     rows = [
-        f"SELECT {sql_literal(dept)} AS source_dept, {sql_literal(ds)} AS source_dataset, loaded_until "
-        f"FROM first_load({sql_literal(dept)}, {sql_literal(ds)})"
+        f"SELECT {sql_literal(dept)} AS source_dept, {sql_literal(ds)} AS source_dataset, "
+        f"loaded_until FROM first_load({sql_literal(dept)}, {sql_literal(ds)})"
         for dept, ds in sources
     ] or [
         "SELECT NULL::VARCHAR AS source_dept, NULL::VARCHAR AS source_dataset, "
