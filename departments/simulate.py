@@ -40,6 +40,9 @@ from departments.world import STREET_CODE, STREET_NAME, World, build_world
 
 SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS + OUTCOME_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
+# the departments' systems keep Beijing time (UTC+8): their "today" is Beijing's, whatever
+# clock the machine simulating them keeps (the hub's own rule: catalog/days.py)
+DEPARTMENTS_CLOCK = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 DEPARTMENTS = ("gaj", "mzj", "wjw", "rsj", "cgj", "zjj", "jyj", "scjg", "yjj", "rx", "wg", "iot")
 # how a hub's landed delivery is matched to what the simulator delivered (in the manifest)
 MATCHING = (
@@ -262,7 +265,7 @@ def simulate(
     sim = Path(sim_dir).expanduser().resolve() if sim_dir is not None else sim_dir_for(home)
     inbox_dir = home / "inbox"
     started = time.perf_counter()
-    start = start or dt.date.today() - dt.timedelta(days=days - 1)
+    start = start or dt.datetime.now(DEPARTMENTS_CLOCK).date() - dt.timedelta(days=days - 1)
     day_list = [start + dt.timedelta(days=i) for i in range(days)]
     last_day = day_list[-1]
     _reset(inbox_dir, sim)

@@ -49,6 +49,7 @@ import polars as pl
 import pyarrow as pa
 from sqlglot import exp
 
+from catalog.days import beijing_day
 from catalog.marts import HISTORY_COLUMN, Mart, load_marts
 from catalog.model import Catalogue, FieldType
 from catalog.settings import Settings, get_settings
@@ -90,8 +91,6 @@ TEMP_PREFIX = "_mart_src_"
 _OUT = "_out"  # a build's result, a temporary table while it is checked and published
 _ROW = "_mart_row"  # a decrypted temporary table's row (its rowid) while a column is opened
 MAX_SUPPRESSION = 0.05  # k-anonymity: share of rows a build may drop
-# the street's day (Beijing, UTC+8, no daylight saving): a history mart's run_date
-STREET_DAY = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 # DuckDB result types each catalogue type accepts
 TYPES: dict[FieldType, tuple[str, ...]] = {
     FieldType.string: ("VARCHAR",),
@@ -464,8 +463,9 @@ def _publish(con: duckdb.DuckDBPyConnection, name: str, out: str) -> None:
 
 
 def run_day(now: dt.datetime | None = None) -> dt.date:
-    """The street's day (Beijing) of ``now`` (default: the present instant)."""
-    return (now or dt.datetime.now(dt.UTC)).astimezone(STREET_DAY).date()
+    """The street's day (Beijing) of ``now`` (default: the present instant): a history
+    mart's ``run_date``, the day the marts' ``getvariable('run_date')`` reads."""
+    return beijing_day(now)
 
 
 def histories_of(marts: Mapping[str, Mart], name: str) -> list[str]:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from catalog.days import beijing_day
 from catalog.identifiers import (
     FULL_TO_HALF,
     citizen_id15_plausible_str,
@@ -168,7 +169,7 @@ def _birth_date_real(yyyymmdd: str) -> bool:
         born = dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         return False
-    return dt.date(1900, 1, 1) <= born <= dt.date.today()
+    return dt.date(1900, 1, 1) <= born <= beijing_day()
 
 
 def float_citizen_id(digits: str) -> bool:

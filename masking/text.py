@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog.days import beijing_day
 from catalog.identifiers import (
     citizen_id15_plausible_str,
     citizen_id_valid_str,
@@ -127,7 +128,7 @@ def residence_permit_str(number: str, today: dt.date | None = None) -> bool:
         len(number) == 16
         and number.isascii()
         and number[:2] in ID_PROVINCES
-        and 1990 <= year <= (today or dt.date.today()).year
+        and 1990 <= year <= (today or beijing_day()).year
     )
 
 
@@ -181,7 +182,7 @@ def embedded_citizen_ids(text: str) -> list[tuple[int, int]]:
     the middle of a longer number is not told from chance and is not looked for. ``text`` is
     half-width (``catalog.identifiers.halfwidth_str``).
     """
-    today = dt.date.today()
+    today = beijing_day()
     spans = []
     for m in _LONG_RUN.finditer(text):
         run = m.group().upper()

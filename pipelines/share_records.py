@@ -38,9 +38,9 @@ import duckdb
 import polars as pl
 import sqlalchemy as sa
 
+from catalog.days import beijing_day
 from catalog.settings import Settings
 from lakehouse.lake import has_table, open_lake, transaction
-from share_api.calendar import beijing_day
 from share_api.db import aware
 
 ZONE = "landing"

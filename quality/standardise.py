@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from catalog.days import BEIJING_OFFSET_MIN
 from catalog.identifiers import (
     FULL_TO_HALF,
     ID15,
@@ -63,7 +64,6 @@ from catalog.model import (
 
 LINEAGE = ("_delivery_id", "_source_row", "_loaded_at")
 MISSING_PREFIX = "_missing__"  # standardise(): a placeholder / unknown date was delivered
-BEIJING_OFFSET_MIN = 480
 
 DTYPES: dict[FieldType, pl.DataType] = {
     FieldType.string: pl.String(),

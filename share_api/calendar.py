@@ -19,8 +19,7 @@ import datetime as dt
 
 import chinese_calendar
 
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-
+from catalog.days import BEIJING, beijing_day
 
 # statutory holidays that fall on the same day every year (全国年节及纪念日放假办法, as revised
 # in force from 2025): 元旦 1-1, 劳动节 5-1 and 5-2, 国庆节 10-1 to 10-3; 清明节 is the day of the
@@ -56,13 +55,6 @@ def is_working_day(day: dt.date) -> bool:
         return chinese_calendar.is_workday(day)
     except NotImplementedError:
         return day.weekday() < 5 and not statutory_holiday(day)
-
-
-def beijing_day(instant: dt.datetime) -> dt.date:
-    """The calendar day in Beijing of a timezone-aware instant."""
-    if instant.tzinfo is None:
-        raise ValueError("a naive datetime: the service keeps times timezone-aware (UTC)")
-    return instant.astimezone(BEIJING).date()
 
 
 def add_working_days(day: dt.date, count: int) -> dt.date:

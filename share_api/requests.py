@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import HTTPException
 
+from catalog.days import BEIJING, beijing_day
 from catalog.model import Level, MaskingRule, ShareType
 from share_api import calendar
 from share_api.catalogue import Entry, lookup
@@ -220,7 +221,7 @@ def create_request(
     filtered = _checked_filter(res, row_filter)
     now = utc_now()
     if period_end is not None:
-        days = (period_end - calendar.beijing_day(now)).days
+        days = (period_end - beijing_day(now)).days
         if not 0 <= days <= MAX_PERIOD_DAYS:
             raise RequestError(422, f"period_end is today or later, within {MAX_PERIOD_DAYS} days")
     path = share_path(res, unmasked, filtered)
@@ -252,7 +253,7 @@ def create_request(
         row |= {
             "status": PENDING,
             "due_at": due,
-            "due_provisional": not calendar.schedule_known(calendar.beijing_day(due)),
+            "due_provisional": not calendar.schedule_known(beijing_day(due)),
         }
     with service.engine.begin() as con:
         con.execute(requests_table.insert().values(**row))
@@ -437,8 +438,8 @@ def grant_expiry(period_end: dt.date | None, now: dt.datetime) -> dt.datetime:
     """A grant ends at midnight Beijing after the last day of the period asked for, or
     :data:`DEFAULT_PERIOD_DAYS` after it is made when no period was named (every grant of a
     request expires)."""
-    last = period_end or calendar.beijing_day(now) + dt.timedelta(days=DEFAULT_PERIOD_DAYS)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), calendar.BEIJING)
+    last = period_end or beijing_day(now) + dt.timedelta(days=DEFAULT_PERIOD_DAYS)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), BEIJING)
     return end.astimezone(dt.UTC)
 
 

@@ -21,7 +21,8 @@ op                              value
 ``prefix``                      a string: the field starts with it (a grid's, a community's
                                 codes)
 ``age_ge age_lt``               whole years (0–150): the field is a birth date, the age on
-                                the day of the read
+                                the day of the data read (the lake snapshot's day in
+                                Beijing: ``catalog.days``)
 ==============================  ==========================================================
 
 :func:`compile_filter` checks every field against the columns the caller allows (the
@@ -34,13 +35,15 @@ position in the filter (``and[1].value``) and the field, never a value.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlglot import exp
 
+from catalog.days import beijing_day
 from catalog.errors import StreethubError
 
 COMPARISONS = {
@@ -109,6 +112,9 @@ def _scalar(value: Any, at: str, field: str) -> exp.Expression:
     raise RowFilterError("a value must be a string, number or boolean", at=at, field=field)
 
 
+Today = dt.date | Callable[[], dt.date]
+
+
 def _age(value: Any, at: str, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AGE:
         raise RowFilterError(f"an age is whole years from 0 to {MAX_AGE}", at=at, field=field)
@@ -119,14 +125,18 @@ def _column(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def _birthday_bound(years: int) -> exp.Expression:
-    """The last birth date of someone ``years`` old today: current_date - years."""
+def _birthday_bound(years: int, today: dt.date) -> exp.Expression:
+    """The last birth date of someone ``years`` old on ``today``: today - years (a date
+    literal, not the SQL session's ``current_date``: that is the day in UTC, 8 hours behind
+    the street's)."""
     interval = exp.Interval(this=exp.convert(str(years)), unit=exp.var("YEAR"))
-    return exp.Sub(this=exp.CurrentDate(), expression=interval)
+    day = exp.cast(exp.convert(today.isoformat()), "DATE")
+    return exp.Sub(this=day, expression=interval)
 
 
 class _Compiler:
-    def __init__(self, fields: Iterable[str] | Mapping[str, str]) -> None:
+    def __init__(self, fields: Iterable[str] | Mapping[str, str], today: Today) -> None:
+        self._today = today
         self.types: dict[str, str | None] = (
             {k: str(v) for k, v in fields.items()}
             if isinstance(fields, Mapping)
@@ -210,21 +220,27 @@ class _Compiler:
             )
         years = _age(value, vat, field)
         born = exp.TryCast(this=exp.cast(col, "VARCHAR"), to=exp.DataType.build("DATE"))
-        bound = _birthday_bound(years)
+        if callable(self._today):  # asked once, and only by a filter on an age
+            self._today = self._today()
+        bound = _birthday_bound(years, self._today)
         if op == "age_ge":  # born on or before the day ``years`` ago
             return exp.LTE(this=born, expression=bound)
         return exp.GT(this=born, expression=bound)
 
 
 def compile_filter(
-    row_filter: Mapping | None, fields: Iterable[str] | Mapping[str, str]
+    row_filter: Mapping | None,
+    fields: Iterable[str] | Mapping[str, str],
+    *,
+    today: Today = beijing_day,
 ) -> exp.Expression | None:
     """The condition a row filter stands for, over ``fields`` only (given as a mapping of
     name → catalogue type, each value is also checked against its field's type); None for
-    no filter."""
+    no filter. ``today``: the day ages are counted on, or what tells it (called only when
+    the filter compares an age; default: today in Beijing)."""
     if row_filter is None:
         return None
-    return _Compiler(fields).node(row_filter, "", 0)
+    return _Compiler(fields, today).node(row_filter, "", 0)
 
 
 def filter_fields(
@@ -233,7 +249,7 @@ def filter_fields(
     """The fields a (valid) row filter reads."""
     if row_filter is None:
         return set()
-    compiler = _Compiler(fields)
+    compiler = _Compiler(fields, beijing_day)
     compiler.node(row_filter, "", 0)
     return compiler.used
 

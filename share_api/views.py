@@ -44,6 +44,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from catalog.days import beijing_day
 from catalog.marts import MARTS_DIR, Mart, load_marts
 from catalog.model import Catalogue, Dataset, Level, MaskingRule, PiiKind
 from lakehouse.session import in_utc
@@ -265,6 +266,15 @@ def pick_snapshot(service: Service, snapshot: int | None) -> int:
     return snapshot
 
 
+def data_day(service: Service, snapshot: int) -> dt.date:
+    """The day (Beijing) of the data as of ``snapshot``: the day its lake snapshot was
+    made, the day a row filter counts ages on. A view is then the same whenever it is read
+    (its cache and a Delta Sharing version's files stay true): someone who turns 60 joins
+    an "aged 60 and over" grant with the first snapshot made on or after the birthday."""
+    when = lake_reader(service).snapshot_time(snapshot)
+    return beijing_day(aware(when) if when is not None else None)
+
+
 # -- a view and its cache ---------------------------------------------------------------------
 
 
@@ -427,7 +437,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
     from lakehouse.snapshots import read_at
 
     profile = {c: MaskingRule(grant.masking[c]) for c in grant.columns}
-    condition = compile_filter(grant.row_filter, res.types)
+    condition = compile_filter(grant.row_filter, res.types, today=lambda: data_day(service, snap))
     filtered = filter_reads(res, grant)
     cipher_filter = any(res.columns[c].encrypted for c in filtered)
     # what each granted column is made from

@@ -21,8 +21,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from catalog.days import BEIJING
 from masking.audit import public_keys_from, verify_receipt
-from share_api.calendar import BEIJING
 from share_api.deps import Principal
 from share_api.portal.web import PREFIX, form_of, local_time, needs, render
 from share_api.service import Service

@@ -24,8 +24,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from catalog.days import beijing_day
 from catalog.model import Level, MaskingRule
-from share_api import calendar
 from share_api import requests as rq
 from share_api.catalogue import Entry
 from share_api.deps import Principal
@@ -197,7 +197,7 @@ def _form_context(service: Service, entry: Entry, values: dict, errors: dict) ->
             for f in entry.fields
             if entry.kind == "dataset" and f.masking != MaskingRule.none.value
         },
-        "today": calendar.beijing_day(dt.datetime.now(dt.UTC)).isoformat(),
+        "today": beijing_day(dt.datetime.now(dt.UTC)).isoformat(),
         "default_days": rq.DEFAULT_PERIOD_DAYS,
         "max_days": rq.MAX_PERIOD_DAYS,
     }

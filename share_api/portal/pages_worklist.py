@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from catalog.days import BEIJING
 from catalog.street import get_street
 from share_api import worklist as wl
-from share_api.calendar import BEIJING
 from share_api.deps import Principal
 from share_api.portal.web import PREFIX, form_of, local_time, needs, redirect, render
 from share_api.service import Service

@@ -34,8 +34,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from catalog.days import BEIJING
 from share_api import principals as pr
-from share_api.calendar import BEIJING
 from share_api.db import aware, utc_now
 from share_api.deps import Principal, ServiceDep
 from share_api.portal.accounts import check_password

@@ -18,7 +18,7 @@ from pipelines.cli import app
 from pipelines.leak_responses import scan_responses
 from share_api import feedback as fb
 from share_api import requests as rq
-from share_api.calendar import beijing_day
+from catalog.days import beijing_day
 
 
 def unconditional_dataset(service) -> tuple[str, str]:

@@ -19,11 +19,11 @@ ROWS = [
 ]
 
 
-def run(row_filter: dict) -> list[tuple]:
+def run(row_filter: dict, rows: list[tuple] = ROWS, **kw) -> list[tuple]:
     con = duckdb.connect()
     con.execute("CREATE TABLE t (community_code TEXT, birth_date TEXT, gender TEXT, name TEXT)")
-    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", ROWS)
-    where = to_sql(compile_filter(row_filter, FIELDS))
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    where = to_sql(compile_filter(row_filter, FIELDS, **kw))
     return con.execute(f"SELECT * FROM t WHERE {where}").fetchall()
 
 
@@ -46,6 +46,31 @@ def test_age_on_the_day_of_the_read() -> None:
     young = run({"field": "birth_date", "op": "age_lt", "value": 60})
     assert young == [ROWS[1]]  # a null birth date is neither
     assert today.year - 1990 < 60
+
+
+def test_an_age_is_counted_on_the_day_given_not_the_sessions_date() -> None:
+    """Someone born 1966-12-04 turns 60 on 2026-12-04: in an "aged 60 and over" filter on
+    that day, out of it the day before (the view's day is its snapshot's, in Beijing; the
+    SQL session's current_date is UTC's and would be a day behind from 00:00 to 08:00)."""
+    rows = [
+        ("110105001001", "1966-12-04", "女", "王五"),
+        ("110105001001", "1966-12-05", "男", "赵六"),
+    ]
+    sixty = {"field": "birth_date", "op": "age_ge", "value": 60}
+    assert run(sixty, rows, today=dt.date(2026, 12, 4)) == rows[:1]
+    assert run(sixty, rows, today=dt.date(2026, 12, 3)) == []
+    assert run(sixty, rows, today=dt.date(2026, 12, 5)) == rows
+    younger = {"field": "birth_date", "op": "age_lt", "value": 60}
+    assert run(younger, rows, today=dt.date(2026, 12, 4)) == rows[1:]
+    asked: list[int] = []
+
+    def day() -> dt.date:
+        asked.append(1)
+        return dt.date(2026, 12, 4)
+
+    assert run({"and": [sixty, {"not": sixty}]}, rows, today=day) == []
+    assert run({"field": "gender", "op": "eq", "value": "女"}, rows, today=day) == rows[:1]
+    assert asked == [1]  # once for the filter on ages, never for one without
 
 
 @pytest.mark.parametrize(

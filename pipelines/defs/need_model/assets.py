@@ -14,6 +14,7 @@ from functools import cache
 import dagster as dg
 import duckdb
 
+from catalog.days import beijing_day
 from catalog.loader import get_catalogue
 from catalog.marts import load_marts
 from catalog.settings import Settings
@@ -68,10 +69,12 @@ def grid_count_deps() -> list[dg.AssetKey]:
     return sorted({k for k in map(table_key, grid_count_tables()) if k is not None}, key=str)
 
 
-def scoring_cutoff() -> dt.date:
-    """The cut-off the residents are scored as of: yesterday, the last whole day (today's
-    records are still arriving: a day half recorded reads as a drop in activity)."""
-    return dt.date.today() - dt.timedelta(days=1)
+def scoring_cutoff(now: dt.datetime | None = None) -> dt.date:
+    """The cut-off the residents are scored as of: yesterday in the street's days (Beijing),
+    the last whole day (today's records are still arriving: a day half recorded reads as a
+    drop in activity). Not the machine's date: on a UTC host from 16:00 to 24:00 that is a
+    day behind the street's, and the newest whole day of records went unscored."""
+    return beijing_day(now) - dt.timedelta(days=1)
 
 
 def _digest(*parts: str) -> str:
