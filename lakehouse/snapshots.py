@@ -11,6 +11,7 @@ import duckdb
 from catalog.errors import LakeError
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS, METADATA, ZONES, tables_in
+from lakehouse.sqltext import sql_literal
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,24 @@ def table_ref(zone: str, table: str) -> str:
     if not table.replace("_", "").isalnum():
         raise LakeError(f"invalid table name {table!r}")
     return f'{ALIAS}."{zone}"."{table}"'
+
+
+def _change_feed(function: str, zone: str, table: str, first: int, last: int) -> str:
+    names = ", ".join(sql_literal(n) for n in (ALIAS, zone, table))
+    return f"{function}({names}, {int(first)}, {int(last)})"
+
+
+def insertions(zone: str, table: str, first: int, last: int) -> str:
+    """SQL (a table function): the rows inserted into ``lake.<zone>.<table>`` in the
+    snapshots ``first`` … ``last`` (DuckLake's ``ducklake_table_insertions``)."""
+    return _change_feed("ducklake_table_insertions", zone, table, first, last)
+
+
+def changes(zone: str, table: str, first: int, last: int) -> str:
+    """SQL (a table function): the rows inserted into or deleted from
+    ``lake.<zone>.<table>`` in the snapshots ``first`` … ``last``, each with its
+    ``change_type`` (DuckLake's ``ducklake_table_changes``)."""
+    return _change_feed("ducklake_table_changes", zone, table, first, last)
 
 
 def read_at(

@@ -46,9 +46,8 @@ from curated.recollection import (
     recollection_by_department,
 )
 from curated.things import GRID, THING, build_things, thing_datasets
-from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, transaction
-from lakehouse.snapshots import current_snapshot
-from lakehouse.sqltext import sql_literal
+from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from lakehouse.snapshots import changes, current_snapshot
 from pipelines.memory import release
 from pipelines.protection import Protection
 from pipelines.quality_state import Key, digest, scoring_version, touched_staged
@@ -182,8 +181,7 @@ def _moved_mentions(con, start: int | None) -> tuple[set[Key], dict[str, set[Key
     try:
         rows = con.execute(
             "SELECT DISTINCT dept, dataset, person_id FROM "
-            f"ducklake_table_changes({', '.join(map(sql_literal, (ALIAS, ZONE, MENTIONS)))}, "
-            f"{int(start) + 1}, {now})"
+            + changes(ZONE, MENTIONS, int(start) + 1, now)
         ).fetchall()
     except duckdb.Error:
         return None

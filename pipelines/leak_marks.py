@@ -15,7 +15,6 @@ import duckdb
 
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS
-from lakehouse.sqltext import sql_literal
 
 MARK_FILE = "leak_scan.json"
 
@@ -58,12 +57,6 @@ def write_mark(settings: Settings, mark: ScanMark) -> None:
     part = path.with_suffix(".part")
     part.write_text(json.dumps({"snapshot": mark.snapshot, "at": mark.at}))
     os.replace(part, path)
-
-
-def insertions(zone: str, table: str, first: int, last: int) -> str:
-    """The rows inserted into a table in the snapshots first … last (DuckLake)."""
-    names = ", ".join(sql_literal(n) for n in (ALIAS, zone, table))
-    return f"ducklake_table_insertions({names}, {first}, {last})"
 
 
 def tables_at(con: duckdb.DuckDBPyConnection, snapshot: int) -> set[tuple[str, str]]:

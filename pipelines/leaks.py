@@ -47,6 +47,7 @@ from curated.houses import PUBLIC_TEXT_COLUMNS
 from curated.persons import REVIEW_TABLE
 from curated.review import MASKED_COLUMNS
 from lakehouse.lake import ALIAS, tables_in, transaction
+from lakehouse.snapshots import insertions
 from marts.catalogue_tables import (
     MART_SOURCE_SCHEMA,
     MART_SOURCES_TABLE,
@@ -62,7 +63,6 @@ from pipelines.leak_files import Structured, files_under, scan_plain_file, scan_
 from pipelines.leak_marks import (
     ScanMark,
     inserted_since,
-    insertions,
     lake_mark,
     live_tables,
     read_mark,

@@ -11,7 +11,14 @@ import pytest
 from catalog.errors import LakeError
 from catalog.settings import Settings
 from lakehouse.lake import ZONES, init_lake, open_lake
-from lakehouse.snapshots import current_snapshot, list_snapshots, list_tables, read_at
+from lakehouse.snapshots import (
+    changes,
+    current_snapshot,
+    insertions,
+    list_snapshots,
+    list_tables,
+    read_at,
+)
 
 
 def test_init_creates_every_zone_once(settings: Settings) -> None:
@@ -64,6 +71,23 @@ def test_time_travel_by_snapshot_and_timestamp(settings: Settings) -> None:
             read_at(con, "nowhere", "t")
         with pytest.raises(LakeError):
             read_at(con, "staged", "t; DROP TABLE x")
+
+
+def test_the_change_feed_names_a_span_of_snapshots(settings: Settings) -> None:
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE staged.t AS SELECT range AS i FROM range(3)")
+        first = current_snapshot(con)
+        con.execute("INSERT INTO staged.t VALUES (10), (11)")
+        con.execute("DELETE FROM staged.t WHERE i = 0")
+        last = current_snapshot(con)
+        added = con.execute(f"SELECT i FROM {insertions('staged', 't', first + 1, last)}")
+        assert sorted(r[0] for r in added.fetchall()) == [10, 11]
+        changed = con.execute(
+            f"SELECT change_type, i FROM {changes('staged', 't', first + 1, last)} ORDER BY i"
+        ).fetchall()
+        assert changed == [("delete", 0), ("insert", 10), ("insert", 11)]
+        whole = con.execute(f"SELECT count(*) FROM {insertions('staged', 't', 0, last)}")
+        assert whole.fetchone()[0] == 5
 
 
 def test_reader_of_an_uninitialised_lake_gets_a_clear_error(settings: Settings) -> None:
