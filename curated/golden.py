@@ -44,10 +44,12 @@ import duckdb
 import polars as pl
 
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
+from catalog.days import BEIJING_ZONE
 from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
 from curated.houses import staged_name
 from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, tables_in, transaction
+from lakehouse.snapshots import insertions
 from lakehouse.sqltext import sql_literal
 from masking.audit import AuditLog
 from masking.crypto import decrypt_series, encrypt_series
@@ -353,18 +355,17 @@ def snapshot_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
 def picked_columns(plan: Plan, fields: list[str]) -> str:
     """SQL: what a build reads of a staged row: its key pseudonym, load time, as-of date
-    (:func:`as_of_field`, else the load day) and ``fields``."""
+    (:func:`as_of_field`, else the load day in Beijing, as the delivered dates and times are
+    Beijing's) and ``fields``."""
     dated = as_of_field(plan.dataset)
-    loaded = "CAST(timezone('UTC', _loaded_at) AS DATE)"
+    loaded = f"CAST(timezone({sql_literal(BEIJING_ZONE)}, _loaded_at) AS DATE)"
     as_of = f'coalesce(CAST("{dated}" AS DATE), {loaded})' if dated else loaded
     return f"{KEY_PID}, _loaded_at, {as_of} AS as_of, " + ", ".join(f'"{f}"' for f in fields)
 
 
 def inserted_rows(plan: Plan, versions: tuple[int, int]) -> str:
     """SQL: every row inserted into the plan's staged table in the snapshot span."""
-    name = staged_name(plan.dept, plan.dataset)
-    names = ", ".join(sql_literal(n) for n in (ALIAS, "staged", name))
-    return f"ducklake_table_insertions({names}, {versions[0]}, {versions[1]})"
+    return insertions("staged", staged_name(plan.dept, plan.dataset), *versions)
 
 
 def _read_plan(
