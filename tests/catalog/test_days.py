@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import os
 import re
 
 import pytest
@@ -72,3 +73,22 @@ def test_no_production_module_reads_the_machines_date() -> None:
         if ".venv" not in path.parts and SESSION_DAY.search(path.read_text(encoding="utf-8")):
             found.append(f"{path.relative_to(REPO)} current_date")
     assert found == []
+
+
+def test_the_hub_keeps_utc_whatever_the_machines_zone() -> None:
+    """The hub's DuckDB sessions keep UTC (lakehouse.session.in_utc). Under ``make test``'s
+    second leg (STREETHUB_EXPECT_TZ=Asia/Shanghai) this also proves the leg ran where it
+    says: Python's and DuckDB's own clocks are 8 hours ahead of UTC there."""
+    import time
+
+    import duckdb
+
+    from lakehouse.session import in_utc
+
+    con = in_utc(duckdb.connect())
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "UTC"
+    expected = os.environ.get("STREETHUB_EXPECT_TZ")
+    if expected is not None:
+        assert time.localtime().tm_gmtoff == BEIJING_OFFSET_MIN * 60
+        machine = duckdb.connect().execute("SELECT current_setting('TimeZone')").fetchone()[0]
+        assert machine == expected
