@@ -99,7 +99,10 @@ class Settings(BaseSettings):
     xlsx_max_uncompressed_bytes: int = Field(
         default=256 * 1024 * 1024,
         gt=0,
-        description="an xlsx whose members declare more than this in all is refused unread",
+        description=(
+            "an xlsx whose members declare more than this in all, or an xls larger, is "
+            "refused unread"
+        ),
     )
     xlsx_max_members: int = Field(default=2_000, gt=0, description="members an xlsx may hold")
     kill_at: str | None = Field(

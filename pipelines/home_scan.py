@@ -12,7 +12,7 @@ kinds that can be checked without context:
   4-4-4-4), not counting a valid citizen ID that happens to pass Luhn.
 
 Every regular file under the home is read: Parquet (every column, by row group), SQLite
-(every table and cell; zlib-compressed blobs inflated) and xlsx (every cell) decoded,
+(every table and cell; zlib-compressed blobs inflated), xlsx and xls (every cell) decoded,
 everything else as raw bytes in overlapping chunks (ASCII digits are the same bytes in
 UTF-8 and GBK). Digits inside a hex word (a digest, a UUID) or after a decimal point are
 chance, not numbers. A finding is a file, a kind and a count — never a value.
@@ -48,6 +48,7 @@ _HEX = re.compile(
     rb"|(?=[0-9]*[a-f])[0-9a-f]{12,})(?![0-9A-Za-z])"
 )
 SQLITE_MAGIC = b"SQLite format 3\x00"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 @dataclass
@@ -163,6 +164,17 @@ def _scan_xlsx(path: Path) -> Counter:
         book.close()
 
 
+def _scan_xls(path: Path) -> Counter:
+    import fastexcel
+
+    book = fastexcel.read_excel(str(path))
+    found: Counter = Counter()
+    for name in book.sheet_names:
+        sheet = book.load_sheet_by_name(name, header_row=None, dtypes="string").to_polars()
+        found.update(_scan_cells(sheet.iter_rows()))
+    return found
+
+
 def _is_xlsx(path: Path, head: bytes) -> bool:
     import zipfile
 
@@ -176,7 +188,7 @@ def _is_xlsx(path: Path, head: bytes) -> bool:
 
 
 def scan_file(path: Path) -> tuple[Counter, str]:
-    """(kinds found, how it was read: parquet, sqlite, xlsx or bytes). A decoded format
+    """(kinds found, how it was read: parquet, sqlite, xlsx, xls or bytes). A decoded format
     that fails to decode is read as bytes instead (and said so by the caller)."""
     with open(path, "rb") as fh:
         head = fh.read(16)
@@ -187,6 +199,8 @@ def scan_file(path: Path) -> tuple[Counter, str]:
         readers.append(("sqlite", _scan_sqlite))
     elif _is_xlsx(path, head):
         readers.append(("xlsx", _scan_xlsx))
+    elif head.startswith(OLE2_MAGIC):  # a compound document: an Excel 97-2003 xls
+        readers.append(("xls", _scan_xls))
     for how, read in readers:
         try:
             return read(path), how

@@ -7,13 +7,17 @@ A file is read by what it is, told by its first bytes, not by its name:
 - Parquet: every column, batch by batch;
 - xlsx (a zip with a workbook): every cell of every sheet, read-only and streaming; a number
   Excel stored as a float keeps its float form, so an ID stored as a number is seen;
+- xls (Excel 97–2003, an OLE2 compound document): every cell of every sheet as calamine
+  reads it; every number in an xls is a float, so a cell of 11–19 digits alone is read in a
+  float's form (``…0.0``): an ID stored as a number is seen, and one stored as text too;
 - gzip: decompressed as it is read, then read by what it holds (compression hides nothing;
   its compressed bytes, read as text, at times looked like an e-mail address);
 - anything else as text: UTF-8, else GB18030 (the departments' GBK exports), line by line,
   undecodable bytes replaced; a line longer than ``MAX_LINE`` is read in overlapping parts.
 
-Memory stays bounded: batches of rows or lines, never a whole file (except an xlsx or a
-Parquet file from an encrypted store, whose reader must seek: see ``open_landed``).
+Memory stays bounded: batches of rows or lines, never a whole file (except an xls, read
+whole, and an xlsx or a Parquet file from an encrypted store, whose reader must seek: see
+``open_landed``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import BinaryIO
 import polars as pl
 
 from masking.leaks import LeakCounts, scan_frame, scan_texts
+from pipelines.connectors.excel import OLE2_MAGIC
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PARQUET_MAGIC = b"PAR1"
@@ -56,7 +61,8 @@ Structured = Mapping[tuple[str, str], frozenset[str]]
 
 
 def sniff(head: bytes) -> str:
-    """``sqlite``, ``parquet``, ``xlsx``, ``gzip`` or ``text`` from a file's first bytes."""
+    """``sqlite``, ``parquet``, ``xlsx``, ``xls``, ``gzip`` or ``text`` from a file's first
+    bytes."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(SQLITE_MAGIC):
@@ -65,6 +71,8 @@ def sniff(head: bytes) -> str:
         return "parquet"
     if head.startswith(ZIP_MAGIC):
         return "xlsx"
+    if head.startswith(OLE2_MAGIC):
+        return "xls"
     return "text"
 
 
@@ -255,6 +263,29 @@ def scan_xlsx(fh: BinaryIO, names) -> LeakCounts:
     return result
 
 
+_INTEGRAL = r"^[0-9]{11,19}$"
+
+
+def scan_xls(fh: BinaryIO, names) -> LeakCounts:
+    """Every cell of every sheet of an xls (calamine, cells as text; see the module's
+    docstring for the numbers)."""
+    import fastexcel
+
+    result = LeakCounts()
+    reader = fastexcel.read_excel(fh.read())
+    for name in reader.sheet_names:
+        frame = reader.load_sheet_by_name(name, header_row=None, dtypes="string").to_polars()
+        if frame.is_empty():
+            continue
+        cells = frame.select(pl.concat_list(pl.all()).explode().drop_nulls().alias("cell")).select(
+            pl.when(pl.col("cell").str.contains(_INTEGRAL))
+            .then(pl.col("cell") + ".0")
+            .otherwise(pl.col("cell"))
+        )
+        result.add(scan_texts(cells.to_series().to_list(), known_names=names, column=name))
+    return result
+
+
 class _Prefixed:
     """``fh`` read again from its start when ``head`` (its first bytes) was read already:
     the file need not seek (a landed file is decrypted as a stream)."""
@@ -275,7 +306,7 @@ class _Prefixed:
 def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str]:
     """Scan an open binary file by what it holds; returns the counts and the format read.
 
-    A Parquet or xlsx file needs ``seekable``; a non-seekable one is read as text (its
+    A Parquet, xlsx or xls file needs ``seekable``; a non-seekable one is read as text (its
     compressed pages would hide nothing from a byte scan that they do not hide here)."""
     head = fh.read(len(SQLITE_MAGIC))
     kind = sniff(head)
@@ -283,9 +314,10 @@ def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str
         with gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb") as inner:
             counts, _ = scan_stream(inner, names, seekable=False)  # type: ignore[arg-type]
         return counts, kind
-    if kind in ("parquet", "xlsx") and seekable:
+    if kind in ("parquet", "xlsx", "xls") and seekable:
         fh.seek(0)
-        return (scan_parquet(fh, names) if kind == "parquet" else scan_xlsx(fh, names)), kind
+        read = {"parquet": scan_parquet, "xlsx": scan_xlsx, "xls": scan_xls}[kind]
+        return read(fh, names), kind
     return scan_texts(text_lines(fh, head), known_names=names), "text"
 
 

@@ -1,6 +1,10 @@
-"""Excel workbooks (a title row above Chinese headers), read with fastexcel (calamine).
+"""Excel workbooks (a title row above Chinese headers), read with fastexcel (calamine):
+xlsx, and the Excel 97–2003 ``.xls`` many government systems still export (told by content,
+not by name).
 
-An xlsx is a zip archive: before calamine reads anything, the archive is checked
+An xls is a compound document (OLE2) of whole 512-byte sectors, nothing compressed: one
+whose size is over ``xlsx_max_uncompressed_bytes`` or not whole sectors (cut short) is
+refused before calamine reads it. An xlsx is a zip archive: before calamine reads anything, the archive is checked
 with ``zipfile`` on the landed file opened seekable (:func:`open_landed`: decrypted
 segment by segment, never a plaintext copy on disk) — member count (``xlsx_max_members``), the sum of the sizes its
 members declare uncompressed (``xlsx_max_uncompressed_bytes``: a zip bomb is refused
@@ -26,6 +30,11 @@ from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
 from pipelines.connectors.landed import open_landed
 
+# an OLE2 compound document (Excel 97-2003 .xls), of 512-byte sectors (version 3; a version 4
+# file's are 4,096 bytes, a multiple)
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE2_SECTOR = 512
+
 
 def size_of(fh: BinaryIO) -> int:
     """The size of a seekable file (left at its start)."""
@@ -35,8 +44,8 @@ def size_of(fh: BinaryIO) -> int:
 
 
 def check_archive(source: BinaryIO, settings: Settings, dataset: str, file: str) -> int:
-    """Refuse an xlsx that is no zip, too big once unpacked, or damaged; its size if not.
-    ``source``: the workbook, seekable."""
+    """Refuse a workbook that is no xlsx (zip) or xls (OLE2), too big (once unpacked), or
+    damaged; its size if not. ``source``: the workbook, seekable."""
 
     def fail(msg: str) -> DeliveryError:
         return DeliveryError(msg, dataset=dataset, file=file)
@@ -44,6 +53,16 @@ def check_archive(source: BinaryIO, settings: Settings, dataset: str, file: str)
     size = size_of(source)
     if size == 0:
         raise fail("the file is empty")
+    if source.read(len(OLE2_MAGIC)) == OLE2_MAGIC:
+        if size > settings.xlsx_max_uncompressed_bytes:
+            raise fail(
+                f"too large: the workbook (xls) has {size:,} bytes, "
+                f"the limit is {settings.xlsx_max_uncompressed_bytes:,}"
+            )
+        if size % OLE2_SECTOR:
+            raise fail("corrupt workbook: the xls is not whole sectors (cut short? truncated?)")
+        return size
+    source.seek(0)
     try:
         with zipfile.ZipFile(source) as zf:
             members = zf.infolist()
@@ -68,7 +87,9 @@ def check_archive(source: BinaryIO, settings: Settings, dataset: str, file: str)
             raise fail(
                 "corrupt archive: the workbook is cut short or damaged (truncated?)"
             ) from None
-        raise fail("not a workbook: the file is not an xlsx (zip) archive") from None
+        raise fail(
+            "not a workbook: the file is neither an xlsx (zip) nor an xls (OLE2) workbook"
+        ) from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
         raise fail(
             f"corrupt archive: the workbook cannot be unpacked ({type(exc).__name__})"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import xlwt
 from openpyxl import Workbook
 from stdnum import luhn
 
@@ -99,6 +100,11 @@ def _plant(folder: Path) -> dict[str, Counter]:
         book.active.append([v])
     book.active.append([13712345678])  # a mobile typed as a number
     book.save(folder / "list.xlsx")
+    legacy = xlwt.Workbook(encoding="utf-8")  # the same list as an Excel 97-2003 .xls
+    sheet = legacy.add_sheet("名单")
+    for i, v in enumerate([*values, 13712345678]):
+        sheet.write(i, 0, v)
+    legacy.save(str(folder / "list.xls"))
     (folder / "log.txt").write_text("\n".join(values), encoding="gb18030")
     (folder / "nested").mkdir()
     (folder / "nested" / "x.json").write_text(json.dumps({"id": ID, "ok": CLEAN}))
@@ -111,6 +117,7 @@ def _plant(folder: Path) -> dict[str, Counter]:
         "t.parquet": three + Counter({"mobile": 1}),
         "events.db": three + Counter({"mobile": 1}),
         "list.xlsx": three + Counter({"mobile": 1}),
+        "list.xls": three + Counter({"mobile": 1}),
         "log.txt": three,
         "nested/x.json": Counter({"citizen_id": 1}),
         "edge.bin": Counter({"mobile": 1}),
@@ -121,7 +128,7 @@ def test_the_scanner_finds_each_kind_in_each_format(tmp_path: Path) -> None:
     expected = _plant(tmp_path / "home")
     result = scan_home(tmp_path / "home")
     assert result.findings == expected
-    assert result.files == 7 and result.bytes > 4 << 20
+    assert result.files == 8 and result.bytes > 4 << 20
     assert result.unreadable == []
     # the same files copied into a run's home would be found there too: nothing is skipped
     shutil.copytree(tmp_path / "home", tmp_path / "copy" / "lake" / "data")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import xlwt
 from openpyxl import Workbook
 from stdnum import luhn
 from typer.testing import CliRunner
@@ -271,7 +272,7 @@ def test_the_check_scans_every_zone_and_the_cli_exits_1(hub: Settings, cat: Cata
     assert NAME not in result.output
 
 
-def test_encrypted_parquet_and_xlsx_are_read_by_their_format(settings: Settings) -> None:
+def test_encrypted_parquet_xlsx_and_xls_are_read_by_their_format(settings: Settings) -> None:
     import io
 
     from openpyxl import Workbook
@@ -286,15 +287,43 @@ def test_encrypted_parquet_and_xlsx_are_read_by_their_format(settings: Settings)
         book.active.append([v])
     xlsx = io.BytesIO()
     book.save(xlsx)
+    legacy = xlwt.Workbook(encoding="utf-8")  # Excel 97-2003 (.xls): an OLE2 document
+    sheet = legacy.add_sheet("名单")
+    for i, v in enumerate(_values()):
+        sheet.write(i, 0, v)
+    xls = io.BytesIO()
+    legacy.save(xls)
     folder = settings.landing_dir / "zjj" / "x"
     folder.mkdir(parents=True)
-    for plain, suffix in ((parquet.getvalue(), ".parquet"), (xlsx.getvalue(), ".xlsx")):
+    formats = (
+        (parquet.getvalue(), ".parquet"), (xlsx.getvalue(), ".xlsx"), (xls.getvalue(), ".xls")
+    )  # fmt: skip
+    for plain, suffix in formats:
         path = _ring_landing_file(settings, folder, plain).rename(
             folder / (hashlib.sha256(plain).hexdigest() + suffix)
         )
         with open_landed(settings, path, seekable=True) as fh:
             counts, how = scan_stream(fh, {NAME}, seekable=True)
         assert how == suffix[1:] and Counter(counts.by_kind) == EXPECTED, suffix
+
+
+def test_an_xls_cell_typed_as_a_number_is_read_as_a_float_wrote_it() -> None:
+    # every number in an xls is a float: an ID typed as a number keeps 15-16 digits
+    # (its check character lost), a mobile all of its 11
+    import io
+
+    from pipelines.leak_files import scan_stream
+
+    legacy = xlwt.Workbook(encoding="utf-8")
+    sheet = legacy.add_sheet("名单")
+    sheet.write(0, 0, 110105194912310021)
+    sheet.write(1, 0, 13812345678)
+    sheet.write(2, 0, 2024)  # a year: no kind
+    data = io.BytesIO()
+    legacy.save(data)
+    data.seek(0)
+    counts, how = scan_stream(data, {NAME}, seekable=True)
+    assert how == "xls" and Counter(counts.by_kind) == {"citizen_id": 1, "mobile": 1}
 
 
 def test_a_gzip_file_is_read_decompressed(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import openpyxl
 import polars as pl
 import pytest
+import xlwt
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
@@ -186,6 +187,44 @@ def test_excel_with_title_row_gives_spreadsheet_row_numbers(tmp_path: Path) -> N
     frame = map_to_fields(read_delivery(p, ds), ds, p)
     assert frame["_source_row"].to_list() == [3, 5]  # blank row 4 is no record
     assert frame["birth_date"].to_list() == ["1949-12-31", "18264"]
+
+
+def write_xls(path: Path, sheet: str, title: str, rows: list[tuple]) -> Path:
+    """An Excel 97-2003 workbook (xlwt), as older department systems export: a title merged
+    over the header, Chinese headers, dates as date cells, numbers as numbers."""
+    book = xlwt.Workbook(encoding="utf-8")
+    ws = book.add_sheet(sheet)
+    ws.write_merge(0, 0, 0, 2, title)
+    dated = xlwt.easyxf(num_format_str="YYYY年MM月DD日")
+    for c, name in enumerate(["身份证号", "姓名", "出生日期"]):
+        ws.write(1, c, name)
+    for r, row in enumerate(rows, start=2):
+        for c, v in enumerate(row):
+            if v is not None:
+                ws.write(r, c, v, dated) if isinstance(v, dt.date) else ws.write(r, c, v)
+    book.save(str(path))
+    return path
+
+
+def test_an_excel_97_2003_workbook_reads_as_its_xlsx_does(tmp_path: Path) -> None:
+    # an .xls (OLE2), told by its content under either name, gives the xlsx's rows, row
+    # numbers and texts: a date cell as a date, a number as its digits
+    ds = make_dataset("excel", pattern="*.xls", sheet="台账", header_row=1)
+    rows = [
+        (ROWS[0][0], ROWS[0][1], dt.date(1949, 12, 31)),
+        (None, None, None),
+        (ROWS[1][0], ROWS[1][1], 18264),
+    ]
+    expected = map_to_fields(
+        read_delivery(write_xlsx(tmp_path / "a.xlsx", "台账", "XX街道台账", rows), ds), ds, None
+    )
+    for name in ("a.xls", "b.xlsx"):
+        p = write_xls(tmp_path / name, "台账", "XX街道台账", rows)
+        assert p.read_bytes()[:4] == bytes.fromhex("d0cf11e0")
+        frame = map_to_fields(read_delivery(p, ds), ds, p)
+        assert frame.equals(expected), name
+    assert frame["_source_row"].to_list() == [3, 5]
+    assert frame["birth_date"].to_list() == ["1949-12-31 00:00:00", "18264"]
 
 
 def test_excel_missing_sheet_fails_the_delivery(tmp_path: Path) -> None:

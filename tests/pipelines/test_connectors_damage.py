@@ -23,7 +23,7 @@ from pipelines.connectors import records as records_mod
 from pipelines.connectors.base import Parsed
 from pipelines.connectors.jsonstrict import nesting_depth, too_deep
 from pipelines.connectors.records import scan_lines, scan_records
-from tests.pipelines.test_connectors import ROWS, make_dataset, write_xlsx
+from tests.pipelines.test_connectors import ROWS, make_dataset, write_xls, write_xlsx
 
 HEADER = "身份证号,姓名,出生日期"
 SECRET_ID = "11010519491231002X"
@@ -447,6 +447,18 @@ def test_xlsx_that_is_no_zip_is_not_a_workbook(tmp_path: Path) -> None:
     assert "corrupt archive" in excel_error(p) and "truncated" in excel_error(p)
     p.write_bytes(b"")
     assert "empty" in excel_error(p)
+
+
+def test_an_xls_cut_short_too_large_or_no_workbook_is_refused_unread(tmp_path: Path) -> None:
+    whole = write_xls(tmp_path / "w.xls", "台账", "标题", [ROWS[0]]).read_bytes()
+    p = tmp_path / "a.xls"
+    p.write_bytes(whole[:-700])  # no longer whole 512-byte sectors
+    assert "corrupt workbook" in excel_error(p) and "truncated" in excel_error(p)
+    p.write_bytes(whole)
+    msg = excel_error(p, limits(xlsx_max_uncompressed_bytes=len(whole) - 1))
+    assert "too large" in msg and f"{len(whole):,} bytes" in msg
+    p.write_bytes(whole[:8] + bytes(4 * 512 - 8))  # the signature and nothing of a workbook
+    assert "not a workbook" in excel_error(p)
 
 
 def test_xlsx_with_a_bad_crc_is_a_corrupt_archive(tmp_path: Path) -> None:

@@ -399,6 +399,26 @@ def workbook_bytes(wb) -> bytes:
     return buf.getvalue()
 
 
+def xls_bytes(wb) -> bytes:
+    """The workbook as an Excel 97-2003 .xls (xlwt), as older department systems export
+    it: every sheet's values, dates formatted as dates, numbers as numbers."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    dated = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for ws in wb.worksheets:
+        sheet = book.add_sheet(ws.title)
+        for r, row in enumerate(ws.iter_rows(values_only=True)):
+            for c, v in enumerate(row):
+                if isinstance(v, dt.date):
+                    sheet.write(r, c, v, dated)
+                elif v is not None:
+                    sheet.write(r, c, v)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
 def zip_add(data: bytes, members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO(data)
     with zipfile.ZipFile(buf, "a", compression=zipfile.ZIP_DEFLATED) as z:
@@ -1333,6 +1353,29 @@ class CorpusBuilder:
             fail("corrupt archive", "truncated"),
             data[: int(len(data) * 0.6)],
         )
+        wb, n = marked_book("mzj", "elderly_alone")
+        self.add(
+            "xls: an Excel 97-2003 workbook (an older system's export), named .xlsx",
+            X,
+            "legacy format",
+            "mzj",
+            "elderly_alone",
+            "xls",
+            load(n),
+            xls_bytes(wb),
+        )
+        wb, _ = marked_book("mzj", "minimum_living")
+        data = xls_bytes(wb)
+        self.add(
+            "xls: compound document cut short",
+            X,
+            "truncated",
+            "mzj",
+            "minimum_living",
+            "xlscut",
+            fail("corrupt workbook", "truncated"),
+            data[: len(data) - 700],
+        )
         wb, _ = marked_book("mzj", "minimum_living")
         self.add(
             "xlsx: bytes flipped inside a member (CRC error)",
@@ -1353,7 +1396,7 @@ class CorpusBuilder:
             "mzj",
             "disability_allowance",
             "notzip",
-            fail("corrupt archive", "not an xlsx"),  # no zip at all: either says it
+            fail("corrupt archive", "not a workbook"),  # no zip at all: either says it
             csv_bytes(header, [row], "utf-8"),
         )
         wb, ws, hrow, n = s.workbook("mzj", "old_age_allowance")
