@@ -11,6 +11,7 @@ import datetime as dt
 import polars as pl
 from typer.testing import CliRunner
 
+from catalog.days import beijing_day
 from catalog.model import ShareType
 from lakehouse.lake import open_lake
 from masking.names import KnownNames
@@ -18,7 +19,6 @@ from pipelines.cli import app
 from pipelines.leak_responses import scan_responses
 from share_api import feedback as fb
 from share_api import requests as rq
-from catalog.days import beijing_day
 
 
 def unconditional_dataset(service) -> tuple[str, str]:
