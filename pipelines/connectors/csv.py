@@ -9,6 +9,13 @@ count") and — where the department's exporter ends every line — a last row w
 its line end ("possibly truncated") are quarantined and the rest loads. Only a file
 that cannot be read at all fails: empty, no readable header, or no readable row.
 Rows come out in batches, so memory is a small multiple of the largest row.
+
+A delivery declared GBK (or GB2312, CP936) is decoded as GB18030, the national standard
+(GB 18030-2022) its exporter in fact writes: a superset that reads every GBK byte
+sequence to the same character (all 21,791 two-byte ones: Python's codecs), and also the
+four-byte sequences of the characters GBK lacks, which residents' names hold (生僻字: 䶮,
+𠮷 …). Decoded as GBK, such a row was quarantined for "wrong encoding" and the resident
+lost.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ from pipelines.connectors.base import SOURCE_ROW, Parsed, RowProblem, whole_file
 from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import Record, batches, byte_splittable, scan_records
 
+GBK_FAMILY = frozenset({"gbk", "gb2312"})  # codecs' names (cp936 is gbk's alias)
+
 
 def decode_error(exc: UnicodeDecodeError, offset: int, encoding: str) -> str:
-    """'wrong encoding at byte N' for a decode failure inside a record at ``offset``."""
+    """'wrong encoding at byte N' for a decode failure inside a record at ``offset``
+    (GB18030 named with GBK, which the officer declared: see the module's docstring)."""
+    shown = "gbk/gb18030" if codecs.lookup(encoding).name == "gb18030" else encoding
     return (
-        f"wrong encoding at byte {offset + exc.start}: not {encoding} ({exc.reason}); "
+        f"wrong encoding at byte {offset + exc.start}: not {shown} ({exc.reason}); "
         "wrong encoding declared for this delivery?"
     )
 
@@ -215,6 +226,8 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
     utf8 = codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
     if utf8:
         encoding = "utf-8"  # the BOM is skipped by the scanner, offsets stay file offsets
+    elif codecs.lookup(encoding).name in GBK_FAMILY:
+        encoding = "gb18030"  # their superset (see the module's docstring)
     read = loaded = 0
     first_problem: RowProblem | None = None
     with open_landed(settings, path) as fh:

@@ -92,6 +92,23 @@ def test_gbk_csv_reads_with_line_numbers(tmp_path: Path) -> None:
     assert frame["birth_date"][1] == "1949年12月31日"
 
 
+def test_a_gbk_delivery_keeps_the_rare_characters_of_names(tmp_path: Path) -> None:
+    # 生僻字 outside GBK (䶮, 𠮷): a GBK exporter writes them in GB18030's four bytes; read
+    # as GBK the row was quarantined ("wrong encoding") and the resident lost
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    names = ["刘䶮", "𠮷野家", "张三"]
+    lines = ["身份证号,姓名,出生日期", *(f"{ROWS[0][0]},{n},1949-12-31" for n in names)]
+    p = write_csv(tmp_path / "a.csv", lines, "gb18030")
+    with pytest.raises(UnicodeDecodeError):
+        p.read_bytes().decode("gbk")
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == []
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == names
+    for declared in ("GB2312", "cp936"):  # GBK's other names: read the same way
+        again = read_delivery(p, make_dataset("csv", pattern="*.csv", encoding=declared))
+        assert map_to_fields(again, ds, p)["name"].to_list() == names
+
+
 def test_utf8_bom_csv(tmp_path: Path) -> None:
     ds = make_dataset("csv", pattern="*.csv", encoding="utf-8-sig")
     p = write_csv(tmp_path / "a.csv", ["身份证号,姓名,出生日期", ",".join(ROWS[0])], "utf-8-sig")

@@ -1101,6 +1101,19 @@ class CorpusBuilder:
             fail("wrong encoding"),
             csv_bytes(t["header"], [*t["rows"], marked], "utf-8"),
         )
+        t = self.csv_variants("wjw", "elderly_health_checks", G)
+        rare = mark(t["rows"][5], t["f"], self.index)
+        rare[t["f"].names[0]] = "刘䶮"  # 䶮 is no GBK character: GB18030 writes it in 4 bytes
+        self.add(
+            "csv-gbk: a name with a 生僻字 outside GBK (GB18030's four bytes)",
+            G,
+            "rare character",
+            "wjw",
+            "elderly_health_checks",
+            "rare",
+            load(t["n"] + 1),
+            csv_bytes(t["header"], [*t["rows"], rare], "gb18030"),
+        )
         # ---------------- JSON documents (scjg) --------------------------------------
         self._json_variants()
         doc, _ = s.json_doc("scjg", "service_points")
