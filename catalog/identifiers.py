@@ -41,6 +41,10 @@ USCC = r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$"
 LUHN_MAX_DIGITS = 19
 
 # full-width ASCII forms and the ideographic space → their half-width forms
+# Han characters (汉字) a Chinese name or text may hold, as a regex character class's body:
+# the unified ideographs, their extensions A to H (the 生僻字 of some residents' names: 䶮
+# U+4DAE, 𠮷 U+20BB7) and the compatibility ideographs
+HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323af"
 FULL_TO_HALF = {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "}
 _FULL_TO_HALF_TABLE = str.maketrans(FULL_TO_HALF)  # for ``str.translate``
 

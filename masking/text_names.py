@@ -44,6 +44,7 @@ import sys
 import threading
 from pathlib import Path
 
+from catalog.identifiers import HAN
 from masking.names import (
     COMPOUND_SURNAMES,
     FUNCTION_SURNAMES,
@@ -59,7 +60,7 @@ from masking.names import (
 )
 
 JIEBA_COMMON_WORD = 50  # dictionary frequency from which a token is a word, not a name
-_HAN = r"\u4e00-\u9fff"
+_HAN = HAN  # with the extensions: a name may hold a 生僻字
 _SURNAME_RE = (
     "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
 )

@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 from catalog.errors import DeliveryError, StreethubError
+from catalog.identifiers import HAN
 from catalog.model import Dataset
 
 SOURCE_ROW = "_source_row"
@@ -37,7 +38,7 @@ WITHHELD = "‹value withheld›"
 MAX_REASON_CHARS = 500
 _QUOTED = re.compile(r"'([^'\n]*)'|\"([^\"\n]*)\"")
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
-_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]+")
+_HAN_RUN = re.compile(f"[{HAN}]+")
 
 
 @dataclass(frozen=True)

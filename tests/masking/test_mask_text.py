@@ -130,6 +130,10 @@ def test_known_name_spans_equal_searching_each_name(names: list[str], text: str)
         ("【来电】皇甫佳，反映小区内飞线充电。", "皇甫佳"),  # a clause's start
         ("补助发放账号（昝强），金额略", "昝强"),  # alone in brackets
         ("市民刘女士来电反映", "刘女士"),  # a surname and a title after a cue: 刘*
+        # 生僻字 outside the basic block (CJK extension A, B): once left in the clear
+        ("来电人刘䶮要求回访", "刘䶮"),
+        ("燃气用户张𠮷反映表具漏气", "张𠮷"),
+        ("刘䶮反映楼道堆物", "刘䶮"),
     ],
 )
 def test_names_where_hotline_texts_put_them(text: str, name: str) -> None:
