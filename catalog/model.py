@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -394,6 +395,15 @@ class FieldSpec(_Strict):
         return self
 
 
+def header_key(name: str) -> str:
+    """How a delivered column's name is matched to a field's ``source``: NFKC-folded
+    (full-width letters, digits and brackets and the ideographic space to their plain
+    forms), with a byte-order mark and every space and line break removed. Exports write
+    one header many ways: 姓　　名 padded to a form's width, 联系电话（手机） for
+    联系电话(手机), a line break inside an Excel header cell."""
+    return "".join(unicodedata.normalize("NFKC", name.replace("\ufeff", "")).split())
+
+
 class Delivery(_Strict):
     """How the department delivers the dataset, and the connector that reads it."""
 
@@ -561,9 +571,13 @@ class Dataset(_Strict):
         if dupes:
             raise ValueError(f"duplicate field name(s): {', '.join(dupes)}")
         sources = [f.source_name for f in self.fields]
-        dupes = sorted({n for n in sources if sources.count(n) > 1})
+        keys = [header_key(n) for n in sources]
+        dupes = sorted({n for n, k in zip(sources, keys, strict=True) if keys.count(k) > 1})
         if dupes:
-            raise ValueError(f"duplicate source column(s): {', '.join(dupes)}")
+            raise ValueError(
+                f"duplicate source column(s): {', '.join(dupes)} "
+                "(a delivered header is matched without spaces, full-width forms folded)"
+            )
         unknown = [k for k in self.key if k not in names]
         if unknown:
             raise ValueError(f"key names unknown field(s): {', '.join(unknown)}")

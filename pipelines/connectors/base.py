@@ -31,7 +31,7 @@ import polars as pl
 
 from catalog.errors import DeliveryError, StreethubError
 from catalog.identifiers import HAN
-from catalog.model import Dataset
+from catalog.model import Dataset, header_key
 
 SOURCE_ROW = "_source_row"
 WITHHELD = "‹value withheld›"
@@ -215,10 +215,18 @@ def stringify(frame: pl.DataFrame) -> pl.DataFrame:
 
 def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
     """Rows that repeat the header (a re-pasted header block) go to quarantine."""
-    sources = [f.source_name for f in dataset.fields if f.source_name in parsed.frame.columns]
+    cols = source_columns(parsed.frame)
+    sources = [
+        (cols[k][0], f.source_name)
+        for f in dataset.fields
+        if (k := header_key(f.source_name)) in cols
+    ]
     if len(sources) < 2 or parsed.frame.height == 0:
         return parsed
-    hits = sum((pl.col(s).str.strip_chars() == s).fill_null(False).cast(pl.Int32) for s in sources)
+    hits = sum(  # the header as delivered, or as the catalogue spells it
+        pl.col(c).str.strip_chars().is_in([c.strip(), s]).fill_null(False).cast(pl.Int32)
+        for c, s in sources
+    )
     mask = hits >= max(2, (len(sources) + 1) // 2)
     stray = parsed.frame.filter(mask)
     if stray.height == 0:
@@ -230,9 +238,14 @@ def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
     return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
 
 
-def source_columns(frame: pl.DataFrame) -> dict[str, str]:
-    """Delivered column names (trimmed, BOM removed) → the frame's column names."""
-    return {c.strip().lstrip("\ufeff"): c for c in frame.columns if c != SOURCE_ROW}
+def source_columns(frame: pl.DataFrame) -> dict[str, list[str]]:
+    """Delivered column names as matched (``catalog.model.header_key``) → the frame's
+    columns of that name (two when a header names one column twice in two spellings)."""
+    out: dict[str, list[str]] = {}
+    for c in frame.columns:
+        if c != SOURCE_ROW:
+            out.setdefault(header_key(c), []).append(c)
+    return out
 
 
 def check_required(
@@ -241,9 +254,13 @@ def check_required(
     """Fail the delivery when a required column is missing (never quoting other names:
     in a file without a header they are values)."""
     have = set(columns)
-    missing = [f.source_name for f in dataset.fields if f.required and f.source_name not in have]
+    missing = [
+        f.source_name
+        for f in dataset.fields
+        if f.required and header_key(f.source_name) not in have
+    ]
     if missing:
-        known = {f.source_name for f in dataset.fields}
+        known = {header_key(f.source_name) for f in dataset.fields}
         n = len(have) if width is None else width
         raise guard_error(
             DeliveryError(
@@ -270,14 +287,24 @@ def map_to_fields(
     cols = source_columns(frame)
     if require:
         check_required(dataset, cols, file)
-    known = {f.source_name for f in dataset.fields}
-    extra = [c for c in cols if c not in known]
+    keys = {f.name: header_key(f.source_name) for f in dataset.fields}
+    twice = [f.source_name for f in dataset.fields if len(cols.get(keys[f.name], ())) > 1]
+    if twice:  # 姓名 and 姓　名: which one holds the names is not ours to guess
+        raise guard_error(
+            DeliveryError(
+                f"the header names column(s) {', '.join(twice)} more than once",
+                dataset=dataset.code,
+                file=str(file),
+            ),
+            catalogue_names(dataset),
+        )
+    extra = sum(len(v) for k, v in cols.items() if k not in set(keys.values()))
     if extra:
-        parsed.notes.append(f"{len(extra)} column(s) not in the catalogue, not loaded")
+        parsed.notes.append(f"{extra} column(s) not in the catalogue, not loaded")
     exprs = [pl.col(SOURCE_ROW)]
     for f in dataset.fields:
-        if f.source_name in cols:
-            exprs.append(pl.col(cols[f.source_name]).cast(pl.String).alias(f.name))
+        if keys[f.name] in cols:
+            exprs.append(pl.col(cols[keys[f.name]][0]).cast(pl.String).alias(f.name))
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias(f.name))
     return frame.select(exprs)

@@ -109,6 +109,52 @@ def test_a_gbk_delivery_keeps_the_rare_characters_of_names(tmp_path: Path) -> No
         assert map_to_fields(again, ds, p)["name"].to_list() == names
 
 
+def test_a_header_is_matched_without_spaces_and_with_full_width_forms_folded(
+    tmp_path: Path,
+) -> None:
+    # 姓　　名 padded to a form's width, a full-width space, a line break in a header cell;
+    # a re-pasted header block in the delivered spelling is still a stray header
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    header = ["身份证号 ", "姓　　名", '"出生\n日期"']
+    lines = [",".join(header), ",".join(ROWS[0]), ",".join(header), ",".join(ROWS[1])]
+    parsed = split_stray_headers(
+        read_delivery(write_csv(tmp_path / "a.csv", lines, "utf-8"), ds), ds
+    )
+    frame = map_to_fields(parsed, ds, "a.csv")
+    assert frame["name"].to_list() == ["张三", "李四"]
+    assert frame["birth_date"].to_list() == [ROWS[0][2], ROWS[1][2]]
+    assert [(p.source_row, p.check) for p in parsed.problems] == [(4, "stray_header")]
+    wide = [
+        "身份证号",
+        "姓名",
+        "出生日期（公历）",
+    ]  # full-width brackets: the catalogue's are plain
+    spec = ds.model_dump()
+    spec["fields"][2]["source"] = "出生日期(公历)"
+    dated = Dataset.model_validate(spec)
+    lines = [",".join(wide), ",".join(ROWS[0])]
+    frame = map_to_fields(
+        read_delivery(write_csv(tmp_path / "b.csv", lines, "utf-8"), dated), dated, "b"
+    )
+    assert frame["birth_date"].to_list() == [ROWS[0][2]]
+
+
+def test_a_column_named_twice_in_two_spellings_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    lines = ["身份证号,姓名,姓　名,出生日期", f"{ROWS[0][0]},张三,李四,{ROWS[0][2]}"]
+    p = write_csv(tmp_path / "a.csv", lines, "utf-8")
+    with pytest.raises(DeliveryError, match=r"names column\(s\) 姓名 more than once") as info:
+        map_to_fields(read_delivery(p, ds), ds, p)
+    assert "张三" not in str(info.value) and "李四" not in str(info.value)
+
+
+def test_the_catalogue_refuses_two_sources_that_match_alike() -> None:
+    spec = make_dataset("csv", pattern="*.csv", encoding="utf-8").model_dump()
+    spec["fields"][2]["source"] = "姓 名"
+    with pytest.raises(ValueError, match="duplicate source column"):
+        Dataset.model_validate(spec)
+
+
 def test_utf8_bom_csv(tmp_path: Path) -> None:
     ds = make_dataset("csv", pattern="*.csv", encoding="utf-8-sig")
     p = write_csv(tmp_path / "a.csv", ["身份证号,姓名,出生日期", ",".join(ROWS[0])], "utf-8-sig")
