@@ -51,6 +51,7 @@ RATES: dict[str, float] = {
     "month_precision": 0.005,  # a (non-birth) date written to the month only: 2026年10月
     "phone_extension": 0.004,  # a mobile with an extension: 13812345678转8001
     "unknown_date": 0.002,  # a birth date written 1900-01-01, meaning "unknown"
+    "excel_text": 0.004,  # CSV: an ID or phone kept as text for Excel: '1101… or ="1101…"
 }
 
 RECOVERABLE = {
@@ -61,7 +62,7 @@ RECOVERABLE = {
     "duplicate_row": True, "stray_header": True, "broken_line": False,
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
-    "dmy_date": True, "phone_extension": True,
+    "dmy_date": True, "phone_extension": True, "excel_text": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -128,6 +129,7 @@ EXTENSION_SPELLINGS: tuple[Callable[[str, int], str], ...] = (
     lambda m, e: f"{m}-分机{e}",
 )
 UNKNOWN_BIRTH = ("1900-01-01", "1900/1/1", "19000101")
+EXCEL_TEXT: tuple[Callable[[str], str], ...] = (lambda s: f"'{s}", lambda s: f'="{s}"')
 MAX_UNRECOVERABLE_SHARE = 0.1
 """At most this share of a delivery's records (rounded down) carry an unrecoverable defect
 (the kinds a standardiser cannot undo: a delivery's gate quarantines them): the usual rates
@@ -140,7 +142,7 @@ records only the defects delivered."""
 TYPED_FORMS = ("parquet", "http_api")
 EXPORT_KINDS = frozenset(
     {"placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
-     "month_precision", "phone_extension", "unknown_date"}
+     "month_precision", "phone_extension", "unknown_date", "excel_text"}
 )  # fmt: skip
 
 # Column roles: what a column holds decides which defects it can get.
@@ -310,6 +312,10 @@ class Dirtier:
         if role in ("cid", "name", "mobile", "phone") and zero_width_ok and self.hit("zero_width"):
             at = rng.randint(1, len(s) - 1) if len(s) > 1 else 0
             return s[:at] + rng.choice(ZERO_WIDTH) + s[at:], "zero_width"
+        # a CSV meant for Excel: a long number marked as text (an xlsx cell holds the text)
+        excel_text_ok = self.form == "csv" and role in ("cid", "mobile", "phone")
+        if excel_text_ok and self.hit("excel_text"):
+            return rng.choice(EXCEL_TEXT)(s), "excel_text"
         return value, None
 
     def record(self, cols: tuple[Col, ...], clean: dict) -> Item:

@@ -91,6 +91,9 @@ _EXTENSION_MARK = r"转|分机|[eE][xX][tT]|[xX#]\s*\d{1,6}$"
 ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
 _ZERO_WIDTH_CLASS = "[" + "".join(ZERO_WIDTH) + "]"
 _DASH_CLASS = "[-\u2010\u2011\u2012\u2013\u2014\u2015\u2212]"
+# Excel's text markers around a value an export wants Excel to keep as text (a long number
+# would otherwise show as 1.10105E+17): the formula form ="…" and a leading apostrophe
+_EXCEL_FORMULA_TEXT = r'^="(.*)"$'
 _NUMBER = r"[-+]?[\d,]*\.?\d+"
 _HALF_TO_FULL = {h: f for f, h in FULL_TO_HALF.items() if h != " "}
 # the canonical spellings (almost every delivered value): parsed directly, no regex groups
@@ -102,6 +105,14 @@ def halfwidth_visible(s: pl.Expr) -> pl.Expr:
     """:func:`halfwidth` and zero-width characters removed, in one pass."""
     keys, values = list(FULL_TO_HALF), list(FULL_TO_HALF.values())
     return s.str.replace_many(keys + ZERO_WIDTH, values + [""] * len(ZERO_WIDTH))
+
+
+def without_excel_markers(t: pl.Expr) -> pl.Expr:
+    """Trimmed text without Excel's text markers: ``="11010519491231002X"`` and
+    ``'11010519491231002X`` → ``11010519491231002X`` (an export's guard against Excel
+    reading an ID, a phone or a long code as a number; never part of such a value)."""
+    inner = pl.coalesce(t.str.extract(_EXCEL_FORMULA_TEXT, 1), t.str.strip_prefix("'"))
+    return inner.str.strip_chars()
 
 
 def without_zero_width(s: pl.Expr) -> pl.Expr:
@@ -463,7 +474,7 @@ def trimmed_text(f: FieldSpec, raw: pl.Expr) -> pl.Expr:
         return raw.str.strip_chars()
     if is_plain_text(f):
         return without_zero_width(raw).str.strip_chars()
-    return halfwidth_visible(raw).str.strip_chars()
+    return without_excel_markers(halfwidth_visible(raw).str.strip_chars())
 
 
 def missing_col(f: FieldSpec) -> pl.Expr:
@@ -506,7 +517,7 @@ def _staged(raw: pl.DataFrame, dataset: Dataset, serials: bool) -> pl.DataFrame:
 
     def trim(f: FieldSpec) -> pl.Expr:
         if not is_plain_text(f):
-            return pl.col(_tmp(f, "hw")).str.strip_chars()
+            return without_excel_markers(pl.col(_tmp(f, "hw")).str.strip_chars())
         return trimmed_text(f, raw_s[f.name])
 
     work = work.with_columns(trim(f).alias(_tmp(f, "trim")) for f in fields)
@@ -577,8 +588,10 @@ def repair_flags(
     hw = pl.col(_tmp(f, "hw"))
     t = pl.col(_tmp(f, "t"))
     flags["blank_to_null"] = present & (raw.str.strip_chars() == "")
+    stripped = hw.str.strip_chars()
     flags["fullwidth"] = real & (hw != without_zero_width(raw))
-    flags["whitespace"] = real & (trimmed != hw)
+    flags["whitespace"] = real & (stripped != hw)
+    flags["excel_text"] = real & (trimmed != stripped)
     if unit_pattern(f) is not None:
         flags["unit"] = real & (t != trimmed)
     if f.pii is PiiKind.citizen_id:

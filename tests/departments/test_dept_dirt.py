@@ -18,7 +18,7 @@ from quality.standardise import field_expr
 
 NEW_KINDS = (
     "placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
-    "month_precision", "phone_extension", "unknown_date",
+    "month_precision", "phone_extension", "unknown_date", "excel_text",
 )  # fmt: skip
 
 
@@ -109,6 +109,19 @@ def test_month_only_and_unknown_dates_follow_the_catalogue_rules(monkeypatch, ca
     got = draw("unknown_date", Col("出生日期", "birth"), "1949-12-31")
     assert {k for _, k in got} == {"unknown_date"}
     assert standardised(ds.field("birth_date"), [v for v, _ in got]) == [None] * len(got)
+
+
+def test_excel_text_markers_only_in_a_csv_and_only_on_ids_and_phones(monkeypatch, cat):
+    only(monkeypatch, "excel_text")
+    ds = cat.dataset("wjw.elderly_health_checks")[1]
+    truth = "11010519491231002X"
+    got = draw("excel_text", Col("身份证号", "cid", True), truth, form="csv")
+    assert {k for _, k in got} == {"excel_text"}
+    delivered = {v for v, _ in got}
+    assert delivered == {f"'{truth}", f'="{truth}"'}
+    assert standardised(ds.field("citizen_id"), sorted(delivered)) == [truth, truth]
+    assert {k for _, k in draw("excel_text", Col("x", "cid"), truth, form="excel")} == {None}
+    assert {k for _, k in draw("excel_text", Col("姓名", "name"), "张三", form="csv")} == {None}
 
 
 def test_no_zero_width_character_in_a_csv(monkeypatch):

@@ -208,6 +208,20 @@ def test_a_mobile_with_an_extension(cat):
     assert counts == {"phone_extension": 6}
 
 
+def test_excel_text_markers_around_ids_phones_and_numbers(cat):
+    # ="…" and a leading apostrophe, an export's guard against Excel reading a long number
+    ds = dataset(cat, "mzj.elderly_alone")
+    ids = ['="11010519491231002X"', "'11010519491231002X", " '11010519491231002X ", '=""']
+    got, counts = one_field(ds, "citizen_id", ids)
+    assert got == ["11010519491231002X"] * 3 + [None]
+    assert counts == {"excel_text": 3, "whitespace": 1}  # the third also had spaces
+    got, counts = one_field(ds, "mobile", ["'13812345678", '="138 1234 5678"'])
+    assert got == ["13812345678"] * 2
+    assert counts["excel_text"] == 2
+    # free text keeps what it was given: an apostrophe may be its own
+    assert one_field(ds, "name", ["'张三"])[0] == ["'张三"]
+
+
 # -- the gate: repaired rows staged, unrepairable ones quarantined for the right reason -----
 
 

@@ -12,7 +12,7 @@ from quality import evaluation
 
 NEW_KINDS = (
     "placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
-    "month_precision", "phone_extension", "unknown_date",
+    "month_precision", "phone_extension", "unknown_date", "excel_text",
 )  # fmt: skip
 
 
@@ -63,3 +63,17 @@ def test_month_only_and_unknown_dates_are_judged_by_the_documented_rule(monkeypa
     rep = judged(carrying("month_precision"))
     # against the true day the staged first-of-month is wrong: the rule is what is judged
     assert "month_precision" in set(rep.missed["kind"].to_list())
+
+
+def test_a_standardiser_leaving_excel_text_markers_is_caught(monkeypatch):
+    from quality import standardise
+
+    refs = carrying("excel_text")
+    right = judged(refs)
+    monkeypatch.setattr(standardise, "without_excel_markers", lambda t: t)
+    rep = judged(refs)
+    # the marked IDs are quarantined (no valid ID) instead of repaired: the cleaning rate falls
+    repaired = "repaired_recoverable"
+    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
+    assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
+    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
