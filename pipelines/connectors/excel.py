@@ -25,7 +25,7 @@ import fastexcel
 import polars as pl
 
 from catalog.errors import DeliveryError
-from catalog.model import Dataset
+from catalog.model import Dataset, header_key
 from catalog.settings import Settings
 from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
 from pipelines.connectors.landed import open_landed
@@ -118,14 +118,19 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
             dataset=dataset.code,
             file=file,
         ) from None
-    if d.sheet not in names:
+    # the sheet as named, else the one named alike (spaces, full-width forms: as headers are)
+    alike = [n for n in names if header_key(n) == header_key(d.sheet)]
+    if d.sheet not in names and len(alike) != 1:
         raise DeliveryError(
-            f"sheet {d.sheet!r} is missing (the workbook has {len(names)} sheet(s))",
+            f"sheet {d.sheet!r} is missing (the workbook has {len(names)} sheet(s))"
+            if not alike
+            else f"sheet {d.sheet!r} is named {len(alike)} ways in the workbook: which is meant?",
             dataset=dataset.code,
             file=file,
         )
+    name = d.sheet if d.sheet in names else alike[0]
     try:
-        sheet = reader.load_sheet_by_name(d.sheet, header_row=header_row, dtypes="string")
+        sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
         frame = sheet.to_polars()
     except Exception as exc:  # calamine: a damaged sheet (its text names the landed path)
         raise DeliveryError(

@@ -290,6 +290,18 @@ def test_an_excel_97_2003_workbook_reads_as_its_xlsx_does(tmp_path: Path) -> Non
     assert frame["birth_date"].to_list() == ["1949-12-31 00:00:00", "18264"]
 
 
+def test_a_sheet_named_alike_is_the_catalogues(tmp_path: Path) -> None:
+    # a trailing space or a full-width space in a sheet's name (as headers are matched)
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    p = write_xlsx(tmp_path / "a.xlsx", "台　账 ", "标题", [ROWS[0]])
+    assert map_to_fields(read_delivery(p, ds), ds, p)["name"].to_list() == [ROWS[0][1]]
+    book = openpyxl.load_workbook(p)
+    book.create_sheet("台账 ")  # a second one named alike: which is meant is not guessed
+    book.save(p)
+    with pytest.raises(DeliveryError, match="named 2 ways"):
+        read_delivery(p, ds)
+
+
 def test_excel_missing_sheet_fails_the_delivery(tmp_path: Path) -> None:
     ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
     p = write_xlsx(tmp_path / "a.xlsx", "Sheet1", "title", [ROWS[0]])
