@@ -16,6 +16,7 @@ messages, which carry the landed path.
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import BinaryIO
 
 import fastexcel
 import polars as pl
+from defusedxml import ElementTree
 
 from catalog.errors import DeliveryError
 from catalog.model import Dataset, header_key
@@ -132,20 +134,99 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     try:
         sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
         frame = sheet.to_polars()
+        at = {c.absolute_index: c.name for c in sheet.available_columns()}
+        merged = merged_down(data, name) if data[:4] == b"PK\x03\x04" else []
     except Exception as exc:  # calamine: a damaged sheet (its text names the landed path)
         raise DeliveryError(
             f"corrupt archive: sheet {d.sheet!r} cannot be read ({type(exc).__name__})",
             dataset=dataset.code,
             file=file,
         ) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
     # spreadsheet row numbers: the header is on row header_row + 1 (1-based)
     frame = frame.with_row_index(SOURCE_ROW, offset=header_row + 2).with_columns(
         pl.col(SOURCE_ROW).cast(pl.Int64)
     )
+    try:
+        frame, filled = fill_merged(frame, merged, at, first_row=header_row + 2)
+    except ValueError:
+        raise DeliveryError(
+            "corrupt workbook: its merged cells overlap", dataset=dataset.code, file=file
+        ) from None
+    frame.columns = [c if c == SOURCE_ROW else str(c).strip() for c in frame.columns]
     blank = pl.all_horizontal(
         pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
         for c in frame.columns
         if c != SOURCE_ROW
     )
-    yield Parsed(stringify(frame.filter(~blank)))
+    notes = [f"{filled} cell(s) of merged cells filled from the merge's first"] if filled else []
+    yield Parsed(stringify(frame.filter(~blank)), notes=notes)
+
+
+_MERGE_REF = re.compile(rb'<mergeCell\b[^>]*\bref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def _column_index(letters: bytes) -> int:
+    """0-based index of a column named by its letters (A → 0, AA → 26)."""
+    n = 0
+    for ch in letters:
+        n = n * 26 + ch - 64
+    return n - 1
+
+
+def merged_down(data: bytes, sheet: str) -> list[tuple[int, int, int]]:
+    """(column, first row, last row) of each merged cell of ``sheet`` (an xlsx) that spans
+    rows within one column: column 0-based, rows 1-based as the spreadsheet counts them.
+    Read from the sheet's XML (calamine does not say which cells are merged), streamed."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        book = ElementTree.fromstring(zf.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(zf.read("xl/_rels/workbook.xml.rels"))
+        rid = next(
+            (e.get(f"{{{_REL_NS}}}id") for e in book.iter() if e.tag.endswith("}sheet")
+             and e.get("name") == sheet),
+            None,
+        )  # fmt: skip
+        target = next((e.get("Target") for e in rels if e.get("Id") == rid), None)
+        if target is None:
+            return []
+        member = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        found: list[tuple[int, int, int]] = []
+        tail = b""
+        with zf.open(member) as fh:
+            while chunk := fh.read(1 << 20):
+                text = tail + chunk
+                end = text.rfind(b"<")  # a tag cut at the chunk's end is read with the next
+                for m in _MERGE_REF.finditer(text, 0, end if end > 0 else len(text)):
+                    c0, r0, c1, r1 = m.groups()
+                    if c0 == c1 and int(r1) > int(r0):
+                        found.append((_column_index(c0), int(r0), int(r1)))
+                tail = text[end:] if end > 0 else b""
+    return found
+
+
+def fill_merged(
+    frame: pl.DataFrame, merged: list[tuple[int, int, int]], at: dict[int, str], first_row: int
+) -> tuple[pl.DataFrame, int]:
+    """Cells of a merged cell spanning data rows take its first cell's value, as the sheet
+    shows them (a 社区 merged over its residents' rows): calamine leaves them empty, and the
+    rows were quarantined as missing a required value. Returns the frame and the count."""
+    last = first_row + frame.height - 1
+    spans = [(at[c], r0, min(r1, last)) for c, r0, r1 in merged if c in at and r0 >= first_row]
+    if not spans:
+        return frame, 0
+    if sum(r1 - r0 for _, r0, r1 in spans) > frame.height * len(at):  # merges never overlap
+        raise ValueError("merged cells that overlap")
+    fills = pl.DataFrame(
+        [(name, r, r0) for name, r0, r1 in spans for r in range(r0 + 1, r1 + 1)],
+        schema={"_col": pl.String, SOURCE_ROW: pl.Int64, "_from": pl.Int64},
+        orient="row",
+    )
+    filled = 0
+    for name, part in fills.partition_by("_col", as_dict=True).items():
+        tops = frame.select(pl.col(SOURCE_ROW).alias("_from"), pl.col(name[0]).alias("_top"))
+        source = part.join(tops, on="_from", how="left").select(SOURCE_ROW, "_top")
+        joined = frame.join(source, on=SOURCE_ROW, how="left")
+        gaps = joined[name[0]].is_null() & joined["_top"].is_not_null()
+        filled += int(gaps.sum())
+        frame = joined.with_columns(pl.coalesce(name[0], "_top").alias(name[0])).drop("_top")
+    return frame, filled

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -288,6 +290,52 @@ def test_an_excel_97_2003_workbook_reads_as_its_xlsx_does(tmp_path: Path) -> Non
         assert frame.equals(expected), name
     assert frame["_source_row"].to_list() == [3, 5]
     assert frame["birth_date"].to_list() == ["1949-12-31 00:00:00", "18264"]
+
+
+def zipfile_replace(data: bytes, member: str, old: bytes, new: bytes) -> bytes:
+    """The archive with ``old`` replaced by ``new`` (once) in one member."""
+    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            dst.writestr(
+                info.filename, body.replace(old, new, 1) if info.filename == member else body
+            )
+    return out.getvalue()
+
+
+def test_merged_cells_over_data_rows_take_their_first_cells_value(tmp_path: Path) -> None:
+    # a hand-kept ledger: 出生日期 merged over three residents' rows (and the title merged
+    # over the header, a header cell merged with the one beside it: neither is data)
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    rows = [
+        (f"11010519491231{n:03d}X", name, "1949-12-31" if n == 1 else None)
+        for n, name in enumerate(["张三", "李四", "王五", "赵六"], start=1)
+    ]
+    p = write_xlsx(tmp_path / "a.xlsx", "台账", "XX街道台账", rows)
+    book = openpyxl.load_workbook(p)
+    ws = book["台账"]
+    ws.merge_cells("A1:C1")
+    ws.merge_cells("C3:C5")  # rows 3-5: 张三, 李四, 王五; 赵六's stays empty
+    book.save(p)
+    parsed = read_delivery(p, ds)
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["birth_date"].to_list() == ["1949-12-31"] * 3 + [None]
+    assert frame["_source_row"].to_list() == [3, 4, 5, 6]
+    assert parsed.notes == ["2 cell(s) of merged cells filled from the merge's first"]
+    # the same sheet without the merge: the cells stay empty, as delivered
+    book = openpyxl.load_workbook(p)
+    book["台账"].unmerge_cells("C3:C5")
+    book.save(p)
+    assert map_to_fields(read_delivery(p, ds), ds, p)["birth_date"].null_count() == 3
+
+    # a hostile workbook: thousands of merges over the same cells is refused, not expanded
+    data = zipfile_replace(p.read_bytes(), "xl/worksheets/sheet1.xml", b"</sheetData>",
+                           b"</sheetData><mergeCells>" + b'<mergeCell ref="C3:C99999"/>' * 5000
+                           + b"</mergeCells>")  # fmt: skip
+    p.write_bytes(data)
+    with pytest.raises(DeliveryError, match="merged cells overlap"):
+        read_delivery(p, ds)
 
 
 def test_a_sheet_named_alike_is_the_catalogues(tmp_path: Path) -> None:
