@@ -132,7 +132,12 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
         )
     name = d.sheet if d.sheet in names else alike[0]
     try:
+        declared = header_row
         sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
+        if not _names_required(dataset, [c.name for c in sheet.available_columns()]):
+            header_row = header_row_of(reader, name, header_row, dataset)
+            if header_row != declared:  # read again under the header where it is
+                sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
         frame = sheet.to_polars()
         at = {c.absolute_index: c.name for c in sheet.available_columns()}
         merged = merged_down(data, name) if data[:4] == b"PK\x03\x04" else []
@@ -159,7 +164,36 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
         if c != SOURCE_ROW
     )
     notes = [f"{filled} cell(s) of merged cells filled from the merge's first"] if filled else []
+    if header_row != declared:
+        notes.append(f"the header is on row {header_row + 1}, the catalogue says {declared + 1}")
     yield Parsed(stringify(frame.filter(~blank)), notes=notes)
+
+
+HEADER_SEARCH_ROWS = 10  # a header is looked for this far down a sheet
+
+
+def _names_required(dataset: Dataset, names: list) -> bool:
+    """The names (a header's cells) include every required column's source (or, with no
+    required column, every column's)."""
+    fields = [f for f in dataset.fields if f.required] or dataset.fields
+    return {header_key(f.source_name) for f in fields} <= {
+        header_key(str(v)) for v in names if v is not None
+    }
+
+
+def header_row_of(reader, sheet: str, declared: int, dataset: Dataset) -> int:
+    """The row (0-based) holding the header: the catalogue's ``header_row`` when it names
+    every required column (the reader looks no further then: one read of the sheet), else
+    the first of the sheet's first rows that does (a ledger
+    whose export gained or lost a title or a 制表日期 line above its header), else the
+    catalogue's (the delivery then fails naming the missing columns)."""
+    top = reader.load_sheet_by_name(
+        sheet, header_row=None, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
+    ).to_polars()
+    if declared < top.height and _names_required(dataset, list(top.row(declared))):
+        return declared
+    found = (i for i in range(top.height) if _names_required(dataset, list(top.row(i))))
+    return next(found, declared)
 
 
 _MERGE_REF = re.compile(rb'<mergeCell\b[^>]*\bref="([A-Z]{1,3})(\d+):([A-Z]{1,3})(\d+)"')

@@ -338,6 +338,28 @@ def test_merged_cells_over_data_rows_take_their_first_cells_value(tmp_path: Path
         read_delivery(p, ds)
 
 
+def test_a_header_moved_by_a_title_line_is_found(tmp_path: Path) -> None:
+    # this month's export has a 制表日期 line under its title: the header is on row 3, not 2
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "台账"
+    for row in (["XX街道独居老人台账"], ["制表日期：2026年10月31日"], ["身份证号", "姓名", "出生日期"],
+                *map(list, ROWS)):  # fmt: skip
+        ws.append(row)
+    wb.save(tmp_path / "a.xlsx")
+    parsed = read_delivery(tmp_path / "a.xlsx", ds)
+    frame = map_to_fields(parsed, ds, "a.xlsx")
+    assert frame["name"].to_list() == ["张三", "李四"]
+    assert frame["_source_row"].to_list() == [4, 5]  # the spreadsheet's own row numbers
+    assert parsed.notes == ["the header is on row 3, the catalogue says 2"]
+    # no row names the required columns: the catalogue's row, and the delivery fails on it
+    ws.delete_rows(3)
+    wb.save(tmp_path / "b.xlsx")
+    with pytest.raises(DeliveryError, match="missing column"):
+        map_to_fields(read_delivery(tmp_path / "b.xlsx", ds), ds, "b.xlsx")
+
+
 def test_a_sheet_named_alike_is_the_catalogues(tmp_path: Path) -> None:
     # a trailing space or a full-width space in a sheet's name (as headers are matched)
     ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
