@@ -238,6 +238,17 @@ def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
     return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
 
 
+HEADER_SEARCH_ROWS = 10  # a header that a title line moved is looked for this far down
+
+
+def names_required(dataset: Dataset, names: Iterable[object]) -> bool:
+    """The names (a header's cells) hold every required column's source as matched
+    (:func:`catalog.model.header_key`), or every column's when none is required."""
+    fields = [f for f in dataset.fields if f.required] or dataset.fields
+    have = {header_key(str(v)) for v in names if v is not None}
+    return {header_key(f.source_name) for f in fields} <= have
+
+
 def source_columns(frame: pl.DataFrame) -> dict[str, list[str]]:
     """Delivered column names as matched (``catalog.model.header_key``) → the frame's
     columns of that name (two when a header names one column twice in two spellings)."""

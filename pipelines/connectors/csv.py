@@ -24,7 +24,7 @@ import codecs
 import csv
 import sys
 from collections.abc import Iterator
-from itertools import repeat
+from itertools import chain, islice, repeat
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +32,14 @@ import polars as pl
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
-from pipelines.connectors.base import SOURCE_ROW, Parsed, RowProblem, whole_file_failure
+from pipelines.connectors.base import (
+    HEADER_SEARCH_ROWS,
+    SOURCE_ROW,
+    Parsed,
+    RowProblem,
+    names_required,
+    whole_file_failure,
+)
 from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import Record, batches, byte_splittable, scan_records
 
@@ -64,6 +71,28 @@ class _Header:
         self.names = names
         self.width = len(names)
         self.line = line
+
+
+def _header_below(
+    header: _Header,
+    records: Iterator[Record],
+    encoding: str,
+    dataset: Dataset,
+    file: str,
+    limit: int,
+) -> tuple[_Header, Iterator[Record]]:
+    """The first of the next lines that names every required column, as the header, and
+    the records after it (the lines above it are titles, not rows); else ``header`` and
+    every record (the delivery then fails naming the missing columns)."""
+    peeked = list(islice(records, HEADER_SEARCH_ROWS - 1))
+    for i, rec in enumerate(peeked):
+        try:
+            below = _read_header(rec, encoding, dataset.code, file, dataset.delivery, limit)
+        except DeliveryError:
+            continue
+        if names_required(dataset, below.names):
+            return below, chain(peeked[i + 1 :], records)
+    return header, chain(peeked, records)
 
 
 def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: int) -> _Header:
@@ -238,6 +267,11 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
         if first is None:
             raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
         header = _read_header(first, encoding, dataset.code, file, d, limit)
+        notes: list[str] = []
+        if not names_required(dataset, header.names):  # a title line above the header?
+            header, records = _header_below(header, records, encoding, dataset, file, limit)
+            if header.line != first.line:
+                notes.append(f"the header is on line {header.line}, under a title")
         header = _unique_header(header, dataset, file)
         parts = batches(records)
         recs = next(parts, [])
@@ -250,7 +284,8 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
             following = next(parts, None)
             if following is None and read and not loaded:
                 break  # nothing readable: fail before the header is judged against the catalogue
-            yield Parsed(frame, problems)
+            yield Parsed(frame, problems, notes)
+            notes = []
             if following is None:
                 break
             recs = following

@@ -29,7 +29,13 @@ from defusedxml import ElementTree
 from catalog.errors import DeliveryError
 from catalog.model import Dataset, header_key
 from catalog.settings import Settings
-from pipelines.connectors.base import SOURCE_ROW, Parsed, stringify
+from pipelines.connectors.base import (
+    HEADER_SEARCH_ROWS,
+    SOURCE_ROW,
+    Parsed,
+    names_required,
+    stringify,
+)
 from pipelines.connectors.landed import open_landed
 
 # an OLE2 compound document (Excel 97-2003 .xls), of 512-byte sectors (version 3; a version 4
@@ -134,7 +140,7 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     try:
         declared = header_row
         sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
-        if not _names_required(dataset, [c.name for c in sheet.available_columns()]):
+        if not names_required(dataset, [c.name for c in sheet.available_columns()]):
             header_row = header_row_of(reader, name, header_row, dataset)
             if header_row != declared:  # read again under the header where it is
                 sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
@@ -169,18 +175,6 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     yield Parsed(stringify(frame.filter(~blank)), notes=notes)
 
 
-HEADER_SEARCH_ROWS = 10  # a header is looked for this far down a sheet
-
-
-def _names_required(dataset: Dataset, names: list) -> bool:
-    """The names (a header's cells) include every required column's source (or, with no
-    required column, every column's)."""
-    fields = [f for f in dataset.fields if f.required] or dataset.fields
-    return {header_key(f.source_name) for f in fields} <= {
-        header_key(str(v)) for v in names if v is not None
-    }
-
-
 def header_row_of(reader, sheet: str, declared: int, dataset: Dataset) -> int:
     """The row (0-based) holding the header: the catalogue's ``header_row`` when it names
     every required column (the reader looks no further then: one read of the sheet), else
@@ -190,9 +184,9 @@ def header_row_of(reader, sheet: str, declared: int, dataset: Dataset) -> int:
     top = reader.load_sheet_by_name(
         sheet, header_row=None, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
     ).to_polars()
-    if declared < top.height and _names_required(dataset, list(top.row(declared))):
+    if declared < top.height and names_required(dataset, list(top.row(declared))):
         return declared
-    found = (i for i in range(top.height) if _names_required(dataset, list(top.row(i))))
+    found = (i for i in range(top.height) if names_required(dataset, list(top.row(i))))
     return next(found, declared)
 
 

@@ -157,6 +157,21 @@ def test_the_catalogue_refuses_two_sources_that_match_alike() -> None:
         Dataset.model_validate(spec)
 
 
+def test_a_csv_with_a_title_line_above_its_header(tmp_path: Path) -> None:
+    # an Excel ledger saved as CSV: its title is the first line
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    lines = ["XX街道独居老人台账,,", "", "身份证号,姓名,出生日期", *(",".join(r) for r in ROWS)]
+    parsed = read_delivery(write_csv(tmp_path / "a.csv", lines, "gbk"), ds)
+    frame = map_to_fields(parsed, ds, "a.csv")
+    assert frame["name"].to_list() == ["张三", "李四"]
+    assert frame["_source_row"].to_list() == [4, 5]  # the file's own line numbers
+    assert parsed.notes == ["the header is on line 3, under a title"]
+    # no line names the required columns: read as before, and it fails on them
+    p = write_csv(tmp_path / "b.csv", lines[:2] + lines[3:], "gbk")
+    with pytest.raises(DeliveryError, match="missing column"):
+        map_to_fields(read_delivery(p, ds), ds, p)
+
+
 def test_utf8_bom_csv(tmp_path: Path) -> None:
     ds = make_dataset("csv", pattern="*.csv", encoding="utf-8-sig")
     p = write_csv(tmp_path / "a.csv", ["身份证号,姓名,出生日期", ",".join(ROWS[0])], "utf-8-sig")
