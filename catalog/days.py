@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+BEIJING_OFFSET_MIN = 8 * 60
 # the zone's name in the IANA database (DuckDB's ICU, ``timezone(name, ts)``)
 BEIJING_ZONE = "Asia/Shanghai"
-BEIJING_OFFSET_MIN = 8 * 60
+BEIJING = dt.timezone(dt.timedelta(minutes=BEIJING_OFFSET_MIN), BEIJING_ZONE)
 
 
 def beijing_day(instant: dt.datetime | None = None) -> dt.date:

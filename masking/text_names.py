@@ -60,18 +60,17 @@ from masking.names import (
 )
 
 JIEBA_COMMON_WORD = 50  # dictionary frequency from which a token is a word, not a name
-_HAN = HAN  # with the extensions: a name may hold a 生僻字
 _SURNAME_RE = (
     "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
 )
-_CANDIDATE = rf"{_SURNAME_RE}[{_HAN}]{{1,2}}?"
+_CANDIDATE = rf"{_SURNAME_RE}[{HAN}]{{1,2}}?"
 _CUE_WORD = re.compile(rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*")
 _NAME_TO_END = re.compile(rf"{_CANDIDATE}(?={NAME_END})")
-_ALL_HAN = re.compile(f"[{_HAN}]+")
+_ALL_HAN = re.compile(f"[{HAN}]+")
 _CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*")
 _CUE_AFTER = re.compile(rf"({_CANDIDATE})(?={NAME_AFTER})")
 _VERB_AFTER = re.compile(NAME_VERB_AFTER)
-_PAREN = re.compile(rf"[（(“「『\"]({_SURNAME_RE}[{_HAN}]{{1,2}})[）)”」』\"]")
+_PAREN = re.compile(rf"[（(“「『\"]({_SURNAME_RE}[{HAN}]{{1,2}})[）)”」』\"]")
 _SENTENCE_EDGE = set("。！？!?；;，,：:、\n\t （(）)“”\"'【】[]「」")
 _ANY_CUE_END = re.compile(rf"(?:{NAME_BEFORE}|{NAME_BEFORE_WEAK})$")
 _LONGEST_CUE = max(len(w) for w in f"{NAME_BEFORE}|{NAME_BEFORE_WEAK}".split("|"))

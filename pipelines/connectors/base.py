@@ -309,7 +309,8 @@ def map_to_fields(
             ),
             catalogue_names(dataset),
         )
-    extra = sum(len(v) for k, v in cols.items() if k not in set(keys.values()))
+    known = set(keys.values())
+    extra = sum(len(v) for k, v in cols.items() if k not in known)
     if extra:
         parsed.notes.append(f"{extra} column(s) not in the catalogue, not loaded")
     exprs = [pl.col(SOURCE_ROW)]

@@ -146,7 +146,7 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
                 sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
         frame = sheet.to_polars()
         at = {c.absolute_index: c.name for c in sheet.available_columns()}
-        merged = merged_down(data, name) if data[:4] == b"PK\x03\x04" else []
+        merged = [] if data.startswith(OLE2_MAGIC) else merged_down(data, name)  # xlsx only
     except Exception as exc:  # calamine: a damaged sheet (its text names the landed path)
         raise DeliveryError(
             f"corrupt archive: sheet {d.sheet!r} cannot be read ({type(exc).__name__})",
@@ -176,16 +176,13 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
 
 
 def header_row_of(reader, sheet: str, declared: int, dataset: Dataset) -> int:
-    """The row (0-based) holding the header: the catalogue's ``header_row`` when it names
-    every required column (the reader looks no further then: one read of the sheet), else
-    the first of the sheet's first rows that does (a ledger
-    whose export gained or lost a title or a 制表日期 line above its header), else the
-    catalogue's (the delivery then fails naming the missing columns)."""
+    """The row (0-based) holding the header, asked when the catalogue's ``header_row``
+    does not name every required column: the first of the sheet's first rows that does (a
+    ledger whose export gained or lost a title or a 制表日期 line above its header), else
+    the catalogue's (the delivery then fails naming the missing columns)."""
     top = reader.load_sheet_by_name(
         sheet, header_row=None, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
     ).to_polars()
-    if declared < top.height and names_required(dataset, list(top.row(declared))):
-        return declared
     found = (i for i in range(top.height) if names_required(dataset, list(top.row(i))))
     return next(found, declared)
 
