@@ -10,7 +10,11 @@
 - phones: mainland mobiles (1[3-9] + 9 digits) written with a country prefix, separators
   or an extension; landlines in any spelling → ``010-65123456`` (libphonenumber);
 - full-width → half-width: U+FF01–FF5E → U+0021–007E and the ideographic space U+3000 →
-  a space, one character for one (offsets in a text line up).
+  a space, one character for one (offsets in a text line up);
+- a name in parts (少数民族 and transliterated foreign names: 买买提·艾力, 约翰·史密斯) is
+  joined by the interpunct U+00B7, as the resident ID card prints it; exports and typed
+  text also join them with look-alikes (• ・ ‧ ∙ ⋅ ･) or a full stop (. ．), which
+  ``name_dots`` folds into U+00B7 between Han characters.
 
 Columns are checked with the polars expressions (``id_check_char``, ``upgrade_id_15``,
 ``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``phone_canonical``, ``halfwidth``
@@ -48,6 +52,16 @@ HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U000323af"
 FULL_TO_HALF = {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "}
 _FULL_TO_HALF_TABLE = str.maketrans(FULL_TO_HALF)  # for ``str.translate``
 
+# the interpunct of a name in parts, its look-alikes, and the full stops that stand for it
+# in some exports (. ．: between Han characters of free text they may end a sentence too)
+NAME_DOT = "\u00b7"
+NAME_DOT_LOOKALIKES = "\u2022\u2027\u2219\u22c5\u30fb\uff65"
+NAME_STOPS = ".\uff0e"
+_NAME_JOINS = f"[{NAME_DOT}{NAME_DOT_LOOKALIKES}{NAME_STOPS}]"
+# a text that may hold a name in parts (polars' regex: no look-around)
+NAME_IN_PARTS = rf"[{HAN}]{_NAME_JOINS}[{HAN}]"
+_NAME_JOIN_RE = re.compile(rf"(?<=[{HAN}]){_NAME_JOINS}(?=[{HAN}])")
+_NAME_LOOKALIKE_RE = re.compile(rf"(?<=[{HAN}])[{NAME_DOT_LOOKALIKES}](?=[{HAN}])")
 _ID18_RE = re.compile(r"\d{17}[\dX]")
 _DIGITS_RE = re.compile(r"\d+")
 
@@ -63,6 +77,30 @@ def halfwidth(text: pl.Expr) -> pl.Expr:
 def halfwidth_str(text: str) -> str:
     """:func:`halfwidth` of one string."""
     return text.translate(_FULL_TO_HALF_TABLE)
+
+
+# -- names in parts ----------------------------------------------------------------------
+
+
+def name_dots(name: pl.Expr) -> pl.Expr:
+    """A name field's value with its parts joined by U+00B7: where the whole value is Han
+    parts joined by a look-alike or a full stop, with any spaces around it (买买提 . 艾力 →
+    买买提·艾力); any other value as it is."""
+    in_parts = name.str.contains(rf"^[{HAN}]+(?:\s*{_NAME_JOINS}\s*[{HAN}]+)+$")
+    return (
+        pl.when(in_parts)
+        .then(name.str.replace_all(rf"\s*{_NAME_JOINS}\s*", NAME_DOT))
+        .otherwise(name)
+    )
+
+
+def name_dots_str(text: str, *, stops: bool = True) -> str:
+    """Every look-alike of the interpunct between Han characters → U+00B7, one character
+    for one (offsets in a text line up); ``stops``: full stops too (a name, or a text
+    searched for known names; not where a full stop may end a sentence)."""
+    if text.isascii():
+        return text
+    return (_NAME_JOIN_RE if stops else _NAME_LOOKALIKE_RE).sub(NAME_DOT, text)
 
 
 # -- citizen ID (GB 11643-1999) ----------------------------------------------------------

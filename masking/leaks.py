@@ -38,9 +38,11 @@ import polars as pl
 from catalog.days import beijing_day
 from catalog.identifiers import (
     FULL_TO_HALF,
+    NAME_IN_PARTS,
     citizen_id15_plausible_str,
     citizen_id_valid_str,
     halfwidth_str,
+    name_dots_str,
 )
 from masking.cards import CARD_CUE, CARD_RE, bank_card_str, card_cue_before
 from masking.crypto import CIPHERTEXT
@@ -263,6 +265,7 @@ def cell_kinds(
         if PLATE_RE.search(half):
             kinds.add("plate")
     if names and not text.isascii():
+        text = name_dots_str(text)  # a name in parts as the registry holds it (one for one)
         if whole_names:
             named = text.strip() in names
         elif _without_ascii(names):  # a name stands inside one run of non-ASCII characters
@@ -396,6 +399,9 @@ def scan_frame(
             else:  # names are looked up in Python (``KnownNames.spans``): polars would
                 # build its automaton for 20,000 names again on every call (0.5 s)
                 candidate = candidate | v.str.contains(r"[^\x00-\x7F]")
+            # a name in parts joined otherwise than the registry's (买买提•艾力): looked up
+            # with its joins folded (``cell_kinds``)
+            candidate = candidate | v.str.contains(NAME_IN_PARTS)
         values = counted.filter(candidate)["v"]
         whole = name in whole_name_columns
         alone = names_alone(values) if not (cards or names_only) else set()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from catalog.identifiers import name_dots_str
+
 COMPOUND_SURNAMES = frozenset(
     [
         "欧阳",
@@ -196,14 +198,23 @@ class KnownNames(frozenset):
     ``spans`` slides a window of each name length present over the text and looks each
     window up in the set: len(text) × (lengths) lookups, whatever the registry's size
     (searching for each of 20,000 names in turn costs 20,000 scans a text).
+
+    A name in parts is held and looked for with its parts joined by U+00B7
+    (``catalog.identifiers.name_dots_str``): 买买提•艾力 and 买买提.艾力 in a text are the
+    registry's 买买提·艾力.
     """
 
     lengths: tuple[int, ...]
 
     def __new__(cls, names: Iterable[str] = ()) -> KnownNames:
-        self = super().__new__(cls, (n for n in names if isinstance(n, str) and len(n) >= 2))
+        self = super().__new__(
+            cls, (name_dots_str(n) for n in names if isinstance(n, str) and len(n) >= 2)
+        )
         self.lengths = tuple(sorted({len(n) for n in self}))
         return self
+
+    def __contains__(self, name: object) -> bool:
+        return frozenset.__contains__(self, name_dots_str(name) if isinstance(name, str) else name)
 
     @classmethod
     def of(cls, names: Iterable[str] | None) -> KnownNames:
@@ -211,10 +222,10 @@ class KnownNames(frozenset):
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         """(start, end) of every occurrence of a known name, overlapping ones included."""
-        n = len(text)
+        text, n, known = name_dots_str(text), len(text), frozenset.__contains__
         for length in self.lengths:
             for i in range(n - length + 1):
-                if text[i : i + length] in self:
+                if known(self, text[i : i + length]):
                     yield i, i + length
 
     def occurs_in(self, text: str) -> bool:

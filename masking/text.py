@@ -116,7 +116,7 @@ _PRIORITY = {
     "person_name": 8,
 }
 
-_NAME_SOURCE = {"known": 0, "cue_before": 1, "cue_weak": 2, "cue_after": 2, "cue_verb": 2,
+_NAME_SOURCE = {"known": 0, "dotted": 1, "cue_before": 1, "cue_weak": 2, "cue_after": 2, "cue_verb": 2,
                 "edge": 2, "paren": 2, "jieba": 3}  # fmt: skip
 
 

@@ -20,7 +20,14 @@ surnames such as 欧阳 first) and one or two more characters, found by its cont
 - ``paren``: alone inside brackets or quotes (账号……（张三）, “张三”), looking like a name
 - ``jieba``: jieba tags the token ``nr``, it starts with a surname, is no common word, and
   is no place (its last character 路/村/庄/堡 …, or the next token 路/胡同/街 …)
-- ``known``: a name of the registry
+- ``dotted``: a name in parts (少数民族 and transliterated foreign names: 买买提·艾力,
+  阿卜杜勒·阿齐兹·买买提, 约翰·史密斯), Han characters joined by the interpunct or a
+  look-alike (• ・ ‧ …; ``catalog.identifiers``), or by a full stop (阿依古丽．吐尔逊) right
+  after a cue word; the first part starts after a cue word or the common words of another
+  kind jieba finds before it (我们小区买买提·…), the last ends at a word that ends names (…艾力反映); each is cut to
+  ``NAME_PART`` characters where nothing says where it ends. The surname rules do not
+  apply: such names start with no 百家姓 surname
+- ``known``: a name of the registry (its parts' joins folded alike)
 
 A candidate "looks like a name" when it is not a common word of another kind in jieba's
 dictionary (商家, 公司, 银行: frequency ≥ ``JIEBA_COMMON_WORD`` and a tag other than nr),
@@ -44,7 +51,7 @@ import sys
 import threading
 from pathlib import Path
 
-from catalog.identifiers import HAN
+from catalog.identifiers import HAN, NAME_DOT, NAME_DOT_LOOKALIKES, NAME_STOPS, name_dots_str
 from masking.names import (
     COMPOUND_SURNAMES,
     FUNCTION_SURNAMES,
@@ -81,6 +88,15 @@ _MEASURE = re.compile(r"(?<=[这那一两几每哪整半\d])张")
 # the token after a place named like a person (张自忠路, 汪家胡同, 白家庄社区)
 PLACE_NEXT = frozenset(["路", "街", "胡同", "大街", "村", "庄", "桥", "路口", "小区", "社区", "地铁站",
                         "公园", "菜市场", "市场", "商场", "大厦", "广场", "站", "镇", "乡"])  # fmt: skip
+
+# a name in parts: its Han parts joined by the interpunct (folded from its look-alikes) or,
+# right after a cue word, a full stop; a first or last part is cut to NAME_PART characters
+NAME_PART = 6
+_DOTTED = re.compile(rf"[{HAN}]+(?:{NAME_DOT}[{HAN}]+)+")
+_STOPPED = re.compile(rf"[{HAN}]{{1,{NAME_PART}}}(?:[{NAME_DOT}{NAME_STOPS}][{HAN}]+)+")
+_ENDS_NAME = re.compile(NAME_END)
+_JOINS = frozenset(NAME_DOT + NAME_DOT_LOOKALIKES + NAME_STOPS)
+_STOPS = frozenset(NAME_STOPS)
 
 _jieba_lock = threading.Lock()
 _jieba_state: dict = {"cache_dir": None, "pos": None}
@@ -366,6 +382,36 @@ def _cue_names(
     return out
 
 
+def _dotted_names(text: str, words: _Words | None) -> list[tuple[int, int, str]]:
+    """Names in parts (see the module's ``dotted``) in ``text`` (half-width)."""
+    joined = name_dots_str(text, stops=False)  # one character for one: offsets line up
+    runs = [(m.start(), m.end(), False) for m in _DOTTED.finditer(joined)]
+    runs += [
+        (m.start(), m.end(), True)
+        for cue in _CUE_WORD.finditer(joined)
+        if (m := _STOPPED.match(joined, cue.end())) is not None
+        and not _STOPS.isdisjoint(m.group())  # joined by a full stop (else _DOTTED found it)
+    ]
+    out = []
+    for start, end, after_cue in runs:
+        first = min(i for i in range(start, end) if joined[i] in _JOINS)
+        last = max(i for i in range(start, end) if joined[i] in _JOINS)
+        if not after_cue:
+            for cue in _CUE_WORD.finditer(joined, start, first):
+                if cue.end() < first:  # a cue inside the first part: the name follows it
+                    start = cue.end()
+            if words is not None:  # common words of another kind before it (我们小区, 据
+                for s, e, word, _ in words.tokens:  # 了解) are not of the name
+                    if s == start and e < first and _other_word(word):
+                        start = e
+            start = max(start, first - NAME_PART)
+        limit = min(end, last + 1 + NAME_PART)
+        ends = _ENDS_NAME.search(joined, last + 2, limit)
+        end = ends.start() if ends is not None else limit
+        out.append((start, end, "dotted"))
+    return out
+
+
 _SURNAME_STARTS = frozenset(SINGLE_SURNAMES) | {c[0] for c in COMPOUND_SURNAMES}
 
 
@@ -381,10 +427,13 @@ def name_spans(
     """(start, end, source) of every candidate name in ``text`` (half-width); candidates
     overlap: the caller keeps the best (``masking.text``). ``use_jieba=False``: the
     trusted cues and the registry only (no dictionary loaded)."""
-    if not _may_hold_a_name(text):  # every candidate starts with a surname: none here
-        use_jieba = False  # so jieba's dictionary (~1.4 CPU s to load) is not loaded for it
+    dotted = not _JOINS.isdisjoint(text)
+    if not (_may_hold_a_name(text) or dotted):  # a candidate starts with a surname, or is
+        use_jieba = False  # in parts: none here, so jieba's dictionary (~1.4 CPU s) stays
     words = _Words(text) if use_jieba else None
     out = _cue_names(text, words)
+    if dotted:
+        out += _dotted_names(text, words)
     if words is not None:
         out += _jieba_names(text, words)
         out += [

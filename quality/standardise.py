@@ -48,6 +48,7 @@ from catalog.identifiers import (
     ID15,
     MOBILE,
     halfwidth,
+    name_dots,
     phone_canonical,
     upgrade_id_15,
 )
@@ -452,7 +453,8 @@ def without_unknown_dates(f: FieldSpec, value: pl.Expr, rules: Standardising) ->
 def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = None) -> pl.Expr:
     """Trimmed (half-width where safe) text → the cleaned text :func:`typed_from_clean` reads:
     blank or a placeholder → null; citizen IDs and codes without spaces (IDs without dashes),
-    in upper case; numbers without their catalogue unit."""
+    in upper case; numbers without their catalogue unit; a person's name in parts joined by
+    U+00B7 (买买提•艾力, 买买提 . 艾力 → 买买提·艾力)."""
     rules = rules or Standardising()
     t = pl.when(~is_placeholder(f, trimmed, rules)).then(blank_to_null(trimmed))
     unit = unit_pattern(f)
@@ -464,6 +466,8 @@ def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = No
         return squeeze_code(t).str.replace_all(_DASH_CLASS, "")
     if is_code(f):
         return squeeze_code(t)
+    if f.pii is PiiKind.person_name:  # a name in parts joined by U+00B7, as the ID card has it
+        return name_dots(t)
     return t
 
 
@@ -584,6 +588,8 @@ def repair_flags(
         visible = raw if f.type is FieldType.text else without_zero_width(raw)
         flags["blank_to_null"] = present & (trimmed == "")
         flags["whitespace"] = real & (trimmed != visible)
+        if f.pii is PiiKind.person_name:
+            flags["name_dot"] = real & (pl.col(_tmp(f, "t")) != trimmed)
         return flags
     hw = pl.col(_tmp(f, "hw"))
     t = pl.col(_tmp(f, "t"))

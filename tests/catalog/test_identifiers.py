@@ -244,3 +244,38 @@ def test_what_spells_no_mobile_is_null():
     others = ["12812345678", "1381234567", "138123456789", "010-65123456", "13812345678转", None]
     assert col(others, ids.mobile_digits) == [None] * len(others)
     assert col(others, ids.phone_canonical) == [None, None, None, "010-65123456", None, None]
+
+
+@given(
+    st.lists(
+        st.text(alphabet="买提艾力阿吐尔逊约翰", min_size=1, max_size=4), min_size=2, max_size=4
+    ),
+    st.lists(
+        st.sampled_from(ids.NAME_DOT + ids.NAME_DOT_LOOKALIKES + ids.NAME_STOPS),
+        min_size=3,
+        max_size=3,
+    ),
+    st.sampled_from(["", " ", "\u3000"]),
+)
+def test_name_dots_join_a_name_in_parts_one_way(
+    parts: list[str], joins: list[str], pad: str
+) -> None:
+    written = "".join(
+        p + (pad + joins[i % 3] + pad if i < len(parts) - 1 else "") for i, p in enumerate(parts)
+    )
+    joined = ids.NAME_DOT.join(parts)
+    assert pl.select(ids.name_dots(pl.lit(written))).item() == joined
+    # the string form keeps offsets (one character for one): no spaces are taken out
+    if not pad:
+        assert ids.name_dots_str(written) == joined
+        lookalikes_only = [j if j in ids.NAME_STOPS else ids.NAME_DOT for j in joins]
+        want = "".join(
+            p + (lookalikes_only[i % 3] if i < len(parts) - 1 else "") for i, p in enumerate(parts)
+        )
+        assert ids.name_dots_str(written, stops=False) == want
+
+
+def test_name_dots_leave_numbers_and_latin_text() -> None:
+    values = ["2400.5", "v1.2", "a·b", "3·4", "张三。李四"]
+    assert pl.select(ids.name_dots(pl.Series(values))).to_series().to_list() == values
+    assert [ids.name_dots_str(v) for v in values] == values

@@ -243,3 +243,26 @@ def test_a_registry_name_inside_a_structured_value_is_chance_but_the_whole_value
     assert counts.by_column["employer"] == {"person_name": 2}
     assert counts.by_column["note"] == {"person_name": 1}
     assert scan_frame(frame, known_names=names).by_kind["person_name"] == 4
+
+
+def test_a_registry_name_in_parts_is_found_however_its_parts_are_joined() -> None:
+    names = {"买买提·艾力", "李四"}
+    texts = [
+        "居民买买提•艾力要求回访",
+        "来电人买买提.艾力反映",
+        "买买提・艾力",
+        "买买提 艾力",
+        "已处理.谢谢",
+    ]
+    found = scan_frame(pl.DataFrame({"t": texts}), known_names=names)
+    assert found.samples == [
+        (0, "t", "person_name"),
+        (1, "t", "person_name"),
+        (2, "t", "person_name"),
+    ]
+    whole = scan_frame(pl.DataFrame({"t": texts}), known_names=names, whole_name_columns=["t"])
+    assert whole.samples == [(2, "t", "person_name")]  # the whole value only
+    many = KnownNames(
+        {"买买提·艾力"} | {f"王{chr(0x4E00 + i)}{chr(0x4E00 + i // 7)}" for i in range(1500)}
+    )
+    assert scan_frame(pl.DataFrame({"t": texts}), known_names=many).by_kind["person_name"] == 3

@@ -141,3 +141,43 @@ def test_names_where_hotline_texts_put_them(text: str, name: str) -> None:
     surname = name[:2] if name[:2] in COMPOUND_SURNAMES else name[:1]
     assert [f.kind for f in findings] == ["person_name"]
     assert out == text.replace(name, surname + "*")
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # 少数民族 and transliterated foreign names: parts joined by the interpunct U+00B7 …
+        ("来电人买买提·艾力反映噪音", "买买提·艾力"),  # once 来电人买买提·艾* (买买提 in the clear)
+        ("患者阿卜杜勒·阿齐兹·买买提称头晕", "阿卜杜勒·阿齐兹·买买提"),
+        ("约翰·史密斯投诉楼下餐馆油烟。", "约翰·史密斯"),  # a sentence's start
+        ("阿里木江·吐尔逊", "阿里木江·吐尔逊"),  # 阿里 is a word of jieba's too
+        ("我们小区买买提·艾力家漏水", "买买提·艾力"),  # common words before it, 家 after
+        ("社区工作人员热依拉·买买提上门核实", "热依拉·买买提"),
+        # … or a look-alike of it (• ・ ‧), or a full stop right after a cue word
+        ("居民买买提•艾力要求回访", "买买提•艾力"),
+        ("住户热依拉・买买提家漏水", "热依拉・买买提"),
+        ("网格员迪丽热巴‧阿不都反映", "迪丽热巴‧阿不都"),
+        # where no word ends it, the last part is cut at NAME_PART characters: a verb may go
+        # with it (迪*), never a part of the name
+        ("网格员迪丽热巴‧阿不都上报", "迪丽热巴‧阿不都上报"),
+        ("联系人阿依古丽．吐尔逊，电话略", "阿依古丽．吐尔逊"),
+        ("来电人古丽.艾合买提反映", "古丽.艾合买提"),
+    ],
+)
+def test_names_in_parts(text: str, name: str) -> None:
+    out, findings = scrub(text)
+    assert [f.kind for f in findings] == ["person_name"]
+    assert out == text.replace(name, name[0] + "*")
+
+
+def test_full_stops_between_han_characters_are_no_name_without_a_cue() -> None:
+    for text in ("已处理.谢谢", "已处理．谢谢配合", "价格2400.5元"):
+        assert scrub(text) == (text, [])
+
+
+def test_a_registry_name_in_parts_is_found_however_its_parts_are_joined() -> None:
+    for text in ("请买买提•艾力回电", "请买买提.艾力回电", "请买买提·艾力回电"):
+        out, findings = scrub(text, known_names={"买买提·艾力"})
+        assert out == "请买*回电" and [f.source for f in findings] == ["known"]
+    out, _ = scrub("请买买提·艾力回电", known_names={"买买提．艾力"})  # the registry's own
+    assert out == "请买*回电"

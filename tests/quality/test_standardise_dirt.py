@@ -140,6 +140,26 @@ def test_zero_width_characters_leave_names_and_codes_but_not_free_text(cat):
     assert got == ["家\u200d人"] and "zero_width" not in counts
 
 
+def test_a_name_in_parts_is_joined_by_the_interpunct_as_the_id_card_has_it(cat):
+    # 少数民族 and transliterated names: exports join their parts with look-alikes of U+00B7
+    # or a full stop; one spelling, so that the registry's 买买提·艾力 is this resident too
+    ds = dataset(cat, "mzj.elderly_alone")
+    values = ["买买提•艾力", "买买提.艾力", "买买提 ． 艾力", "阿卜杜勒・阿齐兹‧买买提", "约·翰·逊",
+              "买买提·艾力", "张三"]  # fmt: skip
+    got, counts = one_field(ds, "name", values)
+    assert got == ["买买提·艾力"] * 3 + [
+        "阿卜杜勒·阿齐兹·买买提",
+        "约·翰·逊",
+        "买买提·艾力",
+        "张三",
+    ]
+    assert counts == {"name_dot": 4}
+    _, ds = cat.dataset("cgj.violation_cases")  # free text keeps its full stops
+    text = next(f for f in ds.fields if f.type.value == "text")
+    got, counts = one_field(ds, text.name, ["已处理.谢谢"])
+    assert got == ["已处理.谢谢"] and "name_dot" not in counts
+
+
 # -- money and units ------------------------------------------------------------------------
 
 
