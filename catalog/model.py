@@ -138,6 +138,9 @@ class FieldType(StrEnum):
     datetime = "datetime"
 
 
+PERSON_NAME_CONCEPT = "person.name"
+
+
 class PiiKind(StrEnum):
     """What kind of personal information a field holds (drives masking and scanning)."""
 
@@ -342,6 +345,12 @@ class FieldSpec(_Strict):
     @property
     def source_name(self) -> str:
         return self.source or self.name
+
+    @property
+    def person_name(self) -> bool:
+        """The field holds a person's name: its PII kind says so, or its concept (a pupil's
+        name is ``pii: minor``, ``concept: person.name``)."""
+        return self.pii is PiiKind.person_name or self.concept == PERSON_NAME_CONCEPT
 
     @field_validator("name")
     @classmethod

@@ -26,14 +26,14 @@ import duckdb
 import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, pid_column, pid_fields
-from catalog.model import Catalogue, Dataset, PiiKind
+from catalog.model import PERSON_NAME_CONCEPT, Catalogue, Dataset, PiiKind
 from curated.houses import staged_rows
 from masking.keys import KeyRing
 from masking.pseudonym import pseudonymise_series
 
 PURPOSE = "master_index"
 BATCH = 100_000  # staged rows decrypted at once
-NAME = "person.name"
+NAME = PERSON_NAME_CONCEPT
 MOBILE = "person.mobile"
 BIRTH = "person.birth_date"
 KEY_COLUMNS = ("dept", "dataset", "key_pid")

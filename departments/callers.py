@@ -98,7 +98,7 @@ def name_variant(rng: random.Random, p: Person, kind: str, today: dt.date) -> tu
     to this name falls back to ``homophone``, then to :data:`REGISTERED`)."""
     surname = surname_of(p.name)
     given = p.name[len(surname) :]
-    if kind == REGISTERED or not given:
+    if kind == REGISTERED or not given or "\u00b7" in p.name:  # a name in parts: as it is
         return p.name, REGISTERED
     if kind == "title":
         return surname + ("先生" if p.gender == "男" else "女士"), kind

@@ -52,6 +52,7 @@ RATES: dict[str, float] = {
     "phone_extension": 0.004,  # a mobile with an extension: 13812345678转8001
     "unknown_date": 0.002,  # a birth date written 1900-01-01, meaning "unknown"
     "excel_text": 0.004,  # CSV: an ID or phone kept as text for Excel: '1101… or ="1101…"
+    "name_dot": 0.3,  # a name in parts joined by a look-alike of ·, or a full stop
 }
 
 RECOVERABLE = {
@@ -62,7 +63,7 @@ RECOVERABLE = {
     "duplicate_row": True, "stray_header": True, "broken_line": False,
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
-    "dmy_date": True, "phone_extension": True, "excel_text": True,
+    "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -100,6 +101,11 @@ EXCEL_EPOCH = dt.date(1899, 12, 30)
 # the simulator's own copies (an oracle independent of the standardiser's rules)
 PLACEHOLDERS = ("无", "不详", "NULL", "-", "/", "暂无", "null", "N/A")
 ZERO_WIDTH = ("\u200b", "\ufeff", "\u200c", "\u2060")
+# a name in parts: the ID card's interpunct, and how exports write it instead (the simulator
+# keeps its own copy; the hub's is catalog.identifiers)
+NAME_DOT = "\u00b7"
+NAME_STOPS = (".", "\uff0e")
+NAME_LOOKALIKES = ("\u2022", "\u30fb", "\u2027")
 ID_SEPARATED: tuple[Callable[[str], str], ...] = (
     lambda s: f"{s[:6]}-{s[6:14]}-{s[14:]}",
     lambda s: f"{s[:6]}–{s[6:14]}–{s[14:]}",
@@ -142,7 +148,7 @@ records only the defects delivered."""
 TYPED_FORMS = ("parquet", "http_api")
 EXPORT_KINDS = frozenset(
     {"placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
-     "month_precision", "phone_extension", "unknown_date", "excel_text"}
+     "month_precision", "phone_extension", "unknown_date", "excel_text", "name_dot"}
 )  # fmt: skip
 
 # Column roles: what a column holds decides which defects it can get.
@@ -293,6 +299,10 @@ class Dirtier:
                 return rng.choice(PLACEHOLDERS), "placeholder"
             return value, None
         s = str(value)
+        if role == "name" and NAME_DOT in s and self.hit("name_dot"):
+            # a GBK file holds no • or ・: its exports join the parts with full stops
+            joins = NAME_STOPS if self.form == "csv" else NAME_STOPS + NAME_LOOKALIKES
+            return s.replace(NAME_DOT, rng.choice(joins)), "name_dot"
         if role == "cid" and self.hit("id_separators"):
             return rng.choice(ID_SEPARATED)(s), "id_separators"
         if role in ("birth", "date"):

@@ -190,15 +190,30 @@ def _gbk_safe(make) -> str:
             continue
 
 
+# residents whose name is in parts (少数民族 names transliterated, foreign names), written as
+# the resident ID card prints them: given name · father's name, joined by U+00B7 (GBK A1A4)
+NAME_IN_PARTS_SHARE = 0.01
+_PARTS_MALE = ("买买提", "艾力", "阿不都", "吐尔逊", "热合曼", "艾合买提", "玉素甫", "尼加提",
+               "阿里木江", "努尔", "依明", "阿布力孜", "约翰", "伊力哈木")  # fmt: skip
+_PARTS_FEMALE = ("阿依古丽", "古丽", "热依拉", "帕提古丽", "迪丽热巴", "努尔古丽", "阿依努尔",
+                 "米热古丽", "玛丽亚")  # fmt: skip
+
+
 class _Factory:
-    def __init__(self, rng: random.Random, fake: Faker, today: dt.date) -> None:
+    def __init__(self, rng: random.Random, fake: Faker, today: dt.date, seed: int = 0) -> None:
         self.rng, self.fake, self.today = rng, fake, today
         self.cids: set[str] = set()
+        # names in parts draw from a stream of their own: the rest of the world is drawn as
+        # it was before they were simulated
+        self.parts_rng = random.Random(f"{seed}:names in parts")
 
     def mobile(self) -> str:
         return self.rng.choice(MOBILE_PREFIXES) + f"{self.rng.randrange(10**8):08d}"
 
     def name(self, gender: str | None = None) -> str:
+        if self.parts_rng.random() < NAME_IN_PARTS_SHARE:
+            own = _PARTS_MALE if gender == "男" else _PARTS_FEMALE if gender else _PARTS_MALE
+            return self.parts_rng.choice(own) + "\u00b7" + self.parts_rng.choice(_PARTS_MALE)
         if gender == "男":
             return _gbk_safe(self.fake.name_male)
         if gender == "女":
@@ -287,7 +302,7 @@ def build_world(residents: int, seed: int, today: dt.date) -> World:
     rng = random.Random(seed)
     fake = Faker("zh_CN")
     fake.seed_instance(seed)
-    f = _Factory(rng, fake, today)
+    f = _Factory(rng, fake, today, seed)
 
     def in_bbox(bbox):
         return round(rng.uniform(bbox[0], bbox[2]), 6), round(rng.uniform(bbox[1], bbox[3]), 6)

@@ -466,7 +466,7 @@ def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = No
         return squeeze_code(t).str.replace_all(_DASH_CLASS, "")
     if is_code(f):
         return squeeze_code(t)
-    if f.pii is PiiKind.person_name:  # a name in parts joined by U+00B7, as the ID card has it
+    if f.person_name:  # a name in parts joined by U+00B7, as the ID card has it
         return name_dots(t)
     return t
 
@@ -588,7 +588,7 @@ def repair_flags(
         visible = raw if f.type is FieldType.text else without_zero_width(raw)
         flags["blank_to_null"] = present & (trimmed == "")
         flags["whitespace"] = real & (trimmed != visible)
-        if f.pii is PiiKind.person_name:
+        if f.person_name:
             flags["name_dot"] = real & (pl.col(_tmp(f, "t")) != trimmed)
         return flags
     hw = pl.col(_tmp(f, "hw"))

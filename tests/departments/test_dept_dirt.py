@@ -166,3 +166,31 @@ def test_a_delivery_keeps_its_unrecoverable_rows_under_the_cap(monkeypatch, form
     for it in items:
         if it.clean is not None and not dirt.unrecoverable(it):  # not a stray header
             assert it.cells == it.clean and it.defects == []
+
+
+def test_a_name_in_parts_is_written_with_a_look_alike_or_a_full_stop(monkeypatch, cat):
+    only(monkeypatch, "name_dot")
+    truth = "买买提·艾力"
+    col = Col("姓名", "name", True)
+    got = draw("name_dot", col, truth)
+    assert {k for _, k in got} == {"name_dot"}
+    delivered = sorted({v for v, _ in got})
+    assert len(delivered) > 2 and truth not in delivered
+    for ref, field in (("mzj.elderly_alone", "name"), ("jyj.school_enrolment", "student_name")):
+        f = cat.dataset(ref)[1].field(field)  # a pupil's name is pii: minor, concept person.name
+        assert standardised(f, delivered) == [truth] * len(delivered)
+    in_csv = {v for v, _ in draw("name_dot", col, truth, form="csv")}
+    assert in_csv <= {"买买提.艾力", "买买提．艾力"}
+    for v in in_csv:
+        v.encode("gbk")  # a GBK delivery can hold it
+    assert {k for _, k in draw("name_dot", col, "张三丰")} == {None}  # one part: nothing to do
+
+
+def test_about_one_resident_in_a_hundred_has_a_name_in_parts():
+    from departments.world import NAME_IN_PARTS_SHARE, build_world
+
+    people = build_world(3_000, 7, dt.date(2026, 11, 20)).people
+    in_parts = [p for p in people if "·" in p.name]
+    n, share = len(people), NAME_IN_PARTS_SHARE
+    assert abs(len(in_parts) - n * share) < 4 * (n * share * (1 - share)) ** 0.5 + 1
+    assert all(len(part) >= 2 for p in in_parts for part in p.name.split("·"))
