@@ -203,22 +203,21 @@ class _Factory:
     def __init__(self, rng: random.Random, fake: Faker, today: dt.date, seed: int = 0) -> None:
         self.rng, self.fake, self.today = rng, fake, today
         self.cids: set[str] = set()
-        # names in parts draw from a stream of their own: the rest of the world is drawn as
-        # it was before they were simulated
+        # names in parts draw from a stream of their own, and the name they replace is drawn
+        # still: the world's people, homes and records are drawn as before they were
+        # simulated (the dirt and the callers' words drawn after the first such name differ)
         self.parts_rng = random.Random(f"{seed}:names in parts")
 
     def mobile(self) -> str:
         return self.rng.choice(MOBILE_PREFIXES) + f"{self.rng.randrange(10**8):08d}"
 
     def name(self, gender: str | None = None) -> str:
+        make = {"男": self.fake.name_male, "女": self.fake.name_female}.get(gender, self.fake.name)
+        name = _gbk_safe(make)  # drawn always: Faker's stream stays as it was
         if self.parts_rng.random() < NAME_IN_PARTS_SHARE:
-            own = _PARTS_MALE if gender == "男" else _PARTS_FEMALE if gender else _PARTS_MALE
+            own = _PARTS_FEMALE if gender == "女" else _PARTS_MALE
             return self.parts_rng.choice(own) + "\u00b7" + self.parts_rng.choice(_PARTS_MALE)
-        if gender == "男":
-            return _gbk_safe(self.fake.name_male)
-        if gender == "女":
-            return _gbk_safe(self.fake.name_female)
-        return _gbk_safe(self.fake.name)
+        return name
 
     def birth(self, age_min: int, age_max: int) -> dt.date:
         start = self.today.replace(year=self.today.year - age_max - 1) + dt.timedelta(days=1)
