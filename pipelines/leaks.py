@@ -153,7 +153,7 @@ def _register_names(
     staged = tables_in(con, "staged")
     names: Counter = Counter()
     for reg in person_registers(cat):
-        name_fields = [f.name for f in reg.dataset.fields if f.pii is PiiKind.person_name]
+        name_fields = [f.name for f in reg.dataset.fields if f.person_name]
         table = raw_table(reg.dept, reg.dataset)
         if ("staged", table) not in staged or not name_fields:
             continue
