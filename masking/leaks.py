@@ -46,7 +46,7 @@ from catalog.identifiers import (
 )
 from masking.cards import CARD_CUE, CARD_RE, bank_card_str, card_cue_before
 from masking.crypto import CIPHERTEXT
-from masking.names import KnownNames
+from masking.names import NAME_BEFORE, KnownNames
 from masking.text import (
     CITIZEN_ID15_RE,
     CITIZEN_ID18_RE,
@@ -275,6 +275,13 @@ def cell_kinds(
         if named:
             kinds.add("person_name")
     return kinds
+
+
+def may_hold_personal(values: pl.Series) -> pl.Series:
+    """Per text value, the pre-filter of :func:`scan_frame` without a registry, and a cue
+    word before a name (填表人, 联系人 …): False where no detector can find anything."""
+    text = values.cast(pl.String)
+    return (text.str.contains(_CANDIDATE) | text.str.contains(NAME_BEFORE)).fill_null(False)
 
 
 def readable(text: str) -> str:

@@ -98,7 +98,9 @@ NAME_BEFORE = (
     "用户|反映人|诉求人|求助人|咨询人|被投诉人|户名|开户人|持卡人|收款人|车主|委托人|代理人|"
     "经办人|承办人|家属|邻居|老伴|丈夫|妻子|儿子|女儿|父亲|母亲|楼门长|楼长|社工|维修工|保洁员|"
     "受理人|对接人|报修人|登记人|发现人|快递员|外卖员|骑手|维修人员|物业人员|民警|书记|经理|"
-    "店长|老板|司机|保安|同学|我姓|受害人|嫌疑人|肇事者|报案人|伤者"
+    "店长|老板|司机|保安|同学|我姓|受害人|嫌疑人|肇事者|报案人|伤者|"
+    # who filled in, checked or handed over a form (a ledger's footer: 填表人：王芳)
+    "填表人|制表人|填报人|审核人|统计人|核对人|经手人"
 )
 # words that may stand before a name, and before many other things: a candidate after them
 # must look like a name (``text_names``: not a common word of another kind, no title)

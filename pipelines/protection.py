@@ -35,6 +35,7 @@ from catalog.authority import pid_column, pid_fields
 from catalog.model import Dataset
 from catalog.settings import Settings
 from masking.audit import AuditLog
+from masking.cells import open_cells, seal_cells
 from masking.crypto import protect_frame, protected_fields, reveal_frame
 from masking.errors import DecryptionError
 from masking.keys import KeyRing
@@ -70,6 +71,12 @@ def _rows(frame: pl.DataFrame, dataset: Dataset) -> pl.Series | None:
     return row_identity(frame, dataset) if protected_fields(frame, dataset) else None
 
 
+def is_raw(frame: pl.DataFrame) -> bool:
+    """A raw zone's frame: its rows are a delivery's (``_delivery_id``, ``_source_row``), not a
+    staged key's (``_key_pid``)."""
+    return KEY_PID not in frame.columns and all(c in frame.columns for c in RAW_IDENTITY)
+
+
 @dataclass
 class Protection:
     keyring: KeyRing
@@ -88,21 +95,34 @@ class Protection:
 
     def protect(self, frame: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
         """Encrypt every L3/L4 column of the plaintext frame (raw and staged zones), each
-        value bound to its dataset, column and row."""
-        return protect_frame(frame, dataset, self.keyring, rows=_rows(frame, dataset))
+        value bound to its dataset, column and row; in a raw frame, seal the personal values
+        a delivery put in the other columns too (``masking.cells``)."""
+        out = protect_frame(frame, dataset, self.keyring, rows=_rows(frame, dataset))
+        if is_raw(frame):
+            out = seal_cells(out, dataset, self.keyring, rows=row_identity(frame, dataset))
+        return out
+
+    def _opened(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
+        """A raw frame's sealed cells opened for ``purpose``; any other frame as it is."""
+        if not is_raw(frame):
+            return frame
+        return open_cells(
+            frame, dataset, self.keyring, purpose, self.actor, self.audit,
+            rows=row_identity(frame, dataset),
+        )  # fmt: skip
 
     def reveal_text(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose``, keeping values as text (raw → the row gate)."""
         return reveal_frame(
-            frame, dataset, self.keyring, purpose, self.actor, self.audit,
-            rows=_rows(frame, dataset), restore_types=False,
+            self._opened(frame, dataset, purpose), dataset, self.keyring, purpose, self.actor,
+            self.audit, rows=_rows(frame, dataset), restore_types=False,
         )  # fmt: skip
 
     def reveal(self, frame: pl.DataFrame, dataset: Dataset, purpose: str) -> pl.DataFrame:
         """Decrypt for ``purpose`` and restore the catalogue's types (staged → scores)."""
         return reveal_frame(
-            frame, dataset, self.keyring, purpose, self.actor, self.audit,
-            rows=_rows(frame, dataset),
+            self._opened(frame, dataset, purpose), dataset, self.keyring, purpose, self.actor,
+            self.audit, rows=_rows(frame, dataset),
         )  # fmt: skip
 
     def key_pid(self, frame: pl.DataFrame, dataset: Dataset) -> pl.Series:

@@ -55,6 +55,7 @@ from curated.persons import anchor_actions
 from curated.review import ANCHORS
 from lakehouse.lake import ensure_table, has_table, insert_frame, open_lake, transaction
 from masking.audit import AuditLog
+from masking.cells import open_cells, seal_cells, sealed
 from masking.crypto import KEY_PURPOSE, protect_frame, reveal_frame
 from masking.errors import MaskingError
 from masking.keys import KeyRing, is_pseudonym_purpose
@@ -65,7 +66,7 @@ from pipelines.ingest.landing import reencrypt_landed
 from pipelines.ingest.ledger import now
 from pipelines.ingest.raw import raw_table
 from pipelines.ingest.staged import add_pid_columns
-from pipelines.protection import key_pids, person_pids, row_identity
+from pipelines.protection import is_raw, key_pids, person_pids, row_identity
 from quality.keys import KEY_PID, ROW_DIGEST
 
 PURPOSE = "rekey"
@@ -201,26 +202,34 @@ class _Dataset:
         self.new = {"suite": target.suite, "version": target.versions["pseudonym"]}
 
     def _reveal(self, frame: pl.DataFrame, *, text: bool) -> pl.DataFrame:
+        rows = row_identity(frame, self.ds)
+        if is_raw(frame):  # the cells a delivery put personal values in (masking.cells)
+            frame = open_cells(
+                frame, self.ds, self.ring, PURPOSE, self.actor, self.audit, rows=rows
+            )
         return reveal_frame(
             frame, self.ds, self.ring, PURPOSE, self.actor, self.audit,
-            rows=row_identity(frame, self.ds), restore_types=not text,
+            rows=rows, restore_types=not text,
         )  # fmt: skip
 
     def _protect(self, frame: pl.DataFrame) -> pl.DataFrame:
-        return protect_frame(
-            frame, self.ds, self.ring, rows=row_identity(frame, self.ds),
-            suite=self.target.suite, version=self.target.versions[KEY_PURPOSE],
-        )  # fmt: skip
+        rows, key = row_identity(frame, self.ds), self.target.versions[KEY_PURPOSE]
+        out = protect_frame(frame, self.ds, self.ring, rows=rows, suite=self.target.suite,
+                            version=key)  # fmt: skip
+        if is_raw(frame):
+            out = seal_cells(out, self.ds, self.ring, rows=rows, suite=self.target.suite,
+                             version=key)  # fmt: skip
+        return out
 
     def raw(self, table: str) -> int:
         """Re-encrypt the raw table; the quarantined records' key pseudonyms from it."""
-        sensitive = any(f.level.sensitive for f in self.ds.fields)  # else: nothing to rewrite
+        sensitive = any(f.level.sensitive for f in self.ds.fields)  # else: only sealed cells
         n = 0
         for delivery in _deliveries(self.con, "raw", table):
             frame = _read(self.con, "raw", table, delivery)
             plain = self._reveal(frame, text=True)
             self._quarantine_pids(delivery, plain)
-            if sensitive:
+            if sensitive or sealed(frame, self.ds):
                 _replace(self.con, "raw", table, delivery, self._protect(plain))
                 n += frame.height
         return n

@@ -210,9 +210,12 @@ def _quarantine(
     file_name: str,
     protection: Protection,
 ) -> pl.DataFrame:
-    """The gate's failures as quarantine rows: values masked, keys as pseudonyms."""
+    """The gate's failures as quarantine rows: values masked, keys as pseudonyms; a reason
+    quoting a value of a clear column (所属社区 X is not a community of …) masked where X holds
+    personal information (a ledger footer's 联系电话：139… in that column)."""
     if q.height == 0:
         return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    q = q.with_columns(protection.mask_series(q["reason"], "none"))
     pii = {f.name: f.pii.value for f in dataset.fields}
     # mask each field's offending values with that field's display mask, a batch per field
     q = pl.concat(

@@ -274,3 +274,39 @@ def test_rekey_to_the_same_suite_binds_old_column_only_values_to_their_rows(
     assert not any(v.startswith("e") for v in _sensitive_values(settings, cat))
     for name, frame in _revealed(settings, cat).items():
         assert frame.equals(before[name]), name
+
+
+def test_rekey_moves_the_cells_sealed_in_raw(street: Path, tmp_path: Path, cat: Catalogue) -> None:
+    """A footer's phone a delivery put in a clear column is sealed in its raw cell
+    (``masking.cells``): a re-key to 国密 rewrites it under the new suite, still the same."""
+    from masking.cells import clear_fields
+
+    settings = copy_home(street, tmp_path)
+    _, elderly = cat.dataset("mzj.elderly_alone")
+    table = "mzj__elderly_alone"
+    writer = Protection.from_settings(settings, actor="test:rekey")
+    with open_lake(settings) as con:
+        row = con.execute(f"SELECT * FROM raw.{table} LIMIT 1").pl()
+        plain = writer.reveal_text(row, elderly, "rekey").with_columns(
+            pl.lit("footer").alias("_delivery_id"),
+            pl.lit("联系电话：13911112222").alias("community_name"),
+        )
+        con.register("footer", writer.protect(plain, elderly).to_arrow())
+        con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM footer")
+        con.unregister("footer")
+
+    def sealed_cell() -> str:
+        with open_lake(settings, read_only=True) as con:
+            frame = con.execute(f"SELECT * FROM raw.{table} WHERE _delivery_id = 'footer'").pl()
+        assert "community_name" in clear_fields(frame, elderly)
+        return frame["community_name"][0]
+
+    assert ciphertext_suite(sealed_cell())[0] is Suite.INTL
+    before = _revealed(settings, cat)[f"raw.{table}"]
+    rekey(settings, "gm", "test:officer")
+    assert ciphertext_suite(sealed_cell())[0] is Suite.GM
+    after = _revealed(settings, cat)[f"raw.{table}"]
+    assert after.equals(before)
+    assert after.filter(pl.col("_delivery_id") == "footer")["community_name"].to_list() == [
+        "联系电话：13911112222"
+    ]

@@ -35,6 +35,12 @@ GRADES = ["一级", "二级", "三级", "四级"]  # codes 1–4
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["建国", "秀英", "志强", "桂兰", "海燕", "明", "静", "伟", "丽娟", "国华", "淑珍", "子涵"]
 FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+FOOTER_NAME, FOOTER_MOBILE = "钱晓东", "13911112222"  # the clerk a ledger's footer names
+# a footer row names no holder: every required field of a holder fails, the certificate
+# number's cell holds words (合计, 填表人：…), the issue date's cell a 填报日期
+_NO_HOLDER = {("citizen_id", "required"), ("gender", "required"), ("updated_on", "required"),
+              ("disability_category", "required"), ("disability_grade", "required"),
+              ("certificate_no", "pattern")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,18 @@ def build_delivery(communities: list[str], *, clean: int = 60, seed: int = 10) -
     other = {**twin, "联系电话": f"139{rng.randrange(10**8):08d}"}
     add(other, Expected("quarantined", conflict, dirt="two versions, one update date"))
 
+    # a hand-kept ledger's footer under the data: a total, and who filled it in, with a phone,
+    # written in whatever cells were at hand (an L1 column among them); rows of no holder
+    blank = dict.fromkeys(HEADER, "")
+    total = _NO_HOLDER | {("issued_on", "required"), ("community_name", "required")}
+    add({**blank, "残疾人证号": "合计", "姓名": f"{clean}人"},
+        Expected("quarantined", frozenset(total), dirt="a footer: the total"))  # fmt: skip
+    clerk = _NO_HOLDER | {("name", "required"), ("issued_on", "unparseable"),
+                          ("community_name", "community_name")}  # fmt: skip
+    add({**blank, "残疾人证号": f"填表人：{FOOTER_NAME}", "发证日期": "填报日期：2026年11月30日",
+         "所属社区": f"联系电话：{FOOTER_MOBILE}"},
+        Expected("quarantined", frozenset(clerk), dirt="a footer: who filled it in"))  # fmt: skip
+
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HEADER, lineterminator="\n")
     writer.writeheader()
@@ -279,7 +297,7 @@ def build_delivery(communities: list[str], *, clean: int = 60, seed: int = 10) -
         for r in rows
         for c in ("残疾人证号", "姓名", "身份证号", "联系电话")
         if len(r[c].strip()) >= 2
-    }
+    } | {FOOTER_NAME, FOOTER_MOBILE}
     return Delivery(
         text=buf.getvalue(),
         rows=rows,
