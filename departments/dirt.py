@@ -151,6 +151,8 @@ EXPORT_KINDS = frozenset(
      "month_precision", "phone_extension", "unknown_date", "excel_text", "name_dot"}
 )  # fmt: skip
 
+NAME_KINDS = frozenset({"name_dot"})  # drawn from a stream of their own (Dirtier)
+
 # Column roles: what a column holds decides which defects it can get.
 ROLES = (
     "cid",  # citizen ID
@@ -230,11 +232,19 @@ class Dirtier:
 
     def __init__(self, rng: random.Random, form: str, authoritative: bool) -> None:
         self.rng, self.form, self.authoritative = rng, form, authoritative
-        words = rng.getstate()[1][:16]  # the Mersenne state, read without a draw
-        self.export_rng = random.Random("export:" + ",".join(map(str, words)))
+        words = ",".join(map(str, rng.getstate()[1][:16]))  # the Mersenne state, no draw
+        self.export_rng = random.Random("export:" + words)
+        # names in parts (NAME_KINDS), a third stream: the export kinds drawn as before them
+        self.names_rng = random.Random("names in parts:" + words)
 
     def hit(self, kind: str) -> bool:
-        rng = self.export_rng if kind in EXPORT_KINDS else self.rng
+        rng = (
+            self.names_rng
+            if kind in NAME_KINDS
+            else self.export_rng
+            if kind in EXPORT_KINDS
+            else self.rng
+        )
         return rng.random() < RATES[kind]
 
     def cell(self, col: Col, value: object, record: dict) -> tuple[object, str | None]:
@@ -302,7 +312,7 @@ class Dirtier:
         if role == "name" and NAME_DOT in s and self.hit("name_dot"):
             # a GBK file holds no • or ・: its exports join the parts with full stops
             joins = NAME_STOPS if self.form == "csv" else NAME_STOPS + NAME_LOOKALIKES
-            return s.replace(NAME_DOT, rng.choice(joins)), "name_dot"
+            return s.replace(NAME_DOT, self.names_rng.choice(joins)), "name_dot"
         if role == "cid" and self.hit("id_separators"):
             return rng.choice(ID_SEPARATED)(s), "id_separators"
         if role in ("birth", "date"):
