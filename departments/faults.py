@@ -34,10 +34,12 @@ def truncate_csv(src: Path, dest: Path | None = None, fraction: float = 0.5) -> 
 
 
 def wrong_encoding(src: Path, dest: Path | None = None, declared: str = "gbk") -> Path:
-    """Re-encode a CSV delivered in ``declared`` as UTF-8, so decoding it as declared fails."""
+    """Re-encode a CSV delivered in ``declared`` as UTF-16 (Excel's "Unicode text"), so it
+    decodes neither as declared nor as the other Chinese encoding (a UTF-8 file declared GBK
+    is read: its header tells)."""
     path = _target(src, dest)
     text = path.read_bytes().decode(declared)
-    path.write_bytes(text.encode("utf-8"))
+    path.write_bytes(text.encode("utf-16"))
     return path
 
 

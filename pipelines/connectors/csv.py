@@ -1,5 +1,10 @@
 """CSV deliveries in a declared encoding (GBK, UTF-8 with or without BOM), read as a stream.
 
+A delivery in the other of the two encodings Chinese exports are written in is read in it
+where the file says so: a UTF-8 byte-order mark in a file declared GBK, or a header line
+that names the catalogue's required columns only when read in the other encoding; the
+read's notes say so (the catalogue's setting is for the officer to correct).
+
 The landed file is cut into records at byte level (:mod:`pipelines.connectors.records`)
 and each record is decoded strictly on its own (STACK.md: DuckDB's GBK reader
 corrupts characters at its buffer edges), then split into cells by Python's csv
@@ -41,7 +46,13 @@ from pipelines.connectors.base import (
     whole_file_failure,
 )
 from pipelines.connectors.landed import open_landed
-from pipelines.connectors.records import Record, batches, byte_splittable, scan_records
+from pipelines.connectors.records import (
+    UTF8_BOM,
+    Record,
+    batches,
+    byte_splittable,
+    scan_records,
+)
 
 GBK_FAMILY = frozenset({"gbk", "gb2312"})  # codecs' names (cp936 is gbk's alias)
 
@@ -126,6 +137,33 @@ def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: 
         )
     names = [h.strip() for h in rows[0]]
     return _Header(names, rec.line)
+
+
+def _header_told(
+    first: Record, encoding: str, other: str | None, dataset: Dataset, file: str, limit: int
+) -> tuple[_Header, str | None]:
+    """The header line read in the declared ``encoding``, or, where only ``other`` (the
+    other encoding Chinese exports are written in) reads it into names of every required
+    column, read in that one; with the encoding it told (None: the declared one). A
+    department whose export moved between GBK and UTF-8 (a new Excel's "CSV UTF-8", an old
+    system's GBK) failed whole: "wrong encoding at byte 14", "missing column"."""
+    d = dataset.delivery
+    try:
+        header = _read_header(first, encoding, dataset.code, file, d, limit)
+    except DeliveryError as exc:
+        header, failure = None, exc
+    if header is not None and names_required(dataset, header.names):
+        return header, None
+    if other is not None and first.data is not None:
+        try:
+            told = _read_header(first, other, dataset.code, file, d, limit)
+        except DeliveryError:
+            told = None
+        if told is not None and names_required(dataset, told.names):
+            return told, other
+    if header is None:
+        raise failure
+    return header, None
 
 
 def _parse_batch(recs: list[Record], encoding: str, delimiter: str) -> list[list[str]] | None:
@@ -252,22 +290,39 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
         )
     limit = settings.max_record_bytes
     csv.field_size_limit(max(csv.field_size_limit(), min(limit, sys.maxsize)))
-    utf8 = codecs.lookup(encoding).name in {"utf-8", "utf-8-sig"}
+    declared, name = encoding, codecs.lookup(encoding).name
+    utf8, gbk = name in {"utf-8", "utf-8-sig"}, name in GBK_FAMILY | {"gb18030"}
     if utf8:
         encoding = "utf-8"  # the BOM is skipped by the scanner, offsets stay file offsets
-    elif codecs.lookup(encoding).name in GBK_FAMILY:
+    elif gbk:
         encoding = "gb18030"  # their superset (see the module's docstring)
+    other = "gb18030" if utf8 else "utf-8" if gbk else None  # the other Chinese export
     read = loaded = 0
     first_problem: RowProblem | None = None
     with open_landed(settings, path) as fh:
+        # a UTF-8 byte-order mark is skipped in a GBK file too (its bytes start no GBK header)
         records = scan_records(
-            fh, max_bytes=limit, csv_delimiter=delimiter.encode("ascii"), skip_bom=utf8
+            fh, max_bytes=limit, csv_delimiter=delimiter.encode("ascii"), skip_bom=utf8 or gbk
         )
         first = next(records, None)
         if first is None:
             raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
-        header = _read_header(first, encoding, dataset.code, file, d, limit)
         notes: list[str] = []
+        if gbk and first.line == 1 and first.offset == len(UTF8_BOM):  # the file's own word
+            encoding = "utf-8"
+            notes.append(
+                "the file is UTF-8 (it starts with UTF-8's byte-order mark), the catalogue "
+                f"says {declared}"
+            )
+            header = _read_header(first, encoding, dataset.code, file, d, limit)
+        else:
+            header, told = _header_told(first, encoding, other, dataset, file, limit)
+            if told is not None:
+                encoding = told
+                spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
+                notes.append(
+                    f"the file is {spelt} (its header reads so), the catalogue says {declared}"
+                )
         if not names_required(dataset, header.names):  # a title line above the header?
             header, records = _header_below(header, records, encoding, dataset, file, limit)
             if header.line != first.line:

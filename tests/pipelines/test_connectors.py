@@ -111,6 +111,46 @@ def test_a_gbk_delivery_keeps_the_rare_characters_of_names(tmp_path: Path) -> No
         assert map_to_fields(again, ds, p)["name"].to_list() == names
 
 
+@pytest.mark.parametrize(
+    ("declared", "written", "note"),
+    [
+        # a department's export switched to Excel's "CSV UTF-8": a byte-order mark says so
+        ("gbk", "utf-8-sig", "the file is UTF-8 (it starts with UTF-8's byte-order mark), "
+         "the catalogue says gbk"),
+        # … or UTF-8 without one: the header reads as UTF-8 and names the columns
+        ("gbk", "utf-8", "the file is UTF-8 (its header reads so), the catalogue says gbk"),
+        ("GB2312", "utf-8", "the file is UTF-8 (its header reads so), the catalogue says GB2312"),
+        # an old system's GBK export where the catalogue says UTF-8
+        ("utf-8", "gbk", "the file is GB18030/GBK (its header reads so), the catalogue says utf-8"),
+    ],
+)  # fmt: skip
+def test_a_csv_in_the_other_chinese_encoding_is_read_as_its_header_says(
+    tmp_path: Path, declared: str, written: str, note: str
+) -> None:
+    # the whole delivery failed: "wrong encoding at byte 14" or "missing column"
+    ds = make_dataset("csv", pattern="*.csv", encoding=declared)
+    names = ["刘䶮", "张三"] if written != "gbk" else ["欧阳娜娜", "张三"]
+    lines = ["身份证号,姓名,出生日期", *(f"{ROWS[0][0]},{n},1949-12-31" for n in names)]
+    p = write_csv(tmp_path / "a.csv", lines, written)
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == [] and parsed.notes == [note]
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["name"].to_list() == names and frame["_source_row"].to_list() == [2, 3]
+
+
+def test_the_declared_encoding_stays_where_the_header_does_not_tell(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    # the header names no column in either encoding: the delivery fails as declared
+    p = write_csv(tmp_path / "a.csv", ["编号,名字,日期", f"{ROWS[0][0]},张三,1949-12-31"], "utf-8")
+    with pytest.raises(DeliveryError, match="missing column"):
+        map_to_fields(read_delivery(p, ds), ds, p)
+    # a GBK file read as declared, with no note
+    p = write_csv(
+        tmp_path / "b.csv", ["身份证号,姓名,出生日期", *(",".join(r) for r in ROWS)], "gbk"
+    )
+    assert read_delivery(p, ds).notes == []
+
+
 def test_a_header_is_matched_without_spaces_and_with_full_width_forms_folded(
     tmp_path: Path,
 ) -> None:
@@ -182,8 +222,10 @@ def test_utf8_bom_csv(tmp_path: Path) -> None:
 
 
 def test_wrong_encoding_fails_the_delivery_naming_file_and_line(tmp_path: Path) -> None:
+    # a header in neither encoding (a UTF-8 file in the other one is read: see above)
     ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
-    p = write_csv(tmp_path / "bad.csv", ["身份证号,姓名,出生日期", "1,张三丰𠀀,x"], "utf-8")
+    p = tmp_path / "bad.csv"
+    p.write_bytes("身份证号,".encode() + b"\x80" + "姓名,出生日期\r\n1,张三丰,x\r\n".encode())
     with pytest.raises(DeliveryError) as info:
         read_delivery(p, ds)
     assert info.value.file == str(p) and info.value.row is not None

@@ -1,5 +1,6 @@
 """`streethub deliveries list / ack / retry` on a small street with a delivery that failed
-because the catalogue had its encoding wrong (UTF-8 for a GBK export)."""
+because the catalogue had its delimiter wrong (a semicolon for a comma-separated export;
+an encoding wrong between GBK and UTF-8 no longer fails one: the header tells)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ BROKEN = ("wjw", "elderly_health_checks")
 DEPTS = ("wjw", "cgj")  # file deliveries only: no department API needed
 
 
-def wrong_encoding_catalogue(target: Path) -> Path:
-    """A copy of the catalogue that says the health checks come in UTF-8 (they are GBK)."""
+def wrong_delimiter_catalogue(target: Path) -> Path:
+    """A copy of the catalogue that says the health checks are separated by semicolons
+    (they are by commas)."""
     shutil.copytree(CATALOG_DIR, target)
     path = target / "wjw.yaml"
     text = path.read_text(encoding="utf-8")
     head, tail = text.split("pattern: elderly_health_checks_*.csv", 1)
-    tail = tail.replace("encoding: gbk", "encoding: utf-8", 1)
+    tail = tail.replace("delimiter: ','", "delimiter: ';'", 1)
     path.write_text(head + "pattern: elderly_health_checks_*.csv" + tail, encoding="utf-8")
     return target
 
@@ -43,7 +45,7 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("deliveries")
     home = root / "home"
     simulate(home, residents=200, seed=11, days=1, start=dt.date(2026, 11, 20))
-    wrong = wrong_encoding_catalogue(root / "catalog_wrong")
+    wrong = wrong_delimiter_catalogue(root / "catalog_wrong")
     settings = Settings(home=home, catalog_dir=wrong).ensure_dirs()
     cat = load_catalogue(wrong)
     protection = Protection.from_settings(settings)
@@ -99,7 +101,7 @@ def test_the_wrong_catalogue_failed_one_delivery_and_nothing_else(officer: Setti
         ("cgj", "violation_cases"),
         ("wjw", "chronic_followups"),
     }
-    assert "wrong encoding" in next(r for r in failed if r.dataset == BROKEN[1]).reason.lower()
+    assert "missing column" in next(r for r in failed if r.dataset == BROKEN[1]).reason.lower()
     loaded = [r for r in rows if not r.failed]
     assert {r.dept for r in loaded} == set(DEPTS) and all(r.rows_staged for r in loaded)
 

@@ -1091,15 +1091,25 @@ class CorpusBuilder:
         )
         t = self.csv_variants("wjw", "family_doctor_contracts", G)
         marked = mark(t["rows"][7], t["f"], self.index)
-        self.add(
+        self.add(  # the header reads as UTF-8 and names the columns: read so (a note says)
             "csv-gbk: the whole file in UTF-8 (GBK declared)",
+            G,
+            "other encoding",
+            "wjw",
+            "family_doctor_contracts",
+            "utf8",
+            load(t["n"] + 1),
+            csv_bytes(t["header"], [*t["rows"], marked], "utf-8"),
+        )
+        self.add(  # Excel's "Unicode text": neither Chinese encoding reads it
+            "csv-gbk: the whole file in UTF-16 (GBK declared)",
             G,
             "wrong encoding",
             "wjw",
             "family_doctor_contracts",
-            "utf8",
+            "utf16",
             fail("wrong encoding"),
-            csv_bytes(t["header"], [*t["rows"], marked], "utf-8"),
+            csv_bytes(t["header"], [*t["rows"], marked], "utf-16"),
         )
         t = self.csv_variants("wjw", "elderly_health_checks", G)
         rare = mark(t["rows"][5], t["f"], self.index)
