@@ -75,21 +75,47 @@ def _wrong_check_char(f: FieldSpec, what: str, c: pl.Expr, expected: pl.Expr) ->
     )
 
 
+_SCIENTIFIC = r"^[1-9](?:\.[0-9]+)?E\+?1[4-7]$"  # an 18-digit number as a spreadsheet writes it
+
+
 def _citizen_id_checksum(ds: Dataset, f: FieldSpec, street: Street) -> RowCheck:
     c = pl.col(f.name)
     form = c.str.contains(ids.ID18)
     check_ok = ids.citizen_id_check_ok(c)
     date_ok = ids.id_birth_date(c).is_not_null()
-    passes = pl.when(form).then(check_ok & date_ok)
+    scientific = c.str.contains(_SCIENTIFIC)
+    # a number a spreadsheet wrote in scientific notation fails here too, pattern or not:
+    # this check's reason says how to get its digits back
+    passes = pl.when(form).then(check_ok & date_ok).when(scientific).then(False)
     if f.pattern is None:  # nothing else catches a malformed number
         passes = passes.otherwise(pl.when(c.is_not_null()).then(False))
+    # a spreadsheet that stored the ID as a number kept 15 significant digits and wrote it
+    # back as 1.10105E+17, or as 18 digits ending in 000: the digits are lost, and what the
+    # officer needs to know is how to get them (the column exported as text)
+    as_text = (
+        "ask the department for the column as text (a spreadsheet keeps 15 digits of a number)"
+    )
     reason = (
-        pl.when(~form)
+        pl.when(scientific)
+        .then(
+            pl.lit(
+                f"{f.label_zh} was stored as a number and written in scientific notation: its last digits are lost; {as_text}"
+            )
+        )
+        .when(~form)
         .then(
             pl.format(
                 "{} is not an 18-character ID number ({} characters)",
                 pl.lit(f.label_zh),
                 _fmt(c.str.len_chars()),
+            )
+        )
+        .when(~check_ok & c.str.ends_with("000"))
+        .then(
+            pl.format(
+                "{}; its last three digits are 000, as when the ID was stored as a number: {}",
+                _wrong_check_char(f, "check digit", c, ids.id_check_char(c)),
+                pl.lit(as_text),
             )
         )
         .when(~check_ok)

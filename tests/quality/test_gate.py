@@ -276,3 +276,23 @@ def test_reasons_never_carry_l3_l4_values(ref):
             update={"fields": [f.model_copy(update={"level": Level.L2}) for f in ds.fields]}
         )
         assert any(s in r for r in _reasons(low, frame) for s in sensitive)
+
+
+@pytest.mark.parametrize(
+    ("delivered", "says"),
+    [
+        ("1.10105E+17", "written in scientific notation"),
+        ("1.10105194912310E+17", "written in scientific notation"),
+        ("110105194912310000", "check digit is 0 but should be 3; its last three digits are 000"),
+    ],
+)
+def test_an_id_a_spreadsheet_stored_as_a_number_says_how_to_get_it_back(
+    delivered: str, says: str
+) -> None:
+    # the digits are lost: the row is quarantined, and the reason says what the officer can
+    # do (before: "not an 18-character ID number (11 characters)", "check digit is 0 …")
+    r = gate(_raw([{**RESIDENT, "citizen_id": delivered}], residents()), residents())
+    checked = r.quarantine.filter(pl.col("check_name") == "citizen_id_checksum")
+    (reason,) = checked["reason"].to_list()
+    assert says in reason and "for the column as text" in reason
+    assert delivered not in reason
