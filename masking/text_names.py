@@ -51,7 +51,14 @@ import sys
 import threading
 from pathlib import Path
 
-from catalog.identifiers import HAN, NAME_DOT, NAME_DOT_LOOKALIKES, NAME_STOPS, name_dots_str
+from catalog.identifiers import (
+    HAN,
+    NAME_DOT,
+    NAME_DOT_LOOKALIKES,
+    NAME_IN_PARTS,
+    NAME_STOPS,
+    name_dots_str,
+)
 from masking.names import (
     COMPOUND_SURNAMES,
     FUNCTION_SURNAMES,
@@ -97,6 +104,7 @@ _STOPPED = re.compile(rf"[{HAN}]{{1,{NAME_PART}}}(?:[{NAME_DOT}{NAME_STOPS}][{HA
 _ENDS_NAME = re.compile(NAME_END)
 _JOINS = frozenset(NAME_DOT + NAME_DOT_LOOKALIKES + NAME_STOPS)
 _STOPS = frozenset(NAME_STOPS)
+_JOINED = re.compile(NAME_IN_PARTS)
 
 _jieba_lock = threading.Lock()
 _jieba_state: dict = {"cache_dir": None, "pos": None}
@@ -427,7 +435,8 @@ def name_spans(
     """(start, end, source) of every candidate name in ``text`` (half-width); candidates
     overlap: the caller keeps the best (``masking.text``). ``use_jieba=False``: the
     trusted cues and the registry only (no dictionary loaded)."""
-    dotted = not _JOINS.isdisjoint(text)
+    # a join between Han characters (not any full stop: 2400.5 loads no dictionary)
+    dotted = not _JOINS.isdisjoint(text) and _JOINED.search(text) is not None
     if not (_may_hold_a_name(text) or dotted):  # a candidate starts with a surname, or is
         use_jieba = False  # in parts: none here, so jieba's dictionary (~1.4 CPU s) stays
     words = _Words(text) if use_jieba else None

@@ -65,3 +65,18 @@ def test_released_dictionaries_load_again_and_find_the_same() -> None:
     assert again.tokenizer.FREQ["郎家园"] == 2000  # ours again, not in jieba's dictionary
     assert jieba.posseg.dt.word_tag_tab is again.word_tag_tab
     assert not jieba.dt.initialized and not jieba.dt.FREQ
+
+
+def test_a_full_stop_that_joins_no_han_characters_loads_no_dictionary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name in parts needs jieba's words around it; a decimal point or an ASCII full stop
+    is no join of one, and a text of them still loads no dictionary."""
+    loads = []
+    real = text_names._pos_tokenizer
+    monkeypatch.setattr(text_names, "_pos_tokenizer", lambda: loads.append(1) or real())
+    for text in ("12.5", "v1.2. N/A。", "3.14．"):
+        assert text_names.name_spans(text) == []
+    assert loads == []
+    text = "居民买买提·艾力要求回访"
+    assert (2, 8, "dotted") in text_names.name_spans(text)
