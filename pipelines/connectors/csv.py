@@ -85,25 +85,27 @@ class _Header:
 
 
 def _header_below(
-    header: _Header,
+    header: _Header | None,
     records: Iterator[Record],
-    encoding: str,
+    encodings: tuple[str, ...],
     dataset: Dataset,
     file: str,
     limit: int,
-) -> tuple[_Header, Iterator[Record]]:
-    """The first of the next lines that names every required column, as the header, and
-    the records after it (the lines above it are titles, not rows); else ``header`` and
-    every record (the delivery then fails naming the missing columns)."""
+) -> tuple[_Header | None, Iterator[Record], str]:
+    """The first of the next lines that names every required column, read in the first of
+    ``encodings`` that makes it do so, as the header, the records after it (the lines above
+    it are titles, not rows) and that encoding; else ``header``, every record and the first
+    encoding (the delivery then fails naming the missing columns)."""
     peeked = list(islice(records, HEADER_SEARCH_ROWS - 1))
     for i, rec in enumerate(peeked):
-        try:
-            below = _read_header(rec, encoding, dataset.code, file, dataset.delivery, limit)
-        except DeliveryError:
-            continue
-        if names_required(dataset, below.names):
-            return below, chain(peeked[i + 1 :], records)
-    return header, chain(peeked, records)
+        for encoding in encodings:
+            try:
+                below = _read_header(rec, encoding, dataset.code, file, dataset.delivery, limit)
+            except DeliveryError:
+                continue
+            if names_required(dataset, below.names):
+                return below, chain(peeked[i + 1 :], records), encoding
+    return header, chain(peeked, records), encodings[0]
 
 
 def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: int) -> _Header:
@@ -309,24 +311,35 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
             raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
         notes: list[str] = []
         if gbk and first.line == 1 and first.offset == len(UTF8_BOM):  # the file's own word
-            encoding = "utf-8"
+            encoding, other, told = "utf-8", None, None
             notes.append(
                 "the file is UTF-8 (it starts with UTF-8's byte-order mark), the catalogue "
                 f"says {declared}"
             )
             header = _read_header(first, encoding, dataset.code, file, d, limit)
         else:
-            header, told = _header_told(first, encoding, other, dataset, file, limit)
+            try:
+                header, told = _header_told(first, encoding, other, dataset, file, limit)
+            except DeliveryError as exc:  # the first line reads in neither: a title, perhaps
+                if other is None:
+                    raise
+                header, told, unreadable = None, None, exc
             if told is not None:
-                encoding = told
-                spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
-                notes.append(
-                    f"the file is {spelt} (its header reads so), the catalogue says {declared}"
-                )
-        if not names_required(dataset, header.names):  # a title line above the header?
-            header, records = _header_below(header, records, encoding, dataset, file, limit)
-            if header.line != first.line:
-                notes.append(f"the header is on line {header.line}, under a title")
+                encoding, other = told, None
+        if header is None or not names_required(dataset, header.names):  # under a title?
+            tries = (encoding, other) if other is not None else (encoding,)
+            header, records, found = _header_below(header, records, tries, dataset, file, limit)
+            if header is None:  # no header below either: the first line's failure stands
+                raise unreadable
+            if found != encoding:
+                encoding, told = found, found
+        if told is not None:  # told by the header line or by a header under a title
+            spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
+            notes.append(
+                f"the file is {spelt} (its header reads so), the catalogue says {declared}"
+            )
+        if header.line != first.line:
+            notes.append(f"the header is on line {header.line}, under a title")
         header = _unique_header(header, dataset, file)
         parts = batches(records)
         recs = next(parts, [])

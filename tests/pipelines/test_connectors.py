@@ -138,6 +138,31 @@ def test_a_csv_in_the_other_chinese_encoding_is_read_as_its_header_says(
     assert frame["name"].to_list() == names and frame["_source_row"].to_list() == [2, 3]
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        "XX街道独居老人台账（刘䶮填报）,,",  # reads as (mojibake) GB18030 too
+        "独居老人台账表,,",  # does not: its last UTF-8 byte starts no GB18030 character
+    ],
+)
+def test_a_header_under_a_title_tells_the_encoding_too(tmp_path: Path, title: str) -> None:
+    # an Excel ledger saved as "CSV UTF-8" without its mark, a title line above the header:
+    # the title names no column in either encoding, the header under it does in UTF-8
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    lines = [
+        title,
+        "身份证号,姓名,出生日期",
+        *(",".join(r) for r in ROWS),
+    ]
+    parsed = read_delivery(write_csv(tmp_path / "a.csv", lines, "utf-8"), ds)
+    assert parsed.notes == [
+        "the file is UTF-8 (its header reads so), the catalogue says gbk",
+        "the header is on line 2, under a title",
+    ]
+    frame = map_to_fields(parsed, ds, "a.csv")
+    assert frame["name"].to_list() == ["张三", "李四"] and frame["_source_row"].to_list() == [3, 4]
+
+
 def test_the_declared_encoding_stays_where_the_header_does_not_tell(tmp_path: Path) -> None:
     ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
     # the header names no column in either encoding: the delivery fails as declared
