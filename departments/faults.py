@@ -34,12 +34,13 @@ def truncate_csv(src: Path, dest: Path | None = None, fraction: float = 0.5) -> 
 
 
 def wrong_encoding(src: Path, dest: Path | None = None, declared: str = "gbk") -> Path:
-    """Re-encode a CSV delivered in ``declared`` as UTF-16 (Excel's "Unicode text"), so it
-    decodes neither as declared nor as the other Chinese encoding (a UTF-8 file declared GBK
-    is read: its header tells)."""
+    """Re-encode a CSV delivered in ``declared`` as UTF-16 without a byte-order mark (a
+    database's ``bcp -w`` export), so it decodes neither as declared nor as the other
+    Chinese encoding and says nothing of itself (a UTF-8 file declared GBK is read: its
+    header tells; Excel's "Unicode text" is read: its UTF-16 mark tells)."""
     path = _target(src, dest)
     text = path.read_bytes().decode(declared)
-    path.write_bytes(text.encode("utf-16"))
+    path.write_bytes(text.encode("utf-16-le"))
     return path
 
 

@@ -36,6 +36,7 @@ import polars as pl
 
 from masking.leaks import LeakCounts, scan_frame, scan_texts
 from pipelines.connectors.excel import OLE2_MAGIC
+from pipelines.connectors.records import Prefixed
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PARQUET_MAGIC = b"PAR1"
@@ -77,8 +78,16 @@ def sniff(head: bytes) -> str:
 
 
 def _encoding(head: bytes) -> str:
-    """UTF-8 when the first bytes decode as UTF-8 (a character cut at the end allowed),
-    else GB18030 (a superset of GBK)."""
+    """UTF-16 when the first bytes start with its byte-order mark or hold its 0 bytes (a
+    text in UTF-8 or GBK has none; an ASCII character in UTF-16 has one, in the byte order's
+    place), UTF-8 when they decode as UTF-8 (a character cut at the end allowed), else
+    GB18030 (a superset of GBK). A delivery in UTF-16 is read (pipelines.connectors.csv):
+    read as bytes its digits stand between 0 bytes, and no ID in it would be found."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    if max(even, odd) * 8 >= len(head) > 0 and min(even, odd) * 4 <= max(even, odd):
+        return "utf-16-le" if odd > even else "utf-16-be"
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
@@ -286,23 +295,6 @@ def scan_xls(fh: BinaryIO, names) -> LeakCounts:
     return result
 
 
-class _Prefixed:
-    """``fh`` read again from its start when ``head`` (its first bytes) was read already:
-    the file need not seek (a landed file is decrypted as a stream)."""
-
-    def __init__(self, head: bytes, fh: BinaryIO) -> None:
-        self._head, self._fh = head, fh
-
-    def read(self, n: int = -1) -> bytes:
-        if not self._head:
-            return self._fh.read(n)
-        if n is None or n < 0:
-            out, self._head = self._head + self._fh.read(), b""
-            return out
-        out, self._head = self._head[:n], self._head[n:]
-        return out + (self._fh.read(n - len(out)) if len(out) < n else b"")
-
-
 def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str]:
     """Scan an open binary file by what it holds; returns the counts and the format read.
 
@@ -311,7 +303,7 @@ def scan_stream(fh: BinaryIO, names, *, seekable: bool) -> tuple[LeakCounts, str
     head = fh.read(len(SQLITE_MAGIC))
     kind = sniff(head)
     if kind == "gzip":
-        with gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb") as inner:
+        with gzip.GzipFile(fileobj=Prefixed(head, fh), mode="rb") as inner:
             counts, _ = scan_stream(inner, names, seekable=False)  # type: ignore[arg-type]
         return counts, kind
     if kind in ("parquet", "xlsx", "xls") and seekable:

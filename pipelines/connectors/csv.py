@@ -2,8 +2,12 @@
 
 A delivery in the other of the two encodings Chinese exports are written in is read in it
 where the file says so: a UTF-8 byte-order mark in a file declared GBK, or a header line
-that names the catalogue's required columns only when read in the other encoding; the
-read's notes say so (the catalogue's setting is for the officer to correct).
+that names the catalogue's required columns only when read in the other encoding. A file
+that starts with a UTF-16 byte-order mark (Excel's "Unicode text") is UTF-16 whatever was
+declared, transcoded to UTF-8 as it is read; one declared UTF-16 without a mark is read
+in the order declared. A header that names the required columns only when split at tabs
+(Excel's text exports) makes the file read so. The read's notes say each of these (the
+catalogue's setting is for the officer to correct).
 
 The landed file is cut into records at byte level (:mod:`pipelines.connectors.records`)
 and each record is decoded strictly on its own (STACK.md: DuckDB's GBK reader
@@ -26,11 +30,13 @@ lost.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import sys
 from collections.abc import Iterator
 from itertools import chain, islice, repeat
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import polars as pl
 
@@ -51,7 +57,9 @@ from pipelines.connectors.records import (
     Record,
     batches,
     byte_splittable,
+    is_utf16,
     scan_records,
+    utf16_as_utf8,
 )
 
 GBK_FAMILY = frozenset({"gbk", "gb2312"})  # codecs' names (cp936 is gbk's alias)
@@ -131,8 +139,15 @@ def _read_header(rec: Record, encoding: str, dataset: str, file: str, d, limit: 
     except csv.Error:
         rows = []
     if len(rows) != 1:
+        nul = "\x00" in text  # UTF-16 read as a one-byte encoding: a 0 byte in every ASCII
         raise DeliveryError(
-            "missing column names: the header line cannot be split into cells",
+            "missing column names: the header line cannot be split into cells"
+            + (
+                " (it holds 0 bytes: a UTF-16 file without its byte-order mark? declare its "
+                "encoding utf-16)"
+                if nul
+                else ""
+            ),
             dataset=dataset,
             file=file,
             row=rec.line,
@@ -278,13 +293,90 @@ def _unique_header(header: _Header, dataset: Dataset, file: str) -> _Header:
     return _Header(names, header.line)
 
 
+class _Opened(NamedTuple):
+    """A CSV delivery's header as found, the records after it, the encoding its rows are
+    decoded in, and the notes on what the file said against the catalogue."""
+
+    header: _Header
+    records: Iterator[Record]
+    encoding: str
+    notes: list[str]
+
+
+def _open_csv(fh: BinaryIO, dataset: Dataset, file: str, limit: int) -> _Opened:
+    """The header of an open landed CSV file, read with the dataset's delimiter: in the
+    declared encoding, else in the one the file itself tells (a byte-order mark, or a
+    header line that names the required columns only in the other Chinese encoding), on
+    the first line or on one of the next under a title."""
+    d = dataset.delivery
+    declared = d.encoding or "utf-8"
+    name = codecs.lookup(declared).name
+    fh, utf16 = utf16_as_utf8(fh, declared)
+    notes: list[str] = []
+    if utf16 is not None:  # transcoded to UTF-8 (pipelines.connectors.records)
+        name = "utf-8"
+        if not is_utf16(declared):
+            notes.append(
+                "the file is UTF-16 (it starts with UTF-16's byte-order mark), the catalogue "
+                f"says {declared}"
+            )
+    utf8, gbk = name in {"utf-8", "utf-8-sig"}, name in GBK_FAMILY | {"gb18030"}
+    # utf-8: the BOM is skipped by the scanner, offsets stay file offsets; GBK is read as
+    # GB18030, their superset (see the module's docstring)
+    encoding = "utf-8" if utf8 else "gb18030" if gbk else declared
+    # the other Chinese export; none where the file has said what it is
+    other = None if utf16 else "gb18030" if utf8 else "utf-8" if gbk else None
+    # a UTF-8 byte-order mark is skipped in a GBK file too (its bytes start no GBK header)
+    records = scan_records(
+        fh,
+        max_bytes=limit,
+        csv_delimiter=(d.delimiter or ",").encode("ascii"),
+        skip_bom=utf8 or gbk,
+    )
+    first = next(records, None)
+    if first is None:
+        raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
+    if gbk and first.line == 1 and first.offset == len(UTF8_BOM):  # the file's own word
+        encoding, other, told = "utf-8", None, None
+        notes.append(
+            "the file is UTF-8 (it starts with UTF-8's byte-order mark), the catalogue "
+            f"says {declared}"
+        )
+        header = _read_header(first, encoding, dataset.code, file, d, limit)
+    else:
+        try:
+            header, told = _header_told(first, encoding, other, dataset, file, limit)
+        except DeliveryError as exc:  # the first line reads in neither: a title, perhaps
+            if other is None:
+                raise
+            header, told, unreadable = None, None, exc
+        if told is not None:
+            encoding, other = told, None
+    if header is None or not names_required(dataset, header.names):  # under a title?
+        tries = (encoding, other) if other is not None else (encoding,)
+        header, records, found = _header_below(header, records, tries, dataset, file, limit)
+        if header is None:  # no header below either: the first line's failure stands
+            raise unreadable
+        if found != encoding:
+            encoding, told = found, found
+    if told is not None:  # told by the header line or by a header under a title
+        spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
+        notes.append(f"the file is {spelt} (its header reads so), the catalogue says {declared}")
+    if header.line != first.line:
+        notes.append(f"the header is on line {header.line}, under a title")
+    return _Opened(header, records, encoding, notes)
+
+
+TAB = "\t"
+
+
 def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
     """Batches of rows of a landed CSV delivery (see the module docstring)."""
     d = dataset.delivery
     encoding = d.encoding or "utf-8"
     delimiter = d.delimiter or ","
     file = str(path)
-    if not byte_splittable(encoding, delimiter):
+    if not is_utf16(encoding) and not byte_splittable(encoding, delimiter):
         raise DeliveryError(
             f"encoding {encoding} with delimiter {delimiter!r} cannot be read as a stream",
             dataset=dataset.code,
@@ -292,54 +384,30 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
         )
     limit = settings.max_record_bytes
     csv.field_size_limit(max(csv.field_size_limit(), min(limit, sys.maxsize)))
-    declared, name = encoding, codecs.lookup(encoding).name
-    utf8, gbk = name in {"utf-8", "utf-8-sig"}, name in GBK_FAMILY | {"gb18030"}
-    if utf8:
-        encoding = "utf-8"  # the BOM is skipped by the scanner, offsets stay file offsets
-    elif gbk:
-        encoding = "gb18030"  # their superset (see the module's docstring)
-    other = "gb18030" if utf8 else "utf-8" if gbk else None  # the other Chinese export
     read = loaded = 0
     first_problem: RowProblem | None = None
-    with open_landed(settings, path) as fh:
-        # a UTF-8 byte-order mark is skipped in a GBK file too (its bytes start no GBK header)
-        records = scan_records(
-            fh, max_bytes=limit, csv_delimiter=delimiter.encode("ascii"), skip_bom=utf8 or gbk
-        )
-        first = next(records, None)
-        if first is None:
-            raise DeliveryError("the file is empty", dataset=dataset.code, file=file)
-        notes: list[str] = []
-        if gbk and first.line == 1 and first.offset == len(UTF8_BOM):  # the file's own word
-            encoding, other, told = "utf-8", None, None
-            notes.append(
-                "the file is UTF-8 (it starts with UTF-8's byte-order mark), the catalogue "
-                f"says {declared}"
+    with contextlib.ExitStack() as opened:
+        fh = opened.enter_context(open_landed(settings, path))
+        header, records, encoding, notes = _open_csv(fh, dataset, file, limit)
+        if not names_required(dataset, header.names) and delimiter != TAB:
+            # Excel's "Unicode text" and "Text (tab delimited)" separate cells by tabs:
+            # where the header names the columns only so, the file is read so
+            tabbed = dataset.model_copy(
+                update={"delivery": d.model_copy(update={"delimiter": TAB})}
             )
-            header = _read_header(first, encoding, dataset.code, file, d, limit)
-        else:
+            again = opened.enter_context(open_landed(settings, path))
             try:
-                header, told = _header_told(first, encoding, other, dataset, file, limit)
-            except DeliveryError as exc:  # the first line reads in neither: a title, perhaps
-                if other is None:
-                    raise
-                header, told, unreadable = None, None, exc
-            if told is not None:
-                encoding, other = told, None
-        if header is None or not names_required(dataset, header.names):  # under a title?
-            tries = (encoding, other) if other is not None else (encoding,)
-            header, records, found = _header_below(header, records, tries, dataset, file, limit)
-            if header is None:  # no header below either: the first line's failure stands
-                raise unreadable
-            if found != encoding:
-                encoding, told = found, found
-        if told is not None:  # told by the header line or by a header under a title
-            spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
-            notes.append(
-                f"the file is {spelt} (its header reads so), the catalogue says {declared}"
-            )
-        if header.line != first.line:
-            notes.append(f"the header is on line {header.line}, under a title")
+                told = _open_csv(again, tabbed, file, limit)
+            except DeliveryError:
+                told = None
+            if told is not None and names_required(dataset, told.header.names):
+                header, records, encoding = told.header, told.records, told.encoding
+                notes = [
+                    *told.notes,
+                    f"the cells are separated by tabs (the header reads so), the catalogue "
+                    f"says {delimiter!r}",
+                ]
+                dataset, d = tabbed, tabbed.delivery
         header = _unique_header(header, dataset, file)
         parts = batches(records)
         recs = next(parts, [])

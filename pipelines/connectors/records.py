@@ -48,6 +48,80 @@ def byte_splittable(encoding: str, delimiter: str = ",") -> bool:
     return False
 
 
+UTF16_BOMS = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
+UTF16 = frozenset({"utf-16", "utf-16-le", "utf-16-be"})  # codecs' names
+TRANSCODE_BYTES = 1 << 20
+
+
+def is_utf16(encoding: str) -> bool:
+    return codecs.lookup(encoding).name in UTF16
+
+
+class _Transcoded:
+    """A UTF-16 file read as UTF-8 bytes (``read`` only: what the scanner asks).
+
+    UTF-16 cannot be cut at byte level (its ``\\n`` is two bytes, one of them 0), so it
+    is decoded as it is read and handed on as UTF-8, which can. Damage stays with its
+    row: a lone surrogate is passed through as UTF-8 never writes one (strict UTF-8
+    decoding then fails that record), and a last odd byte (a file cut inside a
+    character) as a byte no UTF-8 holds. Offsets in the records are then offsets in
+    the UTF-8, not in the file; their line numbers are the file's."""
+
+    def __init__(self, fh: BinaryIO, encoding: str) -> None:
+        self._fh = fh
+        self._decoder = codecs.getincrementaldecoder(encoding)("surrogatepass")
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done:
+            raw = self._fh.read(size if size and size > 0 else TRANSCODE_BYTES)
+            try:
+                text = self._decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError:  # only at the end: an odd byte, half a character
+                self._done = True
+                return b"\xff"
+            if not raw:
+                self._done = True
+            if text:
+                return text.encode("utf-8", "surrogatepass")
+        return b""
+
+
+def utf16_as_utf8(fh: BinaryIO, declared: str) -> tuple[BinaryIO, str | None]:
+    """``fh`` to be scanned, and the UTF-16 it was read in (None: as it is).
+
+    A file that starts with a UTF-16 byte-order mark is UTF-16 in that byte order
+    whatever was declared (Excel's "Unicode text", a database's ``bcp -w`` export): its
+    mark is its own word, as a UTF-8 mark is. A file declared UTF-16 without a mark is
+    read in the order declared (``utf-16``: little-endian, as Windows writes it)."""
+    head = fh.read(2)
+    told = UTF16_BOMS.get(head)
+    if told is not None:
+        return _Transcoded(fh, told), told  # type: ignore[return-value]
+    name = codecs.lookup(declared).name
+    if name in UTF16:
+        order = "utf-16-le" if name == "utf-16" else name
+        return _Transcoded(Prefixed(head, fh), order), order  # type: ignore[return-value]
+    return Prefixed(head, fh), None  # type: ignore[return-value]
+
+
+class Prefixed:
+    """``fh`` read again from its start when ``head`` (its first bytes) was read already:
+    the file need not seek (a landed file is decrypted as a stream)."""
+
+    def __init__(self, head: bytes, fh: BinaryIO) -> None:
+        self._head, self._fh = head, fh
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._fh.read(n)
+        if n is None or n < 0:
+            out, self._head = self._head + self._fh.read(), b""
+            return out
+        out, self._head = self._head[:n], self._head[n:]
+        return out + (self._fh.read(n - len(out)) if len(out) < n else b"")
+
+
 OUT, IN, QUOTE_SEEN = (
     0,
     1,

@@ -354,3 +354,18 @@ def test_a_gzip_file_is_read_decompressed(settings: Settings) -> None:
     assert how == "gzip" and Counter(counts.by_kind) == EXPECTED
     clean = gzip.compress(b"nothing personal here\n" * 1000, mtime=0)
     assert scan_stream(io.BytesIO(clean), {NAME}, seekable=False)[0].by_kind == Counter()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_text_is_read_as_its_text(encoding: str) -> None:
+    # a UTF-16 delivery is read (Excel's "Unicode text"): read as bytes, its digits stood
+    # between 0 bytes and nothing planted in it was found; with its mark or without one
+    import io
+
+    from pipelines.leak_files import scan_stream
+
+    text = "\r\n".join(f"{i}\t{v}" for i, v in enumerate(_values()))
+    counts, how = scan_stream(io.BytesIO(text.encode(encoding)), {NAME}, seekable=False)
+    assert how == "text" and Counter(counts.by_kind) == EXPECTED
+    clean = "\r\n".join(CLEAN).encode(encoding)
+    assert scan_stream(io.BytesIO(clean), {NAME}, seekable=False)[0].by_kind == Counter()

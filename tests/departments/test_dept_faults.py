@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -30,7 +31,8 @@ def test_truncated_csv_ends_mid_row(home, manifest, tmp_path):
 def test_wrong_encoding_fails_to_decode_as_declared(home, manifest, tmp_path):
     src = first_file(home, manifest, "wjw", "elderly_health_checks")
     broken = faults.wrong_encoding(src, tmp_path / src.name, declared="gbk")
-    assert broken.read_bytes().decode("utf-16") == src.read_bytes().decode("gbk")
+    assert broken.read_bytes().decode("utf-16-le") == src.read_bytes().decode("gbk")
+    assert not broken.read_bytes().startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     for other in ("gbk", "gb18030", "utf-8"):
         with pytest.raises(UnicodeDecodeError):
             broken.read_bytes().decode(other)

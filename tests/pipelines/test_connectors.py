@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import io
 import json
@@ -161,6 +162,84 @@ def test_a_header_under_a_title_tells_the_encoding_too(tmp_path: Path, title: st
     ]
     frame = map_to_fields(parsed, ds, "a.csv")
     assert frame["name"].to_list() == ["张三", "李四"] and frame["_source_row"].to_list() == [3, 4]
+
+
+UTF16_NOTE = "the file is UTF-16 (it starts with UTF-16's byte-order mark), the catalogue says "
+TAB_NOTE = "the cells are separated by tabs (the header reads so), the catalogue says ','"
+
+
+@pytest.mark.parametrize(
+    ("declared", "delimiter", "written", "sep", "notes"),
+    [
+        # Excel's "Unicode text": UTF-16 little-endian with its mark, cells between tabs
+        ("gbk", ",", "utf-16", "\t", [UTF16_NOTE + "gbk", TAB_NOTE]),
+        ("utf-8", ",", "utf-16-be-bom", ",", [UTF16_NOTE + "utf-8"]),
+        # declared so: read so, nothing to note (without a mark: Windows' byte order)
+        ("utf-16", "\t", "utf-16-le", "\t", []),
+        ("UTF-16LE", ",", "utf-16", ",", []),
+        # Excel's "Text (tab delimited)" in GBK
+        ("gbk", ",", "gbk", "\t", [TAB_NOTE]),
+    ],
+)  # fmt: skip
+def test_excels_unicode_text_and_tabbed_exports_are_read(
+    tmp_path: Path, declared: str, delimiter: str, written: str, sep: str, notes: list[str]
+) -> None:
+    # the whole delivery failed: "wrong encoding at byte 0" or "missing column"
+    ds = make_dataset("csv", pattern="*.csv", encoding=declared, delimiter=delimiter)
+    names = ["刘䶮", "𠮷野家", "张三"] if written != "gbk" else ["欧阳娜娜", "张三"]
+    lines = [sep.join(["身份证号", "姓名", "出生日期"])]
+    lines += [sep.join([ROWS[0][0], n, "1949-12-31"]) for n in names]
+    text = "\r\n".join(lines) + "\r\n"
+    if written == "utf-16-be-bom":
+        data = codecs.BOM_UTF16_BE + text.encode("utf-16-be")
+    else:
+        data = text.encode(written)
+    p = tmp_path / "a.csv"
+    p.write_bytes(data)
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == [] and parsed.notes == notes
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["name"].to_list() == names
+    assert frame["_source_row"].to_list() == list(range(2, 2 + len(names)))
+    assert frame["birth_date"].to_list() == ["1949-12-31"] * len(names)
+
+
+def test_damage_in_a_utf16_file_stays_with_its_row(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    header = "身份证号,姓名,出生日期\r\n".encode("utf-16-le")
+    good = [f"{ROWS[0][0]},{n},1949-12-31\r\n".encode("utf-16-le") for n in ("张三", "李四")]
+    lone = (
+        "110105194912310035,王".encode("utf-16-le")
+        + b"\x00\xd8"
+        + ",1949-12-31\r\n".encode("utf-16-le")
+    )  # a lone surrogate (half of a pair): no character
+    cut = f"{ROWS[0][0]},赵六,1949-12-31\r\n".encode("utf-16-le")[:-1]  # cut inside its "\n"
+    p = tmp_path / "a.csv"
+    p.write_bytes(codecs.BOM_UTF16_LE + header + good[0] + lone + good[1] + cut)
+    parsed = read_delivery(p, ds)
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["name"].to_list() == ["张三", "李四"]
+    assert frame["_source_row"].to_list() == [2, 4]
+    assert [(q.source_row, q.check) for q in parsed.problems] == [
+        (3, "encoding"),
+        (5, "truncated"),  # its line end cut in half: the file was cut
+    ]
+    assert "wrong encoding" in parsed.problems[0].reason
+    assert all("王" not in q.reason and "赵六" not in q.reason for q in parsed.problems)
+
+
+def test_utf16_without_its_mark_fails_as_declared(tmp_path: Path) -> None:
+    # a bcp -w export: UTF-16 with no byte-order mark says nothing of itself; declared GBK,
+    # its header reads in neither Chinese encoding, or as cells with 0 bytes between
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    for header, expect in (
+        ("身份证号,姓名,出生日期", "it holds 0 bytes: a UTF-16 file without its byte-order mark"),
+        ("身份证号,姓名,出生日期,联系电话", "wrong encoding at byte"),
+    ):
+        p = write_csv(tmp_path / "a.csv", [header, *(",".join(r) for r in ROWS)], "utf-16-le")
+        with pytest.raises(DeliveryError) as info:
+            read_delivery(p, ds)
+        assert expect in str(info.value) and info.value.row == 1
 
 
 def test_the_declared_encoding_stays_where_the_header_does_not_tell(tmp_path: Path) -> None:

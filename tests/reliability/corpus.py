@@ -348,9 +348,10 @@ def csv_bytes(
     *,
     cols: list[str] | None = None,
     terminator: str = "\r\n",
+    delimiter: str = ",",
 ) -> bytes:
     buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator=terminator)
+    w = csv.writer(buf, lineterminator=terminator, delimiter=delimiter)
     cols = cols or header
     if header is not None:
         w.writerow(header)
@@ -1101,15 +1102,25 @@ class CorpusBuilder:
             load(t["n"] + 1),
             csv_bytes(t["header"], [*t["rows"], marked], "utf-8"),
         )
-        self.add(  # Excel's "Unicode text": neither Chinese encoding reads it
-            "csv-gbk: the whole file in UTF-16 (GBK declared)",
+        self.add(  # Excel's "Unicode text": UTF-16 with its mark, cells between tabs (notes say)
+            "csv-gbk: Excel's Unicode text, UTF-16 and tabs (GBK declared)",
+            G,
+            "other encoding",
+            "wjw",
+            "family_doctor_contracts",
+            "utf16",
+            load(t["n"] + 1),
+            csv_bytes(t["header"], [*t["rows"], marked], "utf-16", delimiter="\t"),
+        )
+        self.add(  # bcp -w: UTF-16 without a mark says nothing of itself, neither encoding reads it
+            "csv-gbk: the whole file in UTF-16 without its byte-order mark (GBK declared)",
             G,
             "wrong encoding",
             "wjw",
             "family_doctor_contracts",
-            "utf16",
+            "utf16nobom",
             fail("wrong encoding"),
-            csv_bytes(t["header"], [*t["rows"], marked], "utf-16"),
+            csv_bytes(t["header"], [*t["rows"], marked], "utf-16-le"),
         )
         t = self.csv_variants("wjw", "elderly_health_checks", G)
         rare = mark(t["rows"][5], t["f"], self.index)
