@@ -2,7 +2,9 @@
 
 A delivery in the other of the two encodings Chinese exports are written in is read in it
 where the file says so: a UTF-8 byte-order mark in a file declared GBK, or a header line
-that names the catalogue's required columns only when read in the other encoding. A file
+that names the catalogue's required columns only when read in the other encoding, or,
+under a header in ASCII (pinyin initials: SFZH, XM), rows that read only in the other
+one (:func:`_rows_tell`: UTF-8 read as GB18030 loaded mojibake names silently). A file
 that starts with a UTF-16 byte-order mark (Excel's "Unicode text") is UTF-16 whatever was
 declared, transcoded to UTF-8 as it is read; one declared UTF-16 without a mark is read
 in the order declared. A header that names the required columns only when split at tabs
@@ -301,6 +303,7 @@ class _Opened(NamedTuple):
     records: Iterator[Record]
     encoding: str
     notes: list[str]
+    undecided: str | None  # the other encoding, where the header could not tell
 
 
 def _open_csv(fh: BinaryIO, dataset: Dataset, file: str, limit: int) -> _Opened:
@@ -360,11 +363,47 @@ def _open_csv(fh: BinaryIO, dataset: Dataset, file: str, limit: int) -> _Opened:
         if found != encoding:
             encoding, told = found, found
     if told is not None:  # told by the header line or by a header under a title
-        spelt = "UTF-8" if told == "utf-8" else "GB18030/GBK"
-        notes.append(f"the file is {spelt} (its header reads so), the catalogue says {declared}")
+        notes.append(
+            f"the file is {_spelt(told)} (its header reads so), the catalogue says {declared}"
+        )
     if header.line != first.line:
         notes.append(f"the header is on line {header.line}, under a title")
-    return _Opened(header, records, encoding, notes)
+    # an ASCII header (SFZH, XM …) reads alike in both: the rows are left to tell
+    ascii_header = all(n.isascii() for n in header.names)
+    undecided = other if told is None and ascii_header else None
+    return _Opened(header, records, encoding, notes, undecided)
+
+
+def _spelt(encoding: str) -> str:
+    return "UTF-8" if encoding == "utf-8" else "GB18030/GBK"
+
+
+ROWS_TELL_BYTES = 16  # bytes of characters outside ASCII the rows must hold to tell
+
+
+def _rows_tell(recs: list[Record], encoding: str, other: str) -> bool:
+    """Whether the first batch's rows are in ``other``, the other Chinese encoding.
+
+    Read in GB18030, most UTF-8 text decodes too, as mojibake (张三 as 寮犱笁): a UTF-8
+    file declared GBK under an ASCII header loaded its names garbled and said nothing.
+    UTF-8 is the file's word where every row outside ASCII is valid UTF-8 (a GBK text of
+    a few characters almost never is); GB18030 where none of them is UTF-8 and every one
+    reads in GB18030 (a UTF-8 file with one damaged row still reads as UTF-8, the row
+    quarantined). At least :data:`ROWS_TELL_BYTES` bytes outside ASCII must be there."""
+    rows = [r.data for r in recs if r.data is not None and not r.data.isascii()]
+    if sum(len(r) for r in rows) < ROWS_TELL_BYTES:
+        return False
+
+    def reads(data: bytes, enc: str) -> bool:
+        try:
+            data.decode(enc)
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    if other == "utf-8":
+        return all(reads(r, "utf-8") for r in rows)
+    return not any(reads(r, encoding) for r in rows) and all(reads(r, other) for r in rows)
 
 
 TAB = "\t"
@@ -388,7 +427,7 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
     first_problem: RowProblem | None = None
     with contextlib.ExitStack() as opened:
         fh = opened.enter_context(open_landed(settings, path))
-        header, records, encoding, notes = _open_csv(fh, dataset, file, limit)
+        header, records, encoding, notes, undecided = _open_csv(fh, dataset, file, limit)
         if not names_required(dataset, header.names) and delimiter != TAB:
             # Excel's "Unicode text" and "Text (tab delimited)" separate cells by tabs:
             # where the header names the columns only so, the file is read so
@@ -402,6 +441,7 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
                 told = None
             if told is not None and names_required(dataset, told.header.names):
                 header, records, encoding = told.header, told.records, told.encoding
+                undecided = told.undecided
                 notes = [
                     *told.notes,
                     f"the cells are separated by tabs (the header reads so), the catalogue "
@@ -411,6 +451,12 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
         header = _unique_header(header, dataset, file)
         parts = batches(records)
         recs = next(parts, [])
+        if undecided is not None and _rows_tell(recs, encoding, undecided):
+            encoding = undecided
+            notes.append(
+                f"the file is {_spelt(undecided)} (its rows read so, its header is ASCII), "
+                f"the catalogue says {d.encoding or 'utf-8'}"
+            )
         while True:
             frame, problems = _batch(recs, header, encoding, d, limit)
             read += frame.height + len(problems)

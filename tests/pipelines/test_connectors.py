@@ -242,6 +242,54 @@ def test_utf16_without_its_mark_fails_as_declared(tmp_path: Path) -> None:
         assert expect in str(info.value) and info.value.row == 1
 
 
+def ascii_headed(ds: Dataset) -> Dataset:
+    """``ds`` with the ASCII column names many department systems export (pinyin initials)."""
+    sources = {"citizen_id": "SFZH", "name": "XM", "birth_date": "CSRQ"}
+    fields = [f.model_copy(update={"source": sources[f.name]}) for f in ds.fields]
+    return ds.model_copy(update={"fields": fields})
+
+
+@pytest.mark.parametrize(
+    ("declared", "written", "note"),
+    [
+        # read in GB18030, UTF-8 decodes as mojibake (张三 as 寮犱笁): loaded garbled, silently
+        ("gbk", "utf-8", "the file is UTF-8 (its rows read so, its header is ASCII), the "
+         "catalogue says gbk"),
+        # read in UTF-8, GBK failed every row with a name: the delivery failed whole
+        ("utf-8", "gbk", "the file is GB18030/GBK (its rows read so, its header is ASCII), "
+         "the catalogue says utf-8"),
+        ("gbk", "gbk", None),
+        ("utf-8", "utf-8", None),
+    ],
+)  # fmt: skip
+def test_under_an_ascii_header_the_rows_tell_the_encoding(
+    tmp_path: Path, declared: str, written: str, note: str | None
+) -> None:
+    ds = ascii_headed(make_dataset("csv", pattern="*.csv", encoding=declared))
+    names = ["张三", "欧阳娜娜", "李四"] + (["刘䶮"] if written == "utf-8" else [])
+    lines = ["SFZH,XM,CSRQ", *(f"{ROWS[0][0]},{n},1949-12-31" for n in names)]
+    p = write_csv(tmp_path / "a.csv", lines, written)
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == [] and parsed.notes == ([note] if note else [])
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == names
+
+
+def test_one_damaged_row_does_not_turn_a_utf8_file(tmp_path: Path) -> None:
+    # a UTF-8 file with one GBK row (pasted in from another export): the row is quarantined,
+    # the file stays UTF-8
+    ds = ascii_headed(make_dataset("csv", pattern="*.csv", encoding="utf-8"))
+    rows = [f"{ROWS[0][0]},{n},1949-12-31" for n in ("张三", "欧阳娜娜", "李四")]
+    data = ("SFZH,XM,CSRQ\r\n" + "\r\n".join(rows) + "\r\n").encode("utf-8")
+    data += f"{ROWS[1][0]},王五,1949-12-31\r\n".encode("gbk")
+    p = tmp_path / "a.csv"
+    p.write_bytes(data)
+    parsed = read_delivery(p, ds)
+    assert parsed.notes == [] and [(q.source_row, q.check) for q in parsed.problems] == [
+        (5, "encoding")
+    ]
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == ["张三", "欧阳娜娜", "李四"]
+
+
 def test_the_declared_encoding_stays_where_the_header_does_not_tell(tmp_path: Path) -> None:
     ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
     # the header names no column in either encoding: the delivery fails as declared
