@@ -53,7 +53,7 @@ from pipelines.connectors.base import (
     names_required,
     whole_file_failure,
 )
-from pipelines.connectors.landed import open_landed
+from pipelines.connectors.compressed import open_delivered
 from pipelines.connectors.records import (
     UTF8_BOM,
     Record,
@@ -426,7 +426,7 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
     read = loaded = 0
     first_problem: RowProblem | None = None
     with contextlib.ExitStack() as opened:
-        fh = opened.enter_context(open_landed(settings, path))
+        fh, came = opened.enter_context(open_delivered(settings, path, dataset.code, file))
         header, records, encoding, notes, undecided = _open_csv(fh, dataset, file, limit)
         if not names_required(dataset, header.names) and delimiter != TAB:
             # Excel's "Unicode text" and "Text (tab delimited)" separate cells by tabs:
@@ -434,7 +434,7 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
             tabbed = dataset.model_copy(
                 update={"delivery": d.model_copy(update={"delimiter": TAB})}
             )
-            again = opened.enter_context(open_landed(settings, path))
+            again, _ = opened.enter_context(open_delivered(settings, path, dataset.code, file))
             try:
                 told = _open_csv(again, tabbed, file, limit)
             except DeliveryError:
@@ -449,6 +449,8 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
                 ]
                 dataset, d = tabbed, tabbed.delivery
         header = _unique_header(header, dataset, file)
+        if came is not None:
+            notes = [came, *notes]
         parts = batches(records)
         recs = next(parts, [])
         if undecided is not None and _rows_tell(recs, encoding, undecided):

@@ -19,15 +19,15 @@ from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.connectors import jsonstrict
 from pipelines.connectors.base import Parsed, RowProblem, whole_file_failure
+from pipelines.connectors.compressed import open_delivered
 from pipelines.connectors.jsonl import records_frame
-from pipelines.connectors.landed import open_landed
 from pipelines.connectors.records import UTF8_BOM
 
 
 def read_json(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parsed]:
     """The records of a landed JSON document, as one batch (see the module docstring)."""
     file = str(path)
-    with open_landed(settings, path) as fh:
+    with open_delivered(settings, path, dataset.code, file) as (fh, came):
         data = fh.read()
     start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
     if not data[start:].strip():
@@ -121,4 +121,4 @@ def read_json(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Pars
         rows.append(i)
     if problems and not good:
         raise whole_file_failure(len(problems), problems[0], dataset.code, file)
-    yield Parsed(records_frame(good, rows), problems)
+    yield Parsed(records_frame(good, rows), problems, [came] if came is not None else [])

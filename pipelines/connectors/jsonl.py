@@ -32,7 +32,7 @@ from pipelines.connectors.base import (
     to_text_frame,
     whole_file_failure,
 )
-from pipelines.connectors.landed import open_landed
+from pipelines.connectors.compressed import open_delivered
 from pipelines.connectors.records import LineBlock, scan_lines
 
 SMALL = 64  # below this many lines a failing batch is read line by line
@@ -298,7 +298,7 @@ def read_jsonl(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
     terminated = dataset.delivery.lines_terminated
     read = loaded = 0
     first: RowProblem | None = None
-    with open_landed(settings, path) as fh:
+    with open_delivered(settings, path, dataset.code, file) as (fh, came):
         for block in scan_lines(fh, max_bytes=settings.max_record_bytes, skip_bom=True):
             parsed = _block(block, settings, terminated, known)
             read += parsed.rows_read
@@ -306,6 +306,9 @@ def read_jsonl(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
             if parsed.problems and first is None:
                 first = parsed.problems[0]
             if parsed.rows_read:
+                if came is not None:  # said once, with the first rows
+                    parsed.notes.insert(0, came)
+                    came = None
                 yield parsed
     if not read:
         raise DeliveryError("the file is empty (no JSON line)", dataset=dataset.code, file=file)

@@ -45,6 +45,7 @@ from catalog.errors import shown
 from catalog.model import Dataset
 from catalog.settings import Settings
 from lakehouse.lake import has_table
+from pipelines.connectors.compressed import COMPRESSED_SUFFIXES, COMPRESSIBLE
 from pipelines.ingest.ledger import id_token, now, of_dataset, record_failure
 
 
@@ -98,11 +99,17 @@ def pattern_matcher(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern), re.IGNORECASE)
 
 
-def matches(pattern: str, name: str) -> bool:
-    """As a glob would, hidden names (leading dot) match only a pattern that starts with one."""
+def matches(pattern: str, name: str, compressed: bool = False) -> bool:
+    """As a glob would, hidden names (leading dot) match only a pattern that starts with one.
+    ``compressed``: a name with a compression suffix matches where it does without
+    (``cases_1.csv.gz`` and ``cases_1.csv.zip`` are ``cases_*.csv`` sent compressed)."""
     if name.startswith(".") and not pattern.startswith("."):
         return False
-    return pattern_matcher(pattern).match(name) is not None
+    if pattern_matcher(pattern).match(name) is not None:
+        return True
+    if compressed and name.lower().endswith(COMPRESSED_SUFFIXES):
+        return pattern_matcher(pattern).match(name.rsplit(".", 1)[0]) is not None
+    return False
 
 
 def _kind(mode: int) -> str:
@@ -152,7 +159,11 @@ def scan_inbox(settings: Settings, dept: str, datasets: Iterable[Dataset]) -> In
     """List ``inbox/<dept>/`` once (lstat only) against the department's file datasets."""
     folder = settings.inbox_dir / dept
     scan = InboxScan(dept, folder, taken_ns=time.time_ns())
-    patterns = [(ds.code, ds.delivery.pattern) for ds in datasets if ds.delivery.pattern]
+    patterns = [
+        (ds.code, ds.delivery.pattern, ds.delivery.kind in COMPRESSIBLE)
+        for ds in datasets
+        if ds.delivery.pattern
+    ]
     try:
         with os.scandir(folder) as it:
             listing = list(it)
@@ -160,7 +171,7 @@ def scan_inbox(settings: Settings, dept: str, datasets: Iterable[Dataset]) -> In
         return scan
     folder_ok = folder_inside_inbox(settings, folder)
     for item in sorted(listing, key=lambda d: d.name):
-        hits = [code for code, pattern in patterns if matches(pattern, item.name)]
+        hits = [code for code, pattern, gz in patterns if matches(pattern, item.name, gz)]
         if not hits:
             scan.unmatched.append(item.name)
             continue

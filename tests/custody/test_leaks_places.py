@@ -369,3 +369,24 @@ def test_a_utf16_text_is_read_as_its_text(encoding: str) -> None:
     assert how == "text" and Counter(counts.by_kind) == EXPECTED
     clean = "\r\n".join(CLEAN).encode(encoding)
     assert scan_stream(io.BytesIO(clean), {NAME}, seekable=False)[0].by_kind == Counter()
+
+
+def test_a_zip_archive_is_read_file_by_file() -> None:
+    # a delivery sent as a zip (pipelines.connectors.compressed): read as an xlsx it failed;
+    # each of its files is read by what it holds (a text, a gzip inside it)
+    import gzip
+    import io
+    import zipfile
+
+    from pipelines.leak_files import scan_stream
+
+    values = _values()
+    half = len(values) // 2
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.csv", "\n".join(values[:half]).encode("gbk"))
+        zf.writestr("b.jsonl.gz", gzip.compress("\n".join(values[half:]).encode(), mtime=0))
+        zf.writestr("clean/", b"")
+    buf.seek(0)
+    counts, how = scan_stream(buf, {NAME}, seekable=True)
+    assert how == "zip" and Counter(counts.by_kind) == EXPECTED

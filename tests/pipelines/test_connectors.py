@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import gzip
 import io
 import json
 import zipfile
@@ -675,3 +676,130 @@ def test_http_error_text_reaches_the_error_masked(tmp_path: Path) -> None:
     assert "HTTP 400" in text and "record rejected" in text
     for secret in (cid, "13912345678", "王建国"):
         assert secret not in text
+
+
+def _gbk_csv(names: list[str]) -> bytes:
+    lines = ["身份证号,姓名,出生日期", *(f"{ROWS[0][0]},{n},1949-12-31" for n in names)]
+    return ("\r\n".join(lines) + "\r\n").encode("gbk")
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+NAMES = ["张三", "欧阳娜娜", "李四"]
+
+
+@pytest.mark.parametrize(
+    ("packed", "note"),
+    [
+        (gzip.compress(_gbk_csv(NAMES), mtime=0), "the file is gzip-compressed"),
+        # gzip members one after another (as `cat a.gz b.gz` or an appending exporter writes)
+        (
+            gzip.compress(_gbk_csv(NAMES)[:40], mtime=0)
+            + gzip.compress(_gbk_csv(NAMES)[40:], mtime=0),
+            "the file is gzip-compressed",
+        ),
+        # macOS's archiver adds its resource folder beside the file
+        (
+            _zipped({"台账.csv": _gbk_csv(NAMES), "__MACOSX/._台账.csv": b"\x00\x05"}),
+            "the file is a zip archive of one file, read unpacked",
+        ),
+    ],
+)
+def test_a_csv_sent_compressed_is_read(tmp_path: Path, packed: bytes, note: str) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    p = tmp_path / "a.csv.gz"
+    p.write_bytes(packed)
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == [] and parsed.notes == [note]
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["name"].to_list() == NAMES and frame["_source_row"].to_list() == [2, 3, 4]
+
+
+def test_json_lines_and_a_json_document_sent_compressed_are_read(tmp_path: Path) -> None:
+    recs = [{"身份证号": ROWS[0][0], "姓名": n, "出生日期": "1949-12-31"} for n in NAMES]
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs).encode()
+    p = tmp_path / "a.jsonl.gz"
+    p.write_bytes(gzip.compress(lines, mtime=0))
+    ds = make_dataset("jsonl", pattern="*.jsonl")
+    parsed = read_delivery(p, ds)
+    assert parsed.problems == [] and parsed.notes == ["the file is gzip-compressed"]
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == NAMES
+    doc = json.dumps({"data": recs}, ensure_ascii=False).encode()
+    p = tmp_path / "a.json.zip"
+    p.write_bytes(_zipped({"export/a.json": doc}))
+    ds = make_dataset("json", pattern="*.json", records_path="data")
+    parsed = read_delivery(p, ds)
+    assert parsed.notes == ["the file is a zip archive of one file, read unpacked"]
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == NAMES
+
+
+def test_a_gzip_cut_short_loads_what_came_before_the_cut(tmp_path: Path) -> None:
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    data = _gbk_csv([f"张{chr(0x4E00 + i)}" for i in range(2000)])
+    packed = gzip.compress(data, mtime=0)
+    p = tmp_path / "a.csv.gz"
+    p.write_bytes(packed[: len(packed) // 2])
+    parsed = read_delivery(p, ds)
+    loaded = parsed.frame.height
+    assert 0 < loaded < 2000
+    # the cut row, and only it, is quarantined as any truncated file's last row
+    assert [q.check for q in parsed.problems] == ["truncated"]
+    assert parsed.problems[0].source_row == loaded + 2
+
+
+def _protected(packed: bytes) -> bytes:
+    """``packed`` (a zip of one member) with the member marked encrypted (bit 0 of its
+    flags, in its local header and in the central directory)."""
+    out = bytearray(packed)
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = out.index(sig) + at
+        out[i] |= 0x1
+    return bytes(out)
+
+
+def test_compressed_deliveries_that_fail_say_why(tmp_path: Path) -> None:
+    from catalog.settings import get_settings
+
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    packed = gzip.compress(_gbk_csv(NAMES * 200), mtime=0)
+    corrupt = bytearray(packed)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    one = _zipped({"a.csv": _gbk_csv(NAMES)})
+    cases = {
+        "corrupt gzip stream": bytes(corrupt),
+        "the zip archive holds 2 files": _zipped({"a.csv": b"x", "b.csv": b"y"}),
+        "the zip archive holds 0 files": _zipped({}),
+        "password-protected": _protected(one),
+        "corrupt zip archive": one[: len(one) // 2],
+    }
+    for expect, data in cases.items():
+        p = tmp_path / "a.csv.gz"
+        p.write_bytes(data)
+        with pytest.raises(DeliveryError) as info:
+            read_delivery(p, ds)
+        assert expect in str(info.value), expect
+        assert "张三" not in str(info.value)
+    # a bomb: 1,000 rows a few kB packed unpack past the limit, which stops the read
+    small = get_settings().model_copy(update={"max_file_bytes": 20_000})
+    bomb = gzip.compress(_gbk_csv(NAMES * 1000), mtime=0)
+    assert len(bomb) < 20_000 < len(_gbk_csv(NAMES * 1000))
+    p = tmp_path / "a.csv.gz"
+    p.write_bytes(bomb)
+    with pytest.raises(DeliveryError, match="too large: the gzip stream unpacks to more than"):
+        read_delivery(p, ds, small)
+
+
+def test_a_compressed_name_matches_its_pattern_for_the_kinds_that_read_it() -> None:
+    from pipelines.ingest.inbox import matches
+
+    assert matches("cases_*.csv", "CASES_1.csv.gz", compressed=True)
+    assert matches("cases_*.csv", "cases_1.CSV.ZIP", compressed=True)
+    assert not matches("cases_*.csv", "cases_1.csv.gz")  # a workbook or Parquet dataset
+    assert not matches("cases_*.csv", "cases_1.csv.rar", compressed=True)
+    assert not matches("cases_*.csv", ".cases_1.csv.gz", compressed=True)

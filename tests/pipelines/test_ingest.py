@@ -341,3 +341,33 @@ def test_database_pull_is_incremental(
         conn.execute(f"INSERT INTO {ds.delivery.table} VALUES ({placeholders})", list(new.values()))
     third, accts3 = _only(settings, dept, ds)
     assert len(third.landed) == 1 and accts3[0].rows_read == 1
+
+
+def test_a_delivery_sent_compressed_lands_and_loads_as_sent_plain(
+    street: tuple[Path, dict], tmp_path: Path, cat: Catalogue
+) -> None:
+    # an IoT platform's JSON Lines as .jsonl.gz, a ledger as .csv.zip: landed as delivered
+    # (encrypted, under the compressed bytes' SHA-256), read unpacked, every row accounted
+    import gzip
+    import zipfile
+
+    plain_home = fresh_home(street, tmp_path / "plain")
+    packed_home = fresh_home(street, tmp_path / "packed")
+    for kind, pack in ((ConnectorKind.jsonl, "gz"), (ConnectorKind.csv, "zip")):
+        dept, ds = by_kind(cat, kind)
+        src = _inbox_file(packed_home, dept, ds)
+        packed = src.with_name(src.name + "." + pack)
+        if pack == "gz":
+            packed.write_bytes(gzip.compress(src.read_bytes(), mtime=0))
+        else:
+            with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.write(src, src.name)
+        src.unlink()
+        _, plain = _only(plain_home, dept, ds)
+        _, sent = _only(packed_home, dept, ds)
+        [want] = [a for a in plain if a.file_name == src.name]
+        [got] = [a for a in sent if a.file_name == packed.name]
+        assert got.status == want.status == "loaded" and got.balances
+        counts = ("rows_read", "rows_loaded", "rows_quarantined")
+        assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
+        assert got.delivery_id != want.delivery_id  # another file: its own SHA-256
