@@ -14,7 +14,9 @@
 - a name in parts (少数民族 and transliterated foreign names: 买买提·艾力, 约翰·史密斯) is
   joined by the interpunct U+00B7, as the resident ID card prints it; exports and typed
   text also join them with look-alikes (• ・ ‧ ∙ ⋅ ･) or a full stop (. ．), which
-  ``name_dots`` folds into U+00B7 between Han characters.
+  ``name_dots`` folds into U+00B7 between Han characters;
+- a two-character name padded to a roster's width (王　芳, 王 芳: forms align two-character
+  names with three-character ones) is the name without its padding (``name_unpadded``).
 
 Columns are checked with the polars expressions (``id_check_char``, ``upgrade_id_15``,
 ``citizen_id_valid``, ``uscc_valid``, ``luhn_valid``, ``phone_canonical``, ``halfwidth``
@@ -90,6 +92,21 @@ def name_dots(name: pl.Expr) -> pl.Expr:
     return (
         pl.when(in_parts)
         .then(name.str.replace_all(rf"\s*{_NAME_JOINS}\s*", NAME_DOT))
+        .otherwise(name)
+    )
+
+
+# two Han characters with whitespace between (U+3000, spaces): no name is written so but
+# to fill a form's cell; longer names with a space are left (a part's boundary, perhaps)
+NAME_PADDED = rf"^[{HAN}]\s+[{HAN}]$"
+
+
+def name_unpadded(name: pl.Expr) -> pl.Expr:
+    """A name field's value without the padding of a two-character name (王　芳 → 王芳);
+    any other value as it is."""
+    return (
+        pl.when(name.str.contains(NAME_PADDED))
+        .then(name.str.replace_all(r"\s", ""))
         .otherwise(name)
     )
 

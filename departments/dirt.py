@@ -53,6 +53,7 @@ RATES: dict[str, float] = {
     "unknown_date": 0.002,  # a birth date written 1900-01-01, meaning "unknown"
     "excel_text": 0.004,  # CSV: an ID or phone kept as text for Excel: '1101… or ="1101…"
     "name_dot": 0.3,  # a name in parts joined by a look-alike of ·, or a full stop
+    "name_padded": 0.05,  # a two-character name padded to a roster's width: 王　芳
 }
 
 RECOVERABLE = {
@@ -64,6 +65,7 @@ RECOVERABLE = {
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
     "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
+    "name_padded": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -148,10 +150,16 @@ records only the defects delivered."""
 TYPED_FORMS = ("parquet", "http_api")
 EXPORT_KINDS = frozenset(
     {"placeholder", "zero_width", "id_separators", "money_unit", "dmy_date",
-     "month_precision", "phone_extension", "unknown_date", "excel_text", "name_dot"}
+     "month_precision", "phone_extension", "unknown_date", "excel_text", "name_dot",
+     "name_padded"}
 )  # fmt: skip
 
 NAME_KINDS = frozenset({"name_dot"})  # drawn from a stream of their own (Dirtier)
+PADDED_KINDS = frozenset({"name_padded"})  # and these from a fourth
+# hand-kept rosters and the exports made from them pad a two-character name to the width
+# of a three-character one: a full-width space (a form's cell), or one or two spaces
+NAME_PADDINGS = ("\u3000", " ", "  ")
+PADDED_FORMS = ("excel", "csv")
 
 # Column roles: what a column holds decides which defects it can get.
 ROLES = (
@@ -236,15 +244,18 @@ class Dirtier:
         self.export_rng = random.Random("export:" + words)
         # names in parts (NAME_KINDS), a third stream: the export kinds drawn as before them
         self.names_rng = random.Random("names in parts:" + words)
+        # padded names (PADDED_KINDS), a fourth: every earlier kind drawn as before them
+        self.padding_rng = random.Random("padded names:" + words)
 
     def hit(self, kind: str) -> bool:
-        rng = (
-            self.names_rng
-            if kind in NAME_KINDS
-            else self.export_rng
-            if kind in EXPORT_KINDS
-            else self.rng
-        )
+        if kind in PADDED_KINDS:
+            rng = self.padding_rng
+        elif kind in NAME_KINDS:
+            rng = self.names_rng
+        elif kind in EXPORT_KINDS:
+            rng = self.export_rng
+        else:
+            rng = self.rng
         return rng.random() < RATES[kind]
 
     def cell(self, col: Col, value: object, record: dict) -> tuple[object, str | None]:
@@ -309,6 +320,9 @@ class Dirtier:
                 return rng.choice(PLACEHOLDERS), "placeholder"
             return value, None
         s = str(value)
+        two = role == "name" and len(s) == 2 and self.form in PADDED_FORMS
+        if two and self.hit("name_padded"):
+            return s[0] + self.padding_rng.choice(NAME_PADDINGS) + s[1], "name_padded"
         if role == "name" and NAME_DOT in s and self.hit("name_dot"):
             # a GBK file holds no • or ・: its exports join the parts with full stops
             joins = NAME_STOPS if self.form == "csv" else NAME_STOPS + NAME_LOOKALIKES

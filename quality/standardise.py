@@ -47,8 +47,10 @@ from catalog.identifiers import (
     FULL_TO_HALF,
     ID15,
     MOBILE,
+    NAME_PADDED,
     halfwidth,
     name_dots,
+    name_unpadded,
     phone_canonical,
     upgrade_id_15,
 )
@@ -454,7 +456,7 @@ def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = No
     """Trimmed (half-width where safe) text → the cleaned text :func:`typed_from_clean` reads:
     blank or a placeholder → null; citizen IDs and codes without spaces (IDs without dashes),
     in upper case; numbers without their catalogue unit; a person's name in parts joined by
-    U+00B7 (买买提•艾力, 买买提 . 艾力 → 买买提·艾力)."""
+    U+00B7 (买买提•艾力, 买买提 . 艾力 → 买买提·艾力), a two-character one unpadded (王　芳 → 王芳)."""
     rules = rules or Standardising()
     t = pl.when(~is_placeholder(f, trimmed, rules)).then(blank_to_null(trimmed))
     unit = unit_pattern(f)
@@ -466,8 +468,8 @@ def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = No
         return squeeze_code(t).str.replace_all(_DASH_CLASS, "")
     if is_code(f):
         return squeeze_code(t)
-    if f.person_name:  # a name in parts joined by U+00B7, as the ID card has it
-        return name_dots(t)
+    if f.person_name:  # a name in parts joined by U+00B7, as the ID card has it; unpadded
+        return name_dots(name_unpadded(t))
     return t
 
 
@@ -589,7 +591,9 @@ def repair_flags(
         flags["blank_to_null"] = present & (trimmed == "")
         flags["whitespace"] = real & (trimmed != visible)
         if f.person_name:
-            flags["name_dot"] = real & (pl.col(_tmp(f, "t")) != trimmed)
+            padded = real & trimmed.str.contains(NAME_PADDED)
+            flags["name_padded"] = padded
+            flags["name_dot"] = real & ~padded & (pl.col(_tmp(f, "t")) != trimmed)
         return flags
     hw = pl.col(_tmp(f, "hw"))
     t = pl.col(_tmp(f, "t"))

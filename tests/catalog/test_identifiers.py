@@ -279,3 +279,12 @@ def test_name_dots_leave_numbers_and_latin_text() -> None:
     values = ["2400.5", "v1.2", "a·b", "3·4", "张三。李四"]
     assert pl.select(ids.name_dots(pl.Series(values))).to_series().to_list() == values
     assert [ids.name_dots_str(v) for v in values] == values
+
+
+def test_a_two_character_name_padded_to_a_rosters_width_is_unpadded() -> None:
+    values = ["王\u3000芳", "王 芳", "王  芳", "王\u3000\u3000芳", "刘 䶮"]
+    got = pl.select(ids.name_unpadded(pl.Series(values))).to_series().to_list()
+    assert got == ["王芳"] * 4 + ["刘䶮"]
+    # a longer name with a space may be a boundary of its parts, Latin text is no Han name
+    kept = ["买买提 艾力", "欧阳 娜娜", "王芳", "A B", "王 3", " 王芳"]
+    assert pl.select(ids.name_unpadded(pl.Series(kept))).to_series().to_list() == kept

@@ -194,3 +194,18 @@ def test_about_one_resident_in_a_hundred_has_a_name_in_parts():
     n, share = len(people), NAME_IN_PARTS_SHARE
     assert abs(len(in_parts) - n * share) < 4 * (n * share * (1 - share)) ** 0.5 + 1
     assert all(len(part) >= 2 for p in in_parts for part in p.name.split("·"))
+
+
+def test_a_two_character_name_is_padded_in_rosters_only(monkeypatch, cat):
+    only(monkeypatch, "name_padded")
+    col = Col("姓名", "name", True)
+    for form in ("excel", "csv"):
+        got = draw("name_padded", col, "王芳", form=form)
+        assert {k for _, k in got} == {"name_padded"}
+        delivered = sorted({v for v, _ in got})
+        assert set(delivered) == {"王\u3000芳", "王 芳", "王  芳"}
+        for ref, field in (("mzj.elderly_alone", "name"), ("jyj.school_enrolment", "student_name")):
+            f = cat.dataset(ref)[1].field(field)
+            assert standardised(f, delivered) == ["王芳"] * len(delivered)
+    assert {k for _, k in draw("name_padded", col, "欧阳娜娜")} == {None}  # not two characters
+    assert {k for _, k in draw("name_padded", col, "王芳", form="http_api")} == {None}

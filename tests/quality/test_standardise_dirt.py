@@ -285,3 +285,13 @@ def test_gate_quarantines_each_row_for_the_right_reason(cat):
     assert staged[6]["mobile"] is None and staged[6]["registered_on"] is None
     assert staged[7]["birth_date"] == dt.date(1949, 12, 31)
     assert staged[7]["registered_on"] is None  # an unknown optional date: null, not quarantined
+
+
+def test_a_two_character_name_padded_to_a_rosters_width_is_the_name(cat):
+    # rosters pad 王芳 to the width of 欧阳娜 (a full-width space, or spaces): one spelling,
+    # so that the registry's 王芳 is this resident too
+    ds = dataset(cat, "mzj.elderly_alone")
+    values = ["王\u3000芳", "王 芳", " 王  芳", "欧阳 娜娜", "王芳"]
+    got, counts = one_field(ds, "name", values)
+    assert got == ["王芳", "王芳", "王芳", "欧阳 娜娜", "王芳"]
+    assert counts == {"name_padded": 3, "whitespace": 1}

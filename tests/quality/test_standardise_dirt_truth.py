@@ -77,3 +77,15 @@ def test_a_standardiser_leaving_excel_text_markers_is_caught(monkeypatch):
     assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
     assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
     assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+
+
+def test_a_standardiser_leaving_padded_names_is_caught(monkeypatch):
+    from quality import standardise
+
+    refs = carrying("name_padded")
+    right = judged(refs)
+    monkeypatch.setattr(standardise, "name_unpadded", lambda t: t)
+    rep = judged(refs)
+    missed = rep.missed.filter(pl.col("kind") == "name_padded")
+    assert missed.height > 0 and right.missed.height == 0
+    assert any("cleaning rate" in p or "missed" in p for p in rep.problems())
