@@ -80,6 +80,12 @@ _SURNAME_RE = (
 _CANDIDATE = rf"{_SURNAME_RE}[{HAN}]{{1,2}}?"
 _CUE_WORD = re.compile(rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*")
 _NAME_TO_END = re.compile(rf"{_CANDIDATE}(?={NAME_END})")
+# a two-character name padded to a roster's width (王　芳: half-width here, 王 芳), copied
+# into a text with its padding: a single surname, spaces, one character, then a word that
+# ends names or no Han character
+_PADDED = re.compile(
+    rf"[{''.join(sorted(SINGLE_SURNAMES))}] {{1,2}}[{HAN}](?={NAME_END}|[^{HAN}]|$)"
+)
 _ALL_HAN = re.compile(f"[{HAN}]+")
 _CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*")
 _CUE_AFTER = re.compile(rf"({_CANDIDATE})(?={NAME_AFTER})")
@@ -390,6 +396,15 @@ def _cue_names(
     return out
 
 
+def _padded_names(text: str) -> list[tuple[int, int, str]]:
+    """Two-character names padded to a roster's width, after a cue word (市民王 芳反映)."""
+    return [
+        (m.start(), m.end(), "cue_before")
+        for cue in _CUE_WORD.finditer(text)
+        if (m := _PADDED.match(text, cue.end())) is not None
+    ]
+
+
 def _dotted_names(text: str, words: _Words | None) -> list[tuple[int, int, str]]:
     """Names in parts (see the module's ``dotted``) in ``text`` (half-width)."""
     joined = name_dots_str(text, stops=False)  # one character for one: offsets line up
@@ -441,6 +456,8 @@ def name_spans(
         use_jieba = False  # in parts: none here, so jieba's dictionary (~1.4 CPU s) stays
     words = _Words(text) if use_jieba else None
     out = _cue_names(text, words)
+    if " " in text:
+        out += _padded_names(text)
     if dotted:
         out += _dotted_names(text, words)
     if words is not None:

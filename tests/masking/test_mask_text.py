@@ -181,3 +181,22 @@ def test_a_registry_name_in_parts_is_found_however_its_parts_are_joined() -> Non
         assert out == "请买*回电" and [f.source for f in findings] == ["known"]
     out, _ = scrub("请买买提·艾力回电", known_names={"买买提．艾力"})  # the registry's own
     assert out == "请买*回电"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["来电人王\u3000芳反映楼道堆物", "联系人：王 芳，电话未留", "户主王  芳", "市民张\u3000伟称"],
+)
+def test_a_padded_two_character_name_copied_into_a_text_is_masked(text: str) -> None:
+    # rosters pad 王芳 to a three-character width (王　芳); copied into a hotline text with its
+    # padding, the name was left in the clear
+    masked, findings = scrub(text)
+    given_name = text.replace("\u3000", " ").split()[-1][0]  # the character after the padding
+    assert [f.kind for f in findings] == ["person_name"]
+    assert given_name not in masked[findings[0].start :]
+    assert masked.startswith(text[: findings[0].start])
+
+
+def test_a_space_inside_a_longer_name_or_before_a_word_is_no_padding() -> None:
+    for text in ("来电人王 芳芳反映", "今天 天气好"):
+        assert all(f.kind != "person_name" or f.source != "cue_before" for f in scrub(text)[1])
