@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import io
 import json
 import os
@@ -341,6 +342,14 @@ class Street:
 
 
 # ------------------------------------------------------------------ writers
+def zipped(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
 def csv_bytes(
     header: list[str] | None,
     rows: list[dict | list],
@@ -1121,6 +1130,40 @@ class CorpusBuilder:
             "utf16nobom",
             fail("wrong encoding"),
             csv_bytes(t["header"], [*t["rows"], marked], "utf-16-le"),
+        )
+        plain = csv_bytes(t["header"], [*t["rows"], marked], "gbk")
+        self.add(  # sent compressed: read unpacked (a note says)
+            "csv-gbk: the file gzip-compressed (.csv.gz)",
+            G,
+            "compressed",
+            "wjw",
+            "family_doctor_contracts",
+            "gz",
+            load(t["n"] + 1),
+            gzip.compress(plain, mtime=0),
+            ext="csv.gz",
+        )
+        self.add(
+            "csv-gbk: a zip archive of two files (.csv.zip)",
+            G,
+            "compressed",
+            "wjw",
+            "family_doctor_contracts",
+            "zip2",
+            fail("the zip archive holds 2 files"),
+            zipped({"a.csv": plain, "b.csv": plain}),
+            ext="csv.zip",
+        )
+        self.add(  # a few kB that unpack past max_file_bytes: stopped there, nothing loaded
+            "csv-gbk: a gzip bomb (unpacks past max_file_bytes)",
+            G,
+            "file too large",
+            "wjw",
+            "family_doctor_contracts",
+            "bomb",
+            fail("too large", "unpacks to more than"),
+            gzip.compress(plain * (LIMIT_FILE // len(plain) + 2), mtime=0),
+            ext="csv.gz",
         )
         t = self.csv_variants("wjw", "elderly_health_checks", G)
         rare = mark(t["rows"][5], t["f"], self.index)
