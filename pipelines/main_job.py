@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -25,7 +26,7 @@ from rich.table import Table
 from catalog.errors import StreethubError
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue
-from catalog.settings import Settings
+from catalog.settings import API_URL_ENV, Settings
 from catalog.street import get_street
 from lakehouse.lake import drop_file_cache, hold_lake, open_lake, renew_hold
 from pipelines.curated_run import curated_summary
@@ -87,11 +88,21 @@ def simulate_if_needed(settings: Settings, console: Console, *, force: bool = Fa
 def simulated_systems(settings: Settings) -> Iterator[Settings]:
     """While the simulator's folder exists: its APIs served and its connection settings
     (database URLs, API URL and token) set in this process, as a real department's would
-    be given; yields the settings with them. Without that folder: the settings as they are."""
+    be given; yields the settings with them. Without that folder: the settings as they are.
+    Where ``STREETHUB_DEPT_API_URL`` is set, the APIs are served already, apart from the
+    hub as a real department's are (``streethub simulate serve``): they are reached there
+    and no server is started."""
     if not settings.sim_dir_abs.exists():
         yield settings
         return
+    from departments.connect import connection_env, environment
     from departments.connect import simulated_systems as serve
+
+    if os.environ.get(API_URL_ENV):
+        env = connection_env(settings.sim_dir_abs, settings.dept_api_url)
+        with environment(env):  # as serving them sets it (the steps read the environment)
+            yield settings.connected(env)
+        return
 
     with serve(settings.sim_dir_abs, fault_rate=settings.sim_api_fault_rate) as env:
         yield settings.connected(env)

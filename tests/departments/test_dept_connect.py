@@ -197,3 +197,29 @@ def test_environment_restores_what_was_there(monkeypatch):
 @pytest.mark.parametrize("name", ["registry.sqlite", "api_token"])
 def test_no_system_file_in_the_inbox(home, name: str):
     assert not list(Path(home).rglob(name))
+
+
+def test_the_main_job_reaches_apis_served_apart_without_serving_its_own(home, sim, monkeypatch):
+    # `streethub simulate serve` (or a real department) serves the APIs apart from the hub:
+    # with STREETHUB_DEPT_API_URL set the main job reaches them there and starts no server
+    from departments import connect
+    from pipelines.main_job import simulated_systems as main_job_systems
+
+    def no_server(*args, **kwargs):
+        raise AssertionError("the main job started a server of its own")
+
+    monkeypatch.setattr(connect, "server_process", no_server)
+    monkeypatch.setenv("STREETHUB_DEPT_API_URL", "http://127.0.0.1:1")
+    settings = Settings(home=home, sim_dir=sim)
+    with main_job_systems(settings) as connected:
+        assert connected.dept_api_url == "http://127.0.0.1:1"
+        assert connected.dept_api_token == (sim / "api_token").read_text().strip()
+        assert connected.db_url("gaj") == f"sqlite:{sim / 'systems' / 'gaj' / 'registry.sqlite'}"
+        # and in the environment, which the steps read, as serving them sets it
+        assert os.environ["STREETHUB_DEPT_API_TOKEN"] == connected.dept_api_token
+        assert os.environ["STREETHUB_GAJ_DB_URL"] == connected.db_url("gaj")
+    assert "STREETHUB_GAJ_DB_URL" not in os.environ
+    monkeypatch.delenv("STREETHUB_DEPT_API_URL")
+    unset = main_job_systems(Settings(home=home, sim_dir=sim))
+    with pytest.raises(AssertionError, match="a server of its own"), unset:  # it serves them
+        pass
