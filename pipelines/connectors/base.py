@@ -238,6 +238,62 @@ def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
     return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
 
 
+# the lines a hand-kept ledger writes under its records: a total (合计：25人), and who
+# filled it in, checked it and when (填表人：…, 审核人：…, 填报日期：…), in whatever cells
+# were at hand; a cell that is one of them, in a row whose key holds nothing else, makes
+# the row no record
+LEDGER_TOTAL = re.compile(r"^(?:合计|总计|小计|共计|总合计)(?:[:：].*)?$", re.DOTALL)
+LEDGER_LABEL = re.compile(
+    r"^(?:填表人|制表人|填报人|审核人|审批人|统计人|核对人|经手人|负责人|单位负责人|联系人"
+    r"|填表日期|制表日期|填报日期|统计日期|报送日期|填报单位|制表单位)[:：]"
+)
+
+
+def split_ledger_rows(parsed: Parsed, dataset: Dataset) -> Parsed:
+    """A ledger's totals and footer rows (:data:`LEDGER_TOTAL`, :data:`LEDGER_LABEL`) go
+    to quarantine as what they are, not as a record that fails every check: one reason
+    that names no value (a footer names the clerk and a phone), and nothing of them
+    reaches the lake. A row is one only where every key field is blank or the marked cell."""
+    cols = source_columns(parsed.frame)
+    if parsed.frame.height == 0 or not cols:
+        return parsed
+    delivered = [c for names in cols.values() for c in names]
+    text = {c: pl.col(c).cast(pl.String).str.replace_all(r"\s", "") for c in delivered}
+    total = pl.any_horizontal([text[c].str.contains(LEDGER_TOTAL.pattern) for c in delivered])
+    label = pl.any_horizontal([text[c].str.contains(LEDGER_LABEL.pattern) for c in delivered])
+    keys = [cols[k][0] for f in dataset.fields if f.name in dataset.key
+            if (k := header_key(f.source_name)) in cols]  # fmt: skip
+    keyless = pl.all_horizontal(
+        [
+            text[c].is_null()
+            | (text[c] == "")
+            | text[c].str.contains(LEDGER_TOTAL.pattern)
+            | text[c].str.contains(LEDGER_LABEL.pattern)
+            for c in keys
+        ]
+        or [pl.lit(True)]
+    )
+    kinds = parsed.frame.select(
+        pl.col(SOURCE_ROW),
+        (total.fill_null(False) & keyless.fill_null(False)).alias("total"),
+        (label.fill_null(False) & keyless.fill_null(False)).alias("label"),
+    ).filter(pl.col("total") | pl.col("label"))
+    if kinds.height == 0:
+        return parsed
+    problems = parsed.problems + [
+        RowProblem(
+            int(row),
+            "a ledger's totals row, not a record"
+            if is_total
+            else "a ledger's footer row (who filled it in, when), not a record",
+            check="ledger_row",
+        )
+        for row, is_total in kinds.select(SOURCE_ROW, "total").iter_rows()
+    ]
+    mask = pl.col(SOURCE_ROW).is_in(kinds[SOURCE_ROW].implode())
+    return Parsed(parsed.frame.filter(~mask), problems, parsed.notes)
+
+
 HEADER_SEARCH_ROWS = 10  # a header that a title line moved is looked for this far down
 
 

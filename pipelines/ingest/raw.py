@@ -34,6 +34,7 @@ from pipelines.connectors.base import (
     check_required,
     map_to_fields,
     source_columns,
+    split_ledger_rows,
     split_stray_headers,
 )
 from pipelines.ingest.ledger import (
@@ -150,7 +151,7 @@ def mapped_batches(dataset: Dataset, d: Landed) -> Iterator[tuple[Parsed, pl.Dat
                 if open_columns and rows:
                     check_required(dataset, seen, d.file_name)
                 return
-            parsed = split_stray_headers(parsed, dataset)
+            parsed = split_ledger_rows(split_stray_headers(parsed, dataset), dataset)
             frame = map_to_fields(parsed, dataset, d.file_name, require=not open_columns)
             seen.update(source_columns(parsed.frame))
             rows += frame.height

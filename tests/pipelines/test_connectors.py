@@ -803,3 +803,31 @@ def test_a_compressed_name_matches_its_pattern_for_the_kinds_that_read_it() -> N
     assert not matches("cases_*.csv", "cases_1.csv.gz")  # a workbook or Parquet dataset
     assert not matches("cases_*.csv", "cases_1.csv.rar", compressed=True)
     assert not matches("cases_*.csv", ".cases_1.csv.gz", compressed=True)
+
+
+def test_a_ledgers_totals_and_footer_rows_are_no_records(tmp_path: Path) -> None:
+    from pipelines.connectors.base import split_ledger_rows
+
+    ds = make_dataset("csv", pattern="*.csv", encoding="utf-8")
+    lines = [
+        "身份证号,姓名,出生日期",
+        *(",".join(r) for r in ROWS),
+        "合计,2人,",  # the total, in the key's cell
+        ",合 计：2人,",  # or beside it, spaced to a cell's width
+        "填表人：钱晓东,联系电话：13911112222,填报日期：2026年11月30日",
+        ",,审核人:李四",
+        # records that merely hold such words: their key holds an ID
+        f"{ROWS[0][0]},合计,1949-12-31",
+        f"{ROWS[1][0]},张三,填报日期：2026-11-30",
+        ",合计发放两次,",  # not a totals cell: quarantined later as a record without its ID
+    ]
+    p = write_csv(tmp_path / "a.csv", lines, "utf-8")
+    parsed = split_ledger_rows(read_delivery(p, ds), ds)
+    assert parsed.frame["_source_row"].to_list() == [2, 3, 8, 9, 10]
+    got = [(q.source_row, q.check, q.reason) for q in parsed.problems]
+    assert got == [
+        (4, "ledger_row", "a ledger's totals row, not a record"),
+        (5, "ledger_row", "a ledger's totals row, not a record"),
+        (6, "ledger_row", "a ledger's footer row (who filled it in, when), not a record"),
+        (7, "ledger_row", "a ledger's footer row (who filled it in, when), not a record"),
+    ]
