@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from functools import cache
 
 import phonenumbers
@@ -99,6 +100,27 @@ def name_dots(name: pl.Expr) -> pl.Expr:
 # two Han characters with whitespace between (U+3000, spaces): no name is written so but
 # to fill a form's cell; longer names with a space are left (a part's boundary, perhaps)
 NAME_PADDED = rf"^[{HAN}]\s+[{HAN}]$"
+
+
+_NAME_PADDED_RE = re.compile(NAME_PADDED)
+# a padded two-character name inside a text (after half-width folding, U+3000 is a space)
+PADDED_PAIR = rf"[{HAN}][ \u3000]{{1,2}}[{HAN}]"
+_PADDED_IN_TEXT = re.compile(rf"(?=([{HAN}])[ \u3000]{{1,2}}([{HAN}]))")
+
+
+def name_unpadded_str(name: str) -> str:
+    """:func:`name_unpadded` of one string."""
+    return re.sub(r"\s", "", name) if _NAME_PADDED_RE.match(name) else name
+
+
+def padded_pairs(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, the two characters) of every two Han characters with one or two spaces
+    between in ``text``: where a padded two-character name may stand."""
+    if " " not in text and "\u3000" not in text:
+        return
+    for m in _PADDED_IN_TEXT.finditer(text):
+        start = m.start()
+        yield start, m.end(2), m.group(1) + m.group(2)
 
 
 def name_unpadded(name: pl.Expr) -> pl.Expr:

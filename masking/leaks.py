@@ -39,6 +39,7 @@ from catalog.days import beijing_day
 from catalog.identifiers import (
     FULL_TO_HALF,
     NAME_IN_PARTS,
+    PADDED_PAIR,
     citizen_id15_plausible_str,
     citizen_id_valid_str,
     halfwidth_str,
@@ -270,6 +271,7 @@ def cell_kinds(
             named = text.strip() in names
         elif _without_ascii(names):  # a name stands inside one run of non-ASCII characters
             named = any(names.occurs_in(run) for run in _NON_ASCII_RUN.findall(text))
+            named = named or next(names.padded_spans(text), None) is not None  # 王 芳
         else:
             named = names.occurs_in(text)
         if named:
@@ -409,6 +411,8 @@ def scan_frame(
             # a name in parts joined otherwise than the registry's (买买提•艾力): looked up
             # with its joins folded (``cell_kinds``)
             candidate = candidate | v.str.contains(NAME_IN_PARTS)
+            # a two-character name padded to a roster's width (王　芳): its pair looked up
+            candidate = candidate | v.str.contains(PADDED_PAIR)
         values = counted.filter(candidate)["v"]
         whole = name in whole_name_columns
         alone = names_alone(values) if not (cards or names_only) else set()

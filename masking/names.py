@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from catalog.identifiers import name_dots_str
+from catalog.identifiers import name_dots_str, name_unpadded_str, padded_pairs
 
 COMPOUND_SURNAMES = frozenset(
     [
@@ -194,6 +194,11 @@ NOT_NAMES = frozenset(
 )
 
 
+def _folded(name: str) -> str:
+    """A name as the registry holds it: parts joined by U+00B7, no roster padding."""
+    return name_unpadded_str(name_dots_str(name))
+
+
 class KnownNames(frozenset):
     """Names from a registry (two characters or more), searchable inside text.
 
@@ -203,20 +208,21 @@ class KnownNames(frozenset):
 
     A name in parts is held and looked for with its parts joined by U+00B7
     (``catalog.identifiers.name_dots_str``): 买买提•艾力 and 买买提.艾力 in a text are the
-    registry's 买买提·艾力.
+    registry's 买买提·艾力. A two-character name padded to a roster's width (王　芳, 王 芳)
+    is the registry's 王芳, in a cell and in a text.
     """
 
     lengths: tuple[int, ...]
 
     def __new__(cls, names: Iterable[str] = ()) -> KnownNames:
         self = super().__new__(
-            cls, (name_dots_str(n) for n in names if isinstance(n, str) and len(n) >= 2)
+            cls, (_folded(n) for n in names if isinstance(n, str) and len(n) >= 2)
         )
         self.lengths = tuple(sorted({len(n) for n in self}))
         return self
 
     def __contains__(self, name: object) -> bool:
-        return frozenset.__contains__(self, name_dots_str(name) if isinstance(name, str) else name)
+        return frozenset.__contains__(self, _folded(name) if isinstance(name, str) else name)
 
     @classmethod
     def of(cls, names: Iterable[str] | None) -> KnownNames:
@@ -229,6 +235,15 @@ class KnownNames(frozenset):
             for i in range(n - length + 1):
                 if known(self, text[i : i + length]):
                     yield i, i + length
+        yield from self.padded_spans(text)
+
+    def padded_spans(self, text: str) -> Iterator[tuple[int, int]]:
+        """(start, end) of every known two-character name padded to a roster's width."""
+        if 2 in self.lengths:
+            known = frozenset.__contains__
+            for start, end, pair in padded_pairs(text):
+                if known(self, pair):
+                    yield start, end
 
     def occurs_in(self, text: str) -> bool:
         return next(self.spans(text), None) is not None

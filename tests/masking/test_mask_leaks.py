@@ -266,3 +266,19 @@ def test_a_registry_name_in_parts_is_found_however_its_parts_are_joined() -> Non
         {"买买提·艾力"} | {f"王{chr(0x4E00 + i)}{chr(0x4E00 + i // 7)}" for i in range(1500)}
     )
     assert scan_frame(pl.DataFrame({"t": texts}), known_names=many).by_kind["person_name"] == 3
+
+
+def test_a_registry_name_padded_to_a_rosters_width_is_found() -> None:
+    # 王芳 in the registry, 王　芳 or 王 芳 where a roster's padding came along: in a text and
+    # as a whole cell (a name typed into a clear column)
+    names = {"王芳", "李四"}
+    texts = ["居民王　芳要求回访", "王 芳", "王  芳", "王 芳芳", "三 王 芳", "王   芳", "王，芳"]
+    found = scan_frame(pl.DataFrame({"t": texts}), known_names=names)
+    # inside a text a name is found as it is unpadded (王芳芳 holds 王芳 too)
+    assert [row for row, _, kind in found.samples if kind == "person_name"] == [0, 1, 2, 3, 4]
+    whole = scan_frame(pl.DataFrame({"t": texts}), known_names=names, whole_name_columns=["t"])
+    assert [row for row, _, _ in whole.samples] == [1, 2]
+    many = KnownNames(
+        {"王芳"} | {f"王{chr(0x4E00 + i)}{chr(0x4E00 + i // 7)}" for i in range(1500)}
+    )
+    assert scan_frame(pl.DataFrame({"t": texts}), known_names=many).by_kind["person_name"] == 5

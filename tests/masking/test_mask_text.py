@@ -200,3 +200,8 @@ def test_a_padded_two_character_name_copied_into_a_text_is_masked(text: str) -> 
 def test_a_space_inside_a_longer_name_or_before_a_word_is_no_padding() -> None:
     for text in ("来电人王 芳芳反映", "今天 天气好"):
         assert all(f.kind != "person_name" or f.source != "cue_before" for f in scrub(text)[1])
+
+
+def test_a_registry_name_padded_in_a_text_is_masked_as_known() -> None:
+    masked, findings = scrub("今天王　芳来过", known_names={"王芳"})
+    assert masked == "今天王*来过" and [f.source for f in findings] == ["known"]
