@@ -59,6 +59,7 @@ from pipelines.connectors.records import (
     Record,
     batches,
     byte_splittable,
+    cr_lines,
     is_utf16,
     scan_records,
     utf16_as_utf8,
@@ -316,6 +317,9 @@ def _open_csv(fh: BinaryIO, dataset: Dataset, file: str, limit: int) -> _Opened:
     name = codecs.lookup(declared).name
     fh, utf16 = utf16_as_utf8(fh, declared)
     notes: list[str] = []
+    fh, cr = cr_lines(fh)
+    if cr:
+        notes.append("the lines end with a carriage return alone (an old Mac export): read so")
     if utf16 is not None:  # transcoded to UTF-8 (pipelines.connectors.records)
         name = "utf-8"
         if not is_utf16(declared):

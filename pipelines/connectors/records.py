@@ -105,6 +105,31 @@ def utf16_as_utf8(fh: BinaryIO, declared: str) -> tuple[BinaryIO, str | None]:
     return Prefixed(head, fh), None  # type: ignore[return-value]
 
 
+CR_SNIFF_BYTES = 64 * 1024
+
+
+class _CrLines:
+    """A file whose lines end with a carriage return alone, read with line feeds."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fh.read(size).replace(b"\r", b"\n")
+
+
+def cr_lines(fh: BinaryIO) -> tuple[BinaryIO, bool]:
+    """``fh`` to be scanned, and whether its lines end with a carriage return alone (old
+    Mac exports: Excel for Mac's "CSV (Macintosh)"), told by its first 64 KiB holding a
+    CR and no LF; such a file is read with each CR a line feed (no catalogue's encoding
+    holds the byte 0x0D inside a character; a CR LF further on is a blank line, skipped)."""
+    head = fh.read(CR_SNIFF_BYTES)
+    fh = Prefixed(head, fh)  # type: ignore[assignment]
+    if b"\r" in head and b"\n" not in head:
+        return _CrLines(fh), True  # type: ignore[return-value]
+    return fh, False
+
+
 class Prefixed:
     """``fh`` read again from its start when ``head`` (its first bytes) was read already:
     the file need not seek (a landed file is decrypted as a stream)."""

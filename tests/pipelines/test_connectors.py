@@ -831,3 +831,23 @@ def test_a_ledgers_totals_and_footer_rows_are_no_records(tmp_path: Path) -> None
         (6, "ledger_row", "a ledger's footer row (who filled it in, when), not a record"),
         (7, "ledger_row", "a ledger's footer row (who filled it in, when), not a record"),
     ]
+
+
+def test_lines_ended_by_a_carriage_return_alone_are_read(tmp_path: Path) -> None:
+    # Excel for Mac's "CSV (Macintosh)": the whole file was one unterminated line and
+    # failed "truncated: the file ends inside its header line"
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    lines = ["身份证号,姓名,出生日期", *(",".join(r) for r in ROWS), f'{ROWS[0][0]},"王\r五",']
+    p = tmp_path / "a.csv"
+    p.write_bytes(("\r".join(lines) + "\r").encode("gbk"))
+    parsed = read_delivery(p, ds)
+    assert parsed.notes == [
+        "the lines end with a carriage return alone (an old Mac export): read so"
+    ]
+    frame = map_to_fields(parsed, ds, p)
+    assert frame["name"].to_list() == ["张三", "李四", "王\n五"]  # a line break inside quotes
+    assert frame["_source_row"].to_list() == [2, 3, 4]
+    # CR LF files, and a CR inside a cell of one, are read as before
+    p.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk"))
+    parsed = read_delivery(p, ds)
+    assert parsed.notes == [] and map_to_fields(parsed, ds, p)["name"].to_list()[-1] == "王\r五"
