@@ -306,7 +306,7 @@ def deliveries_list(
     """Every delivery's account, newest last: file as delivered (escaped), status, rows read
     = staged + quarantined + skipped, reason, acknowledgement. Never a value."""
     from pipelines.deliveries import list_deliveries
-    from pipelines.summary import print_failures
+    from pipelines.summary import print_failures, print_notes
 
     settings = get_settings()
     with reading_lake(settings, "reading the accounts") as con:
@@ -340,6 +340,9 @@ def deliveries_list(
     failures = [r for r in rows if r.failed]
     if failures:  # why, and who has seen it: a block each
         print_failures(console, "why they failed:", failures)
+    noted = [r for r in rows if r.notes and not r.failed]
+    if noted:  # what the file said against the catalogue
+        print_notes(console, "read as the file says, not as the catalogue does:", noted)
     if hidden:
         console.print(f"{hidden} older deliveries not shown (--all shows them)")
 

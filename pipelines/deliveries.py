@@ -57,6 +57,9 @@ class DeliveryRow:
     acked_by: str | None
     ack_reason: str | None
     acked_at: dt.datetime | None
+    # what the file said against the catalogue as it was read (another encoding, tabs, a
+    # header under a title, compressed …), '; '-joined: for the officer to correct it
+    notes: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -132,7 +135,7 @@ def list_deliveries(
                    coalesce(a.rows_read, 0), coalesce(a.rows_loaded, 0),
                    coalesce(a.rows_quarantined, 0), s.rows_in, s.rows_out, s.rows_quarantined,
                    s.rows_skipped, a.accounted_at,
-                   k.acked_by, k.reason, k.acked_at
+                   k.acked_by, k.reason, k.acked_at, a.notes
             FROM landing.delivery_accounts a
             LEFT JOIN d USING (delivery_id)
             LEFT JOIN s USING (delivery_id)
@@ -155,6 +158,12 @@ def split_by_run(
     this_run = [f for f in failures if f.failed and f.accounted_at >= started_at]
     older = [f for f in failures if f.failed and f.accounted_at < started_at and not f.acknowledged]
     return this_run, older
+
+
+def noted_in_run(rows: list[DeliveryRow], started_at: dt.datetime) -> list[DeliveryRow]:
+    """The deliveries read during the run that started at ``started_at`` with a note on
+    what the file said against the catalogue."""
+    return [r for r in rows if r.notes and not r.failed and r.accounted_at >= started_at]
 
 
 def find_delivery(con: duckdb.DuckDBPyConnection, delivery_id: str) -> DeliveryRow:

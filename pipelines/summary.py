@@ -15,7 +15,7 @@ from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import ZONES, open_lake
 from lakehouse.snapshots import list_snapshots, list_tables
-from pipelines.deliveries import DeliveryRow, split_by_run
+from pipelines.deliveries import DeliveryRow, noted_in_run, split_by_run
 
 
 def print_lake(console: Console, settings: Settings, *, last_snapshots: int = 5) -> None:
@@ -60,6 +60,7 @@ class RunReport:
     unbalanced: list[Problem] = field(default_factory=list)  # an account that does not add up
     older: list[DeliveryRow] = field(default_factory=list)  # failed before, not acknowledged
     still_blocked: list[Problem] = field(default_factory=list)  # a check on an older delivery
+    noted: list[DeliveryRow] = field(default_factory=list)  # read this run, with a note
 
     @property
     def failed(self) -> bool:
@@ -96,7 +97,14 @@ def run_report(
 ) -> RunReport:
     """Decide what this run added (it fails for that) from every delivery's account."""
     this_run, older = split_by_run(rows, started_at)
-    return RunReport(this_run, list(steps), unbalanced(rows, expected), older, list(still_blocked))
+    return RunReport(
+        this_run,
+        list(steps),
+        unbalanced(rows, expected),
+        older,
+        list(still_blocked),
+        noted_in_run(rows, started_at),
+    )
 
 
 def _text(value: str | None) -> Text:
@@ -163,8 +171,28 @@ def print_failures(console: Console, title: str, rows: list[DeliveryRow]) -> Non
             console.print(Text(f"    acknowledged by {shown(by)}"))
 
 
+def print_notes(console: Console, title: str, rows: list[DeliveryRow]) -> None:
+    """Deliveries read with a note on what the file said against the catalogue (another
+    encoding, tabs, a header under a title, compressed …), a block each: the catalogue is
+    the officer's to correct, the file was read."""
+    console.print(title)
+    for r in rows:
+        console.print(Text(f"  {r.delivery_id}  {r.dept}.{r.dataset}"))
+        console.print(Text(f"    file: {shown(r.file_name or '')}"))
+        for note in (r.notes or "").split("; "):
+            console.print(Text(f"    {shown(note)}"))
+
+
 def print_run_report(console: Console, report: RunReport) -> None:
-    """This run's failures (the run fails for them), then older open ones (it does not)."""
+    """This run's failures (the run fails for them), then older open ones (it does not);
+    first, the deliveries read with a note (the run does not fail for them)."""
+    if report.noted:
+        print_notes(
+            console,
+            "deliveries read in this run where the file said otherwise than the catalogue "
+            "(read as the file says; correct the catalogue):",
+            report.noted,
+        )
     if report.failed_deliveries:
         print_failures(console, "[red]deliveries that failed in this run[/red]",
                        report.failed_deliveries)  # fmt: skip

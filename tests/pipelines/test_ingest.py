@@ -371,3 +371,54 @@ def test_a_delivery_sent_compressed_lands_and_loads_as_sent_plain(
         counts = ("rows_read", "rows_loaded", "rows_quarantined")
         assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
         assert got.delivery_id != want.delivery_id  # another file: its own SHA-256
+
+
+def test_what_a_file_said_against_the_catalogue_is_shown_to_the_officer(
+    street: tuple[Path, dict], tmp_path: Path, cat: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a GBK export now written in UTF-8 and sent gzip-compressed: read, and the notes reach
+    # the run's report and `streethub deliveries list`, not only the ledger
+    import datetime as dt
+    import gzip
+
+    from rich.console import Console
+
+    from pipelines.deliveries import list_deliveries
+    from pipelines.summary import print_run_report, run_report
+
+    settings = fresh_home(street, tmp_path)
+    dept, ds = by_kind(cat, ConnectorKind.csv, "gbk")
+    src = _inbox_file(settings, dept, ds)
+    sent = src.with_name(src.name + ".gz")
+    sent.write_bytes(gzip.compress(src.read_bytes().decode("gb18030").encode("utf-8"), mtime=0))
+    src.unlink()
+    started = dt.datetime.now(dt.UTC)
+    _, accts = _only(settings, dept, ds)
+    [acct] = [a for a in accts if a.file_name == sent.name]
+    assert acct.status == "loaded" and acct.rows_quarantined < acct.rows_read
+    with open_lake(settings, read_only=True) as con:
+        rows = list_deliveries(con)
+    [row] = [r for r in rows if r.file_name == sent.name]
+    notes = [
+        "the file is gzip-compressed",
+        "the file is UTF-8 (its header reads so), the catalogue says gbk",
+    ]
+    assert row.notes == "; ".join(notes)
+    console = Console(record=True, width=200)
+    print_run_report(console, run_report(rows, started))
+    shown = console.export_text()
+    assert "where the file said otherwise than the catalogue" in shown
+    assert all(note in shown for note in notes) and sent.name in shown
+    console = Console(record=True, width=200)
+    print_run_report(console, run_report(rows, dt.datetime.now(dt.UTC)))  # a later run
+    assert "said otherwise" not in console.export_text()
+    # and in `streethub deliveries list`, beside the failures' reasons
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    monkeypatch.setenv("STREETHUB_HOME", str(settings.home_abs))
+    monkeypatch.setenv("COLUMNS", "200")
+    listed = CliRunner().invoke(app, ["deliveries", "list", "--dept", dept]).output
+    assert "read as the file says, not as the catalogue does:" in listed
+    assert all(note in listed for note in notes)
