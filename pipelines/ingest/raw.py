@@ -83,6 +83,7 @@ class Account:
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
+    notes: str | None = None  # what the file said against the catalogue ('; '-joined)
 
     @property
     def balances(self) -> bool:
@@ -219,7 +220,10 @@ def insert_delivery(
         rows_quarantined=quarantined,
         notes="; ".join(notes) or None,
     )
-    return Account(d.delivery_id, d.file_name, "loaded", None, read, loaded, quarantined)
+    return Account(
+        d.delivery_id, d.file_name, "loaded", None, read, loaded, quarantined,
+        "; ".join(notes) or None,
+    )  # fmt: skip
 
 
 def failed_delivery(

@@ -239,9 +239,13 @@ def raw_result(
     """What raw loaded, with the table's rows in all."""
     table = raw_table(dept.code, ds)
     rows = row_count(con, "raw", table)
+    noted = []
     for a in accounts:
         if a.status == "failed":
             context.log.warning(f"delivery {shown(a.file_name)} failed: {a.reason}")
+        elif a.notes:  # what the file said against the catalogue: the officer corrects it
+            noted.append(f"{shown(a.file_name)}: {shown(a.notes)}")
+            context.log.warning(f"delivery {noted[-1]} (read as the file says)")
     return dg.MaterializeResult(
         asset_key=raw_key(dept.code, ds.code),
         metadata={
@@ -252,6 +256,7 @@ def raw_result(
             "rows_loaded": sum(a.rows_loaded for a in accounts),
             "rows_quarantined": sum(a.rows_quarantined for a in accounts),
             "table": f"lake.raw.{table}",
+            **({"read_as_the_file_says": noted} if noted else {}),
         },
     )
 
