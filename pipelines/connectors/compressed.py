@@ -45,7 +45,8 @@ COMPRESSED_SUFFIXES = (".gz", ".zip")
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY = b"PK\x05\x06"  # an archive with no member: its end record alone
-SKIPPED = ("__MACOSX/",)  # what macOS's archiver adds beside the files
+SKIPPED = ("__MACOSX/",)
+READ_BYTES = 1 << 20  # what macOS's archiver adds beside the files
 
 
 class _Decompressed:
@@ -62,6 +63,8 @@ class _Decompressed:
         return DeliveryError(msg, dataset=self._dataset, file=self._file)
 
     def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # all of it (a JSON document is read whole)
+            return b"".join(iter(lambda: self.read(READ_BYTES), b""))
         if self._ended:
             return b""
         try:  # one piece at a time: a read of many would lose them all to a cut at its end

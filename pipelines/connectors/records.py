@@ -73,8 +73,10 @@ class _Transcoded:
         self._done = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self._done:
-            raw = self._fh.read(size if size and size > 0 else TRANSCODE_BYTES)
+        if size is None or size < 0:  # all of it
+            return b"".join(iter(lambda: self.read(TRANSCODE_BYTES), b""))
+        while size and not self._done:
+            raw = self._fh.read(size)
             try:
                 text = self._decoder.decode(raw, final=not raw)
             except UnicodeDecodeError:  # only at the end: an odd byte, half a character

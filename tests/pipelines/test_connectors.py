@@ -737,6 +737,12 @@ def test_json_lines_and_a_json_document_sent_compressed_are_read(tmp_path: Path)
     parsed = read_delivery(p, ds)
     assert parsed.notes == ["the file is a zip archive of one file, read unpacked"]
     assert map_to_fields(parsed, ds, p)["name"].to_list() == NAMES
+    # a document of many pieces: read whole (one piece of a gzip is 8 KiB)
+    many = json.dumps({"data": recs * 2000}, ensure_ascii=False).encode()
+    p = tmp_path / "b.json.gz"
+    p.write_bytes(gzip.compress(many, mtime=0))
+    assert len(many) > 100 * 1024
+    assert read_delivery(p, ds).frame.height == len(recs) * 2000
 
 
 def test_a_gzip_cut_short_loads_what_came_before_the_cut(tmp_path: Path) -> None:
