@@ -259,8 +259,6 @@ def split_ledger_rows(parsed: Parsed, dataset: Dataset) -> Parsed:
         return parsed
     delivered = [c for names in cols.values() for c in names]
     text = {c: pl.col(c).cast(pl.String).str.replace_all(r"\s", "") for c in delivered}
-    total = pl.any_horizontal([text[c].str.contains(LEDGER_TOTAL.pattern) for c in delivered])
-    label = pl.any_horizontal([text[c].str.contains(LEDGER_LABEL.pattern) for c in delivered])
     keys = [cols[k][0] for f in dataset.fields if f.name in dataset.key
             if (k := header_key(f.source_name)) in cols]  # fmt: skip
     keyless = pl.all_horizontal(
@@ -273,10 +271,16 @@ def split_ledger_rows(parsed: Parsed, dataset: Dataset) -> Parsed:
         ]
         or [pl.lit(True)]
     )
-    kinds = parsed.frame.select(
+    # the key's columns first (a record holds its key): every column only of what is left
+    left = parsed.frame.filter(keyless.fill_null(False))
+    if left.height == 0:
+        return parsed
+    total = pl.any_horizontal([text[c].str.contains(LEDGER_TOTAL.pattern) for c in delivered])
+    label = pl.any_horizontal([text[c].str.contains(LEDGER_LABEL.pattern) for c in delivered])
+    kinds = left.select(
         pl.col(SOURCE_ROW),
-        (total.fill_null(False) & keyless.fill_null(False)).alias("total"),
-        (label.fill_null(False) & keyless.fill_null(False)).alias("label"),
+        total.fill_null(False).alias("total"),
+        label.fill_null(False).alias("label"),
     ).filter(pl.col("total") | pl.col("label"))
     if kinds.height == 0:
         return parsed

@@ -45,8 +45,8 @@ COMPRESSED_SUFFIXES = (".gz", ".zip")
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 ZIP_EMPTY = b"PK\x05\x06"  # an archive with no member: its end record alone
-SKIPPED = ("__MACOSX/",)
-READ_BYTES = 1 << 20  # what macOS's archiver adds beside the files
+SKIPPED = ("__MACOSX/",)  # what macOS's archiver adds beside the files
+READ_BYTES = 1 << 20  # a piece of what a reader asks whole
 
 
 class _Decompressed:
