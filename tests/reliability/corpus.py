@@ -1131,6 +1131,16 @@ class CorpusBuilder:
             fail("wrong encoding"),
             csv_bytes(t["header"], [*t["rows"], marked], "utf-16-le"),
         )
+        self.add(  # Excel for Mac's "CSV (Macintosh)": read with each CR a line end (a note)
+            "csv-gbk: lines ended by a carriage return alone",
+            G,
+            "line ends",
+            "wjw",
+            "family_doctor_contracts",
+            "cronly",
+            load(t["n"] + 1),
+            csv_bytes(t["header"], [*t["rows"], marked], "gbk", terminator="\r"),
+        )
         plain = csv_bytes(t["header"], [*t["rows"], marked], "gbk")
         self.add(  # sent compressed: read unpacked (a note says)
             "csv-gbk: the file gzip-compressed (.csv.gz)",
