@@ -54,6 +54,7 @@ RATES: dict[str, float] = {
     "excel_text": 0.004,  # CSV: an ID or phone kept as text for Excel: '1101… or ="1101…"
     "name_dot": 0.3,  # a name in parts joined by a look-alike of ·, or a full stop
     "name_padded": 0.05,  # a two-character name padded to a roster's width: 王　芳
+    "ledger_row": 0.5,  # of Excel ledgers: a totals row and a footer (填表人：…) under the data
 }
 
 RECOVERABLE = {
@@ -65,7 +66,7 @@ RECOVERABLE = {
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
     "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
-    "name_padded": True,
+    "name_padded": True, "ledger_row": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -156,6 +157,9 @@ EXPORT_KINDS = frozenset(
 
 NAME_KINDS = frozenset({"name_dot"})  # drawn from a stream of their own (Dirtier)
 PADDED_KINDS = frozenset({"name_padded"})  # and these from a fourth
+LEDGER_KINDS = frozenset({"ledger_row"})  # and a ledger's footer from a fifth
+# who fills a ledger in: the footer names them (a clerk's name is personal information too)
+CLERKS = ("钱晓东", "孙丽华", "周建国", "吴秀英")
 # hand-kept rosters and the exports made from them pad a two-character name to the width
 # of a three-character one: a full-width space (a form's cell), or one or two spaces
 NAME_PADDINGS = ("\u3000", " ", "  ")
@@ -246,9 +250,12 @@ class Dirtier:
         self.names_rng = random.Random("names in parts:" + words)
         # padded names (PADDED_KINDS), a fourth: every earlier kind drawn as before them
         self.padding_rng = random.Random("padded names:" + words)
+        self.ledger_rng = random.Random("ledger footers:" + words)  # LEDGER_KINDS, a fifth
 
     def hit(self, kind: str) -> bool:
-        if kind in PADDED_KINDS:
+        if kind in LEDGER_KINDS:
+            rng = self.ledger_rng
+        elif kind in PADDED_KINDS:
             rng = self.padding_rng
         elif kind in NAME_KINDS:
             rng = self.names_rng
@@ -310,6 +317,17 @@ class Dirtier:
                 "whitespace"
             )
         return value, None
+
+    def _ledger_footer(self, cols: tuple[Col, ...], records: int) -> list[Item]:
+        """A hand-kept ledger's last rows: its total, and who filled it in and when, in
+        whatever cells were at hand (never a key's: those rows hold no holder)."""
+        blank = dict.fromkeys((c.source for c in cols), "")
+        free = [c.source for c in cols if c.role not in ("cid", "fixed")]
+        rng = self.ledger_rng
+        total = {**blank, free[0]: "合计", free[1]: f"{records}人"}
+        footer = {**blank, free[0]: f"填表人：{rng.choice(CLERKS)}",
+                  free[-1]: f"填报日期：{rng.randint(1, 28)}日"}  # fmt: skip
+        return [Item(row, None, [Defect("*", "ledger_row", "", "")]) for row in (total, footer)]
 
     def _export_cell(self, col: Col, value: object) -> tuple[object, str | None]:
         """The kinds of real exports, on a cell the classic kinds left alone."""
@@ -394,6 +412,8 @@ class Dirtier:
             for pos in sorted(self.rng.sample(range(5, len(items)), n), reverse=True):
                 header = {c.source: c.source for c in cols}
                 items.insert(pos, Item(header, None, [Defect("*", "stray_header", "", "")]))
+        if self.form == "excel" and len(items) >= 20 and self.hit("ledger_row"):
+            items += self._ledger_footer(cols, sum(1 for i in items if i.clean is not None))
         if self.form == "jsonl":
             for item in items:
                 if item.clean is None or not self.hit("broken_line"):

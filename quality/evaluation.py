@@ -46,7 +46,7 @@ MANIFEST_FILE = "manifest.json"  # in the simulator's folder
 TRUTH_DIR = "truth"
 PULLED = {"sql_db": "registry.sqlite", "http_api": "api"}  # how the truth names a pull
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-CONNECTOR_KINDS = ("stray_header", "broken_line")  # handled before the gate
+CONNECTOR_KINDS = ("stray_header", "broken_line", "ledger_row")  # handled before the gate
 LEFT_FOR_SCORES = ("wrong_value",)
 KEY = ["_file", "_source_row"]
 # defects whose delivered value lost the truth, so the right outcome is the catalogue's

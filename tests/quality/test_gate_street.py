@@ -23,7 +23,7 @@ from catalog.model import Catalogue, ConnectorKind, Dataset, Standardising
 from departments.folder import read_manifest, sim_dir_for
 from departments.simulate import simulate
 from pipelines.connectors import read_delivery
-from pipelines.connectors.base import map_to_fields, split_stray_headers
+from pipelines.connectors.base import map_to_fields, split_ledger_rows, split_stray_headers
 from quality.evaluation import TruthReport, evaluate
 from quality.gate import gate
 
@@ -84,7 +84,7 @@ def read_raw(home: Path, dept: str, ds: Dataset, manifest: dict) -> dict[str, pl
             ds_read = ds.model_copy(update={"delivery": ds.delivery})
         else:
             path, ds_read = home / "inbox" / dept / file, ds
-        parsed = split_stray_headers(read_delivery(path, ds_read), ds)
+        parsed = split_ledger_rows(split_stray_headers(read_delivery(path, ds_read), ds), ds)
         frame = map_to_fields(parsed, ds, file)
         delivery_id = f"{dept}.{ds.code}.{file}"
         out[delivery_id] = frame.with_columns(
