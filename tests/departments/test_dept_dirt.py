@@ -209,3 +209,23 @@ def test_a_two_character_name_is_padded_in_rosters_only(monkeypatch, cat):
             assert standardised(f, delivered) == ["王芳"] * len(delivered)
     assert {k for _, k in draw("name_padded", col, "欧阳娜娜")} == {None}  # not two characters
     assert {k for _, k in draw("name_padded", col, "王芳", form="http_api")} == {None}
+
+
+def test_a_ledger_ends_with_its_total_and_footer_in_excel_only(monkeypatch):
+    only(monkeypatch, "ledger_row")
+    cols = (Col("姓名", "name", True), Col("身份证号码", "cid", True), Col("社区", "str"),
+            Col("登记日期", "date"))  # fmt: skip
+    records = [{"姓名": f"张{i}", "身份证号码": f"{i:018d}", "社区": "秀水", "登记日期": "2026-11-01"}
+               for i in range(25)]  # fmt: skip
+    items = Dirtier(random.Random(5), "excel", authoritative=False).deliver(cols, records)
+    *rows, total, footer = items  # (a stray header among the rows: one a file at least)
+    assert sum(it.clean is not None for it in rows) == 25
+    assert [d.kind for it in (total, footer) for d in it.defects] == ["ledger_row"] * 2
+    assert total.clean is None and total.cells["姓名"] == "合计" and total.cells["社区"] == "25人"
+    assert footer.cells["姓名"].startswith("填表人：") and footer.cells["登记日期"].startswith(
+        "填报"
+    )
+    assert total.cells["身份证号码"] == footer.cells["身份证号码"] == ""  # no holder's key
+    for form in ("csv", "jsonl"):
+        got = Dirtier(random.Random(5), form, authoritative=False).deliver(cols, records)
+        assert not any(d.kind == "ledger_row" for it in got for d in it.defects)
