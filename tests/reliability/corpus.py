@@ -321,14 +321,17 @@ class Street:
 
     # Excel / Parquet ---------------------------------------------------------
     def workbook(self, dept: str, dataset: str):
-        """(workbook, sheet, header row number, data rows) without stray header rows."""
+        """(workbook, sheet, header row number, data rows) without stray header rows and
+        without the simulator's ledger footer (its totals and who filled it in)."""
         delivery = dataset_spec(dept, dataset)["delivery"]
         wb = load_workbook(self.original(dept, dataset))
         ws = wb[delivery["sheet"]]
         hrow = (delivery.get("header_row") or 0) + 1
         header = [c.value for c in ws[hrow]]
         for r in range(ws.max_row, hrow, -1):
-            if [c.value for c in ws[r]] == header:
+            values = [c.value for c in ws[r]]
+            footer = any(v == "合计" or str(v).startswith("填表人：") for v in values)
+            if values == header or footer:
                 ws.delete_rows(r)
         data = sum(
             1
