@@ -104,8 +104,9 @@ NAME_PADDED = rf"^[{HAN}]\s+[{HAN}]$"
 
 _NAME_PADDED_RE = re.compile(NAME_PADDED)
 # a padded two-character name inside a text (after half-width folding, U+3000 is a space)
-PADDED_PAIR = rf"[{HAN}][ \u3000]{{1,2}}[{HAN}]"
-_PADDED_IN_TEXT = re.compile(rf"(?=([{HAN}])[ \u3000]{{1,2}}([{HAN}]))")
+_PADDING = r"[ \u3000]{1,2}"
+PADDED_PAIR = rf"[{HAN}]{_PADDING}[{HAN}]"
+_PADDED_IN_TEXT = re.compile(rf"(?=([{HAN}]){_PADDING}([{HAN}]))")  # overlapping pairs
 
 
 def name_unpadded_str(name: str) -> str:
@@ -119,8 +120,7 @@ def padded_pairs(text: str) -> Iterator[tuple[int, int, str]]:
     if " " not in text and "\u3000" not in text:
         return
     for m in _PADDED_IN_TEXT.finditer(text):
-        start = m.start()
-        yield start, m.end(2), m.group(1) + m.group(2)
+        yield m.start(), m.end(2), m.group(1) + m.group(2)
 
 
 def name_unpadded(name: pl.Expr) -> pl.Expr:

@@ -74,18 +74,15 @@ from masking.names import (
 )
 
 JIEBA_COMMON_WORD = 50  # dictionary frequency from which a token is a word, not a name
-_SURNAME_RE = (
-    "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|[" + "".join(sorted(SINGLE_SURNAMES)) + "])"
-)
+_SINGLE_SURNAME = "[" + "".join(sorted(SINGLE_SURNAMES)) + "]"
+_SURNAME_RE = "(?:" + "|".join(sorted(COMPOUND_SURNAMES)) + "|" + _SINGLE_SURNAME + ")"
 _CANDIDATE = rf"{_SURNAME_RE}[{HAN}]{{1,2}}?"
 _CUE_WORD = re.compile(rf"(?:{NAME_BEFORE})(?:是|为)?[：:\s]*")
 _NAME_TO_END = re.compile(rf"{_CANDIDATE}(?={NAME_END})")
 # a two-character name padded to a roster's width (王　芳: half-width here, 王 芳), copied
 # into a text with its padding: a single surname, spaces, one character, then a word that
 # ends names or no Han character
-_PADDED = re.compile(
-    rf"[{''.join(sorted(SINGLE_SURNAMES))}] {{1,2}}[{HAN}](?={NAME_END}|[^{HAN}]|$)"
-)
+_PADDED = re.compile(rf"{_SINGLE_SURNAME} {{1,2}}[{HAN}](?={NAME_END}|[^{HAN}]|$)")
 _ALL_HAN = re.compile(f"[{HAN}]+")
 _CUE_WEAK = re.compile(rf"(?:{NAME_BEFORE_WEAK})[：:\s]*")
 _CUE_AFTER = re.compile(rf"({_CANDIDATE})(?={NAME_AFTER})")

@@ -36,13 +36,12 @@ from typing import BinaryIO
 import polars as pl
 
 from masking.leaks import LeakCounts, scan_frame, scan_texts
+from pipelines.connectors.compressed import GZIP_MAGIC, ZIP_MAGIC
 from pipelines.connectors.excel import OLE2_MAGIC
 from pipelines.connectors.records import Prefixed
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PARQUET_MAGIC = b"PAR1"
-ZIP_MAGIC = b"PK\x03\x04"
-GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 1 << 20
 MAX_LINE = 1 << 20  # characters; longer lines are read in parts overlapping by OVERLAP
 OVERLAP = 64

@@ -242,8 +242,9 @@ def split_stray_headers(parsed: Parsed, dataset: Dataset) -> Parsed:
 # filled it in, checked it and when (填表人：…, 审核人：…, 填报日期：…), in whatever cells
 # were at hand; a cell that is one of them, in a row whose key holds nothing else, makes
 # the row no record
-LEDGER_TOTAL = re.compile(r"^(?:合计|总计|小计|共计|总合计)(?:[:：].*)?$", re.DOTALL)
-LEDGER_LABEL = re.compile(
+# (polars patterns, matched on a cell with its whitespace taken out)
+LEDGER_TOTAL = r"^(?:合计|总计|小计|共计|总合计)(?:[:：].*)?$"
+LEDGER_LABEL = (
     r"^(?:填表人|制表人|填报人|审核人|审批人|统计人|核对人|经手人|负责人|单位负责人|联系人"
     r"|填表日期|制表日期|填报日期|统计日期|报送日期|填报单位|制表单位)[:：]"
 )
@@ -265,8 +266,8 @@ def split_ledger_rows(parsed: Parsed, dataset: Dataset) -> Parsed:
         [
             text[c].is_null()
             | (text[c] == "")
-            | text[c].str.contains(LEDGER_TOTAL.pattern)
-            | text[c].str.contains(LEDGER_LABEL.pattern)
+            | text[c].str.contains(LEDGER_TOTAL)
+            | text[c].str.contains(LEDGER_LABEL)
             for c in keys
         ]
         or [pl.lit(True)]
@@ -275,8 +276,8 @@ def split_ledger_rows(parsed: Parsed, dataset: Dataset) -> Parsed:
     left = parsed.frame.filter(keyless.fill_null(False))
     if left.height == 0:
         return parsed
-    total = pl.any_horizontal([text[c].str.contains(LEDGER_TOTAL.pattern) for c in delivered])
-    label = pl.any_horizontal([text[c].str.contains(LEDGER_LABEL.pattern) for c in delivered])
+    total = pl.any_horizontal([text[c].str.contains(LEDGER_TOTAL) for c in delivered])
+    label = pl.any_horizontal([text[c].str.contains(LEDGER_LABEL) for c in delivered])
     kinds = left.select(
         pl.col(SOURCE_ROW),
         total.fill_null(False).alias("total"),
