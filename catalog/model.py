@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from catalog.codes import Codes, code_table
 from catalog.consent import ConsentCategory
 from catalog.identifiers import uscc_valid_str
 
@@ -321,6 +322,12 @@ class FieldSpec(_Strict):
     unique: bool = False
     pattern: str | None = None
     allowed_values: list[str] | None = None
+    codes: str | dict[str, str | None] | None = Field(
+        default=None,
+        description="代码表: the codes the department's system writes for the allowed values, "
+        "staged as the value each stands for: a table's name (GB/T 2261.1, catalog/codes.py) "
+        "or a mapping of its own (01: 已受理); a code mapped to null stands for no value",
+    )
     range: Range | None = None
     pii: PiiKind = PiiKind.none
     level: Level
@@ -345,6 +352,13 @@ class FieldSpec(_Strict):
     @property
     def source_name(self) -> str:
         return self.source or self.name
+
+    @property
+    def code_values(self) -> Codes:
+        """The field's codes as a mapping (empty: none): its table's, or its own."""
+        if self.codes is None:
+            return {}
+        return code_table(self.codes) if isinstance(self.codes, str) else self.codes
 
     @property
     def person_name(self) -> bool:
@@ -375,6 +389,30 @@ class FieldSpec(_Strict):
         if v is not None and not v:
             raise ValueError("allowed_values must list at least one value")
         return v
+
+    @model_validator(mode="after")
+    def _codes(self) -> FieldSpec:
+        if self.codes is None:
+            return self
+        if self.type not in (FieldType.string, FieldType.text) or not self.allowed_values:
+            raise ValueError("codes stand for allowed values: a string field with allowed_values")
+        if isinstance(self.codes, str):
+            try:
+                code_table(self.codes)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        elif not self.codes:
+            raise ValueError("codes must map at least one code")
+        allowed = set(self.allowed_values)
+        for code, value in self.code_values.items():
+            if not code.strip() or code != code.strip():
+                raise ValueError(f"code {code!r} must be non-blank, without surrounding spaces")
+            if value is not None and value not in allowed:
+                raise ValueError(f"code {code!r} stands for {value!r}, not an allowed value")
+            if code in allowed and value != code:
+                raise ValueError(f"code {code!r} is itself an allowed value: it cannot stand "
+                                 f"for {value!r}")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:

@@ -29,7 +29,10 @@ What real exports write besides, repaired by the dataset's catalogue rules
   unreadable. A birth date is always exact: a month-only one is quarantined;
 - a mobile with an extension (13812345678转8001) → the mobile (a mobile has no
   extension; landlines keep theirs);
-- an "unknown" date (1900-01-01, ``unknown_dates``) → null, like a placeholder.
+- an "unknown" date (1900-01-01, ``unknown_dates``) → null, like a placeholder;
+- a code of the department's system for an allowed value (the field's ``codes``:
+  GB/T 2261.1's ``1``, ``男性`` → 男; catalog/codes.py) → the value; a code for no
+  value (``0`` 未知的性别) → null, like a placeholder.
 
 :func:`standardise` also counts, per field and kind of repair, how many values
 it changed.
@@ -123,10 +126,28 @@ def without_zero_width(s: pl.Expr) -> pl.Expr:
 
 
 def placeholder_spellings(f: FieldSpec, rules: Standardising) -> list[str]:
-    """Every spelling of the rules' placeholders for one field: half- and full-width, upper,
-    lower and title case; none that the field's ``allowed_values`` accept as a value."""
-    placeholders = (*rules.placeholders, *rules.extra_placeholders)
+    """Every spelling of the rules' placeholders for one field, and of its codes that stand
+    for no value (GB/T 2261.1's 0 未知的性别): half- and full-width, upper, lower and title
+    case; none that the field's ``allowed_values`` accept as a value."""
+    nulls = tuple(code for code, value in f.code_values.items() if value is None)
+    placeholders = (*rules.placeholders, *rules.extra_placeholders, *nulls)
     return list(_spellings(placeholders, tuple(f.allowed_values or ())))
+
+
+def code_spellings(f: FieldSpec) -> dict[str, str]:
+    """Every spelling of the field's codes that stand for a value (catalog/codes.py), as a
+    placeholder's are spelled, → the value: ``1``, ``１`` → 男; ``男性`` → 男."""
+    coded = tuple((code, value) for code, value in f.code_values.items() if value is not None)
+    return dict(_code_spellings(coded))
+
+
+@functools.lru_cache(maxsize=256)
+def _code_spellings(coded: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for code, value in coded:
+        for spelling in _spellings((code,), ()):
+            out.setdefault(spelling, value)
+    return tuple(out.items())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -456,9 +477,13 @@ def clean_field(f: FieldSpec, trimmed: pl.Expr, rules: Standardising | None = No
     """Trimmed (half-width where safe) text → the cleaned text :func:`typed_from_clean` reads:
     blank or a placeholder → null; citizen IDs and codes without spaces (IDs without dashes),
     in upper case; numbers without their catalogue unit; a person's name in parts joined by
-    U+00B7 (买买提•艾力, 买买提 . 艾力 → 买买提·艾力), a two-character one unpadded (王　芳 → 王芳)."""
+    U+00B7 (买买提•艾力, 买买提 . 艾力 → 买买提·艾力), a two-character one unpadded (王　芳 → 王芳);
+    a code of the field's ``codes`` as the value it stands for (1, 男性 → 男)."""
     rules = rules or Standardising()
     t = pl.when(~is_placeholder(f, trimmed, rules)).then(blank_to_null(trimmed))
+    coded = code_spellings(f)
+    if coded:  # a code of the department's system: the value it stands for
+        t = t.replace(coded)
     unit = unit_pattern(f)
     if unit is not None:
         return pl.coalesce(t.str.extract(unit, 1), t)
@@ -583,6 +608,9 @@ def repair_flags(
     placeholder = nonblank & is_placeholder(f, trimmed, rules)
     real = nonblank & ~placeholder
     flags: dict[str, pl.Expr] = {"placeholder": placeholder}
+    coded = code_spellings(f)
+    if coded:
+        flags["coded_value"] = real & trimmed.is_in(list(coded))
     if f.type is not FieldType.text:
         flags["zero_width"] = present & raw.str.contains(_ZERO_WIDTH_CLASS)
     if is_plain_text(f):

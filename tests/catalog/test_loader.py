@@ -165,6 +165,30 @@ BROKEN: dict[str, tuple[Mutation, str, str | None, str]] = {
         "household_id",
         "range",
     ),
+    "code table that does not exist": (
+        lambda d: _field(d, "gender").update(codes="GB/T 2261.9"),
+        "registered_residents",
+        "gender",
+        "no code table 'GB/T 2261.9' (there are: GB/T 2261.1)",
+    ),
+    "code for a value not allowed": (
+        lambda d: _field(d, "gender").update(codes={"1": "男", "3": "其他"}),
+        "registered_residents",
+        "gender",
+        "code '3' stands for '其他', not an allowed value",
+    ),
+    "an allowed value coded as another": (
+        lambda d: _field(d, "gender").update(codes={"男": "女"}),
+        "registered_residents",
+        "gender",
+        "code '男' is itself an allowed value",
+    ),
+    "codes without allowed values": (
+        lambda d: _field(d, "household_id").update(codes={"1": "户"}),
+        "registered_residents",
+        "household_id",
+        "codes stand for allowed values",
+    ),
     "missing update mode": (
         lambda d: d["datasets"][1].pop("update_mode"),
         "residence_permits",

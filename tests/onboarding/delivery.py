@@ -203,6 +203,19 @@ def build_delivery(communities: list[str], *, clean: int = 60, seed: int = 10) -
     repaired(
         "no mobile, written 无", {"联系电话": "无"}, {"mobile": None}, ("mobile", "placeholder")
     )
+    # the department's system writes gender as GB/T 2261.1 codes or their names
+    repaired(
+        "gender as its GB/T 2261.1 code",
+        {"性别": lambda p: "1" if p["性别"] == "男" else "2"},
+        {"gender": "性别"},
+        ("gender", "coded_value"),
+    )
+    repaired(
+        "gender as the standard's name",
+        {"性别": lambda p: p["性别"] + "性"},
+        {"gender": "性别"},
+        ("gender", "coded_value"),
+    )
     d = dt.date(2023, 1, 5)
     for spelling in ("{y}/{m}/{d}", "{y}年{m}月{d}日", "{y}{m:02d}{d:02d}", "{y}.{m:02d}.{d:02d}"):
         repaired(
@@ -259,6 +272,7 @@ def build_delivery(communities: list[str], *, clean: int = 60, seed: int = 10) -
         ("birth_date", "birth_date_matches_citizen_id"),
     )  # fmt: skip
     quarantined("impossible date", {"发证日期": "2023-02-30"}, ("issued_on", "unparseable"))
+    quarantined("gender coded 0, unknown (GB/T 2261.1)", {"性别": "0"}, ("gender", "required"))
     quarantined(
         "grade not in the list", {"残疾等级": "五级"}, ("disability_grade", "allowed_values")
     )

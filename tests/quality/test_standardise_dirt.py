@@ -295,3 +295,31 @@ def test_a_two_character_name_padded_to_a_rosters_width_is_the_name(cat):
     got, counts = one_field(ds, "name", values)
     assert got == ["王芳", "王芳", "王芳", "欧阳 娜娜", "王芳"]
     assert counts == {"name_padded": 3, "whitespace": 1}
+
+
+# -- codes of a department's system (catalog/codes.py) ---------------------------------------
+
+
+def test_a_gender_code_is_staged_as_the_value_it_stands_for(cat):
+    # GB/T 2261.1: 1 男性, 2 女性, 0 未知的性别, 9 未说明的性别 (in any width)
+    ds = dataset(cat, "mzj.elderly_alone")
+    values = ["1", "２", " 男性 ", "女性", "女", "0", "9", "未说明的性别", "M", "男"]
+    got, counts = one_field(ds, "gender", values)
+    assert got == ["男", "女", "男", "女", "女", None, None, None, "M", "男"]
+    assert counts == {"coded_value": 4, "placeholder": 3, "whitespace": 1}
+    out = s.standardise(raw_frame(ds, 3, gender=["0", "1", None]), ds)
+    f = ds.field("gender")  # a code for no value reads as blank to the gate, as a placeholder
+    assert out.frame.select(s.missing_col(f))[:, 0].to_list() == [True, False, False]
+
+
+def test_codes_are_the_fields_own_and_only_where_the_catalogue_says(cat):
+    _, base = cat.dataset("rx.appeals")
+    f = base.field("status")
+    own = {"01": "已受理", "02": "已派单", "03": "已办结", "99": None}
+    coded = f.model_copy(update={"codes": own})
+    ds = base.model_copy(update={"fields": [coded if g is f else g for g in base.fields]})
+    got, counts = one_field(ds, "status", ["01", "03", "99", "已派单", "04", "1"])
+    assert got == ["已受理", "已办结", None, "已派单", "04", "1"]  # 04, 1: no such code
+    assert counts == {"coded_value": 2, "placeholder": 1}
+    got, counts = one_field(base, "status", ["01", "已受理"])  # the shipped field has none
+    assert got == ["01", "已受理"] and "coded_value" not in counts
