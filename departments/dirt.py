@@ -55,6 +55,7 @@ RATES: dict[str, float] = {
     "name_dot": 0.3,  # a name in parts joined by a look-alike of ·, or a full stop
     "name_padded": 0.05,  # a two-character name padded to a roster's width: 王　芳
     "ledger_row": 0.5,  # of Excel ledgers: a totals row and a footer (填表人：…) under the data
+    "coded_value": 0.03,  # a gender written as the system stores it: GB/T 2261.1's 1/2, 男性/女性
 }
 
 RECOVERABLE = {
@@ -66,7 +67,7 @@ RECOVERABLE = {
     "null_value": False, "sentinel_value": False, "epoch_millis": True,
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
     "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
-    "name_padded": True, "ledger_row": True,
+    "name_padded": True, "ledger_row": True, "coded_value": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -158,6 +159,10 @@ EXPORT_KINDS = frozenset(
 NAME_KINDS = frozenset({"name_dot"})  # drawn from a stream of their own (Dirtier)
 PADDED_KINDS = frozenset({"name_padded"})  # and these from a fourth
 LEDGER_KINDS = frozenset({"ledger_row"})  # and a ledger's footer from a fifth
+CODED_KINDS = frozenset({"coded_value"})  # and a system's codes from a sixth
+# how systems store a gender (GB/T 2261.1-2003 人的性别代码: the code, or the standard's
+# name for it); the simulator's own copy, independent of the catalogue's table
+GENDER_CODES = {"男": ("1", "男性"), "女": ("2", "女性")}
 # who fills a ledger in: the footer names them (a clerk's name is personal information too)
 CLERKS = ("钱晓东", "孙丽华", "周建国", "吴秀英")
 # hand-kept rosters and the exports made from them pad a two-character name to the width
@@ -251,9 +256,12 @@ class Dirtier:
         # padded names (PADDED_KINDS), a fourth: every earlier kind drawn as before them
         self.padding_rng = random.Random("padded names:" + words)
         self.ledger_rng = random.Random("ledger footers:" + words)  # LEDGER_KINDS, a fifth
+        self.coded_rng = random.Random("system codes:" + words)  # CODED_KINDS, a sixth
 
     def hit(self, kind: str) -> bool:
-        if kind in LEDGER_KINDS:
+        if kind in CODED_KINDS:
+            rng = self.coded_rng
+        elif kind in LEDGER_KINDS:
             rng = self.ledger_rng
         elif kind in PADDED_KINDS:
             rng = self.padding_rng
@@ -338,6 +346,8 @@ class Dirtier:
                 return rng.choice(PLACEHOLDERS), "placeholder"
             return value, None
         s = str(value)
+        if role == "gender" and s in GENDER_CODES and self.hit("coded_value"):
+            return self.coded_rng.choice(GENDER_CODES[s]), "coded_value"
         two = role == "name" and len(s) == 2 and self.form in PADDED_FORMS
         if two and self.hit("name_padded"):
             return s[0] + self.padding_rng.choice(NAME_PADDINGS) + s[1], "name_padded"

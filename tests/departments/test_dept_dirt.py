@@ -229,3 +229,37 @@ def test_a_ledger_ends_with_its_total_and_footer_in_excel_only(monkeypatch):
     for form in ("csv", "jsonl"):
         got = Dirtier(random.Random(5), form, authoritative=False).deliver(cols, records)
         assert not any(d.kind == "ledger_row" for it in got for d in it.defects)
+
+
+def test_a_gender_is_written_as_the_systems_code_in_every_form(monkeypatch, cat):
+    only(monkeypatch, "coded_value")
+    col = Col("性别", "gender", True)
+    for form in ("excel", "csv", "http_api", "sql_db"):
+        for truth, spellings in (("男", {"1", "男性"}), ("女", {"2", "女性"})):
+            got = draw("coded_value", col, truth, form=form)
+            assert {k for _, k in got} == {"coded_value"}
+            delivered = sorted({v for v, _ in got})
+            assert set(delivered) == spellings
+            for ref in ("mzj.elderly_alone", "gaj.registered_residents", "jyj.school_enrolment"):
+                f = cat.dataset(ref)[1].field("gender")
+                assert standardised(f, delivered) == [truth] * len(delivered)
+    assert {k for _, k in draw("coded_value", Col("姓名", "name", True), "王芳")} == {None}
+
+
+def test_system_codes_leave_every_earlier_draw_as_it_was(monkeypatch):
+    col, rows, rate = Col("性别", "gender", True), ["男", "女"] * 200, dirt.RATES["coded_value"]
+
+    def street(rate: float) -> list:
+        monkeypatch.setitem(dirt.RATES, "coded_value", rate)
+        d = Dirtier(random.Random(7), "csv", authoritative=False)
+        return [
+            d.record((col, Col("姓名", "name", True)), {"性别": g, "姓名": "王芳"}) for g in rows
+        ]
+
+    before, after = street(0.0), street(rate)
+    coded = [
+        i for i, item in enumerate(after) if any(x.kind == "coded_value" for x in item.defects)
+    ]
+    assert 0 < len(coded) < len(rows) // 10
+    same = [i for i in range(len(rows)) if i not in coded]
+    assert [before[i].cells for i in same] == [after[i].cells for i in same]

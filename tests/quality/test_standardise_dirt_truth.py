@@ -89,3 +89,17 @@ def test_a_standardiser_leaving_padded_names_is_caught(monkeypatch):
     missed = rep.missed.filter(pl.col("kind") == "name_padded")
     assert missed.height > 0 and right.missed.height == 0
     assert any("cleaning rate" in p or "missed" in p for p in rep.problems())
+
+
+def test_a_standardiser_ignoring_system_codes_is_caught(monkeypatch):
+    from quality import standardise
+
+    refs = carrying("coded_value")
+    right = judged(refs)
+    monkeypatch.setattr(standardise, "code_spellings", lambda f: {})
+    rep = judged(refs)
+    # a gender written 1 or 男性 is quarantined (not an allowed value) instead of staged as 男
+    repaired = "repaired_recoverable"
+    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
+    assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
+    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
