@@ -56,6 +56,7 @@ RATES: dict[str, float] = {
     "name_padded": 0.05,  # a two-character name padded to a roster's width: 王　芳
     "ledger_row": 0.5,  # of Excel ledgers: a totals row and a footer (填表人：…) under the data
     "coded_value": 0.03,  # a gender written as the system stores it: GB/T 2261.1's 1/2, 男性/女性
+    "count_unit": 0.08,  # a hand-kept ledger's count typed with its unit: 85岁, 3人
 }
 
 RECOVERABLE = {
@@ -68,6 +69,7 @@ RECOVERABLE = {
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
     "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
     "name_padded": True, "ledger_row": True, "coded_value": True,
+    "count_unit": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -163,6 +165,9 @@ CODED_KINDS = frozenset({"coded_value"})  # and a system's codes from a sixth
 # how systems store a gender (GB/T 2261.1-2003 人的性别代码: the code, or the standard's
 # name for it); the simulator's own copy, independent of the catalogue's table
 GENDER_CODES = {"男": ("1", "男性"), "女": ("2", "女性")}
+UNIT_KINDS = frozenset({"count_unit"})  # and a ledger's units from a seventh
+# the counts hand-kept ledgers type with their unit, by the column's header
+COUNT_UNITS = {"年龄": "岁", "家庭人口数": "人"}
 # who fills a ledger in: the footer names them (a clerk's name is personal information too)
 CLERKS = ("钱晓东", "孙丽华", "周建国", "吴秀英")
 # hand-kept rosters and the exports made from them pad a two-character name to the width
@@ -257,9 +262,12 @@ class Dirtier:
         self.padding_rng = random.Random("padded names:" + words)
         self.ledger_rng = random.Random("ledger footers:" + words)  # LEDGER_KINDS, a fifth
         self.coded_rng = random.Random("system codes:" + words)  # CODED_KINDS, a sixth
+        self.unit_rng = random.Random("count units:" + words)  # UNIT_KINDS, a seventh
 
     def hit(self, kind: str) -> bool:
-        if kind in CODED_KINDS:
+        if kind in UNIT_KINDS:
+            rng = self.unit_rng
+        elif kind in CODED_KINDS:
             rng = self.coded_rng
         elif kind in LEDGER_KINDS:
             rng = self.ledger_rng
@@ -370,6 +378,9 @@ class Dirtier:
         typed = self.form in TYPED_FORMS
         if role == "money" and isinstance(value, int) and not typed and self.hit("money_unit"):
             return rng.choice(MONEY_SPELLINGS)(value), "money_unit"
+        unit = COUNT_UNITS.get(col.source) if self.form == "excel" else None
+        if role == "num" and unit and isinstance(value, int) and self.hit("count_unit"):
+            return f"{value}{self.unit_rng.choice(('', ' '))}{unit}", "count_unit"
         zero_width_ok = self.form != "csv"  # a GBK file cannot hold one: no CSV gets one
         if role in ("cid", "name", "mobile", "phone") and zero_width_ok and self.hit("zero_width"):
             at = rng.randint(1, len(s) - 1) if len(s) > 1 else 0

@@ -263,3 +263,20 @@ def test_system_codes_leave_every_earlier_draw_as_it_was(monkeypatch):
     assert 0 < len(coded) < len(rows) // 10
     same = [i for i in range(len(rows)) if i not in coded]
     assert [before[i].cells for i in same] == [after[i].cells for i in same]
+
+
+def test_a_ledgers_count_is_typed_with_its_unit_in_excel_only(monkeypatch, cat):
+    only(monkeypatch, "count_unit")
+    for header, ref, name, truth, unit in (
+        ("年龄", "mzj.old_age_allowance", "age", 85, "岁"),
+        ("家庭人口数", "mzj.minimum_living", "household_size", 3, "人"),
+    ):
+        col = Col(header, "num", True)
+        got = draw("count_unit", col, truth)
+        assert {k for _, k in got} == {"count_unit"}
+        delivered = sorted({v for v, _ in got})
+        assert delivered == [f"{truth} {unit}", f"{truth}{unit}"]
+        f = cat.dataset(ref)[1].field(name)
+        assert standardised(f, delivered, excel=True) == [truth, truth]
+        assert {k for _, k in draw("count_unit", col, truth, form="csv")} == {None}
+    assert {k for _, k in draw("count_unit", Col("户数", "num"), 12)} == {None}  # no unit known

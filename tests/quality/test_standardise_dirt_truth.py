@@ -103,3 +103,19 @@ def test_a_standardiser_ignoring_system_codes_is_caught(monkeypatch):
     assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
     assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
     assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+
+
+def test_a_standardiser_reading_units_on_money_only_is_caught(monkeypatch):
+    from quality import standardise
+
+    refs = carrying("count_unit")
+    right = judged(refs)
+    money_only = standardise.unit_pattern
+    monkeypatch.setattr(
+        standardise, "unit_pattern", lambda f: money_only(f) if f.unit and "元" in f.unit else None
+    )
+    rep = judged(refs)
+    # an age typed 85岁 is quarantined (unreadable as a number) instead of staged as 85
+    repaired = "repaired_recoverable"
+    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
+    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
