@@ -83,7 +83,12 @@ DTYPES: dict[FieldType, pl.DataType] = {
 TRUE_WORDS = ["true", "t", "1", "y", "yes", "是", "真"]
 FALSE_WORDS = ["false", "f", "0", "n", "no", "否", "假"]
 
-_DATE_RE = r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T]0{1,2}:0{1,2}(?::0{1,2})?)?$"
+# a date may carry the midnight its system stores it at: 0:00, 00:00:00, a zero fraction
+# (SQL Server's .000, JDBC's .0) and a zone (a serialiser's Z): the date is as written
+_DATE_RE = (
+    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
+    r"(?:[ T]0{1,2}:0{1,2}(?::0{1,2}(?:\.0{1,9})?)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?)?$"
+)
 _DATETIME_RE = (
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
     r"(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?(?:\.(\d{1,6}))?)?"
@@ -260,9 +265,12 @@ def date_from_groups(
     parts = [
         pl.when(t.str.contains(ISO_DATE)).then(t.str.to_date("%Y-%m-%d", strict=False)),
         iso.str.to_date("%Y-%m-%d", strict=False),
-        pl.when(t.str.contains(r"^\d{8}$")).then(t.str.to_date("%Y%m%d", strict=False)),
+        pl.when(t.str.contains(r"^\d{8}(?:0{6})?$")).then(  # 20261031, 20261031000000
+            t.str.slice(0, 8).str.to_date("%Y%m%d", strict=False)
+        ),
     ]
     rules = rules or Standardising()
+    parts.append(beijing_midnight(t))
     if dmy is not None:
         a, b, y = dmy.struct[0], dmy.struct[1], dmy.struct[2]
         day_first = rules.slash_dates is SlashDates.day_first
@@ -291,6 +299,20 @@ def parse_date(
         month=month_groups(t),
         rules=rules,
     )
+
+
+# a timestamp with its zone (2026-10-30T16:00:00.000Z): what a serialiser set to UTC writes
+# for a date its system stores as Beijing's midnight
+_ZONED = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$"
+
+
+def beijing_midnight(t: pl.Expr) -> pl.Expr:
+    """The day of a zoned timestamp that is midnight in Beijing (``2026-10-30T16:00:00Z`` →
+    2026-10-31); null for any other text (a date is a day in Beijing: another time of day
+    is no date)."""
+    zoned = pl.when(t.str.contains(_ZONED)).then(t)
+    at = datetime_from_groups(zoned, datetime_groups(zoned), compact_groups(zoned))
+    return pl.when(at.dt.time() == pl.time(0)).then(at.dt.date())
 
 
 def excel_serial_date(t: pl.Expr) -> pl.Expr:

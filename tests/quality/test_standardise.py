@@ -56,6 +56,23 @@ def test_excel_serials_only_where_asked():
     assert apply(["45000"], s.parse_date) == [None]
 
 
+@settings(max_examples=60, deadline=None)
+@given(dates)
+def test_a_date_as_a_system_stores_it_at_midnight(d):
+    # SQL Server's datetime, JDBC's Timestamp, a compact timestamp, a zone as written, and a
+    # serialiser set to UTC writing Beijing's midnight as the day before at 16:00
+    before = d - dt.timedelta(days=1)
+    spelled = [f"{d} 00:00:00.000", f"{d} 00:00:00.0", f"{d:%Y%m%d}000000", f"{d}T00:00:00Z",
+               f"{d}T00:00:00.000+08:00", f"{before}T16:00:00.000Z", f"{before} 16:00:00+00:00"]  # fmt: skip
+    assert apply(spelled, s.parse_date) == [d] * len(spelled)
+
+
+def test_a_date_with_another_time_of_day_is_no_date():
+    spelled = ["2026-10-31 08:30:00", "2026-10-31 00:00:00.5", "20261031083000",
+               "2026-10-30T17:00:00Z", "2026-10-30 16:00:00"]  # fmt: skip
+    assert apply(spelled, s.parse_date) == [None] * len(spelled)
+
+
 def test_impossible_dates_stay_null():
     assert apply(["2023-02-30", "2023/13/1", "hello", ""], s.parse_date) == [None] * 4
 
