@@ -57,6 +57,7 @@ RATES: dict[str, float] = {
     "ledger_row": 0.5,  # of Excel ledgers: a totals row and a footer (填表人：…) under the data
     "coded_value": 0.03,  # a gender written as the system stores it: GB/T 2261.1's 1/2, 男性/女性
     "count_unit": 0.08,  # a hand-kept ledger's count typed with its unit: 85岁, 3人
+    "midnight_timestamp": 0.02,  # a system's date as its stored midnight: 2026-10-31 00:00:00.000
 }
 
 RECOVERABLE = {
@@ -69,7 +70,7 @@ RECOVERABLE = {
     "placeholder": True, "zero_width": True, "id_separators": True, "money_unit": True,
     "dmy_date": True, "phone_extension": True, "excel_text": True, "name_dot": True,
     "name_padded": True, "ledger_row": True, "coded_value": True,
-    "count_unit": True,
+    "count_unit": True, "midnight_timestamp": True,
     # the day (the birth date) is lost: the right outcome is the catalogue's documented policy
     # (first of the month, or quarantined; null), which the evaluation checks instead
     "month_precision": False, "unknown_date": False,
@@ -168,6 +169,15 @@ GENDER_CODES = {"男": ("1", "男性"), "女": ("2", "女性")}
 UNIT_KINDS = frozenset({"count_unit"})  # and a ledger's units from a seventh
 # the counts hand-kept ledgers type with their unit, by the column's header
 COUNT_UNITS = {"年龄": "岁", "家庭人口数": "人"}
+MIDNIGHT_KINDS = frozenset({"midnight_timestamp"})  # and a system's midnights from an eighth
+# a date as a system stores and writes it: SQL Server's datetime, JDBC's Timestamp, and a
+# serialiser set to UTC writing Beijing's midnight (the day before, 16:00 Z)
+MIDNIGHT_SPELLINGS: tuple[Callable[[dt.date], str], ...] = (
+    lambda d: f"{d:%Y-%m-%d} 00:00:00.000",
+    lambda d: f"{d:%Y-%m-%d} 00:00:00.0",
+    lambda d: f"{d - dt.timedelta(days=1):%Y-%m-%d}T16:00:00.000Z",
+)
+SYSTEM_FORMS = ("http_api", "sql_db", "json", "jsonl", "csv")  # exported by a system
 # who fills a ledger in: the footer names them (a clerk's name is personal information too)
 CLERKS = ("钱晓东", "孙丽华", "周建国", "吴秀英")
 # hand-kept rosters and the exports made from them pad a two-character name to the width
@@ -263,9 +273,12 @@ class Dirtier:
         self.ledger_rng = random.Random("ledger footers:" + words)  # LEDGER_KINDS, a fifth
         self.coded_rng = random.Random("system codes:" + words)  # CODED_KINDS, a sixth
         self.unit_rng = random.Random("count units:" + words)  # UNIT_KINDS, a seventh
+        self.midnight_rng = random.Random("midnights:" + words)  # MIDNIGHT_KINDS, an eighth
 
     def hit(self, kind: str) -> bool:
-        if kind in UNIT_KINDS:
+        if kind in MIDNIGHT_KINDS:
+            rng = self.midnight_rng
+        elif kind in UNIT_KINDS:
             rng = self.unit_rng
         elif kind in CODED_KINDS:
             rng = self.coded_rng
@@ -373,6 +386,8 @@ class Dirtier:
                 return rng.choice(MONTH_SPELLINGS)(d), "month_precision"
             if self.hit("dmy_date"):
                 return rng.choice(DMY_SPELLINGS)(d), "dmy_date"
+            if self.form in SYSTEM_FORMS and self.hit("midnight_timestamp"):
+                return self.midnight_rng.choice(MIDNIGHT_SPELLINGS)(d), "midnight_timestamp"
         if role in ("mobile", "phone") and len(s) == 11 and self.hit("phone_extension"):
             return rng.choice(EXTENSION_SPELLINGS)(s, rng.randint(1, 9999)), "phone_extension"
         typed = self.form in TYPED_FORMS

@@ -280,3 +280,20 @@ def test_a_ledgers_count_is_typed_with_its_unit_in_excel_only(monkeypatch, cat):
         assert standardised(f, delivered, excel=True) == [truth, truth]
         assert {k for _, k in draw("count_unit", col, truth, form="csv")} == {None}
     assert {k for _, k in draw("count_unit", Col("户数", "num"), 12)} == {None}  # no unit known
+
+
+def test_a_systems_date_is_written_as_its_stored_midnight(monkeypatch, cat):
+    only(monkeypatch, "midnight_timestamp")
+    for header, role, ref, name, truth in (
+        ("出生日期", "birth", "wjw.elderly_health_checks", "birth_date", dt.date(1949, 12, 31)),
+        ("reg_date", "date", "rsj.employment_registration", "reg_date", dt.date(2026, 1, 1)),
+    ):
+        col = Col(header, role, True)
+        for form in ("csv", "http_api", "sql_db"):
+            got = draw("midnight_timestamp", col, truth.isoformat(), form=form)
+            assert {k for _, k in got} == {"midnight_timestamp"}
+            delivered = sorted({v for v, _ in got})
+            assert len(delivered) == 3 and truth.isoformat() not in delivered
+            f = cat.dataset(ref)[1].field(name)
+            assert standardised(f, delivered) == [truth] * 3
+        assert {k for _, k in draw("midnight_timestamp", col, truth.isoformat())} == {None}

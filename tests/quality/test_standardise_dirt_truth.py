@@ -119,3 +119,18 @@ def test_a_standardiser_reading_units_on_money_only_is_caught(monkeypatch):
     repaired = "repaired_recoverable"
     assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
     assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+
+
+def test_a_standardiser_reading_no_stored_midnights_is_caught(monkeypatch):
+    from quality import standardise
+
+    refs = carrying("midnight_timestamp")
+    right = judged(refs)
+    # the date reading before: a bare midnight only, no fraction, no zone, no UTC day before
+    bare = r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T]0{1,2}:0{1,2}(?::0{1,2})?)?$"
+    monkeypatch.setattr(standardise, "_DATE_RE", bare)
+    monkeypatch.setattr(standardise, "beijing_midnight", lambda t: pl.lit(None, pl.Date))
+    rep = judged(refs)
+    repaired = "repaired_recoverable"
+    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
+    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
