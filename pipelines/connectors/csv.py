@@ -89,10 +89,33 @@ def truncated_last(rec: Record) -> str:
 
 
 class _Header:
-    def __init__(self, names: list[str], line: int) -> None:
+    def __init__(self, names: list[str], line: int, named: int | None = None) -> None:
         self.names = names
         self.width = len(names)
         self.line = line
+        # the cells up to the last named column: a spreadsheet's export may end its header,
+        # and some of its rows, with empty cells of its used range beyond the table
+        if named is None:
+            named = max((i + 1 for i, n in enumerate(names) if n.strip()), default=0)
+        self.named = named
+
+    def fitted(self, row: list[str]) -> list[str] | None:
+        """A row of another width than the header's, fitted to it where only empty cells
+        beyond the table differ (cells past the header's, all empty; or the header's
+        unnamed last columns missing); None where the row is broken."""
+        if len(row) > self.width and not any(map(str.strip, row[self.width :])):
+            return row[: self.width]
+        if self.named <= len(row) < self.width:
+            return row + [""] * (self.width - len(row))
+        return None
+
+
+def beyond_the_table(rows: int, width: int) -> str:
+    """The note for rows fitted to the header (:meth:`_Header.fitted`)."""
+    return (
+        f"{rows} row(s) differ from the header (of {width} named cells) only by empty cells "
+        "beyond the table, the used range of a spreadsheet: read without them"
+    )
 
 
 def _header_below(
@@ -207,7 +230,9 @@ def _parse_one(text: str, delimiter: str) -> list[str] | None:
 
 def _batch(
     recs: list[Record], header: _Header, encoding: str, d, limit: int
-) -> tuple[pl.DataFrame, list[RowProblem]]:
+) -> tuple[pl.DataFrame, list[RowProblem], int]:
+    """The batch's rows, its unreadable rows, and how many rows were fitted to the header
+    (:meth:`_Header.fitted`)."""
     delimiter = d.delimiter or ","
     problems: list[RowProblem] = []
     kept: list[Record] = []
@@ -235,7 +260,12 @@ def _batch(
         del texts  # the cells are copies: the decoded records need not stay
     good: list[list[str]] = []
     good_lines: list[int] = []
+    fitted = 0
     for line, row in zip(lines, rows, strict=True):
+        if row is not None and len(row) != header.width:
+            fit = header.fitted(row)
+            if fit is not None and any(map(str.strip, fit)):
+                row, fitted = fit, fitted + 1
         if row is None:
             problems.append(
                 RowProblem(
@@ -268,7 +298,7 @@ def _batch(
         ]
     )
     problems.sort(key=lambda p: p.source_row)
-    return frame, problems
+    return frame, problems, fitted
 
 
 def _unique_header(header: _Header, dataset: Dataset, file: str) -> _Header:
@@ -293,7 +323,7 @@ def _unique_header(header: _Header, dataset: Dataset, file: str) -> _Header:
     for i, n in enumerate(header.names):
         names.append(n if n not in seen else f"_repeated_{i}")
         seen.add(n)
-    return _Header(names, header.line)
+    return _Header(names, header.line, header.named)  # the empty names renamed, not named
 
 
 class _Opened(NamedTuple):
@@ -464,7 +494,9 @@ def read_csv(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Parse
                 f"the catalogue says {d.encoding or 'utf-8'}"
             )
         while True:
-            frame, problems = _batch(recs, header, encoding, d, limit)
+            frame, problems, fitted = _batch(recs, header, encoding, d, limit)
+            if fitted:
+                notes = [*notes, beyond_the_table(fitted, header.named)]
             read += frame.height + len(problems)
             loaded += frame.height
             if problems and first_problem is None:

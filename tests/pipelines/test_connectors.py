@@ -839,6 +839,37 @@ def test_a_ledgers_totals_and_footer_rows_are_no_records(tmp_path: Path) -> None
     ]
 
 
+def test_empty_cells_beyond_the_table_are_no_broken_rows(tmp_path: Path) -> None:
+    # a spreadsheet saved as CSV pads lines to its used range: the header ends with empty
+    # cells, and rows with as many, more or fewer of them; each such row was quarantined
+    # for its cell count although nothing was in those cells
+    ds = make_dataset("csv", pattern="*.csv", encoding="gbk")
+    a, b = (",".join(r) for r in ROWS)
+    lines = [
+        "身份证号,姓名,出生日期,,",
+        f"{a},,",
+        f"{b},,,,",
+        a,
+        f"{b},",
+        f"{a},,x",  # x in an unnamed column of the header: ignored, as before
+        f"{a},,,x",  # x beyond the header: a broken row
+        "1,2",  # a named cell missing: a broken row
+        ",,",  # no record
+    ]
+    p = write_csv(tmp_path / "a.csv", lines, "gbk")
+    parsed = read_delivery(p, ds)
+    assert map_to_fields(parsed, ds, p)["_source_row"].to_list() == [2, 3, 4, 5, 6]
+    assert [(q.source_row, q.check) for q in parsed.problems] == [
+        (7, "cell_count"),
+        (8, "cell_count"),
+    ]
+    assert parsed.notes == [
+        "3 row(s) differ from the header (of 3 named cells) only by empty cells beyond the "
+        "table, the used range of a spreadsheet: read without them",
+        "2 column(s) not in the catalogue, not loaded",  # the header's empty ones
+    ]
+
+
 def test_lines_ended_by_a_carriage_return_alone_are_read(tmp_path: Path) -> None:
     # Excel for Mac's "CSV (Macintosh)": the whole file was one unterminated line and
     # failed "truncated: the file ends inside its header line"
