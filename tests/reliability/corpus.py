@@ -1144,6 +1144,21 @@ class CorpusBuilder:
             load(t["n"] + 1),
             csv_bytes(t["header"], [*t["rows"], marked], "gbk", terminator="\r"),
         )
+        wide = [*t["header"], "", ""]  # a spreadsheet's used range: two empty columns more
+        padded = [
+            [r.get(c, "") for c in t["header"]] + [""] * (i % 4)
+            for i, r in enumerate([*t["rows"], marked])
+        ]  # rows with none, one, two or three empty cells beyond the table
+        self.add(  # each row fitted to the header (a note says)
+            "csv-gbk: lines padded with empty cells beyond the table",
+            G,
+            "used range",
+            "wjw",
+            "family_doctor_contracts",
+            "usedrange",
+            load(t["n"] + 1),
+            csv_bytes(wide, padded, "gbk"),
+        )
         plain = csv_bytes(t["header"], [*t["rows"], marked], "gbk")
         self.add(  # sent compressed: read unpacked (a note says)
             "csv-gbk: the file gzip-compressed (.csv.gz)",
