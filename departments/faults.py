@@ -45,11 +45,12 @@ def wrong_encoding(src: Path, dest: Path | None = None, declared: str = "gbk") -
 
 
 def drop_sheet(src: Path, sheet: str, dest: Path | None = None) -> Path:
-    """An Excel workbook without the expected sheet (renamed to 'Sheet1' / '工作表1')."""
+    """An Excel workbook without the expected sheet: it was deleted, an empty 'Sheet1' (or
+    '工作表1') left (a sheet merely renamed, its header intact, would be read)."""
     path = _target(src, dest)
     wb = load_workbook(path)
-    ws = wb[sheet]
-    ws.title = "Sheet1" if sheet != "Sheet1" else "工作表1"
+    wb.create_sheet("Sheet1" if sheet != "Sheet1" else "工作表1")
+    wb.remove(wb[sheet])
     wb.save(path)
     return path
 

@@ -126,17 +126,35 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
             dataset=dataset.code,
             file=file,
         ) from None
-    # the sheet as named, else the one named alike (spaces, full-width forms: as headers are)
+    # the sheet as named, else the one named alike (spaces, full-width forms: as headers are),
+    # else the one sheet whose header names every required column (a clerk's Sheet1)
     alike = [n for n in names if header_key(n) == header_key(d.sheet)]
-    if d.sheet not in names and len(alike) != 1:
+    notes: list[str] = []
+    if d.sheet in names:
+        name = d.sheet
+    elif len(alike) == 1:
+        name = alike[0]
+    elif alike:
         raise DeliveryError(
-            f"sheet {d.sheet!r} is missing (the workbook has {len(names)} sheet(s))"
-            if not alike
-            else f"sheet {d.sheet!r} is named {len(alike)} ways in the workbook: which is meant?",
+            f"sheet {d.sheet!r} is named {len(alike)} ways in the workbook: which is meant?",
             dataset=dataset.code,
             file=file,
         )
-    name = d.sheet if d.sheet in names else alike[0]
+    else:
+        holding = sheets_with_header(reader, names, dataset)
+        if len(holding) != 1:
+            raise DeliveryError(
+                f"sheet {d.sheet!r} is missing (the workbook has {len(names)} sheet(s), "
+                + (f"{len(holding)} of them with every required column: which is meant?)"
+                   if holding else "none with every required column)"),
+                dataset=dataset.code,
+                file=file,
+            )  # fmt: skip
+        name = holding[0]
+        notes.append(
+            f"the catalogue's sheet is not in the workbook: read its one sheet (of {len(names)}) "
+            "whose header names every required column"
+        )
     try:
         declared = header_row
         sheet = reader.load_sheet_by_name(name, header_row=header_row, dtypes="string")
@@ -169,10 +187,26 @@ def read_excel(path: Path, dataset: Dataset, settings: Settings) -> Iterator[Par
         for c in frame.columns
         if c != SOURCE_ROW
     )
-    notes = [f"{filled} cell(s) of merged cells filled from the merge's first"] if filled else []
+    if filled:
+        notes.append(f"{filled} cell(s) of merged cells filled from the merge's first")
     if header_row != declared:
         notes.append(f"the header is on row {header_row + 1}, the catalogue says {declared + 1}")
     yield Parsed(stringify(frame.filter(~blank)), notes=notes)
+
+
+def sheets_with_header(reader, names: list[str], dataset: Dataset) -> list[str]:
+    """The sheets among ``names`` one of whose first rows names every required column."""
+    found = []
+    for name in names:
+        try:
+            top = reader.load_sheet_by_name(
+                name, header_row=None, n_rows=HEADER_SEARCH_ROWS, dtypes="string"
+            ).to_polars()
+        except Exception:  # an empty or damaged sheet holds no header
+            continue
+        if any(names_required(dataset, list(top.row(i))) for i in range(top.height)):
+            found.append(name)
+    return found
 
 
 def header_row_of(reader, sheet: str, declared: int, dataset: Dataset) -> int:

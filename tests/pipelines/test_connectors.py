@@ -582,11 +582,36 @@ def test_a_sheet_named_alike_is_the_catalogues(tmp_path: Path) -> None:
         read_delivery(p, ds)
 
 
-def test_excel_missing_sheet_fails_the_delivery(tmp_path: Path) -> None:
+def test_excel_sheet_named_otherwise_is_read_where_its_header_says(tmp_path: Path) -> None:
+    # a clerk's workbook on another template: its one sheet is Sheet1, not the catalogue's
+    # 台账; that sheet's header names every required column (it failed the delivery)
     ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
     p = write_xlsx(tmp_path / "a.xlsx", "Sheet1", "title", [ROWS[0]])
+    book = openpyxl.load_workbook(p)
+    book.create_sheet("说明").append(["填表说明：身份证号填18位"])  # a sheet of instructions
+    book.save(p)
+    parsed = read_delivery(p, ds)
+    assert map_to_fields(parsed, ds, p)["name"].to_list() == [ROWS[0][1]]
+    assert parsed.notes[0] == (
+        "the catalogue's sheet is not in the workbook: read its one sheet (of 2) whose header "
+        "names every required column"
+    )
+    book.copy_worksheet(book["Sheet1"])  # two sheets with the columns: which is not guessed
+    book.save(p)
+    with pytest.raises(DeliveryError, match="2 of them with every required column") as info:
+        read_delivery(p, ds)
+    assert info.value.file == str(p)
+
+
+def test_excel_missing_sheet_fails_the_delivery(tmp_path: Path) -> None:
+    ds = make_dataset("excel", pattern="*.xlsx", sheet="台账", header_row=1)
+    p = write_xlsx(tmp_path / "a.xlsx", "Sheet1", "title", [("a", "b", "c")])
+    book = openpyxl.load_workbook(p)
+    book["Sheet1"].delete_rows(1, 3)  # the data sheet deleted, an empty one left
+    book.save(p)
     with pytest.raises(DeliveryError, match="sheet '台账' is missing") as info:
         read_delivery(p, ds)
+    assert "none with every required column" in str(info.value)
     assert info.value.file == str(p)
 
 
