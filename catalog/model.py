@@ -451,6 +451,10 @@ def header_key(name: str) -> str:
     return "".join(unicodedata.normalize("NFKC", name.replace("\ufeff", "")).split())
 
 
+HTTP_PAGING = ("page_param", "page_size_param", "first_page", "more_path", "total_path",
+               "status_path", "status_ok")  # fmt: skip
+
+
 class Delivery(_Strict):
     """How the department delivers the dataset, and the connector that reads it."""
 
@@ -478,6 +482,33 @@ class Delivery(_Strict):
     page_size: int | None = Field(default=None, gt=0, le=10_000)
     cursor_param: str | None = None
     cursor_field: str | None = None
+    # http_api: the department's paging protocol, where it is not the hub's reference API
+    # (?page=1&page_size=500 → {"items": [...], "has_more": true}); records_path too
+    page_param: str | None = Field(default=None, description="the page number's parameter (page)")
+    page_size_param: str | None = Field(
+        default=None, description="the page size's parameter (page_size)"
+    )
+    first_page: int | None = Field(
+        default=None, ge=0, le=1, description="the first page's number: 1 (default) or 0"
+    )
+    more_path: str | None = Field(
+        default=None,
+        description="dotted path to the answer's 'more pages follow' flag (has_more, unless "
+        "total_path is given)",
+    )
+    total_path: str | None = Field(
+        default=None,
+        description="dotted path to the answer's count of all records (data.total): the pull "
+        "ends once that many are received",
+    )
+    status_path: str | None = Field(
+        default=None,
+        description="dotted path to the answer's status code (code), for an API that answers "
+        "HTTP 200 with an error inside",
+    )
+    status_ok: list[str | int] | None = Field(
+        default=None, description="the status codes that mean success, as text (default: 0)"
+    )
 
     @model_validator(mode="after")
     def _options_for_kind(self) -> Delivery:
@@ -493,6 +524,11 @@ class Delivery(_Strict):
         missing = [k for k in needed[self.kind] if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.kind.value} delivery needs: {', '.join(missing)}")
+        paging = [k for k in HTTP_PAGING if getattr(self, k) is not None]
+        if paging and self.kind is not ConnectorKind.http_api:
+            raise ValueError(f"{', '.join(paging)}: for an http_api delivery only")
+        if self.status_ok is not None and self.status_path is None:
+            raise ValueError("status_ok needs status_path (where the answer holds its status)")
         if self.encoding is not None:
             import codecs
 

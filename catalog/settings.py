@@ -28,8 +28,27 @@ DB_URL_ENV = re.compile(r"STREETHUB_([A-Z][A-Z0-9]*)_DB_URL")
 
 def db_urls_in(env: Mapping[str, str]) -> dict[str, str]:
     """Department database URLs in an environment: ``STREETHUB_<DEPT>_DB_URL`` → by code."""
-    found = ((DB_URL_ENV.fullmatch(k), v) for k, v in env.items())
-    return {m.group(1).lower(): v for m, v in found if m and v}
+    return _per_department(DB_URL_ENV, env)
+
+
+# a department's own API (its base URL and token), where its systems are not the shared one
+DEPT_API_URL_ENV = re.compile(r"STREETHUB_([A-Z][A-Z0-9]*)_API_URL")
+DEPT_API_TOKEN_ENV = re.compile(r"STREETHUB_([A-Z][A-Z0-9]*)_API_TOKEN")
+
+
+def api_urls_in(env: Mapping[str, str]) -> dict[str, str]:
+    """Department API base URLs in an environment: ``STREETHUB_<DEPT>_API_URL`` → by code."""
+    return _per_department(DEPT_API_URL_ENV, env)
+
+
+def api_tokens_in(env: Mapping[str, str]) -> dict[str, str]:
+    """Department API tokens in an environment: ``STREETHUB_<DEPT>_API_TOKEN`` → by code."""
+    return _per_department(DEPT_API_TOKEN_ENV, env)
+
+
+def _per_department(pattern: re.Pattern[str], env: Mapping[str, str]) -> dict[str, str]:
+    found = ((pattern.fullmatch(k), v) for k, v in env.items())
+    return {m.group(1).lower(): v for m, v in found if m and v and m.group(1) != "DEPT"}
 
 
 STREET_FILE = Path(__file__).parent / "street.yaml"
@@ -70,6 +89,17 @@ class Settings(BaseSettings):
     )
     dept_api_token: str | None = Field(
         default=None, description="bearer token for the departments' APIs"
+    )
+    api_urls: dict[str, str] = Field(
+        default_factory=lambda: api_urls_in(os.environ),
+        description="a department's own API base URL by department code, from "
+        "STREETHUB_<DEPT>_API_URL (else dept_api_url)",
+    )
+    api_tokens: dict[str, str] = Field(
+        default_factory=lambda: api_tokens_in(os.environ),
+        description="a department's own API token by department code, from "
+        "STREETHUB_<DEPT>_API_TOKEN (else dept_api_token)",
+        repr=False,
     )
     db_urls: dict[str, str] = Field(
         default_factory=lambda: db_urls_in(os.environ),
@@ -402,6 +432,16 @@ class Settings(BaseSettings):
             return self.sim_dir.expanduser().resolve()
         return self.home_abs.parent / f"{self.home_abs.name}.departments"
 
+    def api_url(self, dept: str) -> str:
+        """The base URL of a department's API: its own (``STREETHUB_<DEPT>_API_URL``), else
+        the shared one (``STREETHUB_DEPT_API_URL``)."""
+        return self.api_urls.get(dept) or self.dept_api_url
+
+    def api_token(self, dept: str) -> str | None:
+        """A department's API token: its own (``STREETHUB_<DEPT>_API_TOKEN``), else the
+        shared one (``STREETHUB_DEPT_API_TOKEN``)."""
+        return self.api_tokens.get(dept) or self.dept_api_token
+
     def db_url(self, dept: str) -> str | None:
         """The URL of a department's database (``STREETHUB_<DEPT>_DB_URL``), if given."""
         return self.db_urls.get(dept)
@@ -409,7 +449,11 @@ class Settings(BaseSettings):
     def connected(self, env: Mapping[str, str]) -> Settings:
         """These settings with the connection variables in ``env`` (database URLs, the API
         URL and token) as a department's system publishes them."""
-        update: dict = {"db_urls": {**self.db_urls, **db_urls_in(env)}}
+        update: dict = {
+            "db_urls": {**self.db_urls, **db_urls_in(env)},
+            "api_urls": {**self.api_urls, **api_urls_in(env)},
+            "api_tokens": {**self.api_tokens, **api_tokens_in(env)},
+        }
         if env.get(API_URL_ENV):
             update["dept_api_url"] = env[API_URL_ENV]
         if env.get(API_TOKEN_ENV):

@@ -1,7 +1,11 @@
 """Paginated HTTP JSON APIs (social security, the 12345 hotline).
 
 ``GET {base}{endpoint}?updated_since=<cursor>&page=<n>&page_size=<k>`` with a
-bearer token; the answer is ``{"items": [...], "has_more": bool, ...}``.
+bearer token; the answer is ``{"items": [...], "has_more": bool, ...}`` — the hub's
+reference protocol. A department whose API pages otherwise says how in the catalogue
+(:class:`Paging`: the parameters' names, the first page's number, where the answer holds
+its records, its "more" flag or its total, and its status code), and its base URL and token
+may be its own (``STREETHUB_<DEPT>_API_URL``, ``STREETHUB_<DEPT>_API_TOKEN``).
 
 - 429 / 5xx / refused connections / timeouts are retried with exponential
   backoff (``Retry-After`` honoured, capped); a source that stays down fails
@@ -42,11 +46,59 @@ class RetryPolicy:
     timeout_s: float = 15.0
 
 
-def api_token(settings: Settings) -> str:
-    """The bearer token from the settings (``STREETHUB_DEPT_API_TOKEN``)."""
-    if not settings.dept_api_token:
-        raise DeliveryError("no API token: set STREETHUB_DEPT_API_TOKEN")
-    return settings.dept_api_token
+def api_token(settings: Settings, dept: str | None = None) -> str:
+    """The bearer token from the settings: the department's own
+    (``STREETHUB_<DEPT>_API_TOKEN``), else the shared one (``STREETHUB_DEPT_API_TOKEN``)."""
+    token = settings.api_token(dept) if dept else settings.dept_api_token
+    if not token:
+        own = f"STREETHUB_{dept.upper()}_API_TOKEN or " if dept else ""
+        raise DeliveryError(f"no API token: set {own}STREETHUB_DEPT_API_TOKEN")
+    return token
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How a department's API pages, from its delivery in the catalogue (defaults: the
+    reference protocol)."""
+
+    page_param: str = "page"
+    size_param: str = "page_size"
+    first_page: int = 1
+    records: tuple[str, ...] = ("items",)
+    more: tuple[str, ...] | None = ("has_more",)
+    total: tuple[str, ...] | None = None
+    status: tuple[str, ...] | None = None
+    status_ok: frozenset[str] = frozenset({"0"})
+
+    @classmethod
+    def of(cls, d) -> Paging:
+        def path(p: str | None) -> tuple[str, ...] | None:
+            return tuple(k for k in p.split(".") if k) if p is not None else None
+
+        total = path(d.total_path)
+        more = path(d.more_path) or (None if total else ("has_more",))
+        return cls(
+            page_param=d.page_param or "page",
+            size_param=d.page_size_param or "page_size",
+            first_page=1 if d.first_page is None else d.first_page,
+            records=path(d.records_path) if d.records_path is not None else ("items",),
+            more=more,
+            total=total,
+            status=path(d.status_path),
+            status_ok=frozenset(str(v) for v in (d.status_ok or ["0"])),
+        )
+
+
+_ABSENT = object()
+
+
+def at_path(body: object, keys: tuple[str, ...]) -> object:
+    """The value at dotted ``keys`` of a JSON answer (``_ABSENT`` where there is none)."""
+    for k in keys:
+        if not isinstance(body, dict) or k not in body:
+            return _ABSENT
+        body = body[k]
+    return body
 
 
 class _Progress:
@@ -78,12 +130,25 @@ class _Progress:
             pages = int(state.get("next_page", 1)) - 1
             have = all(self.page_file(p).exists() for p in range(1, pages + 1))
             if state.get("cursor") == cursor and have and state.get("pages") == "encrypted":
+                self._received = int(state.get("received", 0))
                 return pages + 1, state.get("max_seen")
         self._clear()
         self.meta.unlink(missing_ok=True)
+        self._received = 0
         return 1, None
 
-    def save_page(self, lines: bytes, cursor: str | None, next_page: int, max_seen: str | None):
+    def received(self) -> int:
+        """The records in the pages kept (after :meth:`load`)."""
+        return self._received
+
+    def save_page(
+        self,
+        lines: bytes,
+        cursor: str | None,
+        next_page: int,
+        max_seen: str | None,
+        received: int = 0,
+    ) -> None:
         target = self.page_file(next_page - 1)
         part = target.with_suffix(".part")
         enc = encryptor(self.settings)
@@ -101,6 +166,7 @@ class _Progress:
                     "next_page": next_page,
                     "max_seen": max_seen,
                     "pages": "encrypted",
+                    "received": received,
                 }
             ),
             encoding="utf-8",
@@ -131,7 +197,10 @@ def _get_page(
     policy: RetryPolicy,
     sleep: Callable[[float], None],
     dataset: str,
-) -> dict:
+    paging: Paging = Paging(),
+) -> tuple[dict, list]:
+    """The answer for one page and its records (retried as the policy says)."""
+    page = params[paging.page_param]
     delay = policy.base_delay_s
     last = ""
     for attempt in range(1, policy.attempts + 1):
@@ -145,16 +214,12 @@ def _get_page(
                     body = resp.json()
                 except ValueError:
                     raise DeliveryError(
-                        f"page {params['page']} is not JSON", dataset=dataset, file=url
+                        f"page {page} is not JSON", dataset=dataset, file=url
                     ) from None
-                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                    raise DeliveryError(
-                        f"page {params['page']} has no 'items' list", dataset=dataset, file=url
-                    )
-                return body
+                return _checked(body, page, paging, dataset, url)
             if resp.status_code not in RETRY_STATUS:
                 raise DeliveryError(
-                    f"the source answered HTTP {resp.status_code} on page {params['page']}: "
+                    f"the source answered HTTP {resp.status_code} on page {page}: "
                     f"{_scrubbed(resp.text[:200])}",
                     dataset=dataset,
                     file=url,
@@ -167,11 +232,46 @@ def _get_page(
             sleep(delay)
             delay = min(delay * 2, policy.max_delay_s)
     raise DeliveryError(
-        f"the source stayed unavailable on page {params['page']} after {policy.attempts} "
+        f"the source stayed unavailable on page {page} after {policy.attempts} "
         f"attempts (last: {last}); the pull will resume from this page next time",
         dataset=dataset,
         file=url,
     )
+
+
+def _checked(body: object, page: object, paging: Paging, dataset: str, url: str) -> tuple:
+    """A page's answer and its records, or the reason it holds none."""
+    if paging.status is not None:
+        status = at_path(body, paging.status)
+        if status is _ABSENT or str(status) not in paging.status_ok:
+            said = "no status" if status is _ABSENT else f"status {str(status)[:20]}"
+            raise DeliveryError(
+                f"the source answered {said} at {'.'.join(paging.status)} on page {page} "
+                f"(success is {', '.join(sorted(paging.status_ok))})",
+                dataset=dataset,
+                file=url,
+            )
+    items = at_path(body, paging.records) if paging.records else body
+    if not isinstance(body, dict | list) or not isinstance(items, list):
+        where = ".".join(paging.records) or "the answer"
+        raise DeliveryError(f"page {page} has no '{where}' list", dataset=dataset, file=url)
+    return (body if isinstance(body, dict) else {}), items
+
+
+def _last_page(body: dict, items: list, received: int, size: int, paging: Paging) -> bool:
+    """Whether the page just received is the last: none came, the answer's total is
+    reached, its "more" flag is false, or (it has neither) the page was short."""
+    if not items:
+        return True
+    if paging.total is not None:
+        total = at_path(body, paging.total)
+        if isinstance(total, int | str) and str(total).isdigit():
+            return received >= int(total)
+    if paging.more is not None:
+        more = at_path(body, paging.more)
+        if more is not _ABSENT:
+            return not more
+    return len(items) < size
 
 
 def pull_http(
@@ -191,10 +291,16 @@ def pull_http(
     """
     d = dataset.delivery
     policy = policy or RetryPolicy()
-    url = settings.dept_api_url.rstrip("/") + (d.endpoint or "")
+    paging = Paging.of(d)
+    url = settings.api_url(dept).rstrip("/") + (d.endpoint or "")
     progress = _Progress(settings, dept, dataset.code)
-    page, max_seen = progress.load(cursor)
-    headers = {"Authorization": f"Bearer {api_token(settings)}", "Accept": "application/json"}
+    page, max_seen = progress.load(cursor)  # pages counted from 1 here, whatever the API's
+    headers = {
+        "Authorization": f"Bearer {api_token(settings, dept)}",
+        "Accept": "application/json",
+    }
+    size = d.page_size or 500
+    received = progress.received()
     pages_this_call = 0
     with httpx.Client(headers=headers) as client:
         while True:
@@ -204,19 +310,22 @@ def pull_http(
                     dataset=dataset.code,
                     file=url,
                 )
-            params: dict[str, str | int] = {"page": page, "page_size": d.page_size or 500}
+            params: dict[str, str | int] = {
+                paging.page_param: page - 1 + paging.first_page,
+                paging.size_param: size,
+            }
             if cursor is not None:
                 params[d.cursor_param or "updated_since"] = cursor
-            body = _get_page(client, url, params, policy, sleep, dataset.code)
-            items = body["items"]
+            body, items = _get_page(client, url, params, policy, sleep, dataset.code, paging)
+            received += len(items)
             if d.cursor_field:
                 seen = [str(i[d.cursor_field]) for i in items if i.get(d.cursor_field) is not None]
                 if seen:
                     max_seen = max([*seen, max_seen] if max_seen else seen)
             lines = b"".join(json.dumps(i, ensure_ascii=False).encode() + b"\n" for i in items)
-            progress.save_page(lines, cursor, page + 1, max_seen)
+            progress.save_page(lines, cursor, page + 1, max_seen, received)
             pages_this_call += 1
-            if not body.get("has_more") or not items:
+            if _last_page(body, items, received, size, paging):
                 break
             page += 1
     data = progress.finish(page)

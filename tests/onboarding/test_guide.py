@@ -77,3 +77,14 @@ def test_the_guides_standardising_block_is_valid() -> None:
     assert rules.month_dates is MonthDates.quarantine
     assert "待核实" in rules.extra_placeholders and len(rules.unknown_dates) == 2
     assert "unit" in FieldSpec.model_fields
+
+
+def test_the_guides_paging_example_is_a_valid_delivery() -> None:
+    from catalog.model import Delivery
+
+    section = _guide().split("An `http_api` delivery is pulled page by page", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    d = Delivery.model_validate(yaml.safe_load(block.group(1))["delivery"])
+    assert d.kind is ConnectorKind.http_api and d.first_page == 0
+    assert (d.records_path, d.total_path, d.status_ok) == ("data.list", "data.total", [200])
