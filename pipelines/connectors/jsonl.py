@@ -47,15 +47,37 @@ def _object_shaped(line: bytes) -> bool:
 
 
 def _as_text_columns(frame: pl.DataFrame, source_rows: list[int]) -> pl.DataFrame:
-    """Nested values become JSON text / comma lists; everything becomes text."""
+    """Nested values become JSON text / comma lists, and each value inside an object a
+    column of its own named by its dotted path (``person.idcard``); everything text."""
+    frame = _unnested(frame)
     frame = frame.with_columns(
-        pl.col(c).struct.json_encode() for c, t in frame.schema.items() if isinstance(t, pl.Struct)
+        pl.when(pl.col(c).is_not_null()).then(pl.col(c).struct.json_encode()).alias(c)
+        for c, t in frame.schema.items()
+        if isinstance(t, pl.Struct)
     ).with_columns(
         pl.col(c).cast(pl.List(pl.String)).list.join(",")
         for c, t in frame.schema.items()
         if isinstance(t, pl.List)
     )
     return stringify(frame.with_columns(pl.Series(SOURCE_ROW, source_rows, dtype=pl.Int64)))
+
+
+def _unnested(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with a column for each value inside its objects, at every depth, named by
+    its dotted path (a key already so named in the records wins); the objects kept."""
+    todo = [c for c, t in frame.schema.items() if isinstance(t, pl.Struct)]
+    while todo:
+        added = []
+        for c in todo:
+            for f in frame.schema[c].fields:  # type: ignore[union-attr]
+                name, inner = f"{c}.{f.name}", pl.col(c).struct.field(f.name)
+                if name not in frame.columns:
+                    added.append(name)
+                    frame = frame.with_columns(inner.alias(name))
+                elif frame.schema[name] == f.dtype:  # where a record has no key so named
+                    frame = frame.with_columns(pl.coalesce(name, inner).alias(name))
+        todo = [c for c in added if isinstance(frame.schema[c], pl.Struct)]
+    return frame
 
 
 def _polars(lines: list[bytes], joined: bytes | None = None) -> pl.DataFrame | None:
@@ -76,10 +98,26 @@ def records_frame(lines: list[bytes], source_rows: list[int]) -> pl.DataFrame:
     frame = _polars(lines)
     if frame is None:
         # mixed types under one key: fall back to Python values, one column at a time
-        objs = [jsonstrict.loads(ln) for ln in lines]
+        objs = [with_paths(jsonstrict.loads(ln)) for ln in lines]
         keys = list(dict.fromkeys(k for o in objs for k in o))
         return to_text_frame({k: [o.get(k) for o in objs] for k in keys}, source_rows)
     return _as_text_columns(frame, source_rows)
+
+
+def with_paths(obj: dict) -> dict:
+    """A record with each value inside its objects also under its dotted path, at every
+    depth (as :func:`_unnested` does for a frame; a key already so named wins)."""
+    out = dict(obj)
+    todo = [(k, v) for k, v in obj.items() if isinstance(v, dict)]
+    while todo:
+        key, value = todo.pop(0)
+        for k, v in value.items():
+            name = f"{key}.{k}"
+            if name not in out:
+                out[name] = v
+                if isinstance(v, dict):
+                    todo.append((name, v))
+    return out
 
 
 def parse_line(line: bytes, known: set[str]) -> tuple[dict | None, str | None]:
@@ -204,7 +242,7 @@ def _block(block: LineBlock, settings: Settings, lines_terminated: bool, known: 
         if obj is None:
             problems.append(_line_problem(row, why or "not json"))
         else:
-            frames.append(to_text_frame({k: [v] for k, v in obj.items()}, [row]))
+            frames.append(to_text_frame({k: [v] for k, v in with_paths(obj).items()}, [row]))
         obj = None  # a long line's values are not held twice
     joined = b"\n".join(lines)
     frame = _polars(lines, joined) if lines else None

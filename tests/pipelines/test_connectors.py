@@ -895,6 +895,32 @@ def test_empty_cells_beyond_the_table_are_no_broken_rows(tmp_path: Path) -> None
     ]
 
 
+def test_a_value_inside_a_json_object_is_named_by_its_dotted_path(tmp_path: Path) -> None:
+    # an API or export that nests the person: {"person": {"idcard": …, "name": …}}
+    def nested(kind: str, **delivery: object) -> Dataset:
+        ds = make_dataset(kind, **delivery)
+        sources = {"citizen_id": "person.idcard", "name": "person.name.full"}
+        fields = [f.model_copy(update={"source": sources.get(f.name, f.source)}) for f in ds.fields]
+        return ds.model_copy(update={"fields": fields})
+
+    records = [
+        {"person": {"idcard": ROWS[0][0], "name": {"full": "张三"}}, "出生日期": ROWS[0][2]},
+        {"person": {"idcard": ROWS[1][0], "name": {"full": "李四"}}, "出生日期": ROWS[1][2],
+         "person.idcard": "a key so named wins"},
+        {"person": {"idcard": ROWS[0][0]}, "出生日期": None},  # no name: the field is blank
+    ]  # fmt: skip
+    ds = nested("jsonl", pattern="*.jsonl")
+    p = tmp_path / "a.jsonl"
+    p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", "utf-8")
+    frame = map_to_fields(read_delivery(p, ds), ds, p)
+    assert frame["citizen_id"].to_list() == [ROWS[0][0], "a key so named wins", ROWS[0][0]]
+    assert frame["name"].to_list() == ["张三", "李四", None]
+    doc = nested("json", pattern="*.json", records_path="data.list")
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"data": {"list": records[:1]}}, ensure_ascii=False), "utf-8")
+    assert map_to_fields(read_delivery(p, doc), doc, p)["name"].to_list() == ["张三"]
+
+
 def test_lines_ended_by_a_carriage_return_alone_are_read(tmp_path: Path) -> None:
     # Excel for Mac's "CSV (Macintosh)": the whole file was one unterminated line and
     # failed "truncated: the file ends inside its header line"
