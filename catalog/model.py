@@ -465,7 +465,7 @@ class Delivery(_Strict):
     delimiter: str | None = None
     sheet: str | None = None  # excel
     header_row: int | None = Field(default=None, ge=0, description="0-based header row (excel)")
-    records_path: str | None = None  # json: key holding the list of records
+    records_path: str | None = None  # json, http_api: dotted path to the list of records
     lines_terminated: bool = Field(
         default=True,
         description=(

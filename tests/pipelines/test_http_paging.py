@@ -5,12 +5,8 @@ an envelope with a status code, its own base URL and token. A real HTTP server s
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -19,51 +15,17 @@ from catalog.loader import get_catalogue
 from catalog.model import Dataset, Delivery
 from catalog.settings import Settings, api_tokens_in, api_urls_in
 from pipelines.connectors.http_api import RetryPolicy, pull_http
+from tests.page_helper_api import PageHelperApi, served
 
 RECORDS = [{"id": i, "update_time": f"2026-11-{i + 1:02d} 08:00:00"} for i in range(8)]
-CAP = 3  # the server's own page size limit, below what the hub asks for
 TOKEN = "cl-token"
 FAST = RetryPolicy(attempts=1)
 
 
-class PageHelperApi(BaseHTTPRequestHandler):
-    """GET /api/v1/cases?pageNum=0&pageSize=5&gxsj=… → {"code": 200, "msg": …,
-    "data": {"total": N, "list": [...]}}; HTTP 200 with code 401 for a wrong token."""
-
-    seen: ClassVar[list[dict]] = []
-
-    def do_GET(self) -> None:
-        q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-        type(self).seen.append(q)
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            answer: dict = {"code": 401, "msg": "令牌无效", "data": None}
-        else:
-            since = q.get("gxsj")
-            rows = [r for r in RECORDS if since is None or r["update_time"] > since]
-            size = min(int(q["pageSize"]), CAP)
-            start = int(q["pageNum"]) * size
-            answer = {"code": 200, "msg": "成功",
-                      "data": {"total": len(rows), "list": rows[start : start + size]}}  # fmt: skip
-        body = json.dumps(answer, ensure_ascii=False).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def api() -> Iterator[str]:
-    PageHelperApi.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHelperApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+def server() -> Iterator[PageHelperApi]:
+    with served(PageHelperApi(RECORDS, TOKEN, cap=3)) as api:
+        yield api
 
 
 def dataset(**paging) -> Dataset:
@@ -98,49 +60,50 @@ def records(data: bytes) -> list[int]:
     return [json.loads(line)["id"] for line in data.splitlines()]
 
 
-def test_a_page_helper_api_is_pulled_whole_by_its_catalogue_entry(tmp_path: Path, api: str):
-    pulled = pull_http(settings_for(tmp_path, api), "rx", dataset(**PAGE_HELPER), None,
+def test_a_page_helper_api_is_pulled_whole_by_its_catalogue_entry(
+    tmp_path: Path, server: PageHelperApi
+):
+    pulled = pull_http(settings_for(tmp_path, server.url), "rx", dataset(**PAGE_HELPER), None,
                        policy=FAST)  # fmt: skip
     assert records(pulled.data) == list(range(8)) and pulled.rows == 8
     # pages 0, 1, 2 of the server's 3 (it caps the 5 asked for): the total ends the pull
-    asked = [(q["pageNum"], q["pageSize"]) for q in PageHelperApi.seen]
+    asked = [(q["pageNum"], q["pageSize"]) for q in server.asked]
     assert asked == [("0", "5"), ("1", "5"), ("2", "5")]
     assert pulled.cursor_end == RECORDS[-1]["update_time"]
-    again = pull_http(settings_for(tmp_path, api), "rx", dataset(**PAGE_HELPER),
+    again = pull_http(settings_for(tmp_path, server.url), "rx", dataset(**PAGE_HELPER),
                       RECORDS[5]["update_time"], policy=FAST)  # fmt: skip
-    assert (
-        records(again.data) == [6, 7]
-        and PageHelperApi.seen[-1]["gxsj"] == RECORDS[5]["update_time"]
-    )
+    assert records(again.data) == [6, 7] and server.asked[-1]["gxsj"] == RECORDS[5]["update_time"]
 
 
-def test_an_interrupted_pull_resumes_and_ends_at_the_total(tmp_path: Path, api: str):
-    settings, ds = settings_for(tmp_path, api), dataset(**PAGE_HELPER)
+def test_an_interrupted_pull_resumes_and_ends_at_the_total(tmp_path: Path, server: PageHelperApi):
+    settings, ds = settings_for(tmp_path, server.url), dataset(**PAGE_HELPER)
     with pytest.raises(DeliveryError, match="resumes there"):
         pull_http(settings, "rx", ds, None, policy=FAST, max_pages=2)
     pulled = pull_http(settings, "rx", ds, None, policy=FAST)
     assert records(pulled.data) == list(range(8))
-    assert [q["pageNum"] for q in PageHelperApi.seen] == ["0", "1", "2"]  # none asked twice
+    assert [q["pageNum"] for q in server.asked] == ["0", "1", "2"]  # none asked twice
 
 
-def test_an_error_inside_a_200_answer_fails_the_pull(tmp_path: Path, api: str):
+def test_an_error_inside_a_200_answer_fails_the_pull(tmp_path: Path, server: PageHelperApi):
     with pytest.raises(DeliveryError) as err:
-        pull_http(settings_for(tmp_path, api, token="expired"), "rx", dataset(**PAGE_HELPER),
+        pull_http(settings_for(tmp_path, server.url, token="expired"), "rx", dataset(**PAGE_HELPER),
                   None, policy=FAST)  # fmt: skip
     assert "the source answered status 401 at code on page 0 (success is 200)" in str(err.value)
     assert not list(tmp_path.glob("**/rx__appeals.pull.*.enc"))  # nothing of it kept
 
 
-def test_without_total_or_flag_a_short_page_is_the_last(tmp_path: Path, api: str):
+def test_without_total_or_flag_a_short_page_is_the_last(tmp_path: Path, server: PageHelperApi):
     paging = {**PAGE_HELPER, "total_path": None, "more_path": "data.has_next"}  # absent
-    pulled = pull_http(settings_for(tmp_path, api), "rx", dataset(**paging), None, policy=FAST)
+    pulled = pull_http(
+        settings_for(tmp_path, server.url), "rx", dataset(**paging), None, policy=FAST
+    )
     # every page is short of the 5 asked for (the server gives 3): the first ends the pull
     assert records(pulled.data) == [0, 1, 2]
     paging["page_size"] = 3
-    PageHelperApi.seen = []
-    pulled = pull_http(settings_for(tmp_path / "b", api), "rx", dataset(**paging), None,
+    server.asked.clear()
+    pulled = pull_http(settings_for(tmp_path / "b", server.url), "rx", dataset(**paging), None,
                        policy=FAST)  # fmt: skip
-    assert records(pulled.data) == list(range(8)) and len(PageHelperApi.seen) == 3
+    assert records(pulled.data) == list(range(8)) and len(server.asked) == 3
 
 
 def test_a_departments_own_url_and_token_come_before_the_shared_ones():

@@ -1,0 +1,65 @@
+"""A department API that pages as the PageHelper framework does, served for real over HTTP:
+``GET <path>?pageNum=0&pageSize=N[&gxsj=<cursor>]`` with a bearer token, answered
+``{"code": 200, "msg": "成功", "data": {"total": T, "list": [...]}}`` (HTTP 200 with code
+401 inside for a wrong token). The server gives at most ``cap`` records a page, whatever is
+asked, as real servers cap it; records newer than the cursor are those whose
+``update_time`` is later."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class PageHelperApi:
+    records: list[dict]
+    token: str
+    cap: int = 3
+    url: str = ""
+    asked: list[dict] = field(default_factory=list)  # each request's query, in order
+
+    def answer(self, query: dict[str, str], authorization: str | None) -> dict:
+        self.asked.append(query)
+        if authorization != f"Bearer {self.token}":
+            return {"code": 401, "msg": "令牌无效", "data": None}
+        since = query.get("gxsj")
+        rows = [r for r in self.records if since is None or r["update_time"] > since]
+        size = min(int(query["pageSize"]), self.cap)
+        start = int(query["pageNum"]) * size
+        return {"code": 200, "msg": "成功",
+                "data": {"total": len(rows), "list": rows[start : start + size]}}  # fmt: skip
+
+
+@contextlib.contextmanager
+def served(api: PageHelperApi) -> Iterator[PageHelperApi]:
+    """``api`` served on a free local port (its ``url`` set) for the block."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+            body = json.dumps(
+                api.answer(query, self.headers.get("Authorization")), ensure_ascii=False
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api.url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
