@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -36,18 +36,19 @@ class PageHelperApi:
                 "data": {"total": len(rows), "list": rows[start : start + size]}}  # fmt: skip
 
 
+Answer = tuple[int, str, bytes]  # HTTP status, content type, body
+
+
 @contextlib.contextmanager
-def served(api: PageHelperApi) -> Iterator[PageHelperApi]:
-    """``api`` served on a free local port (its ``url`` set) for the block."""
+def http_server(respond: Callable[[str, dict[str, str]], Answer]) -> Iterator[str]:
+    """A local HTTP server for the block, its URL given: each GET answered by
+    ``respond(path with query, headers)``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
-            body = json.dumps(
-                api.answer(query, self.headers.get("Authorization")), ensure_ascii=False
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            status, content_type, body = respond(self.path, dict(self.headers))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -57,9 +58,22 @@ def served(api: PageHelperApi) -> Iterator[PageHelperApi]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    api.url = f"http://127.0.0.1:{server.server_port}"
     try:
-        yield api
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def served(api: PageHelperApi) -> Iterator[PageHelperApi]:
+    """``api`` served on a free local port (its ``url`` set) for the block."""
+
+    def respond(path: str, headers: dict[str, str]) -> Answer:
+        query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
+        body = json.dumps(api.answer(query, headers.get("Authorization")), ensure_ascii=False)
+        return 200, "application/json; charset=utf-8", body.encode()
+
+    with http_server(respond) as url:
+        api.url = url
+        yield api

@@ -663,40 +663,19 @@ def test_parquet_values_become_text(tmp_path: Path) -> None:
 
 def test_http_error_text_reaches_the_error_masked(tmp_path: Path) -> None:
     """A department's error page that quotes a record: the error (and so the log) masks it."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from catalog.identifiers import id_check_char_str
     from catalog.loader import get_catalogue
     from catalog.settings import Settings
     from pipelines.connectors.http_api import RetryPolicy, pull_http
+    from tests.page_helper_api import http_server
 
     cid = "11010519800101002" + id_check_char_str("11010519800101002")
     body = f"record rejected: 身份证 {cid} 手机 13912345678 联系人王建国先生".encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(400)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        settings = Settings(
-            home=tmp_path, dept_api_url=f"http://127.0.0.1:{server.server_port}",
-            dept_api_token="t",
-        ).ensure_dirs()  # fmt: skip
+    with http_server(lambda path, headers: (400, "text/plain; charset=utf-8", body)) as url:
+        settings = Settings(home=tmp_path, dept_api_url=url, dept_api_token="t").ensure_dirs()
         _, ds = get_catalogue().dataset("rx.appeals")
         with pytest.raises(DeliveryError) as err:
             pull_http(settings, "rx", ds, None, policy=RetryPolicy(attempts=1))
-    finally:
-        server.shutdown()
     text = str(err.value)
     assert "HTTP 400" in text and "record rejected" in text
     for secret in (cid, "13912345678", "王建国"):
