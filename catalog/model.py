@@ -452,7 +452,7 @@ def header_key(name: str) -> str:
 
 
 HTTP_PAGING = ("page_param", "page_size_param", "first_page", "more_path", "total_path",
-               "status_path", "status_ok")  # fmt: skip
+               "status_path", "status_ok", "method", "token_header")  # fmt: skip
 
 
 class Delivery(_Strict):
@@ -508,6 +508,17 @@ class Delivery(_Strict):
     )
     status_ok: list[str | int] | None = Field(
         default=None, description="the status codes that mean success, as text (default: 0)"
+    )
+    method: Literal["get", "post"] | None = Field(
+        default=None,
+        description="get (default): the parameters in the query; post: in a JSON body, as "
+        "data-sharing platforms' query interfaces take them",
+    )
+    token_header: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z][A-Za-z0-9-]*$",
+        description="the header carrying the token as it is (X-Access-Token); default: "
+        "Authorization: Bearer <token>",
     )
 
     @model_validator(mode="after")

@@ -21,12 +21,15 @@ class PageHelperApi:
     records: list[dict]
     token: str
     cap: int = 3
+    token_header: str | None = None  # the token as it is in this header, not as a bearer's
     url: str = ""
-    asked: list[dict] = field(default_factory=list)  # each request's query, in order
+    asked: list[dict] = field(default_factory=list)  # each request's parameters, in order
+    methods: list[str] = field(default_factory=list)
 
-    def answer(self, query: dict[str, str], authorization: str | None) -> dict:
+    def answer(self, query: dict[str, str], headers: dict[str, str]) -> dict:
         self.asked.append(query)
-        if authorization != f"Bearer {self.token}":
+        given = headers.get(self.token_header or "Authorization")
+        if given != (self.token if self.token_header else f"Bearer {self.token}"):
             return {"code": 401, "msg": "令牌无效", "data": None}
         since = query.get("gxsj")
         rows = [r for r in self.records if since is None or r["update_time"] > since]
@@ -40,13 +43,19 @@ Answer = tuple[int, str, bytes]  # HTTP status, content type, body
 
 
 @contextlib.contextmanager
-def http_server(respond: Callable[[str, dict[str, str]], Answer]) -> Iterator[str]:
-    """A local HTTP server for the block, its URL given: each GET answered by
-    ``respond(path with query, headers)``."""
+def http_server(respond: Callable[[str, str, dict[str, str], bytes], Answer]) -> Iterator[str]:
+    """A local HTTP server for the block, its URL given: each GET or POST answered by
+    ``respond(method, path with query, headers, body)``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, content_type, body = respond(self.path, dict(self.headers))
+            self._answer("GET", b"")
+
+        def do_POST(self) -> None:
+            self._answer("POST", self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+        def _answer(self, method: str, sent: bytes) -> None:
+            status, content_type, body = respond(method, self.path, dict(self.headers), sent)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -69,9 +78,13 @@ def http_server(respond: Callable[[str, dict[str, str]], Answer]) -> Iterator[st
 def served(api: PageHelperApi) -> Iterator[PageHelperApi]:
     """``api`` served on a free local port (its ``url`` set) for the block."""
 
-    def respond(path: str, headers: dict[str, str]) -> Answer:
-        query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
-        body = json.dumps(api.answer(query, headers.get("Authorization")), ensure_ascii=False)
+    def respond(method: str, path: str, headers: dict[str, str], sent: bytes) -> Answer:
+        api.methods.append(method)
+        if method == "POST":  # the parameters in a JSON body
+            query = {k: str(v) for k, v in json.loads(sent).items()}
+        else:
+            query = {k: v[0] for k, v in parse_qs(urlparse(path).query).items()}
+        body = json.dumps(api.answer(query, headers), ensure_ascii=False)
         return 200, "application/json; charset=utf-8", body.encode()
 
     with http_server(respond) as url:

@@ -69,6 +69,7 @@ class Paging:
     total: tuple[str, ...] | None = None
     status: tuple[str, ...] | None = None
     status_ok: frozenset[str] = frozenset({"0"})
+    post: bool = False  # the parameters in a JSON body, not the query
 
     @classmethod
     def of(cls, d) -> Paging:
@@ -86,6 +87,7 @@ class Paging:
             total=total,
             status=path(d.status_path),
             status_ok=frozenset(str(v) for v in (d.status_ok or ["0"])),
+            post=d.method == "post",
         )
 
 
@@ -205,7 +207,10 @@ def _get_page(
     last = ""
     for attempt in range(1, policy.attempts + 1):
         try:
-            resp = client.get(url, params=params, timeout=policy.timeout_s)
+            if paging.post:
+                resp = client.post(url, json=params, timeout=policy.timeout_s)
+            else:
+                resp = client.get(url, params=params, timeout=policy.timeout_s)
         except httpx.TransportError as exc:  # refused, reset, timed out
             last = f"{type(exc).__name__}: {exc}"
         else:
@@ -295,10 +300,12 @@ def pull_http(
     url = settings.api_url(dept).rstrip("/") + (d.endpoint or "")
     progress = _Progress(settings, dept, dataset.code)
     page, max_seen = progress.load(cursor)  # pages counted from 1 here, whatever the API's
-    headers = {
-        "Authorization": f"Bearer {api_token(settings, dept)}",
-        "Accept": "application/json",
-    }
+    token = api_token(settings, dept)
+    headers = {"Accept": "application/json"}
+    if d.token_header:  # the token as it is, in the department's own header
+        headers[d.token_header] = token
+    else:
+        headers["Authorization"] = f"Bearer {token}"
     size = d.page_size or 500
     received = progress.received()
     pages_this_call = 0

@@ -671,7 +671,7 @@ def test_http_error_text_reaches_the_error_masked(tmp_path: Path) -> None:
 
     cid = "11010519800101002" + id_check_char_str("11010519800101002")
     body = f"record rejected: 身份证 {cid} 手机 13912345678 联系人王建国先生".encode()
-    with http_server(lambda path, headers: (400, "text/plain; charset=utf-8", body)) as url:
+    with http_server(lambda *_: (400, "text/plain; charset=utf-8", body)) as url:
         settings = Settings(home=tmp_path, dept_api_url=url, dept_api_token="t").ensure_dirs()
         _, ds = get_catalogue().dataset("rx.appeals")
         with pytest.raises(DeliveryError) as err:

@@ -92,6 +92,19 @@ def test_an_error_inside_a_200_answer_fails_the_pull(tmp_path: Path, server: Pag
     assert not list(tmp_path.glob("**/rx__appeals.pull.*.enc"))  # nothing of it kept
 
 
+def test_a_query_interface_taking_a_json_body_and_its_own_token_header(tmp_path: Path):
+    # data-sharing platforms' query interfaces: POST {"pageNum": 0, "pageSize": 5, …} with
+    # the token in a header of their own
+    paging = {**PAGE_HELPER, "method": "post", "token_header": "X-Access-Token"}
+    with served(PageHelperApi(RECORDS, TOKEN, cap=3, token_header="X-Access-Token")) as api:
+        pulled = pull_http(settings_for(tmp_path, api.url), "rx", dataset(**paging),
+                           RECORDS[1]["update_time"], policy=FAST)  # fmt: skip
+    assert records(pulled.data) == list(range(2, 8))
+    assert set(api.methods) == {"POST"} and api.asked[0] == {
+        "pageNum": "0", "pageSize": "5", "gxsj": RECORDS[1]["update_time"]
+    }  # fmt: skip
+
+
 def test_without_total_or_flag_a_short_page_is_the_last(tmp_path: Path, server: PageHelperApi):
     paging = {**PAGE_HELPER, "total_path": None, "more_path": "data.has_next"}  # absent
     pulled = pull_http(
@@ -129,6 +142,10 @@ def test_a_departments_own_url_and_token_come_before_the_shared_ones():
          "status_ok needs status_path"),
         ({"kind": "http_api", "endpoint": "/x", "page_size": 5, "first_page": 2},
          "first_page"),
+        ({"kind": "json", "pattern": "*.json", "method": "post"},
+         "method: for an http_api delivery only"),
+        ({"kind": "http_api", "endpoint": "/x", "page_size": 5, "token_header": "X Token"},
+         "token_header"),
     ],
 )  # fmt: skip
 def test_the_catalogue_refuses_paging_where_it_cannot_apply(delivery: dict, message: str):
