@@ -133,10 +133,12 @@ def without_zero_width(s: pl.Expr) -> pl.Expr:
 def placeholder_spellings(f: FieldSpec, rules: Standardising) -> list[str]:
     """Every spelling of the rules' placeholders for one field, and of its codes that stand
     for no value (GB/T 2261.1's 0 未知的性别): half- and full-width, upper, lower and title
-    case; none that the field's ``allowed_values`` accept as a value."""
+    case; none that the field's ``allowed_values`` accept as a value, nor a code of it that
+    stands for one (a system's ``-`` for 未办结 is no placeholder)."""
     nulls = tuple(code for code, value in f.code_values.items() if value is None)
+    coded = tuple(code for code, value in f.code_values.items() if value is not None)
     placeholders = (*rules.placeholders, *rules.extra_placeholders, *nulls)
-    return list(_spellings(placeholders, tuple(f.allowed_values or ())))
+    return list(_spellings(placeholders, (*(f.allowed_values or ()), *coded)))
 
 
 def code_spellings(f: FieldSpec) -> dict[str, str]:

@@ -323,3 +323,7 @@ def test_codes_are_the_fields_own_and_only_where_the_catalogue_says(cat):
     assert counts == {"coded_value": 2, "placeholder": 1}
     got, counts = one_field(base, "status", ["01", "已受理"])  # the shipped field has none
     assert got == ["01", "已受理"] and "coded_value" not in counts
+    dash = f.model_copy(update={"codes": {"-": "已受理", "99": None}})  # a code, no placeholder
+    ds = base.model_copy(update={"fields": [dash if g is f else g for g in base.fields]})
+    got, counts = one_field(ds, "status", ["-", "/", "99"])
+    assert got == ["已受理", None, None] and counts == {"coded_value": 1, "placeholder": 2}
