@@ -304,17 +304,33 @@ def parse_date(
 
 
 # a timestamp with its zone (2026-10-30T16:00:00.000Z): what a serialiser set to UTC writes
-# for a date its system stores as Beijing's midnight
-_ZONED = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})$"
+# for a date its system stores as Beijing's midnight (groups: the day, hours, minutes, a
+# zero second with a zero fraction, the zone)
+_ZONED = (
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):00(?:\.0{1,9})?"
+    r" ?(Z|[+-]\d{2}:?\d{2})$"
+)
+
+
+ZONED_MIN_BYTES = len("2026-10-30T16:00:00Z")
 
 
 def beijing_midnight(t: pl.Expr) -> pl.Expr:
     """The day of a zoned timestamp that is midnight in Beijing (``2026-10-30T16:00:00Z`` →
     2026-10-31); null for any other text (a date is a day in Beijing: another time of day
-    is no date)."""
-    zoned = pl.when(t.str.contains(_ZONED)).then(t)
-    at = datetime_from_groups(zoned, datetime_groups(zoned), compact_groups(zoned))
-    return pl.when(at.dt.time() == pl.time(0)).then(at.dt.date())
+    is no date). It runs on every date cell: the regex only on text long enough to be one
+    (a date is 10 bytes, a zoned timestamp at least 20), then integer arithmetic."""
+    g = pl.when(t.str.len_bytes() >= ZONED_MIN_BYTES).then(t).str.extract_groups(_ZONED)
+    zone = g.struct[3]
+    offset = pl.when(zone == "Z").then(0).otherwise(
+        (zone.str.slice(1, 2).cast(pl.Int32, strict=False) * 60
+         + zone.str.slice(-2, 2).cast(pl.Int32, strict=False))
+        * pl.when(zone.str.starts_with("-")).then(-1).otherwise(1)
+    )  # fmt: skip
+    local = g.struct[1].cast(pl.Int32, strict=False) * 60 + g.struct[2].cast(pl.Int32, strict=False)
+    beijing = local - offset + BEIJING_OFFSET_MIN  # minutes from the written day's start
+    day = g.struct[0].str.to_date("%Y-%m-%d", strict=False)
+    return pl.when(beijing % 1440 == 0).then(day + pl.duration(days=beijing // 1440))
 
 
 def excel_serial_date(t: pl.Expr) -> pl.Expr:
