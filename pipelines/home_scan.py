@@ -13,8 +13,10 @@ kinds that can be checked without context:
 
 Every regular file under the home is read: Parquet (every column, by row group), SQLite
 (every table and cell; zlib-compressed blobs inflated), xlsx and xls (every cell) decoded,
-everything else as raw bytes in overlapping chunks (ASCII digits are the same bytes in
-UTF-8 and GBK). Digits inside a hex word (a digest, a UUID) or after a decimal point are
+gzip and zip inflated (each member of a zip; at most :data:`MAX_INFLATED` bytes of a file,
+past which it is unreadable: a bomb), UTF-16 text (told by its byte-order mark) read as
+UTF-8, everything else as raw bytes in overlapping chunks (ASCII digits are the same bytes
+in UTF-8 and GBK). Digits inside a hex word (a digest, a UUID) or after a decimal point are
 chance, not numbers. A finding is a file, a kind and a count — never a value.
 """
 
@@ -32,6 +34,9 @@ from pathlib import Path
 from catalog.identifiers import citizen_id_valid_str, luhn_valid_str
 
 CHUNK = 4 << 20
+MAX_INFLATED = 1 << 30  # bytes a compressed file may inflate to before it is given up
+GZIP_MAGIC = b"\x1f\x8b"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 OVERLAP = 64  # bytes a chunk repeats of the one before (a number cut at the edge)
 ROWS = 20_000
 
@@ -87,22 +92,73 @@ def kinds_in(data: bytes) -> Counter:
     return found
 
 
-def _raw_chunks(path: Path) -> Iterator[bytes]:
+def _overlapping(pieces: Iterator[bytes]) -> Iterator[tuple[bytes, int]]:
+    """Each piece after the last :data:`OVERLAP` bytes (at most) of what came before, and
+    how many bytes of it came before (a number ending there was counted already)."""
+    tail = b""
+    for chunk in pieces:
+        if chunk:
+            data = tail + chunk
+            yield data, len(tail)
+            tail = data[-OVERLAP:]
+
+
+def _raw_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
     with open(path, "rb") as fh:
-        tail = b""
-        while chunk := fh.read(CHUNK):
-            yield tail + chunk
-            tail = chunk[-OVERLAP:]
+        yield from _overlapping(iter(lambda: fh.read(CHUNK), b""))
 
 
-def _scan_bytes(path: Path) -> Counter:
-    """Raw bytes, chunk by chunk; a number across a chunk edge is read in the chunk that
-    holds it whole (each chunk counts only matches that end past its overlap)."""
+class TooLarge(Exception):
+    """A compressed file inflating past :data:`MAX_INFLATED`."""
+
+
+def _capped(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        if total > MAX_INFLATED:
+            raise TooLarge
+        yield piece
+
+
+def _gzip_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
+    import gzip
+
+    with gzip.open(path, "rb") as fh:
+        yield from _overlapping(_capped(iter(lambda: fh.read(CHUNK), b"")))
+
+
+def _zip_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Every member's bytes (a line break between two members)."""
+    import zipfile
+
+    def members() -> Iterator[bytes]:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.is_dir():
+                    continue
+                with z.open(info) as fh:
+                    yield from iter(lambda: fh.read(CHUNK), b"")
+                yield b"\n"
+
+    yield from _overlapping(_capped(members()))
+
+
+def _utf16_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
+    with open(path, "rb") as fh:
+        pieces = (decoder.decode(b).encode() for b in iter(lambda: fh.read(CHUNK), b""))
+        yield from _overlapping(pieces)
+
+
+def _scan_bytes(path: Path, chunks=_raw_chunks) -> Counter:
+    """Raw bytes (or what ``chunks`` makes of the file), chunk by chunk; a number across a
+    chunk edge is read in the chunk that holds it whole (each chunk counts only matches
+    that end past its overlap)."""
     found: Counter = Counter()
-    first = True
-    for data in _raw_chunks(path):
-        skip = 0 if first else OVERLAP
-        first = False
+    for data, skip in chunks(path):
         part = _HEX.sub(lambda m: b" " * len(m.group()), data)
         for m in PATTERN.finditer(part):
             if m.end() <= skip:
@@ -201,6 +257,13 @@ def scan_file(path: Path) -> tuple[Counter, str]:
         readers.append(("xlsx", _scan_xlsx))
     elif head.startswith(OLE2_MAGIC):  # a compound document: an Excel 97-2003 xls
         readers.append(("xls", _scan_xls))
+    elif head.startswith(GZIP_MAGIC):
+        readers.append(("gzip", lambda p: _scan_bytes(p, _gzip_chunks)))
+    elif head.startswith(b"PK\x03\x04"):  # a zip that is no workbook
+        readers.append(("zip", lambda p: _scan_bytes(p, _zip_chunks)))
+    elif head.startswith(UTF16_BOMS):
+        # and as bytes too: a binary file may start so (UTF-16 text holds no ASCII number)
+        readers.append(("utf-16", lambda p: _scan_bytes(p, _utf16_chunks) + _scan_bytes(p)))
     for how, read in readers:
         try:
             return read(path), how

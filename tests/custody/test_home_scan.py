@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import shutil
 import sqlite3
+import zipfile
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -108,10 +110,18 @@ def _plant(folder: Path) -> dict[str, Counter]:
     (folder / "log.txt").write_text("\n".join(values), encoding="gb18030")
     (folder / "nested").mkdir()
     (folder / "nested" / "x.json").write_text(json.dumps({"id": ID, "ok": CLEAN}))
-    # a number across the edge of two 4 MiB chunks, and a compressed file (read as bytes)
+    # a number across the edge of two 4 MiB chunks
     edge = b"." * ((4 << 20) - 6) + b" " + MOBILE.encode() + b" "
     (folder / "edge.bin").write_bytes(edge)
+    # compressed (inflated), and in UTF-16 (digits with a 0 byte between): hidden from a
+    # scan of raw bytes
     (folder / "z.gz").write_bytes(gzip.compress(ID.encode()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.csv", f"身份证号\n{ID}\n")
+        z.writestr("sub/b.txt", MOBILE)
+    (folder / "export.zip").write_bytes(buf.getvalue())
+    (folder / "unicode.txt").write_text(f"手机\t{MOBILE}\n", encoding="utf-16")
     three = Counter({"citizen_id": 1, "mobile": 1, "bank_card": 1})
     return {
         "t.parquet": three + Counter({"mobile": 1}),
@@ -121,14 +131,30 @@ def _plant(folder: Path) -> dict[str, Counter]:
         "log.txt": three,
         "nested/x.json": Counter({"citizen_id": 1}),
         "edge.bin": Counter({"mobile": 1}),
+        "z.gz": Counter({"citizen_id": 1}),
+        "export.zip": Counter({"citizen_id": 1, "mobile": 1}),
+        "unicode.txt": Counter({"mobile": 1}),
     }
+
+
+def test_a_compressed_file_inflating_past_the_limit_is_unreadable(tmp_path, monkeypatch):
+    from pipelines import home_scan
+
+    monkeypatch.setattr(home_scan, "MAX_INFLATED", 10_000)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bomb.gz").write_bytes(gzip.compress(b"0" * 100_000 + ID.encode()))
+    (home / "small.gz").write_bytes(gzip.compress(ID.encode()))
+    result = scan_home(home)
+    assert result.unreadable == ["bomb.gz"]  # read as its compressed bytes, and said so
+    assert result.findings == {"small.gz": Counter({"citizen_id": 1})}
 
 
 def test_the_scanner_finds_each_kind_in_each_format(tmp_path: Path) -> None:
     expected = _plant(tmp_path / "home")
     result = scan_home(tmp_path / "home")
     assert result.findings == expected
-    assert result.files == 8 and result.bytes > 4 << 20
+    assert result.files == 10 and result.bytes > 4 << 20
     assert result.unreadable == []
     # the same files copied into a run's home would be found there too: nothing is skipped
     shutil.copytree(tmp_path / "home", tmp_path / "copy" / "lake" / "data")
