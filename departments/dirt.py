@@ -276,22 +276,13 @@ class Dirtier:
         self.midnight_rng = random.Random("midnights:" + words)  # MIDNIGHT_KINDS, an eighth
 
     def hit(self, kind: str) -> bool:
-        if kind in MIDNIGHT_KINDS:
-            rng = self.midnight_rng
-        elif kind in UNIT_KINDS:
-            rng = self.unit_rng
-        elif kind in CODED_KINDS:
-            rng = self.coded_rng
-        elif kind in LEDGER_KINDS:
-            rng = self.ledger_rng
-        elif kind in PADDED_KINDS:
-            rng = self.padding_rng
-        elif kind in NAME_KINDS:
-            rng = self.names_rng
-        elif kind in EXPORT_KINDS:
-            rng = self.export_rng
-        else:
-            rng = self.rng
+        streams = (
+            (MIDNIGHT_KINDS, self.midnight_rng), (UNIT_KINDS, self.unit_rng),
+            (CODED_KINDS, self.coded_rng), (LEDGER_KINDS, self.ledger_rng),
+            (PADDED_KINDS, self.padding_rng), (NAME_KINDS, self.names_rng),
+            (EXPORT_KINDS, self.export_rng),
+        )  # fmt: skip
+        rng = next((r for kinds, r in streams if kind in kinds), self.rng)  # the first wins
         return rng.random() < RATES[kind]
 
     def cell(self, col: Col, value: object, record: dict) -> tuple[object, str | None]:

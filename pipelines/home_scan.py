@@ -103,9 +103,14 @@ def _overlapping(pieces: Iterator[bytes]) -> Iterator[tuple[bytes, int]]:
             tail = data[-OVERLAP:]
 
 
+def _reads(fh) -> Iterator[bytes]:
+    """A binary stream's bytes, :data:`CHUNK` at a time."""
+    return iter(lambda: fh.read(CHUNK), b"")
+
+
 def _raw_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
     with open(path, "rb") as fh:
-        yield from _overlapping(iter(lambda: fh.read(CHUNK), b""))
+        yield from _overlapping(_reads(fh))
 
 
 class TooLarge(Exception):
@@ -125,7 +130,7 @@ def _gzip_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
     import gzip
 
     with gzip.open(path, "rb") as fh:
-        yield from _overlapping(_capped(iter(lambda: fh.read(CHUNK), b"")))
+        yield from _overlapping(_capped(_reads(fh)))
 
 
 def _zip_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
@@ -138,7 +143,7 @@ def _zip_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
                 if info.is_dir():
                     continue
                 with z.open(info) as fh:
-                    yield from iter(lambda: fh.read(CHUNK), b"")
+                    yield from _reads(fh)
                 yield b"\n"
 
     yield from _overlapping(_capped(members()))
@@ -149,7 +154,7 @@ def _utf16_chunks(path: Path) -> Iterator[tuple[bytes, int]]:
 
     decoder = codecs.getincrementaldecoder("utf-16")(errors="replace")
     with open(path, "rb") as fh:
-        pieces = (decoder.decode(b).encode() for b in iter(lambda: fh.read(CHUNK), b""))
+        pieces = (decoder.decode(b).encode() for b in _reads(fh))
         yield from _overlapping(pieces)
 
 

@@ -65,6 +65,16 @@ def test_month_only_and_unknown_dates_are_judged_by_the_documented_rule(monkeypa
     assert "month_precision" in set(rep.missed["kind"].to_list())
 
 
+def assert_quarantined_not_repaired(right: evaluation.TruthReport, rep: evaluation.TruthReport):
+    """A standardiser without a rule, judged (``rep``) beside the right one (``right``): rows
+    it should have repaired are quarantined instead, and the cleaning rate falls below its
+    target."""
+    repaired = "repaired_recoverable"
+    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
+    assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
+    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+
+
 def test_a_standardiser_leaving_excel_text_markers_is_caught(monkeypatch):
     from quality import standardise
 
@@ -73,10 +83,7 @@ def test_a_standardiser_leaving_excel_text_markers_is_caught(monkeypatch):
     monkeypatch.setattr(standardise, "without_excel_markers", lambda t: t)
     rep = judged(refs)
     # the marked IDs are quarantined (no valid ID) instead of repaired: the cleaning rate falls
-    repaired = "repaired_recoverable"
-    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
-    assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
-    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+    assert_quarantined_not_repaired(right, rep)
 
 
 def test_a_standardiser_leaving_padded_names_is_caught(monkeypatch):
@@ -99,10 +106,7 @@ def test_a_standardiser_ignoring_system_codes_is_caught(monkeypatch):
     monkeypatch.setattr(standardise, "code_spellings", lambda f: {})
     rep = judged(refs)
     # a gender written 1 or 男性 is quarantined (not an allowed value) instead of staged as 男
-    repaired = "repaired_recoverable"
-    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
-    assert rep.datasets["quarantined"].sum() > right.datasets["quarantined"].sum()
-    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+    assert_quarantined_not_repaired(right, rep)
 
 
 def test_a_standardiser_reading_units_on_money_only_is_caught(monkeypatch):
@@ -116,9 +120,7 @@ def test_a_standardiser_reading_units_on_money_only_is_caught(monkeypatch):
     )
     rep = judged(refs)
     # an age typed 85岁 is quarantined (unreadable as a number) instead of staged as 85
-    repaired = "repaired_recoverable"
-    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
-    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+    assert_quarantined_not_repaired(right, rep)
 
 
 def test_a_standardiser_reading_no_stored_midnights_is_caught(monkeypatch):
@@ -131,6 +133,4 @@ def test_a_standardiser_reading_no_stored_midnights_is_caught(monkeypatch):
     monkeypatch.setattr(standardise, "_DATE_RE", bare)
     monkeypatch.setattr(standardise, "beijing_midnight", lambda t: pl.lit(None, pl.Date))
     rep = judged(refs)
-    repaired = "repaired_recoverable"
-    assert rep.datasets[repaired].sum() < right.datasets[repaired].sum()
-    assert any("cleaning rate" in p for p in rep.problems()) and not right.problems()
+    assert_quarantined_not_repaired(right, rep)
