@@ -18,6 +18,7 @@ Cached streets are never modified: a benchmark runs on a copy.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -34,6 +35,11 @@ DEFAULT_CACHE = Path.home() / ".cache" / "streethub" / "bench-streets"
 KEY_FILE = "street.json"
 MANIFEST = Path("home.departments") / "manifest.json"
 DAYS = 3  # `streethub simulate`'s default
+# the need-outcome registers' days (no history: the ingest benches' street): enough for the
+# need model to train on every street, whatever the day it was simulated (the simulator's
+# default registers never train: departments/NEEDS.md), so a full run's figures always
+# include the training and compare from one day to the next
+REGISTER_DAYS = 270
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,22 @@ def source_hash(root: Path = ROOT / "departments") -> str:
 
 
 def street_key(residents: int, seed: int, days: int, source: str) -> dict:
-    return {"residents": residents, "seed": seed, "days": days, "source_sha256": source}
+    return {"residents": residents, "seed": seed, "days": days,
+            "register_days": REGISTER_DAYS, "source_sha256": source}  # fmt: skip
 
 
 def _name(key: dict) -> str:
-    return f"r{key['residents']}-s{key['seed']}-d{key['days']}-{key['source_sha256'][:12]}"
+    return (f"r{key['residents']}-s{key['seed']}-d{key['days']}-g{key['register_days']}-"
+            f"{key['source_sha256'][:12]}")  # fmt: skip
+
+
+def _registers(manifest: dict) -> int | None:
+    """The days a simulated street's need-outcome registers hold (None: a history's)."""
+    needs = manifest.get("needs") or {}
+    if needs.get("history_days") or "first" not in needs:
+        return None
+    end = dt.date.fromisoformat(manifest["end"])
+    return (end - dt.date.fromisoformat(needs["first"])).days + 1
 
 
 def _complete(folder: Path) -> bool:
@@ -96,7 +113,9 @@ def find_cached(cache: Path, key: dict) -> tuple[Path, bool] | None:
         if not folder.is_dir() or (folder / KEY_FILE).exists() or not _complete(folder):
             continue  # a street of ours with another key, or one not simulated (yet)
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if all(manifest.get(k) == key[k] for k in ("residents", "seed", "days")):
+        if all(manifest.get(k) == key[k] for k in ("residents", "seed", "days")) and (
+            _registers(manifest) == key["register_days"]
+        ):
             return folder, False
     return None
 
@@ -114,6 +133,7 @@ def _simulate(folder: Path, key: dict) -> float:
     cmd = [str(Path(sys.executable).parent / "streethub"), "simulate"]
     cmd += ["--residents", str(key["residents"]), "--seed", str(key["seed"])]
     cmd += ["--days", str(key["days"]), "--history-days", "0"]  # the ingest benches' street
+    cmd += ["--register-days", str(key["register_days"])]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:

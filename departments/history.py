@@ -32,7 +32,13 @@ from departments.places import AppealStreams, appeal
 from departments.spec import D
 from departments.world import World
 
-REGISTER_DAYS = 180  # without a history: the outcome registers hold the last half-year
+# without a history the outcome registers hold the last 150 days: never the four monthly
+# cut-offs with complete 90-day labels the need model trains on (the hub's rule:
+# marts.need_model.step.can_train), whatever the calendar day, even where a date's dirt
+# reads as the 1st of its month (a register of 180 days trained on some days and not on
+# others); a benchmark asking for training gives ``register_days`` of 270 or more (its cut-offs
+# always five or more)
+REGISTER_DAYS = 150
 LOOKBACK_DAYS = 364  # appeals and registers reach a season (52 weeks) before the window
 SMART_DOOR_SHARE = 0.4  # of buildings
 BACKFILL_FILE_DAYS = 7  # a history's door events before the daily days: a file a week
@@ -51,9 +57,10 @@ APPEAL_NOISE_SHAPE = 8.0  # a week's gamma shock to a cell's category (not forec
 CALLER_WEIGHTS = {"frailty": 0.7, "hardship": 1.5, "decline": 1.0}
 
 
-def process_days(history_days: int | None) -> int:
-    """Days the need process runs over, ending on the last day."""
-    return history_days + LOOKBACK_DAYS if history_days else REGISTER_DAYS
+def process_days(history_days: int | None, register_days: int | None = None) -> int:
+    """Days the need process runs over, ending on the last day: a history's with its
+    lookback, else the registers' (``register_days``, default :data:`REGISTER_DAYS`)."""
+    return history_days + LOOKBACK_DAYS if history_days else register_days or REGISTER_DAYS
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

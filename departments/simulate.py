@@ -249,6 +249,7 @@ def simulate(
     progress: Callable[[str], None] | None = None,
     sim_dir: Path | None = None,
     history_days: int | None = None,
+    register_days: int | None = None,
 ) -> dict:
     """Generate every department's deliveries: files into ``home/inbox``, the systems and
     the truth into ``sim_dir`` (default :func:`sim_dir_for` ``(home)``); return the manifest
@@ -259,7 +260,8 @@ def simulate(
     days ending on the last day — door events a file a day, health checks and follow-ups,
     12345 appeals (one year further back), the four need outcomes — with the need truth.
     Without it every dataset is as it always was and the outcome registers hold the last
-    ``needs.REGISTER_DAYS`` days."""
+    ``register_days`` days (default ``history.REGISTER_DAYS``: too few for the need model
+    to train)."""
     say = progress or (lambda _msg: None)
     home = Path(home).expanduser().resolve()
     sim = Path(sim_dir).expanduser().resolve() if sim_dir is not None else sim_dir_for(home)
@@ -283,7 +285,7 @@ def simulate(
         "departments": {d: {} for d in DEPARTMENTS},
     }  # fmt: skip
     records = {(s.dept, s.code): s.build(w) for s in SPECS if s not in OUTCOME_SPECS}
-    first = last_day - dt.timedelta(days=history.process_days(history_days) - 1)
+    first = last_day - dt.timedelta(days=history.process_days(history_days, register_days) - 1)
     w.needs = needs.run(w, records, first, last_day)
     records.update({(s.dept, s.code): s.build(w) for s in OUTCOME_SPECS})
     door_days = {}

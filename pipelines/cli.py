@@ -436,6 +436,15 @@ def simulate(
             "(departments/NEEDS.md; default: the sim_history_days setting, 365; 0: none)",
         ),
     ] = None,
+    register_days: Annotated[
+        int | None,
+        typer.Option(
+            "--register-days",
+            min=1,
+            help="without a history: days the four need-outcome registers hold (default 150, "
+            "too few for the need model to train; 270 or more: it trains)",
+        ),
+    ] = None,
 ) -> None:
     """Generate one street's deliveries from the simulated departments: files into the
     inbox, their systems (database, API data, token) and truth into the simulator's folder."""
@@ -456,6 +465,7 @@ def simulate(
             sim_dir=settings.sim_dir_abs,
             history_days=(settings.sim_history_days if history_days is None else history_days)
             or None,
+            register_days=register_days,
         )
     rows = manifest_rows(manifest)
     console.print(

@@ -77,7 +77,16 @@ def training_cutoffs(
         return []
     if days.is_empty():
         return []
-    first, last = days.min(), (days.max() - dt.timedelta(days=HORIZON_DAYS)).replace(day=1)
+    return cutoffs_between(days.min(), days.max(), months)
+
+
+def cutoffs_between(
+    first: dt.date, newest: dt.date, months: int = TRAINING_MONTHS
+) -> list[dt.date]:
+    """The monthly cut-offs of outcomes recorded from ``first`` to ``newest``: the 1st of
+    each month from the first on or after ``first`` to the last whose horizon ``newest``
+    covers, the latest ``months``."""
+    last = (newest - dt.timedelta(days=HORIZON_DAYS)).replace(day=1)
     return [c for c in monthly_cutoffs(last, months) if c >= first] if last >= first else []
 
 

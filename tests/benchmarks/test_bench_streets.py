@@ -3,6 +3,7 @@ days, the simulator's source), handed out as a fresh copy, never modified."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def _fake_simulate(calls: list[dict]):
         (folder / "home" / "inbox").mkdir(parents=True)
         (folder / "home" / "inbox" / "a.csv").write_text("x\n1\n")
         manifest = {k: key[k] for k in ("residents", "seed", "days")}
+        end = dt.date(2026, 12, 4)  # the registers as the key asks (a hand-made street's
+        first = end - dt.timedelta(days=key.get("register_days", 150) - 1)  # own default)
+        manifest |= {"end": end.isoformat(), "needs": {"history_days": None,
+                                                       "first": first.isoformat()}}  # fmt: skip
         system = {"database": DB, "table": "hukou"}
         manifest["departments"] = {"gaj": {"r": {"kind": "sql_db", "system": system}}}
         (folder / SIM).mkdir()
@@ -69,10 +74,17 @@ def test_a_street_simulated_by_hand_is_used_by_its_manifest(
     tmp_path: Path, cache: list[dict]
 ) -> None:
     hand = Path(streets.cache_dir()) / "r2000"
-    _fake_simulate([])(hand, {"residents": 2_000, "seed": 7, "days": 3})
+    _fake_simulate([])(
+        hand, {"residents": 2_000, "seed": 7, "days": 3, "register_days": streets.REGISTER_DAYS}
+    )
     got = streets.street(tmp_path / "a", 2_000)
     assert got.cached and not got.source_checked and not cache
     assert not streets.street(tmp_path / "b", 2_000, days=1).cached  # other days: simulated
+    # registers of the simulator's default days (the need model would not train): simulated
+    _fake_simulate([])(Path(streets.cache_dir()) / "r3000", {"residents": 3_000, "seed": 7,
+                                                             "days": 3})  # fmt: skip
+    assert not streets.street(tmp_path / "c", 3_000).cached
+    assert cache[-1]["register_days"] == streets.REGISTER_DAYS
 
 
 def test_the_source_hash_follows_the_simulators_files(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from bench.streets import REGISTER_DAYS
 from departments import history, needs
 from departments.outcomes import OUTCOME_SPECS
 from departments.simulate import sim_dir_for, simulate, truth_dir
@@ -129,3 +130,37 @@ def test_the_need_process_changes_no_other_dataset_of_a_default_street(streets, 
     assert fingerprint(tmp_path / "home", empty, OUTCOMES) == fingerprint(
         root / "plain", plain, OUTCOMES
     )
+
+
+BENCH_REGISTER_DAYS = REGISTER_DAYS  # what the benchmarks' streets ask for
+
+
+@pytest.mark.parametrize("year", [2026, 2027, 2028])  # 2028: a leap year
+def test_whether_the_model_trains_without_a_history_is_not_a_matter_of_the_date(year):
+    """Every last day of a year: registers of :data:`history.REGISTER_DAYS` never give the
+    hub's need model the cut-offs it trains on, even where the oldest outcome read as the 1st
+    of its month (a date delivered as its month alone); registers of the benchmarks' 270 days
+    always do, even where the oldest outcome came ten days into the registers. (180 days, the
+    registers' length before, trained on some days: this fails with it.)"""
+    from marts.need_model.step import can_train, cutoffs_between
+
+    day, trained = dt.date(year, 1, 1), {}
+    while day.year == year:
+        first = day - dt.timedelta(days=history.process_days(None) - 1)
+        oldest = min(first.replace(day=1), first - dt.timedelta(days=7))  # dirt's worst
+        trained[day] = can_train(cutoffs_between(oldest, day))
+        bench_first = day - dt.timedelta(days=history.process_days(None, BENCH_REGISTER_DAYS) - 11)
+        assert can_train(cutoffs_between(bench_first, day)), day
+        day += dt.timedelta(days=1)
+    assert not any(trained.values()), [d for d, t in trained.items() if t][:5]
+
+
+def test_the_registers_hold_the_asked_days(tmp_path):
+    manifest = simulate(tmp_path / "home", residents=RESIDENTS, seed=SEED, days=1, start=LAST,
+                        register_days=BENCH_REGISTER_DAYS)  # fmt: skip
+    truth = truth_dir(sim_dir_for(tmp_path / "home"))
+    days = pl.read_parquet(truth / "needs" / "events.parquet")["date"]
+    first = LAST - dt.timedelta(days=BENCH_REGISTER_DAYS - 1)
+    assert days.min() >= first and days.max() <= LAST
+    assert (days.min() - first).days < 10  # events from the registers' first days on
+    assert manifest["needs"]["first"] == first.isoformat()
