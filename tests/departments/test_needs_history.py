@@ -164,3 +164,19 @@ def test_the_registers_hold_the_asked_days(tmp_path):
     assert days.min() >= first and days.max() <= LAST
     assert (days.min() - first).days < 10  # events from the registers' first days on
     assert manifest["needs"]["first"] == first.isoformat()
+
+
+def test_streethub_simulate_asks_for_the_registers_days(home):
+    """The option the benchmarks' streets are simulated with (bench/streets.py)."""
+    from typer.testing import CliRunner
+
+    from catalog.settings import get_settings
+    from pipelines.cli import app
+
+    args = ["simulate", "--residents", str(RESIDENTS), "--seed", str(SEED), "--days", "1"]
+    done = CliRunner().invoke(app, [*args, "--history-days", "0", "--register-days", "270"])
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((get_settings().sim_dir_abs / "manifest.json").read_text())
+    end = dt.date.fromisoformat(manifest["end"])
+    assert manifest["needs"]["first"] == (end - dt.timedelta(days=269)).isoformat()
+    assert CliRunner().invoke(app, [*args, "--register-days", "0"]).exit_code != 0  # min 1
