@@ -27,6 +27,10 @@ hypothesis_settings.load_profile("streethub")
 # master key files live outside every test home, as in production, and never in the
 # developer's own config folder: one config folder for the session (subprocesses inherit it)
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="streethub-test-config-")
+# a home for every test that names none of its own (the ``home`` fixture does): never the
+# checkout's .streethub, nor a developer's street named by their environment (a test of the
+# simulate command once wrote a street into the checkout)
+os.environ["STREETHUB_HOME"] = str(Path(tempfile.mkdtemp(prefix="streethub-test-home-")) / "home")
 # the main job's own simulation delivers no history in tests (a year of it is what the need
 # street, tests/need_street.py, asks for explicitly): small streets, fast runs
 os.environ.setdefault("STREETHUB_SIM_HISTORY_DAYS", "0")

@@ -166,12 +166,14 @@ def test_the_registers_hold_the_asked_days(tmp_path):
     assert manifest["needs"]["first"] == first.isoformat()
 
 
-def test_streethub_simulate_asks_for_the_registers_days(home):
+def test_streethub_simulate_asks_for_the_registers_days(tmp_path, monkeypatch):
     """The option the benchmarks' streets are simulated with (bench/streets.py)."""
     from typer.testing import CliRunner
 
     from catalog.settings import get_settings
     from pipelines.cli import app
+
+    monkeypatch.setenv("STREETHUB_HOME", str(tmp_path / "home"))
 
     args = ["simulate", "--residents", str(RESIDENTS), "--seed", str(SEED), "--days", "1"]
     done = CliRunner().invoke(app, [*args, "--history-days", "0", "--register-days", "270"])
