@@ -231,6 +231,7 @@ def backtest_rows(
             calibration=calibration,
             seed=seed,
             params=params,
+            release=True,  # the subset is this fit's alone
             **extra,
         )
         at = (at_cutoff == test).to_numpy()  # a test cut-off's rows alone (not every one's)

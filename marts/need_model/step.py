@@ -204,12 +204,16 @@ def train_and_register(
     data, groups = training_data(con, protection, cutoffs, fs.inputs, fs.groups, between)
     result = backtest_rows(data, truth=truth, last=BACKTEST_CUTOFFS, calibration=CALIBRATION,
                            **training)  # fmt: skip
+    needs = data.needs
+    # the final model before the fairness table, the training rows let go in between: the
+    # table's join of the backtest's predictions with the groups stood on top of every
+    # cut-off's rows (at 200,000 residents the training's peak)
+    model = train_rows(data, calibration=CALIBRATION, release=True, **training)
+    del data
     tested = pl.col("cutoff").is_in(result.predictions["cutoff"].unique().implode())
-    fairness = fairness_table(result.predictions, groups.filter(tested), data.needs,
+    fairness = fairness_table(result.predictions, groups.filter(tested), needs,
                               kinds=fs.groups)  # fmt: skip
     del groups
-    model = train_rows(data, calibration=CALIBRATION, **training)
-    del data
     version = registry.register(
         model,
         metrics=backtest_metrics(result, fairness),

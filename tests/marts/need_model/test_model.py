@@ -183,6 +183,22 @@ def test_one_binned_set_relabelled_per_need_gives_the_boosters_of_a_set_each(fra
         assert models.boosters[need].model_to_string() == alone.model_to_string(), need
 
 
+def test_rows_released_once_binned_give_the_same_boosters_and_hold_no_matrix(frames):
+    """``release``: the caller's rows (a backtest's fold) let their matrix go once LightGBM
+    has binned it; the boosters are those of rows kept (with calibration nothing is let go:
+    the calibrator reads the matrix)."""
+    features, labels, _ = frames
+    kept = training_rows(features, labels, INPUTS)
+    released = training_rows(features, labels, INPUTS)
+    a = train_rows(kept, num_rounds=ROUNDS, params=SMALL)
+    b = train_rows(released, num_rounds=ROUNDS, params=SMALL, release=True)
+    assert a.to_dict() == b.to_dict()
+    assert kept.matrix.shape[0] == kept.rows.height > 0 and released.matrix.size == 0
+    calibrated = training_rows(features, labels, INPUTS)
+    train_rows(calibrated, num_rounds=ROUNDS, params=SMALL, calibration="isotonic", release=True)
+    assert calibrated.matrix.shape[0] == calibrated.rows.height
+
+
 def test_float32_inputs_give_the_scores_of_float64_inputs(frames):
     """The matrix is float32 (:data:`MATRIX_DTYPE`): LightGBM bins its values as it bins the
     float64 ones, so each need's booster splits the same rows into the same leaves and scores
