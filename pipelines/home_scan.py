@@ -36,6 +36,7 @@ from catalog.identifiers import citizen_id_valid_str, luhn_valid_str
 CHUNK = 4 << 20
 MAX_INFLATED = 1 << 30  # bytes a compressed file may inflate to before it is given up
 GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"  # a zip, and so an xlsx
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 OVERLAP = 64  # bytes a chunk repeats of the one before (a number cut at the edge)
 ROWS = 20_000
@@ -239,7 +240,7 @@ def _scan_xls(path: Path) -> Counter:
 def _is_xlsx(path: Path, head: bytes) -> bool:
     import zipfile
 
-    if not head.startswith(b"PK\x03\x04"):
+    if not head.startswith(ZIP_MAGIC):
         return False
     try:
         with zipfile.ZipFile(path) as z:
@@ -249,8 +250,9 @@ def _is_xlsx(path: Path, head: bytes) -> bool:
 
 
 def scan_file(path: Path) -> tuple[Counter, str]:
-    """(kinds found, how it was read: parquet, sqlite, xlsx, xls or bytes). A decoded format
-    that fails to decode is read as bytes instead (and said so by the caller)."""
+    """(kinds found, how it was read: parquet, sqlite, xlsx, xls, gzip, zip, utf-16 or
+    bytes). A decoded format that fails to decode is read as bytes instead (and said so by
+    the caller)."""
     with open(path, "rb") as fh:
         head = fh.read(16)
     readers = []
@@ -264,7 +266,7 @@ def scan_file(path: Path) -> tuple[Counter, str]:
         readers.append(("xls", _scan_xls))
     elif head.startswith(GZIP_MAGIC):
         readers.append(("gzip", lambda p: _scan_bytes(p, _gzip_chunks)))
-    elif head.startswith(b"PK\x03\x04"):  # a zip that is no workbook
+    elif head.startswith(ZIP_MAGIC):  # a zip that is no workbook
         readers.append(("zip", lambda p: _scan_bytes(p, _zip_chunks)))
     elif head.startswith(UTF16_BOMS):
         # and as bytes too: a binary file may start so (UTF-16 text holds no ASCII number)

@@ -65,11 +65,7 @@ def fairness_table(
     fairlearn's ``MetricFrame`` had them: it handed the metrics a row at a time in Python,
     ~49 s at 200,000 residents; tests compare with it)."""
     kinds = list(kinds or load_feature_set().groups)
-    # only the columns read below are joined (the backtest's predictions carry the rule's
-    # scores and the truth too: at 200,000 residents the join was the training step's peak)
-    used = scored.select(*KEYS, *(c for n in needs for c in (n, f"{n}_score")))
-    frame = used.join(groups.select(*KEYS, *kinds), on=list(KEYS), how="inner")
-    del used
+    frame = scored.join(groups.select(*KEYS, *kinds), on=list(KEYS), how="inner")
     slices: dict[str, tuple[list[str], list[np.ndarray]]] = {}
     for kind in kinds:
         sensitive = frame[kind].cast(pl.String).fill_null("未知")

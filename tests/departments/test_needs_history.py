@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bench.streets import REGISTER_DAYS
+from bench.streets import REGISTER_DAYS as BENCH_REGISTER_DAYS
 from departments import history, needs
 from departments.outcomes import OUTCOME_SPECS
 from departments.simulate import sim_dir_for, simulate, truth_dir
@@ -130,9 +130,6 @@ def test_the_need_process_changes_no_other_dataset_of_a_default_street(streets, 
     assert fingerprint(tmp_path / "home", empty, OUTCOMES) == fingerprint(
         root / "plain", plain, OUTCOMES
     )
-
-
-BENCH_REGISTER_DAYS = REGISTER_DAYS  # what the benchmarks' streets ask for
 
 
 @pytest.mark.parametrize("year", [2026, 2027, 2028])  # 2028: a leap year
