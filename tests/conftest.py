@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from catalog.settings import Settings
+from tests.scratch import scratch_dir
 
 if TYPE_CHECKING:
     from tests.mart_street import MartStreet
@@ -26,11 +26,11 @@ hypothesis_settings.load_profile("streethub")
 
 # master key files live outside every test home, as in production, and never in the
 # developer's own config folder: one config folder for the session (subprocesses inherit it)
-os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="streethub-test-config-")
+os.environ["XDG_CONFIG_HOME"] = str(scratch_dir("config-"))
 # a home for every test that names none of its own (the ``home`` fixture does): never the
 # checkout's .streethub, nor a developer's street named by their environment (a test of the
 # simulate command once wrote a street into the checkout)
-os.environ["STREETHUB_HOME"] = str(Path(tempfile.mkdtemp(prefix="streethub-test-home-")) / "home")
+os.environ["STREETHUB_HOME"] = str(scratch_dir("home-") / "home")
 # the main job's own simulation delivers no history in tests (a year of it is what the need
 # street, tests/need_street.py, asks for explicitly): small streets, fast runs
 os.environ.setdefault("STREETHUB_SIM_HISTORY_DAYS", "0")
@@ -156,7 +156,7 @@ def pytest_configure_node(node) -> None:
     """On the xdist controller: the folder its workers write their groups to."""
     config = node.config
     if not hasattr(config, "_streethub_groups"):
-        config._streethub_groups = Path(tempfile.mkdtemp(prefix="streethub-xdist-groups-"))
+        config._streethub_groups = scratch_dir("xdist-groups-")
     node.workerinput[GROUPS_DIR] = str(config._streethub_groups)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from pipelines.connectors import read_delivery
 from pipelines.connectors.base import map_to_fields, split_ledger_rows, split_stray_headers
 from quality.evaluation import TruthReport, evaluate
 from quality.gate import gate
+from tests.scratch import scratch_dir
 
 RESIDENTS = 600
 SEED = 5
@@ -98,7 +98,7 @@ def street(
     residents: int = RESIDENTS, seed: int = SEED, days: int = 1, start: dt.date | None = START
 ) -> Street:
     """Simulate (``start=None``: the simulator's default dates) and read every dataset raw."""
-    home = Path(tempfile.mkdtemp(prefix=f"gate_street_{seed}_"))
+    home = scratch_dir(f"gate_street_{seed}_")
     extra = {"start": start} if start is not None else {}
     simulate(home, residents=residents, seed=seed, days=days, **extra)
     manifest = read_manifest(sim_dir_for(home))

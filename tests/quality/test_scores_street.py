@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from catalog.loader import get_catalogue
 from catalog.model import Catalogue, Dataset, FieldType
 from departments.simulate import sim_dir_for
 from quality.evaluation import policy_truth
+from tests.scratch import scratch_dir
 
 LOADED_AT = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
 START = dt.date(2026, 11, 20)
@@ -28,7 +28,7 @@ START = dt.date(2026, 11, 20)
 def street(residents: int = 1500, seed: int = 11) -> Path:
     from departments.simulate import simulate
 
-    home = Path(tempfile.mkdtemp(prefix="quality-street-")) / "home"
+    home = scratch_dir("quality-street-") / "home"
     simulate(home, residents=residents, seed=seed, days=1, start=START)
     return home
 

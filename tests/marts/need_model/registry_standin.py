@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 import shutil
-import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from catalog.settings import Settings
 from marts.need_model.registry import Registry
 from marts.need_model.spec import KEYS, NEEDS
+from tests.scratch import scratch_dir
 
 FEATURES = ("age", "lives_alone", "door_drop_pct")
 
@@ -75,7 +75,7 @@ def backtest_table() -> pl.DataFrame:
 def _empty_registry_db() -> Path:
     """An MLflow database with its tables made, once per test process (making them runs
     MLflow's migrations: seconds on a busy machine)."""
-    home = Path(tempfile.mkdtemp(prefix="streethub-mlflow-")) / "home"
+    home = scratch_dir("mlflow-") / "home"
     Registry(Settings(home=home)).versions()
     return Settings(home=home).models_dir / "mlflow.db"
 
