@@ -135,11 +135,13 @@ def training_data(
 ) -> tuple[TrainingRows, pl.DataFrame]:
     """The rows the backtest and the final training take (:func:`stacked_rows`, with the
     rule's scores) and, of the cut-offs the backtest tests on, the fairness groups as text
-    (keys and ``groups``, sorted by key): the features of ``cutoffs`` (computed and stored
-    first where missing) read a cut-off at a time, each let go once its inputs are in the
-    matrix (at 200,000 residents every cut-off's features at once and their join with the
-    labels were the run's peak). Only the columns used are read (and so decrypted and
-    audited): the inputs and the rule's, and the groups of the cut-offs tested.
+    (keys and ``groups``, sorted by cut-off, then person: the order of the backtest's
+    predictions, which the fairness table takes side by side with them, without a join):
+    the features of ``cutoffs`` (computed and stored first where missing) read a cut-off at
+    a time, each let go once its inputs are in the matrix (at 200,000 residents every
+    cut-off's features at once and their join with the labels were the run's peak). Only
+    the columns used are read (and so decrypted and audited): the inputs and the rule's,
+    and the groups of the cut-offs tested.
     ``between``: called before each cut-off is read (the pipeline's heap trim)."""
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
@@ -167,7 +169,8 @@ def training_data(
     labels_of = need_labels.labeller(con)
     data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
     schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
-    return data, pl.concat(kept).sort(list(KEYS)) if kept else pl.DataFrame(schema=schema)
+    in_backtest_order = ["cutoff", "person_id"]  # each test cut-off's rows in key order
+    return data, pl.concat(kept).sort(in_backtest_order) if kept else pl.DataFrame(schema=schema)
 
 
 def backtest_metrics(result: BacktestResult, fairness: pl.DataFrame) -> dict[str, float]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from catalog.model import PiiKind
 from lakehouse.lake import open_lake
 from marts.need_model import labels as need_labels
-from marts.need_model.backtest import backtest
+from marts.need_model import step
+from marts.need_model.backtest import backtest, backtest_rows
 from marts.need_model.drift import WARN, feature_drift
 from marts.need_model.explain import TOP, explain, load_templates
 from marts.need_model.fairness import OVERALL, fairness_table
@@ -120,3 +122,27 @@ def test_no_input_drifts_from_the_latest_training_cut_off_to_the_latest(frames, 
     psi = dict(zip(drift["feature"], drift["psi"], strict=True))
     assert all(psi[name] < WARN for name in inputs), drift
     assert psi["door_decline_vs_street"] < psi["door_decline_pct"]
+
+
+def test_the_steps_groups_line_up_with_its_backtests_predictions(need_street, monkeypatch):
+    """The fairness groups the need model's step reads hold its backtest's predictions' keys
+    in their order, so the fairness table takes them side by side: no join on the text keys
+    (177 MB of the training's memory at 200,000 residents)."""
+    feature_set = load_feature_set()
+    with open_lake(need_street.settings, read_only=True) as con:
+        data, groups = step.training_data(
+            con, need_street.protection(), step.training_cutoffs(con),
+            feature_set.inputs, feature_set.groups,
+        )  # fmt: skip
+    result = backtest_rows(data, last=step.BACKTEST_CUTOFFS, num_rounds=5)
+    assert result.predictions.height > 0
+    assert groups.select(KEYS).equals(result.predictions.select(KEYS))
+    shuffled = groups.sample(fraction=1.0, shuffle=True, seed=3)  # not in order: joined
+    joined = fairness_table(result.predictions, shuffled, data.needs, kinds=feature_set.groups)
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("the fairness table joined groups that were in order")
+
+    monkeypatch.setattr(pl.DataFrame, "join", no_join)
+    side_by_side = fairness_table(result.predictions, groups, data.needs, kinds=feature_set.groups)
+    assert_frame_equal(side_by_side, joined)
