@@ -7,19 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from catalog.settings import Settings
 from masking.audit import AuditLog
-from pipelines.cli import app
-
-runner = CliRunner()
-
-
-def said(args: list[str]) -> tuple[int, str]:
-    """Run ``streethub <args>``: its exit code and its output on one line (rich wraps)."""
-    result = runner.invoke(app, args)
-    return result.exit_code, " ".join(result.output.split())
+from tests.cli_text import said
 
 
 @pytest.fixture

@@ -19,15 +19,10 @@ from masking.errors import KeyRingError
 from masking.keys import KeyRing
 from masking.keys.backup import combine_shares, parse_share, split_master
 from masking.keys.store import fingerprint
+from tests.cli_text import one_line
 
 COLUMN = "gaj.registered_residents.citizen_id"
 IDS = ["11010519491231002X", "440524188001010014", "110101199003071234"]
-
-
-def said(result) -> str:
-    """What a command printed, on one line: the console wraps a message at the terminal's
-    width, wherever a path long or short puts the break."""
-    return " ".join(result.output.split())
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +91,7 @@ def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_the_lake(
         con.execute("CREATE TABLE marts.custody_sample AS SELECT * FROM t")
     runner = CliRunner()
     inside = runner.invoke(keys_app, ["backup", "--out", str(settings.home_abs / "shares")])
-    assert inside.exit_code == 1 and "inside the home" in said(inside)
+    assert inside.exit_code == 1 and "inside the home" in one_line(inside)
     out = tmp_path / "custodians"
     made = runner.invoke(keys_app, ["backup", "--out", str(out)])
     assert made.exit_code == 0, made.output
@@ -108,15 +103,15 @@ def test_backup_then_restore_two_shares_into_an_empty_key_store_reads_the_lake(
     with pytest.raises(KeyRingError, match="keys restore"):
         KeyRing.from_settings(settings).get("at_rest", 1)
     missing = runner.invoke(keys_app, ["restore", str(tmp_path / "nope.txt"), str(files[0])])
-    assert missing.exit_code == 1 and "cannot read the share file" in said(missing)
+    assert missing.exit_code == 1 and "cannot read the share file" in one_line(missing)
     one = runner.invoke(keys_app, ["restore", str(files[0])])
-    assert one.exit_code == 1 and "2 different shares" in said(one)
+    assert one.exit_code == 1 and "2 different shares" in one_line(one)
     assert not settings.key_file_abs.exists()
     done = runner.invoke(keys_app, ["restore", str(files[2]), str(files[0])])
     assert done.exit_code == 0, done.output
     assert stat.S_IMODE(os.stat(settings.key_file_abs).st_mode) == 0o600
     again = runner.invoke(keys_app, ["restore", str(files[1]), str(files[2])])
-    assert again.exit_code == 1 and "already holds a master key" in said(again)
+    assert again.exit_code == 1 and "already holds a master key" in one_line(again)
 
     restored = KeyRing.from_settings(settings)
     audit = AuditLog.from_settings(settings, restored)

@@ -20,6 +20,7 @@ from catalog.settings import Settings
 from masking.errors import KeyRingError
 from masking.keys import KeyRing
 from masking.keys.store import fingerprint
+from tests.cli_text import one_line
 
 STEPS = ("rotate.master_added", "rotate.ring_rewrapped")
 PURPOSES = ("at_rest", "pseudonym", "audit_signing", "landing")
@@ -125,7 +126,7 @@ def test_environment_rotation_through_the_cli(
     monkeypatch.setenv("STREETHUB_MASTER_KEY_NEW", base64.b64encode(new).decode())
     done = runner.invoke(keys_app, ["rotate"])
     assert done.exit_code == 0, done.output
-    out = " ".join(done.output.split())
+    out = one_line(done)
     assert "set STREETHUB_MASTER_KEY to the value of STREETHUB_MASTER_KEY_NEW" in out
     for key in (old, new):
         assert base64.b64encode(key).decode() not in done.output

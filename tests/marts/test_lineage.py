@@ -17,6 +17,7 @@ from catalog.model import MaskingRule
 from curated.lineage import curated_lineage, curated_schema
 from marts.checks import MartMaskingError, check_level, check_marts, check_masking
 from marts.lineage import SQL_DIR, MartError, analyse_mart, mart_dependencies, mart_lineage
+from tests.cli_text import one_line
 from tests.mart_street import MartStreet
 
 CATALOGUE = load_catalogue()
@@ -319,7 +320,7 @@ def test_catalog_check_lists_the_marts_problems_and_exits_1(tmp_path: Path):
     (yaml_dir / "age_structure.yaml").write_text(text.replace("name: gender,", "name: sex,"))
     result = CliRunner().invoke(app, ["catalog", "check", "--marts", str(yaml_dir)])
     assert result.exit_code == 1
-    out = " ".join(result.output.split())
+    out = one_line(result)
     assert "the SQL's output columns differ from the YAML's" in out and "sex" in out
     others = sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.stem != "age_structure")
     assert others and all(f"marts/sql/{n}.sql has no catalogue entry" in out for n in others)

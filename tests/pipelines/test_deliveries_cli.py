@@ -22,6 +22,7 @@ from pipelines.ingest import ingest_dataset
 from pipelines.ingest.ledger import ensure_ledger, landed_file, record_failure
 from pipelines.ingest.staged import stage_dataset
 from pipelines.protection import Protection
+from tests.cli_text import one_line
 
 BROKEN = ("wjw", "elderly_health_checks")
 DEPTS = ("wjw", "cgj")  # file deliveries only: no department API needed
@@ -201,7 +202,7 @@ def test_retry_of_a_file_refused_at_landing_says_there_is_no_copy(officer: Setti
     ack = invoke("deliveries", "ack", "cgj.violation_cases.refused-1", "--reason", "a stray link")
     assert ack.exit_code == 0, ack.output
     pull = invoke("deliveries", "retry", "wjw.chronic_followups.pull-1")
-    assert pull.exit_code == 1 and "next scheduled pull" in " ".join(pull.output.split())
+    assert pull.exit_code == 1 and "next scheduled pull" in one_line(pull)
 
 
 def test_an_empty_lake_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

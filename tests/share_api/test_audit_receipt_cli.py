@@ -7,18 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from catalog.settings import Settings
-from pipelines.cli import app
 from share_api.service import Service
-
-runner = CliRunner()
-
-
-def said(args: list[str]) -> tuple[int, str]:
-    result = runner.invoke(app, args)
-    return result.exit_code, " ".join(result.output.split())
+from tests.cli_text import said
 
 
 @pytest.fixture

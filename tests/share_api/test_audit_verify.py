@@ -8,18 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from pipelines.cli import app
 from share_api.service import Service
+from tests.cli_text import said
 from tests.share_api.audit_support import built_mart, standing_grant
-
-runner = CliRunner()
-
-
-def said(args: list[str]) -> tuple[int, str]:
-    result = runner.invoke(app, args)
-    return result.exit_code, " ".join(result.output.split())
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pipelines.cli import app
 from share_api import requests as rq
 from share_api.principals import principal_for_user
 from share_api.service import Service
+from tests.cli_text import one_line
 from tests.marts.need_model.registry_standin import (
     FEATURES,
     StandInModel,
@@ -74,7 +75,7 @@ def test_promotion_needs_a_second_administrator_once_there_are_administrators(
     assert done.exit_code == 0, done.output
     v = registered.promoted()
     assert (v.version, v.approval) == (2, op) and v.promoted_by.startswith("cli:")
-    assert v.sha256 in " ".join(done.output.split())
+    assert v.sha256 in one_line(done)
     assert promote(2, op).exit_code == 1  # an approval is used once
     log = AuditLog.from_settings(settings, KeyRing.from_settings(settings))
     promotions = [r for r in log.records() if r["action"] == "model.promote"]
