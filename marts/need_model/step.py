@@ -142,7 +142,8 @@ def training_data(
     cut-off's features at once and their join with the labels were the run's peak). Only
     the columns used are read (and so decrypted and audited): the inputs and the rule's,
     and the groups of the cut-offs tested.
-    ``between``: called before each cut-off is read (the pipeline's heap trim)."""
+    ``between``: called before each cut-off is read and once all are (the pipeline's heap
+    trim)."""
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
     tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
@@ -170,7 +171,11 @@ def training_data(
     data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
     schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
     in_backtest_order = ["cutoff", "person_id"]  # each test cut-off's rows in key order
-    return data, pl.concat(kept).sort(in_backtest_order) if kept else pl.DataFrame(schema=schema)
+    tested_groups = pl.concat(kept).sort(in_backtest_order) if kept else pl.DataFrame(schema=schema)
+    kept.clear()  # the sorted copy alone stays
+    if between is not None:
+        between()  # what the reads and the rows' sorting freed, before LightGBM's bins
+    return data, tested_groups
 
 
 def backtest_metrics(result: BacktestResult, fairness: pl.DataFrame) -> dict[str, float]:
