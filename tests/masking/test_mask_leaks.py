@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import re
 
 import polars as pl
 import pytest
@@ -282,3 +284,36 @@ def test_a_registry_name_padded_to_a_rosters_width_is_found() -> None:
         {"王芳"} | {f"王{chr(0x4E00 + i)}{chr(0x4E00 + i // 7)}" for i in range(1500)}
     )
     assert scan_frame(pl.DataFrame({"t": texts}), known_names=many).by_kind["person_name"] == 5
+
+
+def _certs(count: int) -> list[str]:
+    """Disability certificate numbers of digits alone (an ID whose check character is a
+    digit, then category and grade): shaped like a digest of 20 hex characters."""
+    out = []
+    for seq in range(100, 1000):
+        head = f"110105198001{seq % 28 + 1:02d}{seq:03d}"
+        check = id_check_char_str(head)
+        if check != "X" and len(out) < count:
+            out.append(head + check + "11")
+    return out
+
+
+def test_a_digest_of_digits_alone_among_digests_is_no_document_number() -> None:
+    """A column of pseudonyms (20 hex characters) holds one of digits alone in ~11,500, and
+    one such in tens of thousands carries a valid ID at its start: a 200,000-resident run
+    failed its leak check on one. Among a column's digests it is counted as one; alone,
+    among numbers, among too few digests, or with more like it than chance gives, every
+    such value is read as the document number it may be."""
+    rng = random.Random(7)
+    digests = [
+        d for d in (f"{rng.getrandbits(80):020x}" for _ in range(3000)) if re.search("[a-f]", d)
+    ]
+    cert, *more = _certs(11)
+    assert embedded_citizen_ids(cert) == [(0, 20)]
+    assert not scan_frame(pl.DataFrame({"_key_pid": [*digests, cert]}))
+    alone = scan_frame(pl.DataFrame({"cert": [cert, "12345678901234567890"]}))
+    assert alone.by_column["cert"] == {"citizen_id_embedded": 1}
+    few = scan_frame(pl.DataFrame({"_key_pid": [*digests[:50], cert]}))
+    assert few.by_column["_key_pid"] == {"citizen_id_embedded": 1}
+    leaked = scan_frame(pl.DataFrame({"_key_pid": [*digests, cert, *more]}))
+    assert leaked.by_column["_key_pid"] == {"citizen_id_embedded": 11}
