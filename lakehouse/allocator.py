@@ -48,6 +48,9 @@ _PURGE_ALL = f"arena.{_ARENAS_ALL}.purge".encode()
 _BACKGROUND = b"background_thread"  # read and written: are jemalloc's purging threads on
 
 _Mallctl = Callable[[bytes, object, object, object, int], int]
+# jemalloc's ``int mallctl(const char *, void *, size_t *, void *, size_t)``, either library's
+_MALLCTL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, *[ctypes.c_void_p] * 3,
+                                 ctypes.c_size_t)  # fmt: skip
 
 
 @cache
@@ -56,12 +59,10 @@ def _mallctl() -> _Mallctl | None:
     try:
         import _duckdb  # DuckDB's compiled module (``import duckdb`` loads it)
 
-        ctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
+        exported = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
     except (ImportError, OSError, AttributeError, TypeError):
         return None
-    ctl.argtypes = [ctypes.c_char_p, *[ctypes.c_void_p] * 3, ctypes.c_size_t]
-    ctl.restype = ctypes.c_int
-    return ctl
+    return _MALLCTL_TYPE(ctypes.cast(exported, ctypes.c_void_p).value)  # type: ignore[return-value]
 
 
 # ELF64, little-endian (the Linux wheels'): a section header's and a symbol's fields
@@ -99,10 +100,6 @@ def _elf_functions(path: Path, names: tuple[str, ...]) -> dict[str, int]:
                 if at >= 0 and len(hits):
                     found[name] = int(hits["value"][0])
         return found
-
-
-_MALLCTL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, *[ctypes.c_void_p] * 3,
-                                 ctypes.c_size_t)  # fmt: skip
 
 
 @cache

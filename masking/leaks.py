@@ -86,6 +86,13 @@ _PSEUDONYM = r"^[0-9a-f]{16,64}$"
 # all-digit values of that length are counted as digests as long as there are no more of
 # them than chance gives (:func:`_chance_digests`); more, and every one is read as a number.
 PSEUDONYM_EVIDENCE = 100
+
+
+def _lettered_digest(text: pl.Expr) -> pl.Expr:
+    """A digest's shape (:data:`_PSEUDONYM`) with a letter: its digit runs are chance."""
+    return text.str.contains(_PSEUDONYM) & text.str.contains("[a-f]")
+
+
 # What a cell needs before it is looked at value by value (vectorised, in polars' regex
 # engine, which has no look-arounds): a match of a loosened form of one of the detectors
 # above. Each form matches wherever its detector can: a look-around "no digit/letter before
@@ -401,7 +408,7 @@ def scan_frame(
         # each distinct value is looked at once (codes, dates, categories repeat down a
         # column), first by the vectorised filters, then, if picked, value by value
         v = pl.col("v")
-        skip = (v.str.contains(_PSEUDONYM) & v.str.contains("[a-f]")) | v.str.contains(CIPHERTEXT)
+        skip = _lettered_digest(v) | v.str.contains(CIPHERTEXT)
         kept = column.rename("v").to_frame().filter(v.is_not_null() & ~skip.fill_null(False))
         if kept.height == 0:
             continue
@@ -425,7 +432,9 @@ def scan_frame(
             # a two-character name padded to a roster's width (王　芳): its pair looked up
             candidate = candidate | v.str.contains(PADDED_PAIR)
         values = counted.filter(candidate)["v"]
-        values = values.filter(~values.is_in(_chance_digests(values, column).implode()))
+        chance = _chance_digests(values, column)
+        if chance.len():
+            values = values.filter(~values.is_in(chance.implode()))
         whole = name in whole_name_columns
         alone = names_alone(values) if not (cards or names_only) else set()
         flagged = {}
@@ -461,7 +470,7 @@ def _chance_digests(values: pl.Series, column: pl.Series) -> pl.Series:
     if digits.is_empty():
         return digits
     lengths = digits.str.len_bytes()
-    digests = column.filter(column.str.contains(_PSEUDONYM) & column.str.contains("[a-f]"))
+    digests = column.to_frame("v").filter(_lettered_digest(pl.col("v")))["v"]
     evidence = dict(digests.unique().str.len_bytes().value_counts().iter_rows())
     explained = []
     for length, count in lengths.value_counts().iter_rows():

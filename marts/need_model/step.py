@@ -148,13 +148,13 @@ def training_data(
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
     tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
+    trim = between if between is not None else lambda: None
     kept: list[pl.DataFrame] = []
     used = list(dict.fromkeys([*inputs, *rule_columns()]))  # the rule's are inputs too
 
     def parts() -> Iterator[pl.DataFrame]:
         for cutoff in present:
-            if between is not None:
-                between()  # what the last cut-off's frame held, given back
+            trim()  # what the last cut-off's frame held, given back
             columns = [*used, *groups] if cutoff in tested else used
             # in the table's order: stacked_rows puts every row in key order at the end
             frame = [read_features(con, protection, [cutoff], columns, in_key_order=False)]
@@ -163,8 +163,7 @@ def training_data(
                 # copied out: a selection of the read would keep all of it (its every input)
                 kept.append(tested_keys.select(copied_columns(tested_keys, tested_keys.columns)))
             yield frame.pop()  # held by the consumer alone, let go as soon as it is done with it
-        if between is not None:
-            between()  # the reads' freed pages, before stacked_rows sorts every row
+        trim()  # the reads' freed pages, before stacked_rows sorts every row
 
     height = sum(counts[c] for c in present)
     # every outcome read once, before any cut-off's features: its query (~50 MB of DuckDB
@@ -172,14 +171,12 @@ def training_data(
     # and the parts' rows, and what it gives is small (36,000 rows there)
     labels_of = need_labels.labeller(con)
     data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
-    if between is not None:
-        between()  # what sorting the rows freed, before the groups are sorted
+    trim()  # what sorting the rows freed, before the groups are sorted
     schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
     in_backtest_order = ["cutoff", "person_id"]  # each test cut-off's rows in key order
     tested_groups = pl.concat(kept).sort(in_backtest_order) if kept else pl.DataFrame(schema=schema)
     kept.clear()  # the sorted copy alone stays
-    if between is not None:
-        between()  # and what sorting the groups freed, before the backtest's first fold
+    trim()  # and what sorting the groups freed, before the backtest's first fold
     return data, tested_groups
 
 

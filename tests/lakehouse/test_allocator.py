@@ -27,17 +27,23 @@ for _ in range(int(sys.argv[2])):
 """
 
 
-def _child(mode: str, rounds: int = 1) -> list[tuple[int, int, str]]:
+def _figures(script: str, *args: str, **env: str) -> list[tuple[int, int, str]]:
+    """The (before, after, purged) lines ``script`` prints, run by a fresh interpreter with
+    the repository on its path (``env``: set besides)."""
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(rounds)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": str(root), **env},
     ).stdout.split()
     ats = [at for at, word in enumerate(out) if word == "figures"]  # after anything else
     return [(int(out[at + 1]), int(out[at + 2]), out[at + 3]) for at in ats]
+
+
+def _child(mode: str, rounds: int = 1) -> list[tuple[int, int, str]]:
+    return _figures(_CHILD, mode, str(rounds))
 
 
 def test_a_large_query_s_freed_memory_goes_back_when_purged() -> None:
@@ -80,17 +86,9 @@ _LONG_DECAY = "muzzy_decay_ms:0,dirty_decay_ms:60000"
 
 
 def _polars_child(mode: str) -> tuple[int, int, str]:
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", _POLARS_CHILD, mode],
-        capture_output=True,
-        text=True,
-        check=True,
-        # a dirty decay of a minute: nothing goes back by the clock while the test looks
-        env={**os.environ, "PYTHONPATH": str(root), "_RJEM_MALLOC_CONF": _LONG_DECAY},
-    ).stdout.split()
-    at = out.index("figures")
-    return int(out[at + 1]), int(out[at + 2]), out[at + 3]
+    # a dirty decay of a minute: nothing goes back by the clock while the test looks
+    [figures] = _figures(_POLARS_CHILD, mode, _RJEM_MALLOC_CONF=_LONG_DECAY)
+    return figures
 
 
 def test_what_polars_freed_goes_back_when_purged() -> None:
