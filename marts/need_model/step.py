@@ -39,9 +39,19 @@ from marts.need_model.forecast import GridForecaster, backtest_forecast, fit_for
 from marts.need_model.grid import grid_counts
 from marts.need_model.registry import FORECAST_MODEL, ModelVersion, Registry
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
-from marts.need_model.train import NeedModels, TrainingRows, stacked_rows, train_rows
-from masking.crypto import copied_columns
+from marts.need_model.store import (
+    read_features,
+    read_slices,
+    stored_cutoffs,
+    stored_rows,
+    write_features,
+)
+from marts.need_model.train import (
+    NeedModels,
+    TrainingRows,
+    stacked_rows,
+    train_rows,
+)
 
 TRAINING_MONTHS = 14
 """Monthly training cut-offs (the 1st of each month, as the feature table's), ending at the
@@ -134,49 +144,51 @@ def training_data(
     between: Callable[[], object] | None = None,
 ) -> tuple[TrainingRows, pl.DataFrame]:
     """The rows the backtest and the final training take (:func:`stacked_rows`, with the
-    rule's scores) and, of the cut-offs the backtest tests on, the fairness groups as text
-    (keys and ``groups``, sorted by cut-off, then person: the order of the backtest's
+    rule's scores) and, of the cut-offs the backtest tests on, the fairness groups (keys
+    and ``groups`` as polars categoricals, in ROWS_ORDER: the order of the backtest's
     predictions, which the fairness table takes side by side with them, without a join):
-    the features of ``cutoffs`` (computed and stored first where missing) read a cut-off at
-    a time, each let go once its inputs are in the matrix (at 200,000 residents every
-    cut-off's features at once and their join with the labels were the run's peak). Only
+    the features of ``cutoffs`` (computed and stored first where missing) read a slice of a
+    cut-off's residents at a time (:func:`marts.need_model.store.read_slices`), each let go
+    once its inputs are in the matrix (at 200,000 residents every cut-off's features at once
+    and their join with the labels were the run's peak, later a whole cut-off's read). Only
     the columns used are read (and so decrypted and audited): the inputs and the rule's,
     and the groups of the cut-offs tested.
-    ``between``: called before each cut-off is read, once all are, once the rows are sorted
-    and once the groups are (the pipeline's heap trim: at 200,000 residents each gives back
-    ~120 MB polars freed, which LightGBM and NumPy would otherwise stand on)."""
+    ``between``: called once each slice is read, once all are, once the rows are made and
+    once the groups are (the pipeline's heap trim: at 200,000 residents each gives back
+    ~100 MB polars freed, which LightGBM and NumPy would otherwise stand on)."""
     counts = feature_rows(con, protection, cutoffs)
     present = [c for c in sorted(set(cutoffs)) if counts.get(c)]
     tested = set(backtest_cutoffs(present, HORIZON_DAYS, BACKTEST_CUTOFFS))
     trim = between if between is not None else lambda: None
-    kept: list[pl.DataFrame] = []
     used = list(dict.fromkeys([*inputs, *rule_columns()]))  # the rule's are inputs too
 
     def parts() -> Iterator[pl.DataFrame]:
         for cutoff in present:
-            trim()  # what the last cut-off's frame held, given back
             columns = [*used, *groups] if cutoff in tested else used
-            # in the table's order: stacked_rows puts every row in key order at the end
-            frame = [read_features(con, protection, [cutoff], columns, in_key_order=False)]
-            if cutoff in tested:
-                tested_keys = frame[0].select(*KEYS, *(pl.col(g).cast(pl.String) for g in groups))
-                # copied out: a selection of the read would keep all of it (its every input)
-                kept.append(tested_keys.select(copied_columns(tested_keys, tested_keys.columns)))
-            yield frame.pop()  # held by the consumer alone, let go as soon as it is done with it
-        trim()  # the reads' freed pages, before stacked_rows sorts every row
+            # in the table's order (person order: the cut-offs come oldest first, so the
+            # rows are in ROWS_ORDER as they come, and stacked_rows sorts nothing), a slice
+            # of residents at a time (a whole cut-off's read was the training's peak)
+            for piece in read_slices(con, protection, cutoff, columns):
+                frame = [piece]
+                del piece
+                trim()  # what the read freed, and the last slice's rows, given back
+                yield frame.pop()  # held by the consumer alone, let go once it is done with it
+        trim()  # the reads' freed pages, before stacked_rows codes the categories
 
     height = sum(counts[c] for c in present)
     # every outcome read once, before any cut-off's features: its query (~50 MB of DuckDB
     # at 200,000 residents, 0.5 CPU s) ran again for every cut-off, on top of the matrix
     # and the parts' rows, and what it gives is small (36,000 rows there)
     labels_of = need_labels.labeller(con)
-    data = stacked_rows(parts(), height, inputs, labels_of, rule=True)
-    trim()  # what sorting the rows freed, before the groups are sorted
-    schema = {"person_id": pl.String, "cutoff": pl.Date, **dict.fromkeys(groups, pl.String)}
-    in_backtest_order = ["cutoff", "person_id"]  # each test cut-off's rows in key order
-    tested_groups = pl.concat(kept).sort(in_backtest_order) if kept else pl.DataFrame(schema=schema)
-    kept.clear()  # the sorted copy alone stays
-    trim()  # and what sorting the groups freed, before the backtest's first fold
+    # the groups carried in the rows as categoricals, in their order: as text with their
+    # own keys, beside the rows, they were ~47 MB of the backtest's level
+    data = stacked_rows(parts(), height, inputs, labels_of, rule=True, carry=groups)
+    trim()  # what coding the categories freed
+    # the tested cut-offs are the latest: their rows are the last (ROWS_ORDER), a slice
+    before = int((data.rows.get_column("cutoff") < min(tested)).sum()) if tested else 0
+    tested_groups = data.rows.slice(before, data.rows.height if tested else 0)
+    tested_groups = tested_groups.select(*KEYS, *groups)
+    data.rows = data.rows.drop(groups)
     return data, tested_groups
 
 

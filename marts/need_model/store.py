@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cache
+from itertools import pairwise
 
 import duckdb
 import polars as pl
 
 from curated.golden import Revealer
+from lakehouse.allocator import purge_freed
 from lakehouse.lake import INSERT_ROWS, ensure_table, has_table, insert_frame, transaction
 from marts.need_model.features import (
     FEATURES_SQL,
@@ -204,17 +206,81 @@ def _sorted_by_keys(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
+SLICE_ROWS = 50_000
+"""Residents a slice of :func:`read_slices` holds, about: the transient of a cut-off's read
+(DuckDB's results, the ciphertexts and their decryption, ~3x the frame) grows with its rows;
+at 200,000 residents a whole cut-off's (178,000 rows) stood ~105 MB over what the training
+held, the training's peak."""
+
+
+def _slice_where(
+    cutoff: dt.date, persons: tuple[str | None, str | None]
+) -> tuple[str, list[object]]:
+    """The FROM and WHERE of a cut-off's residents from ``persons[0]`` up to ``persons[1]``,
+    and its parameters."""
+    where, params = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ?', [cutoff]
+    first, end = persons
+    if first is not None:
+        where, params = f"{where} AND person_id >= ?", [*params, first]
+    if end is not None:  # the first slice holds a row without a person id, if one has none
+        below = "person_id < ?" if first is not None else "(person_id < ? OR person_id IS NULL)"
+        where, params = f"{where} AND {below}", [*params, end]
+    return where, params
+
+
+def slice_bounds(con: duckdb.DuckDBPyConnection, cutoff: dt.date, rows: int) -> list[str]:
+    """Person ids that cut the stored residents of ``cutoff`` into slices of about ``rows``
+    each, in order (none: one slice holds them all)."""
+    count = con.execute(
+        f'SELECT count(*) FROM {ZONE}."{TABLE}" WHERE cutoff = ?', [cutoff]
+    ).fetchone()
+    slices = -(-(count[0] if count else 0) // max(rows, 1))
+    if slices <= 1:
+        return []
+    shares = [k / slices for k in range(1, slices)]
+    found = con.execute(
+        f'SELECT quantile_disc(person_id, {shares}) FROM {ZONE}."{TABLE}" WHERE cutoff = ?',
+        [cutoff],
+    ).fetchone()
+    return sorted(set(found[0])) if found and found[0] else []
+
+
+def read_slices(
+    con: duckdb.DuckDBPyConnection,
+    protection: Revealer,
+    cutoff: dt.date,
+    columns: Iterable[str] | None = None,
+    rows: int = SLICE_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """:func:`read_features` of one cut-off, ``in_key_order=False``, as slices of about
+    ``rows`` residents (the residents between two person ids, :func:`slice_bounds`) read and
+    decrypted one after the other, all from one snapshot (one lake transaction, over the
+    iteration): their concatenation is the whole cut-off, each slice in the table's order.
+    One slice's read is held at a time, for a caller that puts each slice away (the need
+    model's training). Each slice's decryption is audited as a read of its own."""
+    schema = read_schema(columns)
+    if not has_table(con, ZONE, TABLE):
+        return
+    with transaction(con):
+        bounds: list[str | None] = [None, *slice_bounds(con, cutoff, rows), None]
+        for first, end in pairwise(bounds):
+            yield _read_cutoff(con, protection, schema, cutoff, (first, end))
+
+
 def _read_cutoff(
     con: duckdb.DuckDBPyConnection,
     protection: Revealer,
     schema: dict[str, pl.DataType],
     cutoff: dt.date,
+    persons: tuple[str | None, str | None] = (None, None),
 ) -> pl.DataFrame:
     """One cut-off's stored features of ``schema``, decrypted and typed: a cut-off's ciphertexts at a time
     (all of them at once were the need model's training peak at 200,000 residents), a
     column's read on its own, apart from the plain columns — a frame read from DuckDB is one
     allocation its columns share, so plain columns read with them would keep the
-    ciphertexts alive (each read in the same order)."""
+    ciphertexts alive (each read in the same order). ``persons``: only the residents from
+    the first (None: the first of all) up to, not including, the second (None: to the last
+    of all), a slice of :func:`read_slices`."""
     sensitive = [f for f in load_feature_set().features if f.sensitive and f.name in schema]
     # one row a person, in the table's order (read_features sorts by key unless asked not
     # to): every statement reads the cut-off's rows in the same order (DuckDB keeps a scan's
@@ -223,30 +289,29 @@ def _read_cutoff(
     # +69 MB against +30, one ciphertext column +37 against +12). A ciphertext is bound to
     # its row's person and cut-off: columns that did not line up would fail to decrypt,
     # never mix rows; they line up because the caller reads them in one transaction
-    where = f'FROM {ZONE}."{TABLE}" WHERE cutoff = ?'
+    where, params = _slice_where(cutoff, persons)
 
     def read(columns: list[str]) -> pl.DataFrame:
         names = ", ".join(f'"{c}"' for c in columns)
-        return con.execute(f"SELECT {names} {where}", [cutoff]).pl()
+        return con.execute(f"SELECT {names} {where}", params).pl()
 
     sealed_names = {f.name for f in sensitive}
+    # what was freed handed back before the read, after it and after each column's
+    # decryption (DuckDB's results, the ciphertexts, their decryption's parts: freed, they
+    # stayed resident under the next column's, ~30 MB a 200,000-resident cut-off)
+    purge_freed()
     frame = read([c for c in schema if c not in sealed_names])
+    purge_freed()
     rows = _row_ids(frame)
-    plain = [  # a column's ciphertexts read at a time (a cut-off's all: ~400 MB at 200,000)
-        _opened(
-            decrypt_series(
-                read([f.name]).get_column(f.name),
-                protection.keyring,
-                column=_column_id(f.name),
-                purpose=PURPOSE,
-                actor=protection.actor,
-                audit=protection.audit,
-                rows=rows,
-            ),
-            f.dtype,
-        )
-        for f in sensitive
-    ]
+    plain = []
+    for f in sensitive:  # a column's ciphertexts read at a time (all: ~400 MB at 200,000)
+        sealed = read([f.name]).get_column(f.name)
+        plain.append(_opened(decrypt_series(sealed, protection.keyring,
+                                            column=_column_id(f.name), purpose=PURPOSE,
+                                            actor=protection.actor, audit=protection.audit,
+                                            rows=rows), f.dtype))  # fmt: skip
+        del sealed
+        purge_freed()
     return frame.with_columns(plain).select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
@@ -254,6 +319,8 @@ __all__ = [
     "feature_set_version",
     "read_features",
     "read_schema",
+    "read_slices",
+    "slice_bounds",
     "stored_cutoffs",
     "stored_rows",
     "table_columns",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import polars as pl
@@ -100,13 +100,14 @@ def feature_matrix(
     dtype: type[np.floating] = MATRIX_DTYPE,
 ) -> np.ndarray:
     """The model inputs as a float matrix in ``inputs`` order (booleans 0/1, categories their
-    code in ``categories``, missing and unseen categories NaN), of ``dtype``."""
+    code in ``categories``, missing and unseen categories NaN), of ``dtype``, row-major."""
     missing = [c for c in inputs if c not in features.columns]
     if missing:
         raise KeyError(f"features frame lacks input columns {missing}")
     categories = categories or {}
-    # filled a column at a time: the frame of float columns and its 2-D copy never both held
-    matrix = np.empty((features.height, len(inputs)), dtype=dtype, order="F")
+    # filled a column at a time: the frame of float columns and its 2-D copy never both held;
+    # row-major (ROWS_ORDER): a block of rows is a view LightGBM takes as it is
+    matrix = np.empty((features.height, len(inputs)), dtype=dtype)
     for j, name in enumerate(inputs):
         matrix[:, j] = input_values(features, name, categories.get(name))
     return matrix
@@ -120,6 +121,22 @@ def input_values(features: pl.DataFrame, name: str, levels: list[str] | None) ->
         codes = {v: float(i) for i, v in enumerate(levels)}
         column = column.cast(pl.String).replace_strict(codes, default=None, return_dtype=pl.Float64)
     return features.select(column.cast(pl.Float64)).to_series().to_numpy()
+
+
+def category_codes(values: pl.Series) -> tuple[list[str], np.ndarray]:
+    """A categorical column's levels (the values it holds, sorted, as :func:`category_levels`)
+    and each row's code among them (missing: NaN), as :func:`input_values` gives them, from
+    its categories' codes: no text column of its rows is made (at 200,000 residents one
+    was 40 MB at the training's peak)."""
+    seen = values.unique().drop_nulls()
+    texts = seen.cast(pl.String).to_list()
+    levels = sorted(texts)
+    position = {v: float(i) for i, v in enumerate(levels)}
+    physical = seen.to_physical().to_numpy().astype(np.intp)
+    lookup = np.full(int(physical.max(initial=-1)) + 2, np.nan)  # the last: missing
+    lookup[physical] = [position[v] for v in texts]
+    rows = values.to_physical().fill_null(len(lookup) - 1).to_numpy()
+    return levels, lookup[rows]
 
 
 def recoded(codes: np.ndarray, levels: Sequence[str], to: Sequence[str]) -> np.ndarray:
@@ -147,6 +164,21 @@ RULE_SCORE = "_rule"
 """The column of :attr:`TrainingRows.rows` holding the street's rule's score of each row."""
 LABELLED = "_labelled"  # :func:`stacked_rows`: a key the labels have
 
+ROWS_ORDER: Final = ("cutoff", "person_id")
+"""The order of :class:`TrainingRows`' rows (and their matrix's, row-major): by cut-off, then
+person. A backtest fold's training rows (every cut-off up to one) are then the first rows and
+its test rows (one cut-off) a block, both views of the matrix (:meth:`TrainingRows.subset`):
+at 200,000 residents a fold's copy of its rows (52-86 MB) was the training's peak. And the
+feature table holds each cut-off in person order, so rows read a cut-off at a time in order
+are in this order as they come, with no sort (:func:`stacked_rows`)."""
+
+
+def in_rows_order(keys: pl.DataFrame) -> bool:
+    """Whether ``keys`` (unique) are in :data:`ROWS_ORDER`."""
+    cutoff, person = pl.col("cutoff"), pl.col("person_id")
+    later = (cutoff > cutoff.shift()) | ((cutoff == cutoff.shift()) & (person > person.shift()))
+    return bool(keys.select(later.all()).item())  # the first row's null ignored
+
 
 @dataclass
 class TrainingRows:
@@ -167,8 +199,18 @@ class TrainingRows:
     def subset(self, mask: np.ndarray, categories: dict[str, list[str]] | None = None):
         """The rows of ``mask`` (in order), their categories coded by ``categories`` (None:
         the values these rows have, as :func:`category_levels` of their frame): the matrix
-        :func:`feature_matrix` makes of those rows' frame."""
-        matrix = self.matrix[mask]
+        :func:`feature_matrix` makes of those rows' frame. Rows that are a block (a backtest
+        fold's, :data:`ROWS_ORDER`) whose categories are coded as here are a view of this
+        matrix, not a copy: not to be written to."""
+        picked = np.flatnonzero(mask)
+        block = picked.size > 0 and picked[-1] - picked[0] + 1 == picked.size
+        if block:
+            first, last = int(picked[0]), int(picked[-1]) + 1
+            matrix, rows = self.matrix[first:last], self.rows.slice(first, last - first)
+        else:
+            matrix, rows = self.matrix[mask], self.rows.filter(pl.Series(mask))
+        del picked
+        viewed = block
         levels = {}
         for name, had in self.categories.items():
             j = self.inputs.index(name)
@@ -177,19 +219,24 @@ class TrainingRows:
                 levels[name] = [had[i] for i in seen]
             else:
                 levels[name] = categories[name]
+            if levels[name] == had:
+                continue  # coded as here already
+            if viewed:  # recoded in a copy of its own, never in this matrix
+                matrix, viewed = matrix.copy(), False
             matrix[:, j] = recoded(matrix[:, j], had, levels[name])
-        return TrainingRows(self.rows.filter(pl.Series(mask)), matrix, self.inputs, levels)
+        return TrainingRows(rows, matrix, self.inputs, levels)
 
 
 def training_rows(
     features: pl.DataFrame, labels: pl.DataFrame, inputs: Sequence[str], *, rule: bool = False
 ) -> TrainingRows:
-    """The rows of ``features`` with labels (:func:`training_frame`, in its order); ``rule``:
-    with the rule's score of each row (:func:`marts.need_model.baseline.rule_scores`)."""
+    """The rows of ``features`` with labels (:func:`training_frame`) in :data:`ROWS_ORDER`;
+    ``rule``: with the rule's score of each row
+    (:func:`marts.need_model.baseline.rule_scores`)."""
     trainable = input_columns(features, inputs)
     if rule:
         trainable = trainable.with_columns(pl.Series(RULE_SCORE, rule_scores(features)))
-    frame = training_frame(trainable, labels)
+    frame = training_frame(trainable, labels).sort(ROWS_ORDER)
     categories = category_levels(frame, inputs)
     matrix = feature_matrix(frame, inputs, categories)
     rows = frame.select(*KEYS, *(n for n in NEEDS if n in labels.columns), *[RULE_SCORE] * rule)
@@ -203,15 +250,19 @@ def stacked_rows(
     labels_of: Callable[[pl.DataFrame], pl.DataFrame],
     *,
     rule: bool = False,
+    carry: Sequence[str] = (),
 ) -> TrainingRows:
     """:func:`training_rows` of the ``parts`` (feature frames of ``height`` rows in all, keys
-    unique) concatenated and sorted by key, ``labels_of(keys)`` the labels of a part's keys
-    (a key's labels are its own) — made a part at a time: each part's inputs go into the
+    unique) concatenated, in :data:`ROWS_ORDER`, ``labels_of(keys)`` the labels of a part's
+    keys (a key's labels are its own) — made a part at a time: each part's inputs go into the
     matrix and its keys get their labels as it comes (its categories kept as codes of
     polars' categorical until every part is read), so no frame of every part's features,
-    nor their join with the labels, is ever held; the matrix's rows are then put in key
-    order in place."""
-    matrix = np.empty((height, len(inputs)), dtype=MATRIX_DTYPE, order="F")
+    nor their join with the labels, is ever held. Parts that come in that order (a cut-off
+    at a time, oldest first, each in person order: the feature table's) are not sorted;
+    otherwise the matrix's rows are put in order in place, a column at a time. ``carry``:
+    columns of the parts kept in the rows as polars categoricals (4 bytes a row), null in
+    the rows of a part without them (the fairness groups, read for the backtest's tests)."""
+    matrix = np.empty((height, len(inputs)), dtype=MATRIX_DTYPE)  # row-major, as ROWS_ORDER's
     parts_rows: list[pl.DataFrame] = []
     texts: dict[str, list[pl.Series]] = {}
     needs: list[str] = []
@@ -232,6 +283,12 @@ def stacked_rows(
         keys = part.select(copied_columns(part, KEYS))  # not a view that keeps the part's read
         if rule:
             keys = keys.with_columns(pl.Series(RULE_SCORE, rule_scores(part)))
+        keys = keys.with_columns(
+            part.get_column(c).cast(pl.Categorical)
+            if c in part.columns
+            else pl.repeat(None, part.height, dtype=pl.Categorical, eager=True).alias(c)
+            for c in carry
+        )
         del part  # this part's frame goes before its labels are made and the next is read
         labels = labels_of(keys.select(KEYS))
         needs = needs or [n for n in NEEDS if n in labels.columns]
@@ -244,19 +301,22 @@ def stacked_rows(
         raise ValueError("no (person_id, cutoff) row is in both the features and the labels")
     rows = pl.concat(parts_rows)
     del parts_rows
-    order = rows.select(pl.arg_sort_by(KEYS)).to_series().to_numpy()
+    order = None if in_rows_order(rows) else rows.select(pl.arg_sort_by(ROWS_ORDER)).to_series()
+    positions = None if order is None else order.to_numpy()
     categories: dict[str, list[str]] = {}
     for j, name in enumerate(inputs):
         if name in texts:
-            values = pl.concat(texts.pop(name)).gather(order).cast(pl.String)
-            categories[name] = sorted(values.drop_nulls().unique().to_list())
-            matrix[:, j] = input_values(values.to_frame(name), name, categories[name])
-        else:
-            matrix[:, j] = matrix[order, j]
-    rows = rows[order]
+            values = pl.concat(texts.pop(name))
+            categories[name], matrix[:, j] = category_codes(
+                values if order is None else values.gather(order)
+            )
+        elif order is not None:
+            matrix[:, j] = matrix[positions, j]
+    if order is not None:
+        rows = rows[order]
     labelled = rows.get_column(LABELLED).fill_null(False).to_numpy()
     data = TrainingRows(
-        rows.select(*KEYS, *needs, *[RULE_SCORE] * rule), matrix, list(inputs), categories
+        rows.select(*KEYS, *needs, *[RULE_SCORE] * rule, *carry), matrix, list(inputs), categories
     )
     return data if labelled.all() else data.subset(labelled)  # only rows with labels
 

@@ -64,6 +64,14 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
             pl.all() if columns is None else [*KEYS, *columns]
         ),
     )
+
+    def slices(con, protection, cutoff, columns=None):  # the training's read: two slices
+        whole = (
+            chosen([cutoff]).sort(KEYS).select(pl.all() if columns is None else [*KEYS, *columns])
+        )
+        return iter([whole.head(whole.height // 2), whole.slice(whole.height // 2)])
+
+    monkeypatch.setattr(step, "read_slices", slices)
     monkeypatch.setattr(step.need_labels, "labeller", lambda con: lambda keys: labels)
     monkeypatch.setattr(step, "current_snapshot", lambda con: 5)
     for trainer in ("backtest_rows", "train_rows"):  # fewer rounds: the wiring is tested

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import string
 from contextlib import contextmanager
+from itertools import pairwise
 from types import SimpleNamespace
 
 import duckdb
@@ -29,7 +30,14 @@ from marts.need_model.features import (
 from marts.need_model.grid import complete_weeks, grid_counts
 from marts.need_model.labels import label_frame, labels, outcomes
 from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
-from marts.need_model.store import read_features, stored_cutoffs, stored_rows, write_features
+from marts.need_model.store import (
+    read_features,
+    read_slices,
+    stored_cutoffs,
+    stored_rows,
+    write_features,
+)
+from marts.need_model.train import in_rows_order
 from masking.crypto import CIPHERTEXT
 from tests.need_street import NeedStreet
 from tests.streets import copy_home
@@ -247,6 +255,38 @@ def test_a_cutoff_is_read_from_one_snapshot_while_another_writer_rewrites_it(
     assert writes, "the writer did not run between the reads"
     assert during.equals(mine.sort(list(KEYS)))  # the snapshot the read began on
     assert after.equals(rewritten.sort(list(KEYS)))  # the writer's rows, once committed
+
+
+def test_a_cutoff_read_in_slices_is_the_whole_read_from_one_snapshot(
+    need_street: NeedStreet, tmp_path
+):
+    """A cut-off read a slice of residents at a time (the training's read) is, slices
+    concatenated, its whole read: every row once, each slice a run of residents after the
+    last one's, the whole in person order as the table holds it (so the training sorts
+    nothing); and all the slices come from the snapshot the first began on, while a writer
+    rewrites the cut-off between two of them."""
+    settings = copy_home(need_street.home, tmp_path)
+    protection = need_street.protection()
+    cutoff = need_street.cutoffs[-1]
+    mine = need_street.features.filter(pl.col("cutoff") == cutoff)
+    columns = ["age", "appeals_90d"]  # a sealed column and a plain one
+    with open_lake(settings) as con:
+        whole = read_features(con, protection, [cutoff], columns, in_key_order=False)
+        slices = []
+        for piece in read_slices(con, protection, cutoff, columns, rows=mine.height // 3):
+            if not slices:  # another writer, between the first slice and the next
+                other = con.cursor()
+                other.execute(f"USE {ALIAS}")
+                write_features(other, mine.with_columns(pl.col("age") + 1), protection.keyring)
+                other.close()
+            slices.append(piece)
+        after = read_features(con, protection, [cutoff], columns)
+    assert len(slices) >= 3 and all(p.height for p in slices)
+    assert pl.concat(slices).equals(whole) and whole.height == mine.height
+    for before, later in pairwise(slices):
+        assert before["person_id"].max() < later["person_id"].min()
+    assert in_rows_order(whole) and whole.equals(mine.sort(list(KEYS)).select(whole.columns))
+    assert after["age"].equals(whole["age"] + 1)  # the writer's rows, once committed
 
 
 # the outcome datasets and their dating field (the catalogue's; labels.sql reads them)

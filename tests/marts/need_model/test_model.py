@@ -21,10 +21,13 @@ from marts.need_model.baseline import rule_scores
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.train import (
     MATRIX_DTYPE,
+    ROWS_ORDER,
     RULE_SCORE,
     NeedModels,
+    TrainingRows,
     category_levels,
     feature_matrix,
+    in_rows_order,
     stacked_rows,
     train_booster,
     train_need_models,
@@ -223,9 +226,10 @@ def test_float32_inputs_give_the_scores_of_float64_inputs(frames):
 def test_rows_stacked_a_cutoff_at_a_time_are_those_of_the_joined_frames(frames):
     """The training path (:func:`stacked_rows`: a cut-off's features at a time, no frame of
     every cut-off nor its join with the labels) gives the old path's rows, matrix and
-    categories — the features sorted by key joined to the labels, :func:`feature_matrix` —
-    so the same backtest and the same models; keys without labels are left out with their
-    categories."""
+    categories — the features joined to the labels in :data:`ROWS_ORDER`,
+    :func:`feature_matrix` — so the same backtest and the same models, whether the parts
+    come in that order (the feature table's: not sorted) or in any other (sorted); keys
+    without labels are left out with their categories."""
     features, labels, truth = frames
     first = features["cutoff"].min()
     only = (pl.col("cutoff") == first) & (pl.col("person_id") == features["person_id"][0])
@@ -233,23 +237,59 @@ def test_rows_stacked_a_cutoff_at_a_time_are_those_of_the_joined_frames(frames):
         pl.when(pl.col("age") > 85).then(None).otherwise(pl.col("housing")).alias("housing")
     ).with_columns(pl.when(only).then(pl.lit("只在无标签行")).otherwise("housing").alias("housing"))
     labels = labels.filter(~only)  # its only row has no labels: its category is not a level
-    ordered = features.sort(KEYS)
-    old = training_frame(ordered, labels)
+    ordered = features.sort(ROWS_ORDER)
+    old = training_frame(ordered, labels).sort(ROWS_ORDER)
     categories = category_levels(old, INPUTS)
-    parts = [  # cut-offs newest first, each in another order: the rows come out by key
+    cutoffs = sorted(features["cutoff"].unique().to_list())
+    shuffled = [  # cut-offs newest first, each in another order: the rows come out in order
         features.filter(pl.col("cutoff") == c).sample(fraction=1.0, shuffle=True, seed=5)
-        for c in sorted(features["cutoff"].unique().to_list(), reverse=True)
+        for c in reversed(cutoffs)
     ]
+    in_order = [ordered.filter(pl.col("cutoff") == c) for c in cutoffs]
+    assert not in_rows_order(pl.concat(shuffled)) and in_rows_order(pl.concat(in_order))
     asked: list[pl.DataFrame] = []
-    new = stacked_rows(iter(parts), features.height, INPUTS,
+    new = stacked_rows(iter(shuffled), features.height, INPUTS,
                        lambda keys: asked.append(keys) or labels, rule=True)  # fmt: skip
-    assert len(asked) == len(parts) and pl.concat(asked).sort(KEYS).equals(ordered.select(KEYS))
+    assert len(asked) == len(shuffled) and pl.concat(asked).sort(KEYS).equals(
+        ordered.sort(KEYS).select(KEYS)
+    )
+    came = stacked_rows(iter(in_order), features.height, INPUTS, lambda keys: labels, rule=True)
     assert "只在无标签行" not in new.categories["housing"] and new.categories == categories
-    assert np.array_equal(new.matrix, feature_matrix(old, INPUTS, categories), equal_nan=True)
-    assert new.rows.select(*KEYS, *NEEDS).equals(old.select(*KEYS, *NEEDS))
-    assert np.array_equal(new.rows[RULE_SCORE].to_numpy(), rule_scores(old))
+    assert came.categories == categories
+    for stacked in (new, came):
+        assert np.array_equal(
+            stacked.matrix, feature_matrix(old, INPUTS, categories), equal_nan=True
+        )
+        assert stacked.rows.select(*KEYS, *NEEDS).equals(old.select(*KEYS, *NEEDS))
+        assert np.array_equal(stacked.rows[RULE_SCORE].to_numpy(), rule_scores(old))
     a = backtest(ordered, labels, INPUTS, truth=truth, num_rounds=ROUNDS, params=SMALL)
     b = backtest_rows(new, truth=truth, num_rounds=ROUNDS, params=SMALL)
     assert a.predictions.equals(b.predictions) and a.needs.equals(b.needs, null_equal=True)
     trained = train_need_models(ordered, labels, INPUTS, num_rounds=ROUNDS, params=SMALL)
     assert trained.to_dict() == train_rows(new, num_rounds=ROUNDS, params=SMALL).to_dict()
+
+
+def test_a_folds_rows_are_views_of_the_matrix_unless_recoded(frames):
+    """In :data:`ROWS_ORDER` a backtest fold's training rows (the cut-offs up to one) and its
+    test rows (one cut-off) are blocks: :meth:`TrainingRows.subset` gives views of the
+    matrix, no copy, which train the boosters a copy trains; rows whose categories must be
+    recoded get a copy of their own, and the matrix they came from is left as it was."""
+    features, labels, _ = frames
+    data = training_rows(features, labels, INPUTS, rule=True)
+    cutoffs = data.rows["cutoff"]
+    every = sorted(cutoffs.unique().to_list())
+    head = data.subset(cutoffs.is_in(every[:3]).to_numpy())
+    block = data.subset((cutoffs == every[3]).to_numpy(), data.categories)
+    for part in (head, block):
+        assert part.matrix.flags["C_CONTIGUOUS"] and np.shares_memory(part.matrix, data.matrix)
+        assert part.matrix.shape[0] == part.rows.height > 0
+    assert head.rows.equals(data.rows.filter(cutoffs.is_in(every[:3])))
+    copied = TrainingRows(head.rows, head.matrix.copy(), head.inputs, head.categories)
+    a = train_rows(head, num_rounds=ROUNDS, params=SMALL, release=True)
+    assert a.to_dict() == train_rows(copied, num_rounds=ROUNDS, params=SMALL).to_dict()
+    before = data.matrix.copy()
+    fewer = {"housing": data.categories["housing"][1:]}  # one level unknown: recoded
+    recoded_rows = data.subset((cutoffs == every[0]).to_numpy(), fewer)
+    assert not np.shares_memory(recoded_rows.matrix, data.matrix)
+    assert np.isnan(recoded_rows.matrix[:, INPUTS.index("housing")]).any()
+    assert np.array_equal(data.matrix, before, equal_nan=True)

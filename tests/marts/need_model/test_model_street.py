@@ -23,7 +23,8 @@ from marts.need_model.features import load_feature_set
 from marts.need_model.forecast import backtest_forecast
 from marts.need_model.grid import grid_counts
 from marts.need_model.spec import KEYS, NEEDS
-from marts.need_model.train import train_need_models
+from marts.need_model.store import read_features
+from marts.need_model.train import ROWS_ORDER, train_need_models
 from masking.pseudonym import pseudonymise_series
 
 
@@ -134,9 +135,15 @@ def test_the_steps_groups_line_up_with_its_backtests_predictions(need_street, mo
             con, need_street.protection(), step.training_cutoffs(con),
             feature_set.inputs, feature_set.groups,
         )  # fmt: skip
+        tests = sorted(groups["cutoff"].unique().to_list())
+        stored = read_features(con, need_street.protection(), tests, feature_set.groups)
     result = backtest_rows(data, last=step.BACKTEST_CUTOFFS, num_rounds=5)
     assert result.predictions.height > 0
     assert groups.select(KEYS).equals(result.predictions.select(KEYS))
+    assert sorted(result.predictions["cutoff"].unique().to_list()) == tests
+    as_text = groups.with_columns(pl.col(feature_set.groups).cast(pl.String))
+    assert as_text.equals(stored.sort(ROWS_ORDER).select(groups.columns))  # each row's own
+    assert not set(feature_set.groups) & set(data.rows.columns)  # not in the training rows
     shuffled = groups.sample(fraction=1.0, shuffle=True, seed=3)  # not in order: joined
     joined = fairness_table(result.predictions, shuffled, data.needs, kinds=feature_set.groups)
 
