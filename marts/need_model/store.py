@@ -213,6 +213,13 @@ at 200,000 residents a whole cut-off's (178,000 rows) stood ~105 MB over what th
 held, the training's peak."""
 
 
+SEALED_CELLS = 180_000
+"""Ciphertexts one statement of a cut-off's read reads, about: its sealed columns are read as
+many at a time as make this many cells (a 200,000-resident street's slice of 50,000
+residents: three; a 2,000-resident street's cut-off: all of them in one statement, not one
+statement each), each column decrypted on its own."""
+
+
 def _slice_where(
     cutoff: dt.date, persons: tuple[str | None, str | None]
 ) -> tuple[str, list[object]]:
@@ -274,9 +281,9 @@ def _read_cutoff(
     cutoff: dt.date,
     persons: tuple[str | None, str | None] = (None, None),
 ) -> pl.DataFrame:
-    """One cut-off's stored features of ``schema``, decrypted and typed: a cut-off's ciphertexts at a time
-    (all of them at once were the need model's training peak at 200,000 residents), a
-    column's read on its own, apart from the plain columns — a frame read from DuckDB is one
+    """One cut-off's stored features of ``schema``, decrypted and typed: a few sealed columns
+    at a time (:data:`SEALED_CELLS`; all of them at once were the need model's training peak
+    at 200,000 residents), apart from the plain columns — a frame read from DuckDB is one
     allocation its columns share, so plain columns read with them would keep the
     ciphertexts alive (each read in the same order). ``persons``: only the residents from
     the first (None: the first of all) up to, not including, the second (None: to the last
@@ -296,20 +303,29 @@ def _read_cutoff(
         return con.execute(f"SELECT {names} {where}", params).pl()
 
     sealed_names = {f.name for f in sensitive}
-    # what was freed handed back before the read, after it and after each column's
+    # what was freed handed back before the read, after it and after each statement's
     # decryption (DuckDB's results, the ciphertexts, their decryption's parts: freed, they
-    # stayed resident under the next column's, ~30 MB a 200,000-resident cut-off)
+    # stayed resident under the next statement's, ~30 MB a 200,000-resident cut-off)
     purge_freed()
     frame = read([c for c in schema if c not in sealed_names])
     purge_freed()
     rows = _row_ids(frame)
     plain = []
-    for f in sensitive:  # a column's ciphertexts read at a time (all: ~400 MB at 200,000)
-        sealed = read([f.name]).get_column(f.name)
-        plain.append(_opened(decrypt_series(sealed, protection.keyring,
-                                            column=_column_id(f.name), purpose=PURPOSE,
-                                            actor=protection.actor, audit=protection.audit,
-                                            rows=rows), f.dtype))  # fmt: skip
+    at_once = max(1, SEALED_CELLS // max(frame.height, 1))  # columns a statement reads
+    for start in range(0, len(sensitive), at_once):  # (every one: ~400 MB at 200,000)
+        group = sensitive[start : start + at_once]
+        sealed = read([f.name for f in group])
+        for f in group:
+            opened = decrypt_series(
+                sealed.get_column(f.name),
+                protection.keyring,
+                column=_column_id(f.name),
+                purpose=PURPOSE,
+                actor=protection.actor,
+                audit=protection.audit,
+                rows=rows,
+            )
+            plain.append(_opened(opened, f.dtype))
         del sealed
         purge_freed()
     return frame.with_columns(plain).select(list(schema)).cast(schema)  # type: ignore[arg-type]

@@ -55,7 +55,9 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(step, "training_cutoffs", lambda con, months=0: cutoffs[:-1])
     monkeypatch.setattr(step, "ensure_features", lambda con, protection, cs: chosen(cs))
     monkeypatch.setattr(
-        step, "feature_rows", lambda con, protection, cs: {c: chosen([c]).height for c in cs}
+        step,
+        "feature_rows",
+        lambda con, protection, cs, between=None: {c: chosen([c]).height for c in cs},
     )
     monkeypatch.setattr(  # the columns asked for alone, as the feature table reads them
         step,

@@ -205,7 +205,8 @@ def use_or_train(
 def need_features(lake: LakeResource) -> dg.MaterializeResult:
     with lake.open() as con:
         cutoffs = [*step.training_cutoffs(con), scoring_cutoff()]
-        rows = step.feature_rows(con, lake.protection(), cutoffs)  # nothing read back
+        # nothing read back; the heap trimmed before each cut-off's query
+        rows = step.feature_rows(con, lake.protection(), cutoffs, between=trim_heap)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(rows.values()),

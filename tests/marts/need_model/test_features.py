@@ -478,6 +478,33 @@ def test_stored_rows_count_each_cut_offs_rows_in_the_lake(need_street: NeedStree
     assert min(rows[c] for c in need_street.cutoffs) > 500
 
 
+def test_the_features_step_calls_between_before_each_cut_offs_query(
+    need_street: NeedStreet, tmp_path, monkeypatch
+):
+    """``between`` (the pipeline's heap trim) runs before each missing cut-off's query, never
+    for a cut-off already stored: what a cut-off's write freed is given back before the next
+    query stands on it."""
+    from marts.need_model import step
+
+    settings = copy_home(need_street.home, tmp_path)
+    events: list[object] = []
+    real = step.features_for
+    monkeypatch.setattr(
+        step, "features_for", lambda con, p, cs: events.append(list(cs)) or real(con, p, cs)
+    )
+    stored = need_street.cutoffs[-1]
+    missing = [stored - dt.timedelta(days=31 * k) for k in (12, 13)]
+    with open_lake(settings) as con:
+        assert not set(missing) & set(stored_cutoffs(con))
+        computed = step.store_features(
+            con, need_street.protection(), [stored, *missing],
+            between=lambda: events.append("between"),
+        )  # fmt: skip
+        assert set(missing) <= set(stored_cutoffs(con))
+    assert computed == sorted(missing)
+    assert events == [e for c in sorted(missing) for e in ("between", [c])]
+
+
 def test_a_first_delivery_stamped_a_batch_at_a_time_is_the_backfill_whole(
     need_street: NeedStreet, tmp_path
 ):
