@@ -26,6 +26,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from marts.need_model.calibration import Method, expected_calibration_error, reliability_curve
+from marts.need_model.metrics import average_precision
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.train import RULE_SCORE, SEED, TrainingRows, train_rows, training_rows
 
@@ -38,12 +39,7 @@ CEILING = "ceiling"
 
 def pr_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Average precision (the area under the precision-recall curve); NaN without positives."""
-    y = np.asarray(y_true, dtype=bool)
-    if not y.any():
-        return float("nan")
-    from sklearn.metrics import average_precision_score  # sklearn: where it is used (~1 s)
-
-    return float(average_precision_score(y, np.asarray(scores, dtype=float)))
+    return average_precision(y_true, scores)
 
 
 def training_cutoffs(cutoffs: Sequence[dt.date], test: dt.date, gap_days: int) -> list[dt.date]:

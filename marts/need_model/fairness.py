@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from marts.need_model.features import load_feature_set
+from marts.need_model.metrics import average_precision
 from marts.need_model.spec import KEYS
 
 FLAG_SHARE = 0.1
@@ -33,8 +34,6 @@ def _figures(y: np.ndarray, s: np.ndarray, selected: np.ndarray) -> tuple[float,
     """:data:`FIGURES` of one group's labels ``y`` (bool), scores ``s`` and ``selected`` rows —
     the ratios as sklearn's recall and precision (zero_division NaN) and a bool mean give
     them: a count divided by a count, correctly rounded either way."""
-    from sklearn.metrics import average_precision_score  # sklearn: where used (~1 s)
-
     n, positives = len(y), int(np.count_nonzero(y))
     flagged, hits = int(np.count_nonzero(selected)), int(np.count_nonzero(y & selected))
     nan = float("nan")
@@ -44,7 +43,7 @@ def _figures(y: np.ndarray, s: np.ndarray, selected: np.ndarray) -> tuple[float,
         flagged / n if n else nan,
         hits / positives if positives else nan,
         hits / flagged if flagged else nan,
-        float(average_precision_score(y, s)) if positives else nan,
+        average_precision(y, s) if positives else nan,
     )
 
 

@@ -25,9 +25,10 @@ from rich.table import Table
 from marts.need_model.backtest import as_text
 from marts.need_model.booster_doc import booster_document, booster_text
 from marts.need_model.grid import complete_weeks
+from marts.need_model.metrics import lightgbm, mean_absolute_error, mean_poisson_deviance
 from marts.need_model.spec import FORECAST_WEEKS, GRID_COUNT, GRID_KEYS, SEASON_WEEKS
 
-if TYPE_CHECKING:  # LightGBM (and the sklearn it imports) where it is used: ~1.4 s
+if TYPE_CHECKING:  # LightGBM where it is used (metrics.lightgbm)
     import lightgbm as lgb
 
 FORMAT = "streethub-grid-forecast/1"
@@ -157,8 +158,7 @@ class GridForecaster:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:
             raise ValueError(f"not a saved grid forecaster (format {data.get('format')!r})")
-        import lightgbm as lgb
-
+        lgb = lightgbm()
         return cls(
             lgb.Booster(model_str=booster_text(data["booster"])),
             dt.date.fromisoformat(data["trained_through"]),
@@ -167,8 +167,7 @@ class GridForecaster:
 
 def fit_on_rows(rows: pl.DataFrame, num_rounds: int = NUM_ROUNDS) -> GridForecaster:
     """Train on feature rows (:func:`lag_features`) whose count (:data:`~marts.need_model.spec.GRID_COUNT`) is the target."""
-    import lightgbm as lgb
-
+    lgb = lightgbm()
     data = lgb.Dataset(
         rows.select(INPUTS).cast(pl.Float64).to_numpy(),
         label=rows[GRID_COUNT].to_numpy(),
@@ -185,8 +184,6 @@ def fit_forecaster(counts: pl.DataFrame, num_rounds: int = NUM_ROUNDS) -> GridFo
 
 def forecast_scores(y: np.ndarray, forecast: np.ndarray) -> dict[str, float]:
     """Mean Poisson deviance (forecasts kept ≥ :data:`MIN_FORECAST`) and MAE."""
-    from sklearn.metrics import mean_absolute_error, mean_poisson_deviance
-
     return {
         "poisson_deviance": float(mean_poisson_deviance(y, np.maximum(forecast, MIN_FORECAST))),
         "mae": float(mean_absolute_error(y, forecast)),
