@@ -42,17 +42,18 @@ ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off
 OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (registered frame)
 FIRST_LOADS = "first_loads"  # per source dataset of the attributes, its first delivery's end
 WHAT = "need_model.features"  # how errors name the feature query
-QUERY_MEMORY = 320 * 2**20
+QUERY_MEMORY = 288 * 2**20
 """The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
 after): the query joins every person-linked dataset as of a cut-off, and within the lake's
 limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
 (~450 MB over the process's ~400 MB); what does not fit spills, encrypted (the lake's
-connection spills only so). 320 MB, not 256: at 200,000 residents the scoring cut-off's
+connection spills only so). 288 MB, not 256: at 200,000 residents the scoring cut-off's
 query (194,000 residents, the most history) did not fit in 256 MB, so it ran a second time
 within the lake's limit, and that was the run's peak; within 288 MB or more it fits
 (2026-12-03, that street's lake, the query alone in a process: 256 MB +455–469 MB over the
 level before it and 6.1–6.2 s, the failed attempt included; 288 MB +335 MB, 3.6 s; 320 MB
-+360–363 MB, 3.4–3.6 s). The earlier cut-offs fit in 256 MB."""
++360–363 MB, 3.4–3.6 s). The earlier cut-offs fit in 256 MB. 320 MB until 2026-12-05, when
+the feature queries had become the need model's peak (within ~10 MB of the goal of 1 GB)."""
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),
