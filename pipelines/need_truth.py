@@ -25,7 +25,7 @@ from catalog.marts import MARTS_DIR, load_marts
 from catalog.model import PiiKind
 from catalog.settings import Settings
 from marts.alert_quality import AlertQuality, against_events, alert_lists
-from marts.need_model.backtest import backtest_cutoffs, pr_auc
+from marts.need_model.backtest import backtest_cutoffs
 from marts.need_model.forecast import (
     BACKTEST_WEEKS,
     forecast_scores,
@@ -34,6 +34,7 @@ from marts.need_model.forecast import (
 )
 from marts.need_model.grid import grid_counts
 from marts.need_model.labels import labels
+from marts.need_model.metrics import average_precision
 from marts.need_model.registry import ModelVersion
 from marts.need_model.spec import GRID_COUNT, GRID_KEYS, HORIZON_DAYS, KEYS, NEEDS
 from marts.need_model.store import read_features, stored_cutoffs
@@ -92,7 +93,9 @@ def with_ceiling(
     rows = training_frame(keys, labels(con, keys)).join(
         truth.probabilities, on=list(KEYS), how="inner", suffix="_true"
     )
-    ceiling = {n: pr_auc(rows[n].to_numpy(), rows[f"{n}_true"].to_numpy()) for n in NEEDS}
+    ceiling = {
+        n: average_precision(rows[n].to_numpy(), rows[f"{n}_true"].to_numpy()) for n in NEEDS
+    }
     return table.with_columns(
         pl.col("need").replace_strict(ceiling, default=None).alias("pr_auc_ceiling"),
         pl.lit(rows.height).alias("rows_with_truth"),

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
 from rich.console import Console, Group
 from rich.table import Table
@@ -35,11 +34,6 @@ GOAL_RATIO = 2.0
 
 RULE = "rule"
 CEILING = "ceiling"
-
-
-def pr_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision (the area under the precision-recall curve); NaN without positives."""
-    return average_precision(y_true, scores)
 
 
 def training_cutoffs(cutoffs: Sequence[dt.date], test: dt.date, gap_days: int) -> list[dt.date]:
@@ -167,13 +161,13 @@ def score_rows(test: TrainingRows, models: Any, truth: pl.DataFrame | None) -> p
 def need_figures(rows: pl.DataFrame, need: str) -> dict[str, Any]:
     """PR-AUC of the model, the rule and the ceiling, their ratios and the ECE for one need."""
     y = rows[need].to_numpy()
-    model = pr_auc(y, rows[f"{need}_score"].to_numpy())
-    rule = pr_auc(y, rows[f"{need}_rule"].to_numpy())
+    model = average_precision(y, rows[f"{need}_score"].to_numpy())
+    rule = average_precision(y, rows[f"{need}_rule"].to_numpy())
     ceiling = float("nan")
     if f"{need}_true" in rows.columns:
         known = rows.filter(pl.col(f"{need}_true").is_not_null())
         if known.height:
-            ceiling = pr_auc(known[need].to_numpy(), known[f"{need}_true"].to_numpy())
+            ceiling = average_precision(known[need].to_numpy(), known[f"{need}_true"].to_numpy())
     return {
         "rows": rows.height,
         "positives": int(y.sum()),

@@ -196,9 +196,9 @@ def training_data(
     data = stacked_rows(parts(), height, inputs, labels_of, rule=True, carry=groups)
     trim()  # what coding the categories freed
     # the tested cut-offs are the latest: their rows are the last (ROWS_ORDER), a slice
-    before = int((data.rows.get_column("cutoff") < min(tested)).sum()) if tested else 0
-    tested_groups = data.rows.slice(before, data.rows.height if tested else 0)
-    tested_groups = tested_groups.select(*KEYS, *groups)
+    cutoff_of = data.rows.get_column("cutoff")
+    first = int((cutoff_of < min(tested)).sum()) if tested else data.rows.height
+    tested_groups = data.rows.slice(first).select(*KEYS, *groups)
     data.rows = data.rows.drop(groups)
     return data, tested_groups
 
