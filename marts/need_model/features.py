@@ -15,8 +15,9 @@ dataset's first delivery (the backfill: sql/macros.sql).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,7 +29,7 @@ import polars as pl
 from catalog.yamlfile import read_yaml
 from curated.golden import HISTORY, ZONE, Revealer, reveal_history_rows
 from lakehouse.allocator import purge_freed
-from lakehouse.lake import current_limit, memory_limit, restore_limit
+from lakehouse.lake import current_limit, memory_limit, restore_limit, tables_in
 from lakehouse.sqltext import sql_literal
 from marts.build import sql_failure
 from marts.lineage import MartError
@@ -40,7 +41,8 @@ FEATURES_SQL = "features"
 MACROS_SQL = "macros"  # the table macros the feature and label queries read staged records by
 ATTRIBUTES = "attributes"  # the relation of golden attributes as of the cut-off the SQL reads
 OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (registered frame)
-FIRST_LOADS = "first_loads"  # per source dataset of the attributes, its first delivery's end
+FIRST_LOADS = "first_loads"  # per staged dataset, when its first delivery finished loading
+STAGED = "staged"  # the lake's zone of the staged tables (``<dept>__<dataset>``)
 WHAT = "need_model.features"  # how errors name the feature query
 QUERY_MEMORY = 288 * 2**20
 """The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
@@ -168,24 +170,58 @@ def attributes_as_of(
     )
 
 
-def register_first_loads(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the temporary view ``first_loads`` the feature SQL reads (after
-    :func:`register_macros`): per source dataset of the attribute history (``source_dept``,
-    ``source_dataset``), ``loaded_until``, when its first delivery finished loading (the
-    ``first_load`` macro: a delivery read a batch at a time carries a stamp per batch, so the
-    backfill is told by its delivery, not by its earliest stamp)."""
-    sources = con.execute(
-        f"SELECT DISTINCT source_dept, source_dataset FROM {ZONE}.{HISTORY} ORDER BY ALL"
-    ).fetchall()
+def register_first_loads(
+    con: duckdb.DuckDBPyConnection, datasets: Iterable[tuple[str, str]] | None = None
+) -> None:
+    """Fill the temporary table ``first_loads`` the feature SQL and ``known_records`` read
+    (:func:`register_macros` creates it): per staged dataset (``source_dept``, ``source_dataset``),
+    ``loaded_until``, when its first delivery finished loading (the ``first_load`` macro: a
+    delivery read a batch at a time carries a stamp per batch, so the backfill is told by its
+    delivery, not by its earliest stamp). ``datasets``: (dept, dataset) pairs, default every
+    staged table of the lake (all of them in one statement, a scan of each); none: only a
+    query that knows by infinity (the labels) runs on it."""
+    if datasets is None:
+        datasets = [tuple(t.split("__", 1)) for _, t in tables_in(con, STAGED)]
     rows = [
-        f"SELECT {sql_literal(dept)} AS source_dept, {sql_literal(ds)} AS source_dataset, "
-        f"loaded_until FROM first_load({sql_literal(dept)}, {sql_literal(ds)})"
-        for dept, ds in sources
-    ] or [
-        "SELECT NULL::VARCHAR AS source_dept, NULL::VARCHAR AS source_dataset, "
-        "NULL::TIMESTAMPTZ AS loaded_until WHERE false"
+        f"SELECT {sql_literal(dept)}, {sql_literal(ds)}, loaded_until "
+        f"FROM first_load({sql_literal(dept)}, {sql_literal(ds)})"
+        for dept, ds in sorted(set(datasets))
     ]
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {FIRST_LOADS} AS {' UNION ALL '.join(rows)}")
+    con.execute(f"DELETE FROM {FIRST_LOADS}")  # created empty by the macros
+    if rows:
+        con.execute(f"INSERT INTO {FIRST_LOADS} {' UNION ALL '.join(rows)}")
+
+
+_PREPARED: dict[int, int] = {}  # id of a connection -> its open known_relations blocks
+
+
+@contextlib.contextmanager
+def known_relations(
+    con: duckdb.DuckDBPyConnection, datasets: Iterable[tuple[str, str]] | None = None
+) -> Iterator[None]:
+    """The macros and the ``first_loads`` table (:func:`register_first_loads`, of
+    ``datasets``) registered on ``con`` for the block, the table dropped after it. A block
+    inside another on the same connection uses the outer one's: a step opens one around all
+    its cut-offs, so that each staged dataset's first load is computed once, not once per
+    cut-off (and, inside the macros, once per ``known_records`` call). The first loads are
+    those of the block's start: a first delivery landing meanwhile counts from the next
+    step on, for all of that step's cut-offs alike."""
+    key = id(con)
+    if _PREPARED.get(key):
+        _PREPARED[key] += 1
+        try:
+            yield
+        finally:
+            _PREPARED[key] -= 1
+        return
+    register_macros(con)
+    register_first_loads(con, datasets)
+    _PREPARED[key] = 1
+    try:
+        yield
+    finally:
+        del _PREPARED[key]
+        con.execute(f"DROP TABLE IF EXISTS {FIRST_LOADS}")
 
 
 def bounded_query(
@@ -216,14 +252,12 @@ def run_feature_sql(
     dropped after it; the result cast to ``schema`` (its columns must be the schema's, in
     order)."""
     try:
-        register_macros(con)
-        register_first_loads(con)
-        frame = bounded_query(con, sql, params)
+        with known_relations(con):
+            frame = bounded_query(con, sql, params)
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:
         con.execute(f"DROP VIEW IF EXISTS {ATTRIBUTES}")
-        con.execute(f"DROP VIEW IF EXISTS {FIRST_LOADS}")
         con.unregister(OPENED)
     # what the query freed (its joins and aggregates, up to QUERY_MEMORY), back to the
     # system now, not over the next seconds while the caller encrypts and writes the rows
@@ -287,6 +321,7 @@ __all__ = [
     "features",
     "features_for",
     "known_by",
+    "known_relations",
     "load_feature_set",
     "monthly_cutoffs",
     "register_first_loads",

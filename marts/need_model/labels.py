@@ -18,7 +18,7 @@ import polars as pl
 
 from marts.build import sql_failure
 from marts.lineage import MartError
-from marts.need_model.features import read_feature_sql, register_macros
+from marts.need_model.features import known_relations, read_feature_sql
 from marts.need_model.spec import HORIZON_DAYS, KEYS, NEEDS
 
 LABELS_SQL = "labels"
@@ -29,8 +29,9 @@ OUTCOME_SCHEMA = {"person_id": pl.String(), "need": pl.String(), "day": pl.Date(
 def outcomes(con: duckdb.DuckDBPyConnection, *, sql: str | None = None) -> pl.DataFrame:
     """Every recorded outcome: ``person_id``, ``need`` (a code of ``NEEDS``), ``day``."""
     try:
-        register_macros(con)
-        frame = con.execute(sql or read_feature_sql(LABELS_SQL)).pl()
+        # known by infinity: no dataset's first load is read (known_records' backfill rule)
+        with known_relations(con, datasets=()):
+            frame = con.execute(sql or read_feature_sql(LABELS_SQL)).pl()
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     unknown = set(frame["need"].unique().to_list()) - set(NEEDS)

@@ -33,7 +33,13 @@ from marts.need_model.baseline import rule_columns
 from marts.need_model.drift import feature_drift, reference_cutoffs
 from marts.need_model.explain import explained, load_templates
 from marts.need_model.fairness import fairness_table, group_metrics
-from marts.need_model.features import FEATURES_YAML, features_for, load_feature_set, monthly_cutoffs
+from marts.need_model.features import (
+    FEATURES_YAML,
+    features_for,
+    known_relations,
+    load_feature_set,
+    monthly_cutoffs,
+)
 from marts.need_model.forecast import INPUTS as FORECAST_INPUTS
 from marts.need_model.forecast import GridForecaster, backtest_forecast, fit_forecaster
 from marts.need_model.grid import grid_counts
@@ -119,10 +125,13 @@ def store_features(
     resident under the next query, ~130 MB a cut-off at 200,000 residents, where the
     queries were the need model's peak)."""
     missing = sorted(set(cutoffs) - set(stored_cutoffs(con)))
-    for cutoff in missing:
-        if between is not None:
-            between()
-        write_features(con, features_for(con, protection, [cutoff]), protection.keyring)
+    if not missing:
+        return missing
+    with known_relations(con):  # each staged dataset's first load computed once for all
+        for cutoff in missing:
+            if between is not None:
+                between()
+            write_features(con, features_for(con, protection, [cutoff]), protection.keyring)
     return missing
 
 

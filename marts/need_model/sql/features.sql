@@ -2,9 +2,9 @@
 -- recorded about them by then, for the need model (marts/need_model/, issue 16).
 -- Parameters: $cutoff (DATE: the day the features are as of) and $known_by (TIMESTAMPTZ: the
 -- end of that day). Relation `attributes` (features.py registers it): the golden attributes
--- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted; relation
--- `first_loads` (features.py): per source dataset of the attributes, when its first delivery
--- finished loading (sql/macros.sql's first_load).
+-- as they stood on $cutoff (curated.golden.person_as_of), the birth date decrypted; table
+-- `first_loads` (features.py, once for a step's cut-offs): per staged dataset, when its first
+-- delivery finished loading (sql/macros.sql's first_load).
 -- Nothing after the cut-off: every record is dated on or before $cutoff (its event, check,
 -- approval, payment, signing or update date) AND was known to the hub by then — staged records
 -- through known_records(dept, dataset, $known_by) (sql/macros.sql: loaded by $known_by, or in

@@ -6,10 +6,16 @@
 --   linked to a resident, with that resident's person_id (curated.person_mentions).
 -- first_load(dept, dataset): one row, ``loaded_until``: when the dataset's first delivery
 --   finished loading (the latest ``_loaded_at`` of its rows: a large delivery is read and
---   stamped a batch at a time, so its rows carry several; null: nothing staged).
+--   stamped a batch at a time, so its rows carry several; null: nothing staged); the first
+--   delivery is the one whose earliest stamp is the earliest. One scan of the dataset.
 -- known_records(dept, dataset, known_by): those of them the hub knew by known_by — loaded by
 --   then, or in the dataset's first load (a department's history handed over when it joined
---   the hub counts as known from the dates it records: the backfill).
+--   the hub counts as known from the dates it records: the backfill). The first load is
+--   read from the temporary table ``first_loads`` (source_dept, source_dataset,
+--   loaded_until), which features.py fills with first_load for every staged dataset once
+--   for all the cut-offs of a step (computed inside every call, first_load scanned each
+--   dataset twice per call: half a feature query's time). A dataset missing from it is an
+--   error, unless known_by is infinity (the labels: every record counts).
 -- need_outcomes(known_by): every recorded outcome of a need the hub knew by known_by, one row
 --   per (person_id, need, day) — the four outcome datasets the departments deliver:
 --     home_care            居家养老服务与助餐登记 (civil affairs), the enrolment date
@@ -18,6 +24,11 @@
 --     emergency_help       紧急求助记录 (emergency management), the call time
 --   The labels read them all (known_by infinity: labels look ahead by design); the features
 --   read those known by the cut-off and dated on or before it.
+-- the table known_records reads (DuckDB binds a macro's tables when it is created), empty
+-- until features.register_first_loads fills it
+CREATE TEMP TABLE IF NOT EXISTS first_loads (
+    source_dept VARCHAR, source_dataset VARCHAR, loaded_until TIMESTAMPTZ
+);
 CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
     SELECT m.person_id, s.*
     FROM query_table('staged.' || _dept || '__' || _dataset) AS s
@@ -25,16 +36,27 @@ CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
         ON m.dept = _dept AND m.dataset = _dataset AND m.key_pid = s._key_pid
     WHERE m.person_id IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO first_load(_dept, _dataset) AS TABLE
-    SELECT max(s._loaded_at) AS loaded_until
-    FROM query_table('staged.' || _dept || '__' || _dataset) AS s
-    WHERE s._delivery_id = (
-        SELECT arg_min(f._delivery_id, f._loaded_at)
-        FROM query_table('staged.' || _dept || '__' || _dataset) AS f
-    );
+    SELECT arg_min(d.last_at, d.first_at) AS loaded_until
+    FROM (
+        SELECT min(s._loaded_at) AS first_at, max(s._loaded_at) AS last_at
+        FROM query_table('staged.' || _dept || '__' || _dataset) AS s
+        GROUP BY s._delivery_id
+    ) AS d;
 CREATE OR REPLACE TEMP MACRO known_records(_dept, _dataset, _known_by) AS TABLE
     SELECT *
     FROM linked_records(_dept, _dataset)
-    WHERE _loaded_at <= greatest(_known_by, (SELECT loaded_until FROM first_load(_dept, _dataset)));
+    WHERE _loaded_at <= greatest(_known_by, (
+        SELECT CASE
+            WHEN f.n = 1 THEN f.loaded_until
+            WHEN _known_by = CAST('infinity' AS TIMESTAMPTZ) THEN NULL
+            ELSE error('first_loads has no row for ' || _dept || '.' || _dataset)
+        END
+        FROM (
+            SELECT count(*) AS n, any_value(fl.loaded_until) AS loaded_until
+            FROM first_loads AS fl
+            WHERE fl.source_dept = _dept AND fl.source_dataset = _dataset
+        ) AS f
+    ));
 CREATE OR REPLACE TEMP MACRO need_outcomes(_known_by) AS TABLE
     SELECT s.person_id, 'home_care' AS need, CAST(s.enrolled_on AS DATE) AS day
     FROM known_records('mzj', 'home_care_enrolments', _known_by) AS s

@@ -19,6 +19,7 @@ from lakehouse.lake import ALIAS, has_table, open_lake, transaction
 from marts.need_model import features as need_features
 from marts.need_model.features import (
     ATTRIBUTES,
+    FIRST_LOADS,
     features,
     known_by,
     load_feature_set,
@@ -505,6 +506,61 @@ def test_the_features_step_calls_between_before_each_cut_offs_query(
     assert events == [e for c in sorted(missing) for e in ("between", [c])]
 
 
+def test_a_step_computes_the_first_loads_once_for_all_its_cut_offs(
+    need_street: NeedStreet, tmp_path, monkeypatch
+):
+    """Each staged dataset's first load is computed once for a step's cut-offs (inside
+    ``known_records`` it was scanned twice per call and cut-off: half a feature query's time),
+    and the cut-offs' features are those computed alone."""
+    from marts.need_model import step
+
+    settings = copy_home(need_street.home, tmp_path)
+    calls: list[object] = []
+    real = need_features.register_first_loads
+    monkeypatch.setattr(
+        need_features, "register_first_loads", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    cutoffs = need_street.cutoffs[-2:]
+    with open_lake(settings) as con:
+        with transaction(con):
+            con.execute("DELETE FROM curated.need_features")
+        step.store_features(con, need_street.protection(), cutoffs)
+        assert len(calls) == 1
+        assert not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+            [FIRST_LOADS],
+        ).fetchone()[0]  # dropped after the step
+        stored = read_features(con, need_street.protection(), cutoffs)
+    expected = need_street.features.filter(pl.col("cutoff").is_in(cutoffs))
+    assert stored.sort(KEYS).equals(expected.sort(KEYS))
+
+
+def test_a_dataset_without_a_first_load_fails_a_query_that_knows_by_a_time(
+    need_street: NeedStreet,
+):
+    """``known_records`` of a dataset ``first_loads`` lacks is an error naming it when the
+    query knows by a time (its backfill cannot be told), and reads every record when it knows
+    by infinity (the labels)."""
+    with open_lake(need_street.settings, read_only=True) as con:
+        register_macros(con)
+        register_first_loads(con, [("mzj", "home_care_enrolments")])
+
+        def known(dataset: str, by: str) -> int:
+            sql = f"SELECT count(*) FROM known_records('{dataset[0]}', '{dataset[1]}', {by})"
+            return con.execute(sql).fetchone()[0]
+
+        infinity = "CAST('infinity' AS TIMESTAMPTZ)"
+        newest = f"TIMESTAMPTZ '{known_by(need_street.cutoffs[-1]).isoformat()}'"
+        listed, unlisted = ("mzj", "home_care_enrolments"), ("wjw", "health_events")
+        [[linked]] = con.execute(
+            "SELECT count(*) FROM linked_records('wjw', 'health_events')"
+        ).fetchall()
+        assert known(unlisted, infinity) == linked > 0
+        assert known(listed, newest) > 0
+        with pytest.raises(duckdb.Error, match=r"no row for wjw\.health_events"):
+            known(unlisted, newest)
+
+
 def test_a_first_delivery_stamped_a_batch_at_a_time_is_the_backfill_whole(
     need_street: NeedStreet, tmp_path
 ):
@@ -536,6 +592,17 @@ def test_a_first_delivery_stamped_a_batch_at_a_time_is_the_backfill_whole(
                 [dept_code, ds_code, dept_code, ds_code],
             )
     assert ("gaj", "registered_residents") in restamped and len(restamped) > 10
+    with open_lake(settings, read_only=True) as con:  # one scan each: the two-scan definition's
+        register_macros(con)
+        register_first_loads(con)
+        got_loads = dict(((d, s), t) for d, s, t in con.execute(f"FROM {FIRST_LOADS}").fetchall())
+        for dept_code, ds_code in restamped:
+            table = f"staged.{dept_code}__{ds_code}"
+            [[expected]] = con.execute(
+                f"SELECT max(_loaded_at) FROM {table} WHERE _delivery_id = "
+                f"(SELECT arg_min(_delivery_id, _loaded_at) FROM {table})"
+            ).fetchall()
+            assert got_loads[(dept_code, ds_code)] == expected, (dept_code, ds_code)
     protection = need_street.protection()
     for cutoff in (need_street.cutoffs[0], need_street.cutoffs[-1]):
         with open_lake(settings, read_only=True) as con:
