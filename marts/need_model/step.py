@@ -188,7 +188,7 @@ def training_data(
             # in the table's order (person order: the cut-offs come oldest first, so the
             # rows are in ROWS_ORDER as they come, and stacked_rows sorts nothing), a slice
             # of residents at a time (a whole cut-off's read was the training's peak)
-            for piece in read_slices(con, protection, cutoff, columns):
+            for piece in read_slices(con, protection, cutoff, columns, stored=counts[cutoff]):
                 frame = [piece]
                 del piece
                 trim()  # what the read freed, and the last slice's rows, given back

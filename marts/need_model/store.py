@@ -175,7 +175,8 @@ def read_features(
     # several statements and lined up by the rows' order, which only one state of the table
     # guarantees (a writer's commit between two of them would misalign them, and the
     # row-bound ciphertexts would then fail to decrypt); DuckLake's catalogue is loaded once
-    # (a cut-off of 2,000 residents: 22 statements, -10 % CPU)
+    # (measured when a cut-off of 2,000 residents took 22 statements, one a sealed column:
+    # -10 % CPU; a few sealed columns a statement now, SEALED_CELLS: 2-3 a cut-off)
     with transaction(con):
         parts = [_read_cutoff(con, protection, schema, cutoff) for cutoff in wanted]
     return _sorted_by_keys(parts) if in_key_order else pl.concat(parts)
@@ -235,13 +236,18 @@ def _slice_where(
     return where, params
 
 
-def slice_bounds(con: duckdb.DuckDBPyConnection, cutoff: dt.date, rows: int) -> list[str]:
+def slice_bounds(
+    con: duckdb.DuckDBPyConnection, cutoff: dt.date, rows: int, stored: int | None = None
+) -> list[str]:
     """Person ids that cut the stored residents of ``cutoff`` into slices of about ``rows``
-    each, in order (none: one slice holds them all)."""
-    count = con.execute(
-        f'SELECT count(*) FROM {ZONE}."{TABLE}" WHERE cutoff = ?', [cutoff]
-    ).fetchone()
-    slices = -(-(count[0] if count else 0) // max(rows, 1))
+    each, in order (none: one slice holds them all). ``stored``: the cut-off's rows, when
+    the caller has counted them (:func:`stored_rows`); counted here otherwise."""
+    if stored is None:
+        count = con.execute(
+            f'SELECT count(*) FROM {ZONE}."{TABLE}" WHERE cutoff = ?', [cutoff]
+        ).fetchone()
+        stored = count[0] if count else 0
+    slices = -(-stored // max(rows, 1))
     if slices <= 1:
         return []
     shares = [k / slices for k in range(1, slices)]
@@ -258,18 +264,20 @@ def read_slices(
     cutoff: dt.date,
     columns: Iterable[str] | None = None,
     rows: int = SLICE_ROWS,
+    stored: int | None = None,
 ) -> Iterator[pl.DataFrame]:
     """:func:`read_features` of one cut-off, ``in_key_order=False``, as slices of about
     ``rows`` residents (the residents between two person ids, :func:`slice_bounds`) read and
     decrypted one after the other, all from one snapshot (one lake transaction, over the
     iteration): their concatenation is the whole cut-off, each slice in the table's order.
     One slice's read is held at a time, for a caller that puts each slice away (the need
-    model's training). Each slice's decryption is audited as a read of its own."""
+    model's training). Each slice's decryption is audited as a read of its own. ``stored``:
+    the cut-off's rows, when the caller has counted them (:func:`slice_bounds`)."""
     schema = read_schema(columns)
     if not has_table(con, ZONE, TABLE):
         return
     with transaction(con):
-        bounds: list[str | None] = [None, *slice_bounds(con, cutoff, rows), None]
+        bounds: list[str | None] = [None, *slice_bounds(con, cutoff, rows, stored), None]
         for first, end in pairwise(bounds):
             yield _read_cutoff(con, protection, schema, cutoff, (first, end))
 

@@ -85,13 +85,15 @@ def categorical_inputs(features: pl.DataFrame, inputs: Sequence[str]) -> list[st
     return [c for c in inputs if features.schema[c] in (pl.String, pl.Categorical)]
 
 
+def levels_of(values: pl.Series) -> list[str]:
+    """A categorical input's levels: the values it holds, as text, sorted — a value's
+    position is its code in the model (a value never seen is missing)."""
+    return sorted(values.drop_nulls().unique().cast(pl.String).to_list())
+
+
 def category_levels(features: pl.DataFrame, inputs: Sequence[str]) -> dict[str, list[str]]:
-    """Each categorical input's values seen in ``features``, sorted: a value's position is
-    its code in the model (a value never seen is missing)."""
-    return {
-        c: sorted(features[c].cast(pl.String).drop_nulls().unique().to_list())
-        for c in categorical_inputs(features, inputs)
-    }
+    """Each categorical input's levels in ``features`` (:func:`levels_of`)."""
+    return {c: levels_of(features[c]) for c in categorical_inputs(features, inputs)}
 
 
 def feature_matrix(
@@ -125,13 +127,13 @@ def input_values(features: pl.DataFrame, name: str, levels: list[str] | None) ->
 
 
 def category_codes(values: pl.Series) -> tuple[list[str], np.ndarray]:
-    """A categorical column's levels (the values it holds, sorted, as :func:`category_levels`)
+    """A categorical column's levels (:func:`levels_of`)
     and each row's code among them (missing: NaN), as :func:`input_values` gives them, from
     its categories' codes: no text column of its rows is made (at 200,000 residents one
     was 40 MB at the training's peak)."""
     seen = values.unique().drop_nulls()
     texts = seen.cast(pl.String).to_list()
-    levels = sorted(texts)
+    levels = levels_of(seen)
     position = {v: float(i) for i, v in enumerate(levels)}
     physical = seen.to_physical().to_numpy().astype(np.intp)
     lookup = np.full(int(physical.max(initial=-1)) + 2, np.nan)  # the last: missing
