@@ -458,8 +458,15 @@ def count_child(home: Path) -> None:
     print(json.dumps({"rows": rows, "staged": staged, **dagster_steps(home)}))
 
 
-def dagster_steps(home: Path) -> dict[str, int]:
-    """Dagster runs and steps started in the home's instance (a fresh home: one main job)."""
+def dagster_steps(home: Path) -> dict:
+    """Dagster runs and steps started in the home's instance (a fresh home: one main job),
+    and where the runs' wall time went, from the instance's own events: ``runs_s``, the
+    runs' wall seconds (start to end), ``steps_s``, their steps' (each step's start to its
+    success or failure), and ``step_groups``, per group of steps (the step key's first part:
+    ``ingest``, ``curated``, ``marts``, ``need_model``) how many and their seconds; the
+    slowest steps in ``slowest``. A run's wall less ``runs_s`` is what it did outside Dagster
+    (imports, the summary, the truth evaluation, custody); ``runs_s`` less ``steps_s``,
+    Dagster between steps."""
     from dagster import DagsterEventType, DagsterInstance
 
     from catalog.settings import Settings
@@ -470,8 +477,54 @@ def dagster_steps(home: Path) -> dict[str, int]:
     os.environ["DAGSTER_HOME"] = str(folder)  # (a child of its own) the run's instance storage
     instance = DagsterInstance.get()  # reads DAGSTER_HOME, as the main job's does
     runs = instance.get_runs()
-    steps = sum(len(instance.all_logs(r.run_id, of_type=DagsterEventType.STEP_START)) for r in runs)
-    return {"dagster_runs": len(runs), "dagster_steps": steps}
+    start, ends = DagsterEventType.STEP_START, (
+        DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+    )  # fmt: skip
+    steps: dict[str, float] = {}
+    started = 0
+    runs_s = 0.0
+    for run in runs:
+        begun: dict[str, float] = {}
+        for event in instance.all_logs(run.run_id, of_type={start, *ends}):
+            key, kind = event.step_key, event.dagster_event.event_type  # type: ignore[union-attr]
+            if kind == start:
+                begun[key], started = event.timestamp, started + 1
+            elif key in begun:
+                steps[key] = steps.get(key, 0.0) + event.timestamp - begun.pop(key)
+        stats = instance.get_run_stats(run.run_id)
+        if stats.start_time and stats.end_time:
+            runs_s += stats.end_time - stats.start_time
+    groups: dict[str, list[float]] = {}
+    for key, seconds in steps.items():
+        group = groups.setdefault(key.split("__", 1)[0], [0, 0.0])
+        group[0] += 1
+        group[1] += seconds
+    slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "dagster_runs": len(runs),
+        "dagster_steps": started,
+        "runs_s": round(runs_s, 2),
+        "steps_s": round(sum(steps.values()), 2),
+        "step_groups": {g: [n, round(s, 2)] for g, (n, s) in sorted(groups.items())},
+        "slowest": [[k, round(v, 2)] for k, v in slowest],
+    }
+
+
+def step_lines(run: dict) -> list[str]:
+    """A run's wall time by where it went (:func:`dagster_steps`' figures), as report lines."""
+    if "steps_s" not in run:
+        return []
+    outside = run["run_s"] - run["runs_s"]
+    between = run["runs_s"] - run["steps_s"]
+    groups = ", ".join(
+        f"{g} {n} step{'s' if n != 1 else ''} {s:.1f} s" for g, (n, s) in run["step_groups"].items()
+    )
+    return [
+        f"  its {run['run_s']} s wall, from Dagster's events: {run['steps_s']:.1f} s in steps "
+        f"({groups}), {between:.1f} s in runs between steps, {outside:.1f} s outside Dagster's "
+        "runs (imports, the summary, the truth evaluation, custody)",
+        "  slowest steps: " + ", ".join(f"{k} {s:.1f} s" for k, s in run["slowest"]),
+    ]
 
 
 def scorecard_child(home: Path) -> None:
@@ -718,6 +771,8 @@ def report(figures: dict) -> None:
             f"{fixed['peak_rss_mb']} MB; {fixed.get('dagster_runs', 0)} Dagster run(s), "
             f"{steps} steps{per_step}"
         )
+        for line in step_lines(fixed):
+            print(line)
         counted = fixed.get("lake_statements")
         if counted:
             print(
@@ -757,6 +812,9 @@ def report(figures: dict) -> None:
             f"{r['exit_code']:>4}{r['load_avg'][0]:>6}→{r['load_avg'][1]:<5}   {alone}"
             f"; the peak in {r.get('peak_phase') or '-'}"
         )  # fmt: skip
+    if not fixed and figures["growth"]:  # the quick bench: its smallest run, where it went
+        for line in step_lines(figures["growth"][0]):
+            print(line)
     phased = [r for r in figures["growth"] if r.get("phase_cpu_s")]
     if phased:
         print(

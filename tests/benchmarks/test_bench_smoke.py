@@ -71,7 +71,9 @@ def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # simulates a tiny street, ingests it twice and runs the main job on it
 @pytest.mark.timeout(1800)  # three child runs: minutes on a busy machine
-def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_bench_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import bench.ingest
     from catalog.loader import load_catalogue
     from tests.reliability.conftest import fewest_per_kind, sub_catalogue
@@ -119,6 +121,17 @@ def test_ingest_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert run["exit_code"] == 0 and run["rows"] > 0 and run["staged"] > 0
     assert run["peak_rss_mb"] > 100 and run["run_s"] > 0 and run["cpu_s"] > 0
     assert run["dagster_runs"] > 0 and run["dagster_steps"] >= run["dagster_runs"]
+    # the run's wall by where it went: its steps within its Dagster runs within the run
+    assert 0 < run["steps_s"] <= run["runs_s"] + 0.01 and run["runs_s"] < run["run_s"]
+    groups = run["step_groups"]
+    assert sum(n for n, _ in groups.values()) == run["dagster_steps"]
+    assert (
+        groups["ingest"][0] == datasets
+        and abs(sum(s for _, s in groups.values()) - run["steps_s"]) < 0.05
+    )
+    assert run["slowest"][0][1] == max(s for _, s in run["slowest"])
+    printed = capsys.readouterr().out
+    assert f"{run['steps_s']:.1f} s in steps (" in printed and "slowest steps: " in printed
     # where the run's summary says its peak was: one of the main job's phases
     phases = [
         "the departments' ingest",
