@@ -67,7 +67,9 @@ def synthetic(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict:
         ),
     )
 
-    def slices(con, protection, cutoff, columns=None):  # the training's read: two slices
+    def slices(con, protection, cutoff, columns=None, stored=None):  # the training's read
+        # in two slices; the step hands on the rows feature_rows counted
+        assert stored == chosen([cutoff]).height
         whole = (
             chosen([cutoff]).sort(KEYS).select(pl.all() if columns is None else [*KEYS, *columns])
         )
