@@ -43,7 +43,7 @@ def _figures(y: np.ndarray, s: np.ndarray, selected: np.ndarray) -> tuple[float,
         flagged / n if n else nan,
         hits / positives if positives else nan,
         hits / flagged if flagged else nan,
-        average_precision(y, s) if positives else nan,
+        average_precision(y, s),  # NaN without positives
     )
 
 

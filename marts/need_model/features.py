@@ -174,12 +174,12 @@ def register_first_loads(
     con: duckdb.DuckDBPyConnection, datasets: Iterable[tuple[str, str]] | None = None
 ) -> None:
     """Fill the temporary table ``first_loads`` the feature SQL and ``known_records`` read
-    (:func:`register_macros` creates it): per staged dataset (``source_dept``, ``source_dataset``),
-    ``loaded_until``, when its first delivery finished loading (the ``first_load`` macro: a
-    delivery read a batch at a time carries a stamp per batch, so the backfill is told by its
-    delivery, not by its earliest stamp). ``datasets``: (dept, dataset) pairs, default every
-    staged table of the lake (all of them in one statement, a scan of each); none: only a
-    query that knows by infinity (the labels) runs on it."""
+    (:func:`register_macros` creates it): per staged dataset (``source_dept``,
+    ``source_dataset``), ``loaded_until``, when its first delivery finished loading (the
+    ``first_load`` macro: a delivery read a batch at a time carries a stamp per batch, so
+    the backfill is told by its delivery, not by its earliest stamp). ``datasets``: (dept,
+    dataset) pairs, default every staged table of the lake (all of them in one statement, a
+    scan of each); none: only a query that knows by infinity (the labels) runs on it."""
     if datasets is None:
         datasets = [tuple(t.split("__", 1)) for _, t in tables_in(con, STAGED)]
     rows = [

@@ -127,10 +127,9 @@ def input_values(features: pl.DataFrame, name: str, levels: list[str] | None) ->
 
 
 def category_codes(values: pl.Series) -> tuple[list[str], np.ndarray]:
-    """A categorical column's levels (:func:`levels_of`)
-    and each row's code among them (missing: NaN), as :func:`input_values` gives them, from
-    its categories' codes: no text column of its rows is made (at 200,000 residents one
-    was 40 MB at the training's peak)."""
+    """A categorical column's levels (:func:`levels_of`) and each row's code among them
+    (missing: NaN), as :func:`input_values` gives them, from its categories' codes: no text
+    column of its rows is made (at 200,000 residents one was 40 MB at the training's peak)."""
     seen = values.unique().drop_nulls()
     texts = seen.cast(pl.String).to_list()
     levels = levels_of(seen)
