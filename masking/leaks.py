@@ -28,10 +28,11 @@ counts per kind and per column and a few sample locations (row, column) — neve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -342,27 +343,12 @@ def _without_ascii(names: KnownNames) -> bool:
     return kept[1]
 
 
-def _as_text(series: pl.Series) -> tuple[pl.Series, bool] | None:
-    """The column as text, and whether its numbers came from floats; None: nothing to read
-    (booleans, dates and times hold no personal information)."""
-    dtype = series.dtype
-    if dtype in _TEXT_TYPES:
-        return series.cast(pl.String), False
-    if dtype.is_integer():
-        return series.cast(pl.String), False
-    if dtype in _FLOAT_TYPES:  # integral values as integers; a float's digits are kept
-        f = series.cast(pl.Float64)
-        whole = (f.is_finite() & (f == f.floor()) & (f.abs() < 9.2e18)).fill_null(False)
-        ints = f.cast(pl.Int64, strict=False).cast(pl.String)
-        return ints.zip_with(whole, f.cast(pl.String)).alias(series.name), True
-    if dtype == pl.Binary:
-        return series.map_elements(
-            lambda b: b.decode("utf-8", "replace"), return_dtype=pl.String
-        ), False
-    if dtype.is_nested():
-        return pl.Series(series.name, [None if v is None else str(v) for v in series.to_list()],
-                         dtype=pl.String), False  # fmt: skip
-    return None
+def _as_text(series: pl.Series) -> pl.Series:
+    """A binary or nested column as text (the other types: :func:`_text_expr`)."""
+    if series.dtype == pl.Binary:
+        return series.map_elements(lambda b: b.decode("utf-8", "replace"), return_dtype=pl.String)
+    return pl.Series(series.name, [None if v is None else str(v) for v in series.to_list()],
+                     dtype=pl.String)  # fmt: skip
 
 
 def scan_frame(
@@ -393,49 +379,32 @@ def scan_frame(
     if frame.height == 0:
         return result
     name_list = _name_series(names) if names else None
-    for name in frame.columns:
-        series = frame[name]
-        if series.dtype.is_integer():  # a number of 10 digits or fewer is none of the kinds
-            big = (series.cast(pl.Float64).abs() >= 1e10).fill_null(False)
-            result.cells_scanned += series.len() - series.null_count() - int(big.sum())
-            if not big.any():
-                continue
-            series = pl.select(pl.when(big).then(series)).to_series().alias(name)
-        read = _as_text(series)
-        if read is None:
-            continue
-        column, from_float = read
+    candidate_of = functools.partial(
+        _candidate, names=names, name_list=name_list, names_only=names_only
+    )
+    picked = _columns_to_read(frame, candidate_of, result, whole_name_columns, card_columns)
+    for name in picked:
+        dtype = frame.schema[name]
+        text = _text_expr(name, dtype)
+        if text is None:  # binary, nested
+            column, from_float = _as_text(frame[name]), False
+        else:
+            column, from_float = frame.select(text).to_series(), dtype in _FLOAT_TYPES
+        if dtype.is_integer():  # its numbers of 10 digits or fewer (null here) are scanned
+            result.cells_scanned += column.null_count() - frame[name].null_count()
         # each distinct value is looked at once (codes, dates, categories repeat down a
         # column), first by the vectorised filters, then, if picked, value by value
         v = pl.col("v")
-        skip = _lettered_digest(v) | v.str.contains(CIPHERTEXT)
-        kept = column.rename("v").to_frame().filter(v.is_not_null() & ~skip.fill_null(False))
+        kept = column.rename("v").to_frame().filter(_kept(v))
         if kept.height == 0:
             continue
         counted = kept["v"].value_counts(name="n")
         result.cells_scanned += int(counted["n"].sum())
-        candidate = v.str.contains(_ESCAPE if names_only else _CANDIDATE)  # names: unescaped
-        cards = name in card_columns and not names_only
-        if cards:
-            candidate = candidate | v.str.contains(r"[0-9]")
-        if name_list is not None:
-            if name in whole_name_columns:
-                candidate = candidate | v.str.strip_chars().is_in(name_list)
-            elif len(names) <= FEW_NAMES:  # polars' automaton: quick to build for a few
-                candidate = candidate | v.str.contains_any(sorted(names)) | v.str.contains(_ESCAPE)
-            else:  # names are looked up in Python (``KnownNames.spans``): polars would
-                # build its automaton for 20,000 names again on every call (0.5 s)
-                candidate = candidate | v.str.contains(r"[^\x00-\x7F]")
-            # a name in parts joined otherwise than the registry's (买买提•艾力): looked up
-            # with its joins folded (``cell_kinds``)
-            candidate = candidate | v.str.contains(NAME_IN_PARTS)
-            # a two-character name padded to a roster's width (王　芳): its pair looked up
-            candidate = candidate | v.str.contains(PADDED_PAIR)
-        values = counted.filter(candidate)["v"]
+        cards, whole = name in card_columns and not names_only, name in whole_name_columns
+        values = counted.filter(candidate_of(v, cards, whole))["v"]
         chance = _chance_digests(values, column)
         if chance.len():
             values = values.filter(~values.is_in(chance.implode()))
-        whole = name in whole_name_columns
         alone = names_alone(values) if not (cards or names_only) else set()
         flagged = {}
         for value in values:
@@ -454,6 +423,136 @@ def scan_frame(
         if flagged:
             _count_flagged(result, column, flagged, max_samples, row_offset)
     return result
+
+
+def _kept(v: pl.Expr) -> pl.Expr:
+    """The text values a scan reads: not null, not a digest's or a ciphertext's shape."""
+    skip = _lettered_digest(v) | v.str.contains(CIPHERTEXT)
+    return v.is_not_null() & ~skip.fill_null(False)
+
+
+def _candidate(
+    v: pl.Expr,
+    cards: bool | pl.Expr,
+    whole_names: bool | pl.Expr,
+    *,
+    names: KnownNames,
+    name_list: pl.Series | None,
+    names_only: bool,
+) -> pl.Expr:
+    """True for a text value that some detector (or a registry name) may flag: the
+    vectorised filter of :func:`scan_frame` before it looks value by value. ``cards``: the
+    value stands in a column of card numbers; ``whole_names``: in a structured column (a
+    registry name counts only as the whole value); each a constant for one column, or an
+    expression for values of several (:func:`_columns_to_read`)."""
+    candidate = v.str.contains(_ESCAPE if names_only else _CANDIDATE)  # names: unescaped
+    if not names_only:
+        candidate = candidate | _where(cards, v.str.contains(r"[0-9]"), pl.lit(False))
+    if name_list is not None:
+        if len(names) <= FEW_NAMES:  # polars' automaton: quick to build for a few
+            inside = v.str.contains_any(sorted(names)) | v.str.contains(_ESCAPE)
+        else:  # names are looked up in Python (``KnownNames.spans``): polars would
+            # build its automaton for 20,000 names again on every call (0.5 s)
+            inside = v.str.contains(r"[^\x00-\x7F]")
+        candidate = candidate | _where(whole_names, v.str.strip_chars().is_in(name_list), inside)
+        # a name in parts joined otherwise than the registry's (买买提•艾力): looked up
+        # with its joins folded (``cell_kinds``)
+        candidate = candidate | v.str.contains(NAME_IN_PARTS)
+        # a two-character name padded to a roster's width (王　芳): its pair looked up
+        candidate = candidate | v.str.contains(PADDED_PAIR)
+    return candidate
+
+
+def _where(condition: bool | pl.Expr, then: pl.Expr, otherwise: pl.Expr) -> pl.Expr:
+    """``then`` where ``condition`` holds, else ``otherwise`` (a constant picks one)."""
+    if isinstance(condition, bool):
+        return then if condition else otherwise
+    return pl.when(condition).then(then).otherwise(otherwise)
+
+
+def _text_expr(name: str, dtype: pl.DataType) -> pl.Expr | None:
+    """Column ``name`` as the text a scan reads (:func:`_as_text`; an integer only where it
+    has more than 10 digits), for the types read in bulk: text, integers, floats."""
+    col = pl.col(name)
+    if dtype in _TEXT_TYPES:
+        return col.cast(pl.String)
+    if dtype.is_integer():
+        return pl.when(_big(col)).then(col.cast(pl.String))
+    if dtype in _FLOAT_TYPES:
+        return _float_text(col)
+    return None
+
+
+def _big(integers: pl.Expr) -> pl.Expr:
+    """An integer of more than 10 digits (those of 10 or fewer are none of the kinds)."""
+    return (integers.cast(pl.Float64).abs() >= 1e10).fill_null(False)
+
+
+def _float_text(values: pl.Expr) -> pl.Expr:
+    """Floats as text: integral values as integers (a float's digits are kept)."""
+    f = values.cast(pl.Float64)
+    whole = (f.is_finite() & (f == f.floor()) & (f.abs() < 9.2e18)).fill_null(False)
+    return (
+        pl.when(whole)
+        .then(f.cast(pl.Int64, strict=False).cast(pl.String))
+        .otherwise(f.cast(pl.String))
+    )
+
+
+def _columns_to_read(
+    frame: pl.DataFrame,
+    candidate_of: Callable[[pl.Expr, bool | pl.Expr, bool | pl.Expr], pl.Expr],
+    result: LeakCounts,
+    whole_name_columns: Collection[str],
+    card_columns: Collection[str],
+) -> list[str]:
+    """The columns :func:`scan_frame` must read value by value, in the frame's order: those
+    of text, integers or floats with a candidate value (:func:`_candidate`), and those of
+    the types not read in bulk (binary, nested). One query over all the frame's values in
+    long form decides it (a column at a time, the filters cost ~1 ms a column whatever its
+    length: most of a scan of the lake's 1,600 columns); the cells of a column with no
+    candidate are counted into ``result`` here, as the value-by-value pass counts them."""
+    schema = frame.schema
+    texts = {n: t for n, dtype in schema.items() if (t := _text_expr(n, dtype)) is not None}
+    picked: set[str] = set()
+    if texts:
+        column, v = pl.col("c"), pl.col("v")
+        cards, whole = (
+            column.is_in([str(i) for i, n in enumerate(texts) if n in given]) if given else False
+            for given in (card_columns, whole_name_columns)
+        )
+        names = list(texts)  # the long form names a column by its position
+        distinct = (
+            frame.select(t.alias(str(i)) for i, t in enumerate(texts.values()))
+            .unpivot(variable_name="c", value_name="v")
+            .filter(_kept(v))
+            .group_by("c", "v")
+            .len("n")
+        )
+        per_column = (
+            distinct.with_columns(candidate_of(v, cards, whole).alias("h"))
+            .group_by("c")
+            .agg(pl.col("n").sum(), pl.col("h").any())
+        )
+        for position, cells, hit in per_column.iter_rows():
+            name = names[int(position)]
+            if hit:
+                picked.add(name)
+            else:
+                result.cells_scanned += cells
+        small = [  # an integer's numbers of 10 digits or fewer are scanned cells too
+            (pl.col(n).is_not_null() & ~_big(pl.col(n))).sum()
+            for n in texts
+            if schema[n].is_integer() and n not in picked
+        ]
+        if small:
+            result.cells_scanned += sum(frame.select(small).row(0))
+    return [n for n, t in schema.items() if n in picked or (n not in texts and _read_alone(t))]
+
+
+def _read_alone(dtype: pl.DataType) -> bool:
+    """A type whose text :func:`_as_text` makes in Python (binary, nested)."""
+    return dtype == pl.Binary or dtype.is_nested()
 
 
 def _chance_digests(values: pl.Series, column: pl.Series) -> pl.Series:

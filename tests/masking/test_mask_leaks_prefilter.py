@@ -184,3 +184,51 @@ def test_escaped_texts_with_nothing_but_names_are_read_for_names_alone() -> None
     found = scan_frame(frame, known_names=names)
     assert found.by_column == _oracle(frame, names, set())
     assert found.by_kind == {"person_name": 1, "mobile": 2, "plate": 1}
+
+
+def test_a_frame_is_judged_column_by_column_in_one_pass(monkeypatch) -> None:
+    """``scan_frame`` decides in one pass over the whole frame which columns hold a
+    candidate; a column's own rules (card numbers, whole-cell names) still decide its
+    values, the others' values are counted without being read one by one, and the cells
+    scanned are those a scan column by column counts."""
+    import masking.leaks as leaks
+
+    card = _luhn_complete("880012345678901")  # no issuer prefix: a card only in a card column
+    names = KnownNames(NAMES)
+    frame = pl.DataFrame(
+        {
+            "code": ["A-1", "A-1", "B-2", None],
+            "cards": [card, "n/a", None, card],
+            "no_cards": [card, "n/a", "x", card],
+            "shop": ["王兴", "王兴便利店", None, "李小明"],
+            "note": ["王兴便利店", "联系李小明", "-", None],
+            "small": pl.Series([1, 2, None, 3], dtype=pl.Int64),
+            "big": pl.Series([13812345678, 7, None, 10**10], dtype=pl.Int64),
+            "amount": [1.5, 2.0, None, 13812345678.0],
+            "digest": ["deadbeef" * 2, "0123456789abcdef", None, "c" * 16],
+            "blob": pl.Series([b"11010519491231002X", None, b"x", b"y"], dtype=pl.Binary),
+            "ok": [True, False, None, True],
+        }
+    )
+    read: list[str] = []
+    real = leaks.cell_kinds
+
+    def watched(text: str, *args, **kwargs):
+        read.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(leaks, "cell_kinds", watched)
+    found = scan_frame(
+        frame, known_names=names, whole_name_columns={"shop"}, card_columns={"cards"}
+    )
+    assert found.by_column == {
+        "cards": {"bank_card": 2},
+        "shop": {"person_name": 2},
+        "note": {"person_name": 2},
+        "big": {"mobile": 1},
+        "amount": {"mobile": 1},
+        "blob": {"citizen_id": 1},
+    }
+    assert not {"A-1", "B-2", "1.5", "2.0", "n/a"} & set(read)  # no candidate: never read
+    # every non-null cell but the digests' and the booleans'
+    assert found.cells_scanned == 3 + 3 + 4 + 3 + 3 + 3 + 3 + 3 + 3
