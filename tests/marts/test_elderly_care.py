@@ -70,7 +70,11 @@ def test_the_register_per_grid_cell_is_the_truth(mart_street, care, profile):
         .unique("person_id")
     )
     published = truth.filter(pl.col("person_id").is_in(profile["person_id"].implode()))
-    assert published.height >= 0.95 * register["_person"].n_unique()
+    # withheld: only rows k-anonymity suppressed (the register's people are old, few to a
+    # band and gender: run on 1 January 2027, 5 of 85 were, more than a share would allow)
+    kanon = mart_street.build("resident_profile").kanon
+    withheld = register["_person"].n_unique() - published.height
+    assert withheld <= (kanon.suppressed_rows if kanon else 0), withheld
     on_list = care.filter("on_elderly_alone_register")
     assert set(on_list["person_id"]) == set(published["person_id"])
     placed = on_list.filter(pl.col("grid_code").is_not_null())
