@@ -1,13 +1,27 @@
 """The departments' HTTP APIs (rsj social insurance, employment; rx 12345 appeals and
-government-service handling records: every dataset whose spec's form is ``http_api``).
+government-service handling records: every dataset whose spec's form is ``http_api``), in
+two dialects, as a street's systems speak more than one:
+
+the hub's reference protocol (the social security bureau's)
 
     GET /api/<dept>/<dataset>?updated_since=<ISO datetime>&page=<1-based>&page_size=<n>
     Authorization: Bearer <token>
     → {"items": [...], "page": n, "page_size": k, "total": T, "has_more": bool}
 
-Items with cursor > updated_since, ordered by (cursor, record id) so paging is
-stable. Faults are drawn per request from a seeded generator: a retried request
-eventually succeeds (except with ``down=True``).
+and a data-sharing platform's query interface (the 12345 hotline's: PageHelper paging, the
+token in a header of its own, the parameters in a JSON body, the answer in an envelope)
+
+    POST /open/<dept>/<dataset>/query
+    X-Access-Token: <token>
+    {"pageNum": <1-based>, "pageSize": <n>, "updatedSince": <ISO datetime>}
+    → {"code": 200, "msg": "success", "data": {"pageNum": n, "pageSize": k, "total": T,
+       "list": [...]}}
+
+(an error: its HTTP status, and that status and a message as ``code`` and ``msg``). Every
+dataset is served in both; the catalogue says which the hub pulls (``catalog/departments``:
+rsj's the reference, rx's the platform's). Items with cursor > the since parameter, ordered
+by (cursor, record id) so paging is stable. Faults are drawn per request from a seeded
+generator: a retried request eventually succeeds (except with ``down=True``).
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +44,7 @@ import pyarrow.parquet as pq
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from departments.connect import api_token, free_port
 from departments.simulate import SPECS, SYSTEMS_DIR
@@ -38,6 +54,24 @@ API_DATASETS = {
     (s.dept, s.code): (s.cursor, s.key[0]) for s in SPECS if s.form == "http_api" and s.cursor
 }
 MAX_PAGE_SIZE = 5_000
+# the catalogue's delivery options for a dataset pulled in each dialect (its endpoint apart)
+REFERENCE = {"cursor_param": "updated_since"}
+PLATFORM = {
+    "method": "post",
+    "token_header": "X-Access-Token",
+    "page_param": "pageNum",
+    "page_size_param": "pageSize",
+    "records_path": "data.list",
+    "total_path": "data.total",
+    "status_path": "code",
+    "status_ok": [200],
+    "cursor_param": "updatedSince",
+}
+
+
+def endpoints(dept: str, dataset: str) -> dict[str, str]:
+    """A dataset's path in each dialect: ``reference``, ``platform``."""
+    return {"reference": f"/api/{dept}/{dataset}", "platform": f"/open/{dept}/{dataset}/query"}
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -114,7 +148,42 @@ def create_app(
             return _error(503, "service unavailable")
         return JSONResponse({"status": "ok", "pid": os.getpid()})
 
-    @app.get("/api/{dept}/{dataset}")
+    def page_of(
+        authorised: bool, dept: str, dataset: str, since: str | None, page: int, size: int
+    ) -> tuple[list[dict], int] | _Failure:
+        """One page of a dataset's records after ``since`` and the count of them all, or
+        why not (the same in either dialect: the faults, the checks, the records)."""
+        stats = app.state.stats
+        stats["requests"] += 1
+        if not authorised:
+            return _Failure(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
+        if down:
+            stats["faults"] += 1
+            return _Failure(503, "service unavailable", {"Retry-After": "0"})
+        fault, slow, is_429 = draw()
+        if slow < slow_rate:
+            stats["slow"] += 1
+            time.sleep(slow_seconds)
+        if fault < fault_rate:
+            stats["faults"] += 1
+            if is_429:
+                return _Failure(429, "too many requests", {"Retry-After": "0"})
+            return _Failure(503, "service temporarily unavailable", {"Retry-After": "0"})
+        held = store.get(dept, dataset)
+        if held is None:
+            return _Failure(404, f"unknown dataset {dept}/{dataset}")
+        table, cursors = held
+        if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
+            return _Failure(400, f"the page must be ≥ 1 and its size in 1..{MAX_PAGE_SIZE}")
+        if since:
+            try:
+                table = table.slice(_after(cursors, _normalise_since(since)))
+            except ValueError:
+                return _Failure(400, "the since parameter must be an ISO date or datetime")
+        lo = (page - 1) * size
+        return (table.slice(lo, size).to_pylist() if lo < table.num_rows else []), table.num_rows
+
+    @app.get(endpoints("{dept}", "{dataset}")["reference"])
     def records(
         request: Request,
         dept: str,
@@ -123,40 +192,47 @@ def create_app(
         page: int = 1,
         page_size: int = 500,
     ) -> Response:
-        stats = app.state.stats
-        stats["requests"] += 1
-        if request.headers.get("authorization", "") != f"Bearer {token}":
-            return _error(401, "missing or invalid bearer token", **{"WWW-Authenticate": "Bearer"})
-        if down:
-            stats["faults"] += 1
-            return _error(503, "service unavailable", **{"Retry-After": "0"})
-        fault, slow, is_429 = draw()
-        if slow < slow_rate:
-            stats["slow"] += 1
-            time.sleep(slow_seconds)
-        if fault < fault_rate:
-            stats["faults"] += 1
-            if is_429:
-                return _error(429, "too many requests", **{"Retry-After": "0"})
-            return _error(503, "service temporarily unavailable", **{"Retry-After": "0"})
-        held = store.get(dept, dataset)
-        if held is None:
-            return _error(404, f"unknown dataset {dept}/{dataset}")
-        table, cursors = held
-        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-            return _error(400, f"page must be ≥ 1 and page_size in 1..{MAX_PAGE_SIZE}")
-        if updated_since:
-            try:
-                since = _normalise_since(updated_since)
-            except ValueError:
-                return _error(400, "updated_since must be an ISO date or datetime")
-            table = table.slice(_after(cursors, since))
-        lo = (page - 1) * page_size
-        items = table.slice(lo, page_size).to_pylist() if lo < table.num_rows else []
+        authorised = request.headers.get("authorization", "") == f"Bearer {token}"
+        got = page_of(authorised, dept, dataset, updated_since, page, page_size)
+        if isinstance(got, _Failure):
+            return _error(got.status, got.message, **got.headers)
+        items, total = got
         return JSONResponse({"items": items, "page": page, "page_size": page_size,
-                             "total": table.num_rows, "has_more": lo + page_size < table.num_rows})  # fmt: skip
+                             "total": total, "has_more": (page - 1) * page_size + len(items) < total})  # fmt: skip
+
+    @app.post(endpoints("{dept}", "{dataset}")["platform"])
+    def platform_records(
+        request: Request, dept: str, dataset: str, query: PlatformQuery | None = None
+    ) -> Response:
+        query = query or PlatformQuery()
+        authorised = request.headers.get("x-access-token", "") == token
+        got = page_of(authorised, dept, dataset, query.updatedSince, query.pageNum, query.pageSize)
+        if isinstance(got, _Failure):
+            return JSONResponse(
+                {"code": got.status, "msg": got.message},
+                status_code=got.status,
+                headers=got.headers,
+            )
+        items, total = got
+        data = {"pageNum": query.pageNum, "pageSize": query.pageSize, "total": total, "list": items}
+        return JSONResponse({"code": 200, "msg": "success", "data": data})
 
     return app
+
+
+class PlatformQuery(BaseModel):
+    """The platform dialect's JSON body (its names are the platform's)."""
+
+    pageNum: int = 1
+    pageSize: int = 100
+    updatedSince: str | None = None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    status: int
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def serve(

@@ -6,6 +6,7 @@ import pytest
 
 from catalog.loader import load_catalogue
 from departments.iot import IOT_COLS
+from departments.server import PLATFORM, REFERENCE, endpoints
 from departments.simulate import SPECS
 
 
@@ -49,9 +50,12 @@ def test_delivery_options_match_the_simulator(catalogue):
             assert d.records_path == spec.records_path
         if spec.form == "sql_db":
             assert (d.table, d.cursor_column) == (spec.table, spec.cursor)
-        if spec.form == "http_api":
-            assert d.endpoint == f"/api/{spec.dept}/{spec.code}"
-            assert d.cursor_field == spec.cursor and d.cursor_param == "updated_since"
+        if spec.form == "http_api":  # either dialect the simulated systems speak
+            options = {"platform": PLATFORM, "reference": REFERENCE}
+            (dialect,) = [k for k, v in endpoints(spec.dept, spec.code).items() if v == d.endpoint]
+            for option, value in options[dialect].items():
+                assert getattr(d, option) == value, (spec.dept, spec.code, option)
+            assert d.cursor_field == spec.cursor
         key_sources = [ds.field(k).source_name for k in ds.key]
         assert key_sources == list(spec.key), f"{spec.dept}.{spec.code}"
 

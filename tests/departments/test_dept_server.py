@@ -163,3 +163,52 @@ def test_pages_equal_the_rows_sorted_and_filtered_in_python(tmp_path) -> None:
         bound = norm.get(since, "2026-11-30 09:00:00" if "+08" in since else since)
         want = [r for r in ordered if (r[cursor] or "") > bound]
         assert fetch_all(client, tok, path, 3, updated_since=since) == want
+
+
+def fetch_platform(client, token, path: str, page_size: int, since: str | None = None):
+    """Every record of the platform dialect's query interface, page by page, as a client
+    of it reads them (until the total is received); the answers' envelopes checked."""
+    items, page = [], 1
+    while True:
+        r = client.post(path, json={"pageNum": page, "pageSize": page_size, "updatedSince": since},
+                        headers={"X-Access-Token": token})  # fmt: skip
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["code"], body["msg"]) == (200, "success")
+        data = body["data"]
+        assert (data["pageNum"], data["pageSize"]) == (page, page_size)
+        items += data["list"]
+        if len(items) >= data["total"] or not data["list"]:
+            assert len(items) == data["total"]
+            return items
+        page += 1
+
+
+@pytest.mark.parametrize("dept,code", [("rx", "appeals"), ("rsj", "social_insurance")])
+def test_the_platform_dialect_serves_the_same_records(client, token, dept, code):
+    """The query interface of a data-sharing platform (a POST with a JSON body, PageHelper
+    paging, the token in X-Access-Token, an envelope) pages through exactly the records the
+    reference protocol does, its since parameter alike."""
+    path, reference = f"/open/{dept}/{code}/query", f"/api/{dept}/{code}"
+    everything = fetch_all(client, token, reference, page_size=500)
+    assert fetch_platform(client, token, path, 37) == everything
+    since = everything[len(everything) // 2]["update_time"].replace(" ", "T")
+    newer = fetch_all(client, token, reference, page_size=50, updated_since=since)
+    assert 0 < len(newer) < len(everything)
+    assert fetch_platform(client, token, path, 41, since=since) == newer
+
+
+def test_the_platform_dialect_refuses_in_its_envelope(client, token):
+    path = "/open/rx/appeals/query"
+    for headers in ({}, {"X-Access-Token": token + "x"}, {"Authorization": f"Bearer {token}"}):
+        r = client.post(path, json={}, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == 401
+    ok = {"X-Access-Token": token}
+    r = client.post(path, headers=ok)  # no body: the first page of the default size
+    assert r.status_code == 200 and len(r.json()["data"]["list"]) == 100
+    r = client.post("/open/rx/nothing/query", json={}, headers=ok)
+    assert r.status_code == 404 and r.json()["code"] == 404
+    r = client.post(path, json={"pageNum": 0}, headers=ok)
+    assert r.status_code == 400 and "page" in r.json()["msg"]
+    r = client.post(path, json={"updatedSince": "yesterday"}, headers=ok)
+    assert r.status_code == 400 and r.json()["code"] == 400
