@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import sqlite3
@@ -14,12 +13,8 @@ import pytest
 from openpyxl import load_workbook
 
 from departments.folder import read_manifest, sim_dir_for
-from departments.simulate import SPECS, simulate
-from departments.spec import Spec
-
-RESIDENTS = 800
-SEED = 11
-START = dt.date(2026, 11, 24)
+from departments.simulate import simulate
+from tests.departments.street import RESIDENTS, SEED, START, as_text, spec_of
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +33,6 @@ def sim(home) -> Path:
 @pytest.fixture(scope="session")
 def manifest(sim) -> dict:
     return read_manifest(sim)
-
-
-def spec_of(dept: str, code: str) -> Spec:
-    return next(s for s in SPECS if (s.dept, s.code) == (dept, code))
-
-
-def as_text(v: object) -> str:
-    return "" if v is None else str(v)
 
 
 class Delivered:

@@ -9,7 +9,6 @@ import math
 
 import polars as pl
 import pytest
-from conftest import RESIDENTS, SEED
 from faker.providers.person.zh_CN import Provider
 
 from catalog.loader import load_catalogue
@@ -18,6 +17,7 @@ from departments.places import CHANNELS, HANDLERS, LATE_DISPATCH, UNGEOCODED, ap
 from departments.services import ITEMS, add_working_days, service_records
 from departments.simulate import sim_dir_for
 from departments.world import build_world
+from tests.departments.street import RESIDENTS, SEED
 
 
 def truth(home, dept: str, code: str) -> pl.DataFrame:

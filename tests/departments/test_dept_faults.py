@@ -8,10 +8,10 @@ import io
 import json
 
 import pytest
-from conftest import spec_of
 from openpyxl import load_workbook
 
 from departments import faults
+from tests.departments.street import spec_of
 
 
 def first_file(home, manifest, dept: str, code: str):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import RESIDENTS, SEED, START, as_text, spec_of
 from openpyxl import load_workbook
 from stdnum.cn import ric, uscc
 
 from departments import ids
 from departments.simulate import sim_dir_for, simulate
+from tests.departments.street import RESIDENTS, SEED, START, as_text, spec_of
 
 
 def datasets(manifest: dict) -> list[tuple[str, str]]:
