@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from departments.connect import api_token, free_port
+from departments.dialects import endpoints
 from departments.simulate import SPECS, SYSTEMS_DIR
 
 # dataset → (cursor field, record id field); the data lives in sim/systems/<dept>/<ds>.parquet
@@ -54,24 +55,6 @@ API_DATASETS = {
     (s.dept, s.code): (s.cursor, s.key[0]) for s in SPECS if s.form == "http_api" and s.cursor
 }
 MAX_PAGE_SIZE = 5_000
-# the catalogue's delivery options for a dataset pulled in each dialect (its endpoint apart)
-REFERENCE = {"cursor_param": "updated_since"}
-PLATFORM = {
-    "method": "post",
-    "token_header": "X-Access-Token",
-    "page_param": "pageNum",
-    "page_size_param": "pageSize",
-    "records_path": "data.list",
-    "total_path": "data.total",
-    "status_path": "code",
-    "status_ok": [200],
-    "cursor_param": "updatedSince",
-}
-
-
-def endpoints(dept: str, dataset: str) -> dict[str, str]:
-    """A dataset's path in each dialect: ``reference``, ``platform``."""
-    return {"reference": f"/api/{dept}/{dataset}", "platform": f"/open/{dept}/{dataset}/query"}
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:

@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from departments import addresses, callers, history, iot, needs, writers
+from departments.dialects import endpoints
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
 from departments.folder import MANIFEST_FILE, SYSTEMS_DIR, ensure_token, sim_dir_for, truth_dir
 from departments.outcomes import OUTCOME_SPECS
@@ -154,9 +155,10 @@ def _deliver_spec(
         store.parent.mkdir(parents=True, exist_ok=True)
         first = writers.write_parquet(store, spec, items)
         file = "api"
+        served = endpoints(spec.dept, spec.code)  # the paths of each dialect it speaks
         entry.update(location=str(store.relative_to(sim)), cursor=spec.cursor,
-                     endpoint=f"/api/{spec.dept}/{spec.code}")  # fmt: skip
-        entry["system"] = {"endpoint": entry["endpoint"]}
+                     endpoint=served["reference"])  # fmt: skip
+        entry["system"] = {"endpoint": served["reference"], "endpoints": sorted(served.values())}
     else:
         inbox = inbox_dir / spec.dept
         inbox.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ report`` do, after the run, and only when the simulator's folder (``settings.sim
 holds a manifest. Evaluation covers the landed deliveries the manifest lists: a file
 delivery by the SHA-256 of its bytes, a pull by its source (a SQLite database whose path
 ends with the one the manifest names in the simulator's folder, the table its own, or an
-HTTP API URL on the loopback host with the endpoint's path) — deliveries from anyone else
-are not evaluated.
+HTTP API URL on the loopback host with one of the paths the system serves the dataset at) —
+deliveries from anyone else are not evaluated.
 
 ``truth/<dept>/<dataset>/clean.parquet`` (in the simulator's folder) holds the true value
 of every delivered record (source columns as text) and ``defects.parquet`` one row per
@@ -499,9 +499,10 @@ def _pulled_from(entry: dict, source: str | None) -> bool:
         return PurePosixPath(url.removeprefix("sqlite:")).parts[-len(named) :] == named
     if "db_url" in system:  # a street simulated before the manifest named it relatively
         return source == f"{system['db_url']}#{system.get('table', '')}"
-    if "endpoint" in system:
+    if "endpoint" in system:  # any path its dialects serve it at (an older street names one)
+        served = system.get("endpoints", [system["endpoint"]])
         url = urlsplit(source)
-        return url.hostname in LOOPBACK and url.path == system["endpoint"]
+        return url.hostname in LOOPBACK and url.path in served
     return False
 
 

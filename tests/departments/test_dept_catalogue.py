@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from catalog.loader import load_catalogue
+from departments.dialects import PLATFORM, REFERENCE, endpoints
 from departments.iot import IOT_COLS
-from departments.server import PLATFORM, REFERENCE, endpoints
 from departments.simulate import SPECS
 
 

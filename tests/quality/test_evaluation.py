@@ -59,6 +59,8 @@ def test_landed_deliveries_are_matched_by_hash_and_pulls_by_source():
     gaj = m["gaj"]["registered_residents"]["system"]
     db = f"{gaj['database']}#{gaj['table']}"  # its path in the simulator's folder
     api = m["rx"]["appeals"]["system"]["endpoint"]
+    # the same records in the platform dialect (what rx's catalogue entry pulls)
+    (platform,) = set(m["rx"]["appeals"]["system"]["endpoints"]) - {api}
     deliveries = pl.DataFrame([
         _delivery("a", "wjw", wjw[0], digest, f"inbox/wjw/{file}"),
         _delivery("b", "wjw", wjw[0], "0" * 64, f"inbox/wjw/{file}"),  # same name, other bytes
@@ -70,12 +72,15 @@ def test_landed_deliveries_are_matched_by_hash_and_pulls_by_source():
         _delivery("i", "gaj", "registered_residents", "6" * 64, f"sqlite:/a/x{db}"),
         _delivery("e", "rx", "appeals", "3" * 64, f"http://127.0.0.1:4321{api}"),
         _delivery("f", "rx", "appeals", "4" * 64, f"https://dept.example.gov.cn{api}"),
+        _delivery("j", "rx", "appeals", "7" * 64, f"http://127.0.0.1:4321{platform}"),
+        _delivery("k", "rx", "appeals", "8" * 64, f"http://127.0.0.1:4321{api}/query"),
         _delivery("g", "cl", "certificates", digest, "inbox/cl/x.csv"),  # not the simulator's
     ])  # fmt: skip
     assert matched_files(street().manifest, deliveries) == {
         "a": file,
         "c": "registry.sqlite",
         "e": "api",
+        "j": "api",
     }
 
 
