@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8765", description="base URL of the departments' HTTP APIs"
     )
     dept_api_token: str | None = Field(
-        default=None, description="bearer token for the departments' APIs"
+        default=None, description="bearer token for the departments' APIs", repr=False
     )
     api_urls: dict[str, str] = Field(
         default_factory=lambda: api_urls_in(os.environ),
