@@ -382,26 +382,13 @@ def scan_frame(
     candidate_of = functools.partial(
         _candidate, names=names, name_list=name_list, names_only=names_only
     )
-    picked = _columns_to_read(frame, candidate_of, result, whole_name_columns, card_columns)
-    for name in picked:
-        dtype = frame.schema[name]
-        text = _text_expr(name, dtype)
-        if text is None:  # binary, nested
-            column, from_float = _as_text(frame[name]), False
-        else:
-            column, from_float = frame.select(text).to_series(), dtype in _FLOAT_TYPES
-        if dtype.is_integer():  # its numbers of 10 digits or fewer (null here) are scanned
-            result.cells_scanned += column.null_count() - frame[name].null_count()
-        # each distinct value is looked at once (codes, dates, categories repeat down a
-        # column), first by the vectorised filters, then, if picked, value by value
-        v = pl.col("v")
-        kept = column.rename("v").to_frame().filter(_kept(v))
-        if kept.height == 0:
+    text, candidates = _candidates(frame, candidate_of, result, whole_name_columns, card_columns)
+    for name in text.columns:  # the frame's order: the samples are kept column by column
+        if name not in candidates:
             continue
-        counted = kept["v"].value_counts(name="n")
-        result.cells_scanned += int(counted["n"].sum())
+        column, values = text[name], candidates[name]
+        from_float = frame.schema[name] in _FLOAT_TYPES
         cards, whole = name in card_columns and not names_only, name in whole_name_columns
-        values = counted.filter(candidate_of(v, cards, whole))["v"]
         chance = _chance_digests(values, column)
         if chance.len():
             values = values.filter(~values.is_in(chance.implode()))
@@ -444,7 +431,7 @@ def _candidate(
     vectorised filter of :func:`scan_frame` before it looks value by value. ``cards``: the
     value stands in a column of card numbers; ``whole_names``: in a structured column (a
     registry name counts only as the whole value); each a constant for one column, or an
-    expression for values of several (:func:`_columns_to_read`)."""
+    expression for values of several (:func:`_candidates`)."""
     candidate = v.str.contains(_ESCAPE if names_only else _CANDIDATE)  # names: unescaped
     if not names_only:
         candidate = candidate | _where(cards, v.str.contains(r"[0-9]"), pl.lit(False))
@@ -499,55 +486,61 @@ def _float_text(values: pl.Expr) -> pl.Expr:
     )
 
 
-def _columns_to_read(
+def _readable(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame's columns a scan reads, in its order, as the text it reads: text, integers
+    of more than 10 digits (the others null here), floats (:func:`_text_expr`), binary and
+    nested values (:func:`_as_text`); no booleans, dates or times (they hold no personal
+    information)."""
+    schema = frame.schema
+    bulk = frame.select(
+        t.alias(n) for n, d in schema.items() if (t := _text_expr(n, d)) is not None
+    )
+    alone = [_as_text(frame[n]) for n, d in schema.items() if _read_alone(d)]
+    read = bulk.with_columns(alone) if alone else bulk
+    return read.select(n for n in schema if n in read.columns)
+
+
+def _candidates(
     frame: pl.DataFrame,
     candidate_of: Callable[[pl.Expr, bool | pl.Expr, bool | pl.Expr], pl.Expr],
     result: LeakCounts,
     whole_name_columns: Collection[str],
     card_columns: Collection[str],
-) -> list[str]:
-    """The columns :func:`scan_frame` must read value by value, in the frame's order: those
-    of text, integers or floats with a candidate value (:func:`_candidate`), and those of
-    the types not read in bulk (binary, nested). One query over all the frame's values in
-    long form decides it (a column at a time, the filters cost ~1 ms a column whatever its
-    length: most of a scan of the lake's 1,600 columns); the cells of a column with no
-    candidate are counted into ``result`` here, as the value-by-value pass counts them."""
-    schema = frame.schema
-    texts = {n: t for n, dtype in schema.items() if (t := _text_expr(n, dtype)) is not None}
-    picked: set[str] = set()
-    if texts:
-        column, v = pl.col("c"), pl.col("v")
-        cards, whole = (
-            column.is_in([str(i) for i, n in enumerate(texts) if n in given]) if given else False
-            for given in (card_columns, whole_name_columns)
-        )
-        names = list(texts)  # the long form names a column by its position
-        distinct = (
-            frame.select(t.alias(str(i)) for i, t in enumerate(texts.values()))
-            .unpivot(variable_name="c", value_name="v")
-            .filter(_kept(v))
-            .group_by("c", "v")
-            .len("n")
-        )
-        per_column = (
-            distinct.with_columns(candidate_of(v, cards, whole).alias("h"))
-            .group_by("c")
-            .agg(pl.col("n").sum(), pl.col("h").any())
-        )
-        for position, cells, hit in per_column.iter_rows():
-            name = names[int(position)]
-            if hit:
-                picked.add(name)
-            else:
-                result.cells_scanned += cells
-        small = [  # an integer's numbers of 10 digits or fewer are scanned cells too
-            (pl.col(n).is_not_null() & ~_big(pl.col(n))).sum()
-            for n in texts
-            if schema[n].is_integer() and n not in picked
-        ]
-        if small:
-            result.cells_scanned += sum(frame.select(small).row(0))
-    return [n for n, t in schema.items() if n in picked or (n not in texts and _read_alone(t))]
+) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
+    """The frame as the text a scan reads (:func:`_readable`), and each column's distinct
+    values that the vectorised filter picks (:func:`_candidate`), for the columns with any;
+    every cell read counted into ``result``. One query over all the columns in long form
+    (column by column, the filters cost ~1 ms a column whatever its length: most of a scan
+    of the lake's 1,600 columns), each distinct value of a column judged once."""
+    text = _readable(frame)
+    small = [  # an integer's numbers of 10 digits or fewer are scanned cells too
+        (pl.col(n).is_not_null() & ~_big(pl.col(n))).sum()
+        for n, d in frame.schema.items()
+        if d.is_integer()
+    ]
+    if small:
+        result.cells_scanned += sum(frame.select(small).row(0))
+    if text.width == 0:
+        return text, {}
+    names = text.columns  # the long form names a column by its position
+    column, v = pl.col("c"), pl.col("v")
+    cards, whole = (
+        column.is_in([str(i) for i, n in enumerate(names) if n in given]) if given else False
+        for given in (card_columns, whole_name_columns)
+    )
+    distinct = (
+        text.rename({n: str(i) for i, n in enumerate(names)})
+        .unpivot(variable_name="c", value_name="v")
+        .filter(_kept(v))
+        .group_by("c", "v")
+        .len("n")
+    )
+    result.cells_scanned += int(distinct["n"].sum())
+    picked = distinct.filter(candidate_of(v, cards, whole))
+    return text, {
+        names[int(position)]: part["v"]
+        for (position,), part in picked.partition_by("c", as_dict=True).items()
+    }
 
 
 def _read_alone(dtype: pl.DataType) -> bool:
