@@ -119,45 +119,59 @@ def ciphertext_suite(value: str) -> tuple[Suite, int] | None:
     return None if m is None else (_SUITE_OF[m.group(1)], int(m.group(2)))
 
 
-def _b64url(blobs: pl.Series) -> pl.Series:
+def _b64url(blob: pl.Expr) -> pl.Expr:
     """Binary → unpadded base64url text, in Rust."""
     return (
-        blobs.bin.encode("base64").str.replace_many(["+", "/"], ["-", "_"]).str.strip_chars_end("=")
+        blob.bin.encode("base64").str.replace_many(["+", "/"], ["-", "_"]).str.strip_chars_end("=")
     )
 
 
-def _unb64url(texts: pl.Series) -> pl.Series:
+def _unb64url(text: pl.Expr) -> pl.Expr:
     """Unpadded base64url text → binary, in Rust; null where a text is not base64url."""
+    tail = text.str.len_bytes() % 4
     pad = (
-        pl.when(pl.col("t").str.len_bytes() % 4 == 2)
+        pl.when(tail == 2)
         .then(pl.lit("=="))
-        .when(pl.col("t").str.len_bytes() % 4 == 3)
+        .when(tail == 3)
         .then(pl.lit("="))
         .otherwise(pl.lit(""))
     )
-    std = pl.col("t").str.replace_many(["-", "_"], ["+", "/"]) + pad
-    return texts.to_frame("t").select(std.str.decode("base64", strict=False)).to_series()
+    return (text.str.replace_many(["-", "_"], ["+", "/"]) + pad).str.decode("base64", strict=False)
 
 
-def _row_aads(
-    column: str, rows: Sequence[str | None] | pl.Series | None, n: int
-) -> pl.Series | bytes:
-    """Each value's AAD (binary, built in Rust), or the one AAD of column-bound values."""
-    head = _AAD_HEAD + column.encode() + b"\x1e"
+def _aad_head(column: str) -> bytes:
+    """The AAD of a value bound to its column alone, and the head of a row-bound one's."""
+    return _AAD_HEAD + column.encode() + b"\x1e"
+
+
+def _row_aad(column: str, rows: pl.Expr) -> pl.Expr:
+    """Each value's AAD (binary, built in Rust): the column's head, then the row identity."""
+    return (pl.lit(_aad_head(column).decode()) + rows.cast(pl.String).fill_null("")).cast(pl.Binary)
+
+
+def _batch_rows(rows: Sequence[str | None] | pl.Series | None, start: int) -> pl.Series | None:
+    """The row identities of the batch of values starting at ``start`` (None: column-bound)."""
     if rows is None:
-        return head
-    _check_rows(column, rows, n)
-    rows = rows if isinstance(rows, pl.Series) else pl.Series(list(rows), dtype=pl.String)
-    text = pl.lit(head.decode()) + pl.col("r").cast(pl.String).fill_null("")
-    return rows.to_frame("r").select(text.cast(pl.Binary)).to_series()
+        return None
+    if isinstance(rows, pl.Series):
+        return rows.slice(start, _BATCH)
+    return pl.Series(list(rows[start : start + _BATCH]), dtype=pl.String)
 
 
-def _scatter(name: str, present: pl.Series, values: pl.Series) -> pl.Series:
-    """``values`` (one per present position) back among the nulls, as text."""
-    if values.len() == present.len():
+def _batch_frame(part: pl.Series, rows: pl.Series | None) -> pl.LazyFrame:
+    """One batch's present (non-null) values ``v``, each with its position ``p`` in the
+    batch and, when bound to rows, its row identity ``r``."""
+    columns = {"v": part} if rows is None else {"v": part, "r": rows}
+    return pl.DataFrame(columns).lazy().with_row_index("p").filter(pl.col("v").is_not_null())
+
+
+def _placed(name: str, n: int, positions: pl.Series, values: pl.Series) -> pl.Series:
+    """``values`` (text, one per present value) at their ``positions`` of a batch of ``n``
+    values, null elsewhere."""
+    if values.len() == n:  # no null: the present values are the batch, in order
         return values.alias(name)
-    out = pl.Series(name, [None] * present.len(), dtype=pl.String)
-    return out.scatter(present.arg_true(), values) if values.len() else out
+    out = pl.Series(name, [None] * n, dtype=pl.String)
+    return out.scatter(positions, values) if values.len() else out
 
 
 def encrypt_series(
@@ -182,9 +196,9 @@ def encrypt_series(
     version, key = data_key
     _check_rows(column, rows, series.len())
     seal = suite.aead(key).encrypt
-    head = pl.lit(f"{PREFIXES[suite.name]}{version}:")
+    head = f"{PREFIXES[suite.name]}{version}:"
     texts = [  # a batch at a time, start to end: its copies and Python objects only
-        _encrypt_batch(series.slice(start, _BATCH), seal, head, _batch_aads(column, rows, start))
+        _encrypt_batch(series.slice(start, _BATCH), seal, head, column, _batch_rows(rows, start))
         for start in range(0, series.len(), _BATCH)
     ]
     if not texts:
@@ -199,38 +213,37 @@ def _check_rows(column: str, rows: Sequence[str | None] | pl.Series | None, n: i
         )
 
 
-def _batch_aads(
-    column: str, rows: Sequence[str | None] | pl.Series | None, start: int
-) -> pl.Series | bytes:
-    """The AADs of the batch of values starting at ``start`` (:func:`_row_aads`)."""
-    if rows is None:
-        return _row_aads(column, None, 0)
-    part = rows[start : start + _BATCH]
-    return _row_aads(column, part, len(part))
-
-
 def _encrypt_batch(
-    part: pl.Series, seal: Callable, head: pl.Expr, aads: pl.Series | bytes
+    part: pl.Series, seal: Callable, head: str, column: str, rows: pl.Series | None
 ) -> pl.Series:
-    """Ciphertexts of one batch of values (nulls stay null)."""
-    text = part.cast(pl.String)
-    present = text.is_not_null()
-    values = text.filter(present).cast(pl.Binary).to_list()
+    """Ciphertexts of one batch of values (nulls stay null): the present values and their
+    AADs made in one query, one cipher call per value, the texts made in another."""
+    present = (
+        _batch_frame(part.cast(pl.String), rows)
+        .select(
+            "p",
+            pl.col("v").cast(pl.Binary),
+            *([] if rows is None else [_row_aad(column, pl.col("r")).alias("a")]),
+        )
+        .collect()
+    )
+    values = present["v"].to_list()
     n = len(values)
-    bound = [aads] * n if isinstance(aads, bytes) else aads.filter(present).to_list()
+    bound = [_aad_head(column)] * n if rows is None else present["a"].to_list()
     block = os.urandom(NONCE_BYTES * n)
     nonces = [block[i : i + NONCE_BYTES] for i in range(0, NONCE_BYTES * n, NONCE_BYTES)]
     sealed = list(map(seal, nonces, values, bound))
+    del values, bound
     # base64(nonce ‖ sealed) is base64(nonce) + base64(sealed) (the nonce is a whole
     # number of 3-byte groups), so the two are encoded as columns, in Rust
-    joined = pl.concat_str(
-        [
-            head,
-            _b64url(pl.Series(nonces, dtype=pl.Binary)),
-            _b64url(pl.Series(sealed, dtype=pl.Binary)),
-        ]
+    texts = (
+        pl.DataFrame(
+            [pl.Series("n", nonces, dtype=pl.Binary), pl.Series("s", sealed, dtype=pl.Binary)]
+        )
+        .select(pl.concat_str([pl.lit(head), _b64url(pl.col("n")), _b64url(pl.col("s"))]))
+        .to_series()
     )
-    return _scatter(part.name, present, pl.select(joined).to_series())
+    return _placed(part.name, part.len(), present["p"], texts)
 
 
 def is_encrypted(series: pl.Series) -> bool:
@@ -269,7 +282,7 @@ def _decrypt_values(
 
     texts = [
         _decrypt_batch(
-            series.slice(start, _BATCH), start, column, _batch_aads(column, rows, start), cipher_of
+            series.slice(start, _BATCH), start, column, _batch_rows(rows, start), cipher_of
         )
         for start in range(0, series.len(), _BATCH)
     ]
@@ -282,69 +295,64 @@ def _decrypt_batch(
     part: pl.Series,
     offset: int,
     column: str,
-    aads: pl.Series | bytes,
+    rows: pl.Series | None,
     cipher_of: Callable[[str], Aead],
 ) -> pl.Series:
     """Plaintext of one batch of :func:`_decrypt_values` (its first value at ``offset`` of
-    the column: errors name the column's row)."""
+    the column: errors name the column's row): every present value's prefix, nonce, sealed
+    part and AAD made in one query, one cipher call per value."""
     field = column.rsplit(".", 1)[-1]
-    present = part.is_not_null()
+    text, body = pl.col("v"), pl.col("body")
     parts = (
-        part.filter(present)
-        .to_frame("v")
-        .with_row_index("i")
+        _batch_frame(part, rows)
+        .with_columns(text.str.slice(text.str.slice(0, 12).str.find(":") + 1).alias("body"))
         .select(
-            "i",
-            pl.col("v").str.extract(r"^([aes]\d+):", 1).alias("prefix"),
-            pl.col("v").str.slice(0, 12).str.find(":").alias("cut"),
-            "v",
+            "p",
+            text.str.extract(r"^([aes]\d+):", 1).alias("prefix"),
+            _unb64url(body.str.slice(0, _NONCE_CHARS)).alias("nonce"),
+            _unb64url(body.str.slice(_NONCE_CHARS)).alias("sealed"),
+            (body.str.len_bytes() < _NONCE_CHARS).alias("short"),
+            *([] if rows is None else [_row_aad(column, pl.col("r")).alias("a")]),
         )
+        .collect()
     )
-    bad = parts.filter(pl.col("prefix").is_null())
-    if bad.height:
+    prefixes = parts["prefix"]
+    if prefixes.null_count():
+        first = int(prefixes.is_null().arg_max() or 0)
         raise DecryptionError(
-            "value is not a ciphertext", field=field, row=offset + _row_of(present, bad)
+            "value is not a ciphertext", field=field, row=offset + parts["p"][first]
         )
-    body = parts.select(pl.col("v").str.slice(pl.col("cut") + 1)).to_series()
-    parts = parts.drop("v", "cut").with_columns(
-        _unb64url(body.str.slice(0, _NONCE_CHARS)).alias("nonce"),
-        _unb64url(body.str.slice(_NONCE_CHARS)).alias("sealed"),
-    )
-    bad = parts.filter(
-        pl.col("nonce").is_null()
-        | pl.col("sealed").is_null()
-        | (body.str.len_bytes() < _NONCE_CHARS)
-    )
-    if bad.height:
-        raise _undecryptable(field, offset + _row_of(present, bad))
-    del body
-    aad_of = aads.filter(present) if isinstance(aads, pl.Series) else None
-    plain: list[pl.DataFrame] = []
-    for (prefix,), group in parts.group_by("prefix", maintain_order=True):
+    if parts["nonce"].null_count() or parts["sealed"].null_count() or parts["short"].any():
+        bad = parts["nonce"].is_null() | parts["sealed"].is_null() | parts["short"].fill_null(True)
+        raise _undecryptable(field, offset + parts["p"][int(bad.arg_max() or 0)])
+    if prefixes.n_unique() <= 1:  # one key version (the usual case): no grouping
+        groups = [(prefixes[0], parts)] if parts.height else []
+    else:
+        groups = [(p, g) for (p,), g in parts.group_by("prefix", maintain_order=True)]
+    opened: list[pl.DataFrame] = []
+    for prefix, group in groups:
         cipher = cipher_of(prefix)
         if prefix[0] == LEGACY_PREFIX:
             bound = [column.encode()] * group.height
-        elif aad_of is None:
-            bound = [aads] * group.height
+        elif rows is None:
+            bound = [_aad_head(column)] * group.height
         else:
-            bound = aad_of.gather(group["i"]).to_list()
-        nonces, sealed = group["nonce"].to_list(), group["sealed"].to_list()
+            bound = group["a"].to_list()
+        nonces, data = group["nonce"].to_list(), group["sealed"].to_list()
         try:
-            opened = list(map(cipher.decrypt, nonces, sealed, bound))
+            plain = list(map(cipher.decrypt, nonces, data, bound))
         except (InvalidTag, ValueError):
-            k = _first_failure(cipher, nonces, sealed, bound)
-            raise _undecryptable(field, offset + _row_of(present, group[k:])) from None
-        plain.append(pl.DataFrame({"i": group["i"], "p": pl.Series(opened, dtype=pl.Binary)}))
-    opened_all = (
-        (plain[0] if len(plain) == 1 else pl.concat(plain).sort("i"))["p"]
-        if plain
-        else pl.Series([], dtype=pl.Binary)
-    )
+            k = _first_failure(cipher, nonces, data, bound)
+            raise _undecryptable(field, offset + group["p"][k]) from None
+        opened.append(pl.DataFrame([group["p"], pl.Series("o", plain, dtype=pl.Binary)]))
+    both = opened[0] if len(opened) == 1 else pl.concat(opened).sort("p") if opened else None
+    values = both["o"] if both is not None else pl.Series("o", [], dtype=pl.Binary)
     try:
-        text = opened_all.cast(pl.String)
+        texts = values.cast(pl.String)
     except pl.exceptions.ComputeError:  # authentic but not UTF-8: not one of ours
         raise _undecryptable(field, None) from None
-    return _scatter(part.name, present, text)
+    positions = both["p"] if both is not None else parts["p"]
+    return _placed(part.name, part.len(), positions, texts)
 
 
 def _undecryptable(field: str, row: int | None) -> DecryptionError:
@@ -363,11 +371,6 @@ def _first_failure(cipher: Aead, nonces: list, sealed: list, bound: list) -> int
         except (InvalidTag, ValueError):
             return k
     return 0
-
-
-def _row_of(present: pl.Series, bad: pl.DataFrame) -> int:
-    """The series position of the first row of ``bad`` (whose ``i`` counts present values)."""
-    return int(present.arg_true()[int(bad["i"][0])])
 
 
 def decrypt_series(

@@ -184,6 +184,33 @@ def test_rotation_old_ciphertexts_still_decrypt(keyring: KeyRing, audit: AuditLo
     assert _decrypt(both, fresh, audit, "a.b", ["k:1", "k:2"]) == ["v1", "v2"]
 
 
+def test_key_versions_interleaved_decrypt_in_place(keyring: KeyRing, audit: AuditLog) -> None:
+    """A column whose values alternate between key versions and legacy column-bound values,
+    nulls between them, decrypts each value at its own row (the values are opened a key
+    version at a time), and a value that does not decrypt is named by its row."""
+    values = [f"v{i}" if i % 4 else None for i in range(12)]
+    rows = [f"k:{i}" for i in range(12)]
+    one = encrypt_series(pl.Series("v", values), keyring, column="a.b", rows=rows)
+    keyring.rotate()
+    two = encrypt_series(pl.Series("v", values), keyring, column="a.b", rows=rows)
+    key = keyring.get("at_rest", 1).material
+    nonce = os.urandom(12)
+    blob = nonce + get_suite("intl").aead(key).encrypt(nonce, b"v9", b"a.b")
+    legacy = "e1:" + base64.urlsafe_b64encode(blob).decode().rstrip("=")
+    mixed = [two[i] if i % 3 else one[i] for i in range(12)]
+    mixed[9] = legacy
+    assert {v[:3] for v in mixed if v} == {"a1:", "a2:", "e1:"}
+    column = pl.Series("v", mixed, dtype=pl.String)
+    assert _decrypt(column, keyring, audit, "a.b", rows) == values
+    present = [i for i in range(12) if values[i] is not None]  # no null between them
+    assert _decrypt(column.gather(present), keyring, audit, "a.b", [rows[i] for i in present]) == [
+        values[i] for i in present
+    ]
+    tampered = column.scatter(10, two[11])  # another row's ciphertext
+    with pytest.raises(DecryptionError, match=r"row 10, field b"):
+        _decrypt(tampered, keyring, audit, "a.b", rows)
+
+
 def test_protect_and_reveal_frame(keyring: KeyRing, audit: AuditLog, residents: Dataset) -> None:
     frame = pl.DataFrame(
         {
