@@ -1,5 +1,5 @@
 """streethub pipelines."""
 
-from pipelines.allocators import tune_allocators
+from pipelines.allocators import tune_libraries
 
-tune_allocators()  # before polars or DuckDB is imported by any module of the hub
+tune_libraries()  # before polars or DuckDB is imported by any module of the hub

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+import pipelines  # noqa: F401  (first, as every process of the hub: its libraries' settings)
 from catalog.settings import Settings
 from tests.scratch import scratch_dir
 

@@ -1,4 +1,5 @@
-"""Polars' and DuckDB's allocators hand freed pages back in every process of the hub."""
+"""Polars' and DuckDB's allocators hand freed pages back in every process of the hub, and
+polars works on one thread there."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.allocators import ALLOCATOR_CONF
+from pipelines.allocators import ALLOCATOR_CONF, THREAD_CONF
 
 _LAZY_CHILD = """
 import sys, threading, time
@@ -43,9 +44,9 @@ print(most[0])
 
 def _child(script: Path, *args: str, **env: str) -> str:
     """``script``'s stdout, run by a fresh interpreter with the repository on its path and
-    none of :data:`ALLOCATOR_CONF` inherited (``env``: set besides)."""
+    none of :data:`ALLOCATOR_CONF` or :data:`THREAD_CONF` inherited (``env``: set besides)."""
     root = Path(__file__).resolve().parents[2]
-    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_CONF}
+    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_CONF | THREAD_CONF}
     return subprocess.run(
         [sys.executable, str(script), *args],
         capture_output=True,
@@ -70,7 +71,7 @@ def test_what_polars_frees_leaves_the_rss_in_a_hub_process(tmp_path: Path) -> No
 
 
 def test_a_setting_already_made_is_kept(tmp_path: Path) -> None:
-    """``tune_allocators`` only fills in what the environment lacks: an operator's own
+    """``tune_libraries`` only fills in what the environment lacks: an operator's own
     setting wins (polars then appends it to its defaults)."""
     script = tmp_path / "kept.py"
     script.write_text(
@@ -80,3 +81,15 @@ def test_a_setting_already_made_is_kept(tmp_path: Path) -> None:
     out = _child(script, _RJEM_MALLOC_CONF="dirty_decay_ms:0").split()
     assert out[0].endswith(",dirty_decay_ms:0") and "muzzy_decay_ms:0" not in out[0]
     assert out[1] == ALLOCATOR_CONF["DUCKDB_JE_MALLOC_CONF"]
+
+
+def test_polars_has_one_thread_in_a_hub_process_unless_the_operator_says(tmp_path: Path) -> None:
+    """A process that imports ``pipelines`` first gives polars a pool of one thread (the
+    hub's frames are small: a pool of two made every small operation wait on it); an
+    operator's own ``POLARS_MAX_THREADS`` wins."""
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import pipelines  # noqa: F401\nimport polars as pl\nprint(pl.thread_pool_size())\n"
+    )
+    assert _child(script).split() == ["1"]
+    assert _child(script, POLARS_MAX_THREADS="3").split() == ["3"]
