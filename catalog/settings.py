@@ -53,11 +53,46 @@ def _per_department(pattern: re.Pattern[str], env: Mapping[str, str]) -> dict[st
 
 STREET_FILE = Path(__file__).parent / "street.yaml"
 
+# a password in a URL's user info (scheme://user:password@host), and the value of a secret's
+# keyword in a libpq connection string (DuckLake's PostgreSQL catalogue: "dbname=… password=…")
+# or a query string (…?access_token=…)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)[^/\s]*(?=@[^@/\s]*(?:[/?#\s]|$))"
+)
+_KEY_SECRET = re.compile(
+    r"(?i)(?P<head>(?<![A-Za-z0-9_])(?:[a-z_]*(?:password|passwd|pwd|token|secret)|api_?key)"
+    r"\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&;]*)"
+)
+SHOWN_SECRET = "***"
+# the settings holding a connection string or URL (a dict: by department code)
+_URL_FIELDS = frozenset(
+    {"lake_metadata_url", "dept_api_url", "api_urls", "db_urls", "share_db_url"}
+    | {"dagster_ui_url", "model_registry_url"}
+)
+
+
+def shown_url(url: str) -> str:
+    """A connection string or URL as it may be shown (a log line, an error, a repr): the
+    password of its user info and the value of a secret's keyword (``password=``,
+    ``…token=``, ``secret=``, ``api_key=``) replaced by ``***``; the rest as it is."""
+    url = _URL_PASSWORD.sub(lambda m: m["head"] + SHOWN_SECRET, url)
+    return _KEY_SECRET.sub(lambda m: m["head"] + SHOWN_SECRET, url)
+
 
 class Settings(BaseSettings):
     """Where things live and how the hub reaches its sources."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+
+    def __repr_args__(self):
+        """The repr's fields, connection strings as :func:`shown_url` shows them (the
+        tokens' and the PIN's fields are left out altogether)."""
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, dict):
+                value = {k: shown_url(v) for k, v in value.items()}
+            elif name in _URL_FIELDS and isinstance(value, str):
+                value = shown_url(value)
+            yield name, value
 
     home: Path = Field(default=Path(".streethub"), description="root of all local state")
     catalog_dir: Path = Field(default=CATALOG_DIR, description="folder of department YAMLs")

@@ -36,7 +36,7 @@ from typing import IO
 import duckdb
 
 from catalog.errors import LakeError
-from catalog.settings import Settings, get_settings
+from catalog.settings import Settings, get_settings, shown_url
 from lakehouse.extensions import load_extensions, spill_encrypted
 from lakehouse.session import in_utc
 from lakehouse.sqltext import sql_literal
@@ -148,7 +148,8 @@ def _attach(
         con.execute(f"USE {ALIAS}")
     except duckdb.Error as exc:
         retire(con)
-        raise LakeError(f"cannot open the lake at {settings.lake_metadata}: {exc}") from exc
+        where = shown_url(settings.lake_metadata)  # a catalogue URL's password never shown
+        raise LakeError(shown_url(f"cannot open the lake at {where}: {exc}")) from exc
     return con
 
 

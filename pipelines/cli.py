@@ -17,7 +17,7 @@ from rich.text import Text
 
 from catalog.errors import StreethubError, shown
 from catalog.export import to_dcat, to_json
-from catalog.settings import Settings, get_settings
+from catalog.settings import Settings, get_settings, shown_url
 from pipelines.cli_analyst import analyst, notebook
 from pipelines.cli_attention import attention
 from pipelines.cli_audit import audit_app
@@ -198,7 +198,9 @@ def lake_init() -> None:
 
     settings = get_settings()
     init_lake(settings)
-    console.print(f"lake ready: metadata {settings.lake_metadata}, data {settings.lake_data_dir}")
+    console.print(
+        f"lake ready: metadata {shown_url(settings.lake_metadata)}, data {settings.lake_data_dir}"
+    )
 
 
 @lake_app.command("info")
@@ -478,7 +480,7 @@ def simulate(
         "the hub reaches the simulated systems by "
         + ", ".join(names)
         + " (set by `streethub run` and `streethub ui`; `streethub simulate serve` serves "
-        + f"the APIs on {settings.dept_api_url})"
+        + f"the APIs on {shown_url(settings.dept_api_url)})"
     )
 
 
@@ -532,7 +534,7 @@ def _simulated_connections(settings: Settings) -> None:
         console.print(
             f"simulated departments {settings.sim_dir_abs}: {', '.join(sorted(env))} set; "
             f"their APIs: `streethub simulate serve` (STREETHUB_DEPT_API_URL "
-            f"{settings.dept_api_url})"
+            f"{shown_url(settings.dept_api_url)})"
         )
 
 

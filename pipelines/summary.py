@@ -12,7 +12,7 @@ from rich.text import Text
 
 from catalog.errors import shown
 from catalog.model import Catalogue
-from catalog.settings import Settings
+from catalog.settings import Settings, shown_url
 from lakehouse.lake import ZONES, open_lake
 from lakehouse.snapshots import list_snapshots, list_tables
 from pipelines.deliveries import DeliveryRow, noted_in_run, split_by_run
@@ -23,7 +23,7 @@ def print_lake(console: Console, settings: Settings, *, last_snapshots: int = 5)
     with open_lake(settings, read_only=True) as con:
         tables = list_tables(con)
         snaps = list_snapshots(con)
-    table = Table(title=f"lake {settings.lake_metadata}")
+    table = Table(title=f"lake {shown_url(settings.lake_metadata)}")
     for col in ("zone", "tables", "rows"):
         table.add_column(col)
     for zone in ZONES:
