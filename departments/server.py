@@ -139,7 +139,7 @@ def create_app(
         stats = app.state.stats
         stats["requests"] += 1
         if not authorised:
-            return _Failure(401, "missing or invalid token", {"WWW-Authenticate": "Bearer"})
+            return _Failure(401, "missing or invalid token")
         if down:
             stats["faults"] += 1
             return _Failure(503, "service unavailable", {"Retry-After": "0"})
@@ -177,8 +177,9 @@ def create_app(
     ) -> Response:
         authorised = request.headers.get("authorization", "") == f"Bearer {token}"
         got = page_of(authorised, dept, dataset, updated_since, page, page_size)
-        if isinstance(got, _Failure):
-            return _error(got.status, got.message, **got.headers)
+        if isinstance(got, _Failure):  # a bearer token is what this dialect asks for
+            bearer = {"WWW-Authenticate": "Bearer"} if got.status == 401 else {}
+            return _error(got.status, got.message, **got.headers, **bearer)
         items, total = got
         return JSONResponse({"items": items, "page": page, "page_size": page_size,
                              "total": total, "has_more": (page - 1) * page_size + len(items) < total})  # fmt: skip

@@ -50,6 +50,7 @@ def test_token_file_and_env(sim, monkeypatch):
 def test_auth_is_required(client, token):
     r = client.get("/api/rx/appeals")
     assert r.status_code == 401 and "error" in r.json()
+    assert r.headers["www-authenticate"] == "Bearer"  # the scheme this dialect asks for
     r = client.get("/api/rx/appeals", headers=auth(token + "x"))
     assert r.status_code == 401
     assert client.get("/api/rx/appeals", headers=auth(token)).status_code == 200
@@ -203,6 +204,7 @@ def test_the_platform_dialect_refuses_in_its_envelope(client, token):
     for headers in ({}, {"X-Access-Token": token + "x"}, {"Authorization": f"Bearer {token}"}):
         r = client.post(path, json={}, headers=headers)
         assert r.status_code == 401 and r.json()["code"] == 401
+        assert "www-authenticate" not in r.headers  # its token is no bearer token
     ok = {"X-Access-Token": token}
     r = client.post(path, headers=ok)  # no body: the first page of the default size
     assert r.status_code == 200 and len(r.json()["data"]["list"]) == 100
