@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 GOALS = {"floor_ratio": 3.0, "fixed_overhead_s": 20.0, "time_exponent": 1.1, "peak_rss_mb": 1024}
+OUTSIDE_PHASES = "outside the phases (the interpreter, imports, the catalogue, the run's end)"
 
 
 def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -43,7 +44,10 @@ def exponents(runs: list[dict]) -> dict:
     - the exponents: least-squares slope of log(time) and log(peak RSS) on log(x);
     - the fixed overhead: least squares of ``time = a + b·x`` over the points, ``a`` (with
       its standard error: with three points it rests on one degree of freedom), for wall
-      time and, when measured, CPU time (which a shared machine disturbs less).
+      time and, when measured, CPU time (which a shared machine disturbs less);
+    - where the CPU's fixed overhead sits (``cpu_fixed_overhead_by_phase_s``, when every run
+      says its phases' CPU, ``phase_cpu_s``): each phase's own intercept, and that of the CPU
+      outside the phases; least squares is linear, so they add up to the whole's ``a``.
     """
     if len(runs) < 2:
         return {}
@@ -61,6 +65,16 @@ def exponents(runs: list[dict]) -> dict:
         out[f"{name}fixed_overhead_s"] = round(fixed, 1)
         out[f"{name}fixed_overhead_se_s"] = None if err is None else round(err, 1)
         out[f"{name}marginal_rows_per_s"] = round(1 / per_row) if per_row > 0 else None
+    phases = [r.get("phase_cpu_s") or {} for r in runs]
+    names = [p for p in phases[0] if all(p in ph for ph in phases)]
+    if names and "cpu_fixed_overhead_s" in out:
+        by_phase = {p: fit(rows, [float(ph[p]) for ph in phases])[0] for p in names}
+        outside = [
+            float(r["cpu_s"]) - sum(ph[p] for p in names)
+            for r, ph in zip(runs, phases, strict=True)
+        ]
+        by_phase[OUTSIDE_PHASES] = fit(rows, outside)[0]
+        out["cpu_fixed_overhead_by_phase_s"] = {p: round(a, 1) for p, a in by_phase.items()}
     _, t_exp_residents = fit(
         [math.log(r["residents"]) for r in runs], [math.log(r["run_s"]) for r in runs]
     )
@@ -136,6 +150,12 @@ def fit_lines(fitted: dict, runs: list[dict]) -> list[str]:
             f"  {label} time: least squares {label} = a + b·rows over {len(runs)} points: "
             f"a = {a}{pm} s (fixed overhead; goal < {GOALS['fixed_overhead_s']:.0f} s: {ok_a}), "
             f"1/b = {rate} rows/s; log–log exponent {exp} (goal ≤ {GOALS['time_exponent']}: {ok_e})"
+        )
+    by_phase = fitted.get("cpu_fixed_overhead_by_phase_s")
+    if by_phase:
+        out.append(
+            "  the CPU's fixed overhead by phase (each phase's own line; they add up to a): "
+            + ", ".join(f"{p} {a} s" for p, a in by_phase.items())
         )
     largest = runs[-1]
     ok = "met" if largest["peak_rss_mb"] < GOALS["peak_rss_mb"] else "MISSED"

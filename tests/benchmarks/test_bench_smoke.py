@@ -45,6 +45,7 @@ def test_reader_memory_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
     import bench.ingest
+    from bench._growth import OUTSIDE_PHASES
 
     # time = 20 s + rows / 10,000 (CPU: 5 s + rows / 20,000) and RSS ∝ rows^0.5: the fit
     # must give them back, with no error on an exact line
@@ -61,6 +62,17 @@ def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
     assert 0.5 < fitted["time_exponent"] < 1.0  # the fixed part flattens the curve
     lines = bench.ingest.fit_lines(fitted, runs)
     assert "a = 20.0 ± 0.0 s" in lines[0] and "a = 5.0 ± 0.0 s" in lines[1]
+    assert "cpu_fixed_overhead_by_phase_s" not in fitted  # the runs name no phase
+    # the CPU in two phases (3 s + rows / 40,000 and 1 s + rows / 40,000), 1 s outside them:
+    # each phase's intercept, and they add up to the whole's
+    for r in runs:
+        r["phase_cpu_s"] = {"ingest": 3 + r["rows"] / 40_000, "model": 1 + r["rows"] / 40_000}
+    by_phase = bench.ingest.exponents(runs)["cpu_fixed_overhead_by_phase_s"]
+    assert by_phase == {"ingest": 3.0, "model": 1.0, OUTSIDE_PHASES: 1.0}
+    assert (
+        "fixed overhead by phase"
+        in bench.ingest.fit_lines(fitted | {"cpu_fixed_overhead_by_phase_s": by_phase}, runs)[2]
+    )
     # a point off the line: the intercept's standard error says how far to trust it
     runs[1]["run_s"] += 30
     assert bench.ingest.exponents(runs)["fixed_overhead_se_s"] > 10
