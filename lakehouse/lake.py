@@ -148,8 +148,10 @@ def _attach(
         con.execute(f"USE {ALIAS}")
     except duckdb.Error as exc:
         retire(con)
-        where = shown_url(settings.lake_metadata)  # a catalogue URL's password never shown
-        raise LakeError(shown_url(f"cannot open the lake at {where}: {exc}")) from exc
+        # the whole message shown without secrets: DuckDB's own text quotes the catalogue too
+        raise LakeError(
+            shown_url(f"cannot open the lake at {settings.lake_metadata}: {exc}")
+        ) from exc
     return con
 
 

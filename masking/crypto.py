@@ -325,8 +325,10 @@ def _decrypt_batch(
     if parts["nonce"].null_count() or parts["sealed"].null_count() or parts["short"].any():
         bad = parts["nonce"].is_null() | parts["sealed"].is_null() | parts["short"].fill_null(True)
         raise _undecryptable(field, offset + parts["p"][int(bad.arg_max() or 0)])
-    if prefixes.n_unique() <= 1:  # one key version (the usual case): no grouping
-        groups = [(prefixes[0], parts)] if parts.height else []
+    if not parts.height:  # nulls only
+        return _placed(part.name, part.len(), parts["p"], pl.Series([], dtype=pl.String))
+    if prefixes.n_unique() == 1:  # one key version (the usual case): no grouping
+        groups = [(prefixes[0], parts)]
     else:
         groups = [(p, g) for (p,), g in parts.group_by("prefix", maintain_order=True)]
     opened: list[pl.DataFrame] = []
@@ -345,14 +347,12 @@ def _decrypt_batch(
             k = _first_failure(cipher, nonces, data, bound)
             raise _undecryptable(field, offset + group["p"][k]) from None
         opened.append(pl.DataFrame([group["p"], pl.Series("o", plain, dtype=pl.Binary)]))
-    both = opened[0] if len(opened) == 1 else pl.concat(opened).sort("p") if opened else None
-    values = both["o"] if both is not None else pl.Series("o", [], dtype=pl.Binary)
+    both = opened[0] if len(opened) == 1 else pl.concat(opened).sort("p")
     try:
-        texts = values.cast(pl.String)
+        texts = both["o"].cast(pl.String)
     except pl.exceptions.ComputeError:  # authentic but not UTF-8: not one of ours
         raise _undecryptable(field, None) from None
-    positions = both["p"] if both is not None else parts["p"]
-    return _placed(part.name, part.len(), positions, texts)
+    return _placed(part.name, part.len(), both["p"], texts)
 
 
 def _undecryptable(field: str, row: int | None) -> DecryptionError:
