@@ -48,7 +48,8 @@ from pydantic import BaseModel
 
 from departments.connect import api_token, free_port
 from departments.dialects import endpoints
-from departments.simulate import SPECS, SYSTEMS_DIR
+from departments.folder import SYSTEMS_DIR
+from departments.specs import SPECS
 
 # dataset → (cursor field, record id field); the data lives in sim/systems/<dept>/<ds>.parquet
 API_DATASETS = {

@@ -33,13 +33,10 @@ from departments.dialects import endpoints
 from departments.dirt import RATES, RECOVERABLE, Dirtier, Item
 from departments.folder import MANIFEST_FILE, SYSTEMS_DIR, ensure_token, sim_dir_for, truth_dir
 from departments.outcomes import OUTCOME_SPECS
-from departments.people import PERSON_SPECS
-from departments.places import PLACE_SPECS
-from departments.services import SERVICE_SPECS
 from departments.spec import Spec
+from departments.specs import SPECS
 from departments.world import STREET_CODE, STREET_NAME, World, build_world
 
-SPECS: tuple[Spec, ...] = PERSON_SPECS + PLACE_SPECS + SERVICE_SPECS + OUTCOME_SPECS
 IOT_DAILY = {"sensor_readings": iot.sensor_readings, "door_access_events": iot.door_access_events}
 # the departments' systems keep Beijing time (UTC+8): their "today" is Beijing's, whatever
 # clock the machine simulating them keeps (the hub's own rule: catalog/days.py)

@@ -52,6 +52,23 @@ def test_serving_or_finding_a_street_imports_no_generator(home, sim):
     assert "departments.simulate" not in loaded and "departments.writers" not in loaded
 
 
+def test_the_api_server_loads_no_generator():
+    """The APIs' server reads its datasets' specs (departments.specs) and the served tables,
+    not the generator: its writers (polars, openpyxl) were a third of the start a run waits
+    for when a pull is due."""
+    probe = (
+        "import sys\n"
+        "import departments.server\n"
+        "print(sorted({'departments.simulate', 'departments.writers', 'openpyxl', 'polars'}"
+        " & set(sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_nothing_of_the_simulator_under_the_home(home, sim):
     under_home = {p.relative_to(home).parts[0] for p in home.rglob("*")}
     assert under_home == {"inbox"}
