@@ -548,6 +548,56 @@ def insert_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -
         con.execute(f'INSERT INTO {zone}."{table}" BY NAME SELECT * FROM _streethub_insert_batch')
 
 
+def replace_table(
+    con: duckdb.DuckDBPyConnection,
+    zone: str,
+    table: str,
+    source: str,
+    *,
+    order_by: str | None = None,
+) -> None:
+    """Replace the rows of ``lake.<zone>.<table>`` with those of ``source`` (a table, a view,
+    a registered frame or a parenthesised query, as SQL; ``order_by``: the rows' order as
+    written), creating the table where it is missing. Inside or outside a transaction.
+
+    In place (``DELETE`` then ``INSERT``: the same table, its data files replaced) where
+    the table has the source's columns, names and types in that order; otherwise
+    ``CREATE OR REPLACE TABLE``, which makes a new table. Either way time travel keeps the
+    old rows. A new table costs a DuckLake schema change — a commit ~15 ms dearer, and the
+    next statement reloads the lake's catalogue (~20 ms) — and leaves its entries in the
+    catalogue (the table, its columns, their statistics) until snapshot expiry removes
+    them: a hub that made a new table for each daily rebuild of its marts added ~110 rows a
+    day to tables that DuckDB's SQLite scanner reads whole for every table a statement
+    touches (``lakehouse.statements``). An empty table replaced by nothing is made anew,
+    so that the write still shows in its metadata (``marts.staleness``)."""
+    target = f'{zone}."{table}"'
+    rows = f"SELECT * FROM {source}" + (f" ORDER BY {order_by}" if order_by else "")
+    wanted = _column_types(con, f"SELECT * FROM {source}")
+    try:
+        have = _column_types(con, f"SELECT * FROM {target}")
+    except duckdb.CatalogException:  # no such table (the caller's transaction goes on)
+        have = None
+    if have == wanted and not _both_empty(con, target, source):
+        con.execute(f"DELETE FROM {target}")
+        con.execute(f"INSERT INTO {target} {rows}")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {target} AS {rows}")
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of each column of the query's result, in order (no row read)."""
+    return [(d[0], str(d[1])) for d in con.execute(f"{sql} LIMIT 0").description]
+
+
+def _both_empty(con: duckdb.DuckDBPyConnection, target: str, source: str) -> bool:
+    """Whether ``source`` has no row and neither has ``target`` (read only when the source
+    is empty: a lake table's read costs DuckLake's catalogue queries)."""
+    return not any(
+        con.execute(f"SELECT EXISTS (SELECT 1 FROM {rel})").fetchone()[0]
+        for rel in (source, target)
+    )
+
+
 METADATA = f"__ducklake_metadata_{ALIAS}"  # the catalogue database DuckLake attaches
 
 

@@ -54,7 +54,7 @@ from catalog.marts import HISTORY_COLUMN, Mart, load_marts
 from catalog.model import Catalogue, FieldType
 from catalog.settings import Settings, get_settings
 from curated.lineage import CuratedColumn
-from lakehouse.lake import has_table, transaction
+from lakehouse.lake import has_table, replace_table, transaction
 from marts.checks import (
     MartMaskingError,
     build_order,
@@ -456,10 +456,11 @@ def _k_anonymous(con: duckdb.DuckDBPyConnection, mart: Mart, out: str) -> Enforc
 
 
 def _publish(con: duckdb.DuckDBPyConnection, name: str, out: str) -> None:
-    """Replace ``marts.<name>`` with the temporary table ``out`` in one transaction (its
+    """Replace ``marts.<name>``'s rows with the temporary table ``out`` in one transaction
+    (in place when its columns are the same: :func:`lakehouse.lake.replace_table`; its
     history stays in time travel)."""
     with transaction(con):
-        con.execute(f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT * FROM temp.main."{out}"')
+        replace_table(con, MARTS, name, f'temp.main."{out}"')
 
 
 def run_day(now: dt.datetime | None = None) -> dt.date:
@@ -492,10 +493,13 @@ def _publish_history(
     con.register(old, kept)
     try:
         with transaction(con):
-            con.execute(
-                f'CREATE OR REPLACE TABLE {MARTS}."{name}" AS SELECT {selected} FROM '
-                f'(SELECT * FROM {new} UNION ALL BY NAME SELECT * FROM "{old}") '
-                f'ORDER BY "{HISTORY_COLUMN}"'
+            replace_table(
+                con,
+                MARTS,
+                name,
+                f"(SELECT {selected} FROM (SELECT * FROM {new} UNION ALL BY NAME "
+                f'SELECT * FROM "{old}"))',
+                order_by=f'"{HISTORY_COLUMN}"',
             )
     finally:
         con.unregister(old)

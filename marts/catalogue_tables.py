@@ -26,7 +26,7 @@ import polars as pl
 
 from catalog.marts import Mart
 from catalog.model import Catalogue
-from lakehouse.lake import transaction
+from lakehouse.lake import replace_table, transaction
 from marts.lineage import MartError, mart_dependencies, mart_lineage
 
 RESOURCES_TABLE = "catalogue_resources"
@@ -151,12 +151,13 @@ def mart_sources(catalogue: Catalogue, marts: Mapping[str, Mart]) -> pl.DataFram
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFrame]) -> None:
-    """Replace ``marts.<table>`` with each frame, all in one lake transaction."""
+    """Replace ``marts.<table>``'s rows with each frame, all in one lake transaction (in
+    place where the columns are the same: :func:`lakehouse.lake.replace_table`)."""
     with transaction(con):
         for table, frame in frames.items():
             con.register("marts_frame", frame.to_arrow())
             try:
-                con.execute(f'CREATE OR REPLACE TABLE marts."{table}" AS SELECT * FROM marts_frame')
+                replace_table(con, "marts", table, "marts_frame")
             finally:
                 con.unregister("marts_frame")
 

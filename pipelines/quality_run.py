@@ -33,7 +33,7 @@ import polars as pl
 from catalog.authority import person_registers
 from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
-from lakehouse.lake import tables_in, transaction
+from lakehouse.lake import replace_table, tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import release
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -354,7 +354,7 @@ def _compute_quality(
 
 def _replace(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame: pl.DataFrame) -> None:
     con.register("q_out", frame.to_arrow())
-    con.execute(f'CREATE OR REPLACE TABLE {zone}."{table}" AS SELECT * FROM q_out')
+    replace_table(con, zone, table, "q_out")
     con.unregister("q_out")
 
 

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from catalog.days import beijing_day
 from catalog.settings import Settings
-from lakehouse.lake import has_table, open_lake, transaction
+from lakehouse.lake import has_table, open_lake, replace_table, transaction
 from share_api.db import aware
 
 ZONE = "landing"
@@ -202,9 +202,7 @@ def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFr
         for table, frame in changed.items():
             con.register("share_frame", frame.to_arrow())
             try:
-                con.execute(
-                    f'CREATE OR REPLACE TABLE {ZONE}."{table}" AS SELECT * FROM share_frame'
-                )
+                replace_table(con, ZONE, table, "share_frame")
             finally:
                 con.unregister("share_frame")
     return True
