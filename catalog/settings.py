@@ -65,10 +65,10 @@ _KEY_SECRET = re.compile(
 )
 SHOWN_SECRET = "***"
 # the settings holding a connection string or URL (a dict: by department code)
-_URL_FIELDS = frozenset(
-    {"lake_metadata_url", "dept_api_url", "api_urls", "db_urls", "share_db_url"}
-    | {"dagster_ui_url", "model_registry_url"}
-)
+_URL_FIELDS = frozenset({
+    "lake_metadata_url", "dept_api_url", "api_urls", "db_urls", "share_db_url", "dagster_ui_url",
+    "model_registry_url",
+})  # fmt: skip
 
 
 def shown_url(url: str) -> str:

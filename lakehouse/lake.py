@@ -572,16 +572,29 @@ def replace_table(
     so that the write still shows in its metadata (``marts.staleness``)."""
     target = f'{zone}."{table}"'
     rows = f"SELECT * FROM {source}" + (f" ORDER BY {order_by}" if order_by else "")
-    wanted = _column_types(con, f"SELECT * FROM {source}")
     try:
         have = _column_types(con, f"SELECT * FROM {target}")
     except duckdb.CatalogException:  # no such table (the caller's transaction goes on)
         have = None
-    if have == wanted and not _both_empty(con, target, source):
+    if (
+        have is not None
+        and have == _column_types(con, f"SELECT * FROM {source}")
+        and not _both_empty(con, target, source)
+    ):
         con.execute(f"DELETE FROM {target}")
         con.execute(f"INSERT INTO {target} {rows}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE {target} AS {rows}")
+
+
+def replace_with_frame(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame) -> None:
+    """:func:`replace_table` with the rows of an Arrow-convertible frame (polars), registered
+    on ``con`` for the statement and let go after it."""
+    con.register("_streethub_replace_frame", frame.to_arrow())
+    try:
+        replace_table(con, zone, table, "_streethub_replace_frame")
+    finally:
+        con.unregister("_streethub_replace_frame")
 
 
 def _column_types(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, str]]:

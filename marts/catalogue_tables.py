@@ -26,7 +26,7 @@ import polars as pl
 
 from catalog.marts import Mart
 from catalog.model import Catalogue
-from lakehouse.lake import replace_table, transaction
+from lakehouse.lake import replace_with_frame, transaction
 from marts.lineage import MartError, mart_dependencies, mart_lineage
 
 RESOURCES_TABLE = "catalogue_resources"
@@ -155,11 +155,7 @@ def replace_tables(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataF
     place where the columns are the same: :func:`lakehouse.lake.replace_table`)."""
     with transaction(con):
         for table, frame in frames.items():
-            con.register("marts_frame", frame.to_arrow())
-            try:
-                replace_table(con, "marts", table, "marts_frame")
-            finally:
-                con.unregister("marts_frame")
+            replace_with_frame(con, "marts", table, frame)
 
 
 def write_catalogue_tables(

@@ -33,7 +33,7 @@ import polars as pl
 from catalog.authority import person_registers
 from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
-from lakehouse.lake import replace_table, tables_in, transaction
+from lakehouse.lake import replace_with_frame, tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import release
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -352,12 +352,6 @@ def _compute_quality(
     )
 
 
-def _replace(con: duckdb.DuckDBPyConnection, zone: str, table: str, frame: pl.DataFrame) -> None:
-    con.register("q_out", frame.to_arrow())
-    replace_table(con, zone, table, "q_out")
-    con.unregister("q_out")
-
-
 def write_quality(
     con: duckdb.DuckDBPyConnection, out: QualityOutputs, cat: Catalogue | None = None
 ) -> None:
@@ -377,12 +371,12 @@ def write_quality(
             else:
                 con.execute("CREATE TABLE marts.quality_expectations AS SELECT * FROM q_out")
             con.unregister("q_out")
-        _replace(con, "quarantine", "disagreements", out.disagreements)
-        _replace(con, "quarantine", "issues", out.issues)
+        replace_with_frame(con, "quarantine", "disagreements", out.disagreements)
+        replace_with_frame(con, "quarantine", "issues", out.issues)
     publish_scorecard(con, cat or get_catalogue(), out.scorecard)
     if out.state is not None:
         with transaction(con):
-            _replace(con, "marts", STATE_TABLE, out.state)
+            replace_with_frame(con, "marts", STATE_TABLE, out.state)
 
 
 def write_report(settings: Settings, inputs: QualityInputs, out: QualityOutputs) -> Path:

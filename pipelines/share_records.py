@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from catalog.days import beijing_day
 from catalog.settings import Settings
-from lakehouse.lake import has_table, open_lake, replace_table, transaction
+from lakehouse.lake import has_table, open_lake, replace_with_frame, transaction
 from share_api.db import aware
 
 ZONE = "landing"
@@ -200,11 +200,7 @@ def write_records(con: duckdb.DuckDBPyConnection, frames: Mapping[str, pl.DataFr
         return False
     with transaction(con):
         for table, frame in changed.items():
-            con.register("share_frame", frame.to_arrow())
-            try:
-                replace_table(con, ZONE, table, "share_frame")
-            finally:
-                con.unregister("share_frame")
+            replace_with_frame(con, ZONE, table, frame)
     return True
 
 

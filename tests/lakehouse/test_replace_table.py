@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 
 from catalog.settings import Settings
-from lakehouse.lake import METADATA, init_lake, open_lake, replace_table, transaction
+from lakehouse.lake import (
+    METADATA,
+    init_lake,
+    open_lake,
+    replace_table,
+    replace_with_frame,
+    transaction,
+)
 from lakehouse.snapshots import current_snapshot, read_at
 from marts.staleness import last_changed
 
@@ -29,13 +36,16 @@ def _table_id(con, zone: str, table: str) -> int:
     ).fetchone()[0]
 
 
-def _replace(con, frame: pl.DataFrame, **kw) -> None:
-    con.register("frame", frame.to_arrow())
-    try:
-        with transaction(con):
-            replace_table(con, "marts", "t", "frame", **kw)
-    finally:
-        con.unregister("frame")
+def _replace(con, frame: pl.DataFrame, order_by: str | None = None) -> None:
+    with transaction(con):
+        if order_by is None:
+            replace_with_frame(con, "marts", "t", frame)
+            return
+        con.register("frame", frame.to_arrow())
+        try:
+            replace_table(con, "marts", "t", "frame", order_by=order_by)
+        finally:
+            con.unregister("frame")
 
 
 @pytest.fixture
@@ -81,24 +91,16 @@ def test_a_missing_table_is_created_inside_the_callers_transaction(lake) -> None
     with transaction(lake):
         lake.execute("CREATE TABLE marts.before_it (x INTEGER)")
         lake.execute("INSERT INTO marts.before_it VALUES (7)")
-        _replace_in(lake, pl.DataFrame({"k": ["a"]}))
+        replace_with_frame(lake, "marts", "t", pl.DataFrame({"k": ["a"]}))
     # the probe of the missing table did not abort the transaction: both are committed
     assert lake.execute("SELECT * FROM marts.before_it").fetchall() == [(7,)]
     assert lake.execute("SELECT * FROM marts.t").fetchall() == [("a",)]
 
 
-def _replace_in(con, frame: pl.DataFrame) -> None:
-    con.register("frame", frame.to_arrow())
-    try:
-        replace_table(con, "marts", "t", "frame")
-    finally:
-        con.unregister("frame")
-
-
 def test_the_rows_are_written_in_the_order_asked(lake) -> None:
     frame = pl.DataFrame({"k": ["c", "a", "b"], "n": [3, 1, 2]})
     _replace(lake, frame)
-    _replace(lake, frame, order_by='"n"')
+    _replace(lake, frame, order_by='"n"')  # a source by name, as the history marts give it
     assert [r[0] for r in lake.execute("SELECT k FROM marts.t").fetchall()] == ["a", "b", "c"]
 
 
