@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from bench._costs import can_sample, cost_shares, sampled_command
 from bench._growth import GOALS, chart, exponents, fit_lines
 from lakehouse import statements as statement_counts
 from lakehouse.sqltext import sql_literal
@@ -64,7 +65,6 @@ INGEST_FLAG = "--ingest-child"
 COUNT_FLAG = "--count-child"
 SCORECARD_FLAG = "--scorecard-child"
 BASE_FLAG = "--base-child"
-RUN_PROFILE_FLAG = "--run-profile-child"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -611,94 +611,26 @@ def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict
     }
 
 
-# where a whole run's time goes (the fixed-cost run under cProfile): each function's self
-# time goes to whose work it is — Dagster's, ours, the simulated systems' — by where its
-# code lives; a library or standard-library function (json, sqlite3, polars, DuckDB …) is
-# counted to the owners of the code that called it, in the shares its callers took
-DAGSTER = ("dagster", "dagster_shared", "dagster_pipes", "sqlalchemy", "alembic")
-OURS = ("catalog", "lakehouse", "quality", "masking", "marts", "pipelines", "share_api")
-OWNERS = {
-    "dagster": "Dagster (steps, events, run storage)",
-    "ours": "streethub (ingest, gate, scorecard, leaks, custody; the libraries it calls)",
-    "departments": "the simulated systems",
-}
-UNOWNED = "not attributed (imports, the interpreter, calls no owner made)"
-
-
-def _bucket(file: str) -> str | None:
-    """The owner of a profiled function's file (None: a library's, or a C function)."""
-    parts = Path(file).parts
-    if "site-packages" in parts:
-        return OWNERS["dagster"] if parts[parts.index("site-packages") + 1] in DAGSTER else None
-    top = next((p for p in parts if p in (*OURS, "departments")), None)
-    if top in OURS:
-        return OWNERS["ours"]
-    return OWNERS["departments"] if top == "departments" else None
-
-
-def run_shares(stats) -> dict[str, float]:
-    """Seconds per owner of a ``pstats.Stats`` of a whole run (see the comment above)."""
-    raw = stats.stats  # {func: (cc, nc, tt, ct, {caller: (cc, nc, tt, ct)})}
-    # each function's owners as shares, spread from the owned functions to what they call,
-    # round by round (cycles in a library's own calls settle from the calls into them)
-    dist: dict = {f: {o: 1.0} for f in raw if (o := _bucket(f[0])) is not None}
-    unowned = [f for f in raw if f not in dist]
-    for _ in range(60):
-        changed = False
-        for func in unowned:
-            out: dict[str, float] = {}
-            weight = 0.0
-            for caller, (_, _, _, ct) in (raw[func][4] or {}).items():
-                shares = dist.get(caller)
-                if shares and ct > 0 and caller != func:
-                    weight += ct
-                    for owner, share in shares.items():
-                        out[owner] = out.get(owner, 0.0) + share * ct
-            new = {k: v / weight for k, v in out.items()} if weight else None
-            old = dist.get(func)
-            if new and (old is None or any(abs(new[k] - old.get(k, 0)) > 1e-6 for k in new)):
-                dist[func], changed = new, True
-        if not changed:
-            break
-    seconds: dict[str, float] = {}
-    for func, (_, _, tt, _, _) in raw.items():
-        for owner, share in (dist.get(func) or {UNOWNED: 1.0}).items():
-            seconds[owner] = seconds.get(owner, 0.0) + tt * share
-    ranked = sorted(seconds.items(), key=lambda kv: -kv[1])
-    return {k: round(v, 2) for k, v in ranked} | {"total": round(sum(seconds.values()), 2)}
-
-
-def run_profile_child(out: Path) -> None:
-    """In the child: ``streethub run`` under cProfile timed by the main thread's CPU clock
-    (a wall clock on a shared machine counts the others' work and every wait), to ``out``."""
-    import cProfile
-
-    from pipelines.cli import app
-
-    profiler = cProfile.Profile(time.thread_time)
-    try:
-        profiler.runcall(app, ["run"], prog_name="streethub")
-    except SystemExit as done:  # the CLI exits with the run's code
-        if done.code not in (0, 1, None):
-            raise
-    finally:
-        profiler.dump_stats(str(out))
-
-
-def profiled_run(tmp: Path, residents: int) -> tuple[dict[str, float], dict[str, int] | None]:
-    """``streethub run`` on a fresh copy of the street under cProfile (main thread, CPU
-    time): seconds per bucket (slower than unprofiled: shares, not the measurement), and
-    the statements it ran on the lake by kind (``lakehouse.statements``: counted here, not
-    in the measured runs, whose CPU and peak the query log would add to)."""
-    import pstats
-
+def profiled_run(tmp: Path, residents: int) -> tuple[dict, dict[str, int] | None]:
+    """``streethub run`` on a fresh copy of the street sampled by py-spy with native frames
+    (``bench._costs``): seconds of samples per kind of cost (the sampled run is slower than
+    an unsampled one: shares, not the measurement), or ``{"unavailable": why}`` where py-spy
+    cannot sample; and the statements it ran on the lake by kind
+    (``lakehouse.statements``: counted here, not in the measured runs, whose CPU and peak
+    the query log would add to)."""
     home, _ = simulate(tmp / f"profiled{residents}", residents)
-    out = home.parent / "run.prof"
+    out = home.parent / "run.raw"
     counts = home.parent / "lake_statements.json"
-    cmd = [sys.executable, "-m", "bench.ingest", RUN_PROFILE_FLAG, str(out)]
     env = _env(home) | {statement_counts.ENV: str(counts)}
-    _child(cmd, env, f"the profiled run ({residents:,})", ok=(0, 1))
-    shares = run_shares(pstats.Stats(str(out)))
+    why = can_sample()
+    cmd = [_streethub(), "run"]
+    _child(
+        cmd if why else sampled_command(cmd, out),
+        env,
+        f"the profiled run ({residents:,})",
+        ok=(0, 1),
+    )
+    shares = {"unavailable": why} if why else cost_shares(out)
     statements = statement_counts.read(counts)
     shutil.rmtree(home.parent, ignore_errors=True)
     return shares, statements
@@ -787,12 +719,17 @@ def report(figures: dict) -> None:
                     f"{counted['catalogue_ms'] / 1000:.1f} s as DuckLake times them (whole ms "
                     "a query: low by up to one each), DuckDB's planning around them not included"
                 )
-        prof = fixed.get("profile") or {}
-        if prof.get("total"):
-            print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")
-            for bucket, seconds in prof.items():
-                if bucket != "total":
-                    print(f"    {seconds / prof['total']:>4.0%}  {bucket}")
+        sampled = fixed.get("sampled_profile") or {}
+        prof = sampled or fixed.get("profile") or {}  # results before 2026-12-05: cProfile's
+        if sampled.get("unavailable"):
+            print(f"  where its time goes: not sampled ({sampled['unavailable']})")
+        elif prof.get("total"):
+            how = "py-spy, native frames" if sampled else "cProfile, main thread"
+            waited = f"; threads waiting {prof['waiting']} s, not counted" if sampled else ""
+            print(f"  where its time goes ({how}, {prof['total']} s of samples{waited}):")
+            for kind, seconds in prof.items():
+                if kind not in ("total", "waiting"):
+                    print(f"    {seconds / prof['total']:>4.0%}  {kind}")
         print()
     print("growth of a full run (`streethub run`, child process, simulation not counted)")
     print(
@@ -849,7 +786,7 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
         if not quick():  # the quick bench's smallest growth run says as much
             figures["fixed_cost"] = full_run(Path(tmp), FIXED_RESIDENTS, scorecard_alone=False)
             profile, statements = profiled_run(Path(tmp), FIXED_RESIDENTS)
-            figures["fixed_cost"]["profile"] = profile
+            figures["fixed_cost"]["sampled_profile"] = profile
             figures["fixed_cost"]["lake_statements"] = statements
         save()
         for n in sizes:
@@ -866,8 +803,6 @@ if __name__ == "__main__":
         ingest_child(Path(sys.argv[sys.argv.index(INGEST_FLAG) + 1]), "--profile" in sys.argv)
     elif COUNT_FLAG in sys.argv:
         count_child(Path(sys.argv[sys.argv.index(COUNT_FLAG) + 1]))
-    elif RUN_PROFILE_FLAG in sys.argv:
-        run_profile_child(Path(sys.argv[sys.argv.index(RUN_PROFILE_FLAG) + 1]))
     elif BASE_FLAG in sys.argv:
         base_child(Path(sys.argv[sys.argv.index(BASE_FLAG) + 1]))
     elif SCORECARD_FLAG in sys.argv:

@@ -223,29 +223,76 @@ def test_the_goals_are_summed_up_once_by_the_run_of_several(
     assert capsys.readouterr().out.count("issue 10 (Any street), the goals:\n  a goal") == 1
 
 
-def test_a_runs_profile_is_told_apart_by_where_the_code_lives() -> None:
-    import cProfile
-    import pstats
+# py-spy's frames as it writes them: Python ``function (file:line)``, native ``function (library)``
+_RUN = 'process 7:"python streethub run"'
+_TOP = "<module> (streethub:6);run (pipelines/cli.py:420);run_main (pipelines/main_job.py:132)"
+_LAKE = "_duckdb.cpython-311-x86_64-linux-gnu.so"
+_STEP = "_ingest (pipelines/defs/sources/assets.py:101);materialize (dagster/_core/x.py:9)"
 
-    import bench.ingest
-    from catalog.loader import load_catalogue
 
-    lib = "/v/lib/python3.11/site-packages"
-    assert bench.ingest._bucket(f"{lib}/dagster/_core/events/__init__.py").startswith("Dagster")
-    assert bench.ingest._bucket(f"{lib}/sqlalchemy/engine/base.py").startswith("Dagster")
-    assert bench.ingest._bucket(f"{lib}/polars/dataframe/frame.py") is None  # its callers'
-    assert bench.ingest._bucket("/w/main/quality/gate.py").startswith("streethub")
-    assert bench.ingest._bucket("/w/main/departments/server.py") == "the simulated systems"
-    assert bench.ingest._bucket("~") is None  # a C function: its callers' owner
-    profiler = cProfile.Profile()
-    profiler.runcall(load_catalogue)
-    shares = bench.ingest.run_shares(pstats.Stats(profiler))
-    parts = {k: v for k, v in shares.items() if k != "total"}
-    assert shares["total"] > 0 and min(parts.values()) >= 0
-    assert abs(sum(parts.values()) - shares["total"]) < 0.05
-    # the YAML parser and pydantic worked for our loader: counted as ours
-    ours = next(v for k, v in parts.items() if k.startswith("streethub"))
-    assert ours > 0.9 * shares["total"]
+def _stack(*frames: str) -> list[str]:
+    return ";".join((_RUN, _TOP, *frames)).split(";")
+
+
+def test_a_runs_samples_are_told_apart_by_kind_of_cost(tmp_path: Path) -> None:
+    from bench._costs import REST, WAITING, cost_kind, cost_shares
+
+    execute = f"pending (pipelines/ingest/ledger.py:234);duckdb::ClientContext::Query ({_LAKE})"
+    files = "duckdb::DuckLakeMultiFileList::GetFiles (ducklake.duckdb_extension)"
+    commit = "duckdb::DuckLakeTransaction::Commit (ducklake.duckdb_extension)"
+    scan = f"duckdb::PhysicalTableScan::GetData ({_LAKE})"
+    samples = {
+        # DuckLake's catalogue wherever it is paid, a commit told from a read
+        (execute, files): "DuckLake's catalogue reads",
+        (execute, commit, "duckdb::DuckLakeMetadataManager::Execute (ducklake.duckdb_extension)"):
+            "DuckLake's commits",
+        (execute, "duckdb::DuckLakeTransaction::GetSnapshot (ducklake.duckdb_extension)"):
+            "DuckLake's catalogue reads",
+        # DuckDB reading our data, under a Dagster step: DuckDB's, not Dagster's
+        (_STEP, "compute (dagster/_core/y.py:3)", "_ingest (pipelines/ingest/raw.py:5)",
+         execute, scan): "DuckDB's own work",
+        # Dagster's own work (its event log through SQLAlchemy) below our step
+        (_STEP, "store_event (dagster/_core/storage/z.py:1)",
+         "execute (sqlalchemy/engine/base.py:2)"): "Dagster",
+        # a library ours called, by what it is
+        ("_staged (quality/standardise.py:634)", "collect (polars/lazyframe/frame.py:2)"):
+            "polars",
+        ("_encrypt_batch (masking/crypto.py:228)", "collect (polars/lazyframe/frame.py:2)"):
+            "encryption",
+        ("register (marts/need_model/registry.py:9)", "log_metric (mlflow/tracking/client.py:1)",
+         "execute (sqlalchemy/engine/base.py:2)"): "MLflow",
+        ("_validate (quality/expectations.py:1)",
+         "graph_validate (great_expectations/validator/validator.py:3)"): "Great Expectations",
+        # a module loaded, whoever asked: the import, not the asker
+        ("_gx (quality/expectations.py:90)", "_find_and_load (<frozen importlib._bootstrap>:1176)",
+         "<module> (great_expectations/__init__.py:1)"): "module loading",
+        ("cell_kinds (masking/leaks.py:264)",): "our Python",
+    }  # fmt: skip
+    for frames, kind in samples.items():
+        assert cost_kind(_stack(*frames)).startswith(kind), frames
+    assert cost_kind([_RUN, "0x7f0 (libc.so.6)"]) == REST  # no frame of ours or of a library's
+    # a thread that waits (a progress bar's refresher between frames) is not at work
+    waits = (
+        "Thread._bootstrap (threading.py:1002)",
+        "_RefreshThread.run (rich/live.py:35)",
+        "Condition.wait (threading.py:331)",
+        "PyThread_acquire_lock_timed (libpython3.11.so)",
+    )
+    assert cost_kind([_RUN, *waits]) == WAITING
+    # the shares: samples / rate per kind, largest first, adding up to the total
+    raw = tmp_path / "run.raw"
+    raw.write_text(
+        f"{';'.join(_stack(execute, files))} 30\n"
+        f"{';'.join(_stack('cell_kinds (masking/leaks.py:264)'))} 10\n"
+        f"{';'.join(_stack(execute, files))} 20\n"
+        f"{';'.join([_RUN, *waits])} 40\n"
+        "garbage line\n",
+        encoding="utf-8",
+    )
+    shares = cost_shares(raw, rate=100)
+    kinds = [next(k for k in shares if "catalogue" in k), "our Python", "total", WAITING]
+    assert list(shares) == kinds
+    assert shares["total"] == 0.6 and shares["our Python"] == 0.1 and shares[WAITING] == 0.4
 
 
 def test_lake_statement_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
