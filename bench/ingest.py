@@ -714,10 +714,12 @@ def report(figures: dict) -> None:
                 "(`python -m bench lake_statements` prices them)"
             )
             if "catalogue_ms" in counted:  # counted since 2026-12-03
+                sampled_run = "sampled_profile" in fixed  # timed under py-spy since 2026-12-05
                 print(
                     f"  DuckLake's own catalogue queries: {counted['catalogue_queries']:,}, "
                     f"{counted['catalogue_ms'] / 1000:.1f} s as DuckLake times them (whole ms "
                     "a query: low by up to one each), DuckDB's planning around them not included"
+                    + ("; in the sampled run, which the sampling slows" if sampled_run else "")
                 )
         sampled = fixed.get("sampled_profile") or {}
         prof = sampled or fixed.get("profile") or {}  # results before 2026-12-05: cProfile's

@@ -179,7 +179,10 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
         "fitted": bench.ingest.exponents(runs),
         "fixed_cost": {"residents": 1_000, "cpu_s": 31.0, "dagster_steps": 40, "peak_rss_mb": 500,
                        "lake_statements": {"statements": 9_102, "ours": 1_913, "catalogue": 5_453,
-                                           "transaction_control": 1_736, "instances": 1}},
+                                           "transaction_control": 1_736, "instances": 1},
+                       "sampled_profile": {"DuckLake's catalogue reads": 27.0, "our Python": 65.0,
+                                           "DuckLake's commits": 8.0, "total": 100.0,
+                                           "waiting": 5.0}},
     }  # fmt: skip
     incremental = {
         "residents": 20_000, "goals": {"no_op_fraction": 0.1, "daily_fraction": 0.2},
@@ -196,6 +199,7 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert "(goal ≤ 10%: met)" in text and "31.0%" in text and "(goal ≤ 20%: MISSED)" in text
     assert "40 Dagster steps" in text
     assert "9,102 statements on the lake, 1,913 of them ours" in text
+    assert "DuckLake's catalogue (reads, commits) 35% of its samples" in text  # waits not counted
     assert bench_main.goals(tmp_path / "nothing") == []
 
 
