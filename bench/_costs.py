@@ -111,21 +111,31 @@ def cost_kind(stack: list[str]) -> str:
     return next((kind for kind, test in KINDS if test(frames)), REST)
 
 
-def cost_shares(raw: Path, rate: int = RATE) -> dict[str, float]:
+def cost_shares(raw: Path, rate: int = RATE, *, within: str = "") -> dict[str, float]:
     """Seconds of samples per kind of cost (largest first) and their ``total``, from
     py-spy's raw output (``stack count`` a line, frames separated by ``;``); the samples of
-    waiting threads apart (:data:`WAITING`, not in the total)."""
+    waiting threads apart (:data:`WAITING`, not in the total). ``within``: only the samples
+    with a frame that begins so (``ingest (bench/ingest.py``: that function's calls)."""
     seconds: dict[str, float] = {}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        kind = cost_kind(stack.split(";"))
+        frames = stack.split(";")
+        if within and not any(f.startswith(within) for f in frames):
+            continue
+        kind = cost_kind(frames)
         seconds[kind] = seconds.get(kind, 0.0) + int(count) / rate
     waited = seconds.pop(WAITING, 0.0)
     ranked = sorted(seconds.items(), key=lambda kv: -kv[1])
     total = {"total": round(sum(seconds.values()), 2), WAITING: round(waited, 2)}
     return {k: round(v, 2) for k, v in ranked} | total
+
+
+def share_lines(shares: dict[str, float]) -> list[str]:
+    """The kinds of :func:`cost_shares` as lines ``share  kind``, largest first."""
+    total = shares.get("total") or 1.0
+    return [f"{v / total:>4.0%}  {k}" for k, v in shares.items() if k not in ("total", WAITING)]
 
 
 def spy() -> Path:

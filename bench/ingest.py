@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench._costs import can_sample, cost_shares, sampled_command
+from bench._costs import can_sample, cost_shares, sampled_command, share_lines
 from bench._growth import GOALS, chart, exponents, fit_lines
 from lakehouse import statements as statement_counts
 from lakehouse.sqltext import sql_literal
@@ -437,6 +437,17 @@ def floor_and_ingest(tmp: Path, residents: int) -> dict:
     child = _child([*cmd[:-1], str(home), "--profile"], _env(home), "the profiled ingest")
     measured["profile"] = json.loads(child.out.strip().splitlines()[-1])["profile"]
     shutil.rmtree(tmp / "profile", ignore_errors=True)
+    # and once more sampled by py-spy, native frames: the ingest's time by kind of cost
+    # (DuckLake's catalogue told from DuckDB's work on the data), the floor left out
+    why = can_sample()
+    if why:
+        measured["sampled_profile"] = {"unavailable": why}
+        return measured
+    home, _ = simulate(tmp / "sampled", residents)
+    raw = tmp / "sampled" / "ingest.raw"
+    _child(sampled_command([*cmd[:-1], str(home)], raw), _env(home), "the sampled ingest")
+    measured["sampled_profile"] = cost_shares(raw, within="ingest (bench/ingest.py:")
+    shutil.rmtree(tmp / "sampled", ignore_errors=True)
     return measured
 
 
@@ -636,6 +647,22 @@ def profiled_run(tmp: Path, residents: int) -> tuple[dict, dict[str, int] | None
     return shares, statements
 
 
+def _print_sampled(title: str, shares: dict | None) -> None:
+    """A sampled profile's shares (``bench._costs``), or why there is none."""
+    if not shares:
+        return
+    if shares.get("unavailable"):
+        print(f"  {title}: not sampled ({shares['unavailable']})")
+        return
+    waited = shares.get("waiting", 0)
+    print(
+        f"  {title} (py-spy, native frames, {shares['total']} s of samples; threads "
+        f"waiting {waited} s, not counted):"
+    )
+    for line in share_lines(shares):
+        print(f"    {line}")
+
+
 def report(figures: dict) -> None:
     f = figures["floor_vs_ingest"]
     fl, ing = f["floor"], f["ingest"]
@@ -679,6 +706,7 @@ def report(figures: dict) -> None:
     for bucket, seconds in prof.items():
         if bucket != "total":
             print(f"    {seconds / prof['total']:>4.0%}  {bucket}")
+    _print_sampled("the ingest's time by kind of cost", f.get("sampled_profile"))
     if f.get("base_rss"):
         print("  a run's memory before any data (RSS after each step, MB):")
         prev = 0
@@ -721,16 +749,12 @@ def report(figures: dict) -> None:
                     "a query: low by up to one each), DuckDB's planning around them not included"
                     + ("; in the sampled run, which the sampling slows" if sampled_run else "")
                 )
-        sampled = fixed.get("sampled_profile") or {}
-        prof = sampled or fixed.get("profile") or {}  # results before 2026-12-05: cProfile's
-        if sampled.get("unavailable"):
-            print(f"  where its time goes: not sampled ({sampled['unavailable']})")
-        elif prof.get("total"):
-            how = "py-spy, native frames" if sampled else "cProfile, main thread"
-            waited = f"; threads waiting {prof['waiting']} s, not counted" if sampled else ""
-            print(f"  where its time goes ({how}, {prof['total']} s of samples{waited}):")
+        if fixed.get("sampled_profile"):
+            _print_sampled("where its time goes", fixed["sampled_profile"])
+        elif (prof := fixed.get("profile") or {}).get("total"):  # before 2026-12-05: cProfile
+            print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")
             for kind, seconds in prof.items():
-                if kind not in ("total", "waiting"):
+                if kind != "total":
                     print(f"    {seconds / prof['total']:>4.0%}  {kind}")
         print()
     print("growth of a full run (`streethub run`, child process, simulation not counted)")

@@ -239,7 +239,7 @@ def _stack(*frames: str) -> list[str]:
 
 
 def test_a_runs_samples_are_told_apart_by_kind_of_cost(tmp_path: Path) -> None:
-    from bench._costs import REST, WAITING, cost_kind, cost_shares
+    from bench._costs import REST, WAITING, cost_kind, cost_shares, share_lines
 
     execute = f"pending (pipelines/ingest/ledger.py:234);duckdb::ClientContext::Query ({_LAKE})"
     files = "duckdb::DuckLakeMultiFileList::GetFiles (ducklake.duckdb_extension)"
@@ -297,6 +297,10 @@ def test_a_runs_samples_are_told_apart_by_kind_of_cost(tmp_path: Path) -> None:
     kinds = [next(k for k in shares if "catalogue" in k), "our Python", "total", WAITING]
     assert list(shares) == kinds
     assert shares["total"] == 0.6 and shares["our Python"] == 0.1 and shares[WAITING] == 0.4
+    assert share_lines(shares)[1] == " 17%  our Python"  # of the total, waits not counted
+    # within one function's calls: the samples that have its frame only
+    inside = cost_shares(raw, rate=100, within="pending (pipelines/ingest/ledger.py:")
+    assert list(inside) == [kinds[0], "total", WAITING] and inside["total"] == 0.5
 
 
 def test_lake_statement_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
