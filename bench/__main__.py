@@ -57,11 +57,13 @@ def goals(results: Path = RESULTS) -> list[str]:
             lines += fit_lines(fitted, growth)
         fixed = figures.get("fixed_cost")
         if fixed:
+            from bench._costs import DUCKLAKE
+
             counted = fixed.get("lake_statements")
             sampled = fixed.get("sampled_profile") or {}
             if sampled.get("total"):  # DuckLake's catalogue as a share of a sampled run
-                share = sum(v for k, v in sampled.items() if k.startswith("DuckLake"))
-                catalogue = f", DuckLake's catalogue (reads, commits) {share / sampled['total']:.0%} of its samples"
+                share = sum(sampled.get(kind, 0.0) for kind in DUCKLAKE) / sampled["total"]
+                catalogue = f", DuckLake's catalogue (reads, commits) {share:.0%} of its samples"
             elif counted and "catalogue_ms" in counted:  # results before 2026-12-05
                 catalogue = f", DuckLake's catalogue queries {counted['catalogue_ms'] / 1000:.1f} s"
             else:

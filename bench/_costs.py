@@ -18,6 +18,7 @@ polars, DuckDB's work on our statements), and our own Python last.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -71,11 +72,13 @@ def _library_owns(frames: list[Frame], packages: Iterable[str]) -> bool:
     return _last(frames, packages) > _last(frames, OURS)
 
 
+COMMITS = "DuckLake's commits (its catalogue's writes)"
+CATALOGUE_READS = "DuckLake's catalogue reads (snapshot, file lists, statistics, schema)"
+DUCKLAKE = (COMMITS, CATALOGUE_READS)  # the kinds that are DuckLake's catalogue
+
 KINDS: tuple[tuple[str, Callable[[list[Frame]], bool]], ...] = (
-    ("DuckLake's commits (its catalogue's writes)",
-     lambda fs: any(_COMMIT.search(f.name) for f in fs)),
-    ("DuckLake's catalogue reads (snapshot, file lists, statistics, schema)",
-     lambda fs: any(_CATALOGUE.search(f.name) for f in fs)),
+    (COMMITS, lambda fs: any(_COMMIT.search(f.name) for f in fs)),
+    (CATALOGUE_READS, lambda fs: any(_CATALOGUE.search(f.name) for f in fs)),
     ("module loading (imports, wherever they happen)",
      lambda fs: any("importlib" in f.path or "importlib" in f.name for f in fs)),
     ("MLflow (the model registry and its store)",
@@ -133,7 +136,8 @@ def cost_shares(raw: Path, rate: int = RATE, *, within: str = "") -> dict[str, f
 
 
 def share_lines(shares: dict[str, float]) -> list[str]:
-    """The kinds of :func:`cost_shares` as lines ``share  kind``, largest first."""
+    """The kinds of :func:`cost_shares` (or any seconds per part with their ``total``) as
+    lines ``share  kind``, in their order."""
     total = shares.get("total") or 1.0
     return [f"{v / total:>4.0%}  {k}" for k, v in shares.items() if k not in ("total", WAITING)]
 
@@ -150,6 +154,7 @@ def sampled_command(cmd: list[str], out: Path, rate: int = RATE) -> list[str]:
             "--output", str(out), "--", *cmd]  # fmt: skip
 
 
+@functools.cache  # one probe a bench: the fixed-cost run and the ingest both ask
 def can_sample() -> str | None:
     """None when py-spy can sample a child here, else why not (it traces its child:
     a container may forbid ``ptrace``). The probe's child lives a second: py-spy must find

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench._costs import can_sample, cost_shares, sampled_command, share_lines
+from bench._costs import WAITING, can_sample, cost_shares, sampled_command, share_lines
 from bench._growth import GOALS, chart, exponents, fit_lines
 from lakehouse import statements as statement_counts
 from lakehouse.sqltext import sql_literal
@@ -654,7 +654,7 @@ def _print_sampled(title: str, shares: dict | None) -> None:
     if shares.get("unavailable"):
         print(f"  {title}: not sampled ({shares['unavailable']})")
         return
-    waited = shares.get("waiting", 0)
+    waited = shares.get(WAITING, 0)
     print(
         f"  {title} (py-spy, native frames, {shares['total']} s of samples; threads "
         f"waiting {waited} s, not counted):"
@@ -703,9 +703,8 @@ def report(figures: dict) -> None:
         )
     prof = f["profile"]
     print(f"  where the ingest's time goes (cProfile, {prof['total']} s profiled):")
-    for bucket, seconds in prof.items():
-        if bucket != "total":
-            print(f"    {seconds / prof['total']:>4.0%}  {bucket}")
+    for line in share_lines(prof):
+        print(f"    {line}")
     _print_sampled("the ingest's time by kind of cost", f.get("sampled_profile"))
     if f.get("base_rss"):
         print("  a run's memory before any data (RSS after each step, MB):")
@@ -753,9 +752,8 @@ def report(figures: dict) -> None:
             _print_sampled("where its time goes", fixed["sampled_profile"])
         elif (prof := fixed.get("profile") or {}).get("total"):  # before 2026-12-05: cProfile
             print(f"  where its time goes (cProfile, {prof['total']} s profiled, main thread):")
-            for kind, seconds in prof.items():
-                if kind != "total":
-                    print(f"    {seconds / prof['total']:>4.0%}  {kind}")
+            for line in share_lines(prof):
+                print(f"    {line}")
         print()
     print("growth of a full run (`streethub run`, child process, simulation not counted)")
     print(

@@ -166,6 +166,7 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
 
     import bench.__main__ as bench_main
     import bench.ingest
+    from bench._costs import CATALOGUE_READS, COMMITS, WAITING
 
     runs = [
         {"residents": n // 15, "rows": n, "run_s": 30 + n / 5_000, "cpu_s": 25 + n / 6_000,
@@ -180,9 +181,8 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
         "fixed_cost": {"residents": 1_000, "cpu_s": 31.0, "dagster_steps": 40, "peak_rss_mb": 500,
                        "lake_statements": {"statements": 9_102, "ours": 1_913, "catalogue": 5_453,
                                            "transaction_control": 1_736, "instances": 1},
-                       "sampled_profile": {"DuckLake's catalogue reads": 27.0, "our Python": 65.0,
-                                           "DuckLake's commits": 8.0, "total": 100.0,
-                                           "waiting": 5.0}},
+                       "sampled_profile": {CATALOGUE_READS: 27.0, "our Python": 65.0,
+                                           COMMITS: 8.0, "total": 100.0, WAITING: 5.0}},
     }  # fmt: skip
     incremental = {
         "residents": 20_000, "goals": {"no_op_fraction": 0.1, "daily_fraction": 0.2},
