@@ -47,7 +47,8 @@ def goals(results: Path = RESULTS) -> list[str]:
         growth = figures.get("growth") or []
         from bench._growth import exponents, fit_lines
 
-        fitted = exponents(growth)  # fitted again: results of an older bench lack some fits
+        # fitted again: results of an older bench lack some fits
+        fitted = exponents(growth, figures.get("fixed_cost"))
         if fitted:
             lines.append(
                 "growth ("

@@ -26,7 +26,8 @@ Run through ``python -m bench ingest`` (which calls :func:`main`) or
     ``streethub run`` — the whole main job through Dagster — runs in a child whose
     wall time and peak RSS (its own ``ru_maxrss``, from ``os.wait4``) are kept, with
     the rows delivered. Fitted: the time and memory exponents (least squares on
-    log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead).
+    log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead) through
+    these runs and the fixed-cost run's small street (``bench._growth.exponents``).
     Goals: fixed overhead < 20 s, time exponent ≤ 1.1, peak RSS < 1 GB at the
     largest size.
 
@@ -801,7 +802,7 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every step: a long run interrupted keeps what it measured
-        figures["fitted"] = exponents(figures["growth"])
+        figures["fitted"] = exponents(figures["growth"], figures.get("fixed_cost"))
         RESULTS.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:

@@ -73,6 +73,18 @@ def test_growth_fit_recovers_a_known_curve(tmp_path: Path) -> None:
         "fixed overhead by phase"
         in bench.ingest.fit_lines(fitted | {"cpu_fixed_overhead_by_phase_s": by_phase}, runs)[2]
     )
+    # a small street's run: in the line of the fixed overhead, not in the exponents (those
+    # are the growth sizes'); on the line it changes nothing, above it it lifts the intercept
+    small = {"residents": 1_000, "rows": 10_000, "run_s": 21.0, "cpu_s": 5.5,
+             "phase_cpu_s": {"ingest": 3.25, "model": 1.25}}  # fmt: skip
+    with_small = bench.ingest.exponents(runs, small)
+    assert with_small["fixed_overhead_points"] == 4 and with_small["fixed_overhead_s"] == 20.0
+    assert with_small["time_exponent"] == fitted["time_exponent"]
+    assert "over 4 points (the 3 growth runs" in bench.ingest.fit_lines(with_small, runs)[0]
+    lifted = bench.ingest.exponents(runs, small | {"run_s": 41.0, "cpu_s": 15.5})
+    assert lifted["fixed_overhead_s"] > 24 and lifted["cpu_fixed_overhead_s"] > 7
+    assert lifted["time_exponent"] == fitted["time_exponent"]
+    assert lifted["cpu_fixed_overhead_by_phase_s"][OUTSIDE_PHASES] > 1.0  # the 10 s outside
     # a point off the line: the intercept's standard error says how far to trust it
     runs[1]["run_s"] += 30
     assert bench.ingest.exponents(runs)["fixed_overhead_se_s"] > 10
