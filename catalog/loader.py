@@ -10,32 +10,15 @@ from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from catalog.errors import CatalogError, StreethubError
 from catalog.model import Catalogue, Department
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import problems_from, read_mapping
+from catalog.yamlfile import load_entry
 
 
 def load_department(path: Path) -> tuple[Department | None, list[StreethubError]]:
     """Parse one department file; return it (or None) and the problems found."""
-    file = str(path)
-    raw, problems = read_mapping(path, "department")
-    if raw is None:
-        return None, problems
-    try:
-        dept = Department.model_validate(raw)
-    except ValidationError as exc:
-        return None, problems_from(exc, raw, file)
-    if dept.code != path.stem:
-        return dept, [
-            StreethubError(
-                f"department code {dept.code!r} does not match the file name {path.name!r}",
-                file=file,
-            )
-        ]
-    return dept, []
+    return load_entry(path, Department, "department", lambda d: d.code, "code")
 
 
 def _cross_checks(depts: dict[str, Department], files: dict[str, str]) -> list[StreethubError]:

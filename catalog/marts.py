@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from catalog.consent import ConsentCategory
 from catalog.errors import CatalogError, StreethubError
@@ -39,7 +39,7 @@ from catalog.model import (
     _Strict,
 )
 from catalog.settings import CATALOG_DIR
-from catalog.yamlfile import problems_from, read_mapping
+from catalog.yamlfile import load_entry
 
 MARTS_DIR = CATALOG_DIR.parent / "marts"
 HISTORY_COLUMN = "run_date"  # a history mart's first column: the day of the run that added a row
@@ -216,19 +216,7 @@ class Mart(_Strict):
 
 def load_mart(path: Path) -> tuple[Mart | None, list[StreethubError]]:
     """Parse one mart file; the mart (or None) and the problems found."""
-    file = str(path)
-    raw, problems = read_mapping(path, "mart")
-    if raw is None:
-        return None, problems
-    try:
-        mart = Mart.model_validate(raw)
-    except ValidationError as exc:
-        return None, problems_from(exc, raw, file)
-    if mart.name != path.stem:
-        return mart, [
-            StreethubError(f"mart name {mart.name!r} does not match the file name", file=file)
-        ]
-    return mart, []
+    return load_entry(path, Mart, "mart", lambda m: m.name)
 
 
 def load_marts(catalogue_dir: Path | None = None) -> dict[str, Mart]:

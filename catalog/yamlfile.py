@@ -9,12 +9,12 @@ libyaml, the pure-Python safe loader reads the same documents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from catalog.errors import StreethubError
 
@@ -67,6 +67,34 @@ def _name_at(raw: Any, loc: Iterable[Any]) -> tuple[str | None, str | None, str]
         node = node.get(part) if isinstance(node, dict) else None
         i += 1
     return dataset, field, ".".join(rest)
+
+
+Entry = TypeVar("Entry", bound=BaseModel)
+
+
+def load_entry(
+    path: Path, model: type[Entry], what: str, named: Callable[[Entry], str], label: str = "name"
+) -> tuple[Entry | None, list[StreethubError]]:
+    """One catalogue file (a department's, a mart's) parsed into ``model``: the entry, or
+    None, and the problems found, each naming the file (and the dataset and field where
+    there is one). The entry's ``what`` ``label`` (``named`` of it) must be the file's name
+    without ``.yaml``: an entry that says otherwise comes back with that problem."""
+    file = str(path)
+    raw, problems = read_mapping(path, what)
+    if raw is None:
+        return None, problems
+    try:
+        entry = model.model_validate(raw)
+    except ValidationError as exc:
+        return None, problems_from(exc, raw, file)
+    if named(entry) != path.stem:
+        return entry, [
+            StreethubError(
+                f"{what} {label} {named(entry)!r} does not match the file name {path.name!r}",
+                file=file,
+            )
+        ]
+    return entry, []
 
 
 def problems_from(exc: ValidationError, raw: Any, file: str) -> list[StreethubError]:

@@ -119,3 +119,15 @@ def test_a_not_shareable_dataset_is_catalogued_with_its_legal_basis() -> None:
     ds = refused[0][1]
     assert "民法典" in ds.legal_basis and "第一千一百一十条" in ds.legal_basis
     assert ds.consent_category is ConsentCategory.family
+
+
+def test_a_mart_named_otherwise_than_its_file_is_refused(tmp_path: Path) -> None:
+    # the same rule as a department's code (catalog.yamlfile.load_entry): the name is the file's
+    mart, problems = _mart(tmp_path, lambda d: d.update(name="elderly_care_copy"))
+    assert mart is not None and mart.name == "elderly_care_copy"
+    assert "mart name 'elderly_care_copy' does not match the file name 'elderly_care.yaml'" in (
+        problems
+    )
+    assert "elderly_care.yaml" in problems  # the problem names the file
+    with pytest.raises(CatalogError, match="does not match the file name"):
+        load_marts(tmp_path)
