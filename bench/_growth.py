@@ -47,10 +47,11 @@ def exponents(runs: list[dict], small: dict | None = None) -> dict:
       error), for wall time and, when measured, CPU time (which a shared machine disturbs
       less). Over ``runs`` and ``small``, a full first run of a small street (the bench's
       fixed-cost run), when it is given: the marginal cost of a row grows with the street
-      (the need model's training most), so a line through the growth sizes alone reaches
-      the axis below what a small street costs (2026-12-05: 25.1 CPU s through 10,000,
-      50,000 and 200,000 residents, 28.0 with the 1,000-resident run, which took 34.7 CPU s
-      itself); ``fixed_overhead_points`` says over how many;
+      (per added resident 1.78 CPU ms from 10,000 to 50,000 residents, 2.13 from 50,000
+      to 200,000: the curated build's 0.36 -> 0.57 most), so a line through the growth
+      sizes alone reaches the axis below what a small street costs (2026-12-05: 25.1 CPU s
+      through 10,000, 50,000 and 200,000 residents, 28.0 with the 1,000-resident run,
+      which took 34.7 CPU s itself); ``fixed_overhead_points`` says over how many;
     - where the CPU's fixed overhead sits (``cpu_fixed_overhead_by_phase_s``, when every run
       says its phases' CPU, ``phase_cpu_s``): each phase's own intercept, and that of the CPU
       outside the phases; least squares is linear, so they add up to the whole's ``a``.
