@@ -60,24 +60,25 @@ def exponents(runs: list[dict], small: dict | None = None) -> dict:
         return {}
     rows = [float(r["rows"]) for r in runs]
     logs = [math.log(x) for x in rows]
-    lined = [*runs, small] if small and all(small.get(k) for k in ("rows", "run_s")) else runs
+    # the small run joins the lines only with every figure the growth runs have
+    keys = ("rows", "run_s", *(("cpu_s",) if all(r.get("cpu_s") for r in runs) else ()))
+    lined = [*runs, small] if small and all(small.get(k) for k in keys) else runs
     points = [float(r["rows"]) for r in lined]
     out: dict = {"fixed_overhead_points": len(lined)}
     for name, key in (("", "run_s"), ("cpu_", "cpu_s")):
         if not all(r.get(key) for r in runs):
             continue
         _, exp = fit(logs, [math.log(float(r[key])) for r in runs])
-        on = [r for r in lined if r.get(key)]
-        xs, ys = [float(r["rows"]) for r in on], [float(r[key]) for r in on]
-        fixed, per_row = fit(xs, ys)
-        err = intercept_error(xs, ys)
+        ys = [float(r[key]) for r in lined]
+        fixed, per_row = fit(points, ys)
+        err = intercept_error(points, ys)
         out[f"{name}time_exponent"] = round(exp, 2)
         out[f"{name}fixed_overhead_s"] = round(fixed, 1)
         out[f"{name}fixed_overhead_se_s"] = None if err is None else round(err, 1)
         out[f"{name}marginal_rows_per_s"] = round(1 / per_row) if per_row > 0 else None
     phases = [r.get("phase_cpu_s") or {} for r in lined]
     names = [p for p in phases[0] if all(p in ph for ph in phases)]
-    if names and "cpu_fixed_overhead_s" in out and all(r.get("cpu_s") for r in lined):
+    if names and "cpu_fixed_overhead_s" in out:
         by_phase = {p: fit(points, [float(ph[p]) for ph in phases])[0] for p in names}
         outside = [
             float(r["cpu_s"]) - sum(ph[p] for p in names)
