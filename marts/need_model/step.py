@@ -127,7 +127,7 @@ def store_features(
 
     Not all of them in one transaction, though that would save each write's commit and
     keep DuckLake's table statistics between the queries (~0.25 of a 1,000-resident run's
-    ~33 CPU s, 2026-12-05) and would hold no rows (DuckLake writes an insert's Parquet files
+    ~33 s of user CPU, 2026-12-05) and would hold no rows (DuckLake writes an insert's Parquet files
     at once, the commit only records them: 12 million rows inserted in one transaction left
     the process at ~150 MB): a feature query that runs out of memory inside a transaction
     aborts it, and :func:`marts.need_model.features.bounded_query` could not run it again."""
