@@ -79,6 +79,18 @@ def goals(results: Path = RESULTS) -> list[str]:
                     else ""
                 )
             )
+            floor = fixed.get("stack_floor")
+            if floor:  # bench/_stack_floor.py, measured beside the fixed-cost run
+                from bench._stack_floor import floor_line
+
+                overhead = fitted.get("cpu_fixed_overhead_s")
+                left = (
+                    f"; the fixed overhead less that: {overhead - floor['cpu_s']:.1f} CPU s "
+                    f"of ours, where the goal leaves {goal['fixed_overhead_s'] - floor['cpu_s']:.1f}"
+                    if overhead is not None
+                    else ""
+                )
+                lines.append(f"  {floor_line(floor)}{left}")
     if incremental.exists():
         f = json.loads(incremental.read_text(encoding="utf-8"))
         for key, label in (("no_op", "no-op run"), ("daily", "daily-delivery run")):

@@ -29,10 +29,12 @@ Run through ``python -m bench ingest`` (which calls :func:`main`) or
     log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead) through
     these runs and the fixed-cost run's small street (``bench._growth.exponents``).
     Goals: fixed overhead < 20 s, time exponent ≤ 1.1, peak RSS < 1 GB at the
-    largest size.
+    largest size. Beside the fixed-cost run (the full bench), the stack's own floor
+    (``bench._stack_floor``): what the libraries a run must use cost in as many Dagster
+    runs and steps with no work of ours, so the fixed overhead reads as theirs plus ours.
 
 Writes ``bench/results/ingest.json`` and ``bench/results/ingest_growth.svg`` (a chart
-drawn by hand: no plotting library is installed) and prints tables.
+drawn by hand, from before matplotlib was a dependency) and prints tables.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from typing import NamedTuple
 
 from bench._costs import WAITING, can_sample, cost_shares, sampled_command, share_lines
 from bench._growth import GOALS, chart, exponents, fit_lines
+from bench._stack_floor import floor_line
+from bench._stack_floor import measure as stack_floor
 from lakehouse import statements as statement_counts
 from lakehouse.sqltext import sql_literal
 
@@ -733,6 +737,12 @@ def report(figures: dict) -> None:
         )
         for line in step_lines(fixed):
             print(line)
+        if fixed.get("stack_floor"):
+            floor = fixed["stack_floor"]
+            print(
+                f"  {floor_line(floor)}; beyond it, ours: "
+                f"{fixed['cpu_s'] - floor['cpu_s']:.1f} CPU s"
+            )
         counted = fixed.get("lake_statements")
         if counted:
             print(
@@ -813,6 +823,10 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
             profile, statements = profiled_run(Path(tmp), FIXED_RESIDENTS)
             figures["fixed_cost"]["sampled_profile"] = profile
             figures["fixed_cost"]["lake_statements"] = statements
+            ran = figures["fixed_cost"]
+            figures["fixed_cost"]["stack_floor"] = stack_floor(  # beside it: bench/_stack_floor.py
+                runs=ran.get("dagster_runs") or 1, steps=ran.get("dagster_steps") or 1
+            )
         save()
         for n in sizes:
             figures["growth"].append(full_run(Path(tmp), n))

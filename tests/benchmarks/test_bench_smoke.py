@@ -194,7 +194,9 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
                        "lake_statements": {"statements": 9_102, "ours": 1_913, "catalogue": 5_453,
                                            "transaction_control": 1_736, "instances": 1},
                        "sampled_profile": {CATALOGUE_READS: 27.0, "our Python": 65.0,
-                                           COMMITS: 8.0, "total": 100.0, WAITING: 5.0}},
+                                           COMMITS: 8.0, "total": 100.0, WAITING: 5.0},
+                       "stack_floor": {"parts_cpu_s": {"imports": 1.5, "registry": 2.5},
+                                       "cpu_s": 4.0, "dagster_runs": 4, "dagster_steps": 40}},
     }  # fmt: skip
     incremental = {
         "residents": 20_000, "goals": {"no_op_fraction": 0.1, "daily_fraction": 0.2},
@@ -212,6 +214,12 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert "40 Dagster steps" in text
     assert "9,102 statements on the lake, 1,913 of them ours" in text
     assert "DuckLake's catalogue (reads, commits) 35% of its samples" in text  # waits not counted
+    # the stack's floor beside the CPU's fixed overhead (25 s): what is left of ours
+    assert (
+        "the stack alone, no work of ours (4 Dagster runs, 40 steps): 4.0 CPU s (imports 1.5, "
+        "MLflow's new registry 2.5); the fixed overhead less that: 21.0 CPU s of ours, where "
+        "the goal leaves 16.0"
+    ) in text
     assert bench_main.goals(tmp_path / "nothing") == []
 
 
@@ -335,3 +343,21 @@ def test_lake_statement_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert {f"{w}: ratio" for w in places - {"plain DuckDB table"}} <= set(where), name
     assert set(statements["count, filter on two columns"]) >= {"lake table, 6 files"}
     assert (tmp_path / "lake_statements.json").exists()
+
+
+def test_the_stack_floor_runs_each_part_in_a_process_of_its_own() -> None:
+    """The floor's parts do what they say (the no-op steps run, the lake's rows read back),
+    each in a fresh process, and add up to the floor."""
+    from bench._stack_floor import floor_line, measure
+    from catalog.loader import load_catalogue
+    from catalog.settings import Settings
+
+    datasets = len(list(load_catalogue(Settings().catalog_dir).datasets()))
+    floor = measure(runs=2, steps=3, rounds=1, parts=("dagster", "lake"))
+    assert floor["done"] == {"dagster": 3, "lake": 2 * datasets}
+    assert all(cpu > 0 for cpu in floor["parts_cpu_s"].values())
+    assert floor["cpu_s"] == round(sum(floor["parts_cpu_s"].values()), 2)
+    assert floor_line(floor).startswith(
+        f"the stack alone, no work of ours (2 Dagster runs, 3 steps): {floor['cpu_s']} CPU s "
+        "(Dagster's runs and steps "
+    )
