@@ -3,43 +3,57 @@ and a small step pays no collection."""
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 from pipelines import memory
 
+_CYCLE_CHILD = """
+import gc
+import weakref
 
-class _Holder:
-    def __init__(self, size: int) -> None:
-        self.buffer = bytearray(b"\x01") * size  # written: resident, counted in RSS
+import duckdb  # noqa: F401  (a run's process has both allocators loaded: the purge's first
+import polars  # noqa: F401  call would load polars otherwise, ~40 MB of RSS of its own)
+from pipelines import memory
+
+memory.trim_heap()  # its one-time lookups done before anything is measured
+
+
+class Holder:
+    def __init__(self, size):
+        self.buffer = bytearray(b"\\x01") * size  # written: resident, counted in RSS
         self.me = self  # a cycle: only a collection frees it
 
 
-def _left_in_a_cycle(size: int) -> weakref.ref:
-    holder = _Holder(size)
-    return weakref.ref(holder)
+def left_in_a_cycle(size):
+    return weakref.ref(Holder(size))
 
 
-def test_a_cycle_is_collected_after_growth_only() -> None:
-    gc.collect()
-    gc.disable()  # no automatic collection meanwhile: only release() may free the cycle
-    try:
-        memory._floor[0] = memory.rss()
-        small = _left_in_a_cycle(1 << 20)
-        assert memory.release(growth=64 << 20) is False  # 1 MB grown: no collection
-        assert small() is not None
-        big = _left_in_a_cycle(96 << 20)
-        before = memory.rss()
-        assert memory.release(growth=64 << 20) is True
-        assert big() is None and small() is None
-        assert memory.rss() < before - (64 << 20)  # the pages went back to the system
-        assert memory._floor[0] < before - (64 << 20)  # the next growth counts from there
-    finally:
-        gc.enable()
+gc.collect()
+gc.disable()  # no automatic collection meanwhile: only release() may free the cycle
+memory._floor[0] = memory.rss()
+small = left_in_a_cycle(1 << 20)
+print(memory.release(growth=64 << 20), small() is not None)  # 1 MB grown: no collection
+big = left_in_a_cycle(96 << 20)
+before = memory.rss()
+print(memory.release(growth=64 << 20), big() is None and small() is None)
+print((before - memory.rss()) >> 20, (before - memory._floor[0]) >> 20)
+"""
+
+
+def test_a_cycle_is_collected_after_growth_only(tmp_path: Path) -> None:
+    """A small growth pays no collection; one past ``growth`` collects the cycles, hands the
+    pages back and counts the next growth from there. (A fresh process: in the test runner's,
+    whose heap earlier tests left with free room, the 96 MB may grow no RSS at all.)"""
+    small_collected, small_alive, collected, freed, given_back, floor_down = _child(
+        tmp_path, _CYCLE_CHILD
+    )
+    assert (small_collected, small_alive) == ("False", "True")
+    assert (collected, freed) == ("True", "True")
+    assert int(given_back) >= 64  # the pages went back to the system
+    assert int(floor_down) >= 64  # the next growth counts from there
 
 
 _TUNED_CHILD = """
@@ -76,7 +90,9 @@ def _child(tmp_path: Path, code: str, *args: str) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        # one BLAS thread: after numpy's import, OpenBLAS's own worker thread spins for a
+        # moment (~70 ms of CPU on 2 cores), which the process's CPU clock would count
+        env={**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1"},
     ).stdout.split()
 
 
@@ -130,8 +146,8 @@ _CLOCK_CHILD = """
 import time
 from pipelines.memory import HighWater
 water = HighWater()
-until = time.process_time() + 0.3
-while time.process_time() < until:
+until = time.perf_counter() + 0.3
+while time.perf_counter() < until:
     pass
 water.mark("busy")
 time.sleep(0.3)
@@ -151,7 +167,9 @@ def test_each_phase_is_given_its_own_cpu_and_wall_seconds(tmp_path: Path) -> Non
     out = _child(tmp_path, _CLOCK_CHILD)
     busy, busy_cpu, busy_wall, asleep, asleep_cpu, asleep_wall, line, empty = out
     assert (busy, asleep) == ("busy", "asleep")
-    assert float(busy_cpu) >= 0.3 and float(busy_wall) >= float(busy_cpu) * 0.9
+    # busy for 0.3 s of wall time: its CPU about as much (a virtual machine's host may take
+    # a little of it), never the sleeper's
+    assert float(busy_wall) >= 0.3 and float(busy_cpu) >= 0.25
     assert float(asleep_cpu) < 0.1 and float(asleep_wall) >= 0.29
     assert line.startswith("time:_") and f"_busy_{float(busy_cpu):,.1f}_/_" in line
     assert f"_asleep_{float(asleep_cpu):,.1f}_/_{float(asleep_wall):,.1f}" in line
