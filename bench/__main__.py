@@ -86,7 +86,7 @@ def goals(results: Path = RESULTS) -> list[str]:
                 overhead = fitted.get("cpu_fixed_overhead_s")
                 left = (
                     f"; the fixed overhead less that: {overhead - floor['cpu_s']:.1f} CPU s "
-                    f"of ours, where the goal leaves {goal['fixed_overhead_s'] - floor['cpu_s']:.1f}"
+                    f"of ours, where the goal leaves {goal['fixed_overhead_s'] - floor['cpu_s']:.1f} s"
                     if overhead is not None
                     else ""
                 )

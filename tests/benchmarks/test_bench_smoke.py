@@ -218,7 +218,7 @@ def test_the_goals_are_printed_together_beside_their_figures(tmp_path: Path) -> 
     assert (
         "the stack alone, no work of ours (4 Dagster runs, 40 steps): 4.0 CPU s (imports 1.5, "
         "MLflow's new registry 2.5); the fixed overhead less that: 21.0 CPU s of ours, where "
-        "the goal leaves 16.0"
+        "the goal leaves 16.0 s"
     ) in text
     assert bench_main.goals(tmp_path / "nothing") == []
 
