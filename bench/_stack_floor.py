@@ -31,22 +31,17 @@ model is registered, no asset reads the lake). The fixed overhead less that sum 
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 PARTS = ("imports", "expectations", "registry", "models", "dagster", "lake")
 ROUNDS = 3
 CHILD_FLAG = "--stack-floor-part"
-
-
-def _cpu() -> float:
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    return used.ru_utime + used.ru_stime
 
 
 def _expectations(settings, runs: int, steps: int) -> int:
@@ -148,15 +143,19 @@ def _lake(settings, runs: int, steps: int) -> int:
 
     init_lake(settings)
     pairs = [(d.code, ds) for d, ds in load_catalogue(settings.catalog_dir).datasets()]
-    tables = [f'{zone}."{raw_table(dept, ds)}"' for dept, ds in pairs for zone in ("raw", "staged")]
+    zones = ("raw", "staged")
     with open_lake(settings) as con:
         ensure_ledger(con)
         ensure_dataset_tables(con, pairs)
-        for i in range(0, len(tables), 2):  # a dataset's two tables in one transaction
+        for dept, ds in pairs:  # a dataset's two tables in one transaction
             with transaction(con):
-                for table in tables[i : i + 2]:
-                    con.execute(f"INSERT INTO {table} DEFAULT VALUES")
-        return sum(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+                for zone in zones:
+                    con.execute(f'INSERT INTO {zone}."{raw_table(dept, ds)}" DEFAULT VALUES')
+        return sum(
+            con.execute(f'SELECT count(*) FROM {zone}."{raw_table(dept, ds)}"').fetchone()[0]
+            for dept, ds in pairs
+            for zone in zones
+        )
 
 
 # each returns what it did (suites, registries, models, steps, rows read back)
@@ -174,11 +173,11 @@ def child(part: str, runs: int, steps: int) -> dict:
     import pipelines.main_job  # noqa: F401  (what every part meets first, as a run does)
     from catalog.settings import Settings
 
-    imported = _cpu()
+    imported = time.process_time()  # this process's user + system CPU
     with tempfile.TemporaryDirectory(prefix="bench_stack_floor_") as tmp:
         settings = Settings(home=Path(tmp) / "home").ensure_dirs()
         done = WORK[part](settings, runs, steps) if part != "imports" else 0
-        spent = _cpu() - imported
+        spent = time.process_time() - imported
     return {"part": part, "cpu_s": round(imported if part == "imports" else spent, 3), "done": done}
 
 

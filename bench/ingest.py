@@ -824,7 +824,7 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
             figures["fixed_cost"]["sampled_profile"] = profile
             figures["fixed_cost"]["lake_statements"] = statements
             ran = figures["fixed_cost"]
-            figures["fixed_cost"]["stack_floor"] = stack_floor(  # beside it: bench/_stack_floor.py
+            ran["stack_floor"] = stack_floor(  # beside it: bench/_stack_floor.py
                 runs=ran.get("dagster_runs") or 1, steps=ran.get("dagster_steps") or 1
             )
         save()
