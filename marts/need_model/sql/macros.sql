@@ -3,7 +3,12 @@
 -- home of how a staged record is tied to its resident and of when it was known.
 --
 -- linked_records(dept, dataset): the dataset's staged rows whose subject the master index
---   linked to a resident, with that resident's person_id (curated.person_mentions).
+--   linked to a resident, with that resident's person_id (curated.person_mentions, or
+--   need_linked_mentions when the variable need_mentions_copied lists 'dept.dataset': a
+--   temporary copy of the mentions the need model's SQL reads, which
+--   features.known_relations makes for a block of queries when they are few; each query
+--   otherwise reads the index once per dataset, and DuckLake prunes its files with a
+--   catalogue query of its own each time). A dataset not copied is read from the index.
 -- first_load(dept, dataset): one row, ``loaded_until``: when the dataset's first delivery
 --   finished loading (the latest ``_loaded_at`` of its rows: a large delivery is read and
 --   stamped a batch at a time, so its rows carry several; null: nothing staged); the first
@@ -29,10 +34,14 @@
 CREATE TEMP TABLE IF NOT EXISTS first_loads (
     source_dept VARCHAR, source_dataset VARCHAR, loaded_until TIMESTAMPTZ
 );
+SET VARIABLE need_mentions_copied = CAST([] AS VARCHAR[]);
 CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
     SELECT m.person_id, s.*
     FROM query_table('staged.' || _dept || '__' || _dataset) AS s
-    JOIN curated.person_mentions AS m
+    JOIN query_table(
+        CASE WHEN list_contains(getvariable('need_mentions_copied'), _dept || '.' || _dataset)
+            THEN 'temp.main.need_linked_mentions' ELSE 'curated.person_mentions' END
+    ) AS m
         ON m.dept = _dept AND m.dataset = _dataset AND m.key_pid = s._key_pid
     WHERE m.person_id IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO first_load(_dept, _dataset) AS TABLE
