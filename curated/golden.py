@@ -76,6 +76,13 @@ BATCH_ROWS = 50_000  # staged rows decrypted at once
 # the index, no block copies held (the curated build alone, heap tuned, its golden part's
 # peak and CPU): 25,000 565 MB, 84 s; 35,000 620 MB, 64 s (50,000 with copies 925 MB, 48 s)
 GOLDEN_BLOCK = 35_000
+MENTIONS_COPY_ROWS = 100_000
+"""The most mentions of the index a build or a block of queries copies into a temporary table
+(~100 bytes a row in DuckDB's memory: a street of up to ~17,000 residents, ~6 mentions
+each), read there instead of the lake's index: each read of the index filtered by a dataset
+costs DuckLake a file-pruning query on its catalogue (~7 ms of CPU at 1,000 residents, most
+of it DuckDB planning the query). A larger street reads the index: a copy made inside the
+build's transaction stays in memory until its COMMIT (:class:`Mentions`)."""
 _SCOPE = "_golden_scope"  # the registered frame of the persons a build is limited to
 
 HISTORY_COLUMNS = [
@@ -586,6 +593,31 @@ def indexed_persons(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
+def few_mentions(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pl.DataFrame | None:
+    """The index's mentions (dept, dataset, key_pid, person_id) of every indexed person, when
+    they are at most ``limit`` (default :data:`MENTIONS_COPY_ROWS`); None when more."""
+    limit = MENTIONS_COPY_ROWS if limit is None else limit
+    frame = con.execute(
+        f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
+        f"WHERE {PERSON_ID} IS NOT NULL LIMIT {int(limit) + 1}"
+    ).pl()
+    return frame if frame.height <= limit else None
+
+
+@contextlib.contextmanager
+def mentions_to_read(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[str]:
+    """For a block of statements that each read the index's mentions of one dataset: the
+    relation to read them from — a temporary copy (``temp.main.<name>``, dropped after the
+    block) when :func:`few_mentions` are few, else the index itself. Not inside a
+    transaction that outlives the block: the copy would stay in memory until its COMMIT."""
+    few = few_mentions(con)
+    if few is None:
+        yield f"{ZONE}.{MENTIONS}"
+        return
+    with _temp_copy(con, few, name):
+        yield f"temp.main.{name}"
+
+
 def block_datasets(con: duckdb.DuckDBPyConnection, block: tuple[str, str]) -> pl.DataFrame:
     """The datasets (dept, dataset) where the index has a mention of a person from the
     block's first to its last person_id."""
@@ -605,11 +637,16 @@ def _build(
     at a time, each block read from the index by its range of person ids, its sources
     digests too: those of the whole street at once held ~400 MB of DuckDB's memory at
     200,000 residents), whose mentions are ``mine``; ``digests``: their sources digests,
-    known already."""
+    known already. A full build of a street with at most :data:`MENTIONS_COPY_ROWS` mentions
+    is built as one scope of every indexed person, its mentions copied."""
     plans, span = live_plans(con, catalogue), snapshot_span(con)
     if scope is not None and digests is None:
         digests = sources_digests(con, catalogue, scoped=mine)
     blocks = [None] if scope is not None else person_blocks(indexed_persons(con), GOLDEN_BLOCK)
+    if scope is None and len(blocks) == 1 and (few := few_mentions(con)) is not None:
+        # a small street's full build: its mentions copied once, as a scoped build's
+        blocks, mine = [None], few
+        digests = sources_digests(con, catalogue, scoped=mine)
     with transaction(con):
         clear_golden(con, catalogue, scope)
         made = [0, 0, 0]

@@ -23,11 +23,11 @@ import polars as pl
 from catalog.authority import fields_of_concept
 from catalog.model import Catalogue
 from curated.golden import (
-    MENTIONS,
     PERSON,
     PERSON_ID,
     ZONE,
     golden_attributes,
+    mentions_to_read,
     staged_table,
 )
 from curated.houses import staged_name
@@ -53,17 +53,18 @@ Group = tuple[str, str]  # (concept, dept): one row of the table
 
 
 COUNTS = "_recollection_counts"  # temporary: values collected per field and person
+MENTIONS_READ = "_recollection_mentions"  # temporary: the index's mentions, when few
 PART = ("concept", "dept", "dataset", "authority_dept", "authority_dataset")
 
 
 def _entries(
-    catalogue: Catalogue, groups: set[Group] | None, staged: set[str]
+    catalogue: Catalogue, groups: set[Group] | None, staged: set[str], mentions: str
 ) -> tuple[list[tuple[str, list]], pl.DataFrame]:
     """(statements, parts): per staged dataset holding a golden concept's field, one query
     reading its rows once — (part, person_id — null when unlinked —, ``n`` values filled,
     ``nr`` of them readable) for each of its fields, a *part* (only those of ``groups``
     when given) —, and each part's concept, dept, dataset and authority. ``staged``: the
-    staged tables that exist."""
+    staged tables that exist; ``mentions``: the relation of the index's mentions."""
     attrs = golden_attributes(catalogue)
     statements, parts = [], []
     for dept, ds in catalogue.datasets():
@@ -96,7 +97,7 @@ def _entries(
                 f"WITH c AS (SELECT {PERSON_ID}, {', '.join(counts)} FROM (SELECT "
                 f"m.{PERSON_ID}, {', '.join(filled)}, {has} "
                 f"FROM {staged_table(dept.code, ds)} s LEFT JOIN (SELECT key_pid, {PERSON_ID} "
-                f"FROM {ZONE}.{MENTIONS} WHERE dept = ? AND dataset = ?) m "
+                f"FROM {mentions} WHERE dept = ? AND dataset = ?) m "
                 f"ON m.key_pid = s.{KEY_PID} "
                 # whether each person has a golden value, not the (encrypted) values joined
                 f"LEFT JOIN (SELECT {PERSON_ID}, {', '.join(golden)} FROM {ZONE}.{PERSON}) p "
@@ -116,19 +117,20 @@ def recollection_frame(
     was 1.4 GB at 200,000 residents; one query of every dataset held all their joins at
     once and ran out of DuckDB's memory). Not inside a transaction (its temporary table)."""
     staged = {t for _, t in tables_in(con, "staged")}
-    statements, parts = _entries(catalogue, groups, staged)
-    if not statements:
-        return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {COUNTS} "
-        f"(part INTEGER, {PERSON_ID} VARCHAR, n BIGINT, nr BIGINT)"
-    )
-    try:
-        for sql, params in statements:
-            con.execute(f"INSERT INTO {COUNTS} {sql}", params)
-        frame = _grouped(con, parts)
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS temp.main.{COUNTS}")
+    with mentions_to_read(con, MENTIONS_READ) as mentions:
+        statements, parts = _entries(catalogue, groups, staged, mentions)
+        if not statements:
+            return pl.DataFrame(schema={c: _POLARS[t] for c, t in COLUMNS})
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {COUNTS} "
+            f"(part INTEGER, {PERSON_ID} VARCHAR, n BIGINT, nr BIGINT)"
+        )
+        try:
+            for sql, params in statements:
+                con.execute(f"INSERT INTO {COUNTS} {sql}", params)
+            frame = _grouped(con, parts)
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{COUNTS}")
     return frame.select([c for c, _ in COLUMNS]).cast({c: _POLARS[t] for c, t in COLUMNS})
 
 

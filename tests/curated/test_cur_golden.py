@@ -572,3 +572,50 @@ def test_a_full_build_in_blocks_of_persons_equals_one_block(changed_street, monk
         again = _snapshot(con, cat, protection)
     for name, frame in whole.items():
         assert again[name].equals(frame, null_equal=True), name
+
+
+def test_a_small_street_s_full_build_reads_a_copy_of_its_mentions(changed_street, monkeypatch):
+    """A full build of a street whose index holds at most ``MENTIONS_COPY_ROWS`` mentions
+    copies them once and builds from the copy (no read of the index by a block of persons);
+    it writes what a build from the index writes — records, history, checks, conflicts."""
+    from curated import golden
+
+    settings, cat, protection = changed_street
+    reads = []
+    monkeypatch.setattr(golden, "block_datasets", _counted(golden.block_datasets, reads))
+    with open_lake(settings) as con:
+        assert golden.few_mentions(con) is not None
+        from_copy = build_golden(con, cat, protection)
+        copied = _snapshot(con, cat, protection)
+        assert reads == []
+        monkeypatch.setattr(golden, "MENTIONS_COPY_ROWS", 0)
+        assert golden.few_mentions(con) is None
+        from_index = build_golden(con, cat, protection)
+        indexed = _snapshot(con, cat, protection)
+        assert len(reads) == 1
+    assert from_copy == from_index and from_copy.persons > 100
+    for name, frame in copied.items():
+        assert indexed[name].equals(frame, null_equal=True), name
+
+
+def test_the_recollection_counts_from_a_copy_of_the_mentions_equal_those_from_the_index(
+    changed_street, monkeypatch
+):
+    """``curated.recollection`` counts each dataset against the index's mentions: read from
+    a temporary copy when they are few (``mentions_to_read``), from the index otherwise,
+    the rows are the same."""
+    from curated import golden
+    from curated.recollection import recollection_frame
+
+    settings, cat, _ = changed_street
+    with open_lake(settings, read_only=True) as con:
+        with golden.mentions_to_read(con, "_probe") as relation:
+            assert relation == "temp.main._probe"
+            [[copied]] = con.execute(f"SELECT count(*) FROM {relation}").fetchall()
+        from_copy = recollection_frame(con, cat)
+        monkeypatch.setattr(golden, "MENTIONS_COPY_ROWS", copied - 1)
+        with golden.mentions_to_read(con, "_probe") as relation:
+            assert relation == "curated.person_mentions"
+        from_index = recollection_frame(con, cat)
+    assert from_copy.height > 10 and from_copy["rows_collected"].sum() > 1000
+    assert from_copy.equals(from_index)
