@@ -28,7 +28,14 @@ import duckdb
 import polars as pl
 
 from catalog.yamlfile import read_yaml
-from curated.golden import HISTORY, MENTIONS, ZONE, Revealer, reveal_history_rows
+from curated.golden import (
+    HISTORY,
+    MENTIONS,
+    MENTIONS_COPY_ROWS,
+    ZONE,
+    Revealer,
+    reveal_history_rows,
+)
 from lakehouse.allocator import purge_freed
 from lakehouse.lake import current_limit, memory_limit, restore_limit, tables_in
 from lakehouse.sqltext import sql_literal
@@ -45,15 +52,14 @@ OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (regist
 FIRST_LOADS = "first_loads"  # per staged dataset, when its first delivery finished loading
 LINKED = "need_linked_mentions"  # a block's copy of the mentions the SQL reads (when few)
 COPIED = "need_mentions_copied"  # the variable listing the datasets of the copy (macros)
-LINKED_COPY_ROWS = 100_000
-"""The most mentions :func:`known_relations` copies for a block of queries (~100 bytes a row
-in DuckDB's memory; a street of up to ~40,000 residents): below it, each query of the block
-reads the copy, not the lake's index. A feature query reads the index once per person-linked
-dataset, and DuckLake prunes its files by their statistics with a catalogue query of its own
-each time: at 1,000 residents those were ~180 of a feature query's ~265 ms of CPU, and a
-step's seven cut-offs took 2.0 s against 1.24 s on the copy (2026-12-05). A larger street
-reads the index: at 200,000 residents the copy would be ~400,000 rows, ~40 MB more at the need
-model's peak (:data:`QUERY_MEMORY`), where the pruning is a small part of a query's time."""
+LINKED_COPY_ROWS = MENTIONS_COPY_ROWS
+"""The most mentions :func:`known_relations` copies for a block of queries (the datasets the
+SQL reads, ~2 mentions a resident: a street of up to ~40,000 residents): below it, each query
+of the block reads the copy, not the lake's index. A feature query reads the index once per
+person-linked dataset, a DuckLake file-pruning query each: at 1,000 residents those were ~180
+of a feature query's ~265 ms of CPU, and a step's seven cut-offs took 2.0 s against 1.24 s on
+the copy (2026-12-05). A larger street reads the index: at 200,000 residents the copy would be
+~400,000 rows, ~40 MB more at the need model's peak (:data:`QUERY_MEMORY`)."""
 STAGED = "staged"  # the lake's zone of the staged tables (``<dept>__<dataset>``)
 WHAT = "need_model.features"  # how errors name the feature query
 QUERY_MEMORY = 288 * 2**20
