@@ -225,6 +225,8 @@ def register_linked_mentions(con: duckdb.DuckDBPyConnection, limit: int | None =
     copied). Whether the copy is read."""
     limit = LINKED_COPY_ROWS if limit is None else limit
     pairs = linked_datasets()
+    if not pairs:
+        return False
     listed = ", ".join(f"({sql_literal(d)}, {sql_literal(s)})" for d, s in pairs)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {LINKED} AS SELECT dept, dataset, key_pid, person_id "
@@ -232,7 +234,7 @@ def register_linked_mentions(con: duckdb.DuckDBPyConnection, limit: int | None =
         f"LIMIT {int(limit) + 1}"
     )
     [[rows]] = con.execute(f"SELECT count(*) FROM {LINKED}").fetchall()
-    copied = bool(pairs) and rows <= limit
+    copied = rows <= limit
     if copied:
         names = ", ".join(sql_literal(f"{d}.{s}") for d, s in pairs)
         con.execute(f"SET VARIABLE {COPIED} = CAST([{names}] AS VARCHAR[])")
