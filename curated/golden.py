@@ -593,24 +593,39 @@ def indexed_persons(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
-def few_mentions(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pl.DataFrame | None:
-    """The index's mentions (dept, dataset, key_pid, person_id) of every indexed person, when
-    they are at most ``limit`` (default :data:`MENTIONS_COPY_ROWS`); None when more."""
+def few_mentions(
+    con: duckdb.DuckDBPyConnection,
+    limit: int | None = None,
+    datasets: Iterable[tuple[str, str]] | None = None,
+) -> pl.DataFrame | None:
+    """The index's mentions (dept, dataset, key_pid, person_id) of every indexed person (of
+    ``datasets``' (dept, dataset) only, when given), when they are at most ``limit``
+    (default :data:`MENTIONS_COPY_ROWS`); None when more."""
     limit = MENTIONS_COPY_ROWS if limit is None else limit
+    where = f"{PERSON_ID} IS NOT NULL"
+    if datasets is not None:
+        listed = ", ".join(f"({sql_literal(d)}, {sql_literal(s)})" for d, s in datasets)
+        where += f" AND (dept, dataset) IN ({listed})" if listed else " AND false"
     frame = con.execute(
         f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
-        f"WHERE {PERSON_ID} IS NOT NULL LIMIT {int(limit) + 1}"
+        f"WHERE {where} LIMIT {int(limit) + 1}"
     ).pl()
     return frame if frame.height <= limit else None
 
 
 @contextlib.contextmanager
-def mentions_to_read(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[str]:
-    """For a block of statements that each read the index's mentions of one dataset: the
-    relation to read them from — a temporary copy (``temp.main.<name>``, dropped after the
-    block) when :func:`few_mentions` are few, else the index itself. Not inside a
-    transaction that outlives the block: the copy would stay in memory until its COMMIT."""
-    few = few_mentions(con)
+def mentions_to_read(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    datasets: Iterable[tuple[str, str]] | None = None,
+    limit: int | None = None,
+) -> Iterator[str]:
+    """For a block of statements that each read the index's mentions of one dataset (of
+    ``datasets``, when given): the relation to read them from — a temporary copy
+    (``temp.main.<name>``, dropped after the block) when :func:`few_mentions` are few, else
+    the index itself. Not inside a transaction that outlives the block: the copy would stay
+    in memory until its COMMIT."""
+    few = few_mentions(con, limit, datasets)
     if few is None:
         yield f"{ZONE}.{MENTIONS}"
         return

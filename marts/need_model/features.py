@@ -31,9 +31,9 @@ from catalog.yamlfile import read_yaml
 from curated.golden import (
     HISTORY,
     MENTIONS,
-    MENTIONS_COPY_ROWS,
     ZONE,
     Revealer,
+    mentions_to_read,
     reveal_history_rows,
 )
 from lakehouse.allocator import purge_freed
@@ -52,14 +52,6 @@ OPENED = "_need_attributes_opened"  # the decrypted rows it is made with (regist
 FIRST_LOADS = "first_loads"  # per staged dataset, when its first delivery finished loading
 LINKED = "need_linked_mentions"  # a block's copy of the mentions the SQL reads (when few)
 COPIED = "need_mentions_copied"  # the variable listing the datasets of the copy (macros)
-LINKED_COPY_ROWS = MENTIONS_COPY_ROWS
-"""The most mentions :func:`known_relations` copies for a block of queries (the datasets the
-SQL reads, ~2 mentions a resident: a street of up to ~40,000 residents): below it, each query
-of the block reads the copy, not the lake's index. A feature query reads the index once per
-person-linked dataset, a DuckLake file-pruning query each: at 1,000 residents those were ~180
-of a feature query's ~265 ms of CPU, and a step's seven cut-offs took 2.0 s against 1.24 s on
-the copy (2026-12-05). A larger street reads the index: at 200,000 residents the copy would be
-~400,000 rows, ~40 MB more at the need model's peak (:data:`QUERY_MEMORY`)."""
 STAGED = "staged"  # the lake's zone of the staged tables (``<dept>__<dataset>``)
 WHAT = "need_model.features"  # how errors name the feature query
 QUERY_MEMORY = 288 * 2**20
@@ -218,29 +210,29 @@ def linked_datasets() -> list[tuple[str, str]]:
     return sorted(set(re.findall(pattern, text)))
 
 
-def register_linked_mentions(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> bool:
-    """Have ``linked_records`` (:func:`register_macros`) read a temporary copy of the master
-    index's linked mentions of :func:`linked_datasets` when there are at most ``limit``
-    (default :data:`LINKED_COPY_ROWS`), the lake's index otherwise (and for any dataset not
-    copied). Whether the copy is read."""
-    limit = LINKED_COPY_ROWS if limit is None else limit
+@contextlib.contextmanager
+def linked_mentions(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> Iterator[bool]:
+    """For a block of feature or label queries: ``linked_records`` (:func:`register_macros`)
+    reads a temporary copy of the master index's linked mentions of :func:`linked_datasets`
+    when they are few (:func:`curated.golden.mentions_to_read`, ``limit``), the lake's index
+    otherwise and for any dataset not copied. Whether the copy is read.
+
+    A feature query reads the index once per person-linked dataset, a DuckLake file-pruning
+    query each: at 1,000 residents those were ~180 of a feature query's ~265 ms of CPU, and a
+    step's seven cut-offs took 2.0 s against 1.24 s on the copy (2026-12-05). A larger street
+    reads the index: at 200,000 residents the copy would be ~400,000 rows, ~40 MB more at the
+    need model's peak (:data:`QUERY_MEMORY`)."""
     pairs = linked_datasets()
-    if not pairs:
-        return False
-    listed = ", ".join(f"({sql_literal(d)}, {sql_literal(s)})" for d, s in pairs)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {LINKED} AS SELECT dept, dataset, key_pid, person_id "
-        f"FROM {ZONE}.{MENTIONS} WHERE person_id IS NOT NULL AND (dept, dataset) IN ({listed}) "
-        f"LIMIT {int(limit) + 1}"
-    )
-    [[rows]] = con.execute(f"SELECT count(*) FROM {LINKED}").fetchall()
-    copied = rows <= limit
-    if copied:
-        names = ", ".join(sql_literal(f"{d}.{s}") for d, s in pairs)
-        con.execute(f"SET VARIABLE {COPIED} = CAST([{names}] AS VARCHAR[])")
-    else:
-        con.execute(f"DROP TABLE {LINKED}")
-    return copied
+    with mentions_to_read(con, LINKED, pairs, limit) as relation:
+        copied = relation != f"{ZONE}.{MENTIONS}"
+        if copied:
+            names = ", ".join(sql_literal(f"{d}.{s}") for d, s in pairs)
+            con.execute(f"SET VARIABLE {COPIED} = CAST([{names}] AS VARCHAR[])")
+        try:
+            yield copied
+        finally:
+            if copied:
+                con.execute(f"SET VARIABLE {COPIED} = CAST([] AS VARCHAR[])")
 
 
 _PREPARED: dict[int, int] = {}  # id of a connection -> its open known_relations blocks
@@ -252,7 +244,7 @@ def known_relations(
 ) -> Iterator[None]:
     """The macros and the ``first_loads`` table (:func:`register_first_loads`, of
     ``datasets``) registered on ``con`` for the block, with the linked mentions the SQL reads
-    (:func:`register_linked_mentions`), the tables dropped after it. A block
+    (:func:`linked_mentions`), the tables dropped after it. A block
     inside another on the same connection uses the outer one's: a step opens one around all
     its cut-offs, so that each staged dataset's first load is computed once, not once per
     cut-off (and, inside the macros, once per ``known_records`` call). The first loads and
@@ -268,15 +260,13 @@ def known_relations(
         return
     register_macros(con)
     register_first_loads(con, datasets)
-    register_linked_mentions(con)
     _PREPARED[key] = 1
     try:
-        yield
+        with linked_mentions(con):
+            yield
     finally:
         del _PREPARED[key]
         con.execute(f"DROP TABLE IF EXISTS {FIRST_LOADS}")
-        con.execute(f"SET VARIABLE {COPIED} = CAST([] AS VARCHAR[])")
-        con.execute(f"DROP TABLE IF EXISTS {LINKED}")
 
 
 def bounded_query(
@@ -378,10 +368,10 @@ __all__ = [
     "known_by",
     "known_relations",
     "linked_datasets",
+    "linked_mentions",
     "load_feature_set",
     "monthly_cutoffs",
     "register_first_loads",
-    "register_linked_mentions",
     "register_macros",
     "run_feature_sql",
 ]

@@ -654,19 +654,14 @@ def test_features_read_from_the_copied_mentions_equal_those_read_from_the_index(
     need_street: NeedStreet, monkeypatch: pytest.MonkeyPatch
 ):
     """A block of queries reads a copy of the index's linked mentions when they are few, the
-    index itself when they are more than ``LINKED_COPY_ROWS``; either way the features are
+    index itself when they are more than ``MENTIONS_COPY_ROWS``; either way the features are
     the same, and a dataset the copy lacks is read from the index."""
+    from curated import golden
+
     protection, cutoff = need_street.protection(), need_street.cutoffs[-1]
     with open_lake(need_street.settings, read_only=True) as con:
         register_macros(con)
-        assert need_features.register_linked_mentions(con) is True
         pairs = need_features.linked_datasets()
-        [[copied, expected]] = con.execute(
-            f"SELECT (SELECT count(*) FROM {need_features.LINKED}), count(*) "
-            "FROM curated.person_mentions WHERE person_id IS NOT NULL AND "
-            f"dept || '.' || dataset IN ({', '.join(repr(f'{d}.{s}') for d, s in pairs)})"
-        ).fetchall()
-        assert copied == expected > 1000
         outside = ("iot", "door_access_events")  # linked, read by no known_records call
         assert outside not in pairs
 
@@ -674,17 +669,29 @@ def test_features_read_from_the_copied_mentions_equal_those_read_from_the_index(
             sql = f"SELECT count(*) FROM linked_records('{pair[0]}', '{pair[1]}')"
             return con.execute(sql).fetchone()[0]
 
-        through_copy = {p: linked(p) for p in (*pairs, outside)}
-        assert need_features.register_linked_mentions(con, limit=copied - 1) is False
-        [[left]] = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
-            [need_features.LINKED],
-        ).fetchall()
-        assert left == 0
-        con.execute(f"SET VARIABLE {need_features.COPIED} = CAST([] AS VARCHAR[])")
-        assert {p: linked(p) for p in (*pairs, outside)} == through_copy
+        def left() -> int:
+            [[n]] = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                [need_features.LINKED],
+            ).fetchall()
+            return n
+
+        with need_features.linked_mentions(con) as used:
+            assert used is True
+            [[copied, expected]] = con.execute(
+                f"SELECT (SELECT count(*) FROM {need_features.LINKED}), count(*) "
+                "FROM curated.person_mentions WHERE person_id IS NOT NULL AND "
+                f"dept || '.' || dataset IN ({', '.join(repr(f'{d}.{s}') for d, s in pairs)})"
+            ).fetchall()
+            assert copied == expected > 1000
+            through_copy = {p: linked(p) for p in (*pairs, outside)}
+        assert left() == 0
+        with need_features.linked_mentions(con, limit=copied - 1) as used:
+            assert used is False
+            assert left() == 0
+            assert {p: linked(p) for p in (*pairs, outside)} == through_copy
         assert through_copy[outside] > 0 and through_copy[("gaj", "registered_residents")] > 0
         with_copy = features(con, protection, cutoff)
-        monkeypatch.setattr(need_features, "LINKED_COPY_ROWS", 0)
+        monkeypatch.setattr(golden, "MENTIONS_COPY_ROWS", 0)
         from_index = features(con, protection, cutoff)
     assert with_copy.height > 500 and with_copy.equals(from_index)
