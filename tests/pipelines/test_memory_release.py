@@ -174,3 +174,26 @@ def test_each_phase_is_given_its_own_cpu_and_wall_seconds(tmp_path: Path) -> Non
     assert line.startswith("time:_") and f"_busy_{float(busy_cpu):,.1f}_/_" in line
     assert f"_asleep_{float(asleep_cpu):,.1f}_/_{float(asleep_wall):,.1f}" in line
     assert empty == "time:_no_phase_measured"
+
+
+_GC_CHILD = """
+import gc
+import sys
+from pipelines import memory
+if sys.argv[1] == "tuned":
+    memory.tune_gc()
+full = gc.get_stats()[2]["collections"]
+kept = [[] for _ in range(600_000)]  # long-lived containers, as a run's imports make
+print(gc.get_threshold()[2], gc.get_stats()[2]["collections"] - full)
+"""
+
+
+def test_a_tuned_run_makes_far_fewer_full_collections(tmp_path: Path) -> None:
+    """Objects that live on (a run imports modules as it goes) make CPython walk everything
+    it tracks again and again at its default thresholds; with :func:`memory.tune_gc`
+    (``streethub run`` calls it first thing) a full collection waits for 100 collections of
+    the middle generation. (A fresh process each: the thresholds are the process's.)"""
+    threshold, full = _child(tmp_path, _GC_CHILD, "tuned")
+    assert int(threshold) == memory.GC_THRESHOLDS[2] and int(full) == 0
+    threshold, full = _child(tmp_path, _GC_CHILD, "default")
+    assert int(threshold) == 10 and int(full) >= 3
