@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -389,10 +389,48 @@ def decrypt_series(
 
     ``rows`` must be the row identities the values were encrypted with; ``grant_check``
     answers for a ``share_grant:<id>`` purpose (:func:`check_decrypt_purpose`)."""
-    check_decrypt_purpose(purpose, column=column, grant_check=grant_check)
-    count = series.len() - series.null_count()
-    audit.append("decrypt", actor, purpose=purpose, column=column, values=count)
-    return _decrypt_values(series, keyring, column, rows, key_purpose).alias(series.name)
+    (plain,) = decrypt_columns(
+        [(column, series)], keyring, purpose=purpose, actor=actor, audit=audit, rows=rows,
+        key_purpose=key_purpose, grant_check=grant_check,
+    )  # fmt: skip
+    return plain
+
+
+def decrypt_columns(
+    columns: Sequence[tuple[str, pl.Series]],
+    keyring: KeyRing,
+    *,
+    purpose: str,
+    actor: str,
+    audit: AuditLog,
+    rows: Sequence[str | None] | pl.Series | None = None,
+    key_purpose: str = KEY_PURPOSE,
+    grant_check: GrantCheck | None = None,
+) -> Iterator[pl.Series]:
+    """Decrypt ``(column id, values)`` pairs of one frame (``rows``: its row identities) for
+    an authorised ``purpose``: every column is checked, then their accesses are audited
+    together (a record a column, as :func:`decrypt_series` writes, in one write and one
+    fsync of the log), then the plaintexts come one column at a time, so a caller may let
+    go of each before the next is decrypted. Nothing is audited or decrypted until the
+    first is asked for."""
+    for column, _ in columns:
+        check_decrypt_purpose(purpose, column=column, grant_check=grant_check)
+    audit.append_many(
+        [
+            (
+                "decrypt",
+                actor,
+                {
+                    "purpose": purpose,
+                    "column": column,
+                    "values": values.len() - values.null_count(),
+                },
+            )
+            for column, values in columns
+        ]
+    )
+    for column, values in columns:
+        yield _decrypt_values(values, keyring, column, rows, key_purpose).alias(values.name)
 
 
 def protected_fields(frame: pl.DataFrame, dataset: Dataset) -> list[str]:
@@ -464,17 +502,11 @@ def reveal_frame(
     for name in names:
         check_decrypt_purpose(purpose, column=column_id(dataset, name), grant_check=grant_check)
     out = []
-    for name in names:
-        plain = decrypt_series(
-            frame[name],
-            keyring,
-            column=column_id(dataset, name),
-            purpose=purpose,
-            actor=actor,
-            audit=audit,
-            rows=rows,
-            grant_check=grant_check,
-        )
+    opened = decrypt_columns(
+        [(column_id(dataset, name), frame[name]) for name in names], keyring, purpose=purpose,
+        actor=actor, audit=audit, rows=rows, grant_check=grant_check,
+    )  # fmt: skip
+    for name, plain in zip(names, opened, strict=True):
         out.append(_restore(plain, dataset.field(name).type) if restore_types else plain)
     if not out:
         return frame
@@ -504,6 +536,7 @@ __all__ = [
     "ciphertext_suite",
     "column_id",
     "copied_columns",
+    "decrypt_columns",
     "decrypt_series",
     "encrypt_series",
     "is_encrypted",

@@ -432,6 +432,11 @@ class CryptoAudit:
     def append(self, action: str, actor: str, **details: Any) -> dict:
         return self.service.audit.record(action, actor, **details)
 
+    def append_many(self, entries: list[tuple[str, str, dict[str, Any]]]) -> list[dict]:
+        """The records in order, each durable before the next (the service's group commit
+        batches them with its concurrent requests' records)."""
+        return [self.append(action, actor, **details) for action, actor, details in entries]
+
 
 def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) -> pa.Table:
     from lakehouse.snapshots import read_at

@@ -38,7 +38,7 @@ from marts.need_model.features import (
     read_feature_sql,
 )
 from marts.need_model.spec import KEYS
-from masking.crypto import decrypt_series, encrypt_series
+from masking.crypto import decrypt_columns, encrypt_series
 from masking.keys import KeyRing
 
 ZONE, TABLE = "curated", "need_features"
@@ -323,17 +323,13 @@ def _read_cutoff(
     for start in range(0, len(sensitive), at_once):  # (every one: ~400 MB at 200,000)
         group = sensitive[start : start + at_once]
         sealed = read([f.name for f in group])
-        for f in group:
-            opened = decrypt_series(
-                sealed.get_column(f.name),
-                protection.keyring,
-                column=_column_id(f.name),
-                purpose=PURPOSE,
-                actor=protection.actor,
-                audit=protection.audit,
-                rows=rows,
-            )
-            plain.append(_opened(opened, f.dtype))
+        opened = decrypt_columns(
+            [(_column_id(f.name), sealed.get_column(f.name)) for f in group],
+            protection.keyring, purpose=PURPOSE, actor=protection.actor,
+            audit=protection.audit, rows=rows,
+        )  # fmt: skip
+        for f, values in zip(group, opened, strict=True):
+            plain.append(_opened(values, f.dtype))
         del sealed
         purge_freed()
     return frame.with_columns(plain).select(list(schema)).cast(schema)  # type: ignore[arg-type]

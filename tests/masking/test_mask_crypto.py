@@ -239,6 +239,36 @@ def test_protect_and_reveal_frame(keyring: KeyRing, audit: AuditLog, residents: 
         reveal_frame(protected, residents, keyring, "quality_gate", "p", audit, rows=rows[::-1])
 
 
+def test_a_frame_s_columns_are_audited_in_one_write_before_any_is_decrypted(
+    keyring: KeyRing, audit: AuditLog, residents: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reveal_frame writes a record a sensitive column, all in one write of the log (one
+    lock, one fsync), before the first column is decrypted."""
+    import masking.audit.log as log
+    import masking.crypto as crypto
+
+    frame = pl.DataFrame(
+        {"citizen_id": ["11010519491231002X", None], "name": ["张三", "李四"],
+         "gender": ["男", "女"], "mobile": [None, None]}
+    )  # fmt: skip
+    rows = ["k:one", "k:two"]
+    protected = protect_frame(frame, residents, keyring, rows=rows)
+    events: list[str] = []
+    write, decrypt = log.append_line, crypto._decrypt_values
+    monkeypatch.setattr(log, "append_line", lambda *a: (events.append("write"), write(*a))[1])
+    monkeypatch.setattr(
+        crypto, "_decrypt_values", lambda s, *a: (events.append(s.name), decrypt(s, *a))[1]
+    )
+    revealed = reveal_frame(protected, residents, keyring, "quality_gate", "t", audit, rows=rows)
+    assert revealed.equals(frame)
+    assert events == ["write", "citizen_id", "name", "mobile"]
+    assert [(r["column"], r["values"]) for r in audit.records()] == [
+        (column_id(residents, "citizen_id"), 1),
+        (column_id(residents, "name"), 2),
+        (column_id(residents, "mobile"), 0),
+    ]
+
+
 @pytest.mark.parametrize("batch", [1, 3, 4, 10_000])
 def test_batches_equal_the_whole_column(
     keyring: KeyRing, audit: AuditLog, monkeypatch: pytest.MonkeyPatch, batch: int

@@ -190,7 +190,9 @@ def test_features_read_by_column_are_those_of_the_whole_read_and_only_they_are_d
     recording = SimpleNamespace(
         keyring=protection.keyring,
         actor=protection.actor,
-        audit=SimpleNamespace(append=lambda *_, column, **__: decrypted.append(column)),
+        audit=SimpleNamespace(
+            append_many=lambda entries: decrypted.extend(d["column"] for _, _, d in entries)
+        ),
     )
     cutoffs = need_street.cutoffs[-2:]
     with open_lake(need_street.settings, read_only=True) as con:
