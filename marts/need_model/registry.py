@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -298,8 +299,13 @@ class Registry:
                         table.write_csv(Path(tmp) / file)
                 for file in [*texts, *(f for f, t in tables.items() if t is not None)]:
                     self.client.log_artifact(run_id, str(Path(tmp) / file))
-            for key, value in metrics.items():
-                self.client.log_metric(run_id, key, float(value))
+            # one transaction of the store for all of them (a log_metric each: one each)
+            from mlflow.entities import Metric
+
+            stamp = int(time.time() * 1000)
+            self.client.log_batch(
+                run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+            )
             self.client.set_terminated(run_id)
         except BaseException:
             self.client.set_terminated(run_id, status="FAILED")
