@@ -23,10 +23,11 @@ a guess from the values: :func:`protect_frame` encrypts every sensitive column i
 given, even a value that happens to look like a ciphertext, and :func:`reveal_frame`
 decrypts every sensitive column, failing on a value that is not one.
 
-Decryption happens only through :func:`decrypt_series` / :func:`reveal_frame`, which
-take an authorised purpose (:data:`DECRYPT_PURPOSES`, or ``share_grant:<id>`` for a column
-the live grant covers, as the share service's ``grant_check`` answers) and write an audit
-record (actor, purpose, column, how many values; never a value).
+Decryption happens only through :func:`decrypt_columns` (and :func:`decrypt_series`,
+:func:`reveal_frame` over it), which takes an authorised purpose (:data:`DECRYPT_PURPOSES`,
+or ``share_grant:<id>`` for a column the live grant covers, as the share service's
+``grant_check`` answers) and writes an audit record a column (actor, purpose, column, how
+many values; never a value) before the first value is decrypted.
 """
 
 from __future__ import annotations
