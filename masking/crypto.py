@@ -500,9 +500,8 @@ def reveal_frame(
     names = protected_fields(frame, dataset)
     if not _GRANT.match(purpose):
         check_decrypt_purpose(purpose)
-    for name in names:
-        check_decrypt_purpose(purpose, column=column_id(dataset, name), grant_check=grant_check)
     out = []
+    # every column checked, then audited, before the first is decrypted
     opened = decrypt_columns(
         [(column_id(dataset, name), frame[name]) for name in names], keyring, purpose=purpose,
         actor=actor, audit=audit, rows=rows, grant_check=grant_check,
