@@ -108,7 +108,7 @@ def tune_heap() -> bool:
 
 
 def tune_gc() -> None:
-    """Set :data:`GC_THRESHOLDS` (``streethub run`` calls it after its imports)."""
+    """Set :data:`GC_THRESHOLDS` (``streethub run`` calls it first, before its imports)."""
     gc.set_threshold(*GC_THRESHOLDS)
 
 
