@@ -266,6 +266,28 @@ KNOWN_SOURCES = (  # (table, what each row of the department's it keys)
         "AND contains(delivery_id, '.refused-')",
     ),
 )
+LANDED_SOURCE = ("deliveries", "sha256", "true")  # a dataset's deliveries, by content
+
+
+@dataclass(frozen=True)
+class LandingState:
+    """What the ledger holds of one dataset for its landing step (:func:`landing_state`)."""
+
+    keys: set[str]  # its inbox entries the ledger has dealt with (:func:`known_keys`)
+    hashes: set[str]  # the SHA-256 of its deliveries: a file of one of them is a copy
+    deliveries: int  # its deliveries
+
+
+def landing_state(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> LandingState:
+    """The dataset's known entry keys, its deliveries' hashes and their count, in the one
+    statement :func:`known_keys` reads (each statement on the ledger costs DuckLake's
+    catalogue reads: a landing step read the keys, then each file's hash, then the count).
+    Exact for the step's whole landing: a writer holds the lake, so only the step itself
+    adds deliveries meanwhile (``pipelines.ingest.landing`` adds each hash it lands)."""
+    rows = _read_known(con, of_dataset(), [dept, dataset], (*KNOWN_SOURCES, LANDED_SOURCE))
+    landed = [k for tag, _, k in rows if tag == len(KNOWN_SOURCES)]
+    keys = {k for tag, _, k in rows if tag < len(KNOWN_SOURCES)}
+    return LandingState(keys, set(landed), len(landed))
 
 
 def known_keys_by_dept(
@@ -286,23 +308,34 @@ def known_keys_by_dept(
         where, args = "dept = ?", [dept]
     else:
         where, args = of_dataset(), [dept, dataset]
-
-    def read(sources) -> list[tuple[str, str]]:
-        if not sources:
-            return []
-        sql = " UNION ALL ".join(
-            f"SELECT dept, {column} FROM landing.{table} WHERE {where} AND {which}"
-            for table, column, which in sources
-        )
-        return con.execute(sql, args * len(sources)).fetchall()
-
-    try:
-        rows = read(KNOWN_SOURCES)
-    except duckdb.CatalogException:  # a ledger table not made yet
-        rows = read([src for src in KNOWN_SOURCES if has_table(con, "landing", src[0])])
-    for d, k in rows:
+    for _, d, k in _read_known(con, where, args, KNOWN_SOURCES):
         keys.setdefault(d, set()).add(k)
     return keys
+
+
+def _read_known(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    args: list[str],
+    sources: tuple[tuple[str, str, str], ...],
+) -> list[tuple[int, str, str]]:
+    """(source's position in ``sources``, dept, key) of every row of the ledger's ``sources``
+    that ``where`` picks, in one statement; a source whose table is not made yet (a new
+    lake) reads nothing (the tables probed only then)."""
+
+    def read(picked: list[tuple[int, tuple[str, str, str]]]) -> list[tuple[int, str, str]]:
+        if not picked:
+            return []
+        sql = " UNION ALL ".join(
+            f"SELECT {i}, dept, {column} FROM landing.{table} WHERE {where} AND {which}"
+            for i, (table, column, which) in picked
+        )
+        return con.execute(sql, args * len(picked)).fetchall()
+
+    try:
+        return read(list(enumerate(sources)))
+    except duckdb.CatalogException:  # a ledger table not made yet
+        return read([(i, s) for i, s in enumerate(sources) if has_table(con, "landing", s[0])])
 
 
 def new_entries(scan: InboxScan, known: set[str], dataset: str | None = None) -> list[Entry]:

@@ -65,7 +65,7 @@ from pipelines.ingest.inbox import (
     Entry,
     Signature,
     account_refusal,
-    known_keys,
+    landing_state,
     new_entries,
     remember,
     scan_inbox,
@@ -103,6 +103,7 @@ class LandingResult:
     refused: int = 0  # files refused (symlink, not regular, outside, too large): new accounts
     unmatched: list[str] = field(default_factory=list)  # unexpected names (shown, at most 50)
     unmatched_total: int = 0  # how many names of the department's folder no pattern matches
+    deliveries_total: int | None = None  # the dataset's deliveries after it (None: not read)
 
 
 class Transform(Protocol):
@@ -283,17 +284,25 @@ def _commit(
     source: str,
     cursor_end: str | None,
     then: Callable[[Landed | None], None] | None = None,
+    hashes: set[str] | None = None,
 ) -> Landed | None:
     """Rename the verified copy into place (over any unrecorded copy), then record it; what
     the caller records with it (``then``, given the delivery or None: an inbox file's
     archive and record, a pull's record) goes in the same lake transaction: one commit a
     delivery.
 
-    None (and the copy discarded) when the dataset already has a delivery of that hash.
+    None (and the copy discarded) when the dataset already has a delivery of that hash:
+    ``hashes`` when the caller holds them (:func:`pipelines.ingest.inbox.landing_state`,
+    the hash landed added once committed), else asked of the ledger.
     """
     landed: Landed | None = None
     with transaction(con):
-        if is_landed(con, dept, dataset.code, copied.sha256):
+        seen = (
+            copied.sha256 in hashes
+            if hashes is not None
+            else is_landed(con, dept, dataset.code, copied.sha256)
+        )
+        if seen:
             part.unlink(missing_ok=True)
         else:
             target = part.with_name(_landed_name(dataset, copied.sha256))
@@ -328,6 +337,8 @@ def _commit(
         if then is not None:
             then(landed)
     if landed is not None:
+        if hashes is not None:
+            hashes.add(landed.sha256)
         kill_point(KP_RECORDED)
     return landed
 
@@ -338,10 +349,15 @@ def stored_name(name: str) -> str:
 
 
 def _land_entry(
-    con: duckdb.DuckDBPyConnection, settings: Settings, dept: str, dataset: Dataset, entry: Entry
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    dept: str,
+    dataset: Dataset,
+    entry: Entry,
+    hashes: set[str],
 ) -> Landed | None:
     """Land one settled file (encrypted), archive and remember it: the delivery (None if its
-    content was landed before).
+    content was landed before: its hash is in ``hashes``, the dataset's, kept up to date).
 
     Raises StillBeingWritten (the file changed since the listing, or while copied)
     or Unreadable.
@@ -378,6 +394,7 @@ def _land_entry(
         source=stored_name(source),
         cursor_end=None,
         then=keep,
+        hashes=hashes,
     )
 
 
@@ -410,7 +427,8 @@ def land_files(
     scan = scan_inbox(settings, dept, siblings)
     mine = scan.for_dataset(dataset.code)
     # the ledger knows the rest (its rows of this dataset: each entry's key names it)
-    fresh = new_entries(scan, known_keys(con, dept, dataset.code), dataset.code)
+    state = landing_state(con, dept, dataset.code)
+    fresh = new_entries(scan, state.keys, dataset.code)
     known = [e for e in mine if e.refused is None and e not in fresh]
     result = LandingResult([], len(known), [])
     for entry in known:  # landed by a run stopped before it removed the file
@@ -425,7 +443,7 @@ def land_files(
         why = entry.refused
         if why is None:
             try:
-                landed = _land_entry(con, settings, dept, dataset, entry)
+                landed = _land_entry(con, settings, dept, dataset, entry, state.hashes)
             except StillBeingWritten:
                 result.waiting.append(shown(entry.name))
                 continue
@@ -442,6 +460,7 @@ def land_files(
         if reason is not None:
             result.refused += 1
             result.failed.append(reason)
+    result.deliveries_total = state.deliveries + len(result.landed)
     return result
 
 
@@ -481,7 +500,7 @@ def land_pull(
             record_pull(con, dept, dataset.code, landed=landed, failed=failed)
 
     remove_leftovers(settings, dept, dataset)
-    cursor = last_cursor(con, dept, dataset.code)
+    cursor, deliveries = last_cursor(con, dept, dataset.code)
     kind = dataset.delivery.kind
     try:
         pulled: Pulled = (
@@ -501,10 +520,10 @@ def land_pull(
                 reason=reason,
             )
             recorded(0, 1)
-        return LandingResult([], 0, [reason])
+        return LandingResult([], 0, [reason], deliveries_total=deliveries)
     if pulled.rows == 0:
         recorded(0, 0)
-        return LandingResult([], 0, [])
+        return LandingResult([], 0, [], deliveries_total=deliveries)
     part = _new_part(settings, dept, dataset)
     copied = one_pass([pulled.data], part, encryptor(settings))
     stamp = now().strftime("%Y%m%dT%H%M%S")
@@ -520,7 +539,9 @@ def land_pull(
         cursor_end=pulled.cursor_end,
         then=lambda landed: recorded(int(landed is not None), 0),
     )
-    return LandingResult([], 1, []) if landed is None else LandingResult([landed], 0, [])
+    if landed is None:
+        return LandingResult([], 1, [], deliveries_total=deliveries)
+    return LandingResult([landed], 0, [], deliveries_total=deliveries + 1)
 
 
 def land(

@@ -194,11 +194,14 @@ def is_landed(con: duckdb.DuckDBPyConnection, dept: str, dataset: str, sha256: s
     )
 
 
-def last_cursor(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> str | None:
-    return con.execute(
-        f"SELECT max(cursor_end) FROM landing.deliveries WHERE {of_dataset()}",
+def last_cursor(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> tuple[str | None, int]:
+    """The cursor a pull of the dataset goes on from (None: from the start), and how many
+    deliveries the dataset has, in one read."""
+    cursor, count = con.execute(
+        f"SELECT max(cursor_end), count(*) FROM landing.deliveries WHERE {of_dataset()}",
         [dept, dataset],
-    ).fetchone()[0]
+    ).fetchone()
+    return cursor, int(count)
 
 
 def unaccounted(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> list[Landed]:

@@ -84,6 +84,24 @@ def test_each_landed_file_is_one_commit_with_its_inbox_record(home, cgj) -> None
     assert snapshots(con) - before == 1
     assert row_count(con, "landing", "deliveries") == 2
     assert row_count(con, "landing", "inbox_files") == 3
+    # the dataset's deliveries as landing counts them, with no read of its own afterwards
+    assert (result.deliveries_total, again.deliveries_total) == (2, 2)
+
+
+def test_copies_in_one_landing_land_once(home, cgj) -> None:
+    """The hashes landing reads once are kept up to date as it lands: a second file of the
+    same content in the same landing is a copy, as it is in a later one."""
+    settings, con = home
+    ensure_ledger(con)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    deliver(settings, "violation_cases_2.csv", CSV)
+    deliver(settings, "violation_cases_3.csv", CSV + b"A-2,2026-11-21 08:00:00\r\n")
+    result = land(con, settings, "cgj", cgj)
+    assert (len(result.landed), result.skipped, result.deliveries_total) == (2, 1, 2)
+    assert row_count(con, "landing", "deliveries") == 2
+    hashes = con.execute("SELECT count(DISTINCT sha256) FROM landing.deliveries").fetchone()[0]
+    assert hashes == 2
+    assert row_count(con, "landing", "inbox_files") == 3
 
 
 def test_a_pull_is_recorded_in_the_commit_of_what_it_brought(
@@ -108,13 +126,15 @@ def test_a_pull_is_recorded_in_the_commit_of_what_it_brought(
         return answer
 
     monkeypatch.setattr(landing, "pull_sql", pull)
-    counts = []
+    counts, results = [], []
     for record in (True, True, True, False):
         before = snapshots(con)
-        land(con, settings, dept, ds, record=record)
+        results.append(land(con, settings, dept, ds, record=record))
         counts.append(snapshots(con) - before)
     # landed + recorded, recorded (nothing came), failure + recorded, landed only
     assert counts == [1, 1, 1, 1]
+    # each pull's result counts the dataset's deliveries (read with the cursor, not again)
+    assert [r.deliveries_total for r in results] == [1, 1, 1, 2]
     pulls = con.execute("SELECT landed, failed FROM landing.pulls ORDER BY pulled_at").fetchall()
     assert pulls == [(1, 0), (0, 0), (0, 1)]
     assert row_count(con, "landing", "deliveries") == 2
