@@ -10,7 +10,7 @@ from catalog.model import Dataset
 from catalog.settings import Settings
 from pipelines.ingest.landing import LandingResult, land
 from pipelines.ingest.raw import Account, load_raw
-from pipelines.ingest.staged import StageAccount, load_and_stage
+from pipelines.ingest.staged import StageAccount, stage_with_landing
 
 if TYPE_CHECKING:
     from pipelines.protection import Protection
@@ -39,13 +39,19 @@ def ingest_and_stage(
     protection: Protection | None = None,
     **pull_kw,
 ) -> tuple[LandingResult, list[Account], list[StageAccount]]:
-    """What a run's dataset step does: land what is new, then read every unread delivery
-    into raw and through the row gate, one transaction a delivery
-    (:func:`pipelines.ingest.staged.load_and_stage`). Waits for settling files as
+    """What a run's dataset step does: what an earlier run left read and gated, then what is
+    new landed, each new delivery read into raw and through the row gate in its landing's
+    own transaction — one lake commit a delivery
+    (:func:`pipelines.ingest.staged.stage_with_landing`). Waits for settling files as
     :func:`ingest_dataset` does."""
     from pipelines.protection import Protection
 
-    landed = land(con, settings, dept, dataset, **{"wait_for_settle": True, **pull_kw})
     protection = protection or Protection.from_settings(settings)
-    accounts, staged = load_and_stage(con, dept, dataset, protection)
-    return landed, accounts, staged
+    kw = {"wait_for_settle": True, **pull_kw}
+    return stage_with_landing(
+        con,
+        dept,
+        dataset,
+        protection,
+        lambda load: land(con, settings, dept, dataset, load=load, **kw),
+    )

@@ -272,6 +272,18 @@ def _new_part(settings: Settings, dept: str, dataset: Dataset) -> Path:
     return folder / f"{os.urandom(8).hex()}.part"
 
 
+class DeliveryLoad(Protocol):
+    """What reads a new delivery in landing's own transaction (``pipelines.ingest.staged``'s
+    ``Loader``): called with it inside the transaction, told after the commit, or told the
+    delivery was landed alone when the call (or the commit) raised."""
+
+    def __call__(self, d: Landed) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def fell_back(self) -> None: ...
+
+
 def _commit(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -285,39 +297,23 @@ def _commit(
     cursor_end: str | None,
     then: Callable[[Landed | None], None] | None = None,
     hashes: set[str] | None = None,
+    load: DeliveryLoad | None = None,
 ) -> Landed | None:
     """Rename the verified copy into place (over any unrecorded copy), then record it; what
     the caller records with it (``then``, given the delivery or None: an inbox file's
     archive and record, a pull's record) goes in the same lake transaction: one commit a
-    delivery.
+    delivery. ``load``: the new delivery is read and gated in that transaction too; should
+    that raise, the transaction is rolled back and the delivery landed alone as without it
+    (``load.fell_back``), for the two-transaction read to meet the same failure.
 
     None (and the copy discarded) when the dataset already has a delivery of that hash:
     ``hashes`` when the caller holds them (:func:`pipelines.ingest.inbox.landing_state`,
     the hash landed added once committed), else asked of the ledger.
     """
     landed: Landed | None = None
-    with transaction(con):
-        seen = (
-            copied.sha256 in hashes
-            if hashes is not None
-            else is_landed(con, dept, dataset.code, copied.sha256)
-        )
-        if seen:
-            part.unlink(missing_ok=True)
-        else:
-            target = part.with_name(_landed_name(dataset, copied.sha256))
-            part.replace(target)  # a copy a killed run left unrecorded is replaced, never trusted
-            _fsync_dir(target.parent)
-            kill_point(KP_COPIED)
-            landed = Landed(
-                f"{dept}.{dataset.code}.{id_token(copied.sha256)}",
-                dept,
-                dataset.code,
-                file_name,
-                str(target),
-                copied.sha256,
-                copied.size,
-            )
+
+    def record() -> None:  # inside the transaction: the delivery's row, what goes with it
+        if landed is not None:
             con.execute(
                 "INSERT INTO landing.deliveries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
@@ -331,15 +327,54 @@ def _commit(
                     copied.sha256,
                     copied.size,
                     cursor_end,
-                    now(),
+                    landed.arrived_at,
                 ],
             )
         if then is not None:
             then(landed)
+
+    loaded = False
+    try:
+        with transaction(con):
+            seen = (
+                copied.sha256 in hashes
+                if hashes is not None
+                else is_landed(con, dept, dataset.code, copied.sha256)
+            )
+            if seen:
+                part.unlink(missing_ok=True)
+            else:
+                target = part.with_name(_landed_name(dataset, copied.sha256))
+                part.replace(target)  # a copy a killed run left unrecorded is replaced
+                _fsync_dir(target.parent)
+                kill_point(KP_COPIED)
+                landed = Landed(
+                    f"{dept}.{dataset.code}.{id_token(copied.sha256)}",
+                    dept,
+                    dataset.code,
+                    file_name,
+                    str(target),
+                    copied.sha256,
+                    copied.size,
+                    now(),
+                )
+            record()
+            if load is not None and landed is not None:
+                load(landed)
+                loaded = True
+    except Exception:
+        if load is None or landed is None:
+            raise
+        load.fell_back()  # its read rolled back: landed alone, read the two-transaction way
+        loaded = False
+        with transaction(con):
+            record()
     if landed is not None:
         if hashes is not None:
             hashes.add(landed.sha256)
         kill_point(KP_RECORDED)
+        if loaded and load is not None:
+            load.committed()
     return landed
 
 
@@ -355,6 +390,7 @@ def _land_entry(
     dataset: Dataset,
     entry: Entry,
     hashes: set[str],
+    load: DeliveryLoad | None = None,
 ) -> Landed | None:
     """Land one settled file (encrypted), archive and remember it: the delivery (None if its
     content was landed before: its hash is in ``hashes``, the dataset's, kept up to date).
@@ -395,6 +431,7 @@ def _land_entry(
         cursor_end=None,
         then=keep,
         hashes=hashes,
+        load=load,
     )
 
 
@@ -415,8 +452,10 @@ def land_files(
     dataset: Dataset,
     *,
     wait_for_settle: bool = False,
+    load: DeliveryLoad | None = None,
 ) -> LandingResult:
-    """Land the settled files of ``inbox/<dept>/`` this dataset's pattern matches.
+    """Land the settled files of ``inbox/<dept>/`` this dataset's pattern matches (each new
+    delivery read and gated in its landing's transaction by ``load``, when given).
 
     Young files wait for a later run (``wait_for_settle``: for at most the settle
     period in this one); refused files get one failed account each; the names no
@@ -443,7 +482,7 @@ def land_files(
         why = entry.refused
         if why is None:
             try:
-                landed = _land_entry(con, settings, dept, dataset, entry, state.hashes)
+                landed = _land_entry(con, settings, dept, dataset, entry, state.hashes, load)
             except StillBeingWritten:
                 result.waiting.append(shown(entry.name))
                 continue
@@ -486,13 +525,15 @@ def land_pull(
     dataset: Dataset,
     *,
     record: bool = False,
+    load: DeliveryLoad | None = None,
     **pull_kw,
 ) -> LandingResult:
     """Pull a database table or HTTP API from the last cursor and land what came.
 
     Any exception of the pull becomes a failed account; the run goes on. ``record``: the
     pull is recorded (:func:`record_pull`, the next is due a cycle later) in the lake
-    transaction of what it landed or of its failure, not in one of its own.
+    transaction of what it landed or of its failure, not in one of its own. ``load``: what
+    came is read and gated in that transaction too (:func:`_commit`).
     """
 
     def recorded(landed: int, failed: int) -> None:
@@ -538,6 +579,7 @@ def land_pull(
         source=pulled.source,
         cursor_end=pulled.cursor_end,
         then=lambda landed: recorded(int(landed is not None), 0),
+        load=load,
     )
     if landed is None:
         return LandingResult([], 1, [], deliveries_total=deliveries)
@@ -552,17 +594,19 @@ def land(
     *,
     wait_for_settle: bool = False,
     record: bool = False,
+    load: DeliveryLoad | None = None,
     **pull_kw,
 ) -> LandingResult:
-    """Land whatever is new for one dataset, with the connector its delivery declares.
+    """Land whatever is new for one dataset, with the connector its delivery declares
+    (``load``: each new delivery read and gated in its landing's transaction).
 
     ``wait_for_settle``: wait (at most ``settle_seconds``) for files still young
     instead of leaving them to a later run — for runs that follow a delivery at once.
     ``record``: a pull is recorded as attempted (:func:`land_pull`).
     """
     if dataset.delivery.kind in FILE_CONNECTORS:
-        return land_files(con, settings, dept, dataset, wait_for_settle=wait_for_settle)
-    return land_pull(con, settings, dept, dataset, record=record, **pull_kw)
+        return land_files(con, settings, dept, dataset, wait_for_settle=wait_for_settle, load=load)
+    return land_pull(con, settings, dept, dataset, record=record, load=load, **pull_kw)
 
 
 REMOVED_TABLE = "landed_files_removed"

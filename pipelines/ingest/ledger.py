@@ -139,7 +139,7 @@ class Landed:
     landed_path: str
     sha256: str
     size_bytes: int
-    arrived_at: dt.datetime | None = None  # when read with it (:func:`pending`)
+    arrived_at: dt.datetime | None = None  # when read with it (:func:`pending`) or landed
 
     def path(self, landing_dir: Path) -> Path:
         """Where the landed copy is now (:func:`landed_file`)."""

@@ -15,8 +15,8 @@ catalogue's ``update_mode`` (``quality.keys``): the staged rows of the
 delivery's keys are looked up by ``_key_pid`` (a semi-join in the lake, not the
 whole table), compared digest to digest, never decrypted; a newer version
 replaces the staged row (DELETE + INSERT), a snapshot withdraws the keys it no
-longer carries. One transaction per delivery with its stage account, so per
-delivery:
+longer carries. One transaction per delivery with its stage account (a new delivery's
+landing in it too: :func:`stage_with_landing`), so per delivery:
 
     rows delivered = rows staged + rows quarantined (at raw and at the gate)
                      + rows skipped (exact copies, in the delivery or of a staged row)
@@ -25,7 +25,9 @@ delivery:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -46,6 +48,8 @@ from pipelines.ingest.raw import (
 from pipelines.killpoints import kill_point, register
 from pipelines.protection import Protection
 from quality.keys import ARRIVED, CURSOR, KEY_PID, ROW_DIGEST, Reconciled, reconcile
+
+T = TypeVar("T")
 
 register("staged.gated", "staged: the gate ran on a delivery, nothing written")
 register("staged.before_commit", "staged: rows, quarantine and account inserted, not committed")
@@ -461,6 +465,51 @@ def _plaintext(kept: list[pl.DataFrame], dataset: Dataset) -> pl.DataFrame:
     return frame.sort("_source_row", maintain_order=True)
 
 
+def read_and_gate(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    d: Landed,
+    protection: Protection,
+    *,
+    staged_empty: bool = False,
+    progress: list[str] | None = None,
+) -> tuple[Account, StageAccount]:
+    """Inside the caller's transaction: one landed delivery read into raw (its batches
+    encrypted and inserted while their plaintext is kept) and gated from that plaintext
+    (:func:`gate_delivery`). Raises :class:`UnreadableDelivery` for a delivery that cannot
+    be read, and whatever the gate raises; ``progress`` gets ``"raw"`` once raw holds the
+    delivery's rows (the caller's fallback tells a failed read from a failed gate)."""
+    kept: list[pl.DataFrame] = []
+    raw_quarantine: list[pl.DataFrame] = []
+    try:
+        batches = mapped_batches(dataset, d)
+        first = next(batches, None)
+        kill_point("raw.parsed")
+        account = insert_delivery(
+            con, dept, dataset, d, batches, first, protection.protect, kept, raw_quarantine
+        )
+        del first, batches
+        kill_point("raw.before_commit")
+        if progress is not None:
+            progress.append("raw")
+        staged = gate_delivery(
+            con,
+            dept,
+            dataset,
+            d.delivery_id,
+            d.file_name,
+            protection,
+            _plaintext(kept, dataset),
+            d.arrived_at,
+            staged_empty=staged_empty,
+            raw_quarantine=raw_quarantine,
+        )
+    finally:
+        kept.clear()  # a failed delivery's plaintext goes at once
+    return account, staged
+
+
 def load_and_stage_delivery(
     con: duckdb.DuckDBPyConnection,
     dept: str,
@@ -470,52 +519,83 @@ def load_and_stage_delivery(
     *,
     staged_empty: bool = False,
 ) -> tuple[Account, StageAccount | None]:
-    """One landed delivery read into raw and through the gate in ONE lake transaction: its
-    batches encrypted and inserted into raw while their plaintext is kept, then gated from
-    that plaintext (:func:`gate_delivery`) — not committed, read back and decrypted, and
-    committed again. One commit and one load of DuckLake's catalogue a delivery, and the
-    same rows, quarantine and accounts as :func:`load_delivery` then :func:`stage_delivery`.
+    """One landed delivery read into raw and through the gate in ONE lake transaction
+    (:func:`read_and_gate`), not committed, read back and decrypted, and committed again.
+    One commit and one load of DuckLake's catalogue a delivery, and the same rows,
+    quarantine and accounts as :func:`load_delivery` then :func:`stage_delivery`.
 
     A delivery that cannot be read is accounted failed (no stage account). Should the gate
     raise, the transaction rolls back and the delivery is read into raw alone
     (:func:`load_delivery`, committed), then the error goes on: the gate's failure is the
     step's, as when raw and staged were two transactions."""
-    kept: list[pl.DataFrame] = []
-    raw_quarantine: list[pl.DataFrame] = []
-    loaded = False
+    progress: list[str] = []
     try:
-        batches = mapped_batches(dataset, d)
-        first = next(batches, None)
-        kill_point("raw.parsed")
         with transaction(con):
-            account = insert_delivery(
-                con, dept, dataset, d, batches, first, protection.protect, kept, raw_quarantine
-            )
-            del first, batches
-            kill_point("raw.before_commit")
-            loaded = True
-            staged = gate_delivery(
-                con,
-                dept,
-                dataset,
-                d.delivery_id,
-                d.file_name,
-                protection,
-                _plaintext(kept, dataset),
-                d.arrived_at,
-                staged_empty=staged_empty,
-                raw_quarantine=raw_quarantine,
+            account, staged = read_and_gate(
+                con, dept, dataset, d, protection, staged_empty=staged_empty, progress=progress
             )
     except UnreadableDelivery as exc:
         return failed_delivery(con, dept, dataset, d, exc), None
     except Exception:
-        kept.clear()
-        if loaded:  # the gate failed: raw as before, committed on its own
+        if progress:  # the gate failed: raw as before, committed on its own
             load_delivery(con, dept, dataset, d, protection.protect)
         raise
     kill_point("raw.committed")
     kill_point("staged.committed")
     return account, staged
+
+
+class Loader:
+    """Each new delivery landing hands it (``pipelines.ingest.landing``'s ``load``), read
+    into raw and gated inside landing's own transaction (:func:`read_and_gate`): one lake
+    commit a new delivery — its ledger row, inbox record, raw and staged rows, quarantine
+    and accounts — where landing, then reading and gating, made two (each commit costs
+    DuckLake a snapshot, and every table read after it its statistics again).
+
+    Should the read or the gate raise, landing rolls its transaction back, lands the
+    delivery alone as before and tells the loader (:meth:`fell_back`): the delivery is then
+    read the two-transaction way (:func:`load_and_stage_delivery`: an unreadable delivery
+    accounted failed; a failed gate leaves raw loaded and raises), so every outcome is the
+    one the separate steps gave. The accounts of what was read and gated here are kept once
+    committed (:meth:`committed`), in landing's order (the order of arrival)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        dept: str,
+        dataset: Dataset,
+        protection: Protection,
+        staged_empty: bool,
+    ) -> None:
+        self.con, self.dept, self.dataset, self.protection = con, dept, dataset, protection
+        self.staged_empty = staged_empty  # no staged row yet: the gate reads no versions
+        self.accounts: list[Account] = []
+        self.staged: list[StageAccount] = []
+        self.fallbacks = 0  # deliveries landed alone, to be read the two-transaction way
+        self._done: tuple[Account, StageAccount] | None = None
+
+    def __call__(self, d: Landed) -> None:
+        """Inside landing's transaction: ``d`` read and gated, not committed."""
+        self._done = read_and_gate(
+            self.con, self.dept, self.dataset, d, self.protection, staged_empty=self.staged_empty
+        )
+
+    def committed(self) -> None:
+        """After landing's commit: the delivery's accounts kept."""
+        if self._done is None:
+            return
+        account, staged = self._done
+        self._done = None
+        self.accounts.append(account)
+        self.staged.append(staged)
+        self.staged_empty = self.staged_empty and staged.rows_out == 0
+        kill_point("raw.committed")
+        kill_point("staged.committed")
+
+    def fell_back(self) -> None:
+        """Landing rolled the delivery's read back and landed it alone."""
+        self._done = None
+        self.fallbacks += 1
 
 
 def _lacks_columns(con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset) -> bool:
@@ -564,9 +644,25 @@ def load_and_stage(
     What is pending is read in one transaction (one load of DuckLake's catalogue). Returns
     the raw accounts and the stage accounts, as :func:`load_raw` then :func:`stage_dataset`
     would."""
+    accounts, staged, _ = _load_pending(con, dept, dataset, protection, probe=True)
+    return accounts, staged
+
+
+def _load_pending(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    protection: Protection,
+    *,
+    probe: bool,
+) -> tuple[list[Account], list[StageAccount], bool]:
+    """:func:`load_and_stage`'s work, and whether the staged table still holds no row;
+    ``probe``: with nothing to gate, a staged table lacking columns gains them."""
     todo = pending(con, dept, dataset.code)
     unread = todo.unread
-    staged = _stage_pending(con, dept, dataset, protection, todo.ungated, probe=not unread)
+    staged = _stage_pending(
+        con, dept, dataset, protection, todo.ungated, probe=probe and not unread
+    )
     empty = not todo.staged_any and not staged
     accounts = []
     for d in unread:
@@ -577,6 +673,33 @@ def load_and_stage(
         accounts.append(account)
         if stage_account is not None:
             staged.append(stage_account)
-    if unread and not staged:  # nothing gated: a staged table lacking columns gains them
+    if probe and unread and not staged:  # nothing gated: a staged table lacking columns
+        _stage_pending(con, dept, dataset, protection, [])  # gains them
+    return accounts, staged, empty
+
+
+def stage_with_landing(
+    con: duckdb.DuckDBPyConnection,
+    dept: str,
+    dataset: Dataset,
+    protection: Protection,
+    land_new: Callable[[Loader], T],
+) -> tuple[T, list[Account], list[StageAccount]]:
+    """A dataset's landing, raw and staged with one lake commit a new delivery: what an
+    earlier run left (landed and not read, read and not gated) first, oldest first, as
+    :func:`load_and_stage` does; then ``land_new`` lands what is new, handing each new
+    delivery to a :class:`Loader` in its own transaction; then any delivery it landed alone
+    (a read or gate that raised) the two-transaction way. The order of reading is the order
+    of arrival throughout. Returns ``land_new``'s result and the raw and stage accounts."""
+    accounts, staged, empty = _load_pending(con, dept, dataset, protection, probe=False)
+    loader = Loader(con, dept, dataset, protection, staged_empty=empty)
+    landed = land_new(loader)
+    accounts += loader.accounts
+    staged += loader.staged
+    if loader.fallbacks:
+        more, more_staged = load_and_stage(con, dept, dataset, protection)
+        accounts += more
+        staged += more_staged
+    elif not staged:  # nothing gated: a staged table lacking columns gains them
         _stage_pending(con, dept, dataset, protection, [])
-    return accounts, staged
+    return landed, accounts, staged

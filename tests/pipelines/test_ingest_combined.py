@@ -1,7 +1,8 @@
-"""raw and staged in one transaction a delivery (``pipelines.ingest.staged.load_and_stage``)
-load, gate, quarantine and account exactly what the two-transaction path did (raw
-committed, read back, decrypted, gated, committed again: ``load_raw`` then
-``stage_dataset``).
+"""A new delivery landed, read into raw and gated in one transaction
+(``pipelines.ingest.ingest_and_stage``: ``pipelines.ingest.staged.stage_with_landing``)
+lands, loads, gates, quarantines and accounts exactly what the separate transactions did
+(landing committed; raw committed, read back, decrypted, gated, committed again:
+``ingest_dataset`` then ``stage_dataset``), with one lake commit a delivery instead of three.
 
 One small street of three days (several deliveries a dataset in one run: the first
 against an empty staged table, the later ones replacing and withdrawing staged rows;
@@ -88,6 +89,11 @@ def _ingest(street: Path, dest: Path, combined: bool) -> tuple[Settings, dict]:
     return settings, got
 
 
+def _snapshots(settings: Settings) -> int:
+    with open_lake(settings, read_only=True) as con:
+        return con.execute("SELECT count(*) FROM ducklake_snapshots('lake')").fetchone()[0]
+
+
 def _rows(con, zone: str, table: str, drop: set[str]) -> pl.DataFrame:
     frame = con.execute(f'SELECT * FROM {zone}."{table}"').pl()
     frame = frame.drop([c for c in frame.columns if c in drop | TIMES])
@@ -102,6 +108,10 @@ def test_one_transaction_a_delivery_loads_and_stages_what_two_did(
     new, got_new = _ingest(street, tmp_path / "new", combined=True)
     old, got_old = _ingest(street, tmp_path / "old", combined=False)
     assert got_new == got_old  # every raw and stage account, repairs included
+    # one commit a delivery (its landing, raw and staged), where there were three
+    deliveries = sum(len(accounts) for accounts, _ in got_old.values())
+    commits = [_snapshots(settings) for settings in (new, old)]
+    assert commits[1] - commits[0] == 2 * deliveries > 0, (commits, deliveries)
     several = [k for k, (a, _) in got_old.items() if len(a) > 1]
     assert several, "the street should give some dataset several deliveries in one run"
     # later deliveries met the staged rows of the first (copies skipped against staged)
@@ -117,11 +127,12 @@ def test_one_transaction_a_delivery_loads_and_stages_what_two_did(
                 x, y = (_rows(c, zone, raw_table(dept.code, ds), sensitive) for c in (a, b))
                 assert x.columns == y.columns and x.equals(y), (zone, ds.code)
                 compared += x.height
-        for zone, table in (
-            ("quarantine", "rows"),
-            ("landing", "delivery_accounts"),
-            ("landing", "stage_accounts"),
+        for zone, table, drop in (
+            ("quarantine", "rows", set()),
+            ("landing", "delivery_accounts", set()),
+            ("landing", "stage_accounts", set()),
+            ("landing", "deliveries", {"landed_path", "source", "arrived_at"}),  # paths, times
         ):
-            x, y = (_rows(c, zone, table, set()) for c in (a, b))
+            x, y = (_rows(c, zone, table, drop) for c in (a, b))
             assert x.height > 0 and x.equals(y), table
     assert compared > 1000

@@ -20,10 +20,11 @@ from catalog.model import ConnectorKind, Dataset
 from catalog.settings import Settings
 from lakehouse.lake import open_lake, row_count
 from pipelines.connectors.sql_db import Pulled
-from pipelines.ingest import landing
+from pipelines.ingest import ingest_and_stage, landing, staged
 from pipelines.ingest.inbox import known_keys_by_dept
 from pipelines.ingest.landing import land
-from pipelines.ingest.ledger import ensure_ledger
+from pipelines.ingest.ledger import ensure_ledger, pending
+from pipelines.protection import Protection
 
 OLD = time.time() - 3600  # long settled
 CSV = b"case_id,opened_at\r\nA-1,2026-11-20 22:57:33\r\n"
@@ -169,3 +170,62 @@ def test_known_keys_and_row_counts_on_a_lake_without_ledger_tables(home, cgj) ->
     }
     assert len(refused) == 1 and keys == files | refused
     assert row_count(con, "landing", "deliveries") == 1
+
+
+def test_a_read_that_fails_in_its_landing_commit_lands_alone_and_is_read_again(
+    home, cgj, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new delivery is read and gated in its landing's transaction; when that read raises,
+    the transaction is rolled back, the delivery landed alone (one commit) and read again
+    the two-transaction way, which meets what the delivery holds as before: here a file
+    whose header is not the catalogue's, accounted failed. Nothing twice, nothing lost."""
+    settings, con = home
+    ensure_ledger(con)
+    calls = []
+    real = staged.read_and_gate
+
+    def flaky(*args, **kw):
+        calls.append(args[3].file_name)
+        if len(calls) == 1:  # the read in landing's transaction: a transient failure
+            raise RuntimeError("the disk hiccuped")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(staged, "read_and_gate", flaky)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    before = snapshots(con)
+    protection = Protection.from_settings(settings)
+    landed, accounts, stage_accounts = ingest_and_stage(
+        con, settings, "cgj", cgj, protection=protection
+    )
+    assert calls == ["violation_cases_1.csv"] * 2  # in landing's transaction, then alone
+    assert len(landed.landed) == 1 and landed.deliveries_total == 1
+    assert [a.status for a in accounts] == ["failed"] and stage_accounts == []
+    # landed alone (with its inbox record), then its failed account: two commits
+    assert snapshots(con) - before == 2
+    for table in ("deliveries", "inbox_files", "delivery_accounts"):
+        assert row_count(con, "landing", table) == 1, table
+    assert list((settings.inbox_dir / "cgj").iterdir()) == []
+    todo = pending(con, "cgj", cgj.code)
+    assert not todo.unread and not todo.ungated
+    # the same file again: a copy of a landed delivery, read by nobody
+    deliver(settings, "violation_cases_2.csv", CSV)
+    again, more, _ = ingest_and_stage(con, settings, "cgj", cgj, protection=protection)
+    assert (again.landed, again.skipped, more) == ([], 1, [])
+    assert len(calls) == 2
+
+
+def test_an_unreadable_delivery_read_in_its_landing_commit_is_accounted_as_before(
+    home, cgj
+) -> None:
+    """No fault but the file's own: the read in landing's transaction fails, the delivery is
+    landed alone and accounted failed, as when landing and reading were separate."""
+    settings, con = home
+    ensure_ledger(con)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    landed, accounts, stage_accounts = ingest_and_stage(
+        con, settings, "cgj", cgj, protection=Protection.from_settings(settings)
+    )
+    assert len(landed.landed) == 1 and [a.status for a in accounts] == ["failed"]
+    assert "missing column" in (accounts[0].reason or "")  # the catalogue's columns it lacks
+    assert stage_accounts == []
+    assert row_count(con, "landing", "delivery_accounts") == 1

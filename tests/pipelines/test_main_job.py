@@ -116,24 +116,20 @@ def test_a_failed_dataset_stops_its_downstream_and_nothing_else(
     two_departments: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipelines.defs.sources import assets as source_assets
+    from pipelines.ingest import raw, staged
     from pipelines.ingest_run import run_problems
 
     cat = load_catalogue()
     broken = cat.departments["wjw"].datasets[0]
-    real_load_raw, real_load_and_stage = source_assets.load_raw, source_assets.load_and_stage
+    real_batches = raw.mapped_batches
 
-    def load_raw(con, dept, ds, protect):
+    def mapped_batches(ds, d):  # every way of reading a delivery: landing's, raw's alone
         if ds.code == broken.code:
             raise RuntimeError("a connector bug")
-        return real_load_raw(con, dept, ds, protect)
+        return real_batches(ds, d)
 
-    def load_and_stage(con, dept, ds, protection):  # a run's step: raw and staged at once
-        if ds.code == broken.code:
-            raise RuntimeError("a connector bug")
-        return real_load_and_stage(con, dept, ds, protection)
-
-    monkeypatch.setattr(source_assets, "load_raw", load_raw)
-    monkeypatch.setattr(source_assets, "load_and_stage", load_and_stage)
+    monkeypatch.setattr(raw, "mapped_batches", mapped_batches)
+    monkeypatch.setattr(staged, "mapped_batches", mapped_batches)
     defs = []
     for code in ("wjw", "cgj"):
         dept = cat.departments[code]

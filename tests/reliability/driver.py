@@ -2,7 +2,9 @@
 
 ``python tests/reliability/driver.py HOME`` lands, reads (raw) and gates
 (staged) every dataset of the catalogue, then writes the quality scorecard
-(``--no-scorecard``: not; ``--scorecard-only``: only it, over what is staged); the
+(``--no-scorecard``: not; ``--scorecard-only``: only it, over what is staged;
+``--land-first``: each dataset landed, then read and gated, as two transactions a
+delivery, not one: the two-transaction path); the
 departments' APIs are served without faults. Kill points on that path
 (``STREETHUB_KILL_AT``) let a test SIGKILL the child at a named place.
 
@@ -38,10 +40,16 @@ class Outcome:
     escaped: dict[str, str] = field(default_factory=dict)
 
 
-def ingest_street(settings: Settings, *, scorecard: bool = True) -> Outcome:
-    """Land → raw → staged for every dataset (faultless APIs), then the scorecard."""
+def ingest_street(
+    settings: Settings, *, scorecard: bool = True, land_first: bool = False
+) -> Outcome:
+    """Land → raw → staged for every dataset (faultless APIs), then the scorecard.
+    ``land_first``: each dataset's new deliveries landed, then read and gated (the
+    two-transaction path), not each read and gated in its landing's transaction."""
     from pipelines.ingest import ingest_and_stage
+    from pipelines.ingest.landing import land
     from pipelines.ingest.ledger import ensure_ledger
+    from pipelines.ingest.staged import load_and_stage
     from pipelines.protection import Protection
 
     cat = load_catalogue(settings.catalog_dir)
@@ -55,10 +63,13 @@ def ingest_street(settings: Settings, *, scorecard: bool = True) -> Outcome:
             ensure_ledger(con)
             for dept, ds in cat.datasets():
                 try:
-                    # as a run's dataset step: raw and staged in one transaction a delivery
-                    ingest_and_stage(
-                        con, settings, dept.code, ds, protection=protection, policy=FAST
-                    )
+                    if land_first:
+                        land(con, settings, dept.code, ds, wait_for_settle=True, policy=FAST)
+                        load_and_stage(con, dept.code, ds, protection)
+                    else:  # as a run's dataset step: one transaction a new delivery
+                        ingest_and_stage(
+                            con, settings, dept.code, ds, protection=protection, policy=FAST
+                        )
                 except Exception as exc:  # the test reports it; production must not raise
                     outcome.escaped[f"{dept.code}.{ds.code}"] = f"{type(exc).__name__}: {exc}"
     if scorecard:
@@ -88,7 +99,9 @@ if __name__ == "__main__":
         write_scorecard(Settings(home=home).ensure_dirs())
         sys.exit(0)
     result = ingest_street(
-        Settings(home=home).ensure_dirs(), scorecard="--no-scorecard" not in sys.argv[2:]
+        Settings(home=home).ensure_dirs(),
+        scorecard="--no-scorecard" not in sys.argv[2:],
+        land_first="--land-first" in sys.argv[2:],
     )
     for name, error in result.escaped.items():
         print(f"ESCAPED {name}: {error}", file=sys.stderr)

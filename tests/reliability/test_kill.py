@@ -77,30 +77,48 @@ SMALL_DEPARTMENTS = ("cgj", "gaj")
 # the points run on the whole street (the shipped catalogue)
 WHOLE_STREET = ("scorecard.written",)
 
-# point -> (owner, leftovers the kill must leave: the test would prove nothing without them)
+# point -> (owner, leftovers the kill must leave: the test would prove nothing without them).
+# A run lands a new delivery, reads it into raw and gates it in one transaction
+# (pipelines.ingest.staged.stage_with_landing): killed inside it, nothing of the delivery
+# is committed (its copy lies in landing unrecorded, the file still in the inbox); after
+# it, the delivery is landed, read and gated
 EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "landing.copy_started": ("LANDING (pipelines/ingest/landing.py)", ("partial_copies",)),
     "landing.copied": ("LANDING (pipelines/ingest/landing.py)", ("unrecorded_copies",)),
-    "landing.recorded": ("LANDING (pipelines/ingest/landing.py)", ("unaccounted",)),
-    "raw.parsed": ("CONNECTORS (pipelines/ingest/raw.py)", ("unaccounted",)),
+    "landing.recorded": ("LANDING (pipelines/ingest/landing.py)", ("staged_deliveries",)),
+    "raw.parsed": ("CONNECTORS (pipelines/ingest/raw.py)", ("unrecorded_copies",)),
     "raw.before_commit": (
         "CONNECTORS (pipelines/ingest/raw.py)",
-        ("unaccounted", "uncommitted_files"),
+        ("unrecorded_copies", "uncommitted_files"),
     ),
-    # a run reads a new delivery into raw and gates it in one transaction
-    # (pipelines.ingest.staged.load_and_stage_delivery): killed inside it, nothing of the
-    # delivery is committed; after it, the delivery is read and gated
     "raw.committed": ("CONNECTORS (pipelines/ingest/raw.py)", ("staged_deliveries",)),
-    "staged.gated": ("KEYS (pipelines/ingest/staged.py)", ("unaccounted", "uncommitted_files")),
+    "staged.gated": (
+        "KEYS (pipelines/ingest/staged.py)",
+        ("unrecorded_copies", "uncommitted_files"),
+    ),
     "staged.before_commit": (
         "KEYS (pipelines/ingest/staged.py)",
-        ("unaccounted", "uncommitted_files"),
+        ("unrecorded_copies", "uncommitted_files"),
     ),
     "staged.committed": ("KEYS (pipelines/ingest/staged.py)", ("staged_deliveries",)),
     "scorecard.before_write": ("RECOVERY (pipelines/killpoints.py)", ("no_scorecard",)),
     "scorecard.written": ("RECOVERY (pipelines/killpoints.py)", ("no_report",)),
 }
-POINTS = sorted(set(EXPECTED) | set(KILL_POINTS))
+# the same points on the two-transaction path: a run that lands what is new, then reads and
+# gates what is landed (a run of some assets only, ``deliveries retry``, an earlier run's
+# leftovers; the driver's --land-first), each delivery read and gated in a transaction of its
+# own after its landing's; the rerun (one commit a new delivery) reads what it left
+LAND_FIRST = "@land-first"
+EXPECTED_LAND_FIRST: dict[str, tuple[str, ...]] = {
+    "landing.recorded": ("unaccounted",),
+    "raw.parsed": ("unaccounted",),
+    "raw.before_commit": ("unaccounted", "uncommitted_files"),
+    "raw.committed": ("staged_deliveries",),
+    "staged.gated": ("unaccounted", "uncommitted_files"),
+    "staged.before_commit": ("unaccounted", "uncommitted_files"),
+    "staged.committed": ("staged_deliveries",),
+}
+POINTS = sorted(set(EXPECTED) | set(KILL_POINTS)) + [p + LAND_FIRST for p in EXPECTED_LAND_FIRST]
 PENDING_AFTER = ("partial_copies", "unrecorded_copies", "unaccounted", "unstaged")
 PENDING_AFTER += ("uncommitted_files", "unbalanced")
 
@@ -135,10 +153,11 @@ def drive(
     scorecard: bool,
     timeout: float,
     scorecard_only: bool = False,
+    land_first: bool = False,
 ) -> tuple[int, str]:
     """Run the driver on the home (and catalogue) of ``settings`` (``scorecard_only``: the
-    scorecard over what is staged, no ingest); (exit code, last lines of stderr). A hang
-    fails."""
+    scorecard over what is staged, no ingest; ``land_first``: the two-transaction path);
+    (exit code, last lines of stderr). A hang fails."""
     env = {k: v for k, v in os.environ.items() if k != "STREETHUB_KILL_AT"}
     env["STREETHUB_CATALOG_DIR"] = str(settings.catalog_dir)
     if kill_at is not None:
@@ -146,6 +165,7 @@ def drive(
     home = settings.home_abs
     cmd = [sys.executable, str(DRIVER), str(home)] + ([] if scorecard else ["--no-scorecard"])
     cmd += ["--scorecard-only"] if scorecard_only else []
+    cmd += ["--land-first"] if land_first else []
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -381,10 +401,11 @@ def run_scenario(point: str, root: Path, ref: Reference) -> Outcome:
         t0 = time.monotonic()
         outcome.killed_rc, outcome.killed_stderr = drive(
             settings,
-            kill_at=point,
+            kill_at=point.removesuffix(LAND_FIRST),
             scorecard=scorecard,
             scorecard_only=scorecard,  # started from the reference's ingest (scenario_home)
             timeout=RUN_TIMEOUT_S,
+            land_first=point.endswith(LAND_FIRST),
         )
         t1 = time.monotonic()
         outcome.left = pending(settings)
@@ -430,7 +451,7 @@ def kill_runs(reliability_street, tmp_path_factory, request) -> dict[str, Outcom
         sub_catalogue(root / "_catalogue_small", SMALL_DEPARTMENTS),
         scorecard=True,
     )
-    registered = [p for p in POINTS if p in KILL_POINTS and p in selected]
+    registered = [p for p in POINTS if p.removesuffix(LAND_FIRST) in KILL_POINTS and p in selected]
     on_whole = [p for p in registered if p in WHOLE_STREET]
     on_small = [p for p in registered if p not in WHOLE_STREET]
 
@@ -465,10 +486,11 @@ def test_every_kill_point_is_registered():
 @pytest.mark.timeout(3600)  # the first one runs every scenario (the module fixture)
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_run_is_recovered_by_the_next(point: str, kill_runs: dict[str, Outcome]):
-    if point not in KILL_POINTS:
+    name = point.removesuffix(LAND_FIRST)
+    if name not in KILL_POINTS:
         pytest.fail(
-            f"kill point {point!r} is not registered: its owner, {EXPECTED[point][0]}, "
-            f"registers it and calls kill_point({point!r}) at its place"
+            f"kill point {name!r} is not registered: its owner, {EXPECTED[name][0]}, "
+            f"registers it and calls kill_point({name!r}) at its place"
         )
     o = kill_runs[point]
     assert o.error is None, o.error
@@ -476,7 +498,9 @@ def test_killed_run_is_recovered_by_the_next(point: str, kill_runs: dict[str, Ou
         f"the run armed at {point} was not SIGKILLed there (exit {o.killed_rc}): "
         f"{'never reached the point' if o.killed_rc == 0 else o.killed_stderr}"
     )
-    wanted = EXPECTED.get(point, ("", ()))[1]
+    wanted = (
+        EXPECTED_LAND_FIRST[name] if point.endswith(LAND_FIRST) else EXPECTED.get(name, ("", ()))[1]
+    )
     missing = [w for w in wanted if not o.left.get(w)]
     assert not missing, f"killed at {point} but it left no {missing}: {o.left}"
     assert o.rerun_rc == 0, (

@@ -9,6 +9,11 @@ the other reads it reports, and reported right after their asset: a failed contr
 the step, so what depends on staged (the scorecard) is not built on it, and nothing else
 stops. One step instead of five (three assets, two check steps) is most of Dagster's own
 cost per dataset: events written, concurrency slots claimed.
+A step that runs all three lands each new delivery, reads it into raw and gates it in one
+lake transaction (``pipelines.ingest.staged.stage_with_landing``): one commit a delivery,
+where landing's own commit before it was a second (each costs DuckLake a snapshot, and
+every table read after it its statistics again). A subset (landing alone, or raw and
+staged of landed deliveries) runs its zones one after another.
 Lake writes go through the ``lake`` pool (limit 1 in dagster.yaml). The step opens the lake
 once, as a writer, and its zones and checks use that cursor: inside the main job's hold an
 open is a cursor and a ``USE`` (~3 ms CPU), outside it (a run the UI launched) an ATTACH
@@ -34,10 +39,15 @@ from pipelines.defs.sources.specs import (
     raw_key,
     staged_key,
 )
-from pipelines.ingest.landing import LandingResult, land
+from pipelines.ingest.landing import DeliveryLoad, LandingResult, land
 from pipelines.ingest.ledger import of_dataset
 from pipelines.ingest.raw import Account, load_raw, raw_table
-from pipelines.ingest.staged import StageAccount, load_and_stage, stage_dataset
+from pipelines.ingest.staged import (
+    StageAccount,
+    load_and_stage,
+    stage_dataset,
+    stage_with_landing,
+)
 from pipelines.ingest.tables import ensure_dataset_tables
 from pipelines.memory import release
 from pipelines.resources import LakeResource
@@ -78,13 +88,25 @@ def build_dataset_assets(dept: Department, ds: Dataset) -> list[dg.AssetsDefinit
             try:
                 if raw in selected or staged in selected:
                     ensure_run_tables(context, lake, con)
-                if landing in selected:
+                gated = None  # raw and staged of a new delivery: one transaction (ingest.staged)
+                if {landing, raw, staged} <= selected:  # and its landing too: one commit
+
+                    def land_new(load: DeliveryLoad) -> LandingResult:
+                        landed = land_dataset(lake, con, dept, ds, load)
+                        # reported though a delivery's read fails after it (landing stands)
+                        reports.append(lambda: [landing_result(context, con, dept, ds, landed)])
+                        return landed
+
+                    _, accounts, gated = stage_with_landing(
+                        con, dept.code, ds, lake.protection(), land_new
+                    )
+                elif landing in selected:
                     landed = land_dataset(lake, con, dept, ds)
                     reports.append(lambda: [landing_result(context, con, dept, ds, landed)])
                     release()  # what landing held goes back, as at the end of a writer's open
-                gated = None  # raw and staged of a new delivery: one transaction (ingest.staged)
                 if raw in selected:
-                    accounts, gated = load_dataset(lake, con, dept, ds, staged in selected)
+                    if gated is None:
+                        accounts, gated = load_dataset(lake, con, dept, ds, staged in selected)
                     reports.append(
                         lambda: (
                             [raw_result(context, con, dept, ds, accounts)]
@@ -160,13 +182,18 @@ def ensure_run_tables(
 
 
 def land_dataset(
-    lake: LakeResource, con: duckdb.DuckDBPyConnection, dept: Department, ds: Dataset
+    lake: LakeResource,
+    con: duckdb.DuckDBPyConnection,
+    dept: Department,
+    ds: Dataset,
+    load: DeliveryLoad | None = None,
 ) -> LandingResult:
-    """landing: the new deliveries (files in the inbox, or a pull), byte for byte."""
+    """landing: the new deliveries (files in the inbox, or a pull), byte for byte (``load``:
+    each read into raw and gated in its landing's transaction)."""
     # a run right after a delivery waits for files still settling; a later run
     # (the sensor's) lands what was still changing then. A pull is recorded (the next
     # is due a cycle later) in the transaction of what it landed
-    return land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True)
+    return land(con, lake.settings(), dept.code, ds, wait_for_settle=True, record=True, load=load)
 
 
 def landing_result(
