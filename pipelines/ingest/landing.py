@@ -333,7 +333,7 @@ def _commit(
         if then is not None:
             then(landed)
 
-    loaded = False
+    reading = loaded = False  # the new delivery's read in this transaction: begun, committed
     try:
         with transaction(con):
             seen = (
@@ -360,13 +360,13 @@ def _commit(
                 )
             record()
             if load is not None and landed is not None:
+                reading = True
                 load(landed)
-                loaded = True
+        loaded = reading
     except Exception:
-        if load is None or landed is None:
+        if not reading or load is None:  # landing's own failure: as without a load
             raise
         load.fell_back()  # its read rolled back: landed alone, read the two-transaction way
-        loaded = False
         with transaction(con):
             record()
     if landed is not None:

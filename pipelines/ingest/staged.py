@@ -520,7 +520,8 @@ def load_and_stage_delivery(
     staged_empty: bool = False,
 ) -> tuple[Account, StageAccount | None]:
     """One landed delivery read into raw and through the gate in ONE lake transaction
-    (:func:`read_and_gate`), not committed, read back and decrypted, and committed again.
+    (:func:`read_and_gate`), rather than committed, read back and decrypted, and committed
+    again.
     One commit and one load of DuckLake's catalogue a delivery, and the same rows,
     quarantine and accounts as :func:`load_delivery` then :func:`stage_delivery`.
 
@@ -556,8 +557,10 @@ class Loader:
     delivery alone as before and tells the loader (:meth:`fell_back`): the delivery is then
     read the two-transaction way (:func:`load_and_stage_delivery`: an unreadable delivery
     accounted failed; a failed gate leaves raw loaded and raises), so every outcome is the
-    one the separate steps gave. The accounts of what was read and gated here are kept once
-    committed (:meth:`committed`), in landing's order (the order of arrival)."""
+    one the separate steps gave. After such a fallback the loader reads nothing more: the
+    deliveries landed after it are landed alone too and read after it, so the order of
+    reading stays the order of arrival. The accounts of what was read and gated here are
+    kept once committed (:meth:`committed`), in landing's order."""
 
     def __init__(
         self,
@@ -575,7 +578,10 @@ class Loader:
         self._done: tuple[Account, StageAccount] | None = None
 
     def __call__(self, d: Landed) -> None:
-        """Inside landing's transaction: ``d`` read and gated, not committed."""
+        """Inside landing's transaction: ``d`` read and gated, not committed (nothing after
+        a fallback: ``d`` is read after the delivery that fell back)."""
+        if self.fallbacks:
+            return
         self._done = read_and_gate(
             self.con, self.dept, self.dataset, d, self.protection, staged_empty=self.staged_empty
         )

@@ -229,3 +229,33 @@ def test_an_unreadable_delivery_read_in_its_landing_commit_is_accounted_as_befor
     assert "missing column" in (accounts[0].reason or "")  # the catalogue's columns it lacks
     assert stage_accounts == []
     assert row_count(con, "landing", "delivery_accounts") == 1
+
+
+def test_after_a_fallback_the_later_deliveries_are_read_after_it(
+    home, cgj, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery whose read failed in its landing's transaction is read after landing; the
+    deliveries landed after it in the same landing wait for it, so they are read in the
+    order they arrived, never before it."""
+    settings, con = home
+    ensure_ledger(con)
+    calls = []
+    real = staged.read_and_gate
+
+    def flaky(*args, **kw):
+        calls.append(args[3].file_name)
+        if len(calls) == 1:
+            raise RuntimeError("the disk hiccuped")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(staged, "read_and_gate", flaky)
+    deliver(settings, "violation_cases_1.csv", CSV)
+    deliver(settings, "violation_cases_2.csv", CSV + b"A-2,2026-11-21 08:00:00\r\n")
+    landed, accounts, _ = ingest_and_stage(
+        con, settings, "cgj", cgj, protection=Protection.from_settings(settings)
+    )
+    order = [d.file_name for d in landed.landed]
+    assert len(order) == 2
+    # the first once in its landing's transaction, then both in the order they arrived
+    assert calls == [order[0], *order]
+    assert [a.file_name for a in accounts] == order
