@@ -172,6 +172,22 @@ def test_known_keys_and_row_counts_on_a_lake_without_ledger_tables(home, cgj) ->
     assert row_count(con, "landing", "deliveries") == 1
 
 
+def first_read_fails(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first read of a delivery (in its landing's transaction) fails once, as a disk
+    might; every read's file name, in order, goes into the list returned."""
+    calls: list[str] = []
+    real = staged.read_and_gate
+
+    def flaky(*args, **kw):
+        calls.append(args[3].file_name)
+        if len(calls) == 1:
+            raise RuntimeError("the disk hiccuped")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(staged, "read_and_gate", flaky)
+    return calls
+
+
 def test_a_read_that_fails_in_its_landing_commit_lands_alone_and_is_read_again(
     home, cgj, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,16 +197,7 @@ def test_a_read_that_fails_in_its_landing_commit_lands_alone_and_is_read_again(
     whose header is not the catalogue's, accounted failed. Nothing twice, nothing lost."""
     settings, con = home
     ensure_ledger(con)
-    calls = []
-    real = staged.read_and_gate
-
-    def flaky(*args, **kw):
-        calls.append(args[3].file_name)
-        if len(calls) == 1:  # the read in landing's transaction: a transient failure
-            raise RuntimeError("the disk hiccuped")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(staged, "read_and_gate", flaky)
+    calls = first_read_fails(monkeypatch)
     deliver(settings, "violation_cases_1.csv", CSV)
     before = snapshots(con)
     protection = Protection.from_settings(settings)
@@ -239,16 +246,7 @@ def test_after_a_fallback_the_later_deliveries_are_read_after_it(
     order they arrived, never before it."""
     settings, con = home
     ensure_ledger(con)
-    calls = []
-    real = staged.read_and_gate
-
-    def flaky(*args, **kw):
-        calls.append(args[3].file_name)
-        if len(calls) == 1:
-            raise RuntimeError("the disk hiccuped")
-        return real(*args, **kw)
-
-    monkeypatch.setattr(staged, "read_and_gate", flaky)
+    calls = first_read_fails(monkeypatch)
     deliver(settings, "violation_cases_1.csv", CSV)
     deliver(settings, "violation_cases_2.csv", CSV + b"A-2,2026-11-21 08:00:00\r\n")
     landed, accounts, _ = ingest_and_stage(
