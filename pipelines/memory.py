@@ -11,6 +11,7 @@ big street, not after every small one.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import gc
@@ -110,6 +111,23 @@ def tune_heap() -> bool:
 def tune_gc() -> None:
     """Set :data:`GC_THRESHOLDS` (``streethub run`` calls it first, before its imports)."""
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+_FREEZE_AT_EXIT = [False]
+
+
+def freeze_at_exit() -> None:
+    """At the interpreter's exit, after the exit handlers registered before it ran (this one
+    is registered first of a run's, so it runs last), freeze every object: the collection
+    the interpreter makes as it shuts down is a full one over every object it tracks, which
+    after a 1,000-resident first run took ~0.7 CPU s (``py-spy --native``: the process's
+    last 0.86 s, after its last line, were ``gc_collect_main``) to find garbage that the
+    process's end frees anyway. Frozen objects are not scanned; nothing is written by the
+    collection (a run's lake, Dagster and audit files are closed and committed by then).
+    Registered once a process."""
+    if not _FREEZE_AT_EXIT[0]:
+        atexit.register(gc.freeze)
+        _FREEZE_AT_EXIT[0] = True
 
 
 def high_water_mb() -> float:
