@@ -25,7 +25,10 @@ Run through ``python -m bench ingest`` (which calls :func:`main`) or
     ``STREETHUB_BENCH_QUICK=1``): a street is simulated (timed apart), then
     ``streethub run`` — the whole main job through Dagster — runs in a child whose
     wall time and peak RSS (its own ``ru_maxrss``, from ``os.wait4``) are kept, with
-    the rows delivered. Fitted: the time and memory exponents (least squares on
+    the rows delivered. The run meets the street as a real one (:func:`as_a_real_street`:
+    the departments' systems served apart, no simulator folder, so no truth evaluation);
+    the fixed-cost street is run once more as ``make run`` meets it, for what the
+    simulator adds. Fitted: the time and memory exponents (least squares on
     log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead) through
     these runs and the fixed-cost run's small street (``bench._growth.exponents``).
     Goals: fixed overhead < 20 s, time exponent ≤ 1.1, peak RSS < 1 GB at the
@@ -39,6 +42,7 @@ drawn by hand, from before matplotlib was a dependency) and prints tables.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -48,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -71,6 +76,7 @@ COUNT_FLAG = "--count-child"
 SCORECARD_FLAG = "--scorecard-child"
 BASE_FLAG = "--base-child"
 ROOT = Path(__file__).resolve().parent.parent
+TRUTH_HEADING = "against the simulator's ground truth"  # the run's truth table's title
 
 
 def quick() -> bool:
@@ -90,6 +96,28 @@ def _env(home: Path) -> dict[str, str]:
     env["STREETHUB_SIM_DIR"] = str(home.parent / (home.name + ".departments"))
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+@contextlib.contextmanager
+def as_a_real_street(home: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` for a run that meets the street as a real one: its departments' systems
+    served by this process in one of their own (:func:`departments.connect.server_process`,
+    with the run's default faults), the run given only their connection settings (database
+    URLs, the API's URL and token) and no simulator folder (``STREETHUB_SIM_DIR`` names
+    one that does not exist). So a run's CPU is the hub's alone: the served APIs' process
+    is no child of the run, and no truth evaluation runs (a real street has no truth)."""
+    from departments.connect import connection_env, server_process
+
+    sim_dir = Path(env["STREETHUB_SIM_DIR"])
+    with server_process(sim_dir) as url:
+        yield (
+            env
+            | connection_env(sim_dir, url)
+            | {
+                "STREETHUB_SIM_DIR": str(home.parent / "no-simulator"),
+                "STREETHUB_SIM_AUTO": "false",
+            }
+        )
 
 
 def _streethub() -> str:
@@ -597,13 +625,20 @@ def peak_phase(out: str) -> str | None:
     return found.group(1) if found else None
 
 
-def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict:
+def full_run(
+    tmp: Path, residents: int, *, scorecard_alone: bool = True, simulator: bool = False
+) -> dict:
     """A street of ``residents`` (from the cache), then one whole ``streethub run`` in a
-    child: its figures (``scorecard_alone``: and the scorecard's peak alone, after)."""
+    child, as a real street's (:func:`as_a_real_street`): its figures (``scorecard_alone``:
+    and the scorecard's peak alone, after). ``simulator``: the run as ``make run`` makes
+    it instead, the simulator's folder its own (it serves the APIs from a child and
+    evaluates the deliveries against the simulator's truth)."""
     home, simulated = simulate(tmp / f"run{residents}", residents)
     env = _env(home)
     load_before = os.getloadavg()[0]
-    run = _child([_streethub(), "run"], env, f"streethub run ({residents:,})", ok=(0, 1))
+    with contextlib.ExitStack() as stack:
+        run_env = env if simulator else stack.enter_context(as_a_real_street(home, env))
+        run = _child([_streethub(), "run"], run_env, f"streethub run ({residents:,})", ok=(0, 1))
     load_after = os.getloadavg()[0]
     counted = _child([sys.executable, "-m", "bench.ingest", COUNT_FLAG, str(home)], env, "counting")
     scorecard = _scorecard(home, env) if scorecard_alone else {"error": "not asked"}
@@ -617,6 +652,8 @@ def full_run(tmp: Path, residents: int, *, scorecard_alone: bool = True) -> dict
         "peak_phase": peak_phase(run.out),  # where the run's summary says the peak was
         "phase_cpu_s": phase_cpu(run.out),  # and where its CPU went
         "exit_code": run.code,  # 1: the run reported failures of the data (see its summary)
+        # whether it evaluated deliveries against the simulator's truth (as `make run` does)
+        "truth_evaluated": TRUTH_HEADING in " ".join(run.out.split()),
         # the machine is shared: the 1-minute load average before and after the run
         "load_avg": [round(load_before, 1), round(load_after, 1)],
         "scorecard_alone": scorecard,
@@ -637,12 +674,13 @@ def profiled_run(tmp: Path, residents: int) -> tuple[dict, dict[str, int] | None
     env = _env(home) | {statement_counts.ENV: str(counts)}
     why = can_sample()
     cmd = [_streethub(), "run"]
-    _child(
-        cmd if why else sampled_command(cmd, out),
-        env,
-        f"the profiled run ({residents:,})",
-        ok=(0, 1),
-    )
+    with as_a_real_street(home, env) as run_env:
+        _child(
+            cmd if why else sampled_command(cmd, out),
+            run_env,
+            f"the profiled run ({residents:,})",
+            ok=(0, 1),
+        )
     shares = {"unavailable": why} if why else cost_shares(out)
     statements = statement_counts.read(counts)
     shutil.rmtree(home.parent, ignore_errors=True)
@@ -732,6 +770,13 @@ def report(figures: dict) -> None:
         )
         for line in step_lines(fixed):
             print(line)
+        if sim := fixed.get("with_simulator"):  # measured since 2026-12-06 noon
+            print(
+                f"  the same street as `make run` meets it (the simulator's APIs served from "
+                f"the run's child, its deliveries evaluated against its truth): {sim['cpu_s']} "
+                f"CPU s, {sim['cpu_s'] - fixed['cpu_s']:+.1f} s; the runs here meet the street "
+                "as a real one (`as_a_real_street`)"
+            )
         if fixed.get("stack_floor"):
             floor = fixed["stack_floor"]
             print(
@@ -761,7 +806,10 @@ def report(figures: dict) -> None:
             for line in share_lines(prof):
                 print(f"    {line}")
         print()
-    print("growth of a full run (`streethub run`, child process, simulation not counted)")
+    print(
+        "growth of a full run (`streethub run`, child process, simulation not counted; "
+        "the departments' systems served apart, no simulator folder)"
+    )
     print(
         f"{'residents':>10}{'rows':>11}{'staged':>11}{'wall s':>9}{'CPU s':>9}{'peak MB':>9}"
         f"{'steps':>7}{'rc':>4}{'load':>12}   scorecard alone"
@@ -815,6 +863,13 @@ def main(sizes: tuple[int, ...] | None = None, floor_residents: int | None = Non
         figures["growth"] = []
         if not quick():  # the quick bench's smallest growth run says as much
             figures["fixed_cost"] = full_run(Path(tmp), FIXED_RESIDENTS, scorecard_alone=False)
+            # the same street as `make run` meets it: what the simulator adds to a run
+            with_simulator = full_run(
+                Path(tmp), FIXED_RESIDENTS, scorecard_alone=False, simulator=True
+            )
+            figures["fixed_cost"]["with_simulator"] = {
+                k: with_simulator[k] for k in ("cpu_s", "run_s", "peak_rss_mb", "phase_cpu_s")
+            }
             profile, statements = profiled_run(Path(tmp), FIXED_RESIDENTS)
             figures["fixed_cost"]["sampled_profile"] = profile
             figures["fixed_cost"]["lake_statements"] = statements
