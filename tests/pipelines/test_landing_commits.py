@@ -143,6 +143,39 @@ def test_a_pull_is_recorded_in_the_commit_of_what_it_brought(
     assert failed.fetchone()[0] == 1
 
 
+def test_a_pulls_bytes_are_let_go_before_its_delivery_is_read(
+    home, pulled_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull's bytes (a whole table's, tens of MB on a large street) are landed and let go
+    before the delivery is read and gated in landing's transaction, not held under it."""
+    settings, con = home
+    ensure_ledger(con)
+    dept, ds = pulled_dataset
+    freed: list[bool] = []
+
+    class Tracked(bytes):
+        def __del__(self) -> None:
+            freed.append(True)
+
+    monkeypatch.setattr(
+        landing, "pull_sql", lambda *a, **kw: Pulled(Tracked(b'{"a": 1}\n'), 1, "c1", "db")
+    )
+    seen: list[bool] = []
+
+    class Load:  # a reader that notes whether the bytes were let go when it starts
+        def __call__(self, d) -> None:
+            seen.append(bool(freed))
+
+        def committed(self) -> None:
+            pass
+
+        def fell_back(self) -> None:
+            pass
+
+    result = land(con, settings, dept, ds, load=Load())
+    assert len(result.landed) == 1 and seen == [True]
+
+
 def test_known_keys_and_row_counts_on_a_lake_without_ledger_tables(home, cgj) -> None:
     settings, con = home
     assert known_keys_by_dept(con) == {}  # no ledger table yet: probed, nothing known
