@@ -636,8 +636,8 @@ def full_run(
     home, simulated = simulate(tmp / f"run{residents}", residents)
     env = _env(home)
     load_before = os.getloadavg()[0]
-    with contextlib.ExitStack() as stack:
-        run_env = env if simulator else stack.enter_context(as_a_real_street(home, env))
+    meeting = contextlib.nullcontext(env) if simulator else as_a_real_street(home, env)
+    with meeting as run_env:
         run = _child([_streethub(), "run"], run_env, f"streethub run ({residents:,})", ok=(0, 1))
     load_after = os.getloadavg()[0]
     counted = _child([sys.executable, "-m", "bench.ingest", COUNT_FLAG, str(home)], env, "counting")

@@ -113,9 +113,7 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-_FREEZE_AT_EXIT = [False]
-
-
+@cache
 def freeze_at_exit() -> None:
     """At the interpreter's exit, after the exit handlers registered before it ran (this one
     is registered first of a run's, so it runs last), freeze every object: the collection
@@ -124,10 +122,8 @@ def freeze_at_exit() -> None:
     last 0.86 s, after its last line, were ``gc_collect_main``) to find garbage that the
     process's end frees anyway. Frozen objects are not scanned; nothing is written by the
     collection (a run's lake, Dagster and audit files are closed and committed by then).
-    Registered once a process."""
-    if not _FREEZE_AT_EXIT[0]:
-        atexit.register(gc.freeze)
-        _FREEZE_AT_EXIT[0] = True
+    Registered once a process (cached)."""
+    atexit.register(gc.freeze)
 
 
 def high_water_mb() -> float:
