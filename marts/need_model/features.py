@@ -54,18 +54,20 @@ LINKED = "need_linked_mentions"  # a block's copy of the mentions the SQL reads 
 COPIED = "need_mentions_copied"  # the variable listing the datasets of the copy (macros)
 STAGED = "staged"  # the lake's zone of the staged tables (``<dept>__<dataset>``)
 WHAT = "need_model.features"  # how errors name the feature query
-QUERY_MEMORY = 288 * 2**20
+QUERY_MEMORY = 256 * 2**20
 """The most (bytes) the lake's DuckDB holds while a feature query runs (its own limit restored
 after): the query joins every person-linked dataset as of a cut-off, and within the lake's
 limit (512 MB) its joins and aggregates were the need step's peak at 200,000 residents
 (~450 MB over the process's ~400 MB); what does not fit spills, encrypted (the lake's
-connection spills only so). 288 MB, not 256: at 200,000 residents the scoring cut-off's
-query (194,000 residents, the most history) did not fit in 256 MB, so it ran a second time
-within the lake's limit, and that was the run's peak; within 288 MB or more it fits
-(2026-12-03, that street's lake, the query alone in a process: 256 MB +455–469 MB over the
-level before it and 6.1–6.2 s, the failed attempt included; 288 MB +335 MB, 3.6 s; 320 MB
-+360–363 MB, 3.4–3.6 s). The earlier cut-offs fit in 256 MB. 320 MB until 2026-12-05, when
-the feature queries had become the need model's peak (within ~10 MB of the goal of 1 GB)."""
+connection spills only so). A query that does not fit runs again within the lake's limit
+(:func:`bounded_query`), a peak of its own: at 200,000 residents the scoring cut-off's
+query (194,000 residents, the most history) did not fit in 256 MB on 2026-12-03 nor in 224
+MB on 2026-12-06. From 2026-12-05 to 2026-12-06 the bound was 288 MB, and 256 MB peaked as
+high, because the peak came after the query: its result converted while its freed pages
+were still resident (:func:`lean_result`). With those pages handed back first, the query
+itself is the peak and the bound counts: on that street's lake, the query alone in a
+process, 408–442 MB over the level before it at 288 MB as before, 369–402 MB with the
+freed pages handed back, 348–349 MB so at 256 MB (not run again; 3.4–3.6 CPU s each)."""
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),
@@ -269,6 +271,19 @@ def known_relations(
         con.execute(f"DROP TABLE IF EXISTS {FIRST_LOADS}")
 
 
+def lean_result(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+) -> pl.DataFrame:
+    """The query's result as a frame, what its operators freed (its joins, aggregates and
+    sort, all done once DuckDB holds the result) handed back before the result is converted
+    (:func:`lakehouse.allocator.purge_freed`): converted at once, the result stood on
+    those pages, still resident for their decay, and that was the need model's peak at
+    200,000 residents (:data:`QUERY_MEMORY`)."""
+    con.execute(sql, params)
+    purge_freed()
+    return con.pl()
+
+
 def bounded_query(
     con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
 ) -> pl.DataFrame:
@@ -279,12 +294,12 @@ def bounded_query(
     limit = current_limit(con)
     try:
         with memory_limit(con, QUERY_MEMORY):
-            return con.execute(sql, params).pl()
+            return lean_result(con, sql, params)
     except duckdb.OutOfMemoryException:
         pass  # run again below, outside the handler (the failed attempt's state let go)
     if current_limit(con) != limit:  # the block's own restore ran out of memory too
         restore_limit(con, limit)
-    return con.execute(sql, params).pl()
+    return lean_result(con, sql, params)
 
 
 def run_feature_sql(
