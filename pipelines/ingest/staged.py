@@ -429,6 +429,10 @@ def gate_delivery(
         deleted = _delete_keys(con, name, keep, keep=True)
     elif met.replace_keys.len():
         deleted = _delete_keys(con, name, met.replace_keys, keep=False)
+    repairs = tuple(result.repairs.iter_rows())
+    # the gated rows' plaintext goes before the writes: only their protected copy is written
+    # (at 200,000 residents the registry's insert stood on both, the ingest's peak)
+    del result, passed, incoming
     insert_frame(con, "staged", name, staged)
     insert_frame(con, "quarantine", "rows", pl.concat([*(raw_quarantine or ()), quarantine]))
     con.execute(
@@ -441,7 +445,7 @@ def gate_delivery(
     account = StageAccount(
         delivery_id, rows_in, staged.height, n_quarantined, n_skipped,
         rows_replaced=replaced, rows_withdrawn=max(0, deleted - replaced),
-        repairs=tuple(result.repairs.iter_rows()),
+        repairs=repairs,
     )  # fmt: skip
     assert account.balances, f"{dataset.code}: stage account of {delivery_id} does not balance"
     return account

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
+import quality.gate
 from catalog.loader import load_catalogue
 from catalog.model import ConnectorKind, Dataset
 from catalog.settings import Settings
@@ -174,6 +176,40 @@ def test_a_pulls_bytes_are_let_go_before_its_delivery_is_read(
 
     result = land(con, settings, dept, ds, load=Load())
     assert len(result.landed) == 1 and seen == [True]
+
+
+def test_the_gated_plaintext_is_let_go_before_the_staged_rows_are_written(
+    home, cgj, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate's standardised rows (a whole delivery's plaintext) are let go before the
+    staged rows, their protected copy, are written: at 200,000 residents the registry's
+    insert stood on both, the ingest's peak."""
+    settings, con = home
+    ensure_ledger(con)
+    header = "案件编号,案件类型,发现时间,所属社区,地址,经度,纬度,案件描述,处理状态"
+    row = "CG000001,占道经营,2026-11-20 09:30:00,110105001001,建外大街1号,116.45,39.91,摊贩,处理中"
+    deliver(settings, "violation_cases_1.csv", f"{header}\r\n{row}\r\n".encode())
+    gated: list[weakref.ref] = []
+    real_gate = quality.gate.gate
+
+    def spied_gate(raw, dataset):
+        result = real_gate(raw, dataset)
+        gated.append(weakref.ref(result.staged))
+        return result
+
+    held_at_insert: list[bool] = []
+    real_insert = staged.insert_frame
+
+    def spied_insert(con, zone, table, frame) -> None:
+        if zone == "staged":
+            held_at_insert.append(gated[-1]() is not None)
+        real_insert(con, zone, table, frame)
+
+    monkeypatch.setattr(quality.gate, "gate", spied_gate)
+    monkeypatch.setattr(staged, "insert_frame", spied_insert)
+    protection = Protection.from_settings(settings)
+    _, _, accounts = ingest_and_stage(con, settings, "cgj", cgj, protection=protection)
+    assert [a.rows_out for a in accounts] == [1] and held_at_insert == [False]
 
 
 def test_known_keys_and_row_counts_on_a_lake_without_ledger_tables(home, cgj) -> None:
