@@ -67,7 +67,8 @@ high, because the peak came after the query: its result converted while its free
 were still resident (:func:`lean_result`). With those pages handed back first, the query
 itself is the peak and the bound counts: on that street's lake, the query alone in a
 process, 408–442 MB over the level before it at 288 MB as before, 369–402 MB with the
-freed pages handed back, 348–349 MB so at 256 MB (not run again; 3.4–3.6 CPU s each)."""
+freed pages handed back, 347–350 MB so at 256 MB (not run again; 3.7–3.9 CPU s against
+3.4–3.6 at 288 MB: more of it spills)."""
 Role = Literal["input", "group", "context"]
 DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),

@@ -431,7 +431,7 @@ def gate_delivery(
         deleted = _delete_keys(con, name, met.replace_keys, keep=False)
     repairs = tuple(result.repairs.iter_rows())
     # the gated rows' plaintext goes before the writes: only their protected copy is written
-    # (at 200,000 residents the registry's insert stood on both, the ingest's peak)
+    # (at 200,000 residents the staged inserts stood on both, and were the ingest's highs)
     del result, passed, incoming
     insert_frame(con, "staged", name, staged)
     insert_frame(con, "quarantine", "rows", pl.concat([*(raw_quarantine or ()), quarantine]))
