@@ -3,10 +3,7 @@ for polars, an unbounded time) later."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.python_child import printed_figures
 
 _CHILD = """
 import sys
@@ -28,18 +25,8 @@ for _ in range(int(sys.argv[2])):
 
 
 def _figures(script: str, *args: str, **env: str) -> list[tuple[int, int, str]]:
-    """The (before, after, purged) lines ``script`` prints, run by a fresh interpreter with
-    the repository on its path (``env``: set besides)."""
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(root), **env},
-    ).stdout.split()
-    ats = [at for at, word in enumerate(out) if word == "figures"]  # after anything else
-    return [(int(out[at + 1]), int(out[at + 2]), out[at + 3]) for at in ats]
+    """The (before, after, purged) lines ``script`` prints (``env``: set besides)."""
+    return [(int(b), int(a), p) for b, a, p in printed_figures(script, *args, **env)]
 
 
 def _child(mode: str, rounds: int = 1) -> list[tuple[int, int, str]]:

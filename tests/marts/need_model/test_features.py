@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import string
-import subprocess
-import sys
 from contextlib import contextmanager
 from itertools import pairwise
-from pathlib import Path
 from types import SimpleNamespace
 
 import duckdb
@@ -45,6 +41,7 @@ from marts.need_model.store import (
 from marts.need_model.train import in_rows_order
 from masking.crypto import CIPHERTEXT
 from tests.need_street import NeedStreet
+from tests.python_child import printed_figures
 from tests.streets import copy_home
 
 
@@ -669,16 +666,10 @@ def test_a_querys_result_is_converted_after_what_the_query_freed_goes_back():
     keeps resident for its decay, which a result converted at once stood on (at 200,000
     residents the scoring cut-off's features so were the run's peak). A fresh process each:
     its RSS is the query's alone."""
-    root = Path(__file__).resolve().parents[3]
 
     def grown(mode: str) -> tuple[int, int, int]:
-        out = subprocess.run(
-            [sys.executable, "-c", _LEAN_CHILD, mode],
-            capture_output=True, text=True, check=True,
-            env={**os.environ, "PYTHONPATH": str(root)},
-        ).stdout.split()  # fmt: skip
-        at = out.index("figures")
-        return int(out[at + 1]), int(out[at + 2]), int(out[at + 3])
+        [(rss, rows, total)] = printed_figures(_LEAN_CHILD, mode)
+        return int(rss), int(rows), int(total)
 
     lean, whole = grown("lean"), grown("whole")
     assert lean[1:] == whole[1:] == (1000, 3_000_000)  # the same result either way
