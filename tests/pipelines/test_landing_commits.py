@@ -182,8 +182,8 @@ def test_the_gated_plaintext_is_let_go_before_the_staged_rows_are_written(
     home, cgj, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gate's standardised rows (a whole delivery's plaintext) are let go before the
-    staged rows, their protected copy, are written: at 200,000 residents the registry's
-    insert stood on both, the ingest's peak."""
+    staged rows, their protected copy, are written: at 200,000 residents the staged inserts
+    stood on both, and were the ingest's highs."""
     settings, con = home
     ensure_ledger(con)
     header = "案件编号,案件类型,发现时间,所属社区,地址,经度,纬度,案件描述,处理状态"
