@@ -48,7 +48,15 @@ from catalog.days import BEIJING_ZONE
 from catalog.errors import StreethubError
 from catalog.model import Catalogue, Dataset, FieldType
 from curated.houses import staged_name
-from lakehouse.lake import ALIAS, ensure_table, has_table, insert_frame, tables_in, transaction
+from lakehouse.lake import (
+    ALIAS,
+    ensure_table,
+    has_table,
+    insert_frame,
+    registered,
+    tables_in,
+    transaction,
+)
 from lakehouse.snapshots import insertions
 from lakehouse.sqltext import sql_literal
 from masking.audit import AuditLog
@@ -264,14 +272,11 @@ def require_mentions(con: duckdb.DuckDBPyConnection) -> None:
 def scoped_mentions(con: duckdb.DuckDBPyConnection, persons: pl.DataFrame) -> pl.DataFrame:
     """The index's mentions (dept, dataset, key_pid, person_id) of ``persons``: one read
     of the index for a scoped build (registered as the scope's mentions)."""
-    con.register(_SCOPE, persons.to_arrow())
-    try:
+    with registered(con, _SCOPE, persons.to_arrow()):
         return con.execute(
             f"SELECT dept, dataset, key_pid, {PERSON_ID} FROM {ZONE}.{MENTIONS} "
             f"SEMI JOIN {_SCOPE} USING ({PERSON_ID})"
         ).pl()
-    finally:
-        con.unregister(_SCOPE)
 
 
 def held_plans(plans: list[Plan], mentions: pl.DataFrame) -> list[Plan]:
@@ -735,15 +740,12 @@ def clear_golden(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, scope) ->
     for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
                         (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
         ensure_table(con, ZONE, table, cols)
-    if scope is not None:
-        con.register(_SCOPE, scope.to_arrow())
-    try:
+    with (
+        registered(con, _SCOPE, scope.to_arrow()) if scope is not None else contextlib.nullcontext()
+    ):
         for table in (PERSON, HISTORY, CHECKS):
             where = f" WHERE {PERSON_ID} IN (SELECT {PERSON_ID} FROM {_SCOPE})"
             con.execute(f"DELETE FROM {ZONE}.{table}" + (where if scope is not None else ""))
-    finally:
-        if scope is not None:
-            con.unregister(_SCOPE)
 
 
 def insert_golden(

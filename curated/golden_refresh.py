@@ -49,7 +49,7 @@ from curated.golden import (
     staged_table,
     write_golden,
 )
-from lakehouse.lake import has_table, insert_frame, transaction
+from lakehouse.lake import has_table, insert_frame, registered, transaction
 from quality.keys import KEY_PID, ROW_DIGEST
 
 _MINE = "_golden_refresh_mentions"  # registered: the mentions of the persons in scope
@@ -181,14 +181,11 @@ def _digests(mine: pl.DataFrame, reads: list[tuple[Plan, pl.DataFrame]]) -> pl.D
 
 
 def _stored_digests(con: duckdb.DuckDBPyConnection, scope: pl.DataFrame) -> pl.DataFrame:
-    con.register(_MINE + "_scope", scope.to_arrow())
-    try:
+    with registered(con, _MINE + "_scope", scope.to_arrow()):
         return con.execute(
             f"SELECT {PERSON_ID}, sources_digest FROM {ZONE}.{PERSON} "
             f"SEMI JOIN {_MINE}_scope USING ({PERSON_ID})"
         ).pl()
-    finally:
-        con.unregister(_MINE + "_scope")
 
 
 def _differing(now: pl.DataFrame, before: pl.DataFrame) -> set[str]:
@@ -262,34 +259,31 @@ def _rebuild(
     if scope.height == 0:
         return set()
     mine = scoped_mentions(con, scope)
-    con.register(_MINE, mine.to_arrow())
-    try:
-        with transaction(con):  # one snapshot read for every query, the writes after them
-            span = snapshot_span(con)
-            reads = [
-                (p, _read(con, p, protection, span))
-                for p in held_plans(live_plans(con, catalogue), mine)
-            ]
-            persons = _differing(_digests(mine, reads), _stored_digests(con, scope))
-            if not persons:
-                return persons
-            rebuilt = scope_frame(persons)
-            ours = pl.col(PERSON_ID).is_in(rebuilt[PERSON_ID].implode())
-            observed = [
-                o
-                for plan, frame in reads
-                if plan.attributes and frame.height
-                for o in observations(frame.filter(ours), plan)
-            ]
-            checks = [
-                (plan, frame.filter(ours & pl.col(_CURRENT)))
-                for plan, frame in reads
-                if plan.checks and frame.height
-            ]
-            digests = _digests(mine.filter(ours), reads)
-            write_golden(con, catalogue, protection, rebuilt, observed, checks, digests)
-    finally:
-        con.unregister(_MINE)
+    # one snapshot read for every query, the writes after them
+    with transaction(con), registered(con, _MINE, mine.to_arrow()):
+        span = snapshot_span(con)
+        reads = [
+            (p, _read(con, p, protection, span))
+            for p in held_plans(live_plans(con, catalogue), mine)
+        ]
+        persons = _differing(_digests(mine, reads), _stored_digests(con, scope))
+        if not persons:
+            return persons
+        rebuilt = scope_frame(persons)
+        ours = pl.col(PERSON_ID).is_in(rebuilt[PERSON_ID].implode())
+        observed = [
+            o
+            for plan, frame in reads
+            if plan.attributes and frame.height
+            for o in observations(frame.filter(ours), plan)
+        ]
+        checks = [
+            (plan, frame.filter(ours & pl.col(_CURRENT)))
+            for plan, frame in reads
+            if plan.checks and frame.height
+        ]
+        digests = _digests(mine.filter(ours), reads)
+        write_golden(con, catalogue, protection, rebuilt, observed, checks, digests)
     return persons
 
 
@@ -351,14 +345,11 @@ def _recheck(
                 )
             insert_frame(con, ZONE, CHECKS, rows.select([c for c, _ in CHECK_COLUMNS]))
             digests = now.join(rechecked, on=PERSON_ID, how="semi")
-            con.register(_MINE + "_digests", digests.to_arrow())
-            try:
+            with registered(con, _MINE + "_digests", digests.to_arrow()):
                 con.execute(
                     f"UPDATE {ZONE}.{PERSON} AS p SET sources_digest = d.sources_digest "
                     f"FROM {_MINE}_digests d WHERE p.{PERSON_ID} = d.{PERSON_ID}"
                 )
-            finally:
-                con.unregister(_MINE + "_digests")
             count_conflicts(con, catalogue)
     finally:
         con.unregister(_MINE)

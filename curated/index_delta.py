@@ -30,7 +30,7 @@ import polars as pl
 
 from curated.linkage import BLOCKING, TF_COLUMNS
 from curated.mentions import KEY_COLUMNS, MENTION_SCHEMA
-from lakehouse.lake import has_table
+from lakehouse.lake import has_table, registered
 
 ZONE = "curated"
 KEYS_TABLE = "person_keys"
@@ -91,13 +91,11 @@ def keyed_rows(
     if snapshot is None and not has_table(con, ZONE, HOUSE_MENTIONS):
         return None
     scope = pl.DataFrame(sorted(changed), schema=["dept", "dataset"], orient="row")
-    con.register(SCOPE, scope.to_arrow())
     try:
-        return con.execute(_keyed_sql(snapshot, scoped=True)).pl().cast(KEYED)
+        with registered(con, SCOPE, scope.to_arrow()):
+            return con.execute(_keyed_sql(snapshot, scoped=True)).pl().cast(KEYED)
     except duckdb.Error:
         return None
-    finally:
-        con.unregister(SCOPE)
 
 
 def persons_known(con: duckdb.DuckDBPyConnection) -> int:
@@ -216,11 +214,8 @@ def fallback_untouched(con: duckdb.DuckDBPyConnection, delta: pl.DataFrame) -> b
     if delta["citizen_pid"].null_count():
         return False
     sql = _watched_sql() if has_table(con, ZONE, WATCH_TABLE) else _computed_sql()
-    con.register(DELTA, delta.to_arrow())
-    try:
+    with registered(con, DELTA, delta.to_arrow()):
         touched, came, went = con.execute(sql).fetchone()
-    finally:
-        con.unregister(DELTA)
     if touched:
         return False
     if came == went == 0:
@@ -235,8 +230,7 @@ def auto_links_of(
     """The automatic links of ``mentions`` (dept, dataset, key_pid) while the stored
     fallback result stands: exact on the citizen pseudonym, else the stored fallback link;
     None when a fallback mention has no stored link (link everything)."""
-    con.register(DELTA, mentions.select(KEY_COLUMNS).unique().to_arrow())
-    try:
+    with registered(con, DELTA, mentions.select(KEY_COLUMNS).unique().to_arrow()):
         links = con.execute(
             "SELECT k.dept, k.dataset, k.key_pid, coalesce(k.citizen_pid, f.person_id) "
             "AS person_id, CASE WHEN k.citizen_pid IS NOT NULL THEN 'exact' ELSE f.method END "
@@ -245,8 +239,6 @@ def auto_links_of(
             f"SEMI JOIN {DELTA} USING (dept, dataset, key_pid) "
             f"LEFT JOIN {ZONE}.{FALLBACK_TABLE} f USING (dept, dataset, key_pid)"
         ).pl()
-    finally:
-        con.unregister(DELTA)
     if links["person_id"].null_count():
         return None
     return links.cast(link_schema)

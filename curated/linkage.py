@@ -36,6 +36,7 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from lakehouse.lake import registered
 from masking.names import COMPOUND_SURNAMES
 
 SEPARATOR = "-__-"  # Splink's composite id: <input table> -__- <unique id>
@@ -185,11 +186,8 @@ def _table(
     (Splink's DuckDB, never inside the lake's transaction), the frame's Arrow form let go
     at once: Splink reads tables of its own DuckDB, not Python objects (DuckDB 1.5 may push
     a join's bloom filter into an Arrow scan and fail), and Python holds no second copy."""
-    con.register("_streethub_frame", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-    try:
+    with registered(con, "_streethub_frame", frame.to_arrow(compat_level=pl.CompatLevel.newest())):
         con.execute(f"CREATE TEMP TABLE {name} AS SELECT {columns} FROM _streethub_frame")
-    finally:
-        con.unregister("_streethub_frame")
     return name
 
 

@@ -28,6 +28,7 @@ import polars as pl
 from catalog.authority import fields_of_concept, person_key, pid_column, pid_fields
 from catalog.model import PERSON_NAME_CONCEPT, Catalogue, Dataset, PiiKind
 from curated.houses import staged_rows
+from lakehouse.lake import registered
 from masking.keys import KeyRing
 from masking.pseudonym import pseudonymise_series
 
@@ -182,14 +183,11 @@ def reveal_names(
             continue
         cols = [sf.name] + ([sf.mobile] if masked_mobile and sf.mobile else [])
         view = "_link_wanted"
-        con.register(view, keys.select(pl.col("key_pid").alias("_key_pid")).to_arrow())
-        try:
+        with registered(con, view, keys.select(pl.col("key_pid").alias("_key_pid")).to_arrow()):
             rows = con.execute(
                 f"SELECT s._key_pid, {', '.join(f's.{c}' for c in cols)} "
                 f'FROM staged."{sf.table}" s SEMI JOIN "{view}" w USING (_key_pid)'
             ).pl()
-        finally:
-            con.unregister(view)
         plain = protection.reveal_text(rows, sf.dataset, PURPOSE)
         got = plain.select(
             pl.lit(dept).alias("dept"),

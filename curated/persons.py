@@ -65,7 +65,7 @@ from curated.review import (
     review_queue,
     review_rows,
 )
-from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, registered, transaction
 
 ZONE = "curated"
 KEYS_TABLE = "person_keys"
@@ -510,11 +510,6 @@ def _act(con, catalogue, protection, action, actor, reason, ids) -> str:
 _ID_SQL = "concat_ws(chr(31), dept, dataset, key_pid)"  # a mention's id, as _mention_id()
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, keys: pl.DataFrame) -> None:
-    """Register ``keys`` (dept, dataset, key_pid) as view ``name`` with their mention ids."""
-    con.register(name, keys.select(_mention_id().alias("id")).to_arrow())
-
-
 def _keep_links(con: duckdb.DuckDBPyConnection, final: pl.DataFrame) -> None:
     """:data:`LINKS` holds ``final`` (:data:`LINK_SCHEMA`)."""
     _streethub_links = final.select(list(LINK_SCHEMA)).cast(LINK_SCHEMA).to_arrow()
@@ -549,11 +544,8 @@ def _delete_mentions(con, table: str, keys: pl.DataFrame) -> None:
     """Delete the rows of ``curated.<table>`` of the mentions in ``keys``."""
     if keys.height == 0:
         return
-    _register(con, "_mention_keys", keys)
-    try:
+    with registered(con, "_mention_keys", keys.select(_mention_id().alias("id")).to_arrow()):
         con.execute(f"DELETE FROM {ZONE}.{table} WHERE {_ID_SQL} IN (SELECT id FROM _mention_keys)")
-    finally:
-        con.unregister("_mention_keys")
 
 
 def _datasets_frame(datasets: set[tuple[str, str]]) -> pl.DataFrame:

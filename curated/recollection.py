@@ -31,7 +31,7 @@ from curated.golden import (
     staged_table,
 )
 from curated.houses import staged_name
-from lakehouse.lake import ensure_table, has_table, insert_frame, tables_in, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, registered, tables_in, transaction
 from quality.keys import KEY_PID
 
 RECOLLECTION = "recollection"
@@ -244,18 +244,16 @@ def changed_groups(
         f'bool_or((o."{a.column}" IS NULL) <> (n."{a.column}" IS NULL)) AS "{i}"'
         for i, a in enumerate(attrs)
     )
-    con.register("_recollection_scope", scope.to_arrow())
     try:
-        row = con.execute(
-            f"SELECT {flips} FROM _recollection_scope s "
-            f"LEFT JOIN (SELECT * FROM {ZONE}.{PERSON} AT (VERSION => {int(before)})) o "
-            f"USING ({PERSON_ID}) "
-            f"LEFT JOIN {ZONE}.{PERSON} n USING ({PERSON_ID})"
-        ).fetchone()
+        with registered(con, "_recollection_scope", scope.to_arrow()):
+            row = con.execute(
+                f"SELECT {flips} FROM _recollection_scope s "
+                f"LEFT JOIN (SELECT * FROM {ZONE}.{PERSON} AT (VERSION => {int(before)})) o "
+                f"USING ({PERSON_ID}) "
+                f"LEFT JOIN {ZONE}.{PERSON} n USING ({PERSON_ID})"
+            ).fetchone()
     except duckdb.Error:  # no person table at that snapshot
         return None
-    finally:
-        con.unregister("_recollection_scope")
     flipped = {a.concept for a, f in zip(attrs, row or (), strict=False) if f}
     return out | {(c, d) for c, d, _ in holding if c in flipped}
 

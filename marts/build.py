@@ -54,7 +54,7 @@ from catalog.marts import HISTORY_COLUMN, Mart, load_marts
 from catalog.model import Catalogue, FieldType
 from catalog.settings import Settings, get_settings
 from curated.lineage import CuratedColumn
-from lakehouse.lake import has_table, replace_table, transaction
+from lakehouse.lake import has_table, registered, replace_table, transaction
 from marts.checks import (
     MartMaskingError,
     build_order,
@@ -230,14 +230,11 @@ def _decrypt_in_place(
     opened = cipher.select(_ROW).with_columns(plain).to_arrow()
     del cipher, plain
     view = f"{temp}_{_ROW}"
-    con.register(view, opened)
-    try:
+    with registered(con, view, opened):
         con.execute(
             f'UPDATE temp.main."{temp}" AS t SET "{column}" = p."{column}" '
             f'FROM "{view}" AS p WHERE t.rowid = p."{_ROW}"'
         )
-    finally:
-        con.unregister(view)
 
 
 def read_directly(reads: list[SourceField]) -> list[SourceField]:
@@ -439,17 +436,14 @@ def _k_anonymous(con: duckdb.DuckDBPyConnection, mart: Mart, out: str) -> Enforc
     if not report.steps:
         return report
     view = f"{out}{_ROW}"
-    con.register(view, kept.to_arrow())
-    del frame, kept
-    try:
+    with registered(con, view, kept.to_arrow()):
+        del frame, kept
         replaced = ", ".join(f'k."{q}" AS "{q}"' for q in mart.quasi_identifiers)
         con.execute(
             f'CREATE OR REPLACE TEMP TABLE "{out}_k" AS SELECT o.* REPLACE ({replaced}) '
             f'FROM temp.main."{out}" AS o JOIN "{view}" AS k ON o.rowid = k."{_ROW}" '
             f"ORDER BY o.rowid"
         )
-    finally:
-        con.unregister(view)
     con.execute(f'DROP TABLE temp.main."{out}"')
     con.execute(f'ALTER TABLE temp.main."{out}_k" RENAME TO "{out}"')
     return report
@@ -490,19 +484,15 @@ def _publish_history(
         f'SELECT * FROM {MARTS}."{name}" '
         f'WHERE "{HISTORY_COLUMN}" NOT IN (SELECT "{HISTORY_COLUMN}" FROM {new})'
     ).to_arrow_table()
-    con.register(old, kept)
-    try:
-        with transaction(con):
-            replace_table(
-                con,
-                MARTS,
-                name,
-                f"(SELECT {selected} FROM (SELECT * FROM {new} UNION ALL BY NAME "
-                f'SELECT * FROM "{old}"))',
-                order_by=f'"{HISTORY_COLUMN}"',
-            )
-    finally:
-        con.unregister(old)
+    with registered(con, old, kept):  # one transaction: the replace commits at its end
+        replace_table(
+            con,
+            MARTS,
+            name,
+            f"(SELECT {selected} FROM (SELECT * FROM {new} UNION ALL BY NAME "
+            f'SELECT * FROM "{old}"))',
+            order_by=f'"{HISTORY_COLUMN}"',
+        )
 
 
 def build_marts(

@@ -22,7 +22,7 @@ import polars as pl
 
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue
-from lakehouse.lake import has_table, insert_frame, transaction
+from lakehouse.lake import has_table, insert_frame, registered, transaction
 from masking.keys import KeyRing
 from masking.pseudonym import pseudonym_key
 from pipelines.ingest.raw import raw_table
@@ -95,11 +95,8 @@ def take_in_corrections(
         return 0
     with transaction(con):
         if held is None:
-            con.register("new_issues", new.to_arrow())
-            try:
+            with registered(con, "new_issues", new.to_arrow()):
                 con.execute("CREATE TABLE quarantine.issues AS SELECT * FROM new_issues")
-            finally:
-                con.unregister("new_issues")
         else:
             insert_frame(con, "quarantine", "issues", new.select(list(ISSUE_SCHEMA)))
     return new.height

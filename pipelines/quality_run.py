@@ -33,7 +33,7 @@ import polars as pl
 from catalog.authority import person_registers
 from catalog.model import Catalogue, UpdateMode
 from catalog.settings import Settings
-from lakehouse.lake import replace_with_frame, tables_in, transaction
+from lakehouse.lake import registered, replace_with_frame, tables_in, transaction
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import release
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -365,12 +365,13 @@ def write_quality(
 
     with transaction(con):
         if out.expectations.height:  # kept per run: run_at tells the runs apart
-            con.register("q_out", out.expectations.to_arrow())
-            if "quality_expectations" in _tables(con, "marts"):
-                con.execute("INSERT INTO marts.quality_expectations BY NAME SELECT * FROM q_out")
-            else:
-                con.execute("CREATE TABLE marts.quality_expectations AS SELECT * FROM q_out")
-            con.unregister("q_out")
+            with registered(con, "q_out", out.expectations.to_arrow()):
+                if "quality_expectations" in _tables(con, "marts"):
+                    con.execute(
+                        "INSERT INTO marts.quality_expectations BY NAME SELECT * FROM q_out"
+                    )
+                else:
+                    con.execute("CREATE TABLE marts.quality_expectations AS SELECT * FROM q_out")
         replace_with_frame(con, "quarantine", "disagreements", out.disagreements)
         replace_with_frame(con, "quarantine", "issues", out.issues)
     publish_scorecard(con, cat or get_catalogue(), out.scorecard)

@@ -53,7 +53,7 @@ from catalog.model import Dataset
 from catalog.settings import Settings
 from curated.persons import anchor_actions
 from curated.review import ANCHORS
-from lakehouse.lake import ensure_table, has_table, insert_frame, open_lake, transaction
+from lakehouse.lake import ensure_table, has_table, insert_frame, open_lake, registered, transaction
 from masking.audit import AuditLog
 from masking.cells import open_cells, seal_cells, sealed
 from masking.crypto import KEY_PURPOSE, protect_frame, reveal_frame
@@ -254,16 +254,13 @@ class _Dataset:
             pairs.select(pl.col("key_pid").alias("old"), pl.col("new_pid").alias("new"))
         )
         view = "_rekey_quarantine"
-        self.con.register(view, pairs.to_arrow())
-        try:
+        with registered(self.con, view, pairs.to_arrow()):
             self.con.execute(
                 f'UPDATE quarantine.rows SET key_pid = v.new_pid FROM "{view}" v '
                 "WHERE rows.dept = ? AND rows.dataset = ? AND rows.delivery_id = ? "
                 "AND rows.source_row = v.source_row AND rows.key_pid IS NOT NULL",
                 [self.dept, self.ds.code, delivery],
             )
-        finally:
-            self.con.unregister(view)
 
     def staged(self, table: str) -> int:
         """Re-encrypt the staged table with new key and person pseudonyms and row digests."""
@@ -301,15 +298,12 @@ class _Dataset:
             return 0
         pairs = pl.concat(self.pid_map).unique("old", keep="first")
         view = "_rekey_issues"
-        self.con.register(view, pairs.to_arrow())
-        try:
+        with registered(self.con, view, pairs.to_arrow()):
             row = self.con.execute(
                 f'UPDATE quarantine.issues SET key_pid = v.new FROM "{view}" v '
                 "WHERE issues.dept = ? AND issues.dataset = ? AND issues.key_pid = v.old",
                 [self.dept, self.ds.code],
             ).fetchone()
-        finally:
-            self.con.unregister(view)
         return int(row[0]) if row else 0
 
     def link_actions(self) -> int:
@@ -318,8 +312,7 @@ class _Dataset:
             return 0
         pairs = pl.concat(self.pid_map).unique("old", keep="first")
         view, table, n = "_rekey_link_actions", ".".join(LINK_ACTIONS), 0
-        self.con.register(view, pairs.to_arrow())
-        try:
+        with registered(self.con, view, pairs.to_arrow()):
             for prefix in ("", *(p for _, p in ANCHORS)):
                 row = self.con.execute(
                     f'UPDATE {table} SET {prefix}key_pid = v.new FROM "{view}" v '
@@ -329,8 +322,6 @@ class _Dataset:
                     [self.dept, self.ds.code],
                 ).fetchone()
                 n += int(row[0]) if row else 0
-        finally:
-            self.con.unregister(view)
         return n
 
 

@@ -11,7 +11,7 @@ import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, person_registers
 from catalog.model import Catalogue, Dataset, UpdateMode
-from lakehouse.lake import METADATA
+from lakehouse.lake import METADATA, registered
 from pipelines.ingest.raw import raw_table
 from pipelines.memory import trim_heap
 from pipelines.protection import STAGED_IDENTITY, Protection
@@ -193,15 +193,12 @@ class StagedFrames(Mapping[Key, pl.DataFrame]):
         if "_key_pid" not in columns:
             return None
         mine = candidates.filter((pl.col("dept") == key[0]) & (pl.col("dataset") == key[1]))
-        self.con.register("q_candidates", mine.select("key_pid").to_arrow())
-        try:
+        with registered(self.con, "q_candidates", mine.select("key_pid").to_arrow()):
             return self.con.execute(
                 "SELECT ? AS dept, ? AS dataset, _key_pid AS key_pid, _delivery_id, _loaded_at "
                 f"FROM {self._table(key)} WHERE _key_pid IN (SELECT key_pid FROM q_candidates)",
                 list(key),
             ).pl()
-        finally:
-            self.con.unregister("q_candidates")
 
     def __contains__(self, key: object) -> bool:  # Mapping's would read the table
         return key in self._datasets

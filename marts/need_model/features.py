@@ -269,7 +269,9 @@ def known_relations(
             yield
     finally:
         del _PREPARED[key]
-        con.execute(f"DROP TABLE IF EXISTS {FIRST_LOADS}")
+        # named in its catalogue: a bare name is looked up in the lake's first, a DuckLake
+        # transaction of its own (``lakehouse.lake.registered``)
+        con.execute(f"DROP TABLE IF EXISTS temp.main.{FIRST_LOADS}")
 
 
 def lean_result(
@@ -318,7 +320,7 @@ def run_feature_sql(
     except duckdb.Error as exc:
         raise MartError(f"the SQL failed: {sql_failure(exc)}", dataset=WHAT) from None
     finally:
-        con.execute(f"DROP VIEW IF EXISTS {ATTRIBUTES}")
+        con.execute(f"DROP VIEW IF EXISTS temp.main.{ATTRIBUTES}")
         con.unregister(OPENED)
     # what the query freed (its joins and aggregates, up to QUERY_MEMORY), back to the
     # system now, not over the next seconds while the caller encrypts and writes the rows

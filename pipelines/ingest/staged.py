@@ -34,7 +34,7 @@ import polars as pl
 
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
-from lakehouse.lake import METADATA, ensure_table, insert_frame, transaction
+from lakehouse.lake import METADATA, ensure_table, insert_frame, registered, transaction
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, Landed, now, pending
 from pipelines.ingest.raw import (
     Account,
@@ -166,11 +166,8 @@ def fill_pids(
     view = "_stage_pids"
     sets = ", ".join(f'"{pid_column(f.name)}" = v."{pid_column(f.name)}"' for f in fields)
     match = " AND ".join(f's."{c}" IS NOT DISTINCT FROM v."{c}"' for c in lineage)
-    con.register(view, filled.to_arrow())
-    try:
+    with registered(con, view, filled.to_arrow()):
         con.execute(f'UPDATE staged."{name}" AS s SET {sets} FROM "{view}" v WHERE {match}')
-    finally:
-        con.unregister(view)
     return filled.height
 
 
@@ -253,8 +250,7 @@ def _staged_versions(
     """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival."""
     cursor = f', s."{dataset.update_cursor}" AS {CURSOR}' if dataset.update_cursor else ""
     view = "_stage_keys"
-    con.register(view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow())
-    try:
+    with registered(con, view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow()):
         return con.execute(
             f"""SELECT s.{KEY_PID}, s.{ROW_DIGEST}, s._delivery_id, s._source_row,
                        d.arrived_at AS {ARRIVED}{cursor}
@@ -264,8 +260,6 @@ def _staged_versions(
                   ON d.delivery_id = s._delivery_id
                 WHERE s.{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}")"""
         ).pl()
-    finally:
-        con.unregister(view)
 
 
 def _no_versions(incoming: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
@@ -293,16 +287,13 @@ def _arrival(con: duckdb.DuckDBPyConnection, delivery_id: str) -> dt.datetime | 
 def _delete_keys(con: duckdb.DuckDBPyConnection, name: str, keys: pl.Series, *, keep: bool) -> int:
     """Delete the staged rows of ``keys`` (``keep``: of every other key); rows deleted."""
     view = "_stage_delete"
-    con.register(view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow())
-    try:
+    with registered(con, view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow()):
         where = (
             f'{KEY_PID} IS NULL OR {KEY_PID} NOT IN (SELECT {KEY_PID} FROM "{view}")'
             if keep
             else f'{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}")'
         )
         row = con.execute(f'DELETE FROM staged."{name}" WHERE {where}').fetchone()
-    finally:
-        con.unregister(view)
     return int(row[0]) if row else 0
 
 

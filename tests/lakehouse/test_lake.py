@@ -490,3 +490,109 @@ def test_renewing_a_hold_gives_back_what_the_instance_kept_and_keeps_the_hold(
         assert "another thread" in _writer_in_another_thread(settings)
     with open_lake(settings) as con:  # the lock released at the hold's end
         assert con.execute("SELECT count(*) FROM raw.t3").fetchone()[0] == 16
+
+
+def _snapshot_reads(con, marks: tuple[str, str]) -> int:
+    """DuckLake's reads of the current snapshot (a lake transaction's first statement on its
+    catalogue) logged between the two marker statements on ``con``'s instance."""
+    logged = [
+        m
+        for (m,) in con.execute(
+            "SELECT message FROM duckdb_logs WHERE type = 'QueryLog' ORDER BY timestamp"
+        ).fetchall()
+    ]
+    start, end = (logged.index(f"SELECT '{m}'") for m in marks)
+    return sum(
+        "ducklake_snapshot WHERE snapshot_id = (SELECT MAX(snapshot_id)" in m
+        for m in logged[start:end]
+    )
+
+
+def test_a_registered_frame_and_its_statements_share_one_lake_transaction(
+    settings: Settings,
+) -> None:
+    """On a cursor of the lake, registering a frame, reading it and letting it go each began
+    a DuckLake transaction (a read of the catalogue's snapshot); in ``registered`` they are
+    one. The view is gone after the block."""
+    import duckdb
+    import pyarrow as pa
+
+    from lakehouse.lake import registered
+
+    init_lake(settings)
+    frame = pa.table({"a": [1, 2, 3]})
+    with open_lake(settings) as con:
+        con.execute("CALL enable_logging(['QueryLog'])")
+        con.execute("SELECT 'bare'")
+        con.register("_frame", frame)
+        assert con.execute("SELECT sum(a) FROM _frame").fetchone()[0] == 6
+        con.unregister("_frame")
+        con.execute("SELECT 'helper'")
+        with registered(con, "_frame", frame):
+            assert con.execute("SELECT sum(a) FROM _frame").fetchone()[0] == 6
+        con.execute("SELECT 'end'")
+        assert _snapshot_reads(con, ("bare", "helper")) >= 3
+        assert _snapshot_reads(con, ("helper", "end")) == 1
+        with pytest.raises(duckdb.CatalogException):
+            con.execute("SELECT * FROM _frame")
+
+
+def test_a_registered_block_joins_the_transaction_it_is_in_and_commits_with_it(
+    settings: Settings,
+) -> None:
+    import pyarrow as pa
+
+    from lakehouse.lake import in_transaction, registered, transaction
+
+    init_lake(settings)
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE raw.t (a INTEGER)")
+        before = current_snapshot(con)
+        with transaction(con):
+            with registered(con, "_frame", pa.table({"a": [1, 2]})):
+                con.execute("INSERT INTO raw.t SELECT a FROM _frame")
+            assert in_transaction(con)  # still the caller's: nothing committed yet
+            with registered(con, "_frame", pa.table({"a": [3]})):
+                con.execute("INSERT INTO raw.t SELECT a FROM _frame")
+        assert not in_transaction(con)
+        assert current_snapshot(con) == before + 1  # both inserts in the caller's one commit
+        assert con.execute("SELECT sum(a) FROM raw.t").fetchone()[0] == 6
+        with registered(con, "_frame", pa.table({"a": [4]})):  # a block of its own commits
+            con.execute("INSERT INTO raw.t SELECT a FROM _frame")
+            assert in_transaction(con)
+        assert current_snapshot(con) == before + 2
+        assert con.execute("SELECT sum(a) FROM raw.t").fetchone()[0] == 10
+
+
+def test_a_registered_block_that_fails_raises_its_own_error_and_keeps_nothing(
+    settings: Settings,
+) -> None:
+    """The block's statement fails: its own error is raised (not the aborted transaction's
+    on letting the view go), its writes are rolled back, the view is gone and the cursor
+    works on; inside a caller's transaction the error is the block's too."""
+    import duckdb
+    import pyarrow as pa
+
+    from lakehouse.lake import in_transaction, registered, transaction
+
+    init_lake(settings)
+    frame = pa.table({"a": ["1", "x"]})
+    with open_lake(settings) as con:
+        con.execute("CREATE TABLE raw.t (a INTEGER)")
+        with pytest.raises(duckdb.ConversionException), registered(con, "_frame", frame):
+            con.execute("INSERT INTO raw.t VALUES (7)")
+            con.execute("INSERT INTO raw.t SELECT CAST(a AS INTEGER) FROM _frame")
+        assert not in_transaction(con)
+        assert con.execute("SELECT count(*) FROM raw.t").fetchone()[0] == 0
+        with pytest.raises(duckdb.CatalogException):
+            con.execute("SELECT * FROM _frame")
+        with pytest.raises(RuntimeError), registered(con, "_frame", frame):  # not DuckDB's
+            con.execute("INSERT INTO raw.t VALUES (7)")
+            raise RuntimeError("the caller's own failure")
+        assert con.execute("SELECT count(*) FROM raw.t").fetchone()[0] == 0
+        with pytest.raises(duckdb.ConversionException), transaction(con):
+            with registered(con, "_frame", frame):
+                con.execute("INSERT INTO raw.t SELECT CAST(a AS INTEGER) FROM _frame")
+        assert not in_transaction(con)
+        con.execute("INSERT INTO raw.t VALUES (8)")
+        assert con.execute("SELECT sum(a) FROM raw.t").fetchone()[0] == 8
