@@ -453,6 +453,18 @@ def hold_lake(settings: Settings | None = None, *, read_only: bool = False) -> I
                 _HELD_WRITERS.discard(_lake_of(settings))
 
 
+def writers_hold(settings: Settings | None = None) -> object | None:
+    """The hold this thread has of ``settings``' lake as its writer (:func:`hold_lake`), as an
+    object that stays the same for the whole hold (a renewal too); None when it has none.
+    While it lasts no other process writes to the lake (the writer lock), and in this
+    process only this thread's opens are served by it."""
+    settings = settings or get_settings()
+    held: _Held | None = getattr(_HELD, "held", None)
+    if held is None or held.read_only or held.lake != _lake_of(settings):
+        return None
+    return held
+
+
 def renew_hold(settings: Settings | None = None) -> bool:
     """Give the lake this thread holds (:func:`hold_lake`) a new DuckDB instance, the same
     hold and writer lock kept, and close the old one: what the old instance kept of the

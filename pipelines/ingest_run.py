@@ -55,6 +55,7 @@ from pipelines.defs.sources.schedules import PULL_TIMEZONE
 from pipelines.defs.sources.specs import landing_key, raw_key, staged_key
 from pipelines.ingest.inbox import known_keys_by_dept, new_entries, scan_inbox
 from pipelines.ingest.ledger import ensure_ledger, last_change, last_pulls, unprocessed
+from pipelines.ingest.prefetch import read_ahead, serving
 from pipelines.ingest.staged import staged_without_pids
 from pipelines.instance import dagster_instance, prepare_dagster_home
 from pipelines.memory import HighWater
@@ -271,6 +272,8 @@ def _ingest_held(
     outcome = IngestOutcome()
     with open_lake(settings) as con:
         work = select_work(settings, cat, con, started_at)
+        # what each dataset's step reads of the ledger before it writes, for all at once
+        ahead = read_ahead(con, settings) if work else None
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -303,7 +306,10 @@ def _ingest_held(
                 and cat.dataset(f"{k.path[1]}.{k.path[2]}")[1].delivery.kind not in FILE_CONNECTORS
                 for k in keys
             )
-            with systems(settings) if pulls and systems else contextlib.nullcontext(settings):
+            with (
+                systems(settings) if pulls and systems else contextlib.nullcontext(settings),
+                serving(ahead),
+            ):
                 result = dg.materialize(
                     defs,
                     selection=list(keys),

@@ -285,8 +285,23 @@ def landing_state(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> La
     Exact for the step's whole landing: a writer holds the lake, so only the step itself
     adds deliveries meanwhile (``pipelines.ingest.landing`` adds each hash it lands)."""
     rows = _read_known(con, of_dataset(), [dept, dataset], (*KNOWN_SOURCES, LANDED_SOURCE))
-    landed = [k for tag, _, k in rows if tag == len(KNOWN_SOURCES)]
-    keys = {k for tag, _, k in rows if tag < len(KNOWN_SOURCES)}
+    return _landing_state(rows)
+
+
+def landing_states(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], LandingState]:
+    """:func:`landing_state` of every dataset the ledger knows, (dept, dataset) → its
+    LandingState, in one statement (a run's steps start from it:
+    ``pipelines.ingest.prefetch``); a dataset it does not know has no entry (nothing known,
+    no delivery)."""
+    by: dict[tuple[str, str], list[tuple[int, str, str, str]]] = {}
+    for row in _read_known(con, "true", [], (*KNOWN_SOURCES, LANDED_SOURCE)):
+        by.setdefault((row[1], row[2]), []).append(row)
+    return {key: _landing_state(rows) for key, rows in by.items()}
+
+
+def _landing_state(rows: list[tuple[int, str, str, str]]) -> LandingState:
+    landed = [k for tag, _, _, k in rows if tag == len(KNOWN_SOURCES)]
+    keys = {k for tag, _, _, k in rows if tag < len(KNOWN_SOURCES)}
     return LandingState(keys, set(landed), len(landed))
 
 
@@ -308,7 +323,7 @@ def known_keys_by_dept(
         where, args = "dept = ?", [dept]
     else:
         where, args = of_dataset(), [dept, dataset]
-    for _, d, k in _read_known(con, where, args, KNOWN_SOURCES):
+    for _, d, _, k in _read_known(con, where, args, KNOWN_SOURCES):
         keys.setdefault(d, set()).add(k)
     return keys
 
@@ -318,16 +333,16 @@ def _read_known(
     where: str,
     args: list[str],
     sources: tuple[tuple[str, str, str], ...],
-) -> list[tuple[int, str, str]]:
-    """(source's position in ``sources``, dept, key) of every row of the ledger's ``sources``
-    that ``where`` picks, in one statement; a source whose table is not made yet (a new
-    lake) reads nothing (the tables probed only then)."""
+) -> list[tuple[int, str, str, str]]:
+    """(source's position in ``sources``, dept, dataset, key) of every row of the ledger's
+    ``sources`` that ``where`` picks, in one statement; a source whose table is not made yet
+    (a new lake) reads nothing (the tables probed only then)."""
 
-    def read(picked: list[tuple[int, tuple[str, str, str]]]) -> list[tuple[int, str, str]]:
+    def read(picked: list[tuple[int, tuple[str, str, str]]]) -> list[tuple[int, str, str, str]]:
         if not picked:
             return []
         sql = " UNION ALL ".join(
-            f"SELECT {i}, dept, {column} FROM landing.{table} WHERE {where} AND {which}"
+            f"SELECT {i}, dept, dataset, {column} FROM landing.{table} WHERE {where} AND {which}"
             for i, (table, column, which) in picked
         )
         return con.execute(sql, args * len(picked)).fetchall()

@@ -65,7 +65,6 @@ from pipelines.ingest.inbox import (
     Entry,
     Signature,
     account_refusal,
-    landing_state,
     new_entries,
     remember,
     scan_inbox,
@@ -81,6 +80,7 @@ from pipelines.ingest.ledger import (
     record_failure,
     record_pull,
 )
+from pipelines.ingest.prefetch import landing_state_of
 from pipelines.killpoints import kill_point, register
 
 __all__ = ["LandingResult", "apply_retention", "land", "open_landed", "reencrypt_landed"]
@@ -466,7 +466,7 @@ def land_files(
     scan = scan_inbox(settings, dept, siblings)
     mine = scan.for_dataset(dataset.code)
     # the ledger knows the rest (its rows of this dataset: each entry's key names it)
-    state = landing_state(con, dept, dataset.code)
+    state = landing_state_of(con, dept, dataset.code)
     fresh = new_entries(scan, state.keys, dataset.code)
     known = [e for e in mine if e.refused is None and e not in fresh]
     result = LandingResult([], len(known), [])

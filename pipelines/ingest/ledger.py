@@ -234,22 +234,44 @@ def pending(con: duckdb.DuckDBPyConnection, dept: str, dataset: str) -> Pending:
     staged rows are only ever inserted with a stage account (``rows_out``), so none with
     rows means an empty table (:func:`pipelines.ingest.staged.gate_delivery` then skips
     looking up staged versions). Oldest first, as both."""
-    rows = con.execute(
-        f"""SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
+    return _pending(con.execute(_pending_sql(one=True), [dept, dataset]).fetchall())
+
+
+def pending_by_dataset(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], Pending]:
+    """:func:`pending` of every dataset with a delivery, (dept, dataset) → its Pending, in
+    one statement (a run's steps start from it: ``pipelines.ingest.prefetch``); a dataset
+    with none has no entry (its Pending is empty)."""
+    by: dict[tuple[str, str], list[tuple]] = {}
+    for r in con.execute(_pending_sql(one=False)).fetchall():
+        by.setdefault((r[1], r[2]), []).append(r)
+    return {key: _pending(rows) for key, rows in by.items()}
+
+
+def _pending_sql(one: bool) -> str:
+    """:func:`pending`'s statement: one dataset's (``one``: its dept and dataset the first
+    two parameters) or every dataset's rows."""
+
+    def mine(alias: str = "", **also: str) -> str:
+        if one:
+            return of_dataset(alias, ARGS, **also)
+        return " AND ".join(f"{c} = {v}" for c, v in also.items()) or "true"
+
+    return f"""SELECT d.delivery_id, d.dept, d.dataset, d.file_name, d.landed_path, d.sha256,
                   d.size_bytes, d.arrived_at, a.accounts, a.loaded, s.gated, s.rows_out
            FROM landing.deliveries d
            LEFT JOIN (SELECT delivery_id, count(*) AS accounts,
                              bool_or(status = 'loaded') AS loaded
-                      FROM landing.delivery_accounts WHERE {of_dataset(params=ARGS)}
+                      FROM landing.delivery_accounts WHERE {mine()}
                       GROUP BY delivery_id) a USING (delivery_id)
            LEFT JOIN (SELECT delivery_id, true AS gated, sum(rows_out) AS rows_out
-                      FROM landing.stage_accounts
-                      WHERE {of_dataset(params=ARGS, stage="'staged'")}
+                      FROM landing.stage_accounts WHERE {mine(stage="'staged'")}
                       GROUP BY delivery_id) s USING (delivery_id)
-           WHERE {of_dataset("d", ARGS)}
-           ORDER BY d.arrived_at, d.file_name""",
-        [dept, dataset],
-    ).fetchall()
+           WHERE {mine("d")}
+           ORDER BY d.arrived_at, d.file_name"""
+
+
+def _pending(rows: list[tuple]) -> Pending:
+    """A dataset's Pending from its rows of :func:`_pending_sql`, oldest first."""
     unread = [Landed(*r[:8]) for r in rows if not r[8]]
     ungated = [(r[0], r[3], r[7]) for r in rows if r[9] and not r[10]]
     return Pending(unread, ungated, any((r[11] or 0) > 0 for r in rows))

@@ -35,7 +35,8 @@ import polars as pl
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
 from lakehouse.lake import METADATA, ensure_table, insert_frame, registered, transaction
-from pipelines.ingest.ledger import QUARANTINE_SCHEMA, Landed, now, pending
+from pipelines.ingest.ledger import QUARANTINE_SCHEMA, Landed, now
+from pipelines.ingest.prefetch import pending_of
 from pipelines.ingest.raw import (
     Account,
     UnreadableDelivery,
@@ -659,7 +660,7 @@ def _load_pending(
 ) -> tuple[list[Account], list[StageAccount], bool]:
     """:func:`load_and_stage`'s work, and whether the staged table still holds no row;
     ``probe``: with nothing to gate, a staged table lacking columns gains them."""
-    todo = pending(con, dept, dataset.code)
+    todo = pending_of(con, dept, dataset.code)
     unread = todo.unread
     staged = _stage_pending(
         con, dept, dataset, protection, todo.ungated, probe=probe and not unread

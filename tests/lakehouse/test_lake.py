@@ -590,9 +590,12 @@ def test_a_registered_block_that_fails_raises_its_own_error_and_keeps_nothing(
             con.execute("INSERT INTO raw.t VALUES (7)")
             raise RuntimeError("the caller's own failure")
         assert con.execute("SELECT count(*) FROM raw.t").fetchone()[0] == 0
-        with pytest.raises(duckdb.ConversionException), transaction(con):
-            with registered(con, "_frame", frame):
-                con.execute("INSERT INTO raw.t SELECT CAST(a AS INTEGER) FROM _frame")
+        with (
+            pytest.raises(duckdb.ConversionException),
+            transaction(con),
+            registered(con, "_frame", frame),
+        ):
+            con.execute("INSERT INTO raw.t SELECT CAST(a AS INTEGER) FROM _frame")
         assert not in_transaction(con)
         con.execute("INSERT INTO raw.t VALUES (8)")
         assert con.execute("SELECT sum(a) FROM raw.t").fetchone()[0] == 8
