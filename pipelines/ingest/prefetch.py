@@ -4,7 +4,7 @@ Every ingest step began with two reads of the ledger for its own dataset: what a
 run left pending (:func:`pipelines.ingest.ledger.pending`) and what landing must know
 (:func:`pipelines.ingest.inbox.landing_state`: the inbox entries dealt with, the
 deliveries' hashes). Each statement on the ledger costs DuckLake's catalogue reads for
-every ledger table it reads, whatever the rows: 62 such statements and ~390 catalogue
+every ledger table it reads, whatever the rows: 56 such statements and ~390 catalogue
 queries a first run of the simulated street. Read for every dataset at once, at the start
 of a run's steps, they are two statements.
 
