@@ -353,34 +353,18 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table: object) -> Iter
     2.6 ms in one transaction (a 1,000-resident street's lake, 2026-12-06; the main job
     registered 58). Hence: a block that writes to the lake commits at its end, all of it
     or, if it raises, none; a block that must commit on its own opens no view here."""
-    own = not in_transaction(con)
-    if own:
-        con.execute("BEGIN TRANSACTION")
-        _IN_TRANSACTION.add(id(con))
     try:
-        con.register(name, table)
-        try:
+        with transaction(con) if not in_transaction(con) else contextlib.nullcontext():
+            con.register(name, table)
             yield
-        except BaseException:
-            if own:  # rolled back first: a failed statement left the transaction aborted
-                own = False
-                _IN_TRANSACTION.discard(id(con))
-                con.execute("ROLLBACK")
-            # in a caller's aborted transaction the view cannot go: its cursor keeps it until
-            # the end of its open; the block's own error is the one raised
-            with contextlib.suppress(duckdb.Error):
-                con.unregister(name)
-            raise
-        con.unregister(name)
-        if own:
-            con.execute("COMMIT")
+            con.unregister(name)
     except BaseException:
-        if own:
-            con.execute("ROLLBACK")
+        # its own transaction is rolled back by now; in a caller's aborted transaction the
+        # view cannot go (its cursor keeps it until the end of its open): the block's own
+        # error is the one raised
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
         raise
-    finally:
-        if own:
-            _IN_TRANSACTION.discard(id(con))
 
 
 def ensure_zones(con: duckdb.DuckDBPyConnection) -> None:
