@@ -326,11 +326,14 @@ def test_incremental_update_equals_a_full_rebuild_and_history_rebuilds_the_past(
         p_gone = care_rows.filter(~pl.col("person_id").is_in([p_check, p_name])).sort(
             "person_id")["person_id"][0]  # fmt: skip
         gone_key = care_rows.filter(pl.col("person_id") == p_gone)["_key_pid"][0]
+        # (d) a record re-linked to another person: not one of the renamed record's dataset,
+        # whose re-linked name would be a second conflict there (key_pid order is the run's key's)
         mention = con.execute(
             "SELECT dept, dataset, key_pid, person_id FROM curated.person_mentions m "
             "WHERE person_id NOT IN (?, ?, ?) AND (dept, dataset) IN "
-            "(SELECT dept, dataset FROM curated.attribute_checks) ORDER BY key_pid LIMIT 1",
-            [p_check, p_name, p_gone],
+            "(SELECT dept, dataset FROM curated.attribute_checks) "
+            "AND NOT (dept = ? AND dataset = ?) ORDER BY key_pid LIMIT 1",
+            [p_check, p_name, p_gone, name_cmp.dept, name_cmp.dataset],
         ).fetchone()
         p_from = mention[3]
         p_to = con.execute(
