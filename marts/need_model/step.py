@@ -134,7 +134,8 @@ def store_features(
     missing = sorted(set(cutoffs) - set(stored_cutoffs(con)))
     if not missing:
         return missing
-    with known_relations(con):  # each staged dataset's first load computed once for all
+    # each staged dataset's first load computed once for all, its rows copied when few
+    with known_relations(con, queries=len(missing)):
         for cutoff in missing:
             if between is not None:
                 between()

@@ -9,6 +9,9 @@
 --   features.known_relations makes for a block of queries when they are few; each query
 --   otherwise reads the index once per dataset, and DuckLake prunes its files with a
 --   catalogue query of its own each time). A dataset not copied is read from the index.
+--   Its staged rows likewise: a temporary copy (need_staged_<dept>__<dataset>) when the
+--   variable need_staged_copied lists 'dept.dataset' (features.staged_copies, for a block of
+--   several queries when they are few), the lake's table otherwise.
 -- first_load(dept, dataset): one row, ``loaded_until``: when the dataset's first delivery
 --   finished loading (the latest ``_loaded_at`` of its rows: a large delivery is read and
 --   stamped a batch at a time, so its rows carry several; null: nothing staged); the first
@@ -35,9 +38,14 @@ CREATE TEMP TABLE IF NOT EXISTS first_loads (
     source_dept VARCHAR, source_dataset VARCHAR, loaded_until TIMESTAMPTZ
 );
 SET VARIABLE need_mentions_copied = CAST([] AS VARCHAR[]);
+SET VARIABLE need_staged_copied = CAST([] AS VARCHAR[]);
 CREATE OR REPLACE TEMP MACRO linked_records(_dept, _dataset) AS TABLE
     SELECT m.person_id, s.*
-    FROM query_table('staged.' || _dept || '__' || _dataset) AS s
+    FROM query_table(
+        CASE WHEN list_contains(getvariable('need_staged_copied'), _dept || '.' || _dataset)
+            THEN 'temp.main.need_staged_' || _dept || '__' || _dataset
+            ELSE 'staged.' || _dept || '__' || _dataset END
+    ) AS s
     JOIN query_table(
         CASE WHEN list_contains(getvariable('need_mentions_copied'), _dept || '.' || _dataset)
             THEN 'temp.main.need_linked_mentions' ELSE 'curated.person_mentions' END

@@ -731,3 +731,66 @@ def test_features_read_from_the_copied_mentions_equal_those_read_from_the_index(
         monkeypatch.setattr(golden, "MENTIONS_COPY_ROWS", 0)
         from_index = features(con, protection, cutoff)
     assert with_copy.height > 500 and with_copy.equals(from_index)
+
+
+def test_a_block_of_queries_reads_copies_of_the_staged_tables_when_they_are_few(
+    need_street: NeedStreet, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    """Several cut-offs of a step read temporary copies of the staged tables the SQL reads
+    (when their rows are at most ``STAGED_COPY_ROWS``: the copy is what ``linked_records``
+    reads), dropped after it; more rows, or one query, read the lake's tables; the features
+    are the same either way."""
+    from marts.need_model import step
+
+    pairs = need_features.linked_datasets()
+
+    def copies_left(con) -> int:
+        [[n]] = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name LIKE ?",
+            [need_features.STAGED_COPY + "%"],
+        ).fetchall()
+        return n
+
+    with open_lake(need_street.settings, read_only=True) as con:
+        register_macros(con)
+        pair = ("gaj", "registered_residents")
+        sql = f"SELECT count(*) FROM linked_records('{pair[0]}', '{pair[1]}')"
+        [[lake_rows]] = con.execute(sql).fetchall()
+        with need_features.staged_copies(con) as copied:
+            assert copied is True
+            assert copies_left(con) == len(pairs) >= 10
+            copy = f'temp.main."{need_features.STAGED_COPY}{pair[0]}__{pair[1]}"'
+            assert con.execute(sql).fetchone()[0] == lake_rows > 500
+            con.execute(f"DELETE FROM {copy} WHERE rowid % 2 = 0")  # the copy is what is read
+            assert 0 < con.execute(sql).fetchone()[0] < lake_rows
+        assert copies_left(con) == 0
+        assert con.execute(sql).fetchone()[0] == lake_rows  # the lake's table again
+        with need_features.staged_copies(con, limit=100) as copied:
+            assert copied is False and copies_left(con) == 0
+
+    made: list[bool] = []
+    real = need_features.staged_copies
+
+    @contextmanager
+    def watched(con, limit=None):
+        with real(con, limit) as copied:
+            made.append(copied)
+            yield copied
+
+    monkeypatch.setattr(need_features, "staged_copies", watched)
+    cutoffs = need_street.cutoffs[-3:]
+    stored = {}
+    for rows in (need_features.STAGED_COPY_ROWS, 0):
+        monkeypatch.setattr(need_features, "STAGED_COPY_ROWS", rows)
+        settings = copy_home(need_street.home, tmp_path / str(rows))
+        with open_lake(settings) as con:
+            with transaction(con):
+                con.execute("DELETE FROM curated.need_features")
+            step.store_features(con, need_street.protection(), cutoffs)
+            step.store_features(con, need_street.protection(), cutoffs[:1])  # stored: none
+            assert copies_left(con) == 0
+            stored[rows] = read_features(con, need_street.protection(), cutoffs).sort(KEYS)
+    assert made == [True, False]  # one block a step of several queries
+    assert stored[0].equals(stored[need_features.STAGED_COPY_ROWS])
+    expected = need_street.features.filter(pl.col("cutoff").is_in(cutoffs)).sort(KEYS)
+    assert stored[0].equals(expected) and expected.height > 1000
