@@ -28,7 +28,7 @@ from catalog.marts import MARTS_DIR, Mart, load_mart
 from catalog.model import Catalogue
 from catalog.settings import Settings
 from lakehouse.lake import close_idle, open_lake
-from marts.build import MartBuild, MartError, build_mart, build_order
+from marts.build import MartBuild, MartError, build_mart, build_order, run_day
 from marts.lineage import read_sql
 from pipelines.protection import Protection
 from tests.streets import ready_street
@@ -47,8 +47,9 @@ class MartStreet:
     marts: dict[str, Mart]
     builds: dict[str, MartBuild] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    built_on: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())  # set
-    # by build_all to DuckDB's current_date (what the marts' SQL saw)
+    built_on: dt.date = field(default_factory=run_day)  # set by build_all: the street's day
+    # (Beijing) the marts were built on, getvariable('run_date') in their SQL and their
+    # history rows' day — not the session's UTC date, a day behind from 16:00 UTC on
 
     @property
     def home(self) -> Path:
@@ -126,7 +127,7 @@ def build_all(street: MartStreet) -> None:
     step gives them) is left as the main job built it."""
     protection = street.protection()
     with open_lake(street.settings) as con:
-        street.built_on = con.execute("SELECT current_date").fetchone()[0]  # the SQL's date
+        street.built_on = run_day()  # one day for every mart, however long the builds take
         for name in build_order(street.marts):
             inputs = reads_inputs(name)
             if inputs:
@@ -137,8 +138,9 @@ def build_all(street: MartStreet) -> None:
                 continue
             try:
                 street.builds[name] = build_mart(
-                    con, street.catalogue, street.marts, name, protection
-                )
+                    con, street.catalogue, street.marts, name, protection,
+                    run_date=street.built_on,
+                )  # fmt: skip
             except MartError as exc:
                 street.errors[name] = str(exc)
 

@@ -35,7 +35,7 @@ def test_the_history_holds_the_scorecard_under_todays_date(mart_street, mart) ->
     rows (the same figures) under today's date in Beijing, and no other day."""
     now = mart_street.query(f"SELECT * FROM marts.{mart}")  # quality: the main job built it
     history = mart_street.table(HISTORIES[mart])
-    assert history[HISTORY_COLUMN].unique().to_list() == [run_day()]
+    assert history[HISTORY_COLUMN].unique().to_list() == [mart_street.built_on]
     shared = [c for c in history.columns if c != HISTORY_COLUMN]
     assert history.drop(HISTORY_COLUMN).sort(KEYS[mart]).to_dicts() == (
         now.select(shared).sort(KEYS[mart]).to_dicts()
@@ -44,7 +44,7 @@ def test_the_history_holds_the_scorecard_under_todays_date(mart_street, mart) ->
 
 def test_a_rerun_the_same_day_replaces_its_rows_and_other_days_stay(mart_street, tmp_path):
     settings = copy_home(mart_street.home, tmp_path)
-    today = run_day()
+    today = mart_street.built_on  # the day the session built the histories on (Beijing)
     earlier = [today - dt.timedelta(days=d) for d in (2, 1)]
     protection = mart_street.protection()
     with open_lake(settings) as con:
@@ -105,7 +105,7 @@ def test_history_written_before_a_column_changed_is_kept_by_column_name(mart_str
     """A history table of an older YAML (a column since dropped, one not yet added) keeps its
     days: the columns are the YAML's, the new one empty on the older days."""
     settings = copy_home(mart_street.home, tmp_path)
-    today = run_day()
+    today = mart_street.built_on  # the day the session built the histories on (Beijing)
     old_day = today - dt.timedelta(days=7)
     with open_lake(settings) as con:
         con.execute(

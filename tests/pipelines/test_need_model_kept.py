@@ -13,8 +13,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+import pipelines.need_model_run as need_model_run_module
 from catalog.settings import Settings
 from marts.need_model.step import FORECAST_MART, SCORES_MART
+from pipelines.defs.need_model import assets as need_assets
+from pipelines.defs.need_model import checks as need_checks
 from pipelines.defs.need_model.assets import need_scores
 from pipelines.instance import prepare_dagster_home
 from pipelines.need_model_run import run_need_model
@@ -40,6 +43,11 @@ def settings(need_street: NeedStreet, tmp_path, monkeypatch: pytest.MonkeyPatch)
     for name, value in (("STREETHUB_HOME", copied.home), ("DAGSTER_HOME", copied.dagster_home)):
         monkeypatch.setenv(name, str(value))  # restored after the test
     prepare_dagster_home(copied)
+    # one scoring cut-off for the whole test: the step reads the clock, and a midnight in
+    # Beijing between two of its runs would change the cut-off, the digests, what is kept
+    fixed = need_assets.scoring_cutoff()
+    for module in (need_assets, need_checks, need_model_run_module):
+        monkeypatch.setattr(module, "scoring_cutoff", lambda now=None: fixed)
     return copied
 
 

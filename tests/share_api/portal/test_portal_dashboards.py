@@ -28,7 +28,7 @@ DIMENSIONS_ZH = ["完整性", "有效性", "唯一性", "一致性", "及时性"
 def lake(share_settings, mart_street):
     """The copy's lake with history on three earlier days (shares 10 % lower then) and one
     handling department renamed to begin with a formula."""
-    today = run_day()
+    today = mart_street.built_on  # the day of the session's history rows (Beijing)
     with open_lake(share_settings) as con:
         for days in (TREND_DAYS + 30, 2, 1):  # the first one outside the trends' window
             build_mart(con, mart_street.catalogue, mart_street.marts,
