@@ -8,8 +8,12 @@ adds it. Pulls are incremental on the dataset's ``cursor_column``.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -46,6 +50,27 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
+_READERS: dict[Path, duckdb.DuckDBPyConnection] = {}  # extension folder -> the instance
+_READERS_LOCK = threading.Lock()
+_ATTACHED = itertools.count()
+
+
+def _readers(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB that reads department databases, its sqlite scanner
+    loaded once: DuckDB verifies an extension's signature at every LOAD (~0.1 s, as much as
+    a small pull), which a new connection per pull paid each time. It holds nothing between
+    pulls: each attaches its database read-only on a cursor of its own and detaches it."""
+    with _READERS_LOCK:
+        con = _READERS.get(settings.extension_dir)
+        if con is None:
+            con = duckdb.connect()
+            load_extensions(con, settings, "sqlite_scanner")
+            # every cursor too (a bare SET is the connection's): text, as the legacy systems keep it
+            con.execute("SET GLOBAL sqlite_all_varchar = true")
+            _READERS[settings.extension_dir] = con
+        return con
+
+
 def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None) -> Pulled:
     d = dataset.delivery
     url = db_url(settings, dept, dataset.code)
@@ -58,14 +83,13 @@ def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None
             dataset=dataset.code,
             file=target,
         )
-    con = duckdb.connect()
+    con = _readers(settings).cursor()
+    src = f"src_{next(_ATTACHED)}"  # a name of its own: another thread may be pulling
     try:
-        load_extensions(con, settings, "sqlite_scanner")
-        con.execute("SET sqlite_all_varchar = true")
-        con.execute(f"ATTACH {sql_literal(target)} AS src (TYPE sqlite, READ_ONLY)")
+        con.execute(f"ATTACH {sql_literal(target)} AS {src} (TYPE sqlite, READ_ONLY)")
         order = [d.cursor_column] if d.cursor_column else []
         order += [dataset.field(k).source_name for k in dataset.key]
-        sql = f"SELECT * FROM src.{_quote(d.table or '')}"
+        sql = f"SELECT * FROM {src}.{_quote(d.table or '')}"
         params: list[str] = []
         if d.cursor_column and cursor is not None:
             sql += f" WHERE {_quote(d.cursor_column)} > ?"
@@ -80,6 +104,8 @@ def pull_sql(settings: Settings, dept: str, dataset: Dataset, cursor: str | None
             file=target,
         ) from None
     finally:
+        with contextlib.suppress(duckdb.Error):  # never attached: nothing to let go
+            con.execute(f"DETACH DATABASE IF EXISTS {src}")
         con.close()
     cursor_end = cursor
     if d.cursor_column and frame.height:
