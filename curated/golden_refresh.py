@@ -314,46 +314,44 @@ def _recheck(
     datasets = set().union(*(candidates[p] for p in persons))
     checked = [p for p in plans if p.checks and (p.dept, p.dataset.code) in datasets]
     rechecked = scope_frame(persons)
-    con.register(_MINE, mine.join(rechecked, on=PERSON_ID, how="semi").to_arrow())
-    con.register(_MINE + "_scope", rechecked.to_arrow())
-    try:
-        with transaction(con):
-            concepts = sorted({cmp.concept for plan in checked for cmp in plan.checks})
-            golden = reveal_history_rows(  # the current values the checks compare with
-                con.execute(
-                    f"SELECT * FROM {ZONE}.{HISTORY} SEMI JOIN {_MINE}_scope "
-                    f"USING ({PERSON_ID}) WHERE valid_to IS NULL AND list_contains(?, concept)",
-                    [concepts],
-                ).pl(),
-                protection,
+    with (
+        transaction(con),  # the views joined to it, let go after it (lakehouse.lake.registered)
+        registered(con, _MINE, mine.join(rechecked, on=PERSON_ID, how="semi").to_arrow()),
+        registered(con, _MINE + "_scope", rechecked.to_arrow()),
+    ):
+        concepts = sorted({cmp.concept for plan in checked for cmp in plan.checks})
+        golden = reveal_history_rows(  # the current values the checks compare with
+            con.execute(
+                f"SELECT * FROM {ZONE}.{HISTORY} SEMI JOIN {_MINE}_scope "
+                f"USING ({PERSON_ID}) WHERE valid_to IS NULL AND list_contains(?, concept)",
+                [concepts],
+            ).pl(),
+            protection,
+        )
+        frames = [(p, _read(con, p, protection, None)) for p in checked]
+        rows = pl.concat(
+            [
+                check_records(cmp, frame, golden)
+                for plan, frame in frames
+                if frame.height
+                for cmp in plan.checks
+            ]
+            or [pl.DataFrame(schema=dict(CHECK_SCHEMA))]
+        )
+        for plan in checked:
+            con.execute(
+                f"DELETE FROM {ZONE}.{CHECKS} WHERE dept = ? AND dataset = ? AND "
+                f"{PERSON_ID} IN (SELECT {PERSON_ID} FROM {_MINE}_scope)",
+                [plan.dept, plan.dataset.code],
             )
-            frames = [(p, _read(con, p, protection, None)) for p in checked]
-            rows = pl.concat(
-                [
-                    check_records(cmp, frame, golden)
-                    for plan, frame in frames
-                    if frame.height
-                    for cmp in plan.checks
-                ]
-                or [pl.DataFrame(schema=dict(CHECK_SCHEMA))]
+        insert_frame(con, ZONE, CHECKS, rows.select([c for c, _ in CHECK_COLUMNS]))
+        digests = now.join(rechecked, on=PERSON_ID, how="semi")
+        with registered(con, _MINE + "_digests", digests.to_arrow()):
+            con.execute(
+                f"UPDATE {ZONE}.{PERSON} AS p SET sources_digest = d.sources_digest "
+                f"FROM {_MINE}_digests d WHERE p.{PERSON_ID} = d.{PERSON_ID}"
             )
-            for plan in checked:
-                con.execute(
-                    f"DELETE FROM {ZONE}.{CHECKS} WHERE dept = ? AND dataset = ? AND "
-                    f"{PERSON_ID} IN (SELECT {PERSON_ID} FROM {_MINE}_scope)",
-                    [plan.dept, plan.dataset.code],
-                )
-            insert_frame(con, ZONE, CHECKS, rows.select([c for c, _ in CHECK_COLUMNS]))
-            digests = now.join(rechecked, on=PERSON_ID, how="semi")
-            with registered(con, _MINE + "_digests", digests.to_arrow()):
-                con.execute(
-                    f"UPDATE {ZONE}.{PERSON} AS p SET sources_digest = d.sources_digest "
-                    f"FROM {_MINE}_digests d WHERE p.{PERSON_ID} = d.{PERSON_ID}"
-                )
-            count_conflicts(con, catalogue)
-    finally:
-        con.unregister(_MINE)
-        con.unregister(_MINE + "_scope")
+        count_conflicts(con, catalogue)
     return persons, rest
 
 
