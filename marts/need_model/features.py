@@ -60,8 +60,8 @@ STAGED_COPY_ROWS = 50_000
 queries copies into temporary tables, read there instead of the lake's tables
 (:func:`staged_copies`): each query reads each of those datasets, and each read of a lake
 table costs DuckLake catalogue queries of its own (its file list and statistics); a step's
-six training cut-offs at 1,000 residents (~3,000 such rows) took 1.44-1.46 CPU s on copies
-against 1.66-1.79 on the lake (2026-12-06). Up to ~15,000 residents; a larger street reads
+six training cut-offs at 1,000 residents (~2,100 such rows) took 1.44-1.46 CPU s on copies
+against 1.66-1.79 on the lake (2026-12-06). Up to ~20,000 residents; a larger street reads
 the lake (a staged row is a few hundred bytes of ciphertext and codes in DuckDB's memory)."""
 STAGED = "staged"  # the lake's zone of the staged tables (``<dept>__<dataset>``)
 WHAT = "need_model.features"  # how errors name the feature query
