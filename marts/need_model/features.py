@@ -260,11 +260,12 @@ def staged_copies(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> I
     is read from the lake as before (its error the query's). Outside a transaction."""
     limit = STAGED_COPY_ROWS if limit is None else limit
     rows = {table: n for zone, table, n in list_tables(con) if zone == STAGED}
-    names = sorted(f"{d}__{s}" for d, s in linked_datasets() if f"{d}__{s}" in rows)
+    tables = {f"{d}.{s}": f"{d}__{s}" for d, s in linked_datasets() if f"{d}__{s}" in rows}
+    names = sorted(tables.values())
     if not names or sum(rows[n] for n in names) > limit:
         yield False
         return
-    copies = ", ".join(sql_literal(n.replace("__", ".", 1)) for n in names)
+    copies = ", ".join(sql_literal(pair) for pair in sorted(tables))
     try:
         with transaction(con):
             for name in names:
