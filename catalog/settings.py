@@ -441,6 +441,12 @@ class Settings(BaseSettings):
         return self.home_abs / "lake"
 
     @property
+    def spill_dir(self) -> Path:
+        """Where DuckDB instances over personal data spill, encrypted, each into a folder of
+        its own (``lakehouse.extensions.bounded_instance``)."""
+        return self.lake_dir / "spill"
+
+    @property
     def lake_data_dir(self) -> Path:
         return (self.lake_data_path or self.lake_dir / "data").expanduser().resolve()
 

@@ -37,6 +37,7 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 from lakehouse.lake import registered
+from lakehouse.session import scratch
 from masking.names import COMPOUND_SURNAMES
 
 SEPARATOR = "-__-"  # Splink's composite id: <input table> -__- <unique id>
@@ -298,7 +299,7 @@ class Scorer:
         self._calls = 0
         # without the lake: Splink's own in-memory DuckDB sees the fallback's decrypted
         # names, it must never spill them to disk (its default would be ``.tmp/`` here)
-        own = duckdb.connect(config={"temp_directory": ""}) if con is None else con.cursor()
+        own = scratch() if con is None else con.cursor()
         self._api = DuckDBAPI(own)
         try:
             ranked = {MENTIONS: _ranked(left), PERSONS: _ranked(right)}

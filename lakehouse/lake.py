@@ -37,8 +37,7 @@ import duckdb
 
 from catalog.errors import LakeError
 from catalog.settings import Settings, get_settings, shown_url
-from lakehouse.extensions import load_extensions, spill_encrypted
-from lakehouse.session import in_utc
+from lakehouse.extensions import bounded_instance
 from lakehouse.sqltext import sql_literal
 from lakehouse.statements import retire, watch
 
@@ -86,32 +85,11 @@ class _WriterLock:
 
 
 def _new_instance(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake's extensions loaded (the ~0.25 s part)."""
-    spill = settings.lake_dir / "spill"
-    con = duckdb.connect(
-        config={
-            # one thread (``lake_threads``): a run is thousands of small statements (DuckLake
-            # metadata reads, small inserts), and each woke the idle workers, which spin
-            # before they sleep: 2 threads cost a 1,000-resident street's run 20-50 % more
-            # CPU (60.4 -> 40.5 s) and a 20,000-resident one 16 % (72.3 -> 60.6 s), same wall
-            "threads": settings.lake_threads,
-            # DuckDB's default is 80 % of the machine, and it keeps what it read (Parquet
-            # pages in its external file cache) for the life of the instance, which is kept
-            # per process: bounded here, and what does not fit spills under the lake (the
-            # main job lets the cache go after its ingest: drop_file_cache)
-            "memory_limit": settings.lake_memory_limit,
-            # DuckDB's allocator (jemalloc) keeps what a query freed until a purge: 540 MB of
-            # a dropped 1.7-million-row sort stayed resident, with nothing in its buffers,
-            # until the instance closed (a 200,000-resident run carried ~1 GB into its last
-            # phases that way); its background thread gives it back within seconds
-            "allocator_background_threads": True,
-        }
-    )
+    """An in-memory DuckDB with the lake's extensions loaded (the ~0.25 s part), bounded
+    and spilling encrypted under the lake (:func:`lakehouse.extensions.bounded_instance`;
+    the main job lets its file cache go after its ingest: drop_file_cache)."""
+    con = bounded_instance(settings, settings.spill_dir, "sqlite_scanner", "ducklake")
     try:
-        in_utc(con)
-        load_extensions(con, settings, "sqlite_scanner", "ducklake")
-        # what spills may be decrypted values a caller joined on: never in the clear
-        spill_encrypted(con, settings, spill)
         watch(con)  # counted statements (a benchmark's diagnostic), when asked
     except BaseException:
         con.close()

@@ -14,3 +14,13 @@ def in_utc(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     session's own)."""
     con.execute("SET GLOBAL TimeZone = 'UTC'")
     return con
+
+
+def scratch() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for a few frames already in memory (a filter, a diff), in UTC,
+    that never spills: what it holds may be personal values, and DuckDB's default would
+    write what does not fit in the clear into ``.tmp/`` of the working directory. Past its
+    memory (80 % of the machine) a query fails instead. A DuckDB reading the lake or a
+    department's rows is bounded and spills encrypted
+    (``lakehouse.extensions.bounded_instance``)."""
+    return in_utc(duckdb.connect(config={"temp_directory": ""}))

@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from catalog.days import beijing_day
 from catalog.marts import MARTS_DIR, Mart, load_marts
 from catalog.model import Catalogue, Dataset, Level, MaskingRule, PiiKind
-from lakehouse.session import in_utc
+from lakehouse.session import scratch
 from masking.crypto import column_id, reveal_frame, staged_row_identity
 from masking.masks import apply_masking
 from masking.pseudonym import pseudonym_key
@@ -512,7 +512,7 @@ def _build(service: Service, grant: Grant, res: Resource, snap: int, exclusion) 
 
 def _filter_frame(frame: pl.DataFrame, condition: str) -> pl.DataFrame:
     """Rows of ``frame`` meeting a compiled condition (DuckDB over the Arrow columns)."""
-    con = in_utc(duckdb.connect())  # a condition's time is UTC, as the frame's
+    con = scratch()  # a condition's time is UTC, as the frame's
     try:
         con.register("v", frame.to_arrow())
         return pl.from_arrow(con.execute(f"SELECT * FROM v WHERE {condition}").to_arrow_table())

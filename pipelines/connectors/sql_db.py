@@ -21,7 +21,7 @@ import polars as pl
 from catalog.errors import DeliveryError
 from catalog.model import Dataset
 from catalog.settings import Settings
-from lakehouse.extensions import load_extensions
+from lakehouse.extensions import bounded_instance
 from lakehouse.sqltext import sql_literal
 
 
@@ -50,7 +50,7 @@ def _quote(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
-_READERS: dict[Path, duckdb.DuckDBPyConnection] = {}  # extension folder -> the instance
+_READERS: dict[tuple[Path, Path], duckdb.DuckDBPyConnection] = {}  # (extensions, lake) -> it
 _READERS_LOCK = threading.Lock()
 _ATTACHED = itertools.count()
 
@@ -59,15 +59,22 @@ def _readers(settings: Settings) -> duckdb.DuckDBPyConnection:
     """The process's in-memory DuckDB that reads department databases, its sqlite scanner
     loaded once: DuckDB verifies an extension's signature at every LOAD (~0.1 s, as much as
     a small pull), which a new connection per pull paid each time. It holds nothing between
-    pulls: each attaches its database read-only on a cursor of its own and detaches it."""
+    pulls: each attaches its database read-only on a cursor of its own and detaches it.
+
+    Bounded as the lake's instances are (:func:`lakehouse.extensions.bounded_instance`): a
+    pull sorts a department's rows, personal data, and what does not fit in its memory
+    spills encrypted under the lake (its own folder), where DuckDB's defaults would have
+    used 80 % of the machine and spilled in the clear into ``.tmp/`` of the working
+    directory. An instance apart from the lake's: its ``sqlite_all_varchar`` would make
+    DuckLake read its SQLite catalogue as text."""
     with _READERS_LOCK:
-        con = _READERS.get(settings.extension_dir)
+        key = (settings.extension_dir, settings.lake_dir)
+        con = _READERS.get(key)
         if con is None:
-            con = duckdb.connect()
-            load_extensions(con, settings, "sqlite_scanner")
+            con = bounded_instance(settings, settings.spill_dir, "sqlite_scanner")
             # every cursor too (a bare SET is the connection's): text, as the legacy systems keep it
             con.execute("SET GLOBAL sqlite_all_varchar = true")
-            _READERS[settings.extension_dir] = con
+            _READERS[key] = con
         return con
 
 

@@ -32,10 +32,9 @@ import itertools
 import threading
 from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
-from lakehouse.session import in_utc
+from lakehouse.session import scratch
 from share_api.sharing.errors import SharingError
 from share_api.sharing.files import (
     SHARE_PART_ROWS,
@@ -155,7 +154,7 @@ def diff(before: pa.Table, after: pa.Table) -> pa.Table:
         raise SharingError(
             400, "the table's columns changed between the versions: no change feed across them"
         ) from None
-    con = in_utc(duckdb.connect())
+    con = scratch()
     try:
         con.register("before_rows", before)
         con.register("after_rows", after)

@@ -524,7 +524,7 @@ def test_scorer_in_slices_from_a_floor_in_the_lake_equals_the_whole(
                 " current_setting('memory_limit')"
             ).fetchone()
             limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-            assert spill == (str(settings.lake_dir / "spill"), True, limit)
+            assert (Path(spill[0]).parent, *spill[1:]) == (settings.spill_dir, True, limit)
         left_behind = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'memory'"
         ).fetchone()[0]

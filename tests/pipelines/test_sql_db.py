@@ -11,6 +11,7 @@ import pytest
 
 from catalog.errors import DeliveryError
 from catalog.settings import Settings
+from lakehouse import extensions
 from pipelines.connectors import sql_db
 from tests.pipelines.test_connectors import make_dataset
 
@@ -31,8 +32,8 @@ def test_pulls_share_one_reader_that_loads_its_extension_once_and_keeps_nothing_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     loads: list[tuple] = []
-    real = sql_db.load_extensions
-    monkeypatch.setattr(sql_db, "load_extensions", lambda *a: loads.append(a[2:]) or real(*a))
+    real = extensions.load_extensions
+    monkeypatch.setattr(extensions, "load_extensions", lambda *a: loads.append(a[2:]) or real(*a))
     monkeypatch.setattr(sql_db, "_READERS", {})
     db = _registry(tmp_path / "registry.sqlite")
     settings = Settings(home=tmp_path / "home", db_urls={"gaj": f"sqlite:{db}"})
@@ -48,10 +49,27 @@ def test_pulls_share_one_reader_that_loads_its_extension_once_and_keeps_nothing_
     with pytest.raises(DeliveryError, match="no_such_table"):
         sql_db.pull_sql(settings, "gaj", missing, None)
 
-    assert loads == [("sqlite_scanner",)]  # once for the three pulls
+    assert loads == [("sqlite_scanner",), ("httpfs",)]  # once for the three pulls
     attached = (
         sql_db._readers(settings)
         .execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal")
         .fetchall()
     )
     assert attached == [("memory",)]  # each pull's database let go, the failed one's too
+
+
+def test_the_reader_is_bounded_and_spills_encrypted_under_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull sorts a department's rows: DuckDB's defaults (80 % of the machine, spilling in
+    the clear into ``.tmp/`` of the working directory) are not the reader's."""
+    monkeypatch.setattr(sql_db, "_READERS", {})
+    settings = Settings(home=tmp_path / "home", lake_memory_limit="64MB", lake_threads=1)
+    reader = sql_db._readers(settings)
+    limit, threads, encrypted, folder, zone = reader.execute(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), "
+        "current_setting('temp_file_encryption'), current_setting('temp_directory'), "
+        "current_setting('TimeZone')"
+    ).fetchone()
+    assert limit == "61.0 MiB" and threads == 1 and encrypted is True and zone == "UTC"
+    assert Path(folder).parent == settings.spill_dir
