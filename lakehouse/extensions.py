@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import os
 import shutil
+import socket
 from functools import cache
 from pathlib import Path
 
@@ -79,16 +80,18 @@ _SPILLS = itertools.count()
 
 
 def spill_folder(root: Path) -> Path:
-    """A spill folder under ``root`` that no other DuckDB instance uses: named by this
-    process and a counter. The folders a process that died left (DuckDB removes its own
-    only when it closes: a killed run's stay, their blocks encrypted under a key that died
-    with it) are removed here."""
+    """A spill folder under ``root`` that no other DuckDB instance uses, named by this host,
+    process and a counter. The folders a process of this host left when it died (DuckDB
+    removes its own only when it closes: a killed run's stay, their blocks encrypted under
+    a key that died with it) are removed here; another host's (a container sharing the
+    home, whose processes this one cannot see) are left to it."""
+    host = socket.gethostname()
     if root.is_dir():
         for old in root.iterdir():
-            pid, _, _ = old.name.partition("-")
-            if old.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            owner, _, rest = old.name.rpartition("-")[0].rpartition("-")
+            if owner == host and rest.isdigit() and old.is_dir() and not _alive(int(rest)):
                 shutil.rmtree(old, ignore_errors=True)
-    return root / f"{os.getpid()}-{next(_SPILLS)}"
+    return root / f"{host}-{os.getpid()}-{next(_SPILLS)}"
 
 
 def _alive(pid: int) -> bool:

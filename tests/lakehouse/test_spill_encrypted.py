@@ -4,6 +4,7 @@ than the memory limit is offloaded to temporary files, and no value of it is in 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,17 +95,20 @@ def test_two_instances_spill_at_once_each_into_its_own_folder(
 
 
 def test_a_dead_process_spill_folder_is_removed_by_the_next_instance(tmp_path: Path) -> None:
-    root = tmp_path / "spill"
+    root, host = tmp_path / "spill", socket.gethostname()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    left = root / f"{int(dead.stdout)}-0"  # a killed run's folder, its blocks left behind
+    left = root / f"{host}-{int(dead.stdout)}-0"  # a killed run's folder, its blocks left
     left.mkdir(parents=True)
     (left / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"\0" * 64)
-    mine = root / f"{os.getpid()}-999"  # a live process's (this one's) is kept
-    mine.mkdir()
+    mine = root / f"{host}-{os.getpid()}-999"  # a live process's (this one's) is kept
+    other = root / f"another-host-{int(dead.stdout)}-0"  # another host's: not ours to judge
+    for kept in (mine, other):
+        kept.mkdir()
     new = spill_folder(root)
-    assert not left.exists() and mine.exists()
-    assert new.parent == root and new.name.startswith(f"{os.getpid()}-") and not new.exists()
+    assert not left.exists() and mine.exists() and other.exists()
+    assert new.parent == root and new.name.startswith(f"{host}-{os.getpid()}-")
+    assert not new.exists()  # DuckDB makes it when it first spills
 
 
 def test_a_scratch_duckdb_never_spills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
