@@ -105,7 +105,9 @@ def test_inbox_sensor_waits_for_a_file_to_settle(
 
     home = tmp_path / "home"
     monkeypatch.setenv("STREETHUB_HOME", str(home))
-    settings = Settings(home=home, settle_seconds=0.3).ensure_dirs()
+    # long enough that the two evaluations below fall inside it on a loaded machine (each
+    # reads the lake's ledger): with 0.3 s, a stall between them settled the file early
+    settings = Settings(home=home, settle_seconds=2.0).ensure_dirs()
     dept = load_catalogue().departments["cgj"]
     inbox = settings.inbox_dir / "cgj"
     inbox.mkdir(parents=True)
@@ -117,7 +119,7 @@ def test_inbox_sensor_waits_for_a_file_to_settle(
     assert new == [] and settling == ["VIOLATION_CASES_7.CSV"]
     new, settling, cursor = evaluate_inbox(settings, dept, cursor)
     assert new == []  # not watched long enough yet
-    time.sleep(0.35)
+    time.sleep(2.05)
     new, settling, cursor = evaluate_inbox(settings, dept, cursor)
     assert new == ["VIOLATION_CASES_7.CSV"] and settling == []
     assert evaluate_inbox(settings, dept, cursor)[0] == []  # asked once

@@ -7,6 +7,7 @@ the time limit in its worker process while the service answers other requests at
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 
@@ -135,7 +136,9 @@ def test_a_runaway_query_is_interrupted_while_the_service_answers(
         assert answer.status_code == 422, answer.text
         assert "time limit" in answer.json()["detail"]
         assert limit <= outcome["seconds"] < limit + 3
-        assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+        # answered all along: a blocked service answers once or twice in the runaway's two
+        # seconds (each waits for it); a loaded machine may slow one answer, not most
+        assert len(latencies) >= 5 and statistics.median(latencies) < 0.5, latencies
         # interrupted by DuckDB, not killed: the same worker answers the next query
         assert service.kept(POOL_KEY, lambda: None).killed == 0
         after = client.post("/analyst/sql", json={"sql": f"SELECT count(*) FROM {table}"})
