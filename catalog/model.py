@@ -757,6 +757,12 @@ class Department(_Strict):
         return v
 
 
+def dataset_table(dept: str, dataset: str) -> str:
+    """A dataset's table in the lake's raw and staged zones: ``<dept>__<dataset>`` (a
+    department's code has no underscore, so the name splits one way only)."""
+    return f"{dept}__{dataset}"
+
+
 class Catalogue(BaseModel):
     """The whole catalogue: every department and its datasets."""
 

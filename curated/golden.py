@@ -46,7 +46,7 @@ import polars as pl
 from catalog.authority import Authority, authorities, fields_of_concept, person_key
 from catalog.days import BEIJING_ZONE
 from catalog.errors import StreethubError
-from catalog.model import Catalogue, Dataset, FieldType
+from catalog.model import Catalogue, Dataset, FieldType, dataset_table
 from curated.houses import staged_name
 from lakehouse.lake import (
     ALIAS,
@@ -259,7 +259,7 @@ def _plans(catalogue: Catalogue) -> list[Plan]:
 def live_plans(con: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> list[Plan]:
     """The plans whose staged table exists (one look at the lake's catalogue)."""
     staged = {t for _, t in tables_in(con, "staged")}
-    return [p for p in _plans(catalogue) if f"{p.dept}__{p.dataset.code}" in staged]
+    return [p for p in _plans(catalogue) if dataset_table(p.dept, p.dataset.code) in staged]
 
 
 def require_mentions(con: duckdb.DuckDBPyConnection) -> None:
@@ -533,7 +533,7 @@ def _value_types(con: duckdb.DuckDBPyConnection, attrs: list[Attribute]) -> dict
     for a in attrs:
         kind = "VARCHAR"
         auth = a.authority
-        if not a.sensitive and f"{auth.dept}__{auth.dataset.code}" in staged:
+        if not a.sensitive and dataset_table(auth.dept, auth.dataset.code) in staged:
             sql = f'DESCRIBE SELECT "{auth.field}" FROM {staged_table(auth.dept, auth.dataset)}'
             kind = str(con.execute(sql).fetchone()[1])
         out[a.column] = kind

@@ -49,7 +49,7 @@ import polars as pl
 
 from catalog.authority import authorities, authority, fields_of_concept, person_key, pid_column
 from catalog.errors import StreethubError
-from catalog.model import Catalogue, Dataset, FieldSpec, Level, PiiKind
+from catalog.model import Catalogue, Dataset, FieldSpec, Level, PiiKind, dataset_table
 from catalog.street import Street
 from curated.address import parse_addresses
 from lakehouse.lake import ensure_table, has_table, insert_frame, transaction
@@ -124,8 +124,8 @@ class Revealer(Protocol):
 
 
 def staged_name(dept: str, ds: Dataset) -> str:
-    """The staged table of a dataset: ``<dept>__<dataset>``."""
-    return f"{dept}__{ds.code}"
+    """The staged table of a dataset (:func:`catalog.model.dataset_table`)."""
+    return dataset_table(dept, ds.code)
 
 
 def concept_field(ds: Dataset, concept: str) -> str | None:

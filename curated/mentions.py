@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 
 from catalog.authority import fields_of_concept, person_key, pid_column, pid_fields
-from catalog.model import PERSON_NAME_CONCEPT, Catalogue, Dataset, PiiKind
+from catalog.model import PERSON_NAME_CONCEPT, Catalogue, Dataset, PiiKind, dataset_table
 from curated.houses import staged_rows
 from lakehouse.lake import registered
 from masking.keys import KeyRing
@@ -62,7 +62,7 @@ class SubjectFields:
 
     @property
     def table(self) -> str:
-        return f"{self.dept}__{self.dataset.code}"
+        return dataset_table(self.dept, self.dataset.code)
 
     @property
     def identifying(self) -> list[str]:
@@ -178,7 +178,7 @@ def reveal_names(
     by_table = {sf.table: sf for sf in subject_fields(catalogue)}
     out = []
     for (dept, dataset), keys in wanted.group_by(["dept", "dataset"], maintain_order=True):
-        sf = by_table.get(f"{dept}__{dataset}")
+        sf = by_table.get(dataset_table(dept, dataset))
         if sf is None or sf.name is None:
             continue
         cols = [sf.name] + ([sf.mobile] if masked_mobile and sf.mobile else [])

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from catalog.days import beijing_day
 from catalog.marts import MARTS_DIR, Mart, load_marts
-from catalog.model import Catalogue, Dataset, Level, MaskingRule, PiiKind
+from catalog.model import Catalogue, Dataset, Level, MaskingRule, PiiKind, dataset_table
 from lakehouse.session import scratch
 from masking.crypto import column_id, reveal_frame, staged_row_identity
 from masking.masks import apply_masking
@@ -174,7 +174,7 @@ def _resolve(catalogue: Catalogue, resource: str) -> Resource:
         )
         for f in ds.fields
     }
-    return Resource(resource, "staged", f"{dept_code}__{code}", cols, ds)
+    return Resource(resource, "staged", dataset_table(dept_code, code), cols, ds)
 
 
 def allowed_rules(res: Resource, column: Column) -> set[MaskingRule]:

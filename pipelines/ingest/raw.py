@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 
 from catalog.errors import DeliveryError, StreethubError
-from catalog.model import Dataset
+from catalog.model import Dataset, dataset_table
 from catalog.settings import get_settings
 from lakehouse.lake import ensure_table, insert_frame, transaction
 from masking.errors import KeyRingError
@@ -57,7 +57,8 @@ register("raw.committed", "raw: a delivery committed")
 
 
 def raw_table(dept: str, dataset: Dataset) -> str:
-    return f"{dept}__{dataset.code}"
+    """The dataset's raw table (:func:`catalog.model.dataset_table`)."""
+    return dataset_table(dept, dataset.code)
 
 
 def ensure_raw_table(con: duckdb.DuckDBPyConnection, dept: str, dataset: Dataset) -> str:

@@ -425,3 +425,19 @@ def test_two_files_cannot_define_one_department(tmp_path: Path) -> None:
     )
     with pytest.raises(CatalogError, match="does not match the file name"):
         load_catalogue(tmp_path)
+
+
+def test_a_dataset_table_is_named_by_one_rule_in_every_zone() -> None:
+    """Raw and staged (and what curated, the need model and the share service read) name a
+    dataset's table by :func:`catalog.model.dataset_table`, split back one way only."""
+    from catalog.model import dataset_table
+    from curated.houses import staged_name
+    from pipelines.ingest.raw import raw_table
+
+    cat = load_catalogue()
+    names = {dataset_table(d.code, ds.code) for d, ds in cat.datasets()}
+    assert len(names) == len(cat.datasets())
+    for dept, ds in cat.datasets():
+        name = dataset_table(dept.code, ds.code)
+        assert raw_table(dept.code, ds) == staged_name(dept.code, ds) == name
+        assert name.split("__") == [dept.code, ds.code]
