@@ -29,6 +29,7 @@ from catalog.model import Catalogue
 from catalog.settings import API_URL_ENV, Settings
 from catalog.street import get_street
 from lakehouse.lake import drop_file_cache, hold_lake, open_lake, renew_hold
+from lakehouse.snapshots import list_tables
 from pipelines.curated_run import curated_summary
 from pipelines.custody import Custody, close_run
 from pipelines.deliveries import list_deliveries
@@ -108,6 +109,23 @@ def simulated_systems(settings: Settings) -> Iterator[Settings]:
         yield settings.connected(env)
 
 
+# A street from which the need model gets a new DuckDB instance (lakehouse.lake.renew_hold):
+# the old one kept C heap for every statement of the ingest and the marts, ~50 MB whatever
+# the street's size (47 MB at 1,000 residents, 57 at 200,000: it follows the statements, not
+# the rows), given back with it. That matters where the need model's memory nears the run's
+# peak, on large streets; a new instance costs ~0.28 CPU s (its extensions' load), 4 % of
+# a 1,000-resident street's need model. ~27,000 residents and up.
+RENEW_AT_STAGED_ROWS = 400_000
+
+
+def renews(settings: Settings) -> bool:
+    """Whether the need model gets a new instance: the lake's staged rows reach
+    :data:`RENEW_AT_STAGED_ROWS` (counted from DuckLake's catalogue, one read)."""
+    with open_lake(settings, read_only=True) as con:
+        rows = sum(n for zone, _, n in list_tables(con) if zone == "staged")
+    return rows >= RENEW_AT_STAGED_ROWS
+
+
 def run_main(settings: Settings, console: Console, *, simulate: bool = False) -> None:
     """The main job and its summary; a StreethubError when this run added a failure (a
     delivery, a dataset step, an account that does not balance) or found a leak.
@@ -139,8 +157,8 @@ def run_main(settings: Settings, console: Console, *, simulate: bool = False) ->
             with console.status("marts: catalogue, marts, de-identification, governance scorecard"):
                 marts = run_marts(settings, cat, started_at, changed=outcome.scorecard_ran)
             memory.mark("the marts")
-            if outcome.selected or marts.ran:  # the C heap the instance kept of the ingest's
-                renew_hold(settings)  # and the marts' statements goes with it (57 MB at 200k)
+            if (outcome.selected or marts.ran) and renews(settings):
+                renew_hold(settings)  # the C heap the old instance kept goes with it
                 with open_lake(settings, read_only=True) as con:
                     drop_file_cache(con)  # the new instance's cache too
             with console.status("need model: features, model (only when none is promoted), scores"):

@@ -228,3 +228,26 @@ def test_the_process_end_makes_no_collection_over_the_heap(tmp_path: Path) -> No
     finds it, as it walks every object the process holds."""
     assert _child(tmp_path, _EXIT_CHILD, "frozen") == ["done"]
     assert _child(tmp_path, _EXIT_CHILD, "default") == ["done", "collected"]
+
+
+def test_the_need_model_gets_a_new_instance_only_on_a_large_street(staged_street, monkeypatch):
+    """The renewal's heap (~50 MB) is the same on any street; its cost (~0.3 CPU s) is paid
+    only where the lake's staged rows reach the threshold, counted from the catalogue."""
+    from lakehouse.lake import open_lake
+    from pipelines import main_job
+
+    with open_lake(staged_street, read_only=True) as con:
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' "
+            "AND schema_name = 'staged'"
+        ).fetchall()
+        counted = sum(
+            con.execute(f'SELECT count(*) FROM staged."{t}"').fetchone()[0] for (t,) in tables
+        )
+    assert counted > 0
+    assert main_job.renews(staged_street) is (counted >= main_job.RENEW_AT_STAGED_ROWS)
+    assert main_job.renews(staged_street) is False  # the session's street is small
+    monkeypatch.setattr(main_job, "RENEW_AT_STAGED_ROWS", counted)
+    assert main_job.renews(staged_street) is True
+    monkeypatch.setattr(main_job, "RENEW_AT_STAGED_ROWS", counted + 1)
+    assert main_job.renews(staged_street) is False
