@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import psutil
 
 from catalog.errors import LakeError
 from catalog.settings import Settings
@@ -89,19 +90,14 @@ def spill_folder(root: Path) -> Path:
     if root.is_dir():
         for old in root.iterdir():
             owner, _, rest = old.name.rpartition("-")[0].rpartition("-")
-            if owner == host and rest.isdigit() and old.is_dir() and not _alive(int(rest)):
+            if (
+                owner == host
+                and rest.isdigit()
+                and old.is_dir()
+                and not psutil.pid_exists(int(rest))
+            ):
                 shutil.rmtree(old, ignore_errors=True)
     return root / f"{host}-{os.getpid()}-{next(_SPILLS)}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 def bounded_instance(

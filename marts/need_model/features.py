@@ -261,8 +261,7 @@ def staged_copies(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> I
     is read from the lake as before (its error the query's). Outside a transaction."""
     limit = STAGED_COPY_ROWS if limit is None else limit
     rows = {table: n for zone, table, n in list_tables(con) if zone == STAGED}
-    tables = {f"{d}.{s}": dataset_table(d, s) for d, s in linked_datasets()}
-    tables = {ref: table for ref, table in tables.items() if table in rows}
+    tables = {f"{d}.{s}": t for d, s in linked_datasets() if (t := dataset_table(d, s)) in rows}
     names = sorted(tables.values())
     if not names or sum(rows[n] for n in names) > limit:
         yield False
