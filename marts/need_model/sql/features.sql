@@ -15,7 +15,8 @@
 -- roster included — the monthly roster carries no start date, and a certified disability
 -- seldom begins within a model's months (the golden attribute's valid-from is the roster's
 -- load day, after every training cut-off: read that way no cut-off but the newest saw one).
--- Read by features.py (the feature table, curated.need_features) and the leakage test.
+-- Read by features.py (the feature table, curated.need_features), which orders its rows (no
+-- ORDER BY here: DuckDB's sort held every result row beside the joins), and the leakage test.
 WITH
 attr AS (
     SELECT a.person_id, a.concept, a.value
@@ -188,6 +189,26 @@ appeals AS (
         AND CAST(e."at" AS DATE) <= $cutoff
         AND CAST(e."at" AS DATE) > $cutoff - INTERVAL 365 DAY
     GROUP BY e.person_id
+),
+placed AS (
+    -- the residents with their appeals and their home (marts.resident_profile), and the
+    -- 90 days' appeals per adult of their grid cell: a window over these few columns, not
+    -- over the result's (at 200,000 residents that window held every result row, ~100 MB,
+    -- beside the joins' hash tables: the need model's peak)
+    SELECT
+        a.*,
+        ap.appeals_90d,
+        ap.appeals_365d,
+        rp.property_type,
+        rp.occupancy,
+        rp.community_code,
+        rp.grid_code,
+        rp.house_id,
+        avg(CASE WHEN a.age >= 18 THEN coalesce(ap.appeals_90d, 0) END)
+            OVER (PARTITION BY rp.grid_code) AS grid_appeals_90d
+    FROM aged AS a
+    LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
+    LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
 )
 SELECT
     a.person_id,
@@ -217,28 +238,27 @@ SELECT
         AS door_baseline_per_day,
     round(dc.pct, 1) AS door_decline_pct,
     round(dc.pct - sd.pct, 1) AS door_decline_vs_street,
-    coalesce(ap.appeals_90d, 0) AS appeals_90d,
-    coalesce(ap.appeals_365d, 0) AS appeals_365d,
+    coalesce(a.appeals_90d, 0) AS appeals_90d,
+    coalesce(a.appeals_365d, 0) AS appeals_365d,
     -- against the adults of the person's grid cell (%): a cell's appeal rate is its own (its
     -- size, its taste for each category), a person calling more than the cell's adults is
     -- what the cell's rate does not explain (frailty, a hardship or decline under way)
-    round(100 * coalesce(ap.appeals_90d, 0) / nullif(avg(
-        CASE WHEN a.age >= 18 THEN coalesce(ap.appeals_90d, 0) END
-    ) OVER (PARTITION BY rp.grid_code), 0), 1) AS appeals_90d_vs_grid,
+    round(100 * coalesce(a.appeals_90d, 0) / nullif(a.grid_appeals_90d, 0), 1)
+        AS appeals_90d_vs_grid,
     pn.home_care AS days_since_home_care,
     pn.health_event AS days_since_health_event,
     pn.financial_assistance AS days_since_financial_assistance,
     pn.emergency_help AS days_since_emergency_help,
-    rp.property_type,
-    rp.occupancy,
+    a.property_type,
+    a.occupancy,
     TRY_CAST(json_extract_string(ho.attributes, '$.floor') AS INTEGER) AS floor,
     -- a flat on the 4th floor or higher of a building of at most 6 (no lift required)
     coalesce(
         b.floors <= 6 AND TRY_CAST(json_extract_string(ho.attributes, '$.floor') AS INTEGER) >= 4,
         false
     ) AS walkup,
-    rp.community_code,
-    rp.grid_code,
+    a.community_code,
+    a.grid_code,
     a.gender,
     CASE
         WHEN a.age IS NULL THEN NULL
@@ -248,7 +268,7 @@ SELECT
         ELSE '80+'
     END AS age_band,
     CASE WHEN a.registered THEN 'registered' ELSE 'migrant' END AS resident_type
-FROM aged AS a
+FROM placed AS a
 LEFT JOIN households AS h ON h.person_id = a.person_id
 LEFT JOIN alone_register AS ar ON ar.person_id = a.person_id
 LEFT JOIN checks AS c ON c.person_id = a.person_id
@@ -261,9 +281,6 @@ LEFT JOIN doors AS d ON d.person_id = a.person_id
 CROSS JOIN baseline AS bl
 LEFT JOIN declines AS dc ON dc.person_id = a.person_id
 CROSS JOIN street_decline AS sd
-LEFT JOIN appeals AS ap ON ap.person_id = a.person_id
 LEFT JOIN past_needs AS pn ON pn.person_id = a.person_id
-LEFT JOIN marts.resident_profile AS rp ON rp.person_id = a.person_id
-LEFT JOIN curated.house AS ho ON ho.house_id = rp.house_id
+LEFT JOIN curated.house AS ho ON ho.house_id = a.house_id
 LEFT JOIN staged.zjj__buildings AS b ON b.building_id = ho.building_id
-ORDER BY a.person_id
