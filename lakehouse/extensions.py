@@ -16,10 +16,10 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
-import psutil
 
 from catalog.errors import LakeError
 from catalog.settings import Settings
+from lakehouse.processes import alive
 from lakehouse.session import in_utc
 from lakehouse.sqltext import sql_literal
 
@@ -90,12 +90,7 @@ def spill_folder(root: Path) -> Path:
     if root.is_dir():
         for old in root.iterdir():
             owner, _, rest = old.name.rpartition("-")[0].rpartition("-")
-            if (
-                owner == host
-                and rest.isdigit()
-                and old.is_dir()
-                and not psutil.pid_exists(int(rest))
-            ):
+            if owner == host and rest.isdigit() and old.is_dir() and not alive(int(rest)):
                 shutil.rmtree(old, ignore_errors=True)
     return root / f"{host}-{os.getpid()}-{next(_SPILLS)}"
 

@@ -52,6 +52,7 @@ from dagster._core.events import DagsterEventType, JobFailureData, RunFailureRea
 
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS, open_lake
+from lakehouse.processes import alive
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,13 @@ def boot_id() -> str | None:
     return _read("/proc/sys/kernel/random/boot_id")
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks after boot) of a process, None if it is gone."""
+def _start_ticks(pid: int) -> int | None:
+    """A process's start time in clock ticks after boot, None if it is gone."""
     text = _read(f"/proc/{pid}/stat")
     if text is None:
         return None
     fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
-    return fields[0], int(fields[19])
+    return int(fields[19])
 
 
 def _boot_epoch() -> float | None:
@@ -104,11 +105,11 @@ def run_tags() -> dict[str, str]:
     """
     tags = {TAG_PID: str(os.getpid()), TAG_HOST: socket.gethostname()}
     boot = boot_id()
-    stat = _proc_stat(os.getpid())
+    started = _start_ticks(os.getpid())
     if boot is not None:
         tags[TAG_BOOT] = boot
-    if stat is not None:
-        tags[TAG_PID_START] = str(stat[1])
+    if started is not None:
+        tags[TAG_PID_START] = str(started)
     return tags
 
 
@@ -121,17 +122,6 @@ class Verdict:
 ALIVE = Verdict(False, "its process is alive")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        pass
-    stat = _proc_stat(pid)
-    return stat is None or stat[0] not in ("Z", "X")  # a zombie holds nothing any more
-
-
 def _tagged_verdict(tags: dict[str, str]) -> Verdict:
     pid = int(tags[TAG_PID])
     host = tags.get(TAG_HOST)
@@ -141,11 +131,11 @@ def _tagged_verdict(tags: dict[str, str]) -> Verdict:
     boot = tags.get(TAG_BOOT)
     if boot is not None and boot_id() is not None and boot != boot_id():
         return Verdict(True, f"its process ({where}) belonged to an earlier boot")
-    if not _pid_alive(pid):
+    if not alive(pid):
         return Verdict(True, f"its process ({where}) is gone")
     started = tags.get(TAG_PID_START)
-    stat = _proc_stat(pid)
-    if started is not None and stat is not None and int(started) != stat[1]:
+    ticks = _start_ticks(pid)
+    if started is not None and ticks is not None and int(started) != ticks:
         return Verdict(True, f"its process ({where}) is gone; the pid now names another")
     return ALIVE
 
@@ -159,11 +149,11 @@ def _untagged_verdict(instance: dg.DagsterInstance, run_id: str) -> Verdict:
     pid = event.dagster_event.pid if event and event.dagster_event else None
     if pid is None:
         return Verdict(False, "no process recorded for it yet")
-    if not _pid_alive(pid):
+    if not alive(pid):
         return Verdict(True, f"its process (pid {pid}) is gone")
-    stat, boot = _proc_stat(pid), _boot_epoch()
+    ticks, boot = _start_ticks(pid), _boot_epoch()
     tick = os.sysconf("SC_CLK_TCK")
-    if stat is not None and boot is not None and boot + stat[1] / tick > event.timestamp + 2:
+    if ticks is not None and boot is not None and boot + ticks / tick > event.timestamp + 2:
         return Verdict(True, f"its process (pid {pid}) is gone; the pid now names another")
     return ALIVE
 
