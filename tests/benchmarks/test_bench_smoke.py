@@ -124,6 +124,11 @@ def test_ingest_bench_runs(
     floor, ingest = figures["floor_vs_ingest"]["floor"], figures["floor_vs_ingest"]["ingest"]
     assert floor["files"] > 0 and floor["rows"] > 0 and floor["seconds"] > 0
     assert not floor["files_duckdb_could_not_read"]
+    # the floor is the round of the median CPU of several, each reading every file
+    rounds = floor["rounds_cpu_s"]
+    assert len(rounds) == len(floor["rounds_s"]) == bench.ingest.FLOOR_ROUNDS > 1
+    assert floor["cpu_s"] == sorted(rounds)[len(rounds) // 2]
+    assert (floor["cpu_s"], floor["seconds"]) in zip(rounds, floor["rounds_s"], strict=True)
     # every catalogued dataset was ingested, files and pulls, and rows were staged
     datasets = sum(len(shipped.departments[code].datasets) for code in kept)
     assert ingest["all"]["datasets"] == len(ingest["datasets"]) == datasets
