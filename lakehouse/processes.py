@@ -1,5 +1,5 @@
-"""Whether a process of this host is alive: the one rule for what a dead process left behind
-(a Dagster run marked failed, a DuckDB spill folder removed)."""
+"""Whether a process of this host is alive, and when it started: the one rule for what a dead
+process left behind (a Dagster run marked failed, a DuckDB spill folder removed)."""
 
 from __future__ import annotations
 
@@ -18,4 +18,13 @@ def alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["alive"]
+def started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), None when it is gone or may
+    not be inspected."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+__all__ = ["alive", "started_at"]

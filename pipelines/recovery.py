@@ -52,7 +52,7 @@ from dagster._core.events import DagsterEventType, JobFailureData, RunFailureRea
 
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS, open_lake
-from lakehouse.processes import alive
+from lakehouse.processes import alive, started_at
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,6 @@ def _start_ticks(pid: int) -> int | None:
         return None
     fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
     return int(fields[19])
-
-
-def _boot_epoch() -> float | None:
-    text = _read("/proc/stat")
-    for line in (text or "").splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    return None
 
 
 def run_tags() -> dict[str, str]:
@@ -151,9 +143,8 @@ def _untagged_verdict(instance: dg.DagsterInstance, run_id: str) -> Verdict:
         return Verdict(False, "no process recorded for it yet")
     if not alive(pid):
         return Verdict(True, f"its process (pid {pid}) is gone")
-    ticks, boot = _start_ticks(pid), _boot_epoch()
-    tick = os.sysconf("SC_CLK_TCK")
-    if ticks is not None and boot is not None and boot + ticks / tick > event.timestamp + 2:
+    started = started_at(pid)
+    if started is not None and started > event.timestamp + 2:  # began after the run did
         return Verdict(True, f"its process (pid {pid}) is gone; the pid now names another")
     return ALIVE
 

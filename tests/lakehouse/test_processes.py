@@ -1,4 +1,4 @@
-"""``lakehouse.processes.alive``: the one rule for a process that left something behind."""
+"""``lakehouse.processes``: the one rule for a process that left something behind (alive, started)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import psutil
 
-from lakehouse.processes import alive
+from lakehouse.processes import alive, started_at
 
 
 def test_this_process_is_alive_and_a_reaped_one_is_not():
@@ -32,3 +32,18 @@ def test_a_zombie_is_not_alive():
         assert not alive(child.pid)
     finally:
         child.wait()
+
+
+def test_a_process_start_is_its_own_and_a_gone_one_has_none():
+    """``started_at``: a child started now started after this process and within the
+    seconds around its start; once reaped it has no start (the pid names nothing)."""
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        started = started_at(child.pid)
+        assert started is not None and before - 1 <= started <= time.time() + 1
+        assert started >= started_at(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert started_at(child.pid) is None

@@ -29,6 +29,7 @@ if __name__ == "__main__":  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import dagster as dg
+import psutil
 import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
 
@@ -116,6 +117,7 @@ def add_run(
     tags: dict[str, str] | None = None,
     status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTED,
     start_pid: int | None = None,
+    started_at: float | None = None,
 ) -> str:
     from dagster._core.utils import make_new_run_id
 
@@ -124,7 +126,7 @@ def add_run(
     )
     if start_pid is not None:
         event = DagsterEvent(DagsterEventType.RUN_START.value, "probe", pid=start_pid)
-        instance.report_dagster_event(event, run_id=run.run_id)
+        instance.report_dagster_event(event, run_id=run.run_id, timestamp=started_at)
     return run.run_id
 
 
@@ -166,6 +168,10 @@ def test_recovery_fails_runs_whose_process_is_gone(instance: dg.DagsterInstance)
         "recycled pid": add_run(instance, {**mine, TAG_PID_START: "1"}),
         "earlier boot": add_run(instance, {**mine, TAG_BOOT: "an-earlier-boot"}),
         "untagged, dead pid on RUN_START": add_run(instance, start_pid=gone),
+        # the pid on its RUN_START names a live process begun after it: this one
+        "untagged, recycled pid": add_run(
+            instance, start_pid=os.getpid(), started_at=psutil.Process().create_time() - 3600
+        ),
         "never started, dead": add_run(
             instance, {**mine, TAG_PID: str(gone)}, dg.DagsterRunStatus.NOT_STARTED
         ),
