@@ -45,6 +45,7 @@ left to jieba's guess.
 from __future__ import annotations
 
 import logging
+import marshal
 import os
 import re
 import sys
@@ -154,6 +155,32 @@ def _tagger(posseg, tok):
     return pos
 
 
+CACHE_FILE = "jieba.cache"  # jieba's own cache of its prefix dict: marshal of (FREQ, total)
+
+
+def _load_prefix_dict(tok, path: Path) -> bool:
+    """Give ``tok`` jieba's prefix dict from its cache file at ``path``, read whole and then
+    unmarshalled; False when there is none, and jieba makes it. A file that holds no prefix
+    dict is removed first: jieba would take whatever it unmarshals for one.
+
+    jieba reads it with ``marshal.load`` on the open file, which reads it piece by piece:
+    0.55 CPU s for its 498,000 words and prefixes against 0.28 s read whole (2026-12-06)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    try:
+        freq, total = marshal.loads(data)
+        usable = isinstance(freq, dict) and bool(freq) and isinstance(total, int) and total > 0
+    except (ValueError, EOFError, TypeError):
+        usable = False
+    if not usable:
+        path.unlink(missing_ok=True)
+        return False
+    tok.FREQ, tok.total, tok.initialized = freq, total, True
+    return True
+
+
 def _pos_tokenizer():
     with _jieba_lock:
         if _jieba_state["pos"] is None:
@@ -166,8 +193,9 @@ def _pos_tokenizer():
             cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             tok = jieba.Tokenizer()
             tok.tmp_dir = str(cache_dir)
-            tok.cache_file = "jieba.cache"
-            tok.check_initialized()
+            tok.cache_file = CACHE_FILE
+            if not _load_prefix_dict(tok, cache_dir / CACHE_FILE):
+                tok.check_initialized()  # jieba builds its prefix dict and writes the cache
             pos = _tagger(jieba.posseg, tok)
             for word in NOT_NAMES:  # keep them whole and never tagged as names
                 tok.add_word(word, freq=2000, tag="n")

@@ -80,3 +80,39 @@ def test_a_full_stop_that_joins_no_han_characters_loads_no_dictionary(
     assert loads == []
     text = "居民买买提·艾力要求回访"
     assert (2, 8, "dotted") in text_names.name_spans(text)
+
+
+def test_the_prefix_dict_read_whole_is_jiebas_and_a_bad_cache_is_made_again(
+    tmp_path: Path, _jieba_cache: Path
+) -> None:
+    """Our read of jieba's cache (whole, then unmarshalled) gives a tokenizer the same
+    prefix dict and total as jieba's own read; with no cache, or one that is not jieba's,
+    there is nothing to read (a foreign one is removed: jieba would unmarshal it and take
+    it for its dict) and jieba makes the dict and writes its cache, which then reads the
+    same."""
+    import jieba
+
+    text_names.release_dictionaries()
+    text_names.set_jieba_cache_dir(tmp_path)
+    try:
+        cache = tmp_path / text_names.CACHE_FILE
+        assert not text_names._load_prefix_dict(jieba.Tokenizer(), cache)  # none yet
+        first = text_names._pos_tokenizer().tokenizer  # made by jieba, its cache written
+        assert cache.is_file()
+        ours = jieba.Tokenizer()
+        assert text_names._load_prefix_dict(ours, cache) and ours.initialized
+        theirs = jieba.Tokenizer()
+        theirs.tmp_dir, theirs.cache_file = str(tmp_path), text_names.CACHE_FILE
+        theirs.check_initialized()  # jieba's own read of the same file
+        assert ours.total == theirs.total > 0 and ours.FREQ == theirs.FREQ
+        assert len(first.FREQ) >= len(ours.FREQ)  # ours plus the words we add (NOT_NAMES)
+        for bad in (b"not a cache", __import__("marshal").dumps(["a", 1])):
+            cache.write_bytes(bad)
+            assert not text_names._load_prefix_dict(jieba.Tokenizer(), cache)
+            assert not cache.exists()  # gone: jieba would take the list for a dict
+        text_names.release_dictionaries()
+        assert text_names._pos_tokenizer().tokenizer.FREQ["郎家园"] == 2000  # made again
+        assert text_names._load_prefix_dict(jieba.Tokenizer(), cache)  # and its cache
+    finally:
+        text_names.release_dictionaries()
+        text_names.set_jieba_cache_dir(_jieba_cache)  # the session's, as conftest set it
