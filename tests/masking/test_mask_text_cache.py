@@ -28,7 +28,7 @@ def test_a_text_without_a_surname_character_loads_no_dictionary(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A blank or numeric text can hold no name (every candidate starts with a surname):
-    it is answered without jieba's dictionary, ~1.4 CPU s to load in a process that masks
+    it is answered without jieba's dictionary, ~0.6 CPU s to load (with its imports) in a process that masks
     one such value; a text that may hold one still loads it and finds the name."""
     loads = []
     real = text_names._pos_tokenizer
