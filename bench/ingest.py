@@ -77,6 +77,15 @@ SCORECARD_FLAG = "--scorecard-child"
 BASE_FLAG = "--base-child"
 ROOT = Path(__file__).resolve().parent.parent
 TRUTH_HEADING = "against the simulator's ground truth"  # the run's truth table's title
+# DuckLake's catalogue queries by kind (lakehouse.statements.CATALOGUE_QUERY_KINDS), as printed
+CATALOGUE_KIND_NAMES = {
+    "snapshots": "transactions' snapshots",
+    "table_stats": "tables' statistics",
+    "file_lists": "file lists",
+    "filtered_file_lists": "file lists with a filter's statistics",
+    "schema_reads": "the schema read again",
+    "commit_writes": "commits' writes",
+}
 
 
 def quick() -> bool:
@@ -823,6 +832,14 @@ def report(figures: dict) -> None:
                     "a query: low by up to one each), DuckDB's planning around them not included"
                     + ("; in the sampled run, which the sampling slows" if sampled_run else "")
                 )
+                if kinds := statement_counts.catalogue_by_kind(counted):  # counted since 2026-12-06
+                    print(
+                        "    by kind: "
+                        + ", ".join(
+                            f"{CATALOGUE_KIND_NAMES.get(k, k)} {n:,} ({ms / 1000:.1f} s)"
+                            for k, (n, ms) in kinds.items()
+                        )
+                    )
         if fixed.get("sampled_profile"):
             _print_sampled("where its time goes", fixed["sampled_profile"])
         elif (prof := fixed.get("profile") or {}).get("total"):  # before 2026-12-05: cProfile

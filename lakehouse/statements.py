@@ -64,7 +64,11 @@ When ``STREETHUB_LAKE_STATEMENT_COUNTS`` names a file, every DuckDB instance the
 - ``catalogue_queries`` and ``catalogue_ms``: DuckLake's own queries on its catalogue and the
   milliseconds they took, as DuckLake's ``DuckLakeMetadata`` log times them (whole
   milliseconds a query, so the sum is low by up to one a query: a rough figure, unlike the
-  counts). A commit's writes are one entry there and several statements in the query log.
+  counts). A commit's writes are one entry there and several statements in the query log;
+- ``catalogue_<kind>`` and ``catalogue_<kind>_ms``: the same by kind of query
+  (:data:`CATALOGUE_QUERY_KINDS`: a transaction's snapshot, the tables' statistics, a scan's
+  file list with or without its filter's statistics, the schema read again, a commit's
+  writes, other; :func:`catalogue_by_kind`).
 
 Only counts leave the process: a statement's text, which may hold values (a literal in a
 query, a column's minimum in DuckLake's statistics), stays in the instance's memory and goes
@@ -83,6 +87,25 @@ from pathlib import Path
 import duckdb
 
 ENV = "STREETHUB_LAKE_STATEMENT_COUNTS"
+# DuckLake's catalogue queries by what they read or write, told by how DuckLake 1.5's SQL for
+# them begins (whitespace folded); a query of another kind, or of a DuckLake that words
+# them otherwise, is "other"
+CATALOGUE_QUERY_KINDS: dict[str, tuple[str, ...]] = {
+    "snapshots": ("SELECT snapshot_id, schema_version",),  # a transaction's snapshot
+    "table_stats": ("SELECT table_id, column_id, record_count",),  # every table's statistics
+    "file_lists": ("SELECT data.data_file_id",),  # a scan's data and delete files
+    # a scan's files with the statistics of the columns its filter names (to skip files)
+    "filtered_file_lists": ("WITH col_",),
+    # the schema read again after a commit that changed it: tables, views, macros, layout
+    "schema_reads": (
+        "SELECT schema_id",
+        "SELECT view_id",
+        "SELECT partition_id",
+        "SELECT sort.",
+    ),
+    "commit_writes": ("INSERT", "UPDATE", "DELETE"),  # a commit's writes, one entry each
+}
+CATALOGUE_QUERY_OTHER = "other"
 KINDS = (
     "statements",
     "ours",
@@ -91,6 +114,11 @@ KINDS = (
     "instances",
     "catalogue_queries",
     "catalogue_ms",
+    *(
+        f"catalogue_{kind}{unit}"
+        for kind in (*CATALOGUE_QUERY_KINDS, CATALOGUE_QUERY_OTHER)
+        for unit in ("", "_ms")
+    ),
 )
 _CONTROL = ("BEGIN TRANSACTION", "COMMIT", "ROLLBACK")
 
@@ -143,22 +171,49 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                FROM duckdb_logs WHERE type = 'QueryLog'"""
         ).fetchone()
         # DuckLake's own entries; the parsed view exists once the extension is loaded
-        timed = con.execute(
-            "SELECT count(*), coalesce(sum(elapsed_ms), 0) "
-            "FROM duckdb_logs_parsed('DuckLakeMetadata')"
-        ).fetchone()
+        by_kind = con.execute(
+            f"""SELECT {_kind_case()} AS kind, count(*), coalesce(sum(elapsed_ms), 0)
+               FROM (SELECT ltrim(regexp_replace(query, '\\s+', ' ', 'g')) AS q, elapsed_ms
+                     FROM duckdb_logs_parsed('DuckLakeMetadata'))
+               GROUP BY kind"""
+        ).fetchall()
     except duckdb.Error:  # closed elsewhere: its log went with it
         return {}
     total, control_n, catalogue = (int(v) for v in row)
+    kinds = {str(k): (int(n), int(ms)) for k, n, ms in by_kind}
     return {
         "statements": total,
         "ours": total - control_n - catalogue,
         "catalogue": catalogue,
         "transaction_control": control_n,
         "instances": 1,
-        "catalogue_queries": int(timed[0]),
-        "catalogue_ms": int(timed[1]),
+        "catalogue_queries": sum(n for n, _ in kinds.values()),
+        "catalogue_ms": sum(ms for _, ms in kinds.values()),
+        **{f"catalogue_{k}": n for k, (n, _) in kinds.items()},
+        **{f"catalogue_{k}_ms": ms for k, (_, ms) in kinds.items()},
     }
+
+
+def _kind_case() -> str:
+    """SQL naming a catalogue query's kind (:data:`CATALOGUE_QUERY_KINDS`) from ``q``."""
+    whens = " ".join(
+        f"WHEN starts_with(q, '{start}') THEN '{kind}'"
+        for kind, starts in CATALOGUE_QUERY_KINDS.items()
+        for start in starts
+    )
+    return f"CASE {whens} ELSE '{CATALOGUE_QUERY_OTHER}' END"
+
+
+def catalogue_by_kind(counts: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """A counts file's catalogue queries by kind: kind → (queries, ms), largest ms first
+    ({}: counted before the kinds were, 2026-12-06)."""
+    kinds = (*CATALOGUE_QUERY_KINDS, CATALOGUE_QUERY_OTHER)
+    found = {
+        k: (int(counts[f"catalogue_{k}"]), int(counts.get(f"catalogue_{k}_ms", 0)))
+        for k in kinds
+        if f"catalogue_{k}" in counts
+    }
+    return dict(sorted(found.items(), key=lambda kv: -kv[1][1]))
 
 
 def _add(counts: dict[str, int]) -> None:

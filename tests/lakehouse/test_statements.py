@@ -9,7 +9,14 @@ from pathlib import Path
 
 from catalog.settings import Settings
 from lakehouse.lake import init_lake
-from lakehouse.statements import ENV, KINDS, read
+from lakehouse.statements import (
+    CATALOGUE_QUERY_KINDS,
+    CATALOGUE_QUERY_OTHER,
+    ENV,
+    KINDS,
+    catalogue_by_kind,
+    read,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +59,16 @@ def test_counts_follow_the_statements_run(settings: Settings, tmp_path: Path) ->
     # DuckLake's own log of its catalogue queries: at least one more a read (its snapshot)
     assert b["catalogue_queries"] - a["catalogue_queries"] >= 10
     assert a["instances"] == b["instances"] == 1
+    # by kind: every catalogue query has one, and a read's snapshot is told as one (each
+    # read is a transaction of its own: ten more reads, ten more snapshots)
+    for counts in (a, b):
+        kinds = catalogue_by_kind(counts)
+        assert set(kinds) == {*CATALOGUE_QUERY_KINDS, CATALOGUE_QUERY_OTHER}
+        assert sum(n for n, _ in kinds.values()) == counts["catalogue_queries"]
+        assert sum(ms for _, ms in kinds.values()) == counts["catalogue_ms"]
+    assert b["catalogue_snapshots"] - a["catalogue_snapshots"] >= 10
+    assert a["catalogue_commit_writes"] >= 1  # the insert's commit
+    assert b["catalogue_other"] < b["catalogue_queries"] / 2  # DuckLake's SQL still told apart
 
 
 def test_counts_add_up_across_processes_and_are_off_by_default(
