@@ -77,15 +77,6 @@ SCORECARD_FLAG = "--scorecard-child"
 BASE_FLAG = "--base-child"
 ROOT = Path(__file__).resolve().parent.parent
 TRUTH_HEADING = "against the simulator's ground truth"  # the run's truth table's title
-# DuckLake's catalogue queries by kind (lakehouse.statements.CATALOGUE_QUERY_KINDS), as printed
-CATALOGUE_KIND_NAMES = {
-    "snapshots": "transactions' snapshots",
-    "table_stats": "tables' statistics",
-    "file_lists": "file lists",
-    "filtered_file_lists": "file lists with a filter's statistics",
-    "schema_reads": "the schema read again",
-    "commit_writes": "commits' writes",
-}
 
 
 def quick() -> bool:
@@ -836,7 +827,7 @@ def report(figures: dict) -> None:
                     print(
                         "    by kind: "
                         + ", ".join(
-                            f"{CATALOGUE_KIND_NAMES.get(k, k)} {n:,} ({ms / 1000:.1f} s)"
+                            f"{statement_counts.CATALOGUE_QUERY_NAMES[k]} {n:,} ({ms / 1000:.1f} s)"
                             for k, (n, ms) in kinds.items()
                         )
                     )

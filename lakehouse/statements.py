@@ -106,6 +106,15 @@ CATALOGUE_QUERY_KINDS: dict[str, tuple[str, ...]] = {
     "commit_writes": ("INSERT", "UPDATE", "DELETE"),  # a commit's writes, one entry each
 }
 CATALOGUE_QUERY_OTHER = "other"
+CATALOGUE_QUERY_NAMES = {  # the kinds as a report names them
+    "snapshots": "transactions' snapshots",
+    "table_stats": "tables' statistics",
+    "file_lists": "file lists",
+    "filtered_file_lists": "file lists with a filter's statistics",
+    "schema_reads": "the schema read again",
+    "commit_writes": "commits' writes",
+    CATALOGUE_QUERY_OTHER: "other",
+}
 KINDS = (
     "statements",
     "ours",

@@ -1,4 +1,5 @@
-"""``lakehouse.processes``: the one rule for a process that left something behind (alive, started)."""
+"""``lakehouse.processes``: the one rule for a process that left something behind: whether it
+is alive, and when it started."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from catalog.settings import Settings
 from lakehouse.lake import init_lake
 from lakehouse.statements import (
     CATALOGUE_QUERY_KINDS,
+    CATALOGUE_QUERY_NAMES,
     CATALOGUE_QUERY_OTHER,
     ENV,
     KINDS,
@@ -64,6 +65,7 @@ def test_counts_follow_the_statements_run(settings: Settings, tmp_path: Path) ->
     for counts in (a, b):
         kinds = catalogue_by_kind(counts)
         assert set(kinds) == {*CATALOGUE_QUERY_KINDS, CATALOGUE_QUERY_OTHER}
+        assert set(kinds) == set(CATALOGUE_QUERY_NAMES)  # each named for the bench's report
         assert sum(n for n, _ in kinds.values()) == counts["catalogue_queries"]
         assert sum(ms for _, ms in kinds.values()) == counts["catalogue_ms"]
     assert b["catalogue_snapshots"] - a["catalogue_snapshots"] >= 10

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import marshal
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,9 @@ def test_a_text_without_a_surname_character_loads_no_dictionary(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A blank or numeric text can hold no name (every candidate starts with a surname):
-    it is answered without jieba's dictionary, ~0.6 CPU s to load (with its imports) in a process that masks
-    one such value; a text that may hold one still loads it and finds the name."""
+    it is answered without jieba's dictionary, ~0.6 CPU s to load (with its imports) in a
+    process that masks one such value; a text that may hold one still loads it and finds
+    the name."""
     loads = []
     real = text_names._pos_tokenizer
     monkeypatch.setattr(text_names, "_pos_tokenizer", lambda: loads.append(1) or real())
@@ -106,7 +108,7 @@ def test_the_prefix_dict_read_whole_is_jiebas_and_a_bad_cache_is_made_again(
         theirs.check_initialized()  # jieba's own read of the same file
         assert ours.total == theirs.total > 0 and ours.FREQ == theirs.FREQ
         assert len(first.FREQ) >= len(ours.FREQ)  # ours plus the words we add (NOT_NAMES)
-        for bad in (b"not a cache", __import__("marshal").dumps(["a", 1])):
+        for bad in (b"not a cache", marshal.dumps(["a", 1])):
             cache.write_bytes(bad)
             assert not text_names._load_prefix_dict(jieba.Tokenizer(), cache)
             assert not cache.exists()  # gone: jieba would take the list for a dict

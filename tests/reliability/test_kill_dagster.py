@@ -29,7 +29,6 @@ if __name__ == "__main__":  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import dagster as dg
-import psutil
 import pytest
 from dagster._core.events import DagsterEvent, DagsterEventType
 
@@ -37,6 +36,7 @@ from catalog.loader import load_catalogue
 from catalog.model import ConnectorKind
 from catalog.settings import Settings
 from lakehouse.lake import ALIAS, open_lake
+from lakehouse.processes import started_at
 from pipelines.ingest.ledger import unaccounted
 from pipelines.ingest.staged import unstaged
 from pipelines.instance import prepare_dagster_home
@@ -117,7 +117,7 @@ def add_run(
     tags: dict[str, str] | None = None,
     status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTED,
     start_pid: int | None = None,
-    started_at: float | None = None,
+    start_event_at: float | None = None,
 ) -> str:
     from dagster._core.utils import make_new_run_id
 
@@ -126,7 +126,7 @@ def add_run(
     )
     if start_pid is not None:
         event = DagsterEvent(DagsterEventType.RUN_START.value, "probe", pid=start_pid)
-        instance.report_dagster_event(event, run_id=run.run_id, timestamp=started_at)
+        instance.report_dagster_event(event, run_id=run.run_id, timestamp=start_event_at)
     return run.run_id
 
 
@@ -170,7 +170,7 @@ def test_recovery_fails_runs_whose_process_is_gone(instance: dg.DagsterInstance)
         "untagged, dead pid on RUN_START": add_run(instance, start_pid=gone),
         # the pid on its RUN_START names a live process begun after it: this one
         "untagged, recycled pid": add_run(
-            instance, start_pid=os.getpid(), started_at=psutil.Process().create_time() - 3600
+            instance, start_pid=os.getpid(), start_event_at=started_at(os.getpid()) - 3600
         ),
         "never started, dead": add_run(
             instance, {**mine, TAG_PID: str(gone)}, dg.DagsterRunStatus.NOT_STARTED
