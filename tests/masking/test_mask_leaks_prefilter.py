@@ -232,3 +232,121 @@ def test_a_frame_is_judged_column_by_column_in_one_pass(monkeypatch) -> None:
     assert not {"A-1", "B-2", "1.5", "2.0", "n/a"} & set(read)  # no candidate: never read
     # every non-null cell but the digests' and the booleans'
     assert found.cells_scanned == 3 + 3 + 4 + 3 + 3 + 3 + 3 + 3 + 3
+
+
+def _numbers_text(rng: random.Random, planted: list[str], sep: str) -> str:
+    """A long text of numbers as a model file or a JSON event writes them (floats at full
+    precision, their fractions' long digit runs, exponents, hex words), ``planted`` among
+    them."""
+
+    def number() -> str:
+        kind = rng.randrange(5)
+        if kind == 0:
+            return repr(rng.uniform(-100, 100))
+        if kind == 1:
+            return repr(rng.random() / 10 ** rng.randrange(1, 40))
+        if kind == 2:
+            return str(rng.randrange(10 ** rng.randrange(1, 12)))
+        if kind == 3:
+            return f'"{rng.randrange(16**16):016x}"'
+        return f"0.{rng.randrange(10**17):017d}"
+
+    def fill(n: int) -> list[str]:
+        return [number() for _ in range(n)]
+
+    items = fill(600)
+    for value in planted:  # far enough apart for each to stand in a piece of its own
+        items += [value, *fill(30)]
+    return sep.join(items)
+
+
+@pytest.mark.parametrize("sep", [", ", '", "', " "])
+def test_a_long_text_read_in_pieces_finds_what_it_read_whole_finds(monkeypatch, sep) -> None:
+    """A text of :data:`LONG_TEXT` characters or more is read for digits in pieces cut at
+    commas, each read only where the pre-filter picks it: the kinds are those the detectors
+    find in the text read whole (``LONG_TEXT`` out of reach), planted values of every kind
+    beside the characters that decide the detectors' look-arounds, among numbers whose
+    fractions hold digit runs of every detector's length."""
+    import masking.leaks as leaks
+
+    rng = random.Random(23)
+    values = [v for v in _values(rng) if any(c.isdigit() for c in v)]
+    texts = []
+    for start in range(0, len(values), 40):
+        texts.append(_numbers_text(rng, values[start : start + 40], sep))
+    texts.append(_numbers_text(rng, [], sep))  # nothing planted: most pieces pass unread
+    assert all(len(t) >= leaks.LONG_TEXT for t in texts)
+    read: list[int] = []
+    whole_read = leaks._digit_kinds
+
+    def counted(half: str, *args) -> set[str]:
+        read.append(len(half))
+        return whole_read(half, *args)
+
+    monkeypatch.setattr(leaks, "_digit_kinds", counted)
+    in_pieces = [cell_kinds(t) for t in texts[:-1]]
+    pieces_read = sum(read)
+    read.clear()
+    in_pieces.append(cell_kinds(texts[-1]))
+    plain_read = sum(read)  # of the text with nothing planted
+    pieces_read += plain_read
+    monkeypatch.setattr(leaks, "LONG_TEXT", 10**9)
+    read.clear()
+    whole = [cell_kinds(t) for t in texts]
+    assert in_pieces == whole
+    kinds = set().union(*whole)
+    assert {"citizen_id", "citizen_id_embedded", "mobile", "landline", "bank_card"} <= kinds
+    if "," in sep:  # cut: less of the text read value by value, little of a plain one
+        assert pieces_read < sum(read) / 2 and plain_read < len(texts[-1]) / 10
+    else:  # no comma to cut at: read whole
+        assert pieces_read == sum(read)
+
+
+def test_each_value_in_a_long_text_is_found_as_on_its_own(monkeypatch) -> None:
+    """Each planted value alone in a long text of numbers that hold nothing: the kinds read
+    in pieces are the value's own, as the detectors read it between the commas (pieces and
+    texts made short here, so that every value is tried: the pre-filter's forms for pieces
+    must pick every piece a detector flags, whatever stands before the value, a piece's
+    start included)."""
+    import masking.leaks as leaks
+
+    monkeypatch.setattr(leaks, "LONG_TEXT", 300)
+    monkeypatch.setattr(leaks, "PIECE", 48)
+    rng = random.Random(29)
+    filler = _numbers_text(rng, [], ",")[:400].rpartition(",")[0]  # blanked hex words: ≥ 300
+    no_cut = " ".join(str(rng.randrange(10**3)) for _ in range(leaks.PIECE))  # no comma
+    assert not cell_kinds(filler + "," + filler) and not cell_kinds(no_cut)
+    tried = found = 0
+    for value in _values(rng):
+        if not any(c.isdigit() for c in value) or "," in value:
+            continue
+        expected = cell_kinds("," + value + ",")
+        texts = [filler + "," + value + "," + filler]
+        if value.startswith("."):  # a piece that begins with a decimal point
+            texts.append(no_cut + "," + value + "," + filler)
+        for text in texts:
+            assert len(text) >= 1.5 * leaks.LONG_TEXT  # its hex words blanked: still long
+            assert cell_kinds(text) == expected, value
+        tried, found = tried + 1, found + bool(expected)
+    assert tried > 3_000 and found > 1_000
+
+
+def test_a_card_cue_before_a_comma_keeps_a_long_text_whole() -> None:
+    """A card's cue word may stand before a comma and the number after it: a long text
+    with a cue anywhere is read whole, so a number that is a card only for its cue (no
+    issuer prefix) is found, as in a short text; in a card column, with no cue."""
+    import masking.leaks as leaks
+
+    card = _luhn_complete("880012345678901")
+    rng = random.Random(3)
+    short = f"卡号, {card}"
+    assert "bank_card" in cell_kinds(short)
+    # the cue's comma is the first after a piece's length: a cut between cue and number
+    before = " ".join(str(rng.randrange(10**6)) for _ in range(leaks.PIECE))[: leaks.PIECE + 1]
+    long = before + short + ", " + _numbers_text(rng, [], ", ")
+    assert long.index(",") > leaks.PIECE and len(long) >= leaks.LONG_TEXT
+    assert "bank_card" in cell_kinds(long)
+    plain = before + card + ", " + _numbers_text(rng, [], ", ")
+    assert "bank_card" not in cell_kinds(plain)
+    # in a column of card numbers it is one: such a column's long text is read whole too
+    assert "bank_card" in cell_kinds(plain, card_column=True)
