@@ -290,7 +290,9 @@ def _digit_kinds(half: str, from_float: bool = False, card_column: bool = False)
 # (:func:`_long_digit_kinds`). Read whole, the detectors' look-behind regexes took ~0.6
 # microseconds a character: the need model's file (one 558,000-character line of numbers)
 # 364 ms, in pieces 60 ms (2026-12-07), nearly all of it in pieces no detector can match.
-LONG_TEXT = 4_096
+# Each text's pieces cost ~4 ms of the forms' compiling whatever its length: a Dagster
+# event's JSON of 3,000-6,000 characters was slower so, of 8,000 and more faster.
+LONG_TEXT = 8_192
 PIECE = 256  # about as many characters a piece (cut at the first comma after them)
 
 

@@ -254,7 +254,7 @@ def _numbers_text(rng: random.Random, planted: list[str], sep: str) -> str:
     def fill(n: int) -> list[str]:
         return [number() for _ in range(n)]
 
-    items = fill(600)
+    items = fill(1_000)
     for value in planted:  # far enough apart for each to stand in a piece of its own
         items += [value, *fill(30)]
     return sep.join(items)
