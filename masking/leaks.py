@@ -139,11 +139,9 @@ def _digit_forms(before: str, before_card: str) -> tuple[str, ...]:
     )
 
 
-_CANDIDATE_FORMS = (
-    *_digit_forms(_B, r"(?:^|[^0-9])"),
-    r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2}",  # e-mail
-    PLATE_RE.pattern.replace("(?![A-Za-z0-9])", "(?:$|[^A-Za-z0-9])"),  # plate
-)
+_EMAIL_FORM = r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2}"
+_PLATE_FORM = PLATE_RE.pattern.replace("(?![A-Za-z0-9])", "(?:$|[^A-Za-z0-9])")
+_CANDIDATE_FORMS = (*_digit_forms(_B, r"(?:^|[^0-9])"), _EMAIL_FORM, _PLATE_FORM)
 # The digit detectors' forms for a text as they read it (half-width, its hex words blanked:
 # :func:`_long_digit_kinds`), where what stands before a number is what they see: an ID,
 # permit or card also has no decimal point after a digit before it (``_NOT_DECIMAL``; a
@@ -153,6 +151,8 @@ _PIECE_FORMS = _digit_forms(
     r"(?:^\.?|[^0-9A-Za-z.]|[^0-9]\.)",  # (?<![0-9]\.)(?<![0-9A-Za-z])
     r"(?:^\.?|[^0-9.]|[^0-9]\.)",  # (?<![0-9]\.)(?<![0-9])
 )
+# every detector but the names', on a text as they read it (:func:`names_alone`)
+_READ_CANDIDATE = "|".join((*_PIECE_FORMS, _EMAIL_FORM, _PLATE_FORM))
 _CANDIDATE = "|".join(_CANDIDATE_FORMS)
 _ESCAPE = r"\\u[0-9a-fA-F]{4}"
 FEW_NAMES = 1_000
@@ -357,7 +357,7 @@ def cell_kinds(
     text = unescape_json(text)
     kinds: set[str] = set()
     if not names_alone:
-        half = _HEX_WORD.sub(" ", readable(text))
+        half = _detectors_read(text)
         kinds = _digit_kinds_of(half, from_float, card_column)
         if "@" in half and EMAIL_RE.search(half):
             kinds.add("email")
@@ -389,18 +389,33 @@ def readable(text: str) -> str:
     return halfwidth_str(text) if _FULL_WIDTH.search(text) else text
 
 
+def _detectors_read(unescaped: str) -> str:
+    """A text (its JSON escapes read already) as the detectors but the names' read it:
+    half-width, its hex words blanked."""
+    return _HEX_WORD.sub(" ", readable(unescaped))
+
+
+ALONE_CHARS = 1_000  # a picked value this long is read again by :func:`names_alone`
+
+
 def names_alone(values: pl.Series) -> set[str]:
-    """The values the pre-filter picked only for a full-width form or a JSON escape (the
-    detectors read them half-width, unescaped) whose readable form (:func:`readable`
-    after :func:`unescape_json`) the pre-filter would not pick: no detector but the
-    registry names' can flag them, exactly as for a value written that way (a Dagster
-    event's JSON escapes every Chinese character of a text of kilobytes: its dozen
-    detectors found nothing in it)."""
-    wide = values.filter(values.str.contains(_WIDE_FORM))
-    if wide.len() == 0:
+    """Of the values the pre-filter picked, those that only registry names can flag: a
+    value with a full-width form or a JSON escape, or one of :data:`ALONE_CHARS` characters
+    or more, whose text as the detectors read it (unescaped, half-width, hex words blanked:
+    :func:`_detectors_read`) none of their forms picks (:data:`_READ_CANDIDATE`: a
+    decimal point before a number read as they read it, now that no hex word stands there).
+
+    So a Dagster event's JSON, which escapes every Chinese character of a text of kilobytes,
+    and a long text whose only candidates were a float's fraction (a pass rate's
+    ``0.9215686274509803``, picked by the cell's card form) are read for names alone: their
+    dozen detectors found nothing in them, at a microsecond a character."""
+    looked = values.filter(
+        values.str.contains(_WIDE_FORM) | (values.str.len_chars() >= ALONE_CHARS)
+    )
+    if looked.len() == 0:
         return set()
-    read = pl.Series([readable(unescape_json(v)) for v in wide], dtype=pl.String)
-    return set(wide.filter(~read.str.contains(_CANDIDATE)).to_list())
+    read = pl.Series([_detectors_read(unescape_json(v)) for v in looked], dtype=pl.String)
+    return set(looked.filter(~read.str.contains(_READ_CANDIDATE)).to_list())
 
 
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{2,}")

@@ -350,3 +350,26 @@ def test_a_card_cue_before_a_comma_keeps_a_long_text_whole() -> None:
     assert "bank_card" not in cell_kinds(plain)
     # in a column of card numbers it is one: such a column's long text is read whole too
     assert "bank_card" in cell_kinds(plain, card_column=True)
+
+
+def test_long_values_are_read_for_names_alone_only_where_nothing_else_can_be_found() -> None:
+    """A value of ``ALONE_CHARS`` characters or more is read again as the detectors read it,
+    and for names alone when none of their forms picks it there: a long text of numbers
+    whose only candidates are floats' fractions is; each planted value in it keeps the
+    value's kinds (the scan's counts are the oracle's, value by value)."""
+    from masking.leaks import ALONE_CHARS, names_alone
+
+    rng = random.Random(31)
+    filler = _numbers_text(rng, [], ", ")[: ALONE_CHARS + 200].rpartition(",")[0]
+    assert len(filler) >= ALONE_CHARS and not cell_kinds(filler)
+    planted = [v for v in _values(rng)[::4] if "," not in v]
+    values = [filler + ", " + v + ", " + filler for v in planted]
+    values += [filler, filler + ', "王兴"']
+    frame = pl.DataFrame({"event": values})
+    names = KnownNames(NAMES)
+    expected = _oracle(frame, names, set())
+    assert scan_frame(frame, known_names=names).by_column == expected
+    assert expected["event"]["citizen_id"] > 10 and expected["event"]["person_name"] > 1
+    alone = names_alone(frame["event"])
+    assert {filler, filler + ', "王兴"'} <= alone
+    assert all(not cell_kinds(v) for v in alone)  # without a registry, nothing to find
