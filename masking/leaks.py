@@ -404,9 +404,10 @@ ALONE_CHARS = 1_000
 def names_alone(values: pl.Series) -> set[str]:
     """Of the values the pre-filter picked, those that only registry names can flag: a
     value with a full-width form or a JSON escape, or one of :data:`ALONE_CHARS` characters
-    or more (less than :data:`LONG_TEXT`), whose text as the detectors read it (unescaped, half-width, hex words blanked:
-    :func:`_detectors_read`) none of their forms picks (:data:`_READ_CANDIDATE`: a
-    decimal point before a number read as they read it, now that no hex word stands there).
+    or more (and fewer than :data:`LONG_TEXT`), whose text as the detectors read it
+    (unescaped, half-width, hex words blanked: :func:`_detectors_read`) none of their forms
+    picks (:data:`_READ_CANDIDATE`: a decimal point before a number read as they read it,
+    now that no hex word stands there).
 
     So a Dagster event's JSON, which escapes every Chinese character of a text of kilobytes,
     and a long text whose only candidates were a float's fraction (a pass rate's
