@@ -33,7 +33,7 @@ import math
 import operator
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -450,6 +450,17 @@ def _as_text(series: pl.Series) -> pl.Series:
                      dtype=pl.String)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FrameScan:
+    """One frame of :func:`scan_frames`, read as :func:`scan_frame` reads it: rows counted
+    from ``row_offset``, ``whole_name_columns`` and ``card_columns`` its own."""
+
+    frame: pl.DataFrame
+    row_offset: int = 0
+    whole_name_columns: Collection[str] = ()
+    card_columns: Collection[str] = ()
+
+
 def scan_frame(
     frame: pl.DataFrame,
     *,
@@ -473,21 +484,58 @@ def scan_frame(
 
     ``card_columns``: columns of card numbers (the catalogue's PII kind ``bank_card``),
     where a 16–19-digit run passing Luhn is a card with no issuer prefix or cue."""
-    result = LeakCounts()
+    scan = FrameScan(frame, row_offset, whole_name_columns, card_columns)
+    return scan_frames(
+        [scan], known_names=known_names, max_samples=max_samples, names_only=names_only
+    )[0]
+
+
+def scan_frames(
+    scans: Sequence[FrameScan],
+    *,
+    known_names: set[str] | frozenset[str] | None = None,
+    max_samples: int = 10,
+    names_only: bool = False,
+) -> list[LeakCounts]:
+    """:func:`scan_frame` of each frame, its counts its own: the vectorised filter runs
+    once over all of them (:func:`_candidates`), then each frame's picked values are judged
+    column by column. Many small frames cost so about one frame's polars queries instead of
+    several each (a first run's leak check reads a hundred tables, most of them of a few
+    rows)."""
+    results = [LeakCounts() for _ in scans]
     names = KnownNames.of(known_names)
-    if frame.height == 0:
-        return result
+    present = [(scan, result) for scan, result in zip(scans, results, strict=True)
+               if scan.frame.height]  # fmt: skip
+    if not present:
+        return results
     name_list = _name_series(names) if names else None
     candidate_of = functools.partial(
         _candidate, names=names, name_list=name_list, names_only=names_only
     )
-    text, candidates = _candidates(frame, candidate_of, result, whole_name_columns, card_columns)
-    for name in text.columns:  # the frame's order: the samples are kept column by column
+    picked = _candidates([s for s, _ in present], candidate_of, [r for _, r in present])
+    for (scan, result), (text, candidates) in zip(present, picked, strict=True):
+        _judge(scan, text, candidates, names, result, max_samples, names_only)
+    return results
+
+
+def _judge(
+    scan: FrameScan,
+    text: pl.DataFrame,
+    candidates: dict[str, pl.Series],
+    names: KnownNames,
+    result: LeakCounts,
+    max_samples: int,
+    names_only: bool,
+) -> None:
+    """Each picked value of ``scan``'s frame read by the detectors, its cells counted into
+    ``result`` column by column in the frame's order (the samples are kept so)."""
+    for name in text.columns:
         if name not in candidates:
             continue
         column, values = text[name], candidates[name]
-        from_float = frame.schema[name] in _FLOAT_TYPES
-        cards, whole = name in card_columns and not names_only, name in whole_name_columns
+        from_float = scan.frame.schema[name] in _FLOAT_TYPES
+        cards = name in scan.card_columns and not names_only
+        whole = name in scan.whole_name_columns
         chance = _chance_digests(values, column)
         if chance.len():
             values = values.filter(~values.is_in(chance.implode()))
@@ -507,8 +555,7 @@ def scan_frame(
             if kinds:
                 flagged[value] = kinds
         if flagged:
-            _count_flagged(result, column, flagged, max_samples, row_offset)
-    return result
+            _count_flagged(result, column, flagged, max_samples, scan.row_offset)
 
 
 def _kept(v: pl.Expr) -> pl.Expr:
@@ -595,51 +642,60 @@ def _readable(frame: pl.DataFrame) -> pl.DataFrame:
         t.alias(n) for n, d in schema.items() if (t := _text_expr(n, d)) is not None
     )
     alone = [_as_text(frame[n]) for n, d in schema.items() if _read_alone(d)]
-    read = bulk.with_columns(alone) if alone else bulk
+    if not alone:  # in the frame's order already
+        return bulk
+    read = bulk.with_columns(alone)
     return read.select(n for n in schema if n in read.columns)
 
 
 def _candidates(
-    frame: pl.DataFrame,
+    scans: Sequence[FrameScan],
     candidate_of: Callable[[pl.Expr, bool | pl.Expr, bool | pl.Expr], pl.Expr],
-    result: LeakCounts,
-    whole_name_columns: Collection[str],
-    card_columns: Collection[str],
-) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
-    """The frame as the text a scan reads (:func:`_readable`), and each column's distinct
-    values that the vectorised filter picks (:func:`_candidate`), for the columns with any;
-    every cell read counted into ``result``. One query over all the columns in long form
-    (column by column, the filters cost ~1 ms a column whatever its length: most of a scan
-    of the lake's 1,600 columns), each distinct value of a column judged once."""
-    text = _readable(frame)
-    small = [  # an integer's numbers of 10 digits or fewer are scanned cells too
-        (pl.col(n).is_not_null() & ~_big(pl.col(n))).sum()
-        for n, d in frame.schema.items()
-        if d.is_integer()
-    ]
-    if small:
-        result.cells_scanned += sum(frame.select(small).row(0))
-    if text.width == 0:
-        return text, {}
-    names = text.columns  # the long form names a column by its position
+    results: Sequence[LeakCounts],
+) -> list[tuple[pl.DataFrame, dict[str, pl.Series]]]:
+    """Each frame as the text a scan reads (:func:`_readable`), and each of its columns'
+    distinct values that the vectorised filter picks (:func:`_candidate`), for the columns
+    with any; every cell read counted into the frame's result. One query over all the
+    frames' columns in long form (column by column, the filters cost ~1 ms a column
+    whatever its length: most of a scan of the lake's 1,600 columns; frame by frame, a few
+    milliseconds a frame), each distinct value of a column judged once."""
+    texts = [_readable(scan.frame) for scan in scans]
+    for scan, result in zip(scans, results, strict=True):
+        small = [  # an integer's numbers of 10 digits or fewer are scanned cells too
+            (pl.col(n).is_not_null() & ~_big(pl.col(n))).sum()
+            for n, d in scan.frame.schema.items()
+            if d.is_integer()
+        ]
+        if small:
+            result.cells_scanned += sum(scan.frame.select(small).row(0))
+    owner: list[tuple[int, str]] = []  # the long form names a column by its position here
+    cards: list[str] = []
+    whole: list[str] = []
+    parts = []
+    for k, (scan, text) in enumerate(zip(scans, texts, strict=True)):
+        ids = {}
+        for n in text.columns:
+            ids[n] = str(len(owner))
+            owner.append((k, n))
+            if n in scan.card_columns:
+                cards.append(ids[n])
+            if n in scan.whole_name_columns:
+                whole.append(ids[n])
+        if ids:
+            parts.append(text.lazy().rename(ids).unpivot(variable_name="c", value_name="v"))
+    out: list[tuple[pl.DataFrame, dict[str, pl.Series]]] = [(text, {}) for text in texts]
+    if not parts:
+        return out
     column, v = pl.col("c"), pl.col("v")
-    cards, whole = (
-        column.is_in([str(i) for i, n in enumerate(names) if n in given]) if given else False
-        for given in (card_columns, whole_name_columns)
-    )
-    distinct = (
-        text.rename({n: str(i) for i, n in enumerate(names)})
-        .unpivot(variable_name="c", value_name="v")
-        .filter(_kept(v))
-        .group_by("c", "v")
-        .len("n")
-    )
-    result.cells_scanned += int(distinct["n"].sum())
-    picked = distinct.filter(candidate_of(v, cards, whole))
-    return text, {
-        names[int(position)]: part["v"]
-        for (position,), part in picked.partition_by("c", as_dict=True).items()
-    }
+    distinct = pl.concat(parts).filter(_kept(v)).group_by("c", "v").len("n").collect()
+    for position, n in distinct.group_by("c").agg(pl.col("n").sum()).iter_rows():
+        results[owner[int(position)][0]].cells_scanned += int(n)
+    in_cards, in_whole = (column.is_in(given) if given else False for given in (cards, whole))
+    picked = distinct.filter(candidate_of(v, in_cards, in_whole))
+    for (position,), part in picked.partition_by("c", as_dict=True).items():
+        k, name = owner[int(position)]
+        out[k][1][name] = part["v"]
+    return out
 
 
 def _read_alone(dtype: pl.DataType) -> bool:

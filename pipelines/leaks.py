@@ -29,9 +29,10 @@ run) what the check did not read, and the files the run wrote.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from marts.catalogue_tables import (
     RESOURCE_SCHEMA,
     RESOURCES_TABLE,
 )
-from masking.leaks import LeakCounts, scan_frame
+from masking.leaks import FrameScan, LeakCounts, scan_frames
 from masking.names import KnownNames
 from masking.stream import HEADER_BYTES, is_encrypted
 from pipelines.ingest.landing import open_landed
@@ -73,7 +74,7 @@ from pipelines.protection import ACTOR, Protection
 
 AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "state",
          "models", "other")  # fmt: skip
-BATCH_ROWS = 100_000  # rows a sample list is kept for (see _scan_query)
+BATCH_ROWS = 100_000  # rows a sample list is kept for (see _scan_reads)
 BATCH_CELLS = 1_000_000  # cells read from DuckDB at once: a wide table in parts of a batch
 PURPOSE = "leak_scan"
 
@@ -247,6 +248,15 @@ def card_columns(cat: Catalogue) -> dict[tuple[str, str], frozenset[str]]:
     return out
 
 
+@dataclass(frozen=True)
+class _Query:
+    """A query whose rows a scan reads, with the columns its table's rules name."""
+
+    sql: str
+    whole: frozenset[str] = frozenset()  # structured columns (``structured_columns``)
+    cards: frozenset[str] = frozenset()  # columns of card numbers (``card_columns``)
+
+
 def _scan_query(
     con: duckdb.DuckDBPyConnection,
     sql: str,
@@ -256,33 +266,87 @@ def _scan_query(
     names_only: bool = False,
     cards: frozenset[str] = frozenset(),
 ) -> LeakCounts:
-    """Scan a query's rows batch by batch (memory: one read of at most about
-    :data:`BATCH_CELLS` cells: a wide table, most of it ciphertext, is read in parts of a
-    batch of :data:`BATCH_ROWS` rows). The counts are a sum over cells; the samples are
-    those a scan of each whole batch keeps (:func:`_batch_samples`)."""
+    """Scan a query's rows (:func:`_scan_queries`)."""
+    query = _Query(sql, whole_name_columns, cards)
+    return _scan_queries(con, [query], names, names_only=names_only)[0]
+
+
+def _scan_queries(
+    con: duckdb.DuckDBPyConnection,
+    queries: Sequence[_Query],
+    names: KnownNames,
+    *,
+    names_only: bool = False,
+) -> list[LeakCounts]:
+    """Each query's rows scanned, its counts its own, the queries run one after another.
+
+    A query whose rows come in more than one read is scanned batch by batch as they come
+    (:func:`_scan_reads`); the rows of one that fit in one read (a small table: most of a
+    lake's) wait, with the others', until together they hold about :data:`BATCH_CELLS`
+    cells, and are scanned together (``masking.leaks.scan_frames``: its polars queries once
+    for them all, not several a table). Memory: at most about :data:`BATCH_CELLS` cells
+    held either way."""
+    results: list[LeakCounts] = [LeakCounts() for _ in queries]
+    waiting: list[tuple[int, FrameScan]] = []
+
+    def scan_waiting() -> None:
+        scans = [scan for _, scan in waiting]
+        counts = scan_frames(scans, known_names=names, names_only=names_only)
+        for (i, scan), found in zip(waiting, counts, strict=True):
+            results[i] = _scan_reads([(scan.frame.columns, scan.frame.height, found)])
+        waiting.clear()
+        trim_heap()  # the frames' freed pages back to the system before the next reads
+
+    held = 0
+    for i, query in enumerate(queries):
+        cursor = con.execute(query.sql)
+        reads = iter(cursor.to_arrow_reader(_read_rows(len(cursor.description or ()))))
+        first, second = next(reads, None), None
+        if first is not None:
+            second = next(reads, None)
+        if second is None:  # one read or none: it waits for others
+            if first is None or not first.num_rows:
+                continue
+            frame = pl.from_arrow(first)
+            assert isinstance(frame, pl.DataFrame)
+            if held and held + frame.height * frame.width > BATCH_CELLS:
+                scan_waiting()
+                held = 0
+            waiting.append((i, FrameScan(frame, 0, query.whole, query.cards)))
+            held += frame.height * frame.width
+            continue
+        row = 0
+
+        def scanned(part, query: _Query = query) -> tuple[list[str], int, LeakCounts]:
+            nonlocal row
+            frame = pl.from_arrow(part)
+            assert isinstance(frame, pl.DataFrame)
+            scan = FrameScan(frame, row, query.whole, query.cards)
+            row += part.num_rows
+            found = scan_frames([scan], known_names=names, names_only=names_only)[0]
+            return frame.columns, part.num_rows, found
+
+        results[i] = _scan_reads(scanned(p) for p in itertools.chain((first, second), reads))
+        trim_heap()  # a batch's freed pages back to the system before the next table's
+    if waiting:
+        scan_waiting()
+    return results
+
+
+def _scan_reads(reads: Iterable[tuple[list[str], int, LeakCounts]]) -> LeakCounts:
+    """A query's counts from those of its reads in order (each read's columns, rows and
+    counts, its rows counted from the query's first), kept per batch of :data:`BATCH_ROWS` rows: the
+    counts are a sum over cells; the samples are those a scan of each whole batch keeps
+    (:func:`_batch_samples`)."""
     result = LeakCounts()
-    cursor = con.execute(sql)
-    read = _read_rows(len(cursor.description or ()))
-    batch, row, columns = LeakCounts(), 0, []
-    for part in cursor.to_arrow_reader(read):
-        frame = pl.from_arrow(part)
-        assert isinstance(frame, pl.DataFrame)
-        columns = frame.columns
-        counts = scan_frame(
-            frame,
-            known_names=names,
-            row_offset=row,
-            whole_name_columns=whole_name_columns,
-            names_only=names_only,
-            card_columns=cards,
-        )
+    batch, rows, columns = LeakCounts(), 0, []
+    for columns, read, counts in reads:
         batch.add(counts, max_samples=len(batch.samples) + len(counts.samples))
-        row += part.num_rows
-        if row % BATCH_ROWS == 0:
+        rows += read
+        if rows % BATCH_ROWS == 0:
             result.add(_batch_samples(batch, columns))
             batch = LeakCounts()
     result.add(_batch_samples(batch, columns))
-    trim_heap()  # a batch's freed pages back to the system before the next table's
     return result
 
 
@@ -314,15 +378,39 @@ def scan_tables(
     structured: dict[tuple[str, str], frozenset[str]] | None = None,
     cards: dict[tuple[str, str], frozenset[str]] | None = None,
 ) -> list[Finding]:
-    out = []
-    columns = _read_columns(con)
-    for zone, table in sorted(tables):
-        whole = (structured or {}).get((zone, table), frozenset())
-        sql = _select(con, f'{zone}."{table}"', columns=columns.get((zone, table)))
-        card = (cards or {}).get((zone, table), frozenset())
-        counts = _scan_query(con, sql, names, whole, cards=card)
-        out.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
-    return out
+    return _scan_sources(
+        con,
+        {(zone, table): f'{zone}."{table}"' for zone, table in tables},
+        names,
+        structured or {},
+        cards or {},
+        _read_columns(con),
+    )
+
+
+def _scan_sources(
+    con: duckdb.DuckDBPyConnection,
+    sources: dict[tuple[str, str], str],
+    names: KnownNames,
+    structured: dict[tuple[str, str], frozenset[str]],
+    cards: dict[tuple[str, str], frozenset[str]],
+    columns: dict[tuple[str, str], list[str]] | None = None,
+) -> list[Finding]:
+    """A finding for each (zone, table) of ``sources``, in their order, from the rows of its
+    source (the table, or its rows inserted since a snapshot: SQL a query reads from), with
+    the table's structured and card columns; ``columns``: the columns read, known already
+    (:func:`_read_columns`)."""
+    read = sorted(sources)
+    queries = [
+        _Query(
+            _select(con, sources[key], columns=(columns or {}).get(key)),
+            structured.get(key, frozenset()),
+            cards.get(key, frozenset()),
+        )
+        for key in read
+    ]
+    found = _scan_queries(con, queries, names)
+    return [Finding(f"{z}.{t}", c.cells_scanned, c) for (z, t), c in zip(read, found, strict=True)]
 
 
 _NO_TEXT = ("BOOLEAN", "DATE", "TIME", "INTERVAL")  # TIME… covers TIMESTAMP…: read as nothing
@@ -589,13 +677,8 @@ def _read_since_mark(
     changed = inserted_since(con, mark.snapshot)
     cards = card_columns(cat)
     columns = _read_columns(con)
-    findings = []
-    for zone, table in sorted(changed):
-        source = insertions(zone, table, mark.snapshot + 1, now.snapshot)
-        sql = _select(con, source, columns=columns.get((zone, table)))
-        whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
-        found = _scan_query(con, sql, names, whole, cards=card)
-        findings.append(Finding(f"{zone}.{table}", found.cells_scanned, found))
+    changes = {key: insertions(*key, mark.snapshot + 1, now.snapshot) for key in changed}
+    findings = _scan_sources(con, changes, names, structured, cards, columns)
     if any(t in changed for t in _register_tables(cat)):
         new = _new_names(con, cat, protection, counts, mark.snapshot + 1, now.snapshot)
         if new:
@@ -629,14 +712,19 @@ def _scan_old_rows_for(
 ) -> list[Finding]:
     """The tables as they were at ``snapshot`` (scanned then), for ``names`` only: their
     text columns (names stand in no number, date or flag)."""
-    found = []
-    for zone, table in sorted(tables_at(con, snapshot)):
-        source = f'{zone}."{table}" AT (VERSION => {snapshot})'
-        sql = _select(con, source, _NOT_TEXT)
-        whole = structured.get((zone, table), frozenset())
-        counts = _scan_query(con, sql, names, whole, names_only=True)
-        found.append(Finding(f"{zone}.{table} (names new to the registers)", 0, counts))
-    return found
+    read = sorted(tables_at(con, snapshot))
+    queries = [
+        _Query(
+            _select(con, f'{zone}."{table}" AT (VERSION => {snapshot})', _NOT_TEXT),
+            structured.get((zone, table), frozenset()),
+        )
+        for zone, table in read
+    ]
+    found = _scan_queries(con, queries, names, names_only=True)
+    return [
+        Finding(f"{zone}.{table} (names new to the registers)", 0, counts)
+        for (zone, table), counts in zip(read, found, strict=True)
+    ]
 
 
 _NOT_TEXT = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT",
@@ -692,17 +780,15 @@ def scan_changed(
         )
         return ScanReport(findings + files, reached)
     structured, cards = structured_columns(cat), card_columns(cat)
-    findings = []
     with transaction(con):
         names = KnownNames(registry_names(con, cat, protection))
         start, current, tables = _changed_tables(con, since)
-        for zone, table in sorted(tables):
-            if start is None:
-                sql = _select(con, f'{zone}."{table}"')
-            else:
-                sql = _select(con, insertions(zone, table, start + 1, current))
-            whole, card = (m.get((zone, table), frozenset()) for m in (structured, cards))
-            counts = _scan_query(con, sql, names, whole, cards=card)
-            findings.append(Finding(f"{zone}.{table}", counts.cells_scanned, counts))
+        sources = {
+            (zone, table): f'{zone}."{table}"'
+            if start is None
+            else insertions(zone, table, start + 1, current)
+            for zone, table in tables
+        }
+        findings = _scan_sources(con, sources, names, structured, cards)
     findings += scan_files(settings, names, protection, since=since, structured=structured)
     return ScanReport(findings)

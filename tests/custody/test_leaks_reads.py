@@ -91,3 +91,57 @@ def test_a_text_without_full_width_forms_is_read_as_it_is(monkeypatch: pytest.Mo
     monkeypatch.setattr(scanner, "_FULL_WIDTH", re.compile(r"[\s\S]"))  # always translate
     assert found == [scanner.cell_kinds(t, NAMES) for t in texts]
     assert found[1] == {"citizen_id"} and "mobile" in found[2] and found[3] == {"person_name"}
+
+
+def _small_tables(con: duckdb.DuckDBPyConnection) -> list[leaks._Query]:
+    """Six small tables beside ``t``, each with leaks of its own: a card column in one and
+    the same name plain in the next, a structured column of names, mobiles, IDs."""
+    card = "8800123456789010"  # Luhn-valid, no issuer prefix: a card only in a card column
+    queries = []
+    for k in range(6):
+        rows = [
+            (
+                card if i % 9 == k else f"号{i}",
+                "李华" if i % 5 == k % 5 else f"李华{k}店",
+                f"13{k}{i:08d}" if i % 4 == 0 else None,
+                citizen_id(dt.date(1960, 1, 1) + dt.timedelta(days=i), f"{k:03d}")
+                if i % 10 == k
+                else "无",
+            )
+            for i in range(40 + 13 * k)
+        ]
+        con.execute(f"CREATE TABLE s{k} (a VARCHAR, b VARCHAR, c VARCHAR, d VARCHAR)")
+        con.executemany(f"INSERT INTO s{k} VALUES (?, ?, ?, ?)", rows)
+        cards = frozenset({"a"}) if k % 2 == 0 else frozenset()
+        whole = frozenset({"b"}) if k % 3 == 0 else frozenset()
+        queries.append(leaks._Query(f"SELECT * FROM s{k} ORDER BY a, b, c, d", whole, cards))
+    return queries
+
+
+def _plain(counts) -> tuple:
+    return dict(counts.by_kind), counts.by_column, counts.samples, counts.cells_scanned
+
+
+def test_small_tables_scanned_together_count_as_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables read in one read wait and are scanned together (up to BATCH_CELLS cells at
+    once: here several batches of them, with a table read in parts between): each query's
+    counts are those of a scan of it alone, and of its whole frame."""
+    from masking.leaks import scan_frame
+
+    con = _table()
+    small = _small_tables(con)
+    monkeypatch.setattr(leaks, "BATCH_ROWS", 200)
+    monkeypatch.setattr(leaks, "BATCH_CELLS", 8 * 100)  # t in parts; the small ones in groups
+    queries = [*small[:3], leaks._Query("SELECT * FROM t ORDER BY c6::INT"), *small[3:]]
+    together = leaks._scan_queries(con, queries, NAMES)
+    alone = [leaks._scan_query(con, q.sql, NAMES, q.whole, cards=q.cards) for q in queries]
+    assert [_plain(c) for c in together] == [_plain(c) for c in alone]
+    for q, counts in zip(queries, together, strict=True):
+        if q in small:
+            frame = con.execute(q.sql).pl()
+            whole = scan_frame(frame, known_names=NAMES, whole_name_columns=q.whole,
+                               card_columns=q.cards)  # fmt: skip
+            assert _plain(counts) == _plain(whole)
+            assert counts.by_kind["mobile"] and counts.by_kind["citizen_id"]
+            assert ("bank_card" in counts.by_kind) == bool(q.cards)
+    assert _plain(together[3]) == _plain(_scan(con))
