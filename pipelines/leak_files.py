@@ -35,7 +35,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from masking.leaks import LeakCounts, scan_frame, scan_texts
+from masking.leaks import FrameScan, LeakCounts, scan_frame, scan_frames, scan_texts
 from pipelines.connectors.compressed import GZIP_MAGIC, ZIP_MAGIC
 from pipelines.connectors.excel import OLE2_MAGIC
 from pipelines.connectors.records import Prefixed
@@ -46,6 +46,7 @@ READ_BYTES = 1 << 20
 MAX_LINE = 1 << 20  # characters; longer lines are read in parts overlapping by OVERLAP
 OVERLAP = 64
 ROWS = 20_000
+HELD_CELLS = 200_000  # cells of a SQLite file's reads held to be scanned together
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # read through their database
 # columns that say when a row was written, in the order they are preferred (Dagster's)
 STAMP_COLUMNS = ("update_timestamp", "timestamp", "event_timestamp", "create_timestamp")
@@ -196,6 +197,14 @@ def scan_sqlite(
     metadata catalogue, a statistic of a structured lake column is read as that column is
     (``LAKE_STATS``)."""
     result = LeakCounts()
+    waiting: list[FrameScan] = []  # the reads not scanned yet, in order: scanned together
+    held = 0
+
+    def scan_waiting() -> None:
+        for found in scan_frames(waiting, known_names=names):
+            result.add(found)
+        waiting.clear()
+
     con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
@@ -217,17 +226,15 @@ def scan_sqlite(
             while rows := cur.fetchmany(ROWS):
                 cols = list(zip(*rows, strict=True))
                 kept = _structured_stats(cols, names_of, values, owners)
-                result.add(scan_frame(_frame(columns, cols), known_names=names, row_offset=row))
+                waiting.append(FrameScan(_frame(columns, cols), row))
                 if kept:  # a structured column's statistics, at the same positions
-                    result.add(
-                        scan_frame(
-                            _frame(stat_columns, kept),
-                            known_names=names,
-                            row_offset=row,
-                            whole_name_columns=stat_columns,
-                        )
-                    )
+                    waiting.append(FrameScan(_frame(stat_columns, kept), row, stat_columns))
+                held += len(rows) * len(columns)
                 row += len(rows)
+                if held >= HELD_CELLS:  # many small tables: one scan
+                    scan_waiting()
+                    held = 0
+        scan_waiting()
     finally:
         con.close()
     return result

@@ -145,3 +145,55 @@ def test_small_tables_scanned_together_count_as_each_alone(monkeypatch: pytest.M
             assert counts.by_kind["mobile"] and counts.by_kind["citizen_id"]
             assert ("bank_card" in counts.by_kind) == bool(q.cards)
     assert _plain(together[3]) == _plain(_scan(con))
+
+
+def test_a_sqlite_files_tables_scanned_together_count_as_each_alone(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite file's reads wait and are scanned together (up to HELD_CELLS cells): the
+    counts and samples are those of each table's reads scanned one by one, in order (the
+    leaks stand in the tables' second reads and after: the samples' rows count from each
+    read's first)."""
+    import sqlite3
+
+    import polars as pl
+
+    from masking.leaks import LeakCounts, scan_frame
+    from pipelines import leak_files
+
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    tables = {}
+    for k in range(9):
+        rows = [
+            (
+                f"13{k}{i:08d}" if i % 3 == k % 3 and i >= 20 else f"记录{i}",
+                "李华" if i % 4 == k % 4 and i >= 20 else None,
+                citizen_id(dt.date(1970, 1, 1) + dt.timedelta(days=i), f"{k:03d}")
+                if i % 5 == k % 5 and i >= 20
+                else "",
+                i * 11,
+            )
+            for i in range(7 + 9 * k)
+        ]
+        db.execute(f"CREATE TABLE t{k} (a TEXT, b TEXT, c TEXT, n INTEGER)")
+        db.executemany(f"INSERT INTO t{k} VALUES (?, ?, ?, ?)", rows)
+        tables[f"t{k}"] = rows
+    db.commit()
+    db.close()
+    monkeypatch.setattr(leak_files, "ROWS", 20)  # the larger tables in several reads
+    monkeypatch.setattr(leak_files, "HELD_CELLS", 150)  # scanned in several groups
+    found = leak_files.scan_sqlite(path, NAMES)
+    expected = LeakCounts()
+    for table, rows in tables.items():
+        for start in range(0, len(rows), 20):
+            part = rows[start : start + 20]
+            frame = pl.DataFrame(
+                [list(col) for col in zip(*part, strict=True)],
+                schema=[f"{table}.{c}" for c in "abcn"],
+                orient="col",
+            )
+            expected.add(scan_frame(frame, known_names=NAMES, row_offset=start))
+    assert found.total > 20 and set(found.by_kind) == {"mobile", "person_name", "citizen_id"}
+    assert min(row for row, _, _ in found.samples) >= 20
+    assert _plain(found) == _plain(expected)
