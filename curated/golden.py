@@ -733,12 +733,18 @@ def write_golden(
     return GoldenBuild(*made, full=scope is None)
 
 
+def golden_tables(
+    con: duckdb.DuckDBPyConnection, catalogue: Catalogue
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The golden tables: (name, columns)."""
+    return [(PERSON, person_columns(con, catalogue)), (HISTORY, HISTORY_COLUMNS),
+            (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)]  # fmt: skip
+
+
 def clear_golden(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, scope) -> None:
     """Make the golden tables exist and delete the rows of the persons of ``scope`` (None:
     every row) from person, history and checks."""
-    columns = person_columns(con, catalogue)
-    for table, cols in ((PERSON, columns), (HISTORY, HISTORY_COLUMNS),
-                        (CHECKS, CHECK_COLUMNS), (CONFLICTS, CONFLICT_COLUMNS)):  # fmt: skip
+    for table, cols in golden_tables(con, catalogue):
         ensure_table(con, ZONE, table, cols)
     with (
         registered(con, _SCOPE, scope.to_arrow()) if scope is not None else contextlib.nullcontext()
@@ -899,6 +905,7 @@ __all__ = [
     "build_golden",
     "golden_attributes",
     "golden_checks",
+    "golden_tables",
     "history_of",
     "person_as_of",
     "person_columns",

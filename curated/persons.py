@@ -92,13 +92,20 @@ class LinkError(StreethubError):
     """A merge or split that names no known person or mention."""
 
 
+# the index's tables: (name, columns)
+INDEX_TABLES: list[tuple[str, list[tuple[str, str]]]] = [
+    (KEYS_TABLE, KEYS_COLUMNS),
+    (MENTIONS_TABLE, MENTION_COLUMNS),
+    (REVIEW_TABLE, REVIEW_COLUMNS),
+    (ACTIONS_TABLE, ACTION_COLUMNS),
+    (FALLBACK_TABLE, [*MENTION_COLUMNS[:-1], ("inputs_digest", "VARCHAR")]),
+    (index_delta.WATCH_TABLE, index_delta.WATCH_COLUMNS),
+]
+
+
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    ensure_table(con, ZONE, KEYS_TABLE, KEYS_COLUMNS)
-    ensure_table(con, ZONE, MENTIONS_TABLE, MENTION_COLUMNS)
-    ensure_table(con, ZONE, REVIEW_TABLE, REVIEW_COLUMNS)
-    ensure_table(con, ZONE, ACTIONS_TABLE, ACTION_COLUMNS)
-    ensure_table(con, ZONE, FALLBACK_TABLE, [*MENTION_COLUMNS[:-1], ("inputs_digest", "VARCHAR")])
-    ensure_table(con, ZONE, index_delta.WATCH_TABLE, index_delta.WATCH_COLUMNS)
+    for table, columns in INDEX_TABLES:
+        ensure_table(con, ZONE, table, columns)
 
 
 def _now() -> dt.datetime:
@@ -739,6 +746,7 @@ def anchor_actions(con: duckdb.DuckDBPyConnection, keyring) -> int:
 
 
 __all__ = [
+    "INDEX_TABLES",
     "LinkError",
     "actions",
     "anchor_actions",

@@ -14,6 +14,7 @@ from catalog.loader import load_catalogue
 from catalog.settings import Settings
 from catalog.street import get_street
 from lakehouse.lake import open_lake, tables_in
+from lakehouse.snapshots import list_snapshots
 from masking.crypto import CIPHERTEXT
 from pipelines.curated_run import ZONE, build_curated, curated_summary, last_build
 from pipelines.ingest import ingest_dataset
@@ -65,8 +66,13 @@ def test_full_then_nothing_then_only_what_changed_equal_to_a_rebuild(street, tmp
     protection = Protection.from_settings(settings)
     with open_lake(settings) as con:
         assert last_build(con) is None and curated_summary(con) is None
+        before = list_snapshots(con)[-1]
         first = build_curated(con, cat, protection, place)
         assert first.full and not first.skipped
+        # a first build's tables are made in one commit before its parts: one new schema
+        # version of the lake (each reloaded whole by the next statement), not one a part
+        made = [s for s in list_snapshots(con) if s.snapshot_id > before.snapshot_id]
+        assert len(made) > 5 and {s.schema_version for s in made} == {before.schema_version + 1}
         persons = first.counts["persons"]
         assert persons["exact"] > 0 and persons["persons"] > 0
         assert first.counts["households"]["households"] > 0
