@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export STREETHUB_HOME ?= $(CURDIR)/.streethub
 
-.PHONY: install run test lint format ui serve simulate-serve bench clean
+.PHONY: install bytecode run test lint format ui serve simulate-serve bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install  ## deliveries → lake → … with a summary (SIMULATE=1: a new simulated street first)
+# our modules compiled once, as pip compiles what it installs (an editable install does not):
+# where PYTHONDONTWRITEBYTECODE is set (as on these machines) Python caches no bytecode of
+# its own, and every process compiled the ~180 of our modules a run imports from source,
+# ~0.3 CPU s each time (2026-12-07). Checked against the sources on every target: 0.06 s
+BYTECODE := catalog curated departments lakehouse marts masking pipelines quality share_api bench
+
+bytecode: install
+	@$(BIN)/python -m compileall -q -j 0 $(BYTECODE) >/dev/null
+
+run: bytecode  ## deliveries → lake → … with a summary (SIMULATE=1: a new simulated street first)
 	$(BIN)/streethub run $(if $(SIMULATE),--simulate)
 
 # the suite on PYTEST_WORKERS processes (pytest-xdist; 0: one process, serially); loadgroup keeps
@@ -46,7 +55,7 @@ TZ_TESTS := tests/catalog/test_days.py tests/marts tests/quality/test_standardis
   tests/share_api/test_grants_rowfilter.py tests/curated/test_cur_golden_as_of.py \
   tests/pipelines/test_machine_timezone.py
 
-test: install  ## the whole test suite, then its clock-bound tests in Asia/Shanghai (pytest's "no tests" exit 5 counts as failure-free)
+test: bytecode  ## the whole test suite, then its clock-bound tests in Asia/Shanghai (pytest's "no tests" exit 5 counts as failure-free)
 	@$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
 	  if [ $$rc -eq 0 ] && [ -z "$(PYTEST_ARGS)" ]; then \
@@ -68,16 +77,16 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-ui: install  ## the Dagster UI on http://127.0.0.1:3000
+ui: bytecode  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/streethub ui
 
-serve: install  ## the share service, its portal (/portal) and API docs (/docs) on http://127.0.0.1:8780 (STREETHUB_SHARE_HOST/_PORT; first: streethub admin init)
+serve: bytecode  ## the share service, its portal (/portal) and API docs (/docs) on http://127.0.0.1:8780 (STREETHUB_SHARE_HOST/_PORT; first: streethub admin init)
 	$(BIN)/streethub serve
 
-simulate-serve: install  ## the simulated departments' HTTP APIs on http://127.0.0.1:8765
+simulate-serve: bytecode  ## the simulated departments' HTTP APIs on http://127.0.0.1:8765
 	$(BIN)/streethub simulate serve
 
-bench: install
+bench: bytecode
 	$(BIN)/python -m bench
 
 clean:  ## the hub's home, the simulated departments' folder and the default audit witness beside it
