@@ -76,6 +76,7 @@ AREAS = ("lake", "landing", "archive", "inbox", "dagster", "reports", "audit", "
          "models", "other")  # fmt: skip
 BATCH_ROWS = 100_000  # rows a sample list is kept for (see _scan_reads)
 BATCH_CELLS = 1_000_000  # cells read from DuckDB at once: a wide table in parts of a batch
+WAIT_CELLS = 100_000  # cells of small tables' rows held to be scanned together (_scan_queries)
 PURPOSE = "leak_scan"
 
 
@@ -280,40 +281,46 @@ def _scan_queries(
 ) -> list[LeakCounts]:
     """Each query's rows scanned, its counts its own, the queries run one after another.
 
-    A query whose rows come in more than one read is scanned batch by batch as they come
-    (:func:`_scan_reads`); the rows of one that fit in one read (a small table: most of a
-    lake's) wait, with the others', until together they hold about :data:`BATCH_CELLS`
-    cells, and are scanned together (``masking.leaks.scan_frames``: its polars queries once
-    for them all, not several a table). Memory: at most about :data:`BATCH_CELLS` cells
-    held either way."""
+    A query whose rows come in more than one read, or in one read of more than
+    :data:`WAIT_CELLS` cells, is scanned as its reads come (:func:`_scan_reads`); the rows of
+    a small one (most of a lake's tables) wait, with others', until together they would
+    hold more than :data:`WAIT_CELLS` cells, and are scanned together
+    (``masking.leaks.scan_frames``: its polars queries once for them all, not several a
+    table). Memory: what waits is at most :data:`WAIT_CELLS` cells beside one read of at
+    most :data:`BATCH_CELLS`, as before."""
     results: list[LeakCounts] = [LeakCounts() for _ in queries]
     waiting: list[tuple[int, FrameScan]] = []
+    held = 0
 
     def scan_waiting() -> None:
+        nonlocal held
         scans = [scan for _, scan in waiting]
         counts = scan_frames(scans, known_names=names, names_only=names_only)
         for (i, scan), found in zip(waiting, counts, strict=True):
             results[i] = _scan_reads([(scan.frame.columns, scan.frame.height, found)])
         waiting.clear()
+        held = 0
         trim_heap()  # the frames' freed pages back to the system before the next reads
 
-    held = 0
     for i, query in enumerate(queries):
         cursor = con.execute(query.sql)
-        reads = iter(cursor.to_arrow_reader(_read_rows(len(cursor.description or ()))))
-        first, second = next(reads, None), None
-        if first is not None:
-            second = next(reads, None)
-        if second is None:  # one read or none: it waits for others
-            if first is None or not first.num_rows:
+        read = _read_rows(len(cursor.description or ()))
+        reads = iter(cursor.to_arrow_reader(read))
+        first = next(reads, None)
+        if first is None:
+            continue
+        # a read shorter than asked for is the last (checked: another would be read on)
+        second = next(reads, None) if first.num_rows < read else None
+        cells = first.num_rows * first.num_columns
+        if first.num_rows < read and second is None and cells <= WAIT_CELLS:
+            if not cells:
                 continue
+            if held + cells > WAIT_CELLS:
+                scan_waiting()
             frame = pl.from_arrow(first)
             assert isinstance(frame, pl.DataFrame)
-            if held and held + frame.height * frame.width > BATCH_CELLS:
-                scan_waiting()
-                held = 0
             waiting.append((i, FrameScan(frame, 0, query.whole, query.cards)))
-            held += frame.height * frame.width
+            held += cells
             continue
         row = 0
 
@@ -326,7 +333,8 @@ def _scan_queries(
             found = scan_frames([scan], known_names=names, names_only=names_only)[0]
             return frame.columns, part.num_rows, found
 
-        results[i] = _scan_reads(scanned(p) for p in itertools.chain((first, second), reads))
+        parts = itertools.chain((first,), () if second is None else (second,), reads)
+        results[i] = _scan_reads(scanned(p) for p in parts)
         trim_heap()  # a batch's freed pages back to the system before the next table's
     if waiting:
         scan_waiting()

@@ -123,17 +123,31 @@ def _plain(counts) -> tuple:
 
 
 def test_small_tables_scanned_together_count_as_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tables read in one read wait and are scanned together (up to BATCH_CELLS cells at
-    once: here several batches of them, with a table read in parts between): each query's
-    counts are those of a scan of it alone, and of its whole frame."""
+    """Small tables (one read of at most WAIT_CELLS cells) wait and are scanned together
+    (here in several groups; a table read in parts between, and one of more cells scanned
+    alone): each query's counts are those of a scan of it alone, and of its whole frame."""
     from masking.leaks import scan_frame
 
     con = _table()
     small = _small_tables(con)
     monkeypatch.setattr(leaks, "BATCH_ROWS", 200)
-    monkeypatch.setattr(leaks, "BATCH_CELLS", 8 * 100)  # t in parts; the small ones in groups
+    monkeypatch.setattr(leaks, "BATCH_CELLS", 8 * 100)  # t in parts
+    monkeypatch.setattr(leaks, "WAIT_CELLS", 400)  # the small ones in groups; s5 (420) alone
     queries = [*small[:3], leaks._Query("SELECT * FROM t ORDER BY c6::INT"), *small[3:]]
+    groups = []
+    scan_frames = leaks.scan_frames
+
+    def counted(scans, **kw):
+        groups.append([s.frame.height for s in scans])
+        return scan_frames(scans, **kw)
+
+    monkeypatch.setattr(leaks, "scan_frames", counted)
     together = leaks._scan_queries(con, queries, NAMES)
+    monkeypatch.setattr(leaks, "scan_frames", scan_frames)
+    # s0-s4 in groups of at most 400 cells, s5 (105 rows) alone, t (1,000 rows) in parts
+    assert [g for g in groups if len(g) > 1] and [105] in groups
+    assert sorted(h for g in groups for h in g if h < 100) == [40, 53, 66, 79, 92]
+    assert sum(h for g in groups for h in g if h == 100) == 1_000
     alone = [leaks._scan_query(con, q.sql, NAMES, q.whole, cards=q.cards) for q in queries]
     assert [_plain(c) for c in together] == [_plain(c) for c in alone]
     for q, counts in zip(queries, together, strict=True):
