@@ -152,7 +152,6 @@ def build_curated(
     if out.full:
         _made_together(con, cat)
 
-
     # houses first: the index compares the unit a caller's address names (house_mentions)
     out.counts["houses"] = out.timed("houses", build_houses, con, cat, protection, street, changed)
     out.counts["persons"] = out.timed(
