@@ -108,10 +108,13 @@ def compile_tree(root: Path = Path(__file__).parent.parent) -> None:
     a benchmark run from a fresh checkout (a worktree) would otherwise measure every child
     compiling them from source where PYTHONDONTWRITEBYTECODE is set."""
     import compileall
+    import tomllib
 
-    packages = ("catalog", "curated", "departments", "lakehouse", "marts", "masking",
-                "pipelines", "quality", "share_api", "bench")  # fmt: skip
-    for name in packages:
+    # the packages pyproject.toml installs (their patterns, ``catalog*``: the package and
+    # its subpackages), and the benchmarks
+    found = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    include = found["tool"]["setuptools"]["packages"]["find"]["include"]
+    for name in [*{pattern.rstrip("*").rstrip(".") for pattern in include}, "bench"]:
         compileall.compile_dir(str(root / name), quiet=2, workers=0)
 
 

@@ -343,9 +343,9 @@ def _scan_queries(
 
 def _scan_reads(reads: Iterable[tuple[list[str], int, LeakCounts]]) -> LeakCounts:
     """A query's counts from those of its reads in order (each read's columns, rows and
-    counts, its rows counted from the query's first), kept per batch of :data:`BATCH_ROWS` rows: the
-    counts are a sum over cells; the samples are those a scan of each whole batch keeps
-    (:func:`_batch_samples`)."""
+    counts, its rows counted from the query's first), kept per batch of :data:`BATCH_ROWS`
+    rows: the counts are a sum over cells; the samples are those a scan of each whole batch
+    keeps (:func:`_batch_samples`)."""
     result = LeakCounts()
     batch, rows, columns = LeakCounts(), 0, []
     for columns, read, counts in reads:
