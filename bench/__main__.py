@@ -129,9 +129,9 @@ def main(argv: list[str]) -> int:
     if len(names) == 1:
         importlib.import_module(f"bench.{names[0]}").main()
     else:
-        # each benchmark in a child of its own: Linux carries a parent's high-water mark
-        # into every child it starts (at exec), so a benchmark that grew this process
-        # (the row gate's million rows) would inflate the peak RSS of every later child
+        # each benchmark in a child of its own: a benchmark that grew this process (the
+        # row gate's million rows) leaves it no larger for the next (their measured
+        # children are started by a launcher, bench._spawn: none of it is in their peaks)
         child = {**os.environ, ONE_OF_MANY: "1"}  # the summaries below are this process's
         for name in names:
             code = subprocess.run(

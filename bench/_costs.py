@@ -118,21 +118,29 @@ def cost_shares(raw: Path, rate: int = RATE, *, within: str = "") -> dict[str, f
     """Seconds of samples per kind of cost (largest first) and their ``total``, from
     py-spy's raw output (``stack count`` a line, frames separated by ``;``); the samples of
     waiting threads apart (:data:`WAITING`, not in the total). ``within``: only the samples
-    with a frame that begins so (``ingest (bench/ingest.py``: that function's calls)."""
+    with a frame that begins so (``ingest (bench/ingest.py``: that function's calls).
+    Read a line at a time, not whole: the process that reads it starts the measured runs,
+    and what it holds should not grow with the length of a sampled run."""
     seconds: dict[str, float] = {}
-    for line in raw.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        if within and not any(f.startswith(within) for f in frames):
-            continue
-        kind = cost_kind(frames)
-        seconds[kind] = seconds.get(kind, 0.0) + int(count) / rate
+    with raw.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            _count(line.rstrip("\n"), rate, within, seconds)
     waited = seconds.pop(WAITING, 0.0)
     ranked = sorted(seconds.items(), key=lambda kv: -kv[1])
     total = {"total": round(sum(seconds.values()), 2), WAITING: round(waited, 2)}
     return {k: round(v, 2) for k, v in ranked} | total
+
+
+def _count(line: str, rate: int, within: str, seconds: dict[str, float]) -> None:
+    """One line of py-spy's raw output added to ``seconds`` by kind."""
+    stack, _, count = line.rpartition(" ")
+    if not stack or not count.isdigit():
+        return
+    frames = stack.split(";")
+    if within and not any(f.startswith(within) for f in frames):
+        return
+    kind = cost_kind(frames)
+    seconds[kind] = seconds.get(kind, 0.0) + int(count) / rate
 
 
 def share_lines(shares: dict[str, float]) -> list[str]:

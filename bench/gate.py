@@ -306,7 +306,6 @@ def hot_path(street: Path) -> dict:
     ``python -m bench.gate --hot-path /work/prof/s1500.orig`` gives the 20,000-resident
     figures of the README's Performance section."""
     import os
-    import resource
     import shutil
 
     from catalog.loader import load_catalogue
@@ -319,6 +318,7 @@ def hot_path(street: Path) -> dict:
     from pipelines.ingest.ledger import ensure_ledger
     from pipelines.ingest.raw import load_raw
     from pipelines.ingest.staged import stage_dataset
+    from pipelines.memory import high_water_mb
     from pipelines.protection import Protection
 
     per: dict[str, dict] = {}
@@ -355,7 +355,7 @@ def hot_path(street: Path) -> dict:
         "raw_cpu_s": round(raw_cpu, 2),
         "staged_cpu_s": round(staged_cpu, 2),
         "raw_plus_staged_cpu_s": round(raw_cpu + staged_cpu, 2),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "peak_rss_mb": round(high_water_mb()),  # its own, however it was started
         "load_average": round(os.getloadavg()[0], 1),
         "datasets": dict(sorted(per.items(), key=lambda kv: -sum(list(kv[1].values())[1:]))),
     }

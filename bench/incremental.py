@@ -25,12 +25,12 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench._spawn import popen, reap
 from catalog.loader import load_catalogue
 from catalog.model import FILE_CONNECTORS, UpdateCycle
 from catalog.settings import Settings
@@ -66,10 +66,9 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str
     exe = str(Path(sys.executable).parent / "streethub")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen([exe, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = popen([exe, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
+        code, cpu, peak = reap(proc)  # launched: the peak is the run's own (bench._spawn)
         wall = time.perf_counter() - started
-        code = os.waitstatus_to_exitcode(status)
         if code not in (0, 1):  # 1: the run reported failures of the data
             err.seek(0)
             tail = err.read().decode(errors="replace")[-3000:]
@@ -79,7 +78,6 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str
         if code:  # what the run said when it failed (our errors name files and rows only)
             err.seek(0)
             lines += err.read().decode(errors="replace").splitlines()[-TAIL_LINES:]
-    cpu, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
     return wall, cpu, code, "\n".join(lines[-TAIL_LINES:]), peak
 
 

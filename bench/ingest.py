@@ -24,10 +24,11 @@ Run through ``python -m bench ingest`` (which calls :func:`main`) or
 (b) **Growth curve.** For each size in ``SIZES`` (``QUICK_SIZES`` when
     ``STREETHUB_BENCH_QUICK=1``): a street is simulated (timed apart), then
     ``streethub run`` — the whole main job through Dagster — runs in a child whose
-    wall time and peak RSS (its own ``ru_maxrss``, from ``os.wait4``) are kept, with
-    the rows delivered. The run meets the street as a real one (:func:`as_a_real_street`:
-    the departments' systems served apart, no simulator folder, so no truth evaluation);
-    the fixed-cost street is run once more as ``make run`` meets it, for what the
+    wall time and peak RSS (its own ``ru_maxrss``, from ``os.wait4``; the child
+    launched apart: :mod:`bench._spawn`) are kept, with the rows delivered. The run
+    meets the street as a real one (:func:`as_a_real_street`: the departments' systems
+    served apart, no simulator folder, so no truth evaluation); the fixed-cost street is
+    run once more as ``make run`` meets it, for what the
     simulator adds. Fitted: the time and memory exponents (least squares on
     log–log), and a line ``time = fixed + rows / rate`` (the fixed overhead) through
     these runs and the fixed-cost run's small street (``bench._growth.exponents``).
@@ -48,7 +49,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +58,7 @@ from typing import NamedTuple
 
 from bench._costs import WAITING, can_sample, cost_shares, sampled_command, share_lines
 from bench._growth import GOALS, chart, exponents, fit_lines
+from bench._spawn import popen, reap
 from bench._stack_floor import floor_line
 from bench._stack_floor import measure as stack_floor
 from lakehouse import statements as statement_counts
@@ -138,22 +139,20 @@ def _child(cmd: list[str], env: dict[str, str], what: str, ok: tuple[int, ...] =
     """Run ``cmd`` and measure it.
 
     The CPU time and peak are the child's ``ru_utime + ru_stime`` and ``ru_maxrss`` from
-    ``os.wait4``; the parent imports little so that it carries no high-water mark of its
-    own into the child. On a shared machine trust CPU seconds and peak RSS over wall time.
+    ``os.wait4``, the child launched apart (:mod:`bench._spawn`: none of this process's
+    memory in its peak). On a shared machine trust CPU seconds and peak RSS over wall time.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code, cpu, peak = reap(popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err))
         wall = time.perf_counter() - started
-        code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read().decode(errors="replace")
         if code not in ok:  # `streethub run` passes (0, 1): 1 is failures of the data
             err.seek(0)
             tail = err.read().decode(errors="replace")[-4000:]
             raise RuntimeError(f"{what} failed with exit code {code}:\n{tail}")
-    return Child(text, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code)
+    return Child(text, wall, cpu, peak, code)
 
 
 def simulate(dest: Path, residents: int) -> tuple[Path, float | None]:

@@ -1,7 +1,7 @@
 """Peak memory of the streaming CSV and JSON Lines readers against the file's size.
 
 Run through ``python -m bench readers`` (which calls :func:`main`) or
-``python bench/readers.py``. Files are generated under a temporary folder (a block of
+``python -m bench.readers``. Files are generated under a temporary folder (a block of
 rows repeated, so making 500 MB takes seconds) and removed afterwards:
 
 - a CSV (GBK, the health department's dataset) and a JSON Lines file (IoT sensor
@@ -19,12 +19,13 @@ Writes bench/results/readers.json and prints a table.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench._spawn import popen, reap
 
 BIG_MB = 500
 LINE_MB = 64
@@ -142,22 +143,20 @@ def _child(kind: str, path: str, max_record_bytes: int) -> None:
 def _in_child(args: list[str]) -> tuple[object, float]:
     """Run this module in a child process: (what it printed last, as JSON; its peak RSS MB).
 
-    The peak is the child's own ``ru_maxrss`` from ``os.wait4``. Linux carries the
-    parent's high-water mark into a child at exec, so the parent stays small: it
-    generates nothing itself.
+    The peak is the child's own ``ru_maxrss`` from ``os.wait4``, the child launched apart
+    (:mod:`bench._spawn`: none of this process's high-water mark in it).
     """
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "bench.readers", *args]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=err)
+        proc = popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=err)
         out = proc.stdout.read()
         proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        usage = reap(proc)
+        if usage.code != 0:
             err.seek(0)
             raise RuntimeError(f"reader benchmark child failed:\n{err.read().decode()[-4000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1]), round(usage.ru_maxrss / 1024, 1)
+    return json.loads(out.decode().strip().splitlines()[-1]), round(usage.peak_mb, 1)
 
 
 def _run(kind: str, path: str, max_record_bytes: int) -> dict:

@@ -126,10 +126,25 @@ def freeze_at_exit() -> None:
     atexit.register(gc.freeze)
 
 
+STATUS = "/proc/self/status"  # Linux: the process's own memory figures, VmHWM among them
+
+
 def high_water_mb() -> float:
-    """The most this process has held resident since it started, in MB (the kernel's own
-    high-water mark, ``ru_maxrss``: exact, however short the peak, where a sampler misses
-    what comes between two samples)."""
+    """The most this process has held resident since it started, in MB: the kernel's own
+    high-water mark of its memory (exact, however short the peak, where a sampler misses
+    what comes between two samples). On Linux ``VmHWM``, the mark of the process's own
+    memory, not ``ru_maxrss``: a process started by vfork (Python's ``subprocess``, and
+    ``posix_spawn``, use it where they can: Dagster's run launcher, a benchmark's parent)
+    takes its parent's high-water mark into its ``ru_maxrss`` when it execs, so a run
+    started by a process that once held 860 MB said its peak was 860 MB whatever it held
+    itself. ``ru_maxrss`` where there is no ``/proc``."""
+    try:
+        with open(STATUS, "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

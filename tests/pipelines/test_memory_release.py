@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pipelines import memory
+from tests.python_child import printed_figures
 
 _CYCLE_CHILD = """
 import gc
@@ -140,6 +141,33 @@ def test_the_high_water_names_the_phase_of_the_peak_even_after_it_went_back(
     assert int(big) - int(held) >= 190  # what it held at the first mark, and the 200 MB
     assert sentence.startswith(f"memory:_peak_{int(peak):,}_MB_resident,_reached_in_big_")
     assert memory.HighWater().peak() is None
+
+
+# a parent that held 300 MB, then a child of it started as subprocess starts one (vfork)
+_INHERITING_PARENT = """
+import subprocess
+import sys
+
+held = bytearray(b"\\x01") * (300 << 20)  # written: resident
+del held
+child = (
+    "import resource; from pipelines.memory import high_water_mb; "
+    "print('figures', round(high_water_mb()), "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)"
+)
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                     check=True).stdout)
+"""
+
+
+def test_the_high_water_is_the_process_own_not_its_parent() -> None:
+    """A run's peak is its own memory's, however it was started: a process started by a
+    parent that once held 300 MB (as subprocess starts one, by vfork) has that parent's
+    high water in its ``ru_maxrss`` (the premise: the check below sees it), and
+    ``high_water_mb`` says what the process itself held."""
+    [[own, inherited]] = printed_figures(_INHERITING_PARENT, words=2)
+    assert int(inherited) >= 300  # what ru_maxrss would have said
+    assert int(own) < 250  # the child's imports (psutil, the allocator's), not 300 MB
 
 
 _CLOCK_CHILD = """
