@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 _LAUNCHER = """
 import os, sys
 report, cmd = int(sys.argv[1]), sys.argv[2:]
+os.set_inheritable(report, False)  # the command's own children never hold the report open
 pid = os.posix_spawnp(cmd[0], cmd, os.environ)
 _, status, usage = os.wait4(pid, 0)
 os.write(report, f"{status} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}".encode())

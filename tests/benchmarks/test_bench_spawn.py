@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from bench._spawn import popen, reap
@@ -64,3 +65,16 @@ def test_a_measured_child_read_through_a_pipe() -> None:
     child.stdout.close()
     assert reap(child).code == 0
     assert printed.split() == [b"figures", b"1", b"2"]
+
+
+def test_a_child_left_behind_by_the_command_does_not_hold_the_report() -> None:
+    """The report comes when the command ends, though a process it started lives on (it
+    never gets the report's pipe)."""
+    linger = "import time; time.sleep(6)"
+    script = (  # the lingering child given every inheritable descriptor of the command's
+        "import subprocess, sys; "
+        f"subprocess.Popen([sys.executable, '-c', {linger!r}], close_fds=False)"
+    )
+    started = time.perf_counter()
+    assert reap(popen([sys.executable, "-c", script])).code == 0
+    assert time.perf_counter() - started < 4
