@@ -22,10 +22,12 @@ import sys
 from typing import Any, NamedTuple
 
 _LAUNCHER = """
-import os, sys
+import os, signal, sys
 report, cmd = int(sys.argv[1]), sys.argv[2:]
 os.set_inheritable(report, False)  # the command's own children never hold the report open
-pid = os.posix_spawnp(cmd[0], cmd, os.environ)
+# the signals Python ignores in itself, given back their defaults, as subprocess does
+default = [getattr(signal, n) for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, n)]
+pid = os.posix_spawnp(cmd[0], cmd, os.environ, setsigdef=default)
 _, status, usage = os.wait4(pid, 0)
 os.write(report, f"{status} {usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}".encode())
 """

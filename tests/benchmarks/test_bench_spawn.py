@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,3 +79,13 @@ def test_a_child_left_behind_by_the_command_does_not_hold_the_report() -> None:
     started = time.perf_counter()
     assert reap(popen([sys.executable, "-c", script])).code == 0
     assert time.perf_counter() - started < 4
+
+
+def test_a_measured_command_does_not_ignore_the_signals_python_ignores() -> None:
+    """SIGPIPE (which the launcher's interpreter ignores in itself) has its default in the
+    command, as in a child of subprocess: a shell's ignored signals leave it out."""
+    ignored = popen(["sh", "-c", "grep SigIgn /proc/self/status"], stdout=subprocess.PIPE)
+    mask = int(ignored.stdout.read().split()[1], 16)
+    ignored.stdout.close()
+    assert reap(ignored).code == 0
+    assert not mask & (1 << (signal.SIGPIPE - 1))
