@@ -74,20 +74,15 @@ print(grown >> 20, (memory.rss() - before) >> 20)
 """
 
 
-# a launcher between the test and its child: Linux carries the memory high-water mark of
-# the process that started a child into it (at exec; the test runner's, up to gigabytes),
-# and the launcher's own is a few MB
-_LAUNCHER = "import subprocess, sys; raise SystemExit(subprocess.call(sys.argv[1:]))"
-
-
 def _child(tmp_path: Path, code: str, *args: str) -> list[str]:
     """What a fresh Python running ``code`` with ``args`` prints, split on whitespace (started
-    through :data:`_LAUNCHER`: its high water its own)."""
+    by the test runner itself: the high water a child reads is its own memory's, ``VmHWM``,
+    not the runner's that Linux puts in its ``ru_maxrss``)."""
     script = tmp_path / "memory_child.py"
     script.write_text(code)
     root = Path(__file__).resolve().parents[2]
     return subprocess.run(
-        [sys.executable, "-c", _LAUNCHER, sys.executable, str(script), *args],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         check=True,
