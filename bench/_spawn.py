@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from typing import Any, NamedTuple
 
 _LAUNCHER = """
@@ -78,3 +80,35 @@ def reap(proc: Measured) -> Usage:
     status, cpu, peak_kb = int(said[0]), float(said[1]), int(said[2])
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Usage(proc.returncode, cpu, peak_kb / 1024)
+
+
+class Child(NamedTuple):
+    """What one measured command did: its stdout, wall and CPU seconds, peak RSS in MB, exit
+    code, and the last lines of its stderr where its exit code was not 0."""
+
+    out: str
+    wall: float
+    cpu: float  # user + system seconds of the command (and of children it waited for)
+    peak_mb: float
+    code: int
+    err_tail: str = ""
+
+
+def run_measured(cmd: list[str], what: str, ok: tuple[int, ...] = (0,), **kwargs: Any) -> Child:
+    """Run ``cmd`` through a launcher (``kwargs``: :func:`popen`'s, stdout and stderr taken
+    here) and measure it: a :class:`Child`. An exit code not in ``ok`` raises, with the
+    tail of stderr; ``what`` names the command there. On a shared machine trust CPU seconds
+    and peak RSS over wall time."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        code, cpu, peak = reap(popen(cmd, stdout=out, stderr=err, **kwargs))
+        wall = time.perf_counter() - started
+        err_tail = ""
+        if code != 0:
+            err.seek(0)
+            err_tail = err.read().decode(errors="replace")[-4000:]
+        if code not in ok:
+            raise RuntimeError(f"{what} failed with exit code {code}:\n{err_tail}")
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return Child(text, wall, cpu, peak, code, err_tail)

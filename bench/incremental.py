@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._spawn import popen, reap
+from bench._spawn import run_measured
 from catalog.loader import load_catalogue
 from catalog.model import FILE_CONNECTORS, UpdateCycle
 from catalog.settings import Settings
@@ -62,23 +62,12 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str
     """(wall seconds, CPU seconds, exit code, the last lines of its summary, peak RSS in
     MB) of one ``streethub`` command. The CPU time (user + system, from ``os.wait4``) is
     what the run itself cost; the wall time also holds what others on a shared machine
-    took."""
+    took. Exit code 1 (the run reported failures of the data) keeps stderr's last lines:
+    our errors name files and rows only."""
     exe = str(Path(sys.executable).parent / "streethub")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = popen([exe, *args], cwd=ROOT, env=env, stdout=out, stderr=err)
-        code, cpu, peak = reap(proc)  # launched: the peak is the run's own (bench._spawn)
-        wall = time.perf_counter() - started
-        if code not in (0, 1):  # 1: the run reported failures of the data
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-3000:]
-            raise RuntimeError(f"streethub {' '.join(args)} exited {code}:\n{tail}")
-        out.seek(0)
-        lines = out.read().decode(errors="replace").splitlines()
-        if code:  # what the run said when it failed (our errors name files and rows only)
-            err.seek(0)
-            lines += err.read().decode(errors="replace").splitlines()[-TAIL_LINES:]
-    return wall, cpu, code, "\n".join(lines[-TAIL_LINES:]), peak
+    run = run_measured([exe, *args], f"streethub {' '.join(args)}", (0, 1), cwd=ROOT, env=env)
+    lines = run.out.splitlines() + run.err_tail.splitlines()[-TAIL_LINES:]
+    return run.wall, run.cpu, run.code, "\n".join(lines[-TAIL_LINES:]), run.peak_mb
 
 
 def _newest_landed(settings: Settings, dept: str, dataset: str) -> bytes | None:

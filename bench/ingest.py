@@ -54,11 +54,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 from bench._costs import WAITING, can_sample, cost_shares, sampled_command, share_lines
 from bench._growth import GOALS, chart, exponents, fit_lines
-from bench._spawn import popen, reap
+from bench._spawn import Child, run_measured
 from bench._stack_floor import floor_line
 from bench._stack_floor import measure as stack_floor
 from lakehouse import statements as statement_counts
@@ -125,34 +124,11 @@ def _streethub() -> str:
     return str(Path(sys.executable).parent / "streethub")
 
 
-class Child(NamedTuple):
-    """What one child process did: its stdout, wall and CPU seconds, peak RSS, exit code."""
-
-    out: str
-    wall: float
-    cpu: float  # user + system seconds of the child (and of children it waited for)
-    peak_mb: float
-    code: int
-
-
 def _child(cmd: list[str], env: dict[str, str], what: str, ok: tuple[int, ...] = (0,)) -> Child:
-    """Run ``cmd`` and measure it.
-
-    The CPU time and peak are the child's ``ru_utime + ru_stime`` and ``ru_maxrss`` from
-    ``os.wait4``, the child launched apart (:mod:`bench._spawn`: none of this process's
-    memory in its peak). On a shared machine trust CPU seconds and peak RSS over wall time.
-    """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        code, cpu, peak = reap(popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err))
-        wall = time.perf_counter() - started
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-        if code not in ok:  # `streethub run` passes (0, 1): 1 is failures of the data
-            err.seek(0)
-            tail = err.read().decode(errors="replace")[-4000:]
-            raise RuntimeError(f"{what} failed with exit code {code}:\n{tail}")
-    return Child(text, wall, cpu, peak, code)
+    """Run ``cmd`` in the checkout and measure it (:func:`bench._spawn.run_measured`: its
+    CPU time and peak from ``os.wait4``, none of this process's memory in its peak).
+    `streethub run` passes ``ok=(0, 1)``: 1 is failures of the data."""
+    return run_measured(cmd, what, ok, cwd=ROOT, env=env)
 
 
 def simulate(dest: Path, residents: int) -> tuple[Path, float | None]:

@@ -4,6 +4,7 @@ not by the next engineer who measures. Figures are not asserted: timing is bench
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,7 @@ def test_ingest_bench_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import bench.ingest
+    from bench._costs import CATALOGUE_READS, COMMITS, WAITING
     from catalog.loader import load_catalogue
     from tests.reliability.conftest import fewest_per_kind, sub_catalogue
 
@@ -140,6 +142,23 @@ def test_ingest_bench_runs(
     assert abs(sum(parts) - profile["total"]) < 0.1 and min(parts[:-1]) >= 0
     assert profile["encryption at rest (encrypt raw, decrypt + re-encrypt staged)"] > 0
     assert profile["lake statements (DuckDB/DuckLake: metadata, commits, inserts)"] > 0
+    # the sampled ingest (py-spy, native frames) found the ingest's frame and told DuckLake's
+    # catalogue from the rest: its kinds add up to its total, the waits apart
+    # (a machine whose kernel lets no process trace another has the bench say why instead)
+    sampled = figures["floor_vs_ingest"]["sampled_profile"]
+    if "unavailable" in sampled:
+        assert sampled["unavailable"].startswith("py-spy ") and len(sampled) == 1, sampled
+    else:
+        kinds = {k: v for k, v in sampled.items() if k not in ("total", WAITING)}
+        assert sampled["total"] > 0 and abs(sum(kinds.values()) - sampled["total"]) < 0.05
+        assert kinds.get(CATALOGUE_READS, 0) > 0 and kinds.get(COMMITS, 0) > 0
+    # a run's memory before any data, step by step: each step named, in order, each
+    # holding what the one before it held or more (it imports and attaches, frees nothing)
+    base = figures["floor_vs_ingest"]["base_rss"]
+    assert [step for step, _ in base][:2] == ["interpreter", "polars, duckdb"]
+    assert base[-1][0] == "Great Expectations" and len(base) == 10
+    mb = [m for _, m in base]
+    assert 0 < mb[0] < mb[-1] and all(b >= a - 5 for a, b in itertools.pairwise(mb))
     # a tiny street leaves some datasets nearly empty; what was delivered is mostly staged
     assert all(d["staged"] > 0 for d in ingest["datasets"].values() if d["rows"] >= 20)
     assert sum(d["staged"] for d in ingest["datasets"].values()) > 0.9 * ingest["all"]["rows"]

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench._spawn import popen, reap
 
 SMALL = [sys.executable, "-c", "pass"]  # an interpreter that holds next to nothing
@@ -89,3 +91,27 @@ def test_a_measured_command_does_not_ignore_the_signals_python_ignores() -> None
     ignored.stdout.close()
     assert reap(ignored).code == 0
     assert not mask & (1 << (signal.SIGPIPE - 1))
+
+
+def test_a_run_measured_gives_its_output_and_its_errors_tail_or_raises(tmp_path: Path) -> None:
+    """:func:`bench._spawn.run_measured`, which every benchmark's measured command goes
+    through: its stdout, exit code and own CPU; an allowed failure keeps stderr's tail
+    (what a run that reported failures of the data said); another exit code raises with
+    that tail and the command's name."""
+    from bench._spawn import run_measured
+
+    script = (
+        "import sys\n"
+        "print('summary line')\n"
+        "sys.stderr.write('x' * 5000 + 'the last words\\n')\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    ok = run_measured([sys.executable, "-c", script, "0"], "the ok run", cwd=tmp_path)
+    assert (ok.out, ok.code, ok.err_tail) == ("summary line\n", 0, "")
+    assert ok.wall > 0 and 0 < ok.cpu < 5 and 0 < ok.peak_mb < 100
+    allowed = run_measured([sys.executable, "-c", script, "1"], "the run", (0, 1))
+    assert allowed.code == 1 and allowed.out == "summary line\n"
+    assert allowed.err_tail.endswith("the last words\n") and len(allowed.err_tail) == 4000
+    with pytest.raises(RuntimeError, match=r"^the failing run failed with exit code 2:") as exc:
+        run_measured([sys.executable, "-c", script, "2"], "the failing run", (0, 1))
+    assert str(exc.value).endswith("the last words\n")
