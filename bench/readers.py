@@ -19,13 +19,12 @@ Writes bench/results/readers.json and prints a table.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench._spawn import popen, reap
+from bench._spawn import run_measured
 
 BIG_MB = 500
 LINE_MB = 64
@@ -148,15 +147,8 @@ def _in_child(args: list[str]) -> tuple[object, float]:
     """
     root = Path(__file__).resolve().parent.parent
     cmd = [sys.executable, "-m", "bench.readers", *args]
-    with tempfile.TemporaryFile() as err:
-        proc = popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=err)
-        out = proc.stdout.read()
-        proc.stdout.close()
-        usage = reap(proc)
-        if usage.code != 0:
-            err.seek(0)
-            raise RuntimeError(f"reader benchmark child failed:\n{err.read().decode()[-4000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1]), round(usage.peak_mb, 1)
+    child = run_measured(cmd, "the reader benchmark's child", cwd=root)
+    return json.loads(child.out.strip().splitlines()[-1]), round(child.peak_mb, 1)
 
 
 def _run(kind: str, path: str, max_record_bytes: int) -> dict:
