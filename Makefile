@@ -39,7 +39,7 @@ run: bytecode  ## deliveries → lake → … with a summary (SIMULATE=1: a new 
 # second: part of the gain is its). Each worker peaks at ~2.4 GB; the machines have 24 GiB
 PYTEST_WORKERS ?= 3
 
-# beside the whole suite, the tests whose days hang on the clock once more on a machine set to
+# after the whole suite, the tests whose days hang on the clock once more on a machine set to
 # China's time zone, as a street office's servers are (CI hosts and containers keep UTC): the
 # street's days (catalog.days), the marts, the need model, the standardisers' local times, the
 # share service's deadlines and age filters, a run in a child set to Asia/Shanghai. Their
@@ -50,33 +50,23 @@ PYTEST_WORKERS ?= 3
 # they agree with each other; CI installs it (.ci/run), elsewhere the leg says when it ran
 # on the real clock instead
 CLOCK_AT ?= 2026-12-31 16:20:00
-# the clock-bound run starts with the suite, not after it: its time is the need street's
-# build and tests, one serial chain (184 of its 250 s wall, 2026-12-07), which after the
-# suite left a core idle; beside it, its work fills the cores the suite's last minutes leave
-TZ_WORKERS ?= 2
 TZ_TESTS := tests/catalog/test_days.py tests/marts tests/quality/test_standardise.py \
   tests/quality/test_standardise_dirt.py tests/share_api/test_requests_rules.py \
   tests/share_api/test_grants_rowfilter.py tests/curated/test_cur_golden_as_of.py \
   tests/pipelines/test_machine_timezone.py
 
-test: bytecode  ## the whole test suite, and beside it its clock-bound tests in Asia/Shanghai (pytest's "no tests" exit 5 counts as failure-free)
-	@tz=""; \
-	  if [ -z "$(PYTEST_ARGS)" ]; then \
-	    clock=""; where="on a machine set to Asia/Shanghai, its clock at $(CLOCK_AT) UTC"; \
+test: bytecode  ## the whole test suite, then its clock-bound tests in Asia/Shanghai (pytest's "no tests" exit 5 counts as failure-free)
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
+	  if [ $$rc -eq 0 ] && [ -z "$(PYTEST_ARGS)" ]; then \
+	    clock=""; \
 	    if command -v faketime >/dev/null; then \
 	      clock="faketime -f $$(printf '%+ds' $$(( $$(date -ud '$(CLOCK_AT)' +%s) - $$(date +%s) )))"; \
+	      echo "== the clock-bound tests again, on a machine set to Asia/Shanghai, its clock at $(CLOCK_AT) UTC"; \
 	    elif [ -n "$$CI" ]; then echo "faketime is missing (Debian's package faketime)"; exit 1; \
-	    else where="on a machine set to Asia/Shanghai (faketime is missing: on the real clock)"; fi; \
-	    tz=$$(mktemp -d); \
-	    echo "== the clock-bound tests, $$where, run beside the suite (their output follows it)"; \
-	    ( TZ=Asia/Shanghai STREETHUB_EXPECT_TZ=Asia/Shanghai $$clock $(BIN)/pytest -q -p no:cacheprovider \
-	        -n $(TZ_WORKERS) --dist loadgroup $(TZ_TESTS) >$$tz/out 2>&1; echo $$? >$$tz/rc ) & \
-	  fi; \
-	  $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
-	  if [ -n "$$tz" ]; then \
-	    wait; echo "== the clock-bound tests, $$where"; cat $$tz/out; tzrc=$$(cat $$tz/rc); rm -rf $$tz; \
-	    if [ $$rc -eq 0 ]; then rc=$$tzrc; fi; \
+	    else echo "== the clock-bound tests again, on a machine set to Asia/Shanghai (faketime is missing: on the real clock)"; fi; \
+	    TZ=Asia/Shanghai STREETHUB_EXPECT_TZ=Asia/Shanghai $$clock $(BIN)/pytest -q -p no:cacheprovider \
+	      -n $(PYTEST_WORKERS) --dist loadgroup $(TZ_TESTS); rc=$$?; \
 	  fi; exit $$rc
 
 lint: install
