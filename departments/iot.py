@@ -28,8 +28,15 @@ IOT_COLS = {
 }  # fmt: skip
 
 
-def _iso(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, TZ).isoformat()
+OFFSET_S = int(TZ.utcoffset(None).total_seconds())
+OFFSET_TEXT = dt.datetime(2000, 1, 1, tzinfo=TZ).isoformat()[-6:]  # "+08:00"
+
+
+def _isos(epoch: np.ndarray) -> list[str]:
+    """Whole epoch seconds as ``datetime.fromtimestamp(e, TZ).isoformat()`` writes them,
+    all at once (one call a reading was ~5 % of a simulation with history)."""
+    local = (np.asarray(epoch, dtype=np.int64) + OFFSET_S).astype("datetime64[s]")
+    return [t + OFFSET_TEXT for t in np.datetime_as_string(local, unit="s").tolist()]
 
 
 def _serialise(
@@ -94,9 +101,10 @@ def sensor_readings(w: World, day: dt.date, seed: int) -> tuple[list[str], list[
     sentinel = g.random(len(s_idx)) < RATES["sentinel_value"]
     order = np.argsort(epoch, kind="stable")
     rows = []
+    times = _isos(epoch)
     for i in order.tolist():
         s = sensors[s_idx[i]]
-        truth = {"device_id": s.id, "ts": _iso(int(epoch[i])), "metric": s.metric,
+        truth = {"device_id": s.id, "ts": times[i], "metric": s.metric,
                  "value": float(value[i]), "unit": SENSOR_METRICS[s.metric][0],
                  "battery": int(battery[i])}  # fmt: skip
         delivered, defects = dict(truth), []
@@ -150,13 +158,15 @@ def door_lines(
     dirtier = Dirtier(random.Random(f"{seed}:iot:door:{day}"), "jsonl", authoritative=False)
     cid_col = IOT_COLS["door_access_events"][3]
     rows = []
+    times = _isos(epoch)
+    prefix = f"MJ{day:%Y%m%d}"  # a day's event ids (strftime once, not a row)
     for k, i in enumerate(order.tolist()):
         p = persons[i]
         comm_doors = doors[p.household.community.code]
         truth = {
-            "event_id": f"MJ{day:%Y%m%d}{k + 1:07d}",
+            "event_id": f"{prefix}{k + 1:07d}",
             "device_id": comm_doors[pick[i] % len(comm_doors)].id,
-            "event_time": _iso(int(epoch[i])),
+            "event_time": times[i],
             "citizen_id": None if visitor[i] else p.cid,
             "method": "qr" if visitor[i] else METHODS[method[i]],
             "direction": "in" if direction[i] else "out",
