@@ -297,3 +297,31 @@ def test_a_systems_date_is_written_as_its_stored_midnight(monkeypatch, cat):
             f = cat.dataset(ref)[1].field(name)
             assert standardised(f, delivered) == [truth] * 3
         assert {k for _, k in draw("midnight_timestamp", col, truth.isoformat())} == {None}
+
+
+def test_a_kind_draws_from_its_own_stream_and_no_other() -> None:
+    """Every kind moves one stream, one draw: the first set listing it names the stream
+    (a kind in two sets, as ``name_dot``, draws from the first), any other kind the
+    Dirtier's own; the draw is that stream's next number against the kind's rate."""
+    from departments import dirt
+
+    order = (
+        (dirt.MIDNIGHT_KINDS, "midnight_rng"), (dirt.UNIT_KINDS, "unit_rng"),
+        (dirt.CODED_KINDS, "coded_rng"), (dirt.LEDGER_KINDS, "ledger_rng"),
+        (dirt.PADDED_KINDS, "padding_rng"), (dirt.NAME_KINDS, "names_rng"),
+        (dirt.EXPORT_KINDS, "export_rng"),
+    )  # fmt: skip
+    assert "name_dot" in dirt.NAME_KINDS & dirt.EXPORT_KINDS
+    seen = set()
+    for kind in sorted(dirt.RATES):
+        stream = next((name for kinds, name in order if kind in kinds), "rng")
+        seen.add(stream)
+        d = Dirtier(random.Random(11), "csv", authoritative=False)
+        twin = getattr(Dirtier(random.Random(11), "csv", authoritative=False), stream)
+        streams = {n: r for n, r in vars(d).items() if isinstance(r, random.Random)}
+        before = {n: r.getstate() for n, r in streams.items()}
+        d.hit(kind)
+        assert {n for n, r in streams.items() if r.getstate() != before[n]} == {stream}, kind
+        twin.random()  # the draw that hit made
+        assert d.hit(kind) == (twin.random() < dirt.RATES[kind])
+    assert seen == {name for _, name in order} | {"rng"}

@@ -42,3 +42,13 @@ def _parses(line: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_times_are_written_as_datetime_writes_them_in_the_streets_offset() -> None:
+    import datetime as dt
+
+    # the epoch, a day's first second in Beijing (16:00 UTC the day before), a leap day, 2038+
+    epoch = np.array([0, 1_764_518_400, 1_709_164_799, 1_709_164_800, 2_200_000_000, 59])
+    want = [dt.datetime.fromtimestamp(int(e), iot.TZ).isoformat() for e in epoch]
+    assert iot._isos(epoch) == want
+    assert iot._isos(epoch[1:2]) == ["2025-12-01T00:00:00+08:00"]
