@@ -77,9 +77,11 @@ def _service_app(settings: Settings) -> Iterator[tuple[object, object] | None]:
         return
     engine.dispose()
     service = Service.open(settings)
-    app = create_app(service=service)
-    with TestClient(app, client=("127.0.0.1", 0)) as client:  # closes the service after
-        yield service, client
+    try:  # an app handed its service leaves closing it to its maker: this function
+        with TestClient(create_app(service=service), client=("127.0.0.1", 0)) as client:
+            yield service, client
+    finally:  # its lake clock's thread and lake reader with it, not left for the process
+        service.close()
 
 
 def _pages(client, grant_id: str, fmt: str) -> Iterator[tuple[int, object]]:

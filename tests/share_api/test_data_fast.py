@@ -242,3 +242,44 @@ def test_a_process_that_never_closes_its_service_exits_cleanly(share_settings, t
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "read" in done.stdout and "terminate" not in done.stderr
+
+
+def test_the_lake_clock_reads_the_lake_only_while_it_is_asked(service, monkeypatch):
+    """Nobody asking for the current snapshot, the clock's thread stops reading the lake
+    (a service idle all night polls nothing); the next ask finds its snapshot stale (the
+    route reads the lake itself) and wakes it: it reads again, at once and then on."""
+    import threading
+    import time
+
+    def clock_threads() -> set:
+        return {t for t in threading.enumerate() if t.name == "share-lake-clock"}
+
+    others = clock_threads()
+    clock = data.lake_clock(service)
+    monkeypatch.setattr(type(clock), "IDLE_AFTER_S", 0.5)
+
+    def until(what, seconds: float = 5.0) -> bool:
+        deadline = time.monotonic() + seconds
+        while not what():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    assert clock.current() is not None and clock.reading  # read at once when made
+    assert until(lambda: not clock.reading), "still reading with nobody asking"
+    time.sleep(0.05)  # a read under way when it fell asleep is done
+    last = clock.held
+    time.sleep(1.5)  # three reads' time, were it awake
+    assert clock.held == last, "read the lake while asleep"
+    assert clock.current() is None  # stale: the route reads the lake itself
+    assert clock.reading and until(lambda: clock.current() is not None, 2.0)
+    woke = clock.held
+    assert woke != last and woke[1] >= last[1]
+    # asked again and again (a reader paging), it keeps reading, every half TTL
+    assert until(lambda: clock.current() is not None and clock.held[0] > woke[0] + 0.4, 3.0)
+    assert clock.reading and clock_threads() - others
+    assert until(lambda: not clock.reading)
+    started = time.monotonic()
+    clock.close()  # a sleeping clock's thread wakes to stop: no wait for a timeout
+    assert time.monotonic() - started < 1.0 and not clock_threads() - others
