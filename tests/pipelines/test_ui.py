@@ -29,15 +29,16 @@ def free_port() -> int:
 def wait_until_serving(proc: subprocess.Popen, base: str, seconds: float) -> None:
     """Until the UI at ``base`` (started as ``proc``) answers /server_info."""
     deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{base}/server_info", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, "the UI exited before it served"
-        assert time.monotonic() < deadline, f"the UI did not come up in {seconds:.0f} s"
-        time.sleep(0.5)
+    with httpx.Client(timeout=2) as client:  # one client (and TLS context) for every try
+        while True:
+            try:
+                if client.get(f"{base}/server_info").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, "the UI exited before it served"
+            assert time.monotonic() < deadline, f"the UI did not come up in {seconds:.0f} s"
+            time.sleep(0.5)
 
 
 def assert_serves_the_assets(base: str, seconds: float = 120) -> None:
@@ -110,12 +111,12 @@ def test_ui_after_the_main_job_queues_no_run_for_what_it_landed(
         start_new_session=True,
     )
     ticks: list[dict] = []
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)  # one for all
     try:
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # the daemon evaluates the sensor once it runs
             try:
-                body = httpx.post(f"{base}/graphql", json={"query": SENSOR_TICKS}, timeout=30)
+                body = client.post("/graphql", json={"query": SENSOR_TICKS})
                 sensors = [
                     s
                     for e in body.json()["data"]["workspaceOrError"]["locationEntries"]
@@ -130,8 +131,9 @@ def test_ui_after_the_main_job_queues_no_run_for_what_it_landed(
             assert proc.poll() is None, "the UI exited"
             time.sleep(1)
         time.sleep(5)  # a run the tick (or the automation sensor) asked for is queued by now
-        runs = httpx.post(f"{base}/graphql", json={"query": RUNS}, timeout=30).json()
+        runs = client.post("/graphql", json={"query": RUNS}).json()
     finally:
+        client.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)

@@ -123,6 +123,11 @@ class People:
         return issue_token(self.service, person.user_id, ttl=ttl, label="test")
 
 
+# one TLS context for the clients of the session's servers: httpx makes a verifying context
+# for each client it is not handed one (loading certifi's roots, ~30 ms of CPU a client)
+TLS = httpx.create_ssl_context()
+
+
 @dataclass
 class LiveServer:
     """A uvicorn server running the app in a thread."""
@@ -138,6 +143,7 @@ class LiveServer:
             headers.update(who.headers)
         elif isinstance(who, str):
             headers["Authorization"] = f"Bearer {who}"
+        kwargs.setdefault("verify", TLS)
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
 
