@@ -49,6 +49,7 @@ from pipelines.ingest.raw import (
 from pipelines.killpoints import kill_point, register
 from pipelines.protection import Protection
 from quality.keys import ARRIVED, CURSOR, KEY_PID, ROW_DIGEST, Reconciled, reconcile
+from quality.standardise import DTYPES
 
 T = TypeVar("T")
 
@@ -245,12 +246,51 @@ def _quarantine(
     ).cast(QUARANTINE_SCHEMA)
 
 
-def _staged_versions(
-    con: duckdb.DuckDBPyConnection, name: str, dataset: Dataset, keys: pl.Series
+# key fields whose range bounds a delivery's lookup of its staged versions: ordered, and
+# written to text for the key's pseudonym as one value is written (a string is normalised
+# first, so two spellings share a pseudonym and a range over spellings would prove nothing)
+_BOUNDING = (FieldType.datetime, FieldType.date, FieldType.integer)
+
+
+def key_bounds(frame: pl.DataFrame, dataset: Dataset) -> list[tuple[str, str, object, object]]:
+    """(field, DuckDB type, least, greatest) of each key field of ``frame`` (standardised,
+    plaintext) that bounds where its keys' staged versions can lie: a datetime, date or
+    integer, stored in the clear (not sensitive), typed as standardised and null in no row.
+    A staged row shares a row's ``_key_pid`` only when it has the same key values (the
+    pseudonym is of their text), so it lies within each such field's range in ``frame``;
+    DuckLake skips every data file whose statistics for the field lie outside it. An
+    event dataset keyed by its time (a sensor's readings) grows by a file a delivery, and
+    without the range each delivery read every file's keys (measured: 60 days of 50,000
+    readings, 0.2-0.3 s a delivery, 5 ms with it)."""
+    out = []
+    for name in dataset.key:
+        f = dataset.field(name)
+        if f.type not in _BOUNDING or f.level.sensitive or name not in frame.columns:
+            continue
+        values = frame[name]
+        if values.is_empty() or values.dtype != DTYPES[f.type] or values.null_count():
+            continue
+        out.append((name, DUCK_TYPES[f.type], values.min(), values.max()))
+    return out
+
+
+def staged_versions(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    dataset: Dataset,
+    keys: pl.Series,
+    bounds: list[tuple[str, str, object, object]] = (),  # type: ignore[assignment]
 ) -> pl.DataFrame:
-    """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival."""
+    """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival;
+    ``bounds`` (:func:`key_bounds` of the rows the keys are of) keep the read to the data
+    files the keys can be in."""
     cursor = f', s."{dataset.update_cursor}" AS {CURSOR}' if dataset.update_cursor else ""
     view = "_stage_keys"
+    within = "".join(
+        f' AND s."{field}" BETWEEN CAST(? AS {kind}) AND CAST(? AS {kind})'
+        for field, kind, _, _ in bounds
+    )
+    params = [v for _, _, least, greatest in bounds for v in (least, greatest)]
     with registered(con, view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow()):
         return con.execute(
             f"""SELECT s.{KEY_PID}, s.{ROW_DIGEST}, s._delivery_id, s._source_row,
@@ -259,12 +299,13 @@ def _staged_versions(
                 LEFT JOIN (SELECT delivery_id, max(arrived_at) AS arrived_at
                            FROM landing.deliveries GROUP BY delivery_id) d
                   ON d.delivery_id = s._delivery_id
-                WHERE s.{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}")"""
+                WHERE s.{KEY_PID} IN (SELECT {KEY_PID} FROM "{view}"){within}""",
+            params,
         ).pl()
 
 
 def _no_versions(incoming: pl.DataFrame, dataset: Dataset) -> pl.DataFrame:
-    """:func:`_staged_versions` of a staged table known to be empty: no rows, its columns
+    """:func:`staged_versions` of a staged table known to be empty: no rows, its columns
     (the cursor typed as the delivery's, as a read is cast before it is met)."""
     schema = {
         KEY_PID: pl.String,
@@ -384,7 +425,9 @@ def gate_delivery(
     known = (
         _no_versions(incoming, dataset)
         if staged_empty
-        else _staged_versions(con, name, dataset, incoming[KEY_PID])
+        else staged_versions(
+            con, name, dataset, incoming[KEY_PID], key_bounds(result.staged, dataset)
+        )
     )
     if dataset.update_cursor and known.height:
         known = known.with_columns(pl.col(CURSOR).cast(incoming.schema[CURSOR]))

@@ -1,0 +1,138 @@
+"""A delivery's lookup of its staged versions reads only the data files its keys can be in.
+
+A dataset keyed by a time (a sensor's readings: device and time) grows by a data file a
+delivery; the staged rows of a delivery's keys can only lie where the key's time field lies
+within the delivery's range (``pipelines.ingest.staged.key_bounds``), so the lookup
+(``staged_versions``) gives DuckLake that range and it skips the other files. Shown here on
+a staged table of one file a day: the lookup finds exactly what the unbounded one finds
+(the newest day's keys, an old day's keys re-sent), and with the older days' files deleted
+from disk it still answers for the newest day's keys, where the unbounded lookup must open
+them and fails.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from catalog.loader import load_catalogue
+from catalog.model import Dataset, FieldType
+from catalog.settings import Settings
+from lakehouse.lake import insert_frame, open_lake, transaction
+from pipelines.ingest.ledger import ensure_ledger
+from pipelines.ingest.staged import ensure_staged_table, key_bounds, staged_versions
+from pipelines.protection import Protection
+from quality.keys import KEY_PID, ROW_DIGEST
+from quality.standardise import DTYPES
+from tests.streets import copy_home
+
+DAYS, PER_DAY = 4, 50
+FIRST = dt.datetime(2026, 11, 1)
+
+
+def timed_dataset() -> tuple[str, Dataset, str]:
+    """(dept, dataset, time field) of a shipped dataset keyed by a datetime in the clear."""
+    for dept, ds in load_catalogue().datasets():
+        for name in ds.key:
+            f = ds.field(name)
+            if f.type is FieldType.datetime and not f.level.sensitive:
+                return dept.code, ds, name
+    raise AssertionError("no dataset of the shipped catalogue is keyed by a clear datetime")
+
+
+def day_rows(ds: Dataset, field: str, day: int) -> pl.DataFrame:
+    """A day's staged rows: the key's time field within the day, a key pseudonym each (the
+    first and last of the day spanning the whole range of pseudonyms, so that no file is
+    skipped for its pseudonyms' range alone)."""
+    start = FIRST + dt.timedelta(days=day)
+    keys = [f"{day:02d}{i:018x}" for i in range(PER_DAY)]
+    keys[0], keys[-1] = f"0{day}".ljust(20, "0"), f"f{day}".ljust(20, "f")
+    return pl.DataFrame(
+        {
+            KEY_PID: keys,
+            ROW_DIGEST: [f"d{day}-{i}" for i in range(PER_DAY)],
+            "_delivery_id": [f"delivery-{day}"] * PER_DAY,
+            "_source_row": list(range(PER_DAY)),
+            field: [start + dt.timedelta(minutes=i) for i in range(PER_DAY)],
+        },
+        schema_overrides={field: DTYPES[FieldType.datetime]},
+    )
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str, Dataset, str]:
+    """A lake whose staged table of the timed dataset holds one data file a day."""
+    settings = Settings(home=tmp_path_factory.mktemp("bounds") / "home").ensure_dirs()
+    dept, ds, field = timed_dataset()
+    with open_lake(settings) as con:
+        ensure_ledger(con)
+        name, _ = ensure_staged_table(con, dept, ds, Protection.from_settings(settings))
+        for day in range(DAYS):
+            with transaction(con):  # a delivery's commit: a file of its own
+                insert_frame(con, "staged", name, day_rows(ds, field, day))
+    return settings, name, ds, field
+
+
+def lookup(con, name: str, ds: Dataset, rows: pl.DataFrame, bounded: bool) -> pl.DataFrame:
+    bounds = key_bounds(rows, ds) if bounded else []
+    return staged_versions(con, name, ds, rows[KEY_PID], bounds).sort(KEY_PID)
+
+
+def test_bounds_are_the_clear_ordered_key_fields_and_need_every_value() -> None:
+    _, ds, field = timed_dataset()
+    rows = pl.concat([day_rows(ds, field, 2), day_rows(ds, field, 0)])
+    assert key_bounds(rows, ds) == [
+        (field, "TIMESTAMP", FIRST, FIRST + dt.timedelta(days=2, minutes=PER_DAY - 1))
+    ]
+    # a null value, a value typed otherwise than standardised, no row, the field absent:
+    # the key's staged rows could lie anywhere, so no bound
+    with_null = rows.with_columns(pl.when(pl.col("_source_row") == 3).then(pl.col(field)))
+    as_text = rows.with_columns(pl.col(field).cast(pl.String))
+    for frame in (with_null, as_text, rows.clear(), rows.drop(field)):
+        assert key_bounds(frame, ds) == []
+    # a string key field bounds nothing (its values are normalised before their pseudonym)
+    assert all(ds.field(f).type is not FieldType.string for f, *_ in key_bounds(rows, ds))
+
+
+def test_a_bounded_lookup_finds_what_the_whole_table_holds(staged) -> None:
+    settings, name, ds, field = staged
+    newest = day_rows(ds, field, DAYS - 1)
+    resent = day_rows(ds, field, 1).head(5)  # an old day's rows delivered again
+    unknown = newest.with_columns(pl.col(KEY_PID).str.replace("^.", "9"))  # keys never staged
+    staged_keys = set(pl.concat([day_rows(ds, field, d) for d in range(DAYS)])[KEY_PID])
+    with open_lake(settings, read_only=True) as con:
+        for rows in (newest, resent, pl.concat([newest, resent]), unknown):
+            found = lookup(con, name, ds, rows, bounded=True)
+            assert found.equals(lookup(con, name, ds, rows, bounded=False))
+            assert found[KEY_PID].to_list() == sorted(set(rows[KEY_PID]) & staged_keys)
+        assert lookup(con, name, ds, resent, bounded=True)["_delivery_id"].unique().to_list() == [
+            "delivery-1"
+        ]
+
+
+def test_the_older_days_files_are_not_opened(staged, tmp_path: Path) -> None:
+    settings, name, ds, field = staged
+    copy = copy_home(settings.home_abs, tmp_path)
+    with open_lake(copy, read_only=True) as con:
+        files = con.execute(
+            f"SELECT data_file FROM ducklake_list_files('lake', '{name}', schema => 'staged')"
+        ).fetchall()
+        by_day = {}
+        for (path,) in files:
+            day = con.execute(f"SELECT min(\"{field}\") FROM read_parquet('{path}')").fetchone()[0]
+            by_day[(day - FIRST).days] = Path(path)
+    assert sorted(by_day) == list(range(DAYS)), "one data file a day"
+    for day in range(DAYS - 1):
+        by_day[day].unlink()
+    newest = day_rows(ds, field, DAYS - 1)
+    with open_lake(copy, read_only=True) as con:
+        found = lookup(con, name, ds, newest, bounded=True)
+        assert found[KEY_PID].to_list() == sorted(newest[KEY_PID])
+        with pytest.raises(duckdb.Error):  # the unbounded lookup opens every day's file
+            lookup(con, name, ds, newest, bounded=False)
+    shutil.rmtree(copy.home_abs)
