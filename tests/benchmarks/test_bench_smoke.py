@@ -11,6 +11,7 @@ import pytest
 
 import bench.gate
 import bench.pseudonyms
+import bench.staged_lookup
 
 
 def test_gate_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +32,18 @@ def test_pseudonym_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert set(figures["per_s"]) == {
         "hmac_digest_per_value", "python_keyed_states_copy", "polars_hmac", "pseudonymise_series"
     }  # fmt: skip
+
+
+def test_staged_lookup_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench.staged_lookup, "RESULTS", tmp_path / "staged_lookup.json")
+    monkeypatch.setattr(bench.staged_lookup, "PER_DAY", 500)
+    monkeypatch.setattr(bench.staged_lookup, "ROUNDS", 1)
+    figures = bench.staged_lookup.main(days=(2, 4))
+    # a shipped dataset keyed by a time in the clear was found, both lookups timed
+    assert [r["days"] for r in figures["runs"]] == [2, 4]
+    assert all(r["bounded_cpu_s"] >= 0 and r["whole_table_cpu_s"] > 0 for r in figures["runs"])
+    assert figures["runs"][1]["staged_rows"] == 4 * 500
+    assert (tmp_path / "staged_lookup.json").exists()
 
 
 def test_reader_memory_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
