@@ -46,10 +46,13 @@ def assert_serves_the_assets(base: str, seconds: float = 120) -> None:
     location loads after the webserver answers: asked again until it has)."""
     deadline = time.monotonic() + seconds
     nodes = []
-    while time.monotonic() < deadline and not nodes:
-        body = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=30).json()
-        nodes = (body.get("data") or {}).get("assetNodes") or []
-        time.sleep(0.5)
+    with httpx.Client(timeout=30) as client:  # one client (and TLS context) for every try
+        while True:
+            body = client.post(f"{base}/graphql", json={"query": QUERY}).json()
+            nodes = (body.get("data") or {}).get("assetNodes") or []
+            if nodes or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
     groups = {n["groupName"] for n in nodes}
     cat = load_catalogue()
     # a group per department, the scorecard's, the curated zone's and the marts'
