@@ -20,8 +20,10 @@ may be its own (``STREETHUB_<DEPT>_API_URL``, ``STREETHUB_<DEPT>_API_TOKEN``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,6 +281,15 @@ def _last_page(body: dict, items: list, received: int, size: int, paging: Paging
     return len(items) < size
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The verifying TLS context of every pull in this process: httpx's default (certifi's
+    roots, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as set when the first pull made it),
+    made once. A client made without one makes its own, loading the roots anew: ~29 ms of
+    CPU a pull, 0.1 ms with this one (2026-12-07)."""
+    return httpx.create_ssl_context()
+
+
 def pull_http(
     settings: Settings,
     dept: str,
@@ -309,7 +320,7 @@ def pull_http(
     size = d.page_size or 500
     received = progress.received()
     pages_this_call = 0
-    with httpx.Client(headers=headers) as client:
+    with httpx.Client(headers=headers, verify=tls_context()) as client:
         while True:
             if max_pages is not None and pages_this_call >= max_pages:
                 raise DeliveryError(
