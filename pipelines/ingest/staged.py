@@ -25,7 +25,7 @@ landing in it too: :func:`stage_with_landing`), so per delivery:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -279,7 +279,7 @@ def staged_versions(
     name: str,
     dataset: Dataset,
     keys: pl.Series,
-    bounds: list[tuple[str, str, object, object]] = (),  # type: ignore[assignment]
+    bounds: Sequence[tuple[str, str, object, object]] = (),
 ) -> pl.DataFrame:
     """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival;
     ``bounds`` (:func:`key_bounds` of the rows the keys are of) keep the read to the data
