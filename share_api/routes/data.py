@@ -257,6 +257,9 @@ class _Views:
         views[key] = weakref.ref(view)
 
 
+CLOCK_THREAD = "share-lake-clock"  # the name of each lake clock's thread
+
+
 class _LakeClock:
     """The lake's current snapshot for the fast path, read by a thread of its own every
     half :data:`~share_api.views.SNAPSHOT_TTL_S` — a lake query takes ~10 ms, too long for
@@ -281,7 +284,7 @@ class _LakeClock:
         self._wanted = threading.Event()  # set: the thread reads; clear: it sleeps
         self._wanted.set()
         self._tick()
-        self._thread = threading.Thread(target=self._run, name="share-lake-clock", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=CLOCK_THREAD, daemon=True)
         self._thread.start()
         _CLOCKS.add(self)
 

@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from catalog.loader import load_catalogue
+from bench.staged_lookup import timed_dataset as bench_timed_dataset
 from catalog.model import Dataset, FieldType
 from catalog.settings import Settings
 from lakehouse.lake import insert_frame, open_lake, transaction
@@ -36,13 +36,11 @@ FIRST = dt.datetime(2026, 11, 1)
 
 
 def timed_dataset() -> tuple[str, Dataset, str]:
-    """(dept, dataset, time field) of a shipped dataset keyed by a datetime in the clear."""
-    for dept, ds in load_catalogue().datasets():
-        for name in ds.key:
-            f = ds.field(name)
-            if f.type is FieldType.datetime and not f.level.sensitive:
-                return dept.code, ds, name
-    raise AssertionError("no dataset of the shipped catalogue is keyed by a clear datetime")
+    """(dept, dataset, time field) of a shipped dataset keyed by a datetime in the clear
+    (found as the staged-lookup bench finds it)."""
+    found = bench_timed_dataset()
+    assert found is not None, "no dataset of the shipped catalogue is keyed by a clear datetime"
+    return found
 
 
 def day_rows(ds: Dataset, field: str, day: int) -> pl.DataFrame:

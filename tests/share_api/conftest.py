@@ -39,6 +39,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from catalog.settings import Settings
+from pipelines.connectors.http_api import tls_context
 from share_api.deps import Principal
 from share_api.principals import (
     IssuedToken,
@@ -49,6 +50,7 @@ from share_api.principals import (
     principal_for_user,
     sync_departments,
 )
+from share_api.routes.data import CLOCK_THREAD
 from share_api.service import Service
 from tests.mart_street import MartStreet
 from tests.streets import copy_home
@@ -123,9 +125,14 @@ class People:
         return issue_token(self.service, person.user_id, ttl=ttl, label="test")
 
 
-# one TLS context for the clients of the session's servers: httpx makes a verifying context
-# for each client it is not handed one (loading certifi's roots, ~30 ms of CPU a client)
-TLS = httpx.create_ssl_context()
+# one TLS context for the clients of the session's servers, the pulls' own: httpx makes a
+# verifying context for each client it is not handed one (certifi's roots, ~30 ms a client)
+TLS = tls_context()
+
+
+def lake_clock_threads() -> set[threading.Thread]:
+    """The share services' lake clocks running in this process (their threads)."""
+    return {t for t in threading.enumerate() if t.name == CLOCK_THREAD}
 
 
 @dataclass

@@ -248,13 +248,11 @@ def test_the_lake_clock_reads_the_lake_only_while_it_is_asked(service, monkeypat
     """Nobody asking for the current snapshot, the clock's thread stops reading the lake
     (a service idle all night polls nothing); the next ask finds its snapshot stale (the
     route reads the lake itself) and wakes it: it reads again, at once and then on."""
-    import threading
     import time
 
-    def clock_threads() -> set:
-        return {t for t in threading.enumerate() if t.name == "share-lake-clock"}
+    from tests.share_api.conftest import lake_clock_threads
 
-    others = clock_threads()
+    others = lake_clock_threads()
     clock = data.lake_clock(service)
     monkeypatch.setattr(type(clock), "IDLE_AFTER_S", 0.5)
 
@@ -278,8 +276,8 @@ def test_the_lake_clock_reads_the_lake_only_while_it_is_asked(service, monkeypat
     assert woke != last and woke[1] >= last[1]
     # asked again and again (a reader paging), it keeps reading, every half TTL
     assert until(lambda: clock.current() is not None and clock.held[0] > woke[0] + 0.4, 3.0)
-    assert clock.reading and clock_threads() - others
+    assert clock.reading and lake_clock_threads() - others
     assert until(lambda: not clock.reading)
     started = time.monotonic()
     clock.close()  # a sleeping clock's thread wakes to stop: no wait for a timeout
-    assert time.monotonic() - started < 1.0 and not clock_threads() - others
+    assert time.monotonic() - started < 1.0 and not lake_clock_threads() - others

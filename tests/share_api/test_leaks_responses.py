@@ -16,6 +16,7 @@ from masking.names import KnownNames
 from pipelines.leak_responses import AREA, FORMATS, SAMPLE_ROWS, scan_responses
 from pipelines.share_records import read_records
 from share_api import grants
+from tests.share_api.conftest import lake_clock_threads
 
 RESOURCE = "gaj.registered_residents"
 COLUMNS = ["citizen_id", "name", "gender", "birth_date", "community_code", "mobile"]
@@ -38,13 +39,6 @@ def rows_of(service) -> int:
     return n
 
 
-def _clocks() -> set:
-    """The share services' lake clocks running in this process (their threads)."""
-    import threading
-
-    return {t for t in threading.enumerate() if t.name == "share-lake-clock" and t.is_alive()}
-
-
 def test_every_live_grant_s_responses_hold_no_unmasked_value(service, people) -> None:
     people.org("app", kind="frontend")
     masked = make(service, "mzj")  # the catalogue's masking
@@ -56,10 +50,10 @@ def test_every_live_grant_s_responses_hold_no_unmasked_value(service, people) ->
     grants.revoke_grant(service, revoked, "test")
     service.close()  # the scan opens the service itself, as the CLI does
 
-    before = _clocks()
+    before = lake_clock_threads()
     found = scan_responses(service.settings, service.catalogue, KnownNames(set()))
     # and closes it after: its lake clock (a thread reading the lake) is not left running
-    assert _clocks() == before
+    assert lake_clock_threads() == before
     by_grant: dict[str, list] = {}
     for f in found:
         by_grant.setdefault(f.place.split("/")[2], []).append(f)
