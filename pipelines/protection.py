@@ -40,7 +40,7 @@ from masking.crypto import protect_frame, protected_fields, reveal_frame
 from masking.errors import DecryptionError
 from masking.keys import KeyRing
 from masking.masks import mask_values
-from masking.pseudonym import pseudonymise_series, row_digests
+from masking.pseudonym import key_text, pseudonymise_series, row_digests
 from pipelines.connectors.base import SOURCE_ROW
 from quality.keys import KEY_PID
 
@@ -145,15 +145,15 @@ class Protection:
 
 
 def key_pids(frame: pl.DataFrame, dataset: Dataset, keyring: KeyRing, **key) -> pl.Series:
-    """Pseudonym of each row's business key (``key``: a suite / version for a re-key)."""
+    """Pseudonym of each row's business key (``key``: a suite / version for a re-key): of
+    its one field's value, normalised by the field's PII kind, or of a composite key's
+    :func:`masking.pseudonym.key_text` (injective: no value imitates a field boundary)."""
     fields = [dataset.field(k) for k in dataset.key]
     if len(fields) == 1:
         f = fields[0]
         kind = None if f.pii.value == "none" else f.pii.value
         return pseudonymise_series(frame[f.name], keyring, kind=kind, **key).alias("key_pid")
-    joined = frame.select(
-        pl.concat_str([pl.col(f.name).fill_null("") for f in fields], separator="|")
-    ).to_series()
+    joined = frame.select(key_text([pl.col(f.name) for f in fields])).to_series()
     return pseudonymise_series(joined, keyring, **key).alias("key_pid")
 
 
