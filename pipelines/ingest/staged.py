@@ -35,6 +35,7 @@ import polars as pl
 from catalog.authority import pid_column, pid_fields
 from catalog.model import Catalogue, Dataset, FieldType, UpdateMode
 from lakehouse.lake import METADATA, ensure_table, insert_frame, registered, transaction
+from masking.pseudonym import normalise_expr
 from pipelines.ingest.ledger import QUARANTINE_SCHEMA, Landed, now
 from pipelines.ingest.prefetch import pending_of
 from pipelines.ingest.raw import (
@@ -246,31 +247,45 @@ def _quarantine(
     ).cast(QUARANTINE_SCHEMA)
 
 
-# key fields whose range bounds a delivery's lookup of its staged versions: ordered, and
-# written to text for the key's pseudonym as one value is written (a string is normalised
-# first, so two spellings share a pseudonym and a range over spellings would prove nothing)
+# key fields whose range bounds a delivery's lookup of its staged versions both ways: ordered,
+# and written to text for the key's pseudonym as one value is written
 _BOUNDING = (FieldType.datetime, FieldType.date, FieldType.integer)
+Bound = tuple[str, str, object, object | None]  # field, DuckDB type, least, greatest (None: open)
 
 
-def key_bounds(frame: pl.DataFrame, dataset: Dataset) -> list[tuple[str, str, object, object]]:
+def key_bounds(frame: pl.DataFrame, dataset: Dataset) -> list[Bound]:
     """(field, DuckDB type, least, greatest) of each key field of ``frame`` (standardised,
-    plaintext) that bounds where its keys' staged versions can lie: a datetime, date or
-    integer, stored in the clear (not sensitive), typed as standardised and null in no row.
-    A staged row shares a row's ``_key_pid`` only when it has the same key values (the
-    pseudonym is of their text), so it lies within each such field's range in ``frame``;
-    DuckLake skips every data file whose statistics for the field lie outside it. An
-    event dataset keyed by its time (a sensor's readings) grows by a file a delivery, and
-    without the range each delivery read every file's keys (measured: 60 days of 50,000
-    readings, 0.2-0.3 s a delivery, 5 ms with it)."""
-    out = []
+    plaintext) that bounds where its keys' staged versions can lie: a field stored in the
+    clear (not sensitive), typed as standardised and null in no row. A staged row shares a
+    row's ``_key_pid`` only when each key field's text, normalised as a pseudonym's is, is
+    the same (the pseudonym is of that text: ``masking.pseudonym.key_text``, injective), so:
+
+    - a datetime, date or integer (its text is its value) lies within the field's range in
+      ``frame``;
+    - a string with no PII kind (normalised by :func:`masking.pseudonym.normalise_expr`
+      alone: full-width forms and U+3000 made half-width, ends trimmed) is, as stored, never
+      below the least of ``frame``'s normalised values: normalising only lowers a text in
+      byte order (a full-width form's UTF-8 is above every ASCII byte; the standardiser
+      stores strings trimmed, so no leading space is dropped), hence greatest is None. A
+      dataset's event ids that grow with time (a door's ``MJ20261120…``) prune every older
+      day's file; two spellings of one value both stay in.
+
+    DuckLake skips every data file whose statistics for the field lie outside. An event
+    dataset grows by a file a delivery, and without the range each delivery read every
+    file's keys (measured: 60 days of 50,000 readings, 0.2-0.3 s a delivery, 5 ms with it)."""
+    out: list[Bound] = []
     for name in dataset.key:
         f = dataset.field(name)
-        if f.type not in _BOUNDING or f.level.sensitive or name not in frame.columns:
+        if f.level.sensitive or name not in frame.columns:
             continue
         values = frame[name]
         if values.is_empty() or values.dtype != DTYPES[f.type] or values.null_count():
             continue
-        out.append((name, DUCK_TYPES[f.type], values.min(), values.max()))
+        if f.type in _BOUNDING:
+            out.append((name, DUCK_TYPES[f.type], values.min(), values.max()))
+        elif f.type is FieldType.string and f.pii.value == "none":
+            least = frame.select(normalise_expr(pl.col(name), None).min()).item()
+            out.append((name, "VARCHAR", least, None))
     return out
 
 
@@ -279,18 +294,20 @@ def staged_versions(
     name: str,
     dataset: Dataset,
     keys: pl.Series,
-    bounds: Sequence[tuple[str, str, object, object]] = (),
+    bounds: Sequence[Bound] = (),
 ) -> pl.DataFrame:
     """The staged rows of ``keys`` (a semi-join in the lake), with their delivery's arrival;
     ``bounds`` (:func:`key_bounds` of the rows the keys are of) keep the read to the data
     files the keys can be in."""
     cursor = f', s."{dataset.update_cursor}" AS {CURSOR}' if dataset.update_cursor else ""
     view = "_stage_keys"
-    within = "".join(
-        f' AND s."{field}" BETWEEN CAST(? AS {kind}) AND CAST(? AS {kind})'
-        for field, kind, _, _ in bounds
-    )
-    params = [v for _, _, least, greatest in bounds for v in (least, greatest)]
+    within, params = "", []
+    for field, kind, least, greatest in bounds:
+        within += f' AND s."{field}" >= CAST(? AS {kind})'
+        params.append(least)
+        if greatest is not None:
+            within += f' AND s."{field}" <= CAST(? AS {kind})'
+            params.append(greatest)
     with registered(con, view, pl.DataFrame({KEY_PID: keys.drop_nulls().unique()}).to_arrow()):
         return con.execute(
             f"""SELECT s.{KEY_PID}, s.{ROW_DIGEST}, s._delivery_id, s._source_row,

@@ -39,8 +39,10 @@ def test_staged_lookup_bench_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(bench.staged_lookup, "PER_DAY", 500)
     monkeypatch.setattr(bench.staged_lookup, "ROUNDS", 1)
     figures = bench.staged_lookup.main(days=(2, 4))
-    # a shipped dataset keyed by a time in the clear was found, both lookups timed
-    assert [r["days"] for r in figures["runs"]] == [2, 4]
+    # shipped datasets keyed by a time and by a text in the clear were found, both lookups timed
+    assert [(r["key"], r["days"]) for r in figures["runs"]] == [
+        ("time", 2), ("time", 4), ("text", 2), ("text", 4)
+    ]  # fmt: skip
     assert all(r["bounded_cpu_s"] >= 0 and r["whole_table_cpu_s"] > 0 for r in figures["runs"])
     assert figures["runs"][1]["staged_rows"] == 4 * 500
     assert (tmp_path / "staged_lookup.json").exists()
