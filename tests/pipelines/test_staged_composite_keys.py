@@ -28,6 +28,8 @@ from pipelines.ingest import ingest_dataset
 from pipelines.ingest.ledger import ensure_ledger
 from pipelines.ingest.staged import StageAccount, stage_dataset
 from pipelines.protection import Protection, key_pids
+from pipelines.rekey import rekey
+from tests.streets import copy_home
 
 DEPT = "fwzx"
 YAML = """\
@@ -181,3 +183,40 @@ def test_an_ordinary_key_keeps_the_pseudonym_it_was_staged_under(ring: KeyRing) 
         key_pids(frame, ds, ring).to_list()
         == pseudonymise_series(before.to_series(), ring).to_list()
     )
+
+
+def test_a_lake_staged_under_the_plain_join_is_mended_by_a_rekey_to_its_own_suite(
+    hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A lake whose composite keys were pseudonymised before key_text: a key with "|" in a
+    field has another pseudonym now, so until ``streethub keys rekey`` recomputes them its
+    record re-sent unchanged is taken for a new one; after it, for the record it is."""
+    import pipelines.protection
+
+    settings, ds = hub
+    with monkeypatch.context() as before:  # the text as keys were joined before 2026-12-07
+        before.setattr(
+            pipelines.protection,
+            "key_text",
+            lambda fields: pl.concat_str([f.fill_null("") for f in fields], separator="|"),
+        )
+        deliver(
+            settings, ds, "rooms_20261201.csv", [("3|2", "101", "阅览室"), ("5", "201", "舞蹈室")]
+        )
+    resent = [("3|2", "101", "阅览室"), ("5", "201", "舞蹈室"), ("3", "2|101", "棋牌室")]
+    unmended = copy_home(settings.home_abs, tmp_path / "unmended")
+    unmended = unmended.model_copy(
+        update={"catalog_dir": settings.catalog_dir, "settle_seconds": 0}
+    )
+    account = deliver(unmended, ds, "rooms_20261202.csv", resent)
+    assert (account.rows_out, account.rows_skipped) == (2, 1)  # "3|2"/"101" staged twice
+    assert len(staged(unmended)) == 4
+
+    rekey(settings, KeyRing.from_settings(settings).suite.name.value, "test:officer")
+    account = deliver(settings, ds, "rooms_20261202.csv", resent)
+    assert (account.rows_out, account.rows_skipped, account.balances) == (1, 2, True)
+    assert staged(settings) == [
+        ("3", "2|101", "棋牌室"),
+        ("3|2", "101", "阅览室"),
+        ("5", "201", "舞蹈室"),
+    ]
