@@ -9,7 +9,9 @@ table (``curated.need_features``: computed only where the main job did not).
 ``STREETHUB_TEST_NEED_STREET`` to a home where this was built (its simulator folder beside it)
 and ``STREETHUB_TEST_NEED_KEYS`` to the config folder holding its master key: the home is
 copied, nothing is run again. Never write to it: copy the home first
-(``tests.streets.copy_home``).
+(``tests.streets.copy_home``). ``python -m tests.need_street FOLDER`` builds one so, the home
+in ``FOLDER/home`` and its key in ``FOLDER/config`` (``make test`` builds the clock-bound
+leg's beside the first leg, under that leg's time zone and clock).
 """
 
 from __future__ import annotations
@@ -117,3 +119,25 @@ def make_need_street(tmp_path_factory: pytest.TempPathFactory) -> NeedStreet:
         features=frame,
         seconds=time.perf_counter() - started,
     )
+
+
+def build(folder: Path) -> Settings:
+    """A need street built for reuse (see the module docstring): the home in
+    ``folder/home``, its master key in ``folder/config``, every cut-off's features stored."""
+    import os
+
+    os.environ["XDG_CONFIG_HOME"] = str(folder / "config")
+    with pytest.MonkeyPatch.context() as mp:
+        settings = run_street(folder / "home", mp)
+        with open_lake(settings) as con:
+            ensure_features(con, Protection.from_settings(settings, actor=ACTOR), CUTOFFS)
+    close_idle()
+    return settings
+
+
+if __name__ == "__main__":
+    import sys
+
+    started = time.perf_counter()
+    built = build(Path(sys.argv[1]).resolve())  # a failed step warns: its tests report it
+    print(f"the need street: {built.home_abs} in {time.perf_counter() - started:.1f} s")
