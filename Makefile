@@ -55,41 +55,19 @@ TZ_TESTS := tests/catalog/test_days.py tests/marts tests/quality/test_standardis
   tests/share_api/test_grants_rowfilter.py tests/curated/test_cur_golden_as_of.py \
   tests/pipelines/test_machine_timezone.py
 
-# the clock-bound leg's need street (tests/need_street.py, the costliest fixture of that leg:
-# ~130 CPU s on one worker while the others had finished) is built beside the first leg,
-# under the leg's time zone and faked clock (NEED_EARLY_S before CLOCK_AT: its deliveries lie
-# in the leg's past, on the same day in Beijing and in UTC), and the leg reuses it
-# (STREETHUB_TEST_NEED_STREET); should that build fail, the leg builds its own
-NEED_EARLY_S ?= 600
-
 test: bytecode  ## the whole test suite, then its clock-bound tests in Asia/Shanghai (pytest's "no tests" exit 5 counts as failure-free)
-	@clock() { if command -v faketime >/dev/null; then \
-	    printf 'faketime -f %+ds' $$(( $$(date -ud '$(CLOCK_AT)' +%s) - $$1 - $$(date +%s) )); fi; }; \
-	  need=""; builder=""; \
-	  done_with_need() { if [ -n "$$builder" ]; then kill $$builder 2>/dev/null; \
-	    wait $$builder 2>/dev/null; builder=""; fi; if [ -n "$$need" ]; then rm -rf "$$need"; fi; }; \
-	  if [ -z "$(PYTEST_ARGS)" ] && [ -z "$$STREETHUB_TEST_NEED_STREET" ]; then \
-	    need=$$(mktemp -d -t streethub-need-XXXXXX); \
-	    TZ=Asia/Shanghai $$(clock $(NEED_EARLY_S)) $(BIN)/python -m tests.need_street "$$need" \
-	      > "$$need/build.log" 2>&1 & builder=$$!; \
-	  fi; \
-	  $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
 	  if [ $$rc -eq 0 ] && [ -z "$(PYTEST_ARGS)" ]; then \
+	    clock=""; \
 	    if command -v faketime >/dev/null; then \
+	      clock="faketime -f $$(printf '%+ds' $$(( $$(date -ud '$(CLOCK_AT)' +%s) - $$(date +%s) )))"; \
 	      echo "== the clock-bound tests again, on a machine set to Asia/Shanghai, its clock at $(CLOCK_AT) UTC"; \
-	    elif [ -n "$$CI" ]; then echo "faketime is missing (Debian's package faketime)"; done_with_need; exit 1; \
+	    elif [ -n "$$CI" ]; then echo "faketime is missing (Debian's package faketime)"; exit 1; \
 	    else echo "== the clock-bound tests again, on a machine set to Asia/Shanghai (faketime is missing: on the real clock)"; fi; \
-	    if [ -n "$$builder" ]; then \
-	      if wait $$builder; then builder=""; tail -n 1 "$$need/build.log"; \
-	        export STREETHUB_TEST_NEED_STREET="$$need/home" STREETHUB_TEST_NEED_KEYS="$$need/config"; \
-	      else builder=""; echo "the need street's build beside the first leg failed: the leg builds its own"; \
-	        tail -n 20 "$$need/build.log"; fi; \
-	    fi; \
-	    TZ=Asia/Shanghai STREETHUB_EXPECT_TZ=Asia/Shanghai $$(clock 0) $(BIN)/pytest -q -p no:cacheprovider \
+	    TZ=Asia/Shanghai STREETHUB_EXPECT_TZ=Asia/Shanghai $$clock $(BIN)/pytest -q -p no:cacheprovider \
 	      -n $(PYTEST_WORKERS) --dist loadgroup $(TZ_TESTS); rc=$$?; \
-	  fi; \
-	  done_with_need; exit $$rc
+	  fi; exit $$rc
 
 lint: install
 	$(BIN)/ruff check .

@@ -9,9 +9,8 @@ table (``curated.need_features``: computed only where the main job did not).
 ``STREETHUB_TEST_NEED_STREET`` to a home where this was built (its simulator folder beside it)
 and ``STREETHUB_TEST_NEED_KEYS`` to the config folder holding its master key: the home is
 copied, nothing is run again. Never write to it: copy the home first
-(``tests.streets.copy_home``). ``python -m tests.need_street FOLDER`` builds one so, the home
-in ``FOLDER/home`` and its key in ``FOLDER/config`` (``make test`` builds the clock-bound
-leg's beside the first leg, under that leg's time zone and clock).
+(``tests.streets.copy_home``). ``python -m tests.need_street FOLDER`` builds one so: the home
+in ``FOLDER/home``, its key in ``FOLDER/config``.
 """
 
 from __future__ import annotations
