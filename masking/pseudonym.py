@@ -143,11 +143,11 @@ def key_text(fields: list[pl.Expr]) -> pl.Expr:
     value can imitate a field boundary (joined plainly, ``("a|b", "c")`` and ``("a", "b|c")``
     were one key, and so were a null and an empty field). Normalised field by field:
     half-width applied to the joined text would turn a full-width ``｜`` inside a value into
-    a boundary. For a key whose fields hold no ``\`` or ``|`` and none is empty or has
-    spaces at its ends (the standardiser stages no such string) it is the plain join that
-    pseudonyms were computed from before 2026-12-07, so those pseudonyms stay valid; a lake
-    staged before then with such a key recomputes every pseudonym with ``streethub keys
-    rekey`` to its own suite (``pipelines.rekey``).
+    a boundary. For a key whose fields hold no ``\`` or ``|`` (nor their full-width forms)
+    and none is empty or has spaces at its ends (the standardiser stages no such string)
+    it is the plain join that pseudonyms were computed from before 2026-12-07, so those
+    pseudonyms stay valid; a lake staged before then with such a key recomputes every
+    pseudonym with ``streethub keys rekey`` to its own suite (``pipelines.rekey``).
     """
     parts = []
     for f in fields:
