@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from catalog.model import Catalogue
-from catalog.settings import Settings
+from catalog.settings import CATALOG_DIR, Settings
 from departments.connect import connection_env
 from departments.server import running_server
 from departments.simulate import simulate
@@ -77,3 +77,23 @@ def lake_snapshot(settings: Settings) -> int:
     """The lake's current snapshot id (it moves with every committed change)."""
     with open_lake(settings, read_only=True) as con:
         return current_snapshot(con)
+
+
+def catalogue_with(target: Path, *extra: Path) -> Path:
+    """A catalogue folder ``target``: the shipped department YAMLs and the ``extra`` ones
+    (a department onboarded by its YAML file alone)."""
+    target.mkdir(parents=True)
+    for path in [*sorted(CATALOG_DIR.glob("*.yaml")), *extra]:
+        shutil.copy(path, target / path.name)
+    return target
+
+
+def deliver_settled(inbox: Path, name: str, text: str) -> Path:
+    """A delivery file written into the department's ``inbox`` folder as UTF-8, dated a
+    minute ago (settled: a run lands it at once)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    path = inbox / name
+    path.write_text(text, encoding="utf-8")
+    past = path.stat().st_mtime - 60
+    os.utime(path, (past, past))
+    return path

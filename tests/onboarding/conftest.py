@@ -9,8 +9,6 @@ scorecard), as the reliability tests drive it.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +16,11 @@ import pytest
 
 from catalog.loader import load_catalogue
 from catalog.model import Catalogue, Dataset
-from catalog.settings import CATALOG_DIR, Settings
+from catalog.settings import Settings
 from catalog.street import get_street
 from tests.onboarding.delivery import Delivery, build_delivery
 from tests.onboarding.registry import registry_dept, write_registry
+from tests.streets import catalogue_with, deliver_settled
 
 HERE = Path(__file__).resolve().parent
 DEPT = "cl"
@@ -43,11 +42,7 @@ class Onboarded:
 
 def write_catalogue(target: Path) -> Path:
     """The shipped department YAMLs and ``cl.yaml``, in a folder of their own."""
-    target.mkdir(parents=True)
-    for path in sorted(CATALOG_DIR.glob("*.yaml")):
-        shutil.copy(path, target / path.name)
-    shutil.copy(HERE / "cl.yaml", target / "cl.yaml")
-    return target
+    return catalogue_with(target, HERE / "cl.yaml")
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +69,7 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Onboarded:
             sim_dir=root / "no_simulator",
             settle_seconds=0,
         ).ensure_dirs()
-        inbox = settings.inbox_dir / DEPT
-        inbox.mkdir(parents=True)
-        (inbox / FILE_NAME).write_text(delivery.text, encoding="utf-8")
-        past = (inbox / FILE_NAME).stat().st_mtime - 60  # delivered a minute ago: settled
-        os.utime(inbox / FILE_NAME, (past, past))
+        deliver_settled(settings.inbox_dir / DEPT, FILE_NAME, delivery.text)
         outcome = ingest_street(settings)
     _, ds = cat.dataset(f"{DEPT}.{DATASET}")
     return Onboarded(settings, cat, ds, delivery, outcome.escaped, police)

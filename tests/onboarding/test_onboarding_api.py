@@ -12,7 +12,6 @@ pulls again only what is newer.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -20,13 +19,14 @@ import pytest
 from stdnum.cn import ric
 
 from catalog.loader import load_catalogue
-from catalog.settings import CATALOG_DIR, Settings
+from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from pipelines.connectors.http_api import RetryPolicy
 from pipelines.ingest import ingest_and_stage
 from pipelines.ingest.ledger import ensure_ledger
 from pipelines.protection import Protection
 from tests.page_helper_api import PageHelperApi, served
+from tests.streets import catalogue_with
 
 HERE = Path(__file__).resolve().parent
 DEPT, DATASET, TOKEN = "tyjr", "veterans", "tyjr-token"
@@ -70,11 +70,7 @@ CLEAN = 7
 
 @pytest.fixture
 def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    catalogue = tmp_path / "catalogue"
-    catalogue.mkdir()
-    for path in CATALOG_DIR.glob("*.yaml"):
-        shutil.copy(path, catalogue / path.name)
-    shutil.copy(HERE / "tyjr.yaml", catalogue / "tyjr.yaml")
+    catalogue = catalogue_with(tmp_path / "catalogue", HERE / "tyjr.yaml")
     with served(PageHelperApi(list(RECORDS), TOKEN, cap=4)) as api:
         monkeypatch.setenv("STREETHUB_TYJR_API_URL", api.url)
         monkeypatch.setenv("STREETHUB_TYJR_API_TOKEN", TOKEN)

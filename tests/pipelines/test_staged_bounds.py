@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 
 from bench.staged_lookup import keyed_dataset
+from catalog.identifiers import FULL_TO_HALF
 from catalog.model import Dataset, FieldType
 from catalog.settings import Settings
 from lakehouse.lake import insert_frame, open_lake, transaction
@@ -39,11 +40,11 @@ DAYS, PER_DAY = 4, 50
 FIRST = dt.datetime(2026, 11, 1)
 
 
-def timed_dataset() -> tuple[str, Dataset, str]:
-    """(dept, dataset, time field) of a shipped dataset keyed by a datetime in the clear
-    (found as the staged-lookup bench finds it)."""
-    found = keyed_dataset("time")
-    assert found is not None, "no dataset of the shipped catalogue is keyed by a clear datetime"
+def shipped(kind: str) -> tuple[str, Dataset, str]:
+    """(dept, dataset, key field) of a shipped dataset keyed by a datetime (``time``) or a
+    text (``text``) in the clear, found as the staged-lookup bench finds it."""
+    found = keyed_dataset(kind)
+    assert found is not None, f"no dataset of the shipped catalogue is keyed by a clear {kind}"
     return found
 
 
@@ -70,7 +71,7 @@ def day_rows(ds: Dataset, field: str, day: int) -> pl.DataFrame:
 def staged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str, Dataset, str]:
     """A lake whose staged table of the timed dataset holds one data file a day."""
     settings = Settings(home=tmp_path_factory.mktemp("bounds") / "home").ensure_dirs()
-    dept, ds, field = timed_dataset()
+    dept, ds, field = shipped("time")
     with open_lake(settings) as con:
         ensure_ledger(con)
         name, _ = ensure_staged_table(con, dept, ds, Protection.from_settings(settings))
@@ -86,7 +87,7 @@ def lookup(con, name: str, ds: Dataset, rows: pl.DataFrame, bounded: bool) -> pl
 
 
 def test_bounds_are_the_clear_ordered_key_fields_and_need_every_value() -> None:
-    _, ds, field = timed_dataset()
+    _, ds, field = shipped("time")
     rows = pl.concat([day_rows(ds, field, 2), day_rows(ds, field, 0)])
     assert key_bounds(rows, ds) == [
         (field, "TIMESTAMP", FIRST, FIRST + dt.timedelta(days=2, minutes=PER_DAY - 1))
@@ -144,15 +145,12 @@ def test_the_older_days_files_are_not_opened(staged, tmp_path: Path) -> None:
 # -- keys of text: event ids that grow with time ----------------------------------------------
 
 
-def text_keyed() -> tuple[str, Dataset, str]:
-    """(dept, dataset, field) of a shipped dataset keyed by one string in the clear with no
-    PII kind (found as the staged-lookup bench finds it)."""
-    found = keyed_dataset("text")
-    assert found is not None, "no dataset of the shipped catalogue is keyed by a clear string"
-    return found
+_TO_FULL = str.maketrans({half: full for full, half in FULL_TO_HALF.items()})
 
 
-FULL = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}  # ASCII → its full-width form
+def fullwidth(text: str) -> str:
+    """``text`` spelled in full-width forms (what the pseudonym's half-width undoes)."""
+    return text.translate(_TO_FULL)
 
 
 def event_rows(ds: Dataset, field: str, ring: KeyRing, day: int, ids: list[str]) -> pl.DataFrame:
@@ -176,10 +174,10 @@ def events(tmp_path_factory: pytest.TempPathFactory):
     """A lake whose staged events hold one data file a day; day 1's first id was stored in
     its full-width spelling, day 2's last with a trailing space (an older export's)."""
     settings = Settings(home=tmp_path_factory.mktemp("text_bounds") / "home").ensure_dirs()
-    dept, ds, field = text_keyed()
+    dept, ds, field = shipped("text")
     protection = Protection.from_settings(settings)
     stored = {d: day_ids(d) for d in range(DAYS)}
-    stored[1][0] = "".join(FULL.get(c, c) for c in stored[1][0])
+    stored[1][0] = fullwidth(stored[1][0])
     stored[2][-1] += " "
     with open_lake(settings) as con:
         ensure_ledger(con)
@@ -192,8 +190,8 @@ def events(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_text_key_bounds_from_below_by_its_normalised_least() -> None:
-    _, ds, field = text_keyed()
-    spelled = "".join(FULL.get(c, c) for c in "MJ202611010000001")
+    _, ds, field = shipped("text")
+    spelled = fullwidth("MJ202611010000001")
     rows = pl.DataFrame({field: ["MJ202611020000003", spelled, "MJ202611030000000"]})
     # the least as normalised (the full-width spelling is its ASCII text), no upper bound
     assert key_bounds(rows, ds) == [(field, "VARCHAR", "MJ202611010000001", None)]
@@ -208,7 +206,7 @@ def test_a_text_keyed_lookup_finds_every_spelling_and_skips_older_days(events, t
     # ids staged in another spelling delivered again
     resent = pl.concat([delivered[1].head(2), delivered[2].tail(2)])
     # day 0's id delivered again in its full-width spelling: found under its ASCII one
-    spelled = event_rows(ds, field, ring, 0, ["".join(FULL.get(c, c) for c in day_ids(0)[5])])
+    spelled = event_rows(ds, field, ring, 0, [fullwidth(day_ids(0)[5])])
     with open_lake(settings, read_only=True) as con:
         for rows in (newest, resent, pl.concat([newest, resent]), spelled):
             found = lookup(con, name, ds, rows, bounded=True)

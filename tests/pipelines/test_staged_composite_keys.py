@@ -11,8 +11,6 @@ file, and on the pseudonyms themselves, with the pseudonyms of every ordinary ke
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +18,7 @@ import pytest
 
 from catalog.loader import load_catalogue
 from catalog.model import Dataset
-from catalog.settings import CATALOG_DIR, Settings
+from catalog.settings import Settings
 from lakehouse.lake import open_lake
 from masking.keys import KeyRing
 from masking.pseudonym import pseudonymise_series
@@ -29,7 +27,7 @@ from pipelines.ingest.ledger import ensure_ledger
 from pipelines.ingest.staged import StageAccount, stage_dataset
 from pipelines.protection import Protection, key_pids
 from pipelines.rekey import rekey
-from tests.streets import copy_home
+from tests.streets import catalogue_with, copy_home, deliver_settled
 
 DEPT = "fwzx"
 YAML = """\
@@ -66,11 +64,9 @@ datasets:
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped catalogue and one department whose key is two free-text fields."""
-    folder = tmp_path_factory.mktemp("catalogue")
-    for path in sorted(CATALOG_DIR.glob("*.yaml")):
-        shutil.copy(path, folder / path.name)
-    (folder / f"{DEPT}.yaml").write_text(YAML, encoding="utf-8")
-    return folder
+    root = tmp_path_factory.mktemp("catalogue")
+    (root / f"{DEPT}.yaml").write_text(YAML, encoding="utf-8")
+    return catalogue_with(root / "catalogue", root / f"{DEPT}.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +86,8 @@ def hub(catalogue: Path, rooms: Dataset, tmp_path: Path) -> tuple[Settings, Data
 def deliver(
     settings: Settings, ds: Dataset, name: str, rows: list[tuple[str, str, str]]
 ) -> StageAccount:
-    inbox = settings.inbox_dir / DEPT
-    inbox.mkdir(parents=True, exist_ok=True)
     text = "楼号,房间号,用途\n" + "".join(f"{b},{r},{p}\n" for b, r, p in rows)
-    (inbox / name).write_text(text, encoding="utf-8")
-    past = (inbox / name).stat().st_mtime - 60  # settled
-    os.utime(inbox / name, (past, past))
+    deliver_settled(settings.inbox_dir / DEPT, name, text)
     with open_lake(settings) as con:
         ensure_ledger(con)
         ingest_dataset(con, settings, DEPT, ds)
