@@ -49,7 +49,7 @@ def quick() -> bool:
     return os.environ.get("STREETHUB_BENCH_QUICK") == "1"
 
 
-def _env(home: Path) -> dict[str, str]:
+def street_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREETHUB_")}
     env["STREETHUB_HOME"] = str(home)
     env["STREETHUB_SIM_DIR"] = str(home.parent / (home.name + ".departments"))
@@ -121,7 +121,7 @@ def measure(residents: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="streethub-bench-incremental-"))
     try:
         made = street(tmp, residents, SEED)  # from the cache, or simulated into it first
-        env = _env(made.home)
+        env = street_env(made.home)
         load = [os.getloadavg()[0]]  # a shared machine: CPU seconds grow with its load too
         runs = {"full": _child(["run"], env), "no_op": _child(["run"], env)}
         dept, dataset, _ = next_day_delivery(Settings(home=made.home))

@@ -404,3 +404,15 @@ def test_the_stack_floor_runs_each_part_in_a_process_of_its_own() -> None:
         f"the stack alone, no work of ours (2 Dagster runs, 3 steps): {floor['cpu_s']} CPU s "
         "(Dagster's runs and steps "
     )
+
+
+def test_rekey_bench_measures_both_ways_on_a_staged_street(staged_street, tmp_path: Path) -> None:
+    """The re-key bench's measurement (``bench.rekey.measure``: both ways in children, on
+    copies) on the session's staged street, one round; the street is left as it was."""
+    import bench.rekey
+
+    figures = bench.rekey.measure(staged_street.home, tmp_path, rounds=1)
+    counted = bench.rekey.deliveries(staged_street.home)
+    assert figures["datasets"] > 20 and 0 < figures["rows"] <= counted["rows"]
+    assert set(figures["cpu_s"]) == set(bench.rekey.WAYS) and figures["ratio_cpu"] > 0
+    assert not list(tmp_path.iterdir())  # every copy removed
