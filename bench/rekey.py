@@ -80,7 +80,7 @@ def deliveries(home: Path) -> dict[str, int]:
 
 def measure(home: Path, tmp: Path, rounds: int) -> dict:
     """Both ways on fresh copies of ``home``, alternating; the best of ``rounds`` each."""
-    env = street_env(home) | {"STREETHUB_HOME": "", "PYTHONPATH": str(ROOT)}
+    env = street_env(home)  # each child given its copy as its home below
     runs: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
     done: dict[str, dict] = {}
     for r in range(rounds):
