@@ -27,14 +27,14 @@ from pathlib import Path
 
 from bench._spawn import run_measured
 from bench.incremental import street_env
-from bench.streets import street
+from bench.streets import copy_home, street
 from catalog.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "rekey.json"
 RESIDENTS, DAYS, ROUNDS = 1_000, 30, 3
 QUICK_RESIDENTS, QUICK_DAYS, QUICK_ROUNDS = 300, 4, 1
-WAYS = {"one delivery at a time": 1, "batches of deliveries": None}  # None: the default
+WAYS = {"one delivery at a time": "1", "batches of deliveries": "default"}  # batch budgets
 CHILD_FLAG = "--rekey-child"
 
 
@@ -52,15 +52,6 @@ def child(home: str, batch_rows: str) -> None:
     report = rekey(Settings(home=Path(home)), "gm", "bench:rekey")
     rows = sum(n for counts in report.datasets.values() for n in counts.values())
     print(json.dumps({"datasets": len(report.datasets), "rows": rows}))
-
-
-def _copy(home: Path, dest: Path) -> Path:
-    """A fresh copy of ``home`` and its audit witness (kept beside it, outside the home)."""
-    shutil.copytree(home, dest / "home")
-    witness = Settings(home=home).witness_dir_abs
-    if witness.exists():
-        shutil.copytree(witness, Settings(home=dest / "home").witness_dir_abs)
-    return dest / "home"
 
 
 def deliveries(home: Path) -> dict[str, int]:
@@ -85,9 +76,8 @@ def measure(home: Path, tmp: Path, rounds: int) -> dict:
     done: dict[str, dict] = {}
     for r in range(rounds):
         for way, budget in WAYS.items():
-            copy = _copy(home, tmp / f"{r}-{budget or 'default'}")
-            cmd = [sys.executable, "-m", "bench.rekey", CHILD_FLAG, str(copy)]
-            cmd.append(str(budget) if budget else "default")
+            copy = copy_home(home, tmp / f"{r}-{budget}" / "home")
+            cmd = [sys.executable, "-m", "bench.rekey", CHILD_FLAG, str(copy), budget]
             ran = run_measured(cmd, f"the re-key ({way})", cwd=ROOT, env=env | {
                 "STREETHUB_HOME": str(copy)})  # fmt: skip
             runs[way].append((ran.cpu, ran.wall))
@@ -140,9 +130,7 @@ def main(residents: int | None = None, days: int | None = None) -> dict:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    if sys.argv[1:2] == [CHILD_FLAG]:
-        import pipelines  # noqa: F401  (first, as every process of the hub: its libraries' settings)
-
+    if sys.argv[1:2] == [CHILD_FLAG]:  # pipelines came first, with the bench package
         child(sys.argv[2], sys.argv[3])
     else:
         main()

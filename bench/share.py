@@ -42,7 +42,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -167,12 +166,9 @@ def street_home(work: Path, home: Path | None) -> Settings:
         if done.returncode not in (0, 1):  # 1: the run reported failures of the data
             raise RuntimeError(f"streethub run failed:\n{done.stderr.decode()[-3000:]}")
         return Settings(home=made.home)
-    settings = Settings(home=work / "home")
-    shutil.copytree(home, settings.home)
-    witness = Settings(home=home).witness_dir_abs
-    if witness.exists():
-        shutil.copytree(witness, settings.witness_dir_abs)
-    return settings
+    from bench.streets import copy_home
+
+    return Settings(home=copy_home(home, work / "home"))
 
 
 @contextlib.contextmanager

@@ -171,3 +171,15 @@ def street(dest: Path, residents: int, seed: int = 7, days: int = DAYS) -> Stree
         simulate_s=simulated,
         source_checked=checked,
     )
+
+
+def copy_home(home: Path, dest: Path) -> Path:
+    """``home`` copied to ``dest`` with its audit witness (kept beside a home, outside it,
+    so a plain copy of the home would fail its audit log's check): the copy's home."""
+    from catalog.settings import Settings
+
+    shutil.copytree(home, dest)
+    witness = Settings(home=home).witness_dir_abs
+    if witness.exists():
+        shutil.copytree(witness, Settings(home=dest).witness_dir_abs)
+    return dest

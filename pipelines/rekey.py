@@ -191,8 +191,10 @@ class DeliveryBatch:
         """The batch's rows as a WHERE clause and its parameters ("" for the whole table)."""
         if self.whole:
             return "", []
-        parts, params = ([] if self.first is None else ["_delivery_id BETWEEN ? AND ?"]), []
+        parts: list[str] = []
+        params: list[str] = []
         if self.first is not None:
+            parts.append("_delivery_id BETWEEN ? AND ?")
             params = [self.first, self.last]
         if self.unnamed:
             parts.append("_delivery_id IS NULL")
@@ -210,14 +212,17 @@ def delivery_batches(con: duckdb.DuckDBPyConnection, zone: str, table: str) -> l
     counts = con.execute(
         f'SELECT _delivery_id, count(*) FROM {zone}."{table}" GROUP BY 1 ORDER BY 1 NULLS FIRST'
     ).fetchall()
-    groups: list[list[tuple[str | None, int]]] = []
+    groups: list[list[str | None]] = []
+    held = 0  # rows of the last group
     for delivery, rows in counts:
-        if not groups or sum(n for _, n in groups[-1]) + rows > BATCH_ROWS:
+        if not groups or held + rows > BATCH_ROWS:
             groups.append([])
-        groups[-1].append((delivery, rows))
+            held = 0
+        groups[-1].append(delivery)
+        held += rows
     out = []
     for group in groups:
-        named = [d for d, _ in group if d is not None]
+        named = [d for d in group if d is not None]
         out.append(
             DeliveryBatch(
                 first=named[0] if named else None,

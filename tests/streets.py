@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.streets import copy_home as bench_copy_home
 from catalog.model import Catalogue
 from catalog.settings import CATALOG_DIR, Settings
 from departments.connect import connection_env
@@ -50,11 +51,7 @@ def copy_home(street: Path, dest: Path, *, departments: bool = False) -> Setting
     """A staged street's home (``ingest_and_stage``'s) and its audit witness (kept outside
     the home) copied to ``dest/home``, for a test that changes it; the copy's settings.
     ``departments``: the simulator's folder (systems and truth) is copied beside it too."""
-    settings = Settings(home=dest / "home")
-    shutil.copytree(street, settings.home)
-    witness = Settings(home=street).witness_dir_abs
-    if witness.exists():
-        shutil.copytree(witness, settings.witness_dir_abs)
+    settings = Settings(home=bench_copy_home(street, dest / "home"))
     if departments:
         shutil.copytree(Settings(home=street).sim_dir_abs, settings.sim_dir_abs)
     return settings
